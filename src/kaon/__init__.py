@@ -1,0 +1,84 @@
+"""Kaon: orchestrate and schedule machine-learning pipelines.
+
+The public API for writing workflows in Python::
+
+    import kaon
+
+    @kaon.step
+    def prepare(users): ...
+
+    @kaon.workflow
+    def recsys(min_ratings: int = 20): ...
+
+Importing ``kaon`` stays light: no data libraries, no database drivers. The YAML and file
+loaders (:func:`load_workflow`, :func:`load_workflows`) are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kaon.dsl._refs import Ref, expr
+from kaon.dsl.durations import format_duration, parse_duration
+from kaon.dsl.python import (
+    Retry,
+    Step,
+    Workflow,
+    foreach,
+    loop,
+    shell,
+    step,
+    subworkflow,
+    task,
+    when,
+    workflow,
+)
+from kaon.errors import DefinitionError, KaonError
+from kaon.model.specs import Const, Expr, RetrySpec, WorkflowSpec
+from kaon.steptypes.context import StepContext
+from kaon.steptypes.context import current_context as context
+
+if TYPE_CHECKING:
+    from kaon.dsl.loader import load_workflow, load_workflows
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Const",
+    "DefinitionError",
+    "Expr",
+    "KaonError",
+    "Ref",
+    "Retry",
+    "RetrySpec",
+    "Step",
+    "StepContext",
+    "Workflow",
+    "WorkflowSpec",
+    "context",
+    "expr",
+    "foreach",
+    "format_duration",
+    "load_workflow",
+    "load_workflows",
+    "loop",
+    "parse_duration",
+    "shell",
+    "step",
+    "subworkflow",
+    "task",
+    "when",
+    "workflow",
+]
+
+_LAZY = {"load_workflow": "kaon.dsl.loader", "load_workflows": "kaon.dsl.loader"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the loaders (YAML, pydantic) only when first asked for."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kaon' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)

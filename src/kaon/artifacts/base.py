@@ -1,0 +1,42 @@
+"""The artifact store interface: where step outputs live, named by content.
+
+``put`` turns a Python value into a :class:`~kaon.model.values.ValueRef`: a small JSON value
+becomes an inline :class:`~kaon.model.values.Literal`; anything else is serialized by the
+first serializer that accepts it and written once under its sha256. ``get`` turns any
+reference (lists and dicts of references included) back into values, verifying hashes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from kaon.model.values import ArtifactRef, ValueRef
+
+INLINE_LIMIT = 16 * 1024  # bytes of JSON above which a value goes to a blob
+
+
+class ArtifactStore(ABC):
+    """Content-addressed storage of step outputs."""
+
+    url: str
+
+    @abstractmethod
+    def put(self, value: Any, *, name: str = "") -> ValueRef:
+        """Store ``value``; ``name`` only improves error messages.
+
+        Raises :class:`~kaon.errors.SerializationError` naming ``name`` and the type when no
+        serializer accepts the value, :class:`~kaon.errors.ArtifactError` when the store fails.
+        """
+
+    @abstractmethod
+    def get(self, ref: ValueRef) -> Any:
+        """Load the value behind ``ref``.
+
+        Raises :class:`~kaon.errors.CorruptArtifactError` on a hash mismatch and
+        :class:`~kaon.errors.ArtifactError` when the blob is missing or the store fails.
+        """
+
+    @abstractmethod
+    def exists(self, ref: ArtifactRef) -> bool:
+        """True when the blob behind ``ref`` is present."""

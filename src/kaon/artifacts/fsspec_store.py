@@ -1,0 +1,293 @@
+"""The artifact store on fsspec: a local directory by default, any fsspec URL otherwise.
+
+Layout under the store's root::
+
+    <root>/blobs/<sha256[:2]>/<sha256>
+
+Blobs are content-addressed and written once. A write never leaves a half blob visible under
+its final name: locally the bytes go to a hidden temp file in the same directory, are fsynced,
+then renamed with ``os.replace``; on object stores (S3, GCS, Azure, memory) a single put is
+already atomic; other filesystems write a temp name then move it.
+
+Every failure of the underlying filesystem (``OSError``, botocore and connection errors, ...)
+is raised as :class:`~kaon.errors.ArtifactError`, which callers treat as a platform failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
+from kaon.artifacts.jsonable import inline_json
+from kaon.artifacts.serializers import SERIALIZERS, Serializer, serializer_named, sha256
+from kaon.errors import ArtifactError, CorruptArtifactError, KaonError, SerializationError
+from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+_ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+class FsspecArtifactStore(ArtifactStore):
+    """Content-addressed artifact store on any fsspec filesystem.
+
+    ``url`` is a local path (``/path`` or ``file:///path``) or any fsspec URL
+    (``s3://bucket/prefix``, ``memory://name``); ``storage_options`` go to fsspec.
+    ``serializers`` is the ordered registry to use and ``inline_limit`` the largest compact
+    JSON (in bytes) kept inline as a Literal. Raises ArtifactError when the URL cannot be opened.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        serializers: Sequence[Serializer] = SERIALIZERS,
+        inline_limit: int = INLINE_LIMIT,
+        **storage_options: Any,
+    ) -> None:
+        self.url = url
+        self.inline_limit = inline_limit
+        self._serializers = tuple(serializers)
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **storage_options)
+        except Exception as exc:
+            raise ArtifactError(f"cannot open artifact store {url!r}: {exc}") from exc
+        self._fs: Any = fs
+        self._root: str = root.rstrip("/")
+        self._local = isinstance(fs, LocalFileSystem)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        self._atomic_put = bool(protocols & _ATOMIC_PUT_PROTOCOLS)
+        self._blobs = f"{self._root}/blobs"
+
+    def __repr__(self) -> str:
+        return f"FsspecArtifactStore({self.url!r})"
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def _path(self, hash_: str) -> str:
+        return f"{self._blobs}/{hash_[:2]}/{hash_}"
+
+    def blob_path(self, ref: ArtifactRef | str) -> str:
+        """Where the blob of ``ref`` (or of a hex sha256) lives: a local path or a full URL."""
+        hash_ = ref if isinstance(ref, str) else ref.hash
+        path = self._path(hash_)
+        return path if self._local else str(self._fs.unstrip_protocol(path))
+
+    # -- put ---------------------------------------------------------------------------------
+
+    def put(self, value: Any, *, name: str = "") -> ValueRef:
+        """Store ``value``: inline when it is plain JSON of at most ``inline_limit`` bytes.
+
+        Otherwise the first accepting serializer whose ``dumps`` succeeds writes a blob named
+        by the sha256 of its bytes (skipped when that blob already exists). Raises
+        :class:`~kaon.errors.SerializationError` naming ``name`` and the value's type when no
+        serializer can serialize it, :class:`~kaon.errors.ArtifactError` when writing fails.
+        """
+        inline, normal = inline_json(value, self.inline_limit)
+        if inline:
+            return Literal(normal)
+        serializer, data = self._serialize(value, name)
+        hash_ = sha256(data)
+        self._write_once(hash_, data)
+        return ArtifactRef(hash_, serializer.name, len(data), _type_name(value))
+
+    def _serialize(self, value: Any, name: str) -> tuple[Serializer, bytes]:
+        errors: list[str] = []
+        for serializer in self._serializers:
+            if not serializer.accepts(value):
+                continue
+            try:
+                return serializer, serializer.dumps(value)
+            except Exception as exc:
+                errors.append(f"{serializer.name}: {type(exc).__name__}: {exc}")
+        label = f"output {name!r}" if name else "value"
+        reasons = "; ".join(errors) if errors else "no serializer accepts it"
+        raise SerializationError(f"cannot serialize {label} of type {_type_name(value)}: {reasons}")
+
+    def _write_once(self, hash_: str, data: bytes) -> None:
+        path = self._path(hash_)
+        try:
+            if self._local:
+                _write_local(path, data)
+            elif not self._fs.exists(path):
+                self._write_remote(path, data)
+        except KaonError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot write blob {hash_} to {self.blob_path(hash_)}: {exc}"
+            ) from exc
+
+    def _write_remote(self, path: str, data: bytes) -> None:
+        if self._atomic_put:
+            self._fs.pipe_file(path, data)
+            return
+        temp = f"{path.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+        self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        try:
+            self._fs.pipe_file(temp, data)
+            self._fs.mv(temp, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._fs.rm_file(temp)
+            raise
+
+    # -- get ---------------------------------------------------------------------------------
+
+    def get(self, ref: ValueRef) -> Any:
+        """Load the value behind ``ref``; lists and dicts of references resolve recursively.
+
+        Raises :class:`~kaon.errors.CorruptArtifactError` naming hash and path when the bytes
+        do not match the hash, :class:`~kaon.errors.SerializationError` when they cannot be
+        decoded, and :class:`~kaon.errors.ArtifactError` when the blob is missing or the
+        store fails.
+        """
+        if isinstance(ref, Literal):
+            return ref.value
+        if isinstance(ref, ArtifactRef):
+            return self._load(ref)
+        if isinstance(ref, RefList):
+            return [self.get(item) for item in ref.items]
+        if isinstance(ref, RefDict):
+            return {key: self.get(item) for key, item in ref.items.items()}
+        raise ArtifactError(f"not a value reference: {type(ref).__name__}")
+
+    def _load(self, ref: ArtifactRef) -> Any:
+        serializer = serializer_named(ref.serializer)
+        data = self._read(ref.hash)
+        actual = sha256(data)
+        if actual != ref.hash:
+            raise CorruptArtifactError(
+                f"blob {ref.hash} at {self.blob_path(ref)} is corrupt: its content hashes to "
+                f"{actual}"
+            )
+        try:
+            return serializer.loads(data)
+        except KaonError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot decode blob {ref.hash} with serializer {ref.serializer!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _read(self, hash_: str) -> bytes:
+        path = self._path(hash_)
+        try:
+            if self._local:
+                with open(path, "rb") as file:
+                    return file.read()
+            data: bytes = self._fs.cat_file(path)
+            return data
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
+            ) from None
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
+            ) from exc
+
+    # -- inspection and garbage collection --------------------------------------------------
+
+    def exists(self, ref: ArtifactRef) -> bool:
+        """True when the blob behind ``ref`` is present. Raises ArtifactError on store failure."""
+        path = self._path(ref.hash)
+        try:
+            return os.path.isfile(path) if self._local else bool(self._fs.exists(path))
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot check blob {ref.hash} at {self.blob_path(ref)}: {exc}"
+            ) from exc
+
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        """Yield ``(sha256, size in bytes)`` of every complete blob (temp files are skipped).
+
+        Raises :class:`~kaon.errors.ArtifactError` when listing fails.
+        """
+        try:
+            scan = _scan_local(self._blobs) if self._local else self._scan_remote()
+            found = list(scan)
+        except Exception as exc:
+            raise ArtifactError(f"cannot list blobs under {self.url}: {exc}") from exc
+        yield from found
+
+    def _scan_remote(self) -> Iterator[tuple[str, int]]:
+        if not self._fs.exists(self._blobs):
+            return
+        for path, info in self._fs.find(self._blobs, detail=True).items():
+            parent, _, hash_ = path.rstrip("/").rpartition("/")
+            if _HASH.fullmatch(hash_) and parent.endswith("/" + hash_[:2]):
+                yield hash_, int(info.get("size") or 0)
+
+    def delete_blob(self, hash_: str) -> None:
+        """Delete the blob named ``hash_``; deleting a missing blob does nothing.
+
+        Raises :class:`~kaon.errors.ArtifactError` on a malformed hash or a store failure.
+        """
+        if not _HASH.fullmatch(hash_):
+            raise ArtifactError(f"not a sha256 hex digest: {hash_!r}")
+        path = self._path(hash_)
+        try:
+            if self._local:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            elif self._fs.exists(path):
+                self._fs.rm_file(path)
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot delete blob {hash_} at {self.blob_path(hash_)}: {exc}"
+            ) from exc
+
+
+def _write_local(path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` atomically and durably, unless a file is already there."""
+    if os.path.isfile(path):
+        return
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    temp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(temp, "xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _scan_local(blobs: str) -> Iterator[tuple[str, int]]:
+    if not os.path.isdir(blobs):
+        return
+    with os.scandir(blobs) as shards:
+        for shard in shards:
+            if not shard.is_dir() or len(shard.name) != 2:
+                continue
+            with os.scandir(shard.path) as entries:
+                for entry in entries:
+                    if _HASH.fullmatch(entry.name) and entry.name[:2] == shard.name:
+                        yield entry.name, entry.stat().st_size

@@ -1,0 +1,268 @@
+"""Serializers: how a value becomes the bytes of a blob, and back.
+
+A serializer is a small object with four members:
+
+``name``
+    Stable identifier recorded in every :class:`~kaon.model.values.ArtifactRef`; never change
+    it once blobs exist, it is how ``get`` finds the matching ``loads``.
+``accepts(value) -> bool``
+    Cheap check whether this serializer is meant for ``value``. Must not import heavy
+    libraries unless the value's type already comes from them.
+``dumps(value) -> bytes``
+    Serialize. May raise on values it cannot handle after all; the store then tries the next
+    accepting serializer.
+``loads(data: bytes) -> Any``
+    Deserialize what ``dumps`` produced.
+
+:data:`SERIALIZERS` is the explicit, ordered registry; the artifact store uses the first one
+that accepts a value (and whose ``dumps`` succeeds):
+
+1. ``json`` -- plain JSON values too large to inline (tuples come back as lists).
+2. ``parquet`` -- ``pandas.DataFrame`` (comes back as a DataFrame) and ``pyarrow.Table``
+   (comes back as a Table), via pyarrow.
+3. ``numpy`` -- ``numpy.ndarray`` without object dtype, via ``np.save(allow_pickle=False)``.
+4. ``files`` -- a ``pathlib.Path`` to an existing file or folder: stored as a deterministic
+   tar of its content; loading extracts it once under the cache directory
+   (``$KAON_CACHE_DIR``, default ``$XDG_CACHE_HOME/kaon`` or ``~/.cache/kaon``) and returns
+   the :class:`~pathlib.Path` of the extracted copy. Treat that copy as read-only.
+5. ``pickle`` -- cloudpickle, the last resort; accepts anything, fails in ``dumps`` when the
+   value cannot be pickled.
+
+pandas, numpy and pyarrow are imported only when a value's type comes from them (or when a blob
+of theirs is loaded), so that ``import kaon`` stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import tarfile
+import tempfile
+from typing import Any, Protocol
+
+import cloudpickle
+
+from kaon.artifacts.jsonable import dumps_compact, normalize_json
+from kaon.errors import SerializationError
+
+
+class Serializer(Protocol):
+    """What every serializer provides (see the module docstring)."""
+
+    name: str
+
+    def accepts(self, value: Any) -> bool:
+        """True when this serializer is meant for ``value``."""
+        ...
+
+    def dumps(self, value: Any) -> bytes:
+        """The bytes of ``value``; may raise when the value cannot be serialized after all."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """The value whose bytes are ``data``."""
+        ...
+
+
+def sha256(data: bytes) -> str:
+    """Hex sha256 digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _module_of(value: Any) -> str:
+    return type(value).__module__.partition(".")[0]
+
+
+class JsonSerializer:
+    """Plain JSON values (exact dict/list/tuple/str/int/float/bool/None), as compact UTF-8."""
+
+    name = "json"
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` is plain JSON."""
+        return normalize_json(value)[0]
+
+    def dumps(self, value: Any) -> bytes:
+        """Compact JSON; tuples become lists."""
+        return dumps_compact(value).encode("ascii")
+
+    def loads(self, data: bytes) -> Any:
+        """Parse JSON."""
+        return json.loads(data)
+
+
+class ParquetSerializer:
+    """``pandas.DataFrame`` and ``pyarrow.Table`` as Parquet; the original kind comes back."""
+
+    name = "parquet"
+
+    def accepts(self, value: Any) -> bool:
+        """True for a DataFrame or an Arrow table (checked without importing either eagerly)."""
+        module = _module_of(value)
+        if module == "pandas":
+            import pandas as pd
+
+            return isinstance(value, pd.DataFrame)
+        if module == "pyarrow":
+            import pyarrow as pa
+
+            return isinstance(value, pa.Table)
+        return False
+
+    def dumps(self, value: Any) -> bytes:
+        """Parquet bytes; a DataFrame keeps pyarrow's pandas metadata (index, dtypes)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = value if isinstance(value, pa.Table) else pa.Table.from_pandas(value)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return bytes(sink.getvalue().to_pybytes())
+
+    def loads(self, data: bytes) -> Any:
+        """A DataFrame when the blob was written from one, else a pyarrow Table."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pa.BufferReader(data))
+        if table.schema.pandas_metadata is not None:
+            return table.to_pandas()
+        return table
+
+
+class NumpySerializer:
+    """``numpy.ndarray`` (exact type, no object dtype) in ``.npy`` format, never pickled."""
+
+    name = "numpy"
+
+    def accepts(self, value: Any) -> bool:
+        """True for a plain ndarray whose dtype holds no Python objects."""
+        if _module_of(value) != "numpy":
+            return False
+        import numpy as np
+
+        return type(value) is np.ndarray and not value.dtype.hasobject
+
+    def dumps(self, value: Any) -> bytes:
+        """``np.save`` bytes with ``allow_pickle=False``."""
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        return buffer.getvalue()
+
+    def loads(self, data: bytes) -> Any:
+        """``np.load`` with ``allow_pickle=False``."""
+        import numpy as np
+
+        return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def cache_dir() -> pathlib.Path:
+    """Kaon's local cache directory: ``$KAON_CACHE_DIR``, else ``$XDG_CACHE_HOME/kaon``."""
+    explicit = os.environ.get("KAON_CACHE_DIR")
+    if explicit:
+        return pathlib.Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "kaon"
+
+
+def _normalize_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Drop what varies between copies of the same content, so equal content hashes equal."""
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class FilesSerializer:
+    """A ``pathlib.Path`` to an existing file or folder, stored as a tar of its content."""
+
+    name = "files"
+
+    def accepts(self, value: Any) -> bool:
+        """True for a Path that points at an existing file or directory."""
+        return isinstance(value, pathlib.Path) and (value.is_file() or value.is_dir())
+
+    def dumps(self, value: Any) -> bytes:
+        """A tar (sorted entries, zeroed times and owners) with one top-level member."""
+        path = pathlib.Path(value).resolve()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(path, arcname=path.name or "root", filter=_normalize_tarinfo)
+        return buffer.getvalue()
+
+    def loads(self, data: bytes) -> Any:
+        """Extract once under the cache directory and return the Path of the top member.
+
+        Raises :class:`~kaon.errors.SerializationError` when the tar is empty.
+        """
+        target = cache_dir() / "artifact-files" / sha256(data)
+        if not target.is_dir():
+            self._extract(data, target)
+        members = sorted(target.iterdir())
+        if not members:
+            raise SerializationError(f"files artifact extracted to {target} is empty")
+        return members[0]
+
+    @staticmethod
+    def _extract(data: bytes, target: pathlib.Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+                tar.extractall(staging, filter="data")
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not target.is_dir():  # not a concurrent extraction that won the race
+                    raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+class PickleSerializer:
+    """Anything cloudpickle can pickle (the last resort)."""
+
+    name = "pickle"
+
+    def accepts(self, value: Any) -> bool:
+        """Always True; failures surface in :meth:`dumps`."""
+        return True
+
+    def dumps(self, value: Any) -> bytes:
+        """cloudpickle bytes; raises whatever cloudpickle raises for unpicklable values."""
+        data: bytes = cloudpickle.dumps(value)
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        """Unpickle (trusted data only: blobs are written by Kaon)."""
+        return cloudpickle.loads(data)
+
+
+SERIALIZERS: tuple[Serializer, ...] = (
+    JsonSerializer(),
+    ParquetSerializer(),
+    NumpySerializer(),
+    FilesSerializer(),
+    PickleSerializer(),
+)
+
+_BY_NAME: dict[str, Serializer] = {s.name: s for s in SERIALIZERS}
+
+
+def serializer_named(name: str) -> Serializer:
+    """The registered serializer called ``name``.
+
+    Raises :class:`~kaon.errors.SerializationError` for an unknown name.
+    """
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(_BY_NAME)
+        raise SerializationError(f"unknown serializer {name!r} (known: {known})") from None

@@ -1,0 +1,358 @@
+"""The ``kaon`` command: run, inspect and steer workflows from a terminal or a script.
+
+Every command works through :class:`~kaon.service.LocalService`, the same service layer the
+HTTP API uses. Commands that show state take ``--json`` and then print the documented view
+models of :mod:`kaon.service.views`. Exit codes: 0 success, 1 the run did not succeed,
+2 bad input (definition, parameter, argument, unknown run), 3 Kaon itself failed,
+130 stopped by a signal (the run can be resumed).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from kaon.cli import render
+from kaon.cli.live import LiveView, RunProgress
+from kaon.engine.engine import Engine
+from kaon.errors import (
+    DefinitionError,
+    InvalidActionError,
+    KaonError,
+    NotFoundError,
+)
+from kaon.model.params import parse_assignments
+from kaon.model.status import RunStatus
+from kaon.service import LocalService, Settings
+from kaon.store.base import EventRecord
+
+app = typer.Typer(
+    name="kaon",
+    help="Kaon: orchestrate and schedule machine-learning pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="State store URL (default: sqlite in KAON_HOME).")
+]
+HomeOpt = Annotated[
+    str | None, typer.Option("--home", help="Kaon's folder (default: ./.kaon or KAON_HOME).")
+]
+ExecOpt = Annotated[
+    str | None, typer.Option("--executor", "-e", help="Executor: process (default) or inline.")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Worker processes or threads.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ArtifactsOpt = Annotated[
+    str | None, typer.Option("--artifacts", help="Artifact store URL (default: KAON_HOME).")
+]
+
+
+def _service(
+    db: str | None = None,
+    home: str | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
+    artifacts: str | None = None,
+) -> LocalService:
+    settings = Settings.from_env(
+        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+    )
+    return LocalService(settings)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map Kaon's error tree to messages and exit codes."""
+    try:
+        yield
+    except DefinitionError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    except (NotFoundError, InvalidActionError) as exc:
+        _fail(str(exc), 2)
+    except KaonError as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 3)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def _stoppable() -> Iterator[Callable[[Engine], None]]:
+    """Install SIGINT/SIGTERM handlers that stop the engine cleanly (a second SIGINT forces)."""
+    engines: list[Engine] = []
+    hits = [0]
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        hits[0] += 1
+        if hits[0] > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        for engine in engines:
+            engine.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield engines.append
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _drive(service: LocalService, run_id: str, workflow: str, as_json: bool) -> None:
+    """Execute a run with a live view (on a terminal), then report and exit with its outcome."""
+    progress = RunProgress(run_id, workflow)
+
+    def listener(events: list[EventRecord]) -> None:
+        progress.feed(events)
+
+    live = out.is_terminal and not as_json
+    with _stoppable() as register:
+        if live:
+            with LiveView(progress, out):
+                status = service.execute(run_id, listener=listener, on_engine=register)
+        else:
+            status = service.execute(run_id, listener=listener, on_engine=register)
+    detail = service.run_detail(run_id)
+    if as_json:
+        _print_json(detail.model_dump(mode="json"))
+    else:
+        render.run_detail(out, detail)
+    if status is RunStatus.RUNNING:
+        err.print(f"stopped; the run goes on with: kaon resume {run_id}")
+        raise typer.Exit(130)
+    raise typer.Exit(0 if status is RunStatus.SUCCEEDED else 1)
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="FILE[:WORKFLOW] (.py, .yaml or .yml)")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="A parameter: key=value.")
+    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    executor: ExecOpt = None,
+    workers: WorkersOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
+    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+        spec = service.validate(target)
+        given = parse_assignments(param or [])
+        created = service.create_run(spec, given, from_strings=True, source=target)
+        sys.stdout.write(created.id + "\n")
+        sys.stdout.flush()
+        _drive(service, created.id, spec.name, as_json)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    executor: ExecOpt = None,
+    workers: WorkersOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a run whose engine stopped or died, without redoing finished steps."""
+    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+        full = service.resolve_run_id(run_id)
+        view = service.get_run(full)
+        _drive(service, full, view.workflow, as_json)
+
+
+@app.command()
+def restart(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    from_step: Annotated[
+        str | None, typer.Option("--from", help="Also rerun this step and all after it.")
+    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    executor: ExecOpt = None,
+    workers: WorkersOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
+    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+        full = service.resolve_run_id(run_id)
+        view = service.restart(full, from_step=from_step, by="cli")
+        _drive(service, full, view.workflow, as_json)
+
+
+@app.command()
+def skip(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    step: Annotated[str, typer.Argument(help="Step path, e.g. train or segments[3].train")],
+    output: Annotated[
+        str | None, typer.Option("--output", help="JSON value downstream steps receive.")
+    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    executor: ExecOpt = None,
+    workers: WorkersOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Skip a step. A finished run then goes on from there; a running one is told to."""
+    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+        full = service.resolve_run_id(run_id)
+        value: Any = None
+        if output is not None:
+            try:
+                value = json.loads(output)
+            except json.JSONDecodeError as exc:
+                _fail(f"--output is not valid JSON: {exc}")
+        how = service.skip(full, step, output=value, has_output=output is not None, by="cli")
+        if how == "command":
+            err.print(f"asked the engine running {full} to skip {step}")
+            return
+        view = service.restart(full, by="cli")
+        _drive(service, full, view.workflow, as_json)
+
+
+@app.command()
+def kill(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a run: running steps are stopped, pending ones will not start."""
+    with _errors(), _service(db, home) as service:
+        view = service.kill(service.resolve_run_id(run_id), by="cli")
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            out.print(f"{view.id} {view.status}")
+
+
+@app.command()
+def runs(
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
+    status: Annotated[str | None, typer.Option("--status", "-s")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 20,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    if status is not None and status not in {s.value for s in RunStatus}:
+        _fail(f"--status must be one of {', '.join(s.value for s in RunStatus)}, not {status!r}")
+    with _errors(), _service(db, home) as service:
+        views = service.list_runs(workflow=workflow, status=status, limit=limit, offset=offset)
+        if as_json:
+            _print_json([v.model_dump(mode="json") for v in views])
+        else:
+            render.run_list(out, views)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    all_steps: Annotated[
+        bool, typer.Option("--all", help="List every foreach item and iteration.")
+    ] = False,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a run: each step's status, attempts, duration, outputs and errors."""
+    with _errors(), _service(db, home) as service:
+        detail = service.run_detail(service.resolve_run_id(run_id), all_steps=all_steps)
+        if as_json:
+            _print_json(detail.model_dump(mode="json"))
+        else:
+            render.run_detail(out, detail, tracebacks=True)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    step: Annotated[str, typer.Argument(help="Step path, e.g. train or segments[3].train")],
+    attempt: Annotated[int | None, typer.Option("--attempt", "-a", min=1)] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a step's log lines (stdout, stderr, logger), then its errors' tracebacks."""
+    with _errors(), _service(db, home) as service:
+        full = service.resolve_run_id(run_id)
+        lines = service.logs(full, step, attempt=attempt)
+        detail = service.run_detail(full, all_steps=True)
+        step_view = next((s for s in detail.steps if s.path == step), None)
+        if as_json:
+            _print_json([line.model_dump(mode="json") for line in lines])
+            return
+        render.log_lines(out, lines)
+        if step_view is not None:
+            render.attempt_errors(out, step_view, attempt)
+
+
+@app.command()
+def validate(
+    target: Annotated[str, typer.Argument(help="FILE[:WORKFLOW] (.py, .yaml or .yml)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a workflow definition and list every problem with file, line and field."""
+    try:
+        spec = LocalService(Settings.from_env()).validate(target)
+    except DefinitionError as exc:
+        if as_json:
+            _print_json(
+                {
+                    "valid": False,
+                    "problems": [
+                        {
+                            "message": p.message,
+                            "file": p.location.file,
+                            "line": p.location.line,
+                            "field": p.location.field,
+                        }
+                        for p in exc.problems
+                    ],
+                }
+            )
+        else:
+            err.print(f"[bold red]invalid:[/] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    count = sum(1 for _ in spec.graph.walk())
+    if as_json:
+        _print_json({"valid": True, "workflow": spec.name, "steps": count})
+    else:
+        out.print(f"[green]valid[/]: workflow {spec.name} ({count} steps)")
+
+
+def main() -> None:
+    """Entry point of the ``kaon`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Human-readable tables for the CLI (the ``--json`` output is the view models themselves)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kaon.cli.live import STATUS_STYLE
+from kaon.service.views import LogView, OutputView, RunDetail, RunView, StepRunView
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 120:
+        return f"{value:.2f}s"
+    return f"{value / 60:.1f}m"
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _output(view: OutputView) -> str:
+    if view.kind == "value":
+        text = json.dumps(view.value, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+    if view.kind == "artifact":
+        kind = (view.type or view.serializer or "").rsplit(".", 1)[-1]
+        return f"<{kind} {view.size or 0:,} B {str(view.hash)[:8]}>"
+    return f"<{view.kind} of {view.items}>"
+
+
+def run_list(console: Console, runs: list[RunView]) -> None:
+    """A table of runs."""
+    table = Table(box=None, header_style="bold")
+    for column in ("run", "workflow", "status", "created", "duration", "error"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.id,
+            run.workflow,
+            _status(run.status),
+            _when(run.created_at),
+            _secs(run.duration_s),
+            (run.error or "")[:60],
+        )
+    console.print(table)
+
+
+def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False) -> None:
+    """A run's header, step table, metrics, and (optionally) failed steps' tracebacks."""
+    header = Text.assemble(
+        ("run ", "bold"),
+        (detail.id, "cyan"),
+        f"  {detail.workflow}  ",
+        _status(detail.status),
+        f"  {_secs(detail.duration_s)}",
+    )
+    console.print(header)
+    if detail.params:
+        console.print("params: " + json.dumps(detail.params, default=str))
+    if detail.error:
+        console.print(Text(f"error: {detail.error}", style="red"))
+    table = Table(box=None, header_style="bold")
+    for column in ("step", "status", "attempts", "duration", "items", "outputs / error"):
+        table.add_column(column)
+    for step in detail.steps:
+        items = ", ".join(f"{n} {s}" for s, n in sorted(step.children.items()))
+        if step.error is not None:
+            note = Text(step.error.summary, style="red")
+        elif step.reason:
+            note = Text(step.reason, style="dim")
+        else:
+            note = Text(", ".join(f"{k}={_output(v)}" for k, v in step.outputs.items()))
+        table.add_row(
+            step.path,
+            _status(step.status),
+            str(step.attempts or ""),
+            _secs(step.duration_s),
+            items,
+            note,
+        )
+    console.print(table)
+    if detail.metrics:
+        metrics = Table(box=None, header_style="bold", title="metrics", title_justify="left")
+        for column in ("step", "metric", "value"):
+            metrics.add_column(column)
+        for metric in detail.metrics[-50:]:
+            metrics.add_row(metric.path, metric.name, f"{metric.value:.6g}")
+        console.print(metrics)
+    if tracebacks:
+        for step in detail.steps:
+            if step.status == "failed" and step.error is not None and step.error.traceback:
+                console.print(Text(f"\n{step.path} failed:", style="bold red"))
+                console.print(step.error.traceback.rstrip(), markup=False, highlight=False)
+
+
+def log_lines(console: Console, lines: list[LogView]) -> None:
+    """Log lines prefixed with attempt and stream."""
+    for line in lines:
+        prefix = Text(f"[{line.attempt}] {line.stream:6} ", style="dim")
+        console.print(prefix + Text(line.text, style="red" if line.stream == "stderr" else ""))
+
+
+def attempt_errors(console: Console, step: StepRunView, attempt: int | None) -> None:
+    """Each failed attempt's error and traceback."""
+    for view in step.attempt_list:
+        if attempt is not None and view.number != attempt:
+            continue
+        if view.error is None:
+            continue
+        console.print(Text(f"attempt {view.number}: {view.error.summary}", style="bold red"))
+        if view.error.traceback:
+            console.print(view.error.traceback.rstrip(), markup=False, highlight=False)

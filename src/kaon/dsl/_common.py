@@ -1,0 +1,170 @@
+"""Pieces both front ends share: CEL literals, enum and retry parsing, parameter type inference.
+
+Keeping them in one place is what makes a Python and a YAML definition of the same pipeline
+produce identical specs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from kaon.dsl.durations import parse_duration
+from kaon.errors import DefinitionError, Location, Problem
+from kaon.model.specs import Backoff, ParamType, RetrySpec
+
+E = TypeVar("E", bound=StrEnum)
+
+_ATOMIC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:\d+|\"(?:[^\"\\]|\\.)*\")\])*")
+
+
+def is_atomic(source: str) -> bool:
+    """True when a CEL source is a plain path (``steps.a.b``, ``item[0]``) needing no parens."""
+    return _ATOMIC.fullmatch(source) is not None
+
+
+def wrap(source: str) -> str:
+    """``source`` in parentheses unless it is a plain path."""
+    return source if is_atomic(source) else f"({source})"
+
+
+def is_json_value(value: Any) -> bool:
+    """True when ``value`` is plain JSON (None, bool, int, finite float, str, list, dict)."""
+    if value is None or isinstance(value, bool | int | str):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(is_json_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_json_value(v) for k, v in value.items())
+    return False
+
+
+def plain_json(value: Any) -> Any:
+    """Return a copy of a JSON value with tuples turned into lists."""
+    if isinstance(value, list | tuple):
+        return [plain_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    return value
+
+
+def cel_literal(value: Any) -> str:
+    """Render a JSON value as a CEL literal (``"a"``, ``3``, ``[1, true]``, ``{"k": null}``).
+
+    Raises :class:`DefinitionError` for anything that is not JSON.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise DefinitionError(f"{value!r} cannot be written in an expression")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(cel_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{cel_literal(str(k))}: {cel_literal(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    raise DefinitionError(f"a {type(value).__name__} cannot be written in an expression")
+
+
+def parse_enum(enum: type[E], value: Any, location: Location) -> E:
+    """Return the member of ``enum`` named by ``value``; DefinitionError names the choices."""
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in enum)
+        raise DefinitionError(Problem(f"{value!r} is not one of: {choices}", location)) from None
+
+
+def error_type_name(entry: Any, location: Location) -> str:
+    """Name an exception type for ``retry_on``: a class or its (qualified) name."""
+    if isinstance(entry, str) and entry:
+        return entry
+    if isinstance(entry, type) and issubclass(entry, BaseException):
+        if entry.__module__ == "builtins":
+            return entry.__qualname__
+        return f"{entry.__module__}.{entry.__qualname__}"
+    raise DefinitionError(
+        Problem(f"retry_on entries must be exception classes or names, got {entry!r}", location)
+    )
+
+
+def build_retry(
+    *,
+    max_attempts: Any = 1,
+    backoff: Any = "fixed",
+    delay: Any = 0,
+    max_delay: Any = 300,
+    retry_on: Iterable[Any] = (),
+    platform_attempts: Any = 3,
+    location: Location = Location(),
+) -> RetrySpec:
+    """Build a :class:`RetrySpec` from user-facing values; DefinitionError lists every problem."""
+    problems: list[Problem] = []
+    for name, count in (("max_attempts", max_attempts), ("platform_attempts", platform_attempts)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            problems.append(
+                Problem(f"must be an integer >= 1, got {count!r}", location.with_field(name))
+            )
+    values: dict[str, Any] = {}
+    for name, raw in (("delay", delay), ("max_delay", max_delay)):
+        try:
+            values[name] = parse_duration(raw, location.with_field(name))
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    try:
+        values["backoff"] = parse_enum(Backoff, backoff, location.with_field("backoff"))
+    except DefinitionError as exc:
+        problems.extend(exc.problems)
+    names: list[str] = []
+    for entry in retry_on:
+        try:
+            names.append(error_type_name(entry, location.with_field("retry_on")))
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems)
+    return RetrySpec(
+        max_attempts=max_attempts,
+        backoff=values["backoff"],
+        delay_s=values["delay"],
+        max_delay_s=values["max_delay"],
+        retry_on=tuple(names),
+        platform_attempts=platform_attempts,
+    )
+
+
+def infer_param_type(default: Any) -> ParamType:
+    """The parameter type a default value implies (``5`` -> int); ``any`` when unclear."""
+    if isinstance(default, bool):
+        return ParamType.BOOL
+    if isinstance(default, int):
+        return ParamType.INT
+    if isinstance(default, float):
+        return ParamType.FLOAT
+    if isinstance(default, str):
+        return ParamType.STR
+    if isinstance(default, list | tuple):
+        return ParamType.LIST
+    if isinstance(default, dict):
+        return ParamType.DICT
+    return ParamType.ANY
+
+
+def is_identifier(name: str) -> bool:
+    """True when ``name`` can be used bare in a CEL path (``steps.<name>``)."""
+    return name.isidentifier() and name.isascii()

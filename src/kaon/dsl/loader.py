@@ -1,0 +1,166 @@
+"""Loading workflows from files: ``FILE[:WORKFLOW]`` where FILE is ``.py``, ``.yaml`` or ``.yml``.
+
+A Python file is imported by path under the module name the ``python`` step type uses in
+workers (``kaon_user_<sha1(path)[:12]>``, see :mod:`kaon.steptypes.python`), so that step
+functions resolve to the very same module here and there.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import ModuleType
+
+from kaon.dsl.python import Workflow
+from kaon.errors import DefinitionError, KaonError, Location, Problem
+from kaon.model.specs import WorkflowSpec
+
+PYTHON_SUFFIXES = (".py",)
+YAML_SUFFIXES = (".yaml", ".yml")
+
+_loading: ContextVar[tuple[str, ...]] = ContextVar("kaon_loading_files", default=())
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """Split ``"flow.py:recsys"`` into ``("flow.py", "recsys")``; no name gives None."""
+    file, sep, name = target.rpartition(":")
+    if sep and file.endswith(PYTHON_SUFFIXES + YAML_SUFFIXES) and name and "/" not in name:
+        return file, name
+    return target, None
+
+
+def load_workflow(target: str) -> WorkflowSpec:
+    """The workflow named by ``target`` (``FILE[:WORKFLOW]``), validated.
+
+    Without a name, the file must define exactly one workflow. Raises
+    :class:`DefinitionError` naming the file for a missing or unreadable file, an unknown
+    suffix, an unknown workflow name or several workflows and no name (listing them), and
+    with every problem of the definition itself.
+    """
+    file, name = split_target(target)
+    workflows = _load_file(file)
+    where = Location(os.path.realpath(file))
+    if name is None:
+        if len(workflows) == 1:
+            return next(iter(workflows.values()))
+        if not workflows:
+            raise DefinitionError(Problem("no @kaon.workflow defined in this file", where))
+        listed = ", ".join(sorted(workflows))
+        raise DefinitionError(
+            Problem(f"several workflows ({listed}); pick one with {file}:NAME", where)
+        )
+    if name not in workflows:
+        listed = ", ".join(sorted(workflows)) or "none"
+        raise DefinitionError(Problem(f"no workflow {name!r} here (found: {listed})", where))
+    return workflows[name]
+
+
+def load_workflows(path: str) -> dict[str, WorkflowSpec]:
+    """Every workflow in a file, or in the ``.py``/``.yaml``/``.yml`` files of a folder
+    (not recursive; names starting with ``_`` or ``test_`` are skipped), by name.
+
+    Raises :class:`DefinitionError` with every problem found in any of them, or when two
+    workflows share a name.
+    """
+    if not os.path.isdir(path):
+        return _load_file(path)
+    found: dict[str, WorkflowSpec] = {}
+    problems: list[Problem] = []
+    for entry in sorted(os.listdir(path)):
+        if entry.startswith(("_", "test_", ".")) or not entry.endswith(
+            PYTHON_SUFFIXES + YAML_SUFFIXES
+        ):
+            continue
+        full = os.path.join(path, entry)
+        try:
+            workflows = _load_file(full)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        for name, spec in workflows.items():
+            if name in found:
+                problems.append(Problem(f"a second workflow named {name!r}", spec.location))
+            found[name] = spec
+    if problems:
+        raise DefinitionError(problems)
+    return found
+
+
+@contextmanager
+def _guard(path: str) -> Iterator[None]:
+    """Detect a file that includes itself through subworkflows."""
+    stack = _loading.get()
+    if path in stack:
+        chain = " -> ".join(os.path.basename(p) for p in (*stack[stack.index(path) :], path))
+        raise DefinitionError(
+            Problem(f"workflow files include each other: {chain}", Location(path))
+        )
+    token = _loading.set((*stack, path))
+    try:
+        yield
+    finally:
+        _loading.reset(token)
+
+
+def _load_file(file: str) -> dict[str, WorkflowSpec]:
+    path = os.path.realpath(file)
+    if not os.path.isfile(path):
+        raise DefinitionError(Problem("workflow file not found", Location(path)))
+    with _guard(path):
+        if path.endswith(YAML_SUFFIXES):
+            from kaon.dsl.yaml_loader import load_yaml_file
+
+            spec = load_yaml_file(path)
+            return {spec.name: spec}
+        if path.endswith(PYTHON_SUFFIXES):
+            return _python_workflows(path)
+    suffixes = ", ".join(PYTHON_SUFFIXES + YAML_SUFFIXES)
+    raise DefinitionError(
+        Problem(f"unknown workflow file type; expected {suffixes}", Location(path))
+    )
+
+
+def _python_workflows(path: str) -> dict[str, WorkflowSpec]:
+    module = import_user_file(path)
+    workflows: dict[str, Workflow] = {}
+    for value in vars(module).values():
+        if isinstance(value, Workflow):
+            workflows.setdefault(value.name, value)
+    problems: list[Problem] = []
+    specs: dict[str, WorkflowSpec] = {}
+    for name, workflow in workflows.items():
+        try:
+            specs[name] = workflow.spec
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems)
+    return specs
+
+
+def import_user_file(path: str) -> ModuleType:
+    """Import the Python file at ``path`` as the python step type does in workers.
+
+    Raises :class:`DefinitionError` at the failing line when importing it raises.
+    """
+    from kaon.steptypes.python import load_file_module
+
+    try:
+        return load_file_module(path)
+    except KaonError:
+        raise
+    except SyntaxError as exc:
+        where = Location(path, exc.lineno)
+        raise DefinitionError(Problem(f"syntax error: {exc.msg}", where)) from None
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        line = None
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if os.path.realpath(frame.filename) == path:
+                line = frame.lineno
+        message = f"importing the file raised {type(exc).__name__}: {exc}"
+        raise DefinitionError(Problem(message, Location(path, line))) from None

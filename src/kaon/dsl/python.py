@@ -1,0 +1,548 @@
+"""The Python front end: ``@kaon.step`` and ``@kaon.workflow``.
+
+A step is a plain function. Called outside a workflow definition it just runs (so steps are
+unit-tested like any function). ``@kaon.workflow`` runs the workflow function once, lazily,
+with parameter refs; each step call inside records a :class:`~kaon.model.specs.TaskSpec` and
+returns a ref to its output, so data flow becomes the graph's edges::
+
+    @kaon.workflow
+    def recsys(min_ratings: int = 20):
+        users = select_users(min_ratings=min_ratings)
+        prep = prepare(users)
+        with kaon.foreach(prep["segments"], concurrency=4) as seg:
+            train_segment(seg.item, prep["train"])
+
+The resulting :class:`~kaon.model.specs.WorkflowSpec` is validated before anyone sees it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import threading
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, overload
+
+from kaon.dsl._blocks import (
+    ForeachBlock,
+    LoopBlock,
+    WhenBlock,
+    add_task,
+    shell,
+    subworkflow,
+    task,
+)
+from kaon.dsl._builder import (
+    OPTION_NAMES,
+    Builder,
+    active_builder,
+    parse_options,
+    recording,
+    user_location,
+)
+from kaon.dsl._common import build_retry, infer_param_type, is_json_value
+from kaon.dsl._refs import ParamRef, StepRef
+from kaon.dsl.durations import parse_duration
+from kaon.errors import DefinitionError, KaonError, Location, Problem
+from kaon.model.specs import (
+    NO_DEFAULT,
+    FailureMode,
+    GraphSpec,
+    InputSpec,
+    ParamSpec,
+    ParamType,
+    RetrySpec,
+    StepDefaults,
+    WorkflowSpec,
+)
+
+__all__ = [
+    "ForeachBlock",
+    "LoopBlock",
+    "Retry",
+    "Step",
+    "WhenBlock",
+    "Workflow",
+    "foreach",
+    "loop",
+    "shell",
+    "step",
+    "subworkflow",
+    "task",
+    "when",
+    "workflow",
+]
+
+_TYPES: dict[Any, ParamType] = {
+    int: ParamType.INT,
+    float: ParamType.FLOAT,
+    str: ParamType.STR,
+    bool: ParamType.BOOL,
+    list: ParamType.LIST,
+    tuple: ParamType.LIST,
+    dict: ParamType.DICT,
+    Any: ParamType.ANY,
+    object: ParamType.ANY,
+}
+
+
+def Retry(
+    max_attempts: int = 1,
+    backoff: str = "fixed",
+    delay: float | str = 0,
+    max_delay: float | str = 300,
+    retry_on: Iterable[type[BaseException] | str] = (),
+    platform_attempts: int = 3,
+) -> RetrySpec:
+    """A retry policy: ``max_attempts`` in all, ``delay`` between them (``backoff``
+    ``"fixed"`` or ``"exponential"`` capped at ``max_delay``), only for ``retry_on`` errors.
+
+    Raises :class:`DefinitionError` at the caller's line for a bad value.
+    """
+    return build_retry(
+        max_attempts=max_attempts,
+        backoff=backoff,
+        delay=delay,
+        max_delay=max_delay,
+        retry_on=list(retry_on),
+        platform_attempts=platform_attempts,
+        location=user_location(),
+    )
+
+
+def _check_options(options: Mapping[str, Any], location: Location) -> None:
+    unknown = sorted(set(options) - OPTION_NAMES)
+    problems = [Problem(f"unknown step option {n!r}", location) for n in unknown]
+    _fields, more = parse_options({k: v for k, v in options.items() if k in OPTION_NAMES}, location)
+    if problems or more:
+        raise DefinitionError(problems + more)
+
+
+class Step:
+    """A function usable as a workflow step. Calling it outside a workflow runs it."""
+
+    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.__kaon_step__ = fn
+        self.name: str = options.get("id") or fn.__name__
+        self._options = {k: v for k, v in options.items() if k != "id"}
+        self._signature = inspect.signature(fn)
+
+    def __repr__(self) -> str:
+        return f"<kaon step {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = active_builder()
+        if builder is None:
+            return self.fn(*args, **kwargs)
+        return self._record(builder, args, kwargs, {})
+
+    def options(self, **options: Any) -> Callable[..., Any]:
+        """This step with per-call options (``id``, ``needs``, ``when``, ``retry``, ``timeout``,
+        ``on_failure``, ``trigger_rule``, ``cache``, ...). Raises :class:`DefinitionError`
+        for an unknown or malformed option."""
+        _check_options(
+            {k: v for k, v in options.items() if k not in ("id", "needs", "when")}, user_location()
+        )
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            builder = active_builder()
+            if builder is None:
+                return self.fn(*args, **kwargs)
+            return self._record(builder, args, kwargs, options)
+
+        return call
+
+    def _record(
+        self,
+        builder: Builder,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: Mapping[str, Any],
+    ) -> StepRef:
+        location = user_location()
+        config, problem = python_config(self.fn)
+        if problem:
+            builder.problem(problem, location)
+        inputs = self._bind(builder, args, kwargs, location)
+        return add_task(
+            builder,
+            base=self.name,
+            options={**self._options, **call},
+            step_type="python",
+            config=config,
+            inputs=inputs,
+            location=location,
+        )
+
+    def _bind(
+        self, builder: Builder, args: tuple[Any, ...], kwargs: dict[str, Any], location: Location
+    ) -> dict[str, InputSpec]:
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            builder.problem(f"cannot call step {self.name!r}: {exc}", location)
+            return {}
+        inputs: dict[str, InputSpec] = {}
+        for name, value in bound.arguments.items():
+            kind = self._signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                for key, item in value.items():
+                    inputs[key] = builder.to_input(item, location.with_field(f"inputs.{key}"))
+            elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+                builder.problem(
+                    f"step {self.name!r}: parameter {name!r} is positional-only or *args; "
+                    "steps receive their inputs as keyword arguments",
+                    location,
+                )
+            else:
+                inputs[name] = builder.to_input(value, location.with_field(f"inputs.{name}"))
+        return inputs
+
+
+def python_config(fn: Callable[..., Any]) -> tuple[dict[str, Any], str | None]:
+    """The ``python`` step type config naming ``fn`` so a worker can import it.
+
+    ``{"function": "module:qualname"}`` for an importable module, otherwise the defining file
+    (``{"file": ..., "function": qualname}``). The second value is a problem message when a
+    worker could not find the function at all (a nested function or a lambda).
+    """
+    qualname = fn.__qualname__
+    module_name = fn.__module__
+    module = sys.modules.get(module_name)
+    problem = None
+    if "<" in qualname:
+        problem = (
+            f"step function {qualname!r} is defined inside another function or is a lambda; "
+            "workers import steps by name, so define it at module level"
+        )
+    importable = (
+        module is not None
+        and module_name != "__main__"
+        and not module_name.startswith("kaon_user_")
+        and getattr(module, "__spec__", None) is not None
+    )
+    if importable:
+        return {"function": f"{module_name}:{qualname}"}, problem
+    file = getattr(module, "__file__", None) or inspect.getsourcefile(fn) or ""
+    return {"file": os.path.realpath(file), "function": qualname}, problem
+
+
+@overload
+def step(fn: Callable[..., Any], /) -> Step: ...
+
+
+@overload
+def step(
+    *,
+    id: str | None = None,
+    retry: RetrySpec | int | None = None,
+    timeout: float | str | None = None,
+    on_failure: str | FailureMode | None = None,
+    cache: bool | None = None,
+    cache_version: str = "",
+    trigger_rule: str = "all_succeeded",
+    description: str = "",
+) -> Callable[[Callable[..., Any]], Step]: ...
+
+
+def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Make a function a workflow step, bare (``@kaon.step``) or with options.
+
+    Options: ``id`` (default: the function name), ``retry`` (:func:`Retry` or a number of
+    attempts), ``timeout`` (a duration), ``on_failure``, ``cache``, ``cache_version``,
+    ``trigger_rule``, ``description``. Raises :class:`DefinitionError` for a bad option.
+    """
+    if fn is not None:
+        return Step(fn, {})
+    _check_options({k: v for k, v in options.items() if k != "id"}, user_location())
+
+    def decorate(func: Callable[..., Any]) -> Step:
+        return Step(func, options)
+
+    return decorate
+
+
+class Workflow:
+    """A workflow defined by a Python function. Its :attr:`spec` is built once, lazily."""
+
+    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name: str = options.get("name") or fn.__name__
+        code = fn.__code__
+        self.location = Location(os.path.realpath(code.co_filename), code.co_firstlineno)
+        self.description: str = options.get("description") or inspect.getdoc(fn) or ""
+        self._timeout_s, self._defaults = _workflow_options(options, self.location)
+        self._spec: WorkflowSpec | None = None
+        self._building = False
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"<kaon workflow {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise DefinitionError(
+            Problem(
+                f"workflow {self.name!r} is not called like a function; run it with "
+                f"`kaon run {self.location.file}:{self.name}`, use its .spec, or embed it "
+                "with kaon.subworkflow(...)",
+                user_location(),
+            )
+        )
+
+    @property
+    def spec(self) -> WorkflowSpec:
+        """The validated spec. Raises :class:`DefinitionError` listing every problem."""
+        with self._lock:
+            if self._spec is None:
+                if self._building:
+                    raise DefinitionError(
+                        Problem(f"workflow {self.name!r} includes itself", self.location)
+                    )
+                self._building = True
+                try:
+                    self._spec = _build(self)
+                finally:
+                    self._building = False
+            return self._spec
+
+
+def _workflow_options(
+    options: Mapping[str, Any], location: Location
+) -> tuple[float | None, StepDefaults]:
+    known = {"name", "description", "timeout", "retry", "on_failure", "cache", "step_timeout"}
+    problems = [
+        Problem(f"unknown workflow option {name!r}", location.with_field(name))
+        for name in sorted(set(options) - known)
+    ]
+    values: dict[str, Any] = {}
+    for name in ("timeout", "step_timeout"):
+        if options.get(name) is not None:
+            try:
+                values[name] = parse_duration(options[name], location.with_field(name))
+            except DefinitionError as exc:
+                problems.extend(exc.problems)
+    fields, more = parse_options(
+        {k: options[k] for k in ("retry", "on_failure", "cache") if options.get(k) is not None},
+        location,
+    )
+    problems.extend(more)
+    if problems:
+        raise DefinitionError(problems)
+    defaults = StepDefaults(
+        retry=fields.get("retry") or RetrySpec(),
+        timeout_s=values.get("step_timeout"),
+        on_failure=fields.get("on_failure") or FailureMode.FAIL_FAST,
+        cache=bool(fields.get("cache", False)),
+    )
+    return values.get("timeout"), defaults
+
+
+@overload
+def workflow(fn: Callable[..., Any], /) -> Workflow: ...
+
+
+@overload
+def workflow(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | str | None = None,
+    retry: RetrySpec | int | None = None,
+    on_failure: str | FailureMode | None = None,
+    cache: bool | None = None,
+    step_timeout: float | str | None = None,
+) -> Callable[[Callable[..., Any]], Workflow]: ...
+
+
+def workflow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Define a workflow from a function whose parameters are the workflow's parameters.
+
+    Options: ``name`` (default: the function name), ``description`` (default: the
+    docstring), ``timeout`` for the whole run, and step defaults ``retry``, ``on_failure``,
+    ``cache``, ``step_timeout``. Raises :class:`DefinitionError` for a bad option; problems
+    in the body are raised when :attr:`Workflow.spec` is first read.
+    """
+    if fn is not None:
+        return Workflow(fn, {})
+
+    def decorate(func: Callable[..., Any]) -> Workflow:
+        return Workflow(func, options)
+
+    return decorate
+
+
+def foreach(
+    items: Any,
+    *,
+    concurrency: int | None = None,
+    id: str | None = None,
+    as_: str | None = None,
+    **options: Any,
+) -> ForeachBlock:
+    """Repeat the ``with`` block's steps for each item of ``items`` (a ref or a JSON list).
+
+    ``handle.item`` / ``handle.index`` are the current item and index inside the body;
+    after the block the handle is a ref to the list of the body's outputs. ``as_`` names
+    the item variable (nested foreaches get ``item_1``, ``item_2``, ... by default).
+    """
+    return ForeachBlock(items, concurrency, as_, {**options, **({"id": id} if id else {})})
+
+
+def loop(
+    until: Any = None,
+    *,
+    max_iterations: int = 3,
+    fail_on_exhausted: bool = False,
+    id: str | None = None,
+    **options: Any,
+) -> LoopBlock:
+    """Repeat the ``with`` block's steps until ``until`` holds, at most ``max_iterations``.
+
+    ``until`` is a CEL string, an Expr or a ref; it may also be set inside the body with
+    ``handle.until(check["stable"])``. ``handle.iteration`` is the 0-based iteration.
+    """
+    options = {**options, **({"id": id} if id else {})}
+    return LoopBlock(until, max_iterations, fail_on_exhausted, options)
+
+
+def when(condition: Any) -> WhenBlock:
+    """Run the ``with`` block's steps only when ``condition`` holds (nested blocks AND)."""
+    return WhenBlock(condition)
+
+
+# -- building the spec ---------------------------------------------------------------------
+
+
+def _param_type(annotation: Any, default: Any) -> ParamType | None:
+    if annotation is inspect.Parameter.empty:
+        return (
+            infer_param_type(default) if default is not inspect.Parameter.empty else ParamType.ANY
+        )
+    if isinstance(annotation, str):
+        base = annotation.split("[", 1)[0].strip()
+        return ParamType.ANY if base in ("Any", "typing.Any") else _builtin_type(base)
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _param_type(members[0], default) if len(members) == 1 else ParamType.ANY
+    return _TYPES.get(origin)
+
+
+def _builtin_type(name: str) -> ParamType | None:
+    return {
+        "int": ParamType.INT,
+        "float": ParamType.FLOAT,
+        "str": ParamType.STR,
+        "bool": ParamType.BOOL,
+        "list": ParamType.LIST,
+        "dict": ParamType.DICT,
+        "object": ParamType.ANY,
+    }.get(name)
+
+
+def _params(fn: Callable[..., Any], location: Location) -> tuple[list[ParamSpec], list[Problem]]:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable string annotations: fall back to their text
+        hints = {}
+    params: list[ParamSpec] = []
+    problems: list[Problem] = []
+    for name, parameter in inspect.signature(fn).parameters.items():
+        where = Location(location.file, location.line)
+        if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            problems.append(
+                Problem(
+                    f"workflow parameter {name!r} must be a named parameter",
+                    where.with_field(f"params.{name}"),
+                )
+            )
+            continue
+        annotation = hints.get(name, parameter.annotation)
+        ptype = _param_type(annotation, parameter.default)
+        if ptype is None:
+            problems.append(
+                Problem(
+                    f"parameter {name!r}: type {annotation!r} is not supported; "
+                    "use int, float, str, bool, list, dict or Any",
+                    where.with_field(f"params.{name}"),
+                )
+            )
+            ptype = ParamType.ANY
+        default = NO_DEFAULT if parameter.default is inspect.Parameter.empty else parameter.default
+        if isinstance(default, tuple) and is_json_value(default):
+            default = list(default)
+        params.append(ParamSpec(name=name, type=ptype, default=default, location=where))
+    return params, problems
+
+
+def _failure_location(exc: BaseException, fallback: Location) -> Location:
+    """The deepest traceback frame outside Kaon: where the user's code failed."""
+    found = fallback
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if not module.startswith("kaon."):
+            found = Location(os.path.realpath(tb.tb_frame.f_code.co_filename), tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _run_definition(
+    wf: Workflow, builder: Builder, params: list[ParamSpec]
+) -> tuple[Any, list[Problem]]:
+    """Run the workflow function once; returns its result and problems that stopped it."""
+    with recording(builder):
+        try:
+            return wf.fn(**{p.name: ParamRef(p.name) for p in params}), []
+        except DefinitionError as exc:
+            where = _failure_location(exc, wf.location)
+            return None, [
+                p if p.location != Location() else Problem(p.message, where) for p in exc.problems
+            ]
+        except KaonError:
+            raise
+        except Exception as exc:
+            message = f"the workflow function raised {type(exc).__name__}: {exc}"
+            return None, [Problem(message, _failure_location(exc, wf.location))]
+
+
+def _build(wf: Workflow) -> WorkflowSpec:
+    from kaon.model.validation import raise_if_invalid, validate_workflow
+    from kaon.steptypes.registry import check_step_type
+
+    params, problems = _params(wf.fn, wf.location)
+    builder = Builder()
+    result, stopped = _run_definition(wf, builder, params)
+    top = builder.stack[0]
+    output = None
+    if isinstance(result, StepRef) and result._scope is top:
+        output = result.id
+    elif result is not None:
+        problems.append(
+            Problem(
+                f"a workflow function returns one of its top-level steps or None, got {result!r}",
+                wf.location,
+            )
+        )
+    spec = WorkflowSpec(
+        name=wf.name,
+        graph=GraphSpec(steps=tuple(s for s in top.steps if s is not None), output=output),
+        params=tuple(params),
+        defaults=wf._defaults,
+        timeout_s=wf._timeout_s,
+        description=wf.description,
+        location=wf.location,
+    )
+    problems += builder.problems + stopped
+    if not stopped:  # a definition that stopped half-way would only add noise
+        problems += builder.unentered_problems()
+        problems += validate_workflow(spec, check_step_type=check_step_type)
+    raise_if_invalid(problems)
+    return spec

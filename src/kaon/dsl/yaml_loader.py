@@ -1,0 +1,451 @@
+"""The YAML front end: a workflow file becomes the same specs the Python DSL produces.
+
+::
+
+    name: recsys
+    params:
+      min_ratings: {type: int, default: 20}
+    steps:
+      - id: select_users
+        python: pipeline.py:select_users
+        inputs: {min_ratings: "${{ params.min_ratings }}"}
+
+Every problem (YAML structure, unknown fields, bad durations, bad expressions, unknown step
+references, cycles) is reported at once, each with the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kaon.dsl._builder import condition_source
+from kaon.dsl._common import build_retry, cel_literal, infer_param_type, wrap
+from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_yaml
+from kaon.dsl._yaml_schema import (
+    STEP_KINDS,
+    LoopModel,
+    ParamModel,
+    RetryModel,
+    StepModel,
+    WorkflowModel,
+    error_messages,
+)
+from kaon.errors import DefinitionError, ExpressionError, Location, Problem
+from kaon.model.specs import (
+    NO_DEFAULT,
+    Const,
+    Expr,
+    ForeachSpec,
+    GraphSpec,
+    InputSpec,
+    LoopSpec,
+    ParamSpec,
+    RetrySpec,
+    StepDefaults,
+    StepSpec,
+    SubworkflowSpec,
+    TaskSpec,
+    WorkflowSpec,
+)
+
+_INVALID = "<invalid>"  # step type of a placeholder for a step that failed its structure check
+
+_SPEC_TO_YAML: dict[str, tuple[str, ...]] = {
+    "timeout_s": ("timeout",),
+    "items": ("foreach",),
+    "body": ("steps",),
+    "item_name": ("as",),
+    "until": ("loop", "until"),
+    "max_iterations": ("loop", "max_iterations"),
+    "fail_on_exhausted": ("loop", "fail_on_exhausted"),
+    "delay_s": ("delay",),
+    "max_delay_s": ("max_delay",),
+    "function": ("python",),
+    "file": ("python",),
+}
+
+
+def load_yaml_file(path: str) -> WorkflowSpec:
+    """Load the workflow in the YAML file at ``path``.
+
+    Raises :class:`DefinitionError` listing every problem (each with file, line and field),
+    or naming the file when it cannot be read.
+    """
+    path = os.path.realpath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(
+            Problem(f"cannot read workflow file: {exc}", Location(path))
+        ) from None
+    return load_yaml_text(text, path)
+
+
+def load_yaml_text(
+    text: str, file: str = "<string>", *, base_dir: str | None = None
+) -> WorkflowSpec:
+    """Load a workflow from YAML ``text``; relative paths resolve against ``base_dir``
+    (default: the folder of ``file``).
+
+    Raises :class:`DefinitionError` listing every problem found.
+    """
+    document = read_yaml(text, file)
+    folder = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(file))
+    reader = _WorkflowReader(document, folder)
+    spec = reader.workflow()
+    problems = document.problems + reader.problems
+    if spec is not None:
+        problems += [reader.relocate(p) for p in _validate(spec)]
+    if problems:
+        problems.sort(key=lambda p: (p.location.file != file, p.location.line or 0))
+        raise DefinitionError(problems)
+    assert spec is not None
+    return spec
+
+
+def _validate(spec: WorkflowSpec) -> list[Problem]:
+    from kaon.model.validation import validate_workflow
+    from kaon.steptypes.registry import check_step_type
+
+    def check(step_type: str, config: Any, location: Location) -> list[Problem]:
+        return [] if step_type == _INVALID else check_step_type(step_type, config, location)
+
+    return validate_workflow(spec, check_step_type=check)
+
+
+class _WorkflowReader:
+    """Turns one parsed document into a WorkflowSpec, collecting problems as it goes."""
+
+    def __init__(self, document: YamlDocument, folder: str) -> None:
+        self.doc = document
+        self.folder = folder
+        self.problems: list[Problem] = []
+
+    def problem(self, message: str, path: Path) -> None:
+        self.problems.append(Problem(message, self.doc.location(path)))
+
+    def validated(self, model: type[Any], data: Any, path: Path) -> Any:
+        """``model`` validated from ``data``, or None after recording its problems."""
+        from pydantic import ValidationError
+
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for loc, message in error_messages(model, exc):
+                self.problem(message, (*path, *loc))
+            return None
+
+    def workflow(self) -> WorkflowSpec | None:
+        data = self.doc.value
+        if not isinstance(data, dict):
+            self.problem("a workflow file must be a mapping with at least 'name' and 'steps'", ())
+            return None
+        top = self.validated(WorkflowModel, data, ()) or _salvage(data)
+        if top is None:
+            return None
+        return WorkflowSpec(
+            name=top.name,
+            graph=GraphSpec(steps=self.steps(top.steps, ("steps",)), output=top.output),
+            params=tuple(self.params(top.params)),
+            defaults=self.defaults(top),
+            timeout_s=top.timeout,
+            description=top.description,
+            location=Location(self.doc.file, 1),
+        )
+
+    def defaults(self, top: WorkflowModel) -> StepDefaults:
+        d = top.defaults
+        return StepDefaults(
+            retry=self.retry(d.retry) or RetrySpec(),
+            timeout_s=d.timeout,
+            on_failure=d.on_failure,
+            cache=d.cache,
+        )
+
+    def params(self, raw: dict[str, Any]) -> list[ParamSpec]:
+        found: list[ParamSpec] = []
+        for name, value in raw.items():
+            path: Path = ("params", name)
+            model = self.validated(
+                ParamModel, value if isinstance(value, dict) else {"default": value}, path
+            )
+            where = Location(self.doc.file, self.doc.line_of(path))
+            if model is None:
+                found.append(ParamSpec(name=name, location=where))
+                continue
+            has_default = "default" in model.model_fields_set
+            default = model.default if has_default else NO_DEFAULT
+            ptype = (
+                model.type
+                if model.type is not None
+                else (infer_param_type(default) if has_default else infer_param_type(None))
+            )
+            found.append(
+                ParamSpec(
+                    name=name,
+                    type=ptype,
+                    default=default,
+                    description=model.description,
+                    location=where,
+                )
+            )
+        return found
+
+    def retry(self, model: RetryModel | None) -> RetrySpec | None:
+        if model is None:
+            return None
+        return build_retry(
+            max_attempts=model.max_attempts,
+            backoff=model.backoff,
+            delay=model.delay,
+            max_delay=model.max_delay,
+            retry_on=model.retry_on,
+            platform_attempts=model.platform_attempts,
+        )
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def steps(self, raw: list[Any], path: Path) -> tuple[StepSpec, ...]:
+        built = (self.step(item, (*path, i)) for i, item in enumerate(raw))
+        return tuple(s for s in built if s is not None)
+
+    def step(self, raw: Any, path: Path) -> StepSpec | None:
+        if not isinstance(raw, dict):
+            self.problem(f"a step must be a mapping with an 'id', got {raw!r:.60}", path)
+            return None
+        kind_ok = self.check_kind(raw, path)
+        model = self.validated(StepModel, raw, path)
+        if model is None or not kind_ok:
+            return self.placeholder(raw, path)
+        common = self.common(model, path)
+        if model.foreach is not None:
+            return self.foreach(model, path, common)
+        if model.loop is not None:
+            return self.loop(model.loop, model, path, common)
+        inputs = self.inputs(model.inputs, (*path, "inputs"))
+        if model.workflow is not None:
+            return self.subworkflow(model.workflow, path, common, inputs)
+        step_type, config = self.task_config(model, path)
+        return TaskSpec(step_type=step_type, config=config, inputs=inputs, **common)
+
+    def check_kind(self, raw: dict[str, Any], path: Path) -> bool:
+        kinds = [k for k in STEP_KINDS if k in raw]
+        name = f"step {raw.get('id')!r}" if isinstance(raw.get("id"), str) else "a step"
+        before = len(self.problems)
+        if not kinds:
+            self.problem(f"{name} needs one of: {', '.join(STEP_KINDS)}", path)
+        elif len(kinds) > 1:
+            self.problem(f"{name} has {' and '.join(kinds)}; choose one", (*path, kinds[1]))
+        kind = kinds[0] if kinds else None
+        allowed_with = {
+            "steps": ("foreach", "loop"),
+            "as": ("foreach",),
+            "concurrency": ("foreach",),
+            "output": ("foreach", "loop"),
+            "config": ("type",),
+            "inputs": ("python", "shell", "type", "workflow"),
+        }
+        for key, owners in allowed_with.items():
+            if key in raw and kind is not None and kind not in owners:
+                self.problem(f"{key!r} does not apply to a {kind} step", (*path, key))
+        if kind in ("foreach", "loop") and "steps" not in raw:
+            self.problem(f"a {kind} step needs 'steps' (its body)", path)
+        return len(self.problems) == before
+
+    def placeholder(self, raw: dict[str, Any], path: Path) -> StepSpec | None:
+        """Stand-in for an invalid step, so that references to it are not reported too."""
+        step_id = raw.get("id")
+        if not isinstance(step_id, str):
+            return None
+        needs = raw.get("needs")
+        return TaskSpec(
+            id=step_id,
+            needs=tuple(n for n in needs if isinstance(n, str)) if isinstance(needs, list) else (),
+            step_type=_INVALID,
+            location=self.doc.location(path),
+        )
+
+    def common(self, model: StepModel, path: Path) -> dict[str, Any]:
+        when = None
+        if model.when is not None:
+            when = condition_source(model.when, self.doc.location((*path, "when")), self.problems)
+        return {
+            "id": model.id,
+            "needs": tuple(model.needs),
+            "when": when,
+            "trigger_rule": model.trigger_rule,
+            "retry": self.retry(model.retry),
+            "timeout_s": model.timeout,
+            "on_failure": model.on_failure,
+            "cache": model.cache,
+            "cache_version": model.cache_version,
+            "description": model.description,
+            "location": self.doc.location(path),
+        }
+
+    def task_config(self, model: StepModel, path: Path) -> tuple[str, dict[str, Any]]:
+        if model.python is not None:
+            return "python", self.python_target(model.python, (*path, "python"))
+        if model.shell is not None:
+            shell = model.shell
+            config: dict[str, Any] = {"command": shell.command}
+            for key in ("env", "cwd", "shell"):
+                value = getattr(shell, key)
+                if value is not None:
+                    config[key] = value
+            return "shell", config
+        return str(model.type), dict(model.config or {})
+
+    def python_target(self, target: str, path: Path) -> dict[str, Any]:
+        left, sep, function = target.rpartition(":")
+        if not sep or not left or not function:
+            self.problem(
+                f"python: expected FILE.py:FUNCTION or MODULE:FUNCTION, got {target!r}", path
+            )
+            return {"function": target}
+        if left.endswith(".py") or "/" in left or os.sep in left:
+            return {"file": os.path.realpath(os.path.join(self.folder, left)), "function": function}
+        return {"function": target}
+
+    def subworkflow(
+        self, target: str, path: Path, common: dict[str, Any], inputs: dict[str, InputSpec]
+    ) -> StepSpec:
+        from kaon.dsl.loader import load_workflow
+
+        file, sep, name = target.rpartition(":")
+        if not sep or not file.endswith((".py", ".yaml", ".yml")):
+            file, name = target, ""
+        resolved = os.path.join(self.folder, file)
+        try:
+            spec = load_workflow(f"{resolved}:{name}" if name else resolved)
+        except DefinitionError as exc:
+            where = self.doc.location((*path, "workflow"))
+            self.problems.append(Problem(f"subworkflow {target!r} cannot be loaded", where))
+            self.problems.extend(exc.problems)
+            return TaskSpec(step_type=_INVALID, **{**common, "when": None})
+        return SubworkflowSpec(workflow=spec.name, spec=spec, inputs=inputs, **common)
+
+    def foreach(self, model: StepModel, path: Path, common: dict[str, Any]) -> StepSpec:
+        items_path = (*path, "foreach")
+        items: InputSpec
+        if isinstance(model.foreach, list):
+            items = self.value(model.foreach, items_path)
+        else:
+            source = condition_source(model.foreach, self.doc.location(items_path), self.problems)
+            items = Expr(source) if source is not None else Const([])
+        return ForeachSpec(
+            items=items,
+            body=self.body(model, path),
+            concurrency=model.concurrency,
+            item_name=model.as_ or "item",
+            **common,
+        )
+
+    def loop(
+        self, loop: LoopModel, model: StepModel, path: Path, common: dict[str, Any]
+    ) -> StepSpec:
+        where = self.doc.location((*path, "loop", "until"))
+        until = condition_source(loop.until, where, self.problems)
+        return LoopSpec(
+            body=self.body(model, path),
+            until=until or "true",
+            max_iterations=loop.max_iterations,
+            fail_on_exhausted=loop.fail_on_exhausted,
+            **common,
+        )
+
+    def body(self, model: StepModel, path: Path) -> GraphSpec:
+        return GraphSpec(steps=self.steps(model.steps or [], (*path, "steps")), output=model.output)
+
+    # -- values --------------------------------------------------------------------------
+
+    def inputs(self, raw: dict[str, Any], path: Path) -> dict[str, InputSpec]:
+        return {name: self.value(value, (*path, name)) for name, value in raw.items()}
+
+    def value(self, value: Any, path: Path) -> InputSpec:
+        """A Const, or an Expr when templates occur anywhere inside ``value``."""
+        try:
+            if not _has_template(value):
+                return Const(value)
+            if isinstance(value, str):
+                return _template(value, self.doc.location(path))
+            return Expr(self.cel(value, path))
+        except ExpressionError as exc:
+            self.problems.extend(exc.problems)
+            return Const(None)
+
+    def cel(self, value: Any, path: Path) -> str:
+        if isinstance(value, list):
+            return "[" + ", ".join(self.cel(v, (*path, i)) for i, v in enumerate(value)) + "]"
+        if isinstance(value, dict):
+            items = (f"{cel_literal(k)}: {self.cel(v, (*path, k))}" for k, v in value.items())
+            return "{" + ", ".join(items) + "}"
+        if isinstance(value, str) and "${{" in value:
+            parsed = _template(value, self.doc.location(path))
+            if isinstance(parsed, Expr):
+                return wrap(parsed.source)
+            return cel_literal(parsed.value)
+        return cel_literal(value)
+
+    def relocate(self, problem: Problem) -> Problem:
+        """Point a validation problem at the YAML line and field it is about."""
+        where = problem.location
+        if where.file != self.doc.file or not where.field:
+            return problem
+        path = _yaml_path(_parse_field(where.field))
+        return Problem(problem.message, self.doc.location(path))
+
+
+def _salvage(data: dict[str, Any]) -> WorkflowModel | None:
+    """The workflow without its broken top-level fields, to find the steps' problems too."""
+    from pydantic import ValidationError
+
+    keep = {k: v for k, v in data.items() if k in ("params", "steps")}
+    try:
+        return WorkflowModel.model_validate({"name": "_", "steps": [], **keep})
+    except ValidationError:
+        return None  # already reported
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${{" in value
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    return False
+
+
+def _template(text: str, location: Location) -> InputSpec:
+    from kaon.model.expressions import parse_template
+
+    return parse_template(text, location)
+
+
+def _parse_field(field: str) -> Path:
+    """``"steps[0].retry.delay_s"`` -> ``("steps", 0, "retry", "delay_s")``."""
+    parts: list[str | int] = []
+    for chunk in field.split("."):
+        name, _, rest = chunk.partition("[")
+        if name:
+            parts.append(name)
+        for index in rest.replace("]", "").split("[") if rest else []:
+            parts.append(int(index) if index.isdigit() else index)
+    return tuple(parts)
+
+
+def _yaml_path(path: Path) -> Path:
+    """Rename spec field names to the YAML keys they come from."""
+    out: list[str | int] = []
+    for part in path:
+        if isinstance(part, str) and part in _SPEC_TO_YAML:
+            out.extend(_SPEC_TO_YAML[part])
+        else:
+            out.append(part)
+    return tuple(out)
+
+
+__all__ = ["dotted", "load_yaml_file", "load_yaml_text"]

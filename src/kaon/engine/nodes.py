@@ -1,0 +1,216 @@
+"""In-memory state the engine keeps for the runs it holds: frames of nodes.
+
+A *frame* is one execution of a graph: the run's top-level graph, one foreach item's body,
+one loop iteration's body, or a subworkflow's graph. A *node* is one step of a frame. Only
+frames that are still active live in memory: a finished foreach item's frame is folded into
+its container's results and dropped, which keeps a 100,000-item foreach in bounded memory.
+
+Nothing here touches the store; the engine records every change it makes to these objects in
+the turn's write batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kaon.model.graph import CompiledGraph
+from kaon.model.specs import (
+    FailureMode,
+    ForeachSpec,
+    GraphSpec,
+    LoopSpec,
+    RetrySpec,
+    StepDefaults,
+    StepSpec,
+    TriggerRule,
+)
+from kaon.model.status import STEP_SUCCESS, StepStatus
+from kaon.model.values import ValueRef
+
+USER_SKIP = "skipped by user"
+
+
+@dataclass(eq=False)
+class Node:
+    """One step of a frame. ``row_id`` is set once the step run has a row in the store."""
+
+    spec: StepSpec
+    frame: Frame
+    status: StepStatus = StepStatus.PENDING
+    row_id: int | None = None
+    deps_left: int = 0
+    attempts: int = 0  # user-code failures counted against the retry policy
+    platform_attempts: int = 0  # platform failures counted against the platform budget
+    next_number: int = 1  # number of the next attempt row
+    outputs: dict[str, ValueRef] | None = None
+    reason: str = ""
+    running: tuple[str, int, int] | None = None  # key of the attempt in flight
+    deadline: float | None = None
+    retry_at: float | None = None
+    queued: bool = False
+    started_at: float | None = None
+    foreach: ForeachState | None = None
+    loop: LoopState | None = None
+    sub: Frame | None = None
+    user_output: ValueRef | None = None  # value given with a user skip
+
+    @property
+    def path(self) -> str:
+        """The step run's path, e.g. ``segments[3].train``."""
+        return self.frame.prefix + self.spec.id
+
+    @property
+    def retry(self) -> RetrySpec:
+        """The retry policy in force (the step's, else its workflow's default)."""
+        return self.spec.retry or self.frame.defaults.retry
+
+    @property
+    def timeout_s(self) -> float | None:
+        """The attempt timeout in force, if any."""
+        return (
+            self.spec.timeout_s
+            if self.spec.timeout_s is not None
+            else (self.frame.defaults.timeout_s)
+        )
+
+    @property
+    def on_failure(self) -> FailureMode:
+        """The failure mode in force."""
+        return self.spec.on_failure or self.frame.defaults.on_failure
+
+    @property
+    def failure_ignored(self) -> bool:
+        """True when this node failed under the ``ignore`` failure mode."""
+        return self.status is StepStatus.FAILED and self.on_failure is FailureMode.IGNORE
+
+    @property
+    def done(self) -> bool:
+        """True once the node is terminal."""
+        return self.status.is_terminal
+
+    @property
+    def counts_as_success(self) -> bool:
+        """True when downstream may consume it: succeeded, cached, or skipped by a user."""
+        return self.status in STEP_SUCCESS or (
+            self.status is StepStatus.SKIPPED and self.reason == USER_SKIP
+        )
+
+
+@dataclass(eq=False)
+class Frame:
+    """One execution of a graph. ``scope`` is the frame whose steps are visible from here."""
+
+    graph: GraphSpec
+    compiled: CompiledGraph
+    prefix: str
+    params: dict[str, Any]
+    defaults: StepDefaults
+    container: Node | None = None
+    row_id: int | None = None  # the frame's own row (foreach item / loop iteration)
+    scope: Frame | None = None
+    bindings: dict[str, Any] = field(default_factory=dict)
+    index: int | None = None
+    nodes: dict[str, Node] = field(default_factory=dict)
+    remaining: int = 0
+    finished: bool = False
+
+    def lookup(self, step_id: str) -> Node | None:
+        """The node ``step_id`` visible from this frame (own steps first, then enclosing)."""
+        frame: Frame | None = self
+        while frame is not None:
+            node = frame.nodes.get(step_id)
+            if node is not None:
+                return node
+            frame = frame.scope
+        return None
+
+    def variables(self) -> dict[str, Any]:
+        """Bound names visible here (item, index, iteration...), inner frames winning."""
+        chain: list[Frame] = []
+        frame: Frame | None = self
+        while frame is not None:
+            chain.append(frame)
+            frame = frame.scope
+        merged: dict[str, Any] = {}
+        for f in reversed(chain):
+            merged.update(f.bindings)
+        return merged
+
+    def walk_nodes(self) -> Iterator[Node]:
+        """Every node of this frame and of the active frames below it."""
+        for node in self.nodes.values():
+            yield node
+            for child in child_frames(node):
+                yield from child.walk_nodes()
+
+
+@dataclass(eq=False)
+class ForeachState:
+    """Progress of a foreach: items, the window of active item frames, results so far."""
+
+    spec: ForeachSpec
+    items: list[Any]
+    limit: int
+    next_index: int = 0
+    active: dict[int, Frame] = field(default_factory=dict)
+    results: dict[int, ValueRef] = field(default_factory=dict)  # finished items' outputs
+    failed: int = 0
+    restore: dict[int, Any] = field(default_factory=dict)  # item rows found on resume
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every item has been expanded."""
+        return self.next_index >= len(self.items)
+
+
+@dataclass(eq=False)
+class LoopState:
+    """Progress of a bounded loop: the current iteration's frame."""
+
+    spec: LoopSpec
+    iteration: int = 0
+    frame: Frame | None = None
+
+
+def child_frames(node: Node) -> Iterator[Frame]:
+    """Active frames directly below a container node."""
+    if node.foreach is not None:
+        yield from node.foreach.active.values()
+    if node.loop is not None and node.loop.frame is not None:
+        yield node.loop.frame
+    if node.sub is not None:
+        yield node.sub
+
+
+def walk_frames(frame: Frame) -> Iterator[Frame]:
+    """``frame`` and every active frame below it."""
+    yield frame
+    for node in frame.nodes.values():
+        for child in child_frames(node):
+            yield from walk_frames(child)
+
+
+def trigger_decision(rule: TriggerRule, deps: list[Node]) -> tuple[bool, str]:
+    """Whether a node whose dependencies are all finished may run, and if not, why.
+
+    Skipped dependencies (other than user skips) skip ``all_succeeded`` successors, as in
+    Airflow; failed or cancelled ones skip every rule but ``all_done``.
+    """
+    failed = [d.spec.id for d in deps if d.status in (StepStatus.FAILED, StepStatus.CANCELLED)]
+    succeeded = [d for d in deps if d.counts_as_success]
+    if rule is TriggerRule.ALL_DONE:
+        return True, ""
+    if rule is TriggerRule.ANY_SUCCEEDED:
+        if succeeded or not deps:
+            return True, ""
+        return False, "no upstream step succeeded"
+    if failed:
+        return False, f"upstream failed: {', '.join(failed)}"
+    if rule is TriggerRule.NONE_FAILED:
+        return True, ""
+    skipped = [d.spec.id for d in deps if not d.counts_as_success]
+    if skipped:
+        return False, f"upstream skipped: {', '.join(skipped)}"
+    return True, ""

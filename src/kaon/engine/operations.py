@@ -1,0 +1,342 @@
+"""Changes to runs that no engine is driving: create, restart, skip, cancel.
+
+Each function builds one :class:`~kaon.store.base.WriteBatch` and commits it; the run is then
+picked up by an engine (``resume``) like any other. Runs an engine holds are changed through
+commands instead (see :class:`~kaon.engine.engine.Engine`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kaon.engine.nodes import USER_SKIP
+from kaon.errors import InvalidActionError, NotFoundError
+from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
+from kaon.model.graph import compile_graph
+from kaon.model.specs import (
+    ForeachSpec,
+    GraphSpec,
+    LoopSpec,
+    StepSpec,
+    SubworkflowSpec,
+    WorkflowSpec,
+)
+from kaon.model.status import (
+    STEP_SUCCESS,
+    RunStatus,
+    StepStatus,
+    check_run_transition,
+)
+from kaon.model.values import RETURN, Literal, encode_outputs
+from kaon.store.base import (
+    CommandRecord,
+    DefinitionRecord,
+    EventRecord,
+    RunRecord,
+    StateStore,
+    StepRunRecord,
+    WriteBatch,
+)
+
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[(\d+)\])?")
+
+
+def new_run_id() -> str:
+    """A new run id: sortable by creation time, unique without coordination."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def create_run(
+    store: StateStore,
+    spec: WorkflowSpec,
+    params: Mapping[str, Any],
+    *,
+    source: str = "",
+    executor: str = "",
+    labels: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> RunRecord:
+    """Store the definition (once per content hash) and a new pending run of it."""
+    now = time.time()
+    definition_hash = spec_hash(spec)
+    record = RunRecord(
+        id=run_id or new_run_id(),
+        workflow=spec.name,
+        definition_hash=definition_hash,
+        status=RunStatus.PENDING,
+        params=dict(params),
+        created_at=now,
+        executor=executor,
+        labels=dict(labels or {}),
+    )
+    batch = WriteBatch()
+    batch.definitions.append(
+        DefinitionRecord(definition_hash, spec.name, workflow_to_dict(spec), source, now)
+    )
+    batch.runs.append(record)
+    batch.events.append(EventRecord(record.id, "run", now, {"status": "pending"}))
+    store.write(batch)
+    return record
+
+
+def parse_path(path: str) -> list[tuple[str, int | None]]:
+    """Split ``segments[3].train`` into ``[("segments", 3), ("train", None)]``."""
+    parts: list[tuple[str, int | None]] = []
+    for piece in path.split("."):
+        match = _PATH_PART.fullmatch(piece)
+        if match is None:
+            raise InvalidActionError(f"malformed step path {path!r} (at {piece!r})")
+        parts.append((match.group(1), int(match.group(2)) if match.group(2) else None))
+    return parts
+
+
+def _body(step: StepSpec) -> GraphSpec | None:
+    if isinstance(step, ForeachSpec | LoopSpec):
+        return step.body
+    if isinstance(step, SubworkflowSpec) and step.spec is not None:
+        return step.spec.graph
+    return None
+
+
+def _downstream(graph: GraphSpec, step_id: str) -> set[str]:
+    """``step_id`` and every step after it in ``graph``."""
+    successors = compile_graph(graph).successors
+    seen = {step_id}
+    todo = [step_id]
+    while todo:
+        for nxt in successors[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+class _RunRows:
+    """Every step run row of a run, indexed for restart planning."""
+
+    def __init__(self, rows: Iterable[StepRunRecord]) -> None:
+        self.by_id = {row.id: row for row in rows}
+        self.children: dict[int | None, list[StepRunRecord]] = defaultdict(list)
+        for row in self.by_id.values():
+            self.children[row.parent_id].append(row)
+
+    def subtree(self, row_id: int) -> list[int]:
+        found = [row_id]
+        todo = [row_id]
+        while todo:
+            for child in self.children.get(todo.pop(), []):
+                found.append(child.id)
+                todo.append(child.id)
+        return found
+
+    def ancestors(self, row: StepRunRecord) -> list[StepRunRecord]:
+        chain: list[StepRunRecord] = []
+        parent = row.parent_id
+        while parent is not None:
+            parent_row = self.by_id[parent]
+            chain.append(parent_row)
+            parent = parent_row.parent_id
+        return chain
+
+
+def _frame_graph(spec: WorkflowSpec, rows: _RunRows, frame_row_id: int | None) -> GraphSpec:
+    """The graph executed by the frame whose row is ``frame_row_id`` (None: the top level)."""
+    if frame_row_id is None:
+        return spec.graph
+    chain = [rows.by_id[frame_row_id], *rows.ancestors(rows.by_id[frame_row_id])]
+    graph = spec.graph
+    for row in reversed(chain):
+        if row.kind in ("item", "iteration"):
+            continue  # the frame row of a container: same body as the container
+        step = graph.by_id().get(row.step_id)
+        body = _body(step) if step is not None else None
+        if body is None:
+            raise InvalidActionError(f"cannot find the definition of {row.path}")
+        graph = body
+    return graph
+
+
+def restart_run(
+    store: StateStore,
+    run_id: str,
+    *,
+    from_path: str | None = None,
+    by: str = "",
+) -> RunRecord:
+    """Put a finished run back to running: failed, cancelled and skipped steps become pending.
+
+    With ``from_path``, that step, everything after it in its graph, everything inside it,
+    and the containers around it run again too. Succeeded steps elsewhere keep their outputs
+    (each finished foreach item included). Raises InvalidActionError for an active run.
+    """
+    record = store.get_run(run_id)
+    if not record.status.is_terminal:
+        raise InvalidActionError(
+            f"run {run_id} is {record.status.value}; only a finished run can be restarted"
+        )
+    spec = _spec(store, record)
+    rows = _RunRows(store.step_runs(run_id, all_levels=True))
+    reset: set[int] = {
+        row.id
+        for row in rows.by_id.values()
+        if row.status not in STEP_SUCCESS and row.reason != USER_SKIP
+    }
+    if from_path is not None:
+        reset |= _restart_cone(spec, rows, run_id, from_path, store)
+    # A container with anything to redo is redone: its children decide what really runs.
+    for row_id in list(reset):
+        reset.update(r.id for r in rows.ancestors(rows.by_id[row_id]))
+    check_run_transition(record.status, RunStatus.RUNNING, f"run {run_id}")
+    now = time.time()
+    batch = WriteBatch()
+    for row_id in sorted(reset):
+        batch.update_step_run(
+            run_id,
+            row_id,
+            status=StepStatus.PENDING,
+            outputs=None,
+            error=None,
+            reason="",
+            ended_at=None,
+            attempts=0,
+            platform_attempts=0,
+            next_attempt_at=None,
+        )
+    batch.update_run(
+        run_id, status=RunStatus.RUNNING, ended_at=None, error=None, restarts=record.restarts + 1
+    )
+    data = {"action": "restart", "from": from_path, "by": by, "reset": len(reset)}
+    batch.events.append(EventRecord(run_id, "action", now, data))
+    store.write(batch)
+    return store.get_run(run_id)
+
+
+def _restart_cone(
+    spec: WorkflowSpec, rows: _RunRows, run_id: str, path: str, store: StateStore
+) -> set[int]:
+    parse_path(path)
+    target = store.get_step_run(run_id, path)
+    cone: set[int] = set()
+    # The target and everything inside it; then, level by level outwards, each enclosing
+    # container itself (not its other children) and the steps after it in its graph.
+    for row in [target, *rows.ancestors(target)]:
+        cone.add(row.id)
+        if row.kind in ("item", "iteration"):
+            continue
+        graph = _frame_graph(spec, rows, row.parent_id)
+        after = _downstream(graph, row.step_id)
+        for sibling in rows.children.get(row.parent_id, []):
+            if sibling.step_id in after and (sibling.id != row.id or row is target):
+                cone.update(rows.subtree(sibling.id))
+    return cone
+
+
+def skip_step(
+    store: StateStore,
+    run_id: str,
+    path: str,
+    *,
+    output: Any = None,
+    has_output: bool = False,
+    by: str = "",
+) -> None:
+    """Mark a step of a finished run as skipped by a user (downstream sees ``output``)."""
+    record = store.get_run(run_id)
+    if not record.status.is_terminal:
+        raise InvalidActionError(f"run {run_id} is {record.status.value}: send a command instead")
+    spec = _spec(store, record)
+    parts = parse_path(path)
+    try:
+        row, existing = store.get_step_run(run_id, path), True
+    except NotFoundError:
+        row, existing = _new_row_for_path(store, spec, run_id, path, parts), False
+    if row.status in STEP_SUCCESS:
+        raise InvalidActionError(f"step {path} already {row.status.value}; nothing to skip")
+    outputs = encode_outputs({RETURN: Literal(output)}) if has_output else {}
+    batch = WriteBatch()
+    if existing:
+        batch.update_step_run(
+            run_id,
+            row.id,
+            status=StepStatus.SKIPPED,
+            reason=USER_SKIP,
+            outputs=outputs,
+            error=None,
+            ended_at=time.time(),
+        )
+    else:
+        row.status, row.reason, row.outputs = StepStatus.SKIPPED, USER_SKIP, outputs
+        batch.insert_step_run(row)
+    batch.events.append(
+        EventRecord(run_id, "action", time.time(), {"action": "skip", "path": path, "by": by})
+    )
+    store.write(batch)
+
+
+def _new_row_for_path(
+    store: StateStore,
+    spec: WorkflowSpec,
+    run_id: str,
+    path: str,
+    parts: list[tuple[str, int | None]],
+) -> StepRunRecord:
+    """A row for a step that never started (only possible at the top level)."""
+    if len(parts) != 1 or parts[0][1] is not None:
+        raise NotFoundError(f"run {run_id} has no step run at {path!r}")
+    step = spec.graph.by_id().get(parts[0][0])
+    if step is None:
+        raise NotFoundError(f"workflow {spec.name} has no step {parts[0][0]!r}")
+    return StepRunRecord(
+        run_id=run_id,
+        id=store.max_step_run_id(run_id) + 1,
+        path=path,
+        step_id=step.id,
+        kind=step.kind,
+        status=StepStatus.SKIPPED,
+        created_at=time.time(),
+    )
+
+
+def cancel_run(store: StateStore, run_id: str, *, by: str = "", reason: str = "") -> None:
+    """Cancel a run no engine drives (never started, or its engine died)."""
+    record = store.get_run(run_id)
+    if record.status.is_terminal:
+        raise InvalidActionError(f"run {run_id} is already {record.status.value}")
+    now = time.time()
+    why = reason or f"killed by {by or 'a user'}"
+    batch = WriteBatch()
+    active = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.RETRYING)
+    for row in store.step_runs(run_id, all_levels=True, statuses=active):
+        batch.update_step_run(run_id, row.id, status=StepStatus.CANCELLED, reason=why, ended_at=now)
+    for attempt in store.attempts(run_id):
+        if attempt.status == "running":
+            key = (run_id, attempt.step_run_id, attempt.number)
+            batch.update_attempt(key, status="cancelled", ended_at=now)
+    batch.update_run(
+        run_id,
+        status=RunStatus.CANCELLED,
+        ended_at=now,
+        error=why,
+        owner=None,
+        lease_until=None,
+    )
+    batch.events.append(EventRecord(run_id, "run", now, {"status": "cancelled", "error": why}))
+    store.write(batch)
+
+
+def send_command(
+    store: StateStore, run_id: str, kind: str, payload: Mapping[str, Any], *, by: str = ""
+) -> None:
+    """Ask the engine holding ``run_id`` to do something (kill, skip)."""
+    batch = WriteBatch()
+    batch.commands.append(CommandRecord(run_id, kind, dict(payload), time.time(), by))
+    store.write(batch)
+
+
+def _spec(store: StateStore, record: RunRecord) -> WorkflowSpec:
+    return workflow_from_dict(store.get_definition(record.definition_hash).spec)

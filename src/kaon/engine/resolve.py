@@ -1,0 +1,110 @@
+"""Turning a step's declared inputs and conditions into values, within a frame.
+
+A plain reference (``steps.prepare.train``, ``params.k``, ``item``) becomes a
+:class:`~kaon.model.values.ValueRef` without loading anything: the worker loads the blob
+itself. Anything else is a CEL expression evaluated here over materialized values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kaon.artifacts.base import ArtifactStore
+from kaon.engine.nodes import Frame, Node
+from kaon.errors import ExpressionError, Location
+from kaon.model.expressions import compile_expression, truthy
+from kaon.model.specs import Const, Expr, InputSpec
+from kaon.model.values import Literal, ValueRef, outputs_value, select
+
+_NONE = Literal(None)
+
+
+def node_value(node: Node) -> ValueRef:
+    """The value a node offers downstream: its outputs (or a user-given value), else None."""
+    if node.outputs is not None and node.counts_as_success:
+        return outputs_value(node.outputs)
+    if node.user_output is not None:
+        return node.user_output
+    return _NONE
+
+
+class Resolver:
+    """Evaluates inputs, conditions and foreach items for the nodes of one run."""
+
+    def __init__(self, artifacts: ArtifactStore, run_facts: Mapping[str, Any]) -> None:
+        self._artifacts = artifacts
+        self._run = dict(run_facts)
+
+    def input_ref(self, frame: Frame, source: InputSpec, location: Location) -> ValueRef:
+        """The reference for one input, loading nothing when the input is a plain path."""
+        if isinstance(source, Const):
+            return Literal(source.value)
+        compiled = compile_expression(
+            source.source, location, variables=frozenset(frame.variables())
+        )
+        path = compiled.simple_path
+        if path is not None:
+            ref = self._path_ref(frame, path)
+            if ref is not None:
+                return ref
+        return Literal(self.evaluate(frame, source.source, location))
+
+    def inputs(self, node: Node) -> dict[str, ValueRef]:
+        """References for every input of a task node."""
+        location = node.spec.location
+        return {
+            name: self.input_ref(node.frame, source, location.with_field(f"inputs.{name}"))
+            for name, source in node.spec.inputs.items()
+        }
+
+    def value(self, frame: Frame, source: InputSpec, location: Location) -> Any:
+        """The materialized value of an input (foreach items, subworkflow params)."""
+        if isinstance(source, Const):
+            return source.value
+        return self._artifacts.get(self.input_ref(frame, source, location))
+
+    def evaluate(self, frame: Frame, source: str, location: Location) -> Any:
+        """Evaluate a CEL expression in ``frame``. Raises ExpressionError."""
+        bound = frame.variables()
+        compiled = compile_expression(source, location, variables=frozenset(bound))
+        steps: dict[str, Any] = {}
+        for step_id in compiled.step_refs:
+            node = frame.lookup(step_id)
+            if node is None:
+                raise ExpressionError(
+                    f"expression {source!r} refers to step {step_id!r}, which is not visible here"
+                )
+            steps[step_id] = self._artifacts.get(node_value(node))
+        variables: dict[str, Any] = {"params": frame.params, "steps": steps, "run": self._run}
+        variables.update(bound)
+        return compiled.evaluate(variables)
+
+    def condition(self, frame: Frame, source: str, location: Location) -> bool:
+        """Evaluate a condition; it must produce a bool. Raises ExpressionError."""
+        return truthy(self.evaluate(frame, source, location))
+
+    def _path_ref(self, frame: Frame, path: tuple[str | int, ...]) -> ValueRef | None:
+        head, rest = path[0], path[1:]
+        ref: ValueRef | None
+        if head == "steps":
+            if not rest or not isinstance(rest[0], str):
+                return None
+            node = frame.lookup(rest[0])
+            if node is None:
+                return None
+            ref, rest = node_value(node), rest[1:]
+        elif head == "params":
+            if not rest or not isinstance(rest[0], str) or rest[0] not in frame.params:
+                return None
+            ref, rest = Literal(frame.params[rest[0]]), rest[1:]
+        else:
+            bound = frame.variables()
+            if not isinstance(head, str) or head not in bound:
+                return None
+            ref = Literal(bound[head])
+        for key in rest:
+            ref = select(ref, key)
+            if ref is None:
+                return None
+        return ref

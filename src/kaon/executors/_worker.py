@@ -1,0 +1,133 @@
+"""The worker side of the ``process`` executor: a warm interpreter that runs attempts one by one.
+
+Started by :class:`~kaon.executors.process.ProcessExecutor` as
+``python -c "from kaon.executors._worker import main; main()" <fd> <parent pid>``, where
+``<fd>`` is its end of a socket pair wrapped as a :class:`multiprocessing.connection.Connection`.
+
+Messages from the parent: an init dict (``sys_path``), then one
+:class:`~kaon.executors.base.TaskRequest` at a time, or ``None`` to stop. Messages to the
+parent: ``("ready", pid)`` once, then ``("events", [event, ...])`` batches.
+
+The worker dies with its parent: it exits on EOF of the connection while idle, and a
+housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds so that a
+parent killed with SIGKILL does not leave a step running. On SIGTERM (the parent cancelling an
+attempt) and on parent death it kills its shell commands' process groups before exiting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from types import FrameType
+
+from kaon.executors.base import TaskRequest
+from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
+
+PARENT_CHECK_S = 0.2
+FLUSH_DELAY_S = 0.005  # how long a non-final event may wait to share a message with others
+MAX_BATCH = 256
+
+
+def _die(code: int) -> None:
+    from kaon.steptypes.shell import kill_live_process_groups
+
+    kill_live_process_groups()
+    os._exit(code)
+
+
+class Outbox:
+    """Batches events to the parent: a final event, or a full batch, is sent at once; others
+    within :data:`FLUSH_DELAY_S` by the housekeeping thread."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._pending: list[ExecutorEvent] = []
+        self._wake = threading.Event()
+
+    def add(self, event: ExecutorEvent) -> None:
+        """Queue ``event`` for the parent (thread-safe)."""
+        with self._lock:
+            self._pending.append(event)
+            count = len(self._pending)
+        if isinstance(event, StepSucceeded | StepFailed) or count >= MAX_BATCH:
+            self.flush()
+        elif count == 1:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Send everything queued, in order. Raises OSError when the parent is gone."""
+        with self._lock:
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, []
+            self._conn.send(("events", batch))
+
+    def housekeep(self, parent_pid: int) -> None:
+        """Forever: flush late events, and exit when the parent has died."""
+        while True:
+            woke = self._wake.wait(PARENT_CHECK_S)
+            if os.getppid() != parent_pid:
+                _die(1)
+            if woke:
+                self._wake.clear()
+                time.sleep(FLUSH_DELAY_S)
+                try:
+                    self.flush()
+                except OSError:
+                    _die(1)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _die(128 + signum)
+
+
+def serve(conn: Connection, parent_pid: int) -> None:
+    """Run requests from ``conn`` until it closes or sends ``None``."""
+    from kaon.executors.runtime import install_output_capture, run_task
+
+    outbox = Outbox(conn)
+    threading.Thread(
+        target=outbox.housekeep, args=(parent_pid,), name="kaon-worker-housekeeping", daemon=True
+    ).start()
+    install_output_capture()
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            break
+        if not isinstance(request, TaskRequest):
+            break
+        run_task(request, outbox.add)
+        try:
+            outbox.flush()
+        except OSError:
+            break
+
+
+def main() -> None:
+    """Entry point of a worker process (see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    conn = Connection(fd)
+    init = conn.recv()
+    sys.path[:] = list(init["sys_path"])
+    if init.get("cwd"):
+        os.chdir(init["cwd"])
+    # Preload what every attempt uses, so the first step is as fast as the rest.
+    import kaon.artifacts
+    import kaon.steptypes.python
+    import kaon.steptypes.shell  # noqa: F401
+
+    try:
+        serve(conn, parent_pid)
+    finally:
+        _die(0)

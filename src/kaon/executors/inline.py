@@ -1,0 +1,105 @@
+"""The ``inline`` executor: step attempts run in a pool of threads inside the engine's process.
+
+The fastest executor (no serialization, no process hop), and the least isolated: a step that
+crashes the interpreter takes the engine with it, and cancellation is cooperative. Cancelling
+an attempt marks it cancelled: if it has not started it never runs; if it is running, every
+event it reports from then on is dropped (no ``StepFailed`` follows), and a shell step's
+command is killed. Python code already running keeps running until it returns; its thread
+only then becomes free again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import ClassVar
+
+from kaon.errors import ConfigurationError, SystemFailure
+from kaon.executors.base import EventSink, Executor, TaskRequest
+from kaon.executors.runtime import run_task
+from kaon.model.events import AttemptKey, ExecutorEvent
+
+
+class InlineExecutor(Executor):
+    """Runs attempts with :func:`~kaon.executors.runtime.run_task` on ``workers`` threads.
+
+    ``workers`` defaults to twice the CPU count; it is also the capacity.
+    """
+
+    name: ClassVar[str] = "inline"
+
+    def __init__(self, workers: int | None = None) -> None:
+        count = workers if workers is not None else (os.cpu_count() or 1) * 2
+        if count < 1:
+            raise ConfigurationError(f"inline executor: workers must be >= 1, got {count}")
+        self._workers = count
+        self._queue: queue.SimpleQueue[TaskRequest | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._active: dict[AttemptKey, threading.Event] = {}
+        self._sink: EventSink | None = None
+
+    @property
+    def capacity(self) -> int:
+        """How many attempts run at once: the number of threads."""
+        return self._workers
+
+    def start(self, sink: EventSink) -> None:
+        """Start the threads; events go to ``sink`` from those threads."""
+        if self._sink is not None:
+            raise SystemFailure("inline executor already started")
+        self._sink = sink
+        for number in range(self._workers):
+            thread = threading.Thread(target=self._serve, name=f"kaon-inline-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, request: TaskRequest) -> None:
+        """Queue ``request`` for the next free thread. Never blocks."""
+        if self._sink is None:
+            raise SystemFailure("inline executor: submit() before start()")
+        with self._lock:
+            self._active[request.key] = threading.Event()
+        self._queue.put(request)
+
+    def cancel(self, key: AttemptKey) -> None:
+        """Drop the attempt's events from now on; it does not start if it has not yet."""
+        with self._lock:
+            flag = self._active.pop(key, None)
+        if flag is not None:
+            flag.set()
+
+    def shutdown(self) -> None:
+        """Stop the threads once they finish their current attempt; queued attempts are dropped.
+
+        Does not wait for running steps: their events are dropped.
+        """
+        with self._lock:
+            flags = list(self._active.values())
+            self._active.clear()
+        for flag in flags:
+            flag.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        self._threads.clear()
+
+    def _serve(self) -> None:
+        sink = self._sink
+        assert sink is not None
+        while True:
+            request = self._queue.get()
+            if request is None:
+                return
+            flag = self._active.get(request.key)
+            if flag is None or flag.is_set():
+                continue  # cancelled before it started
+
+            def emit(event: ExecutorEvent, flag: threading.Event = flag) -> None:
+                if not flag.is_set():
+                    sink(event)
+
+            run_task(request, emit, cancel=flag)
+            with self._lock:
+                if self._active.get(request.key) is flag:
+                    del self._active[request.key]

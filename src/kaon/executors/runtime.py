@@ -1,0 +1,284 @@
+"""The step runtime: the one code path that runs a task attempt inside any executor's worker.
+
+:func:`run_task` reports ``StepStarted``, resolves the inputs through the artifact store, binds
+a :class:`~kaon.steptypes.context.StepContext` to the thread (so ``kaon.context()`` works),
+runs the step type, captures what the step prints as ``LogLine`` events, stores the returned
+value and reports ``StepSucceeded`` or ``StepFailed``. It never raises.
+
+Output capture installs, once per process, proxies on ``sys.stdout`` and ``sys.stderr`` that
+send a write to the step running *in the writing thread* (line-buffered), and to the real
+stream when no step runs there. Threads a step starts itself are not captured.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, TextIO
+
+from kaon.artifacts import open_artifact_store
+from kaon.artifacts.base import ArtifactStore
+from kaon.errors import ArtifactError, SerializationError, StepError, StepTimeout, SystemFailure
+from kaon.executors.base import EventSink, TaskRequest
+from kaon.model.events import ErrorInfo, LogLine, LogStream, StepFailed, StepStarted, StepSucceeded
+from kaon.model.values import RETURN, Literal, ValueRef
+from kaon.steptypes.context import StepContext, reset_context, set_context
+from kaon.steptypes.registry import get_step_type
+
+MAX_LINE_CHARS = 8192  # a partial line longer than this is emitted as is (progress bars)
+_KAON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_HOSTNAME = socket.gethostname()
+
+
+class _LineCapture:
+    """Line-buffers one step's writes to stdout/stderr and emits them as log lines."""
+
+    __slots__ = ("ctx", "partial")
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.partial: dict[LogStream, str] = {"stdout": "", "stderr": ""}
+
+    def write(self, stream: LogStream, text: str) -> None:
+        pending = self.partial[stream] + text
+        if "\n" in pending:
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                self._emit(stream, line)
+        if len(pending) > MAX_LINE_CHARS:
+            self._emit(stream, pending)
+            pending = ""
+        self.partial[stream] = pending
+
+    def flush_partial(self) -> None:
+        for stream, pending in self.partial.items():
+            if pending:
+                self._emit(stream, pending)
+        self.partial = {"stdout": "", "stderr": ""}
+
+    def _emit(self, stream: LogStream, line: str) -> None:
+        self.ctx.emit(LogLine(self.ctx.key, time.time(), stream, line.rstrip("\r")))
+
+
+_capture: ContextVar[_LineCapture | None] = ContextVar("kaon_output_capture", default=None)
+
+
+class _StreamProxy:
+    """Stands in for ``sys.stdout``/``sys.stderr``; routes writes made inside a step."""
+
+    def __init__(self, real: TextIO, stream: LogStream) -> None:
+        self._kaon_real = real
+        self._kaon_stream: LogStream = stream
+
+    def write(self, text: str) -> int:
+        capture = _capture.get()
+        if capture is None:
+            return self._kaon_real.write(text)
+        capture.write(self._kaon_stream, str(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if _capture.get() is None:
+            self._kaon_real.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kaon_real, name)
+
+
+_install_lock = threading.Lock()
+
+
+def install_output_capture() -> None:
+    """Put the capturing proxies on ``sys.stdout``/``sys.stderr`` unless they are there.
+
+    Idempotent and thread-safe; checked on every task because test harnesses swap the streams.
+    """
+    if isinstance(sys.stdout, _StreamProxy) and isinstance(sys.stderr, _StreamProxy):
+        return
+    with _install_lock:
+        if not isinstance(sys.stdout, _StreamProxy):
+            sys.stdout = _StreamProxy(sys.stdout, "stdout")  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _StreamProxy):
+            sys.stderr = _StreamProxy(sys.stderr, "stderr")  # type: ignore[assignment]
+
+
+def worker_name() -> str:
+    """``host:pid:thread``: names where an attempt runs."""
+    return f"{_HOSTNAME}:{os.getpid()}:{threading.current_thread().name}"
+
+
+def error_type_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``module.Class`` otherwise."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The formatted traceback without Kaon's own leading frames (kept if nothing else is)."""
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_KAON_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Describe ``exc`` for a ``StepFailed`` event.
+
+    A :class:`~kaon.errors.StepError` keeps its recorded type, message and traceback;
+    :class:`~kaon.errors.SystemFailure` and :class:`~kaon.errors.ArtifactError` are platform
+    failures; a ``StepTimeout`` or a ``StepError`` of type ``Timeout`` is marked as a timeout.
+    """
+    platform = isinstance(exc, SystemFailure | ArtifactError)
+    if isinstance(exc, StepError):
+        return ErrorInfo(
+            exc.error_type,
+            exc.message,
+            exc.traceback or _user_traceback(exc),
+            platform=False,
+            timeout=exc.error_type == "Timeout",
+        )
+    return ErrorInfo(
+        error_type_name(exc),
+        str(exc),
+        _user_traceback(exc),
+        platform=platform,
+        timeout=isinstance(exc, StepTimeout),
+    )
+
+
+class _Artifacts:
+    """Opens the artifact store only when a value needs it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: ArtifactStore | None = None
+
+    @property
+    def store(self) -> ArtifactStore:
+        if self._store is None:
+            self._store = open_artifact_store(self.url)
+        return self._store
+
+    def get(self, ref: ValueRef) -> Any:
+        return ref.value if isinstance(ref, Literal) else self.store.get(ref)
+
+    def put(self, value: Any, name: str) -> ValueRef:
+        if _trivially_inline(value):
+            return Literal(value)
+        return self.store.put(value, name=name)
+
+
+def _trivially_inline(value: Any) -> bool:
+    """True for values every store keeps inline: skips opening the store for them."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(-(2**53) < value < 2**53)
+    return kind is str and len(value) < 1024
+
+
+def _resolve_inputs(request: TaskRequest, artifacts: _Artifacts) -> dict[str, Any]:
+    """Load every input; any failure is the platform's, not the step's."""
+    values: dict[str, Any] = {}
+    for name, ref in request.inputs.items():
+        try:
+            values[name] = artifacts.get(ref)
+        except ArtifactError as exc:
+            raise ArtifactError(f"input {name!r} of step {request.step_path}: {exc}") from exc
+        except Exception as exc:
+            raise SystemFailure(
+                f"input {name!r} of step {request.step_path} cannot be loaded: "
+                f"{error_type_name(exc)}: {exc}"
+            ) from exc
+    return values
+
+
+def _store_outputs(value: Any, request: TaskRequest, artifacts: _Artifacts) -> dict[str, ValueRef]:
+    """A mapping with string keys becomes named outputs; anything else the ``return`` output."""
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        items = list(value.items())
+    else:
+        items = [(RETURN, value)]
+    outputs: dict[str, ValueRef] = {}
+    for name, item in items:
+        try:
+            outputs[name] = artifacts.put(item, name=name)
+        except SerializationError as exc:
+            raise StepError(
+                error_type_name(exc),
+                f"output {name!r} of step {request.step_path} cannot be stored: {exc}",
+            ) from exc
+    return outputs
+
+
+def _make_context(
+    request: TaskRequest, emit: EventSink, cancel: threading.Event | None
+) -> StepContext:
+    return StepContext(
+        key=request.key,
+        step=request.step_path,
+        workflow=request.workflow,
+        params=request.params,
+        emit=emit,
+        item=request.item,
+        index=request.index,
+        iteration=request.iteration,
+        extra={
+            "timeout_s": request.timeout_s,
+            "env": dict(request.env),
+            "artifact_url": request.artifact_url,
+            "cancel_event": cancel,
+        },
+    )
+
+
+def _execute(request: TaskRequest, emit: EventSink, cancel: threading.Event | None) -> None:
+    emit(StepStarted(request.key, time.time(), worker_name()))
+    artifacts = _Artifacts(request.artifact_url)
+    inputs = _resolve_inputs(request, artifacts)
+    step_type = get_step_type(request.step_type)
+    ctx = _make_context(request, emit, cancel)
+    capture = _LineCapture(ctx)
+    install_output_capture()
+    ctx_token = set_context(ctx)
+    capture_token = _capture.set(capture)
+    try:
+        value = step_type.run(ctx, request.config, inputs)
+    finally:
+        _capture.reset(capture_token)
+        reset_context(ctx_token)
+        capture.flush_partial()
+    outputs = _store_outputs(value, request, artifacts)
+    emit(StepSucceeded(request.key, time.time(), outputs))
+
+
+def run_task(
+    request: TaskRequest, emit: EventSink, *, cancel: threading.Event | None = None
+) -> None:
+    """Run one attempt of a task step and report it through ``emit``. Never raises.
+
+    Exactly one ``StepSucceeded`` or ``StepFailed`` is emitted (unless ``emit`` itself keeps
+    failing). ``cancel``, when given, is exposed to step types as ``ctx.extra["cancel_event"]``
+    so that long-running ones (shell) can stop early when the attempt is cancelled.
+    """
+    try:
+        _execute(request, emit, cancel)
+    except BaseException as exc:  # user code may raise SystemExit or worse; report it all
+        try:
+            emit(StepFailed(request.key, time.time(), error_info(exc)))
+        except BaseException:  # the sink is gone (worker shutting down): nothing left to tell
+            return

@@ -1,0 +1,100 @@
+"""Typed, past-tense events that executors report about step attempts.
+
+Events are the contract between executors and the engine: executors only report, the engine
+alone writes state. The same events, once applied, feed the CLI's live view and the audit log.
+Every event names the attempt it is about by its ``key``: ``(run id, step run id, attempt number)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal as TypingLiteral
+
+from kaon.model.values import ValueRef
+
+LogStream = TypingLiteral["stdout", "stderr", "log"]
+AttemptKey = tuple[str, int, int]  # (run id, step run id, attempt number)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why an attempt failed.
+
+    ``platform`` is True when Kaon's machinery failed (a worker died, an artifact store was
+    unreachable): such failures count against the platform retry budget, not the user's.
+    """
+
+    error_type: str
+    message: str
+    traceback: str = ""
+    platform: bool = False
+    timeout: bool = False
+
+    def summary(self) -> str:
+        """One line for tables: ``Type: message`` (first line of the message)."""
+        first = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        return f"{self.error_type}: {first}" if first else self.error_type
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    """An attempt began executing on a worker."""
+
+    key: AttemptKey
+    at: float
+    worker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line the step wrote to stdout, stderr or its logger."""
+
+    key: AttemptKey
+    at: float
+    stream: LogStream
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReported:
+    """The step reported how far along it is (``fraction`` in [0, 1], or just a message)."""
+
+    key: AttemptKey
+    at: float
+    fraction: float | None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricReported:
+    """The step reported a named number (``step`` orders repeated values, like epochs)."""
+
+    key: AttemptKey
+    at: float
+    name: str
+    value: float
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSucceeded:
+    """An attempt finished; ``outputs`` maps output names to stored values."""
+
+    key: AttemptKey
+    at: float
+    outputs: Mapping[str, ValueRef] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """An attempt finished with an error."""
+
+    key: AttemptKey
+    at: float
+    error: ErrorInfo
+
+
+ExecutorEvent = (
+    StepStarted | LogLine | ProgressReported | MetricReported | StepSucceeded | StepFailed
+)

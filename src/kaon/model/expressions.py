@@ -1,0 +1,581 @@
+"""Safe expressions: CEL (Common Expression Language) for conditions and computed values.
+
+A workflow file never runs arbitrary code outside a step, so every computed value is a CEL
+expression, compiled by the ``common-expression-language`` package (a Rust interpreter). Python
+``eval`` is never used.
+
+**Bounded time.** CEL is not Turing complete: it has no loops, no recursion and no user
+functions. The only iteration is the comprehension macros (``map``, ``filter``, ``all``,
+``exists``, ``exists_one``), each of which visits a finite list once. Kaon caps a source at
+:data:`MAX_SOURCE_LENGTH` characters and comprehension nesting at :data:`MAX_MACRO_NESTING`, so
+an evaluation costs at most a polynomial of degree ``MAX_MACRO_NESTING + 1`` in the size of its
+inputs, with a constant bounded by the source length. There is no way to write an expression
+that does not terminate.
+
+Expressions see the root variables ``params``, ``steps``, ``item`` (or a foreach's
+``item_name``), ``index``, ``iteration`` and ``run``. Kaon extends CEL's ``string()`` to every
+JSON value: ``string(true)`` is ``"true"``, ``string(null)`` is ``"null"`` and lists and maps
+become JSON text, so that templates such as ``"model-${{ item }}"`` work for any item.
+
+YAML strings embed expressions as ``${{ expr }}`` (see :func:`parse_template`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cel
+
+from kaon.errors import ExpressionError, Location, Problem
+from kaon.model.specs import Const, Expr
+
+MAX_SOURCE_LENGTH: Final = 4096
+"""Longest expression source accepted, in characters."""
+
+MAX_MACRO_NESTING: Final = 2
+"""Deepest nesting of comprehension macros (``map`` inside ``filter`` is depth 2)."""
+
+DEFAULT_VARIABLES: Final = frozenset({"params", "steps", "item", "index", "iteration", "run"})
+"""Root variables an expression may use unless the caller allows more."""
+
+MACROS: Final = ("map", "filter", "all", "exists", "exists_one")
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_MACRO_CALL = re.compile(r"\.\s*(?:" + "|".join(MACROS) + r")\s*\(")
+_MACRO_BINDING = re.compile(r"\.\s*(?:" + "|".join(MACROS) + r")\s*\(\s*(" + _IDENT + r")\s*,")
+_ROOT_WORD = re.compile(r"\b(steps|params)\b")
+_IDENT_AT = re.compile(r"\s*(" + _IDENT + r")")
+_PATH_ROOT = re.compile(r"\s*(" + _IDENT + r")")
+_PATH_SEGMENT = re.compile(
+    r"\s*(?:\.\s*(?P<attr>" + _IDENT + r")"
+    r"|\[\s*(?:(?P<int>\d+)|\"(?P<dq>[^\"\\\n]*)\"|'(?P<sq>[^'\\\n]*)')\s*\])"
+)
+_RESERVED = frozenset({"true", "false", "null", "in"})
+_TEMPLATE_OPEN = "${{"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpressionAnalysis:
+    """What Kaon learns once per distinct source: the program and its static facts.
+
+    ``roots`` are the free root variables, ``bound`` the comprehension variables, and the
+    ``*_refs`` / ``*_dynamic`` fields describe ``steps`` and ``params`` use (see
+    :class:`CompiledExpression`).
+    """
+
+    program: Any
+    roots: frozenset[str]
+    bound: frozenset[str]
+    step_refs: frozenset[str]
+    param_refs: frozenset[str]
+    steps_dynamic: bool
+    params_dynamic: bool
+    simple_path: tuple[str | int, ...] | None
+    uses_string: bool
+
+
+class CompiledExpression:
+    """A checked, compiled CEL expression, cheap to evaluate many times.
+
+    ``variables`` are the root names it reads; ``step_refs`` the ids ``X`` of every
+    ``steps.X`` / ``steps["X"]``; ``param_refs`` the same for ``params``; ``steps_dynamic``
+    is True when ``steps`` is used other than with a literal key (``steps[params.name]``),
+    so its step references cannot be known before running. ``simple_path`` is set when the
+    whole expression is a plain path (``steps.prepare.train``, ``item[0]``): the root
+    followed by field names and list indexes.
+    """
+
+    __slots__ = (
+        "_analysis",
+        "location",
+        "param_refs",
+        "simple_path",
+        "source",
+        "step_refs",
+        "steps_dynamic",
+        "variables",
+    )
+
+    def __init__(self, source: str, location: Location, analysis: ExpressionAnalysis) -> None:
+        self.source = source
+        self.location = location
+        self.variables: frozenset[str] = analysis.roots
+        self.step_refs: frozenset[str] = analysis.step_refs
+        self.param_refs: frozenset[str] = analysis.param_refs
+        self.steps_dynamic: bool = analysis.steps_dynamic
+        self.simple_path: tuple[str | int, ...] | None = analysis.simple_path
+        self._analysis = analysis
+
+    def __repr__(self) -> str:
+        return f"CompiledExpression({self.source!r})"
+
+    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        """Evaluate against ``variables`` and return a plain Python value.
+
+        Only the root variables the expression reads are handed to CEL (and of ``steps``
+        only the referenced steps), so unrelated values never need converting. Results are
+        ints, floats, strings, bools, None, lists and dicts; bytes are decoded as UTF-8,
+        timestamps become ISO 8601 strings and durations float seconds. A plain path
+        (:attr:`simple_path`) is walked in Python without CEL; objects CEL cannot represent
+        (a DataFrame reached by a path) are then returned unchanged.
+
+        Raises :class:`ExpressionError` naming the expression and its location on any
+        failure: a missing variable or key, an index out of range, no such overload,
+        division by zero, overflow, or a value CEL cannot represent.
+        """
+        path = self.simple_path
+        if path is not None:
+            found, value = _walk(variables, path)
+            if found:
+                return to_plain(value)
+        context = self._context(variables)
+        try:
+            result = self._analysis.program.execute(context)
+        except Exception as error:  # every CEL failure becomes an ExpressionError
+            raise self._error(_describe(error)) from error
+        return to_plain(result)
+
+    def _context(self, variables: Mapping[str, Any]) -> Any:
+        analysis = self._analysis
+        values: dict[str, Any] = {}
+        for name in analysis.roots:
+            if name not in variables:
+                raise self._error(f"variable {name!r} is not bound here")
+            value = variables[name]
+            if name == "steps" and not analysis.steps_dynamic and isinstance(value, Mapping):
+                value = {ref: value[ref] for ref in analysis.step_refs if ref in value}
+            elif isinstance(value, Mapping) and not isinstance(value, dict):
+                value = dict(value)
+            values[name] = value
+        if analysis.uses_string:
+            return cel.Context(values, {"string": cel_string})
+        return values
+
+    def _error(self, message: str) -> ExpressionError:
+        return ExpressionError(Problem(f"expression {self.source!r}: {message}", self.location))
+
+
+def compile_expression(
+    source: str,
+    location: Location = Location(),
+    *,
+    variables: Collection[str] | None = None,
+) -> CompiledExpression:
+    """Compile and check ``source``; results are cached per (source, location, variables).
+
+    ``variables`` are the allowed root names in addition to :data:`DEFAULT_VARIABLES` (a
+    foreach's custom ``item_name``, say).
+
+    Raises :class:`ExpressionError` (at ``location``) when the source is not valid CEL (the
+    message quotes the parser's error), is longer than :data:`MAX_SOURCE_LENGTH`, nests
+    comprehensions deeper than :data:`MAX_MACRO_NESTING`, reads a root variable that is
+    not allowed, or binds a comprehension variable that shadows an allowed root name.
+    """
+    allowed = DEFAULT_VARIABLES if not variables else DEFAULT_VARIABLES | frozenset(variables)
+    return _compile_cached(source, location, allowed)
+
+
+@functools.lru_cache(maxsize=8192)
+def _compile_cached(source: str, location: Location, allowed: frozenset[str]) -> CompiledExpression:
+    try:
+        analysis = analyze(source)
+    except ExpressionError as error:
+        raise ExpressionError([Problem(p.message, location) for p in error.problems]) from None
+    problems = check_roots(analysis, allowed)
+    if problems:
+        raise ExpressionError([Problem(f"expression {source!r}: {p}", location) for p in problems])
+    return CompiledExpression(source, location, analysis)
+
+
+def check_roots(analysis: ExpressionAnalysis, allowed: Collection[str]) -> list[str]:
+    """Messages for root variables outside ``allowed`` and for shadowing macro variables."""
+    messages = [
+        f"unknown variable {name!r} (allowed: {', '.join(sorted(allowed))})"
+        for name in sorted(analysis.roots)
+        if name not in allowed
+    ]
+    messages.extend(
+        f"comprehension variable {name!r} shadows the variable of the same name"
+        for name in sorted(analysis.bound)
+        if name in allowed
+    )
+    return messages
+
+
+@functools.lru_cache(maxsize=8192)
+def analyze(source: str) -> ExpressionAnalysis:
+    """Compile ``source`` and compute its static facts (no check of allowed variables).
+
+    Raises :class:`ExpressionError` without a location on syntax errors, a source longer
+    than :data:`MAX_SOURCE_LENGTH` or comprehensions nested deeper than
+    :data:`MAX_MACRO_NESTING`. Callers that know a location should use
+    :func:`compile_expression`.
+    """
+    if not isinstance(source, str):
+        raise ExpressionError(f"an expression must be a string, got {type(source).__name__}")
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise ExpressionError(
+            f"expression is {len(source)} characters long; the limit is {MAX_SOURCE_LENGTH}"
+        )
+    try:
+        program = cel.compile(source)
+        names = frozenset(program.variables())
+        uses_string = "string" in program.functions()
+    except Exception as error:  # ValueError from the parser, others from encoding
+        detail = f"{error}" if isinstance(error, ValueError) else f"{source!r}: {error}"
+        raise ExpressionError(f"invalid expression: {detail}") from None
+    blanked, literals = blank_literals(source)
+    depth = _macro_depth(blanked)
+    if depth > MAX_MACRO_NESTING:
+        raise ExpressionError(
+            f"expression {source!r} nests comprehensions {depth} deep; "
+            f"the limit is {MAX_MACRO_NESTING}"
+        )
+    bound = frozenset(m.group(1) for m in _MACRO_BINDING.finditer(blanked))
+    step_refs, steps_dynamic = _root_refs(blanked, literals, "steps")
+    param_refs, params_dynamic = _root_refs(blanked, literals, "params")
+    return ExpressionAnalysis(
+        program=program,
+        roots=names - bound,
+        bound=bound & names,
+        step_refs=step_refs,
+        param_refs=param_refs,
+        steps_dynamic=steps_dynamic,
+        params_dynamic=params_dynamic,
+        simple_path=_simple_path(source, names - bound),
+        uses_string=uses_string,
+    )
+
+
+def blank_literals(source: str) -> tuple[str, dict[int, str]]:
+    """Blank out string/bytes literal contents and comments, keeping every offset.
+
+    Returns the blanked text (quotes kept, contents replaced by spaces) and a map from the
+    offset of each literal's opening quote to the literal's full text (prefix included).
+    """
+    out = list(source)
+    literals: dict[int, str] = {}
+    i, n = 0, len(source)
+    while i < n:
+        ch = source[i]
+        if ch == "/" and source.startswith("//", i):
+            end = source.find("\n", i)
+            end = n if end < 0 else end
+            out[i:end] = " " * (end - i)
+            i = end
+            continue
+        if ch not in "\"'":
+            i += 1
+            continue
+        prefix = _literal_prefix(source, i)
+        quote = ch * 3 if source.startswith(ch * 3, i) else ch
+        end = _literal_end(source, i + len(quote), quote, raw="r" in prefix.lower())
+        literals[i] = source[i - len(prefix) : end]
+        for pos in range(i + len(quote), max(end - len(quote), i + len(quote))):
+            out[pos] = " "
+        i = end
+    return "".join(out), literals
+
+
+def _literal_prefix(source: str, quote_at: int) -> str:
+    start = quote_at
+    while start > 0 and source[start - 1] in "rRbB" and quote_at - start < 2:
+        start -= 1
+    if start > 0 and (source[start - 1].isalnum() or source[start - 1] == "_"):
+        return ""
+    return source[start:quote_at]
+
+
+def _literal_end(source: str, pos: int, quote: str, *, raw: bool) -> int:
+    n = len(source)
+    while pos < n:
+        if not raw and source[pos] == "\\":
+            pos += 2
+            continue
+        if source.startswith(quote, pos):
+            return pos + len(quote)
+        if len(quote) == 1 and source[pos] == "\n":
+            return pos
+        pos += 1
+    return n
+
+
+def _macro_depth(blanked: str) -> int:
+    macro_parens = {m.end() - 1 for m in _MACRO_CALL.finditer(blanked)}
+    if not macro_parens:
+        return 0
+    stack: list[bool] = []
+    depth = deepest = 0
+    for pos, ch in enumerate(blanked):
+        if ch in "([{":
+            is_macro = pos in macro_parens
+            stack.append(is_macro)
+            if is_macro:
+                depth += 1
+                deepest = max(deepest, depth)
+        elif ch in ")]}" and stack and stack.pop():
+            depth -= 1
+    return deepest
+
+
+def _root_refs(blanked: str, literals: Mapping[int, str], root: str) -> tuple[frozenset[str], bool]:
+    """Keys ``X`` of ``root.X`` / ``root["X"]`` and whether ``root`` is used otherwise."""
+    refs: set[str] = set()
+    dynamic = False
+    for match in _ROOT_WORD.finditer(blanked):
+        if match.group(1) != root or _preceded_by_dot(blanked, match.start()):
+            continue
+        key = _static_key(blanked, literals, match.end())
+        if key is None:
+            dynamic = True
+        else:
+            refs.add(key)
+    return frozenset(refs), dynamic
+
+
+def _preceded_by_dot(text: str, pos: int) -> bool:
+    pos -= 1
+    while pos >= 0 and text[pos].isspace():
+        pos -= 1
+    return pos >= 0 and text[pos] == "."
+
+
+def _static_key(blanked: str, literals: Mapping[int, str], pos: int) -> str | None:
+    n = len(blanked)
+    while pos < n and blanked[pos].isspace():
+        pos += 1
+    if pos < n and blanked[pos] == ".":
+        match = _IDENT_AT.match(blanked, pos + 1)
+        return match.group(1) if match else None
+    if pos < n and blanked[pos] == "[":
+        pos += 1
+        while pos < n and blanked[pos].isspace():
+            pos += 1
+        literal = literals.get(pos)
+        if literal is None or literal[0] not in "\"'":
+            return None
+        close = pos + len(literal)
+        while close < n and blanked[close].isspace():
+            close += 1
+        if close >= n or blanked[close] != "]":
+            return None
+        value = _literal_value(literal)
+        return value if isinstance(value, str) else None
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_value(literal: str) -> Any:
+    try:
+        return cel.compile(literal).execute({})
+    except Exception:  # not a plain string literal: the key is dynamic
+        return None
+
+
+def _simple_path(source: str, roots: frozenset[str]) -> tuple[str | int, ...] | None:
+    match = _PATH_ROOT.match(source)
+    if match is None or match.group(1) in _RESERVED or match.group(1) not in roots:
+        return None
+    path: list[str | int] = [match.group(1)]
+    pos = match.end()
+    while True:
+        segment = _PATH_SEGMENT.match(source, pos)
+        if segment is None:
+            break
+        if segment.group("int") is not None:
+            path.append(int(segment.group("int")))
+        else:
+            path.append(next(g for g in segment.group("attr", "dq", "sq") if g is not None))
+        pos = segment.end()
+    if source[pos:].strip():
+        return None
+    return tuple(path)
+
+
+def _walk(variables: Mapping[str, Any], path: tuple[str | int, ...]) -> tuple[bool, Any]:
+    """Follow ``path`` in Python; ``(False, None)`` when CEL must decide (and explain)."""
+    value: Any = variables
+    for key in path:
+        if isinstance(value, Mapping):
+            if key not in value:
+                return False, None
+            value = value[key]
+        elif isinstance(value, list | tuple) and isinstance(key, int):
+            if key >= len(value):
+                return False, None
+            value = value[key]
+        else:
+            return False, None
+    return True, value
+
+
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def to_plain(value: Any) -> Any:
+    """Convert a CEL result to plain Python; containers are rebuilt only when needed."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list or kind is tuple:
+        items = [to_plain(v) for v in value]
+        if kind is list and all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items
+    if kind is dict:
+        converted = {k: to_plain(v) for k, v in value.items()}
+        if all(converted[k] is v for k, v in value.items()):
+            return value
+        return converted
+    return _convert_special(value)
+
+
+def _convert_special(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, datetime.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, cel.OptionalValue):
+        return to_plain(value.value()) if value.has_value() else None
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def cel_string(value: Any) -> str:
+    """Kaon's ``string()`` for values CEL's own ``string()`` rejects (bool, null, list, map)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    plain = to_plain(value)
+    if isinstance(plain, str):
+        return plain
+    return json.dumps(plain, ensure_ascii=False, default=str)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"no such key {error.args[0]!r}" if error.args else "no such key"
+    if isinstance(error, IndexError):
+        return f"index out of range ({error})"
+    return f"{type(error).__name__}: {error}"
+
+
+def truthy(value: Any, source: str = "", location: Location = Location()) -> bool:
+    """Return a condition's result, which must be a bool (CEL does no truthiness).
+
+    Raises :class:`ExpressionError` ("condition must be a bool, got int") otherwise.
+    """
+    if isinstance(value, bool):
+        return value
+    where = f"condition {source!r}" if source else "condition"
+    raise ExpressionError(
+        Problem(f"{where} must be a bool, got {_type_name(value)}: {value!r:.80}", location)
+    )
+
+
+def _type_name(value: Any) -> str:
+    names: dict[type, str] = {type(None): "null", dict: "map", list: "list", str: "string"}
+    return names.get(type(value), type(value).__name__)
+
+
+def parse_template(text: str, location: Location = Location()) -> Const | Expr:
+    """Turn a YAML string into a :class:`Const` or an :class:`Expr`.
+
+    ``"${{ e }}"`` alone becomes ``Expr("e")`` (its value keeps its type); text around or
+    between ``${{ }}`` becomes one string-building expression (``"a-" + string(e)``); a
+    string without ``${{`` stays ``Const(text)``. The closing ``}}`` is the first one
+    outside string literals and balanced braces, so map literals may appear inside.
+
+    Raises :class:`ExpressionError` on an unclosed ``${{``, an empty one, or an embedded
+    expression that is not valid CEL (checked here so the message quotes the user's text).
+    """
+    if _TEMPLATE_OPEN not in text:
+        return Const(text)
+    if not _is_encodable(text):
+        raise ExpressionError(Problem(f"template {text!r:.200} is not valid Unicode", location))
+    pieces: list[tuple[bool, str]] = []  # (is_expression, text)
+    pos = 0
+    while True:
+        start = text.find(_TEMPLATE_OPEN, pos)
+        if start < 0:
+            break
+        if start > pos:
+            pieces.append((False, text[pos:start]))
+        body_start = start + len(_TEMPLATE_OPEN)
+        end = _template_close(text, body_start)
+        if end < 0:
+            raise ExpressionError(Problem(f"unclosed '${{{{' in {text!r:.200}", location))
+        pieces.append((True, _checked_piece(text[body_start:end], text, location)))
+        pos = end + 2
+    if pos < len(text):
+        pieces.append((False, text[pos:]))
+    if len(pieces) == 1 and pieces[0][0]:
+        return Expr(pieces[0][1])
+    return Expr(" + ".join(f"string({s})" if is_expr else _cel_quote(s) for is_expr, s in pieces))
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _template_close(text: str, pos: int) -> int:
+    """Offset of the ``}}`` that closes a ``${{`` body starting at ``pos``, or -1."""
+    depth = 0
+    n = len(text)
+    while pos < n:
+        ch = text[pos]
+        if ch in "\"'":
+            pos = _literal_end(text, pos + 1, ch, raw=False)
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            if depth == 0:
+                return pos if text.startswith("}}", pos) else -1
+            depth -= 1
+        pos += 1
+    return -1
+
+
+def _checked_piece(body: str, text: str, location: Location) -> str:
+    source = body.strip()
+    if not source:
+        raise ExpressionError(Problem(f"empty '${{{{ }}}}' in {text!r:.200}", location))
+    try:
+        analyze(source)
+    except ExpressionError as error:
+        raise ExpressionError([Problem(p.message, location) for p in error.problems]) from None
+    return source
+
+
+_ESCAPES: Final = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _cel_quote(text: str) -> str:
+    """A CEL double-quoted string literal whose value is ``text``."""
+    out: list[str] = []
+    for ch in text:
+        escaped = _ESCAPES.get(ch)
+        if escaped is not None:
+            out.append(escaped)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

@@ -1,0 +1,199 @@
+"""Binding run parameters: defaults, unknown names, required values and declared types.
+
+The CLI passes ``-p key=value`` strings (:func:`parse_assignments`, then :func:`bind_params`
+with ``from_strings=True``); the API and triggers pass JSON values.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+from kaon.errors import Location, ParameterError, Problem
+from kaon.model.specs import ParamSpec, ParamType, WorkflowSpec
+
+TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
+FALSE_WORDS: Final = frozenset({"false", "0", "no"})
+
+
+def bind_params(
+    spec: WorkflowSpec, given: Mapping[str, Any], *, from_strings: bool = False
+) -> dict[str, Any]:
+    """Return every declared parameter's value: the given one, else the default.
+
+    Values are checked against the declared type; ints are accepted for floats (and
+    become floats), tuples for lists. With ``from_strings`` string values are first
+    coerced to the declared type (see :func:`coerce_string`). The result follows the
+    declaration order; list and dict defaults are copied so runs never share them.
+
+    Raises :class:`ParameterError` listing every problem (unknown names, with close
+    matches suggested; missing required values; wrong types), each at field
+    ``params.<name>``.
+    """
+    problems: list[Problem] = []
+    declared = {p.name: p for p in spec.params}
+    for name in given:
+        if name not in declared:
+            problems.append(Problem(_unknown_message(name, declared), _where(name)))
+    bound: dict[str, Any] = {}
+    for name, param in declared.items():
+        if name in given:
+            value, problem = _bind_one(param, given[name], from_strings=from_strings)
+            if problem is not None:
+                problems.append(problem)
+            else:
+                bound[name] = value
+        elif param.required:
+            problems.append(Problem(f"missing required parameter {name!r}", _where(name)))
+        else:
+            bound[name] = copy.deepcopy(param.default)
+    if problems:
+        raise ParameterError(problems)
+    return bound
+
+
+def _where(name: str) -> Location:
+    return Location(field=f"params.{name}")
+
+
+def _unknown_message(name: str, declared: Mapping[str, ParamSpec]) -> str:
+    message = f"unknown parameter {name!r}"
+    close = difflib.get_close_matches(str(name), list(declared), n=3)
+    if close:
+        message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    elif declared:
+        message += f" (declared: {', '.join(declared)})"
+    else:
+        message += " (the workflow declares no parameters)"
+    return message
+
+
+def _bind_one(param: ParamSpec, value: Any, *, from_strings: bool) -> tuple[Any, Problem | None]:
+    if from_strings and isinstance(value, str):
+        try:
+            value = coerce_string(value, param.type)
+        except ValueError as error:
+            return None, Problem(f"parameter {param.name!r}: {error}", _where(param.name))
+    converted, ok = convert_value(value, param.type)
+    if not ok:
+        message = (
+            f"parameter {param.name!r} must be of type {param.type.value}, "
+            f"got {type(value).__name__} {value!r:.80}"
+        )
+        return None, Problem(message, _where(param.name))
+    return converted, None
+
+
+def convert_value(value: Any, declared: ParamType) -> tuple[Any, bool]:
+    """Check ``value`` against ``declared``; return ``(normalized value, ok)``.
+
+    bool is not an int; ints are floats (converted); tuples are lists (converted); a dict
+    must have string keys. ``any`` accepts everything.
+    """
+    if declared is ParamType.ANY:
+        return value, True
+    if declared is ParamType.STR:
+        return value, isinstance(value, str)
+    if declared is ParamType.BOOL:
+        return value, isinstance(value, bool)
+    if declared is ParamType.INT:
+        return value, isinstance(value, int) and not isinstance(value, bool)
+    if declared is ParamType.FLOAT:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return (float(value) if ok else value), ok
+    if declared is ParamType.LIST:
+        ok = isinstance(value, list | tuple)
+        return (list(value) if ok else value), ok
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return dict(value), True
+    return value, False
+
+
+def matches_type(value: Any, declared: ParamType) -> bool:
+    """True when ``value`` is acceptable for a parameter of type ``declared``."""
+    return convert_value(value, declared)[1]
+
+
+def coerce_string(text: str, declared: ParamType) -> Any:
+    """Parse a command-line string as a value of type ``declared``.
+
+    int and float use Python's syntax (floats must be finite); bool accepts
+    true/false/1/0/yes/no in any case; list and dict take JSON; ``any`` takes JSON and
+    falls back to the raw string; str keeps the text. Raises ValueError when the text
+    does not parse.
+    """
+    if declared is ParamType.STR:
+        return text
+    if declared is ParamType.INT:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an int, got {text!r}") from None
+    if declared is ParamType.FLOAT:
+        return _parse_float(text)
+    if declared is ParamType.BOOL:
+        return _parse_bool(text)
+    if declared is ParamType.ANY:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return _parse_json_container(text, declared)
+
+
+def _parse_float(text: str) -> float:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a float, got {text!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite float, got {text!r}")
+    return number
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected a bool (true/false/1/0/yes/no), got {text!r}")
+
+
+def _parse_json_container(text: str, declared: ParamType) -> Any:
+    wanted = list if declared is ParamType.LIST else dict
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"expected a JSON {declared.value}, got {text!r} ({error})") from None
+    if not isinstance(value, wanted):
+        raise ValueError(f"expected a JSON {declared.value}, got {text!r}")
+    return value
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """Split command-line ``key=value`` items (at the first ``=``) into a dict.
+
+    Raises :class:`ParameterError` listing every item without ``=``, with an empty key,
+    or repeating a key.
+    """
+    result: dict[str, str] = {}
+    problems: list[Problem] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            problems.append(Problem(f"expected key=value, got {item!r}"))
+        elif not key:
+            problems.append(Problem(f"missing parameter name in {item!r}"))
+        elif key in result:
+            problems.append(Problem(f"parameter {key!r} given twice", _where(key)))
+        else:
+            result[key] = value
+    if problems:
+        raise ParameterError(problems)
+    return result

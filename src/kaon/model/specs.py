@@ -1,0 +1,268 @@
+"""Static definitions of workflows: the specs that both front ends (Python, YAML) produce.
+
+Specs are immutable, pure data: they import nothing of Kaon's but errors and can be
+serialized to JSON (see :mod:`kaon.model.codec`) so that a run records exactly what it ran.
+
+Values that flow into a step are :class:`Const` (a JSON value fixed in the definition) or
+:class:`Expr` (a CEL expression evaluated at run time against ``params``, ``steps``, ``item``,
+``index``, ``iteration`` and ``run``). A reference such as ``steps.prepare.train`` is an
+:class:`Expr` too; the engine resolves simple references without the CEL interpreter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from kaon.errors import Location
+
+
+class _NoDefault:
+    """Marker for a parameter that has no default (the caller must supply it)."""
+
+    _instance: _NoDefault | None = None
+
+    def __new__(cls) -> _NoDefault:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Final = _NoDefault()
+
+
+class ParamType(StrEnum):
+    """Types a workflow parameter may declare."""
+
+    STR = "str"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    LIST = "list"
+    DICT = "dict"
+    ANY = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """A typed workflow parameter with an optional default."""
+
+    name: str
+    type: ParamType = ParamType.ANY
+    default: Any = NO_DEFAULT
+    description: str = ""
+    location: Location = Location()
+
+    @property
+    def required(self) -> bool:
+        """True when a run must supply a value."""
+        return self.default is NO_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """A JSON value fixed in the definition."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    """A CEL expression evaluated at run time (``steps.prepare.train``, ``params.k * 2``)."""
+
+    source: str
+
+
+InputSpec = Const | Expr
+
+
+class TriggerRule(StrEnum):
+    """When a step may run, given the final statuses of its dependencies."""
+
+    ALL_SUCCEEDED = "all_succeeded"  # every dependency succeeded (the default)
+    ALL_DONE = "all_done"  # every dependency is finished, whatever its status
+    ANY_SUCCEEDED = "any_succeeded"  # at least one dependency succeeded; waits for all to finish
+    NONE_FAILED = "none_failed"  # no dependency failed (skipped ones are fine)
+
+
+class FailureMode(StrEnum):
+    """What a step's final failure does to the rest of the run."""
+
+    FAIL_FAST = "fail_fast"  # cancel everything still running; the run fails at once
+    FINISH_RUNNING = "finish_running"  # start nothing new, let running steps finish, then fail
+    IGNORE = "ignore"  # the step is failed, the run goes on; trigger rules decide what follows
+
+
+class Backoff(StrEnum):
+    """How the delay between attempts grows."""
+
+    FIXED = "fixed"
+    EXPONENTIAL = "exponential"
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    """Retry policy of a step.
+
+    ``max_attempts`` counts attempts failed by the user's code (1 means no retry);
+    ``retry_on`` limits those retries to exception type names (``ValueError``,
+    ``requests.HTTPError``; empty means any). Attempts lost to the platform (a worker
+    died, the engine was killed) are counted separately against ``platform_attempts``.
+    """
+
+    max_attempts: int = 1
+    backoff: Backoff = Backoff.FIXED
+    delay_s: float = 0.0
+    max_delay_s: float = 300.0
+    retry_on: tuple[str, ...] = ()
+    platform_attempts: int = 3
+
+    def delay_for(self, failed_attempts: int) -> float:
+        """Seconds to wait before the attempt that follows ``failed_attempts`` failures."""
+        if self.backoff is Backoff.EXPONENTIAL:
+            delay = self.delay_s * (2 ** max(failed_attempts - 1, 0))
+        else:
+            delay = self.delay_s
+        return float(min(delay, self.max_delay_s))
+
+    def retries_error(self, error_type: str) -> bool:
+        """True when an error of ``error_type`` (qualified or short name) may be retried."""
+        if not self.retry_on:
+            return True
+        short = error_type.rsplit(".", 1)[-1]
+        return error_type in self.retry_on or short in self.retry_on
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSpec:
+    """Fields every step kind shares. Never instantiated directly."""
+
+    id: str
+    needs: tuple[str, ...] = ()
+    inputs: Mapping[str, InputSpec] = field(default_factory=dict)
+    when: str | None = None
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCEEDED
+    retry: RetrySpec | None = None
+    timeout_s: float | None = None
+    on_failure: FailureMode | None = None
+    cache: bool | None = None
+    cache_version: str = ""
+    description: str = ""
+    location: Location = Location()
+
+    kind: str = "step"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec(StepSpec):
+    """A step that runs code through a step type (``python``, ``shell``, ...)."""
+
+    step_type: str = "python"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "task"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSpec:
+    """An ordered set of steps; edges come from ``needs`` and from expression references.
+
+    ``output`` names the step whose output is the graph's output (the body result of a
+    foreach item or loop iteration); when empty, the single sink step's output, or a
+    mapping of each sink's id to its output when there are several.
+    """
+
+    steps: tuple[StepSpec, ...] = ()
+    output: str | None = None
+
+    def by_id(self) -> dict[str, StepSpec]:
+        """Map step ids to specs (the first one wins on duplicates; validation reports them)."""
+        found: dict[str, StepSpec] = {}
+        for step in self.steps:
+            found.setdefault(step.id, step)
+        return found
+
+    def walk(self, prefix: str = "") -> Iterator[tuple[str, StepSpec]]:
+        """Yield ``(dotted path, spec)`` for every step, nested bodies included."""
+        for step in self.steps:
+            path = f"{prefix}{step.id}"
+            yield path, step
+            body = getattr(step, "body", None)
+            if isinstance(body, GraphSpec):
+                yield from body.walk(path + ".")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForeachSpec(StepSpec):
+    """Repeat ``body`` for each item of a list known only at run time.
+
+    Items are expanded lazily, at most ``concurrency`` running at once (``None``: the
+    executor's capacity). The output is the list of each item's body output, in item order.
+    Inside the body, ``item`` (or ``item_name``) and ``index`` are bound.
+    """
+
+    items: InputSpec
+    body: GraphSpec
+    concurrency: int | None = None
+    item_name: str = "item"
+    kind: str = "foreach"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopSpec(StepSpec):
+    """Repeat ``body`` until ``until`` holds, at most ``max_iterations`` times.
+
+    ``until`` is evaluated after each iteration with that iteration's body outputs visible
+    as ``steps.*`` and ``iteration`` (0-based) bound. The output is the last iteration's body
+    output. When the limit is reached and ``until`` still does not hold, the loop succeeds
+    unless ``fail_on_exhausted`` is set.
+    """
+
+    body: GraphSpec
+    until: str
+    max_iterations: int = 3
+    fail_on_exhausted: bool = False
+    kind: str = "loop"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubworkflowSpec(StepSpec):
+    """Run another workflow as one step; ``inputs`` become its parameters."""
+
+    workflow: str
+    spec: WorkflowSpec | None = None  # resolved by the loader; the run records it whole
+    kind: str = "subworkflow"
+
+
+@dataclass(frozen=True, slots=True)
+class StepDefaults:
+    """Workflow-wide defaults for fields a step leaves unset."""
+
+    retry: RetrySpec = RetrySpec()
+    timeout_s: float | None = None
+    on_failure: FailureMode = FailureMode.FAIL_FAST
+    cache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSpec:
+    """A named graph of steps with typed parameters."""
+
+    name: str
+    graph: GraphSpec
+    params: tuple[ParamSpec, ...] = ()
+    defaults: StepDefaults = StepDefaults()
+    timeout_s: float | None = None
+    description: str = ""
+    location: Location = Location()
+
+    def param(self, name: str) -> ParamSpec | None:
+        """The parameter called ``name``, if declared."""
+        return next((p for p in self.params if p.name == name), None)

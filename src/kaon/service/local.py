@@ -1,0 +1,251 @@
+"""The service layer over a local store: every operation the CLI (and later the API) offers.
+
+The service owns the backends it opens (store, artifact store, executor) and closes them.
+Driving a run happens in this process through :meth:`LocalService.execute`; the other
+operations only read or change recorded state, or send commands to the engine that holds a
+run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kaon.artifacts import open_artifact_store
+from kaon.artifacts.base import ArtifactStore
+from kaon.dsl.loader import load_workflow
+from kaon.engine import operations
+from kaon.engine.engine import Engine, Listener, owner_is_dead
+from kaon.errors import InvalidActionError, NotFoundError
+from kaon.executors import create_executor
+from kaon.model.params import bind_params
+from kaon.model.specs import WorkflowSpec
+from kaon.model.status import RunStatus, StepStatus
+from kaon.service.settings import EXECUTORS, Settings
+from kaon.service.views import (
+    LogView,
+    RunDetail,
+    RunView,
+    log_view,
+    metric_view,
+    run_view,
+    step_view,
+)
+from kaon.store import open_store
+from kaon.store.base import StateStore, StepRunRecord
+
+
+class LocalService:
+    """Kaon's operations against the store named by ``settings``."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        if self.settings.executor and self.settings.executor not in EXECUTORS:
+            from kaon.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"unknown executor {self.settings.executor!r}; choose one of {', '.join(EXECUTORS)}"
+            )
+        self._store: StateStore | None = None
+        self._artifacts: ArtifactStore | None = None
+
+    # -- backends ----------------------------------------------------------------------------
+
+    @property
+    def store(self) -> StateStore:
+        """The state store (opened on first use)."""
+        if self._store is None:
+            self._store = open_store(self.settings.store_url)
+        return self._store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store (opened on first use)."""
+        if self._artifacts is None:
+            self._artifacts = open_artifact_store(self.settings.artifacts_url)
+        return self._artifacts
+
+    def close(self) -> None:
+        """Close the store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> LocalService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- definitions and runs ----------------------------------------------------------------
+
+    def validate(self, target: str) -> WorkflowSpec:
+        """Load and validate ``FILE[:WORKFLOW]``. Raises DefinitionError with every problem."""
+        return load_workflow(target)
+
+    def create_run(
+        self,
+        spec: WorkflowSpec,
+        params: Mapping[str, Any],
+        *,
+        from_strings: bool = False,
+        source: str = "",
+    ) -> RunView:
+        """Bind parameters (raising ParameterError) and record a new pending run."""
+        bound = bind_params(spec, params, from_strings=from_strings)
+        record = operations.create_run(
+            self.store, spec, bound, source=source, executor=self.settings.executor
+        )
+        return run_view(record)
+
+    def execute(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Engine], None] | None = None,
+    ) -> RunStatus:
+        """Drive a run to the end in this process (also how a stopped run resumes).
+
+        ``on_engine`` receives the engine before it starts, so a caller can stop it from a
+        signal handler; the run then stays running, to be resumed.
+        """
+        executor = create_executor(
+            self.settings.executor or "process",
+            **({"workers": self.settings.workers} if self.settings.workers else {}),
+        )
+        engine = Engine(self.store, executor, self.artifacts)
+        if listener is not None:
+            engine.subscribe(listener)
+        if on_engine is not None:
+            on_engine(engine)
+        try:
+            engine.add_run(run_id)
+            return engine.run_until_done(run_id)
+        finally:
+            engine.close()
+
+    def restart(self, run_id: str, *, from_step: str | None = None, by: str = "") -> RunView:
+        """Make a finished run runnable again (then :meth:`execute` it)."""
+        return run_view(operations.restart_run(self.store, run_id, from_path=from_step, by=by))
+
+    def skip(
+        self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""
+    ) -> str:
+        """Skip a step. Returns ``"command"`` when sent to the engine holding the run, or
+        ``"recorded"`` when applied to a stopped run (restart it to go on)."""
+        record = self.store.get_run(run_id)
+        if not record.status.is_terminal and not owner_is_dead(record.owner):
+            payload: dict[str, Any] = {"path": path}
+            if has_output:
+                payload["output"] = output
+            operations.send_command(self.store, run_id, "skip", payload, by=by)
+            return "command"
+        if not record.status.is_terminal:
+            raise InvalidActionError(
+                f"run {run_id} is {record.status.value} but no engine holds it: "
+                f"resume it first, or kill it"
+            )
+        operations.skip_step(self.store, run_id, path, output=output, has_output=has_output, by=by)
+        return "recorded"
+
+    def kill(self, run_id: str, *, by: str = "", wait_s: float = 10.0) -> RunView:
+        """Cancel a run: through its engine if one holds it, directly otherwise."""
+        record = self.store.get_run(run_id)
+        if record.status.is_terminal:
+            raise InvalidActionError(f"run {run_id} is already {record.status.value}")
+        if record.owner and not owner_is_dead(record.owner):
+            operations.send_command(self.store, run_id, "kill", {}, by=by)
+            deadline = time.time() + wait_s
+            while time.time() < deadline:
+                record = self.store.get_run(run_id)
+                if record.status.is_terminal:
+                    return run_view(record)
+                time.sleep(0.05)
+            record = self.store.get_run(run_id)
+            if record.status.is_terminal:
+                return run_view(record)
+            if record.owner and not owner_is_dead(record.owner):
+                raise InvalidActionError(
+                    f"the engine holding run {run_id} did not stop it within {wait_s:g}s"
+                )
+        operations.cancel_run(self.store, run_id, by=by)
+        return run_view(self.store.get_run(run_id))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def resolve_run_id(self, given: str) -> str:
+        """The full id of a run named by its id or a unique prefix. Raises NotFoundError."""
+        try:
+            return self.store.get_run(given).id
+        except NotFoundError:
+            pass
+        matches = self.store.find_runs(given)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(f"no run matches {given!r}")
+        raise NotFoundError(f"{given!r} matches several runs: {', '.join(matches[:5])}")
+
+    def get_run(self, run_id: str) -> RunView:
+        """A run's summary."""
+        return run_view(self.store.get_run(run_id), time.time())
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[RunView]:
+        """Runs, newest first."""
+        statuses = [RunStatus(status)] if status else None
+        now = time.time()
+        records = self.store.list_runs(
+            workflow=workflow, statuses=statuses, limit=limit, offset=offset
+        )
+        return [run_view(r, now) for r in records]
+
+    def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
+        """A run with its step runs (foreach items and loop iterations summarized unless
+        ``all_steps``), their attempts, and its metrics."""
+        record = self.store.get_run(run_id)
+        now = time.time()
+        rows = self.store.step_runs(run_id, all_levels=True)
+        attempts: dict[int, list[Any]] = {}
+        for attempt in self.store.attempts(run_id):
+            attempts.setdefault(attempt.step_run_id, []).append(attempt)
+        children: dict[int, Counter[str]] = {}
+        for row in rows:
+            if row.kind in ("item", "iteration") and row.parent_id is not None:
+                children.setdefault(row.parent_id, Counter())[row.status.value] += 1
+        shown = rows if all_steps else [r for r in rows if _worth_showing(r)]
+        paths = {row.id: row.path for row in rows}
+        detail = RunDetail(**run_view(record, now).model_dump())
+        detail.steps = [
+            step_view(row, attempts.get(row.id, []), dict(children.get(row.id, {})), now)
+            for row in shown
+        ]
+        detail.metrics = [
+            metric_view(m, paths.get(m.step_run_id, "?")) for m in self.store.metrics(run_id)
+        ]
+        return detail
+
+    def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
+        """Log lines of a step run (every attempt, or one)."""
+        row = self.store.get_step_run(run_id, path)
+        return [log_view(r, path) for r in self.store.logs(run_id, row.id, attempt=attempt)]
+
+    def step_run(self, run_id: str, path: str) -> StepRunRecord:
+        """The raw step run record at ``path``."""
+        return self.store.get_step_run(run_id, path)
+
+
+def _worth_showing(row: StepRunRecord) -> bool:
+    """Summaries hide foreach items and loop iterations that went well (and their steps)."""
+    if "[" not in row.path:
+        return True
+    return row.status not in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)

@@ -1,0 +1,229 @@
+"""Typed views of runs, step runs, attempts and logs.
+
+These pydantic models are the documented ``--json`` schema of the CLI and, later, the HTTP
+API's response models: one definition for both. Times are Unix seconds (floats); durations
+are seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef, decode_ref
+from kaon.store.base import AttemptRecord, LogRecord, MetricRecord, RunRecord, StepRunRecord
+
+
+def _duration(start: float | None, end: float | None, now: float | None) -> float | None:
+    if start is None:
+        return None
+    stop = end if end is not None else now
+    return None if stop is None else round(max(stop - start, 0.0), 6)
+
+
+class ErrorView(BaseModel):
+    """Why something failed: the original error type and message, and its traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    platform: bool = False
+    timeout: bool = False
+
+    @property
+    def summary(self) -> str:
+        """``Type: first line of the message``."""
+        first = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        return f"{self.type}: {first}" if first else self.type
+
+
+class OutputView(BaseModel):
+    """One output of a step: inline value or a stored artifact's description."""
+
+    kind: str = Field(description="value | artifact | list | dict")
+    value: Any = None
+    hash: str | None = None
+    serializer: str | None = None
+    size: int | None = None
+    type: str | None = None
+    items: int | None = Field(default=None, description="number of entries of a list or dict")
+
+
+class AttemptView(BaseModel):
+    """One attempt of a task step."""
+
+    number: int
+    status: str
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_s: float | None = None
+    worker: str = ""
+    error: ErrorView | None = None
+
+
+class StepRunView(BaseModel):
+    """One step run (a task, a container, a foreach item or a loop iteration)."""
+
+    path: str
+    step_id: str
+    kind: str
+    status: str
+    index: int | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_s: float | None = None
+    reason: str = ""
+    error: ErrorView | None = None
+    outputs: dict[str, OutputView] = Field(default_factory=dict)
+    children: dict[str, int] = Field(
+        default_factory=dict, description="foreach items / loop iterations by status"
+    )
+    attempt_list: list[AttemptView] = Field(default_factory=list)
+
+
+class RunView(BaseModel):
+    """A run: its workflow, parameters and status."""
+
+    id: str
+    workflow: str
+    status: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    restarts: int = 0
+    executor: str = ""
+    definition_hash: str = ""
+    owner: str | None = None
+
+
+class MetricView(BaseModel):
+    """A number a step reported."""
+
+    path: str
+    name: str
+    value: float
+    step: int | None = None
+    at: float
+
+
+class RunDetail(RunView):
+    """A run with its step runs and metrics (``kaon show --json``)."""
+
+    steps: list[StepRunView] = Field(default_factory=list)
+    metrics: list[MetricView] = Field(default_factory=list)
+
+
+class LogView(BaseModel):
+    """A log line of a step attempt (``kaon logs --json``)."""
+
+    path: str
+    attempt: int
+    at: float
+    stream: str
+    text: str
+
+
+def run_view(record: RunRecord, now: float | None = None) -> RunView:
+    """The view of a run record."""
+    return RunView(
+        id=record.id,
+        workflow=record.workflow,
+        status=record.status.value,
+        params=record.params,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        duration_s=_duration(record.started_at, record.ended_at, now),
+        error=record.error,
+        restarts=record.restarts,
+        executor=record.executor,
+        definition_hash=record.definition_hash,
+        owner=record.owner,
+    )
+
+
+def error_view(data: dict[str, Any] | None) -> ErrorView | None:
+    """The view of a stored error dict."""
+    if not data:
+        return None
+    return ErrorView(
+        type=str(data.get("type", "Error")),
+        message=str(data.get("message", "")),
+        traceback=str(data.get("traceback", "")),
+        platform=bool(data.get("platform", False)),
+        timeout=bool(data.get("timeout", False)),
+    )
+
+
+def output_view(ref: ValueRef) -> OutputView:
+    """A short description of an output reference (values inline, blobs by hash)."""
+    if isinstance(ref, Literal):
+        return OutputView(kind="value", value=ref.value)
+    if isinstance(ref, ArtifactRef):
+        return OutputView(
+            kind="artifact",
+            hash=ref.hash,
+            serializer=ref.serializer,
+            size=ref.size,
+            type=ref.type_name or None,
+        )
+    if isinstance(ref, RefList):
+        return OutputView(kind="list", items=len(ref.items))
+    assert isinstance(ref, RefDict)
+    return OutputView(kind="dict", items=len(ref.items))
+
+
+def step_view(
+    row: StepRunRecord,
+    attempts: list[AttemptRecord] | None = None,
+    children: dict[str, int] | None = None,
+    now: float | None = None,
+) -> StepRunView:
+    """The view of a step run row with its attempts."""
+    outputs = {name: output_view(decode_ref(data)) for name, data in (row.outputs or {}).items()}
+    return StepRunView(
+        path=row.path,
+        step_id=row.step_id,
+        kind=row.kind,
+        status=row.status.value,
+        index=row.index,
+        attempts=len(attempts) if attempts is not None else row.attempts,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        duration_s=_duration(row.started_at, row.ended_at, now),
+        reason=row.reason,
+        error=error_view(row.error),
+        outputs=outputs,
+        children=children or {},
+        attempt_list=[
+            AttemptView(
+                number=a.number,
+                status=a.status,
+                started_at=a.started_at,
+                ended_at=a.ended_at,
+                duration_s=_duration(a.started_at, a.ended_at, now),
+                worker=a.worker,
+                error=error_view(a.error),
+            )
+            for a in attempts or []
+        ],
+    )
+
+
+def log_view(record: LogRecord, path: str) -> LogView:
+    """The view of a log record."""
+    return LogView(
+        path=path, attempt=record.attempt, at=record.at, stream=record.stream, text=record.text
+    )
+
+
+def metric_view(record: MetricRecord, path: str) -> MetricView:
+    """The view of a metric record."""
+    return MetricView(
+        path=path, name=record.name, value=record.value, step=record.step, at=record.at
+    )

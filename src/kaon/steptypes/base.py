@@ -1,0 +1,32 @@
+"""The step type interface: how a task's code runs.
+
+A step type validates its configuration before anything runs (so errors carry file and line)
+and runs one attempt inside a worker, given the resolved input values and a
+:class:`~kaon.steptypes.context.StepContext` for logs, progress and metrics. It returns the
+step's value: a mapping becomes named outputs, anything else the single ``return`` output.
+Failures are raised: :class:`~kaon.errors.StepError` (or any exception) for the user's code,
+:class:`~kaon.errors.SystemFailure` for the platform.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from kaon.errors import Location, Problem
+from kaon.steptypes.context import StepContext
+
+
+class StepType(ABC):
+    """A way of running a task step (``python``, ``shell``, or a plugin's)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
+        """Every problem with ``config``, each located at ``location`` plus the field."""
+
+    @abstractmethod
+    def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
+        """Run one attempt and return the step's value."""

@@ -1,0 +1,195 @@
+"""The ``python`` step type: call a Python function with the step's inputs as keyword arguments.
+
+Configuration, one of::
+
+    {"function": "my_package.steps:train"}            # import the module, take the attribute
+    {"file": "/abs/path/flow.py", "function": "train"}  # load the file, take the attribute
+
+A file is loaded once per process under the synthetic module name
+``kaon_user_<first 12 hex digits of sha1(absolute path)>``, with its directory prepended to
+``sys.path`` so that its sibling modules import. ``function`` may be a dotted qualified name
+(``Model.fit``). When the resolved object is a Kaon step wrapper (it has ``__kaon_step__``
+holding the original function, or exposes ``.fn``) the original function is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any, ClassVar
+
+from kaon.errors import Location, Problem
+from kaon.steptypes.base import StepType
+from kaon.steptypes.context import StepContext
+
+_KNOWN_KEYS = frozenset({"function", "file"})
+
+_lock = threading.RLock()
+_file_modules: dict[str, ModuleType] = {}
+_functions: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+def user_module_name(path: str) -> str:
+    """The synthetic module name a user file at absolute ``path`` is loaded under."""
+    return "kaon_user_" + hashlib.sha1(path.encode()).hexdigest()[:12]
+
+
+def _already_loaded(path: str) -> ModuleType | None:
+    """A module of this process loaded from ``path`` (``__main__`` included), if any.
+
+    Reusing it keeps a script's module-level code from running a second time when its own
+    workflow is validated or run inline.
+    """
+    real = os.path.realpath(path)
+    base = os.path.basename(real)
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.basename(file) == base:
+            if os.path.realpath(file) == real:
+                return module
+    return None
+
+
+def load_file_module(path: str) -> ModuleType:
+    """Load the Python file at absolute ``path`` once per process and return its module.
+
+    A module already imported from that file (the running script, say) is used as is.
+
+    Raises whatever executing the file raises (``FileNotFoundError``, ``SyntaxError``, ...);
+    a failed load is not cached, so a fixed file loads on the next attempt.
+    """
+    path = os.path.abspath(path)
+    module = _file_modules.get(path)
+    if module is not None:
+        return module
+    with _lock:
+        module = _file_modules.get(path)
+        if module is not None:
+            return module
+        module = _already_loaded(path)
+        if module is not None:
+            _file_modules[path] = module
+            return module
+        name = user_module_name(path)
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{path} is not a loadable Python file")
+        directory = os.path.dirname(path)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before exec: dataclasses and pickling look it up
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        _file_modules[path] = module
+        return module
+
+
+def _unwrap(obj: Any) -> Any:
+    """The original function behind a Kaon step wrapper, or ``obj`` itself."""
+    inner = getattr(obj, "__kaon_step__", None)
+    if callable(inner):
+        return inner
+    fn = getattr(obj, "fn", None)
+    if callable(fn) and not isinstance(obj, ModuleType):
+        return fn
+    return obj
+
+
+def _target(config: Mapping[str, Any]) -> tuple[str, str]:
+    file = config.get("file") or ""
+    function = str(config.get("function") or "")
+    if file:
+        return str(file), function
+    module, _, qualname = function.partition(":")
+    return "", f"{module}:{qualname}"
+
+
+def resolve_function(config: Mapping[str, Any]) -> Callable[..., Any]:
+    """The callable a ``python`` step config names (cached per process).
+
+    Raises ``ImportError``/``AttributeError`` (or whatever the module raises while loading)
+    when it cannot be resolved, ``TypeError`` when the object is not callable.
+    """
+    key = _target(config)
+    fn = _functions.get(key)
+    if fn is not None:
+        return fn
+    file, function = key
+    if file:
+        obj: Any = load_file_module(file)
+        qualname = function
+    else:
+        module_name, _, qualname = function.partition(":")
+        obj = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    obj = _unwrap(obj)
+    if not callable(obj):
+        raise TypeError(f"{function} is a {type(obj).__name__}, not a function")
+    _functions[key] = obj
+    return obj  # type: ignore[no-any-return]
+
+
+def _shape_problems(config: Mapping[str, Any], location: Location) -> list[Problem]:
+    problems = [
+        Problem(f"unknown key {key!r}; expected 'function' and optionally 'file'", location)
+        for key in config
+        if key not in _KNOWN_KEYS
+    ]
+    function = config.get("function")
+    file = config.get("file")
+    if not isinstance(function, str) or not function:
+        problems.append(
+            Problem("'function' is required (a string)", location.with_field("function"))
+        )
+    elif file is None and (":" not in function or not all(function.partition(":")[::2])):
+        problems.append(
+            Problem(
+                f"'function' must look like 'module:qualname', got {function!r}",
+                location.with_field("function"),
+            )
+        )
+    if file is not None and (not isinstance(file, str) or not os.path.isabs(file)):
+        problems.append(
+            Problem(f"'file' must be an absolute path, got {file!r}", location.with_field("file"))
+        )
+    return problems
+
+
+class PythonStepType(StepType):
+    """Runs a Python function: ``fn(**inputs)``; its return value is the step's value."""
+
+    name: ClassVar[str] = "python"
+
+    def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
+        """Check the config's shape, then try to resolve the function (importing its module).
+
+        An import failure is reported as ``cannot import <target>: <error>``.
+        """
+        problems = _shape_problems(config, location)
+        if problems:
+            return problems
+        try:
+            resolve_function(config)
+        except BaseException as exc:  # user module code may raise anything, even SystemExit
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            file, function = _target(config)
+            target = f"{file}:{function}" if file else function
+            field = location.with_field("file" if file else "function")
+            problems.append(Problem(f"cannot import {target}: {type(exc).__name__}: {exc}", field))
+        return problems
+
+    def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
+        """Resolve the function and call it with ``inputs`` as keyword arguments."""
+        return resolve_function(config)(**inputs)

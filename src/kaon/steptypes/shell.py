@@ -1,0 +1,302 @@
+"""The ``shell`` step type: run a command, stream its output, read outputs back.
+
+Configuration::
+
+    {"command": "python train.py --k $KAON_INPUT_K",  # required
+     "env": {"NAME": "value"},                        # optional, added to the environment
+     "cwd": "/some/dir",                              # optional working directory
+     "shell": "/bin/bash"}                            # optional, the default
+
+The command runs as ``<shell> -o pipefail -c <command>`` (``-o pipefail`` only for bash, zsh
+and ksh) in a new process group, with stdin closed. It sees the run's facts as environment
+variables:
+
+==================== ==========================================================
+``KAON_RUN_ID``      the run id
+``KAON_STEP``        the step run's path (``regions[2].train``)
+``KAON_ATTEMPT``     the 1-based attempt number
+``KAON_WORKFLOW``    the workflow name
+``KAON_ITEM``        the foreach item as JSON (``null`` outside a foreach)
+``KAON_INDEX``       the foreach index (empty outside a foreach)
+``KAON_ITERATION``   the loop iteration (empty outside a loop)
+``KAON_PARAMS``      the run's parameters as a JSON object
+``KAON_INPUT_<NAME>`` each input, upper-cased name: strings raw, anything else as JSON
+``KAON_OUTPUT``      path of an empty temporary file; JSON written there becomes outputs
+==================== ==========================================================
+
+Every stdout and stderr line becomes a log line, except stdout lines of the protocol:
+
+* ``::kaon::metric NAME=VALUE [STEP]`` reports a metric (``STEP`` an optional integer);
+* ``::kaon::progress FRACTION [MESSAGE]`` reports progress (a message alone is fine too);
+* ``::kaon::output NAME=VALUE`` sets an output; ``VALUE`` is JSON, or a raw string when it
+  does not parse as JSON.
+
+After the command exits, a JSON object in ``$KAON_OUTPUT`` is merged into the outputs (any
+other JSON value becomes the ``return`` output). Whatever is left of the process group is then
+killed: a step's processes end with the step. A non-zero exit raises
+:class:`~kaon.errors.StepError` of type ``ShellError`` with the last stderr lines. The step
+honours ``timeout_s`` (type ``Timeout``) and is killed, with its process group, when the
+attempt is cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import IO, Any, ClassVar
+
+from kaon.errors import Location, Problem, StepError
+from kaon.model.values import RETURN
+from kaon.steptypes.base import StepType
+from kaon.steptypes.context import StepContext
+
+PROTOCOL_PREFIX = "::kaon::"
+STDERR_TAIL_LINES = 20
+_POLL_S = 0.05
+_READER_JOIN_S = 5.0
+_KNOWN_KEYS = frozenset({"command", "env", "cwd", "shell"})
+_PIPEFAIL_SHELLS = frozenset({"bash", "zsh", "ksh"})
+
+_groups_lock = threading.Lock()
+_live_groups: set[int] = set()
+
+
+def kill_live_process_groups() -> None:
+    """SIGKILL the process group of every shell command still running in this process.
+
+    Worker processes call this before they exit so that no command outlives its worker.
+    """
+    with _groups_lock:
+        groups = list(_live_groups)
+    for pgid in groups:
+        _kill_group(pgid)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _env_name(name: str) -> str:
+    return "KAON_INPUT_" + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def _as_env_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def build_env(
+    ctx: StepContext, config: Mapping[str, Any], inputs: Mapping[str, Any], output_path: str
+) -> dict[str, str]:
+    """The environment a shell step's command runs with (see the module docstring)."""
+    env = dict(os.environ)
+    env.update(ctx.extra.get("env") or {})
+    env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
+    env.update(
+        KAON_RUN_ID=ctx.run_id,
+        KAON_STEP=ctx.step,
+        KAON_ATTEMPT=str(ctx.attempt),
+        KAON_WORKFLOW=ctx.workflow,
+        KAON_ITEM=json.dumps(ctx.item, default=str),
+        KAON_INDEX="" if ctx.index is None else str(ctx.index),
+        KAON_ITERATION="" if ctx.iteration is None else str(ctx.iteration),
+        KAON_PARAMS=json.dumps(dict(ctx.params), default=str),
+        KAON_OUTPUT=output_path,
+    )
+    env.update({_env_name(name): _as_env_value(value) for name, value in inputs.items()})
+    return env
+
+
+class _ProtocolReader:
+    """Reads a command's stdout: protocol lines become events or outputs, the rest log lines."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.outputs: dict[str, Any] = {}
+
+    def feed(self, line: str) -> None:
+        if not line.startswith(PROTOCOL_PREFIX):
+            self.ctx.log(line, "stdout")
+            return
+        verb, _, rest = line[len(PROTOCOL_PREFIX) :].partition(" ")
+        try:
+            self._apply(verb, rest.strip())
+        except (ValueError, KeyError) as exc:
+            self.ctx.log(f"kaon: malformed protocol line ({exc}): {line}", "log")
+
+    def _apply(self, verb: str, rest: str) -> None:
+        if verb == "metric":
+            assignment, _, step = rest.partition(" ")
+            name, sep, value = assignment.partition("=")
+            if not sep or not name:
+                raise ValueError("expected NAME=VALUE")
+            self.ctx.metric(name, float(value), int(step) if step.strip() else None)
+        elif verb == "progress":
+            first, _, message = rest.partition(" ")
+            try:
+                self.ctx.progress(float(first), message.strip())
+            except ValueError:
+                self.ctx.progress(None, rest)
+        elif verb == "output":
+            name, sep, raw = rest.partition("=")
+            if not sep or not name.strip():
+                raise ValueError("expected NAME=VALUE")
+            try:
+                self.outputs[name.strip()] = json.loads(raw)
+            except json.JSONDecodeError:
+                self.outputs[name.strip()] = raw
+        else:
+            raise KeyError(f"unknown verb {verb!r}")
+
+
+def _pump(stream: IO[bytes], sink: Any) -> None:
+    for raw in iter(stream.readline, b""):
+        sink(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    stream.close()
+
+
+def _argv(shell: str, command: str) -> list[str]:
+    if os.path.basename(shell) in _PIPEFAIL_SHELLS:
+        return [shell, "-o", "pipefail", "-c", command]
+    return [shell, "-c", command]
+
+
+def _wait(proc: subprocess.Popen[bytes], ctx: StepContext) -> str | None:
+    """Wait for the command; return why it was stopped (``timeout``/``cancelled``) or None."""
+    timeout = ctx.extra.get("timeout_s")
+    deadline = None if timeout is None else time.monotonic() + float(timeout)
+    cancel = ctx.extra.get("cancel_event")
+    while True:
+        try:
+            proc.wait(timeout=_POLL_S)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        if deadline is not None and time.monotonic() >= deadline:
+            return "timeout"
+
+
+def _read_output_file(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StepError("ShellError", f"$KAON_OUTPUT does not hold valid JSON: {exc}") from None
+    return dict(value) if isinstance(value, dict) else {RETURN: value}
+
+
+def _failure(rc: int, stderr_tail: deque[str]) -> StepError:
+    if rc < 0:
+        message = f"command was killed by signal {signal.Signals(-rc).name}"
+    else:
+        message = f"command exited with status {rc}"
+    if stderr_tail:
+        message += "\n" + "\n".join(stderr_tail)
+    return StepError("ShellError", message)
+
+
+class ShellStepType(StepType):
+    """Runs a shell command; outputs come from the stdout protocol and ``$KAON_OUTPUT``."""
+
+    name: ClassVar[str] = "shell"
+
+    def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
+        """Check that ``command`` is a non-empty string and the optional keys are well typed."""
+        problems = [
+            Problem(f"unknown key {key!r}; expected one of command, env, cwd, shell", location)
+            for key in config
+            if key not in _KNOWN_KEYS
+        ]
+        command = config.get("command")
+        if not isinstance(command, str) or not command.strip():
+            problems.append(
+                Problem(
+                    "'command' is required (a non-empty string)", location.with_field("command")
+                )
+            )
+        env = config.get("env", {})
+        if not isinstance(env, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            problems.append(
+                Problem("'env' must map strings to strings", location.with_field("env"))
+            )
+        for key in ("cwd", "shell"):
+            if key in config and not isinstance(config[key], str):
+                problems.append(Problem(f"'{key}' must be a string", location.with_field(key)))
+        return problems
+
+    def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
+        """Run the command; return its outputs (a dict) or None when it set none.
+
+        Raises :class:`~kaon.errors.StepError` (``ShellError`` on a non-zero exit, ``Timeout``
+        when ``timeout_s`` passed, ``Cancelled`` when the attempt was cancelled).
+        """
+        fd, output_path = tempfile.mkstemp(prefix="kaon-output-", suffix=".json")
+        os.close(fd)
+        try:
+            return self._run(ctx, config, inputs, output_path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(output_path)
+
+    def _run(
+        self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any], output_path: str
+    ) -> Any:
+        proc = subprocess.Popen(
+            _argv(str(config.get("shell") or "/bin/bash"), str(config["command"])),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=config.get("cwd") or None,
+            env=build_env(ctx, config, inputs, output_path),
+            start_new_session=True,
+        )
+        with _groups_lock:
+            _live_groups.add(proc.pid)
+        protocol = _ProtocolReader(ctx)
+        stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+
+        def on_stderr(line: str) -> None:
+            stderr_tail.append(line)
+            ctx.log(line, "stderr")
+
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = [
+            threading.Thread(target=_pump, args=(proc.stdout, protocol.feed), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, on_stderr), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            stopped = _wait(proc, ctx)
+        finally:
+            _kill_group(proc.pid)  # leftovers die with the step; also stops a timed-out command
+            proc.wait()
+            with _groups_lock:
+                _live_groups.discard(proc.pid)
+            for reader in readers:
+                reader.join(timeout=_READER_JOIN_S)  # a setsid'd grandchild may hold a pipe
+        if stopped == "timeout":
+            raise StepError("Timeout", f"command timed out after {ctx.extra.get('timeout_s')} s")
+        if stopped == "cancelled":
+            raise StepError("Cancelled", "the attempt was cancelled")
+        if proc.returncode != 0:
+            raise _failure(proc.returncode, stderr_tail)
+        outputs = protocol.outputs
+        outputs.update(_read_output_file(output_path))
+        return outputs or None

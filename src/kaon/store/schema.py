@@ -1,0 +1,152 @@
+"""The SQL tables of the state store (SQLAlchemy Core), in one place.
+
+This module is the *current* shape of the schema; the Alembic revisions under
+``kaon/store/migrations/versions`` are how a database reaches it. A unit test checks that the
+migrated database and these tables agree, so change both together (add a revision).
+
+Conventions: times are epoch seconds (double precision); dict-valued fields are JSON (JSONB on
+PostgreSQL); statuses are the enum's ``.value``; step runs and attempts are keyed per run with
+ids the engine allocates; logs, metrics, events and commands get autoincrement ids.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+# Alembic's version table. Not the default ``alembic_version`` so that Kaon can share a
+# PostgreSQL database (or schema) with other applications that use Alembic.
+VERSION_TABLE = "kaon_schema_version"
+
+metadata = sa.MetaData()
+
+# JSON documents; SQL NULL for Python None.
+Json = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# Autoincrement ids: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Time: sa.Double[float] = sa.Double()
+
+definitions = sa.Table(
+    "definitions",
+    metadata,
+    sa.Column("hash", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("spec", Json, nullable=False),
+    sa.Column("source", sa.Text(), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_definitions_name", "name"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("definition_hash", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Column("error", sa.Text()),
+    sa.Column("restarts", sa.Integer(), nullable=False),
+    sa.Column("executor", sa.String(), nullable=False),
+    sa.Column("owner", sa.String()),
+    sa.Column("lease_until", Time),
+    sa.Column("labels", Json, nullable=False),
+    sa.Index("ix_runs_workflow_created", "workflow", "created_at"),
+    sa.Index("ix_runs_created", "created_at"),
+    sa.Index("ix_runs_status_created", "status", "created_at"),
+)
+
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column("run_id", sa.String(), primary_key=True),
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("path", sa.String(), nullable=False),
+    sa.Column("step_id", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("parent_id", sa.Integer()),
+    sa.Column("index", sa.Integer()),
+    sa.Column("item", Json),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("platform_attempts", sa.Integer(), nullable=False),
+    sa.Column("outputs", Json),
+    sa.Column("error", Json),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Column("next_attempt_at", Time),
+    sa.Column("cache_key", sa.String()),
+    sa.Column("cached_from", sa.String()),
+    sa.Index("ix_step_runs_parent_index", "run_id", "parent_id", "index"),
+    sa.Index("ux_step_runs_path", "run_id", "path", unique=True),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("run_id", sa.String(), primary_key=True),
+    sa.Column("step_run_id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("number", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Column("worker", sa.String(), nullable=False),
+    sa.Column("error", Json),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("step_run_id", sa.Integer(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("stream", sa.String(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Index("ix_logs_run_step", "run_id", "step_run_id", "id"),
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("step_run_id", sa.Integer(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("value", sa.Double(), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("step", sa.Integer()),
+    sa.Index("ix_metrics_run_step", "run_id", "step_run_id", "id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("step_run_id", sa.Integer()),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Index("ix_events_run", "run_id", "id"),
+)
+
+commands = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("by", sa.String(), nullable=False),
+    sa.Column("done_at", Time),
+    sa.Index("ix_commands_run_done", "run_id", "done_at"),
+)

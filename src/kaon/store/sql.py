@@ -1,0 +1,606 @@
+"""The SQL state store: SQLite (embedded, WAL) and PostgreSQL, on SQLAlchemy Core.
+
+Writes are the hot path: the engine commits one :class:`~kaon.store.base.WriteBatch` per turn
+of its loop. A batch is one transaction made of one ``executemany`` per table and per set of
+updated columns. The statements are SQLAlchemy Core constructs compiled once per store for its
+dialect; a write runs them on the driver's cursor directly, skipping SQLAlchemy's
+per-execution machinery (several times the cost of the SQL itself on SQLite). Reads go through
+SQLAlchemy normally. How connections begin transactions is in :mod:`kaon.store._engines`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from kaon.errors import NotFoundError, StoreError
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store import schema as t
+from kaon.store._engines import WRITE_OPTION, create_store_engine
+from kaon.store.base import (
+    AttemptRecord,
+    CommandRecord,
+    DefinitionRecord,
+    EventRecord,
+    LogRecord,
+    MetricRecord,
+    RunRecord,
+    StateStore,
+    StepRunRecord,
+    WriteBatch,
+)
+from kaon.store.migrations import upgrade_to_head
+
+_PG_MIGRATION_LOCK = 0x6B616F6E  # "kaon": the advisory lock key that serialises migrations
+_Row = dict[str, Any]
+
+
+def _names(record_type: type, *, skip: str = "") -> tuple[str, ...]:
+    return tuple(f.name for f in fields(record_type) if f.name != skip)
+
+
+_DEFINITION_FIELDS = _names(DefinitionRecord)
+_RUN_FIELDS = _names(RunRecord)
+_STEP_RUN_FIELDS = _names(StepRunRecord)
+_ATTEMPT_FIELDS = _names(AttemptRecord)
+_LOG_FIELDS = _names(LogRecord, skip="id")
+_METRIC_FIELDS = _names(MetricRecord, skip="id")
+_EVENT_FIELDS = _names(EventRecord, skip="id")
+_COMMAND_FIELDS = _names(CommandRecord, skip="id")
+
+_KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("id",),
+    "step_runs": ("run_id", "id"),
+    "attempts": ("run_id", "step_run_id", "number"),
+    "commands": ("id",),
+}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _rows(records: Iterable[Any], names: tuple[str, ...]) -> list[_Row]:
+    rows = []
+    for record in records:
+        row = {name: getattr(record, name) for name in names}
+        status = row.get("status")
+        if isinstance(status, Enum):
+            row["status"] = status.value
+        rows.append(row)
+    return rows
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+class SQLStore(StateStore):
+    """A :class:`StateStore` on SQLite or PostgreSQL.
+
+    Opening migrates the database to the schema head (see :mod:`kaon.store.migrations`).
+    Raises :class:`ConfigurationError` for a bad URL, :class:`SchemaVersionError` for a
+    database from a newer Kaon, and :class:`StoreError` when the database cannot be opened.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine, in_memory = create_store_engine(url)
+        self._where = self._engine.url.render_as_string(hide_password=True)
+        self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
+        # One shared connection for ``sqlite://``: threads must take turns on it.
+        self._lock: threading.RLock | None = threading.RLock() if in_memory else None
+        dialect = self._engine.dialect.name
+        self._sqlite = dialect == "sqlite"
+        self._dbapi: Any = self._engine.dialect.loaded_dbapi
+        self._check_rowcount = bool(self._engine.dialect.supports_sane_multi_rowcount)
+        self._inserts = _insert_statements(dialect)
+        self._statements: dict[tuple[Any, ...], _Compiled] = {}
+        try:
+            self._migrate(dialect)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _migrate(self, dialect: str) -> None:
+        with self._wrap("opening the store"), self._guard(), self._writer.begin() as conn:
+            if dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            upgrade_to_head(conn, self._where)
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self._where!r})"
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _guard(self) -> AbstractContextManager[Any]:
+        return self._lock if self._lock is not None else nullcontext()
+
+    @contextmanager
+    def _wrap(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sa_exc.SQLAlchemyError as error:
+            raise StoreError(f"store {self._where}: {doing} failed: {error}") from error
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._wrap("reading"), self._guard(), self._engine.connect() as conn:
+            yield conn
+
+    def _require_run(self, conn: Connection, run_id: str) -> None:
+        found = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first()
+        if found is None:
+            raise NotFoundError(f"no run {run_id!r} in store {self._where}")
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> None:
+        """Commit everything in ``batch`` in one transaction, or nothing.
+
+        Raises :class:`StoreError` naming the table when a row is rejected (a duplicate
+        key, an update of a row that does not exist, an unknown field, a value that is not
+        JSON).
+        """
+        if not batch:
+            return
+        plan = self._plan(batch)  # encoded before the transaction: the lock is held briefly
+        table = "?"
+        dbapi = self._dbapi
+        try:
+            with self._guard(), self._raw_transaction() as cursor:
+                for table, sql, rows, expected in plan:
+                    cursor.executemany(sql, rows)
+                    if expected and self._check_rowcount and cursor.rowcount != expected:
+                        raise StoreError(
+                            f"store {self._where}: update of {expected - cursor.rowcount} "
+                            f"missing row(s) in table {table}; nothing in the batch was written"
+                        )
+        except dbapi.IntegrityError as error:
+            raise StoreError(
+                f"store {self._where}: table {table} rejected a row (duplicate or missing "
+                f"key); nothing in the batch was written: {error}"
+            ) from error
+        except (dbapi.Error, sa_exc.SQLAlchemyError) as error:
+            raise StoreError(
+                f"store {self._where}: writing table {table} failed; nothing in the batch "
+                f"was written: {error}"
+            ) from error
+        except (TypeError, ValueError) as error:  # a driver that encodes JSON late
+            raise StoreError(
+                f"cannot store a row of table {table}; nothing in the batch was written: {error}"
+            ) from error
+
+    @contextmanager
+    def _raw_transaction(self) -> Iterator[Any]:
+        """A DBAPI cursor inside a write transaction, committed on success.
+
+        The hot path skips SQLAlchemy's per-statement machinery: statements are compiled
+        once by SQLAlchemy (:meth:`_compiled`) and run with the driver's ``executemany``.
+        """
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                if self._sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+                connection.commit()
+            except BaseException:
+                with suppress(Exception):  # keep the original error, not a failed rollback
+                    connection.rollback()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
+
+    def _plan(self, batch: WriteBatch) -> list[tuple[str, str, list[_Row], int]]:
+        """``(table, SQL, encoded rows, rows an update must match)`` in write order."""
+        plan: list[tuple[str, str, list[_Row], int]] = []
+        self._plan_inserts(
+            plan,
+            (
+                ("definitions", batch.definitions, _DEFINITION_FIELDS),
+                ("runs", batch.runs, _RUN_FIELDS),
+                ("step_runs", batch.step_runs.values(), _STEP_RUN_FIELDS),
+                ("attempts", batch.attempts.values(), _ATTEMPT_FIELDS),
+            ),
+        )
+        for name, updates in (
+            ("runs", batch.run_updates),
+            ("step_runs", batch.step_run_updates),
+            ("attempts", batch.attempt_updates),
+            ("commands", {k: {"done_at": v} for k, v in batch.commands_done.items()}),
+        ):
+            if updates:
+                for columns, rows in _update_groups(name, updates).items():
+                    plan.append(self._encoded(name, ("update", columns), rows, len(rows)))
+        self._plan_inserts(
+            plan,
+            (
+                ("logs", batch.logs, _LOG_FIELDS),
+                ("metrics", batch.metrics, _METRIC_FIELDS),
+                ("events", batch.events, _EVENT_FIELDS),
+                ("commands", batch.commands, _COMMAND_FIELDS),
+            ),
+        )
+        return plan
+
+    def _plan_inserts(
+        self,
+        plan: list[tuple[str, str, list[_Row], int]],
+        entries: Iterable[tuple[str, Collection[Any], tuple[str, ...]]],
+    ) -> None:
+        for name, records, names in entries:
+            if records:
+                plan.append(self._encoded(name, ("insert", names), _rows(records, names), 0))
+
+    def _encoded(
+        self, table: str, shape: tuple[str, Any], rows: list[_Row], expected: int
+    ) -> tuple[str, str, list[_Row], int]:
+        statement = self._compiled(table, shape)
+        try:
+            for name, process in statement.processors:
+                for row in rows:
+                    row[name] = process(row[name])
+        except (TypeError, ValueError) as error:
+            raise StoreError(f"cannot store a row of table {table}: {error}") from error
+        return table, statement.sql, rows, expected
+
+    def _compiled(self, table: str, shape: tuple[str, Any]) -> _Compiled:
+        """The statement that inserts (``("insert", fields)``) or updates (``("update",
+        columns)``) rows of ``table``, compiled for this database once."""
+        key = (table, *shape)
+        found = self._statements.get(key)
+        if found is None:
+            kind, columns = shape
+            if kind == "insert":
+                statement = self._inserts[table]
+                found = _Compiled.of(statement, self._engine.dialect, list(columns))
+            else:
+                found = _Compiled.of(_update_statement(table, columns), self._engine.dialect)
+            self._statements[key] = found
+        return found
+
+    # -- definitions and runs ------------------------------------------------------------
+
+    def get_definition(self, definition_hash: str) -> DefinitionRecord:
+        """The stored definition with this hash. Raises NotFoundError."""
+        stmt = sa.select(t.definitions).where(t.definitions.c.hash == definition_hash)
+        with self._reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFoundError(f"no workflow definition {definition_hash!r} in {self._where}")
+        return DefinitionRecord(**row._asdict())
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id. Raises NotFoundError."""
+        with self._reading() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"no run {run_id!r} in store {self._where}")
+        return _run_record(row)
+
+    def find_runs(self, prefix: str) -> list[str]:
+        """Ids of runs starting with ``prefix``, in id order, at most 10."""
+        stmt = (
+            sa.select(t.runs.c.id)
+            .where(t.runs.c.id.startswith(prefix, autoescape=True))
+            .order_by(t.runs.c.id)
+            .limit(10)
+        )
+        with self._reading() as conn:
+            return list(conn.scalars(stmt))
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Iterable[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Runs, newest first (ties by id, descending), filtered by workflow and statuses."""
+        stmt = sa.select(t.runs)
+        if workflow is not None:
+            stmt = stmt.where(t.runs.c.workflow == workflow)
+        if statuses is not None:
+            stmt = stmt.where(t.runs.c.status.in_([_plain(s) for s in statuses]))
+        stmt = stmt.order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
+        stmt = stmt.limit(limit).offset(offset)
+        with self._reading() as conn:
+            return [_run_record(row) for row in conn.execute(stmt)]
+
+    # -- step runs -----------------------------------------------------------------------
+
+    def step_runs(
+        self,
+        run_id: str,
+        *,
+        parent_id: int | None = None,
+        all_levels: bool = False,
+        statuses: Iterable[StepStatus] | None = None,
+    ) -> list[StepRunRecord]:
+        """Step runs of a run ordered by id (see :meth:`StateStore.step_runs`)."""
+        c = t.step_runs.c
+        stmt = sa.select(t.step_runs).where(c.run_id == run_id)
+        if not all_levels:
+            stmt = stmt.where(
+                c.parent_id.is_(None) if parent_id is None else c.parent_id == parent_id
+            )
+        if statuses is not None:
+            stmt = stmt.where(c.status.in_([_plain(s) for s in statuses]))
+        with self._reading() as conn:
+            found = [_step_run_record(row) for row in conn.execute(stmt.order_by(c.id))]
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def get_step_run(self, run_id: str, path: str) -> StepRunRecord:
+        """The step run at ``path``. Raises NotFoundError."""
+        c = t.step_runs.c
+        stmt = sa.select(t.step_runs).where(c.run_id == run_id, c.path == path)
+        with self._reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFoundError(f"no step run {path!r} in run {run_id!r}")
+        return _step_run_record(row)
+
+    def child_outputs(self, run_id: str, parent_id: int) -> list[tuple[int, dict[str, Any] | None]]:
+        """``(index, outputs)`` of the frame rows under ``parent_id``, ordered by index."""
+        c = t.step_runs.c
+        stmt = (
+            sa.select(c.index, c.outputs)
+            .where(c.run_id == run_id, c.parent_id == parent_id, c.index.is_not(None))
+            .order_by(c.index)
+        )
+        with self._reading() as conn:
+            found = [(int(index), outputs) for index, outputs in conn.execute(stmt)]
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def child_counts(self, run_id: str, parent_id: int) -> dict[StepStatus, int]:
+        """How many children of ``parent_id`` are in each status (absent: none)."""
+        c = t.step_runs.c
+        stmt = (
+            sa.select(c.status, sa.func.count())
+            .where(c.run_id == run_id, c.parent_id == parent_id)
+            .group_by(c.status)
+        )
+        with self._reading() as conn:
+            found = {StepStatus(status): int(n) for status, n in conn.execute(stmt)}
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def max_step_run_id(self, run_id: str) -> int:
+        """The largest step run id used in a run (0 when none). Raises NotFoundError."""
+        stmt = sa.select(sa.func.max(t.step_runs.c.id)).where(t.step_runs.c.run_id == run_id)
+        with self._reading() as conn:
+            largest = conn.scalar(stmt)
+            if largest is None:
+                self._require_run(conn, run_id)
+        return int(largest or 0)
+
+    def attempts(self, run_id: str, step_run_id: int | None = None) -> list[AttemptRecord]:
+        """Attempts of one step run, or of the whole run, by step run id and number."""
+        c = t.attempts.c
+        stmt = sa.select(t.attempts).where(c.run_id == run_id)
+        if step_run_id is not None:
+            stmt = stmt.where(c.step_run_id == step_run_id)
+        stmt = stmt.order_by(c.step_run_id, c.number)
+        with self._reading() as conn:
+            found = [AttemptRecord(**row._asdict()) for row in conn.execute(stmt)]
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    # -- logs, metrics, events -----------------------------------------------------------
+
+    def logs(
+        self,
+        run_id: str,
+        step_run_id: int | None = None,
+        *,
+        attempt: int | None = None,
+        after_id: int = 0,
+        limit: int = 10_000,
+    ) -> list[LogRecord]:
+        """Log lines with ids above ``after_id`` in the order written, at most ``limit``."""
+        c = t.logs.c
+        stmt = sa.select(t.logs).where(c.run_id == run_id, c.id > after_id)
+        if step_run_id is not None:
+            stmt = stmt.where(c.step_run_id == step_run_id)
+        if attempt is not None:
+            stmt = stmt.where(c.attempt == attempt)
+        stmt = stmt.order_by(c.id).limit(limit)
+        with self._reading() as conn:
+            found = [LogRecord(**row._asdict()) for row in conn.execute(stmt)]
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def metrics(self, run_id: str, step_run_id: int | None = None) -> list[MetricRecord]:
+        """Metrics of a run (or one step run) in the order reported."""
+        c = t.metrics.c
+        stmt = sa.select(t.metrics).where(c.run_id == run_id)
+        if step_run_id is not None:
+            stmt = stmt.where(c.step_run_id == step_run_id)
+        with self._reading() as conn:
+            found = [MetricRecord(**row._asdict()) for row in conn.execute(stmt.order_by(c.id))]
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def events(
+        self, run_id: str | None = None, *, after_id: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Events with ids above ``after_id``, oldest first, of one run or of all runs."""
+        c = t.events.c
+        stmt = sa.select(t.events).where(c.id > after_id)
+        if run_id is not None:
+            stmt = stmt.where(c.run_id == run_id)
+        stmt = stmt.order_by(c.id).limit(limit)
+        with self._reading() as conn:
+            found = [_event_record(row) for row in conn.execute(stmt)]
+            if not found and run_id is not None:
+                self._require_run(conn, run_id)
+        return found
+
+    # -- commands and leases -------------------------------------------------------------
+
+    def pending_commands(self, run_id: str) -> list[CommandRecord]:
+        """Commands not yet done for a run, oldest first."""
+        c = t.commands.c
+        stmt = sa.select(t.commands).where(c.run_id == run_id, c.done_at.is_(None)).order_by(c.id)
+        with self._reading() as conn:
+            found = [_command_record(row) for row in conn.execute(stmt)]
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def acquire_lease(self, run_id: str, owner: str, until: float, now: float) -> bool:
+        """Take or renew the lease on a run; one conditional UPDATE, so atomic.
+
+        Raises NotFoundError for an unknown run.
+        """
+        c = t.runs.c
+        stmt = (
+            sa.update(t.runs)
+            .where(
+                c.id == run_id,
+                sa.or_(
+                    c.owner.is_(None),
+                    c.owner == owner,
+                    c.lease_until.is_(None),
+                    c.lease_until < now,
+                ),
+            )
+            .values(owner=owner, lease_until=until)
+        )
+        with self._wrap("acquiring a lease"), self._guard(), self._writer.begin() as conn:
+            won = conn.execute(stmt).rowcount == 1
+            if not won:
+                self._require_run(conn, run_id)
+        return won
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        """Give up the lease if ``owner`` holds it (otherwise do nothing)."""
+        c = t.runs.c
+        stmt = (
+            sa.update(t.runs)
+            .where(c.id == run_id, c.owner == owner)
+            .values(owner=None, lease_until=None)
+        )
+        with self._wrap("releasing a lease"), self._guard(), self._writer.begin() as conn:
+            conn.execute(stmt)
+
+    def close(self) -> None:
+        """Close every connection (an in-memory database is gone after this)."""
+        self._engine.dispose()
+
+
+# -- statements and rows -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """SQL compiled for one dialect, and the bind processors (JSON encoding) of its params."""
+
+    sql: str
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+
+    @classmethod
+    def of(
+        cls, statement: sa.ClauseElement, dialect: sa.Dialect, columns: list[str] | None = None
+    ) -> _Compiled:
+        compiled = statement.compile(dialect=dialect, column_keys=columns, for_executemany=True)
+        assert isinstance(compiled, SQLCompiler)
+        processors = []
+        for name, bind in compiled.binds.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((name, process))
+        return cls(compiled.string, tuple(processors))
+
+
+def _update_groups(
+    name: str, updates: Mapping[Any, dict[str, Any]]
+) -> dict[frozenset[str], list[_Row]]:
+    """Updates of one table as parameter rows, grouped by the set of columns they change."""
+    keys = _KEYS[name]
+    groups: dict[frozenset[str], list[_Row]] = {}
+    for key, changes in updates.items():
+        if not changes:
+            continue
+        parts = key if isinstance(key, tuple) else (key,)
+        row = {f"k_{k}": part for k, part in zip(keys, parts, strict=True)}
+        for column, value in changes.items():
+            row[f"v_{column}"] = value.value if isinstance(value, Enum) else value
+        groups.setdefault(frozenset(changes), []).append(row)
+    return groups
+
+
+def _update_statement(name: str, columns: frozenset[str]) -> sa.Update:
+    """``UPDATE name SET column = :v_column ... WHERE key = :k_key ...``."""
+    table = t.metadata.tables[name]
+    keys = _KEYS[name]
+    for column in sorted(columns):
+        if column not in table.c or column in keys:
+            raise StoreError(f"cannot update field {column!r} of table {name}: no such field")
+    return (
+        sa.update(table)
+        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+        .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in sorted(columns)})
+    )
+
+
+def _insert_statements(dialect: str) -> dict[str, sa.Insert]:
+    """Insert statements per table; definitions are content-addressed, so re-inserting one
+    is a no-op."""
+    statements: dict[str, sa.Insert] = {
+        name: table.insert() for name, table in t.metadata.tables.items()
+    }
+    if dialect == "sqlite":
+        statements["definitions"] = sqlite_dialect.insert(t.definitions).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        statements["definitions"] = pg_dialect.insert(t.definitions).on_conflict_do_nothing()
+    return statements
+
+
+def _run_record(row: sa.Row[Any]) -> RunRecord:
+    values = row._asdict()
+    values["status"] = RunStatus(values["status"])
+    values["params"] = values["params"] or {}
+    values["labels"] = values["labels"] or {}
+    return RunRecord(**values)
+
+
+def _step_run_record(row: sa.Row[Any]) -> StepRunRecord:
+    values = row._asdict()
+    values["status"] = StepStatus(values["status"])
+    return StepRunRecord(**values)
+
+
+def _event_record(row: sa.Row[Any]) -> EventRecord:
+    values = row._asdict()
+    values["data"] = values["data"] or {}
+    return EventRecord(**values)
+
+
+def _command_record(row: sa.Row[Any]) -> CommandRecord:
+    values = row._asdict()
+    values["payload"] = values["payload"] or {}
+    return CommandRecord(**values)

@@ -1,0 +1,687 @@
+"""The contract every StateStore backend passes: one base class, one subclass per backend.
+
+A backend subclass provides a ``store_url`` fixture; :class:`PersistentStoreContract` adds the
+tests that need a database that outlives a store object (reopening, schema versions, two
+store objects on one database as two engine processes would be).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from kaon.errors import NotFoundError, SchemaVersionError, StoreError
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store import open_store
+from kaon.store.base import (
+    AttemptRecord,
+    CommandRecord,
+    DefinitionRecord,
+    EventRecord,
+    LogRecord,
+    MetricRecord,
+    RunRecord,
+    StateStore,
+    StepRunRecord,
+    WriteBatch,
+)
+from kaon.store.schema import VERSION_TABLE
+
+
+def run_record(run_id: str = "r1", **fields: Any) -> RunRecord:
+    values: dict[str, Any] = {
+        "workflow": "wf",
+        "definition_hash": "h1",
+        "status": RunStatus.PENDING,
+        "created_at": 100.0,
+    }
+    values.update(fields)
+    return RunRecord(id=run_id, **values)
+
+
+def step_record(run_id: str, step_run_id: int, **fields: Any) -> StepRunRecord:
+    values: dict[str, Any] = {
+        "path": f"s{step_run_id}",
+        "step_id": f"s{step_run_id}",
+        "kind": "task",
+        "status": StepStatus.PENDING,
+        "created_at": 101.0,
+    }
+    values.update(fields)
+    return StepRunRecord(run_id=run_id, id=step_run_id, **values)
+
+
+def batch_of(**fields: Any) -> WriteBatch:
+    return WriteBatch(**fields)
+
+
+def write_run(store: StateStore, run_id: str = "r1", **fields: Any) -> RunRecord:
+    record = run_record(run_id, **fields)
+    store.write(batch_of(runs=[record]))
+    return record
+
+
+def write_steps(store: StateStore, *records: StepRunRecord) -> None:
+    batch = WriteBatch()
+    for record in records:
+        batch.insert_step_run(record)
+    store.write(batch)
+
+
+def lease_taker(store_of: Callable[[str], StateStore], now: float) -> Callable[[str], bool]:
+    """Try to take the lease on run ``r1`` for an owner, through that owner's store."""
+
+    def take(owner: str) -> bool:
+        return store_of(owner).acquire_lease("r1", owner, now + 10, now)
+
+    return take
+
+
+class StoreContract:
+    """Behaviour every store backend must have."""
+
+    @pytest.fixture
+    def store(self, store_url: str) -> Iterator[StateStore]:
+        store = open_store(store_url)
+        yield store
+        store.close()
+
+    # -- round trips -----------------------------------------------------------------------
+
+    def test_definition_round_trip_and_idempotent_insert(self, store: StateStore) -> None:
+        spec = {"name": "wf", "steps": [{"id": "a", "params": {"x": [1, 2.5, None, "s"]}}]}
+        record = DefinitionRecord("h1", "wf", spec, source="steps: []", created_at=5.0)
+        store.write(batch_of(definitions=[record]))
+        store.write(batch_of(definitions=[DefinitionRecord("h1", "other", {}, "", 6.0)]))
+        assert store.get_definition("h1") == record
+        with pytest.raises(NotFoundError, match="nope"):
+            store.get_definition("nope")
+
+    def test_run_round_trip(self, store: StateStore) -> None:
+        record = run_record(
+            "r1",
+            status=RunStatus.RUNNING,
+            params={"lr": 0.1, "regions": ["eu", "us"], "nested": {"a": None}},
+            started_at=101.5,
+            ended_at=None,
+            error="boom",
+            restarts=2,
+            executor="process",
+            owner="engine-1",
+            lease_until=200.0,
+            labels={"team": "ml"},
+        )
+        store.write(batch_of(runs=[record]))
+        got = store.get_run("r1")
+        assert got == record
+        assert type(got.status) is RunStatus
+        with pytest.raises(NotFoundError, match="r2"):
+            store.get_run("r2")
+
+    def test_step_run_round_trip(self, store: StateStore) -> None:
+        write_run(store)
+        record = step_record(
+            "r1",
+            7,
+            path="regions[3].train",
+            step_id="train",
+            kind="item",
+            status=StepStatus.SUCCEEDED,
+            parent_id=4,
+            index=3,
+            item={"region": "eu", "n": 3},
+            attempts=2,
+            platform_attempts=1,
+            outputs={"model": {"kind": "artifact", "uri": "file:///x"}},
+            error={"error_type": "ValueError", "message": "m"},
+            reason="retried",
+            started_at=102.0,
+            ended_at=103.0,
+            next_attempt_at=104.0,
+            cache_key="ck",
+            cached_from="r0/train",
+        )
+        write_steps(store, record)
+        got = store.get_step_run("r1", "regions[3].train")
+        assert got == record
+        assert type(got.status) is StepStatus
+        assert store.step_runs("r1", parent_id=4) == [record]
+        with pytest.raises(NotFoundError):
+            store.get_step_run("r1", "missing")
+
+    def test_scalar_items_round_trip(self, store: StateStore) -> None:
+        write_run(store)
+        write_steps(
+            store,
+            step_record("r1", 1, item="text"),
+            step_record("r1", 2, item=3),
+            step_record("r1", 3, item=[1, "a"]),
+            step_record("r1", 4, item=None),
+        )
+        assert [s.item for s in store.step_runs("r1")] == ["text", 3, [1, "a"], None]
+
+    def test_attempt_round_trip_and_order(self, store: StateStore) -> None:
+        write_run(store)
+        batch = WriteBatch()
+        second = AttemptRecord("r1", 1, 2, "running", started_at=5.0, worker="w2")
+        first = AttemptRecord("r1", 1, 1, "failed", 1.0, 2.0, "w1", {"message": "x"})
+        other = AttemptRecord("r1", 2, 1, "succeeded", 3.0, 4.0)
+        for record in (other, second, first):
+            batch.insert_attempt(record)
+        store.write(batch)
+        assert store.attempts("r1", 1) == [first, second]
+        assert store.attempts("r1") == [first, second, other]
+
+    def test_logs_round_trip_and_filters(self, store: StateStore) -> None:
+        write_run(store)
+        lines = [
+            LogRecord("r1", 1, 1, 1.0, "stdout", "a"),
+            LogRecord("r1", 1, 2, 2.0, "stderr", "b"),
+            LogRecord("r1", 2, 1, 3.0, "log", "c\nwith newline"),
+            LogRecord("r1", 1, 2, 4.0, "stdout", "d"),
+        ]
+        store.write(batch_of(logs=lines))
+        got = store.logs("r1")
+        assert [(g.step_run_id, g.attempt, g.at, g.stream, g.text) for g in got] == [
+            (x.step_run_id, x.attempt, x.at, x.stream, x.text) for x in lines
+        ]
+        ids = [g.id for g in got]
+        assert all(isinstance(i, int) for i in ids)
+        assert ids == sorted(i or 0 for i in ids)
+        assert [g.text for g in store.logs("r1", 1)] == ["a", "b", "d"]
+        assert [g.text for g in store.logs("r1", 1, attempt=2)] == ["b", "d"]
+        assert [g.text for g in store.logs("r1", after_id=got[1].id or 0)] == [
+            "c\nwith newline",
+            "d",
+        ]
+        assert [g.text for g in store.logs("r1", limit=2)] == ["a", "b"]
+
+    def test_metrics_round_trip(self, store: StateStore) -> None:
+        write_run(store)
+        metrics = [
+            MetricRecord("r1", 1, 1, "loss", 0.5, 1.0, step=1),
+            MetricRecord("r1", 2, 1, "auc", 0.9, 2.0),
+            MetricRecord("r1", 1, 1, "loss", 0.25, 3.0, step=2),
+        ]
+        store.write(batch_of(metrics=metrics))
+        got = store.metrics("r1")
+        assert [(m.step_run_id, m.name, m.value, m.at, m.step) for m in got] == [
+            (1, "loss", 0.5, 1.0, 1),
+            (2, "auc", 0.9, 2.0, None),
+            (1, "loss", 0.25, 3.0, 2),
+        ]
+        assert [m.value for m in store.metrics("r1", 1)] == [0.5, 0.25]
+
+    def test_events_paging(self, store: StateStore) -> None:
+        write_run(store, "r1")
+        write_run(store, "r2")
+        store.write(
+            batch_of(
+                events=[
+                    EventRecord("r1", "run_started", 1.0, {"by": "me"}),
+                    EventRecord("r2", "run_started", 2.0),
+                    EventRecord("r1", "step_started", 3.0, {"step": "a"}, step_run_id=1),
+                ]
+            )
+        )
+        store.write(batch_of(events=[EventRecord("r1", "step_succeeded", 4.0, step_run_id=1)]))
+        everything = store.events()
+        assert [(e.run_id, e.kind) for e in everything] == [
+            ("r1", "run_started"),
+            ("r2", "run_started"),
+            ("r1", "step_started"),
+            ("r1", "step_succeeded"),
+        ]
+        assert everything[0].data == {"by": "me"} and everything[1].data == {}
+        assert everything[2].step_run_id == 1 and everything[0].step_run_id is None
+        r1 = store.events("r1")
+        assert [e.kind for e in r1] == ["run_started", "step_started", "step_succeeded"]
+        page = store.events("r1", after_id=r1[0].id or 0, limit=1)
+        assert [e.kind for e in page] == ["step_started"]
+        assert store.events("r1", after_id=r1[-1].id or 0) == []
+        assert [e.run_id for e in store.events(after_id=everything[0].id or 0, limit=2)] == [
+            "r2",
+            "r1",
+        ]
+
+    def test_commands(self, store: StateStore) -> None:
+        write_run(store, "r1")
+        write_run(store, "r2")
+        store.write(
+            batch_of(
+                commands=[
+                    CommandRecord("r1", "kill", {"reason": "x"}, 1.0, by="alice"),
+                    CommandRecord("r2", "kill", created_at=2.0),
+                    CommandRecord("r1", "skip", {"path": "a"}, 3.0),
+                ]
+            )
+        )
+        pending = store.pending_commands("r1")
+        assert [(c.kind, c.payload, c.by) for c in pending] == [
+            ("kill", {"reason": "x"}, "alice"),
+            ("skip", {"path": "a"}, ""),
+        ]
+        assert all(c.done_at is None and c.id is not None for c in pending)
+        store.write(batch_of(commands_done={pending[0].id or 0: 9.0}))
+        assert [c.kind for c in store.pending_commands("r1")] == ["skip"]
+        assert [c.kind for c in store.pending_commands("r2")] == ["kill"]
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def test_empty_batch_is_a_no_op(self, store: StateStore) -> None:
+        store.write(WriteBatch())
+        assert store.list_runs() == []
+
+    def test_updates_merge_and_group_by_columns(self, store: StateStore) -> None:
+        write_run(store)
+        write_steps(store, step_record("r1", 1), step_record("r1", 2), step_record("r1", 3))
+        batch = WriteBatch()
+        batch.update_run("r1", status=RunStatus.RUNNING)
+        batch.update_run("r1", started_at=5.0, params={"x": 1})
+        batch.update_step_run("r1", 1, status=StepStatus.RUNNING)
+        batch.update_step_run("r1", 1, status=StepStatus.SUCCEEDED, outputs={"y": 2})
+        batch.update_step_run("r1", 2, status=StepStatus.SUCCEEDED, outputs={"y": 3})
+        batch.update_step_run("r1", 3, reason="skipped by user", status=StepStatus.SKIPPED)
+        store.write(batch)
+        run = store.get_run("r1")
+        assert (run.status, run.started_at, run.params) == (RunStatus.RUNNING, 5.0, {"x": 1})
+        steps = {s.id: s for s in store.step_runs("r1")}
+        assert (steps[1].status, steps[1].outputs) == (StepStatus.SUCCEEDED, {"y": 2})
+        assert (steps[2].status, steps[2].outputs) == (StepStatus.SUCCEEDED, {"y": 3})
+        assert (steps[3].status, steps[3].reason) == (StepStatus.SKIPPED, "skipped by user")
+        assert steps[3].outputs is None
+
+    def test_update_can_clear_a_field(self, store: StateStore) -> None:
+        write_run(store, owner="x", error="e")
+        write_steps(store, step_record("r1", 1, outputs={"a": 1}, error={"m": "x"}))
+        batch = WriteBatch()
+        batch.update_run("r1", owner=None, error=None)
+        batch.update_step_run("r1", 1, outputs=None, error=None)
+        store.write(batch)
+        assert (store.get_run("r1").owner, store.get_run("r1").error) == (None, None)
+        step = store.get_step_run("r1", "s1")
+        assert (step.outputs, step.error) == (None, None)
+
+    def test_attempt_updates(self, store: StateStore) -> None:
+        write_run(store)
+        batch = WriteBatch()
+        batch.insert_attempt(AttemptRecord("r1", 1, 1, "running", started_at=1.0))
+        store.write(batch)
+        batch = WriteBatch()
+        batch.update_attempt(("r1", 1, 1), status="failed", ended_at=2.0)
+        batch.update_attempt(("r1", 1, 1), error={"message": "x"})
+        store.write(batch)
+        assert store.attempts("r1") == [
+            AttemptRecord("r1", 1, 1, "failed", 1.0, 2.0, "", {"message": "x"})
+        ]
+
+    def test_folded_inserts(self, store: StateStore) -> None:
+        write_run(store)
+        batch = WriteBatch()
+        batch.insert_step_run(step_record("r1", 1))
+        batch.update_step_run("r1", 1, status=StepStatus.RUNNING, started_at=9.0)
+        batch.insert_attempt(AttemptRecord("r1", 1, 1, "running"))
+        batch.update_attempt(("r1", 1, 1), status="succeeded", ended_at=10.0)
+        assert not batch.step_run_updates and not batch.attempt_updates
+        store.write(batch)
+        step = store.get_step_run("r1", "s1")
+        assert (step.status, step.started_at) == (StepStatus.RUNNING, 9.0)
+        assert [(a.status, a.ended_at) for a in store.attempts("r1", 1)] == [("succeeded", 10.0)]
+
+    def test_run_insert_and_update_in_one_batch(self, store: StateStore) -> None:
+        batch = WriteBatch(runs=[run_record("r1")])
+        batch.update_run("r1", status=RunStatus.RUNNING)
+        store.write(batch)
+        assert store.get_run("r1").status is RunStatus.RUNNING
+
+    def test_duplicate_key_rolls_back_the_whole_batch(self, store: StateStore) -> None:
+        write_run(store)
+        write_steps(store, step_record("r1", 1))
+        batch = WriteBatch(runs=[run_record("r2")])
+        batch.definitions.append(DefinitionRecord("h9", "wf", {}))
+        batch.update_run("r1", status=RunStatus.RUNNING)
+        batch.insert_step_run(step_record("r1", 1, path="other"))  # same (run_id, id)
+        batch.events.append(EventRecord("r1", "x", 1.0))
+        with pytest.raises(StoreError, match="step_runs"):
+            store.write(batch)
+        with pytest.raises(NotFoundError):
+            store.get_run("r2")
+        with pytest.raises(NotFoundError):
+            store.get_definition("h9")
+        assert store.get_run("r1").status is RunStatus.PENDING
+        assert store.events() == []
+        assert [s.path for s in store.step_runs("r1")] == ["s1"]
+
+    def test_duplicate_path_is_rejected(self, store: StateStore) -> None:
+        write_run(store)
+        write_steps(store, step_record("r1", 1, path="a"))
+        with pytest.raises(StoreError, match="step_runs"):
+            write_steps(store, step_record("r1", 2, path="a"))
+
+    def test_update_of_missing_row_rolls_back(self, store: StateStore) -> None:
+        write_run(store)
+        batch = WriteBatch(events=[EventRecord("r1", "x", 1.0)])
+        batch.update_run("r1", status=RunStatus.RUNNING)
+        batch.update_step_run("r1", 99, status=StepStatus.RUNNING)
+        with pytest.raises(StoreError, match=r"missing row.*step_runs"):
+            store.write(batch)
+        assert store.get_run("r1").status is RunStatus.PENDING
+        assert store.events() == []
+
+    def test_unknown_field_and_unencodable_value_are_store_errors(self, store: StateStore) -> None:
+        write_run(store)
+        batch = WriteBatch()
+        batch.update_run("r1", no_such_field=1)
+        with pytest.raises(StoreError, match="no_such_field"):
+            store.write(batch)
+        with pytest.raises(StoreError, match="runs"):
+            store.write(batch_of(runs=[run_record("r2", params={"x": object()})]))
+        with pytest.raises(NotFoundError):
+            store.get_run("r2")
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def test_list_runs_order_filters_and_pages(self, store: StateStore) -> None:
+        statuses = [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED]
+        runs = [
+            run_record(
+                f"r{n:02}",
+                workflow="a" if n % 2 else "b",
+                status=statuses[n % 4],
+                created_at=float(n // 2),  # pairs share a time: ties break by id, descending
+            )
+            for n in range(12)
+        ]
+        store.write(batch_of(runs=list(reversed(runs))))
+        newest_first = [r.id for r in store.list_runs()]
+        assert newest_first == [f"r{n:02}" for n in reversed(range(12))]
+        assert [r.id for r in store.list_runs(limit=5, offset=5)] == newest_first[5:10]
+        assert [r.id for r in store.list_runs(workflow="a")] == [
+            "r11",
+            "r09",
+            "r07",
+            "r05",
+            "r03",
+            "r01",
+        ]
+        assert [r.id for r in store.list_runs(statuses=[RunStatus.SUCCEEDED])] == [
+            "r10",
+            "r06",
+            "r02",
+        ]
+        assert [
+            r.id
+            for r in store.list_runs(workflow="a", statuses={RunStatus.RUNNING, RunStatus.FAILED})
+        ] == ["r11", "r09", "r07", "r05", "r03", "r01"]
+        assert store.list_runs(workflow="zzz") == []
+        assert store.list_runs(statuses=[]) == []
+        assert store.list_runs()[0] == runs[11]
+
+    def test_find_runs_by_prefix(self, store: StateStore) -> None:
+        ids = [f"abc{n:02}" for n in range(12)] + ["abd", "a%c", "a_c", "zzz"]
+        store.write(batch_of(runs=[run_record(i) for i in ids]))
+        assert store.find_runs("abc") == [f"abc{n:02}" for n in range(10)]
+        assert store.find_runs("abd") == ["abd"]
+        assert store.find_runs("a%") == ["a%c"]
+        assert store.find_runs("a_") == ["a_c"]
+        assert store.find_runs("nope") == []
+
+    def test_step_runs_by_level_and_status(self, store: StateStore) -> None:
+        write_run(store)
+        write_steps(
+            store,
+            step_record("r1", 1, status=StepStatus.SUCCEEDED),
+            step_record("r1", 2, kind="foreach", status=StepStatus.RUNNING),
+            step_record("r1", 3, kind="item", parent_id=2, index=0, status=StepStatus.RUNNING),
+            step_record("r1", 4, parent_id=3, status=StepStatus.QUEUED),
+            step_record("r1", 5, status=StepStatus.PENDING),
+        )
+        write_run(store, "r2")
+        write_steps(store, step_record("r2", 1))
+        assert [s.id for s in store.step_runs("r1")] == [1, 2, 5]
+        assert [s.id for s in store.step_runs("r1", parent_id=2)] == [3]
+        assert [s.id for s in store.step_runs("r1", parent_id=3)] == [4]
+        assert [s.id for s in store.step_runs("r1", all_levels=True)] == [1, 2, 3, 4, 5]
+        running = [StepStatus.RUNNING, StepStatus.QUEUED]
+        assert [s.id for s in store.step_runs("r1", statuses=running)] == [2]
+        assert [s.id for s in store.step_runs("r1", all_levels=True, statuses=running)] == [2, 3, 4]
+        assert store.step_runs("r1", parent_id=5) == []
+        assert store.max_step_run_id("r1") == 5
+        assert store.max_step_run_id("r2") == 1
+
+    def test_child_outputs_and_counts(self, store: StateStore) -> None:
+        write_run(store)
+        frames = [
+            step_record(
+                "r1", 10 + i, kind="item", parent_id=1, index=index, status=status, outputs=out
+            )
+            for i, (index, status, out) in enumerate(
+                [
+                    (2, StepStatus.SUCCEEDED, {"m": 2}),
+                    (0, StepStatus.SUCCEEDED, {"m": 0}),
+                    (1, StepStatus.FAILED, None),
+                    (3, StepStatus.RUNNING, None),
+                ]
+            )
+        ]
+        write_steps(store, step_record("r1", 1, kind="foreach"), *frames)
+        write_steps(store, step_record("r1", 20, parent_id=10, index=None))  # a task in a frame
+        assert store.child_outputs("r1", 1) == [(0, {"m": 0}), (1, None), (2, {"m": 2}), (3, None)]
+        assert store.child_counts("r1", 1) == {
+            StepStatus.SUCCEEDED: 2,
+            StepStatus.FAILED: 1,
+            StepStatus.RUNNING: 1,
+        }
+        assert store.child_counts("r1", 99) == {}
+        assert store.child_outputs("r1", 99) == []
+
+    def test_empty_run_reads(self, store: StateStore) -> None:
+        write_run(store)
+        assert store.step_runs("r1") == []
+        assert store.max_step_run_id("r1") == 0
+        assert store.attempts("r1") == []
+        assert store.logs("r1") == []
+        assert store.metrics("r1") == []
+        assert store.events("r1") == []
+        assert store.pending_commands("r1") == []
+
+    @pytest.mark.parametrize(
+        "read",
+        [
+            lambda s: s.step_runs("nope"),
+            lambda s: s.max_step_run_id("nope"),
+            lambda s: s.attempts("nope"),
+            lambda s: s.logs("nope"),
+            lambda s: s.metrics("nope"),
+            lambda s: s.events("nope"),
+            lambda s: s.pending_commands("nope"),
+            lambda s: s.child_counts("nope", 1),
+            lambda s: s.child_outputs("nope", 1),
+            lambda s: s.acquire_lease("nope", "me", 10.0, 1.0),
+        ],
+    )
+    def test_unknown_run_is_not_found(
+        self, store: StateStore, read: Callable[[StateStore], object]
+    ) -> None:
+        with pytest.raises(NotFoundError, match="nope"):
+            read(store)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def test_lease_take_renew_expire_release(self, store: StateStore) -> None:
+        write_run(store)
+        assert store.acquire_lease("r1", "a", until=110.0, now=100.0)
+        assert not store.acquire_lease("r1", "b", until=120.0, now=105.0)
+        assert store.acquire_lease("r1", "a", until=130.0, now=105.0)  # renew
+        assert (store.get_run("r1").owner, store.get_run("r1").lease_until) == ("a", 130.0)
+        assert not store.acquire_lease("r1", "b", until=140.0, now=129.0)
+        assert store.acquire_lease("r1", "b", until=150.0, now=131.0)  # expired: taken over
+        store.release_lease("r1", "a")  # not the holder: no effect
+        assert store.get_run("r1").owner == "b"
+        store.release_lease("r1", "b")
+        assert (store.get_run("r1").owner, store.get_run("r1").lease_until) == (None, None)
+        assert store.acquire_lease("r1", "c", until=160.0, now=140.0)
+
+    def test_lease_race_between_threads_has_one_winner(self, store: StateStore) -> None:
+        write_run(store)
+        for round_number in range(5):
+            now = 1000.0 * (round_number + 1)
+            winners = self._race(lease_taker(lambda owner: store, now))
+            assert len(winners) == 1
+            assert store.get_run("r1").owner == winners[0]
+
+    @staticmethod
+    def _race(attempt: Callable[[str], bool], contenders: int = 8) -> list[str]:
+        barrier = threading.Barrier(contenders)
+        winners: list[str] = []
+        errors: list[BaseException] = []
+
+        def contend(owner: str) -> None:
+            try:
+                barrier.wait()
+                if attempt(owner):
+                    winners.append(owner)
+            except BaseException as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=contend, args=(f"o{i}",)) for i in range(contenders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        return winners
+
+    # -- concurrency -----------------------------------------------------------------------
+
+    def test_concurrent_writers_lose_nothing(self, store: StateStore) -> None:
+        write_run(store, "ra")
+        write_run(store, "rb")
+        batches = 150
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(2)
+
+        def writer(run_id: str) -> None:
+            try:
+                barrier.wait()
+                for n in range(1, batches + 1):
+                    batch = WriteBatch(events=[EventRecord(run_id, "e", float(n))])
+                    batch.insert_step_run(step_record(run_id, n))
+                    batch.update_run(run_id, restarts=n)
+                    store.write(batch)
+            except BaseException as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=writer, args=(r,)) for r in ("ra", "rb")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        for run_id in ("ra", "rb"):
+            assert store.max_step_run_id(run_id) == batches
+            assert len(store.step_runs(run_id)) == batches
+            assert [e.at for e in store.events(run_id, limit=10_000)] == [
+                float(n) for n in range(1, batches + 1)
+            ]
+            assert store.get_run(run_id).restarts == batches
+
+
+class PersistentStoreContract(StoreContract):
+    """Behaviour of stores whose database outlives the store object."""
+
+    def test_reopen_finds_everything(self, store_url: str) -> None:
+        first = open_store(store_url)
+        batch = WriteBatch(
+            definitions=[DefinitionRecord("h1", "wf", {"a": 1})],
+            runs=[run_record("r1")],
+            logs=[LogRecord("r1", 1, 1, 1.0, "stdout", "hello")],
+            metrics=[MetricRecord("r1", 1, 1, "loss", 0.5, 1.0)],
+            events=[EventRecord("r1", "run_started", 1.0)],
+            commands=[CommandRecord("r1", "kill")],
+        )
+        batch.insert_step_run(step_record("r1", 1, outputs={"x": 1}))
+        batch.insert_attempt(AttemptRecord("r1", 1, 1, "running"))
+        first.write(batch)
+        first.close()
+        second = open_store(store_url)
+        try:
+            assert second.get_definition("h1").spec == {"a": 1}
+            assert second.get_run("r1") == batch.runs[0]
+            assert second.get_step_run("r1", "s1").outputs == {"x": 1}
+            assert [a.number for a in second.attempts("r1")] == [1]
+            assert [x.text for x in second.logs("r1")] == ["hello"]
+            assert [m.name for m in second.metrics("r1")] == ["loss"]
+            assert [e.kind for e in second.events("r1")] == ["run_started"]
+            assert [c.kind for c in second.pending_commands("r1")] == ["kill"]
+        finally:
+            second.close()
+
+    def test_newer_schema_revision_is_refused(self, store_url: str) -> None:
+        open_store(store_url).close()
+        engine = sa.create_engine(store_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'ffff9999'"))
+        finally:
+            engine.dispose()
+        with pytest.raises(
+            SchemaVersionError, match=r"ffff9999, newer than this Kaon.*upgrade Kaon"
+        ):
+            open_store(store_url)
+
+    def test_opening_twice_at_once_migrates_once(self, store_url: str) -> None:
+        stores: list[StateStore] = []
+        lock = threading.Lock()
+
+        def opener(owner: str) -> bool:
+            store = open_store(store_url)
+            with lock:
+                stores.append(store)
+            return True
+
+        assert len(self._race(opener, contenders=4)) == 4
+        try:
+            write_run(stores[0])
+            assert all(s.get_run("r1").id == "r1" for s in stores)
+        finally:
+            for store in stores:
+                store.close()
+
+    def test_lease_race_between_store_objects_has_one_winner(self, store_url: str) -> None:
+        stores = [open_store(store_url) for _ in range(4)]
+        try:
+            write_run(stores[0])
+            by_owner = {f"o{i}": s for i, s in enumerate(stores)}
+            for round_number in range(3):
+                now = 1000.0 * (round_number + 1)
+                winners = self._race(lease_taker(by_owner.__getitem__, now), len(stores))
+                assert len(winners) == 1
+        finally:
+            for store in stores:
+                store.close()
+
+
+class TestSQLiteFileStore(PersistentStoreContract):
+    @pytest.fixture
+    def store_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'state' / 'kaon.db'}"
+
+
+class TestSQLiteMemoryStore(StoreContract):
+    @pytest.fixture(params=["sqlite://", "sqlite:///:memory:"])
+    def store_url(self, request: pytest.FixtureRequest) -> str:
+        url: str = request.param
+        return url
+
+
+@pytest.mark.integration
+class TestPostgresStore(PersistentStoreContract):
+    @pytest.fixture
+    def store_url(self, pg_url: str) -> str:
+        return pg_url

@@ -1,0 +1,169 @@
+"""Serializers: the registry order, round trips of each kind, lazy imports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from kaon.artifacts.fsspec_store import FsspecArtifactStore
+from kaon.artifacts.serializers import (
+    SERIALIZERS,
+    FilesSerializer,
+    NumpySerializer,
+    ParquetSerializer,
+    serializer_named,
+    sha256,
+)
+from kaon.errors import SerializationError
+from kaon.model.values import ArtifactRef
+
+
+def _blob(store: FsspecArtifactStore, value: object) -> ArtifactRef:
+    ref = store.put(value, name="out")
+    assert isinstance(ref, ArtifactRef)
+    return ref
+
+
+def test_registry_order_and_names() -> None:
+    assert [s.name for s in SERIALIZERS] == ["json", "parquet", "numpy", "files", "pickle"]
+    assert serializer_named("numpy") is SERIALIZERS[2]
+    with pytest.raises(SerializationError, match="unknown serializer 'nope'"):
+        serializer_named("nope")
+
+
+def test_sha256_is_hex_of_bytes() -> None:
+    expected = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert sha256(b"hello") == expected
+
+
+def test_dataframe_round_trips_as_parquet(local_store: FsspecArtifactStore) -> None:
+    frame = pd.DataFrame(
+        {"x": np.arange(5, dtype="int64"), "y": np.linspace(0, 1, 5), "s": list("abcde")},
+        index=pd.Index([10, 11, 12, 13, 14], name="id"),
+    )
+    ref = _blob(local_store, frame)
+    assert ref.serializer == "parquet"
+    assert ref.type_name == "pandas.DataFrame"
+    pd.testing.assert_frame_equal(local_store.get(ref), frame)
+
+
+def test_arrow_table_round_trips_as_a_table(local_store: FsspecArtifactStore) -> None:
+    table = pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    ref = _blob(local_store, table)
+    assert ref.serializer == "parquet"
+    loaded = local_store.get(ref)
+    assert isinstance(loaded, pa.Table)
+    assert loaded.equals(table)
+
+
+def test_dataframe_parquet_cannot_hold_falls_back_to_pickle(
+    local_store: FsspecArtifactStore,
+) -> None:
+    frame = pd.DataFrame({"mixed": [1, "a", 2.5]})
+    ref = _blob(local_store, frame)
+    assert ref.serializer == "pickle"
+    pd.testing.assert_frame_equal(local_store.get(ref), frame)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "complex128", "<U3"])
+def test_ndarray_round_trips_as_npy(local_store: FsspecArtifactStore, dtype: str) -> None:
+    array = np.arange(24).reshape(2, 3, 4).astype(dtype)
+    ref = _blob(local_store, array)
+    assert ref.serializer == "numpy"
+    loaded = local_store.get(ref)
+    assert loaded.dtype == array.dtype
+    np.testing.assert_array_equal(loaded, array)
+
+
+def test_object_arrays_are_not_npy() -> None:
+    assert not NumpySerializer().accepts(np.array([{"a": 1}], dtype=object))
+    assert not NumpySerializer().accepts(np.float64(1.0))
+
+
+def test_large_dict_and_list_round_trip_as_json(local_store: FsspecArtifactStore) -> None:
+    mapping = {f"key{i}": {"v": i, "tags": ["a", "b"]} for i in range(2_000)}
+    as_list = [i * 0.5 for i in range(10_000)]
+    for value in (mapping, as_list):
+        ref = _blob(local_store, value)
+        assert ref.serializer == "json"
+        assert local_store.get(ref) == value
+
+
+def test_large_tuple_comes_back_as_list(local_store: FsspecArtifactStore) -> None:
+    ref = _blob(local_store, tuple(range(10_000)))
+    assert ref.serializer == "json"
+    assert local_store.get(ref) == list(range(10_000))
+
+
+def test_file_path_round_trips(
+    local_store: FsspecArtifactStore, tmp_path: Path, _cache_dir: Path
+) -> None:
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"\x00weights\xff")
+    ref = _blob(local_store, source)
+    assert ref.serializer == "files"
+    loaded = local_store.get(ref)
+    assert isinstance(loaded, Path)
+    assert loaded.name == "model.bin"
+    assert loaded.read_bytes() == b"\x00weights\xff"
+    assert _cache_dir in loaded.parents
+    assert local_store.get(ref) == loaded  # extracted once, reused
+
+
+def test_folder_round_trips(local_store: FsspecArtifactStore, tmp_path: Path) -> None:
+    source = tmp_path / "src" / "model"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_text("alpha")
+    (source / "sub" / "b.txt").write_text("beta")
+    (source / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(source / "run.sh", 0o755)
+    loaded = local_store.get(_blob(local_store, source))
+    assert loaded.is_dir()
+    assert loaded.name == "model"
+    assert (loaded / "a.txt").read_text() == "alpha"
+    assert (loaded / "sub" / "b.txt").read_text() == "beta"
+    assert os.access(loaded / "run.sh", os.X_OK)
+
+
+def test_equal_folders_hash_equal(local_store: FsspecArtifactStore, tmp_path: Path) -> None:
+    refs = []
+    for place in ("one", "two"):
+        folder = tmp_path / place / "data"
+        folder.mkdir(parents=True)
+        (folder / "f.txt").write_text("same")
+        refs.append(_blob(local_store, folder))
+    assert refs[0].hash == refs[1].hash
+    (tmp_path / "two" / "data" / "f.txt").write_text("different")
+    assert _blob(local_store, tmp_path / "two" / "data").hash != refs[0].hash
+
+
+def test_missing_path_is_not_a_files_artifact(tmp_path: Path) -> None:
+    assert not FilesSerializer().accepts(tmp_path / "nothing-here")
+    assert not FilesSerializer().accepts(str(tmp_path))
+
+
+def test_accepts_only_its_own_kinds() -> None:
+    parquet = ParquetSerializer()
+    assert not parquet.accepts(pd.Series([1, 2]))
+    assert not parquet.accepts({"a": 1})
+    assert parquet.accepts(pd.DataFrame({"a": [1]}))
+
+
+def test_importing_kaon_artifacts_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys, pathlib\n"
+        "from kaon.artifacts import open_artifact_store\n"
+        "from kaon.artifacts.serializers import SERIALIZERS\n"
+        "for s in SERIALIZERS[:-1]:\n"
+        "    s.accepts({'a': [1]}); s.accepts(pathlib.Path('/nonexistent'))\n"
+        "heavy = {'pandas', 'numpy', 'pyarrow', 's3fs'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,94 @@
+"""Step functions for the engine tests (loaded by file path, also in worker processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import kaon.steptypes.context as kctx
+
+
+def _mark(state: str, name: str) -> int:
+    """Append a line to ``state/name`` and return how many lines it has now."""
+    path = Path(state) / name
+    with path.open("a") as f:
+        f.write(f"{os.getpid()} {time.time()}\n")
+    return len(path.read_text().splitlines())
+
+
+def const(value: Any = None, state: str = "", name: str = "") -> Any:
+    if state:
+        _mark(state, name or "const")
+    return value
+
+
+def add(a: float, b: float = 0, state: str = "", name: str = "") -> float:
+    if state:
+        _mark(state, name or "add")
+    return a + b
+
+
+def total(values: list[Any]) -> float:
+    return float(sum(v for v in values if v is not None))
+
+
+def pair(x: int) -> dict[str, Any]:
+    return {"x": x, "items": list(range(x)), "twice": 2 * x}
+
+
+def flaky(state: str, name: str, failures: int, error: str = "ValueError") -> str:
+    """Fail the first ``failures`` calls with ``error``, then succeed."""
+    count = _mark(state, name)
+    if count <= failures:
+        raise {"ValueError": ValueError, "KeyError": KeyError}[error](f"failure {count}")
+    return f"ok after {count}"
+
+
+def fail_unless(state: str, flag: str) -> str:
+    """Fail until the file ``state/flag`` exists."""
+    _mark(state, "fail_unless_" + flag)
+    if not (Path(state) / flag).exists():
+        raise RuntimeError(f"flag {flag} missing")
+    return "fixed"
+
+
+def sleeper(seconds: float, state: str = "", name: str = "") -> float:
+    if state:
+        _mark(state, (name or "sleeper") + "_start")
+    time.sleep(seconds)
+    if state:
+        _mark(state, (name or "sleeper") + "_end")
+    return seconds
+
+
+def crash_once(state: str) -> str:
+    """Kill the worker process on the first call."""
+    if _mark(state, "crash_once") == 1:
+        os._exit(3)
+    return "survived"
+
+
+def chatty(n: int) -> int:
+    ctx = kctx.current_context()
+    for i in range(n):
+        print(f"line {i}")
+        ctx.metric("loss", 1.0 / (i + 1), step=i)
+    ctx.progress(1.0, "done")
+    return n
+
+
+def boom() -> None:
+    raise ZeroDivisionError("boom in user code")
+
+
+def score(iteration: int) -> dict[str, Any]:
+    return {"iteration": iteration, "stable": iteration >= 2}
+
+
+def timed(index: int, state: str, seconds: float = 0.05) -> int:
+    _mark(state, f"start_{index}")
+    time.sleep(seconds)
+    _mark(state, f"end_{index}")
+    return index

@@ -1,0 +1,171 @@
+"""Restart, skip, kill and resume: changing runs from outside the engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import E, Harness, flow, task
+
+from kaon.engine import operations
+from kaon.engine.engine import Engine
+from kaon.errors import InvalidActionError, LeaseError
+from kaon.model.specs import ForeachSpec, GraphSpec
+from kaon.model.status import RunStatus, StepStatus
+
+
+def _fix(h: Harness, flag: str) -> None:
+    (h.state / flag).write_text("fixed")
+
+
+def test_restart_from_failed_reuses_succeeded_steps_and_items(harness: Harness) -> None:
+    state = str(harness.state)
+    body = GraphSpec(
+        steps=(
+            task("ok", "const", inputs={"value": E("item"), "state": state, "name": "item_ok"}),
+            task("gate", "fail_unless", inputs={"state": state, "flag": "go"}, when="item == 2", needs=("ok",)),
+        )
+    )
+    spec = flow(
+        task("first", "const", inputs={"value": 1, "state": state, "name": "first"}),
+        ForeachSpec(id="fe", items=E("[1, 2, 3]"), body=body, needs=("first",), concurrency=1),
+        task("last", "const", inputs={"value": E("steps.fe")}),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.FAILED
+    _fix(harness, "go")
+    operations.restart_run(harness.store, run_id)
+    assert harness.drive(run_id) is RunStatus.SUCCEEDED
+    assert harness.count("first") == 1  # not rerun
+    assert harness.count("item_ok") == 3  # every item's first step ran exactly once
+    assert harness.count("fail_unless_go") == 2
+    assert harness.value(run_id, "last") == [None, "fixed", None]
+    assert harness.store.get_run(run_id).restarts == 1
+
+
+def test_restart_from_a_named_step_reruns_it_and_downstream(inline: Harness) -> None:
+    state = str(inline.state)
+    spec = flow(
+        task("a", "const", inputs={"value": 1, "state": state, "name": "a"}),
+        task("b", "add", inputs={"a": E("steps.a"), "state": state, "name": "b"}),
+        task("c", "add", inputs={"a": E("steps.b"), "state": state, "name": "c"}),
+        task("side", "const", inputs={"state": state, "name": "side"}, needs=("a",)),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    operations.restart_run(inline.store, run_id, from_path="b")
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert (inline.count("a"), inline.count("b"), inline.count("c"), inline.count("side")) == (1, 2, 2, 1)
+
+
+def test_restart_from_step_inside_foreach_item(inline: Harness) -> None:
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(
+            task("x", "add", inputs={"a": E("item"), "state": state, "name": "x"}),
+            task("y", "add", inputs={"a": E("steps.x"), "state": state, "name": "y"}),
+        )
+    )
+    spec = flow(ForeachSpec(id="fe", items=E("[1, 2]"), body=body), task("z", "total", inputs={"values": E("steps.fe")}))
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    operations.restart_run(inline.store, run_id, from_path="fe[1].y")
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert (inline.count("x"), inline.count("y")) == (2, 3)
+    assert inline.value(run_id, "z") == 3.0
+
+
+def test_restart_refuses_active_run(inline: Harness) -> None:
+    run_id = inline.create(flow(task("a", "const")))
+    with pytest.raises(InvalidActionError, match="only a finished run"):
+        operations.restart_run(inline.store, run_id)
+
+
+def test_skip_failed_step_with_value_then_continue(harness: Harness) -> None:
+    spec = flow(
+        task("bad", "boom"),
+        task("after", "add", inputs={"a": E("steps.bad"), "b": 1}),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.FAILED
+    operations.skip_step(harness.store, run_id, "bad", output=41, has_output=True)
+    operations.restart_run(harness.store, run_id)
+    assert harness.drive(run_id) is RunStatus.SUCCEEDED
+    assert harness.value(run_id, "after") == 42
+    assert harness.rows(run_id)["bad"].status is StepStatus.SKIPPED
+
+
+def test_kill_command_reaches_the_running_engine(harness: Harness) -> None:
+    state = str(harness.state)
+    spec = flow(
+        task("slow", "sleeper", inputs={"seconds": 20, "state": state, "name": "s"}),
+        task("after", "const", needs=("slow",)),
+    )
+    run_id = harness.create(spec)
+    killer = threading.Timer(0.8, operations.send_command, (harness.store, run_id, "kill", {}))
+    killer.start()
+    started = time.monotonic()
+    assert harness.drive(run_id) is RunStatus.CANCELLED
+    assert time.monotonic() - started < 10
+    rows = harness.rows(run_id)
+    assert rows["slow"].status is StepStatus.CANCELLED
+    assert "killed" in (harness.store.get_run(run_id).error or "")
+
+
+def test_skip_command_on_running_step(inline: Harness) -> None:
+    spec = flow(
+        task("slow", "sleeper", inputs={"seconds": 3}),
+        task("after", "add", inputs={"a": E("steps.slow"), "b": 1}),
+    )
+    run_id = inline.create(spec)
+    payload = {"path": "slow", "output": 9}
+    skipper = threading.Timer(0.3, operations.send_command, (inline.store, run_id, "skip", payload))
+    skipper.start()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "after") == 10
+
+
+def test_cancel_run_without_engine(inline: Harness) -> None:
+    run_id = inline.create(flow(task("a", "const")))
+    operations.cancel_run(inline.store, run_id, by="tester")
+    assert inline.store.get_run(run_id).status is RunStatus.CANCELLED
+
+
+def test_resume_after_engine_stop_reruns_only_unfinished(inline: Harness) -> None:
+    state = str(inline.state)
+    spec = flow(
+        task("a", "const", inputs={"value": 1, "state": state, "name": "a"}),
+        task("slow", "sleeper", inputs={"seconds": 1.0, "state": state, "name": "s"}, needs=("a",)),
+        task("c", "const", inputs={"state": state, "name": "c"}, needs=("slow",)),
+    )
+    run_id = inline.create(spec)
+    engine = inline.engine()
+    threading.Timer(0.4, engine.stop).start()
+    assert inline.drive(run_id, engine=engine) is RunStatus.RUNNING
+    assert inline.store.get_run(run_id).owner is None  # lease released on stop
+    time.sleep(1.0)  # the abandoned thread finishes its sleep; its result is ignored
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert (inline.count("a"), inline.count("s_start"), inline.count("c")) == (1, 2, 1)
+    row = inline.store.get_step_run(run_id, "slow")
+    assert [a.status for a in inline.store.attempts(run_id, row.id)] == ["lost", "succeeded"]
+
+
+def test_lease_blocks_a_second_engine(inline: Harness) -> None:
+    run_id = inline.create(flow(task("slow", "sleeper", inputs={"seconds": 0.5})))
+    first = inline.engine()
+    first.add_run(run_id)
+    second = inline.engine()
+    with pytest.raises(LeaseError, match="being run by"):
+        second.add_run(run_id)
+    first.run_until_done(run_id)
+    first.close()
+
+
+def test_terminal_run_cannot_be_driven(inline: Harness) -> None:
+    status, run_id = inline.run(flow(task("a", "const")))
+    assert status is RunStatus.SUCCEEDED
+    engine: Engine = inline.engine()
+    with pytest.raises(InvalidActionError, match="use restart"):
+        engine.add_run(run_id)
+    engine.close()

@@ -1,0 +1,186 @@
+"""run_task, the one code path inside every executor's worker."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kaon.errors import ArtifactError, StepError, StepTimeout, SystemFailure
+from kaon.executors.base import TaskRequest
+from kaon.executors.runtime import error_info, error_type_name, install_output_capture, run_task
+from kaon.model.events import (
+    ExecutorEvent,
+    LogLine,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+)
+from kaon.model.values import ArtifactRef, Literal, ValueRef
+
+
+class CustomError(Exception):
+    pass
+
+
+def returns(value: Any) -> Any:
+    return value
+
+
+def raises_custom() -> None:
+    raise CustomError("custom")
+
+
+def exits() -> None:
+    sys.exit(2)
+
+
+def prints_from_a_thread() -> str:
+    thread = threading.Thread(target=print, args=("from another thread",))
+    thread.start()
+    thread.join()
+    print("x" * 10_000, end="")
+    return "ok"
+
+
+def request(
+    function: str, inputs: dict[str, ValueRef] | None = None, url: str = "memory://kaon-runtime"
+) -> TaskRequest:
+    return TaskRequest(
+        key=("r", 1, 1),
+        step_path="s",
+        step_type="python",
+        config={"function": f"{__name__}:{function}"},
+        inputs=inputs or {},
+        params={},
+        artifact_url=url,
+    )
+
+
+def run(req: TaskRequest) -> list[ExecutorEvent]:
+    events: list[ExecutorEvent] = []
+    run_task(req, events.append)
+    return events
+
+
+def test_success_reports_started_then_succeeded() -> None:
+    events = run(request("returns", {"value": Literal({"a": 1, "b": [2]})}))
+    assert isinstance(events[0], StepStarted)
+    assert events[0].worker.endswith(f":{threading.current_thread().name}")
+    assert events[1:] == [
+        StepSucceeded(("r", 1, 1), events[1].at, {"a": Literal(1), "b": Literal([2])})
+    ]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("value", "outputs"),
+    [
+        (None, {"return": Literal(None)}),
+        ({}, {}),
+        ("text", {"return": Literal("text")}),
+        (3.5, {"return": Literal(3.5)}),
+    ],
+)
+def test_return_values_become_outputs(value: Any, outputs: dict[str, ValueRef]) -> None:
+    final = run(request("returns", {"value": Literal(value)}))[-1]
+    assert isinstance(final, StepSucceeded)
+    assert final.outputs == outputs
+
+
+def test_a_mapping_with_other_keys_is_one_stored_value() -> None:
+    final = run(request("returns", {"value": Literal({1: "a"})}))[-1]
+    assert isinstance(final, StepSucceeded)
+    assert list(final.outputs) == ["return"]
+    assert isinstance(final.outputs["return"], ArtifactRef)
+
+
+def test_custom_errors_are_qualified_and_kaon_frames_dropped() -> None:
+    final = run(request("raises_custom"))[-1]
+    assert isinstance(final, StepFailed)
+    assert final.error.error_type == f"{__name__}.CustomError"
+    assert final.error.message == "custom" and not final.error.platform
+    assert final.error.traceback.startswith("Traceback")
+    assert "raises_custom" in final.error.traceback
+    assert "kaon/executors" not in final.error.traceback
+
+
+def test_system_exit_in_a_step_is_reported_not_raised() -> None:
+    final = run(request("exits"))[-1]
+    assert isinstance(final, StepFailed)
+    assert final.error.error_type == "SystemExit" and final.error.message == "2"
+
+
+def test_unknown_step_type_fails_the_attempt() -> None:
+    req = request("returns")
+    bad = TaskRequest(req.key, "s", "sparkle", {}, {}, {}, req.artifact_url)
+    final = run(bad)[-1]
+    assert isinstance(final, StepFailed)
+    assert "unknown step type 'sparkle'" in final.error.message
+
+
+def test_missing_blob_is_a_platform_failure_naming_the_input(tmp_path: Path) -> None:
+    ref = ArtifactRef("f" * 64, "pickle", 3)
+    final = run(request("returns", {"value": ref}, url=str(tmp_path)))[-1]
+    assert isinstance(final, StepFailed)
+    assert final.error.platform
+    assert "input 'value' of step s" in final.error.message
+
+
+def test_unserializable_output_is_a_user_error_naming_it() -> None:
+    lock_req = TaskRequest(
+        ("r", 1, 1), "s", "python", {"function": "threading:Lock"}, {}, {}, "memory://kaon-rt"
+    )
+    final = run(lock_req)[-1]
+    assert isinstance(final, StepFailed)
+    assert not final.error.platform
+    assert "output 'return' of step s cannot be stored" in final.error.message
+
+
+def test_a_failing_sink_never_escapes() -> None:
+    def sink(event: ExecutorEvent) -> None:
+        raise OSError("pipe closed")
+
+    run_task(request("returns", {"value": Literal(1)}), sink)
+
+
+def test_only_the_step_thread_is_captured_and_long_lines_are_split(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    events = run(request("prints_from_a_thread"))
+    lines = [e for e in events if isinstance(e, LogLine)]
+    assert [len(e.text) for e in lines] == [10_000]
+    assert "from another thread" in capfd.readouterr().out
+    print("outside a step")
+    assert "outside a step" in capfd.readouterr().out
+
+
+def test_capture_installs_once() -> None:
+    install_output_capture()
+    proxy = sys.stdout
+    install_output_capture()
+    assert sys.stdout is proxy
+    assert proxy.encoding  # attributes of the real stream show through
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (ValueError("v"), ("ValueError", "v", False, False)),
+        (SystemFailure("s"), ("kaon.errors.SystemFailure", "s", True, False)),
+        (ArtifactError("a"), ("kaon.errors.ArtifactError", "a", True, False)),
+        (StepTimeout("t"), ("kaon.errors.StepTimeout", "t", False, True)),
+        (StepError("Timeout", "late"), ("Timeout", "late", False, True)),
+        (StepError("ShellError", "rc 1", "tb"), ("ShellError", "rc 1", False, False)),
+    ],
+)
+def test_error_info(exc: BaseException, expected: tuple[str, str, bool, bool]) -> None:
+    info = error_info(exc)
+    assert (info.error_type, info.message, info.platform, info.timeout) == expected
+
+
+def test_step_error_keeps_its_own_traceback() -> None:
+    assert error_info(StepError("X", "m", "remote traceback")).traceback == "remote traceback"
+    assert error_type_name(KeyError()) == "KeyError"

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kaon.errors import ParameterError
+from kaon.model.params import bind_params, coerce_string, parse_assignments
+from kaon.model.specs import GraphSpec, ParamSpec, ParamType, TaskSpec, WorkflowSpec
+
+
+def spec(*params: ParamSpec) -> WorkflowSpec:
+    return WorkflowSpec(name="w", graph=GraphSpec(steps=(TaskSpec(id="a"),)), params=params)
+
+
+FLOW = spec(
+    ParamSpec("learning_rate", ParamType.FLOAT, 0.1),
+    ParamSpec("folds", ParamType.INT),
+    ParamSpec("regions", ParamType.LIST, ["eu"]),
+    ParamSpec("verbose", ParamType.BOOL, False),
+)
+
+
+def test_defaults_fill_in_and_order_follows_declaration() -> None:
+    bound = bind_params(FLOW, {"folds": 5})
+    assert bound == {"learning_rate": 0.1, "folds": 5, "regions": ["eu"], "verbose": False}
+    assert list(bound) == ["learning_rate", "folds", "regions", "verbose"]
+
+
+def test_mutable_defaults_are_copied() -> None:
+    bound = bind_params(FLOW, {"folds": 5})
+    bound["regions"].append("us")
+    assert bind_params(FLOW, {"folds": 5})["regions"] == ["eu"]
+
+
+def test_int_accepted_for_float_and_tuple_for_list() -> None:
+    bound = bind_params(FLOW, {"folds": 2, "learning_rate": 1, "regions": ("a", "b")})
+    assert bound["learning_rate"] == 1.0 and isinstance(bound["learning_rate"], float)
+    assert bound["regions"] == ["a", "b"]
+
+
+def test_all_problems_reported_together() -> None:
+    with pytest.raises(ParameterError) as caught:
+        bind_params(FLOW, {"learning_rat": 0.2, "verbose": "yes", "regions": "eu"})
+    problems = {p.location.field: p.message for p in caught.value.problems}
+    assert set(problems) == {
+        "params.learning_rat",
+        "params.folds",
+        "params.verbose",
+        "params.regions",
+    }
+    assert "did you mean 'learning_rate'" in problems["params.learning_rat"]
+    assert "missing required parameter 'folds'" in problems["params.folds"]
+    assert "must be of type bool" in problems["params.verbose"]
+
+
+def test_bool_is_not_an_int() -> None:
+    with pytest.raises(ParameterError, match="must be of type int"):
+        bind_params(FLOW, {"folds": True})
+
+
+def test_unknown_parameter_without_declared_ones() -> None:
+    with pytest.raises(ParameterError, match="declares no parameters"):
+        bind_params(spec(), {"x": 1})
+
+
+def test_from_strings_coerces_to_declared_types() -> None:
+    given_values = {"folds": "7", "learning_rate": "0.5", "regions": '["a"]', "verbose": "Yes"}
+    bound = bind_params(FLOW, given_values, from_strings=True)
+    assert bound == {"learning_rate": 0.5, "folds": 7, "regions": ["a"], "verbose": True}
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("42", ParamType.INT, 42),
+        (" -3 ", ParamType.INT, -3),
+        ("1e3", ParamType.FLOAT, 1000.0),
+        ("no", ParamType.BOOL, False),
+        ("1", ParamType.BOOL, True),
+        ("TRUE", ParamType.BOOL, True),
+        ('{"a": 1}', ParamType.DICT, {"a": 1}),
+        ("[1, 2]", ParamType.ANY, [1, 2]),
+        ("not json", ParamType.ANY, "not json"),
+        ("12", ParamType.STR, "12"),
+    ],
+)
+def test_coerce_string(text: str, kind: ParamType, expected: Any) -> None:
+    assert coerce_string(text, kind) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("1.5", ParamType.INT),
+        ("abc", ParamType.FLOAT),
+        ("inf", ParamType.FLOAT),
+        ("maybe", ParamType.BOOL),
+        ("{}", ParamType.LIST),
+        ("[", ParamType.DICT),
+    ],
+)
+def test_coerce_string_errors(text: str, kind: ParamType) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        coerce_string(text, kind)
+
+
+def test_from_strings_errors_name_the_parameter() -> None:
+    with pytest.raises(ParameterError) as caught:
+        bind_params(FLOW, {"folds": "five"}, from_strings=True)
+    problem = caught.value.problems[0]
+    assert problem.location.field == "params.folds"
+    assert "expected an int, got 'five'" in problem.message
+
+
+def test_parse_assignments() -> None:
+    assert parse_assignments(["a=1", "b = x=y", "c="]) == {"a": "1", "b": " x=y", "c": ""}
+    with pytest.raises(ParameterError) as caught:
+        parse_assignments(["novalue", "=3", "a=1", "a=2"])
+    text = str(caught.value)
+    assert "expected key=value, got 'novalue'" in text
+    assert "missing parameter name" in text
+    assert "given twice" in text
+
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+VALUES: dict[ParamType, st.SearchStrategy[Any]] = {
+    ParamType.STR: st.text(),
+    ParamType.INT: st.integers(),
+    ParamType.FLOAT: st.floats(allow_nan=False, allow_infinity=False),
+    ParamType.BOOL: st.booleans(),
+    ParamType.LIST: st.lists(json_scalars, max_size=4),
+    ParamType.DICT: st.dictionaries(st.text(max_size=4), json_scalars, max_size=4),
+    ParamType.ANY: st.lists(json_scalars, max_size=3) | st.integers() | st.booleans(),
+}
+
+
+def to_cli(value: Any, kind: ParamType) -> str:
+    if kind is ParamType.STR:
+        return str(value)
+    if kind is ParamType.BOOL:
+        return "true" if value else "false"
+    if kind in (ParamType.INT, ParamType.FLOAT):
+        return repr(value)
+    return json.dumps(value)
+
+
+@given(st.data(), st.sampled_from(ParamType))
+@settings(max_examples=300, deadline=None)
+def test_string_coercion_round_trip(data: st.DataObject, kind: ParamType) -> None:
+    value = data.draw(VALUES[kind])
+    workflow = spec(ParamSpec("p", kind))
+    bound = bind_params(workflow, {"p": to_cli(value, kind)}, from_strings=True)
+    assert bound == {"p": value}
+    assert type(bound["p"]) is type(value)

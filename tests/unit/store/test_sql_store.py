@@ -1,0 +1,90 @@
+"""The SQL store's write path: update grouping, statement reuse, errors at the boundary."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaon.errors import StoreError
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store.base import EventRecord, RunRecord, StepRunRecord, WriteBatch
+from kaon.store.sql import SQLStore, _update_groups, _update_statement
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "kaon.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SQLStore]:
+    store = SQLStore(f"sqlite:///{path}")
+    yield store
+    store.close()
+
+
+def _turn(n: int) -> WriteBatch:
+    batch = WriteBatch(events=[EventRecord("r1", "e", float(n))])
+    batch.insert_step_run(StepRunRecord("r1", n, f"s{n}", "s", "task", StepStatus.RUNNING))
+    if n > 1:
+        batch.update_step_run("r1", n - 1, status=StepStatus.SUCCEEDED, ended_at=float(n))
+    return batch
+
+
+def test_updates_group_by_changed_columns_and_encode_enums() -> None:
+    groups = _update_groups(
+        "step_runs",
+        {
+            ("r", 1): {"status": StepStatus.RUNNING},
+            ("r", 2): {"status": StepStatus.FAILED, "reason": "x"},
+            ("r", 3): {"reason": "y", "status": StepStatus.SKIPPED},
+            ("r", 4): {},
+        },
+    )
+    assert groups == {
+        frozenset({"status"}): [{"k_run_id": "r", "k_id": 1, "v_status": "running"}],
+        frozenset({"status", "reason"}): [
+            {"k_run_id": "r", "k_id": 2, "v_status": "failed", "v_reason": "x"},
+            {"k_run_id": "r", "k_id": 3, "v_status": "skipped", "v_reason": "y"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("column", ["nope", "run_id", "id"])
+def test_update_statement_refuses_unknown_and_key_columns(column: str) -> None:
+    with pytest.raises(StoreError, match=f"'{column}' of table step_runs"):
+        _update_statement("step_runs", frozenset({column, "status"}))
+
+
+def test_statements_are_compiled_once_per_shape(store: SQLStore) -> None:
+    store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+    store.write(_turn(1))
+    store.write(_turn(2))
+    compiled = dict(store._statements)
+    for n in range(3, 50):
+        store.write(_turn(n))
+    assert store._statements == compiled
+    assert len(store.step_runs("r1")) == 49
+
+
+def test_database_errors_become_store_errors(store: SQLStore, path: Path) -> None:
+    store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+    with sqlite3.connect(path) as raw:
+        raw.execute("DROP TABLE events")
+        raw.execute("DROP TABLE runs")
+    with pytest.raises(StoreError, match="writing table events failed"):
+        store.write(_turn(1))
+    with pytest.raises(StoreError, match="reading failed"):
+        store.get_run("r1")
+    with pytest.raises(StoreError, match="acquiring a lease failed"):
+        store.acquire_lease("r1", "me", 2.0, 1.0)
+
+
+def test_unreachable_database_is_a_store_error_without_the_password() -> None:
+    with pytest.raises(StoreError, match="opening the store failed") as caught:
+        SQLStore("postgresql+psycopg://kaon:secret@127.0.0.1:1/kaon")
+    assert "127.0.0.1:1/kaon" in str(caught.value)
+    assert "secret" not in str(caught.value)

@@ -1,0 +1,127 @@
+"""Schema migrations: the migrated database matches the schema module, and reruns are safe."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+from kaon.errors import SchemaVersionError
+from kaon.store import migrations
+from kaon.store._engines import WRITE_OPTION, create_store_engine
+from kaon.store.schema import VERSION_TABLE, metadata
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    """An engine set up as the store sets it up; its transactions write (BEGIN IMMEDIATE)."""
+    engine, _ = create_store_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    yield engine.execution_options(**{WRITE_OPTION: True})
+    engine.dispose()
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_revisions_form_one_line_with_one_head() -> None:
+    script = migrations.script_directory()
+    assert script.get_heads() == [migrations.head_revision()]
+    assert migrations.head_revision() in migrations.known_revisions()
+    bases = script.get_bases()
+    assert len(bases) == 1
+
+
+def test_shipped_files_are_where_package_data_expects_them() -> None:
+    folder = migrations.MIGRATIONS_DIR
+    assert (folder / "env.py").is_file()
+    assert (folder / "script.py.mako").is_file()
+    assert (folder / "alembic.ini").is_file()
+    assert sorted(p.name for p in (folder / "versions").glob("*.py"))
+
+
+def test_upgrade_creates_every_table_and_stamps_head(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        migrations.upgrade_to_head(conn, "test db")
+    assert _tables(engine) == set(metadata.tables) | {VERSION_TABLE}
+    with engine.connect() as conn:
+        assert migrations.current_revisions(conn) == (migrations.head_revision(),)
+
+
+def test_migrated_database_matches_the_schema_module(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        migrations.upgrade_to_head(conn, "test db")
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        differences = compare_metadata(context, metadata)
+    assert differences == []
+
+
+def test_upgrade_again_is_a_no_op(engine: sa.Engine) -> None:
+    for _ in range(3):
+        with engine.begin() as conn:
+            migrations.upgrade_to_head(conn, "test db")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+    assert rows == [(migrations.head_revision(),)]
+
+
+def test_upgrade_rolls_back_with_its_transaction(engine: sa.Engine) -> None:
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), engine.begin() as conn:
+        migrations.upgrade_to_head(conn, "test db")
+        raise Abort
+    assert _tables(engine) == set()
+
+
+def test_unknown_revision_is_refused_and_left_alone(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        migrations.upgrade_to_head(conn, "test db")
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00d'"))
+    with pytest.raises(SchemaVersionError) as caught, engine.begin() as conn:
+        migrations.upgrade_to_head(conn, "db at /x")
+    message = str(caught.value)
+    assert "db at /x has schema revision f00d" in message
+    assert f"knows up to {migrations.head_revision()}" in message
+    assert message.endswith("upgrade Kaon")
+    with engine.connect() as conn:
+        assert migrations.current_revisions(conn) == ("f00d",)
+
+
+def test_downgrade_to_base_and_back(engine: sa.Engine) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        command.downgrade(config, "base")
+    assert _tables(engine) == {VERSION_TABLE}
+    with engine.begin() as conn:
+        migrations.upgrade_to_head(conn, "test db")
+    assert _tables(engine) == set(metadata.tables) | {VERSION_TABLE}
+
+
+def test_alembic_command_line_setup_works(tmp_path: Path) -> None:
+    """Developers run ``alembic -c .../alembic.ini -x url=... upgrade head``."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    config = Config(
+        str(migrations.MIGRATIONS_DIR / "alembic.ini"),
+        cmd_opts=argparse.Namespace(x=[f"url={url}"]),
+    )
+    command.upgrade(config, "head")
+    engine = sa.create_engine(url)
+    try:
+        assert _tables(engine) == set(metadata.tables) | {VERSION_TABLE}
+    finally:
+        engine.dispose()
