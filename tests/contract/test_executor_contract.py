@@ -108,7 +108,7 @@ def shell_request(artifact_url: str, command: str, **fields: Any) -> TaskRequest
 
 def _pid_gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -136,16 +136,26 @@ class ExecutorContract:
     def artifact_url(self, tmp_path: Path) -> str:
         return str(tmp_path / "artifacts")
 
-    @pytest.fixture
-    def recorder(self) -> Recorder:
-        return Recorder()
+    @pytest.fixture(scope="class")
+    @classmethod
+    def pool(cls) -> Iterator[tuple[Executor, Recorder]]:
+        """One started executor per class: the tests also show that it survives them all.
+
+        Every request has a fresh key, so tests sharing the recorder do not see each other.
+        """
+        recorder = Recorder()
+        executor = create_executor(cls.executor_name, workers=cls.workers)
+        executor.start(recorder)
+        yield executor, recorder
+        executor.shutdown()
 
     @pytest.fixture
-    def executor(self, recorder: Recorder) -> Iterator[Executor]:
-        executor = create_executor(self.executor_name, workers=self.workers)
-        executor.start(recorder)
-        yield executor
-        executor.shutdown()
+    def recorder(self, pool: tuple[Executor, Recorder]) -> Recorder:
+        return pool[1]
+
+    @pytest.fixture
+    def executor(self, pool: tuple[Executor, Recorder]) -> Executor:
+        return pool[0]
 
     def run(
         self, executor: Executor, recorder: Recorder, request: TaskRequest
@@ -522,7 +532,10 @@ class TestProcessExecutor(ExecutorContract):
                 parent.kill()
         pids = [*report["workers"], report["shell"]]
         assert len(pids) == 3
-        assert _wait_gone(pids, 3) == []
+        alive = _wait_gone(pids, 3)
+        for pid in alive:  # do not leave them behind when the test fails
+            os.kill(pid, signal.SIGKILL)
+        assert alive == []
 
 
 _PARENT_SCRIPT = """

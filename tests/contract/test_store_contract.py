@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from kaon.errors import NotFoundError, SchemaVersionError, StoreError
 from kaon.model.status import RunStatus, StepStatus
@@ -30,7 +32,7 @@ from kaon.store.base import (
     StepRunRecord,
     WriteBatch,
 )
-from kaon.store.schema import VERSION_TABLE
+from kaon.store.schema import VERSION_TABLE, metadata
 
 
 def run_record(run_id: str = "r1", **fields: Any) -> RunRecord:
@@ -621,6 +623,18 @@ class PersistentStoreContract(StoreContract):
             assert [c.kind for c in second.pending_commands("r1")] == ["kill"]
         finally:
             second.close()
+
+    def test_migrated_schema_matches_the_schema_module(self, store_url: str) -> None:
+        open_store(store_url).close()
+        engine = sa.create_engine(store_url)
+        try:
+            with engine.connect() as conn:
+                context = MigrationContext.configure(
+                    conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+                )
+                assert compare_metadata(context, metadata) == []
+        finally:
+            engine.dispose()
 
     def test_newer_schema_revision_is_refused(self, store_url: str) -> None:
         open_store(store_url).close()

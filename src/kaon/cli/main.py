@@ -41,8 +41,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Off a terminal (pipes, CI) rich would wrap at 80 columns: give tables room instead.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 DbOpt = Annotated[
     str | None, typer.Option("--db", help="State store URL (default: sqlite in KAON_HOME).")
@@ -120,7 +121,7 @@ def _stoppable() -> Iterator[Callable[[Engine], None]]:
             signal.signal(sig, old)
 
 
-def _drive(service: LocalService, run_id: str, workflow: str, as_json: bool) -> None:
+def _drive(service: LocalService, run_id: str, workflow: str, as_json: bool) -> NoReturn:
     """Execute a run with a live view (on a terminal), then report and exit with its outcome."""
     progress = RunProgress(run_id, workflow)
 
@@ -134,6 +135,11 @@ def _drive(service: LocalService, run_id: str, workflow: str, as_json: bool) -> 
                 status = service.execute(run_id, listener=listener, on_engine=register)
         else:
             status = service.execute(run_id, listener=listener, on_engine=register)
+    _report(service, run_id, status, as_json)
+
+
+def _report(service: LocalService, run_id: str, status: RunStatus, as_json: bool) -> NoReturn:
+    """Print a run's outcome and exit with its code."""
     detail = service.run_detail(run_id)
     if as_json:
         _print_json(detail.model_dump(mode="json"))
@@ -182,6 +188,10 @@ def resume(
     with _errors(), _service(db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
+        if RunStatus(view.status).is_terminal:
+            # Resuming is idempotent: a finished run is reported, not an error.
+            err.print(f"run {full} already {view.status}; nothing to resume")
+            _report(service, full, RunStatus(view.status), as_json)
         _drive(service, full, view.workflow, as_json)
 
 

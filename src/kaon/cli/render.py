@@ -36,7 +36,7 @@ def _status(status: str) -> Text:
 def _output(view: OutputView) -> str:
     if view.kind == "value":
         text = json.dumps(view.value, default=str)
-        return text if len(text) <= 60 else text[:57] + "..."
+        return text if len(text) <= 40 else text[:37] + "..."
     if view.kind == "artifact":
         kind = (view.type or view.serializer or "").rsplit(".", 1)[-1]
         return f"<{kind} {view.size or 0:,} B {str(view.hash)[:8]}>"
@@ -47,7 +47,7 @@ def run_list(console: Console, runs: list[RunView]) -> None:
     """A table of runs."""
     table = Table(box=None, header_style="bold")
     for column in ("run", "workflow", "status", "created", "duration", "error"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "error")
     for run in runs:
         table.add_row(
             run.id,
@@ -75,8 +75,9 @@ def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False)
     if detail.error:
         console.print(Text(f"error: {detail.error}", style="red"))
     table = Table(box=None, header_style="bold")
-    for column in ("step", "status", "attempts", "duration", "items", "outputs / error"):
-        table.add_column(column)
+    for column in ("step", "status", "attempts", "duration", "items"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("outputs / error", overflow="fold")
     for step in detail.steps:
         items = ", ".join(f"{n} {s}" for s, n in sorted(step.children.items()))
         if step.error is not None:

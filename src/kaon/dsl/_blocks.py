@@ -12,6 +12,8 @@ from kaon.dsl._common import is_json_value, plain_json
 from kaon.dsl._refs import Ref, StepRef, scoped_ref
 from kaon.errors import DefinitionError, Location
 from kaon.model.specs import (
+    Const,
+    Expr,
     ForeachSpec,
     GraphSpec,
     InputSpec,
@@ -296,8 +298,6 @@ class ForeachBlock(_Block):
 
 
 def _expr_of(builder: Builder, text: str, location: Location) -> InputSpec:
-    from kaon.model.specs import Const, Expr
-
     source = builder.condition(text, location)
     return Expr(source) if source is not None else Const(None)
 

@@ -119,20 +119,25 @@ class _Reader:
         return self.scalar(node, path)
 
     def mapping(self, node: yaml.MappingNode, path: Path, active: frozenset[int]) -> dict[str, Any]:
+        own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
         try:
             self.constructor.flatten_mapping(node)
         except yaml.YAMLError as exc:
             self.problem(f"invalid merge key: {getattr(exc, 'problem', exc)}", path, node)
             return {}
+        merged = len(node.value) - own  # merged entries come first; the node's own override
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        seen: set[str] = set()
+        for position, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem("mapping keys must be plain strings", path, key_node)
                 continue
             key = str(key_node.value)
             key_path = (*path, key)
-            if key in result:
-                self.problem(f"duplicate key {key!r}", key_path, key_node)
+            if position >= merged:
+                if key in seen:
+                    self.problem(f"duplicate key {key!r}", key_path, key_node)
+                seen.add(key)
             self.document.lines[key_path] = key_node.start_mark.line + 1
             result[key] = self.value(value_node, key_path, active)
         return result

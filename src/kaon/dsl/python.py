@@ -430,8 +430,7 @@ def _param_type(annotation: Any, default: Any) -> ParamType | None:
         return ParamType.ANY if base in ("Any", "typing.Any") else _builtin_type(base)
     origin = typing.get_origin(annotation) or annotation
     if origin in (typing.Union, types.UnionType):
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _param_type(members[0], default) if len(members) == 1 else ParamType.ANY
+        return ParamType.ANY  # parameter types have no "or None"; any accepts every JSON value
     return _TYPES.get(origin)
 
 

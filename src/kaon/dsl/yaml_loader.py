@@ -10,6 +10,9 @@
         python: pipeline.py:select_users
         inputs: {min_ratings: "${{ params.min_ratings }}"}
 
+A parameter is ``name: {type, default, description}`` or the shorthand ``name: default``
+(its type inferred); a mapping is always the full form, so a dict default needs it.
+
 Every problem (YAML structure, unknown fields, bad durations, bad expressions, unknown step
 references, cycles) is reported at once, each with the file, the line and the field.
 """

@@ -273,7 +273,12 @@ class ProcessExecutor(Executor):
         while not self._closed:
             with self._lock:
                 conns: dict[Any, _Worker] = {w.conn: w for w in self._workers + self._retiring}
-            ready = wait([self._wake_r, *conns], timeout=HEALTH_CHECK_S)
+            try:
+                ready = wait([self._wake_r, *conns], timeout=HEALTH_CHECK_S)
+            except (OSError, ValueError):  # a connection was closed under us: shutting down
+                if self._closed:
+                    return
+                continue
             for conn in ready:
                 if conn is self._wake_r:
                     with contextlib.suppress(OSError, EOFError):
@@ -289,6 +294,10 @@ class ProcessExecutor(Executor):
         try:
             message = worker.conn.recv()
         except (EOFError, OSError):
+            self._on_exit(worker)
+            return
+        except Exception:  # a garbled message: this worker cannot be trusted any more
+            _log.exception("unreadable message from worker %d; killing it", worker.pid)
             self._on_exit(worker)
             return
         kind, body = message

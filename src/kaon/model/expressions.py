@@ -257,7 +257,7 @@ def blank_literals(source: str) -> tuple[str, dict[int, str]]:
     """Blank out string/bytes literal contents and comments, keeping every offset.
 
     Returns the blanked text (quotes kept, contents replaced by spaces) and a map from the
-    offset of each literal's opening quote to the literal's full text (prefix included).
+    offset where each literal starts (its prefix, else its opening quote) to its full text.
     """
     out = list(source)
     literals: dict[int, str] = {}
@@ -276,7 +276,7 @@ def blank_literals(source: str) -> tuple[str, dict[int, str]]:
         prefix = _literal_prefix(source, i)
         quote = ch * 3 if source.startswith(ch * 3, i) else ch
         end = _literal_end(source, i + len(quote), quote, raw="r" in prefix.lower())
-        literals[i] = source[i - len(prefix) : end]
+        literals[i - len(prefix)] = source[i - len(prefix) : end]
         for pos in range(i + len(quote), max(end - len(quote), i + len(quote))):
             out[pos] = " "
         i = end
@@ -358,7 +358,7 @@ def _static_key(blanked: str, literals: Mapping[int, str], pos: int) -> str | No
         while pos < n and blanked[pos].isspace():
             pos += 1
         literal = literals.get(pos)
-        if literal is None or literal[0] not in "\"'":
+        if literal is None:
             return None
         close = pos + len(literal)
         while close < n and blanked[close].isspace():

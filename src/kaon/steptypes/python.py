@@ -50,9 +50,10 @@ def _already_loaded(path: str) -> ModuleType | None:
     base = os.path.basename(real)
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if isinstance(file, str) and os.path.basename(file) == base:
-            if os.path.realpath(file) == real:
-                return module
+        if not isinstance(file, str) or os.path.basename(file) != base:
+            continue
+        if os.path.realpath(file) == real:
+            return module
     return None
 
 

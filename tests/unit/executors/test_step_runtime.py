@@ -72,7 +72,7 @@ def test_success_reports_started_then_succeeded() -> None:
     assert events[0].worker.endswith(f":{threading.current_thread().name}")
     assert events[1:] == [
         StepSucceeded(("r", 1, 1), events[1].at, {"a": Literal(1), "b": Literal([2])})
-    ]  # type: ignore[union-attr]
+    ]
 
 
 @pytest.mark.parametrize(

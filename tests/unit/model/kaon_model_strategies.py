@@ -32,12 +32,40 @@ _FIRST = "abcdefghijklmnopqrstuvwxyz"
 _REST = _FIRST + "0123456789_"
 
 
+# CEL reserved words cannot follow a dot (steps.in is a syntax error; steps["in"] is fine)
+_CEL_RESERVED = frozenset(
+    [
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    ]
+)
+
+
 def _identifiers(max_rest: int) -> st.SearchStrategy[str]:
     return st.builds(
         lambda head, tail: head + tail,
         st.sampled_from(_FIRST),
         st.text(alphabet=_REST, max_size=max_rest),
-    )
+    ).filter(lambda name: name not in _CEL_RESERVED)
 
 
 step_ids = _identifiers(5)

@@ -50,6 +50,13 @@ def test_step_refs_ignore_fields_named_steps() -> None:
     assert expr.step_refs == {"b"}
 
 
+def test_step_refs_with_raw_and_escaped_literals() -> None:
+    expr = compile_expression("steps[r\"raw\"] + steps[\"esc\\u0041\"] + steps['''tri''']")
+    assert expr.step_refs == {"raw", "escA", "tri"}
+    assert not expr.steps_dynamic
+    assert compile_expression('steps[b"x"]').steps_dynamic
+
+
 def test_dynamic_steps_use_is_flagged() -> None:
     assert compile_expression("steps[params.name]").steps_dynamic
     assert compile_expression("size(steps) > 0").steps_dynamic

@@ -98,4 +98,4 @@ def test_package_reexports_the_registry_lazily() -> None:
 
     assert package.get_step_type is registry.get_step_type
     with pytest.raises(AttributeError):
-        _ = package.no_such_name  # type: ignore[attr-defined]
+        _ = package.no_such_name

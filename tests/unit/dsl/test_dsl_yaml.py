@@ -1,0 +1,459 @@
+"""The YAML front end: every construct, and errors with file, line and field."""
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kaon.dsl.yaml_loader import load_yaml_file, load_yaml_text
+from kaon.errors import DefinitionError
+from kaon.model.specs import (
+    NO_DEFAULT,
+    Backoff,
+    Const,
+    Expr,
+    FailureMode,
+    ForeachSpec,
+    LoopSpec,
+    ParamType,
+    StepSpec,
+    SubworkflowSpec,
+    TaskSpec,
+    TriggerRule,
+    WorkflowSpec,
+)
+
+STEPS_PY = """
+def a(x=None, y=None):
+    return x
+
+def b(**kwargs):
+    return kwargs
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "steps.py").write_text(STEPS_PY)
+    return tmp_path
+
+
+def load(folder: Path, text: str, name: str = "flow.yaml") -> WorkflowSpec:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return load_yaml_file(str(path))
+
+
+def problems(folder: Path, text: str) -> list[tuple[int | None, str | None, str]]:
+    with pytest.raises(DefinitionError) as info:
+        load(folder, text)
+    found = []
+    for p in info.value.problems:
+        assert p.location.file == os.path.realpath(folder / "flow.yaml")
+        found.append((p.location.line, p.location.field, p.message))
+    return found
+
+
+def step_of(spec: WorkflowSpec, step_id: str) -> StepSpec:
+    for path, step in spec.graph.walk():
+        if path.split(".")[-1] == step_id:
+            return step
+    raise AssertionError(step_id)
+
+
+def test_tasks_params_and_defaults(folder: Path) -> None:
+    spec = load(
+        folder,
+        """
+        name: flow
+        description: A flow.
+        params:
+          n: {type: int, default: 20, description: how many}
+          k: 5
+          ratio: 0.5
+          tags: [a]
+          needed: {type: str}
+          anything: {description: free}
+        defaults: {retry: {max_attempts: 2}, timeout: 10m, on_failure: finish_running, cache: true}
+        timeout: 1h
+        steps:
+          - id: first
+            python: steps.py:a
+            inputs: {x: "${{ params.n }}", y: plain}
+          - id: second
+            python: os.path:join
+            needs: [first]
+            retry:
+              max_attempts: 3
+              backoff: exponential
+              delay: 1s
+              max_delay: 30s
+              retry_on: [ValueError]
+            timeout: 30s
+            on_failure: ignore
+            cache: false
+            cache_version: "2"
+            trigger_rule: all_done
+            description: joins
+          - id: third
+            shell: "echo hi"
+          - id: fourth
+            shell: {command: "echo $X", env: {X: "1"}, cwd: /tmp}
+            retry: 4
+          - id: fifth
+            type: shell
+            config: {command: "true"}
+        output: fifth
+        """,
+    )
+    assert (spec.name, spec.description, spec.timeout_s) == ("flow", "A flow.", 3600.0)
+    params = {p.name: p for p in spec.params}
+    assert (params["n"].type, params["n"].default, params["n"].description) == (
+        ParamType.INT,
+        20,
+        "how many",
+    )
+    assert (params["k"].type, params["k"].default) == (ParamType.INT, 5)
+    assert params["ratio"].type is ParamType.FLOAT
+    assert params["tags"].type is ParamType.LIST
+    assert (params["needed"].type, params["needed"].default) == (ParamType.STR, NO_DEFAULT)
+    assert (params["anything"].type, params["anything"].required) == (ParamType.ANY, True)
+    assert spec.defaults.retry.max_attempts == 2
+    assert (spec.defaults.timeout_s, spec.defaults.cache) == (600.0, True)
+    assert spec.defaults.on_failure is FailureMode.FINISH_RUNNING
+    assert spec.graph.output == "fifth"
+
+    first = step_of(spec, "first")
+    assert isinstance(first, TaskSpec)
+    assert first.config == {"file": os.path.realpath(folder / "steps.py"), "function": "a"}
+    assert first.inputs == {"x": Expr("params.n"), "y": Const("plain")}
+    assert (first.location.line, first.location.field) == (14, "steps[0]")
+
+    second = step_of(spec, "second")
+    assert isinstance(second, TaskSpec)
+    assert second.config == {"function": "os.path:join"}
+    assert second.needs == ("first",)
+    assert second.retry is not None
+    assert (second.retry.max_attempts, second.retry.backoff) == (3, Backoff.EXPONENTIAL)
+    assert (second.retry.delay_s, second.retry.max_delay_s, second.retry.retry_on) == (
+        1.0,
+        30.0,
+        ("ValueError",),
+    )
+    assert (second.timeout_s, second.on_failure, second.cache) == (30.0, FailureMode.IGNORE, False)
+    assert (second.cache_version, second.trigger_rule, second.description) == (
+        "2",
+        TriggerRule.ALL_DONE,
+        "joins",
+    )
+
+    assert step_of(spec, "third").config == {"command": "echo hi"}  # type: ignore[attr-defined]
+    fourth = step_of(spec, "fourth")
+    assert fourth.config == {"command": "echo $X", "env": {"X": "1"}, "cwd": "/tmp"}  # type: ignore[attr-defined]
+    assert fourth.retry is not None and fourth.retry.max_attempts == 4
+    fifth = step_of(spec, "fifth")
+    assert (fifth.step_type, fifth.config) == ("shell", {"command": "true"})  # type: ignore[attr-defined]
+
+
+def test_input_values_templates_and_nesting(folder: Path) -> None:
+    spec = load(
+        folder,
+        """
+        name: flow
+        params: {k: 2}
+        steps:
+          - id: a
+            python: steps.py:a
+          - id: b
+            python: steps.py:b
+            inputs:
+              const: {x: [1, 2.5, null, true]}
+              ref: "${{ steps.a.out }}"
+              text: "model-${{ params.k }}"
+              list: ["${{ steps.a }}", 3, "x"]
+              map: {m: "${{ params.k * 2 }}", n: [1]}
+              date: 2024-01-01
+        """,
+    )
+    b = step_of(spec, "b")
+    assert b.inputs == {
+        "const": Const({"x": [1, 2.5, None, True]}),
+        "ref": Expr("steps.a.out"),
+        "text": Expr('"model-" + string(params.k)'),
+        "list": Expr('[steps.a, 3, "x"]'),
+        "map": Expr('{"m": (params.k * 2), "n": [1]}'),
+        "date": Const("2024-01-01"),
+    }
+
+
+def test_foreach_loop_and_when(folder: Path) -> None:
+    spec = load(
+        folder,
+        """
+        name: flow
+        params: {names: [a, b]}
+        steps:
+          - id: a
+            python: steps.py:a
+          - id: each
+            foreach: "${{ steps.a.items }}"
+            as: segment
+            concurrency: 4
+            output: fit
+            steps:
+              - id: fit
+                python: steps.py:a
+                inputs: {x: "${{ segment }}", y: "${{ index }}"}
+              - id: inner
+                foreach: segment.parts
+                steps:
+                  - id: deep
+                    python: steps.py:a
+                    inputs: {x: "${{ item }}"}
+          - id: consts
+            foreach: [1, 2]
+            steps: [{id: c, python: "steps.py:a", inputs: {x: "${{ item }}"}}]
+          - id: again
+            loop: {until: "${{ steps.check.stable }}", max_iterations: 5, fail_on_exhausted: true}
+            steps:
+              - id: check
+                python: steps.py:a
+                inputs: {x: "${{ iteration }}"}
+          - id: publish
+            when: steps.again.passed && params.names.size() > 0
+            python: steps.py:a
+          - id: publish2
+            when: "${{ steps.again.passed }}"
+            python: steps.py:a
+        """,
+    )
+    each = step_of(spec, "each")
+    assert isinstance(each, ForeachSpec)
+    assert (each.items, each.item_name, each.concurrency) == (Expr("steps.a.items"), "segment", 4)
+    assert each.body.output == "fit"
+    inner = step_of(spec, "inner")
+    assert isinstance(inner, ForeachSpec)
+    assert (inner.items, inner.item_name) == (Expr("segment.parts"), "item")
+    consts = step_of(spec, "consts")
+    assert isinstance(consts, ForeachSpec) and consts.items == Const([1, 2])
+    again = step_of(spec, "again")
+    assert isinstance(again, LoopSpec)
+    assert (again.until, again.max_iterations, again.fail_on_exhausted) == (
+        "steps.check.stable",
+        5,
+        True,
+    )
+    assert step_of(spec, "publish").when == "steps.again.passed && params.names.size() > 0"
+    assert step_of(spec, "publish2").when == "steps.again.passed"
+
+
+def test_subworkflows_are_resolved_and_embedded(folder: Path) -> None:
+    (folder / "child.yaml").write_text(
+        "name: child\nparams: {x: 1}\nsteps: [{id: s, shell: echo}]\n"
+    )
+    (folder / "flows.py").write_text(
+        "import kaon\n\n@kaon.workflow\ndef pychild(y: int = 2):\n    kaon.shell('echo')\n"
+    )
+    spec = load(
+        folder,
+        """
+        name: parent
+        steps:
+          - {id: one, workflow: child.yaml, inputs: {x: 3}}
+          - {id: two, workflow: "child.yaml:child"}
+          - {id: three, workflow: "flows.py:pychild", inputs: {y: 4}}
+        """,
+    )
+    one, two, three = spec.graph.steps
+    assert isinstance(one, SubworkflowSpec) and isinstance(three, SubworkflowSpec)
+    assert one.workflow == "child" and one.spec is not None and one.spec.name == "child"
+    assert one.inputs == {"x": Const(3)}
+    assert two.spec == one.spec  # type: ignore[attr-defined]
+    assert three.workflow == "pychild" and three.spec is not None
+
+
+def test_subworkflow_problems(folder: Path) -> None:
+    (folder / "loop_a.yaml").write_text("name: a\nsteps: [{id: s, workflow: loop_b.yaml}]\n")
+    (folder / "loop_b.yaml").write_text("name: b\nsteps: [{id: s, workflow: loop_a.yaml}]\n")
+    with pytest.raises(DefinitionError) as info:
+        load(
+            folder,
+            """
+            name: parent
+            steps:
+              - {id: one, workflow: missing.yaml}
+              - {id: two, workflow: loop_a.yaml}
+            """,
+        )
+    found = [(p.location.line, p.location.field, p.message) for p in info.value.problems]
+    assert (4, "steps[0].workflow", "subworkflow 'missing.yaml' cannot be loaded") in found
+    text = "\n".join(m for _l, _f, m in found)
+    assert "workflow file not found" in text
+    assert "include each other" in text
+
+
+def test_yaml_syntax_error_has_line_and_column(folder: Path) -> None:
+    ((line, field, message),) = problems(
+        folder, "name: x\nsteps:\n  - id: a\n    shell: {a: [1, 2}\n"
+    )
+    assert line == 4
+    assert field is None
+    assert "YAML syntax error at column" in message
+
+
+def test_unknown_field_suggests_and_points_at_the_line(folder: Path) -> None:
+    found = problems(
+        folder,
+        """
+        name: x
+        stpes: []
+        steps:
+          - id: a
+            shell: echo
+            tiemout: 5s
+            retry: {max_attempt: 2}
+        """,
+    )
+    assert (
+        3,
+        "stpes",
+        "unknown field 'stpes' (did you mean 'steps'?); "
+        "allowed: defaults, description, name, output, params, steps, timeout",
+    ) in found
+    lines = {(line, field) for line, field, _m in found}
+    assert (7, "steps[0].tiemout") in lines
+    assert (8, "steps[0].retry.max_attempt") in lines
+    assert any("did you mean 'timeout'" in m for _l, _f, m in found)
+    assert any("did you mean 'max_attempts'" in m for _l, _f, m in found)
+
+
+def test_wrong_types_and_bad_values(folder: Path) -> None:
+    found = problems(
+        folder,
+        """
+        name: x
+        steps:
+          - id: a
+            shell: echo
+            needs: b
+          - id: b
+            shell: 12
+            concurrency: 2
+          - id: c
+            python: steps.py:a
+            timeout: 10 minutes
+            on_failure: explode
+            cache: "yes"
+        """,
+    )
+    by_field = {field: (line, message) for line, field, message in found}
+    assert by_field["steps[0].needs"][0] == 6
+    assert by_field["steps[1].shell"][0] == 8
+    assert by_field["steps[1].concurrency"] == (9, "'concurrency' does not apply to a shell step")
+    assert by_field["steps[2].timeout"][0] == 12
+    assert "invalid duration" in by_field["steps[2].timeout"][1]
+    assert by_field["steps[2].on_failure"][0] == 13
+    assert "fail_fast" in by_field["steps[2].on_failure"][1]
+    assert by_field["steps[2].cache"][0] == 14
+
+
+def test_semantic_problems_point_at_the_field(folder: Path) -> None:
+    found = problems(
+        folder,
+        """
+        name: x
+        params:
+          k: {type: int, default: "five"}
+        timeout: soon
+        steps:
+          - id: a
+            python: steps.py:a
+            inputs: {x: "${{ steps.nope }}"}
+          - id: a
+            shell: echo
+          - id: c
+            shell: echo
+            needs: [d]
+          - id: d
+            shell: echo
+            needs: [c]
+          - id: e
+            shell: echo
+            when: "steps.c >"
+          - id: f
+            shell: echo
+            inputs: {y: "${{ params.missing }}", z: "${{ unclosed"}
+        """,
+    )
+    lines = {(line, field) for line, field, _m in found}
+    text = "\n".join(f"{line} {field} {m}" for line, field, m in found)
+    assert (4, "params.k.default") in lines, text
+    assert (5, "timeout") in lines, text
+    assert (9, "steps[0].inputs.x") in lines, text
+    assert any(line == 10 and "duplicate step id 'a'" in m for line, _f, m in found), text
+    assert any("cycle" in m for _l, _f, m in found), text
+    assert (20, "steps[4].when") in lines, text
+    assert (23, "steps[5].inputs.y") in lines, text
+    assert any(line == 23 and "unclosed" in m for line, _f, m in found), text
+    assert len(found) == 8, text
+    assert [line for line, _f, _m in found] == sorted(line or 0 for line, _f, _m in found)
+
+
+def test_step_kind_problems(folder: Path) -> None:
+    found = problems(
+        folder,
+        """
+        name: x
+        steps:
+          - id: none
+            inputs: {a: 1}
+          - id: two
+            python: steps.py:a
+            shell: echo
+          - id: body
+            foreach: [1]
+          - id: conf
+            python: steps.py:a
+            config: {a: 1}
+          - {id: target, python: no_colon}
+          - just a string
+        """,
+    )
+    text = "\n".join(m for _l, _f, m in found)
+    assert "step 'none' needs one of: python, shell, type, workflow, foreach, loop" in text
+    assert "step 'two' has python and shell; choose one" in text
+    assert "a foreach step needs 'steps'" in text
+    assert "'config' does not apply to a python step" in text
+    assert "expected FILE.py:FUNCTION or MODULE:FUNCTION" in text
+    assert "a step must be a mapping" in text
+
+
+def test_document_level_problems() -> None:
+    cases = {
+        "": "must be a mapping",
+        "- a\n": "must be a mapping",
+        "name: x\nname: y\nsteps: [{id: a, shell: echo}]\n": "duplicate key 'name'",
+        "a: &a [*a]\nname: x\nsteps: [{id: a, shell: echo}]\n": "alias",
+        "name: !custom x\nsteps: [{id: a, shell: echo}]\n": "cannot read value",
+        "name: x\nsteps: [{id: a, shell: echo}]\n---\nname: y\n": "YAML syntax error",
+        "steps: [{id: a, shell: echo}]\n": "missing required field 'name'",
+        "name: x\nsteps: []\n": "has no steps",
+        "name: x\nsteps: [{id: a, shell: .inf}]\n": "not a JSON number",
+    }
+    for text, fragment in cases.items():
+        with pytest.raises(DefinitionError) as info:
+            load_yaml_text(text, "/virtual/flow.yaml")
+        assert fragment in str(info.value), (text, str(info.value))
+        assert all(p.location.file == "/virtual/flow.yaml" for p in info.value.problems)
+
+
+def test_merge_keys_work() -> None:
+    text = "name: x\nsteps:\n  - &s {id: a, shell: echo, timeout: 5s}\n  - {<<: *s, id: b}\n"
+    spec = load_yaml_text(text, "/virtual/flow.yaml")
+    assert [(s.id, s.timeout_s) for s in spec.graph.steps] == [("a", 5.0), ("b", 5.0)]
+
+
+def test_missing_file() -> None:
+    with pytest.raises(DefinitionError, match="cannot read workflow file"):
+        load_yaml_file("/no/such/flow.yaml")
