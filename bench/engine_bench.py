@@ -53,7 +53,11 @@ def fan_out(n: int) -> tuple[WorkflowSpec, int]:
     return WorkflowSpec(name=f"foreach{n}", graph=GraphSpec(steps=steps)), n + 2
 
 
-WORKFLOWS = {"W1": lambda: chain(1000), "W2": lambda: fan_out(10_000), "W3": lambda: fan_out(100_000)}
+WORKFLOWS = {
+    "W1": lambda: chain(1000),
+    "W2": lambda: fan_out(10_000),
+    "W3": lambda: fan_out(100_000),
+}
 
 
 def main() -> None:

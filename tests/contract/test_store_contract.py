@@ -21,7 +21,9 @@ from kaon.errors import NotFoundError, SchemaVersionError, StoreError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
 from kaon.store.base import (
+    ArtifactRecord,
     AttemptRecord,
+    CacheEntryRecord,
     CommandRecord,
     DefinitionRecord,
     EventRecord,
@@ -592,6 +594,91 @@ class StoreContract:
                 float(n) for n in range(1, batches + 1)
             ]
             assert store.get_run(run_id).restarts == batches
+
+    def test_cache_entries_first_wins_filter_and_delete(self, store: StateStore) -> None:
+        write_run(store, "r1")
+        entry = CacheEntryRecord(
+            key="k1",
+            workflow="wf",
+            step_id="train",
+            path="train",
+            run_id="r1",
+            step_run_id=1,
+            outputs={"return": {"t": "lit", "v": 1}},
+            components={"code": "c1", "inputs.x": "i1"},
+            created_at=10.0,
+        )
+        later = CacheEntryRecord(
+            key="k1",
+            workflow="wf",
+            step_id="train",
+            path="train",
+            run_id="r2",
+            step_run_id=5,
+            outputs={},
+            components={},
+            created_at=20.0,
+        )
+        other = CacheEntryRecord(
+            key="k2",
+            workflow="wf",
+            step_id="eval",
+            path="eval",
+            run_id="r1",
+            step_run_id=2,
+            outputs={},
+            components={},
+            created_at=30.0,
+        )
+        store.write(batch_of(cache_entries=[entry]))
+        store.write(batch_of(cache_entries=[later, other]))
+        found = store.get_cache_entry("k1")
+        assert found == entry
+        assert store.get_cache_entry("nope") is None
+        assert [e.key for e in store.cache_entries(workflow="wf")] == ["k2", "k1"]
+        assert [e.key for e in store.cache_entries(step_id="train")] == ["k1"]
+        assert store.delete_cache_entries(step_id="train") == 1
+        assert store.get_cache_entry("k1") is None
+        assert store.delete_cache_entries() == 1
+        assert store.cache_entries() == []
+
+    def test_artifact_lineage_records(self, store: StateStore) -> None:
+        write_run(store, "r1")
+        a = ArtifactRecord(
+            hash="h1",
+            run_id="r1",
+            step_run_id=1,
+            path="prepare",
+            output="train",
+            serializer="parquet",
+            size=100,
+            attempt=1,
+            type_name="pandas.DataFrame",
+            inputs=[],
+            created_at=1.0,
+        )
+        b = ArtifactRecord(
+            hash="h2",
+            run_id="r1",
+            step_run_id=2,
+            path="each[0].fit",
+            output="return",
+            serializer="pickle",
+            size=50,
+            attempt=1,
+            item_index=0,
+            inputs=["h1"],
+            created_at=2.0,
+        )
+        store.write(batch_of(artifacts=[a, b]))
+        rows = store.artifacts(run_id="r1")
+        assert [(r.hash, r.path, r.inputs, r.item_index) for r in rows] == [
+            ("h1", "prepare", [], None),
+            ("h2", "each[0].fit", ["h1"], 0),
+        ]
+        assert [r.path for r in store.artifacts(hash="h2")] == ["each[0].fit"]
+        assert [r.hash for r in store.artifacts(consumer_of="h1")] == ["h2"]
+        assert store.referenced_hashes() == {"h1", "h2"}
 
 
 class PersistentStoreContract(StoreContract):

@@ -206,31 +206,53 @@ class Step:
 
 
 def python_config(fn: Callable[..., Any]) -> tuple[dict[str, Any], str | None]:
-    """The ``python`` step type config naming ``fn`` so a worker can import it.
+    """The ``python`` step type config naming ``fn`` so that a worker can import it.
 
-    ``{"function": "module:qualname"}`` for an importable module, otherwise the defining file
-    (``{"file": ..., "function": qualname}``). The second value is a problem message when a
-    worker could not find the function at all (a nested function or a lambda).
+    A function of a package module (``mypkg.steps``) or of an installed or standard-library
+    module is named ``{"function": "module:qualname"}``. A function of a loose top-level
+    module (a ``pipeline.py`` next to the workflow file, a script, a file loaded by path)
+    is named by its file, ``{"file": ..., "function": qualname}``: a fresh worker could not
+    import it by name, and the YAML front end names the same function the same way. The
+    second value is a problem message when a worker could not find the function at all (a
+    nested function or a lambda).
     """
     qualname = fn.__qualname__
-    module_name = fn.__module__
-    module = sys.modules.get(module_name)
+    module = sys.modules.get(fn.__module__)
     problem = None
     if "<" in qualname:
         problem = (
             f"step function {qualname!r} is defined inside another function or is a lambda; "
             "workers import steps by name, so define it at module level"
         )
-    importable = (
-        module is not None
-        and module_name != "__main__"
-        and not module_name.startswith("kaon_user_")
-        and getattr(module, "__spec__", None) is not None
-    )
-    if importable:
-        return {"function": f"{module_name}:{qualname}"}, problem
+    if module is not None and _importable_by_name(module):
+        return {"function": f"{module.__name__}:{qualname}"}, problem
     file = getattr(module, "__file__", None) or inspect.getsourcefile(fn) or ""
     return {"file": os.path.realpath(file), "function": qualname}, problem
+
+
+def _importable_by_name(module: types.ModuleType) -> bool:
+    name = module.__name__
+    if name == "__main__" or name.startswith("kaon_user_") or module.__spec__ is None:
+        return False
+    if "." in name:
+        return True  # a package module: its package must be importable anyway
+    file = getattr(module, "__file__", None)
+    return file is None or name in _installed_top_level() or _in_library_path(file)
+
+
+@functools.cache
+def _installed_top_level() -> frozenset[str]:
+    from importlib.metadata import packages_distributions
+
+    return frozenset(packages_distributions())
+
+
+def _in_library_path(file: str) -> bool:
+    import sysconfig
+
+    real = os.path.realpath(file)
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return any(real.startswith(os.path.realpath(root) + os.sep) for root in roots)
 
 
 @overload

@@ -14,6 +14,7 @@ resume, attempts recorded as running are marked lost and retried under the platf
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import queue
@@ -26,6 +27,7 @@ from collections.abc import Callable
 import psutil
 
 from kaon.artifacts.base import ArtifactStore
+from kaon.engine.memo import Fingerprint
 from kaon.engine.runstate import EngineContext, Outbox, RunState
 from kaon.errors import InvalidActionError, KaonError, LeaseError
 from kaon.executors.base import Executor
@@ -40,7 +42,14 @@ from kaon.model.events import (
     StepSucceeded,
 )
 from kaon.model.status import RunStatus
-from kaon.store.base import EventRecord, LogRecord, MetricRecord, StateStore, WriteBatch
+from kaon.store.base import (
+    EventRecord,
+    LogRecord,
+    MetricRecord,
+    RunRecord,
+    StateStore,
+    WriteBatch,
+)
 
 Listener = Callable[[list[EventRecord]], None]
 
@@ -77,8 +86,9 @@ class Engine:
         lease_ttl: float = 30.0,
         command_poll_s: float = 0.2,
         clock: Callable[[], float] = time.time,
+        fingerprint: Fingerprint | None = None,
     ) -> None:
-        self.ctx = EngineContext(store, artifacts, clock)
+        self.ctx = EngineContext(store, artifacts, clock, fingerprint)
         self.store = store
         self.executor = executor
         self.artifacts = artifacts
@@ -143,6 +153,49 @@ class Engine:
                 break
         return state.status
 
+    def serve(
+        self,
+        *,
+        admit: Callable[[RunRecord], bool] | None = None,
+        claim_every_s: float = 0.25,
+        max_runs: int = 1000,
+    ) -> None:
+        """Drive every run that needs an engine until :meth:`stop`: the server's loop.
+
+        Every ``claim_every_s`` it claims pending runs, and running runs whose engine died
+        (lease expired, or holder gone from this host), that ``admit`` accepts (the run
+        strategy's say; default: all), up to ``max_runs`` held at once.
+        """
+        self.start()
+        next_claim = 0.0
+        while not self._stop.is_set():
+            now = self.ctx.clock()
+            if now >= next_claim:
+                next_claim = now + claim_every_s
+                self._claim(admit, max_runs, now)
+            self.turn(max_wait=claim_every_s)
+
+    def _claim(self, admit: Callable[[RunRecord], bool] | None, max_runs: int, now: float) -> None:
+        room = max_runs - len(self.runs)
+        if room <= 0:
+            return
+        candidates = self.store.list_runs(
+            statuses=[RunStatus.PENDING, RunStatus.RUNNING], limit=room * 2
+        )
+        for record in sorted(candidates, key=lambda r: r.created_at):
+            if record.id in self.runs or room <= 0:
+                continue
+            orphaned = record.owner is None or (record.lease_until or 0) < now
+            if not orphaned and not owner_is_dead(record.owner):
+                continue
+            if admit is not None and not admit(record):
+                continue
+            try:
+                self.add_run(record.id)
+                room -= 1
+            except (LeaseError, InvalidActionError):
+                continue
+
     def stop(self) -> None:
         """Ask the loop to exit after the current turn (thread- and signal-safe)."""
         self._stop.set()
@@ -151,10 +204,8 @@ class Engine:
     def close(self) -> None:
         """Release leases of unfinished runs and stop the executor."""
         for run_id in list(self.runs):
-            try:
+            with contextlib.suppress(KaonError):
                 self.store.release_lease(run_id, self.owner)
-            except KaonError:
-                pass
         self.runs.clear()
         if self._started:
             self.executor.shutdown()
@@ -162,9 +213,9 @@ class Engine:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def turn(self) -> None:
-        """One turn: wait, apply, decide, commit, act."""
-        for event in self._drain(self._wait_time()):
+    def turn(self, max_wait: float = 1.0) -> None:
+        """One turn: wait (at most ``max_wait``), apply, decide, commit, act."""
+        for event in self._drain(min(self._wait_time(), max_wait)):
             self._apply(event)
         now = self.ctx.clock()
         timers = self.ctx.timers

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaon.engine.memo import CacheKey
 from kaon.model.graph import CompiledGraph
 from kaon.model.specs import (
     FailureMode,
@@ -55,6 +56,8 @@ class Node:
     loop: LoopState | None = None
     sub: Frame | None = None
     user_output: ValueRef | None = None  # value given with a user skip
+    cache: CacheKey | None = None  # the cache key of a cacheable execution in progress
+    input_hashes: list[str] = field(default_factory=list)  # blobs it read (lineage)
 
     @property
     def path(self) -> str:

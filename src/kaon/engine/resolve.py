@@ -14,7 +14,7 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.engine.nodes import Frame, Node
 from kaon.errors import ExpressionError, Location
 from kaon.model.expressions import compile_expression, truthy
-from kaon.model.specs import Const, Expr, InputSpec
+from kaon.model.specs import Const, InputSpec
 from kaon.model.values import Literal, ValueRef, outputs_value, select
 
 _NONE = Literal(None)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaon.artifacts.base import ArtifactStore
+from kaon.engine.memo import Fingerprint, Memoizer
 from kaon.engine.nodes import (
     USER_SKIP,
     ForeachState,
@@ -50,13 +51,16 @@ from kaon.model.values import (
     RETURN,
     Literal,
     ValueRef,
+    artifact_refs,
     collect,
     decode_outputs,
     encode_outputs,
     outputs_value,
 )
 from kaon.store.base import (
+    ArtifactRecord,
     AttemptRecord,
+    CacheEntryRecord,
     EventRecord,
     RunRecord,
     StateStore,
@@ -92,11 +96,16 @@ class EngineContext:
     """What a run state needs from its engine: the store, artifacts, clock, batch and timers."""
 
     def __init__(
-        self, store: StateStore, artifacts: ArtifactStore, clock: Callable[[], float] = time.time
+        self,
+        store: StateStore,
+        artifacts: ArtifactStore,
+        clock: Callable[[], float] = time.time,
+        fingerprint: Fingerprint | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
         self.clock = clock
+        self.memo = Memoizer(store, artifacts, fingerprint)
         self.batch = WriteBatch()
         self.outbox = Outbox()
         self.timers: list[Timer] = []
@@ -192,7 +201,23 @@ class RunState:
         node.running = None
         self.ctx.batch.update_attempt(key, status="succeeded", ended_at=at)
         node.outputs = outputs
-        self._set(node, _S.SUCCEEDED, outputs=encode_outputs(outputs), ended_at=at, error=None)
+        encoded = encode_outputs(outputs)
+        self._set(node, _S.SUCCEEDED, outputs=encoded, ended_at=at, error=None)
+        self._record_lineage(node, key[2], outputs, at)
+        if node.cache is not None:
+            self.ctx.batch.cache_entries.append(
+                CacheEntryRecord(
+                    key=node.cache.key,
+                    workflow=self.spec.name,
+                    step_id=node.spec.id,
+                    path=node.path,
+                    run_id=self.id,
+                    step_run_id=key[1],
+                    outputs=encoded,
+                    components=node.cache.components,
+                    created_at=at,
+                )
+            )
         self._terminal(node)
 
     def attempt_failed(self, key: AttemptKey, at: float, error: ErrorInfo) -> None:
@@ -248,10 +273,8 @@ class RunState:
         for frame in list(walk_frames(self.root)):
             for node in frame.nodes.values():
                 self._cancel_node(node, reason, now)
-            container = frame.container
-            if frame.row_id is not None and container is not None and container.sub is not frame:
-                if not frame.finished:
-                    self._frame_row(frame, _S.CANCELLED, ended_at=now, reason=reason)
+            if _has_own_row(frame) and not frame.finished:
+                self._frame_row(frame, _S.CANCELLED, ended_at=now, reason=reason)
         self.ready.clear()
         self.work.clear()
         self.frames_done.clear()
@@ -272,7 +295,7 @@ class RunState:
                 continue
             for child in frame.nodes.values():
                 self._cancel_node(child, USER_SKIP, now)
-            if frame.row_id is not None and frame.row_id != node.row_id and not frame.finished:
+            if _has_own_row(frame) and not frame.finished:
                 self._frame_row(frame, _S.CANCELLED, ended_at=now, reason=USER_SKIP)
         self._drop_attempt(node, now)
         node.foreach = node.loop = None
@@ -361,11 +384,16 @@ class RunState:
             self._fail(node, error_info(exc))
             return None
         now = self.ctx.clock()
+        node.input_hashes = [a.hash for ref in inputs.values() for a in artifact_refs(ref)]
+        if node.cache is None and self._cacheable(node) and self._reuse(node, spec, inputs, now):
+            return None
         number = node.next_number
         node.next_number += 1
         first = node.started_at is None
         node.started_at = node.started_at or now
         changes: dict[str, Any] = {"next_attempt_at": None}
+        if node.cache is not None:
+            changes["cache_key"] = node.cache.key
         if first:
             changes["started_at"] = now
         self._set(node, _S.RUNNING, **changes)
@@ -394,6 +422,62 @@ class RunState:
             iteration=iteration,
             timeout_s=timeout,
         )
+
+    def _cacheable(self, node: Node) -> bool:
+        cache = node.spec.cache
+        return node.frame.defaults.cache if cache is None else cache
+
+    def _reuse(self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef], now: float) -> bool:
+        """Take an earlier execution's outputs if one matches; else remember the key."""
+        try:
+            key = self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
+        except Exception as exc:  # the code cannot be fingerprinted: execute, uncached
+            self._event("cache", {"path": node.path, "error": f"{type(exc).__name__}: {exc}"})
+            return False
+        entry = self.ctx.memo.lookup(key.key)
+        data: dict[str, Any] = {"path": node.path, "key": key.key, "components": key.components}
+        if entry is None:
+            node.cache = key
+            self._event("cache", {**data, "hit": False}, node.row_id)
+            return False
+        node.outputs = decode_outputs(entry.outputs)
+        source = f"{entry.run_id}:{entry.path}"
+        self._set(
+            node,
+            _S.CACHED,
+            outputs=entry.outputs,
+            cache_key=key.key,
+            cached_from=source,
+            started_at=now,
+            ended_at=now,
+        )
+        self._event("cache", {**data, "hit": True, "source": source}, node.row_id)
+        self._terminal(node)
+        return True
+
+    def _record_lineage(
+        self, node: Node, attempt: int, outputs: dict[str, ValueRef], at: float
+    ) -> None:
+        assert node.row_id is not None
+        _, index, _ = _frame_facts(node.frame)
+        for name, ref in outputs.items():
+            for blob in artifact_refs(ref):
+                self.ctx.batch.artifacts.append(
+                    ArtifactRecord(
+                        hash=blob.hash,
+                        run_id=self.id,
+                        step_run_id=node.row_id,
+                        path=node.path,
+                        output=name,
+                        serializer=blob.serializer,
+                        size=blob.size,
+                        attempt=attempt,
+                        type_name=blob.type_name,
+                        item_index=index,
+                        inputs=list(node.input_hashes),
+                        created_at=at,
+                    )
+                )
 
     def _drop_attempt(self, node: Node, now: float) -> None:
         if node.running is not None:
@@ -812,6 +896,13 @@ def _error_dict(error: ErrorInfo) -> dict[str, Any]:
         "platform": error.platform,
         "timeout": error.timeout,
     }
+
+
+def _has_own_row(frame: Frame) -> bool:
+    """True for a foreach item's or loop iteration's frame (a subworkflow's frame shares its
+    container's row, and the top-level frame has none)."""
+    container = frame.container
+    return frame.row_id is not None and container is not None and container.sub is not frame
 
 
 def _frame_facts(frame: Frame) -> tuple[Any, int | None, int | None]:

@@ -6,7 +6,8 @@ Started by :class:`~kaon.executors.process.ProcessExecutor` as
 
 Messages from the parent: an init dict (``sys_path``), then one
 :class:`~kaon.executors.base.TaskRequest` at a time, or ``None`` to stop. Messages to the
-parent: ``("ready", pid)`` once, then ``("events", [event, ...])`` batches.
+parent: ``("ready", pid)`` once, then ``("events", [event, ...])`` batches and
+``("group", (pgid, running))`` when a shell command's process group starts or ends.
 
 The worker dies with its parent: it exits on EOF of the connection while idle, and a
 housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds so that a
@@ -30,6 +31,10 @@ from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
 PARENT_CHECK_S = 0.2
 FLUSH_DELAY_S = 0.005  # how long a non-final event may wait to share a message with others
 MAX_BATCH = 256
+
+RUNNING_IN_WORKER = False
+"""True inside a worker process: a process executor refuses to start there (a user module that
+runs a workflow at import time would otherwise spawn workers recursively)."""
 
 
 def _die(code: int) -> None:
@@ -67,6 +72,18 @@ class Outbox:
             batch, self._pending = self._pending, []
             self._conn.send(("events", batch))
 
+    def send_now(self, message: tuple[str, object]) -> None:
+        """Send a control message at once, after the events queued before it."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+            if batch:
+                self._conn.send(("events", batch))
+            self._conn.send(message)
+
+    def group_changed(self, pgid: int, running: bool) -> None:
+        """Tell the parent a shell command's process group started or ended."""
+        self.send_now(("group", (pgid, running)))
+
     def housekeep(self, parent_pid: int) -> None:
         """Forever: flush late events, and exit when the parent has died."""
         while True:
@@ -89,8 +106,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def serve(conn: Connection, parent_pid: int) -> None:
     """Run requests from ``conn`` until it closes or sends ``None``."""
     from kaon.executors.runtime import install_output_capture, run_task
+    from kaon.steptypes.shell import set_process_group_observer
 
     outbox = Outbox(conn)
+    set_process_group_observer(outbox.group_changed)
     threading.Thread(
         target=outbox.housekeep, args=(parent_pid,), name="kaon-worker-housekeeping", daemon=True
     ).start()
@@ -112,6 +131,8 @@ def serve(conn: Connection, parent_pid: int) -> None:
 
 def main() -> None:
     """Entry point of a worker process (see the module docstring)."""
+    global RUNNING_IN_WORKER
+    RUNNING_IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
     signal.signal(signal.SIGTERM, _on_sigterm)
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])

@@ -29,12 +29,12 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Pipe, wait
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar
 
-from kaon.errors import ConfigurationError, SystemFailure
+from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
 from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
@@ -56,6 +56,12 @@ class _Worker:
     ready: bool = False
     retiring: bool = False
     kill_at: float = 0.0
+    groups: set[int] = field(default_factory=set)  # process groups of its shell commands
+
+    def kill_groups(self) -> None:
+        """SIGKILL the worker's own process group and those of its shell commands."""
+        for pgid in [self.proc.pid, *self.groups]:
+            _kill_group(pgid)
 
     @property
     def pid(self) -> int:
@@ -127,8 +133,16 @@ class ProcessExecutor(Executor):
         """Start the workers and the reader thread; wait until every worker is ready.
 
         Raises :class:`~kaon.errors.SystemFailure` when workers die before they are ready or
-        are not ready within ``start_timeout_s``.
+        are not ready within ``start_timeout_s``, and
+        :class:`~kaon.errors.InvalidActionError` inside a worker process (no recursive pools).
         """
+        from kaon.executors import _worker
+
+        if _worker.RUNNING_IN_WORKER:
+            raise InvalidActionError(
+                "a process executor cannot start inside a Kaon worker process; does a step's "
+                "module run a workflow when imported? Guard it with `if __name__ == '__main__':`"
+            )
         if self._sink is not None:
             raise SystemFailure("process executor already started")
         self._sink = sink
@@ -166,7 +180,7 @@ class ProcessExecutor(Executor):
         for worker in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-            _kill_group(worker.pid)
+            worker.kill_groups()
             worker.proc.wait()
         self._wake_r.close()
         self._wake_w.close()
@@ -301,10 +315,14 @@ class ProcessExecutor(Executor):
             self._on_exit(worker)
             return
         kind, body = message
-        if kind == "ready":
-            self._on_ready(worker)
-        elif kind == "events":
+        if kind == "events":
             self._on_events(worker, body)
+        elif kind == "group":
+            pgid, running = body
+            with self._lock:
+                (worker.groups.add if running else worker.groups.discard)(pgid)
+        elif kind == "ready":
+            self._on_ready(worker)
 
     def _on_ready(self, worker: _Worker) -> None:
         with self._lock:
@@ -332,7 +350,7 @@ class ProcessExecutor(Executor):
         self._emit(forward)
 
     def _on_exit(self, worker: _Worker) -> None:
-        _kill_group(worker.pid)  # whatever the worker started dies with it
+        worker.kill_groups()  # whatever the worker started dies with it
         code = worker.proc.wait()
         with contextlib.suppress(OSError):
             worker.conn.close()
@@ -380,7 +398,7 @@ class ProcessExecutor(Executor):
             overdue = [w for w in self._retiring if w.kill_at <= now]
             silent = [w for w in self._workers if w.proc.poll() is not None]
         for worker in overdue:
-            _kill_group(worker.pid)
+            worker.kill_groups()
         for worker in silent:  # died, but a grandchild holds its socket open
             self._on_exit(worker)
 

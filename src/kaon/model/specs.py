@@ -18,6 +18,8 @@ from typing import Any, Final
 
 from kaon.errors import Location
 
+NOWHERE: Final = Location()  # the location of a spec built in code, not read from a file
+
 
 class _NoDefault:
     """Marker for a parameter that has no default (the caller must supply it)."""
@@ -59,7 +61,7 @@ class ParamSpec:
     type: ParamType = ParamType.ANY
     default: Any = NO_DEFAULT
     description: str = ""
-    location: Location = Location()
+    location: Location = NOWHERE
 
     @property
     def required(self) -> bool:
@@ -156,7 +158,7 @@ class StepSpec:
     cache: bool | None = None
     cache_version: str = ""
     description: str = ""
-    location: Location = Location()
+    location: Location = NOWHERE
 
     kind: str = "step"
 
@@ -261,7 +263,7 @@ class WorkflowSpec:
     defaults: StepDefaults = StepDefaults()
     timeout_s: float | None = None
     description: str = ""
-    location: Location = Location()
+    location: Location = NOWHERE
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, if declared."""

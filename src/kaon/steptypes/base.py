@@ -10,6 +10,8 @@ Failures are raised: :class:`~kaon.errors.StepError` (or any exception) for the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -30,3 +32,14 @@ class StepType(ABC):
     @abstractmethod
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Run one attempt and return the step's value."""
+
+    def fingerprint(self, config: Mapping[str, Any]) -> str:
+        """A hash of the code this step runs, for memoization (called in the engine's process).
+
+        The default covers the configuration only, which is right for step types whose code
+        *is* their configuration (a shell command, a SQL query). Step types that run code
+        from files override it. Raises any error when the code cannot be read; the engine then
+        executes the step without caching it.
+        """
+        canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()

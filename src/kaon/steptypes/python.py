@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from kaon.errors import Location, Problem
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.fingerprint import code_fingerprint
 
 _KNOWN_KEYS = frozenset({"function", "file"})
 
@@ -194,3 +195,9 @@ class PythonStepType(StepType):
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Resolve the function and call it with ``inputs`` as keyword arguments."""
         return resolve_function(config)(**inputs)
+
+    def fingerprint(self, config: Mapping[str, Any]) -> str:
+        """The function's source and the project code it calls (see
+        :mod:`kaon.steptypes.fingerprint`), with the rest of the config."""
+        code = code_fingerprint(resolve_function(config))
+        return f"{code}:{super().fingerprint(config)}"

@@ -24,6 +24,9 @@ ENTRY_POINT_GROUP = "kaon.step_types"
 BUILTIN_STEP_TYPES: Mapping[str, str] = {
     "python": "kaon.steptypes.python:PythonStepType",
     "shell": "kaon.steptypes.shell:ShellStepType",
+    "sql": "kaon.steptypes.sql:SqlStepType",
+    "r": "kaon.steptypes.rscript:RStepType",
+    "notebook": "kaon.steptypes.notebook:NotebookStepType",
 }
 
 _lock = threading.Lock()

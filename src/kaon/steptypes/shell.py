@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
@@ -66,8 +66,33 @@ _READER_JOIN_S = 5.0
 _KNOWN_KEYS = frozenset({"command", "env", "cwd", "shell"})
 _PIPEFAIL_SHELLS = frozenset({"bash", "zsh", "ksh"})
 
-_groups_lock = threading.Lock()
+_groups_lock = threading.RLock()  # re-entered by a SIGTERM handler in the same thread
 _live_groups: set[int] = set()
+
+
+_group_observer: Callable[[int, bool], None] | None = None
+
+
+def set_process_group_observer(observer: Callable[[int, bool], None] | None) -> None:
+    """Have ``observer(pgid, running)`` called when a command's process group starts and ends.
+
+    A worker process tells its parent, so that the parent can kill the commands of a worker
+    that died without cleaning up (SIGKILL, out of memory). The observer must not block long.
+    """
+    global _group_observer
+    _group_observer = observer
+
+
+def _track_group(pgid: int, running: bool) -> None:
+    with _groups_lock:
+        if running:
+            _live_groups.add(pgid)
+        else:
+            _live_groups.discard(pgid)
+    observer = _group_observer
+    if observer is not None:
+        with contextlib.suppress(OSError):
+            observer(pgid, running)
 
 
 def kill_live_process_groups() -> None:
@@ -266,8 +291,7 @@ class ShellStepType(StepType):
             env=build_env(ctx, config, inputs, output_path),
             start_new_session=True,
         )
-        with _groups_lock:
-            _live_groups.add(proc.pid)
+        _track_group(proc.pid, True)
         protocol = _ProtocolReader(ctx)
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
 
@@ -287,8 +311,7 @@ class ShellStepType(StepType):
         finally:
             _kill_group(proc.pid)  # leftovers die with the step; also stops a timed-out command
             proc.wait()
-            with _groups_lock:
-                _live_groups.discard(proc.pid)
+            _track_group(proc.pid, False)
             for reader in readers:
                 reader.join(timeout=_READER_JOIN_S)  # a setsid'd grandchild may hold a pipe
         if stopped == "timeout":

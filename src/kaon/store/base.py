@@ -150,6 +150,44 @@ class CommandRecord:
     id: int | None = None
 
 
+@dataclass(slots=True)
+class CacheEntryRecord:
+    """A successful execution that later executions with the same cache key may reuse.
+
+    ``components`` holds the digest of each part of the key (``code``, ``config``,
+    ``inputs.<name>``, ``version``) so that a miss can be explained part by part.
+    """
+
+    key: str
+    workflow: str
+    step_id: str
+    path: str
+    run_id: str
+    step_run_id: int
+    outputs: dict[str, Any]
+    components: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class ArtifactRecord:
+    """Lineage of one stored blob: which run, step, attempt and inputs produced it."""
+
+    hash: str
+    run_id: str
+    step_run_id: int
+    path: str
+    output: str
+    serializer: str
+    size: int
+    attempt: int = 0
+    type_name: str = ""
+    item_index: int | None = None
+    inputs: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    id: int | None = None
+
+
 StepRunKey = tuple[str, int]
 
 
@@ -173,6 +211,8 @@ class WriteBatch:
     events: list[EventRecord] = field(default_factory=list)
     commands: list[CommandRecord] = field(default_factory=list)
     commands_done: dict[int, float] = field(default_factory=dict)
+    cache_entries: list[CacheEntryRecord] = field(default_factory=list)
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         """Record changes to a run row."""
@@ -220,6 +260,8 @@ class WriteBatch:
                 self.events,
                 self.commands,
                 self.commands_done,
+                self.cache_entries,
+                self.artifacts,
             )
         )
 
@@ -322,6 +364,41 @@ class StateStore(ABC):
         self, run_id: str | None = None, *, after_id: int = 0, limit: int = 1000
     ) -> list[EventRecord]:
         """Events with ids above ``after_id``, oldest first, of one run or of all runs."""
+
+    # -- memoization and lineage -----------------------------------------------------------
+
+    @abstractmethod
+    def get_cache_entry(self, key: str) -> CacheEntryRecord | None:
+        """The cache entry with this key, if any. (Entries are written by ``write``; the
+        first entry for a key is kept.)"""
+
+    @abstractmethod
+    def cache_entries(
+        self, *, workflow: str | None = None, step_id: str | None = None, limit: int = 100
+    ) -> list[CacheEntryRecord]:
+        """Cache entries, newest first, optionally of one workflow and step id."""
+
+    @abstractmethod
+    def delete_cache_entries(
+        self, *, workflow: str | None = None, step_id: str | None = None
+    ) -> int:
+        """Invalidate cache entries (all of them when no filter is given); returns how many."""
+
+    @abstractmethod
+    def artifacts(
+        self,
+        *,
+        run_id: str | None = None,
+        hash: str | None = None,
+        consumer_of: str | None = None,
+        limit: int = 10_000,
+    ) -> list[ArtifactRecord]:
+        """Artifact lineage records in creation order: of one run, of one blob hash, or
+        those produced from a blob (``consumer_of``: its hash is among their inputs)."""
+
+    @abstractmethod
+    def referenced_hashes(self) -> set[str]:
+        """Every blob hash a recorded artifact points to (what garbage collection keeps)."""
 
     # -- commands and leases ---------------------------------------------------------------
 

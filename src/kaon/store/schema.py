@@ -150,3 +150,38 @@ commands = sa.Table(
     sa.Column("done_at", Time),
     sa.Index("ix_commands_run_done", "run_id", "done_at"),
 )
+
+cache_entries = sa.Table(
+    "cache_entries",
+    metadata,
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("step_id", sa.String(), nullable=False),
+    sa.Column("path", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("step_run_id", sa.Integer(), nullable=False),
+    sa.Column("outputs", Json, nullable=False),
+    sa.Column("components", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_cache_entries_step", "workflow", "step_id", "created_at"),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("hash", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("step_run_id", sa.Integer(), nullable=False),
+    sa.Column("path", sa.String(), nullable=False),
+    sa.Column("output", sa.String(), nullable=False),
+    sa.Column("serializer", sa.String(), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("type_name", sa.String(), nullable=False),
+    sa.Column("item_index", sa.Integer()),
+    sa.Column("inputs", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_artifacts_hash", "hash"),
+    sa.Index("ix_artifacts_run", "run_id", "id"),
+)

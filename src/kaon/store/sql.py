@@ -29,7 +29,9 @@ from kaon.model.status import RunStatus, StepStatus
 from kaon.store import schema as t
 from kaon.store._engines import WRITE_OPTION, create_store_engine
 from kaon.store.base import (
+    ArtifactRecord,
     AttemptRecord,
+    CacheEntryRecord,
     CommandRecord,
     DefinitionRecord,
     EventRecord,
@@ -58,6 +60,8 @@ _LOG_FIELDS = _names(LogRecord, skip="id")
 _METRIC_FIELDS = _names(MetricRecord, skip="id")
 _EVENT_FIELDS = _names(EventRecord, skip="id")
 _COMMAND_FIELDS = _names(CommandRecord, skip="id")
+_CACHE_FIELDS = _names(CacheEntryRecord)
+_ARTIFACT_FIELDS = _names(ArtifactRecord, skip="id")
 
 _KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("id",),
@@ -233,6 +237,8 @@ class SQLStore(StateStore):
                 ("metrics", batch.metrics, _METRIC_FIELDS),
                 ("events", batch.events, _EVENT_FIELDS),
                 ("commands", batch.commands, _COMMAND_FIELDS),
+                ("cache_entries", batch.cache_entries, _CACHE_FIELDS),
+                ("artifacts", batch.artifacts, _ARTIFACT_FIELDS),
             ),
         )
         return plan
@@ -459,6 +465,68 @@ class SQLStore(StateStore):
                 self._require_run(conn, run_id)
         return found
 
+    # -- memoization and lineage -----------------------------------------------------------
+
+    def get_cache_entry(self, key: str) -> CacheEntryRecord | None:
+        """The cache entry with this key, if any."""
+        stmt = sa.select(t.cache_entries).where(t.cache_entries.c.key == key)
+        with self._reading() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else CacheEntryRecord(**row._asdict())
+
+    def cache_entries(
+        self, *, workflow: str | None = None, step_id: str | None = None, limit: int = 100
+    ) -> list[CacheEntryRecord]:
+        """Cache entries, newest first, optionally of one workflow and step id."""
+        c = t.cache_entries.c
+        stmt = sa.select(t.cache_entries)
+        if workflow is not None:
+            stmt = stmt.where(c.workflow == workflow)
+        if step_id is not None:
+            stmt = stmt.where(c.step_id == step_id)
+        stmt = stmt.order_by(c.created_at.desc(), c.key).limit(limit)
+        with self._reading() as conn:
+            return [CacheEntryRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    def delete_cache_entries(
+        self, *, workflow: str | None = None, step_id: str | None = None
+    ) -> int:
+        """Invalidate cache entries (all of them without filters); returns how many."""
+        c = t.cache_entries.c
+        stmt = sa.delete(t.cache_entries)
+        if workflow is not None:
+            stmt = stmt.where(c.workflow == workflow)
+        if step_id is not None:
+            stmt = stmt.where(c.step_id == step_id)
+        with self._wrap("deleting cache entries"), self._guard(), self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def artifacts(
+        self,
+        *,
+        run_id: str | None = None,
+        hash: str | None = None,
+        consumer_of: str | None = None,
+        limit: int = 10_000,
+    ) -> list[ArtifactRecord]:
+        """Artifact lineage records in creation order."""
+        c = t.artifacts.c
+        stmt = sa.select(t.artifacts)
+        if run_id is not None:
+            stmt = stmt.where(c.run_id == run_id)
+        if hash is not None:
+            stmt = stmt.where(c.hash == hash)
+        with self._reading() as conn:
+            rows = [ArtifactRecord(**row._asdict()) for row in conn.execute(stmt.order_by(c.id))]
+        if consumer_of is not None:
+            rows = [r for r in rows if consumer_of in (r.inputs or [])]
+        return rows[:limit]
+
+    def referenced_hashes(self) -> set[str]:
+        """Every blob hash a recorded artifact points to."""
+        with self._reading() as conn:
+            return set(conn.execute(sa.select(t.artifacts.c.hash).distinct()).scalars())
+
     # -- commands and leases -------------------------------------------------------------
 
     def pending_commands(self, run_id: str) -> list[CommandRecord]:
@@ -573,10 +641,14 @@ def _insert_statements(dialect: str) -> dict[str, sa.Insert]:
     statements: dict[str, sa.Insert] = {
         name: table.insert() for name, table in t.metadata.tables.items()
     }
-    if dialect == "sqlite":
-        statements["definitions"] = sqlite_dialect.insert(t.definitions).on_conflict_do_nothing()
-    elif dialect == "postgresql":
-        statements["definitions"] = pg_dialect.insert(t.definitions).on_conflict_do_nothing()
+    # Definitions are content-addressed and the first cache entry of a key wins: re-inserting
+    # either is a no-op.
+    for name in ("definitions", "cache_entries"):
+        table = t.metadata.tables[name]
+        if dialect == "sqlite":
+            statements[name] = sqlite_dialect.insert(table).on_conflict_do_nothing()
+        elif dialect == "postgresql":
+            statements[name] = pg_dialect.insert(table).on_conflict_do_nothing()
     return statements
 
 

@@ -26,7 +26,6 @@ from kaon.model.specs import (
 )
 
 HERE = os.path.realpath(__file__)
-MODULE = __name__
 
 
 @kaon.step
@@ -93,7 +92,7 @@ def test_recording_builds_tasks_with_inputs_config_and_call_site() -> None:
     assert isinstance(a, TaskSpec)
     assert (a.id, b.id, c.id) == ("load", "load_2", "combine")
     assert a.step_type == "python"
-    assert a.config == {"function": f"{MODULE}:load"}
+    assert a.config == {"file": HERE, "function": "load"}  # a loose module is named by file
     assert a.inputs == {"n": Expr("params.n")}
     assert b.inputs == {}  # defaults not passed are left to the function
     assert c.inputs == {
@@ -558,3 +557,19 @@ def test_import_kaon_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_python_config_names_modules_workers_can_import() -> None:
+    import json.decoder
+    import posixpath
+
+    from kaon.dsl.python import python_config
+
+    assert python_config(posixpath.join) == ({"function": "posixpath:join"}, None)
+    assert python_config(json.decoder.JSONDecoder.decode) == (
+        {"function": "json.decoder:JSONDecoder.decode"},
+        None,
+    )
+    assert python_config(load.fn) == ({"file": HERE, "function": "load"}, None)
+    _config, problem = python_config(lambda: None)
+    assert problem is not None and "lambda" in problem

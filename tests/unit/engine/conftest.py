@@ -31,7 +31,8 @@ def E(source: str) -> Expr:
 def task(step_id: str, function: str, *, needs: tuple[str, ...] = (), **fields: Any) -> TaskSpec:
     """A python task calling ``engine_steps.<function>``; ``inputs`` values may be Expr."""
     inputs: dict[str, InputSpec] = {
-        k: v if isinstance(v, Expr | Const) else Const(v) for k, v in fields.pop("inputs", {}).items()
+        k: v if isinstance(v, Expr | Const) else Const(v)
+        for k, v in fields.pop("inputs", {}).items()
     }
     return TaskSpec(
         id=step_id,
@@ -64,7 +65,9 @@ class Harness:
     def create(self, spec: WorkflowSpec, params: dict[str, Any] | None = None) -> str:
         return create_run(self.store, spec, bind_params(spec, params or {})).id
 
-    def drive(self, run_id: str, *, timeout: float = 60.0, engine: Engine | None = None) -> RunStatus:
+    def drive(
+        self, run_id: str, *, timeout: float = 60.0, engine: Engine | None = None
+    ) -> RunStatus:
         engine = engine or self.engine()
         timer = threading.Timer(timeout, engine.stop)
         timer.start()
@@ -75,7 +78,9 @@ class Harness:
             timer.cancel()
             engine.close()
 
-    def run(self, spec: WorkflowSpec, params: dict[str, Any] | None = None) -> tuple[RunStatus, str]:
+    def run(
+        self, spec: WorkflowSpec, params: dict[str, Any] | None = None
+    ) -> tuple[RunStatus, str]:
         run_id = self.create(spec, params)
         return self.drive(run_id), run_id
 

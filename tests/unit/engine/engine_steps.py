@@ -92,3 +92,10 @@ def timed(index: int, state: str, seconds: float = 0.05) -> int:
     time.sleep(seconds)
     _mark(state, f"end_{index}")
     return index
+
+
+def biglist(n: int, state: str = "", name: str = "") -> list[int]:
+    """A list large enough to be stored as a blob, not inline."""
+    if state:
+        _mark(state, name or "biglist")
+    return list(range(n))

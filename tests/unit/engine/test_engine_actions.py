@@ -24,7 +24,13 @@ def test_restart_from_failed_reuses_succeeded_steps_and_items(harness: Harness) 
     body = GraphSpec(
         steps=(
             task("ok", "const", inputs={"value": E("item"), "state": state, "name": "item_ok"}),
-            task("gate", "fail_unless", inputs={"state": state, "flag": "go"}, when="item == 2", needs=("ok",)),
+            task(
+                "gate",
+                "fail_unless",
+                inputs={"state": state, "flag": "go"},
+                when="item == 2",
+                needs=("ok",),
+            ),
         )
     )
     spec = flow(
@@ -56,7 +62,12 @@ def test_restart_from_a_named_step_reruns_it_and_downstream(inline: Harness) -> 
     assert status is RunStatus.SUCCEEDED
     operations.restart_run(inline.store, run_id, from_path="b")
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
-    assert (inline.count("a"), inline.count("b"), inline.count("c"), inline.count("side")) == (1, 2, 2, 1)
+    assert (inline.count("a"), inline.count("b"), inline.count("c"), inline.count("side")) == (
+        1,
+        2,
+        2,
+        1,
+    )
 
 
 def test_restart_from_step_inside_foreach_item(inline: Harness) -> None:
@@ -67,7 +78,10 @@ def test_restart_from_step_inside_foreach_item(inline: Harness) -> None:
             task("y", "add", inputs={"a": E("steps.x"), "state": state, "name": "y"}),
         )
     )
-    spec = flow(ForeachSpec(id="fe", items=E("[1, 2]"), body=body), task("z", "total", inputs={"values": E("steps.fe")}))
+    spec = flow(
+        ForeachSpec(id="fe", items=E("[1, 2]"), body=body),
+        task("z", "total", inputs={"values": E("steps.fe")}),
+    )
     status, run_id = inline.run(spec)
     assert status is RunStatus.SUCCEEDED
     operations.restart_run(inline.store, run_id, from_path="fe[1].y")
@@ -169,3 +183,23 @@ def test_terminal_run_cannot_be_driven(inline: Harness) -> None:
     with pytest.raises(InvalidActionError, match="use restart"):
         engine.add_run(run_id)
     engine.close()
+
+
+def test_serve_claims_pending_runs_and_respects_admission(inline: Harness) -> None:
+    spec = flow(task("a", "add", inputs={"a": E("params.x"), "b": 1}), params=())
+    ids = [inline.create(flow(task("a", "const", inputs={"value": i}))) for i in range(3)]
+    held_back = inline.create(flow(task("a", "const")))
+    engine = inline.engine()
+    thread = threading.Thread(target=engine.serve, kwargs={"admit": lambda r: r.id != held_back})
+    thread.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if all(inline.store.get_run(i).status is RunStatus.SUCCEEDED for i in ids):
+            break
+        time.sleep(0.05)
+    engine.stop()
+    thread.join(10)
+    engine.close()
+    assert [inline.value(i, "a") for i in ids] == [0, 1, 2]
+    assert inline.store.get_run(held_back).status is RunStatus.PENDING
+    assert spec.name == "flow"

@@ -24,7 +24,9 @@ def _state(h: Harness) -> str:
 
 def test_retry_until_success_counts_attempts(harness: Harness) -> None:
     retry = RetrySpec(max_attempts=3)
-    step = task("f", "flaky", inputs={"state": _state(harness), "name": "f", "failures": 2}, retry=retry)
+    step = task(
+        "f", "flaky", inputs={"state": _state(harness), "name": "f", "failures": 2}, retry=retry
+    )
     status, run_id = harness.run(flow(step))
     assert status is RunStatus.SUCCEEDED
     assert harness.value(run_id, "f") == "ok after 3"
@@ -124,29 +126,48 @@ def test_ignore_failure_and_trigger_rules(harness: Harness) -> None:
         task("bad", "boom", on_failure=FailureMode.IGNORE),
         task("ok", "const", inputs={"value": 1}),
         task("strict", "const", needs=("bad", "ok")),
-        task("done", "const", inputs={"value": 2}, needs=("bad", "ok"), trigger_rule=TriggerRule.ALL_DONE),
-        task("any", "const", inputs={"value": 3}, needs=("bad", "ok"), trigger_rule=TriggerRule.ANY_SUCCEEDED),
+        task(
+            "done",
+            "const",
+            inputs={"value": 2},
+            needs=("bad", "ok"),
+            trigger_rule=TriggerRule.ALL_DONE,
+        ),
+        task(
+            "any",
+            "const",
+            inputs={"value": 3},
+            needs=("bad", "ok"),
+            trigger_rule=TriggerRule.ANY_SUCCEEDED,
+        ),
         task("nf", "const", needs=("bad",), trigger_rule=TriggerRule.NONE_FAILED),
     )
     status, run_id = harness.run(spec)
     assert status is RunStatus.SUCCEEDED
     rows = harness.rows(run_id)
     assert rows["bad"].status is StepStatus.FAILED
-    assert rows["strict"].status is StepStatus.SKIPPED and "upstream failed" in rows["strict"].reason
+    assert (
+        rows["strict"].status is StepStatus.SKIPPED and "upstream failed" in rows["strict"].reason
+    )
     assert harness.value(run_id, "done") == 2 and harness.value(run_id, "any") == 3
     assert rows["nf"].status is StepStatus.SKIPPED
 
 
 def test_workflow_defaults_apply_to_steps(inline: Harness) -> None:
     inputs = {"state": _state(inline), "name": "d", "failures": 1}
-    spec = flow(task("f", "flaky", inputs=inputs), defaults=StepDefaults(retry=RetrySpec(max_attempts=2)))
+    spec = flow(
+        task("f", "flaky", inputs=inputs), defaults=StepDefaults(retry=RetrySpec(max_attempts=2))
+    )
     status, _ = inline.run(spec)
     assert status is RunStatus.SUCCEEDED
 
 
 def test_foreach_over_non_list_fails_clearly(harness: Harness) -> None:
     body = GraphSpec(steps=(task("x", "const"),))
-    spec = flow(task("src", "pair", inputs={"x": 2}), ForeachSpec(id="fe", items=E("steps.src.x"), body=body))
+    spec = flow(
+        task("src", "pair", inputs={"x": 2}),
+        ForeachSpec(id="fe", items=E("steps.src.x"), body=body),
+    )
     status, run_id = harness.run(spec)
     assert status is RunStatus.FAILED
     error = harness.rows(run_id)["fe"].error
@@ -154,7 +175,10 @@ def test_foreach_over_non_list_fails_clearly(harness: Harness) -> None:
 
 
 def test_expression_error_fails_step_not_engine(inline: Harness) -> None:
-    spec = flow(task("src", "pair", inputs={"x": 2}), task("bad", "const", inputs={"value": E("steps.src.nope + 1")}))
+    spec = flow(
+        task("src", "pair", inputs={"x": 2}),
+        task("bad", "const", inputs={"value": E("steps.src.nope + 1")}),
+    )
     status, run_id = inline.run(spec)
     assert status is RunStatus.FAILED
     error = inline.rows(run_id)["bad"].error
@@ -178,7 +202,9 @@ def test_foreach_concurrency_limit_is_respected(inline: Harness) -> None:
 
 def test_failed_foreach_item_fails_the_foreach(harness: Harness) -> None:
     body = GraphSpec(steps=(task("x", "add", inputs={"a": E("item"), "b": E("1 / (item - 2)")}),))
-    spec = flow(ForeachSpec(id="fe", items=E("[1, 2, 3]"), body=body, on_failure=FailureMode.FAIL_FAST))
+    spec = flow(
+        ForeachSpec(id="fe", items=E("[1, 2, 3]"), body=body, on_failure=FailureMode.FAIL_FAST)
+    )
     status, run_id = harness.run(spec)
     assert status is RunStatus.FAILED
     rows = harness.rows(run_id)

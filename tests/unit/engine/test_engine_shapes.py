@@ -38,8 +38,8 @@ def test_diamond_runs_branches_in_parallel_and_joins(harness: Harness) -> None:
     assert status is RunStatus.SUCCEEDED
     assert harness.value(run_id, "join") == 6.6
     # Both branches started before either ended: they overlapped.
-    starts = [float(open(harness.state / f"{n}_start").read().split()[1]) for n in "lr"]
-    ends = [float(open(harness.state / f"{n}_end").read().split()[1]) for n in "lr"]
+    starts = [float((harness.state / f"{n}_start").read_text().split()[1]) for n in "lr"]
+    ends = [float((harness.state / f"{n}_end").read_text().split()[1]) for n in "lr"]
     assert max(starts) < min(ends)
 
 
@@ -99,7 +99,9 @@ def test_loop_stops_at_its_bound(harness: Harness) -> None:
     status, run_id = harness.run(ok)
     assert status is RunStatus.SUCCEEDED
     assert harness.value(run_id, "l") == {"iteration": 1, "stable": False}
-    strict = flow(LoopSpec(id="l", body=body, until="false", max_iterations=2, fail_on_exhausted=True))
+    strict = flow(
+        LoopSpec(id="l", body=body, until="false", max_iterations=2, fail_on_exhausted=True)
+    )
     status, run_id = harness.run(strict)
     assert status is RunStatus.FAILED
     assert "reached 2 iterations" in str(harness.rows(run_id)["l"].error)

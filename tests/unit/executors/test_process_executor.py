@@ -7,15 +7,16 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 
-from kaon.errors import SystemFailure
+from kaon.errors import InvalidActionError, SystemFailure
 from kaon.executors import process
 from kaon.executors.base import TaskRequest
 from kaon.executors.process import ProcessExecutor, _exit_description
-from kaon.model.events import ExecutorEvent, LogLine, StepFailed, StepStarted, StepSucceeded
+from kaon.model.events import ExecutorEvent, LogLine, StepFailed, StepSucceeded
 from kaon.model.values import Literal
 
 
@@ -45,6 +46,19 @@ def shell(number: int, command: str) -> TaskRequest:
     return TaskRequest(
         ("r", number, 1), f"s{number}", "shell", {"command": command}, {}, {}, "memory://kaon-p"
     )
+
+
+def gone(pid: int, timeout: float = 3) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)  # do not leave it behind
+    return False
 
 
 @pytest.fixture
@@ -77,10 +91,13 @@ def test_a_worker_killed_from_outside_is_lost_and_replaced(
     executor: ProcessExecutor, sink: Sink
 ) -> None:
     [pid] = executor.worker_pids()
-    executor.submit(shell(1, "sleep 30"))
-    sink.wait(lambda e: isinstance(e, StepStarted))
+    executor.submit(shell(1, 'echo "pid $$"; exec sleep 30'))
+    line = sink.wait(lambda e: isinstance(e, LogLine))
+    assert isinstance(line, LogLine)
+    shell_pid = int(line.text.split()[1])
     os.kill(pid, signal.SIGKILL)
     failed = sink.wait(lambda e: isinstance(e, StepFailed))
+    assert gone(shell_pid)  # the worker could not kill its command: the parent did
     assert isinstance(failed, StepFailed)
     assert failed.error.error_type == "WorkerLost" and failed.error.platform
     assert f"worker process {pid} was killed by SIGKILL" in failed.error.message
@@ -123,8 +140,7 @@ def test_shutdown_kills_busy_workers_and_their_commands(sink: Sink) -> None:
     begin = time.monotonic()
     executor.shutdown()
     assert time.monotonic() - begin < 4
-    for pid in [*pids, shell_pid]:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    assert all(gone(pid, timeout=0.5) for pid in [*pids, shell_pid])
     with pytest.raises(SystemFailure, match="after shutdown"):
         executor.submit(shell(2, "true"))
 
@@ -136,3 +152,39 @@ def test_workers_that_cannot_start_fail_start(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(SystemFailure, match="exited with status 5 before it was ready"):
         executor.start(Sink())
     assert time.monotonic() - begin < 15
+
+
+def test_no_process_pool_inside_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kaon.executors import _worker
+
+    monkeypatch.setattr(_worker, "RUNNING_IN_WORKER", True)
+    with pytest.raises(InvalidActionError, match="cannot start inside a Kaon worker"):
+        ProcessExecutor(workers=1).start(Sink())
+
+
+def test_a_step_module_that_starts_a_pool_fails_cleanly(tmp_path: Path, sink: Sink) -> None:
+    module = tmp_path / "recursive_flow.py"
+    module.write_text(
+        "from kaon.executors import create_executor\n"
+        "create_executor('process', workers=1).start(lambda e: None)\n"
+        "def f():\n    return 1\n"
+    )
+    executor = ProcessExecutor(workers=1)
+    executor.start(sink)
+    try:
+        executor.submit(
+            TaskRequest(
+                ("r", 1, 1),
+                "s",
+                "python",
+                {"file": str(module), "function": "f"},
+                {},
+                {},
+                "memory://kaon-p",
+            )
+        )
+        failed = sink.wait(lambda e: isinstance(e, StepFailed))
+    finally:
+        executor.shutdown()
+    assert isinstance(failed, StepFailed) and not failed.error.platform
+    assert "cannot start inside a Kaon worker" in failed.error.message

@@ -1,0 +1,123 @@
+"""Memoization: deciding whether a step can reuse an earlier execution's outputs.
+
+A cacheable step's **cache key** is the sha256 of its components:
+
+* ``step_type`` -- how it runs;
+* ``code`` -- the step type's fingerprint of the code it runs (for Python steps: the function's
+  source and the project functions it calls; see :mod:`kaon.steptypes.fingerprint`);
+* ``config`` -- the step type's configuration;
+* ``inputs.<name>`` -- each resolved input: a small value's canonical JSON, an artifact's
+  content hash (so the same data produced by another run or step hits the cache);
+* ``version`` -- the step's ``cache_version``, bumped by hand to force a miss.
+
+Run parameters count through the inputs that use them, so changing one parameter re-executes
+exactly the steps it reaches. Values a step reads from ``kaon.context()`` (item, iteration)
+are not part of the key: pass them as inputs when they matter. A hit is only taken when every
+blob of the earlier outputs is still in the artifact store; otherwise the step executes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kaon.artifacts.base import ArtifactStore
+from kaon.errors import ArtifactError
+from kaon.model.values import (
+    ArtifactRef,
+    Literal,
+    RefDict,
+    RefList,
+    ValueRef,
+    artifact_refs,
+    decode_outputs,
+)
+from kaon.store.base import CacheEntryRecord, StateStore
+
+Fingerprint = Callable[[str, Mapping[str, Any]], str]
+
+
+def default_fingerprint(step_type: str, config: Mapping[str, Any]) -> str:
+    """The registered step type's fingerprint of ``config``."""
+    from kaon.steptypes.registry import get_step_type
+
+    return get_step_type(step_type).fingerprint(config)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(ref: ValueRef) -> str:
+    """A content digest of a value reference (no blob is read)."""
+    if isinstance(ref, ArtifactRef):
+        return f"sha256:{ref.hash}"
+    if isinstance(ref, Literal):
+        text = _canonical(ref.value)
+    elif isinstance(ref, RefList):
+        text = "[" + ",".join(digest(r) for r in ref.items) + "]"
+    else:
+        assert isinstance(ref, RefDict)
+        text = "{" + ",".join(f"{k}={digest(r)}" for k, r in sorted(ref.items.items())) + "}"
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """A computed cache key and the components it was made of."""
+
+    key: str
+    components: dict[str, Any]
+
+
+class Memoizer:
+    """Computes cache keys and finds reusable executions."""
+
+    def __init__(
+        self, store: StateStore, artifacts: ArtifactStore, fingerprint: Fingerprint | None = None
+    ) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._fingerprint = fingerprint or default_fingerprint
+        self._fingerprints: dict[str, str] = {}
+
+    def key(
+        self,
+        step_type: str,
+        config: Mapping[str, Any],
+        inputs: Mapping[str, ValueRef],
+        version: str,
+    ) -> CacheKey:
+        """The cache key of one execution. Raises whatever the fingerprint raises."""
+        config_text = _canonical(config)
+        memo = f"{step_type}\0{config_text}"
+        code = self._fingerprints.get(memo)
+        if code is None:
+            code = self._fingerprint(step_type, config)
+            self._fingerprints[memo] = code
+        components: dict[str, Any] = {
+            "step_type": step_type,
+            "code": code,
+            "config": "sha256:" + hashlib.sha256(config_text.encode()).hexdigest(),
+            "version": version,
+        }
+        for name in sorted(inputs):
+            components[f"inputs.{name}"] = digest(inputs[name])
+        key = hashlib.sha256(_canonical(components).encode()).hexdigest()
+        return CacheKey(key, components)
+
+    def lookup(self, key: str) -> CacheEntryRecord | None:
+        """An earlier execution with this key whose blobs are all still stored."""
+        entry = self._store.get_cache_entry(key)
+        if entry is None:
+            return None
+        try:
+            refs = [a for r in decode_outputs(entry.outputs).values() for a in artifact_refs(r)]
+            if all(self._artifacts.exists(ref) for ref in refs):
+                return entry
+        except (ArtifactError, ValueError):
+            pass
+        return None

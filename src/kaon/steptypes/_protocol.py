@@ -1,0 +1,179 @@
+"""Plumbing shared by the step types that run another tool (SQL, notebook, Spark, R, container).
+
+* :func:`resolve_file` -- a ``file`` config entry, relative to the definition file's folder;
+* :class:`Secrets` -- ``${ENV_NAME}`` expansion at run time, and redaction of what was expanded;
+* :func:`config_problems` -- the small, repeated shape checks of a step type's config;
+* :func:`parse_memory` -- ``"512m"``/``"2g"``/``1024`` (MiB) to a number of MiB.
+
+The line protocol itself (``::kaon::metric``, ``::kaon::output``, ``$KAON_OUTPUT``) lives in
+:mod:`kaon.steptypes.shell`; the R and container steps run their tool through it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kaon.errors import Location, Problem
+
+REDACTED = "***"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_MEMORY_FACTORS = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024.0}
+
+
+def resolve_file(
+    config: Mapping[str, Any], key: str = "file", location: Location | None = None
+) -> str:
+    """The absolute path of ``config[key]``.
+
+    A relative path resolves against ``config["base_dir"]`` (the YAML loader's folder of the
+    definition file), else the folder of ``location.file`` (at validation time), else the
+    current directory.
+    """
+    path = os.path.expanduser(str(config[key]))
+    if os.path.isabs(path):
+        return os.path.normpath(path)
+    base = config.get("base_dir")
+    if not base and location is not None and location.file and os.path.isfile(location.file):
+        base = os.path.dirname(os.path.abspath(location.file))
+    return os.path.normpath(os.path.join(str(base or os.getcwd()), path))
+
+
+def env_references(text: str) -> list[str]:
+    """The ``NAME`` of every ``${NAME}`` in ``text``, in order."""
+    return _ENV_REF.findall(text)
+
+
+class Secrets:
+    """Expands ``${NAME}`` from an environment and remembers the values to hide them again.
+
+    Every expanded value (of 3 characters or more: shorter ones would mangle ordinary text)
+    is replaced by ``***`` in whatever :meth:`redact` is given.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self._values: set[str] = set()
+
+    def expand(self, text: str) -> str:
+        """``text`` with each ``${NAME}`` replaced by its value.
+
+        Raises ``KeyError`` naming the first variable that is not set.
+        """
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self._env:
+                raise KeyError(name)
+            value = self._env[name]
+            if len(value) >= 3:
+                self._values.add(value)
+            return value
+
+        return _ENV_REF.sub(substitute, text)
+
+    def hide(self, *values: str | None) -> None:
+        """Also redact ``values`` (a password parsed out of a URL, say)."""
+        self._values.update(v for v in values if v and len(v) >= 3)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every remembered secret replaced by ``***`` (longest first)."""
+        for value in sorted(self._values, key=len, reverse=True):
+            text = text.replace(value, REDACTED)
+        return text
+
+
+def config_problems(
+    config: Mapping[str, Any],
+    location: Location,
+    known: Iterable[str],
+    *,
+    strings: Iterable[str] = (),
+    mappings: Iterable[str] = (),
+    one_of: tuple[str, str] | None = None,
+) -> list[Problem]:
+    """Problems with unknown keys, with keys that must be strings or mappings, and with a pair
+    of keys of which exactly one must be given (``one_of``)."""
+    known_keys = sorted(known)
+    problems = [
+        Problem(
+            f"unknown key {key!r}; expected one of {', '.join(known_keys)}",
+            location.with_field(str(key)),
+        )
+        for key in config
+        if key not in known_keys
+    ]
+    for key in strings:
+        value = config.get(key)
+        if key in config and (not isinstance(value, str) or not value.strip()):
+            problems.append(
+                Problem(f"'{key}' must be a non-empty string", location.with_field(key))
+            )
+    for key in mappings:
+        value = config.get(key)
+        if key in config and not (
+            isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+        ):
+            problems.append(
+                Problem(f"'{key}' must be a mapping with string keys", location.with_field(key))
+            )
+    if one_of is not None:
+        first, second = one_of
+        given = [key for key in one_of if config.get(key) is not None]
+        if len(given) != 1:
+            problems.append(
+                Problem(
+                    f"exactly one of '{first}' and '{second}' is required"
+                    + (" (both given)" if len(given) == 2 else ""),
+                    location.with_field(first),
+                )
+            )
+    return problems
+
+
+def parse_memory(value: Any) -> int | None:
+    """``value`` as a whole number of MiB (``"512m"``, ``"2g"``, ``"2GiB"``, ``1024``), or None
+    when it cannot be read that way."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value) if value > 0 else None
+    if not isinstance(value, str):
+        return None
+    match = _MEMORY.match(value)
+    if match is None:
+        return None
+    mib = float(match.group(1)) * _MEMORY_FACTORS[match.group(2).lower()]
+    return max(int(mib), 1) if mib > 0 else None
+
+
+def resources_problems(config: Mapping[str, Any], location: Location) -> list[Problem]:
+    """Problems with an optional ``resources: {cores, memory}`` entry."""
+    resources = config.get("resources")
+    if resources is None:
+        return []
+    where = location.with_field("resources")
+    if not isinstance(resources, Mapping):
+        return [Problem("'resources' must be a mapping with 'cores' and/or 'memory'", where)]
+    problems = [
+        Problem(f"unknown resource {key!r}; expected cores, memory", where.with_field(str(key)))
+        for key in resources
+        if key not in ("cores", "memory")
+    ]
+    cores = resources.get("cores")
+    if cores is not None and (
+        isinstance(cores, bool) or not isinstance(cores, int | float) or cores <= 0
+    ):
+        problems.append(Problem("'cores' must be a positive number", where.with_field("cores")))
+    if "memory" in resources and parse_memory(resources["memory"]) is None:
+        problems.append(
+            Problem(
+                f"'memory' must look like '512m' or '2g' (or a number of MiB), "
+                f"got {resources['memory']!r}",
+                where.with_field("memory"),
+            )
+        )
+    return problems

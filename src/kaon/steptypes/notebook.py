@@ -1,0 +1,324 @@
+"""The ``notebook`` step type: execute a Jupyter notebook with papermill.
+
+Configuration::
+
+    {"file": "analysis.ipynb",        # required; relative to the definition file's folder
+     "parameters": {"alpha": 0.1},    # optional, injected by papermill
+     "kernel": "python3",             # optional kernel spec name (the default)
+     "cwd": "/some/dir",              # optional; default: the notebook's folder
+     "html": true}                    # optional; render the executed notebook to HTML
+
+**Parameters.** papermill injects ``parameters`` and every step input whose value is JSON (a
+``pathlib.Path`` input is injected as its path string) into a new cell after the cell tagged
+``parameters``; an input wins over a ``parameters`` entry of the same name. Inputs that are
+not JSON (DataFrames, models) are read in the notebook with
+:func:`kaon.notebook.get_input`. The kernel runs with ``KAON_NOTEBOOK_DIR`` plus the same
+``KAON_RUN_ID``/``KAON_STEP``/``KAON_ATTEMPT``/``KAON_WORKFLOW`` variables as a shell step.
+
+**Outputs.** ``notebook`` is the executed ``.ipynb`` and ``html`` its HTML rendering (both
+``pathlib.Path``, stored by the artifact store's ``files`` serializer; the HTML is rendered
+offline by nbconvert and links the usual RequireJS/MathJax CDN scripts, which a browser only
+needs for widgets and formulas). Values the notebook records with
+:func:`kaon.notebook.record` become outputs of their own names and
+:func:`kaon.notebook.metric` calls become metrics. Cell stdout/stderr stream to the step log.
+
+**Failures.** A failing cell raises :class:`~kaon.errors.StepError` of type
+``NotebookError`` with the cell's error name and message. The partially executed notebook is
+kept: when the step knows its artifact store (``ctx.extra["artifact_url"]``) it is stored
+there first and the error message names its content hash; otherwise its path is given. A kernel
+that cannot start raises ``NotebookError`` too. ``timeout_s`` bounds each cell's execution.
+
+Executed notebooks are written under a per-process temporary folder (removed when the process
+exits, and pruned of folders older than an hour) because the runtime stores the returned
+paths after :meth:`NotebookStepType.run` returns.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from kaon.errors import Location, Problem, StepError
+from kaon.steptypes._protocol import config_problems, resolve_file
+from kaon.steptypes.base import StepType
+from kaon.steptypes.context import StepContext
+
+DEFAULT_KERNEL = "python3"
+KEEP_S = 3600.0
+_KNOWN_KEYS = frozenset({"file", "base_dir", "parameters", "kernel", "cwd", "html"})
+_root_lock = threading.Lock()
+_root: str | None = None
+
+
+def _work_root() -> str:
+    """This process's folder of notebook step work folders (removed at exit)."""
+    global _root
+    with _root_lock:
+        if _root is None or not os.path.isdir(_root):
+            _root = tempfile.mkdtemp(prefix=f"kaon-notebooks-{os.getpid()}-")
+            atexit.register(shutil.rmtree, _root, True)
+        return _root
+
+
+def _prune(root: str, keep_s: float = KEEP_S) -> None:
+    """Remove work folders older than ``keep_s`` (their outputs were stored long ago)."""
+    cutoff = time.time() - keep_s
+    with os.scandir(root) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+
+
+class _LogWriter:
+    """A file-like object papermill writes cell output to; whole lines go to the step log."""
+
+    def __init__(self, ctx: StepContext, stream: Any) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.partial = ""
+
+    def write(self, text: str) -> int:
+        pending = self.partial + text
+        *lines, self.partial = pending.split("\n")
+        for line in lines:
+            self.ctx.log(line.rstrip("\r"), self.stream)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing to do: lines are emitted as they complete (see :meth:`close`)."""
+
+    def close(self) -> None:
+        if self.partial:
+            self.ctx.log(self.partial, self.stream)
+            self.partial = ""
+
+
+def _kernel_manager_class(env: Mapping[str, str]) -> type[Any]:
+    """A jupyter_client kernel manager class whose kernels start with ``env``."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    kernel_env = dict(env)
+
+    class KaonKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"  # Unix sockets: no TCP port, nothing on the network
+
+        async def start_kernel(self, **kw: Any) -> None:
+            kw["env"] = {**kernel_env, **(kw.get("env") or {})}
+            await super().start_kernel(**kw)
+
+    return KaonKernelManager
+
+
+def _is_json(value: Any) -> bool:
+    from kaon.artifacts.jsonable import normalize_json
+
+    return normalize_json(value)[0]
+
+
+def _split_inputs(
+    config: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(parameters papermill injects, inputs pickled for kaon.notebook.get_input)``."""
+    parameters = dict(config.get("parameters") or {})
+    pickled: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if isinstance(value, pathlib.PurePath):
+            parameters[name] = str(value)
+        elif _is_json(value):
+            parameters[name] = value
+        else:
+            pickled[name] = value
+    return parameters, pickled
+
+
+def _kernel_env(ctx: StepContext, directory: str) -> dict[str, str]:
+    from kaon.notebook import DIR_ENV
+
+    env = dict(os.environ)
+    env.update(ctx.extra.get("env") or {})
+    env.update(
+        {
+            DIR_ENV: directory,
+            "KAON_RUN_ID": ctx.run_id,
+            "KAON_STEP": ctx.step,
+            "KAON_ATTEMPT": str(ctx.attempt),
+            "KAON_WORKFLOW": ctx.workflow,
+            "KAON_PARAMS": json.dumps(dict(ctx.params), default=str),
+        }
+    )
+    return env
+
+
+def render_html(notebook_path: str, html_path: str) -> None:
+    """Render the notebook at ``notebook_path`` to a standalone HTML file (no network)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    node = nbformat.read(notebook_path, as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(node)
+    pathlib.Path(html_path).write_text(body, encoding="utf-8")
+
+
+class NotebookStepType(StepType):
+    """Executes a notebook with papermill; returns it, its HTML and what it recorded."""
+
+    name: ClassVar[str] = "notebook"
+
+    def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
+        """Check: ``file`` names an existing ``.ipynb``; ``parameters`` a mapping of JSON
+        values; ``kernel``/``cwd`` strings; ``html`` a boolean."""
+        problems = config_problems(
+            config,
+            location,
+            _KNOWN_KEYS,
+            strings=("file", "base_dir", "kernel", "cwd"),
+            mappings=("parameters",),
+        )
+        file = config.get("file")
+        if file is None:
+            problems.append(Problem("'file' is required", location.with_field("file")))
+        elif isinstance(file, str) and file.strip():
+            path = resolve_file(config, "file", location)
+            if not path.endswith(".ipynb"):
+                problems.append(
+                    Problem(
+                        f"'file' must be a .ipynb notebook, got {file!r}",
+                        location.with_field("file"),
+                    )
+                )
+            elif not os.path.isfile(path):
+                problems.append(
+                    Problem(f"notebook {path} does not exist", location.with_field("file"))
+                )
+        parameters = config.get("parameters")
+        if isinstance(parameters, Mapping) and not _is_json(dict(parameters)):
+            problems.append(
+                Problem("'parameters' values must be JSON", location.with_field("parameters"))
+            )
+        if "html" in config and not isinstance(config["html"], bool):
+            problems.append(Problem("'html' must be true or false", location.with_field("html")))
+        return problems
+
+    def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
+        """Execute the notebook; return ``{"notebook": Path, "html": Path, **recorded}``.
+
+        Raises :class:`~kaon.errors.StepError` of type ``NotebookError`` for a failing cell or
+        a kernel that cannot start, ``ConfigError`` for a missing notebook.
+        """
+        source = resolve_file(config, "file")
+        if not os.path.isfile(source):
+            raise StepError("ConfigError", f"notebook {source} does not exist")
+        root = _work_root()
+        _prune(root)
+        workdir = tempfile.mkdtemp(prefix="step-", dir=root)
+        records = os.path.join(workdir, "records")
+        os.mkdir(records)
+        parameters, pickled = _split_inputs(config, inputs)
+        if pickled:
+            from kaon.notebook import write_inputs
+
+            write_inputs(records, pickled)
+        stem = pathlib.Path(source).stem
+        executed = os.path.join(workdir, f"{stem}.ipynb")
+        self._execute(ctx, config, source, executed, parameters, _kernel_env(ctx, records))
+        outputs: dict[str, Any] = {"notebook": pathlib.Path(executed)}
+        if config.get("html", True):
+            html = os.path.join(workdir, f"{stem}.html")
+            render_html(executed, html)
+            outputs["html"] = pathlib.Path(html)
+        return {**outputs, **self._recorded(ctx, records)}
+
+    @staticmethod
+    def _recorded(ctx: StepContext, records: str) -> dict[str, Any]:
+        from kaon.notebook import read_records
+
+        try:
+            values, metrics = read_records(records)
+        except (ValueError, OSError) as exc:
+            raise StepError("NotebookError", f"recorded values cannot be read: {exc}") from None
+        for name, value, step in metrics:
+            ctx.metric(name, value, step)
+        return values
+
+    def _execute(
+        self,
+        ctx: StepContext,
+        config: Mapping[str, Any],
+        source: str,
+        executed: str,
+        parameters: dict[str, Any],
+        env: dict[str, str],
+    ) -> None:
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        kernel = str(config.get("kernel") or DEFAULT_KERNEL)
+        timeout = ctx.extra.get("timeout_s")
+        stdout, stderr = _LogWriter(ctx, "stdout"), _LogWriter(ctx, "stderr")
+        ctx.log(f"notebook: executing {source} with kernel {kernel}")
+        try:
+            papermill.execute_notebook(
+                source,
+                executed,
+                parameters=parameters,
+                kernel_name=kernel,
+                progress_bar=False,
+                stdout_file=stdout,
+                stderr_file=stderr,
+                cwd=str(config.get("cwd") or os.path.dirname(source)),
+                execution_timeout=None if timeout is None else max(int(timeout), 1),
+                kernel_manager_class=_kernel_manager_class(env),
+            )
+        except PapermillExecutionError as exc:
+            where = self._keep_partial(ctx, executed)
+            message = f"cell {exc.cell_index + 1} failed: {exc.ename}: {exc.evalue}"
+            raise StepError(
+                "NotebookError", f"{message} ({where})", _strip_ansi("\n".join(exc.traceback))
+            ) from None
+        except Exception as exc:  # kernel start failures, unreadable notebooks, ...
+            raise StepError("NotebookError", f"{type(exc).__name__}: {exc}") from None
+        finally:
+            stdout.close()
+            stderr.close()
+
+    @staticmethod
+    def _keep_partial(ctx: StepContext, executed: str) -> str:
+        """Store the partially executed notebook; describe where it is kept."""
+        if not os.path.isfile(executed):
+            return "no partially executed notebook was written"
+        url = ctx.extra.get("artifact_url")
+        if url:
+            from kaon.artifacts import open_artifact_store
+            from kaon.model.values import ArtifactRef
+
+            try:
+                ref = open_artifact_store(str(url)).put(
+                    pathlib.Path(executed), name="partial notebook"
+                )
+            except Exception as exc:  # keeping it is best effort; the cell error matters more
+                ctx.log(f"notebook: the partial notebook could not be stored: {exc}")
+            else:
+                if isinstance(ref, ArtifactRef):
+                    where = f"partial notebook kept as artifact sha256:{ref.hash}"
+                    ctx.log(f"notebook: {where}")
+                    return where
+        ctx.log(f"notebook: partial notebook kept at {executed}")
+        return f"partial notebook kept at {executed}"
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)

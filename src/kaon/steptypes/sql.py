@@ -1,0 +1,340 @@
+"""The ``sql`` step type: run a query against DuckDB (the default) or any SQLAlchemy database.
+
+Configuration::
+
+    {"query": "select * from users where age >= $min_age",  # or "file": "select_users.sql"
+     "url": "duckdb:///:memory:",        # the default; or any SQLAlchemy URL, which may
+                                         # reference environment secrets as ${PG_PASSWORD}
+     "params": {"min_age": 18},          # bound by the driver, never formatted into the text
+     "result": "table"}                  # table (default) | scalar | row | none
+
+``file`` is relative to the folder of the definition file (``base_dir`` in the config, which
+the YAML loader may set; else the current directory at run time).
+
+**Parameters** are always bound by the database driver: write ``$name`` for DuckDB and
+``:name`` for SQLAlchemy URLs. The values come from ``params`` and from the step's inputs
+that are not tables (an input wins over a ``params`` entry of the same name); only the names
+the query mentions are bound.
+
+**Tables in, tables out.** With DuckDB, every input that is a ``pandas.DataFrame`` or a
+``pyarrow.Table`` is registered under its input name, so ``select * from users`` reads the
+``users`` input. A ``table`` result is a ``pandas.DataFrame`` (stored as Parquet), ``scalar``
+the first column of the single row, ``row`` the single row as a ``{column: value}`` dict and
+``none`` nothing (for DDL and DML; SQLAlchemy transactions are committed). ``scalar`` and
+``row`` fail unless the query returns exactly one row. Decimals, dates, times and UUIDs in
+``scalar``/``row`` results become ints/floats and ISO strings so that they stay JSON.
+
+**Secrets.** ``${NAME}`` in ``url`` is expanded at run time from the environment (the
+worker's, plus the task's ``env``), never at definition time; the expanded values and the
+URL's password are replaced by ``***`` in every log line and error message.
+
+**Failures.** A database error raises :class:`~kaon.errors.StepError` of type ``SQLError``
+with the database's own message; a result of the wrong shape raises ``SQLResultError``. A
+DuckDB query is interrupted when the attempt is cancelled or passes ``timeout_s``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from kaon.errors import Location, Problem, StepError
+from kaon.steptypes._protocol import (
+    Secrets,
+    config_problems,
+    env_references,
+    resolve_file,
+)
+from kaon.steptypes.base import StepType
+from kaon.steptypes.context import StepContext
+
+RESULTS = ("table", "scalar", "row", "none")
+DEFAULT_URL = "duckdb:///:memory:"
+_KNOWN_KEYS = frozenset({"query", "file", "base_dir", "url", "params", "result"})
+_DUCKDB_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# String literals, quoted identifiers and comments: where a `$name` is not a parameter.
+_SQL_NOISE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.DOTALL)
+_WATCH_S = 0.05
+
+
+def duckdb_parameter_names(query: str) -> list[str]:
+    """The ``$name`` parameters a DuckDB query mentions (outside literals and comments)."""
+    return list(dict.fromkeys(_DUCKDB_PARAM.findall(_SQL_NOISE.sub(" ", query))))
+
+
+def _is_table(value: Any) -> bool:
+    kind = type(value)
+    return (kind.__module__.startswith("pandas") and kind.__name__ == "DataFrame") or (
+        kind.__module__.startswith("pyarrow") and kind.__name__ == "Table"
+    )
+
+
+def _duckdb_path(url: str) -> str | None:
+    """The database path of a DuckDB URL (``:memory:`` for in-memory), None for other URLs."""
+    if url in ("duckdb", "duckdb:", "duckdb://", "duckdb:///"):
+        return ":memory:"
+    if not url.startswith("duckdb:///"):
+        return None
+    path = url[len("duckdb:///") :].split("?", 1)[0]
+    return path or ":memory:"
+
+
+def json_scalar(value: Any) -> Any:
+    """A database value made JSON friendly: Decimal to int/float, dates/UUIDs to strings."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return value
+
+
+def _shape(result: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
+    """A ``scalar`` or ``row`` result from the fetched rows."""
+    if len(rows) != 1:
+        raise StepError(
+            "SQLResultError",
+            f"result '{result}' needs exactly one row, the query returned "
+            f"{len(rows)}{' or more' if len(rows) > 1 else ''}",
+        )
+    if result == "scalar":
+        if not columns:
+            raise StepError("SQLResultError", "result 'scalar' needs a column, the row has none")
+        return json_scalar(rows[0][0])
+    return {str(name): json_scalar(value) for name, value in zip(columns, rows[0], strict=False)}
+
+
+class _Interrupter:
+    """Calls ``interrupt()`` on a DuckDB connection when the attempt is cancelled or times out."""
+
+    def __init__(self, ctx: StepContext, connection: Any) -> None:
+        timeout = ctx.extra.get("timeout_s")
+        self.deadline = None if timeout is None else time.monotonic() + float(timeout)
+        self.cancel = ctx.extra.get("cancel_event")
+        self.connection = connection
+        self.done = threading.Event()
+        self.reason: str | None = None
+        self.thread = threading.Thread(target=self._watch, name="kaon-sql-watch", daemon=True)
+
+    def __enter__(self) -> _Interrupter:
+        if self.deadline is not None or self.cancel is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _watch(self) -> None:
+        while not self.done.wait(_WATCH_S):
+            if self.cancel is not None and self.cancel.is_set():
+                self.reason = "cancelled"
+            elif self.deadline is not None and time.monotonic() >= self.deadline:
+                self.reason = "timeout"
+            if self.reason is not None:
+                self.connection.interrupt()
+                return
+
+
+class SqlStepType(StepType):
+    """Runs one SQL query (or script) and returns its result as a table, a row or a scalar."""
+
+    name: ClassVar[str] = "sql"
+
+    def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
+        """Check: exactly one of ``query``/``file`` (a readable file), ``result`` one of
+        table/scalar/row/none, ``params`` a mapping, ``url`` a string whose ``${NAME}``
+        references are well formed."""
+        problems = config_problems(
+            config,
+            location,
+            _KNOWN_KEYS,
+            strings=("query", "file", "base_dir", "url"),
+            mappings=("params",),
+            one_of=("query", "file"),
+        )
+        result = config.get("result", "table")
+        if result not in RESULTS:
+            problems.append(
+                Problem(
+                    f"'result' must be one of {', '.join(RESULTS)}, got {result!r}",
+                    location.with_field("result"),
+                )
+            )
+        url = config.get("url")
+        if isinstance(url, str) and url.count("${") != len(env_references(url)):
+            problems.append(
+                Problem("'url' has a malformed ${NAME} reference", location.with_field("url"))
+            )
+        if isinstance(config.get("file"), str) and config.get("query") is None:
+            path = resolve_file(config, "file", location)
+            if not os.path.isfile(path):
+                problems.append(
+                    Problem(f"SQL file {path} does not exist", location.with_field("file"))
+                )
+        return problems
+
+    def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
+        """Run the query; return its result shaped by ``result``.
+
+        Raises :class:`~kaon.errors.StepError`: ``SQLError`` (the database's message, secrets
+        redacted), ``SQLResultError``, ``ConfigError`` (a missing ``${NAME}`` or SQL file),
+        ``Timeout`` or ``Cancelled``.
+        """
+        env = {**os.environ, **(ctx.extra.get("env") or {})}
+        secrets = Secrets(env)
+        try:
+            url = secrets.expand(str(config.get("url") or DEFAULT_URL))
+        except KeyError as exc:
+            raise StepError(
+                "ConfigError", f"'url' references ${{{exc.args[0]}}}, which is not set"
+            ) from None
+        query = self._query(config)
+        result = str(config.get("result", "table"))
+        tables = {name: value for name, value in inputs.items() if _is_table(value)}
+        values = dict(config.get("params") or {})
+        values.update({k: v for k, v in inputs.items() if k not in tables})
+        started = time.monotonic()
+        path = _duckdb_path(url)
+        if path is not None:
+            ctx.log(f"sql: running the query on DuckDB ({path})")
+            value = self._run_duckdb(ctx, path, query, values, tables, result, secrets)
+        else:
+            value = self._run_sqlalchemy(ctx, url, query, values, tables, result, secrets)
+        ctx.log(f"sql: done in {time.monotonic() - started:.3f} s{_describe(value, result)}")
+        return value
+
+    @staticmethod
+    def _query(config: Mapping[str, Any]) -> str:
+        if config.get("query") is not None:
+            return str(config["query"])
+        path = resolve_file(config, "file")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise StepError("ConfigError", f"cannot read SQL file {path}: {exc}") from None
+
+    @staticmethod
+    def _run_duckdb(
+        ctx: StepContext,
+        path: str,
+        query: str,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Any],
+        result: str,
+        secrets: Secrets,
+    ) -> Any:
+        import duckdb
+
+        bound = {name: values[name] for name in duckdb_parameter_names(query) if name in values}
+        try:
+            connection = duckdb.connect(path)
+        except duckdb.Error as exc:
+            raise StepError("SQLError", secrets.redact(str(exc))) from None
+        interrupter = _Interrupter(ctx, connection)
+        try:
+            for name, table in tables.items():
+                connection.register(name, table)
+            with interrupter:
+                cursor = connection.execute(query, bound or None)
+                if result == "table":
+                    return cursor.df() if cursor.description else _empty_frame()
+                if result == "none":
+                    return None
+                columns = [d[0] for d in cursor.description or ()]
+                return _shape(result, columns, cursor.fetchmany(2) if columns else [])
+        except duckdb.Error as exc:
+            if interrupter.reason == "timeout":
+                raise StepError(
+                    "Timeout", f"query timed out after {ctx.extra.get('timeout_s')} s"
+                ) from None
+            if interrupter.reason == "cancelled":
+                raise StepError("Cancelled", "the attempt was cancelled") from None
+            raise StepError("SQLError", secrets.redact(str(exc))) from None
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _run_sqlalchemy(
+        ctx: StepContext,
+        url: str,
+        query: str,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Any],
+        result: str,
+        secrets: Secrets,
+    ) -> Any:
+        import sqlalchemy as sa
+
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise StepError("ConfigError", secrets.redact(f"bad database URL: {exc}")) from None
+        secrets.hide(parsed.password if isinstance(parsed.password, str) else None)
+        shown = secrets.redact(parsed.render_as_string(hide_password=True))
+        ctx.log(f"sql: running the query on {shown}")
+        if tables:
+            names = ", ".join(sorted(tables))
+            raise StepError(
+                "ConfigError",
+                f"table inputs ({names}) can only be queried with DuckDB, not {parsed.drivername}",
+            )
+        statement = sa.text(query)
+        wanted = statement.compile().params
+        bound = {name: values[name] for name in wanted if name in values}
+        engine = None
+        try:
+            engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool)
+            with engine.begin() as connection:
+                cursor = connection.execute(statement, bound)
+                if result == "none":
+                    return None
+                columns = list(cursor.keys()) if cursor.returns_rows else []
+                if result == "table":
+                    return _frame(columns, cursor.fetchall() if columns else [])
+                return _shape(result, columns, cursor.fetchmany(2) if columns else [])
+        except sa.exc.SQLAlchemyError as exc:
+            raise StepError("SQLError", secrets.redact(_driver_message(exc))) from None
+        finally:
+            if engine is not None:
+                engine.dispose()
+
+
+def _driver_message(exc: Exception) -> str:
+    """The driver's own message (without SQLAlchemy's statement dump and help link)."""
+    original = getattr(exc, "orig", None)
+    if original is not None:
+        return f"{type(original).__name__}: {original}".strip()
+    return str(exc).split("\n(Background on this error", 1)[0].strip()
+
+
+def _frame(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame.from_records([tuple(row) for row in rows], columns=list(columns))
+
+
+def _empty_frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _describe(value: Any, result: str) -> str:
+    if result == "table" and hasattr(value, "shape"):
+        return f", {value.shape[0]} rows x {value.shape[1]} columns"
+    return ""

@@ -1,0 +1,140 @@
+"""Memoization in the engine: hits, misses, what the key covers, lineage records."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from conftest import E, Harness, flow, task
+
+from kaon.engine.memo import digest
+from kaon.model.specs import ForeachSpec, GraphSpec, ParamSpec, ParamType, StepDefaults
+from kaon.model.status import RunStatus, StepStatus
+from kaon.model.values import ArtifactRef, Literal, RefList
+from kaon.steptypes.fingerprint import code_fingerprint
+
+
+def _spec(h: Harness, version: str = "") -> object:
+    state = str(h.state)
+    return flow(
+        task(
+            "a", "add", inputs={"a": E("params.x"), "b": 1, "state": state, "name": "a"}, cache=True
+        ),
+        task(
+            "b",
+            "add",
+            inputs={"a": 10, "b": 0, "state": state, "name": "b"},
+            cache=True,
+            cache_version=version,
+        ),
+        task(
+            "c",
+            "add",
+            inputs={"a": E("steps.a + steps.b"), "state": state, "name": "c"},
+            cache=True,
+        ),
+        params=(ParamSpec("x", ParamType.INT, 1),),
+    )
+
+
+def test_rerun_with_same_inputs_is_fully_cached(harness: Harness) -> None:
+    spec = _spec(harness)
+    status, first = harness.run(spec)  # type: ignore[arg-type]
+    assert status is RunStatus.SUCCEEDED
+    status, second = harness.run(spec)  # type: ignore[arg-type]
+    assert status is RunStatus.SUCCEEDED
+    rows = harness.rows(second)
+    assert {p: r.status for p, r in rows.items()} == {p: StepStatus.CACHED for p in "abc"}
+    assert rows["c"].cached_from == f"{first}:c"
+    assert harness.value(second, "c") == 12
+    assert (harness.count("a"), harness.count("b"), harness.count("c")) == (1, 1, 1)
+
+
+def test_changed_parameter_reruns_only_what_it_reaches(inline: Harness) -> None:
+    spec = _spec(inline)
+    inline.run(spec)  # type: ignore[arg-type]
+    status, run_id = inline.run(spec, {"x": 5})  # type: ignore[arg-type]
+    assert status is RunStatus.SUCCEEDED
+    rows = inline.rows(run_id)
+    assert rows["a"].status is StepStatus.SUCCEEDED and rows["c"].status is StepStatus.SUCCEEDED
+    assert rows["b"].status is StepStatus.CACHED
+    assert inline.value(run_id, "c") == 16
+    events = [e for e in inline.store.events(run_id) if e.kind == "cache"]
+    assert {e.data["path"]: e.data["hit"] for e in events} == {"a": False, "b": True, "c": False}
+
+
+def test_cache_version_forces_a_miss(inline: Harness) -> None:
+    inline.run(_spec(inline))  # type: ignore[arg-type]
+    _, run_id = inline.run(_spec(inline, version="2"))  # type: ignore[arg-type]
+    rows = inline.rows(run_id)
+    assert rows["b"].status is StepStatus.SUCCEEDED and rows["a"].status is StepStatus.CACHED
+
+
+def test_code_change_changes_the_fingerprint(tmp_path: Path) -> None:
+    module = tmp_path / "mod.py"
+    source = "def helper(x):\n    return x + {n}\n\ndef f(x):\n    return helper(x)\n"
+
+    def fingerprint_of(n: int) -> str:
+        module.write_text(source.format(n=n))
+        loaded = importlib.util.spec_from_file_location(f"fresh_mod_{n}", module)
+        assert loaded is not None and loaded.loader is not None
+        fresh = importlib.util.module_from_spec(loaded)
+        loaded.loader.exec_module(fresh)
+        return code_fingerprint(fresh.f)
+
+    # A project function the step calls is part of the fingerprint; an unrelated edit is not.
+    assert fingerprint_of(1) == fingerprint_of(1)
+    assert fingerprint_of(1) != fingerprint_of(2)
+
+
+def test_missing_blob_falls_back_to_executing(inline: Harness) -> None:
+    state = str(inline.state)
+    spec = flow(
+        task("big", "biglist", inputs={"n": 9000, "state": state, "name": "big"}, cache=True)
+    )
+    inline.run(spec)
+    blobs = list(inline.artifacts.iter_blobs())  # type: ignore[attr-defined]
+    assert blobs, "a large output must be a blob"
+    for blob_hash, _ in blobs:
+        inline.artifacts.delete_blob(blob_hash)  # type: ignore[attr-defined]
+    status, second = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    assert inline.rows(second)["big"].status is StepStatus.SUCCEEDED
+    assert inline.count("big") == 2
+
+
+def test_workflow_default_cache_and_foreach_items(inline: Harness) -> None:
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(task("sq", "add", inputs={"a": E("item"), "state": state, "name": "sq"}),)
+    )
+    spec = flow(
+        ForeachSpec(id="fe", items=E("[1,2,3]"), body=body), defaults=StepDefaults(cache=True)
+    )
+    inline.run(spec)
+    _, run_id = inline.run(spec)
+    rows = inline.rows(run_id)
+    assert all(rows[f"fe[{i}].sq"].status is StepStatus.CACHED for i in range(3))
+    assert inline.value(run_id, "fe") == [1, 2, 3]
+    assert inline.count("sq") == 3
+
+
+def test_lineage_records_blobs_and_their_inputs(inline: Harness) -> None:
+    spec = flow(
+        task("big", "biglist", inputs={"n": 9000}),
+        task("total", "total", inputs={"values": E("steps.big")}),
+        task("again", "const", inputs={"value": E("steps.big")}),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    records = inline.store.artifacts(run_id=run_id)
+    produced = [r for r in records if r.path == "big"]
+    assert len(produced) == 1 and produced[0].inputs == [] and produced[0].output == "return"
+    consumers = inline.store.artifacts(consumer_of=produced[0].hash)
+    assert [r.path for r in consumers] == ["again"]
+
+
+def test_digest_is_content_based() -> None:
+    assert digest(Literal({"a": 1, "b": 2})) == digest(Literal({"b": 2, "a": 1}))
+    assert digest(ArtifactRef("ab", "pickle", 3)) == "sha256:ab"
+    assert digest(RefList((Literal(1),))) != digest(Literal([1]))

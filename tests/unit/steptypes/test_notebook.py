@@ -1,0 +1,204 @@
+"""The notebook step type with real papermill and an ipykernel kernel, and kaon.notebook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import kaon.notebook
+from kaon.artifacts import open_artifact_store
+from kaon.errors import Location, StepError
+from kaon.executors.base import TaskRequest
+from kaon.executors.runtime import run_task
+from kaon.model.events import ExecutorEvent, LogLine, MetricReported, StepFailed
+from kaon.model.values import ArtifactRef
+from kaon.steptypes.context import StepContext
+from kaon.steptypes.notebook import NotebookStepType, _prune
+from kaon.steptypes.registry import get_step_type
+
+DATA = Path(__file__).parent / "data"
+HERE = Location("flow.yaml", 11, "steps.report.config")
+USERS = pd.DataFrame({"name": ["ann", "bob", "cy"], "age": [34, 17, 51]})
+
+
+class Harness:
+    def __init__(self, **extra: Any) -> None:
+        self.events: list[ExecutorEvent] = []
+        self.ctx = StepContext(("run-1", 1, 1), "report", "wf", {}, self.events.append, extra=extra)
+
+    def run(self, inputs: dict[str, Any] | None = None, **config: Any) -> Any:
+        return NotebookStepType().run(self.ctx, config, inputs or {})
+
+    def logs(self) -> list[tuple[str, str]]:
+        return [(e.stream, e.text) for e in self.events if isinstance(e, LogLine)]
+
+
+def outputs_of(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return json.dumps([cell.get("outputs", []) for cell in cells])
+
+
+def test_registered_as_notebook() -> None:
+    assert isinstance(get_step_type("notebook"), NotebookStepType)
+
+
+@pytest.mark.slow
+def test_notebook_runs_with_parameters_and_records_outputs_and_metrics() -> None:
+    harness = Harness()
+    outputs = harness.run(
+        {"users": USERS, "n": 3, "region": "emea"},
+        file="analysis.ipynb",
+        base_dir=str(DATA),
+        parameters={"alpha": 2.0, "n": 100},
+    )
+    assert outputs["n_adults"] == 2
+    assert outputs["scaled"] == 6.0  # the input n=3 wins over the parameter n=100
+    assert outputs["adults"]["name"].tolist() == ["ann", "cy"]
+    executed, html = outputs["notebook"], outputs["html"]
+    assert isinstance(executed, Path) and executed.suffix == ".ipynb"
+    injected = json.loads(executed.read_text())["cells"][2]
+    assert "injected-parameters" in injected["metadata"]["tags"]
+    assert "alpha = 2.0" in "".join(injected["source"])
+    assert "2 adults in emea" in outputs_of(executed)
+    text = html.read_text()
+    assert text.lstrip().lower().startswith("<!doctype html>")
+    assert "2 adults in emea" in text and "Cohort analysis" in text
+    metrics = [(e.name, e.value, e.step) for e in harness.events if isinstance(e, MetricReported)]
+    assert metrics == [("auc", 0.91, None), ("loss", 0.25, 2)]
+    assert ("stdout", "2 adults in emea") in harness.logs()
+    assert ("stdout", "step report") in harness.logs()
+
+
+@pytest.mark.slow
+def test_failing_cell_fails_the_step_and_keeps_the_partial_notebook(tmp_path: Path) -> None:
+    store_url = str(tmp_path / "artifacts")
+    events: list[ExecutorEvent] = []
+    request = TaskRequest(
+        key=("run-1", 1, 1),
+        step_path="report",
+        step_type="notebook",
+        config={"file": str(DATA / "failing.ipynb"), "parameters": {"threshold": 7}},
+        inputs={},
+        params={},
+        artifact_url=store_url,
+    )
+    run_task(request, events.append)
+    failed = events[-1]
+    assert isinstance(failed, StepFailed)
+    assert failed.error.error_type == "NotebookError"
+    first_line = failed.error.message.split(" (")[0]
+    assert first_line == "cell 4 failed: ValueError: bad cohort: threshold 7 is too high"
+    assert "ValueError" in failed.error.traceback
+    digest = failed.error.message.split("sha256:")[1].rstrip(")")
+    ref = ArtifactRef(digest, "files", 0)
+    partial = open_artifact_store(store_url).get(ref)
+    kept = outputs_of(Path(partial))
+    assert "before the failure" in kept and "bad cohort" in kept and "never printed" not in kept
+    logged = [e.text for e in events if isinstance(e, LogLine)]
+    assert "before the failure" in logged
+    assert any("partial notebook kept as artifact" in line for line in logged)
+
+
+@pytest.mark.slow
+def test_without_an_artifact_store_the_partial_notebook_path_is_given() -> None:
+    with pytest.raises(StepError) as info:
+        Harness().run(file=str(DATA / "failing.ipynb"), html=False)
+    assert info.value.error_type == "NotebookError"
+    path = info.value.message.split("partial notebook kept at ")[1].rstrip(")")
+    assert "bad cohort: threshold 1" in Path(path).read_text()
+
+
+@pytest.mark.slow
+def test_unknown_kernel_is_a_notebook_error() -> None:
+    with pytest.raises(StepError) as info:
+        Harness().run(file=str(DATA / "failing.ipynb"), kernel="no-such-kernel")
+    assert info.value.error_type == "NotebookError"
+    assert "no-such-kernel" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({}, "config.file"),
+        ({"file": "analysis.txt", "base_dir": str(DATA)}, "config.file"),
+        ({"file": "missing.ipynb", "base_dir": str(DATA)}, "config.file"),
+        ({"file": "analysis.ipynb", "base_dir": str(DATA), "parameters": [1]}, "config.parameters"),
+        (
+            {"file": "analysis.ipynb", "base_dir": str(DATA), "parameters": {"a": {1, 2}}},
+            "config.parameters",
+        ),
+        ({"file": "analysis.ipynb", "base_dir": str(DATA), "html": "yes"}, "config.html"),
+        ({"file": "analysis.ipynb", "base_dir": str(DATA), "kernel": 3}, "config.kernel"),
+        ({"file": "analysis.ipynb", "base_dir": str(DATA), "notebook": 3}, "config.notebook"),
+    ],
+)
+def test_config_problems_name_the_field(config: dict[str, Any], field: str) -> None:
+    problems = NotebookStepType().validate(config, HERE)
+    assert [p.location.field for p in problems] == [f"steps.report.{field}"]
+
+
+def test_valid_config_has_no_problems() -> None:
+    config = {"file": "analysis.ipynb", "base_dir": str(DATA), "parameters": {"alpha": 1}}
+    assert NotebookStepType().validate(config, HERE) == []
+
+
+def test_record_and_metric_write_records_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(kaon.notebook.DIR_ENV, str(tmp_path))
+    assert kaon.notebook.record("n", 3) == 3
+    kaon.notebook.record("n", 4)
+    kaon.notebook.record("table", USERS)
+    kaon.notebook.metric("auc", 0.5)
+    kaon.notebook.metric("loss", 1, step=3)
+    outputs, metrics = kaon.notebook.read_records(str(tmp_path))
+    assert outputs["n"] == 4
+    pd.testing.assert_frame_equal(outputs["table"], USERS)
+    assert metrics == [("auc", 0.5, None), ("loss", 1.0, 3)]
+
+
+def test_get_input_reads_what_the_step_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kaon.notebook.write_inputs(str(tmp_path), {"users": USERS})
+    monkeypatch.setenv(kaon.notebook.DIR_ENV, str(tmp_path))
+    pd.testing.assert_frame_equal(kaon.notebook.get_input("users"), USERS)
+    with pytest.raises(KeyError, match="available: users"):
+        kaon.notebook.get_input("model")
+
+
+def test_outside_a_step_values_stay_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(kaon.notebook.DIR_ENV, raising=False)
+    kaon.notebook.record("interactive", [1, 2])
+    kaon.notebook.metric("acc", 0.7)
+    seen = kaon.notebook.recorded()
+    assert seen["outputs"]["interactive"] == [1, 2]
+    assert ("acc", 0.7, None) in seen["metrics"]
+    with pytest.raises(RuntimeError):
+        kaon.notebook.get_input("users")
+
+
+@pytest.mark.parametrize("name", ["", "notebook", "html"])
+def test_record_rejects_empty_and_reserved_names(name: str) -> None:
+    with pytest.raises(ValueError):
+        kaon.notebook.record(name, 1)
+
+
+def test_metric_rejects_non_finite_values() -> None:
+    with pytest.raises(ValueError, match="not a finite number"):
+        kaon.notebook.metric("loss", float("nan"))
+
+
+def test_prune_removes_only_old_work_folders(tmp_path: Path) -> None:
+    import os
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    os.utime(old, (0, 0))
+    _prune(str(tmp_path), keep_s=60)
+    assert not old.exists() and new.exists()
