@@ -30,6 +30,7 @@ from kaon.dsl.python import (
     step,
     subworkflow,
     task,
+    wait_for_signal,
     when,
     workflow,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "step",
     "subworkflow",
     "task",
+    "wait_for_signal",
     "when",
     "workflow",
 ]

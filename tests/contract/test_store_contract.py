@@ -30,6 +30,7 @@ from kaon.store.base import (
     LogRecord,
     MetricRecord,
     RunRecord,
+    SignalRecord,
     StateStore,
     StepRunRecord,
     WriteBatch,
@@ -679,6 +680,22 @@ class StoreContract:
         assert [r.path for r in store.artifacts(hash="h2")] == ["each[0].fit"]
         assert [r.hash for r in store.artifacts(consumer_of="h1")] == ["h2"]
         assert store.referenced_hashes() == {"h1", "h2"}
+
+    def test_signals_filters_and_paging(self, store: StateStore) -> None:
+        signals = [
+            SignalRecord("data_ready", {"day": "2026-11-01"}, at=10.0, by="alice"),
+            SignalRecord("other", {}, at=11.0),
+            SignalRecord("data_ready", {"day": "2026-11-02"}, at=12.0, source_run_id="r9"),
+        ]
+        store.write(batch_of(signals=signals))
+        ready = store.signals(name="data_ready")
+        assert [s.params["day"] for s in ready] == ["2026-11-01", "2026-11-02"]
+        assert ready[0].by == "alice" and ready[1].source_run_id == "r9"
+        first_id = ready[0].id
+        assert first_id is not None
+        assert [s.name for s in store.signals(after_id=first_id)] == ["other", "data_ready"]
+        assert [s.at for s in store.signals(since=11.5)] == [12.0]
+        assert len(store.signals(limit=1)) == 1
 
 
 class PersistentStoreContract(StoreContract):

@@ -21,6 +21,7 @@ from kaon.model.specs import (
     StepSpec,
     SubworkflowSpec,
     TaskSpec,
+    WaitSpec,
     WorkflowSpec,
 )
 
@@ -124,6 +125,42 @@ def task(
         inputs=_inputs(builder, inputs, location),
         location=location,
     )
+
+
+def wait_for_signal(
+    signal: str,
+    *,
+    match: Any = None,
+    id: str | None = None,
+    **options: Any,
+) -> StepRef:
+    """Record a step that waits (status ``waiting``) for a signal called ``signal``.
+
+    ``match`` is a condition over the signal (CEL, or a ref comparison), for instance
+    ``"signal.region == params.region"``; ``timeout`` in ``options`` bounds the wait. The
+    step's output is the matching signal's parameters. Raises :class:`DefinitionError`
+    outside a workflow definition.
+    """
+    builder = require_builder("kaon.wait_for_signal()")
+    location = user_location()
+    step_id = builder.new_id(f"wait_{signal}" if signal.isidentifier() else "wait", id)
+    fields = builder.step_fields(options, location)
+    source: str | None = None
+    if isinstance(match, str):
+        source = match
+    elif match is not None:
+        value = builder.to_input(match, location.with_field("match"))
+        if isinstance(value, Expr):
+            source = value.source
+        else:
+            builder.problem(
+                "match must be a condition (a CEL string or a ref comparison)",
+                location.with_field("match"),
+            )
+    builder.top.steps.append(
+        WaitSpec(id=step_id, signal=signal, match=source, location=location, **fields)
+    )
+    return StepRef(step_id, builder.top)
 
 
 def subworkflow(

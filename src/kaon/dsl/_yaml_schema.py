@@ -27,7 +27,7 @@ from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError
 from kaon.model.specs import Backoff, FailureMode, ParamType, TriggerRule
 
-STEP_KINDS = ("python", "shell", "type", "workflow", "foreach", "loop")
+STEP_KINDS = ("python", "shell", "type", "workflow", "wait", "foreach", "loop")
 
 
 def _duration(value: Any) -> float | None:
@@ -108,6 +108,17 @@ class DefaultsModel(_Model):
     cache: StrictBool = False
 
 
+class WaitModel(_Model):
+    """``wait: {signal: NAME, match: CONDITION}`` (or ``wait: NAME``)."""
+
+    signal: StrictStr
+    match: StrictStr | None = None
+
+
+def _wait_shorthand(value: Any) -> Any:
+    return {"signal": value} if isinstance(value, str) else value
+
+
 class StepModel(_Model):
     """One step. Exactly one of the kind fields (``STEP_KINDS``) is set."""
 
@@ -118,6 +129,7 @@ class StepModel(_Model):
     type: StrictStr | None = None
     config: dict[str, Any] | None = None
     workflow: StrictStr | None = None
+    wait: Annotated[WaitModel, BeforeValidator(_wait_shorthand)] | None = None
     foreach: Any = None
     as_: StrictStr | None = Field(None, alias="as")
     concurrency: StrictInt | None = Field(None, ge=1)

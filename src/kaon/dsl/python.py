@@ -35,6 +35,7 @@ from kaon.dsl._blocks import (
     shell,
     subworkflow,
     task,
+    wait_for_signal,
 )
 from kaon.dsl._builder import (
     OPTION_NAMES,
@@ -73,6 +74,7 @@ __all__ = [
     "step",
     "subworkflow",
     "task",
+    "wait_for_signal",
     "when",
     "workflow",
 ]

@@ -49,6 +49,7 @@ from kaon.model.specs import (
     StepSpec,
     SubworkflowSpec,
     TaskSpec,
+    WaitSpec,
     WorkflowSpec,
 )
 
@@ -227,6 +228,12 @@ class _WorkflowReader:
             return self.foreach(model, path, common)
         if model.loop is not None:
             return self.loop(model.loop, model, path, common)
+        if model.wait is not None:
+            match = model.wait.match
+            if match is not None:
+                where = self.doc.location((*path, "wait", "match"))
+                match = condition_source(match, where, self.problems)
+            return WaitSpec(signal=model.wait.signal, match=match, **common)
         inputs = self.inputs(model.inputs, (*path, "inputs"))
         if model.workflow is not None:
             return self.subworkflow(model.workflow, path, common, inputs)

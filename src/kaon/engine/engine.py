@@ -37,6 +37,7 @@ from kaon.model.events import (
     LogLine,
     MetricReported,
     ProgressReported,
+    SignalEmitted,
     StepFailed,
     StepStarted,
     StepSucceeded,
@@ -47,6 +48,7 @@ from kaon.store.base import (
     LogRecord,
     MetricRecord,
     RunRecord,
+    SignalRecord,
     StateStore,
     WriteBatch,
 )
@@ -289,6 +291,10 @@ class Engine:
             batch.events.append(EventRecord(run_id, "progress", event.at, data, step_run_id))
         elif isinstance(event, StepStarted):
             state.attempt_started(event.key, event.at, event.worker)
+        elif isinstance(event, SignalEmitted):
+            batch.signals.append(
+                SignalRecord(event.name, dict(event.params), event.at, "step", run_id)
+            )
 
     def _advance(self) -> None:
         free = self.executor.capacity - sum(len(s.inflight) for s in self.runs.values())
@@ -324,6 +330,11 @@ class Engine:
     def _poll_commands(self) -> None:
         now = self.ctx.clock()
         for state in list(self.runs.values()):
+            if state.waiting:
+                since = state.record.created_at
+                state.deliver_signals(
+                    self.store.signals(after_id=state.signal_cursor, since=since, limit=500)
+                )
             for command in self.store.pending_commands(state.id):
                 assert command.id is not None
                 self.ctx.batch.commands_done[command.id] = now

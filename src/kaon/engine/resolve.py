@@ -64,9 +64,18 @@ class Resolver:
             return source.value
         return self._artifacts.get(self.input_ref(frame, source, location))
 
-    def evaluate(self, frame: Frame, source: str, location: Location) -> Any:
-        """Evaluate a CEL expression in ``frame``. Raises ExpressionError."""
+    def evaluate(
+        self,
+        frame: Frame,
+        source: str,
+        location: Location,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Evaluate a CEL expression in ``frame`` (``extra``: more variables, such as a
+        signal). Raises ExpressionError."""
         bound = frame.variables()
+        if extra:
+            bound.update(extra)
         compiled = compile_expression(source, location, variables=frozenset(bound))
         steps: dict[str, Any] = {}
         for step_id in compiled.step_refs:
@@ -80,9 +89,15 @@ class Resolver:
         variables.update(bound)
         return compiled.evaluate(variables)
 
-    def condition(self, frame: Frame, source: str, location: Location) -> bool:
+    def condition(
+        self,
+        frame: Frame,
+        source: str,
+        location: Location,
+        extra: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Evaluate a condition; it must produce a bool. Raises ExpressionError."""
-        return truthy(self.evaluate(frame, source, location))
+        return truthy(self.evaluate(frame, source, location, extra))
 
     def _path_ref(self, frame: Frame, path: tuple[str | int, ...]) -> ValueRef | None:
         head, rest = path[0], path[1:]

@@ -44,6 +44,7 @@ from kaon.model.specs import (
     StepDefaults,
     SubworkflowSpec,
     TaskSpec,
+    WaitSpec,
     WorkflowSpec,
 )
 from kaon.model.status import RunStatus, StepStatus, check_step_transition
@@ -63,6 +64,7 @@ from kaon.store.base import (
     CacheEntryRecord,
     EventRecord,
     RunRecord,
+    SignalRecord,
     StateStore,
     StepRunRecord,
     WriteBatch,
@@ -146,6 +148,8 @@ class RunState:
         self.inflight: dict[AttemptKey, Node] = {}
         self.draining = False
         self.finished = False
+        self.waiting: list[Node] = []  # wait steps, woken by signals
+        self.signal_cursor = 0
         self.error: str | None = None
         self.root = self._new_frame(spec.graph, "", dict(record.params), spec.defaults)
 
@@ -256,12 +260,47 @@ class RunState:
             self.abort(RunStatus.FAILED, f"run timed out after {self.spec.timeout_s:g}s")
         elif timer.kind == "retry" and node is not None and node.status is _S.RETRYING:
             self._enqueue(node)
+        elif timer.kind == "wait_timeout" and node is not None and node.status is _S.WAITING:
+            self.waiting.remove(node)
+            limit = node.timeout_s or 0.0
+            error = ErrorInfo("Timeout", f"no matching signal within {limit:g}s", timeout=True)
+            self._fail(node, error)
         elif timer.kind == "timeout" and node is not None and node.running == timer.key:
             assert timer.key is not None
             self.ctx.outbox.cancel.append(timer.key)
             limit = node.timeout_s or 0.0
             error = ErrorInfo("Timeout", f"attempt exceeded its {limit:g}s timeout", timeout=True)
             self.attempt_failed(timer.key, self.ctx.clock(), error)
+
+    def deliver_signals(self, signals: list[SignalRecord]) -> None:
+        """Wake the wait steps that a newly received signal matches."""
+        for signal in signals:
+            self.signal_cursor = max(self.signal_cursor, signal.id or 0)
+            for node in list(self.waiting):
+                spec = node.spec
+                assert isinstance(spec, WaitSpec)
+                if node.status is not _S.WAITING or spec.signal != signal.name:
+                    continue
+                if spec.match:
+                    where = spec.location.with_field("match")
+                    extra = {"signal": signal.params}
+                    try:
+                        if not self.resolver.condition(node.frame, spec.match, where, extra):
+                            continue
+                    except KaonError as exc:
+                        self.waiting.remove(node)
+                        self._fail(node, error_info(exc))
+                        continue
+                self.waiting.remove(node)
+                node.outputs = {RETURN: Literal(dict(signal.params))}
+                self._set(
+                    node,
+                    _S.SUCCEEDED,
+                    outputs=encode_outputs(node.outputs),
+                    ended_at=self.ctx.clock(),
+                    reason=f"signal {signal.name} #{signal.id}",
+                )
+                self._terminal(node)
 
     # -- user actions ------------------------------------------------------------------------
 
@@ -345,6 +384,8 @@ class RunState:
                 self._start_loop(node, spec)
             elif isinstance(spec, SubworkflowSpec):
                 self._start_sub(node, spec)
+            elif isinstance(spec, WaitSpec):
+                self._start_wait(node, spec)
             else:
                 raise KaonError(f"unknown step kind {spec.kind!r}")
         except KaonError as exc:
@@ -489,6 +530,8 @@ class RunState:
 
     def _cancel_node(self, node: Node, reason: str, now: float) -> None:
         self._drop_attempt(node, now)
+        if node in self.waiting:
+            self.waiting.remove(node)
         if not node.done:
             node.queued = False
             self._set(node, _S.CANCELLED, reason=reason, ended_at=now)
@@ -690,6 +733,16 @@ class RunState:
             state.iteration += 1
             self._open_iteration(node, state, None)
 
+    # -- wait ---------------------------------------------------------------------------------
+
+    def _start_wait(self, node: Node, spec: WaitSpec) -> None:
+        if node.status is not _S.WAITING:
+            self._set(node, _S.WAITING, started_at=self.ctx.clock())
+        self.waiting.append(node)
+        if node.timeout_s is not None:
+            started = node.started_at or self.ctx.clock()
+            self.ctx.add_timer(started + node.timeout_s, "wait_timeout", self.id, node)
+
     # -- subworkflow -------------------------------------------------------------------------
 
     def _start_sub(self, node: Node, spec: SubworkflowSpec) -> None:
@@ -820,7 +873,7 @@ class RunState:
 
     def _resume_node(self, node: Node, row: StepRunRecord) -> None:
         if not isinstance(node.spec, TaskSpec):
-            if node.status is _S.RUNNING:
+            if node.status in (_S.RUNNING, _S.WAITING):
                 self._launch(node)
             return
         attempts = self.ctx.store.attempts(self.id, row.id)

@@ -126,11 +126,18 @@ def error_type_name(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _user_traceback(exc: BaseException) -> str:
-    """The formatted traceback without Kaon's own leading frames (kept if nothing else is)."""
+def _user_traceback(exc: BaseException, *, kaon_only: str = "full") -> str:
+    """The formatted traceback without Kaon's own leading frames.
+
+    When every frame is Kaon's, ``kaon_only`` decides: ``"full"`` keeps them all (a Kaon
+    bug is worth a traceback), ``"none"`` returns "" (a step type's own error, such as a
+    shell command's exit status, has no user frames to show).
+    """
     tb: TracebackType | None = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_KAON_DIR):
         tb = tb.tb_next
+    if tb is None and kaon_only == "none":
+        return ""
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
@@ -146,7 +153,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
         return ErrorInfo(
             exc.error_type,
             exc.message,
-            exc.traceback or _user_traceback(exc),
+            exc.traceback or _user_traceback(exc, kaon_only="none"),
             platform=False,
             timeout=exc.error_type == "Timeout",
         )

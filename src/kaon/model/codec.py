@@ -36,6 +36,7 @@ from kaon.model.specs import (
     SubworkflowSpec,
     TaskSpec,
     TriggerRule,
+    WaitSpec,
     WorkflowSpec,
 )
 
@@ -153,6 +154,8 @@ class _Encoder:
                 "max_iterations": step.max_iterations,
                 "fail_on_exhausted": step.fail_on_exhausted,
             }
+        if isinstance(step, WaitSpec):
+            return {"signal": step.signal, "match": step.match}
         assert isinstance(step, SubworkflowSpec)
         spec = None if step.spec is None else self.workflow(step.spec)
         return {"workflow": step.workflow, "spec": spec}
@@ -172,6 +175,7 @@ _KINDS: Final[tuple[tuple[type[StepSpec], str], ...]] = (
     (ForeachSpec, "foreach"),
     (LoopSpec, "loop"),
     (SubworkflowSpec, "subworkflow"),
+    (WaitSpec, "wait"),
 )
 
 
@@ -480,7 +484,16 @@ def _subworkflow(fields: _Fields, common: dict[str, Any]) -> StepSpec:
     )
 
 
+def _wait(fields: _Fields, common: dict[str, Any]) -> StepSpec:
+    return WaitSpec(
+        **common,
+        signal=fields.text("signal"),
+        match=fields.get("match", (str, type(None)), None),
+    )
+
+
 _STEP_BUILDERS: Final[dict[str, Callable[[_Fields, dict[str, Any]], StepSpec]]] = {
+    "wait": _wait,
     "task": _task,
     "foreach": _foreach,
     "loop": _loop,

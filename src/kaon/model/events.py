@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from typing import Literal as TypingLiteral
 
 from kaon.model.values import ValueRef
@@ -78,6 +79,16 @@ class MetricReported:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalEmitted:
+    """The step sent a signal (it may start triggered runs and wake waiting steps)."""
+
+    key: AttemptKey
+    at: float
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class StepSucceeded:
     """An attempt finished; ``outputs`` maps output names to stored values."""
 
@@ -96,5 +107,11 @@ class StepFailed:
 
 
 ExecutorEvent = (
-    StepStarted | LogLine | ProgressReported | MetricReported | StepSucceeded | StepFailed
+    StepStarted
+    | LogLine
+    | ProgressReported
+    | MetricReported
+    | SignalEmitted
+    | StepSucceeded
+    | StepFailed
 )

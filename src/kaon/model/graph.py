@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
 from kaon.model.expressions import analyze
-from kaon.model.specs import Expr, ForeachSpec, GraphSpec, LoopSpec, StepSpec
+from kaon.model.specs import Expr, ForeachSpec, GraphSpec, LoopSpec, StepSpec, WaitSpec
 
 _CACHE_SIZE = 1024
 
@@ -155,6 +155,8 @@ def step_expressions(step: StepSpec) -> Iterator[tuple[str, str]]:
         yield "when", step.when
     if isinstance(step, ForeachSpec) and isinstance(step.items, Expr):
         yield "items", step.items.source
+    if isinstance(step, WaitSpec) and step.match is not None:
+        yield "match", step.match
 
 
 def step_refs_of(step: StepSpec, *, strict: bool = True) -> frozenset[str]:

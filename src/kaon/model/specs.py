@@ -243,6 +243,20 @@ class SubworkflowSpec(StepSpec):
     kind: str = "subworkflow"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitSpec(StepSpec):
+    """Wait until a signal called ``signal`` arrives (status ``waiting``).
+
+    Signals received since the run was created count. ``match`` is a condition over the
+    signal's parameters (``signal.region == params.region``); the step's output is the
+    matching signal's parameters. ``timeout_s`` bounds the wait.
+    """
+
+    signal: str
+    match: str | None = None
+    kind: str = "wait"
+
+
 @dataclass(frozen=True, slots=True)
 class StepDefaults:
     """Workflow-wide defaults for fields a step leaves unset."""

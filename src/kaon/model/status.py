@@ -39,6 +39,7 @@ class StepStatus(StrEnum):
     QUEUED = "queued"  # ready; waiting for an executor slot or a concurrency limit
     RUNNING = "running"  # an attempt is executing, or the container's children are
     RETRYING = "retrying"  # an attempt failed and the next one waits for its backoff
+    WAITING = "waiting"  # waiting for an external signal
     SUCCEEDED = "succeeded"  # finished; its outputs are recorded
     CACHED = "cached"  # not executed: outputs reused from an earlier identical execution
     FAILED = "failed"  # the last attempt failed and no retry is left
@@ -67,14 +68,23 @@ STEP_TERMINAL = frozenset(
 )
 STEP_SUCCESS = frozenset({StepStatus.SUCCEEDED, StepStatus.CACHED})
 STEP_ACTIVE = frozenset(
-    {StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.RETRYING}
+    {
+        StepStatus.PENDING,
+        StepStatus.QUEUED,
+        StepStatus.RUNNING,
+        StepStatus.RETRYING,
+        StepStatus.WAITING,
+    }
 )
 # Statuses a restart from failed steps puts back to PENDING.
 STEP_RESTARTABLE = frozenset({StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED})
 
 _S = StepStatus
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
-    _S.PENDING: frozenset({_S.QUEUED, _S.RUNNING, _S.SKIPPED, _S.CANCELLED, _S.CACHED, _S.FAILED}),
+    _S.PENDING: frozenset(
+        {_S.QUEUED, _S.RUNNING, _S.WAITING, _S.SKIPPED, _S.CANCELLED, _S.CACHED, _S.FAILED}
+    ),
+    _S.WAITING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.SKIPPED}),
     _S.QUEUED: frozenset({_S.RUNNING, _S.SKIPPED, _S.CANCELLED, _S.CACHED, _S.FAILED}),
     _S.RUNNING: frozenset(
         {_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.CANCELLED, _S.SKIPPED, _S.QUEUED}

@@ -13,7 +13,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeGuard
 
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
@@ -144,7 +144,10 @@ def _sites(spec: WorkflowSpec) -> Iterator[_Site]:
     for step, scope in _steps(spec):
         owner = _path(step, scope)
         for field, source in step_expressions(step):
-            yield _Site(source, step.location.with_field(field), owner, scope)
+            site_scope = scope
+            if field == "match":  # a wait step's condition also sees the signal
+                site_scope = replace(scope, variables=scope.variables | {"signal"})
+            yield _Site(source, step.location.with_field(field), owner, site_scope)
         if isinstance(step, LoopSpec):
             inner = _body_scope(step, scope)
             assert inner is not None

@@ -14,7 +14,14 @@ from typing import Any
 
 from kaon.errors import KaonError
 from kaon.executors.base import EventSink
-from kaon.model.events import AttemptKey, LogLine, LogStream, MetricReported, ProgressReported
+from kaon.model.events import (
+    AttemptKey,
+    LogLine,
+    LogStream,
+    MetricReported,
+    ProgressReported,
+    SignalEmitted,
+)
 
 
 @dataclass
@@ -59,6 +66,11 @@ class StepContext:
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         """Report a named number (``step`` orders repeated values, such as epochs)."""
         self.emit(MetricReported(self.key, time.time(), str(name), float(value), step))
+
+    def emit_signal(self, name: str, **params: Any) -> None:
+        """Send a signal: it may start runs of workflows triggered by it and wakes steps
+        waiting for it. ``params`` must be JSON values."""
+        self.emit(SignalEmitted(self.key, time.time(), str(name), dict(params)))
 
 
 _current: ContextVar[StepContext | None] = ContextVar("kaon_step_context", default=None)

@@ -114,7 +114,7 @@ def _kernel_manager_class(env: Mapping[str, str]) -> type[Any]:
             super().__init__(**kwargs)
             self.transport = "ipc"  # Unix sockets: no TCP port, nothing on the network
 
-        async def start_kernel(self, **kw: Any) -> None:
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**kernel_env, **(kw.get("env") or {})}
             await super().start_kernel(**kw)
 
@@ -166,8 +166,8 @@ def render_html(notebook_path: str, html_path: str) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
-    node = nbformat.read(notebook_path, as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(node)
+    node = nbformat.read(notebook_path, as_version=4)  # type: ignore[no-untyped-call]
+    body, _ = HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
     pathlib.Path(html_path).write_text(body, encoding="utf-8")
 
 
@@ -261,8 +261,10 @@ class NotebookStepType(StepType):
         parameters: dict[str, Any],
         env: dict[str, str],
     ) -> None:
-        import papermill
-        from papermill.exceptions import PapermillExecutionError
+        import papermill  # type: ignore[import-untyped]
+        from papermill.exceptions import (  # type: ignore[import-untyped]
+            PapermillExecutionError,
+        )
 
         kernel = str(config.get("kernel") or DEFAULT_KERNEL)
         timeout = ctx.extra.get("timeout_s")

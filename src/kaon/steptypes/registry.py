@@ -27,6 +27,7 @@ BUILTIN_STEP_TYPES: Mapping[str, str] = {
     "sql": "kaon.steptypes.sql:SqlStepType",
     "r": "kaon.steptypes.rscript:RStepType",
     "notebook": "kaon.steptypes.notebook:NotebookStepType",
+    "spark": "kaon.steptypes.spark:SparkStepType",
 }
 
 _lock = threading.Lock()

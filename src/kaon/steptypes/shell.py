@@ -29,7 +29,8 @@ Every stdout and stderr line becomes a log line, except stdout lines of the prot
 * ``::kaon::metric NAME=VALUE [STEP]`` reports a metric (``STEP`` an optional integer);
 * ``::kaon::progress FRACTION [MESSAGE]`` reports progress (a message alone is fine too);
 * ``::kaon::output NAME=VALUE`` sets an output; ``VALUE`` is JSON, or a raw string when it
-  does not parse as JSON.
+  does not parse as JSON;
+* ``::kaon::signal NAME [JSON OBJECT]`` sends a signal with those parameters.
 
 After the command exits, a JSON object in ``$KAON_OUTPUT`` is merged into the outputs (any
 other JSON value becomes the ``return`` output). Whatever is left of the process group is then
@@ -179,6 +180,12 @@ class _ProtocolReader:
                 self.outputs[name.strip()] = json.loads(raw)
             except json.JSONDecodeError:
                 self.outputs[name.strip()] = raw
+        elif verb == "signal":
+            name, _, raw = rest.partition(" ")
+            params = json.loads(raw) if raw.strip() else {}
+            if not name or not isinstance(params, dict):
+                raise ValueError("expected NAME [JSON object]")
+            self.ctx.emit_signal(name, **params)
         else:
             raise KeyError(f"unknown verb {verb!r}")
 

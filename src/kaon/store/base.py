@@ -188,6 +188,19 @@ class ArtifactRecord:
     id: int | None = None
 
 
+@dataclass(slots=True)
+class SignalRecord:
+    """An external event with parameters: starts triggered runs, wakes waiting steps."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+    by: str = ""
+    source_run_id: str | None = None
+    dedupe_key: str | None = None
+    id: int | None = None
+
+
 StepRunKey = tuple[str, int]
 
 
@@ -213,6 +226,7 @@ class WriteBatch:
     commands_done: dict[int, float] = field(default_factory=dict)
     cache_entries: list[CacheEntryRecord] = field(default_factory=list)
     artifacts: list[ArtifactRecord] = field(default_factory=list)
+    signals: list[SignalRecord] = field(default_factory=list)
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         """Record changes to a run row."""
@@ -262,6 +276,7 @@ class WriteBatch:
                 self.commands_done,
                 self.cache_entries,
                 self.artifacts,
+                self.signals,
             )
         )
 
@@ -399,6 +414,20 @@ class StateStore(ABC):
     @abstractmethod
     def referenced_hashes(self) -> set[str]:
         """Every blob hash a recorded artifact points to (what garbage collection keeps)."""
+
+    # -- signals ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def signals(
+        self,
+        *,
+        name: str | None = None,
+        after_id: int = 0,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[SignalRecord]:
+        """Signals with ids above ``after_id`` (received at or after ``since``), oldest
+        first, optionally of one name."""
 
     # -- commands and leases ---------------------------------------------------------------
 

@@ -185,3 +185,17 @@ artifacts = sa.Table(
     sa.Index("ix_artifacts_hash", "hash"),
     sa.Index("ix_artifacts_run", "run_id", "id"),
 )
+
+signals = sa.Table(
+    "signals",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("by", sa.String(), nullable=False),
+    sa.Column("source_run_id", sa.String()),
+    sa.Column("dedupe_key", sa.String()),
+    sa.Index("ix_signals_name", "name", "id"),
+    sa.Index("ix_signals_at", "at"),
+)

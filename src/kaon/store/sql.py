@@ -38,6 +38,7 @@ from kaon.store.base import (
     LogRecord,
     MetricRecord,
     RunRecord,
+    SignalRecord,
     StateStore,
     StepRunRecord,
     WriteBatch,
@@ -62,6 +63,7 @@ _EVENT_FIELDS = _names(EventRecord, skip="id")
 _COMMAND_FIELDS = _names(CommandRecord, skip="id")
 _CACHE_FIELDS = _names(CacheEntryRecord)
 _ARTIFACT_FIELDS = _names(ArtifactRecord, skip="id")
+_SIGNAL_FIELDS = _names(SignalRecord, skip="id")
 
 _KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("id",),
@@ -239,6 +241,7 @@ class SQLStore(StateStore):
                 ("commands", batch.commands, _COMMAND_FIELDS),
                 ("cache_entries", batch.cache_entries, _CACHE_FIELDS),
                 ("artifacts", batch.artifacts, _ARTIFACT_FIELDS),
+                ("signals", batch.signals, _SIGNAL_FIELDS),
             ),
         )
         return plan
@@ -526,6 +529,32 @@ class SQLStore(StateStore):
         """Every blob hash a recorded artifact points to."""
         with self._reading() as conn:
             return set(conn.execute(sa.select(t.artifacts.c.hash).distinct()).scalars())
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def signals(
+        self,
+        *,
+        name: str | None = None,
+        after_id: int = 0,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[SignalRecord]:
+        """Signals with ids above ``after_id``, oldest first."""
+        c = t.signals.c
+        stmt = sa.select(t.signals).where(c.id > after_id)
+        if name is not None:
+            stmt = stmt.where(c.name == name)
+        if since is not None:
+            stmt = stmt.where(c.at >= since)
+        stmt = stmt.order_by(c.id).limit(limit)
+        with self._reading() as conn:
+            found = []
+            for row in conn.execute(stmt):
+                values = row._asdict()
+                values["params"] = values["params"] or {}
+                found.append(SignalRecord(**values))
+            return found
 
     # -- commands and leases -------------------------------------------------------------
 

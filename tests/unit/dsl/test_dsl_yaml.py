@@ -421,7 +421,7 @@ def test_step_kind_problems(folder: Path) -> None:
         """,
     )
     text = "\n".join(m for _l, _f, m in found)
-    assert "step 'none' needs one of: python, shell, type, workflow, foreach, loop" in text
+    assert "step 'none' needs one of: python, shell, type, workflow, wait, foreach, loop" in text
     assert "step 'two' has python and shell; choose one" in text
     assert "a foreach step needs 'steps'" in text
     assert "'config' does not apply to a python step" in text

@@ -99,3 +99,9 @@ def biglist(n: int, state: str = "", name: str = "") -> list[int]:
     if state:
         _mark(state, name or "biglist")
     return list(range(n))
+
+
+def announce(name: str, **params: Any) -> str:
+    """Send a signal from inside a step."""
+    kctx.current_context().emit_signal(name, **params)
+    return name

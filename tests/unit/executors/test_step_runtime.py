@@ -181,6 +181,28 @@ def test_error_info(exc: BaseException, expected: tuple[str, str, bool, bool]) -
     assert (info.error_type, info.message, info.platform, info.timeout) == expected
 
 
+def raises_step_error() -> None:
+    raise StepError("DataError", "rows are missing")
+
+
 def test_step_error_keeps_its_own_traceback() -> None:
     assert error_info(StepError("X", "m", "remote traceback")).traceback == "remote traceback"
+    final = run(request("raises_step_error"))[-1]
+    assert isinstance(final, StepFailed)
+    assert (final.error.error_type, final.error.message) == ("DataError", "rows are missing")
+    assert "raises_step_error" in final.error.traceback
+
+
+def test_step_type_errors_without_user_frames_have_no_traceback() -> None:
+    req = TaskRequest(("r", 1, 1), "s", "shell", {"command": "exit 2"}, {}, {}, "memory://k")
+    final = run(req)[-1]
+    assert isinstance(final, StepFailed)
+    assert final.error.error_type == "ShellError" and final.error.traceback == ""
+
+
+def test_kaon_failures_keep_the_full_traceback(tmp_path: Path) -> None:
+    ref = ArtifactRef("e" * 64, "pickle", 3)
+    final = run(request("returns", {"value": ref}, url=str(tmp_path)))[-1]
+    assert isinstance(final, StepFailed)
+    assert "kaon/executors/runtime.py" in final.error.traceback
     assert error_type_name(KeyError()) == "KeyError"

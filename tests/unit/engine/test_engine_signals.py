@@ -1,0 +1,75 @@
+"""Wait steps: waiting for a signal, matching it, timing out; steps that emit signals."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import E, Harness, flow, task
+
+from kaon.model.specs import ParamSpec, ParamType, WaitSpec
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store.base import SignalRecord, WriteBatch
+
+
+def _send(h: Harness, name: str, **params: object) -> None:
+    h.store.write(WriteBatch(signals=[SignalRecord(name, dict(params), time.time(), "test")]))
+
+
+def test_wait_step_is_woken_by_a_matching_signal(inline: Harness) -> None:
+    spec = flow(
+        WaitSpec(id="ready", signal="data_ready", match="signal.region == params.region"),
+        task("use", "const", inputs={"value": E("steps.ready.path")}),
+        params=(ParamSpec("region", ParamType.STR, "eu"),),
+    )
+    run_id = inline.create(spec)
+    threading.Timer(0.3, _send, (inline, "data_ready"), {"region": "us", "path": "/us"}).start()
+    threading.Timer(0.6, _send, (inline, "data_ready"), {"region": "eu", "path": "/eu"}).start()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "use") == "/eu"
+    statuses = [
+        e.data["status"] for e in inline.store.events(run_id) if e.data.get("path") == "ready"
+    ]
+    assert statuses == ["waiting", "succeeded"]
+
+
+def test_wait_times_out(inline: Harness) -> None:
+    spec = flow(WaitSpec(id="never", signal="nothing", timeout_s=0.3))
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    error = inline.rows(run_id)["never"].error
+    assert error is not None and error["type"] == "Timeout"
+
+
+def test_a_step_emits_a_signal_another_waits_for(harness: Harness) -> None:
+    spec = flow(
+        WaitSpec(id="gate", signal="go", match="signal.n > 1"),
+        task("send", "announce", inputs={"name": "go", "n": 2}),
+        task("after", "const", inputs={"value": E("steps.gate.n")}),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    assert harness.value(run_id, "after") == 2
+    sent = harness.store.signals(name="go")
+    assert [(s.params, s.source_run_id) for s in sent] == [({"n": 2}, run_id)]
+
+
+def test_kill_cancels_a_waiting_step(inline: Harness) -> None:
+    from kaon.engine import operations
+
+    run_id = inline.create(flow(WaitSpec(id="w", signal="nope")))
+    threading.Timer(0.3, operations.send_command, (inline.store, run_id, "kill", {})).start()
+    assert inline.drive(run_id) is RunStatus.CANCELLED
+    assert inline.rows(run_id)["w"].status is StepStatus.CANCELLED
+
+
+def test_shell_step_emits_a_signal_through_the_line_protocol(inline: Harness) -> None:
+    from kaon.model.specs import TaskSpec
+
+    shell = TaskSpec(
+        id="send", step_type="shell", config={"command": "echo '::kaon::signal go {\"n\": 5}'"}
+    )
+    spec = flow(WaitSpec(id="gate", signal="go"), shell)
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "gate") == {"n": 5}
