@@ -249,13 +249,16 @@ def skip(
 @app.command()
 def kill(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    step: Annotated[
+        str | None, typer.Option("--step", help="Cancel only this step of the running run.")
+    ] = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cancel a run: running steps are stopped, pending ones will not start."""
+    """Cancel a run (or one running step): running attempts are stopped, nothing new starts."""
     with _errors(), _service(db, home) as service:
-        view = service.kill(service.resolve_run_id(run_id), by="cli")
+        view = service.kill(service.resolve_run_id(run_id), step=step, by="cli")
         if as_json:
             _print_json(view.model_dump(mode="json"))
         else:

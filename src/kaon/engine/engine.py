@@ -346,6 +346,8 @@ class Engine:
         try:
             if kind == "kill":
                 state.abort(RunStatus.CANCELLED, f"killed by {by or 'a user'}")
+            elif kind == "cancel":
+                state.cancel_step(str(payload.get("path", "")), by)
             elif kind == "skip":
                 path = str(payload.get("path", ""))
                 state.skip(path, payload.get("output"), has_output="output" in payload)

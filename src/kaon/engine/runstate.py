@@ -27,6 +27,7 @@ from kaon.engine.nodes import (
     Frame,
     LoopState,
     Node,
+    child_frames,
     trigger_decision,
     walk_frames,
 )
@@ -321,25 +322,44 @@ class RunState:
 
     def skip(self, path: str, output: Any = None, has_output: bool = False) -> None:
         """Skip the active step at ``path``; downstream sees ``output`` (or nothing)."""
-        node = next((n for n in self.root.walk_nodes() if n.path == path), None)
-        if node is None or node.done:
-            raise InvalidActionError(f"step {path!r} is not waiting or running in run {self.id}")
+        node = self._active_node(path)
         node.user_output = Literal(output) if has_output else None
         node.reason = USER_SKIP
         if node.status is _S.PENDING and not node.queued:
             return  # skipped when its dependencies finish
+        self._stop_inside(node, USER_SKIP, self.ctx.clock())
+        self._skip_now(node)
+
+    def cancel_step(self, path: str, by: str = "") -> None:
+        """Cancel the active step at ``path``: steps after it are skipped as after a failure."""
+        node = self._active_node(path)
         now = self.ctx.clock()
-        for frame in list(walk_frames(node.frame)):
-            if frame is node.frame:
-                continue
-            for child in frame.nodes.values():
-                self._cancel_node(child, USER_SKIP, now)
-            if _has_own_row(frame) and not frame.finished:
-                self._frame_row(frame, _S.CANCELLED, ended_at=now, reason=USER_SKIP)
+        reason = f"cancelled by {by or 'a user'}"
+        self._stop_inside(node, reason, now)
+        node.queued = False
+        self._set(node, _S.CANCELLED, reason=reason, ended_at=now)
+        self._event("action", {"action": "cancel", "path": node.path, "by": by})
+        self._terminal(node)
+
+    def _active_node(self, path: str) -> Node:
+        node = next((n for n in self.root.walk_nodes() if n.path == path), None)
+        if node is None or node.done:
+            raise InvalidActionError(f"step {path!r} is not waiting or running in run {self.id}")
+        return node
+
+    def _stop_inside(self, node: Node, reason: str, now: float) -> None:
+        """Stop a node's attempt and everything running inside it (a container's frames)."""
+        for child in list(child_frames(node)):
+            for frame in list(walk_frames(child)):
+                for inner in frame.nodes.values():
+                    self._cancel_node(inner, reason, now)
+                if _has_own_row(frame) and not frame.finished:
+                    self._frame_row(frame, _S.CANCELLED, ended_at=now, reason=reason)
         self._drop_attempt(node, now)
+        if node in self.waiting:
+            self.waiting.remove(node)
         node.foreach = node.loop = None
         node.sub = None
-        self._skip_now(node)
 
     # -- readiness ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from kaon.executors import create_executor
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
+from kaon.service.experiments import Experiments
 from kaon.service.settings import EXECUTORS, Settings
 from kaon.service.views import (
     LogView,
@@ -66,6 +67,11 @@ class LocalService:
         if self._artifacts is None:
             self._artifacts = open_artifact_store(self.settings.artifacts_url)
         return self._artifacts
+
+    @property
+    def experiments(self) -> Experiments:
+        """Artifacts, lineage, cache, comparison and garbage collection over these backends."""
+        return Experiments(self.store, self.artifacts)
 
     def close(self) -> None:
         """Close the store."""
@@ -151,11 +157,21 @@ class LocalService:
         operations.skip_step(self.store, run_id, path, output=output, has_output=has_output, by=by)
         return "recorded"
 
-    def kill(self, run_id: str, *, by: str = "", wait_s: float = 10.0) -> RunView:
-        """Cancel a run: through its engine if one holds it, directly otherwise."""
+    def kill(
+        self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0
+    ) -> RunView:
+        """Cancel a run (or one of its steps): through its engine if one holds it, directly
+        otherwise. A step can only be cancelled while an engine drives its run."""
         record = self.store.get_run(run_id)
         if record.status.is_terminal:
             raise InvalidActionError(f"run {run_id} is already {record.status.value}")
+        if step is not None:
+            if not record.owner or owner_is_dead(record.owner):
+                raise InvalidActionError(
+                    f"run {run_id} is not being driven by an engine: resume it, or kill the run"
+                )
+            operations.send_command(self.store, run_id, "cancel", {"path": step}, by=by)
+            return run_view(record)
         if record.owner and not owner_is_dead(record.owner):
             operations.send_command(self.store, run_id, "kill", {}, by=by)
             deadline = time.time() + wait_s

@@ -179,6 +179,7 @@ class NotebookStepType(StepType):
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check: ``file`` names an existing ``.ipynb``; ``parameters`` a mapping of JSON
         values; ``kernel``/``cwd`` strings; ``html`` a boolean."""
+        location = location.with_field("config")  # problems point at config.<key>
         problems = config_problems(
             config,
             location,

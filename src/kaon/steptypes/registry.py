@@ -28,6 +28,7 @@ BUILTIN_STEP_TYPES: Mapping[str, str] = {
     "r": "kaon.steptypes.rscript:RStepType",
     "notebook": "kaon.steptypes.notebook:NotebookStepType",
     "spark": "kaon.steptypes.spark:SparkStepType",
+    "container": "kaon.steptypes.container:ContainerStepType",
 }
 
 _lock = threading.Lock()

@@ -158,6 +158,7 @@ class RStepType(StepType):
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check: exactly one of ``file`` (an existing file) and ``code``; ``args`` a list of
         strings; ``env`` strings to strings; ``cwd``/``rscript`` strings."""
+        location = location.with_field("config")  # problems point at config.<key>
         problems = config_problems(
             config,
             location,

@@ -24,8 +24,11 @@ return the path.
 
 **One session per process.** Starting the JVM takes 5-10 s, so the session is created on the
 first Spark step of a worker process and reused; it is stopped when the process exits. A step
-asking for a different master, memory or configuration restarts it. Spark steps in one process
-run one at a time (a lock), which is what a process worker does anyway.
+asking for a different master or configuration restarts the session (about a second: the JVM
+stays up, so driver-JVM settings such as ``spark.driver.memory`` and
+``spark.driver.extraJavaOptions`` keep the values of the process's first Spark step).
+Spark steps in one process run one at a time (a lock), which is what a process worker does
+anyway.
 
 **Defaults for local mode.** ``spark.ui.enabled=false``, driver bound to 127.0.0.1,
 ``spark.sql.shuffle.partitions`` = 2 x cores, Arrow enabled, and the Python workers use this
@@ -332,6 +335,7 @@ class SparkStepType(StepType):
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check the shape (``function``; ``file`` existing; ``resources``; ``conf`` a mapping;
         ``spark_inputs`` a list of names or "all"; ``log_level`` a log4j level)."""
+        location = location.with_field("config")  # problems point at config.<key>
         problems = config_problems(
             config,
             location,

@@ -158,6 +158,7 @@ class SqlStepType(StepType):
         """Check: exactly one of ``query``/``file`` (a readable file), ``result`` one of
         table/scalar/row/none, ``params`` a mapping, ``url`` a string whose ``${NAME}``
         references are well formed."""
+        location = location.with_field("config")  # problems point at config.<key>
         problems = config_problems(
             config,
             location,

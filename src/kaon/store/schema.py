@@ -199,3 +199,7 @@ signals = sa.Table(
     sa.Index("ix_signals_name", "name", "id"),
     sa.Index("ix_signals_at", "at"),
 )
+
+# The server's tables live in their own modules, on the same metadata.
+from kaon.store import schema_registry as _registry  # noqa: E402,F401
+from kaon.store import schema_triggers as _triggers  # noqa: E402,F401

@@ -118,6 +118,26 @@ class SQLStore(StateStore):
             self._engine.dispose()
             raise
 
+    # -- for extensions of the store (registry, triggers) ---------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads, shared with the store's own (errors become StoreError)."""
+        with self._wrap("reading"), self._reading() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self, doing: str = "writing") -> Iterator[Connection]:
+        """A connection in a write transaction, committed on success (one writer at a time
+        on SQLite); database errors become StoreError naming ``doing``."""
+        with self._wrap(doing), self._guard(), self._writer.begin() as conn:
+            yield conn
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self._engine.dialect.name)
+
     def _migrate(self, dialect: str) -> None:
         with self._wrap("opening the store"), self._guard(), self._writer.begin() as conn:
             if dialect == "postgresql":

@@ -203,3 +203,31 @@ def test_serve_claims_pending_runs_and_respects_admission(inline: Harness) -> No
     assert [inline.value(i, "a") for i in ids] == [0, 1, 2]
     assert inline.store.get_run(held_back).status is RunStatus.PENDING
     assert spec.name == "flow"
+
+
+def test_cancel_one_step_of_a_running_run(inline: Harness) -> None:
+    spec = flow(
+        task("slow", "sleeper", inputs={"seconds": 5}),
+        task("after", "const", needs=("slow",)),
+        task("other", "const", inputs={"value": 1}),
+    )
+    run_id = inline.create(spec)
+    args = (inline.store, run_id, "cancel", {"path": "slow"})
+    threading.Timer(0.3, operations.send_command, args, {"by": "ops"}).start()
+    started = time.monotonic()
+    assert inline.drive(run_id) is RunStatus.FAILED
+    assert time.monotonic() - started < 4
+    rows = inline.rows(run_id)
+    assert rows["slow"].status is StepStatus.CANCELLED and "ops" in rows["slow"].reason
+    assert rows["after"].status is StepStatus.SKIPPED
+    assert rows["other"].status is StepStatus.SUCCEEDED
+
+
+def test_skip_a_running_foreach_item_step_leaves_siblings_alone(inline: Harness) -> None:
+    body = GraphSpec(steps=(task("s", "sleeper", inputs={"seconds": E("item")}),))
+    spec = flow(ForeachSpec(id="fe", items=E("[0.2, 3]"), body=body))
+    run_id = inline.create(spec)
+    args = (inline.store, run_id, "skip", {"path": "fe[1].s", "output": 0})
+    threading.Timer(0.6, operations.send_command, args).start()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "fe") == [0.2, 0]

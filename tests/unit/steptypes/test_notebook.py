@@ -21,7 +21,7 @@ from kaon.steptypes.notebook import NotebookStepType, _prune
 from kaon.steptypes.registry import get_step_type
 
 DATA = Path(__file__).parent / "data"
-HERE = Location("flow.yaml", 11, "steps.report.config")
+HERE = Location("flow.yaml", 11, "steps.report")
 USERS = pd.DataFrame({"name": ["ann", "bob", "cy"], "age": [34, 17, 51]})
 
 

@@ -18,7 +18,7 @@ from kaon.steptypes.rscript import RStepType
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript not installed")
 
 DATA = Path(__file__).parent / "data"
-HERE = Location("flow.yaml", 9, "steps.fit.config")
+HERE = Location("flow.yaml", 9, "steps.fit")
 
 
 class Harness:

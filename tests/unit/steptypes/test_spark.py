@@ -26,7 +26,7 @@ from kaon.steptypes.spark import (
 )
 
 DATA = Path(__file__).parent / "data"
-HERE = Location("flow.yaml", 14, "steps.global.config")
+HERE = Location("flow.yaml", 14, "steps.global")
 USERS = pd.DataFrame(
     {
         "name": ["ann", "bob", "cy", "dee"],

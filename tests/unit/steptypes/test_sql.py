@@ -19,7 +19,7 @@ from kaon.steptypes.registry import get_step_type
 from kaon.steptypes.sql import SqlStepType, duckdb_parameter_names
 
 DATA = Path(__file__).parent / "data"
-HERE = Location("flow.yaml", 7, "steps.q.config")
+HERE = Location("flow.yaml", 7, "steps.q")
 USERS = pd.DataFrame({"name": ["ann", "bob", "cy"], "age": [34, 17, 51]})
 
 

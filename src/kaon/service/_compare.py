@@ -1,0 +1,314 @@
+"""Experiment comparison: runs side by side, and the data of metric plots.
+
+A metric is identified by the step path that reported it and its name; its value in a run is
+the last one reported. A path inside a foreach (or loop) also belongs to a *group*, the path
+with its innermost index replaced by ``[*]``, and names an item (index and label), so that
+per-item metrics can be lined up across runs and plotted across items.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kaon.errors import InvalidActionError, NotFoundError
+from kaon.service.experiment_views import (
+    CompareRunView,
+    CompareView,
+    MetricRow,
+    ParamRow,
+    PlotSeries,
+    PlotView,
+    StepRow,
+)
+from kaon.store.base import StateStore, StepRunRecord
+
+_LAST_INDEX = re.compile(r"^(.*)\[(\d+)\]([^\[\]]*)$")
+_FRAME_KINDS = ("item", "iteration")
+MAX_SERIES = 12
+BY = ("run", "item", "step")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One reported metric value, placed in its run, step path and item."""
+
+    run_id: str
+    path: str
+    group: str
+    item_index: int | None
+    item: Any
+    name: str
+    value: float
+    step: int | None
+    at: float
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def place(path: str, rows: dict[str, StepRunRecord]) -> tuple[str, int | None, Any]:
+    """``(group, item index, item label)`` of a step path (group == path outside frames)."""
+    match = _LAST_INDEX.match(path)
+    if match is None:
+        return path, None, None
+    head, index, tail = match.group(1), int(match.group(2)), match.group(3)
+    frame = rows.get(f"{head}[{index}]")
+    label = frame.item if frame is not None and frame.kind == "item" else None
+    return f"{head}[*]{tail}", index, label
+
+
+def metric_points(store: StateStore, run_id: str) -> list[MetricPoint]:
+    """Every metric value a run reported, in the order reported."""
+    rows = store.step_runs(run_id, all_levels=True)
+    by_id = {r.id: r for r in rows}
+    by_path = {r.path: r for r in rows}
+    points: list[MetricPoint] = []
+    for m in store.metrics(run_id):
+        row = by_id.get(m.step_run_id)
+        path = row.path if row is not None else f"#{m.step_run_id}"
+        group, index, label = place(path, by_path)
+        points.append(MetricPoint(run_id, path, group, index, label, m.name, m.value, m.step, m.at))
+    return points
+
+
+def compare(store: StateStore, run_ids: Sequence[str]) -> CompareView:
+    """Parameters, last metric values and step statuses of ``run_ids`` side by side.
+
+    Raises InvalidActionError for fewer than two distinct runs.
+    """
+    ids = list(dict.fromkeys(run_ids))
+    if len(ids) < 2:
+        raise InvalidActionError("compare needs at least two different runs")
+    records = [store.get_run(i) for i in ids]
+    view = CompareView(
+        runs=[
+            CompareRunView(
+                id=r.id, workflow=r.workflow, status=r.status.value, created_at=r.created_at
+            )
+            for r in records
+        ]
+    )
+    names = list(dict.fromkeys(n for r in records for n in r.params))
+    for name in names:
+        values = {r.id: r.params.get(name) for r in records}
+        present = {_canonical(r.params[name]) if name in r.params else "\0" for r in records}
+        view.params.append(ParamRow(name=name, values=values, differs=len(present) > 1))
+    view.steps = _step_rows(store, ids)
+    view.metrics = _metric_rows(store, ids)
+    return view
+
+
+def _step_rows(store: StateStore, ids: list[str]) -> list[StepRow]:
+    statuses: dict[str, dict[str, str | None]] = {}
+    for run_id in ids:
+        for row in store.step_runs(run_id, all_levels=True):
+            if row.kind not in _FRAME_KINDS:
+                statuses.setdefault(row.path, {})[run_id] = row.status.value
+    result = []
+    for path, by_run in statuses.items():
+        values = {run_id: by_run.get(run_id) for run_id in ids}
+        result.append(StepRow(path=path, statuses=values, differs=len(set(values.values())) > 1))
+    return result
+
+
+def _metric_rows(store: StateStore, ids: list[str]) -> list[MetricRow]:
+    last: dict[tuple[str, str], dict[str, float]] = {}
+    placed: dict[tuple[str, str], MetricPoint] = {}
+    for run_id in ids:
+        for point in metric_points(store, run_id):
+            key = (point.path, point.name)
+            last.setdefault(key, {})[run_id] = point.value
+            placed.setdefault(key, point)
+    groups: dict[str, int] = {}
+    for point in placed.values():
+        groups.setdefault(point.group, len(groups))
+    order = sorted(
+        placed,
+        key=lambda k: (groups[placed[k].group], placed[k].name, placed[k].item_index or 0, k[0]),
+    )
+    rows = []
+    for key in order:
+        point = placed[key]
+        values: dict[str, float | None] = {run_id: last[key].get(run_id) for run_id in ids}
+        rows.append(
+            MetricRow(
+                path=point.path,
+                name=point.name,
+                group=point.group,
+                item_index=point.item_index,
+                item=point.item,
+                values=values,
+                differs=len(set(values.values())) > 1,
+            )
+        )
+    return rows
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+
+def _matches(point: MetricPoint, step: str | None) -> bool:
+    if step is None:
+        return True
+    return step in (point.path, point.group, point.path.rsplit(".", 1)[-1])
+
+
+def plot_data(
+    store: StateStore,
+    run_ids: Sequence[str],
+    metric: str,
+    *,
+    by: str | None = None,
+    step: str | None = None,
+) -> PlotView:
+    """The series of a plot of ``metric`` across runs, foreach items, or ``step`` (epochs).
+
+    ``step`` keeps only the values of one step (a path, a group such as
+    ``segments[*].train``, or a step id). ``by`` defaults to ``run`` for several runs, else
+    ``item`` when the metric is reported inside a foreach, else ``step``. Raises
+    NotFoundError when no such metric was reported, InvalidActionError for a ``by`` that
+    does not fit the data.
+    """
+    ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        raise InvalidActionError("plot needs at least one run")
+    everything = [p for run_id in ids for p in metric_points(store, run_id)]
+    points = [p for p in everything if p.name == metric and _matches(p, step)]
+    if not points:
+        known = ", ".join(sorted({p.name for p in everything})) or "none"
+        where = f" by step {step!r}" if step else ""
+        raise NotFoundError(
+            f"no metric {metric!r}{where} in run(s) {', '.join(ids)} (reported: {known})"
+        )
+    if by is None:
+        by = _default_by(ids, points)
+    if by not in BY:
+        raise InvalidActionError(f"--by must be one of {', '.join(BY)}, not {by!r}")
+    short = _short_ids(ids)
+    if by == "run":
+        series, x_label = _by_run(ids, points, short), "run"
+    elif by == "item":
+        series, x_label = _by_item(ids, points, short), "item"
+    else:
+        series, x_label = _by_step(ids, points, short), "step"
+    title = f"{metric} by {by}" + (f" ({step})" if step else "")
+    if len(series) > MAX_SERIES:
+        title += f" (first {MAX_SERIES} of {len(series)} series)"
+        series = series[:MAX_SERIES]
+    return PlotView(metric=metric, by=by, runs=ids, title=title, x_label=x_label, series=series)
+
+
+def _default_by(ids: list[str], points: list[MetricPoint]) -> str:
+    if len(ids) > 1:
+        return "run"
+    if any(p.item_index is not None for p in points):
+        return "item"
+    return "step"
+
+
+def _short_ids(ids: list[str]) -> dict[str, str]:
+    """Run ids without the part every id shares in front (their dates, usually)."""
+    if len(ids) < 2:
+        return {i: i for i in ids}
+    common = 0
+    for chars in zip(*ids, strict=False):
+        if len(set(chars)) > 1:
+            break
+        common += 1
+    cut = ids[0].rfind("-", 0, common + 1) + 1
+    return {i: i[cut:] or i for i in ids}
+
+
+def _last_values(points: list[MetricPoint]) -> dict[tuple[str, str], MetricPoint]:
+    last: dict[tuple[str, str], MetricPoint] = {}
+    for point in points:
+        last[(point.run_id, point.path)] = point
+    return last
+
+
+def _by_run(ids: list[str], points: list[MetricPoint], short: dict[str, str]) -> list[PlotSeries]:
+    last = _last_values(points)
+    paths = list(dict.fromkeys(p.path for p in points))
+    keyed: dict[str, list[tuple[str, float]]] = {}
+    label: dict[str, str] = {}
+    if len(paths) <= MAX_SERIES:
+        keyed = {path: [(r, p.value) for (r, q), p in last.items() if q == path] for path in paths}
+        label = {path: path for path in paths}
+    else:  # many items: one series per group, the mean over its items
+        for group in dict.fromkeys(p.group for p in points):
+            values = [
+                (
+                    run_id,
+                    [p.value for (r, _), p in last.items() if r == run_id and p.group == group],
+                )
+                for run_id in ids
+            ]
+            keyed[group] = [(r, sum(v) / len(v)) for r, v in values if v]
+            label[group] = f"{group} (mean over items)"
+    series = []
+    for name, pairs in keyed.items():
+        in_order = sorted(pairs, key=lambda pair: ids.index(pair[0]))
+        series.append(
+            PlotSeries(
+                label=label[name] if len(keyed) > 1 else "",
+                x=[short[r] for r, _ in in_order],
+                y=[v for _, v in in_order],
+            )
+        )
+    return series
+
+
+def _by_item(ids: list[str], points: list[MetricPoint], short: dict[str, str]) -> list[PlotSeries]:
+    items = [p for p in points if p.item_index is not None]
+    if not items:
+        raise InvalidActionError(
+            "this metric is not reported inside a foreach or loop: plot it --by run or --by step"
+        )
+    last = _last_values(items)
+    groups = list(dict.fromkeys(p.group for p in items))
+    series = []
+    for run_id in ids:
+        for group in groups:
+            chosen = sorted(
+                (p for (r, _), p in last.items() if r == run_id and p.group == group),
+                key=lambda p: p.item_index or 0,
+            )
+            if not chosen:
+                continue
+            parts = [short[run_id]] if len(ids) > 1 else []
+            parts += [group] if len(groups) > 1 else []
+            series.append(
+                PlotSeries(
+                    label=" ".join(parts),
+                    x=[_item_label(p) for p in chosen],
+                    y=[p.value for p in chosen],
+                )
+            )
+    return series
+
+
+def _item_label(point: MetricPoint) -> str:
+    item = point.item
+    if isinstance(item, str | int | float) and not isinstance(item, bool) and len(str(item)) <= 24:
+        return str(item)
+    return str(point.item_index)
+
+
+def _by_step(ids: list[str], points: list[MetricPoint], short: dict[str, str]) -> list[PlotSeries]:
+    series: dict[tuple[str, str], PlotSeries] = {}
+    paths = {p.path for p in points}
+    for point in points:
+        key = (point.run_id, point.path)
+        if key not in series:
+            parts = [short[point.run_id]] if len(ids) > 1 else []
+            parts += [point.path] if len(paths) > 1 else []
+            series[key] = PlotSeries(label=" ".join(parts), x=[], y=[])
+        current = series[key]
+        current.x.append(point.step if point.step is not None else len(current.x))
+        current.y.append(point.value)
+    return list(series.values())

@@ -1,0 +1,610 @@
+"""Artifacts, lineage, memoization and experiment comparison: what a data scientist asks of
+recorded runs.
+
+:class:`Experiments` reads what the engine recorded (step runs, artifact lineage, cache
+entries and ``cache`` events, metrics) and the artifact store, and answers with the view
+models of :mod:`kaon.service.experiment_views`. It never changes a run; it deletes only
+cache entries (:meth:`Experiments.cache_clear`) and unreferenced blobs (:meth:`Experiments.gc`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from kaon.artifacts.base import ArtifactStore
+from kaon.errors import ArtifactError, InvalidActionError, NotFoundError
+from kaon.model.status import StepStatus
+from kaon.model.values import (
+    ArtifactRef,
+    Literal,
+    RefDict,
+    RefList,
+    ValueRef,
+    artifact_refs,
+    decode_outputs,
+    outputs_value,
+)
+from kaon.service import _compare, _export
+from kaon.service.experiment_views import (
+    ArtifactView,
+    CacheClearView,
+    CacheEntryView,
+    ComponentChange,
+    CompareView,
+    ConsumerView,
+    ExplainView,
+    FetchView,
+    GcView,
+    LineageView,
+    ParamChange,
+    PlotView,
+    RunArtifactsView,
+    ValueView,
+)
+from kaon.store.base import ArtifactRecord, CacheEntryRecord, EventRecord, StateStore
+
+_HEX = re.compile(r"[0-9a-f]{4,64}")
+_ALL = 2**62  # "no limit" for store queries that take one
+_EVENT_PAGE = 1000
+
+
+@runtime_checkable
+class BlobListing(Protocol):
+    """An artifact store that can list and delete its blobs (needed by garbage collection)."""
+
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        """``(sha256, size)`` of every blob."""
+        ...
+
+    def delete_blob(self, hash_: str) -> None:
+        """Delete one blob."""
+        ...
+
+    def blob_path(self, ref: ArtifactRef | str) -> str:
+        """Where a blob lives (a local path or a URL)."""
+        ...
+
+
+class Experiments:
+    """Read-mostly operations over recorded runs, their artifacts and the cache.
+
+    Every method raises :class:`~kaon.errors.NotFoundError` for an unknown or ambiguous run,
+    step or artifact, :class:`~kaon.errors.CorruptArtifactError` when a blob does not match its
+    hash (a corrupt blob is never returned) and :class:`~kaon.errors.ArtifactError` when the
+    artifact store fails.
+    """
+
+    def __init__(self, store: StateStore, artifacts: ArtifactStore) -> None:
+        self.store = store
+        self.artifacts = artifacts
+
+    # -- naming things -----------------------------------------------------------------------
+
+    def resolve_run(self, given: str) -> str:
+        """The full id of the run named by ``given`` or a unique prefix of it."""
+        try:
+            return self.store.get_run(given).id
+        except NotFoundError:
+            pass
+        matches = self.store.find_runs(given)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(f"no run matches {given!r}")
+        raise NotFoundError(f"{given!r} matches several runs: {', '.join(matches[:5])}")
+
+    def resolve_artifact(self, given: str) -> str:
+        """The full sha256 of the recorded artifact named by ``given`` or a unique prefix
+        (at least 4 hex digits; a ``sha256:`` prefix is allowed)."""
+        text = given.strip().lower().removeprefix("sha256:")
+        if not _HEX.fullmatch(text):
+            raise NotFoundError(
+                f"{given!r} is not an artifact hash: give the sha256 or at least its first "
+                "4 hex digits (see `kaon artifacts RUN`)"
+            )
+        if len(text) == 64:
+            if self.store.artifacts(hash=text, limit=1):
+                return text
+            matches: list[str] = []
+        else:
+            matches = sorted(h for h in self.store.referenced_hashes() if h.startswith(text))
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(f"no recorded artifact has a hash starting with {text!r}")
+        shown = ", ".join(h[:16] for h in matches[:5])
+        raise NotFoundError(
+            f"{text!r} matches {len(matches)} artifacts ({shown}{', ...' if len(matches) > 5 else ''})"
+            "; give more digits"
+        )
+
+    def artifact_ref(self, hash_: str) -> ArtifactRef:
+        """The reference of a recorded blob (serializer, size, type from its lineage)."""
+        records = self.store.artifacts(hash=hash_, limit=1)
+        if not records:
+            raise NotFoundError(f"no recorded artifact has hash {hash_}")
+        first = records[0]
+        return ArtifactRef(first.hash, first.serializer, first.size, first.type_name)
+
+    # -- artifacts and lineage ---------------------------------------------------------------
+
+    def run_artifacts(self, run: str) -> RunArtifactsView:
+        """Every blob a run's steps produced or reused, and their inline values."""
+        run_id = self.resolve_run(run)
+        record = self.store.get_run(run_id)
+        view = RunArtifactsView(run_id=run_id, workflow=record.workflow)
+        view.artifacts = [
+            _artifact_view(r) for r in self.store.artifacts(run_id=run_id, limit=_ALL)
+        ]
+        sources: dict[str, dict[tuple[str, str, str], ArtifactRecord]] = {}
+        for row in self.store.step_runs(run_id, all_levels=True):
+            if row.kind != "task" or not row.outputs:
+                continue
+            cached = row.status is StepStatus.CACHED
+            for name, ref in decode_outputs(row.outputs).items():
+                if isinstance(ref, Literal):
+                    view.values.append(
+                        ValueView(
+                            path=row.path, output=name, value=ref.value, cached_from=row.cached_from
+                        )
+                    )
+                elif cached and row.cached_from:
+                    source = self._source_records(row.cached_from, sources)
+                    for blob in artifact_refs(ref):
+                        view.artifacts.append(
+                            _reused_view(run_id, row.path, name, blob, row.cached_from, source)
+                        )
+        return view
+
+    def _source_records(
+        self, cached_from: str, memo: dict[str, dict[tuple[str, str, str], ArtifactRecord]]
+    ) -> dict[tuple[str, str, str], ArtifactRecord]:
+        source_run = cached_from.partition(":")[0]
+        if source_run not in memo:
+            try:
+                records = self.store.artifacts(run_id=source_run, limit=_ALL)
+            except NotFoundError:
+                records = []
+            memo[source_run] = {(r.path, r.output, r.hash): r for r in records}
+        return memo[source_run]
+
+    def lineage(self, artifact: str, *, depth: int = 3) -> LineageView:
+        """Where a blob came from (recursively, ``depth`` levels of inputs) and what used it."""
+        hash_ = self.resolve_artifact(artifact)
+        view = self._lineage(hash_, depth, set())
+        view.consumers = [
+            ConsumerView(
+                run_id=r.run_id, path=r.path, output=r.output, hash=r.hash, attempt=r.attempt
+            )
+            for r in self.store.artifacts(consumer_of=hash_, limit=_ALL)
+        ]
+        return view
+
+    def _lineage(self, hash_: str, depth: int, seen: set[str]) -> LineageView:
+        seen.add(hash_)
+        records = self.store.artifacts(hash=hash_, limit=_ALL)
+        view = LineageView(hash=hash_, producers=[_artifact_view(r) for r in records])
+        if records:
+            view.serializer, view.type, view.size = (
+                records[0].serializer,
+                records[0].type_name,
+                records[0].size,
+            )
+        inputs = list(dict.fromkeys(h for r in records for h in r.inputs if h not in seen))
+        if depth <= 0:
+            view.truncated = bool(inputs)
+            return view
+        for source in inputs:
+            if source not in seen:
+                view.sources.append(self._lineage(source, depth - 1, seen))
+        return view
+
+    # -- fetching values ---------------------------------------------------------------------
+
+    def load(self, artifact: str) -> Any:
+        """The value of a recorded blob, verified against its hash."""
+        return self.artifacts.get(self.artifact_ref(self.resolve_artifact(artifact)))
+
+    def step_outputs(self, run: str, path: str) -> dict[str, ValueRef]:
+        """The output references of the step run at ``path`` (empty when it has none)."""
+        run_id = self.resolve_run(run)
+        return decode_outputs(self.store.get_step_run(run_id, path).outputs)
+
+    def step_output_ref(self, run: str, path: str, output: str | None = None) -> ValueRef:
+        """One output of a step run, or (``output`` None) its value as ``steps.X`` sees it."""
+        run_id = self.resolve_run(run)
+        row = self.store.get_step_run(run_id, path)
+        outputs = decode_outputs(row.outputs)
+        if not outputs:
+            raise NotFoundError(
+                f"step {path} of run {run_id} has no outputs (it is {row.status.value})"
+            )
+        if output is None:
+            return outputs_value(outputs)
+        if output not in outputs:
+            raise NotFoundError(
+                f"step {path} of run {run_id} has no output {output!r}; "
+                f"it has: {', '.join(sorted(outputs))}"
+            )
+        return outputs[output]
+
+    def fetch(
+        self,
+        target: str,
+        step: str | None = None,
+        *,
+        output: str | None = None,
+        dest: str | Path | None = None,
+    ) -> FetchView:
+        """Load a blob (``target`` a hash or prefix) or a step's output (``target`` a run,
+        ``step`` a path) and write it to ``dest`` or describe it with a preview.
+
+        Files and folders are copied; DataFrames and Arrow tables are written as Parquet (CSV
+        when ``dest`` ends in ``.csv``), arrays as ``.npy``, JSON values as JSON, anything else
+        pickled. Raises CorruptArtifactError for a corrupt blob, InvalidActionError when
+        ``dest`` is an existing folder and the value is not a folder.
+        """
+        if step is None:
+            hash_ = self.resolve_artifact(target)
+            ref: ValueRef = self.artifact_ref(hash_)
+            source = hash_
+        else:
+            run_id = self.resolve_run(target)
+            ref = self.step_output_ref(run_id, step, output)
+            source = f"{run_id}:{step}" + (f":{output}" if output else "")
+        view = _fetch_view(source, ref)
+        value = self.artifacts.get(ref)
+        if dest is None:
+            view.preview = _export.preview(value)
+        else:
+            view.format = _export.write_value(value, Path(dest))
+            view.written_to = str(Path(dest).absolute())
+        return view
+
+    # -- memoization -------------------------------------------------------------------------
+
+    def explain(self, run: str, path: str) -> ExplainView:
+        """Why the step run at ``path`` was a cache hit or miss (see :class:`ExplainView`)."""
+        run_id = self.resolve_run(run)
+        record = self.store.get_run(run_id)
+        row = self.store.get_step_run(run_id, path)
+        base: dict[str, Any] = {"run_id": run_id, "path": path, "status": row.status.value}
+        event = self._cache_event(run_id, path)
+        if event is None:
+            return ExplainView(**base, verdict="not_cacheable", message=_no_event(row.kind, row))
+        data = event.data
+        if "error" in data:
+            message = f"not cacheable: its code could not be fingerprinted ({data['error']})"
+            return ExplainView(**base, verdict="not_cacheable", message=message)
+        key, components = str(data.get("key")), dict(data.get("components") or {})
+        base.update(key=key, components=components)
+        if data.get("hit"):
+            source = str(data.get("source") or row.cached_from)
+            return ExplainView(
+                **base,
+                verdict="hit",
+                source=source,
+                compared_with=source,
+                compared_key=key,
+                message=f"cache hit: outputs reused from {source} (same cache key)",
+            )
+        same = self.store.get_cache_entry(key)
+        if same is not None and (same.run_id, same.path) != (run_id, path):
+            return ExplainView(
+                **base,
+                verdict="blobs_missing",
+                compared_with=f"{same.run_id}:{same.path}",
+                compared_key=key,
+                message=(
+                    f"cache miss: {same.run_id}:{same.path} had the same cache key, but some of "
+                    "its output blobs were missing from the artifact store, so the step executed"
+                ),
+            )
+        entry = self._nearest_entry(record.workflow, row.step_id, run_id, key, event, components)
+        if entry is None:
+            message = (
+                f"cache miss: no earlier successful execution of step {row.step_id!r} of "
+                f"workflow {record.workflow!r} is recorded (first run, or the cache was cleared)"
+            )
+            return ExplainView(**base, verdict="no_earlier_execution", message=message)
+        changes = _component_changes(entry.components, components)
+        names = ", ".join(c.component for c in changes) or "nothing recorded"
+        return ExplainView(
+            **base,
+            verdict="changed",
+            compared_with=f"{entry.run_id}:{entry.path}",
+            compared_key=entry.key,
+            changes=changes,
+            param_changes=self._param_changes(entry.run_id, run_id),
+            message=f"cache miss: changed since {entry.run_id}:{entry.path}: {names}",
+        )
+
+    def _cache_event(self, run_id: str, path: str) -> EventRecord | None:
+        found: EventRecord | None = None
+        after = 0
+        while True:
+            page = self.store.events(run_id, after_id=after, limit=_EVENT_PAGE)
+            for event in page:
+                if event.kind == "cache" and event.data.get("path") == path:
+                    found = event
+            if len(page) < _EVENT_PAGE or page[-1].id is None:
+                return found
+            after = page[-1].id
+
+    def _nearest_entry(
+        self,
+        workflow: str,
+        step_id: str,
+        run_id: str,
+        key: str,
+        event: EventRecord,
+        components: dict[str, Any],
+    ) -> CacheEntryRecord | None:
+        entries = [
+            e
+            for e in self.store.cache_entries(workflow=workflow, step_id=step_id, limit=1000)
+            if e.key != key and e.created_at <= event.at
+        ]
+        # Siblings in the same run (other foreach items) are no "earlier execution" to the
+        # person asking, unless nothing else exists.
+        earlier = [e for e in entries if e.run_id != run_id] or entries
+        if not earlier:
+            return None
+        path = str(event.data.get("path"))
+
+        def rank(e: CacheEntryRecord) -> tuple[int, bool, float]:
+            shared = sum(1 for k, v in components.items() if e.components.get(k) == v)
+            return shared, e.path == path, e.created_at
+
+        return max(earlier, key=rank)
+
+    def _param_changes(self, old_run: str, new_run: str) -> list[ParamChange]:
+        if old_run == new_run:
+            return []
+        try:
+            old, new = self.store.get_run(old_run).params, self.store.get_run(new_run).params
+        except NotFoundError:
+            return []
+        names = list(dict.fromkeys([*old, *new]))
+        return [
+            ParamChange(name=n, old=old.get(n), new=new.get(n))
+            for n in names
+            if _canonical(old.get(n)) != _canonical(new.get(n))
+        ]
+
+    def cache_list(
+        self, *, workflow: str | None = None, step: str | None = None, limit: int = 100
+    ) -> list[CacheEntryView]:
+        """Cache entries, newest first."""
+        return [
+            CacheEntryView(
+                key=e.key,
+                workflow=e.workflow,
+                step_id=e.step_id,
+                path=e.path,
+                run_id=e.run_id,
+                created_at=e.created_at,
+                outputs=sorted(e.outputs),
+                components=e.components,
+            )
+            for e in self.store.cache_entries(workflow=workflow, step_id=step, limit=limit)
+        ]
+
+    def cache_clear(
+        self, *, workflow: str | None = None, step: str | None = None, everything: bool = False
+    ) -> CacheClearView:
+        """Invalidate cache entries of a workflow and/or step id, or (``everything``) all.
+
+        Raises InvalidActionError without a filter unless ``everything`` is set, and when
+        ``everything`` is combined with a filter.
+        """
+        if everything and (workflow or step):
+            raise InvalidActionError("--all clears every entry; do not combine it with filters")
+        if not everything and not (workflow or step):
+            raise InvalidActionError(
+                "refusing to clear the whole cache: name --workflow and/or --step, or pass --all"
+            )
+        deleted = self.store.delete_cache_entries(workflow=workflow, step_id=step)
+        return CacheClearView(deleted=deleted, workflow=workflow, step=step)
+
+    # -- comparison --------------------------------------------------------------------------
+
+    def compare(self, runs: Sequence[str]) -> CompareView:
+        """Parameters, metrics (last value per step path and name, per foreach item) and step
+        statuses of several runs side by side. Raises InvalidActionError for fewer than two."""
+        return _compare.compare(self.store, [self.resolve_run(r) for r in runs])
+
+    def metrics(self, run: str) -> list[dict[str, Any]]:
+        """Every metric value of a run as flat rows: ``path, group, item_index, item, name,
+        value, step, at`` (what :meth:`kaon.client.RunHandle.metrics` tabulates)."""
+        points = _compare.metric_points(self.store, self.resolve_run(run))
+        return [
+            {
+                "path": p.path,
+                "group": p.group,
+                "item_index": p.item_index,
+                "item": p.item,
+                "name": p.name,
+                "value": p.value,
+                "step": p.step,
+                "at": p.at,
+            }
+            for p in points
+        ]
+
+    def plot(
+        self,
+        runs: Sequence[str],
+        metric: str,
+        *,
+        by: str | None = None,
+        step: str | None = None,
+        output: str | Path | None = None,
+    ) -> PlotView:
+        """The data of a plot of ``metric`` across runs, foreach items or epochs, drawn as a
+        PNG at ``output`` when given (needs matplotlib). See :func:`_compare.plot_data`."""
+        view = _compare.plot_data(
+            self.store, [self.resolve_run(r) for r in runs], metric, by=by, step=step
+        )
+        if output is not None:
+            _export.render_plot(view, Path(output))
+            view.output = str(Path(output).absolute())
+        return view
+
+    # -- garbage collection ------------------------------------------------------------------
+
+    def gc(self, *, dry_run: bool = False, min_age_s: float = 3600.0) -> GcView:
+        """Delete blobs that no recorded artifact and no cache entry references, and that are
+        older than ``min_age_s`` (a run writing right now is never robbed). A dry run deletes
+        nothing and reports what would go. Raises ArtifactError when the store cannot list or
+        delete blobs.
+        """
+        blobs = self.artifacts
+        if not isinstance(blobs, BlobListing):
+            raise ArtifactError(
+                f"artifact store {self.artifacts.url!r} cannot list its blobs; no garbage "
+                "collection possible"
+            )
+        # What is kept is read before listing, so a blob written after this point is young.
+        keep = self.store.referenced_hashes() | self._cache_hashes()
+        view = GcView(dry_run=dry_run, min_age_s=min_age_s)
+        now = time.time()
+        for hash_, size in blobs.iter_blobs():
+            view.scanned += 1
+            if hash_ in keep:
+                view.referenced += 1
+            elif min_age_s > 0 and now - self._blob_mtime(blobs, hash_, now) < min_age_s:
+                view.young += 1
+            else:
+                if not dry_run:
+                    blobs.delete_blob(hash_)
+                view.deleted += 1
+                view.bytes_freed += size
+                view.deleted_hashes.append(hash_)
+        return view
+
+    def _cache_hashes(self) -> set[str]:
+        found: set[str] = set()
+        for entry in self.store.cache_entries(limit=_ALL):
+            try:
+                refs = decode_outputs(entry.outputs).values()
+            except (ValueError, KeyError):
+                continue
+            found.update(a.hash for ref in refs for a in artifact_refs(ref))
+        return found
+
+    def _blob_mtime(self, blobs: BlobListing, hash_: str, now: float) -> float:
+        """When a blob was written; ``now`` (that is: too young to delete) when unknown."""
+        path = blobs.blob_path(hash_)
+        try:
+            if "://" not in path:
+                return os.stat(path).st_mtime
+            fs = getattr(blobs, "_fs", None)
+            if fs is None:
+                return now
+            info = fs.info(path)
+        except OSError:
+            return now
+        except Exception:
+            return now
+        for name in ("mtime", "LastModified", "last_modified", "created", "modified"):
+            stamp = info.get(name)
+            if isinstance(stamp, int | float):
+                return float(stamp)
+            if hasattr(stamp, "timestamp"):
+                return float(stamp.timestamp())
+        return now
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _artifact_view(record: ArtifactRecord) -> ArtifactView:
+    return ArtifactView(
+        run_id=record.run_id,
+        path=record.path,
+        output=record.output,
+        hash=record.hash,
+        serializer=record.serializer,
+        type=record.type_name,
+        size=record.size,
+        created_at=record.created_at,
+        attempt=record.attempt,
+        item_index=record.item_index,
+        inputs=list(record.inputs),
+    )
+
+
+def _reused_view(
+    run_id: str,
+    path: str,
+    output: str,
+    blob: ArtifactRef,
+    cached_from: str,
+    source: dict[tuple[str, str, str], ArtifactRecord],
+) -> ArtifactView:
+    origin = source.get((cached_from.partition(":")[2], output, blob.hash))
+    return ArtifactView(
+        run_id=run_id,
+        path=path,
+        output=output,
+        hash=blob.hash,
+        serializer=blob.serializer,
+        type=blob.type_name,
+        size=blob.size,
+        created_at=origin.created_at if origin else None,
+        attempt=origin.attempt if origin else None,
+        item_index=origin.item_index if origin else None,
+        inputs=list(origin.inputs) if origin else [],
+        cached_from=cached_from,
+    )
+
+
+def _fetch_view(source: str, ref: ValueRef) -> FetchView:
+    if isinstance(ref, ArtifactRef):
+        return FetchView(
+            source=source,
+            kind="artifact",
+            hash=ref.hash,
+            serializer=ref.serializer,
+            type=ref.type_name,
+            size=ref.size,
+        )
+    if isinstance(ref, Literal):
+        return FetchView(source=source, kind="value", type=type(ref.value).__name__)
+    kind = "list" if isinstance(ref, RefList) else "dict"
+    assert isinstance(ref, RefList | RefDict)
+    return FetchView(source=source, kind=kind, size=sum(a.size for a in artifact_refs(ref)))
+
+
+def _no_event(kind: str, row: Any) -> str:
+    if kind != "task":
+        return f"not cacheable: {row.path} is a {kind}; only task steps are memoized"
+    if row.status in (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.SKIPPED):
+        return f"the step never looked the cache up: it is {row.status.value}"
+    if row.status is StepStatus.CANCELLED and not row.attempts:
+        return "the step never looked the cache up: it was cancelled before it started"
+    return (
+        "not cacheable: caching is off for this step (set cache=True on the step or as the "
+        "workflow default)"
+    )
+
+
+def _component_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ComponentChange]:
+    order = ["step_type", "code", "config", "version"]
+    names = order + sorted(k for k in {*old, *new} if k not in order)
+    return [
+        ComponentChange(component=name, old=old.get(name), new=new.get(name))
+        for name in names
+        if (name in old or name in new) and old.get(name) != new.get(name)
+    ]

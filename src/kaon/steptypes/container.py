@@ -1,0 +1,187 @@
+"""The ``container`` step type: run a command in a container image with Podman.
+
+Configuration::
+
+    {"image": "localhost/trainer:1.4",            # required
+     "command": "python train.py",                # a string (run with /bin/sh -c) or an argv list
+     "env": {"MODE": "fast"},                     # optional, strings to strings
+     "resources": {"cores": 2, "memory": "1g"},   # optional: --cpus and --memory
+     "workdir": "/app",                           # optional working directory in the container
+     "network": "none",                           # optional; "none" (default) or a podman network
+     "pull": "missing"}                           # optional: never | missing (default) | always
+
+The container sees the same ``KAON_*`` variables as a ``shell`` step (``KAON_PARAMS``,
+``KAON_INPUT_<NAME>``, ``KAON_RUN_ID``...) and talks back the same way: its stdout and stderr
+lines become the step log, ``::kaon::metric``/``::kaon::progress``/``::kaon::output`` lines
+report, and JSON written to ``$KAON_OUTPUT`` (``/kaon/output.json``, bind-mounted from the
+worker) becomes outputs. Nothing else of the worker's environment or file system is passed
+in, and the network is off unless ``network`` says otherwise.
+
+The container runs as ``podman run --rm --name kaon-<id> ...`` through the shell step's
+machinery, so timeouts and cancellation kill the client; the container itself is then removed
+with ``podman rm -f``. A non-zero exit raises :class:`~kaon.errors.StepError` of type
+``ContainerError`` with the last stderr lines (Podman's own message when the container could
+not start: exit status 125).
+
+Host-specific Podman flags come from the worker's environment: ``KAON_PODMAN_ARGS`` (global
+flags, placed before ``run``: ``--runtime runc``) and ``KAON_PODMAN_RUN_ARGS`` (flags of
+``run``: ``--ulimit nofile=1024:1024``), both split like a shell would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import subprocess
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from kaon.errors import Location, Problem, StepError
+from kaon.steptypes._protocol import config_problems, parse_memory, resources_problems
+from kaon.steptypes.base import StepType
+from kaon.steptypes.context import StepContext
+from kaon.steptypes.shell import ShellStepType
+
+OUTPUT_IN_CONTAINER = "/kaon/output.json"
+PULL_POLICIES = ("never", "missing", "always")
+GLOBAL_ARGS_ENV = "KAON_PODMAN_ARGS"
+RUN_ARGS_ENV = "KAON_PODMAN_RUN_ARGS"
+_KNOWN_KEYS = frozenset(
+    {"image", "command", "env", "resources", "workdir", "network", "pull", "podman"}
+)
+_PASSED_VARS = (
+    "KAON_RUN_ID",
+    "KAON_STEP",
+    "KAON_ATTEMPT",
+    "KAON_WORKFLOW",
+    "KAON_ITEM",
+    "KAON_INDEX",
+    "KAON_ITERATION",
+    "KAON_PARAMS",
+)
+_REMOVE_TIMEOUT_S = 30.0
+
+
+def input_variable(name: str) -> str:
+    """The ``KAON_INPUT_<NAME>`` variable of input ``name`` (as the shell step names it)."""
+    return "KAON_INPUT_" + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def podman_argv(config: Mapping[str, Any], inputs: Mapping[str, Any], name: str) -> list[str]:
+    """The ``podman run`` command line of a step (the output mount is added by the caller)."""
+    podman = str(config.get("podman") or "podman")
+    argv = [podman, *shlex.split(os.environ.get(GLOBAL_ARGS_ENV, "")), "run", "--rm"]
+    argv += ["--name", name, "--network", str(config.get("network") or "none")]
+    argv += ["--pull", str(config.get("pull") or "missing")]
+    argv += shlex.split(os.environ.get(RUN_ARGS_ENV, ""))
+    resources = config.get("resources") or {}
+    if resources.get("cores"):
+        argv += ["--cpus", str(resources["cores"])]
+    memory = parse_memory(resources.get("memory")) if "memory" in resources else None
+    if memory is not None:
+        argv += ["--memory", f"{memory}m"]
+    if config.get("workdir"):
+        argv += ["--workdir", str(config["workdir"])]
+    for variable in (*_PASSED_VARS, *(input_variable(n) for n in inputs)):
+        argv += ["--env", variable]  # no value: podman copies it from its own environment
+    for key, value in (config.get("env") or {}).items():
+        argv += ["--env", f"{key}={value}"]
+    argv += ["--env", f"KAON_OUTPUT={OUTPUT_IN_CONTAINER}"]
+    return argv
+
+
+def _command(config: Mapping[str, Any]) -> list[str]:
+    command = config.get("command")
+    if command is None:
+        return []
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    return [str(part) for part in command]
+
+
+class ContainerStepType(StepType):
+    """Runs a command in a container image with Podman, talking back like a shell step."""
+
+    name: ClassVar[str] = "container"
+
+    def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
+        """Check: ``image`` a string; ``command`` a string or list of strings; ``env`` strings
+        to strings; ``resources``; ``pull`` one of never/missing/always."""
+        location = location.with_field("config")  # problems point at config.<key>
+        problems = config_problems(
+            config,
+            location,
+            _KNOWN_KEYS,
+            strings=("image", "workdir", "network", "podman"),
+            mappings=("env",),
+        )
+        if "image" not in config:
+            problems.append(Problem("'image' is required", location.with_field("image")))
+        command = config.get("command")
+        if command is not None and not (
+            (isinstance(command, str) and command.strip())
+            or (isinstance(command, list) and command and all(isinstance(c, str) for c in command))
+        ):
+            problems.append(
+                Problem(
+                    "'command' must be a string or a non-empty list of strings",
+                    location.with_field("command"),
+                )
+            )
+        env = config.get("env")
+        if isinstance(env, Mapping) and not all(isinstance(v, str) for v in env.values()):
+            problems.append(Problem("'env' values must be strings", location.with_field("env")))
+        if config.get("pull", "missing") not in PULL_POLICIES:
+            problems.append(
+                Problem(
+                    f"'pull' must be one of {', '.join(PULL_POLICIES)}", location.with_field("pull")
+                )
+            )
+        return problems + resources_problems(config, location)
+
+    def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
+        """Run the container; return the outputs it reported (a dict) or None.
+
+        Raises :class:`~kaon.errors.StepError`: ``ContainerError`` on a non-zero exit,
+        ``Timeout`` or ``Cancelled``.
+        """
+        name = f"kaon-{uuid.uuid4().hex[:16]}"
+        argv = podman_argv(config, inputs, name)
+        mount = f'--volume "$KAON_OUTPUT":{OUTPUT_IN_CONTAINER}'
+        command = " ".join(
+            [
+                shlex.join(argv),
+                mount,
+                shlex.quote(str(config["image"])),
+                shlex.join(_command(config)),
+            ]
+        )
+        ctx.log(f"container: running {config['image']} as {name}")
+        try:
+            return ShellStepType().run(ctx, {"command": command}, inputs)
+        except StepError as exc:
+            if exc.error_type != "ShellError":
+                raise
+            message = exc.message.replace("command", "container", 1)
+            raise StepError("ContainerError", message, exc.traceback) from None
+        finally:
+            self._remove(config, name)
+
+    @staticmethod
+    def _remove(config: Mapping[str, Any], name: str) -> None:
+        """Remove the container if it is still there (after a timeout or a cancel)."""
+        podman = str(config.get("podman") or "podman")
+        global_args = shlex.split(os.environ.get(GLOBAL_ARGS_ENV, ""))
+        # Best effort: when podman is gone or hangs there is nothing more to do.
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(
+                [podman, *global_args, "rm", "--force", "--ignore", "--time", "0", name],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=_REMOVE_TIMEOUT_S,
+                check=False,
+            )

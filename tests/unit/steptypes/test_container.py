@@ -1,0 +1,186 @@
+"""The container step type with real Podman, on an image built from busybox with no registry.
+
+This machine needs ``--runtime runc`` (crun rejects its hybrid cgroup v1/v2 layout) and ulimits
+below the worker's hard limits; the tests pass them the documented way, through
+``KAON_PODMAN_ARGS`` and ``KAON_PODMAN_RUN_ARGS``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from kaon.errors import Location, StepError
+from kaon.model.events import ExecutorEvent, LogLine, MetricReported
+from kaon.steptypes.container import ContainerStepType, podman_argv
+from kaon.steptypes.context import StepContext
+from kaon.steptypes.registry import get_step_type
+
+BUSYBOX = shutil.which("busybox")
+HERE = Location("flow.yaml", 20, "steps.box")
+TOOLS = ("sh", "echo", "cat", "env", "sleep", "printf", "grep")
+
+needs_podman = pytest.mark.skipif(
+    shutil.which("podman") is None or BUSYBOX is None, reason="podman or busybox not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A busybox image imported from a local root file system (no registry involved)."""
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    assert BUSYBOX is not None
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for tool in TOOLS:
+        (root / "bin" / tool).symlink_to("busybox")
+    archive = root.parent / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root, arcname=".")
+    name = f"localhost/kaon-test-busybox:{uuid.uuid4().hex[:8]}"
+    subprocess.run(["podman", "import", str(archive), name], check=True, capture_output=True)
+    yield name
+    subprocess.run(["podman", "rmi", "--force", name], check=False, capture_output=True)
+
+
+@pytest.fixture(autouse=True)
+def _podman_flags_for_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAON_PODMAN_ARGS", "--runtime runc")
+    monkeypatch.setenv("KAON_PODMAN_RUN_ARGS", "--ulimit nofile=1024:1024 --ulimit nproc=4096:4096")
+
+
+class Harness:
+    def __init__(self, **extra: Any) -> None:
+        self.events: list[ExecutorEvent] = []
+        self.ctx = StepContext(
+            ("run-1", 1, 1), "box", "wf", {"k": 1}, self.events.append, extra=extra
+        )
+
+    def run(self, image: str, inputs: dict[str, Any] | None = None, **config: Any) -> Any:
+        return ContainerStepType().run(self.ctx, {"image": image, **config}, inputs or {})
+
+    def logs(self) -> list[tuple[str, str]]:
+        return [(e.stream, e.text) for e in self.events if isinstance(e, LogLine)]
+
+
+def test_registered_as_container() -> None:
+    assert isinstance(get_step_type("container"), ContainerStepType)
+
+
+@needs_podman
+def test_container_gets_inputs_and_reports_outputs(image: str) -> None:
+    harness = Harness()
+    command = (
+        'echo "hello $KAON_INPUT_NAME"; echo "params $KAON_PARAMS";'
+        "echo '::kaon::metric acc=0.75'; echo \"::kaon::output greeting=$GREETING\";"
+        'echo oops >&2; printf \'{"count": 3}\' > "$KAON_OUTPUT"'
+    )
+    outputs = harness.run(
+        image, {"name": "ann"}, command=command, env={"GREETING": "hi"}, resources={"cores": 1}
+    )
+    assert outputs == {"greeting": "hi", "count": 3}
+    assert ("stdout", "hello ann") in harness.logs()
+    assert ("stdout", 'params {"k": 1}') in harness.logs()
+    assert ("stderr", "oops") in harness.logs()
+    metrics = [(e.name, e.value) for e in harness.events if isinstance(e, MetricReported)]
+    assert metrics == [("acc", 0.75)]
+
+
+@needs_podman
+def test_worker_environment_and_network_stay_outside(
+    image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAON_TEST_HOST_SECRET", "do-not-leak")
+    outputs = Harness().run(
+        image,
+        command=[
+            "/bin/sh",
+            "-c",
+            "echo ::kaon::output leaked=$(env | grep -c HOST_SECRET);"
+            "echo ::kaon::output step=$(env | grep -c ^KAON_STEP=box$);"
+            "echo ::kaon::output ifaces=$(cat /proc/net/dev | grep -c :)",
+        ],
+    )
+    assert outputs == {"leaked": 0, "step": 1, "ifaces": 1}  # only the loopback interface
+
+
+@needs_podman
+def test_memory_limit_is_applied(image: str) -> None:
+    read_limit = (
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+        "|| cat /sys/fs/cgroup/memory.max"
+    )
+    outputs = Harness().run(
+        image, command=f"echo ::kaon::output limit=$({read_limit})", resources={"memory": "64m"}
+    )
+    assert outputs == {"limit": 64 * 1024 * 1024}
+
+
+@needs_podman
+def test_non_zero_exit_is_a_container_error(image: str) -> None:
+    with pytest.raises(StepError) as info:
+        Harness().run(image, command="echo 'model file missing' >&2; exit 4")
+    assert info.value.error_type == "ContainerError"
+    assert info.value.message.startswith("container exited with status 4")
+    assert "model file missing" in info.value.message
+
+
+@needs_podman
+def test_unknown_image_is_a_container_error() -> None:
+    with pytest.raises(StepError) as info:
+        Harness().run("localhost/kaon-no-such-image:1", command="true", pull="never")
+    assert info.value.error_type == "ContainerError"
+    assert "status 125" in info.value.message
+
+
+@needs_podman
+def test_timeout_kills_and_removes_the_container(image: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(StepError) as info:
+        Harness(timeout_s=1.0).run(image, command="sleep 60")
+    assert info.value.error_type == "Timeout"
+    assert time.monotonic() - started < 30
+    listed = subprocess.run(
+        ["podman", "ps", "--all", "--format", "{{.Image}}"], capture_output=True, text=True
+    )
+    assert image not in listed.stdout
+
+
+def test_argv_passes_only_kaon_variables_and_limits() -> None:
+    argv = podman_argv(
+        {"image": "x", "resources": {"cores": 2, "memory": "1g"}, "env": {"A": "b"}},
+        {"train-set": 1},
+        "kaon-abc",
+    )
+    assert argv[:2] == ["podman", "--runtime"]
+    joined = " ".join(argv)
+    assert "--cpus 2 --memory 1024m" in joined
+    assert "--env KAON_INPUT_TRAIN_SET" in joined and "--env A=b" in joined
+    assert "--network none" in joined and "--name kaon-abc" in joined
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({}, "config.image"),
+        ({"image": "x", "command": []}, "config.command"),
+        ({"image": "x", "env": {"A": 1}}, "config.env"),
+        ({"image": "x", "pull": "sometimes"}, "config.pull"),
+        ({"image": "x", "resources": {"memory": "much"}}, "config.resources.memory"),
+        ({"image": "x", "volumes": ["/a:/b"]}, "config.volumes"),
+    ],
+)
+def test_config_problems_name_the_field(config: dict[str, Any], field: str) -> None:
+    problems = ContainerStepType().validate(config, HERE)
+    assert [p.location.field for p in problems] == [f"steps.box.{field}"]
+
+
+def test_valid_config_has_no_problems() -> None:
+    config = {"image": "x", "command": ["a", "b"], "env": {"A": "b"}, "resources": {"cores": 1}}
+    assert ContainerStepType().validate(config, HERE) == []
