@@ -28,7 +28,7 @@ $(SYSTEM_STAMP): $(STAMP)
 system-deps: $(SYSTEM_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kaon run examples/recsys/flow.py
+	$(BIN)/kaon run examples/recsys/flow.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -26,18 +26,19 @@ import pipeline  # a sibling module: Kaon puts this file's folder on sys.path
 
 import kaon
 
-# train_global does not depend on the loop's iteration: with cache=True every retrain after
-# the first reuses its result instead of fitting the same model again.
-select_users = kaon.step(cache=True)(pipeline.select_users)
-prepare = kaon.step(cache=True)(pipeline.prepare)
-train_global = kaon.step(cache=True, timeout="10m")(pipeline.train_global)
+# Every step is memoized (the workflow's cache=True): rerun with one parameter changed and only
+# the steps it reaches execute again. train_global does not depend on the loop's iteration, so
+# every retrain after the first reuses its fit. publish writes files: never skip it.
+select_users = kaon.step(pipeline.select_users)
+prepare = kaon.step(pipeline.prepare)
+train_global = kaon.step(timeout="10m")(pipeline.train_global)
 train_segment = kaon.step(retry=kaon.Retry(max_attempts=2), timeout="5m")(pipeline.train_segment)
 validate = kaon.step(pipeline.validate)
 report = kaon.step(pipeline.report)
-publish = kaon.step(pipeline.publish)
+publish = kaon.step(cache=False)(pipeline.publish)
 
 
-@kaon.workflow(name="recsys")
+@kaon.workflow(name="recsys", cache=True)
 def recsys(
     min_ratings: int = 20,
     test_size: float = 0.2,

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kaon_plugin_example import CsvProfileStepType
 
 from kaon.errors import Location, StepError
 from kaon.model.events import ExecutorEvent, MetricReported
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.registry import check_step_type, get_step_type, step_type_names
-from kaon_plugin_example import CsvProfileStepType
 
 HERE = Location("flow.yaml", 4, "steps.profile")
 CSV = "name,age,city\nann,34,Oslo\nbob,,Lima\ncy,51,Oslo\n"

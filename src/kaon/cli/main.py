@@ -362,6 +362,9 @@ def validate(
         out.print(f"[green]valid[/]: workflow {spec.name} ({count} steps)")
 
 
+from kaon.cli import experiments as _experiments  # noqa: E402,F401  (registers its commands)
+
+
 def main() -> None:
     """Entry point of the ``kaon`` script."""
     app()

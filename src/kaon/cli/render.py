@@ -72,6 +72,9 @@ def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False)
     console.print(header)
     if detail.params:
         console.print("params: " + json.dumps(detail.params, default=str))
+    if detail.tasks:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(detail.tasks.items()))
+        console.print(f"tasks: {counts}")
     if detail.error:
         console.print(Text(f"error: {detail.error}", style="red"))
     table = Table(box=None, header_style="bold")

@@ -193,7 +193,9 @@ def plot_data(
     if by == "run":
         series, x_label = _by_run(ids, points, short), "run"
     elif by == "item":
-        series, x_label = _by_item(ids, points, short), "item"
+        series = _by_item(ids, points, short)
+        groups = {p.group for p in points if p.item_index is not None}
+        x_label = f"item of {groups.pop()}" if len(groups) == 1 else "item"
     else:
         series, x_label = _by_step(ids, points, short), "step"
     title = f"{metric} by {by}" + (f" ({step})" if step else "")
@@ -233,12 +235,16 @@ def _last_values(points: list[MetricPoint]) -> dict[tuple[str, str], MetricPoint
 
 def _by_run(ids: list[str], points: list[MetricPoint], short: dict[str, str]) -> list[PlotSeries]:
     last = _last_values(points)
-    paths = list(dict.fromkeys(p.path for p in points))
+    first = {p.path: p for p in reversed(points)}
+    paths = sorted(first, key=lambda path: (first[path].group, first[path].item_index or 0, path))
     keyed: dict[str, list[tuple[str, float]]] = {}
     label: dict[str, str] = {}
     if len(paths) <= MAX_SERIES:
-        keyed = {path: [(r, p.value) for (r, q), p in last.items() if q == path] for path in paths}
-        label = {path: path for path in paths}
+        for path in paths:
+            keyed[path] = [(r, p.value) for (r, q), p in last.items() if q == path]
+            item = first[path]
+            shown = _item_label(item) if item.item_index is not None else ""
+            label[path] = f"{path} ({shown})" if shown and shown != str(item.item_index) else path
     else:  # many items: one series per group, the mean over its items
         for group in dict.fromkeys(p.group for p in points):
             values = [

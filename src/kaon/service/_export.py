@@ -136,6 +136,9 @@ def render_plot(view: PlotView, dest: Path) -> None:
     fig = Figure(figsize=(9, 5), dpi=110)
     ax = fig.add_subplot()
     if view.by == "step":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for series in view.series:
             ax.plot(series.x, series.y, marker="o", markersize=3, label=series.label)
     else:

@@ -35,8 +35,8 @@ from kaon.service.experiment_views import (
     ArtifactView,
     CacheClearView,
     CacheEntryView,
-    ComponentChange,
     CompareView,
+    ComponentChange,
     ConsumerView,
     ExplainView,
     FetchView,
@@ -118,10 +118,9 @@ class Experiments:
             return matches[0]
         if not matches:
             raise NotFoundError(f"no recorded artifact has a hash starting with {text!r}")
-        shown = ", ".join(h[:16] for h in matches[:5])
+        shown = ", ".join(h[:16] for h in matches[:5]) + (", ..." if len(matches) > 5 else "")
         raise NotFoundError(
-            f"{text!r} matches {len(matches)} artifacts ({shown}{', ...' if len(matches) > 5 else ''})"
-            "; give more digits"
+            f"{text!r} matches {len(matches)} artifacts ({shown}); give more digits"
         )
 
     def artifact_ref(self, hash_: str) -> ArtifactRef:
@@ -143,7 +142,8 @@ class Experiments:
             _artifact_view(r) for r in self.store.artifacts(run_id=run_id, limit=_ALL)
         ]
         sources: dict[str, dict[tuple[str, str, str], ArtifactRecord]] = {}
-        for row in self.store.step_runs(run_id, all_levels=True):
+        rows = self.store.step_runs(run_id, all_levels=True)
+        for row in rows:
             if row.kind != "task" or not row.outputs:
                 continue
             cached = row.status is StepStatus.CACHED
@@ -160,6 +160,8 @@ class Experiments:
                         view.artifacts.append(
                             _reused_view(run_id, row.path, name, blob, row.cached_from, source)
                         )
+        order = {row.path: n for n, row in enumerate(rows)}
+        view.artifacts.sort(key=lambda a: order.get(a.path, len(order)))
         return view
 
     def _source_records(

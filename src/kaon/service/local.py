@@ -245,6 +245,7 @@ class LocalService:
             step_view(row, attempts.get(row.id, []), dict(children.get(row.id, {})), now)
             for row in shown
         ]
+        detail.tasks = dict(Counter(r.status.value for r in rows if r.kind == "task"))
         detail.metrics = [
             metric_view(m, paths.get(m.step_run_id, "?")) for m in self.store.metrics(run_id)
         ]

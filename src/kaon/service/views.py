@@ -116,6 +116,9 @@ class RunDetail(RunView):
 
     steps: list[StepRunView] = Field(default_factory=list)
     metrics: list[MetricView] = Field(default_factory=list)
+    tasks: dict[str, int] = Field(
+        default_factory=dict, description="task step runs by status, all levels included"
+    )
 
 
 class LogView(BaseModel):

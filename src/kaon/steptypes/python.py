@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
+import cloudpickle
+
 from kaon.errors import Location, Problem
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
@@ -92,6 +94,9 @@ def load_file_module(path: str) -> ModuleType:
         except BaseException:
             sys.modules.pop(name, None)
             raise
+        # Its name exists only in processes that loaded the file, so objects of classes it
+        # defines are pickled by value: any worker can load them without importing it.
+        cloudpickle.register_pickle_by_value(module)
         _file_modules[path] = module
         return module
 

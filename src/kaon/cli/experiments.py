@@ -1,0 +1,465 @@
+"""``kaon artifacts | lineage | get | explain | cache | compare | plot | gc``: the commands that
+inspect what runs produced, why steps were reused, and how runs differ.
+
+They register themselves on :data:`kaon.cli.main.app` when this module is imported (the main
+module imports it). Each works through :class:`~kaon.service.experiments.Experiments`; with
+``--json`` each prints the view models of :mod:`kaon.service.experiment_views`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from kaon.cli.main import (
+    ArtifactsOpt,
+    DbOpt,
+    HomeOpt,
+    JsonOpt,
+    _errors,
+    _print_json,
+    _service,
+    app,
+    out,
+)
+from kaon.dsl.durations import parse_duration
+from kaon.errors import Location
+from kaon.service.experiment_views import (
+    ArtifactView,
+    CompareView,
+    ExplainView,
+    GcView,
+    LineageView,
+    RunArtifactsView,
+)
+
+cache_app = typer.Typer(help="List or invalidate memoized step executions.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix).")]
+StepArg = Annotated[str, typer.Argument(help="Step path, e.g. train or segments[3].train")]
+WorkflowOpt = Annotated[str | None, typer.Option("--workflow", "-w", help="A workflow name.")]
+StepIdOpt = Annotated[str | None, typer.Option("--step", "-s", help="A step id.")]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short_type(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _value(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# -- artifacts, lineage, get ------------------------------------------------------------------
+
+
+@app.command()
+def artifacts(
+    run_id: RunArg,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every artifact of a run (blobs, with hash, serializer, type, size) and its inline
+    values. Outputs reused from a cached step show where they came from."""
+    with _errors(), _service(db, home, artifacts=artifacts) as service:
+        view = service.experiments.run_artifacts(run_id)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            _render_artifacts(view)
+
+
+def _render_artifacts(view: RunArtifactsView) -> None:
+    out.print(Text.assemble(("run ", "bold"), (view.run_id, "cyan"), f"  {view.workflow}"))
+    table = Table(box=None, header_style="bold", title="artifacts", title_justify="left")
+    for column in (
+        "step",
+        "output",
+        "hash",
+        "serializer",
+        "type",
+        "size",
+        "created",
+        "reused from",
+    ):
+        table.add_column(column, no_wrap=column not in ("step", "reused from"))
+    for a in view.artifacts:
+        table.add_row(
+            a.path,
+            a.output,
+            a.short_hash,
+            a.serializer,
+            _short_type(a.type),
+            _size(a.size),
+            _when(a.created_at),
+            Text(a.cached_from or "", style="dim"),
+        )
+    out.print(table if view.artifacts else Text("no artifacts", style="dim"))
+    if view.values:
+        values = Table(box=None, header_style="bold", title="values", title_justify="left")
+        for column in ("step", "output", "value"):
+            values.add_column(column, overflow="fold")
+        for v in view.values:
+            values.add_row(v.path, v.output, _value(v.value, 80))
+        out.print(values)
+
+
+@app.command()
+def lineage(
+    artifact: Annotated[str, typer.Argument(help="An artifact's sha256 or a unique prefix.")],
+    depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Levels of inputs.")] = 3,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show where an artifact came from (run, step, attempt, item, input artifacts, up to
+    --depth levels) and which steps used it."""
+    with _errors(), _service(db, home, artifacts=artifacts) as service:
+        view = service.experiments.lineage(artifact, depth=depth)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+            return
+        tree = Tree(_blob_label(view))
+        _lineage_tree(tree, view)
+        if view.consumers:
+            used = tree.add(Text("used by", style="bold"))
+            for c in view.consumers:
+                used.add(f"{c.run_id}  {c.path} -> {c.output} ({c.hash[:12]})")
+        else:
+            tree.add(Text("used by no recorded step that stored an artifact", style="dim"))
+        out.print(tree)
+
+
+def _blob_label(view: LineageView) -> Text:
+    return Text.assemble(
+        (view.hash[:12], "bold cyan"),
+        f"  {_short_type(view.type)} {view.serializer} {_size(view.size)}",
+    )
+
+
+def _producer_label(a: ArtifactView) -> str:
+    item = f" item {a.item_index}" if a.item_index is not None else ""
+    return (
+        f"made by {a.run_id}  {a.path}{item} -> {a.output}  "
+        f"attempt {a.attempt}  {_when(a.created_at)}"
+    )
+
+
+def _lineage_tree(node: Tree, view: LineageView) -> None:
+    for producer in view.producers:
+        node.add(_producer_label(producer))
+    if not view.producers:
+        node.add(Text("no recorded producer", style="dim"))
+    for source in view.sources:
+        child = node.add(Text.assemble(("from ", "bold"), _blob_label(source)))
+        _lineage_tree(child, source)
+    if view.truncated:
+        node.add(Text("... more inputs (raise --depth)", style="dim"))
+
+
+@app.command()
+def get(
+    target: Annotated[str, typer.Argument(help="An artifact hash (or prefix), or a run id.")],
+    step: Annotated[
+        str | None, typer.Argument(help="With a run id: the step path whose output to fetch.")
+    ] = None,
+    dest: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write the value here instead of a preview.")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="The output name (default: all outputs).")
+    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch an artifact (`kaon get HASH`) or a step's output (`kaon get RUN STEP`).
+
+    With -o, files and folders are copied, DataFrames written as Parquet (CSV if PATH ends
+    .csv), arrays as .npy, JSON values as JSON, anything else pickled; without -o a preview is
+    printed. A blob whose content does not match its hash is an error, never returned.
+    """
+    with _errors(), _service(db, home, artifacts=artifacts) as service:
+        if output is not None and step is None:
+            typer.echo("error: --output needs a RUN and a STEP", err=True)
+            raise typer.Exit(2)
+        view = service.experiments.fetch(target, step, output=output, dest=dest)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        elif view.written_to is not None:
+            out.print(f"wrote {view.written_to} ({view.format})")
+        else:
+            out.print(view.preview or "", markup=False, highlight=False)
+
+
+# -- memoization ------------------------------------------------------------------------------
+
+
+@app.command()
+def explain(
+    run_id: RunArg,
+    step: StepArg,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Say why a step was a cache hit or miss: which part of its cache key (code, config,
+    version, an input) changed since the nearest earlier execution."""
+    with _errors(), _service(db, home, artifacts=artifacts) as service:
+        view = service.experiments.explain(run_id, step)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            _render_explain(view)
+
+
+def _digest(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text[:23] + "..." if len(text) > 26 else text
+
+
+def _render_explain(view: ExplainView) -> None:
+    style = {"hit": "green", "changed": "yellow", "blobs_missing": "yellow"}.get(view.verdict, "")
+    out.print(Text.assemble((view.path, "bold"), f" ({view.status}): ", (view.message, style)))
+    if view.changes:
+        table = Table(box=None, header_style="bold")
+        for column in ("changed", "before", "now"):
+            table.add_column(column)
+        for change in view.changes:
+            table.add_row(change.component, _digest(change.old), _digest(change.new))
+        out.print(table)
+    if view.param_changes:
+        out.print(Text("parameters that differ between the two runs:", style="bold"))
+        params = Table(box=None, header_style="bold")
+        for column in ("parameter", "before", "now"):
+            params.add_column(column)
+        for p in view.param_changes:
+            params.add_row(p.name, _value(p.old), _value(p.new))
+        out.print(params)
+
+
+@cache_app.command("list")
+def cache_list(
+    workflow: WorkflowOpt = None,
+    step: StepIdOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 100,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List cache entries, newest first."""
+    with _errors(), _service(db, home) as service:
+        views = service.experiments.cache_list(workflow=workflow, step=step, limit=limit)
+        if as_json:
+            _print_json([v.model_dump(mode="json") for v in views])
+            return
+        table = Table(box=None, header_style="bold")
+        for column in ("key", "workflow", "step", "from", "outputs", "created"):
+            table.add_column(column)
+        for v in views:
+            table.add_row(
+                v.key[:12],
+                v.workflow,
+                v.step_id,
+                f"{v.run_id}:{v.path}",
+                ", ".join(v.outputs),
+                _when(v.created_at),
+            )
+        out.print(table if views else Text("no cache entries", style="dim"))
+
+
+@cache_app.command("clear")
+def cache_clear(
+    workflow: WorkflowOpt = None,
+    step: StepIdOpt = None,
+    everything: Annotated[bool, typer.Option("--all", help="Clear every entry.")] = False,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invalidate cache entries of a workflow and/or step id (or --all): those steps execute
+    again next time."""
+    with _errors(), _service(db, home) as service:
+        view = service.experiments.cache_clear(workflow=workflow, step=step, everything=everything)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            out.print(f"cleared {view.deleted} cache entr{'y' if view.deleted == 1 else 'ies'}")
+
+
+# -- comparison -------------------------------------------------------------------------------
+
+
+@app.command()
+def compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids (or prefixes).")],
+    all_steps: Annotated[
+        bool, typer.Option("--all", help="List every step, not only those that differ.")
+    ] = False,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare runs side by side: parameters, metrics (per foreach item too) and which steps
+    ran, were cached, failed or were skipped. Differences are highlighted."""
+    with _errors(), _service(db, home) as service:
+        view = service.experiments.compare(run_ids)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            _render_compare(view, all_steps)
+
+
+def _cell(value: Any, differs: bool) -> Text:
+    if value is None:
+        text = "-"
+    elif isinstance(value, float):
+        text = f"{value:.6g}"
+    else:
+        text = value if isinstance(value, str) else _value(value, 30)
+    return Text(text, style="bold yellow" if differs else "")
+
+
+def _render_compare(view: CompareView, all_steps: bool) -> None:
+    ids = [r.id for r in view.runs]
+    head = Table(box=None, header_style="bold")
+    head.add_column("")
+    for run in view.runs:
+        head.add_column(run.id)
+    head.add_row("workflow", *[r.workflow for r in view.runs])
+    head.add_row("status", *[r.status for r in view.runs])
+    for p in view.params:
+        head.add_row(
+            Text(p.name, style="bold yellow" if p.differs else ""),
+            *[_cell(p.values.get(i), p.differs) for i in ids],
+        )
+    out.print(head)
+    if view.metrics:
+        table = Table(
+            box=None, header_style="bold", title="metrics (last value)", title_justify="left"
+        )
+        for column in ("step", "item", "metric", *ids):
+            table.add_column(column, justify="right" if column in ids else "left")
+        for m in view.metrics:
+            item = (
+                "" if m.item_index is None else str(m.item if m.item is not None else m.item_index)
+            )
+            table.add_row(
+                m.path,
+                _value(item, 20) if item else "",
+                m.name,
+                *[_cell(m.values.get(i), m.differs) for i in ids],
+            )
+        out.print(table)
+    shown = [s for s in view.steps if all_steps or s.differs]
+    table = Table(box=None, header_style="bold", title="steps", title_justify="left")
+    for column in ("step", *ids):
+        table.add_column(column)
+    for s in shown:
+        table.add_row(s.path, *[_cell(s.statuses.get(i), s.differs) for i in ids])
+    if shown:
+        out.print(table)
+    same = len(view.steps) - sum(1 for s in view.steps if s.differs)
+    if not all_steps and same:
+        out.print(
+            Text(
+                f"{same} step(s) with the same status in every run (--all lists them)", style="dim"
+            )
+        )
+
+
+@app.command()
+def plot(
+    run_ids: Annotated[list[str], typer.Argument(help="One or more run ids (or prefixes).")],
+    metric: Annotated[str, typer.Option("--metric", "-m", help="The metric's name.")],
+    dest: Annotated[
+        str | None, typer.Option("--out", "-o", help="PNG file (default: <metric>.png).")
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="x axis: run, item (foreach items) or step.")
+    ] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            "--step", "-s", help="Only this step: a path, a segments[*].train group, or an id."
+        ),
+    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plot a metric as a PNG: across runs, across the foreach items of a run, or over the
+    `step` (epochs) a step reported it with."""
+    target = dest or f"{metric.replace('/', '_')}.png"
+    with _errors(), _service(db, home) as service:
+        view = service.experiments.plot(run_ids, metric, by=by, step=step, output=target)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            points = sum(len(s.y) for s in view.series)
+            out.print(
+                f"wrote {view.output} ({view.title}: {len(view.series)} series, {points} points)"
+            )
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")
+    ] = False,
+    min_age: Annotated[
+        str, typer.Option("--min-age", help="Keep blobs younger than this (e.g. 1h, 30m, 0).")
+    ] = "1h",
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete artifact blobs that no recorded artifact and no cache entry references.
+
+    Blobs younger than --min-age are kept, so a run writing right now is never robbed."""
+    with _errors(), _service(db, home, artifacts=artifacts) as service:
+        seconds = parse_duration(min_age, Location(field="--min-age"))
+        view = service.experiments.gc(dry_run=dry_run, min_age_s=seconds)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            _render_gc(view)
+
+
+def _render_gc(view: GcView) -> None:
+    verb = "would delete" if view.dry_run else "deleted"
+    out.print(
+        f"scanned {view.scanned} blobs: {view.referenced} referenced, {view.young} younger than "
+        f"{view.min_age_s:g}s (kept); {verb} {view.deleted} ({_size(view.bytes_freed)})"
+    )

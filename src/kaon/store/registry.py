@@ -1,0 +1,394 @@
+"""The registry store: workflows and their immutable versions, API tokens, the audit trail.
+
+An extension of the SQL state store (same database, tables in
+:mod:`kaon.store.schema_registry`). Every backend passes the shared contract suite in
+``tests/contract/test_registry_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kaon.errors import NotFoundError
+from kaon.store import schema_registry as r
+from kaon.store.sql import SQLStore
+
+
+@dataclass(slots=True)
+class WorkflowRecord:
+    """A registered workflow: which version is active, who owns it, and its properties."""
+
+    name: str
+    active_version: int | None = None
+    owner_group: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class VersionRecord:
+    """One immutable version of a workflow: its definition's hash and source text."""
+
+    workflow: str
+    version: int
+    definition_hash: str
+    source: str = ""
+    source_name: str = ""
+    created_at: float = 0.0
+    created_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored API token (its SHA-256, never the token itself)."""
+
+    id: str
+    name: str
+    hashed: str
+    role: str
+    groups: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """Who did what to which target, when."""
+
+    at: float
+    actor: str
+    action: str
+    target: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+class RegistryStore(ABC):
+    """Where workflows, versions, tokens and the audit trail live.
+
+    Reads of a missing workflow or version raise :class:`~kaon.errors.NotFoundError`; database
+    failures raise :class:`~kaon.errors.StoreError`. Safe to call from several threads.
+    """
+
+    # -- workflows and versions ----------------------------------------------------------
+
+    @abstractmethod
+    def add_version(
+        self,
+        record: VersionRecord,
+        *,
+        activate: bool,
+        owner_group: str | None = None,
+    ) -> tuple[VersionRecord, bool]:
+        """Register ``record``'s definition as the workflow's next version, atomically.
+
+        The workflow row is created on first push (with ``owner_group``). If a version of the
+        workflow already has the same ``definition_hash``, nothing is written and that
+        version is returned with ``False``; otherwise the new version (numbered one above the
+        highest, ignoring ``record.version``) with ``True``. ``activate`` makes a new version
+        the active one; the first version is always activated.
+        """
+
+    @abstractmethod
+    def get_workflow(self, name: str) -> WorkflowRecord:
+        """The workflow called ``name``. Raises NotFoundError."""
+
+    @abstractmethod
+    def list_workflows(self, *, limit: int = 100, offset: int = 0) -> list[WorkflowRecord]:
+        """Workflows by name."""
+
+    @abstractmethod
+    def versions(self, workflow: str) -> list[VersionRecord]:
+        """Every version of a workflow, oldest first. Raises NotFoundError."""
+
+    @abstractmethod
+    def get_version(self, workflow: str, version: int) -> VersionRecord:
+        """One version. Raises NotFoundError."""
+
+    @abstractmethod
+    def set_active(self, workflow: str, version: int | None, now: float) -> WorkflowRecord:
+        """Make ``version`` active (``None``: deactivate). Raises NotFoundError for an
+        unknown workflow or version."""
+
+    @abstractmethod
+    def update_workflow(
+        self,
+        workflow: str,
+        now: float,
+        *,
+        properties: dict[str, Any] | None = None,
+        owner_group: str | None = None,
+        clear_owner_group: bool = False,
+    ) -> WorkflowRecord:
+        """Replace the properties and/or set (or clear) the owner group; no new version.
+        Raises NotFoundError."""
+
+    # -- tokens --------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_token(self, record: TokenRecord) -> None:
+        """Store a new token."""
+
+    @abstractmethod
+    def token_by_hash(self, hashed: str) -> TokenRecord | None:
+        """The token whose hash is ``hashed``, if any (revoked ones too)."""
+
+    @abstractmethod
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, oldest first."""
+
+    @abstractmethod
+    def touch_token(self, token_id: str, now: float) -> None:
+        """Record that the token was used at ``now``."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, now: float) -> bool:
+        """Revoke a token; False when there is no such token."""
+
+    @abstractmethod
+    def count_tokens(self) -> int:
+        """How many tokens exist (revoked ones included)."""
+
+    # -- audit ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_audit(self, record: AuditRecord) -> None:
+        """Append to the audit trail."""
+
+    @abstractmethod
+    def audit(
+        self,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """Audit records with ids above ``after_id``, oldest first, optionally filtered."""
+
+
+class SQLRegistryStore(RegistryStore):
+    """The registry on a :class:`SQLStore`'s database (SQLite or PostgreSQL)."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+
+    # -- workflows and versions ----------------------------------------------------------
+
+    def add_version(
+        self,
+        record: VersionRecord,
+        *,
+        activate: bool,
+        owner_group: str | None = None,
+    ) -> tuple[VersionRecord, bool]:
+        """See :meth:`RegistryStore.add_version`."""
+        w, v = r.workflows.c, r.workflow_versions.c
+        with self.store.writing(f"pushing workflow {record.workflow}") as conn:
+            workflow = self._lock_workflow(conn, record.workflow)
+            if workflow is None:
+                conn.execute(
+                    sa.insert(r.workflows).values(
+                        name=record.workflow,
+                        active_version=None,
+                        owner_group=owner_group,
+                        properties={},
+                        created_at=record.created_at,
+                        updated_at=record.created_at,
+                    )
+                )
+            same = conn.execute(
+                sa.select(r.workflow_versions)
+                .where(v.workflow == record.workflow, v.definition_hash == record.definition_hash)
+                .order_by(v.version)
+                .limit(1)
+            ).first()
+            if same is not None:
+                return VersionRecord(**same._asdict()), False
+            highest = conn.execute(
+                sa.select(sa.func.max(v.version)).where(v.workflow == record.workflow)
+            ).scalar()
+            number = int(highest or 0) + 1
+            created = VersionRecord(
+                workflow=record.workflow,
+                version=number,
+                definition_hash=record.definition_hash,
+                source=record.source,
+                source_name=record.source_name,
+                created_at=record.created_at,
+                created_by=record.created_by,
+            )
+            conn.execute(sa.insert(r.workflow_versions).values(**_fields(created)))
+            if activate or number == 1:
+                conn.execute(
+                    sa.update(r.workflows)
+                    .where(w.name == record.workflow)
+                    .values(active_version=number, updated_at=record.created_at)
+                )
+            return created, True
+
+    def _lock_workflow(self, conn: Connection, name: str) -> WorkflowRecord | None:
+        """Read the workflow row, locking it on PostgreSQL so concurrent pushes serialise."""
+        stmt = sa.select(r.workflows).where(r.workflows.c.name == name)
+        if self.store.dialect == "postgresql":
+            # Serialise pushes of one name, whether or not its row exists yet.
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).first()
+        return None if row is None else _workflow(row)
+
+    def get_workflow(self, name: str) -> WorkflowRecord:
+        """See :meth:`RegistryStore.get_workflow`."""
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(r.workflows).where(r.workflows.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no workflow {name!r} in the registry (push it first)")
+        return _workflow(row)
+
+    def list_workflows(self, *, limit: int = 100, offset: int = 0) -> list[WorkflowRecord]:
+        """See :meth:`RegistryStore.list_workflows`."""
+        stmt = sa.select(r.workflows).order_by(r.workflows.c.name).limit(limit).offset(offset)
+        with self.store.reading() as conn:
+            return [_workflow(row) for row in conn.execute(stmt)]
+
+    def versions(self, workflow: str) -> list[VersionRecord]:
+        """See :meth:`RegistryStore.versions`."""
+        v = r.workflow_versions.c
+        stmt = sa.select(r.workflow_versions).where(v.workflow == workflow).order_by(v.version)
+        with self.store.reading() as conn:
+            found = [VersionRecord(**row._asdict()) for row in conn.execute(stmt)]
+        if not found:
+            self.get_workflow(workflow)
+        return found
+
+    def get_version(self, workflow: str, version: int) -> VersionRecord:
+        """See :meth:`RegistryStore.get_version`."""
+        v = r.workflow_versions.c
+        stmt = sa.select(r.workflow_versions).where(v.workflow == workflow, v.version == version)
+        with self.store.reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            self.get_workflow(workflow)
+            raise NotFoundError(f"workflow {workflow!r} has no version {version}")
+        return VersionRecord(**row._asdict())
+
+    def set_active(self, workflow: str, version: int | None, now: float) -> WorkflowRecord:
+        """See :meth:`RegistryStore.set_active`."""
+        if version is not None:
+            self.get_version(workflow, version)
+        return self._update(workflow, {"active_version": version, "updated_at": now})
+
+    def update_workflow(
+        self,
+        workflow: str,
+        now: float,
+        *,
+        properties: dict[str, Any] | None = None,
+        owner_group: str | None = None,
+        clear_owner_group: bool = False,
+    ) -> WorkflowRecord:
+        """See :meth:`RegistryStore.update_workflow`."""
+        values: dict[str, Any] = {"updated_at": now}
+        if properties is not None:
+            values["properties"] = properties
+        if owner_group is not None or clear_owner_group:
+            values["owner_group"] = owner_group
+        return self._update(workflow, values)
+
+    def _update(self, workflow: str, values: dict[str, Any]) -> WorkflowRecord:
+        w = r.workflows.c
+        with self.store.writing(f"updating workflow {workflow}") as conn:
+            done = conn.execute(sa.update(r.workflows).where(w.name == workflow).values(**values))
+            if done.rowcount != 1:
+                raise NotFoundError(f"no workflow {workflow!r} in the registry (push it first)")
+            row = conn.execute(sa.select(r.workflows).where(w.name == workflow)).one()
+        return _workflow(row)
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def add_token(self, record: TokenRecord) -> None:
+        """See :meth:`RegistryStore.add_token`."""
+        with self.store.writing("creating a token") as conn:
+            conn.execute(sa.insert(r.tokens).values(**_fields(record)))
+
+    def token_by_hash(self, hashed: str) -> TokenRecord | None:
+        """See :meth:`RegistryStore.token_by_hash`."""
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(r.tokens).where(r.tokens.c.hashed == hashed)).first()
+        return None if row is None else _token(row)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """See :meth:`RegistryStore.list_tokens`."""
+        stmt = sa.select(r.tokens).order_by(r.tokens.c.created_at, r.tokens.c.id)
+        with self.store.reading() as conn:
+            return [_token(row) for row in conn.execute(stmt)]
+
+    def touch_token(self, token_id: str, now: float) -> None:
+        """See :meth:`RegistryStore.touch_token`."""
+        stmt = sa.update(r.tokens).where(r.tokens.c.id == token_id).values(last_used_at=now)
+        with self.store.writing("recording token use") as conn:
+            conn.execute(stmt)
+
+    def revoke_token(self, token_id: str, now: float) -> bool:
+        """See :meth:`RegistryStore.revoke_token`."""
+        c = r.tokens.c
+        stmt = sa.update(r.tokens).where(c.id == token_id).values(revoked_at=now)
+        with self.store.writing("revoking a token") as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def count_tokens(self) -> int:
+        """See :meth:`RegistryStore.count_tokens`."""
+        with self.store.reading() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(r.tokens)).scalar_one())
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def add_audit(self, record: AuditRecord) -> None:
+        """See :meth:`RegistryStore.add_audit`."""
+        values = _fields(record)
+        values.pop("id")
+        with self.store.writing("recording an audit entry") as conn:
+            conn.execute(sa.insert(r.audit).values(**values))
+
+    def audit(
+        self,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """See :meth:`RegistryStore.audit`."""
+        c = r.audit.c
+        stmt = sa.select(r.audit).where(c.id > after_id)
+        if target is not None:
+            stmt = stmt.where(c.target == target)
+        if actor is not None:
+            stmt = stmt.where(c.actor == actor)
+        stmt = stmt.order_by(c.id).limit(limit)
+        with self.store.reading() as conn:
+            rows = conn.execute(stmt)
+            return [AuditRecord(**{**row._asdict(), "data": row.data or {}}) for row in rows]
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def _workflow(row: sa.Row[Any]) -> WorkflowRecord:
+    values = row._asdict()
+    values["properties"] = values["properties"] or {}
+    return WorkflowRecord(**values)
+
+
+def _token(row: sa.Row[Any]) -> TokenRecord:
+    values = row._asdict()
+    values["groups"] = list(values["groups"] or [])
+    return TokenRecord(**values)
