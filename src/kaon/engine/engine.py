@@ -54,6 +54,26 @@ from kaon.store.base import (
 )
 
 Listener = Callable[[list[EventRecord]], None]
+SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
+
+
+def _only_reports(batch: WriteBatch) -> bool:
+    """True when a batch holds nothing but reports: attempts' start times and workers, log
+    lines, metrics and progress. Delaying those commits loses no decision."""
+    decisive = (
+        batch.definitions
+        or batch.runs
+        or batch.run_updates
+        or batch.step_runs
+        or batch.step_run_updates
+        or batch.attempts
+        or batch.commands
+        or batch.commands_done
+        or batch.cache_entries
+        or batch.artifacts
+        or batch.signals
+    )
+    return not decisive and all(e.kind == "progress" for e in batch.events)
 
 
 def default_owner() -> str:
@@ -104,6 +124,7 @@ class Engine:
         self._started = False
         self._next_poll = 0.0
         self._next_renew = 0.0
+        self._soft_since: float | None = None  # when uncommitted reports started waiting
 
     # -- public API --------------------------------------------------------------------------
 
@@ -245,6 +266,8 @@ class Engine:
             return 0.0
         now = self.ctx.clock()
         wake = min(self._next_poll, self._next_renew)
+        if self._soft_since is not None:
+            wake = min(wake, self._soft_since + SOFT_DELAY_S)
         if self.ctx.timers:
             wake = min(wake, self.ctx.timers[0].at)
         return max(0.0, min(wake - now, 1.0))
@@ -316,6 +339,17 @@ class Engine:
 
     def _commit_and_act(self) -> None:
         batch, outbox = self.ctx.batch, self.ctx.outbox
+        if not batch and not outbox.submit and not outbox.cancel:
+            return
+        now = self.ctx.clock()
+        if not outbox.submit and not outbox.cancel and _only_reports(batch):
+            # Nothing will be acted on: reports (attempt started, logs, metrics, progress)
+            # may wait for the next decisive change, at most SOFT_DELAY_S.
+            if self._soft_since is None:
+                self._soft_since = now
+            if now - self._soft_since < SOFT_DELAY_S:
+                return
+        self._soft_since = None
         self.ctx.batch, self.ctx.outbox = WriteBatch(), Outbox()
         if batch:
             self.store.write(batch)

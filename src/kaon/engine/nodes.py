@@ -175,6 +175,7 @@ class LoopState:
     spec: LoopSpec
     iteration: int = 0
     frame: Frame | None = None
+    rows: dict[int, Any] = field(default_factory=dict)  # iteration rows found on resume
 
 
 def child_frames(node: Node) -> Iterator[Frame]:

@@ -226,6 +226,10 @@ def _restart_cone(
     # container itself (not its other children) and the steps after it in its graph.
     for row in [target, *rows.ancestors(target)]:
         cone.add(row.id)
+        if row.kind == "iteration":  # the iterations after it depended on it: redo them too
+            for later in rows.children.get(row.parent_id, []):
+                if later.index is not None and row.index is not None and later.index > row.index:
+                    cone.update(rows.subtree(later.id))
         if row.kind in ("item", "iteration"):
             continue
         graph = _frame_graph(spec, rows, row.parent_id)

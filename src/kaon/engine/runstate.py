@@ -709,12 +709,14 @@ class RunState:
             self._set(node, _S.RUNNING, started_at=self.ctx.clock())
         state = LoopState(spec)
         node.loop = state
-        last = max(existing, key=lambda r: r.index or 0, default=None)
-        if last is not None and last.index is not None:
-            state.iteration = last.index
-            self._open_iteration(node, state, last)
-        else:
-            self._open_iteration(node, state, None)
+        rows = sorted((r for r in existing if r.index is not None), key=lambda r: r.index or 0)
+        state.rows = {r.index: r for r in rows if r.index is not None}
+        # Resume at the first iteration that did not succeed (a restart resets the ones to
+        # redo), or re-decide after the last one.
+        resume = next((r for r in rows if r.status is not _S.SUCCEEDED), rows[-1] if rows else None)
+        if resume is not None and resume.index is not None:
+            state.iteration = resume.index
+        self._open_iteration(node, state, state.rows.pop(state.iteration, None))
 
     def _open_iteration(self, node: Node, state: LoopState, row: StepRunRecord | None) -> None:
         frame = self._new_frame(
@@ -751,7 +753,7 @@ class RunState:
             self._complete_container(node, spec.fail_on_exhausted, output, why)
         elif not self.draining:
             state.iteration += 1
-            self._open_iteration(node, state, None)
+            self._open_iteration(node, state, state.rows.pop(state.iteration, None))
 
     # -- wait ---------------------------------------------------------------------------------
 

@@ -231,3 +231,24 @@ def test_skip_a_running_foreach_item_step_leaves_siblings_alone(inline: Harness)
     threading.Timer(0.6, operations.send_command, args).start()
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
     assert inline.value(run_id, "fe") == [0.2, 0]
+
+
+def test_restart_from_a_step_in_an_earlier_loop_iteration_redoes_later_ones(
+    inline: Harness,
+) -> None:
+    from kaon.model.specs import LoopSpec
+
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(
+            task("work", "const", inputs={"value": E("iteration"), "state": state, "name": "w"}),
+            task("check", "score", inputs={"iteration": E("steps.work")}),
+        )
+    )
+    spec = flow(LoopSpec(id="lp", body=body, until="steps.check.stable", max_iterations=5))
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED and inline.count("w") == 3
+    operations.restart_run(inline.store, run_id, from_path="lp[0].check")
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.count("w") == 5  # iteration 0's work kept; iterations 1 and 2 redone
+    assert inline.value(run_id, "lp") == {"iteration": 2, "stable": True}
