@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kaon.dsl._refs import Ref, expr
+from kaon.dsl._triggers import cron, on_data, on_signal
 from kaon.dsl.durations import format_duration, parse_duration
 from kaon.dsl.python import (
     Retry,
@@ -41,6 +42,7 @@ from kaon.steptypes.context import current_context as context
 
 if TYPE_CHECKING:
     from kaon.dsl.loader import load_workflow, load_workflows
+    from kaon.service.local import run
 
 __version__ = "0.1.0"
 
@@ -57,13 +59,17 @@ __all__ = [
     "Workflow",
     "WorkflowSpec",
     "context",
+    "cron",
     "expr",
     "foreach",
     "format_duration",
     "load_workflow",
     "load_workflows",
     "loop",
+    "on_data",
+    "on_signal",
     "parse_duration",
+    "run",
     "shell",
     "step",
     "subworkflow",
@@ -73,7 +79,11 @@ __all__ = [
     "workflow",
 ]
 
-_LAZY = {"load_workflow": "kaon.dsl.loader", "load_workflows": "kaon.dsl.loader"}
+_LAZY = {
+    "load_workflow": "kaon.dsl.loader",
+    "load_workflows": "kaon.dsl.loader",
+    "run": "kaon.service.local",
+}
 
 
 def __getattr__(name: str) -> Any:

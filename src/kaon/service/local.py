@@ -266,3 +266,31 @@ def _worth_showing(row: StepRunRecord) -> bool:
     if "[" not in row.path:
         return True
     return row.status not in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)
+
+
+def run(
+    workflow: Any,
+    *,
+    executor: str = "inline",
+    home: str | None = None,
+    db: str | None = None,
+    **params: Any,
+) -> RunDetail:
+    """Run a workflow from Python (a notebook, a test) and return the finished run's detail.
+
+    ``workflow`` is a ``@kaon.workflow`` object, a :class:`WorkflowSpec`, or a
+    ``FILE[:WORKFLOW]`` string. Runs are recorded in the same store as ``kaon run``'s, so
+    ``kaon show`` and memoization work across both. Raises DefinitionError or ParameterError
+    before anything runs.
+    """
+    settings = Settings.from_env(home=home, db_url=db, executor=executor)
+    with LocalService(settings) as service:
+        if isinstance(workflow, str):
+            spec = service.validate(workflow)
+        elif isinstance(workflow, WorkflowSpec):
+            spec = workflow
+        else:
+            spec = workflow.spec
+        created = service.create_run(spec, params)
+        service.execute(created.id)
+        return service.run_detail(created.id)
