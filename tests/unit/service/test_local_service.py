@@ -12,7 +12,7 @@ from kaon.errors import ConfigurationError, InvalidActionError, ParameterError
 from kaon.service import LocalService, Settings
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
-import cli_flows  # noqa: E402
+import cli_flows
 
 
 def test_kaon_run_from_python_records_in_the_store(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_kaon_run_from_python_records_in_the_store(tmp_path: Path) -> None:
 
 
 def test_kaon_run_rejects_bad_parameters(tmp_path: Path) -> None:
-    with pytest.raises(ParameterError, match="params.n"):
+    with pytest.raises(ParameterError, match=r"params\.n"):
         kaon.run(cli_flows.squares, n="many", home=str(tmp_path))
 
 
