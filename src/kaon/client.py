@@ -149,15 +149,26 @@ class RunHandle:
         return self._service.experiments.explain(self.id, path)
 
     def metrics(self) -> Any:
-        """Every metric value reported, one row each (``path, group, item_index, item, name,
-        value, step, at``): a pandas DataFrame when pandas is installed, else a list of dicts.
+        """Every metric value, one row each (``path, group, item_index, item, name, value,
+        step, at, reused_from``): a pandas DataFrame when pandas is installed, else a list of
+        dicts. A cached step's values are those of the execution it reused (``reused_from``).
         """
         rows = self._service.experiments.metrics(self.id)
         try:
             import pandas as pd
         except ImportError:
             return rows
-        columns = ["path", "group", "item_index", "item", "name", "value", "step", "at"]
+        columns = [
+            "path",
+            "group",
+            "item_index",
+            "item",
+            "name",
+            "value",
+            "step",
+            "at",
+            "reused_from",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
 

@@ -83,8 +83,11 @@ def artifacts(
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List every artifact of a run (blobs, with hash, serializer, type, size) and its inline
-    values. Outputs reused from a cached step show where they came from."""
+    """List every artifact of a run and its inline values.
+
+    Blobs show hash, serializer, type and size; outputs reused from a cached step show where
+    they came from.
+    """
     with _errors(), _service(db, home, artifacts=artifacts) as service:
         view = service.experiments.run_artifacts(run_id)
         if as_json:
@@ -137,8 +140,11 @@ def lineage(
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show where an artifact came from (run, step, attempt, item, input artifacts, up to
-    --depth levels) and which steps used it."""
+    """Show where an artifact came from and which steps used it.
+
+    Its producers (run, step, attempt, foreach item) and the input artifacts they read, up to
+    --depth levels.
+    """
     with _errors(), _service(db, home, artifacts=artifacts) as service:
         view = service.experiments.lineage(artifact, depth=depth)
         if as_json:
@@ -230,8 +236,11 @@ def explain(
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Say why a step was a cache hit or miss: which part of its cache key (code, config,
-    version, an input) changed since the nearest earlier execution."""
+    """Say why a step was a cache hit or miss.
+
+    For a miss: which part of its cache key (code, config, version, an input) changed since
+    the nearest earlier execution of the same step.
+    """
     with _errors(), _service(db, home, artifacts=artifacts) as service:
         view = service.experiments.explain(run_id, step)
         if as_json:
@@ -304,8 +313,10 @@ def cache_clear(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Invalidate cache entries of a workflow and/or step id (or --all): those steps execute
-    again next time."""
+    """Invalidate cache entries of a workflow and/or step id (or --all).
+
+    Those steps execute again the next time they run.
+    """
     with _errors(), _service(db, home) as service:
         view = service.experiments.cache_clear(workflow=workflow, step=step, everything=everything)
         if as_json:
@@ -327,8 +338,11 @@ def compare(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare runs side by side: parameters, metrics (per foreach item too) and which steps
-    ran, were cached, failed or were skipped. Differences are highlighted."""
+    """Compare runs side by side: parameters, metrics and step statuses.
+
+    Metrics are the last value per step path (each foreach item too); steps show whether they
+    ran, were cached, failed or were skipped. Differences are highlighted.
+    """
     with _errors(), _service(db, home) as service:
         view = service.experiments.compare(run_ids)
         if as_json:
@@ -415,8 +429,11 @@ def plot(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Plot a metric as a PNG: across runs, across the foreach items of a run, or over the
-    `step` (epochs) a step reported it with."""
+    """Plot a metric as a PNG across runs, foreach items, or epochs.
+
+    --by run: the last value in each run; --by item: across the foreach items of a run;
+    --by step: over the `step` (epochs) a step reported it with.
+    """
     target = dest or f"{metric.replace('/', '_')}.png"
     with _errors(), _service(db, home) as service:
         view = service.experiments.plot(run_ids, metric, by=by, step=step, output=target)
@@ -447,7 +464,8 @@ def gc(
 ) -> None:
     """Delete artifact blobs that no recorded artifact and no cache entry references.
 
-    Blobs younger than --min-age are kept, so a run writing right now is never robbed."""
+    Blobs younger than --min-age are kept, so a run writing right now is never robbed.
+    """
     with _errors(), _service(db, home, artifacts=artifacts) as service:
         seconds = parse_duration(min_age, Location(field="--min-age"))
         view = service.experiments.gc(dry_run=dry_run, min_age_s=seconds)

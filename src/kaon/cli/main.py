@@ -22,7 +22,6 @@ from rich.console import Console
 
 from kaon.cli import render
 from kaon.cli.live import LiveView, RunProgress
-from kaon.engine.engine import Engine
 from kaon.errors import (
     DefinitionError,
     InvalidActionError,
@@ -32,6 +31,8 @@ from kaon.errors import (
 from kaon.model.params import parse_assignments
 from kaon.model.status import RunStatus
 from kaon.service import LocalService, Settings
+from kaon.service.client import KaonService, open_service
+from kaon.service.remote import Stoppable
 from kaon.store.base import EventRecord
 
 app = typer.Typer(
@@ -58,6 +59,10 @@ WorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes or threads.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="A Kaon server to work against (default: KAON_URL; none: local)."),
+]
 ArtifactsOpt = Annotated[
     str | None, typer.Option("--artifacts", help="Artifact store URL (default: KAON_HOME).")
 ]
@@ -74,6 +79,21 @@ def _service(
         home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
     )
     return LocalService(settings)
+
+
+def _client(
+    url: str | None,
+    db: str | None = None,
+    home: str | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
+    artifacts: str | None = None,
+) -> KaonService:
+    """A server's service when ``--url`` or KAON_URL is set, else the local one."""
+    settings = Settings.from_env(
+        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+    )
+    return open_service(url, settings)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -101,9 +121,9 @@ def _print_json(data: Any) -> None:
 
 
 @contextmanager
-def _stoppable() -> Iterator[Callable[[Engine], None]]:
+def _stoppable() -> Iterator[Callable[[Stoppable], None]]:
     """Install SIGINT/SIGTERM handlers that stop the engine cleanly (a second SIGINT forces)."""
-    engines: list[Engine] = []
+    engines: list[Stoppable] = []
     hits = [0]
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -121,7 +141,7 @@ def _stoppable() -> Iterator[Callable[[Engine], None]]:
             signal.signal(sig, old)
 
 
-def _drive(service: LocalService, run_id: str, workflow: str, as_json: bool) -> NoReturn:
+def _drive(service: KaonService, run_id: str, workflow: str, as_json: bool) -> NoReturn:
     """Execute a run with a live view (on a terminal), then report and exit with its outcome."""
     progress = RunProgress(run_id, workflow)
 
@@ -138,7 +158,7 @@ def _drive(service: LocalService, run_id: str, workflow: str, as_json: bool) -> 
     _report(service, run_id, status, as_json)
 
 
-def _report(service: LocalService, run_id: str, status: RunStatus, as_json: bool) -> NoReturn:
+def _report(service: KaonService, run_id: str, status: RunStatus, as_json: bool) -> NoReturn:
     """Print a run's outcome and exit with its code."""
     detail = service.run_detail(run_id)
     if as_json:
@@ -157,6 +177,7 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="A parameter: key=value.")
     ] = None,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     executor: ExecOpt = None,
@@ -165,7 +186,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
-    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
         spec = service.validate(target)
         given = parse_assignments(param or [])
         created = service.create_run(spec, given, from_strings=True, source=target)
@@ -177,6 +198,7 @@ def run(
 @app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     executor: ExecOpt = None,
@@ -185,7 +207,7 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a run whose engine stopped or died, without redoing finished steps."""
-    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
         if RunStatus(view.status).is_terminal:
@@ -201,6 +223,7 @@ def restart(
     from_step: Annotated[
         str | None, typer.Option("--from", help="Also rerun this step and all after it.")
     ] = None,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     executor: ExecOpt = None,
@@ -209,7 +232,7 @@ def restart(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
-    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         view = service.restart(full, from_step=from_step, by="cli")
         _drive(service, full, view.workflow, as_json)
@@ -222,6 +245,7 @@ def skip(
     output: Annotated[
         str | None, typer.Option("--output", help="JSON value downstream steps receive.")
     ] = None,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     executor: ExecOpt = None,
@@ -230,7 +254,7 @@ def skip(
     as_json: JsonOpt = False,
 ) -> None:
     """Skip a step. A finished run then goes on from there; a running one is told to."""
-    with _errors(), _service(db, home, executor, workers, artifacts) as service:
+    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         value: Any = None
         if output is not None:
@@ -252,12 +276,13 @@ def kill(
     step: Annotated[
         str | None, typer.Option("--step", help="Cancel only this step of the running run.")
     ] = None,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a run (or one running step): running attempts are stopped, nothing new starts."""
-    with _errors(), _service(db, home) as service:
+    with _errors(), _client(url, db, home) as service:
         view = service.kill(service.resolve_run_id(run_id), step=step, by="cli")
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -271,6 +296,7 @@ def runs(
     status: Annotated[str | None, typer.Option("--status", "-s")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 20,
     offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -278,7 +304,7 @@ def runs(
     """List runs, newest first."""
     if status is not None and status not in {s.value for s in RunStatus}:
         _fail(f"--status must be one of {', '.join(s.value for s in RunStatus)}, not {status!r}")
-    with _errors(), _service(db, home) as service:
+    with _errors(), _client(url, db, home) as service:
         views = service.list_runs(workflow=workflow, status=status, limit=limit, offset=offset)
         if as_json:
             _print_json([v.model_dump(mode="json") for v in views])
@@ -292,12 +318,13 @@ def show(
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every foreach item and iteration.")
     ] = False,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run: each step's status, attempts, duration, outputs and errors."""
-    with _errors(), _service(db, home) as service:
+    with _errors(), _client(url, db, home) as service:
         detail = service.run_detail(service.resolve_run_id(run_id), all_steps=all_steps)
         if as_json:
             _print_json(detail.model_dump(mode="json"))
@@ -310,12 +337,13 @@ def logs(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     step: Annotated[str, typer.Argument(help="Step path, e.g. train or segments[3].train")],
     attempt: Annotated[int | None, typer.Option("--attempt", "-a", min=1)] = None,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print a step's log lines (stdout, stderr, logger), then its errors' tracebacks."""
-    with _errors(), _service(db, home) as service:
+    with _errors(), _client(url, db, home) as service:
         full = service.resolve_run_id(run_id)
         lines = service.logs(full, step, attempt=attempt)
         detail = service.run_detail(full, all_steps=True)
@@ -363,6 +391,13 @@ def validate(
 
 
 from kaon.cli import experiments as _experiments  # noqa: E402,F401  (registers its commands)
+from kaon.cli import server_cmds as _server_cmds  # noqa: E402
+
+_server_cmds.register(app)
+
+from kaon.cli import trigger_cmds as _trigger_cmds  # noqa: E402
+
+_trigger_cmds.register(app)
 
 
 def main() -> None:

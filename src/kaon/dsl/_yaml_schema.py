@@ -171,6 +171,7 @@ class WorkflowModel(_Model):
     timeout: Duration = None
     steps: list[Any]
     output: StrictStr | None = None
+    triggers: list[Any] = []  # entries validated one by one (kaon.dsl._triggers.TriggerModel)
 
 
 def field_names(model: type[BaseModel]) -> list[str]:

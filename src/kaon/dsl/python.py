@@ -47,6 +47,7 @@ from kaon.dsl._builder import (
 )
 from kaon.dsl._common import build_retry, infer_param_type, is_json_value
 from kaon.dsl._refs import ParamRef, StepRef
+from kaon.dsl._triggers import check_triggers_option
 from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError, KaonError, Location, Problem
 from kaon.model.specs import (
@@ -60,6 +61,7 @@ from kaon.model.specs import (
     StepDefaults,
     WorkflowSpec,
 )
+from kaon.model.triggers import TriggerSpec
 
 __all__ = [
     "ForeachBlock",
@@ -303,6 +305,9 @@ class Workflow:
         self.location = Location(os.path.realpath(code.co_filename), code.co_firstlineno)
         self.description: str = options.get("description") or inspect.getdoc(fn) or ""
         self._timeout_s, self._defaults = _workflow_options(options, self.location)
+        self._triggers, problems = check_triggers_option(options.get("triggers"), self.location)
+        if problems:
+            raise DefinitionError(problems)
         self._spec: WorkflowSpec | None = None
         self._building = False
         self._lock = threading.RLock()
@@ -340,7 +345,16 @@ class Workflow:
 def _workflow_options(
     options: Mapping[str, Any], location: Location
 ) -> tuple[float | None, StepDefaults]:
-    known = {"name", "description", "timeout", "retry", "on_failure", "cache", "step_timeout"}
+    known = {
+        "name",
+        "description",
+        "timeout",
+        "retry",
+        "on_failure",
+        "cache",
+        "step_timeout",
+        "triggers",
+    }
     problems = [
         Problem(f"unknown workflow option {name!r}", location.with_field(name))
         for name in sorted(set(options) - known)
@@ -382,6 +396,7 @@ def workflow(
     on_failure: str | FailureMode | None = None,
     cache: bool | None = None,
     step_timeout: float | str | None = None,
+    triggers: Iterable[TriggerSpec] | None = None,
 ) -> Callable[[Callable[..., Any]], Workflow]: ...
 
 
@@ -389,9 +404,10 @@ def workflow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Define a workflow from a function whose parameters are the workflow's parameters.
 
     Options: ``name`` (default: the function name), ``description`` (default: the
-    docstring), ``timeout`` for the whole run, and step defaults ``retry``, ``on_failure``,
-    ``cache``, ``step_timeout``. Raises :class:`DefinitionError` for a bad option; problems
-    in the body are raised when :attr:`Workflow.spec` is first read.
+    docstring), ``timeout`` for the whole run, step defaults ``retry``, ``on_failure``,
+    ``cache``, ``step_timeout``, and ``triggers`` (``kaon.cron(...)``,
+    ``kaon.on_signal(...)``, ``kaon.on_data(...)``). Raises :class:`DefinitionError` for a
+    bad option; problems in the body are raised when :attr:`Workflow.spec` is first read.
     """
     if fn is not None:
         return Workflow(fn, {})
@@ -562,6 +578,7 @@ def _build(wf: Workflow) -> WorkflowSpec:
         timeout_s=wf._timeout_s,
         description=wf.description,
         location=wf.location,
+        triggers=wf._triggers,
     )
     problems += builder.problems + stopped
     if not stopped:  # a definition that stopped half-way would only add noise

@@ -52,6 +52,7 @@ from kaon.model.specs import (
     WaitSpec,
     WorkflowSpec,
 )
+from kaon.model.triggers import TriggerSpec
 
 _INVALID = "<invalid>"  # step type of a placeholder for a step that failed its structure check
 
@@ -67,6 +68,9 @@ _SPEC_TO_YAML: dict[str, tuple[str, ...]] = {
     "max_delay_s": ("max_delay",),
     "function": ("python",),
     "file": ("python",),
+    "jitter_s": ("jitter",),
+    "catchup_window_s": ("catchup_window",),
+    "poll_s": ("poll",),
 }
 
 
@@ -157,7 +161,26 @@ class _WorkflowReader:
             timeout_s=top.timeout,
             description=top.description,
             location=Location(self.doc.file, 1),
+            triggers=self.triggers(top.triggers),
         )
+
+    def triggers(self, raw: list[Any]) -> tuple[TriggerSpec, ...]:
+        """The ``triggers:`` entries (see :mod:`kaon.dsl._triggers`)."""
+        from kaon.dsl._yaml_triggers import TriggerModel, yaml_trigger
+
+        found: list[TriggerSpec] = []
+        for index, item in enumerate(raw):
+            path: Path = ("triggers", index)
+            model = self.validated(TriggerModel, item, path)
+            if model is None:
+                continue
+            params = self.inputs(model.params, (*path, "params"))
+            problems: list[Problem] = []
+            spec = yaml_trigger(model, self.doc.location(path), problems, params)
+            self.problems.extend(self.relocate(p) for p in problems)
+            if spec is not None:
+                found.append(spec)
+        return tuple(found)
 
     def defaults(self, top: WorkflowModel) -> StepDefaults:
         d = top.defaults

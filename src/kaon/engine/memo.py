@@ -83,6 +83,7 @@ class Memoizer:
         self._artifacts = artifacts
         self._fingerprint = fingerprint or default_fingerprint
         self._fingerprints: dict[str, str] = {}
+        self._configs: dict[int, tuple[Mapping[str, Any], str, str]] = {}
 
     def key(
         self,
@@ -92,16 +93,22 @@ class Memoizer:
         version: str,
     ) -> CacheKey:
         """The cache key of one execution. Raises whatever the fingerprint raises."""
-        config_text = _canonical(config)
-        memo = f"{step_type}\0{config_text}"
-        code = self._fingerprints.get(memo)
-        if code is None:
-            code = self._fingerprint(step_type, config)
-            self._fingerprints[memo] = code
+        # Specs are immutable: a step's config is the same object for every foreach item.
+        known = self._configs.get(id(config))
+        if known is None or known[0] is not config:
+            config_text = _canonical(config)
+            code = self._fingerprints.get(f"{step_type}\0{config_text}")
+            if code is None:
+                code = self._fingerprint(step_type, config)
+                self._fingerprints[f"{step_type}\0{config_text}"] = code
+            config_digest = "sha256:" + hashlib.sha256(config_text.encode()).hexdigest()
+            known = (config, code, config_digest)
+            self._configs[id(config)] = known
+        _, code, config_digest = known
         components: dict[str, Any] = {
             "step_type": step_type,
             "code": code,
-            "config": "sha256:" + hashlib.sha256(config_text.encode()).hexdigest(),
+            "config": config_digest,
             "version": version,
         }
         for name in sorted(inputs):
@@ -109,15 +116,14 @@ class Memoizer:
         key = hashlib.sha256(_canonical(components).encode()).hexdigest()
         return CacheKey(key, components)
 
-    def lookup(self, key: str) -> CacheEntryRecord | None:
-        """An earlier execution with this key whose blobs are all still stored."""
-        entry = self._store.get_cache_entry(key)
-        if entry is None:
-            return None
+    def lookup_many(self, keys: list[str]) -> dict[str, CacheEntryRecord]:
+        """For each key with an earlier execution whose blobs are all still stored, it."""
+        entries = self._store.get_cache_entries(keys)
+        return {k: e for k, e in entries.items() if self._available(e)}
+
+    def _available(self, entry: CacheEntryRecord) -> bool:
         try:
             refs = [a for r in decode_outputs(entry.outputs).values() for a in artifact_refs(r)]
-            if all(self._artifacts.exists(ref) for ref in refs):
-                return entry
+            return all(self._artifacts.exists(ref) for ref in refs)
         except (ArtifactError, ValueError):
-            pass
-        return None
+            return False

@@ -57,6 +57,8 @@ class Node:
     sub: Frame | None = None
     user_output: ValueRef | None = None  # value given with a user skip
     cache: CacheKey | None = None  # the cache key of a cacheable execution in progress
+    probe: tuple[CacheKey | None, Any] | None = None  # looked-up key and cache entry, if any
+    inputs: dict[str, ValueRef] | None = None  # inputs resolved by the cache probe
     input_hashes: list[str] = field(default_factory=list)  # blobs it read (lineage)
 
     @property

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaon.artifacts.base import ArtifactStore
-from kaon.engine.memo import Fingerprint, Memoizer
+from kaon.engine.memo import CacheKey, Fingerprint, Memoizer
 from kaon.engine.nodes import (
     USER_SKIP,
     ForeachState,
@@ -150,6 +150,8 @@ class RunState:
         self.draining = False
         self.finished = False
         self.waiting: list[Node] = []  # wait steps, woken by signals
+        self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
+        self._step_events: dict[str, EventRecord] = {}
         self.signal_cursor = 0
         self.error: str | None = None
         self.root = self._new_frame(spec.graph, "", dict(record.params), spec.defaults)
@@ -182,6 +184,8 @@ class RunState:
     def next_request(self, artifact_url: str) -> TaskRequest | None:
         """Start the next queued task attempt, if any: its rows go in the batch."""
         while self.ready and not self.finished and not self.draining:
+            if self._needs_probe(self.ready[0]):
+                self._probe_cache()
             node = self.ready.popleft()
             node.queued = False
             if node.status not in (_S.PENDING, _S.QUEUED, _S.RETRYING):
@@ -241,7 +245,10 @@ class RunState:
             node.attempts += 1
             again = node.attempts < policy.max_attempts and policy.retries_error(error.error_type)
             delay = policy.delay_for(node.attempts)
-        counts = {"attempts": node.attempts, "platform_attempts": node.platform_attempts}
+        counts: dict[str, Any] = {
+            "attempts": node.attempts,
+            "platform_attempts": node.platform_attempts,
+        }
         if not again or self.draining:
             self._fail(node, error, **counts)
         elif delay > 0:
@@ -440,14 +447,17 @@ class RunState:
         spec = node.spec
         assert isinstance(spec, TaskSpec)
         try:
-            inputs = self.resolver.inputs(node)
+            inputs, node.inputs = node.inputs or self.resolver.inputs(node), None
         except KaonError as exc:
             self._fail(node, error_info(exc))
             return None
         now = self.ctx.clock()
         node.input_hashes = [a.hash for ref in inputs.values() for a in artifact_refs(ref)]
-        if node.cache is None and self._cacheable(node) and self._reuse(node, spec, inputs, now):
-            return None
+        if node.cache is None and self._cacheable(node):
+            probe, node.probe = node.probe, None
+            cache_key, entry = probe if probe is not None else self._probe(node, spec, inputs)
+            if cache_key is not None and self._reuse(node, cache_key, entry, now):
+                return None
         number = node.next_number
         node.next_number += 1
         first = node.started_at is None
@@ -488,14 +498,52 @@ class RunState:
         cache = node.spec.cache
         return node.frame.defaults.cache if cache is None else cache
 
-    def _reuse(self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef], now: float) -> bool:
-        """Take an earlier execution's outputs if one matches; else remember the key."""
+    def _needs_probe(self, node: Node) -> bool:
+        return node.probe is None and node.cache is None and self._cacheable(node)
+
+    def _probe_cache(self, limit: int = 512) -> None:
+        """Compute the cache keys of queued cacheable tasks and look them all up in one query
+        (a window of foreach items costs one query, not one each)."""
+        keyed: list[tuple[Node, CacheKey]] = []
+        for node in self.ready:
+            spec = node.spec
+            if not isinstance(spec, TaskSpec) or not self._needs_probe(node):
+                continue
+            try:
+                inputs = self.resolver.inputs(node)
+            except KaonError:
+                continue  # the attempt fails it, with this error, when it starts
+            key = self._cache_key(node, spec, inputs)
+            if key is None:
+                node.probe = (None, None)
+                continue
+            node.inputs = inputs
+            keyed.append((node, key))
+            if len(keyed) >= limit:
+                break
+        entries = self.ctx.memo.lookup_many([key.key for _, key in keyed])
+        for node, key in keyed:
+            node.probe = (key, entries.get(key.key))
+
+    def _probe(
+        self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
+    ) -> tuple[CacheKey | None, CacheEntryRecord | None]:
+        key = self._cache_key(node, spec, inputs)
+        if key is None:
+            return None, None
+        return key, self.ctx.memo.lookup_many([key.key]).get(key.key)
+
+    def _cache_key(
+        self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
+    ) -> CacheKey | None:
         try:
-            key = self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
+            return self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
         except Exception as exc:  # the code cannot be fingerprinted: execute, uncached
             self._event("cache", {"path": node.path, "error": f"{type(exc).__name__}: {exc}"})
-            return False
-        entry = self.ctx.memo.lookup(key.key)
+            return None
+
+    def _reuse(self, node: Node, key: CacheKey, entry: CacheEntryRecord | None, now: float) -> bool:
+        """Take an earlier execution's outputs if one matched; else remember the key."""
         data: dict[str, Any] = {"path": node.path, "key": key.key, "components": key.components}
         if entry is None:
             node.cache = key
@@ -506,13 +554,13 @@ class RunState:
         self._set(
             node,
             _S.CACHED,
+            note={"cached_from": source},
             outputs=entry.outputs,
             cache_key=key.key,
             cached_from=source,
             started_at=now,
             ended_at=now,
         )
-        self._event("cache", {**data, "hit": True, "source": source}, node.row_id)
         self._terminal(node)
         return True
 
@@ -843,7 +891,7 @@ class RunState:
                     started_at=now,
                 )
             )
-            self._event("step", {"path": frame.prefix[:-1], "status": "running"}, frame.row_id)
+            self._step_event(frame.prefix[:-1], _S.RUNNING, frame.row_id)
         else:
             frame.row_id = row.id
             if row.status is not _S.RUNNING:
@@ -859,7 +907,7 @@ class RunState:
     def _frame_row(self, frame: Frame, status: StepStatus, **changes: Any) -> None:
         assert frame.row_id is not None
         self.ctx.batch.update_step_run(self.id, frame.row_id, status=status, **changes)
-        self._event("step", {"path": frame.prefix[:-1], "status": status.value}, frame.row_id)
+        self._step_event(frame.prefix[:-1], status, frame.row_id)
 
     def _children_rows(self, node: Node) -> list[StepRunRecord]:
         if node.row_id is None:
@@ -930,7 +978,14 @@ class RunState:
         self.next_row_id += 1
         return row_id
 
-    def _set(self, node: Node, status: StepStatus, **changes: Any) -> None:
+    def _set(
+        self,
+        node: Node,
+        status: StepStatus,
+        note: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Move a node to ``status``: its row (created on first change) and a step event."""
         check_step_transition(node.status, status, node.path)
         node.status = status
         batch = self.ctx.batch
@@ -951,7 +1006,30 @@ class RunState:
             batch.insert_step_run(record)
         else:
             batch.update_step_run(self.id, node.row_id, status=status, **changes)
-        self._event("step", {"path": node.path, "status": status.value}, node.row_id)
+        self._step_event(node.path, status, node.row_id, note)
+
+    def _step_event(
+        self,
+        path: str,
+        status: StepStatus,
+        row_id: int | None,
+        note: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a step's new status. Within one batch only the last status of a path is
+        kept: the ones before it were never committed, so nobody could have seen them."""
+        batch = self.ctx.batch
+        if batch is not self._events_batch:
+            self._events_batch = batch
+            self._step_events = {}
+        data = {"path": path, "status": status.value, **(note or {})}
+        earlier = self._step_events.get(path)
+        if earlier is not None:
+            earlier.data = data
+            earlier.at = self.ctx.clock()
+            return
+        record = EventRecord(self.id, "step", self.ctx.clock(), data, row_id)
+        batch.events.append(record)
+        self._step_events[path] = record
 
     def _event(self, kind: str, data: dict[str, Any], step_run_id: int | None = None) -> None:
         self.ctx.batch.events.append(

@@ -39,6 +39,7 @@ from kaon.model.specs import (
     WaitSpec,
     WorkflowSpec,
 )
+from kaon.model.triggers import trigger_from_dict, trigger_to_dict
 
 FORMAT_VERSION: Final = 1
 """Version of the dict layout; written as ``format`` in every workflow dict."""
@@ -82,6 +83,8 @@ class _Encoder:
             "timeout_s": _float(spec.timeout_s, where.with_field("timeout_s")),
             "graph": self.graph(spec.graph),
         }
+        if spec.triggers:  # absent when empty: hashes of workflows without triggers stay put
+            data["triggers"] = [trigger_to_dict(t, meta=self.meta) for t in spec.triggers]
         self._meta(data, spec.description, spec.location)
         return data
 
@@ -325,6 +328,7 @@ def _workflow(fields: _Fields) -> WorkflowSpec:
     if version != FORMAT_VERSION:
         _malformed(fields.at("format"), f"unsupported format {version} (expected 1)")
     params = fields.get("params", (list,), [])
+    triggers = fields.get("triggers", (list,), [])
     spec = WorkflowSpec(
         name=fields.text("name"),
         graph=_graph(fields.child("graph")),
@@ -335,6 +339,7 @@ def _workflow(fields: _Fields) -> WorkflowSpec:
         timeout_s=fields.opt_float("timeout_s"),
         description=fields.text("description", ""),
         location=_location(fields, "location"),
+        triggers=tuple(trigger_from_dict(t, f"triggers[{i}]") for i, t in enumerate(triggers)),
     )
     fields.done()
     return spec

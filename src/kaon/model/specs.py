@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kaon.errors import Location
+
+if TYPE_CHECKING:
+    from kaon.model.triggers import TriggerSpec
 
 NOWHERE: Final = Location()  # the location of a spec built in code, not read from a file
 
@@ -269,7 +272,8 @@ class StepDefaults:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowSpec:
-    """A named graph of steps with typed parameters."""
+    """A named graph of steps with typed parameters, and what starts its runs
+    (``triggers``, see :mod:`kaon.model.triggers`)."""
 
     name: str
     graph: GraphSpec
@@ -278,6 +282,7 @@ class WorkflowSpec:
     timeout_s: float | None = None
     description: str = ""
     location: Location = NOWHERE
+    triggers: tuple[TriggerSpec, ...] = ()
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, if declared."""

@@ -532,6 +532,14 @@ def _subworkflow_inputs(step: SubworkflowSpec, sub: WorkflowSpec, path: str) -> 
             )
 
 
+def check_triggers(context: _Context) -> Iterator[Problem]:
+    """Triggers: cron syntax, time zones, CEL, parameters they set (see model.triggers)."""
+    from kaon.model.triggers import trigger_problems
+
+    spec = context.spec
+    yield from trigger_problems(spec.triggers, frozenset(p.name for p in spec.params))
+
+
 def check_step_types(context: _Context) -> Iterator[Problem]:
     """Each task's step type accepts its config (through the caller's callback)."""
     checker = context.check_step_type
@@ -566,5 +574,6 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_graph_outputs,
     check_subworkflows,
     check_step_types,
+    check_triggers,
 )
 """Every check :func:`validate_workflow` runs, in order."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaon.errors import InvalidActionError, NotFoundError
+from kaon.model.status import StepStatus
 from kaon.service.experiment_views import (
     CompareRunView,
     CompareView,
@@ -24,7 +25,7 @@ from kaon.service.experiment_views import (
     PlotView,
     StepRow,
 )
-from kaon.store.base import StateStore, StepRunRecord
+from kaon.store.base import MetricRecord, StateStore, StepRunRecord
 
 _LAST_INDEX = re.compile(r"^(.*)\[(\d+)\]([^\[\]]*)$")
 _FRAME_KINDS = ("item", "iteration")
@@ -45,6 +46,7 @@ class MetricPoint:
     value: float
     step: int | None
     at: float
+    reused_from: str | None = None
 
 
 def _canonical(value: Any) -> str:
@@ -63,7 +65,8 @@ def place(path: str, rows: dict[str, StepRunRecord]) -> tuple[str, int | None, A
 
 
 def metric_points(store: StateStore, run_id: str) -> list[MetricPoint]:
-    """Every metric value a run reported, in the order reported."""
+    """Every metric value of a run, in the order reported. A cached step reported nothing
+    itself: it gets the values of the execution it reused (``reused_from`` names it)."""
     rows = store.step_runs(run_id, all_levels=True)
     by_id = {r.id: r for r in rows}
     by_path = {r.path: r for r in rows}
@@ -73,7 +76,44 @@ def metric_points(store: StateStore, run_id: str) -> list[MetricPoint]:
         path = row.path if row is not None else f"#{m.step_run_id}"
         group, index, label = place(path, by_path)
         points.append(MetricPoint(run_id, path, group, index, label, m.name, m.value, m.step, m.at))
+    sources: dict[str, tuple[dict[str, int], dict[int, list[MetricRecord]]]] = {}
+    for row in rows:
+        if row.status is not StepStatus.CACHED or not row.cached_from:
+            continue
+        source_run, _, source_path = row.cached_from.partition(":")
+        if source_run not in sources:
+            sources[source_run] = _metrics_by_path(store, source_run)
+        ids, metrics = sources[source_run]
+        group, index, label = place(row.path, by_path)
+        for m in metrics.get(ids.get(source_path, -1), []):
+            points.append(
+                MetricPoint(
+                    run_id,
+                    row.path,
+                    group,
+                    index,
+                    label,
+                    m.name,
+                    m.value,
+                    m.step,
+                    m.at,
+                    reused_from=row.cached_from,
+                )
+            )
     return points
+
+
+def _metrics_by_path(
+    store: StateStore, run_id: str
+) -> tuple[dict[str, int], dict[int, list[MetricRecord]]]:
+    try:
+        ids = {r.path: r.id for r in store.step_runs(run_id, all_levels=True)}
+        metrics: dict[int, list[MetricRecord]] = {}
+        for m in store.metrics(run_id):
+            metrics.setdefault(m.step_run_id, []).append(m)
+    except NotFoundError:
+        return {}, {}
+    return ids, metrics
 
 
 def compare(store: StateStore, run_ids: Sequence[str]) -> CompareView:

@@ -168,7 +168,7 @@ def _categorical(ax: Any, view: PlotView) -> None:
             xs = [position[str(x)] for x in series.x]
             ax.plot(xs, series.y, marker="o", markersize=3, label=series.label)
     long = any(len(c) > 8 for c in categories) or len(categories) > 12
-    step = max(1, len(categories) // 40)
+    step = max(1, -(-len(categories) // 25))  # at most ~25 labels
     ticks = list(range(0, len(categories), step))
     ax.set_xticks(
         ticks,

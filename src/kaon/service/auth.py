@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ ROLES: tuple[str, ...] = ("viewer", "operator", "owner", "admin")
 
 ANY_GROUP = "*"
 TOKEN_PREFIX = "kaon_"
+TOUCH_EVERY_S = 60.0  # how stale a token's last_used_at may get
 
 
 class AuthenticationError(KaonError):
@@ -91,8 +93,12 @@ def hash_token(token: str) -> str:
 class AuthService:
     """Creates and checks tokens, enforces roles, and writes the audit trail."""
 
-    def __init__(self, registry: RegistryStore) -> None:
+    def __init__(self, registry: RegistryStore, *, cache_s: float = 2.0) -> None:
         self.registry = registry
+        self.cache_s = cache_s
+        # hash -> (principal, valid until): a hot API does not read the token on every call.
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
 
     def create_token(
         self, name: str, role: str, groups: Iterable[str] = (), *, by: str = "local"
@@ -120,18 +126,29 @@ class AuthService:
         """The principal a presented token stands for. Raises AuthenticationError."""
         if not secret:
             raise AuthenticationError("missing API token: send 'Authorization: Bearer <token>'")
-        record = self.registry.token_by_hash(hash_token(secret))
+        hashed = hash_token(secret)
+        now = time.time()
+        cached = self._cache.get(hashed)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        record = self.registry.token_by_hash(hashed)
         if record is None:
             raise AuthenticationError("unknown API token")
         if record.revoked_at is not None:
             raise AuthenticationError(f"API token {record.name!r} was revoked")
-        self.registry.touch_token(record.id, time.time())
-        return Principal(record.name, record.role, tuple(record.groups), record.id)
+        if record.last_used_at is None or now - record.last_used_at > TOUCH_EVERY_S:
+            self.registry.touch_token(record.id, now)
+        principal = Principal(record.name, record.role, tuple(record.groups), record.id)
+        with self._lock:
+            self._cache[hashed] = (principal, now + self.cache_s)
+        return principal
 
     def revoke(self, token_id: str, *, by: str) -> None:
         """Revoke a token. Raises NotFoundError."""
         if not self.registry.revoke_token(token_id, time.time()):
             raise NotFoundError(f"no token {token_id!r}")
+        with self._lock:
+            self._cache.clear()
         self.audit(by, "token.revoke", f"token:{token_id}")
 
     def check(self, principal: Principal, role: str, *, owner_group: str | None = None) -> None:

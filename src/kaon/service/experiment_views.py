@@ -180,7 +180,8 @@ class MetricRow(BaseModel):
 
     ``group`` is the path with its innermost item index replaced by ``[*]``
     (``retrain[1].segments[*].train_segment``); ``item_index`` and ``item`` name the
-    foreach item (or loop iteration) the value belongs to.
+    foreach item (or loop iteration) the value belongs to. A step that was cached in a run
+    shows the values of the execution it reused.
     """
 
     path: str

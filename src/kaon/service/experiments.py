@@ -277,6 +277,18 @@ class Experiments:
         record = self.store.get_run(run_id)
         row = self.store.get_step_run(run_id, path)
         base: dict[str, Any] = {"run_id": run_id, "path": path, "status": row.status.value}
+        if row.status is StepStatus.CACHED and row.cache_key and row.cached_from:
+            # A hit is on the row itself: the key it matched and where the outputs came from.
+            entry = self.store.get_cache_entry(row.cache_key)
+            base.update(key=row.cache_key, components=dict(entry.components) if entry else {})
+            return ExplainView(
+                **base,
+                verdict="hit",
+                source=row.cached_from,
+                compared_with=row.cached_from,
+                compared_key=row.cache_key,
+                message=f"cache hit: outputs reused from {row.cached_from} (same cache key)",
+            )
         event = self._cache_event(run_id, path)
         if event is None:
             return ExplainView(**base, verdict="not_cacheable", message=_no_event(row.kind, row))
@@ -424,7 +436,8 @@ class Experiments:
 
     def metrics(self, run: str) -> list[dict[str, Any]]:
         """Every metric value of a run as flat rows: ``path, group, item_index, item, name,
-        value, step, at`` (what :meth:`kaon.client.RunHandle.metrics` tabulates)."""
+        value, step, at, reused_from`` (what :meth:`kaon.client.RunHandle.metrics`
+        tabulates). A cached step's values are those of the execution it reused."""
         points = _compare.metric_points(self.store, self.resolve_run(run))
         return [
             {
@@ -436,6 +449,7 @@ class Experiments:
                 "value": p.value,
                 "step": p.step,
                 "at": p.at,
+                "reused_from": p.reused_from,
             }
             for p in points
         ]

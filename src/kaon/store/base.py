@@ -388,6 +388,11 @@ class StateStore(ABC):
         first entry for a key is kept.)"""
 
     @abstractmethod
+    def get_cache_entries(self, keys: Sequence[str]) -> dict[str, CacheEntryRecord]:
+        """The cache entries among ``keys`` (one query for many: the engine looks up a whole
+        window of foreach items at once)."""
+
+    @abstractmethod
     def cache_entries(
         self, *, workflow: str | None = None, step_id: str | None = None, limit: int = 100
     ) -> list[CacheEntryRecord]:

@@ -1,7 +1,91 @@
-"""Tables of triggers: trigger state, signal de-duplication, backfills, alert deliveries.
+"""Tables of triggers: trigger state, firings (de-duplication), backfills, alert deliveries.
 
 Defined on the same :data:`kaon.store.schema.metadata` as the core tables; created by
-Alembic revision 0005.
+Alembic revision 0005. Conventions as in :mod:`kaon.store.schema`.
+
+* ``trigger_state``: small JSON documents by key (a cron trigger's last slot, the signal
+  cursor, a data trigger's last poll, when a workflow was unblocked).
+* ``trigger_firings``: each (trigger, de-duplication key) fires at most once: a cron slot,
+  a consumed signal, a data path, a backfill slot. A row is claimed before its run is
+  created and names the run, so a crash in between is repaired on the next pass. (This is
+  the "signal consumptions" table, generalised to every trigger kind.)
+* ``backfills``: one row per backfill over a range of schedule slots, with its cursor.
+* ``alert_deliveries``: each webhook delivery, its attempts and outcome.
 """
 
 from __future__ import annotations
+
+import sqlalchemy as sa
+
+from kaon.store.schema import AutoId, Json, Time, metadata
+
+trigger_state = sa.Table(
+    "trigger_state",
+    metadata,
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("value", Json, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+trigger_firings = sa.Table(
+    "trigger_firings",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("trigger_id", sa.String(), nullable=False),
+    sa.Column("dedupe_key", sa.String(), nullable=False),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    # claimed (run not yet created) | created | finished (its run is terminal) | dropped
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("labels", Json, nullable=False),
+    sa.Column("due_at", Time, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ux_trigger_firings_key", "trigger_id", "dedupe_key", unique=True),
+    sa.Index("ix_trigger_firings_status", "status", "trigger_id"),
+)
+
+backfills = sa.Table(
+    "backfills",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("cron", sa.String(), nullable=False),
+    sa.Column("timezone", sa.String(), nullable=False),
+    sa.Column("start_at", Time, nullable=False),
+    sa.Column("end_at", Time, nullable=False),
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("slot_params", Json, nullable=False),
+    # running | succeeded (every slot's run finished) | cancelled
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("next_index", sa.Integer(), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("by", sa.String(), nullable=False),
+    sa.Index("ix_backfills_status", "status", "created_at"),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("workflow", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String()),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("dedupe_key", sa.String(), nullable=False),
+    sa.Column("url", sa.String(), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    # pending | delivered | failed (retries exhausted)
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_attempt_at", Time, nullable=False),
+    sa.Column("response_code", sa.Integer()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("delivered_at", Time),
+    sa.Index("ux_alert_deliveries_key", "dedupe_key", "url", unique=True),
+    sa.Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_alert_deliveries_run", "run_id", "id"),
+)

@@ -10,8 +10,9 @@ SQLAlchemy normally. How connections begin transactions is in :mod:`kaon.store._
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -496,6 +497,36 @@ class SQLStore(StateStore):
         with self._reading() as conn:
             row = conn.execute(stmt).first()
         return None if row is None else CacheEntryRecord(**row._asdict())
+
+    def get_cache_entries(self, keys: Sequence[str]) -> dict[str, CacheEntryRecord]:
+        """The cache entries among ``keys``: 500 keys per query, on the driver's cursor (the
+        engine looks up whole windows of foreach items; SQLAlchemy rows cost too much here)."""
+        found: dict[str, CacheEntryRecord] = {}
+        unique_keys = list(dict.fromkeys(keys))
+        mark = "?" if self._dbapi.paramstyle == "qmark" else "%s"
+        columns = ", ".join(_CACHE_FIELDS)
+        with self._wrap("reading cache entries"), self._guard():
+            connection = self._engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                for start in range(0, len(unique_keys), 500):
+                    chunk = unique_keys[start : start + 500]
+                    marks = ", ".join([mark] * len(chunk))
+                    cursor.execute(
+                        f"SELECT {columns} FROM cache_entries WHERE key IN ({marks})", chunk
+                    )
+                    for row in cursor.fetchall():
+                        values = dict(zip(_CACHE_FIELDS, row, strict=True))
+                        for name in ("outputs", "components"):
+                            if isinstance(values[name], str | bytes):
+                                values[name] = json.loads(values[name])
+                        entry = CacheEntryRecord(**values)
+                        found[entry.key] = entry
+                cursor.close()
+                connection.commit()
+            finally:
+                connection.close()
+        return found
 
     def cache_entries(
         self, *, workflow: str | None = None, step_id: str | None = None, limit: int = 100

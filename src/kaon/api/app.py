@@ -1,0 +1,113 @@
+"""The HTTP API: :func:`create_app` builds the FastAPI application over the service layer.
+
+Routers: workflows and versions, runs and step runs, signals and the live event stream,
+admin (health, metrics, tokens, audit), and -- when present -- the trigger engineer's
+``kaon.api.routes_triggers`` (cron, backfills, unblock...). The OpenAPI schema is served at
+``/openapi.json`` (Swagger UI at ``/docs``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import kaon
+from kaon.api import routes_admin, routes_events, routes_runs, routes_workflows
+from kaon.api.deps import Services
+from kaon.api.errors import install_error_handlers
+from kaon.api.metrics import ServerMetrics
+from kaon.errors import ConfigurationError
+from kaon.service.auth import AuthService
+from kaon.service.local import LocalService
+from kaon.service.registry import RegistryService
+from kaon.service.settings import Settings
+from kaon.store.registry import SQLRegistryStore
+from kaon.store.sql import SQLStore
+
+log = logging.getLogger("kaon.api")
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the store named by ``settings`` and build every service over it.
+
+    Raises ConfigurationError when the store is not a SQL store, and what opening the store
+    raises (StoreError, SchemaVersionError)."""
+    runs = LocalService(settings)
+    store = runs.store
+    if not isinstance(store, SQLStore):
+        raise ConfigurationError(f"the server needs a SQL store, not {type(store).__name__}")
+    registry_store = SQLRegistryStore(store)
+    auth = AuthService(registry_store)
+    registry = RegistryService(
+        store,
+        registry_store,
+        auth,
+        sources_dir=Path(settings.home).absolute() / "sources",
+        executor=settings.executor,
+    )
+    return Services(settings, store, runs, registry, auth, ServerMetrics(store))
+
+
+def create_app(services: Services) -> FastAPI:
+    """The API application over ``services`` (closing them is the caller's business)."""
+    app = FastAPI(
+        title="Kaon",
+        version=getattr(kaon, "__version__", "0"),
+        description="Orchestrate and schedule machine-learning pipelines.",
+    )
+    app.state.services = services
+    app.state.stopping = threading.Event()
+    install_error_handlers(app)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_workflows.router)
+    app.include_router(routes_runs.router)
+    app.include_router(routes_events.router)
+    _include_trigger_routes(app)
+
+    app.add_middleware(_CountRequests, services=services)
+    return app
+
+
+def stop_streams(app: FastAPI) -> None:
+    """Ask open event streams to end (on shutdown)."""
+    app.state.stopping.set()
+
+
+def _include_trigger_routes(app: FastAPI) -> None:
+    try:
+        routes_triggers = importlib.import_module("kaon.api.routes_triggers")
+    except ModuleNotFoundError as exc:
+        if exc.name != "kaon.api.routes_triggers":
+            raise
+        log.info("kaon.api.routes_triggers not found: serving without trigger routes")
+        return
+    router = getattr(routes_triggers, "router", None)
+    if router is None:
+        log.info("kaon.api.routes_triggers has no router yet: serving without trigger routes")
+        return
+    app.include_router(router)
+
+
+class _CountRequests:
+    """Pure ASGI middleware counting responses by method and status for ``/metrics``."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.counter = services.metrics.requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.counter.labels(scope["method"], str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting)

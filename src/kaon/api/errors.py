@@ -1,0 +1,152 @@
+"""The one place where Kaon's error tree becomes HTTP status codes.
+
+=======================================================  =====
+error                                                    code
+=======================================================  =====
+request body/query/path invalid (FastAPI validation)     422
+DefinitionError (ParameterError, ExpressionError, ...)   422
+AuthenticationError                                      401
+PermissionDeniedError                                    403
+NotFoundError                                            404
+InvalidActionError (IllegalTransitionError), LeaseError  409
+ConfigurationError                                       400
+any other error                                          500
+=======================================================  =====
+
+Every answer's body is an :class:`~kaon.service.registry_views.ErrorBody`; definition and
+validation errors list their problems with file, line and field.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+
+from kaon.errors import (
+    ConfigurationError,
+    DefinitionError,
+    InvalidActionError,
+    KaonError,
+    LeaseError,
+    NotFoundError,
+)
+from kaon.service.auth import AuthenticationError, PermissionDeniedError
+from kaon.service.registry_views import ErrorBody, ProblemView
+
+log = logging.getLogger("kaon.api")
+
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (DefinitionError, 422),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (NotFoundError, 404),
+    (InvalidActionError, 409),
+    (LeaseError, 409),
+    (ConfigurationError, 400),
+)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "Bad request"),
+        (401, "Missing or unknown API token"),
+        (403, "The token's role or groups do not allow this"),
+        (404, "Not found"),
+        (409, "Not allowed in the current state"),
+        (422, "Invalid input: every problem with its location"),
+    )
+}
+"""The error answers every route documents (pass as ``responses=`` to a router)."""
+
+
+def status_of(error: BaseException) -> int:
+    """The HTTP status for an error (500 for anything not in the table)."""
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def error_body(error: BaseException) -> ErrorBody:
+    """The JSON body describing ``error``."""
+    problems: list[ProblemView] = []
+    message = str(error)
+    if isinstance(error, DefinitionError):
+        problems = [
+            ProblemView(
+                message=p.message,
+                file=p.location.file,
+                line=p.location.line,
+                field=p.location.field,
+            )
+            for p in error.problems
+        ]
+        message = "; ".join(str(p) for p in error.problems) or message
+    return ErrorBody(error=type(error).__name__, message=message, problems=problems)
+
+
+def _json(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
+    status = status_of(exc)
+    if status == 500:
+        log.exception("error handling %s %s", request.method, request.url.path, exc_info=exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return _json(status, error_body(exc), headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for item in exc.errors():
+        where = [str(part) for part in item.get("loc", ())]
+        text = str(item.get("msg", "invalid"))
+        detail = (item.get("ctx") or {}).get("error")
+        if detail and str(detail) not in text:
+            text = f"{text}: {detail}"
+        if item.get("type") == "json_invalid":
+            where = where[:1]
+        problems.append(ProblemView(message=text, field=".".join(where)))
+    message = "; ".join(f"{p.field}: {p.message}" for p in problems) or "invalid request"
+    return _json(422, ErrorBody(error="ValidationError", message=message, problems=problems))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    body = ErrorBody(error="HTTPError", message=str(exc.detail))
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names only the first route matching the path; list every method.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return _json(exc.status_code, body, headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and isinstance(route, BaseRoute):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error handling %s %s", request.method, request.url.path)
+    body = ErrorBody(error=type(exc).__name__, message=f"internal error: {exc}")
+    return _json(500, body)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map Kaon's errors, validation errors and HTTP errors to JSON ErrorBody answers."""
+    app.add_exception_handler(KaonError, _kaon_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,113 @@
+"""Health, metrics, the caller's identity, API tokens and the audit trail."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
+
+from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.metrics import CONTENT_TYPE
+from kaon.errors import InvalidActionError
+from kaon.service.registry_views import (
+    AuditView,
+    TokenRequest,
+    TokenView,
+    audit_view,
+    token_view,
+)
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+class Health(BaseModel):
+    """The server is up; ``engine`` says whether its engine loop is alive."""
+
+    status: str
+    engine: bool
+
+
+class WhoAmI(BaseModel):
+    """The caller's identity."""
+
+    name: str
+    role: str
+    groups: list[str]
+
+
+@router.get("/healthz", response_model=Health, tags=["admin"], summary="Health check")
+def healthz(services: Services = Depends(get_services)) -> Health:
+    """Always 200 while the server answers (no token needed)."""
+    alive = services.extras.get("engine_alive")
+    engine = bool(alive()) if callable(alive) else False
+    return Health(status="ok", engine=engine)
+
+
+@router.get(
+    "/metrics",
+    tags=["admin"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text."}},
+)
+def metrics(
+    _: Principal = Depends(require("viewer")), services: Services = Depends(get_services)
+) -> Response:
+    """Runs and steps by status, queue depth, step latency histogram, trigger lag."""
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+@router.get("/whoami", response_model=WhoAmI, tags=["admin"], summary="Who am I")
+def whoami(principal: Principal = Depends(require("viewer"))) -> WhoAmI:
+    """The name, role and groups of the caller's token."""
+    return WhoAmI(name=principal.name, role=principal.role, groups=list(principal.groups))
+
+
+@router.post(
+    "/tokens", response_model=TokenView, status_code=201, tags=["admin"], summary="New token"
+)
+def create_token(
+    body: TokenRequest,
+    principal: Principal = Depends(require("admin")),
+    services: Services = Depends(get_services),
+) -> TokenView:
+    """Create an API token; the secret is in this response only."""
+    record, secret = services.auth.create_token(
+        body.name, body.role, body.groups, by=principal.name
+    )
+    return token_view(record, secret)
+
+
+@router.get("/tokens", response_model=list[TokenView], tags=["admin"], summary="List tokens")
+def list_tokens(
+    _: Principal = Depends(require("admin")), services: Services = Depends(get_services)
+) -> list[TokenView]:
+    """Every token (never the secrets)."""
+    return [token_view(t) for t in services.auth.registry.list_tokens()]
+
+
+@router.delete("/tokens/{token_id}", status_code=204, tags=["admin"], summary="Revoke a token")
+def revoke_token(
+    token_id: str,
+    principal: Principal = Depends(require("admin")),
+    services: Services = Depends(get_services),
+) -> Response:
+    """Revoke a token: it stops working at once. A token cannot revoke itself (409)."""
+    if token_id == principal.token_id:
+        raise InvalidActionError("a token cannot revoke itself: use another admin token")
+    services.auth.revoke(token_id, by=principal.name)
+    return Response(status_code=204)
+
+
+@router.get("/audit", response_model=list[AuditView], tags=["admin"], summary="Audit trail")
+def audit(
+    target: str | None = Query(None, max_length=300),
+    actor: str | None = Query(None, max_length=200),
+    after: int = Query(0, ge=0, le=2**62),
+    limit: int = Query(100, ge=1, le=1000),
+    _: Principal = Depends(require("admin")),
+    services: Services = Depends(get_services),
+) -> list[AuditView]:
+    """Who did what, oldest first."""
+    records = services.auth.registry.audit(target=target, actor=actor, after_id=after, limit=limit)
+    return [audit_view(r) for r in records]

@@ -1,0 +1,131 @@
+"""Signals (``POST /signals``) and the live event stream (``GET /events``, Server-Sent Events).
+
+The stream polls the store's events table by id, so it shows what any engine of any process
+committed. Each event is sent as::
+
+    id: <event id>
+    event: <kind>            (run, step, progress, action, ...)
+    data: <EventView JSON>
+
+A client that reconnects sends ``Last-Event-ID`` (or ``after``) and misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.errors import ERROR_RESPONSES
+from kaon.service.registry_views import (
+    SignalRequest,
+    SignalView,
+    event_view,
+    signal_view,
+)
+from kaon.store.base import EventRecord
+
+router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
+
+POLL_S = 0.1
+HEARTBEAT_S = 15.0
+BATCH = 500
+
+
+@router.post("/signals", response_model=SignalView, status_code=201, summary="Send a signal")
+def send_signal(
+    body: SignalRequest,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> SignalView:
+    """Store a signal with parameters; signal triggers and waiting steps react to it."""
+    record = services.registry.send_signal(
+        body.name, body.params, principal, dedupe_key=body.dedupe_key
+    )
+    return signal_view(record)
+
+
+@router.get("/signals", response_model=list[SignalView], summary="List signals")
+def list_signals(
+    name: str | None = Query(None, max_length=200),
+    after: int = Query(0, ge=0, le=2**62),
+    limit: int = Query(100, ge=1, le=1000),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[SignalView]:
+    """Signals with ids above ``after``, oldest first."""
+    return [signal_view(s) for s in services.store.signals(name=name, after_id=after, limit=limit)]
+
+
+def _frame(record: EventRecord) -> str:
+    data = json.dumps(event_view(record).model_dump(mode="json"), separators=(",", ":"))
+    return f"id: {record.id}\nevent: {record.kind}\ndata: {data}\n\n"
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    summary="Live event stream (Server-Sent Events)",
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The stream."}},
+)
+async def stream_events(
+    request: Request,
+    run_id: str | None = Query(None, max_length=200, description="Only this run's events."),
+    after: int | None = Query(None, ge=0, le=2**62, description="Start after this event id."),
+    last_event_id: str | None = Header(None, max_length=30),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> StreamingResponse:
+    """Stream committed engine events as they happen, oldest first."""
+    if run_id is not None:
+        run_id = await anyio.to_thread.run_sync(services.runs.resolve_run_id, run_id)
+    cursor = after if after is not None else _parse_id(last_event_id)
+    stopping: threading.Event | None = request.app.state.stopping
+    return StreamingResponse(
+        _events(request, services, run_id, cursor, stopping),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _parse_id(value: str | None) -> int:
+    try:
+        return max(int(value), 0) if value else 0
+    except ValueError:
+        return 0
+
+
+def _read(services: Services, run_id: str | None, cursor: int) -> list[EventRecord]:
+    return services.store.events(run_id, after_id=cursor, limit=BATCH)
+
+
+async def _events(
+    request: Request,
+    services: Services,
+    run_id: str | None,
+    cursor: int,
+    stopping: threading.Event | None,
+) -> AsyncIterator[str]:
+    yield ": connected\n\n"
+    beat = time.monotonic()
+    while not (stopping is not None and stopping.is_set()):
+        batch = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+        for record in batch:
+            cursor = record.id or cursor
+            yield _frame(record)
+        if batch:
+            beat = time.monotonic()
+            continue
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - beat > HEARTBEAT_S:
+            beat = time.monotonic()
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(POLL_S)

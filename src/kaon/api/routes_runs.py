@@ -1,0 +1,241 @@
+"""Runs and step runs: start, list, get, kill, restart, skip, resume; logs, attempts,
+artifacts, metrics and the recorded events of a run."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Depends, Query
+
+from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.errors import ERROR_RESPONSES
+from kaon.engine.engine import owner_is_dead
+from kaon.errors import InvalidActionError
+from kaon.model.status import RunStatus
+from kaon.service.experiment_views import RunArtifactsView
+from kaon.service.registry_views import (
+    EventView,
+    KillRequest,
+    RestartRequest,
+    SkipRequest,
+    SkipResult,
+    StartRunRequest,
+    event_view,
+)
+from kaon.service.views import AttemptView, LogView, MetricView, RunDetail, RunView, StepRunView
+
+router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
+
+RUN_ID_HELP = "A run id or a unique prefix of one."
+
+
+def _authorize(services: Services, principal: Principal, run_id: str) -> str:
+    """Resolve the run and check that ``principal`` operates its workflow."""
+    full = services.runs.resolve_run_id(run_id)
+    workflow = services.store.get_run(full).workflow
+    services.authorize(principal, "operator", workflow=workflow)
+    return full
+
+
+def _audit(
+    services: Services, principal: Principal, run: RunView, action: str, **data: object
+) -> None:
+    """Record a done action on a run."""
+    services.audit(principal, f"run.{action}", f"run:{run.id}", {"workflow": run.workflow, **data})
+
+
+@router.post("", response_model=RunView, status_code=201, summary="Start a run")
+def start_run(
+    body: StartRunRequest,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> RunView:
+    """Record a pending run of the workflow's active (or given) version with bound
+    parameters; the server's engine claims and drives it."""
+    return services.registry.start_run(
+        body.workflow,
+        body.params,
+        principal,
+        version=body.version,
+        from_strings=body.from_strings,
+        labels=body.labels,
+    )
+
+
+@router.get("", response_model=list[RunView], summary="List runs")
+def list_runs(
+    workflow: str | None = Query(None, max_length=200),
+    status: RunStatus | None = Query(None),
+    limit: int = Query(20, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[RunView]:
+    """Runs, newest first, optionally of one workflow and one status."""
+    return services.runs.list_runs(
+        workflow=workflow, status=status.value if status else None, limit=limit, offset=offset
+    )
+
+
+@router.get("/{run_id}", response_model=RunDetail, summary="Get a run with its steps")
+def get_run(
+    run_id: str,
+    all_steps: bool = Query(False, description="Every foreach item and loop iteration too."),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> RunDetail:
+    """A run with its step runs, their attempts, and its metrics."""
+    return services.runs.run_detail(services.runs.resolve_run_id(run_id), all_steps=all_steps)
+
+
+@router.post("/{run_id}/kill", response_model=RunView, summary="Kill a run")
+def kill_run(
+    run_id: str,
+    body: KillRequest | None = Body(None),
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> RunView:
+    """Cancel a run: running steps are stopped, pending ones will not start. With ``step``,
+    cancel only that step of a run an engine drives."""
+    full = _authorize(services, principal, run_id)
+    step = body.step if body else None
+    view = services.runs.kill(full, step=step, by=principal.name)
+    _audit(services, principal, view, "kill", step=step)
+    return view
+
+
+@router.post("/{run_id}/restart", response_model=RunView, summary="Restart a finished run")
+def restart_run(
+    run_id: str,
+    body: RestartRequest | None = Body(None),
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> RunView:
+    """Run a finished run again from its failed steps (or from ``from_step``), reusing the
+    rest; the server's engine picks it up. 409 for a run that is still active."""
+    full = _authorize(services, principal, run_id)
+    from_step = body.from_step if body else None
+    view = services.runs.restart(full, from_step=from_step, by=principal.name)
+    _audit(services, principal, view, "restart", from_step=from_step)
+    return view
+
+
+@router.post("/{run_id}/skip", response_model=SkipResult, summary="Skip a step")
+def skip_step(
+    run_id: str,
+    body: SkipRequest,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> SkipResult:
+    """Skip a step: the engine holding an active run is told to; in a finished run the skip
+    is recorded (``how: recorded``) and a restart goes on from there."""
+    full = _authorize(services, principal, run_id)
+    how = services.runs.skip(
+        full, body.path, output=body.output, has_output=body.has_output, by=principal.name
+    )
+    result = SkipResult(how=how, run=services.runs.get_run(full))
+    _audit(services, principal, result.run, "skip", path=body.path, how=how)
+    return result
+
+
+@router.post("/{run_id}/resume", response_model=RunView, summary="Resume a stopped run")
+def resume_run(
+    run_id: str,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> RunView:
+    """Hand an active run whose engine died to the server's engine (idempotent for a run an
+    engine holds). 409 for a finished run (restart it instead)."""
+    full = _authorize(services, principal, run_id)
+    record = services.store.get_run(full)
+    if record.status.is_terminal:
+        raise InvalidActionError(f"run {full} is {record.status.value}; restart it instead")
+    if record.owner and owner_is_dead(record.owner):
+        services.store.release_lease(full, record.owner)
+    view = services.runs.get_run(full)
+    _audit(services, principal, view, "resume")
+    return view
+
+
+@router.get("/{run_id}/events", response_model=list[EventView], summary="A run's events")
+def run_events(
+    run_id: str,
+    after: int = Query(0, ge=0, description="Only events with larger ids."),
+    limit: int = Query(1000, ge=1, le=10_000),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[EventView]:
+    """The recorded events of a run, oldest first (``GET /events`` streams them live)."""
+    full = services.runs.resolve_run_id(run_id)
+    return [event_view(e) for e in services.store.events(full, after_id=after, limit=limit)]
+
+
+@router.get("/{run_id}/metrics", response_model=list[MetricView], summary="A run's metrics")
+def run_metrics(
+    run_id: str,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[MetricView]:
+    """Every metric the run's steps reported."""
+    return services.runs.run_detail(services.runs.resolve_run_id(run_id)).metrics
+
+
+@router.get("/{run_id}/artifacts", response_model=RunArtifactsView, summary="A run's artifacts")
+def run_artifacts(
+    run_id: str,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> RunArtifactsView:
+    """The artifacts the run's steps produced, with lineage."""
+    full = services.runs.resolve_run_id(run_id)
+    return services.runs.experiments.run_artifacts(full)
+
+
+@router.get("/{run_id}/steps/{path}", response_model=StepRunView, summary="Get a step run")
+def get_step(
+    run_id: str,
+    path: str,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> StepRunView:
+    """One step run (``train``, ``segments[3].train``) with its attempts."""
+    full = services.runs.resolve_run_id(run_id)
+    services.runs.step_run(full, path)
+    detail = services.runs.run_detail(full, all_steps=True)
+    return next(step for step in detail.steps if step.path == path)
+
+
+@router.get("/{run_id}/steps/{path}/attempts", response_model=list[AttemptView], summary="Attempts")
+def step_attempts(
+    run_id: str,
+    path: str,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[AttemptView]:
+    """The attempts of a step run, in order."""
+    return get_step(run_id, path, _, services).attempt_list
+
+
+@router.get("/{run_id}/steps/{path}/logs", response_model=list[LogView], summary="Step logs")
+def step_logs(
+    run_id: str,
+    path: str,
+    attempt: int | None = Query(None, ge=1, le=1_000_000),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[LogView]:
+    """A step run's log lines (every attempt, or one), in the order written."""
+    return services.runs.logs(services.runs.resolve_run_id(run_id), path, attempt=attempt)
+
+
+@router.get(
+    "/{run_id}/steps/{path}/metrics", response_model=list[MetricView], summary="Step metrics"
+)
+def step_metrics(
+    run_id: str,
+    path: str,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[MetricView]:
+    """The metrics one step run reported."""
+    full = services.runs.resolve_run_id(run_id)
+    services.runs.step_run(full, path)
+    return [m for m in services.runs.run_detail(full).metrics if m.path == path]

@@ -1,0 +1,135 @@
+"""Triggers, backfills and unblocking: the trigger half of the HTTP API.
+
+``GET /triggers`` lists the active workflows' triggers with their next due times;
+``/backfills`` starts, lists and cancels backfills; ``POST /workflows/{name}/unblock``
+lets a strict-sequential workflow run again after a failure. Signals are posted to
+``/signals`` (the registry's router).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, status
+
+from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.errors import ERROR_RESPONSES
+from kaon.service.triggers import (
+    BackfillRequest,
+    BackfillView,
+    TriggerOperations,
+    TriggerView,
+    UnblockView,
+)
+
+router = APIRouter(tags=["triggers"], responses=ERROR_RESPONSES)
+
+_KEY = "trigger_operations"
+
+
+def operations(services: Services = Depends(get_services)) -> TriggerOperations:
+    """The app's :class:`TriggerOperations` (made once, kept in ``services.extras``).
+
+    Uses the trigger service's clock when the server runs one, so a fake clock
+    (``KAON_FAKE_CLOCK_FILE``) shows in next due times too.
+    """
+    found = services.extras.get(_KEY)
+    if found is None:
+        service = services.extras.get("triggers")
+        clock = getattr(service, "clock", None)
+        found = (
+            TriggerOperations(services.store, clock=clock)
+            if clock is not None
+            else TriggerOperations(services.store)
+        )
+        services.extras[_KEY] = found
+    assert isinstance(found, TriggerOperations)
+    return found
+
+
+@router.get("/triggers", response_model=list[TriggerView], summary="List triggers")
+def list_triggers(
+    workflow: str | None = Query(None, min_length=1, max_length=200),
+    _: Principal = Depends(require("viewer")),
+    ops: TriggerOperations = Depends(operations),
+) -> list[TriggerView]:
+    """Triggers of the active workflows (or of one), with each cron trigger's next due time."""
+    return ops.list_triggers(workflow)
+
+
+@router.post(
+    "/backfills",
+    response_model=BackfillView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a backfill",
+)
+def start_backfill(
+    body: BackfillRequest,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+    ops: TriggerOperations = Depends(operations),
+) -> BackfillView:
+    """One run per schedule slot between ``start`` and ``end``, ``concurrency`` at a time
+    (a new run starts as soon as one finishes); the server's trigger loop starts them."""
+    services.authorize(principal, "operator", workflow=body.workflow)
+    view = ops.start_backfill(body, by=principal.name)
+    services.audit(
+        principal,
+        "backfill.start",
+        f"backfill:{view.id}",
+        {"workflow": body.workflow, "start": body.start, "end": body.end, "total": view.total},
+    )
+    return view
+
+
+@router.get("/backfills", response_model=list[BackfillView], summary="List backfills")
+def list_backfills(
+    workflow: str | None = Query(None, min_length=1, max_length=200),
+    state: str | None = Query(None, alias="status", pattern="^(running|succeeded|cancelled)$"),
+    _: Principal = Depends(require("viewer")),
+    ops: TriggerOperations = Depends(operations),
+) -> list[BackfillView]:
+    """Backfills, newest first, optionally of one workflow or status."""
+    return ops.backfills(workflow=workflow, status=state)
+
+
+@router.get("/backfills/{backfill_id}", response_model=BackfillView, summary="Get a backfill")
+def get_backfill(
+    backfill_id: str,
+    _: Principal = Depends(require("viewer")),
+    ops: TriggerOperations = Depends(operations),
+) -> BackfillView:
+    """One backfill and how many of its slots were started."""
+    return ops.backfill(backfill_id)
+
+
+@router.post(
+    "/backfills/{backfill_id}/cancel", response_model=BackfillView, summary="Cancel a backfill"
+)
+def cancel_backfill(
+    backfill_id: str,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+    ops: TriggerOperations = Depends(operations),
+) -> BackfillView:
+    """Cancel the whole backfill: nothing more starts, pending runs are cancelled and
+    running ones killed. 409 when it already finished."""
+    services.authorize(principal, "operator", workflow=ops.workflow_of_backfill(backfill_id))
+    view = ops.cancel_backfill(backfill_id, by=principal.name)
+    services.audit(principal, "backfill.cancel", f"backfill:{backfill_id}")
+    return view
+
+
+@router.post("/workflows/{name}/unblock", response_model=UnblockView, summary="Unblock a workflow")
+def unblock(
+    name: str,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+    ops: TriggerOperations = Depends(operations),
+) -> UnblockView:
+    """Let a strict-sequential workflow start runs again after a failed run."""
+    services.authorize(principal, "operator", workflow=name)
+    services.registry.workflow(name)  # 404 for an unknown workflow
+    view = ops.unblock(name)
+    services.audit(
+        principal, "workflow.unblock", f"workflow:{name}", {"was_blocked": view.was_blocked}
+    )
+    return view

@@ -1,0 +1,115 @@
+"""Workflows and versions: list, get, push, versions, activate, deactivate, properties."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.errors import ERROR_RESPONSES
+from kaon.service.registry_views import (
+    ActivateRequest,
+    PushRequest,
+    PushResult,
+    VersionView,
+    WorkflowPatch,
+    WorkflowView,
+)
+
+router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERROR_RESPONSES)
+
+Name = str
+
+
+@router.get("", response_model=list[WorkflowView], summary="List workflows")
+def list_workflows(
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[WorkflowView]:
+    """Registered workflows by name."""
+    return services.registry.workflows(limit=limit, offset=offset)
+
+
+@router.post("", response_model=PushResult, summary="Push a workflow file")
+def push(
+    body: PushRequest,
+    principal: Principal = Depends(require("owner")),
+    services: Services = Depends(get_services),
+) -> PushResult:
+    """Validate a workflow file and store it as a new immutable version (identical content
+    returns the existing version with ``created: false``)."""
+    return services.registry.push(
+        body.source,
+        body.file_name,
+        principal,
+        workflow=body.workflow,
+        activate=body.activate,
+        owner_group=body.owner_group,
+    )
+
+
+@router.get("/{name}", response_model=WorkflowView, summary="Get a workflow")
+def get_workflow(
+    name: Name,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> WorkflowView:
+    """One workflow: active version, owner group, properties."""
+    return services.registry.workflow(name)
+
+
+@router.patch("/{name}", response_model=WorkflowView, summary="Change workflow properties")
+def patch_workflow(
+    name: Name,
+    body: WorkflowPatch,
+    principal: Principal = Depends(require("owner")),
+    services: Services = Depends(get_services),
+) -> WorkflowView:
+    """Merge properties (``null`` removes a key) and/or change the owner group; no new
+    version."""
+    return services.registry.update(
+        name, principal, properties=body.properties, owner_group=body.owner_group
+    )
+
+
+@router.get("/{name}/versions", response_model=list[VersionView], summary="List versions")
+def list_versions(
+    name: Name,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[VersionView]:
+    """Every version of a workflow, oldest first."""
+    return services.registry.versions(name)
+
+
+@router.get("/{name}/versions/{version}", response_model=VersionView, summary="Get a version")
+def get_version(
+    name: Name,
+    version: int,
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> VersionView:
+    """One version, with its source text."""
+    return services.registry.version(name, version)
+
+
+@router.post("/{name}/activate", response_model=WorkflowView, summary="Activate a version")
+def activate(
+    name: Name,
+    body: ActivateRequest,
+    principal: Principal = Depends(require("owner")),
+    services: Services = Depends(get_services),
+) -> WorkflowView:
+    """Make a version the one new runs use."""
+    return services.registry.activate(name, body.version, principal)
+
+
+@router.post("/{name}/deactivate", response_model=WorkflowView, summary="Deactivate")
+def deactivate(
+    name: Name,
+    principal: Principal = Depends(require("owner")),
+    services: Services = Depends(get_services),
+) -> WorkflowView:
+    """No version is active: new runs need an explicit version."""
+    return services.registry.deactivate(name, principal)

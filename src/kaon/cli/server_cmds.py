@@ -1,0 +1,246 @@
+"""Commands of the server and the workflow registry: ``kaon server``, ``push``, ``versions``,
+``activate``, ``deactivate``, ``workflow show|set``, ``token create``, ``signal``.
+
+Registry commands work against a server when ``--url`` or ``KAON_URL`` is set (with the
+token in ``KAON_TOKEN``), and on the local store otherwise (as the local admin).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
+from kaon.model.params import parse_assignments
+from kaon.service.client import LocalRegistry, open_registry
+from kaon.service.remote import RemoteService
+from kaon.service.settings import Settings
+
+GroupOpt = Annotated[
+    list[str] | None, typer.Option("--group", "-g", help="An owner group (repeatable).")
+]
+
+
+def _registry(url: str | None, db: str | None, home: str | None) -> RemoteService | LocalRegistry:
+    return open_registry(url, Settings.from_env(home=home, db_url=db))
+
+
+def _json_or_text(value: str) -> Any:
+    """``3`` -> 3, ``true`` -> True, ``null`` -> None, ``[1,2]`` -> [1, 2]; else the text."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def server(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8420,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", "-e", help="process (default) or inline.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1)] = None,
+    artifacts: Annotated[str | None, typer.Option("--artifacts")] = None,
+    bootstrap_token: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-token",
+            help="On first start (no token yet), create an admin token with this name and "
+            "print it.",
+        ),
+    ] = None,
+) -> None:
+    """Serve the HTTP API, drive runs and fire triggers until SIGTERM (exit 0)."""
+    from kaon.server import ServerOptions, serve
+
+    settings = Settings.from_env(
+        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+    )
+    options = ServerOptions(host=host, port=port, bootstrap_token=bootstrap_token)
+    with _errors():
+        code = serve(settings, options, sys.stdout)
+    raise typer.Exit(code)
+
+
+def push(
+    target: Annotated[str, typer.Argument(help="FILE[:WORKFLOW] (.py, .yaml or .yml)")],
+    no_activate: Annotated[
+        bool, typer.Option("--no-activate", help="Keep the active version as it is.")
+    ] = False,
+    group: Annotated[
+        str | None, typer.Option("--group", "-g", help="Owner group of a new workflow.")
+    ] = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a workflow and store it as a new version (identical content: no-op)."""
+    with _errors(), _registry(url, db, home) as registry:
+        result = registry.push(target, activate=not no_activate, owner_group=group)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    what = "new version" if result.created else "unchanged, version"
+    out.print(
+        f"{result.workflow}: {what} {result.version} (active: {result.active_version}) "
+        f"{result.definition_hash[:12]}"
+    )
+
+
+def versions(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a workflow's versions (the active one marked *)."""
+    with _errors(), _registry(url, db, home) as registry:
+        found = registry.versions(workflow)
+    if as_json:
+        _print_json([v.model_dump(mode="json") for v in found])
+        return
+    for v in found:
+        mark = "*" if v.active else " "
+        out.print(
+            f"{mark} {v.version:>4}  {v.definition_hash[:12]}  {v.source_name}  {v.created_by}"
+        )
+
+
+def activate(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    version: Annotated[int, typer.Argument(min=1, help="Version number.")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Make a version the one new runs use."""
+    with _errors(), _registry(url, db, home) as registry:
+        view = registry.activate(workflow, version)
+    out.print(f"{view.name}: active version {view.active_version}")
+
+
+def deactivate(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Deactivate a workflow: triggers stop starting it."""
+    with _errors(), _registry(url, db, home) as registry:
+        view = registry.deactivate(workflow)
+    out.print(f"{view.name}: deactivated")
+
+
+workflow_app = typer.Typer(help="Show or change a registered workflow.", no_args_is_help=True)
+
+
+@workflow_app.command("show")
+def workflow_show(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a workflow: active version, owner group, properties."""
+    with _errors(), _registry(url, db, home) as registry:
+        view = registry.workflow(workflow)
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+        return
+    out.print(f"workflow {view.name}")
+    out.print(f"  active version: {view.active_version}  (latest {view.latest_version})")
+    out.print(f"  owner group:    {view.owner_group}")
+    for key, value in sorted(view.properties.items()):
+        out.print(f"  {key}: {json.dumps(value)}")
+
+
+@workflow_app.command("set")
+def workflow_set(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    assignments: Annotated[
+        list[str], typer.Argument(help="key=value (JSON values; key=null removes a key).")
+    ],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change properties (run_strategy, concurrency, alerts, ...; owner_group) without a
+    new version."""
+    with _errors(), _registry(url, db, home) as registry:
+        values = {k: _json_or_text(v) for k, v in parse_assignments(assignments).items()}
+        group = values.pop("owner_group", None)
+        view = registry.update_workflow(workflow, values, str(group) if group else None)
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        out.print(f"{view.name}: {json.dumps(view.properties)} (owner group {view.owner_group})")
+
+
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what the token is for.")],
+    role: Annotated[
+        str, typer.Option("--role", "-r", help="viewer, operator, owner or admin.")
+    ] = "viewer",
+    group: GroupOpt = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token and print it (it is shown once; only its hash is stored)."""
+    with _errors(), _registry(url, db, home) as registry:
+        try:
+            view = registry.create_token(name, role, list(group or []))
+        except ValueError as exc:
+            from kaon.cli.main import _fail
+
+            _fail(str(exc))
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        sys.stdout.write(f"{view.token}\n")
+
+
+def signal(
+    name: Annotated[str, typer.Argument(help="Signal name.")],
+    params: Annotated[
+        list[str] | None, typer.Argument(help="key=value parameters (JSON values).")
+    ] = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a signal with parameters: signal triggers and waiting steps react to it."""
+    with _errors(), _registry(url, db, home) as registry:
+        values = {k: _json_or_text(v) for k, v in parse_assignments(params or []).items()}
+        view = registry.send_signal(name, values)
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        out.print(f"signal {view.name} #{view.id} {json.dumps(view.params)}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``kaon`` app."""
+    app.command()(server)
+    app.command()(push)
+    app.command()(versions)
+    app.command()(activate)
+    app.command()(deactivate)
+    app.command()(signal)
+    app.add_typer(workflow_app, name="workflow")
+    app.add_typer(token_app, name="token")

@@ -1,0 +1,260 @@
+"""Trigger commands: ``kaon backfill``, ``backfills``, ``backfill-cancel``, ``triggers``,
+``unblock``.
+
+Against a server when ``--url`` or ``KAON_URL`` is set (token in ``KAON_TOKEN``); on the
+local store otherwise, where a backfill is recorded and its runs start when ``kaon server``
+runs on that store.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
+from kaon.model.params import parse_assignments
+from kaon.service.client import server_url
+from kaon.service.remote import RemoteService, raise_for_answer
+from kaon.service.settings import Settings
+from kaon.service.triggers import (
+    BackfillRequest,
+    BackfillView,
+    TriggerOperations,
+    TriggerView,
+    UnblockView,
+)
+
+
+class _Remote:
+    """The trigger routes of a server."""
+
+    def __init__(self, url: str) -> None:
+        self.service = RemoteService(url)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        from kaon.errors import ConfigurationError
+
+        try:
+            response = self.service.http.request(method, path, **kwargs)
+        except Exception as exc:  # httpx transport errors
+            raise ConfigurationError(f"cannot reach the Kaon server: {exc}") from exc
+        raise_for_answer(response)
+        return response.json()
+
+    def close(self) -> None:
+        self.service.close()
+
+
+class _Client:
+    """Trigger operations, remote or local, with one shape."""
+
+    def __init__(self, url: str | None, db: str | None, home: str | None) -> None:
+        found = server_url(url)
+        self.remote = _Remote(found) if found else None
+        self.local: TriggerOperations | None = None
+        self._local_store: Any = None
+        if self.remote is None:
+            from kaon.service.local import LocalService
+
+            self._local_store = LocalService(Settings.from_env(home=home, db_url=db))
+            from kaon.store.sql import SQLStore
+
+            store = self._local_store.store
+            assert isinstance(store, SQLStore)
+            self.local = TriggerOperations(store)
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
+        if self._local_store is not None:
+            self._local_store.close()
+
+    def start_backfill(self, request: BackfillRequest) -> BackfillView:
+        if self.remote is not None:
+            data = self.remote.call("POST", "/backfills", json=request.model_dump())
+            return BackfillView.model_validate(data)
+        assert self.local is not None
+        return self.local.start_backfill(request, by="local")
+
+    def backfills(self, workflow: str | None, status: str | None) -> list[BackfillView]:
+        if self.remote is not None:
+            query = {k: v for k, v in (("workflow", workflow), ("status", status)) if v}
+            data = self.remote.call("GET", "/backfills", params=query)
+            return [BackfillView.model_validate(item) for item in data]
+        assert self.local is not None
+        return self.local.backfills(workflow=workflow, status=status)
+
+    def cancel_backfill(self, backfill_id: str) -> BackfillView:
+        if self.remote is not None:
+            data = self.remote.call("POST", f"/backfills/{backfill_id}/cancel")
+            return BackfillView.model_validate(data)
+        assert self.local is not None
+        return self.local.cancel_backfill(backfill_id, by="local")
+
+    def triggers(self, workflow: str | None) -> list[TriggerView]:
+        if self.remote is not None:
+            query = {"workflow": workflow} if workflow else {}
+            data = self.remote.call("GET", "/triggers", params=query)
+            return [TriggerView.model_validate(item) for item in data]
+        assert self.local is not None
+        return self.local.list_triggers(workflow)
+
+    def unblock(self, workflow: str) -> UnblockView:
+        if self.remote is not None:
+            data = self.remote.call("POST", f"/workflows/{workflow}/unblock")
+            return UnblockView.model_validate(data)
+        assert self.local is not None
+        return self.local.unblock(workflow)
+
+
+def _values(items: list[str] | None) -> dict[str, Any]:
+    from kaon.cli.server_cmds import _json_or_text
+
+    return {k: _json_or_text(v) for k, v in parse_assignments(items or []).items()}
+
+
+def _show_backfill(view: BackfillView) -> None:
+    out.print(
+        f"{view.id}  {view.workflow}  [bold]{view.status}[/]  {view.started}/{view.total} "
+        f"started  ({view.start} .. {view.end}, {view.concurrency} at a time)"
+    )
+
+
+def backfill(
+    workflow: Annotated[str, typer.Argument(help="A registered workflow.")],
+    start: Annotated[str, typer.Option("--start", help="ISO date or date-time.")],
+    end: Annotated[str, typer.Option("--end", help="ISO date or date-time (inclusive).")],
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Runs open at once.")
+    ] = 1,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="A fixed parameter: key=value.")
+    ] = None,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Schedule (default: the workflow's cron).")
+    ] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="IANA time zone.")] = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start one run per schedule slot between --start and --end (a sliding window)."""
+    with _errors():
+        client = _Client(url, db, home)
+        try:
+            request = BackfillRequest(
+                workflow=workflow,
+                start=start,
+                end=end,
+                concurrency=concurrency,
+                params=_values(param),
+                cron=cron,
+                timezone=timezone,
+            )
+            view = client.start_backfill(request)
+        finally:
+            client.close()
+    if as_json:
+        _print_json(view.model_dump())
+    else:
+        _show_backfill(view)
+
+
+def backfills(
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
+    status: Annotated[str | None, typer.Option("--status", "-s")] = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List backfills, newest first."""
+    with _errors():
+        client = _Client(url, db, home)
+        try:
+            views = client.backfills(workflow, status)
+        finally:
+            client.close()
+    if as_json:
+        _print_json([v.model_dump() for v in views])
+        return
+    for view in views:
+        _show_backfill(view)
+    if not views:
+        out.print("no backfills")
+
+
+def backfill_cancel(
+    backfill_id: Annotated[str, typer.Argument(help="The backfill's id (bf-...).")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a backfill: nothing more starts, its open runs are cancelled or killed."""
+    with _errors():
+        client = _Client(url, db, home)
+        try:
+            view = client.cancel_backfill(backfill_id)
+        finally:
+            client.close()
+    if as_json:
+        _print_json(view.model_dump())
+    else:
+        _show_backfill(view)
+
+
+def triggers(
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the triggers of active workflows and when cron triggers fire next."""
+    with _errors():
+        client = _Client(url, db, home)
+        try:
+            views = client.triggers(workflow)
+        finally:
+            client.close()
+    if as_json:
+        _print_json([v.model_dump() for v in views])
+        return
+    for view in views:
+        when = f"  next {view.next_due}" if view.next_due else ""
+        out.print(f"{view.workflow}  {view.description}{when}")
+    if not views:
+        out.print("no triggers")
+
+
+def unblock(
+    workflow: Annotated[str, typer.Argument(help="A strict-sequential workflow.")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let a strict-sequential workflow start runs again after a failed run."""
+    with _errors():
+        client = _Client(url, db, home)
+        try:
+            view = client.unblock(workflow)
+        finally:
+            client.close()
+    if as_json:
+        _print_json(view.model_dump())
+    else:
+        state = "unblocked" if view.was_blocked else "was not blocked"
+        out.print(f"{workflow}: {state}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``kaon`` app."""
+    app.command()(backfill)
+    app.command()(backfills)
+    app.command("backfill-cancel")(backfill_cancel)
+    app.command()(triggers)
+    app.command()(unblock)

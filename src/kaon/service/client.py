@@ -1,0 +1,187 @@
+"""One client interface, local or remote: :func:`open_service` picks by ``--url``/``KAON_URL``.
+
+:class:`KaonService` is what the CLI's run commands need (``LocalService`` and
+``RemoteService`` both satisfy it); :class:`LocalRegistry` gives the registry operations of
+``RemoteService`` over a local store, acting as the local admin.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from kaon.dsl.loader import split_target
+from kaon.errors import DefinitionError, Location, Problem
+from kaon.model.specs import WorkflowSpec
+from kaon.model.status import RunStatus
+from kaon.service.auth import LOCAL_PRINCIPAL
+from kaon.service.local import LocalService
+from kaon.service.registry_views import (
+    PushResult,
+    SignalView,
+    TokenView,
+    VersionView,
+    WorkflowView,
+    signal_view,
+    token_view,
+)
+from kaon.service.remote import Listener, RemoteService, Stoppable
+from kaon.service.settings import Settings
+from kaon.service.views import LogView, RunDetail, RunView
+
+
+class KaonService(Protocol):
+    """The operations the CLI's run commands use, local or remote."""
+
+    def __enter__(self) -> KaonService: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+
+    def validate(self, target: str) -> WorkflowSpec: ...
+
+    def create_run(
+        self,
+        spec: WorkflowSpec,
+        params: Mapping[str, Any],
+        *,
+        from_strings: bool = False,
+        source: str = "",
+    ) -> RunView: ...
+
+    def execute(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Stoppable], None] | None = None,
+    ) -> RunStatus: ...
+
+    def restart(self, run_id: str, *, from_step: str | None = None, by: str = "") -> RunView: ...
+
+    def skip(
+        self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""
+    ) -> str: ...
+
+    def kill(
+        self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0
+    ) -> RunView: ...
+
+    def resolve_run_id(self, given: str) -> str: ...
+
+    def get_run(self, run_id: str) -> RunView: ...
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[RunView]: ...
+
+    def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail: ...
+
+    def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]: ...
+
+
+def server_url(url: str | None = None) -> str | None:
+    """The server URL in force: ``url``, else ``KAON_URL``, else None (work locally)."""
+    return url or os.environ.get("KAON_URL") or None
+
+
+def open_service(url: str | None = None, settings: Settings | None = None) -> KaonService:
+    """A :class:`RemoteService` when a server URL is given or set, else a LocalService."""
+    found = server_url(url)
+    if found:
+        return RemoteService(found)
+    return LocalService(settings or Settings.from_env())
+
+
+class LocalRegistry:
+    """The registry operations of :class:`RemoteService` over a local store (as admin)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kaon.api.app import build_services
+
+        self.services = build_services(settings)
+        self.principal = LOCAL_PRINCIPAL
+
+    def close(self) -> None:
+        """Close the store."""
+        self.services.runs.close()
+
+    def __enter__(self) -> LocalRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def push(
+        self, target: str, *, activate: bool = True, owner_group: str | None = None
+    ) -> PushResult:
+        """Register ``FILE[:WORKFLOW]`` as a new version (no-op if unchanged)."""
+        file, name = split_target(target)
+        try:
+            source = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DefinitionError(Problem(f"cannot read it: {exc}", Location(file))) from None
+        return self.services.registry.push(
+            source,
+            os.path.basename(file),
+            self.principal,
+            workflow=name,
+            activate=activate,
+            owner_group=owner_group,
+        )
+
+    def workflows(self) -> list[WorkflowView]:
+        """Registered workflows."""
+        return self.services.registry.workflows()
+
+    def workflow(self, name: str) -> WorkflowView:
+        """One workflow."""
+        return self.services.registry.workflow(name)
+
+    def versions(self, name: str) -> list[VersionView]:
+        """Every version of a workflow."""
+        return self.services.registry.versions(name)
+
+    def activate(self, name: str, version: int) -> WorkflowView:
+        """Make ``version`` active."""
+        return self.services.registry.activate(name, version, self.principal)
+
+    def deactivate(self, name: str) -> WorkflowView:
+        """Deactivate the workflow."""
+        return self.services.registry.deactivate(name, self.principal)
+
+    def update_workflow(
+        self, name: str, properties: Mapping[str, Any], owner_group: str | None = None
+    ) -> WorkflowView:
+        """Merge properties; optionally change the owner group."""
+        return self.services.registry.update(
+            name, self.principal, properties=properties, owner_group=owner_group
+        )
+
+    def create_token(self, name: str, role: str, groups: list[str]) -> TokenView:
+        """Create an API token in the local store; the result holds the secret."""
+        record, secret = self.services.auth.create_token(name, role, groups, by="local")
+        return token_view(record, secret)
+
+    def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
+        """Store a signal in the local store."""
+        return signal_view(self.services.registry.send_signal(name, params, self.principal))
+
+
+def open_registry(url: str | None, settings: Settings) -> RemoteService | LocalRegistry:
+    """The registry client: remote when a server URL is given or set, else local."""
+    found = server_url(url)
+    return RemoteService(found) if found else LocalRegistry(settings)

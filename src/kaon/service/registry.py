@@ -1,0 +1,308 @@
+"""The workflow registry service: push, versions, activation, properties, starting runs.
+
+Pushing validates a workflow file's text and stores a new immutable version with the source
+and the definition's content hash; identical content is a no-op returning the existing
+version. The text is kept under ``<home>/sources/<sha256 prefix>/<file name>`` and loaded from
+there, so a Python workflow's step functions resolve to that exact content in every worker
+(its path, and so its definition hash, changes whenever the content does).
+
+Authorization happens here for operations whose workflow is known only inside (push), and
+through :meth:`RegistryService.authorize` otherwise; every change is written to the audit
+trail with who did it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from kaon.dsl.loader import load_workflow
+from kaon.engine import operations
+from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
+from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
+from kaon.model.params import bind_params
+from kaon.model.specs import WorkflowSpec
+from kaon.service.auth import AuthService, Principal
+from kaon.service.registry_views import (
+    PushResult,
+    VersionView,
+    WorkflowView,
+    version_view,
+    workflow_view,
+)
+from kaon.service.views import RunView, run_view
+from kaon.store import schema
+from kaon.store.base import DefinitionRecord, SignalRecord, WriteBatch
+from kaon.store.registry import RegistryStore, VersionRecord
+from kaon.store.sql import SQLStore
+
+SOURCE_SUFFIXES = (".py", ".yaml", ".yml")
+
+
+class RegistryService:
+    """Workflows and their versions over a SQL store; runs of registered versions."""
+
+    def __init__(
+        self,
+        store: SQLStore,
+        registry: RegistryStore,
+        auth: AuthService,
+        *,
+        sources_dir: Path,
+        executor: str = "",
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.auth = auth
+        self.sources_dir = sources_dir
+        self.executor = executor
+        self._specs: dict[str, WorkflowSpec] = {}
+        self._lock = threading.Lock()
+
+    # -- pushing -----------------------------------------------------------------------------
+
+    def push(
+        self,
+        source: str,
+        file_name: str,
+        principal: Principal,
+        *,
+        workflow: str | None = None,
+        activate: bool = True,
+        owner_group: str | None = None,
+    ) -> PushResult:
+        """Validate ``source`` (the text of ``file_name``) and register it as a version.
+
+        Raises DefinitionError with every problem (locations name ``file_name``),
+        PermissionDeniedError unless ``principal`` is an owner of the workflow's group.
+        """
+        spec = self._load(source, file_name, workflow)
+        try:
+            current = self.registry.get_workflow(spec.name)
+            self.auth.check(principal, "owner", owner_group=current.owner_group)
+        except NotFoundError:
+            self.auth.check(principal, "owner", owner_group=owner_group)
+            if owner_group is None and not principal.is_admin and principal.groups:
+                owner_group = principal.groups[0]
+        now = time.time()
+        definition_hash = spec_hash(spec)
+        definition = DefinitionRecord(
+            definition_hash, spec.name, workflow_to_dict(spec), source, now
+        )
+        self.store.write(WriteBatch(definitions=[definition]))
+        proposed = VersionRecord(
+            spec.name, 0, definition_hash, source, file_name, now, principal.name
+        )
+        version, created = self.registry.add_version(
+            proposed, activate=activate, owner_group=owner_group
+        )
+        active = self.registry.get_workflow(spec.name).active_version
+        if created:
+            self.auth.audit(
+                principal.name,
+                "workflow.push",
+                f"workflow:{spec.name}",
+                {"version": version.version, "hash": definition_hash, "file": file_name},
+            )
+        return PushResult(
+            workflow=spec.name,
+            version=version.version,
+            definition_hash=definition_hash,
+            created=created,
+            active_version=active,
+        )
+
+    def _load(self, source: str, file_name: str, workflow: str | None) -> WorkflowSpec:
+        name = os.path.basename(file_name)
+        if name != file_name or not name.endswith(SOURCE_SUFFIXES) or name.startswith("."):
+            raise DefinitionError(
+                Problem(
+                    "the file name must be a bare name ending in .py, .yaml or .yml",
+                    Location(file_name, field="file_name"),
+                )
+            )
+        digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        folder = self.sources_dir / digest
+        path = folder / name
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f".{name}.partial"
+            partial.write_text(source, encoding="utf-8", errors="surrogatepass")
+            os.replace(partial, path)
+        target = f"{path}:{workflow}" if workflow else str(path)
+        try:
+            return load_workflow(target)
+        except DefinitionError as exc:
+            raise _renamed(exc, str(path.resolve()), name) from None
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def workflows(self, *, limit: int = 100, offset: int = 0) -> list[WorkflowView]:
+        """Registered workflows by name."""
+        return [
+            workflow_view(record, self._latest(record.name))
+            for record in self.registry.list_workflows(limit=limit, offset=offset)
+        ]
+
+    def workflow(self, name: str) -> WorkflowView:
+        """One workflow. Raises NotFoundError."""
+        return workflow_view(self.registry.get_workflow(name), self._latest(name))
+
+    def _latest(self, name: str) -> int | None:
+        c = schema.metadata.tables["workflow_versions"].c
+        stmt = sa.select(sa.func.max(c.version)).where(c.workflow == name)
+        with self.store.reading() as conn:
+            found = conn.execute(stmt).scalar()
+        return None if found is None else int(found)
+
+    def versions(self, name: str) -> list[VersionView]:
+        """Every version of a workflow, oldest first. Raises NotFoundError."""
+        active = self.registry.get_workflow(name).active_version
+        return [version_view(v, active) for v in self.registry.versions(name)]
+
+    def version(self, name: str, number: int) -> VersionView:
+        """One version with its source text. Raises NotFoundError."""
+        active = self.registry.get_workflow(name).active_version
+        return version_view(self.registry.get_version(name, number), active, with_source=True)
+
+    def owner_group(self, name: str) -> str | None:
+        """The owner group of a workflow (``None`` for none, or an unknown workflow)."""
+        try:
+            return self.registry.get_workflow(name).owner_group
+        except NotFoundError:
+            return None
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def activate(self, name: str, version: int, principal: Principal) -> WorkflowView:
+        """Make ``version`` the one new runs use. Raises NotFoundError, PermissionDeniedError."""
+        self.authorize(principal, "owner", name)
+        record = self.registry.set_active(name, version, time.time())
+        self.auth.audit(
+            principal.name, "workflow.activate", f"workflow:{name}", {"version": version}
+        )
+        return workflow_view(record, self._latest(name))
+
+    def deactivate(self, name: str, principal: Principal) -> WorkflowView:
+        """Stop new runs of the workflow (none is active). Raises NotFoundError, ..."""
+        self.authorize(principal, "owner", name)
+        record = self.registry.set_active(name, None, time.time())
+        self.auth.audit(principal.name, "workflow.deactivate", f"workflow:{name}")
+        return workflow_view(record, self._latest(name))
+
+    def update(
+        self,
+        name: str,
+        principal: Principal,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        owner_group: str | None = None,
+    ) -> WorkflowView:
+        """Merge ``properties`` (``None`` values remove keys) and optionally move the
+        workflow to another owner group; no new version. Raises NotFoundError, ..."""
+        self.authorize(principal, "owner", name)
+        current = self.registry.get_workflow(name)
+        merged = dict(current.properties)
+        for key, value in (properties or {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        record = self.registry.update_workflow(
+            name, time.time(), properties=merged, owner_group=owner_group
+        )
+        data = {"properties": dict(properties or {}), "owner_group": owner_group}
+        self.auth.audit(principal.name, "workflow.update", f"workflow:{name}", data)
+        return workflow_view(record, self._latest(name))
+
+    def authorize(self, principal: Principal, role: str, workflow: str) -> None:
+        """Raise PermissionDeniedError unless ``principal`` may act with ``role`` on
+        ``workflow``."""
+        self.auth.check(principal, role, owner_group=self.owner_group(workflow))
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        principal: Principal,
+        *,
+        version: int | None = None,
+        from_strings: bool = False,
+        labels: Mapping[str, Any] | None = None,
+    ) -> RunView:
+        """Record a pending run of the active (or given) version; the server's engine
+        claims it. The run's labels record ``version`` and who started it (``by``).
+
+        Raises NotFoundError, InvalidActionError (the workflow is deactivated and no version
+        was given), ParameterError, PermissionDeniedError.
+        """
+        workflow = self.registry.get_workflow(name)
+        self.auth.check(principal, "operator", owner_group=workflow.owner_group)
+        number = version if version is not None else workflow.active_version
+        if number is None:
+            raise InvalidActionError(
+                f"workflow {name!r} is deactivated: activate a version or name one"
+            )
+        record = self.registry.get_version(name, number)
+        spec = self.spec(record.definition_hash)
+        bound = bind_params(spec, params, from_strings=from_strings)
+        tags = {**dict(labels or {}), "version": number, "by": principal.name}
+        run = operations.create_run(
+            self.store, spec, bound, source=record.source_name, executor=self.executor, labels=tags
+        )
+        self.auth.audit(
+            principal.name, "run.start", f"run:{run.id}", {"workflow": name, "version": number}
+        )
+        return run_view(run)
+
+    def spec(self, definition_hash: str) -> WorkflowSpec:
+        """The workflow spec stored under ``definition_hash`` (decoded once per process)."""
+        found = self._specs.get(definition_hash)
+        if found is None:
+            data = self.store.get_definition(definition_hash).spec
+            found = workflow_from_dict(data)
+            with self._lock:
+                self._specs[definition_hash] = found
+        return found
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def send_signal(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        principal: Principal,
+        *,
+        dedupe_key: str | None = None,
+    ) -> SignalRecord:
+        """Store a signal (trigger and waiting steps react to it); returns it with its id."""
+        record = SignalRecord(
+            name=name, params=dict(params), at=time.time(), by=principal.name, dedupe_key=dedupe_key
+        )
+        values = {k: getattr(record, k) for k in record.__dataclass_fields__ if k != "id"}
+        with self.store.writing(f"storing signal {name}") as conn:
+            inserted = conn.execute(sa.insert(schema.signals).values(**values))
+            key = inserted.inserted_primary_key
+            record.id = int(key[0]) if key is not None else None
+        self.auth.audit(principal.name, "signal.send", f"signal:{name}", {"id": record.id})
+        return record
+
+
+def _renamed(error: DefinitionError, real_path: str, name: str) -> DefinitionError:
+    """The same error with locations in the stored copy renamed to the pushed file's name."""
+    problems = [
+        Problem(p.message, Location(name, p.location.line, p.location.field))
+        if p.location.file in (real_path, os.path.realpath(real_path))
+        else p
+        for p in error.problems
+    ]
+    return type(error)(problems)

@@ -1,0 +1,292 @@
+"""Typed views and requests of the workflow registry, tokens, signals, events and actions.
+
+Like :mod:`kaon.service.views`, these pydantic models are the HTTP API's request and response
+bodies and the CLI's ``--json`` output. Requests forbid unknown fields (a typo is a 422, not
+a silently ignored field). Times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kaon.service.views import RunView
+from kaon.store.base import EventRecord, SignalRecord
+from kaon.store.registry import AuditRecord, TokenRecord, VersionRecord, WorkflowRecord
+
+
+class Request(BaseModel):
+    """Base of request bodies: unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PushRequest(Request):
+    """A workflow file to validate and register (``kaon push FILE``)."""
+
+    source: str = Field(max_length=5_000_000, description="The file's text.")
+    file_name: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(py|ya?ml)$",
+        description="The file's name (no folders): its suffix says the format (.py, .yaml, .yml).",
+    )
+    workflow: str | None = Field(
+        default=None, max_length=200, description="Which workflow of the file (when several)."
+    )
+    activate: bool = Field(default=True, description="Make a new version the active one.")
+    owner_group: str | None = Field(
+        default=None, max_length=200, description="Owner group of a workflow pushed first time."
+    )
+
+
+class PushResult(BaseModel):
+    """What a push did: the version holding this content, and whether it is new."""
+
+    workflow: str
+    version: int
+    definition_hash: str
+    created: bool = Field(description="False when identical content was already a version.")
+    active_version: int | None = None
+
+
+class WorkflowView(BaseModel):
+    """A registered workflow."""
+
+    name: str
+    active_version: int | None = None
+    latest_version: int | None = None
+    owner_group: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+    updated_at: float
+
+
+class VersionView(BaseModel):
+    """One immutable version of a workflow (``source`` only when asked for one version)."""
+
+    workflow: str
+    version: int
+    definition_hash: str
+    source_name: str
+    created_at: float
+    created_by: str
+    active: bool = False
+    source: str | None = None
+
+
+class ActivateRequest(Request):
+    """Which version to make active."""
+
+    version: int = Field(ge=1)
+
+
+class WorkflowPatch(Request):
+    """Changes to a workflow that are not its graph (no new version).
+
+    ``properties`` are merged into the current ones; a key set to ``null`` is removed.
+    """
+
+    properties: dict[str, Any] = Field(default_factory=dict)
+    owner_group: str | None = Field(default=None, max_length=200)
+
+
+class StartRunRequest(Request):
+    """Start a run of a registered workflow."""
+
+    workflow: str = Field(min_length=1, max_length=200)
+    version: int | None = Field(default=None, ge=1, description="Default: the active version.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    from_strings: bool = Field(
+        default=False, description="Parameters are strings to parse by their declared types."
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class KillRequest(Request):
+    """Kill a run, or only one running step of it."""
+
+    step: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class RestartRequest(Request):
+    """Restart a finished run from its failed steps, or from a step."""
+
+    from_step: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class SkipRequest(Request):
+    """Skip a step (optionally giving the output downstream steps receive)."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    output: Any = None
+    has_output: bool = False
+
+
+class SkipResult(BaseModel):
+    """How a skip was applied: ``command`` (sent to the engine holding the run) or
+    ``recorded`` (the run was finished: restart it to go on)."""
+
+    how: str
+    run: RunView
+
+
+class SignalRequest(Request):
+    """An external event with parameters."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    params: dict[str, Any] = Field(default_factory=dict)
+    dedupe_key: str | None = Field(default=None, max_length=500)
+
+
+class SignalView(BaseModel):
+    """A stored signal."""
+
+    id: int
+    name: str
+    params: dict[str, Any]
+    at: float
+    by: str
+    source_run_id: str | None = None
+    dedupe_key: str | None = None
+
+
+class TokenRequest(Request):
+    """Create an API token."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(pattern=r"^(viewer|operator|owner|admin)$")
+    groups: list[str] = Field(default_factory=list, max_length=100)
+
+
+class TokenView(BaseModel):
+    """A token's public description; ``token`` (the secret) only in a creation's response."""
+
+    id: str
+    name: str
+    role: str
+    groups: list[str]
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+    token: str | None = None
+
+
+class AuditView(BaseModel):
+    """One entry of the audit trail."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventView(BaseModel):
+    """An engine event (the ``data:`` of each Server-Sent Event of ``GET /events``)."""
+
+    id: int
+    run_id: str
+    step_run_id: int | None = None
+    kind: str
+    at: float
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProblemView(BaseModel):
+    """One problem of a definition or request, and where it is."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    error: str = Field(description="The error's type, e.g. NotFoundError.")
+    message: str
+    problems: list[ProblemView] = Field(default_factory=list)
+
+
+def workflow_view(record: WorkflowRecord, latest: int | None = None) -> WorkflowView:
+    """The view of a workflow record."""
+    return WorkflowView(
+        name=record.name,
+        active_version=record.active_version,
+        latest_version=latest,
+        owner_group=record.owner_group,
+        properties=record.properties,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def version_view(
+    record: VersionRecord, active: int | None, *, with_source: bool = False
+) -> VersionView:
+    """The view of a version record."""
+    return VersionView(
+        workflow=record.workflow,
+        version=record.version,
+        definition_hash=record.definition_hash,
+        source_name=record.source_name,
+        created_at=record.created_at,
+        created_by=record.created_by,
+        active=record.version == active,
+        source=record.source if with_source else None,
+    )
+
+
+def token_view(record: TokenRecord, secret: str | None = None) -> TokenView:
+    """The view of a token record (with the secret right after creation)."""
+    return TokenView(
+        id=record.id,
+        name=record.name,
+        role=record.role,
+        groups=list(record.groups),
+        created_at=record.created_at,
+        last_used_at=record.last_used_at,
+        revoked_at=record.revoked_at,
+        token=secret,
+    )
+
+
+def audit_view(record: AuditRecord) -> AuditView:
+    """The view of an audit record."""
+    return AuditView(
+        id=record.id or 0,
+        at=record.at,
+        actor=record.actor,
+        action=record.action,
+        target=record.target,
+        data=record.data,
+    )
+
+
+def signal_view(record: SignalRecord) -> SignalView:
+    """The view of a signal record."""
+    return SignalView(
+        id=record.id or 0,
+        name=record.name,
+        params=record.params,
+        at=record.at,
+        by=record.by,
+        source_run_id=record.source_run_id,
+        dedupe_key=record.dedupe_key,
+    )
+
+
+def event_view(record: EventRecord) -> EventView:
+    """The view of an event record."""
+    return EventView(
+        id=record.id or 0,
+        run_id=record.run_id,
+        step_run_id=record.step_run_id,
+        kind=record.kind,
+        at=record.at,
+        data=record.data,
+    )

@@ -1,0 +1,379 @@
+"""The service layer over HTTP: the CLI's operations against a ``kaon server``.
+
+:class:`RemoteService` has the method names and return types of
+:class:`~kaon.service.local.LocalService` for every CLI operation (plus the registry's), so
+the CLI works the same way locally and against a server. The token comes from ``KAON_TOKEN``
+unless given. HTTP errors become Kaon's errors again (422 -> DefinitionError with its
+problems, 404 -> NotFoundError, 409 -> InvalidActionError, 401/403 -> authentication and
+permission errors); an unreachable server is a ConfigurationError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from kaon.dsl.loader import load_workflow, split_target
+from kaon.errors import (
+    ConfigurationError,
+    DefinitionError,
+    ExpressionError,
+    InvalidActionError,
+    KaonError,
+    Location,
+    NotFoundError,
+    ParameterError,
+    Problem,
+)
+from kaon.model.specs import WorkflowSpec
+from kaon.model.status import RunStatus
+from kaon.service.auth import AuthenticationError, PermissionDeniedError
+from kaon.service.registry_views import (
+    PushResult,
+    SignalView,
+    TokenView,
+    VersionView,
+    WorkflowView,
+)
+from kaon.service.views import LogView, RunDetail, RunView
+from kaon.store.base import EventRecord
+
+Listener = Callable[[list[EventRecord]], None]
+
+_DEFINITION_ERRORS: dict[str, type[DefinitionError]] = {
+    "ParameterError": ParameterError,
+    "ExpressionError": ExpressionError,
+}
+
+
+class Stoppable(Protocol):
+    """Something a signal handler can stop (an engine, a remote follower)."""
+
+    def stop(self) -> None:
+        """Ask it to stop soon (thread- and signal-safe)."""
+
+
+class _Follower:
+    """Stops following a run's event stream when asked (Ctrl-C in the CLI)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def raise_for_answer(response: httpx.Response) -> None:
+    """Raise the Kaon error an error answer stands for (nothing for a 2xx)."""
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    kind = str(body.get("error", ""))
+    message = str(body.get("message") or response.text or response.reason_phrase)
+    status = response.status_code
+    if status == 422:
+        problems = [
+            Problem(
+                str(p.get("message", "")),
+                Location(p.get("file"), p.get("line"), p.get("field")),
+            )
+            for p in body.get("problems", [])
+            if isinstance(p, dict)
+        ]
+        raise _DEFINITION_ERRORS.get(kind, DefinitionError)(problems or message)
+    if status == 401:
+        raise AuthenticationError(f"{message} (set KAON_TOKEN)")
+    if status == 403:
+        raise PermissionDeniedError(message)
+    if status == 404:
+        raise NotFoundError(message)
+    if status == 409:
+        raise InvalidActionError(message)
+    if status < 500:
+        raise ConfigurationError(f"the server refused the request ({status}): {message}")
+    raise KaonError(f"the server failed ({status} {kind}): {message}")
+
+
+class RemoteService:
+    """Kaon's operations against the server at ``url``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        token = token if token is not None else os.environ.get("KAON_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def __enter__(self) -> RemoteService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ConfigurationError(f"cannot reach the Kaon server at {self.url}: {exc}") from exc
+        raise_for_answer(response)
+        return None if response.status_code == 204 else response.json()
+
+    # -- definitions and runs ----------------------------------------------------------------
+
+    def validate(self, target: str) -> WorkflowSpec:
+        """Load and validate ``FILE[:WORKFLOW]`` here. Raises DefinitionError."""
+        return load_workflow(target)
+
+    def push(
+        self,
+        target: str,
+        *,
+        activate: bool = True,
+        owner_group: str | None = None,
+    ) -> PushResult:
+        """Send ``FILE[:WORKFLOW]`` to the server as a new version (no-op if unchanged)."""
+        file, name = split_target(target)
+        try:
+            source = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DefinitionError(Problem(f"cannot read it: {exc}", Location(file))) from None
+        body = {
+            "source": source,
+            "file_name": os.path.basename(file),
+            "workflow": name,
+            "activate": activate,
+            "owner_group": owner_group,
+        }
+        return PushResult.model_validate(self._call("POST", "/workflows", json=body))
+
+    def create_run(
+        self,
+        spec: WorkflowSpec,
+        params: Mapping[str, Any],
+        *,
+        from_strings: bool = False,
+        source: str = "",
+    ) -> RunView:
+        """Push ``source`` (the file ``spec`` came from) and start a run of that version."""
+        version: int | None = None
+        if source:
+            version = self.push(source, activate=False).version
+        return self.start_run(spec.name, params, version=version, from_strings=from_strings)
+
+    def start_run(
+        self,
+        workflow: str,
+        params: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        from_strings: bool = False,
+    ) -> RunView:
+        """Start a run of a registered workflow (its active version unless one is named)."""
+        body = {
+            "workflow": workflow,
+            "params": dict(params),
+            "version": version,
+            "from_strings": from_strings,
+        }
+        return RunView.model_validate(self._call("POST", "/runs", json=body))
+
+    def execute(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Stoppable], None] | None = None,
+    ) -> RunStatus:
+        """Have the server's engine drive the run and follow its events until it ends.
+
+        Returns the final status, or RUNNING when stopped early (the run goes on).
+        """
+        follower = _Follower()
+        if on_engine is not None:
+            on_engine(follower)
+        if RunStatus(self.get_run(run_id).status) is RunStatus.RUNNING:
+            self._call("POST", f"/runs/{run_id}/resume")
+        cursor = 0
+        failures = 0
+        while not follower.stopped:
+            try:
+                for record in self._stream(run_id, cursor, follower):
+                    cursor = record.id or cursor
+                    if listener is not None:
+                        listener([record])
+                    if record.kind == "run" and self._finished(record, run_id):
+                        return RunStatus(self.get_run(run_id).status)
+                failures = 0
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > 20:
+                    raise ConfigurationError(
+                        f"lost the Kaon server at {self.url}: {exc}; the run goes on there"
+                    ) from exc
+                time.sleep(0.5)
+            status = RunStatus(self.get_run(run_id).status)
+            if status.is_terminal:
+                return status
+        return RunStatus(self.get_run(run_id).status)
+
+    def _finished(self, record: EventRecord, run_id: str) -> bool:
+        status = str(record.data.get("status", ""))
+        if status not in {s.value for s in RunStatus} or not RunStatus(status).is_terminal:
+            return False
+        # An old terminal event (before a restart) is history: ask for the run's status.
+        return RunStatus(self.get_run(run_id).status).is_terminal
+
+    def _stream(self, run_id: str, after: int, follower: _Follower) -> Iterator[EventRecord]:
+        params: dict[str, Any] = {"run_id": run_id, "after": after}
+        timeout = httpx.Timeout(30.0, read=5.0)
+        with self.http.stream("GET", "/events", params=params, timeout=timeout) as response:
+            if not response.is_success:
+                response.read()
+                raise_for_answer(response)
+            data: list[str] = []
+            try:
+                for line in response.iter_lines():
+                    if follower.stopped:
+                        return
+                    if line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and data:
+                        yield _event(json.loads("\n".join(data)))
+                        data = []
+            except httpx.ReadTimeout:
+                return
+
+    def restart(self, run_id: str, *, from_step: str | None = None, by: str = "") -> RunView:
+        """Restart a finished run on the server (its engine picks it up)."""
+        body = {"from_step": from_step}
+        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/restart", json=body))
+
+    def skip(
+        self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""
+    ) -> str:
+        """Skip a step; ``"command"`` or ``"recorded"`` as :meth:`LocalService.skip`."""
+        body = {"path": path, "output": output, "has_output": has_output}
+        return str(self._call("POST", f"/runs/{run_id}/skip", json=body)["how"])
+
+    def kill(
+        self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0
+    ) -> RunView:
+        """Cancel a run (or one step of it) on the server."""
+        body = {"step": step}
+        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/kill", json=body))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def resolve_run_id(self, given: str) -> str:
+        """The full id of a run named by its id or a unique prefix. Raises NotFoundError."""
+        return str(self._call("GET", f"/runs/{given}")["id"])
+
+    def get_run(self, run_id: str) -> RunView:
+        """A run's summary."""
+        return RunView.model_validate(self._call("GET", f"/runs/{run_id}"))
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[RunView]:
+        """Runs, newest first."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if workflow is not None:
+            params["workflow"] = workflow
+        if status is not None:
+            params["status"] = status
+        return [RunView.model_validate(v) for v in self._call("GET", "/runs", params=params)]
+
+    def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
+        """A run with its step runs and metrics."""
+        params = {"all_steps": all_steps}
+        return RunDetail.model_validate(self._call("GET", f"/runs/{run_id}", params=params))
+
+    def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
+        """Log lines of a step run (every attempt, or one)."""
+        params = {"attempt": attempt} if attempt is not None else {}
+        found = self._call("GET", f"/runs/{run_id}/steps/{path}/logs", params=params)
+        return [LogView.model_validate(v) for v in found]
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def workflows(self) -> list[WorkflowView]:
+        """Registered workflows."""
+        return [WorkflowView.model_validate(v) for v in self._call("GET", "/workflows")]
+
+    def workflow(self, name: str) -> WorkflowView:
+        """One workflow."""
+        return WorkflowView.model_validate(self._call("GET", f"/workflows/{name}"))
+
+    def versions(self, name: str) -> list[VersionView]:
+        """Every version of a workflow."""
+        found = self._call("GET", f"/workflows/{name}/versions")
+        return [VersionView.model_validate(v) for v in found]
+
+    def activate(self, name: str, version: int) -> WorkflowView:
+        """Make ``version`` active."""
+        body = {"version": version}
+        return WorkflowView.model_validate(
+            self._call("POST", f"/workflows/{name}/activate", json=body)
+        )
+
+    def deactivate(self, name: str) -> WorkflowView:
+        """Deactivate the workflow."""
+        return WorkflowView.model_validate(self._call("POST", f"/workflows/{name}/deactivate"))
+
+    def update_workflow(
+        self, name: str, properties: Mapping[str, Any], owner_group: str | None = None
+    ) -> WorkflowView:
+        """Merge properties (``None`` removes a key); optionally change the owner group."""
+        body = {"properties": dict(properties), "owner_group": owner_group}
+        return WorkflowView.model_validate(self._call("PATCH", f"/workflows/{name}", json=body))
+
+    def create_token(self, name: str, role: str, groups: list[str]) -> TokenView:
+        """Create an API token (admin only); the response holds the secret."""
+        body = {"name": name, "role": role, "groups": groups}
+        return TokenView.model_validate(self._call("POST", "/tokens", json=body))
+
+    def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
+        """Send a signal with parameters."""
+        body = {"name": name, "params": dict(params)}
+        return SignalView.model_validate(self._call("POST", "/signals", json=body))
+
+
+def _event(data: dict[str, Any]) -> EventRecord:
+    return EventRecord(
+        run_id=str(data["run_id"]),
+        kind=str(data["kind"]),
+        at=float(data["at"]),
+        data=dict(data.get("data") or {}),
+        step_run_id=data.get("step_run_id"),
+        id=data.get("id"),
+    )

@@ -1,0 +1,268 @@
+"""Trigger operations for the API and the CLI: triggers and their next due times, signals,
+backfills (start, list, cancel), unblocking a strict-sequential workflow.
+
+The pydantic models here are the HTTP API's request and response bodies and the CLI's
+``--json`` output. Times are Unix seconds, with ISO 8601 strings beside them where people
+read them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from kaon.errors import ConfigurationError, InvalidActionError
+from kaon.model.params import bind_params
+from kaon.model.triggers import (
+    CronTriggerSpec,
+    DataTriggerSpec,
+    SignalTriggerSpec,
+    describe,
+    trigger_id,
+)
+from kaon.store import schema
+from kaon.store.base import SignalRecord
+from kaon.store.sql import SQLStore
+from kaon.store.triggers import BackfillRecord, SQLTriggerStore
+from kaon.triggers import backfill, strategies
+from kaon.triggers.catalog import RegistryCatalog, WorkflowCatalog
+from kaon.triggers.cron import jitter, schedule_of, slot_iso
+from kaon.triggers.signals import trigger_params
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackfillRequest(_Request):
+    """Start a backfill: one run per schedule slot between ``start`` and ``end``."""
+
+    workflow: str = Field(min_length=1, max_length=200)
+    start: str = Field(
+        min_length=1,
+        max_length=64,
+        description="ISO date or date-time; a date means its midnight in the schedule's zone.",
+    )
+    end: str = Field(
+        min_length=1,
+        max_length=64,
+        description="ISO date or date-time (inclusive); a date means the whole day.",
+    )
+    concurrency: int = Field(default=1, ge=1, le=1000, description="Runs open at once.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed parameters.")
+    cron: str | None = Field(
+        default=None, max_length=200, description="Schedule (default: the workflow's cron)."
+    )
+    timezone: str | None = Field(default=None, max_length=100)
+
+
+class BackfillView(BaseModel):
+    """A backfill and how far it got."""
+
+    id: str
+    workflow: str
+    cron: str
+    timezone: str
+    start: str
+    end: str
+    status: str = Field(description="running, succeeded or cancelled")
+    total: int = Field(description="Slots in the range.")
+    started: int = Field(description="Slots whose run was started.")
+    concurrency: int
+    created_at: float
+    by: str
+
+
+class TriggerView(BaseModel):
+    """A trigger of an active workflow, and when it fires next (cron)."""
+
+    id: str
+    workflow: str
+    kind: str
+    description: str
+    next_due_at: float | None = None
+    next_due: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnblockView(BaseModel):
+    """The outcome of unblocking a workflow."""
+
+    workflow: str
+    was_blocked: bool
+
+
+class TriggerSignalView(BaseModel):
+    """A signal stored by :meth:`TriggerOperations.send_signal`."""
+
+    id: int
+    name: str
+    params: dict[str, Any]
+    at: float
+    by: str
+
+
+def backfill_view(record: BackfillRecord) -> BackfillView:
+    """The view of a backfill record."""
+    return BackfillView(**backfill.describe(record), created_at=record.created_at, by=record.by)
+
+
+def parse_time(text: str, timezone: str, *, end: bool = False) -> float:
+    """An ISO date or date-time as epoch seconds. A date-time without offset is read in
+    ``timezone``; a date is its midnight there (``end``: its last second).
+
+    Raises ConfigurationError for a malformed value or unknown zone.
+    """
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigurationError(f"unknown time zone {timezone!r}") from error
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            moment = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
+            return moment.timestamp() + (86400.0 - 1.0 if end else 0.0)
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ConfigurationError(
+            f"malformed time {text!r}: use an ISO date (2024-03-01) or date-time "
+            "(2024-03-01T06:00, 2024-03-01T06:00:00+01:00)"
+        ) from error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.timestamp()
+
+
+class TriggerOperations:
+    """What the API and CLI do with triggers, over a SQL store and a workflow catalog."""
+
+    def __init__(
+        self,
+        store: SQLStore,
+        catalog: WorkflowCatalog | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.catalog: WorkflowCatalog = catalog or RegistryCatalog(store, refresh_s=0.0)
+        self.triggers = SQLTriggerStore(store)
+        self.clock = clock
+
+    # -- triggers ------------------------------------------------------------------------
+
+    def list_triggers(self, workflow: str | None = None) -> list[TriggerView]:
+        """Triggers of the active workflows (or of one), with cron triggers' next slot."""
+        now = self.clock()
+        views: list[TriggerView] = []
+        found = [self.catalog.get(workflow)] if workflow else self.catalog.active_workflows()
+        for item in found:
+            for trigger in item.spec.triggers:
+                tid = trigger_id(item.name, trigger)
+                view = TriggerView(
+                    id=tid, workflow=item.name, kind=trigger.kind, description=describe(trigger)
+                )
+                if isinstance(trigger, CronTriggerSpec):
+                    slot = schedule_of(trigger).next_slot(now)
+                    view.next_due_at = slot + jitter(tid, slot, trigger.jitter_s)
+                    view.next_due = slot_iso(view.next_due_at, trigger.timezone)
+                    view.details = {"catchup": trigger.catchup.value, "jitter_s": trigger.jitter_s}
+                elif isinstance(trigger, SignalTriggerSpec):
+                    view.details = {"signal": trigger.signal, "match": trigger.match}
+                elif isinstance(trigger, DataTriggerSpec):
+                    view.details = {"path": trigger.path, "poll_s": trigger.poll_s}
+                views.append(view)
+        return views
+
+    # -- signals -------------------------------------------------------------------------
+
+    def send_signal(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        *,
+        by: str = "",
+        dedupe_key: str | None = None,
+    ) -> TriggerSignalView:
+        """Store a signal: signal triggers and waiting steps react to it."""
+        record = SignalRecord(name, dict(params), self.clock(), by, dedupe_key=dedupe_key)
+        values = {k: getattr(record, k) for k in record.__dataclass_fields__ if k != "id"}
+        with self.store.writing(f"storing signal {name}") as conn:
+            key = conn.execute(sa.insert(schema.signals).values(**values)).inserted_primary_key
+        assert key is not None
+        return TriggerSignalView(
+            id=int(key[0]), name=name, params=record.params, at=record.at, by=record.by
+        )
+
+    # -- backfills -----------------------------------------------------------------------
+
+    def start_backfill(self, request: BackfillRequest, *, by: str = "") -> BackfillView:
+        """Record a backfill; the trigger service starts its runs.
+
+        Raises NotFoundError (unknown or inactive workflow), InvalidActionError (empty
+        range, no schedule, too many slots), ConfigurationError (malformed time, cron or
+        zone), ParameterError (parameters that do not bind).
+        """
+        workflow = self.catalog.get(request.workflow)
+        trigger = backfill.cron_trigger(workflow.spec, request.cron, request.timezone)
+        schedule_of(trigger)  # a bad expression or zone fails here, as ConfigurationError
+        start = parse_time(request.start, trigger.timezone)
+        end = parse_time(request.end, trigger.timezone, end=True)
+        record = backfill.plan(
+            workflow,
+            start,
+            end,
+            concurrency=request.concurrency,
+            params=request.params,
+            cron=request.cron,
+            timezone=request.timezone,
+            by=by,
+            now=self.clock(),
+        )
+        first = slot_iso(backfill.slots_of(record)[0], record.timezone)
+        slot_values = trigger_params(trigger.params, {"slot": first}, trigger.location)
+        bind_params(workflow.spec, {**slot_values, **request.params})
+        self.triggers.add_backfill(record)
+        return backfill_view(record)
+
+    def backfills(
+        self, *, workflow: str | None = None, status: str | None = None
+    ) -> list[BackfillView]:
+        """Backfills, newest first."""
+        statuses = [status] if status else None
+        records = self.triggers.list_backfills(workflow=workflow, statuses=statuses)
+        return [backfill_view(r) for r in records]
+
+    def backfill(self, backfill_id: str) -> BackfillView:
+        """One backfill. Raises NotFoundError."""
+        return backfill_view(self.triggers.get_backfill(backfill_id))
+
+    def cancel_backfill(self, backfill_id: str, *, by: str = "") -> BackfillView:
+        """Cancel a backfill as a whole (pending runs cancelled, running ones killed).
+
+        Raises NotFoundError, InvalidActionError (already finished or cancelled).
+        """
+        backfill.cancel(self.store, self.triggers, backfill_id, by=by, now=self.clock())
+        return self.backfill(backfill_id)
+
+    def workflow_of_backfill(self, backfill_id: str) -> str:
+        """The workflow a backfill runs. Raises NotFoundError."""
+        return self.triggers.get_backfill(backfill_id).workflow
+
+    # -- strategies ----------------------------------------------------------------------
+
+    def unblock(self, workflow: str) -> UnblockView:
+        """Let a strict-sequential workflow start runs again after a failure.
+
+        Raises InvalidActionError when the store cannot record it.
+        """
+        if not workflow:
+            raise InvalidActionError("name the workflow to unblock")
+        was = strategies.unblock(self.store, workflow, now=self.clock())
+        return UnblockView(workflow=workflow, was_blocked=was)

@@ -1,0 +1,372 @@
+"""The trigger store: trigger state, firings, backfills and alert deliveries.
+
+An extension of the SQL state store (same database, tables in
+:mod:`kaon.store.schema_triggers`). Every backend passes the shared contract suite in
+``tests/contract/test_trigger_store_contract.py``.
+
+Exactly-once firing rests on :meth:`TriggerStore.claim_firing`: a firing row is unique per
+(trigger, de-duplication key), so of two servers (or two passes) claiming the same cron slot
+or signal, one wins. The claim names the run id to create; a claim whose run is missing
+(a crash between the claim and the run) is repaired by the trigger service.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
+
+from kaon.errors import NotFoundError, StoreError
+from kaon.store import schema_triggers as tt
+from kaon.store.sql import SQLStore
+
+# Firing statuses.
+CLAIMED = "claimed"  # the run is not created yet
+CREATED = "created"  # the run exists
+FINISHED = "finished"  # the run is terminal (only tracked for backfills)
+DROPPED = "dropped"  # nothing was created (e.g. the workflow's run was dropped)
+
+
+@dataclass(slots=True)
+class FiringRecord:
+    """One firing of a trigger: the (trigger, key) pair and the run it creates."""
+
+    trigger_id: str
+    dedupe_key: str
+    workflow: str
+    run_id: str
+    status: str = CLAIMED
+    params: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
+    due_at: float = 0.0
+    created_at: float = 0.0
+    id: int | None = None
+
+
+@dataclass(slots=True)
+class BackfillRecord:
+    """A backfill: one run per schedule slot in ``[start_at, end_at]``, ``concurrency`` at a
+    time. ``next_index`` is the first slot not yet claimed; ``params`` are fixed overrides,
+    ``slot_params`` the trigger's per-slot parameter expressions (codec form)."""
+
+    id: str
+    workflow: str
+    cron: str
+    timezone: str
+    start_at: float
+    end_at: float
+    concurrency: int
+    total: int
+    status: str = "running"
+    params: dict[str, Any] = field(default_factory=dict)
+    slot_params: dict[str, Any] = field(default_factory=dict)
+    next_index: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    by: str = ""
+
+
+@dataclass(slots=True)
+class AlertDeliveryRecord:
+    """One webhook delivery of an alert (unique per ``dedupe_key`` and ``url``)."""
+
+    workflow: str
+    kind: str
+    dedupe_key: str
+    url: str
+    payload: dict[str, Any]
+    run_id: str | None = None
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    response_code: int | None = None
+    last_error: str | None = None
+    created_at: float = 0.0
+    delivered_at: float | None = None
+    id: int | None = None
+
+
+class TriggerStore(ABC):
+    """Where the trigger service keeps its state. Safe to call from several threads.
+
+    Reads of a missing backfill raise :class:`~kaon.errors.NotFoundError`; database
+    failures raise :class:`~kaon.errors.StoreError`.
+    """
+
+    # -- state ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """The JSON document stored under ``key``, if any."""
+
+    @abstractmethod
+    def put_state(self, key: str, value: dict[str, Any], now: float) -> None:
+        """Store (insert or replace) the document under ``key``."""
+
+    # -- firings -------------------------------------------------------------------------
+
+    @abstractmethod
+    def claim_firing(self, record: FiringRecord) -> bool:
+        """Insert ``record`` unless its (trigger_id, dedupe_key) was claimed before.
+
+        Returns True when this call claimed it (and sets ``record.id``), False otherwise.
+        Atomic: of concurrent claims of one key, exactly one returns True.
+        """
+
+    @abstractmethod
+    def firings(
+        self,
+        *,
+        trigger_id: str | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int = 1000,
+    ) -> list[FiringRecord]:
+        """Firings in claim order, optionally of one trigger and some statuses."""
+
+    @abstractmethod
+    def set_firing_status(self, firing_id: int, status: str) -> None:
+        """Change a firing's status. Raises NotFoundError for an unknown id."""
+
+    # -- backfills -----------------------------------------------------------------------
+
+    @abstractmethod
+    def add_backfill(self, record: BackfillRecord) -> None:
+        """Store a new backfill. Raises StoreError for a duplicate id."""
+
+    @abstractmethod
+    def get_backfill(self, backfill_id: str) -> BackfillRecord:
+        """The backfill with this id. Raises NotFoundError."""
+
+    @abstractmethod
+    def list_backfills(
+        self, *, workflow: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[BackfillRecord]:
+        """Backfills, newest first, optionally of one workflow and some statuses."""
+
+    @abstractmethod
+    def update_backfill(self, backfill_id: str, now: float, **changes: Any) -> None:
+        """Change fields of a backfill (``updated_at`` becomes ``now``). Raises
+        NotFoundError."""
+
+    @abstractmethod
+    def advance_backfill(self, backfill_id: str, index: int, now: float) -> bool:
+        """Atomically move the backfill's ``next_index`` from ``index`` to ``index + 1``;
+        False (nothing written) when it is no longer ``index`` or the backfill is not
+        running."""
+
+    # -- alert deliveries ----------------------------------------------------------------
+
+    @abstractmethod
+    def add_delivery(self, record: AlertDeliveryRecord) -> bool:
+        """Insert a delivery unless one with the same (dedupe_key, url) exists; True when
+        inserted (and ``record.id`` set)."""
+
+    @abstractmethod
+    def due_deliveries(self, now: float, limit: int = 100) -> list[AlertDeliveryRecord]:
+        """Pending deliveries whose next attempt is due at ``now``, oldest first."""
+
+    @abstractmethod
+    def update_delivery(self, delivery_id: int, **changes: Any) -> None:
+        """Change fields of a delivery. Raises NotFoundError."""
+
+    @abstractmethod
+    def deliveries(
+        self, *, run_id: str | None = None, workflow: str | None = None, limit: int = 1000
+    ) -> list[AlertDeliveryRecord]:
+        """Deliveries in creation order, optionally of one run or workflow."""
+
+
+class SQLTriggerStore(TriggerStore):
+    """The trigger store on a :class:`SQLStore`'s database (SQLite or PostgreSQL)."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+
+    def _insert_ignore(self, table: sa.Table, keys: list[str]) -> Any:
+        if self.store.dialect == "postgresql":
+            return pg_dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
+        return sqlite_dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """See :meth:`TriggerStore.get_state`."""
+        stmt = sa.select(tt.trigger_state.c.value).where(tt.trigger_state.c.key == key)
+        with self.store.reading() as conn:
+            value = conn.execute(stmt).scalar_one_or_none()
+        return dict(value) if value is not None else None
+
+    def put_state(self, key: str, value: dict[str, Any], now: float) -> None:
+        """See :meth:`TriggerStore.put_state`."""
+        table = tt.trigger_state
+        if self.store.dialect == "postgresql":
+            insert: Any = pg_dialect.insert(table)
+        else:
+            insert = sqlite_dialect.insert(table)
+        stmt = insert.values(key=key, value=value, updated_at=now).on_conflict_do_update(
+            index_elements=["key"], set_={"value": value, "updated_at": now}
+        )
+        with self.store.writing(f"saving trigger state {key}") as conn:
+            conn.execute(stmt)
+
+    # -- firings -------------------------------------------------------------------------
+
+    def claim_firing(self, record: FiringRecord) -> bool:
+        """See :meth:`TriggerStore.claim_firing`."""
+        with self.store.writing(f"claiming firing {record.trigger_id}/{record.dedupe_key}") as c:
+            return self._claim(c, record)
+
+    def _claim(self, conn: Connection, record: FiringRecord) -> bool:
+        values = _values(record, skip="id")
+        stmt = self._insert_ignore(tt.trigger_firings, ["trigger_id", "dedupe_key"])
+        result = conn.execute(stmt.values(**values).returning(tt.trigger_firings.c.id))
+        found = result.scalar_one_or_none()
+        if found is None:
+            return False
+        record.id = int(found)
+        return True
+
+    def firings(
+        self,
+        *,
+        trigger_id: str | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int = 1000,
+    ) -> list[FiringRecord]:
+        """See :meth:`TriggerStore.firings`."""
+        c = tt.trigger_firings.c
+        stmt = sa.select(tt.trigger_firings)
+        if trigger_id is not None:
+            stmt = stmt.where(c.trigger_id == trigger_id)
+        if statuses is not None:
+            stmt = stmt.where(c.status.in_(list(statuses)))
+        stmt = stmt.order_by(c.id).limit(limit)
+        with self.store.reading() as conn:
+            return [FiringRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    def set_firing_status(self, firing_id: int, status: str) -> None:
+        """See :meth:`TriggerStore.set_firing_status`."""
+        c = tt.trigger_firings.c
+        stmt = sa.update(tt.trigger_firings).where(c.id == firing_id).values(status=status)
+        with self.store.writing("updating a firing") as conn:
+            if conn.execute(stmt).rowcount != 1:
+                raise NotFoundError(f"no trigger firing {firing_id}")
+
+    # -- backfills -----------------------------------------------------------------------
+
+    def add_backfill(self, record: BackfillRecord) -> None:
+        """See :meth:`TriggerStore.add_backfill`."""
+        with self.store.writing(f"adding backfill {record.id}") as conn:
+            conn.execute(sa.insert(tt.backfills).values(**_values(record)))
+
+    def get_backfill(self, backfill_id: str) -> BackfillRecord:
+        """See :meth:`TriggerStore.get_backfill`."""
+        stmt = sa.select(tt.backfills).where(tt.backfills.c.id == backfill_id)
+        with self.store.reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFoundError(f"no backfill {backfill_id!r}")
+        return BackfillRecord(**row._asdict())
+
+    def list_backfills(
+        self, *, workflow: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[BackfillRecord]:
+        """See :meth:`TriggerStore.list_backfills`."""
+        c = tt.backfills.c
+        stmt = sa.select(tt.backfills)
+        if workflow is not None:
+            stmt = stmt.where(c.workflow == workflow)
+        if statuses is not None:
+            stmt = stmt.where(c.status.in_(list(statuses)))
+        stmt = stmt.order_by(c.created_at.desc(), c.id.desc())
+        with self.store.reading() as conn:
+            return [BackfillRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    def update_backfill(self, backfill_id: str, now: float, **changes: Any) -> None:
+        """See :meth:`TriggerStore.update_backfill`."""
+        _check_fields(BackfillRecord, changes, "backfills")
+        stmt = (
+            sa.update(tt.backfills)
+            .where(tt.backfills.c.id == backfill_id)
+            .values(**changes, updated_at=now)
+        )
+        with self.store.writing(f"updating backfill {backfill_id}") as conn:
+            if conn.execute(stmt).rowcount != 1:
+                raise NotFoundError(f"no backfill {backfill_id!r}")
+
+    def advance_backfill(self, backfill_id: str, index: int, now: float) -> bool:
+        """See :meth:`TriggerStore.advance_backfill`."""
+        c = tt.backfills.c
+        advance = (
+            sa.update(tt.backfills)
+            .where(c.id == backfill_id, c.next_index == index, c.status == "running")
+            .values(next_index=index + 1, updated_at=now)
+        )
+        with self.store.writing(f"advancing backfill {backfill_id}") as conn:
+            return bool(conn.execute(advance).rowcount == 1)
+
+    # -- alert deliveries ----------------------------------------------------------------
+
+    def add_delivery(self, record: AlertDeliveryRecord) -> bool:
+        """See :meth:`TriggerStore.add_delivery`."""
+        table = tt.alert_deliveries
+        stmt = self._insert_ignore(table, ["dedupe_key", "url"])
+        stmt = stmt.values(**_values(record, skip="id")).returning(table.c.id)
+        with self.store.writing(f"recording alert {record.dedupe_key}") as conn:
+            found = conn.execute(stmt).scalar_one_or_none()
+        if found is None:
+            return False
+        record.id = int(found)
+        return True
+
+    def due_deliveries(self, now: float, limit: int = 100) -> list[AlertDeliveryRecord]:
+        """See :meth:`TriggerStore.due_deliveries`."""
+        c = tt.alert_deliveries.c
+        stmt = (
+            sa.select(tt.alert_deliveries)
+            .where(c.status == "pending", c.next_attempt_at <= now)
+            .order_by(c.next_attempt_at, c.id)
+            .limit(limit)
+        )
+        with self.store.reading() as conn:
+            return [AlertDeliveryRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    def update_delivery(self, delivery_id: int, **changes: Any) -> None:
+        """See :meth:`TriggerStore.update_delivery`."""
+        _check_fields(AlertDeliveryRecord, changes, "alert_deliveries")
+        c = tt.alert_deliveries.c
+        stmt = sa.update(tt.alert_deliveries).where(c.id == delivery_id).values(**changes)
+        with self.store.writing("updating an alert delivery") as conn:
+            if conn.execute(stmt).rowcount != 1:
+                raise NotFoundError(f"no alert delivery {delivery_id}")
+
+    def deliveries(
+        self, *, run_id: str | None = None, workflow: str | None = None, limit: int = 1000
+    ) -> list[AlertDeliveryRecord]:
+        """See :meth:`TriggerStore.deliveries`."""
+        c = tt.alert_deliveries.c
+        stmt = sa.select(tt.alert_deliveries)
+        if run_id is not None:
+            stmt = stmt.where(c.run_id == run_id)
+        if workflow is not None:
+            stmt = stmt.where(c.workflow == workflow)
+        stmt = stmt.order_by(c.id).limit(limit)
+        with self.store.reading() as conn:
+            return [AlertDeliveryRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+
+def _values(record: Any, *, skip: str = "") -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name != skip}
+
+
+def _check_fields(record_type: type, changes: dict[str, Any], table: str) -> None:
+    known = {f.name for f in fields(record_type)} - {"id"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise StoreError(f"cannot update {', '.join(unknown)} of table {table}: no such field")

@@ -1,0 +1,316 @@
+"""Alerts: webhooks when a run fails, succeeds, runs too long, or misses its deadline.
+
+A workflow's ``alerts`` property configures them (no new version to change it)::
+
+    {"on_failure": ["https://hooks.example/kaon"],   # run failed
+     "on_success": ["https://..."],                  # run succeeded
+     "max_duration_s": 3600,                         # a run still going after an hour
+     "deadline": "07:30 Europe/Paris",               # no successful run by 07:30 that day
+     "on_late": ["https://..."]}                     # where the last two go (default: on_failure)
+
+:meth:`AlertService.scan` turns what happened into delivery rows (one per alert and URL,
+never twice); :meth:`AlertService.deliver_due` POSTs them as JSON, retrying with
+exponential backoff on errors and non-2xx answers. Each delivery's outcome is kept in the
+``alert_deliveries`` table and written as an ``alert`` event of the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import sqlalchemy as sa
+
+from kaon.model.status import RunStatus
+from kaon.store import schema
+from kaon.store.base import EventRecord, RunRecord, StateStore, WriteBatch
+from kaon.store.sql import SQLStore
+from kaon.store.triggers import AlertDeliveryRecord, TriggerStore
+from kaon.triggers.strategies import workflow_properties
+
+log = logging.getLogger("kaon.alerts")
+
+_CURSOR_KEY = "alerts:event_cursor"
+Properties = Callable[[StateStore, str], dict[str, Any]]
+
+
+def _urls(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def parse_deadline(text: str) -> tuple[dt.time, ZoneInfo]:
+    """``"HH:MM"`` or ``"HH:MM Area/City"`` as a time and a zone (UTC by default).
+
+    Raises ValueError for anything else.
+    """
+    parts = text.split()
+    if len(parts) not in (1, 2):
+        raise ValueError(f"deadline {text!r}: expected 'HH:MM' or 'HH:MM Area/City'")
+    hour, _, minute = parts[0].partition(":")
+    at = dt.time(int(hour), int(minute))
+    return at, ZoneInfo(parts[1] if len(parts) == 2 else "UTC")
+
+
+class AlertService:
+    """Finds what to alert about and delivers the webhooks (see the module docs).
+
+    ``max_attempts`` POSTs per delivery, waiting ``backoff_s * 2**(n-1)`` (at most
+    ``max_backoff_s``) after the n-th failure. ``properties`` reads a workflow's
+    properties (default: the registry).
+    """
+
+    def __init__(
+        self,
+        store: SQLStore,
+        triggers: TriggerStore,
+        *,
+        properties: Properties = workflow_properties,
+        max_attempts: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 300.0,
+        timeout_s: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.store = store
+        self.triggers = triggers
+        self.properties = properties
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._client = client or httpx.Client(timeout=timeout_s)
+        self._owns_client = client is None
+
+    def close(self) -> None:
+        """Close the HTTP client (if this service made it)."""
+        if self._owns_client:
+            self._client.close()
+
+    # -- finding alerts ------------------------------------------------------------------
+
+    def scan(self, now: float) -> int:
+        """Record deliveries for runs that finished since the last scan, runs over their
+        maximum duration, and missed deadlines. Returns how many were recorded."""
+        alerts_of = self._alerts_reader()
+        added = self._finished_runs(now, alerts_of)
+        added += self._long_runs(now, alerts_of)
+        added += self._deadlines(now)
+        return added
+
+    def scan_finished(self, now: float) -> int:
+        """Like :meth:`scan`, for finished runs only (cheap enough for every pass)."""
+        return self._finished_runs(now, self._alerts_reader())
+
+    def _alerts_reader(self) -> Callable[[str], dict[str, Any]]:
+        cache: dict[str, dict[str, Any]] = {}
+
+        def alerts_of(workflow: str) -> dict[str, Any]:
+            if workflow not in cache:
+                found = self.properties(self.store, workflow).get("alerts")
+                cache[workflow] = dict(found) if isinstance(found, Mapping) else {}
+            return cache[workflow]
+
+        return alerts_of
+
+    def _finished_runs(self, now: float, alerts_of: Callable[[str], dict[str, Any]]) -> int:
+        state = self.triggers.get_state(_CURSOR_KEY)
+        if state is None:  # first scan: alert about what happens from now on
+            self.triggers.put_state(_CURSOR_KEY, {"id": self._last_event_id()}, now)
+            return 0
+        cursor = int(state.get("id", 0))
+        e = schema.events.c
+        stmt = (
+            sa.select(e.id, e.run_id, e.data)
+            .where(e.id > cursor, e.kind == "run")
+            .order_by(e.id)
+            .limit(1000)
+        )
+        with self.store.reading() as conn:
+            rows = list(conn.execute(stmt))
+        added = 0
+        for event_id, run_id, data in rows:
+            cursor = max(cursor, int(event_id))
+            status = (data or {}).get("status")
+            kind = {"failed": "failure", "succeeded": "success"}.get(str(status))
+            if kind is None:
+                continue
+            run = self.store.get_run(run_id)
+            urls = _urls(alerts_of(run.workflow).get(f"on_{kind}"))
+            added += self._record(run.workflow, run, kind, f"{kind}:{run_id}", urls, now)
+        if rows:
+            self.triggers.put_state(_CURSOR_KEY, {"id": cursor}, now)
+        return added
+
+    def _last_event_id(self) -> int:
+        with self.store.reading() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema.events.c.id))).scalar() or 0)
+
+    def _late_urls(self, alerts: Mapping[str, Any]) -> list[str]:
+        return _urls(alerts.get("on_late")) or _urls(alerts.get("on_failure"))
+
+    def _long_runs(self, now: float, alerts_of: Callable[[str], dict[str, Any]]) -> int:
+        added = 0
+        for run in self.store.list_runs(statuses=[RunStatus.RUNNING], limit=10_000):
+            alerts = alerts_of(run.workflow)
+            limit = alerts.get("max_duration_s")
+            if not isinstance(limit, int | float) or isinstance(limit, bool):
+                continue
+            began = run.started_at or run.created_at
+            if now - began > limit:
+                urls = self._late_urls(alerts)
+                key = f"duration:{run.id}"
+                added += self._record(run.workflow, run, "duration", key, urls, now)
+        return added
+
+    def _deadlines(self, now: float) -> int:
+        from kaon.store.registry import SQLRegistryStore
+
+        added = 0
+        for workflow in SQLRegistryStore(self.store).list_workflows(limit=10_000):
+            alerts = (workflow.properties or {}).get("alerts")
+            if not isinstance(alerts, Mapping) or not isinstance(alerts.get("deadline"), str):
+                continue
+            try:
+                at, zone = parse_deadline(alerts["deadline"])
+            except (ValueError, KeyError) as error:
+                log.warning("workflow %s: bad alert deadline: %s", workflow.name, error)
+                continue
+            local = dt.datetime.fromtimestamp(now, zone)
+            deadline = dt.datetime.combine(local.date(), at, tzinfo=zone).timestamp()
+            if now < deadline:
+                continue
+            day_start = dt.datetime.combine(local.date(), dt.time(0), tzinfo=zone).timestamp()
+            if self._succeeded_between(workflow.name, day_start, deadline):
+                continue
+            key = f"deadline:{workflow.name}:{local.date().isoformat()}"
+            latest = self.store.list_runs(workflow=workflow.name, limit=1)
+            run = latest[0] if latest else None
+            added += self._record(workflow.name, run, "deadline", key, self._late_urls(alerts), now)
+        return added
+
+    def _succeeded_between(self, workflow: str, start: float, end: float) -> bool:
+        runs = self.store.list_runs(workflow=workflow, statuses=[RunStatus.SUCCEEDED], limit=50)
+        return any(start <= (r.ended_at or 0.0) <= end for r in runs)
+
+    def _record(
+        self,
+        workflow: str,
+        run: RunRecord | None,
+        kind: str,
+        key: str,
+        urls: list[str],
+        now: float,
+    ) -> int:
+        payload = {
+            "alert": kind,
+            "workflow": workflow,
+            "run_id": run.id if run else None,
+            "status": run.status.value if run else None,
+            "error": run.error if run else None,
+            "created_at": run.created_at if run else None,
+            "started_at": run.started_at if run else None,
+            "ended_at": run.ended_at if run else None,
+            "at": now,
+        }
+        added = 0
+        for url in urls:
+            record = AlertDeliveryRecord(
+                workflow=workflow,
+                kind=kind,
+                dedupe_key=key,
+                url=url,
+                payload=payload,
+                run_id=run.id if run else None,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            added += int(self.triggers.add_delivery(record))
+        return added
+
+    # -- delivering ----------------------------------------------------------------------
+
+    def deliver_due(self, now: float | None = None) -> int:
+        """POST every delivery due now once; returns how many succeeded."""
+        at = time.time() if now is None else now
+        delivered = 0
+        for record in self.triggers.due_deliveries(at):
+            delivered += int(self._attempt(record))
+        return delivered
+
+    def _attempt(self, record: AlertDeliveryRecord) -> bool:
+        assert record.id is not None
+        code: int | None = None
+        try:
+            response = self._client.post(record.url, json=record.payload)
+            code = response.status_code
+            error = None if 200 <= code < 300 else f"HTTP {code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        attempts = record.attempts + 1
+        now = time.time()
+        if error is None:
+            self.triggers.update_delivery(
+                record.id,
+                status="delivered",
+                attempts=attempts,
+                response_code=code,
+                last_error=None,
+                delivered_at=now,
+            )
+            self._event(record, "delivered", attempts, code, None, now)
+            return True
+        if attempts >= self.max_attempts:
+            self.triggers.update_delivery(
+                record.id, status="failed", attempts=attempts, response_code=code, last_error=error
+            )
+            self._event(record, "failed", attempts, code, error, now)
+            log.warning("alert %s to %s failed for good: %s", record.dedupe_key, record.url, error)
+            return False
+        delay = min(self.backoff_s * 2 ** (attempts - 1), self.max_backoff_s)
+        self.triggers.update_delivery(
+            record.id,
+            attempts=attempts,
+            response_code=code,
+            last_error=error,
+            next_attempt_at=now + delay,
+        )
+        return False
+
+    def _event(
+        self,
+        record: AlertDeliveryRecord,
+        outcome: str,
+        attempts: int,
+        code: int | None,
+        error: str | None,
+        now: float,
+    ) -> None:
+        if record.run_id is None:
+            return
+        data = {
+            "alert": record.kind,
+            "url": record.url,
+            "outcome": outcome,
+            "attempts": attempts,
+            "response_code": code,
+            "error": error,
+        }
+        self.store.write(WriteBatch(events=[EventRecord(record.run_id, "alert", now, data)]))
+
+    def run_forever(self, stop: threading.Event, interval_s: float = 0.5) -> None:
+        """Deliver due webhooks until ``stop`` is set (the server runs this in a thread)."""
+        while not stop.is_set():
+            try:
+                self.deliver_due()
+            except Exception:  # a delivery loop must survive any one failure
+                log.exception("alert delivery pass failed")
+            stop.wait(interval_s)

@@ -1,0 +1,261 @@
+"""Backfills: one run per schedule slot over a range, with a sliding concurrency window.
+
+A backfill is a row in the trigger store with a cursor (``next_index``, the first slot not
+yet started). Each pass of the trigger service (:func:`advance`) looks at the runs the
+backfill started that were still open, and starts new slots while fewer than
+``concurrency`` are open: a new run starts as soon as any one finishes, never in batches.
+Everything lives in the store, so a restarted server resumes where it stopped; the slots
+themselves are claimed through the firing table, so none starts twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from kaon.engine import operations
+from kaon.errors import InvalidActionError, KaonError, NotFoundError
+from kaon.model.specs import WorkflowSpec
+from kaon.model.status import RunStatus
+from kaon.model.triggers import CronTriggerSpec, trigger_from_dict, trigger_to_dict
+from kaon.store.base import StateStore
+from kaon.store.triggers import CLAIMED, CREATED, FINISHED, BackfillRecord, TriggerStore
+from kaon.triggers.catalog import ActiveWorkflow, launch
+from kaon.triggers.cron import CronSchedule, slot_iso
+from kaon.triggers.signals import trigger_params
+
+MAX_SLOTS = 10_000
+"""The most slots one backfill may cover."""
+
+RUNNING, SUCCEEDED, CANCELLED = "running", "succeeded", "cancelled"
+
+
+def backfill_trigger_id(backfill_id: str) -> str:
+    """The firing-table trigger id of a backfill's slots."""
+    return f"backfill:{backfill_id}"
+
+
+def cron_trigger(spec: WorkflowSpec, cron: str | None, timezone: str | None) -> CronTriggerSpec:
+    """The schedule a backfill follows: the given cron expression, else the workflow's
+    first cron trigger (its time zone and slot parameters included).
+
+    Raises InvalidActionError when neither exists.
+    """
+    found = next((t for t in spec.triggers if isinstance(t, CronTriggerSpec)), None)
+    if cron is not None:
+        return CronTriggerSpec(
+            cron=cron,
+            timezone=timezone or (found.timezone if found else "UTC"),
+            params=found.params if found else {},
+        )
+    if found is None:
+        raise InvalidActionError(
+            f"workflow {spec.name!r} has no cron trigger: give the schedule to backfill (cron)"
+        )
+    if timezone is not None:
+        return CronTriggerSpec(cron=found.cron, timezone=timezone, params=found.params)
+    return found
+
+
+def plan(
+    workflow: ActiveWorkflow,
+    start: float,
+    end: float,
+    *,
+    concurrency: int,
+    params: Mapping[str, Any] | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
+    by: str = "",
+    now: float,
+) -> BackfillRecord:
+    """A new backfill of ``workflow`` over the slots in ``[start, end]`` (not stored yet).
+
+    Raises InvalidActionError for an empty or reversed range, no schedule, more than
+    :data:`MAX_SLOTS` slots, or a concurrency below 1; ConfigurationError for a bad
+    cron expression or time zone.
+    """
+    if end < start:
+        raise InvalidActionError("backfill end is before its start")
+    if concurrency < 1:
+        raise InvalidActionError(f"backfill concurrency must be >= 1, got {concurrency}")
+    trigger = cron_trigger(workflow.spec, cron, timezone)
+    slots = CronSchedule(trigger.cron, trigger.timezone).slots_between(start, end, MAX_SLOTS + 1)
+    if not slots:
+        raise InvalidActionError(
+            f"no slot of '{trigger.cron}' ({trigger.timezone}) between the start and end"
+        )
+    if len(slots) > MAX_SLOTS:
+        raise InvalidActionError(f"backfill covers more than {MAX_SLOTS} slots; split it")
+    encoded = trigger_to_dict(trigger, meta=False)
+    return BackfillRecord(
+        id=f"bf-{uuid.uuid4().hex[:10]}",
+        workflow=workflow.name,
+        cron=trigger.cron,
+        timezone=trigger.timezone,
+        start_at=start,
+        end_at=end,
+        concurrency=concurrency,
+        total=len(slots),
+        params=dict(params or {}),
+        slot_params=encoded["params"],
+        created_at=now,
+        updated_at=now,
+        by=by,
+    )
+
+
+def slots_of(record: BackfillRecord) -> tuple[float, ...]:
+    """The backfill's slots, oldest first (computed once per process and range)."""
+    return _slots(record.cron, record.timezone, record.start_at, record.end_at)
+
+
+@lru_cache(maxsize=64)
+def _slots(cron: str, timezone: str, start: float, end: float) -> tuple[float, ...]:
+    return tuple(CronSchedule(cron, timezone).slots_between(start, end, MAX_SLOTS))
+
+
+def open_runs(store: StateStore, triggers: TriggerStore, record: BackfillRecord) -> list[str]:
+    """Ids of the backfill's runs not finished yet (finished ones are marked so in the
+    firing table, so they are not read again)."""
+    still: list[str] = []
+    tid = backfill_trigger_id(record.id)
+    for firing in triggers.firings(trigger_id=tid, statuses=[CLAIMED, CREATED], limit=100_000):
+        assert firing.id is not None
+        try:
+            finished = store.get_run(firing.run_id).status.is_terminal
+        except NotFoundError:
+            finished = firing.status == CREATED  # a claimed run is being created
+        if finished:
+            triggers.set_firing_status(firing.id, FINISHED)
+        else:
+            still.append(firing.run_id)
+    return still
+
+
+def advance(
+    store: StateStore,
+    triggers: TriggerStore,
+    record: BackfillRecord,
+    workflow: ActiveWorkflow,
+    *,
+    now: float,
+    executor: str = "",
+) -> list[str]:
+    """One pass over a running backfill: start slots while fewer than ``concurrency`` of
+    its runs are open; mark it succeeded when every slot's run finished. Returns the ids
+    of the runs started."""
+    if record.status != RUNNING:
+        return []
+    active = len(open_runs(store, triggers, record))
+    started: list[str] = []
+    if record.next_index < record.total and active < record.concurrency:
+        slots = slots_of(record)
+        trigger = trigger_from_dict(
+            {"kind": "cron", "cron": record.cron, "params": record.slot_params}
+        )
+        assert isinstance(trigger, CronTriggerSpec)
+        while active < record.concurrency and record.next_index < min(record.total, len(slots)):
+            index = record.next_index
+            run_id = _start_slot(
+                store, triggers, record, workflow, trigger, slots[index], now, executor
+            )
+            record.next_index = index + 1
+            if run_id is not None:
+                started.append(run_id)
+                active += 1
+    if record.next_index >= record.total and active == 0:
+        triggers.update_backfill(record.id, now, status=SUCCEEDED)
+        record.status = SUCCEEDED
+    return started
+
+
+def _start_slot(
+    store: StateStore,
+    triggers: TriggerStore,
+    record: BackfillRecord,
+    workflow: ActiveWorkflow,
+    trigger: CronTriggerSpec,
+    slot: float,
+    now: float,
+    executor: str,
+) -> str | None:
+    iso = slot_iso(slot, record.timezone)
+    params = {**trigger_params(trigger.params, {"slot": iso}, trigger.location), **record.params}
+    labels = {"trigger": "backfill", "backfill_id": record.id, "slot": iso}
+    # Advance the cursor first (compare-and-set: two servers never both take one slot),
+    # then create the run through the firing table like any trigger.
+    if not triggers.advance_backfill(record.id, record.next_index, now):
+        return None
+    run = launch(
+        store,
+        triggers,
+        workflow,
+        trigger_id=backfill_trigger_id(record.id),
+        key=iso,
+        params=params,
+        labels=labels,
+        due_at=now,
+        now=now,
+        executor=executor,
+    )
+    return None if run is None else run.id
+
+
+def cancel(
+    store: StateStore, triggers: TriggerStore, backfill_id: str, *, by: str, now: float
+) -> int:
+    """Cancel a backfill as a whole: start nothing more, cancel its pending runs and kill
+    its running ones. Returns how many runs were cancelled or killed.
+
+    Raises NotFoundError for an unknown backfill, InvalidActionError for a finished one.
+    """
+    record = triggers.get_backfill(backfill_id)
+    if record.status != RUNNING:
+        raise InvalidActionError(f"backfill {backfill_id} is already {record.status}")
+    triggers.update_backfill(backfill_id, now, status=CANCELLED)
+    stopped = 0
+    for run_id in open_runs(store, triggers, record):
+        try:
+            run = store.get_run(run_id)
+            if run.status is RunStatus.PENDING and run.owner is None:
+                operations.cancel_run(
+                    store, run_id, by=by, reason=f"backfill {backfill_id} cancelled"
+                )
+            else:
+                operations.send_command(store, run_id, "kill", {}, by=by)
+            stopped += 1
+        except KaonError:
+            continue  # finished meanwhile
+    return stopped
+
+
+def describe(record: BackfillRecord) -> dict[str, Any]:
+    """The backfill as plain data (what the API and CLI show)."""
+    return {
+        "id": record.id,
+        "workflow": record.workflow,
+        "cron": record.cron,
+        "timezone": record.timezone,
+        "start": slot_iso(record.start_at, record.timezone),
+        "end": slot_iso(record.end_at, record.timezone),
+        "status": record.status,
+        "total": record.total,
+        "started": record.next_index,
+        "concurrency": record.concurrency,
+    }
+
+
+__all__ = [
+    "MAX_SLOTS",
+    "advance",
+    "backfill_trigger_id",
+    "cancel",
+    "cron_trigger",
+    "describe",
+    "open_runs",
+    "plan",
+    "slots_of",
+]

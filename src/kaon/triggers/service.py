@@ -1,0 +1,346 @@
+"""The trigger service: one pass (:meth:`TriggerService.tick`) fires whatever is due.
+
+Each pass, for every active workflow (from a :class:`~kaon.triggers.catalog.WorkflowCatalog`):
+
+1. repairs firings claimed but never created (a crash between the two; every 10 s),
+2. fires due cron slots (catch-up and jitter per trigger),
+3. consumes new signals (a cursor in the trigger store) for signal triggers,
+4. polls data-arrival triggers whose poll interval elapsed,
+5. advances running backfills (the sliding window),
+6. scans for alerts (finished runs each pass; long runs and deadlines every 5 s).
+
+The clock is injected: tests pass ``now`` to :meth:`tick` to fire cron slots without
+waiting, and a server can read a fake clock from a file (:func:`clock_from_env`).
+
+**Trigger lag** (due time to run created) is reported through ``on_lag(trigger, seconds)``;
+the default hook is :func:`kaon.service.telemetry.record_trigger_lag`, which ``/metrics``
+exposes as ``kaon_trigger_lag_seconds{trigger="<workflow>/<kind>"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kaon.errors import ConfigurationError, KaonError
+from kaon.model.triggers import (
+    CronTriggerSpec,
+    DataTriggerSpec,
+    SignalTriggerSpec,
+    TriggerSpec,
+    trigger_id,
+)
+from kaon.store.base import StateStore
+from kaon.store.sql import SQLStore
+from kaon.store.triggers import SQLTriggerStore, TriggerStore
+from kaon.triggers import backfill
+from kaon.triggers.alerts import AlertService
+from kaon.triggers.catalog import (
+    ActiveWorkflow,
+    LagHook,
+    RegistryCatalog,
+    WorkflowCatalog,
+    launch,
+    repair,
+)
+from kaon.triggers.cron import due_slots, jitter, schedule_of, slot_iso
+from kaon.triggers.data import find_arrivals
+from kaon.triggers.signals import match_signal, trigger_params
+
+log = logging.getLogger("kaon.triggers")
+
+FAKE_CLOCK_ENV = "KAON_FAKE_CLOCK_FILE"
+"""Environment variable naming a file whose content (epoch seconds) is the server's clock
+for triggers; for tests that fire cron slots without waiting."""
+
+_SIGNAL_CURSOR = "signals:cursor"
+_REPAIR_EVERY_S = 10.0
+_SLOW_ALERTS_EVERY_S = 5.0
+
+
+def clock_from_env() -> Callable[[], float]:
+    """``time.time``, or a clock read from the file named by :data:`FAKE_CLOCK_ENV`.
+
+    The file holds a number of epoch seconds; when it is missing or unreadable the real
+    time is used.
+    """
+    path = os.environ.get(FAKE_CLOCK_ENV)
+    if not path:
+        return time.time
+    file = Path(path)
+
+    def read() -> float:
+        try:
+            return float(file.read_text().strip())
+        except (OSError, ValueError):
+            return time.time()
+
+    return read
+
+
+def _record_lag(trigger: str, seconds: float) -> None:
+    from kaon.service import telemetry
+
+    telemetry.record_trigger_lag(trigger, seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A run a pass created: which trigger, for what, and how late."""
+
+    run_id: str
+    workflow: str
+    kind: str
+    key: str
+    lag_s: float
+
+
+class TriggerService:
+    """Fires the triggers of the catalog's workflows against a SQL store (see module docs).
+
+    ``catalog`` defaults to the registry's active workflows; ``clock`` (the time triggers
+    see; ``tick()`` without ``now`` reads it) defaults to :func:`clock_from_env`; ``on_lag``
+    receives each run's trigger lag; ``alerts`` is scanned each pass (default: an
+    :class:`AlertService` over the store, delivered by :meth:`run_forever`'s second thread;
+    pass ``with_alerts=False`` for none). ``settings`` (the server's) gives the executor
+    name recorded on the runs.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        catalog: WorkflowCatalog | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        on_lag: LagHook | None = _record_lag,
+        alerts: AlertService | None = None,
+        with_alerts: bool = True,
+        executor: str = "",
+        triggers: TriggerStore | None = None,
+        settings: Any = None,
+    ) -> None:
+        if not isinstance(store, SQLStore):
+            raise ConfigurationError("the trigger service needs a SQL store")
+        self.store = store
+        self.triggers = triggers or SQLTriggerStore(store)
+        self.catalog: WorkflowCatalog = catalog or RegistryCatalog(store)
+        self.clock = clock or clock_from_env()
+        self.on_lag = on_lag
+        if alerts is None and with_alerts:
+            alerts = AlertService(store, self.triggers)
+        self.alerts = alerts
+        self.executor = executor or str(getattr(settings, "executor", "") or "")
+        self._next_cron: dict[str, float] = {}
+        self._next_repair = float("-inf")
+        self._next_slow_alerts = float("-inf")
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event, interval_s: float = 0.25) -> None:
+        """Call :meth:`tick` every ``interval_s`` until ``stop`` is set (alert webhooks are
+        delivered by a second thread meanwhile). A failing pass is logged and the loop
+        goes on."""
+        sender = None
+        if self.alerts is not None:
+            sender = threading.Thread(
+                target=self.alerts.run_forever, args=(stop,), name="kaon-alerts", daemon=True
+            )
+            sender.start()
+        try:
+            while not stop.is_set():
+                try:
+                    self.tick()
+                except Exception:  # the trigger loop must outlive any one bad pass
+                    log.exception("trigger pass failed")
+                stop.wait(interval_s)
+        finally:
+            if sender is not None:
+                sender.join(timeout=15)
+
+    def tick(self, now: float | None = None) -> list[Fired]:
+        """One pass at time ``now`` (default: the clock). Returns the runs it created."""
+        at = self.clock() if now is None else now
+        fired: list[Fired] = []
+        if at >= self._next_repair:
+            self._next_repair = at + _REPAIR_EVERY_S
+            repair(self.store, self.triggers, self.catalog, now=at, executor=self.executor)
+        workflows = self.catalog.active_workflows()
+        signal_triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]] = []
+        for workflow in workflows:
+            for trigger in workflow.spec.triggers:
+                if isinstance(trigger, SignalTriggerSpec):
+                    signal_triggers.append((workflow, trigger))
+                else:
+                    fired += self._guarded(workflow, trigger, at)
+        fired += self._signals(signal_triggers, at)
+        fired += self._backfills(at)
+        self._scan_alerts(at)
+        return fired
+
+    def _guarded(self, workflow: ActiveWorkflow, trigger: TriggerSpec, now: float) -> list[Fired]:
+        try:
+            if isinstance(trigger, CronTriggerSpec):
+                return self._cron(workflow, trigger, now)
+            if isinstance(trigger, DataTriggerSpec):
+                return self._data(workflow, trigger, now)
+        except KaonError as error:
+            log.warning("trigger %s of %s failed: %s", trigger.kind, workflow.name, error)
+        return []
+
+    def _fire(
+        self,
+        workflow: ActiveWorkflow,
+        tid: str,
+        key: str,
+        params: dict[str, object],
+        labels: dict[str, object],
+        due_at: float,
+        now: float,
+    ) -> list[Fired]:
+        run = launch(
+            self.store,
+            self.triggers,
+            workflow,
+            trigger_id=tid,
+            key=key,
+            params=params,
+            labels=labels,
+            due_at=due_at,
+            now=now,
+            executor=self.executor,
+        )
+        if run is None:
+            return []
+        lag = max(0.0, self.clock() - due_at)
+        kind = str(labels.get("trigger"))
+        if self.on_lag is not None:
+            self.on_lag(f"{workflow.name}/{kind}", lag)
+        return [Fired(run.id, workflow.name, kind, key, lag)]
+
+    # -- cron ----------------------------------------------------------------------------
+
+    def _cron(self, workflow: ActiveWorkflow, trigger: CronTriggerSpec, now: float) -> list[Fired]:
+        tid = trigger_id(workflow.name, trigger)
+        if now < self._next_cron.get(tid, float("-inf")):
+            return []  # nothing due before the next slot we computed
+        key = f"cron:{tid}"
+        state = self.triggers.get_state(key)
+        if state is None:  # first seen: fire from now on
+            self.triggers.put_state(key, {"last_slot": now}, now)
+            self._next_cron[tid] = self._next_due(tid, trigger, now)
+            return []
+        last = float(state["last_slot"])
+        slots, cursor = due_slots(trigger, tid, last, now)
+        fired: list[Fired] = []
+        for slot in slots:
+            iso = slot_iso(slot, trigger.timezone)
+            params = trigger_params(trigger.params, {"slot": iso}, trigger.location)
+            labels: dict[str, object] = {"trigger": "cron", "slot": iso}
+            due = slot + jitter(tid, slot, trigger.jitter_s)
+            fired += self._fire(workflow, tid, iso, params, labels, due, now)
+        if cursor != last:
+            self.triggers.put_state(key, {"last_slot": cursor}, now)
+        self._next_cron[tid] = self._next_due(tid, trigger, cursor)
+        return fired
+
+    @staticmethod
+    def _next_due(tid: str, trigger: CronTriggerSpec, after: float) -> float:
+        slot = schedule_of(trigger).next_slot(after)
+        return slot + jitter(tid, slot, trigger.jitter_s)
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _signals(
+        self, triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]], now: float
+    ) -> list[Fired]:
+        state = self.triggers.get_state(_SIGNAL_CURSOR) or {"id": 0}
+        cursor = int(state.get("id", 0))
+        signals = self.store.signals(after_id=cursor, limit=1000)
+        if not signals:
+            return []
+        fired: list[Fired] = []
+        since = {
+            trigger_id(w.name, t): self._first_seen(trigger_id(w.name, t), now) for w, t in triggers
+        }
+        for signal in signals:
+            assert signal.id is not None
+            cursor = max(cursor, signal.id)
+            for workflow, trigger in triggers:
+                tid = trigger_id(workflow.name, trigger)
+                if signal.name != trigger.signal or signal.at < since[tid]:
+                    continue
+                try:
+                    found = match_signal(trigger, workflow.spec, signal)
+                except KaonError as error:
+                    log.warning("signal %s for %s: %s", signal.id, workflow.name, error)
+                    continue
+                if found is not None:
+                    labels: dict[str, object] = {
+                        "trigger": "signal",
+                        "signal": signal.name,
+                        "signal_id": signal.id,
+                    }
+                    fired += self._fire(
+                        workflow, tid, found.dedupe_key, found.params, labels, signal.at, now
+                    )
+        self.triggers.put_state(_SIGNAL_CURSOR, {"id": cursor}, now)
+        return fired
+
+    def _first_seen(self, tid: str, now: float) -> float:
+        key = f"since:{tid}"
+        state = self.triggers.get_state(key)
+        if state is None:
+            self.triggers.put_state(key, {"at": now}, now)
+            return now
+        return float(state["at"])
+
+    # -- data ----------------------------------------------------------------------------
+
+    def _data(self, workflow: ActiveWorkflow, trigger: DataTriggerSpec, now: float) -> list[Fired]:
+        tid = trigger_id(workflow.name, trigger)
+        key = f"data:{tid}"
+        state = self.triggers.get_state(key) or {}
+        if now < float(state.get("next_poll", float("-inf"))):
+            return []
+        self.triggers.put_state(key, {"next_poll": now + trigger.poll_s}, now)
+        fired: list[Fired] = []
+        for arrival in find_arrivals(trigger, now):
+            variables = {"path": arrival.path, "date": arrival.date}
+            params = trigger_params(trigger.params, variables, trigger.location)
+            labels: dict[str, object] = {"trigger": "data", "path": arrival.path}
+            fired += self._fire(workflow, tid, arrival.path, params, labels, now, now)
+        return fired
+
+    # -- backfills and alerts ------------------------------------------------------------
+
+    def _backfills(self, now: float) -> list[Fired]:
+        fired: list[Fired] = []
+        for record in self.triggers.list_backfills(statuses=[backfill.RUNNING]):
+            try:
+                workflow = self.catalog.get(record.workflow)
+                started = backfill.advance(
+                    self.store, self.triggers, record, workflow, now=now, executor=self.executor
+                )
+            except KaonError as error:
+                log.warning("backfill %s: %s", record.id, error)
+                continue
+            fired += [Fired(r, record.workflow, "backfill", record.id, 0.0) for r in started]
+        return fired
+
+    def _scan_alerts(self, now: float) -> None:
+        if self.alerts is None:
+            return
+        try:
+            if now >= self._next_slow_alerts:
+                self._next_slow_alerts = now + _SLOW_ALERTS_EVERY_S
+                self.alerts.scan(now)
+            else:
+                self.alerts.scan_finished(now)
+        except KaonError as error:
+            log.warning("alert scan failed: %s", error)

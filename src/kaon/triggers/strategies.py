@@ -1,0 +1,213 @@
+"""Run strategies: what happens when runs of one workflow overlap.
+
+A workflow's ``run_strategy`` and ``concurrency`` are properties in the registry (no new
+version to change them). The engine asks :func:`admit` before it claims a pending run
+(``Engine.serve(admit=...)``); :func:`on_run_created` applies the same decisions at once
+when a trigger or a person creates a run, so a dropped run shows as cancelled immediately.
+
+* ``parallel`` (default): up to ``concurrency`` runs at once (no limit when unset); the
+  others wait, oldest first.
+* ``sequential``: one run at a time, in creation order (a queue).
+* ``strict_sequential``: like sequential, but after a failed run the workflow is blocked:
+  nothing more starts until someone calls :func:`unblock`.
+* ``first_only``: a new run while another is active is dropped (cancelled with reason
+  "dropped by first-only strategy").
+* ``last_only``: a new run cancels the active ones (a kill command to a running run);
+  it starts once they are gone.
+
+A run counts as *active* when it is running or an engine has claimed it (holds its lease).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from kaon.engine import operations
+from kaon.errors import InvalidActionError, KaonError, NotFoundError
+from kaon.model.status import RunStatus
+from kaon.store.base import RunRecord, StateStore
+
+DROPPED_REASON = "dropped by first-only strategy"
+_BLOCK_KEY = "strategy:unblocked:{workflow}"
+_QUEUE_LIMIT = 10_000
+
+
+class RunStrategy(StrEnum):
+    """How overlapping runs of one workflow are handled (see the module docs)."""
+
+    PARALLEL = "parallel"
+    SEQUENTIAL = "sequential"
+    STRICT_SEQUENTIAL = "strict_sequential"
+    FIRST_ONLY = "first_only"
+    LAST_ONLY = "last_only"
+
+
+DEFAULT_PROPERTIES: dict[str, Any] = {"run_strategy": "parallel", "concurrency": None}
+
+
+def workflow_properties(store: StateStore, name: str) -> dict[str, Any]:
+    """The workflow's registry properties over :data:`DEFAULT_PROPERTIES`.
+
+    Read through the registry when ``store`` is a SQL store; a workflow that is not
+    registered (a run started with ``kaon run``) gets the defaults.
+    """
+    found: dict[str, Any] = dict(DEFAULT_PROPERTIES)
+    try:
+        from kaon.store.registry import SQLRegistryStore
+        from kaon.store.sql import SQLStore
+    except ImportError:  # pragma: no cover - the registry ships with Kaon
+        return found
+    if isinstance(store, SQLStore):
+        with contextlib.suppress(NotFoundError):
+            found.update(SQLRegistryStore(store).get_workflow(name).properties or {})
+    return found
+
+
+def strategy_of(properties: dict[str, Any]) -> tuple[RunStrategy, int | None]:
+    """The strategy and concurrency limit named by properties (unknown values: parallel)."""
+    try:
+        strategy = RunStrategy(str(properties.get("run_strategy") or "parallel"))
+    except ValueError:
+        strategy = RunStrategy.PARALLEL
+    limit = properties.get("concurrency")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        limit = None
+    return strategy, limit
+
+
+def _active(record: RunRecord) -> bool:
+    return record.status is RunStatus.RUNNING or (
+        record.status is RunStatus.PENDING and record.owner is not None
+    )
+
+
+def _open_runs(store: StateStore, workflow: str) -> list[RunRecord]:
+    """Pending and running runs of ``workflow``, oldest first."""
+    found = store.list_runs(
+        workflow=workflow, statuses=[RunStatus.PENDING, RunStatus.RUNNING], limit=_QUEUE_LIMIT
+    )
+    return sorted(found, key=lambda r: (r.created_at, r.id))
+
+
+def is_blocked(store: StateStore, workflow: str) -> bool:
+    """True when a strict-sequential workflow's latest failed run came after its last
+    unblock."""
+    failed = store.list_runs(workflow=workflow, statuses=[RunStatus.FAILED], limit=1)
+    if not failed:
+        return False
+    since = _unblocked_at(store, workflow)
+    return failed[0].created_at > since
+
+
+def _unblocked_at(store: StateStore, workflow: str) -> float:
+    from kaon.store.sql import SQLStore
+    from kaon.store.triggers import SQLTriggerStore
+
+    if not isinstance(store, SQLStore):
+        return 0.0
+    state = SQLTriggerStore(store).get_state(_BLOCK_KEY.format(workflow=workflow)) or {}
+    return float(state.get("at", 0.0))
+
+
+def unblock(store: StateStore, workflow: str, *, now: float | None = None) -> bool:
+    """Let a strict-sequential workflow run again after a failure; True when it was
+    blocked. Raises InvalidActionError on a store without trigger tables."""
+    from kaon.store.sql import SQLStore
+    from kaon.store.triggers import SQLTriggerStore
+
+    if not isinstance(store, SQLStore):
+        raise InvalidActionError("unblocking needs a SQL store")
+    was_blocked = is_blocked(store, workflow)
+    at = time.time() if now is None else now
+    SQLTriggerStore(store).put_state(_BLOCK_KEY.format(workflow=workflow), {"at": at}, at)
+    return was_blocked
+
+
+def admit(
+    store: StateStore,
+    run: RunRecord,
+    *,
+    properties: Callable[[StateStore, str], dict[str, Any]] = workflow_properties,
+) -> bool:
+    """Whether the engine may claim ``run`` now under its workflow's strategy.
+
+    A running run (an orphan being recovered) is always admitted. For a pending run this
+    may also act: first-only cancels ``run`` when another is active, last-only cancels or
+    kills the older ones. Never raises for a run that vanished or finished meanwhile.
+    """
+    if run.status is not RunStatus.PENDING:
+        return run.status is RunStatus.RUNNING
+    strategy, limit = strategy_of(properties(store, run.workflow))
+    if strategy is RunStrategy.PARALLEL and limit is None:
+        return True
+    others = [r for r in _open_runs(store, run.workflow) if r.id != run.id]
+    active = [r for r in others if _active(r)]
+    if strategy is RunStrategy.PARALLEL:
+        return len(active) < (limit or 1) and _first_in_queue(run, others, limit or 1, active)
+    if strategy is RunStrategy.FIRST_ONLY:
+        if active:
+            _cancel(store, run.id, DROPPED_REASON)
+            return False
+        return _first_in_queue(run, others, 1, active)
+    if strategy is RunStrategy.LAST_ONLY:
+        return _last_only(store, run, others, active)
+    if strategy is RunStrategy.STRICT_SEQUENTIAL and is_blocked(store, run.workflow):
+        return False
+    return not active and _first_in_queue(run, others, 1, active)
+
+
+def _first_in_queue(
+    run: RunRecord, others: list[RunRecord], limit: int, active: list[RunRecord]
+) -> bool:
+    """FIFO: ``run`` is among the oldest waiting runs that fit in the free places."""
+    waiting = [
+        r for r in others if not _active(r) and (r.created_at, r.id) < (run.created_at, run.id)
+    ]
+    return len(waiting) < limit - len(active)
+
+
+def _last_only(
+    store: StateStore, run: RunRecord, others: list[RunRecord], active: list[RunRecord]
+) -> bool:
+    newer = [r for r in others if (r.created_at, r.id) > (run.created_at, run.id)]
+    if newer:
+        _cancel(store, run.id, f"superseded by run {newer[-1].id} (last-only strategy)")
+        return False
+    for older in others:
+        if _active(older):
+            _kill(store, older.id, f"superseded by run {run.id} (last-only strategy)")
+        else:
+            _cancel(store, older.id, f"superseded by run {run.id} (last-only strategy)")
+    return not active
+
+
+def on_run_created(
+    store: StateStore,
+    run: RunRecord,
+    *,
+    properties: Callable[[StateStore, str], dict[str, Any]] = workflow_properties,
+) -> None:
+    """Apply the strategy's immediate effects to a new run (first-only drop, last-only
+    cancellation of older runs) without waiting for the engine. Never raises KaonError."""
+    strategy, _limit = strategy_of(properties(store, run.workflow))
+    if strategy not in (RunStrategy.FIRST_ONLY, RunStrategy.LAST_ONLY):
+        return
+    try:
+        admit(store, store.get_run(run.id), properties=properties)
+    except KaonError:
+        return
+
+
+def _cancel(store: StateStore, run_id: str, reason: str) -> None:
+    with contextlib.suppress(InvalidActionError, NotFoundError):  # finished meanwhile
+        operations.cancel_run(store, run_id, by="run strategy", reason=reason)
+
+
+def _kill(store: StateStore, run_id: str, reason: str) -> None:
+    if any(c.kind == "kill" for c in store.pending_commands(run_id)):
+        return
+    operations.send_command(store, run_id, "kill", {"reason": reason}, by="run strategy")

@@ -1,0 +1,160 @@
+"""The contract every RegistryStore backend passes: SQLite file, SQLite memory, PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaon.errors import NotFoundError
+from kaon.store.registry import (
+    AuditRecord,
+    RegistryStore,
+    SQLRegistryStore,
+    TokenRecord,
+    VersionRecord,
+)
+from kaon.store.sql import SQLStore
+
+
+def version(workflow: str = "wf", definition_hash: str = "h1", at: float = 10.0) -> VersionRecord:
+    return VersionRecord(
+        workflow, 0, definition_hash, f"source of {definition_hash}", "wf.yaml", at, "ann"
+    )
+
+
+class RegistryStoreContract:
+    """Subclasses provide ``store_url``."""
+
+    @pytest.fixture
+    def registry(self, store_url: str) -> Iterator[RegistryStore]:
+        store = SQLStore(store_url)
+        try:
+            yield SQLRegistryStore(store)
+        finally:
+            store.close()
+
+    def test_first_push_creates_the_workflow_and_activates_version_1(
+        self, registry: RegistryStore
+    ) -> None:
+        created, new = registry.add_version(version(), activate=False, owner_group="ml")
+        assert new and created.version == 1
+        workflow = registry.get_workflow("wf")
+        assert workflow.active_version == 1
+        assert workflow.owner_group == "ml"
+        assert workflow.properties == {}
+
+    def test_versions_count_up_and_identical_content_is_a_no_op(
+        self, registry: RegistryStore
+    ) -> None:
+        registry.add_version(version(definition_hash="h1"), activate=True)
+        second, new = registry.add_version(version(definition_hash="h2", at=11.0), activate=False)
+        assert new and second.version == 2
+        again, new_again = registry.add_version(version(definition_hash="h1"), activate=True)
+        assert not new_again and again.version == 1
+        assert [v.version for v in registry.versions("wf")] == [1, 2]
+        assert registry.get_workflow("wf").active_version == 1
+        stored = registry.get_version("wf", 2)
+        assert stored.source == "source of h2" and stored.created_by == "ann"
+
+    def test_activate_deactivate_and_unknowns(self, registry: RegistryStore) -> None:
+        registry.add_version(version(definition_hash="h1"), activate=True)
+        registry.add_version(version(definition_hash="h2"), activate=True)
+        assert registry.get_workflow("wf").active_version == 2
+        assert registry.set_active("wf", 1, 20.0).active_version == 1
+        assert registry.set_active("wf", None, 21.0).active_version is None
+        with pytest.raises(NotFoundError, match="no version 9"):
+            registry.set_active("wf", 9, 22.0)
+        with pytest.raises(NotFoundError, match="no workflow 'ghost'"):
+            registry.get_workflow("ghost")
+        with pytest.raises(NotFoundError):
+            registry.versions("ghost")
+        with pytest.raises(NotFoundError):
+            registry.update_workflow("ghost", 1.0, properties={})
+
+    def test_properties_and_owner_group_change_without_a_version(
+        self, registry: RegistryStore
+    ) -> None:
+        registry.add_version(version(), activate=True, owner_group="ml")
+        updated = registry.update_workflow("wf", 30.0, properties={"concurrency": 2})
+        assert updated.properties == {"concurrency": 2} and updated.owner_group == "ml"
+        moved = registry.update_workflow("wf", 31.0, owner_group="data")
+        assert moved.owner_group == "data" and moved.properties == {"concurrency": 2}
+        cleared = registry.update_workflow("wf", 32.0, clear_owner_group=True)
+        assert cleared.owner_group is None and cleared.updated_at == 32.0
+        assert len(registry.versions("wf")) == 1
+
+    def test_list_workflows_by_name_with_pagination(self, registry: RegistryStore) -> None:
+        for name in ("c", "a", "b"):
+            registry.add_version(version(workflow=name), activate=True)
+        assert [w.name for w in registry.list_workflows()] == ["a", "b", "c"]
+        assert [w.name for w in registry.list_workflows(limit=1, offset=1)] == ["b"]
+
+    def test_tokens(self, registry: RegistryStore) -> None:
+        assert registry.count_tokens() == 0
+        token = TokenRecord("t1", "ci", "hash-1", "operator", ["ml"], 1.0)
+        registry.add_token(token)
+        assert registry.token_by_hash("hash-1") == token
+        assert registry.token_by_hash("nope") is None
+        registry.touch_token("t1", 5.0)
+        found = registry.token_by_hash("hash-1")
+        assert found is not None and found.last_used_at == 5.0
+        assert registry.revoke_token("t1", 6.0)
+        assert not registry.revoke_token("ghost", 6.0)
+        found = registry.token_by_hash("hash-1")
+        assert found is not None and found.revoked_at == 6.0
+        assert [t.id for t in registry.list_tokens()] == ["t1"]
+        assert registry.count_tokens() == 1
+
+    def test_audit_trail_is_ordered_and_filterable(self, registry: RegistryStore) -> None:
+        registry.add_audit(AuditRecord(1.0, "ann", "workflow.push", "workflow:wf", {"v": 1}))
+        registry.add_audit(AuditRecord(2.0, "bob", "run.kill", "run:r1"))
+        registry.add_audit(AuditRecord(3.0, "ann", "run.start", "run:r2"))
+        every = registry.audit()
+        assert [a.action for a in every] == ["workflow.push", "run.kill", "run.start"]
+        assert every[0].data == {"v": 1} and every[1].data == {}
+        assert [a.target for a in registry.audit(actor="ann")] == ["workflow:wf", "run:r2"]
+        assert [a.actor for a in registry.audit(target="run:r1")] == ["bob"]
+        first = every[0].id
+        assert first is not None
+        assert len(registry.audit(after_id=first)) == 2
+
+    def test_concurrent_pushes_get_distinct_versions(self, registry: RegistryStore) -> None:
+        errors: list[BaseException] = []
+        numbers: list[int] = []
+
+        def push(i: int) -> None:
+            try:
+                created, _ = registry.add_version(version(definition_hash=f"h{i}"), activate=True)
+                numbers.append(created.version)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=push, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert sorted(numbers) == list(range(1, 9))
+
+
+class TestSQLiteFileRegistry(RegistryStoreContract):
+    @pytest.fixture
+    def store_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'kaon.db'}"
+
+
+class TestSQLiteMemoryRegistry(RegistryStoreContract):
+    @pytest.fixture
+    def store_url(self) -> str:
+        return "sqlite://"
+
+
+@pytest.mark.integration
+class TestPostgresRegistry(RegistryStoreContract):
+    @pytest.fixture
+    def store_url(self, pg_url: str) -> str:
+        return pg_url

@@ -1,0 +1,95 @@
+"""Tokens, roles per owner group, and the audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kaon.errors import NotFoundError
+from kaon.service.auth import (
+    AuthenticationError,
+    AuthService,
+    PermissionDeniedError,
+    Principal,
+    hash_token,
+    role_rank,
+)
+from kaon.store.registry import SQLRegistryStore
+from kaon.store.sql import SQLStore
+
+
+@pytest.fixture
+def auth() -> Iterator[AuthService]:
+    store = SQLStore("sqlite://")
+    try:
+        yield AuthService(SQLRegistryStore(store), cache_s=0.0)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("principal", "role", "group", "allowed"),
+    [
+        (Principal("v", "viewer"), "viewer", "ml", True),
+        (Principal("v", "viewer"), "operator", None, False),
+        (Principal("o", "operator", ("ml",)), "operator", "ml", True),
+        (Principal("o", "operator", ("ml",)), "operator", "data", False),
+        (Principal("o", "operator", ("ml",)), "operator", None, True),
+        (Principal("o", "operator", ("ml",)), "owner", "ml", False),
+        (Principal("w", "owner", ("*",)), "owner", "data", True),
+        (Principal("a", "admin"), "admin", "anything", True),
+        (Principal("w", "owner", ("ml",)), "viewer", "data", True),
+    ],
+)
+def test_roles_and_groups(
+    principal: Principal, role: str, group: str | None, allowed: bool
+) -> None:
+    assert principal.can(role, group) is allowed
+
+
+def test_unknown_role_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown role 'root'"):
+        role_rank("root")
+
+
+def test_tokens_are_stored_hashed_and_authenticate(auth: AuthService) -> None:
+    record, secret = auth.create_token("ci", "operator", ["ml", "ml"])
+    assert record.hashed == hash_token(secret) and secret not in record.hashed
+    assert record.groups == ["ml"]
+    principal = auth.authenticate(secret)
+    assert principal == Principal("ci", "operator", ("ml",), record.id)
+    stored = auth.registry.token_by_hash(record.hashed)
+    assert stored is not None and stored.last_used_at is not None
+
+
+def test_authentication_failures(auth: AuthService) -> None:
+    record, secret = auth.create_token("ci", "viewer")
+    with pytest.raises(AuthenticationError, match="missing"):
+        auth.authenticate(None)
+    with pytest.raises(AuthenticationError, match="unknown"):
+        auth.authenticate(secret + "x")
+    auth.revoke(record.id, by="admin")
+    with pytest.raises(AuthenticationError, match="revoked"):
+        auth.authenticate(secret)
+    with pytest.raises(NotFoundError):
+        auth.revoke("ghost", by="admin")
+
+
+def test_check_explains_refusals(auth: AuthService) -> None:
+    operator = Principal("op", "operator", ("ml",))
+    with pytest.raises(PermissionDeniedError, match="needs owner"):
+        auth.check(operator, "owner")
+    with pytest.raises(PermissionDeniedError, match="not in group 'data'"):
+        auth.check(operator, "operator", owner_group="data")
+    auth.check(operator, "operator", owner_group="ml")
+
+
+def test_creating_tokens_is_audited(auth: AuthService) -> None:
+    assert not auth.has_tokens()
+    auth.create_token("ci", "viewer", by="ann")
+    assert auth.has_tokens()
+    [entry] = auth.registry.audit()
+    assert (entry.actor, entry.action, entry.data["role"]) == ("ann", "token.create", "viewer")
+    with pytest.raises(ValueError):
+        auth.create_token(" ", "viewer")

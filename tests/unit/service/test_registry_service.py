@@ -1,0 +1,107 @@
+"""The registry service: push (validation, versions, no-op), runs of versions, signals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaon.api.app import build_services
+from kaon.api.deps import Services
+from kaon.errors import DefinitionError, InvalidActionError, NotFoundError, ParameterError
+from kaon.model.status import RunStatus
+from kaon.service.auth import LOCAL_PRINCIPAL, PermissionDeniedError, Principal
+from kaon.service.settings import Settings
+
+FLOW = """
+import kaon
+
+
+@kaon.step
+def double(n: int) -> int:
+    return n * {factor}
+
+
+@kaon.workflow
+def doubler(n: int = 2) -> None:
+    double(n)
+"""
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    built = build_services(Settings.from_env(home=str(tmp_path / "home"), executor="inline"))
+    try:
+        yield built
+    finally:
+        built.runs.close()
+
+
+def test_python_push_is_content_addressed_and_runs(services: Services) -> None:
+    registry = services.registry
+    first = registry.push(FLOW.format(factor=2), "flow.py", LOCAL_PRINCIPAL)
+    assert (first.workflow, first.version, first.created) == ("doubler", 1, True)
+    again = registry.push(FLOW.format(factor=2), "flow.py", LOCAL_PRINCIPAL)
+    assert not again.created and again.definition_hash == first.definition_hash
+    changed = registry.push(FLOW.format(factor=3), "flow.py", LOCAL_PRINCIPAL)
+    assert changed.version == 2 and changed.definition_hash != first.definition_hash
+    run_v1 = registry.start_run("doubler", {"n": 5}, LOCAL_PRINCIPAL, version=1)
+    run_v2 = registry.start_run("doubler", {"n": 5}, LOCAL_PRINCIPAL)
+    for run, expected in ((run_v1, 10), (run_v2, 15)):
+        assert services.runs.execute(run.id) is RunStatus.SUCCEEDED
+        step = services.runs.run_detail(run.id).steps[0]
+        assert step.outputs["return"].value == expected
+    assert services.store.get_run(run_v1.id).labels == {"version": 1, "by": "local"}
+    assert services.store.get_run(run_v2.id).labels["version"] == 2
+
+
+def test_push_errors_name_the_pushed_file(services: Services) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        services.registry.push("import kaon\nraise ValueError('boom')\n", "f.py", LOCAL_PRINCIPAL)
+    [problem] = caught.value.problems
+    assert problem.location.file == "f.py" and problem.location.line == 2
+    assert "boom" in problem.message
+    with pytest.raises(DefinitionError, match="bare name"):
+        services.registry.push("name: x", "dir/x.yaml", LOCAL_PRINCIPAL)
+    with pytest.raises(DefinitionError, match="bare name"):
+        services.registry.push("name: x", "x.txt", LOCAL_PRINCIPAL)
+
+
+def test_owner_groups_and_start_checks(services: Services) -> None:
+    registry = services.registry
+    owner = Principal("ann", "owner", ("ml",))
+    registry.push(FLOW.format(factor=2), "flow.py", owner)
+    assert registry.workflow("doubler").owner_group == "ml"
+    with pytest.raises(PermissionDeniedError):
+        registry.push(FLOW.format(factor=9), "flow.py", Principal("bob", "owner", ("data",)))
+    with pytest.raises(PermissionDeniedError):
+        registry.start_run("doubler", {}, Principal("eve", "operator", ("data",)))
+    with pytest.raises(ParameterError):
+        registry.start_run("doubler", {"n": "many"}, owner)
+    with pytest.raises(NotFoundError):
+        registry.start_run("ghost", {}, owner)
+    with pytest.raises(NotFoundError):
+        registry.start_run("doubler", {}, owner, version=7)
+    registry.deactivate("doubler", owner)
+    with pytest.raises(InvalidActionError, match="deactivated"):
+        registry.start_run("doubler", {}, owner)
+    assert registry.start_run("doubler", {}, owner, version=1).status == "pending"
+
+
+def test_properties_merge_without_a_new_version(services: Services) -> None:
+    registry = services.registry
+    registry.push(FLOW.format(factor=2), "flow.py", LOCAL_PRINCIPAL)
+    registry.update("doubler", LOCAL_PRINCIPAL, properties={"concurrency": 2, "alerts": {}})
+    view = registry.update("doubler", LOCAL_PRINCIPAL, properties={"alerts": None})
+    assert view.properties == {"concurrency": 2}
+    assert [v.version for v in registry.versions("doubler")] == [1]
+    actions = [a.action for a in services.auth.registry.audit(target="workflow:doubler")]
+    assert actions == ["workflow.push", "workflow.update", "workflow.update"]
+
+
+def test_signals_get_ids(services: Services) -> None:
+    first = services.registry.send_signal("ready", {"day": 1}, LOCAL_PRINCIPAL)
+    second = services.registry.send_signal("ready", {"day": 2}, LOCAL_PRINCIPAL, dedupe_key="k")
+    assert first.id is not None and second.id == first.id + 1
+    assert [s.dedupe_key for s in services.store.signals(name="ready")] == [None, "k"]

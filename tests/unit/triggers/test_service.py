@@ -1,0 +1,194 @@
+"""The trigger service's pass: cron with a controllable clock, signals, data, repair, lag."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import fsspec
+import pytest
+from conftest import param, register, runs_of, workflow
+
+from kaon.engine import operations
+from kaon.model.specs import Expr
+from kaon.model.triggers import (
+    CatchUp,
+    CronTriggerSpec,
+    DataTriggerSpec,
+    SignalTriggerSpec,
+    trigger_id,
+)
+from kaon.store.base import SignalRecord, WriteBatch
+from kaon.store.sql import SQLStore
+from kaon.store.triggers import CLAIMED, CREATED, FiringRecord, SQLTriggerStore
+from kaon.triggers.catalog import StaticCatalog
+from kaon.triggers.service import FAKE_CLOCK_ENV, TriggerService, clock_from_env
+
+T0 = dt.datetime(2024, 5, 1, 5, 59, 0, tzinfo=dt.UTC).timestamp()
+SLOT = T0 + 60  # 06:00 UTC
+
+
+def _service(store: SQLStore, *specs, clock=None, lags=None) -> TriggerService:  # type: ignore[no-untyped-def]
+    hook = None if lags is None else (lambda name, lag: lags.append((name, lag)))
+    return TriggerService(
+        store,
+        StaticCatalog(list(specs)),
+        clock=clock or (lambda: T0),
+        on_lag=hook,
+        with_alerts=False,
+    )
+
+
+def test_cron_fires_with_a_controllable_clock(store: SQLStore) -> None:
+    cron = CronTriggerSpec(cron="0 6 * * *", params={"day": Expr("slot")})
+    spec = workflow("daily", cron, params=(param("day"),))
+    now = [T0]
+    lags: list[tuple[str, float]] = []
+    service = _service(store, spec, clock=lambda: now[0], lags=lags)
+    assert service.tick() == []  # first sight: starts from now
+    now[0] = SLOT - 0.5
+    assert service.tick() == []
+    now[0] = SLOT + 0.3
+    fired = service.tick()
+    assert [f.key for f in fired] == ["2024-05-01T06:00:00+00:00"]
+    (run,) = runs_of(store, "daily")
+    assert run.params == {"day": "2024-05-01T06:00:00+00:00"}
+    assert run.labels["trigger"] == "cron" and run.labels["slot"] == "2024-05-01T06:00:00+00:00"
+    assert run.labels["trigger_id"] == trigger_id("daily", cron)
+    assert lags == [("daily/cron", pytest.approx(0.3))]
+    now[0] = SLOT + 1
+    assert service.tick() == []  # fired once
+    now[0] = SLOT + 86400 + 0.1
+    assert len(service.tick()) == 1
+    assert len(runs_of(store, "daily")) == 2
+
+
+def test_cron_catch_up_after_downtime_and_restart(store: SQLStore) -> None:
+    cron = CronTriggerSpec(cron="0 * * * *", catchup=CatchUp.ALL, catchup_window_s=3 * 3600)
+    spec = workflow("hourly", cron)
+    _service(store, spec).tick(T0)
+    # A new service (a restarted server) ten hours later catches up the last three slots.
+    fired = _service(store, spec).tick(T0 + 10 * 3600 + 30)
+    hours = [f.key[11:16] for f in fired]
+    assert hours == ["13:00", "14:00", "15:00"]
+    assert _service(store, spec).tick(T0 + 10 * 3600 + 40) == []
+
+
+def test_two_services_never_fire_one_slot_twice(store: SQLStore) -> None:
+    spec = workflow("daily", CronTriggerSpec(cron="0 6 * * *"))
+    first, second = _service(store, spec), _service(store, spec)
+    first.tick(T0)
+    fired = first.tick(SLOT + 1) + second.tick(SLOT + 1)
+    assert len(fired) == 1 and len(runs_of(store, "daily")) == 1
+
+
+def _signal(store: SQLStore, name: str, key: str | None = None, **params: object) -> None:
+    record = SignalRecord(name, dict(params), time.time(), "test", dedupe_key=key)
+    store.write(WriteBatch(signals=[record]))
+
+
+def test_signal_triggers_match_compute_params_and_dedupe(store: SQLStore) -> None:
+    eu = SignalTriggerSpec(
+        signal="data_ready",
+        match="signal.region == 'eu'",
+        params={"path": Expr("signal.path")},
+    )
+    by_date = SignalTriggerSpec(signal="data_ready", dedupe="signal.date")
+    spec_eu = workflow("eu", eu, params=(param("path"),))
+    spec_dates = workflow("dates", by_date, params=(param("date"), param("region")))
+    service = _service(store, spec_eu, spec_dates)
+    service.tick()  # registers the triggers: signals from now on count
+    _signal(store, "data_ready", region="eu", path="/eu/1", date="d1")
+    _signal(store, "data_ready", region="us", path="/us/1", date="d1")
+    _signal(store, "other", region="eu", path="/x", date="d1")
+    _signal(store, "data_ready", region="eu", path="/eu/2", date="d2")
+    fired = service.tick()
+    assert sorted((f.workflow, f.key) for f in fired) == [
+        ("dates", "key:d1"),
+        ("dates", "key:d2"),
+        ("eu", "signal:1"),
+        ("eu", "signal:4"),
+    ]
+    assert [r.params for r in runs_of(store, "eu")] == [{"path": "/eu/1"}, {"path": "/eu/2"}]
+    # Without params, the signal's parameters that the workflow declares are passed.
+    assert [r.params for r in runs_of(store, "dates")] == [
+        {"date": "d1", "region": "eu"},
+        {"date": "d2", "region": "eu"},
+    ]
+    assert service.tick() == []  # the cursor moved on
+    # A new service re-reading every signal still starts nothing twice.
+    SQLTriggerStore(store).put_state("signals:cursor", {"id": 0}, time.time())
+    assert _service(store, spec_eu, spec_dates).tick() == []
+
+
+def test_a_sender_dedupe_key_starts_one_run(store: SQLStore) -> None:
+    spec = workflow("wf", SignalTriggerSpec(signal="go"))
+    service = _service(store, spec)
+    service.tick()
+    _signal(store, "go", key="batch-7")
+    _signal(store, "go", key="batch-7")
+    assert len(service.tick()) == 1
+
+
+def test_a_signal_whose_expression_fails_is_skipped(store: SQLStore) -> None:
+    spec = workflow("wf", SignalTriggerSpec(signal="go", match="signal.n > 1"))
+    service = _service(store, spec)
+    service.tick()
+    _signal(store, "go")  # no n: the match fails on this signal
+    _signal(store, "go", n=2)
+    assert [f.key for f in service.tick()] == ["signal:2"]
+
+
+@pytest.mark.parametrize("scheme", ["local", "memory"])
+def test_data_arrival_fires_once_per_new_path(store: SQLStore, tmp_path: Path, scheme: str) -> None:
+    root = str(tmp_path / "lake") if scheme == "local" else f"memory://lake-{time.time_ns()}"
+    template = root + "/{date:%Y/%m/%d}/_SUCCESS"
+    trigger = DataTriggerSpec(path=template, poll_s=60, params={"day": Expr("date")})
+    spec = workflow("loader", trigger, params=(param("day"),))
+    now = dt.datetime(2024, 5, 2, 12, tzinfo=dt.UTC).timestamp()
+    service = _service(store, spec)
+    assert service.tick(now) == []
+    fs, base = fsspec.core.url_to_fs(root)
+    fs.makedirs(f"{base}/2024/05/02", exist_ok=True)
+    fs.pipe_file(f"{base}/2024/05/02/_SUCCESS", b"")
+    assert service.tick(now + 30) == []  # not polled again before poll_s
+    fired = service.tick(now + 61)
+    assert len(fired) == 1 and fired[0].key.endswith("2024/05/02/_SUCCESS")
+    assert runs_of(store, "loader")[0].params == {"day": "2024-05-02"}
+    assert service.tick(now + 125) == []  # same path: no second run
+    fs.makedirs(f"{base}/2024/05/01", exist_ok=True)
+    fs.pipe_file(f"{base}/2024/05/01/_SUCCESS", b"")  # yesterday's, within lookback
+    assert [f.key[-19:] for f in service.tick(now + 190)] == ["2024/05/01/_SUCCESS"]
+
+
+def test_a_claimed_firing_without_run_is_repaired(store: SQLStore) -> None:
+    spec = workflow("wf", SignalTriggerSpec(signal="go"))
+    triggers = SQLTriggerStore(store)
+    firing = FiringRecord("t", "k", "wf", operations.new_run_id(), created_at=T0 - 100)
+    assert triggers.claim_firing(firing)
+    _service(store, spec).tick(T0)
+    assert store.get_run(firing.run_id).labels == {}
+    assert [f.status for f in triggers.firings()] == [CREATED]
+    assert triggers.firings(statuses=[CLAIMED]) == []
+
+
+def test_registry_catalog_serves_active_versions(store: SQLStore) -> None:
+    spec = workflow("reg", SignalTriggerSpec(signal="go"))
+    register(store, spec)
+    service = TriggerService(store, clock=lambda: T0, on_lag=None, with_alerts=False)
+    service.tick()
+    _signal(store, "go")
+    (fired,) = service.tick()
+    assert store.get_run(fired.run_id).labels["version"] == 1
+
+
+def test_fake_clock_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "clock"
+    monkeypatch.setenv(FAKE_CLOCK_ENV, str(file))
+    clock = clock_from_env()
+    assert abs(clock() - time.time()) < 5  # no file yet: real time
+    file.write_text("1234.5")
+    assert clock() == 1234.5
+    monkeypatch.delenv(FAKE_CLOCK_ENV)
+    assert clock_from_env() is time.time
