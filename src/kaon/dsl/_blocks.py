@@ -3,12 +3,13 @@ tasks (``shell``, ``task``, ``subworkflow``). Each records into the active build
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kaon.dsl._builder import Builder, Frame, require_builder, user_location
-from kaon.dsl._common import is_json_value, plain_json
+from kaon.dsl._common import absolute_file, is_json_value, plain_json
 from kaon.dsl._refs import Ref, StepRef, scoped_ref
 from kaon.errors import DefinitionError, Location
 from kaon.model.specs import (
@@ -116,6 +117,8 @@ def task(
     if not is_json_value(config):
         builder.problem("a task's config must be a JSON object", location.with_field("config"))
         config = {}
+    if location.file:
+        config = absolute_file(config, os.path.dirname(os.path.abspath(location.file)))
     return add_task(
         builder,
         base=step_type,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable
 from enum import StrEnum
@@ -168,3 +169,12 @@ def infer_param_type(default: Any) -> ParamType:
 def is_identifier(name: str) -> bool:
     """True when ``name`` can be used bare in a CEL path (``steps.<name>``)."""
     return name.isidentifier() and name.isascii()
+
+
+def absolute_file(config: dict[str, Any], folder: str) -> dict[str, Any]:
+    """A task config whose relative ``file`` (a SQL file, a notebook, an R script) is made
+    absolute against the definition's folder, so steps find it wherever they run."""
+    file = config.get("file")
+    if isinstance(file, str) and file and not os.path.isabs(file):
+        config["file"] = os.path.realpath(os.path.join(folder, file))
+    return config

@@ -23,7 +23,7 @@ import os
 from typing import Any
 
 from kaon.dsl._builder import condition_source
-from kaon.dsl._common import build_retry, cel_literal, infer_param_type, wrap
+from kaon.dsl._common import absolute_file, build_retry, cel_literal, infer_param_type, wrap
 from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_yaml
 from kaon.dsl._yaml_schema import (
     STEP_KINDS,
@@ -329,7 +329,8 @@ class _WorkflowReader:
                 if value is not None:
                     config[key] = value
             return "shell", config
-        return str(model.type), dict(model.config or {})
+        config = dict(model.config or {})
+        return str(model.type), absolute_file(config, self.folder)
 
     def python_target(self, target: str, path: Path) -> dict[str, Any]:
         left, sep, function = target.rpartition(":")

@@ -17,6 +17,7 @@ import hashlib
 import os
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -128,14 +129,24 @@ class RegistryService:
                     Location(file_name, field="file_name"),
                 )
             )
-        digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        folder = self.sources_dir / digest
+        try:
+            data = source.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            where = Location(name, field="source")
+            raise DefinitionError(Problem(f"the source is not valid text: {exc}", where)) from None
+        folder = self.sources_dir / hashlib.sha256(data).hexdigest()[:16]
         path = folder / name
-        if not path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            partial = folder / f".{name}.partial"
-            partial.write_text(source, encoding="utf-8", errors="surrogatepass")
-            os.replace(partial, path)
+        try:
+            if not path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = folder / f".partial-{uuid.uuid4().hex}"
+                partial.write_bytes(data)
+                os.replace(partial, path)
+        except OSError as exc:
+            where = Location(name, field="file_name")
+            raise DefinitionError(
+                Problem(f"cannot store the file: {exc.strerror}", where)
+            ) from None
         target = f"{path}:{workflow}" if workflow else str(path)
         try:
             return load_workflow(target)

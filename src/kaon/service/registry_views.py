@@ -28,7 +28,7 @@ class PushRequest(Request):
     source: str = Field(max_length=5_000_000, description="The file's text.")
     file_name: str = Field(
         min_length=1,
-        max_length=255,
+        max_length=200,
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(py|ya?ml)$",
         description="The file's name (no folders): its suffix says the format (.py, .yaml, .yml).",
     )

@@ -71,7 +71,7 @@ class BackfillView(BaseModel):
     timezone: str
     start: str
     end: str
-    status: str = Field(description="running, succeeded or cancelled")
+    status: str = Field(description="running, finished (every slot's run ended) or cancelled")
     total: int = Field(description="Slots in the range.")
     started: int = Field(description="Slots whose run was started.")
     concurrency: int

@@ -57,7 +57,7 @@ backfills = sa.Table(
     sa.Column("concurrency", sa.Integer(), nullable=False),
     sa.Column("params", Json, nullable=False),
     sa.Column("slot_params", Json, nullable=False),
-    # running | succeeded (every slot's run finished) | cancelled
+    # running | finished (every slot's run finished) | cancelled
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("total", sa.Integer(), nullable=False),
     sa.Column("next_index", sa.Integer(), nullable=False),

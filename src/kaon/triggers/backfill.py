@@ -29,7 +29,7 @@ from kaon.triggers.signals import trigger_params
 MAX_SLOTS = 10_000
 """The most slots one backfill may cover."""
 
-RUNNING, SUCCEEDED, CANCELLED = "running", "succeeded", "cancelled"
+RUNNING, FINISHED, CANCELLED = "running", "finished", "cancelled"
 
 
 def backfill_trigger_id(backfill_id: str) -> str:
@@ -145,7 +145,7 @@ def advance(
     executor: str = "",
 ) -> list[str]:
     """One pass over a running backfill: start slots while fewer than ``concurrency`` of
-    its runs are open; mark it succeeded when every slot's run finished. Returns the ids
+    its runs are open; mark it finished when every slot's run finished. Returns the ids
     of the runs started."""
     if record.status != RUNNING:
         return []
@@ -167,8 +167,8 @@ def advance(
                 started.append(run_id)
                 active += 1
     if record.next_index >= record.total and active == 0:
-        triggers.update_backfill(record.id, now, status=SUCCEEDED)
-        record.status = SUCCEEDED
+        triggers.update_backfill(record.id, now, status=FINISHED)
+        record.status = FINISHED
     return started
 
 

@@ -92,10 +92,11 @@ def start_server(home: Path, *extra: str, env: dict[str, str] | None = None) -> 
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home / f"server-{port}.log"
+    command = [KAON, "server", "--home", str(home), "--port", str(port)]
+    command += ["--bootstrap-token", "root", *extra]
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [KAON, "server", "--home", str(home), "--port", str(port)]
-            + ["--bootstrap-token", "root", *extra],
+            command,
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,

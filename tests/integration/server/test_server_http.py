@@ -55,6 +55,7 @@ def token(client: httpx.Client, name: str, role: str, *groups: str) -> str:
     return str(made.json()["token"])
 
 
+@pytest.mark.slow
 def test_cli_push_versions_activate_and_run(server: Any, tmp_path: Path) -> None:
     flow = tmp_path / "hello.yaml"
     flow.write_text(HELLO)
@@ -135,7 +136,7 @@ def test_auth_denials_and_audit(server: Any) -> None:
     assert denied.status_code == 403 and "needs owner" in denied.json()["message"]
     started = operator.post("/runs", json={"workflow": "hello"})
     assert started.status_code == 201
-    cli = server.cli("push", "nothing.yaml", token="")
+    cli = server.cli("runs", token="")
     assert cli.returncode == 3 and "AuthenticationError" in cli.stderr
     audit = admin.get("/audit").json()
     done = {(a["actor"], a["action"]) for a in audit}
@@ -197,7 +198,10 @@ def test_sigterm_then_a_new_server_resumes_the_run(tmp_path: Path, launch: Any, 
     home = tmp_path / "home"
     first = launch(home)
     admin = first.client()
-    source = "name: nap\nsteps:\n  - id: sleep\n    shell: sleep 2\n  - id: done\n    shell: echo done\n    needs: [sleep]\n"
+    source = (
+        "name: nap\nsteps:\n  - id: sleep\n    shell: sleep 2\n"
+        "  - id: done\n    shell: echo done\n    needs: [sleep]\n"
+    )
     push(admin, source, "nap.yaml")
     run_id = admin.post("/runs", json={"workflow": "nap"}).json()["id"]
     wait(admin, run_id, {"running"})

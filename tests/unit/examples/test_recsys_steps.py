@@ -367,3 +367,19 @@ def test_steps_report_metrics_and_use_the_run_id_inside_a_run(
     names = {e.name for e in events if isinstance(e, MetricReported)}
     assert {"rmse", "mae"} <= names
     assert Path(out["path"]) == tmp_path / "run-42"
+
+
+def test_the_workflows_sql_step_selects_the_same_cohort(cohort: pd.DataFrame) -> None:
+    from kaon.steptypes.registry import get_step_type
+
+    tables = p.load_ratings()
+    events: list[Any] = []
+    ctx = StepContext(("run", 1, 1), "select_users", "recsys", {}, events.append)
+    config = {
+        "file": str(PIPELINE.with_name("select_users.sql")),
+        "params": {"unknown": p.UNKNOWN_SEGMENT},
+    }
+    selected = get_step_type("sql").run(ctx, config, {**tables, "min_ratings": MIN_RATINGS})
+    pd.testing.assert_frame_equal(
+        selected.reset_index(drop=True), cohort.reset_index(drop=True), check_dtype=False
+    )

@@ -26,9 +26,14 @@ BUSYBOX = shutil.which("busybox")
 HERE = Location("flow.yaml", 20, "steps.box")
 TOOLS = ("sh", "echo", "cat", "env", "sleep", "printf", "grep")
 
-needs_podman = pytest.mark.skipif(
-    shutil.which("podman") is None or BUSYBOX is None, reason="podman or busybox not installed"
-)
+# `make test` installs podman, runc and busybox-static: without them these tests fail, never skip.
+needs_podman = pytest.mark.usefixtures("podman_installed")
+
+
+@pytest.fixture(scope="module")
+def podman_installed() -> None:
+    if shutil.which("podman") is None or BUSYBOX is None:
+        pytest.fail("podman and busybox are required (make test installs podman busybox-static)")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,15 @@ from kaon.steptypes.context import StepContext
 from kaon.steptypes.registry import get_step_type
 from kaon.steptypes.rscript import RStepType
 
-pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript not installed")
+# `make test` installs R when missing: without it these tests fail, never skip.
+pytestmark = pytest.mark.usefixtures("rscript_installed")
+
+
+@pytest.fixture(scope="module")
+def rscript_installed() -> None:
+    if shutil.which("Rscript") is None:
+        pytest.fail("Rscript is required (make test installs r-base-core r-cran-jsonlite)")
+
 
 DATA = Path(__file__).parent / "data"
 HERE = Location("flow.yaml", 9, "steps.fit")

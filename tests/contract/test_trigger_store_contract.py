@@ -1,0 +1,175 @@
+"""The contract every TriggerStore backend passes (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaon.errors import NotFoundError, StoreError
+from kaon.store import open_store
+from kaon.store.sql import SQLStore
+from kaon.store.triggers import (
+    CLAIMED,
+    CREATED,
+    DROPPED,
+    AlertDeliveryRecord,
+    BackfillRecord,
+    FiringRecord,
+    SQLTriggerStore,
+    TriggerStore,
+)
+
+
+def _firing(key: str, trigger: str = "wf:cron:1", run_id: str = "r") -> FiringRecord:
+    return FiringRecord(
+        trigger, key, "wf", f"{run_id}-{key}", params={"a": 1}, labels={"slot": key}, due_at=5.0
+    )
+
+
+def _backfill(backfill_id: str = "bf-1", **fields: object) -> BackfillRecord:
+    values: dict[str, object] = {
+        "workflow": "wf",
+        "cron": "0 * * * *",
+        "timezone": "UTC",
+        "start_at": 0.0,
+        "end_at": 36000.0,
+        "concurrency": 2,
+        "total": 11,
+        "params": {"mode": "x"},
+        "slot_params": {"slot": {"expr": "slot"}},
+        "created_at": 1.0,
+        "updated_at": 1.0,
+        "by": "me",
+    }
+    values.update(fields)
+    return BackfillRecord(id=backfill_id, **values)  # type: ignore[arg-type]
+
+
+def _delivery(key: str, url: str = "http://h/x", **fields: object) -> AlertDeliveryRecord:
+    values: dict[str, object] = {"run_id": "r1", "next_attempt_at": 10.0, "created_at": 1.0}
+    values.update(fields)
+    return AlertDeliveryRecord("wf", "failure", key, url, {"alert": "failure"}, **values)  # type: ignore[arg-type]
+
+
+class TriggerStoreContract:
+    """Tests every backend passes; subclasses provide ``store_url``."""
+
+    @pytest.fixture
+    def sql(self, store_url: str) -> Iterator[SQLStore]:
+        opened = open_store(store_url)
+        assert isinstance(opened, SQLStore)
+        yield opened
+        opened.close()
+
+    @pytest.fixture
+    def triggers(self, sql: SQLStore) -> TriggerStore:
+        return SQLTriggerStore(sql)
+
+    def test_state_is_inserted_then_replaced(self, triggers: TriggerStore) -> None:
+        assert triggers.get_state("k") is None
+        triggers.put_state("k", {"last_slot": 1.5}, 1.0)
+        triggers.put_state("k", {"last_slot": 2.5, "more": [1]}, 2.0)
+        assert triggers.get_state("k") == {"last_slot": 2.5, "more": [1]}
+
+    def test_a_key_is_claimed_once(self, triggers: TriggerStore) -> None:
+        first = _firing("2024-01-01T06:00")
+        assert triggers.claim_firing(first) and first.id is not None
+        assert not triggers.claim_firing(_firing("2024-01-01T06:00", run_id="other"))
+        assert triggers.claim_firing(_firing("2024-01-01T06:00", trigger="wf:cron:2"))
+        (stored, _) = triggers.firings()
+        assert (stored.run_id, stored.params, stored.labels) == (
+            "r-2024-01-01T06:00",
+            {"a": 1},
+            {"slot": "2024-01-01T06:00"},
+        )
+
+    def test_concurrent_claims_have_one_winner(self, triggers: TriggerStore) -> None:
+        wins: list[bool] = []
+        lock = threading.Lock()
+
+        def claim(n: int) -> None:
+            won = triggers.claim_firing(_firing("same", run_id=f"r{n}"))
+            with lock:
+                wins.append(won)
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(wins) == [False] * 7 + [True]
+
+    def test_firings_filter_and_status(self, triggers: TriggerStore) -> None:
+        a, b = _firing("a"), _firing("b", trigger="other")
+        triggers.claim_firing(a)
+        triggers.claim_firing(b)
+        assert a.id is not None
+        triggers.set_firing_status(a.id, CREATED)
+        assert [f.dedupe_key for f in triggers.firings(statuses=[CLAIMED])] == ["b"]
+        assert [f.dedupe_key for f in triggers.firings(trigger_id="other")] == ["b"]
+        assert [f.status for f in triggers.firings()] == [CREATED, CLAIMED]
+        with pytest.raises(NotFoundError):
+            triggers.set_firing_status(999_999, DROPPED)
+
+    def test_backfills(self, triggers: TriggerStore) -> None:
+        triggers.add_backfill(_backfill("bf-1"))
+        triggers.add_backfill(_backfill("bf-2", workflow="other", created_at=2.0))
+        with pytest.raises(StoreError):
+            triggers.add_backfill(_backfill("bf-1"))
+        assert triggers.get_backfill("bf-1") == _backfill("bf-1")
+        assert [b.id for b in triggers.list_backfills()] == ["bf-2", "bf-1"]
+        assert [b.id for b in triggers.list_backfills(workflow="wf")] == ["bf-1"]
+        triggers.update_backfill("bf-1", 9.0, status="cancelled")
+        assert triggers.get_backfill("bf-1").updated_at == 9.0
+        assert [b.id for b in triggers.list_backfills(statuses=["running"])] == ["bf-2"]
+        with pytest.raises(NotFoundError):
+            triggers.get_backfill("nope")
+        with pytest.raises(NotFoundError):
+            triggers.update_backfill("nope", 1.0, status="x")
+        with pytest.raises(StoreError, match="no such field"):
+            triggers.update_backfill("bf-1", 1.0, colour="red")
+
+    def test_advancing_a_backfill_is_compare_and_set(self, triggers: TriggerStore) -> None:
+        triggers.add_backfill(_backfill("bf-1"))
+        assert triggers.advance_backfill("bf-1", 0, 2.0)
+        assert not triggers.advance_backfill("bf-1", 0, 2.0)
+        assert triggers.advance_backfill("bf-1", 1, 2.0)
+        assert triggers.get_backfill("bf-1").next_index == 2
+        triggers.update_backfill("bf-1", 3.0, status="cancelled")
+        assert not triggers.advance_backfill("bf-1", 2, 4.0)
+
+    def test_alert_deliveries(self, triggers: TriggerStore) -> None:
+        first = _delivery("failure:r1")
+        assert triggers.add_delivery(first) and first.id is not None
+        assert not triggers.add_delivery(_delivery("failure:r1"))
+        assert triggers.add_delivery(
+            _delivery("failure:r1", url="http://h/y", next_attempt_at=50.0)
+        )
+        assert [d.url for d in triggers.due_deliveries(20.0)] == ["http://h/x"]
+        triggers.update_delivery(first.id, status="delivered", attempts=1, response_code=200)
+        assert triggers.due_deliveries(100.0)[0].url == "http://h/y"
+        (stored, _) = triggers.deliveries(run_id="r1")
+        assert (stored.status, stored.attempts, stored.payload) == (
+            "delivered",
+            1,
+            {"alert": "failure"},
+        )
+        assert triggers.deliveries(workflow="other") == []
+        with pytest.raises(NotFoundError):
+            triggers.update_delivery(999_999, status="x")
+
+
+class TestSQLiteTriggerStore(TriggerStoreContract):
+    @pytest.fixture
+    def store_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'kaon.db'}"
+
+
+@pytest.mark.integration
+class TestPostgresTriggerStore(TriggerStoreContract):
+    @pytest.fixture
+    def store_url(self, pg_url: str) -> str:
+        return pg_url

@@ -1,0 +1,154 @@
+"""Run strategies with real runs through an engine (inline executor, SQLite store)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+from conftest import STEPS, EngineThread, register, runs_of, wait_for
+
+from kaon.engine import operations
+from kaon.model.params import bind_params
+from kaon.model.specs import Expr, GraphSpec, ParamSpec, ParamType, TaskSpec, WorkflowSpec
+from kaon.model.status import RunStatus
+from kaon.store.sql import SQLStore
+from kaon.triggers import strategies
+
+SPEC = WorkflowSpec(
+    name="job",
+    graph=GraphSpec(
+        steps=(
+            TaskSpec(
+                id="hold",
+                config={"file": STEPS, "function": "hold"},
+                inputs={"seconds": Expr("params.seconds"), "gate": Expr("params.gate")},
+            ),
+            TaskSpec(
+                id="check",
+                needs=("hold",),
+                config={"file": STEPS, "function": "fail_if"},
+                inputs={"fail": Expr("params.fail")},
+            ),
+        )
+    ),
+    params=(
+        ParamSpec("seconds", ParamType.FLOAT, 0.0),
+        ParamSpec("gate", ParamType.STR, ""),
+        ParamSpec("fail", ParamType.BOOL, False),
+    ),
+)
+
+
+def _create(store: SQLStore, **params: object) -> str:
+    run = operations.create_run(store, SPEC, bind_params(SPEC, params))
+    strategies.on_run_created(store, run)
+    time.sleep(0.002)  # distinct creation times: the queue is FIFO by creation
+    return run.id
+
+
+def _watch_active(store: SQLStore, stop: threading.Event, seen: list[int]) -> None:
+    while not stop.is_set():
+        seen.append(sum(1 for r in runs_of(store, "job") if r.status is RunStatus.RUNNING))
+        time.sleep(0.005)
+
+
+def _finished(store: SQLStore, ids: list[str]) -> bool:
+    return all(store.get_run(i).status.is_terminal for i in ids)
+
+
+def test_parallel_with_a_concurrency_limit(store: SQLStore, tmp_path: Path) -> None:
+    register(store, SPEC, run_strategy="parallel", concurrency=2)
+    ids = [_create(store, seconds=0.25) for _ in range(5)]
+    seen: list[int] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_active, args=(store, stop, seen))
+    watcher.start()
+    engine = EngineThread(store, tmp_path)
+    try:
+        wait_for(lambda: _finished(store, ids), what="all runs")
+    finally:
+        stop.set()
+        watcher.join()
+        engine.stop()
+    assert all(store.get_run(i).status is RunStatus.SUCCEEDED for i in ids)
+    assert max(seen) == 2
+
+
+def test_sequential_runs_one_at_a_time_in_creation_order(store: SQLStore, tmp_path: Path) -> None:
+    register(store, SPEC, run_strategy="sequential")
+    ids = [_create(store, seconds=0.05) for _ in range(4)]
+    engine = EngineThread(store, tmp_path)
+    try:
+        wait_for(lambda: _finished(store, ids), what="all runs")
+    finally:
+        engine.stop()
+    runs = [store.get_run(i) for i in ids]
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    for before, after in itertools.pairwise(runs):
+        assert before.ended_at is not None and after.started_at is not None
+        assert after.started_at >= before.ended_at
+
+
+def test_strict_sequential_blocks_after_a_failure_until_unblocked(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    register(store, SPEC, run_strategy="strict_sequential")
+    failing = _create(store, fail=True)
+    waiting = _create(store)
+    engine = EngineThread(store, tmp_path)
+    try:
+        wait_for(lambda: store.get_run(failing).status is RunStatus.FAILED, what="failure")
+        assert strategies.is_blocked(store, "job")
+        time.sleep(0.4)  # several claim rounds
+        assert store.get_run(waiting).status is RunStatus.PENDING
+        assert strategies.unblock(store, "job") is True
+        wait_for(lambda: store.get_run(waiting).status is RunStatus.SUCCEEDED, what="unblocked run")
+        assert strategies.unblock(store, "job") is False
+    finally:
+        engine.stop()
+
+
+def test_first_only_drops_a_run_created_while_one_runs(store: SQLStore, tmp_path: Path) -> None:
+    register(store, SPEC, run_strategy="first_only")
+    gate = tmp_path / "gate"
+    engine = EngineThread(store, tmp_path)
+    try:
+        first = _create(store, gate=str(gate))
+        wait_for(lambda: store.get_run(first).status is RunStatus.RUNNING, what="first running")
+        second = _create(store)
+        dropped = store.get_run(second)
+        assert dropped.status is RunStatus.CANCELLED
+        assert dropped.error == strategies.DROPPED_REASON
+        gate.touch()
+        wait_for(lambda: store.get_run(first).status is RunStatus.SUCCEEDED, what="first done")
+        third = _create(store)  # nothing runs now: accepted
+        wait_for(lambda: store.get_run(third).status is RunStatus.SUCCEEDED, what="third done")
+    finally:
+        engine.stop()
+
+
+def test_last_only_cancels_the_running_run_for_the_newest(store: SQLStore, tmp_path: Path) -> None:
+    register(store, SPEC, run_strategy="last_only")
+    gate = tmp_path / "never"
+    engine = EngineThread(store, tmp_path)
+    try:
+        first = _create(store, gate=str(gate))
+        wait_for(lambda: store.get_run(first).status is RunStatus.RUNNING, what="first running")
+        second = _create(store, gate=str(gate))
+        third = _create(store)  # supersedes the second before it ever starts
+        wait_for(lambda: store.get_run(third).status is RunStatus.SUCCEEDED, what="newest done")
+        assert store.get_run(first).status is RunStatus.CANCELLED
+        assert store.get_run(second).status is RunStatus.CANCELLED
+        assert "superseded" in (store.get_run(second).error or "")
+    finally:
+        engine.stop()
+
+
+def test_properties_default_for_unregistered_workflows(store: SQLStore) -> None:
+    assert strategies.workflow_properties(store, "nope") == strategies.DEFAULT_PROPERTIES
+    assert strategies.strategy_of({"run_strategy": "weird", "concurrency": 0}) == (
+        strategies.RunStrategy.PARALLEL,
+        None,
+    )
