@@ -158,7 +158,7 @@ def resume_run(
 @router.get("/{run_id}/events", response_model=list[EventView], summary="A run's events")
 def run_events(
     run_id: str,
-    after: int = Query(0, ge=0, description="Only events with larger ids."),
+    after: int = Query(0, ge=0, le=2**62, description="Only events with larger ids."),
     limit: int = Query(1000, ge=1, le=10_000),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
@@ -86,7 +86,7 @@ def list_versions(
 @router.get("/{name}/versions/{version}", response_model=VersionView, summary="Get a version")
 def get_version(
     name: Name,
-    version: int,
+    version: int = Path(ge=1, le=2**31),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> VersionView:

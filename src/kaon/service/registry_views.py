@@ -79,7 +79,7 @@ class VersionView(BaseModel):
 class ActivateRequest(Request):
     """Which version to make active."""
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31)
 
 
 class WorkflowPatch(Request):
@@ -96,7 +96,9 @@ class StartRunRequest(Request):
     """Start a run of a registered workflow."""
 
     workflow: str = Field(min_length=1, max_length=200)
-    version: int | None = Field(default=None, ge=1, description="Default: the active version.")
+    version: int | None = Field(
+        default=None, ge=1, le=2**31, description="Default: the active version."
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     from_strings: bool = Field(
         default=False, description="Parameters are strings to parse by their declared types."

@@ -30,7 +30,7 @@ WORKFLOWS = {
           day: {type: str, default: ""}
         steps:
           - id: echo
-            shell: echo "${{ params.day }}"
+            shell: echo "$KAON_PARAMS"
         triggers:
           - cron: "0 6 * * *"
             params: {day: "${{ slot }}"}
@@ -41,7 +41,7 @@ WORKFLOWS = {
           path: {type: str, default: ""}
         steps:
           - id: echo
-            shell: echo "${{ params.path }}"
+            shell: echo "$KAON_PARAMS"
         triggers:
           - signal: data_ready
             match: signal.region == 'eu'
@@ -53,7 +53,7 @@ WORKFLOWS = {
           slot: {type: str, default: ""}
         steps:
           - id: echo
-            shell: echo "${{ params.slot }}"
+            shell: echo "$KAON_PARAMS"
         triggers:
           - cron: "0 * * * *"
             params: {slot: "${{ slot }}"}
@@ -65,7 +65,8 @@ WORKFLOWS = {
           code: {type: int, default: 0}
         steps:
           - id: work
-            shell: sleep ${{ params.seconds }}; exit ${{ params.code }}
+            shell: sleep $KAON_INPUT_SECONDS; exit $KAON_INPUT_CODE
+            inputs: {seconds: "${{ params.seconds }}", code: "${{ params.code }}"}
     """,
 }
 
