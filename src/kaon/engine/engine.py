@@ -28,7 +28,8 @@ import psutil
 
 from kaon.artifacts.base import ArtifactStore
 from kaon.engine.memo import Fingerprint
-from kaon.engine.runstate import EngineContext, Outbox, RunState
+from kaon.engine.context import EngineContext, Outbox
+from kaon.engine.runstate import RunState
 from kaon.errors import InvalidActionError, KaonError, LeaseError
 from kaon.executors.base import Executor
 from kaon.model.codec import workflow_from_dict

@@ -1,0 +1,126 @@
+"""Memoization in a run: probing the cache for queued tasks in bulk, reusing an earlier
+execution's outputs, and recording the lineage of what a step produced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaon.engine.core import RunCore, frame_facts
+from kaon.engine.memo import CacheKey
+from kaon.engine.nodes import (
+    Node,
+)
+from kaon.errors import KaonError
+from kaon.model.specs import (
+    TaskSpec,
+)
+from kaon.model.status import StepStatus
+from kaon.model.values import (
+    ValueRef,
+    artifact_refs,
+    decode_outputs,
+)
+from kaon.store.base import (
+    ArtifactRecord,
+    CacheEntryRecord,
+)
+
+_S = StepStatus
+
+
+class CachingSteps(RunCore):
+    """Cache keys, lookups and reuse; lineage records."""
+
+    def _cacheable(self, node: Node) -> bool:
+        cache = node.spec.cache
+        return node.frame.defaults.cache if cache is None else cache
+
+    def _needs_probe(self, node: Node) -> bool:
+        return node.probe is None and node.cache is None and self._cacheable(node)
+
+    def _probe_cache(self, limit: int = 512) -> None:
+        """Compute the cache keys of queued cacheable tasks and look them all up in one query
+        (a window of foreach items costs one query, not one each)."""
+        keyed: list[tuple[Node, CacheKey]] = []
+        for node in self.ready:
+            spec = node.spec
+            if not isinstance(spec, TaskSpec) or not self._needs_probe(node):
+                continue
+            try:
+                inputs = self.resolver.inputs(node)
+            except KaonError:
+                continue  # the attempt fails it, with this error, when it starts
+            key = self._cache_key(node, spec, inputs)
+            if key is None:
+                node.probe = (None, None)
+                continue
+            node.inputs = inputs
+            keyed.append((node, key))
+            if len(keyed) >= limit:
+                break
+        entries = self.ctx.memo.lookup_many([key.key for _, key in keyed])
+        for node, key in keyed:
+            node.probe = (key, entries.get(key.key))
+
+    def _probe(
+        self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
+    ) -> tuple[CacheKey | None, CacheEntryRecord | None]:
+        key = self._cache_key(node, spec, inputs)
+        if key is None:
+            return None, None
+        return key, self.ctx.memo.lookup_many([key.key]).get(key.key)
+
+    def _cache_key(
+        self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
+    ) -> CacheKey | None:
+        try:
+            return self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
+        except Exception as exc:  # the code cannot be fingerprinted: execute, uncached
+            self._event("cache", {"path": node.path, "error": f"{type(exc).__name__}: {exc}"})
+            return None
+
+    def _reuse(self, node: Node, key: CacheKey, entry: CacheEntryRecord | None, now: float) -> bool:
+        """Take an earlier execution's outputs if one matched; else remember the key."""
+        data: dict[str, Any] = {"path": node.path, "key": key.key, "components": key.components}
+        if entry is None:
+            node.cache = key
+            self._event("cache", {**data, "hit": False}, node.row_id)
+            return False
+        node.outputs = decode_outputs(entry.outputs)
+        source = f"{entry.run_id}:{entry.path}"
+        self._set(
+            node,
+            _S.CACHED,
+            note={"cached_from": source},
+            outputs=entry.outputs,
+            cache_key=key.key,
+            cached_from=source,
+            started_at=now,
+            ended_at=now,
+        )
+        self._terminal(node)
+        return True
+
+    def _record_lineage(
+        self, node: Node, attempt: int, outputs: dict[str, ValueRef], at: float
+    ) -> None:
+        assert node.row_id is not None
+        _, index, _ = frame_facts(node.frame)
+        for name, ref in outputs.items():
+            for blob in artifact_refs(ref):
+                self.ctx.batch.artifacts.append(
+                    ArtifactRecord(
+                        hash=blob.hash,
+                        run_id=self.id,
+                        step_run_id=node.row_id,
+                        path=node.path,
+                        output=name,
+                        serializer=blob.serializer,
+                        size=blob.size,
+                        attempt=attempt,
+                        type_name=blob.type_name,
+                        item_index=index,
+                        inputs=list(node.input_hashes),
+                        created_at=at,
+                    )
+                )

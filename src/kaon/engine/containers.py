@@ -1,0 +1,308 @@
+"""Container steps: foreach (windowed, lazily expanded), bounded loops, subworkflows and wait
+steps, and how their frames are opened, closed and rebuilt from the store on resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaon.engine.context import error_dict, error_info
+from kaon.engine.core import DEFAULT_WINDOW, RunCore
+from kaon.engine.nodes import (
+    ForeachState,
+    Frame,
+    LoopState,
+    Node,
+)
+from kaon.errors import KaonError
+from kaon.model.events import ErrorInfo
+from kaon.model.params import bind_params
+from kaon.model.specs import (
+    ForeachSpec,
+    LoopSpec,
+    SubworkflowSpec,
+    TaskSpec,
+    WaitSpec,
+)
+from kaon.model.status import StepStatus
+from kaon.model.values import (
+    RETURN,
+    Literal,
+    ValueRef,
+    collect,
+    decode_outputs,
+    encode_outputs,
+)
+from kaon.store.base import (
+    StepRunRecord,
+)
+
+_S = StepStatus
+
+
+class ForeachItemsError(KaonError):
+    """A foreach's items are not a list at run time."""
+
+
+class ContainerSteps(RunCore):
+    """Starting and finishing container steps; rebuilding frames from their rows."""
+
+    def _launch(self, node: Node) -> None:
+        spec = node.spec
+        try:
+            if isinstance(spec, TaskSpec):
+                self._enqueue(node)
+            elif isinstance(spec, ForeachSpec):
+                self._start_foreach(node, spec)
+            elif isinstance(spec, LoopSpec):
+                self._start_loop(node, spec)
+            elif isinstance(spec, SubworkflowSpec):
+                self._start_sub(node, spec)
+            elif isinstance(spec, WaitSpec):
+                self._start_wait(node, spec)
+            else:
+                raise KaonError(f"unknown step kind {spec.kind!r}")
+        except KaonError as exc:
+            self._fail(node, error_info(exc))
+
+    def _start_foreach(self, node: Node, spec: ForeachSpec) -> None:
+        where = spec.location.with_field("foreach")
+        items = self.resolver.value(node.frame, spec.items, where)
+        if not isinstance(items, list):
+            raise ForeachItemsError(
+                f"foreach {node.path}: items must be a list, got {type(items).__name__}: "
+                f"{items!r:.80}"
+            )
+        existing = self._children_rows(node)
+        if node.status is not _S.RUNNING:
+            self._set(node, _S.RUNNING, started_at=self.ctx.clock())
+        state = ForeachState(spec, items, spec.concurrency or DEFAULT_WINDOW)
+        for row in existing:
+            if row.index is None:
+                continue
+            if row.status in (_S.SUCCEEDED, _S.CACHED):
+                outputs = decode_outputs(row.outputs)
+                state.results[row.index] = outputs.get(RETURN, Literal(None))
+            else:
+                state.restore[row.index] = row
+        node.foreach = state
+        self._advance_foreach(node, state)
+
+    def _advance_foreach(self, node: Node, state: ForeachState) -> None:
+        while (
+            not self.draining
+            and not self.finished
+            and len(state.active) < state.limit
+            and not state.exhausted
+        ):
+            index = state.next_index
+            state.next_index += 1
+            if index not in state.results:
+                self._open_item(node, state, index)
+        if state.exhausted and not state.active and not self.finished and not self.draining:
+            refs = [state.results.get(i, Literal(None)) for i in range(len(state.items))]
+            failed = state.failed > 0
+            why = f"{state.failed} of {len(state.items)} items of {node.path} failed"
+            self._complete_container(node, failed, collect(refs), why)
+
+    def _open_item(self, node: Node, state: ForeachState, index: int) -> None:
+        spec = state.spec
+        item = state.items[index]
+        frame = self._new_frame(
+            spec.body,
+            f"{node.path}[{index}].",
+            node.frame.params,
+            node.frame.defaults,
+            container=node,
+            scope=node.frame,
+            bindings={spec.item_name: item, "index": index},
+            index=index,
+        )
+        state.active[index] = frame
+        self._open_frame_row(frame, state.restore.pop(index, None), kind="item", item=item)
+
+    def _item_done(self, node: Node, frame: Frame, failed: bool, output: ValueRef) -> None:
+        state = node.foreach
+        assert state is not None and frame.index is not None
+        state.active.pop(frame.index, None)
+        state.results[frame.index] = output
+        if failed:
+            state.failed += 1
+        self._close_frame_row(frame, failed, output)
+        self._advance_foreach(node, state)
+
+    def _start_loop(self, node: Node, spec: LoopSpec) -> None:
+        existing = self._children_rows(node)
+        if node.status is not _S.RUNNING:
+            self._set(node, _S.RUNNING, started_at=self.ctx.clock())
+        state = LoopState(spec)
+        node.loop = state
+        rows = sorted((r for r in existing if r.index is not None), key=lambda r: r.index or 0)
+        state.rows = {r.index: r for r in rows if r.index is not None}
+        # Resume at the first iteration that did not succeed (a restart resets the ones to
+        # redo), or re-decide after the last one.
+        resume = next((r for r in rows if r.status is not _S.SUCCEEDED), rows[-1] if rows else None)
+        if resume is not None and resume.index is not None:
+            state.iteration = resume.index
+        self._open_iteration(node, state, state.rows.pop(state.iteration, None))
+
+    def _open_iteration(self, node: Node, state: LoopState, row: StepRunRecord | None) -> None:
+        frame = self._new_frame(
+            state.spec.body,
+            f"{node.path}[{state.iteration}].",
+            node.frame.params,
+            node.frame.defaults,
+            container=node,
+            scope=node.frame,
+            bindings={"iteration": state.iteration},
+            index=state.iteration,
+        )
+        state.frame = frame
+        self._open_frame_row(frame, row, kind="iteration", item=None)
+
+    def _iteration_done(
+        self, node: Node, state: LoopState, frame: Frame, failed: bool, output: ValueRef
+    ) -> None:
+        self._close_frame_row(frame, failed, output)
+        state.frame = None
+        if failed:
+            self._complete_container(node, True, output)
+            return
+        spec = state.spec
+        try:
+            stop = self.resolver.condition(frame, spec.until, spec.location.with_field("until"))
+        except KaonError as exc:
+            self._fail(node, error_info(exc))
+            return
+        if stop:
+            self._complete_container(node, False, output)
+        elif state.iteration + 1 >= spec.max_iterations:
+            why = f"loop {node.path} reached {spec.max_iterations} iterations"
+            self._complete_container(node, spec.fail_on_exhausted, output, why)
+        elif not self.draining:
+            state.iteration += 1
+            self._open_iteration(node, state, state.rows.pop(state.iteration, None))
+
+    def _start_wait(self, node: Node, spec: WaitSpec) -> None:
+        if node.status is not _S.WAITING:
+            self._set(node, _S.WAITING, started_at=self.ctx.clock())
+        self.waiting.append(node)
+        if node.timeout_s is not None:
+            started = node.started_at or self.ctx.clock()
+            self.ctx.add_timer(started + node.timeout_s, "wait_timeout", self.id, node)
+
+    def _start_sub(self, node: Node, spec: SubworkflowSpec) -> None:
+        sub = spec.spec
+        if sub is None:
+            raise KaonError(f"subworkflow {spec.workflow!r} of {node.path} was not resolved")
+        values = {
+            name: self.resolver.value(
+                node.frame, source, spec.location.with_field(f"inputs.{name}")
+            )
+            for name, source in spec.inputs.items()
+        }
+        params = bind_params(sub, values)
+        existing = self._children_rows(node)
+        if node.status is not _S.RUNNING:
+            self._set(node, _S.RUNNING, started_at=self.ctx.clock())
+        frame = self._new_frame(
+            sub.graph, f"{node.path}.", params, sub.defaults, container=node, scope=None
+        )
+        frame.row_id = node.row_id
+        node.sub = frame
+        self._restore_frame(frame, existing)
+        self._seed(frame)
+
+    def _open_frame_row(
+        self, frame: Frame, row: StepRunRecord | None, *, kind: str, item: Any
+    ) -> None:
+        container = frame.container
+        assert container is not None and container.row_id is not None
+        now = self.ctx.clock()
+        if row is None:
+            frame.row_id = self._alloc()
+            self.ctx.batch.insert_step_run(
+                StepRunRecord(
+                    run_id=self.id,
+                    id=frame.row_id,
+                    path=frame.prefix[:-1],
+                    step_id=container.spec.id,
+                    kind=kind,
+                    status=_S.RUNNING,
+                    parent_id=container.row_id,
+                    index=frame.index,
+                    item=item,
+                    created_at=now,
+                    started_at=now,
+                )
+            )
+            self._step_event(frame.prefix[:-1], _S.RUNNING, frame.row_id)
+        else:
+            frame.row_id = row.id
+            if row.status is not _S.RUNNING:
+                self.ctx.batch.update_step_run(self.id, row.id, status=_S.RUNNING, ended_at=None)
+            self._restore_frame(frame, self.ctx.store.step_runs(self.id, parent_id=row.id))
+        self._seed(frame)
+
+    def _close_frame_row(self, frame: Frame, failed: bool, output: ValueRef) -> None:
+        status = _S.FAILED if failed else _S.SUCCEEDED
+        outputs = encode_outputs({RETURN: output})
+        self._frame_row(frame, status, outputs=outputs, ended_at=self.ctx.clock())
+
+    def _restore_frame(self, frame: Frame, rows: list[StepRunRecord]) -> None:
+        """Rebuild a frame's nodes from their rows (resume, restart, or a fresh run: none)."""
+        if not rows:
+            return
+        by_step = {row.step_id: row for row in rows}
+        restored: list[tuple[Node, StepRunRecord]] = []
+        for node in frame.nodes.values():
+            row = by_step.get(node.spec.id)
+            if row is None:
+                continue
+            node.row_id = row.id
+            node.status = row.status
+            node.reason = row.reason
+            node.attempts = row.attempts
+            node.platform_attempts = row.platform_attempts
+            node.started_at = row.started_at
+            node.outputs = decode_outputs(row.outputs) if row.outputs is not None else None
+            restored.append((node, row))
+        for node in frame.nodes.values():
+            if node.done:
+                frame.remaining -= 1
+                for succ in frame.compiled.successors[node.spec.id]:
+                    frame.nodes[succ].deps_left -= 1
+        for node, row in restored:
+            if not node.done:
+                self._resume_node(node, row)
+
+    def _resume_node(self, node: Node, row: StepRunRecord) -> None:
+        if not isinstance(node.spec, TaskSpec):
+            if node.status in (_S.RUNNING, _S.WAITING):
+                self._launch(node)
+            return
+        attempts = self.ctx.store.attempts(self.id, row.id)
+        node.next_number = max((a.number for a in attempts), default=0) + 1
+        now = self.ctx.clock()
+        for attempt in attempts:
+            if attempt.status == "running":
+                lost = ErrorInfo("EngineLost", "the engine stopped while this attempt ran")
+                key = (self.id, row.id, attempt.number)
+                self.ctx.batch.update_attempt(
+                    key, status="lost", ended_at=now, error=error_dict(lost)
+                )
+        if node.status in (_S.RUNNING, _S.QUEUED):
+            node.platform_attempts += 1
+            if node.platform_attempts > node.retry.platform_attempts:
+                error = ErrorInfo(
+                    "EngineLost",
+                    "the engine stopped while the step ran, and the platform retry budget "
+                    f"({node.retry.platform_attempts}) is spent",
+                    platform=True,
+                )
+                self._fail(node, error, platform_attempts=node.platform_attempts)
+                return
+            if node.status is _S.RUNNING:
+                self._set(node, _S.QUEUED, platform_attempts=node.platform_attempts)
+            self._enqueue(node)
+        elif node.status is _S.RETRYING:
+            self.ctx.add_timer(row.next_attempt_at or now, "retry", self.id, node)

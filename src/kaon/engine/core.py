@@ -1,0 +1,352 @@
+"""The core of a run's state: its fields, how a transition is recorded, readiness and
+completion. The container steps (:mod:`kaon.engine.containers`), memoization
+(:mod:`kaon.engine.caching`) and the public run state (:mod:`kaon.engine.runstate`) build on it.
+
+Nothing here talks to the executor or commits: every decision goes into the engine's current
+write batch; attempts to start or cancel go to its outbox.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Any
+
+from kaon.engine.context import EngineContext, error_dict, error_info
+from kaon.engine.nodes import (
+    USER_SKIP,
+    Frame,
+    LoopState,
+    Node,
+    trigger_decision,
+)
+from kaon.engine.resolve import Resolver, node_value
+from kaon.errors import KaonError
+from kaon.model.events import AttemptKey, ErrorInfo
+from kaon.model.graph import compile_graph
+from kaon.model.specs import (
+    FailureMode,
+    ForeachSpec,
+    GraphSpec,
+    LoopSpec,
+    StepDefaults,
+    WorkflowSpec,
+)
+from kaon.model.status import RunStatus, StepStatus, check_step_transition
+from kaon.model.values import (
+    RETURN,
+    ValueRef,
+    encode_outputs,
+    outputs_value,
+)
+from kaon.store.base import (
+    EventRecord,
+    RunRecord,
+    StepRunRecord,
+    WriteBatch,
+)
+
+DEFAULT_WINDOW = 1024  # foreach items expanded at once when no concurrency limit is set
+_S = StepStatus
+
+
+class RunCore(ABC):
+    """A run's in-memory state and the primitives every layer uses."""
+
+    def __init__(self, record: RunRecord, spec: WorkflowSpec, ctx: EngineContext) -> None:
+        self.id = record.id
+        self.record = record
+        self.spec = spec
+        self.ctx = ctx
+        self.status = record.status
+        self.resolver = Resolver(ctx.artifacts, {"id": record.id, "workflow": spec.name})
+        self.next_row_id = ctx.store.max_step_run_id(record.id) + 1
+        self.ready: deque[Node] = deque()
+        self.work: deque[Node] = deque()
+        self.frames_done: deque[Frame] = deque()
+        self.inflight: dict[AttemptKey, Node] = {}
+        self.draining = False
+        self.finished = False
+        self.waiting: list[Node] = []  # wait steps, woken by signals
+        self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
+        self._step_events: dict[str, EventRecord] = {}
+        self.signal_cursor = 0
+        self.error: str | None = None
+        self.root = self._new_frame(spec.graph, "", dict(record.params), spec.defaults)
+
+    def _alloc(self) -> int:
+        row_id = self.next_row_id
+        self.next_row_id += 1
+        return row_id
+
+    def _set(
+        self,
+        node: Node,
+        status: StepStatus,
+        note: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Move a node to ``status``: its row (created on first change) and a step event."""
+        check_step_transition(node.status, status, node.path)
+        node.status = status
+        batch = self.ctx.batch
+        if node.row_id is None:
+            node.row_id = self._alloc()
+            record = StepRunRecord(
+                run_id=self.id,
+                id=node.row_id,
+                path=node.path,
+                step_id=node.spec.id,
+                kind=node.spec.kind,
+                status=status,
+                parent_id=node.frame.row_id,
+                created_at=self.ctx.clock(),
+            )
+            for name, value in changes.items():
+                setattr(record, name, value)
+            batch.insert_step_run(record)
+        else:
+            batch.update_step_run(self.id, node.row_id, status=status, **changes)
+        self._step_event(node.path, status, node.row_id, note)
+
+    def _step_event(
+        self,
+        path: str,
+        status: StepStatus,
+        row_id: int | None,
+        note: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a step's new status. Within one batch only the last status of a path is
+        kept: the ones before it were never committed, so nobody could have seen them."""
+        batch = self.ctx.batch
+        if batch is not self._events_batch:
+            self._events_batch = batch
+            self._step_events = {}
+        data = {"path": path, "status": status.value, **(note or {})}
+        earlier = self._step_events.get(path)
+        if earlier is not None:
+            earlier.data = data
+            earlier.at = self.ctx.clock()
+            return
+        record = EventRecord(self.id, "step", self.ctx.clock(), data, row_id)
+        batch.events.append(record)
+        self._step_events[path] = record
+
+    def _event(self, kind: str, data: dict[str, Any], step_run_id: int | None = None) -> None:
+        self.ctx.batch.events.append(
+            EventRecord(self.id, kind, self.ctx.clock(), data, step_run_id)
+        )
+
+    def _frame_row(self, frame: Frame, status: StepStatus, **changes: Any) -> None:
+        assert frame.row_id is not None
+        self.ctx.batch.update_step_run(self.id, frame.row_id, status=status, **changes)
+        self._step_event(frame.prefix[:-1], status, frame.row_id)
+
+    def _children_rows(self, node: Node) -> list[StepRunRecord]:
+        if node.row_id is None:
+            return []
+        return self.ctx.store.step_runs(self.id, parent_id=node.row_id)
+
+    def _new_frame(
+        self,
+        graph: GraphSpec,
+        prefix: str,
+        params: dict[str, Any],
+        defaults: StepDefaults,
+        *,
+        container: Node | None = None,
+        scope: Frame | None = None,
+        bindings: dict[str, Any] | None = None,
+        index: int | None = None,
+    ) -> Frame:
+        compiled = compile_graph(graph)
+        frame = Frame(
+            graph=graph,
+            compiled=compiled,
+            prefix=prefix,
+            params=params,
+            defaults=defaults,
+            container=container,
+            scope=scope,
+            bindings=bindings or {},
+            index=index,
+        )
+        for step in graph.steps:
+            frame.nodes[step.id] = Node(step, frame, deps_left=len(compiled.deps[step.id]))
+        frame.remaining = len(frame.nodes)
+        return frame
+
+    def _seed(self, frame: Frame) -> None:
+        for node in frame.nodes.values():
+            if node.status is _S.PENDING and node.deps_left == 0:
+                self.work.append(node)
+        if frame.remaining == 0:
+            self.frames_done.append(frame)
+
+    def _check(self, node: Node) -> None:
+        if node.status is not _S.PENDING or node.queued or node.deps_left > 0 or self.draining:
+            return
+        if node.reason == USER_SKIP:
+            self._skip_now(node)
+            return
+        frame = node.frame
+        deps = [frame.nodes[d] for d in frame.compiled.deps[node.spec.id]]
+        may_run, why = trigger_decision(node.spec.trigger_rule, deps)
+        if not may_run:
+            self._skip(node, why)
+            return
+        if node.spec.when:
+            where = node.spec.location.with_field("when")
+            try:
+                if not self.resolver.condition(frame, node.spec.when, where):
+                    self._skip(node, f"condition is false: {node.spec.when}")
+                    return
+            except KaonError as exc:
+                self._fail(node, error_info(exc))
+                return
+        self._launch(node)
+
+    def _enqueue(self, node: Node) -> None:
+        if not node.queued:
+            node.queued = True
+            self.ready.append(node)
+
+    def _skip(self, node: Node, reason: str) -> None:
+        self._set(node, _S.SKIPPED, reason=reason, ended_at=self.ctx.clock())
+        self._terminal(node)
+
+    def _skip_now(self, node: Node) -> None:
+        outputs = {RETURN: node.user_output} if node.user_output is not None else {}
+        node.outputs = outputs
+        node.queued = False
+        self._set(
+            node,
+            _S.SKIPPED,
+            reason=USER_SKIP,
+            outputs=encode_outputs(outputs),
+            ended_at=self.ctx.clock(),
+        )
+        self._event("action", {"action": "skip", "path": node.path})
+        self._terminal(node)
+
+    def _fail(self, node: Node, error: ErrorInfo, **changes: Any) -> None:
+        self._set(node, _S.FAILED, error=error_dict(error), ended_at=self.ctx.clock(), **changes)
+        self._terminal(node)
+
+    def _terminal(self, node: Node) -> None:
+        if self.finished:
+            return
+        if node.status is _S.FAILED and not node.failure_ignored:
+            message = f"step {node.path} failed"
+            if node.on_failure is FailureMode.FAIL_FAST:
+                self.abort(RunStatus.FAILED, message)
+                return
+            self.draining = True
+            self.error = self.error or message
+        frame = node.frame
+        frame.remaining -= 1
+        for succ in frame.compiled.successors[node.spec.id]:
+            nxt = frame.nodes[succ]
+            nxt.deps_left -= 1
+            if nxt.deps_left == 0:
+                self.work.append(nxt)
+        if frame.remaining == 0:
+            self.frames_done.append(frame)
+
+    def _frame_done(self, frame: Frame) -> None:
+        if frame.finished:
+            return
+        frame.finished = True
+        failed = any(
+            n.status in (_S.FAILED, _S.CANCELLED) and not n.failure_ignored
+            for n in frame.nodes.values()
+        )
+        output = self._frame_output(frame)
+        container = frame.container
+        if container is None:
+            if failed:
+                self._finish(RunStatus.FAILED, self.error or "a step failed")
+            else:
+                self._finish(RunStatus.SUCCEEDED, None)
+        elif container.foreach is not None:
+            self._item_done(container, frame, failed, output)
+        elif container.loop is not None:
+            self._iteration_done(container, container.loop, frame, failed, output)
+        else:
+            self._complete_container(container, failed, output)
+
+    @staticmethod
+    def _frame_output(frame: Frame) -> ValueRef:
+        ids = frame.compiled.output_ids
+        if len(ids) == 1:
+            return node_value(frame.nodes[ids[0]])
+        return outputs_value({i: node_value(frame.nodes[i]) for i in ids})
+
+    def _complete_container(
+        self, node: Node, failed: bool, output: ValueRef, why: str = ""
+    ) -> None:
+        now = self.ctx.clock()
+        node.foreach = None
+        node.loop = None
+        node.sub = None
+        if failed:
+            error = ErrorInfo("ChildFailed", why or f"a step inside {node.path} failed")
+            self._fail(node, error)
+            return
+        node.outputs = {RETURN: output}
+        self._set(node, _S.SUCCEEDED, outputs=encode_outputs(node.outputs), ended_at=now)
+        self._terminal(node)
+
+    def _finish(self, status: RunStatus, error: str | None) -> None:
+        self.finished = True
+        self.status = status
+        now = self.ctx.clock()
+        self.ctx.batch.update_run(self.id, status=status, ended_at=now, error=error)
+        self._event("run", {"status": status.value, "error": error})
+
+    # -- implemented by the container and run-state layers ---------------------------------
+
+    @abstractmethod
+    def abort(self, status: RunStatus, reason: str) -> None:
+        """Stop everything and finish the run (see :class:`~kaon.engine.runstate.RunState`)."""
+
+    @abstractmethod
+    def _launch(self, node: Node) -> None:
+        """Start a ready node by its kind (see :class:`~kaon.engine.containers.ContainerSteps`)."""
+
+    @abstractmethod
+    def _item_done(self, node: Node, frame: Frame, failed: bool, output: ValueRef) -> None:
+        """A foreach item's frame finished."""
+
+    @abstractmethod
+    def _iteration_done(
+        self, node: Node, state: LoopState, frame: Frame, failed: bool, output: ValueRef
+    ) -> None:
+        """A loop iteration's frame finished."""
+
+
+def has_own_row(frame: Frame) -> bool:
+    """True for a foreach item's or loop iteration's frame (a subworkflow's frame shares its
+    container's row, and the top-level frame has none)."""
+    container = frame.container
+    return frame.row_id is not None and container is not None and container.sub is not frame
+
+
+def frame_facts(frame: Frame) -> tuple[Any, int | None, int | None]:
+    """The innermost foreach item and index, and the innermost loop iteration, of a frame."""
+    item: Any = None
+    index: int | None = None
+    iteration: int | None = None
+    found_item = found_iteration = False
+    current: Frame | None = frame
+    while current is not None:
+        container = current.container
+        if container is not None and isinstance(container.spec, ForeachSpec) and not found_item:
+            item = current.bindings.get(container.spec.item_name)
+            index = current.index
+            found_item = True
+        if container is not None and isinstance(container.spec, LoopSpec) and not found_iteration:
+            iteration = current.index
+            found_iteration = True
+        current = current.scope
+    return item, index, iteration
