@@ -27,8 +27,8 @@ from collections.abc import Callable
 import psutil
 
 from kaon.artifacts.base import ArtifactStore
-from kaon.engine.memo import Fingerprint
 from kaon.engine.context import EngineContext, Outbox
+from kaon.engine.memo import Fingerprint
 from kaon.engine.runstate import RunState
 from kaon.errors import InvalidActionError, KaonError, LeaseError
 from kaon.executors.base import Executor
