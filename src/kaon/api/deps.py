@@ -60,8 +60,9 @@ class Services:
     ``store`` is the state store (a :class:`SQLStore`: extensions use ``reading()`` /
     ``writing()``); ``runs`` the run operations (the same :class:`LocalService` the CLI uses
     locally); ``registry`` workflows and versions; ``auth`` tokens and the audit trail;
-    ``metrics`` the Prometheus registry (``metrics.trigger_lag`` and friends); ``extras``
-    anything else a router needs (e.g. ``extras["triggers"]``).
+    ``metrics`` the Prometheus registry of ``/metrics`` (trigger lag is recorded through
+    :mod:`kaon.service.telemetry`); ``extras`` what the server adds: ``engine``,
+    ``engine_alive``, ``triggers`` (the TriggerService), ``alerts``.
     """
 
     settings: Settings

@@ -17,9 +17,10 @@ from kaon.store.registry import AuditRecord, TokenRecord, VersionRecord, Workflo
 
 
 class Request(BaseModel):
-    """Base of request bodies: unknown fields are rejected."""
+    """Base of request bodies: unknown fields and loosely typed values (``true`` for a
+    number, ``"3"`` for an integer) are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PushRequest(Request):
@@ -37,7 +38,10 @@ class PushRequest(Request):
     )
     activate: bool = Field(default=True, description="Make a new version the active one.")
     owner_group: str | None = Field(
-        default=None, max_length=200, description="Owner group of a workflow pushed first time."
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Owner group of a workflow pushed first time.",
     )
 
 
@@ -89,7 +93,7 @@ class WorkflowPatch(Request):
     """
 
     properties: dict[str, Any] = Field(default_factory=dict)
-    owner_group: str | None = Field(default=None, max_length=200)
+    owner_group: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class StartRunRequest(Request):

@@ -264,5 +264,6 @@ class TriggerOperations:
         """
         if not workflow:
             raise InvalidActionError("name the workflow to unblock")
-        was = strategies.unblock(self.store, workflow, now=self.clock())
+        # Real time, not the trigger clock: it is compared with the runs' creation times.
+        was = strategies.unblock(self.store, workflow, now=time.time())
         return UnblockView(workflow=workflow, was_blocked=was)

@@ -21,7 +21,8 @@ from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.model.triggers import CronTriggerSpec, trigger_from_dict, trigger_to_dict
 from kaon.store.base import StateStore
-from kaon.store.triggers import CLAIMED, CREATED, FINISHED, BackfillRecord, TriggerStore
+from kaon.store.triggers import CLAIMED, CREATED, BackfillRecord, TriggerStore
+from kaon.store.triggers import FINISHED as FIRING_FINISHED
 from kaon.triggers.catalog import ActiveWorkflow, launch
 from kaon.triggers.cron import CronSchedule, slot_iso
 from kaon.triggers.signals import trigger_params
@@ -129,7 +130,7 @@ def open_runs(store: StateStore, triggers: TriggerStore, record: BackfillRecord)
         except NotFoundError:
             finished = firing.status == CREATED  # a claimed run is being created
         if finished:
-            triggers.set_firing_status(firing.id, FINISHED)
+            triggers.set_firing_status(firing.id, FIRING_FINISHED)
         else:
             still.append(firing.run_id)
     return still

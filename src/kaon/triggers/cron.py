@@ -69,10 +69,19 @@ class CronSchedule:
     def _naive(self, at: float) -> dt.datetime:
         return dt.datetime.fromtimestamp(at, self.zone).replace(tzinfo=None)
 
-    def _walk(self, after: float) -> Iterator[float]:
-        """Candidate instants from a little before ``after``, in roughly increasing order
+    def _margin(self, at: float) -> float:
+        """How far wall-clock order may differ from time order near ``at``: the size of a
+        DST shift within a few hours of it (plus a second), else one second."""
+        before = dt.datetime.fromtimestamp(at - _MAX_SHIFT_S, self.zone).utcoffset()
+        after = dt.datetime.fromtimestamp(at + _MAX_SHIFT_S, self.zone).utcoffset()
+        if before is None or after is None or before == after:
+            return 1.0
+        return abs((after - before).total_seconds()) + 1.0
+
+    def _walk(self, after: float, margin: float) -> Iterator[float]:
+        """Candidate instants from ``margin`` before ``after``, in roughly increasing order
         (never more than a DST shift out of order)."""
-        start = self._naive(after - _MAX_SHIFT_S)
+        start = self._naive(after - margin)
         walker = croniter(self.expression, start)
         for _ in range(MAX_SLOTS):
             naive = walker.get_next(dt.datetime)
@@ -80,11 +89,12 @@ class CronSchedule:
 
     def next_slot(self, after: float) -> float:
         """The first slot strictly after ``after``."""
+        margin = self._margin(after)
         best: float | None = None
-        for at in self._walk(after):
+        for at in self._walk(after, margin):
             if at > after and (best is None or at < best):
                 best = at
-            if best is not None and at > best + _MAX_SHIFT_S:
+            if best is not None and at > best + self._margin(best):
                 return best
         if best is None:  # pragma: no cover - croniter always yields
             raise ConfigurationError(f"cron expression {self.expression!r} has no next slot")
@@ -93,10 +103,11 @@ class CronSchedule:
     def slots_between(self, start: float, end: float, limit: int = MAX_SLOTS) -> list[float]:
         """Every slot ``s`` with ``start <= s <= end``, oldest first, at most ``limit``."""
         found: set[float] = set()
-        for at in self._walk(start - 1e-6):
+        tail = self._margin(end)
+        for at in self._walk(start - 1e-6, self._margin(start)):
             if start <= at <= end:
                 found.add(at)
-            if at > end + _MAX_SHIFT_S or len(found) >= limit + 4:
+            if at > end + tail or len(found) >= limit + 4:
                 break
         return sorted(found)[:limit]
 

@@ -2,7 +2,8 @@
 
 The template's ``{date}`` / ``{date:%Y/%m/%d}`` fields are filled with today's date and the
 ``lookback_days`` before it, in the trigger's time zone; ``*`` / ``?`` / ``[...]`` glob.
-Which paths already fired is the trigger store's business (one firing per path).
+Which paths already fired is the trigger store's business (one firing per path); a path
+that already exists when the trigger is first seen fires too (its data was never processed).
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ def test_python_dsl_triggers() -> None:
 def test_python_dsl_rejects_bad_trigger_options() -> None:
     with pytest.raises(DefinitionError, match="catchup must be one of"):
         kaon.cron("* * * * *", catchup="sometimes")
-    with pytest.raises(DefinitionError, match="triggers takes kaon.cron"):
+    with pytest.raises(DefinitionError, match=r"triggers takes kaon\.cron"):
 
         @kaon.workflow(triggers=["0 6 * * *"])
         def flow() -> None:

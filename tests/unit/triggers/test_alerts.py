@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import register, workflow
+from triggers_support import register, workflow
 
 from kaon.model.status import RunStatus
 from kaon.store.base import EventRecord, RunRecord, WriteBatch

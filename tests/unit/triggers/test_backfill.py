@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EngineThread, param, register, runs_of, wait_for, workflow
+from triggers_support import EngineThread, param, register, runs_of, wait_for, workflow
 
 from kaon.errors import InvalidActionError
 from kaon.model.specs import Expr

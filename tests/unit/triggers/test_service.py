@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import param, register, runs_of, workflow
+from triggers_support import param, register, runs_of, workflow
 
 from kaon.engine import operations
 from kaon.model.specs import Expr

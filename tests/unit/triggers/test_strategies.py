@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import STEPS, EngineThread, register, runs_of, wait_for
+from triggers_support import STEPS, EngineThread, register, runs_of, wait_for
 
 from kaon.engine import operations
 from kaon.model.params import bind_params

@@ -1,0 +1,96 @@
+"""The trigger routes in-process: backfills, triggers, unblock; auth and bad input."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from kaon.api.deps import Services
+from kaon.service.auth import LOCAL_PRINCIPAL
+
+HOURLY = textwrap.dedent(
+    """
+    name: hourly
+    params:
+      slot: {type: str, default: ""}
+    steps:
+      - id: echo
+        shell: echo hi
+    triggers:
+      - cron: "0 * * * *"
+        timezone: Europe/Paris
+        params: {slot: "${{ slot }}"}
+    """
+)
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _push(services: Services) -> None:
+    services.registry.push(HOURLY, "hourly.yaml", LOCAL_PRINCIPAL, owner_group="ml")
+
+
+def test_backfill_lifecycle(client: Any, services: Services, tokens: dict[str, str]) -> None:
+    _push(services)
+    body = {"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "concurrency": 3}
+    created = client.post("/backfills", json=body, headers=_auth(tokens["operator"]))
+    assert created.status_code == 201, created.text
+    view = created.json()
+    assert (view["total"], view["status"], view["timezone"]) == (24, "running", "Europe/Paris")
+    listed = client.get("/backfills", params={"status": "running"}, headers=_auth(tokens["viewer"]))
+    assert [b["id"] for b in listed.json()] == [view["id"]]
+    got = client.get(f"/backfills/{view['id']}", headers=_auth(tokens["viewer"]))
+    assert got.json()["started"] == 0
+    cancelled = client.post(f"/backfills/{view['id']}/cancel", headers=_auth(tokens["operator"]))
+    assert cancelled.json()["status"] == "cancelled"
+    again = client.post(f"/backfills/{view['id']}/cancel", headers=_auth(tokens["operator"]))
+    assert again.status_code == 409
+    trail = [a.action for a in services.auth.registry.audit()]
+    assert "backfill.start" in trail and "backfill.cancel" in trail
+
+
+def test_bad_backfill_requests_are_4xx(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    _push(services)
+    headers = _auth(tokens["admin"])
+    cases = [
+        ({"workflow": "nope", "start": "2024-01-01", "end": "2024-01-02"}, 404),
+        ({"workflow": "hourly", "start": "yesterday", "end": "2024-01-02"}, 400),
+        ({"workflow": "hourly", "start": "2024-01-02", "end": "2024-01-01"}, 409),
+        ({"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "cron": "x"}, 400),
+        ({"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "color": 1}, 422),
+        (
+            {"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "params": {"x": 1}},
+            422,
+        ),
+    ]
+    for body, code in cases:
+        answer = client.post("/backfills", json=body, headers=headers)
+        assert answer.status_code == code, (body, answer.text)
+    assert client.get("/backfills/bf-nope", headers=headers).status_code == 404
+
+
+def test_permissions(client: Any, services: Services, tokens: dict[str, str]) -> None:
+    _push(services)
+    body = {"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01"}
+    assert client.post("/backfills", json=body).status_code == 401
+    assert client.post("/backfills", json=body, headers=_auth(tokens["viewer"])).status_code == 403
+    denied = client.post("/backfills", json=body, headers=_auth(tokens["stranger"]))
+    assert denied.status_code == 403
+    unblock = client.post("/workflows/hourly/unblock", headers=_auth(tokens["stranger"]))
+    assert unblock.status_code == 403
+
+
+def test_triggers_and_unblock(client: Any, services: Services, tokens: dict[str, str]) -> None:
+    _push(services)
+    (trigger,) = client.get("/triggers", headers=_auth(tokens["viewer"])).json()
+    assert trigger["workflow"] == "hourly" and trigger["kind"] == "cron"
+    assert trigger["next_due"].endswith(("+01:00", "+02:00"))
+    headers = _auth(tokens["operator"])
+    answer = client.post("/workflows/hourly/unblock", headers=headers)
+    assert answer.json() == {"workflow": "hourly", "was_blocked": False}
+    assert client.post("/workflows/nope/unblock", headers=headers).status_code == 404
+    assert client.get("/openapi.json").json()["paths"]["/backfills"]["post"]
