@@ -60,10 +60,15 @@ def create_run(
     executor: str = "",
     labels: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    stored_hash: str | None = None,
 ) -> RunRecord:
-    """Store the definition (once per content hash) and a new pending run of it."""
+    """Store the definition (once per content hash) and a new pending run of it.
+
+    ``stored_hash``: the definition is already stored under this hash (a registry version),
+    so neither hash nor store it again: starting a run is then one small insert.
+    """
     now = time.time()
-    definition_hash = spec_hash(spec)
+    definition_hash = stored_hash or spec_hash(spec)
     record = RunRecord(
         id=run_id or new_run_id(),
         workflow=spec.name,
@@ -75,9 +80,10 @@ def create_run(
         labels=dict(labels or {}),
     )
     batch = WriteBatch()
-    batch.definitions.append(
-        DefinitionRecord(definition_hash, spec.name, workflow_to_dict(spec), source, now)
-    )
+    if stored_hash is None:
+        batch.definitions.append(
+            DefinitionRecord(definition_hash, spec.name, workflow_to_dict(spec), source, now)
+        )
     batch.runs.append(record)
     batch.events.append(EventRecord(record.id, "run", now, {"status": "pending"}))
     store.write(batch)

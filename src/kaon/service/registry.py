@@ -268,7 +268,13 @@ class RegistryService:
         bound = bind_params(spec, params, from_strings=from_strings)
         tags = {**dict(labels or {}), "version": number, "by": principal.name}
         run = operations.create_run(
-            self.store, spec, bound, source=record.source_name, executor=self.executor, labels=tags
+            self.store,
+            spec,
+            bound,
+            source=record.source_name,
+            executor=self.executor,
+            labels=tags,
+            stored_hash=record.definition_hash,
         )
         self.auth.audit(
             principal.name, "run.start", f"run:{run.id}", {"workflow": name, "version": number}
