@@ -70,6 +70,12 @@ class _Client:
         if self._local_store is not None:
             self._local_store.close()
 
+    def __enter__(self) -> _Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def start_backfill(self, request: BackfillRequest) -> BackfillView:
         if self.remote is not None:
             data = self.remote.call("POST", "/backfills", json=request.model_dump())
@@ -141,21 +147,17 @@ def backfill(
     as_json: JsonOpt = False,
 ) -> None:
     """Start one run per schedule slot between --start and --end (a sliding window)."""
-    with _errors():
-        client = _Client(url, db, home)
-        try:
-            request = BackfillRequest(
-                workflow=workflow,
-                start=start,
-                end=end,
-                concurrency=concurrency,
-                params=_values(param),
-                cron=cron,
-                timezone=timezone,
-            )
-            view = client.start_backfill(request)
-        finally:
-            client.close()
+    with _errors(), _Client(url, db, home) as client:
+        request = BackfillRequest(
+            workflow=workflow,
+            start=start,
+            end=end,
+            concurrency=concurrency,
+            params=_values(param),
+            cron=cron,
+            timezone=timezone,
+        )
+        view = client.start_backfill(request)
     if as_json:
         _print_json(view.model_dump())
     else:
@@ -171,12 +173,8 @@ def backfills(
     as_json: JsonOpt = False,
 ) -> None:
     """List backfills, newest first."""
-    with _errors():
-        client = _Client(url, db, home)
-        try:
-            views = client.backfills(workflow, status)
-        finally:
-            client.close()
+    with _errors(), _Client(url, db, home) as client:
+        views = client.backfills(workflow, status)
     if as_json:
         _print_json([v.model_dump() for v in views])
         return
@@ -194,12 +192,8 @@ def backfill_cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a backfill: nothing more starts, its open runs are cancelled or killed."""
-    with _errors():
-        client = _Client(url, db, home)
-        try:
-            view = client.cancel_backfill(backfill_id)
-        finally:
-            client.close()
+    with _errors(), _Client(url, db, home) as client:
+        view = client.cancel_backfill(backfill_id)
     if as_json:
         _print_json(view.model_dump())
     else:
@@ -214,12 +208,8 @@ def triggers(
     as_json: JsonOpt = False,
 ) -> None:
     """List the triggers of active workflows and when cron triggers fire next."""
-    with _errors():
-        client = _Client(url, db, home)
-        try:
-            views = client.triggers(workflow)
-        finally:
-            client.close()
+    with _errors(), _Client(url, db, home) as client:
+        views = client.triggers(workflow)
     if as_json:
         _print_json([v.model_dump() for v in views])
         return
@@ -238,12 +228,8 @@ def unblock(
     as_json: JsonOpt = False,
 ) -> None:
     """Let a strict-sequential workflow start runs again after a failed run."""
-    with _errors():
-        client = _Client(url, db, home)
-        try:
-            view = client.unblock(workflow)
-        finally:
-            client.close()
+    with _errors(), _Client(url, db, home) as client:
+        view = client.unblock(workflow)
     if as_json:
         _print_json(view.model_dump())
     else:
