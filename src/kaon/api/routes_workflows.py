@@ -46,6 +46,7 @@ def push(
         workflow=body.workflow,
         activate=body.activate,
         owner_group=body.owner_group,
+        files=body.files,
     )
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
 from kaon.dsl.loader import split_target
-from kaon.errors import DefinitionError, Location, Problem
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.auth import LOCAL_PRINCIPAL
+from kaon.service.bundle import read_push
 from kaon.service.local import LocalService
 from kaon.service.registry_views import (
     PushResult,
@@ -130,10 +129,7 @@ class LocalRegistry:
     ) -> PushResult:
         """Register ``FILE[:WORKFLOW]`` as a new version (no-op if unchanged)."""
         file, name = split_target(target)
-        try:
-            source = Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DefinitionError(Problem(f"cannot read it: {exc}", Location(file))) from None
+        source, files = read_push(file)
         return self.services.registry.push(
             source,
             os.path.basename(file),
@@ -141,6 +137,7 @@ class LocalRegistry:
             workflow=name,
             activate=activate,
             owner_group=owner_group,
+            files=files,
         )
 
     def workflows(self) -> list[WorkflowView]:

@@ -13,7 +13,6 @@ trail with who did it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -31,6 +30,7 @@ from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.service.auth import AuthService, Principal
+from kaon.service.bundle import bundle_digest, bundle_problems, write_bundle
 from kaon.service.registry_views import (
     PushResult,
     VersionView,
@@ -78,13 +78,16 @@ class RegistryService:
         workflow: str | None = None,
         activate: bool = True,
         owner_group: str | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> PushResult:
         """Validate ``source`` (the text of ``file_name``) and register it as a version.
 
+        ``files`` is the bundle of files beside it that its steps use (sibling modules, SQL
+        files, notebooks; see :mod:`kaon.service.bundle`), stored with it on the server.
         Raises DefinitionError with every problem (locations name ``file_name``),
         PermissionDeniedError unless ``principal`` is an owner of the workflow's group.
         """
-        spec = self._load(source, file_name, workflow)
+        spec = self._load(source, file_name, workflow, dict(files or {}))
         try:
             current = self.registry.get_workflow(spec.name)
             self.auth.check(principal, "owner", owner_group=current.owner_group)
@@ -120,7 +123,9 @@ class RegistryService:
             active_version=active,
         )
 
-    def _load(self, source: str, file_name: str, workflow: str | None) -> WorkflowSpec:
+    def _load(
+        self, source: str, file_name: str, workflow: str | None, files: dict[str, str]
+    ) -> WorkflowSpec:
         name = os.path.basename(file_name)
         if name != file_name or not name.endswith(SOURCE_SUFFIXES) or name.startswith("."):
             raise DefinitionError(
@@ -134,11 +139,15 @@ class RegistryService:
         except UnicodeEncodeError as exc:
             where = Location(name, field="source")
             raise DefinitionError(Problem(f"the source is not valid text: {exc}", where)) from None
-        folder = self.sources_dir / hashlib.sha256(data).hexdigest()[:16]
+        problems = bundle_problems(name, files)
+        if problems:
+            raise DefinitionError(problems)
+        folder = self.sources_dir / bundle_digest(name, source, files)[:16]
         path = folder / name
         try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_bundle(folder, files)  # before the definition: it may import them
             if not path.exists():
-                folder.mkdir(parents=True, exist_ok=True)
                 partial = folder / f".partial-{uuid.uuid4().hex}"
                 partial.write_bytes(data)
                 os.replace(partial, path)

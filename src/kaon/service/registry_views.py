@@ -36,6 +36,13 @@ class PushRequest(Request):
     workflow: str | None = Field(
         default=None, max_length=200, description="Which workflow of the file (when several)."
     )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The files beside it that its steps use (sibling Python modules, SQL files, "
+            "notebooks), by bare file name; stored with it."
+        ),
+    )
     activate: bool = Field(default=True, description="Make a new version the active one.")
     owner_group: str | None = Field(
         default=None,

@@ -14,7 +14,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -34,6 +33,7 @@ from kaon.errors import (
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.auth import AuthenticationError, PermissionDeniedError
+from kaon.service.bundle import read_push
 from kaon.service.registry_views import (
     PushResult,
     SignalView,
@@ -158,14 +158,12 @@ class RemoteService:
     ) -> PushResult:
         """Send ``FILE[:WORKFLOW]`` to the server as a new version (no-op if unchanged)."""
         file, name = split_target(target)
-        try:
-            source = Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DefinitionError(Problem(f"cannot read it: {exc}", Location(file))) from None
+        source, files = read_push(file)
         body = {
             "source": source,
             "file_name": os.path.basename(file),
             "workflow": name,
+            "files": files,
             "activate": activate,
             "owner_group": owner_group,
         }

@@ -1,0 +1,104 @@
+"""What `kaon push` sends: the workflow file and the files beside it that its steps use.
+
+A pushed workflow runs on the server, which has only what was pushed. So a push carries the
+definition file and, as a *bundle*, the text files in the same folder that steps read: sibling
+Python modules (`import pipeline`), SQL files, notebooks, R scripts, YAML and JSON. The server
+stores them together in a folder named by the hash of the whole bundle, so a change to any of
+them makes a new version, and identical content is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from kaon.errors import DefinitionError, Location, Problem
+
+BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".yaml", ".yml", ".json", ".txt")
+MAX_BUNDLE_BYTES = 5_000_000
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def read_push(file: str) -> tuple[str, dict[str, str]]:
+    """The text of the definition ``file`` and its bundle (sibling files by bare name).
+
+    Raises DefinitionError when the file cannot be read or the bundle is too large.
+    """
+    path = Path(file)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(Problem(f"cannot read it: {exc}", Location(file))) from None
+    return source, collect_bundle(path)
+
+
+def collect_bundle(path: Path) -> dict[str, str]:
+    """Text files beside ``path`` that steps may use (not recursive; hidden files skipped)."""
+    files: dict[str, str] = {}
+    total = 0
+    for sibling in sorted(path.resolve().parent.iterdir()):
+        if (
+            sibling.name == path.name
+            or not sibling.is_file()
+            or not sibling.name.endswith(BUNDLE_SUFFIXES)
+            or not SAFE_NAME.match(sibling.name)
+        ):
+            continue
+        try:
+            text = sibling.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # not a text file a step reads as source
+        total += len(text.encode())
+        if total > MAX_BUNDLE_BYTES:
+            raise DefinitionError(
+                Problem(
+                    f"the files beside it exceed {MAX_BUNDLE_BYTES:,} bytes; keep data out of "
+                    "the workflow's folder (use the artifact store or a data path)",
+                    Location(str(path)),
+                )
+            )
+        files[sibling.name] = text
+    return files
+
+
+def bundle_problems(file_name: str, files: Mapping[str, str]) -> list[Problem]:
+    """What is wrong with a received bundle: unsafe names, size."""
+    problems = [
+        Problem(f"bundle file name {name!r} must be a bare, safe file name", Location(file_name))
+        for name in files
+        if not SAFE_NAME.match(name) or name == file_name
+    ]
+    size = sum(len(text.encode()) for text in files.values())
+    if size > MAX_BUNDLE_BYTES:
+        problems.append(
+            Problem(
+                f"the bundle is {size:,} bytes; the limit is {MAX_BUNDLE_BYTES:,}",
+                Location(file_name, field="files"),
+            )
+        )
+    return problems
+
+
+def bundle_digest(file_name: str, source: str, files: Mapping[str, str]) -> str:
+    """The hash naming the folder that holds a pushed file and its bundle."""
+    digest = hashlib.sha256()
+    for name, text in [(file_name, source), *sorted(files.items())]:
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(text.encode("utf-8", errors="surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def write_bundle(folder: Path, files: Mapping[str, str]) -> None:
+    """Write bundle files into ``folder`` (each atomically; existing ones are kept)."""
+    for name, text in files.items():
+        target = folder / name
+        if target.exists():
+            continue
+        partial = folder / f".partial-{os.getpid()}-{name}"
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, target)
