@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from kaon.cli import render
@@ -33,6 +34,7 @@ from kaon.model.status import RunStatus
 from kaon.service import LocalService, Settings
 from kaon.service.client import KaonService, open_service
 from kaon.service.remote import Stoppable
+from kaon.service.views import LogView, RunDetail, RunView
 from kaon.store.base import EventRecord
 
 app = typer.Typer(
@@ -398,6 +400,32 @@ _server_cmds.register(app)
 from kaon.cli import trigger_cmds as _trigger_cmds  # noqa: E402
 
 _trigger_cmds.register(app)
+
+
+# The documented schema of every --json output of the core commands.
+JSON_SCHEMAS: dict[str, tuple[type[BaseModel], bool, str]] = {
+    "run": (RunView, False, "kaon runs (a list), kaon kill"),
+    "run-detail": (RunDetail, False, "kaon show, run, resume, restart, skip"),
+    "log": (LogView, True, "kaon logs (a list)"),
+}
+
+
+@app.command("schema")
+def schema_command(
+    name: Annotated[
+        str | None, typer.Argument(help=f"One of: {', '.join(JSON_SCHEMAS)} (default: all).")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the commands' --json output."""
+    if name is not None and name not in JSON_SCHEMAS:
+        _fail(f"unknown schema {name!r}; choose one of {', '.join(JSON_SCHEMAS)}")
+    chosen = {name: JSON_SCHEMAS[name]} if name else JSON_SCHEMAS
+    documents = {}
+    for key, (model, is_list, used_by) in chosen.items():
+        document = model.model_json_schema()
+        document["description"] = f"{document.get('description', '')} Output of {used_by}."
+        documents[key] = {"type": "array", "items": document} if is_list else document
+    _print_json(documents[name] if name else documents)
 
 
 def main() -> None:

@@ -126,3 +126,17 @@ def test_unknown_run_and_resume_of_finished_run(kaon) -> None:  # type: ignore[n
 def test_validate_ok(kaon) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = kaon("validate", f"{FLOWS}:squares", "--json")
     assert code == 0 and json.loads(out) == {"valid": True, "workflow": "squares", "steps": 4}
+
+
+def test_schema_documents_the_json_outputs(kaon) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = kaon("schema")
+    assert code == 0
+    documents = json.loads(out)
+    assert set(documents) == {"run", "run-detail", "log"}
+    assert "steps" in documents["run-detail"]["properties"]
+    assert documents["log"]["type"] == "array"
+    code, out, _ = kaon("run", f"{FLOWS}:squares", "--json")
+    detail = json.loads(out.split("\n", 1)[1])
+    assert set(detail) <= set(documents["run-detail"]["properties"])
+    code, _, err = kaon("schema", "nope")
+    assert code == 2 and "unknown schema" in err
