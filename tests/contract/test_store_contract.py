@@ -435,6 +435,12 @@ class StoreContract:
         assert store.find_runs("a%") == ["a%c"]
         assert store.find_runs("a_") == ["a_c"]
         assert store.find_runs("nope") == []
+        assert store.resolve_run_id("abd") == "abd"  # an exact id wins over longer ids
+        assert store.resolve_run_id("zz") == "zzz"
+        with pytest.raises(NotFoundError, match="matches several runs"):
+            store.resolve_run_id("abc")
+        with pytest.raises(NotFoundError, match="no run matches 'nope'"):
+            store.resolve_run_id("nope")
 
     def test_step_runs_by_level_and_status(self, store: StateStore) -> None:
         write_run(store)

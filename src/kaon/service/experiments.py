@@ -88,16 +88,7 @@ class Experiments:
 
     def resolve_run(self, given: str) -> str:
         """The full id of the run named by ``given`` or a unique prefix of it."""
-        try:
-            return self.store.get_run(given).id
-        except NotFoundError:
-            pass
-        matches = self.store.find_runs(given)
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise NotFoundError(f"no run matches {given!r}")
-        raise NotFoundError(f"{given!r} matches several runs: {', '.join(matches[:5])}")
+        return self.store.resolve_run_id(given)
 
     def resolve_artifact(self, given: str) -> str:
         """The full sha256 of the recorded artifact named by ``given`` or a unique prefix

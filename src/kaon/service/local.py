@@ -18,7 +18,7 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
-from kaon.errors import InvalidActionError, NotFoundError
+from kaon.errors import InvalidActionError
 from kaon.executors import create_executor
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
@@ -194,16 +194,7 @@ class LocalService:
 
     def resolve_run_id(self, given: str) -> str:
         """The full id of a run named by its id or a unique prefix. Raises NotFoundError."""
-        try:
-            return self.store.get_run(given).id
-        except NotFoundError:
-            pass
-        matches = self.store.find_runs(given)
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise NotFoundError(f"no run matches {given!r}")
-        raise NotFoundError(f"{given!r} matches several runs: {', '.join(matches[:5])}")
+        return self.store.resolve_run_id(given)
 
     def get_run(self, run_id: str) -> RunView:
         """A run's summary."""

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kaon.errors import Location, Problem
+from kaon.steptypes.context import StepContext
 
 REDACTED = "***"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -177,3 +180,45 @@ def resources_problems(config: Mapping[str, Any], location: Location) -> list[Pr
             )
         )
     return problems
+
+
+class AttemptWatch:
+    """Calls ``stop()`` once when the attempt is cancelled or passes its timeout.
+
+    Used as a context manager around a tool's blocking call (a DuckDB query, a Spark job):
+    a watcher thread polls the attempt's cancel event and deadline (from ``ctx.extra``) every
+    ``interval_s`` and, when either fires, records why in :attr:`reason` (``"cancelled"`` or
+    ``"timeout"``) and calls ``stop`` to interrupt the tool.
+    """
+
+    def __init__(
+        self, ctx: StepContext, stop: Callable[[], None], *, name: str, interval_s: float = 0.05
+    ) -> None:
+        timeout = ctx.extra.get("timeout_s")
+        self.deadline = None if timeout is None else time.monotonic() + float(timeout)
+        self.cancel = ctx.extra.get("cancel_event")
+        self.reason: str | None = None
+        self._stop = stop
+        self._interval_s = interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=name, daemon=True)
+
+    def __enter__(self) -> AttemptWatch:
+        if self.deadline is not None or self.cancel is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._interval_s):
+            if self.cancel is not None and self.cancel.is_set():
+                self.reason = "cancelled"
+            elif self.deadline is not None and time.monotonic() >= self.deadline:
+                self.reason = "timeout"
+            if self.reason is not None:
+                self._stop()
+                return

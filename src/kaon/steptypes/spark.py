@@ -75,6 +75,7 @@ from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
 from kaon.steptypes._protocol import (
+    AttemptWatch,
     config_problems,
     parse_memory,
     resolve_file,
@@ -245,41 +246,6 @@ class _LogTail:
             self.ctx.log(line.decode("utf-8", "replace").rstrip("\r"), "log")
 
 
-class _JobWatch:
-    """Cancels the step's Spark job group when the attempt is cancelled or times out."""
-
-    def __init__(self, ctx: StepContext, spark: Any) -> None:
-        timeout = ctx.extra.get("timeout_s")
-        self.deadline = None if timeout is None else time.monotonic() + float(timeout)
-        self.cancel = ctx.extra.get("cancel_event")
-        self.spark = spark
-        self.group = f"kaon-{ctx.run_id}-{ctx.step}-{ctx.attempt}"
-        self.reason: str | None = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._watch, name="kaon-spark-watch", daemon=True)
-
-    def __enter__(self) -> _JobWatch:
-        self.spark.sparkContext.setJobGroup(self.group, "kaon step", interruptOnCancel=True)
-        if self.deadline is not None or self.cancel is not None:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join()
-
-    def _watch(self) -> None:
-        while not self.done.wait(_TAIL_S):
-            if self.cancel is not None and self.cancel.is_set():
-                self.reason = "cancelled"
-            elif self.deadline is not None and time.monotonic() >= self.deadline:
-                self.reason = "timeout"
-            if self.reason is not None:
-                self.spark.sparkContext.cancelJobGroup(self.group)
-                return
-
-
 def first_meaningful_line(text: str) -> str:
     """The line of a Spark/Py4J/Python error text that says what went wrong.
 
@@ -391,7 +357,14 @@ class SparkStepType(StepType):
         level = str(config.get("log_level", "WARN")).upper()
         with _Session.lock:
             spark = get_session(ctx, master, conf, level)
-            watch = _JobWatch(ctx, spark)
+            group = f"kaon-{ctx.run_id}-{ctx.step}-{ctx.attempt}"
+            spark.sparkContext.setJobGroup(group, "kaon step", interruptOnCancel=True)
+            watch = AttemptWatch(
+                ctx,
+                lambda: spark.sparkContext.cancelJobGroup(group),
+                name="kaon-spark-watch",
+                interval_s=_TAIL_S,
+            )
             try:
                 with _LogTail(ctx, _Session.log_path), watch, _quiet_pandas_warning():
                     kwargs = self._arguments(fn, spark, config, inputs)

@@ -39,7 +39,6 @@ import datetime
 import decimal
 import os
 import re
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
 from kaon.steptypes._protocol import (
+    AttemptWatch,
     Secrets,
     config_problems,
     env_references,
@@ -61,7 +61,6 @@ _KNOWN_KEYS = frozenset({"query", "file", "base_dir", "url", "params", "result"}
 _DUCKDB_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 # String literals, quoted identifiers and comments: where a `$name` is not a parameter.
 _SQL_NOISE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.DOTALL)
-_WATCH_S = 0.05
 
 
 def duckdb_parameter_names(query: str) -> list[str]:
@@ -114,39 +113,6 @@ def _shape(result: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -
             raise StepError("SQLResultError", "result 'scalar' needs a column, the row has none")
         return json_scalar(rows[0][0])
     return {str(name): json_scalar(value) for name, value in zip(columns, rows[0], strict=False)}
-
-
-class _Interrupter:
-    """Calls ``interrupt()`` on a DuckDB connection when the attempt is cancelled or times out."""
-
-    def __init__(self, ctx: StepContext, connection: Any) -> None:
-        timeout = ctx.extra.get("timeout_s")
-        self.deadline = None if timeout is None else time.monotonic() + float(timeout)
-        self.cancel = ctx.extra.get("cancel_event")
-        self.connection = connection
-        self.done = threading.Event()
-        self.reason: str | None = None
-        self.thread = threading.Thread(target=self._watch, name="kaon-sql-watch", daemon=True)
-
-    def __enter__(self) -> _Interrupter:
-        if self.deadline is not None or self.cancel is not None:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join()
-
-    def _watch(self) -> None:
-        while not self.done.wait(_WATCH_S):
-            if self.cancel is not None and self.cancel.is_set():
-                self.reason = "cancelled"
-            elif self.deadline is not None and time.monotonic() >= self.deadline:
-                self.reason = "timeout"
-            if self.reason is not None:
-                self.connection.interrupt()
-                return
 
 
 class SqlStepType(StepType):
@@ -246,7 +212,7 @@ class SqlStepType(StepType):
             connection = duckdb.connect(path)
         except duckdb.Error as exc:
             raise StepError("SQLError", secrets.redact(str(exc))) from None
-        interrupter = _Interrupter(ctx, connection)
+        interrupter = AttemptWatch(ctx, connection.interrupt, name="kaon-sql-watch")
         try:
             for name, table in tables.items():
                 connection.register(name, table)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaon.errors import NotFoundError
 from kaon.model.events import AttemptKey
 from kaon.model.status import RunStatus, StepStatus
 
@@ -310,6 +311,22 @@ class StateStore(ABC):
     @abstractmethod
     def find_runs(self, prefix: str) -> list[str]:
         """Ids of runs starting with ``prefix`` (for short ids typed by people), at most 10."""
+
+    def resolve_run_id(self, given: str) -> str:
+        """The full id of the run named by ``given``: its id, or a unique prefix of it.
+
+        Raises NotFoundError when nothing matches or the prefix is ambiguous (naming a few).
+        """
+        try:
+            return self.get_run(given).id
+        except NotFoundError:
+            pass
+        matches = self.find_runs(given)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(f"no run matches {given!r}")
+        raise NotFoundError(f"{given!r} matches several runs: {', '.join(matches[:5])}")
 
     @abstractmethod
     def list_runs(
