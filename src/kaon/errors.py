@@ -130,12 +130,22 @@ class StepError(KaonError):
 
     ``error_type`` is the qualified name of the original exception class (``ValueError``,
     ``mypkg.errors.DataError``), ``traceback`` the formatted traceback of the original.
+    ``outputs`` are values worth keeping from the failed attempt (a partially executed
+    notebook, say): they are stored and recorded with the failed step, never passed on.
     """
 
-    def __init__(self, error_type: str, message: str, traceback: str = "") -> None:
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        traceback: str = "",
+        *,
+        outputs: dict[str, object] | None = None,
+    ) -> None:
         self.error_type = error_type
         self.message = message
         self.traceback = traceback
+        self.outputs = dict(outputs or {})
         super().__init__(f"{error_type}: {message}")
 
 

@@ -326,7 +326,7 @@ class Engine:
         if isinstance(event, StepSucceeded):
             state.attempt_succeeded(event.key, event.at, dict(event.outputs))
         elif isinstance(event, StepFailed):
-            state.attempt_failed(event.key, event.at, event.error)
+            state.attempt_failed(event.key, event.at, event.error, event.outputs)
         elif isinstance(event, LogLine):
             batch.logs.append(
                 LogRecord(run_id, step_run_id, attempt, event.at, event.stream, event.text)

@@ -12,6 +12,7 @@ finishes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kaon.engine.caching import CachingSteps
@@ -123,12 +124,24 @@ class RunState(ContainerSteps, CachingSteps):
             )
         self._terminal(node)
 
-    def attempt_failed(self, key: AttemptKey, at: float, error: ErrorInfo) -> None:
-        """An attempt failed: retry it by policy, or fail the step."""
+    def attempt_failed(
+        self,
+        key: AttemptKey,
+        at: float,
+        error: ErrorInfo,
+        kept: Mapping[str, ValueRef] | None = None,
+    ) -> None:
+        """An attempt failed: retry it by policy, or fail the step. ``kept`` are outputs the
+        failed attempt stored (a partial notebook): recorded with lineage and on the failed
+        step run, never passed downstream."""
         node = self.inflight.pop(key, None)
         if node is None:
             return
         node.running = None
+        kept_outputs: dict[str, Any] = {}
+        if kept:
+            self._record_lineage(node, key[2], dict(kept), at)
+            kept_outputs = {"outputs": encode_outputs(dict(kept))}
         error_data = error_dict(error)
         self.ctx.batch.update_attempt(key, status="failed", ended_at=at, error=error_data)
         policy = node.retry
@@ -144,7 +157,7 @@ class RunState(ContainerSteps, CachingSteps):
             "platform_attempts": node.platform_attempts,
         }
         if not again or self.draining:
-            self._fail(node, error, **counts)
+            self._fail(node, error, **counts, **kept_outputs)
         elif delay > 0:
             retry_at = self.ctx.clock() + delay
             self._set(node, _S.RETRYING, error=error_data, next_attempt_at=retry_at, **counts)

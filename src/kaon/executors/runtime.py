@@ -265,12 +265,32 @@ def _execute(request: TaskRequest, emit: EventSink, cancel: threading.Event | No
     capture_token = _capture.set(capture)
     try:
         value = step_type.run(ctx, request.config, inputs)
+    except StepError as exc:
+        if not exc.outputs:
+            raise
+        kept = _keep_failed_outputs(exc.outputs, request, artifacts, ctx)
+        emit(StepFailed(request.key, time.time(), error_info(exc), kept))
+        return
     finally:
         _capture.reset(capture_token)
         reset_context(ctx_token)
         capture.flush_partial()
     outputs = _store_outputs(value, request, artifacts)
     emit(StepSucceeded(request.key, time.time(), outputs))
+
+
+def _keep_failed_outputs(
+    values: Mapping[str, Any], request: TaskRequest, artifacts: _Artifacts, ctx: StepContext
+) -> dict[str, ValueRef]:
+    """Store what a failed attempt wants kept; a value that cannot be stored is only logged
+    (the step's own error is what matters)."""
+    kept: dict[str, ValueRef] = {}
+    for name, value in values.items():
+        try:
+            kept[name] = artifacts.put(value, name=name)
+        except Exception as exc:
+            ctx.log(f"kaon: output {name!r} of the failed attempt was not kept: {exc}")
+    return kept
 
 
 def run_task(

@@ -99,11 +99,13 @@ class StepSucceeded:
 
 @dataclass(frozen=True, slots=True)
 class StepFailed:
-    """An attempt finished with an error."""
+    """An attempt finished with an error; ``outputs`` holds what it kept (see
+    :class:`~kaon.errors.StepError`), recorded with the failure and never passed on."""
 
     key: AttemptKey
     at: float
     error: ErrorInfo
+    outputs: Mapping[str, ValueRef] = field(default_factory=dict)
 
 
 ExecutorEvent = (

@@ -24,8 +24,9 @@ needs for widgets and formulas). Values the notebook records with
 
 **Failures.** A failing cell raises :class:`~kaon.errors.StepError` of type
 ``NotebookError`` with the cell's error name and message. The partially executed notebook is
-kept: when the step knows its artifact store (``ctx.extra["artifact_url"]``) it is stored
-there first and the error message names its content hash; otherwise its path is given. A kernel
+kept: the failed attempt carries it as its ``notebook`` output (see
+:class:`~kaon.errors.StepError`), which is stored with lineage and recorded on the failed step
+run (``kaon get RUN STEP --output notebook``), though never passed downstream. A kernel
 that cannot start raises ``NotebookError`` too. ``timeout_s`` bounds each cell's execution.
 
 Executed notebooks are written under a per-process temporary folder (removed when the process
@@ -285,40 +286,22 @@ class NotebookStepType(StepType):
                 kernel_manager_class=_kernel_manager_class(env),
             )
         except PapermillExecutionError as exc:
-            where = self._keep_partial(ctx, executed)
             message = f"cell {exc.cell_index + 1} failed: {exc.ename}: {exc.evalue}"
+            kept: dict[str, object] = {}
+            if os.path.isfile(executed):
+                kept["notebook"] = pathlib.Path(executed)
+                message += " (the partially executed notebook is kept as output 'notebook')"
             raise StepError(
-                "NotebookError", f"{message} ({where})", _strip_ansi("\n".join(exc.traceback))
+                "NotebookError",
+                message,
+                _strip_ansi("\n".join(exc.traceback)),
+                outputs=kept,
             ) from None
         except Exception as exc:  # kernel start failures, unreadable notebooks, ...
             raise StepError("NotebookError", f"{type(exc).__name__}: {exc}") from None
         finally:
             stdout.close()
             stderr.close()
-
-    @staticmethod
-    def _keep_partial(ctx: StepContext, executed: str) -> str:
-        """Store the partially executed notebook; describe where it is kept."""
-        if not os.path.isfile(executed):
-            return "no partially executed notebook was written"
-        url = ctx.extra.get("artifact_url")
-        if url:
-            from kaon.artifacts import open_artifact_store
-            from kaon.model.values import ArtifactRef
-
-            try:
-                ref = open_artifact_store(str(url)).put(
-                    pathlib.Path(executed), name="partial notebook"
-                )
-            except Exception as exc:  # keeping it is best effort; the cell error matters more
-                ctx.log(f"notebook: the partial notebook could not be stored: {exc}")
-            else:
-                if isinstance(ref, ArtifactRef):
-                    where = f"partial notebook kept as artifact sha256:{ref.hash}"
-                    ctx.log(f"notebook: {where}")
-                    return where
-        ctx.log(f"notebook: partial notebook kept at {executed}")
-        return f"partial notebook kept at {executed}"
 
 
 def _strip_ansi(text: str) -> str:

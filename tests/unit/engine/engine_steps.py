@@ -105,3 +105,10 @@ def announce(name: str, **params: Any) -> str:
     """Send a signal from inside a step."""
     kctx.current_context().emit_signal(name, **params)
     return name
+
+
+def fail_keeping(n: int) -> None:
+    """Fail, keeping a large partial result (as a notebook step keeps its partial notebook)."""
+    from kaon.errors import StepError
+
+    raise StepError("PartialFailure", "gave up half way", outputs={"partial": list(range(n))})

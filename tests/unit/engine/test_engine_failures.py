@@ -209,3 +209,24 @@ def test_failed_foreach_item_fails_the_foreach(harness: Harness) -> None:
     assert status is RunStatus.FAILED
     rows = harness.rows(run_id)
     assert rows["fe[1].x"].status is StepStatus.FAILED
+
+
+def test_a_failed_attempt_keeps_its_partial_outputs_without_passing_them_on(
+    harness: Harness,
+) -> None:
+    spec = flow(
+        task("half", "fail_keeping", inputs={"n": 5000}, on_failure=FailureMode.IGNORE),
+        task(
+            "after", "const", inputs={"value": E("steps.half")}, trigger_rule=TriggerRule.ALL_DONE
+        ),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    rows = harness.rows(run_id)
+    assert rows["half"].status is StepStatus.FAILED
+    assert rows["half"].error is not None and rows["half"].error["type"] == "PartialFailure"
+    kept = rows["half"].outputs
+    assert kept is not None and kept["partial"]["t"] == "art"  # stored, and on the failed row
+    lineage = harness.store.artifacts(run_id=run_id)
+    assert [(r.path, r.output) for r in lineage] == [("half", "partial")]
+    assert harness.value(run_id, "after") is None  # never passed downstream

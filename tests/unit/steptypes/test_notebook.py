@@ -93,23 +93,24 @@ def test_failing_cell_fails_the_step_and_keeps_the_partial_notebook(tmp_path: Pa
     first_line = failed.error.message.split(" (")[0]
     assert first_line == "cell 4 failed: ValueError: bad cohort: threshold 7 is too high"
     assert "ValueError" in failed.error.traceback
-    digest = failed.error.message.split("sha256:")[1].rstrip(")")
-    ref = ArtifactRef(digest, "files", 0)
+    assert "kept as output 'notebook'" in failed.error.message
+    ref = failed.outputs["notebook"]
+    assert isinstance(ref, ArtifactRef) and ref.serializer == "files"
     partial = open_artifact_store(store_url).get(ref)
     kept = outputs_of(Path(partial))
     assert "before the failure" in kept and "bad cohort" in kept and "never printed" not in kept
     logged = [e.text for e in events if isinstance(e, LogLine)]
     assert "before the failure" in logged
-    assert any("partial notebook kept as artifact" in line for line in logged)
 
 
 @pytest.mark.slow
-def test_without_an_artifact_store_the_partial_notebook_path_is_given() -> None:
+def test_the_step_type_raises_with_the_partial_notebook_as_an_output() -> None:
     with pytest.raises(StepError) as info:
         Harness().run(file=str(DATA / "failing.ipynb"), html=False)
     assert info.value.error_type == "NotebookError"
-    path = info.value.message.split("partial notebook kept at ")[1].rstrip(")")
-    assert "bad cohort: threshold 1" in Path(path).read_text()
+    partial = info.value.outputs["notebook"]
+    assert isinstance(partial, Path)
+    assert "bad cohort: threshold 1" in partial.read_text()
 
 
 @pytest.mark.slow
