@@ -109,6 +109,21 @@ class LeaseError(StoreError):
     """Another engine holds the lease on a run."""
 
 
+class FencingError(LeaseError):
+    """An engine wrote to runs whose lease it no longer holds: another engine took them over
+    (a newer lease epoch). Nothing of the refused write was committed. ``run_ids`` names the
+    runs lost; the engine must stop driving them."""
+
+    def __init__(self, message: str, run_ids: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.run_ids = run_ids
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached or was busy (a dropped connection, a locked database,
+    a server restart): a transient failure, worth retrying. Nothing was committed."""
+
+
 class SystemFailure(KaonError):
     """Kaon's own machinery failed while running a step (not the user's code)."""
 

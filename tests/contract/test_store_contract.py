@@ -8,6 +8,7 @@ store objects on one database as two engine processes would be).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,11 @@ def write_steps(store: StateStore, *records: StepRunRecord) -> None:
     store.write(batch)
 
 
-def lease_taker(store_of: Callable[[str], StateStore], now: float) -> Callable[[str], bool]:
+def lease_taker(store_of: Callable[[str], StateStore]) -> Callable[[str], bool]:
     """Try to take the lease on run ``r1`` for an owner, through that owner's store."""
 
     def take(owner: str) -> bool:
-        return store_of(owner).acquire_lease("r1", owner, now + 10, now)
+        return store_of(owner).acquire_lease("r1", owner, 10.0) is not None
 
     return take
 
@@ -513,7 +514,7 @@ class StoreContract:
             lambda s: s.pending_commands("nope"),
             lambda s: s.child_counts("nope", 1),
             lambda s: s.child_outputs("nope", 1),
-            lambda s: s.acquire_lease("nope", "me", 10.0, 1.0),
+            lambda s: s.acquire_lease("nope", "me", 10.0),
         ],
     )
     def test_unknown_run_is_not_found(
@@ -526,25 +527,35 @@ class StoreContract:
 
     def test_lease_take_renew_expire_release(self, store: StateStore) -> None:
         write_run(store)
-        assert store.acquire_lease("r1", "a", until=110.0, now=100.0)
-        assert not store.acquire_lease("r1", "b", until=120.0, now=105.0)
-        assert store.acquire_lease("r1", "a", until=130.0, now=105.0)  # renew
-        assert (store.get_run("r1").owner, store.get_run("r1").lease_until) == ("a", 130.0)
-        assert not store.acquire_lease("r1", "b", until=140.0, now=129.0)
-        assert store.acquire_lease("r1", "b", until=150.0, now=131.0)  # expired: taken over
+        assert store.acquire_lease("r1", "a", 0.4) == 1
+        assert store.acquire_lease("r1", "b", 10.0) is None
+        assert store.renew_leases("a", {"r1": 1}, 0.4) == set()
+        assert store.get_run("r1").owner == "a"
+        time.sleep(0.5)  # expired by the database's clock
+        assert store.acquire_lease("r1", "b", 10.0) == 2  # taken over: a new epoch
+        assert store.renew_leases("a", {"r1": 1}, 10.0) == {"r1"}
         store.release_lease("r1", "a")  # not the holder: no effect
-        assert store.get_run("r1").owner == "b"
-        store.release_lease("r1", "b")
+        store.release_lease("r1", "b", epoch=1)  # not the epoch held: no effect
+        assert (store.get_run("r1").owner, store.get_run("r1").lease_epoch) == ("b", 2)
+        store.release_lease("r1", "b", epoch=2)
         assert (store.get_run("r1").owner, store.get_run("r1").lease_until) == (None, None)
-        assert store.acquire_lease("r1", "c", until=160.0, now=140.0)
+        assert store.acquire_lease("r1", "c", 10.0) == 3
+        assert store.acquire_lease("r1", "d", 10.0) is None
+        assert store.acquire_lease("r1", "d", 10.0, steal_from="c") == 4  # proven dead
+
+    def test_lease_times_are_the_database_clock(self, store: StateStore) -> None:
+        write_run(store)
+        store.acquire_lease("r1", "a", 100.0)
+        until = store.get_run("r1").lease_until
+        assert until is not None and abs(until - (time.time() + 100.0)) < 5.0
 
     def test_lease_race_between_threads_has_one_winner(self, store: StateStore) -> None:
         write_run(store)
-        for round_number in range(5):
-            now = 1000.0 * (round_number + 1)
-            winners = self._race(lease_taker(lambda owner: store, now))
+        for _round in range(5):
+            winners = self._race(lease_taker(lambda owner: store))
             assert len(winners) == 1
             assert store.get_run("r1").owner == winners[0]
+            store.release_lease("r1", winners[0])
 
     @staticmethod
     def _race(attempt: Callable[[str], bool], contenders: int = 8) -> list[str]:
@@ -782,10 +793,10 @@ class PersistentStoreContract(StoreContract):
         try:
             write_run(stores[0])
             by_owner = {f"o{i}": s for i, s in enumerate(stores)}
-            for round_number in range(3):
-                now = 1000.0 * (round_number + 1)
-                winners = self._race(lease_taker(by_owner.__getitem__, now), len(stores))
+            for _round in range(3):
+                winners = self._race(lease_taker(by_owner.__getitem__), len(stores))
                 assert len(winners) == 1
+                stores[0].release_lease("r1", winners[0])
         finally:
             for store in stores:
                 store.close()

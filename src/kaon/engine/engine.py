@@ -10,28 +10,38 @@ One thread drives every run the engine holds. Each turn it
 
 Because step 5 follows step 4, a crash at any instant loses nothing that was acted on: on
 resume, attempts recorded as running are marked lost and retried under the platform budget.
+
+Runs are isolated from each other and from the engine (see :meth:`Engine.quarantine`): an
+error confined to one run fails that run, with the reason on the run, and the engine goes on.
+Every write is fenced by the lease epochs the engine holds (:class:`~kaon.store.base.Fence`):
+an engine that lost a run to another stops that run's attempts and lets it go.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import heapq
-import os
+import logging
 import queue
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-
-import psutil
 
 from kaon.artifacts.base import ArtifactStore
 from kaon.engine.context import EngineContext, Outbox
+from kaon.engine.liveness import EngineLock, new_owner, owner_is_dead
 from kaon.engine.memo import Fingerprint
 from kaon.engine.runstate import RunState
-from kaon.errors import InvalidActionError, KaonError, LeaseError
+from kaon.errors import (
+    FencingError,
+    InvalidActionError,
+    KaonError,
+    LeaseError,
+    StoreError,
+    StoreUnavailableError,
+)
 from kaon.executors.base import Executor
 from kaon.model.codec import workflow_from_dict
 from kaon.model.events import (
@@ -47,6 +57,7 @@ from kaon.model.events import (
 from kaon.model.status import RunStatus
 from kaon.store.base import (
     EventRecord,
+    Fence,
     LogRecord,
     MetricRecord,
     RunRecord,
@@ -55,7 +66,12 @@ from kaon.store.base import (
     WriteBatch,
 )
 
+__all__ = ["Engine", "Listener", "default_owner", "owner_is_dead", "tune_gc"]
+
+log = logging.getLogger("kaon.engine")
 Listener = Callable[[list[EventRecord]], None]
+QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
+RETRY_MAX_S = 2.0  # longest pause between retries of a write while the store is unavailable
 SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
 
 
@@ -100,22 +116,8 @@ def tune_gc() -> None:
 
 
 def default_owner() -> str:
-    """An engine identity: ``host:pid:nonce``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` names a process on this host that no longer exists."""
-    if not owner:
-        return True
-    parts = owner.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    return pid != os.getpid() and not psutil.pid_exists(pid)
+    """An engine identity: ``host:pid:nonce`` (see :mod:`kaon.engine.liveness`)."""
+    return new_owner()
 
 
 class Engine:
@@ -142,12 +144,15 @@ class Engine:
         self.lease_ttl = lease_ttl
         self.command_poll_s = command_poll_s
         self.runs: dict[str, RunState] = {}
+        self.epochs: dict[str, int] = {}  # the lease epoch held on each run
+        self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
+        self._lock = EngineLock(self.owner)
         self._events: queue.SimpleQueue[ExecutorEvent] = queue.SimpleQueue()
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
         self._started = False
         self._next_poll = 0.0
-        self._next_renew = 0.0
+        self._next_renew = time.monotonic() + lease_ttl / 3
         self._soft_since: float | None = None  # when uncommitted reports started waiting
         self._tune_collector = tune_collector
 
@@ -167,42 +172,71 @@ class Engine:
             self._started = True
 
     def add_run(self, run_id: str) -> RunState:
-        """Take the lease on a run and load it. Raises LeaseError, InvalidActionError."""
+        """Take over the lease on a run (a new lease epoch) and load it.
+
+        Raises LeaseError when another live engine holds it, InvalidActionError for a
+        finished run. A run that cannot be loaded (its spec, its rows) is quarantined (failed
+        with the reason, see :meth:`quarantine`) and the error is raised.
+        """
+        held = self.runs.get(run_id)
+        if held is not None:
+            return held
         record = self.store.get_run(run_id)
         if record.status.is_terminal:
             raise InvalidActionError(
                 f"run {run_id} is {record.status.value}; use restart to run it again"
             )
-        now = self.ctx.clock()
-        if not self.store.acquire_lease(run_id, self.owner, now + self.lease_ttl, now):
-            if not owner_is_dead(record.owner):
-                raise LeaseError(
-                    f"run {run_id} is being run by {record.owner} (lease until "
-                    f"{time.ctime(record.lease_until or 0)}); kill it or wait"
-                )
-            # The holder died on this host: its lease is void.
-            stale = (record.lease_until or now) + 1.0
-            if not self.store.acquire_lease(run_id, self.owner, stale + self.lease_ttl, stale):
-                raise LeaseError(f"run {run_id} was taken over by another engine")
-        record = self.store.get_run(run_id)
-        spec = workflow_from_dict(self.store.get_definition(record.definition_hash).spec)
-        state = RunState(record, spec, self.ctx)
-        self.runs[run_id] = state
-        state.start()
+        epoch = self.store.acquire_lease(run_id, self.owner, self.lease_ttl)
+        if epoch is None and record.owner and owner_is_dead(record.owner):
+            # Proof that the holder died (see kaon.engine.liveness): its lease is void.
+            epoch = self.store.acquire_lease(
+                run_id, self.owner, self.lease_ttl, steal_from=record.owner
+            )
+        if epoch is None:
+            holder = self.store.get_run(run_id)
+            raise LeaseError(
+                f"run {run_id} is being run by {holder.owner} (its lease has not expired); "
+                "kill it or wait"
+            )
+        self.epochs[run_id] = epoch
+        self.lost.pop(run_id, None)
+        try:
+            record = self.store.get_run(run_id)
+            spec = workflow_from_dict(self.store.get_definition(record.definition_hash).spec)
+            state = RunState(record, spec, self.ctx)
+            self.runs[run_id] = state
+            state.start()
+        except StoreUnavailableError:
+            self._forget(run_id)
+            with contextlib.suppress(KaonError):
+                self.store.release_lease(run_id, self.owner, epoch)
+            raise
+        except Exception as exc:
+            self.epochs[run_id] = epoch
+            self.quarantine(run_id, exc)
+            raise
         return state
 
     def run_until_done(self, run_id: str) -> RunStatus:
         """Drive ``run_id`` (and any other held run) until it finishes or :meth:`stop` is called.
 
-        Returns the run's status: terminal, or RUNNING when stopped early.
+        Returns the run's status: terminal (FAILED when quarantined), or RUNNING when
+        stopped early. Raises FencingError when another engine took the run over.
         """
         self.start()
         state = self.runs.get(run_id) or self.add_run(run_id)
         while not self._stop.is_set():
             self.turn()
-            if state.finished and run_id not in self.runs:
-                break
-        return state.status
+            if run_id not in self.runs:
+                lost = self.lost.get(run_id)
+                if isinstance(lost, FencingError):
+                    raise lost
+                if state.finished or lost is not None:
+                    break
+                # Let go after a store outage: load it again from the store.
+                with contextlib.suppress(StoreUnavailableError):
+                    state = self.add_run(run_id)
+        return RunStatus.FAILED if run_id in self.lost else state.status
 
     def serve(
         self,
@@ -213,39 +247,56 @@ class Engine:
     ) -> None:
         """Drive every run that needs an engine until :meth:`stop`: the server's loop.
 
-        Every ``claim_every_s`` it claims pending runs, and running runs whose engine died
-        (lease expired, or holder gone from this host), that ``admit`` accepts (the run
-        strategy's say; default: all), up to ``max_runs`` held at once.
+        Every ``claim_every_s`` it claims runs no engine holds (pending, or running with an
+        expired lease), oldest first, that ``admit`` accepts (the run strategy's say;
+        default: all), up to ``max_runs`` held at once. Runs of one workflow are admitted in
+        creation order: once ``admit`` refuses a pending run, newer runs of its workflow
+        wait for the next pass. While the store is unavailable it retries with backoff.
         """
         self.start()
         next_claim = 0.0
+        pause = 0.0
         while not self._stop.is_set():
-            now = self.ctx.clock()
+            now = time.monotonic()
             if now >= next_claim:
                 next_claim = now + claim_every_s
-                self._claim(admit, max_runs, now)
+                try:
+                    self._claim(admit, max_runs)
+                    pause = 0.0
+                except StoreUnavailableError as error:
+                    pause = min(RETRY_MAX_S, max(0.05, pause * 2))
+                    next_claim = now + pause
+                    log.warning("claiming runs failed, retrying in %.2fs: %s", pause, error)
             self.turn(max_wait=claim_every_s)
 
-    def _claim(self, admit: Callable[[RunRecord], bool] | None, max_runs: int, now: float) -> None:
+    def _claim(self, admit: Callable[[RunRecord], bool] | None, max_runs: int) -> None:
         room = max_runs - len(self.runs)
-        if room <= 0:
-            return
-        candidates = self.store.list_runs(
-            statuses=[RunStatus.PENDING, RunStatus.RUNNING], limit=room * 2
-        )
-        for record in sorted(candidates, key=lambda r: r.created_at):
-            if record.id in self.runs or room <= 0:
-                continue
-            orphaned = record.owner is None or (record.lease_until or 0) < now
-            if not orphaned and not owner_is_dead(record.owner):
-                continue
-            if admit is not None and not admit(record):
-                continue
-            try:
-                self.add_run(record.id)
-                room -= 1
-            except (LeaseError, InvalidActionError):
-                continue
+        after: tuple[float, str] | None = None
+        waiting: set[str] = set()  # workflows whose oldest waiting run was refused
+        page_size = max(2 * room, 50)
+        while room > 0:
+            page = self.store.claimable_runs(
+                limit=page_size, after=after, skip_workflows=sorted(waiting)
+            )
+            for record in page:
+                after = (record.created_at, record.id)
+                if record.id in self.runs or record.workflow in waiting or room <= 0:
+                    continue
+                if admit is not None and not admit(record):
+                    if record.status is RunStatus.PENDING:
+                        waiting.add(record.workflow)
+                    continue
+                try:
+                    self.add_run(record.id)
+                    room -= 1
+                except (LeaseError, InvalidActionError):
+                    continue
+                except StoreUnavailableError:
+                    raise
+                except Exception:  # quarantined by add_run: the run failed, not the engine
+                    continue
+            if len(page) < page_size:
+                return
 
     def stop(self) -> None:
         """Ask the loop to exit after the current turn (thread- and signal-safe)."""
@@ -256,38 +307,130 @@ class Engine:
         """Release leases of unfinished runs and stop the executor."""
         for run_id in list(self.runs):
             with contextlib.suppress(KaonError):
-                self.store.release_lease(run_id, self.owner)
+                self.store.release_lease(run_id, self.owner, self.epochs.get(run_id))
         self.runs.clear()
+        self.epochs.clear()
         if self._started:
             self.executor.shutdown()
             self._started = False
+        self._lock.release()
+
+    # -- isolation and fencing ------------------------------------------------------------
+
+    def quarantine(self, run_id: str, error: BaseException) -> None:
+        """Fail one run because of an error confined to it (its spec cannot load, a row only
+        it writes is rejected, a bug while deciding it), never the engine or other runs.
+
+        Its attempts are cancelled, what this turn decided for it is dropped, and the run is
+        recorded as failed with the reason (``quarantined: ...``) in its own fenced write, so
+        no engine claims it again; ``kaon restart`` runs it again once fixed.
+        """
+        reason = f"{QUARANTINED}: {type(error).__name__}: {error}"
+        log.error("run %s %s", run_id, reason, exc_info=error)
+        epoch = self.epochs.get(run_id)
+        self._forget(run_id)
+        self.lost[run_id] = error if isinstance(error, KaonError) else StoreError(reason)
+        if epoch is None:
+            return
+        now = self.ctx.clock()
+        batch = WriteBatch()
+        batch.update_run(
+            run_id,
+            status=RunStatus.FAILED,
+            error=reason,
+            ended_at=now,
+            owner=None,
+            lease_until=None,
+        )
+        batch.events.append(
+            EventRecord(run_id, "run", now, {"status": RunStatus.FAILED.value, "error": reason})
+        )
+        batch.fence = Fence(self.owner, {run_id: epoch}, self.lease_ttl)
+        try:
+            self._write_retrying(batch)
+        except FencingError:
+            return  # another engine holds it now: its decision
+        for listener in self._listeners:
+            listener(batch.events)
+
+    def _let_go(self, run_ids: frozenset[str] | set[str], error: FencingError) -> None:
+        """Stop driving runs another engine took over: cancel their attempts, forget them."""
+        for run_id in run_ids:
+            if run_id in self.runs or run_id in self.epochs:
+                log.warning("run %s: %s", run_id, error)
+                self._forget(run_id)
+                self.lost[run_id] = error
+
+    def _forget(self, run_id: str) -> None:
+        """Drop a run from memory: cancel its attempts, drop its rows from this turn's
+        batch and its attempts from the outbox."""
+        state = self.runs.pop(run_id, None)
+        self.epochs.pop(run_id, None)
+        self.ctx.batch.take_runs([run_id])
+        outbox = self.ctx.outbox
+        outbox.submit = [r for r in outbox.submit if r.key[0] != run_id]
+        outbox.cancel = [k for k in outbox.cancel if k[0] != run_id]
+        if state is not None:
+            for key in list(state.inflight):
+                with contextlib.suppress(Exception):
+                    self.executor.cancel(key)
+
+    def _isolated(self, run_id: str, action: Callable[[], object]) -> None:
+        """Do ``action`` for one run; an error in it quarantines that run only. A store
+        outage lets the run go (reloaded from the store later) instead."""
+        try:
+            action()
+        except StoreUnavailableError as error:
+            log.warning("run %s: the store is unavailable, reloading it later: %s", run_id, error)
+            self._forget(run_id)
+            with contextlib.suppress(KaonError):
+                self.store.release_lease(run_id, self.owner)
+        except Exception as error:
+            self.quarantine(run_id, error)
+
+    def _write_retrying(self, batch: WriteBatch) -> None:
+        """Write ``batch``, retrying with backoff while the store is unavailable (nothing is
+        lost: the batch is only dropped if the engine is asked to stop meanwhile)."""
+        pause = 0.05
+        while True:
+            try:
+                self.store.write(batch)
+                return
+            except StoreUnavailableError as error:
+                if self._stop.is_set():
+                    raise
+                log.warning("store unavailable, retrying the write in %.2fs: %s", pause, error)
+                time.sleep(pause)
+                pause = min(RETRY_MAX_S, pause * 2)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def turn(self, max_wait: float = 1.0) -> None:
         """One turn: wait (at most ``max_wait``), apply, decide, commit, act."""
         for event in self._drain(min(self._wait_time(), max_wait)):
-            self._apply(event)
+            self._isolated(event.key[0], functools.partial(self._apply, event))
         now = self.ctx.clock()
         timers = self.ctx.timers
         while timers and timers[0].at <= now:
             timer = heapq.heappop(timers)
             state = self.runs.get(timer.run_id)
             if state is not None:
-                state.timer_fired(timer)
+                self._isolated(state.id, functools.partial(state.timer_fired, timer))
         if now >= self._next_poll:
             self._next_poll = now + self.command_poll_s
             self._poll_commands()
-        if now >= self._next_renew:
-            self._next_renew = now + self.lease_ttl / 3
-            self._renew_leases(now)
+        if time.monotonic() >= self._next_renew:
+            self._next_renew = time.monotonic() + self.lease_ttl / 3
+            self._renew_leases()
         self._advance()
         finished = [s for s in self.runs.values() if s.finished]
         for state in finished:
             self.ctx.batch.update_run(state.id, owner=None, lease_until=None)
         self._commit_and_act()
         for state in finished:
-            self.runs.pop(state.id, None)
+            if self.runs.get(state.id) is state:
+                self.runs.pop(state.id)
+                self.epochs.pop(state.id, None)
 
     def _wait_time(self) -> float:
         if any(s.work or s.frames_done for s in self.runs.values()):
@@ -353,17 +496,27 @@ class Engine:
         busy = True
         while busy:
             busy = False
-            for state in self.runs.values():
-                state.process()
-            for state in self.runs.values():
-                while free > 0:
-                    request = state.next_request(url)
-                    if request is None:
-                        break
-                    self.ctx.outbox.submit.append(request)
-                    free -= 1
+            for state in list(self.runs.values()):
+                self._isolated(state.id, state.process)
+            for state in list(self.runs.values()):
+                free = self._requests(state, url, free)
                 if (state.work or state.frames_done) and not state.finished:
                     busy = True
+
+    def _requests(self, state: RunState, url: str, free: int) -> int:
+        """Queue the run's next attempts while there is room; returns the room left."""
+        left = [free]
+
+        def queue_requests() -> None:
+            while left[0] > 0:
+                request = state.next_request(url)
+                if request is None:
+                    return
+                self.ctx.outbox.submit.append(request)
+                left[0] -= 1
+
+        self._isolated(state.id, queue_requests)
+        return left[0]
 
     def _commit_and_act(self) -> None:
         batch, outbox = self.ctx.batch, self.ctx.outbox
@@ -378,9 +531,8 @@ class Engine:
             if now - self._soft_since < SOFT_DELAY_S:
                 return
         self._soft_since = None
+        self._commit(batch)
         self.ctx.batch, self.ctx.outbox = WriteBatch(), Outbox()
-        if batch:
-            self.store.write(batch)
         if batch.events:
             for listener in self._listeners:
                 listener(batch.events)
@@ -389,18 +541,59 @@ class Engine:
         for request in outbox.submit:
             self.executor.submit(request)
 
+    def _commit(self, batch: WriteBatch) -> None:
+        """Commit the turn's batch, fenced by the epochs held on the runs it touches.
+
+        A run taken over by another engine is let go and the rest written; a batch the
+        store rejects is written run by run, and a run whose own rows are rejected is
+        quarantined; while the store is unavailable the write is retried.
+        """
+        while batch:
+            touched = batch.run_ids()
+            epochs = {r: self.epochs[r] for r in touched if r in self.epochs}
+            batch.fence = Fence(self.owner, epochs, self.lease_ttl)
+            try:
+                self._write_retrying(batch)
+                return
+            except FencingError as error:
+                self._let_go(error.run_ids or frozenset(epochs), error)
+            except StoreError as error:
+                if len(touched) <= 1:
+                    for run_id in touched:
+                        self.quarantine(run_id, error)
+                    batch.take_runs(touched)
+                    if batch:
+                        raise
+                    return
+                self._commit_each_run(batch, touched)
+                return
+
+    def _commit_each_run(self, batch: WriteBatch, touched: set[str]) -> None:
+        """Write a rejected batch one run at a time, to find the run it belongs to."""
+        for run_id in sorted(touched):
+            part = batch.take_runs([run_id])
+            if run_id not in self.runs and run_id not in self.epochs:
+                continue  # let go or quarantined meanwhile
+            part.definitions = batch.definitions
+            self._commit(part)
+        batch.take_runs(touched)
+        self._commit(batch)  # what belongs to no run (definitions)
+
     def _poll_commands(self) -> None:
         now = self.ctx.clock()
         for state in list(self.runs.values()):
-            if state.waiting:
-                since = state.record.created_at
-                state.deliver_signals(
-                    self.store.signals(after_id=state.signal_cursor, since=since, limit=500)
-                )
-            for command in self.store.pending_commands(state.id):
-                assert command.id is not None
-                self.ctx.batch.commands_done[command.id] = now
-                self._execute_command(state, command.kind, command.payload, command.by)
+            self._isolated(state.id, functools.partial(self._poll_run, state, now))
+
+    def _poll_run(self, state: RunState, now: float) -> None:
+        if state.waiting:
+            since = state.record.created_at
+            state.deliver_signals(
+                self.store.signals(after_id=state.signal_cursor, since=since, limit=500)
+            )
+        for command in self.store.pending_commands(state.id):
+            assert command.id is not None
+            self.ctx.batch.command_done(command.id, state.id, now)
+            self._execute_command(state, command.kind, command.payload, command.by)
 
     def _execute_command(
         self, state: RunState, kind: str, payload: dict[str, object], by: str
@@ -420,13 +613,23 @@ class Engine:
                 EventRecord(state.id, "command_rejected", self.ctx.clock(), {"error": str(exc)})
             )
 
-    def _renew_leases(self, now: float) -> None:
-        for run_id in list(self.runs):
-            if not self.store.acquire_lease(run_id, self.owner, now + self.lease_ttl, now):
-                # Another engine took the run over: stop driving it, write nothing more.
-                state = self.runs.pop(run_id)
-                for key in list(state.inflight):
-                    self.executor.cancel(key)
+    def _renew_leases(self) -> None:
+        """Extend the leases of every held run (a batch renews those it touches); let go of
+        the runs another engine took over."""
+        try:
+            lost = self.store.renew_leases(self.owner, dict(self.epochs), self.lease_ttl)
+        except StoreUnavailableError as error:
+            log.warning("renewing leases failed: %s", error)
+            return
+        if lost:
+            self._let_go(
+                lost,
+                FencingError(
+                    f"engine {self.owner} lost the lease on run(s) {', '.join(sorted(lost))} "
+                    "(taken over by another engine)",
+                    frozenset(lost),
+                ),
+            )
 
 
 class _Wake:

@@ -82,8 +82,11 @@ def _on_sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_store_engine(url: str) -> tuple[Engine, bool]:
+def create_store_engine(url: str, *, pre_ping: bool = True) -> tuple[Engine, bool]:
     """An engine for a store URL and whether it is an in-memory SQLite database.
+
+    ``pre_ping`` (PostgreSQL): test each connection with a round trip when it leaves the
+    pool; the engine's hot write path goes without, and retries on a dead connection.
 
     Raises :class:`ConfigurationError` for a malformed URL or an unsupported backend.
     """
@@ -98,7 +101,7 @@ def create_store_engine(url: str) -> tuple[Engine, bool]:
         if "+" not in parsed.drivername:
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            return sa.create_engine(parsed, pool_pre_ping=True), False
+            return sa.create_engine(parsed, pool_pre_ping=pre_ping), False
         except ImportError as error:
             raise ConfigurationError(
                 f"PostgreSQL store needs the psycopg driver: pip install 'psycopg[binary]' "

@@ -12,7 +12,7 @@ Every backend passes the shared contract suite in ``tests/contract/test_store_co
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ class RunRecord:
     owner: str | None = None
     lease_until: float | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    lease_epoch: int = 0
 
 
 @dataclass(slots=True)
@@ -205,6 +206,22 @@ class SignalRecord:
 StepRunKey = tuple[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The leases the writer of a batch holds.
+
+    A fenced write commits only if every run in ``epochs`` still has ``owner`` and that lease
+    epoch (``UPDATE runs ... WHERE id = :r AND owner = :o AND lease_epoch = :e``, rows
+    affected checked, in the batch's own transaction); it also renews those leases until
+    ``ttl`` seconds after the database's clock. Otherwise nothing is written and the store
+    raises :class:`~kaon.errors.FencingError` naming the lost runs.
+    """
+
+    owner: str
+    epochs: Mapping[str, int]
+    ttl: float
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one turn of the engine decided, to be committed atomically.
@@ -228,6 +245,60 @@ class WriteBatch:
     cache_entries: list[CacheEntryRecord] = field(default_factory=list)
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     signals: list[SignalRecord] = field(default_factory=list)
+    command_runs: dict[int, str] = field(default_factory=dict)  # run of each command done
+    fence: Fence | None = None
+
+    def command_done(self, command_id: int, run_id: str, at: float) -> None:
+        """Record that the engine carried out a command of ``run_id``."""
+        self.commands_done[command_id] = at
+        self.command_runs[command_id] = run_id
+
+    def run_ids(self) -> set[str]:
+        """Every run this batch writes rows of (cost proportional to the batch)."""
+        found: set[str] = {r.id for r in self.runs}
+        found.update(self.run_updates)
+        for keys in (self.step_runs, self.step_run_updates, self.attempts, self.attempt_updates):
+            found.update(key[0] for key in keys)
+        for records in (self.logs, self.metrics, self.events, self.commands, self.artifacts):
+            found.update(r.run_id for r in records)
+        found.update(r.run_id for r in self.cache_entries)
+        found.update(self.command_runs.values())
+        found.update(s.source_run_id for s in self.signals if s.source_run_id)
+        return found
+
+    def take_runs(self, run_ids: Collection[str]) -> WriteBatch:
+        """Move every row of ``run_ids`` out of this batch into a new one (definitions and
+        the fence stay here); returns the new batch."""
+        ids = set(run_ids)
+        taken = WriteBatch()
+        if not ids:
+            return taken
+
+        def split_list(records: list[Any], run_of: Any) -> tuple[list[Any], list[Any]]:
+            keep = [r for r in records if run_of(r) not in ids]
+            return keep, [r for r in records if run_of(r) in ids]
+
+        def split_dict(rows: dict[Any, Any], run_of: Any) -> tuple[dict[Any, Any], dict[Any, Any]]:
+            keep = {k: v for k, v in rows.items() if run_of(k) not in ids}
+            return keep, {k: v for k, v in rows.items() if run_of(k) in ids}
+
+        self.runs, taken.runs = split_list(self.runs, lambda r: r.id)
+        for name in ("logs", "metrics", "events", "commands", "cache_entries", "artifacts"):
+            keep, moved = split_list(getattr(self, name), lambda r: r.run_id)
+            setattr(self, name, keep)
+            setattr(taken, name, moved)
+        self.signals, taken.signals = split_list(self.signals, lambda r: r.source_run_id)
+        self.run_updates, taken.run_updates = split_dict(self.run_updates, lambda k: k)
+        for name in ("step_runs", "step_run_updates", "attempts", "attempt_updates"):
+            keep_rows, moved_rows = split_dict(getattr(self, name), lambda k: k[0])
+            setattr(self, name, keep_rows)
+            setattr(taken, name, moved_rows)
+        runs_of = self.command_runs
+        self.commands_done, taken.commands_done = split_dict(
+            self.commands_done, lambda k: runs_of.get(k)
+        )
+        self.command_runs, taken.command_runs = split_dict(runs_of, lambda k: runs_of.get(k))
+        return taken
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         """Record changes to a run row."""
@@ -458,16 +529,40 @@ class StateStore(ABC):
         """Commands not yet done for a run, oldest first."""
 
     @abstractmethod
-    def acquire_lease(self, run_id: str, owner: str, until: float, now: float) -> bool:
-        """Take or renew the lease on a run for ``owner`` until ``until``.
+    def acquire_lease(
+        self, run_id: str, owner: str, ttl: float, *, steal_from: str | None = None
+    ) -> int | None:
+        """Take over the lease on a run for ``ttl`` seconds of the database's clock.
 
-        Succeeds when the run has no owner, its lease expired before ``now``, or ``owner``
-        already holds it. Atomic: of two engines racing, at most one succeeds.
+        Succeeds when the run has no owner, its lease expired by the database's clock, or
+        its owner is ``steal_from`` (an engine proven dead). Every success is a takeover:
+        the run's lease epoch is incremented and returned, which fences out every earlier
+        holder (see :class:`Fence`). Returns None when another engine holds the lease.
+        Atomic: of engines racing, at most one succeeds. Raises NotFoundError.
         """
 
     @abstractmethod
-    def release_lease(self, run_id: str, owner: str) -> None:
-        """Give up the lease if ``owner`` holds it."""
+    def renew_leases(self, owner: str, epochs: Mapping[str, int], ttl: float) -> set[str]:
+        """Extend the leases ``owner`` holds at these epochs to ``ttl`` seconds after the
+        database's clock; returns the runs whose lease was lost (not renewed)."""
+
+    @abstractmethod
+    def release_lease(self, run_id: str, owner: str, epoch: int | None = None) -> None:
+        """Give up the lease if ``owner`` holds it (at ``epoch``, when given)."""
+
+    @abstractmethod
+    def claimable_runs(
+        self,
+        *,
+        limit: int,
+        after: tuple[float, str] | None = None,
+        skip_workflows: Sequence[str] = (),
+    ) -> list[RunRecord]:
+        """Pending or running runs that no engine holds (no owner, or a lease expired by
+        the database's clock), oldest first (``created_at``, then ``id``), after the
+        ``(created_at, id)`` key ``after`` when given, except runs of ``skip_workflows``;
+        at most ``limit``. On PostgreSQL, rows another engine is taking right now are
+        skipped (``FOR UPDATE SKIP LOCKED``)."""
 
     @abstractmethod
     def close(self) -> None:

@@ -54,6 +54,8 @@ runs = sa.Table(
     sa.Column("owner", sa.String()),
     sa.Column("lease_until", Time),
     sa.Column("labels", Json, nullable=False),
+    # Incremented on every takeover; every write of the holder is fenced by it.
+    sa.Column("lease_epoch", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_runs_workflow_created", "workflow", "created_at"),
     sa.Index("ix_runs_created", "created_at"),
     sa.Index("ix_runs_status_created", "status", "created_at"),

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from kaon.errors import NotFoundError, StoreError
+from kaon.errors import FencingError, NotFoundError, StoreError, StoreUnavailableError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import schema as t
 from kaon.store._engines import WRITE_OPTION, create_store_engine
@@ -36,6 +36,7 @@ from kaon.store.base import (
     CommandRecord,
     DefinitionRecord,
     EventRecord,
+    Fence,
     LogRecord,
     MetricRecord,
     RunRecord,
@@ -103,6 +104,13 @@ class SQLStore(StateStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine, in_memory = create_store_engine(url)
+        # The write path never pings a connection before use (a round trip per transaction
+        # on PostgreSQL); a dead one is discarded and the write retried by the engine.
+        self._write_engine = (
+            self._engine
+            if in_memory or self._engine.dialect.name == "sqlite"
+            else create_store_engine(url, pre_ping=False)[0]
+        )
         self._where = self._engine.url.render_as_string(hide_password=True)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         # One shared connection for ``sqlite://``: threads must take turns on it.
@@ -113,6 +121,8 @@ class SQLStore(StateStore):
         self._check_rowcount = bool(self._engine.dialect.supports_sane_multi_rowcount)
         self._inserts = _insert_statements(dialect)
         self._statements: dict[tuple[Any, ...], _Compiled] = {}
+        self._db_now = db_clock(dialect)
+        self._fence_sql = _Compiled.of(_fence_statement(self._db_now), self._engine.dialect)
         try:
             self._migrate(dialect)
         except BaseException:
@@ -158,7 +168,8 @@ class SQLStore(StateStore):
         try:
             yield
         except sa_exc.SQLAlchemyError as error:
-            raise StoreError(f"store {self._where}: {doing} failed: {error}") from error
+            kind = StoreUnavailableError if _transient(error, self._dbapi) else StoreError
+            raise kind(f"store {self._where}: {doing} failed: {error}") from error
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -175,9 +186,13 @@ class SQLStore(StateStore):
     def write(self, batch: WriteBatch) -> None:
         """Commit everything in ``batch`` in one transaction, or nothing.
 
-        Raises :class:`StoreError` naming the table when a row is rejected (a duplicate
-        key, an update of a row that does not exist, an unknown field, a value that is not
-        JSON).
+        A fenced batch (``batch.fence``) first renews the writer's leases with
+        ``WHERE id = :r AND owner = :o AND lease_epoch = :e`` and checks the rows affected:
+        a lost lease raises :class:`FencingError` naming the lost runs, and nothing is
+        written. Raises :class:`StoreUnavailableError` for a transient failure (a dropped
+        connection, a locked database) and :class:`StoreError` naming the table when a row
+        is rejected (a duplicate key, an update of a row that does not exist, an unknown
+        field, a value that is not JSON).
         """
         if not batch:
             return
@@ -186,8 +201,14 @@ class SQLStore(StateStore):
         dbapi = self._dbapi
         try:
             with self._guard(), self._raw_transaction() as cursor:
+                if batch.fence is not None:
+                    table = "runs"
+                    self._check_fence(cursor, batch.fence, batch.run_ids())
                 for table, sql, rows, expected in plan:
-                    cursor.executemany(sql, rows)
+                    if len(rows) == 1:
+                        cursor.execute(sql, rows[0])
+                    else:
+                        cursor.executemany(sql, rows)
                     if expected and self._check_rowcount and cursor.rowcount != expected:
                         raise StoreError(
                             f"store {self._where}: update of {expected - cursor.rowcount} "
@@ -199,7 +220,8 @@ class SQLStore(StateStore):
                 f"key); nothing in the batch was written: {error}"
             ) from error
         except (dbapi.Error, sa_exc.SQLAlchemyError) as error:
-            raise StoreError(
+            kind = StoreUnavailableError if _transient(error, dbapi) else StoreError
+            raise kind(
                 f"store {self._where}: writing table {table} failed; nothing in the batch "
                 f"was written: {error}"
             ) from error
@@ -208,14 +230,61 @@ class SQLStore(StateStore):
                 f"cannot store a row of table {table}; nothing in the batch was written: {error}"
             ) from error
 
+    def _check_fence(self, cursor: Any, fence: Fence, touched: set[str]) -> None:
+        """Renew the fence's leases of the runs this batch touches; raise FencingError when
+        one is no longer held at its epoch (the caller's transaction then rolls back)."""
+        ids = sorted(r for r in touched if r in fence.epochs)
+        if not ids:
+            return
+        rows = [
+            {"f_id": r, "f_owner": fence.owner, "f_epoch": fence.epochs[r], "f_ttl": fence.ttl}
+            for r in ids
+        ]
+        sql = self._fence_sql.sql
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+            renewed = cursor.rowcount
+        elif self._check_rowcount:
+            cursor.executemany(sql, rows)
+            renewed = cursor.rowcount
+        else:  # pragma: no cover - both drivers Kaon supports count executemany rows
+            renewed = 0
+            for row in rows:
+                cursor.execute(sql, row)
+                renewed += cursor.rowcount
+        if renewed == len(rows):
+            return
+        lost = self._lost_leases(cursor, fence, ids)
+        raise FencingError(
+            f"store {self._where}: engine {fence.owner} lost the lease on run(s) "
+            f"{', '.join(sorted(lost))} (taken over by another engine); nothing in the batch "
+            "was written",
+            frozenset(lost),
+        )
+
+    def _lost_leases(self, cursor: Any, fence: Fence, ids: list[str]) -> set[str]:
+        mark = ":p{}" if self._sqlite else "%(p{})s"
+        marks = ", ".join(mark.format(i) for i in range(len(ids)))
+        params = {f"p{i}": run_id for i, run_id in enumerate(ids)}
+        cursor.execute(f"SELECT id, owner, lease_epoch FROM runs WHERE id IN ({marks})", params)
+        held = {
+            run_id
+            for run_id, owner, epoch in cursor.fetchall()
+            if owner == fence.owner and epoch == fence.epochs[run_id]
+        }
+        return set(ids) - held
+
     @contextmanager
     def _raw_transaction(self) -> Iterator[Any]:
         """A DBAPI cursor inside a write transaction, committed on success.
 
         The hot path skips SQLAlchemy's per-statement machinery: statements are compiled
         once by SQLAlchemy (:meth:`_compiled`) and run with the driver's ``executemany``.
+        Connections are not pinged before use (a round trip per transaction on PostgreSQL):
+        a connection found dead is discarded from the pool and the failure reported as
+        :class:`StoreUnavailableError`, for the caller to retry.
         """
-        connection = self._engine.raw_connection()
+        connection = self._write_engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
@@ -223,12 +292,16 @@ class SQLStore(StateStore):
                     cursor.execute("BEGIN IMMEDIATE")
                 yield cursor
                 connection.commit()
-            except BaseException:
+            except BaseException as error:
                 with suppress(Exception):  # keep the original error, not a failed rollback
                     connection.rollback()
+                if isinstance(error, self._dbapi.Error) and _transient(error, self._dbapi):
+                    with suppress(Exception):
+                        connection.invalidate()
                 raise
             finally:
-                cursor.close()
+                with suppress(Exception):
+                    cursor.close()
         finally:
             connection.close()
 
@@ -619,45 +692,97 @@ class SQLStore(StateStore):
                 self._require_run(conn, run_id)
         return found
 
-    def acquire_lease(self, run_id: str, owner: str, until: float, now: float) -> bool:
-        """Take or renew the lease on a run; one conditional UPDATE, so atomic.
-
-        Raises NotFoundError for an unknown run.
-        """
+    def acquire_lease(
+        self, run_id: str, owner: str, ttl: float, *, steal_from: str | None = None
+    ) -> int | None:
+        """Take over the lease on a run (see :meth:`StateStore.acquire_lease`): one
+        conditional UPDATE on the database's clock that increments the lease epoch."""
         c = t.runs.c
+        now = self._db_now
+        free = [c.owner.is_(None), c.lease_until.is_(None), c.lease_until < now]
+        if steal_from:
+            free.append(c.owner == steal_from)
         stmt = (
             sa.update(t.runs)
-            .where(
-                c.id == run_id,
-                sa.or_(
-                    c.owner.is_(None),
-                    c.owner == owner,
-                    c.lease_until.is_(None),
-                    c.lease_until < now,
-                ),
-            )
-            .values(owner=owner, lease_until=until)
+            .where(c.id == run_id, sa.or_(*free))
+            .values(owner=owner, lease_until=now + _ttl(ttl), lease_epoch=c.lease_epoch + 1)
         )
         with self._wrap("acquiring a lease"), self._guard(), self._writer.begin() as conn:
-            won = conn.execute(stmt).rowcount == 1
-            if not won:
+            if conn.execute(stmt).rowcount != 1:
                 self._require_run(conn, run_id)
-        return won
+                return None
+            epoch = conn.scalar(sa.select(c.lease_epoch).where(c.id == run_id))
+        return int(epoch or 0)
 
-    def release_lease(self, run_id: str, owner: str) -> None:
-        """Give up the lease if ``owner`` holds it (otherwise do nothing)."""
+    def renew_leases(self, owner: str, epochs: Mapping[str, int], ttl: float) -> set[str]:
+        """Extend the leases ``owner`` still holds at these epochs; returns the lost runs."""
+        if not epochs:
+            return set()
         c = t.runs.c
-        stmt = (
-            sa.update(t.runs)
-            .where(c.id == run_id, c.owner == owner)
-            .values(owner=None, lease_until=None)
-        )
+        lost: set[str] = set()
+        ids = sorted(epochs)
+        with self._wrap("renewing leases"), self._guard(), self._writer.begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found = sa.select(c.id, c.owner, c.lease_epoch).where(c.id.in_(chunk))
+                if not self._sqlite:
+                    found = found.with_for_update()
+                held = [
+                    run_id
+                    for run_id, holder, epoch in conn.execute(found)
+                    if holder == owner and epoch == epochs[run_id]
+                ]
+                lost.update(set(chunk) - set(held))
+                if held:
+                    conn.execute(
+                        sa.update(t.runs)
+                        .where(c.id.in_(held))
+                        .values(lease_until=self._db_now + _ttl(ttl))
+                    )
+        return lost
+
+    def release_lease(self, run_id: str, owner: str, epoch: int | None = None) -> None:
+        """Give up the lease if ``owner`` holds it (at ``epoch``, when given)."""
+        c = t.runs.c
+        stmt = sa.update(t.runs).where(c.id == run_id, c.owner == owner)
+        if epoch is not None:
+            stmt = stmt.where(c.lease_epoch == epoch)
+        stmt = stmt.values(owner=None, lease_until=None)
         with self._wrap("releasing a lease"), self._guard(), self._writer.begin() as conn:
             conn.execute(stmt)
+
+    def claimable_runs(
+        self,
+        *,
+        limit: int,
+        after: tuple[float, str] | None = None,
+        skip_workflows: Sequence[str] = (),
+    ) -> list[RunRecord]:
+        """Unheld pending or running runs, oldest first (see
+        :meth:`StateStore.claimable_runs`)."""
+        c = t.runs.c
+        stmt = sa.select(t.runs).where(
+            c.status.in_([RunStatus.PENDING.value, RunStatus.RUNNING.value]),
+            sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < self._db_now),
+        )
+        if skip_workflows:
+            stmt = stmt.where(c.workflow.not_in(list(skip_workflows)))
+        if after is not None:
+            at, run_id = after
+            stmt = stmt.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id)))
+        stmt = stmt.order_by(c.created_at, c.id).limit(limit)
+        if self._sqlite:
+            with self._reading() as conn:
+                return [_run_record(row) for row in conn.execute(stmt)]
+        stmt = stmt.with_for_update(skip_locked=True)
+        with self._wrap("claiming runs"), self._writer.begin() as conn:
+            return [_run_record(row) for row in conn.execute(stmt)]
 
     def close(self) -> None:
         """Close every connection (an in-memory database is gone after this)."""
         self._engine.dispose()
+        if self._write_engine is not self._engine:
+            self._write_engine.dispose()
 
 
 # -- statements and rows -----------------------------------------------------------------------
@@ -682,6 +807,46 @@ class _Compiled:
             if process is not None:
                 processors.append((name, process))
         return cls(compiled.string, tuple(processors))
+
+
+def db_clock(dialect: str) -> sa.ColumnElement[float]:
+    """The database's clock in epoch seconds: leases are timed by it, never by the hosts'
+    clocks (which drift apart across replicas)."""
+    if dialect == "sqlite":
+        return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Double())
+    return sa.literal_column("(extract(epoch from clock_timestamp())::float8)", sa.Double())
+
+
+def _ttl(seconds: float) -> sa.BindParameter[float]:
+    return sa.bindparam("lease_ttl", seconds, type_=sa.Double())
+
+
+def _fence_statement(now: sa.ColumnElement[float]) -> sa.Update:
+    """Renew a lease only while its holder still owns it at its epoch: the fence."""
+    c = t.runs.c
+    return (
+        sa.update(t.runs)
+        .where(
+            c.id == sa.bindparam("f_id"),
+            c.owner == sa.bindparam("f_owner"),
+            c.lease_epoch == sa.bindparam("f_epoch"),
+        )
+        .values(lease_until=now + sa.bindparam("f_ttl", type_=sa.Double()))
+    )
+
+
+def _transient(error: BaseException, dbapi: Any) -> bool:
+    """Whether a database error is worth retrying: a lost connection, a busy database."""
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig if error.orig is not None else error
+    if not isinstance(error, dbapi.OperationalError | dbapi.InterfaceError):
+        return False
+    if dbapi.__name__.startswith("sqlite3"):
+        text = str(error).lower()
+        return "locked" in text or "busy" in text
+    return True
 
 
 def _update_groups(

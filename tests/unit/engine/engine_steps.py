@@ -112,3 +112,10 @@ def fail_keeping(n: int) -> None:
     from kaon.errors import StepError
 
     raise StepError("PartialFailure", "gave up half way", outputs={"partial": list(range(n))})
+
+
+def dates(n: int) -> list[Any]:
+    """``n`` datetime.date values: not JSON, so a foreach over them cannot record its items."""
+    import datetime
+
+    return [datetime.date(2026, 1, 1 + i) for i in range(n)]

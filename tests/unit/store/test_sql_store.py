@@ -80,7 +80,7 @@ def test_database_errors_become_store_errors(store: SQLStore, path: Path) -> Non
     with pytest.raises(StoreError, match="reading failed"):
         store.get_run("r1")
     with pytest.raises(StoreError, match="acquiring a lease failed"):
-        store.acquire_lease("r1", "me", 2.0, 1.0)
+        store.acquire_lease("r1", "me", 2.0)
 
 
 def test_unreachable_database_is_a_store_error_without_the_password() -> None:

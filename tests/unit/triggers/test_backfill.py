@@ -97,7 +97,7 @@ def test_cancel_stops_the_backfill_as_a_whole(store: SQLStore) -> None:
     service = _service(store)
     service.tick()
     pending, claimed = runs_of(store, "hourly")
-    assert store.acquire_lease(claimed.id, "some-engine", time.time() + 60, time.time())
+    assert store.acquire_lease(claimed.id, "some-engine", 60.0)
     ops = TriggerOperations(store)
     view = ops.cancel_backfill(backfill_id, by="me")
     assert view.status == "cancelled"

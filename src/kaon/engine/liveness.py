@@ -1,0 +1,96 @@
+"""Engine identity, and proof that an engine is dead that does not rely on PIDs.
+
+An engine's identity (its lease owner) is ``host:pid:nonce``. The PID is only informative:
+replicas in separate PID namespaces (containers) cannot see each other's processes, so "PID
+not visible" proves nothing. Each engine instead holds an exclusive ``flock`` on a lock file
+named after its identity for as long as it lives; the kernel drops the lock when the process
+dies, however it dies. Another process that can take that lock has proof the engine is dead
+and may take its runs over at once; one that cannot see the file (another host, another
+``/tmp``) proves nothing and waits for the lease to expire by the database's clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import socket
+import tempfile
+import uuid
+import weakref
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def new_owner() -> str:
+    """A fresh engine identity: ``host:pid:nonce``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _lock_dir() -> Path:
+    found = os.environ.get("KAON_ENGINE_LOCK_DIR")
+    if found:
+        return Path(found)
+    return Path(tempfile.gettempdir()) / f"kaon-engines-{os.getuid()}"
+
+
+def _lock_path(owner: str) -> Path:
+    return _lock_dir() / f"{_UNSAFE.sub('_', owner)}.lock"
+
+
+class EngineLock:
+    """The lock an engine holds on its identity while it lives (see the module docs)."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.path = _lock_path(owner)
+        self._fd: int | None = None
+        with contextlib.suppress(OSError):  # no lock directory: the engine is never "proven dead"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
+            self._finalizer = weakref.finalize(self, _release, fd, str(self.path))
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (the engine is closing)."""
+        if self._fd is not None:
+            self._fd = None
+            self._finalizer()
+
+
+def _release(fd: int, path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True only with proof that the engine ``owner`` is gone: no owner at all, or its lock
+    file on this host can be locked (its process died). False when nothing can be proven."""
+    if not owner:
+        return True
+    if owner.split(":", 1)[0] != socket.gethostname():
+        return False
+    path = _lock_path(owner)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # locked: the engine lives (maybe stopped, e.g. SIGSTOP: still alive)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return True
+    finally:
+        os.close(fd)

@@ -1,0 +1,123 @@
+"""Fenced leases and fair claiming: the same contract on SQLite and PostgreSQL.
+
+Every write of an engine is fenced by the lease epochs it holds (``runs.lease_epoch``,
+incremented on every takeover); runs are claimed oldest first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_store_contract import step_record, write_run
+
+from kaon.errors import FencingError
+from kaon.model.status import RunStatus
+from kaon.store import open_store
+from kaon.store.base import AttemptRecord, Fence, RunRecord, StateStore, WriteBatch
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kaon.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    opened = open_store(url)
+    yield opened
+    opened.close()
+
+
+def _fenced(owner: str, epochs: dict[str, int], ttl: float = 10.0) -> WriteBatch:
+    return WriteBatch(fence=Fence(owner, epochs, ttl))
+
+
+def test_a_fenced_write_commits_and_renews_while_the_lease_is_held(store: StateStore) -> None:
+    write_run(store)
+    epoch = store.acquire_lease("r1", "a", 0.5)
+    assert epoch == 1
+    batch = _fenced("a", {"r1": epoch}, ttl=60.0)
+    batch.insert_step_run(step_record("r1", 1))
+    store.write(batch)
+    assert [s.id for s in store.step_runs("r1")] == [1]
+    until = store.get_run("r1").lease_until
+    assert until is not None and until > time.time() + 30  # renewed with the batch
+
+
+def test_a_late_write_after_a_takeover_is_refused_and_writes_nothing(store: StateStore) -> None:
+    write_run(store)
+    write_run(store, "r2")
+    old = store.acquire_lease("r1", "a", 0.2)
+    held = store.acquire_lease("r2", "a", 60.0)
+    assert old is not None and held is not None
+    start = WriteBatch()
+    start.insert_attempt(AttemptRecord("r1", 1, 1, "running"))
+    store.write(start)
+    time.sleep(0.3)
+    new = store.acquire_lease("r1", "b", 60.0)
+    assert new == old + 1
+    lost = WriteBatch()
+    lost.update_attempt(("r1", 1, 1), status="lost")
+    lost.fence = Fence("b", {"r1": new}, 60.0)
+    store.write(lost)
+
+    late = _fenced("a", {"r1": old, "r2": held})
+    late.update_attempt(("r1", 1, 1), status="succeeded")
+    late.insert_step_run(step_record("r2", 1))
+    with pytest.raises(FencingError) as caught:
+        store.write(late)
+    assert caught.value.run_ids == frozenset({"r1"})
+    assert [a.status for a in store.attempts("r1")] == ["lost"]  # never flips back
+    assert store.step_runs("r2") == []  # nothing of the refused batch
+    assert (store.get_run("r1").owner, store.get_run("r1").lease_epoch) == ("b", new)
+    assert store.renew_leases("a", {"r1": old, "r2": held}, 60.0) == {"r1"}
+
+
+def test_the_previous_holder_is_fenced_even_before_the_new_one_writes(store: StateStore) -> None:
+    write_run(store)
+    first = store.acquire_lease("r1", "a", 10.0)
+    assert first is not None
+    store.release_lease("r1", "a", first)
+    assert store.acquire_lease("r1", "a", 10.0) == first + 1  # a takeover, even by "a"
+    stale = _fenced("a", {"r1": first})
+    stale.insert_step_run(step_record("r1", 1))
+    with pytest.raises(FencingError):
+        store.write(stale)
+
+
+def _runs(store: StateStore, specs: list[tuple[str, str, float]]) -> None:
+    store.write(
+        WriteBatch(
+            runs=[
+                RunRecord(run_id, workflow, "h", RunStatus.PENDING, created_at=at)
+                for run_id, workflow, at in specs
+            ]
+        )
+    )
+
+
+def test_claimable_runs_are_unheld_and_oldest_first(store: StateStore) -> None:
+    _runs(store, [(f"r{i}", "wf" if i % 2 else "other", 100.0 + (i // 2)) for i in range(8)])
+    _runs(store, [("done", "wf", 1.0)])
+    finished = WriteBatch()
+    finished.update_run("done", status=RunStatus.SUCCEEDED)
+    store.write(finished)
+    store.acquire_lease("r2", "someone", 60.0)
+    found = [r.id for r in store.claimable_runs(limit=100)]
+    assert found == ["r0", "r1", "r3", "r4", "r5", "r6", "r7"]
+    first = store.claimable_runs(limit=3)
+    assert [r.id for r in first] == ["r0", "r1", "r3"]
+    after = (first[-1].created_at, first[-1].id)
+    assert [r.id for r in store.claimable_runs(limit=3, after=after)] == ["r4", "r5", "r6"]
+    rest = store.claimable_runs(limit=100, skip_workflows=["wf"])
+    assert [r.id for r in rest] == ["r0", "r4", "r6"]
+
+
+def test_a_run_with_an_expired_lease_is_claimable_again(store: StateStore) -> None:
+    _runs(store, [("r1", "wf", 1.0)])
+    store.acquire_lease("r1", "a", 0.2)
+    assert store.claimable_runs(limit=10) == []
+    time.sleep(0.3)
+    assert [r.id for r in store.claimable_runs(limit=10)] == ["r1"]

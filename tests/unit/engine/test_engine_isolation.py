@@ -1,0 +1,101 @@
+"""Run isolation: an error confined to one run fails that run, never the engine or others."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import E, Harness, flow, task
+
+from kaon.engine.engine import Engine
+from kaon.model.specs import ForeachSpec, GraphSpec
+from kaon.model.status import RunStatus
+from kaon.store.base import DefinitionRecord, RunRecord, WriteBatch
+
+
+def _serve(engine: Engine) -> threading.Thread:
+    thread = threading.Thread(target=engine.serve, kwargs={"claim_every_s": 0.05})
+    thread.start()
+    return thread
+
+
+def _wait_terminal(h: Harness, ids: list[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(h.store.get_run(i).status.is_terminal for i in ids):
+            return
+        time.sleep(0.05)
+
+
+def _unloadable_run(h: Harness) -> str:
+    """A run whose stored definition is not a workflow spec (it cannot load)."""
+    batch = WriteBatch()
+    batch.definitions.append(DefinitionRecord("broken", "broken", {"graph": 42}, "", 1.0))
+    batch.runs.append(RunRecord("r-broken", "broken", "broken", RunStatus.PENDING, created_at=1.0))
+    h.store.write(batch)
+    return "r-broken"
+
+
+def test_poison_runs_fail_with_a_reason_and_healthy_runs_finish(inline: Harness) -> None:
+    body = GraphSpec(steps=(task("use", "const", inputs={"value": E("item")}),))
+    poison = inline.create(
+        flow(
+            task("src", "dates", inputs={"n": 3}),
+            ForeachSpec(id="each", items=E("steps.src"), body=body),
+            name="poison",
+        )
+    )
+    broken = _unloadable_run(inline)
+    healthy = [inline.create(flow(task("a", "const", inputs={"value": i}))) for i in range(3)]
+    engine = inline.engine()
+    thread = _serve(engine)
+    try:
+        _wait_terminal(inline, [poison, broken, *healthy])
+        assert thread.is_alive(), "the engine thread died"
+    finally:
+        engine.stop()
+        thread.join(10)
+        engine.close()
+    assert [inline.store.get_run(i).status for i in healthy] == [RunStatus.SUCCEEDED] * 3
+    for run_id, why in ((poison, "JSON"), (broken, "")):
+        record = inline.store.get_run(run_id)
+        assert record.status is RunStatus.FAILED, run_id
+        assert record.error is not None and record.error.startswith("quarantined"), record.error
+        assert why in record.error
+        assert record.owner is None
+    assert any(e.kind == "run" and e.data.get("error") for e in inline.store.events(poison))
+
+
+def test_a_restarted_server_does_not_claim_a_quarantined_run_again(inline: Harness) -> None:
+    broken = _unloadable_run(inline)
+    first = inline.engine()
+    thread = _serve(first)
+    _wait_terminal(inline, [broken])
+    first.stop()
+    thread.join(10)
+    first.close()
+    ended = inline.store.get_run(broken).ended_at
+    healthy = inline.create(flow(task("a", "const", inputs={"value": 1})))
+    second = inline.engine()
+    thread = _serve(second)
+    try:
+        _wait_terminal(inline, [healthy])
+    finally:
+        second.stop()
+        thread.join(10)
+        second.close()
+    assert inline.store.get_run(healthy).status is RunStatus.SUCCEEDED
+    assert inline.store.get_run(broken).ended_at == ended
+    assert "r-broken" not in second.runs
+
+
+def test_kaon_run_of_a_poison_run_reports_it_failed(inline: Harness) -> None:
+    body = GraphSpec(steps=(task("use", "const", inputs={"value": E("item")}),))
+    spec = flow(
+        task("src", "dates", inputs={"n": 2}),
+        ForeachSpec(id="each", items=E("steps.src"), body=body),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    error = inline.store.get_run(run_id).error
+    assert error is not None and "date is not JSON serializable" in error
