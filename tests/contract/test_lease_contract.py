@@ -6,6 +6,7 @@ incremented on every takeover); runs are claimed oldest first.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,18 @@ from pathlib import Path
 import pytest
 from test_store_contract import step_record, write_run
 
+from kaon.artifacts import open_artifact_store
+from kaon.engine import operations
+from kaon.engine.engine import Engine
 from kaon.errors import FencingError
-from kaon.model.status import RunStatus
+from kaon.executors import create_executor
+from kaon.model.params import bind_params
+from kaon.model.specs import Const, Expr, GraphSpec, TaskSpec, WorkflowSpec
+from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
 from kaon.store.base import AttemptRecord, Fence, RunRecord, StateStore, WriteBatch
+
+STEPS = str(Path(__file__).parents[1] / "unit" / "engine" / "engine_steps.py")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -121,3 +130,62 @@ def test_a_run_with_an_expired_lease_is_claimable_again(store: StateStore) -> No
     assert store.claimable_runs(limit=10) == []
     time.sleep(0.3)
     assert [r.id for r in store.claimable_runs(limit=10)] == ["r1"]
+
+
+# -- the engine through a store outage ---------------------------------------------------------
+
+
+def _chain(n: int) -> WorkflowSpec:
+    steps = tuple(
+        TaskSpec(
+            id=f"s{i}",
+            config={"file": STEPS, "function": "add"},
+            inputs={"a": Const(i), "b": Expr(f"steps.s{i - 1}") if i else Const(0)},
+            needs=(f"s{i - 1}",) if i else (),
+        )
+        for i in range(n)
+    )
+    return WorkflowSpec(name="chain", graph=GraphSpec(steps=steps))
+
+
+@pytest.mark.integration
+def test_the_engine_rides_out_dropped_connections(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL connections are not pinged before a write: every few moments all of the
+    engine's connections are killed, and the run still finishes with every step once."""
+    import psycopg
+
+    store = open_store(pg_url)
+    spec = _chain(30)
+    run_id = operations.create_run(store, spec, bind_params(spec, {})).id
+    engine = Engine(store, create_executor("inline", workers=2), open_artifact_store(str(tmp_path)))
+    stop = threading.Event()
+    kills = [0]
+
+    def killer() -> None:
+        dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.wait(0.15):
+                found = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchall()
+                kills[0] += len(found)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    guard = threading.Timer(60, engine.stop)
+    guard.start()
+    try:
+        engine.add_run(run_id)
+        status = engine.run_until_done(run_id)
+    finally:
+        guard.cancel()
+        stop.set()
+        thread.join(10)
+        engine.close()
+    assert kills[0] > 0
+    assert status is RunStatus.SUCCEEDED
+    rows = store.step_runs(run_id)
+    assert [r.status for r in rows] == [StepStatus.SUCCEEDED] * 30
+    assert all(len(store.attempts(run_id, r.id)) == 1 for r in rows)
+    store.close()

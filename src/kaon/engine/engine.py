@@ -585,6 +585,14 @@ class Engine:
             self._isolated(state.id, functools.partial(self._poll_run, state, now))
 
     def _poll_run(self, state: RunState, now: float) -> None:
+        """Deliver signals to a waiting run and carry out its commands. Each read happens
+        before what it changes, so a store outage only postpones the poll."""
+        try:
+            self._poll_reads(state, now)
+        except StoreUnavailableError as error:
+            log.warning("run %s: polling commands failed, retrying: %s", state.id, error)
+
+    def _poll_reads(self, state: RunState, now: float) -> None:
         if state.waiting:
             since = state.record.created_at
             state.deliver_signals(

@@ -407,8 +407,10 @@ class StateStore(ABC):
         statuses: Iterable[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        oldest_first: bool = False,
     ) -> list[RunRecord]:
-        """Runs, newest first, filtered by workflow name and statuses."""
+        """Runs, newest first (oldest first when asked), filtered by workflow name and
+        statuses."""
 
     # -- step runs -------------------------------------------------------------------------
 

@@ -413,14 +413,19 @@ class SQLStore(StateStore):
         statuses: Iterable[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        oldest_first: bool = False,
     ) -> list[RunRecord]:
-        """Runs, newest first (ties by id, descending), filtered by workflow and statuses."""
+        """Runs, newest first (ties by id, descending; or oldest first, ties by id), filtered
+        by workflow and statuses."""
         stmt = sa.select(t.runs)
         if workflow is not None:
             stmt = stmt.where(t.runs.c.workflow == workflow)
         if statuses is not None:
             stmt = stmt.where(t.runs.c.status.in_([_plain(s) for s in statuses]))
-        stmt = stmt.order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
+        if oldest_first:
+            stmt = stmt.order_by(t.runs.c.created_at, t.runs.c.id)
+        else:
+            stmt = stmt.order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
         stmt = stmt.limit(limit).offset(offset)
         with self._reading() as conn:
             return [_run_record(row) for row in conn.execute(stmt)]

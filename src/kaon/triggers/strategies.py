@@ -86,11 +86,15 @@ def _active(record: RunRecord) -> bool:
 
 
 def _open_runs(store: StateStore, workflow: str) -> list[RunRecord]:
-    """Pending and running runs of ``workflow``, oldest first."""
-    found = store.list_runs(
-        workflow=workflow, statuses=[RunStatus.PENDING, RunStatus.RUNNING], limit=_QUEUE_LIMIT
+    """Pending and running runs of ``workflow``, oldest first: the head of its queue (the
+    oldest ``_QUEUE_LIMIT``), which is where admission decides; never a window of the newest
+    that could hide the oldest."""
+    return store.list_runs(
+        workflow=workflow,
+        statuses=[RunStatus.PENDING, RunStatus.RUNNING],
+        limit=_QUEUE_LIMIT,
+        oldest_first=True,
     )
-    return sorted(found, key=lambda r: (r.created_at, r.id))
 
 
 def is_blocked(store: StateStore, workflow: str) -> bool:
