@@ -12,7 +12,9 @@ parent: ``("ready", pid)`` once, then ``("events", [event, ...])`` batches and
 The worker dies with its parent: it exits on EOF of the connection while idle, and a
 housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds so that a
 parent killed with SIGKILL does not leave a step running. On SIGTERM (the parent cancelling an
-attempt) and on parent death it kills its shell commands' process groups before exiting.
+attempt) and on parent death it kills its shell commands' process groups, and every other
+process it started (its own process group and its descendants, see
+:mod:`kaon.executors._descendants`), before exiting.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ runs a workflow at import time would otherwise spawn workers recursively)."""
 
 
 def _die(code: int) -> None:
+    from kaon.executors._descendants import kill_descendants
     from kaon.steptypes.shell import kill_live_process_groups
 
     kill_live_process_groups()
+    kill_descendants()  # what a Python step started (Popen), in this group or a new session
     os._exit(code)
 
 

@@ -35,6 +35,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar
 
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
+from kaon.executors._descendants import kill_descendants
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
 from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
@@ -59,7 +60,10 @@ class _Worker:
     groups: set[int] = field(default_factory=set)  # process groups of its shell commands
 
     def kill_groups(self) -> None:
-        """SIGKILL the worker's own process group and those of its shell commands."""
+        """SIGKILL what the worker started (while it lives, every descendant; see
+        :mod:`kaon.executors._descendants`), its own process group and its shell commands'."""
+        if self.proc.poll() is None:
+            kill_descendants(self.proc.pid)
         for pgid in [self.proc.pid, *self.groups]:
             _kill_group(pgid)
 
