@@ -31,6 +31,7 @@ from kaon.api.app import build_services, create_app, stop_streams
 from kaon.api.deps import Services
 from kaon.engine.engine import Engine
 from kaon.executors import create_executor
+from kaon.service.sandboxing import executor_options
 from kaon.service.settings import Settings
 from kaon.store.base import RunRecord, StateStore
 
@@ -173,7 +174,7 @@ class KaonServer:
         settings = self.settings
         executor = create_executor(
             settings.executor or "process",
-            **({"workers": settings.workers} if settings.workers else {}),
+            **executor_options(settings, sandbox_default="auto"),
         )
         engine = Engine(self.services.store, executor, self.services.runs.artifacts)
         self.engine = engine

@@ -19,6 +19,7 @@ process it started (its own process group and its descendants, see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -92,7 +93,7 @@ class Outbox:
         """Forever: flush late events, and exit when the parent has died."""
         while True:
             woke = self._wake.wait(PARENT_CHECK_S)
-            if os.getppid() != parent_pid:
+            if parent_pid and os.getppid() != parent_pid:
                 _die(1)
             if woke:
                 self._wake.clear()
@@ -139,14 +140,15 @@ def main() -> None:
     RUNNING_IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
     signal.signal(signal.SIGTERM, _on_sigterm)
-    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
-    if os.getppid() != parent_pid:
+    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])  # 0: sandboxed, see process.py
+    if parent_pid and os.getppid() != parent_pid:
         os._exit(1)
     conn = Connection(fd)
     init = conn.recv()
     sys.path[:] = list(init["sys_path"])
     if init.get("cwd"):
-        os.chdir(init["cwd"])
+        with contextlib.suppress(OSError):  # hidden by the sandbox: stay in its scratch
+            os.chdir(init["cwd"])
     # Preload what every attempt uses, so the first step is as fast as the rest.
     import kaon.artifacts
     import kaon.steptypes.python
