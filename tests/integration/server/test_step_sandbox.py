@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bub
 
 SECRET = "kaon-test-secret-value-7f3a"
 
-FLOW = '''
+FLOW = """
 import os
 import sys
 
@@ -56,25 +56,24 @@ def hostile(home: str, server_pid: int) -> None:
         "tr \\"\\\\0\\" \\"\\\\n\\" < /proc/$KAON_INPUT_P/environ | grep KAON_TEST_SECRET; "
         "echo secret=$KAON_TEST_SECRET; "
         "echo ::kaon::output minted=$(" + sys.executable + " -m kaon.cli.main token create "
-        "minted_sh --role admin --group \\"*\\" --home \\"$KAON_INPUT_H\\" 2>/dev/null | tail -c 80); true",
+        "minted_sh --role admin --group \\"*\\" --home \\"$KAON_INPUT_H\\" "
+        "2>/dev/null | tail -c 80); true",
         id="shell_probe",
         inputs={"h": home, "p": server_pid},
     )
-'''
+"""
 
-PROBES = '''
+PROBES = """
 def read(path):
     try:
         with open(path, "rb") as handle:
             return handle.read(64).decode("latin-1")
     except OSError as exc:
         return None
-'''
+"""
 
 
-def test_steps_cannot_reach_the_control_planes_keys(
-    tmp_path: Path, wait: Any, launch: Any
-) -> None:
+def test_steps_cannot_reach_the_control_planes_keys(tmp_path: Path, wait: Any, launch: Any) -> None:
     server = launch(tmp_path / "home", env={"KAON_TEST_SECRET": SECRET})
     try:
         _attack(server, wait)
