@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap"),
+]
 
 SECRET = "kaon-test-secret-value-7f3a"
 
@@ -38,6 +42,26 @@ def probe(home: str, server_pid: int) -> dict:
 
 
 @kaon.step
+def api_probe(other_run: str) -> dict:
+    import httpx
+
+    env = kaon.context().extra["env"]
+    own = kaon.context().run_id
+    client = httpx.Client(
+        base_url=env["KAON_URL"], headers={"Authorization": "Bearer " + env["KAON_RUN_TOKEN"]}
+    )
+    with client:
+        return {
+            "own_run": client.get(f"/runs/{own}").status_code,
+            "other_run": client.get(f"/runs/{other_run}").status_code,
+            "tokens": client.get("/tokens").status_code,
+            "mint": client.post("/tokens", json={"name": "x", "role": "admin"}).status_code,
+            "runs": client.get("/runs").status_code,
+            "kill_other": client.post(f"/runs/{other_run}/kill").status_code,
+        }
+
+
+@kaon.step
 def big() -> str:
     return "x" * 5000  # goes to the artifact store
 
@@ -48,8 +72,9 @@ def size(text: str) -> int:
 
 
 @kaon.workflow
-def hostile(home: str, server_pid: int) -> None:
+def hostile(home: str, server_pid: int, other_run: str = "") -> None:
     probe(home, server_pid)
+    api_probe(other_run)
     size(big())
     kaon.shell(
         "cat \\"$KAON_INPUT_H/kaon.db\\" | head -c 16 | base64; echo; "
@@ -90,6 +115,9 @@ def _attack(server: Any, wait: Any) -> None:
     )
     assert pushed.status_code == 200, pushed.text
     params = {"home": str(server.home.absolute()), "server_pid": server.process.pid}
+    other = admin.post("/runs", json={"workflow": "hostile", "params": params})
+    wait(admin, other.json()["id"], {"succeeded", "failed"})
+    params["other_run"] = other.json()["id"]
     started = admin.post("/runs", json={"workflow": "hostile", "params": params})
     assert started.status_code == 201, started.text
     detail = wait(admin, started.json()["id"], {"succeeded", "failed"})
@@ -100,6 +128,15 @@ def _attack(server: Any, wait: Any) -> None:
     assert found["secret"] is None
     assert not found["server_proc"] and found["server_environ"] is None
     assert _value(admin, detail["id"], "size") == 5000  # the artifact store works
+    # The step's own run token reads its run, and nothing else.
+    assert _value(admin, detail["id"], "api_probe") == {
+        "own_run": 200,
+        "other_run": 403,
+        "tokens": 403,
+        "mint": 403,
+        "runs": 403,
+        "kill_other": 403,
+    }
     logs = admin.get(f"/runs/{detail['id']}/steps/shell_probe/logs").text
     assert SECRET not in logs and "U1FMaXRl" not in logs  # base64 of "SQLite"
     minted_sh = steps["shell_probe"]["outputs"].get("minted", {}).get("value", "")
