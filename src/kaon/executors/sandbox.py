@@ -14,6 +14,8 @@ and shell step it runs, and every process those start) gets:
   server included, are not visible, so ``/proc/<server pid>/environ`` cannot be read;
 * a scrubbed environment: only the variables named in ``pass_env`` (``PATH``, locale, time
   zone, ``PYTHONPATH``...), plus ``env``;
+* no capabilities, even when the server runs as root (so nothing can be unmounted to
+  uncover what is hidden), and a session of its own (no terminal to inject input into);
 * death with its parent: when the engine's process dies, even by SIGKILL, the kernel kills
   the whole PID namespace; the executor cancelling the worker does the same.
 
@@ -81,7 +83,9 @@ class SandboxSpec:
                 "it off (--sandbox off)"
             )
         argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent"]
+        # No capabilities (bwrap keeps them for root): no unmounting what hides the home.
+        argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
+        argv += ["--cap-drop", "ALL"]
         hidden = _outermost(self._hidden)
         for folder in hidden:
             argv += ["--tmpfs", folder]

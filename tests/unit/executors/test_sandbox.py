@@ -59,11 +59,19 @@ def test_a_sandboxed_command_sees_no_home_no_database_and_no_other_process(
     script = (
         "import os, sys; home = sys.argv[1]; "
         "print(sorted(os.listdir(home)), os.path.exists(f'/proc/{sys.argv[2]}'), "
-        "'SECRET_X' in os.environ, os.access(home + '/artifacts', os.W_OK))"
+        "'SECRET_X' in os.environ, os.access(home + '/artifacts', os.W_OK), "
+        "[l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0])"
     )
     argv = spec.argv([sys.executable, "-c", script, str(tmp_path / "home"), str(os.getpid())])
     out = subprocess.run(
         argv, env={**os.environ, "SECRET_X": "1"}, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["['artifacts',", "'sources']", "False", "False", "True"]
+    assert out.stdout.split() == [
+        "['artifacts',",
+        "'sources']",
+        "False",
+        "False",
+        "True",
+        "0000000000000000",  # no capabilities: the tmpfs over the home cannot be unmounted
+    ]
