@@ -28,7 +28,8 @@ SYSTEM_PACKAGES := \
   /usr/bin/java:default-jre-headless \
   /usr/bin/podman:podman \
   /usr/sbin/runc:runc \
-  /bin/busybox:busybox-static
+  /bin/busybox:busybox-static \
+  /usr/bin/bwrap:bubblewrap
 
 $(SYSTEM_STAMP): $(STAMP)
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \

@@ -31,6 +31,9 @@ from kaon.api.app import build_services, create_app, stop_streams
 from kaon.api.deps import Services
 from kaon.engine.engine import Engine
 from kaon.executors import create_executor
+from kaon.executors.base import Executor, TaskRequest
+from kaon.executors.with_env import EnvAddingExecutor
+from kaon.service.sandboxing import executor_options
 from kaon.service.settings import Settings
 from kaon.store.base import RunRecord, StateStore
 
@@ -171,9 +174,11 @@ class KaonServer:
 
     def _start_engine(self) -> None:
         settings = self.settings
-        executor = create_executor(
-            settings.executor or "process",
-            **({"workers": settings.workers} if settings.workers else {}),
+        executor = self._step_env(
+            create_executor(
+                settings.executor or "process",
+                **executor_options(settings, sandbox_default="auto"),
+            )
         )
         engine = Engine(self.services.store, executor, self.services.runs.artifacts)
         self.engine = engine
@@ -191,6 +196,22 @@ class KaonServer:
         self.services.extras["engine_alive"] = thread.is_alive
         thread.start()
         self.threads.append(thread)
+
+    def _step_env(self, executor: Executor) -> Executor:
+        """``executor``, giving each attempt its run's token and this server's URL."""
+        tokens = self.services.auth.run_tokens
+        if tokens is None:
+            return executor
+        host = self.options.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{self.options.port}"
+
+        def env_for(request: TaskRequest) -> dict[str, str]:
+            token = tokens.mint(request.run_id)
+            return {"KAON_URL": url, "KAON_RUN_TOKEN": token, "KAON_TOKEN": token}
+
+        return EnvAddingExecutor(executor, env_for)
 
     def _start_triggers(self) -> None:
         triggers = trigger_service(self.services)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -24,6 +26,7 @@ import pytest
 from kaon.artifacts import open_artifact_store
 from kaon.executors import create_executor
 from kaon.executors.base import Executor, TaskRequest
+from kaon.executors.sandbox import SandboxSpec
 from kaon.model.events import (
     AttemptKey,
     ExecutorEvent,
@@ -567,3 +570,44 @@ done.wait(20)
 print(json.dumps({{"workers": executor.worker_pids(), "shell": shell_pid[0]}}), flush=True)
 threading.Event().wait(120)
 """
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+class TestSandboxedProcessExecutor(ExecutorContract):
+    """The process executor with its workers in the step sandbox: steps behave the same."""
+
+    executor_name = "process"
+    root: ClassVar[Path]
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def pool(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Executor, Recorder]]:
+        cls.root = tmp_path_factory.mktemp("sandboxed")
+        recorder = Recorder()
+        sandbox = SandboxSpec(writable=(str(cls.root),))
+        executor = create_executor(cls.executor_name, workers=cls.workers, sandbox=sandbox)
+        executor.start(recorder)
+        yield executor, recorder
+        executor.shutdown()
+
+    @pytest.fixture
+    def artifact_url(self, pool: tuple[Executor, Recorder]) -> str:
+        return tempfile.mkdtemp(dir=self.root)  # the only writable folder outside /tmp
+
+    def test_cancel_kills_a_running_shell_command(
+        self, executor: Executor, recorder: Recorder, artifact_url: str
+    ) -> None:
+        beat = os.path.join(artifact_url, "beat")  # PIDs inside the sandbox are its own
+        request = shell_request(
+            artifact_url, f'echo started; while true; do date +%s%N > "{beat}"; sleep 0.05; done'
+        )
+        executor.submit(request)
+        recorder.wait_for(
+            lambda evs: any(isinstance(e, LogLine) and e.key == request.key for e in evs)
+        )
+        executor.cancel(request.key)
+        time.sleep(0.5)
+        last = Path(beat).read_text()
+        time.sleep(0.5)
+        assert Path(beat).read_text() == last  # the loop is dead
+        assert not any(_is_final(e) for e in recorder.of(request.key))

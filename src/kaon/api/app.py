@@ -25,6 +25,7 @@ from kaon.errors import ConfigurationError
 from kaon.service.auth import AuthService
 from kaon.service.local import LocalService
 from kaon.service.registry import RegistryService
+from kaon.service.run_tokens import RunTokens
 from kaon.service.settings import Settings
 from kaon.store.registry import SQLRegistryStore
 from kaon.store.sql import SQLStore
@@ -42,7 +43,7 @@ def build_services(settings: Settings) -> Services:
     if not isinstance(store, SQLStore):
         raise ConfigurationError(f"the server needs a SQL store, not {type(store).__name__}")
     registry_store = SQLRegistryStore(store)
-    auth = AuthService(registry_store)
+    auth = AuthService(registry_store, run_tokens=RunTokens.for_home(Path(settings.home)))
     registry = RegistryService(
         store,
         registry_store,

@@ -105,7 +105,8 @@ def require(role: str) -> Callable[..., Principal]:
     ) -> Principal:
         services = get_services(request)
         principal = services.auth.authenticate(credentials.credentials if credentials else None)
-        services.auth.check(principal, role)
+        # A run token is good on its own run's routes only (``/runs/{run_id}/...``).
+        services.auth.check(principal, role, run_id=request.path_params.get("run_id"))
         request.state.principal = principal
         return principal
 

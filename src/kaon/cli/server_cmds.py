@@ -46,6 +46,14 @@ def server(
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1)] = None,
     artifacts: Annotated[str | None, typer.Option("--artifacts")] = None,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox",
+            help="Run steps in a bubblewrap sandbox: auto (default: when bwrap is installed), "
+            "on or off. Also KAON_SANDBOX.",
+        ),
+    ] = None,
     bootstrap_token: Annotated[
         str | None,
         typer.Option(
@@ -59,7 +67,12 @@ def server(
     from kaon.server import ServerOptions, serve
 
     settings = Settings.from_env(
-        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+        home=home,
+        db_url=db,
+        executor=executor,
+        workers=workers,
+        artifact_url=artifacts,
+        sandbox=sandbox,
     )
     options = ServerOptions(host=host, port=port, bootstrap_token=bootstrap_token)
     with _errors():

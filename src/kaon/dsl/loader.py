@@ -1,7 +1,7 @@
 """Loading workflows from files: ``FILE[:WORKFLOW]`` where FILE is ``.py``, ``.yaml`` or ``.yml``.
 
 A Python file is imported by path under the module name the ``python`` step type uses in
-workers (``kaon_user_<sha1(path)[:12]>``, see :mod:`kaon.steptypes.python`), so that step
+workers (``kaon_user_<sha1(path)[:12]>``, see :mod:`kaon.steptypes.codeload`), so that step
 functions resolve to the very same module here and there.
 """
 
@@ -146,7 +146,7 @@ def import_user_file(path: str) -> ModuleType:
 
     Raises :class:`DefinitionError` at the failing line when importing it raises.
     """
-    from kaon.steptypes.python import load_file_module
+    from kaon.steptypes.codeload import load_file_module
 
     try:
         return load_file_module(path)

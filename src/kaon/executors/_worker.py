@@ -12,11 +12,14 @@ parent: ``("ready", pid)`` once, then ``("events", [event, ...])`` batches and
 The worker dies with its parent: it exits on EOF of the connection while idle, and a
 housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds so that a
 parent killed with SIGKILL does not leave a step running. On SIGTERM (the parent cancelling an
-attempt) and on parent death it kills its shell commands' process groups before exiting.
+attempt) and on parent death it kills its shell commands' process groups, and every other
+process it started (its own process group and its descendants, see
+:mod:`kaon.executors._descendants`), before exiting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -38,9 +41,11 @@ runs a workflow at import time would otherwise spawn workers recursively)."""
 
 
 def _die(code: int) -> None:
+    from kaon.executors._descendants import kill_descendants
     from kaon.steptypes.shell import kill_live_process_groups
 
     kill_live_process_groups()
+    kill_descendants()  # what a Python step started (Popen), in this group or a new session
     os._exit(code)
 
 
@@ -88,7 +93,7 @@ class Outbox:
         """Forever: flush late events, and exit when the parent has died."""
         while True:
             woke = self._wake.wait(PARENT_CHECK_S)
-            if os.getppid() != parent_pid:
+            if parent_pid and os.getppid() != parent_pid:
                 _die(1)
             if woke:
                 self._wake.clear()
@@ -135,14 +140,15 @@ def main() -> None:
     RUNNING_IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
     signal.signal(signal.SIGTERM, _on_sigterm)
-    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
-    if os.getppid() != parent_pid:
+    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])  # 0: sandboxed, see process.py
+    if parent_pid and os.getppid() != parent_pid:
         os._exit(1)
     conn = Connection(fd)
     init = conn.recv()
     sys.path[:] = list(init["sys_path"])
     if init.get("cwd"):
-        os.chdir(init["cwd"])
+        with contextlib.suppress(OSError):  # hidden by the sandbox: stay in its scratch
+            os.chdir(init["cwd"])
     # Preload what every attempt uses, so the first step is as fast as the rest.
     import kaon.artifacts
     import kaon.steptypes.python

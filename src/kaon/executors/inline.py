@@ -5,7 +5,8 @@ crashes the interpreter takes the engine with it, and cancellation is cooperativ
 an attempt marks it cancelled: if it has not started it never runs; if it is running, every
 event it reports from then on is dropped (no ``StepFailed`` follows), and a shell step's
 command is killed. Python code already running keeps running until it returns; its thread
-only then becomes free again.
+only then becomes free again, and until then it is not counted in :attr:`InlineExecutor.capacity`
+(a timed-out attempt does not free its slot while its thread is still busy).
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ class InlineExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._active: dict[AttemptKey, threading.Event] = {}
+        self._running: dict[AttemptKey, threading.Event] = {}  # attempts a thread is running
+        self._abandoned: set[AttemptKey] = set()  # cancelled, but a thread still runs them
         self._sink: EventSink | None = None
 
     @property
     def capacity(self) -> int:
-        """How many attempts run at once: the number of threads."""
-        return self._workers
+        """How many attempts may run at once: the threads not still busy with a cancelled
+        attempt (whose Python code cannot be stopped)."""
+        return self._workers - len(self._abandoned)
 
     def start(self, sink: EventSink) -> None:
         """Start the threads; events go to ``sink`` from those threads."""
@@ -67,6 +71,8 @@ class InlineExecutor(Executor):
         """Drop the attempt's events from now on; it does not start if it has not yet."""
         with self._lock:
             flag = self._active.pop(key, None)
+            if flag is not None and not flag.is_set() and self._running.get(key) is flag:
+                self._abandoned.add(key)
         if flag is not None:
             flag.set()
 
@@ -91,9 +97,11 @@ class InlineExecutor(Executor):
             request = self._queue.get()
             if request is None:
                 return
-            flag = self._active.get(request.key)
-            if flag is None or flag.is_set():
-                continue  # cancelled before it started
+            with self._lock:
+                flag = self._active.get(request.key)
+                if flag is None or flag.is_set():
+                    continue  # cancelled before it started
+                self._running[request.key] = flag
 
             def emit(event: ExecutorEvent, flag: threading.Event = flag) -> None:
                 if not flag.is_set():
@@ -101,5 +109,7 @@ class InlineExecutor(Executor):
 
             run_task(request, emit, cancel=flag)
             with self._lock:
+                del self._running[request.key]
+                self._abandoned.discard(request.key)
                 if self._active.get(request.key) is flag:
                     del self._active[request.key]

@@ -35,8 +35,10 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar
 
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
+from kaon.executors._descendants import kill_descendants
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
+from kaon.executors.sandbox import SandboxSpec
 from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
 
 KILL_GRACE_S = 0.5  # between SIGTERM and SIGKILL of a cancelled attempt's worker
@@ -59,7 +61,10 @@ class _Worker:
     groups: set[int] = field(default_factory=set)  # process groups of its shell commands
 
     def kill_groups(self) -> None:
-        """SIGKILL the worker's own process group and those of its shell commands."""
+        """SIGKILL what the worker started (while it lives, every descendant; see
+        :mod:`kaon.executors._descendants`), its own process group and its shell commands'."""
+        if self.proc.poll() is None:
+            kill_descendants(self.proc.pid)
         for pgid in [self.proc.pid, *self.groups]:
             _kill_group(pgid)
 
@@ -89,17 +94,26 @@ def _kill_group(pid: int) -> None:
 class ProcessExecutor(Executor):
     """Runs attempts in ``workers`` warm processes (default: the CPU count), one at a time each.
 
+    With a ``sandbox``, each worker runs under bubblewrap as it says
+    (:mod:`kaon.executors.sandbox`): it sees no state database, token or server environment.
+
     :meth:`start` blocks until every worker is ready, at most ``start_timeout_s`` seconds, and
     raises :class:`~kaon.errors.SystemFailure` if they cannot start.
     """
 
     name: ClassVar[str] = "process"
 
-    def __init__(self, workers: int | None = None, start_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        start_timeout_s: float = 60.0,
+        sandbox: SandboxSpec | None = None,
+    ) -> None:
         count = workers if workers is not None else (os.cpu_count() or 1)
         if count < 1:
             raise ConfigurationError(f"process executor: workers must be >= 1, got {count}")
         self._size = count
+        self._sandbox = sandbox
         self._start_timeout_s = start_timeout_s
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []  # live, not retiring
@@ -233,11 +247,18 @@ class ProcessExecutor(Executor):
     def _add_worker(self) -> None:
         parent_conn, child_conn = Pipe(duplex=True)
         fd = child_conn.fileno()
+        sandbox = self._sandbox
+        # In a sandbox the worker cannot see its parent (a new PID namespace): bwrap's
+        # --die-with-parent ends it with the parent instead of the worker's own check.
+        argv = [sys.executable, "-P", "-c", _WORKER_CODE, str(fd), str(os.getpid())]
+        if sandbox is not None:
+            argv = sandbox.argv([*argv[:-1], "0"], cwd=os.getcwd())
         proc = subprocess.Popen(
-            [sys.executable, "-P", "-c", _WORKER_CODE, str(fd), str(os.getpid())],
+            argv,
             pass_fds=[fd],
             stdin=subprocess.DEVNULL,
             process_group=0,
+            env=sandbox.environment() if sandbox is not None else None,
         )
         child_conn.close()
         worker = _Worker(proc, parent_conn)

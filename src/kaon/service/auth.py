@@ -11,6 +11,10 @@ carries one role and a set of groups:
 Acting on a workflow (anything above ``viewer``) needs the role *and* membership of the
 workflow's owner group, unless the principal is an admin, holds the group ``*``, or the
 workflow has no owner group.
+
+A *run token* (:mod:`kaon.service.run_tokens`), the one a server gives each step, stands for
+a principal scoped to one run: it may act as an ``operator`` on that run only, and nothing
+else (no other run, no workflow, no token, no admin route).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaon.errors import KaonError, NotFoundError
+from kaon.service.run_tokens import RUN_TOKEN_PREFIX, RunTokenError, RunTokens
 from kaon.store.registry import AuditRecord, RegistryStore, TokenRecord
 
 ROLES: tuple[str, ...] = ("viewer", "operator", "owner", "admin")
@@ -59,6 +64,7 @@ class Principal:
     role: str
     groups: tuple[str, ...] = ()
     token_id: str | None = None
+    run_scope: str | None = None  # a run token: good for this run only
 
     @property
     def is_admin(self) -> bool:
@@ -69,9 +75,14 @@ class Principal:
         """True when this principal's role is at least ``role``."""
         return role_rank(self.role) >= role_rank(role)
 
-    def can(self, role: str, owner_group: str | None = None) -> bool:
+    def can(self, role: str, owner_group: str | None = None, *, run_id: str | None = None) -> bool:
         """True when this principal may act with ``role`` on something owned by
-        ``owner_group`` (``None``: owned by no group)."""
+        ``owner_group`` (``None``: owned by no group), that is ``run_id`` when one is given.
+
+        A run-scoped principal may act only on its run (``run_id`` must name it), with a role
+        up to ``operator``."""
+        if self.run_scope is not None:
+            return run_id == self.run_scope and role_rank(role) <= role_rank("operator")
         if self.is_admin:
             return True
         if not self.has_role(role):
@@ -93,9 +104,16 @@ def hash_token(token: str) -> str:
 class AuthService:
     """Creates and checks tokens, enforces roles, and writes the audit trail."""
 
-    def __init__(self, registry: RegistryStore, *, cache_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        registry: RegistryStore,
+        *,
+        cache_s: float = 2.0,
+        run_tokens: RunTokens | None = None,
+    ) -> None:
         self.registry = registry
         self.cache_s = cache_s
+        self.run_tokens = run_tokens
         # hash -> (principal, valid until): a hot API does not read the token on every call.
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
@@ -126,6 +144,8 @@ class AuthService:
         """The principal a presented token stands for. Raises AuthenticationError."""
         if not secret:
             raise AuthenticationError("missing API token: send 'Authorization: Bearer <token>'")
+        if secret.startswith(RUN_TOKEN_PREFIX):
+            return self._run_principal(secret)
         hashed = hash_token(secret)
         now = time.time()
         cached = self._cache.get(hashed)
@@ -143,6 +163,15 @@ class AuthService:
             self._cache[hashed] = (principal, now + self.cache_s)
         return principal
 
+    def _run_principal(self, secret: str) -> Principal:
+        if self.run_tokens is None:
+            raise AuthenticationError("run tokens are not accepted here")
+        try:
+            run_id = self.run_tokens.verify(secret)
+        except RunTokenError as exc:
+            raise AuthenticationError(f"invalid run token: {exc}") from None
+        return Principal(f"run:{run_id}", "operator", (), None, run_scope=run_id)
+
     def revoke(self, token_id: str, *, by: str) -> None:
         """Revoke a token. Raises NotFoundError."""
         if not self.registry.revoke_token(token_id, time.time()):
@@ -151,11 +180,23 @@ class AuthService:
             self._cache.clear()
         self.audit(by, "token.revoke", f"token:{token_id}")
 
-    def check(self, principal: Principal, role: str, *, owner_group: str | None = None) -> None:
+    def check(
+        self,
+        principal: Principal,
+        role: str,
+        *,
+        owner_group: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
         """Raise PermissionDeniedError unless ``principal`` may act with ``role`` on
-        something owned by ``owner_group``."""
-        if principal.can(role, owner_group):
+        something owned by ``owner_group`` (the run ``run_id``, when the action is on one)."""
+        if principal.can(role, owner_group, run_id=run_id):
             return
+        if principal.run_scope is not None:
+            raise PermissionDeniedError(
+                f"{principal.name} is a run token: it may act on run {principal.run_scope} "
+                "only, as an operator at most"
+            )
         if not principal.has_role(role):
             raise PermissionDeniedError(
                 f"{principal.name} has role {principal.role}; this needs {role}"

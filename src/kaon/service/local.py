@@ -24,6 +24,7 @@ from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiments import Experiments
+from kaon.service.sandboxing import executor_options
 from kaon.service.settings import EXECUTORS, Settings
 from kaon.service.views import (
     LogView,
@@ -120,7 +121,7 @@ class LocalService:
         """
         executor = create_executor(
             self.settings.executor or "process",
-            **({"workers": self.settings.workers} if self.settings.workers else {}),
+            **executor_options(self.settings, sandbox_default="off"),
         )
         engine = Engine(self.store, executor, self.artifacts)
         if listener is not None:

@@ -19,6 +19,9 @@ class Settings:
     local artifact store unless ``db_url`` (``KAON_DB``) or ``artifact_url``
     (``KAON_ARTIFACTS``) say otherwise. ``executor`` (``KAON_EXECUTOR``) is ``process``
     (default: warm worker processes) or ``inline`` (threads in the engine's process).
+    ``sandbox`` (``KAON_SANDBOX``) is ``on``, ``off`` or ``auto`` (on when bubblewrap is
+    installed); empty means the command's default: ``auto`` for ``kaon server``, ``off`` for
+    ``kaon run`` (see :mod:`kaon.service.sandboxing`).
     """
 
     home: Path = field(default_factory=lambda: Path(os.environ.get("KAON_HOME", ".kaon")))
@@ -26,6 +29,7 @@ class Settings:
     artifact_url: str | None = None
     executor: str = ""
     workers: int | None = None
+    sandbox: str = ""
 
     @classmethod
     def from_env(
@@ -36,6 +40,7 @@ class Settings:
         artifact_url: str | None = None,
         executor: str | None = None,
         workers: int | None = None,
+        sandbox: str | None = None,
     ) -> Settings:
         """Settings from explicit values, falling back to the environment, then defaults."""
         env = os.environ
@@ -46,6 +51,7 @@ class Settings:
             artifact_url=artifact_url or env.get("KAON_ARTIFACTS") or None,
             executor=executor or env.get("KAON_EXECUTOR", "process"),
             workers=workers or (int(workers_env) if workers_env else None),
+            sandbox=(sandbox or env.get("KAON_SANDBOX", "")).lower(),
         )
 
     @property

@@ -6,99 +6,32 @@ Configuration, one of::
     {"file": "/abs/path/flow.py", "function": "train"}  # load the file, take the attribute
 
 A file is loaded once per process under the synthetic module name
-``kaon_user_<first 12 hex digits of sha1(absolute path)>``, with its directory prepended to
-``sys.path`` so that its sibling modules import. ``function`` may be a dotted qualified name
+``kaon_user_<first 12 hex digits of sha1(absolute path)>``; its sibling modules import as
+modules of that folder only, so two versions of a workflow never share a module (see
+:mod:`kaon.steptypes.codeload`). ``function`` may be a dotted qualified name
 (``Model.fit``). When the resolved object is a Kaon step wrapper (it has ``__kaon_step__``
 holding the original function, or exposes ``.fn``) the original function is called.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import os
-import sys
-import threading
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
-import cloudpickle
-
 from kaon.errors import Location, Problem
 from kaon.steptypes.base import StepType
+from kaon.steptypes.codeload import load_file_module, user_module_name
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.fingerprint import code_fingerprint
 
+__all__ = ["PythonStepType", "load_file_module", "resolve_function", "user_module_name"]
+
 _KNOWN_KEYS = frozenset({"function", "file"})
 
-_lock = threading.RLock()
-_file_modules: dict[str, ModuleType] = {}
 _functions: dict[tuple[str, str], Callable[..., Any]] = {}
-
-
-def user_module_name(path: str) -> str:
-    """The synthetic module name a user file at absolute ``path`` is loaded under."""
-    return "kaon_user_" + hashlib.sha1(path.encode()).hexdigest()[:12]
-
-
-def _already_loaded(path: str) -> ModuleType | None:
-    """A module of this process loaded from ``path`` (``__main__`` included), if any.
-
-    Reusing it keeps a script's module-level code from running a second time when its own
-    workflow is validated or run inline.
-    """
-    real = os.path.realpath(path)
-    base = os.path.basename(real)
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if not isinstance(file, str) or os.path.basename(file) != base:
-            continue
-        if os.path.realpath(file) == real:
-            return module
-    return None
-
-
-def load_file_module(path: str) -> ModuleType:
-    """Load the Python file at absolute ``path`` once per process and return its module.
-
-    A module already imported from that file (the running script, say) is used as is.
-
-    Raises whatever executing the file raises (``FileNotFoundError``, ``SyntaxError``, ...);
-    a failed load is not cached, so a fixed file loads on the next attempt.
-    """
-    path = os.path.abspath(path)
-    module = _file_modules.get(path)
-    if module is not None:
-        return module
-    with _lock:
-        module = _file_modules.get(path)
-        if module is not None:
-            return module
-        module = _already_loaded(path)
-        if module is not None:
-            _file_modules[path] = module
-            return module
-        name = user_module_name(path)
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{path} is not a loadable Python file")
-        directory = os.path.dirname(path)
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: dataclasses and pickling look it up
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-        # Its name exists only in processes that loaded the file, so objects of classes it
-        # defines are pickled by value: any worker can load them without importing it.
-        cloudpickle.register_pickle_by_value(module)
-        _file_modules[path] = module
-        return module
 
 
 def _unwrap(obj: Any) -> Any:

@@ -97,3 +97,30 @@ def test_shutdown_stops_the_threads() -> None:
     for thread in threads:
         thread.join(2)
     assert not [t for t in threads if t.is_alive()]
+
+
+def test_a_cancelled_attempt_holds_its_slot_until_its_thread_is_free() -> None:
+    """A timed-out (cancelled) attempt whose Python code keeps running still occupies its
+    thread: the executor must not report that slot as free to the engine."""
+    started = threading.Event()
+
+    def sink(event: ExecutorEvent) -> None:
+        if isinstance(event, StepStarted):
+            started.set()
+
+    release.clear()
+    executor = InlineExecutor(workers=2)
+    executor.start(sink)
+    try:
+        executor.submit(request(1))
+        assert started.wait(5)
+        executor.cancel(("r", 1, 1))  # what the engine does when the attempt times out
+        assert executor.capacity == 1  # the thread is still busy with the cancelled attempt
+        release.set()
+        deadline = time.monotonic() + 5
+        while executor.capacity != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert executor.capacity == 2  # free again once the code returned
+    finally:
+        release.set()
+        executor.shutdown()

@@ -1,0 +1,148 @@
+"""The step sandbox: worker processes run under bubblewrap (``bwrap``), holding no keys.
+
+A :class:`SandboxSpec` says what a sandboxed worker may see. The worker (and so every Python
+and shell step it runs, and every process those start) gets:
+
+* the machine's files **read-only** (the interpreter, the virtualenv, Kaon's own code);
+* an empty, private ``tmpfs`` over every ``hidden`` folder: the server's home (its state
+  database, token table, bootstrap token and logs), the user's home directory (client tokens,
+  cloud and database credentials); ``/dev/null`` over every ``hidden_files`` (an SQLite
+  database kept outside the home, with its WAL files);
+* back inside them, ``read_only`` folders (the pushed code bundles) and ``writable`` ones (a
+  local artifact store);
+* a private ``/tmp``, ``/dev`` and ``/proc`` in a new PID namespace: other processes, the
+  server included, are not visible, so ``/proc/<server pid>/environ`` cannot be read;
+* a scrubbed environment: only the variables named in ``pass_env`` (``PATH``, locale, time
+  zone, ``PYTHONPATH``...), plus ``env``;
+* no capabilities, even when the server runs as root (so nothing can be unmounted to
+  uncover what is hidden), and a session of its own (no terminal to inject input into);
+* death with its parent: when the engine's process dies, even by SIGKILL, the kernel kills
+  the whole PID namespace; the executor cancelling the worker does the same.
+
+The network is not isolated (steps fetch data and may call Kaon's API with their run's token).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kaon.errors import ConfigurationError
+
+BWRAP = "bwrap"
+DEFAULT_PASS_ENV = (
+    "PATH",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TERM",
+)
+
+
+def bwrap_path() -> str | None:
+    """Where the ``bwrap`` program is, or None when it is not installed."""
+    return shutil.which(BWRAP)
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a sandboxed worker sees (see the module docstring)."""
+
+    hidden: tuple[str, ...] = ()
+    hidden_files: tuple[str, ...] = ()
+    read_only: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+    pass_env: tuple[str, ...] = DEFAULT_PASS_ENV
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def environment(self, source: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The scrubbed environment of a sandboxed worker, taken from ``source``
+        (default: this process's environment)."""
+        environ = os.environ if source is None else source
+        kept = {name: environ[name] for name in self.pass_env if name in environ}
+        kept.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        kept["HOME"] = "/tmp"
+        kept["TMPDIR"] = "/tmp"
+        kept["KAON_SANDBOXED"] = "1"
+        kept.update(self.env)
+        return kept
+
+    def argv(self, command: Sequence[str], *, cwd: str | None = None) -> list[str]:
+        """``bwrap ... -- command``. Raises ConfigurationError when bwrap is not installed."""
+        program = bwrap_path()
+        if program is None:
+            raise ConfigurationError(
+                "the step sandbox needs bubblewrap (`apt-get install bubblewrap`), or turn "
+                "it off (--sandbox off)"
+            )
+        argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        # No capabilities (bwrap keeps them for root): no unmounting what hides the home.
+        argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
+        argv += ["--cap-drop", "ALL"]
+        hidden = _outermost(self._hidden)
+        for folder in hidden:
+            argv += ["--tmpfs", folder]
+        for file in self.hidden_files:
+            if os.path.isfile(file) and self.visible(file):
+                argv += ["--ro-bind", "/dev/null", os.path.realpath(file)]
+        for folder in self._code_under(hidden):
+            argv += ["--ro-bind", folder, folder]
+        for folder in _existing(self.read_only):
+            argv += ["--ro-bind", folder, folder]
+        for folder in _existing(self.writable):
+            argv += ["--bind", folder, folder]
+        argv += ["--clearenv"]
+        for name, value in self.environment().items():
+            argv += ["--setenv", name, value]
+        argv += ["--chdir", cwd if cwd and self.visible(cwd) else "/tmp", "--", *command]
+        return argv
+
+    @property
+    def _hidden(self) -> tuple[str, ...]:
+        return ("/tmp", *self.hidden)  # a private scratch /tmp for each worker
+
+    def visible(self, path: str) -> bool:
+        """Whether ``path`` is visible inside the sandbox (not under a hidden folder, unless
+        bound back)."""
+        real = os.path.realpath(path)
+        if not any(_under(real, h) for h in self._hidden):
+            return True
+        back = (*self.read_only, *self.writable, *self._code_under(self._hidden))
+        return any(_under(real, os.path.realpath(b)) for b in back)
+
+    def _code_under(self, hidden: Sequence[str]) -> list[str]:
+        """The interpreter's and Kaon's folders that a hidden folder would cover: bound back
+        read-only (a virtualenv in the user's home directory, say)."""
+        code = {sys.prefix, sys.base_prefix, *(p for p in sys.path if p)}
+        found = []
+        for path in sorted(code):
+            real = os.path.realpath(path)
+            if os.path.isdir(real) and any(_under(real, h) for h in hidden):
+                found.append(real)
+        return _outermost(found)
+
+
+def _under(path: str, folder: str) -> bool:
+    folder = os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _existing(paths: Sequence[str]) -> list[str]:
+    return [os.path.realpath(p) for p in paths if os.path.isdir(p)]
+
+
+def _outermost(paths: Sequence[str]) -> list[str]:
+    """Existing folders of ``paths``, resolved, without those inside another one."""
+    real = sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
+    kept: list[str] = []
+    for path in real:
+        if not any(_under(path, k) for k in kept):
+            kept.append(path)
+    return kept

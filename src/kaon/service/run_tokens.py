@@ -1,0 +1,76 @@
+"""Run tokens: short-lived API tokens a step gets, good for its own run and nothing more.
+
+A server gives every step attempt ``KAON_RUN_TOKEN`` (and ``KAON_URL``) in its environment.
+The token is ``kaonrun_<run id>.<expiry>.<signature>``: an HMAC-SHA256, under a key only the
+server holds (``<home>/run-token.key``, hidden from sandboxed steps), of the run id and the
+expiry time. It needs no row in the token table: the server checks the signature and the
+expiry, and the principal it stands for is scoped to that run
+(:attr:`~kaon.service.auth.Principal.run_scope`): at most ``operator`` on that run, nothing
+anywhere else (see :meth:`~kaon.service.auth.Principal.can`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+RUN_TOKEN_PREFIX = "kaonrun_"
+DEFAULT_TTL_S = 24 * 3600.0
+KEY_FILE = "run-token.key"
+
+
+class RunTokenError(ValueError):
+    """A run token that is malformed, forged or expired."""
+
+
+class RunTokens:
+    """Mints and verifies run tokens under one secret key."""
+
+    def __init__(self, key: bytes, *, ttl_s: float = DEFAULT_TTL_S) -> None:
+        if len(key) < 16:
+            raise ValueError("a run token key needs at least 16 bytes")
+        self._key = key
+        self.ttl_s = ttl_s
+
+    @classmethod
+    def for_home(cls, home: Path, *, ttl_s: float = DEFAULT_TTL_S) -> RunTokens:
+        """The signer whose key is kept in ``home`` (created, mode 0600, on first use)."""
+        path = Path(home) / KEY_FILE
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            home.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+            os.replace(partial, path)
+            key = path.read_bytes()
+        return cls(key, ttl_s=ttl_s)
+
+    def mint(self, run_id: str, *, now: float | None = None) -> str:
+        """A token for ``run_id`` valid for :attr:`ttl_s` seconds."""
+        expires = int((time.time() if now is None else now) + self.ttl_s)
+        body = f"{run_id}.{expires}"
+        return f"{RUN_TOKEN_PREFIX}{body}.{self._sign(body)}"
+
+    def verify(self, token: str, *, now: float | None = None) -> str:
+        """The run id ``token`` is good for. Raises RunTokenError."""
+        if not token.startswith(RUN_TOKEN_PREFIX):
+            raise RunTokenError("not a run token")
+        body, _, signature = token[len(RUN_TOKEN_PREFIX) :].rpartition(".")
+        run_id, _, expires = body.rpartition(".")
+        if not run_id or not expires.isdigit():
+            raise RunTokenError("malformed run token")
+        if not hmac.compare_digest(signature, self._sign(body)):
+            raise RunTokenError("run token signature does not match")
+        if int(expires) < (time.time() if now is None else now):
+            raise RunTokenError("run token expired")
+        return run_id
+
+    def _sign(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()

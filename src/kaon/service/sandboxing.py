@@ -1,0 +1,99 @@
+"""Which sandbox the steps of a server (or of ``kaon run``) get, from its settings.
+
+``kaon server`` sandboxes its process workers by default when bubblewrap is installed
+(``--sandbox auto``); ``kaon run`` does not by default (a laptop user runs their own code with
+their own rights), ``--sandbox on`` turns it on. What a sandboxed step sees is described in
+:mod:`kaon.executors.sandbox`: here we name the folders to hide (the Kaon home with its state
+database and tokens, an SQLite database's folder, the user's home directory) and those to
+give back (the pushed code bundles read-only, a local artifact store read-write).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from kaon.errors import ConfigurationError
+from kaon.executors.sandbox import DEFAULT_PASS_ENV, SandboxSpec, bwrap_path
+from kaon.service.settings import Settings
+
+SANDBOX_MODES = ("auto", "on", "off")
+PASS_ENV_VARIABLE = "KAON_SANDBOX_ENV"  # extra variables steps may see, comma-separated
+_SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+log = logging.getLogger(__name__)
+
+
+def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
+    """The sandbox for ``settings``'s workers, or None when steps run unsandboxed.
+
+    ``default`` is the mode when the settings name none. Raises ConfigurationError for an
+    unknown mode, or for ``on`` with the inline executor or without bubblewrap.
+    """
+    mode = settings.sandbox or default
+    if mode not in SANDBOX_MODES:
+        raise ConfigurationError(f"unknown sandbox mode {mode!r}; choose one of auto, on, off")
+    if mode == "off":
+        return None
+    if (settings.executor or "process") != "process":
+        if mode == "on":
+            raise ConfigurationError("the step sandbox needs the process executor")
+        log.warning("steps run unsandboxed: the %s executor cannot sandbox", settings.executor)
+        return None
+    if bwrap_path() is None:
+        if mode == "on":
+            raise ConfigurationError("the step sandbox needs bubblewrap (bwrap); install it")
+        log.warning("steps run unsandboxed: bubblewrap (bwrap) is not installed")
+        return None
+    home = Path(settings.home).absolute()
+    sources = home / "sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    hidden = [str(home), str(Path.home())]
+    database = _sqlite_file(settings.store_url)
+    hidden_files = [database + suffix for suffix in _SQLITE_SUFFIXES] if database else []
+    writable = []
+    artifacts = _local_folder(settings.artifacts_url)
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        writable.append(artifacts)
+    extra = [n.strip() for n in os.environ.get(PASS_ENV_VARIABLE, "").split(",") if n.strip()]
+    return SandboxSpec(
+        hidden=tuple(hidden),
+        hidden_files=tuple(hidden_files),
+        read_only=(str(sources),),
+        writable=tuple(writable),
+        pass_env=(*DEFAULT_PASS_ENV, *extra),
+    )
+
+
+def executor_options(settings: Settings, *, sandbox_default: str) -> dict[str, Any]:
+    """Options for :func:`kaon.executors.create_executor` from ``settings`` (workers,
+    sandbox)."""
+    options: dict[str, Any] = {"workers": settings.workers} if settings.workers else {}
+    sandbox = step_sandbox(settings, default=sandbox_default)
+    if sandbox is not None:
+        options["sandbox"] = sandbox
+    return options
+
+
+def _sqlite_file(url: str) -> str | None:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    return os.path.abspath(parsed.database)
+
+
+def _local_folder(url: str) -> str | None:
+    if url.startswith("file://"):
+        return url[len("file://") :]
+    if "://" in url or url.startswith("memory:"):
+        return None
+    return os.path.abspath(url)

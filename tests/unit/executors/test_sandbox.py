@@ -1,0 +1,77 @@
+"""The step sandbox spec: what a sandboxed worker sees (bubblewrap arguments, environment)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kaon.executors.sandbox import SandboxSpec
+from kaon.service.sandboxing import step_sandbox
+from kaon.service.settings import Settings
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+def test_environment_is_scrubbed() -> None:
+    spec = SandboxSpec(pass_env=("PATH", "LANG"), env={"EXTRA": "1"})
+    env = spec.environment({"PATH": "/bin", "LANG": "C", "AWS_SECRET_ACCESS_KEY": "s"})
+    assert env == {
+        "PATH": "/bin",
+        "LANG": "C",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "KAON_SANDBOXED": "1",
+        "EXTRA": "1",
+    }
+
+
+def test_visibility(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "sources").mkdir(parents=True)
+    spec = SandboxSpec(hidden=(str(home),), read_only=(str(home / "sources"),))
+    assert not spec.visible(str(home / "kaon.db"))
+    assert spec.visible(str(home / "sources" / "abc" / "flow.py"))
+    assert spec.visible(os.path.dirname(sys.executable))
+    assert not spec.visible("/tmp/anything")  # a private /tmp per worker
+
+
+def test_server_and_run_defaults(tmp_path: Path) -> None:
+    local = Settings.from_env(home=str(tmp_path / "h"), executor="process")
+    assert step_sandbox(local, default="off") is None
+    inline = Settings.from_env(home=str(tmp_path / "h"), executor="inline")
+    assert step_sandbox(inline, default="auto") is None
+
+
+@needs_bwrap
+def test_a_sandboxed_command_sees_no_home_no_database_and_no_other_process(
+    tmp_path: Path,
+) -> None:
+    settings = Settings.from_env(home=str(tmp_path / "home"), executor="process")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "kaon.db").write_text("state")
+    spec = step_sandbox(settings, default="auto")
+    assert spec is not None
+    script = (
+        "import os, sys; home = sys.argv[1]; "
+        "print(sorted(os.listdir(home)), os.path.exists(f'/proc/{sys.argv[2]}'), "
+        "'SECRET_X' in os.environ, os.access(home + '/artifacts', os.W_OK), "
+        "[l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0])"
+    )
+    argv = spec.argv([sys.executable, "-c", script, str(tmp_path / "home"), str(os.getpid())])
+    out = subprocess.run(
+        argv, env={**os.environ, "SECRET_X": "1"}, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [
+        "['artifacts',",
+        "'sources']",
+        "False",
+        "False",
+        "True",
+        "0000000000000000",  # no capabilities: the tmpfs over the home cannot be unmounted
+    ]
