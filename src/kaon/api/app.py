@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import kaon
-from kaon.api import routes_admin, routes_events, routes_runs, routes_workflows
+from kaon.api import routes_admin, routes_events, routes_reads, routes_runs, routes_workflows
 from kaon.api.deps import Services
 from kaon.api.errors import install_error_handlers
 from kaon.api.metrics import ServerMetrics
@@ -66,6 +66,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_admin.router)
     app.include_router(routes_workflows.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_reads.router)
     app.include_router(routes_events.router)
     _include_trigger_routes(app)
 
