@@ -3,7 +3,8 @@
 Routers: workflows and versions, runs and step runs, signals and the live event stream,
 admin (health, metrics, tokens, audit), and -- when present -- the trigger engineer's
 ``kaon.api.routes_triggers`` (cron, backfills, unblock...). The OpenAPI schema is served at
-``/openapi.json`` (Swagger UI at ``/docs``).
+``/openapi.json`` (Swagger UI at ``/docs``, ReDoc at ``/redoc``, the web UI at ``/``: see
+:mod:`kaon.ui`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from kaon.service.registry import RegistryService
 from kaon.service.settings import Settings
 from kaon.store.registry import SQLRegistryStore
 from kaon.store.sql import SQLStore
+from kaon.ui import install as install_ui
 
 log = logging.getLogger("kaon.api")
 
@@ -59,6 +61,8 @@ def create_app(services: Services) -> FastAPI:
         title="Kaon",
         version=getattr(kaon, "__version__", "0"),
         description="Orchestrate and schedule machine-learning pipelines.",
+        docs_url=None,  # served from local assets by kaon.ui (works offline)
+        redoc_url=None,
     )
     app.state.services = services
     app.state.stopping = threading.Event()
@@ -69,6 +73,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_reads.router)
     app.include_router(routes_events.router)
     _include_trigger_routes(app)
+    install_ui(app)
 
     app.add_middleware(_CountRequests, services=services)
     return app

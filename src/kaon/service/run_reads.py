@@ -73,6 +73,7 @@ class RunSummary(RunView):
     tasks: dict[str, int] = Field(default_factory=dict, description="tasks by status, all levels")
     nodes: list[NodeView] = Field(default_factory=list)
     edges: list[EdgeView] = Field(default_factory=list)
+    last_event_id: int = Field(0, description="follow ``GET /events?after=`` from here")
 
 
 class StepPageView(BaseModel):
@@ -126,6 +127,7 @@ class RunReads:
     def summary(self, run_id: str) -> RunSummary:
         """The run, its counts by status and its top-level graph. Raises NotFoundError."""
         record = self.store.get_run(run_id)
+        last_event = self.reads.last_event_id(run_id)
         now = time.time()
         tasks = self.reads.status_counts(run_id, "task")
         top = self.reads.step_page(run_id, StepQuery(limit=MAX_PAGE)).rows
@@ -141,6 +143,7 @@ class RunReads:
         by = record.labels.get("by")
         summary.started_by = str(by) if by is not None else None
         summary.tasks = _plain(tasks)
+        summary.last_event_id = last_event
         summary.nodes = nodes + list(rows.values())
         summary.edges = [EdgeView(source=s, target=d) for s, d in edges]
         return summary

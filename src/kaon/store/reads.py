@@ -144,6 +144,12 @@ class SQLRunReads:
                 self._require_run(conn, run_id)
         return StepPage(total=total, rows=rows)
 
+    def last_event_id(self, run_id: str) -> int:
+        """The id of the run's latest event (0 when none): where a live view starts."""
+        stmt = sa.select(sa.func.max(t.events.c.id)).where(t.events.c.run_id == run_id)
+        with self.store.reading() as conn:
+            return int(conn.scalar(stmt) or 0)
+
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The step run at ``path`` (one lookup on the unique (run, path) index)."""
         return self.store.get_step_run(run_id, path)
