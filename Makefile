@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 # Podman with runc and busybox (container steps, on a locally built image). Each is
 # installed only when missing; `apt-get update` runs only if something is.
 SYSTEM_PACKAGES := \
+  /usr/bin/chromium:chromium \
   /usr/lib/postgresql/15/bin/initdb:postgresql \
   /usr/bin/Rscript:r-base-core \
   /usr/lib/R/site-library/jsonlite:r-cran-jsonlite \

@@ -3,7 +3,8 @@
 Routers: workflows and versions, runs and step runs, signals and the live event stream,
 admin (health, metrics, tokens, audit), and -- when present -- the trigger engineer's
 ``kaon.api.routes_triggers`` (cron, backfills, unblock...). The OpenAPI schema is served at
-``/openapi.json`` (Swagger UI at ``/docs``).
+``/openapi.json`` (Swagger UI at ``/docs``, ReDoc at ``/redoc``, the web UI at ``/``: see
+:mod:`kaon.ui`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import kaon
-from kaon.api import routes_admin, routes_events, routes_runs, routes_workflows
+from kaon.api import routes_admin, routes_events, routes_reads, routes_runs, routes_workflows
 from kaon.api.deps import Services
 from kaon.api.errors import install_error_handlers
 from kaon.api.metrics import ServerMetrics
@@ -29,6 +30,7 @@ from kaon.service.run_tokens import RunTokens
 from kaon.service.settings import Settings
 from kaon.store.registry import SQLRegistryStore
 from kaon.store.sql import SQLStore
+from kaon.ui import install as install_ui
 
 log = logging.getLogger("kaon.api")
 
@@ -60,6 +62,8 @@ def create_app(services: Services) -> FastAPI:
         title="Kaon",
         version=getattr(kaon, "__version__", "0"),
         description="Orchestrate and schedule machine-learning pipelines.",
+        docs_url=None,  # served from local assets by kaon.ui (works offline)
+        redoc_url=None,
     )
     app.state.services = services
     app.state.stopping = threading.Event()
@@ -67,8 +71,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_admin.router)
     app.include_router(routes_workflows.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_reads.router)
     app.include_router(routes_events.router)
     _include_trigger_routes(app)
+    install_ui(app)
 
     app.add_middleware(_CountRequests, services=services)
     return app

@@ -20,6 +20,7 @@ from kaon.service.registry_views import (
     StartRunRequest,
     event_view,
 )
+from kaon.service.run_reads import RunReads
 from kaon.service.views import AttemptView, LogView, MetricView, RunDetail, RunView, StepRunView
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
@@ -198,9 +199,7 @@ def get_step(
 ) -> StepRunView:
     """One step run (``train``, ``segments[3].train``) with its attempts."""
     full = services.runs.resolve_run_id(run_id)
-    services.runs.step_run(full, path)
-    detail = services.runs.run_detail(full, all_steps=True)
-    return next(step for step in detail.steps if step.path == path)
+    return RunReads(services.store).step(full, path).step
 
 
 @router.get("/{run_id}/steps/{path}/attempts", response_model=list[AttemptView], summary="Attempts")
@@ -237,5 +236,4 @@ def step_metrics(
 ) -> list[MetricView]:
     """The metrics one step run reported."""
     full = services.runs.resolve_run_id(run_id)
-    services.runs.step_run(full, path)
-    return [m for m in services.runs.run_detail(full).metrics if m.path == path]
+    return RunReads(services.store).step(full, path).metrics

@@ -86,6 +86,9 @@ step_runs = sa.Table(
     sa.Column("cached_from", sa.String()),
     sa.Index("ix_step_runs_parent_index", "run_id", "parent_id", "index"),
     sa.Index("ux_step_runs_path", "run_id", "path", unique=True),
+    # Reads that cost what they show (kaon.store.reads): counts by status, pages of items.
+    sa.Index("ix_step_runs_kind_status", "run_id", "kind", "status"),
+    sa.Index("ix_step_runs_parent_status", "run_id", "parent_id", "status", "index"),
 )
 
 attempts = sa.Table(

@@ -1,0 +1,97 @@
+"""Reads of a big run cost what they show: timings and memory on runs of growing size.
+
+For each size in ``--items`` it builds a run (``bench/bigrun.py``: 50 chained tasks and a
+foreach of N items, rows written straight through the store) in a fresh SQLite store (or the
+``--db`` URL), then times, best of ``--repeat``, each read the UI and the API make:
+
+- ``summary``: the run, task counts by status (GROUP BY in the database), top-level graph;
+- ``step``: one foreach item's task in detail (attempts, metrics, cache decision);
+- ``page``: 100 items of the foreach from the middle, and 100 failed items;
+- ``log_tail``: the last 200 log lines of a step.
+
+and the peak Python memory (tracemalloc) over all of them, which must not grow with N.
+Prints one JSON line per size. Targets at 100,000 items: summary < 100 ms, step < 50 ms,
+page < 100 ms.
+
+    python bench/read_bench.py --items 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bigrun import build_big_run
+
+from kaon.service.run_reads import RunReads
+from kaon.store import open_store
+
+
+def _best(repeat: int, call: Callable[[], Any]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000, 2)
+
+
+def measure(url: str, items: int, repeat: int) -> dict[str, Any]:
+    """Build a run of ``items`` items in the store at ``url`` and time the reads."""
+    store = open_store(url)
+    try:
+        started = time.perf_counter()
+        run_id = build_big_run(store, items)
+        built = time.perf_counter() - started
+        reads = RunReads(store)
+        middle = items // 2
+        calls: dict[str, Callable[[], Any]] = {
+            "summary_ms": lambda: reads.summary(run_id),
+            "step_ms": lambda: reads.step(run_id, f"segments[{middle}].train"),
+            "page_ms": lambda: reads.children(run_id, "segments", offset=middle, limit=100),
+            "page_failed_ms": lambda: reads.children(
+                run_id, "segments", statuses=("failed",), limit=100
+            ),
+            "log_tail_ms": lambda: reads.logs(run_id, "s0", limit=200),
+        }
+        result: dict[str, Any] = {"items": items, "build_s": round(built, 1)}
+        for name, call in calls.items():
+            call()  # warm the connection pool and the graph cache
+            result[name] = _best(repeat, call)
+        tracemalloc.start()
+        for call in calls.values():
+            call()
+        result["peak_python_kb"] = tracemalloc.get_traced_memory()[1] // 1024
+        tracemalloc.stop()
+        summary = reads.summary(run_id)
+        result["tasks"] = sum(summary.tasks.values())
+        result["nodes"] = len(summary.nodes)
+        return result
+    finally:
+        store.close()
+
+
+def main() -> None:
+    """Parse arguments, measure each size, print JSON lines."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--db", help="a store URL (default: a fresh SQLite file per size)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        for n in args.items:
+            url = args.db or f"sqlite:///{folder}/reads-{n}.db"
+            print(json.dumps(measure(url, n, args.repeat)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

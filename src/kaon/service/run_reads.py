@@ -1,0 +1,336 @@
+"""Run reads for people (API, UI, CLI) that cost what they show, as typed views.
+
+A run opens as its summary (:meth:`RunReads.summary`): the run, task counts by status
+computed in the database, and the top level of its graph with edges from the definition, each
+foreach, loop or subworkflow rolled up as one node with counts of its children by status. A
+node opens level by level (:meth:`RunReads.children`: a page of a parent's children,
+filterable and sortable); one step run's detail is an indexed lookup (:meth:`RunReads.step`);
+logs come in windows (:meth:`RunReads.logs`). None of these loads every step run of a run.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from kaon.errors import ConfigurationError, DefinitionError, NotFoundError
+from kaon.model.codec import workflow_from_dict
+from kaon.model.graph import dependencies
+from kaon.model.status import StepStatus
+from kaon.service.views import (
+    MetricView,
+    RunView,
+    StepRunView,
+    error_view,
+    metric_view,
+    run_view,
+    step_view,
+)
+from kaon.store.base import StateStore, StepRunRecord
+from kaon.store.reads import MAX_PAGE, SORT_KEYS, SQLRunReads, StepQuery
+from kaon.store.sql import SQLStore
+
+_ITEM_CHARS = 200
+_CONTAINERS = ("foreach", "loop", "subworkflow", "item", "iteration")
+
+
+class NodeView(BaseModel):
+    """One step run as a row or a graph node; a container carries counts of its children."""
+
+    path: str
+    step_id: str
+    kind: str
+    status: str
+    index: int | None = None
+    item: str | None = Field(default=None, description="the item (JSON, cut short)")
+    attempts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_s: float | None = None
+    reason: str = ""
+    error: str | None = Field(default=None, description="Type: first line of the message")
+    children: dict[str, int] = Field(default_factory=dict, description="children by status")
+    started: bool = Field(default=True, description="False for a step with no step run yet")
+
+
+class EdgeView(BaseModel):
+    """A dependency of the top-level graph: ``target`` needs ``source``."""
+
+    source: str
+    target: str
+
+
+class RunSummary(RunView):
+    """A run as it opens: counts by status and its top-level graph (``GET .../summary``)."""
+
+    labels: dict[str, Any] = Field(default_factory=dict)
+    started_by: str | None = Field(default=None, description="who or what started the run")
+    tasks: dict[str, int] = Field(default_factory=dict, description="tasks by status, all levels")
+    nodes: list[NodeView] = Field(default_factory=list)
+    edges: list[EdgeView] = Field(default_factory=list)
+    last_event_id: int = Field(0, description="follow ``GET /events?after=`` from here")
+
+
+class StepPageView(BaseModel):
+    """A page of the children of a parent (the top level when ``parent`` is None)."""
+
+    parent: str | None = None
+    total: int
+    offset: int
+    limit: int
+    counts: dict[str, int] = Field(default_factory=dict, description="all children by status")
+    items: list[NodeView] = Field(default_factory=list)
+
+
+class StepDetail(BaseModel):
+    """One step run with its attempts, outputs, metrics and cache decision."""
+
+    step: StepRunView
+    parent: str | None = None
+    item: Any = None
+    cache_key: str | None = None
+    cached_from: str | None = None
+    metrics: list[MetricView] = Field(default_factory=list)
+
+
+class LogLineView(BaseModel):
+    """One log line with its id (to page on)."""
+
+    id: int
+    attempt: int
+    at: float
+    stream: str
+    text: str
+
+
+class LogWindowView(BaseModel):
+    """A window of a step run's log lines, oldest first."""
+
+    path: str
+    lines: list[LogLineView] = Field(default_factory=list)
+
+
+class RunReads:
+    """Bounded reads of runs over a SQL state store (see the module docstring)."""
+
+    def __init__(self, store: StateStore) -> None:
+        if not isinstance(store, SQLStore):
+            raise ConfigurationError(f"run reads need a SQL store, not {type(store).__name__}")
+        self.store = store
+        self.reads = SQLRunReads(store)
+
+    def summary(self, run_id: str) -> RunSummary:
+        """The run, its counts by status and its top-level graph. Raises NotFoundError."""
+        record = self.store.get_run(run_id)
+        last_event = self.reads.last_event_id(run_id)
+        now = time.time()
+        tasks = self.reads.status_counts(run_id, "task")
+        top = self.reads.step_page(run_id, StepQuery(limit=MAX_PAGE)).rows
+        counts = self.reads.children_counts(run_id, [r.id for r in top if r.kind in _CONTAINERS])
+        rows = {row.path: node_view(row, counts.get(row.id), now) for row in top}
+        order, edges = _graph(self.store, record.definition_hash)
+        nodes = [
+            rows.pop(step_id) if step_id in rows else _unstarted(step_id, kind)
+            for step_id, kind in order
+        ]
+        summary = RunSummary(**run_view(record, now).model_dump())
+        summary.labels = record.labels
+        by = record.labels.get("by")
+        summary.started_by = str(by) if by is not None else None
+        summary.tasks = _plain(tasks)
+        summary.last_event_id = last_event
+        summary.nodes = nodes + list(rows.values())
+        summary.edges = [EdgeView(source=s, target=d) for s, d in edges]
+        return summary
+
+    def children(
+        self,
+        run_id: str,
+        parent: str | None = None,
+        *,
+        statuses: tuple[str, ...] = (),
+        step_id: str | None = None,
+        index_from: int | None = None,
+        index_to: int | None = None,
+        text: str | None = None,
+        sort: str = "index",
+        descending: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> StepPageView:
+        """A page of the children of ``parent`` (a path; None: the top level), filtered and
+        sorted, each container with counts of its own children. Raises NotFoundError, and
+        ValueError for a bad status, sort key or limit."""
+        parent_id = self.reads.step_run(run_id, parent).id if parent else None
+        query = StepQuery(
+            parent_id=parent_id,
+            statuses=tuple(StepStatus(s) for s in statuses),
+            step_id=step_id,
+            index_from=index_from,
+            index_to=index_to,
+            text=text,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+        )
+        page = self.reads.step_page(run_id, query)
+        counts = self.reads.children_counts(
+            run_id, [r.id for r in page.rows if r.kind in _CONTAINERS]
+        )
+        all_counts = (
+            self.reads.children_counts(run_id, [parent_id]).get(parent_id, {})
+            if parent_id is not None
+            else {}
+        )
+        now = time.time()
+        return StepPageView(
+            parent=parent,
+            total=page.total,
+            offset=offset,
+            limit=limit,
+            counts=_plain(all_counts),
+            items=[node_view(row, counts.get(row.id), now) for row in page.rows],
+        )
+
+    def step(self, run_id: str, path: str) -> StepDetail:
+        """One step run with its attempts, outputs, children counts, metrics (the first
+        thousand) and cache decision: indexed lookups only. Raises NotFoundError."""
+        row = self.reads.step_run(run_id, path)
+        attempts = self.store.attempts(run_id, row.id)
+        counts = self.reads.children_counts(run_id, [row.id]).get(row.id, {})
+        now = time.time()
+        view = step_view(row, attempts, _plain(counts), now)
+        parent = self.reads.step_run_by_id(run_id, row.parent_id) if row.parent_id else None
+        metrics = self.reads.step_metrics(run_id, row.id)
+        return StepDetail(
+            step=view,
+            parent=parent.path if parent else None,
+            item=row.item,
+            cache_key=row.cache_key,
+            cached_from=row.cached_from,
+            metrics=[metric_view(m, path) for m in metrics],
+        )
+
+    def logs(
+        self,
+        run_id: str,
+        path: str,
+        *,
+        attempt: int | None = None,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        text: str | None = None,
+        limit: int = 200,
+    ) -> LogWindowView:
+        """A window of a step run's log lines (see :meth:`SQLRunReads.log_window`)."""
+        row = self.reads.step_run(run_id, path)
+        records = self.reads.log_window(
+            run_id,
+            row.id,
+            attempt=attempt,
+            after_id=after_id,
+            before_id=before_id,
+            text=text,
+            limit=limit,
+        )
+        lines = [
+            LogLineView(id=r.id or 0, attempt=r.attempt, at=r.at, stream=r.stream, text=r.text)
+            for r in records
+        ]
+        return LogWindowView(path=path, lines=lines)
+
+
+SORTS = tuple(SORT_KEYS)
+
+
+def node_view(
+    row: StepRunRecord, counts: dict[StepStatus, int] | None, now: float | None = None
+) -> NodeView:
+    """The node view of a step run row (``counts``: its children by status)."""
+    error = error_view(row.error)
+    item = None
+    if row.item is not None:
+        item = json.dumps(row.item, default=str)
+        if len(item) > _ITEM_CHARS:
+            item = item[: _ITEM_CHARS - 1] + "…"
+    ended = row.ended_at if row.ended_at is not None else now
+    duration = None if row.started_at is None or ended is None else max(ended - row.started_at, 0)
+    return NodeView(
+        path=row.path,
+        step_id=row.step_id,
+        kind=row.kind,
+        status=row.status.value,
+        index=row.index,
+        item=item,
+        attempts=row.attempts,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        duration_s=None if duration is None else round(duration, 6),
+        reason=row.reason,
+        error=error.summary if error else None,
+        children=_plain(counts or {}),
+    )
+
+
+def _unstarted(step_id: str, kind: str) -> NodeView:
+    return NodeView(path=step_id, step_id=step_id, kind=kind, status="pending", started=False)
+
+
+def _plain(counts: dict[StepStatus, int]) -> dict[str, int]:
+    return {status.value: n for status, n in sorted(counts.items())}
+
+
+_Graph = tuple[list[tuple[str, str]], list[tuple[str, str]]]
+
+
+def _graph(store: StateStore, definition_hash: str) -> _Graph:
+    """``(step id, kind)`` of the top level in definition order, and its edges."""
+    try:
+        return _graph_of(store, definition_hash)
+    except (DefinitionError, NotFoundError):
+        return [], []
+
+
+def _graph_of(store: StateStore, definition_hash: str) -> _Graph:
+    cached: _Graph | None = _GRAPHS.get(definition_hash)
+    if cached is None:
+        data = store.get_definition(definition_hash).spec
+        spec = workflow_from_dict(data)
+        deps, _ = dependencies(spec.graph, strict=False)
+        kinds = {s.get("id"): s.get("kind") for s in data.get("graph", {}).get("steps", [])}
+        order = [(step.id, str(kinds.get(step.id) or "task")) for step in spec.graph.steps]
+        edges = [(source, target) for target, sources in deps.items() for source in sources]
+        cached = _GRAPHS.put(definition_hash, (order, edges))
+    return cached
+
+
+class _Lru:
+    """A small bounded map of decoded graphs by definition hash (definitions never change)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None:
+                self.items.move_to_end(key)
+            return found
+
+    def put(self, key: str, value: Any) -> Any:
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+_GRAPHS = _Lru(256)

@@ -1,0 +1,257 @@
+"""Reads that cost what they show: counts computed in the database, pages of step runs.
+
+A run of 100,000 foreach items must open as fast as a run of ten steps. Nothing here loads
+every step run of a run: counts are ``GROUP BY`` queries on covering indexes
+(``ix_step_runs_kind_status``, ``ix_step_runs_parent_status``), lists are pages (a limit and
+an offset, with the total matching count), one step run is an indexed lookup by path, and log
+reads take a window (a tail, or the lines after or before an id).
+
+:class:`SQLRunReads` works on a :class:`~kaon.store.sql.SQLStore`'s connections; the service
+layer (:mod:`kaon.service.run_reads`) turns its records into views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from kaon.errors import NotFoundError
+from kaon.model.status import StepStatus
+from kaon.store import schema as t
+from kaon.store.base import LogRecord, MetricRecord, StepRunRecord
+from kaon.store.sql import SQLStore
+
+# How a page of step runs may be ordered (column expressions, ties broken by id).
+_c = t.step_runs.c
+SORT_KEYS: dict[str, Any] = {
+    "index": _c.index,
+    "id": _c.id,
+    "path": _c.path,
+    "status": _c.status,
+    "started_at": _c.started_at,
+    "ended_at": _c.ended_at,
+    "duration": _c.ended_at - _c.started_at,
+    "attempts": _c.attempts,
+}
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StepQuery:
+    """Which step runs a page shows: the children of one parent, filtered and sorted.
+
+    ``parent_id`` ``None`` is the run's top level. ``statuses`` keeps only those statuses;
+    ``step_id`` only one step of the body; ``index_from``/``index_to`` an inclusive range of
+    item indexes (or loop iterations); ``text`` a case-insensitive substring of the path, the
+    reason or the item. ``sort`` is a key of :data:`SORT_KEYS`.
+    """
+
+    parent_id: int | None = None
+    statuses: tuple[StepStatus, ...] = ()
+    step_id: str | None = None
+    index_from: int | None = None
+    index_to: int | None = None
+    text: str | None = None
+    sort: str = "index"
+    descending: bool = False
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORT_KEYS:
+            raise ValueError(
+                f"unknown sort key {self.sort!r}; choose one of {', '.join(SORT_KEYS)}"
+            )
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        if self.offset < 0:
+            raise ValueError("offset must not be negative")
+
+
+@dataclass(slots=True)
+class StepPage:
+    """One page of step runs and how many match the query in all."""
+
+    total: int
+    rows: list[StepRunRecord] = field(default_factory=list)
+
+
+class SQLRunReads:
+    """Bounded reads of one run's step runs, logs and metrics over a :class:`SQLStore`.
+
+    Every method raises :class:`~kaon.errors.NotFoundError` for an unknown run (or step run)
+    and :class:`~kaon.errors.StoreError` when the database fails.
+    """
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+
+    def status_counts(self, run_id: str, kind: str = "task") -> dict[StepStatus, int]:
+        """How many step runs of ``kind`` (``task``, ``item``, ``foreach``...) are in each
+        status, all levels included: one ``GROUP BY`` on a covering index."""
+        stmt = (
+            sa.select(_c.status, sa.func.count())
+            .where(_c.run_id == run_id, _c.kind == kind)
+            .group_by(_c.status)
+        )
+        with self.store.reading() as conn:
+            found = {StepStatus(status): int(count) for status, count in conn.execute(stmt)}
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def children_counts(
+        self, run_id: str, parent_ids: Sequence[int]
+    ) -> dict[int, dict[StepStatus, int]]:
+        """For each of ``parent_ids`` (containers or frames), how many direct children are in
+        each status; parents without children are absent."""
+        if not parent_ids:
+            return {}
+        stmt = (
+            sa.select(_c.parent_id, _c.status, sa.func.count())
+            .where(_c.run_id == run_id, _c.parent_id.in_(list(parent_ids)))
+            .group_by(_c.parent_id, _c.status)
+        )
+        found: dict[int, dict[StepStatus, int]] = {}
+        with self.store.reading() as conn:
+            for parent, status, count in conn.execute(stmt):
+                found.setdefault(int(parent), {})[StepStatus(status)] = int(count)
+        return found
+
+    def step_page(self, run_id: str, query: StepQuery) -> StepPage:
+        """The page of step runs ``query`` asks for, with the total that match it."""
+        where = self._where(run_id, query)
+        order = SORT_KEYS[query.sort]
+        ordering = [order.desc() if query.descending else order.asc()]
+        if query.sort != "index" or query.parent_id is None:
+            # Item indexes are unique under a parent; other keys need a tie-break.
+            ordering.append(_c.id.desc() if query.descending else _c.id.asc())
+        rows_stmt = (
+            sa.select(t.step_runs)
+            .where(*where)
+            .order_by(*ordering)
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        count_stmt = sa.select(sa.func.count()).select_from(t.step_runs).where(*where)
+        with self.store.reading() as conn:
+            rows = [_step_run_record(row) for row in conn.execute(rows_stmt)]
+            total = int(conn.scalar(count_stmt) or 0)
+            if not total:
+                self._require_run(conn, run_id)
+        return StepPage(total=total, rows=rows)
+
+    def last_event_id(self, run_id: str) -> int:
+        """The id of the run's latest event (0 when none): where a live view starts."""
+        stmt = sa.select(sa.func.max(t.events.c.id)).where(t.events.c.run_id == run_id)
+        with self.store.reading() as conn:
+            return int(conn.scalar(stmt) or 0)
+
+    def step_run(self, run_id: str, path: str) -> StepRunRecord:
+        """The step run at ``path`` (one lookup on the unique (run, path) index)."""
+        return self.store.get_step_run(run_id, path)
+
+    def step_run_by_id(self, run_id: str, step_run_id: int) -> StepRunRecord | None:
+        """The step run with this id (primary key lookup), or None."""
+        stmt = sa.select(t.step_runs).where(_c.run_id == run_id, _c.id == step_run_id)
+        with self.store.reading() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _step_run_record(row)
+
+    def paths(self, run_id: str, step_run_ids: Sequence[int]) -> dict[int, str]:
+        """The paths of some step runs, by id."""
+        if not step_run_ids:
+            return {}
+        stmt = sa.select(_c.id, _c.path).where(
+            _c.run_id == run_id, _c.id.in_(list(set(step_run_ids)))
+        )
+        with self.store.reading() as conn:
+            return {int(i): str(p) for i, p in conn.execute(stmt)}
+
+    def log_window(
+        self,
+        run_id: str,
+        step_run_id: int,
+        *,
+        attempt: int | None = None,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        text: str | None = None,
+        limit: int = 200,
+    ) -> list[LogRecord]:
+        """At most ``limit`` log lines of a step run, oldest first: the first lines after
+        ``after_id``, else the last lines before ``before_id`` (else the tail); optionally
+        of one attempt and containing ``text``."""
+        c = t.logs.c
+        stmt = sa.select(t.logs).where(c.run_id == run_id, c.step_run_id == step_run_id)
+        if attempt is not None:
+            stmt = stmt.where(c.attempt == attempt)
+        if text:
+            stmt = stmt.where(c.text.icontains(text, autoescape=True))
+        if after_id is not None:
+            stmt = stmt.where(c.id > after_id).order_by(c.id.asc())
+        else:
+            if before_id is not None:
+                stmt = stmt.where(c.id < before_id)
+            stmt = stmt.order_by(c.id.desc())
+        with self.store.reading() as conn:
+            found = [LogRecord(**row._asdict()) for row in conn.execute(stmt.limit(limit))]
+        if after_id is None:
+            found.reverse()
+        return found
+
+    def step_metrics(
+        self, run_id: str, step_run_id: int, *, limit: int = 1000
+    ) -> list[MetricRecord]:
+        """The first ``limit`` metrics one step run reported, in the order reported."""
+        c = t.metrics.c
+        stmt = (
+            sa.select(t.metrics)
+            .where(c.run_id == run_id, c.step_run_id == step_run_id)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        with self.store.reading() as conn:
+            return [MetricRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @staticmethod
+    def _where(run_id: str, query: StepQuery) -> list[Any]:
+        where: list[Any] = [_c.run_id == run_id]
+        if query.parent_id is None:
+            where.append(_c.parent_id.is_(None))
+        else:
+            where.append(_c.parent_id == query.parent_id)
+        if query.statuses:
+            where.append(_c.status.in_([s.value for s in query.statuses]))
+        if query.step_id:
+            where.append(_c.step_id == query.step_id)
+        if query.index_from is not None:
+            where.append(_c.index >= query.index_from)
+        if query.index_to is not None:
+            where.append(_c.index <= query.index_to)
+        if query.text:
+            where.append(
+                sa.or_(
+                    _c.path.icontains(query.text, autoescape=True),
+                    _c.reason.icontains(query.text, autoescape=True),
+                    sa.cast(_c.item, sa.Text).icontains(query.text, autoescape=True),
+                )
+            )
+        return where
+
+    @staticmethod
+    def _require_run(conn: sa.Connection, run_id: str) -> None:
+        found = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first()
+        if found is None:
+            raise NotFoundError(f"no run {run_id!r}")
+
+
+def _step_run_record(row: sa.Row[Any]) -> StepRunRecord:
+    values = row._asdict()
+    values["status"] = StepStatus(values["status"])
+    return StepRunRecord(**values)

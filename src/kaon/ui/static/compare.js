@@ -1,0 +1,37 @@
+/* Compare runs side by side: parameters, status, duration, task counts, each step. */
+"use strict";
+(async () => {
+  const { api, el, badge, duration, runDuration, banner } = Kaon;
+  const box = document.getElementById("compare");
+  const ids = (box.dataset.runs || "").split(",").filter(Boolean);
+  if (ids.length < 2) { box.append(el("p", { class: "muted" }, "Give two or more run ids (or tick runs on a workflow page).")); return; }
+  try {
+    const runs = await Promise.all(ids.map((id) => api(`/runs/${encodeURIComponent(id)}/summary`)));
+    const head = el("tr", {}, el("th", {}, ""), ...runs.map((r) => el("th", {}, el("a", { class: "mono", href: `/ui/runs/${r.id}` }, r.id))));
+    const rows = [];
+    const row = (label, cells) => {
+      const texts = cells.map((c) => (c instanceof Node ? c.textContent : String(c)));
+      const differ = new Set(texts).size > 1;
+      rows.push(el("tr", {}, el("th", {}, label), ...cells.map((c) => el("td", { class: differ ? "diff" : "" }, c))));
+    };
+    row("workflow", runs.map((r) => r.workflow));
+    row("version", runs.map((r) => r.labels.version ?? ""));
+    row("status", runs.map((r) => badge(r.status)));
+    row("duration", runs.map((r) => runDuration(r)));
+    row("started by", runs.map((r) => r.started_by || ""));
+    const params = [...new Set(runs.flatMap((r) => Object.keys(r.params)))].sort();
+    for (const p of params) row(`param ${p}`, runs.map((r) => JSON.stringify(r.params[p])));
+    const statuses = [...new Set(runs.flatMap((r) => Object.keys(r.tasks)))].sort();
+    for (const s of statuses) row(`tasks ${s}`, runs.map((r) => r.tasks[s] || 0));
+    const steps = [...new Set(runs.flatMap((r) => r.nodes.map((n) => n.path)))];
+    for (const path of steps) {
+      row(`step ${path}`, runs.map((r) => {
+        const n = r.nodes.find((x) => x.path === path);
+        if (!n) return "—";
+        const kids = Object.entries(n.children).map(([k, v]) => `${k} ${v}`).join(", ");
+        return el("span", {}, badge(n.status), " ", duration(n.duration_s), kids ? ` (${kids})` : "");
+      }));
+    }
+    box.append(el("table", { class: "grid cmp" }, el("thead", {}, head), el("tbody", {}, rows)));
+  } catch (e) { banner(`Could not compare: ${e.message}`, true); }
+})();

@@ -1,0 +1,284 @@
+/* The run page: live graph (cytoscape + dagre), counts, paged items, the step panel, actions.
+ *
+ * Everything comes from the bounded reads of the API: the summary (counts computed in the
+ * database, the top-level graph with each foreach/loop rolled up as one node), pages of a
+ * node's children, one step's detail, windows of its log. The event stream (GET /events from
+ * the summary's last event id) only tells the page that something changed; the page then
+ * re-reads what it shows, at most a few times a second.
+ */
+"use strict";
+(() => {
+  const { api, el, badge, when, duration, runDuration, banner, confirmAction, q, sparkline } = Kaon;
+  const runId = document.getElementById("run").dataset.run;
+  const RUN = `/runs/${encodeURIComponent(runId)}`;
+  const COLORS = {
+    succeeded: "#2e9d57", cached: "#5bb37e", failed: "#d33b3b", running: "#2f7ae5", queued: "#8a63d2",
+    retrying: "#e08a1e", waiting: "#c9a227", pending: "#9aa3b2", skipped: "#b7bdc8", cancelled: "#7c8494",
+  };
+  const CONTAINERS = new Set(["foreach", "loop", "subworkflow", "item", "iteration"]);
+  const PAGE = 100;
+  const state = { summary: null, cy: null, items: null, panel: null, logAfter: null, refreshing: false, again: false };
+
+  // -- summary, header, counts ---------------------------------------------------------------
+
+  async function loadSummary() {
+    const summary = await api(`${RUN}/summary`);
+    state.summary = summary;
+    renderHead(summary);
+    renderGraph(summary);
+    return summary;
+  }
+
+  function renderHead(s) {
+    const wf = document.getElementById("run-workflow");
+    wf.textContent = s.workflow; wf.href = `/ui/workflows/${encodeURIComponent(s.workflow)}`;
+    document.getElementById("run-id").textContent = s.id;
+    const status = document.getElementById("run-status");
+    status.className = `badge s-${s.status}`; status.textContent = s.status;
+    const labels = Object.entries(s.labels).filter(([k]) => !["by", "version"].includes(k));
+    const facts = [["version", s.labels.version ? `v${s.labels.version}` : "—"], ["started by", s.started_by || "—"],
+      ["created", when(s.created_at)], ["duration", runDuration(s)], ["restarts", s.restarts],
+      ...labels.map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+      ["parameters", JSON.stringify(s.params)]];
+    if (s.error) facts.push(["error", s.error]);
+    document.getElementById("run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    const total = Object.values(s.tasks).reduce((a, b) => a + b, 0);
+    document.getElementById("counts").replaceChildren(el("span", { class: "muted" }, `${total} tasks:`),
+      ...Object.entries(s.tasks).map(([k, v]) => el("span", { class: `badge s-${k}`, "data-count": k }, `${k} ${v.toLocaleString()}`)));
+    document.getElementById("compare-link").href = "/ui/compare?" + q({ runs: s.id });
+  }
+
+  // -- the graph -----------------------------------------------------------------------------
+
+  function label(n) {
+    const kids = Object.entries(n.children);
+    if (!kids.length) return n.kind === "task" ? n.step_id : `${n.step_id} (${n.kind})`;
+    const total = kids.reduce((a, [, v]) => a + v, 0);
+    const parts = kids.map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ");
+    return `${n.step_id} [${n.kind} ×${total.toLocaleString()}]\n${parts}`;
+  }
+
+  function nodeData(n) {
+    return { id: n.path, label: label(n), color: COLORS[n.status] || COLORS.pending, status: n.status,
+      kind: n.kind, started: n.started ? 1 : 0, container: CONTAINERS.has(n.kind) ? 1 : 0 };
+  }
+
+  function renderGraph(s) {
+    const ids = s.nodes.map((n) => n.path).join("|");
+    if (state.cy && state.cy.scratch("_ids") === ids) {
+      for (const n of s.nodes) state.cy.getElementById(n.path).data(nodeData(n));
+      return;
+    }
+    if (state.cy) state.cy.destroy();
+    const known = new Set(s.nodes.map((n) => n.path));
+    const elements = [
+      ...s.nodes.map((n) => ({ data: nodeData(n) })),
+      ...s.edges.filter((e) => known.has(e.source) && known.has(e.target))
+        .map((e) => ({ data: { id: `${e.source}->${e.target}`, source: e.source, target: e.target } })),
+    ];
+    const cy = cytoscape({
+      container: document.getElementById("graph"), elements, wheelSensitivity: 0.3,
+      layout: { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 50 },
+      style: [
+        { selector: "node", style: { shape: "round-rectangle", "background-color": "data(color)", label: "data(label)",
+          color: "#fff", "font-size": 11, "text-valign": "center", "text-halign": "center", "text-wrap": "wrap",
+          width: "label", height: "label", padding: 8 } },
+        { selector: "node[container = 1]", style: { "border-width": 3, "border-color": "#1d2330", "font-weight": "bold" } },
+        { selector: "node[started = 0]", style: { opacity: 0.45, "border-style": "dashed", "border-width": 2, "border-color": "#6b7385" } },
+        { selector: "node[status = 'skipped']", style: { opacity: 0.55 } },
+        { selector: "node:selected", style: { "overlay-color": "#3457d5", "overlay-opacity": 0.25 } },
+        { selector: "edge", style: { width: 1.5, "line-color": "#9aa3b2", "target-arrow-color": "#9aa3b2",
+          "target-arrow-shape": "triangle", "curve-style": "bezier" } },
+      ],
+    });
+    cy.scratch("_ids", ids);
+    cy.on("tap", "node", (event) => {
+      const n = state.summary.nodes.find((x) => x.path === event.target.id());
+      if (!n) return;
+      if (CONTAINERS.has(n.kind) && n.started) openItems([n.path]);
+      openPanel(n.path, n);
+    });
+    state.cy = cy;
+    document.getElementById("graph").dataset.nodes = String(s.nodes.length);
+  }
+
+  // -- items: a node opened level by level ---------------------------------------------------
+
+  function filters() {
+    const status = document.getElementById("f-status").value;
+    return { status, from: document.getElementById("f-from").value, to: document.getElementById("f-to").value,
+      q: document.getElementById("f-text").value, sort: document.getElementById("f-sort").value,
+      desc: document.getElementById("f-desc").checked ? "true" : "" };
+  }
+
+  function openItems(crumbs, offset = 0) {
+    state.items = { crumbs, offset };
+    document.getElementById("items").hidden = false;
+    return loadItems();
+  }
+
+  async function loadItems() {
+    if (!state.items) return;
+    const { crumbs, offset } = state.items;
+    const parent = crumbs[crumbs.length - 1];
+    const page = await api(`${RUN}/children?` + q({ parent, limit: PAGE, offset, ...filters() }));
+    document.getElementById("crumbs").replaceChildren(...crumbs.map((c, i) => i === crumbs.length - 1
+      ? el("b", {}, c) : el("a", { href: "#", onclick: (e) => { e.preventDefault(); openItems(crumbs.slice(0, i + 1)); } }, c, " ›")),
+    el("span", { class: "muted" }, Object.entries(page.counts).map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ")));
+    const rows = page.items.map((n) => el("tr", { "data-path": n.path, onclick: () => {
+      if (CONTAINERS.has(n.kind)) openItems([...crumbs, n.path]);
+      openPanel(n.path, n);
+    } },
+    el("td", {}, n.index ?? ""), el("td", { class: "mono" }, n.path), el("td", { class: "mono" }, n.item || ""),
+    el("td", {}, badge(n.status)), el("td", {}, Object.entries(n.children).map(([k, v]) => `${k} ${v}`).join(", ")),
+    el("td", {}, n.attempts || ""), el("td", {}, duration(n.duration_s)), el("td", {}, n.error || n.reason || "")));
+    document.querySelector("#item-table tbody").replaceChildren(...rows);
+    const last = Math.min(offset + PAGE, page.total);
+    document.getElementById("item-pager").replaceChildren(
+      el("button", { type: "button", disabled: offset === 0, onclick: () => openItems(crumbs, Math.max(0, offset - PAGE)) }, "‹ prev"),
+      el("span", { "data-total": page.total }, page.total ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${page.total.toLocaleString()}` : "none"),
+      el("button", { type: "button", disabled: last >= page.total, onclick: () => openItems(crumbs, offset + PAGE) }, "next ›"),
+      el("label", {}, "go to ", el("input", { type: "number", min: 1, size: 7, onchange: (e) => openItems(crumbs, Math.max(0, Math.floor((e.target.value - 1) / PAGE) * PAGE)) })));
+  }
+
+  for (const id of ["f-status", "f-from", "f-to", "f-text", "f-sort", "f-desc"]) {
+    document.getElementById(id).addEventListener("change", () => state.items && openItems(state.items.crumbs));
+  }
+
+  // -- the step panel ------------------------------------------------------------------------
+
+  async function openPanel(path, node) {
+    state.panel = path; state.logAfter = null;
+    const panel = document.getElementById("panel");
+    panel.hidden = false;
+    if (node && node.started === false) {
+      panel.replaceChildren(closeButton(), el("h2", {}, path), badge("pending"), el("p", { class: "muted" }, "Not started yet."));
+      return;
+    }
+    await loadPanel();
+  }
+
+  const closeButton = () => el("button", { type: "button", class: "close", onclick: () => {
+    state.panel = null; document.getElementById("panel").hidden = true; } }, "×");
+
+  async function loadPanel() {
+    const path = state.panel;
+    if (!path) return;
+    const detail = await api(`${RUN}/step?` + q({ path }));
+    if (state.panel !== path) return;
+    const s = detail.step;
+    const panel = document.getElementById("panel");
+    const logBox = panel.querySelector(".logs");
+    const keepLogs = logBox && panel.dataset.path === path ? logBox : null;
+    panel.dataset.path = path;
+    panel.replaceChildren(closeButton(),
+      el("h2", { class: "mono" }, path), badge(s.status), ` ${s.kind}`, s.reason ? el("p", { class: "muted" }, s.reason) : null,
+      el("dl", { class: "kv" },
+        el("dt", {}, "started"), el("dd", {}, when(s.started_at) || "—"), el("dt", {}, "duration"), el("dd", {}, duration(s.duration_s) || "—"),
+        detail.parent ? [el("dt", {}, "in"), el("dd", { class: "mono" }, detail.parent)] : null,
+        detail.item !== null ? [el("dt", {}, "item"), el("dd", { class: "mono" }, JSON.stringify(detail.item))] : null,
+        el("dt", {}, "cache"), el("dd", {}, detail.cached_from ? `reused from run ${detail.cached_from}` : detail.cache_key ? `executed (key ${detail.cache_key.slice(0, 12)}…)` : "not cached"),
+        Object.keys(s.children).length ? [el("dt", {}, "children"), el("dd", {}, Object.entries(s.children).map(([k, v]) => `${k} ${v}`).join(", "))] : null),
+      stepActions(s),
+      s.error ? [el("h2", {}, "Error"), el("pre", {}, `${s.error.type}: ${s.error.message}\n${s.error.traceback || ""}`)] : null,
+      s.attempt_list.length ? [el("h2", {}, "Attempts"), el("table", { class: "grid" }, el("tbody", {}, s.attempt_list.map((a) => el("tr", {},
+        el("td", {}, `#${a.number}`), el("td", {}, badge(a.status)), el("td", {}, duration(a.duration_s)), el("td", {}, a.worker),
+        el("td", {}, a.error ? el("details", {}, el("summary", {}, `${a.error.type}: ${a.error.message.split("\n")[0]}`), el("pre", {}, a.error.traceback || a.error.message)) : "")))))] : null,
+      Object.keys(s.outputs).length ? [el("h2", {}, "Outputs"), el("dl", { class: "kv" }, Object.entries(s.outputs).flatMap(([k, o]) => [el("dt", {}, k),
+        el("dd", { class: "mono" }, o.kind === "value" ? JSON.stringify(o.value) : o.kind === "artifact" ? `${o.type || "artifact"} ${o.serializer} ${o.size} B ${o.hash.slice(0, 12)}…` : `${o.kind} of ${o.items}`)]))] : null,
+      metricsBlock(detail.metrics),
+      s.kind === "task" ? [el("h2", {}, "Logs ", el("input", { type: "search", placeholder: "search", class: "log-search", onchange: () => { state.logAfter = null; loadLogs(true); } })),
+        keepLogs || el("div", { class: "logs", "data-log": path })] : null);
+    if (s.kind === "task" && !keepLogs) await loadLogs(true);
+  }
+
+  function metricsBlock(metrics) {
+    if (!metrics.length) return null;
+    const byName = {};
+    for (const m of metrics) (byName[m.name] ||= []).push(m.value);
+    return [el("h2", {}, "Metrics"), el("table", { class: "grid" }, el("tbody", {}, Object.entries(byName).map(([k, values]) =>
+      el("tr", {}, el("td", {}, k), el("td", {}, String(values[values.length - 1])), el("td", {}, sparkline(values))))))];
+  }
+
+  async function loadLogs(reset) {
+    const path = state.panel;
+    const box = document.querySelector(`#panel .logs`);
+    if (!box || !path) return;
+    const search = document.querySelector("#panel .log-search");
+    const params = { path, limit: 200, q: search ? search.value : "" };
+    if (!reset && state.logAfter !== null) params.after = state.logAfter;
+    const window = await api(`${RUN}/log?` + q(params));
+    if (state.panel !== path) return;
+    if (reset) box.replaceChildren();
+    for (const line of window.lines) box.append(el("div", { class: line.stream }, line.text));
+    if (window.lines.length) state.logAfter = window.lines[window.lines.length - 1].id;
+    else if (reset) state.logAfter = 0;
+    box.scrollTop = box.scrollHeight;
+  }
+
+  function stepActions(s) {
+    const active = state.summary && ["pending", "running"].includes(state.summary.status);
+    return el("div", { class: "actions" },
+      el("button", { type: "button", "data-step-action": "restart", onclick: () => confirmAction(`Restart from ${s.path}`,
+        "Run this step and what follows it again, reusing the rest.", async () => {
+          await api(`${RUN}/restart`, { method: "POST", body: { from_step: s.path } }); banner(`Restarted from ${s.path}`); refresh(); }) }, "Restart from here"),
+      el("button", { type: "button", "data-step-action": "skip", onclick: () => confirmAction(`Skip ${s.path}`,
+        "Mark the step skipped; give an output value (JSON) for its successors, or leave it empty.", async (value) => {
+          const body = { path: s.path };
+          if (value) { body.output = JSON.parse(value); body.has_output = true; }
+          const result = await api(`${RUN}/skip`, { method: "POST", body }); banner(`Skip ${result.how}`); refresh(); }, "output (JSON, optional)") }, "Skip"),
+      active ? el("button", { type: "button", class: "danger", "data-step-action": "kill", onclick: () => confirmAction(`Kill ${s.path}`,
+        "Cancel this step.", async () => { await api(`${RUN}/kill`, { method: "POST", body: { step: s.path } }); banner(`Killed ${s.path}`); refresh(); }) }, "Kill step") : null);
+  }
+
+  // -- run actions ---------------------------------------------------------------------------
+
+  const RUN_ACTIONS = {
+    kill: ["Kill this run", "Running steps are stopped and pending ones will not start."],
+    restart: ["Restart from failed steps", "Failed, cancelled and skipped steps run again; the rest is reused."],
+    resume: ["Resume this run", "Hand the run to this server's engine if its engine died."],
+  };
+  for (const button of document.querySelectorAll("[data-action]")) {
+    const action = button.dataset.action;
+    button.addEventListener("click", () => confirmAction(RUN_ACTIONS[action][0], RUN_ACTIONS[action][1], async () => {
+      const run = await api(`${RUN}/${action}`, { method: "POST", body: {} });
+      banner(`${RUN_ACTIONS[action][0]}: the run is ${run.status}`);
+      refresh();
+    }));
+  }
+
+  // -- live ----------------------------------------------------------------------------------
+
+  async function refresh() {
+    if (state.refreshing) { state.again = true; return; }
+    state.refreshing = true;
+    try {
+      await loadSummary();
+      if (state.items) await loadItems();
+      if (state.panel) { await loadPanel(); await loadLogs(false); }
+    } catch (e) { banner(`Could not refresh: ${e.message}`, true); }
+    finally {
+      state.refreshing = false;
+      if (state.again) { state.again = false; setTimeout(refresh, 300); }
+    }
+  }
+
+  let timer = null;
+  const soon = () => { if (!timer) timer = setTimeout(() => { timer = null; refresh(); }, 400); };
+
+  function follow(after) {
+    const live = document.getElementById("live");
+    const source = new EventSource(`/events?` + q({ run_id: runId, after }));
+    for (const kind of ["run", "step", "progress", "action", "attempt", "output", "log", "metric", "command"]) source.addEventListener(kind, soon);
+    source.onmessage = soon;
+    source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
+    source.onerror = () => { live.className = "live"; live.textContent = "reconnecting…"; };
+    setInterval(() => { if (state.panel && state.summary && ["pending", "running"].includes(state.summary.status)) loadLogs(false).catch(() => {}); }, 1500);
+  }
+
+  loadSummary().then((s) => {
+    const container = s.nodes.find((n) => CONTAINERS.has(n.kind) && n.started);
+    if (container) openItems([container.path]).catch(() => {});
+    follow(s.last_event_id);
+  }).catch((e) => banner(`Could not load run ${runId}: ${e.message}`, true));
+})();

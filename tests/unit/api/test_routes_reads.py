@@ -1,0 +1,125 @@
+"""Reads that cost what they show, over the API: summary, pages of items, one step, logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kaon.api.deps import Services
+from kaon.service.run_reads import RunReads
+from kaon.store.reads import StepQuery
+
+FLOW = """name: fan
+params:
+  n: {type: int, default: 12}
+steps:
+  - id: numbers
+    shell: "echo ::kaon::output items=$(seq -s, 0 $((KAON_INPUT_N - 1)) | sed 's/.*/[&]/')"
+    inputs: {n: "${{ params.n }}"}
+  - id: each
+    foreach: "${{ steps.numbers.items }}"
+    steps:
+      - id: square
+        shell: "echo item-$KAON_INDEX; test $KAON_INDEX -ne 5"
+        on_failure: ignore
+  - id: after
+    needs: [each]
+    trigger_rule: all_done
+    shell: echo done
+"""
+
+
+def h(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def run_id(client: Any, tokens: dict[str, str], services: Services) -> str:
+    body = {"source": FLOW, "file_name": "fan.yaml"}
+    assert client.post("/workflows", json=body, headers=h(tokens["owner"])).status_code < 300
+    run = client.post("/runs", json={"workflow": "fan"}, headers=h(tokens["operator"])).json()
+    services.runs.execute(run["id"])
+    return str(run["id"])
+
+
+def test_summary_rolls_a_foreach_up_into_one_node(
+    client: Any, tokens: dict[str, str], run_id: str
+) -> None:
+    summary = client.get(f"/runs/{run_id}/summary", headers=h(tokens["viewer"])).json()
+    assert summary["tasks"] == {"failed": 1, "succeeded": 13}
+    assert [n["path"] for n in summary["nodes"]] == ["numbers", "each", "after"]
+    each = summary["nodes"][1]
+    assert each["kind"] == "foreach" and each["children"] == {"succeeded": 12}
+    assert {"source": "numbers", "target": "each"} in summary["edges"]
+    assert {"source": "each", "target": "after"} in summary["edges"]
+    assert summary["started_by"] == "operator"
+
+
+def test_children_are_paged_filtered_and_sorted(
+    client: Any, tokens: dict[str, str], run_id: str
+) -> None:
+    get = lambda **q: client.get(  # noqa: E731
+        f"/runs/{run_id}/children", params={"parent": "each", **q}, headers=h(tokens["viewer"])
+    )
+    page = get(limit=5, offset=5).json()
+    assert page["total"] == 12 and [i["index"] for i in page["items"]] == [5, 6, 7, 8, 9]
+    assert page["counts"] == {"succeeded": 12}  # the failure of item 5 is ignored
+    assert page["items"][0]["children"] == {"failed": 1}
+    assert get(status="failed").json()["total"] == 0
+    assert get(status=["failed", "succeeded"]).json()["total"] == 12
+    ranged = get(**{"from": 3, "to": 4, "sort": "index", "desc": True}).json()
+    assert [i["index"] for i in ranged["items"]] == [4, 3]
+    assert get(q="each[1").json()["total"] == 3  # each[1], each[10], each[11]
+    item = client.get(
+        f"/runs/{run_id}/children", params={"parent": "each[5]"}, headers=h(tokens["viewer"])
+    ).json()
+    assert [i["path"] for i in item["items"]] == ["each[5].square"]
+    assert get(sort="bogus").status_code == 422
+    assert get(status="bogus").status_code == 422
+    assert get(limit=0).status_code == 422
+    assert (
+        client.get(
+            f"/runs/{run_id}/children", params={"parent": "ghost"}, headers=h(tokens["viewer"])
+        ).status_code
+        == 404
+    )
+    assert client.get(f"/runs/{run_id}/children").status_code == 401
+
+
+def test_one_step_in_detail_and_log_windows(
+    client: Any, tokens: dict[str, str], run_id: str
+) -> None:
+    step = client.get(
+        f"/runs/{run_id}/step", params={"path": "each[5].square"}, headers=h(tokens["viewer"])
+    ).json()
+    assert step["step"]["status"] == "failed" and step["parent"] == "each[5]"
+    assert step["step"]["attempt_list"][0]["error"]["type"]
+    old_route = client.get(f"/runs/{run_id}/steps/each[5].square", headers=h(tokens["viewer"]))
+    assert old_route.json()["status"] == "failed"
+    log = client.get(
+        f"/runs/{run_id}/log", params={"path": "each[5].square"}, headers=h(tokens["viewer"])
+    ).json()
+    assert [line["text"] for line in log["lines"]] == ["item-5"]
+    first = log["lines"][0]["id"]
+    after = client.get(
+        f"/runs/{run_id}/log",
+        params={"path": "each[5].square", "after": first},
+        headers=h(tokens["viewer"]),
+    ).json()
+    assert after["lines"] == []
+    missing = client.get(
+        f"/runs/{run_id}/step", params={"path": "each[99]"}, headers=h(tokens["viewer"])
+    )
+    assert missing.status_code == 404
+
+
+def test_store_pages_do_not_load_the_run(services: Services, run_id: str) -> None:
+    reads = RunReads(services.store)
+    each = services.store.get_step_run(run_id, "each")
+    page = reads.reads.step_page(run_id, StepQuery(parent_id=each.id, limit=2, offset=10))
+    assert page.total == 12 and [r.index for r in page.rows] == [10, 11]
+    with pytest.raises(ValueError, match="unknown sort key"):
+        StepQuery(sort="nope")
+    tail = reads.reads.log_window(run_id, services.store.get_step_run(run_id, "after").id)
+    assert [r.text for r in tail] == ["done"]
