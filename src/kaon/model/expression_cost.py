@@ -232,40 +232,52 @@ def concat(a: Shape, b: Shape) -> Shape:
 # -- measuring actual values ----------------------------------------------------------------
 
 
+_SCALAR_TYPES: Final = frozenset({int, float, bool, type(None)})
+_SCALAR_NS: Final = CONVERT_VALUE_NS + 8 * BYTE_NS
+
+
 class _Meter:
     """Measures values, giving up as soon as their conversion alone is over budget."""
 
     def __init__(self, budget: ExpressionBudget) -> None:
         self._budget = budget
+        self._limit_ns = budget.time_ns
         self.spent_ns = 0
 
     def measure(self, value: Any, depth: int = 0) -> Shape:
-        if depth > MAX_DEPTH:
-            raise OverBudget(f"a value is nested more than {MAX_DEPTH} levels deep")
         kind = type(value)
-        if kind is list or kind is tuple:
-            return self._list(value, depth)
-        if isinstance(value, Mapping):
-            return self._map(value, depth)
-        if isinstance(value, str):
+        if kind in _SCALAR_TYPES:
+            self._charge(_SCALAR_NS)
+            return SCALAR
+        if kind is str:
             size = len(value) if value.isascii() else len(value.encode("utf-8", "replace"))
             shape = string_shape(size)
+        elif kind is list or kind is tuple:
+            return self._list(value, depth)
+        elif kind is dict or isinstance(value, Mapping):
+            return self._map(value, depth)
+        elif isinstance(value, str):
+            return self.measure(str(value), depth)
         elif isinstance(value, bytes):
             shape = string_shape(len(value), "bytes")
-        else:  # numbers, bools, None, timestamps; others the interpreter refuses at once
+        else:  # numbers, timestamps; anything else the interpreter refuses at once
             shape = SCALAR
         self._charge(CONVERT_VALUE_NS + shape.bytes * BYTE_NS)
         return shape
 
     def _charge(self, ns: int) -> None:
         self.spent_ns += ns
-        if self.spent_ns > self._budget.time_ns:
-            raise OverBudget(
-                f"its inputs alone take more than {_ms(self._budget.time_ns)} to convert"
-            )
+        if self.spent_ns > self._limit_ns:
+            raise OverBudget(f"its inputs alone take more than {_ms(self._limit_ns)} to convert")
 
     def _list(self, value: list[Any] | tuple[Any, ...], depth: int) -> Shape:
+        if depth >= MAX_DEPTH:
+            raise OverBudget(f"a value is nested more than {MAX_DEPTH} levels deep")
         self._charge(CONVERT_VALUE_NS)
+        if all(type(element) in _SCALAR_TYPES for element in value):  # the common case
+            self._charge(len(value) * _SCALAR_NS)
+            count = len(value)
+            return Shape("list", count, 1 + count, 0, 8 * count, SCALAR if count else None)
         item: Shape | None = None
         nodes, entries, size = 1, 0, 0
         for element in value:
@@ -277,6 +289,8 @@ class _Meter:
         return Shape("list", len(value), nodes, entries, size, item)
 
     def _map(self, value: Mapping[Any, Any], depth: int) -> Shape:
+        if depth >= MAX_DEPTH:
+            raise OverBudget(f"a value is nested more than {MAX_DEPTH} levels deep")
         self._charge(CONVERT_VALUE_NS)
         item: Shape | None = None
         key: Shape | None = None

@@ -207,6 +207,8 @@ class CompiledExpression:
             value = variables[name]
             if name == "steps" and not analysis.steps_dynamic and isinstance(value, Mapping):
                 value = {ref: value[ref] for ref in analysis.step_refs if ref in value}
+            elif name == "params" and not analysis.params_dynamic and isinstance(value, Mapping):
+                value = {ref: value[ref] for ref in analysis.param_refs if ref in value}
             elif isinstance(value, Mapping) and not isinstance(value, dict):
                 value = dict(value)
             values[name] = value
