@@ -274,6 +274,8 @@ class _Meter:
         if depth >= MAX_DEPTH:
             raise OverBudget(f"a value is nested more than {MAX_DEPTH} levels deep")
         self._charge(CONVERT_VALUE_NS)
+        if self.spent_ns + len(value) * CONVERT_VALUE_NS > self._limit_ns:
+            self._charge(len(value) * CONVERT_VALUE_NS)  # over budget: no need to look
         if all(type(element) in _SCALAR_TYPES for element in value):  # the common case
             self._charge(len(value) * _SCALAR_NS)
             count = len(value)
@@ -292,6 +294,8 @@ class _Meter:
         if depth >= MAX_DEPTH:
             raise OverBudget(f"a value is nested more than {MAX_DEPTH} levels deep")
         self._charge(CONVERT_VALUE_NS)
+        if self.spent_ns + len(value) * CONVERT_ENTRY_NS > self._limit_ns:
+            self._charge(len(value) * CONVERT_ENTRY_NS)  # over budget: no need to look
         item: Shape | None = None
         key: Shape | None = None
         fields: dict[str, Shape] | None = {} if len(value) <= MAX_FIELDS else None
