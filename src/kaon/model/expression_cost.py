@@ -62,6 +62,10 @@ BYTE_NS: Final = 5
 """Copying, comparing, scanning or converting one byte of a string."""
 REGEX_BYTE_NS: Final = 50
 """Matching one byte of a string against a regular expression."""
+REGEX_CALL_NS: Final = 500_000
+"""Calling ``matches`` once: the interpreter compiles the pattern at every call."""
+REGEX_PATTERN_BYTE_NS: Final = 20_000
+"""Compiling one byte of a pattern (times its counted repetitions, ``a{100}``)."""
 REGEX_COMPILE_NS: Final = 60_000_000
 """Compiling a regular expression whose pattern is not a literal (its worst case)."""
 PYTHON_CALL_NS: Final = 20_000
@@ -576,7 +580,7 @@ def _function(name: str, shapes: list[Shape], args: tuple[Node, ...], cost: _Cos
         cost.ns += scanned * REGEX_BYTE_NS
         pattern = args[-1] if args else None
         if not (isinstance(pattern, Literal) and pattern.kind == "string"):
-            cost.ns += REGEX_COMPILE_NS
+            cost.ns += REGEX_CALL_NS + REGEX_COMPILE_NS
         else:
             cost.ns += _pattern_ns(pattern)
         return SCALAR
@@ -628,7 +632,8 @@ def _pattern_ns(pattern: Literal) -> int:
         if ch in "},}" and digits:
             factor *= max(int(digits[:7]), 1)
         digits = ""
-    return min(pattern.length * factor * 1_000, REGEX_COMPILE_NS) + pattern.length * 1_000
+    compile_ns = pattern.length * factor * REGEX_PATTERN_BYTE_NS
+    return REGEX_CALL_NS + min(compile_ns, REGEX_COMPILE_NS)
 
 
 def _compare_ns(a: Shape, b: Shape) -> int:

@@ -11,7 +11,8 @@ default 100 ms and 16 MiB, see :func:`configure_budget`): :func:`analyze` refuse
 whose worst case is over budget whatever its inputs (:func:`static_estimate`), and
 :meth:`CompiledExpression.evaluate` estimates the worst case again from the actual sizes of
 the values it is given (:mod:`kaon.model.expression_cost`) and refuses to start an evaluation
-over budget; one that still runs longer than the budget has its result refused. Sources are
+over budget; one that still runs longer than twice its time budget (:data:`GUARD_FACTOR`) has
+its result refused. Sources are
 capped at :data:`MAX_SOURCE_LENGTH` characters and comprehension nesting at
 :data:`MAX_MACRO_NESTING`.
 
@@ -55,6 +56,10 @@ MAX_SOURCE_LENGTH: Final = 4096
 
 MAX_MACRO_NESTING: Final = 2
 """Deepest nesting of comprehension macros (``map`` inside ``filter`` is depth 2)."""
+
+GUARD_FACTOR: Final = 2
+"""An evaluation the estimate let through but that ran longer than this many times its time
+budget (a very loaded machine, or an estimate too low) has its result refused."""
 
 DEFAULT_VARIABLES: Final = frozenset({"params", "steps", "item", "index", "iteration", "run"})
 """Root variables an expression may use unless the caller allows more."""
@@ -136,8 +141,8 @@ class CompiledExpression:
 
         Before anything runs, the worst case is estimated from the actual sizes of the values
         read (see :mod:`kaon.model.expression_cost`); an evaluation over ``budget`` (default:
-        :func:`current_budget`) is refused, and one that runs longer than its time budget
-        anyway has its result refused.
+        :func:`current_budget`) is refused, and one that runs longer than
+        :data:`GUARD_FACTOR` times its time budget anyway has its result refused.
 
         Only the root variables the expression reads are handed to CEL (and of ``steps``
         only the referenced steps), so unrelated values never need converting. Results are
@@ -168,10 +173,10 @@ class CompiledExpression:
         except Exception as error:  # every CEL failure becomes an ExpressionError
             raise self._error(_describe(error)) from error
         elapsed = time.perf_counter_ns() - started
-        if elapsed > budget.time_ns:
+        if elapsed > GUARD_FACTOR * budget.time_ns:
             raise self._error(
-                f"evaluation took {describe_time(elapsed)}, over its budget of "
-                f"{describe_time(budget.time_ns)}; its result is refused"
+                f"evaluation took {describe_time(elapsed)}, over {GUARD_FACTOR} times its "
+                f"budget of {describe_time(budget.time_ns)}; its result is refused"
             )
         return to_plain(result)
 

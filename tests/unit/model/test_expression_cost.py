@@ -174,7 +174,7 @@ def test_deeply_nested_values_are_refused() -> None:
         ("params.L.all(x, params.L.exists(y, y == x))", "quadratic"),
         ("params.L.map(x, params.L.map(y, params.L))", "quartic"),
         ("string(params.L)", "linear"),
-        ("params.s.matches('a+b')", "linear"),
+        ("params.s.matches('a+b')", "affine"),
         ("x in params.L", "linear"),
     ],
 )
@@ -186,7 +186,7 @@ def test_costs_grow_with_data_as_the_interpreter_does(source: str, grows: str) -
         return estimate(tree, shapes, convert=False).time_ns
 
     ratio = cost(4000) / cost(1000)
-    minimum = {"linear": 3, "quadratic": 12, "quartic": 200}[grows]
+    minimum = {"affine": 1.1, "linear": 3, "quadratic": 12, "quartic": 200}[grows]
     assert ratio > minimum, (source, ratio)
 
 
@@ -234,5 +234,6 @@ def test_an_evaluation_past_its_time_budget_has_its_result_refused(
     compiled = compile_expression("params.L.map(x, params.L.map(y, y)).size()")
     monkeypatch.setattr(expressions, "estimate", lambda *a, **k: Estimate(0, 0, UNKNOWN))
     tight = ExpressionBudget(time_ms=1, max_bytes=1 << 30)
-    with pytest.raises(ExpressionError, match=r"over its budget of 1\.0 ms; its result is refused"):
+    refused = r"over 2 times its budget of 1\.0 ms; its result is refused"
+    with pytest.raises(ExpressionError, match=refused):
         compiled.evaluate(_variables(L=list(range(200))), tight)
