@@ -10,7 +10,7 @@ the evaluation's time and on the largest value it builds. :class:`ExpressionBudg
 the limits (default 100 ms and 16 MiB).
 
 The time unit is an estimated nanosecond, calibrated on the ``cel`` interpreter (see
-``bench/bench_expression_cost.py``): every node evaluated, every value converted between
+``bench/expression_cost_bench.py``): every node evaluated, every value converted between
 Python and CEL, every byte copied, compared or scanned has a price, and ``map`` / ``filter``
 pay for copying their partial result at every step (the interpreter does so: their time is
 quadratic in the list's length). A shape is the largest of its possible values (lists keep
@@ -48,11 +48,11 @@ from kaon.model.cel_syntax import (
 
 # -- prices, in estimated nanoseconds -------------------------------------------------------
 
-NODE_NS: Final = 100
+NODE_NS: Final = 150
 """Evaluating one syntax node once."""
 CALL_NS: Final = 300
 """Calling a function once (dispatch, argument list)."""
-CONVERT_VALUE_NS: Final = 1_000
+CONVERT_VALUE_NS: Final = 1_500
 """Converting one value between Python and CEL (each way)."""
 CONVERT_ENTRY_NS: Final = 15_000
 """Converting one map entry from Python to CEL (hashing its key)."""
