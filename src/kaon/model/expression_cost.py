@@ -647,3 +647,145 @@ def _contains_ns(container: Shape, needle: Shape) -> int:
     if container.kind == "string":
         return (container.bytes + needle.bytes) * BYTE_NS
     return container.length * (_compare_ns(item_of(container), needle) + NODE_NS)
+
+
+# -- a quick bound for expressions without comprehensions -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinearBound:
+    """A cheap upper bound for an expression without comprehensions or ``matches``.
+
+    Such an expression evaluates each of its ``nodes`` once, and every value it builds is
+    made of at most ``leaves`` of its variables and literals (``string()`` may write a value
+    out as JSON, up to :data:`JSON_FACTOR` times larger, ``string_calls`` times over). So its
+    cost is bounded from the total size of its inputs alone, without walking the tree:
+    :meth:`estimate` is O(1), and only expressions this bound does not clear need
+    :func:`estimate`.
+    """
+
+    nodes: int
+    leaves: int
+    literal_bytes: int
+    string_calls: int
+
+    def estimate(self, inputs: Totals) -> Estimate:
+        """An upper bound on evaluating with inputs of the given totals."""
+        growth = self.leaves * JSON_FACTOR**self.string_calls
+        nodes = (inputs.nodes + self.leaves) * growth
+        largest = Shape(
+            "any",
+            nodes=nodes,
+            entries=inputs.entries * growth,
+            bytes=(inputs.bytes + self.literal_bytes) * growth,
+        )
+        per_node = NODE_NS + CALL_NS + PYTHON_CALL_NS + copy_ns(largest) + convert_ns(largest)
+        time_ns = inputs.convert_ns + self.nodes * per_node
+        return Estimate(time_ns + convert_ns(largest), footprint(largest), largest)
+
+
+@dataclass(slots=True)
+class Totals:
+    """What all the values an expression reads hold together (see :func:`measure_totals`)."""
+
+    nodes: int = 0
+    entries: int = 0
+    bytes: int = 0
+
+    @property
+    def convert_ns(self) -> int:
+        """Time to convert them all to CEL."""
+        values_ns = self.nodes * CONVERT_VALUE_NS + self.entries * CONVERT_ENTRY_NS
+        return values_ns + self.bytes * BYTE_NS
+
+
+def measure_totals(values: Mapping[str, Any], budget: ExpressionBudget) -> Totals:
+    """Count the values, map entries and bytes in ``values``, cheaply (no shapes are built).
+
+    Raises :class:`OverBudget` as soon as converting them alone would exceed ``budget``, or
+    when a value is nested more than :data:`MAX_DEPTH` levels deep.
+    """
+    totals = Totals()
+    limit = budget.time_ns
+    for value in values.values():
+        _count(value, totals, 0, limit)
+    if totals.convert_ns > limit:
+        raise OverBudget(f"its inputs alone take more than {_ms(limit)} to convert")
+    return totals
+
+
+def _count(value: Any, totals: Totals, depth: int, limit: float) -> None:
+    kind = type(value)
+    totals.nodes += 1
+    if kind in _SCALAR_TYPES:
+        totals.bytes += 8
+    elif kind is str:
+        totals.bytes += len(value) if value.isascii() else len(value.encode("utf-8", "replace"))
+    elif kind is list or kind is tuple or kind is dict or isinstance(value, Mapping):
+        if depth >= MAX_DEPTH:
+            raise OverBudget(f"a value is nested more than {MAX_DEPTH} levels deep")
+        if totals.convert_ns + len(value) * CONVERT_VALUE_NS > limit:
+            raise OverBudget(f"its inputs alone take more than {_ms(limit)} to convert")
+        if kind is list or kind is tuple:
+            for element in value:
+                _count(element, totals, depth + 1, limit)
+        else:
+            totals.entries += len(value)
+            for key, element in value.items():
+                _count(key, totals, depth + 1, limit)
+                _count(element, totals, depth + 1, limit)
+    elif isinstance(value, str | bytes):
+        totals.bytes += len(value)
+    else:
+        totals.bytes += 8
+
+
+JSON_FACTOR: Final = 38
+"""``string()`` of a list or map writes each byte in at most 6 and each value in 32 more."""
+
+
+def linear_bound(tree: Node) -> LinearBound | None:
+    """The :class:`LinearBound` of ``tree``, or None when it has comprehensions or calls
+    ``matches`` (then only :func:`estimate` bounds it)."""
+    nodes = leaves = literal_bytes = string_calls = 0
+    stack: list[Node] = [tree]
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        if isinstance(node, Literal):
+            leaves += 1
+            literal_bytes += max(node.length, 8)
+        elif isinstance(node, Ident):
+            leaves += 1
+        elif isinstance(node, ListExpr):
+            stack.extend(node.items)
+        elif isinstance(node, MapExpr):
+            stack.extend(part for entry in node.entries for part in entry)
+        elif isinstance(node, Unary):
+            stack.append(node.operand)
+        elif isinstance(node, Binary):
+            stack.append(node.first)
+            stack.extend(operand for _, operand in node.rest)
+        elif isinstance(node, Conditional):
+            stack.extend(part for branch in node.branches for part in branch)
+            stack.append(node.otherwise)
+        elif isinstance(node, Call):
+            if node.function == "matches":
+                return None
+            string_calls += node.function == "string"
+            stack.extend(node.args)
+        else:
+            assert isinstance(node, Member)
+            stack.append(node.head)
+            for suffix in node.suffixes:
+                nodes += 1
+                if isinstance(suffix, Index):
+                    stack.append(suffix.key)
+                elif isinstance(suffix, StructInit):
+                    stack.extend(part for entry in suffix.entries for part in entry)
+                elif not isinstance(suffix, Field):
+                    if suffix.name in MACROS or suffix.name == "matches":
+                        return None
+                    string_calls += suffix.name == "string"
+                    stack.extend(suffix.args)
+    return LinearBound(nodes, leaves, literal_bytes, string_calls)

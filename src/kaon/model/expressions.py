@@ -43,11 +43,14 @@ from kaon.model.expression_cost import (
     DEFAULT_BUDGET,
     Estimate,
     ExpressionBudget,
+    LinearBound,
     OverBudget,
     Shape,
     describe_time,
     estimate,
+    linear_bound,
     measure_all,
+    measure_totals,
 )
 from kaon.model.specs import Const, Expr
 
@@ -91,6 +94,7 @@ class ExpressionAnalysis:
 
     program: Any
     tree: cel_syntax.Node
+    linear: LinearBound | None
     roots: frozenset[str]
     bound: frozenset[str]
     step_refs: frozenset[str]
@@ -192,7 +196,13 @@ class CompiledExpression:
         return estimate(self._analysis.tree, shapes)
 
     def _check_cost(self, values: Mapping[str, Any], budget: ExpressionBudget) -> None:
+        linear = self._analysis.linear
         try:
+            if (
+                linear is not None
+                and linear.estimate(measure_totals(values, budget)).over(budget) is None
+            ):
+                return  # cleared by the quick bound: no need to walk the tree
             shapes = measure_all(values, budget)
         except OverBudget as error:
             raise self._error(f"over its budget: {error}") from None
@@ -362,6 +372,7 @@ def _analyze_cached(source: str) -> ExpressionAnalysis:
     return ExpressionAnalysis(
         program=program,
         tree=tree,
+        linear=linear_bound(tree),
         roots=names - bound,
         bound=bound & names,
         step_refs=step_refs,

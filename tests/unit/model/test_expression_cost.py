@@ -23,7 +23,10 @@ from kaon.model.expression_cost import (
     ExpressionBudget,
     OverBudget,
     estimate,
+    linear_bound,
     measure,
+    measure_all,
+    measure_totals,
 )
 from kaon.model.expressions import (
     compile_expression,
@@ -237,3 +240,31 @@ def test_an_evaluation_past_its_time_budget_has_its_result_refused(
     refused = r"over 2 times its budget of 1\.0 ms; its result is refused"
     with pytest.raises(ExpressionError, match=refused):
         compiled.evaluate(_variables(L=list(range(200))), tight)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '"model-" + string(params.L) + params.s',
+        "(params.s + params.s) + (params.s + params.s)",
+        "params.L + [1, 2] + params.L",
+        "params.L[0] < 3 ? {'a': params.L} : {'b': [params.s, params.s]}",
+        "size(params.s) > 2 && params.s in ['a', 'b'] || -params.L[1] == 0",
+    ],
+)
+def test_the_quick_bound_is_above_the_full_estimate(source: str) -> None:
+    tree = cel_syntax.parse(source)
+    bound = linear_bound(tree)
+    assert bound is not None
+    for n in (0, 10, 1000):
+        values = {"params": {"s": "a" * n, "L": list(range(n))}}
+        quick = bound.estimate(measure_totals(values, ExpressionBudget(time_ms=1e9)))
+        full = estimate(tree, measure_all(values, ExpressionBudget(time_ms=1e9)))
+        assert quick.time_ns >= full.time_ns and quick.peak_bytes >= full.peak_bytes
+
+
+def test_the_quick_bound_leaves_comprehensions_and_regexes_to_the_estimator() -> None:
+    assert linear_bound(cel_syntax.parse("params.L.map(x, x)")) is None
+    assert linear_bound(cel_syntax.parse("size(params.L.filter(x, x > 1))")) is None
+    assert linear_bound(cel_syntax.parse("params.s.matches('a')")) is None
+    assert linear_bound(cel_syntax.parse("matches(params.s, 'a')")) is None
