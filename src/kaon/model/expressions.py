@@ -4,13 +4,17 @@ A workflow file never runs arbitrary code outside a step, so every computed valu
 expression, compiled by the ``common-expression-language`` package (a Rust interpreter). Python
 ``eval`` is never used.
 
-**Bounded time.** CEL is not Turing complete: it has no loops, no recursion and no user
-functions. The only iteration is the comprehension macros (``map``, ``filter``, ``all``,
-``exists``, ``exists_one``), each of which visits a finite list once. Kaon caps a source at
-:data:`MAX_SOURCE_LENGTH` characters and comprehension nesting at :data:`MAX_MACRO_NESTING`, so
-an evaluation costs at most a polynomial of degree ``MAX_MACRO_NESTING + 1`` in the size of its
-inputs, with a constant bounded by the source length. There is no way to write an expression
-that does not terminate.
+**Bounded time and memory.** CEL is not Turing complete, but chained and nested
+comprehensions and ``x + x`` still grow exponentially with the source, and the interpreter
+cannot be interrupted. So every expression has a cost budget (:class:`ExpressionBudget`,
+default 100 ms and 16 MiB, see :func:`configure_budget`): :func:`analyze` refuses a source
+whose worst case is over budget whatever its inputs (:func:`static_estimate`), and
+:meth:`CompiledExpression.evaluate` estimates the worst case again from the actual sizes of
+the values it is given (:mod:`kaon.model.expression_cost`) and refuses to start an evaluation
+over budget; one that still runs longer than twice its time budget (:data:`GUARD_FACTOR`) has
+its result refused. Sources are
+capped at :data:`MAX_SOURCE_LENGTH` characters and comprehension nesting at
+:data:`MAX_MACRO_NESTING`.
 
 Expressions see the root variables ``params``, ``steps``, ``item`` (or a foreach's
 ``item_name``), ``index``, ``iteration`` and ``run``. Kaon extends CEL's ``string()`` to every
@@ -26,6 +30,7 @@ import datetime
 import functools
 import json
 import re
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,6 +38,20 @@ from typing import Any, Final
 import cel
 
 from kaon.errors import ExpressionError, Location, Problem
+from kaon.model import cel_syntax
+from kaon.model.expression_cost import (
+    DEFAULT_BUDGET,
+    Estimate,
+    ExpressionBudget,
+    LinearBound,
+    OverBudget,
+    Shape,
+    describe_time,
+    estimate,
+    linear_bound,
+    measure_all,
+    measure_totals,
+)
 from kaon.model.specs import Const, Expr
 
 MAX_SOURCE_LENGTH: Final = 4096
@@ -40,6 +59,10 @@ MAX_SOURCE_LENGTH: Final = 4096
 
 MAX_MACRO_NESTING: Final = 2
 """Deepest nesting of comprehension macros (``map`` inside ``filter`` is depth 2)."""
+
+GUARD_FACTOR: Final = 2
+"""An evaluation the estimate let through but that ran longer than this many times its time
+budget (a very loaded machine, or an estimate too low) has its result refused."""
 
 DEFAULT_VARIABLES: Final = frozenset({"params", "steps", "item", "index", "iteration", "run"})
 """Root variables an expression may use unless the caller allows more."""
@@ -70,6 +93,8 @@ class ExpressionAnalysis:
     """
 
     program: Any
+    tree: cel_syntax.Node
+    linear: LinearBound | None
     roots: frozenset[str]
     bound: frozenset[str]
     step_refs: frozenset[str]
@@ -115,8 +140,13 @@ class CompiledExpression:
     def __repr__(self) -> str:
         return f"CompiledExpression({self.source!r})"
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+    def evaluate(self, variables: Mapping[str, Any], budget: ExpressionBudget | None = None) -> Any:
         """Evaluate against ``variables`` and return a plain Python value.
+
+        Before anything runs, the worst case is estimated from the actual sizes of the values
+        read (see :mod:`kaon.model.expression_cost`); an evaluation over ``budget`` (default:
+        :func:`current_budget`) is refused, and one that runs longer than
+        :data:`GUARD_FACTOR` times its time budget anyway has its result refused.
 
         Only the root variables the expression reads are handed to CEL (and of ``steps``
         only the referenced steps), so unrelated values never need converting. Results are
@@ -127,21 +157,63 @@ class CompiledExpression:
 
         Raises :class:`ExpressionError` naming the expression and its location on any
         failure: a missing variable or key, an index out of range, no such overload,
-        division by zero, overflow, or a value CEL cannot represent.
+        division by zero, overflow, or a value CEL cannot represent; or when the evaluation
+        is over its budget.
         """
         path = self.simple_path
         if path is not None:
             found, value = _walk(variables, path)
             if found:
                 return to_plain(value)
-        context = self._context(variables)
+        budget = budget or _BUDGET[0]
+        values = self._values(variables)
+        self._check_cost(values, budget)
+        context: Any = values
+        if self._analysis.uses_string:
+            context = cel.Context(values, {"string": cel_string})
+        started = time.perf_counter_ns()
         try:
             result = self._analysis.program.execute(context)
         except Exception as error:  # every CEL failure becomes an ExpressionError
             raise self._error(_describe(error)) from error
+        elapsed = time.perf_counter_ns() - started
+        if elapsed > GUARD_FACTOR * budget.time_ns:
+            raise self._error(
+                f"evaluation took {describe_time(elapsed)}, over {GUARD_FACTOR} times its "
+                f"budget of {describe_time(budget.time_ns)}; its result is refused"
+            )
         return to_plain(result)
 
-    def _context(self, variables: Mapping[str, Any]) -> Any:
+    def estimate(self, variables: Mapping[str, Any], budget: ExpressionBudget) -> Estimate:
+        """The worst-case cost of evaluating against ``variables`` (see :meth:`evaluate`).
+
+        Raises :class:`ExpressionError` when the values alone are over ``budget``.
+        """
+        try:
+            shapes = measure_all(self._values(variables), budget)
+        except OverBudget as error:
+            raise self._error(f"over its budget: {error}") from None
+        return estimate(self._analysis.tree, shapes)
+
+    def _check_cost(self, values: Mapping[str, Any], budget: ExpressionBudget) -> None:
+        linear = self._analysis.linear
+        try:
+            if (
+                linear is not None
+                and linear.estimate(measure_totals(values, budget)).over(budget) is None
+            ):
+                return  # cleared by the quick bound: no need to walk the tree
+            shapes = measure_all(values, budget)
+        except OverBudget as error:
+            raise self._error(f"over its budget: {error}") from None
+        reason = estimate(self._analysis.tree, shapes).over(budget)
+        if reason is not None:
+            raise self._error(
+                f"over its budget: with these inputs it could take {reason}; "
+                f"inputs: {_describe_shapes(shapes)}"
+            )
+
+    def _values(self, variables: Mapping[str, Any]) -> dict[str, Any]:
         analysis = self._analysis
         values: dict[str, Any] = {}
         for name in analysis.roots:
@@ -150,11 +222,11 @@ class CompiledExpression:
             value = variables[name]
             if name == "steps" and not analysis.steps_dynamic and isinstance(value, Mapping):
                 value = {ref: value[ref] for ref in analysis.step_refs if ref in value}
+            elif name == "params" and not analysis.params_dynamic and isinstance(value, Mapping):
+                value = {ref: value[ref] for ref in analysis.param_refs if ref in value}
             elif isinstance(value, Mapping) and not isinstance(value, dict):
                 value = dict(value)
             values[name] = value
-        if analysis.uses_string:
-            return cel.Context(values, {"string": cel_string})
         return values
 
     def _error(self, message: str) -> ExpressionError:
@@ -178,11 +250,13 @@ def compile_expression(
     not allowed, or binds a comprehension variable that shadows an allowed root name.
     """
     allowed = DEFAULT_VARIABLES if not variables else DEFAULT_VARIABLES | frozenset(variables)
-    return _compile_cached(source, location, allowed)
+    return _compile_cached(source, location, allowed, _BUDGET[0])
 
 
 @functools.lru_cache(maxsize=8192)
-def _compile_cached(source: str, location: Location, allowed: frozenset[str]) -> CompiledExpression:
+def _compile_cached(
+    source: str, location: Location, allowed: frozenset[str], budget: ExpressionBudget
+) -> CompiledExpression:
     try:
         analysis = analyze(source)
     except ExpressionError as error:
@@ -208,15 +282,66 @@ def check_roots(analysis: ExpressionAnalysis, allowed: Collection[str]) -> list[
     return messages
 
 
-@functools.lru_cache(maxsize=8192)
+_BUDGET: list[ExpressionBudget] = [DEFAULT_BUDGET]
+
+
+def configure_budget(budget: ExpressionBudget) -> None:
+    """Set the budget every expression of this process is held to (the settings do, once,
+    at start-up; see ``KAON_EXPRESSION_TIME_MS`` and ``KAON_EXPRESSION_MAX_BYTES``)."""
+    _BUDGET[0] = budget
+
+
+def current_budget() -> ExpressionBudget:
+    """The budget expressions are held to in this process."""
+    return _BUDGET[0]
+
+
+def static_estimate(source: str, shapes: Mapping[str, Shape] | None = None) -> Estimate:
+    """The worst-case cost of ``source`` with variables of the given shapes; variables not
+    given are assumed as small as possible (:data:`~kaon.model.expression_cost.UNKNOWN`).
+
+    Raises :class:`ExpressionError` when ``source`` does not compile.
+    """
+    return estimate(_analyze_cached(source).tree, shapes or {}, convert=False)
+
+
+def over_budget_message(
+    source: str, shapes: Mapping[str, Shape] | None = None, budget: ExpressionBudget | None = None
+) -> str | None:
+    """Why ``source`` is over ``budget`` for any input of at least the given shapes, or None.
+
+    Raises :class:`ExpressionError` when ``source`` does not compile.
+    """
+    budget = budget or _BUDGET[0]
+    reason = static_estimate(source, shapes).over(budget)
+    if reason is None:
+        return None
+    return f"expression {source!r:.200} is over its budget: it could take {reason}"
+
+
 def analyze(source: str) -> ExpressionAnalysis:
     """Compile ``source`` and compute its static facts (no check of allowed variables).
 
     Raises :class:`ExpressionError` without a location on syntax errors, a source longer
-    than :data:`MAX_SOURCE_LENGTH` or comprehensions nested deeper than
-    :data:`MAX_MACRO_NESTING`. Callers that know a location should use
+    than :data:`MAX_SOURCE_LENGTH`, comprehensions nested deeper than
+    :data:`MAX_MACRO_NESTING`, or a worst-case cost over the budget whatever the inputs
+    (:func:`over_budget_message`). Callers that know a location should use
     :func:`compile_expression`.
     """
+    analysis = _analyze_cached(source)
+    message = _static_check(source, _BUDGET[0])
+    if message is not None:
+        raise ExpressionError(message)
+    return analysis
+
+
+@functools.lru_cache(maxsize=8192)
+def _static_check(source: str, budget: ExpressionBudget) -> str | None:
+    return over_budget_message(source, None, budget)
+
+
+@functools.lru_cache(maxsize=8192)
+def _analyze_cached(source: str) -> ExpressionAnalysis:
     if not isinstance(source, str):
         raise ExpressionError(f"an expression must be a string, got {type(source).__name__}")
     if len(source) > MAX_SOURCE_LENGTH:
@@ -230,6 +355,10 @@ def analyze(source: str) -> ExpressionAnalysis:
     except Exception as error:  # ValueError from the parser, others from encoding
         detail = f"{error}" if isinstance(error, ValueError) else f"{source!r}: {error}"
         raise ExpressionError(f"invalid expression: {detail}") from None
+    try:
+        tree = cel_syntax.parse(source)
+    except cel_syntax.CelSyntaxError as error:
+        raise ExpressionError(f"expression {source!r:.200} cannot be costed: {error}") from None
     blanked, literals = blank_literals(source)
     depth = _macro_depth(blanked)
     if depth > MAX_MACRO_NESTING:
@@ -242,6 +371,8 @@ def analyze(source: str) -> ExpressionAnalysis:
     param_refs, params_dynamic = _root_refs(blanked, literals, "params")
     return ExpressionAnalysis(
         program=program,
+        tree=tree,
+        linear=linear_bound(tree),
         roots=names - bound,
         bound=bound & names,
         step_refs=step_refs,
@@ -462,6 +593,17 @@ def cel_string(value: Any) -> str:
     if isinstance(plain, str):
         return plain
     return json.dumps(plain, ensure_ascii=False, default=str)
+
+
+def _describe_shapes(shapes: Mapping[str, Shape]) -> str:
+    parts = []
+    for name, shape in sorted(shapes.items()):
+        unit = {"list": "items", "map": "entries", "string": "characters", "bytes": "bytes"}
+        if shape.kind in unit:
+            parts.append(f"{name} ({shape.length:,} {unit[shape.kind]}, {shape.nodes:,} values)")
+        else:
+            parts.append(name)
+    return ", ".join(parts) if parts else "none"
 
 
 def _describe(error: Exception) -> str:

@@ -10,6 +10,7 @@ offending step's or parameter's file and line plus the field) and decides, usual
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -17,7 +18,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, TypeGuard
 
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
-from kaon.model.expressions import ExpressionAnalysis, analyze
+from kaon.model.expression_cost import UNKNOWN, OverBudget, Shape, join, measure
+from kaon.model.expressions import (
+    ExpressionAnalysis,
+    analyze,
+    current_budget,
+    over_budget_message,
+)
 from kaon.model.graph import dependencies, step_expressions, topological_order
 from kaon.model.params import matches_type
 from kaon.model.specs import (
@@ -231,6 +238,45 @@ def check_expression_syntax(context: _Context) -> Iterator[Problem]:
         except ExpressionError as error:
             for problem in error.problems:
                 yield Problem(f"step {site.owner!r}: {problem.message}", site.location)
+
+
+def check_expression_cost(context: _Context) -> Iterator[Problem]:
+    """Every expression fits its cost budget with the parameters' defaults (and literals).
+
+    Parameters without a default, step outputs and items are assumed as small as possible:
+    what they make too costly is refused at run time, before evaluating.
+    """
+    params = _param_shapes(context.spec)
+    if params is None:
+        return
+    for site in _sites(context.spec):
+        if _analysis(site.source) is None:
+            continue  # reported by check_expression_syntax
+        message = over_budget_message(site.source, {"params": params})
+        if message is not None:
+            yield Problem(
+                f"step {site.owner!r}: {message} with the parameters' defaults", site.location
+            )
+
+
+def _param_shapes(spec: WorkflowSpec) -> Shape | None:
+    """The shape of ``params`` with every default, or None when no default is known."""
+    fields: dict[str, Shape] = {}
+    known = False
+    budget = current_budget()
+    for param in spec.params:
+        shape = UNKNOWN
+        if not param.required:
+            try:
+                shape = measure(param.default, budget)
+                known = True
+            except OverBudget:
+                shape = UNKNOWN
+        fields[param.name] = shape
+    if not known:
+        return None
+    largest = functools.reduce(join, fields.values())
+    return Shape("map", length=len(fields), item=largest, fields=fields)
 
 
 def check_variables(context: _Context) -> Iterator[Problem]:
@@ -561,6 +607,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_duplicate_ids,
     check_needs,
     check_expression_syntax,
+    check_expression_cost,
     check_variables,
     check_step_references,
     check_param_references,

@@ -20,12 +20,13 @@ from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
 from kaon.errors import InvalidActionError
 from kaon.executors import create_executor
+from kaon.model.expressions import configure_budget
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiments import Experiments
 from kaon.service.sandboxing import executor_options
-from kaon.service.settings import EXECUTORS, Settings
+from kaon.service.settings import EXECUTORS, Settings, expression_budget
 from kaon.service.views import (
     LogView,
     RunDetail,
@@ -50,6 +51,7 @@ class LocalService:
             raise ConfigurationError(
                 f"unknown executor {self.settings.executor!r}; choose one of {', '.join(EXECUTORS)}"
             )
+        configure_budget(expression_budget())
         self._store: StateStore | None = None
         self._artifacts: ArtifactStore | None = None
 

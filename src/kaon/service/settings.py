@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kaon.errors import ConfigurationError
+from kaon.model.expression_cost import ExpressionBudget
 from kaon.store import default_store_url
 
 EXECUTORS = ("process", "inline")
@@ -63,3 +67,31 @@ class Settings:
     def artifacts_url(self) -> str:
         """The artifact store URL in force."""
         return self.artifact_url or str((self.home / "artifacts").absolute())
+
+
+def expression_budget(env: Mapping[str, str] | None = None) -> ExpressionBudget:
+    """The cost budget of every expression, from ``KAON_EXPRESSION_TIME_MS`` (estimated
+    milliseconds, default 100) and ``KAON_EXPRESSION_MAX_BYTES`` (largest value an expression
+    may build, default 16 MiB).
+
+    Raises :class:`ConfigurationError` naming the variable when a value is not a positive
+    number.
+    """
+    env = os.environ if env is None else env
+    default = ExpressionBudget()
+    time_ms = _positive(env, "KAON_EXPRESSION_TIME_MS", default.time_ms)
+    max_bytes = _positive(env, "KAON_EXPRESSION_MAX_BYTES", default.max_bytes)
+    return ExpressionBudget(time_ms=time_ms, max_bytes=int(max_bytes))
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0 or value > 1e15:
+        raise ConfigurationError(f"{name}={text!r:.40}: expected a positive number")
+    return value

@@ -140,6 +140,23 @@ def test_a_signal_whose_expression_fails_is_skipped(store: SQLStore) -> None:
     assert [f.key for f in service.tick()] == ["signal:2"]
 
 
+def test_a_signal_match_over_budget_fails_only_that_firing(
+    store: SQLStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    match = "signal.L.all(a, signal.L.map(b, b).size() > 0)"
+    spec = workflow("wf", SignalTriggerSpec(signal="go", match=match))
+    service = _service(store, spec)
+    service.tick()
+    _signal(store, "go", L=list(range(3000)))  # minutes of work: refused before evaluating
+    _signal(store, "go", L=[1, 2])
+    started = time.monotonic()
+    with caplog.at_level("WARNING"):
+        assert [f.key for f in service.tick()] == ["signal:2"]
+    assert time.monotonic() - started < 10
+    (warning,) = [r.getMessage() for r in caplog.records if "over its budget" in r.getMessage()]
+    assert "match: expression 'signal.L.all(" in warning and "signal 1 for wf" in warning
+
+
 @pytest.mark.parametrize("scheme", ["local", "memory"])
 def test_data_arrival_fires_once_per_new_path(store: SQLStore, tmp_path: Path, scheme: str) -> None:
     root = str(tmp_path / "lake") if scheme == "local" else f"memory://lake-{time.time_ns()}"
