@@ -436,7 +436,8 @@ class Engine:
         if any(s.work or s.frames_done for s in self.runs.values()):
             return 0.0
         now = self.ctx.clock()
-        wake = min(self._next_poll, self._next_renew)
+        # Renewals are timed on the monotonic clock (the engine's clock may be a test's).
+        wake = min(self._next_poll, now + self._next_renew - time.monotonic())
         if self._soft_since is not None:
             wake = min(wake, self._soft_since + SOFT_DELAY_S)
         if self.ctx.timers:
