@@ -9,6 +9,12 @@ time divided by the number of steps is the orchestration overhead per step.
 
 prints one JSON line: workflow, executor, steps, wall seconds, ms per step, peak RSS (MB) of
 the engine process.
+
+    python bench/engine_bench.py W1 --store pg
+
+runs on a throwaway PostgreSQL cluster (durable: fsync and synchronous commit on) and also
+prints the database's own durable commit latency (``pg_commit_ms``), the floor for a chain.
+``--store URL`` uses an existing database.
 """
 
 from __future__ import annotations
@@ -65,11 +71,23 @@ def main() -> None:
     parser.add_argument("workflow", choices=sorted(WORKFLOWS))
     parser.add_argument("--executor", default="inline", choices=["inline", "process"])
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--store", default="sqlite", help="sqlite, pg, or a store URL")
     args = parser.parse_args()
+    if args.store == "pg":
+        from pg_cluster import pg_cluster
+
+        with pg_cluster() as url:
+            measure(args, url)
+    else:
+        measure(args, None if args.store == "sqlite" else args.store)
+
+
+def measure(args: argparse.Namespace, url: str | None) -> None:
+    """Run the workflow once on a fresh store; print the figures as one JSON line."""
     spec, steps = WORKFLOWS[args.workflow]()
     home = Path(tempfile.mkdtemp(prefix="kaon-bench-"))
     try:
-        store = open_store(f"sqlite:///{home / 'kaon.db'}")
+        store = open_store(url or f"sqlite:///{home / 'kaon.db'}")
         artifacts = open_artifact_store(str(home / "artifacts"))
         options = {"workers": args.workers} if args.workers else {}
         engine = Engine(store, create_executor(args.executor, **options), artifacts)
@@ -88,7 +106,12 @@ def main() -> None:
             "wall_s": round(wall, 3),
             "ms_per_step": round(wall / steps * 1000, 4),
             "peak_rss_mb": round(rss_mb, 1),
+            "store": "sqlite" if url is None else "postgresql",
         }
+        if url is not None and url.startswith("postgresql"):
+            from pg_cluster import commit_latency_ms
+
+            result["pg_commit_ms"] = round(commit_latency_ms(url), 4)
         print(json.dumps(result))
         store.close()
     finally:

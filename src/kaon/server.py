@@ -42,13 +42,16 @@ log = logging.getLogger("kaon.server")
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """How to serve: address, bootstrap token name, engine claim interval."""
+    """How to serve: address, bootstrap token name, engine claim interval and lease length
+    (a replica that stops renewing loses its runs to another this long after its last
+    renewal, by the database's clock)."""
 
     host: str = "127.0.0.1"
     port: int = 8420
     bootstrap_token: str | None = None
     claim_every_s: float = 0.1
     log_level: str = "warning"
+    lease_ttl_s: float = 30.0
 
 
 def bootstrap(services: Services, name: str, out: TextIO) -> str | None:
@@ -180,7 +183,12 @@ class KaonServer:
                 **executor_options(settings, sandbox_default="auto"),
             )
         )
-        engine = Engine(self.services.store, executor, self.services.runs.artifacts)
+        engine = Engine(
+            self.services.store,
+            executor,
+            self.services.runs.artifacts,
+            lease_ttl=self.options.lease_ttl_s,
+        )
         self.engine = engine
         admit = admission(self.services.store)
         thread = threading.Thread(

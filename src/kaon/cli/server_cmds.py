@@ -62,6 +62,16 @@ def server(
             "print it.",
         ),
     ] = None,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            "--lease-ttl",
+            min=0.5,
+            envvar="KAON_LEASE_TTL",
+            help="Seconds a run's lease lasts without renewal: how soon another replica takes "
+            "over the runs of one that stopped.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve the HTTP API, drive runs and fire triggers until SIGTERM (exit 0)."""
     from kaon.server import ServerOptions, serve
@@ -74,7 +84,9 @@ def server(
         artifact_url=artifacts,
         sandbox=sandbox,
     )
-    options = ServerOptions(host=host, port=port, bootstrap_token=bootstrap_token)
+    options = ServerOptions(
+        host=host, port=port, bootstrap_token=bootstrap_token, lease_ttl_s=lease_ttl
+    )
     with _errors():
         code = serve(settings, options, sys.stdout)
     raise typer.Exit(code)

@@ -282,7 +282,7 @@ class Engine:
                 after = (record.created_at, record.id)
                 if record.id in self.runs or record.workflow in waiting or room <= 0:
                     continue
-                if admit is not None and not admit(record):
+                if not self._admitted(admit, record):
                     if record.status is RunStatus.PENDING:
                         waiting.add(record.workflow)
                     continue
@@ -297,6 +297,19 @@ class Engine:
                     continue
             if len(page) < page_size:
                 return
+
+    @staticmethod
+    def _admitted(admit: Callable[[RunRecord], bool] | None, record: RunRecord) -> bool:
+        """The run strategy's say on one run; an error in it only postpones that run."""
+        if admit is None:
+            return True
+        try:
+            return admit(record)
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            log.exception("admission of run %s failed; it waits", record.id)
+            return False
 
     def stop(self) -> None:
         """Ask the loop to exit after the current turn (thread- and signal-safe)."""
@@ -436,7 +449,8 @@ class Engine:
         if any(s.work or s.frames_done for s in self.runs.values()):
             return 0.0
         now = self.ctx.clock()
-        wake = min(self._next_poll, self._next_renew)
+        # Renewals are timed on the monotonic clock (the engine's clock may be a test's).
+        wake = min(self._next_poll, now + self._next_renew - time.monotonic())
         if self._soft_since is not None:
             wake = min(wake, self._soft_since + SOFT_DELAY_S)
         if self.ctx.timers:
@@ -558,21 +572,21 @@ class Engine:
             except FencingError as error:
                 self._let_go(error.run_ids or frozenset(epochs), error)
             except StoreError as error:
-                if len(touched) <= 1:
-                    for run_id in touched:
-                        self.quarantine(run_id, error)
-                    batch.take_runs(touched)
-                    if batch:
-                        raise
+                if len(touched) > 1:
+                    self._commit_each_run(batch, touched)
                     return
-                self._commit_each_run(batch, touched)
-                return
+                for run_id in touched:
+                    self.quarantine(run_id, error)
+                if not touched:  # rows of no run (a definition): nothing to isolate
+                    log.error("dropped a write that belongs to no run: %s", error)
+                    return
+                batch.take_runs(touched)
 
     def _commit_each_run(self, batch: WriteBatch, touched: set[str]) -> None:
         """Write a rejected batch one run at a time, to find the run it belongs to."""
         for run_id in sorted(touched):
             part = batch.take_runs([run_id])
-            if run_id not in self.runs and run_id not in self.epochs:
+            if run_id in self.lost:
                 continue  # let go or quarantined meanwhile
             part.definitions = batch.definitions
             self._commit(part)

@@ -197,21 +197,31 @@ class SQLStore(StateStore):
         if not batch:
             return
         plan = self._plan(batch)  # encoded before the transaction: the lock is held briefly
+        fence = batch.fence
+        ids: list[str] = []
+        if fence is not None:
+            ids = sorted(r for r in batch.run_ids() if r in fence.epochs)
+            if ids:
+                plan.insert(0, ("runs", self._fence_sql.sql, _fence_rows(fence, ids), len(ids)))
         table = "?"
         dbapi = self._dbapi
         try:
             with self._guard(), self._raw_transaction() as cursor:
-                if batch.fence is not None:
-                    table = "runs"
-                    self._check_fence(cursor, batch.fence, batch.run_ids())
-                for table, sql, rows, expected in plan:
-                    if len(rows) == 1:
-                        cursor.execute(sql, rows[0])
-                    else:
-                        cursor.executemany(sql, rows)
-                    if expected and self._check_rowcount and cursor.rowcount != expected:
+                if self._sqlite:
+                    counts = []
+                    for step in plan:
+                        table = step[0]  # named by an error
+                        _execute(cursor, step[1], step[2])
+                        counts.append(cursor.rowcount)
+                else:
+                    table = ", ".join(dict.fromkeys(step[0] for step in plan))
+                    counts = _pipelined(cursor, plan)
+                if ids and fence is not None and counts[0] != len(ids):
+                    self._fenced_out(cursor, fence, ids)
+                for (table, _sql, _rows, expected), count in zip(plan, counts, strict=True):
+                    if expected and self._check_rowcount and count != expected:
                         raise StoreError(
-                            f"store {self._where}: update of {expected - cursor.rowcount} "
+                            f"store {self._where}: update of {expected - count} "
                             f"missing row(s) in table {table}; nothing in the batch was written"
                         )
         except dbapi.IntegrityError as error:
@@ -230,30 +240,8 @@ class SQLStore(StateStore):
                 f"cannot store a row of table {table}; nothing in the batch was written: {error}"
             ) from error
 
-    def _check_fence(self, cursor: Any, fence: Fence, touched: set[str]) -> None:
-        """Renew the fence's leases of the runs this batch touches; raise FencingError when
-        one is no longer held at its epoch (the caller's transaction then rolls back)."""
-        ids = sorted(r for r in touched if r in fence.epochs)
-        if not ids:
-            return
-        rows = [
-            {"f_id": r, "f_owner": fence.owner, "f_epoch": fence.epochs[r], "f_ttl": fence.ttl}
-            for r in ids
-        ]
-        sql = self._fence_sql.sql
-        if len(rows) == 1:
-            cursor.execute(sql, rows[0])
-            renewed = cursor.rowcount
-        elif self._check_rowcount:
-            cursor.executemany(sql, rows)
-            renewed = cursor.rowcount
-        else:  # pragma: no cover - both drivers Kaon supports count executemany rows
-            renewed = 0
-            for row in rows:
-                cursor.execute(sql, row)
-                renewed += cursor.rowcount
-        if renewed == len(rows):
-            return
+    def _fenced_out(self, cursor: Any, fence: Fence, ids: list[str]) -> None:
+        """Raise FencingError naming the runs of ``ids`` whose lease the fence lost."""
         lost = self._lost_leases(cursor, fence, ids)
         raise FencingError(
             f"store {self._where}: engine {fence.owner} lost the lease on run(s) "
@@ -838,6 +826,37 @@ def _fence_statement(now: sa.ColumnElement[float]) -> sa.Update:
         )
         .values(lease_until=now + sa.bindparam("f_ttl", type_=sa.Double()))
     )
+
+
+def _fence_rows(fence: Fence, ids: list[str]) -> list[_Row]:
+    return [
+        {"f_id": r, "f_owner": fence.owner, "f_epoch": fence.epochs[r], "f_ttl": fence.ttl}
+        for r in ids
+    ]
+
+
+def _execute(cursor: Any, sql: str, rows: list[_Row]) -> None:
+    if len(rows) == 1:
+        cursor.execute(sql, rows[0])
+    else:
+        cursor.executemany(sql, rows)
+
+
+def _pipelined(cursor: Any, plan: list[tuple[str, str, list[_Row], int]]) -> list[int]:
+    """Run the plan's statements in psycopg's pipeline mode: one round trip for all of them
+    (not one per statement); returns the rows each affected."""
+    connection = cursor.connection
+    cursors = []
+    with connection.pipeline() as pipeline:
+        for _table, sql, rows, _expected in plan:
+            step = connection.cursor()
+            _execute(step, sql, rows)
+            cursors.append(step)
+        pipeline.sync()
+    counts = [step.rowcount for step in cursors]
+    for step in cursors:
+        step.close()
+    return counts
 
 
 def _transient(error: BaseException, dbapi: Any) -> bool:

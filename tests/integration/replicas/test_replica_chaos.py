@@ -1,0 +1,258 @@
+"""Chaos across `kaon server` replicas on one PostgreSQL store (scaled down to run in well
+under a minute on two cores: 3 replicas, 20 runs of an 8-step workflow with a foreach, 4
+rounds).
+
+Each round one replica is frozen past its lease (SIGSTOP of its process group, SIGCONT after)
+or killed (SIGKILL, then replaced), at random instants. Every step execution appends start
+and end to a ledger (O_APPEND). Proven: no two executions of one step active at the same
+time (time a replica spent stopped does not count as active), no recorded success executed
+again, no run lost, and the runs of a stopped or killed replica are taken over within 10 s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kaon.engine import operations
+from kaon.model.params import bind_params
+from kaon.model.specs import Const, Expr, ForeachSpec, GraphSpec, TaskSpec, WorkflowSpec
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store import open_store
+from kaon.store.base import StateStore
+
+_spec = importlib.util.spec_from_file_location(
+    "kaon_pg_fixtures", Path(__file__).parents[2] / "contract" / "conftest.py"
+)
+assert _spec is not None and _spec.loader is not None
+_fixtures = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _fixtures
+_spec.loader.exec_module(_fixtures)
+pg_cluster = _fixtures.pg_cluster
+pg_url = _fixtures.pg_url
+
+pytestmark = pytest.mark.integration
+
+STEPS = str(Path(__file__).with_name("ledger_steps.py"))
+KAON = str(Path(sys.executable).parent / "kaon")
+RUNS, ITEMS, REPLICAS, ROUNDS = 20, 6, 3, 4
+LEASE_S = 1.5
+TAKEOVER_LIMIT_S = 10.0
+
+
+def _workflow() -> WorkflowSpec:
+    def work(step_id: str, step: Expr | Const, needs: tuple[str, ...] = ()) -> TaskSpec:
+        return TaskSpec(
+            id=step_id,
+            config={"file": STEPS, "function": "work"},
+            inputs={"run": Expr("run.id"), "step": step},
+            needs=needs,
+        )
+
+    body = GraphSpec(steps=(work("w", Expr("'item' + string(item)")),))
+    steps = (
+        TaskSpec(id="src", config={"file": STEPS, "function": "items"}, inputs={"n": Const(ITEMS)}),
+        ForeachSpec(id="each", items=Expr("steps.src"), body=body, concurrency=3),
+        work("after", Const("after"), needs=("each",)),
+    )
+    return WorkflowSpec(name="chaos", graph=GraphSpec(steps=steps))
+
+
+@dataclass
+class Replica:
+    process: subprocess.Popen[bytes]
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(home: Path, db: str, ledger: Path) -> Replica:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KAON_DB": db,
+        "KAON_ARTIFACTS": str(home.parent / "artifacts"),
+        "KAON_CHAOS_LEDGER": str(ledger),
+        "KAON_LEASE_TTL": str(LEASE_S),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    command = [KAON, "server", "--home", str(home), "--port", str(port)]
+    command += ["--executor", "inline", "--workers", "4"]
+    with (home / f"server-{port}.log").open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (home / f"server-{port}.log").read_text()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Replica(process, url)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    pytest.fail("a replica did not start within 30 s")
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[list[Replica]]:
+    started: list[Replica] = []
+    yield started
+    for replica in started:
+        if replica.process.poll() is None:
+            os.killpg(replica.pid, signal.SIGCONT)
+            os.killpg(replica.pid, signal.SIGKILL)
+            replica.process.wait(10)
+
+
+def _owned_by(store: StateStore, pid: int) -> set[str]:
+    open_runs = store.list_runs(statuses=[RunStatus.PENDING, RunStatus.RUNNING], limit=1000)
+    return {r.id for r in open_runs if r.owner and r.owner.split(":")[1] == str(pid)}
+
+
+def _taken_over_within(store: StateStore, runs: set[str], pid: int, limit: float) -> float:
+    """Seconds until none of ``runs`` is still owned by the replica ``pid``."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if not runs & _owned_by(store, pid):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _active(
+    intervals: list[tuple[float, float]], pauses: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Split each interval around the pauses of its replica: stopped time is not active."""
+    out = []
+    for start, end in intervals:
+        pieces = [(start, end)]
+        for p_start, p_end in pauses:
+            next_pieces = []
+            for a, b in pieces:
+                if p_end <= a or p_start >= b:
+                    next_pieces.append((a, b))
+                    continue
+                if a < p_start:
+                    next_pieces.append((a, p_start))
+                if p_end < b:
+                    next_pieces.append((p_end, b))
+            pieces = next_pieces
+        out.extend(pieces)
+    return out
+
+
+def _executions(
+    ledger: Path, killed_at: dict[int, float]
+) -> dict[tuple[str, str], list[tuple[int, float, float]]]:
+    """(run, step) -> [(pid, start, end)]; an execution killed before its end ends at the kill."""
+    starts: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    found: dict[tuple[str, str], list[tuple[int, float, float]]] = defaultdict(list)
+    for line in ledger.read_text().splitlines():
+        kind, run, step, pid_text, at_text = line.split()
+        pid, at = int(pid_text), float(at_text)
+        if kind == "start":
+            starts[(run, step, pid)].append(at)
+        else:
+            found[(run, step)].append((pid, starts[(run, step, pid)].pop(0), at))
+    for (run, step, pid), left in starts.items():
+        for start in left:
+            found[(run, step)].append((pid, start, killed_at.get(pid, time.time())))
+    return found
+
+
+def test_replicas_survive_stops_and_kills(
+    pg_url: str, tmp_path: Path, replicas: list[Replica]
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    store = open_store(pg_url)
+    try:
+        for n in range(REPLICAS):
+            replicas.append(_start(tmp_path / f"replica{n}", pg_url, ledger))
+        spec = _workflow()
+        runs = [operations.create_run(store, spec, bind_params(spec, {})).id for _ in range(RUNS)]
+        rng = random.Random(8)
+        pauses: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        killed_at: dict[int, float] = {}
+        takeovers: list[float] = []
+        for round_number in range(ROUNDS):
+            time.sleep(rng.uniform(0.3, 1.2))
+            alive = [r for r in replicas if r.process.poll() is None]
+            victim = rng.choice(alive)
+            held = _owned_by(store, victim.pid)
+            if round_number % 2 == 0:
+                stopped_at = time.time()
+                os.killpg(victim.pid, signal.SIGSTOP)
+                took = _taken_over_within(store, held, victim.pid, TAKEOVER_LIMIT_S)
+                time.sleep(max(0.0, LEASE_S * 2 - (time.time() - stopped_at)))
+                os.killpg(victim.pid, signal.SIGCONT)
+                pauses[victim.pid].append((stopped_at, time.time()))
+            else:
+                killed_at[victim.pid] = time.time()
+                os.killpg(victim.pid, signal.SIGKILL)
+                victim.process.wait(10)
+                took = _taken_over_within(store, held, victim.pid, TAKEOVER_LIMIT_S)
+                replicas.append(_start(tmp_path / f"replica{len(replicas)}", pg_url, ledger))
+            if held:
+                takeovers.append(took)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            if all(store.get_run(r).status.is_terminal for r in runs):
+                break
+            time.sleep(0.2)
+
+        # 0 runs lost
+        statuses = {r: store.get_run(r).status for r in runs}
+        assert set(statuses.values()) == {RunStatus.SUCCEEDED}, statuses
+        # takeover within 10 s
+        assert len(takeovers) >= 2 and max(takeovers) < TAKEOVER_LIMIT_S, takeovers
+        # 0 steps executing twice at the same time
+        executions = _executions(ledger, killed_at)
+        overlaps = []
+        for key, done in executions.items():
+            spans = [
+                (n, a, b)
+                for n, (pid, s, e) in enumerate(done)
+                for a, b in _active([(s, e)], pauses[pid])
+            ]
+            overlaps += [
+                key for x in spans for y in spans if x[0] < y[0] and x[1] < y[2] and y[1] < x[2]
+            ]
+        assert overlaps == []
+        # 0 recorded successes executed again: a success is the last attempt of its step,
+        # and no step was executed more often than it has attempts on record
+        for run_id in runs:
+            for row in store.step_runs(run_id, all_levels=True):
+                if row.kind != "task":
+                    continue
+                assert row.status is StepStatus.SUCCEEDED
+                tries = [a.status for a in store.attempts(run_id, row.id)]
+                assert tries[-1] == "succeeded" and "succeeded" not in tries[:-1], tries
+                if row.step_id == "src":
+                    continue
+                index = row.path.split("[")[1].split("]")[0] if row.step_id == "w" else ""
+                name = f"item{index}" if row.step_id == "w" else row.step_id
+                assert len(executions[(run_id, name)]) <= len(tries), (run_id, name)
+    finally:
+        store.close()
