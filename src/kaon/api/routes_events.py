@@ -7,7 +7,10 @@ committed. Each event is sent as::
     event: <kind>            (run, step, progress, action, ...)
     data: <EventView JSON>
 
-A client that reconnects sends ``Last-Event-ID`` (or ``after``) and misses nothing.
+A client that reconnects sends ``Last-Event-ID`` (or ``after``) and misses nothing: ids become
+visible in increasing order on every store (see :mod:`kaon.store.feed`), so a reader never
+passes over a row that commits late. Without either, the stream of every run starts "from now"
+(nothing of the history is replayed), and the stream of one run (``run_id``) from its start.
 """
 
 from __future__ import annotations
@@ -78,7 +81,12 @@ def _frame(record: EventRecord) -> str:
 async def stream_events(
     request: Request,
     run_id: str | None = Query(None, max_length=200, description="Only this run's events."),
-    after: int | None = Query(None, ge=0, le=2**62, description="Start after this event id."),
+    after: int | None = Query(
+        None,
+        ge=0,
+        le=2**62,
+        description="Start after this event id (default: from now, or a run's first event).",
+    ),
     last_event_id: str | None = Header(None, max_length=30),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
@@ -87,6 +95,8 @@ async def stream_events(
     if run_id is not None:
         run_id = await anyio.to_thread.run_sync(services.runs.resolve_run_id, run_id)
     cursor = after if after is not None else _parse_id(last_event_id)
+    if cursor is None:
+        cursor = 0 if run_id is not None else await anyio.to_thread.run_sync(_head, services)
     stopping: threading.Event | None = request.app.state.stopping
     return StreamingResponse(
         _events(request, services, run_id, cursor, stopping),
@@ -95,11 +105,15 @@ async def stream_events(
     )
 
 
-def _parse_id(value: str | None) -> int:
+def _parse_id(value: str | None) -> int | None:
     try:
-        return max(int(value), 0) if value else 0
+        return max(int(value), 0) if value else None
     except ValueError:
-        return 0
+        return None
+
+
+def _head(services: Services) -> int:
+    return services.store.last_event_id()
 
 
 def _read(services: Services, run_id: str | None, cursor: int) -> list[EventRecord]:

@@ -390,17 +390,39 @@ class Engine:
             self.executor.submit(request)
 
     def _poll_commands(self) -> None:
+        """Read new signals for waiting steps and users' commands: one query each for every
+        run held, whatever their number (not one per run)."""
+        if not self.runs:
+            return
+        self._poll_signals()
         now = self.ctx.clock()
-        for state in list(self.runs.values()):
-            if state.waiting:
-                since = state.record.created_at
-                state.deliver_signals(
-                    self.store.signals(after_id=state.signal_cursor, since=since, limit=500)
-                )
-            for command in self.store.pending_commands(state.id):
+        pending = self.store.pending_commands_of(list(self.runs))
+        for run_id, commands in pending.items():
+            for command in commands:
+                state = self.runs.get(run_id)
+                if state is None:
+                    break
                 assert command.id is not None
                 self.ctx.batch.commands_done[command.id] = now
                 self._execute_command(state, command.kind, command.payload, command.by)
+
+    def _poll_signals(self) -> None:
+        """Deliver new signals to the runs with waiting steps: one read from the oldest
+        cursor among them. A run's cursor starts at its creation (an index lookup)."""
+        waiting = [s for s in self.runs.values() if s.waiting]
+        if not waiting:
+            return
+        for state in waiting:
+            if state.signal_cursor is None:
+                state.signal_cursor = self.store.signal_cursor_since(state.record.created_at)
+        start = min(s.signal_cursor or 0 for s in waiting)
+        signals = self.store.signals(after_id=start, limit=500)
+        if not signals:
+            return
+        for state in waiting:
+            cursor, since = state.signal_cursor or 0, state.record.created_at
+            state.deliver_signals([s for s in signals if (s.id or 0) > cursor and s.at >= since])
+            state.signal_cursor = max(cursor, signals[-1].id or 0)
 
     def _execute_command(
         self, state: RunState, kind: str, payload: dict[str, object], by: str

@@ -190,7 +190,7 @@ class RunState(ContainerSteps, CachingSteps):
     def deliver_signals(self, signals: list[SignalRecord]) -> None:
         """Wake the wait steps that a newly received signal matches."""
         for signal in signals:
-            self.signal_cursor = max(self.signal_cursor, signal.id or 0)
+            self.signal_cursor = max(self.signal_cursor or 0, signal.id or 0)
             for node in list(self.waiting):
                 spec = node.spec
                 assert isinstance(spec, WaitSpec)

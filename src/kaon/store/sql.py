@@ -44,6 +44,7 @@ from kaon.store.base import (
     StepRunRecord,
     WriteBatch,
 )
+from kaon.store.feed import FEED_LOCK_SQL, lock_feed
 from kaon.store.migrations import upgrade_to_head
 
 _PG_MIGRATION_LOCK = 0x6B616F6E  # "kaon": the advisory lock key that serialises migrations
@@ -258,13 +259,22 @@ class SQLStore(StateStore):
             (
                 ("logs", batch.logs, _LOG_FIELDS),
                 ("metrics", batch.metrics, _METRIC_FIELDS),
-                ("events", batch.events, _EVENT_FIELDS),
                 ("commands", batch.commands, _COMMAND_FIELDS),
                 ("cache_entries", batch.cache_entries, _CACHE_FIELDS),
                 ("artifacts", batch.artifacts, _ARTIFACT_FIELDS),
-                ("signals", batch.signals, _SIGNAL_FIELDS),
             ),
         )
+        # The feed tables come last, after the feed lock: ids in commit order (kaon.store.feed).
+        if batch.events or batch.signals:
+            if not self._sqlite:
+                plan.append(("feed lock", FEED_LOCK_SQL, [{}], 0))
+            self._plan_inserts(
+                plan,
+                (
+                    ("events", batch.events, _EVENT_FIELDS),
+                    ("signals", batch.signals, _SIGNAL_FIELDS),
+                ),
+            )
         return plan
 
     def _plan_inserts(
@@ -607,7 +617,50 @@ class SQLStore(StateStore):
                 found.append(SignalRecord(**values))
             return found
 
+    def add_signal(self, record: SignalRecord) -> SignalRecord:
+        """Store one signal under the feed lock; returns it with its id."""
+        values = {name: getattr(record, name) for name in _SIGNAL_FIELDS}
+        with self.writing(f"storing signal {record.name}") as conn:
+            lock_feed(conn)
+            key = conn.execute(sa.insert(t.signals).values(**values)).inserted_primary_key
+        assert key is not None
+        record.id = int(key[0])
+        return record
+
+    def signal_cursor_since(self, since: float) -> int:
+        """One below the first signal received at or after ``since`` (index ``ix_signals_at``);
+        the newest id when there is none yet (later signals get larger ids)."""
+        c = t.signals.c
+        with self._reading() as conn:
+            first = conn.scalar(sa.select(sa.func.min(c.id)).where(c.at >= since))
+            if first is not None:
+                return int(first) - 1
+            return int(conn.scalar(sa.select(sa.func.max(c.id))) or 0)
+
+    def last_event_id(self) -> int:
+        """The largest committed event id (0 when none): the primary key's last entry."""
+        with self._reading() as conn:
+            return int(conn.scalar(sa.select(sa.func.max(t.events.c.id))) or 0)
+
     # -- commands and leases -------------------------------------------------------------
+
+    def pending_commands_of(self, run_ids: Collection[str]) -> dict[str, list[CommandRecord]]:
+        """Commands not yet done of the given runs: one query per 500 runs, on the partial
+        index of pending commands."""
+        c = t.commands.c
+        ids = list(run_ids)
+        found: dict[str, list[CommandRecord]] = {}
+        with self._reading() as conn:
+            for start in range(0, len(ids), 500):
+                stmt = (
+                    sa.select(t.commands)
+                    .where(c.done_at.is_(None), c.run_id.in_(ids[start : start + 500]))
+                    .order_by(c.id)
+                )
+                for row in conn.execute(stmt):
+                    record = _command_record(row)
+                    found.setdefault(record.run_id, []).append(record)
+        return found
 
     def pending_commands(self, run_id: str) -> list[CommandRecord]:
         """Commands not yet done for a run, oldest first."""

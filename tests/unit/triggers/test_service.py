@@ -19,7 +19,9 @@ from kaon.model.triggers import (
     SignalTriggerSpec,
     trigger_id,
 )
-from kaon.store.base import SignalRecord, WriteBatch
+from kaon.model.codec import spec_hash, workflow_to_dict
+from kaon.store.base import DefinitionRecord, SignalRecord, WriteBatch
+from kaon.store.registry import SQLRegistryStore, VersionRecord
 from kaon.store.sql import SQLStore
 from kaon.store.triggers import CLAIMED, CREATED, FiringRecord, SQLTriggerStore
 from kaon.triggers.catalog import StaticCatalog
@@ -192,3 +194,39 @@ def test_fake_clock_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert clock() == 1234.5
     monkeypatch.delenv(FAKE_CLOCK_ENV)
     assert clock_from_env() is time.time
+
+
+def test_the_first_signal_after_a_push_starts_a_run(store: SQLStore) -> None:
+    # The pass that first sees the pushed trigger is the one that reads the signal sent
+    # right after the push: the signal counts (the trigger started at the push).
+    spec = workflow("pushed", SignalTriggerSpec(signal="go"))
+    store.write(
+        WriteBatch(
+            definitions=[
+                DefinitionRecord(spec_hash(spec), spec.name, workflow_to_dict(spec), "", 1.0)
+            ]
+        )
+    )
+    pushed_at = time.time()
+    SQLRegistryStore(store).add_version(
+        VersionRecord(spec.name, 0, spec_hash(spec), "", "t", pushed_at, "t"), activate=True
+    )
+    _signal(store, "go")
+    service = TriggerService(store, clock=time.time, on_lag=None, with_alerts=False)
+    (fired,) = service.tick()
+    assert store.get_run(fired.run_id).labels["signal_id"] == 1
+    # A signal sent before the push does not count for a trigger pushed later.
+    late = workflow("later", SignalTriggerSpec(signal="early"))
+    _signal(store, "early")
+    store.write(
+        WriteBatch(
+            definitions=[
+                DefinitionRecord(spec_hash(late), late.name, workflow_to_dict(late), "", 1.0)
+            ]
+        )
+    )
+    SQLRegistryStore(store).add_version(
+        VersionRecord(late.name, 0, spec_hash(late), "", "t", time.time() + 1, "t"),
+        activate=True,
+    )
+    assert service.tick(time.time() + 2) == []
