@@ -11,6 +11,7 @@ import pytest
 from triggers_support import param, register, runs_of, workflow
 
 from kaon.engine import operations
+from kaon.model.codec import spec_hash, workflow_to_dict
 from kaon.model.specs import Expr
 from kaon.model.triggers import (
     CatchUp,
@@ -19,7 +20,6 @@ from kaon.model.triggers import (
     SignalTriggerSpec,
     trigger_id,
 )
-from kaon.model.codec import spec_hash, workflow_to_dict
 from kaon.store.base import DefinitionRecord, SignalRecord, WriteBatch
 from kaon.store.registry import SQLRegistryStore, VersionRecord
 from kaon.store.sql import SQLStore
