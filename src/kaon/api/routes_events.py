@@ -94,9 +94,7 @@ async def stream_events(
     """Stream committed engine events as they happen, oldest first."""
     if run_id is not None:
         run_id = await anyio.to_thread.run_sync(services.runs.resolve_run_id, run_id)
-    cursor = after if after is not None else _parse_id(last_event_id)
-    if cursor is None:
-        cursor = 0 if run_id is not None else await anyio.to_thread.run_sync(_head, services)
+    cursor = await anyio.to_thread.run_sync(start_cursor, services, run_id, after, last_event_id)
     stopping: threading.Event | None = request.app.state.stopping
     return StreamingResponse(
         _events(request, services, run_id, cursor, stopping),
@@ -112,8 +110,15 @@ def _parse_id(value: str | None) -> int | None:
         return None
 
 
-def _head(services: Services) -> int:
-    return services.store.last_event_id()
+def start_cursor(
+    services: Services, run_id: str | None, after: int | None, last_event_id: str | None
+) -> int:
+    """Where a stream starts: after ``after`` (or the ``Last-Event-ID`` a reconnecting
+    client sends); else at a run's first event, or, for every run, from now."""
+    cursor = after if after is not None else _parse_id(last_event_id)
+    if cursor is not None:
+        return cursor
+    return 0 if run_id is not None else services.store.last_event_id()
 
 
 def _read(services: Services, run_id: str | None, cursor: int) -> list[EventRecord]:
