@@ -112,3 +112,10 @@ def fail_keeping(n: int) -> None:
     from kaon.errors import StepError
 
     raise StepError("PartialFailure", "gave up half way", outputs={"partial": list(range(n))})
+
+
+def sleep_unless(state: str, flag: str, seconds: float) -> str:
+    """Sleep ``seconds`` unless the file ``state/flag`` exists."""
+    if not (Path(state) / flag).exists():
+        time.sleep(seconds)
+    return "done"
