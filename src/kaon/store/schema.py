@@ -84,6 +84,7 @@ step_runs = sa.Table(
     sa.Column("cached_from", sa.String()),
     sa.Index("ix_step_runs_parent_index", "run_id", "parent_id", "index"),
     sa.Index("ux_step_runs_path", "run_id", "path", unique=True),
+    sa.Index("ix_step_runs_kind_status", "kind", "status"),  # /metrics counts
 )
 
 attempts = sa.Table(
@@ -97,6 +98,7 @@ attempts = sa.Table(
     sa.Column("ended_at", Time),
     sa.Column("worker", sa.String(), nullable=False),
     sa.Column("error", Json),
+    sa.Index("ix_attempts_ended", "ended_at"),  # /metrics sums what ended since it last looked
 )
 
 logs = sa.Table(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+import sqlalchemy as sa
 from triggers_support import param, register, runs_of, workflow
 
 from kaon.engine import operations
@@ -230,3 +231,26 @@ def test_the_first_signal_after_a_push_starts_a_run(store: SQLStore) -> None:
         activate=True,
     )
     assert service.tick(time.time() + 2) == []
+
+
+def test_the_registry_catalog_reads_every_workflow_in_one_query(store: SQLStore) -> None:
+    from kaon.triggers.catalog import RegistryCatalog
+
+    for n in range(30):
+        register(store, workflow(f"wf{n}", SignalTriggerSpec(signal="go")))
+    catalog = RegistryCatalog(store, refresh_s=0.0)
+    assert len(catalog.active_workflows()) == 30  # decodes each definition once
+    statements: list[object] = []
+    engine = store._engine
+
+    def seen(*args: object) -> None:
+        statements.append(args[2])
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        found = catalog.active_workflows()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(w.name for w in found) == sorted(f"wf{n}" for n in range(30))
+    assert all(w.version == 1 for w in found)
+    assert len(statements) == 1

@@ -1,0 +1,29 @@
+"""Indexes for reads that must not grow with history: /metrics counts and latency sums.
+
+(The event feed's ordering needs no schema change: see :mod:`kaon.store.feed`.)
+
+Revision ID: r0006_feed
+Revises: 0005
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision: str = "r0006_feed"
+down_revision: str | None = "0005"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Index task step runs by kind and status, and attempts by end time."""
+    op.create_index("ix_step_runs_kind_status", "step_runs", ["kind", "status"])
+    op.create_index("ix_attempts_ended", "attempts", ["ended_at"])
+
+
+def downgrade() -> None:
+    """Drop the two indexes."""
+    op.drop_index("ix_attempts_ended", table_name="attempts")
+    op.drop_index("ix_step_runs_kind_status", table_name="step_runs")
