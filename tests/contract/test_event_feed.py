@@ -104,11 +104,14 @@ class _Loop(threading.Thread):
         assert self.error is None, self.error
 
 
-def _follow(store: SQLStore, seen: list[int], stopping: threading.Event) -> threading.Thread:
+def _follow(
+    store: SQLStore, seen: list[int], stopping: threading.Event, hub: Any = None
+) -> threading.Thread:
     services = SimpleNamespace(store=store)
 
     async def follow() -> None:
-        stream = routes_events._events(_Request(), services, None, 0, stopping)  # type: ignore[arg-type]
+        shared = () if hub is None else (hub,)
+        stream = routes_events._events(_Request(), services, None, 0, stopping, *shared)  # type: ignore[arg-type]
         async for frame in stream:
             if frame.startswith("id: "):
                 seen.append(int(frame.split("\n", 1)[0][4:]))
@@ -178,6 +181,12 @@ def test_every_event_signal_and_alert_reaches_each_reader_once(
     seen: list[int] = []
     stopping = threading.Event()
     follower = _follow(store, seen, stopping)
+    hub = None
+    if hasattr(routes_events, "FeedHub"):  # the shared reader of the API process
+        hub = routes_events.FeedHub(store, stopping)
+        hub.start()
+    seen_by_hub: list[int] = []
+    hub_follower = _follow(store, seen_by_hub, stopping, hub)
     loops = [
         _Loop(lambda: engine.turn(max_wait=0.01), every=0.0),
         _Loop(triggers.tick),
@@ -204,7 +213,8 @@ def test_every_event_signal_and_alert_reaches_each_reader_once(
             fired = store.list_runs(workflow="triggered", limit=100)
             delivered = SQLTriggerStore(store).deliveries(limit=100)
             last = max(e.id or 0 for e in store.events(limit=100_000))
-            if done and len(fired) >= N and len(delivered) >= N and seen and seen[-1] >= last:
+            streamed = seen and seen[-1] >= last and seen_by_hub and seen_by_hub[-1] >= last
+            if done and len(fired) >= N and len(delivered) >= N and streamed:
                 break
             time.sleep(0.1)
     finally:
@@ -212,11 +222,13 @@ def test_every_event_signal_and_alert_reaches_each_reader_once(
             loop.stop()
         stopping.set()
         follower.join(timeout=10)
+        hub_follower.join(timeout=10)
         engine.close()
         alerts.close()
     # The live stream: every committed event once, in id order.
     everything = [e.id for e in store.events(limit=100_000)]
     assert seen == everything
+    assert seen_by_hub == everything
     # Wait steps: each woken by its own signal.
     signal_ids = {s.params["n"]: s.id for s in store.signals(name="feed")}
     assert len(signal_ids) == N

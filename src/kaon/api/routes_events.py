@@ -27,6 +27,7 @@ from fastapi.responses import StreamingResponse
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.feed_hub import FeedHub
 from kaon.service.registry_views import (
     SignalRequest,
     SignalView,
@@ -96,8 +97,11 @@ async def stream_events(
         run_id = await anyio.to_thread.run_sync(services.runs.resolve_run_id, run_id)
     cursor = await anyio.to_thread.run_sync(start_cursor, services, run_id, after, last_event_id)
     stopping: threading.Event | None = request.app.state.stopping
+    hub: FeedHub | None = getattr(request.app.state, "feed_hub", None)
+    if hub is not None:
+        await anyio.to_thread.run_sync(hub.start)
     return StreamingResponse(
-        _events(request, services, run_id, cursor, stopping),
+        _events(request, services, run_id, cursor, stopping, hub),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -131,14 +135,22 @@ async def _events(
     run_id: str | None,
     cursor: int,
     stopping: threading.Event | None,
+    hub: FeedHub | None = None,
 ) -> AsyncIterator[str]:
+    """The stream: events above ``cursor`` from the hub's buffer when it covers them (no
+    query per follower), else from the store (catching up on older ones)."""
     yield ": connected\n\n"
     beat = time.monotonic()
     while not (stopping is not None and stopping.is_set()):
-        batch = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+        buffered = hub.read(cursor, run_id, BATCH) if hub is not None else None
+        if buffered is None:
+            batch = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+            after = batch[-1].id or cursor if batch else cursor
+        else:
+            batch, after = buffered
         for record in batch:
-            cursor = record.id or cursor
             yield _frame(record)
+        cursor = after
         if batch:
             beat = time.monotonic()
             continue

@@ -632,7 +632,9 @@ class SQLStore(StateStore):
         the newest id when there is none yet (later signals get larger ids)."""
         c = t.signals.c
         with self._reading() as conn:
-            first = conn.scalar(sa.select(sa.func.min(c.id)).where(c.at >= since))
+            # Through the index on ``at`` (a bare ``min(id)`` would walk the ids from 1).
+            recent = sa.select(c.id).where(c.at >= since).order_by(c.at).subquery()
+            first = conn.scalar(sa.select(sa.func.min(recent.c.id)))
             if first is not None:
                 return int(first) - 1
             return int(conn.scalar(sa.select(sa.func.max(c.id))) or 0)
