@@ -151,6 +151,13 @@ commands = sa.Table(
     sa.Column("by", sa.String(), nullable=False),
     sa.Column("done_at", Time),
     sa.Index("ix_commands_run_done", "run_id", "done_at"),
+    # Commands not yet done (few): what an engine's poll reads, whatever it holds.
+    sa.Index(
+        "ix_commands_pending",
+        "run_id",
+        sqlite_where=sa.text("done_at IS NULL"),
+        postgresql_where=sa.text("done_at IS NULL"),
+    ),
 )
 
 cache_entries = sa.Table(

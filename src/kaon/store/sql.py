@@ -647,21 +647,25 @@ class SQLStore(StateStore):
     # -- commands and leases -------------------------------------------------------------
 
     def pending_commands_of(self, run_ids: Collection[str]) -> dict[str, list[CommandRecord]]:
-        """Commands not yet done of the given runs: one query per 500 runs, on the partial
-        index of pending commands."""
-        c = t.commands.c
-        ids = list(run_ids)
+        """Commands not yet done of the given runs: one query on the partial index of
+        pending commands (``ix_commands_pending``), so its cost follows the commands waiting,
+        not the number of runs held; commands of runs that no longer run are left out."""
+        c, r = t.commands.c, t.runs.c
+        wanted = set(run_ids)
+        active = [RunStatus.PENDING.value, RunStatus.RUNNING.value]
+        stmt = (
+            sa.select(t.commands)
+            .join(t.runs, r.id == c.run_id)
+            .where(c.done_at.is_(None), r.status.in_(active))
+            .order_by(c.id)
+        )
         found: dict[str, list[CommandRecord]] = {}
+        if not wanted:
+            return found
         with self._reading() as conn:
-            for start in range(0, len(ids), 500):
-                stmt = (
-                    sa.select(t.commands)
-                    .where(c.done_at.is_(None), c.run_id.in_(ids[start : start + 500]))
-                    .order_by(c.id)
-                )
-                for row in conn.execute(stmt):
-                    record = _command_record(row)
-                    found.setdefault(record.run_id, []).append(record)
+            for row in conn.execute(stmt):
+                if row.run_id in wanted:
+                    found.setdefault(row.run_id, []).append(_command_record(row))
         return found
 
     def pending_commands(self, run_id: str) -> list[CommandRecord]:

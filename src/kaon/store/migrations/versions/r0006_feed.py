@@ -1,4 +1,5 @@
-"""Indexes for reads that must not grow with history: /metrics counts and latency sums.
+"""Indexes for reads that must not grow with history: the engine's command poll (pending
+commands only), /metrics counts and latency sums.
 
 (The event feed's ordering needs no schema change: see :mod:`kaon.store.feed`.)
 
@@ -9,6 +10,7 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "r0006_feed"
@@ -18,7 +20,15 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Index task step runs by kind and status, and attempts by end time."""
+    """Index pending commands, task step runs by kind and status, attempts by end time."""
+    pending = sa.text("done_at IS NULL")
+    op.create_index(
+        "ix_commands_pending",
+        "commands",
+        ["run_id"],
+        sqlite_where=pending,
+        postgresql_where=pending,
+    )
     op.create_index("ix_step_runs_kind_status", "step_runs", ["kind", "status"])
     op.create_index("ix_attempts_ended", "attempts", ["ended_at"])
 
@@ -27,3 +37,4 @@ def downgrade() -> None:
     """Drop the two indexes."""
     op.drop_index("ix_attempts_ended", table_name="attempts")
     op.drop_index("ix_step_runs_kind_status", table_name="step_runs")
+    op.drop_index("ix_commands_pending", table_name="commands")
