@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Connection
 
 from kaon.service import telemetry
 from kaon.store import stats
@@ -50,8 +51,9 @@ class _StoreCollector(Collector):
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
-        run_counts, step_counts = stats.status_counts(self.store)
-        durations = self._durations()
+        with self.store.reading() as conn:  # one connection for every query of a scrape
+            run_counts, step_counts = stats.status_counts(conn)
+            durations = self._durations(conn)
         by_run = GaugeMetricFamily("kaon_runs", "Runs by status.", labels=["status"])
         for status, n in run_counts:
             by_run.add_metric([status], float(n))
@@ -75,17 +77,15 @@ class _StoreCollector(Collector):
         )
         yield from _trigger_lag()
 
-    def _durations(self) -> DurationSums:
+    def _durations(self, conn: Connection) -> DurationSums:
         settle = self.clock() - SETTLE_S
         with self._lock:
             if self._settled_until is None or settle > self._settled_until:
-                newly = stats.attempt_durations(
-                    self.store, LATENCY_BUCKETS, self._settled_until, settle
-                )
+                newly = stats.attempt_durations(conn, LATENCY_BUCKETS, self._settled_until, settle)
                 self._settled = self._settled.add(newly)
                 self._settled_until = settle
             settled, until = self._settled, self._settled_until
-        return settled.add(stats.attempt_durations(self.store, LATENCY_BUCKETS, until, None))
+        return settled.add(stats.attempt_durations(conn, LATENCY_BUCKETS, until, None))
 
 
 def _bound(value: float) -> str:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from kaon.store import schema
-from kaon.store.sql import SQLStore
 
 
 @dataclass(slots=True)
@@ -39,23 +39,21 @@ class DurationSums:
         )
 
 
-def status_counts(store: SQLStore) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """``(runs by status, task step runs by status)``, each one grouped index scan."""
+def status_counts(conn: Connection) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """``(runs by status, task step runs by status)``, each one grouped index scan (``conn``
+    from :meth:`SQLStore.reading`)."""
     runs, steps = schema.runs.c, schema.step_runs.c
-    with store.reading() as conn:
-        run_counts = conn.execute(sa.select(runs.status, sa.func.count()).group_by(runs.status))
-        by_run = [(str(s), int(n)) for s, n in run_counts]
-        step_counts = conn.execute(
-            sa.select(steps.status, sa.func.count())
-            .where(steps.kind == "task")
-            .group_by(steps.status)
-        )
-        by_step = [(str(s), int(n)) for s, n in step_counts]
+    run_counts = conn.execute(sa.select(runs.status, sa.func.count()).group_by(runs.status))
+    by_run = [(str(s), int(n)) for s, n in run_counts]
+    step_counts = conn.execute(
+        sa.select(steps.status, sa.func.count()).where(steps.kind == "task").group_by(steps.status)
+    )
+    by_step = [(str(s), int(n)) for s, n in step_counts]
     return by_run, by_step
 
 
 def attempt_durations(
-    store: SQLStore, bounds: Sequence[float], start: float | None, end: float | None
+    conn: Connection, bounds: Sequence[float], start: float | None, end: float | None
 ) -> DurationSums:
     """The histogram of attempts that ended in ``[start, end)`` (open ends: unbounded)."""
     a = schema.attempts.c
@@ -68,8 +66,7 @@ def attempt_durations(
         stmt = stmt.where(a.ended_at >= start)
     if end is not None:
         stmt = stmt.where(a.ended_at < end)
-    with store.reading() as conn:
-        row = conn.execute(stmt).one()
+    row = conn.execute(stmt).one()
     return DurationSums(
         tuple(bounds),
         [float(row[2 + i] or 0) for i in range(len(bounds))],
