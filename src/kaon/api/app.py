@@ -21,6 +21,7 @@ import kaon
 from kaon.api import routes_admin, routes_events, routes_reads, routes_runs, routes_workflows
 from kaon.api.deps import Services
 from kaon.api.errors import install_error_handlers
+from kaon.api.feed_hub import FeedHub
 from kaon.api.metrics import ServerMetrics
 from kaon.errors import ConfigurationError
 from kaon.service.auth import AuthService
@@ -67,6 +68,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     app.state.stopping = threading.Event()
+    app.state.feed_hub = FeedHub(services.store, app.state.stopping)
     install_error_handlers(app)
     app.include_router(routes_admin.router)
     app.include_router(routes_workflows.router)

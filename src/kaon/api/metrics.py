@@ -13,76 +13,79 @@ Gathered at scrape time from the store (so it is right across processes and rest
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Connection
 
 from kaon.service import telemetry
-from kaon.store import schema
+from kaon.store import stats
 from kaon.store.sql import SQLStore
+from kaon.store.stats import DurationSums
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600)
 
 
-class _StoreCollector(Collector):
-    """Reads counts and the latency histogram from the store on each scrape."""
+# Attempts that ended longer ago than this are settled: their sums are kept, not re-read.
+SETTLE_S = 120.0
 
-    def __init__(self, store: SQLStore) -> None:
+
+class _StoreCollector(Collector):
+    """Reads counts and the latency histogram from the store on each scrape.
+
+    Counts are grouped index scans. The histogram of settled attempts (ended more than
+    :data:`SETTLE_S` ago) is summed once and kept; each scrape adds what settled since and
+    reads the recent ones: a scrape's cost follows the recent activity, not the history.
+    """
+
+    def __init__(self, store: SQLStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.clock = clock
+        self._settled = DurationSums(LATENCY_BUCKETS)
+        self._settled_until: float | None = None
+        self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
-        runs, steps = schema.runs.c, schema.step_runs.c
-        with self.store.reading() as conn:
-            run_counts = conn.execute(
-                sa.select(runs.status, sa.func.count()).group_by(runs.status)
-            ).all()
-            step_counts = conn.execute(
-                sa.select(steps.status, sa.func.count())
-                .where(steps.kind == "task")
-                .group_by(steps.status)
-            ).all()
-            buckets, total, count = self._latencies(conn)
+        with self.store.reading() as conn:  # one connection for every query of a scrape
+            run_counts, step_counts = stats.status_counts(conn)
+            durations = self._durations(conn)
         by_run = GaugeMetricFamily("kaon_runs", "Runs by status.", labels=["status"])
         for status, n in run_counts:
-            by_run.add_metric([str(status)], float(n))
+            by_run.add_metric([status], float(n))
         yield by_run
         by_step = GaugeMetricFamily(
             "kaon_step_runs", "Task step runs by status.", labels=["status"]
         )
         for status, n in step_counts:
-            by_step.add_metric([str(status)], float(n))
+            by_step.add_metric([status], float(n))
         yield by_step
         pending = sum(n for status, n in run_counts if status == "pending")
         yield GaugeMetricFamily(
             "kaon_queue_depth", "Pending runs waiting for an engine.", value=float(pending)
         )
+        buckets = [(_bound(b), n) for b, n in zip(LATENCY_BUCKETS, durations.buckets, strict=True)]
         yield HistogramMetricFamily(
             "kaon_step_duration_seconds",
             "Durations of finished step attempts.",
-            buckets=[*buckets, ("+Inf", float(count))],
-            sum_value=total,
+            buckets=[*buckets, ("+Inf", float(durations.count))],
+            sum_value=durations.total,
         )
         yield from _trigger_lag()
 
-    def _latencies(self, conn: sa.Connection) -> tuple[list[tuple[str, float]], float, int]:
-        a = schema.attempts.c
-        duration = a.ended_at - a.started_at
-        columns = [
-            sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in LATENCY_BUCKETS
-        ]
-        stmt = sa.select(sa.func.count(), sa.func.sum(duration), *columns).where(
-            a.ended_at.is_not(None), a.started_at.is_not(None)
-        )
-        row = conn.execute(stmt).one()
-        count = int(row[0] or 0)
-        buckets = [
-            (_bound(bound), float(row[2 + i] or 0)) for i, bound in enumerate(LATENCY_BUCKETS)
-        ]
-        return buckets, float(row[1] or 0.0), count
+    def _durations(self, conn: Connection) -> DurationSums:
+        settle = self.clock() - SETTLE_S
+        with self._lock:
+            if self._settled_until is None or settle > self._settled_until:
+                newly = stats.attempt_durations(conn, LATENCY_BUCKETS, self._settled_until, settle)
+                self._settled = self._settled.add(newly)
+                self._settled_until = settle
+            settled, until = self._settled, self._settled_until
+        return settled.add(stats.attempt_durations(conn, LATENCY_BUCKETS, until, None))
 
 
 def _bound(value: float) -> str:

@@ -7,7 +7,10 @@ committed. Each event is sent as::
     event: <kind>            (run, step, progress, action, ...)
     data: <EventView JSON>
 
-A client that reconnects sends ``Last-Event-ID`` (or ``after``) and misses nothing.
+A client that reconnects sends ``Last-Event-ID`` (or ``after``) and misses nothing: ids become
+visible in increasing order on every store (see :mod:`kaon.store.feed`), so a reader never
+passes over a row that commits late. Without either, the stream of every run starts "from now"
+(nothing of the history is replayed), and the stream of one run (``run_id``) from its start.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from fastapi.responses import StreamingResponse
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.feed_hub import FeedHub
 from kaon.service.registry_views import (
     SignalRequest,
     SignalView,
@@ -78,7 +82,12 @@ def _frame(record: EventRecord) -> str:
 async def stream_events(
     request: Request,
     run_id: str | None = Query(None, max_length=200, description="Only this run's events."),
-    after: int | None = Query(None, ge=0, le=2**62, description="Start after this event id."),
+    after: int | None = Query(
+        None,
+        ge=0,
+        le=2**62,
+        description="Start after this event id (default: from now, or a run's first event).",
+    ),
     last_event_id: str | None = Header(None, max_length=30),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
@@ -86,20 +95,34 @@ async def stream_events(
     """Stream committed engine events as they happen, oldest first."""
     if run_id is not None:
         run_id = await anyio.to_thread.run_sync(services.runs.resolve_run_id, run_id)
-    cursor = after if after is not None else _parse_id(last_event_id)
+    cursor = await anyio.to_thread.run_sync(start_cursor, services, run_id, after, last_event_id)
     stopping: threading.Event | None = request.app.state.stopping
+    hub: FeedHub | None = getattr(request.app.state, "feed_hub", None)
+    if hub is not None:
+        await anyio.to_thread.run_sync(hub.start)
     return StreamingResponse(
-        _events(request, services, run_id, cursor, stopping),
+        _events(request, services, run_id, cursor, stopping, hub),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _parse_id(value: str | None) -> int:
+def _parse_id(value: str | None) -> int | None:
     try:
-        return max(int(value), 0) if value else 0
+        return max(int(value), 0) if value else None
     except ValueError:
-        return 0
+        return None
+
+
+def start_cursor(
+    services: Services, run_id: str | None, after: int | None, last_event_id: str | None
+) -> int:
+    """Where a stream starts: after ``after`` (or the ``Last-Event-ID`` a reconnecting
+    client sends); else at a run's first event, or, for every run, from now."""
+    cursor = after if after is not None else _parse_id(last_event_id)
+    if cursor is not None:
+        return cursor
+    return 0 if run_id is not None else services.store.last_event_id()
 
 
 def _read(services: Services, run_id: str | None, cursor: int) -> list[EventRecord]:
@@ -112,14 +135,22 @@ async def _events(
     run_id: str | None,
     cursor: int,
     stopping: threading.Event | None,
+    hub: FeedHub | None = None,
 ) -> AsyncIterator[str]:
+    """The stream: events above ``cursor`` from the hub's buffer when it covers them (no
+    query per follower), else from the store (catching up on older ones)."""
     yield ": connected\n\n"
     beat = time.monotonic()
     while not (stopping is not None and stopping.is_set()):
-        batch = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+        buffered = hub.read(cursor, run_id, BATCH) if hub is not None else None
+        if buffered is None:
+            batch = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+            after = batch[-1].id or cursor if batch else cursor
+        else:
+            batch, after = buffered
         for record in batch:
-            cursor = record.id or cursor
             yield _frame(record)
+        cursor = after
         if batch:
             beat = time.monotonic()
             continue

@@ -8,6 +8,7 @@ from typing import Any
 from kaon.engine.context import error_dict, error_info
 from kaon.engine.core import DEFAULT_WINDOW, RunCore
 from kaon.engine.nodes import (
+    USER_SKIP,
     ForeachState,
     Frame,
     LoopState,
@@ -17,6 +18,7 @@ from kaon.errors import KaonError
 from kaon.model.events import ErrorInfo
 from kaon.model.params import bind_params
 from kaon.model.specs import (
+    FailureMode,
     ForeachSpec,
     LoopSpec,
     SubworkflowSpec,
@@ -265,6 +267,9 @@ class ContainerSteps(RunCore):
             node.platform_attempts = row.platform_attempts
             node.started_at = row.started_at
             node.outputs = decode_outputs(row.outputs) if row.outputs is not None else None
+            if row.status is _S.PENDING and row.reason == USER_SKIP:  # a skip not yet applied
+                node.user_output = (node.outputs or {}).get(RETURN)
+            self._restore_decisions(node)
             restored.append((node, row))
         for node in frame.nodes.values():
             if node.done:
@@ -274,6 +279,14 @@ class ContainerSteps(RunCore):
         for node, row in restored:
             if not node.done:
                 self._resume_node(node, row)
+
+    def _restore_decisions(self, node: Node) -> None:
+        """Rebuild what a restored row decided for the whole run: a failure under
+        ``finish_running`` started draining (as :meth:`_terminal` did when it happened)."""
+        failed = node.status is _S.FAILED and not node.failure_ignored
+        if failed and node.on_failure is FailureMode.FINISH_RUNNING:
+            self.draining = True
+            self.error = self.error or f"step {node.path} failed"
 
     def _resume_node(self, node: Node, row: StepRunRecord) -> None:
         if not isinstance(node.spec, TaskSpec):

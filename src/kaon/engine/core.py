@@ -70,7 +70,7 @@ class RunCore(ABC):
         self.waiting: list[Node] = []  # wait steps, woken by signals
         self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
         self._step_events: dict[str, EventRecord] = {}
-        self.signal_cursor = 0
+        self.signal_cursor: int | None = None  # set when a wait step first polls
         self.error: str | None = None
         self.root = self._new_frame(spec.graph, "", dict(record.params), spec.defaults)
 

@@ -56,6 +56,7 @@ from kaon.model.events import (
 )
 from kaon.model.status import RunStatus
 from kaon.store.base import (
+    CommandRecord,
     EventRecord,
     Fence,
     LogRecord,
@@ -594,28 +595,50 @@ class Engine:
         self._commit(batch)  # what belongs to no run (definitions)
 
     def _poll_commands(self) -> None:
+        """Read new signals for waiting steps and users' commands: one query each for every
+        run held, whatever their number (not one per run). Each read happens before what it
+        changes, so a store outage only postpones the poll; an error confined to one run
+        quarantines that run."""
+        if not self.runs:
+            return
         now = self.ctx.clock()
-        for state in list(self.runs.values()):
-            self._isolated(state.id, functools.partial(self._poll_run, state, now))
-
-    def _poll_run(self, state: RunState, now: float) -> None:
-        """Deliver signals to a waiting run and carry out its commands. Each read happens
-        before what it changes, so a store outage only postpones the poll."""
         try:
-            self._poll_reads(state, now)
+            self._poll_signals()
+            pending = self.store.pending_commands_of(list(self.runs))
         except StoreUnavailableError as error:
-            log.warning("run %s: polling commands failed, retrying: %s", state.id, error)
+            log.warning("polling commands failed, retrying: %s", error)
+            return
+        for run_id, commands in pending.items():
+            state = self.runs.get(run_id)
+            if state is not None:
+                self._isolated(run_id, functools.partial(self._run_commands, state, commands, now))
 
-    def _poll_reads(self, state: RunState, now: float) -> None:
-        if state.waiting:
-            since = state.record.created_at
-            state.deliver_signals(
-                self.store.signals(after_id=state.signal_cursor, since=since, limit=500)
-            )
-        for command in self.store.pending_commands(state.id):
+    def _run_commands(self, state: RunState, commands: list[CommandRecord], now: float) -> None:
+        for command in commands:
+            if state.id not in self.runs:
+                return  # let go or quarantined by an earlier command
             assert command.id is not None
             self.ctx.batch.command_done(command.id, state.id, now)
             self._execute_command(state, command.kind, command.payload, command.by)
+
+    def _poll_signals(self) -> None:
+        """Deliver new signals to the runs with waiting steps: one read from the oldest
+        cursor among them. A run's cursor starts at its creation (an index lookup)."""
+        waiting = [s for s in self.runs.values() if s.waiting]
+        if not waiting:
+            return
+        for state in waiting:
+            if state.signal_cursor is None:
+                state.signal_cursor = self.store.signal_cursor_since(state.record.created_at)
+        start = min(s.signal_cursor or 0 for s in waiting)
+        signals = self.store.signals(after_id=start, limit=500)
+        if not signals:
+            return
+        for state in waiting:
+            cursor, since = state.signal_cursor or 0, state.record.created_at
+            fresh = [s for s in signals if (s.id or 0) > cursor and s.at >= since]
+            self._isolated(state.id, functools.partial(state.deliver_signals, fresh))
+            state.signal_cursor = max(cursor, signals[-1].id or 0)
 
     def _execute_command(
         self, state: RunState, kind: str, payload: dict[str, object], by: str

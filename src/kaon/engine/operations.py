@@ -213,8 +213,14 @@ def restart_run(
             platform_attempts=0,
             next_attempt_at=None,
         )
+    # A new attempt at the run: its time limit (the workflow's timeout_s) counts from now.
     batch.update_run(
-        run_id, status=RunStatus.RUNNING, ended_at=None, error=None, restarts=record.restarts + 1
+        run_id,
+        status=RunStatus.RUNNING,
+        started_at=now,
+        ended_at=None,
+        error=None,
+        restarts=record.restarts + 1,
     )
     data = {"action": "restart", "from": from_path, "by": by, "reset": len(reset)}
     batch.events.append(EventRecord(run_id, "action", now, data))

@@ -44,6 +44,7 @@ from kaon.store.base import (
     AttemptRecord,
     CacheEntryRecord,
     SignalRecord,
+    StepRunRecord,
 )
 
 __all__ = ["DEFAULT_WINDOW", "EngineContext", "ForeachItemsError", "Outbox", "RunState", "Timer"]
@@ -190,7 +191,7 @@ class RunState(ContainerSteps, CachingSteps):
     def deliver_signals(self, signals: list[SignalRecord]) -> None:
         """Wake the wait steps that a newly received signal matches."""
         for signal in signals:
-            self.signal_cursor = max(self.signal_cursor, signal.id or 0)
+            self.signal_cursor = max(self.signal_cursor or 0, signal.id or 0)
             for node in list(self.waiting):
                 spec = node.spec
                 assert isinstance(spec, WaitSpec)
@@ -238,9 +239,36 @@ class RunState(ContainerSteps, CachingSteps):
         node.user_output = Literal(output) if has_output else None
         node.reason = USER_SKIP
         if node.status is _S.PENDING and not node.queued:
+            self._record_pending_skip(node)
             return  # skipped when its dependencies finish
         self._stop_inside(node, USER_SKIP, self.ctx.clock())
         self._skip_now(node)
+
+    def _record_pending_skip(self, node: Node) -> None:
+        """Make the skip of a step that has not started a row (status pending, reason "skipped
+        by user", the given output), committed with the command marked done: a resumed
+        engine rebuilds it from the row (:meth:`_restore_frame`)."""
+        kept = node.user_output
+        outputs = encode_outputs({RETURN: kept} if kept is not None else {})
+        if node.row_id is not None:
+            self.ctx.batch.update_step_run(self.id, node.row_id, reason=USER_SKIP, outputs=outputs)
+        else:
+            node.row_id = self._alloc()
+            self.ctx.batch.insert_step_run(
+                StepRunRecord(
+                    run_id=self.id,
+                    id=node.row_id,
+                    path=node.path,
+                    step_id=node.spec.id,
+                    kind=node.spec.kind,
+                    status=_S.PENDING,
+                    parent_id=node.frame.row_id,
+                    outputs=outputs,
+                    reason=USER_SKIP,
+                    created_at=self.ctx.clock(),
+                )
+            )
+        self._event("action", {"action": "skip", "path": node.path, "pending": True})
 
     def cancel_step(self, path: str, by: str = "") -> None:
         """Cancel the active step at ``path``: steps after it are skipped as after a failure."""

@@ -314,11 +314,7 @@ class RegistryService:
         record = SignalRecord(
             name=name, params=dict(params), at=time.time(), by=principal.name, dedupe_key=dedupe_key
         )
-        values = {k: getattr(record, k) for k in record.__dataclass_fields__ if k != "id"}
-        with self.store.writing(f"storing signal {name}") as conn:
-            inserted = conn.execute(sa.insert(schema.signals).values(**values))
-            key = inserted.inserted_primary_key
-            record.id = int(key[0]) if key is not None else None
+        self.store.add_signal(record)
         self.auth.audit(principal.name, "signal.send", f"signal:{name}", {"id": record.id})
         return record
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from kaon.errors import ConfigurationError, InvalidActionError
@@ -26,7 +25,6 @@ from kaon.model.triggers import (
     describe,
     trigger_id,
 )
-from kaon.store import schema
 from kaon.store.base import SignalRecord
 from kaon.store.sql import SQLStore
 from kaon.store.triggers import BackfillRecord, SQLTriggerStore
@@ -192,12 +190,10 @@ class TriggerOperations:
     ) -> TriggerSignalView:
         """Store a signal: signal triggers and waiting steps react to it."""
         record = SignalRecord(name, dict(params), self.clock(), by, dedupe_key=dedupe_key)
-        values = {k: getattr(record, k) for k in record.__dataclass_fields__ if k != "id"}
-        with self.store.writing(f"storing signal {name}") as conn:
-            key = conn.execute(sa.insert(schema.signals).values(**values)).inserted_primary_key
-        assert key is not None
+        self.store.add_signal(record)
+        assert record.id is not None
         return TriggerSignalView(
-            id=int(key[0]), name=name, params=record.params, at=record.at, by=record.by
+            id=record.id, name=name, params=record.params, at=record.at, by=record.by
         )
 
     # -- backfills -----------------------------------------------------------------------

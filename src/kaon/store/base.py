@@ -524,11 +524,34 @@ class StateStore(ABC):
         """Signals with ids above ``after_id`` (received at or after ``since``), oldest
         first, optionally of one name."""
 
+    @abstractmethod
+    def add_signal(self, record: SignalRecord) -> SignalRecord:
+        """Store one signal, in feed order like those of :meth:`write`; returns it with its
+        id. Raises StoreError."""
+
+    @abstractmethod
+    def signal_cursor_since(self, since: float) -> int:
+        """A cursor for "signals received at or after ``since``": every such signal,
+        committed or still to come, has an id above it (an index lookup, not a scan)."""
+
+    # -- the feed's head ---------------------------------------------------------------------
+
+    @abstractmethod
+    def last_event_id(self) -> int:
+        """The largest committed event id (0 when none): where a follower "from now" starts.
+        Ids become visible in increasing order (see :mod:`kaon.store.feed`), so nothing at or
+        below it can still appear."""
+
     # -- commands and leases ---------------------------------------------------------------
 
     @abstractmethod
     def pending_commands(self, run_id: str) -> list[CommandRecord]:
         """Commands not yet done for a run, oldest first."""
+
+    @abstractmethod
+    def pending_commands_of(self, run_ids: Collection[str]) -> dict[str, list[CommandRecord]]:
+        """Commands not yet done for any of ``run_ids``, per run, oldest first (runs without
+        any are absent): one indexed query for all the runs an engine holds."""
 
     @abstractmethod
     def acquire_lease(

@@ -105,6 +105,10 @@ class RegistryStore(ABC):
         """Workflows by name."""
 
     @abstractmethod
+    def active_versions(self) -> list[tuple[WorkflowRecord, VersionRecord]]:
+        """Every workflow with an active version, with that version, by name (one read)."""
+
+    @abstractmethod
     def versions(self, workflow: str) -> list[VersionRecord]:
         """Every version of a workflow, oldest first. Raises NotFoundError."""
 
@@ -257,6 +261,29 @@ class SQLRegistryStore(RegistryStore):
         stmt = sa.select(r.workflows).order_by(r.workflows.c.name).limit(limit).offset(offset)
         with self.store.reading() as conn:
             return [_workflow(row) for row in conn.execute(stmt)]
+
+    def active_versions(self) -> list[tuple[WorkflowRecord, VersionRecord]]:
+        """See :meth:`RegistryStore.active_versions`: one join, whatever the number."""
+        w, v = r.workflows.c, r.workflow_versions.c
+        version_columns = [c.label(f"v_{c.name}") for c in r.workflow_versions.c]
+        stmt = (
+            sa.select(r.workflows, *version_columns)
+            .join(
+                r.workflow_versions,
+                sa.and_(v.workflow == w.name, v.version == w.active_version),
+            )
+            .order_by(w.name)
+        )
+        found: list[tuple[WorkflowRecord, VersionRecord]] = []
+        with self.store.reading() as conn:
+            for row in conn.execute(stmt):
+                values = row._asdict()
+                version = VersionRecord(
+                    **{n: values.pop(f"v_{n}") for n in VersionRecord.__dataclass_fields__}
+                )
+                values["properties"] = values["properties"] or {}
+                found.append((WorkflowRecord(**values), version))
+        return found
 
     def versions(self, workflow: str) -> list[VersionRecord]:
         """See :meth:`RegistryStore.versions`."""

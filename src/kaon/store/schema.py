@@ -89,6 +89,7 @@ step_runs = sa.Table(
     # Reads that cost what they show (kaon.store.reads): counts by status, pages of items.
     sa.Index("ix_step_runs_kind_status", "run_id", "kind", "status"),
     sa.Index("ix_step_runs_parent_status", "run_id", "parent_id", "status", "index"),
+    sa.Index("ix_step_runs_metrics", "kind", "status"),  # /metrics counts
 )
 
 attempts = sa.Table(
@@ -102,6 +103,7 @@ attempts = sa.Table(
     sa.Column("ended_at", Time),
     sa.Column("worker", sa.String(), nullable=False),
     sa.Column("error", Json),
+    sa.Index("ix_attempts_ended", "ended_at"),  # /metrics sums what ended since it last looked
 )
 
 logs = sa.Table(
@@ -154,6 +156,13 @@ commands = sa.Table(
     sa.Column("by", sa.String(), nullable=False),
     sa.Column("done_at", Time),
     sa.Index("ix_commands_run_done", "run_id", "done_at"),
+    # Commands not yet done (few): what an engine's poll reads, whatever it holds.
+    sa.Index(
+        "ix_commands_pending",
+        "run_id",
+        sqlite_where=sa.text("done_at IS NULL"),
+        postgresql_where=sa.text("done_at IS NULL"),
+    ),
 )
 
 cache_entries = sa.Table(

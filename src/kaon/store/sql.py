@@ -45,6 +45,7 @@ from kaon.store.base import (
     StepRunRecord,
     WriteBatch,
 )
+from kaon.store.feed import FEED_LOCK_SQL, lock_feed
 from kaon.store.migrations import upgrade_to_head
 
 _PG_MIGRATION_LOCK = 0x6B616F6E  # "kaon": the advisory lock key that serialises migrations
@@ -319,13 +320,22 @@ class SQLStore(StateStore):
             (
                 ("logs", batch.logs, _LOG_FIELDS),
                 ("metrics", batch.metrics, _METRIC_FIELDS),
-                ("events", batch.events, _EVENT_FIELDS),
                 ("commands", batch.commands, _COMMAND_FIELDS),
                 ("cache_entries", batch.cache_entries, _CACHE_FIELDS),
                 ("artifacts", batch.artifacts, _ARTIFACT_FIELDS),
-                ("signals", batch.signals, _SIGNAL_FIELDS),
             ),
         )
+        # The feed tables come last, after the feed lock: ids in commit order (kaon.store.feed).
+        if batch.events or batch.signals:
+            if not self._sqlite:
+                plan.append(("feed lock", FEED_LOCK_SQL, [{}], 0))
+            self._plan_inserts(
+                plan,
+                (
+                    ("events", batch.events, _EVENT_FIELDS),
+                    ("signals", batch.signals, _SIGNAL_FIELDS),
+                ),
+            )
         return plan
 
     def _plan_inserts(
@@ -673,7 +683,56 @@ class SQLStore(StateStore):
                 found.append(SignalRecord(**values))
             return found
 
+    def add_signal(self, record: SignalRecord) -> SignalRecord:
+        """Store one signal under the feed lock; returns it with its id."""
+        values = {name: getattr(record, name) for name in _SIGNAL_FIELDS}
+        with self.writing(f"storing signal {record.name}") as conn:
+            lock_feed(conn)
+            key = conn.execute(sa.insert(t.signals).values(**values)).inserted_primary_key
+        assert key is not None
+        record.id = int(key[0])
+        return record
+
+    def signal_cursor_since(self, since: float) -> int:
+        """One below the first signal received at or after ``since`` (index ``ix_signals_at``);
+        the newest id when there is none yet (later signals get larger ids)."""
+        c = t.signals.c
+        with self._reading() as conn:
+            # Through the index on ``at`` (a bare ``min(id)`` would walk the ids from 1).
+            recent = sa.select(c.id).where(c.at >= since).order_by(c.at).subquery()
+            first = conn.scalar(sa.select(sa.func.min(recent.c.id)))
+            if first is not None:
+                return int(first) - 1
+            return int(conn.scalar(sa.select(sa.func.max(c.id))) or 0)
+
+    def last_event_id(self) -> int:
+        """The largest committed event id (0 when none): the primary key's last entry."""
+        with self._reading() as conn:
+            return int(conn.scalar(sa.select(sa.func.max(t.events.c.id))) or 0)
+
     # -- commands and leases -------------------------------------------------------------
+
+    def pending_commands_of(self, run_ids: Collection[str]) -> dict[str, list[CommandRecord]]:
+        """Commands not yet done of the given runs: one query on the partial index of
+        pending commands (``ix_commands_pending``), so its cost follows the commands waiting,
+        not the number of runs held; commands of runs that no longer run are left out."""
+        c, r = t.commands.c, t.runs.c
+        wanted = set(run_ids)
+        active = [RunStatus.PENDING.value, RunStatus.RUNNING.value]
+        stmt = (
+            sa.select(t.commands)
+            .join(t.runs, r.id == c.run_id)
+            .where(c.done_at.is_(None), r.status.in_(active))
+            .order_by(c.id)
+        )
+        found: dict[str, list[CommandRecord]] = {}
+        if not wanted:
+            return found
+        with self._reading() as conn:
+            for row in conn.execute(stmt):
+                if row.run_id in wanted:
+                    found.setdefault(row.run_id, []).append(_command_record(row))
+        return found
 
     def pending_commands(self, run_id: str) -> list[CommandRecord]:
         """Commands not yet done for a run, oldest first."""

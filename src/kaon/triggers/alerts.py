@@ -124,7 +124,7 @@ class AlertService:
     def _finished_runs(self, now: float, alerts_of: Callable[[str], dict[str, Any]]) -> int:
         state = self.triggers.get_state(_CURSOR_KEY)
         if state is None:  # first scan: alert about what happens from now on
-            self.triggers.put_state(_CURSOR_KEY, {"id": self._last_event_id()}, now)
+            self.triggers.put_state(_CURSOR_KEY, {"id": self.store.last_event_id()}, now)
             return 0
         cursor = int(state.get("id", 0))
         e = schema.events.c
@@ -149,10 +149,6 @@ class AlertService:
         if rows:
             self.triggers.put_state(_CURSOR_KEY, {"id": cursor}, now)
         return added
-
-    def _last_event_id(self) -> int:
-        with self.store.reading() as conn:
-            return int(conn.execute(sa.select(sa.func.max(schema.events.c.id))).scalar() or 0)
 
     def _late_urls(self, alerts: Mapping[str, Any]) -> list[str]:
         return _urls(alerts.get("on_late")) or _urls(alerts.get("on_failure"))

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kaon.engine import operations
 from kaon.errors import DefinitionError, KaonError, NotFoundError
@@ -24,6 +24,9 @@ from kaon.model.specs import WorkflowSpec
 from kaon.store.base import RunRecord, StateStore
 from kaon.store.triggers import CLAIMED, CREATED, DROPPED, FiringRecord, TriggerStore
 from kaon.triggers import strategies
+
+if TYPE_CHECKING:
+    from kaon.store.registry import VersionRecord
 
 log = logging.getLogger("kaon.triggers")
 
@@ -37,6 +40,7 @@ class ActiveWorkflow:
     version: int | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    since: float | None = None  # when the active version was pushed (its triggers' start)
 
 
 class WorkflowCatalog(Protocol):
@@ -80,7 +84,8 @@ class RegistryCatalog:
     """The active versions of the workflows in the registry of a SQL store.
 
     Specs are decoded once per definition hash; the list is re-read at most every
-    ``refresh_s`` seconds (pushes and activations show up within that delay).
+    ``refresh_s`` seconds (pushes and activations show up within that delay), in one query
+    whatever the number of workflows.
     """
 
     def __init__(self, store: StateStore, *, refresh_s: float = 1.0) -> None:
@@ -119,29 +124,31 @@ class RegistryCatalog:
 
     def _read(self) -> list[ActiveWorkflow]:
         found: list[ActiveWorkflow] = []
-        offset = 0
-        while True:
-            page = self.registry.list_workflows(limit=500, offset=offset)
-            for record in page:
-                if record.active_version is None:
-                    continue
-                try:
-                    found.append(
-                        self._active(record.name, record.active_version, record.properties)
-                    )
-                except (NotFoundError, DefinitionError) as error:
-                    log.warning("cannot serve workflow %s: %s", record.name, error)
-            if len(page) < 500:
-                return found
-            offset += 500
+        for record, version in self.registry.active_versions():
+            try:
+                found.append(self._of(record.name, version, record.properties))
+            except (NotFoundError, DefinitionError) as error:
+                log.warning("cannot serve workflow %s: %s", record.name, error)
+        return found
 
     def _active(self, name: str, number: int, properties: Mapping[str, Any]) -> ActiveWorkflow:
-        version = self.registry.get_version(name, number)
+        return self._of(name, self.registry.get_version(name, number), properties)
+
+    def _of(
+        self, name: str, version: VersionRecord, properties: Mapping[str, Any]
+    ) -> ActiveWorkflow:
         spec = self._specs.get(version.definition_hash)
         if spec is None:
             spec = workflow_from_dict(self.store.get_definition(version.definition_hash).spec)
             self._specs[version.definition_hash] = spec
-        return ActiveWorkflow(name, spec, number, dict(properties or {}), version.source_name)
+        return ActiveWorkflow(
+            name,
+            spec,
+            version.version,
+            dict(properties or {}),
+            version.source_name,
+            since=version.created_at,
+        )
 
 
 LagHook = Callable[[str, float], None]

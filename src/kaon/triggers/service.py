@@ -137,6 +137,7 @@ class TriggerService:
         self.alerts = alerts
         self.executor = executor or str(getattr(settings, "executor", "") or "")
         self._next_cron: dict[str, float] = {}
+        self._since: dict[str, float] = {}  # when each signal trigger started (recorded)
         self._next_repair = float("-inf")
         self._next_slow_alerts = float("-inf")
 
@@ -259,15 +260,18 @@ class TriggerService:
     def _signals(
         self, triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]], now: float
     ) -> list[Fired]:
+        # Every pass registers the triggers it sees, signals or not: a trigger counts the
+        # signals received from its start on, never from the first pass that had signals.
+        since = {
+            trigger_id(w.name, t): self._first_seen(trigger_id(w.name, t), now, w.since)
+            for w, t in triggers
+        }
         state = self.triggers.get_state(_SIGNAL_CURSOR) or {"id": 0}
         cursor = int(state.get("id", 0))
         signals = self.store.signals(after_id=cursor, limit=1000)
         if not signals:
             return []
         fired: list[Fired] = []
-        since = {
-            trigger_id(w.name, t): self._first_seen(trigger_id(w.name, t), now) for w, t in triggers
-        }
         for signal in signals:
             assert signal.id is not None
             cursor = max(cursor, signal.id)
@@ -292,13 +296,23 @@ class TriggerService:
         self.triggers.put_state(_SIGNAL_CURSOR, {"id": cursor}, now)
         return fired
 
-    def _first_seen(self, tid: str, now: float) -> float:
+    def _first_seen(self, tid: str, now: float, pushed_at: float | None) -> float:
+        """When a trigger started counting signals: when the version that brought it was
+        pushed (a signal sent right after the push counts, even when this pass is the first
+        to see the trigger), or when the service first saw it if that was earlier (or when
+        the catalog does not say). Recorded once, so later versions keep it."""
+        known = self._since.get(tid)
+        if known is not None:
+            return known
         key = f"since:{tid}"
         state = self.triggers.get_state(key)
         if state is None:
-            self.triggers.put_state(key, {"at": now}, now)
-            return now
-        return float(state["at"])
+            start = now if pushed_at is None else min(now, pushed_at)
+            self.triggers.put_state(key, {"at": start}, now)
+        else:
+            start = float(state["at"])
+        self._since[tid] = start
+        return start
 
     # -- data ----------------------------------------------------------------------------
 

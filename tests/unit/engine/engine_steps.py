@@ -119,3 +119,10 @@ def dates(n: int) -> list[Any]:
     import datetime
 
     return [datetime.date(2026, 1, 1 + i) for i in range(n)]
+
+
+def sleep_unless(state: str, flag: str, seconds: float) -> str:
+    """Sleep ``seconds`` unless the file ``state/flag`` exists."""
+    if not (Path(state) / flag).exists():
+        time.sleep(seconds)
+    return "done"

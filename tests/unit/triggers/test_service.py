@@ -8,9 +8,11 @@ from pathlib import Path
 
 import fsspec
 import pytest
+import sqlalchemy as sa
 from triggers_support import param, register, runs_of, workflow
 
 from kaon.engine import operations
+from kaon.model.codec import spec_hash, workflow_to_dict
 from kaon.model.specs import Expr
 from kaon.model.triggers import (
     CatchUp,
@@ -19,7 +21,8 @@ from kaon.model.triggers import (
     SignalTriggerSpec,
     trigger_id,
 )
-from kaon.store.base import SignalRecord, WriteBatch
+from kaon.store.base import DefinitionRecord, SignalRecord, WriteBatch
+from kaon.store.registry import SQLRegistryStore, VersionRecord
 from kaon.store.sql import SQLStore
 from kaon.store.triggers import CLAIMED, CREATED, FiringRecord, SQLTriggerStore
 from kaon.triggers.catalog import StaticCatalog
@@ -209,3 +212,62 @@ def test_fake_clock_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert clock() == 1234.5
     monkeypatch.delenv(FAKE_CLOCK_ENV)
     assert clock_from_env() is time.time
+
+
+def test_the_first_signal_after_a_push_starts_a_run(store: SQLStore) -> None:
+    # The pass that first sees the pushed trigger is the one that reads the signal sent
+    # right after the push: the signal counts (the trigger started at the push).
+    spec = workflow("pushed", SignalTriggerSpec(signal="go"))
+    store.write(
+        WriteBatch(
+            definitions=[
+                DefinitionRecord(spec_hash(spec), spec.name, workflow_to_dict(spec), "", 1.0)
+            ]
+        )
+    )
+    pushed_at = time.time()
+    SQLRegistryStore(store).add_version(
+        VersionRecord(spec.name, 0, spec_hash(spec), "", "t", pushed_at, "t"), activate=True
+    )
+    _signal(store, "go")
+    service = TriggerService(store, clock=time.time, on_lag=None, with_alerts=False)
+    (fired,) = service.tick()
+    assert store.get_run(fired.run_id).labels["signal_id"] == 1
+    # A signal sent before the push does not count for a trigger pushed later.
+    late = workflow("later", SignalTriggerSpec(signal="early"))
+    _signal(store, "early")
+    store.write(
+        WriteBatch(
+            definitions=[
+                DefinitionRecord(spec_hash(late), late.name, workflow_to_dict(late), "", 1.0)
+            ]
+        )
+    )
+    SQLRegistryStore(store).add_version(
+        VersionRecord(late.name, 0, spec_hash(late), "", "t", time.time() + 1, "t"),
+        activate=True,
+    )
+    assert service.tick(time.time() + 2) == []
+
+
+def test_the_registry_catalog_reads_every_workflow_in_one_query(store: SQLStore) -> None:
+    from kaon.triggers.catalog import RegistryCatalog
+
+    for n in range(30):
+        register(store, workflow(f"wf{n}", SignalTriggerSpec(signal="go")))
+    catalog = RegistryCatalog(store, refresh_s=0.0)
+    assert len(catalog.active_workflows()) == 30  # decodes each definition once
+    statements: list[object] = []
+    engine = store._engine
+
+    def seen(*args: object) -> None:
+        statements.append(args[2])
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        found = catalog.active_workflows()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(w.name for w in found) == sorted(f"wf{n}" for n in range(30))
+    assert all(w.version == 1 for w in found)
+    assert len(statements) == 1

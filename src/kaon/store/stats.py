@@ -1,0 +1,75 @@
+"""Aggregates for ``/metrics``, computed in the database with indexed queries.
+
+Counts by status read an index (``ix_runs_status_created``, ``ix_step_runs_metrics``).
+The latency histogram is summed over a range of ``ended_at`` (``ix_attempts_ended``), so a
+reader can keep the sums of settled history and ask only for what ended since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kaon.store import schema
+
+
+@dataclass(slots=True)
+class DurationSums:
+    """A histogram of attempt durations: cumulative counts per upper bound, sum, count."""
+
+    bounds: tuple[float, ...]
+    buckets: list[float] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.buckets:
+            self.buckets = [0.0] * len(self.bounds)
+
+    def add(self, other: DurationSums) -> DurationSums:
+        """The sums of both (same bounds)."""
+        return DurationSums(
+            self.bounds,
+            [a + b for a, b in zip(self.buckets, other.buckets, strict=True)],
+            self.total + other.total,
+            self.count + other.count,
+        )
+
+
+def status_counts(conn: Connection) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """``(runs by status, task step runs by status)``, each one grouped index scan (``conn``
+    from :meth:`SQLStore.reading`)."""
+    runs, steps = schema.runs.c, schema.step_runs.c
+    run_counts = conn.execute(sa.select(runs.status, sa.func.count()).group_by(runs.status))
+    by_run = [(str(s), int(n)) for s, n in run_counts]
+    step_counts = conn.execute(
+        sa.select(steps.status, sa.func.count()).where(steps.kind == "task").group_by(steps.status)
+    )
+    by_step = [(str(s), int(n)) for s, n in step_counts]
+    return by_run, by_step
+
+
+def attempt_durations(
+    conn: Connection, bounds: Sequence[float], start: float | None, end: float | None
+) -> DurationSums:
+    """The histogram of attempts that ended in ``[start, end)`` (open ends: unbounded)."""
+    a = schema.attempts.c
+    duration = a.ended_at - a.started_at
+    columns = [sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in bounds]
+    stmt = sa.select(sa.func.count(), sa.func.sum(duration), *columns).where(
+        a.ended_at.is_not(None), a.started_at.is_not(None)
+    )
+    if start is not None:
+        stmt = stmt.where(a.ended_at >= start)
+    if end is not None:
+        stmt = stmt.where(a.ended_at < end)
+    row = conn.execute(stmt).one()
+    return DurationSums(
+        tuple(bounds),
+        [float(row[2 + i] or 0) for i in range(len(bounds))],
+        float(row[1] or 0.0),
+        int(row[0] or 0),
+    )

@@ -1,0 +1,51 @@
+"""``GET /events``: where a stream starts, and that it replays no history by default."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import anyio
+
+from kaon.api import routes_events
+from kaon.api.deps import Services
+from kaon.store.base import EventRecord, WriteBatch
+
+
+class _Request:
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+def _event(services: Services, run_id: str) -> None:
+    services.store.write(WriteBatch(events=[EventRecord(run_id, "progress", time.time(), {})]))
+
+
+def _first_frame(services: Services, cursor: int) -> str:
+    stopping = threading.Event()
+
+    async def first() -> str:
+        stream = routes_events._events(_Request(), services, None, cursor, stopping)  # type: ignore[arg-type]
+        async for frame in stream:
+            if frame.startswith("id: "):
+                stopping.set()
+                return frame
+        return ""
+
+    threading.Timer(0.3, _event, (services, "new")).start()
+    return anyio.run(first)
+
+
+def test_a_new_follower_starts_from_now_and_a_run_follower_from_its_start(
+    services: Services,
+) -> None:
+    for _ in range(3):
+        _event(services, "old")
+    head = services.store.last_event_id()
+    assert head == 3
+    assert routes_events.start_cursor(services, None, None, None) == head
+    assert routes_events.start_cursor(services, "old", None, None) == 0
+    assert routes_events.start_cursor(services, None, 1, "2") == 1
+    assert routes_events.start_cursor(services, None, None, "2") == 2
+    frame = _first_frame(services, routes_events.start_cursor(services, None, None, None))
+    assert frame.startswith(f"id: {head + 1}\n") and '"run_id":"new"' in frame

@@ -1,0 +1,79 @@
+"""Decisions are rows, not memory: a skip of a step that has not started, the draining of a
+``finish_running`` failure, and a run's time limit all survive a stop and a resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import E, Harness, flow, task
+
+from kaon.engine import operations
+from kaon.engine.nodes import USER_SKIP
+from kaon.model.specs import FailureMode
+from kaon.model.status import RunStatus, StepStatus
+
+
+def _stop_after(h: Harness, run_id: str, seconds: float) -> None:
+    engine = h.engine()
+    threading.Timer(seconds, engine.stop).start()
+    assert h.drive(run_id, engine=engine) is RunStatus.RUNNING
+
+
+def test_a_skip_of_a_pending_step_survives_a_resume(inline: Harness) -> None:
+    state = str(inline.state)
+    spec = flow(
+        task("slow", "sleeper", inputs={"seconds": 1.0}),
+        task(
+            "later",
+            "add",
+            inputs={"a": 1, "b": 1, "state": state, "name": "later"},
+            needs=("slow",),
+        ),
+        task("final", "add", inputs={"a": E("steps.later"), "b": 1}),
+    )
+    run_id = inline.create(spec)
+    payload = {"path": "later", "output": 41}
+    threading.Timer(0.2, operations.send_command, (inline.store, run_id, "skip", payload)).start()
+    _stop_after(inline, run_id, 0.6)
+    assert inline.store.pending_commands(run_id) == []  # the command was consumed
+    time.sleep(0.6)  # the abandoned attempt ends; its result is ignored
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    row = inline.store.get_step_run(run_id, "later")
+    assert (row.status, row.reason) == (StepStatus.SKIPPED, USER_SKIP)
+    assert inline.count("later") == 0
+    assert inline.value(run_id, "final") == 42
+
+
+def test_finish_running_draining_survives_a_resume(inline: Harness) -> None:
+    state = str(inline.state)
+    spec = flow(
+        task("bad", "boom", on_failure=FailureMode.FINISH_RUNNING),
+        task("slow", "sleeper", inputs={"seconds": 1.0, "state": state, "name": "slow"}),
+        task("after", "const", inputs={"state": state, "name": "after"}, needs=("slow",)),
+    )
+    run_id = inline.create(spec)
+    _stop_after(inline, run_id, 0.5)
+    assert inline.store.get_step_run(run_id, "bad").status is StepStatus.FAILED
+    time.sleep(0.7)
+    assert inline.drive(run_id) is RunStatus.FAILED
+    rows = inline.rows(run_id)
+    # Draining starts nothing new: the lost attempt of slow is not run again, after never runs.
+    assert rows["slow"].status is StepStatus.CANCELLED
+    assert "after" not in rows or rows["after"].status is not StepStatus.SUCCEEDED
+    assert (inline.count("slow_start"), inline.count("after")) == (1, 0)
+
+
+def test_restart_of_a_timed_out_run_gets_its_whole_time_limit(inline: Harness) -> None:
+    state = str(inline.state)
+    spec = flow(
+        task("work", "sleep_unless", inputs={"state": state, "flag": "fast", "seconds": 3}),
+        timeout_s=1.0,
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    assert "timed out" in (inline.store.get_run(run_id).error or "")
+    (inline.state / "fast").write_text("")
+    time.sleep(0.2)
+    operations.restart_run(inline.store, run_id)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED

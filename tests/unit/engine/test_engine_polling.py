@@ -1,0 +1,64 @@
+"""Costs that must not grow with the number of runs held or with history: the engine's poll
+of commands and signals is a fixed number of queries, and wait steps do not re-read signals
+received before their run was created."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from conftest import Harness, flow
+
+from kaon.engine import operations
+from kaon.model.specs import WaitSpec
+from kaon.model.status import RunStatus
+from kaon.store.base import SignalRecord, WriteBatch
+from kaon.store.sql import SQLStore
+
+
+@contextmanager
+def _counting(store: SQLStore) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def seen(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    engine = store._engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_one_poll_costs_the_same_queries_for_5_or_25_held_runs(inline: Harness) -> None:
+    store = inline.store
+    assert isinstance(store, SQLStore)
+    old = [SignalRecord("other", {}, time.time() - 60, "test") for _ in range(300)]
+    store.write(WriteBatch(signals=old))
+    spec = flow(WaitSpec(id="w", signal="go"))
+    engine = inline.engine()
+    engine.start()
+    counts = []
+    try:
+        for held in (5, 25):
+            while len(engine.runs) < held:
+                engine.add_run(inline.create(spec))
+            engine.turn(max_wait=0)  # the wait steps start waiting (and take their cursor)
+            engine._poll_commands()
+            with _counting(store) as statements:
+                engine._poll_commands()
+            counts.append(len(statements))
+            # Wait steps start after the signals older than their run: no scan from id 0.
+            assert all((s.signal_cursor or 0) >= 300 for s in engine.runs.values())
+        assert counts[0] == counts[1] <= 2, counts
+        # Commands still reach their runs.
+        target = next(iter(engine.runs))
+        operations.send_command(store, target, "kill", {})
+        engine._poll_commands()
+        engine.turn(max_wait=0)
+        assert store.get_run(target).status is RunStatus.CANCELLED
+    finally:
+        engine.close()
