@@ -1,6 +1,6 @@
 """Fenced leases: a lease epoch per run, incremented on every takeover.
 
-Revision ID: r0006_lease_epoch
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "r0006_lease_epoch"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None

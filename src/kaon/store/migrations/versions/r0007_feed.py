@@ -3,8 +3,8 @@ commands only), /metrics counts and latency sums.
 
 (The event feed's ordering needs no schema change: see :mod:`kaon.store.feed`.)
 
-Revision ID: r0006_feed
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "r0006_feed"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,7 +1,7 @@
 """Indexes for reads that cost what they show (run summaries, pages of foreach items).
 
-Revision ID: r0006_reads
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision: str = "r0006_reads"
-down_revision: str | None = "0005"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
 
