@@ -158,6 +158,9 @@
     await loadPanel();
   }
 
+  /** Replace a node's children with these (nested arrays flattened, nulls left out). */
+  const fill = (node, ...children) => node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
+
   const closeButton = () => el("button", { type: "button", class: "close", onclick: () => {
     state.panel = null; document.getElementById("panel").hidden = true; } }, "×");
 
@@ -171,7 +174,7 @@
     const logBox = panel.querySelector(".logs");
     const keepLogs = logBox && panel.dataset.path === path ? logBox : null;
     panel.dataset.path = path;
-    panel.replaceChildren(closeButton(),
+    fill(panel, closeButton(),
       el("h2", { class: "mono" }, path), badge(s.status), ` ${s.kind}`, s.reason ? el("p", { class: "muted" }, s.reason) : null,
       el("dl", { class: "kv" },
         el("dt", {}, "started"), el("dd", {}, when(s.started_at) || "—"), el("dt", {}, "duration"), el("dd", {}, duration(s.duration_s) || "—"),
@@ -253,8 +256,9 @@
     if (state.refreshing) { state.again = true; return; }
     state.refreshing = true;
     try {
-      await loadSummary();
+      const summary = await loadSummary();
       if (state.items) await loadItems();
+      else openFirstContainer(summary);
       if (state.panel) { await loadPanel(); await loadLogs(false); }
     } catch (e) { banner(`Could not refresh: ${e.message}`, true); }
     finally {
@@ -276,9 +280,14 @@
     setInterval(() => { if (state.panel && state.summary && ["pending", "running"].includes(state.summary.status)) loadLogs(false).catch(() => {}); }, 1500);
   }
 
-  loadSummary().then((s) => {
-    const container = s.nodes.find((n) => CONTAINERS.has(n.kind) && n.started);
+  /** A run opens on the items of its first foreach (or loop) once it has any. */
+  function openFirstContainer(summary) {
+    const container = summary.nodes.find((n) => CONTAINERS.has(n.kind) && n.started);
     if (container) openItems([container.path]).catch(() => {});
+  }
+
+  loadSummary().then((s) => {
+    openFirstContainer(s);
     follow(s.last_event_id);
   }).catch((e) => banner(`Could not load run ${runId}: ${e.message}`, true));
 })();
