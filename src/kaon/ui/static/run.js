@@ -77,8 +77,8 @@
         .map((e) => ({ data: { id: `${e.source}->${e.target}`, source: e.source, target: e.target } })),
     ];
     const cy = cytoscape({
-      container: document.getElementById("graph"), elements, wheelSensitivity: 0.3,
-      layout: { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 50 },
+      container: document.getElementById("graph"), elements, wheelSensitivity: 0.3, minZoom: 0.05, maxZoom: 1.4,
+      layout: { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 50, fit: true, padding: 24 },
       style: [
         { selector: "node", style: { shape: "round-rectangle", "background-color": "data(color)", label: "data(label)",
           color: "#fff", "font-size": 11, "text-valign": "center", "text-halign": "center", "text-wrap": "wrap",
@@ -112,6 +112,8 @@
   }
 
   function openItems(crumbs, offset = 0) {
+    const before = state.items ? state.items.crumbs.join("|") : "";
+    if (before && before !== crumbs.join("|")) clearFilters();
     state.items = { crumbs, offset };
     document.getElementById("items").hidden = false;
     return loadItems();
@@ -141,6 +143,17 @@
       el("label", {}, "go to ", el("input", { type: "number", min: 1, size: 7, onchange: (e) => openItems(crumbs, Math.max(0, Math.floor((e.target.value - 1) / PAGE) * PAGE)) })));
   }
 
+  function clearFilters() {
+    for (const id of ["f-status", "f-from", "f-to", "f-text"]) document.getElementById(id).value = "";
+    document.getElementById("f-sort").value = "index";
+    document.getElementById("f-desc").checked = false;
+  }
+
+  /** Fit the graph again when the panel beside it opens or closes. */
+  function refit() {
+    if (state.cy) { state.cy.resize(); state.cy.fit(undefined, 24); }
+  }
+
   for (const id of ["f-status", "f-from", "f-to", "f-text", "f-sort", "f-desc"]) {
     document.getElementById(id).addEventListener("change", () => state.items && openItems(state.items.crumbs));
   }
@@ -150,7 +163,7 @@
   async function openPanel(path, node) {
     state.panel = path; state.logAfter = null;
     const panel = document.getElementById("panel");
-    panel.hidden = false;
+    if (panel.hidden) { panel.hidden = false; refit(); }
     if (node && node.started === false) {
       panel.replaceChildren(closeButton(), el("h2", {}, path), badge("pending"), el("p", { class: "muted" }, "Not started yet."));
       return;
@@ -162,7 +175,7 @@
   const fill = (node, ...children) => node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
 
   const closeButton = () => el("button", { type: "button", class: "close", onclick: () => {
-    state.panel = null; document.getElementById("panel").hidden = true; } }, "×");
+    state.panel = null; document.getElementById("panel").hidden = true; refit(); } }, "×");
 
   async function loadPanel() {
     const path = state.panel;

@@ -1,0 +1,169 @@
+"""The run page of a big run in a real browser: first paint of the graph and counts, paging.
+
+Builds a run of ``--items`` foreach items and 50 other steps (``bench/bigrun.py``) in a fresh
+Kaon home, starts ``kaon server`` on it (loopback, inline executor), logs in with Debian's
+Chromium driven by Playwright, and measures, best of ``--repeat``:
+
+- ``first_paint_ms``: from navigating to the run page to the graph drawn with its counts and
+  the first page of items shown (target < 1 s at 100,000 items);
+- ``next_page_ms``: from a click on "next" to the next 100 items shown;
+- ``filter_ms``: from choosing the ``failed`` status filter to the filtered page shown;
+- ``js_heap_mb``: the page's JavaScript heap afterwards (Chromium's performance.memory).
+
+Prints one JSON line. Needs ``/usr/bin/chromium`` and the ``playwright`` package (never
+``playwright install``).
+
+    python bench/ui_bench.py --items 100000 --screenshot docs/screenshots/big-run.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bigrun import build_big_run
+
+from kaon.store import default_store_url, open_store
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+KAON = str(Path(sys.executable).parent / "kaon")
+READY = (
+    "() => document.querySelector('#graph[data-nodes] canvas') &&"
+    " document.querySelector('#counts [data-count]') &&"
+    " document.querySelector('#item-table tbody tr')"
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _serve(home: Path) -> tuple[subprocess.Popen[str], str, str]:
+    port = _free_port()
+    command = [KAON, "server", "--home", str(home), "--port", str(port), "-e", "inline"]
+    process = subprocess.Popen(
+        [*command, "--bootstrap-token", "bench"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ},
+    )
+    assert process.stdout is not None
+    token = process.stdout.readline().rsplit(": ", 1)[-1].strip()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return process, url, token
+
+
+def _timed(page: Any, action: Any, ready: str) -> float:
+    started = time.perf_counter()
+    action()
+    page.wait_for_function(ready, timeout=60_000)
+    return (time.perf_counter() - started) * 1000
+
+
+def measure(items: int, repeat: int, screenshot: str | None) -> dict[str, Any]:
+    """Build the run, serve it, and time the run page in Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "home"
+        home.mkdir()
+        store = open_store(default_store_url(home))
+        try:
+            run_id = build_big_run(store, items, held_by="bench-ui")
+        finally:
+            store.close()
+        process, url, token = _serve(home)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 820})
+                page.goto(f"{url}/ui/login")
+                page.fill("input[name=token]", token)
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{url}/ui")
+                paints = []
+                for _ in range(repeat):
+                    page.goto("about:blank")
+                    paints.append(_timed(page, lambda: page.goto(f"{url}/ui/runs/{run_id}"), READY))
+                pager = "() => document.querySelector('#item-pager [data-total]').textContent"
+                first = page.evaluate(pager)
+                moved = (
+                    "() => document.querySelector('#item-pager [data-total]').textContent"
+                    f" !== {json.dumps(first)}"
+                )
+                next_page = _timed(page, lambda: page.click("#item-pager button >> nth=1"), moved)
+                filtered = (
+                    "() => [...document.querySelectorAll('#item-table tbody tr')].length > 0 &&"
+                    " [...document.querySelectorAll('#item-table tbody .badge')]"
+                    ".every(b => b.textContent === 'failed')"
+                )
+                filter_ms = _timed(
+                    page, lambda: page.select_option("#f-status", "failed"), filtered
+                )
+                page.select_option("#f-status", "")
+                page.wait_for_function(READY)
+                heap = page.evaluate("() => performance.memory.usedJSHeapSize")
+                if screenshot:
+                    page.click("#item-table tbody tr >> nth=7")  # item 7 failed: open it
+                    page.click("#item-table tbody tr[data-path$='.train']")
+                    page.wait_for_selector("#panel .logs")
+                    page.screenshot(path=screenshot)
+                browser.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return {
+        "items": items,
+        "first_paint_ms": round(min(paints)),
+        "first_paint_all_ms": [round(p) for p in paints],
+        "next_page_ms": round(next_page),
+        "filter_ms": round(filter_ms),
+        "js_heap_mb": round(heap / 2**20, 1),
+    }
+
+
+def main() -> None:
+    """Parse arguments, measure, print one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--screenshot", help="save a PNG of the run page here")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.items, args.repeat, args.screenshot)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
