@@ -123,7 +123,9 @@
     if (!state.items) return;
     const { crumbs, offset } = state.items;
     const parent = crumbs[crumbs.length - 1];
+    const asked = (state.itemsAsked = (state.itemsAsked || 0) + 1);
     const page = await api(`${RUN}/children?` + q({ parent, limit: PAGE, offset, ...filters() }));
+    if (asked !== state.itemsAsked) return; // a later request owns the table
     document.getElementById("crumbs").replaceChildren(...crumbs.map((c, i) => i === crumbs.length - 1
       ? el("b", {}, c) : el("a", { href: "#", onclick: (e) => { e.preventDefault(); openItems(crumbs.slice(0, i + 1)); } }, c, " ›")),
     el("span", { class: "muted" }, Object.entries(page.counts).map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ")));
