@@ -179,14 +179,18 @@ class RunReads:
             limit=limit,
             offset=offset,
         )
-        page = self.reads.step_page(run_id, query)
+        all_counts: dict[StepStatus, int] = {}
+        known: int | None = None
+        if parent_id is not None:
+            # One GROUP BY gives the counts shown above the table and, unless other filters
+            # narrow the page, its total: no second scan of the children.
+            all_counts = self.reads.children_counts(run_id, [parent_id]).get(parent_id, {})
+            if query.by_status_only:
+                wanted = query.statuses or tuple(all_counts)
+                known = sum(all_counts.get(status, 0) for status in wanted)
+        page = self.reads.step_page(run_id, query, total=known)
         counts = self.reads.children_counts(
             run_id, [r.id for r in page.rows if r.kind in _CONTAINERS]
-        )
-        all_counts = (
-            self.reads.children_counts(run_id, [parent_id]).get(parent_id, {})
-            if parent_id is not None
-            else {}
         )
         now = time.time()
         return StepPageView(
