@@ -201,6 +201,8 @@ def test_every_page_renders(
     page.wait_for_selector("#graph[data-nodes='3'] canvas")
     assert page.text_content("#run-status") == "succeeded"
     assert page.text_content("#counts [data-count=succeeded]") == "succeeded 32"
+    page.click("#timeline-box summary")
+    page.wait_for_selector("#timeline rect[data-path=each]")
     # the foreach is one node whose items open as a paged table
     page.wait_for_selector("#item-table tbody tr[data-path='each[0]']")
     assert page.text_content("#item-pager [data-total]").endswith("of 30")

@@ -26,6 +26,7 @@
     state.summary = summary;
     renderHead(summary);
     renderGraph(summary);
+    if (document.getElementById("timeline-box").open) renderTimeline(summary);
     return summary;
   }
 
@@ -102,6 +103,35 @@
     document.getElementById("graph").dataset.nodes = String(s.nodes.length);
   }
 
+  // -- the timeline (Gantt) of the top level ---------------------------------------------------
+
+  function renderTimeline(s) {
+    const box = document.getElementById("timeline");
+    const now = Date.now() / 1000;
+    const nodes = s.nodes.filter((n) => n.started_at);
+    const start = s.started_at || Math.min(...nodes.map((n) => n.started_at));
+    const end = Math.max(s.ended_at || now, ...nodes.map((n) => n.ended_at || now));
+    const ns = "http://www.w3.org/2000/svg", row = 18, left = 160, width = 900;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("width", left + width + 80); svg.setAttribute("height", nodes.length * row + 6);
+    const span = Math.max(end - start, 0.001);
+    nodes.forEach((n, i) => {
+      const x = left + ((n.started_at - start) / span) * width;
+      const w = Math.max((((n.ended_at || now) - n.started_at) / span) * width, 2);
+      const bar = document.createElementNS(ns, "rect");
+      for (const [k, v] of Object.entries({ x, y: i * row + 3, width: w, height: row - 6, rx: 2, fill: COLORS[n.status] || COLORS.pending, "data-path": n.path })) bar.setAttribute(k, v);
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `${n.path}: ${n.status}, ${duration(n.duration_s)}`;
+      bar.append(title);
+      const name = document.createElementNS(ns, "text");
+      name.setAttribute("x", 4); name.setAttribute("y", i * row + 13); name.textContent = n.path;
+      const took = document.createElementNS(ns, "text");
+      took.setAttribute("x", x + w + 4); took.setAttribute("y", i * row + 13); took.textContent = duration(n.duration_s);
+      svg.append(name, bar, took);
+    });
+    box.replaceChildren(nodes.length ? svg : el("p", { class: "muted" }, "Nothing has started yet."));
+  }
+
   // -- items: a node opened level by level ---------------------------------------------------
 
   function filters() {
@@ -146,7 +176,11 @@
   }
 
   function clearFilters() {
-    for (const id of ["f-status", "f-from", "f-to", "f-text"]) document.getElementById(id).value = "";
+    document.getElementById("timeline-box").addEventListener("toggle", (event) => {
+    if (event.target.open && state.summary) renderTimeline(state.summary);
+  });
+
+  for (const id of ["f-status", "f-from", "f-to", "f-text"]) document.getElementById(id).value = "";
     document.getElementById("f-sort").value = "index";
     document.getElementById("f-desc").checked = false;
   }
@@ -155,6 +189,10 @@
   function refit() {
     if (state.cy) { state.cy.resize(); state.cy.fit(undefined, 24); }
   }
+
+  document.getElementById("timeline-box").addEventListener("toggle", (event) => {
+    if (event.target.open && state.summary) renderTimeline(state.summary);
+  });
 
   for (const id of ["f-status", "f-from", "f-to", "f-text", "f-sort", "f-desc"]) {
     document.getElementById(id).addEventListener("change", () => state.items && openItems(state.items.crumbs));
