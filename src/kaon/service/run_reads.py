@@ -221,6 +221,16 @@ class RunReads:
             metrics=[metric_view(m, path) for m in metrics],
         )
 
+    def metrics(
+        self, run_id: str, *, name: str | None = None, limit: int = 10_000
+    ) -> list[MetricView]:
+        """The run's metrics (the first ``limit``, optionally of one name) with the path of
+        the step that reported each: cost grows with the metrics, not the step runs."""
+        self.store.get_run(run_id)
+        records = self.reads.run_metrics(run_id, name=name, limit=limit)
+        paths = self.reads.paths(run_id, [m.step_run_id for m in records])
+        return [metric_view(m, paths.get(m.step_run_id, "?")) for m in records]
+
     def logs(
         self,
         run_id: str,

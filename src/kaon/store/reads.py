@@ -226,6 +226,19 @@ class SQLRunReads:
         with self.store.reading() as conn:
             return [MetricRecord(**row._asdict()) for row in conn.execute(stmt)]
 
+    def run_metrics(
+        self, run_id: str, *, name: str | None = None, limit: int = 10_000
+    ) -> list[MetricRecord]:
+        """The first ``limit`` metrics of a run (optionally of one name), in the order
+        reported: what the run reported, not its step runs."""
+        c = t.metrics.c
+        stmt = sa.select(t.metrics).where(c.run_id == run_id)
+        if name is not None:
+            stmt = stmt.where(c.name == name)
+        with self.store.reading() as conn:
+            rows = conn.execute(stmt.order_by(c.id).limit(limit))
+            return [MetricRecord(**row._asdict()) for row in rows]
+
     # -- plumbing ------------------------------------------------------------------------
 
     @staticmethod

@@ -225,6 +225,7 @@ def test_every_page_renders(
     page.goto(f"{kaon_server.url}/ui/compare?runs={first},{second}")
     page.wait_for_selector("#compare table")
     assert "param n" in page.text_content("#compare")
+    assert "metric each[2].square loss" in page.text_content("#compare")
     page.screenshot(path=str(tmp_path / "compare.png"))
 
     page.goto(f"{kaon_server.url}/docs")
