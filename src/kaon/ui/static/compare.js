@@ -49,12 +49,20 @@
       }));
     }
     const metrics = await Promise.all(ids.map((id) => api(`/runs/${encodeURIComponent(id)}/metrics?limit=2000`)));
-    const last = metrics.map((list) => Object.fromEntries(list.map((m) => [`${m.path} ${m.name}`, m.value])));
-    const keys = [...new Set(last.flatMap((values) => Object.keys(values)))].sort().slice(0, 200);
+    // A step's last value of each metric; foreach items and loop iterations are pooled
+    // (each[*].train) into their mean, with how many reported.
+    const pooled = metrics.map((list) => {
+      const lastOf = {};
+      for (const m of list) lastOf[`${m.path} ${m.name}`] = [m.path.replace(/\[\d+\]/g, "[*]"), m.name, m.value];
+      const groups = {};
+      for (const [path, name, value] of Object.values(lastOf)) (groups[`${path} ${name}`] ||= []).push(value);
+      return Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, { mean: v.reduce((a, b) => a + b, 0) / v.length, n: v.length }]));
+    });
+    const keys = [...new Set(pooled.flatMap((values) => Object.keys(values)))].sort().slice(0, 200);
     for (const key of keys) {
-      const values = last.map((v) => v[key]);
-      row(`metric ${key}`, values.map((v) => (v === undefined ? "—" : String(Number(v.toPrecision(6))))));
-      rows[rows.length - 1].append(el("td", {}, bars(values)));
+      const values = pooled.map((v) => v[key]);
+      row(`metric ${key}`, values.map((v) => (v === undefined ? "—" : `${Number(v.mean.toPrecision(6))}${v.n > 1 ? ` (mean of ${v.n})` : ""}`)));
+      rows[rows.length - 1].append(el("td", {}, bars(values.map((v) => v && v.mean))));
     }
     box.append(el("table", { class: "grid cmp" }, el("thead", {}, head), el("tbody", {}, rows)));
   } catch (e) { banner(`Could not compare: ${e.message}`, true); }
