@@ -8,7 +8,11 @@ Chromium driven by Playwright, and measures, best of ``--repeat``:
   the first page of items shown (target < 1 s at 100,000 items);
 - ``next_page_ms``: from a click on "next" to the next 100 items shown;
 - ``filter_ms``: from choosing the ``failed`` status filter to the filtered page shown;
-- ``js_heap_mb``: the page's JavaScript heap afterwards (Chromium's performance.memory).
+- ``js_heap_mb``: the page's JavaScript heap afterwards (Chromium's performance.memory);
+- while ``--events-per-s`` step events a second are written into the run for ``--stream-s``
+  seconds (the page follows them over ``GET /events``): ``input_delay_p95_ms`` /
+  ``input_delay_max_ms``, how late a 50 ms timer fires on the page's main thread (what a
+  click would wait; target < 100 ms), and ``js_heap_streaming_mb``.
 
 Prints one JSON line. Needs ``/usr/bin/chromium`` and the ``playwright`` package (never
 ``playwright install``).
@@ -93,7 +97,71 @@ def _timed(page: Any, action: Any, ready: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure(items: int, repeat: int, screenshot: str | None, steps: int = 50) -> dict[str, Any]:
+_LAG_PROBE = """() => {
+  window.kaonLag = [];
+  let last = performance.now();
+  window.kaonProbe = setInterval(() => {
+    const now = performance.now();
+    window.kaonLag.push(now - last - 50);
+    last = now;
+  }, 50);
+}"""
+
+
+def _stream_events(
+    page: Any, home: Path, run_id: str, per_s: int, seconds: float
+) -> dict[str, Any]:
+    """Write ``per_s`` step events a second into the run for ``seconds`` while the page is
+    open; the page's main-thread delay (a 50 ms timer's lateness: what an input would wait)
+    and heap tell whether it stays responsive."""
+    import threading
+
+    from kaon.store.base import EventRecord, WriteBatch
+
+    if per_s <= 0:
+        return {}
+    store = open_store(default_store_url(home))
+    written = [0]
+
+    def write() -> None:
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(per_s * elapsed) - written[0]  # keep the rate whatever a write costs
+            batch = WriteBatch()
+            for n in range(max(due, 0)):
+                index = (written[0] + n) % 1000
+                data = {"path": f"segments[{index}].train", "status": "running"}
+                batch.events.append(EventRecord(run_id, "step", time.time(), data))
+            if batch:
+                store.write(batch)
+            written[0] += max(due, 0)
+            time.sleep(0.02)
+
+    page.evaluate(_LAG_PROBE)
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join()
+    time.sleep(1.0)
+    lags = sorted(page.evaluate("() => { clearInterval(window.kaonProbe); return kaonLag; }"))
+    store.close()
+    heap = page.evaluate("() => performance.memory.usedJSHeapSize")
+    return {
+        "events_written": written[0],
+        "events_per_s": round(written[0] / seconds),
+        "input_delay_p95_ms": round(lags[int(len(lags) * 0.95)]) if lags else None,
+        "input_delay_max_ms": round(lags[-1]) if lags else None,
+        "js_heap_streaming_mb": round(heap / 2**20, 1),
+    }
+
+
+def measure(
+    items: int,
+    repeat: int,
+    screenshot: str | None,
+    steps: int = 50,
+    events_per_s: int = 500,
+    stream_s: float = 5.0,
+) -> dict[str, Any]:
     """Build the run, serve it, and time the run page in Chromium."""
     from playwright.sync_api import sync_playwright
 
@@ -139,6 +207,7 @@ def measure(items: int, repeat: int, screenshot: str | None, steps: int = 50) ->
                     ".some(b => b.textContent !== 'failed')"
                 )
                 heap = page.evaluate("() => performance.memory.usedJSHeapSize")
+                streamed = _stream_events(page, home, run_id, events_per_s, stream_s)
                 if screenshot:
                     page.click("#item-table tbody tr >> nth=7")  # item 7 failed: open it
                     page.click("#item-table tbody tr[data-path$='.train']")
@@ -156,6 +225,7 @@ def measure(items: int, repeat: int, screenshot: str | None, steps: int = 50) ->
         "next_page_ms": round(next_page),
         "filter_ms": round(filter_ms),
         "js_heap_mb": round(heap / 2**20, 1),
+        **streamed,
     }
 
 
@@ -165,9 +235,23 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=50, help="tasks before the foreach")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--events-per-s", type=int, default=500, help="0: no streaming")
+    parser.add_argument("--stream-s", type=float, default=5.0)
     parser.add_argument("--screenshot", help="save a PNG of the run page here")
     args = parser.parse_args()
-    print(json.dumps(measure(args.items, args.repeat, args.screenshot, args.steps)), flush=True)
+    print(
+        json.dumps(
+            measure(
+                args.items,
+                args.repeat,
+                args.screenshot,
+                args.steps,
+                args.events_per_s,
+                args.stream_s,
+            )
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
