@@ -23,6 +23,9 @@
 
   async function loadSummary() {
     const summary = await api(`${RUN}/summary`);
+    const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0 });
+    if (seen === state.summaryShown && summary.ended_at) return summary; // nothing changed
+    state.summaryShown = seen;
     state.summary = summary;
     renderHead(summary);
     renderGraph(summary);
@@ -156,6 +159,9 @@
     const asked = (state.itemsAsked = (state.itemsAsked || 0) + 1);
     const page = await api(`${RUN}/children?` + q({ parent, limit: PAGE, offset, ...filters() }));
     if (asked !== state.itemsAsked) return; // a later request owns the table
+    const seen = JSON.stringify([crumbs, offset, page]);
+    if (seen === state.itemsShown) return; // nothing changed: leave the DOM alone
+    state.itemsShown = seen;
     document.getElementById("crumbs").replaceChildren(...crumbs.map((c, i) => i === crumbs.length - 1
       ? el("b", {}, c) : el("a", { href: "#", onclick: (e) => { e.preventDefault(); openItems(crumbs.slice(0, i + 1)); } }, c, " ›")),
     el("span", { class: "muted" }, Object.entries(page.counts).map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ")));
