@@ -62,8 +62,13 @@ def _status(i: int) -> StepStatus:
     return StepStatus.SUCCEEDED
 
 
-def build_big_run(store: StateStore, items: int, steps: int = 50) -> str:
-    """Write a run of ``steps`` chained tasks and a foreach of ``items`` items; its id."""
+def build_big_run(
+    store: StateStore, items: int, steps: int = 50, *, held_by: str | None = None
+) -> str:
+    """Write a run of ``steps`` chained tasks and a foreach of ``items`` items; its id.
+
+    ``held_by`` names an engine holding the run's lease for a day, so that a server started
+    on the same store leaves the synthetic run alone (its engine must not drive it)."""
     spec = load_yaml_text(big_workflow(steps), "big.yaml")
     digest = spec_hash(spec)
     run_id = uuid.uuid4().hex
@@ -79,6 +84,8 @@ def build_big_run(store: StateStore, items: int, steps: int = 50) -> str:
             created_at=now,
             started_at=now,
             executor="inline",
+            owner=held_by,
+            lease_until=now + 86400 if held_by else None,
             labels={"by": "bench"},
         )
     )

@@ -24,6 +24,7 @@ from kaon.store.reads import MAX_PAGE
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
+_MAX_INT = 2**31 - 1
 _SORT_PATTERN = "^(" + "|".join(SORTS) + ")$"
 
 
@@ -49,8 +50,10 @@ def run_children(
     parent: str | None = Query(None, max_length=2000, description="A parent path; none: top"),
     status: list[StepStatus] = Query([], description="Only these statuses (repeatable)."),
     step: str | None = Query(None, max_length=200, description="Only this step id."),
-    index_from: int | None = Query(None, ge=0, alias="from", description="First item index."),
-    index_to: int | None = Query(None, ge=0, alias="to", description="Last item index."),
+    index_from: int | None = Query(
+        None, ge=0, le=_MAX_INT, alias="from", description="First item."
+    ),
+    index_to: int | None = Query(None, ge=0, le=_MAX_INT, alias="to", description="Last item."),
     q: str | None = Query(None, max_length=200, description="Text in the path, reason or item."),
     sort: str = Query("index", pattern=_SORT_PATTERN),
     desc: bool = Query(False),
@@ -93,8 +96,8 @@ def run_log(
     run_id: str,
     path: str = Query(..., max_length=2000),
     attempt: int | None = Query(None, ge=1, le=1_000_000),
-    after: int | None = Query(None, ge=0, description="The lines after this id (follow)."),
-    before: int | None = Query(None, ge=0, description="The lines before this id (page up)."),
+    after: int | None = Query(None, ge=0, le=2**62, description="Lines after this id (follow)."),
+    before: int | None = Query(None, ge=0, le=2**62, description="Lines before this id."),
     q: str | None = Query(None, max_length=200, description="Only lines containing this."),
     limit: int = Query(200, ge=1, le=MAX_PAGE),
     _: Principal = Depends(require("viewer")),

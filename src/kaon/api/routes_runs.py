@@ -172,11 +172,14 @@ def run_events(
 @router.get("/{run_id}/metrics", response_model=list[MetricView], summary="A run's metrics")
 def run_metrics(
     run_id: str,
+    name: str | None = Query(None, max_length=200, description="Only this metric."),
+    limit: int = Query(10_000, ge=1, le=100_000),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[MetricView]:
-    """Every metric the run's steps reported."""
-    return services.runs.run_detail(services.runs.resolve_run_id(run_id)).metrics
+    """The metrics the run's steps reported, in the order reported (the first ``limit``)."""
+    full = services.runs.resolve_run_id(run_id)
+    return RunReads(services.store).metrics(full, name=name, limit=limit)
 
 
 @router.get("/{run_id}/artifacts", response_model=RunArtifactsView, summary="A run's artifacts")

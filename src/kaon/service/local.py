@@ -25,6 +25,7 @@ from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiments import Experiments
+from kaon.service.run_reads import RunReads
 from kaon.service.sandboxing import executor_options
 from kaon.service.settings import EXECUTORS, Settings, expression_budget
 from kaon.service.views import (
@@ -253,6 +254,13 @@ class LocalService:
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The raw step run record at ``path``."""
         return self.store.get_step_run(run_id, path)
+
+    # -- bounded reads (cost what they show; see kaon.service.run_reads) ----------------------
+
+    @property
+    def reads(self) -> RunReads:
+        """Run summary, pages of children, one step, log windows over this store."""
+        return RunReads(self.store)
 
 
 def _worth_showing(row: StepRunRecord) -> bool:

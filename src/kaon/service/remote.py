@@ -41,6 +41,7 @@ from kaon.service.registry_views import (
     VersionView,
     WorkflowView,
 )
+from kaon.service.run_reads import RunSummary, StepDetail, StepPageView
 from kaon.service.views import LogView, RunDetail, RunView
 from kaon.store.base import EventRecord
 
@@ -289,11 +290,30 @@ class RemoteService:
 
     def resolve_run_id(self, given: str) -> str:
         """The full id of a run named by its id or a unique prefix. Raises NotFoundError."""
-        return str(self._call("GET", f"/runs/{given}")["id"])
+        return self.run_summary(given).id
 
     def get_run(self, run_id: str) -> RunView:
         """A run's summary."""
-        return RunView.model_validate(self._call("GET", f"/runs/{run_id}"))
+        return RunView.model_validate(self._call("GET", f"/runs/{run_id}/summary"))
+
+    # -- bounded reads (the same views as LocalService.reads; see kaon.service.run_reads) ----
+
+    def run_summary(self, run_id: str) -> RunSummary:
+        """The run, task counts by status and its top-level graph (containers rolled up)."""
+        return RunSummary.model_validate(self._call("GET", f"/runs/{run_id}/summary"))
+
+    def run_children(self, run_id: str, parent: str | None = None, **query: Any) -> StepPageView:
+        """A page of ``parent``'s children; ``query``: status (list), step, from, to, q, sort,
+        desc, limit, offset as in ``GET /runs/{id}/children``."""
+        params = {k: v for k, v in {"parent": parent, **query}.items() if v is not None}
+        return StepPageView.model_validate(
+            self._call("GET", f"/runs/{run_id}/children", params=params)
+        )
+
+    def step_detail(self, run_id: str, path: str) -> StepDetail:
+        """One step run with attempts, outputs, metrics and cache decision."""
+        found = self._call("GET", f"/runs/{run_id}/step", params={"path": path})
+        return StepDetail.model_validate(found)
 
     def list_runs(
         self,

@@ -179,14 +179,18 @@ class RunReads:
             limit=limit,
             offset=offset,
         )
-        page = self.reads.step_page(run_id, query)
+        all_counts: dict[StepStatus, int] = {}
+        known: int | None = None
+        if parent_id is not None:
+            # One GROUP BY gives the counts shown above the table and, unless other filters
+            # narrow the page, its total: no second scan of the children.
+            all_counts = self.reads.children_counts(run_id, [parent_id]).get(parent_id, {})
+            if query.by_status_only:
+                wanted = query.statuses or tuple(all_counts)
+                known = sum(all_counts.get(status, 0) for status in wanted)
+        page = self.reads.step_page(run_id, query, total=known)
         counts = self.reads.children_counts(
             run_id, [r.id for r in page.rows if r.kind in _CONTAINERS]
-        )
-        all_counts = (
-            self.reads.children_counts(run_id, [parent_id]).get(parent_id, {})
-            if parent_id is not None
-            else {}
         )
         now = time.time()
         return StepPageView(
@@ -216,6 +220,16 @@ class RunReads:
             cached_from=row.cached_from,
             metrics=[metric_view(m, path) for m in metrics],
         )
+
+    def metrics(
+        self, run_id: str, *, name: str | None = None, limit: int = 10_000
+    ) -> list[MetricView]:
+        """The run's metrics (the first ``limit``, optionally of one name) with the path of
+        the step that reported each: cost grows with the metrics, not the step runs."""
+        self.store.get_run(run_id)
+        records = self.reads.run_metrics(run_id, name=name, limit=limit)
+        paths = self.reads.paths(run_id, [m.step_run_id for m in records])
+        return [metric_view(m, paths.get(m.step_run_id, "?")) for m in records]
 
     def logs(
         self,

@@ -60,6 +60,13 @@ class StepQuery:
     limit: int = 100
     offset: int = 0
 
+    @property
+    def by_status_only(self) -> bool:
+        """True when nothing but statuses filters the children (counts by status tell the
+        total)."""
+        narrowed = (self.step_id, self.index_from, self.index_to, self.text)
+        return all(value is None or value == "" for value in narrowed)
+
     def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
             raise ValueError(
@@ -121,8 +128,9 @@ class SQLRunReads:
                 found.setdefault(int(parent), {})[StepStatus(status)] = int(count)
         return found
 
-    def step_page(self, run_id: str, query: StepQuery) -> StepPage:
-        """The page of step runs ``query`` asks for, with the total that match it."""
+    def step_page(self, run_id: str, query: StepQuery, *, total: int | None = None) -> StepPage:
+        """The page of step runs ``query`` asks for, with the total that match it (counted
+        unless the caller knows it already, from :meth:`children_counts`)."""
         where = self._where(run_id, query)
         order = SORT_KEYS[query.sort]
         ordering = [order.desc() if query.descending else order.asc()]
@@ -139,7 +147,8 @@ class SQLRunReads:
         count_stmt = sa.select(sa.func.count()).select_from(t.step_runs).where(*where)
         with self.store.reading() as conn:
             rows = [_step_run_record(row) for row in conn.execute(rows_stmt)]
-            total = int(conn.scalar(count_stmt) or 0)
+            if total is None:
+                total = int(conn.scalar(count_stmt) or 0)
             if not total:
                 self._require_run(conn, run_id)
         return StepPage(total=total, rows=rows)
@@ -216,6 +225,19 @@ class SQLRunReads:
         )
         with self.store.reading() as conn:
             return [MetricRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    def run_metrics(
+        self, run_id: str, *, name: str | None = None, limit: int = 10_000
+    ) -> list[MetricRecord]:
+        """The first ``limit`` metrics of a run (optionally of one name), in the order
+        reported: what the run reported, not its step runs."""
+        c = t.metrics.c
+        stmt = sa.select(t.metrics).where(c.run_id == run_id)
+        if name is not None:
+            stmt = stmt.where(c.name == name)
+        with self.store.reading() as conn:
+            rows = conn.execute(stmt.order_by(c.id).limit(limit))
+            return [MetricRecord(**row._asdict()) for row in rows]
 
     # -- plumbing ------------------------------------------------------------------------
 

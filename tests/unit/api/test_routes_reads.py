@@ -21,7 +21,7 @@ steps:
     foreach: "${{ steps.numbers.items }}"
     steps:
       - id: square
-        shell: "echo item-$KAON_INDEX; test $KAON_INDEX -ne 5"
+        shell: "echo item-$KAON_INDEX; echo ::kaon::metric loss=$KAON_INDEX; test $KAON_INDEX -ne 5"
         on_failure: ignore
   - id: after
     needs: [each]
@@ -123,3 +123,17 @@ def test_store_pages_do_not_load_the_run(services: Services, run_id: str) -> Non
         StepQuery(sort="nope")
     tail = reads.reads.log_window(run_id, services.store.get_step_run(run_id, "after").id)
     assert [r.text for r in tail] == ["done"]
+
+
+def test_run_metrics_cost_what_they_show(client: Any, tokens: dict[str, str], run_id: str) -> None:
+    get = lambda **q: client.get(  # noqa: E731
+        f"/runs/{run_id}/metrics", params=q, headers=h(tokens["viewer"])
+    ).json()
+    every = get()
+    assert len(every) == 12 and {m["name"] for m in every} == {"loss"}
+    assert {m["path"] for m in every} == {f"each[{i}].square" for i in range(12)}
+    assert len(get(limit=3)) == 3 and get(name="other") == []
+    step = client.get(
+        f"/runs/{run_id}/steps/each[4].square/metrics", headers=h(tokens["viewer"])
+    ).json()
+    assert [(m["path"], m["value"]) for m in step] == [("each[4].square", 4.0)]

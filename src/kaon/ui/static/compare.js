@@ -5,6 +5,22 @@
   const box = document.getElementById("compare");
   const ids = (box.dataset.runs || "").split(",").filter(Boolean);
   if (ids.length < 2) { box.append(el("p", { class: "muted" }, "Give two or more run ids (or tick runs on a workflow page).")); return; }
+  /** A small bar chart of one metric across the runs (SVG). */
+  function bars(values) {
+    const ns = "http://www.w3.org/2000/svg", w = 16, h = 28;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("width", values.length * (w + 4)); svg.setAttribute("height", h); svg.setAttribute("class", "spark");
+    const top = Math.max(...values.filter((v) => v !== undefined).map(Math.abs), 1e-12);
+    values.forEach((v, i) => {
+      if (v === undefined) return;
+      const bar = document.createElementNS(ns, "rect");
+      const size = Math.max((Math.abs(v) / top) * (h - 2), 1);
+      for (const [k, a] of Object.entries({ x: i * (w + 4), y: h - size, width: w, height: size, fill: "#3457d5" })) bar.setAttribute(k, a);
+      svg.append(bar);
+    });
+    return svg;
+  }
+
   try {
     const runs = await Promise.all(ids.map((id) => api(`/runs/${encodeURIComponent(id)}/summary`)));
     const head = el("tr", {}, el("th", {}, ""), ...runs.map((r) => el("th", {}, el("a", { class: "mono", href: `/ui/runs/${r.id}` }, r.id))));
@@ -31,6 +47,22 @@
         const kids = Object.entries(n.children).map(([k, v]) => `${k} ${v}`).join(", ");
         return el("span", {}, badge(n.status), " ", duration(n.duration_s), kids ? ` (${kids})` : "");
       }));
+    }
+    const metrics = await Promise.all(ids.map((id) => api(`/runs/${encodeURIComponent(id)}/metrics?limit=2000`)));
+    // A step's last value of each metric; foreach items and loop iterations are pooled
+    // (each[*].train) into their mean, with how many reported.
+    const pooled = metrics.map((list) => {
+      const lastOf = {};
+      for (const m of list) lastOf[`${m.path} ${m.name}`] = [m.path.replace(/\[\d+\]/g, "[*]"), m.name, m.value];
+      const groups = {};
+      for (const [path, name, value] of Object.values(lastOf)) (groups[`${path} ${name}`] ||= []).push(value);
+      return Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, { mean: v.reduce((a, b) => a + b, 0) / v.length, n: v.length }]));
+    });
+    const keys = [...new Set(pooled.flatMap((values) => Object.keys(values)))].sort().slice(0, 200);
+    for (const key of keys) {
+      const values = pooled.map((v) => v[key]);
+      row(`metric ${key}`, values.map((v) => (v === undefined ? "—" : `${Number(v.mean.toPrecision(6))}${v.n > 1 ? ` (mean of ${v.n})` : ""}`)));
+      rows[rows.length - 1].append(el("td", {}, bars(values.map((v) => v && v.mean))));
     }
     box.append(el("table", { class: "grid cmp" }, el("thead", {}, head), el("tbody", {}, rows)));
   } catch (e) { banner(`Could not compare: ${e.message}`, true); }

@@ -23,9 +23,13 @@
 
   async function loadSummary() {
     const summary = await api(`${RUN}/summary`);
+    const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0 });
+    if (seen === state.summaryShown && summary.ended_at) return summary; // nothing changed
+    state.summaryShown = seen;
     state.summary = summary;
     renderHead(summary);
     renderGraph(summary);
+    if (document.getElementById("timeline-box").open) renderTimeline(summary);
     return summary;
   }
 
@@ -77,8 +81,8 @@
         .map((e) => ({ data: { id: `${e.source}->${e.target}`, source: e.source, target: e.target } })),
     ];
     const cy = cytoscape({
-      container: document.getElementById("graph"), elements, wheelSensitivity: 0.3,
-      layout: { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 50 },
+      container: document.getElementById("graph"), elements, wheelSensitivity: 0.3, minZoom: 0.05, maxZoom: 1.4,
+      layout: { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 50, fit: true, padding: 24 },
       style: [
         { selector: "node", style: { shape: "round-rectangle", "background-color": "data(color)", label: "data(label)",
           color: "#fff", "font-size": 11, "text-valign": "center", "text-halign": "center", "text-wrap": "wrap",
@@ -102,6 +106,35 @@
     document.getElementById("graph").dataset.nodes = String(s.nodes.length);
   }
 
+  // -- the timeline (Gantt) of the top level ---------------------------------------------------
+
+  function renderTimeline(s) {
+    const box = document.getElementById("timeline");
+    const now = Date.now() / 1000;
+    const nodes = s.nodes.filter((n) => n.started_at);
+    const start = s.started_at || Math.min(...nodes.map((n) => n.started_at));
+    const end = Math.max(s.ended_at || now, ...nodes.map((n) => n.ended_at || now));
+    const ns = "http://www.w3.org/2000/svg", row = 18, left = 160, width = 900;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("width", left + width + 80); svg.setAttribute("height", nodes.length * row + 6);
+    const span = Math.max(end - start, 0.001);
+    nodes.forEach((n, i) => {
+      const x = left + ((n.started_at - start) / span) * width;
+      const w = Math.max((((n.ended_at || now) - n.started_at) / span) * width, 2);
+      const bar = document.createElementNS(ns, "rect");
+      for (const [k, v] of Object.entries({ x, y: i * row + 3, width: w, height: row - 6, rx: 2, fill: COLORS[n.status] || COLORS.pending, "data-path": n.path })) bar.setAttribute(k, v);
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `${n.path}: ${n.status}, ${duration(n.duration_s)}`;
+      bar.append(title);
+      const name = document.createElementNS(ns, "text");
+      name.setAttribute("x", 4); name.setAttribute("y", i * row + 13); name.textContent = n.path;
+      const took = document.createElementNS(ns, "text");
+      took.setAttribute("x", x + w + 4); took.setAttribute("y", i * row + 13); took.textContent = duration(n.duration_s);
+      svg.append(name, bar, took);
+    });
+    box.replaceChildren(nodes.length ? svg : el("p", { class: "muted" }, "Nothing has started yet."));
+  }
+
   // -- items: a node opened level by level ---------------------------------------------------
 
   function filters() {
@@ -112,6 +145,8 @@
   }
 
   function openItems(crumbs, offset = 0) {
+    const before = state.items ? state.items.crumbs.join("|") : "";
+    if (before && before !== crumbs.join("|")) clearFilters();
     state.items = { crumbs, offset };
     document.getElementById("items").hidden = false;
     return loadItems();
@@ -121,7 +156,12 @@
     if (!state.items) return;
     const { crumbs, offset } = state.items;
     const parent = crumbs[crumbs.length - 1];
+    const asked = (state.itemsAsked = (state.itemsAsked || 0) + 1);
     const page = await api(`${RUN}/children?` + q({ parent, limit: PAGE, offset, ...filters() }));
+    if (asked !== state.itemsAsked) return; // a later request owns the table
+    const seen = JSON.stringify([crumbs, offset, page]);
+    if (seen === state.itemsShown) return; // nothing changed: leave the DOM alone
+    state.itemsShown = seen;
     document.getElementById("crumbs").replaceChildren(...crumbs.map((c, i) => i === crumbs.length - 1
       ? el("b", {}, c) : el("a", { href: "#", onclick: (e) => { e.preventDefault(); openItems(crumbs.slice(0, i + 1)); } }, c, " ›")),
     el("span", { class: "muted" }, Object.entries(page.counts).map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ")));
@@ -141,6 +181,25 @@
       el("label", {}, "go to ", el("input", { type: "number", min: 1, size: 7, onchange: (e) => openItems(crumbs, Math.max(0, Math.floor((e.target.value - 1) / PAGE) * PAGE)) })));
   }
 
+  function clearFilters() {
+    document.getElementById("timeline-box").addEventListener("toggle", (event) => {
+    if (event.target.open && state.summary) renderTimeline(state.summary);
+  });
+
+  for (const id of ["f-status", "f-from", "f-to", "f-text"]) document.getElementById(id).value = "";
+    document.getElementById("f-sort").value = "index";
+    document.getElementById("f-desc").checked = false;
+  }
+
+  /** Fit the graph again when the panel beside it opens or closes. */
+  function refit() {
+    if (state.cy) { state.cy.resize(); state.cy.fit(undefined, 24); }
+  }
+
+  document.getElementById("timeline-box").addEventListener("toggle", (event) => {
+    if (event.target.open && state.summary) renderTimeline(state.summary);
+  });
+
   for (const id of ["f-status", "f-from", "f-to", "f-text", "f-sort", "f-desc"]) {
     document.getElementById(id).addEventListener("change", () => state.items && openItems(state.items.crumbs));
   }
@@ -150,7 +209,7 @@
   async function openPanel(path, node) {
     state.panel = path; state.logAfter = null;
     const panel = document.getElementById("panel");
-    panel.hidden = false;
+    if (panel.hidden) { panel.hidden = false; refit(); }
     if (node && node.started === false) {
       panel.replaceChildren(closeButton(), el("h2", {}, path), badge("pending"), el("p", { class: "muted" }, "Not started yet."));
       return;
@@ -158,8 +217,11 @@
     await loadPanel();
   }
 
+  /** Replace a node's children with these (nested arrays flattened, nulls left out). */
+  const fill = (node, ...children) => node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
+
   const closeButton = () => el("button", { type: "button", class: "close", onclick: () => {
-    state.panel = null; document.getElementById("panel").hidden = true; } }, "×");
+    state.panel = null; document.getElementById("panel").hidden = true; refit(); } }, "×");
 
   async function loadPanel() {
     const path = state.panel;
@@ -171,7 +233,7 @@
     const logBox = panel.querySelector(".logs");
     const keepLogs = logBox && panel.dataset.path === path ? logBox : null;
     panel.dataset.path = path;
-    panel.replaceChildren(closeButton(),
+    fill(panel, closeButton(),
       el("h2", { class: "mono" }, path), badge(s.status), ` ${s.kind}`, s.reason ? el("p", { class: "muted" }, s.reason) : null,
       el("dl", { class: "kv" },
         el("dt", {}, "started"), el("dd", {}, when(s.started_at) || "—"), el("dt", {}, "duration"), el("dd", {}, duration(s.duration_s) || "—"),
@@ -253,8 +315,9 @@
     if (state.refreshing) { state.again = true; return; }
     state.refreshing = true;
     try {
-      await loadSummary();
+      const summary = await loadSummary();
       if (state.items) await loadItems();
+      else openFirstContainer(summary);
       if (state.panel) { await loadPanel(); await loadLogs(false); }
     } catch (e) { banner(`Could not refresh: ${e.message}`, true); }
     finally {
@@ -276,9 +339,14 @@
     setInterval(() => { if (state.panel && state.summary && ["pending", "running"].includes(state.summary.status)) loadLogs(false).catch(() => {}); }, 1500);
   }
 
-  loadSummary().then((s) => {
-    const container = s.nodes.find((n) => CONTAINERS.has(n.kind) && n.started);
+  /** A run opens on the items of its first foreach (or loop) once it has any. */
+  function openFirstContainer(summary) {
+    const container = summary.nodes.find((n) => CONTAINERS.has(n.kind) && n.started);
     if (container) openItems([container.path]).catch(() => {});
+  }
+
+  loadSummary().then((s) => {
+    openFirstContainer(s);
     follow(s.last_event_id);
   }).catch((e) => banner(`Could not load run ${runId}: ${e.message}`, true));
 })();

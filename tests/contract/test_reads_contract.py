@@ -1,0 +1,126 @@
+"""Bounded run reads (kaon.store.reads) behave the same on every SQL backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaon.errors import NotFoundError
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store import open_store
+from kaon.store.base import EventRecord, LogRecord, RunRecord, StepRunRecord, WriteBatch
+from kaon.store.reads import SORT_KEYS, SQLRunReads, StepQuery
+from kaon.store.sql import SQLStore
+
+S = StepStatus
+ITEMS = 30
+
+
+def _status(i: int) -> StepStatus:
+    return S.FAILED if i % 10 == 3 else S.RUNNING if i % 7 == 1 else S.SUCCEEDED
+
+
+def build(store: SQLStore) -> None:
+    """Run r1: task ``a``, foreach ``each`` of 30 items (frame + body task each)."""
+    batch = WriteBatch()
+    batch.runs.append(RunRecord("r1", "wf", "h", RunStatus.RUNNING, created_at=1.0))
+    batch.insert_step_run(StepRunRecord("r1", 1, "a", "a", "task", S.SUCCEEDED, attempts=1))
+    batch.insert_step_run(StepRunRecord("r1", 2, "each", "each", "foreach", S.RUNNING))
+    for i in range(ITEMS):
+        frame, task = 3 + 2 * i, 4 + 2 * i
+        item = {"region": f"r{i}", "tag": "Big%_Tag"} if i == 17 else {"region": f"r{i}"}
+        batch.insert_step_run(
+            StepRunRecord("r1", frame, f"each[{i}]", "each", "item", _status(i), 2, i, item)
+        )
+        batch.insert_step_run(
+            StepRunRecord(
+                "r1",
+                task,
+                f"each[{i}].t",
+                "t",
+                "task",
+                _status(i),
+                frame,
+                started_at=100.0,
+                ended_at=100.0 + (i % 5),
+            )
+        )
+    for n in range(10):
+        batch.logs.append(LogRecord("r1", 1, 1, float(n), "stdout", f"line {n}"))
+    batch.events.append(EventRecord("r1", "run", 1.0))
+    batch.events.append(EventRecord("r1", "step", 2.0, step_run_id=1))
+    store.write(batch)
+
+
+class ReadsContract:
+    @pytest.fixture
+    def reads(self, store_url: str) -> Iterator[SQLRunReads]:
+        store = open_store(store_url)
+        assert isinstance(store, SQLStore)
+        build(store)
+        yield SQLRunReads(store)
+        store.close()
+
+    def test_counts_are_computed_in_the_database(self, reads: SQLRunReads) -> None:
+        tasks = reads.status_counts("r1")
+        assert tasks == {S.SUCCEEDED: 23, S.FAILED: 3, S.RUNNING: 5}
+        assert sum(reads.status_counts("r1", "item").values()) == ITEMS
+        counts = reads.children_counts("r1", [2, 3, 1])
+        assert counts[2] == {S.SUCCEEDED: 22, S.FAILED: 3, S.RUNNING: 5}
+        assert counts[3] == {S.SUCCEEDED: 1} and 1 not in counts
+        with pytest.raises(NotFoundError):
+            reads.status_counts("nope")
+
+    def test_pages_filter_and_sort(self, reads: SQLRunReads) -> None:
+        top = reads.step_page("r1", StepQuery())
+        assert top.total == 2 and [r.path for r in top.rows] == ["a", "each"]
+        page = reads.step_page("r1", StepQuery(parent_id=2, limit=5, offset=25))
+        assert page.total == ITEMS and [r.index for r in page.rows] == [25, 26, 27, 28, 29]
+        failed = reads.step_page("r1", StepQuery(parent_id=2, statuses=(S.FAILED,)))
+        assert [r.index for r in failed.rows] == [3, 13, 23]
+        ranged = reads.step_page(
+            "r1", StepQuery(parent_id=2, index_from=10, index_to=12, descending=True)
+        )
+        assert [r.index for r in ranged.rows] == [12, 11, 10]
+        by_item = reads.step_page("r1", StepQuery(parent_id=2, text="big%_tag"))
+        assert [r.index for r in by_item.rows] == [17]
+        assert reads.step_page("r1", StepQuery(parent_id=2, text="%")).total == 1
+        body = reads.step_page("r1", StepQuery(parent_id=9, step_id="t"))
+        assert [r.path for r in body.rows] == ["each[3].t"]
+        for key in SORT_KEYS:  # every sort key works on every backend, ties broken by id
+            rows = reads.step_page("r1", StepQuery(parent_id=2, sort=key, limit=3)).rows
+            assert len(rows) == 3
+        longest = reads.step_page("r1", StepQuery(parent_id=None, sort="duration"))
+        assert longest.total == 2
+        with pytest.raises(NotFoundError):
+            reads.step_page("nope", StepQuery())
+
+    def test_one_step_logs_and_events(self, reads: SQLRunReads) -> None:
+        assert reads.step_run("r1", "each[4].t").parent_id == 11
+        assert reads.step_run_by_id("r1", 11) is not None
+        assert reads.step_run_by_id("r1", 999) is None
+        assert reads.paths("r1", [1, 2, 2]) == {1: "a", 2: "each"}
+        tail = reads.log_window("r1", 1, limit=3)
+        assert [r.text for r in tail] == ["line 7", "line 8", "line 9"]
+        first = tail[0].id
+        assert first is not None
+        before = reads.log_window("r1", 1, before_id=first, limit=2)
+        assert [r.text for r in before] == ["line 5", "line 6"]
+        after = reads.log_window("r1", 1, after_id=first, limit=10)
+        assert [r.text for r in after] == ["line 8", "line 9"]
+        assert [r.text for r in reads.log_window("r1", 1, text="LINE 4")] == ["line 4"]
+        assert reads.last_event_id("r1") > 0 and reads.last_event_id("nope") == 0
+
+
+class TestSQLiteReads(ReadsContract):
+    @pytest.fixture
+    def store_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path}/reads.db"
+
+
+class TestPostgresReads(ReadsContract):
+    @pytest.fixture
+    def store_url(self, pg_url: str) -> str:
+        return pg_url

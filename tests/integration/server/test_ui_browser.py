@@ -1,0 +1,288 @@
+"""The web UI in a real Chromium (Debian's, driven by Playwright) against a real ``kaon server``.
+
+One server and one browser for the module (the suite stays lean): login, every page, the run
+graph with counts, the live update of a run in progress, and actions allowed for an operator
+and refused for a viewer. Screenshots of each page go to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+FAN = """\
+name: fan
+params:
+  n: {type: int, default: 30}
+  pause: {type: str, default: "0"}
+  gate: {type: str, default: ""}
+steps:
+  - id: numbers
+    shell: >-
+      while [ -n "$KAON_INPUT_GATE" ] && [ ! -f "$KAON_INPUT_GATE" ]; do sleep 0.1; done;
+      echo ::kaon::output items=[$(seq -s, 0 $((KAON_INPUT_N - 1)))]
+    inputs: {n: "${{ params.n }}", gate: "${{ params.gate }}"}
+  - id: each
+    foreach: "${{ steps.numbers.items }}"
+    steps:
+      - id: square
+        shell: >-
+          sleep $KAON_INPUT_PAUSE; echo item-$KAON_INDEX;
+          echo ::kaon::metric loss=0.$KAON_INDEX
+        inputs: {pause: "${{ params.pause }}"}
+  - id: report
+    needs: [each]
+    shell: echo done
+"""
+
+SLOW = """\
+name: slow
+steps:
+  - id: wait
+    shell: sleep 60
+"""
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is missing (make installs Debian's chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _server_helpers() -> Any:
+    """This folder's conftest (start_server, ServerProcess) as a module of its own."""
+    spec = importlib.util.spec_from_file_location(
+        "kaon_ui_server", Path(__file__).with_name("conftest.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_helpers = _server_helpers()
+start_server = _helpers.start_server
+ServerProcess = Any
+
+
+@pytest.fixture(scope="module")
+def kaon_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    running = start_server(tmp_path_factory.mktemp("ui") / "home", "--executor", "inline")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(kaon_server: ServerProcess) -> dict[str, str]:
+    admin = kaon_server.client()
+    made = {"admin": kaon_server.token}
+    for name, role in (("ops", "operator"), ("watcher", "viewer")):
+        answer = admin.post("/tokens", json={"name": name, "role": role, "groups": []})
+        made[role] = answer.json()["token"]
+    for source in (FAN, SLOW):
+        assert (
+            admin.post("/workflows", json={"source": source, "file_name": "flow.yaml"}).status_code
+            < 300
+        )
+    return made
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+ERRORS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_page_errors() -> Iterator[None]:
+    """Every test ends without a script error in any page."""
+    ERRORS.clear()
+    yield
+    assert not [e for e in ERRORS if "403" not in e], ERRORS
+
+
+def _offline(route: Any) -> None:
+    """Every page works offline: a request leaving loopback is an error (and is refused)."""
+    if route.request.url.startswith(("http://127.0.0.1:", "data:", "blob:")):
+        route.continue_()
+    else:
+        ERRORS.append(f"external request: {route.request.url}")
+        route.abort()
+
+
+def page_as(browser: Any, server: ServerProcess, token: str) -> Any:
+    """A page in a fresh context, logged in through the login form."""
+    context = browser.new_context(viewport={"width": 1280, "height": 820})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.on("pageerror", lambda error: ERRORS.append(str(error)))
+    page.on("console", lambda m: ERRORS.append(m.text) if m.type == "error" else None)
+    context.route("**/*", _offline)
+    page.goto(f"{server.url}/ui")
+    assert "/ui/login" in page.url
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/ui")
+    return page
+
+
+def start(server: ServerProcess, workflow: str, **params: Any) -> str:
+    answer = server.client().post("/runs", json={"workflow": workflow, "params": params})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def wait_status(server: ServerProcess, run_id: str, wanted: set[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.client().get(f"/runs/{run_id}/summary").json()["status"] in wanted:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} never reached {wanted}")
+
+
+def test_login_refuses_a_bad_token(browser: Any, kaon_server: ServerProcess) -> None:
+    page = browser.new_page()
+    page.goto(f"{kaon_server.url}/")
+    page.fill("input[name=token]", "kaon_wrong")
+    page.click("button[type=submit]")
+    assert "unknown API token" in page.text_content("[role=alert]")
+    page.close()
+
+
+def test_every_page_renders(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    first = start(kaon_server, "fan", n=30)
+    wait_status(kaon_server, first, {"succeeded"})
+    second = start(kaon_server, "fan", n=5)
+    wait_status(kaon_server, second, {"succeeded"})
+    page = page_as(browser, kaon_server, tokens["viewer"])
+    page.wait_for_selector("#workflows tr[data-workflow=fan] .strip a")
+    assert page.text_content(".who").startswith("watcher")
+    page.screenshot(path=str(tmp_path / "workflows.png"))
+
+    page.click("a[href='/ui/workflows/fan']")
+    page.wait_for_selector("#versions tbody tr")
+    page.wait_for_selector(f"#runs a[href='/ui/runs/{first}']")
+    page.screenshot(path=str(tmp_path / "workflow.png"))
+
+    page.goto(f"{kaon_server.url}/ui/runs/{first}")
+    page.wait_for_selector("#graph[data-nodes='3'] canvas")
+    assert page.text_content("#run-status") == "succeeded"
+    assert page.text_content("#counts [data-count=succeeded]") == "succeeded 32"
+    page.click("#timeline-box summary")
+    page.wait_for_selector("#timeline rect[data-path=each]")
+    # the foreach is one node whose items open as a paged table
+    page.wait_for_selector("#item-table tbody tr[data-path='each[0]']")
+    assert page.text_content("#item-pager [data-total]").endswith("of 30")
+    page.select_option("#f-sort", "index")
+    page.check("#f-desc")
+    page.wait_for_selector("#item-table tbody tr:first-child[data-path='each[29]']")
+    page.fill("#f-text", "each[2")
+    page.press("#f-text", "Enter")
+    page.wait_for_function(
+        "document.querySelector('#item-pager [data-total]').dataset.total === '11'"
+    )
+    page.click("#item-table tbody tr[data-path='each[2]']")
+    page.wait_for_selector("#item-table tbody tr[data-path='each[2].square']")
+    page.click("#item-table tbody tr[data-path='each[2].square']")
+    page.wait_for_selector("#panel .logs div")
+    assert page.text_content("#panel .logs") == "item-2"
+    assert "loss" in page.text_content("#panel")
+    page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
+
+    page.goto(f"{kaon_server.url}/ui/compare?runs={first},{second}")
+    page.wait_for_selector("#compare table")
+    assert "param n" in page.text_content("#compare")
+    assert "metric each[*].square loss" in page.text_content("#compare")
+    assert "(mean of 30)" in page.text_content("#compare")
+    page.screenshot(path=str(tmp_path / "compare.png"))
+
+    page.goto(f"{kaon_server.url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
+    page.goto(f"{kaon_server.url}/redoc")
+    page.wait_for_selector("text=Orchestrate and schedule", timeout=20_000)
+    page.context.close()
+
+
+def test_run_page_updates_live(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    run_id = start(kaon_server, "fan", n=6, pause="0.2", gate=str(gate))
+    page = page_as(browser, kaon_server, tokens["viewer"])
+    page.goto(f"{kaon_server.url}/ui/runs/{run_id}")
+    page.wait_for_selector("#live.on")
+    page.wait_for_function("document.querySelector('#run-status').textContent === 'running'")
+    page.evaluate("window.notReloaded = true")
+    assert page.get_attribute("#graph", "data-nodes") == "3"
+    gate.touch()  # the run goes on: items appear, then everything succeeds
+    page.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'succeeded'", timeout=30_000
+    )
+    page.wait_for_selector("#counts [data-count=succeeded]")
+    page.wait_for_function(
+        "document.querySelector('#counts [data-count=succeeded]').textContent === 'succeeded 8'"
+    )
+    page.wait_for_selector("#item-table tbody tr[data-path='each[5]']")
+    assert page.evaluate("window.notReloaded") is True
+    page.context.close()
+
+
+def test_kill_is_refused_for_a_viewer_and_done_for_an_operator(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    run_id = start(kaon_server, "slow")
+    wait_status(kaon_server, run_id, {"running"})
+    viewer = page_as(browser, kaon_server, tokens["viewer"])
+    viewer.goto(f"{kaon_server.url}/ui/runs/{run_id}")
+    viewer.wait_for_selector("#graph canvas")
+    viewer.click("[data-action=kill]")
+    viewer.click("dialog [data-confirm=yes]")
+    viewer.wait_for_selector("#banner.error")
+    assert viewer.text_content("#banner").startswith("Refused:")
+    viewer.screenshot(path=str(tmp_path / "refused.png"))
+    viewer.context.close()
+    assert kaon_server.client().get(f"/runs/{run_id}").json()["status"] == "running"
+
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(f"{kaon_server.url}/ui/runs/{run_id}")
+    operator.wait_for_selector("#graph canvas")
+    operator.click("[data-action=kill]")
+    operator.click("dialog [data-confirm=yes]")
+    operator.wait_for_function("document.querySelector('#run-status').textContent === 'cancelled'")
+    operator.context.close()
+    audit = kaon_server.client().get("/audit").json()
+    assert any(a["action"] == "run.kill" and a["actor"] == "ops" for a in audit), audit
+    assert httpx.get(f"{kaon_server.url}/ui/static/vendor/cytoscape.min.js").status_code == 200
