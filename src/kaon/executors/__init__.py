@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from kaon.errors import ConfigurationError
@@ -29,6 +28,8 @@ BUILTIN_EXECUTORS: Mapping[str, str] = {
 
 
 def _plugin_targets() -> dict[str, str]:
+    from importlib.metadata import entry_points  # slow to import: only when asked
+
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

@@ -30,10 +30,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cel
-
 from kaon.errors import ExpressionError, Location, Problem
+from kaon.model import _cel
 from kaon.model.specs import Const, Expr
+
+cel = _cel.load()
 
 MAX_SOURCE_LENGTH: Final = 4096
 """Longest expression source accepted, in characters."""
