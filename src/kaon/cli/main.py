@@ -385,10 +385,11 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a workflow definition and list every problem with file, line and field."""
-    from kaon.service import LocalService, Settings
+    # What LocalService.validate does, without opening (or importing) a store and an engine.
+    from kaon.dsl.loader import load_workflow
 
     try:
-        spec = LocalService(Settings.from_env()).validate(target)
+        spec = load_workflow(target)
     except DefinitionError as exc:
         if as_json:
             _print_json(

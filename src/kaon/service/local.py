@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
@@ -23,7 +23,6 @@ from kaon.executors import create_executor
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
-from kaon.service.experiments import Experiments
 from kaon.service.settings import EXECUTORS, Settings
 from kaon.service.views import (
     LogView,
@@ -36,6 +35,9 @@ from kaon.service.views import (
 )
 from kaon.store import open_store
 from kaon.store.base import StateStore, StepRunRecord
+
+if TYPE_CHECKING:  # imported when first used: a run does not need it
+    from kaon.service.experiments import Experiments
 
 
 class LocalService:
@@ -71,6 +73,8 @@ class LocalService:
     @property
     def experiments(self) -> Experiments:
         """Artifacts, lineage, cache, comparison and garbage collection over these backends."""
+        from kaon.service.experiments import Experiments
+
         return Experiments(self.store, self.artifacts)
 
     def close(self) -> None:
@@ -118,16 +122,19 @@ class LocalService:
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed.
         """
-        executor = create_executor(
-            self.settings.executor or "process",
-            **({"workers": self.settings.workers} if self.settings.workers else {}),
-        )
-        engine = Engine(self.store, executor, self.artifacts)
+        name = self.settings.executor or "process"
+        options: dict[str, Any] = {}
+        if self.settings.workers:
+            options["workers"] = self.settings.workers
+        if name == "process":
+            options["wait_ready"] = False  # workers start while the engine plans (see below)
+        engine = Engine(self.store, create_executor(name, **options), self.artifacts)
         if listener is not None:
             engine.subscribe(listener)
         if on_engine is not None:
             on_engine(engine)
         try:
+            engine.start()  # spawn the workers first: they start while the run is loaded
             engine.add_run(run_id)
             return engine.run_until_done(run_id)
         finally:
