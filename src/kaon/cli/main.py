@@ -179,7 +179,7 @@ def _report(service: KaonService, run_id: str, status: RunStatus, as_json: bool)
     if as_json:
         _print_json(detail.model_dump(mode="json"))
     else:
-        render.run_detail(out, detail)
+        render.run_summary(out, detail)  # folded: counts, failed and slowest steps
     if status is RunStatus.RUNNING:
         err.print(f"stopped; the run goes on with: kaon resume {run_id}")
         raise typer.Exit(130)
@@ -337,20 +337,34 @@ def show(
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every foreach item and iteration.")
     ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Show at most this many steps.")
+    ] = None,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many steps.")] = 0,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a run: each step's status, attempts, duration, outputs and errors."""
+    """Show a run: each step's status, attempts, duration, outputs and errors.
+
+    A foreach or loop is one line with its items counted by status (--all lists the items);
+    --limit and --offset page through the steps."""
     from kaon.cli import render
 
     with _errors(), _client(url, db, home) as service:
         detail = service.run_detail(service.resolve_run_id(run_id), all_steps=all_steps)
+        total = len(detail.steps)
+        detail.steps = detail.steps[offset : None if limit is None else offset + limit]
         if as_json:
             _print_json(detail.model_dump(mode="json"))
         else:
             render.run_detail(out, detail, tracebacks=True)
+            last = offset + len(detail.steps)
+            if last < total:
+                out.print(f"steps {offset + 1}-{last} of {total}; more with --offset {last}")
+            elif offset:
+                out.print(f"steps {min(offset + 1, total)}-{last} of {total}")
 
 
 @app.command()
