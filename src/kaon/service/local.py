@@ -225,28 +225,46 @@ class LocalService:
 
     def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
         """A run with its step runs (foreach items and loop iterations summarized unless
-        ``all_steps``), their attempts, and its metrics."""
+        ``all_steps``), their attempts, and its metrics.
+
+        Summarized, the rows, counts and attempts are selected and counted by the store, so
+        the cost follows what is shown, not the number of items (metrics excepted)."""
         record = self.store.get_run(run_id)
         now = time.time()
-        rows = self.store.step_runs(run_id, all_levels=True)
+        if all_steps:
+            shown = self.store.step_runs(run_id, all_levels=True)
+            counts = Counter((row.kind, row.status) for row in shown)
+            frames: dict[int, Counter[StepStatus]] = {}
+            for row in shown:
+                if row.kind in ("item", "iteration") and row.parent_id is not None:
+                    frames.setdefault(row.parent_id, Counter())[row.status] += 1
+            found = self.store.attempts(run_id)
+        else:
+            shown = self.store.summary_step_runs(run_id)
+            counts = Counter(self.store.status_counts(run_id))
+            frames = {k: Counter(v) for k, v in self.store.frame_counts(run_id).items()}
+            found = self.store.attempts_of(run_id, (row.id for row in shown))
         attempts: dict[int, list[Any]] = {}
-        for attempt in self.store.attempts(run_id):
+        for attempt in found:
             attempts.setdefault(attempt.step_run_id, []).append(attempt)
-        children: dict[int, Counter[str]] = {}
-        for row in rows:
-            if row.kind in ("item", "iteration") and row.parent_id is not None:
-                children.setdefault(row.parent_id, Counter())[row.status.value] += 1
-        shown = rows if all_steps else [r for r in rows if _worth_showing(r)]
-        paths = {row.id: row.path for row in rows}
         detail = RunDetail(**run_view(record, now).model_dump())
         detail.steps = [
-            step_view(row, attempts.get(row.id, []), dict(children.get(row.id, {})), now)
+            step_view(
+                row,
+                attempts.get(row.id, []),
+                {status.value: n for status, n in frames.get(row.id, Counter()).items()},
+                now,
+            )
             for row in shown
         ]
-        detail.tasks = dict(Counter(r.status.value for r in rows if r.kind == "task"))
-        detail.metrics = [
-            metric_view(m, paths.get(m.step_run_id, "?")) for m in self.store.metrics(run_id)
-        ]
+        detail.tasks = {
+            status.value: n for (kind, status), n in sorted(counts.items()) if kind == "task"
+        }
+        metrics = self.store.metrics(run_id)
+        paths = {row.id: row.path for row in shown}
+        if any(m.step_run_id not in paths for m in metrics):  # metrics of hidden items
+            paths = {row.id: row.path for row in self.store.step_runs(run_id, all_levels=True)}
+        detail.metrics = [metric_view(m, paths.get(m.step_run_id, "?")) for m in metrics]
         return detail
 
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
@@ -257,13 +275,6 @@ class LocalService:
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The raw step run record at ``path``."""
         return self.store.get_step_run(run_id, path)
-
-
-def _worth_showing(row: StepRunRecord) -> bool:
-    """Summaries hide foreach items and loop iterations that went well (and their steps)."""
-    if "[" not in row.path:
-        return True
-    return row.status not in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)
 
 
 def run(
