@@ -102,6 +102,7 @@ def test_run_imports_the_store_but_no_server_client_or_migrations(
     modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
     assert _loaded(modules, SERVER_AND_FRIENDS) == set()
     assert {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine"} <= modules
+    assert "fsspec" not in modules  # values this small stay inline: no blob, no filesystem
     # a second run, on a store now at the current schema, does not consult Alembic either
     modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
     assert _loaded(modules, SERVER_AND_FRIENDS) == set()
