@@ -20,8 +20,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -782,8 +780,12 @@ def _insert_statements(dialect: str) -> dict[str, sa.Insert]:
     for name in ("definitions", "cache_entries"):
         table = t.metadata.tables[name]
         if dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite as sqlite_dialect
+
             statements[name] = sqlite_dialect.insert(table).on_conflict_do_nothing()
         elif dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql as pg_dialect
+
             statements[name] = pg_dialect.insert(table).on_conflict_do_nothing()
     return statements
 
