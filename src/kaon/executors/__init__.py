@@ -27,9 +27,15 @@ BUILTIN_EXECUTORS: Mapping[str, str] = {
 }
 
 
-def _plugin_targets() -> dict[str, str]:
-    from importlib.metadata import entry_points  # slow to import: only when asked
+def entry_points(group: str) -> Any:
+    """The installed entry points of ``group`` (``importlib.metadata`` is slow to import: it
+    is imported when plugins are first looked up)."""
+    from importlib import metadata
 
+    return metadata.entry_points(group=group)
+
+
+def _plugin_targets() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
