@@ -492,6 +492,42 @@ class StoreContract:
         assert store.child_counts("r1", 99) == {}
         assert store.child_outputs("r1", 99) == []
 
+    def test_summary_reads_match_the_interface_defaults(self, store: StateStore) -> None:
+        """The summary reads (answered in the database by SQL stores) agree with the
+        interface's defaults, which read every row."""
+        write_run(store)
+        ok, bad = StepStatus.SUCCEEDED, StepStatus.FAILED
+        write_steps(
+            store,
+            step_record("r1", 1, path="each", kind="foreach", status=bad),
+            step_record("r1", 2, path="each[0]", kind="item", parent_id=1, index=0, status=ok),
+            step_record("r1", 3, path="each[0].t", parent_id=2, status=ok),
+            step_record("r1", 4, path="each[1]", kind="item", parent_id=1, index=1, status=bad),
+            step_record("r1", 5, path="each[1].t", parent_id=4, status=bad),
+            step_record("r1", 6, path="after", status=StepStatus.SKIPPED),
+        )
+        batch = WriteBatch()
+        for step_run_id in (3, 5, 6):
+            batch.insert_attempt(AttemptRecord("r1", step_run_id, 1, "succeeded", 1.0, 2.0))
+        store.write(batch)
+        shown = store.summary_step_runs("r1")
+        assert [r.path for r in shown] == ["each", "each[1]", "each[1].t", "after"]
+        assert shown == StateStore.summary_step_runs(store, "r1")
+        assert store.status_counts("r1") == {
+            ("foreach", bad): 1,
+            ("item", ok): 1,
+            ("item", bad): 1,
+            ("task", ok): 1,
+            ("task", bad): 1,
+            ("task", StepStatus.SKIPPED): 1,
+        }
+        assert store.status_counts("r1") == StateStore.status_counts(store, "r1")
+        assert store.frame_counts("r1") == {1: {ok: 1, bad: 1}}
+        assert store.frame_counts("r1") == StateStore.frame_counts(store, "r1")
+        of = store.attempts_of("r1", [5, 6, 99])
+        assert [(a.step_run_id, a.number) for a in of] == [(5, 1), (6, 1)]
+        assert of == StateStore.attempts_of(store, "r1", [5, 6, 99])
+
     def test_empty_run_reads(self, store: StateStore) -> None:
         write_run(store)
         assert store.step_runs("r1") == []

@@ -22,9 +22,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
 from kaon.artifacts.serializers import SERIALIZERS, Serializer, serializer_named, sha256
@@ -60,16 +57,40 @@ class FsspecArtifactStore(ArtifactStore):
         self.url = url
         self.inline_limit = inline_limit
         self._serializers = tuple(serializers)
-        try:
-            fs, root = fsspec.core.url_to_fs(url, **storage_options)
-        except Exception as exc:
-            raise ArtifactError(f"cannot open artifact store {url!r}: {exc}") from exc
-        self._fs: Any = fs
+        self._storage_options = storage_options
+        self._filesystem: Any = None
+        self._local = True
+        self._atomic_put = False
+        if "://" in url or not os.path.isabs(url) or storage_options:
+            root = self._open()
+        else:
+            # A local folder: fsspec (a noticeable import) is loaded when a blob is first
+            # touched; a run whose values are all inline never needs it.
+            root = os.path.normpath(url)
         self._root: str = root.rstrip("/")
+        self._blobs = f"{self._root}/blobs"
+
+    def _open(self) -> str:
+        """Open the filesystem (once); returns the store's root path on it."""
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        try:
+            fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
+        except Exception as exc:
+            raise ArtifactError(f"cannot open artifact store {self.url!r}: {exc}") from exc
+        self._filesystem = fs
         self._local = isinstance(fs, LocalFileSystem)
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         self._atomic_put = bool(protocols & _ATOMIC_PUT_PROTOCOLS)
-        self._blobs = f"{self._root}/blobs"
+        return str(root)
+
+    @property
+    def _fs(self) -> Any:
+        """The fsspec filesystem (opened on first use for a local folder)."""
+        if self._filesystem is None:
+            self._open()
+        return self._filesystem
 
     def __repr__(self) -> str:
         return f"FsspecArtifactStore({self.url!r})"

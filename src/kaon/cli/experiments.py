@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
 
 from kaon.cli.main import (
     ArtifactsOpt,
@@ -30,16 +27,23 @@ from kaon.cli.main import (
 )
 from kaon.dsl.durations import parse_duration
 from kaon.errors import Location
-from kaon.service.experiment_views import (
-    ArtifactView,
-    CompareView,
-    ExplainView,
-    GcView,
-    LineageView,
-    RunArtifactsView,
-)
 
-cache_app = typer.Typer(help="List or invalidate memoized step executions.", no_args_is_help=True)
+if TYPE_CHECKING:  # imported where used: rich and the view models cost start-up time
+    from rich.text import Text
+    from rich.tree import Tree
+
+    from kaon.service.experiment_views import (
+        ArtifactView,
+        CompareView,
+        ExplainView,
+        GcView,
+        LineageView,
+        RunArtifactsView,
+    )
+
+cache_app = typer.Typer(
+    help="List or invalidate memoized step executions.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(cache_app, name="cache")
 
 RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix).")]
@@ -97,6 +101,9 @@ def artifacts(
 
 
 def _render_artifacts(view: RunArtifactsView) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out.print(Text.assemble(("run ", "bold"), (view.run_id, "cyan"), f"  {view.workflow}"))
     table = Table(box=None, header_style="bold", title="artifacts", title_justify="left")
     for column in (
@@ -145,6 +152,9 @@ def lineage(
     Its producers (run, step, attempt, foreach item) and the input artifacts they read, up to
     --depth levels.
     """
+    from rich.text import Text
+    from rich.tree import Tree
+
     with _errors(), _service(db, home, artifacts=artifacts) as service:
         view = service.experiments.lineage(artifact, depth=depth)
         if as_json:
@@ -162,6 +172,8 @@ def lineage(
 
 
 def _blob_label(view: LineageView) -> Text:
+    from rich.text import Text
+
     return Text.assemble(
         (view.hash[:12], "bold cyan"),
         f"  {_short_type(view.type)} {view.serializer} {_size(view.size)}",
@@ -177,6 +189,8 @@ def _producer_label(a: ArtifactView) -> str:
 
 
 def _lineage_tree(node: Tree, view: LineageView) -> None:
+    from rich.text import Text
+
     for producer in view.producers:
         node.add(_producer_label(producer))
     if not view.producers:
@@ -255,6 +269,9 @@ def _digest(value: Any) -> str:
 
 
 def _render_explain(view: ExplainView) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     style = {"hit": "green", "changed": "yellow", "blobs_missing": "yellow"}.get(view.verdict, "")
     out.print(Text.assemble((view.path, "bold"), f" ({view.status}): ", (view.message, style)))
     if view.changes:
@@ -284,6 +301,9 @@ def cache_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List cache entries, newest first."""
+    from rich.table import Table
+    from rich.text import Text
+
     with _errors(), _service(db, home) as service:
         views = service.experiments.cache_list(workflow=workflow, step=step, limit=limit)
         if as_json:
@@ -352,6 +372,8 @@ def compare(
 
 
 def _cell(value: Any, differs: bool) -> Text:
+    from rich.text import Text
+
     if value is None:
         text = "-"
     elif isinstance(value, float):
@@ -362,6 +384,9 @@ def _cell(value: Any, differs: bool) -> Text:
 
 
 def _render_compare(view: CompareView, all_steps: bool) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     ids = [r.id for r in view.runs]
     head = Table(box=None, header_style="bold")
     head.add_column("")

@@ -15,27 +15,28 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console
 
-from kaon.cli import render
-from kaon.cli.live import LiveView, RunProgress
+from kaon.cli._console import lazy_console, real_console
 from kaon.errors import (
     DefinitionError,
     InvalidActionError,
     KaonError,
     NotFoundError,
 )
-from kaon.model.params import parse_assignments
 from kaon.model.status import RunStatus
-from kaon.service import LocalService, Settings
-from kaon.service.client import KaonService, open_service
-from kaon.service.remote import Stoppable
-from kaon.service.views import LogView, RunDetail, RunView
-from kaon.store.base import EventRecord
+
+# Start-up stays light (tests/unit/cli/test_startup.py): the service, store, engine, server and
+# rich are imported inside the commands that use them, not here.
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from kaon.service import LocalService
+    from kaon.service.client import KaonService
+    from kaon.service.remote import Stoppable
+    from kaon.store.base import EventRecord
 
 app = typer.Typer(
     name="kaon",
@@ -43,10 +44,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help and usage errors: typer's rich formatting imports rich's markdown, syntax
+    # and traceback modules, which would double the start-up of `kaon --help`.
+    rich_markup_mode=None,
 )
-# Off a terminal (pipes, CI) rich would wrap at 80 columns: give tables room instead.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+# Consoles built on first use; off a terminal (pipes, CI) they are 160 columns wide.
+out = lazy_console()
+err = lazy_console(stderr=True)
 
 DbOpt = Annotated[
     str | None, typer.Option("--db", help="State store URL (default: sqlite in KAON_HOME).")
@@ -77,6 +81,8 @@ def _service(
     workers: int | None = None,
     artifacts: str | None = None,
 ) -> LocalService:
+    from kaon.service import LocalService, Settings
+
     settings = Settings.from_env(
         home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
     )
@@ -92,6 +98,9 @@ def _client(
     artifacts: str | None = None,
 ) -> KaonService:
     """A server's service when ``--url`` or KAON_URL is set, else the local one."""
+    from kaon.service.client import open_service
+    from kaon.service.settings import Settings
+
     settings = Settings.from_env(
         home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
     )
@@ -145,6 +154,8 @@ def _stoppable() -> Iterator[Callable[[Stoppable], None]]:
 
 def _drive(service: KaonService, run_id: str, workflow: str, as_json: bool) -> NoReturn:
     """Execute a run with a live view (on a terminal), then report and exit with its outcome."""
+    from kaon.cli.live import LiveView, RunProgress
+
     progress = RunProgress(run_id, workflow)
 
     def listener(events: list[EventRecord]) -> None:
@@ -153,7 +164,7 @@ def _drive(service: KaonService, run_id: str, workflow: str, as_json: bool) -> N
     live = out.is_terminal and not as_json
     with _stoppable() as register:
         if live:
-            with LiveView(progress, out):
+            with LiveView(progress, real_console(out)):
                 status = service.execute(run_id, listener=listener, on_engine=register)
         else:
             status = service.execute(run_id, listener=listener, on_engine=register)
@@ -162,11 +173,13 @@ def _drive(service: KaonService, run_id: str, workflow: str, as_json: bool) -> N
 
 def _report(service: KaonService, run_id: str, status: RunStatus, as_json: bool) -> NoReturn:
     """Print a run's outcome and exit with its code."""
+    from kaon.cli import render
+
     detail = service.run_detail(run_id)
     if as_json:
         _print_json(detail.model_dump(mode="json"))
     else:
-        render.run_detail(out, detail)
+        render.run_summary(out, detail)  # folded: counts, failed and slowest steps
     if status is RunStatus.RUNNING:
         err.print(f"stopped; the run goes on with: kaon resume {run_id}")
         raise typer.Exit(130)
@@ -188,6 +201,8 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
+    from kaon.model.params import parse_assignments
+
     with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
         spec = service.validate(target)
         given = parse_assignments(param or [])
@@ -304,6 +319,8 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """List runs, newest first."""
+    from kaon.cli import render
+
     if status is not None and status not in {s.value for s in RunStatus}:
         _fail(f"--status must be one of {', '.join(s.value for s in RunStatus)}, not {status!r}")
     with _errors(), _client(url, db, home) as service:
@@ -320,18 +337,34 @@ def show(
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every foreach item and iteration.")
     ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Show at most this many steps.")
+    ] = None,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many steps.")] = 0,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a run: each step's status, attempts, duration, outputs and errors."""
+    """Show a run: each step's status, attempts, duration, outputs and errors.
+
+    A foreach or loop is one line with its items counted by status (--all lists the items);
+    --limit and --offset page through the steps."""
+    from kaon.cli import render
+
     with _errors(), _client(url, db, home) as service:
         detail = service.run_detail(service.resolve_run_id(run_id), all_steps=all_steps)
+        total = len(detail.steps)
+        detail.steps = detail.steps[offset : None if limit is None else offset + limit]
         if as_json:
             _print_json(detail.model_dump(mode="json"))
         else:
             render.run_detail(out, detail, tracebacks=True)
+            last = offset + len(detail.steps)
+            if last < total:
+                out.print(f"steps {offset + 1}-{last} of {total}; more with --offset {last}")
+            elif offset:
+                out.print(f"steps {min(offset + 1, total)}-{last} of {total}")
 
 
 @app.command()
@@ -345,6 +378,8 @@ def logs(
     as_json: JsonOpt = False,
 ) -> None:
     """Print a step's log lines (stdout, stderr, logger), then its errors' tracebacks."""
+    from kaon.cli import render
+
     with _errors(), _client(url, db, home) as service:
         full = service.resolve_run_id(run_id)
         lines = service.logs(full, step, attempt=attempt)
@@ -364,8 +399,11 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a workflow definition and list every problem with file, line and field."""
+    # What LocalService.validate does, without opening (or importing) a store and an engine.
+    from kaon.dsl.loader import load_workflow
+
     try:
-        spec = LocalService(Settings.from_env()).validate(target)
+        spec = load_workflow(target)
     except DefinitionError as exc:
         if as_json:
             _print_json(
@@ -402,11 +440,12 @@ from kaon.cli import trigger_cmds as _trigger_cmds  # noqa: E402
 _trigger_cmds.register(app)
 
 
-# The documented schema of every --json output of the core commands.
-JSON_SCHEMAS: dict[str, tuple[type[BaseModel], bool, str]] = {
-    "run": (RunView, False, "kaon runs (a list), kaon kill"),
-    "run-detail": (RunDetail, False, "kaon show, run, resume, restart, skip"),
-    "log": (LogView, True, "kaon logs (a list)"),
+# The documented schema of every --json output of the core commands: view model (in
+# kaon.service.views, imported when asked for), whether a list, the commands that print it.
+JSON_SCHEMAS: dict[str, tuple[str, bool, str]] = {
+    "run": ("RunView", False, "kaon runs (a list), kaon kill"),
+    "run-detail": ("RunDetail", False, "kaon show, run, resume, restart, skip"),
+    "log": ("LogView", True, "kaon logs (a list)"),
 }
 
 
@@ -419,18 +458,46 @@ def schema_command(
     """Print the JSON Schema of the commands' --json output."""
     if name is not None and name not in JSON_SCHEMAS:
         _fail(f"unknown schema {name!r}; choose one of {', '.join(JSON_SCHEMAS)}")
+    from kaon.service import views
+
     chosen = {name: JSON_SCHEMAS[name]} if name else JSON_SCHEMAS
     documents = {}
-    for key, (model, is_list, used_by) in chosen.items():
+    for key, (model_name, is_list, used_by) in chosen.items():
+        model: type[BaseModel] = getattr(views, model_name)
         document = model.model_json_schema()
         document["description"] = f"{document.get('description', '')} Output of {used_by}."
         documents[key] = {"type": "array", "items": document} if is_list else document
     _print_json(documents[name] if name else documents)
 
 
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app that runs ``argv``: when it names a top-level command, an app of that command
+    alone, else the whole app. Typer builds every registered command's parameters on each
+    call, which would cost ``kaon run`` more than the rest of its start-up."""
+    name = argv[0] if argv else ""
+    chosen = [
+        command
+        for command in app.registered_commands
+        if (command.name or typer.main.get_command_name(getattr(command.callback, "__name__", "")))
+        == name
+    ]
+    if len(chosen) != 1:
+        return app
+    alone = typer.Typer(
+        name="kaon", add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+    )
+    alone.registered_commands = chosen
+    alone.callback()(_root)  # a group, so that the command's name is read as one
+    return alone
+
+
+def _root() -> None:
+    """Kaon: orchestrate and schedule machine-learning pipelines."""
+
+
 def main() -> None:
     """Entry point of the ``kaon`` script."""
-    app()
+    _app_for(sys.argv[1:])()
 
 
 if __name__ == "__main__":

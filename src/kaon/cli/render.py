@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
@@ -60,8 +61,58 @@ def run_list(console: Console, runs: list[RunView]) -> None:
     console.print(table)
 
 
+FOLD_ABOVE = 12
+"""Runs with more steps than this get a folded end-of-run summary (see :func:`run_summary`)."""
+SUMMARY_SLOWEST = 5
+SUMMARY_PROBLEMS = 20
+_WENT_WELL = frozenset({"succeeded", "cached", "skipped"})
+
+
+def run_summary(console: Console, detail: RunDetail) -> None:
+    """The end-of-run report: header, counts, then only the steps worth a look.
+
+    A small run is shown whole (:func:`run_detail`). Above :data:`FOLD_ABOVE` steps, the table
+    holds the steps that did not go well (at most :data:`SUMMARY_PROBLEMS`) and the
+    :data:`SUMMARY_SLOWEST` slowest of the others, and one line counts the rest; ``kaon show``
+    lists every step. So printing costs the same for any size of run.
+    """
+    if len(detail.steps) <= FOLD_ABOVE:
+        run_detail(console, detail)
+        return
+    problems = [s for s in detail.steps if s.status not in _WENT_WELL]
+    rest = [s for s in detail.steps if s.status in _WENT_WELL]
+    slowest = sorted(
+        (s for s in rest if s.duration_s is not None),
+        key=lambda s: s.duration_s or 0.0,
+        reverse=True,
+    )[:SUMMARY_SLOWEST]
+    shown = problems[:SUMMARY_PROBLEMS] + slowest
+    _header(console, detail)
+    console.print(_step_table(shown, title="steps that did not succeed, then the slowest"))
+    hidden = len(detail.steps) - len(shown)
+    if hidden:
+        listed = {id(s) for s in shown}
+        counts = Counter(s.status for s in detail.steps if id(s) not in listed)
+        what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        console.print(
+            Text(f"... and {hidden} more steps ({what}); all of them: kaon show {detail.id}")
+        )
+    _metrics(console, detail)
+
+
 def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False) -> None:
     """A run's header, step table, metrics, and (optionally) failed steps' tracebacks."""
+    _header(console, detail)
+    console.print(_step_table(detail.steps))
+    _metrics(console, detail)
+    if tracebacks:
+        for step in detail.steps:
+            if step.status == "failed" and step.error is not None and step.error.traceback:
+                console.print(Text(f"\n{step.path} failed:", style="bold red"))
+                console.print(step.error.traceback.rstrip(), markup=False, highlight=False)
+
+
+def _header(console: Console, detail: RunDetail) -> None:
     header = Text.assemble(
         ("run ", "bold"),
         (detail.id, "cyan"),
@@ -77,11 +128,14 @@ def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False)
         console.print(f"tasks: {counts}")
     if detail.error:
         console.print(Text(f"error: {detail.error}", style="red"))
-    table = Table(box=None, header_style="bold")
+
+
+def _step_table(steps: list[StepRunView], title: str | None = None) -> Table:
+    table = Table(box=None, header_style="bold", title=title, title_justify="left")
     for column in ("step", "status", "attempts", "duration", "items"):
         table.add_column(column, no_wrap=True)
     table.add_column("outputs / error", overflow="fold")
-    for step in detail.steps:
+    for step in steps:
         items = ", ".join(f"{n} {s}" for s, n in sorted(step.children.items()))
         if step.error is not None:
             note = Text(step.error.summary, style="red")
@@ -97,7 +151,10 @@ def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False)
             items,
             note,
         )
-    console.print(table)
+    return table
+
+
+def _metrics(console: Console, detail: RunDetail) -> None:
     if detail.metrics:
         metrics = Table(box=None, header_style="bold", title="metrics", title_justify="left")
         for column in ("step", "metric", "value"):
@@ -105,11 +162,6 @@ def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False)
         for metric in detail.metrics[-50:]:
             metrics.add_row(metric.path, metric.name, f"{metric.value:.6g}")
         console.print(metrics)
-    if tracebacks:
-        for step in detail.steps:
-            if step.status == "failed" and step.error is not None and step.error.traceback:
-                console.print(Text(f"\n{step.path} failed:", style="bold red"))
-                console.print(step.error.traceback.rstrip(), markup=False, highlight=False)
 
 
 def log_lines(console: Console, lines: list[LogView]) -> None:

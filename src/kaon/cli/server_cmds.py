@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
 from kaon.model.params import parse_assignments
-from kaon.service.client import LocalRegistry, open_registry
-from kaon.service.remote import RemoteService
-from kaon.service.settings import Settings
+
+if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
+    from kaon.service.client import LocalRegistry
+    from kaon.service.remote import RemoteService
 
 GroupOpt = Annotated[
     list[str] | None, typer.Option("--group", "-g", help="An owner group (repeatable).")
@@ -25,6 +26,9 @@ GroupOpt = Annotated[
 
 
 def _registry(url: str | None, db: str | None, home: str | None) -> RemoteService | LocalRegistry:
+    from kaon.service.client import open_registry
+    from kaon.service.settings import Settings
+
     return open_registry(url, Settings.from_env(home=home, db_url=db))
 
 
@@ -75,6 +79,7 @@ def server(
 ) -> None:
     """Serve the HTTP API, drive runs and fire triggers until SIGTERM (exit 0)."""
     from kaon.server import ServerOptions, serve
+    from kaon.service.settings import Settings
 
     settings = Settings.from_env(
         home=home,
@@ -163,7 +168,9 @@ def deactivate(
     out.print(f"{view.name}: deactivated")
 
 
-workflow_app = typer.Typer(help="Show or change a registered workflow.", no_args_is_help=True)
+workflow_app = typer.Typer(
+    help="Show or change a registered workflow.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @workflow_app.command("show")
@@ -210,7 +217,7 @@ def workflow_set(
         out.print(f"{view.name}: {json.dumps(view.properties)} (owner group {view.owner_group})")
 
 
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @token_app.command("create")

@@ -8,32 +8,34 @@ runs on that store.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
 from kaon.model.params import parse_assignments
-from kaon.service.client import server_url
-from kaon.service.remote import RemoteService, raise_for_answer
-from kaon.service.settings import Settings
-from kaon.service.triggers import (
-    BackfillRequest,
-    BackfillView,
-    TriggerOperations,
-    TriggerView,
-    UnblockView,
-)
+
+if TYPE_CHECKING:  # imported where used (a light start-up)
+    from kaon.service.triggers import (
+        BackfillRequest,
+        BackfillView,
+        TriggerOperations,
+        TriggerView,
+        UnblockView,
+    )
 
 
 class _Remote:
     """The trigger routes of a server."""
 
     def __init__(self, url: str) -> None:
+        from kaon.service.remote import RemoteService
+
         self.service = RemoteService(url)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         from kaon.errors import ConfigurationError
+        from kaon.service.remote import raise_for_answer
 
         try:
             response = self.service.http.request(method, path, **kwargs)
@@ -50,6 +52,10 @@ class _Client:
     """Trigger operations, remote or local, with one shape."""
 
     def __init__(self, url: str | None, db: str | None, home: str | None) -> None:
+        from kaon.service.client import server_url
+        from kaon.service.settings import Settings
+        from kaon.service.triggers import TriggerOperations
+
         found = server_url(url)
         self.remote = _Remote(found) if found else None
         self.local: TriggerOperations | None = None
@@ -78,6 +84,8 @@ class _Client:
 
     def start_backfill(self, request: BackfillRequest) -> BackfillView:
         if self.remote is not None:
+            from kaon.service.triggers import BackfillView
+
             data = self.remote.call("POST", "/backfills", json=request.model_dump())
             return BackfillView.model_validate(data)
         assert self.local is not None
@@ -85,6 +93,8 @@ class _Client:
 
     def backfills(self, workflow: str | None, status: str | None) -> list[BackfillView]:
         if self.remote is not None:
+            from kaon.service.triggers import BackfillView
+
             query = {k: v for k, v in (("workflow", workflow), ("status", status)) if v}
             data = self.remote.call("GET", "/backfills", params=query)
             return [BackfillView.model_validate(item) for item in data]
@@ -93,6 +103,8 @@ class _Client:
 
     def cancel_backfill(self, backfill_id: str) -> BackfillView:
         if self.remote is not None:
+            from kaon.service.triggers import BackfillView
+
             data = self.remote.call("POST", f"/backfills/{backfill_id}/cancel")
             return BackfillView.model_validate(data)
         assert self.local is not None
@@ -100,6 +112,8 @@ class _Client:
 
     def triggers(self, workflow: str | None) -> list[TriggerView]:
         if self.remote is not None:
+            from kaon.service.triggers import TriggerView
+
             query = {"workflow": workflow} if workflow else {}
             data = self.remote.call("GET", "/triggers", params=query)
             return [TriggerView.model_validate(item) for item in data]
@@ -108,6 +122,8 @@ class _Client:
 
     def unblock(self, workflow: str) -> UnblockView:
         if self.remote is not None:
+            from kaon.service.triggers import UnblockView
+
             data = self.remote.call("POST", f"/workflows/{workflow}/unblock")
             return UnblockView.model_validate(data)
         assert self.local is not None
@@ -147,6 +163,8 @@ def backfill(
     as_json: JsonOpt = False,
 ) -> None:
     """Start one run per schedule slot between --start and --end (a sliding window)."""
+    from kaon.service.triggers import BackfillRequest
+
     with _errors(), _Client(url, db, home) as client:
         request = BackfillRequest(
             workflow=workflow,

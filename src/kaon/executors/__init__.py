@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from kaon.errors import ConfigurationError
@@ -26,6 +25,14 @@ BUILTIN_EXECUTORS: Mapping[str, str] = {
     "inline": "kaon.executors.inline:InlineExecutor",
     "process": "kaon.executors.process:ProcessExecutor",
 }
+
+
+def entry_points(group: str) -> Any:
+    """The installed entry points of ``group`` (``importlib.metadata`` is slow to import: it
+    is imported when plugins are first looked up)."""
+    from importlib import metadata
+
+    return metadata.entry_points(group=group)
 
 
 def _plugin_targets() -> dict[str, str]:

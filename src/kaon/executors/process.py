@@ -98,7 +98,10 @@ class ProcessExecutor(Executor):
     (:mod:`kaon.executors.sandbox`): it sees no state database, token or server environment.
 
     :meth:`start` blocks until every worker is ready, at most ``start_timeout_s`` seconds, and
-    raises :class:`~kaon.errors.SystemFailure` if they cannot start.
+    raises :class:`~kaon.errors.SystemFailure` if they cannot start. With ``wait_ready=False``
+    it returns once the workers are spawned, so they start while the engine plans its first
+    turn: attempts submitted meanwhile wait in the workers' pipes, and workers that cannot start
+    (or are not ready in time) fail them as ``WorkerLost`` platform failures.
     """
 
     name: ClassVar[str] = "process"
@@ -108,6 +111,8 @@ class ProcessExecutor(Executor):
         workers: int | None = None,
         start_timeout_s: float = 60.0,
         sandbox: SandboxSpec | None = None,
+        *,
+        wait_ready: bool = True,
     ) -> None:
         count = workers if workers is not None else (os.cpu_count() or 1)
         if count < 1:
@@ -115,6 +120,8 @@ class ProcessExecutor(Executor):
         self._size = count
         self._sandbox = sandbox
         self._start_timeout_s = start_timeout_s
+        self._wait_ready = wait_ready
+        self._ready_by = 0.0
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []  # live, not retiring
         self._retiring: list[_Worker] = []
@@ -163,10 +170,13 @@ class ProcessExecutor(Executor):
         with self._lock:
             for _ in range(self._size):
                 self._add_worker()
+        self._ready_by = time.monotonic() + self._start_timeout_s
         self._reader = threading.Thread(
             target=self._read_loop, name="kaon-process-reader", daemon=True
         )
         self._reader.start()
+        if not self._wait_ready:
+            return
         if not self._ready.wait(self._start_timeout_s) or self._broken:
             self.shutdown()
             reason = self._broken or f"not ready within {self._start_timeout_s} s"
@@ -418,10 +428,25 @@ class ProcessExecutor(Executor):
         with self._lock:
             overdue = [w for w in self._retiring if w.kill_at <= now]
             silent = [w for w in self._workers if w.proc.poll() is not None]
+            if not self._ready.is_set() and not self._wait_ready and now >= self._ready_by:
+                self._not_ready_in_time()
         for worker in overdue:
             worker.kill_groups()
         for worker in silent:  # died, but a grandchild holds its socket open
             self._on_exit(worker)
+
+    def _not_ready_in_time(self) -> None:
+        """Workers started without waiting are still not ready: the pool is broken; fail what
+        waits for them (inside the lock)."""
+        self._broken = f"not ready within {self._start_timeout_s} s"
+        self._later.extend(self._broken_failure(key) for key in self._pending)
+        self._pending.clear()
+        for worker in self._workers:
+            if not worker.ready and worker.task is not None:
+                self._by_key.pop(worker.task.key, None)
+                self._later.append(self._broken_failure(worker.task.key))
+                worker.task = None
+        self._ready.set()
 
     def _flush_later(self) -> None:
         with self._lock:

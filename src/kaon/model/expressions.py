@@ -35,10 +35,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cel
-
 from kaon.errors import ExpressionError, Location, Problem
-from kaon.model import cel_syntax
+from kaon.model import _cel, cel_syntax
 from kaon.model.expression_cost import (
     DEFAULT_BUDGET,
     Estimate,
@@ -53,6 +51,8 @@ from kaon.model.expression_cost import (
     measure_totals,
 )
 from kaon.model.specs import Const, Expr
+
+cel = _cel.load()
 
 MAX_SOURCE_LENGTH: Final = 4096
 """Longest expression source accepted, in characters."""

@@ -10,26 +10,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kaon.dsl.loader import split_target
-from kaon.model.specs import WorkflowSpec
-from kaon.model.status import RunStatus
-from kaon.service.auth import LOCAL_PRINCIPAL
-from kaon.service.bundle import read_push
-from kaon.service.local import LocalService
-from kaon.service.registry_views import (
-    PushResult,
-    SignalView,
-    TokenView,
-    VersionView,
-    WorkflowView,
-    signal_view,
-    token_view,
-)
-from kaon.service.remote import Listener, RemoteService, Stoppable
 from kaon.service.settings import Settings
-from kaon.service.views import LogView, RunDetail, RunView
+
+# The local service (store, engine) and the remote one (httpx) are imported by the function
+# that opens them: `kaon run` never loads the HTTP client, `kaon run --url` never the engine.
+if TYPE_CHECKING:
+    from kaon.model.specs import WorkflowSpec
+    from kaon.model.status import RunStatus
+    from kaon.service.registry_views import (
+        PushResult,
+        SignalView,
+        TokenView,
+        VersionView,
+        WorkflowView,
+    )
+    from kaon.service.remote import Listener, RemoteService, Stoppable
+    from kaon.service.views import LogView, RunDetail, RunView
 
 
 class KaonService(Protocol):
@@ -101,7 +99,11 @@ def open_service(url: str | None = None, settings: Settings | None = None) -> Ka
     """A :class:`RemoteService` when a server URL is given or set, else a LocalService."""
     found = server_url(url)
     if found:
+        from kaon.service.remote import RemoteService
+
         return RemoteService(found)
+    from kaon.service.local import LocalService
+
     return LocalService(settings or Settings.from_env())
 
 
@@ -110,6 +112,7 @@ class LocalRegistry:
 
     def __init__(self, settings: Settings) -> None:
         from kaon.api.app import build_services
+        from kaon.service.auth import LOCAL_PRINCIPAL
 
         self.services = build_services(settings)
         self.principal = LOCAL_PRINCIPAL
@@ -128,6 +131,9 @@ class LocalRegistry:
         self, target: str, *, activate: bool = True, owner_group: str | None = None
     ) -> PushResult:
         """Register ``FILE[:WORKFLOW]`` as a new version (no-op if unchanged)."""
+        from kaon.dsl.loader import split_target
+        from kaon.service.bundle import read_push
+
         file, name = split_target(target)
         source, files = read_push(file)
         return self.services.registry.push(
@@ -170,15 +176,23 @@ class LocalRegistry:
 
     def create_token(self, name: str, role: str, groups: list[str]) -> TokenView:
         """Create an API token in the local store; the result holds the secret."""
+        from kaon.service.registry_views import token_view
+
         record, secret = self.services.auth.create_token(name, role, groups, by="local")
         return token_view(record, secret)
 
     def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
         """Store a signal in the local store."""
+        from kaon.service.registry_views import signal_view
+
         return signal_view(self.services.registry.send_signal(name, params, self.principal))
 
 
 def open_registry(url: str | None, settings: Settings) -> RemoteService | LocalRegistry:
     """The registry client: remote when a server URL is given or set, else local."""
     found = server_url(url)
-    return RemoteService(found) if found else LocalRegistry(settings)
+    if found:
+        from kaon.service.remote import RemoteService
+
+        return RemoteService(found)
+    return LocalRegistry(settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
@@ -24,9 +24,6 @@ from kaon.model.expressions import configure_budget
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
-from kaon.service.experiments import Experiments
-from kaon.service.run_reads import RunReads
-from kaon.service.sandboxing import executor_options
 from kaon.service.settings import EXECUTORS, Settings, expression_budget
 from kaon.service.views import (
     LogView,
@@ -39,6 +36,10 @@ from kaon.service.views import (
 )
 from kaon.store import open_store
 from kaon.store.base import StateStore, StepRunRecord
+
+if TYPE_CHECKING:  # imported when first used: a run does not need it
+    from kaon.service.experiments import Experiments
+    from kaon.service.run_reads import RunReads
 
 
 class LocalService:
@@ -75,6 +76,8 @@ class LocalService:
     @property
     def experiments(self) -> Experiments:
         """Artifacts, lineage, cache, comparison and garbage collection over these backends."""
+        from kaon.service.experiments import Experiments
+
         return Experiments(self.store, self.artifacts)
 
     def close(self) -> None:
@@ -122,16 +125,19 @@ class LocalService:
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed.
         """
-        executor = create_executor(
-            self.settings.executor or "process",
-            **executor_options(self.settings, sandbox_default="off"),
-        )
-        engine = Engine(self.store, executor, self.artifacts)
+        from kaon.service.sandboxing import executor_options
+
+        name = self.settings.executor or "process"
+        options = executor_options(self.settings, sandbox_default="off")
+        if name == "process":
+            options["wait_ready"] = False  # workers start while the engine plans (see below)
+        engine = Engine(self.store, create_executor(name, **options), self.artifacts)
         if listener is not None:
             engine.subscribe(listener)
         if on_engine is not None:
             on_engine(engine)
         try:
+            engine.start()  # spawn the workers first: they start while the run is loaded
             engine.add_run(run_id)
             return engine.run_until_done(run_id)
         finally:
@@ -222,28 +228,46 @@ class LocalService:
 
     def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
         """A run with its step runs (foreach items and loop iterations summarized unless
-        ``all_steps``), their attempts, and its metrics."""
+        ``all_steps``), their attempts, and its metrics.
+
+        Summarized, the rows, counts and attempts are selected and counted by the store, so
+        the cost follows what is shown, not the number of items (metrics excepted)."""
         record = self.store.get_run(run_id)
         now = time.time()
-        rows = self.store.step_runs(run_id, all_levels=True)
+        if all_steps:
+            shown = self.store.step_runs(run_id, all_levels=True)
+            counts = Counter((row.kind, row.status) for row in shown)
+            frames: dict[int, Counter[StepStatus]] = {}
+            for row in shown:
+                if row.kind in ("item", "iteration") and row.parent_id is not None:
+                    frames.setdefault(row.parent_id, Counter())[row.status] += 1
+            found = self.store.attempts(run_id)
+        else:
+            shown = self.store.summary_step_runs(run_id)
+            counts = Counter(self.store.status_counts(run_id))
+            frames = {k: Counter(v) for k, v in self.store.frame_counts(run_id).items()}
+            found = self.store.attempts_of(run_id, (row.id for row in shown))
         attempts: dict[int, list[Any]] = {}
-        for attempt in self.store.attempts(run_id):
+        for attempt in found:
             attempts.setdefault(attempt.step_run_id, []).append(attempt)
-        children: dict[int, Counter[str]] = {}
-        for row in rows:
-            if row.kind in ("item", "iteration") and row.parent_id is not None:
-                children.setdefault(row.parent_id, Counter())[row.status.value] += 1
-        shown = rows if all_steps else [r for r in rows if _worth_showing(r)]
-        paths = {row.id: row.path for row in rows}
         detail = RunDetail(**run_view(record, now).model_dump())
         detail.steps = [
-            step_view(row, attempts.get(row.id, []), dict(children.get(row.id, {})), now)
+            step_view(
+                row,
+                attempts.get(row.id, []),
+                {status.value: n for status, n in frames.get(row.id, Counter()).items()},
+                now,
+            )
             for row in shown
         ]
-        detail.tasks = dict(Counter(r.status.value for r in rows if r.kind == "task"))
-        detail.metrics = [
-            metric_view(m, paths.get(m.step_run_id, "?")) for m in self.store.metrics(run_id)
-        ]
+        detail.tasks = {
+            status.value: n for (kind, status), n in sorted(counts.items()) if kind == "task"
+        }
+        metrics = self.store.metrics(run_id)
+        paths = {row.id: row.path for row in shown}
+        if any(m.step_run_id not in paths for m in metrics):  # metrics of hidden items
+            paths = {row.id: row.path for row in self.store.step_runs(run_id, all_levels=True)}
+        detail.metrics = [metric_view(m, paths.get(m.step_run_id, "?")) for m in metrics]
         return detail
 
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
@@ -260,14 +284,9 @@ class LocalService:
     @property
     def reads(self) -> RunReads:
         """Run summary, pages of children, one step, log windows over this store."""
+        from kaon.service.run_reads import RunReads
+
         return RunReads(self.store)
-
-
-def _worth_showing(row: StepRunRecord) -> bool:
-    """Summaries hide foreach items and loop iterations that went well (and their steps)."""
-    if "[" not in row.path:
-        return True
-    return row.status not in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)
 
 
 def run(

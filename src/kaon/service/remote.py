@@ -216,7 +216,12 @@ class RemoteService:
         if on_engine is not None:
             on_engine(follower)
         if RunStatus(self.get_run(run_id).status) is RunStatus.RUNNING:
-            self._call("POST", f"/runs/{run_id}/resume")
+            try:
+                self._call("POST", f"/runs/{run_id}/resume")
+            except InvalidActionError:
+                # The server's engine finished the run between the two calls: follow it anyway.
+                if not RunStatus(self.get_run(run_id).status).is_terminal:
+                    raise
         cursor = 0
         failures = 0
         while not follower.stopped:

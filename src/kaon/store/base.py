@@ -438,6 +438,37 @@ class StateStore(ABC):
     def child_counts(self, run_id: str, parent_id: int) -> dict[StepStatus, int]:
         """How many children of ``parent_id`` are in each status."""
 
+    # Reads for a run's summary: what a person sees by default costs what it shows. The
+    # defaults here read every row; the SQL store answers them in the database.
+
+    def summary_step_runs(self, run_id: str) -> list[StepRunRecord]:
+        """Step runs outside foreach items and loop iterations (no ``[`` in the path), and
+        those inside that did not succeed, were not cached and were not skipped; by id."""
+        well = (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)
+        rows = self.step_runs(run_id, all_levels=True)
+        return [r for r in rows if "[" not in r.path or r.status not in well]
+
+    def status_counts(self, run_id: str) -> dict[tuple[str, StepStatus], int]:
+        """How many step runs of each ``(kind, status)`` a run has, all levels."""
+        counts: dict[tuple[str, StepStatus], int] = {}
+        for row in self.step_runs(run_id, all_levels=True):
+            counts[(row.kind, row.status)] = counts.get((row.kind, row.status), 0) + 1
+        return counts
+
+    def frame_counts(self, run_id: str) -> dict[int, dict[StepStatus, int]]:
+        """For each foreach or loop: how many of its items or iterations are in each status."""
+        counts: dict[int, dict[StepStatus, int]] = {}
+        for row in self.step_runs(run_id, all_levels=True):
+            if row.kind in ("item", "iteration") and row.parent_id is not None:
+                of = counts.setdefault(row.parent_id, {})
+                of[row.status] = of.get(row.status, 0) + 1
+        return counts
+
+    def attempts_of(self, run_id: str, step_run_ids: Iterable[int]) -> list[AttemptRecord]:
+        """Attempts of some step runs of a run, by step run id and number."""
+        wanted = set(step_run_ids)
+        return [a for a in self.attempts(run_id) if a.step_run_id in wanted]
+
     @abstractmethod
     def max_step_run_id(self, run_id: str) -> int:
         """The largest step run id used in a run (0 when none)."""

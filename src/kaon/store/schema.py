@@ -11,8 +11,9 @@ ids the engine allocates; logs, metrics, events and commands get autoincrement i
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 # Alembic's version table. Not the default ``alembic_version`` so that Kaon can share a
 # PostgreSQL database (or schema) with other applications that use Alembic.
@@ -20,8 +21,27 @@ VERSION_TABLE = "kaon_schema_version"
 
 metadata = sa.MetaData()
 
+
+class _Json(sa.types.TypeDecorator[Any]):
+    """JSON documents, JSONB on PostgreSQL; SQL NULL for Python None.
+
+    A type decorator rather than ``JSON().with_variant(JSONB(), "postgresql")`` so that the
+    PostgreSQL dialect (a tenth of the store's import time) is imported only to talk to
+    PostgreSQL."""
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+
+
 # JSON documents; SQL NULL for Python None.
-Json = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+Json = _Json()
 # Autoincrement ids: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Time: sa.Double[float] = sa.Double()

@@ -20,8 +20,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -489,6 +487,62 @@ class SQLStore(StateStore):
             found = {StepStatus(status): int(n) for status, n in conn.execute(stmt)}
             if not found:
                 self._require_run(conn, run_id)
+        return found
+
+    def summary_step_runs(self, run_id: str) -> list[StepRunRecord]:
+        """See :meth:`StateStore.summary_step_runs` (filtered in the database)."""
+        c = t.step_runs.c
+        well = [_plain(s) for s in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)]
+        stmt = (
+            sa.select(t.step_runs)
+            .where(c.run_id == run_id, sa.or_(~c.path.contains("["), c.status.not_in(well)))
+            .order_by(c.id)
+        )
+        with self._reading() as conn:
+            found = [_step_run_record(row) for row in conn.execute(stmt)]
+            if not found:
+                self._require_run(conn, run_id)
+        return found
+
+    def status_counts(self, run_id: str) -> dict[tuple[str, StepStatus], int]:
+        """See :meth:`StateStore.status_counts` (counted in the database)."""
+        c = t.step_runs.c
+        stmt = (
+            sa.select(c.kind, c.status, sa.func.count())
+            .where(c.run_id == run_id)
+            .group_by(c.kind, c.status)
+        )
+        with self._reading() as conn:
+            return {(kind, StepStatus(status)): int(n) for kind, status, n in conn.execute(stmt)}
+
+    def frame_counts(self, run_id: str) -> dict[int, dict[StepStatus, int]]:
+        """See :meth:`StateStore.frame_counts` (counted in the database)."""
+        c = t.step_runs.c
+        stmt = (
+            sa.select(c.parent_id, c.status, sa.func.count())
+            .where(c.run_id == run_id, c.kind.in_(["item", "iteration"]))
+            .group_by(c.parent_id, c.status)
+        )
+        counts: dict[int, dict[StepStatus, int]] = {}
+        with self._reading() as conn:
+            for parent_id, status, n in conn.execute(stmt):
+                if parent_id is not None:
+                    counts.setdefault(parent_id, {})[StepStatus(status)] = int(n)
+        return counts
+
+    def attempts_of(self, run_id: str, step_run_ids: Iterable[int]) -> list[AttemptRecord]:
+        """See :meth:`StateStore.attempts_of` (selected in the database, 500 ids a query)."""
+        c = t.attempts.c
+        ids = sorted(set(step_run_ids))
+        found: list[AttemptRecord] = []
+        with self._reading() as conn:
+            for start in range(0, len(ids), 500):
+                stmt = (
+                    sa.select(t.attempts)
+                    .where(c.run_id == run_id, c.step_run_id.in_(ids[start : start + 500]))
+                    .order_by(c.step_run_id, c.number)
+                )
+                found.extend(AttemptRecord(**row._asdict()) for row in conn.execute(stmt))
         return found
 
     def max_step_run_id(self, run_id: str) -> int:
@@ -974,8 +1028,12 @@ def _insert_statements(dialect: str) -> dict[str, sa.Insert]:
     for name in ("definitions", "cache_entries"):
         table = t.metadata.tables[name]
         if dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite as sqlite_dialect
+
             statements[name] = sqlite_dialect.insert(table).on_conflict_do_nothing()
         elif dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql as pg_dialect
+
             statements[name] = pg_dialect.insert(table).on_conflict_do_nothing()
     return statements
 

@@ -188,3 +188,47 @@ def test_a_step_module_that_starts_a_pool_fails_cleanly(tmp_path: Path, sink: Si
         executor.shutdown()
     assert isinstance(failed, StepFailed) and not failed.error.platform
     assert "cannot start inside a Kaon worker" in failed.error.message
+
+
+def test_without_waiting_start_returns_before_workers_are_ready(sink: Sink) -> None:
+    executor = ProcessExecutor(workers=1, wait_ready=False)
+    try:
+        executor.start(sink)
+        assert not executor._ready.is_set()  # spawned, not yet up: the engine goes on
+        executor.submit(shell(1, "echo hi"))
+        done = sink.wait(lambda e: isinstance(e, StepSucceeded | StepFailed))
+        assert isinstance(done, StepSucceeded)
+    finally:
+        executor.shutdown()
+
+
+def test_without_waiting_workers_that_cannot_start_fail_the_attempts(
+    monkeypatch: pytest.MonkeyPatch, sink: Sink
+) -> None:
+    monkeypatch.setattr(process, "_WORKER_CODE", "import os; os._exit(5)")
+    executor = ProcessExecutor(workers=1, wait_ready=False)
+    try:
+        executor.start(sink)
+        executor.submit(shell(1, "echo hi"))
+        failed = sink.wait(lambda e: isinstance(e, StepFailed))
+        assert isinstance(failed, StepFailed)
+        assert failed.error.platform
+        assert "exited with status 5" in failed.error.message
+    finally:
+        executor.shutdown()
+
+
+def test_without_waiting_workers_not_ready_in_time_fail_the_attempts(
+    monkeypatch: pytest.MonkeyPatch, sink: Sink
+) -> None:
+    monkeypatch.setattr(process, "_WORKER_CODE", "import time; time.sleep(30)")
+    executor = ProcessExecutor(workers=1, start_timeout_s=0.3, wait_ready=False)
+    try:
+        executor.start(sink)
+        executor.submit(shell(1, "echo hi"))
+        failed = sink.wait(lambda e: isinstance(e, StepFailed))
+        assert isinstance(failed, StepFailed)
+        assert failed.error.platform
+        assert "not ready within 0.3 s" in failed.error.message
+    finally:
+        executor.shutdown()

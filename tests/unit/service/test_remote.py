@@ -94,6 +94,24 @@ def test_execute_follows_events_until_the_run_ends() -> None:
     assert set(seen_auth) == {"Bearer secret"}
 
 
+def test_execute_follows_a_run_that_finished_before_it_could_be_resumed() -> None:
+    """The server's engine may finish the run between the status read and the resume."""
+    statuses = iter(["running", "succeeded", "succeeded", "succeeded"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/runs/r1":
+            view = {"id": "r1", "workflow": "w", "status": next(statuses), "created_at": 1.0}
+            return httpx.Response(200, json=view)
+        if request.url.path == "/runs/r1/resume":
+            body = {"error": "InvalidActionError", "message": "run r1 is succeeded"}
+            return httpx.Response(409, json=body)
+        stream = ": connected\n\n" + _frame(1, "run", {"status": "succeeded"})
+        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+
+    with RemoteService("http://k", transport=httpx.MockTransport(handler)) as remote:
+        assert remote.execute("r1") is RunStatus.SUCCEEDED
+
+
 def test_unreachable_server_is_a_configuration_error() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)

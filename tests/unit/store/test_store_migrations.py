@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,9 +57,73 @@ def test_upgrade_creates_every_table_and_stamps_head(engine: sa.Engine) -> None:
         assert migrations.current_revisions(conn) == (migrations.head_revision(),)
 
 
-def test_migrated_database_matches_the_schema_module(engine: sa.Engine) -> None:
+def _run_every_revision(engine: sa.Engine) -> None:
+    """Alembic's upgrade from base to head (what an old database goes through)."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
     with engine.begin() as conn:
-        migrations.upgrade_to_head(conn, "test db")
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _dump(engine: sa.Engine) -> dict[str, object]:
+    """Every table's columns, indexes, unique constraints, primary key and rows."""
+    inspector = sa.inspect(engine)
+    dump: dict[str, object] = {}
+    with engine.connect() as conn:
+        for name in sorted(inspector.get_table_names()):
+            columns = [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(name)
+            ]
+            indexes = sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(name)
+            )
+            uniques = sorted(
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)
+            )
+            key = inspector.get_pk_constraint(name)["constrained_columns"]
+            rows = sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {name}")).all()))
+            dump[name] = (columns, indexes, uniques, key, rows)
+    return dump
+
+
+def test_revision_files_give_alembics_head_without_alembic() -> None:
+    assert migrations._revision_graph() is not None
+    assert migrations.head_revision() == migrations.script_directory().get_current_head()
+    expected = {s.revision for s in migrations.script_directory().walk_revisions()}
+    assert migrations.known_revisions() == expected
+
+
+def test_a_new_database_is_created_as_every_revision_would_leave_it(tmp_path: Path) -> None:
+    """A new database is made from the schema module and stamped; it must equal one migrated
+    revision by revision (tables, columns, indexes, keys and any rows a migration inserts)."""
+    created, _ = create_store_engine(f"sqlite:///{tmp_path / 'created.db'}")
+    migrated, _ = create_store_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    try:
+        with created.begin() as conn:
+            migrations.upgrade_to_head(conn, "test db")
+        _run_every_revision(migrated)
+        assert _dump(created) == _dump(migrated)
+    finally:
+        created.dispose()
+        migrated.dispose()
+
+
+def test_opening_a_current_database_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    code = (
+        "import sys; from kaon.store import open_store; "
+        f"open_store({url!r}).close(); open_store({url!r}).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_migrated_database_matches_the_schema_module(engine: sa.Engine) -> None:
+    _run_every_revision(engine)
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "version_table": VERSION_TABLE}

@@ -1,29 +1,53 @@
-"""Schema migrations of the state store: run Alembic to head on an open connection.
+"""Schema migrations of the state store: bring an open connection's database to the head.
 
 The revisions live in ``versions/`` next to this file and ship as package data; no
 ``alembic.ini`` is read. :func:`upgrade_to_head` is called by the SQL store on open, inside a
 transaction that holds a migration lock, so two processes opening one database at once
 migrate it once.
+
+Opening is cheap when nothing is to be done, which is nearly always: the stamped revision is
+read with one query and compared with the head, which is read from the revision files'
+``revision``/``down_revision`` lines, without importing Alembic. An empty database is created
+from the schema module (:data:`kaon.store.schema.metadata`) and stamped with the head, as
+Alembic's documentation recommends for new databases; the tests check that this gives the same
+database as running every revision. Only a database at an older revision runs Alembic.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from kaon.errors import SchemaVersionError, StoreError
-from kaon.store.schema import VERSION_TABLE
+from kaon.store.schema import VERSION_TABLE, metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
+# Alembic's own version table: one VARCHAR(32) primary key named <table>_pkc.
+_VERSION = sa.Table(
+    VERSION_TABLE,
+    sa.MetaData(),
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+)
+_REVISION_LINE = re.compile(
+    r"^(?P<key>revision|down_revision)\s*(?::[^=]*)?=\s*(?:None|[\"'](?P<id>[\w-]+)[\"'])\s*$",
+    re.MULTILINE,
+)
+
 
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     # ConfigParser interpolates '%': escape it in the path.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -32,12 +56,32 @@ def _config() -> Config:
 
 @functools.cache
 def script_directory() -> ScriptDirectory:
-    """The revisions this Kaon ships (parsed once per process)."""
+    """The revisions this Kaon ships, parsed by Alembic (once per process)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
+
+
+@functools.cache
+def _revision_graph() -> dict[str, str | None] | None:
+    """``revision -> down_revision`` read from the revision files' text, or None when a file
+    does not have the simple one-parent form (then Alembic answers)."""
+    graph: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found = {m["key"]: m["id"] for m in _REVISION_LINE.finditer(path.read_text("utf-8"))}
+        if "revision" not in found or found["revision"] is None or "down_revision" not in found:
+            return None
+        graph[found["revision"]] = found["down_revision"]
+    return graph or None
 
 
 def head_revision() -> str:
     """The newest schema revision this Kaon knows."""
+    graph = _revision_graph()
+    if graph is not None:
+        heads = set(graph) - set(graph.values())
+        if len(heads) == 1:
+            return heads.pop()
     head = script_directory().get_current_head()
     if head is None:  # pragma: no cover - the package always ships revisions
         raise StoreError(f"no schema revisions found in {MIGRATIONS_DIR}")
@@ -46,13 +90,18 @@ def head_revision() -> str:
 
 def known_revisions() -> frozenset[str]:
     """Every schema revision this Kaon knows."""
+    graph = _revision_graph()
+    if graph is not None:
+        return frozenset(graph)
     return frozenset(script.revision for script in script_directory().walk_revisions())
 
 
 def current_revisions(connection: Connection) -> tuple[str, ...]:
     """The revisions the database is stamped with (empty for a new database)."""
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return tuple(context.get_current_heads())
+    if not connection.dialect.has_table(connection, VERSION_TABLE):
+        return ()
+    rows = connection.execute(sa.select(_VERSION.c.version_num)).scalars().all()
+    return tuple(rows)
 
 
 def upgrade_to_head(connection: Connection, where: str) -> None:
@@ -66,6 +115,8 @@ def upgrade_to_head(connection: Connection, where: str) -> None:
     """
     head = head_revision()
     current = current_revisions(connection)
+    if current == (head,):
+        return
     known = known_revisions()
     for revision in current:
         if revision not in known:
@@ -73,8 +124,23 @@ def upgrade_to_head(connection: Connection, where: str) -> None:
                 f"database at {where} has schema revision {revision}, newer than this Kaon "
                 f"(knows up to {head}); upgrade Kaon"
             )
-    if current == (head,):
+    if not current and _is_empty(connection):
+        create_at_head(connection, head)
         return
+    from alembic import command
+
     config = _config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def _is_empty(connection: Connection) -> bool:
+    """No table of Kaon's schema exists yet (an empty version table may)."""
+    return not any(connection.dialect.has_table(connection, name) for name in metadata.tables)
+
+
+def create_at_head(connection: Connection, head: str) -> None:
+    """Create every table of the schema module in an empty database and stamp it ``head``."""
+    metadata.create_all(connection)
+    _VERSION.create(connection, checkfirst=True)
+    connection.execute(sa.insert(_VERSION).values(version_num=head))

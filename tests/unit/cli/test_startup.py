@@ -1,0 +1,108 @@
+"""Start-up stays light: which modules `kaon --help`, `kaon validate` and `kaon run` import.
+
+Each command runs in a fresh interpreter (as the `kaon` script does); the modules it imported
+are written out at exit and checked against what the command must not pay for.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Never needed by these commands: the server, the HTTP client, migrations, CEL's REPL.
+SERVER_AND_FRIENDS = {
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "httpx",
+    "alembic",
+    "prompt_toolkit",
+    "pygments",
+    "kaon.api",
+    "kaon.server",
+    "kaon.service.remote",
+    "kaon.service.experiments",
+    "kaon.store.registry",
+    "kaon.triggers.service",
+}
+STORE_AND_ENGINE = {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine", "kaon.service.local"}
+
+_PROBE = textwrap.dedent(
+    """
+    import atexit, json, sys
+
+    def _dump():
+        with open({out!r}, "w") as f:
+            json.dump(sorted(sys.modules), f)
+
+    atexit.register(_dump)
+    sys.argv = ["kaon", *{args!r}]
+    from kaon.cli.main import main
+    main()
+    """
+)
+
+ONE_STEP = """
+import kaon
+
+
+@kaon.step
+def hello() -> int:
+    return 1
+
+
+@kaon.workflow
+def one() -> None:
+    hello()
+"""
+
+
+def _imported(tmp_path: Path, *args: str) -> set[str]:
+    out = tmp_path / "modules.json"
+    code = _PROBE.format(out=str(out), args=list(args))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(out.read_text()))
+
+
+def _loaded(modules: set[str], names: set[str]) -> set[str]:
+    """Which of ``names`` (packages or modules) were imported."""
+    return {n for n in names if n in modules or any(m.startswith(n + ".") for m in modules)}
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Path:
+    path = tmp_path / "one.py"
+    path.write_text(ONE_STEP)
+    return path
+
+
+def test_help_imports_neither_rich_nor_the_store_nor_cel(tmp_path: Path) -> None:
+    modules = _imported(tmp_path, "--help")
+    assert _loaded(modules, SERVER_AND_FRIENDS | STORE_AND_ENGINE | {"rich", "cel"}) == set()
+
+
+def test_validate_imports_no_store_engine_or_server(tmp_path: Path, flow: Path) -> None:
+    modules = _imported(tmp_path, "validate", str(flow))
+    assert _loaded(modules, SERVER_AND_FRIENDS | STORE_AND_ENGINE) == set()
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_run_imports_the_store_but_no_server_client_or_migrations(
+    tmp_path: Path, flow: Path, executor: str
+) -> None:
+    home = tmp_path / "home"
+    modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
+    assert _loaded(modules, SERVER_AND_FRIENDS) == set()
+    assert {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine"} <= modules
+    assert "fsspec" not in modules  # values this small stay inline: no blob, no filesystem
+    # a second run, on a store now at the current schema, does not consult Alembic either
+    modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
+    assert _loaded(modules, SERVER_AND_FRIENDS) == set()
