@@ -19,12 +19,11 @@ from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
 from kaon.errors import InvalidActionError
-from kaon.executors import create_executor
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiments import Experiments
-from kaon.service.sandboxing import executor_options
+from kaon.service.sandboxing import create_step_executor
 from kaon.service.settings import EXECUTORS, Settings
 from kaon.service.views import (
     LogView,
@@ -119,10 +118,7 @@ class LocalService:
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed.
         """
-        executor = create_executor(
-            self.settings.executor or "process",
-            **executor_options(self.settings, sandbox_default="off"),
-        )
+        executor = create_step_executor(self.settings, sandbox_default="off")
         engine = Engine(self.store, executor, self.artifacts)
         if listener is not None:
             engine.subscribe(listener)

@@ -18,12 +18,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from kaon.errors import ConfigurationError
+from kaon.executors import create_executor
+from kaon.executors.base import Executor, TaskRequest
+from kaon.executors.routing import RoutingExecutor
 from kaon.executors.sandbox import DEFAULT_PASS_ENV, SandboxSpec, bwrap_path
 from kaon.service.settings import Settings
 
 SANDBOX_MODES = ("auto", "on", "off")
 PASS_ENV_VARIABLE = "KAON_SANDBOX_ENV"  # extra variables steps may see, comma-separated
 _SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+CONTAINER_THREADS = 4  # container steps of a sandboxed server at once
 log = logging.getLogger(__name__)
 
 
@@ -69,14 +73,29 @@ def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
     )
 
 
-def executor_options(settings: Settings, *, sandbox_default: str) -> dict[str, Any]:
-    """Options for :func:`kaon.executors.create_executor` from ``settings`` (workers,
-    sandbox)."""
+def create_step_executor(settings: Settings, *, sandbox_default: str) -> Executor:
+    """The executor named by ``settings`` (workers, sandbox), not yet started.
+
+    When sandboxed, ``container`` steps go to a few threads outside the sandbox (they start
+    Podman, which cannot run inside it; their own code runs in the container), and may not
+    name another program than Podman (see :func:`_podman_only`).
+    Raises ConfigurationError (see :func:`step_sandbox` and
+    :func:`kaon.executors.create_executor`).
+    """
     options: dict[str, Any] = {"workers": settings.workers} if settings.workers else {}
     sandbox = step_sandbox(settings, default=sandbox_default)
-    if sandbox is not None:
-        options["sandbox"] = sandbox
-    return options
+    if sandbox is None:
+        return create_executor(settings.executor or "process", **options)
+    sandboxed = create_executor("process", sandbox=sandbox, **options)
+    containers = create_executor("inline", workers=CONTAINER_THREADS)
+    return RoutingExecutor(sandboxed, {"container": containers}, guard=_podman_only)
+
+
+def _podman_only(request: TaskRequest) -> str | None:
+    program = str(request.config.get("podman") or "podman")
+    if os.path.basename(program) != "podman":
+        return f"a sandboxed server runs container steps with podman only, not {program!r}"
+    return None
 
 
 def _sqlite_file(url: str) -> str | None:
