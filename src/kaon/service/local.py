@@ -118,7 +118,7 @@ class LocalService:
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed.
         """
-        executor = create_step_executor(self.settings, sandbox_default="off")
+        executor = create_step_executor(self.settings, sandbox_default="off", hide_user_home=False)
         engine = Engine(self.store, executor, self.artifacts)
         if listener is not None:
             engine.subscribe(listener)

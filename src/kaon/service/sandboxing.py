@@ -31,11 +31,15 @@ CONTAINER_THREADS = 4  # container steps of a sandboxed server at once
 log = logging.getLogger(__name__)
 
 
-def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
+def step_sandbox(
+    settings: Settings, *, default: str, hide_user_home: bool = True
+) -> SandboxSpec | None:
     """The sandbox for ``settings``'s workers, or None when steps run unsandboxed.
 
-    ``default`` is the mode when the settings name none. Raises ConfigurationError for an
-    unknown mode, or for ``on`` with the inline executor or without bubblewrap.
+    ``default`` is the mode when the settings name none; ``hide_user_home`` hides the user's
+    home directory too (a server's; ``kaon run`` keeps it, where the user's project lives).
+    Raises ConfigurationError for an unknown mode, or for ``on`` with the inline executor or
+    without bubblewrap.
     """
     mode = settings.sandbox or default
     if mode not in SANDBOX_MODES:
@@ -55,7 +59,7 @@ def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
     home = Path(settings.home).absolute()
     sources = home / "sources"
     sources.mkdir(parents=True, exist_ok=True)
-    hidden = [str(home), str(Path.home())]
+    hidden = [str(home), *([str(Path.home())] if hide_user_home else [])]
     database = _sqlite_file(settings.store_url)
     hidden_files = [database + suffix for suffix in _SQLITE_SUFFIXES] if database else []
     writable = []
@@ -73,7 +77,9 @@ def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
     )
 
 
-def create_step_executor(settings: Settings, *, sandbox_default: str) -> Executor:
+def create_step_executor(
+    settings: Settings, *, sandbox_default: str, hide_user_home: bool = True
+) -> Executor:
     """The executor named by ``settings`` (workers, sandbox), not yet started.
 
     When sandboxed, ``container`` steps go to a few threads outside the sandbox (they start
@@ -83,7 +89,7 @@ def create_step_executor(settings: Settings, *, sandbox_default: str) -> Executo
     :func:`kaon.executors.create_executor`).
     """
     options: dict[str, Any] = {"workers": settings.workers} if settings.workers else {}
-    sandbox = step_sandbox(settings, default=sandbox_default)
+    sandbox = step_sandbox(settings, default=sandbox_default, hide_user_home=hide_user_home)
     if sandbox is None:
         return create_executor(settings.executor or "process", **options)
     sandboxed = create_executor("process", sandbox=sandbox, **options)
