@@ -121,11 +121,15 @@ class SandboxSpec:
         """The interpreter's and Kaon's folders that a hidden folder would cover: bound back
         read-only (a virtualenv in the user's home directory, say)."""
         code = {sys.prefix, sys.base_prefix, *(p for p in sys.path if p)}
+        secret = [os.path.realpath(h) for h in (*hidden, *self.hidden_files)]
         found = []
         for path in sorted(code):
             real = os.path.realpath(path)
-            if os.path.isdir(real) and any(_under(real, h) for h in hidden):
-                found.append(real)
+            if not os.path.isdir(real) or not any(_under(real, h) for h in hidden):
+                continue
+            if any(_under(s, real) for s in secret):
+                continue  # a hidden folder itself (``python -m`` run in the home), or above one
+            found.append(real)
         return _outermost(found)
 
 

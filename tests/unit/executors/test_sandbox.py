@@ -75,3 +75,14 @@ def test_a_sandboxed_command_sees_no_home_no_database_and_no_other_process(
         "True",
         "0000000000000000",  # no capabilities: the tmpfs over the home cannot be unmounted
     ]
+
+
+def test_code_on_sys_path_is_bound_back_but_never_a_hidden_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "lib").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(home), str(home / "lib"), *sys.path])
+    spec = SandboxSpec(hidden=(str(home),))
+    assert spec.visible(str(home / "lib" / "mod.py"))  # code the server imports
+    assert not spec.visible(str(home / "kaon.db"))  # `python -m kaon` started in the home
