@@ -5,7 +5,9 @@
 their own rights), ``--sandbox on`` turns it on. What a sandboxed step sees is described in
 :mod:`kaon.executors.sandbox`: here we name the folders to hide (the Kaon home with its state
 database and tokens, an SQLite database's folder, the user's home directory) and those to
-give back (the pushed code bundles read-only, a local artifact store read-write).
+give back (the pushed code bundles read-only, a local artifact store read-write, and the
+folders an operator names in ``KAON_SANDBOX_READ`` / ``KAON_SANDBOX_WRITE``; a hidden folder
+inside one of those stays hidden).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from kaon.service.settings import Settings
 
 SANDBOX_MODES = ("auto", "on", "off")
 PASS_ENV_VARIABLE = "KAON_SANDBOX_ENV"  # extra variables steps may see, comma-separated
+READ_VARIABLE = "KAON_SANDBOX_READ"  # extra folders steps may read (data), os.pathsep-separated
+WRITE_VARIABLE = "KAON_SANDBOX_WRITE"  # extra folders steps may write
 _SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 CONTAINER_THREADS = 4  # container steps of a sandboxed server at once
 log = logging.getLogger(__name__)
@@ -71,10 +75,14 @@ def step_sandbox(
     return SandboxSpec(
         hidden=tuple(hidden),
         hidden_files=tuple(hidden_files),
-        read_only=(str(sources),),
-        writable=tuple(writable),
+        read_only=(str(sources), *_paths(READ_VARIABLE)),
+        writable=(*writable, *_paths(WRITE_VARIABLE)),
         pass_env=(*DEFAULT_PASS_ENV, *extra),
     )
+
+
+def _paths(variable: str) -> list[str]:
+    return [p for p in os.environ.get(variable, "").split(os.pathsep) if p.strip()]
 
 
 def create_step_executor(
