@@ -30,10 +30,9 @@ import uvicorn
 from kaon.api.app import build_services, create_app, stop_streams
 from kaon.api.deps import Services
 from kaon.engine.engine import Engine
-from kaon.executors import create_executor
 from kaon.executors.base import Executor, TaskRequest
 from kaon.executors.with_env import EnvAddingExecutor
-from kaon.service.sandboxing import executor_options
+from kaon.service.sandboxing import create_step_executor
 from kaon.service.settings import Settings
 from kaon.store.base import RunRecord, StateStore
 
@@ -177,12 +176,7 @@ class KaonServer:
 
     def _start_engine(self) -> None:
         settings = self.settings
-        executor = self._step_env(
-            create_executor(
-                settings.executor or "process",
-                **executor_options(settings, sandbox_default="auto"),
-            )
-        )
+        executor = self._step_env(create_step_executor(settings, sandbox_default="auto"))
         engine = Engine(
             self.services.store,
             executor,

@@ -86,18 +86,13 @@ class SandboxSpec:
         # No capabilities (bwrap keeps them for root): no unmounting what hides the home.
         argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
         argv += ["--cap-drop", "ALL"]
-        hidden = _outermost(self._hidden)
-        for folder in hidden:
-            argv += ["--tmpfs", folder]
-        for file in self.hidden_files:
-            if os.path.isfile(file) and self.visible(file):
-                argv += ["--ro-bind", "/dev/null", os.path.realpath(file)]
-        for folder in self._code_under(hidden):
-            argv += ["--ro-bind", folder, folder]
-        for folder in _existing(self.read_only):
-            argv += ["--ro-bind", folder, folder]
-        for folder in _existing(self.writable):
-            argv += ["--bind", folder, folder]
+        for path, kind in self._rules():
+            if kind == "hide":
+                argv += ["--tmpfs", path]
+            elif kind == "null":
+                argv += ["--ro-bind", "/dev/null", path]
+            else:
+                argv += ["--ro-bind" if kind == "ro" else "--bind", path, path]
         argv += ["--clearenv"]
         for name, value in self.environment().items():
             argv += ["--setenv", name, value]
@@ -109,24 +104,47 @@ class SandboxSpec:
         return ("/tmp", *self.hidden)  # a private scratch /tmp for each worker
 
     def visible(self, path: str) -> bool:
-        """Whether ``path`` is visible inside the sandbox (not under a hidden folder, unless
-        bound back)."""
+        """Whether ``path`` is visible inside the sandbox: the deepest rule covering it is not
+        a hiding one."""
         real = os.path.realpath(path)
-        if not any(_under(real, h) for h in self._hidden):
-            return True
-        back = (*self.read_only, *self.writable, *self._code_under(self._hidden))
-        return any(_under(real, os.path.realpath(b)) for b in back)
+        covering = [(p, kind) for p, kind in self._rules() if _under(real, p)]
+        return not covering or covering[-1][1] in ("ro", "rw")
+
+    def _rules(self) -> list[tuple[str, str]]:
+        """Mount rules ``(path, kind)`` (kind: hide, null, ro, rw), shallowest first, so that
+        in bwrap's order the deepest rule for a path wins: a bound-back folder inside a hidden
+        one is visible, a hidden folder inside a bound one is hidden."""
+        hidden = _existing(self._hidden)
+        rules = [(p, "ro") for p in self._code_under(hidden)]
+        rules += [(p, "ro") for p in _existing(self.read_only)]
+        rules += [(p, "rw") for p in _existing(self.writable)]
+        rules += [(p, "hide") for p in hidden]
+        rules += [(os.path.realpath(f), "null") for f in self.hidden_files if os.path.isfile(f)]
+        order = {"ro": 0, "rw": 1, "hide": 2, "null": 3}  # at one path, hiding wins
+        unique = {(path, kind) for path, kind in rules}
+        ordered = sorted(unique, key=lambda r: (r[0].rstrip(os.sep).count(os.sep), order[r[1]]))
+        return [r for r in ordered if r[1] != "null" or not _already_hidden(r[0], ordered)]
 
     def _code_under(self, hidden: Sequence[str]) -> list[str]:
         """The interpreter's and Kaon's folders that a hidden folder would cover: bound back
         read-only (a virtualenv in the user's home directory, say)."""
         code = {sys.prefix, sys.base_prefix, *(p for p in sys.path if p)}
+        secret = [os.path.realpath(h) for h in (*hidden, *self.hidden_files)]
         found = []
         for path in sorted(code):
             real = os.path.realpath(path)
-            if os.path.isdir(real) and any(_under(real, h) for h in hidden):
-                found.append(real)
+            if not os.path.isdir(real) or not any(_under(real, h) for h in hidden):
+                continue
+            if any(_under(s, real) for s in secret):
+                continue  # a hidden folder itself (``python -m`` run in the home), or above one
+            found.append(real)
         return _outermost(found)
+
+
+def _already_hidden(file: str, rules: Sequence[tuple[str, str]]) -> bool:
+    """Whether the deepest folder rule covering ``file`` hides it already."""
+    covering = [kind for path, kind in rules if kind != "null" and _under(file, path)]
+    return bool(covering) and covering[-1] == "hide"
 
 
 def _under(path: str, folder: str) -> bool:

@@ -19,7 +19,6 @@ from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
 from kaon.errors import InvalidActionError
-from kaon.executors import create_executor
 from kaon.model.expressions import configure_budget
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
@@ -125,13 +124,12 @@ class LocalService:
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed.
         """
-        from kaon.service.sandboxing import executor_options
+        from kaon.service.sandboxing import create_step_executor
 
-        name = self.settings.executor or "process"
-        options = executor_options(self.settings, sandbox_default="off")
-        if name == "process":
-            options["wait_ready"] = False  # workers start while the engine plans (see below)
-        engine = Engine(self.store, create_executor(name, **options), self.artifacts)
+        executor = create_step_executor(
+            self.settings, sandbox_default="off", hide_user_home=False, wait_ready=False
+        )
+        engine = Engine(self.store, executor, self.artifacts)
         if listener is not None:
             engine.subscribe(listener)
         if on_engine is not None:

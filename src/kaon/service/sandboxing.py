@@ -5,7 +5,9 @@
 their own rights), ``--sandbox on`` turns it on. What a sandboxed step sees is described in
 :mod:`kaon.executors.sandbox`: here we name the folders to hide (the Kaon home with its state
 database and tokens, an SQLite database's folder, the user's home directory) and those to
-give back (the pushed code bundles read-only, a local artifact store read-write).
+give back (the pushed code bundles read-only, a local artifact store read-write, and the
+folders an operator names in ``KAON_SANDBOX_READ`` / ``KAON_SANDBOX_WRITE``; a hidden folder
+inside one of those stays hidden).
 """
 
 from __future__ import annotations
@@ -18,20 +20,30 @@ from typing import Any
 import sqlalchemy as sa
 
 from kaon.errors import ConfigurationError
+from kaon.executors import create_executor
+from kaon.executors.base import Executor, TaskRequest
+from kaon.executors.routing import RoutingExecutor
 from kaon.executors.sandbox import DEFAULT_PASS_ENV, SandboxSpec, bwrap_path
 from kaon.service.settings import Settings
 
 SANDBOX_MODES = ("auto", "on", "off")
 PASS_ENV_VARIABLE = "KAON_SANDBOX_ENV"  # extra variables steps may see, comma-separated
+READ_VARIABLE = "KAON_SANDBOX_READ"  # extra folders steps may read (data), os.pathsep-separated
+WRITE_VARIABLE = "KAON_SANDBOX_WRITE"  # extra folders steps may write
 _SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+CONTAINER_THREADS = 4  # container steps of a sandboxed server at once
 log = logging.getLogger(__name__)
 
 
-def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
+def step_sandbox(
+    settings: Settings, *, default: str, hide_user_home: bool = True
+) -> SandboxSpec | None:
     """The sandbox for ``settings``'s workers, or None when steps run unsandboxed.
 
-    ``default`` is the mode when the settings name none. Raises ConfigurationError for an
-    unknown mode, or for ``on`` with the inline executor or without bubblewrap.
+    ``default`` is the mode when the settings name none; ``hide_user_home`` hides the user's
+    home directory too (a server's; ``kaon run`` keeps it, where the user's project lives).
+    Raises ConfigurationError for an unknown mode, or for ``on`` with the inline executor or
+    without bubblewrap.
     """
     mode = settings.sandbox or default
     if mode not in SANDBOX_MODES:
@@ -51,7 +63,7 @@ def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
     home = Path(settings.home).absolute()
     sources = home / "sources"
     sources.mkdir(parents=True, exist_ok=True)
-    hidden = [str(home), str(Path.home())]
+    hidden = [str(home), *([str(Path.home())] if hide_user_home else [])]
     database = _sqlite_file(settings.store_url)
     hidden_files = [database + suffix for suffix in _SQLITE_SUFFIXES] if database else []
     writable = []
@@ -63,20 +75,51 @@ def step_sandbox(settings: Settings, *, default: str) -> SandboxSpec | None:
     return SandboxSpec(
         hidden=tuple(hidden),
         hidden_files=tuple(hidden_files),
-        read_only=(str(sources),),
-        writable=tuple(writable),
+        read_only=(str(sources), *_paths(READ_VARIABLE)),
+        writable=(*writable, *_paths(WRITE_VARIABLE)),
         pass_env=(*DEFAULT_PASS_ENV, *extra),
     )
 
 
-def executor_options(settings: Settings, *, sandbox_default: str) -> dict[str, Any]:
-    """Options for :func:`kaon.executors.create_executor` from ``settings`` (workers,
-    sandbox)."""
+def _paths(variable: str) -> list[str]:
+    return [p for p in os.environ.get(variable, "").split(os.pathsep) if p.strip()]
+
+
+def create_step_executor(
+    settings: Settings,
+    *,
+    sandbox_default: str,
+    hide_user_home: bool = True,
+    wait_ready: bool = True,
+) -> Executor:
+    """The executor named by ``settings`` (workers, sandbox), not yet started.
+
+    ``wait_ready=False`` lets a process executor's workers start while the engine plans its
+    first turn (see :class:`kaon.executors.process.ProcessExecutor`).
+
+    When sandboxed, ``container`` steps go to a few threads outside the sandbox (they start
+    Podman, which cannot run inside it; their own code runs in the container), and may not
+    name another program than Podman (see :func:`_podman_only`).
+    Raises ConfigurationError (see :func:`step_sandbox` and
+    :func:`kaon.executors.create_executor`).
+    """
     options: dict[str, Any] = {"workers": settings.workers} if settings.workers else {}
-    sandbox = step_sandbox(settings, default=sandbox_default)
-    if sandbox is not None:
-        options["sandbox"] = sandbox
-    return options
+    sandbox = step_sandbox(settings, default=sandbox_default, hide_user_home=hide_user_home)
+    name = settings.executor or "process"
+    if name == "process" or sandbox is not None:
+        options["wait_ready"] = wait_ready
+    if sandbox is None:
+        return create_executor(name, **options)
+    sandboxed = create_executor("process", sandbox=sandbox, **options)
+    containers = create_executor("inline", workers=CONTAINER_THREADS)
+    return RoutingExecutor(sandboxed, {"container": containers}, guard=_podman_only)
+
+
+def _podman_only(request: TaskRequest) -> str | None:
+    program = str(request.config.get("podman") or "podman")
+    if os.path.basename(program) != "podman":
+        return f"a sandboxed server runs container steps with podman only, not {program!r}"
+    return None
 
 
 def _sqlite_file(url: str) -> str | None:

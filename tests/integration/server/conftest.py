@@ -129,7 +129,8 @@ def start_server(home: Path, *extra: str, env: dict[str, str] | None = None) -> 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    running = start_server(tmp_path / "home")
+    # Tests' steps read files they make under tmp_path: let the step sandbox show them.
+    running = start_server(tmp_path / "home", env={"KAON_SANDBOX_READ": str(tmp_path)})
     try:
         yield running
     finally:

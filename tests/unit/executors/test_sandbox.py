@@ -75,3 +75,27 @@ def test_a_sandboxed_command_sees_no_home_no_database_and_no_other_process(
         "True",
         "0000000000000000",  # no capabilities: the tmpfs over the home cannot be unmounted
     ]
+
+
+def test_code_on_sys_path_is_bound_back_but_never_a_hidden_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "lib").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(home), str(home / "lib"), *sys.path])
+    spec = SandboxSpec(hidden=(str(home),))
+    assert spec.visible(str(home / "lib" / "mod.py"))  # code the server imports
+    assert not spec.visible(str(home / "kaon.db"))  # `python -m kaon` started in the home
+
+
+def test_the_deepest_rule_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's data folder that contains the Kaon home does not uncover the home."""
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("KAON_SANDBOX_READ", str(tmp_path))
+    settings = Settings.from_env(home=str(tmp_path / "home"), executor="process")
+    spec = step_sandbox(settings, default="on") if shutil.which("bwrap") else None
+    if spec is None:
+        pytest.skip("needs bubblewrap")
+    assert spec.visible(str(tmp_path / "data.csv"))
+    assert not spec.visible(str(tmp_path / "home" / "kaon.db"))
+    assert spec.visible(str(tmp_path / "home" / "sources" / "x" / "flow.py"))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,3 +191,43 @@ def test_config_problems_name_the_field(config: dict[str, Any], field: str) -> N
 def test_valid_config_has_no_problems() -> None:
     config = {"image": "x", "command": ["a", "b"], "env": {"A": "b"}, "resources": {"cores": 1}}
     assert ContainerStepType().validate(config, HERE) == []
+
+
+@needs_podman
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_a_sandboxed_executor_runs_container_steps_outside_the_sandbox(
+    image: str, tmp_path: Path
+) -> None:
+    """Podman cannot run inside the step sandbox: container steps are routed around it, and
+    may name no other program than podman."""
+    from kaon.executors.base import TaskRequest
+    from kaon.model.events import StepFailed, StepSucceeded
+    from kaon.service.sandboxing import create_step_executor
+    from kaon.service.settings import Settings
+
+    settings = Settings.from_env(home=str(tmp_path / "home"), executor="process", workers=1)
+    executor = create_step_executor(settings, sandbox_default="on")
+    finals: dict[str, Any] = {}
+    done = threading.Event()
+
+    def sink(event: ExecutorEvent) -> None:
+        if isinstance(event, StepSucceeded | StepFailed):
+            finals[event.key[0]] = event
+            if len(finals) == 2:
+                done.set()
+
+    executor.start(sink)
+    try:
+        for run, config in (
+            ("ok", {"image": image, "command": "echo ::kaon::output answer=42"}),
+            ("sh", {"image": image, "command": "true", "podman": "/bin/sh"}),
+        ):
+            executor.submit(
+                TaskRequest((run, 1, 1), "box", "container", config, {}, {}, str(tmp_path / "a"))
+            )
+        assert done.wait(60), finals
+    finally:
+        executor.shutdown()
+    assert isinstance(finals["ok"], StepSucceeded)
+    assert finals["ok"].outputs["answer"].value == 42
+    assert isinstance(finals["sh"], StepFailed) and finals["sh"].error.error_type == "Refused"
