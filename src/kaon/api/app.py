@@ -20,6 +20,7 @@ import kaon
 from kaon.api import routes_admin, routes_events, routes_runs, routes_workflows
 from kaon.api.deps import Services
 from kaon.api.errors import install_error_handlers
+from kaon.api.guard import RequestGuard
 from kaon.api.metrics import ServerMetrics
 from kaon.errors import ConfigurationError
 from kaon.service.auth import AuthService
@@ -61,6 +62,8 @@ def create_app(services: Services) -> FastAPI:
         description="Orchestrate and schedule machine-learning pipelines.",
     )
     app.state.services = services
+    # No redirect to the slash-less path: it would name the request's Host header.
+    app.router.redirect_slashes = False
     app.state.stopping = threading.Event()
     install_error_handlers(app)
     app.include_router(routes_admin.router)
@@ -69,6 +72,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_events.router)
     _include_trigger_routes(app)
 
+    app.add_middleware(RequestGuard, auth=services.auth, max_body=services.settings.max_body_bytes)
     app.add_middleware(_CountRequests, services=services)
     return app
 

@@ -104,7 +104,12 @@ def require(role: str) -> Callable[..., Principal]:
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ) -> Principal:
         services = get_services(request)
-        principal = services.auth.authenticate(credentials.credentials if credentials else None)
+        found = getattr(request.state, "principal", None)  # the request guard's, if any
+        principal = (
+            found
+            if isinstance(found, Principal)
+            else services.auth.authenticate(credentials.credentials if credentials else None)
+        )
         services.auth.check(principal, role)
         request.state.principal = principal
         return principal

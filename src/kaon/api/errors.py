@@ -10,6 +10,7 @@ PermissionDeniedError                                    403
 NotFoundError                                            404
 InvalidActionError (IllegalTransitionError), LeaseError  409
 ConfigurationError                                       400
+body over the route's limit (the request guard)          413
 any other error                                          500
 =======================================================  =====
 
@@ -59,6 +60,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "The token's role or groups do not allow this"),
         (404, "Not found"),
         (409, "Not allowed in the current state"),
+        (413, "The body exceeds the route's size limit"),
         (422, "Invalid input: every problem with its location"),
     )
 }

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaon.errors import KaonError, NotFoundError
+from kaon.service.safety import check_value
 from kaon.store.registry import AuditRecord, RegistryStore, TokenRecord
 
 ROLES: tuple[str, ...] = ("viewer", "operator", "owner", "admin")
@@ -109,6 +110,8 @@ class AuthService:
         role_rank(role)
         if not name.strip():
             raise ValueError("a token needs a non-empty name")
+        groups = list(groups)
+        check_value({"name": name, "groups": groups})
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         record = TokenRecord(
             id=uuid.uuid4().hex[:12],

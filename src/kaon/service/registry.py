@@ -38,6 +38,7 @@ from kaon.service.registry_views import (
     version_view,
     workflow_view,
 )
+from kaon.service.safety import check_value
 from kaon.service.views import RunView, run_view
 from kaon.store import schema
 from kaon.store.base import DefinitionRecord, SignalRecord, WriteBatch
@@ -228,6 +229,7 @@ class RegistryService:
         """Merge ``properties`` (``None`` values remove keys) and optionally move the
         workflow to another owner group; no new version. Raises NotFoundError, ..."""
         self.authorize(principal, "owner", name)
+        check_value(dict(properties or {}), "properties")
         current = self.registry.get_workflow(name)
         merged = dict(current.properties)
         for key, value in (properties or {}).items():
@@ -267,6 +269,7 @@ class RegistryService:
         """
         workflow = self.registry.get_workflow(name)
         self.auth.check(principal, "operator", owner_group=workflow.owner_group)
+        check_value({"params": dict(params), "labels": dict(labels or {})})
         number = version if version is not None else workflow.active_version
         if number is None:
             raise InvalidActionError(
@@ -310,7 +313,10 @@ class RegistryService:
         *,
         dedupe_key: str | None = None,
     ) -> SignalRecord:
-        """Store a signal (trigger and waiting steps react to it); returns it with its id."""
+        """Store a signal (trigger and waiting steps react to it); returns it with its id.
+
+        Raises UnsafeValueError (422) for parameters that could not be stored safely."""
+        check_value({"name": name, "params": dict(params), "dedupe_key": dedupe_key})
         record = SignalRecord(
             name=name, params=dict(params), at=time.time(), by=principal.name, dedupe_key=dedupe_key
         )

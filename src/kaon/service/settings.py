@@ -19,6 +19,8 @@ class Settings:
     local artifact store unless ``db_url`` (``KAON_DB``) or ``artifact_url``
     (``KAON_ARTIFACTS``) say otherwise. ``executor`` (``KAON_EXECUTOR``) is ``process``
     (default: warm worker processes) or ``inline`` (threads in the engine's process).
+    ``max_body_bytes`` (``KAON_MAX_BODY_BYTES``) bounds an API request's body (a push may
+    send a little over twice as much: its file and its bundle).
     """
 
     home: Path = field(default_factory=lambda: Path(os.environ.get("KAON_HOME", ".kaon")))
@@ -26,6 +28,7 @@ class Settings:
     artifact_url: str | None = None
     executor: str = ""
     workers: int | None = None
+    max_body_bytes: int = 5_000_000
 
     @classmethod
     def from_env(
@@ -40,12 +43,14 @@ class Settings:
         """Settings from explicit values, falling back to the environment, then defaults."""
         env = os.environ
         workers_env = env.get("KAON_WORKERS")
+        max_body = env.get("KAON_MAX_BODY_BYTES")
         return cls(
             home=Path(home or env.get("KAON_HOME", ".kaon")),
             db_url=db_url or env.get("KAON_DB") or None,
             artifact_url=artifact_url or env.get("KAON_ARTIFACTS") or None,
             executor=executor or env.get("KAON_EXECUTOR", "process"),
             workers=workers or (int(workers_env) if workers_env else None),
+            max_body_bytes=int(max_body) if max_body else 5_000_000,
         )
 
     @property
