@@ -14,6 +14,7 @@ trail with who did it.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -23,14 +24,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.service.auth import AuthService, Principal
-from kaon.service.bundle import bundle_digest, bundle_problems, write_bundle
+from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
+from kaon.service.push_sandbox import SandboxLimits, declared_names, evaluate
 from kaon.service.registry_views import (
     PushResult,
     VersionView,
@@ -38,7 +39,7 @@ from kaon.service.registry_views import (
     version_view,
     workflow_view,
 )
-from kaon.service.safety import check_value
+from kaon.service.safety import check_value, readable_text
 from kaon.service.views import RunView, run_view
 from kaon.store import schema
 from kaon.store.base import DefinitionRecord, SignalRecord, WriteBatch
@@ -65,6 +66,7 @@ class RegistryService:
         self.auth = auth
         self.sources_dir = sources_dir
         self.executor = executor
+        self.sandbox = SandboxLimits()
         self._specs: dict[str, WorkflowSpec] = {}
         self._lock = threading.Lock()
 
@@ -88,14 +90,20 @@ class RegistryService:
         Raises DefinitionError with every problem (locations name ``file_name``),
         PermissionDeniedError unless ``principal`` is an owner of the workflow's group.
         """
-        spec = self._load(source, file_name, workflow, dict(files or {}))
+        name = _checked_name(file_name)
+        files = dict(files or {})
+        before = {workflow} if workflow else declared_names(source, name) or set()
+        for known in sorted(before):  # refused before any of the file's code runs
+            self._owner_group_for(principal, known, owner_group)
+        folder, created = self._store_files(name, source, files)
         try:
-            current = self.registry.get_workflow(spec.name)
-            self.auth.check(principal, "owner", owner_group=current.owner_group)
-        except NotFoundError:
-            self.auth.check(principal, "owner", owner_group=owner_group)
-            if owner_group is None and not principal.is_admin and principal.groups:
-                owner_group = principal.groups[0]
+            target = str(folder / name) + (f":{workflow}" if workflow else "")
+            spec = evaluate(target, name, self.sandbox)
+            owner_group = self._owner_group_for(principal, spec.name, owner_group)
+        except BaseException:
+            if created:  # a refused or failed push leaves nothing behind
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         now = time.time()
         definition_hash = spec_hash(spec)
         definition = DefinitionRecord(
@@ -124,27 +132,34 @@ class RegistryService:
             active_version=active,
         )
 
-    def _load(
-        self, source: str, file_name: str, workflow: str | None, files: dict[str, str]
-    ) -> WorkflowSpec:
-        name = os.path.basename(file_name)
-        if name != file_name or not name.endswith(SOURCE_SUFFIXES) or name.startswith("."):
-            raise DefinitionError(
-                Problem(
-                    "the file name must be a bare name ending in .py, .yaml or .yml",
-                    Location(file_name, field="file_name"),
-                )
-            )
+    def _owner_group_for(
+        self, principal: Principal, workflow: str, owner_group: str | None
+    ) -> str | None:
+        """Check that ``principal`` may push ``workflow``; the owner group it will have."""
+        try:
+            current = self.registry.get_workflow(workflow)
+        except NotFoundError:
+            self.auth.check(principal, "owner", owner_group=owner_group)
+            if owner_group is None and not principal.is_admin and principal.groups:
+                return principal.groups[0]
+            return owner_group
+        self.auth.check(principal, "owner", owner_group=current.owner_group)
+        return owner_group
+
+    def _store_files(self, name: str, source: str, files: dict[str, str]) -> tuple[Path, bool]:
+        """Write the file and its bundle under ``sources/``; the folder and whether this
+        call created it."""
         try:
             data = source.encode("utf-8")
-        except UnicodeEncodeError as exc:
+        except UnicodeEncodeError:
             where = Location(name, field="source")
-            raise DefinitionError(Problem(f"the source is not valid text: {exc}", where)) from None
+            raise DefinitionError(Problem("the source is not valid Unicode text", where)) from None
         problems = bundle_problems(name, files)
         if problems:
             raise DefinitionError(problems)
         folder = self.sources_dir / bundle_digest(name, source, files)[:16]
         path = folder / name
+        created = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write_bundle(folder, files)  # before the definition: it may import them
@@ -153,15 +168,13 @@ class RegistryService:
                 partial.write_bytes(data)
                 os.replace(partial, path)
         except OSError as exc:
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
             where = Location(name, field="file_name")
             raise DefinitionError(
                 Problem(f"cannot store the file: {exc.strerror}", where)
             ) from None
-        target = f"{path}:{workflow}" if workflow else str(path)
-        try:
-            return load_workflow(target)
-        except DefinitionError as exc:
-            raise _renamed(exc, str(path.resolve()), name) from None
+        return folder, created
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -329,12 +342,19 @@ class RegistryService:
         return record
 
 
-def _renamed(error: DefinitionError, real_path: str, name: str) -> DefinitionError:
-    """The same error with locations in the stored copy renamed to the pushed file's name."""
-    problems = [
-        Problem(p.message, Location(name, p.location.line, p.location.field))
-        if p.location.file in (real_path, os.path.realpath(real_path))
-        else p
-        for p in error.problems
-    ]
-    return type(error)(problems)
+def _checked_name(file_name: str) -> str:
+    """``file_name`` if it is a bare workflow file name. Raises DefinitionError."""
+    name = os.path.basename(file_name)
+    if (
+        name != file_name
+        or not name.endswith(SOURCE_SUFFIXES)
+        or name.startswith(".")
+        or not SAFE_NAME.fullmatch(name)
+    ):
+        raise DefinitionError(
+            Problem(
+                "the file name must be a bare name ending in .py, .yaml or .yml",
+                Location(readable_text(file_name)[:200], field="file_name"),
+            )
+        )
+    return name
