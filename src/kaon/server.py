@@ -175,7 +175,12 @@ class KaonServer:
             settings.executor or "process",
             **({"workers": settings.workers} if settings.workers else {}),
         )
-        engine = Engine(self.services.store, executor, self.services.runs.artifacts)
+        engine = Engine(
+            self.services.store,
+            executor,
+            self.services.runs.artifacts,
+            owner_group_of=self.services.registry.owner_group,
+        )
         self.engine = engine
         admit = admission(self.services.store)
         thread = threading.Thread(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -75,6 +76,20 @@ def status_of(error: BaseException) -> int:
     return 500
 
 
+async def audit_refusal(
+    app: Any, actor: str, status: int, method: str, path: str, error: BaseException
+) -> None:
+    """Write a refused attempt to the audit trail (rate-limited by the auth service)."""
+    services = getattr(app.state, "services", None)
+    auth = getattr(services, "auth", None)
+    if auth is None:
+        return
+    try:
+        await anyio.to_thread.run_sync(auth.refused, actor, status, f"{method} {path}", str(error))
+    except KaonError:
+        log.warning("cannot audit a refused %s %s", method, path)
+
+
 def error_body(error: BaseException) -> ErrorBody:
     """The JSON body describing ``error``."""
     problems: list[ProblemView] = []
@@ -101,6 +116,10 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if status == 500:
         log.exception("error handling %s %s", request.method, request.url.path, exc_info=exc)
+    if status in (401, 403):
+        principal = getattr(request.state, "principal", None)
+        actor = getattr(principal, "name", "anonymous")
+        await audit_refusal(request.app, actor, status, request.method, request.url.path, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return _json(status, error_body(exc), headers)
 

@@ -25,7 +25,7 @@ import anyio
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kaon.api.errors import error_body, status_of
+from kaon.api.errors import audit_refusal, error_body, status_of
 from kaon.errors import KaonError
 from kaon.service.auth import AuthService
 from kaon.service.registry_views import ErrorBody, ProblemView
@@ -89,6 +89,10 @@ class RequestGuard:
             principal = await anyio.to_thread.run_sync(self.auth.authenticate, secret)
         except KaonError as exc:
             status = status_of(exc)
+            if status == 401:
+                app = scope.get("app")
+                if app is not None:
+                    await audit_refusal(app, "anonymous", 401, scope["method"], scope["path"], exc)
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return _answer(status, error_body(exc), headers)
         scope.setdefault("state", {})["principal"] = principal

@@ -17,12 +17,13 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.service.registry_views import (
     SignalRequest,
@@ -42,14 +43,26 @@ BATCH = 500
 @router.post("/signals", response_model=SignalView, status_code=201, summary="Send a signal")
 def send_signal(
     body: SignalRequest,
+    response: Response,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
     principal: Principal = Depends(require("operator")),
     services: Services = Depends(get_services),
 ) -> SignalView:
-    """Store a signal with parameters; signal triggers and waiting steps react to it."""
-    record = services.registry.send_signal(
-        body.name, body.params, principal, dedupe_key=body.dedupe_key
-    )
-    return signal_view(record)
+    """Store a signal with parameters; the signal triggers and waiting steps of workflows
+    the caller may operate (its groups) react to it. A retry with the same
+    ``Idempotency-Key`` returns the first signal and stores no second one."""
+
+    def work(_: dict[str, Any]) -> dict[str, Any]:
+        record = services.registry.send_signal(
+            body.name, body.params, principal, dedupe_key=body.dedupe_key
+        )
+        return signal_view(record).model_dump(mode="json")
+
+    request = {"route": "send_signal", **body.model_dump(mode="json")}
+    answer, replayed = services.once(principal, idempotency_key, request, {}, work)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return SignalView.model_validate(answer)
 
 
 @router.get("/signals", response_model=list[SignalView], summary="List signals")
@@ -80,16 +93,18 @@ async def stream_events(
     run_id: str | None = Query(None, max_length=200, description="Only this run's events."),
     after: int | None = Query(None, ge=0, le=2**62, description="Start after this event id."),
     last_event_id: str | None = Header(None, max_length=30),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> StreamingResponse:
-    """Stream committed engine events as they happen, oldest first."""
+    """Stream committed engine events as they happen, oldest first: those of the runs the
+    caller may read (its groups' workflows, unless it reads everything)."""
     if run_id is not None:
-        run_id = await anyio.to_thread.run_sync(services.runs.resolve_run_id, run_id)
+        run_id = await anyio.to_thread.run_sync(services.authorize_run, principal, "viewer", run_id)
     cursor = after if after is not None else _parse_id(last_event_id)
     stopping: threading.Event | None = request.app.state.stopping
+    readable = None if principal.reads_everything or run_id else _RunFilter(services, principal)
     return StreamingResponse(
-        _events(request, services, run_id, cursor, stopping),
+        _events(request, services, run_id, cursor, stopping, readable),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -102,8 +117,32 @@ def _parse_id(value: str | None) -> int:
         return 0
 
 
-def _read(services: Services, run_id: str | None, cursor: int) -> list[EventRecord]:
-    return services.store.events(run_id, after_id=cursor, limit=BATCH)
+class _RunFilter:
+    """Which runs' events a principal may see (remembered per run for the stream's life)."""
+
+    def __init__(self, services: Services, principal: Principal) -> None:
+        self.services = services
+        self.principal = principal
+        self.seen: dict[str, bool] = {}
+
+    def __call__(self, records: list[EventRecord]) -> list[EventRecord]:
+        for record in records:
+            if record.run_id not in self.seen:
+                if len(self.seen) > 10_000:
+                    self.seen.clear()
+                self.seen[record.run_id] = self.services.may_read_run(self.principal, record.run_id)
+        return [r for r in records if self.seen[r.run_id]]
+
+
+def _read(
+    services: Services,
+    run_id: str | None,
+    cursor: int,
+    readable: _RunFilter | None = None,
+) -> tuple[list[EventRecord], int]:
+    batch = services.store.events(run_id, after_id=cursor, limit=BATCH)
+    last = max((r.id or 0 for r in batch), default=cursor)
+    return (readable(batch) if readable else batch), last
 
 
 async def _events(
@@ -112,15 +151,17 @@ async def _events(
     run_id: str | None,
     cursor: int,
     stopping: threading.Event | None,
+    readable: _RunFilter | None = None,
 ) -> AsyncIterator[str]:
     yield ": connected\n\n"
     beat = time.monotonic()
     while not (stopping is not None and stopping.is_set()):
-        batch = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+        batch, last = await anyio.to_thread.run_sync(_read, services, run_id, cursor, readable)
+        moved = last > cursor
+        cursor = last
         for record in batch:
-            cursor = record.id or cursor
             yield _frame(record)
-        if batch:
+        if moved:
             beat = time.monotonic()
             continue
         if await request.is_disconnected():

@@ -133,8 +133,11 @@ class Engine:
         clock: Callable[[], float] = time.time,
         fingerprint: Fingerprint | None = None,
         tune_collector: bool = True,
+        owner_group_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.ctx = EngineContext(store, artifacts, clock, fingerprint)
+        # A workflow's owner group, to deliver a scoped signal only where it may go (server).
+        self.owner_group_of = owner_group_of
         self.store = store
         self.executor = executor
         self.artifacts = artifacts
@@ -393,14 +396,24 @@ class Engine:
         now = self.ctx.clock()
         for state in list(self.runs.values()):
             if state.waiting:
-                since = state.record.created_at
-                state.deliver_signals(
-                    self.store.signals(after_id=state.signal_cursor, since=since, limit=500)
-                )
+                self._deliver_signals(state)
             for command in self.store.pending_commands(state.id):
                 assert command.id is not None
                 self.ctx.batch.commands_done[command.id] = now
                 self._execute_command(state, command.kind, command.payload, command.by)
+
+    def _deliver_signals(self, state: RunState) -> None:
+        """Wake the run's wait steps with the new signals that may reach its workflow."""
+        since = state.record.created_at
+        signals = self.store.signals(after_id=state.signal_cursor, since=since, limit=500)
+        if not signals:
+            return
+        last = max(s.id or 0 for s in signals)
+        if self.owner_group_of is not None and any(s.scope is not None for s in signals):
+            group = self.owner_group_of(state.record.workflow)
+            signals = [s for s in signals if s.reaches(group)]
+        state.deliver_signals(signals)
+        state.signal_cursor = max(state.signal_cursor, last)
 
     def _execute_command(
         self, state: RunState, kind: str, payload: dict[str, object], by: str

@@ -29,7 +29,7 @@ from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundE
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
-from kaon.service.auth import AuthService, Principal
+from kaon.service.auth import ANY_GROUP, AuthService, Principal
 from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
 from kaon.service.push_sandbox import SandboxLimits, declared_names, evaluate
 from kaon.service.registry_views import (
@@ -273,9 +273,13 @@ class RegistryService:
         version: int | None = None,
         from_strings: bool = False,
         labels: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunView:
         """Record a pending run of the active (or given) version; the server's engine
         claims it. The run's labels record ``version`` and who started it (``by``).
+
+        ``run_id`` names the new run; when a run of that id exists already (a retried
+        idempotent request whose first attempt got that far), it is returned instead.
 
         Raises NotFoundError, InvalidActionError (the workflow is deactivated and no version
         was given), ParameterError, PermissionDeniedError.
@@ -283,6 +287,11 @@ class RegistryService:
         workflow = self.registry.get_workflow(name)
         self.auth.check(principal, "operator", owner_group=workflow.owner_group)
         check_value({"params": dict(params), "labels": dict(labels or {})})
+        if run_id is not None:
+            try:
+                return run_view(self.store.get_run(run_id))
+            except NotFoundError:
+                pass
         number = version if version is not None else workflow.active_version
         if number is None:
             raise InvalidActionError(
@@ -300,6 +309,7 @@ class RegistryService:
             executor=self.executor,
             labels=tags,
             stored_hash=record.definition_hash,
+            run_id=run_id,
         )
         self.auth.audit(
             principal.name, "run.start", f"run:{run.id}", {"workflow": name, "version": number}
@@ -328,10 +338,19 @@ class RegistryService:
     ) -> SignalRecord:
         """Store a signal (trigger and waiting steps react to it); returns it with its id.
 
+        The signal reaches only workflows ``principal`` may operate: its scope is the
+        principal's groups (none for an admin or a holder of ``*``), see
+        :meth:`SignalRecord.reaches`.
+
         Raises UnsafeValueError (422) for parameters that could not be stored safely."""
         check_value({"name": name, "params": dict(params), "dedupe_key": dedupe_key})
         record = SignalRecord(
-            name=name, params=dict(params), at=time.time(), by=principal.name, dedupe_key=dedupe_key
+            name=name,
+            params=dict(params),
+            at=time.time(),
+            by=principal.name,
+            dedupe_key=dedupe_key,
+            scope=signal_scope(principal),
         )
         values = {k: getattr(record, k) for k in record.__dataclass_fields__ if k != "id"}
         with self.store.writing(f"storing signal {name}") as conn:
@@ -340,6 +359,13 @@ class RegistryService:
             record.id = int(key[0]) if key is not None else None
         self.auth.audit(principal.name, "signal.send", f"signal:{name}", {"id": record.id})
         return record
+
+
+def signal_scope(principal: Principal) -> list[str] | None:
+    """The owner groups a signal sent by ``principal`` may reach (None: every workflow)."""
+    if principal.is_admin or ANY_GROUP in principal.groups:
+        return None
+    return sorted(principal.groups) if principal.has_role("operator") else []
 
 
 def _checked_name(file_name: str) -> str:

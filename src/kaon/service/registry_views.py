@@ -172,6 +172,17 @@ class TokenRequest(Request):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(pattern=r"^(viewer|operator|owner|admin)$")
     groups: list[str] = Field(default_factory=list, max_length=100)
+    expires_in: float | None = Field(
+        default=None, gt=0, le=10 * 365 * 86400, description="Seconds until it stops working."
+    )
+
+
+class RotateRequest(Request):
+    """Rotate a token: a new secret, optionally a new lifetime."""
+
+    expires_in: float | None = Field(
+        default=None, gt=0, le=10 * 365 * 86400, description="Seconds until it stops working."
+    )
 
 
 class TokenView(BaseModel):
@@ -184,6 +195,7 @@ class TokenView(BaseModel):
     created_at: float
     last_used_at: float | None = None
     revoked_at: float | None = None
+    expires_at: float | None = None
     token: str | None = None
 
 
@@ -265,6 +277,7 @@ def token_view(record: TokenRecord, secret: str | None = None) -> TokenView:
         created_at=record.created_at,
         last_used_at=record.last_used_at,
         revoked_at=record.revoked_at,
+        expires_at=record.expires_at,
         token=secret,
     )
 

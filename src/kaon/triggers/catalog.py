@@ -37,6 +37,7 @@ class ActiveWorkflow:
     version: int | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    owner_group: str | None = None  # which signals reach it (SignalRecord.reaches)
 
 
 class WorkflowCatalog(Protocol):
@@ -115,7 +116,9 @@ class RegistryCatalog:
         record = self.registry.get_workflow(name)
         if record.active_version is None:
             raise NotFoundError(f"workflow {name!r} has no active version")
-        return self._active(record.name, record.active_version, record.properties)
+        return self._active(
+            record.name, record.active_version, record.properties, record.owner_group
+        )
 
     def _read(self) -> list[ActiveWorkflow]:
         found: list[ActiveWorkflow] = []
@@ -127,7 +130,12 @@ class RegistryCatalog:
                     continue
                 try:
                     found.append(
-                        self._active(record.name, record.active_version, record.properties)
+                        self._active(
+                            record.name,
+                            record.active_version,
+                            record.properties,
+                            record.owner_group,
+                        )
                     )
                 except (NotFoundError, DefinitionError) as error:
                     log.warning("cannot serve workflow %s: %s", record.name, error)
@@ -135,13 +143,21 @@ class RegistryCatalog:
                 return found
             offset += 500
 
-    def _active(self, name: str, number: int, properties: Mapping[str, Any]) -> ActiveWorkflow:
+    def _active(
+        self,
+        name: str,
+        number: int,
+        properties: Mapping[str, Any],
+        owner_group: str | None = None,
+    ) -> ActiveWorkflow:
         version = self.registry.get_version(name, number)
         spec = self._specs.get(version.definition_hash)
         if spec is None:
             spec = workflow_from_dict(self.store.get_definition(version.definition_hash).spec)
             self._specs[version.definition_hash] = spec
-        return ActiveWorkflow(name, spec, number, dict(properties or {}), version.source_name)
+        return ActiveWorkflow(
+            name, spec, number, dict(properties or {}), version.source_name, owner_group
+        )
 
 
 LagHook = Callable[[str, float], None]
