@@ -68,6 +68,7 @@ class RegistryService:
         self.executor = executor
         self.sandbox = SandboxLimits()
         self._specs: dict[str, WorkflowSpec] = {}
+        self._evaluated: dict[str, WorkflowSpec] = {}  # pushed file -> its spec
         self._lock = threading.Lock()
 
     # -- pushing -----------------------------------------------------------------------------
@@ -98,12 +99,16 @@ class RegistryService:
         folder, created = self._store_files(name, source, files)
         try:
             target = str(folder / name) + (f":{workflow}" if workflow else "")
-            spec = evaluate(target, name, self.sandbox)
+            spec = self._evaluated.get(target) or evaluate(target, name, self.sandbox)
             owner_group = self._owner_group_for(principal, spec.name, owner_group)
         except BaseException:
             if created:  # a refused or failed push leaves nothing behind
                 shutil.rmtree(folder, ignore_errors=True)
             raise
+        with self._lock:  # the folder is content-addressed: same content, same spec
+            if len(self._evaluated) > 1000:
+                self._evaluated.clear()
+            self._evaluated[target] = spec
         now = time.time()
         definition_hash = spec_hash(spec)
         definition = DefinitionRecord(
