@@ -50,7 +50,7 @@ class SandboxLimits:
 
     timeout_s: float = field(default_factory=lambda: float(_env_int("KAON_PUSH_TIMEOUT_S", 60)))
     memory_bytes: int = field(
-        default_factory=lambda: _env_int("KAON_PUSH_MEMORY_MB", 1024) * 1024 * 1024
+        default_factory=lambda: _env_int("KAON_PUSH_MEMORY_MB", 2048) * 1024 * 1024
     )
     file_bytes: int = 64 * 1024 * 1024
 
@@ -150,6 +150,8 @@ def _run_child(target: str, scratch: str, limits: SandboxLimits, shown_as: str) 
         "PYTHONPATH": str(Path(kaon.__file__).resolve().parent.parent),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
+        "OMP_NUM_THREADS": "1",  # numerical libraries imported at load need no thread pools
+        "OPENBLAS_NUM_THREADS": "1",
     }
     child = subprocess.Popen(
         [sys.executable, "-m", "kaon.service._evaluate"],
