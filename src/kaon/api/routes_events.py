@@ -70,11 +70,16 @@ def list_signals(
     name: str | None = Query(None, max_length=200),
     after: int = Query(0, ge=0, le=2**62),
     limit: int = Query(100, ge=1, le=1000),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[SignalView]:
-    """Signals with ids above ``after``, oldest first."""
-    return [signal_view(s) for s in services.store.signals(name=name, after_id=after, limit=limit)]
+    """Signals with ids above ``after``, oldest first: a token with groups sees those that
+    may reach its groups' workflows (a page may hold fewer than ``limit``)."""
+    found = services.store.signals(name=name, after_id=after, limit=limit)
+    if not principal.reads_everything:
+        groups = set(principal.groups)
+        found = [s for s in found if s.scope is None or groups & set(s.scope)]
+    return [signal_view(s) for s in found]
 
 
 def _frame(record: EventRecord) -> str:

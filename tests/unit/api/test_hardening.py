@@ -122,3 +122,21 @@ def test_no_redirect_reflects_the_host_header(client: Any, tokens: dict[str, str
     )
     assert answer.status_code == 404
     assert "evil.example" not in answer.headers.get("location", "")
+
+
+def test_signals_are_listed_only_to_the_groups_they_may_reach(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    assert client.post(
+        "/signals", json={"name": "ml_go", "params": {"k": 1}}, headers=h(tokens["operator"])
+    ).is_success
+    assert client.post("/signals", json={"name": "all_go"}, headers=h(tokens["admin"])).is_success
+    names = {
+        who: [s["name"] for s in client.get("/signals", headers=h(tokens[who])).json()]
+        for who in ("operator", "stranger", "viewer")
+    }
+    assert names == {
+        "operator": ["ml_go", "all_go"],
+        "stranger": ["all_go"],
+        "viewer": ["ml_go", "all_go"],  # a token without groups reads everything
+    }
