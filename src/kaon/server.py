@@ -182,6 +182,7 @@ class KaonServer:
             executor,
             self.services.runs.artifacts,
             lease_ttl=self.options.lease_ttl_s,
+            owner_group_of=self.services.registry.owner_group,
         )
         self.engine = engine
         admit = admission(self.services.store)

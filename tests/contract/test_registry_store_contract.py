@@ -11,6 +11,7 @@ import pytest
 from kaon.errors import NotFoundError
 from kaon.store.registry import (
     AuditRecord,
+    IdempotencyRecord,
     RegistryStore,
     SQLRegistryStore,
     TokenRecord,
@@ -107,6 +108,32 @@ class RegistryStoreContract:
         assert found is not None and found.revoked_at == 6.0
         assert [t.id for t in registry.list_tokens()] == ["t1"]
         assert registry.count_tokens() == 1
+
+    def test_token_expiry_and_rotation(self, registry: RegistryStore) -> None:
+        registry.add_token(TokenRecord("t1", "ci", "hash-1", "viewer", [], 1.0, expires_at=9.0))
+        found = registry.token_by_hash("hash-1")
+        assert found is not None and found.expires_at == 9.0
+        assert registry.rotate_token("t1", "hash-2", None)
+        assert registry.token_by_hash("hash-1") is None
+        rotated = registry.token_by_hash("hash-2")
+        assert rotated is not None and rotated.id == "t1" and rotated.expires_at is None
+        assert not registry.rotate_token("ghost", "hash-3", None)
+        registry.revoke_token("t1", 10.0)
+        assert not registry.rotate_token("t1", "hash-3", None)  # a revoked token stays dead
+
+    def test_idempotency_keys(self, registry: RegistryStore) -> None:
+        first = IdempotencyRecord("t1", "k", "digest", 0, {"run_id": "r1"}, 5.0)
+        assert registry.reserve_idempotency(first)
+        assert not registry.reserve_idempotency(IdempotencyRecord("t1", "k", "other", 0))
+        assert registry.reserve_idempotency(IdempotencyRecord("t2", "k", "digest", 0, {}, 6.0))
+        assert registry.idempotency("t1", "k") == first
+        registry.finish_idempotency("t1", "k", 200, {"id": "r1"})
+        done = registry.idempotency("t1", "k")
+        assert done is not None and done.status == 200 and done.response == {"id": "r1"}
+        assert registry.drop_idempotency("", "", before=5.5) == 1
+        assert registry.idempotency("t1", "k") is None
+        assert registry.drop_idempotency("t2", "k") == 1
+        assert registry.idempotency("t2", "k") is None
 
     def test_audit_trail_is_ordered_and_filterable(self, registry: RegistryStore) -> None:
         registry.add_audit(AuditRecord(1.0, "ann", "workflow.push", "workflow:wf", {"v": 1}))

@@ -22,6 +22,7 @@ from kaon.api import routes_admin, routes_events, routes_reads, routes_runs, rou
 from kaon.api.deps import Services
 from kaon.api.errors import install_error_handlers
 from kaon.api.feed_hub import FeedHub
+from kaon.api.guard import RequestGuard
 from kaon.api.metrics import ServerMetrics
 from kaon.errors import ConfigurationError
 from kaon.service.auth import AuthService
@@ -67,6 +68,8 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    # No redirect to the slash-less path: it would name the request's Host header.
+    app.router.redirect_slashes = False
     app.state.stopping = threading.Event()
     app.state.feed_hub = FeedHub(services.store, app.state.stopping)
     install_error_handlers(app)
@@ -76,8 +79,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_reads.router)
     app.include_router(routes_events.router)
     _include_trigger_routes(app)
+    # The guard authenticates before any body is read; the UI's session cookie (added by
+    # install_ui, so outside the guard) becomes a bearer token before the guard sees it.
+    app.add_middleware(RequestGuard, auth=services.auth, max_body=services.settings.max_body_bytes)
     install_ui(app)
-
     app.add_middleware(_CountRequests, services=services)
     return app
 

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kaon.errors import KaonError
 from kaon.service.auth import (
     AuthenticationError,
     AuthService,
@@ -33,6 +34,7 @@ from kaon.service.auth import (
     Principal,
     role_rank,
 )
+from kaon.service.idempotency import Idempotency, Work
 
 if TYPE_CHECKING:
     from kaon.api.metrics import ServerMetrics
@@ -49,6 +51,14 @@ __all__ = [
     "get_services",
     "require",
 ]
+
+IDEMPOTENCY_KEY = Header(
+    None,
+    alias="Idempotency-Key",
+    max_length=200,
+    description="Send the same key again (a retry) to get the first answer, not a second run.",
+)
+"""The ``Idempotency-Key`` header parameter of the routes that create things."""
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`kaon token create`).")
 
@@ -75,9 +85,45 @@ class Services:
 
     def authorize(self, principal: Principal, role: str, *, workflow: str | None = None) -> None:
         """Raise PermissionDeniedError unless ``principal`` may act with ``role`` on
-        ``workflow`` (its owner group decides; an unknown workflow has none)."""
+        ``workflow`` (its owner group decides; an unknown workflow has none).
+
+        The one per-object check of every route (reads pass ``viewer``): all of them end
+        in :meth:`AuthService.check`, i.e. :meth:`Principal.can`."""
         group = self.registry.owner_group(workflow) if workflow else None
         self.auth.check(principal, role, owner_group=group)
+
+    def authorize_run(self, principal: Principal, role: str, run_id: str) -> str:
+        """Resolve ``run_id`` (a prefix) and :meth:`authorize` ``role`` on its workflow;
+        returns the full id. Raises NotFoundError, PermissionDeniedError."""
+        full = self.runs.resolve_run_id(run_id)
+        self.authorize(principal, role, workflow=self.store.get_run(full).workflow)
+        return full
+
+    def may_read_run(self, principal: Principal, run_id: str) -> bool:
+        """True when ``principal`` may read the run (a missing run: False)."""
+        if principal.reads_everything:
+            return True
+        try:
+            workflow = self.store.get_run(run_id).workflow
+        except KaonError:
+            return False
+        return principal.can("viewer", self.registry.owner_group(workflow))
+
+    def once(
+        self,
+        principal: Principal,
+        key: str | None,
+        request: Any,
+        reservation: dict[str, Any],
+        work: Work,
+    ) -> tuple[dict[str, Any], bool]:
+        """Do ``work`` once per (caller, ``Idempotency-Key``): see
+        :mod:`kaon.service.idempotency`. Returns the answer and whether it is a replay."""
+        found = self.extras.get("idempotency")
+        if not isinstance(found, Idempotency):
+            found = self.extras["idempotency"] = Idempotency(self.auth.registry)
+        actor = principal.token_id or principal.name
+        return found.once(actor, key, request, reservation, work)
 
     def audit(
         self, principal: Principal, action: str, target: str, data: dict[str, Any] | None = None
@@ -104,7 +150,12 @@ def require(role: str) -> Callable[..., Principal]:
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ) -> Principal:
         services = get_services(request)
-        principal = services.auth.authenticate(credentials.credentials if credentials else None)
+        found = getattr(request.state, "principal", None)  # the request guard's, if any
+        principal = (
+            found
+            if isinstance(found, Principal)
+            else services.auth.authenticate(credentials.credentials if credentials else None)
+        )
         # A run token is good on its own run's routes only (``/runs/{run_id}/...``).
         services.auth.check(principal, role, run_id=request.path_params.get("run_id"))
         request.state.principal = principal

@@ -10,6 +10,7 @@ PermissionDeniedError                                    403
 NotFoundError                                            404
 InvalidActionError (IllegalTransitionError), LeaseError  409
 ConfigurationError                                       400
+body over the route's limit (the request guard)          413
 any other error                                          500
 =======================================================  =====
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -59,6 +61,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "The token's role or groups do not allow this"),
         (404, "Not found"),
         (409, "Not allowed in the current state"),
+        (413, "The body exceeds the route's size limit"),
         (422, "Invalid input: every problem with its location"),
     )
 }
@@ -71,6 +74,20 @@ def status_of(error: BaseException) -> int:
         if isinstance(error, kind):
             return status
     return 500
+
+
+async def audit_refusal(
+    app: Any, actor: str, status: int, method: str, path: str, error: BaseException
+) -> None:
+    """Write a refused attempt to the audit trail (rate-limited by the auth service)."""
+    services = getattr(app.state, "services", None)
+    auth = getattr(services, "auth", None)
+    if auth is None:
+        return
+    try:
+        await anyio.to_thread.run_sync(auth.refused, actor, status, f"{method} {path}", str(error))
+    except KaonError:
+        log.warning("cannot audit a refused %s %s", method, path)
 
 
 def error_body(error: BaseException) -> ErrorBody:
@@ -99,6 +116,10 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if status == 500:
         log.exception("error handling %s %s", request.method, request.url.path, exc_info=exc)
+    if status in (401, 403):
+        principal = getattr(request.state, "principal", None)
+        actor = getattr(principal, "name", "anonymous")
+        await audit_refusal(request.app, actor, status, request.method, request.url.path, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return _json(status, error_body(exc), headers)
 

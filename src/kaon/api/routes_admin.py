@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel
 
 from kaon.api.deps import Principal, Services, get_services, require
@@ -11,6 +11,7 @@ from kaon.api.metrics import CONTENT_TYPE
 from kaon.errors import InvalidActionError
 from kaon.service.registry_views import (
     AuditView,
+    RotateRequest,
     TokenRequest,
     TokenView,
     audit_view,
@@ -73,8 +74,26 @@ def create_token(
 ) -> TokenView:
     """Create an API token; the secret is in this response only."""
     record, secret = services.auth.create_token(
-        body.name, body.role, body.groups, by=principal.name
+        body.name, body.role, body.groups, by=principal.name, expires_in=body.expires_in
     )
+    return token_view(record, secret)
+
+
+@router.post(
+    "/tokens/{token_id}/rotate", response_model=TokenView, tags=["admin"], summary="Rotate"
+)
+def rotate_token(
+    token_id: str,
+    body: RotateRequest | None = Body(None),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> TokenView:
+    """A new secret for a token (in this response only); the old one stops working at once.
+    Any token may rotate itself; rotating another token needs an admin."""
+    if token_id != principal.token_id:
+        services.auth.check(principal, "admin")
+    expires_in = body.expires_in if body else None
+    record, secret = services.auth.rotate(token_id, by=principal.name, expires_in=expires_in)
     return token_view(record, secret)
 
 

@@ -20,12 +20,13 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.feed_hub import FeedHub
 from kaon.service.registry_views import (
@@ -46,14 +47,26 @@ BATCH = 500
 @router.post("/signals", response_model=SignalView, status_code=201, summary="Send a signal")
 def send_signal(
     body: SignalRequest,
+    response: Response,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
     principal: Principal = Depends(require("operator")),
     services: Services = Depends(get_services),
 ) -> SignalView:
-    """Store a signal with parameters; signal triggers and waiting steps react to it."""
-    record = services.registry.send_signal(
-        body.name, body.params, principal, dedupe_key=body.dedupe_key
-    )
-    return signal_view(record)
+    """Store a signal with parameters; the signal triggers and waiting steps of workflows
+    the caller may operate (its groups) react to it. A retry with the same
+    ``Idempotency-Key`` returns the first signal and stores no second one."""
+
+    def work(_: dict[str, Any]) -> dict[str, Any]:
+        record = services.registry.send_signal(
+            body.name, body.params, principal, dedupe_key=body.dedupe_key
+        )
+        return signal_view(record).model_dump(mode="json")
+
+    request = {"route": "send_signal", **body.model_dump(mode="json")}
+    answer, replayed = services.once(principal, idempotency_key, request, {}, work)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return SignalView.model_validate(answer)
 
 
 @router.get("/signals", response_model=list[SignalView], summary="List signals")
@@ -61,11 +74,16 @@ def list_signals(
     name: str | None = Query(None, max_length=200),
     after: int = Query(0, ge=0, le=2**62),
     limit: int = Query(100, ge=1, le=1000),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[SignalView]:
-    """Signals with ids above ``after``, oldest first."""
-    return [signal_view(s) for s in services.store.signals(name=name, after_id=after, limit=limit)]
+    """Signals with ids above ``after``, oldest first: a token with groups sees those that
+    may reach its groups' workflows (a page may hold fewer than ``limit``)."""
+    found = services.store.signals(name=name, after_id=after, limit=limit)
+    if not principal.reads_everything:
+        groups = set(principal.groups)
+        found = [s for s in found if s.scope is None or groups & set(s.scope)]
+    return [signal_view(s) for s in found]
 
 
 def _frame(record: EventRecord) -> str:
@@ -89,19 +107,21 @@ async def stream_events(
         description="Start after this event id (default: from now, or a run's first event).",
     ),
     last_event_id: str | None = Header(None, max_length=30),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> StreamingResponse:
-    """Stream committed engine events as they happen, oldest first."""
+    """Stream committed engine events as they happen, oldest first: those of the runs the
+    caller may read (its groups' workflows, unless it reads everything)."""
     if run_id is not None:
-        run_id = await anyio.to_thread.run_sync(services.runs.resolve_run_id, run_id)
+        run_id = await anyio.to_thread.run_sync(services.authorize_run, principal, "viewer", run_id)
     cursor = await anyio.to_thread.run_sync(start_cursor, services, run_id, after, last_event_id)
     stopping: threading.Event | None = request.app.state.stopping
+    readable = None if principal.reads_everything or run_id else _RunFilter(services, principal)
     hub: FeedHub | None = getattr(request.app.state, "feed_hub", None)
     if hub is not None:
         await anyio.to_thread.run_sync(hub.start)
     return StreamingResponse(
-        _events(request, services, run_id, cursor, stopping, hub),
+        _events(request, services, run_id, cursor, stopping, hub, readable),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -125,8 +145,26 @@ def start_cursor(
     return 0 if run_id is not None else services.store.last_event_id()
 
 
-def _read(services: Services, run_id: str | None, cursor: int) -> list[EventRecord]:
-    return services.store.events(run_id, after_id=cursor, limit=BATCH)
+class _RunFilter:
+    """Which runs' events a principal may see (remembered per run for the stream's life)."""
+
+    def __init__(self, services: Services, principal: Principal) -> None:
+        self.services = services
+        self.principal = principal
+        self.seen: dict[str, bool] = {}
+
+    def __call__(self, records: list[EventRecord]) -> list[EventRecord]:
+        for record in records:
+            if record.run_id not in self.seen:
+                if len(self.seen) > 10_000:
+                    self.seen.clear()
+                self.seen[record.run_id] = self.services.may_read_run(self.principal, record.run_id)
+        return [r for r in records if self.seen[r.run_id]]
+
+
+def _read(services: Services, run_id: str | None, cursor: int) -> tuple[list[EventRecord], int]:
+    batch = services.store.events(run_id, after_id=cursor, limit=BATCH)
+    return batch, max((r.id or 0 for r in batch), default=cursor)
 
 
 async def _events(
@@ -136,6 +174,7 @@ async def _events(
     cursor: int,
     stopping: threading.Event | None,
     hub: FeedHub | None = None,
+    readable: _RunFilter | None = None,
 ) -> AsyncIterator[str]:
     """The stream: events above ``cursor`` from the hub's buffer when it covers them (no
     query per follower), else from the store (catching up on older ones)."""
@@ -144,14 +183,16 @@ async def _events(
     while not (stopping is not None and stopping.is_set()):
         buffered = hub.read(cursor, run_id, BATCH) if hub is not None else None
         if buffered is None:
-            batch = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
-            after = batch[-1].id or cursor if batch else cursor
+            batch, after = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
         else:
             batch, after = buffered
+        if readable is not None and batch:
+            batch = await anyio.to_thread.run_sync(readable, batch)
+        moved = after > cursor
+        cursor = after
         for record in batch:
             yield _frame(record)
-        cursor = after
-        if batch:
+        if moved:
             beat = time.monotonic()
             continue
         if await request.is_disconnected():

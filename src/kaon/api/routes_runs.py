@@ -3,11 +3,14 @@ artifacts, metrics and the recorded events of a run."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Query
+from typing import Any
 
-from kaon.api.deps import Principal, Services, get_services, require
+from fastapi import APIRouter, Body, Depends, Query, Response
+
+from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.engine.engine import owner_is_dead
+from kaon.engine.operations import new_run_id
 from kaon.errors import InvalidActionError
 from kaon.model.status import RunStatus
 from kaon.service.experiment_views import RunArtifactsView
@@ -30,10 +33,12 @@ RUN_ID_HELP = "A run id or a unique prefix of one."
 
 def _authorize(services: Services, principal: Principal, run_id: str) -> str:
     """Resolve the run and check that ``principal`` operates its workflow."""
-    full = services.runs.resolve_run_id(run_id)
-    workflow = services.store.get_run(full).workflow
-    services.authorize(principal, "operator", workflow=workflow)
-    return full
+    return services.authorize_run(principal, "operator", run_id)
+
+
+def _readable(services: Services, principal: Principal, run_id: str) -> str:
+    """Resolve the run and check that ``principal`` may read it."""
+    return services.authorize_run(principal, "viewer", run_id)
 
 
 def _audit(
@@ -46,19 +51,34 @@ def _audit(
 @router.post("", response_model=RunView, status_code=201, summary="Start a run")
 def start_run(
     body: StartRunRequest,
+    response: Response,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
     principal: Principal = Depends(require("operator")),
     services: Services = Depends(get_services),
 ) -> RunView:
     """Record a pending run of the workflow's active (or given) version with bound
-    parameters; the server's engine claims and drives it."""
-    return services.registry.start_run(
-        body.workflow,
-        body.params,
-        principal,
-        version=body.version,
-        from_strings=body.from_strings,
-        labels=body.labels,
+    parameters; the server's engine claims and drives it. A retry with the same
+    ``Idempotency-Key`` returns the same run."""
+
+    def work(reserved: dict[str, Any]) -> dict[str, Any]:
+        view = services.registry.start_run(
+            body.workflow,
+            body.params,
+            principal,
+            version=body.version,
+            from_strings=body.from_strings,
+            labels=body.labels,
+            run_id=str(reserved["run_id"]),
+        )
+        return view.model_dump(mode="json")
+
+    request = {"route": "start_run", **body.model_dump(mode="json")}
+    answer, replayed = services.once(
+        principal, idempotency_key, request, {"run_id": new_run_id()}, work
     )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return RunView.model_validate(answer)
 
 
 @router.get("", response_model=list[RunView], summary="List runs")
@@ -84,7 +104,7 @@ def get_run(
     services: Services = Depends(get_services),
 ) -> RunDetail:
     """A run with its step runs, their attempts, and its metrics."""
-    return services.runs.run_detail(services.runs.resolve_run_id(run_id), all_steps=all_steps)
+    return services.runs.run_detail(_readable(services, _, run_id), all_steps=all_steps)
 
 
 @router.post("/{run_id}/kill", response_model=RunView, summary="Kill a run")
@@ -165,7 +185,7 @@ def run_events(
     services: Services = Depends(get_services),
 ) -> list[EventView]:
     """The recorded events of a run, oldest first (``GET /events`` streams them live)."""
-    full = services.runs.resolve_run_id(run_id)
+    full = _readable(services, _, run_id)
     return [event_view(e) for e in services.store.events(full, after_id=after, limit=limit)]
 
 
@@ -178,7 +198,7 @@ def run_metrics(
     services: Services = Depends(get_services),
 ) -> list[MetricView]:
     """The metrics the run's steps reported, in the order reported (the first ``limit``)."""
-    full = services.runs.resolve_run_id(run_id)
+    full = _readable(services, _, run_id)
     return RunReads(services.store).metrics(full, name=name, limit=limit)
 
 
@@ -189,7 +209,7 @@ def run_artifacts(
     services: Services = Depends(get_services),
 ) -> RunArtifactsView:
     """The artifacts the run's steps produced, with lineage."""
-    full = services.runs.resolve_run_id(run_id)
+    full = _readable(services, _, run_id)
     return services.runs.experiments.run_artifacts(full)
 
 
@@ -201,7 +221,7 @@ def get_step(
     services: Services = Depends(get_services),
 ) -> StepRunView:
     """One step run (``train``, ``segments[3].train``) with its attempts."""
-    full = services.runs.resolve_run_id(run_id)
+    full = _readable(services, _, run_id)
     return RunReads(services.store).step(full, path).step
 
 
@@ -225,7 +245,7 @@ def step_logs(
     services: Services = Depends(get_services),
 ) -> list[LogView]:
     """A step run's log lines (every attempt, or one), in the order written."""
-    return services.runs.logs(services.runs.resolve_run_id(run_id), path, attempt=attempt)
+    return services.runs.logs(_readable(services, _, run_id), path, attempt=attempt)
 
 
 @router.get(
@@ -238,5 +258,5 @@ def step_metrics(
     services: Services = Depends(get_services),
 ) -> list[MetricView]:
     """The metrics one step run reported."""
-    full = services.runs.resolve_run_id(run_id)
+    full = _readable(services, _, run_id)
     return RunReads(services.store).step(full, path).metrics

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query
+from typing import Any
 
-from kaon.api.deps import Principal, Services, get_services, require
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.service.registry_views import (
     ActivateRequest,
@@ -34,20 +36,33 @@ def list_workflows(
 @router.post("", response_model=PushResult, summary="Push a workflow file")
 def push(
     body: PushRequest,
+    response: Response,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
     principal: Principal = Depends(require("owner")),
     services: Services = Depends(get_services),
 ) -> PushResult:
     """Validate a workflow file and store it as a new immutable version (identical content
-    returns the existing version with ``created: false``)."""
-    return services.registry.push(
-        body.source,
-        body.file_name,
-        principal,
-        workflow=body.workflow,
-        activate=body.activate,
-        owner_group=body.owner_group,
-        files=body.files,
-    )
+    returns the existing version with ``created: false``; a retry with the same
+    ``Idempotency-Key`` returns the first answer). The file is evaluated after the caller's
+    right to push it was checked, in a sandboxed process (see the README)."""
+
+    def work(_: dict[str, Any]) -> dict[str, Any]:
+        result = services.registry.push(
+            body.source,
+            body.file_name,
+            principal,
+            workflow=body.workflow,
+            activate=body.activate,
+            owner_group=body.owner_group,
+            files=body.files,
+        )
+        return result.model_dump(mode="json")
+
+    request = {"route": "push", **body.model_dump(mode="json")}
+    answer, replayed = services.once(principal, idempotency_key, request, {}, work)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return PushResult.model_validate(answer)
 
 
 @router.get("/{name}", response_model=WorkflowView, summary="Get a workflow")
@@ -91,7 +106,8 @@ def get_version(
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> VersionView:
-    """One version, with its source text."""
+    """One version, with its source text (a reader of the workflow's group only)."""
+    services.authorize(_, "viewer", workflow=name)
     return services.registry.version(name, version)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,6 +21,10 @@ if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
     from kaon.service.client import LocalRegistry
     from kaon.service.remote import RemoteService
 
+ExpiresOpt = Annotated[
+    str | None,
+    typer.Option("--expires-in", help="Lifetime: seconds, or 30m, 12h, 7d (default: none)."),
+]
 GroupOpt = Annotated[
     list[str] | None, typer.Option("--group", "-g", help="An owner group (repeatable).")
 ]
@@ -227,6 +232,7 @@ def token_create(
         str, typer.Option("--role", "-r", help="viewer, operator, owner or admin.")
     ] = "viewer",
     group: GroupOpt = None,
+    expires_in: ExpiresOpt = None,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -235,7 +241,9 @@ def token_create(
     """Create an API token and print it (it is shown once; only its hash is stored)."""
     with _errors(), _registry(url, db, home) as registry:
         try:
-            view = registry.create_token(name, role, list(group or []))
+            view = registry.create_token(
+                name, role, list(group or []), _seconds(expires_in) if expires_in else None
+            )
         except ValueError as exc:
             from kaon.cli.main import _fail
 
@@ -244,6 +252,78 @@ def token_create(
         _print_json(view.model_dump(mode="json"))
     else:
         sys.stdout.write(f"{view.token}\n")
+
+
+@token_app.command("list")
+def token_list(
+    url: UrlOpt = None, db: DbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List tokens: id, name, role, groups, last use, expiry, revocation (never secrets)."""
+    with _errors(), _registry(url, db, home) as registry:
+        views = registry.list_tokens()
+    if as_json:
+        _print_json([v.model_dump(mode="json") for v in views])
+        return
+    for v in views:
+        state = "revoked" if v.revoked_at else "live"
+        used = _when(v.last_used_at)
+        expires = _when(v.expires_at) if v.expires_at else "never"
+        groups = ",".join(v.groups) or "-"
+        out.print(
+            f"{v.id}  {v.name}  {v.role}  groups={groups}  {state}  used={used}  expires={expires}",
+            markup=False,
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `kaon token list`).")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Revoke a token: it stops working at once."""
+    with _errors(), _registry(url, db, home) as registry:
+        registry.revoke_token(token_id)
+    out.print(f"revoked {token_id}", markup=False)
+
+
+@token_app.command("rotate")
+def token_rotate(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `kaon token list`).")],
+    expires_in: ExpiresOpt = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a token a new secret and print it; the old secret stops working at once."""
+    with _errors(), _registry(url, db, home) as registry:
+        view = registry.rotate_token(token_id, _seconds(expires_in) if expires_in else None)
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        sys.stdout.write(f"{view.token}\n")
+
+
+def _seconds(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``12h``, ``7d`` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    unit = units.get(text[-1:].lower())
+    number = text[:-1] if unit else text
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: use seconds or a number with s, m, h or d") from None
+    if not value > 0:
+        raise typer.BadParameter("--expires-in must be positive")
+    return value
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
 
 
 def signal(

@@ -136,8 +136,11 @@ class Engine:
         clock: Callable[[], float] = time.time,
         fingerprint: Fingerprint | None = None,
         tune_collector: bool = True,
+        owner_group_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.ctx = EngineContext(store, artifacts, clock, fingerprint)
+        # A workflow's owner group, to deliver a scoped signal only where it may go (server).
+        self.owner_group_of = owner_group_of
         self.store = store
         self.executor = executor
         self.artifacts = artifacts
@@ -637,6 +640,9 @@ class Engine:
         for state in waiting:
             cursor, since = state.signal_cursor or 0, state.record.created_at
             fresh = [s for s in signals if (s.id or 0) > cursor and s.at >= since]
+            if self.owner_group_of is not None and any(s.scope is not None for s in fresh):
+                group = self.owner_group_of(state.record.workflow)
+                fresh = [s for s in fresh if s.reaches(group)]
             self._isolated(state.id, functools.partial(state.deliver_signals, fresh))
             state.signal_cursor = max(cursor, signals[-1].id or 0)
 

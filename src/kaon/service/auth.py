@@ -3,7 +3,8 @@
 A token is a long random string shown once at creation; only its SHA-256 is stored. A token
 carries one role and a set of groups:
 
-* ``viewer`` reads everything (workflows, runs, logs, events, metrics);
+* ``viewer`` reads workflows, runs, logs, events and metrics: every workflow's with a token
+  without groups, else those of its groups and of no group (lists show every name);
 * ``operator`` also triggers, kills, restarts, skips and resumes runs, and sends signals;
 * ``owner`` also pushes workflows, activates versions and changes workflow properties;
 * ``admin`` does anything anywhere, including creating tokens.
@@ -15,6 +16,11 @@ workflow has no owner group.
 A *run token* (:mod:`kaon.service.run_tokens`), the one a server gives each step, stands for
 a principal scoped to one run: it may act as an ``operator`` on that run only, and nothing
 else (no other run, no workflow, no token, no admin route).
+
+A token may expire (``expires_at``) and be rotated (a new secret for the same token; the old
+one stops working at once). Refused attempts (401 and 403) are written to the audit trail as
+``auth.refused``, at most :data:`REFUSALS_PER_WINDOW` per :data:`REFUSAL_WINDOW_S` (the
+entry after a quiet spell says how many were left out), so the audit cannot be flooded.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 
 from kaon.errors import KaonError, NotFoundError
 from kaon.service.run_tokens import RUN_TOKEN_PREFIX, RunTokenError, RunTokens
+from kaon.service.safety import check_value
 from kaon.store.registry import AuditRecord, RegistryStore, TokenRecord
 
 ROLES: tuple[str, ...] = ("viewer", "operator", "owner", "admin")
@@ -38,6 +45,8 @@ ROLES: tuple[str, ...] = ("viewer", "operator", "owner", "admin")
 ANY_GROUP = "*"
 TOKEN_PREFIX = "kaon_"
 TOUCH_EVERY_S = 60.0  # how stale a token's last_used_at may get
+REFUSAL_WINDOW_S = 60.0
+REFUSALS_PER_WINDOW = 20
 
 
 class AuthenticationError(KaonError):
@@ -79,6 +88,9 @@ class Principal:
         """True when this principal may act with ``role`` on something owned by
         ``owner_group`` (``None``: owned by no group), that is ``run_id`` when one is given.
 
+        Reading (``viewer``) a group's runs, logs, artifacts, events and sources needs
+        membership too, except for a token without groups: an organisation-wide reader.
+
         A run-scoped principal may act only on its run (``run_id`` must name it), with a role
         up to ``operator``."""
         if self.run_scope is not None:
@@ -87,9 +99,14 @@ class Principal:
             return True
         if not self.has_role(role):
             return False
-        if role == "viewer" or owner_group is None:
+        if owner_group is None or owner_group in self.groups or ANY_GROUP in self.groups:
             return True
-        return owner_group in self.groups or ANY_GROUP in self.groups
+        return role == "viewer" and not self.groups
+
+    @property
+    def reads_everything(self) -> bool:
+        """True when no owner group limits what this principal reads."""
+        return self.is_admin or ANY_GROUP in self.groups or not self.groups
 
 
 LOCAL_PRINCIPAL = Principal(name="local", role="admin", groups=(ANY_GROUP,))
@@ -99,6 +116,14 @@ LOCAL_PRINCIPAL = Principal(name="local", role="admin", groups=(ANY_GROUP,))
 def hash_token(token: str) -> str:
     """The stored form of a token: hex SHA-256 (tokens are 256-bit random strings)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _expiry(now: float, expires_in: float | None) -> float | None:
+    if expires_in is None:
+        return None
+    if not expires_in > 0:
+        raise ValueError("expires_in must be a positive number of seconds")
+    return now + expires_in
 
 
 class AuthService:
@@ -117,28 +142,76 @@ class AuthService:
         # hash -> (principal, valid until): a hot API does not read the token on every call.
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
+        self._window_start = 0.0
+        self._window_count = 0
+        self._suppressed = 0
 
     def create_token(
-        self, name: str, role: str, groups: Iterable[str] = (), *, by: str = "local"
+        self,
+        name: str,
+        role: str,
+        groups: Iterable[str] = (),
+        *,
+        by: str = "local",
+        expires_in: float | None = None,
     ) -> tuple[TokenRecord, str]:
         """Create a token; returns its record and the secret (shown once, never stored).
+        ``expires_in`` (seconds) makes it stop working after that long.
 
-        Raises ValueError (an unknown role or an empty name)."""
+        Raises ValueError (an unknown role, an empty name, a non-positive ``expires_in``)."""
         role_rank(role)
         if not name.strip():
             raise ValueError("a token needs a non-empty name")
+        groups = list(groups)
+        check_value({"name": name, "groups": groups})
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = time.time()
         record = TokenRecord(
             id=uuid.uuid4().hex[:12],
             name=name,
             hashed=hash_token(secret),
             role=role,
             groups=sorted(set(groups)),
-            created_at=time.time(),
+            created_at=now,
+            expires_at=_expiry(now, expires_in),
         )
         self.registry.add_token(record)
-        self.audit(by, "token.create", f"token:{record.id}", {"name": name, "role": role})
+        data = {"name": name, "role": role, "expires_at": record.expires_at}
+        self.audit(by, "token.create", f"token:{record.id}", data)
         return record, secret
+
+    def rotate(
+        self, token_id: str, *, by: str, expires_in: float | None = None
+    ) -> tuple[TokenRecord, str]:
+        """A new secret for a live token (same name, role and groups); the old secret stops
+        working at once. Returns the record and the new secret. Raises NotFoundError."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires_at = _expiry(time.time(), expires_in)
+        if not self.registry.rotate_token(token_id, hash_token(secret), expires_at):
+            raise NotFoundError(f"no live token {token_id!r}")
+        with self._lock:
+            self._cache.clear()
+        self.audit(by, "token.rotate", f"token:{token_id}", {"expires_at": expires_at})
+        found = self.registry.token_by_hash(hash_token(secret))
+        assert found is not None
+        return found, secret
+
+    def refused(self, actor: str, status: int, request: str, reason: str) -> None:
+        """Audit a refused attempt (``auth.refused``), rate-limited: beyond
+        :data:`REFUSALS_PER_WINDOW` in a window, attempts are only counted."""
+        now = time.time()
+        with self._lock:
+            if now - self._window_start >= REFUSAL_WINDOW_S:
+                self._window_start, self._window_count = now, 0
+            self._window_count += 1
+            if self._window_count > REFUSALS_PER_WINDOW:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed = self._suppressed, 0
+        data: dict[str, Any] = {"status": status, "reason": reason[:300]}
+        if suppressed:
+            data["not_recorded_before"] = suppressed
+        self.audit(actor[:200], "auth.refused", request[:300], data)
 
     def authenticate(self, secret: str | None) -> Principal:
         """The principal a presented token stands for. Raises AuthenticationError."""
@@ -156,11 +229,16 @@ class AuthService:
             raise AuthenticationError("unknown API token")
         if record.revoked_at is not None:
             raise AuthenticationError(f"API token {record.name!r} was revoked")
+        if record.expires_at is not None and now >= record.expires_at:
+            raise AuthenticationError(f"API token {record.name!r} expired")
         if record.last_used_at is None or now - record.last_used_at > TOUCH_EVERY_S:
             self.registry.touch_token(record.id, now)
         principal = Principal(record.name, record.role, tuple(record.groups), record.id)
+        until = now + self.cache_s
+        if record.expires_at is not None:
+            until = min(until, record.expires_at)
         with self._lock:
-            self._cache[hashed] = (principal, now + self.cache_s)
+            self._cache[hashed] = (principal, until)
         return principal
 
     def _run_principal(self, secret: str) -> Principal:

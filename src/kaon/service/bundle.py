@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kaon.errors import DefinitionError, Location, Problem
+from kaon.service.safety import readable_text
 
 BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".yaml", ".yml", ".json", ".txt")
 MAX_BUNDLE_BYTES = 5_000_000
@@ -44,7 +45,7 @@ def collect_bundle(path: Path) -> dict[str, str]:
             sibling.name == path.name
             or not sibling.is_file()
             or not sibling.name.endswith(BUNDLE_SUFFIXES)
-            or not SAFE_NAME.match(sibling.name)
+            or not SAFE_NAME.fullmatch(sibling.name)
         ):
             continue
         try:
@@ -67,9 +68,12 @@ def collect_bundle(path: Path) -> dict[str, str]:
 def bundle_problems(file_name: str, files: Mapping[str, str]) -> list[Problem]:
     """What is wrong with a received bundle: unsafe names, size."""
     problems = [
-        Problem(f"bundle file name {name!r} must be a bare, safe file name", Location(file_name))
+        Problem(
+            f"bundle file name {readable_text(name)[:200]!r} must be a bare, safe file name",
+            Location(file_name),
+        )
         for name in files
-        if not SAFE_NAME.match(name) or name == file_name
+        if not SAFE_NAME.fullmatch(name) or name == file_name
     ]
     size = sum(len(text.encode()) for text in files.values())
     if size > MAX_BUNDLE_BYTES:

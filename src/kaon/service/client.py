@@ -174,11 +174,32 @@ class LocalRegistry:
             name, self.principal, properties=properties, owner_group=owner_group
         )
 
-    def create_token(self, name: str, role: str, groups: list[str]) -> TokenView:
+    def create_token(
+        self, name: str, role: str, groups: list[str], expires_in: float | None = None
+    ) -> TokenView:
         """Create an API token in the local store; the result holds the secret."""
         from kaon.service.registry_views import token_view
 
-        record, secret = self.services.auth.create_token(name, role, groups, by="local")
+        record, secret = self.services.auth.create_token(
+            name, role, groups, by="local", expires_in=expires_in
+        )
+        return token_view(record, secret)
+
+    def list_tokens(self) -> list[TokenView]:
+        """Every token (never the secrets)."""
+        from kaon.service.registry_views import token_view
+
+        return [token_view(t) for t in self.services.auth.registry.list_tokens()]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token. Raises NotFoundError."""
+        self.services.auth.revoke(token_id, by="local")
+
+    def rotate_token(self, token_id: str, expires_in: float | None = None) -> TokenView:
+        """A new secret for a token (the old one stops working); the result holds it."""
+        from kaon.service.registry_views import token_view
+
+        record, secret = self.services.auth.rotate(token_id, by="local", expires_in=expires_in)
         return token_view(record, secret)
 
     def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:

@@ -14,6 +14,7 @@ trail with who did it.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -23,14 +24,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
-from kaon.service.auth import AuthService, Principal
-from kaon.service.bundle import bundle_digest, bundle_problems, write_bundle
+from kaon.service.auth import ANY_GROUP, AuthService, Principal
+from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
+from kaon.service.push_sandbox import SandboxLimits, declared_names, evaluate
 from kaon.service.registry_views import (
     PushResult,
     VersionView,
@@ -38,6 +39,7 @@ from kaon.service.registry_views import (
     version_view,
     workflow_view,
 )
+from kaon.service.safety import check_value, readable_text
 from kaon.service.views import RunView, run_view
 from kaon.store import schema
 from kaon.store.base import DefinitionRecord, SignalRecord, WriteBatch
@@ -64,7 +66,9 @@ class RegistryService:
         self.auth = auth
         self.sources_dir = sources_dir
         self.executor = executor
+        self.sandbox = SandboxLimits()
         self._specs: dict[str, WorkflowSpec] = {}
+        self._evaluated: dict[str, WorkflowSpec] = {}  # pushed file -> its spec
         self._lock = threading.Lock()
 
     # -- pushing -----------------------------------------------------------------------------
@@ -87,14 +91,24 @@ class RegistryService:
         Raises DefinitionError with every problem (locations name ``file_name``),
         PermissionDeniedError unless ``principal`` is an owner of the workflow's group.
         """
-        spec = self._load(source, file_name, workflow, dict(files or {}))
+        name = _checked_name(file_name)
+        files = dict(files or {})
+        before = {workflow} if workflow else declared_names(source, name) or set()
+        for known in sorted(before):  # refused before any of the file's code runs
+            self._owner_group_for(principal, known, owner_group)
+        folder, created = self._store_files(name, source, files)
         try:
-            current = self.registry.get_workflow(spec.name)
-            self.auth.check(principal, "owner", owner_group=current.owner_group)
-        except NotFoundError:
-            self.auth.check(principal, "owner", owner_group=owner_group)
-            if owner_group is None and not principal.is_admin and principal.groups:
-                owner_group = principal.groups[0]
+            target = str(folder / name) + (f":{workflow}" if workflow else "")
+            spec = self._evaluated.get(target) or evaluate(target, name, self.sandbox)
+            owner_group = self._owner_group_for(principal, spec.name, owner_group)
+        except BaseException:
+            if created:  # a refused or failed push leaves nothing behind
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        with self._lock:  # the folder is content-addressed: same content, same spec
+            if len(self._evaluated) > 1000:
+                self._evaluated.clear()
+            self._evaluated[target] = spec
         now = time.time()
         definition_hash = spec_hash(spec)
         definition = DefinitionRecord(
@@ -123,27 +137,34 @@ class RegistryService:
             active_version=active,
         )
 
-    def _load(
-        self, source: str, file_name: str, workflow: str | None, files: dict[str, str]
-    ) -> WorkflowSpec:
-        name = os.path.basename(file_name)
-        if name != file_name or not name.endswith(SOURCE_SUFFIXES) or name.startswith("."):
-            raise DefinitionError(
-                Problem(
-                    "the file name must be a bare name ending in .py, .yaml or .yml",
-                    Location(file_name, field="file_name"),
-                )
-            )
+    def _owner_group_for(
+        self, principal: Principal, workflow: str, owner_group: str | None
+    ) -> str | None:
+        """Check that ``principal`` may push ``workflow``; the owner group it will have."""
+        try:
+            current = self.registry.get_workflow(workflow)
+        except NotFoundError:
+            self.auth.check(principal, "owner", owner_group=owner_group)
+            if owner_group is None and not principal.is_admin and principal.groups:
+                return principal.groups[0]
+            return owner_group
+        self.auth.check(principal, "owner", owner_group=current.owner_group)
+        return owner_group
+
+    def _store_files(self, name: str, source: str, files: dict[str, str]) -> tuple[Path, bool]:
+        """Write the file and its bundle under ``sources/``; the folder and whether this
+        call created it."""
         try:
             data = source.encode("utf-8")
-        except UnicodeEncodeError as exc:
+        except UnicodeEncodeError:
             where = Location(name, field="source")
-            raise DefinitionError(Problem(f"the source is not valid text: {exc}", where)) from None
+            raise DefinitionError(Problem("the source is not valid Unicode text", where)) from None
         problems = bundle_problems(name, files)
         if problems:
             raise DefinitionError(problems)
         folder = self.sources_dir / bundle_digest(name, source, files)[:16]
         path = folder / name
+        created = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write_bundle(folder, files)  # before the definition: it may import them
@@ -152,15 +173,13 @@ class RegistryService:
                 partial.write_bytes(data)
                 os.replace(partial, path)
         except OSError as exc:
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
             where = Location(name, field="file_name")
             raise DefinitionError(
                 Problem(f"cannot store the file: {exc.strerror}", where)
             ) from None
-        target = f"{path}:{workflow}" if workflow else str(path)
-        try:
-            return load_workflow(target)
-        except DefinitionError as exc:
-            raise _renamed(exc, str(path.resolve()), name) from None
+        return folder, created
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -228,6 +247,7 @@ class RegistryService:
         """Merge ``properties`` (``None`` values remove keys) and optionally move the
         workflow to another owner group; no new version. Raises NotFoundError, ..."""
         self.authorize(principal, "owner", name)
+        check_value(dict(properties or {}), "properties")
         current = self.registry.get_workflow(name)
         merged = dict(current.properties)
         for key, value in (properties or {}).items():
@@ -258,15 +278,25 @@ class RegistryService:
         version: int | None = None,
         from_strings: bool = False,
         labels: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunView:
         """Record a pending run of the active (or given) version; the server's engine
         claims it. The run's labels record ``version`` and who started it (``by``).
+
+        ``run_id`` names the new run; when a run of that id exists already (a retried
+        idempotent request whose first attempt got that far), it is returned instead.
 
         Raises NotFoundError, InvalidActionError (the workflow is deactivated and no version
         was given), ParameterError, PermissionDeniedError.
         """
         workflow = self.registry.get_workflow(name)
         self.auth.check(principal, "operator", owner_group=workflow.owner_group)
+        check_value({"params": dict(params), "labels": dict(labels or {})})
+        if run_id is not None:
+            try:
+                return run_view(self.store.get_run(run_id))
+            except NotFoundError:
+                pass
         number = version if version is not None else workflow.active_version
         if number is None:
             raise InvalidActionError(
@@ -284,6 +314,7 @@ class RegistryService:
             executor=self.executor,
             labels=tags,
             stored_hash=record.definition_hash,
+            run_id=run_id,
         )
         self.auth.audit(
             principal.name, "run.start", f"run:{run.id}", {"workflow": name, "version": number}
@@ -310,21 +341,47 @@ class RegistryService:
         *,
         dedupe_key: str | None = None,
     ) -> SignalRecord:
-        """Store a signal (trigger and waiting steps react to it); returns it with its id."""
+        """Store a signal (trigger and waiting steps react to it); returns it with its id.
+
+        The signal reaches only workflows ``principal`` may operate: its scope is the
+        principal's groups (none for an admin or a holder of ``*``), see
+        :meth:`SignalRecord.reaches`.
+
+        Raises UnsafeValueError (422) for parameters that could not be stored safely."""
+        check_value({"name": name, "params": dict(params), "dedupe_key": dedupe_key})
         record = SignalRecord(
-            name=name, params=dict(params), at=time.time(), by=principal.name, dedupe_key=dedupe_key
+            name=name,
+            params=dict(params),
+            at=time.time(),
+            by=principal.name,
+            dedupe_key=dedupe_key,
+            scope=signal_scope(principal),
         )
         self.store.add_signal(record)
         self.auth.audit(principal.name, "signal.send", f"signal:{name}", {"id": record.id})
         return record
 
 
-def _renamed(error: DefinitionError, real_path: str, name: str) -> DefinitionError:
-    """The same error with locations in the stored copy renamed to the pushed file's name."""
-    problems = [
-        Problem(p.message, Location(name, p.location.line, p.location.field))
-        if p.location.file in (real_path, os.path.realpath(real_path))
-        else p
-        for p in error.problems
-    ]
-    return type(error)(problems)
+def signal_scope(principal: Principal) -> list[str] | None:
+    """The owner groups a signal sent by ``principal`` may reach (None: every workflow)."""
+    if principal.is_admin or ANY_GROUP in principal.groups:
+        return None
+    return sorted(principal.groups) if principal.has_role("operator") else []
+
+
+def _checked_name(file_name: str) -> str:
+    """``file_name`` if it is a bare workflow file name. Raises DefinitionError."""
+    name = os.path.basename(file_name)
+    if (
+        name != file_name
+        or not name.endswith(SOURCE_SUFFIXES)
+        or name.startswith(".")
+        or not SAFE_NAME.fullmatch(name)
+    ):
+        raise DefinitionError(
+            Problem(
+                "the file name must be a bare name ending in .py, .yaml or .yml",
+                Location(readable_text(file_name)[:200], field="file_name"),
+            )
+        )
+    return name

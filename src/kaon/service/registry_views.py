@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kaon.service.safety import readable, readable_text
 from kaon.service.views import RunView
 from kaon.store.base import EventRecord, SignalRecord
 from kaon.store.registry import AuditRecord, TokenRecord, VersionRecord, WorkflowRecord
@@ -171,6 +172,17 @@ class TokenRequest(Request):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(pattern=r"^(viewer|operator|owner|admin)$")
     groups: list[str] = Field(default_factory=list, max_length=100)
+    expires_in: float | None = Field(
+        default=None, gt=0, le=10 * 365 * 86400, description="Seconds until it stops working."
+    )
+
+
+class RotateRequest(Request):
+    """Rotate a token: a new secret, optionally a new lifetime."""
+
+    expires_in: float | None = Field(
+        default=None, gt=0, le=10 * 365 * 86400, description="Seconds until it stops working."
+    )
 
 
 class TokenView(BaseModel):
@@ -183,6 +195,7 @@ class TokenView(BaseModel):
     created_at: float
     last_used_at: float | None = None
     revoked_at: float | None = None
+    expires_at: float | None = None
     token: str | None = None
 
 
@@ -228,11 +241,11 @@ class ErrorBody(BaseModel):
 def workflow_view(record: WorkflowRecord, latest: int | None = None) -> WorkflowView:
     """The view of a workflow record."""
     return WorkflowView(
-        name=record.name,
+        name=readable_text(record.name),
         active_version=record.active_version,
         latest_version=latest,
-        owner_group=record.owner_group,
-        properties=record.properties,
+        owner_group=None if record.owner_group is None else readable_text(record.owner_group),
+        properties=readable(record.properties),
         created_at=record.created_at,
         updated_at=record.updated_at,
     )
@@ -258,12 +271,13 @@ def token_view(record: TokenRecord, secret: str | None = None) -> TokenView:
     """The view of a token record (with the secret right after creation)."""
     return TokenView(
         id=record.id,
-        name=record.name,
+        name=readable_text(record.name),
         role=record.role,
-        groups=list(record.groups),
+        groups=[readable_text(g) for g in record.groups],
         created_at=record.created_at,
         last_used_at=record.last_used_at,
         revoked_at=record.revoked_at,
+        expires_at=record.expires_at,
         token=secret,
     )
 
@@ -273,10 +287,10 @@ def audit_view(record: AuditRecord) -> AuditView:
     return AuditView(
         id=record.id or 0,
         at=record.at,
-        actor=record.actor,
-        action=record.action,
-        target=record.target,
-        data=record.data,
+        actor=readable_text(record.actor),
+        action=readable_text(record.action),
+        target=readable_text(record.target),
+        data=readable(record.data),
     )
 
 
@@ -284,12 +298,12 @@ def signal_view(record: SignalRecord) -> SignalView:
     """The view of a signal record."""
     return SignalView(
         id=record.id or 0,
-        name=record.name,
-        params=record.params,
+        name=readable_text(record.name),
+        params=readable(record.params),
         at=record.at,
-        by=record.by,
+        by=readable_text(record.by),
         source_run_id=record.source_run_id,
-        dedupe_key=record.dedupe_key,
+        dedupe_key=None if record.dedupe_key is None else readable_text(record.dedupe_key),
     )
 
 
@@ -301,5 +315,5 @@ def event_view(record: EventRecord) -> EventView:
         step_run_id=record.step_run_id,
         kind=record.kind,
         at=record.at,
-        data=record.data,
+        data=readable(record.data),
     )

@@ -380,10 +380,25 @@ class RemoteService:
         body = {"properties": dict(properties), "owner_group": owner_group}
         return WorkflowView.model_validate(self._call("PATCH", f"/workflows/{name}", json=body))
 
-    def create_token(self, name: str, role: str, groups: list[str]) -> TokenView:
+    def create_token(
+        self, name: str, role: str, groups: list[str], expires_in: float | None = None
+    ) -> TokenView:
         """Create an API token (admin only); the response holds the secret."""
-        body = {"name": name, "role": role, "groups": groups}
+        body = {"name": name, "role": role, "groups": groups, "expires_in": expires_in}
         return TokenView.model_validate(self._call("POST", "/tokens", json=body))
+
+    def list_tokens(self) -> list[TokenView]:
+        """Every token (admin only; never the secrets)."""
+        return [TokenView.model_validate(t) for t in self._call("GET", "/tokens")]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token (admin only)."""
+        self._call("DELETE", f"/tokens/{token_id}")
+
+    def rotate_token(self, token_id: str, expires_in: float | None = None) -> TokenView:
+        """A new secret for a token (the old one stops working); the response holds it."""
+        body = {"expires_in": expires_in}
+        return TokenView.model_validate(self._call("POST", f"/tokens/{token_id}/rotate", json=body))
 
     def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
         """Send a signal with parameters."""

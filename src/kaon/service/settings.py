@@ -26,6 +26,8 @@ class Settings:
     ``sandbox`` (``KAON_SANDBOX``) is ``on``, ``off`` or ``auto`` (on when bubblewrap is
     installed); empty means the command's default: ``auto`` for ``kaon server``, ``off`` for
     ``kaon run`` (see :mod:`kaon.service.sandboxing`).
+    ``max_body_bytes`` (``KAON_MAX_BODY_BYTES``) bounds an API request's body (a push may
+    send a little over twice as much: its file and its bundle).
     """
 
     home: Path = field(default_factory=lambda: Path(os.environ.get("KAON_HOME", ".kaon")))
@@ -34,6 +36,7 @@ class Settings:
     executor: str = ""
     workers: int | None = None
     sandbox: str = ""
+    max_body_bytes: int = 5_000_000
 
     @classmethod
     def from_env(
@@ -49,6 +52,7 @@ class Settings:
         """Settings from explicit values, falling back to the environment, then defaults."""
         env = os.environ
         workers_env = env.get("KAON_WORKERS")
+        max_body = env.get("KAON_MAX_BODY_BYTES")
         return cls(
             home=Path(home or env.get("KAON_HOME", ".kaon")),
             db_url=db_url or env.get("KAON_DB") or None,
@@ -56,6 +60,7 @@ class Settings:
             executor=executor or env.get("KAON_EXECUTOR", "process"),
             workers=workers or (int(workers_env) if workers_env else None),
             sandbox=(sandbox or env.get("KAON_SANDBOX", "")).lower(),
+            max_body_bytes=int(max_body) if max_body else 5_000_000,
         )
 
     @property

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef, decode_ref
+from kaon.service.safety import readable
 from kaon.store.base import AttemptRecord, LogRecord, MetricRecord, RunRecord, StepRunRecord
 
 
@@ -137,7 +138,7 @@ def run_view(record: RunRecord, now: float | None = None) -> RunView:
         id=record.id,
         workflow=record.workflow,
         status=record.status.value,
-        params=record.params,
+        params=readable(record.params),
         created_at=record.created_at,
         started_at=record.started_at,
         ended_at=record.ended_at,

@@ -201,6 +201,12 @@ class SignalRecord:
     source_run_id: str | None = None
     dedupe_key: str | None = None
     id: int | None = None
+    scope: list[str] | None = None  # owner groups it may reach; None: every workflow
+
+    def reaches(self, owner_group: str | None) -> bool:
+        """True when this signal may start or wake runs of a workflow owned by
+        ``owner_group`` (a workflow of no group is reached by every signal)."""
+        return self.scope is None or owner_group is None or owner_group in self.scope
 
 
 StepRunKey = tuple[str, int]

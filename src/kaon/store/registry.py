@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kaon.errors import NotFoundError
+from kaon.errors import NotFoundError, StoreError
 from kaon.store import schema_registry as r
 from kaon.store.sql import SQLStore
 
@@ -56,6 +56,20 @@ class TokenRecord:
     created_at: float = 0.0
     last_used_at: float | None = None
     revoked_at: float | None = None
+    expires_at: float | None = None  # None: never
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first answer to a request sent with an ``Idempotency-Key`` (status 0 while the
+    first request is still being handled; ``response`` then holds what it reserved)."""
+
+    actor: str
+    key: str
+    request_hash: str
+    status: int
+    response: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +173,32 @@ class RegistryStore(ABC):
     @abstractmethod
     def count_tokens(self) -> int:
         """How many tokens exist (revoked ones included)."""
+
+    @abstractmethod
+    def rotate_token(self, token_id: str, hashed: str, expires_at: float | None) -> bool:
+        """Give a live token a new secret (its hash) and expiry; False when there is no
+        such unrevoked token. The old secret stops working at once."""
+
+    # -- idempotency keys ----------------------------------------------------------------
+
+    @abstractmethod
+    def idempotency(self, actor: str, key: str) -> IdempotencyRecord | None:
+        """The record of ``actor``'s ``key``, if any."""
+
+    @abstractmethod
+    def reserve_idempotency(self, record: IdempotencyRecord) -> bool:
+        """Insert ``record`` unless the actor's key exists; True when inserted."""
+
+    @abstractmethod
+    def finish_idempotency(
+        self, actor: str, key: str, status: int, response: dict[str, Any]
+    ) -> None:
+        """Record the answer of a reserved key."""
+
+    @abstractmethod
+    def drop_idempotency(self, actor: str, key: str, *, before: float | None = None) -> int:
+        """Delete ``actor``'s ``key`` (with ``before``: every key created before it, of
+        every actor, and ``actor``/``key`` are ignored); how many were deleted."""
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -374,6 +414,62 @@ class SQLRegistryStore(RegistryStore):
         """See :meth:`RegistryStore.count_tokens`."""
         with self.store.reading() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(r.tokens)).scalar_one())
+
+    def rotate_token(self, token_id: str, hashed: str, expires_at: float | None) -> bool:
+        """See :meth:`RegistryStore.rotate_token`."""
+        c = r.tokens.c
+        stmt = (
+            sa.update(r.tokens)
+            .where(c.id == token_id, c.revoked_at.is_(None))
+            .values(hashed=hashed, expires_at=expires_at)
+        )
+        with self.store.writing("rotating a token") as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    # -- idempotency keys ----------------------------------------------------------------
+
+    def idempotency(self, actor: str, key: str) -> IdempotencyRecord | None:
+        """See :meth:`RegistryStore.idempotency`."""
+        c = r.idempotency_keys.c
+        stmt = sa.select(r.idempotency_keys).where(c.actor == actor, c.key == key)
+        with self.store.reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return IdempotencyRecord(**{**row._asdict(), "response": row.response or {}})
+
+    def reserve_idempotency(self, record: IdempotencyRecord) -> bool:
+        """See :meth:`RegistryStore.reserve_idempotency`."""
+        if self.idempotency(record.actor, record.key) is not None:
+            return False
+        try:
+            with self.store.writing("reserving an idempotency key") as conn:
+                conn.execute(sa.insert(r.idempotency_keys).values(**_fields(record)))
+        except StoreError:
+            if self.idempotency(record.actor, record.key) is not None:
+                return False  # a concurrent request reserved it first
+            raise
+        return True
+
+    def finish_idempotency(
+        self, actor: str, key: str, status: int, response: dict[str, Any]
+    ) -> None:
+        """See :meth:`RegistryStore.finish_idempotency`."""
+        c = r.idempotency_keys.c
+        stmt = (
+            sa.update(r.idempotency_keys)
+            .where(c.actor == actor, c.key == key)
+            .values(status=status, response=response)
+        )
+        with self.store.writing("recording an idempotent answer") as conn:
+            conn.execute(stmt)
+
+    def drop_idempotency(self, actor: str, key: str, *, before: float | None = None) -> int:
+        """See :meth:`RegistryStore.drop_idempotency`."""
+        c = r.idempotency_keys.c
+        where = c.created_at < before if before is not None else (c.actor == actor) & (c.key == key)
+        with self.store.writing("dropping idempotency keys") as conn:
+            return int(conn.execute(sa.delete(r.idempotency_keys).where(where)).rowcount)
 
     # -- audit ---------------------------------------------------------------------------
 

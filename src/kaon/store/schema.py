@@ -230,6 +230,8 @@ signals = sa.Table(
     sa.Column("by", sa.String(), nullable=False),
     sa.Column("source_run_id", sa.String()),
     sa.Column("dedupe_key", sa.String()),
+    # The owner groups the signal may reach (NULL: all); see SignalRecord.reaches.
+    sa.Column("scope", Json),
     sa.Index("ix_signals_name", "name", "id"),
     sa.Index("ix_signals_at", "at"),
 )

@@ -48,7 +48,21 @@ tokens = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_used_at", Time),
     sa.Column("revoked_at", Time),
+    sa.Column("expires_at", Time),  # NULL: never expires
     sa.Index("ux_tokens_hashed", "hashed", unique=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    # Keys are per caller (the token's id): two callers' keys never meet.
+    sa.Column("actor", sa.String(), primary_key=True),
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("request_hash", sa.String(), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("response", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),
 )
 
 audit = sa.Table(

@@ -41,6 +41,7 @@ class ActiveWorkflow:
     properties: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     since: float | None = None  # when the active version was pushed (its triggers' start)
+    owner_group: str | None = None  # which signals reach it (SignalRecord.reaches)
 
 
 class WorkflowCatalog(Protocol):
@@ -120,22 +121,34 @@ class RegistryCatalog:
         record = self.registry.get_workflow(name)
         if record.active_version is None:
             raise NotFoundError(f"workflow {name!r} has no active version")
-        return self._active(record.name, record.active_version, record.properties)
+        return self._active(
+            record.name, record.active_version, record.properties, record.owner_group
+        )
 
     def _read(self) -> list[ActiveWorkflow]:
         found: list[ActiveWorkflow] = []
         for record, version in self.registry.active_versions():
             try:
-                found.append(self._of(record.name, version, record.properties))
+                found.append(self._of(record.name, version, record.properties, record.owner_group))
             except (NotFoundError, DefinitionError) as error:
                 log.warning("cannot serve workflow %s: %s", record.name, error)
         return found
 
-    def _active(self, name: str, number: int, properties: Mapping[str, Any]) -> ActiveWorkflow:
-        return self._of(name, self.registry.get_version(name, number), properties)
+    def _active(
+        self,
+        name: str,
+        number: int,
+        properties: Mapping[str, Any],
+        owner_group: str | None = None,
+    ) -> ActiveWorkflow:
+        return self._of(name, self.registry.get_version(name, number), properties, owner_group)
 
     def _of(
-        self, name: str, version: VersionRecord, properties: Mapping[str, Any]
+        self,
+        name: str,
+        version: VersionRecord,
+        properties: Mapping[str, Any],
+        owner_group: str | None = None,
     ) -> ActiveWorkflow:
         spec = self._specs.get(version.definition_hash)
         if spec is None:
@@ -148,6 +161,7 @@ class RegistryCatalog:
             dict(properties or {}),
             version.source_name,
             since=version.created_at,
+            owner_group=owner_group,
         )
 
 

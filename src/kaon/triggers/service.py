@@ -279,6 +279,8 @@ class TriggerService:
                 tid = trigger_id(workflow.name, trigger)
                 if signal.name != trigger.signal or signal.at < since[tid]:
                     continue
+                if not signal.reaches(workflow.owner_group):
+                    continue  # the sender may not operate this workflow
                 try:
                     found = match_signal(trigger, workflow.spec, signal)
                 except KaonError as error:

@@ -143,7 +143,9 @@ def test_auth_denials_and_audit(server: Any) -> None:
     assert ("root", "workflow.push") in done
     assert ("otto", "run.start") in done
     assert ("root", "token.create") in done
-    assert not any(a["actor"] in ("vera",) for a in audit)
+    # A refused attempt is audited as such, and only as such.
+    assert {a["action"] for a in audit if a["actor"] == "vera"} == {"auth.refused"}
+    assert ("otto", "auth.refused") in done and ("anonymous", "auth.refused") in done
     assert viewer.get("/audit").status_code == 403
 
 

@@ -39,7 +39,11 @@ def auth() -> Iterator[AuthService]:
         (Principal("o", "operator", ("ml",)), "owner", "ml", False),
         (Principal("w", "owner", ("*",)), "owner", "data", True),
         (Principal("a", "admin"), "admin", "anything", True),
-        (Principal("w", "owner", ("ml",)), "viewer", "data", True),
+        # Reading another group's runs, logs and sources needs membership (issue 14)...
+        (Principal("w", "owner", ("ml",)), "viewer", "data", False),
+        (Principal("w", "owner", ("ml",)), "viewer", None, True),
+        # ...except for a token without groups: an organisation-wide reader.
+        (Principal("v", "viewer"), "viewer", "data", True),
     ],
 )
 def test_roles_and_groups(

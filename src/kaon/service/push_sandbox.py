@@ -1,0 +1,201 @@
+"""Evaluating a pushed workflow file: after authorization, never in the API's process.
+
+A Python workflow file runs code when it is imported. The server therefore
+
+1. reads the workflow names the file declares *without running it* (:func:`declared_names`:
+   the YAML ``name``, or the ``@workflow`` decorators found by parsing the Python source),
+   so that a push to another group's workflow is refused before any of its code runs;
+2. evaluates the file in a child process (:func:`evaluate`): a fresh interpreter started
+   with an empty environment (none of the server's variables or secrets), a scratch
+   working folder, no inherited file descriptors, its own session, and resource limits on
+   address space, CPU time, file size and open files; a wall-clock timeout kills it. The
+   child answers with the workflow's spec as JSON; whatever the file does (``os._exit``,
+   ``KeyboardInterrupt``, an endless loop, a huge allocation) ends that child only and
+   becomes a 422 naming the pushed file.
+
+Limits come from :class:`SandboxLimits` (``KAON_PUSH_TIMEOUT_S``, ``KAON_PUSH_MEMORY_MB``).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import kaon
+from kaon.errors import DefinitionError, Location, Problem
+from kaon.model.codec import workflow_from_dict
+from kaon.model.specs import WorkflowSpec
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else default
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """What one evaluation of a pushed file may use."""
+
+    timeout_s: float = field(default_factory=lambda: float(_env_int("KAON_PUSH_TIMEOUT_S", 60)))
+    memory_bytes: int = field(
+        default_factory=lambda: _env_int("KAON_PUSH_MEMORY_MB", 2048) * 1024 * 1024
+    )
+    file_bytes: int = 64 * 1024 * 1024
+
+
+def declared_names(source: str, file_name: str) -> set[str] | None:
+    """The workflow names ``source`` declares, read without running it.
+
+    ``None`` when they cannot be known statically (a computed name, a syntax error: the
+    evaluation will say what is wrong)."""
+    if file_name.endswith((".yaml", ".yml")):
+        try:
+            data = yaml.safe_load(source)
+        except yaml.YAMLError:
+            return None
+        name = data.get("name") if isinstance(data, dict) else None
+        return {name} if isinstance(name, str) else None
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            found = _workflow_name(decorator, node.name)
+            if found is False:
+                return None
+            if isinstance(found, str):
+                names.add(found)
+    return names
+
+
+def _workflow_name(decorator: ast.expr, function: str) -> str | bool | None:
+    """The name a decorator gives a workflow; None: not ``@workflow``; False: unknown."""
+    call = decorator if isinstance(decorator, ast.Call) else None
+    target = call.func if call else decorator
+    dotted = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    if dotted != "workflow":
+        return None
+    if call is None:
+        return function
+    for keyword in call.keywords:
+        if keyword.arg is None:
+            return False
+        if keyword.arg == "name":
+            value = keyword.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                return value.value
+            return False
+    return function
+
+
+def evaluate(target: str, shown_as: str, limits: SandboxLimits | None = None) -> WorkflowSpec:
+    """The workflow ``target`` (``FILE[:NAME]``) defines, evaluated in a sandboxed child.
+
+    ``shown_as`` replaces the file's server path in every message. Raises DefinitionError
+    (the file's problems, or how its evaluation ended)."""
+    limits = limits or SandboxLimits()
+    folder = str(Path(target.rsplit(":", 1)[0] if ":" in target else target).parent)
+    scratch = tempfile.mkdtemp(prefix="kaon-push-")
+    try:
+        answer = _run_child(target, scratch, limits, shown_as)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if "spec" in answer:
+        return workflow_from_dict(answer["spec"])
+    problems = [
+        Problem(
+            _scrub(str(p.get("message", "")), folder, shown_as),
+            Location(
+                shown_as if p.get("file") else None,
+                p.get("line") if isinstance(p.get("line"), int) else None,
+                p.get("field") if isinstance(p.get("field"), str) else None,
+            ),
+        )
+        for p in answer.get("problems", [])
+        if isinstance(p, dict)
+    ]
+    raise DefinitionError(problems or [Problem("evaluation failed", Location(shown_as))])
+
+
+def _run_child(target: str, scratch: str, limits: SandboxLimits, shown_as: str) -> dict[str, Any]:
+    result = os.path.join(scratch, "result.json")
+    request = {
+        "target": target,
+        "result": result,
+        "memory_bytes": limits.memory_bytes,
+        "cpu_s": max(1, int(limits.timeout_s)),
+        "file_bytes": limits.file_bytes,
+    }
+    env = {
+        "PATH": os.defpath,
+        "HOME": scratch,
+        "TMPDIR": scratch,
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(Path(kaon.__file__).resolve().parent.parent),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "OMP_NUM_THREADS": "1",  # numerical libraries imported at load need no thread pools
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-m", "kaon.service._evaluate"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=scratch,
+        env=env,
+        close_fds=True,
+        start_new_session=True,
+    )
+    where = Location(shown_as)
+    try:
+        child.communicate(json.dumps(request).encode(), timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill(child)
+        raise DefinitionError(
+            Problem(f"evaluating the file took longer than {limits.timeout_s:g}s", where)
+        ) from None
+    finally:
+        _kill(child)
+    try:
+        with open(result, encoding="utf-8") as answer:
+            found = json.load(answer)
+    except (OSError, ValueError):
+        found = None
+    if child.returncode != 0 or not isinstance(found, dict):
+        code = child.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise DefinitionError(
+            Problem(f"evaluating the file {how} before defining a workflow", where)
+        )
+    return found
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    """Kill the child's whole session (whatever it started too), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def _scrub(message: str, folder: str, shown_as: str) -> str:
+    """``message`` without the server's paths."""
+    for path in {os.path.join(folder, shown_as), folder, os.path.realpath(folder)}:
+        message = message.replace(path, shown_as if path.endswith(shown_as) else "<bundle>")
+    return message

@@ -1,0 +1,142 @@
+"""The attack suite in process: authenticate first, bounded bodies, values that cannot break
+reads, exact error statuses, no reflected Host."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from kaon.api.deps import Services
+from kaon.store import schema
+from kaon.store.base import SignalRecord
+from kaon.store.registry import TokenRecord
+
+HELLO = (
+    "name: hello\nparams:\n  n: {type: int, default: 2}\nsteps:\n  - id: a\n    shell: echo hi\n"
+)
+
+
+def h(secret: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}", **extra}
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_anonymous_bodies_get_401_before_they_are_parsed(client: Any) -> None:
+    for path in ("/signals", "/runs", "/workflows", "/tokens"):
+        for content in (b"{not json", b"\xff\xfe", b"[" * 5000):
+            answer = client.post(
+                path, content=content, headers={"Content-Type": "application/json"}
+            )
+            assert answer.status_code == 401, (path, content[:5], answer.text)
+    forged = client.post("/signals", content=b"{", headers=h("kaon_forged"))
+    assert forged.status_code == 401
+
+
+def test_bodies_over_the_limit_get_413_without_being_read(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    big = json.dumps({"name": "go", "params": {"x": "y" * 6_000_000}})
+    answer = client.post("/signals", content=big, headers=h(tokens["operator"]))
+    assert answer.status_code == 413 and answer.json()["error"] == "PayloadTooLarge"
+
+    def chunks() -> Any:
+        yield b'{"name": "go", "params": {"x": "'
+        for _ in range(100):
+            yield b"y" * 100_000
+        yield b'"}}'
+
+    streamed = client.post("/signals", content=chunks(), headers=h(tokens["operator"]))
+    assert streamed.status_code == 413
+    listed = client.get("/signals", headers=h(tokens["viewer"])).json()
+    assert listed == []
+
+
+def test_undecodable_and_deep_json_get_422_as_documented(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    for content in (b"\xff\xfe{}", b"{bad", b"[" * 100_000, json.dumps(nested(900)).encode()):
+        answer = client.post(
+            "/signals", content=content, headers=h(tokens["operator"], **_json_type())
+        )
+        assert answer.status_code == 422, (content[:10], answer.text)
+        assert answer.json()["error"] == "ValidationError" or "nest" in answer.text
+
+
+def _json_type() -> dict[str, str]:
+    return {"Content-Type": "application/json"}
+
+
+def test_values_that_would_break_reads_are_refused_with_422(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    assert client.post(
+        "/workflows", json={"source": HELLO, "file_name": "hello.yaml"}, headers=h(tokens["owner"])
+    ).is_success
+    bad_token = '{"name": "t", "role": "viewer", "groups": ["\\ud800"]}'
+    bad_signal = '{"name": "go", "params": {"k": "\\ud800"}}'
+    bad_key = '{"properties": {"\\ud800": 1}}'
+    deep_signal = json.dumps({"name": "go", "params": nested(900)})
+    cases = [
+        ("POST", "/tokens", bad_token, tokens["admin"]),
+        ("POST", "/signals", bad_signal, tokens["operator"]),
+        ("POST", "/signals", deep_signal, tokens["operator"]),
+        ("PATCH", "/workflows/hello", bad_key, tokens["owner"]),
+        ("POST", "/runs", '{"workflow": "hello", "labels": {"x": "\\udfff"}}', tokens["owner"]),
+    ]
+    for method, path, content, secret in cases:
+        answer = client.request(method, path, content=content, headers=h(secret, **_json_type()))
+        assert answer.status_code == 422, (path, answer.text)
+    for path in ("/tokens", "/signals", "/audit", "/workflows", "/runs"):
+        assert client.get(path, headers=h(tokens["admin"])).status_code == 200, path
+
+
+def test_reads_survive_bad_rows_stored_before_validation(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    services.auth.registry.add_token(
+        TokenRecord("bad1", "bad", "h" * 64, "viewer", ["\ud800"], time.time())
+    )
+    with services.store.writing("bad rows") as conn:
+        for params in ({"k": "\ud800"}, nested(900)):
+            record = SignalRecord("go", params, time.time(), "x")
+            values = {k: getattr(record, k) for k in record.__dataclass_fields__ if k != "id"}
+            conn.execute(schema.signals.insert().values(**values))
+    services.auth.audit("x", "workflow.update", "workflow:hello", {"\ud800": nested(900)})
+    for path in ("/tokens", "/signals", "/audit"):
+        answer = client.get(path, headers=h(tokens["admin"]))
+        assert answer.status_code == 200, (path, answer.text[:300])
+    groups = [t["groups"] for t in client.get("/tokens", headers=h(tokens["admin"])).json()]
+    assert ["\ufffd\ufffd\ufffd"] in groups
+
+
+def test_no_redirect_reflects_the_host_header(client: Any, tokens: dict[str, str]) -> None:
+    answer = client.get(
+        "/workflows/", headers=h(tokens["viewer"], Host="evil.example"), follow_redirects=False
+    )
+    assert answer.status_code == 404
+    assert "evil.example" not in answer.headers.get("location", "")
+
+
+def test_signals_are_listed_only_to_the_groups_they_may_reach(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    assert client.post(
+        "/signals", json={"name": "ml_go", "params": {"k": 1}}, headers=h(tokens["operator"])
+    ).is_success
+    assert client.post("/signals", json={"name": "all_go"}, headers=h(tokens["admin"])).is_success
+    names = {
+        who: [s["name"] for s in client.get("/signals", headers=h(tokens[who])).json()]
+        for who in ("operator", "stranger", "viewer")
+    }
+    assert names == {
+        "operator": ["ml_go", "all_go"],
+        "stranger": ["all_go"],
+        "viewer": ["ml_go", "all_go"],  # a token without groups reads everything
+    }

@@ -1,0 +1,122 @@
+"""Pushed code is evaluated after authorization, in a sandboxed child, never in the API's
+process; a refused or failed push leaves nothing under ``sources/``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kaon.api.deps import Services
+from kaon.service.push_sandbox import SandboxLimits, declared_names
+
+FLOW = """
+import kaon
+
+{prelude}
+
+@kaon.step
+def a() -> int:
+    return 1
+
+@kaon.workflow
+def {name}() -> None:
+    a()
+"""
+
+
+def h(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def push(client: Any, secret: str, source: str, **extra: Any) -> Any:
+    body = {"source": source, "file_name": "flow.py", **extra}
+    return client.post("/workflows", json=body, headers=h(secret))
+
+
+def flow(name: str = "hello", prelude: str = "") -> str:
+    return FLOW.format(name=name, prelude=prelude)
+
+
+def sources(services: Services) -> list[str]:
+    folder = services.registry.sources_dir
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def test_exit_and_keyboard_interrupt_in_a_pushed_file_are_a_clean_422(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    for prelude, said in (
+        ("import os; os._exit(7)", "exited with code 7"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+        ("raise SystemExit(3)", "SystemExit"),
+    ):
+        answer = push(client, tokens["owner"], flow(prelude=prelude))
+        assert answer.status_code == 422, answer.text
+        assert said in answer.text
+        assert sources(services) == []
+    assert client.get("/healthz").status_code == 200
+    assert push(client, tokens["owner"], flow()).status_code == 200
+
+
+def test_a_refused_push_runs_no_code_and_leaves_nothing(
+    client: Any, tokens: dict[str, str], services: Services, tmp_path: Path
+) -> None:
+    assert push(client, tokens["owner"], flow()).status_code == 200
+    kept = sources(services)
+    marker = tmp_path / "ran"
+    evil = flow(prelude=f"open({str(marker)!r}, 'w').write('x')")
+    for extra in ({}, {"workflow": "hello"}):
+        answer = push(client, tokens["stranger"], evil, **extra)
+        assert answer.status_code == 403, answer.text
+    assert push(client, tokens["operator"], evil).status_code == 403
+    assert not marker.exists()
+    assert sources(services) == kept
+
+
+def test_a_computed_name_is_checked_after_a_sandboxed_evaluation(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    assert push(client, tokens["owner"], flow()).status_code == 200
+    kept = sources(services)
+    dynamic = flow(name="anything").replace(
+        "@kaon.workflow\n", "@kaon.workflow(name='hel' + 'lo')\n"
+    )
+    assert declared_names(dynamic, "flow.py") is None
+    assert push(client, tokens["stranger"], dynamic).status_code == 403
+    assert sources(services) == kept
+
+
+def test_the_evaluation_sees_none_of_the_servers_environment(
+    client: Any, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAON_TEST_SECRET", "s3cret")
+    spy = "import os\nraise RuntimeError(repr(os.environ.get('KAON_TEST_SECRET')))"
+    answer = push(client, tokens["owner"], flow(prelude=spy))
+    assert answer.status_code == 422
+    assert "s3cret" not in answer.text and "None" in answer.text
+
+
+def test_time_and_memory_are_bounded(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    services.registry.sandbox = SandboxLimits(timeout_s=3, memory_bytes=512 * 1024 * 1024)
+    looping = push(client, tokens["owner"], flow(prelude="while True: pass"))
+    assert looping.status_code == 422 and "longer than 3s" in looping.text
+    hungry = push(client, tokens["owner"], flow(prelude="x = bytearray(2 * 1024 ** 3)"))
+    assert hungry.status_code == 422 and "MemoryError" in hungry.text
+    assert sources(services) == []
+
+
+def test_messages_name_no_server_path_and_bundle_names_are_exact(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    home = str(services.registry.sources_dir.parent)
+    broken = push(client, tokens["owner"], flow(prelude="import no_such_module_here"))
+    assert broken.status_code == 422
+    assert home not in broken.text and "sources" not in broken.text
+    newline = push(client, tokens["owner"], flow(), files={"x.py\n": "y = 1"})
+    assert newline.status_code == 422, newline.text
+    assert sources(services) == []

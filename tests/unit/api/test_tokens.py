@@ -1,0 +1,166 @@
+"""Tokens expire and rotate, refused attempts are audited (bounded), and an
+``Idempotency-Key`` makes a retried request return the first answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from kaon.api.deps import Services
+from kaon.cli.main import app
+from kaon.service.auth import REFUSALS_PER_WINDOW, Principal
+from kaon.store.registry import IdempotencyRecord
+
+HELLO = "name: hello\nsteps:\n  - id: a\n    shell: echo hi\n"
+
+
+def h(secret: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}", **extra}
+
+
+def test_a_token_expires(client: Any, tokens: dict[str, str], services: Services) -> None:
+    made = client.post(
+        "/tokens",
+        json={"name": "short", "role": "viewer", "expires_in": 0.5},
+        headers=h(tokens["admin"]),
+    )
+    assert made.status_code == 201 and made.json()["expires_at"] is not None
+    secret = made.json()["token"]
+    assert client.get("/whoami", headers=h(secret)).status_code == 200
+    time.sleep(0.7)
+    late = client.get("/whoami", headers=h(secret))
+    assert late.status_code == 401 and "expired" in late.json()["message"]
+
+
+def test_rotation_replaces_the_secret_and_records_last_use(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    me = client.get("/tokens", headers=h(tokens["admin"])).json()
+    viewer = next(t for t in me if t["name"] == "viewer")
+    assert client.get("/whoami", headers=h(tokens["viewer"])).status_code == 200
+    listed = client.get("/tokens", headers=h(tokens["admin"])).json()
+    assert next(t for t in listed if t["id"] == viewer["id"])["last_used_at"] is not None
+    admin_id = next(t["id"] for t in me if t["name"] == "admin")
+    refused = client.post(f"/tokens/{admin_id}/rotate", headers=h(tokens["viewer"]))
+    assert refused.status_code == 403
+    rotated = client.post(f"/tokens/{viewer['id']}/rotate", headers=h(tokens["viewer"]))
+    assert rotated.status_code == 200, rotated.text
+    fresh = rotated.json()["token"]
+    assert fresh != tokens["viewer"]
+    assert client.get("/whoami", headers=h(tokens["viewer"])).status_code == 401
+    assert client.get("/whoami", headers=h(fresh)).json()["name"] == "viewer"
+    assert client.post("/tokens/nope/rotate", headers=h(tokens["admin"])).status_code == 404
+
+
+def test_refused_attempts_are_audited_but_cannot_flood_the_audit(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    client.get("/runs", headers=h("kaon_forged"))
+    client.post("/signals", content=b"{", headers={"Content-Type": "application/json"})
+    client.post("/tokens", json={"name": "x", "role": "admin"}, headers=h(tokens["viewer"]))
+    audit = client.get("/audit", params={"limit": 1000}, headers=h(tokens["admin"])).json()
+    refused = [a for a in audit if a["action"] == "auth.refused"]
+    assert [(a["actor"], a["data"]["status"]) for a in refused] == [
+        ("anonymous", 401),
+        ("anonymous", 401),
+        ("viewer", 403),
+    ]
+    assert refused[0]["target"] == "GET /runs" and "kaon_forged" not in json.dumps(audit)
+    for _ in range(3 * REFUSALS_PER_WINDOW):
+        client.get("/runs", headers=h("kaon_forged"))
+    audit = client.get("/audit", params={"limit": 1000}, headers=h(tokens["admin"])).json()
+    assert len([a for a in audit if a["action"] == "auth.refused"]) == REFUSALS_PER_WINDOW
+
+
+def test_idempotency_keys_return_the_first_answer(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    pushed = [
+        client.post(
+            "/workflows",
+            json={"source": HELLO, "file_name": "hello.yaml"},
+            headers=h(tokens["owner"], **{"Idempotency-Key": "p1"}),
+        )
+        for _ in range(2)
+    ]
+    assert [p.json()["created"] for p in pushed] == [True, True]  # the first answer, twice
+    key = {"Idempotency-Key": "k1"}
+    first = client.post("/runs", json={"workflow": "hello"}, headers=h(tokens["operator"], **key))
+    again = client.post("/runs", json={"workflow": "hello"}, headers=h(tokens["operator"], **key))
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = client.post("/runs", json={"workflow": "hello"}, headers=h(tokens["admin"], **key))
+    assert other.json()["id"] != first.json()["id"]  # keys are per caller
+    changed = client.post(
+        "/runs",
+        json={"workflow": "hello", "labels": {"a": "b"}},
+        headers=h(tokens["operator"], **key),
+    )
+    assert changed.status_code == 409
+    for _ in range(2):
+        sent = client.post(
+            "/signals",
+            json={"name": "go"},
+            headers=h(tokens["operator"], **{"Idempotency-Key": "s"}),
+        )
+        assert sent.status_code == 201
+    assert len(client.get("/signals", headers=h(tokens["viewer"])).json()) == 1
+    assert len(client.get("/runs", headers=h(tokens["viewer"])).json()) == 2
+
+
+def test_a_retry_after_a_crash_mid_request_creates_the_run_once(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    assert client.post(
+        "/workflows", json={"source": HELLO, "file_name": "hello.yaml"}, headers=h(tokens["owner"])
+    ).is_success
+    operator = services.auth.authenticate(tokens["operator"])
+    assert isinstance(operator, Principal) and operator.token_id
+    # The first attempt reserved its key and created its run, then the server died.
+    made = services.registry.start_run("hello", {}, operator, run_id="20260101-000000-abcdef")
+    body = {"workflow": "hello", "version": None, "params": {}, "from_strings": False}
+    services.auth.registry.reserve_idempotency(
+        IdempotencyRecord(
+            operator.token_id,
+            "crash",
+            _digest({"route": "start_run", **body, "labels": {}}),
+            0,
+            {"run_id": made.id},
+            time.time() - 600,
+        )
+    )
+    retried = client.post(
+        "/runs",
+        json={"workflow": "hello"},
+        headers=h(tokens["operator"], **{"Idempotency-Key": "crash"}),
+    )
+    assert retried.status_code == 201 and retried.json()["id"] == made.id
+    assert len(client.get("/runs", headers=h(tokens["viewer"])).json()) == 1
+
+
+def _digest(request: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def test_cli_token_create_list_rotate_revoke(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "home")]
+    made = runner.invoke(
+        app, ["token", "create", "ci", "--role", "operator", "--expires-in", "7d", *home, "--json"]
+    )
+    assert made.exit_code == 0, made.output
+    record = json.loads(made.output)
+    assert record["expires_at"] - record["created_at"] == 7 * 86400
+    listed = runner.invoke(app, ["token", "list", *home, "--json"])
+    assert [t["name"] for t in json.loads(listed.output)] == ["ci"]
+    rotated = runner.invoke(app, ["token", "rotate", record["id"], *home])
+    assert rotated.exit_code == 0 and rotated.output.strip().startswith("kaon_")
+    assert runner.invoke(app, ["token", "revoke", record["id"], *home]).exit_code == 0
+    listed = runner.invoke(app, ["token", "list", *home])
+    assert "revoked" in listed.output
