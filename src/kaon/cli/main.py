@@ -3,8 +3,9 @@
 Every command works through :class:`~kaon.service.LocalService`, the same service layer the
 HTTP API uses. Commands that show state take ``--json`` and then print the documented view
 models of :mod:`kaon.service.views`. Exit codes: 0 success, 1 the run did not succeed,
-2 bad input (definition, parameter, argument, unknown run), 3 Kaon itself failed,
-130 stopped by a signal (the run can be resumed).
+2 anything the user can fix (definition, parameter, argument, setting, unknown run, refused
+action, a run another engine holds, no store there), 3 Kaon itself failed, 130 stopped by a
+signal (the run can be resumed).
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.text import Text
 
 from kaon.cli import render
 from kaon.cli.live import LiveView, RunProgress
+from kaon.dsl.loader import load_workflow
 from kaon.errors import (
+    ConfigurationError,
     DefinitionError,
     InvalidActionError,
     KaonError,
+    LeaseError,
     NotFoundError,
 )
 from kaon.model.params import parse_assignments
 from kaon.model.status import RunStatus
 from kaon.service import LocalService, Settings
+from kaon.service.auth import AuthenticationError, PermissionDeniedError
 from kaon.service.client import KaonService, open_service
 from kaon.service.remote import Stoppable
 from kaon.service.views import LogView, RunDetail, RunView
@@ -45,8 +51,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Off a terminal (pipes, CI) rich would wrap at 80 columns: give tables room instead.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+# Every string printed is plain text: most of what Kaon prints comes from users (step paths,
+# parameter values, errors) and must never be read as rich markup (``[/x]``, ``[bold]``) or
+# emoji codes (``:x:``). Styling is done with :class:`rich.text.Text` objects only.
+out = Console(
+    highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160
+)
+err = Console(
+    stderr=True,
+    highlight=False,
+    markup=False,
+    emoji=False,
+    width=None if sys.stderr.isatty() else 160,
+)
+
+
+def styled(label: str, style: str, text: object) -> Text:
+    """``label`` in ``style`` followed by ``text`` as plain, unstyled text."""
+    return Text.assemble((label, style), " ", str(text))
+
 
 DbOpt = Annotated[
     str | None, typer.Option("--db", help="State store URL (default: sqlite in KAON_HOME).")
@@ -76,9 +99,17 @@ def _service(
     executor: str | None = None,
     workers: int | None = None,
     artifacts: str | None = None,
+    *,
+    create: bool = False,
 ) -> LocalService:
+    """The local service; only commands that write pass ``create`` (see open_store)."""
     settings = Settings.from_env(
-        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+        home=home,
+        db_url=db,
+        executor=executor,
+        workers=workers,
+        artifact_url=artifacts,
+        create_store=create,
     )
     return LocalService(settings)
 
@@ -90,31 +121,50 @@ def _client(
     executor: str | None = None,
     workers: int | None = None,
     artifacts: str | None = None,
+    *,
+    create: bool = False,
 ) -> KaonService:
-    """A server's service when ``--url`` or KAON_URL is set, else the local one."""
+    """A server's service when ``--url`` or KAON_URL is set, else the local one (creating
+    the store only with ``create``: commands that only read never create one)."""
     settings = Settings.from_env(
-        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+        home=home,
+        db_url=db,
+        executor=executor,
+        workers=workers,
+        artifact_url=artifacts,
+        create_store=create,
     )
     return open_service(url, settings)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(styled("error:", "bold red", message))
     raise typer.Exit(code)
+
+
+# Errors the user can fix (exit 2): a bad definition, argument or setting, something that
+# does not exist, an action the current state refuses, another engine holding the run.
+USER_ERRORS: tuple[type[KaonError], ...] = (
+    DefinitionError,
+    NotFoundError,
+    InvalidActionError,
+    ConfigurationError,
+    LeaseError,
+    AuthenticationError,
+    PermissionDeniedError,
+)
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Map Kaon's error tree to messages and exit codes."""
+    """Map Kaon's error tree to messages and exit codes: 2 for what the user can fix,
+    3 for Kaon's own failures (named as such, with the error's type and cause)."""
     try:
         yield
-    except DefinitionError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
-        raise typer.Exit(2) from None
-    except (NotFoundError, InvalidActionError) as exc:
+    except USER_ERRORS as exc:
         _fail(str(exc), 2)
     except KaonError as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 3)
+        _fail(f"Kaon failed: {type(exc).__name__}: {exc}", 3)
 
 
 def _print_json(data: Any) -> None:
@@ -188,7 +238,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with _errors(), _client(url, db, home, executor, workers, artifacts, create=True) as service:
         spec = service.validate(target)
         given = parse_assignments(param or [])
         created = service.create_run(spec, given, from_strings=True, source=target)
@@ -365,7 +415,8 @@ def validate(
 ) -> None:
     """Check a workflow definition and list every problem with file, line and field."""
     try:
-        spec = LocalService(Settings.from_env()).validate(target)
+        # Validating needs no store, executor or setting: only the definition.
+        spec = load_workflow(target)
     except DefinitionError as exc:
         if as_json:
             _print_json(
@@ -383,13 +434,13 @@ def validate(
                 }
             )
         else:
-            err.print(f"[bold red]invalid:[/] {exc}", markup=True)
+            err.print(styled("invalid:", "bold red", exc))
         raise typer.Exit(2) from None
     count = sum(1 for _ in spec.graph.walk())
     if as_json:
         _print_json({"valid": True, "workflow": spec.name, "steps": count})
     else:
-        out.print(f"[green]valid[/]: workflow {spec.name} ({count} steps)")
+        out.print(Text.assemble(("valid", "green"), f": workflow {spec.name} ({count} steps)"))
 
 
 from kaon.cli import experiments as _experiments  # noqa: E402,F401  (registers its commands)

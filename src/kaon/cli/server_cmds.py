@@ -24,8 +24,11 @@ GroupOpt = Annotated[
 ]
 
 
-def _registry(url: str | None, db: str | None, home: str | None) -> RemoteService | LocalRegistry:
-    return open_registry(url, Settings.from_env(home=home, db_url=db))
+def _registry(
+    url: str | None, db: str | None, home: str | None, *, create: bool = False
+) -> RemoteService | LocalRegistry:
+    """The registry; only commands that write pass ``create`` (see open_store)."""
+    return open_registry(url, Settings.from_env(home=home, db_url=db, create_store=create))
 
 
 def _json_or_text(value: str) -> Any:
@@ -81,7 +84,7 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a workflow and store it as a new version (identical content: no-op)."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(), _registry(url, db, home, create=True) as registry:
         result = registry.push(target, activate=not no_activate, owner_group=group)
     if as_json:
         _print_json(result.model_dump(mode="json"))
@@ -201,7 +204,7 @@ def token_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API token and print it (it is shown once; only its hash is stored)."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(), _registry(url, db, home, create=True) as registry:
         try:
             view = registry.create_token(name, role, list(group or []))
         except ValueError as exc:
@@ -225,7 +228,7 @@ def signal(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a signal with parameters: signal triggers and waiting steps react to it."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(), _registry(url, db, home, create=True) as registry:
         values = {k: _json_or_text(v) for k, v in parse_assignments(params or []).items()}
         view = registry.send_signal(name, values)
     if as_json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
 from kaon.model.params import parse_assignments
@@ -57,7 +58,8 @@ class _Client:
         if self.remote is None:
             from kaon.service.local import LocalService
 
-            self._local_store = LocalService(Settings.from_env(home=home, db_url=db))
+            settings = Settings.from_env(home=home, db_url=db, create_store=False)
+            self._local_store = LocalService(settings)
             from kaon.store.sql import SQLStore
 
             store = self._local_store.store
@@ -122,8 +124,12 @@ def _values(items: list[str] | None) -> dict[str, Any]:
 
 def _show_backfill(view: BackfillView) -> None:
     out.print(
-        f"{view.id}  {view.workflow}  [bold]{view.status}[/]  {view.started}/{view.total} "
-        f"started  ({view.start} .. {view.end}, {view.concurrency} at a time)"
+        Text.assemble(
+            f"{view.id}  {view.workflow}  ",
+            (view.status, "bold"),
+            f"  {view.started}/{view.total} "
+            f"started  ({view.start} .. {view.end}, {view.concurrency} at a time)",
+        )
     )
 
 

@@ -58,7 +58,7 @@ class LocalService:
     def store(self) -> StateStore:
         """The state store (opened on first use)."""
         if self._store is None:
-            self._store = open_store(self.settings.store_url)
+            self._store = open_store(self.settings.store_url, create=self.settings.create_store)
         return self._store
 
     @property

@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kaon.errors import ConfigurationError
 from kaon.store import default_store_url
 
 EXECUTORS = ("process", "inline")
+MAX_WORKERS = 4096
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class Settings:
     local artifact store unless ``db_url`` (``KAON_DB``) or ``artifact_url``
     (``KAON_ARTIFACTS``) say otherwise. ``executor`` (``KAON_EXECUTOR``) is ``process``
     (default: warm worker processes) or ``inline`` (threads in the engine's process).
+    ``create_store`` is False for commands that only read: they never create a store (see
+    :func:`kaon.store.open_store`).
     """
 
     home: Path = field(default_factory=lambda: Path(os.environ.get("KAON_HOME", ".kaon")))
@@ -26,6 +30,7 @@ class Settings:
     artifact_url: str | None = None
     executor: str = ""
     workers: int | None = None
+    create_store: bool = True  # False for commands that only read: never create a store
 
     @classmethod
     def from_env(
@@ -36,16 +41,22 @@ class Settings:
         artifact_url: str | None = None,
         executor: str | None = None,
         workers: int | None = None,
+        create_store: bool = True,
     ) -> Settings:
-        """Settings from explicit values, falling back to the environment, then defaults."""
+        """Settings from explicit values, falling back to the environment, then defaults.
+
+        Raises :class:`~kaon.errors.ConfigurationError` naming the variable (or option) whose
+        value is unusable: ``KAON_WORKERS`` not an int in 1..:data:`MAX_WORKERS`,
+        ``KAON_EXECUTOR`` not a known executor, an empty or NUL-carrying ``KAON_HOME``.
+        """
         env = os.environ
-        workers_env = env.get("KAON_WORKERS")
         return cls(
-            home=Path(home or env.get("KAON_HOME", ".kaon")),
-            db_url=db_url or env.get("KAON_DB") or None,
-            artifact_url=artifact_url or env.get("KAON_ARTIFACTS") or None,
-            executor=executor or env.get("KAON_EXECUTOR", "process"),
-            workers=workers or (int(workers_env) if workers_env else None),
+            home=Path(_text("home", home, "--home", "KAON_HOME") or ".kaon"),
+            db_url=_text("db", db_url, "--db", "KAON_DB"),
+            artifact_url=_text("artifacts", artifact_url, "--artifacts", "KAON_ARTIFACTS"),
+            executor=_executor(executor, env.get("KAON_EXECUTOR")),
+            workers=_workers(workers, env.get("KAON_WORKERS")),
+            create_store=create_store,
         )
 
     @property
@@ -57,3 +68,42 @@ class Settings:
     def artifacts_url(self) -> str:
         """The artifact store URL in force."""
         return self.artifact_url or str((self.home / "artifacts").absolute())
+
+
+def _text(what: str, given: str | None, option: str, variable: str) -> str | None:
+    """An option's value, else its variable's; refused when it cannot name anything."""
+    value, source = (given, option) if given else (os.environ.get(variable), variable)
+    if not value:
+        return None
+    if "\0" in value:
+        raise ConfigurationError(f"{source}: the {what} setting contains a NUL character")
+    return value
+
+
+def _executor(given: str | None, env_value: str | None) -> str:
+    value, source = (given, "--executor") if given else (env_value, "KAON_EXECUTOR")
+    if not value:
+        return "process"
+    if value not in EXECUTORS:
+        raise ConfigurationError(
+            f"{source}: unknown executor {value!r}; choose one of {', '.join(EXECUTORS)}"
+        )
+    return value
+
+
+def _workers(given: int | None, env_value: str | None) -> int | None:
+    if given is not None:
+        number, source = given, "--workers"
+    elif env_value is None or not env_value.strip():
+        return None
+    else:
+        source = "KAON_WORKERS"
+        try:
+            number = int(env_value.strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"KAON_WORKERS must be a whole number of workers, got {env_value!r}"
+            ) from None
+    if not 1 <= number <= MAX_WORKERS:
+        raise ConfigurationError(f"{source} must be between 1 and {MAX_WORKERS}, got {number}")
+    return number

@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from kaon.errors import SchemaVersionError, StoreError
+from kaon.errors import ForeignDatabaseError, SchemaVersionError, StoreError, StoreNotFoundError
 from kaon.store.schema import VERSION_TABLE
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
@@ -55,17 +56,21 @@ def current_revisions(connection: Connection) -> tuple[str, ...]:
     return tuple(context.get_current_heads())
 
 
-def upgrade_to_head(connection: Connection, where: str) -> None:
+def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) -> None:
     """Bring the database behind ``connection`` to the head revision; no-op when it is there.
 
     ``connection`` must be inside a transaction that holds the migration lock; the DDL runs
     in that transaction. ``where`` names the database in messages (a URL without password).
 
     Raises :class:`SchemaVersionError` when the database carries a revision this Kaon does
-    not know (a newer Kaon migrated it).
+    not know (a newer Kaon migrated it), :class:`ForeignDatabaseError` when it holds tables
+    but no Kaon schema, and (unless ``create``) :class:`StoreNotFoundError` when it is empty.
     """
     head = head_revision()
     current = current_revisions(connection)
+    if not current:
+        tables = sa.inspect(connection).get_table_names()
+        check_unstamped([t for t in tables if t != VERSION_TABLE], where, create=create)
     known = known_revisions()
     for revision in current:
         if revision not in known:
@@ -78,3 +83,20 @@ def upgrade_to_head(connection: Connection, where: str) -> None:
     config = _config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def check_unstamped(tables: list[str], where: str, *, create: bool) -> None:
+    """Refuse a database without Kaon's schema stamp that Kaon must not make its own.
+
+    ``tables`` are the tables it holds. Tables of another application: refused by name
+    (:class:`ForeignDatabaseError`); no tables and not ``create``: there is no Kaon store
+    there (:class:`StoreNotFoundError`).
+    """
+    if tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ForeignDatabaseError(
+            f"{where} is not a Kaon store: it holds other tables ({shown}); "
+            "point --db or KAON_DB at Kaon's own database"
+        )
+    if not create:
+        raise StoreNotFoundError(f"no Kaon store at {where} (the database is empty)")
