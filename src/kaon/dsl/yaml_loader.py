@@ -24,7 +24,7 @@ from typing import Any
 
 from kaon.dsl._builder import condition_source
 from kaon.dsl._common import absolute_file, build_retry, cel_literal, infer_param_type, wrap
-from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_yaml
+from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_text_file, read_yaml
 from kaon.dsl._yaml_schema import (
     STEP_KINDS,
     LoopModel,
@@ -81,14 +81,7 @@ def load_yaml_file(path: str) -> WorkflowSpec:
     or naming the file when it cannot be read.
     """
     path = os.path.realpath(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError(
-            Problem(f"cannot read workflow file: {exc}", Location(path))
-        ) from None
-    return load_yaml_text(text, path)
+    return load_yaml_text(read_text_file(path), path)
 
 
 def load_yaml_text(
@@ -467,7 +460,8 @@ def _parse_field(field: str) -> Path:
         if name:
             parts.append(name)
         for index in rest.replace("]", "").split("[") if rest else []:
-            parts.append(int(index) if index.isdigit() else index)
+            # ASCII digits only: "²" is a digit to isdigit() but not to int().
+            parts.append(int(index) if index.isascii() and index.isdecimal() else index)
     return tuple(parts)
 
 

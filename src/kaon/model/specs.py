@@ -133,7 +133,8 @@ class RetrySpec:
     def delay_for(self, failed_attempts: int) -> float:
         """Seconds to wait before the attempt that follows ``failed_attempts`` failures."""
         if self.backoff is Backoff.EXPONENTIAL:
-            delay = self.delay_s * (2 ** max(failed_attempts - 1, 0))
+            # The exponent is capped so the product stays a finite float.
+            delay = self.delay_s * (2 ** min(max(failed_attempts - 1, 0), 64))
         else:
             delay = self.delay_s
         return float(min(delay, self.max_delay_s))

@@ -19,7 +19,7 @@ from kaon.errors import DefinitionError, Location, Problem
 
 BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".yaml", ".yml", ".json", ".txt")
 MAX_BUNDLE_BYTES = 5_000_000
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # use fullmatch
 
 
 def read_push(file: str) -> tuple[str, dict[str, str]]:
@@ -44,7 +44,7 @@ def collect_bundle(path: Path) -> dict[str, str]:
             sibling.name == path.name
             or not sibling.is_file()
             or not sibling.name.endswith(BUNDLE_SUFFIXES)
-            or not SAFE_NAME.match(sibling.name)
+            or not SAFE_NAME.fullmatch(sibling.name)
         ):
             continue
         try:
@@ -69,7 +69,7 @@ def bundle_problems(file_name: str, files: Mapping[str, str]) -> list[Problem]:
     problems = [
         Problem(f"bundle file name {name!r} must be a bare, safe file name", Location(file_name))
         for name in files
-        if not SAFE_NAME.match(name) or name == file_name
+        if not SAFE_NAME.fullmatch(name) or name == file_name
     ]
     size = sum(len(text.encode()) for text in files.values())
     if size > MAX_BUNDLE_BYTES:
