@@ -465,10 +465,17 @@ def _parse_field(field: str) -> Path:
     return tuple(parts)
 
 
+# Keys under these hold the user's own names and data (a config ``file``, an input named
+# ``items``): they are never spec fields, so they keep their names.
+_USER_KEYS = frozenset({"config", "inputs", "params", "env", "match"})
+
+
 def _yaml_path(path: Path) -> Path:
-    """Rename spec field names to the YAML keys they come from."""
+    """Rename spec field names to the YAML keys they come from (up to the user's own keys)."""
     out: list[str | int] = []
-    for part in path:
+    for position, part in enumerate(path):
+        if isinstance(part, str) and part in _USER_KEYS:
+            return (*out, *path[position:])
         if isinstance(part, str) and part in _SPEC_TO_YAML:
             out.extend(_SPEC_TO_YAML[part])
         else:

@@ -18,7 +18,7 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
-from kaon.errors import InvalidActionError
+from kaon.errors import InvalidActionError, NotFoundError
 from kaon.executors import create_executor
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
@@ -243,8 +243,18 @@ class LocalService:
         return detail
 
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
-        """Log lines of a step run (every attempt, or one)."""
+        """Log lines of a step run (every attempt, or one).
+
+        Raises NotFoundError for an unknown run or step, or an attempt the step did not make.
+        """
         row = self.store.get_step_run(run_id, path)
+        if attempt is not None:
+            numbers = sorted(a.number for a in self.store.attempts(run_id, row.id))
+            if attempt not in numbers:
+                made = f"attempts {numbers[0]}..{numbers[-1]}" if numbers else "no attempt"
+                raise NotFoundError(
+                    f"step {path!r} of run {run_id} has no attempt {attempt} ({made})"
+                )
         return [log_view(r, path) for r in self.store.logs(run_id, row.id, attempt=attempt)]
 
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
