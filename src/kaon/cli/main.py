@@ -138,7 +138,7 @@ def _client(
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(styled("error:", "bold red", message))
+    err.print(styled("error:", "bold red", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -434,7 +434,7 @@ def validate(
                 }
             )
         else:
-            err.print(styled("invalid:", "bold red", exc))
+            err.print(styled("invalid:", "bold red", exc), soft_wrap=True)
         raise typer.Exit(2) from None
     count = sum(1 for _ in spec.graph.walk())
     if as_json:
