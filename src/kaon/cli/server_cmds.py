@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
-from kaon.model.params import parse_assignments
+from kaon.model.params import parse_assignments, strict_json
 from kaon.service.client import LocalRegistry, open_registry
 from kaon.service.remote import RemoteService
 from kaon.service.settings import Settings
@@ -34,7 +34,7 @@ def _registry(
 def _json_or_text(value: str) -> Any:
     """``3`` -> 3, ``true`` -> True, ``null`` -> None, ``[1,2]`` -> [1, 2]; else the text."""
     try:
-        return json.loads(value)
+        return strict_json(value)  # NaN and Infinity stay text: they are not JSON
     except ValueError:
         return value
 

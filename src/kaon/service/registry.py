@@ -25,9 +25,16 @@ import sqlalchemy as sa
 
 from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
-from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
+from kaon.errors import (
+    DefinitionError,
+    InvalidActionError,
+    Location,
+    NotFoundError,
+    ParameterError,
+    Problem,
+)
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
-from kaon.model.params import bind_params
+from kaon.model.params import bind_params, json_problem
 from kaon.model.specs import WorkflowSpec
 from kaon.service.auth import AuthService, Principal
 from kaon.service.bundle import bundle_digest, bundle_problems, write_bundle
@@ -310,7 +317,18 @@ class RegistryService:
         *,
         dedupe_key: str | None = None,
     ) -> SignalRecord:
-        """Store a signal (trigger and waiting steps react to it); returns it with its id."""
+        """Store a signal (trigger and waiting steps react to it); returns it with its id.
+
+        Raises ParameterError for a parameter that is not standard JSON (NaN, Infinity) or is
+        larger than the value size limit.
+        """
+        problems = [
+            Problem(f"signal parameter {key!r}: {why}", Location(field=f"params.{key}"))
+            for key, value in params.items()
+            if (why := json_problem(value)) is not None
+        ]
+        if problems:
+            raise ParameterError(problems)
         record = SignalRecord(
             name=name, params=dict(params), at=time.time(), by=principal.name, dedupe_key=dedupe_key
         )
