@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 NOWHERE: Final = Location()  # the location of a spec built in code, not read from a file
 
 
+MAX_DURATION_S: Final = 366 * 86_400.0  # the longest duration any definition may set: a year
+
+
 class _NoDefault:
     """Marker for a parameter that has no default (the caller must supply it)."""
 

@@ -21,6 +21,7 @@ from kaon.model.expressions import ExpressionAnalysis, analyze
 from kaon.model.graph import dependencies, step_expressions, topological_order
 from kaon.model.params import matches_type
 from kaon.model.specs import (
+    MAX_DURATION_S,
     Expr,
     ForeachSpec,
     GraphSpec,
@@ -39,7 +40,6 @@ ID_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # use fullmatch: no 
 PARAM_NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_LOOP_ITERATIONS: Final = 10_000
 MAX_ATTEMPTS: Final = 1_000  # retry max_attempts and platform_attempts
-MAX_DURATION_S: Final = 366 * 86_400.0  # timeouts, retry delays: at most a year
 MAX_SUBWORKFLOW_DEPTH: Final = 20
 _ROOT_VARIABLES: Final = frozenset({"params", "steps", "run"})
 _RESERVED_ITEM_NAMES: Final = frozenset(
