@@ -120,9 +120,17 @@ def test_validate_errors_and_registry_views(kaon, tmp_path: Path) -> None:  # ty
     assert code == 0 and "marked" in out
 
 
-def test_postgres_install_hint_keeps_its_extra(kaon) -> None:  # type: ignore[no-untyped-def]
-    from kaon.cli.main import err
+def test_postgres_install_hint_keeps_its_extra(kaon, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
 
-    with err.capture() as captured:
-        err.print("pip install 'psycopg[binary]'")
-    assert "psycopg[binary]" in captured.get()
+    real = sa.create_engine
+
+    def without_psycopg(url: object, *args: object, **kwargs: object) -> object:
+        if str(url).startswith("postgresql"):
+            raise ImportError("No module named 'psycopg'")
+        return real(url, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sa, "create_engine", without_psycopg)
+    code, _, err = kaon("runs", "--db", "postgresql://kaon@localhost/kaon")
+    assert code == 2, err
+    assert "pip install 'psycopg[binary]'" in err
