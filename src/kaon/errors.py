@@ -128,6 +128,10 @@ class ArtifactError(KaonError):
     """An artifact could not be stored, found or verified."""
 
 
+class ArtifactConfigurationError(ArtifactError, ConfigurationError):
+    """The artifact store's URL cannot be opened (unknown protocol, missing driver)."""
+
+
 class SerializationError(ArtifactError):
     """No serializer accepts a value, or a blob cannot be decoded."""
 

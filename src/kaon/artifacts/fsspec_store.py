@@ -28,7 +28,13 @@ from fsspec.implementations.local import LocalFileSystem
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
 from kaon.artifacts.serializers import SERIALIZERS, Serializer, serializer_named, sha256
-from kaon.errors import ArtifactError, CorruptArtifactError, KaonError, SerializationError
+from kaon.errors import (
+    ArtifactConfigurationError,
+    ArtifactError,
+    CorruptArtifactError,
+    KaonError,
+    SerializationError,
+)
 from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef
 
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -62,8 +68,8 @@ class FsspecArtifactStore(ArtifactStore):
         self._serializers = tuple(serializers)
         try:
             fs, root = fsspec.core.url_to_fs(url, **storage_options)
-        except Exception as exc:
-            raise ArtifactError(f"cannot open artifact store {url!r}: {exc}") from exc
+        except Exception as exc:  # a bad URL, an unknown protocol, a missing driver
+            raise ArtifactConfigurationError(f"cannot open artifact store {url!r}: {exc}") from exc
         self._fs: Any = fs
         self._root: str = root.rstrip("/")
         self._local = isinstance(fs, LocalFileSystem)

@@ -18,7 +18,13 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
-from kaon.errors import InvalidActionError, NotFoundError
+from kaon.errors import (
+    ConfigurationError,
+    ForeignDatabaseError,
+    InvalidActionError,
+    NotFoundError,
+    StoreNotFoundError,
+)
 from kaon.executors import create_executor
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
@@ -44,8 +50,6 @@ class LocalService:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         if self.settings.executor and self.settings.executor not in EXECUTORS:
-            from kaon.errors import ConfigurationError
-
             raise ConfigurationError(
                 f"unknown executor {self.settings.executor!r}; choose one of {', '.join(EXECUTORS)}"
             )
@@ -58,7 +62,13 @@ class LocalService:
     def store(self) -> StateStore:
         """The state store (opened on first use)."""
         if self._store is None:
-            self._store = open_store(self.settings.store_url, create=self.settings.create_store)
+            try:
+                self._store = open_store(self.settings.store_url, create=self.settings.create_store)
+            except ConfigurationError as error:
+                source = self.settings.store_source
+                if not source or isinstance(error, StoreNotFoundError | ForeignDatabaseError):
+                    raise
+                raise ConfigurationError(f"{source}: {error}") from error
         return self._store
 
     @property
@@ -99,8 +109,13 @@ class LocalService:
         from_strings: bool = False,
         source: str = "",
     ) -> RunView:
-        """Bind parameters (raising ParameterError) and record a new pending run."""
+        """Bind parameters (raising ParameterError) and record a new pending run.
+
+        The artifact store is opened first: a run is never recorded that could not execute
+        for want of it (ConfigurationError for a bad artifact store URL).
+        """
         bound = bind_params(spec, params, from_strings=from_strings)
+        _ = self.artifacts
         record = operations.create_run(
             self.store, spec, bound, source=source, executor=self.settings.executor
         )

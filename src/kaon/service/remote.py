@@ -119,9 +119,14 @@ class RemoteService:
         self.url = url.rstrip("/")
         token = token if token is not None else os.environ.get("KAON_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
-        )
+        try:
+            self.http = httpx.Client(
+                base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
+            )
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"invalid server URL {url!r} (--url, KAON_URL): {exc}"
+            ) from None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -138,7 +143,7 @@ class RemoteService:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise ConfigurationError(f"cannot reach the Kaon server at {self.url}: {exc}") from exc
         raise_for_answer(response)
         return None if response.status_code == 204 else response.json()

@@ -31,6 +31,7 @@ class Settings:
     executor: str = ""
     workers: int | None = None
     create_store: bool = True  # False for commands that only read: never create a store
+    store_source: str = ""  # the option or variable that named the store, for messages
 
     @classmethod
     def from_env(
@@ -50,6 +51,13 @@ class Settings:
         ``KAON_EXECUTOR`` not a known executor, an empty or NUL-carrying ``KAON_HOME``.
         """
         env = os.environ
+        named_by = (
+            ("--db", db_url),
+            ("KAON_DB", env.get("KAON_DB")),
+            ("--home", home),
+            ("KAON_HOME", env.get("KAON_HOME")),
+        )
+        source = next((name for name, value in named_by if value), "")
         return cls(
             home=Path(_text("home", home, "--home", "KAON_HOME") or ".kaon"),
             db_url=_text("db", db_url, "--db", "KAON_DB"),
@@ -57,6 +65,7 @@ class Settings:
             executor=_executor(executor, env.get("KAON_EXECUTOR")),
             workers=_workers(workers, env.get("KAON_WORKERS")),
             create_store=create_store,
+            store_source=source,
         )
 
     @property

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import Sandbox, expect_refused
+from badinput_support import Sandbox, expect_refused
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,20 @@ SETTINGS: dict[str, Case] = {
     "db-option-unsupported": Case(("runs", "--db", "oracle://x"), ("unsupported store URL",)),
     "db-bad-sqlite-driver": Case(("runs", "--db", "sqlite+nope:///x.db"), ("sqlite+nope",)),
     "url-unreachable": Case(("runs", "--url", "http://127.0.0.1:9"), ("Kaon server",)),
+    "url-malformed": Case(("runs",), ("KAON_URL", "'http://[::1'"), {"KAON_URL": "http://[::1"}),
+    "url-no-scheme": Case(("runs", "--url", "notaurl"), ("notaurl",)),
+    "db-env-named": Case(("runs",), ("KAON_DB: malformed store URL",), {"KAON_DB": "::x"}),
+    "home-env-named": Case(
+        ("run", "{good}"),
+        ("KAON_HOME: cannot create the state folder",),
+        {"KAON_HOME": "/proc/kaon-home"},
+    ),
+    "artifacts-unknown-protocol": Case(
+        ("run", "{good}", "--artifacts", "nope://x"), ("cannot open artifact store 'nope://x'",)
+    ),
+    "artifacts-env-unknown-protocol": Case(
+        ("run", "{good}"), ("'nope://y'",), {"KAON_ARTIFACTS": "nope://y"}
+    ),
 }
 
 STORES: dict[str, Case] = {

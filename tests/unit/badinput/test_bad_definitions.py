@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Sandbox, expect_refused
+from badinput_support import Sandbox, expect_refused
 
 DEFINITIONS: list[tuple[str, str, int | None, str | None, str]] = [
     ("empty-file", "", 1, None, "a workflow file must be a mapping with a"),
