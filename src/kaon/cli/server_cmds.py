@@ -61,11 +61,11 @@ def server(
     """Serve the HTTP API, drive runs and fire triggers until SIGTERM (exit 0)."""
     from kaon.server import ServerOptions, serve
 
-    settings = Settings.from_env(
-        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
-    )
     options = ServerOptions(host=host, port=port, bootstrap_token=bootstrap_token)
     with _errors():
+        settings = Settings.from_env(
+            home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+        )
         code = serve(settings, options, sys.stdout)
     raise typer.Exit(code)
 

@@ -65,6 +65,8 @@ SETTINGS: dict[str, Case] = {
     "workers-huge": Case(("runs",), ("KAON_WORKERS",), {"KAON_WORKERS": "99999999"}),
     "workers-float": Case(("runs",), ("KAON_WORKERS", "'1.5'"), {"KAON_WORKERS": "1.5"}),
     "workers-on-run": Case(("run", "{good}"), ("KAON_WORKERS",), {"KAON_WORKERS": "abc"}),
+    "workers-on-server": Case(("server", "--port", "0"), ("KAON_WORKERS",), {"KAON_WORKERS": "x"}),
+    "executor-on-server": Case(("server", "-e", "nope"), ("--executor", "'nope'")),
     "workers-option-zero": Case(("run", "{good}", "--workers", "0"), ("--workers",)),
     "executor-env": Case(("runs",), ("KAON_EXECUTOR", "'bogus'"), {"KAON_EXECUTOR": "bogus"}),
     "executor-option": Case(("run", "{good}", "--executor", "bogus"), ("--executor", "'bogus'")),
