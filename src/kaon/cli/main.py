@@ -156,15 +156,43 @@ USER_ERRORS: tuple[type[KaonError], ...] = (
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(as_json: bool = False) -> Iterator[None]:
     """Map Kaon's error tree to messages and exit codes: 2 for what the user can fix,
-    3 for Kaon's own failures (named as such, with the error's type and cause)."""
+    3 for Kaon's own failures (named as such, with the error's type and cause).
+
+    With ``as_json`` the error is also printed on stdout as ``{"error": {type, message,
+    exit_code, problems: [{message, file, line, field}]}}``: the same cause, for programs.
+    """
     try:
         yield
     except USER_ERRORS as exc:
-        _fail(str(exc), 2)
+        _fail_with(exc, 2, str(exc), as_json)
     except KaonError as exc:
-        _fail(f"Kaon failed: {type(exc).__name__}: {exc}", 3)
+        _fail_with(exc, 3, f"Kaon failed: {type(exc).__name__}: {exc}", as_json)
+
+
+def _fail_with(exc: KaonError, code: int, message: str, as_json: bool) -> NoReturn:
+    if as_json:
+        problems = exc.problems if isinstance(exc, DefinitionError) else []
+        _print_json(
+            {
+                "error": {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "exit_code": code,
+                    "problems": [
+                        {
+                            "message": p.message,
+                            "file": p.location.file,
+                            "line": p.location.line,
+                            "field": p.location.field,
+                        }
+                        for p in problems
+                    ],
+                }
+            }
+        )
+    _fail(message, code)
 
 
 def _print_json(data: Any) -> None:
@@ -238,7 +266,10 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts, create=True) as service:
+    with (
+        _errors(as_json),
+        _client(url, db, home, executor, workers, artifacts, create=True) as service,
+    ):
         spec = service.validate(target)
         given = parse_assignments(param or [])
         created = service.create_run(spec, given, from_strings=True, source=target)
@@ -259,7 +290,7 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a run whose engine stopped or died, without redoing finished steps."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
         if RunStatus(view.status).is_terminal:
@@ -284,7 +315,7 @@ def restart(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         view = service.restart(full, from_step=from_step, by="cli")
         _drive(service, full, view.workflow, as_json)
@@ -306,7 +337,7 @@ def skip(
     as_json: JsonOpt = False,
 ) -> None:
     """Skip a step. A finished run then goes on from there; a running one is told to."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         value: Any = None
         if output is not None:
@@ -334,7 +365,7 @@ def kill(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a run (or one running step): running attempts are stopped, nothing new starts."""
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         view = service.kill(service.resolve_run_id(run_id), step=step, by="cli")
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -356,7 +387,7 @@ def runs(
     """List runs, newest first."""
     if status is not None and status not in {s.value for s in RunStatus}:
         _fail(f"--status must be one of {', '.join(s.value for s in RunStatus)}, not {status!r}")
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         views = service.list_runs(workflow=workflow, status=status, limit=limit, offset=offset)
         if as_json:
             _print_json([v.model_dump(mode="json") for v in views])
@@ -376,7 +407,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run: each step's status, attempts, duration, outputs and errors."""
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         detail = service.run_detail(service.resolve_run_id(run_id), all_steps=all_steps)
         if as_json:
             _print_json(detail.model_dump(mode="json"))
@@ -395,7 +426,7 @@ def logs(
     as_json: JsonOpt = False,
 ) -> None:
     """Print a step's log lines (stdout, stderr, logger), then its errors' tracebacks."""
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         full = service.resolve_run_id(run_id)
         lines = service.logs(full, step, attempt=attempt)
         detail = service.run_detail(full, all_steps=True)

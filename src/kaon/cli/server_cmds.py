@@ -84,7 +84,7 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a workflow and store it as a new version (identical content: no-op)."""
-    with _errors(), _registry(url, db, home, create=True) as registry:
+    with _errors(as_json), _registry(url, db, home, create=True) as registry:
         result = registry.push(target, activate=not no_activate, owner_group=group)
     if as_json:
         _print_json(result.model_dump(mode="json"))
@@ -104,7 +104,7 @@ def versions(
     as_json: JsonOpt = False,
 ) -> None:
     """List a workflow's versions (the active one marked *)."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         found = registry.versions(workflow)
     if as_json:
         _print_json([v.model_dump(mode="json") for v in found])
@@ -153,7 +153,7 @@ def workflow_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a workflow: active version, owner group, properties."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.workflow(workflow)
     if as_json:
         _print_json(view.model_dump(mode="json"))
@@ -178,7 +178,7 @@ def workflow_set(
 ) -> None:
     """Change properties (run_strategy, concurrency, alerts, ...; owner_group) without a
     new version."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         values = {k: _json_or_text(v) for k, v in parse_assignments(assignments).items()}
         group = values.pop("owner_group", None)
         view = registry.update_workflow(workflow, values, str(group) if group else None)
@@ -204,7 +204,7 @@ def token_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API token and print it (it is shown once; only its hash is stored)."""
-    with _errors(), _registry(url, db, home, create=True) as registry:
+    with _errors(as_json), _registry(url, db, home, create=True) as registry:
         try:
             view = registry.create_token(name, role, list(group or []))
         except ValueError as exc:
@@ -228,7 +228,7 @@ def signal(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a signal with parameters: signal triggers and waiting steps react to it."""
-    with _errors(), _registry(url, db, home, create=True) as registry:
+    with _errors(as_json), _registry(url, db, home, create=True) as registry:
         values = {k: _json_or_text(v) for k, v in parse_assignments(params or []).items()}
         view = registry.send_signal(name, values)
     if as_json:

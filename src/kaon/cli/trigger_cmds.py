@@ -153,7 +153,7 @@ def backfill(
     as_json: JsonOpt = False,
 ) -> None:
     """Start one run per schedule slot between --start and --end (a sliding window)."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         request = BackfillRequest(
             workflow=workflow,
             start=start,
@@ -179,7 +179,7 @@ def backfills(
     as_json: JsonOpt = False,
 ) -> None:
     """List backfills, newest first."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         views = client.backfills(workflow, status)
     if as_json:
         _print_json([v.model_dump() for v in views])
@@ -198,7 +198,7 @@ def backfill_cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a backfill: nothing more starts, its open runs are cancelled or killed."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         view = client.cancel_backfill(backfill_id)
     if as_json:
         _print_json(view.model_dump())
@@ -214,7 +214,7 @@ def triggers(
     as_json: JsonOpt = False,
 ) -> None:
     """List the triggers of active workflows and when cron triggers fire next."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         views = client.triggers(workflow)
     if as_json:
         _print_json([v.model_dump() for v in views])
@@ -234,7 +234,7 @@ def unblock(
     as_json: JsonOpt = False,
 ) -> None:
     """Let a strict-sequential workflow start runs again after a failed run."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         view = client.unblock(workflow)
     if as_json:
         _print_json(view.model_dump())

@@ -132,3 +132,18 @@ def test_a_state_folder_on_a_read_only_filesystem(kaon, tmp_path: Path) -> None:
         assert code == 2 and "Read-only file system" in err and "Traceback" not in err
     finally:
         subprocess.run(["umount", str(read_only)], check=False)
+
+
+def test_json_errors_carry_the_same_cause(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    flow = tmp_path / "divide.yaml"
+    flow.write_text(DIVIDE)
+    code, out, err = kaon("run", str(flow), "-p", "n=[x]", "--json")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["type"] == "ParameterError" and error["exit_code"] == 2
+    assert error["problems"][0]["field"] == "params.n" and "'[x]'" in error["message"]
+    assert error["message"] in err
+    code, out, _ = kaon("show", "nope", "--json")
+    assert code == 2 and "no Kaon store at" in json.loads(out)["error"]["message"]
