@@ -20,6 +20,7 @@ references, cycles) is reported at once, each with the file, the line and the fi
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from kaon.dsl._builder import condition_source
@@ -453,16 +454,25 @@ def _template(text: str, location: Location) -> InputSpec:
 
 
 def _parse_field(field: str) -> Path:
-    """``"steps[0].retry.delay_s"`` -> ``("steps", 0, "retry", "delay_s")``."""
+    """``"steps[0].retry.delay_s"`` -> ``("steps", 0, "retry", "delay_s")``.
+
+    A part that is not ``name[digits]...`` is a key of its own (an input named ``x[²]`` or
+    ``[/x]``), kept whole: only ASCII digits in brackets are indexes.
+    """
     parts: list[str | int] = []
     for chunk in field.split("."):
-        name, _, rest = chunk.partition("[")
-        if name:
-            parts.append(name)
-        for index in rest.replace("]", "").split("[") if rest else []:
-            # ASCII digits only: "²" is a digit to isdigit() but not to int().
-            parts.append(int(index) if index.isascii() and index.isdecimal() else index)
+        match = _FIELD_PART.fullmatch(chunk)
+        if match is None:
+            parts.append(chunk)
+            continue
+        if match.group(1):
+            parts.append(match.group(1))
+        parts.extend(int(index) for index in _INDEX.findall(match.group(2)))
     return tuple(parts)
+
+
+_FIELD_PART = re.compile(r"([^\[\]]*)((?:\[[0-9]+\])*)")
+_INDEX = re.compile(r"\[([0-9]+)\]")
 
 
 # Keys under these hold the user's own names and data (a config ``file``, an input named

@@ -350,7 +350,7 @@ DEFINITIONS: list[tuple[str, str, int | None, str | None, str]] = [
         "input-unicode-digit-name",
         'name: w\nsteps:\n  - id: a\n    shell: echo hi\n    inputs: {"x[²]": "${{ nope }}"}\n',
         5,
-        "steps[0].inputs.x.²",
+        "steps[0].inputs.x[²]",
         "step 'a'",
     ),
     (
@@ -364,7 +364,7 @@ DEFINITIONS: list[tuple[str, str, int | None, str | None, str]] = [
         "input-markup-name",
         'name: w\nsteps:\n  - id: a\n    shell: echo hi\n    inputs: {"[/x]": "${{ nope }}"}\n',
         5,
-        "steps[0].inputs./x",
+        "steps[0].inputs.[/x]",
         "step 'a'",
     ),
     (
