@@ -68,9 +68,12 @@ class DefinitionError(KaonError):
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems: list[Problem] = list(problems)
+        if len(self.problems) == 1:
+            # One problem is the message itself: its first line carries the cause.
+            super().__init__(str(self.problems[0]))
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        count = len(self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} found:\n{lines}")
+        super().__init__(f"{len(self.problems)} problems found:\n{lines}")
 
 
 class ExpressionError(DefinitionError):
@@ -95,6 +98,14 @@ class IllegalTransitionError(InvalidActionError):
 
 class ConfigurationError(KaonError):
     """Kaon itself is misconfigured (bad store URL, unknown executor)."""
+
+
+class StoreNotFoundError(ConfigurationError):
+    """A command that only reads was pointed at a place that holds no Kaon store."""
+
+
+class ForeignDatabaseError(ConfigurationError):
+    """The database named as Kaon's store is someone else's: Kaon refuses to touch it."""
 
 
 class StoreError(KaonError):
@@ -132,6 +143,10 @@ class ArtifactError(KaonError):
     """An artifact could not be stored, found or verified."""
 
 
+class ArtifactConfigurationError(ArtifactError, ConfigurationError):
+    """The artifact store's URL cannot be opened (unknown protocol, missing driver)."""
+
+
 class SerializationError(ArtifactError):
     """No serializer accepts a value, or a blob cannot be decoded."""
 
@@ -166,3 +181,11 @@ class StepError(KaonError):
 
 class StepTimeout(KaonError):
     """A step attempt ran longer than its timeout."""
+
+
+class AuthenticationError(KaonError):
+    """No token, or a token that is unknown, expired or revoked (HTTP 401)."""
+
+
+class PermissionDeniedError(KaonError):
+    """The principal's role or groups do not allow the action (HTTP 403)."""

@@ -26,11 +26,9 @@ from typing import TYPE_CHECKING, Any, cast
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from kaon.errors import KaonError
+from kaon.errors import AuthenticationError, KaonError, PermissionDeniedError
 from kaon.service.auth import (
-    AuthenticationError,
     AuthService,
-    PermissionDeniedError,
     Principal,
     role_rank,
 )

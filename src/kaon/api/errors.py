@@ -31,14 +31,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from kaon.errors import (
+    AuthenticationError,
     ConfigurationError,
     DefinitionError,
     InvalidActionError,
     KaonError,
     LeaseError,
     NotFoundError,
+    PermissionDeniedError,
 )
-from kaon.service.auth import AuthenticationError, PermissionDeniedError
 from kaon.service.registry_views import ErrorBody, ProblemView
 
 log = logging.getLogger("kaon.api")

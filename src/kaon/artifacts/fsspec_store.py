@@ -25,7 +25,13 @@ from typing import Any
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
 from kaon.artifacts.serializers import SERIALIZERS, Serializer, serializer_named, sha256
-from kaon.errors import ArtifactError, CorruptArtifactError, KaonError, SerializationError
+from kaon.errors import (
+    ArtifactConfigurationError,
+    ArtifactError,
+    CorruptArtifactError,
+    KaonError,
+    SerializationError,
+)
 from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef
 
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -77,8 +83,10 @@ class FsspecArtifactStore(ArtifactStore):
 
         try:
             fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
-        except Exception as exc:
-            raise ArtifactError(f"cannot open artifact store {self.url!r}: {exc}") from exc
+        except Exception as exc:  # a bad URL, an unknown protocol, a missing driver
+            raise ArtifactConfigurationError(
+                f"cannot open artifact store {self.url!r}: {exc}"
+            ) from exc
         self._filesystem = fs
         self._local = isinstance(fs, LocalFileSystem)
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)

@@ -28,8 +28,15 @@ class LazyConsole:
 
             stream = sys.stderr if self._stderr else sys.stdout
             # Off a terminal (pipes, CI) rich would wrap at 80 columns: give tables room.
+            # Everything printed is plain text: most of it comes from users (step paths,
+            # parameter values, errors) and must never be read as rich markup (``[/x]``) or
+            # emoji codes (``:x:``). Styling is done with rich ``Text`` objects only.
             self._console = Console(
-                stderr=self._stderr, highlight=False, width=None if stream.isatty() else 160
+                stderr=self._stderr,
+                highlight=False,
+                markup=False,
+                emoji=False,
+                width=None if stream.isatty() else 160,
             )
         return self._console
 

@@ -92,7 +92,7 @@ def artifacts(
     Blobs show hash, serializer, type and size; outputs reused from a cached step show where
     they came from.
     """
-    with _errors(), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
         view = service.experiments.run_artifacts(run_id)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -155,7 +155,7 @@ def lineage(
     from rich.text import Text
     from rich.tree import Tree
 
-    with _errors(), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
         view = service.experiments.lineage(artifact, depth=depth)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -225,7 +225,7 @@ def get(
     .csv), arrays as .npy, JSON values as JSON, anything else pickled; without -o a preview is
     printed. A blob whose content does not match its hash is an error, never returned.
     """
-    with _errors(), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
         if output is not None and step is None:
             typer.echo("error: --output needs a RUN and a STEP", err=True)
             raise typer.Exit(2)
@@ -255,7 +255,7 @@ def explain(
     For a miss: which part of its cache key (code, config, version, an input) changed since
     the nearest earlier execution of the same step.
     """
-    with _errors(), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
         view = service.experiments.explain(run_id, step)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -304,7 +304,7 @@ def cache_list(
     from rich.table import Table
     from rich.text import Text
 
-    with _errors(), _service(db, home) as service:
+    with _errors(as_json), _service(db, home) as service:
         views = service.experiments.cache_list(workflow=workflow, step=step, limit=limit)
         if as_json:
             _print_json([v.model_dump(mode="json") for v in views])
@@ -337,7 +337,7 @@ def cache_clear(
 
     Those steps execute again the next time they run.
     """
-    with _errors(), _service(db, home) as service:
+    with _errors(as_json), _service(db, home) as service:
         view = service.experiments.cache_clear(workflow=workflow, step=step, everything=everything)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -363,7 +363,7 @@ def compare(
     Metrics are the last value per step path (each foreach item too); steps show whether they
     ran, were cached, failed or were skipped. Differences are highlighted.
     """
-    with _errors(), _service(db, home) as service:
+    with _errors(as_json), _service(db, home) as service:
         view = service.experiments.compare(run_ids)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -460,7 +460,7 @@ def plot(
     --by step: over the `step` (epochs) a step reported it with.
     """
     target = dest or f"{metric.replace('/', '_')}.png"
-    with _errors(), _service(db, home) as service:
+    with _errors(as_json), _service(db, home) as service:
         view = service.experiments.plot(run_ids, metric, by=by, step=step, output=target)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -491,7 +491,7 @@ def gc(
 
     Blobs younger than --min-age are kept, so a run writing right now is never robbed.
     """
-    with _errors(), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
         seconds = parse_duration(min_age, Location(field="--min-age"))
         view = service.experiments.gc(dry_run=dry_run, min_age_s=seconds)
         if as_json:

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from kaon.store.base import EventRecord
 
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = re.compile(r"\[[0-9]+\]")
 STATUS_STYLE = {
     "pending": "dim",
     "queued": "cyan",

@@ -3,8 +3,9 @@
 Every command works through :class:`~kaon.service.LocalService`, the same service layer the
 HTTP API uses. Commands that show state take ``--json`` and then print the documented view
 models of :mod:`kaon.service.views`. Exit codes: 0 success, 1 the run did not succeed,
-2 bad input (definition, parameter, argument, unknown run), 3 Kaon itself failed,
-130 stopped by a signal (the run can be resumed).
+2 anything the user can fix (definition, parameter, argument, setting, unknown run, refused
+action, a run another engine holds, no store there), 3 Kaon itself failed, 130 stopped by a
+signal (the run can be resumed).
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ import typer
 
 from kaon.cli._console import lazy_console, real_console
 from kaon.errors import (
+    AuthenticationError,
+    ConfigurationError,
     DefinitionError,
     InvalidActionError,
     KaonError,
+    LeaseError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from kaon.model.status import RunStatus
 
@@ -32,6 +37,7 @@ from kaon.model.status import RunStatus
 # rich are imported inside the commands that use them, not here.
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from rich.text import Text
 
     from kaon.service import LocalService
     from kaon.service.client import KaonService
@@ -51,6 +57,14 @@ app = typer.Typer(
 # Consoles built on first use; off a terminal (pipes, CI) they are 160 columns wide.
 out = lazy_console()
 err = lazy_console(stderr=True)
+
+
+def styled(label: str, style: str, text: object) -> Text:
+    """``label`` in ``style`` followed by ``text`` as plain, unstyled text."""
+    from rich.text import Text
+
+    return Text.assemble((label, style), " ", str(text))
+
 
 DbOpt = Annotated[
     str | None, typer.Option("--db", help="State store URL (default: sqlite in KAON_HOME).")
@@ -80,11 +94,19 @@ def _service(
     executor: str | None = None,
     workers: int | None = None,
     artifacts: str | None = None,
+    *,
+    create: bool = False,
 ) -> LocalService:
+    """The local service; only commands that write pass ``create`` (see open_store)."""
     from kaon.service import LocalService, Settings
 
     settings = Settings.from_env(
-        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+        home=home,
+        db_url=db,
+        executor=executor,
+        workers=workers,
+        artifact_url=artifacts,
+        create_store=create,
     )
     return LocalService(settings)
 
@@ -96,34 +118,81 @@ def _client(
     executor: str | None = None,
     workers: int | None = None,
     artifacts: str | None = None,
+    *,
+    create: bool = False,
 ) -> KaonService:
-    """A server's service when ``--url`` or KAON_URL is set, else the local one."""
+    """A server's service when ``--url`` or KAON_URL is set, else the local one (creating
+    the store only with ``create``: commands that only read never create one)."""
     from kaon.service.client import open_service
     from kaon.service.settings import Settings
 
     settings = Settings.from_env(
-        home=home, db_url=db, executor=executor, workers=workers, artifact_url=artifacts
+        home=home,
+        db_url=db,
+        executor=executor,
+        workers=workers,
+        artifact_url=artifacts,
+        create_store=create,
     )
     return open_service(url, settings)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(styled("error:", "bold red", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
+# Errors the user can fix (exit 2): a bad definition, argument or setting, something that
+# does not exist, an action the current state refuses, another engine holding the run.
+USER_ERRORS: tuple[type[KaonError], ...] = (
+    DefinitionError,
+    NotFoundError,
+    InvalidActionError,
+    ConfigurationError,
+    LeaseError,
+    AuthenticationError,
+    PermissionDeniedError,
+)
+
+
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Map Kaon's error tree to messages and exit codes."""
+def _errors(as_json: bool = False) -> Iterator[None]:
+    """Map Kaon's error tree to messages and exit codes: 2 for what the user can fix,
+    3 for Kaon's own failures (named as such, with the error's type and cause).
+
+    With ``as_json`` the error is also printed on stdout as ``{"error": {type, message,
+    exit_code, problems: [{message, file, line, field}]}}``: the same cause, for programs.
+    """
     try:
         yield
-    except DefinitionError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
-        raise typer.Exit(2) from None
-    except (NotFoundError, InvalidActionError) as exc:
-        _fail(str(exc), 2)
+    except USER_ERRORS as exc:
+        _fail_with(exc, 2, str(exc), as_json)
     except KaonError as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 3)
+        _fail_with(exc, 3, f"Kaon failed: {type(exc).__name__}: {exc}", as_json)
+
+
+def _fail_with(exc: KaonError, code: int, message: str, as_json: bool) -> NoReturn:
+    if as_json:
+        problems = exc.problems if isinstance(exc, DefinitionError) else []
+        _print_json(
+            {
+                "error": {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "exit_code": code,
+                    "problems": [
+                        {
+                            "message": p.message,
+                            "file": p.location.file,
+                            "line": p.location.line,
+                            "field": p.location.field,
+                        }
+                        for p in problems
+                    ],
+                }
+            }
+        )
+    _fail(message, code)
 
 
 def _print_json(data: Any) -> None:
@@ -203,7 +272,10 @@ def run(
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
     from kaon.model.params import parse_assignments
 
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with (
+        _errors(as_json),
+        _client(url, db, home, executor, workers, artifacts, create=True) as service,
+    ):
         spec = service.validate(target)
         given = parse_assignments(param or [])
         created = service.create_run(spec, given, from_strings=True, source=target)
@@ -224,7 +296,7 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a run whose engine stopped or died, without redoing finished steps."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
         if RunStatus(view.status).is_terminal:
@@ -249,7 +321,7 @@ def restart(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         view = service.restart(full, from_step=from_step, by="cli")
         _drive(service, full, view.workflow, as_json)
@@ -271,7 +343,7 @@ def skip(
     as_json: JsonOpt = False,
 ) -> None:
     """Skip a step. A finished run then goes on from there; a running one is told to."""
-    with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
         value: Any = None
         if output is not None:
@@ -299,7 +371,7 @@ def kill(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a run (or one running step): running attempts are stopped, nothing new starts."""
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         view = service.kill(service.resolve_run_id(run_id), step=step, by="cli")
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -323,7 +395,7 @@ def runs(
 
     if status is not None and status not in {s.value for s in RunStatus}:
         _fail(f"--status must be one of {', '.join(s.value for s in RunStatus)}, not {status!r}")
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         views = service.list_runs(workflow=workflow, status=status, limit=limit, offset=offset)
         if as_json:
             _print_json([v.model_dump(mode="json") for v in views])
@@ -352,7 +424,7 @@ def show(
     --limit and --offset page through the steps."""
     from kaon.cli import render
 
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         detail = service.run_detail(service.resolve_run_id(run_id), all_steps=all_steps)
         total = len(detail.steps)
         detail.steps = detail.steps[offset : None if limit is None else offset + limit]
@@ -380,7 +452,7 @@ def logs(
     """Print a step's log lines (stdout, stderr, logger), then its errors' tracebacks."""
     from kaon.cli import render
 
-    with _errors(), _client(url, db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         full = service.resolve_run_id(run_id)
         lines = service.logs(full, step, attempt=attempt)
         detail = service.run_detail(full, all_steps=True)
@@ -421,13 +493,15 @@ def validate(
                 }
             )
         else:
-            err.print(f"[bold red]invalid:[/] {exc}", markup=True)
+            err.print(styled("invalid:", "bold red", exc), soft_wrap=True)
         raise typer.Exit(2) from None
     count = sum(1 for _ in spec.graph.walk())
     if as_json:
         _print_json({"valid": True, "workflow": spec.name, "steps": count})
     else:
-        out.print(f"[green]valid[/]: workflow {spec.name} ({count} steps)")
+        from rich.text import Text
+
+        out.print(Text.assemble(("valid", "green"), f": workflow {spec.name} ({count} steps)"))
 
 
 from kaon.cli import experiments as _experiments  # noqa: E402,F401  (registers its commands)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
-from kaon.model.params import parse_assignments
+from kaon.model.params import parse_assignments, strict_json
 
 if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
     from kaon.service.client import LocalRegistry
@@ -30,17 +30,20 @@ GroupOpt = Annotated[
 ]
 
 
-def _registry(url: str | None, db: str | None, home: str | None) -> RemoteService | LocalRegistry:
+def _registry(
+    url: str | None, db: str | None, home: str | None, *, create: bool = False
+) -> RemoteService | LocalRegistry:
+    """The registry; only commands that write pass ``create`` (see open_store)."""
     from kaon.service.client import open_registry
     from kaon.service.settings import Settings
 
-    return open_registry(url, Settings.from_env(home=home, db_url=db))
+    return open_registry(url, Settings.from_env(home=home, db_url=db, create_store=create))
 
 
 def _json_or_text(value: str) -> Any:
     """``3`` -> 3, ``true`` -> True, ``null`` -> None, ``[1,2]`` -> [1, 2]; else the text."""
     try:
-        return json.loads(value)
+        return strict_json(value)  # NaN and Infinity stay text: they are not JSON
     except ValueError:
         return value
 
@@ -86,18 +89,18 @@ def server(
     from kaon.server import ServerOptions, serve
     from kaon.service.settings import Settings
 
-    settings = Settings.from_env(
-        home=home,
-        db_url=db,
-        executor=executor,
-        workers=workers,
-        artifact_url=artifacts,
-        sandbox=sandbox,
-    )
     options = ServerOptions(
         host=host, port=port, bootstrap_token=bootstrap_token, lease_ttl_s=lease_ttl
     )
     with _errors():
+        settings = Settings.from_env(
+            home=home,
+            db_url=db,
+            executor=executor,
+            workers=workers,
+            artifact_url=artifacts,
+            sandbox=sandbox,
+        )
         code = serve(settings, options, sys.stdout)
     raise typer.Exit(code)
 
@@ -116,7 +119,7 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a workflow and store it as a new version (identical content: no-op)."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home, create=True) as registry:
         result = registry.push(target, activate=not no_activate, owner_group=group)
     if as_json:
         _print_json(result.model_dump(mode="json"))
@@ -136,7 +139,7 @@ def versions(
     as_json: JsonOpt = False,
 ) -> None:
     """List a workflow's versions (the active one marked *)."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         found = registry.versions(workflow)
     if as_json:
         _print_json([v.model_dump(mode="json") for v in found])
@@ -187,7 +190,7 @@ def workflow_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a workflow: active version, owner group, properties."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.workflow(workflow)
     if as_json:
         _print_json(view.model_dump(mode="json"))
@@ -212,7 +215,7 @@ def workflow_set(
 ) -> None:
     """Change properties (run_strategy, concurrency, alerts, ...; owner_group) without a
     new version."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         values = {k: _json_or_text(v) for k, v in parse_assignments(assignments).items()}
         group = values.pop("owner_group", None)
         view = registry.update_workflow(workflow, values, str(group) if group else None)
@@ -239,7 +242,7 @@ def token_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API token and print it (it is shown once; only its hash is stored)."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home, create=True) as registry:
         try:
             view = registry.create_token(
                 name, role, list(group or []), _seconds(expires_in) if expires_in else None
@@ -337,7 +340,7 @@ def signal(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a signal with parameters: signal triggers and waiting steps react to it."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home, create=True) as registry:
         values = {k: _json_or_text(v) for k, v in parse_assignments(params or []).items()}
         view = registry.send_signal(name, values)
     if as_json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
 from kaon.model.params import parse_assignments
@@ -63,7 +64,8 @@ class _Client:
         if self.remote is None:
             from kaon.service.local import LocalService
 
-            self._local_store = LocalService(Settings.from_env(home=home, db_url=db))
+            settings = Settings.from_env(home=home, db_url=db, create_store=False)
+            self._local_store = LocalService(settings)
             from kaon.store.sql import SQLStore
 
             store = self._local_store.store
@@ -138,8 +140,12 @@ def _values(items: list[str] | None) -> dict[str, Any]:
 
 def _show_backfill(view: BackfillView) -> None:
     out.print(
-        f"{view.id}  {view.workflow}  [bold]{view.status}[/]  {view.started}/{view.total} "
-        f"started  ({view.start} .. {view.end}, {view.concurrency} at a time)"
+        Text.assemble(
+            f"{view.id}  {view.workflow}  ",
+            (view.status, "bold"),
+            f"  {view.started}/{view.total} "
+            f"started  ({view.start} .. {view.end}, {view.concurrency} at a time)",
+        )
     )
 
 
@@ -165,7 +171,7 @@ def backfill(
     """Start one run per schedule slot between --start and --end (a sliding window)."""
     from kaon.service.triggers import BackfillRequest
 
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         request = BackfillRequest(
             workflow=workflow,
             start=start,
@@ -191,7 +197,7 @@ def backfills(
     as_json: JsonOpt = False,
 ) -> None:
     """List backfills, newest first."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         views = client.backfills(workflow, status)
     if as_json:
         _print_json([v.model_dump() for v in views])
@@ -210,7 +216,7 @@ def backfill_cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a backfill: nothing more starts, its open runs are cancelled or killed."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         view = client.cancel_backfill(backfill_id)
     if as_json:
         _print_json(view.model_dump())
@@ -226,7 +232,7 @@ def triggers(
     as_json: JsonOpt = False,
 ) -> None:
     """List the triggers of active workflows and when cron triggers fire next."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         views = client.triggers(workflow)
     if as_json:
         _print_json([v.model_dump() for v in views])
@@ -246,7 +252,7 @@ def unblock(
     as_json: JsonOpt = False,
 ) -> None:
     """Let a strict-sequential workflow start runs again after a failed run."""
-    with _errors(), _Client(url, db, home) as client:
+    with _errors(as_json), _Client(url, db, home) as client:
         view = client.unblock(workflow)
     if as_json:
         _print_json(view.model_dump())

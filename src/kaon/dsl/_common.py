@@ -20,7 +20,7 @@ from kaon.model.specs import Backoff, ParamType, RetrySpec
 
 E = TypeVar("E", bound=StrEnum)
 
-_ATOMIC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:\d+|\"(?:[^\"\\]|\\.)*\")\])*")
+_ATOMIC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:\d+|\"(?:[^\"\\]|\\.)*\")\])*", re.ASCII)
 
 
 def is_atomic(source: str) -> bool:

@@ -20,6 +20,42 @@ Path = tuple[str | int, ...]
 
 MAX_NODES = 100_000  # guards against alias bombs ("billion laughs")
 MAX_DEPTH = 100
+MAX_FILE_BYTES = 1_000_000  # the largest workflow file read, checked while reading
+
+
+def read_text_file(path: str, *, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of the definition file at ``path``, read at most ``limit`` bytes.
+
+    The size is checked while reading (never more than ``limit + 1`` bytes are read), so a
+    huge file or an endless one (a device, a pipe) is refused before any parsing. Raises
+    :class:`DefinitionError` naming the file for an unreadable or too large file, and at
+    the line and column of the first byte that is not UTF-8.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DefinitionError(
+            Problem(f"cannot read workflow file: {reason}", Location(path))
+        ) from None
+    if len(data) > limit:
+        raise DefinitionError(
+            Problem(f"workflow file is larger than the limit of {limit:,} bytes", Location(path))
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _line_column(data[: exc.start].decode("utf-8", "replace"), None)
+        message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {column}"
+        raise DefinitionError(Problem(message, Location(path, line))) from None
+
+
+def _line_column(text: str, position: int | None) -> tuple[int, int]:
+    """1-based line and column of ``position`` in ``text`` (its end when None)."""
+    end = len(text) if position is None else position
+    line = text.count("\n", 0, end) + 1
+    return line, end - (text.rfind("\n", 0, end) + 1) + 1
 
 
 class YamlDocument:
@@ -67,6 +103,12 @@ def read_yaml(text: str, file: str) -> YamlDocument:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         raise DefinitionError(_syntax_problem(exc, file)) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (NUL, other control characters): say where.
+        line, column = _line_column(text, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1])
+        what = f"character U+{code:04X} is not allowed in YAML (column {column})"
+        raise DefinitionError(Problem(what, Location(file, line))) from None
     except yaml.YAMLError as exc:
         raise DefinitionError(Problem(f"cannot read YAML: {exc}", Location(file))) from None
     except RecursionError:

@@ -20,8 +20,8 @@ _UNITS: dict[str, Decimal] = {
     "s": Decimal(1),
     "ms": Decimal("0.001"),
 }
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|d|h|m|s)")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _FORMAT_ORDER: tuple[tuple[str, int], ...] = (
     ("d", 86_400_000),
     ("h", 3_600_000),

@@ -116,6 +116,11 @@ def _load_file(file: str) -> dict[str, WorkflowSpec]:
             spec = load_yaml_file(path)
             return {spec.name: spec}
         if path.endswith(PYTHON_SUFFIXES):
+            from kaon.dsl._yaml_nodes import MAX_FILE_BYTES
+
+            if os.path.getsize(path) > MAX_FILE_BYTES:
+                message = f"workflow file is larger than the limit of {MAX_FILE_BYTES:,} bytes"
+                raise DefinitionError(Problem(message, Location(path)))
             return _python_workflows(path)
     suffixes = ", ".join(PYTHON_SUFFIXES + YAML_SUFFIXES)
     raise DefinitionError(

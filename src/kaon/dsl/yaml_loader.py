@@ -20,11 +20,12 @@ references, cycles) is reported at once, each with the file, the line and the fi
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from kaon.dsl._builder import condition_source
 from kaon.dsl._common import absolute_file, build_retry, cel_literal, infer_param_type, wrap
-from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_yaml
+from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_text_file, read_yaml
 from kaon.dsl._yaml_schema import (
     STEP_KINDS,
     LoopModel,
@@ -81,14 +82,7 @@ def load_yaml_file(path: str) -> WorkflowSpec:
     or naming the file when it cannot be read.
     """
     path = os.path.realpath(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError(
-            Problem(f"cannot read workflow file: {exc}", Location(path))
-        ) from None
-    return load_yaml_text(text, path)
+    return load_yaml_text(read_text_file(path), path)
 
 
 def load_yaml_text(
@@ -460,21 +454,38 @@ def _template(text: str, location: Location) -> InputSpec:
 
 
 def _parse_field(field: str) -> Path:
-    """``"steps[0].retry.delay_s"`` -> ``("steps", 0, "retry", "delay_s")``."""
+    """``"steps[0].retry.delay_s"`` -> ``("steps", 0, "retry", "delay_s")``.
+
+    A part that is not ``name[digits]...`` is a key of its own (an input named ``x[²]`` or
+    ``[/x]``), kept whole: only ASCII digits in brackets are indexes.
+    """
     parts: list[str | int] = []
     for chunk in field.split("."):
-        name, _, rest = chunk.partition("[")
-        if name:
-            parts.append(name)
-        for index in rest.replace("]", "").split("[") if rest else []:
-            parts.append(int(index) if index.isdigit() else index)
+        match = _FIELD_PART.fullmatch(chunk)
+        if match is None:
+            parts.append(chunk)
+            continue
+        if match.group(1):
+            parts.append(match.group(1))
+        parts.extend(int(index) for index in _INDEX.findall(match.group(2)))
     return tuple(parts)
 
 
+_FIELD_PART = re.compile(r"([^\[\]]*)((?:\[[0-9]+\])*)")
+_INDEX = re.compile(r"\[([0-9]+)\]")
+
+
+# Keys under these hold the user's own names and data (a config ``file``, an input named
+# ``items``): they are never spec fields, so they keep their names.
+_USER_KEYS = frozenset({"config", "inputs", "params", "env", "match"})
+
+
 def _yaml_path(path: Path) -> Path:
-    """Rename spec field names to the YAML keys they come from."""
+    """Rename spec field names to the YAML keys they come from (up to the user's own keys)."""
     out: list[str | int] = []
-    for part in path:
+    for position, part in enumerate(path):
+        if isinstance(part, str) and part in _USER_KEYS:
+            return (*out, *path[position:])
         if isinstance(part, str) and part in _SPEC_TO_YAML:
             out.extend(_SPEC_TO_YAML[part])
         else:

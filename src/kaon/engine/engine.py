@@ -47,6 +47,7 @@ from kaon.model.codec import workflow_from_dict
 from kaon.model.events import (
     ExecutorEvent,
     LogLine,
+    LogStored,
     MetricReported,
     ProgressReported,
     SignalEmitted,
@@ -492,6 +493,8 @@ class Engine:
             batch.logs.append(
                 LogRecord(run_id, step_run_id, attempt, event.at, event.stream, event.text)
             )
+        elif isinstance(event, LogStored):
+            state.attempt_log_stored(event.key, event.at, event.ref)
         elif isinstance(event, MetricReported):
             batch.metrics.append(
                 MetricRecord(

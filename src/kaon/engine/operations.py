@@ -43,7 +43,7 @@ from kaon.store.base import (
     WriteBatch,
 )
 
-_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[(\d+)\])?")
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]+)\])?")
 
 
 def new_run_id() -> str:

@@ -27,7 +27,7 @@ from kaon.engine.nodes import (
 )
 from kaon.errors import InvalidActionError, KaonError
 from kaon.executors.base import TaskRequest
-from kaon.model.events import AttemptKey, ErrorInfo
+from kaon.model.events import LOG_OUTPUT, AttemptKey, ErrorInfo
 from kaon.model.specs import (
     TaskSpec,
     WaitSpec,
@@ -124,6 +124,12 @@ class RunState(ContainerSteps, CachingSteps):
                 )
             )
         self._terminal(node)
+
+    def attempt_log_stored(self, key: AttemptKey, at: float, ref: ValueRef) -> None:
+        """A running attempt stored its whole log as an artifact: record it with lineage."""
+        node = self.inflight.get(key)
+        if node is not None:
+            self._record_lineage(node, key[2], {LOG_OUTPUT: ref}, at)
 
     def attempt_failed(
         self,

@@ -81,8 +81,9 @@ def _exit_description(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-        return f"was killed by {name}{hint}"
+        # Say what is known: the signal. A SIGKILL may come from an operator as well as from
+        # the kernel's out-of-memory killer; guessing either misleads the other.
+        return f"was killed by signal {-code} ({name})"
     return f"exited with status {code}"
 
 

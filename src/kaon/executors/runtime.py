@@ -13,8 +13,10 @@ stream when no step runs there. Threads a step starts itself are not captured.
 from __future__ import annotations
 
 import os
+import pathlib
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -27,12 +29,22 @@ from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
 from kaon.errors import ArtifactError, SerializationError, StepError, StepTimeout, SystemFailure
 from kaon.executors.base import EventSink, TaskRequest
-from kaon.model.events import ErrorInfo, LogLine, LogStream, StepFailed, StepStarted, StepSucceeded
+from kaon.model.events import (
+    LOG_OUTPUT,
+    ErrorInfo,
+    LogLine,
+    LogStored,
+    LogStream,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+)
 from kaon.model.values import RETURN, Literal, ValueRef
 from kaon.steptypes.context import StepContext, reset_context, set_context
 from kaon.steptypes.registry import get_step_type
 
 MAX_LINE_CHARS = 8192  # a partial line longer than this is emitted as is (progress bars)
+MAX_LOG_BYTES = 1_000_000  # log text per attempt sent to the state store; the rest: an artifact
 _KAON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _HOSTNAME = socket.gethostname()
 
@@ -65,6 +77,70 @@ class _LineCapture:
 
     def _emit(self, stream: LogStream, line: str) -> None:
         self.ctx.emit(LogLine(self.ctx.key, time.time(), stream, line.rstrip("\r")))
+
+
+class _LogBudget:
+    """The event sink of one attempt, bounding the log text it passes on.
+
+    Log lines go on to ``sink`` until they add up to ``limit`` bytes; later lines are only
+    spooled to a temporary file, and :meth:`finish` stores the attempt's whole log (every
+    line, the first ones included) as a file artifact and reports its hash in one last line.
+    Memory stays bounded: at most ``limit`` bytes of lines are kept, then the spool file.
+    """
+
+    def __init__(self, sink: EventSink, artifacts: _Artifacts, limit: int = MAX_LOG_BYTES) -> None:
+        self.sink = sink
+        self.artifacts = artifacts
+        self.limit = limit
+        self.used = 0
+        self.kept: list[str] = []
+        self.spool: Any = None  # a binary temporary file once the limit is passed
+        self.held_back = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        if not isinstance(event, LogLine):
+            if isinstance(event, StepSucceeded | StepFailed):
+                self.finish(event.key)  # the marker line comes before the attempt's end
+            self.sink(event)
+            return
+        entry = f"{event.stream}: {event.text}\n"
+        with self.lock:
+            self.used += len(event.text.encode("utf-8", "surrogatepass")) + 1
+            if self.spool is None and self.used <= self.limit:
+                self.kept.append(entry)
+            else:
+                if self.spool is None:
+                    # Closed by finish(), which every attempt reaches.
+                    self.spool = tempfile.NamedTemporaryFile(prefix="kaon-log-")  # noqa: SIM115
+                    for line in self.kept:
+                        self.spool.write(line.encode("utf-8", "surrogatepass"))
+                    self.kept = []
+                self.spool.write(entry.encode("utf-8", "surrogatepass"))
+                self.held_back += 1
+                return
+        self.sink(event)
+
+    def finish(self, key: Any) -> None:
+        """Store the whole log when lines were held back, and say where it is."""
+        with self.lock:
+            spool, self.spool, self.kept = self.spool, None, []
+        if spool is None:
+            return
+        try:
+            spool.flush()
+            ref = self.artifacts.store.put(pathlib.Path(spool.name), name=LOG_OUTPUT)
+            self.sink(LogStored(key, time.time(), ref))
+            where = f"the full log is artifact {getattr(ref, 'hash', '?')} (kaon get HASH)"
+        except Exception as exc:  # the log is a courtesy: never fail the attempt for it
+            where = f"the full log could not be stored: {exc}"
+        finally:
+            spool.close()
+        text = (
+            f"kaon: log truncated after {self.limit:,} bytes ({self.held_back:,} more lines); "
+            f"{where}"
+        )
+        self.sink(LogLine(key, time.time(), "stderr", text))
 
 
 _capture: ContextVar[_LineCapture | None] = ContextVar("kaon_output_capture", default=None)
@@ -253,9 +329,22 @@ def _make_context(
     )
 
 
-def _execute(request: TaskRequest, emit: EventSink, cancel: threading.Event | None) -> None:
-    emit(StepStarted(request.key, time.time(), worker_name()))
+def _execute(request: TaskRequest, sink: EventSink, cancel: threading.Event | None) -> None:
+    sink(StepStarted(request.key, time.time(), worker_name()))
     artifacts = _Artifacts(request.artifact_url)
+    emit = _LogBudget(sink, artifacts)
+    try:
+        _execute_step(request, emit, artifacts, cancel)
+    finally:
+        emit.finish(request.key)
+
+
+def _execute_step(
+    request: TaskRequest,
+    emit: EventSink,
+    artifacts: _Artifacts,
+    cancel: threading.Event | None,
+) -> None:
     inputs = _resolve_inputs(request, artifacts)
     step_type = get_step_type(request.step_type)
     ctx = _make_context(request, emit, cancel)

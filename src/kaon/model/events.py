@@ -108,9 +108,22 @@ class StepFailed:
     outputs: Mapping[str, ValueRef] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class LogStored:
+    """An attempt's log passed its budget: ``ref`` is the whole log, stored as a file artifact
+    (recorded with lineage as the attempt's output :data:`LOG_OUTPUT`, never passed on)."""
+
+    key: AttemptKey
+    at: float
+    ref: ValueRef
+
+
+LOG_OUTPUT = "kaon.log"  # the name the full log of an attempt is recorded under
+
 ExecutorEvent = (
     StepStarted
     | LogLine
+    | LogStored
     | ProgressReported
     | MetricReported
     | SignalEmitted

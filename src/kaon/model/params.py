@@ -18,6 +18,37 @@ from kaon.model.specs import ParamSpec, ParamType, WorkflowSpec
 
 TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
 FALSE_WORDS: Final = frozenset({"false", "0", "no"})
+MAX_VALUE_BYTES: Final = 1_000_000  # the largest parameter value (UTF-8 bytes of its JSON)
+
+
+def strict_json(text: str) -> Any:
+    """Parse standard JSON only: ``NaN``, ``Infinity`` and ``-Infinity`` are refused.
+
+    Raises ValueError for text that is not standard JSON.
+    """
+
+    def refuse(word: str) -> Any:
+        raise ValueError(f"{word} is not a JSON value")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def json_problem(value: Any, *, limit: int = MAX_VALUE_BYTES) -> str | None:
+    """Why ``value`` cannot be stored as standard JSON of at most ``limit`` bytes, or None.
+
+    Refuses non-finite floats anywhere inside it (they have no JSON form) and values whose
+    JSON text is larger than ``limit``.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except ValueError:
+        return "NaN and Infinity are not JSON values"
+    except (TypeError, RecursionError) as error:
+        return f"not a JSON value ({error})"
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        return f"value is {size:,} bytes, more than the limit of {limit:,}"
+    return None
 
 
 def bind_params(
@@ -85,6 +116,9 @@ def _bind_one(param: ParamSpec, value: Any, *, from_strings: bool) -> tuple[Any,
             f"got {type(value).__name__} {value!r:.80}"
         )
         return None, Problem(message, _where(param.name))
+    problem = json_problem(converted)
+    if problem is not None:
+        return None, Problem(f"parameter {param.name!r}: {problem}", _where(param.name))
     return converted, None
 
 
@@ -139,7 +173,7 @@ def coerce_string(text: str, declared: ParamType) -> Any:
         return _parse_bool(text)
     if declared is ParamType.ANY:
         try:
-            return json.loads(text)
+            return strict_json(text)
         except ValueError:
             return text
     return _parse_json_container(text, declared)
@@ -167,7 +201,7 @@ def _parse_bool(text: str) -> bool:
 def _parse_json_container(text: str, declared: ParamType) -> Any:
     wanted = list if declared is ParamType.LIST else dict
     try:
-        value = json.loads(text)
+        value = strict_json(text)
     except ValueError as error:
         raise ValueError(f"expected a JSON {declared.value}, got {text!r} ({error})") from None
     if not isinstance(value, wanted):

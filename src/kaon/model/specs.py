@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 NOWHERE: Final = Location()  # the location of a spec built in code, not read from a file
 
 
+MAX_DURATION_S: Final = 366 * 86_400.0  # the longest duration any definition may set: a year
+
+
 class _NoDefault:
     """Marker for a parameter that has no default (the caller must supply it)."""
 
@@ -133,7 +136,8 @@ class RetrySpec:
     def delay_for(self, failed_attempts: int) -> float:
         """Seconds to wait before the attempt that follows ``failed_attempts`` failures."""
         if self.backoff is Backoff.EXPONENTIAL:
-            delay = self.delay_s * (2 ** max(failed_attempts - 1, 0))
+            # The exponent is capped so the product stays a finite float.
+            delay = self.delay_s * (2 ** min(max(failed_attempts - 1, 0), 64))
         else:
             delay = self.delay_s
         return float(min(delay, self.max_delay_s))

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any, Final, NoReturn
 
 from kaon.errors import DefinitionError, Location, Problem
-from kaon.model.specs import NOWHERE, Const, Expr, InputSpec
+from kaon.model.specs import MAX_DURATION_S, NOWHERE, Const, Expr, InputSpec
 
 
 class CatchUp(StrEnum):
@@ -387,10 +387,12 @@ def _cron_problems(trigger: CronTriggerSpec, where: Location) -> list[Problem]:
         ("jitter_s", trigger.jitter_s),
         ("catchup_window_s", trigger.catchup_window_s),
     ):
-        if value is not None and not (0 <= value < float("inf")):
+        if value is not None and not (0 <= value <= MAX_DURATION_S):
             found.append(
                 Problem(
-                    f"{name} must be a finite number >= 0, got {value!r}", where.with_field(name)
+                    f"{name} must be a number of seconds from 0 to {MAX_DURATION_S:g}, "
+                    f"got {value!r:.40}",
+                    where.with_field(name),
                 )
             )
     return found
@@ -425,12 +427,17 @@ def _data_problems(trigger: DataTriggerSpec, where: Location) -> list[Problem]:
                 where,
             )
         )
-    if not (0 < trigger.poll_s < float("inf")):
+    if not (0 < trigger.poll_s <= MAX_DURATION_S):
         found.append(
-            Problem(f"poll_s must be > 0, got {trigger.poll_s!r}", where.with_field("poll_s"))
+            Problem(
+                f"poll_s must be > 0 and <= {MAX_DURATION_S:g} seconds, got {trigger.poll_s!r:.40}",
+                where.with_field("poll_s"),
+            )
         )
-    if trigger.lookback_days < 0:
-        found.append(Problem("lookback_days must be >= 0", where.with_field("lookback_days")))
+    if not 0 <= trigger.lookback_days <= 366:
+        found.append(
+            Problem("lookback_days must be from 0 to 366", where.with_field("lookback_days"))
+        )
     return found
 
 

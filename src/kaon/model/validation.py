@@ -28,6 +28,7 @@ from kaon.model.expressions import (
 from kaon.model.graph import dependencies, step_expressions, topological_order
 from kaon.model.params import matches_type
 from kaon.model.specs import (
+    MAX_DURATION_S,
     Expr,
     ForeachSpec,
     GraphSpec,
@@ -42,9 +43,10 @@ from kaon.model.specs import (
 StepTypeCheck = Callable[[str, Mapping[str, Any], Location], list[Problem]]
 """Checks a task's step type and config: ``(step_type, config, location) -> problems``."""
 
-ID_PATTERN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-PARAM_NAME_PATTERN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ID_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # use fullmatch: no "\n" after
+PARAM_NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_LOOP_ITERATIONS: Final = 10_000
+MAX_ATTEMPTS: Final = 1_000  # retry max_attempts and platform_attempts
 MAX_SUBWORKFLOW_DEPTH: Final = 20
 _ROOT_VARIABLES: Final = frozenset({"params", "steps", "run"})
 _RESERVED_ITEM_NAMES: Final = frozenset(
@@ -174,7 +176,7 @@ def _analysis(source: str) -> ExpressionAnalysis | None:
 def check_workflow_name(context: _Context) -> Iterator[Problem]:
     """The workflow name is an id: a letter or _, then letters, digits, _ or -."""
     spec = context.spec
-    if not isinstance(spec.name, str) or not ID_PATTERN.match(spec.name):
+    if not isinstance(spec.name, str) or not ID_PATTERN.fullmatch(spec.name):
         yield Problem(
             f"invalid workflow name {spec.name!r}: use letters, digits, '_' and '-', "
             "starting with a letter or '_'",
@@ -185,7 +187,7 @@ def check_workflow_name(context: _Context) -> Iterator[Problem]:
 def check_step_ids(context: _Context) -> Iterator[Problem]:
     """Every step id is an id (no dots or brackets: they would break ``steps.X``)."""
     for step, scope in _steps(context.spec):
-        if not isinstance(step.id, str) or not ID_PATTERN.match(step.id):
+        if not isinstance(step.id, str) or not ID_PATTERN.fullmatch(step.id):
             yield Problem(
                 f"invalid step id {step.id!r} in {_graph_name(scope)}: use letters, digits, "
                 "'_' and '-', starting with a letter or '_'",
@@ -379,7 +381,7 @@ def check_params(context: _Context) -> Iterator[Problem]:
     seen: set[str] = set()
     for param in context.spec.params:
         where = param.location.with_field(f"params.{param.name}")
-        if not isinstance(param.name, str) or not PARAM_NAME_PATTERN.match(param.name):
+        if not isinstance(param.name, str) or not PARAM_NAME_PATTERN.fullmatch(param.name):
             yield Problem(
                 f"invalid parameter name {param.name!r}: use letters, digits and '_', "
                 "starting with a letter or '_'",
@@ -410,22 +412,24 @@ def check_retry(context: _Context) -> Iterator[Problem]:
 
 
 def _retry_problems(retry: RetrySpec, owner: str, where: Location) -> Iterator[Problem]:
-    if not _is_int(retry.max_attempts) or retry.max_attempts < 1:
+    if not _is_int(retry.max_attempts) or not 1 <= retry.max_attempts <= MAX_ATTEMPTS:
         yield Problem(
-            f"{owner}: retry max_attempts must be an int >= 1, got {retry.max_attempts!r}",
+            f"{owner}: retry max_attempts must be an int from 1 to {MAX_ATTEMPTS}, "
+            f"got {retry.max_attempts!r:.40}",
             where.with_field("max_attempts"),
         )
-    if not _is_int(retry.platform_attempts) or retry.platform_attempts < 0:
+    if not _is_int(retry.platform_attempts) or not 0 <= retry.platform_attempts <= MAX_ATTEMPTS:
         yield Problem(
-            f"{owner}: retry platform_attempts must be an int >= 0, "
-            f"got {retry.platform_attempts!r}",
+            f"{owner}: retry platform_attempts must be an int from 0 to {MAX_ATTEMPTS}, "
+            f"got {retry.platform_attempts!r:.40}",
             where.with_field("platform_attempts"),
         )
     for field in ("delay_s", "max_delay_s"):
         value = getattr(retry, field)
-        if not _is_number(value) or value < 0:
+        if not _is_number(value) or not 0 <= value <= MAX_DURATION_S:
             yield Problem(
-                f"{owner}: retry {field} must be a number >= 0, got {value!r}",
+                f"{owner}: retry {field} must be a number of seconds from 0 to "
+                f"{MAX_DURATION_S:g}, got {value!r:.40}",
                 where.with_field(field),
             )
 
@@ -439,7 +443,7 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 
 def check_timeouts(context: _Context) -> Iterator[Problem]:
-    """Timeouts, when set, are positive numbers of seconds."""
+    """Timeouts, when set, are positive numbers of seconds, at most :data:`MAX_DURATION_S`."""
     spec = context.spec
     candidates: list[tuple[object, str, Location]] = [
         (spec.timeout_s, "workflow", spec.location.with_field("timeout_s")),
@@ -449,8 +453,12 @@ def check_timeouts(context: _Context) -> Iterator[Problem]:
         where = step.location.with_field("timeout_s")
         candidates.append((step.timeout_s, f"step {_path(step, scope)!r}", where))
     for value, owner, where in candidates:
-        if value is not None and (not _is_number(value) or value <= 0):
-            yield Problem(f"{owner}: timeout_s must be a number > 0, got {value!r}", where)
+        if value is not None and (not _is_number(value) or not 0 < value <= MAX_DURATION_S):
+            yield Problem(
+                f"{owner}: timeout_s must be a number of seconds > 0 and <= "
+                f"{MAX_DURATION_S:g}, got {value!r:.40}",
+                where,
+            )
 
 
 def check_foreach(context: _Context) -> Iterator[Problem]:
@@ -465,7 +473,7 @@ def check_foreach(context: _Context) -> Iterator[Problem]:
                 step.location.with_field("concurrency"),
             )
         name = step.item_name
-        if not isinstance(name, str) or not PARAM_NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not PARAM_NAME_PATTERN.fullmatch(name):
             yield Problem(
                 f"foreach {path!r}: item_name {name!r} is not an identifier",
                 step.location.with_field("item_name"),

@@ -27,7 +27,7 @@ from kaon.service.experiment_views import (
 )
 from kaon.store.base import MetricRecord, StateStore, StepRunRecord
 
-_LAST_INDEX = re.compile(r"^(.*)\[(\d+)\]([^\[\]]*)$")
+_LAST_INDEX = re.compile(r"(.*)\[([0-9]+)\]([^\[\]]*)", re.DOTALL)
 _FRAME_KINDS = ("item", "iteration")
 MAX_SERIES = 12
 BY = ("run", "item", "step")
@@ -55,7 +55,7 @@ def _canonical(value: Any) -> str:
 
 def place(path: str, rows: dict[str, StepRunRecord]) -> tuple[str, int | None, Any]:
     """``(group, item index, item label)`` of a step path (group == path outside frames)."""
-    match = _LAST_INDEX.match(path)
+    match = _LAST_INDEX.fullmatch(path)
     if match is None:
         return path, None, None
     head, index, tail = match.group(1), int(match.group(2)), match.group(3)

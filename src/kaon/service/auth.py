@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kaon.errors import KaonError, NotFoundError
+from kaon.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from kaon.service.run_tokens import RUN_TOKEN_PREFIX, RunTokenError, RunTokens
 from kaon.service.safety import check_value
 from kaon.store.registry import AuditRecord, RegistryStore, TokenRecord
@@ -47,14 +47,6 @@ TOKEN_PREFIX = "kaon_"
 TOUCH_EVERY_S = 60.0  # how stale a token's last_used_at may get
 REFUSAL_WINDOW_S = 60.0
 REFUSALS_PER_WINDOW = 20
-
-
-class AuthenticationError(KaonError):
-    """No token, or a token that is unknown or revoked (HTTP 401)."""
-
-
-class PermissionDeniedError(KaonError):
-    """The principal's role or groups do not allow the action (HTTP 403)."""
 
 
 def role_rank(role: str) -> int:

@@ -20,7 +20,7 @@ from kaon.service.safety import readable_text
 
 BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".yaml", ".yml", ".json", ".txt")
 MAX_BUNDLE_BYTES = 5_000_000
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # use fullmatch
 
 
 def read_push(file: str) -> tuple[str, dict[str, str]]:

@@ -18,7 +18,13 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
-from kaon.errors import InvalidActionError
+from kaon.errors import (
+    ConfigurationError,
+    ForeignDatabaseError,
+    InvalidActionError,
+    NotFoundError,
+    StoreNotFoundError,
+)
 from kaon.model.expressions import configure_budget
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
@@ -47,8 +53,6 @@ class LocalService:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         if self.settings.executor and self.settings.executor not in EXECUTORS:
-            from kaon.errors import ConfigurationError
-
             raise ConfigurationError(
                 f"unknown executor {self.settings.executor!r}; choose one of {', '.join(EXECUTORS)}"
             )
@@ -62,7 +66,13 @@ class LocalService:
     def store(self) -> StateStore:
         """The state store (opened on first use)."""
         if self._store is None:
-            self._store = open_store(self.settings.store_url)
+            try:
+                self._store = open_store(self.settings.store_url, create=self.settings.create_store)
+            except ConfigurationError as error:
+                source = self.settings.store_source
+                if not source or isinstance(error, StoreNotFoundError | ForeignDatabaseError):
+                    raise
+                raise ConfigurationError(f"{source}: {error}") from error
         return self._store
 
     @property
@@ -105,8 +115,13 @@ class LocalService:
         from_strings: bool = False,
         source: str = "",
     ) -> RunView:
-        """Bind parameters (raising ParameterError) and record a new pending run."""
+        """Bind parameters (raising ParameterError) and record a new pending run.
+
+        The artifact store is opened first: a run is never recorded that could not execute
+        for want of it (ConfigurationError for a bad artifact store URL).
+        """
         bound = bind_params(spec, params, from_strings=from_strings)
+        _ = self.artifacts
         record = operations.create_run(
             self.store, spec, bound, source=source, executor=self.settings.executor
         )
@@ -269,8 +284,18 @@ class LocalService:
         return detail
 
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
-        """Log lines of a step run (every attempt, or one)."""
+        """Log lines of a step run (every attempt, or one).
+
+        Raises NotFoundError for an unknown run or step, or an attempt the step did not make.
+        """
         row = self.store.get_step_run(run_id, path)
+        if attempt is not None:
+            numbers = sorted(a.number for a in self.store.attempts(run_id, row.id))
+            if attempt not in numbers:
+                made = f"attempts {numbers[0]}..{numbers[-1]}" if numbers else "no attempt"
+                raise NotFoundError(
+                    f"step {path!r} of run {run_id} has no attempt {attempt} ({made})"
+                )
         return [log_view(r, path) for r in self.store.logs(run_id, row.id, attempt=attempt)]
 
     def step_run(self, run_id: str, path: str) -> StepRunRecord:

@@ -25,9 +25,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from kaon.engine import operations
-from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
+from kaon.errors import (
+    DefinitionError,
+    InvalidActionError,
+    Location,
+    NotFoundError,
+    ParameterError,
+    Problem,
+)
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
-from kaon.model.params import bind_params
+from kaon.model.params import bind_params, json_problem
 from kaon.model.specs import WorkflowSpec
 from kaon.service.auth import ANY_GROUP, AuthService, Principal
 from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
@@ -347,8 +354,17 @@ class RegistryService:
         principal's groups (none for an admin or a holder of ``*``), see
         :meth:`SignalRecord.reaches`.
 
-        Raises UnsafeValueError (422) for parameters that could not be stored safely."""
+        Raises UnsafeValueError (422) for parameters that could not be stored safely, and
+        ParameterError for a parameter that is not standard JSON (NaN, Infinity) or is larger
+        than the value size limit."""
         check_value({"name": name, "params": dict(params), "dedupe_key": dedupe_key})
+        problems = [
+            Problem(f"signal parameter {key!r}: {why}", Location(field=f"params.{key}"))
+            for key, value in params.items()
+            if (why := json_problem(value)) is not None
+        ]
+        if problems:
+            raise ParameterError(problems)
         record = SignalRecord(
             name=name,
             params=dict(params),

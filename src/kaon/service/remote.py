@@ -20,6 +20,7 @@ import httpx
 
 from kaon.dsl.loader import load_workflow, split_target
 from kaon.errors import (
+    AuthenticationError,
     ConfigurationError,
     DefinitionError,
     ExpressionError,
@@ -28,11 +29,11 @@ from kaon.errors import (
     Location,
     NotFoundError,
     ParameterError,
+    PermissionDeniedError,
     Problem,
 )
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
-from kaon.service.auth import AuthenticationError, PermissionDeniedError
 from kaon.service.bundle import read_push
 from kaon.service.registry_views import (
     PushResult,
@@ -120,9 +121,14 @@ class RemoteService:
         self.url = url.rstrip("/")
         token = token if token is not None else os.environ.get("KAON_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
-        )
+        try:
+            self.http = httpx.Client(
+                base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
+            )
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"invalid server URL {url!r} (--url, KAON_URL): {exc}"
+            ) from None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -139,7 +145,7 @@ class RemoteService:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise ConfigurationError(f"cannot reach the Kaon server at {self.url}: {exc}") from exc
         raise_for_answer(response)
         return None if response.status_code == 204 else response.json()

@@ -13,6 +13,7 @@ from kaon.model.expression_cost import ExpressionBudget
 from kaon.store import default_store_url
 
 EXECUTORS = ("process", "inline")
+MAX_WORKERS = 4096
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Settings:
     ``kaon run`` (see :mod:`kaon.service.sandboxing`).
     ``max_body_bytes`` (``KAON_MAX_BODY_BYTES``) bounds an API request's body (a push may
     send a little over twice as much: its file and its bundle).
+    ``create_store`` is False for commands that only read: they never create a store (see
+    :func:`kaon.store.open_store`).
     """
 
     home: Path = field(default_factory=lambda: Path(os.environ.get("KAON_HOME", ".kaon")))
@@ -37,6 +40,8 @@ class Settings:
     workers: int | None = None
     sandbox: str = ""
     max_body_bytes: int = 5_000_000
+    create_store: bool = True  # False for commands that only read: never create a store
+    store_source: str = ""  # the option or variable that named the store, for messages
 
     @classmethod
     def from_env(
@@ -48,19 +53,32 @@ class Settings:
         executor: str | None = None,
         workers: int | None = None,
         sandbox: str | None = None,
+        create_store: bool = True,
     ) -> Settings:
-        """Settings from explicit values, falling back to the environment, then defaults."""
+        """Settings from explicit values, falling back to the environment, then defaults.
+
+        Raises :class:`~kaon.errors.ConfigurationError` naming the variable (or option) whose
+        value is unusable: ``KAON_WORKERS`` not an int in 1..:data:`MAX_WORKERS`,
+        ``KAON_EXECUTOR`` not a known executor, an empty or NUL-carrying ``KAON_HOME``.
+        """
         env = os.environ
-        workers_env = env.get("KAON_WORKERS")
-        max_body = env.get("KAON_MAX_BODY_BYTES")
+        named_by = (
+            ("--db", db_url),
+            ("KAON_DB", env.get("KAON_DB")),
+            ("--home", home),
+            ("KAON_HOME", env.get("KAON_HOME")),
+        )
+        source = next((name for name, value in named_by if value), "")
         return cls(
-            home=Path(home or env.get("KAON_HOME", ".kaon")),
-            db_url=db_url or env.get("KAON_DB") or None,
-            artifact_url=artifact_url or env.get("KAON_ARTIFACTS") or None,
-            executor=executor or env.get("KAON_EXECUTOR", "process"),
-            workers=workers or (int(workers_env) if workers_env else None),
+            home=Path(_text("home", home, "--home", "KAON_HOME") or ".kaon"),
+            db_url=_text("db", db_url, "--db", "KAON_DB"),
+            artifact_url=_text("artifacts", artifact_url, "--artifacts", "KAON_ARTIFACTS"),
+            executor=_executor(executor, env.get("KAON_EXECUTOR")),
+            workers=_workers(workers, env.get("KAON_WORKERS")),
             sandbox=(sandbox or env.get("KAON_SANDBOX", "")).lower(),
-            max_body_bytes=int(max_body) if max_body else 5_000_000,
+            max_body_bytes=_bytes(env.get("KAON_MAX_BODY_BYTES"), 5_000_000),
+            create_store=create_store,
+            store_source=source,
         )
 
     @property
@@ -100,3 +118,57 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value) or value <= 0 or value > 1e15:
         raise ConfigurationError(f"{name}={text!r:.40}: expected a positive number")
     return value
+
+
+def _text(what: str, given: str | None, option: str, variable: str) -> str | None:
+    """An option's value, else its variable's; refused when it cannot name anything."""
+    value, source = (given, option) if given else (os.environ.get(variable), variable)
+    if not value:
+        return None
+    if "\0" in value:
+        raise ConfigurationError(f"{source}: the {what} setting contains a NUL character")
+    return value
+
+
+def _executor(given: str | None, env_value: str | None) -> str:
+    value, source = (given, "--executor") if given else (env_value, "KAON_EXECUTOR")
+    if not value:
+        return "process"
+    if value not in EXECUTORS:
+        raise ConfigurationError(
+            f"{source}: unknown executor {value!r}; choose one of {', '.join(EXECUTORS)}"
+        )
+    return value
+
+
+def _workers(given: int | None, env_value: str | None) -> int | None:
+    if given is not None:
+        number, source = given, "--workers"
+    elif env_value is None or not env_value.strip():
+        return None
+    else:
+        source = "KAON_WORKERS"
+        try:
+            number = int(env_value.strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"KAON_WORKERS must be a whole number of workers, got {env_value!r}"
+            ) from None
+    if not 1 <= number <= MAX_WORKERS:
+        raise ConfigurationError(f"{source} must be between 1 and {MAX_WORKERS}, got {number}")
+    return number
+
+
+def _bytes(env_value: str | None, default: int) -> int:
+    """``KAON_MAX_BODY_BYTES``: a whole number of bytes, at least 1 KiB."""
+    if env_value is None or not env_value.strip():
+        return default
+    try:
+        number = int(env_value.strip())
+    except ValueError:
+        raise ConfigurationError(
+            f"KAON_MAX_BODY_BYTES must be a whole number of bytes, got {env_value!r:.40}"
+        ) from None
+    if not 1024 <= number <= 2**40:
+        raise ConfigurationError(f"KAON_MAX_BODY_BYTES must be at least 1024, got {number}")
+    return number

@@ -23,7 +23,7 @@ from kaon.steptypes.context import StepContext
 
 REDACTED = "***"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_MEMORY = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
 _MEMORY_FACTORS = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024.0}
 
 
@@ -146,7 +146,7 @@ def parse_memory(value: Any) -> int | None:
         return int(value) if value > 0 else None
     if not isinstance(value, str):
         return None
-    match = _MEMORY.match(value)
+    match = _MEMORY.fullmatch(value)
     if match is None:
         return None
     mib = float(match.group(1)) * _MEMORY_FACTORS[match.group(2).lower()]

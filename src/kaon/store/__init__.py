@@ -13,8 +13,15 @@ from kaon.store.base import StateStore, WriteBatch
 __all__ = ["StateStore", "WriteBatch", "default_store_url", "open_store"]
 
 
-def open_store(url: str) -> StateStore:
+def open_store(url: str, *, create: bool = True) -> StateStore:
     """Open (and migrate to the current schema) the state store at ``url``.
+
+    With ``create`` (commands that write: run, push, server) a missing store is created;
+    without it (commands that only read) nothing is created or altered where there is no
+    Kaon store: a missing SQLite file or an empty database raises
+    :class:`~kaon.errors.StoreNotFoundError`. Either way a database that holds tables but
+    no Kaon schema raises :class:`~kaon.errors.ForeignDatabaseError` before anything is
+    written to it.
 
     ``sqlite:///path/to/kaon.db`` (parent folders are created), ``sqlite://`` or
     ``sqlite:///:memory:`` (in memory, shared by the threads of this process), or
@@ -26,7 +33,7 @@ def open_store(url: str) -> StateStore:
     """
     from kaon.store.sql import SQLStore
 
-    return SQLStore(url)
+    return SQLStore(url, create=create)
 
 
 def default_store_url(home: Path) -> str:

@@ -100,9 +100,9 @@ class SQLStore(StateStore):
     database from a newer Kaon, and :class:`StoreError` when the database cannot be opened.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self._engine, in_memory = create_store_engine(url)
+        self._engine, in_memory = create_store_engine(url, create=create)
         # The write path never pings a connection before use (a round trip per transaction
         # on PostgreSQL); a dead one is discarded and the write retried by the engine.
         self._write_engine = (
@@ -123,7 +123,7 @@ class SQLStore(StateStore):
         self._db_now = db_clock(dialect)
         self._fence_sql = _Compiled.of(_fence_statement(self._db_now), self._engine.dialect)
         try:
-            self._migrate(dialect)
+            self._migrate(dialect, create=create or in_memory)
         except BaseException:
             self._engine.dispose()
             raise
@@ -148,11 +148,11 @@ class SQLStore(StateStore):
         """``sqlite`` or ``postgresql``."""
         return str(self._engine.dialect.name)
 
-    def _migrate(self, dialect: str) -> None:
+    def _migrate(self, dialect: str, *, create: bool) -> None:
         with self._wrap("opening the store"), self._guard(), self._writer.begin() as conn:
             if dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-            upgrade_to_head(conn, self._where)
+            upgrade_to_head(conn, self._where, create=create)
 
     def __repr__(self) -> str:
         return f"SQLStore({self._where!r})"

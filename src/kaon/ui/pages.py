@@ -22,7 +22,8 @@ from fastapi.templating import Jinja2Templates
 import kaon
 from kaon.api.deps import get_services
 from kaon.api.session import COOKIE, cookie_token
-from kaon.service.auth import AuthenticationError, Principal
+from kaon.errors import AuthenticationError
+from kaon.service.auth import Principal
 
 HERE = Path(__file__).parent
 STATIC_URL = "/ui/static"

@@ -114,9 +114,11 @@ def test_bad_parameters_and_definitions_are_rejected_before_running(
 
 def test_unknown_run_and_resume_of_finished_run(kaon) -> None:  # type: ignore[no-untyped-def]
     code, _, err = kaon("show", "nope")
-    assert code == 2 and "no run matches 'nope'" in err
+    assert code == 2 and "no Kaon store at" in err  # reading never creates a store
     _, out, _ = kaon("run", f"{FLOWS}:squares")
     run_id = _run_id(out)
+    code, _, err = kaon("show", "nope")
+    assert code == 2 and "no run matches 'nope'" in err
     code, _, err = kaon("resume", run_id)
     assert code == 0 and "already succeeded" in err
     code, _, err = kaon("kill", run_id)

@@ -78,8 +78,8 @@ def executor(sink: Sink) -> Iterator[ProcessExecutor]:
     ("code", "text"),
     [
         (3, "exited with status 3"),
-        (-9, "was killed by SIGKILL (out of memory?)"),
-        (-11, "was killed by SIGSEGV"),
+        (-9, "was killed by signal 9 (SIGKILL)"),
+        (-11, "was killed by signal 11 (SIGSEGV)"),
         (None, "stopped responding"),
     ],
 )
@@ -100,7 +100,7 @@ def test_a_worker_killed_from_outside_is_lost_and_replaced(
     assert gone(shell_pid)  # the worker could not kill its command: the parent did
     assert isinstance(failed, StepFailed)
     assert failed.error.error_type == "WorkerLost" and failed.error.platform
-    assert f"worker process {pid} was killed by SIGKILL" in failed.error.message
+    assert f"worker process {pid} was killed by signal 9 (SIGKILL)" in failed.error.message
     executor.submit(shell(2, "true"))
     assert isinstance(sink.wait(lambda e: isinstance(e, StepSucceeded)), StepSucceeded)
     assert executor.worker_pids() != [pid]

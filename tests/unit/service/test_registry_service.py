@@ -9,9 +9,15 @@ import pytest
 
 from kaon.api.app import build_services
 from kaon.api.deps import Services
-from kaon.errors import DefinitionError, InvalidActionError, NotFoundError, ParameterError
+from kaon.errors import (
+    DefinitionError,
+    InvalidActionError,
+    NotFoundError,
+    ParameterError,
+    PermissionDeniedError,
+)
 from kaon.model.status import RunStatus
-from kaon.service.auth import LOCAL_PRINCIPAL, PermissionDeniedError, Principal
+from kaon.service.auth import LOCAL_PRINCIPAL, Principal
 from kaon.service.settings import Settings
 
 FLOW = """

@@ -9,15 +9,16 @@ import httpx
 import pytest
 
 from kaon.errors import (
+    AuthenticationError,
     ConfigurationError,
     DefinitionError,
     InvalidActionError,
     KaonError,
     NotFoundError,
     ParameterError,
+    PermissionDeniedError,
 )
 from kaon.model.status import RunStatus
-from kaon.service.auth import AuthenticationError, PermissionDeniedError
 from kaon.service.remote import RemoteService, raise_for_answer
 from kaon.store.base import EventRecord
 

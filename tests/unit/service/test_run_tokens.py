@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kaon.service.auth import AuthenticationError, AuthService, PermissionDeniedError
+from kaon.errors import AuthenticationError, PermissionDeniedError
+from kaon.service.auth import AuthService
 from kaon.service.run_tokens import RunTokenError, RunTokens
 from kaon.store.registry import SQLRegistryStore
 from kaon.store.sql import SQLStore

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from kaon.errors import SchemaVersionError, StoreError
+from kaon.errors import ForeignDatabaseError, SchemaVersionError, StoreError, StoreNotFoundError
 from kaon.store.schema import VERSION_TABLE, metadata
 
 if TYPE_CHECKING:
@@ -104,19 +104,23 @@ def current_revisions(connection: Connection) -> tuple[str, ...]:
     return tuple(rows)
 
 
-def upgrade_to_head(connection: Connection, where: str) -> None:
+def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) -> None:
     """Bring the database behind ``connection`` to the head revision; no-op when it is there.
 
     ``connection`` must be inside a transaction that holds the migration lock; the DDL runs
     in that transaction. ``where`` names the database in messages (a URL without password).
 
     Raises :class:`SchemaVersionError` when the database carries a revision this Kaon does
-    not know (a newer Kaon migrated it).
+    not know (a newer Kaon migrated it), :class:`ForeignDatabaseError` when it holds tables
+    but no Kaon schema, and (unless ``create``) :class:`StoreNotFoundError` when it is empty.
     """
     head = head_revision()
     current = current_revisions(connection)
     if current == (head,):
         return
+    if not current:
+        tables = sa.inspect(connection).get_table_names()
+        check_unstamped([t for t in tables if t != VERSION_TABLE], where, create=create)
     known = known_revisions()
     for revision in current:
         if revision not in known:
@@ -144,3 +148,20 @@ def create_at_head(connection: Connection, head: str) -> None:
     metadata.create_all(connection)
     _VERSION.create(connection, checkfirst=True)
     connection.execute(sa.insert(_VERSION).values(version_num=head))
+
+
+def check_unstamped(tables: list[str], where: str, *, create: bool) -> None:
+    """Refuse a database without Kaon's schema stamp that Kaon must not make its own.
+
+    ``tables`` are the tables it holds. Tables of another application: refused by name
+    (:class:`ForeignDatabaseError`); no tables and not ``create``: there is no Kaon store
+    there (:class:`StoreNotFoundError`).
+    """
+    if tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ForeignDatabaseError(
+            f"{where} is not a Kaon store: it holds other tables ({shown}); "
+            "point --db or KAON_DB at Kaon's own database"
+        )
+    if not create:
+        raise StoreNotFoundError(f"no Kaon store at {where} (the database is empty)")

@@ -1,0 +1,149 @@
+"""Exit codes as documented (2: the user can fix it; 3: Kaon failed) and messages that carry
+their cause."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kaon.api.app import build_services
+from kaon.cli.main import app
+from kaon.errors import ParameterError
+from kaon.model.params import strict_json
+from kaon.service import LocalService, Settings
+from kaon.service.auth import LOCAL_PRINCIPAL
+
+DIVIDE = textwrap.dedent(
+    """\
+    name: divide
+    params:
+      n: {type: int, default: 0}
+    steps:
+      - id: a
+        shell: echo hi
+        inputs: {v: "${{ 10 / params.n }}"}
+    """
+)
+
+
+@pytest.fixture
+def kaon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("KAON_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAON_EXECUTOR", "inline")
+    monkeypatch.delenv("KAON_URL", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke
+
+
+def test_a_run_time_expression_error_prints_its_cause(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    flow = tmp_path / "divide.yaml"
+    flow.write_text(DIVIDE)
+    code, out, _ = kaon("run", str(flow))
+    assert code == 1
+    assert "division by zero" in out and "problem found" not in out
+    run_id = out.splitlines()[0].strip()
+    code, out, _ = kaon("show", run_id)
+    assert code == 0 and "division by zero" in out and "problem found" not in out
+
+
+def test_resume_of_a_run_another_engine_holds_exits_2(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    flow = tmp_path / "divide.yaml"
+    flow.write_text(DIVIDE)
+    settings = Settings.from_env()
+    with LocalService(settings) as service:
+        spec = service.validate(str(flow))
+        run = service.create_run(spec, {"n": 1})
+        now = time.time()
+        assert service.store.acquire_lease(run.id, "someone-else", now + 600, now)
+    code, _, err = kaon("resume", run.id)
+    assert code == 2, err
+    assert run.id in err and "Kaon failed" not in err
+
+
+def test_bad_executor_and_db_exit_2(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    flow = tmp_path / "divide.yaml"
+    flow.write_text(DIVIDE)
+    code, _, err = kaon("run", str(flow), "--executor", "nope")
+    assert code == 2 and "--executor" in err and "'nope'" in err
+    code, _, err = kaon("run", str(flow), "--db", "nope://x")
+    assert code == 2 and "nope://x" in err
+
+
+def test_validate_needs_no_setting(kaon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    flow = tmp_path / "divide.yaml"
+    flow.write_text(DIVIDE)
+    monkeypatch.setenv("KAON_WORKERS", "abc")
+    monkeypatch.setenv("KAON_EXECUTOR", "nope")
+    monkeypatch.setenv("KAON_DB", "::")
+    code, out, err = kaon("validate", str(flow))
+    assert "valid" in out
+    assert code == 0, err
+    code, _, err = kaon("runs")
+    assert code == 2 and "KAON_EXECUTOR: unknown executor 'nope'" in err
+    monkeypatch.setenv("KAON_EXECUTOR", "inline")
+    code, _, err = kaon("runs")
+    assert code == 2 and "KAON_WORKERS must be a whole number of workers, got 'abc'" in err
+
+
+def test_signal_values_are_standard_json(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="NaN"):
+        strict_json("[NaN]")
+    code, out, err = kaon("signal", "ready", "x=NaN", "y=[1]", "--json")
+    assert code == 0, err
+    assert '"x": "NaN"' in out  # kept as the text it is, never a bare NaN
+    services = build_services(Settings.from_env())
+    try:
+        with pytest.raises(ParameterError, match=r"params\.v"):
+            services.registry.send_signal("ready", {"v": [float("inf")]}, LOCAL_PRINCIPAL)
+    finally:
+        services.runs.close()
+
+
+def _mount_read_only(where: Path) -> bool:
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def test_a_state_folder_on_a_read_only_filesystem(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    flow = tmp_path / "divide.yaml"
+    flow.write_text(DIVIDE)
+    read_only = tmp_path / "ro"
+    if not _mount_read_only(read_only):
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        code, _, err = kaon("run", str(flow), "--home", str(read_only))
+        assert code == 2 and f"the state folder {read_only} is not writable" in err
+        code, _, err = kaon("run", str(flow), "--home", str(read_only / "sub"))
+        assert code == 2 and "Read-only file system" in err and "Traceback" not in err
+    finally:
+        subprocess.run(["umount", str(read_only)], check=False)
+
+
+def test_json_errors_carry_the_same_cause(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    flow = tmp_path / "divide.yaml"
+    flow.write_text(DIVIDE)
+    code, out, err = kaon("run", str(flow), "-p", "n=[x]", "--json")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["type"] == "ParameterError" and error["exit_code"] == 2
+    assert error["problems"][0]["field"] == "params.n" and "'[x]'" in error["message"]
+    assert error["message"] in err
+    code, out, _ = kaon("show", "nope", "--json")
+    assert code == 2 and "no Kaon store at" in json.loads(out)["error"]["message"]
