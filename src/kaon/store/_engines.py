@@ -21,6 +21,11 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from kaon.errors import ConfigurationError
 
 WRITE_OPTION = "kaon_write"  # execution option: this connection's transactions write
+# A PostgreSQL session idle inside a transaction this long is ended by the server. Kaon's
+# transactions never wait on anything but the database; a client that stops mid-transaction
+# (a replica frozen by SIGSTOP, a VM paused) would otherwise hold its row locks, and so the
+# leases of its runs, for as long as it is stopped.
+IDLE_IN_TRANSACTION_MS = 5000
 BUSY_TIMEOUT_S = 10.0
 
 
@@ -101,7 +106,11 @@ def create_store_engine(url: str, *, pre_ping: bool = True) -> tuple[Engine, boo
         if "+" not in parsed.drivername:
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            return sa.create_engine(parsed, pool_pre_ping=pre_ping), False
+            options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+            return (
+                sa.create_engine(parsed, pool_pre_ping=pre_ping, connect_args={"options": options}),
+                False,
+            )
         except ImportError as error:
             raise ConfigurationError(
                 f"PostgreSQL store needs the psycopg driver: pip install 'psycopg[binary]' "
