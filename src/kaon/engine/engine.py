@@ -55,6 +55,7 @@ from kaon.model.events import (
     StepStarted,
     StepSucceeded,
 )
+from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.store.base import (
     CommandRecord,
@@ -73,6 +74,7 @@ __all__ = ["Engine", "Listener", "default_owner", "owner_is_dead", "tune_gc"]
 log = logging.getLogger("kaon.engine")
 Listener = Callable[[list[EventRecord]], None]
 QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
+SPEC_CACHE_SIZE = 256  # parsed workflow specs kept per engine
 RETRY_MAX_S = 2.0  # longest pause between retries of a write while the store is unavailable
 SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
 
@@ -152,6 +154,7 @@ class Engine:
         self.epochs: dict[str, int] = {}  # the lease epoch held on each run
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
         self._lock = EngineLock(self.owner)
+        self._specs: dict[str, WorkflowSpec] = {}
         self._events: queue.SimpleQueue[ExecutorEvent] = queue.SimpleQueue()
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
@@ -207,8 +210,7 @@ class Engine:
         self.lost.pop(run_id, None)
         try:
             record = self.store.get_run(run_id)
-            spec = workflow_from_dict(self.store.get_definition(record.definition_hash).spec)
-            state = RunState(record, spec, self.ctx)
+            state = RunState(record, self._spec(record.definition_hash), self.ctx)
             self.runs[run_id] = state
             state.start()
         except StoreUnavailableError:
@@ -221,6 +223,17 @@ class Engine:
             self.quarantine(run_id, exc)
             raise
         return state
+
+    def _spec(self, definition_hash: str) -> WorkflowSpec:
+        """The workflow spec stored under a hash, parsed once per engine (definitions are
+        immutable and content-addressed; a backlog of runs shares a few)."""
+        spec = self._specs.get(definition_hash)
+        if spec is None:
+            spec = workflow_from_dict(self.store.get_definition(definition_hash).spec)
+            if len(self._specs) >= SPEC_CACHE_SIZE:
+                self._specs.pop(next(iter(self._specs)))
+            self._specs[definition_hash] = spec
+        return spec
 
     def run_until_done(self, run_id: str) -> RunStatus:
         """Drive ``run_id`` (and any other held run) until it finishes or :meth:`stop` is called.

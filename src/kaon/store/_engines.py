@@ -26,6 +26,11 @@ from kaon.store.migrations import check_unstamped
 from kaon.store.schema import VERSION_TABLE
 
 WRITE_OPTION = "kaon_write"  # execution option: this connection's transactions write
+# A PostgreSQL session idle inside a transaction this long is ended by the server. Kaon's
+# transactions never wait on anything but the database; a client that stops mid-transaction
+# (a replica frozen by SIGSTOP, a VM paused) would otherwise hold its row locks, and so the
+# leases of its runs, for as long as it is stopped.
+IDLE_IN_TRANSACTION_MS = 5000
 BUSY_TIMEOUT_S = 10.0
 # Stored JSON is standard JSON: NaN and Infinity are refused, never written as bare words.
 _json_serializer = functools.partial(json.dumps, allow_nan=False)
@@ -159,8 +164,12 @@ def create_store_engine(
         if "+" not in parsed.drivername:
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
+            options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
             engine = sa.create_engine(
-                parsed, pool_pre_ping=pre_ping, json_serializer=_json_serializer
+                parsed,
+                pool_pre_ping=pre_ping,
+                json_serializer=_json_serializer,
+                connect_args={"options": options},
             )
             return engine, False
         except ImportError as error:

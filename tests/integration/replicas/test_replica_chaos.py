@@ -1,5 +1,5 @@
 """Chaos across `kaon server` replicas on one PostgreSQL store (scaled down to run in well
-under a minute on two cores: 3 replicas, 20 runs of an 8-step workflow with a foreach, 4
+under a minute on two cores: 3 replicas, 20 runs of a 6-step workflow with a foreach, 4
 rounds).
 
 Each round one replica is frozen past its lease (SIGSTOP of its process group, SIGCONT after)
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.integration
 
 STEPS = str(Path(__file__).with_name("ledger_steps.py"))
 KAON = str(Path(sys.executable).parent / "kaon")
-RUNS, ITEMS, REPLICAS, ROUNDS = 20, 6, 3, 4
+RUNS, ITEMS, REPLICAS, ROUNDS = 20, 4, 3, 4
 LEASE_S = 1.5
 TAKEOVER_LIMIT_S = 10.0
 
@@ -57,7 +57,7 @@ def _workflow() -> WorkflowSpec:
         return TaskSpec(
             id=step_id,
             config={"file": STEPS, "function": "work"},
-            inputs={"run": Expr("run.id"), "step": step},
+            inputs={"run": Expr("run.id"), "step": step, "seconds": Const(0.4)},
             needs=needs,
         )
 
@@ -100,7 +100,7 @@ def _start(home: Path, db: str, ledger: Path) -> Replica:
     }
     home.mkdir(parents=True, exist_ok=True)
     command = [KAON, "server", "--home", str(home), "--port", str(port)]
-    command += ["--executor", "inline", "--workers", "4"]
+    command += ["--executor", "inline", "--workers", "2"]
     with (home / f"server-{port}.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -226,7 +226,7 @@ def test_replicas_survive_stops_and_kills(
         statuses = {r: store.get_run(r).status for r in runs}
         assert set(statuses.values()) == {RunStatus.SUCCEEDED}, statuses
         # takeover within 10 s
-        assert len(takeovers) >= 2 and max(takeovers) < TAKEOVER_LIMIT_S, takeovers
+        assert len(takeovers) >= 3 and max(takeovers) < TAKEOVER_LIMIT_S, takeovers
         # 0 steps executing twice at the same time
         executions = _executions(ledger, killed_at)
         overlaps = []
