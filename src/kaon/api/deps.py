@@ -81,20 +81,28 @@ class Services:
     metrics: ServerMetrics
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def authorize(self, principal: Principal, role: str, *, workflow: str | None = None) -> None:
+    def authorize(
+        self,
+        principal: Principal,
+        role: str,
+        *,
+        workflow: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
         """Raise PermissionDeniedError unless ``principal`` may act with ``role`` on
-        ``workflow`` (its owner group decides; an unknown workflow has none).
+        ``workflow`` (its owner group decides; an unknown workflow has none), or on the run
+        ``run_id`` of it (what a run token may act on).
 
         The one per-object check of every route (reads pass ``viewer``): all of them end
         in :meth:`AuthService.check`, i.e. :meth:`Principal.can`."""
         group = self.registry.owner_group(workflow) if workflow else None
-        self.auth.check(principal, role, owner_group=group)
+        self.auth.check(principal, role, owner_group=group, run_id=run_id)
 
     def authorize_run(self, principal: Principal, role: str, run_id: str) -> str:
         """Resolve ``run_id`` (a prefix) and :meth:`authorize` ``role`` on its workflow;
         returns the full id. Raises NotFoundError, PermissionDeniedError."""
         full = self.runs.resolve_run_id(run_id)
-        self.authorize(principal, role, workflow=self.store.get_run(full).workflow)
+        self.authorize(principal, role, workflow=self.store.get_run(full).workflow, run_id=full)
         return full
 
     def may_read_run(self, principal: Principal, run_id: str) -> bool:

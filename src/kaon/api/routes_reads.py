@@ -1,8 +1,8 @@
 """Reads of a run that cost what they show: summary, pages of children, one step, log windows.
 
 These are what the web UI (and any client of a large run) uses: none of them loads every step
-run of a run (see :mod:`kaon.service.run_reads`). Readers need the ``viewer`` role, like the
-other run reads.
+run of a run (see :mod:`kaon.service.run_reads`). Readers need the ``viewer`` role on the
+run's workflow, like the other run reads (:meth:`Services.authorize_run`).
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ def run_reads(services: Services) -> RunReads:
 @router.get("/{run_id}/summary", response_model=RunSummary, summary="A run as it opens")
 def run_summary(
     run_id: str,
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> RunSummary:
     """The run, its task counts by status (computed in the database) and its top-level
     graph: nodes (containers rolled up with counts of their children) and edges."""
-    return run_reads(services).summary(services.runs.resolve_run_id(run_id))
+    return run_reads(services).summary(services.authorize_run(principal, "viewer", run_id))
 
 
 @router.get("/{run_id}/children", response_model=StepPageView, summary="A page of step runs")
@@ -59,13 +59,13 @@ def run_children(
     desc: bool = Query(False),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
     offset: int = Query(0, ge=0, le=10_000_000),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> StepPageView:
     """The children of ``parent`` (foreach items, loop iterations, the steps of an item; the
     top level without ``parent``), filtered, sorted and paged, with the total matching."""
     return run_reads(services).children(
-        services.runs.resolve_run_id(run_id),
+        services.authorize_run(principal, "viewer", run_id),
         parent,
         statuses=tuple(s.value for s in status),
         step_id=step,
@@ -83,12 +83,12 @@ def run_children(
 def run_step(
     run_id: str,
     path: str = Query(..., max_length=2000, description="``train``, ``segments[3].train``"),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> StepDetail:
     """One step run with attempts (errors, tracebacks), outputs, children counts, metrics and
     the cache decision; indexed lookups only."""
-    return run_reads(services).step(services.runs.resolve_run_id(run_id), path)
+    return run_reads(services).step(services.authorize_run(principal, "viewer", run_id), path)
 
 
 @router.get("/{run_id}/log", response_model=LogWindowView, summary="A window of step logs")
@@ -100,12 +100,12 @@ def run_log(
     before: int | None = Query(None, ge=0, le=2**62, description="Lines before this id."),
     q: str | None = Query(None, max_length=200, description="Only lines containing this."),
     limit: int = Query(200, ge=1, le=MAX_PAGE),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> LogWindowView:
     """The tail of a step run's log (or the lines after / before an id), oldest first."""
     return run_reads(services).logs(
-        services.runs.resolve_run_id(run_id),
+        services.authorize_run(principal, "viewer", run_id),
         path,
         attempt=attempt,
         after_id=after,

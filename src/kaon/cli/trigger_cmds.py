@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
 from kaon.model.params import parse_assignments
@@ -139,6 +138,8 @@ def _values(items: list[str] | None) -> dict[str, Any]:
 
 
 def _show_backfill(view: BackfillView) -> None:
+    from rich.text import Text
+
     out.print(
         Text.assemble(
             f"{view.id}  {view.workflow}  ",

@@ -30,27 +30,33 @@ class RunTokenError(ValueError):
 class RunTokens:
     """Mints and verifies run tokens under one secret key."""
 
-    def __init__(self, key: bytes, *, ttl_s: float = DEFAULT_TTL_S) -> None:
-        if len(key) < 16:
+    def __init__(
+        self,
+        key: bytes | None = None,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        key_file: Path | None = None,
+    ) -> None:
+        if key is not None and len(key) < 16:
             raise ValueError("a run token key needs at least 16 bytes")
-        self._key = key
+        if key is None and key_file is None:
+            raise ValueError("a run token signer needs a key or a key file")
+        self._loaded = key
+        self._key_file = key_file
         self.ttl_s = ttl_s
 
     @classmethod
     def for_home(cls, home: Path, *, ttl_s: float = DEFAULT_TTL_S) -> RunTokens:
-        """The signer whose key is kept in ``home`` (created, mode 0600, on first use)."""
-        path = Path(home) / KEY_FILE
-        try:
-            key = path.read_bytes()
-        except FileNotFoundError:
-            home.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-            os.replace(partial, path)
-            key = path.read_bytes()
-        return cls(key, ttl_s=ttl_s)
+        """The signer whose key is kept in ``home``: read, or created (mode 0600), the first
+        time a token is minted or checked, so opening services that never do writes nothing."""
+        return cls(ttl_s=ttl_s, key_file=Path(home) / KEY_FILE)
+
+    @property
+    def _key(self) -> bytes:
+        if self._loaded is None:
+            assert self._key_file is not None
+            self._loaded = _read_or_create(self._key_file)
+        return self._loaded
 
     def mint(self, run_id: str, *, now: float | None = None) -> str:
         """A token for ``run_id`` valid for :attr:`ttl_s` seconds."""
@@ -74,3 +80,16 @@ class RunTokens:
 
     def _sign(self, body: str) -> str:
         return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _read_or_create(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+        os.replace(partial, path)
+        return path.read_bytes()

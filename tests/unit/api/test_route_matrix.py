@@ -74,6 +74,10 @@ EXPECT: dict[str, Rule] = {
     "GET /runs/{run_id}/steps/{path}/attempts": Rule("viewer", True),
     "GET /runs/{run_id}/steps/{path}/logs": Rule("viewer", True),
     "GET /runs/{run_id}/steps/{path}/metrics": Rule("viewer", True),
+    "GET /runs/{run_id}/summary": Rule("viewer", True),
+    "GET /runs/{run_id}/children": Rule("viewer", True),
+    "GET /runs/{run_id}/step": Rule("viewer", True),  # called with ?path=a
+    "GET /runs/{run_id}/log": Rule("viewer", True),  # called with ?path=a
     "POST /signals": Rule("operator", ok=OK_201, body={"name": "go"}),
     "GET /signals": Rule("viewer"),
     "GET /events": Rule("viewer", True),  # called with ?run_id= (the stream of one run)
@@ -153,6 +157,8 @@ def test_every_route_answers_every_caller_as_the_table_says(
                 backfill_id="nope",
             )
             params = {"run_id": run_id} if path == "/events" else None
+            if path in ("/runs/{run_id}/step", "/runs/{run_id}/log"):
+                params = {"path": "a"}
             headers = {"Authorization": f"Bearer {secrets[name]}"} if role else {}
             answer = client.request(method, url, json=rule.body, params=params, headers=headers)
             checked += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -63,8 +62,7 @@ def test_resume_of_a_run_another_engine_holds_exits_2(kaon, tmp_path: Path) -> N
     with LocalService(settings) as service:
         spec = service.validate(str(flow))
         run = service.create_run(spec, {"n": 1})
-        now = time.time()
-        assert service.store.acquire_lease(run.id, "someone-else", now + 600, now)
+        assert service.store.acquire_lease(run.id, "someone-else", 600) is not None
     code, _, err = kaon("resume", run.id)
     assert code == 2, err
     assert run.id in err and "Kaon failed" not in err

@@ -100,7 +100,7 @@ def test_execute_follows_a_run_that_finished_before_it_could_be_resumed() -> Non
     statuses = iter(["running", "succeeded", "succeeded", "succeeded"])
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/runs/r1":
+        if request.url.path in ("/runs/r1", "/runs/r1/summary"):
             view = {"id": "r1", "workflow": "w", "status": next(statuses), "created_at": 1.0}
             return httpx.Response(200, json=view)
         if request.url.path == "/runs/r1/resume":

@@ -31,9 +31,11 @@ def auth(tokens: RunTokens) -> Iterator[AuthService]:
 
 def test_key_is_kept_private_in_the_home(tmp_path: Path, tokens: RunTokens) -> None:
     key = tmp_path / "run-token.key"
+    assert not key.exists()  # created when first needed: opening services writes nothing
+    first = tokens.mint("r1")
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     again = RunTokens.for_home(tmp_path)
-    assert again.verify(tokens.mint("r1")) == "r1"  # same key after a restart
+    assert again.verify(first) == "r1"  # same key after a restart
 
 
 def test_forged_tampered_and_expired_tokens_are_refused(tokens: RunTokens) -> None:
