@@ -135,6 +135,10 @@ class ExplainView(BaseModel):
     components: dict[str, Any] = Field(default_factory=dict)
     changes: list[ComponentChange] = Field(default_factory=list)
     param_changes: list[ParamChange] = Field(default_factory=list)
+    not_covered: list[str] = Field(
+        default_factory=list,
+        description="what the step's code reads but the fingerprint cannot cover: NAME (type)",
+    )
 
 
 class CacheEntryView(BaseModel):

@@ -264,6 +264,11 @@ class Experiments:
 
     def explain(self, run: str, path: str) -> ExplainView:
         """Why the step run at ``path`` was a cache hit or miss (see :class:`ExplainView`)."""
+        view = self._explain(run, path)
+        view.not_covered = [str(n) for n in view.components.get("not_covered") or []]
+        return view
+
+    def _explain(self, run: str, path: str) -> ExplainView:
         run_id = self.resolve_run(run)
         record = self.store.get_run(run_id)
         row = self.store.get_step_run(run_id, path)
@@ -608,10 +613,35 @@ def _no_event(kind: str, row: Any) -> str:
 
 
 def _component_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ComponentChange]:
+    """The key components that differ; a changed ``code`` is told part by part when both
+    entries recorded their ``code_parts`` (``code: constant FACTOR in pipeline.py changed``)."""
     order = ["step_type", "code", "config", "version"]
-    names = order + sorted(k for k in {*old, *new} if k not in order)
-    return [
-        ComponentChange(component=name, old=old.get(name), new=new.get(name))
-        for name in names
-        if (name in old or name in new) and old.get(name) != new.get(name)
-    ]
+    skip = {"code_parts", "not_covered"}
+    names = order + sorted(k for k in {*old, *new} if k not in order and k not in skip)
+    changes: list[ComponentChange] = []
+    for name in names:
+        if (name in old or name in new) and old.get(name) != new.get(name):
+            parts = _part_changes(old, new) if name == "code" else []
+            changes.extend(
+                parts or [ComponentChange(component=name, old=old.get(name), new=new.get(name))]
+            )
+    return changes
+
+
+def _part_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ComponentChange]:
+    before, now = old.get("code_parts"), new.get("code_parts")
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return []
+    changes = []
+    for part in sorted({*before, *now}):
+        if before.get(part) == now.get(part):
+            continue
+        kind, _, where = part.partition(" ")
+        file, _, qualname = where.rpartition(":")
+        verb = "added" if part not in before else "removed" if part not in now else "changed"
+        text = f"code: {kind} {qualname} in {file} {verb}"
+        changes.append(ComponentChange(component=text, old=before.get(part), new=now.get(part)))
+    before_nc, now_nc = old.get("not_covered") or [], new.get("not_covered") or []
+    if before_nc != now_nc:
+        changes.append(ComponentChange(component="code: not covered", old=before_nc, new=now_nc))
+    return changes

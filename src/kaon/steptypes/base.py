@@ -14,10 +14,27 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem
 from kaon.steptypes.context import StepContext
+
+
+@dataclass(frozen=True, slots=True)
+class CodeFingerprint:
+    """A step's code fingerprint with what it is made of, for ``kaon explain``.
+
+    ``parts`` maps each covered piece of project code or data (``constant pipeline.py:FACTOR``,
+    ``function pipeline.py:train``) to a short digest; ``not_covered`` lists what the step
+    reads but could not be fingerprinted (``pipeline.py:LOG (Logger)``); ``config`` is the
+    digest of the configuration as the cache sees it (None: the whole configuration).
+    """
+
+    digest: str
+    parts: dict[str, str] = field(default_factory=dict)
+    not_covered: tuple[str, ...] = ()
+    config: str | None = None
 
 
 class StepType(ABC):
@@ -33,7 +50,7 @@ class StepType(ABC):
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Run one attempt and return the step's value."""
 
-    def fingerprint(self, config: Mapping[str, Any]) -> str:
+    def fingerprint(self, config: Mapping[str, Any]) -> str | CodeFingerprint:
         """A hash of the code this step runs, for memoization (called in the engine's process).
 
         The default covers the configuration only, which is right for step types whose code
