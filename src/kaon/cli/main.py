@@ -29,6 +29,7 @@ from kaon.errors import (
     KaonError,
     NotFoundError,
 )
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.params import parse_assignments
 from kaon.model.status import RunStatus
 from kaon.service import LocalService, Settings
@@ -186,12 +187,24 @@ def run(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Look nothing up in the cache (entries are recorded)."),
+    ] = False,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            help="Execute this step (an id or a path) without a cache lookup; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
     with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
         spec = service.validate(target)
         given = parse_assignments(param or [])
-        created = service.create_run(spec, given, from_strings=True, source=target)
+        cache = CachePolicy(lookup=not no_cache, force=tuple(force or ()))
+        created = service.create_run(spec, given, from_strings=True, source=target, cache=cache)
         sys.stdout.write(created.id + "\n")
         sys.stdout.flush()
         _drive(service, created.id, spec.name, as_json)
@@ -232,11 +245,14 @@ def restart(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="The restarted steps execute, cache or not.")
+    ] = False,
 ) -> None:
     """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
     with _errors(), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
-        view = service.restart(full, from_step=from_step, by="cli")
+        view = service.restart(full, from_step=from_step, by="cli", force=force)
         _drive(service, full, view.workflow, as_json)
 
 

@@ -11,6 +11,7 @@ from kaon.engine.nodes import (
     Node,
 )
 from kaon.errors import KaonError
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import (
     TaskSpec,
 )
@@ -30,6 +31,18 @@ _S = StepStatus
 
 class CachingSteps(RunCore):
     """Cache keys, lookups and reuse; lineage records."""
+
+    _policy: tuple[dict[str, Any], CachePolicy] | None = None  # (labels read, their policy)
+
+    def _cache_policy(self) -> CachePolicy:
+        labels = self.record.labels
+        if self._policy is None or self._policy[0] is not labels:
+            self._policy = (labels, CachePolicy.from_labels(labels))
+        return self._policy[1]
+
+    def _skips_lookup(self, node: Node) -> bool:
+        """Whether the run's cache policy makes this step execute without a lookup."""
+        return self._cache_policy().skips_lookup(node.path, node.spec.id)
 
     def _cacheable(self, node: Node) -> bool:
         cache = node.spec.cache
@@ -58,7 +71,8 @@ class CachingSteps(RunCore):
             keyed.append((node, key))
             if len(keyed) >= limit:
                 break
-        entries = self.ctx.memo.lookup_many([key.key for _, key in keyed])
+        looked = [key.key for node, key in keyed if not self._skips_lookup(node)]
+        entries = self.ctx.memo.lookup_many(looked) if looked else {}
         for node, key in keyed:
             node.probe = (key, entries.get(key.key))
 
@@ -66,8 +80,8 @@ class CachingSteps(RunCore):
         self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
     ) -> tuple[CacheKey | None, CacheEntryRecord | None]:
         key = self._cache_key(node, spec, inputs)
-        if key is None:
-            return None, None
+        if key is None or self._skips_lookup(node):
+            return key, None
         return key, self.ctx.memo.lookup_many([key.key]).get(key.key)
 
     def _cache_key(
@@ -84,6 +98,8 @@ class CachingSteps(RunCore):
         data: dict[str, Any] = {"path": node.path, "key": key.key, "components": key.components}
         if entry is None:
             node.cache = key
+            if self._skips_lookup(node):
+                data["forced"] = True
             self._event("cache", {**data, "hit": False}, node.row_id)
             return False
         node.outputs = decode_outputs(entry.outputs)

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from kaon.dsl.loader import split_target
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.auth import LOCAL_PRINCIPAL
@@ -54,6 +55,7 @@ class KaonService(Protocol):
         *,
         from_strings: bool = False,
         source: str = "",
+        cache: CachePolicy | None = None,
     ) -> RunView: ...
 
     def execute(
@@ -64,7 +66,9 @@ class KaonService(Protocol):
         on_engine: Callable[[Stoppable], None] | None = None,
     ) -> RunStatus: ...
 
-    def restart(self, run_id: str, *, from_step: str | None = None, by: str = "") -> RunView: ...
+    def restart(
+        self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
+    ) -> RunView: ...
 
     def skip(
         self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""

@@ -294,6 +294,12 @@ class Experiments:
             return ExplainView(**base, verdict="not_cacheable", message=message)
         key, components = str(data.get("key")), dict(data.get("components") or {})
         base.update(key=key, components=components)
+        if data.get("forced"):
+            message = (
+                "executed without a cache lookup: the run has --no-cache or --force on this "
+                "step, or was restarted with --force (its entry is recorded for later runs)"
+            )
+            return ExplainView(**base, verdict="forced", message=message)
         if data.get("hit"):
             source = str(data.get("source") or row.cached_from)
             return ExplainView(

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
+from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
@@ -258,9 +259,11 @@ class RegistryService:
         version: int | None = None,
         from_strings: bool = False,
         labels: Mapping[str, Any] | None = None,
+        cache: CachePolicy | None = None,
     ) -> RunView:
         """Record a pending run of the active (or given) version; the server's engine
-        claims it. The run's labels record ``version`` and who started it (``by``).
+        claims it. The run's labels record ``version`` and who started it (``by``), and
+        the cache policy when one is given (see :mod:`kaon.model.cache_policy`).
 
         Raises NotFoundError, InvalidActionError (the workflow is deactivated and no version
         was given), ParameterError, PermissionDeniedError.
@@ -276,6 +279,7 @@ class RegistryService:
         spec = self.spec(record.definition_hash)
         bound = bind_params(spec, params, from_strings=from_strings)
         tags = {**dict(labels or {}), "version": number, "by": principal.name}
+        tags = check_cache_policy(spec, cache).with_labels(tags)
         run = operations.create_run(
             self.store,
             spec,
