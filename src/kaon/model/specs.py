@@ -138,12 +138,15 @@ class RetrySpec:
             delay = self.delay_s
         return float(min(delay, self.max_delay_s))
 
-    def retries_error(self, error_type: str) -> bool:
-        """True when an error of ``error_type`` (qualified or short name) may be retried."""
+    def retries_error(self, error_type: str, bases: tuple[str, ...] = ()) -> bool:
+        """True when an error of ``error_type`` or of a subclass of one of ``retry_on`` may
+        be retried. ``bases`` are the error's base class names; names match qualified or by
+        their last part (``ConnectionError``, ``requests.ConnectionError``)."""
         if not self.retry_on:
             return True
-        short = error_type.rsplit(".", 1)[-1]
-        return error_type in self.retry_on or short in self.retry_on
+        names = {error_type, *bases}
+        shorts = {n.rsplit(".", 1)[-1] for n in names}
+        return any(e in names or e.rsplit(".", 1)[-1] in shorts for e in self.retry_on)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
