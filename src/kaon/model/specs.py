@@ -58,7 +58,12 @@ class ParamType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ParamSpec:
-    """A typed workflow parameter with an optional default."""
+    """A typed workflow parameter with an optional default.
+
+    A default that is an :class:`Expr` is *computed* from other parameters when the run does
+    not give the value (``default: "${{ params.k * 2 }}"``): it may read ``params`` only, is
+    evaluated after the parameters it reads, and must not depend on itself.
+    """
 
     name: str
     type: ParamType = ParamType.ANY

@@ -19,7 +19,7 @@ from typing import Any, Final, TypeGuard
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
 from kaon.model.expressions import ExpressionAnalysis, analyze
 from kaon.model.graph import dependencies, step_expressions, topological_order
-from kaon.model.params import matches_type
+from kaon.model.params import computed_default_problems, matches_type
 from kaon.model.specs import (
     Expr,
     ForeachSpec,
@@ -342,12 +342,19 @@ def check_params(context: _Context) -> Iterator[Problem]:
         if param.name in seen:
             yield Problem(f"duplicate parameter {param.name!r}", where)
         seen.add(param.name)
+        if isinstance(param.default, Expr):
+            continue
         if not param.required and not matches_type(param.default, param.type):
             yield Problem(
                 f"default of parameter {param.name!r} must be of type {param.type.value}, "
                 f"got {type(param.default).__name__} {param.default!r:.80}",
                 where.with_field("default"),
             )
+
+
+def check_computed_defaults(context: _Context) -> Iterator[Problem]:
+    """Computed parameter defaults read declared params only and form no cycle."""
+    yield from computed_default_problems(context.spec)
 
 
 def check_retry(context: _Context) -> Iterator[Problem]:
@@ -566,6 +573,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_param_references,
     check_cycles,
     check_params,
+    check_computed_defaults,
     check_retry,
     check_timeouts,
     check_foreach,
