@@ -97,7 +97,11 @@ InputSpec = Const | Expr
 class TriggerRule(StrEnum):
     """When a step may run, given the final statuses of its dependencies."""
 
-    ALL_SUCCEEDED = "all_succeeded"  # every dependency succeeded (the default)
+    # every dependency succeeded, or was a branch not taken (skipped by its condition, or
+    # after one): a join after a branch runs after whichever branch was taken (the default)
+    ALL_SUCCEEDED = "all_succeeded"
+    # every dependency succeeded: a branch not taken skips this step too (the old default)
+    ALL_SUCCEEDED_STRICT = "all_succeeded_strict"
     ALL_DONE = "all_done"  # every dependency is finished, whatever its status
     ANY_SUCCEEDED = "any_succeeded"  # at least one dependency succeeded; waits for all to finish
     NONE_FAILED = "none_failed"  # no dependency failed (skipped ones are fine)
