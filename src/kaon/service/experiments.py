@@ -645,7 +645,9 @@ def _part_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ComponentCha
         kind, _, where = part.partition(" ")
         file, _, qualname = where.rpartition(":")
         verb = "added" if part not in before else "removed" if part not in now else "changed"
-        text = f"code: {kind} {qualname} in {file} {verb}"
+        text = (
+            f"code: {kind} {qualname} in {file} {verb}" if file else f"code: {kind} {where} {verb}"
+        )
         changes.append(ComponentChange(component=text, old=before.get(part), new=now.get(part)))
     before_nc, now_nc = old.get("not_covered") or [], new.get("not_covered") or []
     if before_nc != now_nc:

@@ -204,3 +204,20 @@ def test_every_edit_that_changes_the_result_is_a_miss(
         assert not same_print, f"stale hit after {edit}"
     if edit[0] == "unrelated_add":
         assert same_print, "an edit of a function the step never reads must keep the cache"
+
+
+def test_a_step_file_counts_by_content_not_by_where_it_lives(tmp_path: Path) -> None:
+    from kaon.steptypes.registry import get_step_type
+
+    sql = get_step_type("sql")
+    prints = []
+    for folder, query in (("a", "select 1"), ("b", "select 1"), ("c", "select 2")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "q.sql").write_text(query)
+        config = {"file": "q.sql", "base_dir": str(tmp_path / folder), "result": "rows"}
+        found = sql.fingerprint(config)
+        assert not isinstance(found, str)
+        prints.append(found)
+    assert prints[0] == prints[1]
+    assert prints[0].digest != prints[2].digest and prints[0].config != prints[2].config
+    assert list(prints[0].parts) == ["file q.sql"]
