@@ -84,14 +84,28 @@ class CachingSteps(RunCore):
             return key, None
         return key, self.ctx.memo.lookup_many([key.key]).get(key.key)
 
+    _announced: frozenset[str] = frozenset()  # code digests this run recorded the parts of
+
     def _cache_key(
         self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
     ) -> CacheKey | None:
         try:
-            return self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
+            key = self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
         except Exception as exc:  # the code cannot be fingerprinted: execute, uncached
             self._event("cache", {"path": node.path, "error": f"{type(exc).__name__}: {exc}"})
             return None
+        code = str(key.components["code"])
+        if code not in self._announced:
+            self._announced = self._announced | {code}
+            details = self.ctx.memo.details(code)
+            if details is not None and (details.parts or details.not_covered):
+                data = {
+                    "code": code,
+                    "parts": details.parts,
+                    "not_covered": list(details.not_covered),
+                }
+                self._event("fingerprint", data)
+        return key
 
     def _reuse(self, node: Node, key: CacheKey, entry: CacheEntryRecord | None, now: float) -> bool:
         """Take an earlier execution's outputs if one matched; else remember the key."""

@@ -5,10 +5,10 @@ A cacheable step's **cache key** is the sha256 of its components:
 * ``step_type`` -- how it runs;
 * ``code`` -- the step type's fingerprint of the code it runs (for Python steps: the functions,
   classes and plain-data values it reads from the project; see
-  :mod:`kaon.steptypes.fingerprint`), with ``code_parts`` (a short digest of each covered
-  part, so ``kaon explain`` can name the constant or function that changed) and
-  ``not_covered`` (what the step reads that could not be fingerprinted) when the step type
-  reports them;
+  :mod:`kaon.steptypes.fingerprint`). What it is made of (a short digest of each covered
+  part, and what could not be covered) is recorded once per run and code digest, as a
+  ``fingerprint`` event, so ``kaon explain`` can name the constant or function that changed
+  without every cache entry carrying it;
 * ``config`` -- the step type's configuration (for Python steps: the function's qualified
   name, not where its file lives);
 * ``inputs.<name>`` -- each resolved input: a small value's canonical JSON, an artifact's
@@ -75,12 +75,7 @@ def _code_components(code: str | CodeFingerprint, config_text: str) -> dict[str,
     config_digest = "sha256:" + hashlib.sha256(config_text.encode()).hexdigest()
     if isinstance(code, str):
         return {"code": code, "config": config_digest}
-    components: dict[str, Any] = {"code": code.digest, "config": code.config or config_digest}
-    if code.parts:
-        components["code_parts"] = dict(code.parts)
-    if code.not_covered:
-        components["not_covered"] = list(code.not_covered)
-    return components
+    return {"code": code.digest, "config": code.config or config_digest}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +96,7 @@ class Memoizer:
         self._artifacts = artifacts
         self._fingerprint = fingerprint or default_fingerprint
         self._fingerprints: dict[str, str | CodeFingerprint] = {}
+        self._details: dict[str, CodeFingerprint] = {}
         self._configs: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
 
     def key(
@@ -119,6 +115,8 @@ class Memoizer:
             if code is None:
                 code = self._fingerprint(step_type, config)
                 self._fingerprints[f"{step_type}\0{config_text}"] = code
+            if isinstance(code, CodeFingerprint):
+                self._details[code.digest] = code
             known = (config, _code_components(code, config_text))
             self._configs[id(config)] = known
         components: dict[str, Any] = {"step_type": step_type, **known[1], "version": version}
@@ -126,6 +124,10 @@ class Memoizer:
             components[f"inputs.{name}"] = digest(inputs[name])
         key = hashlib.sha256(_canonical(components).encode()).hexdigest()
         return CacheKey(key, components)
+
+    def details(self, code: str) -> CodeFingerprint | None:
+        """What the code digest ``code`` (a key's ``code`` component) is made of, if known."""
+        return self._details.get(code)
 
     def lookup_many(self, keys: list[str]) -> dict[str, CacheEntryRecord]:
         """For each key with an earlier execution whose blobs are all still stored, it."""

@@ -16,11 +16,15 @@ from kaon.model.status import StepStatus
 from kaon.service import LocalService, Settings
 
 PIPELINE = """
+    import threading
+
     FACTOR = 2
     UNUSED = "left alone"
+    LOCK = threading.Lock()
 
     def scale(x):
-        return x * FACTOR
+        with LOCK:
+            return x * FACTOR
 
     def base():
         return 3
@@ -96,4 +100,5 @@ def test_python_then_yaml_then_a_copy_is_cached_and_a_constant_is_named(
     assert view.verdict == "changed"
     assert [c.component for c in view.changes] == ["code: constant FACTOR in pipeline.py changed"]
     assert "constant FACTOR in pipeline.py" in view.message
-    assert view.not_covered == []
+    assert view.not_covered == ["pipeline.py:LOCK (lock)"]
+    assert service.experiments.explain(run_id, "base").not_covered == []
