@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import kaon
 from kaon.dsl.yaml_loader import load_yaml_text
 from kaon.errors import DefinitionError, ParameterError
 from kaon.model.codec import workflow_from_dict, workflow_to_dict
@@ -75,3 +76,17 @@ def test_a_computed_value_of_the_wrong_type_is_a_parameter_error() -> None:
         ParameterError, match="computed default of parameter 'b' must be of type int"
     ):
         bind_params(spec, {})
+
+
+@kaon.step
+def echo(x: int) -> int:
+    return x
+
+
+@kaon.workflow(name="computed_py")
+def computed_py(k: int = 4, width: int = kaon.expr("params.k * 2")) -> None:  # type: ignore[assignment]
+    echo(width)
+
+
+def test_python_front_end_takes_kaon_expr_as_a_computed_default() -> None:
+    assert bind_params(computed_py.spec, {"k": 3}) == {"k": 3, "width": 6}
