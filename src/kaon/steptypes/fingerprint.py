@@ -311,7 +311,11 @@ def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
     if not isinstance(target, types.FunctionType):
         text = repr(target)
         return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})
-    walker = _Walker(_project_root(target))
+    root = _project_root(target)
+    if not root:  # no file: its compiled code is all there is to cover
+        text = _code_text(target.__code__)
+        return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})
+    walker = _Walker(root)
     walker._visited.add(id(target))
     walker.run(target)
     digest = hashlib.sha256()
