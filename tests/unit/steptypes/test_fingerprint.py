@@ -5,11 +5,14 @@ are reported; a property test checks that every edit changing the result is a mi
 from __future__ import annotations
 
 import itertools
+import shutil
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,11 +20,19 @@ from kaon.steptypes.fingerprint import code_fingerprint, fingerprint_code, is_pl
 from kaon.steptypes.python import PythonStepType, load_file_module
 
 _counter = itertools.count()
+_ROOT = Path(tempfile.mkdtemp(prefix="kaon_fp_"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup() -> Iterator[None]:
+    yield
+    shutil.rmtree(_ROOT, ignore_errors=True)
 
 
 def _load(files: dict[str, str], function: str = "step") -> Any:
     """Write ``files`` into a fresh folder and load ``pipeline.py``'s function from it."""
-    folder = Path(tempfile.mkdtemp(prefix=f"kaon_fp_{next(_counter)}_"))
+    folder = _ROOT / str(next(_counter))
+    folder.mkdir()
     for name, text in files.items():
         (folder / name).write_text(textwrap.dedent(text))
     return getattr(load_file_module(str(folder / "pipeline.py")), function)
