@@ -8,6 +8,7 @@ ROOT=$(pwd)
 K="$ROOT/.venv/bin/kaon"
 PY="$ROOT/.venv/bin/python"
 T=$(mktemp -d /tmp/kaon-cache-proof.XXXX)
+trap 'rm -rf "$T"' EXIT
 cp -r examples/recsys "$T/v1"; rm -rf "$T/v1/published"
 cp -r "$T/v1" "$T/v2"
 sed -i 's/^GLOBAL_REG_USER, GLOBAL_REG_ITEM = 5.0, 5.0/GLOBAL_REG_USER, GLOBAL_REG_ITEM = 6.0, 5.0/' \
