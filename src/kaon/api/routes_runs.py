@@ -12,6 +12,7 @@ from kaon.api.errors import ERROR_RESPONSES
 from kaon.engine.engine import owner_is_dead
 from kaon.engine.operations import new_run_id
 from kaon.errors import InvalidActionError
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus
 from kaon.service.experiment_views import RunArtifactsView
 from kaon.service.registry_views import (
@@ -69,6 +70,7 @@ def start_run(
             from_strings=body.from_strings,
             labels=body.labels,
             run_id=str(reserved["run_id"]),
+            cache=CachePolicy(lookup=not body.no_cache, force=tuple(body.force)),
         )
         return view.model_dump(mode="json")
 
@@ -134,8 +136,9 @@ def restart_run(
     rest; the server's engine picks it up. 409 for a run that is still active."""
     full = _authorize(services, principal, run_id)
     from_step = body.from_step if body else None
-    view = services.runs.restart(full, from_step=from_step, by=principal.name)
-    _audit(services, principal, view, "restart", from_step=from_step)
+    force = body.force if body else False
+    view = services.runs.restart(full, from_step=from_step, by=principal.name, force=force)
+    _audit(services, principal, view, "restart", from_step=from_step, force=force)
     return view
 
 

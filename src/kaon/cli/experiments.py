@@ -289,6 +289,10 @@ def _render_explain(view: ExplainView) -> None:
         for p in view.param_changes:
             params.add_row(p.name, _value(p.old), _value(p.new))
         out.print(params)
+    for name in view.not_covered:
+        out.print(Text(f"not covered: {name}", style="yellow"))
+    if view.not_covered:
+        out.print("  (the fingerprint cannot see these values: set cache_version to pin them)")
 
 
 @cache_app.command("list")

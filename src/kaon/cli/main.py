@@ -31,6 +31,7 @@ from kaon.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus
 
 # Start-up stays light (tests/unit/cli/test_startup.py): the service, store, engine, server and
@@ -268,6 +269,17 @@ def run(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Look nothing up in the cache (entries are recorded)."),
+    ] = False,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            help="Execute this step (an id or a path) without a cache lookup; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
     from kaon.model.params import parse_assignments
@@ -278,7 +290,8 @@ def run(
     ):
         spec = service.validate(target)
         given = parse_assignments(param or [])
-        created = service.create_run(spec, given, from_strings=True, source=target)
+        cache = CachePolicy(lookup=not no_cache, force=tuple(force or ()))
+        created = service.create_run(spec, given, from_strings=True, source=target, cache=cache)
         sys.stdout.write(created.id + "\n")
         sys.stdout.flush()
         _drive(service, created.id, spec.name, as_json)
@@ -319,11 +332,14 @@ def restart(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="The restarted steps execute, cache or not.")
+    ] = False,
 ) -> None:
     """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
     with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
         full = service.resolve_run_id(run_id)
-        view = service.restart(full, from_step=from_step, by="cli")
+        view = service.restart(full, from_step=from_step, by="cli", force=force)
         _drive(service, full, view.workflow, as_json)
 
 

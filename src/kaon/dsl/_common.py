@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError, Location, Problem
 from kaon.model.specs import Backoff, ParamType, RetrySpec
+from kaon.steptypes.codeload import display_module_name
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -98,7 +99,7 @@ def error_type_name(entry: Any, location: Location) -> str:
     if isinstance(entry, type) and issubclass(entry, BaseException):
         if entry.__module__ == "builtins":
             return entry.__qualname__
-        return f"{entry.__module__}.{entry.__qualname__}"
+        return f"{display_module_name(entry.__module__)}.{entry.__qualname__}"
     raise DefinitionError(
         Problem(f"retry_on entries must be exception classes or names, got {entry!r}", location)
     )

@@ -46,12 +46,13 @@ from kaon.dsl._builder import (
     user_location,
 )
 from kaon.dsl._common import build_retry, infer_param_type, is_json_value
-from kaon.dsl._refs import ParamRef, StepRef
+from kaon.dsl._refs import ParamRef, Ref, StepRef
 from kaon.dsl._triggers import check_triggers_option
 from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError, KaonError, Location, Problem
 from kaon.model.specs import (
     NO_DEFAULT,
+    Expr,
     FailureMode,
     GraphSpec,
     InputSpec,
@@ -504,7 +505,8 @@ def _params(fn: Callable[..., Any], location: Location) -> tuple[list[ParamSpec]
             )
             continue
         annotation = hints.get(name, parameter.annotation)
-        ptype = _param_type(annotation, parameter.default)
+        computed = isinstance(parameter.default, Ref)  # kaon.expr("params.k * 2")
+        ptype = _param_type(annotation, None if computed else parameter.default)
         if ptype is None:
             problems.append(
                 Problem(
@@ -515,6 +517,8 @@ def _params(fn: Callable[..., Any], location: Location) -> tuple[list[ParamSpec]
             )
             ptype = ParamType.ANY
         default = NO_DEFAULT if parameter.default is inspect.Parameter.empty else parameter.default
+        if computed:
+            default = Expr(parameter.default.source)
         if isinstance(default, tuple) and is_json_value(default):
             default = list(default)
         params.append(ParamSpec(name=name, type=ptype, default=default, location=where))

@@ -36,6 +36,7 @@ from kaon.dsl._yaml_schema import (
     error_messages,
 )
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
+from kaon.model.expressions import parse_template
 from kaon.model.specs import (
     NO_DEFAULT,
     Const,
@@ -185,6 +186,15 @@ class _WorkflowReader:
             cache=d.cache,
         )
 
+    def param_template(self, text: str, path: Path) -> Any:
+        """A ``${{ }}`` default: an :class:`Expr` over ``params`` (checked by validation)."""
+        where = self.doc.location(path)
+        try:
+            return parse_template(text, where)
+        except ExpressionError as error:
+            self.problems.extend(error.problems)
+            return NO_DEFAULT
+
     def params(self, raw: dict[str, Any]) -> list[ParamSpec]:
         found: list[ParamSpec] = []
         for name, value in raw.items():
@@ -198,6 +208,8 @@ class _WorkflowReader:
                 continue
             has_default = "default" in model.model_fields_set
             default = model.default if has_default else NO_DEFAULT
+            if isinstance(default, str) and "${{" in default:  # computed from other params
+                default = self.param_template(default, (*path, "default"))
             ptype = (
                 model.type
                 if model.type is not None

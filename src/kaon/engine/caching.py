@@ -11,6 +11,7 @@ from kaon.engine.nodes import (
     Node,
 )
 from kaon.errors import KaonError
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import (
     TaskSpec,
 )
@@ -30,6 +31,18 @@ _S = StepStatus
 
 class CachingSteps(RunCore):
     """Cache keys, lookups and reuse; lineage records."""
+
+    _policy: tuple[dict[str, Any], CachePolicy] | None = None  # (labels read, their policy)
+
+    def _cache_policy(self) -> CachePolicy:
+        labels = self.record.labels
+        if self._policy is None or self._policy[0] is not labels:
+            self._policy = (labels, CachePolicy.from_labels(labels))
+        return self._policy[1]
+
+    def _skips_lookup(self, node: Node) -> bool:
+        """Whether the run's cache policy makes this step execute without a lookup."""
+        return self._cache_policy().skips_lookup(node.path, node.spec.id)
 
     def _cacheable(self, node: Node) -> bool:
         cache = node.spec.cache
@@ -58,7 +71,8 @@ class CachingSteps(RunCore):
             keyed.append((node, key))
             if len(keyed) >= limit:
                 break
-        entries = self.ctx.memo.lookup_many([key.key for _, key in keyed])
+        looked = [key.key for node, key in keyed if not self._skips_lookup(node)]
+        entries = self.ctx.memo.lookup_many(looked) if looked else {}
         for node, key in keyed:
             node.probe = (key, entries.get(key.key))
 
@@ -66,24 +80,40 @@ class CachingSteps(RunCore):
         self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
     ) -> tuple[CacheKey | None, CacheEntryRecord | None]:
         key = self._cache_key(node, spec, inputs)
-        if key is None:
-            return None, None
+        if key is None or self._skips_lookup(node):
+            return key, None
         return key, self.ctx.memo.lookup_many([key.key]).get(key.key)
+
+    _announced: frozenset[str] = frozenset()  # code digests this run recorded the parts of
 
     def _cache_key(
         self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
     ) -> CacheKey | None:
         try:
-            return self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
+            key = self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
         except Exception as exc:  # the code cannot be fingerprinted: execute, uncached
             self._event("cache", {"path": node.path, "error": f"{type(exc).__name__}: {exc}"})
             return None
+        code = str(key.components["code"])
+        if code not in self._announced:
+            self._announced = self._announced | {code}
+            details = self.ctx.memo.details(code)
+            if details is not None and (details.parts or details.not_covered):
+                data = {
+                    "code": code,
+                    "parts": details.parts,
+                    "not_covered": list(details.not_covered),
+                }
+                self._event("fingerprint", data)
+        return key
 
     def _reuse(self, node: Node, key: CacheKey, entry: CacheEntryRecord | None, now: float) -> bool:
         """Take an earlier execution's outputs if one matched; else remember the key."""
         data: dict[str, Any] = {"path": node.path, "key": key.key, "components": key.components}
         if entry is None:
             node.cache = key
+            if self._skips_lookup(node):
+                data["forced"] = True
             self._event("cache", {**data, "hit": False}, node.row_id)
             return False
         node.outputs = decode_outputs(entry.outputs)

@@ -14,6 +14,7 @@ from typing import Any
 
 from kaon.engine.context import EngineContext, error_dict, error_info
 from kaon.engine.nodes import (
+    CONDITION_FALSE,
     USER_SKIP,
     Frame,
     LoopState,
@@ -199,7 +200,7 @@ class RunCore(ABC):
             where = node.spec.location.with_field("when")
             try:
                 if not self.resolver.condition(frame, node.spec.when, where):
-                    self._skip(node, f"condition is false: {node.spec.when}")
+                    self._skip(node, f"{CONDITION_FALSE}: {node.spec.when}")
                     return
             except KaonError as exc:
                 self._fail(node, error_info(exc))
@@ -212,6 +213,7 @@ class RunCore(ABC):
             self.ready.append(node)
 
     def _skip(self, node: Node, reason: str) -> None:
+        node.reason = reason  # successors read it: a branch not taken does not stop a join
         self._set(node, _S.SKIPPED, reason=reason, ended_at=self.ctx.clock())
         self._terminal(node)
 

@@ -3,9 +3,14 @@
 A cacheable step's **cache key** is the sha256 of its components:
 
 * ``step_type`` -- how it runs;
-* ``code`` -- the step type's fingerprint of the code it runs (for Python steps: the function's
-  source and the project functions it calls; see :mod:`kaon.steptypes.fingerprint`);
-* ``config`` -- the step type's configuration;
+* ``code`` -- the step type's fingerprint of the code it runs (for Python steps: the functions,
+  classes and plain-data values it reads from the project; see
+  :mod:`kaon.steptypes.fingerprint`). What it is made of (a short digest of each covered
+  part, and what could not be covered) is recorded once per run and code digest, as a
+  ``fingerprint`` event, so ``kaon explain`` can name the constant or function that changed
+  without every cache entry carrying it;
+* ``config`` -- the step type's configuration (for Python steps: the function's qualified
+  name, not where its file lives);
 * ``inputs.<name>`` -- each resolved input: a small value's canonical JSON, an artifact's
   content hash (so the same data produced by another run or step hits the cache);
 * ``version`` -- the step's ``cache_version``, bumped by hand to force a miss.
@@ -35,12 +40,13 @@ from kaon.model.values import (
     artifact_refs,
     decode_outputs,
 )
+from kaon.steptypes.base import CodeFingerprint
 from kaon.store.base import CacheEntryRecord, StateStore
 
-Fingerprint = Callable[[str, Mapping[str, Any]], str]
+Fingerprint = Callable[[str, Mapping[str, Any]], "str | CodeFingerprint"]
 
 
-def default_fingerprint(step_type: str, config: Mapping[str, Any]) -> str:
+def default_fingerprint(step_type: str, config: Mapping[str, Any]) -> str | CodeFingerprint:
     """The registered step type's fingerprint of ``config``."""
     from kaon.steptypes.registry import get_step_type
 
@@ -65,6 +71,13 @@ def digest(ref: ValueRef) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _code_components(code: str | CodeFingerprint, config_text: str) -> dict[str, Any]:
+    config_digest = "sha256:" + hashlib.sha256(config_text.encode()).hexdigest()
+    if isinstance(code, str):
+        return {"code": code, "config": config_digest}
+    return {"code": code.digest, "config": code.config or config_digest}
+
+
 @dataclass(frozen=True, slots=True)
 class CacheKey:
     """A computed cache key and the components it was made of."""
@@ -82,8 +95,9 @@ class Memoizer:
         self._store = store
         self._artifacts = artifacts
         self._fingerprint = fingerprint or default_fingerprint
-        self._fingerprints: dict[str, str] = {}
-        self._configs: dict[int, tuple[Mapping[str, Any], str, str]] = {}
+        self._fingerprints: dict[str, str | CodeFingerprint] = {}
+        self._details: dict[str, CodeFingerprint] = {}
+        self._configs: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
 
     def key(
         self,
@@ -101,20 +115,19 @@ class Memoizer:
             if code is None:
                 code = self._fingerprint(step_type, config)
                 self._fingerprints[f"{step_type}\0{config_text}"] = code
-            config_digest = "sha256:" + hashlib.sha256(config_text.encode()).hexdigest()
-            known = (config, code, config_digest)
+            if isinstance(code, CodeFingerprint):
+                self._details[code.digest] = code
+            known = (config, _code_components(code, config_text))
             self._configs[id(config)] = known
-        _, code, config_digest = known
-        components: dict[str, Any] = {
-            "step_type": step_type,
-            "code": code,
-            "config": config_digest,
-            "version": version,
-        }
+        components: dict[str, Any] = {"step_type": step_type, **known[1], "version": version}
         for name in sorted(inputs):
             components[f"inputs.{name}"] = digest(inputs[name])
         key = hashlib.sha256(_canonical(components).encode()).hexdigest()
         return CacheKey(key, components)
+
+    def details(self, code: str) -> CodeFingerprint | None:
+        """What the code digest ``code`` (a key's ``code`` component) is made of, if known."""
+        return self._details.get(code)
 
     def lookup_many(self, keys: list[str]) -> dict[str, CacheEntryRecord]:
         """For each key with an earlier execution whose blobs are all still stored, it."""

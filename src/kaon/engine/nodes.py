@@ -198,11 +198,26 @@ def walk_frames(frame: Frame) -> Iterator[Frame]:
             yield from walk_frames(child)
 
 
+CONDITION_FALSE = "condition is false"  # the reason of a step skipped by its ``when``
+NOT_TAKEN = "branch not taken"  # the reason of a step skipped after branches not taken
+
+
+def not_taken(node: Node) -> bool:
+    """A step skipped because its branch was not taken: its condition was false, or every
+    dependency of it was such a step."""
+    return node.status is StepStatus.SKIPPED and node.reason.startswith(
+        (CONDITION_FALSE, NOT_TAKEN)
+    )
+
+
 def trigger_decision(rule: TriggerRule, deps: list[Node]) -> tuple[bool, str]:
     """Whether a node whose dependencies are all finished may run, and if not, why.
 
-    Skipped dependencies (other than user skips) skip ``all_succeeded`` successors, as in
-    Airflow; failed or cancelled ones skip every rule but ``all_done``.
+    ``all_succeeded`` (the default) runs when every dependency succeeded or is a branch not
+    taken, at least one having run (Maestro's join: it runs after whichever branch was
+    taken); when none ran it is a branch not taken too. ``all_succeeded_strict`` is skipped
+    by any skipped dependency (other than a user skip), as in Airflow. Failed or cancelled
+    dependencies skip every rule but ``all_done`` and ``any_succeeded``.
     """
     failed = [d.spec.id for d in deps if d.status in (StepStatus.FAILED, StepStatus.CANCELLED)]
     succeeded = [d for d in deps if d.counts_as_success]
@@ -216,7 +231,12 @@ def trigger_decision(rule: TriggerRule, deps: list[Node]) -> tuple[bool, str]:
         return False, f"upstream failed: {', '.join(failed)}"
     if rule is TriggerRule.NONE_FAILED:
         return True, ""
-    skipped = [d.spec.id for d in deps if not d.counts_as_success]
-    if skipped:
-        return False, f"upstream skipped: {', '.join(skipped)}"
-    return True, ""
+    skipped = [d for d in deps if not d.counts_as_success]
+    if not skipped:
+        return True, ""
+    names = ", ".join(d.spec.id for d in skipped)
+    if rule is TriggerRule.ALL_SUCCEEDED and all(not_taken(d) for d in skipped):
+        if succeeded:
+            return True, ""
+        return False, f"{NOT_TAKEN}: {names}"
+    return False, f"upstream skipped: {names}"

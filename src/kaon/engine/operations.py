@@ -7,6 +7,7 @@ commands instead (see :class:`~kaon.engine.engine.Engine`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 
 from kaon.engine.nodes import USER_SKIP
 from kaon.errors import InvalidActionError, NotFoundError
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.graph import compile_graph
 from kaon.model.specs import (
@@ -173,12 +175,15 @@ def restart_run(
     *,
     from_path: str | None = None,
     by: str = "",
+    force: bool = False,
 ) -> RunRecord:
     """Put a finished run back to running: failed, cancelled and skipped steps become pending.
 
     With ``from_path``, that step, everything after it in its graph, everything inside it,
     and the containers around it run again too. Succeeded steps elsewhere keep their outputs
-    (each finished foreach item included). Raises InvalidActionError for an active run.
+    (each finished foreach item included). With ``force``, the steps it resets execute
+    without a cache lookup (see :mod:`kaon.model.cache_policy`). Raises InvalidActionError
+    for an active run.
     """
     record = store.get_run(run_id)
     if not record.status.is_terminal:
@@ -214,6 +219,8 @@ def restart_run(
             next_attempt_at=None,
         )
     # A new attempt at the run: its time limit (the workflow's timeout_s) counts from now.
+    policy = CachePolicy.from_labels(record.labels)
+    labels = dataclasses.replace(policy, restart_force=force).with_labels(record.labels)
     batch.update_run(
         run_id,
         status=RunStatus.RUNNING,
@@ -221,8 +228,9 @@ def restart_run(
         ended_at=None,
         error=None,
         restarts=record.restarts + 1,
+        labels=labels,
     )
-    data = {"action": "restart", "from": from_path, "by": by, "reset": len(reset)}
+    data = {"action": "restart", "from": from_path, "by": by, "reset": len(reset), "force": force}
     batch.events.append(EventRecord(run_id, "action", now, data))
     store.write(batch)
     return store.get_run(run_id)

@@ -157,7 +157,9 @@ class RunState(ContainerSteps, CachingSteps):
             again, delay = node.platform_attempts <= policy.platform_attempts, 0.0
         else:
             node.attempts += 1
-            again = node.attempts < policy.max_attempts and policy.retries_error(error.error_type)
+            again = node.attempts < policy.max_attempts and policy.retries_error(
+                error.error_type, error.bases
+            )
             delay = policy.delay_for(node.attempts)
         counts: dict[str, Any] = {
             "attempts": node.attempts,

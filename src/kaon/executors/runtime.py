@@ -40,6 +40,7 @@ from kaon.model.events import (
     StepSucceeded,
 )
 from kaon.model.values import RETURN, Literal, ValueRef
+from kaon.steptypes.codeload import display_module_name
 from kaon.steptypes.context import StepContext, reset_context, set_context
 from kaon.steptypes.registry import get_step_type
 
@@ -195,11 +196,20 @@ def worker_name() -> str:
 
 
 def error_type_name(exc: BaseException) -> str:
-    """``ValueError`` for builtins, ``module.Class`` otherwise."""
-    cls = type(exc)
+    """``ValueError`` for builtins, ``module.Class`` otherwise (a user file's module by its
+    file name, see :func:`~kaon.steptypes.codeload.display_module_name`)."""
+    return _class_name(type(exc))
+
+
+def _class_name(cls: type) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{display_module_name(cls.__module__)}.{cls.__qualname__}"
+
+
+def error_base_names(exc: BaseException) -> tuple[str, ...]:
+    """The names of the exception's base classes, nearest first (``retry_on`` matches them)."""
+    return tuple(_class_name(c) for c in type(exc).__mro__[1:] if issubclass(c, BaseException))
 
 
 def _user_traceback(exc: BaseException, *, kaon_only: str = "full") -> str:
@@ -239,6 +249,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
         _user_traceback(exc),
         platform=platform,
         timeout=isinstance(exc, StepTimeout),
+        bases=error_base_names(exc),
     )
 
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from enum import StrEnum
 from typing import Any, Final, NoReturn, TypeVar
 
@@ -99,7 +100,9 @@ class _Encoder:
 
     def param(self, param: ParamSpec) -> dict[str, Any]:
         data: dict[str, Any] = {"name": param.name, "type": param.type.value}
-        if param.default is not NO_DEFAULT:
+        if isinstance(param.default, Expr):
+            data["default_expr"] = param.default.source
+        elif param.default is not NO_DEFAULT:
             where = param.location.with_field(f"params.{param.name}.default")
             data["default"] = _json_value(param.default, where)
         self._meta(data, param.description, param.location)
@@ -367,6 +370,8 @@ def _param(fields: _Fields) -> ParamSpec:
         location=_location(fields, "location"),
     )
     fields.used.add("default")
+    if "default_expr" in fields.data:
+        param = replace(param, default=Expr(fields.text("default_expr")))
     fields.done()
     return param
 

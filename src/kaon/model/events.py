@@ -24,6 +24,8 @@ class ErrorInfo:
 
     ``platform`` is True when Kaon's machinery failed (a worker died, an artifact store was
     unreachable): such failures count against the platform retry budget, not the user's.
+    ``bases`` names the exception's base classes, nearest first, so ``retry_on:
+    [ConnectionError]`` retries a subclass of it.
     """
 
     error_type: str
@@ -31,6 +33,7 @@ class ErrorInfo:
     traceback: str = ""
     platform: bool = False
     timeout: bool = False
+    bases: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for tables: ``Type: message`` (first line of the message)."""

@@ -13,8 +13,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from kaon.errors import Location, ParameterError, Problem
-from kaon.model.specs import ParamSpec, ParamType, WorkflowSpec
+from kaon.errors import ExpressionError, Location, ParameterError, Problem
+from kaon.model.expressions import compile_expression
+from kaon.model.specs import Expr, ParamSpec, ParamType, WorkflowSpec
 
 TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
 FALSE_WORDS: Final = frozenset({"false", "0", "no"})
@@ -67,6 +68,7 @@ def bind_params(
     """
     problems: list[Problem] = []
     declared = {p.name: p for p in spec.params}
+    computed: list[ParamSpec] = []
     for name in given:
         if name not in declared:
             problems.append(Problem(_unknown_message(name, declared), _where(name)))
@@ -80,11 +82,113 @@ def bind_params(
                 bound[name] = value
         elif param.required:
             problems.append(Problem(f"missing required parameter {name!r}", _where(name)))
+        elif isinstance(param.default, Expr):
+            computed.append(param)
         else:
             bound[name] = copy.deepcopy(param.default)
+    if computed and not problems:
+        problems.extend(_compute_defaults(spec, computed, bound))
     if problems:
         raise ParameterError(problems)
-    return bound
+    return {p.name: bound[p.name] for p in spec.params if p.name in bound}
+
+
+def computed_default_problems(spec: WorkflowSpec) -> list[Problem]:
+    """Problems of the computed defaults: not CEL, reading anything but declared ``params``,
+    or depending on themselves (each located at the parameter's ``default``)."""
+    problems: list[Problem] = []
+    declared = {p.name for p in spec.params}
+    reads: dict[str, frozenset[str]] = {}
+    for param in spec.params:
+        if not isinstance(param.default, Expr):
+            continue
+        where = _default_at(param)
+        try:
+            compiled = compile_expression(param.default.source, where)
+        except ExpressionError as error:
+            problems.extend(error.problems)
+            continue
+        if compiled.variables - {"params"} or compiled.steps_dynamic:
+            others = ", ".join(sorted(compiled.variables - {"params"}))
+            problems.append(
+                Problem(f"a computed default may read params only, not {others}", where)
+            )
+            continue
+        unknown = sorted(compiled.param_refs - declared)
+        if unknown:
+            names = ", ".join(repr(u) for u in unknown)
+            problems.append(Problem(f"computed default reads unknown parameter {names}", where))
+        reads[param.name] = compiled.param_refs & declared
+    problems.extend(_cycle_problems(spec, reads))
+    return problems
+
+
+def _default_at(param: ParamSpec) -> Location:
+    return param.location.with_field(f"params.{param.name}.default")
+
+
+def _cycle_problems(spec: WorkflowSpec, reads: Mapping[str, frozenset[str]]) -> list[Problem]:
+    problems: list[Problem] = []
+    by_name = {p.name: p for p in spec.params}
+    for start in reads:
+        path = _cycle_from(start, reads, [start])
+        if path is not None and start == min(path[:-1]):  # report each cycle once
+            chain = " -> ".join(path)
+            problems.append(
+                Problem(
+                    f"computed defaults depend on each other: {chain}", _default_at(by_name[start])
+                )
+            )
+    return problems
+
+
+def _cycle_from(
+    start: str, reads: Mapping[str, frozenset[str]], path: list[str]
+) -> list[str] | None:
+    for name in sorted(reads.get(path[-1], ())):
+        if name == start:
+            return [*path, name]
+        if name in reads and name not in path:
+            found = _cycle_from(start, reads, [*path, name])
+            if found is not None:
+                return found
+    return None
+
+
+def _compute_defaults(
+    spec: WorkflowSpec, computed: list[ParamSpec], bound: dict[str, Any]
+) -> list[Problem]:
+    """Evaluate the computed defaults in dependency order into ``bound``."""
+    problems = computed_default_problems(spec)
+    if problems:
+        return problems
+    pending = {p.name: p for p in computed}
+    while pending:
+        ready = [
+            p
+            for p in pending.values()
+            if not (compile_expression(p.default.source).param_refs & set(pending))
+        ]
+        for param in ready:
+            del pending[param.name]
+            where = _default_at(param)
+            try:
+                value = compile_expression(param.default.source, where).evaluate({"params": bound})
+            except ExpressionError as error:
+                problems.extend(error.problems)
+                continue
+            converted, ok = convert_value(value, param.type)
+            if not ok:
+                message = (
+                    f"computed default of parameter {param.name!r} must be of type "
+                    f"{param.type.value}, got {type(value).__name__} {value!r:.80}"
+                )
+                problems.append(Problem(message, where))
+                continue
+            bound[param.name] = converted
+        if problems:
+            return problems
+    return problems
 
 
 def _where(name: str) -> Location:

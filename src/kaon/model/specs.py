@@ -61,7 +61,12 @@ class ParamType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ParamSpec:
-    """A typed workflow parameter with an optional default."""
+    """A typed workflow parameter with an optional default.
+
+    A default that is an :class:`Expr` is *computed* from other parameters when the run does
+    not give the value (``default: "${{ params.k * 2 }}"``): it may read ``params`` only, is
+    evaluated after the parameters it reads, and must not depend on itself.
+    """
 
     name: str
     type: ParamType = ParamType.ANY
@@ -95,7 +100,11 @@ InputSpec = Const | Expr
 class TriggerRule(StrEnum):
     """When a step may run, given the final statuses of its dependencies."""
 
-    ALL_SUCCEEDED = "all_succeeded"  # every dependency succeeded (the default)
+    # every dependency succeeded, or was a branch not taken (skipped by its condition, or
+    # after one): a join after a branch runs after whichever branch was taken (the default)
+    ALL_SUCCEEDED = "all_succeeded"
+    # every dependency succeeded: a branch not taken skips this step too (the old default)
+    ALL_SUCCEEDED_STRICT = "all_succeeded_strict"
     ALL_DONE = "all_done"  # every dependency is finished, whatever its status
     ANY_SUCCEEDED = "any_succeeded"  # at least one dependency succeeded; waits for all to finish
     NONE_FAILED = "none_failed"  # no dependency failed (skipped ones are fine)
@@ -142,12 +151,15 @@ class RetrySpec:
             delay = self.delay_s
         return float(min(delay, self.max_delay_s))
 
-    def retries_error(self, error_type: str) -> bool:
-        """True when an error of ``error_type`` (qualified or short name) may be retried."""
+    def retries_error(self, error_type: str, bases: tuple[str, ...] = ()) -> bool:
+        """True when an error of ``error_type`` or of a subclass of one of ``retry_on`` may
+        be retried. ``bases`` are the error's base class names; names match qualified or by
+        their last part (``ConnectionError``, ``requests.ConnectionError``)."""
         if not self.retry_on:
             return True
-        short = error_type.rsplit(".", 1)[-1]
-        return error_type in self.retry_on or short in self.retry_on
+        names = {error_type, *bases}
+        shorts = {n.rsplit(".", 1)[-1] for n in names}
+        return any(e in names or e.rsplit(".", 1)[-1] in shorts for e in self.retry_on)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,7 +26,7 @@ from kaon.model.expressions import (
     over_budget_message,
 )
 from kaon.model.graph import dependencies, step_expressions, topological_order
-from kaon.model.params import matches_type
+from kaon.model.params import computed_default_problems, matches_type
 from kaon.model.specs import (
     MAX_DURATION_S,
     Expr,
@@ -390,12 +390,19 @@ def check_params(context: _Context) -> Iterator[Problem]:
         if param.name in seen:
             yield Problem(f"duplicate parameter {param.name!r}", where)
         seen.add(param.name)
+        if isinstance(param.default, Expr):
+            continue
         if not param.required and not matches_type(param.default, param.type):
             yield Problem(
                 f"default of parameter {param.name!r} must be of type {param.type.value}, "
                 f"got {type(param.default).__name__} {param.default!r:.80}",
                 where.with_field("default"),
             )
+
+
+def check_computed_defaults(context: _Context) -> Iterator[Problem]:
+    """Computed parameter defaults read declared params only and form no cycle."""
+    yield from computed_default_problems(context.spec)
 
 
 def check_retry(context: _Context) -> Iterator[Problem]:
@@ -621,6 +628,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_param_references,
     check_cycles,
     check_params,
+    check_computed_defaults,
     check_retry,
     check_timeouts,
     check_foreach,

@@ -17,6 +17,7 @@ from kaon.service.settings import Settings
 # The local service (store, engine) and the remote one (httpx) are imported by the function
 # that opens them: `kaon run` never loads the HTTP client, `kaon run --url` never the engine.
 if TYPE_CHECKING:
+    from kaon.model.cache_policy import CachePolicy
     from kaon.model.specs import WorkflowSpec
     from kaon.model.status import RunStatus
     from kaon.service.registry_views import (
@@ -52,6 +53,7 @@ class KaonService(Protocol):
         *,
         from_strings: bool = False,
         source: str = "",
+        cache: CachePolicy | None = None,
     ) -> RunView: ...
 
     def execute(
@@ -62,7 +64,9 @@ class KaonService(Protocol):
         on_engine: Callable[[Stoppable], None] | None = None,
     ) -> RunStatus: ...
 
-    def restart(self, run_id: str, *, from_step: str | None = None, by: str = "") -> RunView: ...
+    def restart(
+        self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
+    ) -> RunView: ...
 
     def skip(
         self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""

@@ -119,6 +119,7 @@ class ExplainView(BaseModel):
     ``verdict`` is one of ``hit`` (outputs reused from ``source``), ``changed`` (an earlier
     execution exists; ``changes`` lists the key components that differ from it),
     ``blobs_missing`` (an earlier execution had the same key but its blobs are gone),
+    ``forced`` (executed without a lookup: ``--no-cache``, ``--force``, ``restart --force``),
     ``no_earlier_execution``, ``not_cacheable`` (caching is off for the step, or its code
     could not be fingerprinted: see ``message``).
     """
@@ -135,6 +136,10 @@ class ExplainView(BaseModel):
     components: dict[str, Any] = Field(default_factory=dict)
     changes: list[ComponentChange] = Field(default_factory=list)
     param_changes: list[ParamChange] = Field(default_factory=list)
+    not_covered: list[str] = Field(
+        default_factory=list,
+        description="what the step's code reads but the fingerprint cannot cover: NAME (type)",
+    )
 
 
 class CacheEntryView(BaseModel):

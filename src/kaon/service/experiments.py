@@ -264,6 +264,30 @@ class Experiments:
 
     def explain(self, run: str, path: str) -> ExplainView:
         """Why the step run at ``path`` was a cache hit or miss (see :class:`ExplainView`)."""
+        view = self._explain(run, path)
+        code = view.components.get("code")
+        if isinstance(code, str):
+            runs = [view.run_id, *(s.split(":", 1)[0] for s in [view.source or ""] if s)]
+            for run_id in runs:
+                details = self._code_details(run_id, code)
+                if details is not None:
+                    view.not_covered = [str(n) for n in details.get("not_covered") or []]
+                    break
+        return view
+
+    def _code_details(self, run_id: str, code: Any) -> dict[str, Any] | None:
+        """The ``fingerprint`` event a run recorded for the code digest ``code``, if any."""
+        after = 0
+        while True:
+            page = self.store.events(run_id, after_id=after, limit=_EVENT_PAGE)
+            for event in page:
+                if event.kind == "fingerprint" and event.data.get("code") == code:
+                    return dict(event.data)
+            if len(page) < _EVENT_PAGE or page[-1].id is None:
+                return None
+            after = page[-1].id
+
+    def _explain(self, run: str, path: str) -> ExplainView:
         run_id = self.resolve_run(run)
         record = self.store.get_run(run_id)
         row = self.store.get_step_run(run_id, path)
@@ -289,6 +313,12 @@ class Experiments:
             return ExplainView(**base, verdict="not_cacheable", message=message)
         key, components = str(data.get("key")), dict(data.get("components") or {})
         base.update(key=key, components=components)
+        if data.get("forced"):
+            message = (
+                "executed without a cache lookup: the run has --no-cache or --force on this "
+                "step, or was restarted with --force (its entry is recorded for later runs)"
+            )
+            return ExplainView(**base, verdict="forced", message=message)
         if data.get("hit"):
             source = str(data.get("source") or row.cached_from)
             return ExplainView(
@@ -318,7 +348,9 @@ class Experiments:
                 f"workflow {record.workflow!r} is recorded (first run, or the cache was cleared)"
             )
             return ExplainView(**base, verdict="no_earlier_execution", message=message)
-        changes = _component_changes(entry.components, components)
+        old_parts = self._code_details(entry.run_id, entry.components.get("code"))
+        new_parts = self._code_details(run_id, components.get("code"))
+        changes = _component_changes(entry.components, components, old_parts, new_parts)
         names = ", ".join(c.component for c in changes) or "nothing recorded"
         return ExplainView(
             **base,
@@ -607,11 +639,43 @@ def _no_event(kind: str, row: Any) -> str:
     )
 
 
-def _component_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ComponentChange]:
+def _component_changes(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_code: dict[str, Any] | None = None,
+    new_code: dict[str, Any] | None = None,
+) -> list[ComponentChange]:
+    """The key components that differ; a changed ``code`` is told part by part when both
+    runs recorded what their code was made of (``code: constant FACTOR in pipeline.py
+    changed``)."""
     order = ["step_type", "code", "config", "version"]
     names = order + sorted(k for k in {*old, *new} if k not in order)
-    return [
-        ComponentChange(component=name, old=old.get(name), new=new.get(name))
-        for name in names
-        if (name in old or name in new) and old.get(name) != new.get(name)
-    ]
+    changes: list[ComponentChange] = []
+    for name in names:
+        if (name in old or name in new) and old.get(name) != new.get(name):
+            parts = _part_changes(old_code or {}, new_code or {}) if name == "code" else []
+            changes.extend(
+                parts or [ComponentChange(component=name, old=old.get(name), new=new.get(name))]
+            )
+    return changes
+
+
+def _part_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ComponentChange]:
+    before, now = old.get("parts"), new.get("parts")
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return []
+    changes = []
+    for part in sorted({*before, *now}):
+        if before.get(part) == now.get(part):
+            continue
+        kind, _, where = part.partition(" ")
+        file, _, qualname = where.rpartition(":")
+        verb = "added" if part not in before else "removed" if part not in now else "changed"
+        text = (
+            f"code: {kind} {qualname} in {file} {verb}" if file else f"code: {kind} {where} {verb}"
+        )
+        changes.append(ComponentChange(component=text, old=before.get(part), new=now.get(part)))
+    before_nc, now_nc = old.get("not_covered") or [], new.get("not_covered") or []
+    if before_nc != now_nc:
+        changes.append(ComponentChange(component="code: not covered", old=before_nc, new=now_nc))
+    return changes

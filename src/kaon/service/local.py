@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kaon.artifacts import open_artifact_store
@@ -25,6 +25,7 @@ from kaon.errors import (
     NotFoundError,
     StoreNotFoundError,
 )
+from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.expressions import configure_budget
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
@@ -114,16 +115,20 @@ class LocalService:
         *,
         from_strings: bool = False,
         source: str = "",
+        cache: CachePolicy | None = None,
     ) -> RunView:
-        """Bind parameters (raising ParameterError) and record a new pending run.
+        """Bind parameters (raising ParameterError) and record a new pending run; ``cache``
+        turns lookups off or forces steps (see :mod:`kaon.model.cache_policy`; a forced name
+        that is no step raises ParameterError).
 
         The artifact store is opened first: a run is never recorded that could not execute
         for want of it (ConfigurationError for a bad artifact store URL).
         """
         bound = bind_params(spec, params, from_strings=from_strings)
+        labels = check_cache_policy(spec, cache).with_labels({})
         _ = self.artifacts
         record = operations.create_run(
-            self.store, spec, bound, source=source, executor=self.settings.executor
+            self.store, spec, bound, source=source, executor=self.settings.executor, labels=labels
         )
         return run_view(record)
 
@@ -156,9 +161,13 @@ class LocalService:
         finally:
             engine.close()
 
-    def restart(self, run_id: str, *, from_step: str | None = None, by: str = "") -> RunView:
-        """Make a finished run runnable again (then :meth:`execute` it)."""
-        return run_view(operations.restart_run(self.store, run_id, from_path=from_step, by=by))
+    def restart(
+        self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
+    ) -> RunView:
+        """Make a finished run runnable again (then :meth:`execute` it); with ``force`` the
+        steps it resets execute without a cache lookup."""
+        record = operations.restart_run(self.store, run_id, from_path=from_step, by=by, force=force)
+        return run_view(record)
 
     def skip(
         self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""
@@ -318,14 +327,17 @@ def run(
     executor: str = "inline",
     home: str | None = None,
     db: str | None = None,
+    no_cache: bool = False,
+    force: Sequence[str] = (),
     **params: Any,
 ) -> RunDetail:
     """Run a workflow from Python (a notebook, a test) and return the finished run's detail.
 
     ``workflow`` is a ``@kaon.workflow`` object, a :class:`WorkflowSpec`, or a
     ``FILE[:WORKFLOW]`` string. Runs are recorded in the same store as ``kaon run``'s, so
-    ``kaon show`` and memoization work across both. Raises DefinitionError or ParameterError
-    before anything runs.
+    ``kaon show`` and memoization work across both. ``no_cache`` and ``force`` are
+    ``kaon run --no-cache`` and ``--force STEP`` (see :mod:`kaon.model.cache_policy`). Raises
+    DefinitionError or ParameterError before anything runs.
     """
     settings = Settings.from_env(home=home, db_url=db, executor=executor)
     with LocalService(settings) as service:
@@ -335,6 +347,7 @@ def run(
             spec = workflow
         else:
             spec = workflow.spec
-        created = service.create_run(spec, params)
+        cache = CachePolicy(lookup=not no_cache, force=tuple(force))
+        created = service.create_run(spec, params, cache=cache)
         service.execute(created.id)
         return service.run_detail(created.id)

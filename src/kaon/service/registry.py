@@ -33,6 +33,7 @@ from kaon.errors import (
     ParameterError,
     Problem,
 )
+from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.params import bind_params, json_problem
 from kaon.model.specs import WorkflowSpec
@@ -286,9 +287,11 @@ class RegistryService:
         from_strings: bool = False,
         labels: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        cache: CachePolicy | None = None,
     ) -> RunView:
         """Record a pending run of the active (or given) version; the server's engine
-        claims it. The run's labels record ``version`` and who started it (``by``).
+        claims it. The run's labels record ``version`` and who started it (``by``), and
+        the cache policy when one is given (see :mod:`kaon.model.cache_policy`).
 
         ``run_id`` names the new run; when a run of that id exists already (a retried
         idempotent request whose first attempt got that far), it is returned instead.
@@ -313,6 +316,7 @@ class RegistryService:
         spec = self.spec(record.definition_hash)
         bound = bind_params(spec, params, from_strings=from_strings)
         tags = {**dict(labels or {}), "version": number, "by": principal.name}
+        tags = check_cache_policy(spec, cache).with_labels(tags)
         run = operations.create_run(
             self.store,
             spec,

@@ -116,6 +116,10 @@ class StartRunRequest(Request):
         default=False, description="Parameters are strings to parse by their declared types."
     )
     labels: dict[str, str] = Field(default_factory=dict)
+    no_cache: bool = Field(default=False, description="No cache lookups (entries are recorded).")
+    force: list[str] = Field(
+        default_factory=list, max_length=1000, description="Steps that execute unlooked."
+    )
 
 
 class KillRequest(Request):
@@ -128,6 +132,7 @@ class RestartRequest(Request):
     """Restart a finished run from its failed steps, or from a step."""
 
     from_step: str | None = Field(default=None, min_length=1, max_length=1000)
+    force: bool = Field(default=False, description="The reset steps execute unlooked.")
 
 
 class SkipRequest(Request):

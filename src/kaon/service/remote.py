@@ -32,6 +32,7 @@ from kaon.errors import (
     PermissionDeniedError,
     Problem,
 )
+from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.bundle import read_push
@@ -183,12 +184,15 @@ class RemoteService:
         *,
         from_strings: bool = False,
         source: str = "",
+        cache: CachePolicy | None = None,
     ) -> RunView:
         """Push ``source`` (the file ``spec`` came from) and start a run of that version."""
         version: int | None = None
         if source:
             version = self.push(source, activate=False).version
-        return self.start_run(spec.name, params, version=version, from_strings=from_strings)
+        return self.start_run(
+            spec.name, params, version=version, from_strings=from_strings, cache=cache
+        )
 
     def start_run(
         self,
@@ -197,14 +201,17 @@ class RemoteService:
         *,
         version: int | None = None,
         from_strings: bool = False,
+        cache: CachePolicy | None = None,
     ) -> RunView:
         """Start a run of a registered workflow (its active version unless one is named)."""
-        body = {
+        body: dict[str, Any] = {
             "workflow": workflow,
             "params": dict(params),
             "version": version,
             "from_strings": from_strings,
         }
+        if cache is not None:
+            body.update(no_cache=not cache.lookup, force=list(cache.force))
         return RunView.model_validate(self._call("POST", "/runs", json=body))
 
     def execute(
@@ -278,9 +285,11 @@ class RemoteService:
             except httpx.ReadTimeout:
                 return
 
-    def restart(self, run_id: str, *, from_step: str | None = None, by: str = "") -> RunView:
+    def restart(
+        self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
+    ) -> RunView:
         """Restart a finished run on the server (its engine picks it up)."""
-        body = {"from_step": from_step}
+        body = {"from_step": from_step, "force": force}
         return RunView.model_validate(self._call("POST", f"/runs/{run_id}/restart", json=body))
 
     def skip(

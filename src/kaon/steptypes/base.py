@@ -12,12 +12,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem
 from kaon.steptypes.context import StepContext
+
+
+@dataclass(frozen=True, slots=True)
+class CodeFingerprint:
+    """A step's code fingerprint with what it is made of, for ``kaon explain``.
+
+    ``parts`` maps each covered piece of project code or data (``constant pipeline.py:FACTOR``,
+    ``function pipeline.py:train``) to a short digest; ``not_covered`` lists what the step
+    reads but could not be fingerprinted (``pipeline.py:LOG (Logger)``); ``config`` is the
+    digest of the configuration as the cache sees it (None: the whole configuration).
+    """
+
+    digest: str
+    parts: dict[str, str] = field(default_factory=dict)
+    not_covered: tuple[str, ...] = ()
+    config: str | None = None
 
 
 class StepType(ABC):
@@ -33,13 +51,28 @@ class StepType(ABC):
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Run one attempt and return the step's value."""
 
-    def fingerprint(self, config: Mapping[str, Any]) -> str:
+    def fingerprint(self, config: Mapping[str, Any]) -> str | CodeFingerprint:
         """A hash of the code this step runs, for memoization (called in the engine's process).
 
-        The default covers the configuration only, which is right for step types whose code
-        *is* their configuration (a shell command, a SQL query). Step types that run code
-        from files override it. Raises any error when the code cannot be read; the engine then
-        executes the step without caching it.
+        The default covers the configuration, which is right for step types whose code *is*
+        their configuration (a shell command, a SQL query), and the *content* of the file a
+        ``file`` key names (a SQL file, a notebook, an R script), not where it lives: editing
+        the file is a miss, a copy of the folder (a pushed bundle) is a hit. Raises any error
+        when the code cannot be read; the engine then executes the step without caching it.
         """
-        canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        file = config.get("file")
+        if not isinstance(file, str) or not file:
+            canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+            return hashlib.sha256(canonical.encode()).hexdigest()
+        from kaon.steptypes._protocol import resolve_file
+
+        with open(resolve_file(config, "file"), "rb") as handle:
+            content = hashlib.sha256(handle.read()).hexdigest()
+        name = file if not os.path.isabs(file) else os.path.basename(file)
+        portable = {k: v for k, v in config.items() if k not in ("file", "base_dir")}
+        portable["file"] = {"name": name, "sha256": content}
+        canonical = json.dumps(portable, sort_keys=True, default=str, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return CodeFingerprint(
+            digest=digest, parts={f"file {name}": content[:16]}, config=f"sha256:{digest}"
+        )

@@ -40,6 +40,16 @@ _folder_builtins: dict[str, dict[str, Any]] = {}
 _real_import = builtins.__import__
 
 
+def display_module_name(name: str) -> str:
+    """The module name a person reads: a user file's module is named by its file
+    (``pipeline``, not ``kaon_user_<hash>``); any other module keeps its name."""
+    if name.startswith("kaon_user_"):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(file, str):
+            return os.path.splitext(os.path.basename(file))[0]
+    return name
+
+
 def user_module_name(path: str) -> str:
     """The synthetic module name a user file at absolute ``path`` is loaded under."""
     return "kaon_user_" + hashlib.sha1(path.encode()).hexdigest()[:12]

@@ -1,51 +1,116 @@
-"""Code fingerprints for memoization: what a step's code is, as a hash.
+"""Code fingerprints for memoization: everything a step's code reads from the project, as a hash.
 
-The fingerprint of a Python function covers its own source and, transitively, the source of
-every function and class of the *project* it refers to by name: functions and classes defined
-in files under the folder of the step's own file (directly, ``helper()``, or through a module,
-``pipeline.helper()``). Library code (the standard library, site-packages) is not covered:
-upgrading a library does not invalidate the cache; set the step's ``cache_version`` when it
-should. Objects whose source cannot be read fall back to their compiled bytecode.
+The fingerprint of a Python function covers, transitively, everything of the *project* (the
+files under the folder of the step's own file, or of its top-level package) that its code
+reads by global name, directly (``helper()``, ``FACTOR``) or through a project module
+(``pipeline.helper()``, ``pipeline.FACTOR``):
+
+* functions: their source, their default values and the values their closures hold;
+* classes: each attribute of the class body (methods by source, data by value) and their
+  project base classes;
+* module-level values that are plain data (``None``, numbers, strings, bytes, tuples, lists,
+  dicts, sets of those, enum members, paths, frozen dataclasses of those, numpy arrays): a
+  canonical encoding of the value.
+
+Each of these is a *part*, named by its kind, the path of its file relative to the project
+root and its qualified name (``constant pipeline.py:FACTOR``), never by the module's import
+name: the same code loaded by the Python front end, by YAML, in another process or from a
+pushed bundle has the same fingerprint. Anything else a step reads from the project (an
+open file, a client object, an instance of a non-data class) cannot be fingerprinted: it is
+recorded as *not covered* (``pipeline.py:LOG (Logger)``), which ``kaon explain`` reports;
+pin such a step with ``cache_version``. Library code (the standard library, site-packages)
+is not covered either: upgrading a library does not invalidate the cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import inspect
 import os
+import pathlib
+import sys
 import sysconfig
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from kaon.steptypes.base import CodeFingerprint
+
+__all__ = ["CodeFingerprint", "code_fingerprint", "fingerprint_code", "is_plain_data"]
 
 _LIBRARY_ROOTS = tuple(
     os.path.realpath(p)
     for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}
     if p
 )
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_MAX_DEPTH = 32
 
 
-def _file_of(obj: Any) -> str | None:
+class _NotData(Exception):
+    """The value is not plain data."""
+
+
+def _encode(value: Any, depth: int = 0) -> str:
+    """A canonical text of a plain-data value; raises _NotData for anything else."""
+    if depth > _MAX_DEPTH:
+        raise _NotData
+    kind = type(value)
+    if kind in _SCALARS:
+        return f"{kind.__name__}:{value!r}"
+    if isinstance(value, enum.Enum):
+        return f"enum:{kind.__qualname__}.{value.name}"
+    if isinstance(value, pathlib.PurePath):
+        return f"path:{value.as_posix()}"
+    if kind in (tuple, list):
+        return f"{kind.__name__}(" + ",".join(_encode(v, depth + 1) for v in value) + ")"
+    if kind in (set, frozenset):
+        return "set(" + ",".join(sorted(_encode(v, depth + 1) for v in value)) + ")"
+    if kind is dict:
+        pairs = sorted(f"{_encode(k, depth + 1)}={_encode(v, depth + 1)}" for k, v in value.items())
+        return "dict(" + ",".join(pairs) + ")"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if not kind.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise _NotData
+        fields = ",".join(
+            f"{f.name}={_encode(getattr(value, f.name), depth + 1)}"
+            for f in dataclasses.fields(value)
+        )
+        return f"dataclass:{kind.__qualname__}({fields})"
+    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        body = hashlib.sha256(value.tobytes()).hexdigest()
+        return f"ndarray:{value.dtype.str}:{value.shape}:{body}"
+    if kind.__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar
+        return f"numpy:{value.dtype.str}:{value.item()!r}"
+    raise _NotData
+
+
+def is_plain_data(value: Any) -> bool:
+    """Whether the fingerprint covers ``value`` by value (see the module docstring)."""
     try:
-        path = inspect.getsourcefile(obj)
-    except (TypeError, OSError):
-        return None
-    return os.path.realpath(path) if path else None
-
-
-def _in_project(obj: Any, root: str) -> bool:
-    path = _file_of(obj)
-    if path is None or path.startswith(_LIBRARY_ROOTS) or "site-packages" in path:
+        _encode(value)
+    except _NotData:
         return False
-    return path.startswith(root + os.sep)
+    return True
 
 
-def _source(obj: Any) -> str:
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _code_text(code: types.CodeType) -> str:
+    """Bytecode, names and constants of compiled code, without its file name."""
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{code.co_names}|{consts}"
+
+
+def _function_source(function: types.FunctionType) -> str:
     try:
-        return inspect.getsource(obj)
+        return inspect.getsource(function)
     except (TypeError, OSError):
-        code = getattr(obj, "__code__", None)
-        return code.co_code.hex() if code is not None else repr(obj)
+        return _code_text(function.__code__)
 
 
 def _names_used(code: types.CodeType) -> Iterator[str]:
@@ -55,46 +120,215 @@ def _names_used(code: types.CodeType) -> Iterator[str]:
             yield from _names_used(const)
 
 
-def _referenced(obj: Any) -> Iterator[Any]:
-    """Functions, classes and modules an object's code refers to by global name."""
-    functions: list[Callable[..., Any]] = []
-    if isinstance(obj, type):
-        functions = [v for v in vars(obj).values() if isinstance(v, types.FunctionType)]
-    elif isinstance(obj, types.FunctionType):
-        functions = [obj]
-    for function in functions:
+def _class_functions(cls: type) -> Iterator[types.FunctionType]:
+    for value in vars(cls).values():
+        if isinstance(value, staticmethod | classmethod):
+            value = value.__func__
+        if isinstance(value, property):
+            yield from (f for f in (value.fget, value.fset, value.fdel) if f is not None)  # type: ignore[misc]
+        elif isinstance(value, types.FunctionType):
+            yield value
+
+
+def _wrapped_function(obj: Any) -> types.FunctionType | None:
+    """The function behind a wrapper (a Kaon step, a ``functools.wraps`` decorator, a
+    partial), if any."""
+    for attr in ("__kaon_step__", "__wrapped__", "fn", "func"):
+        inner = getattr(obj, attr, None)
+        if isinstance(inner, types.FunctionType):
+            return inner
+    return None
+
+
+def _file_of(obj: Any) -> str | None:
+    path: str | None = None
+    if isinstance(obj, types.FunctionType):
+        path = obj.__code__.co_filename
+    elif isinstance(obj, types.ModuleType):
+        path = getattr(obj, "__file__", None)
+    elif isinstance(obj, type):
+        module = sys.modules.get(obj.__module__)
+        path = getattr(module, "__file__", None) if module is not None else None
+        if path is None:
+            path = next((f.__code__.co_filename for f in _class_functions(obj)), None)
+    return os.path.realpath(path) if path and os.path.isabs(path) else None
+
+
+class _Walker:
+    """Collects the parts of a fingerprint, starting from one function."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.parts: dict[str, str] = {}
+        self.not_covered: dict[str, str] = {}
+        self._visited: set[int] = set()
+        self._pending: list[Any] = []
+        self._seen_members: set[tuple[int, str]] = set()
+        self._keep: list[Any] = []  # objects whose id is in _visited stay alive
+
+    def in_project(self, path: str | None) -> bool:
+        if path is None or path.startswith(_LIBRARY_ROOTS) or "site-packages" in path:
+            return False
+        return path.startswith(self.root + os.sep)
+
+    def name(self, path: str, qualname: str) -> str:
+        return f"{os.path.relpath(path, self.root).replace(os.sep, '/')}:{qualname}"
+
+    def run(self, function: types.FunctionType) -> None:
+        self._pending.append(function)
+        while self._pending:
+            obj = self._pending.pop()
+            if isinstance(obj, type):
+                self._class(obj)
+            else:
+                self._function(obj)
+
+    def _enqueue(self, obj: Any) -> None:
+        if id(obj) not in self._visited:
+            self._visited.add(id(obj))
+            self._keep.append(obj)
+            self._pending.append(obj)
+
+    def _function(self, function: types.FunctionType) -> None:
+        path = _file_of(function) or ""
+        label = self.name(path, function.__qualname__)
+        text = [_function_source(function)]
+        for i, default in enumerate(function.__defaults__ or ()):
+            text.append(self._value_text(f"{label}.<default {i}>", default))
+        for key, default in sorted((function.__kwdefaults__ or {}).items()):
+            text.append(self._value_text(f"{label}.<default {key}>", default))
+        cells = zip(function.__code__.co_freevars, function.__closure__ or (), strict=False)
+        for var, cell in cells:
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            text.append(self._value_text(f"{label}.<closure {var}>", content))
+        self.parts[f"function {label}"] = _short("\0".join(text))
+        self._globals(function)
+
+    def _globals(self, function: types.FunctionType) -> None:
         names = set(_names_used(function.__code__))
         scope = function.__globals__
-        for name in names:
-            value = scope.get(name)
-            if isinstance(value, types.ModuleType):
-                for attr in names:
-                    member = getattr(value, attr, None)
-                    if isinstance(member, types.FunctionType | type):
-                        yield member
-            elif isinstance(value, types.FunctionType | type):
-                yield value
+        home = _file_of(function) or ""
+        for name in sorted(names):
+            if name in scope:
+                self._value(self.name(home, name), scope[name], names)
+
+    def _class(self, cls: type) -> None:
+        path = _file_of(cls) or ""
+        label = self.name(path, cls.__qualname__)
+        text = []
+        for base in cls.__bases__:
+            if self.in_project(_file_of(base)):
+                self._enqueue(base)
+                text.append(f"base:{base.__qualname__}")
+            else:
+                text.append(f"base:{base.__module__}.{base.__qualname__}")
+        for attr, value in sorted(vars(cls).items()):
+            if isinstance(value, staticmethod | classmethod):
+                value = value.__func__
+            if isinstance(value, types.FunctionType):
+                text.append(f"{attr}:{_function_source(value)}")
+            elif isinstance(value, property):
+                funcs = [value.fget, value.fset, value.fdel]
+                text.append(f"{attr}:" + "|".join(_function_source(f) for f in funcs if f))  # type: ignore[arg-type]
+            elif not (attr.startswith("__") and attr.endswith("__")):  # dunders: Python's
+                text.append(f"{attr}:{self._value_text(f'{label}.{attr}', value)}")
+        self.parts[f"class {label}"] = _short("\0".join(text))
+        for function in _class_functions(cls):
+            self._globals(function)
+            for default in (
+                *(function.__defaults__ or ()),
+                *(function.__kwdefaults__ or {}).values(),
+            ):
+                self._value_text(f"{label}.<default>", default)
+
+    def _value_text(self, label: str, value: Any) -> str:
+        """The text a default/closure/class attribute contributes to its owner's digest."""
+        if isinstance(value, types.FunctionType | type):
+            if self.in_project(_file_of(value)):
+                self._enqueue(value)
+                return f"ref:{value.__qualname__}"
+            return f"lib:{getattr(value, '__module__', '')}.{value.__qualname__}"
+        try:
+            return _encode(value)
+        except _NotData:
+            if not callable(value) and not isinstance(value, types.ModuleType):
+                self.not_covered[label] = type(value).__name__
+            return f"object:{type(value).__qualname__}"
+
+    def _value(self, label: str, value: Any, names: set[str]) -> None:
+        """A global the code reads: follow project code, hash plain data, note the rest."""
+        if isinstance(value, types.ModuleType):
+            path = _file_of(value)
+            if not self.in_project(path):
+                return
+            self._keep.append(value)
+            members = vars(value)
+            for attr in sorted(names):
+                if attr in members and (id(value), attr) not in self._seen_members:
+                    self._seen_members.add((id(value), attr))
+                    self._value(self.name(path or "", attr), members[attr], names)
+            return
+        if isinstance(value, types.FunctionType | type):
+            if self.in_project(_file_of(value)):
+                self._enqueue(value)
+            return
+        try:
+            encoded = _encode(value)
+        except _NotData:
+            if callable(value):  # a builtin, a library callable, a step wrapper, a partial
+                inner = _wrapped_function(value)
+                if inner is not None and self.in_project(_file_of(inner)):
+                    self._enqueue(inner)
+                return
+            self.not_covered[label] = type(value).__name__
+            if self.in_project(_file_of(type(value))):
+                self._enqueue(type(value))
+            return
+        self.parts[f"constant {label}"] = _short(encoded)
+
+
+def _project_root(function: types.FunctionType) -> str:
+    """The folder of the function's file, or of its top-level package when it is imported
+    from a package by its real name."""
+    path = _file_of(function)
+    if path is None:
+        return ""
+    root = os.path.dirname(path)
+    module = sys.modules.get(function.__module__)
+    if module is not None and getattr(module, "__file__", None) and "." in function.__module__:
+        for _ in range(function.__module__.count(".")):
+            if os.path.exists(os.path.join(root, "__init__.py")):
+                root = os.path.dirname(root)
+    return root
+
+
+def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
+    """The fingerprint of a function and of everything it reads from the project."""
+    target = inspect.unwrap(function)
+    if not isinstance(target, types.FunctionType):
+        text = repr(target)
+        return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})
+    root = _project_root(target)
+    if not root:  # no file: its compiled code is all there is to cover
+        text = _code_text(target.__code__)
+        return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})
+    walker = _Walker(root)
+    walker._visited.add(id(target))
+    walker.run(target)
+    digest = hashlib.sha256()
+    for name in sorted(walker.parts):
+        digest.update(f"{name}\0{walker.parts[name]}\0".encode())
+    for name in sorted(walker.not_covered):
+        digest.update(f"?{name}\0{walker.not_covered[name]}\0".encode())
+    not_covered = tuple(f"{n} ({t})" for n, t in sorted(walker.not_covered.items()))
+    return CodeFingerprint(
+        digest=digest.hexdigest(), parts=dict(sorted(walker.parts.items())), not_covered=not_covered
+    )
 
 
 def code_fingerprint(function: Callable[..., Any]) -> str:
-    """sha256 of a function's source and of the project code it calls (transitively)."""
-    target = inspect.unwrap(function)
-    path = _file_of(target)
-    root = os.path.dirname(path) if path else ""
-    seen: dict[str, str] = {}
-    todo: list[Any] = [target]
-    while todo:
-        obj = todo.pop()
-        name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
-        if name in seen:
-            continue
-        seen[name] = _source(obj)
-        if root:
-            todo.extend(o for o in _referenced(obj) if _in_project(o, root))
-    digest = hashlib.sha256()
-    for name in sorted(seen):
-        digest.update(name.encode())
-        digest.update(b"\0")
-        digest.update(seen[name].encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+    """sha256 of a function and of everything it reads from the project (see the module)."""
+    return fingerprint_code(function).digest

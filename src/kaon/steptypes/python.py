@@ -15,17 +15,21 @@ holding the original function, or exposes ``.fn``) the original function is call
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
+import inspect
+import json
 import os
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem
-from kaon.steptypes.base import StepType
+from kaon.steptypes.base import CodeFingerprint, StepType
 from kaon.steptypes.codeload import load_file_module, user_module_name
 from kaon.steptypes.context import StepContext
-from kaon.steptypes.fingerprint import code_fingerprint
+from kaon.steptypes.fingerprint import fingerprint_code
 
 __all__ = ["PythonStepType", "load_file_module", "resolve_function", "user_module_name"]
 
@@ -134,8 +138,14 @@ class PythonStepType(StepType):
         """Resolve the function and call it with ``inputs`` as keyword arguments."""
         return resolve_function(config)(**inputs)
 
-    def fingerprint(self, config: Mapping[str, Any]) -> str:
-        """The function's source and the project code it calls (see
-        :mod:`kaon.steptypes.fingerprint`), with the rest of the config."""
-        code = code_fingerprint(resolve_function(config))
-        return f"{code}:{super().fingerprint(config)}"
+    def fingerprint(self, config: Mapping[str, Any]) -> CodeFingerprint:
+        """The function and everything it reads from the project (see
+        :mod:`kaon.steptypes.fingerprint`). Where the function's file lives and the name its
+        module is imported under are not part of it, so the Python and YAML front ends, a
+        restarted process and a pushed bundle of the same code share cache entries."""
+        function = resolve_function(config)
+        code = fingerprint_code(function)
+        qualname = getattr(inspect.unwrap(function), "__qualname__", "")
+        identity = json.dumps({"python": qualname}, sort_keys=True)
+        config_digest = "sha256:" + hashlib.sha256(identity.encode()).hexdigest()
+        return dataclasses.replace(code, config=config_digest)

@@ -222,3 +222,20 @@ def test_openapi_schema_is_published(client: Any, path: str) -> None:
     assert "/runs/{run_id}/restart" in schema["paths"]
     assert "/workflows" in schema["paths"]
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_start_and_restart_carry_the_cache_policy(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    push(client, tokens["owner"])
+    op = h(tokens["operator"])
+    body = {"workflow": "hello", "no_cache": True, "force": ["a"]}
+    run = client.post("/runs", json=body, headers=op).json()
+    labels = services.store.get_run(run["id"]).labels
+    assert labels["kaon.cache"] == {"lookup": False, "force": ["a"], "restart_force": False}
+    unknown = client.post("/runs", json={"workflow": "hello", "force": ["zz"]}, headers=op)
+    assert unknown.status_code == 422 and "no step 'zz'" in unknown.json()["message"]
+    assert services.runs.execute(run["id"]) is RunStatus.SUCCEEDED
+    again = client.post(f"/runs/{run['id']}/restart", json={"force": True}, headers=op)
+    assert again.status_code == 200
+    assert services.store.get_run(run["id"]).labels["kaon.cache"]["restart_force"] is True

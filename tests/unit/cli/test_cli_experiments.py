@@ -158,6 +158,25 @@ def test_explain_hit_and_miss(kaon_cli: Kaon, runs: tuple[str, str]) -> None:
     assert code == 0 and "no earlier successful execution" in out
 
 
+def test_no_cache_force_and_restart_force(kaon_cli: Kaon, runs: tuple[str, str]) -> None:
+    _, second = runs
+    code, out, err = kaon_cli("run", f"{HERE}:cli_exp", "-p", "scale=2", "--force", "load")
+    assert code == 0, err
+    forced = out.splitlines()[0].strip()
+    assert _json(kaon_cli, "explain", forced, "load")["verdict"] == "forced"
+    # load's output is the same: the items after it are hits.
+    assert _json(kaon_cli, "explain", forced, "groups[0].fit")["verdict"] == "hit"
+    code, out, err = kaon_cli("run", f"{HERE}:cli_exp", "--no-cache", "--json")
+    assert code == 0, err
+    fresh = out.splitlines()[0].strip()
+    assert _json(kaon_cli, "explain", fresh, "groups[1].fit")["verdict"] == "forced"
+    code, _, err = kaon_cli("restart", second, "--from", "load", "--force")
+    assert code == 0, err
+    assert _json(kaon_cli, "explain", second, "groups[1].fit")["verdict"] == "forced"
+    code, _, err = kaon_cli("run", f"{HERE}:cli_exp", "--force", "nope")
+    assert code != 0 and "no step 'nope'" in err
+
+
 def test_cache_list_and_clear(kaon_cli: Kaon, runs: tuple[str, str]) -> None:
     entries = _json(kaon_cli, "cache", "list", "--workflow", "cli_exp")
     assert sorted(e["step_id"] for e in entries) == ["fit"] * 4 + ["load"]

@@ -42,7 +42,8 @@ def flaky(state: str, name: str, failures: int, error: str = "ValueError") -> st
     """Fail the first ``failures`` calls with ``error``, then succeed."""
     count = _mark(state, name)
     if count <= failures:
-        raise {"ValueError": ValueError, "KeyError": KeyError}[error](f"failure {count}")
+        errors = {"ValueError": ValueError, "KeyError": KeyError, "Reset": ConnectionResetError}
+        raise errors[error](f"failure {count}")
     return f"ok after {count}"
 
 

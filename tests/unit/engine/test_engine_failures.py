@@ -45,6 +45,14 @@ def test_retry_only_on_listed_errors(inline: Harness) -> None:
     assert inline.rows(run_id)["f"].error["type"] == "KeyError"  # type: ignore[index]
 
 
+def test_retry_on_matches_a_subclass(harness: Harness) -> None:
+    retry = RetrySpec(max_attempts=3, retry_on=("ConnectionError",))
+    inputs = {"state": _state(harness), "name": "r", "failures": 2, "error": "Reset"}
+    status, run_id = harness.run(flow(task("f", "flaky", inputs=inputs, retry=retry)))
+    assert status is RunStatus.SUCCEEDED, harness.rows(run_id)["f"].error
+    assert harness.count("r") == 3
+
+
 def test_exponential_backoff_waits_between_attempts(inline: Harness) -> None:
     retry = RetrySpec(max_attempts=3, backoff=Backoff.EXPONENTIAL, delay_s=0.1, max_delay_s=1)
     inputs = {"state": _state(inline), "name": "b", "failures": 2}

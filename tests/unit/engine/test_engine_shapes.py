@@ -129,6 +129,49 @@ def test_branch_condition_skips_and_join_rule_merges(harness: Harness) -> None:
     assert harness.value(run_id, "merge") == [None, "small"]
 
 
+def _branches(x: int, rule: TriggerRule = TriggerRule.ALL_SUCCEEDED) -> object:
+    return flow(
+        task("src", "pair", inputs={"x": x}),
+        task("big", "const", inputs={"value": "big"}, when="steps.src.x > 5", needs=("src",)),
+        task("big2", "const", inputs={"value": E("steps.big + '!'")}),
+        task("small", "const", inputs={"value": "small"}, when="steps.src.x <= 5", needs=("src",)),
+        task(
+            "join",
+            "const",
+            inputs={"value": E("[steps.big2, steps.small]")},
+            trigger_rule=rule,
+        ),
+    )
+
+
+def test_a_join_after_a_branch_runs_after_the_branch_taken(inline: Harness) -> None:
+    status, run_id = inline.run(_branches(1))
+    assert status is RunStatus.SUCCEEDED
+    rows = inline.rows(run_id)
+    assert rows["big2"].status is StepStatus.SKIPPED
+    assert rows["big2"].reason == "branch not taken: big"
+    assert rows["join"].status is StepStatus.SUCCEEDED
+    assert inline.value(run_id, "join") == [None, "small"]
+    status, run_id = inline.run(_branches(9))
+    assert inline.value(run_id, "join") == ["big!", None]
+
+
+def test_strict_rule_keeps_the_old_join_and_no_branch_taken_skips(inline: Harness) -> None:
+    _, run_id = inline.run(_branches(1, TriggerRule.ALL_SUCCEEDED_STRICT))
+    join = inline.rows(run_id)["join"]
+    assert join.status is StepStatus.SKIPPED and join.reason == "upstream skipped: big2"
+    spec = flow(
+        task("src", "pair", inputs={"x": 1}),
+        task("a", "const", inputs={"value": 1}, when="false", needs=("src",)),
+        task("b", "const", inputs={"value": 2}, when="false", needs=("src",)),
+        task("join", "const", inputs={"value": 3}, needs=("a", "b")),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    join = inline.rows(run_id)["join"]
+    assert join.status is StepStatus.SKIPPED and join.reason == "branch not taken: a, b"
+
+
 def test_subworkflow_gets_params_and_returns_output(harness: Harness) -> None:
     child = flow(
         task("double", "add", inputs={"a": E("params.n"), "b": E("params.n")}),

@@ -1,0 +1,92 @@
+"""A parameter's default computed from other parameters (``default: "${{ params.a * 2 }}"``):
+evaluated in dependency order, type-checked, cycles and unknown names reported with their
+location, kept by the codec."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import kaon
+from kaon.dsl.yaml_loader import load_yaml_text
+from kaon.errors import DefinitionError, ParameterError
+from kaon.model.codec import workflow_from_dict, workflow_to_dict
+from kaon.model.params import bind_params
+from kaon.model.specs import Expr, GraphSpec, ParamSpec, ParamType, TaskSpec, WorkflowSpec
+
+YAML = """
+    name: computed
+    params:
+      k: {type: int, default: 4}
+      width: {type: int, default: "${{ params.k * 2 }}"}
+      label: {type: str, default: "model-${{ params.width }}"}
+    steps:
+      - id: s
+        type: shell
+        config: {command: "echo ${{ params.label }}"}
+"""
+
+
+def _load(text: str) -> WorkflowSpec:
+    return load_yaml_text(textwrap.dedent(text), str(Path("/tmp/computed.yaml")))
+
+
+def test_defaults_are_computed_in_dependency_order() -> None:
+    spec = _load(YAML)
+    assert bind_params(spec, {}) == {"k": 4, "width": 8, "label": "model-8"}
+    assert bind_params(spec, {"k": 5}) == {"k": 5, "width": 10, "label": "model-10"}
+    assert bind_params(spec, {"width": "3"}, from_strings=True)["label"] == "model-3"
+    assert list(bind_params(spec, {})) == ["k", "width", "label"]
+
+
+def test_codec_round_trip_keeps_the_expression() -> None:
+    spec = _load(YAML)
+    again = workflow_from_dict(workflow_to_dict(spec))
+    assert bind_params(again, {"k": 1}) == {"k": 1, "width": 2, "label": "model-2"}
+
+
+def test_a_cycle_is_a_located_definition_error() -> None:
+    text = YAML.replace('"${{ params.k * 2 }}"', '"${{ params.label.size() }}"')
+    with pytest.raises(DefinitionError) as caught:
+        _load(text)
+    messages = [(p.message, p.location.line) for p in caught.value.problems]
+    assert any("depend on each other: label -> width -> label" in m for m, _ in messages)
+    assert all(line is not None for _, line in messages)
+
+
+def test_unknown_parameter_and_other_roots_are_definition_errors() -> None:
+    with pytest.raises(DefinitionError, match="unknown parameter 'nope'"):
+        _load(YAML.replace("params.k * 2", "params.nope * 2"))
+    with pytest.raises(DefinitionError, match="may read params only"):
+        _load(YAML.replace("params.k * 2", "steps.s"))
+
+
+def test_a_computed_value_of_the_wrong_type_is_a_parameter_error() -> None:
+    spec = WorkflowSpec(
+        name="w",
+        params=(
+            ParamSpec(name="a", type=ParamType.STR, default="x"),
+            ParamSpec(name="b", type=ParamType.INT, default=Expr("params.a + 'y'")),
+        ),
+        graph=GraphSpec(steps=(TaskSpec(id="t", step_type="shell", config={"command": "true"}),)),
+    )
+    with pytest.raises(
+        ParameterError, match="computed default of parameter 'b' must be of type int"
+    ):
+        bind_params(spec, {})
+
+
+@kaon.step
+def echo(x: int) -> int:
+    return x
+
+
+@kaon.workflow(name="computed_py")
+def computed_py(k: int = 4, width: int = kaon.expr("params.k * 2")) -> None:  # type: ignore[assignment]
+    echo(width)
+
+
+def test_python_front_end_takes_kaon_expr_as_a_computed_default() -> None:
+    assert bind_params(computed_py.spec, {"k": 3}) == {"k": 3, "width": 6}
