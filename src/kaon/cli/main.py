@@ -31,7 +31,6 @@ from kaon.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus
 
 # Start-up stays light (tests/unit/cli/test_startup.py): the service, store, engine, server and
@@ -282,6 +281,7 @@ def run(
     ] = None,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
+    from kaon.model.cache_policy import CachePolicy
     from kaon.model.params import parse_assignments
 
     with (

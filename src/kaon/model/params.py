@@ -11,11 +11,22 @@ import difflib
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kaon.errors import ExpressionError, Location, ParameterError, Problem
-from kaon.model.expressions import compile_expression
 from kaon.model.specs import Expr, ParamSpec, ParamType, WorkflowSpec
+
+if TYPE_CHECKING:
+    from kaon.model.expressions import CompiledExpression
+
+
+def compile_expression(source: str, location: Location = Location()) -> CompiledExpression:
+    """:func:`kaon.model.expressions.compile_expression`, imported when a computed default
+    is first met: parsing ``-p`` assignments must not load the CEL engine (start-up)."""
+    from kaon.model.expressions import compile_expression as compile_cel
+
+    return compile_cel(source, location)
+
 
 TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
 FALSE_WORDS: Final = frozenset({"false", "0", "no"})

@@ -122,7 +122,14 @@ def test_a_retry_after_a_crash_mid_request_creates_the_run_once(
     assert isinstance(operator, Principal) and operator.token_id
     # The first attempt reserved its key and created its run, then the server died.
     made = services.registry.start_run("hello", {}, operator, run_id="20260101-000000-abcdef")
-    body = {"workflow": "hello", "version": None, "params": {}, "from_strings": False}
+    body = {
+        "workflow": "hello",
+        "version": None,
+        "params": {},
+        "from_strings": False,
+        "no_cache": False,
+        "force": [],
+    }
     services.auth.registry.reserve_idempotency(
         IdempotencyRecord(
             operator.token_id,

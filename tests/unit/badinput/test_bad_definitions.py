@@ -372,7 +372,7 @@ DEFINITIONS: list[tuple[str, str, int | None, str | None, str]] = [
         "name: w\nsteps:\n  - id: a\n    shell: echo hi\n    trigger_rule: sometimes\n",
         5,
         "steps[0].trigger_rule",
-        "Input should be 'all_succeeded', 'all_do",
+        "Input should be 'all_succeeded', 'all_succeeded_strict', 'all_do",
     ),
     (
         "on-failure-bad",
