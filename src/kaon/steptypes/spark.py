@@ -195,7 +195,11 @@ def get_session(ctx: StepContext, master: str, conf: Mapping[str, str], level: s
     # PySpark picks the Python workers' interpreter from the environment, not the conf.
     os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python", sys.executable))
     builder = SparkSession.builder.master(master)
-    for name, value in {**conf, "spark.driver.extraJavaOptions": java_options}.items():
+    # Spark SQL's warehouse defaults to ./spark-warehouse of whatever folder the engine runs
+    # in: keep it in the session's scratch folder unless the step names one.
+    warehouse = {"spark.sql.warehouse.dir": os.path.join(workdir, "warehouse")}
+    settings = {**warehouse, **conf, "spark.driver.extraJavaOptions": java_options}
+    for name, value in settings.items():
         builder = builder.config(name, value)
     ctx.log(f"spark: starting a Spark session (master {master})")
     started = time.monotonic()

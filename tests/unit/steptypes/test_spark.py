@@ -112,6 +112,17 @@ def test_session_is_built_from_resources_and_reused() -> None:
 
 @pytest.mark.slow
 @needs_java
+def test_the_warehouse_is_in_the_sessions_scratch_folder_not_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    where = Harness().run("warehouse")
+    assert str(tmp_path) not in where and "kaon-spark-" in where
+    assert not (tmp_path / "spark-warehouse").exists()
+
+
+@pytest.mark.slow
+@needs_java
 def test_through_run_task_prints_reach_the_log_and_the_table_is_parquet(tmp_path: Path) -> None:
     store_url = str(tmp_path)
     store = open_artifact_store(store_url)

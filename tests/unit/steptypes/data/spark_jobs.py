@@ -31,6 +31,12 @@ def settings(spark: SparkSession) -> dict[str, str]:
     }
 
 
+def warehouse(spark: SparkSession) -> str:
+    """Where Spark SQL keeps managed tables; creating a database makes Spark create it."""
+    spark.sql("create database if not exists kaon_litter_check")
+    return str(spark.conf.get("spark.sql.warehouse.dir"))
+
+
 def no_spark_argument(x: int) -> int:
     return x + 1
 
