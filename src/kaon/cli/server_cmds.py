@@ -273,8 +273,7 @@ def token_list(
         expires = _when(v.expires_at) if v.expires_at else "never"
         groups = ",".join(v.groups) or "-"
         out.print(
-            f"{v.id}  {v.name}  {v.role}  groups={groups}  {state}  used={used}  expires={expires}",
-            markup=False,
+            f"{v.id}  {v.name}  {v.role}  groups={groups}  {state}  used={used}  expires={expires}"
         )
 
 
@@ -288,7 +287,7 @@ def token_revoke(
     """Revoke a token: it stops working at once."""
     with _errors(), _registry(url, db, home) as registry:
         registry.revoke_token(token_id)
-    out.print(f"revoked {token_id}", markup=False)
+    out.print(f"revoked {token_id}")
 
 
 @token_app.command("rotate")

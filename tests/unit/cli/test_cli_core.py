@@ -5,25 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from kaon.cli.main import app
-
 FLOWS = str(Path(__file__).with_name("cli_flows.py"))
-
-
-@pytest.fixture
-def kaon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("KAON_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KAON_EXECUTOR", "inline")
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        return result.exit_code, result.stdout, result.stderr
-
-    return invoke
 
 
 def _run_id(stdout: str) -> str:

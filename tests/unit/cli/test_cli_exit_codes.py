@@ -8,10 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from kaon.api.app import build_services
-from kaon.cli.main import app
 from kaon.errors import ParameterError
 from kaon.model.params import strict_json
 from kaon.service import LocalService, Settings
@@ -28,20 +26,6 @@ DIVIDE = textwrap.dedent(
         inputs: {v: "${{ 10 / params.n }}"}
     """
 )
-
-
-@pytest.fixture
-def kaon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("KAON_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KAON_EXECUTOR", "inline")
-    monkeypatch.delenv("KAON_URL", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        return result.exit_code, result.stdout, result.stderr
-
-    return invoke
 
 
 def test_a_run_time_expression_error_prints_its_cause(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -12,26 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from kaon.cli.main import app
 
 FLOWS = str(Path(__file__).with_name("markup_flows.py"))
 MARK = "[/x][bold]b[link=http://e]l:x:"
-
-
-@pytest.fixture
-def kaon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("KAON_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KAON_EXECUTOR", "inline")
-    monkeypatch.delenv("KAON_URL", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        return result.exit_code, result.stdout, result.stderr
-
-    return invoke
 
 
 def test_every_run_view_prints_markup_like_values_literally(kaon) -> None:  # type: ignore[no-untyped-def]
