@@ -199,7 +199,10 @@ def test_replicas_survive_stops_and_kills(
         for round_number in range(ROUNDS):
             time.sleep(rng.uniform(0.3, 1.2))
             alive = [r for r in replicas if r.process.poll() is None]
-            victim = rng.choice(alive)
+            # The victim is a replica that holds runs (at random among them): stopping or
+            # killing an idle one measures no takeover.
+            holding = [r for r in alive if _owned_by(store, r.pid)]
+            victim = rng.choice(holding or alive)
             held = _owned_by(store, victim.pid)
             if round_number % 2 == 0:
                 stopped_at = time.time()
