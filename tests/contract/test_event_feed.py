@@ -206,7 +206,9 @@ def test_every_event_signal_and_alert_reaches_each_reader_once(
         writer.start()
     for writer in writers:
         writer.join(timeout=60)
-    deadline = time.time() + 20
+    # Generous: on a loaded 2-core machine the engine's turns are slow (correctness, not
+    # speed, is what this test checks).
+    deadline = time.time() + 90
     try:
         while time.time() < deadline:
             done = all(store.get_run(r).status is RunStatus.SUCCEEDED for r in wait_runs)

@@ -166,6 +166,26 @@ class ExecutorContract:
         executor.submit(request)
         return recorder.final(request.key)
 
+    # -- the lease fence ---------------------------------------------------------------------
+
+    fences: ClassVar[bool] = True  # False where attempts run in the engine's own process
+
+    def test_no_attempt_starts_after_the_lease_deadline(
+        self, executor: Executor, recorder: Recorder, artifact_url: str
+    ) -> None:
+        executor.fence(time.monotonic() - 0.01)  # the engine stopped renewing its leases
+        try:
+            final = self.run(
+                executor, recorder, python_request(artifact_url, "square", {"x": Literal(3)})
+            )
+        finally:
+            executor.fence(None)
+        if not self.fences:
+            assert isinstance(final, StepSucceeded)  # it stops with the engine's process
+            return
+        assert isinstance(final, StepFailed) and final.error.platform, final
+        assert final.error.error_type == "LeaseExpired"
+
     # -- python steps ----------------------------------------------------------------------
 
     def test_mapping_becomes_named_outputs(
@@ -472,6 +492,7 @@ class ExecutorContract:
 
 class TestInlineExecutor(ExecutorContract):
     executor_name = "inline"
+    fences = False
 
 
 class TestProcessExecutor(ExecutorContract):

@@ -71,6 +71,10 @@ from kaon.store.base import (
 
 __all__ = ["Engine", "Listener", "default_owner", "owner_is_dead", "tune_gc"]
 
+FENCE_FRACTION = 0.75
+"""Of the lease: when no renewal succeeded for this long, the executor's workers stop their
+attempts (renewals come every third of it; the last quarter leaves time for the kill before
+another engine may take over)."""
 log = logging.getLogger("kaon.engine")
 Listener = Callable[[list[EventRecord]], None]
 QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
@@ -152,6 +156,10 @@ class Engine:
         self.command_poll_s = command_poll_s
         self.runs: dict[str, RunState] = {}
         self.epochs: dict[str, int] = {}  # the lease epoch held on each run
+        # When each held lease was last written (time.monotonic() before the write): the
+        # workers' deadline follows the oldest (see _publish_fence).
+        self._renewed: dict[str, float] = {}
+        self._fence: float | None = None
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
         self._lock = EngineLock(self.owner)
         self._specs: dict[str, WorkflowSpec] = {}
@@ -194,6 +202,7 @@ class Engine:
             raise InvalidActionError(
                 f"run {run_id} is {record.status.value}; use restart to run it again"
             )
+        mark = time.monotonic()
         epoch = self.store.acquire_lease(run_id, self.owner, self.lease_ttl)
         if epoch is None and record.owner and owner_is_dead(record.owner):
             # Proof that the holder died (see kaon.engine.liveness): its lease is void.
@@ -207,6 +216,8 @@ class Engine:
                 "kill it or wait"
             )
         self.epochs[run_id] = epoch
+        self._renewed[run_id] = mark
+        self._publish_fence()
         self.lost.pop(run_id, None)
         try:
             record = self.store.get_run(run_id)
@@ -341,6 +352,7 @@ class Engine:
                 self.store.release_lease(run_id, self.owner, self.epochs.get(run_id))
         self.runs.clear()
         self.epochs.clear()
+        self._renewed.clear()
         if self._started:
             self.executor.shutdown()
             self._started = False
@@ -397,6 +409,7 @@ class Engine:
         batch and its attempts from the outbox."""
         state = self.runs.pop(run_id, None)
         self.epochs.pop(run_id, None)
+        self._renewed.pop(run_id, None)
         self.ctx.batch.take_runs([run_id])
         outbox = self.ctx.outbox
         outbox.submit = [r for r in outbox.submit if r.key[0] != run_id]
@@ -462,6 +475,8 @@ class Engine:
             if self.runs.get(state.id) is state:
                 self.runs.pop(state.id)
                 self.epochs.pop(state.id, None)
+                self._renewed.pop(state.id, None)
+        self._publish_fence()
 
     def _wait_time(self) -> float:
         if any(s.work or s.frames_done for s in self.runs.values()):
@@ -680,14 +695,31 @@ class Engine:
                 EventRecord(state.id, "command_rejected", self.ctx.clock(), {"error": str(exc)})
             )
 
+    def _publish_fence(self) -> None:
+        """Tell the executor when its attempts must have stopped if no renewal comes: a
+        fraction of the lease after the oldest renewal (a takeover waits for the whole lease
+        by the database's clock, counted after that renewal). See
+        :mod:`kaon.executors._lease_fence`."""
+        oldest = min(self._renewed.values(), default=None)
+        fence = None if oldest is None else oldest + self.lease_ttl * FENCE_FRACTION
+        if fence != self._fence:
+            self._fence = fence
+            self.executor.fence(fence)
+
     def _renew_leases(self) -> None:
         """Extend the leases of every held run (a batch renews those it touches); let go of
         the runs another engine took over."""
+        mark = time.monotonic()
+        epochs = dict(self.epochs)
         try:
-            lost = self.store.renew_leases(self.owner, dict(self.epochs), self.lease_ttl)
+            lost = self.store.renew_leases(self.owner, epochs, self.lease_ttl)
         except StoreUnavailableError as error:
             log.warning("renewing leases failed: %s", error)
             return
+        for run_id in epochs.keys() - lost:
+            if run_id in self._renewed:
+                self._renewed[run_id] = mark
+        self._publish_fence()
         if lost:
             self._let_go(
                 lost,

@@ -14,7 +14,9 @@ housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds
 parent killed with SIGKILL does not leave a step running. On SIGTERM (the parent cancelling an
 attempt) and on parent death it kills its shell commands' process groups, and every other
 process it started (its own process group and its descendants, see
-:mod:`kaon.executors._descendants`), before exiting.
+:mod:`kaon.executors._descendants`), before exiting. It also stops its attempt, the same way,
+when its engine's lease deadline passes (see :mod:`kaon.executors._lease_fence`), and exits
+with :data:`~kaon.executors._lease_fence.LEASE_EXPIRED_EXIT`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ import time
 from multiprocessing.connection import Connection
 from types import FrameType
 
+from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline, Watchdog
 from kaon.executors.base import TaskRequest
-from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
+from kaon.model.events import ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
 
 PARENT_CHECK_S = 0.2
 FLUSH_DELAY_S = 0.005  # how long a non-final event may wait to share a message with others
@@ -108,8 +111,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     _die(128 + signum)
 
 
-def serve(conn: Connection, parent_pid: int) -> None:
-    """Run requests from ``conn`` until it closes or sends ``None``."""
+def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -> None:
+    """Run requests from ``conn`` until it closes or sends ``None``; with a ``watchdog``,
+    only while the engine's lease deadline has not passed."""
     from kaon.executors.runtime import install_output_capture, run_task
     from kaon.steptypes.shell import set_process_group_observer
 
@@ -127,11 +131,26 @@ def serve(conn: Connection, parent_pid: int) -> None:
             break
         if not isinstance(request, TaskRequest):
             break
-        run_task(request, outbox.add)
+        if watchdog is None:
+            run_task(request, outbox.add)
+        elif not watchdog.admits():
+            outbox.add(_refused_late(request))
+        else:
+            watchdog.busy = True
+            run_task(request, outbox.add)
+            watchdog.busy = False
         try:
             outbox.flush()
         except OSError:
             break
+
+
+def _refused_late(request: TaskRequest) -> StepFailed:
+    message = (
+        f"step {request.step_path} was not started: the engine's lease on run "
+        f"{request.run_id} ran out before the worker received it"
+    )
+    return StepFailed(request.key, time.time(), ErrorInfo("LeaseExpired", message, platform=True))
 
 
 def main() -> None:
@@ -154,7 +173,11 @@ def main() -> None:
     import kaon.steptypes.python
     import kaon.steptypes.shell  # noqa: F401
 
+    watchdog = None
+    if init.get("lease_fd") is not None:
+        watchdog = Watchdog(LeaseDeadline(int(init["lease_fd"])), lambda: _die(LEASE_EXPIRED_EXIT))
+        watchdog.install()
     try:
-        serve(conn, parent_pid)
+        serve(conn, parent_pid, watchdog)
     finally:
         _die(0)

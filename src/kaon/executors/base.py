@@ -81,6 +81,14 @@ class Executor(ABC):
     def capacity(self) -> int:
         """How many attempts may run at once."""
 
+    def fence(self, deadline: float | None) -> None:
+        """Stop every running attempt once ``time.monotonic()`` passes ``deadline`` unless a
+        later call moves it (None: no deadline), even if the engine is not heard from again:
+        the engine's lease runs out then (see :mod:`kaon.executors._lease_fence`). Executors
+        whose attempts run inside the engine's process (threads) need not: they stop with it.
+        """
+        return  # nothing to stop outside the engine's process
+
     @abstractmethod
     def shutdown(self) -> None:
         """Stop workers. Running attempts are abandoned (the engine records them as lost)."""

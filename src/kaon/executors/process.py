@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
 from kaon.executors._descendants import kill_descendants
+from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
 from kaon.executors.sandbox import SandboxSpec
@@ -76,6 +77,8 @@ class _Worker:
 def _exit_description(code: int | None) -> str:
     if code is None:
         return "stopped responding"
+    if code == LEASE_EXPIRED_EXIT:
+        return "stopped its attempt: the engine's lease on the run ran out (engine paused?)"
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -138,6 +141,7 @@ class ProcessExecutor(Executor):
         self._ready = threading.Event()
         self._wake_r, self._wake_w = Pipe(duplex=False)
         self._reader: threading.Thread | None = None
+        self._deadline = LeaseDeadline()  # the engine's lease deadline, shared with workers
 
     @property
     def capacity(self) -> int:
@@ -209,6 +213,7 @@ class ProcessExecutor(Executor):
             worker.proc.wait()
         self._wake_r.close()
         self._wake_w.close()
+        self._deadline.close()
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -255,9 +260,14 @@ class ProcessExecutor(Executor):
 
     # -- inside the lock -------------------------------------------------------------------
 
+    def fence(self, deadline: float | None) -> None:
+        """Publish the lease deadline to every worker (see :mod:`kaon.executors._lease_fence`)."""
+        self._deadline.set(deadline)
+
     def _add_worker(self) -> None:
         parent_conn, child_conn = Pipe(duplex=True)
         fd = child_conn.fileno()
+        lease_fd = self._deadline.fd
         sandbox = self._sandbox
         # In a sandbox the worker cannot see its parent (a new PID namespace): bwrap's
         # --die-with-parent ends it with the parent instead of the worker's own check.
@@ -266,14 +276,14 @@ class ProcessExecutor(Executor):
             argv = sandbox.argv([*argv[:-1], "0"], cwd=os.getcwd())
         proc = subprocess.Popen(
             argv,
-            pass_fds=[fd],
+            pass_fds=[fd, lease_fd],
             stdin=subprocess.DEVNULL,
             process_group=0,
             env=sandbox.environment() if sandbox is not None else None,
         )
         child_conn.close()
         worker = _Worker(proc, parent_conn)
-        parent_conn.send({"sys_path": list(sys.path), "cwd": os.getcwd()})
+        parent_conn.send({"sys_path": list(sys.path), "cwd": os.getcwd(), "lease_fd": lease_fd})
         self._workers.append(worker)
         self._idle.append(worker)
 

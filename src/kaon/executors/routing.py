@@ -85,6 +85,11 @@ class RoutingExecutor(Executor):
         if executor is not None:
             executor.cancel(key)
 
+    def fence(self, deadline: float | None) -> None:
+        """Publish the lease deadline to every executor."""
+        for executor in [self.default, *self._distinct_routes()]:
+            executor.fence(deadline)
+
     def shutdown(self) -> None:
         """Shut every executor down."""
         for executor in [self.default, *self._distinct_routes()]:

@@ -45,6 +45,10 @@ class EnvAddingExecutor(Executor):
         """Cancel on the inner executor."""
         self.inner.cancel(key)
 
+    def fence(self, deadline: float | None) -> None:
+        """Publish the lease deadline to the inner executor."""
+        self.inner.fence(deadline)
+
     def shutdown(self) -> None:
         """Shut the inner executor down."""
         self.inner.shutdown()

@@ -1,4 +1,9 @@
-"""Steps for the replica chaos test: every execution appends to a side-effect ledger."""
+"""Steps for the replica chaos test: every execution writes its side effects to a ledger.
+
+An execution appends ``start``, then a ``tick`` every 10 ms while it works, then ``end``
+(O_APPEND, one line per write): the span from its first line to its last is when it was
+acting, whether it ended or was killed.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,23 @@ import os
 import time
 
 
-def _append(line: str) -> None:
+def _append(kind: str, run: str, step: str) -> None:
+    line = f"{kind} {run} {step} {os.getpid()} {time.time():.6f}\n"
     fd = os.open(os.environ["KAON_CHAOS_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (line + "\n").encode())
+        os.write(fd, line.encode())
     finally:
         os.close(fd)
 
 
 def work(run: str, step: str, seconds: float = 0.05) -> str:
-    """Record start and end of this execution (run, step, pid, time) around a short sleep."""
-    _append(f"start {run} {step} {os.getpid()} {time.time():.6f}")
-    time.sleep(seconds)
-    _append(f"end {run} {step} {os.getpid()} {time.time():.6f}")
+    """Record start, a tick every 10 ms for ``seconds``, and end of this execution."""
+    _append("start", run, step)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.01)
+        _append("tick", run, step)
+    _append("end", run, step)
     return step
 
 

@@ -196,3 +196,37 @@ def test_a_backlog_larger_than_the_claim_page_starts_its_oldest_first(inline: Ha
     _serve_until_done(inline, ids, None, max_runs=1)
     assert [inline.store.get_run(i).status for i in ids] == [RunStatus.SUCCEEDED] * 12
     assert _start_order(inline, ids) == list(range(12))
+
+
+class _FenceRecorder:
+    """Wraps an executor and records the deadlines the engine publishes to it."""
+
+    def __init__(self) -> None:
+        self.inner = create_executor("inline", workers=2)
+        self.deadlines: list[tuple[float, float | None]] = []  # (when, deadline)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def fence(self, deadline: float | None) -> None:
+        self.deadlines.append((time.monotonic(), deadline))
+
+
+def test_workers_get_a_deadline_that_renewals_move_and_release_clears(inline: Harness) -> None:
+    """The engine publishes to its executor when its attempts must have stopped if no
+    renewal comes (3/4 of the lease after the oldest renewal, before a takeover is possible);
+    each renewal moves it; holding no run clears it."""
+    run_id = inline.create(flow(task("slow", "sleeper", inputs={"seconds": 0.6})))
+    recorder = _FenceRecorder()
+    engine = Engine(inline.store, recorder, inline.artifacts, lease_ttl=0.6)  # type: ignore[arg-type]
+    engine.start()
+    before = time.monotonic()
+    engine.add_run(run_id)
+    when, first = recorder.deadlines[0]
+    assert first is not None and before <= first - 0.45 <= when
+    assert engine.run_until_done(run_id) is RunStatus.SUCCEEDED
+    engine.close()
+    published = [d for _, d in recorder.deadlines]
+    assert published[-1] is None  # no run held: no deadline
+    moved = [d for d in published[1:-1] if d is not None]
+    assert moved and all(b > a for a, b in zip([first, *moved], moved, strict=False))
