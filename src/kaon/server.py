@@ -32,6 +32,7 @@ from kaon.api.deps import Services
 from kaon.engine.engine import Engine
 from kaon.executors.base import Executor, TaskRequest
 from kaon.executors.with_env import EnvAddingExecutor
+from kaon.service import telemetry
 from kaon.service.sandboxing import create_step_executor
 from kaon.service.settings import Settings
 from kaon.store.base import RunRecord, StateStore
@@ -183,6 +184,7 @@ class KaonServer:
             self.services.runs.artifacts,
             lease_ttl=self.options.lease_ttl_s,
             owner_group_of=self.services.registry.owner_group,
+            on_turn=telemetry.record_engine_turn,
         )
         self.engine = engine
         admit = admission(self.services.store)

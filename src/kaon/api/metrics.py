@@ -8,6 +8,7 @@ Gathered at scrape time from the store (so it is right across processes and rest
 * ``kaon_step_duration_seconds`` -- histogram of finished attempts' durations;
 * ``kaon_trigger_lag_seconds{trigger}`` / ``kaon_trigger_lag_seconds_max{trigger}`` -- from
   :mod:`kaon.service.telemetry` (recorded by the trigger loop);
+* ``kaon_engine_turn_seconds`` -- histogram of this server's engine turns that did work;
 * ``kaon_api_requests_total{method,status}`` -- requests served by this process.
 """
 
@@ -76,6 +77,7 @@ class _StoreCollector(Collector):
             sum_value=durations.total,
         )
         yield from _trigger_lag()
+        yield _engine_turns()
 
     def _durations(self, conn: Connection) -> DurationSums:
         settle = self.clock() - SETTLE_S
@@ -90,6 +92,17 @@ class _StoreCollector(Collector):
 
 def _bound(value: float) -> str:
     return repr(float(value))
+
+
+def _engine_turns() -> Metric:
+    counts, total = telemetry.engine_turns()
+    bounds = [_bound(b) for b in telemetry.TURN_BUCKETS] + ["+Inf"]
+    return HistogramMetricFamily(
+        "kaon_engine_turn_seconds",
+        "Engine turns that did work (apply, decide, commit, act), wait excluded.",
+        buckets=[(b, float(n)) for b, n in zip(bounds, counts, strict=True)],
+        sum_value=total,
+    )
 
 
 def _trigger_lag() -> Iterator[Metric]:

@@ -144,10 +144,12 @@ class Engine:
         fingerprint: Fingerprint | None = None,
         tune_collector: bool = True,
         owner_group_of: Callable[[str], str | None] | None = None,
+        on_turn: Callable[[float], None] | None = None,
     ) -> None:
         self.ctx = EngineContext(store, artifacts, clock, fingerprint)
         # A workflow's owner group, to deliver a scoped signal only where it may go (server).
         self.owner_group_of = owner_group_of
+        self.on_turn = on_turn  # told how long each turn that did work took (its wait excluded)
         self.store = store
         self.executor = executor
         self.artifacts = artifacts
@@ -451,7 +453,9 @@ class Engine:
 
     def turn(self, max_wait: float = 1.0) -> None:
         """One turn: wait (at most ``max_wait``), apply, decide, commit, act."""
-        for event in self._drain(min(self._wait_time(), max_wait)):
+        events = self._drain(min(self._wait_time(), max_wait))
+        began = time.perf_counter()
+        for event in events:
             self._isolated(event.key[0], functools.partial(self._apply, event))
         now = self.ctx.clock()
         timers = self.ctx.timers
@@ -470,7 +474,9 @@ class Engine:
         finished = [s for s in self.runs.values() if s.finished]
         for state in finished:
             self.ctx.batch.update_run(state.id, owner=None, lease_until=None)
-        self._commit_and_act()
+        acted = self._commit_and_act()
+        if acted and self.on_turn is not None:
+            self.on_turn(time.perf_counter() - began)
         for state in finished:
             if self.runs.get(state.id) is state:
                 self.runs.pop(state.id)
@@ -567,10 +573,12 @@ class Engine:
         self._isolated(state.id, queue_requests)
         return left[0]
 
-    def _commit_and_act(self) -> None:
+    def _commit_and_act(self) -> bool:
+        """Commit the turn's batch, then act on it; False when there was nothing to do (or
+        only reports that may wait for the next decisive change)."""
         batch, outbox = self.ctx.batch, self.ctx.outbox
         if not batch and not outbox.submit and not outbox.cancel:
-            return
+            return False
         now = self.ctx.clock()
         if not outbox.submit and not outbox.cancel and _only_reports(batch):
             # Nothing will be acted on: reports (attempt started, logs, metrics, progress)
@@ -578,7 +586,7 @@ class Engine:
             if self._soft_since is None:
                 self._soft_since = now
             if now - self._soft_since < SOFT_DELAY_S:
-                return
+                return False
         self._soft_since = None
         self._commit(batch)
         self.ctx.batch, self.ctx.outbox = WriteBatch(), Outbox()
@@ -589,6 +597,7 @@ class Engine:
             self.executor.cancel(key)
         for request in outbox.submit:
             self.executor.submit(request)
+        return True
 
     def _commit(self, batch: WriteBatch) -> None:
         """Commit the turn's batch, fenced by the epochs held on the runs it touches.

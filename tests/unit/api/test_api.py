@@ -198,6 +198,8 @@ def test_metrics_exposition(client: Any, tokens: dict[str, str], services: Servi
     client.post("/runs", json={"workflow": "hello"}, headers=h(tokens["operator"]))
     services.runs.execute(run["id"])
     telemetry.record_trigger_lag("hello/cron", 0.25)
+    for seconds in (0.0005, 0.003, 0.003, 2.0):
+        telemetry.record_engine_turn(seconds)
     try:
         text = client.get("/metrics", headers=h(tokens["viewer"])).text
     finally:
@@ -208,6 +210,10 @@ def test_metrics_exposition(client: Any, tokens: dict[str, str], services: Servi
     assert "kaon_step_duration_seconds_count 1.0" in text
     assert 'kaon_trigger_lag_seconds{trigger="hello/cron"} 0.25' in text
     assert 'kaon_api_requests_total{method="POST",status="201"} 2.0' in text
+    assert 'kaon_engine_turn_seconds_bucket{le="0.001"} 1.0' in text
+    assert 'kaon_engine_turn_seconds_bucket{le="0.005"} 3.0' in text
+    assert 'kaon_engine_turn_seconds_bucket{le="+Inf"} 4.0' in text
+    assert "kaon_engine_turn_seconds_count 4.0" in text
 
 
 def test_unknown_routes_and_methods_are_json_4xx(client: Any, tokens: dict[str, str]) -> None:
