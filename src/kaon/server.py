@@ -42,9 +42,9 @@ log = logging.getLogger("kaon.server")
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """How to serve: address, bootstrap token name, engine claim interval and lease length
-    (a replica that stops renewing loses its runs to another this long after its last
-    renewal, by the database's clock)."""
+    """How to serve: address, bootstrap token name, engine claim interval, lease length (a
+    replica that stops renewing loses its runs to another this long after its last renewal,
+    by the database's clock) and how many runs the engine holds at once."""
 
     host: str = "127.0.0.1"
     port: int = 8420
@@ -52,6 +52,7 @@ class ServerOptions:
     claim_every_s: float = 0.1
     log_level: str = "warning"
     lease_ttl_s: float = 30.0
+    max_runs: int = 1000  # runs the engine holds at once (more wait, oldest first)
 
 
 def bootstrap(services: Services, name: str, out: TextIO) -> str | None:
@@ -192,7 +193,11 @@ class KaonServer:
             target=self._guarded,
             args=(
                 "engine",
-                lambda: engine.serve(admit=admit, claim_every_s=self.options.claim_every_s),
+                lambda: engine.serve(
+                    admit=admit,
+                    claim_every_s=self.options.claim_every_s,
+                    max_runs=self.options.max_runs,
+                ),
             ),
             name="kaon-engine",
             daemon=True,

@@ -74,6 +74,16 @@ class TriggerStoreContract:
         triggers.put_state("k", {"last_slot": 2.5, "more": [1]}, 2.0)
         assert triggers.get_state("k") == {"last_slot": 2.5, "more": [1]}
 
+    def test_states_are_read_and_initialised_in_bulk(self, triggers: TriggerStore) -> None:
+        triggers.put_state("k1", {"last_slot": 1.0}, 1.0)
+        keys = [f"k{n}" for n in range(1, 1201)]  # more than one chunk
+        assert triggers.get_states(keys) == {"k1": {"last_slot": 1.0}}
+        triggers.init_states({k: {"last_slot": 9.0} for k in keys}, 9.0)
+        found = triggers.get_states(keys)
+        assert len(found) == 1200 and found["k1"] == {"last_slot": 1.0}  # kept
+        assert found["k1200"] == {"last_slot": 9.0}
+        triggers.init_states({}, 10.0)
+
     def test_a_key_is_claimed_once(self, triggers: TriggerStore) -> None:
         first = _firing("2024-01-01T06:00")
         assert triggers.claim_firing(first) and first.id is not None

@@ -84,13 +84,27 @@ def server(
             "over the runs of one that stopped.",
         ),
     ] = 30.0,
+    max_runs: Annotated[
+        int,
+        typer.Option(
+            "--max-runs",
+            min=1,
+            envvar="KAON_MAX_RUNS",
+            help="Runs this replica's engine holds at once (waiting steps included); more "
+            "wait in the queue, oldest first.",
+        ),
+    ] = 1000,
 ) -> None:
     """Serve the HTTP API, drive runs and fire triggers until SIGTERM (exit 0)."""
     from kaon.server import ServerOptions, serve
     from kaon.service.settings import Settings
 
     options = ServerOptions(
-        host=host, port=port, bootstrap_token=bootstrap_token, lease_ttl_s=lease_ttl
+        host=host,
+        port=port,
+        bootstrap_token=bootstrap_token,
+        lease_ttl_s=lease_ttl,
+        max_runs=max_runs,
     )
     with _errors():
         settings = Settings.from_env(

@@ -123,6 +123,12 @@ class RegistryStore(ABC):
         """Every workflow with an active version, with that version, by name (one read)."""
 
     @abstractmethod
+    def signature(self) -> tuple[object, ...]:
+        """A cheap value that changes whenever a workflow is added or changed (a version
+        pushed, activated or deactivated, its properties or group set): a reader of
+        :meth:`active_versions` re-reads only when it differs."""
+
+    @abstractmethod
     def versions(self, workflow: str) -> list[VersionRecord]:
         """Every version of a workflow, oldest first. Raises NotFoundError."""
 
@@ -324,6 +330,17 @@ class SQLRegistryStore(RegistryStore):
                 values["properties"] = values["properties"] or {}
                 found.append((WorkflowRecord(**values), version))
         return found
+
+    def signature(self) -> tuple[object, ...]:
+        """See :meth:`RegistryStore.signature`: one aggregate over the workflows table."""
+        w = r.workflows.c
+        stmt = sa.select(
+            sa.func.count(),
+            sa.func.sum(w.updated_at),
+            sa.func.sum(sa.func.coalesce(w.active_version, 0)),
+        )
+        with self.store.reading() as conn:
+            return tuple(conn.execute(stmt).one())
 
     def versions(self, workflow: str) -> list[VersionRecord]:
         """See :meth:`RegistryStore.versions`."""

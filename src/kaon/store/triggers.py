@@ -13,7 +13,7 @@ or signal, one wins. The claim names the run id to create; a claim whose run is 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -108,6 +108,14 @@ class TriggerStore(ABC):
     @abstractmethod
     def put_state(self, key: str, value: dict[str, Any], now: float) -> None:
         """Store (insert or replace) the document under ``key``."""
+
+    @abstractmethod
+    def get_states(self, keys: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The documents stored under ``keys`` (those that exist), in one read."""
+
+    @abstractmethod
+    def init_states(self, values: Mapping[str, dict[str, Any]], now: float) -> None:
+        """Store each document whose key has none yet (others are kept), in one write."""
 
     # -- firings -------------------------------------------------------------------------
 
@@ -214,6 +222,28 @@ class SQLTriggerStore(TriggerStore):
         )
         with self.store.writing(f"saving trigger state {key}") as conn:
             conn.execute(stmt)
+
+    def get_states(self, keys: Collection[str]) -> dict[str, dict[str, Any]]:
+        """See :meth:`TriggerStore.get_states` (by chunks of 500 keys)."""
+        c = tt.trigger_state.c
+        wanted = sorted(set(keys))
+        found: dict[str, dict[str, Any]] = {}
+        with self.store.reading() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                stmt = sa.select(c.key, c.value).where(c.key.in_(chunk))
+                found.update((key, dict(value)) for key, value in conn.execute(stmt))
+        return found
+
+    def init_states(self, values: Mapping[str, dict[str, Any]], now: float) -> None:
+        """See :meth:`TriggerStore.init_states`."""
+        if not values:
+            return
+        rows = [{"key": k, "value": v, "updated_at": now} for k, v in values.items()]
+        stmt = self._insert_ignore(tt.trigger_state, ["key"])
+        with self.store.writing(f"saving the state of {len(rows)} new trigger(s)") as conn:
+            for start in range(0, len(rows), 500):
+                conn.execute(stmt, rows[start : start + 500])
 
     # -- firings -------------------------------------------------------------------------
 

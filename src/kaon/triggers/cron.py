@@ -14,6 +14,7 @@ All times are epoch seconds; slots are returned as floats, oldest first.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ class CronSchedule:
         self.timezone = timezone
         self.zone = _zone(timezone)
         self._repeat_folds = "*" in expression.split()[1]  # the hour field
+        # Parsed once: each walk starts from a copy (parsing costs far more than a step).
+        self._parsed = croniter(expression, dt.datetime(2000, 1, 1))
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expression!r}, {self.timezone!r})"
@@ -82,7 +85,8 @@ class CronSchedule:
         """Candidate instants from ``margin`` before ``after``, in roughly increasing order
         (never more than a DST shift out of order)."""
         start = self._naive(after - margin)
-        walker = croniter(self.expression, start)
+        walker = copy.copy(self._parsed)
+        walker.set_current(start, force=True)
         for _ in range(MAX_SLOTS):
             naive = walker.get_next(dt.datetime)
             yield from self._instants(naive)
@@ -122,7 +126,7 @@ def schedule_of(trigger: CronTriggerSpec) -> CronSchedule:
     return _schedule(trigger.cron, trigger.timezone)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=65_536)  # one per distinct expression: a registry has thousands
 def _schedule(expression: str, timezone: str) -> CronSchedule:
     return CronSchedule(expression, timezone)
 

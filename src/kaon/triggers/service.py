@@ -137,6 +137,8 @@ class TriggerService:
         self.alerts = alerts
         self.executor = executor or str(getattr(settings, "executor", "") or "")
         self._next_cron: dict[str, float] = {}
+        self._states: dict[str, dict[str, Any]] = {}  # read in bulk for new cron triggers
+        self._ids: dict[tuple[str, int], tuple[TriggerSpec, str]] = {}  # see _id
         self._since: dict[str, float] = {}  # when each signal trigger started (recorded)
         self._next_repair = float("-inf")
         self._next_slow_alerts = float("-inf")
@@ -172,6 +174,7 @@ class TriggerService:
             self._next_repair = at + _REPAIR_EVERY_S
             repair(self.store, self.triggers, self.catalog, now=at, executor=self.executor)
         workflows = self.catalog.active_workflows()
+        self._read_new_cron_states(workflows, at)
         signal_triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]] = []
         for workflow in workflows:
             for trigger in workflow.spec.triggers:
@@ -226,12 +229,42 @@ class TriggerService:
 
     # -- cron ----------------------------------------------------------------------------
 
+    def _id(self, workflow: str, trigger: TriggerSpec) -> str:
+        """``trigger_id`` of a catalog's trigger, computed once per trigger object (the
+        catalog keeps its specs: a pass over thousands of triggers hashes none)."""
+        key = (workflow, id(trigger))
+        known = self._ids.get(key)
+        if known is None or known[0] is not trigger:
+            known = (trigger, trigger_id(workflow, trigger))
+            self._ids[key] = known
+        return known[1]
+
+    def _read_new_cron_states(self, workflows: list[ActiveWorkflow], now: float) -> None:
+        """For the cron triggers this service has not seen yet: read their states in one
+        query, and record the new ones as starting now in one write (they fire from now on),
+        so that a start with thousands of workflows costs two statements, not thousands."""
+        new = {
+            f"cron:{tid}": (tid, trigger)
+            for workflow in workflows
+            for trigger in workflow.spec.triggers
+            if isinstance(trigger, CronTriggerSpec)
+            and (tid := self._id(workflow.name, trigger)) not in self._next_cron
+        }
+        if not new:
+            return
+        self._states.update(self.triggers.get_states(list(new)))
+        first = {key: {"last_slot": now} for key in new if key not in self._states}
+        self.triggers.init_states(first, now)
+        for key in first:
+            tid, trigger = new[key]
+            self._next_cron[tid] = self._next_due(tid, trigger, now)
+
     def _cron(self, workflow: ActiveWorkflow, trigger: CronTriggerSpec, now: float) -> list[Fired]:
-        tid = trigger_id(workflow.name, trigger)
+        tid = self._id(workflow.name, trigger)
         if now < self._next_cron.get(tid, float("-inf")):
             return []  # nothing due before the next slot we computed
         key = f"cron:{tid}"
-        state = self.triggers.get_state(key)
+        state = self._states.pop(key, None) or self.triggers.get_state(key)
         if state is None:  # first seen: fire from now on
             self.triggers.put_state(key, {"last_slot": now}, now)
             self._next_cron[tid] = self._next_due(tid, trigger, now)
@@ -263,7 +296,7 @@ class TriggerService:
         # Every pass registers the triggers it sees, signals or not: a trigger counts the
         # signals received from its start on, never from the first pass that had signals.
         since = {
-            trigger_id(w.name, t): self._first_seen(trigger_id(w.name, t), now, w.since)
+            self._id(w.name, t): self._first_seen(self._id(w.name, t), now, w.since)
             for w, t in triggers
         }
         state = self.triggers.get_state(_SIGNAL_CURSOR) or {"id": 0}
@@ -276,7 +309,7 @@ class TriggerService:
             assert signal.id is not None
             cursor = max(cursor, signal.id)
             for workflow, trigger in triggers:
-                tid = trigger_id(workflow.name, trigger)
+                tid = self._id(workflow.name, trigger)
                 if signal.name != trigger.signal or signal.at < since[tid]:
                     continue
                 if not signal.reaches(workflow.owner_group):
