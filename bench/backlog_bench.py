@@ -3,6 +3,11 @@ backlog of pending runs of a 3-step no-op workflow (claiming, admission, engine 
 durable commit per turn).
 
     python bench/backlog_bench.py --runs 5000 [--store pg] [--executor inline|process]
+        [--followers 20]
+
+With ``--followers N``, N live-stream followers (``GET /events``'s generator, through the
+API process's shared reader, as in ``kaon server``) follow the event feed meanwhile, and
+each must have received every event by the end.
 
 prints one JSON line: runs, wall seconds, runs per second, peak RSS (MB).
 """
@@ -18,6 +23,9 @@ import threading
 import time
 from pathlib import Path
 
+from feed_bench import _follower
+
+from kaon.api.feed_hub import FeedHub
 from kaon.artifacts import open_artifact_store
 from kaon.engine.engine import Engine
 from kaon.engine.operations import create_run
@@ -43,7 +51,7 @@ def three_steps() -> WorkflowSpec:
     return WorkflowSpec(name="three", graph=GraphSpec(steps=steps))
 
 
-def measure(url: str | None, runs: int, executor: str) -> dict[str, object]:
+def measure(url: str | None, runs: int, executor: str, followers: int = 0) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix="kaon-backlog-"))
     try:
         store = open_store(url or f"sqlite:///{home / 'kaon.db'}")
@@ -63,6 +71,13 @@ def measure(url: str | None, runs: int, executor: str) -> dict[str, object]:
             )
             batch.events.append(EventRecord(run_id, "run", now, {"status": "pending"}))
         store.write(batch)
+        before = len(store.events(limit=10_000_000))  # followers start from now
+        stopping = threading.Event()
+        seen = [0]
+        hub = FeedHub(store, stopping) if followers else None
+        if hub is not None:
+            hub.start()
+        streams = [_follower(store, stopping, seen, hub) for _ in range(followers)]  # type: ignore[arg-type]
         engine = Engine(store, create_executor(executor), open_artifact_store(str(home / "a")))
         engine.start()
         thread = threading.Thread(target=engine.serve, kwargs={"claim_every_s": 0.1})
@@ -76,6 +91,13 @@ def measure(url: str | None, runs: int, executor: str) -> dict[str, object]:
         engine.stop()
         thread.join(30)
         engine.close()
+        events = len(store.events(limit=10_000_000)) - before
+        deadline = time.monotonic() + 60
+        while followers and seen[0] < events * followers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stopping.set()
+        for stream in streams:
+            stream.join(10)
         failed = store.list_runs(statuses=[RunStatus.FAILED], limit=5)
         assert not failed, failed[0].error
         store.close()
@@ -85,6 +107,9 @@ def measure(url: str | None, runs: int, executor: str) -> dict[str, object]:
             "store": "sqlite" if url is None else "postgresql",
             "wall_s": round(wall, 2),
             "runs_per_s": round(runs / wall, 1),
+            "followers": followers,
+            "events_each_follower_got": round(seen[0] / followers) if followers else None,
+            "events": events,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
     finally:
@@ -96,15 +121,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--executor", default="inline", choices=["inline", "process"])
     parser.add_argument("--store", default="sqlite", help="sqlite, pg, or a store URL")
+    parser.add_argument("--followers", type=int, default=0, help="live-stream followers")
     args = parser.parse_args()
     if args.store == "pg":
         from pg_cluster import pg_cluster
 
         with pg_cluster() as url:
-            print(json.dumps(measure(url, args.runs, args.executor)))
+            print(json.dumps(measure(url, args.runs, args.executor, args.followers)))
     else:
         url = None if args.store == "sqlite" else args.store
-        print(json.dumps(measure(url, args.runs, args.executor)))
+        print(json.dumps(measure(url, args.runs, args.executor, args.followers)))
 
 
 if __name__ == "__main__":
