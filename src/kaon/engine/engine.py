@@ -162,6 +162,11 @@ class Engine:
         # workers' deadline follows the oldest (see _publish_fence).
         self._renewed: dict[str, float] = {}
         self._fence: float | None = None
+        # Runs something happened to since they were last advanced (events, timers, commands,
+        # signals, a start), or whose ready steps wait for room: a turn looks at these only,
+        # so its cost follows the activity, not the number of runs held (see _advance).
+        self._touched: set[str] = set()
+        self._busy: set[str] = set()  # runs with attempts in flight
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
         self._lock = EngineLock(self.owner)
         self._specs: dict[str, WorkflowSpec] = {}
@@ -225,6 +230,7 @@ class Engine:
             record = self.store.get_run(run_id)
             state = RunState(record, self._spec(record.definition_hash), self.ctx)
             self.runs[run_id] = state
+            self._touched.add(run_id)
             state.start()
         except StoreUnavailableError:
             self._forget(run_id)
@@ -355,6 +361,8 @@ class Engine:
         self.runs.clear()
         self.epochs.clear()
         self._renewed.clear()
+        self._touched.clear()
+        self._busy.clear()
         if self._started:
             self.executor.shutdown()
             self._started = False
@@ -412,6 +420,8 @@ class Engine:
         state = self.runs.pop(run_id, None)
         self.epochs.pop(run_id, None)
         self._renewed.pop(run_id, None)
+        self._touched.discard(run_id)
+        self._busy.discard(run_id)
         self.ctx.batch.take_runs([run_id])
         outbox = self.ctx.outbox
         outbox.submit = [r for r in outbox.submit if r.key[0] != run_id]
@@ -421,9 +431,12 @@ class Engine:
                 with contextlib.suppress(Exception):
                     self.executor.cancel(key)
 
-    def _isolated(self, run_id: str, action: Callable[[], object]) -> None:
+    def _isolated(self, run_id: str, action: Callable[[], object], *, touch: bool = True) -> None:
         """Do ``action`` for one run; an error in it quarantines that run only. A store
-        outage lets the run go (reloaded from the store later) instead."""
+        outage lets the run go (reloaded from the store later) instead. The run is touched:
+        the next :meth:`_advance` looks at it."""
+        if touch:
+            self._touched.add(run_id)
         try:
             action()
         except StoreUnavailableError as error:
@@ -470,8 +483,8 @@ class Engine:
         if time.monotonic() >= self._next_renew:
             self._next_renew = time.monotonic() + self.lease_ttl / 3
             self._renew_leases()
-        self._advance()
-        finished = [s for s in self.runs.values() if s.finished]
+        advanced = self._advance()
+        finished = [s for s in advanced if s.finished]
         for state in finished:
             self.ctx.batch.update_run(state.id, owner=None, lease_until=None)
         acted = self._commit_and_act()
@@ -482,11 +495,15 @@ class Engine:
                 self.runs.pop(state.id)
                 self.epochs.pop(state.id, None)
                 self._renewed.pop(state.id, None)
+                self._touched.discard(state.id)
+                self._busy.discard(state.id)
         self._publish_fence()
 
     def _wait_time(self) -> float:
-        if any(s.work or s.frames_done for s in self.runs.values()):
-            return 0.0
+        for run_id in self._touched:
+            state = self.runs.get(run_id)
+            if state is not None and (state.work or state.frames_done):
+                return 0.0
         now = self.ctx.clock()
         # Renewals are timed on the monotonic clock (the engine's clock may be a test's).
         wake = min(self._next_poll, now + self._next_renew - time.monotonic())
@@ -545,18 +562,41 @@ class Engine:
                 SignalRecord(event.name, dict(event.params), event.at, "step", run_id)
             )
 
-    def _advance(self) -> None:
-        free = self.executor.capacity - sum(len(s.inflight) for s in self.runs.values())
+    def _advance(self) -> list[RunState]:
+        """Decide for the runs touched since the last turn (oldest first): process their
+        worklists and queue their next attempts while the executor has room. Returns them.
+
+        Only a touched run can have changed, so a thousand runs waiting for a signal cost
+        nothing here. A run whose ready steps found no room stays touched for the next turn.
+        """
+        held = self.runs
+        in_flight = sum(len(held[r].inflight) for r in self._busy if r in held)
+        free = self.executor.capacity - in_flight
         url = self.artifacts.url
-        busy = True
-        while busy:
-            busy = False
-            for state in list(self.runs.values()):
-                self._isolated(state.id, state.process)
-            for state in list(self.runs.values()):
+        advanced: dict[str, RunState] = {}
+        todo = self._touched
+        self._touched = set()
+        while todo:
+            states = sorted(
+                (state for r in todo if (state := held.get(r)) is not None),
+                key=lambda s: (s.record.created_at, s.id),
+            )
+            for state in states:
+                self._isolated(state.id, state.process, touch=False)
+            todo = set()
+            for state in states:
                 free = self._requests(state, url, free)
+                advanced[state.id] = state
                 if (state.work or state.frames_done) and not state.finished:
-                    busy = True
+                    todo.add(state.id)
+        for state in advanced.values():
+            if state.inflight:
+                self._busy.add(state.id)
+            else:
+                self._busy.discard(state.id)
+            if state.ready and not state.finished:
+                self._touched.add(state.id)  # waits for room
+        return list(advanced.values())
 
     def _requests(self, state: RunState, url: str, free: int) -> int:
         """Queue the run's next attempts while there is room; returns the room left."""
@@ -570,7 +610,7 @@ class Engine:
                 self.ctx.outbox.submit.append(request)
                 left[0] -= 1
 
-        self._isolated(state.id, queue_requests)
+        self._isolated(state.id, queue_requests, touch=False)
         return left[0]
 
     def _commit_and_act(self) -> bool:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import sqlalchemy as sa
 from conftest import Harness, flow
 
@@ -60,5 +61,40 @@ def test_one_poll_costs_the_same_queries_for_5_or_25_held_runs(inline: Harness) 
         engine._poll_commands()
         engine.turn(max_wait=0)
         assert store.get_run(target).status is RunStatus.CANCELLED
+    finally:
+        engine.close()
+
+
+def test_a_turn_looks_only_at_the_runs_something_happened_to(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many runs held, waiting for a signal, a turn processes none of them; a run that
+    gets a command is processed alone (the turn's cost follows the activity)."""
+    from kaon.engine.runstate import RunState
+
+    spec = flow(WaitSpec(id="w", signal="never"))
+    run_ids = [inline.create(spec) for _ in range(40)]
+    engine = inline.engine()
+    try:
+        for run_id in run_ids:
+            engine.add_run(run_id)
+        for _ in range(3):
+            engine.turn(max_wait=0)
+        processed: list[str] = []
+        original = RunState.process
+
+        def counting(state: RunState) -> None:
+            processed.append(state.id)
+            original(state)
+
+        monkeypatch.setattr(RunState, "process", counting)
+        for _ in range(5):
+            engine.turn(max_wait=0)
+        assert processed == []
+        operations.send_command(inline.store, run_ids[7], "kill", {}, by="test")
+        engine._next_poll = 0.0
+        engine.turn(max_wait=0)
+        assert processed == [run_ids[7]]
+        assert inline.store.get_run(run_ids[7]).status is RunStatus.CANCELLED
     finally:
         engine.close()
