@@ -525,7 +525,9 @@ class Engine:
             )
 
     def _advance(self) -> None:
-        free = self.executor.capacity - sum(len(s.inflight) for s in self.runs.values())
+        executor = self.executor
+        inflight = sum(len(s.inflight) for s in self.runs.values())
+        free = executor.capacity + executor.prefetch - inflight
         url = self.artifacts.url
         busy = True
         while busy:
@@ -572,8 +574,8 @@ class Engine:
                 listener(batch.events)
         for key in outbox.cancel:
             self.executor.cancel(key)
-        for request in outbox.submit:
-            self.executor.submit(request)
+        if outbox.submit:
+            self.executor.submit_many(outbox.submit)
 
     def _commit(self, batch: WriteBatch) -> None:
         """Commit the turn's batch, fenced by the epochs held on the runs it touches.
