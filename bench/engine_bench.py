@@ -7,8 +7,9 @@ time divided by the number of steps is the orchestration overhead per step.
 
     python bench/engine_bench.py W2 --executor process
 
-prints one JSON line: workflow, executor, steps, wall seconds, ms per step, peak RSS (MB) of
-the engine process.
+prints one JSON line: workflow, executor, steps, wall seconds, ms per step, the engine
+process's CPU time per step (``cpu_ms_per_step``: user + system, all its threads; steadier than
+wall time on a shared machine), peak RSS (MB) of the engine process.
 
     python bench/engine_bench.py W1 --store pg
 
@@ -94,8 +95,10 @@ def measure(args: argparse.Namespace, url: str | None) -> None:
         engine.start()  # worker start-up is not orchestration overhead
         run = create_run(store, spec, {})
         started = time.perf_counter()
+        cpu_before = time.process_time()
         status = engine.run_until_done(run.id)
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
         engine.close()
         assert status is RunStatus.SUCCEEDED, store.get_run(run.id).error
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -105,6 +108,7 @@ def measure(args: argparse.Namespace, url: str | None) -> None:
             "steps": steps,
             "wall_s": round(wall, 3),
             "ms_per_step": round(wall / steps * 1000, 4),
+            "cpu_ms_per_step": round(cpu / steps * 1000, 4),
             "peak_rss_mb": round(rss_mb, 1),
             "store": "sqlite" if url is None else "postgresql",
         }

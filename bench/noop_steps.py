@@ -18,3 +18,8 @@ def items(n: int) -> list[int]:
 def count(values: list[Any]) -> int:
     """The join: how many results arrived."""
     return len(values)
+
+
+def plus_one(x: int) -> int:
+    """An item's work: the item + 1 (a value per item, for the join to collect)."""
+    return x + 1

@@ -8,7 +8,9 @@ reference (lists and dicts of references included) back into values, verifying h
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kaon.model.values import ArtifactRef, ValueRef
@@ -36,6 +38,19 @@ class ArtifactStore(ABC):
         Raises :class:`~kaon.errors.CorruptArtifactError` on a hash mismatch and
         :class:`~kaon.errors.ArtifactError` when the blob is missing or the store fails.
         """
+
+    def list_items(self, ref: ValueRef) -> Iterator[Any] | None:
+        """The items of the list behind ``ref``, one by one, or None when it is not a list.
+
+        A store may decode a JSON blob lazily, so that a long list is never held whole. Raises
+        as :meth:`get` does."""
+        value = self.get(ref)
+        return iter(value) if isinstance(value, list) else None
+
+    def put_json_items(self, texts: Iterable[bytes], *, name: str = "") -> ValueRef:
+        """Store the list whose items' compact JSON texts are ``texts`` (in order), as
+        :meth:`put` would store that list. A store may write it without holding it whole."""
+        return self.put([json.loads(text) for text in texts], name=name)
 
     @abstractmethod
     def exists(self, ref: ArtifactRef) -> bool:

@@ -16,10 +16,12 @@ is raised as :class:`~kaon.errors.ArtifactError`, which callers treat as a platf
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
@@ -131,6 +133,63 @@ class FsspecArtifactStore(ArtifactStore):
         hash_ = sha256(data)
         self._write_once(hash_, data)
         return ArtifactRef(hash_, serializer.name, len(data), _type_name(value))
+
+    def put_json_items(self, texts: Iterable[bytes], *, name: str = "") -> ValueRef:
+        """Store a list from its items' compact JSON texts; on a local store the blob is
+        written as it streams in (hashed on the way), never held whole."""
+        if not self._local:
+            return super().put_json_items(texts, name=name)
+        digest = hashlib.sha256()
+        directory = os.path.join(self._blobs, "tmp")
+        os.makedirs(directory, exist_ok=True)
+        temp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+        size = 0
+        try:
+            with open(temp, "xb") as file:
+                separator = b"["
+                for text in texts:
+                    for part in (separator, text):
+                        file.write(part)
+                        digest.update(part)
+                        size += len(part)
+                    separator = b","
+                tail = b"]" if separator == b"," else b"[]"
+                file.write(tail)
+                digest.update(tail)
+                size += len(tail)
+                file.flush()
+                os.fsync(file.fileno())
+            if size <= self.inline_limit:
+                with open(temp, "rb") as file:
+                    return Literal(json.loads(file.read()))
+            hash_ = digest.hexdigest()
+            path = self._path(hash_)
+            if not os.path.isfile(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.replace(temp, path)
+                _fsync_dir(os.path.dirname(path))
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the list {name or ''} as a blob: {exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        return ArtifactRef(hash_, "json", size, "builtins.list")
+
+    def list_items(self, ref: ValueRef) -> Iterator[Any] | None:
+        """The items of a list one by one; a JSON blob is decoded item by item as they are
+        taken (its text is held, never the decoded list)."""
+        if not (isinstance(ref, ArtifactRef) and ref.serializer == "json"):
+            return super().list_items(ref)
+        data = self._read(ref.hash)
+        if sha256(data) != ref.hash:
+            self._load(ref)  # raises CorruptArtifactError with the details
+        text = data.decode("utf-8")
+        del data
+        start = _SPACE.match(text).end()  # type: ignore[union-attr]
+        if text[start : start + 1] != "[":
+            value = json.loads(text)
+            return iter(value) if isinstance(value, list) else None
+        return _array_items(text, start + 1)
 
     def _serialize(self, value: Any, name: str) -> tuple[Serializer, bytes]:
         errors: list[str] = []
@@ -279,6 +338,31 @@ class FsspecArtifactStore(ArtifactStore):
             raise ArtifactError(
                 f"cannot delete blob {hash_} at {self.blob_path(hash_)}: {exc}"
             ) from exc
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_items(text: str, position: int) -> Iterator[Any]:
+    """The values of the JSON array whose ``[`` ends at ``position`` in ``text``, decoded one
+    at a time. Raises SerializationError on malformed JSON."""
+    decoder = json.JSONDecoder()
+    space = _SPACE.match
+    try:
+        position = space(text, position).end()  # type: ignore[union-attr]
+        if text[position] == "]":
+            return
+        while True:
+            value, position = decoder.raw_decode(text, position)
+            yield value
+            position = space(text, position).end()  # type: ignore[union-attr]
+            if text[position] == "]":
+                return
+            if text[position] != ",":
+                raise ValueError(f"expected ',' or ']' at {position}")
+            position = space(text, position + 1).end()  # type: ignore[union-attr]
+    except (ValueError, IndexError) as exc:
+        raise SerializationError(f"cannot decode a JSON list: {exc}") from exc
 
 
 def _write_local(path: str, data: bytes) -> None:

@@ -14,6 +14,7 @@ from kaon.engine.nodes import (
     LoopState,
     Node,
 )
+from kaon.engine.spool import LazyItems
 from kaon.errors import KaonError
 from kaon.model.events import ErrorInfo
 from kaon.model.params import bind_params
@@ -30,7 +31,6 @@ from kaon.model.values import (
     RETURN,
     Literal,
     ValueRef,
-    collect,
     decode_outputs,
     encode_outputs,
 )
@@ -68,22 +68,25 @@ class ContainerSteps(RunCore):
 
     def _start_foreach(self, node: Node, spec: ForeachSpec) -> None:
         where = spec.location.with_field("foreach")
-        items = self.resolver.value(node.frame, spec.items, where)
-        if not isinstance(items, list):
+        ref = self.resolver.input_ref(node.frame, spec.items, where)
+        items = self.ctx.artifacts.list_items(ref)
+        if items is None:
+            value = self.ctx.artifacts.get(ref)
             raise ForeachItemsError(
-                f"foreach {node.path}: items must be a list, got {type(items).__name__}: "
-                f"{items!r:.80}"
+                f"foreach {node.path}: items must be a list, got {type(value).__name__}: "
+                f"{value!r:.80}"
             )
         existing = self._children_rows(node)
         if node.status is not _S.RUNNING:
             self._set(node, _S.RUNNING, started_at=self.ctx.clock())
-        state = ForeachState(spec, items, spec.concurrency or DEFAULT_WINDOW)
+        state = ForeachState(spec, LazyItems(items), spec.concurrency or DEFAULT_WINDOW)
         for row in existing:
             if row.index is None:
                 continue
             if row.status in (_S.SUCCEEDED, _S.CACHED):
                 outputs = decode_outputs(row.outputs)
-                state.results[row.index] = outputs.get(RETURN, Literal(None))
+                state.results.put(row.index, outputs.get(RETURN, Literal(None)))
+                state.finished.add(row.index)
             else:
                 state.restore[row.index] = row
         node.foreach = state
@@ -97,18 +100,19 @@ class ContainerSteps(RunCore):
             and not state.exhausted
         ):
             index = state.next_index
+            item = state.items.take(index)
             state.next_index += 1
-            if index not in state.results:
-                self._open_item(node, state, index)
+            if index not in state.finished:
+                self._open_item(node, state, index, item)
         if state.exhausted and not state.active and not self.finished and not self.draining:
-            refs = [state.results.get(i, Literal(None)) for i in range(len(state.items))]
+            count = state.next_index
+            output = state.results.collect(count, self.ctx.artifacts, node.path)
             failed = state.failed > 0
-            why = f"{state.failed} of {len(state.items)} items of {node.path} failed"
-            self._complete_container(node, failed, collect(refs), why)
+            why = f"{state.failed} of {count} items of {node.path} failed"
+            self._complete_container(node, failed, output, why)
 
-    def _open_item(self, node: Node, state: ForeachState, index: int) -> None:
+    def _open_item(self, node: Node, state: ForeachState, index: int, item: Any) -> None:
         spec = state.spec
-        item = state.items[index]
         frame = self._new_frame(
             spec.body,
             f"{node.path}[{index}].",
@@ -126,7 +130,7 @@ class ContainerSteps(RunCore):
         state = node.foreach
         assert state is not None and frame.index is not None
         state.active.pop(frame.index, None)
-        state.results[frame.index] = output
+        state.results.put(frame.index, output)
         if failed:
             state.failed += 1
         self._close_frame_row(frame, failed, output)

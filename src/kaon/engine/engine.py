@@ -564,14 +564,17 @@ class Engine:
 
     def _advance(self) -> list[RunState]:
         """Decide for the runs touched since the last turn (oldest first): process their
-        worklists and queue their next attempts while the executor has room. Returns them.
+        worklists and queue their next attempts while the executor has room (its capacity and
+        what it accepts queued, see :attr:`~kaon.executors.base.Executor.prefetch`). Returns
+        them.
 
         Only a touched run can have changed, so a thousand runs waiting for a signal cost
         nothing here. A run whose ready steps found no room stays touched for the next turn.
         """
         held = self.runs
+        executor = self.executor
         in_flight = sum(len(held[r].inflight) for r in self._busy if r in held)
-        free = self.executor.capacity - in_flight
+        free = executor.capacity + executor.prefetch - in_flight
         url = self.artifacts.url
         advanced: dict[str, RunState] = {}
         todo = self._touched
@@ -635,8 +638,8 @@ class Engine:
                 listener(batch.events)
         for key in outbox.cancel:
             self.executor.cancel(key)
-        for request in outbox.submit:
-            self.executor.submit(request)
+        if outbox.submit:
+            self.executor.submit_many(outbox.submit)
         return True
 
     def _commit(self, batch: WriteBatch) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaon.engine.memo import CacheKey
+from kaon.engine.spool import LazyItems, ResultSpool
 from kaon.model.graph import CompiledGraph
 from kaon.model.specs import (
     FailureMode,
@@ -153,21 +154,24 @@ class Frame:
 
 @dataclass(eq=False)
 class ForeachState:
-    """Progress of a foreach: items, the window of active item frames, results so far."""
+    """Progress of a foreach: its items (decoded as expanded), the window of active item frames,
+    and the finished items' outputs (spooled to disk, see :mod:`kaon.engine.spool`): its memory
+    does not grow with its number of items."""
 
     spec: ForeachSpec
-    items: list[Any]
+    items: LazyItems
     limit: int
     next_index: int = 0
     active: dict[int, Frame] = field(default_factory=dict)
-    results: dict[int, ValueRef] = field(default_factory=dict)  # finished items' outputs
+    results: ResultSpool = field(default_factory=ResultSpool)  # finished items' outputs
+    finished: set[int] = field(default_factory=set)  # items found finished on resume
     failed: int = 0
     restore: dict[int, Any] = field(default_factory=dict)  # item rows found on resume
 
     @property
     def exhausted(self) -> bool:
         """True once every item has been expanded."""
-        return self.next_index >= len(self.items)
+        return not self.items.has(self.next_index)
 
 
 @dataclass(eq=False)

@@ -94,9 +94,15 @@ class RunState(ContainerSteps, CachingSteps):
         return None
 
     def attempt_started(self, key: AttemptKey, at: float, worker: str) -> None:
-        """Record where an attempt runs."""
-        if key in self.inflight:
+        """Record where and when an attempt really started (an executor may queue attempts
+        ahead of its workers): its timeout counts from the moment the engine learns of it (on
+        the engine's clock), not from its dispatch."""
+        node = self.inflight.get(key)
+        if node is not None:
             self.ctx.batch.update_attempt(key, started_at=at, worker=worker)
+            timeout = node.timeout_s
+            if timeout is not None:
+                self.ctx.add_timer(self.ctx.clock() + timeout, "timeout", self.id, node, key)
 
     def attempt_succeeded(self, key: AttemptKey, at: float, outputs: dict[str, ValueRef]) -> None:
         """An attempt finished: record its outputs and move on."""
@@ -342,8 +348,6 @@ class RunState(ContainerSteps, CachingSteps):
         node.running = key
         self.inflight[key] = node
         timeout = node.timeout_s
-        if timeout is not None:
-            self.ctx.add_timer(now + timeout, "timeout", self.id, node, key)
         item, index, iteration = frame_facts(node.frame)
         return TaskRequest(
             key=key,

@@ -4,10 +4,19 @@ Started by :class:`~kaon.executors.process.ProcessExecutor` as
 ``python -c "from kaon.executors._worker import main; main()" <fd> <parent pid>``, where
 ``<fd>`` is its end of a socket pair wrapped as a :class:`multiprocessing.connection.Connection`.
 
-Messages from the parent: an init dict (``sys_path``), then one
-:class:`~kaon.executors.base.TaskRequest` at a time, or ``None`` to stop. Messages to the
-parent: ``("ready", pid)`` once, then ``("events", [event, ...])`` batches and
-``("group", (pgid, running))`` when a shell command's process group starts or ends.
+Messages from the parent: an init dict (``sys_path``), then messages that each hold one or
+more pickles back to back: a :class:`~kaon.executors.base.TaskRequest` to run (several may come
+in one message: batched dispatch), ``("cancel", key)``, or ``None`` to stop. A receiver thread
+queues the requests; the main thread runs them in order. Messages to the parent: ``("ready",
+pid)`` once, then ``("events", [event, ...])`` batches, ``("group", (pgid, running))`` when a
+shell command's process group starts or ends, ``("returned", [key, ...])`` when queued requests
+are handed back (the attempt running has taken longer than :data:`GIVE_BACK_S`, so other
+workers should run them), and ``("running", key)`` when a cancelled attempt is the one running
+(the parent then terminates this worker).
+
+Events are batched: a finished attempt's events are sent when nothing else is queued here, else
+within :data:`FLUSH_DELAY_S` together with the next attempts' events, so a burst of short
+attempts costs the parent one message (and the engine one commit) per batch, not per attempt.
 
 The worker dies with its parent: it exits on EOF of the connection while idle, and a
 housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds so that a
@@ -22,21 +31,25 @@ with :data:`~kaon.executors._lease_fence.LEASE_EXPIRED_EXIT`.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from types import FrameType
 
 from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline, Watchdog
 from kaon.executors.base import TaskRequest
-from kaon.model.events import ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
+from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed
 
 PARENT_CHECK_S = 0.2
-FLUSH_DELAY_S = 0.005  # how long a non-final event may wait to share a message with others
+FLUSH_DELAY_S = 0.005  # how long an event may wait to share a message with others
 MAX_BATCH = 256
+GIVE_BACK_S = 0.05  # an attempt running longer hands the requests queued behind it back
 
 RUNNING_IN_WORKER = False
 """True inside a worker process: a process executor refuses to start there (a user module that
@@ -52,9 +65,18 @@ def _die(code: int) -> None:
     os._exit(code)
 
 
+def loads_all(data: bytes) -> list[object]:
+    """The objects pickled back to back in one message."""
+    stream = io.BytesIO(data)
+    found: list[object] = []
+    while stream.tell() < len(data):
+        found.append(pickle.Unpickler(stream).load())
+    return found
+
+
 class Outbox:
-    """Batches events to the parent: a final event, or a full batch, is sent at once; others
-    within :data:`FLUSH_DELAY_S` by the housekeeping thread."""
+    """Batches events to the parent: a full batch is sent at once, the rest by the serving loop
+    when nothing is queued, or within :data:`FLUSH_DELAY_S` by the housekeeping thread."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -67,7 +89,7 @@ class Outbox:
         with self._lock:
             self._pending.append(event)
             count = len(self._pending)
-        if isinstance(event, StepSucceeded | StepFailed) or count >= MAX_BATCH:
+        if count >= MAX_BATCH:
             self.flush()
         elif count == 1:
             self._wake.set()
@@ -92,12 +114,19 @@ class Outbox:
         """Tell the parent a shell command's process group started or ended."""
         self.send_now(("group", (pgid, running)))
 
-    def housekeep(self, parent_pid: int) -> None:
-        """Forever: flush late events, and exit when the parent has died."""
+    def housekeep(self, parent_pid: int, inbox: Inbox) -> None:
+        """Forever: flush late events, hand queued requests back when the attempt running is
+        slow, and exit when the parent has died."""
         while True:
-            woke = self._wake.wait(PARENT_CHECK_S)
+            woke = self._wake.wait(GIVE_BACK_S if inbox.backlog() else PARENT_CHECK_S)
             if parent_pid and os.getppid() != parent_pid:
                 _die(1)
+            returned = inbox.give_back(GIVE_BACK_S)
+            if returned:
+                try:
+                    self.send_now(("returned", returned))
+                except OSError:
+                    _die(1)
             if woke:
                 self._wake.clear()
                 time.sleep(FLUSH_DELAY_S)
@@ -105,6 +134,84 @@ class Outbox:
                     self.flush()
                 except OSError:
                     _die(1)
+
+
+class Inbox:
+    """The requests sent to this worker, in order; filled by :meth:`receive` on its own thread
+    so that a cancel or a hand-back can reach requests that wait behind a running attempt."""
+
+    def __init__(self, conn: Connection, outbox: Outbox) -> None:
+        self._conn = conn
+        self._outbox = outbox
+        self._cond = threading.Condition()
+        self._queue: deque[TaskRequest] = deque()
+        self._closed = False
+        self._current: TaskRequest | None = None
+        self._since = 0.0
+
+    def receive(self) -> None:
+        """Forever: queue the parent's requests and apply its cancels, until it stops us."""
+        while True:
+            try:
+                messages = loads_all(self._conn.recv_bytes())
+            except Exception:  # EOF, a closed socket or a garbled message: stop
+                messages = [None]
+            for message in messages:
+                if isinstance(message, TaskRequest):
+                    with self._cond:
+                        self._queue.append(message)
+                        self._cond.notify()
+                elif isinstance(message, tuple) and message[0] == "cancel":
+                    self._cancel(message[1])
+                else:
+                    with self._cond:
+                        self._closed = True
+                        self._cond.notify()
+                    return
+
+    def next(self) -> TaskRequest | None:
+        """The next request to run, waiting for one; None once the parent stopped us."""
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            self._current = self._queue.popleft()
+            self._since = time.monotonic()
+            return self._current
+
+    def done(self) -> bool:
+        """The current request finished; True when nothing else is queued."""
+        with self._cond:
+            self._current = None
+            return not self._queue
+
+    def backlog(self) -> bool:
+        """True while an attempt runs with others queued behind it."""
+        return self._current is not None and bool(self._queue)
+
+    def give_back(self, after_s: float) -> list[AttemptKey]:
+        """Drop and return the queued requests' keys when the running attempt started more than
+        ``after_s`` seconds ago (they will never run here)."""
+        with self._cond:
+            if self._current is None or not self._queue:
+                return []
+            if time.monotonic() - self._since < after_s:
+                return []
+            keys = [request.key for request in self._queue]
+            self._queue.clear()
+            return keys
+
+    def _cancel(self, key: AttemptKey) -> None:
+        with self._cond:
+            for request in self._queue:
+                if request.key == key:
+                    self._queue.remove(request)
+                    return
+            running = self._current is not None and self._current.key == key
+        if running:  # only the parent can stop it: it terminates this worker
+            with contextlib.suppress(OSError):
+                self._outbox.send_now(("running", key))
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -118,18 +225,20 @@ def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -
     from kaon.steptypes.shell import set_process_group_observer
 
     outbox = Outbox(conn)
+    inbox = Inbox(conn, outbox)
     set_process_group_observer(outbox.group_changed)
     threading.Thread(
-        target=outbox.housekeep, args=(parent_pid,), name="kaon-worker-housekeeping", daemon=True
+        target=outbox.housekeep,
+        args=(parent_pid, inbox),
+        name="kaon-worker-housekeeping",
+        daemon=True,
     ).start()
     install_output_capture()
     conn.send(("ready", os.getpid()))
+    threading.Thread(target=inbox.receive, name="kaon-worker-inbox", daemon=True).start()
     while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            break
-        if not isinstance(request, TaskRequest):
+        request = inbox.next()
+        if request is None:
             break
         if watchdog is None:
             run_task(request, outbox.add)
@@ -139,10 +248,11 @@ def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -
             watchdog.busy = True
             run_task(request, outbox.add)
             watchdog.busy = False
-        try:
-            outbox.flush()
-        except OSError:
-            break
+        if inbox.done():  # nothing queued: report now rather than within FLUSH_DELAY_S
+            try:
+                outbox.flush()
+            except OSError:
+                break
 
 
 def _refused_late(request: TaskRequest) -> StepFailed:

@@ -72,6 +72,11 @@ class Executor(ABC):
         cancelled, in which case a ``StepFailed`` may or may not follow.
         """
 
+    def submit_many(self, requests: list[TaskRequest]) -> None:
+        """Submit several requests, in order (an executor may send them together)."""
+        for request in requests:
+            self.submit(request)
+
     @abstractmethod
     def cancel(self, key: AttemptKey) -> None:
         """Stop the attempt if it is running (best effort for threads; a kill for processes)."""
@@ -88,6 +93,12 @@ class Executor(ABC):
         whose attempts run inside the engine's process (threads) need not: they stop with it.
         """
         return  # nothing to stop outside the engine's process
+
+    @property
+    def prefetch(self) -> int:
+        """How many attempts it accepts beyond :attr:`capacity`, queued where they will run so
+        that workers never wait for the engine (their real start is their ``StepStarted``)."""
+        return 0
 
     @abstractmethod
     def shutdown(self) -> None:

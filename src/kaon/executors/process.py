@@ -9,8 +9,19 @@ over. Requests and events travel over one socket pair per worker
 (:class:`multiprocessing.connection.Connection`); one reader thread in the parent waits on all
 of them and delivers events to the sink.
 
+* Dispatch is batched: a worker is sent up to :data:`WORKER_DEPTH` attempts (several per
+  message) and runs them in order, reporting their events in batches (see
+  :mod:`kaon.executors._worker`), so that a fan-out of short steps costs one message, and one
+  engine commit, per batch rather than per attempt. The executor therefore accepts
+  :attr:`ProcessExecutor.prefetch` attempts beyond its capacity. An attempt's real start is its
+  ``StepStarted`` event, sent by the worker when it begins. A worker whose attempt runs longer
+  than :data:`~kaon.executors._worker.GIVE_BACK_S` hands the attempts queued behind it back,
+  and gets no more until that attempt ends, so a long step never holds short ones hostage.
 * A worker that dies while running an attempt (segfault, ``os._exit``, OOM kill) yields
-  ``StepFailed`` with ``platform=True`` and type ``WorkerLost``; a replacement is started.
+  ``StepFailed`` with ``platform=True`` and type ``WorkerLost`` for that attempt alone; the
+  attempts queued behind it run on other workers, and a replacement is started. When the
+  parent cannot tell which of several attempts was running (the worker died before reporting
+  it), they are sent again one per worker, so that only the culprit fails.
 * :meth:`ProcessExecutor.cancel` terminates the worker running the attempt (SIGTERM, which
   kills its shell commands, then SIGKILL of its process group after
   :data:`KILL_GRACE_S`) and starts a replacement. No event is delivered for the attempt after
@@ -40,11 +51,19 @@ from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
 from kaon.executors.sandbox import SandboxSpec
-from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
+from kaon.model.events import (
+    AttemptKey,
+    ErrorInfo,
+    ExecutorEvent,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+)
 
 KILL_GRACE_S = 0.5  # between SIGTERM and SIGKILL of a cancelled attempt's worker
 HEALTH_CHECK_S = 0.5  # how often the reader looks for workers that died without an EOF
 MAX_START_FAILURES = 3  # workers in a row that die before ready: the pool is broken
+WORKER_DEPTH = 16  # attempts sent ahead to one worker (it runs them one by one)
 _log = logging.getLogger(__name__)
 _WORKER_CODE = "from kaon.executors._worker import main; main()"
 
@@ -55,7 +74,11 @@ class _Worker:
 
     proc: subprocess.Popen[bytes]
     conn: Connection
-    task: TaskRequest | None = None
+    # Attempts sent and not finished, in the order the worker runs them, with their pickles.
+    tasks: OrderedDict[AttemptKey, tuple[TaskRequest, bytes]] = field(default_factory=OrderedDict)
+    last_started: AttemptKey | None = None  # the latest StepStarted received from it
+    slow: bool = False  # handed attempts back: gets no more until its running attempt ends
+    solo: bool = False  # runs a suspect of a lost worker: gets nothing else meanwhile
     ready: bool = False
     retiring: bool = False
     kill_at: float = 0.0
@@ -129,10 +152,9 @@ class ProcessExecutor(Executor):
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []  # live, not retiring
         self._retiring: list[_Worker] = []
-        self._idle: list[_Worker] = []
         self._by_key: dict[AttemptKey, _Worker] = {}
-        self._pending: OrderedDict[AttemptKey, bytes] = OrderedDict()
-        self._requests: dict[AttemptKey, TaskRequest] = {}
+        self._pending: OrderedDict[AttemptKey, tuple[TaskRequest, bytes]] = OrderedDict()
+        self._suspects: set[AttemptKey] = set()  # maybe crashed a worker: sent alone
         self._later: list[ExecutorEvent] = []
         self._sink: EventSink | None = None
         self._closed = False
@@ -147,6 +169,11 @@ class ProcessExecutor(Executor):
     def capacity(self) -> int:
         """How many attempts run at once: the number of worker processes."""
         return self._size
+
+    @property
+    def prefetch(self) -> int:
+        """Attempts accepted beyond the capacity: queued in the workers, ready to run."""
+        return self._size * (WORKER_DEPTH - 1)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for monitoring and tests)."""
@@ -200,7 +227,7 @@ class ProcessExecutor(Executor):
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
         for worker in workers:
-            if worker.task is not None:
+            if worker.tasks:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGTERM)
             with contextlib.suppress(OSError):
@@ -218,44 +245,57 @@ class ProcessExecutor(Executor):
     # -- tasks -----------------------------------------------------------------------------
 
     def submit(self, request: TaskRequest) -> None:
-        """Send ``request`` to an idle worker, or queue it until one is free. Never blocks.
+        """Send ``request`` to a worker, or queue it until one has room. Never blocks.
 
         A request that cannot be pickled fails (not a platform failure) with its reason.
         """
+        self.submit_many([request])
+
+    def submit_many(self, requests: list[TaskRequest]) -> None:
+        """Submit ``requests`` in order, sending each worker its share in one message."""
         if self._sink is None:
             raise SystemFailure("process executor: submit() before start()")
-        try:
-            data = bytes(ForkingPickler.dumps(request))
-        except Exception as exc:
-            message = f"the request for step {request.step_path} cannot be sent to a worker: {exc}"
-            self._deliver_later(
-                StepFailed(request.key, time.time(), ErrorInfo(error_type_name(exc), message))
-            )
-            return
+        pickled: list[tuple[TaskRequest, bytes]] = []
+        for request in requests:
+            try:
+                pickled.append((request, bytes(ForkingPickler.dumps(request))))
+            except Exception as exc:
+                message = (
+                    f"the request for step {request.step_path} cannot be sent to a worker: {exc}"
+                )
+                info = ErrorInfo(error_type_name(exc), message)
+                self._deliver_later(StepFailed(request.key, time.time(), info))
         with self._lock:
             if self._closed:
                 raise SystemFailure("process executor: submit() after shutdown()")
-            if self._broken:
-                self._later.append(self._broken_failure(request.key))
-            else:
-                self._requests[request.key] = request
-                self._pending[request.key] = data
-                self._dispatch()
+            for request, data in pickled:
+                if self._broken:
+                    self._later.append(self._broken_failure(request.key))
+                else:
+                    self._pending[request.key] = (request, data)
+            self._dispatch()
         if self._later:
             self._wake()
 
     def cancel(self, key: AttemptKey) -> None:
-        """Kill the attempt: drop it if queued, else terminate its worker and replace it."""
+        """Kill the attempt: drop it if queued here or in its worker, else terminate the worker
+        running it (the attempts queued behind it go to other workers) and replace it."""
         with self._lock:
-            self._requests.pop(key, None)
+            self._suspects.discard(key)
             if self._pending.pop(key, None) is not None:
                 return
             worker = self._by_key.pop(key, None)
             if worker is None or self._closed:
                 return
-            self._retire(worker)
-            self._add_worker()
-            self._dispatch()
+            first = next(iter(worker.tasks)) == key
+            del worker.tasks[key]
+            if first or worker.last_started == key:  # running, or may be: stop the worker
+                self._retire(worker)
+                self._add_worker()
+                self._dispatch()
+            else:  # queued in the worker: it drops it, or says it is running after all
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(bytes(ForkingPickler.dumps(("cancel", key))))
         self._wake()
 
     # -- inside the lock -------------------------------------------------------------------
@@ -285,24 +325,50 @@ class ProcessExecutor(Executor):
         worker = _Worker(proc, parent_conn)
         parent_conn.send({"sys_path": list(sys.path), "cwd": os.getcwd(), "lease_fd": lease_fd})
         self._workers.append(worker)
-        self._idle.append(worker)
 
     def _dispatch(self) -> None:
-        while self._pending and self._idle:
-            key, data = self._pending.popitem(last=False)
-            worker = self._idle.pop()
-            worker.task = self._requests.pop(key)
+        """Send pending attempts to the least loaded workers with room, one message each."""
+        batches: dict[_Worker, list[bytes]] = {}
+        while self._pending:
+            key = next(iter(self._pending))
+            worker = self._pick(key in self._suspects)
+            if worker is None:
+                break
+            request, data = self._pending.pop(key)
+            worker.tasks[key] = (request, data)
+            worker.solo = key in self._suspects
             self._by_key[key] = worker
+            batches.setdefault(worker, []).append(data)
+        for worker, parts in batches.items():
             with contextlib.suppress(OSError):  # if the worker died, the reader reports it
-                worker.conn.send_bytes(data)
+                worker.conn.send_bytes(b"".join(parts))
+
+    def _pick(self, suspect: bool) -> _Worker | None:
+        """The worker to send the next attempt to: the least loaded one with room. A slow
+        worker, or one that runs a suspect, has room only when empty; a suspect needs an
+        empty worker."""
+        best: _Worker | None = None
+        for worker in self._workers:
+            load = len(worker.tasks)
+            limit = 1 if (suspect or worker.slow or worker.solo) else WORKER_DEPTH
+            if load < limit and (best is None or load < len(best.tasks)):
+                best = worker
+        return best
+
+    def _requeue(self, items: list[tuple[AttemptKey, tuple[TaskRequest, bytes]]]) -> None:
+        """Put attempts back at the head of the queue, in order (inside the lock)."""
+        for key, item in reversed(items):
+            self._by_key.pop(key, None)
+            self._pending[key] = item
+            self._pending.move_to_end(key, last=False)
 
     def _retire(self, worker: _Worker) -> None:
+        """Terminate a worker; the attempts it still holds go back to the queue."""
         worker.retiring = True
-        worker.task = None
+        self._requeue(list(worker.tasks.items()))
+        worker.tasks.clear()
         worker.kill_at = time.monotonic() + KILL_GRACE_S
         self._workers.remove(worker)
-        if worker in self._idle:
-            self._idle.remove(worker)
         self._retiring.append(worker)
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGTERM)
@@ -365,6 +431,29 @@ class ProcessExecutor(Executor):
                 (worker.groups.add if running else worker.groups.discard)(pgid)
         elif kind == "ready":
             self._on_ready(worker)
+        elif kind == "returned":
+            self._on_returned(worker, body)
+        elif kind == "running":
+            self._on_cancelled_running(worker, body)
+
+    def _on_returned(self, worker: _Worker, keys: list[AttemptKey]) -> None:
+        """The worker handed back attempts queued behind a slow one: send them elsewhere."""
+        with self._lock:
+            if worker.retiring:
+                return
+            back = [(key, worker.tasks.pop(key)) for key in keys if key in worker.tasks]
+            self._requeue(back)
+            worker.slow = bool(worker.tasks)
+            self._dispatch()
+
+    def _on_cancelled_running(self, worker: _Worker, key: AttemptKey) -> None:
+        """A cancelled attempt, believed queued, was running: terminate its worker."""
+        with self._lock:
+            if worker.retiring or key in worker.tasks or self._closed:
+                return
+            self._retire(worker)
+            self._add_worker()
+            self._dispatch()
 
     def _on_ready(self, worker: _Worker) -> None:
         with self._lock:
@@ -375,20 +464,26 @@ class ProcessExecutor(Executor):
 
     def _on_events(self, worker: _Worker, events: list[ExecutorEvent]) -> None:
         forward: list[ExecutorEvent] = []
+        finished = False
         with self._lock:
-            task = worker.task
-            if task is None or worker.retiring:
+            if worker.retiring:
                 return
             for event in events:
-                if event.key != task.key:
-                    continue
+                if isinstance(event, StepStarted):
+                    worker.last_started = event.key
+                if event.key not in worker.tasks:
+                    continue  # cancelled, or handed back
                 forward.append(event)
                 if isinstance(event, StepSucceeded | StepFailed):
-                    self._by_key.pop(task.key, None)
-                    worker.task = None
-                    self._idle.append(worker)
-                    self._dispatch()
-                    break
+                    del worker.tasks[event.key]
+                    self._by_key.pop(event.key, None)
+                    self._suspects.discard(event.key)
+                    if event.key == worker.last_started:
+                        worker.slow = False
+                    worker.solo = False
+                    finished = True
+            if finished:
+                self._dispatch()
         self._emit(forward)
 
     def _on_exit(self, worker: _Worker) -> None:
@@ -404,23 +499,44 @@ class ProcessExecutor(Executor):
             if worker not in self._workers:
                 return
             self._workers.remove(worker)
-            if worker in self._idle:
-                self._idle.remove(worker)
-            task = worker.task
-            if task is not None:
-                self._by_key.pop(task.key, None)
+            culprit = self._blame(worker)
+            if culprit is not None:
                 message = (
                     f"worker process {worker.pid} {_exit_description(code)} "
-                    f"while running step {task.step_path}"
+                    f"while running step {culprit.step_path}"
                 )
                 lost.append(
                     StepFailed(
-                        task.key, time.time(), ErrorInfo("WorkerLost", message, platform=True)
+                        culprit.key, time.time(), ErrorInfo("WorkerLost", message, platform=True)
                     )
                 )
             if not self._closed:
                 self._replace_lost(worker, code)
         self._emit(lost)
+
+    def _blame(self, worker: _Worker) -> TaskRequest | None:
+        """Which attempt a lost worker was running, if the parent can tell; the others it held
+        go back to the queue (inside the lock).
+
+        A worker runs its attempts in order and reports events in order, but in batches: every
+        attempt before the latest one reported started has finished, while that one and those
+        after it may have run, finished unreported, crashed the worker or never started. A
+        single candidate is the culprit; several are each sent again alone (suspects), so that
+        only the culprit fails."""
+        held = list(worker.tasks.items())
+        worker.tasks.clear()
+        for key, _ in held:
+            self._by_key.pop(key, None)
+        keys = [key for key, _ in held]
+        first = keys.index(worker.last_started) if worker.last_started in keys else 0
+        done, candidates = held[:first], held[first:]
+        if len(candidates) == 1:
+            self._requeue(done)
+            self._suspects.discard(candidates[0][0])
+            return candidates[0][1][0]
+        self._suspects.update(key for key, _ in candidates)
+        self._requeue(done + candidates)
+        return None
 
     def _replace_lost(self, worker: _Worker, code: int | None) -> None:
         if not worker.ready:
@@ -453,10 +569,11 @@ class ProcessExecutor(Executor):
         self._later.extend(self._broken_failure(key) for key in self._pending)
         self._pending.clear()
         for worker in self._workers:
-            if not worker.ready and worker.task is not None:
-                self._by_key.pop(worker.task.key, None)
-                self._later.append(self._broken_failure(worker.task.key))
-                worker.task = None
+            if not worker.ready:
+                for key in worker.tasks:
+                    self._by_key.pop(key, None)
+                    self._later.append(self._broken_failure(key))
+                worker.tasks.clear()
         self._ready.set()
 
     def _flush_later(self) -> None:

@@ -44,6 +44,11 @@ class RoutingExecutor(Executor):
         """The sum of the executors' capacities."""
         return self.default.capacity + sum(e.capacity for e in self._distinct_routes())
 
+    @property
+    def prefetch(self) -> int:
+        """The sum of the executors' prefetch."""
+        return self.default.prefetch + sum(e.prefetch for e in self._distinct_routes())
+
     def _distinct_routes(self) -> list[Executor]:
         found: list[Executor] = []
         for executor in self.routes.values():
@@ -67,16 +72,24 @@ class RoutingExecutor(Executor):
 
     def submit(self, request: TaskRequest) -> None:
         """Submit ``request`` to the executor of its step type (or refuse it, see guard)."""
-        executor = self.routes.get(request.step_type, self.default)
-        if executor is not self.default and self._guard is not None:
-            reason = self._guard(request)
-            if reason is not None:
-                assert self._sink is not None
-                self._sink(StepFailed(request.key, time.time(), ErrorInfo("Refused", reason)))
-                return
-        with self._lock:
-            self._owner[request.key] = executor
-        executor.submit(request)
+        self.submit_many([request])
+
+    def submit_many(self, requests: list[TaskRequest]) -> None:
+        """Submit each request to the executor of its step type, each executor's together."""
+        shares: dict[int, tuple[Executor, list[TaskRequest]]] = {}
+        for request in requests:
+            executor = self.routes.get(request.step_type, self.default)
+            if executor is not self.default and self._guard is not None:
+                reason = self._guard(request)
+                if reason is not None:
+                    assert self._sink is not None
+                    self._sink(StepFailed(request.key, time.time(), ErrorInfo("Refused", reason)))
+                    continue
+            with self._lock:
+                self._owner[request.key] = executor
+            shares.setdefault(id(executor), (executor, []))[1].append(request)
+        for executor, share in shares.values():
+            executor.submit_many(share)
 
     def cancel(self, key: AttemptKey) -> None:
         """Cancel on the executor running ``key``."""

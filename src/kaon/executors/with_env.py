@@ -32,6 +32,11 @@ class EnvAddingExecutor(Executor):
         """The inner executor's capacity."""
         return self.inner.capacity
 
+    @property
+    def prefetch(self) -> int:
+        """The inner executor's prefetch."""
+        return self.inner.prefetch
+
     def start(self, sink: EventSink) -> None:
         """Start the inner executor."""
         self.inner.start(sink)
@@ -40,6 +45,12 @@ class EnvAddingExecutor(Executor):
         """Submit ``request`` with the added variables to the inner executor."""
         env = {**request.env, **self._env_for(request)}
         self.inner.submit(dataclasses.replace(request, env=env))
+
+    def submit_many(self, requests: list[TaskRequest]) -> None:
+        """Submit ``requests`` with the added variables to the inner executor, together."""
+        self.inner.submit_many(
+            [dataclasses.replace(r, env={**r.env, **self._env_for(r)}) for r in requests]
+        )
 
     def cancel(self, key: AttemptKey) -> None:
         """Cancel on the inner executor."""
