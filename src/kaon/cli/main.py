@@ -280,7 +280,8 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
+    """Validate and run a workflow. Prints the run id first (with --json: one document, the
+    run's detail or the error); exits 0 when it succeeds."""
     from kaon.model.cache_policy import CachePolicy
     from kaon.model.params import parse_assignments
 
@@ -292,8 +293,9 @@ def run(
         given = parse_assignments(param or [])
         cache = CachePolicy(lookup=not no_cache, force=tuple(force or ()))
         created = service.create_run(spec, given, from_strings=True, source=target, cache=cache)
-        sys.stdout.write(created.id + "\n")
-        sys.stdout.flush()
+        if not as_json:  # --json: the final document (with the id) is all of stdout
+            sys.stdout.write(created.id + "\n")
+            sys.stdout.flush()
         _drive(service, created.id, spec.name, as_json)
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -46,6 +46,9 @@ from kaon.service.registry_views import (
 from kaon.service.run_reads import RunSummary, StepDetail, StepPageView
 from kaon.service.views import LogView, RunDetail, RunView
 from kaon.store.base import EventRecord
+
+if TYPE_CHECKING:
+    from kaon.service.remote_reads import HttpArtifactStore, RemoteExperiments
 
 Listener = Callable[[list[EventRecord]], None]
 
@@ -120,6 +123,7 @@ class RemoteService:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._experiments: RemoteExperiments | None = None
         token = token if token is not None else os.environ.get("KAON_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -132,6 +136,20 @@ class RemoteService:
             ) from None
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def experiments(self) -> RemoteExperiments:
+        """Artifacts, lineage, explain, compare and plot, read from the server."""
+        if self._experiments is None:
+            from kaon.service.remote_reads import RemoteExperiments
+
+            self._experiments = RemoteExperiments(self)
+        return self._experiments
+
+    @property
+    def artifacts(self) -> HttpArtifactStore:
+        """The server's blobs, streamed over its API (read-only)."""
+        return self.experiments.artifacts
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -186,13 +204,47 @@ class RemoteService:
         source: str = "",
         cache: CachePolicy | None = None,
     ) -> RunView:
-        """Push ``source`` (the file ``spec`` came from) and start a run of that version."""
+        """Start a run of the version holding ``source`` (the file ``spec`` came from).
+
+        A file whose content (with its bundle) is already a version runs that version, with
+        no push: an operator, who may run but not push, runs an unchanged file. Changed
+        content is pushed first (without activating it), which needs the owner role: an
+        operator gets a PermissionDeniedError saying so.
+        """
         version: int | None = None
         if source:
-            version = self.push(source, activate=False).version
+            version = self._version_of(spec.name, source)
         return self.start_run(
             spec.name, params, version=version, from_strings=from_strings, cache=cache
         )
+
+    def _version_of(self, workflow: str, target: str) -> int:
+        """The registered version of ``target``'s content, pushed first when it is new."""
+        file, name = split_target(target)
+        source, files = read_push(file)
+        body = {
+            "source": source,
+            "file_name": os.path.basename(file),
+            "workflow": name,
+            "files": files,
+        }
+        active: int | None = None
+        try:
+            found = self._call("POST", f"/workflows/{workflow}/match", json=body)
+        except NotFoundError:
+            found = None  # a new workflow: pushing it creates it
+        if found is not None:
+            if found.get("version") is not None:
+                return int(found["version"])
+            active = found.get("active_version")
+        try:
+            return self.push(target, activate=False).version
+        except PermissionDeniedError as exc:
+            raise PermissionDeniedError(
+                f"{file} differs from the active version {active} of workflow {workflow} on "
+                f"{self.url} (content hashes compared): running it needs a push, and {exc}. "
+                f"Ask an owner to `kaon push {file}`, or run the file as pushed."
+            ) from None
 
     def start_run(
         self,
