@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         WorkflowView,
     )
     from kaon.service.remote import Listener, RemoteService, Stoppable
+    from kaon.service.run_reads import LogWindowView
     from kaon.service.views import LogView, RunDetail, RunView
 
 
@@ -127,6 +128,16 @@ class KaonService(Protocol):
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
     ) -> RunStatus: ...
+
+    def follow(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Stoppable], None] | None = None,
+    ) -> RunStatus: ...
+
+    def log_window(self, run_id: str, path: str, *, after_id: int = 0) -> LogWindowView: ...
 
     def restart(
         self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False

@@ -43,7 +43,7 @@ from kaon.service.registry_views import (
     VersionView,
     WorkflowView,
 )
-from kaon.service.run_reads import RunSummary, StepDetail, StepPageView
+from kaon.service.run_reads import LogWindowView, RunSummary, StepDetail, StepPageView
 from kaon.service.views import LogView, RunDetail, RunView
 from kaon.store.base import EventRecord
 
@@ -277,9 +277,6 @@ class RemoteService:
 
         Returns the final status, or RUNNING when stopped early (the run goes on).
         """
-        follower = _Follower()
-        if on_engine is not None:
-            on_engine(follower)
         if RunStatus(self.get_run(run_id).status) is RunStatus.RUNNING:
             try:
                 self._call("POST", f"/runs/{run_id}/resume")
@@ -287,6 +284,20 @@ class RemoteService:
                 # The server's engine finished the run between the two calls: follow it anyway.
                 if not RunStatus(self.get_run(run_id).status).is_terminal:
                     raise
+        return self.follow(run_id, listener=listener, on_engine=on_engine)
+
+    def follow(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Stoppable], None] | None = None,
+    ) -> RunStatus:
+        """Follow a run's events (``GET /events?run_id=``, from its start) until it ends;
+        returns the final status, or RUNNING when stopped early (the run goes on)."""
+        follower = _Follower()
+        if on_engine is not None:
+            on_engine(follower)
         cursor = 0
         failures = 0
         while not follower.stopped:
@@ -386,6 +397,11 @@ class RemoteService:
         """One step run with attempts, outputs, metrics and cache decision."""
         found = self._call("GET", f"/runs/{run_id}/step", params={"path": path})
         return StepDetail.model_validate(found)
+
+    def log_window(self, run_id: str, path: str, *, after_id: int = 0) -> LogWindowView:
+        """A step run's log lines after ``after_id``, oldest first (at most 200)."""
+        found = self._call("GET", f"/runs/{run_id}/log", params={"path": path, "after": after_id})
+        return LogWindowView.model_validate(found)
 
     def list_runs(
         self,
