@@ -203,3 +203,16 @@ def test_the_python_client_works_remotely(lab: Lab, monkeypatch: pytest.MonkeyPa
         assert run.explain("make").path == "make"
         assert len(client.compare(first, second).runs) == 2
     assert not (lab.work / ".kaon").exists()
+
+
+def test_watch_follows_a_server_run_over_its_event_stream(lab: Lab) -> None:
+    first = lab.runs[0]
+    watched = lab.cli("watch", first[:16], "--logs")
+    assert watched.returncode == 0, watched.stderr
+    said = [line.split(" ", 1)[1] for line in watched.stdout.splitlines() if line[:2] == "20"]
+    assert "make succeeded" in " ".join(said) and said[-1] == f"run {first} succeeded"
+    events = lab.cli("watch", first, "--events")
+    kinds = [json.loads(line).get("kind") for line in events.stdout.splitlines()]
+    assert kinds[0] == "run" and kinds[-1] is None  # the events, then the result
+    denied = lab.cli("watch", first, token="stranger")
+    assert denied.returncode == 2
