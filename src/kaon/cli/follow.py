@@ -25,7 +25,7 @@ class Output:
     """How a followed run is shown besides the live view (terminal) or CI lines (not)."""
 
     quiet: bool = False  # no view, no lines: the run id, then one final line
-    logs: bool = False  # off a terminal: also each step log line, as ``[step] text``
+    logs: bool | None = None  # every step log line as ``[step] text`` (None: off a terminal)
     events: bool = False  # NDJSON: one event per line, then the run's detail
 
 

@@ -88,8 +88,12 @@ QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No live view or progress lines: the outcome only.")
 ]
 LogsOpt = Annotated[
-    bool,
-    typer.Option("--logs", help="Off a terminal, also print step log lines as [step] text."),
+    bool | None,
+    typer.Option(
+        "--logs/--no-logs",
+        help="Print every step log line as [step] text (default: off a terminal, yes; on a "
+        "terminal the live view shows the latest few).",
+    ),
 ]
 EventsOpt = Annotated[
     bool,
@@ -257,7 +261,8 @@ def _drive(
     progress = RunProgress(run_id, workflow)
     shown = not (as_json or output.quiet or output.events)
     live = shown and out.is_terminal
-    reporter = PlainReporter(progress, logs=output.logs) if shown and not live else None
+    every_line = (not live) if output.logs is None else output.logs
+    reporter = PlainReporter(progress, logs=every_line) if shown and not live else None
 
     def listener(events: list[EventRecord]) -> None:
         if output.events:
@@ -268,8 +273,14 @@ def _drive(
     def read(path: str, after: int) -> list[tuple[int, str]]:
         return [(x.id, x.text) for x in service.log_window(run_id, path, after_id=after).lines]
 
-    sink = reporter.feed_logs if reporter is not None else progress.feed_logs
-    tailing = live or (reporter is not None and output.logs)
+    def above_live_view(path: str, lines: list[str]) -> None:
+        progress.feed_logs(path, lines)
+        if every_line:  # printed above the live view, which keeps redrawing below them
+            for line in lines:
+                real_console(out).print(f"[{path}] {line}", markup=False, highlight=False)
+
+    sink = reporter.feed_logs if reporter is not None else above_live_view
+    tailing = live or (reporter is not None and every_line)
     with ExitStack() as stack:
         register = stack.enter_context(_stoppable())
         if live:
@@ -354,7 +365,7 @@ def run(
         ),
     ] = None,
     quiet: QuietOpt = False,
-    logs: LogsOpt = False,
+    logs: LogsOpt = None,
     events: EventsOpt = False,
 ) -> None:
     """Validate and run a workflow. Prints the run id first (with --json: one document, the
@@ -386,7 +397,7 @@ def watch(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
-    logs: LogsOpt = False,
+    logs: LogsOpt = None,
     events: EventsOpt = False,
 ) -> None:
     """Follow a run started elsewhere (another terminal, a trigger, a server) until it ends.

@@ -85,8 +85,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     return made
 
 
-def test_run_off_a_terminal_prints_transitions_and_with_logs_the_step_lines(kaon) -> None:  # type: ignore[no-untyped-def]
-    code, out, _ = kaon("run", f"{FLOWS}:crunching", "--logs")
+def test_run_off_a_terminal_prints_transitions_and_the_step_log_lines(kaon) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = kaon("run", f"{FLOWS}:crunching")
     assert code == 0
     lines = out.splitlines()
     run_id = lines[0]
@@ -98,7 +98,7 @@ def test_run_off_a_terminal_prints_transitions_and_with_logs_the_step_lines(kaon
     ]
     assert "each[*] 3 succeeded (3 of 3 done)" in said
     assert said[-1] == f"run {run_id} succeeded"
-    code, out, _ = kaon("run", f"{FLOWS}:crunching")
+    code, out, _ = kaon("run", f"{FLOWS}:crunching", "--no-logs")
     assert code == 0 and "[crunch]" not in out and "crunch running" in out
     code, out, _ = kaon("run", f"{FLOWS}:crunching", "--quiet")
     run_id, final = out.splitlines()
