@@ -526,8 +526,10 @@ def runs(
     """List runs, newest first."""
     from kaon.cli import render
 
-    if status is not None and status not in {s.value for s in RunStatus}:
-        _fail(f"--status must be one of {', '.join(s.value for s in RunStatus)}, not {status!r}")
+    with _errors(as_json):
+        if status is not None and status not in {s.value for s in RunStatus}:
+            known = ", ".join(s.value for s in RunStatus)
+            raise ConfigurationError(f"--status must be one of {known}, not {status!r}")
     with _errors(as_json), _client(url, db, home) as service:
         views = service.list_runs(workflow=workflow, status=status, limit=limit, offset=offset)
         if as_json:
