@@ -145,3 +145,14 @@ def test_watch_follows_a_run_started_elsewhere_until_it_ends(
     assert code == 0 and out.strip() == f"run {run_id} succeeded"
     code, _, err = kaon("watch", "nope")
     assert code == 2 and "nope" in err
+
+
+def test_watch_exits_with_the_outcome_of_a_failed_run(kaon) -> None:  # type: ignore[no-untyped-def]
+    flows = str(Path(__file__).with_name("cli_flows.py"))
+    code, out, _ = kaon("run", f"{flows}:fragile", "--quiet")
+    run_id = out.splitlines()[0]
+    assert code == 1
+    code, out, _ = kaon("watch", run_id)
+    assert code == 1
+    said = [line.split(" ", 1)[1] for line in out.splitlines() if re.match(STAMP, line)]
+    assert f"run {run_id} failed" in " ".join(said)
