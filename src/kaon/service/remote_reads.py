@@ -48,7 +48,6 @@ from kaon.service.experiments import fetched
 if TYPE_CHECKING:
     from kaon.service.remote import RemoteService
 
-CHUNK = 1 << 20
 RETRIES = 3  # resumed reads of one blob after a broken transfer
 
 
@@ -137,7 +136,7 @@ class HttpArtifactStore(ArtifactStore):
                 raise_for_answer(response)
             if response.status_code != 206:
                 data.clear()
-            for piece in response.iter_bytes(CHUNK):
+            for piece in response.iter_bytes():  # as received: a break keeps what came
                 data.extend(piece)
 
 
