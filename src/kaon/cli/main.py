@@ -424,16 +424,25 @@ def resume(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    logs: LogsOpt = None,
+    events: EventsOpt = False,
 ) -> None:
     """Continue a run whose engine stopped or died, without redoing finished steps."""
-    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+    from kaon.cli.follow import Output
+
+    output = Output(quiet=quiet, logs=logs, events=events)
+    with (
+        _errors(as_json or events, compact=events),
+        _client(url, db, home, executor, workers, artifacts) as service,
+    ):
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
         if RunStatus(view.status).is_terminal:
             # Resuming is idempotent: a finished run is reported, not an error.
             err.print(f"run {full} already {view.status}; nothing to resume")
-            _report(service, full, RunStatus(view.status), as_json)
-        _drive(service, full, view.workflow, as_json)
+            _report(service, full, RunStatus(view.status), as_json, output)
+        _drive(service, full, view.workflow, as_json, output)
 
 
 @app.command()
@@ -452,12 +461,21 @@ def restart(
     force: Annotated[
         bool, typer.Option("--force", help="The restarted steps execute, cache or not.")
     ] = False,
+    quiet: QuietOpt = False,
+    logs: LogsOpt = None,
+    events: EventsOpt = False,
 ) -> None:
     """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
-    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+    from kaon.cli.follow import Output
+
+    output = Output(quiet=quiet, logs=logs, events=events)
+    with (
+        _errors(as_json or events, compact=events),
+        _client(url, db, home, executor, workers, artifacts) as service,
+    ):
         full = service.resolve_run_id(run_id)
         view = service.restart(full, from_step=from_step, by="cli", force=force)
-        _drive(service, full, view.workflow, as_json)
+        _drive(service, full, view.workflow, as_json, output)
 
 
 @app.command()

@@ -156,3 +156,12 @@ def test_watch_exits_with_the_outcome_of_a_failed_run(kaon) -> None:  # type: ig
     assert code == 1
     said = [line.split(" ", 1)[1] for line in out.splitlines() if re.match(STAMP, line)]
     assert f"run {run_id} failed" in " ".join(said)
+
+
+def test_restart_and_resume_take_the_same_output_options(kaon) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = kaon("run", f"{FLOWS}:crunching", "--quiet")
+    run_id = out.splitlines()[0]
+    code, out, _ = kaon("restart", run_id, "--from", "crunch", "--events")
+    assert code == 0 and json.loads(out.splitlines()[-1])["type"] == "result"
+    code, out, _ = kaon("resume", run_id, "--quiet")
+    assert code == 0 and out.strip() == f"run {run_id} succeeded"
