@@ -68,12 +68,14 @@ class StepContext:
             message, total = total, None
         fraction: float | None = None
         count: float | None = None
-        if done is not None and total is not None and float(total) > 0:
-            count, total = max(float(done), 0.0), float(total)
-            fraction = min(count / total, 1.0)
+        if done is not None and total is not None:
+            if float(total) > 0:  # a total of 0 units says nothing about how far along
+                count, total = max(float(done), 0.0), float(total)
+                fraction = min(count / total, 1.0)
+            else:
+                total = None
         elif done is not None:
             fraction = min(max(float(done), 0.0), 1.0)
-            total = None
         else:
             total = None
         self.emit(ProgressReported(self.key, time.time(), fraction, message, count, total))
