@@ -1,9 +1,9 @@
 """Following a run from the CLI: its step logs, tailed while it runs, and how it is shown.
 
-:class:`LogTail` polls the log lines of the run's running steps (a few at a time: the
-top-level ones first) in a thread, through the service (the local store, or the server's
-``GET /runs/{id}/log``), and hands new lines to the view; :class:`Output` is what the
-``--quiet``, ``--logs`` and ``--events`` options ask for.
+:class:`LogTail` polls the run's new log lines (every step's, in one read after the last
+line id it saw) in a thread, through the service (the local store, or the server's
+``GET /runs/{id}/log``), and hands them to the view grouped by step; :class:`Output` is what
+the ``--quiet``, ``--logs`` and ``--events`` options ask for.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
-from kaon.cli.live import RunProgress
 from kaon.errors import KaonError
 
-ReadLog = Callable[[str, int], list[tuple[int, str]]]
-"""``(path, after_id) -> [(line id, text), ...]``: a step's log lines after an id."""
+ReadLog = Callable[[int], list[tuple[int, str, str]]]
+"""``after_id -> [(line id, step path, text), ...]``: the run's log lines after an id."""
 
 
 @dataclass(frozen=True)
@@ -30,25 +29,21 @@ class Output:
 
 
 class LogTail:
-    """Polls the logs of up to ``limit`` running steps every ``every_s`` in a thread."""
+    """Polls a run's new log lines every ``every_s`` seconds in a thread."""
 
     def __init__(
         self,
         read: ReadLog,
-        progress: RunProgress,
         sink: Callable[[str, list[str]], None],
         *,
         every_s: float = 0.5,
-        limit: int = 8,
     ) -> None:
         self._read = read
-        self._progress = progress
         self._sink = sink
         self._every_s = every_s
-        self._limit = limit
-        self._cursors: dict[str, int] = {}
+        self._cursor = 0
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # the thread and the feed's flushes poll in turn
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="kaon-log-tail", daemon=True)
 
     def __enter__(self) -> LogTail:
@@ -63,33 +58,31 @@ class LogTail:
     ) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        if exc_type is None:  # the lines written after the last poll, and by quick steps
-            paths = list(dict.fromkeys([*self._progress.ran, *self._cursors]))
-            for _ in range(100):
-                if not self.poll(paths):
+        if exc_type is None:  # the lines written after the last poll
+            for _ in range(1000):
+                if not self.poll():
                     break
 
     def _loop(self) -> None:
         while not self._stop.wait(self._every_s):
-            self.poll(self._progress.running_paths(self._limit))
+            self.poll()
 
-    def poll(self, paths: list[str]) -> int:
-        """Read and hand over the new lines of ``paths``; returns how many there were."""
+    def poll(self) -> int:
+        """Read and hand over the new lines, grouped by step; returns how many there were."""
         with self._lock:
-            return self._poll(paths)
-
-    def _poll(self, paths: list[str]) -> int:
-        count = 0
-        for path in paths:
-            after = self._cursors.get(path, 0)
             try:
-                lines = self._read(path, after)
+                lines = self._read(self._cursor)
             except KaonError:
-                continue  # a step not recorded yet, or a transient failure: next time
-            if lines:
-                count += len(lines)
-                self._cursors[path] = lines[-1][0]
-                self._sink(path, [text for _, text in lines])
-            else:
-                self._cursors.setdefault(path, after)
-        return count
+                return 0  # a transient failure: next time
+            if not lines:
+                return 0
+            self._cursor = lines[-1][0]
+            group: list[str] = []
+            path = lines[0][1]
+            for _, where, text in lines:
+                if where != path:
+                    self._sink(path, group)
+                    group, path = [], where
+                group.append(text)
+            self._sink(path, group)
+            return len(lines)

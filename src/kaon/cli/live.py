@@ -116,7 +116,6 @@ class RunProgress:
         self.logs: deque[tuple[str, str]] = deque(maxlen=RECENT_LOGS)
         self.paths: dict[int, str] = {}  # step run id -> path
         self.running: dict[str, None] = {}  # running step paths, oldest first
-        self.ran: list[str] = []  # top-level steps that ran, in order (few)
         self._group_status: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -160,8 +159,6 @@ class RunProgress:
     def _step(self, path: str, status: str, at: float) -> None:
         if status == "running":
             self.running[path] = None
-            if "[" not in path:
-                self.ran.append(path)
         else:
             self.running.pop(path, None)
             if status in TERMINAL:
@@ -189,13 +186,6 @@ class RunProgress:
         with self._lock:
             for line in lines:
                 self.logs.append((path, line))
-
-    def running_paths(self, limit: int) -> list[str]:
-        """Up to ``limit`` running step paths (top-level steps first, then the newest)."""
-        with self._lock:
-            paths = list(self.running)
-        tops = [p for p in paths if "[" not in p]
-        return (tops + [p for p in reversed(paths) if "[" in p])[:limit]
 
     def group_line(self, group: str) -> str:
         """``3 running, 12 succeeded of 100`` (counts without pending, and the total)."""
@@ -307,7 +297,7 @@ class PlainReporter:
         self._clock = clock
         self._said: dict[str, float] = {}
         self._finished: set[str] = set()  # foreach groups whose last line was printed
-        self.before_end: Callable[[str], None] | None = None  # reads a step's last log lines
+        self._last: tuple[float, str] | None = None  # the run's end, said by finish()
         self._lock = threading.Lock()
 
     def _write(self, at: float, text: str) -> None:
@@ -334,12 +324,14 @@ class PlainReporter:
         data = event.data
         if event.kind == "run":
             error = f": {data['error']}" if data.get("error") else ""
-            self._write(event.at, f"run {event.run_id} {data.get('status')}{error}")
+            line = (event.at, f"run {event.run_id} {data.get('status')}{error}")
+            if str(data.get("status")) in TERMINAL:
+                self._last = line  # said by finish(), after the steps' last log lines
+            else:
+                self._write(*line)
         elif event.kind == "step":
             path, status = str(data["path"]), str(data["status"])
             if "[" not in path:
-                if status in TERMINAL and self.before_end is not None:
-                    self.before_end(path)  # its last log lines come before its end
                 took = self.state.elapsed(path) if status in TERMINAL else ""
                 self._write(event.at, f"{path} {status}" + (f" ({took})" if took else ""))
                 return
@@ -348,13 +340,13 @@ class PlainReporter:
                 self._write(event.at, f"{path} failed")
             if group in self._finished:
                 return
-            line = self.state.group_line(group)
+            counts = self.state.group_line(group)
             total = self.state.totals.get(group)
-            done = total is not None and f"({total} of {total} done)" in line
+            done = total is not None and f"({total} of {total} done)" in counts
             if done:
                 self._finished.add(group)
             if self._due(group, self._clock(), final=done):
-                self._write(event.at, f"{group} {line}")
+                self._write(event.at, f"{group} {counts}")
         elif event.kind == "progress" and event.step_run_id in self.state.paths:
             path = self.state.paths[event.step_run_id]
             report = self.state.progress.get(path)
@@ -362,6 +354,12 @@ class PlainReporter:
                 final = report.fraction is not None and report.fraction >= 1.0
                 if self._due(f"progress:{path}", self._clock(), final=final):
                     self._write(event.at, f"{path} {report.text()}")
+
+    def finish(self) -> None:
+        """Print the run's final status line (held back until the last log lines are out)."""
+        if self._last is not None:
+            self._write(*self._last)
+            self._last = None
 
     def feed_logs(self, path: str, lines: list[str]) -> None:
         """Print a step's log lines (with ``logs``), each prefixed with its step."""

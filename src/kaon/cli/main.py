@@ -270,8 +270,9 @@ def _drive(
                 _print_line(_event_json(event))
         (reporter or progress).feed(events)
 
-    def read(path: str, after: int) -> list[tuple[int, str]]:
-        return [(x.id, x.text) for x in service.log_window(run_id, path, after_id=after).lines]
+    def read(after: int) -> list[tuple[int, str, str]]:
+        window = service.log_window(run_id, after_id=after)
+        return [(x.id, x.path or "?", x.text) for x in window.lines]
 
     def above_live_view(path: str, lines: list[str]) -> None:
         progress.feed_logs(path, lines)
@@ -286,15 +287,11 @@ def _drive(
         if live:
             stack.enter_context(LiveView(progress, real_console(out)))
         if tailing:
-            tail = stack.enter_context(LogTail(read, progress, sink))
-            if reporter is not None:
-
-                def flush(path: str) -> None:
-                    tail.poll([path])
-
-                reporter.before_end = flush
+            stack.enter_context(LogTail(read, sink))
         follow = service.follow if watch else service.execute
         status = follow(run_id, listener=listener, on_engine=register)
+    if reporter is not None:
+        reporter.finish()  # the run's last line, after its steps' last log lines
     _report(service, run_id, status, as_json, output, watch=watch)
 
 

@@ -137,7 +137,9 @@ class KaonService(Protocol):
         on_engine: Callable[[Stoppable], None] | None = None,
     ) -> RunStatus: ...
 
-    def log_window(self, run_id: str, path: str, *, after_id: int = 0) -> LogWindowView: ...
+    def log_window(
+        self, run_id: str, path: str | None = None, *, after_id: int = 0
+    ) -> LogWindowView: ...
 
     def restart(
         self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False

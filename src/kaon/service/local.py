@@ -343,8 +343,11 @@ class LocalService:
             stopper.wait(poll_s)
         return RunStatus.RUNNING
 
-    def log_window(self, run_id: str, path: str, *, after_id: int = 0) -> LogWindowView:
-        """A step run's log lines after ``after_id``, oldest first (at most 200)."""
+    def log_window(
+        self, run_id: str, path: str | None = None, *, after_id: int = 0
+    ) -> LogWindowView:
+        """A step run's log lines after ``after_id``, oldest first (at most 200); without
+        ``path``, every step's (each line with its path)."""
         return self.reads.logs(run_id, path, after_id=after_id)
 
     # -- bounded reads (cost what they show; see kaon.service.run_reads) ----------------------

@@ -398,9 +398,15 @@ class RemoteService:
         found = self._call("GET", f"/runs/{run_id}/step", params={"path": path})
         return StepDetail.model_validate(found)
 
-    def log_window(self, run_id: str, path: str, *, after_id: int = 0) -> LogWindowView:
-        """A step run's log lines after ``after_id``, oldest first (at most 200)."""
-        found = self._call("GET", f"/runs/{run_id}/log", params={"path": path, "after": after_id})
+    def log_window(
+        self, run_id: str, path: str | None = None, *, after_id: int = 0
+    ) -> LogWindowView:
+        """A step run's log lines after ``after_id``, oldest first (at most 200); without
+        ``path``, every step's (each line with its path)."""
+        params: dict[str, Any] = {"after": after_id}
+        if path is not None:
+            params["path"] = path
+        found = self._call("GET", f"/runs/{run_id}/log", params=params)
         return LogWindowView.model_validate(found)
 
     def list_runs(

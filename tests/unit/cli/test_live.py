@@ -66,6 +66,8 @@ def test_off_a_terminal_each_transition_is_one_timestamped_line() -> None:
     plain.feed_logs("train", ["hello"])
     plain.feed([_step("train", "succeeded", 1, 104.0)])
     plain.feed([EventRecord("r1", "run", 105.0, {"status": "succeeded"})])
+    assert "run r1" not in stream.getvalue()  # held back until the last log lines are out
+    plain.finish()
     lines = stream.getvalue().splitlines()
     assert all(re.match(STAMP + " ", line) for line in lines), lines
     assert [line.split(" ", 1)[1] for line in lines] == [
