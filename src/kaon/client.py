@@ -11,7 +11,14 @@
     run.metrics()                                 # a DataFrame (a list of dicts w/o pandas)
     c.artifact("62c69b8a").load()                 # any blob by hash or prefix
 
-The client reads what runs recorded; it works through the same service layer as the CLI.
+The client reads what runs recorded; it works through the same service layer as the CLI:
+with ``url`` (or ``KAON_URL``) it reads a server's runs over HTTP with the same methods and
+views (``token``, else ``KAON_TOKEN``; the server's groups and roles apply), and never opens
+or creates a local store::
+
+    c = Client(url="https://kaon.example.com", token="...")
+    c.run("20261126-1017").output("train")        # the blob is streamed and verified
+
 Every method raises :class:`~kaon.errors.NotFoundError` for an unknown or ambiguous run,
 step or artifact, and :class:`~kaon.errors.CorruptArtifactError` rather than return a blob
 whose content does not match its hash.
@@ -23,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kaon.model.values import RETURN, ArtifactRef
+from kaon.service.client import KaonService, open_service
 from kaon.service.experiment_views import (
     CompareView,
     ExplainView,
@@ -31,7 +39,6 @@ from kaon.service.experiment_views import (
     PlotView,
     RunArtifactsView,
 )
-from kaon.service.local import LocalService
 from kaon.service.settings import Settings
 from kaon.service.views import RunView, StepRunView
 
@@ -39,20 +46,28 @@ __all__ = ["ArtifactHandle", "Client", "RunHandle"]
 
 
 class Client:
-    """Access to the runs recorded in a Kaon store.
+    """Access to the runs recorded in a Kaon store, or on a Kaon server.
 
     ``home``, ``db`` and ``artifacts`` default like the CLI's options: ``KAON_HOME``
-    (``./.kaon``), ``KAON_DB`` and ``KAON_ARTIFACTS``. Close the client (or use it as a
-    context manager) to release the database connection.
+    (``./.kaon``), ``KAON_DB`` and ``KAON_ARTIFACTS``. With ``url`` (default: ``KAON_URL``)
+    the client reads from that server instead, authenticated by ``token`` (default:
+    ``KAON_TOKEN``). Close the client (or use it as a context manager) to release the
+    database connection or the HTTP connections.
     """
 
     def __init__(
-        self, home: str | Path | None = None, db: str | None = None, artifacts: str | None = None
+        self,
+        home: str | Path | None = None,
+        db: str | None = None,
+        artifacts: str | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
     ) -> None:
         settings = Settings.from_env(
             home=str(home) if home is not None else None, db_url=db, artifact_url=artifacts
         )
-        self._service = LocalService(settings)
+        self._service = open_service(url, settings, token=token)
 
     def __enter__(self) -> Client:
         return self
@@ -98,7 +113,7 @@ class Client:
 class RunHandle:
     """One run: its status, parameters, steps, outputs and metrics (read when asked)."""
 
-    def __init__(self, service: LocalService, run_id: str) -> None:
+    def __init__(self, service: KaonService, run_id: str) -> None:
         self._service = service
         self.id = run_id
 
@@ -175,7 +190,7 @@ class RunHandle:
 class ArtifactHandle:
     """One recorded blob: its lineage, its value, and a way to save it to a file."""
 
-    def __init__(self, service: LocalService, hash_: str) -> None:
+    def __init__(self, service: KaonService, hash_: str) -> None:
         self._service = service
         self.hash = hash_
 

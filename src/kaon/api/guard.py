@@ -61,8 +61,11 @@ class RequestGuard:
         self.route_limits = dict(route_limits or {("POST", "/workflows"): push})
 
     def limit_for(self, method: str, path: str) -> int:
-        """The body limit of a route (bytes)."""
-        return self.route_limits.get((method, path.rstrip("/") or "/"), self.max_body)
+        """The body limit of a route (bytes); a version match carries what a push does."""
+        path = path.rstrip("/") or "/"
+        if method == "POST" and path.startswith("/workflows/") and path.endswith("/match"):
+            path = "/workflows"
+        return self.route_limits.get((method, path), self.max_body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in BODYLESS:

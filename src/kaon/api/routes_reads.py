@@ -94,7 +94,7 @@ def run_step(
 @router.get("/{run_id}/log", response_model=LogWindowView, summary="A window of step logs")
 def run_log(
     run_id: str,
-    path: str = Query(..., max_length=2000),
+    path: str | None = Query(None, max_length=2000, description="None: every step's lines"),
     attempt: int | None = Query(None, ge=1, le=1_000_000),
     after: int | None = Query(None, ge=0, le=2**62, description="Lines after this id (follow)."),
     before: int | None = Query(None, ge=0, le=2**62, description="Lines before this id."),
@@ -103,7 +103,8 @@ def run_log(
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> LogWindowView:
-    """The tail of a step run's log (or the lines after / before an id), oldest first."""
+    """The tail of a step run's log (or the lines after / before an id), oldest first;
+    without ``path``, every step's lines after ``after`` (each with its path)."""
     return run_reads(services).logs(
         services.authorize_run(principal, "viewer", run_id),
         path,

@@ -10,8 +10,10 @@ from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, re
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.service.registry_views import (
     ActivateRequest,
+    MatchRequest,
     PushRequest,
     PushResult,
+    VersionMatch,
     VersionView,
     WorkflowPatch,
     WorkflowView,
@@ -63,6 +65,25 @@ def push(
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return PushResult.model_validate(answer)
+
+
+@router.post("/{name}/match", response_model=VersionMatch, summary="Find a file's version")
+def match_version(
+    name: Name,
+    body: MatchRequest,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> VersionMatch:
+    """The version of the workflow that holds exactly this file's content (what a push would
+    return), or none: ``kaon run FILE`` by an operator runs it without pushing."""
+    return services.registry.match(
+        name,
+        body.source,
+        body.file_name,
+        principal,
+        workflow=body.workflow,
+        files=body.files,
+    )
 
 
 @router.get("/{name}", response_model=WorkflowView, summary="Get a workflow")

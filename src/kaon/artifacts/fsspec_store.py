@@ -22,7 +22,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
@@ -298,6 +298,32 @@ class FsspecArtifactStore(ArtifactStore):
         except Exception as exc:
             raise ArtifactError(
                 f"cannot check blob {ref.hash} at {self.blob_path(ref)}: {exc}"
+            ) from exc
+
+    def open_blob(self, hash_: str) -> tuple[IO[bytes], int]:
+        """An open binary file of the blob named ``hash_`` (seekable) and its size in bytes,
+        for streaming it without loading it; the caller closes the file. The bytes are not
+        verified here: a reader checks them against the hash.
+
+        Raises :class:`~kaon.errors.ArtifactError` when the blob is missing or the store fails.
+        """
+        if not _HASH.fullmatch(hash_):
+            raise ArtifactError(f"not a sha256 hex digest: {hash_!r}")
+        path = self._path(hash_)
+        try:
+            if self._local:
+                file: IO[bytes] = open(path, "rb")  # noqa: SIM115  (the caller closes it)
+                return file, os.fstat(file.fileno()).st_size
+            size = int(self._fs.size(path))
+            opened: IO[bytes] = self._fs.open(path, "rb")
+            return opened, size
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
+            ) from None
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot open blob {hash_} at {self.blob_path(hash_)}: {exc}"
             ) from exc
 
     def iter_blobs(self) -> Iterator[tuple[str, int]]:

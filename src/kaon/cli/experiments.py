@@ -2,8 +2,10 @@
 inspect what runs produced, why steps were reused, and how runs differ.
 
 They register themselves on :data:`kaon.cli.main.app` when this module is imported (the main
-module imports it). Each works through :class:`~kaon.service.experiments.Experiments`; with
-``--json`` each prints the view models of :mod:`kaon.service.experiment_views`.
+module imports it). Each works through :class:`~kaon.service.experiments.Experiments`, or
+with ``--url``/``KAON_URL`` through a server's API (the same views, read remotely; ``cache``
+and ``gc`` stay local); with ``--json`` each prints the view models of
+:mod:`kaon.service.experiment_views`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from kaon.cli.main import (
     DbOpt,
     HomeOpt,
     JsonOpt,
+    UrlOpt,
+    _client,
     _errors,
     _print_json,
     _service,
@@ -82,6 +86,7 @@ def _value(value: Any, width: int = 60) -> str:
 @app.command()
 def artifacts(
     run_id: RunArg,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     artifacts: ArtifactsOpt = None,
@@ -92,7 +97,7 @@ def artifacts(
     Blobs show hash, serializer, type and size; outputs reused from a cached step show where
     they came from.
     """
-    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _client(url, db, home, artifacts=artifacts) as service:
         view = service.experiments.run_artifacts(run_id)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -142,6 +147,7 @@ def _render_artifacts(view: RunArtifactsView) -> None:
 def lineage(
     artifact: Annotated[str, typer.Argument(help="An artifact's sha256 or a unique prefix.")],
     depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Levels of inputs.")] = 3,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     artifacts: ArtifactsOpt = None,
@@ -155,7 +161,7 @@ def lineage(
     from rich.text import Text
     from rich.tree import Tree
 
-    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _client(url, db, home, artifacts=artifacts) as service:
         view = service.experiments.lineage(artifact, depth=depth)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -214,6 +220,7 @@ def get(
     output: Annotated[
         str | None, typer.Option("--output", help="The output name (default: all outputs).")
     ] = None,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     artifacts: ArtifactsOpt = None,
@@ -225,7 +232,7 @@ def get(
     .csv), arrays as .npy, JSON values as JSON, anything else pickled; without -o a preview is
     printed. A blob whose content does not match its hash is an error, never returned.
     """
-    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _client(url, db, home, artifacts=artifacts) as service:
         if output is not None and step is None:
             typer.echo("error: --output needs a RUN and a STEP", err=True)
             raise typer.Exit(2)
@@ -245,6 +252,7 @@ def get(
 def explain(
     run_id: RunArg,
     step: StepArg,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     artifacts: ArtifactsOpt = None,
@@ -255,7 +263,7 @@ def explain(
     For a miss: which part of its cache key (code, config, version, an input) changed since
     the nearest earlier execution of the same step.
     """
-    with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
+    with _errors(as_json), _client(url, db, home, artifacts=artifacts) as service:
         view = service.experiments.explain(run_id, step)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -358,6 +366,7 @@ def compare(
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every step, not only those that differ.")
     ] = False,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -367,7 +376,7 @@ def compare(
     Metrics are the last value per step path (each foreach item too); steps show whether they
     ran, were cached, failed or were skipped. Differences are highlighted.
     """
-    with _errors(as_json), _service(db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         view = service.experiments.compare(run_ids)
         if as_json:
             _print_json(view.model_dump(mode="json"))
@@ -454,6 +463,7 @@ def plot(
             "--step", "-s", help="Only this step: a path, a segments[*].train group, or an id."
         ),
     ] = None,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -464,7 +474,7 @@ def plot(
     --by step: over the `step` (epochs) a step reported it with.
     """
     target = dest or f"{metric.replace('/', '_')}.png"
-    with _errors(as_json), _service(db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         view = service.experiments.plot(run_ids, metric, by=by, step=step, output=target)
         if as_json:
             _print_json(view.model_dump(mode="json"))

@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from rich.text import Text
 
+    from kaon.cli.follow import Output
     from kaon.service import LocalService
     from kaon.service.client import KaonService
     from kaon.service.remote import Stoppable
@@ -82,6 +83,23 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 UrlOpt = Annotated[
     str | None,
     typer.Option("--url", help="A Kaon server to work against (default: KAON_URL; none: local)."),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No live view or progress lines: the outcome only.")
+]
+LogsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--logs/--no-logs",
+        help="Print every step log line as [step] text (default: off a terminal, yes; on a "
+        "terminal the live view shows the latest few).",
+    ),
+]
+EventsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--events", help="Print NDJSON: one event per line, then the run's detail (type result)."
+    ),
 ]
 ArtifactsOpt = Annotated[
     str | None, typer.Option("--artifacts", help="Artifact store URL (default: KAON_HOME).")
@@ -156,25 +174,28 @@ USER_ERRORS: tuple[type[KaonError], ...] = (
 
 
 @contextmanager
-def _errors(as_json: bool = False) -> Iterator[None]:
+def _errors(as_json: bool = False, *, compact: bool = False) -> Iterator[None]:
     """Map Kaon's error tree to messages and exit codes: 2 for what the user can fix,
     3 for Kaon's own failures (named as such, with the error's type and cause).
 
     With ``as_json`` the error is also printed on stdout as ``{"error": {type, message,
-    exit_code, problems: [{message, file, line, field}]}}``: the same cause, for programs.
+    exit_code, problems: [{message, file, line, field}]}}``: the same cause, for programs
+    (on one line with ``compact``, as an NDJSON stream's last line).
     """
     try:
         yield
     except USER_ERRORS as exc:
-        _fail_with(exc, 2, str(exc), as_json)
+        _fail_with(exc, 2, str(exc), as_json, compact)
     except KaonError as exc:
-        _fail_with(exc, 3, f"Kaon failed: {type(exc).__name__}: {exc}", as_json)
+        _fail_with(exc, 3, f"Kaon failed: {type(exc).__name__}: {exc}", as_json, compact)
 
 
-def _fail_with(exc: KaonError, code: int, message: str, as_json: bool) -> NoReturn:
+def _fail_with(
+    exc: KaonError, code: int, message: str, as_json: bool, compact: bool = False
+) -> NoReturn:
     if as_json:
         problems = exc.problems if isinstance(exc, DefinitionError) else []
-        _print_json(
+        (_print_line if compact else _print_json)(
             {
                 "error": {
                     "type": type(exc).__name__,
@@ -221,36 +242,97 @@ def _stoppable() -> Iterator[Callable[[Stoppable], None]]:
             signal.signal(sig, old)
 
 
-def _drive(service: KaonService, run_id: str, workflow: str, as_json: bool) -> NoReturn:
-    """Execute a run with a live view (on a terminal), then report and exit with its outcome."""
-    from kaon.cli.live import LiveView, RunProgress
+def _drive(
+    service: KaonService,
+    run_id: str,
+    workflow: str,
+    as_json: bool,
+    output: Output | None = None,
+    *,
+    watch: bool = False,
+) -> NoReturn:
+    """Execute (or with ``watch`` follow) a run, shown as ``output`` asks: a live view on a
+    terminal, timestamped lines elsewhere, NDJSON events, or nothing (quiet); then report
+    and exit with its outcome."""
+    from kaon.cli.follow import LogTail, Output
+    from kaon.cli.live import LiveView, PlainReporter, RunProgress
 
+    output = output or Output()
     progress = RunProgress(run_id, workflow)
+    shown = not (as_json or output.quiet or output.events)
+    live = shown and out.is_terminal
+    every_line = (not live) if output.logs is None else output.logs
+    reporter = PlainReporter(progress, logs=every_line) if shown and not live else None
 
     def listener(events: list[EventRecord]) -> None:
-        progress.feed(events)
+        if output.events:
+            for event in events:
+                _print_line(_event_json(event))
+        (reporter or progress).feed(events)
 
-    live = out.is_terminal and not as_json
-    with _stoppable() as register:
+    def read(after: int) -> list[tuple[int, str, str]]:
+        window = service.log_window(run_id, after_id=after)
+        return [(x.id, x.path or "?", x.text) for x in window.lines]
+
+    def above_live_view(path: str, lines: list[str]) -> None:
+        progress.feed_logs(path, lines)
+        if every_line:  # printed above the live view, which keeps redrawing below them
+            for line in lines:
+                real_console(out).print(f"[{path}] {line}", markup=False, highlight=False)
+
+    sink = reporter.feed_logs if reporter is not None else above_live_view
+    tailing = live or (reporter is not None and every_line)
+    with ExitStack() as stack:
+        register = stack.enter_context(_stoppable())
         if live:
-            with LiveView(progress, real_console(out)):
-                status = service.execute(run_id, listener=listener, on_engine=register)
-        else:
-            status = service.execute(run_id, listener=listener, on_engine=register)
-    _report(service, run_id, status, as_json)
+            stack.enter_context(LiveView(progress, real_console(out)))
+        if tailing:
+            stack.enter_context(LogTail(read, sink))
+        follow = service.follow if watch else service.execute
+        status = follow(run_id, listener=listener, on_engine=register)
+    if reporter is not None:
+        reporter.finish()  # the run's last line, after its steps' last log lines
+    _report(service, run_id, status, as_json, output, watch=watch)
 
 
-def _report(service: KaonService, run_id: str, status: RunStatus, as_json: bool) -> NoReturn:
-    """Print a run's outcome and exit with its code."""
+def _event_json(event: EventRecord) -> dict[str, Any]:
+    from kaon.service.registry_views import event_view
+
+    return {"type": "event", **event_view(event).model_dump(mode="json")}
+
+
+def _print_line(data: Any) -> None:
+    """One compact JSON document on one line (NDJSON)."""
+    sys.stdout.write(json.dumps(data, default=str, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _report(
+    service: KaonService,
+    run_id: str,
+    status: RunStatus,
+    as_json: bool,
+    output: Output | None = None,
+    *,
+    watch: bool = False,
+) -> NoReturn:
+    """Print a run's outcome and exit with its code (0 succeeded, 1 not, 130 stopped)."""
     from kaon.cli import render
 
     detail = service.run_detail(run_id)
-    if as_json:
+    if output is not None and output.events:
+        _print_line({"type": "result", **detail.model_dump(mode="json")})
+    elif as_json:
         _print_json(detail.model_dump(mode="json"))
+    elif output is not None and output.quiet:
+        out.print(f"run {detail.id} {detail.status}", markup=False, highlight=False)
     else:
         render.run_summary(out, detail)  # folded: counts, failed and slowest steps
     if status is RunStatus.RUNNING:
-        err.print(f"stopped; the run goes on with: kaon resume {run_id}")
+        if watch:
+            err.print(f"stopped watching; the run goes on (kaon watch {run_id})")
+        else:
+            err.print(f"stopped; the run goes on with: kaon resume {run_id}")
         raise typer.Exit(130)
     raise typer.Exit(0 if status is RunStatus.SUCCEEDED else 1)
 
@@ -279,22 +361,54 @@ def run(
             help="Execute this step (an id or a path) without a cache lookup; repeatable.",
         ),
     ] = None,
+    quiet: QuietOpt = False,
+    logs: LogsOpt = None,
+    events: EventsOpt = False,
 ) -> None:
-    """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
+    """Validate and run a workflow. Prints the run id first (with --json: one document, the
+    run's detail or the error); exits 0 when it succeeds."""
+    from kaon.cli.follow import Output
     from kaon.model.cache_policy import CachePolicy
     from kaon.model.params import parse_assignments
 
     with (
-        _errors(as_json),
+        _errors(as_json or events, compact=events),
         _client(url, db, home, executor, workers, artifacts, create=True) as service,
     ):
         spec = service.validate(target)
         given = parse_assignments(param or [])
         cache = CachePolicy(lookup=not no_cache, force=tuple(force or ()))
         created = service.create_run(spec, given, from_strings=True, source=target, cache=cache)
-        sys.stdout.write(created.id + "\n")
-        sys.stdout.flush()
-        _drive(service, created.id, spec.name, as_json)
+        if not (as_json or events):  # --json: one document (with the id); --events: NDJSON
+            sys.stdout.write(created.id + "\n")
+            sys.stdout.flush()
+        output = Output(quiet=quiet, logs=logs, events=events)
+        _drive(service, created.id, spec.name, as_json, output)
+
+
+@app.command()
+def watch(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    logs: LogsOpt = None,
+    events: EventsOpt = False,
+) -> None:
+    """Follow a run started elsewhere (another terminal, a trigger, a server) until it ends.
+
+    The live view on a terminal, timestamped lines elsewhere; exits with the run's outcome
+    (0 succeeded, 1 failed or cancelled). Example: kaon watch 20261202-0301 --logs
+    """
+    from kaon.cli.follow import Output
+
+    with _errors(as_json or events, compact=events), _client(url, db, home) as service:
+        full = service.resolve_run_id(run_id)
+        view = service.get_run(full)
+        output = Output(quiet=quiet, logs=logs, events=events)
+        _drive(service, full, view.workflow, as_json, output, watch=True)
 
 
 @app.command()
@@ -307,16 +421,25 @@ def resume(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    logs: LogsOpt = None,
+    events: EventsOpt = False,
 ) -> None:
     """Continue a run whose engine stopped or died, without redoing finished steps."""
-    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+    from kaon.cli.follow import Output
+
+    output = Output(quiet=quiet, logs=logs, events=events)
+    with (
+        _errors(as_json or events, compact=events),
+        _client(url, db, home, executor, workers, artifacts) as service,
+    ):
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
         if RunStatus(view.status).is_terminal:
             # Resuming is idempotent: a finished run is reported, not an error.
             err.print(f"run {full} already {view.status}; nothing to resume")
-            _report(service, full, RunStatus(view.status), as_json)
-        _drive(service, full, view.workflow, as_json)
+            _report(service, full, RunStatus(view.status), as_json, output)
+        _drive(service, full, view.workflow, as_json, output)
 
 
 @app.command()
@@ -335,12 +458,21 @@ def restart(
     force: Annotated[
         bool, typer.Option("--force", help="The restarted steps execute, cache or not.")
     ] = False,
+    quiet: QuietOpt = False,
+    logs: LogsOpt = None,
+    events: EventsOpt = False,
 ) -> None:
     """Run a finished run again from its failed steps (or --from a step), reusing the rest."""
-    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+    from kaon.cli.follow import Output
+
+    output = Output(quiet=quiet, logs=logs, events=events)
+    with (
+        _errors(as_json or events, compact=events),
+        _client(url, db, home, executor, workers, artifacts) as service,
+    ):
         full = service.resolve_run_id(run_id)
         view = service.restart(full, from_step=from_step, by="cli", force=force)
-        _drive(service, full, view.workflow, as_json)
+        _drive(service, full, view.workflow, as_json, output)
 
 
 @app.command()
@@ -409,8 +541,10 @@ def runs(
     """List runs, newest first."""
     from kaon.cli import render
 
-    if status is not None and status not in {s.value for s in RunStatus}:
-        _fail(f"--status must be one of {', '.join(s.value for s in RunStatus)}, not {status!r}")
+    with _errors(as_json):
+        if status is not None and status not in {s.value for s in RunStatus}:
+            known = ", ".join(s.value for s in RunStatus)
+            raise ConfigurationError(f"--status must be one of {known}, not {status!r}")
     with _errors(as_json), _client(url, db, home) as service:
         views = service.list_runs(workflow=workflow, status=status, limit=limit, offset=offset)
         if as_json:

@@ -154,14 +154,34 @@ def _step_table(steps: list[StepRunView], title: str | None = None) -> Table:
     return table
 
 
+METRICS_SHOWN = 50
+"""Rows of the metrics table at most; a line counts the rest and says where to see them."""
+
+
 def _metrics(console: Console, detail: RunDetail) -> None:
-    if detail.metrics:
-        metrics = Table(box=None, header_style="bold", title="metrics", title_justify="left")
-        for column in ("step", "metric", "value"):
-            metrics.add_column(column)
-        for metric in detail.metrics[-50:]:
-            metrics.add_row(metric.path, metric.name, f"{metric.value:.6g}")
-        console.print(metrics)
+    """One row per (step, metric): its last value, and how many values it had (epochs)."""
+    if not detail.metrics:
+        return
+    last: dict[tuple[str, str], tuple[float, int]] = {}
+    for metric in detail.metrics:
+        _, count = last.get((metric.path, metric.name), (0.0, 0))
+        last[(metric.path, metric.name)] = (metric.value, count + 1)
+    table = Table(box=None, header_style="bold", title="metrics", title_justify="left")
+    for column in ("step", "metric", "value", ""):
+        table.add_column(column)
+    rows = list(last.items())
+    for (path, name), (value, count) in rows[:METRICS_SHOWN]:
+        table.add_row(path, name, f"{value:.6g}", f"(last of {count} values)" if count > 1 else "")
+    console.print(table)
+    hidden = len(rows) - METRICS_SHOWN
+    if hidden > 0:
+        console.print(
+            Text(
+                f"... and {hidden} more metric values; all of them: kaon show {detail.id} "
+                "--json (or kaon.client: run.metrics())",
+                style="dim",
+            )
+        )
 
 
 def log_lines(console: Console, lines: list[LogView]) -> None:

@@ -171,11 +171,15 @@ def activate(
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Make a version the one new runs use."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.activate(workflow, version)
-    out.print(f"{view.name}: active version {view.active_version}")
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        out.print(f"{view.name}: active version {view.active_version}")
 
 
 def deactivate(
@@ -183,11 +187,15 @@ def deactivate(
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Deactivate a workflow: triggers stop starting it."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.deactivate(workflow)
-    out.print(f"{view.name}: deactivated")
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        out.print(f"{view.name}: deactivated")
 
 
 workflow_app = typer.Typer(
@@ -276,7 +284,7 @@ def token_list(
     url: UrlOpt = None, db: DbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False
 ) -> None:
     """List tokens: id, name, role, groups, last use, expiry, revocation (never secrets)."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         views = registry.list_tokens()
     if as_json:
         _print_json([v.model_dump(mode="json") for v in views])
@@ -297,11 +305,15 @@ def token_revoke(
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a token: it stops working at once."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         registry.revoke_token(token_id)
-    out.print(f"revoked {token_id}")
+    if as_json:
+        _print_json({"revoked": token_id})
+    else:
+        out.print(f"revoked {token_id}")
 
 
 @token_app.command("rotate")
@@ -314,7 +326,7 @@ def token_rotate(
     as_json: JsonOpt = False,
 ) -> None:
     """Give a token a new secret and print it; the old secret stops working at once."""
-    with _errors(), _registry(url, db, home) as registry:
+    with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.rotate_token(token_id, _seconds(expires_in) if expires_in else None)
     if as_json:
         _print_json(view.model_dump(mode="json"))

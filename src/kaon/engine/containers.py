@@ -90,6 +90,8 @@ class ContainerSteps(RunCore):
             else:
                 state.restore[row.index] = row
         node.foreach = state
+        # How many items: the live views show a foreach's counts against its total.
+        self._event("foreach", {"path": node.path, "items": len(items)}, node.row_id)
         self._advance_foreach(node, state)
 
     def _advance_foreach(self, node: Node, state: ForeachState) -> None:

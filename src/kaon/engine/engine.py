@@ -554,6 +554,8 @@ class Engine:
             )
         elif isinstance(event, ProgressReported):
             data = {"fraction": event.fraction, "message": event.message, "attempt": attempt}
+            if event.total is not None:
+                data.update(done=event.done, total=event.total)
             batch.events.append(EventRecord(run_id, "progress", event.at, data, step_run_id))
         elif isinstance(event, StepStarted):
             state.attempt_started(event.key, event.at, event.worker)

@@ -62,12 +62,15 @@ class LogLine:
 
 @dataclass(frozen=True, slots=True)
 class ProgressReported:
-    """The step reported how far along it is (``fraction`` in [0, 1], or just a message)."""
+    """The step reported how far along it is (``fraction`` in [0, 1], or just a message);
+    ``done`` of ``total`` units when it counted them (30 of 200 batches)."""
 
     key: AttemptKey
     at: float
     fraction: float | None
     message: str = ""
+    done: float | None = None
+    total: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

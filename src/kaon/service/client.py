@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,9 +18,19 @@ from kaon.service.settings import Settings
 # The local service (store, engine) and the remote one (httpx) are imported by the function
 # that opens them: `kaon run` never loads the HTTP client, `kaon run --url` never the engine.
 if TYPE_CHECKING:
+    from kaon.artifacts.base import ArtifactStore
     from kaon.model.cache_policy import CachePolicy
     from kaon.model.specs import WorkflowSpec
     from kaon.model.status import RunStatus
+    from kaon.model.values import ArtifactRef, ValueRef
+    from kaon.service.experiment_views import (
+        CompareView,
+        ExplainView,
+        FetchView,
+        LineageView,
+        PlotView,
+        RunArtifactsView,
+    )
     from kaon.service.registry_views import (
         PushResult,
         SignalView,
@@ -28,11 +39,65 @@ if TYPE_CHECKING:
         WorkflowView,
     )
     from kaon.service.remote import Listener, RemoteService, Stoppable
+    from kaon.service.run_reads import LogWindowView
     from kaon.service.views import LogView, RunDetail, RunView
 
 
+class ExperimentReads(Protocol):
+    """What the read commands and :class:`kaon.client.Client` ask of recorded runs, local
+    (:class:`~kaon.service.experiments.Experiments`) or remote
+    (:class:`~kaon.service.remote_reads.RemoteExperiments`); the same views either way."""
+
+    def resolve_run(self, given: str) -> str: ...
+
+    def resolve_artifact(self, given: str) -> str: ...
+
+    def artifact_ref(self, hash_: str) -> ArtifactRef: ...
+
+    def run_artifacts(self, run: str) -> RunArtifactsView: ...
+
+    def lineage(self, artifact: str, *, depth: int = 3) -> LineageView: ...
+
+    def step_outputs(self, run: str, path: str) -> dict[str, ValueRef]: ...
+
+    def step_output_ref(self, run: str, path: str, output: str | None = None) -> ValueRef: ...
+
+    def fetch(
+        self,
+        target: str,
+        step: str | None = None,
+        *,
+        output: str | None = None,
+        dest: str | Path | None = None,
+    ) -> FetchView: ...
+
+    def explain(self, run: str, path: str) -> ExplainView: ...
+
+    def compare(self, runs: Sequence[str]) -> CompareView: ...
+
+    def metrics(self, run: str) -> list[dict[str, Any]]: ...
+
+    def plot(
+        self,
+        runs: Sequence[str],
+        metric: str,
+        *,
+        by: str | None = None,
+        step: str | None = None,
+        output: str | Path | None = None,
+    ) -> PlotView: ...
+
+
 class KaonService(Protocol):
-    """The operations the CLI's run commands use, local or remote."""
+    """The operations the CLI's run and read commands use, local or remote."""
+
+    @property
+    def experiments(self) -> ExperimentReads: ...
+
+    @property
+    def artifacts(self) -> ArtifactStore: ...
+
+    def close(self) -> None: ...
 
     def __enter__(self) -> KaonService: ...
 
@@ -63,6 +128,18 @@ class KaonService(Protocol):
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
     ) -> RunStatus: ...
+
+    def follow(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Stoppable], None] | None = None,
+    ) -> RunStatus: ...
+
+    def log_window(
+        self, run_id: str, path: str | None = None, *, after_id: int = 0
+    ) -> LogWindowView: ...
 
     def restart(
         self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
@@ -99,13 +176,16 @@ def server_url(url: str | None = None) -> str | None:
     return url or os.environ.get("KAON_URL") or None
 
 
-def open_service(url: str | None = None, settings: Settings | None = None) -> KaonService:
-    """A :class:`RemoteService` when a server URL is given or set, else a LocalService."""
+def open_service(
+    url: str | None = None, settings: Settings | None = None, *, token: str | None = None
+) -> KaonService:
+    """A :class:`RemoteService` when a server URL is given or set (with ``token``, else
+    ``KAON_TOKEN``), else a LocalService."""
     found = server_url(url)
     if found:
         from kaon.service.remote import RemoteService
 
-        return RemoteService(found)
+        return RemoteService(found, token=token)
     from kaon.service.local import LocalService
 
     return LocalService(settings or Settings.from_env())

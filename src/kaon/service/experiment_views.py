@@ -235,6 +235,31 @@ class PlotView(BaseModel):
     output: str | None = None
 
 
+class ArtifactRefView(BaseModel):
+    """How a recorded blob is stored: what a reader needs to fetch and decode it."""
+
+    hash: str = Field(description="sha256 of the blob's bytes")
+    serializer: str
+    size: int = Field(description="bytes")
+    type: str = Field(description="the Python type of the value, module.qualname")
+
+
+class StepOutputsView(BaseModel):
+    """The output references of one step run, encoded (``kaon.model.values.encode_ref``):
+    inline values as they are, blobs by hash (fetched from ``GET /artifacts/{hash}/blob``)."""
+
+    run_id: str
+    path: str
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricRowsView(BaseModel):
+    """Every metric value of a run as flat rows (what ``RunHandle.metrics`` tabulates)."""
+
+    run_id: str
+    rows: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class GcView(BaseModel):
     """The outcome of ``kaon gc``: blobs scanned, kept and deleted (or that would be)."""
 

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 from kaon.artifacts.base import ArtifactStore
 from kaon.errors import ArtifactError, InvalidActionError, NotFoundError
@@ -68,6 +68,15 @@ class BlobListing(Protocol):
 
     def blob_path(self, ref: ArtifactRef | str) -> str:
         """Where a blob lives (a local path or a URL)."""
+        ...
+
+
+@runtime_checkable
+class BlobReader(Protocol):
+    """An artifact store that can open a blob for streaming (the API's artifact reads)."""
+
+    def open_blob(self, hash_: str) -> tuple[IO[bytes], int]:
+        """An open binary file of the blob and its size in bytes."""
         ...
 
 
@@ -251,14 +260,17 @@ class Experiments:
             run_id = self.resolve_run(target)
             ref = self.step_output_ref(run_id, step, output)
             source = f"{run_id}:{step}" + (f":{output}" if output else "")
-        view = _fetch_view(source, ref)
-        value = self.artifacts.get(ref)
-        if dest is None:
-            view.preview = _export.preview(value)
-        else:
-            view.format = _export.write_value(value, Path(dest))
-            view.written_to = str(Path(dest).absolute())
-        return view
+        return fetched(source, ref, self.artifacts, dest)
+
+    def open_blob(self, hash_: str) -> tuple[IO[bytes], int]:
+        """The recorded blob ``hash_`` opened for streaming, and its size (the caller closes
+        it). Raises NotFoundError for an unrecorded hash, ArtifactError when the artifact
+        store cannot stream blobs or the blob is missing."""
+        self.artifact_ref(hash_)
+        blobs = self.artifacts
+        if not isinstance(blobs, BlobReader):
+            raise ArtifactError(f"artifact store {blobs.url!r} cannot stream its blobs")
+        return blobs.open_blob(hash_)
 
     # -- memoization -------------------------------------------------------------------------
 
@@ -607,6 +619,21 @@ def _reused_view(
         inputs=list(origin.inputs) if origin else [],
         cached_from=cached_from,
     )
+
+
+def fetched(
+    source: str, ref: ValueRef, artifacts: ArtifactStore, dest: str | Path | None
+) -> FetchView:
+    """Load ``ref`` from ``artifacts`` and write it to ``dest`` or describe it with a preview
+    (the formats of :meth:`Experiments.fetch`); ``source`` names what was asked for."""
+    view = _fetch_view(source, ref)
+    value = artifacts.get(ref)
+    if dest is None:
+        view.preview = _export.preview(value)
+    else:
+        view.format = _export.write_value(value, Path(dest))
+        view.written_to = str(Path(dest).absolute())
+    return view
 
 
 def _fetch_view(source: str, ref: ValueRef) -> FetchView:

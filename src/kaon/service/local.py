@@ -31,6 +31,7 @@ from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.settings import EXECUTORS, Settings, expression_budget
+from kaon.service.stopper import Stopper
 from kaon.service.views import (
     LogView,
     RunDetail,
@@ -45,7 +46,8 @@ from kaon.store.base import StateStore, StepRunRecord
 
 if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.service.experiments import Experiments
-    from kaon.service.run_reads import RunReads
+    from kaon.service.remote import Stoppable
+    from kaon.service.run_reads import LogWindowView, RunReads
 
 
 class LocalService:
@@ -310,6 +312,43 @@ class LocalService:
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The raw step run record at ``path``."""
         return self.store.get_step_run(run_id, path)
+
+    def follow(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Stoppable], None] | None = None,
+        poll_s: float = 0.2,
+    ) -> RunStatus:
+        """Follow a run some other process drives (``kaon watch``): hand its committed
+        events, oldest first from its start, to ``listener`` until it ends; returns its final
+        status, or RUNNING when stopped early. Reads the store's event feed by id, which
+        never skips a row that commits late (see :mod:`kaon.store.feed`)."""
+        stopper = Stopper()
+        if on_engine is not None:
+            on_engine(stopper)
+        cursor = 0
+        while not stopper.stopped:
+            status = self.store.get_run(run_id).status  # read before the events: none missed
+            while True:
+                events = self.store.events(run_id, after_id=cursor, limit=1000)
+                if events and listener is not None:
+                    listener(events)
+                cursor = events[-1].id or cursor if events else cursor
+                if len(events) < 1000:
+                    break
+            if status.is_terminal:
+                return status
+            stopper.wait(poll_s)
+        return RunStatus.RUNNING
+
+    def log_window(
+        self, run_id: str, path: str | None = None, *, after_id: int = 0
+    ) -> LogWindowView:
+        """A step run's log lines after ``after_id``, oldest first (at most 200); without
+        ``path``, every step's (each line with its path)."""
+        return self.reads.logs(run_id, path, after_id=after_id)
 
     # -- bounded reads (cost what they show; see kaon.service.run_reads) ----------------------
 

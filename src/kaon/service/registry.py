@@ -42,6 +42,7 @@ from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write
 from kaon.service.push_sandbox import SandboxLimits, declared_names, evaluate
 from kaon.service.registry_views import (
     PushResult,
+    VersionMatch,
     VersionView,
     WorkflowView,
     version_view,
@@ -144,6 +145,40 @@ class RegistryService:
             created=created,
             active_version=active,
         )
+
+    def match(
+        self,
+        name: str,
+        source: str,
+        file_name: str,
+        principal: Principal,
+        *,
+        workflow: str | None = None,
+        files: Mapping[str, str] | None = None,
+    ) -> VersionMatch:
+        """The version of workflow ``name`` a push of this file and bundle would return, if
+        any, without pushing: what lets someone who may run but not push run an unchanged
+        file. Only content an owner pushed before is evaluated (its content-addressed folder
+        exists); anything else matches no version. Raises NotFoundError for an unknown
+        workflow, PermissionDeniedError unless ``principal`` operates it.
+        """
+        self.authorize(principal, "operator", name)
+        current = self.registry.get_workflow(name)
+        found = VersionMatch(workflow=name, active_version=current.active_version)
+        bundle = dict(files or {})
+        if bundle_problems(file_name, bundle) or not SAFE_NAME.fullmatch(file_name):
+            return found
+        folder = self.sources_dir / bundle_digest(file_name, source, bundle)[:16]
+        if not (folder / file_name).is_file():
+            return found
+        target = str(folder / file_name) + (f":{workflow}" if workflow else "")
+        spec = self._evaluated.get(target) or evaluate(target, file_name, self.sandbox)
+        if spec.name != name:
+            return found
+        wanted = spec_hash(spec)
+        versions = self.registry.versions(name)
+        found.version = next((v.version for v in versions if v.definition_hash == wanted), None)
+        return found
 
     def _owner_group_for(
         self, principal: Principal, workflow: str, owner_group: str | None

@@ -53,6 +53,34 @@ class PushRequest(Request):
     )
 
 
+class MatchRequest(Request):
+    """A workflow file to look up among the registered versions (``kaon run FILE --url``)."""
+
+    source: str = Field(max_length=5_000_000, description="The file's text.")
+    file_name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(py|ya?ml)$",
+        description="The file's name (no folders).",
+    )
+    workflow: str | None = Field(
+        default=None, max_length=200, description="Which workflow of the file (when several)."
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict, description="The files beside it, as a push sends them."
+    )
+
+
+class VersionMatch(BaseModel):
+    """Which registered version holds exactly the content of a file (and its bundle)."""
+
+    workflow: str
+    version: int | None = Field(
+        default=None, description="The version with this content; null: none (a push adds one)."
+    )
+    active_version: int | None = None
+
+
 class PushResult(BaseModel):
     """What a push did: the version holding this content, and whether it is new."""
 

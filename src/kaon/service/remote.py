@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -43,9 +43,12 @@ from kaon.service.registry_views import (
     VersionView,
     WorkflowView,
 )
-from kaon.service.run_reads import RunSummary, StepDetail, StepPageView
+from kaon.service.run_reads import LogWindowView, RunSummary, StepDetail, StepPageView
 from kaon.service.views import LogView, RunDetail, RunView
 from kaon.store.base import EventRecord
+
+if TYPE_CHECKING:
+    from kaon.service.remote_reads import HttpArtifactStore, RemoteExperiments
 
 Listener = Callable[[list[EventRecord]], None]
 
@@ -120,6 +123,7 @@ class RemoteService:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._experiments: RemoteExperiments | None = None
         token = token if token is not None else os.environ.get("KAON_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -132,6 +136,20 @@ class RemoteService:
             ) from None
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def experiments(self) -> RemoteExperiments:
+        """Artifacts, lineage, explain, compare and plot, read from the server."""
+        if self._experiments is None:
+            from kaon.service.remote_reads import RemoteExperiments
+
+            self._experiments = RemoteExperiments(self)
+        return self._experiments
+
+    @property
+    def artifacts(self) -> HttpArtifactStore:
+        """The server's blobs, streamed over its API (read-only)."""
+        return self.experiments.artifacts
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -186,13 +204,47 @@ class RemoteService:
         source: str = "",
         cache: CachePolicy | None = None,
     ) -> RunView:
-        """Push ``source`` (the file ``spec`` came from) and start a run of that version."""
+        """Start a run of the version holding ``source`` (the file ``spec`` came from).
+
+        A file whose content (with its bundle) is already a version runs that version, with
+        no push: an operator, who may run but not push, runs an unchanged file. Changed
+        content is pushed first (without activating it), which needs the owner role: an
+        operator gets a PermissionDeniedError saying so.
+        """
         version: int | None = None
         if source:
-            version = self.push(source, activate=False).version
+            version = self._version_of(spec.name, source)
         return self.start_run(
             spec.name, params, version=version, from_strings=from_strings, cache=cache
         )
+
+    def _version_of(self, workflow: str, target: str) -> int:
+        """The registered version of ``target``'s content, pushed first when it is new."""
+        file, name = split_target(target)
+        source, files = read_push(file)
+        body = {
+            "source": source,
+            "file_name": os.path.basename(file),
+            "workflow": name,
+            "files": files,
+        }
+        active: int | None = None
+        try:
+            found = self._call("POST", f"/workflows/{workflow}/match", json=body)
+        except NotFoundError:
+            found = None  # a new workflow: pushing it creates it
+        if found is not None:
+            if found.get("version") is not None:
+                return int(found["version"])
+            active = found.get("active_version")
+        try:
+            return self.push(target, activate=False).version
+        except PermissionDeniedError as exc:
+            raise PermissionDeniedError(
+                f"{file} differs from the active version {active} of workflow {workflow} on "
+                f"{self.url} (content hashes compared): running it needs a push, and {exc}. "
+                f"Ask an owner to `kaon push {file}`, or run the file as pushed."
+            ) from None
 
     def start_run(
         self,
@@ -225,9 +277,6 @@ class RemoteService:
 
         Returns the final status, or RUNNING when stopped early (the run goes on).
         """
-        follower = _Follower()
-        if on_engine is not None:
-            on_engine(follower)
         if RunStatus(self.get_run(run_id).status) is RunStatus.RUNNING:
             try:
                 self._call("POST", f"/runs/{run_id}/resume")
@@ -235,6 +284,20 @@ class RemoteService:
                 # The server's engine finished the run between the two calls: follow it anyway.
                 if not RunStatus(self.get_run(run_id).status).is_terminal:
                     raise
+        return self.follow(run_id, listener=listener, on_engine=on_engine)
+
+    def follow(
+        self,
+        run_id: str,
+        *,
+        listener: Listener | None = None,
+        on_engine: Callable[[Stoppable], None] | None = None,
+    ) -> RunStatus:
+        """Follow a run's events (``GET /events?run_id=``, from its start) until it ends;
+        returns the final status, or RUNNING when stopped early (the run goes on)."""
+        follower = _Follower()
+        if on_engine is not None:
+            on_engine(follower)
         cursor = 0
         failures = 0
         while not follower.stopped:
@@ -334,6 +397,17 @@ class RemoteService:
         """One step run with attempts, outputs, metrics and cache decision."""
         found = self._call("GET", f"/runs/{run_id}/step", params={"path": path})
         return StepDetail.model_validate(found)
+
+    def log_window(
+        self, run_id: str, path: str | None = None, *, after_id: int = 0
+    ) -> LogWindowView:
+        """A step run's log lines after ``after_id``, oldest first (at most 200); without
+        ``path``, every step's (each line with its path)."""
+        params: dict[str, Any] = {"after": after_id}
+        if path is not None:
+            params["path"] = path
+        found = self._call("GET", f"/runs/{run_id}/log", params=params)
+        return LogWindowView.model_validate(found)
 
     def list_runs(
         self,

@@ -106,12 +106,14 @@ class LogLineView(BaseModel):
     at: float
     stream: str
     text: str
+    path: str | None = Field(default=None, description="the step run's (a run-wide window)")
 
 
 class LogWindowView(BaseModel):
-    """A window of a step run's log lines, oldest first."""
+    """A window of a step run's log lines (or, without ``path``, of the whole run's),
+    oldest first."""
 
-    path: str
+    path: str | None = None
     lines: list[LogLineView] = Field(default_factory=list)
 
 
@@ -234,7 +236,7 @@ class RunReads:
     def logs(
         self,
         run_id: str,
-        path: str,
+        path: str | None,
         *,
         attempt: int | None = None,
         after_id: int | None = None,
@@ -242,7 +244,11 @@ class RunReads:
         text: str | None = None,
         limit: int = 200,
     ) -> LogWindowView:
-        """A window of a step run's log lines (see :meth:`SQLRunReads.log_window`)."""
+        """A window of a step run's log lines (see :meth:`SQLRunReads.log_window`); without
+        ``path``, the lines of every step after ``after_id`` (0 by default), each with its
+        step's path: what a follower tails in one query."""
+        if path is None:
+            return self._run_logs(run_id, after_id or 0, limit)
         row = self.reads.step_run(run_id, path)
         records = self.reads.log_window(
             run_id,
@@ -258,6 +264,22 @@ class RunReads:
             for r in records
         ]
         return LogWindowView(path=path, lines=lines)
+
+    def _run_logs(self, run_id: str, after_id: int, limit: int) -> LogWindowView:
+        records = self.reads.log_window(run_id, None, after_id=after_id, limit=limit)
+        paths = self.reads.paths(run_id, list({r.step_run_id for r in records}))
+        lines = [
+            LogLineView(
+                id=r.id or 0,
+                attempt=r.attempt,
+                at=r.at,
+                stream=r.stream,
+                text=r.text,
+                path=paths.get(r.step_run_id, "?"),
+            )
+            for r in records
+        ]
+        return LogWindowView(lines=lines)
 
 
 SORTS = tuple(SORT_KEYS)

@@ -57,11 +57,28 @@ class StepContext:
         for line in str(text).splitlines() or [""]:
             self.emit(LogLine(self.key, time.time(), stream, line))
 
-    def progress(self, fraction: float | None = None, message: str = "") -> None:
-        """Report progress: ``fraction`` in [0, 1] (None for a message only)."""
-        if fraction is not None:
-            fraction = min(max(float(fraction), 0.0), 1.0)
-        self.emit(ProgressReported(self.key, time.time(), fraction, message))
+    def progress(
+        self, done: float | None = None, total: float | str | None = None, message: str = ""
+    ) -> None:
+        """Report progress: ``progress(done, total)`` counts units (``progress(30, 200)``:
+        the CLI shows 30/200 with a bar and an ETA); ``progress(fraction)`` gives a fraction
+        in [0, 1]; ``progress(None, message=...)`` a message only. A string second argument
+        is a message (``progress(0.5, "halfway")``)."""
+        if isinstance(total, str):
+            message, total = total, None
+        fraction: float | None = None
+        count: float | None = None
+        if done is not None and total is not None:
+            if float(total) > 0:  # a total of 0 units says nothing about how far along
+                count, total = max(float(done), 0.0), float(total)
+                fraction = min(count / total, 1.0)
+            else:
+                total = None
+        elif done is not None:
+            fraction = min(max(float(done), 0.0), 1.0)
+        else:
+            total = None
+        self.emit(ProgressReported(self.key, time.time(), fraction, message, count, total))
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         """Report a named number (``step`` orders repeated values, such as epochs)."""

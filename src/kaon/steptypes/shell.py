@@ -166,12 +166,16 @@ class _ProtocolReader:
             if not sep or not name:
                 raise ValueError("expected NAME=VALUE")
             self.ctx.metric(name, float(value), int(step) if step.strip() else None)
-        elif verb == "progress":
+        elif verb == "progress":  # ``0.5 msg``, ``30/200 msg`` (done of total) or ``msg``
             first, _, message = rest.partition(" ")
+            done, slash, total = first.partition("/")
             try:
-                self.ctx.progress(float(first), message.strip())
+                if slash:
+                    self.ctx.progress(float(done), float(total), message.strip())
+                else:
+                    self.ctx.progress(float(first), message=message.strip())
             except ValueError:
-                self.ctx.progress(None, rest)
+                self.ctx.progress(None, message=rest)
         elif verb == "output":
             name, sep, raw = rest.partition("=")
             if not sep or not name.strip():

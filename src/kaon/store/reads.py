@@ -183,7 +183,7 @@ class SQLRunReads:
     def log_window(
         self,
         run_id: str,
-        step_run_id: int,
+        step_run_id: int | None,
         *,
         attempt: int | None = None,
         after_id: int | None = None,
@@ -191,11 +191,14 @@ class SQLRunReads:
         text: str | None = None,
         limit: int = 200,
     ) -> list[LogRecord]:
-        """At most ``limit`` log lines of a step run, oldest first: the first lines after
-        ``after_id``, else the last lines before ``before_id`` (else the tail); optionally
-        of one attempt and containing ``text``."""
+        """At most ``limit`` log lines of a step run (``None``: of every step run of the
+        run, as they were written), oldest first: the first lines after ``after_id``, else
+        the last lines before ``before_id`` (else the tail); optionally of one attempt and
+        containing ``text``."""
         c = t.logs.c
-        stmt = sa.select(t.logs).where(c.run_id == run_id, c.step_run_id == step_run_id)
+        stmt = sa.select(t.logs).where(c.run_id == run_id)
+        if step_run_id is not None:
+            stmt = stmt.where(c.step_run_id == step_run_id)
         if attempt is not None:
             stmt = stmt.where(c.attempt == attempt)
         if text:

@@ -158,6 +158,12 @@ def wait() -> Any:
     return wait_for
 
 
+@pytest.fixture(scope="module")
+def launch_shared() -> Any:
+    """:func:`start_server`, for a module's fixture that shares one server between tests."""
+    return start_server
+
+
 @pytest.fixture
 def launch() -> Any:
     """:func:`start_server`, for tests that stop and restart servers themselves."""

@@ -71,9 +71,9 @@ def test_cli_push_versions_activate_and_run(server: Any, tmp_path: Path) -> None
     assert "*    1" in server.cli("versions", "hello").stdout
     ran = server.cli("run", str(flow), "-p", "n=3", "--json")
     assert ran.returncode == 0, ran.stderr
-    run_id, report = ran.stdout.split("\n", 1)
-    detail = json.loads(report)
-    assert detail["id"] == run_id and detail["status"] == "succeeded"
+    detail = json.loads(ran.stdout)  # one document
+    run_id = detail["id"]
+    assert detail["status"] == "succeeded"
     assert detail["params"] == {"n": 3}
     # `kaon run FILE` ran the pushed content (version 2) without activating it.
     assert "*    1" in server.cli("versions", "hello").stdout

@@ -97,6 +97,18 @@ EXPECT: dict[str, Rule] = {
     "GET /backfills/{backfill_id}": Rule("viewer", ok=frozenset({404})),
     "POST /backfills/{backfill_id}/cancel": Rule("operator", ok=frozenset({404})),
     "POST /workflows/{name}/unblock": Rule("operator", True),
+    "POST /workflows/{name}/match": Rule(
+        "operator", True, body={"source": HELLO, "file_name": "hello.yaml"}
+    ),
+    "GET /runs/{run_id}/outputs": Rule("viewer", True),  # called with ?path=a
+    "GET /runs/{run_id}/explain": Rule("viewer", True),  # called with ?path=a
+    "GET /runs/{run_id}/metric-rows": Rule("viewer", True),
+    "GET /compare": Rule("viewer", True, ok=frozenset({409})),  # ?run=<id>&run=<id>: one run
+    "GET /plot": Rule("viewer", True, ok=frozenset({404})),  # no such metric
+    # A blob that does not exist: 404 for every reader (one of another group gets 404 too).
+    "GET /artifacts/{artifact}": Rule("viewer", ok=frozenset({404})),
+    "GET /artifacts/{artifact}/blob": Rule("viewer", ok=frozenset({404})),
+    "GET /artifacts/{artifact}/lineage": Rule("viewer", ok=frozenset({404})),
 }
 
 CALLERS: list[tuple[str, str | None, tuple[str, ...]]] = [
@@ -155,10 +167,18 @@ def test_every_route_answers_every_caller_as_the_table_says(
                 path="a",
                 token_id=victim,
                 backfill_id="nope",
+                artifact="ab" * 32,
             )
-            params = {"run_id": run_id} if path == "/events" else None
-            if path in ("/runs/{run_id}/step", "/runs/{run_id}/log"):
+            params: dict[str, Any] | None = {"run_id": run_id} if path == "/events" else None
+            if path in (
+                "/runs/{run_id}/step",
+                "/runs/{run_id}/log",
+                "/runs/{run_id}/outputs",
+                "/runs/{run_id}/explain",
+            ):
                 params = {"path": "a"}
+            if path in ("/compare", "/plot"):
+                params = {"run": [run_id, run_id], "metric": "m"}
             headers = {"Authorization": f"Bearer {secrets[name]}"} if role else {}
             answer = client.request(method, url, json=rule.body, params=params, headers=headers)
             checked += 1

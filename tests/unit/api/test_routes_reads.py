@@ -137,3 +137,17 @@ def test_run_metrics_cost_what_they_show(client: Any, tokens: dict[str, str], ru
         f"/runs/{run_id}/steps/each[4].square/metrics", headers=h(tokens["viewer"])
     ).json()
     assert [(m["path"], m["value"]) for m in step] == [("each[4].square", 4.0)]
+
+
+def test_a_run_wide_log_window_names_each_line_s_step(
+    client: Any, tokens: dict[str, str], run_id: str
+) -> None:
+    every = client.get(f"/runs/{run_id}/log", headers=h(tokens["viewer"])).json()
+    lines = [(line["path"], line["text"]) for line in every["lines"]]
+    assert sorted(lines[:-1]) == sorted((f"each[{i}].square", f"item-{i}") for i in range(12))
+    assert lines[-1] == ("after", "done")
+    middle = every["lines"][5]["id"]
+    rest = client.get(
+        f"/runs/{run_id}/log", params={"after": middle, "limit": 3}, headers=h(tokens["viewer"])
+    ).json()
+    assert [line["id"] for line in rest["lines"]] == [x["id"] for x in every["lines"][6:9]]

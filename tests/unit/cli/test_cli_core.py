@@ -13,11 +13,13 @@ def _run_id(stdout: str) -> str:
 
 
 def test_run_prints_id_first_and_exits_zero(kaon) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = kaon("run", f"{FLOWS}:squares", "-p", "n=3")
+    assert code == 0
+    assert _run_id(out).startswith("20")  # the id, before the live view and the table
     code, out, _ = kaon("run", f"{FLOWS}:squares", "-p", "n=3", "--json")
     assert code == 0
-    run_id = _run_id(out)
-    detail = json.loads(out.split("\n", 1)[1])
-    assert detail["id"] == run_id and detail["status"] == "succeeded"
+    detail = json.loads(out)  # --json: exactly one document, nothing before it
+    assert detail["id"].startswith("20") and detail["status"] == "succeeded"
     assert detail["params"] == {"n": 3}
     steps = {s["path"]: s for s in detail["steps"]}
     assert steps["total"]["outputs"]["return"] == {
@@ -120,7 +122,7 @@ def test_schema_documents_the_json_outputs(kaon) -> None:  # type: ignore[no-unt
     assert "steps" in documents["run-detail"]["properties"]
     assert documents["log"]["type"] == "array"
     code, out, _ = kaon("run", f"{FLOWS}:squares", "--json")
-    detail = json.loads(out.split("\n", 1)[1])
+    detail = json.loads(out)
     assert set(detail) <= set(documents["run-detail"]["properties"])
     code, _, err = kaon("schema", "nope")
     assert code == 2 and "unknown schema" in err

@@ -64,7 +64,7 @@ def _run(kaon_cli: Kaon, *params: str) -> str:
     args = [x for p in params for x in ("-p", p)]
     code, out, err = kaon_cli("run", f"{HERE}:cli_exp", *args, "--json")
     assert code == 0, err
-    return out.splitlines()[0].strip()
+    return str(json.loads(out)["id"])
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_no_cache_force_and_restart_force(kaon_cli: Kaon, runs: tuple[str, str])
     assert _json(kaon_cli, "explain", forced, "groups[0].fit")["verdict"] == "hit"
     code, out, err = kaon_cli("run", f"{HERE}:cli_exp", "--no-cache", "--json")
     assert code == 0, err
-    fresh = out.splitlines()[0].strip()
+    fresh = json.loads(out)["id"]
     assert _json(kaon_cli, "explain", fresh, "groups[1].fit")["verdict"] == "forced"
     code, _, err = kaon_cli("restart", second, "--from", "load", "--force")
     assert code == 0, err

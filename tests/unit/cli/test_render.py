@@ -102,3 +102,25 @@ def test_show_folds_foreach_items_and_pages_steps(kaon) -> None:  # type: ignore
     assert paths == [s["path"] for s in json.loads(everything)["steps"]][2:7]
     code, out = kaon("show", run_id, "--all", "--limit", "5")
     assert code == 0 and "steps 1-5 of" in out and "more with --offset 5" in out
+
+
+def test_the_metrics_table_says_how_many_rows_it_leaves_out() -> None:
+    from kaon.service.views import MetricView
+
+    detail = _detail(2, set())
+    detail.metrics = [
+        MetricView(path=f"s{i % 2}", name=f"m{i}", value=float(i), at=0.0) for i in range(80)
+    ]
+    lines = _printed(detail)
+    rows = [line for line in lines if line.split()[:1] in (["s0"], ["s1"]) and " m" in line]
+    assert len(rows) == render.METRICS_SHOWN
+    assert f"... and {80 - render.METRICS_SHOWN} more metric values" in "\n".join(lines)
+    assert "kaon show r1 --json" in "\n".join(lines)
+    # Repeated values of one metric (epochs) are one row: its last value, with a count.
+    detail.metrics = [
+        MetricView(path="s0", name="loss", value=1.0 / (e + 1), step=e, at=0.0) for e in range(200)
+    ]
+    lines = _printed(detail)
+    loss = [line for line in lines if "loss" in line]
+    assert len(loss) == 1 and "0.005" in loss[0] and "last of 200 values" in loss[0]
+    assert not any("more metric" in line for line in lines)

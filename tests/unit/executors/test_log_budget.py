@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def test_a_chatty_attempt_stores_its_log_up_to_the_limit_then_a_marker(
     runner = CliRunner()
     result = runner.invoke(app, ["run", f"{FLOWS}:noisy", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
-    run_id = result.stdout.splitlines()[0].strip()
+    run_id = json.loads(result.stdout)["id"]
     with sqlite3.connect(tmp_path / "home" / "kaon.db") as db:
         stored = db.execute("SELECT sum(length(text) + 1), count(*) FROM logs").fetchone()
         last = db.execute("SELECT text FROM logs ORDER BY id DESC LIMIT 1").fetchone()[0]

@@ -174,3 +174,14 @@ def test_validation_reports_each_bad_field(config: dict[str, Any], fields: list[
 def test_valid_config_has_no_problems() -> None:
     config = {"command": "ls", "env": {"A": "1"}, "cwd": "/tmp", "shell": "/bin/sh"}
     assert ShellStepType().validate(config, HERE) == []
+
+
+def test_a_shell_step_reports_progress_as_done_of_total() -> None:
+    harness = Harness()
+    assert harness.run("echo '::kaon::progress 30/200 batches'") is None
+    progress = [
+        (e.done, e.total, e.fraction, e.message)
+        for e in harness.events
+        if isinstance(e, ProgressReported)
+    ]
+    assert progress == [(30.0, 200.0, 0.15, "batches")]

@@ -1,0 +1,238 @@
+"""What runs produced, read remotely: artifacts (streamed, with HTTP Range reads), lineage,
+step outputs, cache explanations, metric rows, comparisons and plot data.
+
+Every route is a thin shell over :class:`~kaon.service.experiments.Experiments`, the service
+the CLI uses locally, so ``kaon get``, ``lineage``, ``explain``, ``compare`` and ``plot``
+answer the same over ``KAON_URL``. Reading needs ``viewer`` on the run's workflow (its owner
+group decides); a blob is readable by whoever may read a run that produced it, and is
+otherwise answered 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import StreamingResponse
+
+from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.errors import ERROR_RESPONSES
+from kaon.errors import NotFoundError
+from kaon.model.values import encode_outputs
+from kaon.service.experiment_views import (
+    ArtifactRefView,
+    CompareView,
+    ExplainView,
+    LineageView,
+    MetricRowsView,
+    PlotView,
+    StepOutputsView,
+)
+
+router = APIRouter(tags=["artifacts"], responses=ERROR_RESPONSES)
+
+CHUNK = 1 << 20  # bytes per streamed piece
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _readable_blob(services: Services, principal: Principal, given: str) -> str:
+    """Resolve a hash or prefix and check that ``principal`` may read a run that produced
+    it; NotFoundError otherwise (a group's blobs are not revealed to others)."""
+    hash_ = services.runs.experiments.resolve_artifact(given)
+    if principal.reads_everything:
+        return hash_
+    for record in services.store.artifacts(hash=hash_, limit=1000):
+        if services.may_read_run(principal, record.run_id):
+            return hash_
+    raise NotFoundError(f"no recorded artifact has hash {hash_}")
+
+
+@router.get("/artifacts/{artifact}", response_model=ArtifactRefView, summary="An artifact")
+def get_artifact(
+    artifact: str,
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> ArtifactRefView:
+    """How a recorded blob (a sha256 or a unique prefix of at least 4 digits) is stored:
+    its full hash, serializer, size and type."""
+    hash_ = _readable_blob(services, principal, artifact)
+    ref = services.runs.experiments.artifact_ref(hash_)
+    return ArtifactRefView(
+        hash=ref.hash, serializer=ref.serializer, size=ref.size, type=ref.type_name
+    )
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive ``(first, last)`` byte positions a ``Range`` header asks for, None for
+    the whole blob (no header, or one this server does not serve: several ranges, another
+    unit). Raises ValueError for a range that lies wholly outside the blob (answered 416)."""
+    found = _RANGE.fullmatch(header.strip()) if header else None
+    if found is None or found.group(0) == "bytes=-":
+        return None
+    start, end = found.group(1), found.group(2)
+    if not start:  # a suffix: the last N bytes
+        count = int(end)
+        if count == 0 or size == 0:
+            raise ValueError("empty suffix range")
+        return max(0, size - count), size - 1
+    first = int(start)
+    last = min(int(end), size - 1) if end else size - 1
+    if first >= size or last < first:
+        raise ValueError("range outside the blob")
+    return first, last
+
+
+def _chunks(file: IO[bytes], first: int, last: int) -> Iterator[bytes]:
+    """The bytes ``first..last`` of ``file`` in pieces; closes the file when done."""
+    try:
+        file.seek(first)
+        left = last - first + 1
+        while left > 0:
+            piece = file.read(min(CHUNK, left))
+            if not piece:
+                return
+            left -= len(piece)
+            yield piece
+    finally:
+        file.close()
+
+
+@router.get(
+    "/artifacts/{artifact}/blob",
+    summary="An artifact's bytes",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The blob."},
+        206: {"content": {"application/octet-stream": {}}, "description": "A byte range."},
+        416: {"description": "The range lies outside the blob."},
+    },
+)
+def get_blob(
+    artifact: str,
+    range_header: str | None = Header(None, alias="Range", max_length=200),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> Response:
+    """The blob's bytes as stored, streamed (never loaded whole by the server). A
+    ``Range: bytes=first-last`` (or ``first-``, or ``-count``) header gets that part with 206
+    and ``Content-Range``, so a reader resumes a broken download or reads a slice. The
+    ``ETag`` is the sha256: a reader verifies the whole content against it."""
+    hash_ = _readable_blob(services, principal, artifact)
+    file, size = services.runs.experiments.open_blob(hash_)
+    headers = {"Accept-Ranges": "bytes", "ETag": f'"{hash_}"'}
+    try:
+        wanted = byte_range(range_header, size)
+    except ValueError:
+        file.close()
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    first, last = wanted if wanted is not None else (0, size - 1)
+    headers["Content-Length"] = str(last - first + 1)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return StreamingResponse(
+        _chunks(file, first, last),
+        status_code=200 if wanted is None else 206,
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+@router.get(
+    "/artifacts/{artifact}/lineage", response_model=LineageView, summary="An artifact's lineage"
+)
+def get_lineage(
+    artifact: str,
+    depth: int = Query(3, ge=0, le=50, description="Levels of inputs."),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> LineageView:
+    """Where a blob came from (its producers and, ``depth`` levels down, the blobs they read)
+    and which steps used it; runs the caller may not read are left out."""
+    hash_ = _readable_blob(services, principal, artifact)
+    view = services.runs.experiments.lineage(hash_, depth=depth)
+    if not principal.reads_everything:
+        _prune(view, lambda run_id: services.may_read_run(principal, run_id), {})
+    return view
+
+
+def _prune(view: LineageView, may: Callable[[str], bool], seen: dict[str, bool]) -> None:
+    """Drop producers and consumers of runs ``may(run_id)`` refuses, at every level."""
+
+    def ok(run_id: str) -> bool:
+        if run_id not in seen:
+            seen[run_id] = bool(may(run_id))
+        return seen[run_id]
+
+    view.producers = [p for p in view.producers if ok(p.run_id)]
+    view.consumers = [c for c in view.consumers if ok(c.run_id)]
+    for source in view.sources:
+        _prune(source, may, seen)
+
+
+@router.get(
+    "/runs/{run_id}/outputs", response_model=StepOutputsView, summary="A step run's outputs"
+)
+def get_outputs(
+    run_id: str,
+    path: str = Query(..., max_length=2000, description="``train``, ``segments[3].train``"),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> StepOutputsView:
+    """The output references of a step run: inline values, and blobs by hash."""
+    full = services.authorize_run(principal, "viewer", run_id)
+    outputs = services.runs.experiments.step_outputs(full, path)
+    return StepOutputsView(run_id=full, path=path, outputs=encode_outputs(outputs))
+
+
+@router.get("/runs/{run_id}/explain", response_model=ExplainView, summary="Explain a cache hit")
+def get_explain(
+    run_id: str,
+    path: str = Query(..., max_length=2000),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> ExplainView:
+    """Why the step run at ``path`` was a cache hit or miss (what changed, and since when)."""
+    full = services.authorize_run(principal, "viewer", run_id)
+    return services.runs.experiments.explain(full, path)
+
+
+@router.get("/runs/{run_id}/metric-rows", response_model=MetricRowsView, summary="Metric rows")
+def get_metric_rows(
+    run_id: str,
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> MetricRowsView:
+    """Every metric value of the run as flat rows (cached steps: the values they reused)."""
+    full = services.authorize_run(principal, "viewer", run_id)
+    return MetricRowsView(run_id=full, rows=services.runs.experiments.metrics(full))
+
+
+def _readable_runs(services: Services, principal: Principal, runs: list[str]) -> list[str]:
+    return [services.authorize_run(principal, "viewer", r) for r in runs]
+
+
+@router.get("/compare", response_model=CompareView, summary="Compare runs")
+def compare_runs(
+    run: list[str] = Query(..., min_length=2, max_length=50, description="Run ids (repeat)."),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> CompareView:
+    """Runs side by side: parameters, metrics (last value) and step statuses."""
+    return services.runs.experiments.compare(_readable_runs(services, principal, run))
+
+
+@router.get("/plot", response_model=PlotView, summary="The data of a metric plot")
+def plot_data(
+    metric: str = Query(..., max_length=200),
+    run: list[str] = Query(..., min_length=1, max_length=50, description="Run ids (repeat)."),
+    by: str | None = Query(None, pattern="^(run|item|step)$"),
+    step: str | None = Query(None, max_length=2000),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> PlotView:
+    """The series of a plot of ``metric`` across runs, foreach items or epochs (the client
+    draws it)."""
+    runs = _readable_runs(services, principal, run)
+    return services.runs.experiments.plot(runs, metric, by=by, step=step)

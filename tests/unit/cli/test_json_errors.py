@@ -1,0 +1,68 @@
+"""``--json`` on every command is one document on stdout, errors included (issue 13)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+FLOW = str(Path(__file__).with_name("cli_flows.py"))
+
+FAILING: dict[str, tuple[str, ...]] = {
+    "show": ("show", "nope"),
+    "logs": ("logs", "nope", "a"),
+    "kill": ("kill", "nope"),
+    "resume": ("resume", "nope"),
+    "restart": ("restart", "nope"),
+    "skip": ("skip", "nope", "a"),
+    "watch": ("watch", "nope"),
+    "runs": ("runs", "--status", "bogus"),
+    "artifacts": ("artifacts", "nope"),
+    "lineage": ("lineage", "abcd1234"),
+    "get": ("get", "abcd1234"),
+    "explain": ("explain", "nope", "a"),
+    "compare": ("compare", "nope", "nada"),
+    "plot": ("plot", "nope", "--metric", "m", "-o", "/tmp/x.png"),
+    "versions": ("versions", "nope"),
+    "workflow show": ("workflow", "show", "nope"),
+    "activate": ("activate", "nope", "1"),
+    "deactivate": ("deactivate", "nope"),
+    "token rotate": ("token", "rotate", "nope"),
+    "token revoke": ("token", "revoke", "nope"),
+    "run": ("run", f"{FLOW}:nope"),
+}
+
+
+@pytest.fixture
+def store(kaon: Callable[..., tuple[int, str, str]]) -> Callable[..., tuple[int, str, str]]:
+    """The ``kaon`` fixture on a store that exists (one finished run in it)."""
+    code, _, err = kaon("run", f"{FLOW}:squares", "--quiet")
+    assert code == 0, err
+    return kaon
+
+
+@pytest.mark.parametrize("name", sorted(FAILING))
+def test_a_failing_command_with_json_prints_one_error_document(
+    store: Callable[..., tuple[int, str, str]], name: str
+) -> None:
+    code, out, err = store(*FAILING[name], "--json")
+    assert code == 2, (out, err)
+    error = json.loads(out)["error"]  # the whole of stdout is one document
+    assert error["exit_code"] == 2 and error["message"] and error["type"], error
+
+
+def test_activate_deactivate_and_token_revoke_print_json(
+    store: Callable[..., tuple[int, str, str]],
+) -> None:
+    code, out, err = store("push", FLOW.replace("cli_flows.py", "progress_flows.py") + ":crunching")
+    assert code == 0, err
+    code, out, _ = store("deactivate", "crunching", "--json")
+    assert code == 0 and json.loads(out)["name"] == "crunching"
+    code, out, _ = store("activate", "crunching", "1", "--json")
+    assert code == 0 and json.loads(out)["active_version"] == 1
+    code, out, _ = store("token", "create", "ci", "--json")
+    token_id = json.loads(out)["id"]
+    code, out, _ = store("token", "revoke", token_id, "--json")
+    assert code == 0 and json.loads(out) == {"revoked": token_id}
