@@ -5,6 +5,7 @@ foreach of N items, rows written straight through the store) in a fresh SQLite s
 ``--db`` URL), then times, best of ``--repeat``, each read the UI and the API make:
 
 - ``summary``: the run, task counts by status (GROUP BY in the database), top-level graph;
+- ``run``: what ``GET /runs/{id}`` answers: the run, its counts, the top level's step runs;
 - ``step``: one foreach item's task in detail (attempts, metrics, cache decision);
 - ``page``: 100 items of the foreach from the middle, and 100 failed items;
 - ``log_tail``: the last 200 log lines of a step.
@@ -60,6 +61,7 @@ def measure(url: str, items: int, repeat: int) -> dict[str, Any]:
         middle = items // 2
         calls: dict[str, Callable[[], Any]] = {
             "summary_ms": lambda: reads.summary(run_id),
+            "run_ms": lambda: reads.page(run_id),  # GET /runs/{id}
             "step_ms": lambda: reads.step(run_id, f"segments[{middle}].train"),
             "page_ms": lambda: reads.children(run_id, "segments", offset=middle, limit=100),
             "page_failed_ms": lambda: reads.children(

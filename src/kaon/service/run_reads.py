@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -24,6 +25,7 @@ from kaon.model.graph import dependencies
 from kaon.model.status import StepStatus
 from kaon.service.views import (
     MetricView,
+    RunDetail,
     RunView,
     StepRunView,
     error_view,
@@ -31,7 +33,7 @@ from kaon.service.views import (
     run_view,
     step_view,
 )
-from kaon.store.base import StateStore, StepRunRecord
+from kaon.store.base import AttemptRecord, StateStore, StepRunRecord
 from kaon.store.reads import MAX_PAGE, SORT_KEYS, SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
 
@@ -115,6 +117,18 @@ class LogWindowView(BaseModel):
     lines: list[LogLineView] = Field(default_factory=list)
 
 
+class RunPage(RunDetail):
+    """A run with one page of its step runs (``GET /runs/{id}``): the top level by default,
+    every level in creation order with ``all_steps``; deeper levels page through
+    ``GET /runs/{id}/children``. Counts come from the database; metrics are the first
+    ``metrics_limit`` reported."""
+
+    steps_total: int = Field(0, description="step runs in all (of the top level, or all levels)")
+    offset: int = 0
+    limit: int = MAX_PAGE
+    metrics_truncated: bool = Field(False, description="more metrics than listed")
+
+
 class RunReads:
     """Bounded reads of runs over a SQL state store (see the module docstring)."""
 
@@ -129,9 +143,11 @@ class RunReads:
         record = self.store.get_run(run_id)
         last_event = self.reads.last_event_id(run_id)
         now = time.time()
-        tasks = self.reads.status_counts(run_id, "task")
+        tasks = self._task_counts(run_id, last_event)
         top = self.reads.step_page(run_id, StepQuery(limit=MAX_PAGE)).rows
-        counts = self.reads.children_counts(run_id, [r.id for r in top if r.kind in _CONTAINERS])
+        counts = self._children_counts(
+            run_id, [r.id for r in top if r.kind in _CONTAINERS], last_event
+        )
         rows = {row.path: node_view(row, counts.get(row.id), now) for row in top}
         order, edges = _graph(self.store, record.definition_hash)
         nodes = [
@@ -147,6 +163,73 @@ class RunReads:
         summary.nodes = nodes + list(rows.values())
         summary.edges = [EdgeView(source=s, target=d) for s, d in edges]
         return summary
+
+    def page(
+        self,
+        run_id: str,
+        *,
+        all_steps: bool = False,
+        limit: int = MAX_PAGE,
+        offset: int = 0,
+        metrics_limit: int = 1000,
+    ) -> RunPage:
+        """The run, its task counts, one page of its step runs (each with its attempts, a
+        foreach or loop with its children counted by status) and its first metrics: what
+        ``GET /runs/{id}`` answers, at a cost that follows the page, not the run. Raises
+        NotFoundError, and ValueError for a bad limit."""
+        record = self.store.get_run(run_id)
+        if all_steps:
+            found = self.reads.all_levels_page(run_id, limit=limit, offset=offset)
+        else:
+            found = self.reads.step_page(run_id, StepQuery(limit=limit, offset=offset))
+        rows = found.rows
+        attempts: dict[int, list[AttemptRecord]] = {}
+        for attempt in self.store.attempts_of(run_id, [row.id for row in rows]):
+            attempts.setdefault(attempt.step_run_id, []).append(attempt)
+        counts = self.reads.children_counts(
+            run_id, [row.id for row in rows if row.kind in ("foreach", "loop")]
+        )
+        now = time.time()
+        detail = RunPage(**run_view(record, now).model_dump())
+        detail.steps = [
+            step_view(row, attempts.get(row.id, []), _plain(counts.get(row.id, {})), now)
+            for row in rows
+        ]
+        detail.tasks = _plain(self._task_counts(run_id, self.reads.last_event_id(run_id)))
+        detail.steps_total, detail.offset, detail.limit = found.total, offset, limit
+        metrics = self.metrics(run_id, limit=metrics_limit + 1)
+        detail.metrics = metrics[:metrics_limit]
+        detail.metrics_truncated = len(metrics) > metrics_limit
+        return detail
+
+    def _task_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
+        """Tasks by status, counted once per state of the run (see :data:`_COUNTS`)."""
+        key = (self.store.url, run_id, "tasks", last_event)
+        found: dict[StepStatus, int] | None = _COUNTS.get(key)
+        if found is None:
+            found = _COUNTS.put(key, self.reads.status_counts(run_id, "task"))
+        return dict(found)
+
+    def _children_counts(
+        self, run_id: str, parent_ids: list[int], last_event: int
+    ) -> dict[int, dict[StepStatus, int]]:
+        """Children by status of each parent, counted once per state of the run."""
+        found: dict[int, dict[StepStatus, int]] = {}
+        missing: list[int] = []
+        for parent in parent_ids:
+            cached = _COUNTS.get((self.store.url, run_id, parent, last_event))
+            if cached is None:
+                missing.append(parent)
+            elif cached:
+                found[parent] = dict(cached)
+        if missing:
+            counted = self.reads.children_counts(run_id, missing)
+            for parent in missing:
+                counts = counted.get(parent, {})
+                _COUNTS.put((self.store.url, run_id, parent, last_event), counts)
+                if counts:
+                    found[parent] = dict(counts)
+        return found
 
     def children(
         self,
@@ -184,7 +267,8 @@ class RunReads:
         if parent_id is not None:
             # One GROUP BY gives the counts shown above the table and, unless other filters
             # narrow the page, its total: no second scan of the children.
-            all_counts = self.reads.children_counts(run_id, [parent_id]).get(parent_id, {})
+            last_event = self.reads.last_event_id(run_id)
+            all_counts = self._children_counts(run_id, [parent_id], last_event).get(parent_id, {})
             if query.by_status_only:
                 wanted = query.statuses or tuple(all_counts)
                 known = sum(all_counts.get(status, 0) for status in wanted)
@@ -325,21 +409,21 @@ def _graph_of(store: StateStore, definition_hash: str) -> _Graph:
 
 
 class _Lru:
-    """A small bounded map of decoded graphs by definition hash (definitions never change)."""
+    """A small bounded map (decoded graphs by definition hash, counts by run state)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.items: OrderedDict[Hashable, Any] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: Hashable) -> Any:
         with self.lock:
             found = self.items.get(key)
             if found is not None:
                 self.items.move_to_end(key)
             return found
 
-    def put(self, key: str, value: Any) -> Any:
+    def put(self, key: Hashable, value: Any) -> Any:
         with self.lock:
             self.items[key] = value
             while len(self.items) > self.size:
@@ -348,3 +432,8 @@ class _Lru:
 
 
 _GRAPHS = _Lru(256)
+# Counts by status, keyed by (store, run, parent or "tasks", the run's last event id). Every
+# change of a step run's status is committed with an event of its run, so a run whose last
+# event is the same has the same counts: a finished run's 100,000 items are counted once, and
+# an active run's counts are fresh after each event.
+_COUNTS = _Lru(4096)
