@@ -18,7 +18,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import kaon
-from kaon.api import routes_admin, routes_events, routes_reads, routes_runs, routes_workflows
+from kaon.api import (
+    routes_admin,
+    routes_details,
+    routes_events,
+    routes_reads,
+    routes_runs,
+    routes_workflows,
+)
 from kaon.api.deps import Services
 from kaon.api.errors import install_error_handlers
 from kaon.api.feed_hub import FeedHub
@@ -77,6 +84,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_workflows.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_reads.router)
+    app.include_router(routes_details.router)
     app.include_router(routes_events.router)
     _include_trigger_routes(app)
     # The guard authenticates before any body is read; the UI's session cookie (added by

@@ -75,7 +75,7 @@ class RunSummary(RunView):
     tasks: dict[str, int] = Field(default_factory=dict, description="tasks by status, all levels")
     nodes: list[NodeView] = Field(default_factory=list)
     edges: list[EdgeView] = Field(default_factory=list)
-    last_event_id: int = Field(0, description="follow ``GET /events?after=`` from here")
+    last_event_id: int = Field(default=0, description="follow ``GET /events?after=`` from here")
 
 
 class StepPageView(BaseModel):
@@ -89,8 +89,19 @@ class StepPageView(BaseModel):
     items: list[NodeView] = Field(default_factory=list)
 
 
+class ProgressView(BaseModel):
+    """How far a step run is: its last reported fraction (a task) or its children done (a
+    foreach or loop), and the time left at the pace so far."""
+
+    fraction: float | None = Field(default=None, description="0..1; None when only a message")
+    message: str = ""
+    done: int | None = Field(default=None, description="children finished (a container)")
+    total: int | None = Field(default=None, description="children in all (a container)")
+    eta_s: float | None = Field(default=None, description="seconds left at the pace so far")
+
+
 class StepDetail(BaseModel):
-    """One step run with its attempts, outputs, metrics and cache decision."""
+    """One step run with its attempts, outputs, metrics, progress and cache decision."""
 
     step: StepRunView
     parent: str | None = None
@@ -98,6 +109,7 @@ class StepDetail(BaseModel):
     cache_key: str | None = None
     cached_from: str | None = None
     metrics: list[MetricView] = Field(default_factory=list)
+    progress: ProgressView | None = None
 
 
 class LogLineView(BaseModel):
@@ -123,10 +135,12 @@ class RunPage(RunDetail):
     ``GET /runs/{id}/children``. Counts come from the database; metrics are the first
     ``metrics_limit`` reported."""
 
-    steps_total: int = Field(0, description="step runs in all (of the top level, or all levels)")
+    steps_total: int = Field(
+        default=0, description="step runs in all (of the top level, or all levels)"
+    )
     offset: int = 0
     limit: int = MAX_PAGE
-    metrics_truncated: bool = Field(False, description="more metrics than listed")
+    metrics_truncated: bool = Field(default=False, description="more metrics than listed")
 
 
 class RunReads:
@@ -303,7 +317,30 @@ class RunReads:
             cache_key=row.cache_key,
             cached_from=row.cached_from,
             metrics=[metric_view(m, path) for m in metrics],
+            progress=self._progress(run_id, row, counts, now),
         )
+
+    def _progress(
+        self, run_id: str, row: StepRunRecord, counts: dict[StepStatus, int], now: float
+    ) -> ProgressView | None:
+        """A container's children done, or a task's last reported progress, with an ETA."""
+        elapsed = None if row.started_at is None else max(now - row.started_at, 0.0)
+        if counts:
+            total = sum(counts.values())
+            done = sum(n for status, n in counts.items() if status.is_terminal)
+            fraction = done / total if total else None
+            view = ProgressView(fraction=fraction, done=done, total=total)
+        elif row.kind == "task" and row.status is StepStatus.RUNNING:
+            found = self.reads.last_progress(run_id, row.id)
+            if found is None:
+                return None
+            view = ProgressView(fraction=found["fraction"], message=str(found["message"]))
+        else:
+            return None
+        running = row.status.is_terminal is False and row.status is not StepStatus.PENDING
+        if running and elapsed and view.fraction and 0 < view.fraction < 1:
+            view.eta_s = round(elapsed * (1 - view.fraction) / view.fraction, 1)
+        return view
 
     def metrics(
         self, run_id: str, *, name: str | None = None, limit: int = 10_000

@@ -37,6 +37,7 @@ SORT_KEYS: dict[str, Any] = {
     "attempts": _c.attempts,
 }
 MAX_PAGE = 1000
+PROGRESS_WINDOW = 50_000  # how far back among a run's events a step's progress is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,31 @@ class SQLRunReads:
         stmt = sa.select(sa.func.max(t.events.c.id)).where(t.events.c.run_id == run_id)
         with self.store.reading() as conn:
             return int(conn.scalar(stmt) or 0)
+
+    def last_progress(
+        self, run_id: str, step_run_id: int, *, window: int = PROGRESS_WINDOW
+    ) -> dict[str, Any] | None:
+        """The latest ``progress`` event of a step run among the run's last ``window``
+        events (a bounded range of the run's event index), as ``{fraction, message, at}``."""
+        c = t.events.c
+        newest = sa.select(sa.func.max(c.id)).where(c.run_id == run_id).scalar_subquery()
+        stmt = (
+            sa.select(c.data, c.at)
+            .where(
+                c.run_id == run_id,
+                c.id > newest - window,
+                c.step_run_id == step_run_id,
+                c.kind == "progress",
+            )
+            .order_by(c.id.desc())
+            .limit(1)
+        )
+        with self.store.reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        data = dict(row.data or {})
+        return {"fraction": data.get("fraction"), "message": data.get("message", ""), "at": row.at}
 
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The step run at ``path`` (one lookup on the unique (run, path) index)."""

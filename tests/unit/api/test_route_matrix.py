@@ -78,6 +78,13 @@ EXPECT: dict[str, Rule] = {
     "GET /runs/{run_id}/children": Rule("viewer", True),
     "GET /runs/{run_id}/step": Rule("viewer", True),  # called with ?path=a
     "GET /runs/{run_id}/log": Rule("viewer", True),  # called with ?path=a
+    "GET /workflows/{name}/params": Rule("viewer", True),
+    "GET /workflows/{name}/diff": Rule("viewer", True),  # called with ?old=1&new=1
+    "GET /workflows/{name}/audit": Rule("viewer", True),
+    "GET /runs/{run_id}/audit": Rule("viewer", True),
+    "GET /runs/{run_id}/explain": Rule("viewer", True),  # called with ?path=a
+    "GET /runs/{run_id}/preview": Rule("viewer", True),  # called with ?path=a
+    "GET /runs/{run_id}/lineage": Rule("viewer", True, ok=frozenset({404})),  # a value
     "POST /signals": Rule("operator", ok=OK_201, body={"name": "go"}),
     "GET /signals": Rule("viewer"),
     "GET /events": Rule("viewer", True),  # called with ?run_id= (the stream of one run)
@@ -98,6 +105,8 @@ EXPECT: dict[str, Rule] = {
     "POST /backfills/{backfill_id}/cancel": Rule("operator", ok=frozenset({404})),
     "POST /workflows/{name}/unblock": Rule("operator", True),
 }
+
+_STEP_READS = ("/runs/{run_id}/explain", "/runs/{run_id}/preview", "/runs/{run_id}/lineage")
 
 CALLERS: list[tuple[str, str | None, tuple[str, ...]]] = [
     ("anonymous", None, ()),
@@ -157,8 +166,10 @@ def test_every_route_answers_every_caller_as_the_table_says(
                 backfill_id="nope",
             )
             params = {"run_id": run_id} if path == "/events" else None
-            if path in ("/runs/{run_id}/step", "/runs/{run_id}/log"):
+            if path in ("/runs/{run_id}/step", "/runs/{run_id}/log") or path in _STEP_READS:
                 params = {"path": "a"}
+            if path == "/workflows/{name}/diff":
+                params = {"old": 1, "new": 1}
             headers = {"Authorization": f"Bearer {secrets[name]}"} if role else {}
             answer = client.request(method, url, json=rule.body, params=params, headers=headers)
             checked += 1

@@ -1,0 +1,119 @@
+"""What a workflow page needs beyond the registry's lists: the typed parameters a start form
+is generated from, a unified diff between two versions, and who did what (the audit trail
+of one workflow or one run).
+
+These are views over the registry and the state store; the HTTP routes
+(:mod:`kaon.api.routes_details`) check the reader's role before calling them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from kaon.model.specs import NO_DEFAULT, Expr, ParamSpec, WorkflowSpec
+from kaon.service.registry_views import AuditView, audit_view
+from kaon.store.registry import AuditRecord, VersionRecord
+
+MAX_DIFF_LINES = 5000
+
+
+class ParamField(BaseModel):
+    """One typed parameter of a workflow version, as a start form shows it."""
+
+    name: str
+    type: str = Field(description="str | int | float | bool | list | dict | any")
+    required: bool
+    default: Any = Field(
+        default=None, description="the default value (JSON), when it is a constant"
+    )
+    computed: str | None = Field(default=None, description="the expression of a computed default")
+    description: str = ""
+
+
+class ParamsView(BaseModel):
+    """The parameters of one version (the active one unless asked)."""
+
+    workflow: str
+    version: int
+    params: list[ParamField] = Field(default_factory=list)
+
+
+class VersionDiffView(BaseModel):
+    """A unified diff between two versions: of the pushed source text and of the stored
+    definition (the spec, which also names the bundle of files the version carries)."""
+
+    workflow: str
+    old: int
+    new: int
+    source_diff: str = Field(default="", description="unified diff of the workflow file")
+    spec_diff: str = Field(default="", description="unified diff of the definition (JSON)")
+    same_definition: bool = False
+    truncated: bool = False
+
+
+def param_field(param: ParamSpec) -> ParamField:
+    """The form field of one declared parameter."""
+    computed = param.default.source if isinstance(param.default, Expr) else None
+    constant = None if param.default is NO_DEFAULT or computed is not None else param.default
+    return ParamField(
+        name=param.name,
+        type=param.type.value,
+        required=param.required,
+        default=constant,
+        computed=computed,
+        description=param.description,
+    )
+
+
+def params_view(workflow: str, version: int, spec: WorkflowSpec) -> ParamsView:
+    """The start form of a version: its parameters in declaration order."""
+    return ParamsView(
+        workflow=workflow, version=version, params=[param_field(p) for p in spec.params]
+    )
+
+
+def version_diff(
+    old: VersionRecord, new: VersionRecord, old_spec: dict[str, Any], new_spec: dict[str, Any]
+) -> VersionDiffView:
+    """Unified diffs of two versions' source text and definitions (at most
+    :data:`MAX_DIFF_LINES` lines each; ``truncated`` says when cut)."""
+    truncated = False
+
+    def unified(a: str, b: str, a_name: str, b_name: str) -> str:
+        nonlocal truncated
+        lines = list(
+            difflib.unified_diff(
+                a.splitlines(keepends=True), b.splitlines(keepends=True), a_name, b_name
+            )
+        )
+        if len(lines) > MAX_DIFF_LINES:
+            truncated = True
+            lines = lines[:MAX_DIFF_LINES]
+        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+    old_name = f"v{old.version}/{old.source_name}"
+    new_name = f"v{new.version}/{new.source_name}"
+    source = unified(old.source, new.source, old_name, new_name)
+    spec = unified(_pretty(old_spec), _pretty(new_spec), f"v{old.version}", f"v{new.version}")
+    return VersionDiffView(
+        workflow=new.workflow,
+        old=old.version,
+        new=new.version,
+        source_diff=source,
+        spec_diff=spec,
+        same_definition=old.definition_hash == new.definition_hash,
+        truncated=truncated,
+    )
+
+
+def audit_views(records: list[AuditRecord]) -> list[AuditView]:
+    """The audit trail entries as views, oldest first."""
+    return [audit_view(r) for r in records]
+
+
+def _pretty(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n"
