@@ -15,17 +15,21 @@ from fastapi import APIRouter, Depends, Path, Query
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.errors import NotFoundError
+from kaon.model.status import RunStatus
 from kaon.model.values import ArtifactRef
 from kaon.service.experiment_views import ExplainView, LineageView
 from kaon.service.previews import PreviewView, preview
 from kaon.service.registry_views import AuditView
 from kaon.service.workflow_details import (
     ParamsView,
+    RunHistoryView,
     VersionDiffView,
     audit_views,
     params_view,
+    run_history,
     version_diff,
 )
+from kaon.store.reads import MAX_PAGE, RunHistoryQuery
 
 router = APIRouter(tags=["details"], responses=ERROR_RESPONSES)
 
@@ -69,6 +73,32 @@ def workflow_diff(
         services.store.get_definition(before.definition_hash).spec,
         services.store.get_definition(after.definition_hash).spec,
     )
+
+
+@router.get("/workflows/{name}/runs", response_model=RunHistoryView, summary="Run history")
+def workflow_runs(
+    name: str = _Name,
+    status: list[RunStatus] = Query([], description="Only these statuses (repeatable)."),
+    since: float | None = Query(None, ge=0, le=1e11, description="Created at or after (Unix s)."),
+    until: float | None = Query(None, ge=0, le=1e11, description="Created at or before."),
+    q: str | None = Query(None, max_length=200, description="Text in the id, params, labels."),
+    limit: int = Query(25, ge=1, le=MAX_PAGE),
+    offset: int = Query(0, ge=0, le=10_000_000),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> RunHistoryView:
+    """A page of the workflow's runs, newest first, filtered, with the total matching."""
+    services.authorize(principal, "viewer", workflow=name)
+    query = RunHistoryQuery(
+        workflow=name,
+        statuses=tuple(status),
+        since=since,
+        until=until,
+        text=q,
+        limit=limit,
+        offset=offset,
+    )
+    return run_history(services.store, query)
 
 
 @router.get("/workflows/{name}/audit", response_model=list[AuditView], summary="Who did what")

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import difflib
 import json
+import time
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from kaon.model.specs import NO_DEFAULT, Expr, ParamSpec, WorkflowSpec
 from kaon.service.registry_views import AuditView, audit_view
+from kaon.service.safety import readable
+from kaon.service.views import RunView, run_view
+from kaon.store.reads import RunHistoryPage, RunHistoryQuery, SQLRunReads
 from kaon.store.registry import AuditRecord, VersionRecord
+from kaon.store.sql import SQLStore
 
 MAX_DIFF_LINES = 5000
 
@@ -53,6 +58,47 @@ class VersionDiffView(BaseModel):
     spec_diff: str = Field(default="", description="unified diff of the definition (JSON)")
     same_definition: bool = False
     truncated: bool = False
+
+
+class HistoryRunView(RunView):
+    """A run in a workflow's history: who or what started it, with which labels."""
+
+    started_by: str | None = None
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunHistoryView(BaseModel):
+    """A page of a workflow's runs, newest first, and how many match the filters."""
+
+    workflow: str
+    total: int
+    offset: int
+    limit: int
+    runs: list[HistoryRunView] = Field(default_factory=list)
+
+
+def run_history(store: SQLStore, query: RunHistoryQuery) -> RunHistoryView:
+    """A page of a workflow's run history (see :meth:`SQLRunReads.run_history`)."""
+    return run_history_view(SQLRunReads(store).run_history(query), query)
+
+
+def run_history_view(page: RunHistoryPage, query: RunHistoryQuery) -> RunHistoryView:
+    """The view of a page of run history."""
+    now = time.time()
+    runs = []
+    for record in page.rows:
+        view = HistoryRunView(**run_view(record, now).model_dump())
+        by = record.labels.get("by")
+        view.started_by = None if by is None else str(by)
+        view.labels = readable(record.labels)
+        runs.append(view)
+    return RunHistoryView(
+        workflow=query.workflow,
+        total=page.total,
+        offset=query.offset,
+        limit=query.limit,
+        runs=runs,
+    )
 
 
 def param_field(param: ParamSpec) -> ParamField:

@@ -19,9 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from kaon.errors import NotFoundError
-from kaon.model.status import StepStatus
+from kaon.model.status import RunStatus, StepStatus
 from kaon.store import schema as t
-from kaon.store.base import LogRecord, MetricRecord, StepRunRecord
+from kaon.store.base import LogRecord, MetricRecord, RunRecord, StepRunRecord
 from kaon.store.sql import SQLStore
 
 # How a page of step runs may be ordered (column expressions, ties broken by id).
@@ -85,6 +85,32 @@ class StepPage:
 
     total: int
     rows: list[StepRunRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunHistoryQuery:
+    """Which runs of one workflow a history page shows, newest first.
+
+    ``statuses`` keeps only those; ``since``/``until`` bound the creation time (Unix
+    seconds, inclusive); ``text`` is a case-insensitive substring of the run id, its
+    parameters or its labels (JSON).
+    """
+
+    workflow: str
+    statuses: tuple[RunStatus, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    limit: int = 25
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class RunHistoryPage:
+    """One page of a workflow's runs and how many match in all."""
+
+    total: int
+    rows: list[RunRecord] = field(default_factory=list)
 
 
 class SQLRunReads:
@@ -176,6 +202,38 @@ class SQLRunReads:
             if not total:
                 self._require_run(conn, run_id)
         return StepPage(total=total, rows=rows)
+
+    def run_history(self, query: RunHistoryQuery) -> RunHistoryPage:
+        """A page of a workflow's runs, newest first, with the total matching (both on the
+        ``(workflow, created_at)`` index)."""
+        r = t.runs.c
+        where: list[Any] = [r.workflow == query.workflow]
+        if query.statuses:
+            where.append(r.status.in_([s.value for s in query.statuses]))
+        if query.since is not None:
+            where.append(r.created_at >= query.since)
+        if query.until is not None:
+            where.append(r.created_at <= query.until)
+        if query.text:
+            where.append(
+                sa.or_(
+                    r.id.icontains(query.text, autoescape=True),
+                    sa.cast(r.params, sa.Text).icontains(query.text, autoescape=True),
+                    sa.cast(r.labels, sa.Text).icontains(query.text, autoescape=True),
+                )
+            )
+        rows_stmt = (
+            sa.select(t.runs)
+            .where(*where)
+            .order_by(r.created_at.desc(), r.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        count_stmt = sa.select(sa.func.count()).select_from(t.runs).where(*where)
+        with self.store.reading() as conn:
+            rows = [_run_record(row) for row in conn.execute(rows_stmt)]
+            total = int(conn.scalar(count_stmt) or 0)
+        return RunHistoryPage(total=total, rows=rows)
 
     def last_event_id(self, run_id: str) -> int:
         """The id of the run's latest event (0 when none): where a live view starts."""
@@ -341,6 +399,14 @@ class SQLRunReads:
         found = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first()
         if found is None:
             raise NotFoundError(f"no run {run_id!r}")
+
+
+def _run_record(row: sa.Row[Any]) -> RunRecord:
+    values = row._asdict()
+    values["status"] = RunStatus(values["status"])
+    values["params"] = values["params"] or {}
+    values["labels"] = values["labels"] or {}
+    return RunRecord(**values)
 
 
 def _step_run_record(row: sa.Row[Any]) -> StepRunRecord:

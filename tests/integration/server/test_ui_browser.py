@@ -423,6 +423,17 @@ def test_workflow_page_start_form_diff_activate_and_audit(
     owner.wait_for_selector("#wf-audit tr[data-audit='workflow.activate']")
     assert "root" in owner.text_content("#wf-audit tr[data-audit='workflow.activate']")
     assert admin.get("/workflows/fan").json()["active_version"] == 1
+    # The run history filters in the database: by text (id, parameters), status, dates.
+    owner.fill("#run-text", run_id[-10:])
+    owner.press("#run-text", "Enter")
+    owner.wait_for_selector("#runs-pager [data-total='1']")
+    assert owner.text_content("#runs tbody tr").count(run_id) == 1
+    owner.fill("#run-text", "")
+    owner.press("#run-text", "Enter")
+    owner.select_option("#run-status", "succeeded")
+    owner.wait_for_function(
+        "Number(document.querySelector('#runs-pager [data-total]').dataset.total) >= 2"
+    )
     shot(owner, tmp_path, "workflow.png", full_page=True)
     owner.context.close()
 

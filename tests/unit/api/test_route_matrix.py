@@ -81,6 +81,7 @@ EXPECT: dict[str, Rule] = {
     "GET /workflows/{name}/params": Rule("viewer", True),
     "GET /workflows/{name}/diff": Rule("viewer", True),  # called with ?old=1&new=1
     "GET /workflows/{name}/audit": Rule("viewer", True),
+    "GET /workflows/{name}/runs": Rule("viewer", True),
     "GET /runs/{run_id}/audit": Rule("viewer", True),
     "GET /runs/{run_id}/explain": Rule("viewer", True),  # called with ?path=a
     "GET /runs/{run_id}/preview": Rule("viewer", True),  # called with ?path=a

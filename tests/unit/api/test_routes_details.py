@@ -110,3 +110,32 @@ def test_step_panel_reads(client: Any, tokens: dict[str, str], services: Service
         "total": 3,
         "eta_s": None,
     }
+
+
+def test_run_history_is_filtered_and_paged_in_the_database(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    owner, viewer = h(tokens["owner"]), h(tokens["viewer"])
+    client.post("/workflows", json={"source": V1, "file_name": "tuned.yaml"}, headers=owner)
+    ids = [
+        client.post(
+            "/runs", json={"workflow": "tuned", "params": {"name": name}}, headers=owner
+        ).json()["id"]
+        for name in ("alpha", "beta", "gamma")
+    ]
+    services.runs.execute(ids[0])
+    get = lambda **q: client.get(  # noqa: E731
+        "/workflows/tuned/runs", params=q, headers=viewer
+    ).json()
+    page = get(limit=2)
+    assert page["total"] == 3 and [r["id"] for r in page["runs"]] == ids[::-1][:2]
+    assert page["runs"][0]["started_by"] == "owner"
+    assert [r["id"] for r in get(limit=2, offset=2)["runs"]] == [ids[0]]
+    assert [r["id"] for r in get(status="succeeded")["runs"]] == [ids[0]]
+    assert get(status=["pending", "succeeded"])["total"] == 3
+    assert [r["params"]["name"] for r in get(q="BETA")["runs"]] == ["beta"]
+    assert get(q=ids[2][-6:])["total"] == 1
+    assert get(since=4102444800)["total"] == 0 and get(until=4102444800)["total"] == 3
+    stranger = h(tokens["stranger"])
+    assert client.get("/workflows/tuned/runs", headers=stranger).status_code == 403
+    assert client.get("/workflows/tuned/runs?status=bogus", headers=viewer).status_code == 422

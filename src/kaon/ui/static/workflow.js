@@ -128,19 +128,31 @@
 
   // -- run history ---------------------------------------------------------------------------
 
+  /** Midnight (local time) of a date input, in Unix seconds; ``end``: the day's last second. */
+  function day(id, end = false) {
+    const value = document.getElementById(id).value;
+    if (!value) return null;
+    const at = new Date(`${value}T00:00:00`).getTime() / 1000;
+    return end ? at + 86399.999 : at;
+  }
+
   async function loadRuns() {
-    const status = document.getElementById("run-status").value;
-    const runs = await api("/runs?" + q({ workflow: name, status, limit: LIMIT, offset }));
+    const asked = (loadRuns.asked = (loadRuns.asked || 0) + 1);
+    const filters = { status: document.getElementById("run-status").value, since: day("run-since"),
+      until: day("run-until", true), q: document.getElementById("run-text").value.trim() };
+    const page = await api(`${base}/runs?` + q({ ...filters, limit: LIMIT, offset }));
+    if (asked !== loadRuns.asked) return; // a later request owns the table
+    const runs = page.runs;
     document.querySelector("#runs tbody").replaceChildren(...runs.map((r) => el("tr", { "data-run": r.id },
       el("td", {}, el("input", { type: "checkbox", value: r.id, class: "pick" })),
       el("td", {}, el("a", { class: "mono", href: `/ui/runs/${r.id}` }, r.id)),
       el("td", {}, badge(r.status)), el("td", { class: "mono" }, JSON.stringify(r.params).slice(0, 80)),
-      el("td", {}, when(r.created_at)), el("td", {}, runDuration(r)))));
+      el("td", {}, r.started_by || ""), el("td", {}, when(r.created_at)), el("td", {}, runDuration(r)))));
     const pager = document.getElementById("runs-pager");
     pager.replaceChildren(
       el("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - LIMIT); loadRuns(); } }, "‹ newer"),
-      el("span", {}, runs.length ? `${offset + 1}–${offset + runs.length}` : "none"),
-      el("button", { type: "button", disabled: runs.length < LIMIT, onclick: () => { offset += LIMIT; loadRuns(); } }, "older ›"));
+      el("span", { "data-total": page.total }, page.total ? `${(offset + 1).toLocaleString()}–${(offset + runs.length).toLocaleString()} of ${page.total.toLocaleString()}` : "none"),
+      el("button", { type: "button", disabled: offset + runs.length >= page.total, onclick: () => { offset += LIMIT; loadRuns(); } }, "older ›"));
   }
 
   async function loadAudit() {
@@ -148,7 +160,9 @@
     document.querySelector("#wf-audit tbody").replaceChildren(...auditRows(entries.slice(-50)));
   }
 
-  document.getElementById("run-status").addEventListener("change", () => { offset = 0; loadRuns(); });
+  for (const id of ["run-status", "run-since", "run-until", "run-text"]) {
+    document.getElementById(id).addEventListener("change", () => { offset = 0; loadRuns().catch((e) => banner(refusal(e, "Listing runs"), true)); });
+  }
   document.getElementById("compare-selected").addEventListener("click", () => {
     const ids = [...document.querySelectorAll(".pick:checked")].map((c) => c.value);
     location.href = "/ui/compare?" + q({ runs: ids.join(",") });
