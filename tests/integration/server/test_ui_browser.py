@@ -432,7 +432,9 @@ def test_workflow_page_start_form_diff_activate_and_audit(
     owner.press("#run-text", "Enter")
     owner.select_option("#run-status", "succeeded")
     owner.wait_for_function(
-        "Number(document.querySelector('#runs-pager [data-total]').dataset.total) >= 2"
+        "[...document.querySelectorAll('#runs tbody .badge')].length >= 1 &&"
+        " [...document.querySelectorAll('#runs tbody .badge')]"
+        ".every(b => b.textContent === 'succeeded')"
     )
     shot(owner, tmp_path, "workflow.png", full_page=True)
     owner.context.close()
