@@ -200,8 +200,9 @@ class RunReads:
         attempts: dict[int, list[AttemptRecord]] = {}
         for attempt in self.store.attempts_of(run_id, [row.id for row in rows]):
             attempts.setdefault(attempt.step_run_id, []).append(attempt)
-        counts = self.reads.children_counts(
-            run_id, [row.id for row in rows if row.kind in ("foreach", "loop")]
+        last_event = self.reads.last_event_id(run_id)
+        counts = self._children_counts(
+            run_id, [row.id for row in rows if row.kind in ("foreach", "loop")], last_event
         )
         now = time.time()
         detail = RunPage(**run_view(record, now).model_dump())
@@ -209,11 +210,15 @@ class RunReads:
             step_view(row, attempts.get(row.id, []), _plain(counts.get(row.id, {})), now)
             for row in rows
         ]
-        detail.tasks = _plain(self._task_counts(run_id, self.reads.last_event_id(run_id)))
+        detail.tasks = _plain(self._task_counts(run_id, last_event))
         detail.steps_total, detail.offset, detail.limit = found.total, offset, limit
-        metrics = self.metrics(run_id, limit=metrics_limit + 1)
-        detail.metrics = metrics[:metrics_limit]
-        detail.metrics_truncated = len(metrics) > metrics_limit
+        found_metrics = self.reads.run_metrics(run_id, limit=metrics_limit + 1)
+        shown, detail.metrics_truncated = (
+            found_metrics[:metrics_limit],
+            len(found_metrics) > metrics_limit,
+        )
+        paths = self.reads.paths(run_id, [m.step_run_id for m in shown])
+        detail.metrics = [metric_view(m, paths.get(m.step_run_id, "?")) for m in shown]
         return detail
 
     def _task_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
