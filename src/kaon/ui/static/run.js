@@ -207,6 +207,7 @@
     const panel = document.getElementById("panel");
     if (panel.hidden) { panel.hidden = false; refit(); }
     if (node && node.started === false) {
+      panel.dataset.seen = "";
       panel.replaceChildren(closeButton(), el("h2", {}, path), badge("pending"), el("p", { class: "muted" }, "Not started yet."));
       return;
     }
@@ -226,6 +227,11 @@
     if (state.panel !== path) return;
     const s = detail.step;
     const panel = document.getElementById("panel");
+    // Nothing but the clock moved: leave the panel (and its open previews) alone.
+    const seen = JSON.stringify({ ...detail, step: { ...s, duration_s: 0, attempt_list: s.attempt_list.map((a) => ({ ...a, duration_s: 0 })) },
+      progress: detail.progress ? { ...detail.progress, eta_s: 0 } : null });
+    if (panel.dataset.path === path && panel.dataset.seen === seen) return;
+    panel.dataset.seen = seen;
     const logBox = panel.querySelector(".logs");
     const keepLogs = logBox && panel.dataset.path === path ? logBox : null;
     panel.dataset.path = path;
