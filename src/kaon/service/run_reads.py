@@ -224,9 +224,10 @@ class RunReads:
     def _task_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
         """Tasks by status, counted once per state of the run (see :data:`_COUNTS`)."""
         key = (self.store.url, run_id, "tasks", last_event)
-        found: dict[StepStatus, int] | None = _COUNTS.get(key)
+        found: dict[StepStatus, int] | None = _fresh(_COUNTS.get(key))
         if found is None:
-            found = _COUNTS.put(key, self.reads.status_counts(run_id, "task"))
+            found = self.reads.status_counts(run_id, "task")
+            _COUNTS.put(key, (time.monotonic(), found))
         return dict(found)
 
     def _children_counts(
@@ -236,7 +237,7 @@ class RunReads:
         found: dict[int, dict[StepStatus, int]] = {}
         missing: list[int] = []
         for parent in parent_ids:
-            cached = _COUNTS.get((self.store.url, run_id, parent, last_event))
+            cached = _fresh(_COUNTS.get((self.store.url, run_id, parent, last_event)))
             if cached is None:
                 missing.append(parent)
             elif cached:
@@ -245,7 +246,9 @@ class RunReads:
             counted = self.reads.children_counts(run_id, missing)
             for parent in missing:
                 counts = counted.get(parent, {})
-                _COUNTS.put((self.store.url, run_id, parent, last_event), counts)
+                _COUNTS.put(
+                    (self.store.url, run_id, parent, last_event), (time.monotonic(), counts)
+                )
                 if counts:
                     found[parent] = dict(counts)
         return found
@@ -477,8 +480,18 @@ _GRAPHS = _Lru(256)
 # Counts by status, keyed by (store, run, parent or "tasks", the run's last event id). Every
 # change of a step run's status is committed with an event of its run, so a run whose last
 # event is the same has the same counts: a finished run's 100,000 items are counted once, and
-# an active run's counts are fresh after each event.
+# an active run's counts are fresh after each event. An event that commits after a later one
+# (two writers of one active run) is covered by the run's next event, and at worst by the
+# entry's age limit.
 _COUNTS = _Lru(4096)
+_COUNTS_MAX_AGE_S = 30.0
+
+
+def _fresh(entry: tuple[float, Any] | None) -> Any:
+    """The counts of a cache entry younger than the age limit, else None."""
+    if entry is None or time.monotonic() - entry[0] > _COUNTS_MAX_AGE_S:
+        return None
+    return entry[1]
 
 
 def forget_counts() -> None:
