@@ -62,8 +62,8 @@ def workflow_diff(
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> VersionDiffView:
-    """Unified diffs, made on the server, of two versions' workflow files and stored
-    definitions."""
+    """Unified diffs, made on the server, of two versions' workflow files, stored
+    definitions and bundle files (the files pushed beside the workflow file)."""
     services.authorize(principal, "viewer", workflow=name)
     registry = services.registry.registry
     before, after = registry.get_version(name, old), registry.get_version(name, new)
@@ -72,6 +72,7 @@ def workflow_diff(
         after,
         services.store.get_definition(before.definition_hash).spec,
         services.store.get_definition(after.definition_hash).spec,
+        services.registry.sources_dir,
     )
 
 

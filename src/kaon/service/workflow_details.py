@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from kaon.model.specs import NO_DEFAULT, Expr, ParamSpec, WorkflowSpec
+from kaon.service.bundle import BUNDLE_SUFFIXES, MAX_BUNDLE_BYTES
 from kaon.service.registry_views import AuditView, audit_view
 from kaon.service.safety import readable
 from kaon.service.views import RunView, run_view
@@ -56,6 +59,9 @@ class VersionDiffView(BaseModel):
     new: int
     source_diff: str = Field(default="", description="unified diff of the workflow file")
     spec_diff: str = Field(default="", description="unified diff of the definition (JSON)")
+    bundle_diffs: dict[str, str] = Field(
+        default_factory=dict, description="unified diff of each bundle file that differs"
+    )
     same_definition: bool = False
     truncated: bool = False
 
@@ -123,10 +129,16 @@ def params_view(workflow: str, version: int, spec: WorkflowSpec) -> ParamsView:
 
 
 def version_diff(
-    old: VersionRecord, new: VersionRecord, old_spec: dict[str, Any], new_spec: dict[str, Any]
+    old: VersionRecord,
+    new: VersionRecord,
+    old_spec: dict[str, Any],
+    new_spec: dict[str, Any],
+    sources_dir: Path | None = None,
 ) -> VersionDiffView:
-    """Unified diffs of two versions' source text and definitions (at most
-    :data:`MAX_DIFF_LINES` lines each; ``truncated`` says when cut)."""
+    """Unified diffs of two versions' source text, definitions (without source locations)
+    and bundle files (the text files pushed beside the workflow file, read from
+    ``sources_dir`` only), at most :data:`MAX_DIFF_LINES` lines each (``truncated`` says
+    when cut)."""
     truncated = False
 
     def unified(a: str, b: str, a_name: str, b_name: str) -> str:
@@ -144,13 +156,31 @@ def version_diff(
     old_name = f"v{old.version}/{old.source_name}"
     new_name = f"v{new.version}/{new.source_name}"
     source = unified(old.source, new.source, old_name, new_name)
-    spec = unified(_pretty(old_spec), _pretty(new_spec), f"v{old.version}", f"v{new.version}")
+    spec = unified(
+        _pretty(old_spec, sources_dir),
+        _pretty(new_spec, sources_dir),
+        f"v{old.version}",
+        f"v{new.version}",
+    )
+    bundles: dict[str, str] = {}
+    if sources_dir is not None:
+        before = _bundle(old_spec, sources_dir, old.source_name)
+        after = _bundle(new_spec, sources_dir, new.source_name)
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) != after.get(name):
+                bundles[name] = unified(
+                    before.get(name, ""),
+                    after.get(name, ""),
+                    f"v{old.version}/{name}",
+                    f"v{new.version}/{name}",
+                )
     return VersionDiffView(
         workflow=new.workflow,
         old=old.version,
         new=new.version,
         source_diff=source,
         spec_diff=spec,
+        bundle_diffs=bundles,
         same_definition=old.definition_hash == new.definition_hash,
         truncated=truncated,
     )
@@ -161,5 +191,39 @@ def audit_views(records: list[AuditRecord]) -> list[AuditView]:
     return [audit_view(r) for r in records]
 
 
-def _pretty(spec: dict[str, Any]) -> str:
-    return json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n"
+def _pretty(spec: dict[str, Any], sources_dir: Path | None) -> str:
+    """The definition as sorted, indented JSON; paths into a version's folder are made
+    relative (they differ between versions and name the server's folders)."""
+    text = json.dumps(_without_locations(spec), indent=2, sort_keys=True, default=str) + "\n"
+    if sources_dir is not None:
+        for root in {str(sources_dir), str(sources_dir.resolve())}:
+            text = re.sub(re.escape(root) + r"/[0-9a-f]{16}/", "", text)
+    return text
+
+
+def _without_locations(value: Any) -> Any:
+    """The definition without source locations (they name each version's folder)."""
+    if isinstance(value, dict):
+        return {k: _without_locations(v) for k, v in value.items() if k != "location"}
+    if isinstance(value, list):
+        return [_without_locations(v) for v in value]
+    return value
+
+
+def _bundle(spec: dict[str, Any], sources_dir: Path, main: str) -> dict[str, str]:
+    """The bundle files of a version (text, by name), from its folder under
+    ``sources_dir``; nothing when the definition names no folder there."""
+    file = (spec.get("location") or {}).get("file")
+    if not isinstance(file, str) or not file:
+        return {}
+    root = sources_dir.resolve()
+    folder = Path(file).resolve().parent
+    if not folder.is_relative_to(root) or folder == root or not folder.is_dir():
+        return {}
+    found: dict[str, str] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name == main or path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix in BUNDLE_SUFFIXES and path.stat().st_size <= MAX_BUNDLE_BYTES:
+            found[path.name] = path.read_text(encoding="utf-8", errors="replace")
+    return found

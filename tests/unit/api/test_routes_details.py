@@ -139,3 +139,33 @@ def test_run_history_is_filtered_and_paged_in_the_database(
     stranger = h(tokens["stranger"])
     assert client.get("/workflows/tuned/runs", headers=stranger).status_code == 403
     assert client.get("/workflows/tuned/runs?status=bogus", headers=viewer).status_code == 422
+
+
+def test_diff_shows_the_bundle_files_that_changed(client: Any, tokens: dict[str, str]) -> None:
+    owner, viewer = h(tokens["owner"]), h(tokens["viewer"])
+    for value in (1, 2):
+        helper = f"def value():\n    return {value}\n"
+        body = {"source": BUNDLED, "file_name": "flow.py", "files": {"helper.py": helper}}
+        pushed = client.post("/workflows", json=body, headers=owner)
+        assert pushed.status_code < 300, pushed.text
+    diff = client.get("/workflows/bundled/diff", params={"old": 1, "new": 2}, headers=viewer)
+    found = diff.json()
+    assert found["source_diff"] == ""  # the workflow file did not change
+    assert found["bundle_diffs"]["helper.py"].endswith("-    return 1\n+    return 2\n")
+    assert "/sources/" not in found["spec_diff"]  # no server path, no folder as a difference
+
+
+BUNDLED = """
+import kaon
+import helper
+
+
+@kaon.step
+def answer() -> object:
+    return helper.value()
+
+
+@kaon.workflow
+def bundled() -> None:
+    answer()
+"""

@@ -123,6 +123,11 @@
       document.getElementById("diff-title").textContent = `v${diff.old} → v${diff.new}` + (diff.same_definition ? " (same definition)" : "") + (diff.truncated ? " (cut)" : "");
       diffLines(document.getElementById("diff-source"), diff.source_diff);
       diffLines(document.getElementById("diff-spec"), diff.spec_diff);
+      document.getElementById("diff-bundle").replaceChildren(...Object.entries(diff.bundle_diffs).map(([file, text]) => {
+        const box = el("pre", { class: "diff", "data-bundle-file": file });
+        diffLines(box, text);
+        return el("details", { open: true }, el("summary", {}, `Bundle file ${file}`), box);
+      }));
     } catch (e) { banner(refusal(e, "Diffing versions"), true); }
   });
 
