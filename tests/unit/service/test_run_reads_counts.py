@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kaon.model.status import RunStatus, StepStatus
@@ -35,5 +36,27 @@ def test_counts_follow_the_runs_events(tmp_path: Path) -> None:
         assert reads.children("r1", "each").counts == {"running": 3, "succeeded": 1}
         assert reads.summary("r1").nodes[0].children == {"running": 3, "succeeded": 1}
         assert reads.page("r1").steps[0].children == {"running": 3, "succeeded": 1}
+    finally:
+        store.close()
+
+
+def test_a_running_task_shows_its_last_progress_and_the_time_left(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/progress.db")
+    try:
+        now = time.time()
+        batch = WriteBatch()
+        batch.runs.append(RunRecord("r1", "wf", "h", RunStatus.RUNNING, created_at=now))
+        batch.insert_step_run(
+            StepRunRecord("r1", 1, "train", "train", "task", S.RUNNING, started_at=now - 10)
+        )
+        for fraction in (0.1, 0.25):
+            data = {"fraction": fraction, "message": f"epoch {fraction}", "attempt": 1}
+            batch.events.append(EventRecord("r1", "progress", now, data, step_run_id=1))
+        batch.events.append(EventRecord("r1", "log", now, {}, step_run_id=1))
+        store.write(batch)
+        progress = RunReads(store).step("r1", "train").progress
+        assert progress is not None
+        assert (progress.fraction, progress.message) == (0.25, "epoch 0.25")
+        assert progress.eta_s is not None and 29 <= progress.eta_s <= 32  # 10 s for 25 %
     finally:
         store.close()
