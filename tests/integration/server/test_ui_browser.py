@@ -375,10 +375,18 @@ def test_workflow_page_start_form_diff_activate_and_audit(
     confirm(viewer)
     viewer.wait_for_selector("#banner.error")
     assert viewer.text_content("#banner").startswith("Refused:")
+    viewer.click("#unblock")
+    confirm(viewer)
+    viewer.wait_for_selector("#banner.error:has-text('Refused: Unblock fan')")
     viewer.context.close()
 
     operator = page_as(browser, kaon_server, tokens["operator"])
     operator.goto(url)
+    operator.wait_for_selector("#start-fields [data-param]")
+    operator.click("#unblock")
+    confirm(operator)
+    operator.wait_for_selector("text=fan was not blocked")
+    operator.wait_for_selector("#wf-audit tr[data-audit='workflow.unblock']:has-text('ops')")
     # The form is made from v2's typed parameters: types, defaults, one input each.
     operator.wait_for_selector("#start-fields [data-param=pause]")
     assert operator.input_value("#param-n") == "12"

@@ -168,6 +168,12 @@
   for (const id of ["run-status", "run-since", "run-until", "run-text"]) {
     document.getElementById(id).addEventListener("change", () => { offset = 0; loadRuns().catch((e) => banner(refusal(e, "Listing runs"), true)); });
   }
+  document.getElementById("unblock").addEventListener("click", () => confirmAction(`Unblock ${name}`,
+    "Let a strict-sequential workflow start runs again after a failed run.", async () => {
+      const view = await api(`${base}/unblock`, { method: "POST", body: {} });
+      banner(view.was_blocked ? `${name} is unblocked` : `${name} was not blocked`);
+      loadAudit();
+    }));
   document.getElementById("compare-selected").addEventListener("click", () => {
     const ids = [...document.querySelectorAll(".pick:checked")].map((c) => c.value);
     location.href = "/ui/compare?" + q({ runs: ids.join(",") });
