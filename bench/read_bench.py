@@ -5,9 +5,13 @@ foreach of N items, rows written straight through the store) in a fresh SQLite s
 ``--db`` URL), then times, best of ``--repeat``, each read the UI and the API make:
 
 - ``summary``: the run, task counts by status (GROUP BY in the database), top-level graph;
+- ``run``: what ``GET /runs/{id}`` answers: the run, its counts, the top level's step runs;
 - ``step``: one foreach item's task in detail (attempts, metrics, cache decision);
 - ``page``: 100 items of the foreach from the middle, and 100 failed items;
-- ``log_tail``: the last 200 log lines of a step.
+- ``log_tail``: the last 200 log lines of a step;
+- ``page_cold``, ``summary_cold``: the page and the summary as first read after the run
+  changed (counts by status are kept per state of the run, i.e. until its next event; these
+  count again).
 
 and the peak Python memory (tracemalloc) over all of them, which must not grow with N. Each
 read reports its wall time (``*_ms``) and this process's CPU time (``*_cpu_ms``: with SQLite
@@ -34,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bigrun import build_big_run
 
-from kaon.service.run_reads import RunReads
+from kaon.service.run_reads import RunReads, forget_counts
 from kaon.store import open_store
 
 
@@ -60,12 +64,19 @@ def measure(url: str, items: int, repeat: int) -> dict[str, Any]:
         middle = items // 2
         calls: dict[str, Callable[[], Any]] = {
             "summary_ms": lambda: reads.summary(run_id),
+            "run_ms": lambda: reads.page(run_id),  # GET /runs/{id}
             "step_ms": lambda: reads.step(run_id, f"segments[{middle}].train"),
             "page_ms": lambda: reads.children(run_id, "segments", offset=middle, limit=100),
             "page_failed_ms": lambda: reads.children(
                 run_id, "segments", statuses=("failed",), limit=100
             ),
             "log_tail_ms": lambda: reads.logs(run_id, "s0", limit=200),
+            # The first read after the run changed: its counts are not cached yet.
+            "page_cold_ms": lambda: (
+                forget_counts(),
+                reads.children(run_id, "segments", offset=middle, limit=100),
+            ),
+            "summary_cold_ms": lambda: (forget_counts(), reads.summary(run_id)),
         }
         result: dict[str, Any] = {"items": items, "build_s": round(built, 1)}
         for name, call in calls.items():

@@ -14,10 +14,17 @@ Chromium driven by Playwright, and measures, best of ``--repeat``:
   ``input_delay_max_ms``, how late a 50 ms timer fires on the page's main thread (what a
   click would wait; target < 100 ms), and ``js_heap_streaming_mb``.
 
+With ``--history-runs N`` it times instead the page of a workflow with N finished runs in
+its history (a version, a cron trigger, the start form): ``workflow_page_ms`` from
+navigating to the page to its first 25 runs, versions, start form and next fire time shown
+(target < 1 s at 2,000 runs), ``workflows_page_ms`` for the list of workflows with the strip
+of last runs, ``filter_failed_ms``, ``older_page_ms`` and ``js_heap_mb``.
+
 Prints one JSON line. Needs ``/usr/bin/chromium`` and the ``playwright`` package (never
 ``playwright install``).
 
     python bench/ui_bench.py --items 100000 --screenshot docs/screenshots/big-run.png
+    python bench/ui_bench.py --history-runs 2000 --screenshot docs/screenshots/history.png
 """
 
 from __future__ import annotations
@@ -229,6 +236,126 @@ def measure(
     }
 
 
+HISTORY_FLOW = """name: history
+params:
+  day: {type: str, default: "today"}
+  rows: {type: int, default: 1000}
+triggers:
+  - cron: "0 6 * * *"
+    timezone: Europe/Paris
+steps:
+  - id: work
+    shell: "true"
+"""
+HISTORY_READY = (
+    "() => document.querySelectorAll('#runs tbody tr').length === 25 &&"
+    " document.querySelector('#versions tbody tr') &&"
+    " document.querySelector('#start-fields [data-param]') &&"
+    " document.querySelector('#triggers .next-fire')"
+)
+
+
+def _write_history(home: Path, digest: str, runs: int) -> None:
+    """``runs`` finished runs of workflow ``history``, written straight through the store."""
+    from kaon.model.status import RunStatus
+    from kaon.store.base import RunRecord, WriteBatch
+
+    store = open_store(default_store_url(home))
+    try:
+        now = time.time()
+        batch = WriteBatch()
+        for i in range(runs):
+            status = RunStatus.FAILED if i % 17 == 3 else RunStatus.SUCCEEDED
+            created = now - (runs - i) * 60
+            batch.runs.append(
+                RunRecord(
+                    f"hist-{i:06d}",
+                    "history",
+                    digest,
+                    status,
+                    params={"day": f"d{i}", "rows": i},
+                    created_at=created,
+                    started_at=created + 1,
+                    ended_at=created + 30,
+                    executor="inline",
+                    labels={"by": "bench", "version": 1},
+                )
+            )
+        store.write(batch)
+    finally:
+        store.close()
+
+
+def measure_history(runs: int, repeat: int, screenshot: str | None) -> dict[str, Any]:
+    """A workflow with ``runs`` runs in its history: time its page in Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "home"
+        home.mkdir()
+        process, url, token = _serve(home)
+        try:
+            client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
+            pushed = client.post("/workflows", json={"source": HISTORY_FLOW, "file_name": "h.yaml"})
+            pushed.raise_for_status()
+            digest = client.get("/workflows/history/versions").json()[0]["definition_hash"]
+            _write_history(home, digest, runs)
+            client.close()
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{url}/ui/login")
+                page.fill("input[name=token]", token)
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{url}/ui")
+                listed = []
+                opened = []
+                history = f"{url}/ui/workflows/history"
+                strip = (
+                    "() => document.querySelector('#workflows tr[data-workflow=history] .strip a')"
+                )
+                for _ in range(repeat):
+                    page.goto("about:blank")
+                    listed.append(_timed(page, lambda: page.goto(f"{url}/ui"), strip))
+                    page.goto("about:blank")
+                    opened.append(_timed(page, lambda: page.goto(history), HISTORY_READY))
+                failed = (
+                    "() => [...document.querySelectorAll('#runs tbody .badge')].length > 0 &&"
+                    " [...document.querySelectorAll('#runs tbody .badge')]"
+                    ".every(b => b.textContent === 'failed')"
+                )
+                choose = lambda: page.select_option("#run-status", "failed")  # noqa: E731
+                filter_ms = _timed(page, choose, failed)
+                page.select_option("#run-status", "")
+                page.wait_for_function(
+                    "() => document.querySelectorAll('#runs tbody tr').length === 25 &&"
+                    " [...document.querySelectorAll('#runs tbody .badge')]"
+                    ".some(b => b.textContent !== 'failed')"
+                )
+                first = page.text_content("#runs tbody tr")
+                older = (
+                    "() => document.querySelector('#runs tbody tr') &&"
+                    f" document.querySelector('#runs tbody tr').textContent !== {json.dumps(first)}"
+                )
+                older_ms = _timed(page, lambda: page.click("#runs-pager button >> nth=1"), older)
+                heap = page.evaluate("() => performance.memory.usedJSHeapSize")
+                if screenshot:
+                    page.screenshot(path=screenshot, full_page=True)
+                browser.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return {
+        "history_runs": runs,
+        "workflows_page_ms": round(min(listed)),
+        "workflow_page_ms": round(min(opened)),
+        "workflow_page_all_ms": [round(p) for p in opened],
+        "filter_failed_ms": round(filter_ms),
+        "older_page_ms": round(older_ms),
+        "js_heap_mb": round(heap / 2**20, 1),
+    }
+
+
 def main() -> None:
     """Parse arguments, measure, print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -238,7 +365,17 @@ def main() -> None:
     parser.add_argument("--events-per-s", type=int, default=500, help="0: no streaming")
     parser.add_argument("--stream-s", type=float, default=5.0)
     parser.add_argument("--screenshot", help="save a PNG of the run page here")
+    parser.add_argument(
+        "--history-runs",
+        type=int,
+        default=0,
+        help="instead: time the page of a workflow with this many runs in its history",
+    )
     args = parser.parse_args()
+    if args.history_runs:
+        found = measure_history(args.history_runs, args.repeat, args.screenshot)
+        print(json.dumps(found), flush=True)
+        return
     print(
         json.dumps(
             measure(

@@ -97,6 +97,18 @@ class ReadsContract:
         with pytest.raises(NotFoundError):
             reads.step_page("nope", StepQuery())
 
+    def test_deep_pages_seek_the_index_and_match_offset_pages(self, reads: SQLRunReads) -> None:
+        for descending in (False, True):
+            for offset in (0, 1, 7, 26, 29, 30):
+                query = StepQuery(parent_id=2, limit=4, offset=offset, descending=descending)
+                plain = [r.index for r in reads.step_page("r1", query).rows]
+                seeking = [r.index for r in reads.step_page("r1", query, total=ITEMS).rows]
+                # A total that does not match dense indexes falls back to the offset.
+                fallback = reads.step_page("r1", query, total=ITEMS + 1).rows
+                expected = list(range(ITEMS))[::-1] if descending else list(range(ITEMS))
+                assert plain == seeking == expected[offset : offset + 4]
+                assert [r.index for r in fallback] == plain
+
     def test_one_step_logs_and_events(self, reads: SQLRunReads) -> None:
         assert reads.step_run("r1", "each[4].t").parent_id == 11
         assert reads.step_run_by_id("r1", 11) is not None

@@ -21,6 +21,7 @@ import kaon
 from kaon.api import (
     routes_admin,
     routes_artifacts,
+    routes_details,
     routes_events,
     routes_reads,
     routes_runs,
@@ -84,6 +85,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_workflows.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_reads.router)
+    app.include_router(routes_details.router)
     app.include_router(routes_events.router)
     app.include_router(routes_artifacts.router)
     _include_trigger_routes(app)

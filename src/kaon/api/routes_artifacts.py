@@ -24,7 +24,6 @@ from kaon.model.values import encode_outputs
 from kaon.service.experiment_views import (
     ArtifactRefView,
     CompareView,
-    ExplainView,
     LineageView,
     MetricRowsView,
     PlotView,
@@ -184,18 +183,6 @@ def get_outputs(
     full = services.authorize_run(principal, "viewer", run_id)
     outputs = services.runs.experiments.step_outputs(full, path)
     return StepOutputsView(run_id=full, path=path, outputs=encode_outputs(outputs))
-
-
-@router.get("/runs/{run_id}/explain", response_model=ExplainView, summary="Explain a cache hit")
-def get_explain(
-    run_id: str,
-    path: str = Query(..., max_length=2000),
-    principal: Principal = Depends(require("viewer")),
-    services: Services = Depends(get_services),
-) -> ExplainView:
-    """Why the step run at ``path`` was a cache hit or miss (what changed, and since when)."""
-    full = services.authorize_run(principal, "viewer", run_id)
-    return services.runs.experiments.explain(full, path)
 
 
 @router.get("/runs/{run_id}/metric-rows", response_model=MetricRowsView, summary="Metric rows")

@@ -24,8 +24,9 @@ from kaon.service.registry_views import (
     StartRunRequest,
     event_view,
 )
-from kaon.service.run_reads import RunReads
-from kaon.service.views import AttemptView, LogView, MetricView, RunDetail, RunView, StepRunView
+from kaon.service.run_reads import RunPage, RunReads
+from kaon.service.views import AttemptView, LogView, MetricView, RunView, StepRunView
+from kaon.store.reads import MAX_PAGE
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -98,15 +99,25 @@ def list_runs(
     )
 
 
-@router.get("/{run_id}", response_model=RunDetail, summary="Get a run with its steps")
+@router.get("/{run_id}", response_model=RunPage, summary="Get a run with a page of its steps")
 def get_run(
     run_id: str,
-    all_steps: bool = Query(False, description="Every foreach item and loop iteration too."),
+    all_steps: bool = Query(False, description="Every level (items, iterations) by creation."),
+    limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Step runs in the page."),
+    offset: int = Query(0, ge=0, le=10_000_000),
+    metrics_limit: int = Query(1000, ge=0, le=10_000, description="Metrics listed at most."),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
-) -> RunDetail:
-    """A run with its step runs, their attempts, and its metrics."""
-    return services.runs.run_detail(_readable(services, _, run_id), all_steps=all_steps)
+) -> RunPage:
+    """A run, its task counts by status (computed in the database), one page of its step
+    runs with their attempts (the top level, each foreach or loop one row with its children
+    counted; with ``all_steps``, every level in creation order) and its first metrics.
+    ``steps_total`` tells how many there are to page through; a foreach's items page
+    through ``GET /runs/{id}/children``. The cost follows the page, not the run."""
+    full = _readable(services, _, run_id)
+    return RunReads(services.store).page(
+        full, all_steps=all_steps, limit=limit, offset=offset, metrics_limit=metrics_limit
+    )
 
 
 @router.post("/{run_id}/kill", response_model=RunView, summary="Kill a run")

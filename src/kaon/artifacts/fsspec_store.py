@@ -252,8 +252,9 @@ class FsspecArtifactStore(ArtifactStore):
             return {key: self.get(item) for key, item in ref.items.items()}
         raise ArtifactError(f"not a value reference: {type(ref).__name__}")
 
-    def _load(self, ref: ArtifactRef) -> Any:
-        serializer = serializer_named(ref.serializer)
+    def read_bytes(self, ref: ArtifactRef) -> bytes:
+        """The stored bytes of a blob, checked against its hash, not decoded (for previews
+        that must not unpickle). Raises CorruptArtifactError, ArtifactError."""
         data = self._read(ref.hash)
         actual = sha256(data)
         if actual != ref.hash:
@@ -261,6 +262,11 @@ class FsspecArtifactStore(ArtifactStore):
                 f"blob {ref.hash} at {self.blob_path(ref)} is corrupt: its content hashes to "
                 f"{actual}"
             )
+        return data
+
+    def _load(self, ref: ArtifactRef) -> Any:
+        serializer = serializer_named(ref.serializer)
+        data = self.read_bytes(ref)
         try:
             return serializer.loads(data)
         except KaonError:

@@ -90,8 +90,10 @@ class ContainerSteps(RunCore):
             else:
                 state.restore[row.index] = row
         node.foreach = state
-        # How many items: the live views show a foreach's counts against its total.
-        self._event("foreach", {"path": node.path, "items": len(items)}, node.row_id)
+        # How many items: the live views show a foreach's counts against its total. The items
+        # are decoded lazily (never held whole), so they are counted in a second pass.
+        total = sum(1 for _ in self.ctx.artifacts.list_items(ref) or ())
+        self._event("foreach", {"path": node.path, "items": total}, node.row_id)
         self._advance_foreach(node, state)
 
     def _advance_foreach(self, node: Node, state: ForeachState) -> None:

@@ -426,9 +426,19 @@ class RemoteService:
         return [RunView.model_validate(v) for v in self._call("GET", "/runs", params=params)]
 
     def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
-        """A run with its step runs and metrics."""
-        params = {"all_steps": all_steps}
-        return RunDetail.model_validate(self._call("GET", f"/runs/{run_id}", params=params))
+        """A run with its step runs and metrics: the server answers a page at a time
+        (``GET /runs/{id}``), so this follows the pages to the last."""
+        params: dict[str, Any] = {"all_steps": all_steps, "offset": 0}
+        found = self._call("GET", f"/runs/{run_id}", params=params)
+        detail = RunDetail.model_validate(found)
+        total = int(found.get("steps_total", len(detail.steps)))
+        while len(detail.steps) < total:
+            params["offset"] = len(detail.steps)
+            more = RunDetail.model_validate(self._call("GET", f"/runs/{run_id}", params=params))
+            if not more.steps:
+                break
+            detail.steps.extend(more.steps)
+        return detail
 
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
         """Log lines of a step run (every attempt, or one)."""

@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -24,6 +25,7 @@ from kaon.model.graph import dependencies
 from kaon.model.status import StepStatus
 from kaon.service.views import (
     MetricView,
+    RunDetail,
     RunView,
     StepRunView,
     error_view,
@@ -31,7 +33,7 @@ from kaon.service.views import (
     run_view,
     step_view,
 )
-from kaon.store.base import StateStore, StepRunRecord
+from kaon.store.base import AttemptRecord, StateStore, StepRunRecord
 from kaon.store.reads import MAX_PAGE, SORT_KEYS, SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
 
@@ -73,7 +75,7 @@ class RunSummary(RunView):
     tasks: dict[str, int] = Field(default_factory=dict, description="tasks by status, all levels")
     nodes: list[NodeView] = Field(default_factory=list)
     edges: list[EdgeView] = Field(default_factory=list)
-    last_event_id: int = Field(0, description="follow ``GET /events?after=`` from here")
+    last_event_id: int = Field(default=0, description="follow ``GET /events?after=`` from here")
 
 
 class StepPageView(BaseModel):
@@ -87,8 +89,19 @@ class StepPageView(BaseModel):
     items: list[NodeView] = Field(default_factory=list)
 
 
+class ProgressView(BaseModel):
+    """How far a step run is: its last reported fraction (a task) or its children done (a
+    foreach or loop), and the time left at the pace so far."""
+
+    fraction: float | None = Field(default=None, description="0..1; None when only a message")
+    message: str = ""
+    done: int | None = Field(default=None, description="children finished (a container)")
+    total: int | None = Field(default=None, description="children in all (a container)")
+    eta_s: float | None = Field(default=None, description="seconds left at the pace so far")
+
+
 class StepDetail(BaseModel):
-    """One step run with its attempts, outputs, metrics and cache decision."""
+    """One step run with its attempts, outputs, metrics, progress and cache decision."""
 
     step: StepRunView
     parent: str | None = None
@@ -96,6 +109,7 @@ class StepDetail(BaseModel):
     cache_key: str | None = None
     cached_from: str | None = None
     metrics: list[MetricView] = Field(default_factory=list)
+    progress: ProgressView | None = None
 
 
 class LogLineView(BaseModel):
@@ -117,6 +131,20 @@ class LogWindowView(BaseModel):
     lines: list[LogLineView] = Field(default_factory=list)
 
 
+class RunPage(RunDetail):
+    """A run with one page of its step runs (``GET /runs/{id}``): the top level by default,
+    every level in creation order with ``all_steps``; deeper levels page through
+    ``GET /runs/{id}/children``. Counts come from the database; metrics are the first
+    ``metrics_limit`` reported."""
+
+    steps_total: int = Field(
+        default=0, description="step runs in all (of the top level, or all levels)"
+    )
+    offset: int = 0
+    limit: int = MAX_PAGE
+    metrics_truncated: bool = Field(default=False, description="more metrics than listed")
+
+
 class RunReads:
     """Bounded reads of runs over a SQL state store (see the module docstring)."""
 
@@ -131,9 +159,11 @@ class RunReads:
         record = self.store.get_run(run_id)
         last_event = self.reads.last_event_id(run_id)
         now = time.time()
-        tasks = self.reads.status_counts(run_id, "task")
+        tasks = self._task_counts(run_id, last_event)
         top = self.reads.step_page(run_id, StepQuery(limit=MAX_PAGE)).rows
-        counts = self.reads.children_counts(run_id, [r.id for r in top if r.kind in _CONTAINERS])
+        counts = self._children_counts(
+            run_id, [r.id for r in top if r.kind in _CONTAINERS], last_event
+        )
         rows = {row.path: node_view(row, counts.get(row.id), now) for row in top}
         order, edges = _graph(self.store, record.definition_hash)
         nodes = [
@@ -149,6 +179,81 @@ class RunReads:
         summary.nodes = nodes + list(rows.values())
         summary.edges = [EdgeView(source=s, target=d) for s, d in edges]
         return summary
+
+    def page(
+        self,
+        run_id: str,
+        *,
+        all_steps: bool = False,
+        limit: int = MAX_PAGE,
+        offset: int = 0,
+        metrics_limit: int = 1000,
+    ) -> RunPage:
+        """The run, its task counts, one page of its step runs (each with its attempts, a
+        foreach or loop with its children counted by status) and its first metrics: what
+        ``GET /runs/{id}`` answers, at a cost that follows the page, not the run. Raises
+        NotFoundError, and ValueError for a bad limit."""
+        record = self.store.get_run(run_id)
+        if all_steps:
+            found = self.reads.all_levels_page(run_id, limit=limit, offset=offset)
+        else:
+            found = self.reads.step_page(run_id, StepQuery(limit=limit, offset=offset))
+        rows = found.rows
+        attempts: dict[int, list[AttemptRecord]] = {}
+        for attempt in self.store.attempts_of(run_id, [row.id for row in rows]):
+            attempts.setdefault(attempt.step_run_id, []).append(attempt)
+        last_event = self.reads.last_event_id(run_id)
+        counts = self._children_counts(
+            run_id, [row.id for row in rows if row.kind in ("foreach", "loop")], last_event
+        )
+        now = time.time()
+        detail = RunPage(**run_view(record, now).model_dump())
+        detail.steps = [
+            step_view(row, attempts.get(row.id, []), _plain(counts.get(row.id, {})), now)
+            for row in rows
+        ]
+        detail.tasks = _plain(self._task_counts(run_id, last_event))
+        detail.steps_total, detail.offset, detail.limit = found.total, offset, limit
+        found_metrics = self.reads.run_metrics(run_id, limit=metrics_limit + 1)
+        shown, detail.metrics_truncated = (
+            found_metrics[:metrics_limit],
+            len(found_metrics) > metrics_limit,
+        )
+        paths = self.reads.paths(run_id, [m.step_run_id for m in shown])
+        detail.metrics = [metric_view(m, paths.get(m.step_run_id, "?")) for m in shown]
+        return detail
+
+    def _task_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
+        """Tasks by status, counted once per state of the run (see :data:`_COUNTS`)."""
+        key = (self.store.url, run_id, "tasks", last_event)
+        found: dict[StepStatus, int] | None = _fresh(_COUNTS.get(key))
+        if found is None:
+            found = self.reads.status_counts(run_id, "task")
+            _COUNTS.put(key, (time.monotonic(), found))
+        return dict(found)
+
+    def _children_counts(
+        self, run_id: str, parent_ids: list[int], last_event: int
+    ) -> dict[int, dict[StepStatus, int]]:
+        """Children by status of each parent, counted once per state of the run."""
+        found: dict[int, dict[StepStatus, int]] = {}
+        missing: list[int] = []
+        for parent in parent_ids:
+            cached = _fresh(_COUNTS.get((self.store.url, run_id, parent, last_event)))
+            if cached is None:
+                missing.append(parent)
+            elif cached:
+                found[parent] = dict(cached)
+        if missing:
+            counted = self.reads.children_counts(run_id, missing)
+            for parent in missing:
+                counts = counted.get(parent, {})
+                _COUNTS.put(
+                    (self.store.url, run_id, parent, last_event), (time.monotonic(), counts)
+                )
+                if counts:
+                    found[parent] = dict(counts)
+        return found
 
     def children(
         self,
@@ -186,7 +291,8 @@ class RunReads:
         if parent_id is not None:
             # One GROUP BY gives the counts shown above the table and, unless other filters
             # narrow the page, its total: no second scan of the children.
-            all_counts = self.reads.children_counts(run_id, [parent_id]).get(parent_id, {})
+            last_event = self.reads.last_event_id(run_id)
+            all_counts = self._children_counts(run_id, [parent_id], last_event).get(parent_id, {})
             if query.by_status_only:
                 wanted = query.statuses or tuple(all_counts)
                 known = sum(all_counts.get(status, 0) for status in wanted)
@@ -221,7 +327,30 @@ class RunReads:
             cache_key=row.cache_key,
             cached_from=row.cached_from,
             metrics=[metric_view(m, path) for m in metrics],
+            progress=self._progress(run_id, row, counts, now),
         )
+
+    def _progress(
+        self, run_id: str, row: StepRunRecord, counts: dict[StepStatus, int], now: float
+    ) -> ProgressView | None:
+        """A container's children done, or a task's last reported progress, with an ETA."""
+        elapsed = None if row.started_at is None else max(now - row.started_at, 0.0)
+        if counts:
+            total = sum(counts.values())
+            done = sum(n for status, n in counts.items() if status.is_terminal)
+            fraction = done / total if total else None
+            view = ProgressView(fraction=fraction, done=done, total=total)
+        elif row.kind == "task" and row.status is StepStatus.RUNNING:
+            found = self.reads.last_progress(run_id, row.id)
+            if found is None:
+                return None
+            view = ProgressView(fraction=found["fraction"], message=str(found["message"]))
+        else:
+            return None
+        running = row.status.is_terminal is False and row.status is not StepStatus.PENDING
+        if running and elapsed and view.fraction and 0 < view.fraction < 1:
+            view.eta_s = round(elapsed * (1 - view.fraction) / view.fraction, 1)
+        return view
 
     def metrics(
         self, run_id: str, *, name: str | None = None, limit: int = 10_000
@@ -347,21 +476,21 @@ def _graph_of(store: StateStore, definition_hash: str) -> _Graph:
 
 
 class _Lru:
-    """A small bounded map of decoded graphs by definition hash (definitions never change)."""
+    """A small bounded map (decoded graphs by definition hash, counts by run state)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.items: OrderedDict[Hashable, Any] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: Hashable) -> Any:
         with self.lock:
             found = self.items.get(key)
             if found is not None:
                 self.items.move_to_end(key)
             return found
 
-    def put(self, key: str, value: Any) -> Any:
+    def put(self, key: Hashable, value: Any) -> Any:
         with self.lock:
             self.items[key] = value
             while len(self.items) > self.size:
@@ -370,3 +499,24 @@ class _Lru:
 
 
 _GRAPHS = _Lru(256)
+# Counts by status, keyed by (store, run, parent or "tasks", the run's last event id). Every
+# change of a step run's status is committed with an event of its run, so a run whose last
+# event is the same has the same counts: a finished run's 100,000 items are counted once, and
+# an active run's counts are fresh after each event. An event that commits after a later one
+# (two writers of one active run) is covered by the run's next event, and at worst by the
+# entry's age limit.
+_COUNTS = _Lru(4096)
+_COUNTS_MAX_AGE_S = 30.0
+
+
+def _fresh(entry: tuple[float, Any] | None) -> Any:
+    """The counts of a cache entry younger than the age limit, else None."""
+    if entry is None or time.monotonic() - entry[0] > _COUNTS_MAX_AGE_S:
+        return None
+    return entry[1]
+
+
+def forget_counts() -> None:
+    """Drop every cached count (a benchmark measures the first read after a change)."""
+    with _COUNTS.lock:
+        _COUNTS.items.clear()

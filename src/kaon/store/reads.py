@@ -19,9 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from kaon.errors import NotFoundError
-from kaon.model.status import StepStatus
+from kaon.model.status import RunStatus, StepStatus
 from kaon.store import schema as t
-from kaon.store.base import LogRecord, MetricRecord, StepRunRecord
+from kaon.store.base import LogRecord, MetricRecord, RunRecord, StepRunRecord
 from kaon.store.sql import SQLStore
 
 # How a page of step runs may be ordered (column expressions, ties broken by id).
@@ -37,6 +37,7 @@ SORT_KEYS: dict[str, Any] = {
     "attempts": _c.attempts,
 }
 MAX_PAGE = 1000
+PROGRESS_WINDOW = 50_000  # how far back among a run's events a step's progress is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,32 @@ class StepPage:
 
     total: int
     rows: list[StepRunRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunHistoryQuery:
+    """Which runs of one workflow a history page shows, newest first.
+
+    ``statuses`` keeps only those; ``since``/``until`` bound the creation time (Unix
+    seconds, inclusive); ``text`` is a case-insensitive substring of the run id, its
+    parameters or its labels (JSON).
+    """
+
+    workflow: str
+    statuses: tuple[RunStatus, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    limit: int = 25
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class RunHistoryPage:
+    """One page of a workflow's runs and how many match in all."""
+
+    total: int
+    rows: list[RunRecord] = field(default_factory=list)
 
 
 class SQLRunReads:
@@ -146,6 +173,14 @@ class SQLRunReads:
         )
         count_stmt = sa.select(sa.func.count()).select_from(t.step_runs).where(*where)
         with self.store.reading() as conn:
+            seek = self._seek(conn, run_id, query, total)
+            if seek is not None:
+                rows_stmt = (
+                    sa.select(t.step_runs)
+                    .where(*where, seek)
+                    .order_by(*ordering)
+                    .limit(query.limit)
+                )
             rows = [_step_run_record(row) for row in conn.execute(rows_stmt)]
             if total is None:
                 total = int(conn.scalar(count_stmt) or 0)
@@ -153,11 +188,83 @@ class SQLRunReads:
                 self._require_run(conn, run_id)
         return StepPage(total=total, rows=rows)
 
+    def all_levels_page(self, run_id: str, *, limit: int, offset: int = 0) -> StepPage:
+        """A page of every step run of the run, all levels, in creation (id) order, with the
+        run's total number of step runs (a count on the primary key's index)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        mine = _c.run_id == run_id
+        rows_stmt = sa.select(t.step_runs).where(mine).order_by(_c.id).limit(limit).offset(offset)
+        count_stmt = sa.select(sa.func.count()).select_from(t.step_runs).where(mine)
+        with self.store.reading() as conn:
+            rows = [_step_run_record(row) for row in conn.execute(rows_stmt)]
+            total = int(conn.scalar(count_stmt) or 0)
+            if not total:
+                self._require_run(conn, run_id)
+        return StepPage(total=total, rows=rows)
+
+    def run_history(self, query: RunHistoryQuery) -> RunHistoryPage:
+        """A page of a workflow's runs, newest first, with the total matching (both on the
+        ``(workflow, created_at)`` index)."""
+        r = t.runs.c
+        where: list[Any] = [r.workflow == query.workflow]
+        if query.statuses:
+            where.append(r.status.in_([s.value for s in query.statuses]))
+        if query.since is not None:
+            where.append(r.created_at >= query.since)
+        if query.until is not None:
+            where.append(r.created_at <= query.until)
+        if query.text:
+            where.append(
+                sa.or_(
+                    r.id.icontains(query.text, autoescape=True),
+                    sa.cast(r.params, sa.Text).icontains(query.text, autoescape=True),
+                    sa.cast(r.labels, sa.Text).icontains(query.text, autoescape=True),
+                )
+            )
+        rows_stmt = (
+            sa.select(t.runs)
+            .where(*where)
+            .order_by(r.created_at.desc(), r.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        count_stmt = sa.select(sa.func.count()).select_from(t.runs).where(*where)
+        with self.store.reading() as conn:
+            rows = [_run_record(row) for row in conn.execute(rows_stmt)]
+            total = int(conn.scalar(count_stmt) or 0)
+        return RunHistoryPage(total=total, rows=rows)
+
     def last_event_id(self, run_id: str) -> int:
         """The id of the run's latest event (0 when none): where a live view starts."""
         stmt = sa.select(sa.func.max(t.events.c.id)).where(t.events.c.run_id == run_id)
         with self.store.reading() as conn:
             return int(conn.scalar(stmt) or 0)
+
+    def last_progress(
+        self, run_id: str, step_run_id: int, *, window: int = PROGRESS_WINDOW
+    ) -> dict[str, Any] | None:
+        """The latest ``progress`` event of a step run among the run's last ``window``
+        events (a bounded range of the run's event index), as ``{fraction, message, at}``."""
+        c = t.events.c
+        newest = sa.select(sa.func.max(c.id)).where(c.run_id == run_id).scalar_subquery()
+        stmt = (
+            sa.select(c.data, c.at)
+            .where(
+                c.run_id == run_id,
+                c.id > newest - window,
+                c.step_run_id == step_run_id,
+                c.kind == "progress",
+            )
+            .order_by(c.id.desc())
+            .limit(1)
+        )
+        with self.store.reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        data = dict(row.data or {})
+        return {"fraction": data.get("fraction"), "message": data.get("message", ""), "at": row.at}
 
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The step run at ``path`` (one lookup on the unique (run, path) index)."""
@@ -270,10 +377,39 @@ class SQLRunReads:
         return where
 
     @staticmethod
+    def _seek(conn: sa.Connection, run_id: str, query: StepQuery, total: int | None) -> Any | None:
+        """A condition that replaces the offset of an unfiltered page of items in index
+        order, or None. A container's children have unique indexes; when those run densely
+        from 0 to ``total - 1`` (two index lookups tell), the page at offset k starts at index
+        k, so a page deep in a 100,000-item foreach reads its rows, not the k before them."""
+        unfiltered = query.by_status_only and not query.statuses
+        if query.sort != "index" or query.parent_id is None or not unfiltered or not total:
+            return None
+        if query.offset == 0:
+            return None
+        mine = (_c.run_id == run_id, _c.parent_id == query.parent_id)
+        # Two statements: SQLite answers a lone min() or max() from the index's end.
+        low = conn.scalar(sa.select(sa.func.min(_c.index)).where(*mine))
+        high = conn.scalar(sa.select(sa.func.max(_c.index)).where(*mine))
+        if low != 0 or high != total - 1:
+            return None
+        if query.descending:
+            return _c.index <= total - 1 - query.offset
+        return _c.index >= query.offset
+
+    @staticmethod
     def _require_run(conn: sa.Connection, run_id: str) -> None:
         found = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first()
         if found is None:
             raise NotFoundError(f"no run {run_id!r}")
+
+
+def _run_record(row: sa.Row[Any]) -> RunRecord:
+    values = row._asdict()
+    values["status"] = RunStatus(values["status"])
+    values["params"] = values["params"] or {}
+    values["labels"] = values["labels"] or {}
+    return RunRecord(**values)
 
 
 def _step_run_record(row: sa.Row[Any]) -> StepRunRecord:

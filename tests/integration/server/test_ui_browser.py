@@ -64,6 +64,57 @@ steps:
     shell: sleep 60
 """
 
+# A second version of fan: one default changes (the diff shows it).
+FAN_V2 = FAN.replace("default: 30", "default: 12")
+
+# Outputs the step panel previews: a table, an image, an HTML page; a step that reads the table
+# (lineage both ways).
+ARTIFACTS = """\
+import base64
+import pathlib
+import tempfile
+
+import kaon
+
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@kaon.step
+def table(n: int):
+    import pandas as pd
+
+    return pd.DataFrame({"user": list(range(n)), "score": [i * 0.5 for i in range(n)]})
+
+
+@kaon.step
+def top(frame):
+    return frame.nlargest(5, "score")
+
+
+@kaon.step
+def chart() -> pathlib.Path:
+    folder = pathlib.Path(tempfile.mkdtemp())
+    (folder / "chart.png").write_bytes(PNG)
+    return folder / "chart.png"
+
+
+@kaon.step
+def report() -> pathlib.Path:
+    folder = pathlib.Path(tempfile.mkdtemp())
+    (folder / "report.html").write_text("<h1>Validation report</h1><p>stable</p>")
+    return folder / "report.html"
+
+
+@kaon.workflow
+def outputs(n: int = 40):
+    frame = table(n)
+    top(frame)
+    chart()
+    report()
+"""
+
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is missing (make installs Debian's chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -107,7 +158,17 @@ def tokens(kaon_server: ServerProcess) -> dict[str, str]:
             admin.post("/workflows", json={"source": source, "file_name": "flow.yaml"}).status_code
             < 300
         )
+    pushed = admin.post("/workflows", json={"source": ARTIFACTS, "file_name": "outputs.py"})
+    assert pushed.status_code < 300, pushed.text
     return made
+
+
+def shot(page: Any, tmp_path: Path, name: str, **options: Any) -> None:
+    """A screenshot in the test's folder (and in $KAON_UI_SCREENSHOTS, for the README)."""
+    page.screenshot(path=str(tmp_path / name), **options)
+    keep = os.environ.get("KAON_UI_SCREENSHOTS")
+    if keep:
+        page.screenshot(path=str(Path(keep) / name), **options)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +189,9 @@ def no_page_errors() -> Iterator[None]:
     """Every test ends without a script error in any page."""
     ERRORS.clear()
     yield
-    assert not [e for e in ERRORS if "403" not in e], ERRORS
+    # Refusals (403, 409) and rejected input (422) are answers the tests ask for.
+    asked = ("403", "409", "422")
+    assert not [e for e in ERRORS if not any(code in e for code in asked)], ERRORS
 
 
 def _offline(route: Any) -> None:
@@ -286,3 +349,189 @@ def test_kill_is_refused_for_a_viewer_and_done_for_an_operator(
     audit = kaon_server.client().get("/audit").json()
     assert any(a["action"] == "run.kill" and a["actor"] == "ops" for a in audit), audit
     assert httpx.get(f"{kaon_server.url}/ui/static/vendor/cytoscape.min.js").status_code == 200
+
+
+def confirm(page: Any, check: bool = False, value: str | None = None) -> None:
+    """Answer the open confirmation dialog."""
+    if value is not None:
+        page.fill("dialog input[name=value]", value)
+    if check:
+        page.check("dialog input[name=check]")
+    page.click("dialog [data-confirm=yes]")
+
+
+def test_workflow_page_start_form_diff_activate_and_audit(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    admin = kaon_server.client()
+    pushed = admin.post("/workflows", json={"source": FAN_V2, "file_name": "flow.yaml"})
+    assert pushed.json()["version"] == 2, pushed.text
+    url = f"{kaon_server.url}/ui/workflows/fan"
+
+    viewer = page_as(browser, kaon_server, tokens["viewer"])
+    viewer.goto(url)
+    viewer.wait_for_selector("#start-fields [data-param=n] input")
+    viewer.click("#start button[type=submit]")
+    confirm(viewer)
+    viewer.wait_for_selector("#banner.error")
+    assert viewer.text_content("#banner").startswith("Refused:")
+    viewer.click("#unblock")
+    confirm(viewer)
+    viewer.wait_for_selector("#banner.error:has-text('Refused: Unblock fan')")
+    viewer.context.close()
+
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(url)
+    operator.wait_for_selector("#start-fields [data-param]")
+    operator.click("#unblock")
+    confirm(operator)
+    operator.wait_for_selector("text=fan was not blocked")
+    operator.wait_for_selector("#wf-audit tr[data-audit='workflow.unblock']:has-text('ops')")
+    # The form is made from v2's typed parameters: types, defaults, one input each.
+    operator.wait_for_selector("#start-fields [data-param=pause]")
+    assert operator.input_value("#param-n") == "12"
+    assert operator.get_attribute("#param-n", "type") == "number"
+    assert "int" in operator.text_content("[data-param=n] label")
+    operator.fill("#param-pause", "")
+    operator.evaluate("document.querySelector('#param-n').type = 'text'")
+    operator.fill("#param-n", "many")
+    operator.click("#start button[type=submit]")
+    confirm(operator)
+    operator.wait_for_selector("[data-error-for=n]:not([hidden])")
+    assert "int" in operator.text_content("[data-error-for=n]")
+    assert operator.is_hidden("[data-error-for=pause]")
+    shot(operator, tmp_path, "workflow-form-errors.png")
+    operator.fill("#param-n", "4")
+    operator.click("#start button[type=submit]")
+    confirm(operator)
+    operator.wait_for_url("**/ui/runs/*")
+    run_id = operator.url.rsplit("/", 1)[-1]
+    wait_status(kaon_server, run_id, {"succeeded"})
+    assert admin.get(f"/runs/{run_id}").json()["params"]["n"] == 4
+
+    # Activating a version needs the owner role: an operator is refused.
+    operator.goto(url)
+    operator.wait_for_selector("#versions [data-activate='1']")
+    operator.click("#versions [data-activate='1']")
+    confirm(operator)
+    operator.wait_for_selector("#banner.error")
+    assert operator.text_content("#banner").startswith("Refused:")
+    operator.context.close()
+
+    owner = page_as(browser, kaon_server, tokens["admin"])
+    owner.goto(url)
+    owner.wait_for_selector("#versions tr[data-version='1'] .diff-pick")
+    owner.check("#versions tr[data-version='1'] .diff-pick")
+    owner.check("#versions tr[data-version='2'] .diff-pick")
+    owner.click("#diff-selected")
+    owner.wait_for_selector("#diff-source .add")
+    assert "n: {type: int, default: 12}" in owner.text_content("#diff-source .add")
+    assert "n: {type: int, default: 30}" in owner.text_content("#diff-source .del")
+    owner.click("#versions [data-activate='1']")
+    confirm(owner)
+    owner.wait_for_selector("#wf-audit tr[data-audit='workflow.activate']")
+    assert "root" in owner.text_content("#wf-audit tr[data-audit='workflow.activate']")
+    assert admin.get("/workflows/fan").json()["active_version"] == 1
+    # The run history filters in the database: by text (id, parameters), status, dates.
+    owner.fill("#run-text", run_id[-10:])
+    owner.press("#run-text", "Enter")
+    owner.wait_for_selector("#runs-pager [data-total='1']")
+    assert owner.text_content("#runs tbody tr").count(run_id) == 1
+    owner.fill("#run-text", "")
+    owner.press("#run-text", "Enter")
+    owner.select_option("#run-status", "succeeded")
+    owner.wait_for_function(
+        "[...document.querySelectorAll('#runs tbody .badge')].length >= 1 &&"
+        " [...document.querySelectorAll('#runs tbody .badge')]"
+        ".every(b => b.textContent === 'succeeded')"
+    )
+    shot(owner, tmp_path, "workflow.png", full_page=True)
+    owner.context.close()
+
+
+def test_step_panel_previews_lineage_explain_and_item_actions(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    made = start(kaon_server, "outputs", n=40)
+    fan = start(kaon_server, "fan", n=8)
+    wait_status(kaon_server, made, {"succeeded"})
+    wait_status(kaon_server, fan, {"succeeded"})
+
+    page = page_as(browser, kaon_server, tokens["viewer"])
+    page.goto(f"{kaon_server.url}/ui/runs/{made}?step=table")
+    page.wait_for_selector("#panel [data-preview]")
+    page.click("#panel [data-preview]")
+    page.wait_for_selector("#panel .preview table td")
+    assert page.text_content("#panel .preview thead").startswith("userscore")
+    assert "20 of 40 rows" in page.text_content("#panel .preview small")
+    page.click("#panel [data-lineage]")
+    page.wait_for_selector("#panel [data-used-by] a")
+    assert page.get_attribute("#panel [data-used-by] a", "href").endswith("?step=top")
+    page.click("#panel [data-explain]")
+    page.wait_for_selector("#panel [data-verdict]")
+    shot(page, tmp_path, "step-panel.png", full_page=True)
+    page.click("#panel [data-used-by] a")  # lineage goes both ways
+    page.wait_for_selector("#panel[data-path=top] [data-lineage]")
+    page.click("#panel [data-lineage]")
+    page.wait_for_selector("#panel [data-made-from] a")
+    assert page.get_attribute("#panel [data-made-from] a", "href").endswith("?step=table")
+    page.goto(f"{kaon_server.url}/ui/runs/{made}?step=chart")
+    page.click("#panel [data-preview]")
+    page.wait_for_selector("#panel .preview img[src^='data:image/png']")
+    page.goto(f"{kaon_server.url}/ui/runs/{made}?step=report")
+    page.click("#panel [data-preview]")
+    frame = page.wait_for_selector("#panel .preview iframe").content_frame()
+    assert frame is not None
+    frame.wait_for_selector("text=Validation report")
+
+    # A foreach shows its progress; retrying one item is refused for a viewer...
+    page.goto(f"{kaon_server.url}/ui/runs/{fan}?step=each")
+    page.wait_for_selector("#panel [data-progress='100']")
+    assert "8 of 8 done" in page.text_content("#panel .progress-box")
+    page.goto(f"{kaon_server.url}/ui/runs/{fan}?step=each[3]")
+    page.click("#panel [data-step-action=retry-item]")
+    confirm(page, check=True)
+    page.wait_for_selector("#banner.error")
+    assert page.text_content("#banner").startswith("Refused:")
+    page.context.close()
+
+    # ... and done for an operator, forced, then skip with a value; the audit shows who.
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(f"{kaon_server.url}/ui/runs/{fan}?step=each[3]")
+    operator.click("#panel [data-step-action=retry-item]")
+    confirm(operator, check=True)
+    operator.wait_for_selector("#banner:not(.error)")
+    wait_status(kaon_server, fan, {"succeeded"})
+    operator.click("#audit-box summary")
+    operator.wait_for_selector("#run-audit tr[data-audit='run.restart']")
+    restart = operator.text_content("#run-audit tr[data-audit='run.restart']")
+    assert "ops" in restart and "from_step=each[3]" in restart and "force=true" in restart
+    shot(operator, tmp_path, "run-audit.png", full_page=True)
+    assert kaon_server.client().get(f"/runs/{fan}").json()["restarts"] == 1
+    slow = start(kaon_server, "slow")
+    wait_status(kaon_server, slow, {"running"})
+    assert kaon_server.client().post(f"/runs/{slow}/kill").status_code == 200
+    operator.goto(f"{kaon_server.url}/ui/runs/{slow}?step=wait")
+    operator.click("#panel [data-step-action=skip]")
+    confirm(operator, value='"by hand"')
+    operator.wait_for_selector("text=Skip recorded")
+    skipped = kaon_server.client().get(f"/runs/{slow}/step", params={"path": "wait"}).json()
+    assert skipped["step"]["status"] == "skipped"
+    assert skipped["step"]["outputs"]["return"]["value"] == "by hand"
+    # Resume is for an active run whose engine died: on a finished run the page says why not.
+    operator.click("[data-action=resume]")
+    confirm(operator)
+    operator.wait_for_selector("#banner.error")
+    assert operator.text_content("#banner").startswith("Not possible now:")
+    # Restart from failed steps, forced: the skipped step keeps its value and the run ends.
+    operator.click("[data-action=restart]")
+    confirm(operator, check=True)
+    wait_status(kaon_server, slow, {"succeeded"})
+    operator.wait_for_function("document.querySelector('#run-status').textContent === 'succeeded'")
+    restarted = kaon_server.client().get(f"/runs/{slow}/audit").json()[-1]
+    assert (restarted["actor"], restarted["action"], restarted["data"]["force"]) == (
+        "ops",
+        "run.restart",
+        True,
+    )
+    operator.context.close()

@@ -78,6 +78,13 @@ EXPECT: dict[str, Rule] = {
     "GET /runs/{run_id}/children": Rule("viewer", True),
     "GET /runs/{run_id}/step": Rule("viewer", True),  # called with ?path=a
     "GET /runs/{run_id}/log": Rule("viewer", True),  # called with ?path=a
+    "GET /workflows/{name}/params": Rule("viewer", True),
+    "GET /workflows/{name}/diff": Rule("viewer", True),  # called with ?old=1&new=1
+    "GET /workflows/{name}/audit": Rule("viewer", True),
+    "GET /workflows/{name}/runs": Rule("viewer", True),
+    "GET /runs/{run_id}/audit": Rule("viewer", True),
+    "GET /runs/{run_id}/preview": Rule("viewer", True),  # called with ?path=a
+    "GET /runs/{run_id}/lineage": Rule("viewer", True, ok=frozenset({404})),  # a value
     "POST /signals": Rule("operator", ok=OK_201, body={"name": "go"}),
     "GET /signals": Rule("viewer"),
     "GET /events": Rule("viewer", True),  # called with ?run_id= (the stream of one run)
@@ -110,6 +117,8 @@ EXPECT: dict[str, Rule] = {
     "GET /artifacts/{artifact}/blob": Rule("viewer", ok=frozenset({404})),
     "GET /artifacts/{artifact}/lineage": Rule("viewer", ok=frozenset({404})),
 }
+
+_STEP_READS = ("/runs/{run_id}/explain", "/runs/{run_id}/preview", "/runs/{run_id}/lineage")
 
 CALLERS: list[tuple[str, str | None, tuple[str, ...]]] = [
     ("anonymous", None, ()),
@@ -170,15 +179,14 @@ def test_every_route_answers_every_caller_as_the_table_says(
                 artifact="ab" * 32,
             )
             params: dict[str, Any] | None = {"run_id": run_id} if path == "/events" else None
-            if path in (
-                "/runs/{run_id}/step",
-                "/runs/{run_id}/log",
-                "/runs/{run_id}/outputs",
-                "/runs/{run_id}/explain",
-            ):
+            if path in ("/runs/{run_id}/step", "/runs/{run_id}/log", "/runs/{run_id}/outputs"):
+                params = {"path": "a"}
+            if path in _STEP_READS:
                 params = {"path": "a"}
             if path in ("/compare", "/plot"):
                 params = {"run": [run_id, run_id], "metric": "m"}
+            if path == "/workflows/{name}/diff":
+                params = {"old": 1, "new": 1}
             headers = {"Authorization": f"Bearer {secrets[name]}"} if role else {}
             answer = client.request(method, url, json=rule.body, params=params, headers=headers)
             checked += 1

@@ -56,6 +56,30 @@ def test_summary_rolls_a_foreach_up_into_one_node(
     assert summary["started_by"] == "operator"
 
 
+def test_get_run_is_a_bounded_page_of_the_top_level(
+    client: Any, tokens: dict[str, str], run_id: str
+) -> None:
+    get = lambda **q: client.get(  # noqa: E731
+        f"/runs/{run_id}", params=q, headers=h(tokens["viewer"])
+    ).json()
+    detail = get()
+    # The failed item is counted, not listed: items page through /children.
+    assert [s["path"] for s in detail["steps"]] == ["numbers", "each", "after"]
+    assert detail["steps_total"] == 3 and detail["tasks"] == {"failed": 1, "succeeded": 13}
+    assert detail["steps"][1]["children"] == {"succeeded": 12}
+    assert detail["steps"][0]["attempt_list"][0]["status"] == "succeeded"
+    assert len(detail["metrics"]) == 12 and not detail["metrics_truncated"]
+    assert {m["path"] for m in detail["metrics"]} == {f"each[{i}].square" for i in range(12)}
+    assert [s["path"] for s in get(limit=1, offset=1)["steps"]] == ["each"]
+    assert get(metrics_limit=2)["metrics_truncated"] is True
+    everything = get(all_steps=True, limit=10, offset=20)
+    assert everything["steps_total"] == 3 + 12 + 12 and len(everything["steps"]) == 7
+    assert client.get(f"/runs/{run_id}", params={"limit": 0}).status_code == 401
+    assert (
+        client.get(f"/runs/{run_id}", params={"limit": 0}, headers=h(tokens["viewer"]))
+    ).status_code == 422
+
+
 def test_children_are_paged_filtered_and_sorted(
     client: Any, tokens: dict[str, str], run_id: str
 ) -> None:

@@ -21,6 +21,7 @@ const Kaon = (() => {
       const error = new Error((data && data.message) || answer.statusText);
       error.status = answer.status;
       error.kind = data && data.error;
+      error.problems = (data && data.problems) || [];
       throw error;
     }
     return data;
@@ -69,17 +70,20 @@ const Kaon = (() => {
     return `${what} failed: ${error.message}`;
   }
 
-  /** Ask for confirmation (with an optional text field), then run ``action``. */
-  function confirmAction(title, detail, action, field = null) {
+  /** Ask for confirmation (with an optional text field and an optional checkbox), then run
+   *  ``action(text, checked)``. ``needs`` is the least role the server will accept. */
+  function confirmAction(title, detail, action, field = null, { check = null, needs = "operator" } = {}) {
     const input = field ? el("input", { type: "text", placeholder: field, name: "value" }) : null;
+    const box = check ? el("input", { type: "checkbox", name: "check" }) : null;
     const dialog = el("dialog", { class: "confirm" },
       el("h2", {}, title), el("p", {}, detail),
-      role in RANK && RANK[role] < RANK.operator ? el("p", { class: "muted" }, `Your role is ${role}: the server will probably refuse this.`) : null,
+      role in RANK && RANK[role] < RANK[needs] ? el("p", { class: "muted" }, `Your role is ${role}: the server will probably refuse this.`) : null,
       input ? el("label", {}, field, input) : null,
+      box ? el("label", { class: "check" }, box, " ", check) : null,
       el("div", { class: "actions" },
         el("button", { type: "button", class: "danger", "data-confirm": "yes", onclick: async () => {
           dialog.close(); dialog.remove();
-          try { await action(input ? input.value : undefined); } catch (e) { banner(refusal(e, title), true); }
+          try { await action(input ? input.value : undefined, box ? box.checked : false); } catch (e) { banner(refusal(e, title), true); }
         } }, "Confirm"),
         el("button", { type: "button", onclick: () => { dialog.close(); dialog.remove(); } }, "Cancel")));
     document.body.append(dialog);
@@ -109,5 +113,14 @@ const Kaon = (() => {
     return svg;
   }
 
-  return { api, el, badge, when, duration, runDuration, banner, refusal, confirmAction, q, sparkline, role, RANK };
+  /** The audit trail (who did what) as table rows. */
+  function auditRows(entries) {
+    if (!entries.length) return [el("tr", {}, el("td", { class: "muted", colspan: 4 }, "No actions yet."))];
+    return entries.slice().reverse().map((a) => el("tr", { "data-audit": a.action },
+      el("td", {}, when(a.at)), el("td", {}, el("b", {}, a.actor)), el("td", {}, a.action),
+      el("td", { class: "mono" }, Object.entries(a.data).filter(([k, v]) => v !== null && k !== "workflow")
+        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" "))));
+  }
+
+  return { api, el, badge, when, auditRows, duration, runDuration, banner, refusal, confirmAction, q, sparkline, role, RANK };
 })();

@@ -8,7 +8,7 @@
  */
 "use strict";
 (() => {
-  const { api, el, badge, when, duration, runDuration, banner, confirmAction, q, sparkline } = Kaon;
+  const { api, el, badge, when, duration, runDuration, banner, confirmAction, q, sparkline, auditRows } = Kaon;
   const runId = document.getElementById("run").dataset.run;
   const RUN = `/runs/${encodeURIComponent(runId)}`;
   const COLORS = {
@@ -182,11 +182,7 @@
   }
 
   function clearFilters() {
-    document.getElementById("timeline-box").addEventListener("toggle", (event) => {
-    if (event.target.open && state.summary) renderTimeline(state.summary);
-  });
-
-  for (const id of ["f-status", "f-from", "f-to", "f-text"]) document.getElementById(id).value = "";
+    for (const id of ["f-status", "f-from", "f-to", "f-text"]) document.getElementById(id).value = "";
     document.getElementById("f-sort").value = "index";
     document.getElementById("f-desc").checked = false;
   }
@@ -211,6 +207,7 @@
     const panel = document.getElementById("panel");
     if (panel.hidden) { panel.hidden = false; refit(); }
     if (node && node.started === false) {
+      panel.dataset.seen = "";
       panel.replaceChildren(closeButton(), el("h2", {}, path), badge("pending"), el("p", { class: "muted" }, "Not started yet."));
       return;
     }
@@ -230,6 +227,11 @@
     if (state.panel !== path) return;
     const s = detail.step;
     const panel = document.getElementById("panel");
+    // Nothing but the clock moved: leave the panel (and its open previews) alone.
+    const seen = JSON.stringify({ ...detail, step: { ...s, duration_s: 0, attempt_list: s.attempt_list.map((a) => ({ ...a, duration_s: 0 })) },
+      progress: detail.progress ? { ...detail.progress, eta_s: 0 } : null });
+    if (panel.dataset.path === path && panel.dataset.seen === seen) return;
+    panel.dataset.seen = seen;
     const logBox = panel.querySelector(".logs");
     const keepLogs = logBox && panel.dataset.path === path ? logBox : null;
     panel.dataset.path = path;
@@ -239,19 +241,94 @@
         el("dt", {}, "started"), el("dd", {}, when(s.started_at) || "—"), el("dt", {}, "duration"), el("dd", {}, duration(s.duration_s) || "—"),
         detail.parent ? [el("dt", {}, "in"), el("dd", { class: "mono" }, detail.parent)] : null,
         detail.item !== null ? [el("dt", {}, "item"), el("dd", { class: "mono" }, JSON.stringify(detail.item))] : null,
-        el("dt", {}, "cache"), el("dd", {}, detail.cached_from ? `reused from run ${detail.cached_from}` : detail.cache_key ? `executed (key ${detail.cache_key.slice(0, 12)}…)` : "not cached"),
+        el("dt", {}, "cache"), el("dd", {}, detail.cached_from ? `reused from run ${detail.cached_from}` : detail.cache_key ? `executed (key ${detail.cache_key.slice(0, 12)}…)` : "not cached",
+          s.kind === "task" ? [" ", el("button", { type: "button", class: "link-button", "data-explain": path, onclick: () => explain(path) }, "explain")] : null),
         Object.keys(s.children).length ? [el("dt", {}, "children"), el("dd", {}, Object.entries(s.children).map(([k, v]) => `${k} ${v}`).join(", "))] : null),
+      progressBlock(detail.progress),
+      el("div", { class: "explain", "data-explained": path, hidden: true }),
       stepActions(s),
       s.error ? [el("h2", {}, "Error"), el("pre", {}, `${s.error.type}: ${s.error.message}\n${s.error.traceback || ""}`)] : null,
       s.attempt_list.length ? [el("h2", {}, "Attempts"), el("table", { class: "grid" }, el("tbody", {}, s.attempt_list.map((a) => el("tr", {},
         el("td", {}, `#${a.number}`), el("td", {}, badge(a.status)), el("td", {}, duration(a.duration_s)), el("td", {}, a.worker),
         el("td", {}, a.error ? el("details", {}, el("summary", {}, `${a.error.type}: ${a.error.message.split("\n")[0]}`), el("pre", {}, a.error.traceback || a.error.message)) : "")))))] : null,
       Object.keys(s.outputs).length ? [el("h2", {}, "Outputs"), el("dl", { class: "kv" }, Object.entries(s.outputs).flatMap(([k, o]) => [el("dt", {}, k),
-        el("dd", { class: "mono" }, o.kind === "value" ? JSON.stringify(o.value) : o.kind === "artifact" ? `${o.type || "artifact"} ${o.serializer} ${o.size} B ${o.hash.slice(0, 12)}…` : `${o.kind} of ${o.items}`)]))] : null,
+        el("dd", { "data-output": k }, el("span", { class: "mono" }, o.kind === "value" ? JSON.stringify(o.value) : o.kind === "artifact" ? `${o.type || "artifact"} ${o.serializer} ${o.size} B ${o.hash.slice(0, 12)}…` : `${o.kind} of ${o.items}`),
+          o.kind === "artifact" ? [" ", el("button", { type: "button", class: "link-button", "data-preview": k, onclick: (e) => showPreview(path, k, e.target.parentNode) }, "preview"),
+            " ", el("button", { type: "button", class: "link-button", "data-lineage": k, onclick: (e) => showLineage(path, k, e.target.parentNode) }, "lineage")] : null)]))] : null,
       metricsBlock(detail.metrics),
       s.kind === "task" ? [el("h2", {}, "Logs ", el("input", { type: "search", placeholder: "search", class: "log-search", onchange: () => { state.logAfter = null; loadLogs(true); } })),
         keepLogs || el("div", { class: "logs", "data-log": path })] : null);
     if (s.kind === "task" && !keepLogs) await loadLogs(true);
+  }
+
+  function progressBlock(p) {
+    if (!p || p.fraction === null && !p.message) return null;
+    const pct = p.fraction === null ? null : Math.round(p.fraction * 1000) / 10;
+    const what = [pct === null ? null : `${pct}%`, p.total ? `${p.done.toLocaleString()} of ${p.total.toLocaleString()} done` : null,
+      p.message || null, p.eta_s !== null && p.eta_s !== undefined ? `about ${duration(p.eta_s)} left` : null].filter(Boolean).join(" · ");
+    return el("div", { class: "progress-box", "data-progress": pct ?? "" },
+      pct === null ? null : el("div", { class: "progress" }, el("span", { style: `width: ${pct}%` })), el("small", {}, what));
+  }
+
+  async function explain(path) {
+    const box = document.querySelector(`#panel [data-explained="${CSS.escape(path)}"]`);
+    if (!box) return;
+    try {
+      const why = await api(`${RUN}/explain?` + q({ path }));
+      fill(box, el("h2", {}, "Cache decision: ", el("span", { "data-verdict": why.verdict }, why.verdict)), el("p", {}, why.message),
+        why.source ? el("p", {}, "reused from ", runLink(why.source)) : null,
+        why.changes.length ? el("table", { class: "grid" }, el("tbody", {}, why.changes.map((c) => el("tr", {},
+          el("td", {}, c.component), el("td", { class: "mono" }, JSON.stringify(c.old)), el("td", { class: "mono" }, JSON.stringify(c.new)))))) : null,
+        why.param_changes.length ? el("p", {}, "parameters changed: ", why.param_changes.map((c) => `${c.name} ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join(", ")) : null,
+        why.not_covered.length ? el("p", { class: "muted" }, "not covered by the fingerprint: ", why.not_covered.join(", ")) : null);
+      box.hidden = false;
+    } catch (e) { banner(`Explain failed: ${e.message}`, true); }
+  }
+
+  /** A link to a step of a run given as ``run:path`` (or a run id). */
+  function runLink(source) {
+    const [run, ...rest] = source.split(":");
+    const step = rest.join(":");
+    return el("a", { class: "mono", href: `/ui/runs/${encodeURIComponent(run)}` + (step ? `?step=${encodeURIComponent(step)}` : "") }, source);
+  }
+
+  async function showPreview(path, output, where) {
+    const old = where.querySelector(".preview");
+    if (old) { old.remove(); return; }
+    const box = el("div", { class: "preview", "data-preview-of": output }, "loading…");
+    where.append(box);
+    try {
+      const p = await api(`${RUN}/preview?` + q({ path, output }));
+      if (p.kind === "table") {
+        fill(box, el("table", { class: "grid" }, el("thead", {}, el("tr", {}, p.columns.map((c) => el("th", {}, c)))),
+          el("tbody", {}, p.rows.map((r) => el("tr", {}, r.map((v) => el("td", {}, v === null ? "" : String(v))))))),
+        el("small", { class: "muted" }, `${p.rows.length} of ${(p.total_rows ?? p.rows.length).toLocaleString()} rows`, p.message ? ` · ${p.message}` : ""));
+      } else if (p.kind === "image") {
+        fill(box, el("img", { src: `data:${p.media_type};base64,${p.data}`, alt: p.name || output }));
+      } else if (p.kind === "html") {
+        const frame = el("iframe", { sandbox: "", title: p.name || output });
+        frame.srcdoc = p.data; // sandboxed: no scripts, no same-origin access
+        fill(box, frame);
+      } else if (p.kind === "text") {
+        fill(box, el("pre", {}, p.data), p.message ? el("small", { class: "muted" }, p.message) : null);
+      } else if (p.kind === "value") {
+        fill(box, el("pre", {}, JSON.stringify(p.value, null, 2)));
+      } else fill(box, el("span", { class: "muted" }, p.message || "no preview"));
+    } catch (e) { fill(box, el("span", { class: "muted" }, `no preview: ${e.message}`)); }
+  }
+
+  async function showLineage(path, output, where) {
+    const old = where.querySelector(".lineage");
+    if (old) { old.remove(); return; }
+    const box = el("div", { class: "lineage", "data-lineage-of": output }, "loading…");
+    where.append(box);
+    try {
+      const l = await api(`${RUN}/lineage?` + q({ path, output }));
+      const made = l.sources.flatMap((s) => s.producers.slice(0, 3).map((p) => el("li", {}, runLink(`${p.run_id}:${p.path}`), ` ${p.output}`)));
+      const used = l.consumers.map((c) => el("li", {}, runLink(`${c.run_id}:${c.path}`), ` → ${c.output}`));
+      fill(box, el("b", {}, "made from"), el("ul", { class: "plain", "data-made-from": "" }, made.length ? made : el("li", { class: "muted" }, "no tracked input")),
+        el("b", {}, "used by"), el("ul", { class: "plain", "data-used-by": "" }, used.length ? used : el("li", { class: "muted" }, "no step yet")));
+    } catch (e) { fill(box, el("span", { class: "muted" }, `no lineage: ${e.message}`)); }
   }
 
   function metricsBlock(metrics) {
@@ -280,10 +357,15 @@
 
   function stepActions(s) {
     const active = state.summary && ["pending", "running"].includes(state.summary.status);
+    const frame = ["item", "iteration"].includes(s.kind);
+    const restart = (title, detail) => confirmAction(title, detail, async (_, force) => {
+      await api(`${RUN}/restart`, { method: "POST", body: { from_step: s.path, force } }); banner(`${title}: done${force ? " (forced)" : ""}`); refresh(); },
+    null, { check: "force: execute again without a cache lookup" });
     return el("div", { class: "actions" },
-      el("button", { type: "button", "data-step-action": "restart", onclick: () => confirmAction(`Restart from ${s.path}`,
-        "Run this step and what follows it again, reusing the rest.", async () => {
-          await api(`${RUN}/restart`, { method: "POST", body: { from_step: s.path } }); banner(`Restarted from ${s.path}`); refresh(); }) }, "Restart from here"),
+      frame ? el("button", { type: "button", "data-step-action": "retry-item", onclick: () => restart(`Retry ${s.path}`,
+        "Run this item again (and what depends on it), reusing every other item.") }, s.kind === "item" ? "Retry this item" : "Retry this iteration") : null,
+      el("button", { type: "button", "data-step-action": "restart", onclick: () => restart(`Restart from ${s.path}`,
+        "Run this step and what follows it again, reusing the rest.") }, "Restart from here"),
       el("button", { type: "button", "data-step-action": "skip", onclick: () => confirmAction(`Skip ${s.path}`,
         "Mark the step skipped; give an output value (JSON) for its successors, or leave it empty.", async (value) => {
           const body = { path: s.path };
@@ -297,16 +379,28 @@
 
   const RUN_ACTIONS = {
     kill: ["Kill this run", "Running steps are stopped and pending ones will not start."],
-    restart: ["Restart from failed steps", "Failed, cancelled and skipped steps run again; the rest is reused."],
+    restart: ["Restart from failed steps", "Failed, cancelled and skipped steps run again; the rest is reused.", "force: execute them without a cache lookup"],
     resume: ["Resume this run", "Hand the run to this server's engine if its engine died."],
   };
   for (const button of document.querySelectorAll("[data-action]")) {
     const action = button.dataset.action;
-    button.addEventListener("click", () => confirmAction(RUN_ACTIONS[action][0], RUN_ACTIONS[action][1], async () => {
-      const run = await api(`${RUN}/${action}`, { method: "POST", body: {} });
-      banner(`${RUN_ACTIONS[action][0]}: the run is ${run.status}`);
+    const [title, detail, check] = RUN_ACTIONS[action];
+    button.addEventListener("click", () => confirmAction(title, detail, async (_, force) => {
+      const run = await api(`${RUN}/${action}`, { method: "POST", body: check && force ? { force: true } : {} });
+      banner(`${title}: the run is ${run.status}`);
       refresh();
-    }));
+    }, null, { check }));
+  }
+
+  // -- who did what --------------------------------------------------------------------------
+
+  async function loadAudit() {
+    const entries = await api(`${RUN}/audit?` + q({ limit: 1000 })).catch(() => null);
+    if (!entries) return;
+    const shown = JSON.stringify(entries.map((a) => a.id));
+    if (shown === state.auditShown) return;
+    state.auditShown = shown;
+    document.querySelector("#run-audit tbody").replaceChildren(...auditRows(entries.slice(-50)));
   }
 
   // -- live ----------------------------------------------------------------------------------
@@ -319,6 +413,7 @@
       if (state.items) await loadItems();
       else openFirstContainer(summary);
       if (state.panel) { await loadPanel(); await loadLogs(false); }
+      await loadAudit();
     } catch (e) { banner(`Could not refresh: ${e.message}`, true); }
     finally {
       state.refreshing = false;
@@ -348,5 +443,8 @@
   loadSummary().then((s) => {
     openFirstContainer(s);
     follow(s.last_event_id);
+    loadAudit();
+    const asked = new URLSearchParams(location.search).get("step");
+    if (asked) openPanel(asked).catch((e) => banner(`No step ${asked}: ${e.message}`, true));
   }).catch((e) => banner(`Could not load run ${runId}: ${e.message}`, true));
 })();

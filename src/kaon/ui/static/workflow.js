@@ -1,10 +1,12 @@
-/* A workflow page: properties, triggers, versions (activate), run history, start a run. */
+/* A workflow page: properties, triggers, the start form generated from the typed parameters,
+ * versions (diff two, activate one), run history with filters, and who did what. */
 "use strict";
 (() => {
-  const { api, el, badge, when, runDuration, banner, refusal, confirmAction, q } = Kaon;
+  const { api, el, badge, when, runDuration, banner, refusal, confirmAction, q, auditRows } = Kaon;
   const name = document.getElementById("workflow").dataset.workflow;
   const base = `/workflows/${encodeURIComponent(name)}`;
   let offset = 0;
+  let form = null; // the parameters of the version the start form was made for
   const LIMIT = 25;
 
   async function load() {
@@ -15,45 +17,168 @@
       el("dt", {}, "active version"), el("dd", {}, wf.active_version ? `v${wf.active_version}` : "none"),
       ...Object.entries(wf.properties).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, JSON.stringify(v))]));
     document.getElementById("triggers").replaceChildren(...(triggers.length ? triggers.map((t) =>
-      el("li", {}, el("b", {}, t.kind), " ", t.description, t.next_due_at ? ` (next: ${when(t.next_due_at)})` : "")) : [el("li", { class: "muted" }, "manual only")]));
+      el("li", { "data-trigger": t.kind }, el("b", {}, t.kind), " ", t.description,
+        t.next_due_at ? el("span", { class: "next-fire" }, ` (next: ${when(t.next_due_at)})`) : "")) : [el("li", { class: "muted" }, "manual only")]));
     const rows = document.querySelector("#versions tbody");
-    rows.replaceChildren(...versions.slice().reverse().map((v) => el("tr", {},
+    rows.replaceChildren(...versions.slice().reverse().map((v) => el("tr", { "data-version": v.version },
+      el("td", {}, el("input", { type: "checkbox", class: "diff-pick", value: v.version })),
       el("td", {}, `v${v.version}`, v.active ? " (active)" : ""), el("td", {}, when(v.created_at)),
       el("td", {}, v.created_by), el("td", { class: "mono" }, v.source_name),
-      el("td", {}, v.active ? "" : el("button", { type: "button", onclick: () => confirmAction(
+      el("td", {}, v.active ? "" : el("button", { type: "button", "data-activate": v.version, onclick: () => confirmAction(
         `Activate v${v.version}`, `New runs of ${name} will use version ${v.version}.`,
-        async () => { await api(`${base}/activate`, { method: "POST", body: { version: v.version } }); banner(`v${v.version} is active`); load(); }) }, "Activate")))));
+        async () => { await api(`${base}/activate`, { method: "POST", body: { version: v.version } }); banner(`v${v.version} is active`); load(); loadAudit(); },
+        null, { needs: "owner" }) }, "Activate")))));
+    await loadForm();
+  }
+
+  // -- the start form, generated from the version's typed parameters --------------------------
+
+  const INPUTS = { int: "number", float: "number", str: "text" };
+
+  function fieldFor(p) {
+    const id = `param-${p.name}`;
+    const hint = [p.type, p.required ? "required" : null, p.computed ? `computed: ${p.computed}` : null].filter(Boolean).join(", ");
+    let input;
+    if (p.type === "bool") {
+      input = el("select", { id, name: p.name, "data-type": p.type },
+        el("option", { value: "" }, p.default === null ? "—" : `default (${p.default})`), el("option", {}, "true"), el("option", {}, "false"));
+    } else if (["list", "dict", "any"].includes(p.type)) {
+      input = el("textarea", { id, name: p.name, rows: 2, "data-type": p.type, placeholder: p.computed ? `= ${p.computed}` : "JSON" });
+      if (p.default !== null && p.default !== undefined) input.value = JSON.stringify(p.default);
+    } else {
+      input = el("input", { id, name: p.name, type: INPUTS[p.type] || "text", step: p.type === "float" ? "any" : null,
+        "data-type": p.type, required: p.required, placeholder: p.computed ? `= ${p.computed}` : "" });
+      if (p.default !== null && p.default !== undefined) input.value = String(p.default);
+    }
+    return el("div", { class: "field", "data-param": p.name },
+      el("label", { for: id }, el("b", {}, p.name), " ", el("span", { class: "muted" }, hint)),
+      input, p.description ? el("small", { class: "muted" }, p.description) : null,
+      el("p", { class: "field-error", "data-error-for": p.name, hidden: true }));
+  }
+
+  async function loadForm() {
+    const view = await api(`${base}/params`).catch(() => null);
+    if (!view) return;
+    const shown = JSON.stringify(view);
+    if (shown === form) return;
+    form = shown;
+    document.getElementById("start-version").textContent = `(v${view.version})`;
+    document.getElementById("start-fields").replaceChildren(...(view.params.length
+      ? view.params.map(fieldFor) : [el("p", { class: "muted" }, "No parameters.")]));
+  }
+
+  /** The values typed in, as strings for the server to check against the declared types
+   *  (an empty field: the default). */
+  function formValues() {
+    const params = {};
+    for (const input of document.querySelectorAll("#start-fields [name]")) {
+      const value = input.value.trim();
+      if (value !== "") params[input.name] = value;
+    }
+    return params;
+  }
+
+  function showProblems(error) {
+    for (const box of document.querySelectorAll("#start .field-error")) { box.hidden = true; box.textContent = ""; }
+    const general = document.getElementById("start-error");
+    const loose = [];
+    for (const problem of error.problems || []) {
+      const field = (problem.field || "").replace(/^params\./, "").split(".")[0];
+      const box = field && document.querySelector(`#start [data-error-for="${CSS.escape(field)}"]`);
+      if (box) { box.textContent = problem.message; box.hidden = false; } else loose.push(problem.message);
+    }
+    if (!(error.problems || []).length) loose.push(refusal(error, `Starting ${name}`));
+    general.textContent = loose.join("; "); general.hidden = !loose.length;
+  }
+
+  document.getElementById("start").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = formValues();
+    const shown = Object.keys(params).length ? Object.entries(params).map(([k, v]) => `${k}=${v}`).join(", ") : "the defaults";
+    confirmAction(`Start ${name}`, `Start a run with ${shown}.`, async () => {
+      try {
+        const run = await api("/runs", { method: "POST", body: { workflow: name, params, from_strings: true } });
+        location.href = `/ui/runs/${run.id}`;
+      } catch (e) {
+        if (e.status === 422) { showProblems(e); return; }
+        throw e;
+      }
+    });
+  });
+
+  // -- versions: diff two ------------------------------------------------------------------
+
+  function diffLines(box, text) {
+    box.replaceChildren(...(text ? text.split("\n").map((line) => el("span", {
+      class: line.startsWith("+++") || line.startsWith("---") ? "file" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "" }, line, "\n"))
+      : [el("span", { class: "muted" }, "no difference")]));
+  }
+
+  document.getElementById("diff-selected").addEventListener("click", async () => {
+    const picked = [...document.querySelectorAll(".diff-pick:checked")].map((c) => Number(c.value)).sort((a, b) => a - b);
+    if (picked.length !== 2) { banner("Tick two versions to compare", true); return; }
+    try {
+      const diff = await api(`${base}/diff?` + q({ old: picked[0], new: picked[1] }));
+      document.getElementById("diff").hidden = false;
+      document.getElementById("diff-title").textContent = `v${diff.old} → v${diff.new}` + (diff.same_definition ? " (same definition)" : "") + (diff.truncated ? " (cut)" : "");
+      diffLines(document.getElementById("diff-source"), diff.source_diff);
+      diffLines(document.getElementById("diff-spec"), diff.spec_diff);
+      document.getElementById("diff-bundle").replaceChildren(...Object.entries(diff.bundle_diffs).map(([file, text]) => {
+        const box = el("pre", { class: "diff", "data-bundle-file": file });
+        diffLines(box, text);
+        return el("details", { open: true }, el("summary", {}, `Bundle file ${file}`), box);
+      }));
+    } catch (e) { banner(refusal(e, "Diffing versions"), true); }
+  });
+
+  // -- run history ---------------------------------------------------------------------------
+
+  /** Midnight (local time) of a date input, in Unix seconds; ``end``: the day's last second. */
+  function day(id, end = false) {
+    const value = document.getElementById(id).value;
+    if (!value) return null;
+    const at = new Date(`${value}T00:00:00`).getTime() / 1000;
+    return end ? at + 86399.999 : at;
   }
 
   async function loadRuns() {
-    const status = document.getElementById("run-status").value;
-    const runs = await api("/runs?" + q({ workflow: name, status, limit: LIMIT, offset }));
-    document.querySelector("#runs tbody").replaceChildren(...runs.map((r) => el("tr", {},
+    const asked = (loadRuns.asked = (loadRuns.asked || 0) + 1);
+    const filters = { status: document.getElementById("run-status").value, since: day("run-since"),
+      until: day("run-until", true), q: document.getElementById("run-text").value.trim() };
+    const page = await api(`${base}/runs?` + q({ ...filters, limit: LIMIT, offset }));
+    if (asked !== loadRuns.asked) return; // a later request owns the table
+    const runs = page.runs;
+    document.querySelector("#runs tbody").replaceChildren(...runs.map((r) => el("tr", { "data-run": r.id },
       el("td", {}, el("input", { type: "checkbox", value: r.id, class: "pick" })),
       el("td", {}, el("a", { class: "mono", href: `/ui/runs/${r.id}` }, r.id)),
       el("td", {}, badge(r.status)), el("td", { class: "mono" }, JSON.stringify(r.params).slice(0, 80)),
-      el("td", {}, when(r.created_at)), el("td", {}, runDuration(r)))));
+      el("td", {}, r.started_by || ""), el("td", {}, when(r.created_at)), el("td", {}, runDuration(r)))));
     const pager = document.getElementById("runs-pager");
     pager.replaceChildren(
       el("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - LIMIT); loadRuns(); } }, "‹ newer"),
-      el("span", {}, `${offset + 1}–${offset + runs.length}`),
-      el("button", { type: "button", disabled: runs.length < LIMIT, onclick: () => { offset += LIMIT; loadRuns(); } }, "older ›"));
+      el("span", { "data-total": page.total }, page.total ? `${(offset + 1).toLocaleString()}–${(offset + runs.length).toLocaleString()} of ${page.total.toLocaleString()}` : "none"),
+      el("button", { type: "button", disabled: offset + runs.length >= page.total, onclick: () => { offset += LIMIT; loadRuns(); } }, "older ›"));
   }
 
-  document.getElementById("run-status").addEventListener("change", () => { offset = 0; loadRuns(); });
+  async function loadAudit() {
+    const entries = await api(`${base}/audit?` + q({ limit: 1000 })).catch(() => []);
+    document.querySelector("#wf-audit tbody").replaceChildren(...auditRows(entries.slice(-50)));
+  }
+
+  for (const id of ["run-status", "run-since", "run-until", "run-text"]) {
+    document.getElementById(id).addEventListener("change", () => { offset = 0; loadRuns().catch((e) => banner(refusal(e, "Listing runs"), true)); });
+  }
+  document.getElementById("unblock").addEventListener("click", () => confirmAction(`Unblock ${name}`,
+    "Let a strict-sequential workflow start runs again after a failed run.", async () => {
+      const view = await api(`${base}/unblock`, { method: "POST", body: {} });
+      banner(view.was_blocked ? `${name} is unblocked` : `${name} was not blocked`);
+      loadAudit();
+    }));
   document.getElementById("compare-selected").addEventListener("click", () => {
     const ids = [...document.querySelectorAll(".pick:checked")].map((c) => c.value);
     location.href = "/ui/compare?" + q({ runs: ids.join(",") });
   });
-  document.getElementById("start").addEventListener("submit", (event) => {
-    event.preventDefault();
-    let params;
-    try { params = JSON.parse(event.target.params.value || "{}"); } catch (e) { banner("Parameters must be a JSON object", true); return; }
-    confirmAction(`Start ${name}`, `Start a run with ${JSON.stringify(params)}.`, async () => {
-      const run = await api("/runs", { method: "POST", body: { workflow: name, params } });
-      location.href = `/ui/runs/${run.id}`;
-    });
-  });
   load().catch((e) => banner(`Could not load ${name}: ${e.message}`, true));
   loadRuns().catch((e) => banner(refusal(e, "Listing runs"), true));
+  loadAudit();
 })();

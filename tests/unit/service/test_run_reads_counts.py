@@ -1,0 +1,62 @@
+"""Counts by status are kept per state of a run: a change committed with an event is seen."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kaon.model.status import RunStatus, StepStatus
+from kaon.service.run_reads import RunReads
+from kaon.store import open_store
+from kaon.store.base import EventRecord, RunRecord, StepRunRecord, WriteBatch
+
+S = StepStatus
+
+
+def test_counts_follow_the_runs_events(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/counts.db")
+    try:
+        batch = WriteBatch()
+        batch.runs.append(RunRecord("r1", "wf", "h", RunStatus.RUNNING, created_at=1.0))
+        batch.insert_step_run(StepRunRecord("r1", 1, "each", "each", "foreach", S.RUNNING))
+        for i in range(4):
+            batch.insert_step_run(
+                StepRunRecord("r1", 2 + i, f"each[{i}]", "each", "item", S.RUNNING, 1, i)
+            )
+        batch.events.append(EventRecord("r1", "run", 1.0))
+        store.write(batch)
+        reads = RunReads(store)
+        assert reads.children("r1", "each").counts == {"running": 4}
+        assert reads.summary("r1").nodes[0].children == {"running": 4}
+
+        done = WriteBatch()
+        done.update_step_run("r1", 3, status=S.SUCCEEDED)
+        done.events.append(EventRecord("r1", "step", 2.0, step_run_id=3))
+        store.write(done)
+        assert reads.children("r1", "each").counts == {"running": 3, "succeeded": 1}
+        assert reads.summary("r1").nodes[0].children == {"running": 3, "succeeded": 1}
+        assert reads.page("r1").steps[0].children == {"running": 3, "succeeded": 1}
+    finally:
+        store.close()
+
+
+def test_a_running_task_shows_its_last_progress_and_the_time_left(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/progress.db")
+    try:
+        now = time.time()
+        batch = WriteBatch()
+        batch.runs.append(RunRecord("r1", "wf", "h", RunStatus.RUNNING, created_at=now))
+        batch.insert_step_run(
+            StepRunRecord("r1", 1, "train", "train", "task", S.RUNNING, started_at=now - 10)
+        )
+        for fraction in (0.1, 0.25):
+            data = {"fraction": fraction, "message": f"epoch {fraction}", "attempt": 1}
+            batch.events.append(EventRecord("r1", "progress", now, data, step_run_id=1))
+        batch.events.append(EventRecord("r1", "log", now, {}, step_run_id=1))
+        store.write(batch)
+        progress = RunReads(store).step("r1", "train").progress
+        assert progress is not None
+        assert (progress.fraction, progress.message) == (0.25, "epoch 0.25")
+        assert progress.eta_s is not None and 29 <= progress.eta_s <= 32  # 10 s for 25 %
+    finally:
+        store.close()
