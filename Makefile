@@ -14,7 +14,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]' -e examples/kaon-plugin-example
+	# Every extra, the flagship example's data and libraries, and the `dev` dependency group
+	# (test, type-checking, packaging and docs tools; pip >= 25.1 reads dependency groups).
+	$(BIN)/python -m pip install -q -e '.[all,examples]' --group dev -e examples/kaon-plugin-example
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from kaon.cli._console import lazy_console, real_console
+from kaon.cli._root import root
 from kaon.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -48,12 +49,13 @@ app = typer.Typer(
     name="kaon",
     help="Kaon: orchestrate and schedule machine-learning pipelines.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     # Plain help and usage errors: typer's rich formatting imports rich's markdown, syntax
     # and traceback modules, which would double the start-up of `kaon --help`.
     rich_markup_mode=None,
 )
+app.callback()(root)
 # Consoles built on first use; off a terminal (pipes, CI) they are 160 columns wide.
 out = lazy_console()
 err = lazy_console(stderr=True)
@@ -577,12 +579,8 @@ def _app_for(argv: list[str]) -> typer.Typer:
         name="kaon", add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
     )
     alone.registered_commands = chosen
-    alone.callback()(_root)  # a group, so that the command's name is read as one
+    alone.callback()(root)  # a group, so that the command's name is read as one
     return alone
-
-
-def _root() -> None:
-    """Kaon: orchestrate and schedule machine-learning pipelines."""
 
 
 def main() -> None:
