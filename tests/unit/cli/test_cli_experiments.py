@@ -111,8 +111,11 @@ def test_lineage_and_get(kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path) 
     fetched = _json(kaon_cli, "get", second, "groups[1].fit", "-o", str(tmp_path / "m.npy"))
     assert fetched["format"] == "npy" and fetched["hash"] != model
     assert np.load(tmp_path / "m.npy").tolist() == [10.0, 10.0, 10.0]
-    code, out, _ = kaon_cli("get", first, "load", "--output", "groups")
+    code, out, _ = kaon_cli("get", first, "load", "--name", "groups")
     assert code == 0 and json.loads(out) == ["g0", "g1"]
+    # the old spelling still works, with a warning
+    code, out, err = kaon_cli("get", first, "load", "--output", "groups")
+    assert code == 0 and json.loads(out) == ["g0", "g1"] and "deprecated; use --name" in err
 
 
 def test_errors_exit_two_with_a_message(kaon_cli: Kaon, runs: tuple[str, str]) -> None:
@@ -122,7 +125,7 @@ def test_errors_exit_two_with_a_message(kaon_cli: Kaon, runs: tuple[str, str]) -
     assert code == 2 and "matches several runs" in err
     code, _, err = kaon_cli("lineage", "ffff0000")
     assert code == 2 and "no recorded artifact" in err
-    code, _, err = kaon_cli("get", runs[0], "load", "--output", "nope")
+    code, _, err = kaon_cli("get", runs[0], "load", "--name", "nope")
     assert code == 2 and "has no output 'nope'" in err
     code, _, err = kaon_cli("get", runs[0])
     assert code == 2 and "not an artifact hash" in err
