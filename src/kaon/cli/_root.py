@@ -26,8 +26,19 @@ def root(
             help="Print Kaon's version and exit.",
         ),
     ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            metavar="NAME",
+            help="Use this profile of the project's kaon.toml (default: KAON_PROFILE).",
+        ),
+    ] = None,
 ) -> None:
     """Kaon: orchestrate and schedule machine-learning pipelines.
 
     Example: kaon run examples/recsys/flow.py -p min_ratings=30
     """
+    from kaon.service.project import choose_profile
+
+    choose_profile(profile)

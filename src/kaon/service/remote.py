@@ -108,6 +108,14 @@ def raise_for_answer(response: httpx.Response) -> None:
     raise KaonError(f"the server failed ({status} {kind}): {message}")
 
 
+def _configured_token() -> str | None:
+    """The token the project's configuration names (``token`` or ``token_env``), if any."""
+    from kaon.service.project import resolve
+
+    value = resolve()["token"].value
+    return str(value) if value else None
+
+
 class RemoteService:
     """Kaon's operations against the server at ``url``."""
 
@@ -120,7 +128,8 @@ class RemoteService:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        token = token if token is not None else os.environ.get("KAON_TOKEN")
+        if token is None:
+            token = os.environ.get("KAON_TOKEN") or _configured_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             self.http = httpx.Client(
