@@ -107,3 +107,18 @@ def test_wheel_installs_with_no_extras_into_a_fresh_venv(dist: Path, tmp_path: P
         assert f"\n{extra_only}==" not in "\n" + installed
     _run(python, "-c", "import kaon; assert kaon.step and kaon.workflow", cwd=tmp_path)
     _run(python, "-m", "kaon", "--help", cwd=tmp_path)
+    # a notebook step needs the `notebook` extra: validation says so, with the command
+    (tmp_path / "report.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4}')
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: w\nsteps:\n  - id: a\n    type: notebook\n    config: {file: report.ipynb}\n"
+    )
+    done = subprocess.run(
+        [venv / "bin" / "kaon", "validate", flow],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=CLEAN_ENV,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "needs papermill, which is not installed: pip install 'kaon[notebook]'" in done.stderr

@@ -52,6 +52,7 @@ from kaon.errors import Location, Problem, StepError
 from kaon.steptypes._protocol import config_problems, resolve_file
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.requirements import Requirement
 
 DEFAULT_KERNEL = "python3"
 KEEP_S = 3600.0
@@ -176,6 +177,11 @@ class NotebookStepType(StepType):
     """Executes a notebook with papermill; returns it, its HTML and what it recorded."""
 
     name: ClassVar[str] = "notebook"
+
+    def requirements(self, config: Mapping[str, Any]) -> tuple[Requirement, ...]:
+        """papermill and a Jupyter kernel; nbconvert too unless ``html`` is false."""
+        needed = ["papermill", "ipykernel"] + (["nbconvert"] if config.get("html", True) else [])
+        return tuple(Requirement(module, "notebook") for module in needed)
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check: ``file`` names an existing ``.ipynb``; ``parameters`` a mapping of JSON

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -225,6 +226,16 @@ def test_plot_writes_a_png(kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path
     assert code == 0 and "score by item" in out
     code, _, err = kaon_cli("plot", runs[0], "-m", "nope", "-o", str(target))
     assert code == 2 and "no metric 'nope'" in err
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(
+    kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in an install without `ml`
+    code, out, err = kaon_cli("plot", runs[0], "-m", "score", "-o", str(tmp_path / "s.png"))
+    assert code == 2 and out == ""
+    assert "kaon plot needs matplotlib, which is not installed: pip install 'kaon[ml]'" in err
+    assert "Traceback" not in err and not (tmp_path / "s.png").exists()
 
 
 def test_gc_dry_run_then_delete(kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path) -> None:
