@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -108,20 +109,28 @@ def _include_trigger_routes(app: FastAPI) -> None:
 
 
 class _CountRequests:
-    """Pure ASGI middleware counting responses by method and status for ``/metrics``."""
+    """Pure ASGI middleware for ``/metrics``: counts responses by method and status, and
+    times each request (to its response's last byte) by method and route template."""
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.counter = services.metrics.requests
+        self.latency = services.metrics.latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
 
         async def counting(message: Message) -> None:
             if message["type"] == "http.response.start":
                 self.counter.labels(scope["method"], str(message["status"])).inc()
             await send(message)
 
-        await self.app(scope, receive, counting)
+        try:
+            await self.app(scope, receive, counting)
+        finally:
+            # The route's template (``/runs/{run_id}``), never the raw path: bounded labels.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -26,6 +26,14 @@ def root(
             help="Print Kaon's version and exit.",
         ),
     ] = False,
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"] | None,
+        typer.Option(
+            "--log-level",
+            help="How much Kaon logs on stderr (default: KAON_LOG_LEVEL, else warning; "
+            "info for kaon server). KAON_LOG_FORMAT=json logs JSON lines.",
+        ),
+    ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
@@ -39,6 +47,12 @@ def root(
 
     Example: kaon run examples/recsys/flow.py -p min_ratings=30
     """
+    from kaon.log_config import choose_level, configure_logging
     from kaon.service.project import choose_profile
 
     choose_profile(profile)
+    choose_level(log_level)
+    from kaon.cli.main import _errors
+
+    with _errors():
+        configure_logging()

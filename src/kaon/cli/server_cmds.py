@@ -93,6 +93,13 @@ def server(
             "print it.",
         ),
     ] = None,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-public",
+            help="Serve /metrics without a token (for a Prometheus on a private network).",
+        ),
+    ] = False,
     lease_ttl: Annotated[
         float,
         typer.Option(
@@ -110,7 +117,11 @@ def server(
     from kaon.service.settings import Settings
 
     options = ServerOptions(
-        host=host, port=port, bootstrap_token=bootstrap_token, lease_ttl_s=lease_ttl
+        host=host,
+        port=port,
+        bootstrap_token=bootstrap_token,
+        lease_ttl_s=lease_ttl,
+        metrics_public=metrics_public,
     )
     with _errors():
         settings = Settings.from_env(
