@@ -25,6 +25,7 @@ from kaon.api.errors import install_error_handlers
 from kaon.api.feed_hub import FeedHub
 from kaon.api.guard import RequestGuard
 from kaon.api.metrics import ServerMetrics
+from kaon.api.openapi import install_openapi, operation_id
 from kaon.errors import ConfigurationError
 from kaon.service.auth import AuthService
 from kaon.service.local import LocalService
@@ -67,7 +68,9 @@ def create_app(services: Services) -> FastAPI:
         description="Orchestrate and schedule machine-learning pipelines.",
         docs_url=None,  # served from local assets by kaon.ui (works offline)
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     app.state.services = services
     # No redirect to the slash-less path: it would name the request's Host header.
     app.router.redirect_slashes = False
