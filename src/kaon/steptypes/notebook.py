@@ -105,22 +105,41 @@ class _LogWriter:
             self.partial = ""
 
 
-def _kernel_manager_class(env: Mapping[str, str]) -> type[Any]:
-    """A jupyter_client kernel manager class whose kernels start with ``env``."""
+def _kernel_manager_class(env: Mapping[str, str], ipc_dir: str) -> type[Any]:
+    """A jupyter_client kernel manager class whose kernels start with ``env`` and bind their
+    Unix sockets in ``ipc_dir``.
+
+    Without an absolute ``ip``, jupyter_client names the sockets ``kernel-ipc-<port>``
+    relative to the kernel's working directory (the workflow's folder), where they stay
+    whenever the kernel is not shut down cleanly (a killed worker, a cancelled attempt).
+    """
     from jupyter_client.manager import AsyncKernelManager
 
     kernel_env = dict(env)
+    ip = os.path.join(ipc_dir, "kernel")
 
     class KaonKernelManager(AsyncKernelManager):  # type: ignore[misc]
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.transport = "ipc"  # Unix sockets: no TCP port, nothing on the network
+            self.ip = ip  # in the step's work folder, never in the workflow's
 
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**kernel_env, **(kw.get("env") or {})}
             await super().start_kernel(**kw)
 
     return KaonKernelManager
+
+
+def _ipc_dir(executed: str) -> str:
+    """A folder for the kernel's sockets beside the executed notebook (in the step's work
+    folder, pruned with it), or a short temporary one when that path is too long for a Unix
+    socket (about 100 bytes)."""
+    folder = os.path.join(os.path.dirname(executed), "ipc")
+    if len(os.path.join(folder, "kernel-65535").encode()) > 100:
+        folder = tempfile.mkdtemp(prefix="kaon-ipc-", dir="/tmp")
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def _is_json(value: Any) -> bool:
@@ -289,7 +308,7 @@ class NotebookStepType(StepType):
                 stderr_file=stderr,
                 cwd=str(config.get("cwd") or os.path.dirname(source)),
                 execution_timeout=None if timeout is None else max(int(timeout), 1),
-                kernel_manager_class=_kernel_manager_class(env),
+                kernel_manager_class=_kernel_manager_class(env, _ipc_dir(executed)),
             )
         except PapermillExecutionError as exc:
             message = f"cell {exc.cell_index + 1} failed: {exc.ename}: {exc.evalue}"
