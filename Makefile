@@ -9,12 +9,14 @@ STAMP := $(VENV)/.kaon-installed
 SYSTEM_STAMP := $(VENV)/.kaon-system
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint typecheck unit bench system-deps clean
+.PHONY: demo test lint typecheck docs unit bench system-deps clean
 
 $(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]' -e examples/kaon-plugin-example
+	# Every extra, the flagship example's data and libraries, and the `dev` dependency group
+	# (test, type-checking, packaging and docs tools; pip >= 25.1 reads dependency groups).
+	$(BIN)/python -m pip install -q -e '.[all,examples]' --group dev -e examples/kaon-plugin-example
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -55,14 +57,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/): warnings (broken links and anchors, bad
+# references) are errors. The CLI and API references are generated from the code.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not integration"
 
-test: $(STAMP) $(SYSTEM_STAMP) lint typecheck
+test: $(STAMP) $(SYSTEM_STAMP) lint typecheck docs
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .kaon .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .kaon .mypy_cache .ruff_cache .pytest_cache build/site

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kaon._version import __version__
 from kaon.dsl._refs import Ref, expr
 from kaon.dsl._triggers import cron, on_data, on_signal
 from kaon.dsl.durations import format_duration, parse_duration
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from kaon.dsl.loader import load_workflow, load_workflows
     from kaon.service.local import run
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Const",
     "DefinitionError",
@@ -58,6 +57,7 @@ __all__ = [
     "StepContext",
     "Workflow",
     "WorkflowSpec",
+    "__version__",
     "context",
     "cron",
     "expr",

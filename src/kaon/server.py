@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import uvicorn
 
 from kaon.api.app import build_services, create_app, stop_streams
-from kaon.api.deps import Services
+from kaon.api.deps import METRICS_PUBLIC, Services
 from kaon.engine.engine import Engine
 from kaon.executors.base import Executor, TaskRequest
 from kaon.executors.with_env import EnvAddingExecutor
@@ -53,6 +53,7 @@ class ServerOptions:
     log_level: str = "warning"
     lease_ttl_s: float = 30.0
     max_runs: int = 1000  # runs the engine holds at once (more wait, oldest first)
+    metrics_public: bool = False  # serve /metrics without a token (a private network)
 
 
 def bootstrap(services: Services, name: str, out: TextIO) -> str | None:
@@ -134,6 +135,7 @@ class KaonServer:
         self.options = options
         self.out = out
         self.services = build_services(settings)
+        self.services.extras[METRICS_PUBLIC] = options.metrics_public
         self.app = create_app(self.services)
         self.stop_event = threading.Event()
         self.engine: Engine | None = None
@@ -268,5 +270,7 @@ class KaonServer:
 
 def serve(settings: Settings, options: ServerOptions, out: TextIO) -> int:
     """Run ``kaon server`` in this process until SIGTERM/SIGINT; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from kaon.log_config import configure_logging
+
+    configure_logging(default="info")
     return KaonServer(settings, options, out).run()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -32,6 +33,7 @@ from kaon.api.errors import install_error_handlers
 from kaon.api.feed_hub import FeedHub
 from kaon.api.guard import RequestGuard
 from kaon.api.metrics import ServerMetrics
+from kaon.api.openapi import install_openapi, operation_id
 from kaon.errors import ConfigurationError
 from kaon.service.auth import AuthService
 from kaon.service.local import LocalService
@@ -74,7 +76,9 @@ def create_app(services: Services) -> FastAPI:
         description="Orchestrate and schedule machine-learning pipelines.",
         docs_url=None,  # served from local assets by kaon.ui (works offline)
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     app.state.services = services
     # No redirect to the slash-less path: it would name the request's Host header.
     app.router.redirect_slashes = False
@@ -118,20 +122,28 @@ def _include_trigger_routes(app: FastAPI) -> None:
 
 
 class _CountRequests:
-    """Pure ASGI middleware counting responses by method and status for ``/metrics``."""
+    """Pure ASGI middleware for ``/metrics``: counts responses by method and status, and
+    times each request (to its response's last byte) by method and route template."""
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.counter = services.metrics.requests
+        self.latency = services.metrics.latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
 
         async def counting(message: Message) -> None:
             if message["type"] == "http.response.start":
                 self.counter.labels(scope["method"], str(message["status"])).inc()
             await send(message)
 
-        await self.app(scope, receive, counting)
+        try:
+            await self.app(scope, receive, counting)
+        finally:
+            # The route's template (``/runs/{run_id}``), never the raw path: bounded labels.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)

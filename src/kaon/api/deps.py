@@ -59,6 +59,9 @@ IDEMPOTENCY_KEY = Header(
 """The ``Idempotency-Key`` header parameter of the routes that create things."""
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`kaon token create`).")
+bearer = _bearer  # for routes whose access depends on the server's options (/metrics)
+# Key of Services.extras: True when the operator serves /metrics without a token.
+METRICS_PUBLIC = "metrics_public"
 
 
 @dataclass

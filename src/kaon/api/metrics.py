@@ -9,26 +9,45 @@ Gathered at scrape time from the store (so it is right across processes and rest
 * ``kaon_trigger_lag_seconds{trigger}`` / ``kaon_trigger_lag_seconds_max{trigger}`` -- from
   :mod:`kaon.service.telemetry` (recorded by the trigger loop);
 * ``kaon_engine_turn_seconds`` -- histogram of this server's engine turns that did work;
-* ``kaon_api_requests_total{method,status}`` -- requests served by this process.
+* ``kaon_api_requests_total{method,status}`` -- requests served by this process;
+* ``kaon_api_request_duration_seconds{method,route}`` -- histogram of request latency, by
+  route template (``/runs/{run_id}``), to the response's last byte;
+* ``kaon_build_info{version,python}`` -- always 1, labelled with what is running;
+* ``process_*`` (CPU seconds, resident memory, open file descriptors, start time),
+  ``python_info`` and ``python_gc_*`` -- the standard process collectors.
 """
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Connection
 
+from kaon._version import __version__ as kaon_version
 from kaon.service import telemetry
 from kaon.store import stats
 from kaon.store.sql import SQLStore
 from kaon.store.stats import DurationSums
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REQUEST_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)  # fmt: skip
 LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600)
 
 
@@ -133,6 +152,22 @@ class ServerMetrics:
             ["method", "status"],
             registry=self.registry,
         )
+        self.latency = Histogram(
+            "kaon_api_request_duration_seconds",
+            "HTTP request latency to the response's last byte, by method and route template.",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=REQUEST_BUCKETS,
+        )
+        build = Gauge(
+            "kaon_build_info",
+            "Always 1: the Kaon version and Python implementation serving.",
+            ["version", "python"],
+            registry=self.registry,
+        )
+        build.labels(kaon_version, platform.python_version()).set(1)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
 
     def exposition(self) -> bytes:
         """The Prometheus text of every metric now."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 
-from kaon.api.deps import Principal, Services, get_services, require
+from kaon.api.deps import METRICS_PUBLIC, Principal, Services, bearer, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.metrics import CONTENT_TYPE
 from kaon.errors import InvalidActionError
@@ -44,6 +45,18 @@ def healthz(services: Services = Depends(get_services)) -> Health:
     return Health(status="ok", engine=engine)
 
 
+_viewer = require("viewer")
+
+
+def _metrics_reader(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Principal | None:
+    """Nobody when the operator made ``/metrics`` public, else a viewer (401/403 otherwise)."""
+    if get_services(request).extras.get(METRICS_PUBLIC):
+        return None
+    return _viewer(request, credentials)
+
+
 @router.get(
     "/metrics",
     tags=["admin"],
@@ -52,9 +65,11 @@ def healthz(services: Services = Depends(get_services)) -> Health:
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text."}},
 )
 def metrics(
-    _: Principal = Depends(require("viewer")), services: Services = Depends(get_services)
+    _: Principal | None = Depends(_metrics_reader), services: Services = Depends(get_services)
 ) -> Response:
-    """Runs and steps by status, queue depth, step latency histogram, trigger lag."""
+    """Runs and steps by status, queue depth, step latency histogram, trigger lag, HTTP
+    request counts and latency, process metrics and ``kaon_build_info``. Needs a viewer's
+    token unless the server runs with ``--metrics-public``."""
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -50,10 +50,14 @@ cache_app = typer.Typer(
 )
 app.add_typer(cache_app, name="cache")
 
-RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix).")]
-StepArg = Annotated[str, typer.Argument(help="Step path, e.g. train or segments[3].train")]
-WorkflowOpt = Annotated[str | None, typer.Option("--workflow", "-w", help="A workflow name.")]
-StepIdOpt = Annotated[str | None, typer.Option("--step", "-s", help="A step id.")]
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")]
+StepArg = Annotated[
+    str, typer.Argument(metavar="STEP", help="Step path, e.g. train or segments[3].train")
+]
+WorkflowOpt = Annotated[
+    str | None, typer.Option("--workflow", "-w", metavar="WORKFLOW", help="A workflow name.")
+]
+StepIdOpt = Annotated[str | None, typer.Option("--step", "-s", metavar="STEP", help="A step id.")]
 
 
 def _size(n: int | None) -> str:
@@ -145,8 +149,12 @@ def _render_artifacts(view: RunArtifactsView) -> None:
 
 @app.command()
 def lineage(
-    artifact: Annotated[str, typer.Argument(help="An artifact's sha256 or a unique prefix.")],
-    depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Levels of inputs.")] = 3,
+    artifact: Annotated[
+        str, typer.Argument(metavar="HASH", help="An artifact's sha256 or a unique prefix.")
+    ],
+    depth: Annotated[
+        int, typer.Option("--depth", "-d", metavar="N", min=0, help="Levels of inputs.")
+    ] = 3,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -210,15 +218,32 @@ def _lineage_tree(node: Tree, view: LineageView) -> None:
 
 @app.command()
 def get(
-    target: Annotated[str, typer.Argument(help="An artifact hash (or prefix), or a run id.")],
+    target: Annotated[
+        str,
+        typer.Argument(metavar="HASH|RUN", help="An artifact hash (or prefix), or a run id."),
+    ],
     step: Annotated[
-        str | None, typer.Argument(help="With a run id: the step path whose output to fetch.")
+        str | None,
+        typer.Argument(metavar="STEP", help="With a run id: the step path whose output to fetch."),
     ] = None,
     dest: Annotated[
-        str | None, typer.Option("--out", "-o", help="Write the value here instead of a preview.")
+        str | None,
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="Write the value here instead of a preview."
+        ),
     ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", help="The output name (default: all outputs).")
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="OUTPUT", help="The output's name (default: all outputs)."),
+    ] = None,
+    old_name: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="OUTPUT",
+            hidden=True,
+            help="Deprecated spelling of --name (easily confused with -o, the file).",
+        ),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -228,13 +253,18 @@ def get(
 ) -> None:
     """Fetch an artifact (`kaon get HASH`) or a step's output (`kaon get RUN STEP`).
 
+    Example: kaon get RUN prepare --name segments -o segments.parquet
+
     With -o, files and folders are copied, DataFrames written as Parquet (CSV if PATH ends
     .csv), arrays as .npy, JSON values as JSON, anything else pickled; without -o a preview is
     printed. A blob whose content does not match its hash is an error, never returned.
     """
     with _errors(as_json), _client(url, db, home, artifacts=artifacts) as service:
+        if old_name is not None:
+            typer.echo("warning: --output is deprecated; use --name", err=True)
+        output = name if name is not None else old_name
         if output is not None and step is None:
-            typer.echo("error: --output needs a RUN and a STEP", err=True)
+            typer.echo("error: --name needs a RUN and a STEP", err=True)
             raise typer.Exit(2)
         view = service.experiments.fetch(target, step, output=output, dest=dest)
         if as_json:
@@ -307,7 +337,9 @@ def _render_explain(view: ExplainView) -> None:
 def cache_list(
     workflow: WorkflowOpt = None,
     step: StepIdOpt = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, help="Show at most N entries.")
+    ] = 100,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -362,7 +394,9 @@ def cache_clear(
 
 @app.command()
 def compare(
-    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids (or prefixes).")],
+    run_ids: Annotated[
+        list[str], typer.Argument(metavar="RUN...", help="Two or more run ids (or prefixes).")
+    ],
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every step, not only those that differ.")
     ] = False,
@@ -449,18 +483,27 @@ def _render_compare(view: CompareView, all_steps: bool) -> None:
 
 @app.command()
 def plot(
-    run_ids: Annotated[list[str], typer.Argument(help="One or more run ids (or prefixes).")],
-    metric: Annotated[str, typer.Option("--metric", "-m", help="The metric's name.")],
+    run_ids: Annotated[
+        list[str], typer.Argument(metavar="RUN...", help="One or more run ids (or prefixes).")
+    ],
+    metric: Annotated[
+        str, typer.Option("--metric", "-m", metavar="NAME", help="The metric's name.")
+    ],
     dest: Annotated[
-        str | None, typer.Option("--out", "-o", help="PNG file (default: <metric>.png).")
+        str | None,
+        typer.Option("--out", "-o", metavar="FILE", help="PNG file (default: <metric>.png)."),
     ] = None,
     by: Annotated[
-        str | None, typer.Option("--by", help="x axis: run, item (foreach items) or step.")
+        Literal["run", "item", "step"] | None,
+        typer.Option("--by", help="x axis: run, item (foreach items) or step."),
     ] = None,
     step: Annotated[
         str | None,
         typer.Option(
-            "--step", "-s", help="Only this step: a path, a segments[*].train group, or an id."
+            "--step",
+            "-s",
+            metavar="STEP",
+            help="Only this step: a path, a segments[*].train group, or an id.",
         ),
     ] = None,
     url: UrlOpt = None,
@@ -494,7 +537,10 @@ def gc(
         bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")
     ] = False,
     min_age: Annotated[
-        str, typer.Option("--min-age", help="Keep blobs younger than this (e.g. 1h, 30m, 0).")
+        str,
+        typer.Option(
+            "--min-age", metavar="AGE", help="Keep blobs younger than this (e.g. 1h, 30m, 0)."
+        ),
     ] = "1h",
     db: DbOpt = None,
     home: HomeOpt = None,

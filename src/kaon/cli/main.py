@@ -16,11 +16,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
 from kaon.cli._console import lazy_console, real_console
+from kaon.cli._root import root
 from kaon.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -49,12 +50,13 @@ app = typer.Typer(
     name="kaon",
     help="Kaon: orchestrate and schedule machine-learning pipelines.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     # Plain help and usage errors: typer's rich formatting imports rich's markdown, syntax
     # and traceback modules, which would double the start-up of `kaon --help`.
     rich_markup_mode=None,
 )
+app.callback()(root)
 # Consoles built on first use; off a terminal (pipes, CI) they are 160 columns wide.
 out = lazy_console()
 err = lazy_console(stderr=True)
@@ -68,21 +70,32 @@ def styled(label: str, style: str, text: object) -> Text:
 
 
 DbOpt = Annotated[
-    str | None, typer.Option("--db", help="State store URL (default: sqlite in KAON_HOME).")
+    str | None,
+    typer.Option("--db", metavar="URL", help="State store URL (default: sqlite in KAON_HOME)."),
 ]
 HomeOpt = Annotated[
-    str | None, typer.Option("--home", help="Kaon's folder (default: ./.kaon or KAON_HOME).")
+    str | None,
+    typer.Option("--home", metavar="DIR", help="Kaon's folder (default: ./.kaon or KAON_HOME)."),
 ]
 ExecOpt = Annotated[
-    str | None, typer.Option("--executor", "-e", help="Executor: process (default) or inline.")
+    Literal["process", "inline"] | None,
+    typer.Option(
+        "--executor",
+        "-e",
+        help="Where steps run: worker processes (default) or threads of this process.",
+    ),
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", min=1, help="Worker processes or threads.")
+    int | None, typer.Option("--workers", metavar="N", min=1, help="Worker processes or threads.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 UrlOpt = Annotated[
     str | None,
-    typer.Option("--url", help="A Kaon server to work against (default: KAON_URL; none: local)."),
+    typer.Option(
+        "--url",
+        metavar="URL",
+        help="A Kaon server to work against (default: KAON_URL; none: local).",
+    ),
 ]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No live view or progress lines: the outcome only.")
@@ -102,7 +115,8 @@ EventsOpt = Annotated[
     ),
 ]
 ArtifactsOpt = Annotated[
-    str | None, typer.Option("--artifacts", help="Artifact store URL (default: KAON_HOME).")
+    str | None,
+    typer.Option("--artifacts", metavar="URL", help="Artifact store URL (default: KAON_HOME)."),
 ]
 
 
@@ -339,9 +353,12 @@ def _report(
 
 @app.command()
 def run(
-    target: Annotated[str, typer.Argument(help="FILE[:WORKFLOW] (.py, .yaml or .yml)")],
+    target: Annotated[
+        str, typer.Argument(metavar="FILE[:WORKFLOW]", help="FILE[:WORKFLOW] (.py, .yaml or .yml)")
+    ],
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="A parameter: key=value.")
+        list[str] | None,
+        typer.Option("--param", "-p", metavar="KEY=VALUE", help="A parameter: key=value."),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -358,6 +375,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--force",
+            metavar="STEP",
             help="Execute this step (an id or a path) without a cache lookup; repeatable.",
         ),
     ] = None,
@@ -413,7 +431,7 @@ def watch(
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -444,9 +462,10 @@ def resume(
 
 @app.command()
 def restart(
-    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
     from_step: Annotated[
-        str | None, typer.Option("--from", help="Also rerun this step and all after it.")
+        str | None,
+        typer.Option("--from", metavar="STEP", help="Also rerun this step and all after it."),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -477,10 +496,13 @@ def restart(
 
 @app.command()
 def skip(
-    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
-    step: Annotated[str, typer.Argument(help="Step path, e.g. train or segments[3].train")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
+    step: Annotated[
+        str, typer.Argument(metavar="STEP", help="Step path, e.g. train or segments[3].train")
+    ],
     output: Annotated[
-        str | None, typer.Option("--output", help="JSON value downstream steps receive.")
+        str | None,
+        typer.Option("--output", metavar="JSON", help="JSON value downstream steps receive."),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -509,9 +531,10 @@ def skip(
 
 @app.command()
 def kill(
-    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
     step: Annotated[
-        str | None, typer.Option("--step", help="Cancel only this step of the running run.")
+        str | None,
+        typer.Option("--step", metavar="STEP", help="Cancel only this step of the running run."),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -529,10 +552,26 @@ def kill(
 
 @app.command()
 def runs(
-    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
-    status: Annotated[str | None, typer.Option("--status", "-s")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 20,
-    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", "-w", metavar="WORKFLOW", help="Only this workflow's runs."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            "-s",
+            metavar="STATUS",
+            help="Only runs in this status: " + ", ".join(s.value for s in RunStatus) + ".",
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", metavar="N", min=1, max=10_000, help="Show at most N runs."),
+    ] = 20,
+    offset: Annotated[
+        int, typer.Option("--offset", metavar="N", min=0, help="Skip the N newest runs.")
+    ] = 0,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -555,14 +594,17 @@ def runs(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every foreach item and iteration.")
     ] = False,
     limit: Annotated[
-        int | None, typer.Option("--limit", "-n", min=1, help="Show at most this many steps.")
+        int | None,
+        typer.Option("--limit", "-n", metavar="N", min=1, help="Show at most this many steps."),
     ] = None,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many steps.")] = 0,
+    offset: Annotated[
+        int, typer.Option("--offset", metavar="N", min=0, help="Skip this many steps.")
+    ] = 0,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -591,9 +633,14 @@ def show(
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
-    step: Annotated[str, typer.Argument(help="Step path, e.g. train or segments[3].train")],
-    attempt: Annotated[int | None, typer.Option("--attempt", "-a", min=1)] = None,
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
+    step: Annotated[
+        str, typer.Argument(metavar="STEP", help="Step path, e.g. train or segments[3].train")
+    ],
+    attempt: Annotated[
+        int | None,
+        typer.Option("--attempt", "-a", metavar="N", min=1, help="Only attempt N (default: all)."),
+    ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -617,7 +664,9 @@ def logs(
 
 @app.command()
 def validate(
-    target: Annotated[str, typer.Argument(help="FILE[:WORKFLOW] (.py, .yaml or .yml)")],
+    target: Annotated[
+        str, typer.Argument(metavar="FILE[:WORKFLOW]", help="FILE[:WORKFLOW] (.py, .yaml or .yml)")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Check a workflow definition and list every problem with file, line and field."""
@@ -663,6 +712,10 @@ from kaon.cli import trigger_cmds as _trigger_cmds  # noqa: E402
 
 _trigger_cmds.register(app)
 
+from kaon.cli import config_cmds as _config_cmds  # noqa: E402
+
+_config_cmds.register(app)
+
 
 # The documented schema of every --json output of the core commands: view model (in
 # kaon.service.views, imported when asked for), whether a list, the commands that print it.
@@ -676,7 +729,8 @@ JSON_SCHEMAS: dict[str, tuple[str, bool, str]] = {
 @app.command("schema")
 def schema_command(
     name: Annotated[
-        str | None, typer.Argument(help=f"One of: {', '.join(JSON_SCHEMAS)} (default: all).")
+        str | None,
+        typer.Argument(metavar="NAME", help=f"One of: {', '.join(JSON_SCHEMAS)} (default: all)."),
     ] = None,
 ) -> None:
     """Print the JSON Schema of the commands' --json output."""
@@ -711,12 +765,8 @@ def _app_for(argv: list[str]) -> typer.Typer:
         name="kaon", add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
     )
     alone.registered_commands = chosen
-    alone.callback()(_root)  # a group, so that the command's name is read as one
+    alone.callback()(root)  # a group, so that the command's name is read as one
     return alone
-
-
-def _root() -> None:
-    """Kaon: orchestrate and schedule machine-learning pipelines."""
 
 
 def main() -> None:

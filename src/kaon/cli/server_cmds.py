@@ -10,11 +10,22 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
+from kaon.cli.main import (
+    ArtifactsOpt,
+    DbOpt,
+    ExecOpt,
+    HomeOpt,
+    JsonOpt,
+    UrlOpt,
+    WorkersOpt,
+    _errors,
+    _print_json,
+    out,
+)
 from kaon.model.params import parse_assignments, strict_json
 
 if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
@@ -23,10 +34,15 @@ if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
 
 ExpiresOpt = Annotated[
     str | None,
-    typer.Option("--expires-in", help="Lifetime: seconds, or 30m, 12h, 7d (default: none)."),
+    typer.Option(
+        "--expires-in",
+        metavar="DURATION",
+        help="Lifetime: seconds, or 30m, 12h, 7d (default: none).",
+    ),
 ]
 GroupOpt = Annotated[
-    list[str] | None, typer.Option("--group", "-g", help="An owner group (repeatable).")
+    list[str] | None,
+    typer.Option("--group", "-g", metavar="GROUP", help="An owner group (repeatable)."),
 ]
 
 
@@ -49,17 +65,19 @@ def _json_or_text(value: str) -> Any:
 
 
 def server(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8420,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on.")
+    ] = 8420,
     db: DbOpt = None,
     home: HomeOpt = None,
-    executor: Annotated[
-        str | None, typer.Option("--executor", "-e", help="process (default) or inline.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1)] = None,
-    artifacts: Annotated[str | None, typer.Option("--artifacts")] = None,
+    executor: ExecOpt = None,
+    workers: WorkersOpt = None,
+    artifacts: ArtifactsOpt = None,
     sandbox: Annotated[
-        str | None,
+        Literal["auto", "on", "off"] | None,
         typer.Option(
             "--sandbox",
             help="Run steps in a bubblewrap sandbox: auto (default: when bwrap is installed), "
@@ -70,14 +88,23 @@ def server(
         str | None,
         typer.Option(
             "--bootstrap-token",
+            metavar="NAME",
             help="On first start (no token yet), create an admin token with this name and "
             "print it.",
         ),
     ] = None,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-public",
+            help="Serve /metrics without a token (for a Prometheus on a private network).",
+        ),
+    ] = False,
     lease_ttl: Annotated[
         float,
         typer.Option(
             "--lease-ttl",
+            metavar="SECONDS",
             min=0.5,
             envvar="KAON_LEASE_TTL",
             help="Seconds a run's lease lasts without renewal: how soon another replica takes "
@@ -89,6 +116,7 @@ def server(
         typer.Option(
             "--max-runs",
             min=1,
+            metavar="N",
             envvar="KAON_MAX_RUNS",
             help="Runs this replica's engine holds at once (waiting steps included); more "
             "wait in the queue, oldest first.",
@@ -105,6 +133,7 @@ def server(
         bootstrap_token=bootstrap_token,
         lease_ttl_s=lease_ttl,
         max_runs=max_runs,
+        metrics_public=metrics_public,
     )
     with _errors():
         settings = Settings.from_env(
@@ -120,12 +149,15 @@ def server(
 
 
 def push(
-    target: Annotated[str, typer.Argument(help="FILE[:WORKFLOW] (.py, .yaml or .yml)")],
+    target: Annotated[
+        str, typer.Argument(metavar="FILE[:WORKFLOW]", help="FILE[:WORKFLOW] (.py, .yaml or .yml)")
+    ],
     no_activate: Annotated[
         bool, typer.Option("--no-activate", help="Keep the active version as it is.")
     ] = False,
     group: Annotated[
-        str | None, typer.Option("--group", "-g", help="Owner group of a new workflow.")
+        str | None,
+        typer.Option("--group", "-g", metavar="GROUP", help="Owner group of a new workflow."),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -146,7 +178,7 @@ def push(
 
 
 def versions(
-    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -166,8 +198,8 @@ def versions(
 
 
 def activate(
-    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
-    version: Annotated[int, typer.Argument(min=1, help="Version number.")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    version: Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number.")],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -183,7 +215,7 @@ def activate(
 
 
 def deactivate(
-    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -205,7 +237,7 @@ workflow_app = typer.Typer(
 
 @workflow_app.command("show")
 def workflow_show(
-    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -226,9 +258,12 @@ def workflow_show(
 
 @workflow_app.command("set")
 def workflow_set(
-    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
     assignments: Annotated[
-        list[str], typer.Argument(help="key=value (JSON values; key=null removes a key).")
+        list[str],
+        typer.Argument(
+            metavar="KEY=VALUE...", help="key=value (JSON values; key=null removes a key)."
+        ),
     ],
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -252,9 +287,9 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True, rich_markup_mo
 
 @token_app.command("create")
 def token_create(
-    name: Annotated[str, typer.Argument(help="Who or what the token is for.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Who or what the token is for.")],
     role: Annotated[
-        str, typer.Option("--role", "-r", help="viewer, operator, owner or admin.")
+        str, typer.Option("--role", "-r", metavar="ROLE", help="viewer, operator, owner or admin.")
     ] = "viewer",
     group: GroupOpt = None,
     expires_in: ExpiresOpt = None,
@@ -301,7 +336,9 @@ def token_list(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="The token's id (see `kaon token list`).")],
+    token_id: Annotated[
+        str, typer.Argument(metavar="TOKEN", help="The token's id (see `kaon token list`).")
+    ],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -318,7 +355,9 @@ def token_revoke(
 
 @token_app.command("rotate")
 def token_rotate(
-    token_id: Annotated[str, typer.Argument(help="The token's id (see `kaon token list`).")],
+    token_id: Annotated[
+        str, typer.Argument(metavar="TOKEN", help="The token's id (see `kaon token list`).")
+    ],
     expires_in: ExpiresOpt = None,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -355,9 +394,10 @@ def _when(at: float | None) -> str:
 
 
 def signal(
-    name: Annotated[str, typer.Argument(help="Signal name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Signal name.")],
     params: Annotated[
-        list[str] | None, typer.Argument(help="key=value parameters (JSON values).")
+        list[str] | None,
+        typer.Argument(metavar="KEY=VALUE...", help="key=value parameters (JSON values)."),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,

@@ -151,19 +151,30 @@ def _show_backfill(view: BackfillView) -> None:
 
 
 def backfill(
-    workflow: Annotated[str, typer.Argument(help="A registered workflow.")],
-    start: Annotated[str, typer.Option("--start", help="ISO date or date-time.")],
-    end: Annotated[str, typer.Option("--end", help="ISO date or date-time (inclusive).")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="A registered workflow.")],
+    start: Annotated[str, typer.Option("--start", metavar="DATE", help="ISO date or date-time.")],
+    end: Annotated[
+        str, typer.Option("--end", metavar="DATE", help="ISO date or date-time (inclusive).")
+    ],
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Runs open at once.")
+        int,
+        typer.Option(
+            "--concurrency", "-c", metavar="N", min=1, max=1000, help="Runs open at once."
+        ),
     ] = 1,
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="A fixed parameter: key=value.")
+        list[str] | None,
+        typer.Option("--param", "-p", metavar="KEY=VALUE", help="A fixed parameter: key=value."),
     ] = None,
     cron: Annotated[
-        str | None, typer.Option("--cron", help="Schedule (default: the workflow's cron).")
+        str | None,
+        typer.Option(
+            "--cron", metavar="EXPRESSION", help="Schedule (default: the workflow's cron)."
+        ),
     ] = None,
-    timezone: Annotated[str | None, typer.Option("--timezone", help="IANA time zone.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", metavar="ZONE", help="IANA time zone.")
+    ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -190,8 +201,16 @@ def backfill(
 
 
 def backfills(
-    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
-    status: Annotated[str | None, typer.Option("--status", "-s")] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow", "-w", metavar="WORKFLOW", help="Only this workflow's backfills."
+        ),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", "-s", metavar="STATUS", help="Only backfills in this status."),
+    ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -210,7 +229,9 @@ def backfills(
 
 
 def backfill_cancel(
-    backfill_id: Annotated[str, typer.Argument(help="The backfill's id (bf-...).")],
+    backfill_id: Annotated[
+        str, typer.Argument(metavar="BACKFILL", help="The backfill's id (bf-...).")
+    ],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -226,7 +247,10 @@ def backfill_cancel(
 
 
 def triggers(
-    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", "-w", metavar="WORKFLOW", help="Only this workflow's triggers."),
+    ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -246,7 +270,9 @@ def triggers(
 
 
 def unblock(
-    workflow: Annotated[str, typer.Argument(help="A strict-sequential workflow.")],
+    workflow: Annotated[
+        str, typer.Argument(metavar="WORKFLOW", help="A strict-sequential workflow.")
+    ],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,

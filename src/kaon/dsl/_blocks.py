@@ -167,7 +167,7 @@ def wait_for_signal(
 
 
 def subworkflow(
-    workflow: Workflow | WorkflowSpec,
+    workflow: Workflow[...] | WorkflowSpec,
     *,
     id: str | None = None,
     needs: list[Any] | None = None,

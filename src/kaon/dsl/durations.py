@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from kaon.errors import DefinitionError, Location, Problem
@@ -39,11 +40,14 @@ def _fail(value: object, location: Location, why: str) -> DefinitionError:
 def parse_duration(value: object, location: Location = Location()) -> float:
     """Return ``value`` in seconds.
 
-    ``value`` is a non-negative number of seconds (``12.5``, ``10``), a numeric string, or
-    a string of ``<number><unit>`` parts (``"1h30m"``, ``"500ms"``, ``"1.5s"``).
+    ``value`` is a non-negative number of seconds (``12.5``, ``10``), a numeric string, a
+    string of ``<number><unit>`` parts (``"1h30m"``, ``"500ms"``, ``"1.5s"``), or a
+    :class:`datetime.timedelta`.
     Raises :class:`DefinitionError` located at ``location`` for anything else (a negative,
     infinite or boolean value, an unknown unit, an empty string).
     """
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise _fail(value, location, f"expected a number or a string, got {type(value).__name__}")
     if isinstance(value, int | float):

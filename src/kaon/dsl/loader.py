@@ -130,7 +130,7 @@ def _load_file(file: str) -> dict[str, WorkflowSpec]:
 
 def _python_workflows(path: str) -> dict[str, WorkflowSpec]:
     module = import_user_file(path)
-    workflows: dict[str, Workflow] = {}
+    workflows: dict[str, Workflow[...]] = {}
     for value in vars(module).values():
         if isinstance(value, Workflow):
             workflows.setdefault(value.name, value)

@@ -25,7 +25,18 @@ import threading
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, overload
+from datetime import timedelta
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    NoReturn,
+    TypeAlias,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from kaon.dsl._blocks import (
     ForeachBlock,
@@ -52,6 +63,7 @@ from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError, KaonError, Location, Problem
 from kaon.model.specs import (
     NO_DEFAULT,
+    Backoff,
     Expr,
     FailureMode,
     GraphSpec,
@@ -60,9 +72,23 @@ from kaon.model.specs import (
     ParamType,
     RetrySpec,
     StepDefaults,
+    TriggerRule,
     WorkflowSpec,
 )
 from kaon.model.triggers import TriggerSpec
+
+_P = typing.ParamSpec("_P")
+_R = TypeVar("_R")
+
+# What type checkers accept for the options (a bad value is still a DefinitionError at run time).
+Duration: TypeAlias = float | str | timedelta
+"""Seconds, a string such as ``"1h30m"`` or ``"500ms"``, or a :class:`datetime.timedelta`."""
+BackoffName: TypeAlias = Literal["fixed", "exponential"] | Backoff
+OnFailure: TypeAlias = Literal["fail_fast", "finish_running", "ignore"] | FailureMode
+TriggerRuleName: TypeAlias = (
+    Literal["all_succeeded", "all_succeeded_strict", "all_done", "any_succeeded", "none_failed"]
+    | TriggerRule
+)
 
 __all__ = [
     "ForeachBlock",
@@ -97,9 +123,9 @@ _TYPES: dict[Any, ParamType] = {
 
 def Retry(
     max_attempts: int = 1,
-    backoff: str = "fixed",
-    delay: float | str = 0,
-    max_delay: float | str = 300,
+    backoff: BackoffName = "fixed",
+    delay: Duration = 0,
+    max_delay: Duration = 300,
     retry_on: Iterable[type[BaseException] | str] = (),
     platform_attempts: int = 3,
 ) -> RetrySpec:
@@ -127,10 +153,15 @@ def _check_options(options: Mapping[str, Any], location: Location) -> None:
         raise DefinitionError(problems + more)
 
 
-class Step:
-    """A function usable as a workflow step. Calling it outside a workflow runs it."""
+class Step(Generic[_P, _R]):
+    """A function usable as a workflow step. Calling it outside a workflow runs it.
 
-    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    A step has its function's signature for type checkers: inside a workflow definition a
+    call returns a ref that stands for the output (it is passed on to other steps as if it
+    were the value), so ``y: str = square(3)`` is an error when ``square`` returns an int.
+    """
+
+    def __init__(self, fn: Callable[_P, _R], options: Mapping[str, Any]) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.__kaon_step__ = fn
@@ -141,27 +172,49 @@ class Step:
     def __repr__(self) -> str:
         return f"<kaon step {self.name}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         builder = active_builder()
         if builder is None:
             return self.fn(*args, **kwargs)
-        return self._record(builder, args, kwargs, {})
+        return cast(_R, self._record(builder, args, kwargs, {}))
 
-    def options(self, **options: Any) -> Callable[..., Any]:
-        """This step with per-call options (``id``, ``needs``, ``when``, ``retry``, ``timeout``,
-        ``on_failure``, ``trigger_rule``, ``cache``, ...). Raises :class:`DefinitionError`
-        for an unknown or malformed option."""
-        _check_options(
-            {k: v for k, v in options.items() if k not in ("id", "needs", "when")}, user_location()
-        )
+    if TYPE_CHECKING:  # the options type checkers see; any name is accepted at run time
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            builder = active_builder()
-            if builder is None:
-                return self.fn(*args, **kwargs)
-            return self._record(builder, args, kwargs, options)
+        def options(
+            self,
+            *,
+            id: str | None = None,
+            needs: Iterable[Any] | None = None,
+            when: Any = None,
+            retry: RetrySpec | int | None = None,
+            timeout: Duration | None = None,
+            on_failure: OnFailure | None = None,
+            trigger_rule: TriggerRuleName = "all_succeeded",
+            cache: bool | None = None,
+            cache_version: str = "",
+            description: str = "",
+        ) -> Callable[_P, _R]:
+            """This step with per-call options."""
+            ...
 
-        return call
+    else:
+
+        def options(self, **options: Any) -> Callable[_P, _R]:
+            """This step with per-call options (``id``, ``needs``, ``when``, ``retry``,
+            ``timeout``, ``on_failure``, ``trigger_rule``, ``cache``, ...). Raises
+            :class:`DefinitionError` for an unknown or malformed option."""
+            _check_options(
+                {k: v for k, v in options.items() if k not in ("id", "needs", "when")},
+                user_location(),
+            )
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                builder = active_builder()
+                if builder is None:
+                    return self.fn(*args, **kwargs)
+                return self._record(builder, args, kwargs, options)
+
+            return call
 
     def _record(
         self,
@@ -261,7 +314,7 @@ def _in_library_path(file: str) -> bool:
 
 
 @overload
-def step(fn: Callable[..., Any], /) -> Step: ...
+def step(fn: Callable[_P, _R], /) -> Step[_P, _R]: ...
 
 
 @overload
@@ -269,13 +322,13 @@ def step(
     *,
     id: str | None = None,
     retry: RetrySpec | int | None = None,
-    timeout: float | str | None = None,
-    on_failure: str | FailureMode | None = None,
+    timeout: Duration | None = None,
+    on_failure: OnFailure | None = None,
     cache: bool | None = None,
     cache_version: str = "",
-    trigger_rule: str = "all_succeeded",
+    trigger_rule: TriggerRuleName = "all_succeeded",
     description: str = "",
-) -> Callable[[Callable[..., Any]], Step]: ...
+) -> Callable[[Callable[_P, _R]], Step[_P, _R]]: ...
 
 
 def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -289,16 +342,18 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         return Step(fn, {})
     _check_options({k: v for k, v in options.items() if k != "id"}, user_location())
 
-    def decorate(func: Callable[..., Any]) -> Step:
+    def decorate(func: Callable[..., Any]) -> Step[..., Any]:
         return Step(func, options)
 
     return decorate
 
 
-class Workflow:
-    """A workflow defined by a Python function. Its :attr:`spec` is built once, lazily."""
+class Workflow(Generic[_P]):
+    """A workflow defined by a Python function. Its :attr:`spec` is built once, lazily.
 
-    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    Generic over the function's parameters, which are the workflow's parameters."""
+
+    def __init__(self, fn: Callable[_P, Any], options: Mapping[str, Any]) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name: str = options.get("name") or fn.__name__
@@ -316,7 +371,7 @@ class Workflow:
     def __repr__(self) -> str:
         return f"<kaon workflow {self.name}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> NoReturn:
         raise DefinitionError(
             Problem(
                 f"workflow {self.name!r} is not called like a function; run it with "
@@ -384,7 +439,7 @@ def _workflow_options(
 
 
 @overload
-def workflow(fn: Callable[..., Any], /) -> Workflow: ...
+def workflow(fn: Callable[_P, Any], /) -> Workflow[_P]: ...
 
 
 @overload
@@ -392,13 +447,13 @@ def workflow(
     *,
     name: str | None = None,
     description: str | None = None,
-    timeout: float | str | None = None,
+    timeout: Duration | None = None,
     retry: RetrySpec | int | None = None,
-    on_failure: str | FailureMode | None = None,
+    on_failure: OnFailure | None = None,
     cache: bool | None = None,
-    step_timeout: float | str | None = None,
+    step_timeout: Duration | None = None,
     triggers: Iterable[TriggerSpec] | None = None,
-) -> Callable[[Callable[..., Any]], Workflow]: ...
+) -> Callable[[Callable[_P, Any]], Workflow[_P]]: ...
 
 
 def workflow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -413,7 +468,7 @@ def workflow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     if fn is not None:
         return Workflow(fn, {})
 
-    def decorate(func: Callable[..., Any]) -> Workflow:
+    def decorate(func: Callable[..., Any]) -> Workflow[...]:
         return Workflow(func, options)
 
     return decorate
@@ -538,7 +593,7 @@ def _failure_location(exc: BaseException, fallback: Location) -> Location:
 
 
 def _run_definition(
-    wf: Workflow, builder: Builder, params: list[ParamSpec]
+    wf: Workflow[...], builder: Builder, params: list[ParamSpec]
 ) -> tuple[Any, list[Problem]]:
     """Run the workflow function once; returns its result and problems that stopped it."""
     with recording(builder):
@@ -556,7 +611,7 @@ def _run_definition(
             return None, [Problem(message, _failure_location(exc, wf.location))]
 
 
-def _build(wf: Workflow) -> WorkflowSpec:
+def _build(wf: Workflow[...]) -> WorkflowSpec:
     from kaon.model.validation import raise_if_invalid, validate_workflow
     from kaon.steptypes.registry import check_step_type
 

@@ -125,6 +125,16 @@ def _preview_files(path: Path) -> str:
 _MAX_BARS = 60
 
 
+def require_matplotlib() -> None:
+    """Raise :class:`ConfigurationError` with the install hint when matplotlib is missing."""
+    from kaon.errors import ConfigurationError
+    from kaon.steptypes.requirements import Requirement, is_installed, missing_message
+
+    needed = Requirement("matplotlib", "ml")
+    if not is_installed(needed.module):
+        raise ConfigurationError(missing_message("kaon plot", needed))
+
+
 def render_plot(view: PlotView, dest: Path) -> None:
     """Draw ``view`` as a PNG at ``dest`` with matplotlib's Agg renderer (no display needed).
 

@@ -172,8 +172,14 @@ class KaonService(Protocol):
 
 
 def server_url(url: str | None = None) -> str | None:
-    """The server URL in force: ``url``, else ``KAON_URL``, else None (work locally)."""
-    return url or os.environ.get("KAON_URL") or None
+    """The server URL in force: ``url``, else ``KAON_URL``, else the project's configuration
+    (its chosen profile first, see :mod:`kaon.service.project`), else None (work locally)."""
+    if url or os.environ.get("KAON_URL"):
+        return url or os.environ.get("KAON_URL")
+    from kaon.service.project import resolve
+
+    found = resolve()["url"].value
+    return str(found) if found else None
 
 
 def open_service(

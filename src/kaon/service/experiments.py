@@ -499,7 +499,10 @@ class Experiments:
         output: str | Path | None = None,
     ) -> PlotView:
         """The data of a plot of ``metric`` across runs, foreach items or epochs, drawn as a
-        PNG at ``output`` when given (needs matplotlib). See :func:`_compare.plot_data`."""
+        PNG at ``output`` when given (needs matplotlib: without it a ConfigurationError says
+        how to install it). See :func:`_compare.plot_data`."""
+        if output is not None:
+            _export.require_matplotlib()
         view = _compare.plot_data(
             self.store, [self.resolve_run(r) for r in runs], metric, by=by, step=step
         )

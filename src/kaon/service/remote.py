@@ -111,6 +111,14 @@ def raise_for_answer(response: httpx.Response) -> None:
     raise KaonError(f"the server failed ({status} {kind}): {message}")
 
 
+def _configured_token() -> str | None:
+    """The token the project's configuration names (``token`` or ``token_env``), if any."""
+    from kaon.service.project import resolve
+
+    value = resolve()["token"].value
+    return str(value) if value else None
+
+
 class RemoteService:
     """Kaon's operations against the server at ``url``."""
 
@@ -124,7 +132,8 @@ class RemoteService:
     ) -> None:
         self.url = url.rstrip("/")
         self._experiments: RemoteExperiments | None = None
-        token = token if token is not None else os.environ.get("KAON_TOKEN")
+        if token is None:
+            token = os.environ.get("KAON_TOKEN") or _configured_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             self.http = httpx.Client(

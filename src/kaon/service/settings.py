@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from kaon.errors import ConfigurationError
 from kaon.model.expression_cost import ExpressionBudget
@@ -55,13 +56,26 @@ class Settings:
         sandbox: str | None = None,
         create_store: bool = True,
     ) -> Settings:
-        """Settings from explicit values, falling back to the environment, then defaults.
+        """Settings from explicit values, falling back to the environment, then the project's
+        configuration (``kaon.toml`` or ``[tool.kaon]``, and the chosen profile), then
+        defaults (see :mod:`kaon.service.project`; the state folder is ``.kaon`` at the
+        project's root, or in the current folder outside a project).
 
         Raises :class:`~kaon.errors.ConfigurationError` naming the variable (or option) whose
         value is unusable: ``KAON_WORKERS`` not an int in 1..:data:`MAX_WORKERS`,
-        ``KAON_EXECUTOR`` not a known executor, an empty or NUL-carrying ``KAON_HOME``.
+        ``KAON_EXECUTOR`` not a known executor, an empty or NUL-carrying ``KAON_HOME``; or
+        naming the project file that is unreadable or the profile that does not exist.
         """
+        from kaon.service.project import resolve
+
         env = os.environ
+        given = {"home": home, "db": db_url, "artifacts": artifact_url, "executor": executor}
+        resolved = resolve({**given, "workers": workers, "sandbox": sandbox})
+        # What the project file says, for settings neither an option nor a variable gave.
+        from_file = {
+            name: r if r.layer in ("project", "default") else replace(r, value=None)
+            for name, r in resolved.items()
+        }
         named_by = (
             ("--db", db_url),
             ("KAON_DB", env.get("KAON_DB")),
@@ -69,13 +83,20 @@ class Settings:
             ("KAON_HOME", env.get("KAON_HOME")),
         )
         source = next((name for name, value in named_by if value), "")
+        if not source and from_file["db"].value:
+            source = from_file["db"].source
+        elif not source and from_file["home"].layer == "project":
+            source = from_file["home"].source
         return cls(
-            home=Path(_text("home", home, "--home", "KAON_HOME") or ".kaon"),
-            db_url=_text("db", db_url, "--db", "KAON_DB"),
-            artifact_url=_text("artifacts", artifact_url, "--artifacts", "KAON_ARTIFACTS"),
-            executor=_executor(executor, env.get("KAON_EXECUTOR")),
-            workers=_workers(workers, env.get("KAON_WORKERS")),
-            sandbox=(sandbox or env.get("KAON_SANDBOX", "")).lower(),
+            home=Path(_text("home", home, "--home", "KAON_HOME") or from_file["home"].value),
+            db_url=_text("db", db_url, "--db", "KAON_DB") or from_file["db"].value,
+            artifact_url=_text("artifacts", artifact_url, "--artifacts", "KAON_ARTIFACTS")
+            or from_file["artifacts"].value,
+            executor=_executor(executor, env.get("KAON_EXECUTOR"), from_file["executor"]),
+            workers=_workers(workers, env.get("KAON_WORKERS") or _str(from_file["workers"].value)),
+            sandbox=str(
+                sandbox or env.get("KAON_SANDBOX") or from_file["sandbox"].value or ""
+            ).lower(),
             max_body_bytes=_bytes(env.get("KAON_MAX_BODY_BYTES"), 5_000_000),
             create_store=create_store,
             store_source=source,
@@ -130,8 +151,10 @@ def _text(what: str, given: str | None, option: str, variable: str) -> str | Non
     return value
 
 
-def _executor(given: str | None, env_value: str | None) -> str:
+def _executor(given: str | None, env_value: str | None, from_file: Any = None) -> str:
     value, source = (given, "--executor") if given else (env_value, "KAON_EXECUTOR")
+    if not value and from_file is not None and from_file.value:
+        value, source = from_file.value, from_file.source
     if not value:
         return "process"
     if value not in EXECUTORS:
@@ -157,6 +180,10 @@ def _workers(given: int | None, env_value: str | None) -> int | None:
     if not 1 <= number <= MAX_WORKERS:
         raise ConfigurationError(f"{source} must be between 1 and {MAX_WORKERS}, got {number}")
     return number
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _bytes(env_value: str | None, default: int) -> int:

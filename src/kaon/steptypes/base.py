@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.requirements import Requirement
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,11 @@ class StepType(ABC):
     @abstractmethod
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Every problem with ``config``, each located at ``location`` plus the field."""
+
+    def requirements(self, config: Mapping[str, Any]) -> tuple[Requirement, ...]:
+        """The packages a step with ``config`` imports that may not be installed (they come
+        with one of Kaon's extras). Checked when a definition is validated. Default: none."""
+        return ()
 
     @abstractmethod
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:

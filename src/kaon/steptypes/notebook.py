@@ -52,6 +52,7 @@ from kaon.errors import Location, Problem, StepError
 from kaon.steptypes._protocol import config_problems, resolve_file
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.requirements import Requirement
 
 DEFAULT_KERNEL = "python3"
 KEEP_S = 3600.0
@@ -104,22 +105,41 @@ class _LogWriter:
             self.partial = ""
 
 
-def _kernel_manager_class(env: Mapping[str, str]) -> type[Any]:
-    """A jupyter_client kernel manager class whose kernels start with ``env``."""
+def _kernel_manager_class(env: Mapping[str, str], ipc_dir: str) -> type[Any]:
+    """A jupyter_client kernel manager class whose kernels start with ``env`` and bind their
+    Unix sockets in ``ipc_dir``.
+
+    Without an absolute ``ip``, jupyter_client names the sockets ``kernel-ipc-<port>``
+    relative to the kernel's working directory (the workflow's folder), where they stay
+    whenever the kernel is not shut down cleanly (a killed worker, a cancelled attempt).
+    """
     from jupyter_client.manager import AsyncKernelManager
 
     kernel_env = dict(env)
+    ip = os.path.join(ipc_dir, "kernel")
 
     class KaonKernelManager(AsyncKernelManager):  # type: ignore[misc]
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.transport = "ipc"  # Unix sockets: no TCP port, nothing on the network
+            self.ip = ip  # in the step's work folder, never in the workflow's
 
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**kernel_env, **(kw.get("env") or {})}
             await super().start_kernel(**kw)
 
     return KaonKernelManager
+
+
+def _ipc_dir(executed: str) -> str:
+    """A folder for the kernel's sockets beside the executed notebook (in the step's work
+    folder, pruned with it), or a short temporary one when that path is too long for a Unix
+    socket (about 100 bytes)."""
+    folder = os.path.join(os.path.dirname(executed), "ipc")
+    if len(os.path.join(folder, "kernel-65535").encode()) > 100:
+        folder = tempfile.mkdtemp(prefix="kaon-ipc-", dir="/tmp")
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def _is_json(value: Any) -> bool:
@@ -176,6 +196,11 @@ class NotebookStepType(StepType):
     """Executes a notebook with papermill; returns it, its HTML and what it recorded."""
 
     name: ClassVar[str] = "notebook"
+
+    def requirements(self, config: Mapping[str, Any]) -> tuple[Requirement, ...]:
+        """papermill and a Jupyter kernel; nbconvert too unless ``html`` is false."""
+        needed = ["papermill", "ipykernel"] + (["nbconvert"] if config.get("html", True) else [])
+        return tuple(Requirement(module, "notebook") for module in needed)
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check: ``file`` names an existing ``.ipynb``; ``parameters`` a mapping of JSON
@@ -283,7 +308,7 @@ class NotebookStepType(StepType):
                 stderr_file=stderr,
                 cwd=str(config.get("cwd") or os.path.dirname(source)),
                 execution_timeout=None if timeout is None else max(int(timeout), 1),
-                kernel_manager_class=_kernel_manager_class(env),
+                kernel_manager_class=_kernel_manager_class(env, _ipc_dir(executed)),
             )
         except PapermillExecutionError as exc:
             message = f"cell {exc.cell_index + 1} failed: {exc.ename}: {exc.evalue}"

@@ -101,4 +101,11 @@ def check_step_type(step_type: str, config: Mapping[str, Any], location: Locatio
     except DefinitionError as exc:
         field_location = location.with_field("type")
         return [Problem(p.message, field_location) for p in exc.problems]
-    return instance.validate(config, location)
+    from kaon.steptypes.requirements import is_installed, missing_message
+
+    problems = instance.validate(config, location)
+    for requirement in instance.requirements(config):
+        if not is_installed(requirement.module):
+            message = missing_message(f"a {step_type} step", requirement)
+            problems.append(Problem(message, location.with_field("type")))
+    return problems

@@ -83,6 +83,7 @@ from kaon.steptypes._protocol import (
 )
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.requirements import Requirement
 
 LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 MAX_MESSAGE_CHARS = 500
@@ -301,6 +302,10 @@ class SparkStepType(StepType):
     """Runs a PySpark function in this worker's SparkSession (local mode by default)."""
 
     name: ClassVar[str] = "spark"
+
+    def requirements(self, config: Mapping[str, Any]) -> tuple[Requirement, ...]:
+        """PySpark."""
+        return (Requirement("pyspark", "spark"),)
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check the shape (``function``; ``file`` existing; ``resources``; ``conf`` a mapping;

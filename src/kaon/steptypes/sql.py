@@ -54,6 +54,7 @@ from kaon.steptypes._protocol import (
 )
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.requirements import Requirement
 
 RESULTS = ("table", "scalar", "row", "none")
 DEFAULT_URL = "duckdb:///:memory:"
@@ -119,6 +120,19 @@ class SqlStepType(StepType):
     """Runs one SQL query (or script) and returns its result as a table, a row or a scalar."""
 
     name: ClassVar[str] = "sql"
+
+    def requirements(self, config: Mapping[str, Any]) -> tuple[Requirement, ...]:
+        """DuckDB for a ``duckdb:`` URL (the default), psycopg for a PostgreSQL one, and pandas
+        for a ``table`` result."""
+        url = str(config.get("url") or DEFAULT_URL)
+        needed: list[Requirement] = []
+        if url.startswith("duckdb"):
+            needed.append(Requirement("duckdb", "ml"))
+        elif url.startswith("postgresql+psycopg"):
+            needed.append(Requirement("psycopg", "postgres"))
+        if config.get("result", "table") == "table":
+            needed.append(Requirement("pandas", "ml"))
+        return tuple(needed)
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check: exactly one of ``query``/``file`` (a readable file), ``result`` one of

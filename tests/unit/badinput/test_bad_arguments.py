@@ -150,9 +150,9 @@ ARTIFACTS: dict[str, Case] = {
     "get-not-hex": Case(("get", "zz-not-a-hash"), ("zz-not-a-hash",)),
     "get-markup-hash": Case(("get", "[/x]"), ("[/x]",)),
     "get-unknown-step": Case(("get", "{run}", "nope"), ("nope",)),
-    "get-unknown-output": Case(("get", "{run}", "a", "--output", "zz"), ("zz",)),
+    "get-unknown-output": Case(("get", "{run}", "a", "--name", "zz"), ("zz",)),
     "get-output-without-step": Case(
-        ("get", "{run}", "--output", "zz"), ("--output needs a RUN and a STEP",)
+        ("get", "{run}", "--name", "zz"), ("--name needs a RUN and a STEP",)
     ),
     "lineage-unknown": Case(("lineage", "abcdef12"), ("abcdef12",)),
     "lineage-not-hex": Case(("lineage", "not hex"), ("not hex",)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,8 +112,11 @@ def test_lineage_and_get(kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path) 
     fetched = _json(kaon_cli, "get", second, "groups[1].fit", "-o", str(tmp_path / "m.npy"))
     assert fetched["format"] == "npy" and fetched["hash"] != model
     assert np.load(tmp_path / "m.npy").tolist() == [10.0, 10.0, 10.0]
-    code, out, _ = kaon_cli("get", first, "load", "--output", "groups")
+    code, out, _ = kaon_cli("get", first, "load", "--name", "groups")
     assert code == 0 and json.loads(out) == ["g0", "g1"]
+    # the old spelling still works, with a warning
+    code, out, err = kaon_cli("get", first, "load", "--output", "groups")
+    assert code == 0 and json.loads(out) == ["g0", "g1"] and "deprecated; use --name" in err
 
 
 def test_errors_exit_two_with_a_message(kaon_cli: Kaon, runs: tuple[str, str]) -> None:
@@ -122,7 +126,7 @@ def test_errors_exit_two_with_a_message(kaon_cli: Kaon, runs: tuple[str, str]) -
     assert code == 2 and "matches several runs" in err
     code, _, err = kaon_cli("lineage", "ffff0000")
     assert code == 2 and "no recorded artifact" in err
-    code, _, err = kaon_cli("get", runs[0], "load", "--output", "nope")
+    code, _, err = kaon_cli("get", runs[0], "load", "--name", "nope")
     assert code == 2 and "has no output 'nope'" in err
     code, _, err = kaon_cli("get", runs[0])
     assert code == 2 and "not an artifact hash" in err
@@ -222,6 +226,16 @@ def test_plot_writes_a_png(kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path
     assert code == 0 and "score by item" in out
     code, _, err = kaon_cli("plot", runs[0], "-m", "nope", "-o", str(target))
     assert code == 2 and "no metric 'nope'" in err
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(
+    kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in an install without `ml`
+    code, out, err = kaon_cli("plot", runs[0], "-m", "score", "-o", str(tmp_path / "s.png"))
+    assert code == 2 and out == ""
+    assert "kaon plot needs matplotlib, which is not installed: pip install 'kaon[ml]'" in err
+    assert "Traceback" not in err and not (tmp_path / "s.png").exists()
 
 
 def test_gc_dry_run_then_delete(kaon_cli: Kaon, runs: tuple[str, str], tmp_path: Path) -> None:

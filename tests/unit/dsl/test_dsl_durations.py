@@ -1,11 +1,13 @@
 """Durations: the forms people write, the errors they get, and exact round trips."""
 
 import math
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import kaon
 from kaon.dsl.durations import format_duration, parse_duration
 from kaon.errors import DefinitionError, Location
 
@@ -67,3 +69,26 @@ def test_whole_milliseconds_round_trip(millis: int) -> None:
 @given(st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False))
 def test_any_seconds_round_trip(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
+
+
+@kaon.step(timeout=timedelta(minutes=2))
+def slow() -> int:
+    return 1
+
+
+def test_a_timedelta_is_a_duration() -> None:
+    assert parse_duration(timedelta(minutes=1, milliseconds=500)) == 60.5
+    with pytest.raises(DefinitionError, match=">= 0"):
+        parse_duration(timedelta(seconds=-1))
+
+    @kaon.workflow(timeout=timedelta(hours=1))
+    def flow() -> None:
+        slow.options(id="quick", timeout=timedelta(seconds=5))()
+        slow()
+
+    spec = flow.spec
+    assert spec.timeout_s == 3600
+    timeouts = {s.id: s.timeout_s for s in spec.graph.steps}
+    assert timeouts == {"quick": 5, "slow": 120}
+    retry = kaon.Retry(max_attempts=2, delay=timedelta(seconds=3), max_delay=timedelta(minutes=1))
+    assert (retry.delay_s, retry.max_delay_s) == (3, 60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,82 @@ def test_prune_removes_only_old_work_folders(tmp_path: Path) -> None:
     os.utime(old, (0, 0))
     _prune(str(tmp_path), keep_s=60)
     assert not old.exists() and new.exists()
+
+
+_KILLED_WORKER = """
+import sys
+from kaon.steptypes.context import StepContext
+from kaon.steptypes.notebook import NotebookStepType
+
+ctx = StepContext(("run-1", 1, 1), "report", "wf", {}, lambda event: None)
+NotebookStepType().run(ctx, {"file": sys.argv[1]}, {})
+"""
+_SLEEPY = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["import time\n", "print('started', flush=True)\n", "time.sleep(60)"],
+        }
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_no_kernel_socket_in_the_workflows_folder(tmp_path: Path) -> None:
+    """A worker killed while its kernel runs cannot shut the kernel down: its sockets are
+    left behind, but in the step's work folder (pruned), not in the workflow's folder."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    work_root = Path(tempfile.gettempdir())
+    folder = tmp_path / "flow"
+    folder.mkdir()
+    (folder / "sleepy.ipynb").write_text(json.dumps(_SLEEPY))
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WORKER, str(folder / "sleepy.ipynb")],
+        cwd=folder,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # until the kernel's sockets exist, wherever
+            sockets = list(work_root.glob(f"kaon-notebooks-{worker.pid}-*/step-*/ipc/*"))
+            if sockets or list(folder.glob("kernel-ipc-*")):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the kernel did not start")
+        time.sleep(1)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        for left in work_root.glob(f"kaon-notebooks-{worker.pid}-*"):  # its atexit never ran
+            shutil.rmtree(left, ignore_errors=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["sleepy.ipynb"]
+    assert sockets and all(p.name.startswith("kernel-") for p in sockets)
+
+
+@pytest.mark.slow
+def test_the_kernel_leaves_nothing_in_the_notebooks_folder(tmp_path: Path) -> None:
+    """The kernel's IPC sockets live in a temporary folder of their own, removed after the
+    step: the workflow's folder (the kernel's working directory) stays as it was."""
+    folder = tmp_path / "flow"
+    folder.mkdir()
+    (folder / "analysis.ipynb").write_text((DATA / "analysis.ipynb").read_text())
+    before = sorted(p.name for p in folder.iterdir())
+    harness = Harness()
+    outputs = harness.run(
+        {"users": USERS, "n": 3, "region": "emea"}, file="analysis.ipynb", base_dir=str(folder)
+    )
+    assert outputs["n_adults"] == 2
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -1,0 +1,46 @@
+"""``/metrics`` beyond the store: HTTP latency by route template, process metrics, build info,
+and the operator's choice to serve it without a token."""
+
+from __future__ import annotations
+
+import platform
+import re
+from typing import Any
+
+import kaon
+from kaon.api.deps import METRICS_PUBLIC, Services
+
+
+def h(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_latency_by_route_template_process_metrics_and_build_info(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    for run_id in ("r-1", "r-2", "r-3"):
+        assert client.get(f"/runs/{run_id}", headers=h(tokens["viewer"])).status_code == 404
+    client.get("/healthz")
+    text = client.get("/metrics", headers=h(tokens["viewer"])).text
+    # three requests, one series: labelled with the route's template, not its raw path
+    assert (
+        'kaon_api_request_duration_seconds_count{method="GET",route="/runs/{run_id}"} 3.0' in text
+    )
+    assert 'kaon_api_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz"}' in (
+        text
+    )
+    assert "r-1" not in text
+    build = f'kaon_build_info{{python="{platform.python_version()}",version="{kaon.__version__}"}}'
+    assert f"{build} 1.0" in text
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "python_info"):
+        assert re.search(rf"^{name}\b", text, re.M), name
+
+
+def test_metrics_need_a_token_unless_the_operator_makes_them_public(
+    client: Any, services: Services
+) -> None:
+    assert client.get("/metrics").status_code == 401
+    services.extras[METRICS_PUBLIC] = True
+    public = client.get("/metrics")
+    assert public.status_code == 200 and "kaon_build_info" in public.text
+    assert client.get("/runs").status_code == 401  # only /metrics is opened

@@ -1,0 +1,137 @@
+"""Project configuration: found by walking up as git does, profiles, and each setting's source."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaon.errors import ConfigurationError
+from kaon.service.client import server_url
+from kaon.service.project import choose_profile, find_project, resolve
+from kaon.service.remote import RemoteService
+from kaon.service.settings import Settings
+
+KAON_TOML = """
+executor = "inline"
+workers = 3
+
+[profiles.prod]
+db = "postgresql+psycopg://kaon@db/kaon"
+artifacts = "s3://ml-artifacts/kaon"
+url = "https://kaon.example.com"
+token_env = "KAON_PROD_TOKEN"
+
+[profiles.scratch]
+home = "scratch-state"
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in (
+        "KAON_HOME", "KAON_DB", "KAON_ARTIFACTS", "KAON_EXECUTOR", "KAON_WORKERS",
+        "KAON_URL", "KAON_TOKEN", "KAON_PROFILE", "KAON_SANDBOX",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    yield
+    choose_profile(None)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "proj"
+    (root / "flows" / "deep").mkdir(parents=True)
+    (root / "kaon.toml").write_text(KAON_TOML)
+    monkeypatch.chdir(root / "flows" / "deep")
+    return root
+
+
+def test_found_by_walking_up_and_state_lives_at_the_root(project: Path) -> None:
+    found = find_project()
+    assert found is not None and found.root == project and found.file.name == "kaon.toml"
+    settings = Settings.from_env()
+    assert settings.home == project / ".kaon"
+    assert settings.store_url.endswith(f"{project}/.kaon/kaon.db")
+    assert (settings.executor, settings.workers) == ("inline", 3)
+
+
+def test_pyproject_tool_kaon_and_a_pyproject_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outer = tmp_path / "outer"
+    inner = outer / "inner"
+    inner.mkdir(parents=True)
+    (outer / "pyproject.toml").write_text('[tool.kaon]\nhome = "state"\n')
+    (inner / "pyproject.toml").write_text('[project]\nname = "x"\n')  # no [tool.kaon]: skipped
+    monkeypatch.chdir(inner)
+    assert Settings.from_env().home == outer / "state"
+    assert resolve()["home"].source == f"{outer / 'pyproject.toml'} [tool.kaon]"
+
+
+def test_outside_a_project_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert find_project() is None
+    assert Settings.from_env().home == Path(".kaon")
+
+
+def test_profiles_select_store_artifacts_server_and_token(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAON_PROD_TOKEN", "s3cret")
+    assert server_url() is None
+    choose_profile("prod")
+    settings = Settings.from_env()
+    assert settings.db_url == "postgresql+psycopg://kaon@db/kaon"
+    assert settings.artifact_url == "s3://ml-artifacts/kaon"
+    assert settings.executor == "inline"  # the top level still applies
+    assert server_url() == "https://kaon.example.com"
+    remote = RemoteService("http://127.0.0.1:9")
+    assert remote.http.headers["Authorization"] == "Bearer s3cret"
+    remote.http.close()
+    sources = {name: r.source for name, r in resolve().items()}
+    assert sources["db"].endswith("kaon.toml [profiles.prod]")
+    assert sources["token"].endswith("token_env=KAON_PROD_TOKEN")
+    choose_profile(None)
+    monkeypatch.setenv("KAON_PROFILE", "scratch")
+    assert Settings.from_env().home == project / "scratch-state"
+
+
+def test_options_beat_variables_beat_profiles(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    choose_profile("prod")
+    monkeypatch.setenv("KAON_DB", "sqlite:///env.db")
+    assert Settings.from_env().db_url == "sqlite:///env.db"
+    assert Settings.from_env(db_url="sqlite:///opt.db").db_url == "sqlite:///opt.db"
+    assert resolve({"db": "sqlite:///opt.db"})["db"].source == "--db"
+    assert resolve()["db"].source == "KAON_DB"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("executor = 'ray'\n", "unknown executor 'ray'"),
+        ("colour = 'red'\n", "unknown key 'colour'"),
+        ("workers = 'many'\n", "workers must be a int"),
+        ("[profiles.x]\ndb = 3\n", "[profiles.x] db must be a str"),
+        ("this is not toml", "cannot read the project configuration"),
+    ],
+)
+def test_a_bad_file_is_a_configuration_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    (tmp_path / "kaon.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"kaon\.toml") as info:
+        Settings.from_env()
+    assert message in str(info.value)
+
+
+def test_an_unknown_profile_is_an_error(project: Path) -> None:
+    choose_profile("staging")
+    with pytest.raises(ConfigurationError, match="--profile: unknown profile 'staging'"):
+        Settings.from_env()
