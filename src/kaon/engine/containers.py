@@ -190,7 +190,7 @@ class ContainerSteps(RunCore):
         self.waiting.append(node)
         if node.timeout_s is not None:
             started = node.started_at or self.ctx.clock()
-            self.ctx.add_timer(started + node.timeout_s, "wait_timeout", self.id, node)
+            self._arm(node, "wait_timeout", started + node.timeout_s)
 
     def _start_sub(self, node: Node, spec: SubworkflowSpec) -> None:
         sub = spec.spec
@@ -318,4 +318,4 @@ class ContainerSteps(RunCore):
                 self._set(node, _S.QUEUED, platform_attempts=node.platform_attempts)
             self._enqueue(node)
         elif node.status is _S.RETRYING:
-            self.ctx.add_timer(row.next_attempt_at or now, "retry", self.id, node)
+            self._arm(node, "retry", row.next_attempt_at or now)

@@ -49,6 +49,7 @@ from kaon.store.base import (
 
 DEFAULT_WINDOW = 1024  # foreach items expanded at once when no concurrency limit is set
 _S = StepStatus
+_TIMED = frozenset({_S.RETRYING, _S.WAITING})  # statuses a node waits in on a timer
 
 
 class RunCore(ABC):
@@ -69,6 +70,7 @@ class RunCore(ABC):
         self.draining = False
         self.finished = False
         self.waiting: list[Node] = []  # wait steps, woken by signals
+        self.timed: dict[int, Node] = {}  # retrying or waiting nodes with a timer, by row
         self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
         self._step_events: dict[str, EventRecord] = {}
         self.signal_cursor: int | None = None  # set when a wait step first polls
@@ -89,6 +91,8 @@ class RunCore(ABC):
     ) -> None:
         """Move a node to ``status``: its row (created on first change) and a step event."""
         check_step_transition(node.status, status, node.path)
+        if node.status in _TIMED and status is not node.status:
+            self._disarm(node)
         node.status = status
         batch = self.ctx.batch
         if node.row_id is None:
@@ -109,6 +113,20 @@ class RunCore(ABC):
         else:
             batch.update_step_run(self.id, node.row_id, status=status, **changes)
         self._step_event(node.path, status, node.row_id, note)
+
+    def _arm(self, node: Node, kind: str, at: float) -> None:
+        """Wake the engine at ``at`` for a retrying or waiting node (``retry`` or
+        ``wait_timeout``): the timer names the node's row, and the node is kept in
+        :attr:`timed` only until the timer fires or the node moves on."""
+        assert node.row_id is not None
+        self.timed[node.row_id] = node
+        self.ctx.timers.add(at, kind, self.id, node.row_id)
+
+    def _disarm(self, node: Node) -> None:
+        """Drop a node's retry or wait timer (it left RETRYING or WAITING)."""
+        if node.row_id is not None and self.timed.pop(node.row_id, None) is not None:
+            kind = "retry" if node.status is _S.RETRYING else "wait_timeout"
+            self.ctx.timers.cancel(kind, self.id, node.row_id)
 
     def _step_event(
         self,
@@ -302,6 +320,8 @@ class RunCore(ABC):
     def _finish(self, status: RunStatus, error: str | None) -> None:
         self.finished = True
         self.status = status
+        self.ctx.timers.cancel_run(self.id)
+        self.timed.clear()
         now = self.ctx.clock()
         self.ctx.batch.update_run(self.id, status=status, ended_at=now, error=error)
         self._event("run", {"status": status.value, "error": error})

@@ -67,7 +67,7 @@ class RunState(ContainerSteps, CachingSteps):
         self._seed(self.root)
         if self.spec.timeout_s is not None:
             started = self.record.started_at or now
-            self.ctx.add_timer(started + self.spec.timeout_s, "run_timeout", self.id)
+            self.ctx.timers.add(started + self.spec.timeout_s, "run_timeout", self.id)
 
     def process(self) -> None:
         """Run the readiness worklist and frame completions until nothing is left."""
@@ -100,10 +100,9 @@ class RunState(ContainerSteps, CachingSteps):
 
     def attempt_succeeded(self, key: AttemptKey, at: float, outputs: dict[str, ValueRef]) -> None:
         """An attempt finished: record its outputs and move on."""
-        node = self.inflight.pop(key, None)
+        node = self._attempt_over(key)
         if node is None:
             return
-        node.running = None
         self.ctx.batch.update_attempt(key, status="succeeded", ended_at=at)
         node.outputs = outputs
         encoded = encode_outputs(outputs)
@@ -141,10 +140,9 @@ class RunState(ContainerSteps, CachingSteps):
         """An attempt failed: retry it by policy, or fail the step. ``kept`` are outputs the
         failed attempt stored (a partial notebook): recorded with lineage and on the failed
         step run, never passed downstream."""
-        node = self.inflight.pop(key, None)
+        node = self._attempt_over(key)
         if node is None:
             return
-        node.running = None
         kept_outputs: dict[str, Any] = {}
         if kept:
             self._record_lineage(node, key[2], dict(kept), at)
@@ -170,31 +168,47 @@ class RunState(ContainerSteps, CachingSteps):
         elif delay > 0:
             retry_at = self.ctx.clock() + delay
             self._set(node, _S.RETRYING, error=error_data, next_attempt_at=retry_at, **counts)
-            self.ctx.add_timer(retry_at, "retry", self.id, node)
+            self._arm(node, "retry", retry_at)
         else:
             self._set(node, _S.QUEUED, error=error_data, **counts)
             self._enqueue(node)
 
+    def _attempt_over(self, key: AttemptKey) -> Node | None:
+        """Forget an attempt in flight and its timeout; returns its node (None if unknown)."""
+        node = self.inflight.pop(key, None)
+        if node is not None:
+            node.running = None
+            self.ctx.timers.cancel("timeout", self.id, key=key)
+        return node
+
     def timer_fired(self, timer: Timer) -> None:
-        """Handle a due timer of this run."""
-        node = timer.node
+        """Handle a due timer of this run: the node is found by its row or its attempt."""
         if self.finished:
             return
         if timer.kind == "run_timeout":
             self.abort(RunStatus.FAILED, f"run timed out after {self.spec.timeout_s:g}s")
-        elif timer.kind == "retry" and node is not None and node.status is _S.RETRYING:
+            return
+        if timer.kind == "timeout" and timer.key is not None:
+            node = self.inflight.get(timer.key)
+            if node is not None:
+                self._time_out(node, timer.key)
+            return
+        node = self.timed.pop(timer.row_id, None) if timer.row_id is not None else None
+        if node is None:
+            return
+        if timer.kind == "retry" and node.status is _S.RETRYING:
             self._enqueue(node)
-        elif timer.kind == "wait_timeout" and node is not None and node.status is _S.WAITING:
+        elif timer.kind == "wait_timeout" and node.status is _S.WAITING:
             self.waiting.remove(node)
             limit = node.timeout_s or 0.0
             error = ErrorInfo("Timeout", f"no matching signal within {limit:g}s", timeout=True)
             self._fail(node, error)
-        elif timer.kind == "timeout" and node is not None and node.running == timer.key:
-            assert timer.key is not None
-            self.ctx.outbox.cancel.append(timer.key)
-            limit = node.timeout_s or 0.0
-            error = ErrorInfo("Timeout", f"attempt exceeded its {limit:g}s timeout", timeout=True)
-            self.attempt_failed(timer.key, self.ctx.clock(), error)
+
+    def _time_out(self, node: Node, key: AttemptKey) -> None:
+        self.ctx.outbox.cancel.append(key)
+        limit = node.timeout_s or 0.0
+        error = ErrorInfo("Timeout", f"attempt exceeded its {limit:g}s timeout", timeout=True)
+        self.attempt_failed(key, self.ctx.clock(), error)
 
     def deliver_signals(self, signals: list[SignalRecord]) -> None:
         """Wake the wait steps that a newly received signal matches."""
@@ -343,7 +357,7 @@ class RunState(ContainerSteps, CachingSteps):
         self.inflight[key] = node
         timeout = node.timeout_s
         if timeout is not None:
-            self.ctx.add_timer(now + timeout, "timeout", self.id, node, key)
+            self.ctx.timers.add(now + timeout, "timeout", self.id, key=key)
         item, index, iteration = frame_facts(node.frame)
         return TaskRequest(
             key=key,
@@ -363,10 +377,10 @@ class RunState(ContainerSteps, CachingSteps):
     def _drop_attempt(self, node: Node, now: float) -> None:
         if node.running is not None:
             key = node.running
-            self.inflight.pop(key, None)
+            self._attempt_over(key)
+            node.running = None
             self.ctx.outbox.cancel.append(key)
             self.ctx.batch.update_attempt(key, status="cancelled", ended_at=now)
-            node.running = None
 
     def _cancel_node(self, node: Node, reason: str, now: float) -> None:
         self._drop_attempt(node, now)
