@@ -19,10 +19,17 @@ whose content does not match its hash.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kaon.model.values import RETURN, ArtifactRef
+from kaon.model.cache_policy import CachePolicy
+from kaon.model.specs import WorkflowSpec
+from kaon.model.status import RunStatus
+from kaon.model.values import RETURN, ArtifactRef, ValueRef
+from kaon.service.background import BackgroundRun
 from kaon.service.experiment_views import (
     CompareView,
     ExplainView,
@@ -31,11 +38,13 @@ from kaon.service.experiment_views import (
     PlotView,
     RunArtifactsView,
 )
-from kaon.service.local import LocalService
+from kaon.service.local import LocalService, PausedStep
 from kaon.service.settings import Settings
-from kaon.service.views import RunView, StepRunView
+from kaon.service.views import LogView, RunView, StepRunView
 
-__all__ = ["ArtifactHandle", "Client", "RunHandle"]
+__all__ = ["ArtifactHandle", "Client", "RunHandle", "start"]
+
+_NO_VALUE: Any = object()  # skip() without a value
 
 
 class Client:
@@ -47,10 +56,18 @@ class Client:
     """
 
     def __init__(
-        self, home: str | Path | None = None, db: str | None = None, artifacts: str | None = None
+        self,
+        home: str | Path | None = None,
+        db: str | None = None,
+        artifacts: str | None = None,
+        *,
+        executor: str | None = None,
     ) -> None:
         settings = Settings.from_env(
-            home=str(home) if home is not None else None, db_url=db, artifact_url=artifacts
+            home=str(home) if home is not None else None,
+            db_url=db,
+            artifact_url=artifacts,
+            executor=executor,
         )
         self._service = LocalService(settings)
 
@@ -79,6 +96,30 @@ class Client:
         experiments = self._service.experiments
         return ArtifactHandle(self._service, experiments.resolve_artifact(hash_or_prefix))
 
+    def start(
+        self,
+        workflow: Any,
+        *,
+        no_cache: bool = False,
+        force: Sequence[str] = (),
+        breakpoints: Sequence[str] = (),
+        **params: Any,
+    ) -> RunHandle:
+        """Start a run and return at once: an engine drives it in a background thread of this
+        process (the client's executor), in the client's store. See :func:`start`."""
+        service = self._service
+        if isinstance(workflow, str):
+            spec = service.validate(workflow)
+        elif isinstance(workflow, WorkflowSpec):
+            spec = workflow
+        else:
+            spec = workflow.spec
+        cache = CachePolicy(lookup=not no_cache, force=tuple(force))
+        created = service.create_run(spec, params, cache=cache, breakpoints=breakpoints)
+        handle = RunHandle(service, created.id)
+        handle._drive()
+        return handle
+
     def compare(self, *run_ids: str) -> CompareView:
         """Runs side by side: parameters, metrics, step statuses."""
         return self._service.experiments.compare(run_ids)
@@ -96,11 +137,13 @@ class Client:
 
 
 class RunHandle:
-    """One run: its status, parameters, steps, outputs and metrics (read when asked)."""
+    """One run: its status, parameters, steps, outputs and metrics (read when asked), and the
+    controls of a run: wait, kill, restart, skip, resume (see :func:`start`)."""
 
     def __init__(self, service: LocalService, run_id: str) -> None:
         self._service = service
         self.id = run_id
+        self._driver: BackgroundRun | None = None  # the engine this handle started, if any
 
     def __repr__(self) -> str:
         return f"<kaon run {self.id} {self.status}>"
@@ -171,6 +214,96 @@ class RunHandle:
         ]
         return pd.DataFrame(rows, columns=columns)
 
+    # -- steering --------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None, *, poll_s: float = 0.05) -> str:
+        """Block until the run finishes or pauses at a breakpoint; returns its status.
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds, and re-raises what stopped
+        the engine this handle started (a store outage, a bug) if it ended before the run.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = RunStatus(self.status)
+            if status.is_terminal or status is RunStatus.PAUSED:
+                return status.value
+            driver = self._driver
+            if driver is not None and not driver.alive and driver.error is not None:
+                raise driver.error
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} is still {status.value} after {timeout:g}s")
+            time.sleep(poll_s)
+
+    async def wait_async(self, timeout: float | None = None, *, poll_s: float = 0.05) -> str:
+        """:meth:`wait` for asyncio code: polls without blocking the event loop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self.wait(0.0, poll_s=poll_s)
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(poll_s)
+
+    def kill(self, *, step: str | None = None) -> str:
+        """Cancel the run (or one step of it); returns the run's status."""
+        view = self._service.kill(self.id, step=step)
+        if step is None and self._driver is not None:
+            self._driver.join(10.0)
+        return view.status
+
+    def skip(self, step: str, value: Any = _NO_VALUE) -> None:
+        """Skip the step at ``step``; downstream steps see ``value`` when given."""
+        has_output = value is not _NO_VALUE
+        output = value if has_output else None
+        self._service.skip(self.id, step, output=output, has_output=has_output)
+
+    def restart(self, from_step: str | None = None, *, force: bool = False) -> RunHandle:
+        """Run a finished run again (from ``from_step`` and what depends on it, else from its
+        failed steps) in a background engine; ``force`` re-executes without cache lookups."""
+        if self._driver is not None:
+            self._driver.join()
+        self._service.restart(self.id, from_step=from_step, force=force)
+        self._drive()
+        return self
+
+    def resume(self, *, step: str | None = None, params: Mapping[str, Any] | None = None) -> str:
+        """Go on: continue a run paused at breakpoints (only ``step`` when given, with changed
+        ``params`` when given), or drive a run whose engine stopped. Returns the status."""
+        status = RunStatus(self.status)
+        if status is RunStatus.PAUSED:
+            self._service.continue_run(self.id, step=step, params=params)
+        if not status.is_terminal and not self._service.engine_holds(self.id):
+            self._drive()
+        return self.status
+
+    def paused(self) -> list[PausedStep]:
+        """The steps held at breakpoints, with the inputs they would receive (paused before)
+        or the outputs they produced (paused after); load a value with :meth:`load`."""
+        return self._service.paused_steps(self.id)
+
+    def load(self, ref: ValueRef) -> Any:
+        """The value behind a reference (an input or output of :meth:`paused`)."""
+        return self._service.artifacts.get(ref)
+
+    def logs(self, step: str | None = None) -> list[LogView]:
+        """Log lines of one step (every attempt), or of every step of the run in order."""
+        if step is not None:
+            return self._service.logs(self.id, step)
+        lines: list[LogView] = []
+        for row in self.steps:
+            if row.kind == "task":
+                lines.extend(self._service.logs(self.id, row.path))
+        return sorted(lines, key=lambda line: line.at)
+
+    def stop(self) -> None:
+        """Stop the engine this handle started (the run stays resumable with :meth:`resume`)."""
+        if self._driver is not None:
+            self._driver.stop()
+
+    def _drive(self) -> None:
+        self._driver = BackgroundRun(self._service.settings, self.id).start()
+
 
 class ArtifactHandle:
     """One recorded blob: its lineage, its value, and a way to save it to a file."""
@@ -198,3 +331,31 @@ class ArtifactHandle:
     def lineage(self, depth: int = 3) -> LineageView:
         """Where it came from and what used it."""
         return self._service.experiments.lineage(self.hash, depth=depth)
+
+
+def start(
+    workflow: Any,
+    *,
+    executor: str = "inline",
+    home: str | Path | None = None,
+    db: str | None = None,
+    no_cache: bool = False,
+    force: Sequence[str] = (),
+    breakpoints: Sequence[str] = (),
+    **params: Any,
+) -> RunHandle:
+    """Start a run of ``workflow`` and return its :class:`RunHandle` at once.
+
+    ``workflow`` is a ``@kaon.workflow`` object, a :class:`~kaon.model.specs.WorkflowSpec` or
+    a ``FILE[:WORKFLOW]`` string. An engine drives the run in a background thread of this
+    process, in the same store as ``kaon run`` (``home``/``db``, default ``KAON_HOME``);
+    ``no_cache``/``force`` are ``kaon run --no-cache``/``--force``, ``breakpoints`` is
+    ``kaon run --break`` (``STEP`` or ``STEP:after``). Raises DefinitionError or
+    ParameterError before anything runs::
+
+        handle = kaon.start(hello, n=5)
+        handle.wait(timeout=60)        # "succeeded", "failed", "cancelled" or "paused"
+        handle.output("total")
+    """
+    client = Client(home, db, executor=executor)
+    return client.start(workflow, no_cache=no_cache, force=force, breakpoints=breakpoints, **params)

@@ -279,6 +279,14 @@ def run(
             help="Execute this step (an id or a path) without a cache lookup; repeatable.",
         ),
     ] = None,
+    breaks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--break",
+            help="Pause before this step (STEP, or STEP:after to pause after it); repeatable. "
+            "Go on with `kaon continue RUN`.",
+        ),
+    ] = None,
 ) -> None:
     """Validate and run a workflow. Prints the run id first; exits 0 when it succeeds."""
     from kaon.model.cache_policy import CachePolicy
@@ -291,7 +299,14 @@ def run(
         spec = service.validate(target)
         given = parse_assignments(param or [])
         cache = CachePolicy(lookup=not no_cache, force=tuple(force or ()))
-        created = service.create_run(spec, given, from_strings=True, source=target, cache=cache)
+        created = service.create_run(
+            spec,
+            given,
+            from_strings=True,
+            source=target,
+            cache=cache,
+            breakpoints=tuple(breaks or ()),
+        )
         sys.stdout.write(created.id + "\n")
         sys.stdout.flush()
         _drive(service, created.id, spec.name, as_json)
@@ -317,6 +332,42 @@ def resume(
             err.print(f"run {full} already {view.status}; nothing to resume")
             _report(service, full, RunStatus(view.status), as_json)
         _drive(service, full, view.workflow, as_json)
+
+
+@app.command(name="continue")
+def continue_(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    step: Annotated[
+        str | None,
+        typer.Option("--step", help="Release only this paused step (a path); default: all."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Change a parameter first: key=value."),
+    ] = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    executor: ExecOpt = None,
+    workers: WorkersOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Go on with a run paused at breakpoints. When no engine drives it any more (its
+    `kaon run` was stopped or killed), drive it here, as `kaon resume` does."""
+    from kaon.model.params import parse_assignments
+    from kaon.service.local import LocalService
+
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+        full = service.resolve_run_id(run_id)
+        given = parse_assignments(param or [])
+        view = service.continue_run(full, step=step, params=given, from_strings=True)
+        if isinstance(service, LocalService) and not service.engine_holds(full):
+            _drive(service, full, view.workflow, as_json)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            err.print(f"run {full}: continued")
 
 
 @app.command()

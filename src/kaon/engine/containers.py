@@ -292,9 +292,14 @@ class ContainerSteps(RunCore):
         if not isinstance(node.spec, TaskSpec):
             if node.status in (_S.RUNNING, _S.WAITING):
                 self._launch(node)
+            elif node.status is _S.PAUSED:
+                self._hold(node)  # still held at its breakpoint
             return
         attempts = self.ctx.store.attempts(self.id, row.id)
         node.next_number = max((a.number for a in attempts), default=0) + 1
+        if node.status is _S.PAUSED:
+            self._hold(node)
+            return
         now = self.ctx.clock()
         for attempt in attempts:
             if attempt.status == "running":

@@ -71,6 +71,7 @@ class RunCore(ABC):
         self.finished = False
         self.waiting: list[Node] = []  # wait steps, woken by signals
         self.timed: dict[int, Node] = {}  # retrying or waiting nodes with a timer, by row
+        self.paused: dict[str, Node] = {}  # nodes held at a breakpoint, by path
         self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
         self._step_events: dict[str, EventRecord] = {}
         self.signal_cursor: int | None = None  # set when a wait step first polls
@@ -93,6 +94,7 @@ class RunCore(ABC):
         check_step_transition(node.status, status, node.path)
         if node.status in _TIMED and status is not node.status:
             self._disarm(node)
+        was_paused = node.status is _S.PAUSED and status is not _S.PAUSED
         node.status = status
         batch = self.ctx.batch
         if node.row_id is None:
@@ -113,6 +115,8 @@ class RunCore(ABC):
         else:
             batch.update_step_run(self.id, node.row_id, status=status, **changes)
         self._step_event(node.path, status, node.row_id, note)
+        if was_paused:
+            self._released(node)
 
     def _arm(self, node: Node, kind: str, at: float) -> None:
         """Wake the engine at ``at`` for a retrying or waiting node (``retry`` or
@@ -223,6 +227,8 @@ class RunCore(ABC):
             except KaonError as exc:
                 self._fail(node, error_info(exc))
                 return
+        if self._holds_before(node):
+            return
         self._launch(node)
 
     def _enqueue(self, node: Node) -> None:
@@ -331,6 +337,18 @@ class RunCore(ABC):
     @abstractmethod
     def abort(self, status: RunStatus, reason: str) -> None:
         """Stop everything and finish the run (see :class:`~kaon.engine.runstate.RunState`)."""
+
+    @abstractmethod
+    def _holds_before(self, node: Node) -> bool:
+        """Hold a ready node at a breakpoint (:mod:`kaon.engine.breakpoints`)."""
+
+    @abstractmethod
+    def _hold(self, node: Node) -> None:
+        """Count a node restored as ``paused`` as held (:mod:`kaon.engine.breakpoints`)."""
+
+    @abstractmethod
+    def _released(self, node: Node) -> None:
+        """A held node left ``paused`` (:mod:`kaon.engine.breakpoints`)."""
 
     @abstractmethod
     def _launch(self, node: Node) -> None:

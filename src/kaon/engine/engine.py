@@ -669,6 +669,14 @@ class Engine:
                 state.abort(RunStatus.CANCELLED, f"killed by {by or 'a user'}")
             elif kind == "cancel":
                 state.cancel_step(str(payload.get("path", "")), by)
+            elif kind == "continue":
+                path = payload.get("path")
+                params = payload.get("params")
+                state.continue_steps(
+                    str(path) if path is not None else None,
+                    dict(params) if isinstance(params, dict) else None,
+                    by,
+                )
             elif kind == "skip":
                 path = str(payload.get("path", ""))
                 state.skip(path, payload.get("output"), has_output="output" in payload)

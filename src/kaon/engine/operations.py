@@ -190,7 +190,7 @@ def restart_run(
         raise InvalidActionError(
             f"run {run_id} is {record.status.value}; only a finished run can be restarted"
         )
-    spec = _spec(store, record)
+    spec = run_spec(store, record)
     rows = _RunRows(store.step_runs(run_id, all_levels=True))
     reset: set[int] = {
         row.id
@@ -273,7 +273,7 @@ def skip_step(
     record = store.get_run(run_id)
     if not record.status.is_terminal:
         raise InvalidActionError(f"run {run_id} is {record.status.value}: send a command instead")
-    spec = _spec(store, record)
+    spec = run_spec(store, record)
     parts = parse_path(path)
     try:
         row, existing = store.get_step_run(run_id, path), True
@@ -362,5 +362,6 @@ def send_command(
     store.write(batch)
 
 
-def _spec(store: StateStore, record: RunRecord) -> WorkflowSpec:
+def run_spec(store: StateStore, record: RunRecord) -> WorkflowSpec:
+    """The workflow spec a run was created from."""
     return workflow_from_dict(store.get_definition(record.definition_hash).spec)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kaon.engine.breakpoints import BreakpointSteps
 from kaon.engine.caching import CachingSteps
 from kaon.engine.containers import ContainerSteps, ForeachItemsError
 from kaon.engine.context import EngineContext, Outbox, Timer, error_dict, error_info
@@ -27,6 +28,7 @@ from kaon.engine.nodes import (
 )
 from kaon.errors import InvalidActionError, KaonError
 from kaon.executors.base import TaskRequest
+from kaon.model.breakpoints import BREAK_AFTER
 from kaon.model.events import LOG_OUTPUT, AttemptKey, ErrorInfo
 from kaon.model.specs import (
     TaskSpec,
@@ -52,18 +54,20 @@ __all__ = ["DEFAULT_WINDOW", "EngineContext", "ForeachItemsError", "Outbox", "Ru
 _S = StepStatus
 
 
-class RunState(ContainerSteps, CachingSteps):
+class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
     """The engine's working state for one run it holds the lease on: the public face (what the
     engine calls) over the core, container and caching layers."""
 
     def start(self) -> None:
         """Mark the run running, rebuild state from the store, and queue what is ready."""
         now = self.ctx.clock()
-        if self.status is not RunStatus.RUNNING:
+        if self.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
             self.status = RunStatus.RUNNING
             self.ctx.batch.update_run(self.id, status=RunStatus.RUNNING, started_at=now)
             self._event("run", {"status": RunStatus.RUNNING.value})
         self._restore_frame(self.root, self.ctx.store.step_runs(self.id))
+        if self.status is RunStatus.PAUSED and not self.paused:
+            self._run_status(RunStatus.RUNNING)  # nothing is held any more
         self._seed(self.root)
         if self.spec.timeout_s is not None:
             started = self.record.started_at or now
@@ -106,7 +110,12 @@ class RunState(ContainerSteps, CachingSteps):
         self.ctx.batch.update_attempt(key, status="succeeded", ended_at=at)
         node.outputs = outputs
         encoded = encode_outputs(outputs)
-        self._set(node, _S.SUCCEEDED, outputs=encoded, ended_at=at, error=None)
+        held = self._holds_after(node)
+        if held:
+            node.reason, note = BREAK_AFTER, {"breakpoint": "after"}
+            self._set(node, _S.PAUSED, note, outputs=encoded, ended_at=at, reason=BREAK_AFTER)
+        else:
+            self._set(node, _S.SUCCEEDED, outputs=encoded, ended_at=at, error=None)
         self._record_lineage(node, key[2], outputs, at)
         if node.cache is not None:
             self.ctx.batch.cache_entries.append(
@@ -122,7 +131,10 @@ class RunState(ContainerSteps, CachingSteps):
                     created_at=at,
                 )
             )
-        self._terminal(node)
+        if held:
+            self._hold(node)
+        else:
+            self._terminal(node)
 
     def attempt_log_stored(self, key: AttemptKey, at: float, ref: ValueRef) -> None:
         """A running attempt stored its whole log as an artifact: record it with lineage."""
@@ -244,6 +256,7 @@ class RunState(ContainerSteps, CachingSteps):
         """Stop everything: cancel attempts in flight and mark unfinished steps cancelled."""
         if self.finished:
             return
+        self.paused.clear()  # cancelled below: the run is not resumed in between
         now = self.ctx.clock()
         for frame in list(walk_frames(self.root)):
             for node in frame.nodes.values():
