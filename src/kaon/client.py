@@ -253,10 +253,12 @@ class RunHandle:
         return view.status
 
     def skip(self, step: str, value: Any = _NO_VALUE) -> None:
-        """Skip the step at ``step``; downstream steps see ``value`` when given."""
+        """Skip the step at ``step``; downstream steps see ``value`` when given. Returns once
+        the engine driving the run has taken the skip."""
         has_output = value is not _NO_VALUE
         output = value if has_output else None
-        self._service.skip(self.id, step, output=output, has_output=has_output)
+        if self._service.skip(self.id, step, output=output, has_output=has_output) == "command":
+            self._commands_taken()
 
     def restart(self, from_step: str | None = None, *, force: bool = False) -> RunHandle:
         """Run a finished run again (from ``from_step`` and what depends on it, else from its
@@ -269,13 +271,23 @@ class RunHandle:
 
     def resume(self, *, step: str | None = None, params: Mapping[str, Any] | None = None) -> str:
         """Go on: continue a run paused at breakpoints (only ``step`` when given, with changed
-        ``params`` when given), or drive a run whose engine stopped. Returns the status."""
+        ``params`` when given), or drive a run whose engine stopped. Returns the status once
+        the engine has taken the command (raises TimeoutError if none does within 30 s)."""
         status = RunStatus(self.status)
         if status is RunStatus.PAUSED:
             self._service.continue_run(self.id, step=step, params=params)
         if not status.is_terminal and not self._service.engine_holds(self.id):
             self._drive()
+        self._commands_taken()
         return self.status
+
+    def _commands_taken(self, timeout: float = 30.0) -> None:
+        """Wait until the engine driving the run has taken every command sent to it."""
+        deadline = time.monotonic() + timeout
+        while self._service.store.pending_commands_of([self.id]):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no engine took the commands sent to run {self.id}")
+            time.sleep(0.02)
 
     def paused(self) -> list[PausedStep]:
         """The steps held at breakpoints, with the inputs they would receive (paused before)

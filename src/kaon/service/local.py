@@ -236,9 +236,17 @@ class LocalService:
         return run_view(record)
 
     def engine_holds(self, run_id: str) -> bool:
-        """True when a live engine drives the run (commands reach it without a resume)."""
+        """True when a live engine drives the run (commands reach it without a resume).
+
+        The lease of an engine proven dead is released here (the proof is used up when
+        taken), so the next engine claims the run at once."""
         owner = self.store.get_run(run_id).owner
-        return bool(owner) and not owner_is_dead(owner)
+        if not owner:
+            return False
+        if owner_is_dead(owner):
+            self.store.release_lease(run_id, owner)
+            return False
+        return True
 
     def paused_steps(self, run_id: str) -> list[PausedStep]:
         """The steps of a run held at breakpoints: what each would receive (before) or
