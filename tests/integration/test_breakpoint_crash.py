@@ -71,6 +71,7 @@ def test_kill_minus_nine_while_paused_then_continue(tmp_path: Path) -> None:
     assert run_id, proc.stderr.read() if proc.stderr else ""
     # Held before each[2].square; start and the other items' two steps are done.
     _kill_when_paused(proc, home, run_id, "each[2].square", 1 + 2 * (N - 1))
+    assert proc.stderr is not None and "paused at each[2].square" in proc.stderr.read()
     # `kaon continue` finds no engine: it records the continue and drives the run, which
     # stops again before `total`; kill that engine too.
     again = _start(["continue", run_id, "-e", "process"], env)

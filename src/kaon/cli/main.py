@@ -229,6 +229,10 @@ def _drive(service: KaonService, run_id: str, workflow: str, as_json: bool) -> N
 
     def listener(events: list[EventRecord]) -> None:
         progress.feed(events)
+        for event in events:
+            if event.kind == "run" and event.data.get("status") == RunStatus.PAUSED.value:
+                held = ", ".join(event.data.get("paused") or ())
+                err.print(f"paused at {held}; go on with: kaon continue {run_id}")
 
     live = out.is_terminal and not as_json
     with _stoppable() as register:
