@@ -155,7 +155,7 @@ class RunHandle:
 
     @property
     def status(self) -> str:
-        """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        """``pending``, ``running``, ``paused``, ``succeeded``, ``failed`` or ``cancelled``."""
         return self.view.status
 
     @property
