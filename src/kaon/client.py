@@ -19,12 +19,12 @@ whose content does not match its hash.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kaon._waiting import WaitsForRun
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
@@ -43,6 +43,10 @@ from kaon.service.settings import Settings
 from kaon.service.views import LogView, RunView, StepRunView
 
 __all__ = ["ArtifactHandle", "Client", "RunHandle", "start"]
+
+if TYPE_CHECKING:  # the HTTP client is imported only for a remote start
+    from kaon.remote_run import RemoteRunHandle
+    from kaon.service.remote import RemoteService
 
 _NO_VALUE: Any = object()  # skip() without a value
 
@@ -136,7 +140,7 @@ class Client:
         return self._service.experiments.plot(run_ids, metric, by=by, step=step, output=output)
 
 
-class RunHandle:
+class RunHandle(WaitsForRun):
     """One run: its status, parameters, steps, outputs and metrics (read when asked), and the
     controls of a run: wait, kill, restart, skip, resume (see :func:`start`)."""
 
@@ -216,34 +220,10 @@ class RunHandle:
 
     # -- steering --------------------------------------------------------------------------
 
-    def wait(self, timeout: float | None = None, *, poll_s: float = 0.05) -> str:
-        """Block until the run finishes or pauses at a breakpoint; returns its status.
-
-        Raises :class:`TimeoutError` after ``timeout`` seconds, and re-raises what stopped
-        the engine this handle started (a store outage, a bug) if it ended before the run.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = RunStatus(self.status)
-            if status.is_terminal or status is RunStatus.PAUSED:
-                return status.value
-            driver = self._driver
-            if driver is not None and not driver.alive and driver.error is not None:
-                raise driver.error
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"run {self.id} is still {status.value} after {timeout:g}s")
-            time.sleep(poll_s)
-
-    async def wait_async(self, timeout: float | None = None, *, poll_s: float = 0.05) -> str:
-        """:meth:`wait` for asyncio code: polls without blocking the event loop."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                return self.wait(0.0, poll_s=poll_s)
-            except TimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(poll_s)
+    def _check_driver(self) -> None:
+        driver = self._driver
+        if driver is not None and not driver.alive and driver.error is not None:
+            raise driver.error
 
     def kill(self, *, step: str | None = None) -> str:
         """Cancel the run (or one step of it); returns the run's status."""
@@ -354,8 +334,10 @@ def start(
     no_cache: bool = False,
     force: Sequence[str] = (),
     breakpoints: Sequence[str] = (),
+    url: str | None = None,
+    token: str | None = None,
     **params: Any,
-) -> RunHandle:
+) -> RunHandle | RemoteRunHandle:
     """Start a run of ``workflow`` and return its :class:`RunHandle` at once.
 
     ``workflow`` is a ``@kaon.workflow`` object, a :class:`~kaon.model.specs.WorkflowSpec` or
@@ -368,6 +350,44 @@ def start(
         handle = kaon.start(hello, n=5)
         handle.wait(timeout=60)        # "succeeded", "failed", "cancelled" or "paused"
         handle.output("total")
+
+    With ``url`` (a Kaon server; ``token`` defaults to ``KAON_TOKEN``) the server's engine
+    drives the run and a :class:`~kaon.remote_run.RemoteRunHandle` is returned: a name (or
+    a Python workflow) starts its registered active version, a ``FILE`` is pushed first.
     """
+    if url is not None:
+        from kaon.service.remote import RemoteService
+
+        remote = RemoteService(url, token=token)
+        return _start_remote(remote, workflow, no_cache, force, breakpoints, params)
     client = Client(home, db, executor=executor)
     return client.start(workflow, no_cache=no_cache, force=force, breakpoints=breakpoints, **params)
+
+
+def _start_remote(
+    service: RemoteService,
+    workflow: Any,
+    no_cache: bool,
+    force: Sequence[str],
+    breakpoints: Sequence[str],
+    params: Mapping[str, Any],
+) -> RemoteRunHandle:
+    from kaon.remote_run import RemoteRunHandle
+
+    cache = CachePolicy(lookup=not no_cache, force=tuple(force))
+    if isinstance(workflow, str) and Path(workflow.split(":", 1)[0]).suffix in _FILES:
+        spec = service.validate(workflow)
+        view = service.create_run(
+            spec, params, source=workflow, cache=cache, breakpoints=breakpoints
+        )
+    else:
+        name = workflow if isinstance(workflow, str) else _spec_of(workflow).name
+        view = service.start_run(name, params, cache=cache, breakpoints=breakpoints)
+    return RemoteRunHandle(service, view.id)
+
+
+_FILES = (".py", ".yaml", ".yml")
+
+
+def _spec_of(workflow: Any) -> WorkflowSpec:
+    return workflow if isinstance(workflow, WorkflowSpec) else workflow.spec  # type: ignore[no-any-return]

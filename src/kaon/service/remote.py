@@ -321,6 +321,10 @@ class RemoteService:
         body = {"path": step, "params": dict(params or {}), "from_strings": from_strings}
         return RunView.model_validate(self._call("POST", f"/runs/{run_id}/continue", json=body))
 
+    def resume_run(self, run_id: str) -> RunView:
+        """Hand an active run whose engine died to the server's engine (409: finished)."""
+        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/resume"))
+
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0
     ) -> RunView:
