@@ -29,6 +29,7 @@ from kaon.model.specs import (
     WorkflowSpec,
 )
 from kaon.model.status import (
+    STEP_ACTIVE,
     STEP_SUCCESS,
     RunStatus,
     StepStatus,
@@ -334,7 +335,7 @@ def cancel_run(store: StateStore, run_id: str, *, by: str = "", reason: str = ""
     now = time.time()
     why = reason or f"killed by {by or 'a user'}"
     batch = WriteBatch()
-    active = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.RETRYING)
+    active = sorted(STEP_ACTIVE)  # waiting and paused steps too
     for row in store.step_runs(run_id, all_levels=True, statuses=active):
         batch.update_step_run(run_id, row.id, status=StepStatus.CANCELLED, reason=why, ended_at=now)
     for attempt in store.attempts(run_id):

@@ -180,6 +180,20 @@ def test_a_paused_run_stays_paused_across_engines(inline: Harness) -> None:
     assert inline.value(run_id, "c") == 11 and inline.count("b") == 1
 
 
+def test_kill_a_paused_run_no_engine_drives(inline: Harness) -> None:
+    run_id = _create(inline, _chain(inline), "b")
+    engine = inline.engine()
+    stopper = threading.Thread(
+        target=lambda: (_until(inline, run_id, RunStatus.PAUSED), engine.stop())
+    )
+    stopper.start()
+    assert inline.drive(run_id, engine=engine) is RunStatus.PAUSED
+    stopper.join()
+    operations.cancel_run(inline.store, run_id, by="ops")
+    assert inline.store.get_run(run_id).status is RunStatus.CANCELLED
+    assert inline.rows(run_id)["b"].status is StepStatus.CANCELLED
+
+
 def test_unknown_breakpoint_is_refused(inline: Harness) -> None:
     from kaon.errors import ParameterError
 
