@@ -584,6 +584,10 @@ from kaon.cli import trigger_cmds as _trigger_cmds  # noqa: E402
 
 _trigger_cmds.register(app)
 
+from kaon.cli import breakpoint_cmds as _breakpoint_cmds  # noqa: E402
+
+_breakpoint_cmds.register(app)
+
 
 # The documented schema of every --json output of the core commands: view model (in
 # kaon.service.views, imported when asked for), whether a list, the commands that print it.
