@@ -21,6 +21,7 @@ from kaon.engine.nodes import Node
 from kaon.errors import InvalidActionError, KaonError
 from kaon.model.breakpoints import (
     BREAK_AFTER,
+    BREAK_AFTER_CACHED,
     BREAK_BEFORE,
     BREAK_PASSED,
     Breakpoints,
@@ -106,9 +107,10 @@ class BreakpointSteps(RunCore):
         nodes = [self.paused[path]] if path is not None else list(self.paused.values())
         self._event("action", {"action": "continue", "paths": [n.path for n in nodes], "by": by})
         for node in nodes:
-            if node.reason == BREAK_AFTER:
+            if node.reason in (BREAK_AFTER, BREAK_AFTER_CACHED):
+                status = _S.CACHED if node.reason == BREAK_AFTER_CACHED else _S.SUCCEEDED
                 node.reason = ""
-                self._set(node, _S.SUCCEEDED, reason="")
+                self._set(node, status, reason="")
                 self._terminal(node)
             else:
                 node.reason = BREAK_PASSED

@@ -343,6 +343,10 @@ class RunCore(ABC):
         """Hold a ready node at a breakpoint (:mod:`kaon.engine.breakpoints`)."""
 
     @abstractmethod
+    def _holds_after(self, node: Node) -> bool:
+        """Whether a node that just succeeded is held (:mod:`kaon.engine.breakpoints`)."""
+
+    @abstractmethod
     def _hold(self, node: Node) -> None:
         """Count a node restored as ``paused`` as held (:mod:`kaon.engine.breakpoints`)."""
 

@@ -24,6 +24,7 @@ from kaon.model.specs import GraphSpec, StepSpec, WorkflowSpec
 BREAKPOINTS_LABEL = "kaon.breakpoints"
 BREAK_BEFORE = "breakpoint"  # the reason of a step paused before it starts
 BREAK_AFTER = "breakpoint (after)"  # the reason of a step paused after it succeeded
+BREAK_AFTER_CACHED = "breakpoint (after, cached)"  # ...after its outputs came from the cache
 BREAK_PASSED = "breakpoint passed"  # the reason of a pending step continued past its break
 
 Moment = Literal["before", "after"]
@@ -120,6 +121,7 @@ def breakpoint_moment(value: bool | str | None) -> str:
 __all__: Sequence[str] = [
     "BREAKPOINTS_LABEL",
     "BREAK_AFTER",
+    "BREAK_AFTER_CACHED",
     "BREAK_BEFORE",
     "BREAK_PASSED",
     "Breakpoint",

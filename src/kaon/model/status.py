@@ -98,7 +98,9 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     ),
     # Continued: back to pending (paused before) or succeeded (paused after); or skipped,
     # cancelled by a kill.
-    _S.PAUSED: frozenset({_S.PENDING, _S.SUCCEEDED, _S.SKIPPED, _S.CANCELLED, _S.FAILED}),
+    _S.PAUSED: frozenset(
+        {_S.PENDING, _S.SUCCEEDED, _S.CACHED, _S.SKIPPED, _S.CANCELLED, _S.FAILED}
+    ),
     _S.WAITING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.SKIPPED}),
     _S.QUEUED: frozenset({_S.RUNNING, _S.SKIPPED, _S.CANCELLED, _S.CACHED, _S.FAILED}),
     _S.RUNNING: frozenset(

@@ -26,7 +26,7 @@ from kaon.errors import (
     NotFoundError,
     StoreNotFoundError,
 )
-from kaon.model.breakpoints import BREAK_AFTER, check_breakpoints
+from kaon.model.breakpoints import BREAK_AFTER, BREAK_AFTER_CACHED, check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.expressions import configure_budget
 from kaon.model.params import bind_params
@@ -49,6 +49,9 @@ from kaon.store.base import StateStore, StepRunRecord
 if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.service.experiments import Experiments
     from kaon.service.run_reads import RunReads
+
+
+AFTER = (BREAK_AFTER, BREAK_AFTER_CACHED)  # reasons of steps held after they ran
 
 
 @dataclass(frozen=True)
@@ -266,9 +269,9 @@ class LocalService:
         return [
             PausedStep(
                 path=row.path,
-                moment="after" if row.reason == BREAK_AFTER else "before",
+                moment="after" if row.reason in AFTER else "before",
                 inputs=decode_outputs(inputs.get(row.path)),
-                outputs=decode_outputs(row.outputs) if row.reason == BREAK_AFTER else {},
+                outputs=decode_outputs(row.outputs) if row.reason in AFTER else {},
             )
             for row in held
         ]

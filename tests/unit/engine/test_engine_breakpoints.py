@@ -12,9 +12,21 @@ import pytest
 from conftest import E, Harness, flow, task
 
 from kaon.engine import operations
-from kaon.model.breakpoints import BREAK_AFTER, BREAK_BEFORE, check_breakpoints
+from kaon.model.breakpoints import (
+    BREAK_AFTER,
+    BREAK_AFTER_CACHED,
+    BREAK_BEFORE,
+    check_breakpoints,
+)
 from kaon.model.params import bind_params
-from kaon.model.specs import ForeachSpec, GraphSpec, ParamSpec, ParamType, WorkflowSpec
+from kaon.model.specs import (
+    ForeachSpec,
+    GraphSpec,
+    ParamSpec,
+    ParamType,
+    StepDefaults,
+    WorkflowSpec,
+)
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -90,6 +102,23 @@ def test_pause_after_a_step_holds_its_outputs(inline: Harness) -> None:
     assert result["status"] is RunStatus.SUCCEEDED
     assert inline.rows(run_id)["b"].status is StepStatus.SUCCEEDED
     assert inline.value(run_id, "c") == 11 and inline.count("b") == 1
+
+
+def test_pause_after_a_cache_hit(inline: Harness) -> None:
+    spec = _chain(inline)
+    spec = WorkflowSpec(name="flow", graph=spec.graph, defaults=StepDefaults(cache=True))
+    assert inline.drive(_create(inline, spec)) is RunStatus.SUCCEEDED
+    run_id = _create(inline, spec, "b:after")
+    with _driven(inline, run_id) as result:
+        _until(inline, run_id, RunStatus.PAUSED)
+        row = inline.rows(run_id)["b"]
+        assert (row.status, row.reason) == (StepStatus.PAUSED, BREAK_AFTER_CACHED)
+        assert row.cached_from is not None
+        _continue(inline, run_id)
+    assert result["status"] is RunStatus.SUCCEEDED
+    rows = inline.rows(run_id)
+    assert {p: r.status for p, r in rows.items()} == {p: StepStatus.CACHED for p in "abc"}
+    assert inline.count("b") == 1  # executed by the first run only
 
 
 def test_skip_a_paused_step_with_a_value(inline: Harness) -> None:
