@@ -38,10 +38,11 @@ from kaon.dsl.python import (
 )
 from kaon.errors import DefinitionError, KaonError
 from kaon.model.specs import Const, Expr, RetrySpec, WorkflowSpec
-from kaon.steptypes.context import StepContext
+from kaon.steptypes.context import RecordingContext, StepContext, test_context
 from kaon.steptypes.context import current_context as context
 
 if TYPE_CHECKING:
+    from kaon.client import RunHandle, start
     from kaon.dsl.loader import load_workflow, load_workflows
     from kaon.service.local import run
 
@@ -50,9 +51,11 @@ __all__ = [
     "DefinitionError",
     "Expr",
     "KaonError",
+    "RecordingContext",
     "Ref",
     "Retry",
     "RetrySpec",
+    "RunHandle",
     "Step",
     "StepContext",
     "Workflow",
@@ -71,9 +74,11 @@ __all__ = [
     "parse_duration",
     "run",
     "shell",
+    "start",
     "step",
     "subworkflow",
     "task",
+    "test_context",
     "wait_for_signal",
     "when",
     "workflow",
@@ -83,6 +88,8 @@ _LAZY = {
     "load_workflow": "kaon.dsl.loader",
     "load_workflows": "kaon.dsl.loader",
     "run": "kaon.service.local",
+    "start": "kaon.client",
+    "RunHandle": "kaon.client",
 }
 
 

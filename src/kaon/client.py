@@ -26,10 +26,18 @@ whose content does not match its hash.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kaon.model.values import RETURN, ArtifactRef
+from kaon._waiting import WaitsForRun
+from kaon.errors import InvalidActionError
+from kaon.model.cache_policy import CachePolicy
+from kaon.model.specs import WorkflowSpec
+from kaon.model.status import RunStatus
+from kaon.model.values import RETURN, ArtifactRef, ValueRef
+from kaon.service.background import BackgroundRun
 from kaon.service.client import KaonService, open_service
 from kaon.service.experiment_views import (
     CompareView,
@@ -39,10 +47,17 @@ from kaon.service.experiment_views import (
     PlotView,
     RunArtifactsView,
 )
+from kaon.service.local import LocalService, PausedStep
 from kaon.service.settings import Settings
-from kaon.service.views import RunView, StepRunView
+from kaon.service.views import LogView, RunView, StepRunView
 
-__all__ = ["ArtifactHandle", "Client", "RunHandle"]
+__all__ = ["ArtifactHandle", "Client", "RunHandle", "start"]
+
+if TYPE_CHECKING:  # the HTTP client is imported only for a remote start
+    from kaon.remote_run import RemoteRunHandle
+    from kaon.service.remote import RemoteService
+
+_NO_VALUE: Any = object()  # skip() without a value
 
 
 class Client:
@@ -63,9 +78,13 @@ class Client:
         *,
         url: str | None = None,
         token: str | None = None,
+        executor: str | None = None,
     ) -> None:
         settings = Settings.from_env(
-            home=str(home) if home is not None else None, db_url=db, artifact_url=artifacts
+            home=str(home) if home is not None else None,
+            db_url=db,
+            artifact_url=artifacts,
+            executor=executor,
         )
         self._service = open_service(url, settings, token=token)
 
@@ -94,6 +113,30 @@ class Client:
         experiments = self._service.experiments
         return ArtifactHandle(self._service, experiments.resolve_artifact(hash_or_prefix))
 
+    def start(
+        self,
+        workflow: Any,
+        *,
+        no_cache: bool = False,
+        force: Sequence[str] = (),
+        breakpoints: Sequence[str] = (),
+        **params: Any,
+    ) -> RunHandle:
+        """Start a run and return at once: an engine drives it in a background thread of this
+        process (the client's executor), in the client's store. See :func:`start`."""
+        service = self._service
+        if isinstance(workflow, str):
+            spec = service.validate(workflow)
+        elif isinstance(workflow, WorkflowSpec):
+            spec = workflow
+        else:
+            spec = workflow.spec
+        cache = CachePolicy(lookup=not no_cache, force=tuple(force))
+        created = service.create_run(spec, params, cache=cache, breakpoints=breakpoints)
+        handle = RunHandle(service, created.id)
+        handle._drive()
+        return handle
+
     def compare(self, *run_ids: str) -> CompareView:
         """Runs side by side: parameters, metrics, step statuses."""
         return self._service.experiments.compare(run_ids)
@@ -110,12 +153,14 @@ class Client:
         return self._service.experiments.plot(run_ids, metric, by=by, step=step, output=output)
 
 
-class RunHandle:
-    """One run: its status, parameters, steps, outputs and metrics (read when asked)."""
+class RunHandle(WaitsForRun):
+    """One run: its status, parameters, steps, outputs and metrics (read when asked), and the
+    controls of a run: wait, kill, restart, skip, resume (see :func:`start`)."""
 
     def __init__(self, service: KaonService, run_id: str) -> None:
         self._service = service
         self.id = run_id
+        self._driver: BackgroundRun | None = None  # the engine this handle started, if any
 
     def __repr__(self) -> str:
         return f"<kaon run {self.id} {self.status}>"
@@ -127,7 +172,7 @@ class RunHandle:
 
     @property
     def status(self) -> str:
-        """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        """``pending``, ``running``, ``paused``, ``succeeded``, ``failed`` or ``cancelled``."""
         return self.view.status
 
     @property
@@ -186,6 +231,93 @@ class RunHandle:
         ]
         return pd.DataFrame(rows, columns=columns)
 
+    # -- steering --------------------------------------------------------------------------
+
+    def _local(self) -> LocalService:
+        """The local service (steering a run on a server goes through
+        :class:`~kaon.remote_run.RemoteRunHandle`, from ``kaon.start(url=...)``)."""
+        if not isinstance(self._service, LocalService):
+            raise InvalidActionError(
+                "this handle reads a server; steer its runs with kaon.start(url=...) or the CLI"
+            )
+        return self._service
+
+    def _check_driver(self) -> None:
+        driver = self._driver
+        if driver is not None and not driver.alive and driver.error is not None:
+            raise driver.error
+
+    def kill(self, *, step: str | None = None) -> str:
+        """Cancel the run (or one step of it); returns the run's status."""
+        view = self._service.kill(self.id, step=step)
+        if step is None and self._driver is not None:
+            self._driver.join(10.0)
+        return view.status
+
+    def skip(self, step: str, value: Any = _NO_VALUE) -> None:
+        """Skip the step at ``step``; downstream steps see ``value`` when given. Returns once
+        the engine driving the run has taken the skip."""
+        has_output = value is not _NO_VALUE
+        output = value if has_output else None
+        if self._service.skip(self.id, step, output=output, has_output=has_output) == "command":
+            self._commands_taken()
+
+    def restart(self, from_step: str | None = None, *, force: bool = False) -> RunHandle:
+        """Run a finished run again (from ``from_step`` and what depends on it, else from its
+        failed steps) in a background engine; ``force`` re-executes without cache lookups."""
+        if self._driver is not None:
+            self._driver.join()
+        self._service.restart(self.id, from_step=from_step, force=force)
+        self._drive()
+        return self
+
+    def resume(self, *, step: str | None = None, params: Mapping[str, Any] | None = None) -> str:
+        """Go on: continue a run paused at breakpoints (only ``step`` when given, with changed
+        ``params`` when given), or drive a run whose engine stopped. Returns the status once
+        the engine has taken the command (raises TimeoutError if none does within 30 s)."""
+        status = RunStatus(self.status)
+        if status is RunStatus.PAUSED:
+            self._service.continue_run(self.id, step=step, params=params)
+        if not status.is_terminal and not self._local().engine_holds(self.id):
+            self._drive()
+        self._commands_taken()
+        return self.status
+
+    def _commands_taken(self, timeout: float = 30.0) -> None:
+        """Wait until the engine driving the run has taken every command sent to it."""
+        deadline = time.monotonic() + timeout
+        while self._local().store.pending_commands_of([self.id]):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no engine took the commands sent to run {self.id}")
+            time.sleep(0.02)
+
+    def paused(self) -> list[PausedStep]:
+        """The steps held at breakpoints, with the inputs they would receive (paused before)
+        or the outputs they produced (paused after); load a value with :meth:`load`."""
+        return self._local().paused_steps(self.id)
+
+    def load(self, ref: ValueRef) -> Any:
+        """The value behind a reference (an input or output of :meth:`paused`)."""
+        return self._service.artifacts.get(ref)
+
+    def logs(self, step: str | None = None) -> list[LogView]:
+        """Log lines of one step (every attempt), or of every step of the run in order."""
+        if step is not None:
+            return self._service.logs(self.id, step)
+        lines: list[LogView] = []
+        for row in self.steps:
+            if row.kind == "task":
+                lines.extend(self._service.logs(self.id, row.path))
+        return sorted(lines, key=lambda line: line.at)
+
+    def stop(self) -> None:
+        """Stop the engine this handle started (the run stays resumable with :meth:`resume`)."""
+        if self._driver is not None:
+            self._driver.stop()
+
+    def _drive(self) -> None:
+        self._driver = BackgroundRun(self._local().settings, self.id).start()
+
 
 class ArtifactHandle:
     """One recorded blob: its lineage, its value, and a way to save it to a file."""
@@ -213,3 +345,71 @@ class ArtifactHandle:
     def lineage(self, depth: int = 3) -> LineageView:
         """Where it came from and what used it."""
         return self._service.experiments.lineage(self.hash, depth=depth)
+
+
+def start(
+    workflow: Any,
+    *,
+    executor: str = "inline",
+    home: str | Path | None = None,
+    db: str | None = None,
+    no_cache: bool = False,
+    force: Sequence[str] = (),
+    breakpoints: Sequence[str] = (),
+    url: str | None = None,
+    token: str | None = None,
+    **params: Any,
+) -> RunHandle | RemoteRunHandle:
+    """Start a run of ``workflow`` and return its :class:`RunHandle` at once.
+
+    ``workflow`` is a ``@kaon.workflow`` object, a :class:`~kaon.model.specs.WorkflowSpec` or
+    a ``FILE[:WORKFLOW]`` string. An engine drives the run in a background thread of this
+    process, in the same store as ``kaon run`` (``home``/``db``, default ``KAON_HOME``);
+    ``no_cache``/``force`` are ``kaon run --no-cache``/``--force``, ``breakpoints`` is
+    ``kaon run --break`` (``STEP`` or ``STEP:after``). Raises DefinitionError or
+    ParameterError before anything runs::
+
+        handle = kaon.start(hello, n=5)
+        handle.wait(timeout=60)        # "succeeded", "failed", "cancelled" or "paused"
+        handle.output("total")
+
+    With ``url`` (a Kaon server; ``token`` defaults to ``KAON_TOKEN``) the server's engine
+    drives the run and a :class:`~kaon.remote_run.RemoteRunHandle` is returned: a name (or
+    a Python workflow) starts its registered active version, a ``FILE`` is pushed first.
+    """
+    if url is not None:
+        from kaon.service.remote import RemoteService
+
+        remote = RemoteService(url, token=token)
+        return _start_remote(remote, workflow, no_cache, force, breakpoints, params)
+    client = Client(home, db, executor=executor)
+    return client.start(workflow, no_cache=no_cache, force=force, breakpoints=breakpoints, **params)
+
+
+def _start_remote(
+    service: RemoteService,
+    workflow: Any,
+    no_cache: bool,
+    force: Sequence[str],
+    breakpoints: Sequence[str],
+    params: Mapping[str, Any],
+) -> RemoteRunHandle:
+    from kaon.remote_run import RemoteRunHandle
+
+    cache = CachePolicy(lookup=not no_cache, force=tuple(force))
+    if isinstance(workflow, str) and Path(workflow.split(":", 1)[0]).suffix in _FILES:
+        spec = service.validate(workflow)
+        view = service.create_run(
+            spec, params, source=workflow, cache=cache, breakpoints=breakpoints
+        )
+    else:
+        name = workflow if isinstance(workflow, str) else _spec_of(workflow).name
+        view = service.start_run(name, params, cache=cache, breakpoints=breakpoints)
+    return RemoteRunHandle(service, view.id)
+
+
+_FILES = (".py", ".yaml", ".yml")
+
+
+def _spec_of(workflow: Any) -> WorkflowSpec:
+    return workflow if isinstance(workflow, WorkflowSpec) else workflow.spec  # type: ignore[no-any-return]

@@ -132,6 +132,19 @@ def test_a_run_with_an_expired_lease_is_claimable_again(store: StateStore) -> No
     assert [r.id for r in store.claimable_runs(limit=10)] == ["r1"]
 
 
+def test_a_paused_run_is_claimable_and_gets_its_commands(store: StateStore) -> None:
+    from kaon.store.base import CommandRecord
+
+    _runs(store, [("r1", "wf", 1.0), ("r2", "wf", 2.0)])
+    paused = WriteBatch()
+    paused.update_run("r1", status=RunStatus.PAUSED)
+    paused.commands.append(CommandRecord("r1", "continue", {}, time.time(), "me"))
+    store.write(paused)
+    assert [r.id for r in store.claimable_runs(limit=10)] == ["r1", "r2"]
+    pending = store.pending_commands_of(["r1", "r2"])
+    assert [c.kind for c in pending["r1"]] == ["continue"] and "r2" not in pending
+
+
 # -- the engine through a store outage ---------------------------------------------------------
 
 

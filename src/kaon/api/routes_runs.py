@@ -16,6 +16,7 @@ from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus
 from kaon.service.experiment_views import RunArtifactsView
 from kaon.service.registry_views import (
+    ContinueRequest,
     EventView,
     KillRequest,
     RestartRequest,
@@ -72,6 +73,7 @@ def start_run(
             labels=body.labels,
             run_id=str(reserved["run_id"]),
             cache=CachePolicy(lookup=not body.no_cache, force=tuple(body.force)),
+            breakpoints=tuple(body.breakpoints),
         )
         return view.model_dump(mode="json")
 
@@ -169,6 +171,28 @@ def skip_step(
     result = SkipResult(how=how, run=services.runs.get_run(full))
     _audit(services, principal, result.run, "skip", path=body.path, how=how)
     return result
+
+
+@router.post("/{run_id}/continue", response_model=RunView, summary="Continue a paused run")
+def continue_run(
+    run_id: str,
+    body: ContinueRequest,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> RunView:
+    """Release the steps a paused run holds at breakpoints (only ``path`` when given), with
+    ``params`` merged over the run's first; the engine holding the run applies it. 409 for
+    a run that is not paused."""
+    full = _authorize(services, principal, run_id)
+    view = services.runs.continue_run(
+        full,
+        step=body.path,
+        params=body.params or None,
+        from_strings=body.from_strings,
+        by=principal.name,
+    )
+    _audit(services, principal, view, "continue", path=body.path)
+    return view
 
 
 @router.post("/{run_id}/resume", response_model=RunView, summary="Resume a stopped run")

@@ -283,6 +283,10 @@ def _drive(
             for event in events:
                 _print_line(_event_json(event))
         (reporter or progress).feed(events)
+        for event in events:
+            if event.kind == "run" and event.data.get("status") == RunStatus.PAUSED.value:
+                held = ", ".join(event.data.get("paused") or ())
+                err.print(f"paused at {held}; go on with: kaon continue {run_id}")
 
     def read(after: int) -> list[tuple[int, str, str]]:
         window = service.log_window(run_id, after_id=after)
@@ -382,6 +386,15 @@ def run(
     quiet: QuietOpt = False,
     logs: LogsOpt = None,
     events: EventsOpt = False,
+    breaks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--break",
+            metavar="STEP[:after]",
+            help="Pause before this step (STEP, or STEP:after to pause after it); repeatable. "
+            "Go on with `kaon continue RUN`.",
+        ),
+    ] = None,
 ) -> None:
     """Validate and run a workflow. Prints the run id first (with --json: one document, the
     run's detail or the error); exits 0 when it succeeds."""
@@ -396,7 +409,14 @@ def run(
         spec = service.validate(target)
         given = parse_assignments(param or [])
         cache = CachePolicy(lookup=not no_cache, force=tuple(force or ()))
-        created = service.create_run(spec, given, from_strings=True, source=target, cache=cache)
+        created = service.create_run(
+            spec,
+            given,
+            from_strings=True,
+            source=target,
+            cache=cache,
+            breakpoints=tuple(breaks or ()),
+        )
         if not (as_json or events):  # --json: one document (with the id); --events: NDJSON
             sys.stdout.write(created.id + "\n")
             sys.stdout.flush()
@@ -458,6 +478,42 @@ def resume(
             err.print(f"run {full} already {view.status}; nothing to resume")
             _report(service, full, RunStatus(view.status), as_json, output)
         _drive(service, full, view.workflow, as_json, output)
+
+
+@app.command(name="continue")
+def continue_(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    step: Annotated[
+        str | None,
+        typer.Option("--step", help="Release only this paused step (a path); default: all."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Change a parameter first: key=value."),
+    ] = None,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    executor: ExecOpt = None,
+    workers: WorkersOpt = None,
+    artifacts: ArtifactsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Go on with a run paused at breakpoints. When no engine drives it any more (its
+    `kaon run` was stopped or killed), drive it here, as `kaon resume` does."""
+    from kaon.model.params import parse_assignments
+    from kaon.service.local import LocalService
+
+    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+        full = service.resolve_run_id(run_id)
+        given = parse_assignments(param or [])
+        view = service.continue_run(full, step=step, params=given, from_strings=True)
+        if isinstance(service, LocalService) and not service.engine_holds(full):
+            _drive(service, full, view.workflow, as_json)
+        if as_json:
+            _print_json(view.model_dump(mode="json"))
+        else:
+            err.print(f"run {full}: continued")
 
 
 @app.command()
@@ -715,6 +771,10 @@ _trigger_cmds.register(app)
 from kaon.cli import config_cmds as _config_cmds  # noqa: E402
 
 _config_cmds.register(app)
+
+from kaon.cli import breakpoint_cmds as _breakpoint_cmds  # noqa: E402
+
+_breakpoint_cmds.register(app)
 
 
 # The documented schema of every --json output of the core commands: view model (in

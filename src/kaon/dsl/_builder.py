@@ -27,7 +27,8 @@ from kaon.dsl._common import (
 )
 from kaon.dsl._refs import Ref, StepRef, Use
 from kaon.dsl.durations import parse_duration
-from kaon.errors import DefinitionError, Location, Problem
+from kaon.errors import DefinitionError, Location, ParameterError, Problem
+from kaon.model.breakpoints import breakpoint_moment
 from kaon.model.specs import (
     Const,
     Expr,
@@ -50,6 +51,7 @@ OPTION_NAMES = frozenset(
         "cache",
         "cache_version",
         "description",
+        "breakpoint",
     }
 )
 
@@ -324,6 +326,7 @@ def parse_options(
         "cache": ("cache", _parse_optional_bool),
         "cache_version": ("cache_version", _parse_str),
         "description": ("description", _parse_str),
+        "breakpoint": ("breakpoint", _parse_breakpoint),
     }
     for name, (target, parse) in parsers.items():
         if name not in options:
@@ -335,6 +338,13 @@ def parse_options(
     if "when" in options:
         fields["when"] = options["when"]
     return fields, problems
+
+
+def _parse_breakpoint(value: Any, location: Location) -> str:
+    try:
+        return breakpoint_moment(value)
+    except ParameterError as error:
+        raise DefinitionError(Problem(str(error), location)) from None
 
 
 def _parse_optional_bool(value: Any, location: Location) -> bool | None:

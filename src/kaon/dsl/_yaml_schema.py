@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -145,6 +145,7 @@ class StepModel(_Model):
     on_failure: FailureMode | None = None
     cache: StrictBool | None = None
     cache_version: StrictStr = ""
+    breakpoint: StrictBool | Literal["before", "after"] = False
 
     @field_validator("foreach")
     @classmethod

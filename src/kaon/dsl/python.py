@@ -328,6 +328,7 @@ def step(
     cache_version: str = "",
     trigger_rule: TriggerRuleName = "all_succeeded",
     description: str = "",
+    breakpoint: bool | Literal["after"] = False,
 ) -> Callable[[Callable[_P, _R]], Step[_P, _R]]: ...
 
 
@@ -336,7 +337,8 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     Options: ``id`` (default: the function name), ``retry`` (:func:`Retry` or a number of
     attempts), ``timeout`` (a duration), ``on_failure``, ``cache``, ``cache_version``,
-    ``trigger_rule``, ``description``. Raises :class:`DefinitionError` for a bad option.
+    ``trigger_rule``, ``description``, ``breakpoint`` (True or ``"after"``: every run pauses
+    there, see :mod:`kaon.model.breakpoints`). Raises :class:`DefinitionError` for a bad option.
     """
     if fn is not None:
         return Step(fn, {})

@@ -36,6 +36,7 @@ from kaon.dsl._yaml_schema import (
     error_messages,
 )
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
+from kaon.model.breakpoints import breakpoint_moment
 from kaon.model.expressions import parse_template
 from kaon.model.specs import (
     NO_DEFAULT,
@@ -320,6 +321,7 @@ class _WorkflowReader:
             "on_failure": model.on_failure,
             "cache": model.cache,
             "cache_version": model.cache_version,
+            "breakpoint": breakpoint_moment(model.breakpoint),
             "description": model.description,
             "location": self.doc.location(path),
         }

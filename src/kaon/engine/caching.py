@@ -11,6 +11,7 @@ from kaon.engine.nodes import (
     Node,
 )
 from kaon.errors import KaonError
+from kaon.model.breakpoints import BREAK_AFTER_CACHED
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import (
     TaskSpec,
@@ -118,17 +119,24 @@ class CachingSteps(RunCore):
             return False
         node.outputs = decode_outputs(entry.outputs)
         source = f"{entry.run_id}:{entry.path}"
+        held = self._holds_after(node)
+        if held:
+            node.reason = BREAK_AFTER_CACHED
         self._set(
             node,
-            _S.CACHED,
-            note={"cached_from": source},
+            _S.PAUSED if held else _S.CACHED,
+            note={"cached_from": source, **({"breakpoint": "after"} if held else {})},
             outputs=entry.outputs,
             cache_key=key.key,
             cached_from=source,
             started_at=now,
             ended_at=now,
+            **({"reason": BREAK_AFTER_CACHED} if held else {}),
         )
-        self._terminal(node)
+        if held:
+            self._hold(node)
+        else:
+            self._terminal(node)
         return True
 
     def _record_lineage(

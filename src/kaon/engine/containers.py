@@ -198,7 +198,7 @@ class ContainerSteps(RunCore):
         self.waiting.append(node)
         if node.timeout_s is not None:
             started = node.started_at or self.ctx.clock()
-            self.ctx.add_timer(started + node.timeout_s, "wait_timeout", self.id, node)
+            self._arm(node, "wait_timeout", started + node.timeout_s)
 
     def _start_sub(self, node: Node, spec: SubworkflowSpec) -> None:
         sub = spec.spec
@@ -300,9 +300,14 @@ class ContainerSteps(RunCore):
         if not isinstance(node.spec, TaskSpec):
             if node.status in (_S.RUNNING, _S.WAITING):
                 self._launch(node)
+            elif node.status is _S.PAUSED:
+                self._hold(node)  # still held at its breakpoint
             return
         attempts = self.ctx.store.attempts(self.id, row.id)
         node.next_number = max((a.number for a in attempts), default=0) + 1
+        if node.status is _S.PAUSED:
+            self._hold(node)
+            return
         now = self.ctx.clock()
         for attempt in attempts:
             if attempt.status == "running":
@@ -326,4 +331,4 @@ class ContainerSteps(RunCore):
                 self._set(node, _S.QUEUED, platform_attempts=node.platform_attempts)
             self._enqueue(node)
         elif node.status is _S.RETRYING:
-            self.ctx.add_timer(row.next_attempt_at or now, "retry", self.id, node)
+            self._arm(node, "retry", row.next_attempt_at or now)

@@ -49,6 +49,7 @@ from kaon.store.base import (
 
 DEFAULT_WINDOW = 1024  # foreach items expanded at once when no concurrency limit is set
 _S = StepStatus
+_TIMED = frozenset({_S.RETRYING, _S.WAITING})  # statuses a node waits in on a timer
 
 
 class RunCore(ABC):
@@ -69,6 +70,8 @@ class RunCore(ABC):
         self.draining = False
         self.finished = False
         self.waiting: list[Node] = []  # wait steps, woken by signals
+        self.timed: dict[int, Node] = {}  # retrying or waiting nodes with a timer, by row
+        self.paused: dict[str, Node] = {}  # nodes held at a breakpoint, by path
         self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
         self._step_events: dict[str, EventRecord] = {}
         self.signal_cursor: int | None = None  # set when a wait step first polls
@@ -89,6 +92,9 @@ class RunCore(ABC):
     ) -> None:
         """Move a node to ``status``: its row (created on first change) and a step event."""
         check_step_transition(node.status, status, node.path)
+        if node.status in _TIMED and status is not node.status:
+            self._disarm(node)
+        was_paused = node.status is _S.PAUSED and status is not _S.PAUSED
         node.status = status
         batch = self.ctx.batch
         if node.row_id is None:
@@ -109,6 +115,22 @@ class RunCore(ABC):
         else:
             batch.update_step_run(self.id, node.row_id, status=status, **changes)
         self._step_event(node.path, status, node.row_id, note)
+        if was_paused:
+            self._released(node)
+
+    def _arm(self, node: Node, kind: str, at: float) -> None:
+        """Wake the engine at ``at`` for a retrying or waiting node (``retry`` or
+        ``wait_timeout``): the timer names the node's row, and the node is kept in
+        :attr:`timed` only until the timer fires or the node moves on."""
+        assert node.row_id is not None
+        self.timed[node.row_id] = node
+        self.ctx.timers.add(at, kind, self.id, node.row_id)
+
+    def _disarm(self, node: Node) -> None:
+        """Drop a node's retry or wait timer (it left RETRYING or WAITING)."""
+        if node.row_id is not None and self.timed.pop(node.row_id, None) is not None:
+            kind = "retry" if node.status is _S.RETRYING else "wait_timeout"
+            self.ctx.timers.cancel(kind, self.id, node.row_id)
 
     def _step_event(
         self,
@@ -205,6 +227,8 @@ class RunCore(ABC):
             except KaonError as exc:
                 self._fail(node, error_info(exc))
                 return
+        if self._holds_before(node):
+            return
         self._launch(node)
 
     def _enqueue(self, node: Node) -> None:
@@ -302,6 +326,8 @@ class RunCore(ABC):
     def _finish(self, status: RunStatus, error: str | None) -> None:
         self.finished = True
         self.status = status
+        self.ctx.timers.cancel_run(self.id)
+        self.timed.clear()
         now = self.ctx.clock()
         self.ctx.batch.update_run(self.id, status=status, ended_at=now, error=error)
         self._event("run", {"status": status.value, "error": error})
@@ -311,6 +337,22 @@ class RunCore(ABC):
     @abstractmethod
     def abort(self, status: RunStatus, reason: str) -> None:
         """Stop everything and finish the run (see :class:`~kaon.engine.runstate.RunState`)."""
+
+    @abstractmethod
+    def _holds_before(self, node: Node) -> bool:
+        """Hold a ready node at a breakpoint (:mod:`kaon.engine.breakpoints`)."""
+
+    @abstractmethod
+    def _holds_after(self, node: Node) -> bool:
+        """Whether a node that just succeeded is held (:mod:`kaon.engine.breakpoints`)."""
+
+    @abstractmethod
+    def _hold(self, node: Node) -> None:
+        """Count a node restored as ``paused`` as held (:mod:`kaon.engine.breakpoints`)."""
+
+    @abstractmethod
+    def _released(self, node: Node) -> None:
+        """A held node left ``paused`` (:mod:`kaon.engine.breakpoints`)."""
 
     @abstractmethod
     def _launch(self, node: Node) -> None:

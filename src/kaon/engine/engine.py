@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import heapq
 import logging
 import queue
 import threading
@@ -422,6 +421,7 @@ class Engine:
         self._renewed.pop(run_id, None)
         self._touched.discard(run_id)
         self._busy.discard(run_id)
+        self.ctx.timers.cancel_run(run_id)
         self.ctx.batch.take_runs([run_id])
         outbox = self.ctx.outbox
         outbox.submit = [r for r in outbox.submit if r.key[0] != run_id]
@@ -471,9 +471,7 @@ class Engine:
         for event in events:
             self._isolated(event.key[0], functools.partial(self._apply, event))
         now = self.ctx.clock()
-        timers = self.ctx.timers
-        while timers and timers[0].at <= now:
-            timer = heapq.heappop(timers)
+        for timer in self.ctx.timers.due(now):
             state = self.runs.get(timer.run_id)
             if state is not None:
                 self._isolated(state.id, functools.partial(state.timer_fired, timer))
@@ -509,8 +507,9 @@ class Engine:
         wake = min(self._next_poll, now + self._next_renew - time.monotonic())
         if self._soft_since is not None:
             wake = min(wake, self._soft_since + SOFT_DELAY_S)
-        if self.ctx.timers:
-            wake = min(wake, self.ctx.timers[0].at)
+        next_timer = self.ctx.timers.next_at()
+        if next_timer is not None:
+            wake = min(wake, next_timer)
         return max(0.0, min(wake - now, 1.0))
 
     def _drain(self, timeout: float) -> list[ExecutorEvent]:
@@ -739,6 +738,14 @@ class Engine:
                 state.abort(RunStatus.CANCELLED, f"killed by {by or 'a user'}")
             elif kind == "cancel":
                 state.cancel_step(str(payload.get("path", "")), by)
+            elif kind == "continue":
+                path = payload.get("path")
+                params = payload.get("params")
+                state.continue_steps(
+                    str(path) if path is not None else None,
+                    dict(params) if isinstance(params, dict) else None,
+                    by,
+                )
             elif kind == "skip":
                 path = str(payload.get("path", ""))
                 state.skip(path, payload.get("output"), has_output="output" in payload)

@@ -29,6 +29,7 @@ from kaon.model.specs import (
     WorkflowSpec,
 )
 from kaon.model.status import (
+    STEP_ACTIVE,
     STEP_SUCCESS,
     RunStatus,
     StepStatus,
@@ -190,7 +191,7 @@ def restart_run(
         raise InvalidActionError(
             f"run {run_id} is {record.status.value}; only a finished run can be restarted"
         )
-    spec = _spec(store, record)
+    spec = run_spec(store, record)
     rows = _RunRows(store.step_runs(run_id, all_levels=True))
     reset: set[int] = {
         row.id
@@ -273,7 +274,7 @@ def skip_step(
     record = store.get_run(run_id)
     if not record.status.is_terminal:
         raise InvalidActionError(f"run {run_id} is {record.status.value}: send a command instead")
-    spec = _spec(store, record)
+    spec = run_spec(store, record)
     parts = parse_path(path)
     try:
         row, existing = store.get_step_run(run_id, path), True
@@ -334,7 +335,7 @@ def cancel_run(store: StateStore, run_id: str, *, by: str = "", reason: str = ""
     now = time.time()
     why = reason or f"killed by {by or 'a user'}"
     batch = WriteBatch()
-    active = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.RETRYING)
+    active = sorted(STEP_ACTIVE)  # waiting and paused steps too
     for row in store.step_runs(run_id, all_levels=True, statuses=active):
         batch.update_step_run(run_id, row.id, status=StepStatus.CANCELLED, reason=why, ended_at=now)
     for attempt in store.attempts(run_id):
@@ -362,5 +363,6 @@ def send_command(
     store.write(batch)
 
 
-def _spec(store: StateStore, record: RunRecord) -> WorkflowSpec:
+def run_spec(store: StateStore, record: RunRecord) -> WorkflowSpec:
+    """The workflow spec a run was created from."""
     return workflow_from_dict(store.get_definition(record.definition_hash).spec)

@@ -2,20 +2,22 @@
 
 A plain reference (``steps.prepare.train``, ``params.k``, ``item``) becomes a
 :class:`~kaon.model.values.ValueRef` without loading anything: the worker loads the blob
-itself. Anything else is a CEL expression evaluated here over materialized values.
+itself. Anything else is a CEL expression evaluated here over the values it reads: only
+the outputs it names (``steps.check.ok``) are loaded, never their neighbours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from kaon.artifacts.base import ArtifactStore
 from kaon.engine.nodes import Frame, Node
 from kaon.errors import ExpressionError, Location
+from kaon.model.expression_paths import Path
 from kaon.model.expressions import compile_expression, truthy
 from kaon.model.specs import Const, InputSpec
-from kaon.model.values import Literal, ValueRef, outputs_value, select
+from kaon.model.values import Literal, RefDict, ValueRef, outputs_value, select
 
 _NONE = Literal(None)
 
@@ -84,10 +86,27 @@ class Resolver:
                 raise ExpressionError(
                     f"expression {source!r} refers to step {step_id!r}, which is not visible here"
                 )
-            steps[step_id] = self._artifacts.get(node_value(node))
+            paths = compiled.step_paths.get(step_id) if compiled.step_paths else None
+            steps[step_id] = self._read(node_value(node), paths)
         variables: dict[str, Any] = {"params": frame.params, "steps": steps, "run": self._run}
         variables.update(bound)
         return compiled.evaluate(variables)
+
+    def _read(self, ref: ValueRef, paths: Collection[Path] | None) -> Any:
+        """The part of ``ref`` that ``paths`` read: the named outputs of a step, each loaded
+        on its own (a flag kept inline next to a model loads nothing). Whole when a path is
+        empty, unknown (None), or goes through anything but a mapping of references."""
+        if not paths or () in paths or not isinstance(ref, RefDict):
+            return self._artifacts.get(ref)
+        by_key: dict[str, list[Path]] = {}
+        for path in paths:
+            by_key.setdefault(path[0], []).append(path[1:])
+        # A key the step does not output stays absent, as in the whole value.
+        return {
+            key: self._read(ref.items[key], rest)
+            for key, rest in by_key.items()
+            if key in ref.items
+        }
 
     def condition(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kaon.engine.breakpoints import BreakpointSteps
 from kaon.engine.caching import CachingSteps
 from kaon.engine.containers import ContainerSteps, ForeachItemsError
 from kaon.engine.context import EngineContext, Outbox, Timer, error_dict, error_info
@@ -27,6 +28,7 @@ from kaon.engine.nodes import (
 )
 from kaon.errors import InvalidActionError, KaonError
 from kaon.executors.base import TaskRequest
+from kaon.model.breakpoints import BREAK_AFTER
 from kaon.model.events import LOG_OUTPUT, AttemptKey, ErrorInfo
 from kaon.model.specs import (
     TaskSpec,
@@ -52,22 +54,24 @@ __all__ = ["DEFAULT_WINDOW", "EngineContext", "ForeachItemsError", "Outbox", "Ru
 _S = StepStatus
 
 
-class RunState(ContainerSteps, CachingSteps):
+class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
     """The engine's working state for one run it holds the lease on: the public face (what the
     engine calls) over the core, container and caching layers."""
 
     def start(self) -> None:
         """Mark the run running, rebuild state from the store, and queue what is ready."""
         now = self.ctx.clock()
-        if self.status is not RunStatus.RUNNING:
+        if self.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
             self.status = RunStatus.RUNNING
             self.ctx.batch.update_run(self.id, status=RunStatus.RUNNING, started_at=now)
             self._event("run", {"status": RunStatus.RUNNING.value})
         self._restore_frame(self.root, self.ctx.store.step_runs(self.id))
+        if self.status is RunStatus.PAUSED and not self.paused:
+            self._run_status(RunStatus.RUNNING)  # nothing is held any more
         self._seed(self.root)
         if self.spec.timeout_s is not None:
             started = self.record.started_at or now
-            self.ctx.add_timer(started + self.spec.timeout_s, "run_timeout", self.id)
+            self.ctx.timers.add(started + self.spec.timeout_s, "run_timeout", self.id)
 
     def process(self) -> None:
         """Run the readiness worklist and frame completions until nothing is left."""
@@ -102,18 +106,22 @@ class RunState(ContainerSteps, CachingSteps):
             self.ctx.batch.update_attempt(key, started_at=at, worker=worker)
             timeout = node.timeout_s
             if timeout is not None:
-                self.ctx.add_timer(self.ctx.clock() + timeout, "timeout", self.id, node, key)
+                self.ctx.timers.add(self.ctx.clock() + timeout, "timeout", self.id, key=key)
 
     def attempt_succeeded(self, key: AttemptKey, at: float, outputs: dict[str, ValueRef]) -> None:
         """An attempt finished: record its outputs and move on."""
-        node = self.inflight.pop(key, None)
+        node = self._attempt_over(key)
         if node is None:
             return
-        node.running = None
         self.ctx.batch.update_attempt(key, status="succeeded", ended_at=at)
         node.outputs = outputs
         encoded = encode_outputs(outputs)
-        self._set(node, _S.SUCCEEDED, outputs=encoded, ended_at=at, error=None)
+        held = self._holds_after(node)
+        if held:
+            node.reason, note = BREAK_AFTER, {"breakpoint": "after"}
+            self._set(node, _S.PAUSED, note, outputs=encoded, ended_at=at, reason=BREAK_AFTER)
+        else:
+            self._set(node, _S.SUCCEEDED, outputs=encoded, ended_at=at, error=None)
         self._record_lineage(node, key[2], outputs, at)
         if node.cache is not None:
             self.ctx.batch.cache_entries.append(
@@ -129,7 +137,10 @@ class RunState(ContainerSteps, CachingSteps):
                     created_at=at,
                 )
             )
-        self._terminal(node)
+        if held:
+            self._hold(node)
+        else:
+            self._terminal(node)
 
     def attempt_log_stored(self, key: AttemptKey, at: float, ref: ValueRef) -> None:
         """A running attempt stored its whole log as an artifact: record it with lineage."""
@@ -147,10 +158,9 @@ class RunState(ContainerSteps, CachingSteps):
         """An attempt failed: retry it by policy, or fail the step. ``kept`` are outputs the
         failed attempt stored (a partial notebook): recorded with lineage and on the failed
         step run, never passed downstream."""
-        node = self.inflight.pop(key, None)
+        node = self._attempt_over(key)
         if node is None:
             return
-        node.running = None
         kept_outputs: dict[str, Any] = {}
         if kept:
             self._record_lineage(node, key[2], dict(kept), at)
@@ -176,31 +186,47 @@ class RunState(ContainerSteps, CachingSteps):
         elif delay > 0:
             retry_at = self.ctx.clock() + delay
             self._set(node, _S.RETRYING, error=error_data, next_attempt_at=retry_at, **counts)
-            self.ctx.add_timer(retry_at, "retry", self.id, node)
+            self._arm(node, "retry", retry_at)
         else:
             self._set(node, _S.QUEUED, error=error_data, **counts)
             self._enqueue(node)
 
+    def _attempt_over(self, key: AttemptKey) -> Node | None:
+        """Forget an attempt in flight and its timeout; returns its node (None if unknown)."""
+        node = self.inflight.pop(key, None)
+        if node is not None:
+            node.running = None
+            self.ctx.timers.cancel("timeout", self.id, key=key)
+        return node
+
     def timer_fired(self, timer: Timer) -> None:
-        """Handle a due timer of this run."""
-        node = timer.node
+        """Handle a due timer of this run: the node is found by its row or its attempt."""
         if self.finished:
             return
         if timer.kind == "run_timeout":
             self.abort(RunStatus.FAILED, f"run timed out after {self.spec.timeout_s:g}s")
-        elif timer.kind == "retry" and node is not None and node.status is _S.RETRYING:
+            return
+        if timer.kind == "timeout" and timer.key is not None:
+            node = self.inflight.get(timer.key)
+            if node is not None:
+                self._time_out(node, timer.key)
+            return
+        node = self.timed.pop(timer.row_id, None) if timer.row_id is not None else None
+        if node is None:
+            return
+        if timer.kind == "retry" and node.status is _S.RETRYING:
             self._enqueue(node)
-        elif timer.kind == "wait_timeout" and node is not None and node.status is _S.WAITING:
+        elif timer.kind == "wait_timeout" and node.status is _S.WAITING:
             self.waiting.remove(node)
             limit = node.timeout_s or 0.0
             error = ErrorInfo("Timeout", f"no matching signal within {limit:g}s", timeout=True)
             self._fail(node, error)
-        elif timer.kind == "timeout" and node is not None and node.running == timer.key:
-            assert timer.key is not None
-            self.ctx.outbox.cancel.append(timer.key)
-            limit = node.timeout_s or 0.0
-            error = ErrorInfo("Timeout", f"attempt exceeded its {limit:g}s timeout", timeout=True)
-            self.attempt_failed(timer.key, self.ctx.clock(), error)
+
+    def _time_out(self, node: Node, key: AttemptKey) -> None:
+        self.ctx.outbox.cancel.append(key)
+        limit = node.timeout_s or 0.0
+        error = ErrorInfo("Timeout", f"attempt exceeded its {limit:g}s timeout", timeout=True)
+        self.attempt_failed(key, self.ctx.clock(), error)
 
     def deliver_signals(self, signals: list[SignalRecord]) -> None:
         """Wake the wait steps that a newly received signal matches."""
@@ -236,6 +262,7 @@ class RunState(ContainerSteps, CachingSteps):
         """Stop everything: cancel attempts in flight and mark unfinished steps cancelled."""
         if self.finished:
             return
+        self.paused.clear()  # cancelled below: the run is not resumed in between
         now = self.ctx.clock()
         for frame in list(walk_frames(self.root)):
             for node in frame.nodes.values():
@@ -367,10 +394,10 @@ class RunState(ContainerSteps, CachingSteps):
     def _drop_attempt(self, node: Node, now: float) -> None:
         if node.running is not None:
             key = node.running
-            self.inflight.pop(key, None)
+            self._attempt_over(key)
+            node.running = None
             self.ctx.outbox.cancel.append(key)
             self.ctx.batch.update_attempt(key, status="cancelled", ended_at=now)
-            node.running = None
 
     def _cancel_node(self, node: Node, reason: str, now: float) -> None:
         self._drop_attempt(node, now)

@@ -137,6 +137,8 @@ class _Encoder:
             "cache": step.cache,
             "cache_version": step.cache_version,
         }
+        if step.breakpoint:  # only when set: definitions without one keep their hash
+            data["breakpoint"] = step.breakpoint
         data.update(self._kind_fields(step))
         self._meta(data, step.description, step.location)
         return data
@@ -443,6 +445,7 @@ def _common(fields: _Fields) -> dict[str, Any]:
         "on_failure": fields.enum("on_failure", FailureMode, None),
         "cache": fields.get("cache", (bool, type(None)), None),
         "cache_version": fields.text("cache_version", ""),
+        "breakpoint": fields.text("breakpoint", ""),
         "description": fields.text("description", ""),
         "location": _location(fields, "location"),
     }

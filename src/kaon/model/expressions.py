@@ -50,6 +50,7 @@ from kaon.model.expression_cost import (
     measure_all,
     measure_totals,
 )
+from kaon.model.expression_paths import StepPaths, step_paths
 from kaon.model.specs import Const, Expr
 
 cel = _cel.load()
@@ -103,6 +104,7 @@ class ExpressionAnalysis:
     params_dynamic: bool
     simple_path: tuple[str | int, ...] | None
     uses_string: bool
+    step_paths: StepPaths | None = None
 
 
 class CompiledExpression:
@@ -113,7 +115,9 @@ class CompiledExpression:
     is True when ``steps`` is used other than with a literal key (``steps[params.name]``),
     so its step references cannot be known before running. ``simple_path`` is set when the
     whole expression is a plain path (``steps.prepare.train``, ``item[0]``): the root
-    followed by field names and list indexes.
+    followed by field names and list indexes. ``step_paths`` maps each referenced step to
+    the field paths read under it (see :mod:`kaon.model.expression_paths`), or is None
+    when they cannot be known.
     """
 
     __slots__ = (
@@ -122,6 +126,7 @@ class CompiledExpression:
         "param_refs",
         "simple_path",
         "source",
+        "step_paths",
         "step_refs",
         "steps_dynamic",
         "variables",
@@ -135,6 +140,7 @@ class CompiledExpression:
         self.param_refs: frozenset[str] = analysis.param_refs
         self.steps_dynamic: bool = analysis.steps_dynamic
         self.simple_path: tuple[str | int, ...] | None = analysis.simple_path
+        self.step_paths: StepPaths | None = analysis.step_paths
         self._analysis = analysis
 
     def __repr__(self) -> str:
@@ -381,6 +387,7 @@ def _analyze_cached(source: str) -> ExpressionAnalysis:
         params_dynamic=params_dynamic,
         simple_path=_simple_path(source, names - bound),
         uses_string=uses_string,
+        step_paths=None if steps_dynamic else step_paths(tree, bound & names, step_refs),
     )
 
 

@@ -178,6 +178,7 @@ class StepSpec:
     cache_version: str = ""
     description: str = ""
     location: Location = NOWHERE
+    breakpoint: str = ""  # "before" or "after": the run pauses there (kaon.model.breakpoints)
 
     kind: str = "step"
 

@@ -18,6 +18,7 @@ class RunStatus(StrEnum):
 
     PENDING = "pending"  # created, no engine has started it yet
     RUNNING = "running"  # an engine is advancing it (or will, on resume)
+    PAUSED = "paused"  # a step waits at a breakpoint for `kaon continue`; the rest goes on
     SUCCEEDED = "succeeded"  # every step finished and the run's trigger rules were met
     FAILED = "failed"  # a step failed under a failure mode that fails the run, or it timed out
     CANCELLED = "cancelled"  # killed by a user
@@ -29,7 +30,7 @@ class RunStatus(StrEnum):
 
 
 RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
-RUN_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+RUN_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED})
 
 
 class StepStatus(StrEnum):
@@ -40,6 +41,7 @@ class StepStatus(StrEnum):
     RUNNING = "running"  # an attempt is executing, or the container's children are
     RETRYING = "retrying"  # an attempt failed and the next one waits for its backoff
     WAITING = "waiting"  # waiting for an external signal
+    PAUSED = "paused"  # held at a breakpoint (before it starts, or after it succeeded)
     SUCCEEDED = "succeeded"  # finished; its outputs are recorded
     CACHED = "cached"  # not executed: outputs reused from an earlier identical execution
     FAILED = "failed"  # the last attempt failed and no retry is left
@@ -74,6 +76,7 @@ STEP_ACTIVE = frozenset(
         StepStatus.RUNNING,
         StepStatus.RETRYING,
         StepStatus.WAITING,
+        StepStatus.PAUSED,
     }
 )
 # Statuses a restart from failed steps puts back to PENDING.
@@ -82,12 +85,26 @@ STEP_RESTARTABLE = frozenset({StepStatus.FAILED, StepStatus.CANCELLED, StepStatu
 _S = StepStatus
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     _S.PENDING: frozenset(
-        {_S.QUEUED, _S.RUNNING, _S.WAITING, _S.SKIPPED, _S.CANCELLED, _S.CACHED, _S.FAILED}
+        {
+            _S.QUEUED,
+            _S.RUNNING,
+            _S.WAITING,
+            _S.SKIPPED,
+            _S.CANCELLED,
+            _S.CACHED,
+            _S.FAILED,
+            _S.PAUSED,
+        }
+    ),
+    # Continued: back to pending (paused before) or succeeded (paused after); or skipped,
+    # cancelled by a kill.
+    _S.PAUSED: frozenset(
+        {_S.PENDING, _S.SUCCEEDED, _S.CACHED, _S.SKIPPED, _S.CANCELLED, _S.FAILED}
     ),
     _S.WAITING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.SKIPPED}),
     _S.QUEUED: frozenset({_S.RUNNING, _S.SKIPPED, _S.CANCELLED, _S.CACHED, _S.FAILED}),
     _S.RUNNING: frozenset(
-        {_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.CANCELLED, _S.SKIPPED, _S.QUEUED}
+        {_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.CANCELLED, _S.SKIPPED, _S.QUEUED, _S.PAUSED}
     ),
     _S.RETRYING: frozenset({_S.QUEUED, _S.RUNNING, _S.CANCELLED, _S.SKIPPED, _S.FAILED}),
     _S.SUCCEEDED: frozenset({_S.PENDING}),
@@ -100,7 +117,8 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 _R = RunStatus
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     _R.PENDING: frozenset({_R.RUNNING, _R.CANCELLED}),
-    _R.RUNNING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELLED}),
+    _R.RUNNING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELLED, _R.PAUSED}),
+    _R.PAUSED: frozenset({_R.RUNNING, _R.FAILED, _R.CANCELLED}),
     _R.SUCCEEDED: frozenset({_R.RUNNING}),
     _R.FAILED: frozenset({_R.RUNNING}),
     _R.CANCELLED: frozenset({_R.RUNNING}),

@@ -119,6 +119,7 @@ class KaonService(Protocol):
         from_strings: bool = False,
         source: str = "",
         cache: CachePolicy | None = None,
+        breakpoints: Sequence[str] = (),
     ) -> RunView: ...
 
     def execute(
@@ -151,6 +152,16 @@ class KaonService(Protocol):
 
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0
+    ) -> RunView: ...
+
+    def continue_run(
+        self,
+        run_id: str,
+        *,
+        step: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        from_strings: bool = False,
+        by: str = "",
     ) -> RunView: ...
 
     def resolve_run_id(self, given: str) -> str: ...

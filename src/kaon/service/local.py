@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kaon.artifacts import open_artifact_store
@@ -25,11 +26,13 @@ from kaon.errors import (
     NotFoundError,
     StoreNotFoundError,
 )
+from kaon.model.breakpoints import BREAK_AFTER, BREAK_AFTER_CACHED, check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.expressions import configure_budget
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
+from kaon.model.values import ValueRef, decode_outputs
 from kaon.service.settings import EXECUTORS, Settings, expression_budget
 from kaon.service.stopper import Stopper
 from kaon.service.views import (
@@ -48,6 +51,20 @@ if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.service.experiments import Experiments
     from kaon.service.remote import Stoppable
     from kaon.service.run_reads import LogWindowView, RunReads
+
+
+AFTER = (BREAK_AFTER, BREAK_AFTER_CACHED)  # reasons of steps held after they ran
+
+
+@dataclass(frozen=True)
+class PausedStep:
+    """A step held at a breakpoint: ``moment`` is ``before`` (``inputs`` it would receive)
+    or ``after`` (``outputs`` it produced, not yet passed on)."""
+
+    path: str
+    moment: str
+    inputs: dict[str, ValueRef]
+    outputs: dict[str, ValueRef]
 
 
 class LocalService:
@@ -118,16 +135,19 @@ class LocalService:
         from_strings: bool = False,
         source: str = "",
         cache: CachePolicy | None = None,
+        breakpoints: Sequence[str] = (),
     ) -> RunView:
         """Bind parameters (raising ParameterError) and record a new pending run; ``cache``
         turns lookups off or forces steps (see :mod:`kaon.model.cache_policy`; a forced name
-        that is no step raises ParameterError).
+        that is no step raises ParameterError); ``breakpoints`` (``STEP`` or ``STEP:after``,
+        see :mod:`kaon.model.breakpoints`) pause it there.
 
         The artifact store is opened first: a run is never recorded that could not execute
         for want of it (ConfigurationError for a bad artifact store URL).
         """
         bound = bind_params(spec, params, from_strings=from_strings)
         labels = check_cache_policy(spec, cache).with_labels({})
+        labels = check_breakpoints(spec, breakpoints).with_labels(labels)
         _ = self.artifacts
         record = operations.create_run(
             self.store, spec, bound, source=source, executor=self.settings.executor, labels=labels
@@ -190,6 +210,73 @@ class LocalService:
             )
         operations.skip_step(self.store, run_id, path, output=output, has_output=has_output, by=by)
         return "recorded"
+
+    def continue_run(
+        self,
+        run_id: str,
+        *,
+        step: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        from_strings: bool = False,
+        by: str = "",
+    ) -> RunView:
+        """Release a run's steps held at breakpoints (only ``step`` when given), first
+        changing ``params`` (merged over the run's, checked by the workflow's types).
+
+        Recorded as a command: the engine holding the run applies it, or the next engine
+        that drives it (``kaon continue`` drives it when none does). Raises
+        InvalidActionError for a run that is not paused, ParameterError for bad values.
+        """
+        record = self.store.get_run(run_id)
+        if record.status is not RunStatus.PAUSED:
+            raise InvalidActionError(f"run {run_id} is {record.status.value}, not paused")
+        payload: dict[str, Any] = {}
+        if step is not None:
+            payload["path"] = step
+        if params:
+            spec = operations.run_spec(self.store, record)
+            merged = {**record.params, **params}
+            payload["params"] = bind_params(spec, merged, from_strings=from_strings)
+        operations.send_command(self.store, run_id, "continue", payload, by=by)
+        return run_view(record)
+
+    def engine_holds(self, run_id: str) -> bool:
+        """True when a live engine drives the run (commands reach it without a resume).
+
+        The lease of an engine proven dead is released here (the proof is used up when
+        taken), so the next engine claims the run at once."""
+        owner = self.store.get_run(run_id).owner
+        if not owner:
+            return False
+        if owner_is_dead(owner):
+            self.store.release_lease(run_id, owner)
+            return False
+        return True
+
+    def paused_steps(self, run_id: str) -> list[PausedStep]:
+        """The steps of a run held at breakpoints: what each would receive (before) or
+        produced (after), as references (see :mod:`kaon.model.values`)."""
+        held = [
+            r
+            for r in self.store.step_runs(run_id, all_levels=True)
+            if r.status is StepStatus.PAUSED
+        ]
+        if not held:
+            return []
+        inputs: dict[str, dict[str, Any]] = {}
+        for event in self.store.events(run_id):
+            data = event.data
+            if event.kind == "step" and data.get("status") == "paused" and "inputs" in data:
+                inputs[str(data.get("path"))] = dict(data["inputs"])
+        return [
+            PausedStep(
+                path=row.path,
+                moment="after" if row.reason in AFTER else "before",
+                inputs=decode_outputs(inputs.get(row.path)),
+                outputs=decode_outputs(row.outputs) if row.reason in AFTER else {},
+            )
+            for row in held
+        ]
 
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0

@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from kaon.errors import (
     ParameterError,
     Problem,
 )
+from kaon.model.breakpoints import check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.params import bind_params, json_problem
@@ -323,10 +324,12 @@ class RegistryService:
         labels: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         cache: CachePolicy | None = None,
+        breakpoints: Sequence[str] = (),
     ) -> RunView:
         """Record a pending run of the active (or given) version; the server's engine
         claims it. The run's labels record ``version`` and who started it (``by``), and
-        the cache policy when one is given (see :mod:`kaon.model.cache_policy`).
+        the cache policy and breakpoints when given (see :mod:`kaon.model.cache_policy`,
+        :mod:`kaon.model.breakpoints`).
 
         ``run_id`` names the new run; when a run of that id exists already (a retried
         idempotent request whose first attempt got that far), it is returned instead.
@@ -352,6 +355,7 @@ class RegistryService:
         bound = bind_params(spec, params, from_strings=from_strings)
         tags = {**dict(labels or {}), "version": number, "by": principal.name}
         tags = check_cache_policy(spec, cache).with_labels(tags)
+        tags = check_breakpoints(spec, breakpoints).with_labels(tags)
         run = operations.create_run(
             self.store,
             spec,

@@ -148,6 +148,21 @@ class StartRunRequest(Request):
     force: list[str] = Field(
         default_factory=list, max_length=1000, description="Steps that execute unlooked."
     )
+    breakpoints: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Steps the run pauses at: STEP (before it) or STEP:after.",
+    )
+
+
+class ContinueRequest(Request):
+    """Release a paused run's steps held at breakpoints (one, or all), with changed params."""
+
+    path: str | None = Field(default=None, min_length=1, max_length=1000)
+    params: dict[str, Any] = Field(default_factory=dict)
+    from_strings: bool = Field(
+        default=False, description="Parameters are strings to parse by their declared types."
+    )
 
 
 class KillRequest(Request):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -212,6 +212,7 @@ class RemoteService:
         from_strings: bool = False,
         source: str = "",
         cache: CachePolicy | None = None,
+        breakpoints: Sequence[str] = (),
     ) -> RunView:
         """Start a run of the version holding ``source`` (the file ``spec`` came from).
 
@@ -224,7 +225,12 @@ class RemoteService:
         if source:
             version = self._version_of(spec.name, source)
         return self.start_run(
-            spec.name, params, version=version, from_strings=from_strings, cache=cache
+            spec.name,
+            params,
+            version=version,
+            from_strings=from_strings,
+            cache=cache,
+            breakpoints=breakpoints,
         )
 
     def _version_of(self, workflow: str, target: str) -> int:
@@ -263,6 +269,7 @@ class RemoteService:
         version: int | None = None,
         from_strings: bool = False,
         cache: CachePolicy | None = None,
+        breakpoints: Sequence[str] = (),
     ) -> RunView:
         """Start a run of a registered workflow (its active version unless one is named)."""
         body: dict[str, Any] = {
@@ -273,6 +280,8 @@ class RemoteService:
         }
         if cache is not None:
             body.update(no_cache=not cache.lookup, force=list(cache.force))
+        if breakpoints:
+            body["breakpoints"] = list(breakpoints)
         return RunView.model_validate(self._call("POST", "/runs", json=body))
 
     def execute(
@@ -370,6 +379,23 @@ class RemoteService:
         """Skip a step; ``"command"`` or ``"recorded"`` as :meth:`LocalService.skip`."""
         body = {"path": path, "output": output, "has_output": has_output}
         return str(self._call("POST", f"/runs/{run_id}/skip", json=body)["how"])
+
+    def continue_run(
+        self,
+        run_id: str,
+        *,
+        step: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        from_strings: bool = False,
+        by: str = "",
+    ) -> RunView:
+        """Continue a paused run on the server (see :meth:`LocalService.continue_run`)."""
+        body = {"path": step, "params": dict(params or {}), "from_strings": from_strings}
+        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/continue", json=body))
+
+    def resume_run(self, run_id: str) -> RunView:
+        """Hand an active run whose engine died to the server's engine (409: finished)."""
+        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/resume"))
 
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0

@@ -7,15 +7,16 @@ variables and talk back through the line protocol documented in :mod:`kaon.stept
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaon.errors import KaonError
 from kaon.executors.base import EventSink
 from kaon.model.events import (
     AttemptKey,
+    ExecutorEvent,
     LogLine,
     LogStream,
     MetricReported,
@@ -94,10 +95,15 @@ _current: ContextVar[StepContext | None] = ContextVar("kaon_step_context", defau
 
 
 def current_context() -> StepContext:
-    """The context of the step running in this thread. Raises KaonError outside a step."""
+    """The context of the step running in this thread.
+
+    Outside a run (a step called as a plain function, in a unit test) it is a
+    :class:`RecordingContext`, bound on first use, whose reports a test can assert on.
+    """
     ctx = _current.get()
     if ctx is None:
-        raise KaonError("kaon.context() is only available while a step runs")
+        ctx = RecordingContext()
+        _current.set(ctx)
     return ctx
 
 
@@ -109,3 +115,90 @@ def set_context(ctx: StepContext | None) -> Any:
 def reset_context(token: Any) -> None:
     """Undo :func:`set_context`."""
     _current.reset(token)
+
+
+class RecordingContext(StepContext):
+    """The context of a step called outside a run: it records what the step reports.
+
+    ``events`` holds every report in order; :attr:`metrics`, :attr:`logs`,
+    :attr:`progress_reports` and :attr:`signals` are views of it for assertions::
+
+        with kaon.test_context(params={"k": 3}, item="eu") as ctx:
+            train(data)
+        assert ctx.metrics["rmse"] == [0.9, 0.8]
+    """
+
+    def __init__(
+        self,
+        *,
+        step: str = "test",
+        workflow: str = "test",
+        params: Mapping[str, Any] | None = None,
+        item: Any = None,
+        index: int | None = None,
+        iteration: int | None = None,
+    ) -> None:
+        self.events: list[ExecutorEvent] = []
+        super().__init__(
+            key=("test", 0, 1),
+            step=step,
+            workflow=workflow,
+            params=dict(params or {}),
+            emit=self.events.append,
+            item=item,
+            index=index,
+            iteration=iteration,
+        )
+
+    @property
+    def metrics(self) -> dict[str, list[float]]:
+        """Every value reported per metric name, in order."""
+        found: dict[str, list[float]] = {}
+        for event in self.events:
+            if isinstance(event, MetricReported):
+                found.setdefault(event.name, []).append(event.value)
+        return found
+
+    @property
+    def logs(self) -> list[str]:
+        """Every log line recorded with :meth:`log`."""
+        return [e.text for e in self.events if isinstance(e, LogLine)]
+
+    @property
+    def progress_reports(self) -> list[tuple[float | None, str]]:
+        """Every progress report: ``(fraction, message)``."""
+        return [(e.fraction, e.message) for e in self.events if isinstance(e, ProgressReported)]
+
+    @property
+    def signals(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every signal sent: ``(name, params)``."""
+        return [(e.name, dict(e.params)) for e in self.events if isinstance(e, SignalEmitted)]
+
+    def clear(self) -> None:
+        """Forget what was recorded."""
+        self.events.clear()
+
+
+@contextmanager
+def test_context(
+    *,
+    step: str = "test",
+    workflow: str = "test",
+    params: Mapping[str, Any] | None = None,
+    item: Any = None,
+    index: int | None = None,
+    iteration: int | None = None,
+) -> Iterator[RecordingContext]:
+    """Bind a fresh :class:`RecordingContext` (with these facts) for the ``with`` block: what
+    :func:`kaon.context` returns inside it."""
+    ctx = RecordingContext(
+        step=step, workflow=workflow, params=params, item=item, index=index, iteration=iteration
+    )
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+test_context.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest to collect

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from kaon.errors import FencingError, NotFoundError, StoreError, StoreUnavailableError
-from kaon.model.status import RunStatus, StepStatus
+from kaon.model.status import RUN_ACTIVE, RunStatus, StepStatus
 from kaon.store import schema as t
 from kaon.store._engines import WRITE_OPTION, create_store_engine
 from kaon.store.base import (
@@ -791,7 +791,7 @@ class SQLStore(StateStore):
         not the number of runs held; commands of runs that no longer run are left out."""
         c, r = t.commands.c, t.runs.c
         wanted = set(run_ids)
-        active = [RunStatus.PENDING.value, RunStatus.RUNNING.value]
+        active = [s.value for s in RUN_ACTIVE]
         stmt = (
             sa.select(t.commands)
             .join(t.runs, r.id == c.run_id)
@@ -887,7 +887,7 @@ class SQLStore(StateStore):
         :meth:`StateStore.claimable_runs`)."""
         c = t.runs.c
         stmt = sa.select(t.runs).where(
-            c.status.in_([RunStatus.PENDING.value, RunStatus.RUNNING.value]),
+            c.status.in_([s.value for s in RUN_ACTIVE]),
             sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < self._db_now),
         )
         if skip_workflows:

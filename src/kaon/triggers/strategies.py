@@ -80,7 +80,7 @@ def strategy_of(properties: dict[str, Any]) -> tuple[RunStrategy, int | None]:
 
 
 def _active(record: RunRecord) -> bool:
-    return record.status is RunStatus.RUNNING or (
+    return record.status in (RunStatus.RUNNING, RunStatus.PAUSED) or (
         record.status is RunStatus.PENDING and record.owner is not None
     )
 
@@ -91,7 +91,7 @@ def _open_runs(store: StateStore, workflow: str) -> list[RunRecord]:
     that could hide the oldest."""
     return store.list_runs(
         workflow=workflow,
-        statuses=[RunStatus.PENDING, RunStatus.RUNNING],
+        statuses=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED],
         limit=_QUEUE_LIMIT,
         oldest_first=True,
     )
@@ -144,7 +144,7 @@ def admit(
     kills the older ones. Never raises for a run that vanished or finished meanwhile.
     """
     if run.status is not RunStatus.PENDING:
-        return run.status is RunStatus.RUNNING
+        return run.status in (RunStatus.RUNNING, RunStatus.PAUSED)
     strategy, limit = strategy_of(properties(store, run.workflow))
     if strategy is RunStrategy.PARALLEL and limit is None:
         return True

@@ -245,3 +245,33 @@ def test_start_and_restart_carry_the_cache_policy(
     again = client.post(f"/runs/{run['id']}/restart", json={"force": True}, headers=op)
     assert again.status_code == 200
     assert services.store.get_run(run["id"]).labels["kaon.cache"]["restart_force"] is True
+
+
+def test_breakpoints_through_the_api(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    import threading
+    import time
+
+    push(client, tokens["owner"])
+    op = h(tokens["operator"])
+    body = {"workflow": "hello", "breakpoints": ["a"]}
+    run = client.post("/runs", json=body, headers=op).json()
+    assert client.post("/runs", json={**body, "breakpoints": ["zz"]}, headers=op).status_code == 422
+    result: dict[str, RunStatus] = {}
+    thread = threading.Thread(target=lambda: result.update(s=services.runs.execute(run["id"])))
+    thread.start()
+    deadline = time.monotonic() + 20
+    while client.get(f"/runs/{run['id']}", headers=op).json()["status"] != "paused":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    step = client.get(f"/runs/{run['id']}/steps/a", headers=op).json()
+    assert step["status"] == "paused"
+    answer = client.post(f"/runs/{run['id']}/continue", json={"params": {"n": 7}}, headers=op)
+    assert answer.status_code == 200
+    thread.join(30)
+    assert result["s"] is RunStatus.SUCCEEDED
+    detail = client.get(f"/runs/{run['id']}", headers=op).json()
+    assert detail["params"] == {"n": 7} and detail["steps"][0]["status"] == "succeeded"
+    again = client.post(f"/runs/{run['id']}/continue", json={}, headers=op)
+    assert again.status_code == 409  # not paused

@@ -129,6 +129,7 @@ def test_a_retry_after_a_crash_mid_request_creates_the_run_once(
         "from_strings": False,
         "no_cache": False,
         "force": [],
+        "breakpoints": [],
     }
     services.auth.registry.reserve_idempotency(
         IdempotencyRecord(

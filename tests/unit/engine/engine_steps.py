@@ -127,3 +127,8 @@ def sleep_unless(state: str, flag: str, seconds: float) -> str:
     if not (Path(state) / flag).exists():
         time.sleep(seconds)
     return "done"
+
+
+def flagged(n: int, ok: bool = True) -> dict[str, Any]:
+    """A small flag next to a large blob (a model beside its validation verdict)."""
+    return {"ok": ok, "blob": list(range(n)), "regions": ["eu", "us"]}

@@ -1,0 +1,131 @@
+"""Breakpoints: where a run pauses, before or after a step, for a person to look.
+
+A breakpoint is set on a run (``kaon run --break STEP``, ``kaon.start(breakpoints=...)``, the
+API's ``breakpoints``) or on a step (``breakpoint=True``, ``"after"``). The run's are part of
+the run (a reserved label, ``kaon.breakpoints``), so a resumed run keeps them.
+
+A breakpoint's name is a step id (every run of that step: each foreach item, each loop
+iteration), a path without indexes (``each.train``: every item's ``train``), or a path
+(``each[3].train``: that item only); ``NAME:after`` pauses after the step instead, with its
+outputs recorded but not yet passed on. The engine records a paused step with status
+``paused`` and the run with status ``paused`` while any step is; ``kaon continue`` goes on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kaon.errors import ParameterError
+from kaon.model.specs import GraphSpec, StepSpec, WorkflowSpec
+
+BREAKPOINTS_LABEL = "kaon.breakpoints"
+BREAK_BEFORE = "breakpoint"  # the reason of a step paused before it starts
+BREAK_AFTER = "breakpoint (after)"  # the reason of a step paused after it succeeded
+BREAK_AFTER_CACHED = "breakpoint (after, cached)"  # ...after its outputs came from the cache
+BREAK_PASSED = "breakpoint passed"  # the reason of a pending step continued past its break
+
+Moment = Literal["before", "after"]
+_INDEX = re.compile(r"\[[0-9]+\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoint:
+    """Pause before (or after) every step run that ``name`` names."""
+
+    name: str
+    moment: Moment = "before"
+
+    @classmethod
+    def parse(cls, text: str) -> Breakpoint:
+        """``STEP`` or ``STEP:after`` (also ``STEP:before``). Raises ParameterError."""
+        name, _, moment = text.strip().partition(":")
+        moment = moment or "before"
+        if not name or moment not in ("before", "after"):
+            raise ParameterError(f"breakpoint {text!r}: expected STEP or STEP:after")
+        return cls(name, "after" if moment == "after" else "before")
+
+    def __str__(self) -> str:
+        return self.name if self.moment == "before" else f"{self.name}:after"
+
+    def matches(self, path: str, step_id: str) -> bool:
+        """Whether the step run at ``path`` (of step ``step_id``) stops here."""
+        return self.name in (step_id, path, _INDEX.sub("", path))
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoints:
+    """A run's breakpoints (from its label) plus those its steps declare."""
+
+    points: tuple[Breakpoint, ...] = ()
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, Any]) -> Breakpoints:
+        """The breakpoints recorded in a run's labels."""
+        found = labels.get(BREAKPOINTS_LABEL) or ()
+        return cls(tuple(Breakpoint.parse(str(b)) for b in found))
+
+    def with_labels(self, labels: Mapping[str, Any]) -> dict[str, Any]:
+        """``labels`` with these breakpoints recorded (removed when there are none)."""
+        merged = {k: v for k, v in labels.items() if k != BREAKPOINTS_LABEL}
+        if self.points:
+            merged[BREAKPOINTS_LABEL] = [str(b) for b in self.points]
+        return merged
+
+    def stops(self, path: str, spec: StepSpec, moment: Moment) -> bool:
+        """Whether the step run at ``path`` of ``spec`` pauses at ``moment``."""
+        declared = spec.breakpoint
+        if declared == moment:
+            return True
+        return any(b.moment == moment and b.matches(path, spec.id) for b in self.points)
+
+
+def check_breakpoints(spec: WorkflowSpec, given: Iterable[str]) -> Breakpoints:
+    """Parse breakpoints and check each names a step of ``spec``. Raises ParameterError."""
+    points = tuple(Breakpoint.parse(text) for text in given)
+    known = set(_step_ids(spec.graph))
+    unknown = [str(b) for b in points if not _base_ids(b.name) <= known]
+    if unknown:
+        raise ParameterError(
+            f"--break: no step {', '.join(map(repr, unknown))} in workflow {spec.name!r}"
+        )
+    return Breakpoints(points)
+
+
+def _step_ids(graph: GraphSpec) -> Iterable[str]:
+    for step in graph.steps:
+        yield step.id
+        body = getattr(step, "body", None)
+        if isinstance(body, GraphSpec):
+            yield from _step_ids(body)
+
+
+def _base_ids(name: str) -> set[str]:
+    return {part.split("[", 1)[0] for part in name.split(".")}
+
+
+def breakpoint_moment(value: bool | str | None) -> str:
+    """A step option ``breakpoint`` (True, ``"before"``, ``"after"``, False/None) as the
+    spec's field: ``""``, ``"before"`` or ``"after"``. Raises ParameterError."""
+    if value is None or value is False or value == "":
+        return ""
+    if value is True:
+        return "before"
+    if value in ("before", "after"):
+        return str(value)
+    raise ParameterError(f"breakpoint must be true, 'before' or 'after', got {value!r}")
+
+
+__all__: Sequence[str] = [
+    "BREAKPOINTS_LABEL",
+    "BREAK_AFTER",
+    "BREAK_AFTER_CACHED",
+    "BREAK_BEFORE",
+    "BREAK_PASSED",
+    "Breakpoint",
+    "Breakpoints",
+    "breakpoint_moment",
+    "check_breakpoints",
+]
