@@ -73,7 +73,16 @@ HomeOpt = Annotated[
     str | None, typer.Option("--home", help="Kaon's folder (default: ./.kaon or KAON_HOME).")
 ]
 ExecOpt = Annotated[
-    str | None, typer.Option("--executor", "-e", help="Executor: process (default) or inline.")
+    str | None,
+    typer.Option("--executor", "-e", help="Executor: process (default), inline or ray."),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster of the ray executor (head host:port); default KAON_RAY_ADDRESS, "
+        "else a local cluster started on demand.",
+    ),
 ]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes or threads.")
@@ -120,6 +129,7 @@ def _client(
     artifacts: str | None = None,
     *,
     create: bool = False,
+    ray_address: str | None = None,
 ) -> KaonService:
     """A server's service when ``--url`` or KAON_URL is set, else the local one (creating
     the store only with ``create``: commands that only read never create one)."""
@@ -133,6 +143,7 @@ def _client(
         workers=workers,
         artifact_url=artifacts,
         create_store=create,
+        ray_address=ray_address,
     )
     return open_service(url, settings)
 
@@ -268,6 +279,7 @@ def run(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    ray_address: RayAddressOpt = None,
     no_cache: Annotated[
         bool,
         typer.Option("--no-cache", help="Look nothing up in the cache (entries are recorded)."),
@@ -286,7 +298,9 @@ def run(
 
     with (
         _errors(as_json),
-        _client(url, db, home, executor, workers, artifacts, create=True) as service,
+        _client(
+            url, db, home, executor, workers, artifacts, create=True, ray_address=ray_address
+        ) as service,
     ):
         spec = service.validate(target)
         given = parse_assignments(param or [])

@@ -54,7 +54,11 @@ def server(
     db: DbOpt = None,
     home: HomeOpt = None,
     executor: Annotated[
-        str | None, typer.Option("--executor", "-e", help="process (default) or inline.")
+        str | None, typer.Option("--executor", "-e", help="process (default), inline or ray.")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="The ray executor's cluster (or KAON_RAY_ADDRESS)."),
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1)] = None,
     artifacts: Annotated[str | None, typer.Option("--artifacts")] = None,
@@ -100,6 +104,7 @@ def server(
             workers=workers,
             artifact_url=artifacts,
             sandbox=sandbox,
+            ray_address=ray_address,
         )
         code = serve(settings, options, sys.stdout)
     raise typer.Exit(code)

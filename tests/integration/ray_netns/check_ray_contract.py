@@ -1,0 +1,51 @@
+"""The executor contract suite on the ``ray`` executor, plus what only Ray does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import pytest
+from test_executor_contract import ExecutorContract, Recorder, python_request
+
+from kaon.executors import create_executor
+from kaon.executors.base import Executor
+from kaon.model.events import StepFailed, StepSucceeded
+from kaon.model.values import Literal
+
+
+class TestRayExecutor(ExecutorContract):
+    executor_name: ClassVar[str] = "ray"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def pool(cls, ray_address: str) -> Iterator[tuple[Executor, Recorder]]:
+        recorder = Recorder()
+        executor = create_executor(cls.executor_name, workers=cls.workers, address=ray_address)
+        executor.start(recorder)
+        yield executor, recorder
+        executor.shutdown()
+
+    def test_capacity_is_honoured(
+        self, executor: Executor, recorder: Recorder, artifact_url: str
+    ) -> None:
+        # Ray starts worker processes lazily (again after a crash or a cancel killed one):
+        # have both warm first, so that the overlap measures the executor, not a cold start.
+        warm = [python_request(artifact_url, "sleep", {"seconds": Literal(0.3)}) for _ in "ab"]
+        for request in warm:
+            executor.submit(request)
+        for request in warm:
+            assert isinstance(recorder.final(request.key), StepSucceeded)
+        super().test_capacity_is_honoured(executor, recorder, artifact_url)
+
+    def test_worker_crash_is_a_platform_failure(
+        self, executor: Executor, recorder: Recorder, artifact_url: str
+    ) -> None:
+        final = self.run(
+            executor, recorder, python_request(artifact_url, "exit_hard", {"code": Literal(3)})
+        )
+        assert isinstance(final, StepFailed)
+        assert final.error.error_type == "WorkerLost" and final.error.platform
+        assert isinstance(
+            self.run(executor, recorder, python_request(artifact_url, "noop")), StepSucceeded
+        )
