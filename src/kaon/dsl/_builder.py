@@ -28,6 +28,7 @@ from kaon.dsl._common import (
 from kaon.dsl._refs import Ref, StepRef, Use
 from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError, Location, Problem
+from kaon.model.resources import parse_resources
 from kaon.model.specs import (
     Const,
     Expr,
@@ -50,6 +51,7 @@ OPTION_NAMES = frozenset(
         "cache",
         "cache_version",
         "description",
+        "resources",
     }
 )
 
@@ -324,6 +326,7 @@ def parse_options(
         "cache": ("cache", _parse_optional_bool),
         "cache_version": ("cache_version", _parse_str),
         "description": ("description", _parse_str),
+        "resources": ("resources", parse_resources),
     }
     for name, (target, parse) in parsers.items():
         if name not in options:

@@ -145,6 +145,7 @@ class StepModel(_Model):
     on_failure: FailureMode | None = None
     cache: StrictBool | None = None
     cache_version: StrictStr = ""
+    resources: Any = None  # checked by kaon.model.resources, with its own messages
 
     @field_validator("foreach")
     @classmethod

@@ -275,6 +275,7 @@ def step(
     cache_version: str = "",
     trigger_rule: str = "all_succeeded",
     description: str = "",
+    resources: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -283,7 +284,9 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     Options: ``id`` (default: the function name), ``retry`` (:func:`Retry` or a number of
     attempts), ``timeout`` (a duration), ``on_failure``, ``cache``, ``cache_version``,
-    ``trigger_rule``, ``description``. Raises :class:`DefinitionError` for a bad option.
+    ``trigger_rule``, ``description``, ``resources`` (``{"cpus": 2, "memory": "4Gi", "gpus": 1,
+    "custom": {...}}``, see :mod:`kaon.model.resources`). Raises :class:`DefinitionError` for a
+    bad option.
     """
     if fn is not None:
         return Step(fn, {})

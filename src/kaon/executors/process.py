@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
 from kaon.executors._descendants import kill_descendants
+from kaon.executors.admission import HostBudget
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
 from kaon.executors.sandbox import SandboxSpec
@@ -95,6 +96,10 @@ def _kill_group(pid: int) -> None:
 class ProcessExecutor(Executor):
     """Runs attempts in ``workers`` warm processes (default: the CPU count), one at a time each.
 
+    Attempts of steps that ask for ``resources`` are admitted by them (:mod:`kaon.executors.
+    admission`): ``budget`` is what the host offers (default: its CPUs and memory, no GPUs);
+    one that asks for more than that fails at once (``Unschedulable``).
+
     With a ``sandbox``, each worker runs under bubblewrap as it says
     (:mod:`kaon.executors.sandbox`): it sees no state database, token or server environment.
 
@@ -114,12 +119,14 @@ class ProcessExecutor(Executor):
         sandbox: SandboxSpec | None = None,
         *,
         wait_ready: bool = True,
+        budget: HostBudget | None = None,
     ) -> None:
         count = workers if workers is not None else (os.cpu_count() or 1)
         if count < 1:
             raise ConfigurationError(f"process executor: workers must be >= 1, got {count}")
         self._size = count
         self._sandbox = sandbox
+        self._budget = budget or HostBudget()
         self._start_timeout_s = start_timeout_s
         self._wait_ready = wait_ready
         self._ready_by = 0.0
@@ -227,6 +234,11 @@ class ProcessExecutor(Executor):
                 StepFailed(request.key, time.time(), ErrorInfo(error_type_name(exc), message))
             )
             return
+        refusal = self._budget.refusal(request.resources) if request.resources else None
+        if refusal is not None:
+            failure = ErrorInfo("Unschedulable", f"step {request.step_path}: {refusal}")
+            self._deliver_later(StepFailed(request.key, time.time(), failure))
+            return
         with self._lock:
             if self._closed:
                 raise SystemFailure("process executor: submit() after shutdown()")
@@ -278,17 +290,34 @@ class ProcessExecutor(Executor):
         self._idle.append(worker)
 
     def _dispatch(self) -> None:
-        while self._pending and self._idle:
-            key, data = self._pending.popitem(last=False)
+        """Start queued attempts on idle workers, oldest first; one whose resources are not
+        free now waits, and younger ones that fit go first."""
+        if not self._pending or not self._idle:
+            return
+        for key in list(self._pending):
+            if not self._idle:
+                return
+            request = self._requests[key]
+            if request.resources:
+                if not self._budget.fits(request.resources):
+                    continue
+                self._budget.take(request.resources)
+            data = self._pending.pop(key)
             worker = self._idle.pop()
             worker.task = self._requests.pop(key)
             self._by_key[key] = worker
             with contextlib.suppress(OSError):  # if the worker died, the reader reports it
                 worker.conn.send_bytes(data)
 
+    def _end_task(self, worker: _Worker) -> None:
+        """The worker's attempt is over: give back what it held."""
+        if worker.task is not None and worker.task.resources:
+            self._budget.give_back(worker.task.resources)
+        worker.task = None
+
     def _retire(self, worker: _Worker) -> None:
         worker.retiring = True
-        worker.task = None
+        self._end_task(worker)
         worker.kill_at = time.monotonic() + KILL_GRACE_S
         self._workers.remove(worker)
         if worker in self._idle:
@@ -375,7 +404,7 @@ class ProcessExecutor(Executor):
                 forward.append(event)
                 if isinstance(event, StepSucceeded | StepFailed):
                     self._by_key.pop(task.key, None)
-                    worker.task = None
+                    self._end_task(worker)
                     self._idle.append(worker)
                     self._dispatch()
                     break
@@ -397,6 +426,7 @@ class ProcessExecutor(Executor):
             if worker in self._idle:
                 self._idle.remove(worker)
             task = worker.task
+            self._end_task(worker)
             if task is not None:
                 self._by_key.pop(task.key, None)
                 message = (
@@ -446,7 +476,7 @@ class ProcessExecutor(Executor):
             if not worker.ready and worker.task is not None:
                 self._by_key.pop(worker.task.key, None)
                 self._later.append(self._broken_failure(worker.task.key))
-                worker.task = None
+                self._end_task(worker)
         self._ready.set()
 
     def _flush_later(self) -> None:

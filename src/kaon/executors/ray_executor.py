@@ -58,6 +58,8 @@ NAMESPACE = "kaon"
 FINISHED_KEPT = 10_000  # final events kept for re-attachment, per supervisor
 FORCE_AFTER_S = 3.0  # a cancelled task still running after this is killed by force
 DRAIN_WAIT_S = 0.5
+NODES_FRESH_S = 10.0  # how long the engine trusts its view of the cluster's nodes
+_RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
 _log = logging.getLogger(__name__)
 
 Item = tuple[AttemptKey, TaskRequest, str | None, str, dict[str, Any]]
@@ -308,6 +310,8 @@ class RayExecutor(Executor):
         self._started_cluster = False
         self._closed = False
         self._threads: list[threading.Thread] = []
+        self._nodes: list[dict[str, float]] = []
+        self._nodes_at = -NODES_FRESH_S
 
     @property
     def capacity(self) -> int:
@@ -399,17 +403,44 @@ class RayExecutor(Executor):
 
     def _send(self, request: TaskRequest) -> None:
         """Queue ``request`` for the sender thread (inside the lock)."""
+        refusal = self._infeasible(request.resources) if request.resources else None
+        if refusal is not None:
+            info = ErrorInfo("Unschedulable", f"step {request.step_path}: {refusal}")
+            self._fail_soon(StepFailed(request.key, time.time(), info))
+            return
         try:
             bundle = self._bundles.for_request(request)
         except DefinitionError as exc:
             message = f"the code of step {request.step_path} cannot be sent: {exc}"
-            failure = StepFailed(request.key, time.time(), ErrorInfo("BundleError", message))
-            threading.Thread(target=self._emit, args=([failure],), daemon=True).start()
+            self._fail_soon(StepFailed(request.key, time.time(), ErrorInfo("BundleError", message)))
             return
         self._inflight.add(request.key)
         options = ray_options(request.resources)
         self._outgoing.append(self._item(request, bundle, options))
         self._wake.notify_all()
+
+    def _fail_soon(self, failure: StepFailed) -> None:
+        """Deliver ``failure`` from another thread (the caller holds the lock)."""
+        threading.Thread(target=self._emit, args=([failure],), daemon=True).start()
+
+    def _infeasible(self, resources: Mapping[str, Any]) -> str | None:
+        """Why no node of the cluster could ever run a task asking for ``resources`` (Ray
+        would hold it forever), or None. The nodes are looked at every
+        :data:`NODES_FRESH_S` seconds at most."""
+        now = time.monotonic()
+        if now - self._nodes_at > NODES_FRESH_S:
+            try:
+                nodes = ray.nodes()  # type: ignore[no-untyped-call,unused-ignore]
+            except Exception:
+                return None  # cannot tell: let Ray decide
+            self._nodes = [dict(n.get("Resources") or {}) for n in nodes if n.get("Alive")]
+            self._nodes_at = now
+        wanted = {_RAY_NAMES[k]: v for k, v in ray_options(resources).items() if k in _RAY_NAMES}
+        wanted.update(ray_options(resources).get("resources", {}))
+        if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in self._nodes):
+            return None
+        asked = ", ".join(f"{k}={v:g}" for k, v in sorted(wanted.items()))
+        return f"no node of the Ray cluster offers {asked}"
 
     def _item(self, request: TaskRequest, bundle: CodeBundle | None, options: Any) -> Item:
         if bundle is None:

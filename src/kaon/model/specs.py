@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from kaon.errors import Location
+from kaon.model.resources import ResourceSpec
 
 if TYPE_CHECKING:
     from kaon.model.triggers import TriggerSpec
@@ -178,6 +179,7 @@ class StepSpec:
     cache_version: str = ""
     description: str = ""
     location: Location = NOWHERE
+    resources: ResourceSpec | None = None  # what one attempt asks of its machine (tasks)
 
     kind: str = "step"
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from test_executor_contract import ExecutorContract, Recorder, python_request
 
 from kaon.executors import create_executor
-from kaon.executors.base import Executor
+from kaon.executors.base import Executor, TaskRequest
 from kaon.model.events import StepFailed, StepSucceeded
 from kaon.model.values import Literal
+
+RAY_STEPS = str(Path(__file__).with_name("ray_steps.py"))
+
+
+def ray_request(artifact_url: str, function: str, **fields: object) -> TaskRequest:
+    request = python_request(artifact_url, function, **fields)
+    return dataclasses.replace(request, config={"file": RAY_STEPS, "function": function})
 
 
 class TestRayExecutor(ExecutorContract):
@@ -49,3 +58,23 @@ class TestRayExecutor(ExecutorContract):
         assert isinstance(
             self.run(executor, recorder, python_request(artifact_url, "noop")), StepSucceeded
         )
+
+    def test_resources_map_to_ray_and_code_comes_as_a_bundle(
+        self, executor: Executor, recorder: Recorder, artifact_url: str
+    ) -> None:
+        resources = {"cpus": 0.5, "memory": 64 * 1024**2}
+        request = ray_request(artifact_url, "assigned", resources=resources)
+        final = self.run(executor, recorder, request)
+        assert isinstance(final, StepSucceeded), final
+        values = {k: v.value for k, v in final.outputs.items() if isinstance(v, Literal)}
+        assert values["resources"]["CPU"] == 0.5
+        assert values["resources"]["memory"] == 64 * 1024**2
+        assert values["file"] != RAY_STEPS and "kaon-bundles" in values["file"]  # not our path
+
+    def test_resources_no_node_offers_fail_at_once(
+        self, executor: Executor, recorder: Recorder, artifact_url: str
+    ) -> None:
+        request = ray_request(artifact_url, "where", resources={"custom": {"quantum": 1}})
+        final = self.run(executor, recorder, request)
+        assert isinstance(final, StepFailed)
+        assert final.error.error_type == "Unschedulable" and "quantum=1" in final.error.message
