@@ -321,9 +321,14 @@ def resume(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Continue a run whose engine stopped or died, without redoing finished steps."""
-    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+    """Continue a run whose engine stopped or died, without redoing finished steps (attempts
+    still running on the executor, a Ray cluster, are re-attached, not run again)."""
+    with (
+        _errors(as_json),
+        _client(url, db, home, executor, workers, artifacts, ray_address=ray_address) as service,
+    ):
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
         if RunStatus(view.status).is_terminal:

@@ -55,6 +55,10 @@ class EngineContext:
         self.outbox = Outbox()
         self.timers: list[Timer] = []
         self._seq = 0
+        # Takes back an attempt an earlier engine started (see Executor.reattach); the
+        # engine sets it once its executor runs. Restoring a run asks it before it records
+        # a running attempt as lost.
+        self.reattach: Callable[[AttemptKey], bool] = _cannot_reattach
 
     def add_timer(
         self,
@@ -67,6 +71,10 @@ class EngineContext:
         """Wake the engine at ``at`` for ``kind``."""
         self._seq += 1
         heapq.heappush(self.timers, Timer(at, self._seq, kind, run_id, node, key))
+
+
+def _cannot_reattach(key: AttemptKey) -> bool:
+    return False
 
 
 def error_info(exc: BaseException, *, platform: bool = False) -> ErrorInfo:

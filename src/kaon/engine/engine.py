@@ -178,6 +178,7 @@ class Engine:
         if not self._started:
             self.executor.start(self._events.put)
             self._started = True
+            self.ctx.reattach = self.executor.reattach
 
     def add_run(self, run_id: str) -> RunState:
         """Take over the lease on a run (a new lease epoch) and load it.

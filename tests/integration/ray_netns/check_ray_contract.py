@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from test_executor_contract import ExecutorContract, Recorder, python_request
@@ -18,7 +18,7 @@ from kaon.model.values import Literal
 RAY_STEPS = str(Path(__file__).with_name("ray_steps.py"))
 
 
-def ray_request(artifact_url: str, function: str, **fields: object) -> TaskRequest:
+def ray_request(artifact_url: str, function: str, **fields: Any) -> TaskRequest:
     request = python_request(artifact_url, function, **fields)
     return dataclasses.replace(request, config={"file": RAY_STEPS, "function": function})
 
