@@ -38,6 +38,24 @@ PORT = 6479
 WARM_ITEMS = 200
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _supervisor_cpu_s() -> float:
+    """CPU seconds of Kaon's supervisor actor so far (0 when there is none)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if "Supervisor" in " ".join(proc.info["cmdline"] or []):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
 def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -52,10 +70,18 @@ def measure_raw(address: str, items: int) -> dict[str, object]:
     ray.init(address=address, log_to_driver=False)
     work = ray.remote(noop)
     ray.get([work.remote(i) for i in range(WARM_ITEMS)])
+    cpu = _cpu_s()
     started = time.perf_counter()
     ray.get([work.remote(i) for i in range(items)])
     wall = time.perf_counter() - started
-    return {"mode": "raw ray", "items": items, "wall_s": round(wall, 3), "rss_mb": _rss_mb()}
+    cpu = _cpu_s() - cpu
+    return {
+        "mode": "raw ray",
+        "items": items,
+        "wall_s": round(wall, 3),
+        "rss_mb": _rss_mb(),
+        "engine_cpu_s": round(cpu, 2),
+    }
 
 
 def _sweep(items: int) -> object:
@@ -98,9 +124,11 @@ def measure_kaon(
         warm = create_run(store, _sweep(WARM_ITEMS), {})  # type: ignore[arg-type]
         assert engine.run_until_done(warm.id) is RunStatus.SUCCEEDED
         run = create_run(store, _sweep(items), {})  # type: ignore[arg-type]
+        cpu, actor_cpu = _cpu_s(), _supervisor_cpu_s()
         started = time.perf_counter()
         status = engine.run_until_done(run.id)
         wall = time.perf_counter() - started
+        cpu, actor_cpu = _cpu_s() - cpu, _supervisor_cpu_s() - actor_cpu
         engine.close()
         assert status is RunStatus.SUCCEEDED, store.get_run(run.id).error
         store.close()
@@ -110,6 +138,8 @@ def measure_kaon(
             "workers": executor.capacity,
             "wall_s": round(wall, 3),
             "rss_mb": _rss_mb(),
+            "engine_cpu_s": round(cpu, 2),
+            "supervisor_cpu_s": round(actor_cpu, 2),
         }
     finally:
         shutil.rmtree(home, ignore_errors=True)

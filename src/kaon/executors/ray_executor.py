@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -58,6 +59,7 @@ NAMESPACE = "kaon"
 FINISHED_KEPT = 10_000  # final events kept for re-attachment, per supervisor
 FORCE_AFTER_S = 3.0  # a cancelled task still running after this is killed by force
 DRAIN_WAIT_S = 0.5
+MIN_IN_FLIGHT = 64  # default capacity floor: tiny attempts need many in flight to keep up
 NODES_FRESH_S = 10.0  # how long the engine trusts its view of the cluster's nodes
 _RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
 _log = logging.getLogger(__name__)
@@ -75,12 +77,21 @@ def _lost(key: AttemptKey, exc: BaseException) -> StepFailed:
     return StepFailed(key, time.time(), ErrorInfo("WorkerLost", message, platform=True))
 
 
+@functools.cache
+def _relay(name: str) -> Any:
+    """The supervisor actor named ``name``, looked up once per worker process (sending its
+    handle with every task costs more than the task)."""
+    return ray.get_actor(name, namespace=NAMESPACE)
+
+
 @ray.remote(max_retries=0, retry_exceptions=False)  # type: ignore[misc]
 def _attempt_task(
-    request: TaskRequest, bundle: list[Any] | None, digest: str | None, folder: str, relay: Any
+    request: TaskRequest, bundle: list[Any] | None, digest: str | None, folder: str, relay_name: str
 ) -> list[ExecutorEvent]:
-    """One attempt on a Ray worker: its code from the bundle, its events to ``relay``."""
+    """One attempt on a Ray worker: its code from the bundle, its events to the supervisor."""
     from kaon.executors import _ray_attempt, code_bundle
+
+    relay = _relay(relay_name)
 
     if digest is not None and bundle is not None:
         local = os.path.join(code_bundle.bundle_root(), digest)
@@ -114,7 +125,8 @@ class _Supervisor:
             collections.OrderedDict()
         )
         self.bundles: dict[str, Any] = {}
-        self.me: Any = None
+        self.tasks: dict[str, Any] = {}
+        self.name = ""
 
     def ping(self) -> bool:
         return True
@@ -122,8 +134,8 @@ class _Supervisor:
     def submit(
         self, owner: str, items: list[Item], bundles: Mapping[str, Mapping[str, bytes]]
     ) -> None:
-        if self.me is None:
-            self.me = ray.get_runtime_context().current_actor
+        if not self.name:
+            self.name = ray.get_runtime_context().get_actor_name() or ""
         for name, files in bundles.items():
             if name not in self.bundles:
                 self.bundles[name] = ray.put(dict(files))  # owned here: outlives the engine
@@ -134,9 +146,17 @@ class _Supervisor:
                 self.owner_of.pop(key, None)
                 continue
             bundle = [self.bundles[digest]] if digest is not None else None
-            ref = _attempt_task.options(**options).remote(request, bundle, digest, folder, self.me)
+            ref = self._task(options).remote(request, bundle, digest, folder, self.name)
             self.running[key] = ref
             asyncio.get_running_loop().create_task(self._watch(key, ref))
+
+    def _task(self, options: dict[str, Any]) -> Any:
+        """The attempt task with ``options`` (Ray's ``.options()`` is slow: built once each)."""
+        signature = repr(sorted(options.items()))
+        task = self.tasks.get(signature)
+        if task is None:
+            task = self.tasks[signature] = _attempt_task.options(**options)
+        return task
 
     async def _watch(self, key: AttemptKey, ref: Any) -> None:
         try:
@@ -274,8 +294,9 @@ def _use_token(token: str) -> None:
 
 
 class RayExecutor(Executor):
-    """Runs attempts as Ray tasks; at most ``workers`` in flight (default: twice the
-    cluster's CPUs). See the module docstring for connecting and the supervisor ``name``."""
+    """Runs attempts as Ray tasks; at most ``workers`` in flight (default: four per CPU of the
+    cluster, at least :data:`MIN_IN_FLIGHT`; Ray queues them on the nodes). See the module
+    docstring for connecting and the supervisor ``name``."""
 
     name: ClassVar[str] = "ray"
 
@@ -343,7 +364,7 @@ class RayExecutor(Executor):
             raise SystemFailure(f"ray executor: the supervisor actor cannot start: {exc}") from exc
         if self._workers is None:
             cpus = float(ray.cluster_resources().get("CPU", 1.0))  # type: ignore[no-untyped-call]
-            self._workers = max(1, int(cpus * 2))
+            self._workers = max(MIN_IN_FLIGHT, int(cpus * 4))
         self._sink = sink
         for target, label in ((self._read_loop, "reader"), (self._send_loop, "sender")):
             thread = threading.Thread(target=target, name=f"kaon-ray-{label}", daemon=True)

@@ -25,9 +25,7 @@ def _problems(value: Any) -> list[tuple[str | None, str]]:
 
 
 def test_valid_requests_are_normalized() -> None:
-    spec = parse_resources(
-        {"cpus": 0.5, "memory": "1.5Gi", "gpus": 1, "custom": {"tpu": 2}}, HERE
-    )
+    spec = parse_resources({"cpus": 0.5, "memory": "1.5Gi", "gpus": 1, "custom": {"tpu": 2}}, HERE)
     assert spec == ResourceSpec(cpus=0.5, memory=int(1.5 * 1024**3), gpus=1.0, custom={"tpu": 2})
     assert parse_resources({"memory": "2G"}, HERE) == ResourceSpec(memory=2_000_000_000)
     assert parse_resources({"memory": 1024}, HERE) == ResourceSpec(memory=1024)
