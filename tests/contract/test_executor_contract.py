@@ -606,6 +606,9 @@ class TestSandboxedProcessExecutor(ExecutorContract):
         recorder.wait_for(
             lambda evs: any(isinstance(e, LogLine) and e.key == request.key for e in evs)
         )
+        deadline = time.monotonic() + WAIT_S  # under load the loop may not have beaten yet
+        while not os.path.exists(beat) and time.monotonic() < deadline:
+            time.sleep(0.02)
         executor.cancel(request.key)
         time.sleep(0.5)
         last = Path(beat).read_text()

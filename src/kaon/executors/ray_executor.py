@@ -41,6 +41,7 @@ import contextlib
 import functools
 import logging
 import os
+import pickle
 import threading
 import time
 import uuid
@@ -64,7 +65,11 @@ NODES_FRESH_S = 10.0  # how long the engine trusts its view of the cluster's nod
 _RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
 _log = logging.getLogger(__name__)
 
-Item = tuple[AttemptKey, TaskRequest, str | None, str, dict[str, Any]]
+Item = tuple[AttemptKey, bytes, str | None, str, dict[str, Any]]  # the request pickled
+
+
+def _pack_request(request: TaskRequest) -> bytes:
+    return pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _final(event: ExecutorEvent) -> bool:
@@ -84,14 +89,26 @@ def _relay(name: str) -> Any:
     return ray.get_actor(name, namespace=NAMESPACE)
 
 
+def _pack(events: Sequence[ExecutorEvent]) -> bytes:
+    """Events as one blob: the supervisor relays blobs without reading them (cheaper)."""
+    return pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL) if events else b""
+
+
+def _unpack(blob: bytes) -> list[ExecutorEvent]:
+    return pickle.loads(blob) if blob else []  # type: ignore[no-any-return]
+
+
 @ray.remote(max_retries=0, retry_exceptions=False)  # type: ignore[misc]
 def _attempt_task(
-    request: TaskRequest, bundle: list[Any] | None, digest: str | None, folder: str, relay_name: str
-) -> list[ExecutorEvent]:
-    """One attempt on a Ray worker: its code from the bundle, its events to the supervisor."""
+    blob: bytes, bundle: list[Any] | None, digest: str | None, folder: str, relay_name: str
+) -> tuple[bytes, bytes]:
+    """One attempt on a Ray worker: its code from the bundle, its events to the supervisor.
+
+    Returns the events not yet streamed, as two blobs: the final event, and the others."""
     from kaon.executors import _ray_attempt, code_bundle
 
     relay = _relay(relay_name)
+    request: TaskRequest = pickle.loads(blob)
 
     if digest is not None and bundle is not None:
         local = os.path.join(code_bundle.bundle_root(), digest)
@@ -101,12 +118,13 @@ def _attempt_task(
     key = request.key
 
     def push(events: list[ExecutorEvent]) -> None:
-        relay.push.remote(key, events)
+        relay.push.remote(key, _pack(events))
 
     def push_and_wait(events: list[ExecutorEvent]) -> None:
-        ray.get(relay.push.remote(key, events))
+        ray.get(relay.push.remote(key, _pack(events)))
 
-    return _ray_attempt.run_attempt(request, push, push_and_wait)
+    rest = _ray_attempt.run_attempt(request, push, push_and_wait)
+    return _pack([e for e in rest if not _final(e)]), _pack([e for e in rest if _final(e)])
 
 
 class _Supervisor:
@@ -118,12 +136,10 @@ class _Supervisor:
     def __init__(self) -> None:
         self.running: dict[AttemptKey, Any] = {}
         self.owner_of: dict[AttemptKey, str] = {}
-        self.queues: dict[str, list[ExecutorEvent]] = collections.defaultdict(list)
+        self.queues: dict[str, list[tuple[AttemptKey, bytes]]] = collections.defaultdict(list)
         self.wakers: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
         self.cancelled: set[AttemptKey] = set()
-        self.finished: collections.OrderedDict[AttemptKey, ExecutorEvent] = (
-            collections.OrderedDict()
-        )
+        self.finished: collections.OrderedDict[AttemptKey, bytes] = collections.OrderedDict()
         self.bundles: dict[str, Any] = {}
         self.tasks: dict[str, Any] = {}
         self.name = ""
@@ -142,7 +158,8 @@ class _Supervisor:
         for key, request, digest, folder, options in items:
             self.owner_of[key] = owner
             if digest is not None and digest not in self.bundles:
-                self._deliver(key, [_lost(key, LookupError(f"code bundle {digest} unknown"))])
+                lost = _lost(key, LookupError(f"code bundle {digest} unknown"))
+                self._deliver(key, _pack([lost]))
                 self.owner_of.pop(key, None)
                 continue
             bundle = [self.bundles[digest]] if digest is not None else None
@@ -159,48 +176,47 @@ class _Supervisor:
         return task
 
     async def _watch(self, key: AttemptKey, ref: Any) -> None:
+        rest, final = b"", b""
         try:
-            events: list[ExecutorEvent] = await ref
+            rest, final = await ref
         except ray.exceptions.TaskCancelledError:
-            events = []
+            pass
         except ray.exceptions.RayTaskError as exc:  # Kaon's wrapper failed, not the step
-            events = [_lost(key, exc)]
+            final = _pack([_lost(key, exc)])
         except Exception as exc:  # worker or node died, object lost, ...
-            events = [_lost(key, exc)]
+            final = _pack([_lost(key, exc)])
         finally:
             self.running.pop(key, None)
         if key in self.cancelled:
             self.cancelled.discard(key)
             self.owner_of.pop(key, None)
             return
-        self._deliver(key, events)
-        final = next((e for e in events if _final(e)), None)
-        if final is None and key in self.owner_of:  # cancelled with force, or a lost push
-            final = _lost(key, RuntimeError("the task ended without a result"))
-            self._deliver(key, [final])
-        if final is not None:
-            self.finished[key] = final
-            while len(self.finished) > FINISHED_KEPT:
-                self.finished.popitem(last=False)
+        if not final and key in self.owner_of:  # cancelled with force: no end of its own
+            final = _pack([_lost(key, RuntimeError("the task ended without a result"))])
+        self._deliver(key, rest)
+        self._deliver(key, final)
+        self.finished[key] = final
+        while len(self.finished) > FINISHED_KEPT:
+            self.finished.popitem(last=False)
         self.owner_of.pop(key, None)
 
-    def _deliver(self, key: AttemptKey, events: list[ExecutorEvent]) -> None:
+    def _deliver(self, key: AttemptKey, blob: bytes) -> None:
         owner = self.owner_of.get(key)
-        if owner is None or not events or key in self.cancelled:
+        if owner is None or not blob or key in self.cancelled:
             return
-        self.queues[owner].extend(events)
+        self.queues[owner].append((key, blob))
         self.wakers[owner].set()
 
-    def push(self, key: AttemptKey, events: list[ExecutorEvent]) -> None:
-        self._deliver(key, events)
+    def push(self, key: AttemptKey, blob: bytes) -> None:
+        self._deliver(key, blob)
 
-    async def drain(self, owner: str, wait_s: float) -> list[ExecutorEvent]:
+    async def drain(self, owner: str, wait_s: float) -> list[bytes]:
         waker = self.wakers[owner]
         if not self.queues.get(owner):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waker.wait(), wait_s)
         waker.clear()
-        return self.queues.pop(owner, [])
+        return [blob for _, blob in self.queues.pop(owner, [])]
 
     async def cancel(self, keys: list[AttemptKey]) -> None:
         refs = []
@@ -231,16 +247,16 @@ class _Supervisor:
                 found.append(key)
             elif key in self.finished:
                 self.owner_of[key] = owner
-                self._deliver(key, [self.finished[key]])
+                self._deliver(key, self.finished[key])
                 self.owner_of.pop(key, None)
                 found.append(key)
         return found
 
     def _move_queued(self, previous: str, owner: str, key: AttemptKey) -> None:
         queue = self.queues.get(previous, [])
-        moving = [e for e in queue if e.key == key]
+        moving = [entry for entry in queue if entry[0] == key]
         if moving:
-            self.queues[previous] = [e for e in queue if e.key != key]
+            self.queues[previous] = [entry for entry in queue if entry[0] != key]
             self.queues[owner].extend(moving)
             self.wakers[owner].set()
 
@@ -435,9 +451,16 @@ class RayExecutor(Executor):
             message = f"the code of step {request.step_path} cannot be sent: {exc}"
             self._fail_soon(StepFailed(request.key, time.time(), ErrorInfo("BundleError", message)))
             return
+        try:
+            item = self._item(request, bundle, ray_options(request.resources))
+        except Exception as exc:  # the request cannot be pickled: the step's, not ours
+            message = f"the request for step {request.step_path} cannot be sent: {exc}"
+            self._fail_soon(
+                StepFailed(request.key, time.time(), ErrorInfo("PicklingError", message))
+            )
+            return
         self._inflight.add(request.key)
-        options = ray_options(request.resources)
-        self._outgoing.append(self._item(request, bundle, options))
+        self._outgoing.append(item)
         self._wake.notify_all()
 
     def _fail_soon(self, failure: StepFailed) -> None:
@@ -464,12 +487,13 @@ class RayExecutor(Executor):
         return f"no node of the Ray cluster offers {asked}"
 
     def _item(self, request: TaskRequest, bundle: CodeBundle | None, options: Any) -> Item:
+        packed = _pack_request(request)
         if bundle is None:
-            return (request.key, request, None, "", options)
+            return (request.key, packed, None, "", options)
         if bundle.digest not in self._sent_bundles:
             self._sent_bundles.add(bundle.digest)
             self._new_bundles[bundle.digest] = bundle.files  # goes with this batch
-        return (request.key, request, bundle.digest, bundle.folder, options)
+        return (request.key, packed, bundle.digest, bundle.folder, options)
 
     def cancel(self, key: AttemptKey) -> None:
         """Kill the attempt: drop it if not yet sent, else cancel its Ray task. No event of
@@ -533,7 +557,8 @@ class RayExecutor(Executor):
     def _read_loop(self) -> None:
         while not self._closed:
             try:
-                events = ray.get(self._supervisor.drain.remote(self.owner, DRAIN_WAIT_S))
+                blobs = ray.get(self._supervisor.drain.remote(self.owner, DRAIN_WAIT_S))
+                events = [event for blob in blobs for event in _unpack(blob)]
             except Exception as exc:
                 if self._closed:
                     return
