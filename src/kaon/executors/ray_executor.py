@@ -195,9 +195,10 @@ class _Supervisor:
             final = _pack([_lost(key, RuntimeError("the task ended without a result"))])
         self._deliver(key, rest)
         self._deliver(key, final)
-        self.finished[key] = final
-        while len(self.finished) > FINISHED_KEPT:
-            self.finished.popitem(last=False)
+        if final:
+            self.finished[key] = final
+            while len(self.finished) > FINISHED_KEPT:
+                self.finished.popitem(last=False)
         self.owner_of.pop(key, None)
 
     def _deliver(self, key: AttemptKey, blob: bytes) -> None:
@@ -517,16 +518,18 @@ class RayExecutor(Executor):
         it (or holds its end): its events follow on the sink."""
         if self._supervisor is None:
             return False
+        with self._lock:  # before asking: its end may be delivered before the answer
+            self._inflight.add(key)
         try:
             found = ray.get(self._supervisor.reattach.remote(self.owner, [key]), timeout=30)
         except Exception:
             _log.exception("ray executor: cannot ask the supervisor about %s", key)
-            return False
-        if key not in found:
-            return False
+            found = []
+        if key in found:
+            return True
         with self._lock:
-            self._inflight.add(key)
-        return True
+            self._inflight.discard(key)
+        return False
 
     def _fill(self) -> None:
         """Send held requests while there is room (inside the lock)."""

@@ -1,5 +1,6 @@
 """The engine on Ray: kill -9 of the engine mid-run, then resume, re-attaches to the attempt
-still running on the cluster instead of running it again."""
+still running on the cluster (or takes the result of one that ended meanwhile) instead of
+running it again."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from kaon.model.status import RunStatus
 from kaon.store import open_store
@@ -26,11 +29,18 @@ def _wait_for_lines(path: Path, count: int, timeout: float) -> None:
     raise AssertionError(f"{path} has not {count} line(s) after {timeout} s")
 
 
-def test_kill_9_engine_then_resume_reattaches(tmp_path: Path, ray_address: str) -> None:
+@pytest.mark.parametrize(
+    ("seconds", "pause"),
+    [(8.0, 0.0), (1.0, 4.0)],
+    ids=["still-running", "ended-while-no-engine-listened"],
+)
+def test_kill_9_engine_then_resume_reattaches(
+    tmp_path: Path, ray_address: str, seconds: float, pause: float
+) -> None:
     marker = tmp_path / "executions"
     env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
     run = subprocess.Popen(
-        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", "seconds=8"],
+        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", f"seconds={seconds}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -45,6 +55,7 @@ def test_kill_9_engine_then_resume_reattaches(tmp_path: Path, ray_address: str) 
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(timeout=10)
+    time.sleep(pause)
     resumed = subprocess.run(
         [*KAON, "resume", run_id, "-e", "ray", "--ray-address", ray_address],
         env=env,
