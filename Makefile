@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use: PostgreSQL (store contract), R (r steps), Java (Spark),
-# Podman with runc and busybox (container steps, on a locally built image). Each is
+# Podman with runc and busybox (container steps, on a locally built image), unshare and ip
+# (the Ray tests run their cluster in a loopback-only network namespace). Each is
 # installed only when missing; `apt-get update` runs only if something is.
 SYSTEM_PACKAGES := \
   /usr/bin/chromium:chromium \
@@ -32,7 +33,9 @@ SYSTEM_PACKAGES := \
   /usr/bin/podman:podman \
   /usr/sbin/runc:runc \
   /bin/busybox:busybox-static \
-  /usr/bin/bwrap:bubblewrap
+  /usr/bin/bwrap:bubblewrap \
+  /usr/bin/unshare:util-linux \
+  /sbin/ip:iproute2
 
 $(SYSTEM_STAMP): $(STAMP)
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \

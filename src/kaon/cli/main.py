@@ -78,11 +78,21 @@ HomeOpt = Annotated[
     typer.Option("--home", metavar="DIR", help="Kaon's folder (default: ./.kaon or KAON_HOME)."),
 ]
 ExecOpt = Annotated[
-    Literal["process", "inline"] | None,
+    Literal["process", "inline", "ray"] | None,
     typer.Option(
         "--executor",
         "-e",
-        help="Where steps run: worker processes (default) or threads of this process.",
+        help="Where steps run: worker processes (default), threads of this process, or a Ray "
+        "cluster (ray, with the ray extra).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="The Ray cluster of the ray executor (head host:port); default KAON_RAY_ADDRESS, "
+        "else a local cluster started on demand.",
     ),
 ]
 WorkersOpt = Annotated[
@@ -152,6 +162,7 @@ def _client(
     artifacts: str | None = None,
     *,
     create: bool = False,
+    ray_address: str | None = None,
 ) -> KaonService:
     """A server's service when ``--url`` or KAON_URL is set, else the local one (creating
     the store only with ``create``: commands that only read never create one)."""
@@ -165,6 +176,7 @@ def _client(
         workers=workers,
         artifact_url=artifacts,
         create_store=create,
+        ray_address=ray_address,
     )
     return open_service(url, settings)
 
@@ -371,6 +383,7 @@ def run(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    ray_address: RayAddressOpt = None,
     no_cache: Annotated[
         bool,
         typer.Option("--no-cache", help="Look nothing up in the cache (entries are recorded)."),
@@ -404,7 +417,9 @@ def run(
 
     with (
         _errors(as_json or events, compact=events),
-        _client(url, db, home, executor, workers, artifacts, create=True) as service,
+        _client(
+            url, db, home, executor, workers, artifacts, create=True, ray_address=ray_address
+        ) as service,
     ):
         spec = service.validate(target)
         given = parse_assignments(param or [])
@@ -462,14 +477,16 @@ def resume(
     quiet: QuietOpt = False,
     logs: LogsOpt = None,
     events: EventsOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Continue a run whose engine stopped or died, without redoing finished steps."""
+    """Continue a run whose engine stopped or died, without redoing finished steps (attempts
+    still running on the executor, a Ray cluster, are re-attached, not run again)."""
     from kaon.cli.follow import Output
 
     output = Output(quiet=quiet, logs=logs, events=events)
     with (
         _errors(as_json or events, compact=events),
-        _client(url, db, home, executor, workers, artifacts) as service,
+        _client(url, db, home, executor, workers, artifacts, ray_address=ray_address) as service,
     ):
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)
@@ -498,13 +515,17 @@ def continue_(
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Go on with a run paused at breakpoints. When no engine drives it any more (its
     `kaon run` was stopped or killed), drive it here, as `kaon resume` does."""
     from kaon.model.params import parse_assignments
     from kaon.service.local import LocalService
 
-    with _errors(as_json), _client(url, db, home, executor, workers, artifacts) as service:
+    with (
+        _errors(as_json),
+        _client(url, db, home, executor, workers, artifacts, ray_address=ray_address) as service,
+    ):
         full = service.resolve_run_id(run_id)
         given = parse_assignments(param or [])
         view = service.continue_run(full, step=step, params=given, from_strings=True)

@@ -20,6 +20,7 @@ from kaon.cli.main import (
     ExecOpt,
     HomeOpt,
     JsonOpt,
+    RayAddressOpt,
     UrlOpt,
     WorkersOpt,
     _errors,
@@ -74,6 +75,7 @@ def server(
     db: DbOpt = None,
     home: HomeOpt = None,
     executor: ExecOpt = None,
+    ray_address: RayAddressOpt = None,
     workers: WorkersOpt = None,
     artifacts: ArtifactsOpt = None,
     sandbox: Annotated[
@@ -143,6 +145,7 @@ def server(
             workers=workers,
             artifact_url=artifacts,
             sandbox=sandbox,
+            ray_address=ray_address,
         )
         code = serve(settings, options, sys.stdout)
     raise typer.Exit(code)

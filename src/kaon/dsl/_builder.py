@@ -29,6 +29,7 @@ from kaon.dsl._refs import Ref, StepRef, Use
 from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError, Location, ParameterError, Problem
 from kaon.model.breakpoints import breakpoint_moment
+from kaon.model.resources import parse_resources
 from kaon.model.specs import (
     Const,
     Expr,
@@ -52,6 +53,7 @@ OPTION_NAMES = frozenset(
         "cache_version",
         "description",
         "breakpoint",
+        "resources",
     }
 )
 
@@ -327,6 +329,7 @@ def parse_options(
         "cache_version": ("cache_version", _parse_str),
         "description": ("description", _parse_str),
         "breakpoint": ("breakpoint", _parse_breakpoint),
+        "resources": ("resources", parse_resources),
     }
     for name, (target, parse) in parsers.items():
         if name not in options:

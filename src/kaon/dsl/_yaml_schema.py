@@ -146,6 +146,7 @@ class StepModel(_Model):
     cache: StrictBool | None = None
     cache_version: StrictStr = ""
     breakpoint: StrictBool | Literal["before", "after"] = False
+    resources: Any = None  # checked by kaon.model.resources, with its own messages
 
     @field_validator("foreach")
     @classmethod

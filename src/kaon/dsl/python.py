@@ -329,6 +329,7 @@ def step(
     trigger_rule: TriggerRuleName = "all_succeeded",
     description: str = "",
     breakpoint: bool | Literal["after"] = False,
+    resources: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[_P, _R]], Step[_P, _R]]: ...
 
 
@@ -338,7 +339,9 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     Options: ``id`` (default: the function name), ``retry`` (:func:`Retry` or a number of
     attempts), ``timeout`` (a duration), ``on_failure``, ``cache``, ``cache_version``,
     ``trigger_rule``, ``description``, ``breakpoint`` (True or ``"after"``: every run pauses
-    there, see :mod:`kaon.model.breakpoints`). Raises :class:`DefinitionError` for a bad option.
+    there, see :mod:`kaon.model.breakpoints`), ``resources`` (``{"cpus": 2, "memory": "4Gi",
+    "gpus": 1, "custom": {...}}``, see :mod:`kaon.model.resources`). Raises
+    :class:`DefinitionError` for a bad option.
     """
     if fn is not None:
         return Step(fn, {})

@@ -38,6 +38,7 @@ from kaon.dsl._yaml_schema import (
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
 from kaon.model.breakpoints import breakpoint_moment
 from kaon.model.expressions import parse_template
+from kaon.model.resources import ResourceSpec, parse_resources
 from kaon.model.specs import (
     NO_DEFAULT,
     Const,
@@ -324,7 +325,16 @@ class _WorkflowReader:
             "breakpoint": breakpoint_moment(model.breakpoint),
             "description": model.description,
             "location": self.doc.location(path),
+            "resources": self.resources(model.resources, path),
         }
+
+    def resources(self, value: Any, path: Path) -> ResourceSpec | None:
+        line = self.doc.location((*path, "resources")).line  # the line of the key itself
+        try:
+            return parse_resources(value, Location(self.doc.file, line, dotted(path) or None))
+        except DefinitionError as exc:
+            self.problems.extend(exc.problems)
+            return None
 
     def task_config(self, model: StepModel, path: Path) -> tuple[str, dict[str, Any]]:
         if model.python is not None:

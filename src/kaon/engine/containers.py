@@ -16,7 +16,7 @@ from kaon.engine.nodes import (
 )
 from kaon.engine.spool import LazyItems
 from kaon.errors import KaonError
-from kaon.model.events import ErrorInfo
+from kaon.model.events import AttemptKey, ErrorInfo
 from kaon.model.params import bind_params
 from kaon.model.specs import (
     FailureMode,
@@ -288,6 +288,16 @@ class ContainerSteps(RunCore):
             if not node.done:
                 self._resume_node(node, row)
 
+    def _reattached(self, node: Node, key: AttemptKey, started_at: float) -> None:
+        """The executor still runs attempt ``key`` of ``node``: wait for its events again
+        (its time limit still counts from when it started)."""
+        node.running = key
+        self.inflight[key] = node
+        timeout = node.timeout_s
+        if timeout is not None:
+            self.ctx.timers.add(started_at + timeout, "timeout", self.id, key=key)
+        self._event("attempt_reattached", {"attempt": key[2]}, key[1])
+
     def _restore_decisions(self, node: Node) -> None:
         """Rebuild what a restored row decided for the whole run: a failure under
         ``finish_running`` started draining (as :meth:`_terminal` did when it happened)."""
@@ -311,11 +321,16 @@ class ContainerSteps(RunCore):
         now = self.ctx.clock()
         for attempt in attempts:
             if attempt.status == "running":
-                lost = ErrorInfo("EngineLost", "the engine stopped while this attempt ran")
                 key = (self.id, row.id, attempt.number)
+                if node.status is _S.RUNNING and node.running is None and self.ctx.reattach(key):
+                    self._reattached(node, key, attempt.started_at or now)
+                    continue
+                lost = ErrorInfo("EngineLost", "the engine stopped while this attempt ran")
                 self.ctx.batch.update_attempt(
                     key, status="lost", ended_at=now, error=error_dict(lost)
                 )
+        if node.running is not None:
+            return  # re-attached: its events follow as if this engine had started it
         if node.status in (_S.RUNNING, _S.QUEUED):
             node.platform_attempts += 1
             if node.platform_attempts > node.retry.platform_attempts:

@@ -145,6 +145,14 @@ class EngineContext:
         self.batch = WriteBatch()
         self.outbox = Outbox()
         self.timers = Timers()
+        # Takes back an attempt an earlier engine started (see Executor.reattach); the
+        # engine sets it once its executor runs. Restoring a run asks it before it records
+        # a running attempt as lost.
+        self.reattach: Callable[[AttemptKey], bool] = _cannot_reattach
+
+
+def _cannot_reattach(key: AttemptKey) -> bool:
+    return False
 
 
 def error_info(exc: BaseException, *, platform: bool = False) -> ErrorInfo:

@@ -44,6 +44,7 @@ from kaon.errors import (
 from kaon.executors.base import Executor
 from kaon.model.codec import workflow_from_dict
 from kaon.model.events import (
+    AttemptKey,
     ExecutorEvent,
     LogLine,
     LogStored,
@@ -177,6 +178,13 @@ class Engine:
         self._next_renew = time.monotonic() + lease_ttl / 3
         self._soft_since: float | None = None  # when uncommitted reports started waiting
         self._tune_collector = tune_collector
+        self.ctx.reattach = self._reattach
+
+    def _reattach(self, key: AttemptKey) -> bool:
+        """Ask the executor (started first: a run may be loaded before the engine starts)
+        to take back an attempt that was running when the previous engine stopped."""
+        self.start()
+        return self.executor.reattach(key)
 
     # -- public API --------------------------------------------------------------------------
 

@@ -389,6 +389,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             index=index,
             iteration=iteration,
             timeout_s=timeout,
+            resources=spec.resources.as_request() if spec.resources is not None else {},
         )
 
     def _drop_attempt(self, node: Node, now: float) -> None:

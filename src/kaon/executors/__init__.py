@@ -1,4 +1,5 @@
-"""Executors: where step attempts run (``inline`` threads, ``process`` workers, plugins).
+"""Executors: where step attempts run (``inline`` threads, ``process`` workers, ``ray``
+tasks, plugins).
 
 Look one up by name with :func:`create_executor`. Built-in executors are listed explicitly and
 imported only when first used; third parties add executors through the ``kaon.executors``
@@ -24,6 +25,7 @@ DEFAULT_EXECUTOR = "process"
 BUILTIN_EXECUTORS: Mapping[str, str] = {
     "inline": "kaon.executors.inline:InlineExecutor",
     "process": "kaon.executors.process:ProcessExecutor",
+    "ray": "kaon.executors.ray_executor:RayExecutor",  # needs the `ray` extra
 }
 
 
@@ -62,6 +64,12 @@ def create_executor(name: str, **options: Any) -> Executor:
         cls: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             cls = getattr(cls, part)
+    except ModuleNotFoundError as exc:
+        if name == "ray" and exc.name is not None and exc.name.split(".")[0] == "ray":
+            raise ConfigurationError("the ray executor needs Ray: pip install 'kaon[ray]'") from exc
+        raise ConfigurationError(
+            f"executor {name!r} cannot be loaded from {target!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     except Exception as exc:
         raise ConfigurationError(
             f"executor {name!r} cannot be loaded from {target!r}: {type(exc).__name__}: {exc}"

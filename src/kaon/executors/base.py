@@ -24,9 +24,11 @@ EventSink = Callable[[ExecutorEvent], None]
 class TaskRequest:
     """Everything a worker needs to run one attempt of a task step.
 
-    ``inputs`` are references resolved by the worker through the artifact store at
-    ``artifact_url``; ``params`` are the run's bound parameters; ``item``/``index`` are set
-    inside a foreach body and ``iteration`` inside a loop body.
+        ``inputs`` are references resolved by the worker through the artifact store at
+        ``artifact_url``; ``params`` are the run's bound parameters; ``item``/``index`` are set
+        inside a foreach body and ``iteration`` inside a loop body. ``resources`` is the step's
+    normalized resource request (``cpus``, ``memory`` in bytes, ``gpus``, ``custom``; see
+    :mod:`kaon.model.resources`), empty when the step asks for none.
     """
 
     key: AttemptKey
@@ -42,6 +44,7 @@ class TaskRequest:
     iteration: int | None = None
     timeout_s: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -80,6 +83,16 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self, key: AttemptKey) -> None:
         """Stop the attempt if it is running (best effort for threads; a kill for processes)."""
+
+    def reattach(self, key: AttemptKey) -> bool:
+        """Take back attempt ``key``, started by an earlier engine (before a restart).
+
+        True when the attempt still runs here (or ended and its end is still known): its
+        events follow on the sink as if this executor had started it. False when this
+        executor cannot tell (the default: its workers died with the earlier engine); the
+        engine then records the attempt as lost and retries it by policy.
+        """
+        return False
 
     @property
     @abstractmethod

@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
 from kaon.executors._descendants import kill_descendants
 from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline
+from kaon.executors.admission import HostBudget
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
 from kaon.executors.sandbox import SandboxSpec
@@ -121,6 +122,10 @@ def _kill_group(pid: int) -> None:
 class ProcessExecutor(Executor):
     """Runs attempts in ``workers`` warm processes (default: the CPU count), one at a time each.
 
+    Attempts of steps that ask for ``resources`` are admitted by them (:mod:`kaon.executors.
+    admission`): ``budget`` is what the host offers (default: its CPUs and memory, no GPUs);
+    one that asks for more than that fails at once (``Unschedulable``).
+
     With a ``sandbox``, each worker runs under bubblewrap as it says
     (:mod:`kaon.executors.sandbox`): it sees no state database, token or server environment.
 
@@ -140,12 +145,14 @@ class ProcessExecutor(Executor):
         sandbox: SandboxSpec | None = None,
         *,
         wait_ready: bool = True,
+        budget: HostBudget | None = None,
     ) -> None:
         count = workers if workers is not None else (os.cpu_count() or 1)
         if count < 1:
             raise ConfigurationError(f"process executor: workers must be >= 1, got {count}")
         self._size = count
         self._sandbox = sandbox
+        self._budget = budget or HostBudget()
         self._start_timeout_s = start_timeout_s
         self._wait_ready = wait_ready
         self._ready_by = 0.0
@@ -269,8 +276,12 @@ class ProcessExecutor(Executor):
             if self._closed:
                 raise SystemFailure("process executor: submit() after shutdown()")
             for request, data in pickled:
+                refusal = self._budget.refusal(request.resources) if request.resources else None
                 if self._broken:
                     self._later.append(self._broken_failure(request.key))
+                elif refusal is not None:
+                    info = ErrorInfo("Unschedulable", f"step {request.step_path}: {refusal}")
+                    self._later.append(StepFailed(request.key, time.time(), info))
                 else:
                     self._pending[request.key] = (request, data)
             self._dispatch()
@@ -327,13 +338,26 @@ class ProcessExecutor(Executor):
         self._workers.append(worker)
 
     def _dispatch(self) -> None:
-        """Send pending attempts to the least loaded workers with room, one message each."""
+        """Send pending attempts to the least loaded workers with room, one message each,
+        oldest first. Attempts that ask for ``resources`` hold them from the moment they are
+        sent to a worker (queued there or running) until they end: one whose resources are not
+        free now waits, and younger ones that fit go first."""
         batches: dict[_Worker, list[bytes]] = {}
-        while self._pending:
-            key = next(iter(self._pending))
+        budget = self._budget
+        budget.clear()
+        for held in self._workers:
+            for task, _ in held.tasks.values():
+                if task.resources:
+                    budget.take(task.resources)
+        for key in list(self._pending):
+            request = self._pending[key][0]
+            if request.resources and not budget.fits(request.resources):
+                continue
             worker = self._pick(key in self._suspects)
             if worker is None:
                 break
+            if request.resources:
+                budget.take(request.resources)
             request, data = self._pending.pop(key)
             worker.tasks[key] = (request, data)
             worker.solo = key in self._suspects

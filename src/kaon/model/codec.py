@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, Final, NoReturn, TypeVar
 
 from kaon.errors import DefinitionError, Location, Problem
+from kaon.model.resources import resources_from_dict
 from kaon.model.specs import (
     NO_DEFAULT,
     Backoff,
@@ -139,6 +140,8 @@ class _Encoder:
         }
         if step.breakpoint:  # only when set: definitions without one keep their hash
             data["breakpoint"] = step.breakpoint
+        if step.resources is not None:  # only when set: older definitions keep their hash
+            data["resources"] = step.resources.as_request()
         data.update(self._kind_fields(step))
         self._meta(data, step.description, step.location)
         return data
@@ -448,6 +451,7 @@ def _common(fields: _Fields) -> dict[str, Any]:
         "breakpoint": fields.text("breakpoint", ""),
         "description": fields.text("description", ""),
         "location": _location(fields, "location"),
+        "resources": resources_from_dict(fields.get("resources", (Mapping, type(None)), None)),
     }
 
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from kaon.errors import Location
+from kaon.model.resources import ResourceSpec
 
 if TYPE_CHECKING:
     from kaon.model.triggers import TriggerSpec
@@ -179,6 +180,7 @@ class StepSpec:
     description: str = ""
     location: Location = NOWHERE
     breakpoint: str = ""  # "before" or "after": the run pauses there (kaon.model.breakpoints)
+    resources: ResourceSpec | None = None  # what one attempt asks of its machine (tasks)
 
     kind: str = "step"
 

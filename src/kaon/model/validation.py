@@ -468,6 +468,17 @@ def check_timeouts(context: _Context) -> Iterator[Problem]:
             )
 
 
+def check_resources(context: _Context) -> Iterator[Problem]:
+    """Only task steps ask for resources (a container's body steps ask for their own)."""
+    for step, scope in _steps(context.spec):
+        if step.resources is not None and not isinstance(step, TaskSpec):
+            yield Problem(
+                f"step {_path(step, scope)!r}: resources apply to task steps only; "
+                "set them on the steps inside",
+                step.location.with_field("resources"),
+            )
+
+
 def check_foreach(context: _Context) -> Iterator[Problem]:
     """A foreach's concurrency is >= 1 and its item name is a free identifier."""
     for step, scope in _steps(context.spec):
@@ -631,6 +642,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_computed_defaults,
     check_retry,
     check_timeouts,
+    check_resources,
     check_foreach,
     check_loops,
     check_empty_graphs,

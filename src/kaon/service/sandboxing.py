@@ -108,6 +108,8 @@ def create_step_executor(
     name = settings.executor or "process"
     if name == "process" or sandbox is not None:
         options["wait_ready"] = wait_ready
+    if name == "ray" and settings.ray_address:
+        options["address"] = settings.ray_address
     if sandbox is None:
         return create_executor(name, **options)
     sandboxed = create_executor("process", sandbox=sandbox, **options)

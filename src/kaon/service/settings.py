@@ -13,7 +13,7 @@ from kaon.errors import ConfigurationError
 from kaon.model.expression_cost import ExpressionBudget
 from kaon.store import default_store_url
 
-EXECUTORS = ("process", "inline")
+EXECUTORS = ("process", "inline", "ray")
 MAX_WORKERS = 4096
 
 
@@ -24,7 +24,9 @@ class Settings:
     ``home`` (``KAON_HOME``, default ``./.kaon``) holds the embedded SQLite store and the
     local artifact store unless ``db_url`` (``KAON_DB``) or ``artifact_url``
     (``KAON_ARTIFACTS``) say otherwise. ``executor`` (``KAON_EXECUTOR``) is ``process``
-    (default: warm worker processes) or ``inline`` (threads in the engine's process).
+    (default: warm worker processes), ``inline`` (threads in the engine's process) or ``ray``
+    (Ray tasks on the cluster at ``ray_address``, ``--ray-address`` / ``KAON_RAY_ADDRESS``, or
+    on a local one started on demand; needs the ``ray`` extra).
     ``sandbox`` (``KAON_SANDBOX``) is ``on``, ``off`` or ``auto`` (on when bubblewrap is
     installed); empty means the command's default: ``auto`` for ``kaon server``, ``off`` for
     ``kaon run`` (see :mod:`kaon.service.sandboxing`).
@@ -39,6 +41,7 @@ class Settings:
     artifact_url: str | None = None
     executor: str = ""
     workers: int | None = None
+    ray_address: str | None = None
     sandbox: str = ""
     max_body_bytes: int = 5_000_000
     create_store: bool = True  # False for commands that only read: never create a store
@@ -55,6 +58,7 @@ class Settings:
         workers: int | None = None,
         sandbox: str | None = None,
         create_store: bool = True,
+        ray_address: str | None = None,
     ) -> Settings:
         """Settings from explicit values, falling back to the environment, then the project's
         configuration (``kaon.toml`` or ``[tool.kaon]``, and the chosen profile), then
@@ -94,6 +98,7 @@ class Settings:
             or from_file["artifacts"].value,
             executor=_executor(executor, env.get("KAON_EXECUTOR"), from_file["executor"]),
             workers=_workers(workers, env.get("KAON_WORKERS") or _str(from_file["workers"].value)),
+            ray_address=_text("Ray address", ray_address, "--ray-address", "KAON_RAY_ADDRESS"),
             sandbox=str(
                 sandbox or env.get("KAON_SANDBOX") or from_file["sandbox"].value or ""
             ).lower(),

@@ -24,8 +24,17 @@ def test_builtins_by_name_with_options() -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigurationError, match=r"unknown executor 'ray'.*inline, process"):
-        create_executor("ray")
+    with pytest.raises(ConfigurationError, match=r"unknown executor 'mesos'.*inline, process, ray"):
+        create_executor("mesos")
+
+
+def test_ray_is_builtin_and_built_without_connecting() -> None:
+    from kaon.executors.ray_executor import RayExecutor
+
+    executor = create_executor("ray", workers=3, address="127.0.0.1:1")
+    assert isinstance(executor, RayExecutor) and executor.capacity == 3
+    with pytest.raises(ConfigurationError, match="workers must be >= 1"):
+        create_executor("ray", workers=0)
 
 
 def test_bad_options_are_configuration_errors() -> None:
@@ -41,7 +50,7 @@ def test_plugins_come_from_the_entry_point_group(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(executors, "_plugin_targets", targets)
     assert isinstance(create_executor("threads", workers=1), InlineExecutor)
-    assert executor_names() == ["inline", "process", "junk", "threads"]
+    assert executor_names() == ["inline", "process", "ray", "junk", "threads"]
     with pytest.raises(ConfigurationError, match="is not a kaon Executor"):
         create_executor("junk")
 
@@ -54,7 +63,7 @@ def test_entry_point_group_name(monkeypatch: pytest.MonkeyPatch) -> None:
         return []
 
     monkeypatch.setattr(executors, "entry_points", fake)
-    assert executor_names() == ["inline", "process"]
+    assert executor_names() == ["inline", "process", "ray"]
     assert seen == ["kaon.executors"]
 
 

@@ -1,0 +1,89 @@
+"""The worker side of the ``ray`` executor: one attempt inside one Ray task (no Ray import here).
+
+:func:`run_attempt` runs the request through :func:`~kaon.executors.runtime.run_task` in a
+thread of the Ray worker while the task's own thread streams events: events an attempt reports
+while it runs (started, log lines, metrics, progress) are pushed to the supervisor actor every
+:data:`STREAM_DELAY_S`; an attempt that ends sooner sends nothing while it runs and returns its
+whole event list as the task's value (a tiny sweep item costs no extra message). When events
+were streamed, the rest are pushed and *waited for* before the task returns, so the supervisor
+always holds them before it sees the task end: events of an attempt arrive in order.
+
+Cancellation (``ray.cancel``) raises ``KeyboardInterrupt`` in the task's thread: the attempt's
+shell commands and every process it started are killed, and the worker process exits, since
+Python code running in a thread cannot be stopped otherwise (Ray replaces the worker).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from kaon.executors.base import TaskRequest
+from kaon.model.events import ExecutorEvent
+
+STREAM_DELAY_S = 0.05
+
+Push = Callable[[list[ExecutorEvent]], None]
+
+
+class _Events:
+    """The attempt's events, in order, and how far they have been pushed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[ExecutorEvent] = []
+        self.streamed = False
+
+    def add(self, event: ExecutorEvent) -> None:
+        with self.lock:
+            self.items.append(event)
+
+    def take(self) -> list[ExecutorEvent]:
+        with self.lock:
+            items, self.items = self.items, []
+            return items
+
+
+def run_attempt(request: TaskRequest, push: Push, push_and_wait: Push) -> list[ExecutorEvent]:
+    """Run ``request``; stream its events through ``push`` while it runs; the events left.
+
+    ``push`` sends without waiting; ``push_and_wait`` returns once the supervisor holds them.
+    """
+    from kaon.executors.runtime import run_task
+
+    events = _Events()
+    cancel = threading.Event()
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            run_task(request, events.add, cancel=cancel)
+        finally:
+            done.set()
+
+    runner = threading.Thread(target=attempt, name="kaon-ray-attempt", daemon=True)
+    runner.start()
+    try:
+        while not done.wait(STREAM_DELAY_S):
+            batch = events.take()
+            if batch:
+                events.streamed = True
+                push(batch)
+    except KeyboardInterrupt:  # ray.cancel: stop everything the attempt runs
+        cancel.set()
+        _die()
+    rest = events.take()
+    if events.streamed:
+        push_and_wait(rest)
+        return []
+    return rest
+
+
+def _die() -> None:
+    from kaon.executors._descendants import kill_descendants
+    from kaon.steptypes.shell import kill_live_process_groups
+
+    kill_live_process_groups()
+    kill_descendants()
+    os._exit(1)

@@ -1,0 +1,604 @@
+"""The ``ray`` executor: each attempt is a Ray task on a cluster (``pip install 'kaon[ray]'``).
+
+This is the only module of Kaon that imports Ray (its typing is incomplete; the few ignores
+are here). The pieces:
+
+* **The supervisor**, a detached, named Ray actor (``kaon-supervisor-<name>`` in namespace
+  ``kaon``), submits the attempts' tasks and owns them, so they outlive the engine's process:
+  after an engine restart, :meth:`RayExecutor.reattach` takes attempts back instead of having
+  them marked lost. It relays the events the tasks stream while they run, and the final events
+  they return, to the engine that owns each attempt (an engine is one ``owner`` id), which
+  long-polls them with :meth:`_Supervisor.drain`. It keeps the final event of the last
+  :data:`FINISHED_KEPT` attempts, so an attempt that ended while no engine listened is
+  re-delivered on re-attachment.
+* **The task** (:func:`_attempt_task`) gets the step's code as the content-addressed bundle of
+  its workflow version (:mod:`kaon.executors.code_bundle`), put in the object store once per
+  version by the supervisor and written once per node, never a path on the engine's disk; it
+  runs the request through :mod:`kaon.executors._ray_attempt`. Inputs and outputs go through
+  the artifact store, as on every executor.
+* **The engine side** (:class:`RayExecutor`) keeps at most ``workers`` attempts in flight,
+  sends new ones in batches (one actor call per engine turn), maps a step's ``resources`` to
+  Ray's (``num_cpus``, ``memory``, ``num_gpus``, ``resources``), and reads events on one thread.
+
+Cancellation and time-outs ``ray.cancel`` the task (a ``KeyboardInterrupt`` in it: its shell
+commands and processes are killed and the worker exits; a forced cancel follows after
+:data:`FORCE_AFTER_S` if it still runs). A task whose worker or node dies is reported as a
+platform failure (``WorkerLost``), retried by the step's platform retry policy; Ray's own
+retries are off (``max_retries=0``), so a retry is always Kaon's, recorded as an attempt.
+
+Connecting: ``address`` (``--ray-address``, ``KAON_RAY_ADDRESS``) names a running cluster
+(``host:port`` of its head, or ``ray://...``); without one, a local cluster is started on
+demand on 127.0.0.1 and stopped with the executor. A cluster with token authentication (Ray
+2.60+ ``RAY_AUTH_MODE=token``) is reached with its token: ``token`` (``KAON_RAY_TOKEN``, or a
+file named by ``KAON_RAY_TOKEN_FILE``), handed to Ray as ``RAY_AUTH_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import os
+import pickle
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import ray  # type: ignore[import-untyped,unused-ignore]
+import ray.exceptions  # type: ignore[import-untyped,unused-ignore]
+
+from kaon.errors import ConfigurationError, DefinitionError, SystemFailure
+from kaon.executors.base import EventSink, Executor, TaskRequest
+from kaon.executors.code_bundle import BundleCache, CodeBundle
+from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
+
+NAMESPACE = "kaon"
+FINISHED_KEPT = 10_000  # final events kept for re-attachment, per supervisor
+FORCE_AFTER_S = 3.0  # a cancelled task still running after this is killed by force
+DRAIN_WAIT_S = 0.5
+MIN_IN_FLIGHT = 64  # default capacity floor: tiny attempts need many in flight to keep up
+NODES_FRESH_S = 10.0  # how long the engine trusts its view of the cluster's nodes
+_RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+_log = logging.getLogger(__name__)
+
+Item = tuple[AttemptKey, bytes, str | None, str, dict[str, Any]]  # the request pickled
+
+
+def _pack_request(request: TaskRequest) -> bytes:
+    return pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _final(event: ExecutorEvent) -> bool:
+    return isinstance(event, StepSucceeded | StepFailed)
+
+
+def _lost(key: AttemptKey, exc: BaseException) -> StepFailed:
+    kind = type(exc).__name__
+    message = f"the Ray task of this attempt was lost ({kind}): {str(exc).strip()[:2000]}"
+    return StepFailed(key, time.time(), ErrorInfo("WorkerLost", message, platform=True))
+
+
+@functools.cache
+def _relay(name: str) -> Any:
+    """The supervisor actor named ``name``, looked up once per worker process (sending its
+    handle with every task costs more than the task)."""
+    return ray.get_actor(name, namespace=NAMESPACE)
+
+
+def _pack(events: Sequence[ExecutorEvent]) -> bytes:
+    """Events as one blob: the supervisor relays blobs without reading them (cheaper)."""
+    return pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL) if events else b""
+
+
+def _unpack(blob: bytes) -> list[ExecutorEvent]:
+    return pickle.loads(blob) if blob else []  # type: ignore[no-any-return]
+
+
+@ray.remote(max_retries=0, retry_exceptions=False)  # type: ignore[misc]
+def _attempt_task(
+    blob: bytes, bundle: list[Any] | None, digest: str | None, folder: str, relay_name: str
+) -> tuple[bytes, bytes]:
+    """One attempt on a Ray worker: its code from the bundle, its events to the supervisor.
+
+    Returns the events not yet streamed, as two blobs: the final event, and the others."""
+    from kaon.executors import _ray_attempt, code_bundle
+
+    relay = _relay(relay_name)
+    request: TaskRequest = pickle.loads(blob)
+
+    if digest is not None and bundle is not None:
+        local = os.path.join(code_bundle.bundle_root(), digest)
+        if not code_bundle.is_materialized(digest):
+            local = code_bundle.materialize(digest, ray.get(bundle[0]))
+        request = code_bundle.localize(request, folder, local)
+    key = request.key
+
+    def push(events: list[ExecutorEvent]) -> None:
+        relay.push.remote(key, _pack(events))
+
+    def push_and_wait(events: list[ExecutorEvent]) -> None:
+        ray.get(relay.push.remote(key, _pack(events)))
+
+    rest = _ray_attempt.run_attempt(request, push, push_and_wait)
+    return _pack([e for e in rest if not _final(e)]), _pack([e for e in rest if _final(e)])
+
+
+class _Supervisor:
+    """The detached actor that owns the attempts' tasks (see the module docstring).
+
+    An async actor: every method runs on its event loop, so its state needs no lock.
+    """
+
+    def __init__(self) -> None:
+        self.running: dict[AttemptKey, Any] = {}
+        self.owner_of: dict[AttemptKey, str] = {}
+        self.queues: dict[str, list[tuple[AttemptKey, bytes]]] = collections.defaultdict(list)
+        self.wakers: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
+        self.cancelled: set[AttemptKey] = set()
+        self.finished: collections.OrderedDict[AttemptKey, bytes] = collections.OrderedDict()
+        self.bundles: dict[str, Any] = {}
+        self.tasks: dict[str, Any] = {}
+        self.name = ""
+
+    def ping(self) -> bool:
+        return True
+
+    def submit(
+        self, owner: str, items: list[Item], bundles: Mapping[str, Mapping[str, bytes]]
+    ) -> None:
+        if not self.name:
+            self.name = ray.get_runtime_context().get_actor_name() or ""
+        for name, files in bundles.items():
+            if name not in self.bundles:
+                self.bundles[name] = ray.put(dict(files))  # owned here: outlives the engine
+        for key, request, digest, folder, options in items:
+            self.owner_of[key] = owner
+            if digest is not None and digest not in self.bundles:
+                lost = _lost(key, LookupError(f"code bundle {digest} unknown"))
+                self._deliver(key, _pack([lost]))
+                self.owner_of.pop(key, None)
+                continue
+            bundle = [self.bundles[digest]] if digest is not None else None
+            ref = self._task(options).remote(request, bundle, digest, folder, self.name)
+            self.running[key] = ref
+            asyncio.get_running_loop().create_task(self._watch(key, ref))
+
+    def _task(self, options: dict[str, Any]) -> Any:
+        """The attempt task with ``options`` (Ray's ``.options()`` is slow: built once each)."""
+        signature = repr(sorted(options.items()))
+        task = self.tasks.get(signature)
+        if task is None:
+            task = self.tasks[signature] = _attempt_task.options(**options)
+        return task
+
+    async def _watch(self, key: AttemptKey, ref: Any) -> None:
+        rest, final = b"", b""
+        try:
+            rest, final = await ref
+        except ray.exceptions.TaskCancelledError:
+            pass
+        except ray.exceptions.RayTaskError as exc:  # Kaon's wrapper failed, not the step
+            final = _pack([_lost(key, exc)])
+        except Exception as exc:  # worker or node died, object lost, ...
+            final = _pack([_lost(key, exc)])
+        finally:
+            self.running.pop(key, None)
+        if key in self.cancelled:
+            self.cancelled.discard(key)
+            self.owner_of.pop(key, None)
+            return
+        if not final and key in self.owner_of:  # cancelled with force: no end of its own
+            final = _pack([_lost(key, RuntimeError("the task ended without a result"))])
+        self._deliver(key, rest)
+        self._deliver(key, final)
+        if final:
+            self.finished[key] = final
+            while len(self.finished) > FINISHED_KEPT:
+                self.finished.popitem(last=False)
+        self.owner_of.pop(key, None)
+
+    def _deliver(self, key: AttemptKey, blob: bytes) -> None:
+        owner = self.owner_of.get(key)
+        if owner is None or not blob or key in self.cancelled:
+            return
+        self.queues[owner].append((key, blob))
+        self.wakers[owner].set()
+
+    def push(self, key: AttemptKey, blob: bytes) -> None:
+        self._deliver(key, blob)
+
+    async def drain(self, owner: str, wait_s: float) -> list[bytes]:
+        waker = self.wakers[owner]
+        if not self.queues.get(owner):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), wait_s)
+        waker.clear()
+        return [blob for _, blob in self.queues.pop(owner, [])]
+
+    async def cancel(self, keys: list[AttemptKey]) -> None:
+        refs = []
+        for key in keys:
+            ref = self.running.get(key)
+            if ref is not None:
+                self.cancelled.add(key)
+                ray.cancel(ref)
+                refs.append(ref)
+        if refs:
+            asyncio.get_running_loop().create_task(self._force(refs))
+
+    async def _force(self, refs: list[Any]) -> None:
+        await asyncio.sleep(FORCE_AFTER_S)
+        for ref in refs:
+            if any(ref is r for r in self.running.values()):
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+
+    def reattach(self, owner: str, keys: list[AttemptKey]) -> list[AttemptKey]:
+        found = []
+        for key in keys:
+            if key in self.running and key not in self.cancelled:
+                previous = self.owner_of.get(key)
+                self.owner_of[key] = owner
+                if previous is not None and previous != owner:
+                    self._move_queued(previous, owner, key)
+                found.append(key)
+            elif key in self.finished:
+                self.owner_of[key] = owner
+                self._deliver(key, self.finished[key])
+                self.owner_of.pop(key, None)
+                found.append(key)
+        return found
+
+    def _move_queued(self, previous: str, owner: str, key: AttemptKey) -> None:
+        queue = self.queues.get(previous, [])
+        moving = [entry for entry in queue if entry[0] == key]
+        if moving:
+            self.queues[previous] = [entry for entry in queue if entry[0] != key]
+            self.queues[owner].extend(moving)
+            self.wakers[owner].set()
+
+
+_SupervisorActor = ray.remote(_Supervisor)
+
+
+def ray_options(resources: Mapping[str, Any]) -> dict[str, Any]:
+    """Ray task options for a step's normalized ``resources`` (see
+    :mod:`kaon.model.resources`): one CPU by default, as Ray's own default."""
+    options: dict[str, Any] = {"num_cpus": float(resources.get("cpus", 1.0))}
+    if resources.get("memory"):
+        options["memory"] = int(resources["memory"])
+    if resources.get("gpus"):
+        options["num_gpus"] = float(resources["gpus"])
+    custom = resources.get("custom")
+    if custom:
+        options["resources"] = {str(k): float(v) for k, v in dict(custom).items()}
+    return options
+
+
+def _token(given: str | None) -> str | None:
+    if given:
+        return given
+    if os.environ.get("KAON_RAY_TOKEN"):
+        return os.environ["KAON_RAY_TOKEN"]
+    path = os.environ.get("KAON_RAY_TOKEN_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            raise ConfigurationError(f"KAON_RAY_TOKEN_FILE={path!r}: {exc.strerror}") from None
+    return None
+
+
+def _use_token(token: str) -> None:
+    """Have this process's Ray client send ``token``. Ray reads its auth settings from the
+    environment once and caches them: refresh both (the same calls Ray's own tests make)."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = token
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    with contextlib.suppress(Exception):  # private API: an older Ray reads the env lazily
+        from ray._raylet import (  # type: ignore[attr-defined,unused-ignore]
+            AuthenticationTokenLoader,
+            Config,
+        )
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+class RayExecutor(Executor):
+    """Runs attempts as Ray tasks; at most ``workers`` in flight (default: four per CPU of the
+    cluster, at least :data:`MIN_IN_FLIGHT`; Ray queues them on the nodes). See the module
+    docstring for connecting and the supervisor ``name``."""
+
+    name: ClassVar[str] = "ray"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        address: str | None = None,
+        token: str | None = None,
+        name: str = "kaon",
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise ConfigurationError(f"ray executor: workers must be >= 1, got {workers}")
+        self._workers = workers
+        self._address = address or os.environ.get("KAON_RAY_ADDRESS") or None
+        self._token = token
+        self._actor_name = f"kaon-supervisor-{name}"
+        self._start_timeout_s = start_timeout_s
+        self.owner = uuid.uuid4().hex
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._outgoing: list[Item] = []
+        self._waiting: collections.OrderedDict[AttemptKey, TaskRequest] = collections.OrderedDict()
+        self._inflight: set[AttemptKey] = set()
+        self._cancelled: set[AttemptKey] = set()
+        self._cancels: list[AttemptKey] = []
+        self._sent_bundles: set[str] = set()
+        self._new_bundles: dict[str, Mapping[str, bytes]] = {}
+        self._bundles = BundleCache()
+        self._sink: EventSink | None = None
+        self._supervisor: Any = None
+        self._started_cluster = False
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self._nodes: list[dict[str, float]] = []
+        self._nodes_at = -NODES_FRESH_S
+
+    @property
+    def capacity(self) -> int:
+        """How many attempts may be in flight at once."""
+        return self._workers or 1
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, sink: EventSink) -> None:
+        """Connect (or start a local cluster), find or create the supervisor, start reading.
+
+        Raises :class:`~kaon.errors.SystemFailure` when the cluster cannot be reached.
+        """
+        if self._sink is not None:
+            raise SystemFailure("ray executor already started")
+        self._connect()
+        self._supervisor = _SupervisorActor.options(
+            name=self._actor_name,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=10_000,
+            max_restarts=0,
+        ).remote()
+        try:
+            ray.get(self._supervisor.ping.remote(), timeout=self._start_timeout_s)
+        except Exception as exc:
+            raise SystemFailure(f"ray executor: the supervisor actor cannot start: {exc}") from exc
+        if self._workers is None:
+            cpus = float(ray.cluster_resources().get("CPU", 1.0))  # type: ignore[no-untyped-call]
+            self._workers = max(MIN_IN_FLIGHT, int(cpus * 4))
+        self._sink = sink
+        for target, label in ((self._read_loop, "reader"), (self._send_loop, "sender")):
+            thread = threading.Thread(target=target, name=f"kaon-ray-{label}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _connect(self) -> None:
+        token = _token(self._token)
+        if token:
+            _use_token(token)
+        if ray.is_initialized():
+            return
+        options: dict[str, Any] = {
+            "namespace": NAMESPACE,
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+        }
+        if self._address:
+            options["address"] = self._address
+        else:
+            options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+            self._started_cluster = True
+        try:
+            ray.init(**options)
+        except Exception as exc:
+            where = self._address or "a local cluster"
+            raise SystemFailure(f"ray executor: cannot connect to {where}: {exc}") from exc
+
+    def shutdown(self) -> None:
+        """Stop reading and sending. Attempts still running on the cluster keep running
+        (their supervisor owns them): a later engine may re-attach to them. A cluster this
+        executor started is stopped, and its attempts with it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=DRAIN_WAIT_S * 4)
+        if self._started_cluster:
+            ray.shutdown()
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def submit(self, request: TaskRequest) -> None:
+        """Send ``request`` to the cluster (batched with others), or hold it while
+        ``workers`` attempts are in flight. Never blocks on the task."""
+        if self._sink is None:
+            raise SystemFailure("ray executor: submit() before start()")
+        with self._lock:
+            if self._closed:
+                raise SystemFailure("ray executor: submit() after shutdown()")
+            if len(self._inflight) < self.capacity:
+                self._send(request)
+            else:
+                self._waiting[request.key] = request
+
+    def _send(self, request: TaskRequest) -> None:
+        """Queue ``request`` for the sender thread (inside the lock)."""
+        refusal = self._infeasible(request.resources) if request.resources else None
+        if refusal is not None:
+            info = ErrorInfo("Unschedulable", f"step {request.step_path}: {refusal}")
+            self._fail_soon(StepFailed(request.key, time.time(), info))
+            return
+        try:
+            bundle = self._bundles.for_request(request)
+        except DefinitionError as exc:
+            message = f"the code of step {request.step_path} cannot be sent: {exc}"
+            self._fail_soon(StepFailed(request.key, time.time(), ErrorInfo("BundleError", message)))
+            return
+        try:
+            item = self._item(request, bundle, ray_options(request.resources))
+        except Exception as exc:  # the request cannot be pickled: the step's, not ours
+            message = f"the request for step {request.step_path} cannot be sent: {exc}"
+            self._fail_soon(
+                StepFailed(request.key, time.time(), ErrorInfo("PicklingError", message))
+            )
+            return
+        self._inflight.add(request.key)
+        self._outgoing.append(item)
+        self._wake.notify_all()
+
+    def _fail_soon(self, failure: StepFailed) -> None:
+        """Deliver ``failure`` from another thread (the caller holds the lock)."""
+        threading.Thread(target=self._emit, args=([failure],), daemon=True).start()
+
+    def _infeasible(self, resources: Mapping[str, Any]) -> str | None:
+        """Why no node of the cluster could ever run a task asking for ``resources`` (Ray
+        would hold it forever), or None. The nodes are looked at every
+        :data:`NODES_FRESH_S` seconds at most."""
+        now = time.monotonic()
+        if now - self._nodes_at > NODES_FRESH_S:
+            try:
+                nodes = ray.nodes()  # type: ignore[no-untyped-call,unused-ignore]
+            except Exception:
+                return None  # cannot tell: let Ray decide
+            self._nodes = [dict(n.get("Resources") or {}) for n in nodes if n.get("Alive")]
+            self._nodes_at = now
+        wanted = {_RAY_NAMES[k]: v for k, v in ray_options(resources).items() if k in _RAY_NAMES}
+        wanted.update(ray_options(resources).get("resources", {}))
+        if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in self._nodes):
+            return None
+        asked = ", ".join(f"{k}={v:g}" for k, v in sorted(wanted.items()))
+        return f"no node of the Ray cluster offers {asked}"
+
+    def _item(self, request: TaskRequest, bundle: CodeBundle | None, options: Any) -> Item:
+        packed = _pack_request(request)
+        if bundle is None:
+            return (request.key, packed, None, "", options)
+        if bundle.digest not in self._sent_bundles:
+            self._sent_bundles.add(bundle.digest)
+            self._new_bundles[bundle.digest] = bundle.files  # goes with this batch
+        return (request.key, packed, bundle.digest, bundle.folder, options)
+
+    def cancel(self, key: AttemptKey) -> None:
+        """Kill the attempt: drop it if not yet sent, else cancel its Ray task. No event of
+        it is delivered after this returns."""
+        with self._lock:
+            if self._waiting.pop(key, None) is not None:
+                return
+            if key not in self._inflight:
+                return
+            self._inflight.discard(key)
+            self._cancelled.add(key)
+            kept = [item for item in self._outgoing if item[0] != key]
+            if len(kept) == len(self._outgoing):
+                self._cancels.append(key)
+            self._outgoing = kept
+            self._fill()
+            self._wake.notify_all()
+
+    def reattach(self, key: AttemptKey) -> bool:
+        """Take back an attempt an earlier engine started; True when the supervisor still runs
+        it (or holds its end): its events follow on the sink."""
+        if self._supervisor is None:
+            return False
+        with self._lock:  # before asking: its end may be delivered before the answer
+            self._inflight.add(key)
+        try:
+            found = ray.get(self._supervisor.reattach.remote(self.owner, [key]), timeout=30)
+        except Exception:
+            _log.exception("ray executor: cannot ask the supervisor about %s", key)
+            found = []
+        if key in found:
+            return True
+        with self._lock:
+            self._inflight.discard(key)
+        return False
+
+    def _fill(self) -> None:
+        """Send held requests while there is room (inside the lock)."""
+        while self._waiting and len(self._inflight) < self.capacity:
+            _, request = self._waiting.popitem(last=False)
+            self._send(request)
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._outgoing and not self._cancels and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                items, self._outgoing = self._outgoing, []
+                cancels, self._cancels = self._cancels, []
+                bundles, self._new_bundles = self._new_bundles, {}
+            try:
+                if items:
+                    self._supervisor.submit.remote(self.owner, items, bundles)
+                if cancels:
+                    self._supervisor.cancel.remote(cancels)
+            except Exception as exc:  # the cluster is gone: fail what was sent
+                self._emit([_lost(item[0], exc) for item in items])
+
+    def _read_loop(self) -> None:
+        while not self._closed:
+            try:
+                blobs = ray.get(self._supervisor.drain.remote(self.owner, DRAIN_WAIT_S))
+                events = [event for blob in blobs for event in _unpack(blob)]
+            except Exception as exc:
+                if self._closed:
+                    return
+                self._supervisor_lost(exc)
+                return
+            self._emit(self._accept(events))
+
+    def _accept(self, events: Sequence[ExecutorEvent]) -> list[ExecutorEvent]:
+        forward = []
+        with self._lock:
+            for event in events:
+                if event.key in self._cancelled:
+                    if _final(event):
+                        self._cancelled.discard(event.key)
+                    continue
+                if _final(event):
+                    if event.key not in self._inflight:
+                        continue  # a repeat of an end already delivered
+                    self._inflight.discard(event.key)
+                forward.append(event)
+            self._fill()
+        return forward
+
+    def _supervisor_lost(self, exc: BaseException) -> None:
+        _log.error("ray executor: the supervisor actor is lost: %s", exc)
+        with self._lock:
+            keys = list(self._inflight) + list(self._waiting)
+            self._inflight.clear()
+            self._waiting.clear()
+        self._emit([_lost(key, exc) for key in keys])
+
+    def _emit(self, events: list[ExecutorEvent]) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        for event in events:
+            try:
+                sink(event)
+            except Exception:
+                _log.exception("event sink failed on %r", event)

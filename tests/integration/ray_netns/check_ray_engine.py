@@ -1,0 +1,75 @@
+"""The engine on Ray: kill -9 of the engine mid-run, then resume, re-attaches to the attempt
+still running on the cluster (or takes the result of one that ended meanwhile) instead of
+running it again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kaon.model.status import RunStatus
+from kaon.store import open_store
+
+FLOW = str(Path(__file__).with_name("reattach_flow.py"))
+KAON = [sys.executable, "-m", "kaon.cli.main"]
+
+
+def _wait_for_lines(path: Path, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().split()) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{path} has not {count} line(s) after {timeout} s")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "pause"),
+    [(8.0, 0.0), (1.0, 4.0)],
+    ids=["still-running", "ended-while-no-engine-listened"],
+)
+def test_kill_9_engine_then_resume_reattaches(
+    tmp_path: Path, ray_address: str, seconds: float, pause: float
+) -> None:
+    marker = tmp_path / "executions"
+    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
+    run = subprocess.Popen(
+        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", f"seconds={seconds}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        run_id = run.stdout.readline().strip()
+        assert run_id, run.stderr.read() if run.stderr else ""
+        _wait_for_lines(marker, 1, 60)  # the long attempt runs on the cluster
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=10)
+    time.sleep(pause)
+    resumed = subprocess.run(
+        [*KAON, "resume", run_id, "-e", "ray", "--ray-address", ray_address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(marker.read_text().split()) == 1  # not run again
+    store = open_store(f"sqlite:///{tmp_path / 'home' / 'kaon.db'}")
+    try:
+        assert store.get_run(run_id).status is RunStatus.SUCCEEDED
+        rows = {r.path: r for r in store.step_runs(run_id, all_levels=True)}
+        attempts = store.attempts(run_id, rows["long_step"].id)
+        assert [(a.number, a.status) for a in attempts] == [(1, "succeeded")]
+    finally:
+        store.close()
