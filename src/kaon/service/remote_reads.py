@@ -11,6 +11,7 @@ decoding them. Nothing here opens or creates a local store.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from kaon.artifacts.base import ArtifactStore
-from kaon.artifacts.serializers import serializer_named, sha256
+from kaon.artifacts.serializers import serializer_named
 from kaon.errors import (
     ArtifactError,
     CorruptArtifactError,
@@ -114,7 +115,7 @@ class HttpArtifactStore(ArtifactStore):
                     raise ArtifactError(
                         f"cannot fetch blob {hash_} from {self.url}: {exc}"
                     ) from exc
-        actual = sha256(bytes(data))
+        actual = hashlib.sha256(data).hexdigest()  # over the buffer itself: no copy
         if actual != hash_:
             raise CorruptArtifactError(
                 f"blob {hash_} from {self.url} is corrupt: its content hashes to {actual}"
