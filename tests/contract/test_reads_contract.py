@@ -135,6 +135,17 @@ class ReadsContract:
         ranged = reads.run_history(RunHistoryQuery("hist", since=100.5, until=101.0))
         assert [r.id for r in ranged.rows] == ["h1"]
 
+    def test_last_progress_of_a_step(self, reads: SQLRunReads) -> None:
+        batch = WriteBatch()
+        for fraction in (0.2, 0.6):
+            data = {"fraction": fraction, "message": "m", "attempt": 1}
+            batch.events.append(EventRecord("r1", "progress", 3.0, data, step_run_id=4))
+        batch.events.append(EventRecord("r1", "log", 4.0, {}, step_run_id=4))
+        reads.store.write(batch)
+        assert reads.last_progress("r1", 4) == {"fraction": 0.6, "message": "m", "at": 3.0}
+        assert reads.last_progress("r1", 1) is None
+        assert reads.last_progress("r1", 4, window=1) is None  # older than the window
+
     def test_one_step_logs_and_events(self, reads: SQLRunReads) -> None:
         assert reads.step_run("r1", "each[4].t").parent_id == 11
         assert reads.step_run_by_id("r1", 11) is not None
