@@ -11,7 +11,7 @@ from kaon.errors import NotFoundError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
 from kaon.store.base import EventRecord, LogRecord, RunRecord, StepRunRecord, WriteBatch
-from kaon.store.reads import SORT_KEYS, SQLRunReads, StepQuery
+from kaon.store.reads import SORT_KEYS, RunHistoryQuery, SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
 
 S = StepStatus
@@ -108,6 +108,43 @@ class ReadsContract:
                 expected = list(range(ITEMS))[::-1] if descending else list(range(ITEMS))
                 assert plain == seeking == expected[offset : offset + 4]
                 assert [r.index for r in fallback] == plain
+
+    def test_run_history_filters_in_the_database(self, reads: SQLRunReads) -> None:
+        batch = WriteBatch()
+        for i, status in enumerate((RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SUCCEEDED)):
+            batch.runs.append(
+                RunRecord(
+                    f"h{i}",
+                    "hist",
+                    "h",
+                    status,
+                    params={"region": f"Eu-{i}"},
+                    created_at=100.0 + i,
+                    labels={"by": "ana"},
+                )
+            )
+        reads.store.write(batch)
+        page = reads.run_history(RunHistoryQuery("hist", limit=2))
+        assert page.total == 3 and [r.id for r in page.rows] == ["h2", "h1"]
+        failed = reads.run_history(RunHistoryQuery("hist", statuses=(RunStatus.FAILED,)))
+        assert [r.id for r in failed.rows] == ["h1"]
+        assert [r.id for r in reads.run_history(RunHistoryQuery("hist", text="eu-2")).rows] == [
+            "h2"
+        ]
+        assert reads.run_history(RunHistoryQuery("hist", text="ANA")).total == 3
+        ranged = reads.run_history(RunHistoryQuery("hist", since=100.5, until=101.0))
+        assert [r.id for r in ranged.rows] == ["h1"]
+
+    def test_last_progress_of_a_step(self, reads: SQLRunReads) -> None:
+        batch = WriteBatch()
+        for fraction in (0.2, 0.6):
+            data = {"fraction": fraction, "message": "m", "attempt": 1}
+            batch.events.append(EventRecord("r1", "progress", 3.0, data, step_run_id=4))
+        batch.events.append(EventRecord("r1", "log", 4.0, {}, step_run_id=4))
+        reads.store.write(batch)
+        assert reads.last_progress("r1", 4) == {"fraction": 0.6, "message": "m", "at": 3.0}
+        assert reads.last_progress("r1", 1) is None
+        assert reads.last_progress("r1", 4, window=1) is None  # older than the window
 
     def test_one_step_logs_and_events(self, reads: SQLRunReads) -> None:
         assert reads.step_run("r1", "each[4].t").parent_id == 11

@@ -113,6 +113,19 @@ const Kaon = (() => {
     return svg;
   }
 
+  /** The newest ``keep`` entries of an audit trail route (oldest first, paged by id). */
+  async function auditTail(route, keep = 50) {
+    let entries = [];
+    let after = 0;
+    for (let page = 0; page < 20; page++) {
+      const found = await api(`${route}?after=${after}&limit=1000`);
+      entries = entries.concat(found).slice(-keep);
+      if (found.length < 1000) break;
+      after = found[found.length - 1].id;
+    }
+    return entries;
+  }
+
   /** The audit trail (who did what) as table rows. */
   function auditRows(entries) {
     if (!entries.length) return [el("tr", {}, el("td", { class: "muted", colspan: 4 }, "No actions yet."))];
@@ -122,5 +135,5 @@ const Kaon = (() => {
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" "))));
   }
 
-  return { api, el, badge, when, auditRows, duration, runDuration, banner, refusal, confirmAction, q, sparkline, role, RANK };
+  return { api, el, badge, when, auditRows, auditTail, duration, runDuration, banner, refusal, confirmAction, q, sparkline, role, RANK };
 })();

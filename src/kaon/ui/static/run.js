@@ -8,7 +8,7 @@
  */
 "use strict";
 (() => {
-  const { api, el, badge, when, duration, runDuration, banner, confirmAction, q, sparkline, auditRows } = Kaon;
+  const { api, el, badge, when, duration, runDuration, banner, confirmAction, q, sparkline, auditRows, auditTail } = Kaon;
   const runId = document.getElementById("run").dataset.run;
   const RUN = `/runs/${encodeURIComponent(runId)}`;
   const COLORS = {
@@ -395,12 +395,12 @@
   // -- who did what --------------------------------------------------------------------------
 
   async function loadAudit() {
-    const entries = await api(`${RUN}/audit?` + q({ limit: 1000 })).catch(() => null);
+    const entries = await auditTail(`${RUN}/audit`).catch(() => null);
     if (!entries) return;
     const shown = JSON.stringify(entries.map((a) => a.id));
     if (shown === state.auditShown) return;
     state.auditShown = shown;
-    document.querySelector("#run-audit tbody").replaceChildren(...auditRows(entries.slice(-50)));
+    document.querySelector("#run-audit tbody").replaceChildren(...auditRows(entries));
   }
 
   // -- live ----------------------------------------------------------------------------------

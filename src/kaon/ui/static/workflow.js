@@ -2,7 +2,7 @@
  * versions (diff two, activate one), run history with filters, and who did what. */
 "use strict";
 (() => {
-  const { api, el, badge, when, runDuration, banner, refusal, confirmAction, q, auditRows } = Kaon;
+  const { api, el, badge, when, runDuration, banner, refusal, confirmAction, q, auditRows, auditTail } = Kaon;
   const name = document.getElementById("workflow").dataset.workflow;
   const base = `/workflows/${encodeURIComponent(name)}`;
   let offset = 0;
@@ -161,8 +161,8 @@
   }
 
   async function loadAudit() {
-    const entries = await api(`${base}/audit?` + q({ limit: 1000 })).catch(() => []);
-    document.querySelector("#wf-audit tbody").replaceChildren(...auditRows(entries.slice(-50)));
+    const entries = await auditTail(`${base}/audit`).catch(() => []);
+    document.querySelector("#wf-audit tbody").replaceChildren(...auditRows(entries));
   }
 
   for (const id of ["run-status", "run-since", "run-until", "run-text"]) {
