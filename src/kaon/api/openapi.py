@@ -8,7 +8,8 @@ the clients generated from the document; Kaon's route names are unique, so they 
 return, by what it takes:
 
 * 401 and 403 where a token is needed (the operation has a security requirement);
-* 404 where it names something (a path parameter, or a body naming a workflow or run);
+* 404 where it names something (a path parameter, a query parameter such as ``workflow``, or
+  a body naming a workflow or run);
 * 400, 409 and 413 for the methods that change something (the request guard bounds every
   such body; the current state may refuse the action);
 * 422 where there is input to refuse (parameters or a body; the guard's JSON checks).
@@ -23,6 +24,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 ERROR_CODES = frozenset({400, 401, 403, 404, 409, 413, 422})
+# Query parameters that name something which may not exist (a filter on an unknown workflow).
+NAMING_QUERY = frozenset({"workflow", "run", "run_id", "step", "path", "version", "backfill"})
 READ_METHODS = frozenset({"get", "head", "options"})
 
 
@@ -38,7 +41,11 @@ def error_codes(method: str, operation: dict[str, Any]) -> set[int]:
     has_body = "requestBody" in operation
     if operation.get("security"):
         codes |= {401, 403}
-    if has_body or any(p.get("in") == "path" for p in parameters):
+    names = any(
+        p.get("in") == "path" or (p.get("in") == "query" and p.get("name") in NAMING_QUERY)
+        for p in parameters
+    )
+    if has_body or names:
         codes.add(404)
     if method not in READ_METHODS:
         codes |= {400, 409, 413, 422}

@@ -829,6 +829,11 @@ def schema_command(
     _print_json(documents[name] if name else documents)
 
 
+from kaon.cli._examples import add_examples  # noqa: E402
+
+add_examples(app)  # every command is registered by now
+
+
 def _app_for(argv: list[str]) -> typer.Typer:
     """The app that runs ``argv``: when it names a top-level command, an app of that command
     alone, else the whole app. Typer builds every registered command's parameters on each

@@ -39,7 +39,8 @@ def test_operation_ids_are_the_route_names(document: dict[str, Any]) -> None:
 def test_each_operation_lists_only_the_errors_it_can_give(document: dict[str, Any]) -> None:
     operations = _operations(document)
     assert _errors(operations["healthz"][2]) == set()
-    assert _errors(operations["list_runs"][2]) == {401, 403, 422}
+    assert _errors(operations["list_workflows"][2]) == {401, 403, 422}
+    assert _errors(operations["list_triggers"][2]) == {401, 403, 404, 422}  # ?workflow=
     assert _errors(operations["get_run"][2]) == {401, 403, 404, 422}
     assert {409, 413} <= _errors(operations["restart_run"][2])
     assert 409 not in _errors(operations["get_run"][2])

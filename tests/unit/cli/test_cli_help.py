@@ -42,6 +42,8 @@ def test_every_command_option_and_argument_has_help_and_a_readable_metavar() -> 
     for path, command, ctx in commands:
         if not (command.help or "").strip():
             problems.append(f"kaon {path}: no help")
+        if path and not (command.epilog or "").startswith("Example: kaon "):
+            problems.append(f"kaon {path}: no example")
         for param in command.get_params(ctx):
             if param.hidden or "--help" in param.opts:
                 continue

@@ -1,4 +1,4 @@
-"""A workflow file as users write it, type-checked by tests/unit/typing/test_public_api_types.py.
+"""A workflow file as users write it, type-checked by tests/unit/typecheck/test_public_api_types.py.
 
 Every line marked ``# error`` must be reported by mypy --strict and by pyright; no other line
 may be. The file is never imported by the suite (its name does not start with ``test_``).

@@ -1,0 +1,67 @@
+"""One example per command, shown at the end of its ``--help`` (and in the docs' CLI
+reference). Kept in one table, applied when the app is assembled."""
+
+from __future__ import annotations
+
+import typer
+
+EXAMPLES: dict[str, str] = {
+    "run": "kaon run flows/train.py:train -p epochs=3 --json",
+    "resume": "kaon resume 20261202-0931-ab12",
+    "restart": "kaon restart 20261202-0931-ab12 --from train",
+    "skip": "kaon skip 20261202-0931-ab12 fetch --output '[1, 2, 3]'",
+    "kill": "kaon kill 20261202-0931-ab12 --step segments[3].train",
+    "runs": "kaon runs --workflow train --status failed -n 5",
+    "show": "kaon show 20261202 --all",
+    "logs": "kaon logs 20261202 segments[3].train --attempt 2",
+    "validate": "kaon validate flows/recsys.yaml --json",
+    "artifacts": "kaon artifacts 20261202",
+    "lineage": "kaon lineage 9f2c41 --depth 2",
+    "get": "kaon get 20261202 prepare --name segments -o segments.parquet",
+    "explain": "kaon explain 20261202 train",
+    "compare": "kaon compare 20261202-0931 20261202-1040",
+    "plot": "kaon plot RUN1 RUN2 --metric rmse --by item -o rmse.png",
+    "gc": "kaon gc --dry-run --min-age 1h",
+    "server": "kaon server --db postgresql+psycopg://kaon@db/kaon --port 8420",
+    "push": "kaon push flows/train.py --group ml",
+    "versions": "kaon versions train",
+    "activate": "kaon activate train 3",
+    "deactivate": "kaon deactivate train",
+    "signal": "kaon signal data_ready day=2024-01-01",
+    "backfill": "kaon backfill daily --start 2024-01-01 --end 2024-01-31 -c 4",
+    "backfills": "kaon backfills --workflow daily",
+    "backfill-cancel": "kaon backfill-cancel bf-1a2b3c",
+    "triggers": "kaon triggers --workflow daily",
+    "unblock": "kaon unblock daily",
+    "schema": "kaon schema run-detail",
+    "cache list": "kaon cache list --workflow train -n 20",
+    "cache clear": "kaon cache clear --workflow train --step fit",
+    "workflow show": "kaon workflow show train",
+    "workflow set": "kaon workflow set train run_strategy=sequential concurrency=2",
+    "token create": "kaon token create ci --role operator --group ml --expires-in 30d",
+    "token list": "kaon token list --json",
+    "token revoke": "kaon token revoke tok-1a2b3c",
+    "token rotate": "kaon token rotate tok-1a2b3c --expires-in 7d",
+    "config show": "kaon --profile prod config show",
+}
+
+
+def _name(info: typer.models.CommandInfo) -> str:
+    return info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
+
+
+def add_examples(app: typer.Typer) -> None:
+    """Set each registered command's help epilog to its example, when it has one."""
+    for info in app.registered_commands:
+        _set(info, _name(info))
+    for group in app.registered_groups:
+        if group.typer_instance is None:
+            continue
+        for info in group.typer_instance.registered_commands:
+            _set(info, f"{group.name} {_name(info)}")
+
+
+def _set(info: typer.models.CommandInfo, path: str) -> None:
+    example = EXAMPLES.get(path)
+    if example and not info.epilog:
+        info.epilog = f"Example: {example}"
