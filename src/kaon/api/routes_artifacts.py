@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
-from kaon.errors import NotFoundError
+from kaon.errors import NotFoundError, ParameterError
 from kaon.model.values import encode_outputs
 from kaon.service.experiment_views import (
     ArtifactRefView,
@@ -202,11 +202,19 @@ def _readable_runs(services: Services, principal: Principal, runs: list[str]) ->
 
 @router.get("/compare", response_model=CompareView, summary="Compare runs")
 def compare_runs(
-    run: list[str] = Query(..., min_length=2, max_length=50, description="Run ids (repeat)."),
+    run: list[str] = Query(
+        ...,
+        min_length=2,
+        max_length=50,
+        description="Run ids (repeat), each once.",
+        json_schema_extra={"uniqueItems": True},
+    ),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> CompareView:
     """Runs side by side: parameters, metrics (last value) and step statuses."""
+    if len(set(run)) < 2:  # refused as input (422), before any run is looked up
+        raise ParameterError(f"run: compare needs at least two different runs, got {run!r:.200}")
     return services.runs.experiments.compare(_readable_runs(services, principal, run))
 
 

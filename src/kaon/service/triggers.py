@@ -8,15 +8,16 @@ read them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kaon.errors import ConfigurationError, InvalidActionError
+from kaon.errors import ConfigurationError, DefinitionError, InvalidActionError
 from kaon.model.params import bind_params
 from kaon.model.triggers import (
     CronTriggerSpec,
@@ -202,14 +203,18 @@ class TriggerOperations:
         """Record a backfill; the trigger service starts its runs.
 
         Raises NotFoundError (unknown or inactive workflow), InvalidActionError (empty
-        range, no schedule, too many slots), ConfigurationError (malformed time, cron or
-        zone), ParameterError (parameters that do not bind).
+        range, no schedule, too many slots), DefinitionError naming the field (malformed
+        time, cron or zone), ParameterError (parameters that do not bind).
         """
         workflow = self.catalog.get(request.workflow)
         trigger = backfill.cron_trigger(workflow.spec, request.cron, request.timezone)
-        schedule_of(trigger)  # a bad expression or zone fails here, as ConfigurationError
-        start = parse_time(request.start, trigger.timezone)
-        end = parse_time(request.end, trigger.timezone, end=True)
+        # The request's own fields: a bad one is an input error (422) naming the field.
+        with _input_error("cron"):
+            schedule_of(trigger)
+        with _input_error("start"):
+            start = parse_time(request.start, trigger.timezone)
+        with _input_error("end"):
+            end = parse_time(request.end, trigger.timezone, end=True)
         record = backfill.plan(
             workflow,
             start,
@@ -263,3 +268,12 @@ class TriggerOperations:
         # Real time, not the trigger clock: it is compared with the runs' creation times.
         was = strategies.unblock(self.store, workflow, now=time.time())
         return UnblockView(workflow=workflow, was_blocked=was)
+
+
+@contextlib.contextmanager
+def _input_error(field: str) -> Iterator[None]:
+    """Report a ConfigurationError raised for a request's ``field`` as a DefinitionError."""
+    try:
+        yield
+    except ConfigurationError as error:
+        raise DefinitionError(f"{field}: {error}") from None

@@ -16,7 +16,13 @@ from functools import lru_cache
 from typing import Any
 
 from kaon.engine import operations
-from kaon.errors import InvalidActionError, KaonError, NotFoundError
+from kaon.errors import (
+    ConfigurationError,
+    DefinitionError,
+    InvalidActionError,
+    KaonError,
+    NotFoundError,
+)
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.model.triggers import CronTriggerSpec, trigger_from_dict, trigger_to_dict
@@ -75,15 +81,19 @@ def plan(
     """A new backfill of ``workflow`` over the slots in ``[start, end]`` (not stored yet).
 
     Raises InvalidActionError for an empty or reversed range, no schedule, more than
-    :data:`MAX_SLOTS` slots, or a concurrency below 1; ConfigurationError for a bad
-    cron expression or time zone.
+    :data:`MAX_SLOTS` slots, or a concurrency below 1; DefinitionError for a bad cron
+    expression or time zone.
     """
     if end < start:
         raise InvalidActionError("backfill end is before its start")
     if concurrency < 1:
         raise InvalidActionError(f"backfill concurrency must be >= 1, got {concurrency}")
     trigger = cron_trigger(workflow.spec, cron, timezone)
-    slots = CronSchedule(trigger.cron, trigger.timezone).slots_between(start, end, MAX_SLOTS + 1)
+    try:
+        schedule = CronSchedule(trigger.cron, trigger.timezone)
+    except ConfigurationError as error:  # the request's schedule: an input error (422)
+        raise DefinitionError(f"cron: {error}") from None
+    slots = schedule.slots_between(start, end, MAX_SLOTS + 1)
     if not slots:
         raise InvalidActionError(
             f"no slot of '{trigger.cron}' ({trigger.timezone}) between the start and end"

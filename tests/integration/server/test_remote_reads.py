@@ -126,7 +126,7 @@ def test_every_read_command_queries_the_server(lab: Lab) -> None:
     first, second = lab.runs
     listed = lab.cli("runs", "--json")
     assert {r["id"] for r in json.loads(listed.stdout)} == {first, second}
-    shown = json.loads(lab.cli("show", first[:16], "--json").stdout)
+    shown = json.loads(lab.cli("show", first[:-2], "--json").stdout)
     assert [s["status"] for s in shown["steps"]] == ["succeeded", "succeeded"]
     assert lab.cli("logs", first, "make").returncode == 0
 
@@ -190,7 +190,7 @@ def test_the_python_client_works_remotely(lab: Lab, monkeypatch: pytest.MonkeyPa
     first, second = lab.runs
     with Client(url=lab.server.url, token=lab.tokens["viewer"]) as client:
         assert {r.id for r in client.runs(workflow="remote")} == {first, second}
-        run = client.run(first[:16])
+        run = client.run(first[:-2])
         assert run.status == "succeeded" and run.params == {"n": 5000}
         assert run.output("make", "data") == list(range(5000))
         assert run.outputs("total") == {"return": sum(range(5000))}
@@ -207,7 +207,7 @@ def test_the_python_client_works_remotely(lab: Lab, monkeypatch: pytest.MonkeyPa
 
 def test_watch_follows_a_server_run_over_its_event_stream(lab: Lab) -> None:
     first = lab.runs[0]
-    watched = lab.cli("watch", first[:16], "--logs")
+    watched = lab.cli("watch", first[:-2], "--logs")
     assert watched.returncode == 0, watched.stderr
     said = [line.split(" ", 1)[1] for line in watched.stdout.splitlines() if line[:2] == "20"]
     assert "make succeeded" in " ".join(said) and said[-1] == f"run {first} succeeded"

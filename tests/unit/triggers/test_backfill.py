@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from triggers_support import EngineThread, param, register, runs_of, wait_for, workflow
 
-from kaon.errors import InvalidActionError
+from kaon.errors import DefinitionError, InvalidActionError
 from kaon.model.specs import Expr
 from kaon.model.status import RunStatus
 from kaon.model.triggers import CronTriggerSpec
@@ -122,6 +122,10 @@ def test_bad_backfills_are_refused(store: SQLStore) -> None:
             BackfillRequest(
                 workflow="hourly", start="2024-01-01", end="2024-01-01", params={"nope": 1}
             )
+        )
+    with pytest.raises(DefinitionError, match="cron: invalid cron expression"):  # 422
+        ops.start_backfill(
+            BackfillRequest(workflow="plain", start="2024-01-01", end="2024-01-02", cron="\x03x")
         )
     daily = ops.start_backfill(
         BackfillRequest(workflow="plain", start="2024-01-01", end="2024-01-30", cron="0 6 * * *")
