@@ -138,6 +138,10 @@ class ContainerSteps(RunCore):
         if failed:
             state.failed += 1
         self._close_frame_row(frame, failed, output)
+        # A frame and its nodes refer to each other: break the cycle so that the finished item
+        # is freed now, not at the next full collection (rare with the engine's thresholds,
+        # see kaon.engine.engine.tune_gc), which would make memory grow with the items.
+        frame.nodes.clear()
         self._advance_foreach(node, state)
 
     def _start_loop(self, node: Node, spec: LoopSpec) -> None:
