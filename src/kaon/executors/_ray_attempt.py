@@ -5,8 +5,9 @@ thread of the Ray worker while the task's own thread streams events: events an a
 while it runs (started, log lines, metrics, progress) are pushed to the supervisor actor every
 :data:`STREAM_DELAY_S`; an attempt that ends sooner sends nothing while it runs and returns its
 whole event list as the task's value (a tiny sweep item costs no extra message). When events
-were streamed, the rest are pushed and *waited for* before the task returns, so the supervisor
-always holds them before it sees the task end: events of an attempt arrive in order.
+were streamed, the rest but the end are pushed and *waited for* before the task returns, so the
+supervisor always holds them before it sees the task end: events of an attempt arrive in
+order. The end (``StepSucceeded``/``StepFailed``) is always the task's value.
 
 Cancellation (``ray.cancel``) raises ``KeyboardInterrupt`` in the task's thread: the attempt's
 shell commands and every process it started are killed, and the worker process exits, since
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Callable
 
 from kaon.executors.base import TaskRequest
-from kaon.model.events import ExecutorEvent
+from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
 
 STREAM_DELAY_S = 0.05
 
@@ -74,10 +75,12 @@ def run_attempt(request: TaskRequest, push: Push, push_and_wait: Push) -> list[E
         cancel.set()
         _die()
     rest = events.take()
-    if events.streamed:
-        push_and_wait(rest)
-        return []
-    return rest
+    if not events.streamed:
+        return rest
+    others: list[ExecutorEvent] = [e for e in rest if not isinstance(e, StepSucceeded | StepFailed)]
+    push_and_wait(others)  # even none: a barrier behind the pushes made without waiting
+    # The end is the task's value, never a push: the supervisor keeps it for re-attachment.
+    return [e for e in rest if isinstance(e, StepSucceeded | StepFailed)]
 
 
 def _die() -> None:
