@@ -9,9 +9,10 @@ were streamed, the rest but the end are pushed and *waited for* before the task 
 supervisor always holds them before it sees the task end: events of an attempt arrive in
 order. The end (``StepSucceeded``/``StepFailed``) is always the task's value.
 
-Cancellation (``ray.cancel``) raises ``KeyboardInterrupt`` in the task's thread: the attempt's
-shell commands and every process it started are killed, and the worker process exits, since
-Python code running in a thread cannot be stopped otherwise (Ray replaces the worker).
+Cancellation (``ray.cancel``) raises ``KeyboardInterrupt`` in the task's thread: the attempt is
+told to stop (a shell step kills its command's process group). If it has not stopped within
+:data:`CANCEL_GRACE_S` (Python code running in a thread cannot be stopped otherwise), every
+process it started is killed and the worker process exits (Ray replaces it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kaon.executors.base import TaskRequest
 from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
 
 STREAM_DELAY_S = 0.05
+CANCEL_GRACE_S = 0.5  # how long a cancelled attempt may take to stop before its worker exits
 
 Push = Callable[[list[ExecutorEvent]], None]
 
@@ -72,8 +74,10 @@ def run_attempt(request: TaskRequest, push: Push, push_and_wait: Push) -> list[E
                 events.streamed = True
                 push(batch)
     except KeyboardInterrupt:  # ray.cancel: stop everything the attempt runs
-        cancel.set()
-        _die()
+        cancel.set()  # a shell step kills its command and returns
+        if done.wait(CANCEL_GRACE_S):
+            raise  # it stopped: the worker stays warm; Ray records the task cancelled
+        _die()  # Python code still runs: only the worker's end stops it
     rest = events.take()
     if not events.streamed:
         return rest
