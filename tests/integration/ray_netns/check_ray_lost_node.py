@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from check_ray_contract import ray_request
@@ -78,6 +79,9 @@ def test_killing_the_node_of_an_attempt_is_a_platform_failure(
         recorder.wait_for(
             lambda evs: any(isinstance(e, StepStarted) and e.key == request.key for e in evs), 60
         )
+        deadline = time.monotonic() + 60  # the step's own code runs a little after
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert marker.exists()
         _kill_node(temp_dir)
         final = recorder.final(request.key, timeout=90)
