@@ -11,7 +11,7 @@ from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, re
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.engine.engine import owner_is_dead
 from kaon.engine.operations import new_run_id
-from kaon.errors import InvalidActionError
+from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus
 from kaon.service.experiment_views import RunArtifactsView
@@ -214,11 +214,11 @@ def paused_steps(
     would receive (paused before) or the outputs it produced (paused after); values inline,
     blobs by hash. Empty when nothing is held (or ``path`` is not held)."""
     full = _readable(services, _, run_id)
-    return [
-        paused_step_view(step.path, step.moment, step.inputs, step.outputs)
-        for step in services.runs.paused_steps(full)
-        if path is None or step.path == path
-    ]
+    try:
+        held = services.runs.paused_steps(full, path)
+    except NotFoundError:
+        held = []  # no such step run (yet): it holds nothing
+    return [paused_step_view(s.path, s.moment, s.inputs, s.outputs) for s in held]
 
 
 @router.post("/{run_id}/resume", response_model=RunView, summary="Resume a stopped run")
