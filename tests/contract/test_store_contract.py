@@ -254,6 +254,11 @@ class StoreContract:
             "r2",
             "r1",
         ]
+        # One step run's events, newest first, without reading the run's feed.
+        assert [e.kind for e in store.step_events("r1", 1)] == ["step_succeeded", "step_started"]
+        assert [e.data for e in store.step_events("r1", 1, kind="step_started")] == [{"step": "a"}]
+        assert len(store.step_events("r1", 1, limit=1)) == 1
+        assert store.step_events("r2", 1) == [] and store.step_events("r1", 2) == []
 
     def test_commands(self, store: StateStore) -> None:
         write_run(store, "r1")

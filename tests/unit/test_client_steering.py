@@ -109,6 +109,15 @@ def test_breakpoint_inspect_change_and_resume(home: Path) -> None:
     assert handle.output("total") == 105
 
 
+def test_paused_inputs_of_a_step_after_a_long_feed(home: Path) -> None:
+    # Over 1,000 events before the pause: the held step's inputs still show.
+    handle = kaon.start(steered, home=home, breakpoints=["total"], n=300)
+    assert handle.wait(timeout=60) == "paused"
+    [held] = handle.paused()
+    assert held.path == "total" and len(handle.load(held.inputs["values"])) == 300
+    handle.kill()
+
+
 def test_skip_a_paused_step(home: Path) -> None:
     handle = kaon.start(steered, home=home, breakpoints=["total"], n=3)
     assert handle.wait(timeout=60) == "paused"

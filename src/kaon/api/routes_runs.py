@@ -1,5 +1,5 @@
-"""Runs and step runs: start, list, get, kill, restart, skip, resume; logs, attempts,
-artifacts, metrics and the recorded events of a run."""
+"""Runs and step runs: start, list, get, kill, restart, skip, resume, continue (and the steps
+held at breakpoints); logs, attempts, artifacts, metrics and the recorded events of a run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, re
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.engine.engine import owner_is_dead
 from kaon.engine.operations import new_run_id
-from kaon.errors import InvalidActionError
+from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus
 from kaon.service.experiment_views import RunArtifactsView
@@ -26,7 +26,15 @@ from kaon.service.registry_views import (
     event_view,
 )
 from kaon.service.run_reads import RunPage, RunReads
-from kaon.service.views import AttemptView, LogView, MetricView, RunView, StepRunView
+from kaon.service.views import (
+    AttemptView,
+    LogView,
+    MetricView,
+    PausedStepView,
+    RunView,
+    StepRunView,
+    paused_step_view,
+)
 from kaon.store.reads import MAX_PAGE
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
@@ -193,6 +201,24 @@ def continue_run(
     )
     _audit(services, principal, view, "continue", path=body.path)
     return view
+
+
+@router.get("/{run_id}/paused", response_model=list[PausedStepView], summary="Held steps")
+def paused_steps(
+    run_id: str,
+    path: str | None = Query(None, max_length=2000, description="Only this step run."),
+    _: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+) -> list[PausedStepView]:
+    """The steps the run holds at breakpoints (what ``kaon paused`` shows): the inputs each
+    would receive (paused before) or the outputs it produced (paused after); values inline,
+    blobs by hash. Empty when nothing is held (or ``path`` is not held)."""
+    full = _readable(services, _, run_id)
+    try:
+        held = services.runs.paused_steps(full, path)
+    except NotFoundError:
+        held = []  # no such step run (yet): it holds nothing
+    return [paused_step_view(s.path, s.moment, s.inputs, s.outputs) for s in held]
 
 
 @router.post("/{run_id}/resume", response_model=RunView, summary="Resume a stopped run")

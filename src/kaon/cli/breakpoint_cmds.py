@@ -25,18 +25,13 @@ def paused(
     or the outputs it produced (paused after); values inline, blobs by hash (`kaon get`)."""
     from rich.table import Table
 
-    from kaon.service.views import output_view
+    from kaon.service.views import paused_step_view
 
     with _errors(as_json), _service(db, home) as service:
         full = service.resolve_run_id(run_id)
         held = service.paused_steps(full)
         shown: list[dict[str, Any]] = [
-            {
-                "path": step.path,
-                "moment": step.moment,
-                "inputs": {k: output_view(v).model_dump() for k, v in step.inputs.items()},
-                "outputs": {k: output_view(v).model_dump() for k, v in step.outputs.items()},
-            }
+            paused_step_view(step.path, step.moment, step.inputs, step.outputs).model_dump()
             for step in held
         ]
     if as_json:

@@ -253,30 +253,34 @@ class LocalService:
             return False
         return True
 
-    def paused_steps(self, run_id: str) -> list[PausedStep]:
-        """The steps of a run held at breakpoints: what each would receive (before) or
-        produced (after), as references (see :mod:`kaon.model.values`)."""
-        held = [
-            r
-            for r in self.store.step_runs(run_id, all_levels=True)
-            if r.status is StepStatus.PAUSED
-        ]
-        if not held:
-            return []
-        inputs: dict[str, dict[str, Any]] = {}
-        for event in self.store.events(run_id):
-            data = event.data
-            if event.kind == "step" and data.get("status") == "paused" and "inputs" in data:
-                inputs[str(data.get("path"))] = dict(data["inputs"])
+    def paused_steps(self, run_id: str, path: str | None = None) -> list[PausedStep]:
+        """The steps of a run held at breakpoints (only the one at ``path`` when given): what
+        each would receive (before) or produced (after), as references (see
+        :mod:`kaon.model.values`). The inputs come from each held step's own ``paused``
+        event, however long the run's feed is."""
+        if path is not None:
+            row = self.store.get_step_run(run_id, path)
+            held = [row] if row.status is StepStatus.PAUSED else []
+        else:
+            held = self.store.step_runs(run_id, all_levels=True, statuses=[StepStatus.PAUSED])
         return [
             PausedStep(
                 path=row.path,
                 moment="after" if row.reason in AFTER else "before",
-                inputs=decode_outputs(inputs.get(row.path)),
+                inputs=decode_outputs(self._held_inputs(run_id, row)),
                 outputs=decode_outputs(row.outputs) if row.reason in AFTER else {},
             )
             for row in held
         ]
+
+    def _held_inputs(self, run_id: str, row: StepRunRecord) -> dict[str, Any] | None:
+        """The inputs the engine recorded when it held ``row`` before it started."""
+        if row.reason in AFTER:
+            return None
+        for event in self.store.step_events(run_id, row.id, kind="step", limit=20):
+            if event.data.get("status") == "paused" and "inputs" in event.data:
+                return dict(event.data["inputs"])
+        return None
 
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0

@@ -7,6 +7,7 @@ are seconds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -148,6 +149,28 @@ def run_view(record: RunRecord, now: float | None = None) -> RunView:
         executor=record.executor,
         definition_hash=record.definition_hash,
         owner=record.owner,
+    )
+
+
+class PausedStepView(BaseModel):
+    """A step held at a breakpoint: the inputs it would receive (paused ``before``) or the
+    outputs it produced and has not passed on yet (paused ``after``)."""
+
+    path: str
+    moment: str = Field(description="before | after")
+    inputs: dict[str, OutputView] = Field(default_factory=dict)
+    outputs: dict[str, OutputView] = Field(default_factory=dict)
+
+
+def paused_step_view(
+    path: str, moment: str, inputs: Mapping[str, ValueRef], outputs: Mapping[str, ValueRef]
+) -> PausedStepView:
+    """The view of a held step (values inline, blobs by hash)."""
+    return PausedStepView(
+        path=path,
+        moment=moment,
+        inputs={name: output_view(ref) for name, ref in inputs.items()},
+        outputs={name: output_view(ref) for name, ref in outputs.items()},
     )
 
 

@@ -507,6 +507,13 @@ class StateStore(ABC):
     ) -> list[EventRecord]:
         """Events with ids above ``after_id``, oldest first, of one run or of all runs."""
 
+    @abstractmethod
+    def step_events(
+        self, run_id: str, step_run_id: int, *, kind: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """The newest ``limit`` events of one step run (only ``kind`` when given), newest
+        first: what happened to one step without reading the run's whole feed."""
+
     # -- memoization and lineage -----------------------------------------------------------
 
     @abstractmethod

@@ -638,6 +638,19 @@ class SQLStore(StateStore):
                 self._require_run(conn, run_id)
         return found
 
+    def step_events(
+        self, run_id: str, step_run_id: int, *, kind: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """The newest ``limit`` events of one step run (of ``kind``), newest first."""
+        c = t.events.c
+        stmt = sa.select(t.events).where(c.run_id == run_id, c.step_run_id == step_run_id)
+        if kind is not None:
+            stmt = stmt.where(c.kind == kind)
+        with self._reading() as conn:
+            return [
+                _event_record(row) for row in conn.execute(stmt.order_by(c.id.desc()).limit(limit))
+            ]
+
     # -- memoization and lineage -----------------------------------------------------------
 
     def get_cache_entry(self, key: str) -> CacheEntryRecord | None:

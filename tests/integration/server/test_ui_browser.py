@@ -535,3 +535,71 @@ def test_step_panel_previews_lineage_explain_and_item_actions(
         True,
     )
     operator.context.close()
+
+
+# A run paused before ``use`` holds the value ``make`` gave it.
+HELD = """\
+name: held
+params:
+  k: {type: int, default: 41}
+steps:
+  - id: make
+    shell: echo ::kaon::output value=$KAON_INPUT_K
+    inputs: {k: "${{ params.k }}"}
+  - id: use
+    needs: [make]
+    shell: echo got $KAON_INPUT_V
+    inputs: {v: "${{ steps.make.value }}"}
+"""
+
+
+def test_breakpoint_from_the_start_form_then_continue(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    admin = kaon_server.client()
+    pushed = admin.post("/workflows", json={"source": HELD, "file_name": "held.yaml"})
+    assert pushed.status_code < 300, pushed.text
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(f"{kaon_server.url}/ui/workflows/held")
+    operator.wait_for_selector("#start-fields [data-param=k]")
+    operator.fill("#start-breakpoints", "nosuch")
+    operator.click("#start button[type=submit]")
+    confirm(operator)
+    operator.wait_for_selector("#start-break-error:not([hidden])")
+    assert "no step 'nosuch'" in operator.text_content("#start-break-error")
+    operator.fill("#start-breakpoints", "use")
+    operator.click("#start button[type=submit]")
+    confirm(operator)
+    operator.wait_for_url("**/ui/runs/*")
+    run_id = operator.url.rsplit("/", 1)[-1]
+    operator.wait_for_function("document.querySelector('#run-status').textContent === 'paused'")
+    assert operator.get_attribute("#graph", "data-held") == "use"
+    assert "1 step held" in operator.text_content("#held-note")
+    assert operator.is_visible("#continue-run")
+
+    # A viewer sees what the step holds, and is refused when continuing it.
+    viewer = page_as(browser, kaon_server, tokens["viewer"])
+    viewer.goto(f"{kaon_server.url}/ui/runs/{run_id}?step=use")
+    viewer.wait_for_selector("#panel [data-held=before] [data-held-value=v]")
+    assert viewer.text_content("#panel [data-held-value=v]") == "41"
+    viewer.click("#panel [data-continue=step]")
+    confirm(viewer)
+    viewer.wait_for_selector("#banner.error")
+    assert viewer.text_content("#banner").startswith("Refused:")
+    viewer.context.close()
+    assert admin.get(f"/runs/{run_id}/summary").json()["status"] == "paused"
+
+    # The operator continues this step with a changed parameter; the run ends.
+    operator.goto(f"{kaon_server.url}/ui/runs/{run_id}?step=use")
+    operator.wait_for_selector("#panel [data-held=before]")
+    shot(operator, tmp_path, "run-paused.png", full_page=True)
+    operator.click("#panel [data-continue=step]")
+    confirm(operator, value='{"k": 5}')
+    operator.wait_for_function(
+        "document.querySelector('#run-status').textContent === 'succeeded'", timeout=30_000
+    )
+    assert operator.is_hidden("#continue-run") and operator.is_hidden("#held-note")
+    assert admin.get(f"/runs/{run_id}").json()["params"] == {"k": 5}
+    held = [a for a in admin.get(f"/runs/{run_id}/audit").json() if a["action"] == "run.continue"]
+    assert [(a["actor"], a["data"]["path"]) for a in held] == [("ops", "use")]
+    operator.context.close()

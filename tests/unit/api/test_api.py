@@ -267,6 +267,12 @@ def test_breakpoints_through_the_api(
         time.sleep(0.05)
     step = client.get(f"/runs/{run['id']}/steps/a", headers=op).json()
     assert step["status"] == "paused"
+    viewer = h(tokens["viewer"])
+    held = client.get(f"/runs/{run['id']}/paused", headers=viewer).json()
+    assert [(s["path"], s["moment"], s["outputs"]) for s in held] == [("a", "before", {})]
+    assert client.get(f"/runs/{run['id']}/paused?path=zz", headers=viewer).json() == []
+    refused = client.post(f"/runs/{run['id']}/continue", json={}, headers=viewer)
+    assert refused.status_code == 403
     answer = client.post(f"/runs/{run['id']}/continue", json={"params": {"n": 7}}, headers=op)
     assert answer.status_code == 200
     thread.join(30)

@@ -68,6 +68,7 @@ EXPECT: dict[str, Rule] = {
     "POST /runs/{run_id}/skip": Rule("operator", True, ACTION, body={"path": "a"}),
     "POST /runs/{run_id}/resume": Rule("operator", True, ACTION),
     "POST /runs/{run_id}/continue": Rule("operator", True, ACTION, body={}),
+    "GET /runs/{run_id}/paused": Rule("viewer", True),
     "GET /runs/{run_id}/events": Rule("viewer", True),
     "GET /runs/{run_id}/metrics": Rule("viewer", True),
     "GET /runs/{run_id}/artifacts": Rule("viewer", True),

@@ -14,6 +14,7 @@
   const COLORS = {
     succeeded: "#2e9d57", cached: "#5bb37e", failed: "#d33b3b", running: "#2f7ae5", queued: "#8a63d2",
     retrying: "#e08a1e", waiting: "#c9a227", pending: "#9aa3b2", skipped: "#b7bdc8", cancelled: "#7c8494",
+    paused: "#c2418f",
   };
   const CONTAINERS = new Set(["foreach", "loop", "subworkflow", "item", "iteration"]);
   const PAGE = 100;
@@ -42,7 +43,8 @@
     const labels = Object.entries(s.labels).filter(([k]) => !["by", "version"].includes(k));
     const facts = [["version", s.labels.version ? `v${s.labels.version}` : "—"], ["started by", s.started_by || "—"],
       ["created", when(s.created_at)], ["duration", runDuration(s)], ["restarts", s.restarts],
-      ...labels.map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+      ...labels.map(([k, v]) => k === "kaon.breakpoints" && Array.isArray(v) ? ["breakpoints", v.join(", ")]
+        : [k, typeof v === "string" ? v : JSON.stringify(v)]),
       ["parameters", JSON.stringify(s.params)]];
     if (s.error) facts.push(["error", s.error]);
     document.getElementById("run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
@@ -50,13 +52,20 @@
     document.getElementById("counts").replaceChildren(el("span", { class: "muted" }, `${total} tasks:`),
       ...Object.entries(s.tasks).map(([k, v]) => el("span", { class: `badge s-${k}`, "data-count": k }, `${k} ${v.toLocaleString()}`)));
     document.getElementById("compare-link").href = "/ui/compare?" + q({ runs: s.id });
+    const paused = s.status === "paused";
+    document.getElementById("continue-run").hidden = !paused;
+    const note = document.getElementById("held-note");
+    note.hidden = !paused;
+    const held = s.tasks.paused || 0;
+    note.textContent = paused ? `Paused at a breakpoint: ${held} step${held === 1 ? "" : "s"} held (open one to see what it holds). Other branches go on.` : "";
   }
 
   // -- the graph -----------------------------------------------------------------------------
 
   function label(n) {
     const kids = Object.entries(n.children);
-    if (!kids.length) return n.kind === "task" ? n.step_id : `${n.step_id} (${n.kind})`;
+    const held = n.status === "paused" ? "\n(paused)" : "";
+    if (!kids.length) return (n.kind === "task" ? n.step_id : `${n.step_id} (${n.kind})`) + held;
     const total = kids.reduce((a, [, v]) => a + v, 0);
     const parts = kids.map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ");
     return `${n.step_id} [${n.kind} ×${total.toLocaleString()}]\n${parts}`;
@@ -64,11 +73,15 @@
 
   function nodeData(n) {
     return { id: n.path, label: label(n), color: COLORS[n.status] || COLORS.pending, status: n.status,
-      kind: n.kind, started: n.started ? 1 : 0, container: CONTAINERS.has(n.kind) ? 1 : 0 };
+      kind: n.kind, started: n.started ? 1 : 0, container: CONTAINERS.has(n.kind) ? 1 : 0, held: isHeld(n) ? 1 : 0 };
   }
+
+  /** A node held at a breakpoint, or one whose items or iterations hold steps. */
+  const isHeld = (n) => n.status === "paused" || (n.children.paused || 0) > 0;
 
   function renderGraph(s) {
     const ids = s.nodes.map((n) => n.path).join("|");
+    document.getElementById("graph").dataset.held = s.nodes.filter(isHeld).map((n) => n.path).join(" ");
     if (state.cy && state.cy.scratch("_ids") === ids) {
       for (const n of s.nodes) state.cy.getElementById(n.path).data(nodeData(n));
       return;
@@ -90,6 +103,7 @@
         { selector: "node[container = 1]", style: { "border-width": 3, "border-color": "#1d2330", "font-weight": "bold" } },
         { selector: "node[started = 0]", style: { opacity: 0.45, "border-style": "dashed", "border-width": 2, "border-color": "#6b7385" } },
         { selector: "node[status = 'skipped']", style: { opacity: 0.55 } },
+        { selector: "node[held = 1]", style: { "border-width": 4, "border-style": "double", "border-color": "#7a1f55" } },
         { selector: "node:selected", style: { "overlay-color": "#3457d5", "overlay-opacity": 0.25 } },
         { selector: "edge", style: { width: 1.5, "line-color": "#9aa3b2", "target-arrow-color": "#9aa3b2",
           "target-arrow-shape": "triangle", "curve-style": "bezier" } },
@@ -224,11 +238,12 @@
     const path = state.panel;
     if (!path) return;
     const detail = await api(`${RUN}/step?` + q({ path }));
+    const held = detail.step.status === "paused" ? await api(`${RUN}/paused?` + q({ path })) : [];
     if (state.panel !== path) return;
     const s = detail.step;
     const panel = document.getElementById("panel");
     // Nothing but the clock moved: leave the panel (and its open previews) alone.
-    const seen = JSON.stringify({ ...detail, step: { ...s, duration_s: 0, attempt_list: s.attempt_list.map((a) => ({ ...a, duration_s: 0 })) },
+    const seen = JSON.stringify({ ...detail, held, step: { ...s, duration_s: 0, attempt_list: s.attempt_list.map((a) => ({ ...a, duration_s: 0 })) },
       progress: detail.progress ? { ...detail.progress, eta_s: 0 } : null });
     if (panel.dataset.path === path && panel.dataset.seen === seen) return;
     panel.dataset.seen = seen;
@@ -245,6 +260,7 @@
           s.kind === "task" ? [" ", el("button", { type: "button", class: "link-button", "data-explain": path, onclick: () => explain(path) }, "explain")] : null),
         Object.keys(s.children).length ? [el("dt", {}, "children"), el("dd", {}, Object.entries(s.children).map(([k, v]) => `${k} ${v}`).join(", "))] : null),
       progressBlock(detail.progress),
+      heldBlock(path, held[0]),
       el("div", { class: "explain", "data-explained": path, hidden: true }),
       stepActions(s),
       s.error ? [el("h2", {}, "Error"), el("pre", {}, `${s.error.type}: ${s.error.message}\n${s.error.traceback || ""}`)] : null,
@@ -374,6 +390,45 @@
       active ? el("button", { type: "button", class: "danger", "data-step-action": "kill", onclick: () => confirmAction(`Kill ${s.path}`,
         "Cancel this step.", async () => { await api(`${RUN}/kill`, { method: "POST", body: { step: s.path } }); banner(`Killed ${s.path}`); refresh(); }) }, "Kill step") : null);
   }
+
+  // -- breakpoints: what a held step holds, continue ------------------------------------------
+
+  /** A value as the API describes it (inline, or a blob by type, size and hash). */
+  const valueText = (o) => o.kind === "value" ? JSON.stringify(o.value)
+    : o.kind === "artifact" ? `${o.type || "artifact"} ${o.serializer} ${o.size} B ${o.hash.slice(0, 12)}…` : `${o.kind} of ${o.items}`;
+
+  /** What a step held at a breakpoint holds (the inputs it would receive, or the outputs it
+   *  produced and has not passed on), with the continue actions. */
+  function heldBlock(path, held) {
+    if (!held) return null;
+    const before = held.moment === "before";
+    const values = Object.entries(before ? held.inputs : held.outputs);
+    return el("div", { class: "held", "data-held": held.moment },
+      el("h2", {}, before ? "Paused before this step" : "Paused after this step"),
+      el("p", { class: "muted" }, before ? "It has not started; these are the inputs it would receive."
+        : "It ran; these outputs are recorded and nothing downstream has them yet."),
+      values.length ? el("dl", { class: "kv" }, values.flatMap(([k, o]) => [el("dt", {}, k), el("dd", { class: "mono", "data-held-value": k }, valueText(o))]))
+        : el("p", { class: "muted" }, before ? "No inputs." : "No outputs."),
+      el("div", { class: "actions" },
+        el("button", { type: "button", "data-continue": "step", onclick: () => continueRun(path) }, "Continue this step"),
+        el("button", { type: "button", "data-continue": "all", onclick: () => continueRun(null) }, "Continue all")));
+  }
+
+  /** Release the held steps (``path``: that one only), with parameters changed if given. */
+  function continueRun(path) {
+    const what = path ? `Continue ${path}` : "Continue the run";
+    confirmAction(what, (path ? "Release this step only; other held steps stay paused."
+      : "Release every step held at a breakpoint.") + " Parameters given here replace the run's for what has not run yet.",
+    async (text) => {
+      const params = text && text.trim() ? JSON.parse(text) : {};
+      if (params === null || typeof params !== "object" || Array.isArray(params)) throw new Error("parameters must be a JSON object");
+      await api(`${RUN}/continue`, { method: "POST", body: path ? { path, params } : { params } });
+      banner(`${what}: done`);
+      refresh();
+    }, "parameters (JSON object, optional), e.g. {\"k\": 3}");
+  }
+
+  document.getElementById("continue-run").addEventListener("click", () => continueRun(null));
 
   // -- run actions ---------------------------------------------------------------------------
 

@@ -81,23 +81,31 @@
   function showProblems(error) {
     for (const box of document.querySelectorAll("#start .field-error")) { box.hidden = true; box.textContent = ""; }
     const general = document.getElementById("start-error");
+    const breakBox = document.getElementById("start-break-error");
     const loose = [];
     for (const problem of error.problems || []) {
       const field = (problem.field || "").replace(/^params\./, "").split(".")[0];
-      const box = field && document.querySelector(`#start [data-error-for="${CSS.escape(field)}"]`);
+      // No field: a breakpoint naming no step of the version goes under the breakpoints field.
+      const box = field ? document.querySelector(`#start [data-error-for="${CSS.escape(field)}"]`)
+        : /\bbreak/i.test(problem.message) ? breakBox : null;
       if (box) { box.textContent = problem.message; box.hidden = false; } else loose.push(problem.message);
     }
     if (!(error.problems || []).length) loose.push(refusal(error, `Starting ${name}`));
     general.textContent = loose.join("; "); general.hidden = !loose.length;
   }
 
+  /** The breakpoints typed in: step paths (``STEP`` or ``STEP:after``), by spaces or commas. */
+  const breakpoints = () => document.getElementById("start-breakpoints").value.split(/[\s,]+/).filter(Boolean);
+
   document.getElementById("start").addEventListener("submit", (event) => {
     event.preventDefault();
     const params = formValues();
-    const shown = Object.keys(params).length ? Object.entries(params).map(([k, v]) => `${k}=${v}`).join(", ") : "the defaults";
+    const stops = breakpoints();
+    const shown = (Object.keys(params).length ? Object.entries(params).map(([k, v]) => `${k}=${v}`).join(", ") : "the defaults")
+      + (stops.length ? `, pausing at ${stops.join(", ")}` : "");
     confirmAction(`Start ${name}`, `Start a run with ${shown}.`, async () => {
       try {
-        const run = await api("/runs", { method: "POST", body: { workflow: name, params, from_strings: true } });
+        const run = await api("/runs", { method: "POST", body: { workflow: name, params, from_strings: true, breakpoints: stops } });
         location.href = `/ui/runs/${run.id}`;
       } catch (e) {
         if (e.status === 422) { showProblems(e); return; }
