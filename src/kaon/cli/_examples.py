@@ -8,6 +8,9 @@ import typer
 EXAMPLES: dict[str, str] = {
     "run": "kaon run flows/train.py:train -p epochs=3 --json",
     "resume": "kaon resume 20261202-0931-ab12",
+    "watch": "kaon watch 20261202-0931-ab12 --logs",
+    "continue": "kaon continue 20261202-0931-ab12 --step train -p lr=0.01",
+    "paused": "kaon paused 20261202-0931-ab12 --json",
     "restart": "kaon restart 20261202-0931-ab12 --from train",
     "skip": "kaon skip 20261202-0931-ab12 fetch --output '[1, 2, 3]'",
     "kill": "kaon kill 20261202-0931-ab12 --step segments[3].train",

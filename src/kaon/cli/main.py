@@ -502,11 +502,15 @@ def continue_(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     step: Annotated[
         str | None,
-        typer.Option("--step", help="Release only this paused step (a path); default: all."),
+        typer.Option(
+            "--step", metavar="PATH", help="Release only this paused step (a path); default: all."
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="Change a parameter first: key=value."),
+        typer.Option(
+            "--param", "-p", metavar="KEY=VALUE", help="Change a parameter first: key=value."
+        ),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,

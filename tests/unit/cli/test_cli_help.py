@@ -72,7 +72,7 @@ def test_executor_is_a_choice(kaon: Callable[..., tuple[int, str, str]]) -> None
     code, _, err = kaon("resume", "r-1", "--executor", "thread")
     assert code == 2 and "'thread' is not one of 'process', 'inline'" in err
     code, out, _ = kaon("run", "--help")
-    assert "--executor [process|inline]" in out or "<process|inline>" in out
+    assert "--executor [process|inline|ray]" in out or "<process|inline|ray>" in out
 
 
 @pytest.mark.parametrize("option", ["--output", "--name"])

@@ -24,7 +24,7 @@ def test_tiny_sweep_picks_a_best_point_per_genre_and_plots(tmp_path: Path) -> No
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=110)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (out / "sweep.png").stat().st_size > 1000
-    report = json.loads(done.stdout.split("\n", 1)[1])
+    report = json.loads(done.stdout)  # --json: one document
     assert report["status"] == "succeeded"
     compare = next(step for step in report["steps"] if step["path"] == "compare")
     outputs = {name: value["value"] for name, value in compare["outputs"].items()}

@@ -114,7 +114,7 @@ def test_options_beat_variables_beat_profiles(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("executor = 'ray'\n", "unknown executor 'ray'"),
+        ("executor = 'mesos'\n", "unknown executor 'mesos'"),
         ("colour = 'red'\n", "unknown key 'colour'"),
         ("workers = 'many'\n", "workers must be a int"),
         ("[profiles.x]\ndb = 3\n", "[profiles.x] db must be a str"),
