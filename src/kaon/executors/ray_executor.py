@@ -350,6 +350,7 @@ class RayExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._nodes: list[dict[str, float]] = []
         self._nodes_at = -NODES_FRESH_S
+        self._deadline: float | None = None  # the engine's lease deadline (see fence)
 
     @property
     def capacity(self) -> int:
@@ -383,7 +384,8 @@ class RayExecutor(Executor):
             cpus = float(ray.cluster_resources().get("CPU", 1.0))  # type: ignore[no-untyped-call]
             self._workers = max(MIN_IN_FLIGHT, int(cpus * 4))
         self._sink = sink
-        for target, label in ((self._read_loop, "reader"), (self._send_loop, "sender")):
+        loops = ((self._read_loop, "reader"), (self._send_loop, "sender"), (self._watch, "fence"))
+        for target, label in loops:
             thread = threading.Thread(target=target, name=f"kaon-ray-{label}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -439,8 +441,40 @@ class RayExecutor(Executor):
             else:
                 self._waiting[request.key] = request
 
+    def fence(self, deadline: float | None) -> None:
+        """Publish the engine's lease deadline: no attempt is sent after it, and a watchdog
+        thread of this executor cancels the Ray tasks in flight once it passes unrenewed (the
+        engine alive but cut off from the store). A frozen engine process cannot cancel
+        them; the process executor's workers fence themselves (see
+        :mod:`kaon.executors._lease_fence`)."""
+        with self._lock:
+            self._deadline = deadline
+
+    def _expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _watch(self) -> None:
+        while not self._closed:
+            time.sleep(0.1)
+            with self._lock:
+                doomed = list(self._inflight) if self._expired() else []
+            for key in doomed:
+                self.cancel(key)
+            if doomed:
+                message = "the engine's lease on the run ran out; its Ray task was cancelled"
+                info = ErrorInfo("LeaseExpired", message, platform=True)
+                self._emit([StepFailed(key, time.time(), info) for key in doomed])
+
     def _send(self, request: TaskRequest) -> None:
         """Queue ``request`` for the sender thread (inside the lock)."""
+        if self._expired():
+            message = (
+                f"step {request.step_path} was not started: the engine's lease on run "
+                f"{request.run_id} ran out"
+            )
+            info = ErrorInfo("LeaseExpired", message, platform=True)
+            self._fail_soon(StepFailed(request.key, time.time(), info))
+            return
         refusal = self._infeasible(request.resources) if request.resources else None
         if refusal is not None:
             info = ErrorInfo("Unschedulable", f"step {request.step_path}: {refusal}")
