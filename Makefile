@@ -68,8 +68,10 @@ docs: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not integration"
 
+# Two workers (one per core), a test file per worker at a time: most of the suite's wall time
+# is spent waiting on real servers, clusters and browsers, which then overlap.
 test: $(STAMP) $(SYSTEM_STAMP) lint typecheck docs
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
-from kaon.errors import NotFoundError, ParameterError
+from kaon.errors import Location, NotFoundError, ParameterError, Problem
 from kaon.model.values import encode_outputs
 from kaon.service.experiment_views import (
     ArtifactRefView,
@@ -213,9 +213,11 @@ def compare_runs(
     services: Services = Depends(get_services),
 ) -> CompareView:
     """Runs side by side: parameters, metrics (last value) and step statuses."""
-    if len(set(run)) < 2:  # refused as input (422), before any run is looked up
-        raise ParameterError(f"run: compare needs at least two different runs, got {run!r:.200}")
-    return services.runs.experiments.compare(_readable_runs(services, principal, run))
+    readable = _readable_runs(services, principal, run)  # 404/403 first, as for one run
+    if len(set(readable)) < 2:
+        message = f"compare needs at least two different runs, got {run!r:.200}"
+        raise ParameterError(Problem(message, Location(field="run")))
+    return services.runs.experiments.compare(readable)
 
 
 @router.get("/plot", response_model=PlotView, summary="The data of a metric plot")

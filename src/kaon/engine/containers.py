@@ -323,12 +323,14 @@ class ContainerSteps(RunCore):
             self._hold(node)
             return
         now = self.ctx.clock()
+        began = False  # an attempt had started on a worker (not only been sent to one)
         for attempt in attempts:
             if attempt.status == "running":
                 key = (self.id, row.id, attempt.number)
                 if node.status is _S.RUNNING and node.running is None and self.ctx.reattach(key):
                     self._reattached(node, key, attempt.started_at or now)
                     continue
+                began = began or bool(attempt.worker)
                 lost = ErrorInfo("EngineLost", "the engine stopped while this attempt ran")
                 self.ctx.batch.update_attempt(
                     key, status="lost", ended_at=now, error=error_dict(lost)
@@ -336,7 +338,9 @@ class ContainerSteps(RunCore):
         if node.running is not None:
             return  # re-attached: its events follow as if this engine had started it
         if node.status in (_S.RUNNING, _S.QUEUED):
-            node.platform_attempts += 1
+            # Only an attempt that had begun counts against the platform budget: one still
+            # queued in a worker (sent ahead, see Executor.prefetch) lost nothing but its place.
+            node.platform_attempts += 1 if began else 0
             if node.platform_attempts > node.retry.platform_attempts:
                 error = ErrorInfo(
                     "EngineLost",

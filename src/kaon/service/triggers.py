@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kaon.errors import ConfigurationError, DefinitionError, InvalidActionError
+from kaon.errors import (
+    ConfigurationError,
+    DefinitionError,
+    InvalidActionError,
+    Location,
+    Problem,
+)
 from kaon.model.params import bind_params
 from kaon.model.triggers import (
     CronTriggerSpec,
@@ -276,4 +282,4 @@ def _input_error(field: str) -> Iterator[None]:
     try:
         yield
     except ConfigurationError as error:
-        raise DefinitionError(f"{field}: {error}") from None
+        raise DefinitionError(Problem(str(error), Location(field=field))) from None

@@ -21,7 +21,9 @@ from kaon.errors import (
     DefinitionError,
     InvalidActionError,
     KaonError,
+    Location,
     NotFoundError,
+    Problem,
 )
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
@@ -92,7 +94,7 @@ def plan(
     try:
         schedule = CronSchedule(trigger.cron, trigger.timezone)
     except ConfigurationError as error:  # the request's schedule: an input error (422)
-        raise DefinitionError(f"cron: {error}") from None
+        raise DefinitionError(Problem(str(error), Location(field="cron"))) from None
     slots = schedule.slots_between(start, end, MAX_SLOTS + 1)
     if not slots:
         raise InvalidActionError(

@@ -112,7 +112,7 @@ EXPECT: dict[str, Rule] = {
     "GET /runs/{run_id}/outputs": Rule("viewer", True),  # called with ?path=a
     "GET /runs/{run_id}/explain": Rule("viewer", True),  # called with ?path=a
     "GET /runs/{run_id}/metric-rows": Rule("viewer", True),
-    "GET /compare": Rule("viewer", True, ok=frozenset({409})),  # ?run=<id>&run=<id>: one run
+    "GET /compare": Rule("viewer", True, ok=frozenset({422})),  # ?run=<id>&run=<id>: one run
     "GET /plot": Rule("viewer", True, ok=frozenset({404})),  # no such metric
     # A blob that does not exist: 404 for every reader (one of another group gets 404 too).
     "GET /artifacts/{artifact}": Rule("viewer", ok=frozenset({404})),

@@ -58,9 +58,9 @@ def test_bad_backfill_requests_are_4xx(
     headers = _auth(tokens["admin"])
     cases = [
         ({"workflow": "nope", "start": "2024-01-01", "end": "2024-01-02"}, 404),
-        ({"workflow": "hourly", "start": "yesterday", "end": "2024-01-02"}, 400),
+        ({"workflow": "hourly", "start": "yesterday", "end": "2024-01-02"}, 422),
         ({"workflow": "hourly", "start": "2024-01-02", "end": "2024-01-01"}, 409),
-        ({"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "cron": "x"}, 400),
+        ({"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "cron": "x"}, 422),
         ({"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "color": 1}, 422),
         (
             {"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01", "params": {"x": 1}},
@@ -70,6 +70,9 @@ def test_bad_backfill_requests_are_4xx(
     for body, code in cases:
         answer = client.post("/backfills", json=body, headers=headers)
         assert answer.status_code == code, (body, answer.text)
+        if code == 422 and ("cron" in body or body["start"] == "yesterday"):
+            field = "cron" if "cron" in body else "start"  # the field is named
+            assert answer.json()["problems"][0]["field"] == field, answer.text
     assert client.get("/backfills/bf-nope", headers=headers).status_code == 404
 
 
