@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
-from kaon.artifacts.serializers import SERIALIZERS, Serializer, serializer_named, sha256
+from kaon.artifacts.serializers import SERIALIZERS, Serializer, decode_blob, sha256
 from kaon.errors import (
     ArtifactConfigurationError,
     ArtifactError,
@@ -265,17 +265,7 @@ class FsspecArtifactStore(ArtifactStore):
         return data
 
     def _load(self, ref: ArtifactRef) -> Any:
-        serializer = serializer_named(ref.serializer)
-        data = self.read_bytes(ref)
-        try:
-            return serializer.loads(data)
-        except KaonError:
-            raise
-        except Exception as exc:
-            raise SerializationError(
-                f"cannot decode blob {ref.hash} with serializer {ref.serializer!r}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return decode_blob(ref.hash, ref.serializer, self.read_bytes(ref))
 
     def _read(self, hash_: str) -> bytes:
         path = self._path(hash_)

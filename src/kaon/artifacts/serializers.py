@@ -47,7 +47,7 @@ from typing import Any, Protocol
 import cloudpickle
 
 from kaon.artifacts.jsonable import dumps_compact, normalize_json
-from kaon.errors import SerializationError
+from kaon.errors import KaonError, SerializationError
 
 
 class Serializer(Protocol):
@@ -266,3 +266,19 @@ def serializer_named(name: str) -> Serializer:
     except KeyError:
         known = ", ".join(_BY_NAME)
         raise SerializationError(f"unknown serializer {name!r} (known: {known})") from None
+
+
+def decode_blob(hash_: str, serializer: str, data: bytes) -> Any:
+    """The value of blob ``hash_`` (its bytes ``data``) written by ``serializer``.
+
+    Raises :class:`~kaon.errors.SerializationError` naming the blob when it cannot be decoded.
+    """
+    try:
+        return serializer_named(serializer).loads(data)
+    except KaonError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot decode blob {hash_} with serializer {serializer!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

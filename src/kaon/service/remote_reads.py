@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from kaon.artifacts.base import ArtifactStore
-from kaon.artifacts.serializers import serializer_named
+from kaon.artifacts.serializers import decode_blob
 from kaon.errors import (
     ArtifactError,
     CorruptArtifactError,
-    KaonError,
     NotFoundError,
-    SerializationError,
 )
 from kaon.model.values import (
     ArtifactRef,
@@ -80,17 +78,7 @@ class HttpArtifactStore(ArtifactStore):
             return {key: self.get(item) for key, item in ref.items.items()}
         if not isinstance(ref, ArtifactRef):
             raise ArtifactError(f"not a value reference: {type(ref).__name__}")
-        serializer = serializer_named(ref.serializer)
-        data = self.read_bytes(ref.hash)
-        try:
-            return serializer.loads(data)
-        except KaonError:
-            raise
-        except Exception as exc:
-            raise SerializationError(
-                f"cannot decode blob {ref.hash} with serializer {ref.serializer!r}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return decode_blob(ref.hash, ref.serializer, self.read_bytes(ref.hash))
 
     def exists(self, ref: ArtifactRef) -> bool:
         """True when the server has (and shows the caller) the blob behind ``ref``."""

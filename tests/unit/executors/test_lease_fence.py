@@ -5,40 +5,19 @@ when the worker was frozen past it (SIGSTOP ... SIGCONT)."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from executor_sink import Sink
 
 from kaon.executors._lease_fence import LeaseDeadline
 from kaon.executors.base import TaskRequest
 from kaon.executors.process import ProcessExecutor
-from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
+from kaon.model.events import StepFailed, StepSucceeded
 from kaon.model.values import Literal
-
-
-class Sink:
-    """Collects events; ``wait`` for the first that matches."""
-
-    def __init__(self) -> None:
-        self.events: list[ExecutorEvent] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, event: ExecutorEvent) -> None:
-        with self.cond:
-            self.events.append(event)
-            self.cond.notify_all()
-
-    def wait(
-        self, predicate: Callable[[ExecutorEvent], bool], timeout: float = 15
-    ) -> ExecutorEvent:
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(predicate(e) for e in self.events), timeout)
-            return next(e for e in self.events if predicate(e))
-
 
 STEPS = Path(__file__).with_name("fence_steps.py")
 

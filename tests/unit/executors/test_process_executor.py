@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from executor_sink import Sink
 
 from kaon.errors import InvalidActionError, SystemFailure
 from kaon.executors import process
 from kaon.executors.base import TaskRequest
 from kaon.executors.process import ProcessExecutor, _exit_description
-from kaon.model.events import ExecutorEvent, LogLine, StepFailed, StepSucceeded
+from kaon.model.events import LogLine, StepFailed, StepSucceeded
 from kaon.model.values import Literal
-
-
-class Sink:
-    def __init__(self, fail_first: bool = False) -> None:
-        self.events: list[ExecutorEvent] = []
-        self.fail_first = fail_first
-        self.cond = threading.Condition()
-
-    def __call__(self, event: ExecutorEvent) -> None:
-        with self.cond:
-            self.events.append(event)
-            self.cond.notify_all()
-        if self.fail_first:
-            self.fail_first = False
-            raise RuntimeError("the engine tripped")
-
-    def wait(
-        self, predicate: Callable[[ExecutorEvent], bool], timeout: float = 15
-    ) -> ExecutorEvent:
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(predicate(e) for e in self.events), timeout)
-            return next(e for e in self.events if predicate(e))
 
 
 def shell(number: int, command: str) -> TaskRequest:
