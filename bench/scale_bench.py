@@ -151,6 +151,7 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, object]
     headers = {"Authorization": f"Bearer {token}"}
     rss: list[float] = []
     scrapes: list[float] = []
+    health: list[float] = []
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # every held run claimed
@@ -165,6 +166,9 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, object]
             tick = time.perf_counter()
             metrics = httpx.get(f"{base}/metrics", headers=headers, timeout=30).text
             scrapes.append((time.perf_counter() - tick) * 1000)
+            probe = time.perf_counter()
+            httpx.get(f"{base}/healthz", timeout=30)
+            health.append((time.perf_counter() - probe) * 1000)
             tree = psutil.Process(process.pid)
             rss.append(tree.memory_info().rss / 2**20)
             time.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
@@ -204,6 +208,8 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, object]
         "engine_turn_p95_s": turn_p95(metrics),
         "metrics_p50_ms": round(percentile(scrapes, 0.5), 1),
         "metrics_p95_ms": round(percentile(scrapes, 0.95), 1),
+        "healthz_p50_ms": round(percentile(health, 0.5), 1),
+        "healthz_p95_ms": round(percentile(health, 0.95), 1),
         "command_poll_ms_all_held": round(poll_all, 2),
         "command_poll_ms_10_held": round(poll_few, 2),
         "server_peak_rss_mb": round(max(rss, default=0.0), 1),

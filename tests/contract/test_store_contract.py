@@ -584,6 +584,28 @@ class StoreContract:
         assert store.acquire_lease("r1", "d", 10.0) is None
         assert store.acquire_lease("r1", "d", 10.0, steal_from="c") == 4  # proven dead
 
+    def test_many_leases_in_one_transaction(self, store: StateStore) -> None:
+        for run_id in ("r1", "r2", "r3", "r4"):
+            write_run(store, run_id)
+        finish = WriteBatch()
+        finish.update_run("r4", status=RunStatus.SUCCEEDED)
+        store.write(finish)
+        assert store.acquire_lease("r2", "other", 100.0) == 1
+        taken = store.acquire_leases(["r3", "r1", "r2", "r4", "nope"], "me", 100.0)
+        assert [(record.id, epoch) for record, epoch in taken] == [("r3", 1), ("r1", 1)]
+        assert all(record.owner == "me" and record.lease_epoch == 1 for record, _ in taken)
+        assert store.get_run("r2").owner == "other"  # held: left alone
+        assert store.get_run("r4").owner is None  # finished: not taken
+        assert store.acquire_leases(["r1"], "again", 100.0) == []  # held by "me" now
+        assert store.acquire_leases([], "me", 100.0) == []
+
+    def test_largest_step_run_ids_of_many_runs(self, store: StateStore) -> None:
+        for run_id in ("r1", "r2", "r3"):
+            write_run(store, run_id)
+        write_steps(store, step_record("r1", 1), step_record("r1", 7), step_record("r3", 2))
+        assert store.max_step_run_ids(["r1", "r2", "r3", "nope"]) == {"r1": 7, "r3": 2}
+        assert store.max_step_run_ids([]) == {}
+
     def test_lease_times_are_the_database_clock(self, store: StateStore) -> None:
         write_run(store)
         store.acquire_lease("r1", "a", 100.0)

@@ -55,14 +55,26 @@ _TIMED = frozenset({_S.RETRYING, _S.WAITING})  # statuses a node waits in on a t
 class RunCore(ABC):
     """A run's in-memory state and the primitives every layer uses."""
 
-    def __init__(self, record: RunRecord, spec: WorkflowSpec, ctx: EngineContext) -> None:
+    def __init__(
+        self,
+        record: RunRecord,
+        spec: WorkflowSpec,
+        ctx: EngineContext,
+        *,
+        last_row_id: int | None = None,
+    ) -> None:
+        """``last_row_id``: the run's largest step run id when the caller read it already
+        (many runs are claimed at once); read from the store when None."""
         self.id = record.id
         self.record = record
         self.spec = spec
         self.ctx = ctx
         self.status = record.status
         self.resolver = Resolver(ctx.artifacts, {"id": record.id, "workflow": spec.name})
-        self.next_row_id = ctx.store.max_step_run_id(record.id) + 1
+        if last_row_id is None:
+            last_row_id = ctx.store.max_step_run_id(record.id)
+        self.has_rows = last_row_id > 0  # step runs recorded before this engine took it
+        self.next_row_id = last_row_id + 1
         self.ready: deque[Node] = deque()
         self.work: deque[Node] = deque()
         self.frames_done: deque[Frame] = deque()

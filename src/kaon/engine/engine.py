@@ -229,13 +229,44 @@ class Engine:
                 f"run {run_id} is being run by {holder.owner} (its lease has not expired); "
                 "kill it or wait"
             )
+        try:
+            return self._load(self.store.get_run(run_id), epoch, mark)
+        finally:
+            self._publish_fence()
+
+    def _add_runs(self, records: list[RunRecord]) -> int:
+        """Take over many claimable runs at once: their leases in one transaction, their
+        largest step run ids in one query, then load each (see :meth:`add_run`). A run
+        another engine took meanwhile is skipped. Returns how many runs were added."""
+        mark = time.monotonic()
+        taken = self.store.acquire_leases([r.id for r in records], self.owner, self.lease_ttl)
+        largest = self.store.max_step_run_ids([record.id for record, _ in taken])
+        added = 0
+        try:
+            for record, epoch in taken:
+                try:
+                    self._load(record, epoch, mark, largest.get(record.id, 0))
+                    added += 1
+                except StoreUnavailableError:
+                    raise
+                except Exception:  # quarantined by _load: the run failed, not the engine
+                    continue
+        finally:
+            self._publish_fence()
+        return added
+
+    def _load(
+        self, record: RunRecord, epoch: int, mark: float, last_row_id: int | None = None
+    ) -> RunState:
+        """Hold ``record`` (its lease taken at ``epoch``) and rebuild its state; a run that
+        cannot be loaded is quarantined and the error raised (see :meth:`add_run`)."""
+        run_id = record.id
         self.epochs[run_id] = epoch
         self._renewed[run_id] = mark
-        self._publish_fence()
         self.lost.pop(run_id, None)
         try:
-            record = self.store.get_run(run_id)
-            state = RunState(record, self._spec(record.definition_hash), self.ctx)
+            spec = self._spec(record.definition_hash)
+            state = RunState(record, spec, self.ctx, last_row_id=last_row_id)
             self.runs[run_id] = state
             self._touched.add(run_id)
             state.start()
@@ -322,24 +353,20 @@ class Engine:
             page = self.store.claimable_runs(
                 limit=page_size, after=after, skip_workflows=sorted(waiting)
             )
+            chosen: list[RunRecord] = []
             for record in page:
-                after = (record.created_at, record.id)
-                if record.id in self.runs or record.workflow in waiting or room <= 0:
+                if len(chosen) >= room:
+                    break
+                after = _key(record)
+                if record.id in self.runs or record.workflow in waiting:
                     continue
                 if not self._admitted(admit, record):
                     if record.status is RunStatus.PENDING:
                         waiting.add(record.workflow)
                     continue
-                try:
-                    self.add_run(record.id)
-                    room -= 1
-                except (LeaseError, InvalidActionError):
-                    continue
-                except StoreUnavailableError:
-                    raise
-                except Exception:  # quarantined by add_run: the run failed, not the engine
-                    continue
-            if len(page) < page_size:
+                chosen.append(record)
+            room -= self._add_runs(chosen)
+            if len(page) < page_size and (not page or after == _key(page[-1])):
                 return
 
     @staticmethod
@@ -807,3 +834,8 @@ class _Wake:
 
 
 _WAKE: ExecutorEvent = _Wake()  # type: ignore[assignment]
+
+
+def _key(record: RunRecord) -> tuple[float, str]:
+    """A run's place in the claiming order: oldest first."""
+    return (record.created_at, record.id)

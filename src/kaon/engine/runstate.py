@@ -65,7 +65,8 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             self.status = RunStatus.RUNNING
             self.ctx.batch.update_run(self.id, status=RunStatus.RUNNING, started_at=now)
             self._event("run", {"status": RunStatus.RUNNING.value})
-        self._restore_frame(self.root, self.ctx.store.step_runs(self.id))
+        rows = self.ctx.store.step_runs(self.id) if self.has_rows else []
+        self._restore_frame(self.root, rows)
         if self.status is RunStatus.PAUSED and not self.paused:
             self._run_status(RunStatus.RUNNING)  # nothing is held any more
         self._seed(self.root)

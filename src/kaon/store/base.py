@@ -480,6 +480,11 @@ class StateStore(ABC):
         """The largest step run id used in a run (0 when none)."""
 
     @abstractmethod
+    def max_step_run_ids(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """The largest step run id of each of ``run_ids`` that has step runs (runs without
+        any are absent): what :meth:`max_step_run_id` gives, for many runs at once."""
+
+    @abstractmethod
     def attempts(self, run_id: str, step_run_id: int | None = None) -> list[AttemptRecord]:
         """Attempts of one step run, or of the whole run, in order."""
 
@@ -609,6 +614,16 @@ class StateStore(ABC):
         holder (see :class:`Fence`). Returns None when another engine holds the lease.
         Atomic: of engines racing, at most one succeeds. Raises NotFoundError.
         """
+
+    @abstractmethod
+    def acquire_leases(
+        self, run_ids: Sequence[str], owner: str, ttl: float
+    ) -> list[tuple[RunRecord, int]]:
+        """Take over, in one transaction, the leases of those of ``run_ids`` that are still
+        pending or running and free (no owner, or a lease expired by the database's clock),
+        as :meth:`acquire_lease` does for one: each taken run's epoch is incremented.
+        Returns the taken runs' records (as they are now) with their new epochs, in the
+        order asked; runs another engine holds, finished runs and unknown ids are left out."""
 
     @abstractmethod
     def renew_leases(self, owner: str, epochs: Mapping[str, int], ttl: float) -> set[str]:

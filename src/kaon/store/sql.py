@@ -573,6 +573,20 @@ class SQLStore(StateStore):
                 self._require_run(conn, run_id)
         return int(largest or 0)
 
+    def max_step_run_ids(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """The largest step run id of each run that has any (one grouped query per 500)."""
+        c = t.step_runs.c
+        found: dict[str, int] = {}
+        with self._reading() as conn:
+            for start in range(0, len(run_ids), 500):
+                stmt = (
+                    sa.select(c.run_id, sa.func.max(c.id))
+                    .where(c.run_id.in_(list(run_ids[start : start + 500])))
+                    .group_by(c.run_id)
+                )
+                found.update((str(run_id), int(largest)) for run_id, largest in conn.execute(stmt))
+        return found
+
     def attempts(self, run_id: str, step_run_id: int | None = None) -> list[AttemptRecord]:
         """Attempts of one step run, or of the whole run, by step run id and number."""
         c = t.attempts.c
@@ -851,6 +865,36 @@ class SQLStore(StateStore):
                 return None
             epoch = conn.scalar(sa.select(c.lease_epoch).where(c.id == run_id))
         return int(epoch or 0)
+
+    def acquire_leases(
+        self, run_ids: Sequence[str], owner: str, ttl: float
+    ) -> list[tuple[RunRecord, int]]:
+        """Take over the free leases among ``run_ids`` (see :meth:`StateStore.acquire_leases`):
+        one conditional ``UPDATE ... RETURNING`` per 500 runs, in one transaction."""
+        if not run_ids:
+            return []
+        c = t.runs.c
+        now = self._db_now
+        free = sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < now)
+        taken: list[tuple[RunRecord, int]] = []
+        ids = list(dict.fromkeys(run_ids))
+        with self._wrap("acquiring leases"), self._guard(), self._writer.begin() as conn:
+            for start in range(0, len(ids), 500):
+                stmt = (
+                    sa.update(t.runs)
+                    .where(
+                        c.id.in_(ids[start : start + 500]),
+                        c.status.in_([s.value for s in RUN_ACTIVE]),
+                        free,
+                    )
+                    .values(owner=owner, lease_until=now + _ttl(ttl), lease_epoch=c.lease_epoch + 1)
+                    .returning(*t.runs.c)
+                )
+                for row in conn.execute(stmt):
+                    record = _run_record(row)
+                    taken.append((record, int(row.lease_epoch or 0)))
+        order = {run_id: n for n, run_id in enumerate(ids)}
+        return sorted(taken, key=lambda pair: order[pair[0].id])
 
     def renew_leases(self, owner: str, epochs: Mapping[str, int], ttl: float) -> set[str]:
         """Extend the leases ``owner`` still holds at these epochs; returns the lost runs."""
