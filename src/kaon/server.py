@@ -1,12 +1,19 @@
-"""``kaon server``: one process that serves the HTTP API, drives runs and fires triggers.
+"""``kaon server``: serves the HTTP API, drives runs and fires triggers.
 
-Three parts share one store:
+Three parts share one store, each in a process of its own, so that a busy engine (a
+thousand runs held, a backlog draining) never delays an API request by holding Python's GIL:
 
-* uvicorn serves :func:`kaon.api.app.create_app` on ``host:port`` (the main thread);
-* an :class:`~kaon.engine.engine.Engine` in ``serve`` mode claims pending runs and runs whose
-  engine died (recovery on start), admitting them through the run-strategy module
-  ``kaon.triggers.strategies.admit`` when it exists;
-* the trigger loop ``kaon.triggers.service.TriggerService.run_forever`` when it exists.
+* uvicorn serves :func:`kaon.api.app.create_app` on ``host:port`` (the main process, which
+  also supervises the two others);
+* the engine process: an :class:`~kaon.engine.engine.Engine` in ``serve`` mode claims pending
+  runs and runs whose engine died (recovery on start), admitting them through the
+  run-strategy module ``kaon.triggers.strategies.admit``;
+* the trigger process: ``kaon.triggers.service.TriggerService.run_forever`` (cron, signal
+  and event triggers, alerts).
+
+The part processes die with the main process (``PR_SET_PDEATHSIG``) and send it their
+telemetry (engine turn times, trigger lags) for ``/metrics``. When a part dies, the server
+logs why and stops with exit code 1 (a supervisor restarts it).
 
 SIGTERM or SIGINT: stop accepting requests, end event streams, stop the trigger loop and the
 engine (its in-flight steps are left for the next engine to resume: it releases its leases),
@@ -15,13 +22,11 @@ then exit 0.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from multiprocessing import connection
 from types import FrameType
 from typing import Any, TextIO
 
@@ -29,31 +34,13 @@ import uvicorn
 
 from kaon.api.app import build_services, create_app, stop_streams
 from kaon.api.deps import METRICS_PUBLIC, Services
-from kaon.engine.engine import Engine
-from kaon.executors.base import Executor, TaskRequest
-from kaon.executors.with_env import EnvAddingExecutor
+from kaon.server_parts import TRIGGER_CLOCK, Part, ServerOptions, start_parts, trigger_clock
 from kaon.service import telemetry
-from kaon.service.sandboxing import create_step_executor
 from kaon.service.settings import Settings
-from kaon.store.base import RunRecord, StateStore
+
+__all__ = ["KaonServer", "ServerOptions", "bootstrap", "serve"]
 
 log = logging.getLogger("kaon.server")
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """How to serve: address, bootstrap token name, engine claim interval, lease length (a
-    replica that stops renewing loses its runs to another this long after its last renewal,
-    by the database's clock) and how many runs the engine holds at once."""
-
-    host: str = "127.0.0.1"
-    port: int = 8420
-    bootstrap_token: str | None = None
-    claim_every_s: float = 0.1
-    log_level: str = "warning"
-    lease_ttl_s: float = 30.0
-    max_runs: int = 1000  # runs the engine holds at once (more wait, oldest first)
-    metrics_public: bool = False  # serve /metrics without a token (a private network)
 
 
 def bootstrap(services: Services, name: str, out: TextIO) -> str | None:
@@ -66,53 +53,6 @@ def bootstrap(services: Services, name: str, out: TextIO) -> str | None:
     out.write(f"admin token {name!r} (shown once): {secret}\n")
     out.flush()
     return secret
-
-
-def _optional(module: str, attribute: str) -> Any:
-    """``module.attribute`` if the module (the trigger engineer's) exists, else None."""
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        log.info("%s not found: running without it", module)
-        return None
-    return getattr(found, attribute, None)
-
-
-def admission(store: StateStore) -> Callable[[RunRecord], bool] | None:
-    """The run strategies' admission callback bound to ``store``, when they exist."""
-    admit = _optional("kaon.triggers.strategies", "admit")
-    return None if admit is None else functools.partial(admit, store)
-
-
-def trigger_service(services: Services) -> Any:
-    """The trigger engineer's ``TriggerService`` over the registry, or None when absent.
-
-    It gets a :class:`~kaon.triggers.catalog.RegistryCatalog`, the clock of
-    ``clock_from_env`` (``KAON_FAKE_CLOCK_FILE`` in tests), an alert service and the
-    server's executor name.
-    """
-    cls = _optional("kaon.triggers.service", "TriggerService")
-    if cls is None:
-        return None
-    from kaon.store.triggers import SQLTriggerStore
-    from kaon.triggers.alerts import AlertService
-    from kaon.triggers.catalog import RegistryCatalog
-    from kaon.triggers.service import clock_from_env
-
-    store = services.store
-    triggers = SQLTriggerStore(store)
-    alerts = AlertService(store, triggers)
-    services.extras["alerts"] = alerts
-    return cls(
-        store,
-        RegistryCatalog(store),
-        clock=clock_from_env(),
-        alerts=alerts,
-        executor=services.settings.executor,
-        triggers=triggers,
-    )
 
 
 class _Server(uvicorn.Server):
@@ -130,26 +70,31 @@ class _Server(uvicorn.Server):
 class KaonServer:
     """The server's parts and their lifecycle (``run`` blocks until SIGTERM/SIGINT)."""
 
-    def __init__(self, settings: Settings, options: ServerOptions, out: TextIO) -> None:
+    def __init__(
+        self, settings: Settings, options: ServerOptions, out: TextIO, parts: list[Part]
+    ) -> None:
         self.settings = settings
         self.options = options
         self.out = out
+        self.parts = parts
         self.services = build_services(settings)
         self.services.extras[METRICS_PUBLIC] = options.metrics_public
+        self.services.extras[TRIGGER_CLOCK] = trigger_clock()
         self.app = create_app(self.services)
         self.stop_event = threading.Event()
-        self.engine: Engine | None = None
-        self.threads: list[threading.Thread] = []
         self.failed = False
         self._server: _Server | None = None
+        self._watcher: threading.Thread | None = None
 
     def run(self) -> int:
         """Serve until asked to stop; returns the exit code (0 after a clean shutdown)."""
         if self.options.bootstrap_token:
             bootstrap(self.services, self.options.bootstrap_token, self.out)
         try:
-            self._start_engine()
-            self._start_triggers()
+            engine = next(part for part in self.parts if part.name == "engine").process
+            self.services.extras["engine_alive"] = engine.is_alive
+            self._watcher = threading.Thread(target=self._watch, name="kaon-parts", daemon=True)
+            self._watcher.start()
             config = uvicorn.Config(
                 self.app,
                 host=self.options.host,
@@ -160,11 +105,12 @@ class KaonServer:
             )
             self._server = _Server(config, self._stopping)
             # uvicorn re-raises the signal that stopped it once it is done: let it land here
-            # (a no-op) instead of killing the process before the engine has stopped.
+            # (a no-op) instead of killing the process before the parts have stopped.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, self._on_signal)
             log.info("serving on http://%s:%d", self.options.host, self.options.port)
-            self._server.run()
+            if not self.stop_event.is_set():
+                self._server.run()
         finally:
             self._shutdown()
         return 1 if self.failed else 0
@@ -178,92 +124,46 @@ class KaonServer:
         stop_streams(self.app)
         self.stop_event.set()
 
-    def _start_engine(self) -> None:
-        settings = self.settings
-        executor = self._step_env(create_step_executor(settings, sandbox_default="auto"))
-        engine = Engine(
-            self.services.store,
-            executor,
-            self.services.runs.artifacts,
-            lease_ttl=self.options.lease_ttl_s,
-            owner_group_of=self.services.registry.owner_group,
-            on_turn=telemetry.record_engine_turn,
-        )
-        self.engine = engine
-        admit = admission(self.services.store)
-        thread = threading.Thread(
-            target=self._guarded,
-            args=(
-                "engine",
-                lambda: engine.serve(
-                    admit=admit,
-                    claim_every_s=self.options.claim_every_s,
-                    max_runs=self.options.max_runs,
-                ),
-            ),
-            name="kaon-engine",
-            daemon=True,
-        )
-        self.services.extras["engine"] = engine
-        self.services.extras["engine_alive"] = thread.is_alive
-        thread.start()
-        self.threads.append(thread)
-
-    def _step_env(self, executor: Executor) -> Executor:
-        """``executor``, giving each attempt its run's token and this server's URL."""
-        tokens = self.services.auth.run_tokens
-        if tokens is None:
-            return executor
-        host = self.options.host
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{self.options.port}"
-
-        def env_for(request: TaskRequest) -> dict[str, str]:
-            token = tokens.mint(request.run_id)
-            return {"KAON_URL": url, "KAON_RUN_TOKEN": token, "KAON_TOKEN": token}
-
-        return EnvAddingExecutor(executor, env_for)
-
-    def _start_triggers(self) -> None:
-        triggers = trigger_service(self.services)
-        if triggers is None:
-            return
-        self.services.extras["triggers"] = triggers
-        thread = threading.Thread(
-            target=self._guarded,
-            args=("trigger loop", lambda: triggers.run_forever(self.stop_event)),
-            name="kaon-triggers",
-            daemon=True,
-        )
-        thread.start()
-        self.threads.append(thread)
-
-    def _guarded(self, what: str, body: Callable[[], None]) -> None:
-        """Run a part; if it dies, log why and stop the server (a supervisor restarts it)."""
-        try:
-            body()
-        except BaseException:
-            if self.stop_event.is_set():
-                return
-            log.exception("the %s died; stopping the server", what)
-            self.failed = True
-            self.stop_event.set()
-            if self._server is not None:
-                self._server.should_exit = True
+    def _watch(self) -> None:
+        """Take the parts' telemetry; if a part dies, log it and stop the server (a
+        supervisor restarts it)."""
+        by_handle: dict[Any, Part] = {}
+        for part in self.parts:
+            by_handle[part.conn] = part
+            by_handle[part.process.sentinel] = part
+        while by_handle:
+            for handle in connection.wait(list(by_handle), timeout=1.0):
+                part = by_handle[handle]
+                if handle is part.conn:
+                    try:
+                        kind, body = part.conn.recv()
+                    except (EOFError, OSError):
+                        del by_handle[handle]
+                        continue
+                    if kind == "telemetry":
+                        telemetry.absorb(part.name, body)
+                    continue
+                del by_handle[handle]
+                part.process.join(5)  # reap it: its exit code
+                if not self.stop_event.is_set():
+                    log.error(
+                        "the %s process exited with code %s; stopping the server",
+                        part.name,
+                        part.process.exitcode,
+                    )
+                    self.failed = True
+                    self._stopping()
+                    if self._server is not None:
+                        self._server.should_exit = True
 
     def _shutdown(self) -> None:
-        self.stop_event.set()
-        stop_streams(self.app)
-        if self.engine is not None:
-            self.engine.stop()
-        for thread in self.threads:
-            thread.join(timeout=30)
-        if self.engine is not None:
-            self.engine.close()
-        alerts = self.services.extras.get("alerts")
-        if alerts is not None:
-            alerts.close()
+        self._stopping()
+        for part in self.parts:
+            part.stop()
+        for part in self.parts:
+            part.join(timeout=30)
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         self.services.runs.close()
         log.info("stopped")
 
@@ -272,5 +172,13 @@ def serve(settings: Settings, options: ServerOptions, out: TextIO) -> int:
     """Run ``kaon server`` in this process until SIGTERM/SIGINT; returns the exit code."""
     from kaon.log_config import configure_logging
 
-    configure_logging(default="info")
-    return KaonServer(settings, options, out).run()
+    level = configure_logging(default="info")
+    parts = start_parts(settings, options, level)
+    try:
+        server = KaonServer(settings, options, out, parts)
+    except BaseException:
+        for part in parts:
+            part.stop()
+            part.join(timeout=30)
+        raise
+    return server.run()

@@ -6,9 +6,11 @@ Gathered at scrape time from the store (so it is right across processes and rest
 * ``kaon_step_runs{status}`` -- task step runs by status;
 * ``kaon_queue_depth`` -- pending runs (created, not yet claimed by an engine);
 * ``kaon_step_duration_seconds`` -- histogram of finished attempts' durations;
-* ``kaon_trigger_lag_seconds{trigger}`` / ``kaon_trigger_lag_seconds_max{trigger}`` -- from
-  :mod:`kaon.service.telemetry` (recorded by the trigger loop);
-* ``kaon_engine_turn_seconds`` -- histogram of this server's engine turns that did work;
+* ``kaon_trigger_lag_seconds`` -- histogram of trigger lags (due time to run created), and
+  ``kaon_trigger_lag_seconds_max{trigger}`` for the 20 triggers that lagged most -- from
+  :mod:`kaon.service.telemetry` (recorded by the trigger loop, in its own process);
+* ``kaon_engine_turn_seconds`` -- histogram of this server's engine turns that did work (its
+  engine process reports them to the API's);
 * ``kaon_api_requests_total{method,status}`` -- requests served by this process;
 * ``kaon_api_request_duration_seconds{method,route}`` -- histogram of request latency, by
   route template (``/runs/{run_id}``), to the response's last byte;
@@ -125,17 +127,20 @@ def _engine_turns() -> Metric:
 
 
 def _trigger_lag() -> Iterator[Metric]:
-    last, largest = telemetry.trigger_lags()
-    gauge = GaugeMetricFamily(
-        "kaon_trigger_lag_seconds", "Last lag from due time to run start.", labels=["trigger"]
+    (counts, total), worst = telemetry.trigger_lags()
+    bounds = [_bound(b) for b in telemetry.LAG_BUCKETS] + ["+Inf"]
+    yield HistogramMetricFamily(
+        "kaon_trigger_lag_seconds",
+        "Lag from a trigger's due time to its run's creation, over every trigger.",
+        buckets=[(b, float(n)) for b, n in zip(bounds, counts, strict=True)],
+        sum_value=total,
     )
-    for trigger, value in sorted(last.items()):
-        gauge.add_metric([trigger], value)
-    yield gauge
     peak = GaugeMetricFamily(
-        "kaon_trigger_lag_seconds_max", "Largest trigger lag since start.", labels=["trigger"]
+        "kaon_trigger_lag_seconds_max",
+        f"Largest lag since start of the {telemetry.WORST_TRIGGERS} triggers that lagged most.",
+        labels=["trigger"],
     )
-    for trigger, value in sorted(largest.items()):
+    for trigger, value in worst:
         peak.add_metric([trigger], value)
     yield peak
 

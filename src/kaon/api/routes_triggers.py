@@ -28,13 +28,12 @@ _KEY = "trigger_operations"
 def operations(services: Services = Depends(get_services)) -> TriggerOperations:
     """The app's :class:`TriggerOperations` (made once, kept in ``services.extras``).
 
-    Uses the trigger service's clock when the server runs one, so a fake clock
-    (``KAON_FAKE_CLOCK_FILE``) shows in next due times too.
+    Uses the clock the server's trigger process runs on (``extras["trigger_clock"]``), so a
+    fake clock (``KAON_FAKE_CLOCK_FILE``) shows in next due times too.
     """
     found = services.extras.get(_KEY)
     if found is None:
-        service = services.extras.get("triggers")
-        clock = getattr(service, "clock", None)
+        clock = services.extras.get("trigger_clock")
         found = (
             TriggerOperations(services.store, clock=clock)
             if clock is not None

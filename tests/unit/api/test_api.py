@@ -208,7 +208,8 @@ def test_metrics_exposition(client: Any, tokens: dict[str, str], services: Servi
     assert "kaon_queue_depth 1.0" in text
     assert 'kaon_step_runs{status="succeeded"} 1.0' in text
     assert "kaon_step_duration_seconds_count 1.0" in text
-    assert 'kaon_trigger_lag_seconds{trigger="hello/cron"} 0.25' in text
+    assert 'kaon_trigger_lag_seconds_max{trigger="hello/cron"} 0.25' in text
+    assert 'kaon_trigger_lag_seconds_bucket{le="0.25"} 1.0' in text
     assert 'kaon_api_requests_total{method="POST",status="201"} 2.0' in text
     assert 'kaon_engine_turn_seconds_bucket{le="0.001"} 1.0' in text
     assert 'kaon_engine_turn_seconds_bucket{le="0.005"} 3.0' in text

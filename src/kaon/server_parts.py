@@ -1,0 +1,280 @@
+"""The parts of ``kaon server`` besides the API, each run in a process of its own.
+
+* ``engine``: an :class:`~kaon.engine.engine.Engine` in ``serve`` mode, admitting runs
+  through the run strategies (:func:`kaon.triggers.strategies.admit`);
+* ``triggers``: the :class:`~kaon.triggers.service.TriggerService` (cron, signal and event
+  triggers) and its alerts.
+
+:func:`start_parts` first creates or migrates the store's schema and closes every
+connection, then forks the parts (on Linux; elsewhere they are spawned): a fork costs
+nothing to start (the modules are loaded already) and inherits no connection and no thread.
+Each part builds its own services over the same settings, dies with the main process
+(``PR_SET_PDEATHSIG``, and the end of its pipe), stops on SIGTERM or SIGINT, and sends the
+main process its telemetry every :data:`REPORT_S` seconds through the pipe (see
+:mod:`kaon.service.telemetry`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from kaon.api.app import build_services
+from kaon.api.deps import Services
+from kaon.engine.engine import Engine
+from kaon.executors.base import Executor, TaskRequest
+from kaon.executors.with_env import EnvAddingExecutor
+from kaon.service import telemetry
+from kaon.service.sandboxing import create_step_executor
+from kaon.service.settings import Settings
+from kaon.store.base import RunRecord, StateStore
+
+log = logging.getLogger("kaon.server")
+
+PARTS = ("engine", "triggers")
+REPORT_S = 0.5  # how often a part sends its telemetry
+TRIGGER_CLOCK = "trigger_clock"  # services.extras key: the clock the triggers run on
+_PR_SET_PDEATHSIG = 1
+_LINUX = sys.platform.startswith("linux")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How to serve: address, bootstrap token name, engine claim interval, lease length (a
+    replica that stops renewing loses its runs to another this long after its last renewal,
+    by the database's clock) and how many runs the engine holds at once."""
+
+    host: str = "127.0.0.1"
+    port: int = 8420
+    bootstrap_token: str | None = None
+    claim_every_s: float = 0.1
+    log_level: str = "warning"
+    lease_ttl_s: float = 30.0
+    max_runs: int = 1000  # runs the engine holds at once (more wait, oldest first)
+    metrics_public: bool = False  # serve /metrics without a token (a private network)
+
+
+def admission(store: StateStore) -> Callable[[RunRecord], bool]:
+    """The run strategies' admission callback bound to ``store``."""
+    from kaon.triggers.strategies import admit
+
+    return functools.partial(admit, store)
+
+
+def trigger_service(services: Services) -> Any:
+    """The :class:`~kaon.triggers.service.TriggerService` over the registry, with a
+    :class:`~kaon.triggers.catalog.RegistryCatalog`, the clock of ``clock_from_env``
+    (``KAON_FAKE_CLOCK_FILE`` in tests), an alert service (``services.extras["alerts"]``) and
+    the server's executor name."""
+    from kaon.store.triggers import SQLTriggerStore
+    from kaon.triggers.alerts import AlertService
+    from kaon.triggers.catalog import RegistryCatalog
+    from kaon.triggers.service import TriggerService, clock_from_env
+
+    store = services.store
+    triggers = SQLTriggerStore(store)
+    alerts = AlertService(store, triggers)
+    services.extras["alerts"] = alerts
+    return TriggerService(
+        store,
+        RegistryCatalog(store),
+        clock=clock_from_env(),
+        alerts=alerts,
+        executor=services.settings.executor,
+        triggers=triggers,
+    )
+
+
+def trigger_clock() -> Callable[[], float]:
+    """The clock the trigger process runs on (so the API shows the same due times)."""
+    from kaon.triggers.service import clock_from_env
+
+    return clock_from_env()
+
+
+def step_env(services: Services, options: ServerOptions, executor: Executor) -> Executor:
+    """``executor``, giving each attempt its run's token and this server's URL."""
+    tokens = services.auth.run_tokens
+    if tokens is None:
+        return executor
+    host = options.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{options.port}"
+
+    def env_for(request: TaskRequest) -> dict[str, str]:
+        token = tokens.mint(request.run_id)
+        return {"KAON_URL": url, "KAON_RUN_TOKEN": token, "KAON_TOKEN": token}
+
+    return EnvAddingExecutor(executor, env_for)
+
+
+def build_engine(services: Services, options: ServerOptions) -> Engine:
+    """The server's engine over ``services``: the settings' executor (sandboxed when
+    bubblewrap is there), run tokens for steps, the server's lease length."""
+    executor = create_step_executor(services.settings, sandbox_default="auto")
+    return Engine(
+        services.store,
+        step_env(services, options, executor),
+        services.runs.artifacts,
+        lease_ttl=options.lease_ttl_s,
+        owner_group_of=services.registry.owner_group,
+        on_turn=telemetry.record_engine_turn,
+    )
+
+
+@dataclass
+class Part:
+    """A part's process, seen from the main process."""
+
+    name: str
+    process: BaseProcess
+    conn: Connection
+
+    @classmethod
+    def start(cls, name: str, settings: Settings, options: ServerOptions, level: str) -> Part:
+        """Start part ``name`` (one of :data:`PARTS`) in a new process (see the module)."""
+        fork = multiprocessing.get_context("fork") if _LINUX else None
+        context = fork or multiprocessing.get_context("spawn")
+        here, there = context.Pipe()
+        process = context.Process(
+            target=part_main,
+            args=(name, settings, options, level, there, os.getpid()),
+            name=f"kaon-{name}",
+        )  # not a daemon: the engine starts worker processes of its own
+        process.start()
+        there.close()
+        return cls(name, process, here)
+
+    def stop(self) -> None:
+        """Ask the part to stop (SIGTERM): the engine releases its leases first."""
+        with contextlib.suppress(OSError, ValueError):
+            self.process.terminate()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the part to end; kill it after ``timeout`` seconds."""
+        self.process.join(timeout)
+        if self.process.is_alive():
+            log.warning("the %s did not stop within %.0fs; killing it", self.name, timeout)
+            self.process.kill()
+            self.process.join(5)
+        self.conn.close()
+
+
+def start_parts(settings: Settings, options: ServerOptions, level: str) -> list[Part]:
+    """Create or migrate the store's schema, then start every part (see the module)."""
+    from kaon.store import open_store
+
+    open_store(settings.store_url, create=settings.create_store).close()  # before any part opens it
+    started: list[Part] = []
+    try:
+        for name in PARTS:
+            started.append(Part.start(name, settings, options, level))
+    except BaseException:
+        for part in started:
+            part.stop()
+            part.join(timeout=30)
+        raise
+    return started
+
+
+def part_main(
+    name: str, settings: Settings, options: ServerOptions, level: str, conn: Connection, parent: int
+) -> None:
+    """A part's process: run it until SIGTERM/SIGINT, the main process's death or the end
+    of its pipe; exit 1 when it fails (the main process then stops the server)."""
+    _die_with(parent)
+    from kaon.log_config import choose_level, configure_logging
+
+    choose_level(level)
+    configure_logging(default="info")
+    stop = threading.Event()
+    halts: list[Callable[[], None]] = [stop.set]
+
+    def halt(*_: object) -> None:
+        for step in halts:
+            step()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, halt)
+    reporter = threading.Thread(target=_report, args=(conn, stop, halt), daemon=True)
+    try:
+        services = build_services(settings)
+        try:
+            reporter.start()
+            if name == "engine":
+                _run_engine(services, options, stop, halts)
+            else:
+                _run_triggers(services, stop)
+        finally:
+            services.runs.close()
+    except BaseException:
+        if not stop.is_set():
+            log.exception("the %s died", name)
+            sys.exit(1)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("telemetry", telemetry.snapshot()))
+
+
+def _run_engine(
+    services: Services, options: ServerOptions, stop: threading.Event, halts: list[Any]
+) -> None:
+    engine = build_engine(services, options)
+    halts.append(engine.stop)  # thread- and signal-safe
+    if stop.is_set():
+        return
+    try:
+        engine.serve(
+            admit=admission(services.store),
+            claim_every_s=options.claim_every_s,
+            max_runs=options.max_runs,
+        )
+    finally:
+        engine.close()
+
+
+def _run_triggers(services: Services, stop: threading.Event) -> None:
+    service = trigger_service(services)
+    try:
+        service.run_forever(stop)
+    finally:
+        services.extras["alerts"].close()
+
+
+def _report(conn: Connection, stop: threading.Event, halt: Callable[[], None]) -> None:
+    """Send this part's telemetry when it changed; halt when the main process is gone."""
+    last: telemetry.Snapshot | None = None
+    while not stop.is_set():
+        try:
+            if conn.poll(REPORT_S):
+                conn.recv()  # the main process sends nothing: this is its end closing
+            found = telemetry.snapshot()
+            if found != last:
+                conn.send(("telemetry", found))
+                last = found
+        except (EOFError, OSError):
+            halt()
+            return
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when the main process dies (Linux)."""
+    if _LINUX:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
