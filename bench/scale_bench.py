@@ -169,8 +169,9 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, object]
             probe = time.perf_counter()
             httpx.get(f"{base}/healthz", timeout=30)
             health.append((time.perf_counter() - probe) * 1000)
-            tree = psutil.Process(process.pid)
-            rss.append(tree.memory_info().rss / 2**20)
+            root = psutil.Process(process.pid)  # the API's process and the parts' ones
+            tree = [root, *(c for c in root.children() if c.name() != "bwrap")]
+            rss.append(sum(p.memory_info().rss for p in tree) / 2**20)
             time.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
         window_end = time.time()
         poll_all = polling_ms(store, held)

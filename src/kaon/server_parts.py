@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -45,6 +46,7 @@ log = logging.getLogger("kaon.server")
 
 PARTS = ("engine", "triggers")
 REPORT_S = 0.5  # how often a part sends its telemetry
+PROPERTIES_TTL_S = 1.0  # how long the engine's admission trusts a workflow's properties
 TRIGGER_CLOCK = "trigger_clock"  # services.extras key: the clock the triggers run on
 _PR_SET_PDEATHSIG = 1
 _LINUX = sys.platform.startswith("linux")
@@ -67,10 +69,23 @@ class ServerOptions:
 
 
 def admission(store: StateStore) -> Callable[[RunRecord], bool]:
-    """The run strategies' admission callback bound to ``store``."""
-    from kaon.triggers.strategies import admit
+    """The run strategies' admission callback bound to ``store``; a workflow's properties
+    (its strategy) are read at most once per :data:`PROPERTIES_TTL_S`, not once per run
+    claimed (a backlog of thousands of runs shares a few workflows)."""
+    from kaon.triggers.strategies import admit, workflow_properties
 
-    return functools.partial(admit, store)
+    known: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def properties(store: StateStore, name: str) -> dict[str, Any]:
+        now = time.monotonic()
+        found = known.get(name)
+        if found is None or now - found[0] > PROPERTIES_TTL_S:
+            if len(known) > 10_000:
+                known.clear()
+            found = known[name] = (now, workflow_properties(store, name))
+        return found[1]
+
+    return functools.partial(admit, store, properties=properties)
 
 
 def trigger_service(services: Services) -> Any:

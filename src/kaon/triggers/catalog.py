@@ -42,6 +42,7 @@ class ActiveWorkflow:
     source: str = ""
     since: float | None = None  # when the active version was pushed (its triggers' start)
     owner_group: str | None = None  # which signals reach it (SignalRecord.reaches)
+    definition_hash: str | None = None  # the version's stored definition (None: not stored)
 
 
 class WorkflowCatalog(Protocol):
@@ -169,6 +170,7 @@ class RegistryCatalog:
             version.source_name,
             since=version.created_at,
             owner_group=owner_group,
+            definition_hash=version.definition_hash,
         )
 
 
@@ -232,10 +234,12 @@ def _create(
         executor=executor,
         labels=firing.labels,
         run_id=firing.run_id,
+        stored_hash=workflow.definition_hash,  # no hashing or storing the spec per firing
     )
     assert firing.id is not None
     triggers.set_firing_status(firing.id, CREATED)
-    strategies.on_run_created(store, run)
+    known = {**strategies.DEFAULT_PROPERTIES, **workflow.properties}
+    strategies.on_run_created(store, run, properties=lambda _store, _name: known)
     return run
 
 
