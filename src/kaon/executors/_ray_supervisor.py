@@ -163,6 +163,15 @@ class _Supervisor:
     def ping(self) -> bool:
         return True
 
+    def stats(self) -> dict[str, Any]:
+        """What the supervisor holds (for operators and tests)."""
+        return {
+            "tasks": len(self.batches),
+            "attempts": len(self.batch_of),
+            "cancelled": len(self.cancelled),
+            "finished_kept": len(self.finished),
+        }
+
     # -- sending ---------------------------------------------------------------------------
 
     def submit(
@@ -247,10 +256,14 @@ class _Supervisor:
             if key in batch.pending:
                 batch.pending.discard(key)
                 self._end(key, rest, final)
-        left = [key for key in batch.pending if self.batch_of.get(key) is batch]
-        for key in [k for k in left if k in self.cancelled]:
-            self._drop(key)
-        left = [key for key in left if key not in self.cancelled]
+        left = []
+        for key in batch.pending:
+            if self.batch_of.get(key) is not batch:
+                continue
+            if key in self.cancelled:
+                self._drop(key)
+            else:
+                left.append(key)
         if not left:
             return
         if error is None:  # cannot happen: a task returns every attempt it was given

@@ -51,6 +51,7 @@ from kaon.executors._ray_supervisor import NAMESPACE, Item, SupervisorActor, los
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.code_bundle import BundleCache, CodeBundle
 from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
+from kaon.steptypes.registry import get_step_type
 
 DRAIN_WAIT_S = 0.5
 MIN_IN_FLIGHT = 64  # default capacity floor: tiny attempts need many in flight to keep up
@@ -79,6 +80,17 @@ def ray_options(resources: Mapping[str, Any]) -> dict[str, Any]:
     if custom:
         options["resources"] = {str(k): float(v) for k, v in dict(custom).items()}
     return options
+
+
+def _resources(request: TaskRequest) -> Mapping[str, Any]:
+    """What the attempt asks for: its step's ``resources``, else what its step type says a
+    step with its config needs (a Spark step's ``local[4]`` driver takes 4 CPUs)."""
+    if request.resources:
+        return request.resources
+    try:
+        return get_step_type(request.step_type).resources(request.config)
+    except Exception:  # an unknown step type fails on the worker, with its own message
+        return {}
 
 
 def _token(given: str | None) -> str | None:
@@ -284,7 +296,8 @@ class RayExecutor(Executor):
             info = ErrorInfo("LeaseExpired", message, platform=True)
             self._fail_soon(StepFailed(request.key, time.time(), info))
             return
-        refusal = self._infeasible(request.resources) if request.resources else None
+        resources = _resources(request)
+        refusal = self._infeasible(resources) if resources else None
         if refusal is not None:
             info = ErrorInfo("Unschedulable", f"step {request.step_path}: {refusal}")
             self._fail_soon(StepFailed(request.key, time.time(), info))
@@ -296,7 +309,7 @@ class RayExecutor(Executor):
             self._fail_soon(StepFailed(request.key, time.time(), ErrorInfo("BundleError", message)))
             return
         try:
-            item = self._item(request, bundle, ray_options(request.resources))
+            item = self._item(request, bundle, ray_options(resources))
         except Exception as exc:  # the request cannot be pickled: the step's, not ours
             message = f"the request for step {request.step_path} cannot be sent: {exc}"
             self._fail_soon(
