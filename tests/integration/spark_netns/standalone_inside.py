@@ -84,6 +84,7 @@ def _run_step(work: Path) -> list[ExecutorEvent]:
                 "spark.executor.memory": "512m",
                 "spark.cores.max": "1",
                 "spark.executor.extraJavaOptions": " ".join(FAST_JVM),
+                "spark.driver.extraJavaOptions": " ".join(FAST_JVM),
             },
             "log_level": "INFO",
         },
