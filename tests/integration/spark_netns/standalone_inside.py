@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -140,6 +141,7 @@ def main() -> int:
         _wait_for(master_log, "Launching executor", 10)
         _wait_for(worker_log, "Asked to launch executor", 10)
         print("spark standalone: ok")
+        shutil.rmtree(work, ignore_errors=True)  # kept when a check failed, for its logs
         return 0
     except (AssertionError, TimeoutError) as exc:
         print(f"spark standalone: {type(exc).__name__}: {exc}")
