@@ -208,8 +208,11 @@ def _table(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
     print(
         f"\n{args.items:,} items, {args.nodes} node(s) x {args.cpus} CPUs, {os.cpu_count()} cores"
     )
-    print("| mode | wall (s) | per item (ms) | above raw Ray (ms/item) | peak RSS (MB) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| mode | wall (s) | per item (ms) | above raw Ray (ms/item) | engine or driver CPU "
+        "(ms/item) | supervisor CPU (ms/item) | peak RSS (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         wall = float(row["wall_s"])  # type: ignore[arg-type]
         per_item = wall / args.items * 1000
@@ -218,7 +221,12 @@ def _table(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
             if raw is None or row is raw
             else f"{(wall - float(raw['wall_s'])) / args.items * 1000:.3f}"
         )  # type: ignore[arg-type]
-        print(f"| {row['mode']} | {wall:.2f} | {per_item:.3f} | {above} | {row['rss_mb']} |")
+        cpu = float(row["engine_cpu_s"]) / args.items * 1000  # type: ignore[arg-type]
+        actor = float(row.get("supervisor_cpu_s", 0.0)) / args.items * 1000  # type: ignore[arg-type]
+        print(
+            f"| {row['mode']} | {wall:.2f} | {per_item:.3f} | {above} | {cpu:.3f} | "
+            f"{actor:.3f} | {row['rss_mb']} |"
+        )
 
 
 def main() -> int:

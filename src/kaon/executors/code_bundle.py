@@ -13,11 +13,12 @@ and an unchanged version is fetched once per node.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +42,28 @@ class CodeBundle:
 class BundleCache:
     """The engine side: the bundle of a request's code, re-read only when a file changed.
 
-    Thread-safe. :meth:`for_request` returns None for a request that names no file.
+    Thread-safe (but see :meth:`turn`). :meth:`for_request` returns None for a request that
+    names no file.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_folder: dict[str, tuple[tuple[tuple[str, int, int], ...], CodeBundle]] = {}
+        self._turn: dict[str, CodeBundle] | None = None
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Within this block, a folder is looked at once (the requests of one engine turn
+        share it: a fan-out does not list the folder once per item). Nests; for one thread at
+        a time (the caller serialises its turns)."""
+        if self._turn is not None:
+            yield
+            return
+        self._turn = {}
+        try:
+            yield
+        finally:
+            self._turn = None
 
     def for_request(self, request: TaskRequest) -> CodeBundle | None:
         """The bundle holding ``request``'s ``file``, or None when it names none.
@@ -58,6 +75,15 @@ class BundleCache:
         if not isinstance(file, str) or not os.path.isabs(file):
             return None
         folder = os.path.dirname(file)
+        turn = self._turn
+        if turn is not None and folder in turn:
+            return turn[folder]
+        bundle = self._read(file, folder)
+        if turn is not None:
+            turn[folder] = bundle
+        return bundle
+
+    def _read(self, file: str, folder: str) -> CodeBundle:
         stamp = _folder_stamp(folder)
         with self._lock:
             cached = self._by_folder.get(folder)

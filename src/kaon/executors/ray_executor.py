@@ -1,30 +1,28 @@
-"""The ``ray`` executor: each attempt is a Ray task on a cluster (``pip install 'kaon[ray]'``).
+"""The ``ray`` executor: attempts run in Ray tasks on a cluster (``pip install 'kaon[ray]'``).
 
-This is the only module of Kaon that imports Ray (its typing is incomplete; the few ignores
-are here). The pieces:
+This module and :mod:`kaon.executors._ray_supervisor` are the only ones of Kaon that import
+Ray (its typing is incomplete; the few ignores are there). The pieces:
 
-* **The supervisor**, a detached, named Ray actor (``kaon-supervisor-<name>`` in namespace
-  ``kaon``), submits the attempts' tasks and owns them, so they outlive the engine's process:
-  after an engine restart, :meth:`RayExecutor.reattach` takes attempts back instead of having
-  them marked lost. It relays the events the tasks stream while they run, and the final events
-  they return, to the engine that owns each attempt (an engine is one ``owner`` id), which
-  long-polls them with :meth:`_Supervisor.drain`. It keeps the final event of the last
-  :data:`FINISHED_KEPT` attempts, so an attempt that ended while no engine listened is
-  re-delivered on re-attachment.
-* **The task** (:func:`_attempt_task`) gets the step's code as the content-addressed bundle of
-  its workflow version (:mod:`kaon.executors.code_bundle`), put in the object store once per
-  version by the supervisor and written once per node, never a path on the engine's disk; it
-  runs the request through :mod:`kaon.executors._ray_attempt`. Inputs and outputs go through
-  the artifact store, as on every executor.
+* **The supervisor** (:mod:`kaon.executors._ray_supervisor`), a detached, named Ray actor,
+  submits the attempts' tasks and owns them, so they outlive the engine's process: after an
+  engine restart, :meth:`RayExecutor.reattach` takes attempts back instead of having them
+  marked lost. Attempts sent together that ask for the same resources run in *batches*, several
+  per Ray task, in order; one that runs long has the others handed back to tasks of their own.
+* **The task** gets the step's code as the content-addressed bundle of its workflow version
+  (:mod:`kaon.executors.code_bundle`), put in the object store once per version by the
+  supervisor and written once per node, never a path on the engine's disk; it runs the
+  requests through :mod:`kaon.executors._ray_attempt`. Inputs and outputs go through the
+  artifact store, as on every executor.
 * **The engine side** (:class:`RayExecutor`) keeps at most ``workers`` attempts in flight,
   sends new ones in batches (one actor call per engine turn), maps a step's ``resources`` to
   Ray's (``num_cpus``, ``memory``, ``num_gpus``, ``resources``), and reads events on one thread.
 
 Cancellation and time-outs ``ray.cancel`` the task (a ``KeyboardInterrupt`` in it: its shell
 commands and processes are killed and the worker exits; a forced cancel follows after
-:data:`FORCE_AFTER_S` if it still runs). A task whose worker or node dies is reported as a
-platform failure (``WorkerLost``), retried by the step's platform retry policy; Ray's own
-retries are off (``max_retries=0``), so a retry is always Kaon's, recorded as an attempt.
+:data:`~kaon.executors._ray_supervisor.FORCE_AFTER_S` if it still runs). A task whose worker or
+node dies is reported as a platform failure (``WorkerLost``) of the attempt that was running,
+retried by the step's platform retry policy; Ray's own retries are off (``max_retries=0``), so
+a retry is always Kaon's, recorded as an attempt.
 
 Connecting: ``address`` (``--ray-address``, ``KAON_RAY_ADDRESS``) names a running cluster
 (``host:port`` of its head, or ``ray://...``); without one, a local cluster is started on
@@ -35,10 +33,8 @@ file named by ``KAON_RAY_TOKEN_FILE``), handed to Ray as ``RAY_AUTH_TOKEN``.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
-import functools
 import logging
 import os
 import pickle
@@ -49,23 +45,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import ray  # type: ignore[import-untyped,unused-ignore]
-import ray.exceptions  # type: ignore[import-untyped,unused-ignore]
 
 from kaon.errors import ConfigurationError, DefinitionError, SystemFailure
+from kaon.executors._ray_supervisor import NAMESPACE, Item, SupervisorActor, lost, unpack
 from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.code_bundle import BundleCache, CodeBundle
 from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepSucceeded
+from kaon.steptypes.registry import get_step_type
 
-NAMESPACE = "kaon"
-FINISHED_KEPT = 10_000  # final events kept for re-attachment, per supervisor
-FORCE_AFTER_S = 3.0  # a cancelled task still running after this is killed by force
 DRAIN_WAIT_S = 0.5
 MIN_IN_FLIGHT = 64  # default capacity floor: tiny attempts need many in flight to keep up
 NODES_FRESH_S = 10.0  # how long the engine trusts its view of the cluster's nodes
 _RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
 _log = logging.getLogger(__name__)
-
-Item = tuple[AttemptKey, bytes, str | None, str, dict[str, Any]]  # the request pickled
 
 
 def _pack_request(request: TaskRequest) -> bytes:
@@ -74,195 +66,6 @@ def _pack_request(request: TaskRequest) -> bytes:
 
 def _final(event: ExecutorEvent) -> bool:
     return isinstance(event, StepSucceeded | StepFailed)
-
-
-def _lost(key: AttemptKey, exc: BaseException) -> StepFailed:
-    kind = type(exc).__name__
-    message = f"the Ray task of this attempt was lost ({kind}): {str(exc).strip()[:2000]}"
-    return StepFailed(key, time.time(), ErrorInfo("WorkerLost", message, platform=True))
-
-
-@functools.cache
-def _relay(name: str) -> Any:
-    """The supervisor actor named ``name``, looked up once per worker process (sending its
-    handle with every task costs more than the task)."""
-    return ray.get_actor(name, namespace=NAMESPACE)
-
-
-def _pack(events: Sequence[ExecutorEvent]) -> bytes:
-    """Events as one blob: the supervisor relays blobs without reading them (cheaper)."""
-    return pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL) if events else b""
-
-
-def _unpack(blob: bytes) -> list[ExecutorEvent]:
-    return pickle.loads(blob) if blob else []  # type: ignore[no-any-return]
-
-
-@ray.remote(max_retries=0, retry_exceptions=False)  # type: ignore[misc]
-def _attempt_task(
-    blob: bytes, bundle: list[Any] | None, digest: str | None, folder: str, relay_name: str
-) -> tuple[bytes, bytes]:
-    """One attempt on a Ray worker: its code from the bundle, its events to the supervisor.
-
-    Returns the events not yet streamed, as two blobs: the final event, and the others."""
-    from kaon.executors import _ray_attempt, code_bundle
-
-    relay = _relay(relay_name)
-    request: TaskRequest = pickle.loads(blob)
-
-    if digest is not None and bundle is not None:
-        local = os.path.join(code_bundle.bundle_root(), digest)
-        if not code_bundle.is_materialized(digest):
-            local = code_bundle.materialize(digest, ray.get(bundle[0]))
-        request = code_bundle.localize(request, folder, local)
-    key = request.key
-
-    def push(events: list[ExecutorEvent]) -> None:
-        relay.push.remote(key, _pack(events))
-
-    def push_and_wait(events: list[ExecutorEvent]) -> None:
-        ray.get(relay.push.remote(key, _pack(events)))
-
-    rest = _ray_attempt.run_attempt(request, push, push_and_wait)
-    return _pack([e for e in rest if not _final(e)]), _pack([e for e in rest if _final(e)])
-
-
-class _Supervisor:
-    """The detached actor that owns the attempts' tasks (see the module docstring).
-
-    An async actor: every method runs on its event loop, so its state needs no lock.
-    """
-
-    def __init__(self) -> None:
-        self.running: dict[AttemptKey, Any] = {}
-        self.owner_of: dict[AttemptKey, str] = {}
-        self.queues: dict[str, list[tuple[AttemptKey, bytes]]] = collections.defaultdict(list)
-        self.wakers: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
-        self.cancelled: set[AttemptKey] = set()
-        self.finished: collections.OrderedDict[AttemptKey, bytes] = collections.OrderedDict()
-        self.bundles: dict[str, Any] = {}
-        self.tasks: dict[str, Any] = {}
-        self.name = ""
-
-    def ping(self) -> bool:
-        return True
-
-    def submit(
-        self, owner: str, items: list[Item], bundles: Mapping[str, Mapping[str, bytes]]
-    ) -> None:
-        if not self.name:
-            self.name = ray.get_runtime_context().get_actor_name() or ""
-        for name, files in bundles.items():
-            if name not in self.bundles:
-                self.bundles[name] = ray.put(dict(files))  # owned here: outlives the engine
-        for key, request, digest, folder, options in items:
-            self.owner_of[key] = owner
-            if digest is not None and digest not in self.bundles:
-                lost = _lost(key, LookupError(f"code bundle {digest} unknown"))
-                self._deliver(key, _pack([lost]))
-                self.owner_of.pop(key, None)
-                continue
-            bundle = [self.bundles[digest]] if digest is not None else None
-            ref = self._task(options).remote(request, bundle, digest, folder, self.name)
-            self.running[key] = ref
-            asyncio.get_running_loop().create_task(self._watch(key, ref))
-
-    def _task(self, options: dict[str, Any]) -> Any:
-        """The attempt task with ``options`` (Ray's ``.options()`` is slow: built once each)."""
-        signature = repr(sorted(options.items()))
-        task = self.tasks.get(signature)
-        if task is None:
-            task = self.tasks[signature] = _attempt_task.options(**options)
-        return task
-
-    async def _watch(self, key: AttemptKey, ref: Any) -> None:
-        rest, final = b"", b""
-        try:
-            rest, final = await ref
-        except ray.exceptions.TaskCancelledError:
-            pass
-        except ray.exceptions.RayTaskError as exc:  # Kaon's wrapper failed, not the step
-            final = _pack([_lost(key, exc)])
-        except Exception as exc:  # worker or node died, object lost, ...
-            final = _pack([_lost(key, exc)])
-        finally:
-            self.running.pop(key, None)
-        if key in self.cancelled:
-            self.cancelled.discard(key)
-            self.owner_of.pop(key, None)
-            return
-        if not final and key in self.owner_of:  # cancelled with force: no end of its own
-            final = _pack([_lost(key, RuntimeError("the task ended without a result"))])
-        self._deliver(key, rest)
-        self._deliver(key, final)
-        if final:
-            self.finished[key] = final
-            while len(self.finished) > FINISHED_KEPT:
-                self.finished.popitem(last=False)
-        self.owner_of.pop(key, None)
-
-    def _deliver(self, key: AttemptKey, blob: bytes) -> None:
-        owner = self.owner_of.get(key)
-        if owner is None or not blob or key in self.cancelled:
-            return
-        self.queues[owner].append((key, blob))
-        self.wakers[owner].set()
-
-    def push(self, key: AttemptKey, blob: bytes) -> None:
-        self._deliver(key, blob)
-
-    async def drain(self, owner: str, wait_s: float) -> list[bytes]:
-        waker = self.wakers[owner]
-        if not self.queues.get(owner):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), wait_s)
-        waker.clear()
-        return [blob for _, blob in self.queues.pop(owner, [])]
-
-    async def cancel(self, keys: list[AttemptKey]) -> None:
-        refs = []
-        for key in keys:
-            ref = self.running.get(key)
-            if ref is not None:
-                self.cancelled.add(key)
-                ray.cancel(ref)
-                refs.append(ref)
-        if refs:
-            asyncio.get_running_loop().create_task(self._force(refs))
-
-    async def _force(self, refs: list[Any]) -> None:
-        await asyncio.sleep(FORCE_AFTER_S)
-        for ref in refs:
-            if any(ref is r for r in self.running.values()):
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
-
-    def reattach(self, owner: str, keys: list[AttemptKey]) -> list[AttemptKey]:
-        found = []
-        for key in keys:
-            if key in self.running and key not in self.cancelled:
-                previous = self.owner_of.get(key)
-                self.owner_of[key] = owner
-                if previous is not None and previous != owner:
-                    self._move_queued(previous, owner, key)
-                found.append(key)
-            elif key in self.finished:
-                self.owner_of[key] = owner
-                self._deliver(key, self.finished[key])
-                self.owner_of.pop(key, None)
-                found.append(key)
-        return found
-
-    def _move_queued(self, previous: str, owner: str, key: AttemptKey) -> None:
-        queue = self.queues.get(previous, [])
-        moving = [entry for entry in queue if entry[0] == key]
-        if moving:
-            self.queues[previous] = [entry for entry in queue if entry[0] != key]
-            self.queues[owner].extend(moving)
-            self.wakers[owner].set()
-
-
-_SupervisorActor = ray.remote(_Supervisor)
 
 
 def ray_options(resources: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,6 +80,17 @@ def ray_options(resources: Mapping[str, Any]) -> dict[str, Any]:
     if custom:
         options["resources"] = {str(k): float(v) for k, v in dict(custom).items()}
     return options
+
+
+def _resources(request: TaskRequest) -> Mapping[str, Any]:
+    """What the attempt asks for: its step's ``resources``, else what its step type says a
+    step with its config needs (a Spark step's ``local[4]`` driver takes 4 CPUs)."""
+    if request.resources:
+        return request.resources
+    try:
+        return get_step_type(request.step_type).resources(request.config)
+    except Exception:  # an unknown step type fails on the worker, with its own message
+        return {}
 
 
 def _token(given: str | None) -> str | None:
@@ -367,7 +181,7 @@ class RayExecutor(Executor):
         if self._sink is not None:
             raise SystemFailure("ray executor already started")
         self._connect()
-        self._supervisor = _SupervisorActor.options(
+        self._supervisor = SupervisorActor.options(
             name=self._actor_name,
             namespace=NAMESPACE,
             lifetime="detached",
@@ -431,15 +245,22 @@ class RayExecutor(Executor):
     def submit(self, request: TaskRequest) -> None:
         """Send ``request`` to the cluster (batched with others), or hold it while
         ``workers`` attempts are in flight. Never blocks on the task."""
+        self.submit_many([request])
+
+    def submit_many(self, requests: list[TaskRequest]) -> None:
+        """Send ``requests`` together (one message to the supervisor), holding those beyond
+        ``workers`` in flight."""
         if self._sink is None:
             raise SystemFailure("ray executor: submit() before start()")
         with self._lock:
             if self._closed:
                 raise SystemFailure("ray executor: submit() after shutdown()")
-            if len(self._inflight) < self.capacity:
-                self._send(request)
-            else:
-                self._waiting[request.key] = request
+            with self._bundles.turn():
+                for request in requests:
+                    if len(self._inflight) < self.capacity:
+                        self._send(request)
+                    else:
+                        self._waiting[request.key] = request
 
     def fence(self, deadline: float | None) -> None:
         """Publish the engine's lease deadline: no attempt is sent after it, and a watchdog
@@ -475,7 +296,8 @@ class RayExecutor(Executor):
             info = ErrorInfo("LeaseExpired", message, platform=True)
             self._fail_soon(StepFailed(request.key, time.time(), info))
             return
-        refusal = self._infeasible(request.resources) if request.resources else None
+        resources = _resources(request)
+        refusal = self._infeasible(resources) if resources else None
         if refusal is not None:
             info = ErrorInfo("Unschedulable", f"step {request.step_path}: {refusal}")
             self._fail_soon(StepFailed(request.key, time.time(), info))
@@ -487,7 +309,7 @@ class RayExecutor(Executor):
             self._fail_soon(StepFailed(request.key, time.time(), ErrorInfo("BundleError", message)))
             return
         try:
-            item = self._item(request, bundle, ray_options(request.resources))
+            item = self._item(request, bundle, ray_options(resources))
         except Exception as exc:  # the request cannot be pickled: the step's, not ours
             message = f"the request for step {request.step_path} cannot be sent: {exc}"
             self._fail_soon(
@@ -567,9 +389,10 @@ class RayExecutor(Executor):
 
     def _fill(self) -> None:
         """Send held requests while there is room (inside the lock)."""
-        while self._waiting and len(self._inflight) < self.capacity:
-            _, request = self._waiting.popitem(last=False)
-            self._send(request)
+        with self._bundles.turn():
+            while self._waiting and len(self._inflight) < self.capacity:
+                _, request = self._waiting.popitem(last=False)
+                self._send(request)
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -589,13 +412,13 @@ class RayExecutor(Executor):
                 if cancels:
                     self._supervisor.cancel.remote(cancels)
             except Exception as exc:  # the cluster is gone: fail what was sent
-                self._emit([_lost(item[0], exc) for item in items])
+                self._emit([lost(item[0], exc) for item in items])
 
     def _read_loop(self) -> None:
         while not self._closed:
             try:
                 blobs = ray.get(self._supervisor.drain.remote(self.owner, DRAIN_WAIT_S))
-                events = [event for blob in blobs for event in _unpack(blob)]
+                events = [event for blob in blobs for event in unpack(blob)]
             except Exception as exc:
                 if self._closed:
                     return
@@ -625,7 +448,7 @@ class RayExecutor(Executor):
             keys = list(self._inflight) + list(self._waiting)
             self._inflight.clear()
             self._waiting.clear()
-        self._emit([_lost(key, exc) for key in keys])
+        self._emit([lost(key, exc) for key in keys])
 
     def _emit(self, events: list[ExecutorEvent]) -> None:
         sink = self._sink

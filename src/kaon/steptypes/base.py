@@ -53,6 +53,13 @@ class StepType(ABC):
         with one of Kaon's extras). Checked when a definition is validated. Default: none."""
         return ()
 
+    def resources(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """What one attempt of a step with ``config`` needs of a host when the step itself
+        asks for nothing (no ``resources`` on the step), as normalized step resources
+        (``cpus``, ``memory`` in bytes; see :mod:`kaon.model.resources`). Executors that place
+        attempts by what they need (``ray``) use it. Default: nothing said (one CPU)."""
+        return {}
+
     @abstractmethod
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Run one attempt and return the step's value."""

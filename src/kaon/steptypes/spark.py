@@ -135,7 +135,11 @@ def session_settings(config: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """``(master, Spark configuration)`` a step's config asks for (see the module docstring)."""
     resources = config.get("resources") or {}
     cores = resources.get("cores")
-    master = config.get("master") or (f"local[{math.ceil(cores)}]" if cores else "local[*]")
+    master = (
+        config.get("master")
+        or os.environ.get("KAON_SPARK_MASTER")
+        or (f"local[{math.ceil(cores)}]" if cores else "local[*]")
+    )
     conf: dict[str, str] = {
         "spark.app.name": "kaon",
         "spark.ui.enabled": "false",
@@ -144,6 +148,8 @@ def session_settings(config: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }
+    if _on_loopback(str(master)):  # the driver must be reachable where the master is
+        conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
     if str(master).startswith("local"):
         partitions = 2 * math.ceil(cores) if cores else 2 * (os.cpu_count() or 1)
         conf.update(
@@ -158,6 +164,30 @@ def session_settings(config: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
         conf["spark.driver.memory"] = f"{memory}m"
     conf.update({str(k): str(v) for k, v in (config.get("conf") or {}).items()})
     return str(master), conf
+
+
+def _on_loopback(master: str) -> bool:
+    """Whether ``master`` is a standalone master on this host's loopback."""
+    host = master.removeprefix("spark://").split(":")[0]
+    return master.startswith("spark://") and host in ("127.0.0.1", "localhost")
+
+
+def step_resources(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a Spark step's driver needs of its host (see :meth:`SparkStepType.resources`)."""
+    resources = config.get("resources") or {}
+    master = str(config.get("master") or os.environ.get("KAON_SPARK_MASTER") or "local")
+    needs: dict[str, Any] = {}
+    cores = resources.get("cores")
+    if master.startswith("local"):
+        inside = master.removeprefix("local").strip("[]").split(",")[0]
+        if inside.isdigit():
+            needs["cpus"] = float(inside)
+        elif cores:
+            needs["cpus"] = float(math.ceil(cores))
+    memory = parse_memory(resources.get("memory")) if "memory" in resources else None
+    if memory is not None:
+        needs["memory"] = memory * 1024 * 1024
+    return needs
 
 
 def _stop_session() -> None:
@@ -306,6 +336,11 @@ class SparkStepType(StepType):
     def requirements(self, config: Mapping[str, Any]) -> tuple[Requirement, ...]:
         """PySpark."""
         return (Requirement("pyspark", "spark"),)
+
+    def resources(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The driver's: ``local[N]`` (or ``resources.cores`` in local mode) takes N CPUs, a
+        cluster's driver one; ``resources.memory`` is the driver's memory."""
+        return step_resources(config)
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check the shape (``function``; ``file`` existing; ``resources``; ``conf`` a mapping;

@@ -12,7 +12,7 @@ from test_executor_contract import ExecutorContract, Recorder, python_request
 
 from kaon.executors import create_executor
 from kaon.executors.base import Executor, TaskRequest
-from kaon.model.events import StepFailed, StepSucceeded
+from kaon.model.events import StepFailed, StepStarted, StepSucceeded
 from kaon.model.values import Literal
 
 RAY_STEPS = str(Path(__file__).with_name("ray_steps.py"))
@@ -78,3 +78,26 @@ class TestRayExecutor(ExecutorContract):
         final = self.run(executor, recorder, request)
         assert isinstance(final, StepFailed)
         assert final.error.error_type == "Unschedulable" and "quantum=1" in final.error.message
+
+
+def test_a_crash_in_a_batch_fails_only_its_attempt(ray_address: str, tmp_path: Path) -> None:
+    """Attempts sent together while the cluster is busy share one Ray task; one crashing its
+    worker fails alone (``WorkerLost``), the others of its batch run again and succeed once."""
+    url = str(tmp_path / "artifacts")
+    recorder = Recorder()
+    executor = create_executor("ray", workers=8, address=ray_address)
+    executor.start(recorder)
+    try:
+        blockers = [python_request(url, "sleep", {"seconds": Literal(1.0)}) for _ in "ab"]
+        executor.submit_many(blockers)  # every CPU of the head taken: the next ones batch
+        crash = python_request(url, "exit_hard", {"code": Literal(3)})
+        others = [python_request(url, "noop") for _ in range(3)]
+        executor.submit_many([others[0], crash, *others[1:]])
+        final = recorder.final(crash.key)
+        assert isinstance(final, StepFailed), final
+        assert final.error.error_type == "WorkerLost" and final.error.platform
+        for request in [*blockers, *others]:
+            assert isinstance(recorder.final(request.key), StepSucceeded)
+            assert sum(isinstance(e, StepStarted) for e in recorder.of(request.key)) == 1
+    finally:
+        executor.shutdown()

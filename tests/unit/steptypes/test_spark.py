@@ -236,3 +236,18 @@ def test_config_problems_name_the_field(config: dict[str, Any], field: str) -> N
 def test_valid_config_has_no_problems() -> None:
     config = {**JOBS, **LOCAL, "function": "settings", "spark_inputs": "all", "conf": {"a": 1}}
     assert SparkStepType().validate(config, HERE) == []
+
+
+def test_the_driver_asks_for_its_local_cores_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the ``ray`` executor asks Ray for a Spark step that says nothing itself."""
+    spark = SparkStepType()
+    assert spark.resources({"master": "local[4]"}) == {"cpus": 4.0}
+    assert spark.resources({"resources": {"cores": 2, "memory": "1g"}}) == {
+        "cpus": 2.0,
+        "memory": 1024**3,
+    }
+    assert spark.resources({"master": "spark://h:7077", "resources": {"cores": 8}}) == {}
+    monkeypatch.setenv("KAON_SPARK_MASTER", "spark://127.0.0.1:7077")
+    master, conf = session_settings({})
+    assert master == "spark://127.0.0.1:7077" and conf["spark.driver.host"] == "127.0.0.1"
+    assert session_settings({"master": "local[2]"})[0] == "local[2]"  # the step's wins

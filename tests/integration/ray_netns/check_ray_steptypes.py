@@ -1,0 +1,93 @@
+"""SQL (DuckDB), R and notebook steps on Ray: with the ``ray`` executor, their attempts run in
+Ray tasks on the cluster (Rscript and the notebook's kernel in the task's own process tree),
+their inputs and outputs through the artifact store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kaon.artifacts import open_artifact_store
+from kaon.dsl.yaml_loader import load_yaml_file
+from kaon.engine.engine import Engine
+from kaon.engine.operations import create_run
+from kaon.executors import create_executor
+from kaon.model.status import RunStatus
+from kaon.model.values import decode_outputs
+from kaon.store import open_store
+
+FLOW = """
+name: steptypes_on_ray
+steps:
+  - id: users
+    type: sql
+    config:
+      query: "select * from (values ('ann', 34), ('bob', 17), ('cy', 51)) t(name, age)"
+      result: table
+  - id: adults
+    type: sql
+    config: {query: "select name, age from users where age >= $min_age order by name"}
+    inputs: {users: "${{ steps.users }}", min_age: 18}
+  - id: count
+    type: r
+    config: {code: "df <- kaon_input('adults'); kaon_output('n', nrow(df))"}
+    inputs: {adults: "${{ steps.adults }}"}
+  - id: report
+    type: notebook
+    config: {file: report.ipynb}
+    inputs: {n: "${{ steps.count.n }}"}
+"""
+
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {"tags": ["parameters"]},
+            "outputs": [],
+            "source": ["n = 0"],
+        },
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["import kaon.notebook\n", "kaon.notebook.record('double', n * 2)"],
+        },
+    ],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def _output(store: Any, artifacts: Any, run_id: str, path: str, name: str) -> Any:
+    return artifacts.get(decode_outputs(store.get_step_run(run_id, path).outputs)[name])
+
+
+def test_sql_r_and_notebook_steps_run_in_ray_tasks(tmp_path: Path, ray_address: str) -> None:
+    (tmp_path / "flow.yaml").write_text(FLOW)
+    (tmp_path / "report.ipynb").write_text(json.dumps(NOTEBOOK))
+    store = open_store(f"sqlite:///{tmp_path / 'kaon.db'}")
+    artifacts = open_artifact_store(str(tmp_path / "artifacts"))
+    engine = Engine(store, create_executor("ray", workers=4, address=ray_address), artifacts)
+    engine.start()
+    try:
+        run = create_run(store, load_yaml_file(str(tmp_path / "flow.yaml")), {})
+        status = engine.run_until_done(run.id)
+        errors = {row.path: row.error for row in store.step_runs(run.id) if row.error}
+        assert status is RunStatus.SUCCEEDED, errors
+        adults = _output(store, artifacts, run.id, "adults", "return")
+        assert adults["name"].tolist() == ["ann", "cy"]
+        assert _output(store, artifacts, run.id, "count", "n") == 2
+        assert _output(store, artifacts, run.id, "report", "double") == 4
+        for row in store.step_runs(run.id):
+            (attempt,) = store.attempts(run.id, row.id)
+            assert "kaon-ray-attempts" in attempt.worker, (row.path, attempt.worker)  # a Ray task
+    finally:
+        engine.close()
+        store.close()
