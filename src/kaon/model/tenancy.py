@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kaon.errors import DefinitionError, Location, Problem
+
+if TYPE_CHECKING:
+    from kaon.model.specs import WorkflowSpec
 
 DEFAULT_POOL: Final = "default"
 MIN_PRIORITY: Final = -1000
@@ -104,3 +107,24 @@ def check_priority_value(value: Any, what: str) -> int:
             [Problem(f"{what}: {p.message}", p.location) for p in error.problems]
         ) from None
     return 0 if result is None else result
+
+
+def pools_named(spec: WorkflowSpec) -> list[tuple[str, str, Location]]:
+    """Every pool other than ``default`` that ``spec`` names (subworkflows included), as
+    ``(pool, who names it, location with its field)``."""
+    found: list[tuple[str, str, Location]] = []
+    if spec.defaults.pool != DEFAULT_POOL:
+        found.append(
+            (
+                spec.defaults.pool,
+                f"workflow {spec.name!r}",
+                spec.location.with_field("defaults.pool"),
+            )
+        )
+    for path, step in spec.graph.walk():
+        if step.pool is not None and step.pool != DEFAULT_POOL:
+            found.append((step.pool, f"step {path!r}", step.location.with_field("pool")))
+        sub = getattr(step, "spec", None)
+        if sub is not None:
+            found.extend(pools_named(sub))
+    return found

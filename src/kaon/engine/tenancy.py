@@ -1,0 +1,352 @@
+"""Admission by pools, tag permits, priorities and fair share between owner groups.
+
+The engine asks :class:`Tenancy` which ready attempts to start when it has room for some.
+With no pool or permit configured, one owner group among the runs held and no priority set,
+:attr:`Tenancy.active` is False and the engine keeps its plain path (oldest run first): this
+module costs nothing then.
+
+Otherwise every turn orders the ready attempts of the touched runs by
+
+1. the run's priority, then the step's (higher first);
+2. fair share: the owner group with the fewest attempts in flight in the step's pool (this
+   engine's, plus the live holds of every engine when the pool has a row) goes first, so a
+   group's 5,000-item sweep does not starve another group's pipeline;
+3. the oldest run, then the order the run queued them in;
+
+and starts each that fits its pool's slots and quotas and its tags' permits. The holds of the
+chosen ones are claimed in the store in one transaction under a lock on the limit rows
+(:meth:`~kaon.store.base.StateStore.claim_holds`), before their attempts are recorded and
+dispatched; a hold is released in the very write that records its attempt's end, and the
+holds of a run an engine takes over are reconciled with the attempts it re-attached. Holds of
+a dead engine stop counting when its lease lapses (its attempts are fenced off by then).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from kaon.engine.nodes import Node
+from kaon.engine.runstate import RunState
+from kaon.errors import KaonError
+from kaon.executors.base import TaskRequest
+from kaon.model.events import AttemptKey
+from kaon.model.specs import TaskSpec, WorkflowSpec
+from kaon.model.status import StepStatus
+from kaon.model.tenancy import DEFAULT_POOL
+from kaon.store.base import (
+    HoldClaim,
+    HoldKey,
+    LimitUsage,
+    PermitRecord,
+    PoolRecord,
+    StateStore,
+    WriteBatch,
+)
+
+log = logging.getLogger("kaon.engine")
+
+REFRESH_S = 1.0  # how often pools and permits are read again
+SCAN_PER_RUN = 256  # ready steps of one run considered per turn (the first ones queued)
+_STARTABLE = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING)
+
+
+def uses_tenancy(spec: WorkflowSpec) -> bool:
+    """Whether a workflow sets a pool, priority or tags anywhere (subworkflows included)."""
+    if spec.priority or spec.defaults.pool != DEFAULT_POOL:
+        return True
+    for _path, step in spec.graph.walk():
+        if step.pool is not None or step.priority or step.tags:
+            return True
+        sub = getattr(step, "spec", None)
+        if isinstance(sub, WorkflowSpec) and uses_tenancy(sub):
+            return True
+    return False
+
+
+def pool_of(node: Node) -> str:
+    """The pool an attempt of ``node`` takes a slot of."""
+    return node.spec.pool or node.frame.defaults.pool
+
+
+@dataclass(slots=True)
+class _Run:
+    """What admission knows of a held run."""
+
+    group: str
+    priority: int
+    flagged: bool  # sets priorities, pools or tags, or has a priority
+
+
+@dataclass(order=True, slots=True)
+class _Candidate:
+    order: tuple[int, int, int, float, str, int]
+    state: RunState = field(compare=False)
+    node: Node = field(compare=False)
+    pool: str = field(compare=False)
+    group: str = field(compare=False)
+
+
+class Tenancy:
+    """One engine's admission by pools, permits, priorities and fair share."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        owner: str,
+        group_of: Callable[[str], str | None] | None,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.group_of = group_of
+        self.monotonic = monotonic
+        self.pools: dict[str, PoolRecord] = {}
+        self.permits: dict[str, PermitRecord] = {}
+        self.held: dict[AttemptKey, HoldKey] = {}  # attempts holding rows in the store
+        self._runs: dict[str, _Run] = {}
+        self._groups: dict[str, int] = {}  # held runs per owner group
+        self._flagged = 0
+        self._next_refresh = 0.0
+        self.active = False
+
+    # -- configuration and the runs held --------------------------------------------------
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Read pools and permits again (every :data:`REFRESH_S`); keeps the last known
+        ones when the store cannot be read."""
+        now = self.monotonic()
+        if not force and now < self._next_refresh:
+            return
+        self._next_refresh = now + REFRESH_S
+        try:
+            self.pools = {p.name: p for p in self.store.pools()}
+            self.permits = {p.tag: p for p in self.store.permits()}
+        except KaonError as error:
+            log.warning("reading pools and permits failed, keeping the last ones: %s", error)
+        self._update()
+
+    @property
+    def limited(self) -> bool:
+        """Whether any pool or permit exists (holds are claimed only then)."""
+        return bool(self.pools or self.permits)
+
+    def track(self, state: RunState, spec_flagged: bool) -> None:
+        """A run is held: note its owner group and priority."""
+        if state.id in self._runs:
+            return
+        group = ""
+        if self.group_of is not None:
+            try:
+                group = self.group_of(state.record.workflow) or ""
+            except KaonError:
+                group = ""
+        entry = _Run(group, state.record.priority, spec_flagged or state.record.priority != 0)
+        self._runs[state.id] = entry
+        state.tenant_group = group
+        self._groups[group] = self._groups.get(group, 0) + 1
+        self._flagged += entry.flagged
+        self._update()
+
+    def untrack(self, run_id: str) -> None:
+        """A run is let go or finished: forget it and the holds it had in memory."""
+        entry = self._runs.pop(run_id, None)
+        if entry is not None:
+            left = self._groups[entry.group] - 1
+            if left:
+                self._groups[entry.group] = left
+            else:
+                del self._groups[entry.group]
+            self._flagged -= entry.flagged
+            self._update()
+        if self.held:
+            for key in [k for k in self.held if k[0] == run_id]:
+                del self.held[key]
+
+    def _update(self) -> None:
+        self.active = self.limited or len(self._groups) > 1 or self._flagged > 0
+
+    def reconcile(self, state: RunState) -> None:
+        """After loading a run (a takeover, a resume): delete the holds its previous engine
+        left but for the attempts re-attached, which keep theirs."""
+        if not self.limited:
+            return
+        keep = {key: (node.path, key[2]) for key, node in state.inflight.items()}
+        self.store.release_holds(state.id, list(keep.values()))
+        for key, (path, number) in keep.items():
+            self.held[key] = (state.id, path, number)
+
+    def release_ended(self, batch: WriteBatch, finished: Iterable[str]) -> None:
+        """Release, in ``batch``, the holds of attempts it records as ended and of runs that
+        finished."""
+        if not self.held:
+            return
+        for key, changes in batch.attempt_updates.items():
+            if "ended_at" in changes:
+                hold = self.held.pop(key, None)
+                if hold is not None:
+                    batch.holds_released.append(hold)
+        for run_id in finished:
+            for key in [k for k in self.held if k[0] == run_id]:
+                batch.holds_released.append(self.held.pop(key))
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def dispatch(
+        self,
+        states: Sequence[RunState],
+        busy: Iterable[RunState],
+        free: int,
+        start: Callable[[RunState, Node], TaskRequest | None],
+        batch: WriteBatch,
+    ) -> int:
+        """Start ready attempts of ``states`` in admission order while ``free`` allows and
+        limits fit (``busy``: every held run with attempts in flight, for fair share).
+        ``start`` starts one (None: it did not, e.g. a cache hit, or its run failed); the
+        holds of one that did not start are released in ``batch``. Returns the room left."""
+        if free <= 0:
+            return free
+        usage = self._usage() if self.limited else {}
+        running = self._running(busy, usage)
+        heap = self._candidates(states, running)
+        chosen: list[tuple[_Candidate, HoldClaim | None]] = []
+        while heap and len(chosen) < free:
+            cand = heapq.heappop(heap)
+            share = running.get((cand.pool, cand.group), 0)
+            if share > cand.order[2]:  # its group got a slot since: look again
+                o = cand.order
+                cand.order = (o[0], o[1], share, o[3], o[4], o[5])
+                heapq.heappush(heap, cand)
+                continue
+            claim = self._claim_for(cand)
+            if claim is not None and not self._fits(claim, usage):
+                continue  # waits for a slot or permit; later candidates may fit
+            chosen.append((cand, claim))
+            running[(cand.pool, cand.group)] = share + 1
+        granted = self._claim([c for _cand, c in chosen if c is not None])
+        for cand, claim in chosen:
+            if claim is not None and not granted.get(claim.key, False):
+                continue  # another engine took the last slot meanwhile: next turn
+            request = start(cand.state, cand.node)
+            if request is None:
+                if claim is not None:
+                    batch.holds_released.append(claim.key)
+                continue
+            if claim is not None:
+                self.held[request.key] = claim.key
+            free -= 1
+        return free
+
+    @staticmethod
+    def _running(
+        busy: Iterable[RunState], usage: dict[tuple[str, str], LimitUsage]
+    ) -> dict[tuple[str, str], int]:
+        """Attempts in flight per (pool, owner group): this engine's, or every engine's
+        live holds for a pool that has a row, whichever is more."""
+        counts: dict[tuple[str, str], int] = {}
+        for state in busy:
+            group = state.tenant_group
+            for node in state.inflight.values():
+                key = (pool_of(node), group)
+                counts[key] = counts.get(key, 0) + 1
+        for (kind, name), used in usage.items():
+            if kind == "pool":
+                for group, count in used.by_group.items():
+                    counts[(name, group)] = max(counts.get((name, group), 0), count)
+        return counts
+
+    def _candidates(
+        self, states: Sequence[RunState], running: dict[tuple[str, str], int]
+    ) -> list[_Candidate]:
+        heap: list[_Candidate] = []
+        seq = 0
+        for state in states:
+            entry = self._runs.get(state.id)
+            group = entry.group if entry is not None else ""
+            priority = entry.priority if entry is not None else 0
+            if state.finished or state.draining:
+                continue
+            for count, node in enumerate(state.ready):
+                if count >= SCAN_PER_RUN:
+                    break
+                if node.status not in _STARTABLE or not isinstance(node.spec, TaskSpec):
+                    continue
+                pool = pool_of(node)
+                seq += 1
+                order = (
+                    -priority,
+                    -(node.spec.priority or 0),
+                    0,  # the group's share, filled below
+                    state.record.created_at,
+                    state.id,
+                    seq,
+                )
+                heap.append(_Candidate(order, state, node, pool, group))
+        for cand in heap:
+            o = cand.order
+            cand.order = (o[0], o[1], running.get((cand.pool, cand.group), 0), o[3], o[4], o[5])
+        heapq.heapify(heap)
+        return heap
+
+    def _claim_for(self, cand: _Candidate) -> HoldClaim | None:
+        """The holds an attempt of ``cand`` needs, or None when no limit applies to it."""
+        spec = cand.node.spec
+        tags = tuple(t for t in spec.tags if t in self.permits)
+        if cand.pool not in self.pools and not tags:
+            return None
+        asked = spec.resources
+        return HoldClaim(
+            run_id=cand.state.id,
+            step_path=cand.node.path,
+            attempt=cand.node.next_number,
+            pool=cand.pool,
+            tags=tags,
+            group=cand.group,
+            cpus=float(asked.cpus or 0.0) if asked is not None else 0.0,
+            memory=int(asked.memory or 0) if asked is not None else 0,
+            gpus=float(asked.gpus or 0.0) if asked is not None else 0.0,
+        )
+
+    def _usage(self) -> dict[tuple[str, str], LimitUsage]:
+        try:
+            return {(u.kind, u.name): u for u in self.store.hold_usage()}
+        except KaonError as error:
+            log.warning("reading pool usage failed: %s", error)
+            return {}
+
+    def _fits(self, claim: HoldClaim, usage: dict[tuple[str, str], LimitUsage]) -> bool:
+        """Whether ``claim`` fits what this engine knows is used (the store decides last);
+        counts it as used when it does."""
+        pool = self.pools.get(claim.pool)
+        pool_used = usage.setdefault(("pool", claim.pool), LimitUsage("pool", claim.pool))
+        tag_used = [usage.setdefault(("tag", t), LimitUsage("tag", t)) for t in claim.tags]
+        if pool is not None:
+            if pool_used.count + 1 > pool.slots:
+                return False
+            for quota, taken, asked in (
+                (pool.cpus, pool_used.cpus, claim.cpus),
+                (pool.memory, pool_used.memory, claim.memory),
+                (pool.gpus, pool_used.gpus, claim.gpus),
+            ):
+                if quota is not None and asked and taken + asked > quota + 1e-9:
+                    return False
+        if any(u.count + 1 > self.permits[u.name].max for u in tag_used):
+            return False
+        for entry in ([pool_used] if pool is not None else []) + tag_used:
+            entry.count += 1
+            entry.cpus += claim.cpus
+            entry.memory += claim.memory
+            entry.gpus += claim.gpus
+        return True
+
+    def _claim(self, claims: list[HoldClaim]) -> dict[HoldKey, bool]:
+        if not claims:
+            return {}
+        try:
+            answers = self.store.claim_holds(self.owner, claims)
+        except KaonError as error:
+            log.warning("claiming pool slots and permits failed, retrying: %s", error)
+            return {}
+        return {c.key: ok for c, ok in zip(claims, answers, strict=True)}
