@@ -10,7 +10,6 @@ from kaon.api.errors import ERROR_RESPONSES
 from kaon.service.pools import PermitRequest, PermitView, PoolAdmin, PoolRequest, PoolView
 
 router = APIRouter(responses=ERROR_RESPONSES, tags=["pools"])
-_NAME = Path(min_length=1, max_length=63)
 
 
 def _admin(services: Services) -> PoolAdmin:
@@ -28,7 +27,7 @@ def list_pools(
 @router.put("/pools/{name}", response_model=PoolView, summary="Create or change a pool")
 def put_pool(
     body: PoolRequest,
-    name: str = _NAME,
+    name: str = Path(min_length=1, max_length=63),
     principal: Principal = Depends(require("admin")),
     services: Services = Depends(get_services),
 ) -> PoolView:
@@ -39,7 +38,7 @@ def put_pool(
 
 @router.delete("/pools/{name}", status_code=204, summary="Delete a pool")
 def delete_pool(
-    name: str = _NAME,
+    name: str = Path(min_length=1, max_length=63),
     principal: Principal = Depends(require("admin")),
     services: Services = Depends(get_services),
 ) -> Response:
@@ -59,7 +58,7 @@ def list_permits(
 @router.put("/permits/{tag}", response_model=PermitView, summary="Create or change a permit")
 def put_permit(
     body: PermitRequest,
-    tag: str = _NAME,
+    tag: str = Path(min_length=1, max_length=63),
     principal: Principal = Depends(require("admin")),
     services: Services = Depends(get_services),
 ) -> PermitView:
@@ -70,7 +69,7 @@ def put_permit(
 
 @router.delete("/permits/{tag}", status_code=204, summary="Delete a tag permit")
 def delete_permit(
-    tag: str = _NAME,
+    tag: str = Path(min_length=1, max_length=63),
     principal: Principal = Depends(require("admin")),
     services: Services = Depends(get_services),
 ) -> Response:

@@ -412,6 +412,7 @@ def run(
         int | None,
         typer.Option(
             "--priority",
+            metavar="N",
             min=-1000,
             max=1000,
             help="Order among runs competing for pool slots, higher first (default: the "

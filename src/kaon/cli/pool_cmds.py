@@ -53,14 +53,16 @@ def pool_set(
         typer.Option("--slots", min=0, metavar="N", help="Attempts of the pool running at once."),
     ],
     cpus: Annotated[
-        float | None, typer.Option("--cpus", min=0, help="CPUs its running steps ask, together.")
+        float | None,
+        typer.Option("--cpus", min=0, metavar="N", help="CPUs asked, together."),
     ] = None,
     memory: Annotated[
         str | None,
         typer.Option("--memory", metavar="BYTES", help="Memory (bytes, or 64Gi, 500G)."),
     ] = None,
     gpus: Annotated[
-        float | None, typer.Option("--gpus", min=0, help="GPUs its running steps ask, together.")
+        float | None,
+        typer.Option("--gpus", min=0, metavar="N", help="GPUs asked, together."),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,
