@@ -506,14 +506,18 @@ class Engine:
         if time.monotonic() >= self._next_renew:
             self._next_renew = time.monotonic() + self.lease_ttl / 3
             self._renew_leases()
-        self.tenancy.refresh()
+        tenancy = self.tenancy
+        tenancy.refresh()
+        if tenancy.held:  # attempts that ended free their slots for this turn's dispatch
+            tenancy.release_ended(self.ctx.batch, ())
         advanced = self._advance()
         finished = [s for s in advanced if s.finished]
         for state in finished:
             self.ctx.batch.update_run(state.id, owner=None, lease_until=None)
-        if self.tenancy.held:
-            self.tenancy.release_ended(self.ctx.batch, [s.id for s in finished])
+        if tenancy.held:
+            tenancy.release_ended(self.ctx.batch, [s.id for s in finished])
         acted = self._commit_and_act()
+        tenancy.releasing.clear()
         if acted and self.on_turn is not None:
             self.on_turn(time.perf_counter() - began)
         for state in finished:

@@ -39,7 +39,6 @@ from kaon.model.tenancy import DEFAULT_POOL
 from kaon.store.base import (
     HoldClaim,
     HoldKey,
-    LimitUsage,
     PermitRecord,
     PoolRecord,
     StateStore,
@@ -105,7 +104,10 @@ class Tenancy:
         self.monotonic = monotonic
         self.pools: dict[str, PoolRecord] = {}
         self.permits: dict[str, PermitRecord] = {}
-        self.held: dict[AttemptKey, HoldKey] = {}  # attempts holding rows in the store
+        self.held: dict[AttemptKey, HoldClaim] = {}  # attempts holding rows in the store
+        # Holds released in this turn's batch, not committed yet: the next claim deletes them
+        # first, and admission does not count them (an ended attempt frees its slot at once).
+        self.releasing: list[HoldClaim] = []
         self._runs: dict[str, _Run] = {}
         self._groups: dict[str, int] = {}  # held runs per owner group
         self._flagged = 0
@@ -173,10 +175,14 @@ class Tenancy:
         left but for the attempts re-attached, which keep theirs."""
         if not self.limited:
             return
-        keep = {key: (node.path, key[2]) for key, node in state.inflight.items()}
-        self.store.release_holds(state.id, list(keep.values()))
-        for key, (path, number) in keep.items():
-            self.held[key] = (state.id, path, number)
+        entry = self._runs.get(state.id)
+        group = entry.group if entry is not None else ""
+        keep = {
+            key: self._claim_of(state.id, node, group, key[2])
+            for key, node in state.inflight.items()
+        }
+        self.store.release_holds(state.id, [(c.step_path, c.attempt) for c in keep.values()])
+        self.held.update(keep)
 
     def release_ended(self, batch: WriteBatch, finished: Iterable[str]) -> None:
         """Release, in ``batch``, the holds of attempts it records as ended and of runs that
@@ -185,12 +191,15 @@ class Tenancy:
             return
         for key, changes in batch.attempt_updates.items():
             if "ended_at" in changes:
-                hold = self.held.pop(key, None)
-                if hold is not None:
-                    batch.holds_released.append(hold)
+                claim = self.held.pop(key, None)
+                if claim is not None:
+                    batch.holds_released.append(claim.key)
+                    self.releasing.append(claim)
         for run_id in finished:
             for key in [k for k in self.held if k[0] == run_id]:
-                batch.holds_released.append(self.held.pop(key))
+                claim = self.held.pop(key)
+                batch.holds_released.append(claim.key)
+                self.releasing.append(claim)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -208,11 +217,13 @@ class Tenancy:
         holds of one that did not start are released in ``batch``. Returns the room left."""
         if free <= 0:
             return free
-        usage = self._usage() if self.limited else {}
-        running = self._running(busy, usage)
+        running = self._running(busy)
         heap = self._candidates(states, running)
-        chosen: list[tuple[_Candidate, HoldClaim | None]] = []
-        while heap and len(chosen) < free:
+        limited = self.limited
+        # With limits, more candidates than room: the store skips those that do not fit.
+        want = min(max(free * 4, free + 32), SCAN_PER_RUN) if limited else free
+        chosen: list[tuple[_Candidate, HoldClaim]] = []
+        while heap and len(chosen) < want:
             cand = heapq.heappop(heap)
             share = running.get((cand.pool, cand.group), 0)
             if share > cand.order[2]:  # its group got a slot since: look again
@@ -220,41 +231,40 @@ class Tenancy:
                 cand.order = (o[0], o[1], share, o[3], o[4], o[5])
                 heapq.heappush(heap, cand)
                 continue
-            claim = self._claim_for(cand)
-            if claim is not None and not self._fits(claim, usage):
-                continue  # waits for a slot or permit; later candidates may fit
-            chosen.append((cand, claim))
+            chosen.append((cand, self._claim_of(cand.state.id, cand.node, cand.group)))
             running[(cand.pool, cand.group)] = share + 1
-        granted = self._claim([c for _cand, c in chosen if c is not None])
+        claims = [claim for _cand, claim in chosen]
+        if any(map(self._limits, claims)):
+            granted = self._claim(claims, free)
+        else:
+            granted = {claim.key for claim in claims[:free]}
         for cand, claim in chosen:
-            if claim is not None and not granted.get(claim.key, False):
-                continue  # another engine took the last slot meanwhile: next turn
+            if claim.key not in granted:
+                continue  # no room in its pool or permit (every engine's): a later turn
             request = start(cand.state, cand.node)
             if request is None:
-                if claim is not None:
+                if self._limits(claim):
                     batch.holds_released.append(claim.key)
+                    self.releasing.append(claim)
                 continue
-            if claim is not None:
-                self.held[request.key] = claim.key
+            if self._limits(claim):
+                self.held[request.key] = claim
             free -= 1
         return free
 
+    def _limits(self, claim: HoldClaim) -> bool:
+        """Whether any pool or permit limits ``claim`` (it takes rows in the store)."""
+        return claim.pool in self.pools or bool(claim.tags)
+
     @staticmethod
-    def _running(
-        busy: Iterable[RunState], usage: dict[tuple[str, str], LimitUsage]
-    ) -> dict[tuple[str, str], int]:
-        """Attempts in flight per (pool, owner group): this engine's, or every engine's
-        live holds for a pool that has a row, whichever is more."""
+    def _running(busy: Iterable[RunState]) -> dict[tuple[str, str], int]:
+        """This engine's attempts in flight per (pool, owner group)."""
         counts: dict[tuple[str, str], int] = {}
         for state in busy:
             group = state.tenant_group
             for node in state.inflight.values():
                 key = (pool_of(node), group)
                 counts[key] = counts.get(key, 0) + 1
-        for (kind, name), used in usage.items():
-            if kind == "pool":
-                for group, count in used.by_group.items():
-                    counts[(name, group)] = max(counts.get((name, group), 0), count)
         return counts
 
     def _candidates(
@@ -290,63 +300,33 @@ class Tenancy:
         heapq.heapify(heap)
         return heap
 
-    def _claim_for(self, cand: _Candidate) -> HoldClaim | None:
-        """The holds an attempt of ``cand`` needs, or None when no limit applies to it."""
-        spec = cand.node.spec
-        tags = tuple(t for t in spec.tags if t in self.permits)
-        if cand.pool not in self.pools and not tags:
-            return None
+    def _claim_of(
+        self, run_id: str, node: Node, group: str, number: int | None = None
+    ) -> HoldClaim:
+        """What an attempt of ``node`` (its next one unless ``number``) holds."""
+        spec = node.spec
         asked = spec.resources
         return HoldClaim(
-            run_id=cand.state.id,
-            step_path=cand.node.path,
-            attempt=cand.node.next_number,
-            pool=cand.pool,
-            tags=tags,
-            group=cand.group,
+            run_id=run_id,
+            step_path=node.path,
+            attempt=node.next_number if number is None else number,
+            pool=pool_of(node),
+            tags=tuple(t for t in spec.tags if t in self.permits),
+            group=group,
             cpus=float(asked.cpus or 0.0) if asked is not None else 0.0,
             memory=int(asked.memory or 0) if asked is not None else 0,
             gpus=float(asked.gpus or 0.0) if asked is not None else 0.0,
         )
 
-    def _usage(self) -> dict[tuple[str, str], LimitUsage]:
+    def _claim(self, claims: list[HoldClaim], room: int) -> set[HoldKey]:
+        """Claim in order, in one transaction, the holds of at most ``room`` claims that
+        fit; the holds of attempts that ended this turn are released first."""
         try:
-            return {(u.kind, u.name): u for u in self.store.hold_usage()}
-        except KaonError as error:
-            log.warning("reading pool usage failed: %s", error)
-            return {}
-
-    def _fits(self, claim: HoldClaim, usage: dict[tuple[str, str], LimitUsage]) -> bool:
-        """Whether ``claim`` fits what this engine knows is used (the store decides last);
-        counts it as used when it does."""
-        pool = self.pools.get(claim.pool)
-        pool_used = usage.setdefault(("pool", claim.pool), LimitUsage("pool", claim.pool))
-        tag_used = [usage.setdefault(("tag", t), LimitUsage("tag", t)) for t in claim.tags]
-        if pool is not None:
-            if pool_used.count + 1 > pool.slots:
-                return False
-            for quota, taken, asked in (
-                (pool.cpus, pool_used.cpus, claim.cpus),
-                (pool.memory, pool_used.memory, claim.memory),
-                (pool.gpus, pool_used.gpus, claim.gpus),
-            ):
-                if quota is not None and asked and taken + asked > quota + 1e-9:
-                    return False
-        if any(u.count + 1 > self.permits[u.name].max for u in tag_used):
-            return False
-        for entry in ([pool_used] if pool is not None else []) + tag_used:
-            entry.count += 1
-            entry.cpus += claim.cpus
-            entry.memory += claim.memory
-            entry.gpus += claim.gpus
-        return True
-
-    def _claim(self, claims: list[HoldClaim]) -> dict[HoldKey, bool]:
-        if not claims:
-            return {}
-        try:
-            answers = self.store.claim_holds(self.owner, claims)
+            answers = self.store.claim_holds(
+                self.owner, claims, release=[c.key for c in self.releasing], limit=room
+            )
         except KaonError as error:
             log.warning("claiming pool slots and permits failed, retrying: %s", error)
-            return {}
-        return {c.key: ok for c, ok in zip(claims, answers, strict=True)}
+            return set()
+        self.releasing.clear()  # deleted by the claim (the batch's deletes find nothing)
+        return {c.key for c, ok in zip(claims, answers, strict=True) if ok}

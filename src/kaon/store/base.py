@@ -730,12 +730,21 @@ class StateStore(ABC):
         its lease lapses, as its attempts are fenced off by then."""
 
     @abstractmethod
-    def claim_holds(self, owner: str, claims: Sequence[HoldClaim]) -> list[bool]:
-        """Claim, in order and in one transaction, the holds of each claim that fits: its
+    def claim_holds(
+        self,
+        owner: str,
+        claims: Sequence[HoldClaim],
+        *,
+        release: Sequence[HoldKey] = (),
+        limit: int | None = None,
+    ) -> list[bool]:
+        """Delete the holds of ``release`` (attempts that ended), then claim, in order and in
+        the same transaction, the holds of each claim that fits: its
         pool's slots and quotas and each of its tags' permits, counting live holds and the
         claims granted before it. The limit rows are locked while counting (SQLite: the
         single writer; PostgreSQL: ``SELECT ... FOR UPDATE``), so engines sharing the store
-        never exceed a limit together. Returns whether each claim was granted."""
+        never exceed a limit together. At most ``limit`` claims are granted (None: no
+        bound). Returns whether each claim was granted."""
 
     @abstractmethod
     def release_holds(self, run_id: str, keep: Collection[tuple[str, int]] = ()) -> None:

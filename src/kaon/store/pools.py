@@ -112,8 +112,10 @@ def claim(
     claims: Sequence[HoldClaim],
     *,
     lock: bool,
+    limit: int | None = None,
 ) -> list[bool]:
-    """Grant each claim that fits, in order (see :meth:`StateStore.claim_holds`)."""
+    """Grant each claim that fits, in order, at most ``limit`` (see
+    :meth:`StateStore.claim_holds`)."""
     pool_names = sorted({c.pool for c in claims})
     tag_names = sorted({tag for c in claims for tag in c.tags})
     pool_rows = sa.select(p.pools).where(p.pools.c.name.in_(pool_names)).order_by(p.pools.c.name)
@@ -124,8 +126,9 @@ def claim(
         pool_rows, permit_rows = pool_rows.with_for_update(), permit_rows.with_for_update()
     limits = {row.name: PoolRecord(**row._asdict()) for row in conn.execute(pool_rows)}
     allowed = {row.tag: int(row.max) for row in conn.execute(permit_rows)}
+    room = len(claims) if limit is None else limit
     if not limits and not allowed:
-        return [True] * len(claims)
+        return [i < room for i in range(len(claims))]
     counted = [("pool", n) for n in limits] + [("tag", n) for n in allowed]
     used = usage(conn, now, counted)
     granted: list[bool] = []
@@ -139,6 +142,7 @@ def claim(
         granted.append(ok)
         if not ok:
             continue
+        room -= 1
         taken = ([("pool", c.pool, pool_used)] if pool is not None else []) + [
             ("tag", u.name, u) for u in tag_used
         ]

@@ -40,6 +40,7 @@ from kaon.store.base import (
     EventRecord,
     Fence,
     HoldClaim,
+    HoldKey,
     LimitUsage,
     LogRecord,
     MetricRecord,
@@ -966,13 +967,24 @@ class SQLStore(StateStore):
         with self._reading() as conn:
             return list(pool_sql.usage(conn, self._db_now).values())
 
-    def claim_holds(self, owner: str, claims: Sequence[HoldClaim]) -> list[bool]:
-        """Claim the holds of each claim that fits, under a lock on the limit rows."""
+    def claim_holds(
+        self,
+        owner: str,
+        claims: Sequence[HoldClaim],
+        *,
+        release: Sequence[HoldKey] = (),
+        limit: int | None = None,
+    ) -> list[bool]:
+        """Release ended attempts' holds, then claim the holds of each claim that fits,
+        under a lock on the limit rows."""
         if not claims:
             return []
         with self.writing("claiming pool slots and permits") as conn:
+            if release:
+                rows = [{"h_run": r, "h_path": p, "h_attempt": a} for r, p, a in release]
+                conn.execute(pool_sql.RELEASE_ONE, rows)
             return pool_sql.claim(
-                conn, self._db_now, time.time(), owner, claims, lock=not self._sqlite
+                conn, self._db_now, time.time(), owner, claims, lock=not self._sqlite, limit=limit
             )
 
     def release_holds(self, run_id: str, keep: Collection[tuple[str, int]] = ()) -> None:
