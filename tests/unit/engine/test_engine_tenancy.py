@@ -126,6 +126,30 @@ def test_holds_of_a_crashed_engine_are_reclaimed_on_takeover(inline: Harness) ->
     assert inline.store.claim_holds("x", [HoldClaim(run_id, "b", 1, "small")]) == [True]
 
 
+def test_a_resume_after_a_crash_mid_run_leaks_no_hold_and_keeps_the_limit(
+    inline: Harness,
+) -> None:
+    inline.store.set_pool(PoolRecord("small", slots=2))
+    run_id = inline.create(flow(sweep("s", 6, {"pool": "small"}, 0.3)))
+    crashed = Engine(
+        inline.store, create_executor("inline", workers=4), inline.artifacts, lease_ttl=1.0
+    )
+    driving = threading.Thread(target=crashed.run_until_done, args=(run_id,))
+    driving.start()
+    _wait(lambda: len(inline.store.attempts(run_id)) >= 2)
+    crashed.stop()  # dies mid-run: leases and holds stay until its lease lapses
+    driving.join(10)
+    assert [u.count for u in inline.store.hold_usage()] == [2]
+    time.sleep(1.1)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    crashed.executor.shutdown()
+    crashed._lock.release()
+    attempts = inline.store.attempts(run_id)
+    assert {a.status for a in attempts} <= {"succeeded", "lost"}
+    assert most_at_once(attempts) <= 2
+    assert inline.store.hold_usage() == []
+
+
 def test_fair_share_starts_a_small_pipeline_during_a_big_sweep(inline: Harness) -> None:
     """The issue's quota test: group A's 5,000-item sweep and group B's 10-step pipeline
     share a pool of 4 slots in one engine; B's first step starts within 2 s of its
