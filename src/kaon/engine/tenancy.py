@@ -8,17 +8,21 @@ module costs nothing then.
 Otherwise every turn orders the ready attempts of the touched runs by
 
 1. the run's priority, then the step's (higher first);
-2. fair share: the owner group with the fewest attempts in flight in the step's pool (this
-   engine's, plus the live holds of every engine when the pool has a row) goes first, so a
-   group's 5,000-item sweep does not starve another group's pipeline;
+2. fair share: the owner group with the fewest of this engine's attempts in flight in the
+   step's pool goes first, so a group's 5,000-item sweep does not starve another group's
+   pipeline;
 3. the oldest run, then the order the run queued them in;
 
-and starts each that fits its pool's slots and quotas and its tags' permits. The holds of the
-chosen ones are claimed in the store in one transaction under a lock on the limit rows
-(:meth:`~kaon.store.base.StateStore.claim_holds`), before their attempts are recorded and
-dispatched; a hold is released in the very write that records its attempt's end, and the
-holds of a run an engine takes over are reconciled with the attempts it re-attached. Holds of
-a dead engine stop counting when its lease lapses (its attempts are fenced off by then).
+and starts, in that order, those that fit their pool's slots and quotas and their tags'
+permits. When a pool or permit applies, the engine sends the ordered candidates (a few times
+its room) to :meth:`~kaon.store.base.StateStore.claim_holds`: one transaction that locks the
+limit rows, counts every engine's live holds, and grants in order at most the room of those
+that fit (the holds of attempts that ended this turn are deleted first). Only then are the
+granted attempts recorded and dispatched; a hold is also deleted in the very write that
+records its attempt's end, and the holds of a run an engine takes over are reconciled with the
+attempts it re-attached. Holds of a dead engine stop counting when its lease lapses (its
+attempts are fenced off by then). A crash between the claim and the turn's write leaves holds
+without attempts: they stop counting with the lease and are deleted by the takeover.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from kaon.store.base import (
 log = logging.getLogger("kaon.engine")
 
 REFRESH_S = 1.0  # how often pools and permits are read again
+GROUP_TTL_S = 5.0  # how long a workflow's owner group is remembered
 SCAN_PER_RUN = 256  # ready steps of one run considered per turn (the first ones queued)
 _STARTABLE = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING)
 
@@ -105,13 +110,14 @@ class Tenancy:
         self.pools: dict[str, PoolRecord] = {}
         self.permits: dict[str, PermitRecord] = {}
         self.held: dict[AttemptKey, HoldClaim] = {}  # attempts holding rows in the store
-        # Holds released in this turn's batch, not committed yet: the next claim deletes them
-        # first, and admission does not count them (an ended attempt frees its slot at once).
+        # Holds released in this turn's batch, not committed yet: this turn's claim deletes
+        # them first (an ended attempt frees its slot at once, not a turn later).
         self.releasing: list[HoldClaim] = []
         self._runs: dict[str, _Run] = {}
         self._groups: dict[str, int] = {}  # held runs per owner group
         self._flagged = 0
         self._next_refresh = 0.0
+        self._group_cache: dict[str, tuple[str, float]] = {}  # workflow -> (group, until)
         self.active = False
 
     # -- configuration and the runs held --------------------------------------------------
@@ -139,18 +145,30 @@ class Tenancy:
         """A run is held: note its owner group and priority."""
         if state.id in self._runs:
             return
-        group = ""
-        if self.group_of is not None:
-            try:
-                group = self.group_of(state.record.workflow) or ""
-            except KaonError:
-                group = ""
+        group = self._group(state.record.workflow)
         entry = _Run(group, state.record.priority, spec_flagged or state.record.priority != 0)
         self._runs[state.id] = entry
         state.tenant_group = group
         self._groups[group] = self._groups.get(group, 0) + 1
         self._flagged += entry.flagged
         self._update()
+
+    def _group(self, workflow: str) -> str:
+        """The workflow's owner group ("" for none), looked up at most every GROUP_TTL_S."""
+        if self.group_of is None:
+            return ""
+        now = self.monotonic()
+        known = self._group_cache.get(workflow)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            group = self.group_of(workflow) or ""
+        except KaonError:
+            group = known[0] if known is not None else ""
+        if len(self._group_cache) >= 4096:
+            self._group_cache.clear()
+        self._group_cache[workflow] = (group, now + GROUP_TTL_S)
+        return group
 
     def untrack(self, run_id: str) -> None:
         """A run is let go or finished: forget it and the holds it had in memory."""
