@@ -15,6 +15,7 @@ from kaon.engine.engine import Engine
 from kaon.engine.operations import create_run
 from kaon.errors import DefinitionError
 from kaon.executors import create_executor
+from kaon.model.resources import ResourceSpec
 from kaon.model.specs import Const, ForeachSpec, GraphSpec, StepDefaults, WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.store.base import AttemptRecord, HoldClaim, PermitRecord, PoolRecord
@@ -46,6 +47,14 @@ def test_pool_slots_are_never_exceeded(inline: Harness) -> None:
     attempts = inline.store.attempts(run_id)
     assert len(attempts) == 12 and most_at_once(attempts) == 2
     assert inline.store.hold_usage() == []  # every hold released with its attempt's end
+
+
+def test_a_pool_quota_on_cpus_limits_what_its_steps_ask_together(inline: Harness) -> None:
+    inline.store.set_pool(PoolRecord("cpu", slots=10, cpus=2.0))
+    fields = {"pool": "cpu", "resources": ResourceSpec(cpus=1.0)}
+    status, run_id = inline.run(flow(sweep("s", 6, fields, 0.02)))
+    assert status is RunStatus.SUCCEEDED
+    assert most_at_once(inline.store.attempts(run_id)) == 2
 
 
 def test_a_tag_permit_holds_across_runs_of_different_workflows(inline: Harness) -> None:
