@@ -27,10 +27,9 @@ without attempts: they stop counting with the lease and are deleted by the takeo
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kaon.engine.nodes import Node
 from kaon.engine.runstate import RunState
@@ -70,6 +69,12 @@ def uses_tenancy(spec: WorkflowSpec) -> bool:
     return False
 
 
+def _rank(cand: _Candidate, share: int) -> tuple[int, int, int, float, str, int]:
+    """Admission order: priorities, then the group's share of the pool, then age."""
+    o = cand.order
+    return (o[0], o[1], share, o[2], o[3], o[4])
+
+
 def pool_of(node: Node) -> str:
     """The pool an attempt of ``node`` takes a slot of."""
     return node.spec.pool or node.frame.defaults.pool
@@ -84,13 +89,16 @@ class _Run:
     flagged: bool  # sets priorities, pools or tags, or has a priority
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True)
 class _Candidate:
-    order: tuple[int, int, int, float, str, int]
-    state: RunState = field(compare=False)
-    node: Node = field(compare=False)
-    pool: str = field(compare=False)
-    group: str = field(compare=False)
+    """A ready attempt; ``order``: (-run priority, -step priority, run's creation, run id,
+    position in the queue)."""
+
+    order: tuple[int, int, float, str, int]
+    state: RunState
+    node: Node
+    pool: str
+    group: str
 
 
 class Tenancy:
@@ -236,21 +244,20 @@ class Tenancy:
         if free <= 0:
             return free
         running = self._running(busy)
-        heap = self._candidates(states, running)
+        buckets = self._candidates(states)
         limited = self.limited
         # With limits, more candidates than room: the store skips those that do not fit.
         want = min(max(free * 4, free + 32), SCAN_PER_RUN) if limited else free
         chosen: list[tuple[_Candidate, HoldClaim]] = []
-        while heap and len(chosen) < want:
-            cand = heapq.heappop(heap)
-            share = running.get((cand.pool, cand.group), 0)
-            if share > cand.order[2]:  # its group got a slot since: look again
-                o = cand.order
-                cand.order = (o[0], o[1], share, o[3], o[4], o[5])
-                heapq.heappush(heap, cand)
-                continue
+        while buckets and len(chosen) < want:
+            # The best head of the (pool, group) queues; a group's share counts what it got.
+            best = min(buckets, key=lambda b: _rank(buckets[b][-1], running.get(b, 0)))
+            queue = buckets[best]
+            cand = queue.pop()
+            if not queue:
+                del buckets[best]
             chosen.append((cand, self._claim_of(cand.state.id, cand.node, cand.group)))
-            running[(cand.pool, cand.group)] = share + 1
+            running[best] = running.get(best, 0) + 1
         claims = [claim for _cand, claim in chosen]
         if any(map(self._limits, claims)):
             granted = self._claim(claims, free)
@@ -285,17 +292,16 @@ class Tenancy:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def _candidates(
-        self, states: Sequence[RunState], running: dict[tuple[str, str], int]
-    ) -> list[_Candidate]:
-        heap: list[_Candidate] = []
+    def _candidates(self, states: Sequence[RunState]) -> dict[tuple[str, str], list[_Candidate]]:
+        """The ready attempts of ``states`` per (pool, owner group), best last."""
+        buckets: dict[tuple[str, str], list[_Candidate]] = {}
         seq = 0
         for state in states:
+            if state.finished or state.draining:
+                continue
             entry = self._runs.get(state.id)
             group = entry.group if entry is not None else ""
             priority = entry.priority if entry is not None else 0
-            if state.finished or state.draining:
-                continue
             for count, node in enumerate(state.ready):
                 if count >= SCAN_PER_RUN:
                     break
@@ -306,17 +312,15 @@ class Tenancy:
                 order = (
                     -priority,
                     -(node.spec.priority or 0),
-                    0,  # the group's share, filled below
                     state.record.created_at,
                     state.id,
                     seq,
                 )
-                heap.append(_Candidate(order, state, node, pool, group))
-        for cand in heap:
-            o = cand.order
-            cand.order = (o[0], o[1], running.get((cand.pool, cand.group), 0), o[3], o[4], o[5])
-        heapq.heapify(heap)
-        return heap
+                cand = _Candidate(order, state, node, pool, group)
+                buckets.setdefault((pool, group), []).append(cand)
+        for queue in buckets.values():
+            queue.sort(key=lambda c: c.order, reverse=True)
+        return buckets
 
     def _claim_of(
         self, run_id: str, node: Node, group: str, number: int | None = None
