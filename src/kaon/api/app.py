@@ -24,6 +24,7 @@ from kaon.api import (
     routes_artifacts,
     routes_details,
     routes_events,
+    routes_pools,
     routes_reads,
     routes_runs,
     routes_workflows,
@@ -92,6 +93,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_details.router)
     app.include_router(routes_events.router)
     app.include_router(routes_artifacts.router)
+    app.include_router(routes_pools.router)
     _include_trigger_routes(app)
     # The guard authenticates before any body is read; the UI's session cookie (added by
     # install_ui, so outside the guard) becomes a bearer token before the guard sees it.

@@ -6,6 +6,9 @@ Gathered at scrape time from the store (so it is right across processes and rest
 * ``kaon_step_runs{status}`` -- task step runs by status;
 * ``kaon_queue_depth`` -- pending runs (created, not yet claimed by an engine);
 * ``kaon_step_duration_seconds`` -- histogram of finished attempts' durations;
+* ``kaon_pool_slots_limit{pool}`` / ``kaon_pool_slots_used{pool}`` and
+  ``kaon_permit_limit{tag}`` / ``kaon_permit_used{tag}`` -- pools and tag permits (every
+  engine's holds, see :mod:`kaon.engine.tenancy`);
 * ``kaon_trigger_lag_seconds`` -- histogram of trigger lags (due time to run created), and
   ``kaon_trigger_lag_seconds_max{trigger}`` for the 20 triggers that lagged most -- from
   :mod:`kaon.service.telemetry` (recorded by the trigger loop, in its own process);
@@ -97,8 +100,35 @@ class _StoreCollector(Collector):
             buckets=[*buckets, ("+Inf", float(durations.count))],
             sum_value=durations.total,
         )
+        yield from self._pools()
         yield from _trigger_lag()
         yield _engine_turns()
+
+    def _pools(self) -> Iterator[Metric]:
+        """Slots and permits: limits and what live holds use (every engine's)."""
+        used = {(u.kind, u.name): u.count for u in self.store.hold_usage()}
+        names = ["pool"]
+        limit = GaugeMetricFamily("kaon_pool_slots_limit", "Slots of each pool.", labels=names)
+        taken = GaugeMetricFamily(
+            "kaon_pool_slots_used", "Slots of each pool held by running attempts.", labels=names
+        )
+        for pool in self.store.pools():
+            limit.add_metric([pool.name], float(pool.slots))
+            taken.add_metric([pool.name], float(used.get(("pool", pool.name), 0)))
+        yield limit
+        yield taken
+        tags = ["tag"]
+        permit_limit = GaugeMetricFamily(
+            "kaon_permit_limit", "Attempts each tag permit allows at once.", labels=tags
+        )
+        permit_used = GaugeMetricFamily(
+            "kaon_permit_used", "Running attempts carrying each permitted tag.", labels=tags
+        )
+        for permit in self.store.permits():
+            permit_limit.add_metric([permit.tag], float(permit.max))
+            permit_used.add_metric([permit.tag], float(used.get(("tag", permit.tag), 0)))
+        yield permit_limit
+        yield permit_used
 
     def _durations(self, conn: Connection) -> DurationSums:
         settle = self.clock() - SETTLE_S

@@ -82,6 +82,7 @@ def start_run(
             run_id=str(reserved["run_id"]),
             cache=CachePolicy(lookup=not body.no_cache, force=tuple(body.force)),
             breakpoints=tuple(body.breakpoints),
+            priority=body.priority,
         )
         return view.model_dump(mode="json")
 

@@ -46,6 +46,12 @@ EXAMPLES: dict[str, str] = {
     "token revoke": "kaon token revoke tok-1a2b3c",
     "token rotate": "kaon token rotate tok-1a2b3c --expires-in 7d",
     "config show": "kaon --profile prod config show",
+    "pool set": "kaon pool set gpu --slots 4 --gpus 4 --memory 64Gi",
+    "pool list": "kaon pool list --json",
+    "pool delete": "kaon pool delete gpu",
+    "permit set": "kaon permit set warehouse-db --max 2",
+    "permit list": "kaon permit list",
+    "permit delete": "kaon permit delete warehouse-db",
 }
 
 

@@ -408,6 +408,17 @@ def run(
             "Go on with `kaon continue RUN`.",
         ),
     ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            metavar="N",
+            min=-1000,
+            max=1000,
+            help="Order among runs competing for pool slots, higher first (default: the "
+            "workflow's).",
+        ),
+    ] = None,
 ) -> None:
     """Validate and run a workflow. Prints the run id first (with --json: one document, the
     run's detail or the error); exits 0 when it succeeds."""
@@ -431,6 +442,7 @@ def run(
             source=target,
             cache=cache,
             breakpoints=tuple(breaks or ()),
+            priority=priority,
         )
         if not (as_json or events):  # --json: one document (with the id); --events: NDJSON
             sys.stdout.write(created.id + "\n")
@@ -800,6 +812,10 @@ _config_cmds.register(app)
 from kaon.cli import breakpoint_cmds as _breakpoint_cmds  # noqa: E402
 
 _breakpoint_cmds.register(app)
+
+from kaon.cli import pool_cmds as _pool_cmds  # noqa: E402
+
+_pool_cmds.register(app)
 
 
 # The documented schema of every --json output of the core commands: view model (in

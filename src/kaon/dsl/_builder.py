@@ -39,6 +39,7 @@ from kaon.model.specs import (
     StepSpec,
     TriggerRule,
 )
+from kaon.model.tenancy import parse_pool, parse_priority, parse_tags
 
 OPTION_NAMES = frozenset(
     {
@@ -54,6 +55,9 @@ OPTION_NAMES = frozenset(
         "description",
         "breakpoint",
         "resources",
+        "pool",
+        "priority",
+        "tags",
     }
 )
 
@@ -330,6 +334,9 @@ def parse_options(
         "description": ("description", _parse_str),
         "breakpoint": ("breakpoint", _parse_breakpoint),
         "resources": ("resources", parse_resources),
+        "pool": ("pool", parse_pool),
+        "priority": ("priority", parse_priority),
+        "tags": ("tags", parse_tags),
     }
     for name, (target, parse) in parsers.items():
         if name not in options:

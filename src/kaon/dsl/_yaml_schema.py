@@ -106,6 +106,7 @@ class DefaultsModel(_Model):
     timeout: Duration = None
     on_failure: FailureMode = FailureMode.FAIL_FAST
     cache: StrictBool = False
+    pool: Any = None  # checked by kaon.model.tenancy
 
 
 class WaitModel(_Model):
@@ -147,6 +148,9 @@ class StepModel(_Model):
     cache_version: StrictStr = ""
     breakpoint: StrictBool | Literal["before", "after"] = False
     resources: Any = None  # checked by kaon.model.resources, with its own messages
+    pool: Any = None  # pool, priority, tags: checked by kaon.model.tenancy
+    priority: Any = None
+    tags: Any = None
 
     @field_validator("foreach")
     @classmethod
@@ -171,6 +175,7 @@ class WorkflowModel(_Model):
     params: dict[str, Any] = {}
     defaults: DefaultsModel = DefaultsModel()
     timeout: Duration = None
+    priority: Any = None  # of its runs (kaon.model.tenancy)
     steps: list[Any]
     output: StrictStr | None = None
     triggers: list[Any] = []  # entries validated one by one (kaon.dsl._triggers.TriggerModel)

@@ -75,6 +75,7 @@ from kaon.model.specs import (
     TriggerRule,
     WorkflowSpec,
 )
+from kaon.model.tenancy import DEFAULT_POOL
 from kaon.model.triggers import TriggerSpec
 
 _P = typing.ParamSpec("_P")
@@ -330,6 +331,9 @@ def step(
     description: str = "",
     breakpoint: bool | Literal["after"] = False,
     resources: Mapping[str, Any] | None = None,
+    pool: str | None = None,
+    priority: int | None = None,
+    tags: Iterable[str] | None = None,
 ) -> Callable[[Callable[_P, _R]], Step[_P, _R]]: ...
 
 
@@ -340,7 +344,8 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     attempts), ``timeout`` (a duration), ``on_failure``, ``cache``, ``cache_version``,
     ``trigger_rule``, ``description``, ``breakpoint`` (True or ``"after"``: every run pauses
     there, see :mod:`kaon.model.breakpoints`), ``resources`` (``{"cpus": 2, "memory": "4Gi",
-    "gpus": 1, "custom": {...}}``, see :mod:`kaon.model.resources`). Raises
+    "gpus": 1, "custom": {...}}``, see :mod:`kaon.model.resources`), ``pool``, ``priority``
+    and ``tags`` (see :mod:`kaon.model.tenancy`). Raises
     :class:`DefinitionError` for a bad option.
     """
     if fn is not None:
@@ -365,7 +370,7 @@ class Workflow(Generic[_P]):
         code = fn.__code__
         self.location = Location(os.path.realpath(code.co_filename), code.co_firstlineno)
         self.description: str = options.get("description") or inspect.getdoc(fn) or ""
-        self._timeout_s, self._defaults = _workflow_options(options, self.location)
+        self._timeout_s, self._defaults, self._priority = _workflow_options(options, self.location)
         self._triggers, problems = check_triggers_option(options.get("triggers"), self.location)
         if problems:
             raise DefinitionError(problems)
@@ -405,7 +410,7 @@ class Workflow(Generic[_P]):
 
 def _workflow_options(
     options: Mapping[str, Any], location: Location
-) -> tuple[float | None, StepDefaults]:
+) -> tuple[float | None, StepDefaults, int]:
     known = {
         "name",
         "description",
@@ -415,6 +420,8 @@ def _workflow_options(
         "cache",
         "step_timeout",
         "triggers",
+        "pool",
+        "priority",
     }
     problems = [
         Problem(f"unknown workflow option {name!r}", location.with_field(name))
@@ -428,7 +435,11 @@ def _workflow_options(
             except DefinitionError as exc:
                 problems.extend(exc.problems)
     fields, more = parse_options(
-        {k: options[k] for k in ("retry", "on_failure", "cache") if options.get(k) is not None},
+        {
+            k: options[k]
+            for k in ("retry", "on_failure", "cache", "pool", "priority")
+            if options.get(k) is not None
+        },
         location,
     )
     problems.extend(more)
@@ -439,8 +450,9 @@ def _workflow_options(
         timeout_s=values.get("step_timeout"),
         on_failure=fields.get("on_failure") or FailureMode.FAIL_FAST,
         cache=bool(fields.get("cache", False)),
+        pool=fields.get("pool") or DEFAULT_POOL,
     )
-    return values.get("timeout"), defaults
+    return values.get("timeout"), defaults, fields.get("priority") or 0
 
 
 @overload
@@ -458,6 +470,8 @@ def workflow(
     cache: bool | None = None,
     step_timeout: Duration | None = None,
     triggers: Iterable[TriggerSpec] | None = None,
+    pool: str | None = None,
+    priority: int | None = None,
 ) -> Callable[[Callable[_P, Any]], Workflow[_P]]: ...
 
 
@@ -466,9 +480,10 @@ def workflow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     Options: ``name`` (default: the function name), ``description`` (default: the
     docstring), ``timeout`` for the whole run, step defaults ``retry``, ``on_failure``,
-    ``cache``, ``step_timeout``, and ``triggers`` (``kaon.cron(...)``,
-    ``kaon.on_signal(...)``, ``kaon.on_data(...)``). Raises :class:`DefinitionError` for a
-    bad option; problems in the body are raised when :attr:`Workflow.spec` is first read.
+    ``cache``, ``step_timeout`` and ``pool``, the runs' ``priority``, and ``triggers``
+    (``kaon.cron(...)``, ``kaon.on_signal(...)``, ``kaon.on_data(...)``). Raises
+    :class:`DefinitionError` for a bad option; problems in the body are raised when
+    :attr:`Workflow.spec` is first read.
     """
     if fn is not None:
         return Workflow(fn, {})
@@ -639,6 +654,7 @@ def _build(wf: Workflow[...]) -> WorkflowSpec:
         graph=GraphSpec(steps=tuple(s for s in top.steps if s is not None), output=output),
         params=tuple(params),
         defaults=wf._defaults,
+        priority=wf._priority,
         timeout_s=wf._timeout_s,
         description=wf.description,
         location=wf.location,

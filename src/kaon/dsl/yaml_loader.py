@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from kaon.dsl._builder import condition_source
@@ -56,6 +57,7 @@ from kaon.model.specs import (
     WaitSpec,
     WorkflowSpec,
 )
+from kaon.model.tenancy import DEFAULT_POOL, parse_pool, parse_priority, parse_tags
 from kaon.model.triggers import TriggerSpec
 
 _INVALID = "<invalid>"  # step type of a placeholder for a step that failed its structure check
@@ -159,6 +161,7 @@ class _WorkflowReader:
             description=top.description,
             location=Location(self.doc.file, 1),
             triggers=self.triggers(top.triggers),
+            priority=self.tenancy(parse_priority, top.priority, ("priority",)) or 0,
         )
 
     def triggers(self, raw: list[Any]) -> tuple[TriggerSpec, ...]:
@@ -186,6 +189,7 @@ class _WorkflowReader:
             timeout_s=d.timeout,
             on_failure=d.on_failure,
             cache=d.cache,
+            pool=self.tenancy(parse_pool, d.pool, ("defaults", "pool")) or DEFAULT_POOL,
         )
 
     def param_template(self, text: str, path: Path) -> Any:
@@ -326,7 +330,19 @@ class _WorkflowReader:
             "description": model.description,
             "location": self.doc.location(path),
             "resources": self.resources(model.resources, path),
+            "pool": self.tenancy(parse_pool, model.pool, (*path, "pool")),
+            "priority": self.tenancy(parse_priority, model.priority, (*path, "priority")),
+            "tags": self.tenancy(parse_tags, model.tags, (*path, "tags")) or (),
         }
+
+    def tenancy(self, parse: Callable[[Any, Location], Any], value: Any, path: Path) -> Any:
+        """A pool, priority or tags field (see :mod:`kaon.model.tenancy`); None when bad."""
+        where = Location(self.doc.file, self.doc.location(path).line, dotted(path) or None)
+        try:
+            return parse(value, where)
+        except DefinitionError as exc:
+            self.problems.extend(exc.problems)
+            return None
 
     def resources(self, value: Any, path: Path) -> ResourceSpec | None:
         line = self.doc.location((*path, "resources")).line  # the line of the key itself

@@ -32,7 +32,9 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.engine.context import EngineContext, Outbox
 from kaon.engine.liveness import EngineLock, new_owner, owner_is_dead
 from kaon.engine.memo import Fingerprint
+from kaon.engine.nodes import Node
 from kaon.engine.runstate import RunState
+from kaon.engine.tenancy import Tenancy, uses_tenancy
 from kaon.errors import (
     FencingError,
     InvalidActionError,
@@ -41,7 +43,7 @@ from kaon.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from kaon.executors.base import Executor
+from kaon.executors.base import Executor, TaskRequest
 from kaon.model.codec import workflow_from_dict
 from kaon.model.events import (
     AttemptKey,
@@ -179,6 +181,9 @@ class Engine:
         self._soft_since: float | None = None  # when uncommitted reports started waiting
         self._tune_collector = tune_collector
         self.ctx.reattach = self._reattach
+        # Pools, permits, priorities, fair share: idle (and free) unless configured or used.
+        self.tenancy = Tenancy(store, self.owner, owner_group_of, time.monotonic)
+        self._tenant_specs: dict[str, bool] = {}  # definition hash -> uses_tenancy(spec)
 
     def _reattach(self, key: AttemptKey) -> bool:
         """Ask the executor (started first: a run may be loaded before the engine starts)
@@ -270,6 +275,7 @@ class Engine:
             self.runs[run_id] = state
             self._touched.add(run_id)
             state.start()
+            self._admit_run(state)
         except StoreUnavailableError:
             self._forget(run_id)
             with contextlib.suppress(KaonError):
@@ -280,6 +286,16 @@ class Engine:
             self.quarantine(run_id, exc)
             raise
         return state
+
+    def _admit_run(self, state: RunState) -> None:
+        """Tell admission of a run just loaded (and reconcile the holds it had)."""
+        tenancy = self.tenancy
+        tenancy.refresh()
+        flagged = self._tenant_specs.get(state.record.definition_hash)
+        if flagged is None:
+            flagged = self._tenant_specs[state.record.definition_hash] = uses_tenancy(state.spec)
+        tenancy.track(state, flagged)
+        tenancy.reconcile(state)
 
     def _spec(self, definition_hash: str) -> WorkflowSpec:
         """The workflow spec stored under a hash, parsed once per engine (definitions are
@@ -456,6 +472,7 @@ class Engine:
         self._renewed.pop(run_id, None)
         self._touched.discard(run_id)
         self._busy.discard(run_id)
+        self.tenancy.untrack(run_id)
         self.ctx.timers.cancel_run(run_id)
         self.ctx.batch.take_runs([run_id])
         outbox = self.ctx.outbox
@@ -516,11 +533,18 @@ class Engine:
         if time.monotonic() >= self._next_renew:
             self._next_renew = time.monotonic() + self.lease_ttl / 3
             self._renew_leases()
+        tenancy = self.tenancy
+        tenancy.refresh()
+        if tenancy.held:  # attempts that ended free their slots for this turn's dispatch
+            tenancy.release_ended(self.ctx.batch, ())
         advanced = self._advance()
         finished = [s for s in advanced if s.finished]
         for state in finished:
             self.ctx.batch.update_run(state.id, owner=None, lease_until=None)
+        if tenancy.held:
+            tenancy.release_ended(self.ctx.batch, [s.id for s in finished])
         acted = self._commit_and_act()
+        tenancy.releasing.clear()
         if acted and self.on_turn is not None:
             self.on_turn(time.perf_counter() - began)
         for state in finished:
@@ -530,6 +554,7 @@ class Engine:
                 self._renewed.pop(state.id, None)
                 self._touched.discard(state.id)
                 self._busy.discard(state.id)
+                self.tenancy.untrack(state.id)
         self._publish_fence()
 
     def _wait_time(self) -> float:
@@ -623,8 +648,11 @@ class Engine:
             for state in states:
                 self._isolated(state.id, state.process, touch=False)
             todo = set()
+            if self.tenancy.active:
+                free = self._admit(states, url, free)
             for state in states:
-                free = self._requests(state, url, free)
+                if not self.tenancy.active:
+                    free = self._requests(state, url, free)
                 advanced[state.id] = state
                 if (state.work or state.frames_done) and not state.finished:
                     todo.add(state.id)
@@ -636,6 +664,24 @@ class Engine:
             if state.ready and not state.finished:
                 self._touched.add(state.id)  # waits for room
         return list(advanced.values())
+
+    def _admit(self, states: list[RunState], url: str, free: int) -> int:
+        """Queue attempts of ``states`` by pools, permits, priorities and fair share (see
+        :mod:`kaon.engine.tenancy`); returns the room left."""
+        submit = self.ctx.outbox.submit
+
+        def start(state: RunState, node: Node) -> TaskRequest | None:
+            started: list[TaskRequest | None] = []
+            self._isolated(
+                state.id, lambda: started.append(state.start_node(node, url)), touch=False
+            )
+            request = started[0] if started and state.id in self.runs else None
+            if request is not None:
+                submit.append(request)
+            return request
+
+        busy = [self.runs[r] for r in self._busy if r in self.runs]
+        return self.tenancy.dispatch(states, busy, free, start, self.ctx.batch)
 
     def _requests(self, state: RunState, url: str, free: int) -> int:
         """Queue the run's next attempts while there is room; returns the room left."""

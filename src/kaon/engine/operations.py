@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kaon.engine.nodes import USER_SKIP
-from kaon.errors import InvalidActionError, NotFoundError
+from kaon.errors import DefinitionError, InvalidActionError, NotFoundError, Problem
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.graph import compile_graph
@@ -35,6 +35,7 @@ from kaon.model.status import (
     StepStatus,
     check_run_transition,
 )
+from kaon.model.tenancy import DEFAULT_POOL, pools_named
 from kaon.model.values import RETURN, Literal, encode_outputs
 from kaon.store.base import (
     CommandRecord,
@@ -68,12 +69,16 @@ def create_run(
     labels: Mapping[str, Any] | None = None,
     run_id: str | None = None,
     stored_hash: str | None = None,
+    priority: int | None = None,
 ) -> RunRecord:
     """Store the definition (once per content hash) and a new pending run of it.
 
     ``stored_hash``: the definition is already stored under this hash (a registry version),
     so neither hash nor store it again: starting a run is then one small insert.
+    ``priority``: the run's (default: the workflow's). Raises DefinitionError when a step
+    names a pool that does not exist (see :func:`check_pools`).
     """
+    check_pools(store, spec)
     now = time.time()
     definition_hash = stored_hash or spec_hash(spec)
     record = RunRecord(
@@ -85,6 +90,7 @@ def create_run(
         created_at=now,
         executor=executor,
         labels=dict(labels or {}),
+        priority=spec.priority if priority is None else priority,
     )
     batch = WriteBatch()
     if stored_hash is None:
@@ -95,6 +101,27 @@ def create_run(
     batch.events.append(EventRecord(record.id, "run", now, {"status": "pending"}))
     store.write(batch)
     return record
+
+
+def check_pools(store: StateStore, spec: WorkflowSpec) -> None:
+    """Raise DefinitionError naming each step (and field) whose pool does not exist; the
+    ``default`` pool always does. Reads the store only when a pool is named."""
+    named = pools_named(spec)
+    if not named:
+        return
+    known = {p.name for p in store.pools()}
+    problems = [
+        Problem(
+            f"{owner}: pool {pool!r} does not exist"
+            f" (pools: {', '.join(sorted(known | {DEFAULT_POOL}))}); an administrator"
+            f" creates it with `kaon pool set {pool} --slots N`",
+            where,
+        )
+        for pool, owner, where in named
+        if pool not in known
+    ]
+    if problems:
+        raise DefinitionError(problems)
 
 
 def parse_path(path: str) -> list[tuple[str, int | None]]:

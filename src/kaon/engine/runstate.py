@@ -58,6 +58,8 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
     """The engine's working state for one run it holds the lease on: the public face (what the
     engine calls) over the core, container and caching layers."""
 
+    tenant_group = ""  # the run's owner group, set by admission (kaon.engine.tenancy)
+
     def start(self) -> None:
         """Mark the run running, rebuild state from the store, and queue what is ready."""
         now = self.ctx.clock()
@@ -97,6 +99,21 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             if request is not None:
                 return request
         return None
+
+    def start_node(self, node: Node, artifact_url: str) -> TaskRequest | None:
+        """Start an attempt of one queued node that admission chose (see
+        :mod:`kaon.engine.tenancy`), wherever it is in the queue; None when it did not start
+        (no longer queued, a cache hit, its inputs failed)."""
+        if self.finished or self.draining or not node.queued:
+            return None
+        try:
+            self.ready.remove(node)
+        except ValueError:
+            return None
+        node.queued = False
+        if node.status not in (_S.PENDING, _S.QUEUED, _S.RETRYING):
+            return None
+        return self._start_attempt(node, artifact_url)
 
     def attempt_started(self, key: AttemptKey, at: float, worker: str) -> None:
         """Record where and when an attempt really started (an executor may queue attempts

@@ -41,6 +41,7 @@ from kaon.model.specs import (
     WaitSpec,
     WorkflowSpec,
 )
+from kaon.model.tenancy import DEFAULT_POOL
 from kaon.model.triggers import trigger_from_dict, trigger_to_dict
 
 FORMAT_VERSION: Final = 1
@@ -85,6 +86,8 @@ class _Encoder:
             "timeout_s": _float(spec.timeout_s, where.with_field("timeout_s")),
             "graph": self.graph(spec.graph),
         }
+        if spec.priority:  # absent when 0: older definitions keep their hash
+            data["priority"] = spec.priority
         if spec.triggers:  # absent when empty: hashes of workflows without triggers stay put
             data["triggers"] = [trigger_to_dict(t, meta=self.meta) for t in spec.triggers]
         self._meta(data, spec.description, spec.location)
@@ -110,12 +113,15 @@ class _Encoder:
         return data
 
     def defaults(self, defaults: StepDefaults, where: Location) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "retry": _retry(defaults.retry, where.with_field("retry")),
             "timeout_s": _float(defaults.timeout_s, where.with_field("timeout_s")),
             "on_failure": defaults.on_failure.value,
             "cache": defaults.cache,
         }
+        if defaults.pool != DEFAULT_POOL:  # only when set: older definitions keep their hash
+            data["pool"] = defaults.pool
+        return data
 
     def graph(self, graph: GraphSpec) -> dict[str, Any]:
         return {"steps": [self.step(s) for s in graph.steps], "output": graph.output}
@@ -142,6 +148,12 @@ class _Encoder:
             data["breakpoint"] = step.breakpoint
         if step.resources is not None:  # only when set: older definitions keep their hash
             data["resources"] = step.resources.as_request()
+        if step.pool is not None:  # tenancy fields only when set, like resources
+            data["pool"] = step.pool
+        if step.priority is not None:
+            data["priority"] = step.priority
+        if step.tags:
+            data["tags"] = list(step.tags)
         data.update(self._kind_fields(step))
         self._meta(data, step.description, step.location)
         return data
@@ -348,6 +360,7 @@ def _workflow(fields: _Fields) -> WorkflowSpec:
         description=fields.text("description", ""),
         location=_location(fields, "location"),
         triggers=tuple(trigger_from_dict(t, f"triggers[{i}]") for i, t in enumerate(triggers)),
+        priority=fields.get("priority", (int,), 0),
     )
     fields.done()
     return spec
@@ -387,6 +400,7 @@ def _defaults(fields: _Fields) -> StepDefaults:
         timeout_s=fields.opt_float("timeout_s"),
         on_failure=fields.enum("on_failure", FailureMode, FailureMode.FAIL_FAST),
         cache=fields.get("cache", (bool,), False),
+        pool=fields.text("pool", DEFAULT_POOL),
     )
     fields.done()
     return defaults
@@ -452,7 +466,18 @@ def _common(fields: _Fields) -> dict[str, Any]:
         "description": fields.text("description", ""),
         "location": _location(fields, "location"),
         "resources": resources_from_dict(fields.get("resources", (Mapping, type(None)), None)),
+        "pool": fields.get("pool", (str, type(None)), None),
+        "priority": fields.get("priority", (int, type(None)), None),
+        "tags": _tags_from(fields),
     }
+
+
+def _tags_from(fields: _Fields) -> tuple[str, ...]:
+    tags = fields.get("tags", (list,), [])
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, str):
+            _malformed(f"{fields.at('tags')}[{i}]", f"expected string, got {_type(tag)}")
+    return tuple(tags)
 
 
 def _input_from(data: object, path: str) -> InputSpec:

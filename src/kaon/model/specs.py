@@ -181,6 +181,11 @@ class StepSpec:
     location: Location = NOWHERE
     breakpoint: str = ""  # "before" or "after": the run pauses there (kaon.model.breakpoints)
     resources: ResourceSpec | None = None  # what one attempt asks of its machine (tasks)
+    # Multi-tenancy (tasks; see kaon.model.tenancy): the pool whose slots an attempt takes
+    # (None: the workflow's default pool), the step's priority (None: 0) and its tags.
+    pool: str | None = None
+    priority: int | None = None
+    tags: tuple[str, ...] = ()
 
     kind: str = "step"
 
@@ -287,6 +292,7 @@ class StepDefaults:
     timeout_s: float | None = None
     on_failure: FailureMode = FailureMode.FAIL_FAST
     cache: bool = False
+    pool: str = "default"  # the pool of steps that name none (kaon.model.tenancy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +308,7 @@ class WorkflowSpec:
     description: str = ""
     location: Location = NOWHERE
     triggers: tuple[TriggerSpec, ...] = ()
+    priority: int = 0  # the priority of its runs that do not set one (kaon.model.tenancy)
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, if declared."""

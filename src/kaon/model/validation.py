@@ -39,6 +39,7 @@ from kaon.model.specs import (
     TaskSpec,
     WorkflowSpec,
 )
+from kaon.model.tenancy import parse_pool, parse_priority, parse_tags
 
 StepTypeCheck = Callable[[str, Mapping[str, Any], Location], list[Problem]]
 """Checks a task's step type and config: ``(step_type, config, location) -> problems``."""
@@ -479,6 +480,36 @@ def check_resources(context: _Context) -> Iterator[Problem]:
             )
 
 
+def check_tenancy(context: _Context) -> Iterator[Problem]:
+    """``pool``, ``priority`` and ``tags`` are well formed and set on task steps only (see
+    :mod:`kaon.model.tenancy`); the workflow's default pool and run priority too."""
+    spec = context.spec
+    checks: list[tuple[str, Any, Location]] = [
+        ("pool", spec.defaults.pool, spec.location.with_field("defaults.pool")),
+        ("priority", spec.priority, spec.location.with_field("priority")),
+    ]
+    for step, scope in _steps(spec):
+        where = step.location
+        for name in ("pool", "priority", "tags"):
+            value = getattr(step, name)
+            if value is None or value == ():
+                continue
+            if not isinstance(step, TaskSpec):
+                yield Problem(
+                    f"step {_path(step, scope)!r}: {name} applies to task steps only; "
+                    "set it on the steps inside",
+                    where.with_field(name),
+                )
+            else:
+                checks.append((name, value, where.with_field(name)))
+    parsers = {"pool": parse_pool, "priority": parse_priority, "tags": parse_tags}
+    for name, value, where in checks:
+        try:
+            parsers[name](value, where)
+        except DefinitionError as error:
+            yield from error.problems
+
+
 def check_foreach(context: _Context) -> Iterator[Problem]:
     """A foreach's concurrency is >= 1 and its item name is a free identifier."""
     for step, scope in _steps(context.spec):
@@ -643,6 +674,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_retry,
     check_timeouts,
     check_resources,
+    check_tenancy,
     check_foreach,
     check_loops,
     check_empty_graphs,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         PlotView,
         RunArtifactsView,
     )
+    from kaon.service.pools import PermitRequest, PermitView, PoolAdmin, PoolRequest, PoolView
     from kaon.service.registry_views import (
         PushResult,
         SignalView,
@@ -120,6 +121,7 @@ class KaonService(Protocol):
         source: str = "",
         cache: CachePolicy | None = None,
         breakpoints: Sequence[str] = (),
+        priority: int | None = None,
     ) -> RunView: ...
 
     def execute(
@@ -302,6 +304,35 @@ class LocalRegistry:
 
         record, secret = self.services.auth.rotate(token_id, by="local", expires_in=expires_in)
         return token_view(record, secret)
+
+    def _pool_admin(self) -> PoolAdmin:
+        from kaon.service.pools import PoolAdmin
+
+        return PoolAdmin(self.services.store, self.services.auth)
+
+    def pools(self) -> list[PoolView]:
+        """Every pool with what is used now."""
+        return self._pool_admin().pools()
+
+    def set_pool(self, name: str, request: PoolRequest) -> PoolView:
+        """Create or change a pool."""
+        return self._pool_admin().set_pool(name, request, self.principal)
+
+    def delete_pool(self, name: str) -> None:
+        """Delete a pool. Raises NotFoundError."""
+        self._pool_admin().delete_pool(name, self.principal)
+
+    def permits(self) -> list[PermitView]:
+        """Every tag permit with what is used now."""
+        return self._pool_admin().permits()
+
+    def set_permit(self, tag: str, request: PermitRequest) -> PermitView:
+        """Create or change a tag permit."""
+        return self._pool_admin().set_permit(tag, request, self.principal)
+
+    def delete_permit(self, tag: str) -> None:
+        """Delete a tag permit. Raises NotFoundError."""
+        self._pool_admin().delete_permit(tag, self.principal)
 
     def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
         """Store a signal in the local store."""

@@ -136,11 +136,13 @@ class LocalService:
         source: str = "",
         cache: CachePolicy | None = None,
         breakpoints: Sequence[str] = (),
+        priority: int | None = None,
     ) -> RunView:
         """Bind parameters (raising ParameterError) and record a new pending run; ``cache``
         turns lookups off or forces steps (see :mod:`kaon.model.cache_policy`; a forced name
         that is no step raises ParameterError); ``breakpoints`` (``STEP`` or ``STEP:after``,
-        see :mod:`kaon.model.breakpoints`) pause it there.
+        see :mod:`kaon.model.breakpoints`) pause it there. ``priority`` orders it among
+        runs competing for slots (default: the workflow's, see :mod:`kaon.model.tenancy`).
 
         The artifact store is opened first: a run is never recorded that could not execute
         for want of it (ConfigurationError for a bad artifact store URL).
@@ -150,7 +152,13 @@ class LocalService:
         labels = check_breakpoints(spec, breakpoints).with_labels(labels)
         _ = self.artifacts
         record = operations.create_run(
-            self.store, spec, bound, source=source, executor=self.settings.executor, labels=labels
+            self.store,
+            spec,
+            bound,
+            source=source,
+            executor=self.settings.executor,
+            labels=labels,
+            priority=priority,
         )
         return run_view(record)
 

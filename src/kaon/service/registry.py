@@ -325,6 +325,7 @@ class RegistryService:
         run_id: str | None = None,
         cache: CachePolicy | None = None,
         breakpoints: Sequence[str] = (),
+        priority: int | None = None,
     ) -> RunView:
         """Record a pending run of the active (or given) version; the server's engine
         claims it. The run's labels record ``version`` and who started it (``by``), and
@@ -365,6 +366,7 @@ class RegistryService:
             labels=tags,
             stored_hash=record.definition_hash,
             run_id=run_id,
+            priority=priority,
         )
         self.auth.audit(
             principal.name, "run.start", f"run:{run.id}", {"workflow": name, "version": number}

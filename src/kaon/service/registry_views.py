@@ -153,6 +153,12 @@ class StartRunRequest(Request):
         max_length=1000,
         description="Steps the run pauses at: STEP (before it) or STEP:after.",
     )
+    priority: int | None = Field(
+        default=None,
+        ge=-1000,
+        le=1000,
+        description="Order among runs competing for slots (default: the workflow's).",
+    )
 
 
 class ContinueRequest(Request):

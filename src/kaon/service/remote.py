@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -36,6 +37,7 @@ from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.bundle import read_push
+from kaon.service.pools import PermitRequest, PermitView, PoolRequest, PoolView
 from kaon.service.registry_views import (
     PushResult,
     SignalView,
@@ -213,6 +215,7 @@ class RemoteService:
         source: str = "",
         cache: CachePolicy | None = None,
         breakpoints: Sequence[str] = (),
+        priority: int | None = None,
     ) -> RunView:
         """Start a run of the version holding ``source`` (the file ``spec`` came from).
 
@@ -231,6 +234,7 @@ class RemoteService:
             from_strings=from_strings,
             cache=cache,
             breakpoints=breakpoints,
+            priority=priority,
         )
 
     def _version_of(self, workflow: str, target: str) -> int:
@@ -270,6 +274,7 @@ class RemoteService:
         from_strings: bool = False,
         cache: CachePolicy | None = None,
         breakpoints: Sequence[str] = (),
+        priority: int | None = None,
     ) -> RunView:
         """Start a run of a registered workflow (its active version unless one is named)."""
         body: dict[str, Any] = {
@@ -282,6 +287,8 @@ class RemoteService:
             body.update(no_cache=not cache.lookup, force=list(cache.force))
         if breakpoints:
             body["breakpoints"] = list(breakpoints)
+        if priority is not None:
+            body["priority"] = priority
         return RunView.model_validate(self._call("POST", "/runs", json=body))
 
     def execute(
@@ -533,6 +540,32 @@ class RemoteService:
         """A new secret for a token (the old one stops working); the response holds it."""
         body = {"expires_in": expires_in}
         return TokenView.model_validate(self._call("POST", f"/tokens/{token_id}/rotate", json=body))
+
+    def pools(self) -> list[PoolView]:
+        """Every pool with what is used now."""
+        return [PoolView.model_validate(p) for p in self._call("GET", "/pools")]
+
+    def set_pool(self, name: str, request: PoolRequest) -> PoolView:
+        """Create or change a pool (admin only)."""
+        body = request.model_dump()
+        return PoolView.model_validate(self._call("PUT", f"/pools/{quote(name)}", json=body))
+
+    def delete_pool(self, name: str) -> None:
+        """Delete a pool (admin only)."""
+        self._call("DELETE", f"/pools/{quote(name)}")
+
+    def permits(self) -> list[PermitView]:
+        """Every tag permit with what is used now."""
+        return [PermitView.model_validate(p) for p in self._call("GET", "/permits")]
+
+    def set_permit(self, tag: str, request: PermitRequest) -> PermitView:
+        """Create or change a tag permit (admin only)."""
+        body = request.model_dump()
+        return PermitView.model_validate(self._call("PUT", f"/permits/{quote(tag)}", json=body))
+
+    def delete_permit(self, tag: str) -> None:
+        """Delete a tag permit (admin only)."""
+        self._call("DELETE", f"/permits/{quote(tag)}")
 
     def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
         """Send a signal with parameters."""

@@ -101,6 +101,7 @@ class RunView(BaseModel):
     executor: str = ""
     definition_hash: str = ""
     owner: str | None = None
+    priority: int = 0
 
 
 class MetricView(BaseModel):
@@ -149,6 +150,7 @@ def run_view(record: RunRecord, now: float | None = None) -> RunView:
         executor=record.executor,
         definition_hash=record.definition_hash,
         owner=record.owner,
+        priority=record.priority,
     )
 
 

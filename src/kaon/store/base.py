@@ -51,6 +51,7 @@ class RunRecord:
     lease_until: float | None = None
     labels: dict[str, Any] = field(default_factory=dict)
     lease_epoch: int = 0
+    priority: int = 0  # dispatch order among runs competing for slots (kaon.model.tenancy)
 
 
 @dataclass(slots=True)
@@ -210,6 +211,65 @@ class SignalRecord:
 
 
 StepRunKey = tuple[str, int]
+HoldKey = tuple[str, str, int]  # (run id, step path, attempt number): what an attempt holds
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A named pool: at most ``slots`` attempts of its steps run at once, and (when set) at
+    most ``cpus``, ``memory`` (bytes) and ``gpus`` asked for by them together."""
+
+    name: str
+    slots: int
+    cpus: float | None = None
+    memory: int | None = None
+    gpus: float | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PermitRecord:
+    """At most ``max`` attempts carrying ``tag`` run at once, across every run and engine."""
+
+    tag: str
+    max: int
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HoldClaim:
+    """What an attempt about to start asks to hold: a slot of its pool (and the resources
+    it asks for) and one permit per tag. Only limits that exist (a pool row, a permit row)
+    are held."""
+
+    run_id: str
+    step_path: str
+    attempt: int
+    pool: str
+    tags: tuple[str, ...] = ()
+    group: str = ""
+    cpus: float = 0.0
+    memory: int = 0
+    gpus: float = 0.0
+
+    @property
+    def key(self) -> HoldKey:
+        """The attempt this claim is for."""
+        return (self.run_id, self.step_path, self.attempt)
+
+
+@dataclass(slots=True)
+class LimitUsage:
+    """What live holds take of one pool (``kind`` "pool") or permit (``kind`` "tag");
+    ``by_group`` counts the holds of each owner group."""
+
+    kind: str
+    name: str
+    count: int = 0
+    cpus: float = 0.0
+    memory: int = 0
+    gpus: float = 0.0
+    by_group: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +312,7 @@ class WriteBatch:
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     signals: list[SignalRecord] = field(default_factory=list)
     command_runs: dict[int, str] = field(default_factory=dict)  # run of each command done
+    holds_released: list[HoldKey] = field(default_factory=list)  # attempts that ended
     fence: Fence | None = None
 
     def command_done(self, command_id: int, run_id: str, at: float) -> None:
@@ -270,6 +331,7 @@ class WriteBatch:
         found.update(r.run_id for r in self.cache_entries)
         found.update(self.command_runs.values())
         found.update(s.source_run_id for s in self.signals if s.source_run_id)
+        found.update(key[0] for key in self.holds_released)
         return found
 
     def take_runs(self, run_ids: Collection[str]) -> WriteBatch:
@@ -294,6 +356,7 @@ class WriteBatch:
             setattr(self, name, keep)
             setattr(taken, name, moved)
         self.signals, taken.signals = split_list(self.signals, lambda r: r.source_run_id)
+        self.holds_released, taken.holds_released = split_list(self.holds_released, lambda k: k[0])
         self.run_updates, taken.run_updates = split_dict(self.run_updates, lambda k: k)
         for name in ("step_runs", "step_run_updates", "attempts", "attempt_updates"):
             keep_rows, moved_rows = split_dict(getattr(self, name), lambda k: k[0])
@@ -355,6 +418,7 @@ class WriteBatch:
                 self.cache_entries,
                 self.artifacts,
                 self.signals,
+                self.holds_released,
             )
         )
 
@@ -647,6 +711,61 @@ class StateStore(ABC):
         ``(created_at, id)`` key ``after`` when given, except runs of ``skip_workflows``;
         at most ``limit``. On PostgreSQL, rows another engine is taking right now are
         skipped (``FOR UPDATE SKIP LOCKED``)."""
+
+    # -- pools, permits and holds (multi-tenancy) -------------------------------------------
+
+    @abstractmethod
+    def pools(self) -> list[PoolRecord]:
+        """Every pool, by name."""
+
+    @abstractmethod
+    def set_pool(self, record: PoolRecord) -> None:
+        """Create or replace a pool (running attempts keep their holds)."""
+
+    @abstractmethod
+    def delete_pool(self, name: str) -> None:
+        """Delete a pool (its holds go with it). Raises NotFoundError when there is none."""
+
+    @abstractmethod
+    def permits(self) -> list[PermitRecord]:
+        """Every tag permit, by tag."""
+
+    @abstractmethod
+    def set_permit(self, record: PermitRecord) -> None:
+        """Create or replace a tag permit."""
+
+    @abstractmethod
+    def delete_permit(self, tag: str) -> None:
+        """Delete a tag permit (its holds go with it). Raises NotFoundError when none."""
+
+    @abstractmethod
+    def hold_usage(self) -> list[LimitUsage]:
+        """What live holds take of each pool and permit. A hold is live while its run's
+        lease is (by the database's clock): the holds of a dead engine stop counting when
+        its lease lapses, as its attempts are fenced off by then."""
+
+    @abstractmethod
+    def claim_holds(
+        self,
+        owner: str,
+        claims: Sequence[HoldClaim],
+        *,
+        release: Sequence[HoldKey] = (),
+        limit: int | None = None,
+    ) -> list[bool]:
+        """Delete the holds of ``release`` (attempts that ended), then claim, in order and in
+        the same transaction, the holds of each claim that fits: its
+        pool's slots and quotas and each of its tags' permits, counting live holds and the
+        claims granted before it. The limit rows are locked while counting (SQLite: the
+        single writer; PostgreSQL: ``SELECT ... FOR UPDATE``), so engines sharing the store
+        never exceed a limit together. At most ``limit`` claims are granted (None: no
+        bound). Returns whether each claim was granted."""
+
+    @abstractmethod
+    def release_holds(self, run_id: str, keep: Collection[tuple[str, int]] = ()) -> None:
+        """Delete the holds of ``run_id`` except those of the attempts ``(step path,
+        attempt)`` in ``keep`` (an engine taking a run over keeps the holds of the attempts
+        it re-attached)."""
 
     @abstractmethod
     def close(self) -> None:

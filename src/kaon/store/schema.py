@@ -76,6 +76,8 @@ runs = sa.Table(
     sa.Column("labels", Json, nullable=False),
     # Incremented on every takeover; every write of the holder is fenced by it.
     sa.Column("lease_epoch", sa.Integer(), nullable=False, server_default="0"),
+    # Dispatch order when attempts compete for slots (kaon.model.tenancy).
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_runs_workflow_created", "workflow", "created_at"),
     sa.Index("ix_runs_created", "created_at"),
     sa.Index("ix_runs_status_created", "status", "created_at"),
@@ -237,5 +239,6 @@ signals = sa.Table(
 )
 
 # The server's tables live in their own modules, on the same metadata.
+from kaon.store import schema_pools as _pools  # noqa: E402,F401
 from kaon.store import schema_registry as _registry  # noqa: E402,F401
 from kaon.store import schema_triggers as _triggers  # noqa: E402,F401

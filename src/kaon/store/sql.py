@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import operator
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
@@ -26,7 +27,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from kaon.errors import FencingError, NotFoundError, StoreError, StoreUnavailableError
 from kaon.model.status import RUN_ACTIVE, RunStatus, StepStatus
+from kaon.store import pools as pool_sql
 from kaon.store import schema as t
+from kaon.store import schema_pools
 from kaon.store._engines import WRITE_OPTION, create_store_engine
 from kaon.store.base import (
     ArtifactRecord,
@@ -36,8 +39,13 @@ from kaon.store.base import (
     DefinitionRecord,
     EventRecord,
     Fence,
+    HoldClaim,
+    HoldKey,
+    LimitUsage,
     LogRecord,
     MetricRecord,
+    PermitRecord,
+    PoolRecord,
     RunRecord,
     SignalRecord,
     StateStore,
@@ -141,6 +149,7 @@ class SQLStore(StateStore):
         self._statements: dict[tuple[Any, ...], _Compiled] = {}
         self._db_now = db_clock(dialect)
         self._fence_sql = _Compiled.of(_fence_statement(self._db_now), self._engine.dialect)
+        self._release_sql: _Compiled | None = None
         try:
             self._migrate(dialect, create=create or in_memory)
         except BaseException:
@@ -342,6 +351,11 @@ class SQLStore(StateStore):
                 ("artifacts", batch.artifacts, _ARTIFACT_FIELDS),
             ),
         )
+        if batch.holds_released:
+            if self._release_sql is None:
+                self._release_sql = _Compiled.of(pool_sql.RELEASE_ONE, self._engine.dialect)
+            rows = [{"h_run": r, "h_path": s, "h_attempt": a} for r, s, a in batch.holds_released]
+            plan.append(("holds", self._release_sql.sql, rows, 0))
         # The feed tables come last, after the feed lock: ids in commit order (kaon.store.feed).
         if batch.events or batch.signals:
             if not self._sqlite:
@@ -959,6 +973,68 @@ class SQLStore(StateStore):
         stmt = stmt.with_for_update(skip_locked=True)
         with self._wrap("claiming runs"), self._writer.begin() as conn:
             return [_run_record(row) for row in conn.execute(stmt)]
+
+    # -- pools, permits and holds (SQL in kaon.store.pools) ----------------------------------
+
+    def pools(self) -> list[PoolRecord]:
+        """Every pool, by name."""
+        with self._reading() as conn:
+            return pool_sql.pools(conn)
+
+    def set_pool(self, record: PoolRecord) -> None:
+        """Create or replace a pool."""
+        with self.writing("setting a pool") as conn:
+            pool_sql.put(conn, schema_pools.pools, "name", asdict(record))
+
+    def delete_pool(self, name: str) -> None:
+        """Delete a pool and its holds. Raises NotFoundError."""
+        with self.writing("deleting a pool") as conn:
+            pool_sql.delete(conn, "pool", name)
+
+    def permits(self) -> list[PermitRecord]:
+        """Every tag permit, by tag."""
+        with self._reading() as conn:
+            return pool_sql.permits(conn)
+
+    def set_permit(self, record: PermitRecord) -> None:
+        """Create or replace a tag permit."""
+        with self.writing("setting a permit") as conn:
+            pool_sql.put(conn, schema_pools.permits, "tag", asdict(record))
+
+    def delete_permit(self, tag: str) -> None:
+        """Delete a tag permit and its holds. Raises NotFoundError."""
+        with self.writing("deleting a permit") as conn:
+            pool_sql.delete(conn, "tag", tag)
+
+    def hold_usage(self) -> list[LimitUsage]:
+        """What live holds take of each pool and permit."""
+        with self._reading() as conn:
+            return list(pool_sql.usage(conn, self._db_now).values())
+
+    def claim_holds(
+        self,
+        owner: str,
+        claims: Sequence[HoldClaim],
+        *,
+        release: Sequence[HoldKey] = (),
+        limit: int | None = None,
+    ) -> list[bool]:
+        """Release ended attempts' holds, then claim the holds of each claim that fits,
+        under a lock on the limit rows."""
+        if not claims:
+            return []
+        with self.writing("claiming pool slots and permits") as conn:
+            if release:
+                rows = [{"h_run": r, "h_path": p, "h_attempt": a} for r, p, a in release]
+                conn.execute(pool_sql.RELEASE_ONE, rows)
+            return pool_sql.claim(
+                conn, self._db_now, time.time(), owner, claims, lock=not self._sqlite, limit=limit
+            )
+
+    def release_holds(self, run_id: str, keep: Collection[tuple[str, int]] = ()) -> None:
+        """Delete the holds of a run but those of the attempts in ``keep``."""
+        with self.writing("releasing holds") as conn:
+            pool_sql.release(conn, run_id, keep)
 
     def close(self) -> None:
         """Close every connection (an in-memory database is gone after this)."""

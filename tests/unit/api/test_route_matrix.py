@@ -52,6 +52,13 @@ EXPECT: dict[str, Rule] = {
     "POST /tokens/{token_id}/rotate": Rule("admin"),
     "DELETE /tokens/{token_id}": Rule("admin", ok=frozenset({204})),
     "GET /audit": Rule("admin"),
+    # Pools and tag permits: anyone reads, admins change (a second delete finds none: 404).
+    "GET /pools": Rule("viewer"),
+    "PUT /pools/{name}": Rule("admin", body={"slots": 2}),
+    "DELETE /pools/{name}": Rule("admin", ok=frozenset({204, 404})),
+    "GET /permits": Rule("viewer"),
+    "PUT /permits/{tag}": Rule("admin", body={"max": 2}),
+    "DELETE /permits/{tag}": Rule("admin", ok=frozenset({204, 404})),
     "GET /workflows": Rule("viewer"),
     "POST /workflows": Rule("owner", True, body={"source": HELLO, "file_name": "hello.yaml"}),
     "GET /workflows/{name}": Rule("viewer"),
@@ -173,6 +180,7 @@ def test_every_route_answers_every_caller_as_the_table_says(
             victim = services.auth.create_token("victim", "viewer")[0].id
             url = path.format(
                 name="hello",
+                tag="hello",
                 version=1,
                 run_id=run_id,
                 path="a",

@@ -130,6 +130,7 @@ def test_a_retry_after_a_crash_mid_request_creates_the_run_once(
         "no_cache": False,
         "force": [],
         "breakpoints": [],
+        "priority": None,
     }
     services.auth.registry.reserve_idempotency(
         IdempotencyRecord(

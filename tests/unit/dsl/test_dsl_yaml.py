@@ -319,7 +319,7 @@ def test_unknown_field_suggests_and_points_at_the_line(folder: Path) -> None:
         3,
         "stpes",
         "unknown field 'stpes' (did you mean 'steps'?); "
-        "allowed: defaults, description, name, output, params, steps, timeout, triggers",
+        "allowed: defaults, description, name, output, params, priority, steps, timeout, triggers",
     ) in found
     lines = {(line, field) for line, field, _m in found}
     assert (7, "steps[0].tiemout") in lines
