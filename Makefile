@@ -54,8 +54,8 @@ demo: $(STAMP)
 	$(BIN)/kaon run examples/recsys/flow.py $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples deploy
+	$(BIN)/ruff format --check src tests bench examples deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
