@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from kaon.cli.main import (
+from kaon.cli._options import (
     ArtifactsOpt,
     DbOpt,
     ExecOpt,
@@ -23,10 +23,9 @@ from kaon.cli.main import (
     RayAddressOpt,
     UrlOpt,
     WorkersOpt,
-    _errors,
-    _print_json,
-    out,
+    WorkflowArg,
 )
+from kaon.cli.main import _errors, _print_json, out
 from kaon.model.params import parse_assignments, strict_json
 
 if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
@@ -67,10 +66,19 @@ def _json_or_text(value: str) -> Any:
 
 def server(
     host: Annotated[
-        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+        str,
+        typer.Option("--host", metavar="ADDRESS", envvar="KAON_HOST", help="Address to listen on."),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on.")
+        int,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            envvar="KAON_PORT",
+            help="Port to listen on.",
+        ),
     ] = 8420,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -181,7 +189,7 @@ def push(
 
 
 def versions(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -201,7 +209,7 @@ def versions(
 
 
 def activate(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     version: Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number.")],
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -218,7 +226,7 @@ def activate(
 
 
 def deactivate(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -240,7 +248,7 @@ workflow_app = typer.Typer(
 
 @workflow_app.command("show")
 def workflow_show(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -261,7 +269,7 @@ def workflow_show(
 
 @workflow_app.command("set")
 def workflow_set(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     assignments: Annotated[
         list[str],
         typer.Argument(
