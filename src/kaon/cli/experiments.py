@@ -27,7 +27,7 @@ from kaon.cli._options import (
     UrlOpt,
     WorkflowOpt,
 )
-from kaon.cli.main import _client, _errors, _print_json, _service, app, out
+from kaon.cli.main import _client, _errors, _print_json, _print_view, _service, app, out
 from kaon.dsl.durations import parse_duration
 from kaon.errors import Location
 
@@ -373,10 +373,9 @@ def cache_clear(
     """
     with _errors(as_json), _service(db, home) as service:
         view = service.experiments.cache_clear(workflow=workflow, step=step, everything=everything)
-        if as_json:
-            _print_json(view.model_dump(mode="json"))
-        else:
-            out.print(f"cleared {view.deleted} cache entr{'y' if view.deleted == 1 else 'ies'}")
+        _print_view(
+            view, as_json, f"cleared {view.deleted} cache entr{'y' if view.deleted == 1 else 'ies'}"
+        )
 
 
 # -- comparison -------------------------------------------------------------------------------

@@ -203,6 +203,14 @@ def _print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def _print_view(view: BaseModel, as_json: bool, text: str) -> None:
+    """A command's outcome: the view as JSON with ``--json``, else the line ``text``."""
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        out.print(text)
+
+
 @contextmanager
 def _stoppable() -> Iterator[Callable[[Stoppable], None]]:
     """Install SIGINT/SIGTERM handlers that stop the engine cleanly (a second SIGINT forces)."""
@@ -579,10 +587,7 @@ def kill(
     """Cancel a run (or one running step): running attempts are stopped, nothing new starts."""
     with _errors(as_json), _client(url, db, home) as service:
         view = service.kill(service.resolve_run_id(run_id), step=step, by="cli")
-        if as_json:
-            _print_json(view.model_dump(mode="json"))
-        else:
-            out.print(f"{view.id} {view.status}")
+        _print_view(view, as_json, f"{view.id} {view.status}")
 
 
 @app.command()

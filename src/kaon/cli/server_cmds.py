@@ -25,7 +25,7 @@ from kaon.cli._options import (
     WorkersOpt,
     WorkflowArg,
 )
-from kaon.cli.main import _errors, _print_json, out
+from kaon.cli.main import _errors, _print_json, _print_view, out
 from kaon.model.params import parse_assignments, strict_json
 
 if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
@@ -219,10 +219,7 @@ def activate(
     """Make a version the one new runs use."""
     with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.activate(workflow, version)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"{view.name}: active version {view.active_version}")
+    _print_view(view, as_json, f"{view.name}: active version {view.active_version}")
 
 
 def deactivate(
@@ -235,10 +232,7 @@ def deactivate(
     """Deactivate a workflow: triggers stop starting it."""
     with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.deactivate(workflow)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"{view.name}: deactivated")
+    _print_view(view, as_json, f"{view.name}: deactivated")
 
 
 workflow_app = typer.Typer(
@@ -287,10 +281,11 @@ def workflow_set(
         values = {k: _json_or_text(v) for k, v in parse_assignments(assignments).items()}
         group = values.pop("owner_group", None)
         view = registry.update_workflow(workflow, values, str(group) if group else None)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"{view.name}: {json.dumps(view.properties)} (owner group {view.owner_group})")
+    _print_view(
+        view,
+        as_json,
+        f"{view.name}: {json.dumps(view.properties)} (owner group {view.owner_group})",
+    )
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True, rich_markup_mode=None)
@@ -419,10 +414,7 @@ def signal(
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
         values = {k: _json_or_text(v) for k, v in parse_assignments(params or []).items()}
         view = registry.send_signal(name, values)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"signal {view.name} #{view.id} {json.dumps(view.params)}")
+    _print_view(view, as_json, f"signal {view.name} #{view.id} {json.dumps(view.params)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -78,6 +78,7 @@ def test_dev_is_a_dependency_group() -> None:
     assert "--group dev" in (ROOT / "Makefile").read_text()
 
 
+@pytest.mark.timeout(240)  # two installs from the index and six CLI processes: slow under load
 def test_wheel_installs_into_a_fresh_venv_then_an_extra(dist: Path, tmp_path: Path) -> None:
     """With no extras: the CLI works and a step's missing extra is named; then with
     ``postgres``: its hint is gone and the driver loads (a small extra, really installed)."""
@@ -135,7 +136,7 @@ def _kaon(venv: Path, *args: str | Path, cwd: Path) -> subprocess.CompletedProce
 def _install_postgres_extra(venv: Path, wheel: Path, tmp_path: Path) -> None:
     flow = tmp_path / "sql_flow.yaml"
     flow.write_text(SQL_FLOW)
-    store = ("--db", "postgresql+psycopg://kaon@127.0.0.1:9/kaon", "runs")
+    store = ("runs", "--db", "postgresql+psycopg://kaon@127.0.0.1:9/kaon")
     for before in (_kaon(venv, "validate", flow, cwd=tmp_path), _kaon(venv, *store, cwd=tmp_path)):
         assert before.returncode == 2 and POSTGRES_HINT in before.stderr, before.stderr
 
