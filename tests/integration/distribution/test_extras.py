@@ -102,6 +102,9 @@ def test_each_extra_resolves_to_what_its_feature_imports() -> None:
             assert providers, f"{module} is not installed in the development virtualenv"
             assert providers & with_extra, f"kaon[{extra}] does not install {module}"
             assert not providers & core, f"{module} comes with the core install"
+    readme = (ROOT / "README.md").read_text()
+    for extra in extras:  # the extras table at the top of the README
+        assert f"| `{extra}` |" in readme, f"the README's extras table lacks {extra}"
     everything = _closure(requirements, {"all"})
     for extra in set(FEATURE_MODULES) - {"examples"}:
         assert _closure(requirements, {extra}) <= everything, f"kaon[all] lacks kaon[{extra}]"

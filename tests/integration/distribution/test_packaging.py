@@ -46,7 +46,7 @@ def test_wheel_metadata_declares_license_typing_urls_and_extras(dist: Path) -> N
     urls = {u.split(",")[0] for u in meta.get_all("Project-URL", [])}
     assert {"Homepage", "Documentation", "Source", "Issues", "Changelog"} <= urls
     extras = set(meta.get_all("Provides-Extra", []))
-    assert {"postgres", "s3", "ml", "notebook", "spark", "examples", "all"} <= extras
+    assert {"postgres", "s3", "ml", "notebook", "spark", "ray", "examples", "all"} <= extras
     assert "dev" not in extras  # a dependency group, not something users install
     # the example's data set and scikit-learn are in `examples` only
     heavy = [r for r in meta.get_all("Requires-Dist", []) if r.startswith(("scikit", "rdat"))]
