@@ -42,7 +42,7 @@ VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 PREFIX = Path("usr/local")  # inside the image, as in the official python images
 STDLIB_SKIP = {
     "site-packages", "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip",
-    "__pycache__", f"config-{VERSION}-x86_64-linux-gnu"
+    "__pycache__",
 }  # fmt: skip
 BUSYBOX_TOOLS = (
     "sh", "cat", "chmod", "chown", "cp", "env", "echo", "grep", "id", "ln", "ls", "mkdir",
@@ -68,7 +68,9 @@ def _shared_libraries(binary: Path) -> Iterator[Path]:
 
 
 def _skipped(name: str) -> bool:
-    return name in STDLIB_SKIP or name.startswith("_tkinter") or name.endswith(".pyc")
+    """Left out of the image: tests, IDLE, Tk, byte code (compiled afresh), build files."""
+    skipped_prefix = name.startswith(("_tkinter", f"config-{VERSION}"))
+    return name in STDLIB_SKIP or skipped_prefix or name.endswith(".pyc")
 
 
 def _copy_file(source: Path, root: Path, target: Path) -> None:
@@ -90,9 +92,7 @@ def assemble(root: Path) -> None:
     shutil.copytree(
         stdlib,
         root / PREFIX / "lib" / f"python{VERSION}",
-        ignore=lambda _d, names: [
-            n for n in names if n in STDLIB_SKIP or n.startswith("_tkinter") or n.endswith(".pyc")
-        ],
+        ignore=lambda _d, names: [n for n in names if _skipped(n)],
     )
     (root / PREFIX / "lib" / f"python{VERSION}" / "site-packages").mkdir()
     elves = [binary, *(stdlib / "lib-dynload").glob("*.so")]

@@ -86,7 +86,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     tool = Podman(storage)
     yield tool
     subprocess.run([*tool.argv, "rm", "--all", "--force"], capture_output=True, check=False)
-    subprocess.run([*tool.argv, "rmi", "--all", "--force"], capture_output=True, check=False)
+    # the images go with the temporary folder (nothing mounts them once no container runs)
 
 
 @pytest.fixture(scope="module")
