@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use: PostgreSQL (store contract), R (r steps), Java (Spark),
-# Podman with runc and busybox (container steps, on a locally built image), unshare and ip
+# Podman with runc and busybox (container steps on a locally built image; the server's image
+# on a base made from the host's Python, deploy/python_base.py), unshare and ip
 # (the Ray tests run their cluster in a loopback-only network namespace). Each is
 # installed only when missing; `apt-get update` runs only if something is.
 SYSTEM_PACKAGES := \
@@ -54,8 +55,8 @@ demo: $(STAMP)
 	$(BIN)/kaon run examples/recsys/flow.py $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples deploy
+	$(BIN)/ruff format --check src tests bench examples deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

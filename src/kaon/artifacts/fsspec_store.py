@@ -40,6 +40,22 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 _ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
 
 
+# The extra of Kaon that installs a protocol's fsspec driver.
+_DRIVER_EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3")}
+
+
+def _missing_driver(url: str, error: ImportError) -> str:
+    """The message for an artifact URL whose driver is not installed, with its extra."""
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    if protocol in _DRIVER_EXTRAS:
+        module, extra = _DRIVER_EXTRAS[protocol]
+        return (
+            f"artifacts on {protocol}:// need {module}, which is not installed: "
+            f"pip install 'kaon[{extra}]'"
+        )
+    return f"cannot open artifact store {url!r}: {error}"
+
+
 def _type_name(value: Any) -> str:
     kind = type(value)
     return f"{kind.__module__}.{kind.__qualname__}"
@@ -85,7 +101,9 @@ class FsspecArtifactStore(ArtifactStore):
 
         try:
             fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
-        except Exception as exc:  # a bad URL, an unknown protocol, a missing driver
+        except ImportError as exc:  # the protocol's driver is not installed
+            raise ArtifactConfigurationError(_missing_driver(self.url, exc)) from exc
+        except Exception as exc:  # a bad URL, an unknown protocol
             raise ArtifactConfigurationError(
                 f"cannot open artifact store {self.url!r}: {exc}"
             ) from exc

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, _errors, _print_json, _service, out
+from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, RunArg
+from kaon.cli.main import _errors, _print_json, _service, out
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def paused(
-    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    run_id: RunArg,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from kaon.cli.main import JsonOpt, _errors, _print_json, out
+from kaon.cli._options import JsonOpt
+from kaon.cli.main import _errors, _print_json, out
 
 config_app = typer.Typer(
     help="The project's configuration (kaon.toml or [tool.kaon] in pyproject.toml).",

@@ -16,19 +16,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from kaon.cli.main import (
+from kaon.cli._options import (
     ArtifactsOpt,
     DbOpt,
     HomeOpt,
     JsonOpt,
+    RunArg,
+    StepArg,
+    StepIdOpt,
     UrlOpt,
-    _client,
-    _errors,
-    _print_json,
-    _service,
-    app,
-    out,
+    WorkflowOpt,
 )
+from kaon.cli.main import _client, _errors, _print_json, _print_view, _service, app, out
 from kaon.dsl.durations import parse_duration
 from kaon.errors import Location
 
@@ -49,15 +48,6 @@ cache_app = typer.Typer(
     help="List or invalidate memoized step executions.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(cache_app, name="cache")
-
-RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")]
-StepArg = Annotated[
-    str, typer.Argument(metavar="STEP", help="Step path, e.g. train or segments[3].train")
-]
-WorkflowOpt = Annotated[
-    str | None, typer.Option("--workflow", "-w", metavar="WORKFLOW", help="A workflow name.")
-]
-StepIdOpt = Annotated[str | None, typer.Option("--step", "-s", metavar="STEP", help="A step id.")]
 
 
 def _size(n: int | None) -> str:
@@ -383,10 +373,9 @@ def cache_clear(
     """
     with _errors(as_json), _service(db, home) as service:
         view = service.experiments.cache_clear(workflow=workflow, step=step, everything=everything)
-        if as_json:
-            _print_json(view.model_dump(mode="json"))
-        else:
-            out.print(f"cleared {view.deleted} cache entr{'y' if view.deleted == 1 else 'ies'}")
+        _print_view(
+            view, as_json, f"cleared {view.deleted} cache entr{'y' if view.deleted == 1 else 'ies'}"
+        )
 
 
 # -- comparison -------------------------------------------------------------------------------

@@ -16,11 +16,26 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from kaon.cli._console import lazy_console, real_console
+from kaon.cli._options import (
+    ArtifactsOpt,
+    DbOpt,
+    EventsOpt,
+    ExecOpt,
+    HomeOpt,
+    JsonOpt,
+    LogsOpt,
+    QuietOpt,
+    RayAddressOpt,
+    RunArg,
+    StepArg,
+    UrlOpt,
+    WorkersOpt,
+)
 from kaon.cli._root import root
 from kaon.errors import (
     AuthenticationError,
@@ -69,67 +84,8 @@ def styled(label: str, style: str, text: object) -> Text:
     return Text.assemble((label, style), " ", str(text))
 
 
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--db", metavar="URL", help="State store URL (default: sqlite in KAON_HOME)."),
-]
-HomeOpt = Annotated[
-    str | None,
-    typer.Option("--home", metavar="DIR", help="Kaon's folder (default: ./.kaon or KAON_HOME)."),
-]
-ExecOpt = Annotated[
-    Literal["process", "inline", "ray"] | None,
-    typer.Option(
-        "--executor",
-        "-e",
-        help="Where steps run: worker processes (default), threads of this process, or a Ray "
-        "cluster (ray, with the ray extra).",
-    ),
-]
-RayAddressOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ray-address",
-        metavar="HOST:PORT",
-        help="The Ray cluster of the ray executor (head host:port); default KAON_RAY_ADDRESS, "
-        "else a local cluster started on demand.",
-    ),
-]
-WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", metavar="N", min=1, help="Worker processes or threads.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-UrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        metavar="URL",
-        help="A Kaon server to work against (default: KAON_URL; none: local).",
-    ),
-]
-QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No live view or progress lines: the outcome only.")
-]
-LogsOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--logs/--no-logs",
-        help="Print every step log line as [step] text (default: off a terminal, yes; on a "
-        "terminal the live view shows the latest few).",
-    ),
-]
-EventsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--events", help="Print NDJSON: one event per line, then the run's detail (type result)."
-    ),
-]
-ArtifactsOpt = Annotated[
-    str | None,
-    typer.Option("--artifacts", metavar="URL", help="Artifact store URL (default: KAON_HOME)."),
-]
-
-
+# The shared options (DbOpt, RunArg, ...) live in kaon.cli._options; imported here, they stay
+# importable from kaon.cli.main for the command modules.
 def _service(
     db: str | None = None,
     home: str | None = None,
@@ -245,6 +201,14 @@ def _fail_with(
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def _print_view(view: BaseModel, as_json: bool, text: str) -> None:
+    """A command's outcome: the view as JSON with ``--json``, else the line ``text``."""
+    if as_json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        out.print(text)
 
 
 @contextmanager
@@ -478,7 +442,7 @@ def watch(
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
+    run_id: RunArg,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -555,7 +519,7 @@ def continue_(
 
 @app.command()
 def restart(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
+    run_id: RunArg,
     from_step: Annotated[
         str | None,
         typer.Option("--from", metavar="STEP", help="Also rerun this step and all after it."),
@@ -589,10 +553,8 @@ def restart(
 
 @app.command()
 def skip(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
-    step: Annotated[
-        str, typer.Argument(metavar="STEP", help="Step path, e.g. train or segments[3].train")
-    ],
+    run_id: RunArg,
+    step: StepArg,
     output: Annotated[
         str | None,
         typer.Option("--output", metavar="JSON", help="JSON value downstream steps receive."),
@@ -624,7 +586,7 @@ def skip(
 
 @app.command()
 def kill(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
+    run_id: RunArg,
     step: Annotated[
         str | None,
         typer.Option("--step", metavar="STEP", help="Cancel only this step of the running run."),
@@ -637,10 +599,7 @@ def kill(
     """Cancel a run (or one running step): running attempts are stopped, nothing new starts."""
     with _errors(as_json), _client(url, db, home) as service:
         view = service.kill(service.resolve_run_id(run_id), step=step, by="cli")
-        if as_json:
-            _print_json(view.model_dump(mode="json"))
-        else:
-            out.print(f"{view.id} {view.status}")
+        _print_view(view, as_json, f"{view.id} {view.status}")
 
 
 @app.command()
@@ -687,7 +646,7 @@ def runs(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
+    run_id: RunArg,
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every foreach item and iteration.")
     ] = False,
@@ -726,10 +685,8 @@ def show(
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
-    step: Annotated[
-        str, typer.Argument(metavar="STEP", help="Step path, e.g. train or segments[3].train")
-    ],
+    run_id: RunArg,
+    step: StepArg,
     attempt: Annotated[
         int | None,
         typer.Option("--attempt", "-a", metavar="N", min=1, help="Only attempt N (default: all)."),

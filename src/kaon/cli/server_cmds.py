@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from kaon.cli.main import (
+from kaon.cli._options import (
     ArtifactsOpt,
     DbOpt,
     ExecOpt,
@@ -23,10 +23,9 @@ from kaon.cli.main import (
     RayAddressOpt,
     UrlOpt,
     WorkersOpt,
-    _errors,
-    _print_json,
-    out,
+    WorkflowArg,
 )
+from kaon.cli.main import _errors, _print_json, _print_view, out
 from kaon.model.params import parse_assignments, strict_json
 
 if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
@@ -67,10 +66,19 @@ def _json_or_text(value: str) -> Any:
 
 def server(
     host: Annotated[
-        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+        str,
+        typer.Option("--host", metavar="ADDRESS", envvar="KAON_HOST", help="Address to listen on."),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on.")
+        int,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            envvar="KAON_PORT",
+            help="Port to listen on.",
+        ),
     ] = 8420,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -181,7 +189,7 @@ def push(
 
 
 def versions(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -201,7 +209,7 @@ def versions(
 
 
 def activate(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     version: Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number.")],
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -211,14 +219,11 @@ def activate(
     """Make a version the one new runs use."""
     with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.activate(workflow, version)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"{view.name}: active version {view.active_version}")
+    _print_view(view, as_json, f"{view.name}: active version {view.active_version}")
 
 
 def deactivate(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -227,10 +232,7 @@ def deactivate(
     """Deactivate a workflow: triggers stop starting it."""
     with _errors(as_json), _registry(url, db, home) as registry:
         view = registry.deactivate(workflow)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"{view.name}: deactivated")
+    _print_view(view, as_json, f"{view.name}: deactivated")
 
 
 workflow_app = typer.Typer(
@@ -240,7 +242,7 @@ workflow_app = typer.Typer(
 
 @workflow_app.command("show")
 def workflow_show(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -261,7 +263,7 @@ def workflow_show(
 
 @workflow_app.command("set")
 def workflow_set(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    workflow: WorkflowArg,
     assignments: Annotated[
         list[str],
         typer.Argument(
@@ -279,10 +281,11 @@ def workflow_set(
         values = {k: _json_or_text(v) for k, v in parse_assignments(assignments).items()}
         group = values.pop("owner_group", None)
         view = registry.update_workflow(workflow, values, str(group) if group else None)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"{view.name}: {json.dumps(view.properties)} (owner group {view.owner_group})")
+    _print_view(
+        view,
+        as_json,
+        f"{view.name}: {json.dumps(view.properties)} (owner group {view.owner_group})",
+    )
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True, rich_markup_mode=None)
@@ -411,10 +414,7 @@ def signal(
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
         values = {k: _json_or_text(v) for k, v in parse_assignments(params or []).items()}
         view = registry.send_signal(name, values)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"signal {view.name} #{view.id} {json.dumps(view.params)}")
+    _print_view(view, as_json, f"signal {view.name} #{view.id} {json.dumps(view.params)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
+from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, UrlOpt
+from kaon.cli.main import _errors, _print_json, out
 from kaon.model.params import parse_assignments
 
 if TYPE_CHECKING:  # imported where used (a light start-up)

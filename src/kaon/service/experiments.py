@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -222,19 +222,8 @@ class Experiments:
         """One output of a step run, or (``output`` None) its value as ``steps.X`` sees it."""
         run_id = self.resolve_run(run)
         row = self.store.get_step_run(run_id, path)
-        outputs = decode_outputs(row.outputs)
-        if not outputs:
-            raise NotFoundError(
-                f"step {path} of run {run_id} has no outputs (it is {row.status.value})"
-            )
-        if output is None:
-            return outputs_value(outputs)
-        if output not in outputs:
-            raise NotFoundError(
-                f"step {path} of run {run_id} has no output {output!r}; "
-                f"it has: {', '.join(sorted(outputs))}"
-            )
-        return outputs[output]
+        where = f"step {path} of run {run_id}"
+        return pick_output(decode_outputs(row.outputs), where, output, row.status.value)
 
     def fetch(
         self,
@@ -252,15 +241,7 @@ class Experiments:
         pickled. Raises CorruptArtifactError for a corrupt blob, InvalidActionError when
         ``dest`` is an existing folder and the value is not a folder.
         """
-        if step is None:
-            hash_ = self.resolve_artifact(target)
-            ref: ValueRef = self.artifact_ref(hash_)
-            source = hash_
-        else:
-            run_id = self.resolve_run(target)
-            ref = self.step_output_ref(run_id, step, output)
-            source = f"{run_id}:{step}" + (f":{output}" if output else "")
-        return fetched(source, ref, self.artifacts, dest)
+        return fetch_value(self, target, step, output, dest)
 
     def open_blob(self, hash_: str) -> tuple[IO[bytes], int]:
         """The recorded blob ``hash_`` opened for streaming, and its size (the caller closes
@@ -622,6 +603,55 @@ def _reused_view(
         inputs=list(origin.inputs) if origin else [],
         cached_from=cached_from,
     )
+
+
+class OutputReader(Protocol):
+    """What :func:`fetch_value` reads: the local :class:`Experiments` or a server's."""
+
+    @property
+    def artifacts(self) -> ArtifactStore: ...
+    def resolve_run(self, given: str) -> str: ...
+    def resolve_artifact(self, given: str) -> str: ...
+    def artifact_ref(self, hash_: str) -> ArtifactRef: ...
+    def step_output_ref(self, run: str, path: str, output: str | None = None) -> ValueRef: ...
+
+
+def pick_output(
+    outputs: Mapping[str, ValueRef], where: str, output: str | None, status: str | None = None
+) -> ValueRef:
+    """The output ``output`` of the step run ``where`` names (``"step P of run R"``), or
+    (``output`` None) its value as ``steps.X`` sees it. Raises NotFoundError when there is
+    no such output (``status``, when known, says what the step run is)."""
+    if not outputs:
+        state = f" (it is {status})" if status else ""
+        raise NotFoundError(f"{where} has no outputs{state}")
+    if output is None:
+        return outputs_value(outputs)
+    if output not in outputs:
+        raise NotFoundError(
+            f"{where} has no output {output!r}; it has: {', '.join(sorted(outputs))}"
+        )
+    return outputs[output]
+
+
+def fetch_value(
+    reader: OutputReader,
+    target: str,
+    step: str | None,
+    output: str | None,
+    dest: str | Path | None,
+) -> FetchView:
+    """:meth:`Experiments.fetch` over any reader: a blob (``target`` a hash or prefix) or a
+    step's output (``target`` a run, ``step`` a path), written to ``dest`` or previewed."""
+    if step is None:
+        blob = reader.artifact_ref(reader.resolve_artifact(target))
+        ref: ValueRef = blob
+        source = blob.hash
+    else:
+        run_id = reader.resolve_run(target)
+        ref = reader.step_output_ref(run_id, step, output)
+        source = f"{run_id}:{step}" + (f":{output}" if output else "")
+    return fetched(source, ref, reader.artifacts, dest)
 
 
 def fetched(

@@ -32,7 +32,6 @@ from kaon.model.values import (
     RefList,
     ValueRef,
     decode_outputs,
-    outputs_value,
 )
 from kaon.service.experiment_views import (
     CompareView,
@@ -42,7 +41,7 @@ from kaon.service.experiment_views import (
     PlotView,
     RunArtifactsView,
 )
-from kaon.service.experiments import fetched
+from kaon.service.experiments import fetch_value, pick_output
 
 if TYPE_CHECKING:
     from kaon.service.remote import RemoteService
@@ -171,17 +170,7 @@ class RemoteExperiments:
 
     def step_output_ref(self, run: str, path: str, output: str | None = None) -> ValueRef:
         """One output of a step run, or (``output`` None) its value as ``steps.X`` sees it."""
-        outputs = self.step_outputs(run, path)
-        if not outputs:
-            raise NotFoundError(f"step {path} of run {run} has no outputs")
-        if output is None:
-            return outputs_value(outputs)
-        if output not in outputs:
-            raise NotFoundError(
-                f"step {path} of run {run} has no output {output!r}; "
-                f"it has: {', '.join(sorted(outputs))}"
-            )
-        return outputs[output]
+        return pick_output(self.step_outputs(run, path), f"step {path} of run {run}", output)
 
     def fetch(
         self,
@@ -193,15 +182,7 @@ class RemoteExperiments:
     ) -> FetchView:
         """As :meth:`Experiments.fetch`: a blob or a step's output, written to ``dest`` here
         or described with a preview."""
-        if step is None:
-            blob = self.artifact_ref(self.resolve_artifact(target))
-            ref: ValueRef = blob
-            source = blob.hash
-        else:
-            run_id = self.resolve_run(target)
-            ref = self.step_output_ref(run_id, step, output)
-            source = f"{run_id}:{step}" + (f":{output}" if output else "")
-        return fetched(source, ref, self.artifacts, dest)
+        return fetch_value(self, target, step, output, dest)
 
     def explain(self, run: str, path: str) -> ExplainView:
         """Why the step at ``path`` was a cache hit or miss."""

@@ -173,9 +173,9 @@ def create_store_engine(
             )
             return engine, False
         except ImportError as error:
-            raise ConfigurationError(
-                f"PostgreSQL store needs the psycopg driver: pip install 'psycopg[binary]' "
-                f"({error})"
+            raise ConfigurationError(  # the wording of kaon.steptypes.requirements
+                "a PostgreSQL store needs psycopg, which is not installed: "
+                f"pip install 'kaon[postgres]' ({error})"
             ) from error
     raise ConfigurationError(
         f"unsupported store URL {parsed.render_as_string(hide_password=True)!r}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -60,3 +61,14 @@ def test_s3_endpoint_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 def test_unknown_protocol_raises() -> None:
     with pytest.raises(ArtifactError, match="cannot open artifact store"):
         open_artifact_store("nosuchproto://x")
+
+
+def test_s3_without_s3fs_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec  # noqa: F401  (its registry module, below)
+
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as in a core install
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)
+    with pytest.raises(ArtifactError) as info:
+        FsspecArtifactStore("s3://kaon-no-driver/prefix")
+    expected = "artifacts on s3:// need s3fs, which is not installed: pip install 'kaon[s3]'"
+    assert str(info.value) == expected

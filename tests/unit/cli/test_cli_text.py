@@ -116,4 +116,4 @@ def test_postgres_install_hint_keeps_its_extra(kaon, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sa, "create_engine", without_psycopg)
     code, _, err = kaon("runs", "--db", "postgresql://kaon@localhost/kaon")
     assert code == 2, err
-    assert "pip install 'psycopg[binary]'" in err
+    assert "pip install 'kaon[postgres]'" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
@@ -106,3 +107,13 @@ def test_default_store_url_of_a_relative_home(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert default_store_url(Path(".kaon")) == f"sqlite:///{tmp_path / '.kaon' / 'kaon.db'}"
+
+
+def test_postgresql_without_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as in a core install
+    with pytest.raises(ConfigurationError) as info:
+        create_store_engine("postgresql+psycopg://kaon@127.0.0.1:1/kaon")
+    assert (
+        "a PostgreSQL store needs psycopg, which is not installed: pip install 'kaon[postgres]'"
+        in (str(info.value))
+    )

@@ -1,15 +1,11 @@
 """The published package: a wheel and an sdist that pass ``twine check``, and a wheel that
 installs with no extras into a fresh virtualenv where ``kaon --version`` works.
 
-The build runs on a copy of the sources (the repository stays clean) with the build backend
-already installed (``--no-isolation``); the fresh virtualenv gets Kaon's core dependencies
-from the package index through pip's cache.
+The fresh virtualenv gets Kaon's core dependencies from the package index through pip's cache.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -18,37 +14,12 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from distbuild import CLEAN_ENV, ROOT
+from distbuild import run as _run
 
 import kaon
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-# The fresh virtualenv must see only what was installed in it: not these sources.
-CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
-
-
-def _run(*args: str | Path, cwd: Path | None = None) -> str:
-    done = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=110, cwd=cwd, env=CLEAN_ENV
-    )
-    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel and the sdist, built from a copy of the sources."""
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(
-        ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    out = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, source)
-    return out
 
 
 def _wheel(dist: Path) -> Path:
@@ -75,7 +46,7 @@ def test_wheel_metadata_declares_license_typing_urls_and_extras(dist: Path) -> N
     urls = {u.split(",")[0] for u in meta.get_all("Project-URL", [])}
     assert {"Homepage", "Documentation", "Source", "Issues", "Changelog"} <= urls
     extras = set(meta.get_all("Provides-Extra", []))
-    assert {"postgres", "s3", "ml", "notebook", "spark", "examples", "all"} <= extras
+    assert {"postgres", "s3", "ml", "notebook", "spark", "ray", "examples", "all"} <= extras
     assert "dev" not in extras  # a dependency group, not something users install
     # the example's data set and scikit-learn are in `examples` only
     heavy = [r for r in meta.get_all("Requires-Dist", []) if r.startswith(("scikit", "rdat"))]
@@ -86,6 +57,19 @@ def test_wheel_metadata_declares_license_typing_urls_and_extras(dist: Path) -> N
         assert any(n.startswith(package + "/") and not n.endswith("__init__.py") for n in names)
 
 
+def test_project_urls_are_one_home_that_the_docs_site_names_too() -> None:
+    """The package's URLs, the docs site's and the README's are the same two addresses."""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    home, docs = urls["Source"], urls["Documentation"]
+    assert urls["Homepage"] == home
+    assert urls["Issues"] == f"{home}/issues"
+    assert urls["Changelog"] == f"{home}/blob/main/CHANGELOG.md"
+    mkdocs = (ROOT / "mkdocs.yml").read_text()
+    assert f"repo_url: {home}\n" in mkdocs and f"site_url: {docs}\n" in mkdocs
+    readme = (ROOT / "README.md").read_text()
+    assert home in readme and docs in readme
+
+
 def test_dev_is_a_dependency_group() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "dev" not in pyproject["project"]["optional-dependencies"]
@@ -94,7 +78,10 @@ def test_dev_is_a_dependency_group() -> None:
     assert "--group dev" in (ROOT / "Makefile").read_text()
 
 
-def test_wheel_installs_with_no_extras_into_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
+@pytest.mark.timeout(240)  # two installs from the index and six CLI processes: slow under load
+def test_wheel_installs_into_a_fresh_venv_then_an_extra(dist: Path, tmp_path: Path) -> None:
+    """With no extras: the CLI works and a step's missing extra is named; then with
+    ``postgres``: its hint is gone and the driver loads (a small extra, really installed)."""
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
@@ -122,3 +109,41 @@ def test_wheel_installs_with_no_extras_into_a_fresh_venv(dist: Path, tmp_path: P
     )
     assert done.returncode == 2, done.stderr
     assert "needs papermill, which is not installed: pip install 'kaon[notebook]'" in done.stderr
+    _install_postgres_extra(venv, _wheel(dist), tmp_path)
+
+
+SQL_FLOW = """\
+name: w
+steps:
+  - id: q
+    type: sql
+    config: {url: "postgresql+psycopg://kaon@127.0.0.1:9/kaon", query: "select 1", result: scalar}
+"""
+POSTGRES_HINT = "needs psycopg, which is not installed: pip install 'kaon[postgres]'"
+
+
+def _kaon(venv: Path, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [venv / "bin" / "kaon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=CLEAN_ENV,
+        cwd=cwd,
+    )
+
+
+def _install_postgres_extra(venv: Path, wheel: Path, tmp_path: Path) -> None:
+    flow = tmp_path / "sql_flow.yaml"
+    flow.write_text(SQL_FLOW)
+    store = ("runs", "--db", "postgresql+psycopg://kaon@127.0.0.1:9/kaon")
+    for before in (_kaon(venv, "validate", flow, cwd=tmp_path), _kaon(venv, *store, cwd=tmp_path)):
+        assert before.returncode == 2 and POSTGRES_HINT in before.stderr, before.stderr
+
+    pip = (sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q")
+    _run(*pip, "--no-compile", f"kaon[postgres] @ {wheel.as_uri()}")
+    after = _kaon(venv, "validate", flow, cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    after = _kaon(venv, *store, cwd=tmp_path)  # the driver loads; no server listens there
+    assert after.returncode != 0 and "kaon[postgres]" not in after.stderr
+    assert "127.0.0.1" in after.stderr, after.stderr
