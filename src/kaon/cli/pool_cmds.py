@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from kaon.cli.main import DbOpt, HomeOpt, JsonOpt, UrlOpt, _errors, _print_json, out
+from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, UrlOpt
+from kaon.cli.main import _errors, _print_json, out
 from kaon.cli.server_cmds import _registry
 
 pool_app = typer.Typer(
