@@ -26,7 +26,6 @@ from kaon.cli._options import (
     WorkflowArg,
 )
 from kaon.cli.main import _errors, _print_json, _print_view, out
-from kaon.model.params import parse_assignments, strict_json
 
 if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
     from kaon.service.client import LocalRegistry
@@ -56,8 +55,17 @@ def _registry(
     return open_registry(url, Settings.from_env(home=home, db_url=db, create_store=create))
 
 
+def _assigned(assignments: list[str]) -> dict[str, Any]:
+    """``name=value`` pairs, each value JSON or else text."""
+    from kaon.model.params import parse_assignments
+
+    return {k: _json_or_text(v) for k, v in parse_assignments(assignments).items()}
+
+
 def _json_or_text(value: str) -> Any:
     """``3`` -> 3, ``true`` -> True, ``null`` -> None, ``[1,2]`` -> [1, 2]; else the text."""
+    from kaon.model.params import strict_json
+
     try:
         return strict_json(value)  # NaN and Infinity stay text: they are not JSON
     except ValueError:
@@ -278,7 +286,7 @@ def workflow_set(
     """Change properties (run_strategy, concurrency, alerts, ...; owner_group) without a
     new version."""
     with _errors(as_json), _registry(url, db, home) as registry:
-        values = {k: _json_or_text(v) for k, v in parse_assignments(assignments).items()}
+        values = _assigned(assignments)
         group = values.pop("owner_group", None)
         view = registry.update_workflow(workflow, values, str(group) if group else None)
     _print_view(
@@ -412,7 +420,7 @@ def signal(
 ) -> None:
     """Send a signal with parameters: signal triggers and waiting steps react to it."""
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
-        values = {k: _json_or_text(v) for k, v in parse_assignments(params or []).items()}
+        values = _assigned(params or [])
         view = registry.send_signal(name, values)
     _print_view(view, as_json, f"signal {view.name} #{view.id} {json.dumps(view.params)}")
 

@@ -14,7 +14,6 @@ import typer
 
 from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, UrlOpt
 from kaon.cli.main import _errors, _print_json, out
-from kaon.model.params import parse_assignments
 
 if TYPE_CHECKING:  # imported where used (a light start-up)
     from kaon.service.triggers import (
@@ -133,9 +132,9 @@ class _Client:
 
 
 def _values(items: list[str] | None) -> dict[str, Any]:
-    from kaon.cli.server_cmds import _json_or_text
+    from kaon.cli.server_cmds import _assigned
 
-    return {k: _json_or_text(v) for k, v in parse_assignments(items or []).items()}
+    return _assigned(items or [])
 
 
 def _show_backfill(view: BackfillView) -> None:

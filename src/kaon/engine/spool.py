@@ -25,6 +25,7 @@ from kaon.model.values import Literal, RefList, ValueRef, decode_ref, encode_ref
 _SLOT = struct.Struct("<QI")  # (offset in the data file, length); length 0: no result
 _READ_SLOTS = 4096  # index slots read at once when streaming the results back
 SPILL_AT = 256  # results kept in memory before the spool moves to files
+FLUSH_AT = 256  # results buffered before a write to the files (two writes, not two per item)
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
@@ -62,6 +63,8 @@ class ResultSpool:
         self._memory: dict[int, bytes] | None = {}
         self._fds: tuple[int, int] | None = None
         self._end = 0
+        self._written = 0  # the data file's length; what follows is in _pending
+        self._pending: list[tuple[int, int, bytes]] = []  # (index, offset, data) not written
         self._size = 2  # of the items' compact JSON as a list: "[]" and commas
         self.all_literal = True
         self.count = 0
@@ -91,11 +94,29 @@ class ResultSpool:
             self._write(index, data)
 
     def _write(self, index: int, data: bytes) -> None:
+        self._pending.append((index, self._end, data))
+        self._end += len(data)
+        if len(self._pending) >= FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered results: the data in one write, the index slots in one write
+        per run of consecutive items (items mostly finish in order)."""
+        if not self._pending:
+            return
         assert self._fds is not None
         index_fd, data_fd = self._fds
-        os.pwrite(data_fd, data, self._end)
-        os.pwrite(index_fd, _SLOT.pack(self._end, len(data)), index * _SLOT.size)
-        self._end += len(data)
+        pending, self._pending = self._pending, []  # in offset order
+        os.pwrite(data_fd, b"".join(p[2] for p in pending), self._written)
+        self._written = self._end
+        pending.sort()  # by item index (unique)
+        first, slots = pending[0][0], bytearray()
+        for number, (index, offset, data) in enumerate(pending):
+            if number and index != pending[number - 1][0] + 1:
+                os.pwrite(index_fd, slots, first * _SLOT.size)
+                first, slots = index, bytearray()
+            slots += _SLOT.pack(offset, len(data))
+        os.pwrite(index_fd, slots, first * _SLOT.size)
 
     def _entries(self, count: int) -> Iterator[bytes | None]:
         """Each item's tagged entry in index order (None: no result)."""
@@ -103,6 +124,7 @@ class ResultSpool:
             memory = self._memory
             yield from (memory.get(i) for i in range(count))
             return
+        self._flush()
         assert self._fds is not None
         index_fd, data_fd = self._fds
         for first in range(0, count, _READ_SLOTS):

@@ -21,6 +21,8 @@ from kaon.executors.base import EventSink, Executor, TaskRequest
 from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
 
+PREFETCH_PER_THREAD = 4  # attempts queued per free thread (see InlineExecutor.prefetch)
+
 
 class InlineExecutor(Executor):
     """Runs attempts with :func:`~kaon.executors.runtime.run_task` on ``workers`` threads.
@@ -48,6 +50,14 @@ class InlineExecutor(Executor):
         """How many attempts may run at once: the threads not still busy with a cancelled
         attempt (whose Python code cannot be stopped)."""
         return self._workers - len(self._abandoned)
+
+    @property
+    def prefetch(self) -> int:
+        """Attempts accepted beyond :attr:`capacity`, queued for the next free thread: the
+        engine then starts (and commits) a fan-out's steps by the dozen, not one per turn. A
+        queued attempt's timeout counts from its ``StepStarted``; none are queued once every
+        thread is held by a cancelled attempt (capacity 0)."""
+        return PREFETCH_PER_THREAD * self.capacity
 
     def start(self, sink: EventSink) -> None:
         """Start the threads; events go to ``sink`` from those threads."""

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from kaon.errors import ConfigurationError, DefinitionError, NotFoundError
 from kaon.model.codec import workflow_from_dict
@@ -28,6 +28,7 @@ from kaon.service.views import (
     RunDetail,
     RunView,
     StepRunView,
+    View,
     error_view,
     metric_view,
     run_view,
@@ -41,7 +42,7 @@ _ITEM_CHARS = 200
 _CONTAINERS = ("foreach", "loop", "subworkflow", "item", "iteration")
 
 
-class NodeView(BaseModel):
+class NodeView(View):
     """One step run as a row or a graph node; a container carries counts of its children."""
 
     path: str
@@ -60,7 +61,7 @@ class NodeView(BaseModel):
     started: bool = Field(default=True, description="False for a step with no step run yet")
 
 
-class EdgeView(BaseModel):
+class EdgeView(View):
     """A dependency of the top-level graph: ``target`` needs ``source``."""
 
     source: str
@@ -78,7 +79,7 @@ class RunSummary(RunView):
     last_event_id: int = Field(default=0, description="follow ``GET /events?after=`` from here")
 
 
-class StepPageView(BaseModel):
+class StepPageView(View):
     """A page of the children of a parent (the top level when ``parent`` is None)."""
 
     parent: str | None = None
@@ -89,7 +90,7 @@ class StepPageView(BaseModel):
     items: list[NodeView] = Field(default_factory=list)
 
 
-class ProgressView(BaseModel):
+class ProgressView(View):
     """How far a step run is: its last reported fraction (a task) or its children done (a
     foreach or loop), and the time left at the pace so far."""
 
@@ -100,7 +101,7 @@ class ProgressView(BaseModel):
     eta_s: float | None = Field(default=None, description="seconds left at the pace so far")
 
 
-class StepDetail(BaseModel):
+class StepDetail(View):
     """One step run with its attempts, outputs, metrics, progress and cache decision."""
 
     step: StepRunView
@@ -112,7 +113,7 @@ class StepDetail(BaseModel):
     progress: ProgressView | None = None
 
 
-class LogLineView(BaseModel):
+class LogLineView(View):
     """One log line with its id (to page on)."""
 
     id: int
@@ -123,7 +124,7 @@ class LogLineView(BaseModel):
     path: str | None = Field(default=None, description="the step run's (a run-wide window)")
 
 
-class LogWindowView(BaseModel):
+class LogWindowView(View):
     """A window of a step run's log lines (or, without ``path``, of the whole run's),
     oldest first."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef, decode_ref
 from kaon.service.safety import readable
@@ -24,7 +24,14 @@ def _duration(start: float | None, end: float | None, now: float | None) -> floa
     return None if stop is None else round(max(stop - start, 0.0), 6)
 
 
-class ErrorView(BaseModel):
+class View(BaseModel):
+    """Base of the typed views: each builds its validator on first use, not at import (a
+    command that shows one view does not pay for the others)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class ErrorView(View):
     """Why something failed: the original error type and message, and its traceback."""
 
     type: str
@@ -40,7 +47,7 @@ class ErrorView(BaseModel):
         return f"{self.type}: {first}" if first else self.type
 
 
-class OutputView(BaseModel):
+class OutputView(View):
     """One output of a step: inline value or a stored artifact's description."""
 
     kind: str = Field(description="value | artifact | list | dict")
@@ -52,7 +59,7 @@ class OutputView(BaseModel):
     items: int | None = Field(default=None, description="number of entries of a list or dict")
 
 
-class AttemptView(BaseModel):
+class AttemptView(View):
     """One attempt of a task step."""
 
     number: int
@@ -64,7 +71,7 @@ class AttemptView(BaseModel):
     error: ErrorView | None = None
 
 
-class StepRunView(BaseModel):
+class StepRunView(View):
     """One step run (a task, a container, a foreach item or a loop iteration)."""
 
     path: str
@@ -85,7 +92,7 @@ class StepRunView(BaseModel):
     attempt_list: list[AttemptView] = Field(default_factory=list)
 
 
-class RunView(BaseModel):
+class RunView(View):
     """A run: its workflow, parameters and status."""
 
     id: str
@@ -104,7 +111,7 @@ class RunView(BaseModel):
     priority: int = 0
 
 
-class MetricView(BaseModel):
+class MetricView(View):
     """A number a step reported."""
 
     path: str
@@ -124,7 +131,7 @@ class RunDetail(RunView):
     )
 
 
-class LogView(BaseModel):
+class LogView(View):
     """A log line of a step attempt (``kaon logs --json``)."""
 
     path: str
@@ -154,7 +161,7 @@ def run_view(record: RunRecord, now: float | None = None) -> RunView:
     )
 
 
-class PausedStepView(BaseModel):
+class PausedStepView(View):
     """A step held at a breakpoint: the inputs it would receive (paused ``before``) or the
     outputs it produced and has not passed on yet (paused ``after``)."""
 

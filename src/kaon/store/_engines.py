@@ -23,7 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from kaon.errors import ConfigurationError, ForeignDatabaseError, StoreNotFoundError
 from kaon.store.migrations import check_unstamped
-from kaon.store.schema import VERSION_TABLE
+from kaon.store.schema import VERSION_TABLE, postgresql_options
 
 WRITE_OPTION = "kaon_write"  # execution option: this connection's transactions write
 # A PostgreSQL session idle inside a transaction this long is ended by the server. Kaon's
@@ -163,6 +163,7 @@ def create_store_engine(
     if backend == "postgresql":
         if "+" not in parsed.drivername:
             parsed = parsed.set(drivername="postgresql+psycopg")
+        postgresql_options()
         try:
             options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
             engine = sa.create_engine(

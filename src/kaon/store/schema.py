@@ -179,13 +179,19 @@ commands = sa.Table(
     sa.Column("done_at", Time),
     sa.Index("ix_commands_run_done", "run_id", "done_at"),
     # Commands not yet done (few): what an engine's poll reads, whatever it holds.
-    sa.Index(
-        "ix_commands_pending",
-        "run_id",
-        sqlite_where=sa.text("done_at IS NULL"),
-        postgresql_where=sa.text("done_at IS NULL"),
-    ),
+    # Its PostgreSQL ``WHERE`` is added by postgresql_options(): naming it here would import
+    # the PostgreSQL dialect (asyncpg included) in every SQLite process.
+    sa.Index("ix_commands_pending", "run_id", sqlite_where=sa.text("done_at IS NULL")),
 )
+
+
+def postgresql_options() -> None:
+    """Complete the schema for PostgreSQL (the partial index's ``WHERE``); idempotent. Called
+    when a PostgreSQL store is opened, which imports that dialect anyway."""
+    for index in commands.indexes:
+        if index.name == "ix_commands_pending":
+            index.dialect_options["postgresql"]["where"] = sa.text("done_at IS NULL")
+
 
 cache_entries = sa.Table(
     "cache_entries",

@@ -141,6 +141,11 @@ class SQLStore(StateStore):
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         # One shared connection for ``sqlite://``: threads must take turns on it.
         self._lock: threading.RLock | None = threading.RLock() if in_memory else None
+        # The write path's own connection, kept out of the pool between writes (checking one
+        # out and back in costs more than a chain step's SQL on SQLite); a writer that finds
+        # it busy takes one from the pool.
+        self._pinned: Any = None
+        self._pin_lock = threading.Lock()
         dialect = self._engine.dialect.name
         self._sqlite = dialect == "sqlite"
         self._dbapi: Any = self._engine.dialect.loaded_dbapi
@@ -227,7 +232,7 @@ class SQLStore(StateStore):
         fence = batch.fence
         ids: list[str] = []
         if fence is not None:
-            ids = sorted(r for r in batch.run_ids() if r in fence.epochs)
+            ids = sorted(fence.epochs)  # every run it names (see Fence)
             if ids:
                 plan.insert(0, ("runs", self._fence_sql.sql, _fence_rows(fence, ids), len(ids)))
         table = "?"
@@ -299,7 +304,9 @@ class SQLStore(StateStore):
         a connection found dead is discarded from the pool and the failure reported as
         :class:`StoreUnavailableError`, for the caller to retry.
         """
-        connection = self._write_engine.raw_connection()
+        pinned = self._lock is None and self._pin_lock.acquire(blocking=False)
+        connection = (self._pinned if pinned else None) or self._write_engine.raw_connection()
+        dead = False
         try:
             cursor = connection.cursor()
             try:
@@ -311,6 +318,7 @@ class SQLStore(StateStore):
                 with suppress(Exception):  # keep the original error, not a failed rollback
                     connection.rollback()
                 if isinstance(error, self._dbapi.Error) and _transient(error, self._dbapi):
+                    dead = True
                     with suppress(Exception):
                         connection.invalidate()
                 raise
@@ -318,7 +326,11 @@ class SQLStore(StateStore):
                 with suppress(Exception):
                     cursor.close()
         finally:
-            connection.close()
+            if pinned:
+                self._pinned = None if dead else connection
+                self._pin_lock.release()
+            if not pinned or dead:
+                connection.close()
 
     def _plan(self, batch: WriteBatch) -> list[tuple[str, str, list[_Row], int]]:
         """``(table, SQL, encoded rows, rows an update must match)`` in write order."""
@@ -1038,6 +1050,11 @@ class SQLStore(StateStore):
 
     def close(self) -> None:
         """Close every connection (an in-memory database is gone after this)."""
+        with self._pin_lock:
+            pinned, self._pinned = self._pinned, None
+        if pinned is not None:
+            with suppress(Exception):
+                pinned.close()
         self._engine.dispose()
         if self._write_engine is not self._engine:
             self._write_engine.dispose()

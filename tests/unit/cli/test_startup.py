@@ -31,6 +31,11 @@ SERVER_AND_FRIENDS = {
     "kaon.triggers.service",
 }
 STORE_AND_ENGINE = {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine", "kaon.service.local"}
+# Not needed to list the commands: the DSL and model behind ``import kaon`` (lazy, PEP 562),
+# pickling, YAML, pydantic (typer uses it only to convert given values).
+DEFINITIONS = {"kaon.dsl.python", "kaon.model.specs", "cloudpickle", "yaml", "pydantic"}
+# Never needed on SQLite: the PostgreSQL dialect (and the asyncpg one it brings).
+POSTGRESQL = {"sqlalchemy.dialects.postgresql", "asyncpg", "psycopg"}
 
 _PROBE = textwrap.dedent(
     """
@@ -86,7 +91,30 @@ def flow(tmp_path: Path) -> Path:
 
 def test_help_imports_neither_rich_nor_the_store_nor_cel(tmp_path: Path) -> None:
     modules = _imported(tmp_path, "--help")
-    assert _loaded(modules, SERVER_AND_FRIENDS | STORE_AND_ENGINE | {"rich", "cel"}) == set()
+    unwanted = SERVER_AND_FRIENDS | STORE_AND_ENGINE | DEFINITIONS | {"rich", "cel"}
+    assert _loaded(modules, unwanted) == set()
+
+
+def test_import_kaon_imports_no_public_name_until_used() -> None:
+    code = (
+        "import sys, kaon; before = set(sys.modules); kaon.step; "
+        "print(sorted(m for m in before if m.startswith('kaon')), 'kaon.dsl.python' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['kaon',", "'kaon._version']", "True"]
+
+
+def test_every_public_name_of_kaon_resolves() -> None:
+    import kaon
+
+    assert set(kaon.__all__) <= set(dir(kaon))
+    assert all(getattr(kaon, name) is not None for name in kaon.__all__)
+    from kaon.steptypes.context import current_context
+
+    assert kaon.context is current_context
+    with pytest.raises(AttributeError):
+        kaon.no_such_name  # noqa: B018
 
 
 def test_validate_imports_no_store_engine_or_server(tmp_path: Path, flow: Path) -> None:
@@ -100,9 +128,9 @@ def test_run_imports_the_store_but_no_server_client_or_migrations(
 ) -> None:
     home = tmp_path / "home"
     modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
-    assert _loaded(modules, SERVER_AND_FRIENDS) == set()
+    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL) == set()
     assert {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine"} <= modules
     assert "fsspec" not in modules  # values this small stay inline: no blob, no filesystem
     # a second run, on a store now at the current schema, does not consult Alembic either
     modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
-    assert _loaded(modules, SERVER_AND_FRIENDS) == set()
+    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL) == set()

@@ -10,7 +10,7 @@ import pytest
 
 from kaon.errors import SystemFailure
 from kaon.executors.base import TaskRequest
-from kaon.executors.inline import InlineExecutor
+from kaon.executors.inline import PREFETCH_PER_THREAD, InlineExecutor
 from kaon.model.events import ExecutorEvent, StepStarted, StepSucceeded
 from kaon.model.values import Literal
 
@@ -116,6 +116,7 @@ def test_a_cancelled_attempt_holds_its_slot_until_its_thread_is_free() -> None:
         assert started.wait(5)
         executor.cancel(("r", 1, 1))  # what the engine does when the attempt times out
         assert executor.capacity == 1  # the thread is still busy with the cancelled attempt
+        assert executor.prefetch == PREFETCH_PER_THREAD  # queued only for the free thread
         release.set()
         deadline = time.monotonic() + 5
         while executor.capacity != 2 and time.monotonic() < deadline:
