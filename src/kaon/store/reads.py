@@ -37,7 +37,6 @@ SORT_KEYS: dict[str, Any] = {
     "attempts": _c.attempts,
 }
 MAX_PAGE = 1000
-PROGRESS_WINDOW = 50_000  # how far back among a run's events a step's progress is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,21 +259,13 @@ class SQLRunReads:
         with self.store.reading() as conn:
             return int(conn.scalar(stmt) or 0)
 
-    def last_progress(
-        self, run_id: str, step_run_id: int, *, window: int = PROGRESS_WINDOW
-    ) -> dict[str, Any] | None:
-        """The latest ``progress`` event of a step run among the run's last ``window``
-        events (a bounded range of the run's event index), as ``{fraction, message, at}``."""
+    def last_progress(self, run_id: str, step_run_id: int) -> dict[str, Any] | None:
+        """The latest ``progress`` event of a step run, as ``{fraction, message, at}``: read
+        backwards from the end of the step's events (``ix_events_run_step``), not the run's."""
         c = t.events.c
-        newest = sa.select(sa.func.max(c.id)).where(c.run_id == run_id).scalar_subquery()
         stmt = (
             sa.select(c.data, c.at)
-            .where(
-                c.run_id == run_id,
-                c.id > newest - window,
-                c.step_run_id == step_run_id,
-                c.kind == "progress",
-            )
+            .where(c.run_id == run_id, c.step_run_id == step_run_id, c.kind == "progress")
             .order_by(c.id.desc())
             .limit(1)
         )
