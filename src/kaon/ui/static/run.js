@@ -22,8 +22,11 @@
 
   // -- summary, header, counts ---------------------------------------------------------------
 
-  async function loadSummary() {
+  /** Read and show the summary; ``fetched`` (when given) sees it first, before the graph is
+   * laid out, so that the reads it starts run on the server while the browser draws. */
+  async function loadSummary(fetched) {
     const summary = await api(`${RUN}/summary`);
+    if (fetched) fetched(summary);
     const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0 });
     if (seen === state.summaryShown && summary.ended_at) return summary; // nothing changed
     state.summaryShown = seen;
@@ -492,11 +495,14 @@
   /** A run opens on the items of its first foreach (or loop) once it has any. */
   function openFirstContainer(summary) {
     const container = summary.nodes.find((n) => CONTAINERS.has(n.kind) && n.started);
-    if (container) openItems([container.path]).catch(() => {});
+    return container ? openItems([container.path]).catch(() => {}) : Promise.resolve();
   }
 
-  loadSummary().then((s) => {
-    openFirstContainer(s);
+  // First paint: the summary, then at once the first page of items (while the graph is laid
+  // out); the event stream and the activity only after that page is shown.
+  let firstItems = Promise.resolve();
+  loadSummary((s) => { firstItems = openFirstContainer(s); }).then(async (s) => {
+    await firstItems;
     follow(s.last_event_id);
     loadAudit();
     const asked = new URLSearchParams(location.search).get("step");
