@@ -208,8 +208,8 @@ def metrics_table(console: Console, detail: RunDetail) -> None:
     if hidden > 0:
         console.print(
             Text(
-                f"... and {hidden} more metric values; all of them: kaon show {detail.id} "
-                "--json (or kaon.client: run.metrics())",
+                f"... and {hidden} more metric values; all of them: kaon.client "
+                f"run.metrics(), or GET /runs/{detail.id}/metrics",
                 style="dim",
             )
         )

@@ -86,7 +86,10 @@ def _folded(service: KaonService, out: Console, request: ShowRequest) -> None:
         return
     render.run_detail(out, page, tracebacks=True, tracebacks_max=FAILED_SHOWN)
     if page.metrics_truncated:
-        out.print(f"(the run's first {METRICS_READ} metric values; all: kaon metrics RUN)")
+        out.print(
+            f"(from the run's first {METRICS_READ} metric values; all of them: "
+            "kaon.client run.metrics(), or GET /runs/RUN/metrics)"
+        )
     last = offset + len(page.steps)
     if last < page.steps_total:
         out.print(f"steps {offset + 1}-{last} of {page.steps_total}; more with --offset {last}")

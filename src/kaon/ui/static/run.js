@@ -65,9 +65,13 @@
 
   // -- the graph -----------------------------------------------------------------------------
 
+  /** Why a step was not taken (a skipped step's reason), cut short for a graph label. */
+  const notTaken = (n) => (n.status === "skipped" && n.reason ? n.reason : "");
+
   function label(n) {
     const kids = Object.entries(n.children);
-    const held = n.status === "paused" ? "\n(paused)" : "";
+    const why = notTaken(n);
+    const held = n.status === "paused" ? "\n(paused)" : why ? `\n(${why.length > 40 ? why.slice(0, 39) + "…" : why})` : "";
     if (!kids.length) return (n.kind === "task" ? n.step_id : `${n.step_id} (${n.kind})`) + held;
     const total = kids.reduce((a, [, v]) => a + v, 0);
     const parts = kids.map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ");
@@ -85,6 +89,7 @@
   function renderGraph(s) {
     const ids = s.nodes.map((n) => n.path).join("|");
     document.getElementById("graph").dataset.held = s.nodes.filter(isHeld).map((n) => n.path).join(" ");
+    document.getElementById("graph").dataset.notTaken = s.nodes.filter(notTaken).map((n) => `${n.path}: ${notTaken(n)}`).join("\n");
     if (state.cy && state.cy.scratch("_ids") === ids) {
       for (const n of s.nodes) state.cy.getElementById(n.path).data(nodeData(n));
       return;
