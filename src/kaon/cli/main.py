@@ -347,17 +347,18 @@ def _report(
     watch: bool = False,
 ) -> NoReturn:
     """Print a run's outcome and exit with its code (0 succeeded, 1 not, 130 stopped)."""
-    from kaon.cli import render
-
-    detail = service.run_detail(run_id)
     if output is not None and output.events:
+        detail = service.run_detail(run_id)
         _print_line({"type": "result", **detail.model_dump(mode="json")})
     elif as_json:
-        _print_json(detail.model_dump(mode="json"))
+        _print_json(service.run_detail(run_id).model_dump(mode="json"))
     elif output is not None and output.quiet:
-        out.print(f"run {detail.id} {detail.status}", markup=False, highlight=False)
+        view = service.get_run(run_id)
+        out.print(f"run {view.id} {view.status}", markup=False, highlight=False)
     else:
-        render.run_summary(out, detail)  # folded: counts, failed and slowest steps
+        from kaon.cli.show_view import report
+
+        report(service, out, run_id)  # folded: counts, failed and slowest steps
     if status is RunStatus.RUNNING:
         if watch:
             err.print(f"stopped watching; the run goes on (kaon watch {run_id})")

@@ -63,24 +63,42 @@ def show(service: KaonService, out: Console, request: ShowRequest) -> None:
         _folded(service, out, request)
 
 
+def report(service: KaonService, out: Console, run_id: str) -> None:
+    """``kaon run``'s end-of-run report: the top level folded (problems, then the slowest;
+    see :func:`kaon.cli.render.run_summary`) and the first failed tasks of every level."""
+    from kaon.cli import render
+
+    page = service.run_page(run_id, limit=TOP_PAGE, metrics_limit=METRICS_READ)
+    render.run_summary(out, page)
+    failed = _failed_inside(service, page, run_id)
+    if failed is not None and failed.steps:
+        render.failed_tasks(out, failed, run_id)
+
+
+def _failed_inside(service: KaonService, page: RunPage, run_id: str) -> RunPage | None:
+    """The first failed tasks of every level when some failed inside a foreach or loop
+    (more failed tasks than the page of the top level shows), else None."""
+    failed_total = page.tasks.get("failed", 0)
+    failed_here = sum(1 for s in page.steps if s.kind == "task" and s.status == "failed")
+    if failed_total <= failed_here:
+        return None
+    return service.run_page(
+        run_id,
+        all_steps=True,
+        statuses=("failed",),
+        kind="task",
+        limit=FAILED_SHOWN,
+        metrics_limit=0,
+    )
+
+
 def _folded(service: KaonService, out: Console, request: ShowRequest) -> None:
     from kaon.cli import render
 
     size = request.limit or TOP_PAGE
     offset = request.first_offset(size)
     page = service.run_page(request.run_id, limit=size, offset=offset, metrics_limit=METRICS_READ)
-    failed_total = page.tasks.get("failed", 0)
-    failed_here = sum(1 for s in page.steps if s.kind == "task" and s.status == "failed")
-    failed = None
-    if failed_total > failed_here:  # failed tasks inside foreach items or loop iterations
-        failed = service.run_page(
-            request.run_id,
-            all_steps=True,
-            statuses=("failed",),
-            kind="task",
-            limit=FAILED_SHOWN,
-            metrics_limit=0,
-        )
+    failed = _failed_inside(service, page, request.run_id)
     if request.as_json:
         _print_json(page)
         return

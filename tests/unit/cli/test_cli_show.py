@@ -94,3 +94,26 @@ def test_show_all_streams_every_level_as_one_json_document(
     assert paths[:3] == ["prep", "each", "each[0]"] and paths[-1] == f"each[{ITEMS - 1}].work"
     code, out, _ = kaon("show", "r1", "--db", big, "--all")
     assert code == 0 and f"each[{ITEMS - 1}].work" in out and out.count(" step ") == 1
+
+
+FLOW = """name: partly
+steps:
+  - id: each
+    foreach: "${{ ITEMS }}"
+    steps:
+      - id: work
+        shell: "test $((KAON_INDEX % 3)) -ne 0"
+        on_failure: ignore
+""".replace("ITEMS", str(list(range(35))))
+
+
+def test_the_end_of_run_report_folds_failed_items_too(
+    kaon: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    flow = tmp_path / "partly.yaml"
+    flow.write_text(FLOW)
+    _, out, err = kaon("run", str(flow))
+    assert "failed tasks, all levels: the first 10 of 12" in out, (out, err)
+    report = out[out.index("failed tasks, all levels") :]
+    assert "each[27].work" in report and "each[30].work" not in report
+    assert "--status failed --page 1" in report
