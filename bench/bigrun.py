@@ -50,8 +50,8 @@ def big_workflow(steps: int) -> str:
     return "name: big\nparams:\n  items: {type: list, default: []}\n" + "\n".join(lines[1:])
 
 
-def _status(i: int) -> StepStatus:
-    if i % 1000 == 7:
+def _status(i: int, failed_every: int = 1000) -> StepStatus:
+    if i % failed_every == 7 % failed_every:
         return StepStatus.FAILED
     if i % 97 == 3:
         return StepStatus.RUNNING
@@ -63,9 +63,15 @@ def _status(i: int) -> StepStatus:
 
 
 def build_big_run(
-    store: StateStore, items: int, steps: int = 50, *, held_by: str | None = None
+    store: StateStore,
+    items: int,
+    steps: int = 50,
+    *,
+    held_by: str | None = None,
+    failed_every: int = 1000,
 ) -> str:
-    """Write a run of ``steps`` chained tasks and a foreach of ``items`` items; its id.
+    """Write a run of ``steps`` chained tasks and a foreach of ``items`` items; its id. One
+    item in ``failed_every`` failed.
 
     ``held_by`` names an engine holding the run's lease for a day, so that a server started
     on the same store leaves the synthetic run alone (its engine must not drive it)."""
@@ -101,7 +107,7 @@ def build_big_run(
     store.write(batch)
     batch = WriteBatch()
     for i in range(items):
-        status = _status(i)
+        status = _status(i, failed_every)
         frame = next_id
         batch.insert_step_run(
             StepRunRecord(
@@ -180,10 +186,11 @@ def main() -> None:
     parser.add_argument("--db", required=True, help="a store URL (sqlite:///... or postgresql)")
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--failed-every", type=int, default=1000, help="one item in N failed")
     args = parser.parse_args()
     store = open_store(args.db)
     try:
-        print(build_big_run(store, args.items, args.steps))
+        print(build_big_run(store, args.items, args.steps, failed_every=args.failed_every))
     finally:
         store.close()
 

@@ -144,7 +144,20 @@ class ReadsContract:
         reads.store.write(batch)
         assert reads.last_progress("r1", 4) == {"fraction": 0.6, "message": "m", "at": 3.0}
         assert reads.last_progress("r1", 1) is None
-        assert reads.last_progress("r1", 4, window=1) is None  # older than the window
+        later = WriteBatch()  # another step's progress, after: not this step's
+        later.events.append(EventRecord("r1", "progress", 5.0, {"fraction": 0.9}, step_run_id=6))
+        reads.store.write(later)
+        assert reads.last_progress("r1", 4) == {"fraction": 0.6, "message": "m", "at": 3.0}
+
+    def test_a_page_of_one_status_and_kind_across_levels(self, reads: SQLRunReads) -> None:
+        failed = reads.all_levels_page("r1", limit=2, statuses=(S.FAILED,), kind="task")
+        assert failed.total == 3 and [r.path for r in failed.rows] == ["each[3].t", "each[13].t"]
+        rest = reads.all_levels_page("r1", limit=2, offset=2, statuses=(S.FAILED,), kind="task")
+        assert [r.path for r in rest.rows] == ["each[23].t"]
+        frames = reads.all_levels_page("r1", limit=10, statuses=(S.FAILED,), kind="item")
+        assert [r.path for r in frames.rows] == ["each[3]", "each[13]", "each[23]"]
+        with pytest.raises(NotFoundError):
+            reads.all_levels_page("nope", limit=1, statuses=(S.FAILED,))
 
     def test_one_step_logs_and_events(self, reads: SQLRunReads) -> None:
         assert reads.step_run("r1", "each[4].t").parent_id == 11

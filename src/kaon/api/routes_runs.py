@@ -3,7 +3,7 @@ held at breakpoints); logs, attempts, artifacts, metrics and the recorded events
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
@@ -13,7 +13,7 @@ from kaon.engine.engine import owner_is_dead
 from kaon.engine.operations import new_run_id
 from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
-from kaon.model.status import RunStatus
+from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiment_views import RunArtifactsView
 from kaon.service.registry_views import (
     ContinueRequest,
@@ -36,6 +36,9 @@ from kaon.service.views import (
     paused_step_view,
 )
 from kaon.store.reads import MAX_PAGE
+
+# The kinds of step run rows (a step's kind, or a foreach item's or loop iteration's frame).
+StepKind = Literal["task", "foreach", "loop", "subworkflow", "wait", "item", "iteration"]
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -117,6 +120,8 @@ def get_run(
     limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Step runs in the page."),
     offset: int = Query(0, ge=0, le=10_000_000),
     metrics_limit: int = Query(1000, ge=0, le=10_000, description="Metrics listed at most."),
+    status: list[StepStatus] = Query([], description="Only step runs in these statuses."),
+    kind: StepKind | None = Query(None, description="Only step runs of this kind."),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> RunPage:
@@ -124,10 +129,18 @@ def get_run(
     runs with their attempts (the top level, each foreach or loop one row with its children
     counted; with ``all_steps``, every level in creation order) and its first metrics.
     ``steps_total`` tells how many there are to page through; a foreach's items page
-    through ``GET /runs/{id}/children``. The cost follows the page, not the run."""
+    through ``GET /runs/{id}/children``. ``status`` and ``kind`` keep only those step runs
+    (``all_steps=true&status=failed&kind=task``: the failed tasks of every level, as ``kaon
+    show --status failed`` pages them). The cost follows the page, not the run."""
     full = _readable(services, _, run_id)
     return RunReads(services.store).page(
-        full, all_steps=all_steps, limit=limit, offset=offset, metrics_limit=metrics_limit
+        full,
+        all_steps=all_steps,
+        limit=limit,
+        offset=offset,
+        metrics_limit=metrics_limit,
+        statuses=tuple(s.value for s in status),
+        kind=kind,
     )
 
 

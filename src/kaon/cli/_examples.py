@@ -15,7 +15,7 @@ EXAMPLES: dict[str, str] = {
     "skip": "kaon skip 20261202-0931-ab12 fetch --output '[1, 2, 3]'",
     "kill": "kaon kill 20261202-0931-ab12 --step segments[3].train",
     "runs": "kaon runs --workflow train --status failed -n 5",
-    "show": "kaon show 20261202 --all",
+    "show": "kaon show 20261202 --status failed --page 2",
     "logs": "kaon logs 20261202 segments[3].train --attempt 2",
     "validate": "kaon validate flows/recsys.yaml --json",
     "artifacts": "kaon artifacts 20261202",

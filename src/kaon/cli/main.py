@@ -47,7 +47,7 @@ from kaon.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from kaon.model.status import RunStatus
+from kaon.model.status import RunStatus, StepStatus
 
 # Start-up stays light (tests/unit/cli/test_startup.py): the service, store, engine, server and
 # rich are imported inside the commands that use them, not here.
@@ -311,17 +311,18 @@ def _report(
     watch: bool = False,
 ) -> NoReturn:
     """Print a run's outcome and exit with its code (0 succeeded, 1 not, 130 stopped)."""
-    from kaon.cli import render
-
-    detail = service.run_detail(run_id)
     if output is not None and output.events:
+        detail = service.run_detail(run_id)
         _print_line({"type": "result", **detail.model_dump(mode="json")})
     elif as_json:
-        _print_json(detail.model_dump(mode="json"))
+        _print_json(service.run_detail(run_id).model_dump(mode="json"))
     elif output is not None and output.quiet:
-        out.print(f"run {detail.id} {detail.status}", markup=False, highlight=False)
+        view = service.get_run(run_id)
+        out.print(f"run {view.id} {view.status}", markup=False, highlight=False)
     else:
-        render.run_summary(out, detail)  # folded: counts, failed and slowest steps
+        from kaon.cli.show_view import report
+
+        report(service, out, run_id)  # folded: counts, failed and slowest steps
     if status is RunStatus.RUNNING:
         if watch:
             err.print(f"stopped watching; the run goes on (kaon watch {run_id})")
@@ -648,11 +649,29 @@ def runs(
 def show(
     run_id: RunArg,
     all_steps: Annotated[
-        bool, typer.Option("--all", help="List every foreach item and iteration.")
+        bool,
+        typer.Option("--all", help="List every step run of every level (streamed page by page)."),
     ] = False,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            "-s",
+            metavar="STATUS",
+            help="List the tasks of every level in this status, a page at a time: "
+            + ", ".join(s.value for s in StepStatus)
+            + ".",
+        ),
+    ] = None,
+    page: Annotated[
+        int | None,
+        typer.Option("--page", metavar="N", min=1, help="Show page N (of --limit steps)."),
+    ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", metavar="N", min=1, help="Show at most this many steps."),
+        typer.Option(
+            "--limit", "-n", metavar="N", min=1, max=1000, help="Show at most N steps (a page)."
+        ),
     ] = None,
     offset: Annotated[
         int, typer.Option("--offset", metavar="N", min=0, help="Skip this many steps.")
@@ -662,25 +681,31 @@ def show(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a run: each step's status, attempts, duration, outputs and errors.
+    """Show a run: task counts by status, each top-level step's status, attempts, duration,
+    outputs and errors, and the first failed tasks of foreach items and loop iterations.
 
-    A foreach or loop is one line with its items counted by status (--all lists the items);
-    --limit and --offset page through the steps."""
-    from kaon.cli import render
+    A foreach or loop is one line with its items counted by status. --status failed pages
+    through the failed tasks of every level (--page N); --all lists every step run of every
+    level; --limit and --offset page through the steps. The cost follows what is shown, not
+    the size of the run."""
+    from kaon.cli.show_view import ShowRequest
+    from kaon.cli.show_view import show as show_run
 
+    with _errors(as_json):
+        if status is not None and status not in {s.value for s in StepStatus}:
+            known = ", ".join(s.value for s in StepStatus)
+            raise ConfigurationError(f"--status must be one of {known}, not {status!r}")
     with _errors(as_json), _client(url, db, home) as service:
-        detail = service.run_detail(service.resolve_run_id(run_id), all_steps=all_steps)
-        total = len(detail.steps)
-        detail.steps = detail.steps[offset : None if limit is None else offset + limit]
-        if as_json:
-            _print_json(detail.model_dump(mode="json"))
-        else:
-            render.run_detail(out, detail, tracebacks=True)
-            last = offset + len(detail.steps)
-            if last < total:
-                out.print(f"steps {offset + 1}-{last} of {total}; more with --offset {last}")
-            elif offset:
-                out.print(f"steps {min(offset + 1, total)}-{last} of {total}")
+        request = ShowRequest(
+            service.resolve_run_id(run_id),
+            all_steps=all_steps,
+            status=status,
+            page=page,
+            limit=limit,
+            offset=offset,
+            as_json=as_json,
+        )
+        show_run(service, out, request)
 
 
 @app.command()
@@ -702,14 +727,11 @@ def logs(
     with _errors(as_json), _client(url, db, home) as service:
         full = service.resolve_run_id(run_id)
         lines = service.logs(full, step, attempt=attempt)
-        detail = service.run_detail(full, all_steps=True)
-        step_view = next((s for s in detail.steps if s.path == step), None)
         if as_json:
             _print_json([line.model_dump(mode="json") for line in lines])
             return
         render.log_lines(out, lines)
-        if step_view is not None:
-            render.attempt_errors(out, step_view, attempt)
+        render.attempt_errors(out, service.step_detail(full, step).step, attempt)
 
 
 @app.command()

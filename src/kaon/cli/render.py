@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -12,6 +13,9 @@ from rich.text import Text
 
 from kaon.cli.live import STATUS_STYLE
 from kaon.service.views import LogView, OutputView, RunDetail, RunView, StepRunView
+
+if TYPE_CHECKING:
+    from kaon.service.run_reads import RunPage
 
 
 def _when(ts: float | None) -> str:
@@ -87,8 +91,8 @@ def run_summary(console: Console, detail: RunDetail) -> None:
         reverse=True,
     )[:SUMMARY_SLOWEST]
     shown = problems[:SUMMARY_PROBLEMS] + slowest
-    _header(console, detail)
-    console.print(_step_table(shown, title="steps that did not succeed, then the slowest"))
+    header(console, detail)
+    console.print(step_table(shown, title="steps that did not succeed, then the slowest"))
     hidden = len(detail.steps) - len(shown)
     if hidden:
         listed = {id(s) for s in shown}
@@ -97,22 +101,46 @@ def run_summary(console: Console, detail: RunDetail) -> None:
         console.print(
             Text(f"... and {hidden} more steps ({what}); all of them: kaon show {detail.id}")
         )
-    _metrics(console, detail)
+    metrics_table(console, detail)
 
 
-def run_detail(console: Console, detail: RunDetail, *, tracebacks: bool = False) -> None:
-    """A run's header, step table, metrics, and (optionally) failed steps' tracebacks."""
-    _header(console, detail)
-    console.print(_step_table(detail.steps))
-    _metrics(console, detail)
+def run_detail(
+    console: Console,
+    detail: RunDetail,
+    *,
+    tracebacks: bool = False,
+    tracebacks_max: int | None = None,
+) -> None:
+    """A run's header, step table, metrics, and (optionally) failed steps' tracebacks (the
+    first ``tracebacks_max`` of them when given)."""
+    header(console, detail)
+    console.print(step_table(detail.steps))
+    metrics_table(console, detail)
     if tracebacks:
-        for step in detail.steps:
-            if step.status == "failed" and step.error is not None and step.error.traceback:
-                console.print(Text(f"\n{step.path} failed:", style="bold red"))
-                console.print(step.error.traceback.rstrip(), markup=False, highlight=False)
+        failed = [
+            step
+            for step in detail.steps
+            if step.status == "failed" and step.error is not None and step.error.traceback
+        ]
+        for step in failed[:tracebacks_max]:
+            assert step.error is not None and step.error.traceback is not None
+            console.print(Text(f"\n{step.path} failed:", style="bold red"))
+            console.print(step.error.traceback.rstrip(), markup=False, highlight=False)
 
 
-def _header(console: Console, detail: RunDetail) -> None:
+def failed_tasks(console: Console, page: RunPage, run_id: str) -> None:
+    """The first failed tasks of every level (``page``), and how to page through the rest."""
+    shown = len(page.steps)
+    title = f"failed tasks, all levels: the first {shown} of {page.steps_total}"
+    console.print(step_table(page.steps, title=title))
+    if page.steps_total > shown:
+        console.print(
+            Text(f"all of them, a page at a time: kaon show {run_id} --status failed --page 1")
+        )
+
+
+def header(console: Console, detail: RunDetail) -> None:
+    """The run's id, workflow, status, duration, parameters, task counts and error."""
     header = Text.assemble(
         ("run ", "bold"),
         (detail.id, "cyan"),
@@ -130,8 +158,11 @@ def _header(console: Console, detail: RunDetail) -> None:
         console.print(Text(f"error: {detail.error}", style="red"))
 
 
-def _step_table(steps: list[StepRunView], title: str | None = None) -> Table:
-    table = Table(box=None, header_style="bold", title=title, title_justify="left")
+def step_table(steps: list[StepRunView], title: str | None = None, *, header: bool = True) -> Table:
+    """A table of step runs: status, attempts, duration, items by status, outputs or error."""
+    table = Table(
+        box=None, header_style="bold", title=title, title_justify="left", show_header=header
+    )
     for column in ("step", "status", "attempts", "duration", "items"):
         table.add_column(column, no_wrap=True)
     table.add_column("outputs / error", overflow="fold")
@@ -158,7 +189,7 @@ METRICS_SHOWN = 50
 """Rows of the metrics table at most; a line counts the rest and says where to see them."""
 
 
-def _metrics(console: Console, detail: RunDetail) -> None:
+def metrics_table(console: Console, detail: RunDetail) -> None:
     """One row per (step, metric): its last value, and how many values it had (epochs)."""
     if not detail.metrics:
         return
@@ -177,8 +208,8 @@ def _metrics(console: Console, detail: RunDetail) -> None:
     if hidden > 0:
         console.print(
             Text(
-                f"... and {hidden} more metric values; all of them: kaon show {detail.id} "
-                "--json (or kaon.client: run.metrics())",
+                f"... and {hidden} more metric values; all of them: kaon.client "
+                f"run.metrics(), or GET /runs/{detail.id}/metrics",
                 style="dim",
             )
         )

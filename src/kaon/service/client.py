@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         WorkflowView,
     )
     from kaon.service.remote import Listener, RemoteService, Stoppable
-    from kaon.service.run_reads import LogWindowView
+    from kaon.service.run_reads import LogWindowView, RunPage, StepDetail
     from kaon.service.views import LogView, RunDetail, RunView
 
 
@@ -182,6 +182,20 @@ class KaonService(Protocol):
     def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail: ...
 
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]: ...
+
+    def run_page(
+        self,
+        run_id: str,
+        *,
+        all_steps: bool = False,
+        limit: int = 1000,
+        offset: int = 0,
+        metrics_limit: int = 1000,
+        statuses: tuple[str, ...] = (),
+        kind: str | None = None,
+    ) -> RunPage: ...
+
+    def step_detail(self, run_id: str, path: str) -> StepDetail: ...
 
 
 def server_url(url: str | None = None) -> str | None:

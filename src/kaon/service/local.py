@@ -50,7 +50,7 @@ from kaon.store.base import StateStore, StepRunRecord
 if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.service.experiments import Experiments
     from kaon.service.remote import Stoppable
-    from kaon.service.run_reads import LogWindowView, RunReads
+    from kaon.service.run_reads import LogWindowView, RunPage, RunReads, StepDetail
 
 
 AFTER = (BREAK_AFTER, BREAK_AFTER_CACHED)  # reasons of steps held after they ran
@@ -450,6 +450,32 @@ class LocalService:
         return self.reads.logs(run_id, path, after_id=after_id)
 
     # -- bounded reads (cost what they show; see kaon.service.run_reads) ----------------------
+
+    def run_page(
+        self,
+        run_id: str,
+        *,
+        all_steps: bool = False,
+        limit: int = 1000,
+        offset: int = 0,
+        metrics_limit: int = 1000,
+        statuses: tuple[str, ...] = (),
+        kind: str | None = None,
+    ) -> RunPage:
+        """The run with one page of its step runs (see :meth:`RunReads.page`)."""
+        return self.reads.page(
+            run_id,
+            all_steps=all_steps,
+            limit=limit,
+            offset=offset,
+            metrics_limit=metrics_limit,
+            statuses=statuses,
+            kind=kind,
+        )
+
+    def step_detail(self, run_id: str, path: str) -> StepDetail:
+        """One step run with attempts, outputs, metrics and cache decision (indexed)."""
+        return self.reads.step(run_id, path)
 
     @property
     def reads(self) -> RunReads:

@@ -45,7 +45,13 @@ from kaon.service.registry_views import (
     VersionView,
     WorkflowView,
 )
-from kaon.service.run_reads import LogWindowView, RunSummary, StepDetail, StepPageView
+from kaon.service.run_reads import (
+    LogWindowView,
+    RunPage,
+    RunSummary,
+    StepDetail,
+    StepPageView,
+)
 from kaon.service.views import LogView, RunDetail, RunView
 from kaon.store.base import EventRecord
 
@@ -434,6 +440,29 @@ class RemoteService:
         return StepPageView.model_validate(
             self._call("GET", f"/runs/{run_id}/children", params=params)
         )
+
+    def run_page(
+        self,
+        run_id: str,
+        *,
+        all_steps: bool = False,
+        limit: int = 1000,
+        offset: int = 0,
+        metrics_limit: int = 1000,
+        statuses: tuple[str, ...] = (),
+        kind: str | None = None,
+    ) -> RunPage:
+        """The run with one page of its step runs (``GET /runs/{id}``)."""
+        params: dict[str, Any] = {
+            "all_steps": all_steps,
+            "limit": limit,
+            "offset": offset,
+            "metrics_limit": metrics_limit,
+            "status": list(statuses),
+        }
+        if kind is not None:
+            params["kind"] = kind
+        return RunPage.model_validate(self._call("GET", f"/runs/{run_id}", params=params))
 
     def step_detail(self, run_id: str, path: str) -> StepDetail:
         """One step run with attempts, outputs, metrics and cache decision."""

@@ -189,21 +189,33 @@ class RunReads:
         limit: int = MAX_PAGE,
         offset: int = 0,
         metrics_limit: int = 1000,
+        statuses: tuple[str, ...] = (),
+        kind: str | None = None,
     ) -> RunPage:
         """The run, its task counts, one page of its step runs (each with its attempts, a
         foreach or loop with its children counted by status) and its first metrics: what
-        ``GET /runs/{id}`` answers, at a cost that follows the page, not the run. Raises
-        NotFoundError, and ValueError for a bad limit."""
+        ``GET /runs/{id}`` answers, at a cost that follows the page, not the run.
+        ``statuses`` and ``kind`` keep only the step runs in those statuses and of that kind
+        (``kaon show --status failed`` asks for the failed tasks of every level). Raises
+        NotFoundError, and ValueError for a bad status or limit."""
         record = self.store.get_run(run_id)
+        wanted = tuple(StepStatus(s) for s in statuses)
+        last_event = self.reads.last_event_id(run_id)
+        tasks = self._task_counts(run_id, last_event)
         if all_steps:
-            found = self.reads.all_levels_page(run_id, limit=limit, offset=offset)
+            known = None
+            if kind == "task" and wanted:  # the counts by status tell the total
+                known = sum(tasks.get(status, 0) for status in wanted)
+            found = self.reads.all_levels_page(
+                run_id, limit=limit, offset=offset, statuses=wanted, kind=kind, total=known
+            )
         else:
-            found = self.reads.step_page(run_id, StepQuery(limit=limit, offset=offset))
+            query = StepQuery(statuses=wanted, kind=kind, limit=limit, offset=offset)
+            found = self.reads.step_page(run_id, query)
         rows = found.rows
         attempts: dict[int, list[AttemptRecord]] = {}
         for attempt in self.store.attempts_of(run_id, [row.id for row in rows]):
             attempts.setdefault(attempt.step_run_id, []).append(attempt)
-        last_event = self.reads.last_event_id(run_id)
         counts = self._children_counts(
             run_id, [row.id for row in rows if row.kind in ("foreach", "loop")], last_event
         )
@@ -213,7 +225,7 @@ class RunReads:
             step_view(row, attempts.get(row.id, []), _plain(counts.get(row.id, {})), now)
             for row in rows
         ]
-        detail.tasks = _plain(self._task_counts(run_id, last_event))
+        detail.tasks = _plain(tasks)
         detail.steps_total, detail.offset, detail.limit = found.total, offset, limit
         found_metrics = self.reads.run_metrics(run_id, limit=metrics_limit + 1)
         shown, detail.metrics_truncated = (

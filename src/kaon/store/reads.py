@@ -37,7 +37,6 @@ SORT_KEYS: dict[str, Any] = {
     "attempts": _c.attempts,
 }
 MAX_PAGE = 1000
-PROGRESS_WINDOW = 50_000  # how far back among a run's events a step's progress is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +44,15 @@ class StepQuery:
     """Which step runs a page shows: the children of one parent, filtered and sorted.
 
     ``parent_id`` ``None`` is the run's top level. ``statuses`` keeps only those statuses;
-    ``step_id`` only one step of the body; ``index_from``/``index_to`` an inclusive range of
+    ``kind`` only step runs of that kind (``task``, ``item``...); ``step_id`` only one step of
+    the body; ``index_from``/``index_to`` an inclusive range of
     item indexes (or loop iterations); ``text`` a case-insensitive substring of the path, the
     reason or the item. ``sort`` is a key of :data:`SORT_KEYS`.
     """
 
     parent_id: int | None = None
     statuses: tuple[StepStatus, ...] = ()
+    kind: str | None = None
     step_id: str | None = None
     index_from: int | None = None
     index_to: int | None = None
@@ -65,7 +66,7 @@ class StepQuery:
     def by_status_only(self) -> bool:
         """True when nothing but statuses filters the children (counts by status tell the
         total)."""
-        narrowed = (self.step_id, self.index_from, self.index_to, self.text)
+        narrowed = (self.kind, self.step_id, self.index_from, self.index_to, self.text)
         return all(value is None or value == "" for value in narrowed)
 
     def __post_init__(self) -> None:
@@ -188,18 +189,35 @@ class SQLRunReads:
                 self._require_run(conn, run_id)
         return StepPage(total=total, rows=rows)
 
-    def all_levels_page(self, run_id: str, *, limit: int, offset: int = 0) -> StepPage:
-        """A page of every step run of the run, all levels, in creation (id) order, with the
-        run's total number of step runs (a count on the primary key's index)."""
+    def all_levels_page(
+        self,
+        run_id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        statuses: Sequence[StepStatus] = (),
+        kind: str | None = None,
+        total: int | None = None,
+    ) -> StepPage:
+        """A page of the step runs of every level, in creation (id) order, optionally only
+        those in ``statuses`` and of ``kind``, with how many match (counted on an index
+        unless the caller knows it already, e.g. from :meth:`status_counts`). With a kind and
+        one status the page is read in order from ``ix_step_runs_kind_status``, so the first
+        failed tasks of a run of any size cost what they show."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-        mine = _c.run_id == run_id
-        rows_stmt = sa.select(t.step_runs).where(mine).order_by(_c.id).limit(limit).offset(offset)
-        count_stmt = sa.select(sa.func.count()).select_from(t.step_runs).where(mine)
+        where: list[Any] = [_c.run_id == run_id]
+        if statuses:
+            where.append(_c.status.in_([s.value for s in statuses]))
+        if kind:
+            where.append(_c.kind == kind)
+        rows_stmt = sa.select(t.step_runs).where(*where).order_by(_c.id).limit(limit).offset(offset)
+        count_stmt = sa.select(sa.func.count()).select_from(t.step_runs).where(*where)
         with self.store.reading() as conn:
             rows = [_step_run_record(row) for row in conn.execute(rows_stmt)]
-            total = int(conn.scalar(count_stmt) or 0)
-            if not total:
+            if total is None:
+                total = int(conn.scalar(count_stmt) or 0)
+            if not rows:
                 self._require_run(conn, run_id)
         return StepPage(total=total, rows=rows)
 
@@ -241,21 +259,13 @@ class SQLRunReads:
         with self.store.reading() as conn:
             return int(conn.scalar(stmt) or 0)
 
-    def last_progress(
-        self, run_id: str, step_run_id: int, *, window: int = PROGRESS_WINDOW
-    ) -> dict[str, Any] | None:
-        """The latest ``progress`` event of a step run among the run's last ``window``
-        events (a bounded range of the run's event index), as ``{fraction, message, at}``."""
+    def last_progress(self, run_id: str, step_run_id: int) -> dict[str, Any] | None:
+        """The latest ``progress`` event of a step run, as ``{fraction, message, at}``: read
+        backwards from the end of the step's events (``ix_events_run_step``), not the run's."""
         c = t.events.c
-        newest = sa.select(sa.func.max(c.id)).where(c.run_id == run_id).scalar_subquery()
         stmt = (
             sa.select(c.data, c.at)
-            .where(
-                c.run_id == run_id,
-                c.id > newest - window,
-                c.step_run_id == step_run_id,
-                c.kind == "progress",
-            )
+            .where(c.run_id == run_id, c.step_run_id == step_run_id, c.kind == "progress")
             .order_by(c.id.desc())
             .limit(1)
         )
@@ -360,6 +370,8 @@ class SQLRunReads:
             where.append(_c.parent_id == query.parent_id)
         if query.statuses:
             where.append(_c.status.in_([s.value for s in query.statuses]))
+        if query.kind:
+            where.append(_c.kind == query.kind)
         if query.step_id:
             where.append(_c.step_id == query.step_id)
         if query.index_from is not None:

@@ -109,7 +109,7 @@ step_runs = sa.Table(
     sa.Index("ix_step_runs_parent_index", "run_id", "parent_id", "index"),
     sa.Index("ux_step_runs_path", "run_id", "path", unique=True),
     # Reads that cost what they show (kaon.store.reads): counts by status, pages of items.
-    sa.Index("ix_step_runs_kind_status", "run_id", "kind", "status"),
+    sa.Index("ix_step_runs_kind_status", "run_id", "kind", "status", "id"),
     sa.Index("ix_step_runs_parent_status", "run_id", "parent_id", "status", "index"),
     sa.Index("ix_step_runs_metrics", "kind", "status"),  # /metrics counts
 )
@@ -139,6 +139,7 @@ logs = sa.Table(
     sa.Column("stream", sa.String(), nullable=False),
     sa.Column("text", sa.Text(), nullable=False),
     sa.Index("ix_logs_run_step", "run_id", "step_run_id", "id"),
+    sa.Index("ix_logs_run", "run_id", "id"),  # a run's lines after an id (kaon watch)
 )
 
 metrics = sa.Table(
@@ -153,6 +154,7 @@ metrics = sa.Table(
     sa.Column("at", Time, nullable=False),
     sa.Column("step", sa.Integer()),
     sa.Index("ix_metrics_run_step", "run_id", "step_run_id", "id"),
+    sa.Index("ix_metrics_run", "run_id", "id"),  # a run's first metrics
 )
 
 events = sa.Table(
@@ -165,6 +167,7 @@ events = sa.Table(
     sa.Column("at", Time, nullable=False),
     sa.Column("data", Json, nullable=False),
     sa.Index("ix_events_run", "run_id", "id"),
+    sa.Index("ix_events_run_step", "run_id", "step_run_id", "id"),  # one step's newest events
 )
 
 commands = sa.Table(

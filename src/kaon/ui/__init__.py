@@ -8,13 +8,55 @@ assets, and the session cookie the browser authenticates with (:mod:`kaon.api.se
 
 from __future__ import annotations
 
+import os
+from os import PathLike
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kaon.api.session import SessionCookieAuth
-from kaon.ui.pages import HERE, STATIC_URL, router
+from kaon.ui.pages import HERE, STATIC_URL, asset_version, router
 
 __all__ = ["install"]
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+class _Assets(StaticFiles):
+    """The UI's static files. Pages ask for them with the assets' version (``?v=``, a hash
+    of their content), so those answers are cached for a year without a check; any other
+    request revalidates with the ETag (a 304 when unchanged)."""
+
+    def file_response(
+        self,
+        full_path: PathLike[str] | str,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        versioned = f"v={asset_version()}".encode() in scope.get("query_string", b"")
+        response.headers["Cache-Control"] = IMMUTABLE if versioned else "no-cache"
+        return response
+
+
+class _Compress:
+    """gzip for the pages, their assets and JSON answers of more than 1 KiB, when the client
+    accepts it; never for blobs (streamed, with ranges) or the event stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1024, compresslevel=6)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path or path.endswith("/blob") or path == "/events":
+            await self.app(scope, receive, send)
+        else:
+            await self.gzip(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -23,5 +65,6 @@ def install(app: FastAPI) -> None:
     The app must be built with ``docs_url=None, redoc_url=None`` (these pages replace them).
     """
     app.include_router(router)
-    app.mount(STATIC_URL, StaticFiles(directory=str(HERE / "static")), name="ui-static")
+    app.mount(STATIC_URL, _Assets(directory=str(HERE / "static")), name="ui-static")
     app.add_middleware(SessionCookieAuth)
+    app.add_middleware(_Compress)

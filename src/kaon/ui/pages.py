@@ -9,6 +9,8 @@ valid session redirects to the login page.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -31,6 +33,19 @@ SESSION_DAYS = 7
 _FORM_BYTES = 4096
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+@functools.cache
+def asset_version() -> str:
+    """A short hash of every static file's path and content: pages name their assets with
+    it (``?v=``), so a browser keeps them until an upgrade changes them."""
+    digest = hashlib.sha256()
+    for path in sorted((HERE / "static").rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -54,6 +69,7 @@ def _page(request: Request, template: str, **context: Any) -> Response:
     values = {
         "user": principal,
         "static": STATIC_URL,
+        "v": asset_version(),
         "version": getattr(kaon, "__version__", ""),
         **context,
     }
@@ -69,9 +85,8 @@ def root() -> RedirectResponse:
 @router.get("/ui/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/ui") -> Response:
     """The login form: paste an API token (``kaon token create``)."""
-    return templates.TemplateResponse(
-        request, "login.html", {"static": STATIC_URL, "next": _local(next), "error": None}
-    )
+    context = {"static": STATIC_URL, "v": asset_version(), "next": _local(next), "error": None}
+    return templates.TemplateResponse(request, "login.html", context)
 
 
 @router.post("/ui/login", response_class=HTMLResponse)
@@ -85,7 +100,12 @@ async def login(request: Request) -> Response:
     try:
         await anyio.to_thread.run_sync(get_services(request).auth.authenticate, token)
     except AuthenticationError as error:
-        context = {"static": STATIC_URL, "next": _local(next), "error": str(error)}
+        context = {
+            "static": STATIC_URL,
+            "v": asset_version(),
+            "next": _local(next),
+            "error": str(error),
+        }
         return templates.TemplateResponse(request, "login.html", context, status_code=401)
     answer = RedirectResponse(_local(next), status_code=303)
     answer.set_cookie(
@@ -139,8 +159,8 @@ def swagger_docs() -> HTMLResponse:
     return get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="Kaon API",
-        swagger_js_url=f"{STATIC_URL}/vendor/swagger-ui-bundle.js",
-        swagger_css_url=f"{STATIC_URL}/vendor/swagger-ui.css",
+        swagger_js_url=f"{STATIC_URL}/vendor/swagger-ui-bundle.js?v={asset_version()}",
+        swagger_css_url=f"{STATIC_URL}/vendor/swagger-ui.css?v={asset_version()}",
         swagger_favicon_url=f"{STATIC_URL}/favicon.svg",
     )
 
@@ -151,7 +171,7 @@ def redoc_docs() -> HTMLResponse:
     return get_redoc_html(
         openapi_url="/openapi.json",
         title="Kaon API",
-        redoc_js_url=f"{STATIC_URL}/vendor/redoc.standalone.js",
+        redoc_js_url=f"{STATIC_URL}/vendor/redoc.standalone.js?v={asset_version()}",
         redoc_favicon_url=f"{STATIC_URL}/favicon.svg",
         with_google_fonts=False,
     )

@@ -518,6 +518,10 @@ def test_step_panel_previews_lineage_explain_and_item_actions(
     skipped = kaon_server.client().get(f"/runs/{slow}/step", params={"path": "wait"}).json()
     assert skipped["step"]["status"] == "skipped"
     assert skipped["step"]["outputs"]["return"]["value"] == "by hand"
+    # A step not taken is greyed in the graph with its reason.
+    operator.wait_for_function(
+        "(document.querySelector('#graph').dataset.notTaken || '').includes('wait: skipped by')"
+    )
     # Resume is for an active run whose engine died: on a finished run the page says why not.
     operator.click("[data-action=resume]")
     confirm(operator)

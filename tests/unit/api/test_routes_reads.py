@@ -74,6 +74,13 @@ def test_get_run_is_a_bounded_page_of_the_top_level(
     assert get(metrics_limit=2)["metrics_truncated"] is True
     everything = get(all_steps=True, limit=10, offset=20)
     assert everything["steps_total"] == 3 + 12 + 12 and len(everything["steps"]) == 7
+    # The failed tasks of every level (what `kaon show --status failed` pages).
+    failed = get(all_steps=True, status="failed", kind="task")
+    assert [s["path"] for s in failed["steps"]] == ["each[5].square"]
+    assert failed["steps_total"] == 1 and failed["steps"][0]["error"]["type"]
+    assert get(status=["succeeded"], kind="task")["steps_total"] == 2  # top level: numbers, after
+    bad = client.get(f"/runs/{run_id}", params={"kind": "nope"}, headers=h(tokens["viewer"]))
+    assert bad.status_code == 422
     assert client.get(f"/runs/{run_id}", params={"limit": 0}).status_code == 401
     assert (
         client.get(f"/runs/{run_id}", params={"limit": 0}, headers=h(tokens["viewer"]))

@@ -78,3 +78,26 @@ def test_cookie_parsing() -> None:
     assert cookie_token(f"a=1; {COOKIE}=kaon_x; b=2") == "kaon_x"
     assert cookie_token("a=1") is None
     assert cookie_token(f"{COOKIE}=") is None
+
+
+def test_assets_are_versioned_cached_and_compressed(client: Any, tokens: dict[str, str]) -> None:
+    login(client, tokens["viewer"])
+    page = client.get("/ui/runs/abc")
+    assets = re.findall(r'(?:src|href)="(/ui/static/[^"]+)"', page.text)
+    assert assets and all(re.search(r"\?v=[0-9a-f]{12}$", url) for url in assets), assets
+    # the run's summary is asked for before the page's scripts load
+    assert page.text.index("/summary") < page.text.index("cytoscape.min.js")
+    versioned = next(url for url in assets if "cytoscape.min.js" in url)
+    answer = client.get(versioned, headers={"Accept-Encoding": "gzip"})
+    assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert answer.headers["content-encoding"] == "gzip"
+    assert answer.num_bytes_downloaded < 200_000 < len(answer.content)  # 443 KB unpacked
+    plain = client.get("/ui/static/vendor/cytoscape.min.js", headers={"Accept-Encoding": "gzip"})
+    assert plain.headers["cache-control"] == "no-cache" and plain.headers["etag"]
+    again = client.get(
+        "/ui/static/vendor/cytoscape.min.js", headers={"If-None-Match": plain.headers["etag"]}
+    )
+    assert again.status_code == 304
+    openapi = client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
+    assert openapi.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in client.get("/healthz").headers  # small: sent as is

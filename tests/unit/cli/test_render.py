@@ -115,7 +115,7 @@ def test_the_metrics_table_says_how_many_rows_it_leaves_out() -> None:
     rows = [line for line in lines if line.split()[:1] in (["s0"], ["s1"]) and " m" in line]
     assert len(rows) == render.METRICS_SHOWN
     assert f"... and {80 - render.METRICS_SHOWN} more metric values" in "\n".join(lines)
-    assert "kaon show r1 --json" in "\n".join(lines)
+    assert "GET /runs/r1/metrics" in "\n".join(lines)
     # Repeated values of one metric (epochs) are one row: its last value, with a count.
     detail.metrics = [
         MetricView(path="s0", name="loss", value=1.0 / (e + 1), step=e, at=0.0) for e in range(200)

@@ -12,7 +12,10 @@ const Kaon = (() => {
       init.headers = { ...init.headers, "X-Kaon-UI": "1", "Content-Type": "application/json" };
       if (init.body !== undefined && typeof init.body !== "string") init.body = JSON.stringify(init.body);
     }
-    const answer = await fetch(path, init);
+    // A read the page started before its scripts loaded (see run.html), taken over once.
+    const early = !init.method || init.method === "GET" ? (window.kaonEarly || {})[path] : undefined;
+    if (early) delete window.kaonEarly[path];
+    const answer = await (early || fetch(path, init));
     const text = await answer.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = { message: text }; }

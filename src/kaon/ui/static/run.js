@@ -22,8 +22,11 @@
 
   // -- summary, header, counts ---------------------------------------------------------------
 
-  async function loadSummary() {
+  /** Read and show the summary; ``fetched`` (when given) sees it first, before the graph is
+   * laid out, so that the reads it starts run on the server while the browser draws. */
+  async function loadSummary(fetched) {
     const summary = await api(`${RUN}/summary`);
+    if (fetched) fetched(summary);
     const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0 });
     if (seen === state.summaryShown && summary.ended_at) return summary; // nothing changed
     state.summaryShown = seen;
@@ -62,9 +65,13 @@
 
   // -- the graph -----------------------------------------------------------------------------
 
+  /** Why a step was not taken (a skipped step's reason), cut short for a graph label. */
+  const notTaken = (n) => (n.status === "skipped" && n.reason ? n.reason : "");
+
   function label(n) {
     const kids = Object.entries(n.children);
-    const held = n.status === "paused" ? "\n(paused)" : "";
+    const why = notTaken(n);
+    const held = n.status === "paused" ? "\n(paused)" : why ? `\n(${why.length > 40 ? why.slice(0, 39) + "…" : why})` : "";
     if (!kids.length) return (n.kind === "task" ? n.step_id : `${n.step_id} (${n.kind})`) + held;
     const total = kids.reduce((a, [, v]) => a + v, 0);
     const parts = kids.map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ");
@@ -82,6 +89,7 @@
   function renderGraph(s) {
     const ids = s.nodes.map((n) => n.path).join("|");
     document.getElementById("graph").dataset.held = s.nodes.filter(isHeld).map((n) => n.path).join(" ");
+    document.getElementById("graph").dataset.notTaken = s.nodes.filter(notTaken).map((n) => `${n.path}: ${notTaken(n)}`).join("\n");
     if (state.cy && state.cy.scratch("_ids") === ids) {
       for (const n of s.nodes) state.cy.getElementById(n.path).data(nodeData(n));
       return;
@@ -492,11 +500,14 @@
   /** A run opens on the items of its first foreach (or loop) once it has any. */
   function openFirstContainer(summary) {
     const container = summary.nodes.find((n) => CONTAINERS.has(n.kind) && n.started);
-    if (container) openItems([container.path]).catch(() => {});
+    return container ? openItems([container.path]).catch(() => {}) : Promise.resolve();
   }
 
-  loadSummary().then((s) => {
-    openFirstContainer(s);
+  // First paint: the summary, then at once the first page of items (while the graph is laid
+  // out); the event stream and the activity only after that page is shown.
+  let firstItems = Promise.resolve();
+  loadSummary((s) => { firstItems = openFirstContainer(s); }).then(async (s) => {
+    await firstItems;
     follow(s.last_event_id);
     loadAudit();
     const asked = new URLSearchParams(location.search).get("step");

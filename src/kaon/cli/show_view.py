@@ -1,0 +1,217 @@
+"""``kaon show``: a run as it reads best, at a cost that does not grow with the run.
+
+The default view is folded: the header with task counts by status (counted in the database),
+the top level of the run (a foreach or loop is one line with its items counted by status),
+its first metrics, and the first :data:`FAILED_SHOWN` failed tasks of every level with how to
+page through the rest (``--status failed --page N``). ``--status`` pages through the tasks of
+every level in one status; ``--all`` streams every step run of every level a page at a time
+(or prints one page with ``--limit`` / ``--page``). Every read is one bounded page
+(:meth:`kaon.service.run_reads.RunReads.page`), so memory never holds the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kaon.service.client import KaonService
+    from kaon.service.run_reads import RunPage
+
+FAILED_SHOWN = 10
+"""Failed tasks listed by the folded view (the rest page with ``--status failed``)."""
+STATUS_PAGE = 50
+"""Tasks per page of ``--status`` when ``--limit`` is not given."""
+STREAM_PAGE = 1000
+"""Step runs per read while ``--all`` streams the whole run."""
+TOP_PAGE = 1000
+"""Top-level steps the folded view shows when ``--limit`` is not given."""
+METRICS_READ = 1000
+"""Metrics read for the folded view (the table shows the last value of each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRequest:
+    """What ``kaon show`` was asked for (see the command's options)."""
+
+    run_id: str
+    all_steps: bool = False
+    status: str | None = None
+    page: int | None = None
+    limit: int | None = None
+    offset: int = 0
+    as_json: bool = False
+
+    def first_offset(self, size: int) -> int:
+        """The offset of the first step run shown for pages of ``size``."""
+        return self.offset + ((self.page - 1) * size if self.page else 0)
+
+
+def show(service: KaonService, out: Console, request: ShowRequest) -> None:
+    """Print the view ``request`` asks for (see the module docstring)."""
+    if request.status is not None:
+        _status_page(service, out, request)
+    elif request.all_steps:
+        _all_levels(service, out, request)
+    else:
+        _folded(service, out, request)
+
+
+def report(service: KaonService, out: Console, run_id: str) -> None:
+    """``kaon run``'s end-of-run report: the top level folded (problems, then the slowest;
+    see :func:`kaon.cli.render.run_summary`) and the first failed tasks of every level."""
+    from kaon.cli import render
+
+    page = service.run_page(run_id, limit=TOP_PAGE, metrics_limit=METRICS_READ)
+    render.run_summary(out, page)
+    failed = _failed_inside(service, page, run_id)
+    if failed is not None and failed.steps:
+        render.failed_tasks(out, failed, run_id)
+
+
+def _failed_inside(service: KaonService, page: RunPage, run_id: str) -> RunPage | None:
+    """The first failed tasks of every level when some failed inside a foreach or loop
+    (more failed tasks than the page of the top level shows), else None."""
+    failed_total = page.tasks.get("failed", 0)
+    failed_here = sum(1 for s in page.steps if s.kind == "task" and s.status == "failed")
+    if failed_total <= failed_here:
+        return None
+    return service.run_page(
+        run_id,
+        all_steps=True,
+        statuses=("failed",),
+        kind="task",
+        limit=FAILED_SHOWN,
+        metrics_limit=0,
+    )
+
+
+def _folded(service: KaonService, out: Console, request: ShowRequest) -> None:
+    from kaon.cli import render
+
+    size = request.limit or TOP_PAGE
+    offset = request.first_offset(size)
+    page = service.run_page(request.run_id, limit=size, offset=offset, metrics_limit=METRICS_READ)
+    failed = _failed_inside(service, page, request.run_id)
+    if request.as_json:
+        _print_json(page)
+        return
+    render.run_detail(out, page, tracebacks=True, tracebacks_max=FAILED_SHOWN)
+    if page.metrics_truncated:
+        out.print(
+            f"(from the run's first {METRICS_READ} metric values; all of them: "
+            "kaon.client run.metrics(), or GET /runs/RUN/metrics)"
+        )
+    last = offset + len(page.steps)
+    if last < page.steps_total:
+        out.print(f"steps {offset + 1}-{last} of {page.steps_total}; more with --offset {last}")
+    elif offset:
+        out.print(f"steps {min(offset + 1, page.steps_total)}-{last} of {page.steps_total}")
+    if failed is not None and failed.steps:
+        render.failed_tasks(out, failed, request.run_id)
+
+
+def _status_page(service: KaonService, out: Console, request: ShowRequest) -> None:
+    from kaon.cli import render
+
+    size = request.limit or STATUS_PAGE
+    offset = request.first_offset(size)
+    page = service.run_page(
+        request.run_id,
+        all_steps=True,
+        statuses=(str(request.status),),
+        kind="task",
+        limit=size,
+        offset=offset,
+        metrics_limit=0,
+    )
+    if request.as_json:
+        _print_json(page)
+        return
+    render.header(out, page)
+    label = f"{request.status} tasks, all levels"
+    if not page.steps:
+        out.print(f"no {label} at offset {offset} ({page.steps_total} in all)")
+        return
+    out.print(render.step_table(page.steps, title=label))
+    last = offset + len(page.steps)
+    number = offset // size + 1
+    hint = f"{label} {offset + 1}-{last} of {page.steps_total}"
+    if last < page.steps_total:
+        more = f"kaon show {request.run_id} --status {request.status} --page {number + 1}"
+        if request.limit:
+            more += f" --limit {size}"
+        hint += f"; next: {more}"
+    out.print(hint)
+
+
+def _all_levels(service: KaonService, out: Console, request: ShowRequest) -> None:
+    """One page when ``--limit`` or ``--page`` is given, else every page, streamed."""
+    from kaon.cli import render
+
+    if request.limit or request.page:
+        size = request.limit or STREAM_PAGE
+        offset = request.first_offset(size)
+        page = service.run_page(request.run_id, all_steps=True, limit=size, offset=offset)
+        if request.as_json:
+            _print_json(page)
+            return
+        render.run_detail(out, page)
+        last = offset + len(page.steps)
+        if last < page.steps_total:
+            out.print(f"steps {offset + 1}-{last} of {page.steps_total}; more with --offset {last}")
+        return
+    pages = _pages(service, request.run_id, request.offset)
+    first = next(pages)
+    if request.as_json:
+        _stream_json(first, pages)
+        return
+    render.header(out, first)
+    shown = 0
+    for page in chain([first], pages):
+        if page.steps:
+            out.print(render.step_table(page.steps, header=shown == 0))
+            shown += len(page.steps)
+    render.metrics_table(out, first)
+
+
+def _pages(service: KaonService, run_id: str, offset: int) -> Iterator[RunPage]:
+    """Every page of the run's step runs from ``offset``, one read at a time."""
+    at = offset
+    while True:
+        page = service.run_page(
+            run_id, all_steps=True, limit=STREAM_PAGE, offset=at, metrics_limit=0 if at else 1000
+        )
+        yield page
+        at += len(page.steps)
+        if not page.steps or at >= page.steps_total:
+            return
+
+
+def _print_json(page: RunPage) -> None:
+    sys.stdout.write(json.dumps(page.model_dump(mode="json"), indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _stream_json(first: RunPage, rest: Iterator[RunPage]) -> None:
+    """One JSON document (a RunPage with every step run), written a page at a time; each step
+    run is one line (the C encoder: indenting would cost more than reading the run)."""
+    head = first.model_dump(mode="json", exclude={"steps"})
+    head["limit"] = head["steps_total"]
+    text = json.dumps(head, indent=2, default=str)
+    sys.stdout.write(text[: text.rindex("}")].rstrip() + ',\n  "steps": [')
+    written = 0
+    for page in chain([first], rest):
+        lines = [json.dumps(step.model_dump(mode="json"), default=str) for step in page.steps]
+        if lines:
+            sys.stdout.write(("," if written else "") + "\n    " + ",\n    ".join(lines))
+            written += len(lines)
+        sys.stdout.flush()
+    sys.stdout.write("\n  ]\n}\n")
+    sys.stdout.flush()

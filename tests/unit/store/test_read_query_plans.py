@@ -1,0 +1,78 @@
+"""The reads of one step's events and of a run's logs, metrics and failed tasks use an index in
+the order they read (SQLite's query plan: no scan of the run's rows, no sort of them)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store import open_store
+from kaon.store.base import RunRecord, StepRunRecord, WriteBatch
+from kaon.store.reads import SQLRunReads
+from kaon.store.sql import SQLStore
+
+
+def _plans(store: SQLStore, path: Path, read: Callable[[], Any]) -> list[str]:
+    """The query plan lines of every SELECT that ``read`` sends."""
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(store._engine, "before_cursor_execute", grab)
+    try:
+        read()
+    finally:
+        event.remove(store._engine, "before_cursor_execute", grab)
+    raw = sqlite3.connect(path)
+    try:
+        return [
+            row[3]
+            for statement, parameters in sent
+            if statement.lstrip().upper().startswith("SELECT")
+            for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        ]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        ("step_events", "ix_events_run_step"),
+        ("progress", "ix_events_run_step"),
+        ("run_logs", "ix_logs_run"),
+        ("run_metrics", "ix_metrics_run"),
+        ("failed_tasks", "ix_step_runs_kind_status"),
+    ],
+)
+def test_reads_follow_an_index(tmp_path: Path, name: str, index: str) -> None:
+    path = tmp_path / "plans.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLStore)
+    try:
+        batch = WriteBatch()
+        batch.runs.append(RunRecord("r1", "wf", "h", RunStatus.RUNNING, created_at=1.0))
+        batch.insert_step_run(StepRunRecord("r1", 1, "a", "a", "task", StepStatus.FAILED))
+        store.write(batch)
+        reads = SQLRunReads(store)
+        calls: dict[str, Callable[[], Any]] = {
+            "step_events": lambda: store.step_events("r1", 1, kind="step"),
+            "progress": lambda: reads.last_progress("r1", 1),
+            "run_logs": lambda: reads.log_window("r1", None, after_id=0),
+            "run_metrics": lambda: reads.run_metrics("r1", limit=10),
+            "failed_tasks": lambda: reads.all_levels_page(
+                "r1", limit=10, statuses=(StepStatus.FAILED,), kind="task", total=1
+            ),
+        }
+        plans = _plans(store, path, calls[name])
+        assert any(index in line for line in plans), plans
+        assert not any("TEMP B-TREE" in line for line in plans), plans
+    finally:
+        store.close()
