@@ -11,7 +11,7 @@
   then needs no sort of every failed task).
 
 Revision ID: 0011_step_events_index
-Revises: 0009
+Revises: 0010_pools
 Create Date: 2026-12-02
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from alembic import op
 
 revision: str = "0011_step_events_index"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010_pools"
 branch_labels: str | None = None
 depends_on: str | None = None
 
