@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 	# (test, type-checking, packaging and docs tools; pip >= 25.1 reads dependency groups).
 	$(BIN)/python -m pip install -q -e '.[all,examples]' --group dev -e examples/kaon-plugin-example
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	# The OpenAPI client generator the API's test uses: pinned, without its dependencies
+	# (it caps typer below Kaon's; the test runs it from its own folder over this venv).
+	$(BIN)/python -m pip download -q --no-deps -d $(VENV)/tools 'openapi-python-client==0.29.1'
 	touch $(STAMP)
 
 # Debian packages the tests use: PostgreSQL (store contract), R (r steps), Java (Spark),
