@@ -75,7 +75,7 @@ unit: $(STAMP)
 # Two workers (one per core), a test file per worker at a time: most of the suite's wall time
 # is spent waiting on real servers, clusters and browsers, which then overlap.
 test: $(STAMP) $(SYSTEM_STAMP) lint typecheck docs
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

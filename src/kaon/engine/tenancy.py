@@ -199,8 +199,8 @@ class Tenancy:
     def reconcile(self, state: RunState) -> None:
         """After loading a run (a takeover, a resume): delete the holds its previous engine
         left but for the attempts re-attached, which keep theirs."""
-        if not self.limited or not state.has_rows:  # a fresh run has no holds yet
-            return
+        if not self.limited:  # (a run without step rows may have holds: claimed before
+            return  # its engine's batch was committed)
         entry = self._runs.get(state.id)
         group = entry.group if entry is not None else ""
         keep = {

@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,13 +51,14 @@ steps:
 class Podman:
     """``podman`` with its storage under a temporary folder."""
 
-    def __init__(self, storage: Path) -> None:
+    def __init__(self, storage: Path, runroot: Path) -> None:
+        self.root = storage / "root"
         self.argv = [
             "podman",
             "--root",
-            str(storage / "root"),
+            str(self.root),
             "--runroot",
-            str(storage / "run"),
+            str(runroot),  # podman refuses a run root longer than 50 characters
             "--runtime",
             "runc",
         ]
@@ -83,10 +85,16 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     if shutil.which("podman") is None or shutil.which("busybox") is None:
         pytest.fail("podman and busybox are required (make test installs podman busybox-static)")
     storage = tmp_path_factory.mktemp("podman")
-    tool = Podman(storage)
-    yield tool
-    subprocess.run([*tool.argv, "rm", "--all", "--force"], capture_output=True, check=False)
-    # the images go with the temporary folder (nothing mounts them once no container runs)
+    runroot = Path(tempfile.mkdtemp(prefix="kaon-podman-"))
+    tool = Podman(storage, runroot)
+    try:
+        yield tool
+    finally:
+        subprocess.run([*tool.argv, "rm", "--all", "--force"], capture_output=True, check=False)
+        # podman bind-mounts its overlay folder onto itself: undo it, or the temporary
+        # folder cannot be removed (pytest then warns on every later session)
+        subprocess.run(["umount", str(tool.root / "overlay")], capture_output=True, check=False)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
