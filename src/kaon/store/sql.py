@@ -31,6 +31,7 @@ from kaon.store import pools as pool_sql
 from kaon.store import schema as t
 from kaon.store import schema_pools
 from kaon.store._engines import WRITE_OPTION, create_store_engine
+from kaon.store._writers import WriterQueue
 from kaon.store.base import (
     ArtifactRecord,
     AttemptRecord,
@@ -141,6 +142,10 @@ class SQLStore(StateStore):
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         # One shared connection for ``sqlite://``: threads must take turns on it.
         self._lock: threading.RLock | None = threading.RLock() if in_memory else None
+        database = self._engine.url.database
+        file_sqlite = self._engine.dialect.name == "sqlite" and not in_memory and database
+        # Writers of a SQLite file take turns on an OS lock, not SQLite's busy handler.
+        self._queue = WriterQueue.of(database) if file_sqlite and database else None
         # The write path's own connection, kept out of the pool between writes (checking one
         # out and back in costs more than a chain step's SQL on SQLite); a writer that finds
         # it busy takes one from the pool.
@@ -173,7 +178,7 @@ class SQLStore(StateStore):
     def writing(self, doing: str = "writing") -> Iterator[Connection]:
         """A connection in a write transaction, committed on success (one writer at a time
         on SQLite); database errors become StoreError naming ``doing``."""
-        with self._wrap(doing), self._guard(), self._writer.begin() as conn:
+        with self._wrap(doing), self._write_guard(), self._writer.begin() as conn:
             yield conn
 
     @property
@@ -182,7 +187,7 @@ class SQLStore(StateStore):
         return str(self._engine.dialect.name)
 
     def _migrate(self, dialect: str, *, create: bool) -> None:
-        with self._wrap("opening the store"), self._guard(), self._writer.begin() as conn:
+        with self._wrap("opening the store"), self._write_guard(), self._writer.begin() as conn:
             if dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
             upgrade_to_head(conn, self._where, create=create)
@@ -194,6 +199,13 @@ class SQLStore(StateStore):
 
     def _guard(self) -> AbstractContextManager[Any]:
         return self._lock if self._lock is not None else nullcontext()
+
+    def _write_guard(self) -> AbstractContextManager[Any]:
+        """What a write transaction holds: the in-memory database's lock, or a SQLite
+        file's write turn (see :mod:`kaon.store._writers`)."""
+        if self._queue is not None:
+            return self._queue.turn()
+        return self._guard()
 
     @contextmanager
     def _wrap(self, doing: str) -> Iterator[None]:
@@ -238,7 +250,7 @@ class SQLStore(StateStore):
         table = "?"
         dbapi = self._dbapi
         try:
-            with self._guard(), self._raw_transaction() as cursor:
+            with self._write_guard(), self._raw_transaction() as cursor:
                 if self._sqlite:
                     counts = []
                     for step in plan:
@@ -754,7 +766,11 @@ class SQLStore(StateStore):
             stmt = stmt.where(c.workflow == workflow)
         if step_id is not None:
             stmt = stmt.where(c.step_id == step_id)
-        with self._wrap("deleting cache entries"), self._guard(), self._writer.begin() as conn:
+        with (
+            self._wrap("deleting cache entries"),
+            self._write_guard(),
+            self._writer.begin() as conn,
+        ):
             return int(conn.execute(stmt).rowcount)
 
     def artifacts(
@@ -885,7 +901,7 @@ class SQLStore(StateStore):
             .where(c.id == run_id, sa.or_(*free))
             .values(owner=owner, lease_until=now + _ttl(ttl), lease_epoch=c.lease_epoch + 1)
         )
-        with self._wrap("acquiring a lease"), self._guard(), self._writer.begin() as conn:
+        with self._wrap("acquiring a lease"), self._write_guard(), self._writer.begin() as conn:
             if conn.execute(stmt).rowcount != 1:
                 self._require_run(conn, run_id)
                 return None
@@ -904,7 +920,7 @@ class SQLStore(StateStore):
         free = sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < now)
         taken: list[tuple[RunRecord, int]] = []
         ids = list(dict.fromkeys(run_ids))
-        with self._wrap("acquiring leases"), self._guard(), self._writer.begin() as conn:
+        with self._wrap("acquiring leases"), self._write_guard(), self._writer.begin() as conn:
             for start in range(0, len(ids), 500):
                 stmt = (
                     sa.update(t.runs)
@@ -929,7 +945,7 @@ class SQLStore(StateStore):
         c = t.runs.c
         lost: set[str] = set()
         ids = sorted(epochs)
-        with self._wrap("renewing leases"), self._guard(), self._writer.begin() as conn:
+        with self._wrap("renewing leases"), self._write_guard(), self._writer.begin() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 found = sa.select(c.id, c.owner, c.lease_epoch).where(c.id.in_(chunk))
@@ -956,7 +972,7 @@ class SQLStore(StateStore):
         if epoch is not None:
             stmt = stmt.where(c.lease_epoch == epoch)
         stmt = stmt.values(owner=None, lease_until=None)
-        with self._wrap("releasing a lease"), self._guard(), self._writer.begin() as conn:
+        with self._wrap("releasing a lease"), self._write_guard(), self._writer.begin() as conn:
             conn.execute(stmt)
 
     def claimable_runs(
