@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, UrlOpt
-from kaon.cli.main import _errors, _print_json, out
+from kaon.cli.main import _errors, _print_json, _print_view, out
 from kaon.cli.server_cmds import _registry
 
 pool_app = typer.Typer(
@@ -76,10 +76,7 @@ def pool_set(
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
         request = PoolRequest(slots=slots, cpus=cpus, memory=_memory(memory), gpus=gpus)
         view = registry.set_pool(name, request)
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"pool {view.name}: {view.used}/{view.slots} slots used")
+    _print_view(view, as_json, f"pool {view.name}: {view.used}/{view.slots} slots used")
 
 
 @pool_app.command("list")
@@ -142,10 +139,7 @@ def permit_set(
 
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
         view = registry.set_permit(tag, PermitRequest(max=most))
-    if as_json:
-        _print_json(view.model_dump(mode="json"))
-    else:
-        out.print(f"permit {view.tag}: {view.used}/{view.max} used")
+    _print_view(view, as_json, f"permit {view.tag}: {view.used}/{view.max} used")
 
 
 @permit_app.command("list")
