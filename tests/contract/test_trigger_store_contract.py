@@ -124,6 +124,29 @@ class TriggerStoreContract:
         with pytest.raises(NotFoundError):
             triggers.set_firing_status(999_999, DROPPED)
 
+    def test_states_are_replaced_in_bulk(self, triggers: TriggerStore) -> None:
+        triggers.put_state("k1", {"last_slot": 1.0}, 1.0)
+        values = {f"k{n}": {"last_slot": float(n)} for n in range(1, 1201)}
+        triggers.put_states(values, 5.0)
+        found = triggers.get_states(list(values))
+        assert found == values  # k1 replaced, the others inserted (more than one chunk)
+        triggers.put_states({}, 6.0)
+
+    def test_firings_are_claimed_in_bulk_once_each(self, triggers: TriggerStore) -> None:
+        assert triggers.claim_firing(_firing("taken"))
+        dropped = _firing("dropped")
+        dropped.status = DROPPED
+        batch = [_firing("a"), _firing("taken", run_id="late"), dropped, _firing("b")]
+        won = triggers.claim_firings(batch)
+        assert [f.dedupe_key for f in won] == ["a", "dropped", "b"]
+        assert all(f.id is not None for f in won) and batch[1].id is None
+        assert triggers.claim_firings([]) == []
+        assert [f.status for f in triggers.firings()] == [CLAIMED, CLAIMED, DROPPED, CLAIMED]
+        ids = [f.id for f in won if f.id is not None and f.status == CLAIMED]
+        triggers.set_firing_statuses([*ids, 999_999], CREATED)  # an unknown id is ignored
+        assert [f.dedupe_key for f in triggers.firings(statuses=[CREATED])] == ["a", "b"]
+        triggers.set_firing_statuses([], DROPPED)
+
     def test_backfills(self, triggers: TriggerStore) -> None:
         triggers.add_backfill(_backfill("bf-1"))
         triggers.add_backfill(_backfill("bf-2", workflow="other", created_at=2.0))

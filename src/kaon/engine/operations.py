@@ -79,6 +79,37 @@ def create_run(
     names a pool that does not exist (see :func:`check_pools`).
     """
     check_pools(store, spec)
+    batch = WriteBatch()
+    record = add_run(
+        batch,
+        spec,
+        params,
+        source=source,
+        executor=executor,
+        labels=labels,
+        run_id=run_id,
+        stored_hash=stored_hash,
+        priority=priority,
+    )
+    store.write(batch)
+    return record
+
+
+def add_run(
+    batch: WriteBatch,
+    spec: WorkflowSpec,
+    params: Mapping[str, Any],
+    *,
+    source: str = "",
+    executor: str = "",
+    labels: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    stored_hash: str | None = None,
+    priority: int | None = None,
+) -> RunRecord:
+    """Add a new pending run of ``spec`` (and its definition, unless ``stored_hash`` names
+    it) to ``batch``, for callers that create many runs in one write; see
+    :func:`create_run` (which also checks the spec's pools)."""
     now = time.time()
     definition_hash = stored_hash or spec_hash(spec)
     record = RunRecord(
@@ -92,14 +123,12 @@ def create_run(
         labels=dict(labels or {}),
         priority=spec.priority if priority is None else priority,
     )
-    batch = WriteBatch()
     if stored_hash is None:
         batch.definitions.append(
             DefinitionRecord(definition_hash, spec.name, workflow_to_dict(spec), source, now)
         )
     batch.runs.append(record)
     batch.events.append(EventRecord(record.id, "run", now, {"status": "pending"}))
-    store.write(batch)
     return record
 
 

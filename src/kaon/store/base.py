@@ -446,6 +446,10 @@ class StateStore(ABC):
         """The stored definition with this hash. Raises NotFoundError."""
 
     @abstractmethod
+    def get_definitions(self, hashes: Collection[str]) -> dict[str, DefinitionRecord]:
+        """The stored definitions with these hashes (those that exist), in one read."""
+
+    @abstractmethod
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id. Raises NotFoundError."""
 

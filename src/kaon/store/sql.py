@@ -440,6 +440,19 @@ class SQLStore(StateStore):
             raise NotFoundError(f"no workflow definition {definition_hash!r} in {self._where}")
         return DefinitionRecord(**row._asdict())
 
+    def get_definitions(self, hashes: Collection[str]) -> dict[str, DefinitionRecord]:
+        """See :meth:`StateStore.get_definitions` (by chunks of 500 hashes)."""
+        wanted = sorted(set(hashes))
+        found: dict[str, DefinitionRecord] = {}
+        with self._reading() as conn:
+            for start in range(0, len(wanted), 500):
+                stmt = sa.select(t.definitions).where(
+                    t.definitions.c.hash.in_(wanted[start : start + 500])
+                )
+                for row in conn.execute(stmt):
+                    found[row.hash] = DefinitionRecord(**row._asdict())
+        return found
+
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id. Raises NotFoundError."""
         with self._reading() as conn:

@@ -13,7 +13,7 @@ or signal, one wins. The claim names the run id to create; a claim whose run is 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -117,6 +117,10 @@ class TriggerStore(ABC):
     def init_states(self, values: Mapping[str, dict[str, Any]], now: float) -> None:
         """Store each document whose key has none yet (others are kept), in one write."""
 
+    @abstractmethod
+    def put_states(self, values: Mapping[str, dict[str, Any]], now: float) -> None:
+        """Store (insert or replace) every document of ``values``, in one write."""
+
     # -- firings -------------------------------------------------------------------------
 
     @abstractmethod
@@ -126,6 +130,12 @@ class TriggerStore(ABC):
         Returns True when this call claimed it (and sets ``record.id``), False otherwise.
         Atomic: of concurrent claims of one key, exactly one returns True.
         """
+
+    @abstractmethod
+    def claim_firings(self, records: Sequence[FiringRecord]) -> list[FiringRecord]:
+        """:meth:`claim_firing` for each record, in one write; returns those this call
+        claimed (their ``id`` set), in order. A record is claimed with its own ``status``
+        (``dropped`` records a firing that starts nothing)."""
 
     @abstractmethod
     def firings(
@@ -140,6 +150,10 @@ class TriggerStore(ABC):
     @abstractmethod
     def set_firing_status(self, firing_id: int, status: str) -> None:
         """Change a firing's status. Raises NotFoundError for an unknown id."""
+
+    @abstractmethod
+    def set_firing_statuses(self, firing_ids: Collection[int], status: str) -> None:
+        """Change the status of several firings in one write (unknown ids are ignored)."""
 
     # -- backfills -----------------------------------------------------------------------
 
@@ -245,12 +259,38 @@ class SQLTriggerStore(TriggerStore):
             for start in range(0, len(rows), 500):
                 conn.execute(stmt, rows[start : start + 500])
 
+    def put_states(self, values: Mapping[str, dict[str, Any]], now: float) -> None:
+        """See :meth:`TriggerStore.put_states`."""
+        if not values:
+            return
+        table = tt.trigger_state
+        insert: Any = (
+            pg_dialect.insert(table)
+            if self.store.dialect == "postgresql"
+            else sqlite_dialect.insert(table)
+        )
+        stmt = insert.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at},
+        )
+        rows = [{"key": k, "value": v, "updated_at": now} for k, v in sorted(values.items())]
+        with self.store.writing(f"saving the state of {len(rows)} trigger(s)") as conn:
+            for start in range(0, len(rows), 500):
+                conn.execute(stmt, rows[start : start + 500])
+
     # -- firings -------------------------------------------------------------------------
 
     def claim_firing(self, record: FiringRecord) -> bool:
         """See :meth:`TriggerStore.claim_firing`."""
         with self.store.writing(f"claiming firing {record.trigger_id}/{record.dedupe_key}") as c:
             return self._claim(c, record)
+
+    def claim_firings(self, records: Sequence[FiringRecord]) -> list[FiringRecord]:
+        """See :meth:`TriggerStore.claim_firings`."""
+        if not records:
+            return []
+        with self.store.writing(f"claiming {len(records)} firing(s)") as conn:
+            return [record for record in records if self._claim(conn, record)]
 
     def _claim(self, conn: Connection, record: FiringRecord) -> bool:
         values = _values(record, skip="id")
@@ -287,6 +327,19 @@ class SQLTriggerStore(TriggerStore):
         with self.store.writing("updating a firing") as conn:
             if conn.execute(stmt).rowcount != 1:
                 raise NotFoundError(f"no trigger firing {firing_id}")
+
+    def set_firing_statuses(self, firing_ids: Collection[int], status: str) -> None:
+        """See :meth:`TriggerStore.set_firing_statuses`."""
+        wanted = sorted(set(firing_ids))
+        if not wanted:
+            return
+        c = tt.trigger_firings.c
+        with self.store.writing(f"updating {len(wanted)} firing(s)") as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                conn.execute(
+                    sa.update(tt.trigger_firings).where(c.id.in_(chunk)).values(status=status)
+                )
 
     # -- backfills -----------------------------------------------------------------------
 

@@ -12,16 +12,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kaon.engine import operations
-from kaon.errors import DefinitionError, KaonError, NotFoundError
+from kaon.errors import (
+    DefinitionError,
+    KaonError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from kaon.model.codec import workflow_from_dict
 from kaon.model.params import bind_params
 from kaon.model.specs import WorkflowSpec
-from kaon.store.base import RunRecord, StateStore
+from kaon.store.base import RunRecord, StateStore, WriteBatch
 from kaon.store.triggers import CLAIMED, CREATED, DROPPED, FiringRecord, TriggerStore
 from kaon.triggers import strategies
 
@@ -29,6 +35,9 @@ if TYPE_CHECKING:
     from kaon.store.registry import VersionRecord
 
 log = logging.getLogger("kaon.triggers")
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +144,14 @@ class RegistryCatalog:
 
     def _read(self) -> list[ActiveWorkflow]:
         found: list[ActiveWorkflow] = []
-        for record, version in self.registry.active_versions():
+        active = self.registry.active_versions()
+        missing = {v.definition_hash for _, v in active} - self._specs.keys()
+        for digest, definition in self.store.get_definitions(missing).items():
+            try:  # decoded once per hash, read in one query (a start with thousands)
+                self._specs[digest] = workflow_from_dict(definition.spec)
+            except DefinitionError:
+                continue  # reported by _of below, per workflow
+        for record, version in active:
             try:
                 found.append(self._of(record.name, version, record.properties, record.owner_group))
             except (NotFoundError, DefinitionError) as error:
@@ -178,6 +194,19 @@ LagHook = Callable[[str, float], None]
 """``(trigger name, seconds)``: called with the lag from due time to run creation."""
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A run a trigger asks for: the (trigger, key) pair that starts it at most once, its
+    parameters and labels, and when it was due (see :func:`launch_all`)."""
+
+    workflow: ActiveWorkflow
+    trigger_id: str
+    key: str
+    params: Mapping[str, Any]
+    labels: Mapping[str, Any]
+    due_at: float
+
+
 def launch(
     store: StateStore,
     triggers: TriggerStore,
@@ -193,29 +222,149 @@ def launch(
 ) -> RunRecord | None:
     """Claim (trigger_id, key) and create its run; None when it was claimed before or the
     parameters do not bind (the firing is then recorded as dropped and logged)."""
-    tags = {**dict(labels), "trigger_id": trigger_id, "by": f"trigger:{labels.get('trigger')}"}
-    if workflow.version is not None:
-        tags["version"] = workflow.version
-    firing = FiringRecord(
-        trigger_id=trigger_id,
-        dedupe_key=key,
-        workflow=workflow.name,
+    item = Launch(workflow, trigger_id, key, params, labels, due_at)
+    created = launch_all(store, triggers, [item], now=now, executor=executor)
+    return created[0][1] if created else None
+
+
+def launch_all(
+    store: StateStore,
+    triggers: TriggerStore,
+    launches: Sequence[Launch],
+    *,
+    now: float,
+    executor: str = "",
+) -> list[tuple[Launch, RunRecord]]:
+    """Claim every launch's (trigger, key) pair and create the runs of the pairs this call
+    claimed: three writes whatever their number (the claims, the runs, the claims marked
+    created), so a pass that fires hundreds of triggers costs what one firing did. A crash
+    between the claims and the runs leaves claims that :func:`repair` completes.
+
+    A launch whose parameters do not bind, or whose workflow names a pool that does not
+    exist, is claimed as dropped and logged. A write rejected for one launch's rows (a value
+    that is not JSON, say) is retried launch by launch, so it fails that launch alone.
+    Returns the runs created, with their launches, in order.
+    """
+    firings: list[FiringRecord] = []
+    bound: dict[int, dict[str, Any]] = {}
+    problems: dict[int, str] = {}
+    pools_ok: dict[str, str] = {}  # workflow -> "" or why its pools are wrong
+    for index, item in enumerate(launches):
+        firing = _firing(item, now)
+        try:
+            problem = pools_ok.get(item.workflow.name)
+            if problem is None:
+                problem = pools_ok[item.workflow.name] = _pool_problem(store, item.workflow)
+            if problem:
+                raise DefinitionError(problem)
+            bound[index] = bind_params(item.workflow.spec, item.params)
+        except DefinitionError as error:
+            firing.status = DROPPED
+            problems[index] = str(error)
+        firings.append(firing)
+    claimed = {id(f) for f in _each_or_all(triggers.claim_firings, firings)}
+    wanted: list[tuple[Launch, FiringRecord, dict[str, Any]]] = []
+    for index, (item, firing) in enumerate(zip(launches, firings, strict=True)):
+        if id(firing) not in claimed:
+            continue
+        if index in problems:
+            why = problems[index]
+            log.warning("trigger %s (%s) did not start a run: %s", item.trigger_id, item.key, why)
+            continue
+        wanted.append((item, firing, bound[index]))
+    created = _create_runs(store, wanted, executor)
+    triggers.set_firing_statuses([f.id for _, f, _ in created if f.id is not None], CREATED)
+    runs = [(item, run) for item, _, run in created]
+    for item, run in runs:
+        known = {**strategies.DEFAULT_PROPERTIES, **item.workflow.properties}
+        strategies.on_run_created(store, run, properties=_constant(known))
+    return runs
+
+
+def _constant(properties: dict[str, Any]) -> Callable[[StateStore, str], dict[str, Any]]:
+    """A properties reader that answers ``properties`` (the catalog's, already read)."""
+    return lambda _store, _name: properties
+
+
+def _firing(item: Launch, now: float) -> FiringRecord:
+    labels = item.labels
+    tags = {**dict(labels), "trigger_id": item.trigger_id, "by": f"trigger:{labels.get('trigger')}"}
+    if item.workflow.version is not None:
+        tags["version"] = item.workflow.version
+    return FiringRecord(
+        trigger_id=item.trigger_id,
+        dedupe_key=item.key,
+        workflow=item.workflow.name,
         run_id=operations.new_run_id(),
-        params=dict(params),
+        params=dict(item.params),
         labels=tags,
-        due_at=due_at,
+        due_at=item.due_at,
         created_at=now,
     )
+
+
+def _pool_problem(store: StateStore, workflow: ActiveWorkflow) -> str:
     try:
-        bound = bind_params(workflow.spec, params)
+        operations.check_pools(store, workflow.spec)
     except DefinitionError as error:
-        firing.status = DROPPED
-        if triggers.claim_firing(firing):
-            log.warning("trigger %s (%s) did not start a run: %s", trigger_id, key, error)
-        return None
-    if not triggers.claim_firing(firing):
-        return None
-    return _create(store, triggers, workflow, firing, bound, executor)
+        return str(error)
+    return ""
+
+
+def _create_runs(
+    store: StateStore,
+    wanted: list[tuple[Launch, FiringRecord, dict[str, Any]]],
+    executor: str,
+) -> list[tuple[Launch, FiringRecord, RunRecord]]:
+    """The runs of ``wanted`` in one write (one by one if the store rejects that write)."""
+
+    def write(
+        group: Sequence[tuple[Launch, FiringRecord, dict[str, Any]]],
+    ) -> list[tuple[Launch, FiringRecord, RunRecord]]:
+        batch = WriteBatch()
+        hashes: dict[str, str] = {}  # a spec stored by this batch is stored once
+        done = []
+        for item, firing, params in group:
+            workflow = item.workflow
+            run = operations.add_run(
+                batch,
+                workflow.spec,
+                params,
+                source=workflow.source,
+                executor=executor,
+                labels=firing.labels,
+                run_id=firing.run_id,
+                stored_hash=workflow.definition_hash or hashes.get(workflow.name),
+            )
+            hashes[workflow.name] = run.definition_hash
+            done.append((item, firing, run))
+        store.write(batch)
+        return done
+
+    if not wanted:
+        return []
+    return _each_or_all(write, wanted)
+
+
+def _each_or_all(write: Callable[[Sequence[_T]], list[_R]], items: Sequence[_T]) -> list[_R]:
+    """``write(items)``; when the store rejects it (not a transient failure), each item
+    alone, logging and leaving out those it rejects again."""
+    try:
+        return write(items)
+    except StoreUnavailableError:
+        raise
+    except StoreError:
+        if len(items) == 1:
+            raise
+    done: list[_R] = []
+    for item in items:
+        try:
+            done += write([item])
+        except StoreUnavailableError:
+            raise
+        except StoreError as error:
+            log.warning("trigger firing not recorded: %s", error)
+    return done
 
 
 def _create(
@@ -239,7 +388,7 @@ def _create(
     assert firing.id is not None
     triggers.set_firing_status(firing.id, CREATED)
     known = {**strategies.DEFAULT_PROPERTIES, **workflow.properties}
-    strategies.on_run_created(store, run, properties=lambda _store, _name: known)
+    strategies.on_run_created(store, run, properties=_constant(known))
     return run
 
 

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,10 @@ from kaon.triggers.alerts import AlertService
 from kaon.triggers.catalog import (
     ActiveWorkflow,
     LagHook,
+    Launch,
     RegistryCatalog,
     WorkflowCatalog,
-    launch,
+    launch_all,
     repair,
 )
 from kaon.triggers.cron import due_slots, jitter, schedule_of, slot_iso
@@ -101,6 +102,18 @@ class Fired:
     lag_s: float
 
 
+@dataclass(slots=True)
+class _Pass:
+    """What one pass decided: the runs to launch, then the trigger states to save and the
+    cron cursors to keep once those are saved."""
+
+    now: float
+    launches: list[Launch] = field(default_factory=list)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cron_last: dict[str, float] = field(default_factory=dict)
+    cron_next: dict[str, float] = field(default_factory=dict)
+
+
 class TriggerService:
     """Fires the triggers of the catalog's workflows against a SQL store (see module docs).
 
@@ -136,8 +149,8 @@ class TriggerService:
             alerts = AlertService(store, self.triggers)
         self.alerts = alerts
         self.executor = executor or str(getattr(settings, "executor", "") or "")
-        self._next_cron: dict[str, float] = {}
-        self._states: dict[str, dict[str, Any]] = {}  # read in bulk for new cron triggers
+        self._next_cron: dict[str, float] = {}  # when each cron trigger is due next
+        self._last_slot: dict[str, float] = {}  # each cron trigger's cursor, as last saved
         self._ids: dict[tuple[str, int], tuple[TriggerSpec, str]] = {}  # see _id
         self._since: dict[str, float] = {}  # when each signal trigger started (recorded)
         self._next_repair = float("-inf")
@@ -146,9 +159,9 @@ class TriggerService:
     # -- the loop ------------------------------------------------------------------------
 
     def run_forever(self, stop: threading.Event, interval_s: float = 0.25) -> None:
-        """Call :meth:`tick` every ``interval_s`` until ``stop`` is set (alert webhooks are
-        delivered by a second thread meanwhile). A failing pass is logged and the loop
-        goes on."""
+        """Call :meth:`tick` every ``interval_s``, or sooner when a cron slot falls due
+        before that, until ``stop`` is set (alert webhooks are delivered by a second thread
+        meanwhile). A failing pass is logged and the loop goes on."""
         sender = None
         if self.alerts is not None:
             sender = threading.Thread(
@@ -161,71 +174,72 @@ class TriggerService:
                     self.tick()
                 except Exception:  # the trigger loop must outlive any one bad pass
                     log.exception("trigger pass failed")
-                stop.wait(interval_s)
+                stop.wait(self._until_due(interval_s))
         finally:
             if sender is not None:
                 sender.join(timeout=15)
 
+    def _until_due(self, interval_s: float) -> float:
+        """Seconds to wait before the next pass: ``interval_s``, or until the next cron
+        slot if that is sooner (so a slot fires as it falls due, not up to a pass later). A
+        slot already overdue (a trigger or a store failing) waits the whole interval."""
+        soonest = min(self._next_cron.values(), default=float("inf"))
+        delay = soonest - self.clock()
+        return min(interval_s, delay) if delay > 0 else interval_s
+
     def tick(self, now: float | None = None) -> list[Fired]:
-        """One pass at time ``now`` (default: the clock). Returns the runs it created."""
+        """One pass at time ``now`` (default: the clock). Returns the runs it created.
+
+        Every trigger's due firings are gathered first and launched together (three writes
+        whatever their number, see :func:`~kaon.triggers.catalog.launch_all`); the
+        triggers' new states (cron cursors, the signal cursor, data polls) are saved after
+        the firings are claimed, so a crash in between fires nothing twice and skips none.
+        """
         at = self.clock() if now is None else now
-        fired: list[Fired] = []
         if at >= self._next_repair:
             self._next_repair = at + _REPAIR_EVERY_S
             repair(self.store, self.triggers, self.catalog, now=at, executor=self.executor)
         workflows = self.catalog.active_workflows()
         self._read_new_cron_states(workflows, at)
+        work = _Pass(at)
         signal_triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]] = []
         for workflow in workflows:
             for trigger in workflow.spec.triggers:
                 if isinstance(trigger, SignalTriggerSpec):
                     signal_triggers.append((workflow, trigger))
                 else:
-                    fired += self._guarded(workflow, trigger, at)
-        fired += self._signals(signal_triggers, at)
+                    self._guarded(workflow, trigger, work)
+        self._signals(signal_triggers, work)
+        fired = self._launch(work)
         fired += self._backfills(at)
         self._scan_alerts(at)
         return fired
 
-    def _guarded(self, workflow: ActiveWorkflow, trigger: TriggerSpec, now: float) -> list[Fired]:
+    def _guarded(self, workflow: ActiveWorkflow, trigger: TriggerSpec, work: _Pass) -> None:
         try:
             if isinstance(trigger, CronTriggerSpec):
-                return self._cron(workflow, trigger, now)
-            if isinstance(trigger, DataTriggerSpec):
-                return self._data(workflow, trigger, now)
+                self._cron(workflow, trigger, work)
+            elif isinstance(trigger, DataTriggerSpec):
+                self._data(workflow, trigger, work)
         except KaonError as error:
             log.warning("trigger %s of %s failed: %s", trigger.kind, workflow.name, error)
-        return []
 
-    def _fire(
-        self,
-        workflow: ActiveWorkflow,
-        tid: str,
-        key: str,
-        params: dict[str, object],
-        labels: dict[str, object],
-        due_at: float,
-        now: float,
-    ) -> list[Fired]:
-        run = launch(
-            self.store,
-            self.triggers,
-            workflow,
-            trigger_id=tid,
-            key=key,
-            params=params,
-            labels=labels,
-            due_at=due_at,
-            now=now,
-            executor=self.executor,
+    def _launch(self, work: _Pass) -> list[Fired]:
+        """Launch the pass's firings, then save the triggers' states (see :meth:`tick`)."""
+        created = launch_all(
+            self.store, self.triggers, work.launches, now=work.now, executor=self.executor
         )
-        if run is None:
-            return []
-        lag = max(0.0, self.clock() - due_at)
-        kind = str(labels.get("trigger"))
-        if self.on_lag is not None:
-            self.on_lag(f"{workflow.name}/{kind}", lag)
-        return [Fired(run.id, workflow.name, kind, key, lag)]
+        self.triggers.put_states(work.states, work.now)
+        self._last_slot.update(work.cron_last)
+        self._next_cron.update(work.cron_next)
+        fired: list[Fired] = []
+        for item, run in created:
+            lag = max(0.0, self.clock() - item.due_at)
+            kind = str(item.labels.get("trigger"))
+            if self.on_lag is not None:
+                self.on_lag(f"{item.workflow.name}/{kind}", lag)
+            fired.append(Fired(run.id, item.workflow.name, kind, item.key, lag))
+        return fired
 
     # -- cron ----------------------------------------------------------------------------
 
@@ -248,40 +262,41 @@ class TriggerService:
             for workflow in workflows
             for trigger in workflow.spec.triggers
             if isinstance(trigger, CronTriggerSpec)
-            and (tid := self._id(workflow.name, trigger)) not in self._next_cron
+            and (tid := self._id(workflow.name, trigger)) not in self._last_slot
         }
         if not new:
             return
-        self._states.update(self.triggers.get_states(list(new)))
-        first = {key: {"last_slot": now} for key in new if key not in self._states}
+        found = self.triggers.get_states(list(new))
+        first = {key: {"last_slot": now} for key in new if key not in found}
         self.triggers.init_states(first, now)
-        for key in first:
-            tid, trigger = new[key]
-            self._next_cron[tid] = self._next_due(tid, trigger, now)
+        for key, (tid, trigger) in new.items():
+            state = found.get(key)
+            if state is None:  # first seen: fire from now on
+                self._last_slot[tid] = now
+                self._next_cron[tid] = self._next_due(tid, trigger, now)
+            else:  # due from its saved cursor (catch-up after downtime)
+                self._last_slot[tid] = float(state["last_slot"])
 
-    def _cron(self, workflow: ActiveWorkflow, trigger: CronTriggerSpec, now: float) -> list[Fired]:
+    def _cron(self, workflow: ActiveWorkflow, trigger: CronTriggerSpec, work: _Pass) -> None:
         tid = self._id(workflow.name, trigger)
+        now = work.now
         if now < self._next_cron.get(tid, float("-inf")):
-            return []  # nothing due before the next slot we computed
-        key = f"cron:{tid}"
-        state = self._states.pop(key, None) or self.triggers.get_state(key)
-        if state is None:  # first seen: fire from now on
-            self.triggers.put_state(key, {"last_slot": now}, now)
-            self._next_cron[tid] = self._next_due(tid, trigger, now)
-            return []
-        last = float(state["last_slot"])
+            return  # nothing due before the next slot we computed
+        last = self._last_slot.get(tid)
+        if last is None:  # not read by _read_new_cron_states (a catalog that changed)
+            state = self.triggers.get_state(f"cron:{tid}")
+            last = float(state["last_slot"]) if state else now
         slots, cursor = due_slots(trigger, tid, last, now)
-        fired: list[Fired] = []
         for slot in slots:
             iso = slot_iso(slot, trigger.timezone)
             params = trigger_params(trigger.params, {"slot": iso}, trigger.location)
             labels: dict[str, object] = {"trigger": "cron", "slot": iso}
             due = slot + jitter(tid, slot, trigger.jitter_s)
-            fired += self._fire(workflow, tid, iso, params, labels, due, now)
+            work.launches.append(Launch(workflow, tid, iso, params, labels, due))
         if cursor != last:
-            self.triggers.put_state(key, {"last_slot": cursor}, now)
-        self._next_cron[tid] = self._next_due(tid, trigger, cursor)
-        return fired
+            work.states[f"cron:{tid}"] = {"last_slot": cursor}
+        work.cron_last[tid] = cursor
+        work.cron_next[tid] = self._next_due(tid, trigger, cursor)
 
     @staticmethod
     def _next_due(tid: str, trigger: CronTriggerSpec, after: float) -> float:
@@ -291,20 +306,19 @@ class TriggerService:
     # -- signals -------------------------------------------------------------------------
 
     def _signals(
-        self, triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]], now: float
-    ) -> list[Fired]:
+        self, triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]], work: _Pass
+    ) -> None:
         # Every pass registers the triggers it sees, signals or not: a trigger counts the
         # signals received from its start on, never from the first pass that had signals.
         since = {
-            self._id(w.name, t): self._first_seen(self._id(w.name, t), now, w.since)
+            self._id(w.name, t): self._first_seen(self._id(w.name, t), work.now, w.since)
             for w, t in triggers
         }
         state = self.triggers.get_state(_SIGNAL_CURSOR) or {"id": 0}
         cursor = int(state.get("id", 0))
         signals = self.store.signals(after_id=cursor, limit=1000)
         if not signals:
-            return []
-        fired: list[Fired] = []
+            return
         for signal in signals:
             assert signal.id is not None
             cursor = max(cursor, signal.id)
@@ -325,11 +339,11 @@ class TriggerService:
                         "signal": signal.name,
                         "signal_id": signal.id,
                     }
-                    fired += self._fire(
-                        workflow, tid, found.dedupe_key, found.params, labels, signal.at, now
+                    launch = Launch(
+                        workflow, tid, found.dedupe_key, found.params, labels, signal.at
                     )
-        self.triggers.put_state(_SIGNAL_CURSOR, {"id": cursor}, now)
-        return fired
+                    work.launches.append(launch)
+        work.states[_SIGNAL_CURSOR] = {"id": cursor}
 
     def _first_seen(self, tid: str, now: float, pushed_at: float | None) -> float:
         """When a trigger started counting signals: when the version that brought it was
@@ -351,20 +365,19 @@ class TriggerService:
 
     # -- data ----------------------------------------------------------------------------
 
-    def _data(self, workflow: ActiveWorkflow, trigger: DataTriggerSpec, now: float) -> list[Fired]:
+    def _data(self, workflow: ActiveWorkflow, trigger: DataTriggerSpec, work: _Pass) -> None:
         tid = trigger_id(workflow.name, trigger)
         key = f"data:{tid}"
+        now = work.now
         state = self.triggers.get_state(key) or {}
         if now < float(state.get("next_poll", float("-inf"))):
-            return []
-        self.triggers.put_state(key, {"next_poll": now + trigger.poll_s}, now)
-        fired: list[Fired] = []
+            return
+        work.states[key] = {"next_poll": now + trigger.poll_s}
         for arrival in find_arrivals(trigger, now):
             variables = {"path": arrival.path, "date": arrival.date}
             params = trigger_params(trigger.params, variables, trigger.location)
             labels: dict[str, object] = {"trigger": "data", "path": arrival.path}
-            fired += self._fire(workflow, tid, arrival.path, params, labels, now, now)
-        return fired
+            work.launches.append(Launch(workflow, tid, arrival.path, params, labels, now))
 
     # -- backfills and alerts ------------------------------------------------------------
 

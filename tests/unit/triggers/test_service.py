@@ -299,6 +299,7 @@ def test_a_first_pass_over_many_cron_triggers_costs_a_few_statements(store: SQLS
     sa.event.listen(store._engine, "before_cursor_execute", seen)
     try:
         service._next_cron.clear()  # as if these triggers were new
+        service._last_slot.clear()
         service.tick(at + 1)
         first = len(statements)
         statements.clear()
@@ -307,3 +308,97 @@ def test_a_first_pass_over_many_cron_triggers_costs_a_few_statements(store: SQLS
         sa.event.remove(store._engine, "before_cursor_execute", seen)
     assert first <= 8, first
     assert len(statements) <= 3, statements
+
+
+def _count_writes(store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The store's write transactions from now on, by kind (a batch or a statement)."""
+    seen: list[str] = []
+    write, writing = store.write, store.writing
+
+    def counted_write(batch: WriteBatch) -> None:
+        seen.append("batch")
+        write(batch)
+
+    def counted_writing(doing: str = "writing"):  # type: ignore[no-untyped-def]
+        seen.append(doing)
+        return writing(doing)
+
+    monkeypatch.setattr(store, "write", counted_write)
+    monkeypatch.setattr(store, "writing", counted_writing)
+    return seen
+
+
+def test_a_pass_firing_many_triggers_writes_a_few_times(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixty cron triggers due at once are claimed, created, marked and their cursors saved
+    in four write transactions, not four per firing: a pass's cost does not grow with the
+    number of firings (the scale bench's trigger lag rests on it)."""
+    cron = CronTriggerSpec(cron="0 6 * * *", params={"day": Expr("slot")})
+    specs = [workflow(f"d{n}", cron, params=(param("day"),)) for n in range(60)]
+    service = _service(store, *specs)
+    service.tick(T0)  # first sight, the repair pass and the alert scan
+    writes = _count_writes(store, monkeypatch)
+    fired = service.tick(SLOT + 0.2)
+    assert len(fired) == 60 and len({f.run_id for f in fired}) == 60
+    assert len(writes) <= 4, writes
+    assert sorted(r.workflow for r in store.list_runs(limit=1000)) == sorted(s.name for s in specs)
+    firings = SQLTriggerStore(store).firings(limit=1000)
+    assert {f.status for f in firings} == {CREATED} and len(firings) == 60
+    writes.clear()
+    assert service.tick(SLOT + 1) == [] and writes == []  # nothing due: nothing written
+
+
+def test_a_launch_the_store_rejects_fails_alone(store: SQLStore) -> None:
+    """One firing whose rows cannot be stored (a label that is not JSON) is left out and
+    logged; the other firings of the same pass start their runs."""
+    from kaon.triggers.catalog import ActiveWorkflow, Launch, launch_all
+
+    spec = workflow("batch")
+    active = ActiveWorkflow("batch", spec)
+    good = [Launch(active, "t", f"k{n}", {}, {"trigger": "cron"}, T0) for n in range(3)]
+    bad = Launch(active, "t", "bad", {}, {"trigger": "cron", "day": dt.date(2024, 5, 1)}, T0)
+    created = launch_all(store, SQLTriggerStore(store), [good[0], bad, *good[1:]], now=T0)
+    assert [item.key for item, _ in created] == ["k0", "k1", "k2"]
+    assert len(runs_of(store, "batch")) == 3
+    claimed = {f.dedupe_key: f.status for f in SQLTriggerStore(store).firings()}
+    assert claimed == {"k0": CREATED, "k1": CREATED, "k2": CREATED}
+
+
+def test_state_is_saved_after_the_claims_so_a_failed_pass_fires_later(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass whose launch fails (the store down) advances no cron cursor: the next pass
+    fires the slot."""
+    from kaon.errors import StoreUnavailableError
+
+    spec = workflow("daily", CronTriggerSpec(cron="0 6 * * *"))
+    service = _service(store, spec)
+    service.tick(T0)
+    claim = SQLTriggerStore.claim_firings
+
+    def down(self: SQLTriggerStore, records: list[FiringRecord]) -> list[FiringRecord]:
+        raise StoreUnavailableError("the database is down")
+
+    monkeypatch.setattr(SQLTriggerStore, "claim_firings", down)
+    with pytest.raises(StoreUnavailableError):
+        service.tick(SLOT + 0.1)
+    monkeypatch.setattr(SQLTriggerStore, "claim_firings", claim)
+    (fired,) = service.tick(SLOT + 0.5)
+    assert fired.key == "2024-05-01T06:00:00+00:00"
+    assert len(runs_of(store, "daily")) == 1
+
+
+def test_the_loop_wakes_when_a_slot_falls_due(store: SQLStore) -> None:
+    """Between passes the loop waits the interval, or less when a cron slot falls due
+    sooner; an overdue slot (a failing trigger) does not make it spin."""
+    now = [T0]
+    service = _service(
+        store, workflow("daily", CronTriggerSpec(cron="0 6 * * *")), clock=lambda: now[0]
+    )
+    service.tick()
+    assert service._until_due(0.25) == 0.25  # the slot is a minute away
+    now[0] = SLOT - 0.1
+    assert service._until_due(0.25) == pytest.approx(0.1)
+    now[0] = SLOT + 5  # overdue and not fired yet
+    assert service._until_due(0.25) == 0.25
