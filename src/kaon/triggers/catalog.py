@@ -2,9 +2,10 @@
 
 :class:`RegistryCatalog` reads the active version of every registered workflow (the
 server's case); :class:`StaticCatalog` serves a fixed list of specs (tests, embedding).
-Both start runs the same way: :func:`launch` claims a firing in the trigger store, then
-creates the run it names, so that a (trigger, key) pair starts at most one run even with
-several servers, and a crash between the two steps is repaired by :func:`repair`.
+Both start runs the same way: :func:`launch_all` claims the firings of a pass in the trigger
+store, then creates the runs they name (one write each, whatever their number), so that a
+(trigger, key) pair starts at most one run even with several servers, and a crash between
+the two steps is repaired by :func:`repair`.
 """
 
 from __future__ import annotations
@@ -194,6 +195,9 @@ LagHook = Callable[[str, float], None]
 """``(trigger name, seconds)``: called with the lag from due time to run creation."""
 
 
+_Wanted = tuple[ActiveWorkflow, FiringRecord, dict[str, Any]]  # a claimed firing's run
+
+
 @dataclass(frozen=True, slots=True)
 class Launch:
     """A run a trigger asks for: the (trigger, key) pair that starts it at most once, its
@@ -263,7 +267,8 @@ def launch_all(
             problems[index] = str(error)
         firings.append(firing)
     claimed = {id(f) for f in _each_or_all(triggers.claim_firings, firings)}
-    wanted: list[tuple[Launch, FiringRecord, dict[str, Any]]] = []
+    wanted: list[_Wanted] = []
+    launch_of: dict[int, Launch] = {}
     for index, (item, firing) in enumerate(zip(launches, firings, strict=True)):
         if id(firing) not in claimed:
             continue
@@ -271,14 +276,49 @@ def launch_all(
             why = problems[index]
             log.warning("trigger %s (%s) did not start a run: %s", item.trigger_id, item.key, why)
             continue
-        wanted.append((item, firing, bound[index]))
-    created = _create_runs(store, wanted, executor)
-    triggers.set_firing_statuses([f.id for _, f, _ in created if f.id is not None], CREATED)
-    runs = [(item, run) for item, _, run in created]
-    for item, run in runs:
-        known = {**strategies.DEFAULT_PROPERTIES, **item.workflow.properties}
+        wanted.append((item.workflow, firing, bound[index]))
+        launch_of[id(firing)] = item
+    created = _start(store, triggers, wanted, executor)
+    return [(launch_of[id(firing)], run) for firing, run in created]
+
+
+def _start(
+    store: StateStore, triggers: TriggerStore, wanted: list[_Wanted], executor: str
+) -> list[tuple[FiringRecord, RunRecord]]:
+    """Create the runs of claimed firings in one write (one by one if the store rejects
+    that write), mark the firings created in one more, and apply the run strategies'
+    immediate effects; returns the firings whose run was created, with their runs."""
+    workflow_of = {id(firing): workflow for workflow, firing, _ in wanted}
+
+    def write(group: Sequence[_Wanted]) -> list[tuple[FiringRecord, RunRecord]]:
+        batch = WriteBatch()
+        hashes: dict[str, str] = {}  # a spec stored by this batch is stored once
+        done = []
+        for workflow, firing, params in group:
+            run = operations.add_run(
+                batch,
+                workflow.spec,
+                params,
+                source=workflow.source,
+                executor=executor,
+                labels=firing.labels,
+                run_id=firing.run_id,
+                stored_hash=workflow.definition_hash or hashes.get(workflow.name),
+            )
+            hashes[workflow.name] = run.definition_hash
+            done.append((firing, run))
+        store.write(batch)
+        return done
+
+    if not wanted:
+        return []
+    created = _each_or_all(write, wanted)
+    triggers.set_firing_statuses([f.id for f, _ in created if f.id is not None], CREATED)
+    for firing, run in created:
+        workflow = workflow_of[id(firing)]
+        known = {**strategies.DEFAULT_PROPERTIES, **workflow.properties}
         strategies.on_run_created(store, run, properties=_constant(known))
-    return runs
+    return created
 
 
 def _constant(properties: dict[str, Any]) -> Callable[[StateStore, str], dict[str, Any]]:
@@ -311,41 +351,6 @@ def _pool_problem(store: StateStore, workflow: ActiveWorkflow) -> str:
     return ""
 
 
-def _create_runs(
-    store: StateStore,
-    wanted: list[tuple[Launch, FiringRecord, dict[str, Any]]],
-    executor: str,
-) -> list[tuple[Launch, FiringRecord, RunRecord]]:
-    """The runs of ``wanted`` in one write (one by one if the store rejects that write)."""
-
-    def write(
-        group: Sequence[tuple[Launch, FiringRecord, dict[str, Any]]],
-    ) -> list[tuple[Launch, FiringRecord, RunRecord]]:
-        batch = WriteBatch()
-        hashes: dict[str, str] = {}  # a spec stored by this batch is stored once
-        done = []
-        for item, firing, params in group:
-            workflow = item.workflow
-            run = operations.add_run(
-                batch,
-                workflow.spec,
-                params,
-                source=workflow.source,
-                executor=executor,
-                labels=firing.labels,
-                run_id=firing.run_id,
-                stored_hash=workflow.definition_hash or hashes.get(workflow.name),
-            )
-            hashes[workflow.name] = run.definition_hash
-            done.append((item, firing, run))
-        store.write(batch)
-        return done
-
-    if not wanted:
-        return []
-    return _each_or_all(write, wanted)
-
-
 def _each_or_all(write: Callable[[Sequence[_T]], list[_R]], items: Sequence[_T]) -> list[_R]:
     """``write(items)``; when the store rejects it (not a transient failure), each item
     alone, logging and leaving out those it rejects again."""
@@ -365,31 +370,6 @@ def _each_or_all(write: Callable[[Sequence[_T]], list[_R]], items: Sequence[_T])
         except StoreError as error:
             log.warning("trigger firing not recorded: %s", error)
     return done
-
-
-def _create(
-    store: StateStore,
-    triggers: TriggerStore,
-    workflow: ActiveWorkflow,
-    firing: FiringRecord,
-    bound: dict[str, Any],
-    executor: str,
-) -> RunRecord:
-    run = operations.create_run(
-        store,
-        workflow.spec,
-        bound,
-        source=workflow.source,
-        executor=executor,
-        labels=firing.labels,
-        run_id=firing.run_id,
-        stored_hash=workflow.definition_hash,  # no hashing or storing the spec per firing
-    )
-    assert firing.id is not None
-    triggers.set_firing_status(firing.id, CREATED)
-    known = {**strategies.DEFAULT_PROPERTIES, **workflow.properties}
-    strategies.on_run_created(store, run, properties=_constant(known))
-    return run
 
 
 def repair(
@@ -417,9 +397,9 @@ def repair(
             pass
         try:
             workflow = catalog.get(firing.workflow)
+            operations.check_pools(store, workflow.spec)
             bound = bind_params(workflow.spec, firing.params)
-            _create(store, triggers, workflow, firing, bound, executor)
-            created += 1
+            created += len(_start(store, triggers, [(workflow, firing, bound)], executor))
         except KaonError as error:
             log.warning("dropping firing %s/%s: %s", firing.trigger_id, firing.dedupe_key, error)
             triggers.set_firing_status(firing.id, DROPPED)
