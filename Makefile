@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml examples/kaon-plugin-example/pyproject.toml
 # Debian packages the tests use: PostgreSQL (store contract), R (r steps), Java (Spark),
 # Podman with runc and busybox (container steps on a locally built image; the server's image
 # on a base made from the host's Python, deploy/python_base.py), unshare and ip
-# (the Ray tests run their cluster in a loopback-only network namespace). Each is
-# installed only when missing; `apt-get update` runs only if something is.
+# (the Ray tests run their cluster in a loopback-only network namespace), and systemd's
+# systemd-analyze (it verifies the production guide's unit). Each is installed only when
+# missing; `apt-get update` runs only if something is.
 SYSTEM_PACKAGES := \
   /usr/bin/chromium:chromium \
   /usr/lib/postgresql/15/bin/initdb:postgresql \
@@ -39,7 +40,8 @@ SYSTEM_PACKAGES := \
   /bin/busybox:busybox-static \
   /usr/bin/bwrap:bubblewrap \
   /usr/bin/unshare:util-linux \
-  /sbin/ip:iproute2
+  /sbin/ip:iproute2 \
+  /usr/bin/systemd-analyze:systemd
 
 $(SYSTEM_STAMP): $(STAMP)
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \

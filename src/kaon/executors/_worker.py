@@ -58,10 +58,12 @@ runs a workflow at import time would otherwise spawn workers recursively)."""
 
 def _die(code: int) -> None:
     from kaon.executors._descendants import kill_descendants
+    from kaon.steptypes.scratch import remove_scratch_folders
     from kaon.steptypes.shell import kill_live_process_groups
 
     kill_live_process_groups()
     kill_descendants()  # what a Python step started (Popen), in this group or a new session
+    remove_scratch_folders()  # os._exit skips atexit, which would remove them
     os._exit(code)
 
 

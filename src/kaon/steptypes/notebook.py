@@ -29,14 +29,15 @@ kept: the failed attempt carries it as its ``notebook`` output (see
 run (``kaon get RUN STEP --output notebook``), though never passed downstream. A kernel
 that cannot start raises ``NotebookError`` too. ``timeout_s`` bounds each cell's execution.
 
-Executed notebooks are written under a per-process temporary folder (removed when the process
-exits, and pruned of folders older than an hour) because the runtime stores the returned
-paths after :meth:`NotebookStepType.run` returns.
+Executed notebooks are written under a per-process temporary folder (a
+:func:`~kaon.steptypes.scratch.scratch_folder`, removed when the process ends, and pruned of
+folders older than an hour) because the runtime stores the returned paths after
+:meth:`NotebookStepType.run` returns. The kernel's sockets are in the step's work folder,
+never in the notebook's.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -53,6 +54,7 @@ from kaon.steptypes._protocol import config_problems, resolve_file
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
+from kaon.steptypes.scratch import scratch_folder
 
 DEFAULT_KERNEL = "python3"
 KEEP_S = 3600.0
@@ -62,12 +64,11 @@ _root: str | None = None
 
 
 def _work_root() -> str:
-    """This process's folder of notebook step work folders (removed at exit)."""
+    """This process's folder of notebook step work folders (removed when it ends)."""
     global _root
     with _root_lock:
         if _root is None or not os.path.isdir(_root):
-            _root = tempfile.mkdtemp(prefix=f"kaon-notebooks-{os.getpid()}-")
-            atexit.register(shutil.rmtree, _root, True)
+            _root = scratch_folder("kaon-notebooks-")
         return _root
 
 
@@ -297,6 +298,7 @@ class NotebookStepType(StepType):
         timeout = ctx.extra.get("timeout_s")
         stdout, stderr = _LogWriter(ctx, "stdout"), _LogWriter(ctx, "stderr")
         ctx.log(f"notebook: executing {source} with kernel {kernel}")
+        ipc = _ipc_dir(executed)
         try:
             papermill.execute_notebook(
                 source,
@@ -308,7 +310,7 @@ class NotebookStepType(StepType):
                 stderr_file=stderr,
                 cwd=str(config.get("cwd") or os.path.dirname(source)),
                 execution_timeout=None if timeout is None else max(int(timeout), 1),
-                kernel_manager_class=_kernel_manager_class(env, _ipc_dir(executed)),
+                kernel_manager_class=_kernel_manager_class(env, ipc),
             )
         except PapermillExecutionError as exc:
             message = f"cell {exc.cell_index + 1} failed: {exc.ename}: {exc.evalue}"
@@ -327,6 +329,8 @@ class NotebookStepType(StepType):
         finally:
             stdout.close()
             stderr.close()
+            if os.path.dirname(ipc) != os.path.dirname(executed):  # the short one in /tmp
+                shutil.rmtree(ipc, ignore_errors=True)
 
 
 def _strip_ansi(text: str) -> str:

@@ -64,7 +64,6 @@ import inspect
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -84,6 +83,7 @@ from kaon.steptypes._protocol import (
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
+from kaon.steptypes.scratch import scratch_folder
 
 LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 MAX_MESSAGE_CHARS = 500
@@ -212,13 +212,18 @@ def get_session(ctx: StepContext, master: str, conf: Mapping[str, str], level: s
         _stop_session()
     from pyspark.sql import SparkSession
 
-    workdir = _Session.workdir or tempfile.mkdtemp(prefix=f"kaon-spark-{os.getpid()}-")
+    workdir = _Session.workdir or scratch_folder("kaon-spark-")
     _Session.workdir = workdir
     log_path = os.path.join(workdir, f"spark-{uuid.uuid4().hex[:8]}.log")
     properties = os.path.join(workdir, "log4j2.properties")
     with open(properties, "w", encoding="utf-8") as handle:
         handle.write(_LOG4J2.format(level=level, path=log_path))
-    java_options = f"-Dlog4j.configurationFile=file:{properties}"
+    # The driver's temporary folders (its local directory's blockmgr-*, spark-*, artifacts-*)
+    # go to java.io.tmpdir, /tmp by default, where they stay when the worker ends by killing
+    # the JVM: keep them in the session's scratch folder, removed with it.
+    java_tmp = os.path.join(workdir, "tmp")
+    os.makedirs(java_tmp, exist_ok=True)
+    java_options = f"-Dlog4j.configurationFile=file:{properties} -Djava.io.tmpdir={java_tmp}"
     if conf.get("spark.driver.extraJavaOptions"):
         java_options += " " + conf["spark.driver.extraJavaOptions"]
     if master.startswith("local"):

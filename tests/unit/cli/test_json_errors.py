@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +67,36 @@ def test_activate_deactivate_and_token_revoke_print_json(
     token_id = json.loads(out)["id"]
     code, out, _ = store("token", "revoke", token_id, "--json")
     assert code == 0 and json.loads(out) == {"revoked": token_id}
+
+
+def _leaf_commands() -> list[tuple[str, set[str]]]:
+    """(path, option names) of every leaf command of ``kaon``."""
+    import typer
+
+    from kaon.cli.main import app
+
+    found: list[tuple[str, set[str]]] = []
+
+    def walk(command: Any, path: str, ctx: Any) -> None:
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                walk(sub, f"{path} {name}".strip(), type(ctx)(sub, parent=ctx))
+        else:
+            found.append((path, {o for p in command.get_params(ctx) for o in p.opts}))
+
+    root = typer.main.get_command(app)
+    walk(root, "", typer.Context(root, info_name="kaon"))
+    return found
+
+
+def test_every_command_but_the_server_takes_json(
+    kaon: Callable[..., tuple[int, str, str]],
+) -> None:
+    """``server`` runs until stopped and ``schema`` prints a JSON document anyway."""
+    commands = _leaf_commands()
+    assert len(commands) > 40
+    without = sorted(path for path, options in commands if "--json" not in options)
+    assert without == ["schema", "server"]
+    code, out, _ = kaon("schema")
+    assert code == 0 and "run" in json.loads(out)

@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
+import typer
 import yaml
+
+from kaon.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -49,3 +57,39 @@ def test_the_cli_reference_is_generated_for_every_command() -> None:
     for command in ("kaon", "kaon run", "kaon config show", "kaon token create", "kaon cache list"):
         assert command in headings
     assert "--metrics-public" in page and "--profile NAME" in page
+
+
+def _verify_unit(unit: str, folder: Path) -> str:
+    """What ``systemd-analyze verify`` says of ``unit`` (nothing when it is sound), with the
+    unit's program replaced by an executable that exists here."""
+    program = folder / "kaon"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    path = folder / "kaon.service"
+    path.write_text(unit.replace("ExecStart=/opt/kaon/bin/kaon ", f"ExecStart={program} "))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60
+    )
+    return (done.stdout + done.stderr).strip() + ("" if done.returncode == 0 else " (failed)")
+
+
+def test_the_production_guides_systemd_unit_is_sound(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:  # make test installs it: fail, never skip
+        pytest.fail("systemd-analyze is required (make test installs systemd)")
+    guide = (ROOT / "docs" / "production.md").read_text()
+    found = re.search(r"```ini\n(# /etc/systemd/system/kaon\.service\n.*?)```", guide, re.S)
+    assert found is not None
+    unit = found.group(1)
+    assert _verify_unit(unit, tmp_path) == ""
+    # a misspelt key or a bad value is reported: the check can fail
+    assert "TimeoutStopSc" in _verify_unit(
+        unit.replace("TimeoutStopSec", "TimeoutStopSc"), tmp_path
+    )
+    # and the command it starts is one `kaon server` accepts
+    command = re.search(r"^ExecStart=/opt/kaon/bin/kaon (.*)$", unit, re.M)
+    assert command is not None
+    args = shlex.split(command.group(1))
+    root: Any = typer.main.get_command(app)
+    server = root.get_command(typer.Context(root, info_name="kaon"), args[0])
+    assert server is not None
+    server.make_context("server", args[1:])  # raises on an unknown option or a bad value

@@ -210,3 +210,39 @@ def test_without_waiting_workers_not_ready_in_time_fail_the_attempts(
         assert "not ready within 0.3 s" in failed.error.message
     finally:
         executor.shutdown()
+
+
+def test_a_workers_scratch_folders_are_removed_when_it_exits(tmp_path: Path, sink: Sink) -> None:
+    """The worker leaves with os._exit, which skips atexit: it removes the step types'
+    scratch folders (notebook work folders, the Spark session's) itself."""
+    module = tmp_path / "scratch_flow.py"
+    module.write_text(
+        "from kaon.steptypes.scratch import scratch_folder\n"
+        "def f():\n"
+        "    folder = scratch_folder('kaon-test-')\n"
+        "    open(folder + '/kept.txt', 'w').close()\n"
+        "    return folder\n"
+    )
+    executor = ProcessExecutor(workers=1)
+    executor.start(sink)
+    try:
+        executor.submit(
+            TaskRequest(
+                ("r", 1, 1),
+                "s",
+                "python",
+                {"file": str(module), "function": "f"},
+                {},
+                {},
+                "memory://kaon-p",
+            )
+        )
+        done = sink.wait(lambda e: isinstance(e, (StepSucceeded, StepFailed)))
+        assert isinstance(done, StepSucceeded), done
+        output = done.outputs["return"]
+        assert isinstance(output, Literal)
+        folder = Path(str(output.value))
+        assert (folder / "kept.txt").is_file()  # kept while the worker lives
+    finally:
+        executor.shutdown()
+    assert not folder.exists()
