@@ -8,7 +8,9 @@ it may have changed, git-ignored or not: ``spark-warehouse/``, ``metastore_db/``
 ``derby.log`` and ``kernel-ipc-*`` sockets are litter like any other file. The check walks the
 file system rather than reading ``git status``: git lists neither empty folders (Spark's
 ``spark-warehouse/<db>.db/``) nor sockets (the kernel's). Python's own bytecode caches
-(``__pycache__``), which any import may write, are the one exception.
+(``__pycache__``), which any import may write, are one exception; the virtualenv and the test
+tools' caches (``.mypy_cache``, ``.hypothesis``...), which the suite's other tests write
+meanwhile, are the other.
 
 The run's temporary folder (``TMPDIR``) is checked too: the step types' scratch folders (the
 notebooks' work folders, the Spark session's) are removed when the worker ends, which it does
@@ -33,15 +35,21 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOW = Path(__file__).with_name("heavy_flow.yaml")
 IMAGE = "localhost/kaon-litter-busybox:test"  # named by heavy_flow.yaml
 TOOLS = ("sh", "echo")
+# Not the run's: git's folder, the virtualenv, and the test tools' caches, which the suite's
+# other tests write while this one runs (pytest-xdist runs two test files at a time).
+NOT_SEEN = frozenset(
+    {".git", ".venv", ".mypy_cache", ".pytest_cache", ".hypothesis", ".ruff_cache"}
+)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int] | None]:
-    """Every path under ``root`` but ``.git``: regular files with (size, mtime), the rest
-    (folders, sockets, links, fifos) with None. Symbolic links are not followed."""
+    """Every path under ``root`` but those of :data:`NOT_SEEN`: regular files with (size,
+    mtime), the rest (folders, sockets, links, fifos) with None. Symbolic links are not
+    followed."""
     found: dict[str, tuple[int, int] | None] = {}
     for folder, dirs, files in os.walk(root):
         if folder == str(root):
-            dirs[:] = [name for name in dirs if name != ".git"]
+            dirs[:] = [name for name in dirs if name not in NOT_SEEN]
             files = [name for name in files if name != ".git"]  # a worktree's .git file
         for name in dirs:
             found[os.path.relpath(os.path.join(folder, name), root)] = None
