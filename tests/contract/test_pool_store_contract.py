@@ -4,6 +4,7 @@ engines (replicas) on one database never exceeding a permit together."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,6 +116,27 @@ def test_holds_of_a_run_whose_lease_lapsed_do_not_count(store: StateStore) -> No
     assert store.claim_holds("e2", [HoldClaim("r1", "a", 2, "p")]) == [True]
 
 
+def test_pool_load_counts_live_pool_holds_per_group_of_other_engines(store: StateStore) -> None:
+    _leased(store, "r1", "e1")
+    _leased(store, "r2", "e2")
+    _leased(store, "r3", "e2")
+    store.set_pool(PoolRecord("p", slots=10))
+    store.set_permit(PermitRecord("db", 10))
+    claims = [
+        HoldClaim("r1", "a", 1, "p", ("db",), "g1"),
+        HoldClaim("r2", "a", 1, "p", ("db",), "g1"),  # tag holds are not a pool's load
+        HoldClaim("r2", "b", 1, "p", (), "g2"),
+        HoldClaim("r3", "a", 1, "p", (), "g2"),
+        HoldClaim("r3", "b", 1, "unlimited", (), "g2"),  # no pool row: no hold
+    ]
+    assert store.claim_holds("e1", claims) == [True] * 5
+    assert store.pool_load() == {("p", "g1"): 2, ("p", "g2"): 2}
+    assert store.pool_load(other_than="e1") == {("p", "g1"): 1, ("p", "g2"): 2}
+    assert store.pool_load(other_than="e2") == {("p", "g1"): 1}
+    store.release_lease("r3", "e2")  # a lapsed lease: its holds stop counting
+    assert store.pool_load(other_than="e1") == {("p", "g1"): 1, ("p", "g2"): 1}
+
+
 def test_concurrent_claimers_never_exceed_a_permit_together(url: str) -> None:
     """Two stores on one database (two replicas) claim at once: the lock on the permit row
     keeps the total at its limit."""
@@ -143,10 +165,11 @@ def test_concurrent_claimers_never_exceed_a_permit_together(url: str) -> None:
 
 
 def test_two_engines_on_one_database_share_a_tag_permit(url: str, tmp_path: Path) -> None:
-    """Two replicas, each driving its own run of tagged steps: at most one attempt carrying
-    the tag runs at any instant, by the attempt times recorded in the store."""
+    """Two replicas, each driving its own run of tagged steps with room for four at once: at
+    most two attempts carrying the tag (its permit) run at any instant across both, by the
+    attempt times recorded in the store."""
     setup = open_store(url)
-    setup.set_permit(PermitRecord("warehouse", 1))
+    setup.set_permit(PermitRecord("warehouse", 2))
     body = TaskSpec(
         id="load",
         config={"file": STEPS, "function": "sleeper"},
@@ -184,7 +207,65 @@ def test_two_engines_on_one_database_share_a_tag_permit(url: str, tmp_path: Path
     assert results == dict.fromkeys(run_ids, RunStatus.SUCCEEDED)
     attempts = [a for r in run_ids for a in setup.attempts(r)]
     setup.close()
-    assert len(attempts) == 12 and _most_at_once(attempts) == 1
+    assert len(attempts) == 12 and _most_at_once(attempts) == 2
+
+
+def test_fair_share_counts_the_other_engines_attempts(url: str, tmp_path: Path) -> None:
+    """Replica 1 runs an attempt of team A in pool ``shared``; replica 2 holds an older run
+    of team A and a run of team B, with room for one attempt: team B goes first, as team A
+    already has one running (on the other replica). Counting only its own attempts, replica 2
+    would see a tie and start the older run, team A's."""
+    setup = open_store(url)
+    setup.set_pool(PoolRecord("shared", slots=3))
+
+    def one_step(name: str, seconds: float) -> WorkflowSpec:
+        step = TaskSpec(
+            id="work",
+            config={"file": STEPS, "function": "sleeper"},
+            inputs={"seconds": Const(seconds)},
+            pool="shared",
+        )
+        return WorkflowSpec(name, GraphSpec(steps=(step,)))
+
+    groups = {"sweep-1": "team-a", "sweep-2": "team-a", "pipeline": "team-b"}
+    long_a = create_run(setup, one_step("sweep-1", 1.5), {}).id
+    older_a = create_run(setup, one_step("sweep-2", 0.1), {}).id
+    team_b = create_run(setup, one_step("pipeline", 0.1), {}).id
+    artifacts = open_artifact_store(str(tmp_path / "artifacts"))
+    stores = [open_store(url), open_store(url)]
+    engines = [
+        Engine(s, create_executor("inline", workers=1), artifacts, owner_group_of=groups.get)
+        for s in stores
+    ]
+    results: dict[str, RunStatus] = {}
+    first = threading.Thread(
+        target=lambda: results.update({long_a: engines[0].run_until_done(long_a)})
+    )
+    try:
+        first.start()
+        deadline = time.monotonic() + 30
+        while not setup.attempts(long_a):
+            assert time.monotonic() < deadline, "replica 1 never started its attempt"
+            time.sleep(0.01)
+        engines[1].add_run(older_a)
+        engines[1].add_run(team_b)
+        for run_id in (team_b, older_a):  # one call drives both; the other may be done
+            if run_id in engines[1].runs:
+                engines[1].run_until_done(run_id)
+            results[run_id] = setup.get_run(run_id).status
+    finally:
+        first.join(60)
+        for engine in engines:
+            engine.close()
+        for s in stores:
+            s.close()
+    assert results == dict.fromkeys((long_a, older_a, team_b), RunStatus.SUCCEEDED)
+    (a_start,) = [a.started_at for a in setup.attempts(older_a)]
+    (b_start,) = [a.started_at for a in setup.attempts(team_b)]
+    (long_attempt,) = setup.attempts(long_a)
+    setup.close()
+    assert a_start is not None and b_start is not None and long_attempt.ended_at is not None
+    assert b_start < a_start < long_attempt.ended_at  # B first, while A ran on replica 1
 
 
 def _most_at_once(attempts: list[AttemptRecord]) -> int:

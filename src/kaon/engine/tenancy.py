@@ -8,9 +8,12 @@ module costs nothing then.
 Otherwise every turn orders the ready attempts of the touched runs by
 
 1. the run's priority, then the step's (higher first);
-2. fair share: the owner group with the fewest of this engine's attempts in flight in the
-   step's pool goes first, so a group's 5,000-item sweep does not starve another group's
-   pipeline;
+2. fair share: the owner group with the fewest attempts in flight in the step's pool goes
+   first, so a group's 5,000-item sweep does not starve another group's pipeline. The count
+   is this engine's attempts (from memory, exact) plus, in pools that have a row, the live
+   holds of the runs other engines lease (:meth:`~kaon.store.base.StateStore.pool_load`: one
+   grouped query, read only when the candidates span several (pool, group) queues and trusted
+   for :data:`LOAD_TTL_S`), so replicas sharing a store share fairly;
 3. the oldest run, then the order the run queued them in;
 
 and starts, in that order, those that fit their pool's slots and quotas and their tags'
@@ -52,6 +55,7 @@ log = logging.getLogger("kaon.engine")
 
 REFRESH_S = 1.0  # how often pools and permits are read again
 GROUP_TTL_S = 5.0  # how long a workflow's owner group is remembered
+LOAD_TTL_S = 0.5  # how long the other engines' attempts per (pool, group) are trusted
 SCAN_PER_RUN = 256  # ready steps of one run considered per turn (the first ones queued)
 _STARTABLE = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING)
 
@@ -126,6 +130,8 @@ class Tenancy:
         self._flagged = 0
         self._next_refresh = 0.0
         self._group_cache: dict[str, tuple[str, float]] = {}  # workflow -> (group, until)
+        self._others: dict[tuple[str, str], int] = {}  # other engines' holds per (pool, group)
+        self._others_until = 0.0
         self.active = False
 
     # -- configuration and the runs held --------------------------------------------------
@@ -245,6 +251,9 @@ class Tenancy:
             return free
         running = self._running(busy)
         buckets = self._candidates(states)
+        if len(buckets) > 1 and self.pools:  # a choice between queues: count every engine's
+            for key, count in self._other_engines().items():
+                running[key] = running.get(key, 0) + count
         limited = self.limited
         # With limits, more candidates than room: the store skips those that do not fit.
         want = min(max(free * 4, free + 32), SCAN_PER_RUN) if limited else free
@@ -291,6 +300,18 @@ class Tenancy:
                 key = (pool_of(node), group)
                 counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def _other_engines(self) -> dict[tuple[str, str], int]:
+        """The attempts other engines run per (pool, owner group), in pools with a row: read
+        from the store at most every :data:`LOAD_TTL_S` (the last known on a store error)."""
+        now = self.monotonic()
+        if now >= self._others_until:
+            self._others_until = now + LOAD_TTL_S
+            try:
+                self._others = self.store.pool_load(other_than=self.owner)
+            except KaonError as error:
+                log.warning("reading the other engines' load failed, keeping the last: %s", error)
+        return self._others
 
     def _candidates(self, states: Sequence[RunState]) -> dict[tuple[str, str], list[_Candidate]]:
         """The ready attempts of ``states`` per (pool, owner group), best last."""

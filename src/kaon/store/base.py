@@ -749,6 +749,12 @@ class StateStore(ABC):
         its lease lapses, as its attempts are fenced off by then."""
 
     @abstractmethod
+    def pool_load(self, *, other_than: str | None = None) -> dict[tuple[str, str], int]:
+        """Live pool holds per ``(pool, owner group)``: what fair share ranks groups by. With
+        ``other_than``, only those of runs whose lease another engine holds (an engine counts
+        its own attempts in flight from memory). One grouped query."""
+
+    @abstractmethod
     def claim_holds(
         self,
         owner: str,

@@ -89,6 +89,24 @@ def usage(
     return found
 
 
+def pool_load(
+    conn: Connection, now: sa.ColumnElement[float], other_than: str | None
+) -> dict[tuple[str, str], int]:
+    """Live pool holds per ``(pool, owner group)``; of runs leased by engines other than
+    ``other_than`` when given."""
+    h = p.holds.c
+    runs = t.runs.c
+    stmt = (
+        sa.select(h.name, h.grp, sa.func.count())
+        .join(t.runs, runs.id == h.run_id)
+        .where(h.kind == "pool", runs.lease_until > now)
+        .group_by(h.name, h.grp)
+    )
+    if other_than is not None:
+        stmt = stmt.where(runs.owner != other_than)
+    return {(name, group): int(count) for name, group, count in conn.execute(stmt)}
+
+
 def _fits(claim: HoldClaim, pool: PoolRecord | None, used: LimitUsage) -> bool:
     if pool is None:
         return True

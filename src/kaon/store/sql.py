@@ -1052,6 +1052,11 @@ class SQLStore(StateStore):
         with self._reading() as conn:
             return list(pool_sql.usage(conn, self._db_now).values())
 
+    def pool_load(self, *, other_than: str | None = None) -> dict[tuple[str, str], int]:
+        """Live pool holds per (pool, owner group), of other engines' runs when asked."""
+        with self._reading() as conn:
+            return pool_sql.pool_load(conn, self._db_now, other_than)
+
     def claim_holds(
         self,
         owner: str,

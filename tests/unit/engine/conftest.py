@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +61,11 @@ class Harness:
         self.artifacts = open_artifact_store(str(tmp / "artifacts"))
 
     def engine(self) -> Engine:
-        return Engine(self.store, create_executor(self.executor_name, workers=4), self.artifacts)
+        options: dict[str, Any] = {}
+        if self.executor_name == "ray":  # the cluster of tests/integration/test_ray.py
+            options["address"] = os.environ["KAON_RAY_ADDRESS"]
+        executor = create_executor(self.executor_name, workers=4, **options)
+        return Engine(self.store, executor, self.artifacts)
 
     def create(self, spec: WorkflowSpec, params: dict[str, Any] | None = None) -> str:
         return create_run(self.store, spec, bind_params(spec, params or {})).id
@@ -99,7 +104,12 @@ class Harness:
         return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-@pytest.fixture(params=["inline", "process"])
+# The executors of the scenario grid; tests/integration/ray_netns/check_ray_grid.py runs it on
+# "ray" inside the Ray tests' namespace.
+GRID_EXECUTORS = os.environ.get("KAON_GRID_EXECUTORS", "inline,process").split(",")
+
+
+@pytest.fixture(params=GRID_EXECUTORS)
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     h = Harness(tmp_path, request.param)
     yield h
