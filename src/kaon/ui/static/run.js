@@ -268,6 +268,7 @@
           s.kind === "task" ? [" ", el("button", { type: "button", class: "link-button", "data-explain": path, onclick: () => explain(path) }, "explain")] : null),
         Object.keys(s.children).length ? [el("dt", {}, "children"), el("dd", {}, Object.entries(s.children).map(([k, v]) => `${k} ${v}`).join(", "))] : null),
       progressBlock(detail.progress),
+      inputsBlock(detail.inputs),
       heldBlock(path, held[0]),
       el("div", { class: "explain", "data-explained": path, hidden: true }),
       stepActions(s),
@@ -283,6 +284,28 @@
       s.kind === "task" ? [el("h2", {}, "Logs ", el("input", { type: "search", placeholder: "search", class: "log-search", onchange: () => { state.logAfter = null; loadLogs(true); } })),
         keepLogs || el("div", { class: "logs", "data-log": path })] : null);
     if (s.kind === "task" && !keepLogs) await loadLogs(true);
+  }
+
+  /** A task's inputs: where each comes from (a run parameter, an upstream step's output, a
+   *  foreach item, a constant, an expression) and what it resolved to (values cut short by
+   *  the API; an artifact by type, size and hash, with a preview of the upstream output). */
+  function inputsBlock(inputs) {
+    if (!inputs || !inputs.length) return null;
+    const origin = (i) => i.step
+      ? el("a", { href: "#", "data-input-step": i.step, onclick: (e) => { e.preventDefault(); openPanel(i.step).catch(() => {}); } },
+        i.step + (i.output ? `.${i.output}` : ""))
+      : i.param ? el("span", { "data-input-param": i.param }, `parameter ${i.param}`) : el("span", { class: "muted" }, i.kind);
+    const value = (i) => {
+      if (i.error) return el("span", { class: "muted" }, i.error);
+      if (i.value && i.value.kind === "artifact") {
+        return [valueText(i.value), i.step ? [" ", el("button", { type: "button", class: "link-button", "data-input-preview": i.name,
+          onclick: (e) => showPreview(i.step, i.output, e.target.parentNode) }, "preview")] : null];
+      }
+      return [i.preview ?? "", i.truncated ? el("small", { class: "muted" }, " (cut short)") : null];
+    };
+    return [el("h2", {}, "Inputs"), el("table", { class: "grid inputs" }, el("tbody", {}, inputs.map((i) => el("tr", { "data-input": i.name },
+      el("td", {}, i.name), el("td", {}, origin(i), el("div", { class: "mono muted" }, i.source)),
+      el("td", { class: "mono", "data-input-value": i.name }, value(i))))))];
   }
 
   function progressBlock(p) {
