@@ -257,11 +257,20 @@ def _outline(ref: ValueRef) -> Any:
     return {k: _outline(r) for k, r in list(items.items())[:50]}
 
 
+_ENCODER = json.JSONEncoder(default=str)
+
+
 def _json(value: Any) -> tuple[str, bool]:
-    text = json.dumps(value, default=str)
-    if len(text) > PREVIEW_CHARS:
-        return text[: PREVIEW_CHARS - 1] + "…", True
-    return text, False
+    """``value``'s JSON cut at :data:`PREVIEW_CHARS`: encoded piece by piece and stopped
+    there, so a 100,000-item list costs what the preview shows."""
+    pieces: list[str] = []
+    size = 0
+    for piece in _ENCODER.iterencode(value):
+        pieces.append(piece)
+        size += len(piece)
+        if size > PREVIEW_CHARS:
+            return "".join(pieces)[: PREVIEW_CHARS - 1] + "…", True
+    return "".join(pieces), False
 
 
 def _step(graph: GraphSpec, step_id: str) -> StepSpec | None:
