@@ -16,6 +16,9 @@ reported, and every value beside it):
   (a mouse press sent through the browser every 200 ms for ``--stream-s`` seconds) to the
   page's handler starting (``performance.now() - event.timeStamp``: the input delay, target
   < 100 ms); ``streaming.timer_lag_*``, how late a 50 ms timer fires on the main thread;
+  ``streaming.long_tasks`` / ``long_task_max_ms``, the tasks that held the main thread over
+  50 ms (Chromium's long-task timing); ``streaming.renderer_cpu_pct``, the CPU time the
+  renderer processes used over that window (the page's own work, load-independent);
   ``streaming.js_heap_mb``;
 - ``browser_mb_peak``: the whole browser's memory (the proportional set size, PSS, of every
   Chromium process of the bench: browser, renderer, GPU and utility processes), sampled
@@ -232,7 +235,27 @@ _PROBE = """() => {
   // the first handler running on the page's main thread.
   window.addEventListener("pointerdown", (e) => kaonDelay.push(performance.now() - e.timeStamp),
     { capture: true });
+  // Tasks that held the main thread over 50 ms (what an input arriving then would wait).
+  window.kaonLong = [];
+  window.kaonLongObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) kaonLong.push(entry.duration);
+  });
+  kaonLongObserver.observe({ type: "longtask" });
 }"""
+
+
+def _renderer_cpu_s() -> float:
+    """CPU seconds used so far by the bench's Chromium renderer processes (the pages' work,
+    whatever else runs on the machine)."""
+    total = 0.0
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in process.name() and "--type=renderer" in process.cmdline():
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def _p95(values: list[float]) -> float | None:
@@ -244,12 +267,16 @@ def _responsiveness(page: Any, seconds: float, at: tuple[int, int]) -> dict[str,
     """Press the mouse at ``at`` (a spot with no action) every 200 ms for ``seconds`` while a
     50 ms timer runs on the page: the input delays and the timer's lateness."""
     page.evaluate(_PROBE)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), _renderer_cpu_s()
     while time.monotonic() - started < seconds:
         page.mouse.click(*at)
         time.sleep(0.2)
-    found = page.evaluate("() => { clearInterval(window.kaonProbe); return [kaonDelay, kaonLag]; }")
-    delays, lags = found
+    cpu_share = (_renderer_cpu_s() - cpu) / (time.monotonic() - started)
+    found = page.evaluate(
+        "() => { clearInterval(window.kaonProbe); kaonLongObserver.disconnect();"
+        " return [kaonDelay, kaonLag, kaonLong]; }"
+    )
+    delays, lags, long_tasks = found
     heap = page.evaluate("() => performance.memory.usedJSHeapSize")
     return {
         "inputs": len(delays),
@@ -257,6 +284,9 @@ def _responsiveness(page: Any, seconds: float, at: tuple[int, int]) -> dict[str,
         "input_delay_max_ms": round(max(delays), 1) if delays else None,
         "timer_lag_p95_ms": _p95(lags),
         "timer_lag_max_ms": round(max(lags), 1) if lags else None,
+        "renderer_cpu_pct": round(cpu_share * 100, 1),
+        "long_tasks": len(long_tasks),
+        "long_task_max_ms": round(max(long_tasks), 1) if long_tasks else None,
         "js_heap_mb": round(heap / 2**20, 1),
     }
 

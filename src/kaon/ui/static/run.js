@@ -27,13 +27,21 @@
   async function loadSummary(fetched) {
     const summary = await api(`${RUN}/summary`);
     if (fetched) fetched(summary);
-    const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0 });
-    if (seen === state.summaryShown && summary.ended_at) return summary; // nothing changed
-    state.summaryShown = seen;
+    // What the page shows but the clock: events that change nothing shown (500 a second on a
+    // busy run) cost one read and one comparison, not a redraw of the head and the graph.
+    const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0,
+      nodes: summary.nodes.map((n) => ({ ...n, duration_s: 0 })) });
+    const timeline = document.getElementById("timeline-box").open;
     state.summary = summary;
+    if (seen === state.summaryShown) {
+      if (!summary.ended_at) document.querySelector("#run-facts [data-fact=duration]").textContent = runDuration(summary);
+      if (timeline && !summary.ended_at) renderTimeline(summary);
+      return summary;
+    }
+    state.summaryShown = seen;
     renderHead(summary);
     renderGraph(summary);
-    if (document.getElementById("timeline-box").open) renderTimeline(summary);
+    if (timeline) renderTimeline(summary);
     return summary;
   }
 
@@ -50,7 +58,7 @@
         : [k, typeof v === "string" ? v : JSON.stringify(v)]),
       ["parameters", JSON.stringify(s.params)]];
     if (s.error) facts.push(["error", s.error]);
-    document.getElementById("run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    document.getElementById("run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-fact": k }, v)]));
     const total = Object.values(s.tasks).reduce((a, b) => a + b, 0);
     document.getElementById("counts").replaceChildren(el("span", { class: "muted" }, `${total} tasks:`),
       ...Object.entries(s.tasks).map(([k, v]) => el("span", { class: `badge s-${k}`, "data-count": k }, `${k} ${v.toLocaleString()}`)));
@@ -91,7 +99,12 @@
     document.getElementById("graph").dataset.held = s.nodes.filter(isHeld).map((n) => n.path).join(" ");
     document.getElementById("graph").dataset.notTaken = s.nodes.filter(notTaken).map((n) => `${n.path}: ${notTaken(n)}`).join("\n");
     if (state.cy && state.cy.scratch("_ids") === ids) {
-      for (const n of s.nodes) state.cy.getElementById(n.path).data(nodeData(n));
+      state.cy.batch(() => {
+        for (const n of s.nodes) {
+          const node = state.cy.getElementById(n.path), data = nodeData(n);
+          if (Object.entries(data).some(([k, v]) => node.data(k) !== v)) node.data(data); // only what changed redraws
+        }
+      });
       return;
     }
     if (state.cy) state.cy.destroy();
