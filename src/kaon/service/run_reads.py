@@ -506,13 +506,16 @@ def _graph(store: StateStore, definition_hash: str) -> _Graph:
         return [], []
 
 
-def _workflow(store: StateStore, definition_hash: str) -> WorkflowSpec:
-    """The decoded definition of a version, kept in a small cache (it never changes)."""
+def _workflow(
+    store: StateStore, definition_hash: str, data: dict[str, Any] | None = None
+) -> WorkflowSpec:
+    """The decoded definition of a version (``data``: its stored form, when already read),
+    kept in a small cache: a definition never changes."""
     cached: WorkflowSpec | None = _SPECS.get(definition_hash)
     if cached is None:
-        cached = _SPECS.put(
-            definition_hash, workflow_from_dict(store.get_definition(definition_hash).spec)
-        )
+        if data is None:
+            data = store.get_definition(definition_hash).spec
+        cached = _SPECS.put(definition_hash, workflow_from_dict(data))
     return cached
 
 
@@ -520,7 +523,7 @@ def _graph_of(store: StateStore, definition_hash: str) -> _Graph:
     cached: _Graph | None = _GRAPHS.get(definition_hash)
     if cached is None:
         data = store.get_definition(definition_hash).spec
-        spec = _workflow(store, definition_hash)
+        spec = _workflow(store, definition_hash, data)
         deps, _ = dependencies(spec.graph, strict=False)
         kinds = {s.get("id"): s.get("kind") for s in data.get("graph", {}).get("steps", [])}
         order = [(step.id, str(kinds.get(step.id) or "task")) for step in spec.graph.steps]
