@@ -47,6 +47,9 @@ def big_workflow(steps: int) -> str:
     if steps:
         lines.append(f"    needs: [s{steps - 1}]")
     lines.append("    steps:\n      - id: train\n        shell: 'true'")
+    # What the step panel resolves when a task is read: an item, an upstream output.
+    upstream = f", after: '${{{{ steps.s{steps - 1} }}}}'" if steps else ""
+    lines.append(f"        inputs: {{segment: '${{{{ item.segment }}}}'{upstream}}}")
     return "name: big\nparams:\n  items: {type: list, default: []}\n" + "\n".join(lines[1:])
 
 

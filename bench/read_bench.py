@@ -6,7 +6,8 @@ foreach of N items, rows written straight through the store) in a fresh SQLite s
 
 - ``summary``: the run, task counts by status (GROUP BY in the database), top-level graph;
 - ``run``: what ``GET /runs/{id}`` answers: the run, its counts, the top level's step runs;
-- ``step``: one foreach item's task in detail (attempts, metrics, cache decision);
+- ``step``: one foreach item's task in detail (attempts, metrics, cache decision, its inputs
+  resolved: the item and an upstream output);
 - ``page``: 100 items of the foreach from the middle, and 100 failed items;
 - ``log_tail``: the last 200 log lines of a step;
 - ``page_cold``, ``summary_cold``: the page and the summary as first read after the run
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bigrun import build_big_run
 
+from kaon.artifacts import open_artifact_store
 from kaon.service.run_reads import RunReads, forget_counts
 from kaon.store import open_store
 
@@ -60,12 +62,16 @@ def measure(url: str, items: int, repeat: int) -> dict[str, Any]:
         started = time.perf_counter()
         run_id = build_big_run(store, items)
         built = time.perf_counter() - started
-        reads = RunReads(store)
+        artifacts = open_artifact_store(tempfile.mkdtemp(prefix="kaon-reads-"))
+        reads = RunReads(store, artifacts)
+        bare = RunReads(store)
         middle = items // 2
         calls: dict[str, Callable[[], Any]] = {
             "summary_ms": lambda: reads.summary(run_id),
             "run_ms": lambda: reads.page(run_id),  # GET /runs/{id}
             "step_ms": lambda: reads.step(run_id, f"segments[{middle}].train"),
+            # The same read without resolving the inputs (what it cost before it did).
+            "step_bare_ms": lambda: bare.step(run_id, f"segments[{middle}].train"),
             "page_ms": lambda: reads.children(run_id, "segments", offset=middle, limit=100),
             "page_failed_ms": lambda: reads.children(
                 run_id, "segments", statuses=("failed",), limit=100

@@ -30,7 +30,7 @@ _SORT_PATTERN = "^(" + "|".join(SORTS) + ")$"
 
 def run_reads(services: Services) -> RunReads:
     """The bounded run reads over the app's store (cheap to build per request)."""
-    return RunReads(services.store)
+    return RunReads(services.store, services.runs.artifacts)
 
 
 @router.get("/{run_id}/summary", response_model=RunSummary, summary="A run as it opens")
@@ -86,8 +86,10 @@ def run_step(
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> StepDetail:
-    """One step run with attempts (errors, tracebacks), outputs, children counts, metrics and
-    the cache decision; indexed lookups only."""
+    """One step run with attempts (errors, tracebacks), outputs, children counts, metrics,
+    the cache decision and a task's inputs (each with its source: a parameter, an upstream
+    step's output, a bound name, a constant; resolved now, values cut short); indexed lookups
+    only."""
     return run_reads(services).step(services.authorize_run(principal, "viewer", run_id), path)
 
 

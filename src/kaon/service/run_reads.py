@@ -19,10 +19,13 @@ from typing import Any
 
 from pydantic import Field
 
+from kaon.artifacts.base import ArtifactStore
 from kaon.errors import ConfigurationError, DefinitionError, NotFoundError
 from kaon.model.codec import workflow_from_dict
 from kaon.model.graph import dependencies
+from kaon.model.specs import WorkflowSpec
 from kaon.model.status import StepStatus
+from kaon.service.step_inputs import MAX_DEPTH, InputView, resolve_inputs
 from kaon.service.views import (
     MetricView,
     RunDetail,
@@ -111,6 +114,10 @@ class StepDetail(View):
     cached_from: str | None = None
     metrics: list[MetricView] = Field(default_factory=list)
     progress: ProgressView | None = None
+    inputs: list[InputView] = Field(
+        default_factory=list,
+        description="a task's inputs: their sources, resolved now (values cut short)",
+    )
 
 
 class LogLineView(View):
@@ -149,11 +156,12 @@ class RunPage(RunDetail):
 class RunReads:
     """Bounded reads of runs over a SQL state store (see the module docstring)."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, artifacts: ArtifactStore | None = None) -> None:
         if not isinstance(store, SQLStore):
             raise ConfigurationError(f"run reads need a SQL store, not {type(store).__name__}")
         self.store = store
         self.reads = SQLRunReads(store)
+        self.artifacts = artifacts  # to resolve a step's inputs (None: they are not)
 
     def summary(self, run_id: str) -> RunSummary:
         """The run, its counts by status and its top-level graph. Raises NotFoundError."""
@@ -341,6 +349,29 @@ class RunReads:
             cached_from=row.cached_from,
             metrics=[metric_view(m, path) for m in metrics],
             progress=self._progress(run_id, row, counts, now),
+            inputs=self._inputs(run_id, row, parent),
+        )
+
+    def _inputs(
+        self, run_id: str, row: StepRunRecord, parent: StepRunRecord | None
+    ) -> list[InputView]:
+        """A task's inputs resolved now (see :mod:`kaon.service.step_inputs`): one lookup
+        per enclosing level and per upstream step its inputs name."""
+        if self.artifacts is None or row.kind != "task":
+            return []
+        ancestors: list[StepRunRecord] = []
+        while parent is not None and len(ancestors) < MAX_DEPTH:
+            ancestors.append(parent)
+            parent = (
+                self.reads.step_run_by_id(run_id, parent.parent_id) if parent.parent_id else None
+            )
+        record = self.store.get_run(run_id)
+        try:
+            spec = _workflow(self.store, record.definition_hash)
+        except (DefinitionError, NotFoundError) as exc:
+            return [InputView(name="*", source="", kind="expression", error=str(exc))]
+        return resolve_inputs(
+            self.store, self.artifacts, record, spec, row, list(reversed(ancestors))
         )
 
     def _progress(
@@ -475,11 +506,24 @@ def _graph(store: StateStore, definition_hash: str) -> _Graph:
         return [], []
 
 
+def _workflow(
+    store: StateStore, definition_hash: str, data: dict[str, Any] | None = None
+) -> WorkflowSpec:
+    """The decoded definition of a version (``data``: its stored form, when already read),
+    kept in a small cache: a definition never changes."""
+    cached: WorkflowSpec | None = _SPECS.get(definition_hash)
+    if cached is None:
+        if data is None:
+            data = store.get_definition(definition_hash).spec
+        cached = _SPECS.put(definition_hash, workflow_from_dict(data))
+    return cached
+
+
 def _graph_of(store: StateStore, definition_hash: str) -> _Graph:
     cached: _Graph | None = _GRAPHS.get(definition_hash)
     if cached is None:
         data = store.get_definition(definition_hash).spec
-        spec = workflow_from_dict(data)
+        spec = _workflow(store, definition_hash, data)
         deps, _ = dependencies(spec.graph, strict=False)
         kinds = {s.get("id"): s.get("kind") for s in data.get("graph", {}).get("steps", [])}
         order = [(step.id, str(kinds.get(step.id) or "task")) for step in spec.graph.steps]
@@ -512,6 +556,7 @@ class _Lru:
 
 
 _GRAPHS = _Lru(256)
+_SPECS = _Lru(64)
 # Counts by status, keyed by (store, run, parent or "tasks", the run's last event id). Every
 # change of a step run's status is committed with an event of its run, so a run whose last
 # event is the same has the same counts: a finished run's 100,000 items are counted once, and

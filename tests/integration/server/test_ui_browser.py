@@ -541,6 +541,51 @@ def test_step_panel_previews_lineage_explain_and_item_actions(
     operator.context.close()
 
 
+# A step with an upstream input and a parameter input (the step panel shows both).
+WIRED = """\
+name: wired
+params:
+  k: {type: int, default: 4}
+steps:
+  - id: prepare
+    shell: echo ::kaon::output rows=[1,2,3]
+  - id: fit
+    shell: echo fit
+    inputs: {rows: "${{ steps.prepare.rows }}", k: "${{ params.k }}"}
+"""
+
+
+def test_step_panel_shows_every_step_s_inputs(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    """A step that ran (no breakpoint) shows its inputs: an upstream output, linked to its
+    step, and a parameter; an artifact input offers the upstream output's preview."""
+    pushed = kaon_server.client().post("/workflows", json={"source": WIRED, "file_name": "w.yaml"})
+    assert pushed.status_code < 300, pushed.text
+    wired = start(kaon_server, "wired", k=9)
+    made = start(kaon_server, "outputs", n=12)
+    wait_status(kaon_server, wired, {"succeeded"})
+    wait_status(kaon_server, made, {"succeeded"})
+
+    page = page_as(browser, kaon_server, tokens["viewer"])
+    page.goto(f"{kaon_server.url}/ui/runs/{wired}?step=fit")
+    page.wait_for_selector("#panel [data-input=rows]")
+    assert page.text_content("#panel [data-input=rows] [data-input-step]") == "prepare.rows"
+    assert page.text_content("#panel [data-input-value=rows]") == "[1, 2, 3]"
+    assert page.text_content("#panel [data-input=k] [data-input-param]") == "parameter k"
+    assert page.text_content("#panel [data-input-value=k]") == "9"
+    assert "${{ params.k }}" in page.text_content("#panel [data-input=k]")
+    shot(page, tmp_path, "step-inputs.png", full_page=True)
+    page.click("#panel [data-input-step]")  # the upstream step opens in the panel
+    page.wait_for_selector("#panel[data-path=prepare] [data-output=rows]")
+    page.goto(f"{kaon_server.url}/ui/runs/{made}?step=top")
+    page.wait_for_selector("#panel [data-input-preview=frame]")
+    assert "DataFrame" in page.text_content("#panel [data-input-value=frame]")
+    page.click("#panel [data-input-preview=frame]")
+    page.wait_for_selector("#panel [data-input-value=frame] .preview table td")
+    page.context.close()
+
+
 # A run paused before ``use`` holds the value ``make`` gave it.
 HELD = """\
 name: held

@@ -182,3 +182,64 @@ def test_a_run_wide_log_window_names_each_line_s_step(
         f"/runs/{run_id}/log", params={"after": middle, "limit": 3}, headers=h(tokens["viewer"])
     ).json()
     assert [line["id"] for line in rest["lines"]] == [x["id"] for x in every["lines"][6:9]]
+
+
+WIRED = """name: wired
+params:
+  k: {type: int, default: 3}
+  note: {type: str, default: ""}
+steps:
+  - id: prepare
+    shell: "echo ::kaon::output rows=[1,2,3]; echo ::kaon::output size=3"
+  - id: each
+    foreach: "${{ steps.prepare.rows }}"
+    steps:
+      - id: fit
+        shell: "true"
+        inputs:
+          row: "${{ item }}"
+          k: "${{ params.k }}"
+          rows: "${{ steps.prepare.rows }}"
+          label: "model-${{ item }}"
+          fixed: 7
+  - id: last
+    needs: [each]
+    shell: "true"
+    inputs: {size: "${{ steps.prepare.size }}", note: "${{ params.note }}"}
+"""
+
+
+def test_a_step_s_inputs_are_resolved_when_read(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Every task's inputs (not only a held one's), with where each comes from: the engine
+    records nothing for them, the read resolves them from the definition and the rows."""
+    body = {"source": WIRED, "file_name": "wired.yaml"}
+    assert client.post("/workflows", json=body, headers=h(tokens["owner"])).status_code < 300
+    note = "x" * 5000
+    started = client.post(
+        "/runs", json={"workflow": "wired", "params": {"note": note}}, headers=h(tokens["operator"])
+    ).json()
+    services.runs.execute(started["id"])
+
+    def inputs(path: str) -> dict[str, dict[str, Any]]:
+        step = client.get(
+            f"/runs/{started['id']}/step", params={"path": path}, headers=h(tokens["viewer"])
+        ).json()
+        return {i["name"]: i for i in step["inputs"]}
+
+    fit = inputs("each[1].fit")
+    assert fit["row"]["kind"] == "variable" and fit["row"]["preview"] == "2"
+    assert fit["k"]["kind"] == "param" and fit["k"]["param"] == "k"
+    assert fit["k"]["source"] == "${{ params.k }}" and fit["k"]["preview"] == "3"
+    rows = fit["rows"]
+    assert (rows["kind"], rows["step"], rows["output"]) == ("step", "prepare", "rows")
+    assert rows["preview"] == "[1, 2, 3]" and rows["error"] is None
+    assert fit["label"]["kind"] == "expression" and fit["label"]["preview"] == '"model-2"'
+    assert fit["fixed"] == {**fit["fixed"], "kind": "const", "source": "7", "preview": "7"}
+    last = inputs("last")
+    assert last["size"]["preview"] == "3" and last["size"]["step"] == "prepare"
+    assert last["note"]["truncated"] and len(last["note"]["preview"]) == 1000
+    assert inputs("prepare") == {} and inputs("each") == {}
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "inputs" in schema["StepDetail"]["properties"] and "InputView" in schema

@@ -27,13 +27,21 @@
   async function loadSummary(fetched) {
     const summary = await api(`${RUN}/summary`);
     if (fetched) fetched(summary);
-    const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0 });
-    if (seen === state.summaryShown && summary.ended_at) return summary; // nothing changed
-    state.summaryShown = seen;
+    // What the page shows but the clock: events that change nothing shown (500 a second on a
+    // busy run) cost one read and one comparison, not a redraw of the head and the graph.
+    const seen = JSON.stringify({ ...summary, last_event_id: 0, duration_s: 0,
+      nodes: summary.nodes.map((n) => ({ ...n, duration_s: 0 })) });
+    const timeline = document.getElementById("timeline-box").open;
     state.summary = summary;
+    if (seen === state.summaryShown) {
+      if (!summary.ended_at) document.querySelector("#run-facts [data-fact=duration]").textContent = runDuration(summary);
+      if (timeline && !summary.ended_at) renderTimeline(summary);
+      return summary;
+    }
+    state.summaryShown = seen;
     renderHead(summary);
     renderGraph(summary);
-    if (document.getElementById("timeline-box").open) renderTimeline(summary);
+    if (timeline) renderTimeline(summary);
     return summary;
   }
 
@@ -50,7 +58,7 @@
         : [k, typeof v === "string" ? v : JSON.stringify(v)]),
       ["parameters", JSON.stringify(s.params)]];
     if (s.error) facts.push(["error", s.error]);
-    document.getElementById("run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    document.getElementById("run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-fact": k }, v)]));
     const total = Object.values(s.tasks).reduce((a, b) => a + b, 0);
     document.getElementById("counts").replaceChildren(el("span", { class: "muted" }, `${total} tasks:`),
       ...Object.entries(s.tasks).map(([k, v]) => el("span", { class: `badge s-${k}`, "data-count": k }, `${k} ${v.toLocaleString()}`)));
@@ -91,7 +99,12 @@
     document.getElementById("graph").dataset.held = s.nodes.filter(isHeld).map((n) => n.path).join(" ");
     document.getElementById("graph").dataset.notTaken = s.nodes.filter(notTaken).map((n) => `${n.path}: ${notTaken(n)}`).join("\n");
     if (state.cy && state.cy.scratch("_ids") === ids) {
-      for (const n of s.nodes) state.cy.getElementById(n.path).data(nodeData(n));
+      state.cy.batch(() => {
+        for (const n of s.nodes) {
+          const node = state.cy.getElementById(n.path), data = nodeData(n);
+          if (Object.entries(data).some(([k, v]) => node.data(k) !== v)) node.data(data); // only what changed redraws
+        }
+      });
       return;
     }
     if (state.cy) state.cy.destroy();
@@ -268,6 +281,7 @@
           s.kind === "task" ? [" ", el("button", { type: "button", class: "link-button", "data-explain": path, onclick: () => explain(path) }, "explain")] : null),
         Object.keys(s.children).length ? [el("dt", {}, "children"), el("dd", {}, Object.entries(s.children).map(([k, v]) => `${k} ${v}`).join(", "))] : null),
       progressBlock(detail.progress),
+      inputsBlock(detail.inputs),
       heldBlock(path, held[0]),
       el("div", { class: "explain", "data-explained": path, hidden: true }),
       stepActions(s),
@@ -283,6 +297,28 @@
       s.kind === "task" ? [el("h2", {}, "Logs ", el("input", { type: "search", placeholder: "search", class: "log-search", onchange: () => { state.logAfter = null; loadLogs(true); } })),
         keepLogs || el("div", { class: "logs", "data-log": path })] : null);
     if (s.kind === "task" && !keepLogs) await loadLogs(true);
+  }
+
+  /** A task's inputs: where each comes from (a run parameter, an upstream step's output, a
+   *  foreach item, a constant, an expression) and what it resolved to (values cut short by
+   *  the API; an artifact by type, size and hash, with a preview of the upstream output). */
+  function inputsBlock(inputs) {
+    if (!inputs || !inputs.length) return null;
+    const origin = (i) => i.step
+      ? el("a", { href: "#", "data-input-step": i.step, onclick: (e) => { e.preventDefault(); openPanel(i.step).catch(() => {}); } },
+        i.step + (i.output ? `.${i.output}` : ""))
+      : i.param ? el("span", { "data-input-param": i.param }, `parameter ${i.param}`) : el("span", { class: "muted" }, i.kind);
+    const value = (i) => {
+      if (i.error) return el("span", { class: "muted" }, i.error);
+      if (i.value && i.value.kind === "artifact") {
+        return [valueText(i.value), i.step ? [" ", el("button", { type: "button", class: "link-button", "data-input-preview": i.name,
+          onclick: (e) => showPreview(i.step, i.output, e.target.parentNode) }, "preview")] : null];
+      }
+      return [i.preview ?? "", i.truncated ? el("small", { class: "muted" }, " (cut short)") : null];
+    };
+    return [el("h2", {}, "Inputs"), el("table", { class: "grid inputs" }, el("tbody", {}, inputs.map((i) => el("tr", { "data-input": i.name },
+      el("td", {}, i.name), el("td", {}, origin(i), el("div", { class: "mono muted" }, i.source)),
+      el("td", { class: "mono", "data-input-value": i.name }, value(i))))))];
   }
 
   function progressBlock(p) {
