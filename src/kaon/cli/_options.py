@@ -6,9 +6,20 @@ choices stay the same everywhere. Only typer and typing are imported here (start
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+from typer.core import TyperArgument
+
+
+def _argument_type(self: TyperArgument, ctx: Any) -> str | None:
+    """No type tag after an argument's name in help: ``RUN  Run id...``, not typer 0.29's
+    ``RUN <str>`` (its metavar, RUN, already says what to give)."""
+    return None
+
+
+# Typer offers no setting for this; its Arguments section calls this method alone.
+setattr(TyperArgument, "display_type_rich", _argument_type)  # noqa: B010
 
 DbOpt = Annotated[
     str | None,
