@@ -26,7 +26,13 @@ def _duration(start: float | None, end: float | None, now: float | None) -> floa
 
 class View(BaseModel):
     """Base of the typed views: each builds its validator on first use, not at import (a
-    command that shows one view does not pay for the others)."""
+    command that shows one view does not pay for the others).
+
+    The service builds views from the store's typed records with ``model_construct``
+    (trusted values, already of the fields' types; the builders below convert enums and
+    times): showing a view then builds no validator at all, which is most of the cost of a
+    short command's first view. Its serializer is built when it is first dumped (``--json``,
+    the HTTP API)."""
 
     model_config = ConfigDict(defer_build=True)
 
@@ -143,7 +149,7 @@ class LogView(View):
 
 def run_view(record: RunRecord, now: float | None = None) -> RunView:
     """The view of a run record."""
-    return RunView(
+    return RunView.model_construct(
         id=record.id,
         workflow=record.workflow,
         status=record.status.value,
@@ -175,7 +181,7 @@ def paused_step_view(
     path: str, moment: str, inputs: Mapping[str, ValueRef], outputs: Mapping[str, ValueRef]
 ) -> PausedStepView:
     """The view of a held step (values inline, blobs by hash)."""
-    return PausedStepView(
+    return PausedStepView.model_construct(
         path=path,
         moment=moment,
         inputs={name: output_view(ref) for name, ref in inputs.items()},
@@ -187,7 +193,7 @@ def error_view(data: dict[str, Any] | None) -> ErrorView | None:
     """The view of a stored error dict."""
     if not data:
         return None
-    return ErrorView(
+    return ErrorView.model_construct(
         type=str(data.get("type", "Error")),
         message=str(data.get("message", "")),
         traceback=str(data.get("traceback", "")),
@@ -199,9 +205,9 @@ def error_view(data: dict[str, Any] | None) -> ErrorView | None:
 def output_view(ref: ValueRef) -> OutputView:
     """A short description of an output reference (values inline, blobs by hash)."""
     if isinstance(ref, Literal):
-        return OutputView(kind="value", value=ref.value)
+        return OutputView.model_construct(kind="value", value=ref.value)
     if isinstance(ref, ArtifactRef):
-        return OutputView(
+        return OutputView.model_construct(
             kind="artifact",
             hash=ref.hash,
             serializer=ref.serializer,
@@ -209,9 +215,9 @@ def output_view(ref: ValueRef) -> OutputView:
             type=ref.type_name or None,
         )
     if isinstance(ref, RefList):
-        return OutputView(kind="list", items=len(ref.items))
+        return OutputView.model_construct(kind="list", items=len(ref.items))
     assert isinstance(ref, RefDict)
-    return OutputView(kind="dict", items=len(ref.items))
+    return OutputView.model_construct(kind="dict", items=len(ref.items))
 
 
 def step_view(
@@ -222,7 +228,7 @@ def step_view(
 ) -> StepRunView:
     """The view of a step run row with its attempts."""
     outputs = {name: output_view(decode_ref(data)) for name, data in (row.outputs or {}).items()}
-    return StepRunView(
+    return StepRunView.model_construct(
         path=row.path,
         step_id=row.step_id,
         kind=row.kind,
@@ -237,7 +243,7 @@ def step_view(
         outputs=outputs,
         children=children or {},
         attempt_list=[
-            AttemptView(
+            AttemptView.model_construct(
                 number=a.number,
                 status=a.status,
                 started_at=a.started_at,
@@ -253,13 +259,13 @@ def step_view(
 
 def log_view(record: LogRecord, path: str) -> LogView:
     """The view of a log record."""
-    return LogView(
+    return LogView.model_construct(
         path=path, attempt=record.attempt, at=record.at, stream=record.stream, text=record.text
     )
 
 
 def metric_view(record: MetricRecord, path: str) -> MetricView:
     """The view of a metric record."""
-    return MetricView(
+    return MetricView.model_construct(
         path=path, name=record.name, value=record.value, step=record.step, at=record.at
     )
