@@ -53,8 +53,6 @@ from kaon.model.expression_cost import (
 from kaon.model.expression_paths import StepPaths, step_paths
 from kaon.model.specs import Const, Expr
 
-cel = _cel.load()
-
 MAX_SOURCE_LENGTH: Final = 4096
 """Longest expression source accepted, in characters."""
 
@@ -176,7 +174,7 @@ class CompiledExpression:
         self._check_cost(values, budget)
         context: Any = values
         if self._analysis.uses_string:
-            context = cel.Context(values, {"string": cel_string})
+            context = _cel.load().Context(values, {"string": cel_string})
         started = time.perf_counter_ns()
         try:
             result = self._analysis.program.execute(context)
@@ -355,7 +353,7 @@ def _analyze_cached(source: str) -> ExpressionAnalysis:
             f"expression is {len(source)} characters long; the limit is {MAX_SOURCE_LENGTH}"
         )
     try:
-        program = cel.compile(source)
+        program = _cel.load().compile(source)  # loaded on first use
         names = frozenset(program.variables())
         uses_string = "string" in program.functions()
     except Exception as error:  # ValueError from the parser, others from encoding
@@ -511,7 +509,7 @@ def _static_key(blanked: str, literals: Mapping[int, str], pos: int) -> str | No
 @functools.lru_cache(maxsize=1024)
 def _literal_value(literal: str) -> Any:
     try:
-        return cel.compile(literal).execute({})
+        return _cel.load().compile(literal).execute({})
     except Exception:  # not a plain string literal: the key is dynamic
         return None
 
@@ -581,7 +579,8 @@ def _convert_special(value: Any) -> Any:
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    if isinstance(value, cel.OptionalValue):
+    interpreter = _cel.loaded()  # a value of CEL's own types exists only once it is loaded
+    if interpreter is not None and isinstance(value, interpreter.OptionalValue):
         return to_plain(value.value()) if value.has_value() else None
     if isinstance(value, Mapping):
         return {k: to_plain(v) for k, v in value.items()}
