@@ -36,8 +36,17 @@ STORE_AND_ENGINE = {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine", "kaon.
 DEFINITIONS = {"kaon.dsl.python", "kaon.model.specs", "cloudpickle", "yaml", "pydantic"}
 # Never needed on SQLite: the PostgreSQL dialect (and the asyncpg one it brings).
 POSTGRESQL = {"sqlalchemy.dialects.postgresql", "asyncpg", "psycopg"}
-# Not needed by a workflow without expressions or YAML: the CEL interpreter, the YAML parser.
-UNUSED_HERE = {"cel", "yaml", "kaon.dsl._yaml_nodes", "kaon.dsl.yaml_loader"}
+# Not needed by a workflow without expressions or YAML: the CEL interpreter and the cost
+# model with the syntax tree it walks, the YAML parser.
+UNUSED_HERE = {
+    "cel",
+    "kaon.model.cel_syntax",
+    "kaon.model.expression_cost",
+    "kaon.model.expression_paths",
+    "yaml",
+    "kaon.dsl._yaml_nodes",
+    "kaon.dsl.yaml_loader",
+}
 # Never needed to run a step that returns a small value: SQLAlchemy's ORM and extensions, the
 # data libraries, the artifact filesystem layer.
 HEAVY = {"sqlalchemy.orm", "sqlalchemy.ext", "numpy", "pandas", "pyarrow", "fsspec"}
