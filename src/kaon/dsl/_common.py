@@ -21,6 +21,8 @@ from kaon.steptypes.codeload import display_module_name
 
 E = TypeVar("E", bound=StrEnum)
 
+MAX_FILE_BYTES = 1_000_000  # the largest workflow file read, checked while reading
+
 _ATOMIC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:\d+|\"(?:[^\"\\]|\\.)*\")\])*", re.ASCII)
 
 

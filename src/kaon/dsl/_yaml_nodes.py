@@ -14,13 +14,13 @@ from typing import Any
 
 import yaml
 
+from kaon.dsl._common import MAX_FILE_BYTES
 from kaon.errors import DefinitionError, Location, Problem
 
 Path = tuple[str | int, ...]
 
 MAX_NODES = 100_000  # guards against alias bombs ("billion laughs")
 MAX_DEPTH = 100
-MAX_FILE_BYTES = 1_000_000  # the largest workflow file read, checked while reading
 
 
 def read_text_file(path: str, *, limit: int = MAX_FILE_BYTES) -> str:

@@ -116,7 +116,7 @@ def _load_file(file: str) -> dict[str, WorkflowSpec]:
             spec = load_yaml_file(path)
             return {spec.name: spec}
         if path.endswith(PYTHON_SUFFIXES):
-            from kaon.dsl._yaml_nodes import MAX_FILE_BYTES
+            from kaon.dsl._common import MAX_FILE_BYTES  # not YAML's module: no yaml import
 
             if os.path.getsize(path) > MAX_FILE_BYTES:
                 message = f"workflow file is larger than the limit of {MAX_FILE_BYTES:,} bytes"

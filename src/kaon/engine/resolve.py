@@ -9,15 +9,17 @@ the outputs it names (``steps.check.ok``) are loaded, never their neighbours.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaon.artifacts.base import ArtifactStore
 from kaon.engine.nodes import Frame, Node
 from kaon.errors import ExpressionError, Location
-from kaon.model.expression_paths import Path
 from kaon.model.expressions import compile_expression, truthy
 from kaon.model.specs import Const, InputSpec
 from kaon.model.values import Literal, RefDict, ValueRef, outputs_value, select
+
+if TYPE_CHECKING:
+    from kaon.model.expression_paths import Path
 
 _NONE = Literal(None)
 

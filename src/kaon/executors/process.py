@@ -131,9 +131,10 @@ class ProcessExecutor(Executor):
 
     :meth:`start` blocks until every worker is ready, at most ``start_timeout_s`` seconds, and
     raises :class:`~kaon.errors.SystemFailure` if they cannot start. With ``wait_ready=False``
-    it returns once the workers are spawned, so they start while the engine plans its first
+    it returns once one worker is spawned, so it starts while the engine plans its first
     turn: attempts submitted meanwhile wait in the workers' pipes, and workers that cannot start
-    (or are not ready in time) fail them as ``WorkerLost`` platform failures.
+    (or are not ready in time) fail them as ``WorkerLost`` platform failures. The other workers
+    are started as attempts come to run at the same time, one per attempt up to ``workers``.
     """
 
     name: ClassVar[str] = "process"
@@ -207,7 +208,10 @@ class ProcessExecutor(Executor):
             raise SystemFailure("process executor already started")
         self._sink = sink
         with self._lock:
-            for _ in range(self._size):
+            # Waiting for the pool: every worker now. Not waiting (the CLI's ``kaon run``): one
+            # now, the others as attempts come to run at once (see _grow): a chain or a
+            # one-step run never pays for workers it cannot use.
+            for _ in range(self._size if self._wait_ready else 1):
                 self._add_worker()
         self._ready_by = time.monotonic() + self._start_timeout_s
         self._reader = threading.Thread(
@@ -342,6 +346,7 @@ class ProcessExecutor(Executor):
         oldest first. Attempts that ask for ``resources`` hold them from the moment they are
         sent to a worker (queued there or running) until they end: one whose resources are not
         free now waits, and younger ones that fit go first."""
+        self._grow()
         batches: dict[_Worker, list[bytes]] = {}
         budget = self._budget
         budget.clear()
@@ -366,6 +371,15 @@ class ProcessExecutor(Executor):
         for worker, parts in batches.items():
             with contextlib.suppress(OSError):  # if the worker died, the reader reports it
                 worker.conn.send_bytes(b"".join(parts))
+
+    def _grow(self) -> None:
+        """Start workers, up to the pool's size, until there is one per attempt to run
+        (queued here or held by a worker). A pool started without waiting begins with one."""
+        if self._broken or self._closed:
+            return
+        wanted = len(self._pending) + sum(len(w.tasks) for w in self._workers)
+        while len(self._workers) < min(wanted, self._size):
+            self._add_worker()
 
     def _pick(self, suspect: bool) -> _Worker | None:
         """The worker to send the next attempt to: the least loaded one with room. A slow

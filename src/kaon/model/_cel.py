@@ -18,6 +18,11 @@ from types import ModuleType
 _NAME = "cel.cel"
 
 
+def loaded() -> ModuleType | None:
+    """The ``cel.cel`` extension module if it is loaded already, else None (nothing loaded)."""
+    return sys.modules.get(_NAME)
+
+
 def load() -> ModuleType:
     """The ``cel.cel`` extension module (compile, Context, OptionalValue, ...)."""
     loaded = sys.modules.get(_NAME)

@@ -45,6 +45,7 @@ from kaon.model.cel_syntax import (
     Suffix,
     Unary,
 )
+from kaon.model.expression_budget import DEFAULT_BUDGET, ExpressionBudget
 
 # -- prices, in estimated nanoseconds -------------------------------------------------------
 
@@ -78,24 +79,6 @@ MAX_DEPTH: Final = 32
 MAX_FIELDS: Final = 64
 """Maps with at most this many string keys keep a shape per key."""
 MACROS: Final = frozenset({"map", "filter", "all", "exists", "exists_one"})
-
-
-@dataclass(frozen=True, slots=True)
-class ExpressionBudget:
-    """What one evaluation may cost: estimated time (milliseconds) and the largest value it
-    may build (bytes). Settable with ``KAON_EXPRESSION_TIME_MS`` and
-    ``KAON_EXPRESSION_MAX_BYTES`` (see :mod:`kaon.service.settings`)."""
-
-    time_ms: float = 100.0
-    max_bytes: int = 16 * 1024 * 1024
-
-    @property
-    def time_ns(self) -> float:
-        """The time budget in nanoseconds."""
-        return self.time_ms * 1_000_000
-
-
-DEFAULT_BUDGET: Final = ExpressionBudget()
 
 
 class OverBudget(Exception):

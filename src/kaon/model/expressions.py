@@ -33,27 +33,20 @@ import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kaon.errors import ExpressionError, Location, Problem
-from kaon.model import _cel, cel_syntax
-from kaon.model.expression_cost import (
-    DEFAULT_BUDGET,
-    Estimate,
-    ExpressionBudget,
-    LinearBound,
-    OverBudget,
-    Shape,
-    describe_time,
-    estimate,
-    linear_bound,
-    measure_all,
-    measure_totals,
-)
-from kaon.model.expression_paths import StepPaths, step_paths
+from kaon.model import _cel
+from kaon.model.expression_budget import DEFAULT_BUDGET, ExpressionBudget
 from kaon.model.specs import Const, Expr
 
-cel = _cel.load()
+# The cost model and the syntax tree it walks (kaon.model.expression_cost, cel_syntax,
+# expression_paths) are imported when an expression is first analysed or costed: a workflow
+# without expressions never loads them.
+if TYPE_CHECKING:
+    from kaon.model import cel_syntax
+    from kaon.model.expression_cost import Estimate, LinearBound, Shape
+    from kaon.model.expression_paths import StepPaths
 
 MAX_SOURCE_LENGTH: Final = 4096
 """Longest expression source accepted, in characters."""
@@ -176,7 +169,7 @@ class CompiledExpression:
         self._check_cost(values, budget)
         context: Any = values
         if self._analysis.uses_string:
-            context = cel.Context(values, {"string": cel_string})
+            context = _cel.load().Context(values, {"string": cel_string})
         started = time.perf_counter_ns()
         try:
             result = self._analysis.program.execute(context)
@@ -184,6 +177,8 @@ class CompiledExpression:
             raise self._error(_describe(error)) from error
         elapsed = time.perf_counter_ns() - started
         if elapsed > GUARD_FACTOR * budget.time_ns:
+            from kaon.model.expression_cost import describe_time
+
             raise self._error(
                 f"evaluation took {describe_time(elapsed)}, over {GUARD_FACTOR} times its "
                 f"budget of {describe_time(budget.time_ns)}; its result is refused"
@@ -195,24 +190,28 @@ class CompiledExpression:
 
         Raises :class:`ExpressionError` when the values alone are over ``budget``.
         """
+        from kaon.model import expression_cost as cost
+
         try:
-            shapes = measure_all(self._values(variables), budget)
-        except OverBudget as error:
+            shapes = cost.measure_all(self._values(variables), budget)
+        except cost.OverBudget as error:
             raise self._error(f"over its budget: {error}") from None
-        return estimate(self._analysis.tree, shapes)
+        return cost.estimate(self._analysis.tree, shapes)
 
     def _check_cost(self, values: Mapping[str, Any], budget: ExpressionBudget) -> None:
+        from kaon.model import expression_cost as cost
+
         linear = self._analysis.linear
         try:
             if (
                 linear is not None
-                and linear.estimate(measure_totals(values, budget)).over(budget) is None
+                and linear.estimate(cost.measure_totals(values, budget)).over(budget) is None
             ):
                 return  # cleared by the quick bound: no need to walk the tree
-            shapes = measure_all(values, budget)
-        except OverBudget as error:
+            shapes = cost.measure_all(values, budget)
+        except cost.OverBudget as error:
             raise self._error(f"over its budget: {error}") from None
-        reason = estimate(self._analysis.tree, shapes).over(budget)
+        reason = cost.estimate(self._analysis.tree, shapes).over(budget)
         if reason is not None:
             raise self._error(
                 f"over its budget: with these inputs it could take {reason}; "
@@ -308,6 +307,8 @@ def static_estimate(source: str, shapes: Mapping[str, Shape] | None = None) -> E
 
     Raises :class:`ExpressionError` when ``source`` does not compile.
     """
+    from kaon.model.expression_cost import estimate
+
     return estimate(_analyze_cached(source).tree, shapes or {}, convert=False)
 
 
@@ -355,12 +356,16 @@ def _analyze_cached(source: str) -> ExpressionAnalysis:
             f"expression is {len(source)} characters long; the limit is {MAX_SOURCE_LENGTH}"
         )
     try:
-        program = cel.compile(source)
+        program = _cel.load().compile(source)  # loaded on first use
         names = frozenset(program.variables())
         uses_string = "string" in program.functions()
     except Exception as error:  # ValueError from the parser, others from encoding
         detail = f"{error}" if isinstance(error, ValueError) else f"{source!r}: {error}"
         raise ExpressionError(f"invalid expression: {detail}") from None
+    from kaon.model import cel_syntax
+    from kaon.model.expression_cost import linear_bound
+    from kaon.model.expression_paths import step_paths
+
     try:
         tree = cel_syntax.parse(source)
     except cel_syntax.CelSyntaxError as error:
@@ -511,7 +516,7 @@ def _static_key(blanked: str, literals: Mapping[int, str], pos: int) -> str | No
 @functools.lru_cache(maxsize=1024)
 def _literal_value(literal: str) -> Any:
     try:
-        return cel.compile(literal).execute({})
+        return _cel.load().compile(literal).execute({})
     except Exception:  # not a plain string literal: the key is dynamic
         return None
 
@@ -581,7 +586,8 @@ def _convert_special(value: Any) -> Any:
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    if isinstance(value, cel.OptionalValue):
+    interpreter = _cel.loaded()  # a value of CEL's own types exists only once it is loaded
+    if interpreter is not None and isinstance(value, interpreter.OptionalValue):
         return to_plain(value.value()) if value.has_value() else None
     if isinstance(value, Mapping):
         return {k: to_plain(v) for k, v in value.items()}

@@ -15,10 +15,9 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from kaon.errors import DefinitionError, ExpressionError, Location, Problem
-from kaon.model.expression_cost import UNKNOWN, OverBudget, Shape, join, measure
 from kaon.model.expressions import (
     ExpressionAnalysis,
     analyze,
@@ -40,6 +39,9 @@ from kaon.model.specs import (
     WorkflowSpec,
 )
 from kaon.model.tenancy import parse_pool, parse_priority, parse_tags
+
+if TYPE_CHECKING:
+    from kaon.model.expression_cost import Shape
 
 StepTypeCheck = Callable[[str, Mapping[str, Any], Location], list[Problem]]
 """Checks a task's step type and config: ``(step_type, config, location) -> problems``."""
@@ -249,10 +251,13 @@ def check_expression_cost(context: _Context) -> Iterator[Problem]:
     Parameters without a default, step outputs and items are assumed as small as possible:
     what they make too costly is refused at run time, before evaluating.
     """
+    sites = list(_sites(context.spec))
+    if not sites:
+        return  # nothing to cost (and the cost model is not even imported)
     params = _param_shapes(context.spec)
     if params is None:
         return
-    for site in _sites(context.spec):
+    for site in sites:
         if _analysis(site.source) is None:
             continue  # reported by check_expression_syntax
         message = over_budget_message(site.source, {"params": params})
@@ -264,6 +269,8 @@ def check_expression_cost(context: _Context) -> Iterator[Problem]:
 
 def _param_shapes(spec: WorkflowSpec) -> Shape | None:
     """The shape of ``params`` with every default, or None when no default is known."""
+    from kaon.model.expression_cost import UNKNOWN, OverBudget, Shape, join, measure
+
     fields: dict[str, Shape] = {}
     known = False
     budget = current_budget()

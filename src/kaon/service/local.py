@@ -373,7 +373,7 @@ class LocalService:
         attempts: dict[int, list[Any]] = {}
         for attempt in found:
             attempts.setdefault(attempt.step_run_id, []).append(attempt)
-        detail = RunDetail(**run_view(record, now).model_dump())
+        detail = RunDetail.of(**dict(run_view(record, now)))
         detail.steps = [
             step_view(
                 row,

@@ -179,14 +179,14 @@ class RunReads:
             rows.pop(step_id) if step_id in rows else _unstarted(step_id, kind)
             for step_id, kind in order
         ]
-        summary = RunSummary(**run_view(record, now).model_dump())
+        summary = RunSummary.of(**dict(run_view(record, now)))
         summary.labels = record.labels
         by = record.labels.get("by")
         summary.started_by = str(by) if by is not None else None
         summary.tasks = _plain(tasks)
         summary.last_event_id = last_event
         summary.nodes = nodes + list(rows.values())
-        summary.edges = [EdgeView(source=s, target=d) for s, d in edges]
+        summary.edges = [EdgeView.of(source=s, target=d) for s, d in edges]
         return summary
 
     def page(
@@ -228,7 +228,7 @@ class RunReads:
             run_id, [row.id for row in rows if row.kind in ("foreach", "loop")], last_event
         )
         now = time.time()
-        detail = RunPage(**run_view(record, now).model_dump())
+        detail = RunPage.of(**dict(run_view(record, now)))
         detail.steps = [
             step_view(row, attempts.get(row.id, []), _plain(counts.get(row.id, {})), now)
             for row in rows
@@ -322,7 +322,7 @@ class RunReads:
             run_id, [r.id for r in page.rows if r.kind in _CONTAINERS]
         )
         now = time.time()
-        return StepPageView(
+        return StepPageView.of(
             parent=parent,
             total=page.total,
             offset=offset,
@@ -433,16 +433,16 @@ class RunReads:
             limit=limit,
         )
         lines = [
-            LogLineView(id=r.id or 0, attempt=r.attempt, at=r.at, stream=r.stream, text=r.text)
+            LogLineView.of(id=r.id or 0, attempt=r.attempt, at=r.at, stream=r.stream, text=r.text)
             for r in records
         ]
-        return LogWindowView(path=path, lines=lines)
+        return LogWindowView.of(path=path, lines=lines)
 
     def _run_logs(self, run_id: str, after_id: int, limit: int) -> LogWindowView:
         records = self.reads.log_window(run_id, None, after_id=after_id, limit=limit)
         paths = self.reads.paths(run_id, list({r.step_run_id for r in records}))
         lines = [
-            LogLineView(
+            LogLineView.of(
                 id=r.id or 0,
                 attempt=r.attempt,
                 at=r.at,
@@ -452,7 +452,7 @@ class RunReads:
             )
             for r in records
         ]
-        return LogWindowView(lines=lines)
+        return LogWindowView.of(lines=lines)
 
 
 SORTS = tuple(SORT_KEYS)
@@ -470,7 +470,7 @@ def node_view(
             item = item[: _ITEM_CHARS - 1] + "…"
     ended = row.ended_at if row.ended_at is not None else now
     duration = None if row.started_at is None or ended is None else max(ended - row.started_at, 0)
-    return NodeView(
+    return NodeView.of(
         path=row.path,
         step_id=row.step_id,
         kind=row.kind,
@@ -488,7 +488,7 @@ def node_view(
 
 
 def _unstarted(step_id: str, kind: str) -> NodeView:
-    return NodeView(path=step_id, step_id=step_id, kind=kind, status="pending", started=False)
+    return NodeView.of(path=step_id, step_id=step_id, kind=kind, status="pending", started=False)
 
 
 def _plain(counts: dict[StepStatus, int]) -> dict[str, int]:

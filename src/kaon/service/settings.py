@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kaon.errors import ConfigurationError
-from kaon.model.expression_cost import ExpressionBudget
+from kaon.model.expression_budget import ExpressionBudget
 from kaon.store import default_store_url
 
 EXECUTORS = ("process", "inline", "ray")

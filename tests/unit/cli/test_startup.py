@@ -36,14 +36,39 @@ STORE_AND_ENGINE = {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine", "kaon.
 DEFINITIONS = {"kaon.dsl.python", "kaon.model.specs", "cloudpickle", "yaml", "pydantic"}
 # Never needed on SQLite: the PostgreSQL dialect (and the asyncpg one it brings).
 POSTGRESQL = {"sqlalchemy.dialects.postgresql", "asyncpg", "psycopg"}
+# Not needed by a workflow without expressions or YAML: the CEL interpreter and the cost
+# model with the syntax tree it walks, the YAML parser.
+UNUSED_HERE = {
+    "cel",
+    "kaon.model.cel_syntax",
+    "kaon.model.expression_cost",
+    "kaon.model.expression_paths",
+    "yaml",
+    "kaon.dsl._yaml_nodes",
+    "kaon.dsl.yaml_loader",
+}
+# Never needed to run a step that returns a small value: SQLAlchemy's ORM and extensions, the
+# data libraries, the artifact filesystem layer.
+HEAVY = {"sqlalchemy.orm", "sqlalchemy.ext", "numpy", "pandas", "pyarrow", "fsspec"}
 
 _PROBE = textwrap.dedent(
     """
     import atexit, json, sys
 
+    def _views():  # the typed views whose validator or serializer was built
+        from kaon.service.views import View
+
+        seen, todo = set(), [View]
+        while todo:
+            for sub in todo.pop().__subclasses__():
+                seen.add(sub)
+                todo.append(sub)
+        return [c.__name__ for c in seen if c.__pydantic_complete__]
+
     def _dump():
+        built = _views() if "kaon.service.views" in sys.modules else []
         with open({out!r}, "w") as f:
-            json.dump(sorted(sys.modules), f)
+            json.dump({{"modules": sorted(sys.modules), "views_built": sorted(built)}}, f)
 
     atexit.register(_dump)
     sys.argv = ["kaon", *{args!r}]
@@ -67,14 +92,19 @@ def one() -> None:
 """
 
 
-def _imported(tmp_path: Path, *args: str) -> set[str]:
+def _probe(tmp_path: Path, *args: str) -> dict[str, list[str]]:
     out = tmp_path / "modules.json"
     code = _PROBE.format(out=str(out), args=list(args))
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
-    return set(json.loads(out.read_text()))
+    found: dict[str, list[str]] = json.loads(out.read_text())
+    return found
+
+
+def _imported(tmp_path: Path, *args: str) -> set[str]:
+    return set(_probe(tmp_path, *args)["modules"])
 
 
 def _loaded(modules: set[str], names: set[str]) -> set[str]:
@@ -119,7 +149,7 @@ def test_every_public_name_of_kaon_resolves() -> None:
 
 def test_validate_imports_no_store_engine_or_server(tmp_path: Path, flow: Path) -> None:
     modules = _imported(tmp_path, "validate", str(flow))
-    assert _loaded(modules, SERVER_AND_FRIENDS | STORE_AND_ENGINE) == set()
+    assert _loaded(modules, SERVER_AND_FRIENDS | STORE_AND_ENGINE | UNUSED_HERE) == set()
 
 
 @pytest.mark.parametrize("executor", ["inline", "process"])
@@ -127,10 +157,13 @@ def test_run_imports_the_store_but_no_server_client_or_migrations(
     tmp_path: Path, flow: Path, executor: str
 ) -> None:
     home = tmp_path / "home"
-    modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
-    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL) == set()
+    found = _probe(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
+    modules = set(found["modules"])
+    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL | UNUSED_HERE | HEAVY) == set()
     assert {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine"} <= modules
-    assert "fsspec" not in modules  # values this small stay inline: no blob, no filesystem
+    # the summary shows views built from trusted records: no pydantic validator is built
+    assert "kaon.service.views" in modules
+    assert found["views_built"] == []
     # a second run, on a store now at the current schema, does not consult Alembic either
     modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
-    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL) == set()
+    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL | UNUSED_HERE | HEAVY) == set()

@@ -180,6 +180,35 @@ def test_without_waiting_start_returns_before_workers_are_ready(sink: Sink) -> N
         executor.shutdown()
 
 
+def test_without_waiting_workers_are_started_as_attempts_need_them(sink: Sink) -> None:
+    """A pool started without waiting begins with one worker; a second attempt running at
+    the same time starts a second, up to ``workers``; one at a time never does."""
+    executor = ProcessExecutor(workers=3, wait_ready=False)
+    try:
+        executor.start(sink)
+        assert len(executor.worker_pids()) == 1
+        for number in (1, 2):  # one after the other: one worker is enough
+            executor.submit(shell(number, "true"))
+            sink.wait(lambda e, n=number: isinstance(e, StepSucceeded) and e.key[1] == n)
+        assert len(executor.worker_pids()) == 1
+        executor.submit_many([shell(n, "sleep 0.3") for n in (3, 4, 5, 6)])
+        assert len(executor.worker_pids()) == 3  # one per attempt, at most three
+        for number in (3, 4, 5, 6):
+            done = sink.wait(lambda e, n=number: isinstance(e, StepSucceeded) and e.key[1] == n)
+            assert isinstance(done, StepSucceeded)
+    finally:
+        executor.shutdown()
+
+
+def test_waiting_for_the_pool_starts_every_worker(sink: Sink) -> None:
+    executor = ProcessExecutor(workers=2)
+    try:
+        executor.start(sink)
+        assert len(executor.worker_pids()) == 2
+    finally:
+        executor.shutdown()
+
+
 def test_without_waiting_workers_that_cannot_start_fail_the_attempts(
     monkeypatch: pytest.MonkeyPatch, sink: Sink
 ) -> None:

@@ -232,10 +232,10 @@ def test_an_evaluation_past_its_time_budget_has_its_result_refused(
 ) -> None:
     """The wall-clock guard behind the estimate: were the estimate ever too low, a result
     that took longer than the budget is still refused."""
-    import kaon.model.expressions as expressions
+    import kaon.model.expression_cost as cost
 
     compiled = compile_expression("params.L.map(x, params.L.map(y, y)).size()")
-    monkeypatch.setattr(expressions, "estimate", lambda *a, **k: Estimate(0, 0, UNKNOWN))
+    monkeypatch.setattr(cost, "estimate", lambda *a, **k: Estimate(0, 0, UNKNOWN))
     tight = ExpressionBudget(time_ms=1, max_bytes=1 << 30)
     refused = r"over 2 times its budget of 1\.0 ms; its result is refused"
     with pytest.raises(ExpressionError, match=refused):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from kaon.errors import SchemaVersionError
-from kaon.store import migrations
+from kaon.store import _ddl, migrations
 from kaon.store._engines import WRITE_OPTION, create_store_engine
 from kaon.store.schema import VERSION_TABLE, metadata
 
@@ -109,6 +110,46 @@ def test_a_new_database_is_created_as_every_revision_would_leave_it(tmp_path: Pa
     finally:
         created.dispose()
         migrated.dispose()
+
+
+def test_the_shipped_sqlite_ddl_is_the_schema_modules() -> None:
+    """A new SQLite store runs ``schema_sqlite.sql`` as it is: it must be what SQLAlchemy
+    renders from the schema module now (after a schema change: ``python -m kaon.store._ddl``)."""
+    assert _ddl.read_script() == _ddl.render_sqlite(), "run: python -m kaon.store._ddl"
+    statements = _ddl.read_script()
+    assert sum(s.startswith("CREATE TABLE ") for s in statements) == len(metadata.tables) + 1
+
+
+def test_a_new_database_compiles_no_ddl(tmp_path: Path) -> None:
+    """Creating a new SQLite store runs the pre-rendered statements: SQLAlchemy's DDL
+    compiler is never asked for a CREATE."""
+    compiled: list[str] = []
+    engine, _ = create_store_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    sa.event.listen(engine, "before_execute", lambda conn, clause, *a: compiled.append(clause))
+    try:
+        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            migrations.upgrade_to_head(conn, "test db")
+        assert not [c for c in compiled if isinstance(c, sa.schema.ExecutableDDLElement)]
+        assert _tables(engine) == set(metadata.tables) | {VERSION_TABLE}
+    finally:
+        engine.dispose()
+
+
+def test_a_database_with_an_empty_version_table_is_created_and_stamped(tmp_path: Path) -> None:
+    """A file holding only Kaon's version table, with no revision in it, is new: created."""
+    path = tmp_path / "v.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute(_ddl.read_script()[-1])  # the version table's CREATE, the script's last
+    assert _ddl.read_script()[-1].startswith(f"CREATE TABLE {VERSION_TABLE} ")
+    engine, _ = create_store_engine(f"sqlite:///{path}")
+    try:
+        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            migrations.upgrade_to_head(conn, "test db")
+        with engine.connect() as conn:
+            assert migrations.current_revisions(conn) == (migrations.head_revision(),)
+        assert _tables(engine) == set(metadata.tables) | {VERSION_TABLE}
+    finally:
+        engine.dispose()
 
 
 def test_opening_a_current_database_does_not_import_alembic(tmp_path: Path) -> None:

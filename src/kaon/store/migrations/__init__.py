@@ -9,8 +9,10 @@ Opening is cheap when nothing is to be done, which is nearly always: the stamped
 read with one query and compared with the head, which is read from the revision files'
 ``revision``/``down_revision`` lines, without importing Alembic. An empty database is created
 from the schema module (:data:`kaon.store.schema.metadata`) and stamped with the head, as
-Alembic's documentation recommends for new databases; the tests check that this gives the same
-database as running every revision. Only a database at an older revision runs Alembic.
+Alembic's documentation recommends for new databases; on SQLite from the schema module's DDL
+rendered ahead of time (:mod:`kaon.store._ddl`, so that no statement is compiled). The tests
+check that this gives the same database as running every revision. Only a database at an
+older revision runs Alembic.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from kaon.errors import ForeignDatabaseError, SchemaVersionError, StoreError, StoreNotFoundError
+from kaon.store import _ddl
 from kaon.store.schema import VERSION_TABLE, metadata
 
 if TYPE_CHECKING:
@@ -32,13 +35,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
-# Alembic's own version table: one VARCHAR(32) primary key named <table>_pkc.
-_VERSION = sa.Table(
-    VERSION_TABLE,
-    sa.MetaData(),
-    sa.Column("version_num", sa.String(32), nullable=False),
-    sa.PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
-)
+_VERSION = _ddl.VERSION  # Alembic's own version table
 _REVISION_LINE = re.compile(
     r"^(?P<key>revision|down_revision)\s*(?::[^=]*)?=\s*(?:None|[\"'](?P<id>[\w-]+)[\"'])\s*$",
     re.MULTILINE,
@@ -118,9 +115,10 @@ def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) 
     current = current_revisions(connection)
     if current == (head,):
         return
+    tables: set[str] | None = None
     if not current:
-        tables = sa.inspect(connection).get_table_names()
-        check_unstamped([t for t in tables if t != VERSION_TABLE], where, create=create)
+        tables = _table_names(connection)
+        check_unstamped(sorted(tables - {VERSION_TABLE}), where, create=create)
     known = known_revisions()
     for revision in current:
         if revision not in known:
@@ -128,8 +126,8 @@ def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) 
                 f"database at {where} has schema revision {revision}, newer than this Kaon "
                 f"(knows up to {head}); upgrade Kaon"
             )
-    if not current and _is_empty(connection):
-        create_at_head(connection, head)
+    if tables is not None and not tables & set(metadata.tables):
+        create_at_head(connection, head)  # no table of Kaon's yet (an empty version table may)
         return
     from alembic import command
 
@@ -138,13 +136,28 @@ def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) 
     command.upgrade(config, "head")
 
 
-def _is_empty(connection: Connection) -> bool:
-    """No table of Kaon's schema exists yet (an empty version table may)."""
-    return not any(connection.dialect.has_table(connection, name) for name in metadata.tables)
+def _table_names(connection: Connection) -> set[str]:
+    """The tables of the database (on SQLite one query of its catalogue)."""
+    if connection.dialect.name == "sqlite":
+        rows = connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(name) for (name,) in rows}
+    return set(sa.inspect(connection).get_table_names())
 
 
 def create_at_head(connection: Connection, head: str) -> None:
-    """Create every table of the schema module in an empty database and stamp it ``head``."""
+    """Create every table of the schema module in an empty database and stamp it ``head``.
+
+    On SQLite the statements are the pre-rendered ``schema_sqlite.sql`` (see
+    :mod:`kaon.store._ddl`), run as they are in ``connection``'s transaction."""
+    if connection.dialect.name == "sqlite":
+        has_version = connection.dialect.has_table(connection, VERSION_TABLE)
+        for statement in _ddl.read_script():
+            if has_version and statement.startswith(f"CREATE TABLE {VERSION_TABLE} "):
+                continue  # stamped with no revision: the table is there, empty
+            connection.exec_driver_sql(statement)
+        stamp = f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:head)"
+        connection.exec_driver_sql(stamp, {"head": head})
+        return
     metadata.create_all(connection)
     _VERSION.create(connection, checkfirst=True)
     connection.execute(sa.insert(_VERSION).values(version_num=head))
