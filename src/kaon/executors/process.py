@@ -375,8 +375,8 @@ class ProcessExecutor(Executor):
     def _grow(self) -> None:
         """Start workers, up to the pool's size, until there is one per attempt to run
         (queued here or held by a worker). A pool started without waiting begins with one."""
-        if self._broken or self._closed:
-            return
+        if self._broken or self._closed or len(self._workers) >= self._size:
+            return  # the whole pool runs: nothing to count on this path
         wanted = len(self._pending) + sum(len(w.tasks) for w in self._workers)
         while len(self._workers) < min(wanted, self._size):
             self._add_worker()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,28 +73,38 @@ def _output(store: Any, artifacts: Any, run_id: str, path: str, name: str) -> An
     return artifacts.get(decode_outputs(store.get_step_run(run_id, path).outputs)[name])
 
 
-def test_sql_r_and_notebook_steps_run_in_ray_tasks(tmp_path: Path, ray_address: str) -> None:
-    (tmp_path / "flow.yaml").write_text(FLOW)
-    (tmp_path / "report.ipynb").write_text(json.dumps(NOTEBOOK))
+@contextmanager
+def _ran_on_ray(
+    tmp_path: Path, ray_address: str, *, workers: int
+) -> Iterator[tuple[Any, Any, str]]:
+    """Run ``tmp_path/flow.yaml`` to success on the Ray executor; yield the store, the
+    artifact store and the run id, then check that every step ran as a Ray task."""
     store = open_store(f"sqlite:///{tmp_path / 'kaon.db'}")
     artifacts = open_artifact_store(str(tmp_path / "artifacts"))
-    engine = Engine(store, create_executor("ray", workers=4, address=ray_address), artifacts)
+    engine = Engine(store, create_executor("ray", workers=workers, address=ray_address), artifacts)
     engine.start()
     try:
         run = create_run(store, load_yaml_file(str(tmp_path / "flow.yaml")), {})
         status = engine.run_until_done(run.id)
         errors = {row.path: row.error for row in store.step_runs(run.id) if row.error}
         assert status is RunStatus.SUCCEEDED, errors
-        adults = _output(store, artifacts, run.id, "adults", "return")
-        assert adults["name"].tolist() == ["ann", "cy"]
-        assert _output(store, artifacts, run.id, "count", "n") == 2
-        assert _output(store, artifacts, run.id, "report", "double") == 4
+        yield store, artifacts, run.id
         for row in store.step_runs(run.id):
             (attempt,) = store.attempts(run.id, row.id)
             assert "kaon-ray-attempts" in attempt.worker, (row.path, attempt.worker)  # a Ray task
     finally:
         engine.close()
         store.close()
+
+
+def test_sql_r_and_notebook_steps_run_in_ray_tasks(tmp_path: Path, ray_address: str) -> None:
+    (tmp_path / "flow.yaml").write_text(FLOW)
+    (tmp_path / "report.ipynb").write_text(json.dumps(NOTEBOOK))
+    with _ran_on_ray(tmp_path, ray_address, workers=4) as (store, artifacts, run_id):
+        adults = _output(store, artifacts, run_id, "adults", "return")
+        assert adults["name"].tolist() == ["ann", "cy"]
+        assert _output(store, artifacts, run_id, "count", "n") == 2
+        assert _output(store, artifacts, run_id, "report", "double") == 4
 
 
 SPARK_FLOW = """
@@ -147,29 +159,15 @@ def test_a_spark_step_runs_in_a_ray_task(tmp_path: Path, ray_address: str) -> No
     (tmp_path / "flow.yaml").write_text(SPARK_FLOW)
     (tmp_path / "jobs.py").write_text(SPARK_JOBS)
     repo = Path(__file__).resolve().parents[3]
-    store = open_store(f"sqlite:///{tmp_path / 'kaon.db'}")
-    artifacts = open_artifact_store(str(tmp_path / "artifacts"))
-    engine = Engine(store, create_executor("ray", workers=2, address=ray_address), artifacts)
-    engine.start()
-    try:
-        run = create_run(store, load_yaml_file(str(tmp_path / "flow.yaml")), {})
-        status = engine.run_until_done(run.id)
-        errors = {row.path: row.error for row in store.step_runs(run.id) if row.error}
-        assert status is RunStatus.SUCCEEDED, errors
-        counts = _output(store, artifacts, run.id, "regions", "counts")
+    with _ran_on_ray(tmp_path, ray_address, workers=2) as (store, artifacts, run_id):
+        counts = _output(store, artifacts, run_id, "regions", "counts")
         assert counts.to_dict("records") == [{"region": "eu", "n": 2}, {"region": "us", "n": 1}]
-        assert _output(store, artifacts, run.id, "regions", "master") == "local[1]"
-        assert _output(store, artifacts, run.id, "regions", "pid") != os.getpid()
-        warehouse = str(_output(store, artifacts, run.id, "regions", "warehouse"))
+        assert _output(store, artifacts, run_id, "regions", "master") == "local[1]"
+        assert _output(store, artifacts, run_id, "regions", "pid") != os.getpid()
+        warehouse = str(_output(store, artifacts, run_id, "regions", "warehouse"))
         warehouse = warehouse.removeprefix("file:")
         assert warehouse.startswith(tempfile.gettempdir()), warehouse
         assert os.path.isdir(warehouse), warehouse
-        cwd = Path(_output(store, artifacts, run.id, "regions", "cwd"))
+        cwd = Path(_output(store, artifacts, run_id, "regions", "cwd"))
         for folder in {cwd, repo, tmp_path}:
             assert not (folder / "spark-warehouse").exists(), folder
-        for row in store.step_runs(run.id):
-            (attempt,) = store.attempts(run.id, row.id)
-            assert "kaon-ray-attempts" in attempt.worker, (row.path, attempt.worker)
-    finally:
-        engine.close()
-        store.close()
