@@ -17,8 +17,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from kaon.errors import ConfigurationError
 from kaon.executors import create_executor
 from kaon.executors.base import Executor, TaskRequest
@@ -125,6 +123,10 @@ def _podman_only(request: TaskRequest) -> str | None:
 
 
 def _sqlite_file(url: str) -> str | None:
+    if not url.startswith("sqlite"):
+        return None
+    import sqlalchemy as sa  # a URL's parts as the store reads them (imported only here)
+
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:

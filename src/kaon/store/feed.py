@@ -24,8 +24,10 @@ Every writer of a feed table goes through :meth:`SQLStore.write` or :func:`lock_
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 # "kfee": the advisory lock key that orders the event feed on PostgreSQL.
 FEED_LOCK_KEY = 0x6B666565
@@ -39,4 +41,4 @@ def lock_feed(conn: Connection) -> None:
     lock is held until the transaction ends.
     """
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(FEED_LOCK_SQL))
+        conn.exec_driver_sql(FEED_LOCK_SQL)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # Alembic's version table. Not the default ``alembic_version`` so that Kaon can share a
 # PostgreSQL database (or schema) with other applications that use Alembic.
-VERSION_TABLE = "kaon_schema_version"
+from kaon.store._lite import VERSION_TABLE as VERSION_TABLE
 
 metadata = sa.MetaData()
 

@@ -1,36 +1,38 @@
-"""The SQL state store: SQLite (embedded, WAL) and PostgreSQL, on SQLAlchemy Core.
+"""The SQL state store: SQLite (embedded, WAL) and PostgreSQL.
+
+Every statement is one SQLAlchemy Core construct, named by a key in :mod:`kaon.store._queries`.
+On PostgreSQL (and an in-memory SQLite database) the store executes the constructs through
+SQLAlchemy. On a SQLite file it runs their text, compiled ahead of time, on the standard
+library's ``sqlite3`` (:mod:`kaon.store._lite`): a local ``kaon run`` then never imports
+SQLAlchemy, which costs more than the rest of its start-up. SQLAlchemy's engine is still
+there for what needs it (migrating an old schema, the server's extension stores through
+:meth:`SQLStore.reading` and :meth:`SQLStore.writing`), made on first use.
 
 Writes are the hot path: the engine commits one :class:`~kaon.store.base.WriteBatch` per turn
 of its loop. A batch is one transaction made of one ``executemany`` per table and per set of
-updated columns. The statements are SQLAlchemy Core constructs compiled once per store for its
-dialect; a write runs them on the driver's cursor directly, skipping SQLAlchemy's
-per-execution machinery (several times the cost of the SQL itself on SQLite). Reads go through
-SQLAlchemy normally. How connections begin transactions is in :mod:`kaon.store._engines`.
+updated columns, run on the driver's cursor directly (SQLAlchemy's per-execution machinery
+costs several times the SQL itself on SQLite). How SQLAlchemy's connections begin
+transactions is in :mod:`kaon.store._engines`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
-from sqlalchemy.sql.compiler import SQLCompiler
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kaon.errors import FencingError, NotFoundError, StoreError, StoreUnavailableError
-from kaon.model.status import RUN_ACTIVE, RunStatus, StepStatus
-from kaon.store import pools as pool_sql
-from kaon.store import schema as t
-from kaon.store import schema_pools
-from kaon.store._engines import WRITE_OPTION, create_store_engine
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store import _lite
+from kaon.store._lite import Key, LiteDatabase, like_pattern
 from kaon.store._writers import WriterQueue
 from kaon.store.base import (
     ArtifactRecord,
@@ -54,7 +56,9 @@ from kaon.store.base import (
     WriteBatch,
 )
 from kaon.store.feed import FEED_LOCK_SQL, lock_feed
-from kaon.store.migrations import upgrade_to_head
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
 
 _PG_MIGRATION_LOCK = 0x6B616F6E  # "kaon": the advisory lock key that serialises migrations
 _Row = dict[str, Any]
@@ -117,6 +121,56 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else _encode_json(value)
 
 
+# The columns each table's inserts set: the record's fields (autoincrement ids excluded).
+INSERTED: dict[str, tuple[str, ...]] = {
+    "definitions": _DEFINITION_FIELDS,
+    "runs": _RUN_FIELDS,
+    "step_runs": _STEP_RUN_FIELDS,
+    "attempts": _ATTEMPT_FIELDS,
+    "logs": _LOG_FIELDS,
+    "metrics": _METRIC_FIELDS,
+    "events": _EVENT_FIELDS,
+    "commands": _COMMAND_FIELDS,
+    "cache_entries": _CACHE_FIELDS,
+    "artifacts": _ARTIFACT_FIELDS,
+    "signals": _SIGNAL_FIELDS,
+}
+
+
+class _Transaction(Protocol):
+    """Keyed statements inside one write transaction (see :meth:`SQLStore._transaction`)."""
+
+    def rows(self, key: Key, params: Mapping[str, Any]) -> list[_Row]: ...
+
+    def execute(self, key: Key, params: Mapping[str, Any]) -> int: ...
+
+
+class _LiteTransaction:
+    def __init__(self, database: LiteDatabase, cursor: sqlite3.Cursor) -> None:
+        self._database, self._cursor = database, cursor
+
+    def rows(self, key: Key, params: Mapping[str, Any]) -> list[_Row]:
+        return self._database.rows(key, params, self._cursor)
+
+    def execute(self, key: Key, params: Mapping[str, Any]) -> int:
+        return self._database.execute(self._cursor, key, params)
+
+
+class _SATransaction:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def rows(self, key: Key, params: Mapping[str, Any]) -> list[_Row]:
+        from kaon.store._queries import construct
+
+        return [row._asdict() for row in self._conn.execute(construct(key), dict(params))]
+
+    def execute(self, key: Key, params: Mapping[str, Any]) -> int:
+        from kaon.store._queries import construct
+
+        return int(self._conn.execute(construct(key), dict(params)).rowcount)
+
+
 # -- the store ---------------------------------------------------------------------------------
 
 
@@ -130,41 +184,80 @@ class SQLStore(StateStore):
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self._engine, in_memory = create_store_engine(url, create=create)
-        # The write path never pings a connection before use (a round trip per transaction
-        # on PostgreSQL); a dead one is discarded and the write retried by the engine.
-        self._write_engine = (
-            self._engine
-            if in_memory or self._engine.dialect.name == "sqlite"
-            else create_store_engine(url, pre_ping=False)[0]
-        )
-        self._where = self._engine.url.render_as_string(hide_password=True)
-        self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
-        # One shared connection for ``sqlite://``: threads must take turns on it.
-        self._lock: threading.RLock | None = threading.RLock() if in_memory else None
-        database = self._engine.url.database
-        file_sqlite = self._engine.dialect.name == "sqlite" and not in_memory and database
-        # Writers of a SQLite file take turns on an OS lock, not SQLite's busy handler.
-        self._queue = WriterQueue.of(database) if file_sqlite and database else None
-        # The write path's own connection, kept out of the pool between writes (checking one
-        # out and back in costs more than a chain step's SQL on SQLite); a writer that finds
-        # it busy takes one from the pool.
+        self._statements: dict[tuple[Any, ...], _Compiled] = {}
+        self._errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+        # The write path's own connection (SQLAlchemy's pool), kept out of the pool between
+        # writes (checking one out and back in costs more than a chain step's SQL on
+        # SQLite); a writer that finds it busy takes one from the pool.
         self._pinned: Any = None
         self._pin_lock = threading.Lock()
-        dialect = self._engine.dialect.name
-        self._sqlite = dialect == "sqlite"
-        self._dbapi: Any = self._engine.dialect.loaded_dbapi
-        self._check_rowcount = bool(self._engine.dialect.supports_sane_multi_rowcount)
-        self._inserts = _insert_statements(dialect)
-        self._statements: dict[tuple[Any, ...], _Compiled] = {}
-        self._db_now = db_clock(dialect)
-        self._fence_sql = _Compiled.of(_fence_statement(self._db_now), self._engine.dialect)
-        self._release_sql: _Compiled | None = None
+        path = _lite.sqlite_path(url)
+        self._lite: LiteDatabase | None = None
+        if path is not None:  # a SQLite file: sqlite3 (kaon.store._lite)
+            _lite.check_file(path, create=create)
+            self._lite = LiteDatabase(path, _lite.shipped_catalogue())
+            self._dialect = "sqlite"
+            self._where = f"sqlite:///{path}"
+            self._lock: threading.RLock | None = None
+            # Writers of a SQLite file take turns on an OS lock, not SQLite's busy handler.
+            self._queue: WriterQueue | None = WriterQueue.of(str(path))
+            self._dbapi: Any = sqlite3
+            self._check_rowcount = True
+            try:
+                if not self._open_lite(create=create):
+                    self._migrate(create=create)
+            except BaseException:
+                self.close()
+                raise
+            return
+        engine, in_memory = self._create_engine(create=create)
+        self._dialect = str(engine.dialect.name)
+        self._where = engine.url.render_as_string(hide_password=True)
+        # One shared connection for ``sqlite://``: threads must take turns on it.
+        self._lock = threading.RLock() if in_memory else None
+        self._queue = None
+        self._dbapi = engine.dialect.loaded_dbapi
+        self._check_rowcount = bool(engine.dialect.supports_sane_multi_rowcount)
         try:
-            self._migrate(dialect, create=create or in_memory)
+            self._migrate(create=create or in_memory)
         except BaseException:
-            self._engine.dispose()
+            engine.dispose()
             raise
+
+    # -- SQLAlchemy, made on first use for a SQLite file ------------------------------------
+
+    def _create_engine(self, *, create: bool) -> tuple[Engine, bool]:
+        from sqlalchemy import exc as sa_exc
+
+        from kaon.store._engines import create_store_engine
+
+        engine, in_memory = create_store_engine(self.url, create=create)
+        self._errors = (*self._errors, sa_exc.SQLAlchemyError)
+        self.__dict__["_engine"] = engine
+        self.__dict__["_in_memory"] = in_memory
+        return engine, in_memory
+
+    @functools.cached_property
+    def _engine(self) -> Engine:
+        """SQLAlchemy's engine of this store."""
+        return self._create_engine(create=False)[0]
+
+    @functools.cached_property
+    def _write_engine(self) -> Engine:
+        """The engine of the write path: on PostgreSQL one that never pings a connection
+        before use (a round trip per transaction); a dead one is discarded and the write
+        retried by the engine."""
+        if self._dialect == "sqlite":
+            return self._engine
+        from kaon.store._engines import create_store_engine
+
+        return create_store_engine(self.url, pre_ping=False)[0]
+
+    @functools.cached_property
+    def _writer(self) -> Engine:
+        from kaon.store._engines import WRITE_OPTION
+
+        return self._engine.execution_options(**{WRITE_OPTION: True})
 
     # -- for extensions of the store (registry, triggers) ---------------------------------
 
@@ -184,11 +277,41 @@ class SQLStore(StateStore):
     @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
-        return str(self._engine.dialect.name)
+        return self._dialect
 
-    def _migrate(self, dialect: str, *, create: bool) -> None:
+    def _open_lite(self, *, create: bool) -> bool:
+        """Open a SQLite file without SQLAlchemy: True when its schema is at the head (one
+        read, no lock: nearly always), or when it was empty and is now created at the head
+        from the rendered DDL. False when it needs SQLAlchemy (Alembic): an older revision,
+        an unknown one."""
+        from kaon.store import migrations
+
+        assert self._lite is not None
+        head = migrations.head_revision()
+        with self._wrap("opening the store"):
+            with self._lite.connection() as connection:
+                if _lite.revisions(connection) == [head]:
+                    return True
+            with self._write_guard(), self._lite.transaction() as cursor:
+                found = _lite.revisions(cursor.connection)
+                if found == [head]:
+                    return True  # another process created it meanwhile
+                if found:
+                    return False
+                names = {str(n) for (n,) in cursor.execute(_TABLES_SQL)}
+                has_version = _lite.VERSION_TABLE in names
+                tables = sorted(names - {_lite.VERSION_TABLE})
+                migrations.check_unstamped(tables, self._where, create=create)
+                migrations.create_sqlite_at_head(cursor, head, has_version=has_version)
+        return True
+
+    def _migrate(self, *, create: bool) -> None:
+        import sqlalchemy as sa
+
+        from kaon.store.migrations import upgrade_to_head
+
         with self._wrap("opening the store"), self._write_guard(), self._writer.begin() as conn:
-            if dialect == "postgresql":
+            if self._dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
             upgrade_to_head(conn, self._where, create=create)
 
@@ -211,7 +334,7 @@ class SQLStore(StateStore):
     def _wrap(self, doing: str) -> Iterator[None]:
         try:
             yield
-        except sa_exc.SQLAlchemyError as error:
+        except self._errors as error:
             kind = StoreUnavailableError if _transient(error, self._dbapi) else StoreError
             raise kind(f"store {self._where}: {doing} failed: {error}") from error
 
@@ -220,9 +343,57 @@ class SQLStore(StateStore):
         with self._wrap("reading"), self._guard(), self._engine.connect() as conn:
             yield conn
 
-    def _require_run(self, conn: Connection, run_id: str) -> None:
-        found = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first()
-        if found is None:
+    def query(self, key: Key, **params: Any) -> list[_Row]:
+        """The rows of a keyed statement (:mod:`kaon.store._queries`) as dicts, outside a
+        write transaction; for the store's extensions too (:mod:`kaon.store.reads`)."""
+        if self._lite is not None:
+            with self._wrap("reading"):
+                return self._lite.rows(key, params)
+        from kaon.store._queries import construct
+
+        with self._reading() as conn:
+            return [row._asdict() for row in conn.execute(construct(key), params)]
+
+    def query_value(self, key: Key, **params: Any) -> Any:
+        """The first column of the keyed statement's first row (None when no row)."""
+        found = self.query(key, **params)
+        return next(iter(found[0].values())) if found else None
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[_Transaction]:
+        """A write transaction for keyed statements, committed on success."""
+        with self._wrap(doing), self._write_guard():
+            if self._lite is not None:
+                with self._lite.transaction() as cursor:
+                    yield _LiteTransaction(self._lite, cursor)
+            else:
+                with self._writer.begin() as conn:
+                    yield _SATransaction(conn)
+
+    @contextmanager
+    def reads_seen(self) -> Iterator[list[str]]:
+        """The SQL of every read this store (and its extensions) runs while inside, in
+        order: what tests of a read's cost count."""
+        seen: list[str] = []
+
+        def observe(*args: Any) -> None:
+            seen.append(str(args[2] if len(args) > 2 else args[0]))
+
+        from sqlalchemy import event
+
+        event.listen(self._engine, "before_cursor_execute", observe)
+        if self._lite is not None:
+            self._lite.observers.append(observe)
+        try:
+            yield seen
+        finally:
+            event.remove(self._engine, "before_cursor_execute", observe)
+            if self._lite is not None:
+                self._lite.observers.remove(observe)
+
+    def require_run(self, run_id: str) -> None:
+        """Raise NotFoundError unless the run exists."""
+        if not self.query(("run_exists",), run_id=run_id):
             raise NotFoundError(f"no run {run_id!r} in store {self._where}")
 
     # -- writing -------------------------------------------------------------------------
@@ -246,12 +417,13 @@ class SQLStore(StateStore):
         if fence is not None:
             ids = sorted(fence.epochs)  # every run it names (see Fence)
             if ids:
-                plan.insert(0, ("runs", self._fence_sql.sql, _fence_rows(fence, ids), len(ids)))
+                fence_sql = self._compiled_key(("fence", self._dialect)).sql
+                plan.insert(0, ("runs", fence_sql, _fence_rows(fence, ids), len(ids)))
         table = "?"
         dbapi = self._dbapi
         try:
             with self._write_guard(), self._raw_transaction() as cursor:
-                if self._sqlite:
+                if self._dialect == "sqlite":
                     counts = []
                     for step in plan:
                         table = step[0]  # named by an error
@@ -273,7 +445,7 @@ class SQLStore(StateStore):
                 f"store {self._where}: table {table} rejected a row (duplicate or missing "
                 f"key); nothing in the batch was written: {error}"
             ) from error
-        except (dbapi.Error, sa_exc.SQLAlchemyError) as error:
+        except (dbapi.Error, *self._errors) as error:
             kind = StoreUnavailableError if _transient(error, dbapi) else StoreError
             raise kind(
                 f"store {self._where}: writing table {table} failed; nothing in the batch "
@@ -295,7 +467,7 @@ class SQLStore(StateStore):
         )
 
     def _lost_leases(self, cursor: Any, fence: Fence, ids: list[str]) -> set[str]:
-        mark = ":p{}" if self._sqlite else "%(p{})s"
+        mark = ":p{}" if self._dialect == "sqlite" else "%(p{})s"
         marks = ", ".join(mark.format(i) for i in range(len(ids)))
         params = {f"p{i}": run_id for i, run_id in enumerate(ids)}
         cursor.execute(f"SELECT id, owner, lease_epoch FROM runs WHERE id IN ({marks})", params)
@@ -311,18 +483,22 @@ class SQLStore(StateStore):
         """A DBAPI cursor inside a write transaction, committed on success.
 
         The hot path skips SQLAlchemy's per-statement machinery: statements are compiled
-        once by SQLAlchemy (:meth:`_compiled`) and run with the driver's ``executemany``.
-        Connections are not pinged before use (a round trip per transaction on PostgreSQL):
-        a connection found dead is discarded from the pool and the failure reported as
+        once (:meth:`_compiled`) and run with the driver's ``executemany``. Connections are
+        not pinged before use (a round trip per transaction on PostgreSQL): a connection
+        found dead is discarded from the pool and the failure reported as
         :class:`StoreUnavailableError`, for the caller to retry.
         """
+        if self._lite is not None:
+            with self._lite.transaction() as lite_cursor:
+                yield lite_cursor
+            return
         pinned = self._lock is None and self._pin_lock.acquire(blocking=False)
         connection = (self._pinned if pinned else None) or self._write_engine.raw_connection()
         dead = False
         try:
             cursor = connection.cursor()
             try:
-                if self._sqlite:
+                if self._dialect == "sqlite":
                     cursor.execute("BEGIN IMMEDIATE")
                 yield cursor
                 connection.commit()
@@ -376,13 +552,12 @@ class SQLStore(StateStore):
             ),
         )
         if batch.holds_released:
-            if self._release_sql is None:
-                self._release_sql = _Compiled.of(pool_sql.RELEASE_ONE, self._engine.dialect)
+            release_sql = self._compiled_key(("release_hold",)).sql
             rows = [{"h_run": r, "h_path": s, "h_attempt": a} for r, s, a in batch.holds_released]
-            plan.append(("holds", self._release_sql.sql, rows, 0))
+            plan.append(("holds", release_sql, rows, 0))
         # The feed tables come last, after the feed lock: ids in commit order (kaon.store.feed).
         if batch.events or batch.signals:
-            if not self._sqlite:
+            if self._dialect != "sqlite":
                 plan.append(("feed lock", FEED_LOCK_SQL, [{}], 0))
             self._plan_inserts(
                 plan,
@@ -419,13 +594,39 @@ class SQLStore(StateStore):
         columns)``) rows of ``table``, compiled for this database once."""
         key = (table, *shape)
         found = self._statements.get(key)
-        if found is None:
-            kind, columns = shape
-            if kind == "insert":
-                statement = self._inserts[table]
-                found = _Compiled.of(statement, self._engine.dialect, list(columns))
+        if found is not None:
+            return found
+        kind, columns = shape
+        if kind == "insert":
+            found = self._compiled_key(("insert", self._dialect, table, *columns))
+        else:
+            known = _lite.table_columns(table)
+            ordered = sorted(columns)
+            for column in ordered:
+                if column not in known or column in _KEYS[table]:
+                    raise StoreError(
+                        f"cannot update field {column!r} of table {table}: no such field"
+                    )
+            if self._lite is not None:
+                statement = _lite.update_statement(table, _KEYS[table], ordered)
+                found = _Compiled(statement.sql, _json_processors(statement.json_params))
             else:
-                found = _Compiled.of(_update_statement(table, columns), self._engine.dialect)
+                found = self._compiled_key(("update", table, _KEYS[table], *ordered))
+        self._statements[key] = found
+        return found
+
+    def _compiled_key(self, key: Key) -> _Compiled:
+        """A keyed statement's SQL for the driver and its parameters' encoders."""
+        found = self._statements.get(key)
+        if found is None:
+            if self._lite is not None:
+                statement = self._lite.statement(key)
+                found = _Compiled(statement.sql, _json_processors(statement.json_params))
+            else:
+                from kaon.store._queries import compiled_for, construct
+
+                sql, processors = compiled_for(construct(key), self._engine.dialect)
+                found = _Compiled(sql, processors)
             self._statements[key] = found
         return found
 
@@ -433,44 +634,31 @@ class SQLStore(StateStore):
 
     def get_definition(self, definition_hash: str) -> DefinitionRecord:
         """The stored definition with this hash. Raises NotFoundError."""
-        stmt = sa.select(t.definitions).where(t.definitions.c.hash == definition_hash)
-        with self._reading() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
+        found = self.query(("definition",), hash=definition_hash)
+        if not found:
             raise NotFoundError(f"no workflow definition {definition_hash!r} in {self._where}")
-        return DefinitionRecord(**row._asdict())
+        return DefinitionRecord(**found[0])
 
     def get_definitions(self, hashes: Collection[str]) -> dict[str, DefinitionRecord]:
         """See :meth:`StateStore.get_definitions` (by chunks of 500 hashes)."""
         wanted = sorted(set(hashes))
         found: dict[str, DefinitionRecord] = {}
-        with self._reading() as conn:
-            for start in range(0, len(wanted), 500):
-                stmt = sa.select(t.definitions).where(
-                    t.definitions.c.hash.in_(wanted[start : start + 500])
-                )
-                for row in conn.execute(stmt):
-                    found[row.hash] = DefinitionRecord(**row._asdict())
+        for start in range(0, len(wanted), 500):
+            for row in self.query(("definitions",), hashes=wanted[start : start + 500]):
+                found[row["hash"]] = DefinitionRecord(**row)
         return found
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id. Raises NotFoundError."""
-        with self._reading() as conn:
-            row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).first()
-        if row is None:
+        found = self.query(("run",), run_id=run_id)
+        if not found:
             raise NotFoundError(f"no run {run_id!r} in store {self._where}")
-        return _run_record(row)
+        return run_record(found[0])
 
     def find_runs(self, prefix: str) -> list[str]:
         """Ids of runs starting with ``prefix``, in id order, at most 10."""
-        stmt = (
-            sa.select(t.runs.c.id)
-            .where(t.runs.c.id.startswith(prefix, autoescape=True))
-            .order_by(t.runs.c.id)
-            .limit(10)
-        )
-        with self._reading() as conn:
-            return list(conn.scalars(stmt))
+        pattern = like_pattern(prefix)[1:]  # anchored at the start
+        return [row["id"] for row in self.query(("find_runs",), prefix_pattern=pattern)]
 
     def list_runs(
         self,
@@ -483,18 +671,15 @@ class SQLStore(StateStore):
     ) -> list[RunRecord]:
         """Runs, newest first (ties by id, descending; or oldest first, ties by id), filtered
         by workflow and statuses."""
-        stmt = sa.select(t.runs)
-        if workflow is not None:
-            stmt = stmt.where(t.runs.c.workflow == workflow)
-        if statuses is not None:
-            stmt = stmt.where(t.runs.c.status.in_([_plain(s) for s in statuses]))
-        if oldest_first:
-            stmt = stmt.order_by(t.runs.c.created_at, t.runs.c.id)
-        else:
-            stmt = stmt.order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
-        stmt = stmt.limit(limit).offset(offset)
-        with self._reading() as conn:
-            return [_run_record(row) for row in conn.execute(stmt)]
+        key = ("list_runs", workflow is not None, statuses is not None, oldest_first)
+        rows = self.query(
+            key,
+            workflow=workflow,
+            statuses=[_plain(s) for s in statuses or ()],
+            limit=limit,
+            offset=offset,
+        )
+        return [run_record(row) for row in rows]
 
     # -- step runs -----------------------------------------------------------------------
 
@@ -507,149 +692,90 @@ class SQLStore(StateStore):
         statuses: Iterable[StepStatus] | None = None,
     ) -> list[StepRunRecord]:
         """Step runs of a run ordered by id (see :meth:`StateStore.step_runs`)."""
-        c = t.step_runs.c
-        stmt = sa.select(t.step_runs).where(c.run_id == run_id)
-        if not all_levels:
-            stmt = stmt.where(
-                c.parent_id.is_(None) if parent_id is None else c.parent_id == parent_id
-            )
-        if statuses is not None:
-            stmt = stmt.where(c.status.in_([_plain(s) for s in statuses]))
-        with self._reading() as conn:
-            found = [_step_run_record(row) for row in conn.execute(stmt.order_by(c.id))]
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        key = ("step_runs", all_levels, parent_id is None, statuses is not None)
+        rows = self.query(
+            key,
+            run_id=run_id,
+            parent_id=parent_id,
+            statuses=[_plain(s) for s in statuses or ()],
+        )
+        if not rows:
+            self.require_run(run_id)
+        return [step_run_record(row) for row in rows]
 
     def get_step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The step run at ``path``. Raises NotFoundError."""
-        c = t.step_runs.c
-        stmt = sa.select(t.step_runs).where(c.run_id == run_id, c.path == path)
-        with self._reading() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
+        found = self.query(("step_run",), run_id=run_id, path=path)
+        if not found:
             raise NotFoundError(f"no step run {path!r} in run {run_id!r}")
-        return _step_run_record(row)
+        return step_run_record(found[0])
 
     def child_outputs(self, run_id: str, parent_id: int) -> list[tuple[int, dict[str, Any] | None]]:
         """``(index, outputs)`` of the frame rows under ``parent_id``, ordered by index."""
-        c = t.step_runs.c
-        stmt = (
-            sa.select(c.index, c.outputs)
-            .where(c.run_id == run_id, c.parent_id == parent_id, c.index.is_not(None))
-            .order_by(c.index)
-        )
-        with self._reading() as conn:
-            found = [(int(index), outputs) for index, outputs in conn.execute(stmt)]
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        rows = self.query(("child_outputs",), run_id=run_id, parent_id=parent_id)
+        if not rows:
+            self.require_run(run_id)
+        return [(int(row["index"]), row["outputs"]) for row in rows]
 
     def child_counts(self, run_id: str, parent_id: int) -> dict[StepStatus, int]:
         """How many children of ``parent_id`` are in each status (absent: none)."""
-        c = t.step_runs.c
-        stmt = (
-            sa.select(c.status, sa.func.count())
-            .where(c.run_id == run_id, c.parent_id == parent_id)
-            .group_by(c.status)
-        )
-        with self._reading() as conn:
-            found = {StepStatus(status): int(n) for status, n in conn.execute(stmt)}
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        rows = self.query(("child_counts",), run_id=run_id, parent_id=parent_id)
+        if not rows:
+            self.require_run(run_id)
+        return {StepStatus(row["status"]): int(row["n"]) for row in rows}
 
     def summary_step_runs(self, run_id: str) -> list[StepRunRecord]:
         """See :meth:`StateStore.summary_step_runs` (filtered in the database)."""
-        c = t.step_runs.c
-        well = [_plain(s) for s in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)]
-        stmt = (
-            sa.select(t.step_runs)
-            .where(c.run_id == run_id, sa.or_(~c.path.contains("["), c.status.not_in(well)))
-            .order_by(c.id)
-        )
-        with self._reading() as conn:
-            found = [_step_run_record(row) for row in conn.execute(stmt)]
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        rows = self.query(("summary_step_runs",), run_id=run_id)
+        if not rows:
+            self.require_run(run_id)
+        return [step_run_record(row) for row in rows]
 
     def status_counts(self, run_id: str) -> dict[tuple[str, StepStatus], int]:
         """See :meth:`StateStore.status_counts` (counted in the database)."""
-        c = t.step_runs.c
-        stmt = (
-            sa.select(c.kind, c.status, sa.func.count())
-            .where(c.run_id == run_id)
-            .group_by(c.kind, c.status)
-        )
-        with self._reading() as conn:
-            return {(kind, StepStatus(status)): int(n) for kind, status, n in conn.execute(stmt)}
+        rows = self.query(("kind_status_counts", False), run_id=run_id)
+        return {(row["kind"], StepStatus(row["status"])): int(row["n"]) for row in rows}
 
     def frame_counts(self, run_id: str) -> dict[int, dict[StepStatus, int]]:
         """See :meth:`StateStore.frame_counts` (counted in the database)."""
-        c = t.step_runs.c
-        stmt = (
-            sa.select(c.parent_id, c.status, sa.func.count())
-            .where(c.run_id == run_id, c.kind.in_(["item", "iteration"]))
-            .group_by(c.parent_id, c.status)
-        )
         counts: dict[int, dict[StepStatus, int]] = {}
-        with self._reading() as conn:
-            for parent_id, status, n in conn.execute(stmt):
-                if parent_id is not None:
-                    counts.setdefault(parent_id, {})[StepStatus(status)] = int(n)
+        for row in self.query(("frame_counts",), run_id=run_id):
+            if row["parent_id"] is not None:
+                counts.setdefault(row["parent_id"], {})[StepStatus(row["status"])] = int(row["n"])
         return counts
 
     def attempts_of(self, run_id: str, step_run_ids: Iterable[int]) -> list[AttemptRecord]:
         """See :meth:`StateStore.attempts_of` (selected in the database, 500 ids a query)."""
-        c = t.attempts.c
         ids = sorted(set(step_run_ids))
         found: list[AttemptRecord] = []
-        with self._reading() as conn:
-            for start in range(0, len(ids), 500):
-                stmt = (
-                    sa.select(t.attempts)
-                    .where(c.run_id == run_id, c.step_run_id.in_(ids[start : start + 500]))
-                    .order_by(c.step_run_id, c.number)
-                )
-                found.extend(AttemptRecord(**row._asdict()) for row in conn.execute(stmt))
+        for start in range(0, len(ids), 500):
+            rows = self.query(("attempts_of",), run_id=run_id, ids=ids[start : start + 500])
+            found.extend(AttemptRecord(**row) for row in rows)
         return found
 
     def max_step_run_id(self, run_id: str) -> int:
         """The largest step run id used in a run (0 when none). Raises NotFoundError."""
-        stmt = sa.select(sa.func.max(t.step_runs.c.id)).where(t.step_runs.c.run_id == run_id)
-        with self._reading() as conn:
-            largest = conn.scalar(stmt)
-            if largest is None:
-                self._require_run(conn, run_id)
+        largest = self.query_value(("max_step_run_id",), run_id=run_id)
+        if largest is None:
+            self.require_run(run_id)
         return int(largest or 0)
 
     def max_step_run_ids(self, run_ids: Sequence[str]) -> dict[str, int]:
         """The largest step run id of each run that has any (one grouped query per 500)."""
-        c = t.step_runs.c
         found: dict[str, int] = {}
-        with self._reading() as conn:
-            for start in range(0, len(run_ids), 500):
-                stmt = (
-                    sa.select(c.run_id, sa.func.max(c.id))
-                    .where(c.run_id.in_(list(run_ids[start : start + 500])))
-                    .group_by(c.run_id)
-                )
-                found.update((str(run_id), int(largest)) for run_id, largest in conn.execute(stmt))
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start : start + 500])
+            rows = self.query(("max_step_run_ids",), run_ids=chunk)
+            found.update((str(row["run_id"]), int(row["n"])) for row in rows)
         return found
 
     def attempts(self, run_id: str, step_run_id: int | None = None) -> list[AttemptRecord]:
         """Attempts of one step run, or of the whole run, by step run id and number."""
-        c = t.attempts.c
-        stmt = sa.select(t.attempts).where(c.run_id == run_id)
-        if step_run_id is not None:
-            stmt = stmt.where(c.step_run_id == step_run_id)
-        stmt = stmt.order_by(c.step_run_id, c.number)
-        with self._reading() as conn:
-            found = [AttemptRecord(**row._asdict()) for row in conn.execute(stmt)]
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        key = ("attempts", step_run_id is not None)
+        rows = self.query(key, run_id=run_id, step_run_id=step_run_id)
+        if not rows:
+            self.require_run(run_id)
+        return [AttemptRecord(**row) for row in rows]
 
     # -- logs, metrics, events -----------------------------------------------------------
 
@@ -663,127 +789,87 @@ class SQLStore(StateStore):
         limit: int = 10_000,
     ) -> list[LogRecord]:
         """Log lines with ids above ``after_id`` in the order written, at most ``limit``."""
-        c = t.logs.c
-        stmt = sa.select(t.logs).where(c.run_id == run_id, c.id > after_id)
-        if step_run_id is not None:
-            stmt = stmt.where(c.step_run_id == step_run_id)
-        if attempt is not None:
-            stmt = stmt.where(c.attempt == attempt)
-        stmt = stmt.order_by(c.id).limit(limit)
-        with self._reading() as conn:
-            found = [LogRecord(**row._asdict()) for row in conn.execute(stmt)]
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        key = ("logs", step_run_id is not None, attempt is not None)
+        rows = self.query(
+            key,
+            run_id=run_id,
+            step_run_id=step_run_id,
+            attempt=attempt,
+            after_id=after_id,
+            limit=limit,
+        )
+        if not rows:
+            self.require_run(run_id)
+        return [LogRecord(**row) for row in rows]
 
     def metrics(self, run_id: str, step_run_id: int | None = None) -> list[MetricRecord]:
         """Metrics of a run (or one step run) in the order reported."""
-        c = t.metrics.c
-        stmt = sa.select(t.metrics).where(c.run_id == run_id)
-        if step_run_id is not None:
-            stmt = stmt.where(c.step_run_id == step_run_id)
-        with self._reading() as conn:
-            found = [MetricRecord(**row._asdict()) for row in conn.execute(stmt.order_by(c.id))]
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        key = ("metrics", step_run_id is not None, False, False)
+        rows = self.query(key, run_id=run_id, step_run_id=step_run_id)
+        if not rows:
+            self.require_run(run_id)
+        return [MetricRecord(**row) for row in rows]
 
     def events(
         self, run_id: str | None = None, *, after_id: int = 0, limit: int = 1000
     ) -> list[EventRecord]:
         """Events with ids above ``after_id``, oldest first, of one run or of all runs."""
-        c = t.events.c
-        stmt = sa.select(t.events).where(c.id > after_id)
-        if run_id is not None:
-            stmt = stmt.where(c.run_id == run_id)
-        stmt = stmt.order_by(c.id).limit(limit)
-        with self._reading() as conn:
-            found = [_event_record(row) for row in conn.execute(stmt)]
-            if not found and run_id is not None:
-                self._require_run(conn, run_id)
-        return found
+        key = ("events", run_id is not None)
+        rows = self.query(key, run_id=run_id, after_id=after_id, limit=limit)
+        if not rows and run_id is not None:
+            self.require_run(run_id)
+        return [event_record(row) for row in rows]
 
     def step_events(
         self, run_id: str, step_run_id: int, *, kind: str | None = None, limit: int = 100
     ) -> list[EventRecord]:
         """The newest ``limit`` events of one step run (of ``kind``), newest first."""
-        c = t.events.c
-        stmt = sa.select(t.events).where(c.run_id == run_id, c.step_run_id == step_run_id)
-        if kind is not None:
-            stmt = stmt.where(c.kind == kind)
-        with self._reading() as conn:
-            return [
-                _event_record(row) for row in conn.execute(stmt.order_by(c.id.desc()).limit(limit))
-            ]
+        key = ("step_events", kind is not None)
+        rows = self.query(key, run_id=run_id, step_run_id=step_run_id, kind=kind, limit=limit)
+        return [event_record(row) for row in rows]
 
     # -- memoization and lineage -----------------------------------------------------------
 
     def get_cache_entry(self, key: str) -> CacheEntryRecord | None:
         """The cache entry with this key, if any."""
-        stmt = sa.select(t.cache_entries).where(t.cache_entries.c.key == key)
-        with self._reading() as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else CacheEntryRecord(**row._asdict())
+        found = self.query(("cache_entries_of",), keys=[key])
+        return CacheEntryRecord(**found[0]) if found else None
 
     def get_cache_entries(self, keys: Sequence[str]) -> dict[str, CacheEntryRecord]:
-        """The cache entries among ``keys``: 500 keys per query, on the driver's cursor (the
-        engine looks up whole windows of foreach items; SQLAlchemy rows cost too much here)."""
+        """The cache entries among ``keys``, 500 keys per query (the engine looks up whole
+        windows of foreach items)."""
         found: dict[str, CacheEntryRecord] = {}
         unique_keys = list(dict.fromkeys(keys))
-        mark = "?" if self._dbapi.paramstyle == "qmark" else "%s"
-        columns = ", ".join(_CACHE_FIELDS)
-        with self._wrap("reading cache entries"), self._guard():
-            connection = self._engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                for start in range(0, len(unique_keys), 500):
-                    chunk = unique_keys[start : start + 500]
-                    marks = ", ".join([mark] * len(chunk))
-                    cursor.execute(
-                        f"SELECT {columns} FROM cache_entries WHERE key IN ({marks})", chunk
-                    )
-                    for row in cursor.fetchall():
-                        values = dict(zip(_CACHE_FIELDS, row, strict=True))
-                        for name in ("outputs", "components"):
-                            if isinstance(values[name], str | bytes):
-                                values[name] = json.loads(values[name])
-                        entry = CacheEntryRecord(**values)
-                        found[entry.key] = entry
-                cursor.close()
-                connection.commit()
-            finally:
-                connection.close()
+        for start in range(0, len(unique_keys), 500):
+            chunk = unique_keys[start : start + 500]
+            for row in self.query(("cache_entries_of",), keys=chunk):
+                entry = CacheEntryRecord(**row)
+                found[entry.key] = entry
         return found
 
     def cache_entries(
         self, *, workflow: str | None = None, step_id: str | None = None, limit: int = 100
     ) -> list[CacheEntryRecord]:
         """Cache entries, newest first, optionally of one workflow and step id."""
-        c = t.cache_entries.c
-        stmt = sa.select(t.cache_entries)
-        if workflow is not None:
-            stmt = stmt.where(c.workflow == workflow)
-        if step_id is not None:
-            stmt = stmt.where(c.step_id == step_id)
-        stmt = stmt.order_by(c.created_at.desc(), c.key).limit(limit)
-        with self._reading() as conn:
-            return [CacheEntryRecord(**row._asdict()) for row in conn.execute(stmt)]
+        key = ("cache_entries", workflow is not None, step_id is not None)
+        rows = self.query(key, workflow=workflow, step_id=step_id, limit=limit)
+        return [CacheEntryRecord(**row) for row in rows]
 
     def delete_cache_entries(
         self, *, workflow: str | None = None, step_id: str | None = None
     ) -> int:
         """Invalidate cache entries (all of them without filters); returns how many."""
+        import sqlalchemy as sa
+
+        from kaon.store import schema as t
+
         c = t.cache_entries.c
         stmt = sa.delete(t.cache_entries)
         if workflow is not None:
             stmt = stmt.where(c.workflow == workflow)
         if step_id is not None:
             stmt = stmt.where(c.step_id == step_id)
-        with (
-            self._wrap("deleting cache entries"),
-            self._write_guard(),
-            self._writer.begin() as conn,
-        ):
+        with self.writing("deleting cache entries") as conn:
             return int(conn.execute(stmt).rowcount)
 
     def artifacts(
@@ -795,22 +881,15 @@ class SQLStore(StateStore):
         limit: int = 10_000,
     ) -> list[ArtifactRecord]:
         """Artifact lineage records in creation order."""
-        c = t.artifacts.c
-        stmt = sa.select(t.artifacts)
-        if run_id is not None:
-            stmt = stmt.where(c.run_id == run_id)
-        if hash is not None:
-            stmt = stmt.where(c.hash == hash)
-        with self._reading() as conn:
-            rows = [ArtifactRecord(**row._asdict()) for row in conn.execute(stmt.order_by(c.id))]
+        key = ("artifacts", run_id is not None, hash is not None)
+        records = [ArtifactRecord(**row) for row in self.query(key, run_id=run_id, hash=hash)]
         if consumer_of is not None:
-            rows = [r for r in rows if consumer_of in (r.inputs or [])]
-        return rows[:limit]
+            records = [r for r in records if consumer_of in (r.inputs or [])]
+        return records[:limit]
 
     def referenced_hashes(self) -> set[str]:
         """Every blob hash a recorded artifact points to."""
-        with self._reading() as conn:
-            return set(conn.execute(sa.select(t.artifacts.c.hash).distinct()).scalars())
+        return {row["hash"] for row in self.query(("referenced_hashes",))}
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -823,23 +902,19 @@ class SQLStore(StateStore):
         limit: int = 1000,
     ) -> list[SignalRecord]:
         """Signals with ids above ``after_id``, oldest first."""
-        c = t.signals.c
-        stmt = sa.select(t.signals).where(c.id > after_id)
-        if name is not None:
-            stmt = stmt.where(c.name == name)
-        if since is not None:
-            stmt = stmt.where(c.at >= since)
-        stmt = stmt.order_by(c.id).limit(limit)
-        with self._reading() as conn:
-            found = []
-            for row in conn.execute(stmt):
-                values = row._asdict()
-                values["params"] = values["params"] or {}
-                found.append(SignalRecord(**values))
-            return found
+        key = ("signals", name is not None, since is not None)
+        found = []
+        for values in self.query(key, name=name, after_id=after_id, since=since, limit=limit):
+            values["params"] = values["params"] or {}
+            found.append(SignalRecord(**values))
+        return found
 
     def add_signal(self, record: SignalRecord) -> SignalRecord:
         """Store one signal under the feed lock; returns it with its id."""
+        import sqlalchemy as sa
+
+        from kaon.store import schema as t
+
         values = {name: getattr(record, name) for name in _SIGNAL_FIELDS}
         with self.writing(f"storing signal {record.name}") as conn:
             lock_feed(conn)
@@ -851,19 +926,14 @@ class SQLStore(StateStore):
     def signal_cursor_since(self, since: float) -> int:
         """One below the first signal received at or after ``since`` (index ``ix_signals_at``);
         the newest id when there is none yet (later signals get larger ids)."""
-        c = t.signals.c
-        with self._reading() as conn:
-            # Through the index on ``at`` (a bare ``min(id)`` would walk the ids from 1).
-            recent = sa.select(c.id).where(c.at >= since).order_by(c.at).subquery()
-            first = conn.scalar(sa.select(sa.func.min(recent.c.id)))
-            if first is not None:
-                return int(first) - 1
-            return int(conn.scalar(sa.select(sa.func.max(c.id))) or 0)
+        first = self.query_value(("signal_first_since",), since=since)
+        if first is not None:
+            return int(first) - 1
+        return int(self.query_value(("signal_max",)) or 0)
 
     def last_event_id(self) -> int:
         """The largest committed event id (0 when none): the primary key's last entry."""
-        with self._reading() as conn:
-            return int(conn.scalar(sa.select(sa.func.max(t.events.c.id))) or 0)
+        return int(self.query_value(("event_max", False)) or 0)
 
     # -- commands and leases -------------------------------------------------------------
 
@@ -871,55 +941,38 @@ class SQLStore(StateStore):
         """Commands not yet done of the given runs: one query on the partial index of
         pending commands (``ix_commands_pending``), so its cost follows the commands waiting,
         not the number of runs held; commands of runs that no longer run are left out."""
-        c, r = t.commands.c, t.runs.c
         wanted = set(run_ids)
-        active = [s.value for s in RUN_ACTIVE]
-        stmt = (
-            sa.select(t.commands)
-            .join(t.runs, r.id == c.run_id)
-            .where(c.done_at.is_(None), r.status.in_(active))
-            .order_by(c.id)
-        )
         found: dict[str, list[CommandRecord]] = {}
         if not wanted:
             return found
-        with self._reading() as conn:
-            for row in conn.execute(stmt):
-                if row.run_id in wanted:
-                    found.setdefault(row.run_id, []).append(_command_record(row))
+        for row in self.query(("pending_commands",)):
+            if row["run_id"] in wanted:
+                found.setdefault(row["run_id"], []).append(command_record(row))
         return found
 
     def pending_commands(self, run_id: str) -> list[CommandRecord]:
         """Commands not yet done for a run, oldest first."""
-        c = t.commands.c
-        stmt = sa.select(t.commands).where(c.run_id == run_id, c.done_at.is_(None)).order_by(c.id)
-        with self._reading() as conn:
-            found = [_command_record(row) for row in conn.execute(stmt)]
-            if not found:
-                self._require_run(conn, run_id)
-        return found
+        rows = self.query(("run_pending_commands",), run_id=run_id)
+        if not rows:
+            self.require_run(run_id)
+        return [command_record(row) for row in rows]
 
     def acquire_lease(
         self, run_id: str, owner: str, ttl: float, *, steal_from: str | None = None
     ) -> int | None:
         """Take over the lease on a run (see :meth:`StateStore.acquire_lease`): one
         conditional UPDATE on the database's clock that increments the lease epoch."""
-        c = t.runs.c
-        now = self._db_now
-        free = [c.owner.is_(None), c.lease_until.is_(None), c.lease_until < now]
-        if steal_from:
-            free.append(c.owner == steal_from)
-        stmt = (
-            sa.update(t.runs)
-            .where(c.id == run_id, sa.or_(*free))
-            .values(owner=owner, lease_until=now + _ttl(ttl), lease_epoch=c.lease_epoch + 1)
-        )
-        with self._wrap("acquiring a lease"), self._write_guard(), self._writer.begin() as conn:
-            if conn.execute(stmt).rowcount != 1:
-                self._require_run(conn, run_id)
-                return None
-            epoch = conn.scalar(sa.select(c.lease_epoch).where(c.id == run_id))
-        return int(epoch or 0)
+        key = ("acquire_lease", self._dialect, bool(steal_from))
+        params = {"run_id": run_id, "owner": owner, "lease_ttl": ttl, "steal_from": steal_from}
+        with self._transaction("acquiring a lease") as tx:
+            if tx.execute(key, params) != 1:
+                taken = None
+            else:
+                taken = tx.rows(("lease_epoch",), {"run_id": run_id})
+        if taken is None:
+            self.require_run(run_id)
+            return None
+        return int(taken[0]["lease_epoch"] or 0)
 
     def acquire_leases(
         self, run_ids: Sequence[str], owner: str, ttl: float
@@ -928,12 +981,19 @@ class SQLStore(StateStore):
         one conditional ``UPDATE ... RETURNING`` per 500 runs, in one transaction."""
         if not run_ids:
             return []
+        import sqlalchemy as sa
+
+        from kaon.model.status import RUN_ACTIVE
+        from kaon.store import schema as t
+        from kaon.store._queries import db_clock
+
         c = t.runs.c
-        now = self._db_now
+        now = db_clock(self._dialect)
         free = sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < now)
         taken: list[tuple[RunRecord, int]] = []
         ids = list(dict.fromkeys(run_ids))
-        with self._wrap("acquiring leases"), self._write_guard(), self._writer.begin() as conn:
+        ttl_param: sa.BindParameter[float] = sa.bindparam("lease_ttl", ttl, type_=sa.Double())
+        with self.writing("acquiring leases") as conn:
             for start in range(0, len(ids), 500):
                 stmt = (
                     sa.update(t.runs)
@@ -942,11 +1002,11 @@ class SQLStore(StateStore):
                         c.status.in_([s.value for s in RUN_ACTIVE]),
                         free,
                     )
-                    .values(owner=owner, lease_until=now + _ttl(ttl), lease_epoch=c.lease_epoch + 1)
+                    .values(owner=owner, lease_until=now + ttl_param, lease_epoch=c.lease_epoch + 1)
                     .returning(*t.runs.c)
                 )
                 for row in conn.execute(stmt):
-                    record = _run_record(row)
+                    record = run_record(row._asdict())
                     taken.append((record, int(row.lease_epoch or 0)))
         order = {run_id: n for n, run_id in enumerate(ids)}
         return sorted(taken, key=lambda pair: order[pair[0].id])
@@ -955,38 +1015,27 @@ class SQLStore(StateStore):
         """Extend the leases ``owner`` still holds at these epochs; returns the lost runs."""
         if not epochs:
             return set()
-        c = t.runs.c
         lost: set[str] = set()
         ids = sorted(epochs)
-        with self._wrap("renewing leases"), self._write_guard(), self._writer.begin() as conn:
+        lock = self._dialect != "sqlite"
+        with self._transaction("renewing leases") as tx:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                found = sa.select(c.id, c.owner, c.lease_epoch).where(c.id.in_(chunk))
-                if not self._sqlite:
-                    found = found.with_for_update()
                 held = [
-                    run_id
-                    for run_id, holder, epoch in conn.execute(found)
-                    if holder == owner and epoch == epochs[run_id]
+                    row["id"]
+                    for row in tx.rows(("lease_holders", lock), {"ids": chunk})
+                    if row["owner"] == owner and row["lease_epoch"] == epochs[row["id"]]
                 ]
                 lost.update(set(chunk) - set(held))
                 if held:
-                    conn.execute(
-                        sa.update(t.runs)
-                        .where(c.id.in_(held))
-                        .values(lease_until=self._db_now + _ttl(ttl))
-                    )
+                    tx.execute(("renew_leases", self._dialect), {"ids": held, "lease_ttl": ttl})
         return lost
 
     def release_lease(self, run_id: str, owner: str, epoch: int | None = None) -> None:
         """Give up the lease if ``owner`` holds it (at ``epoch``, when given)."""
-        c = t.runs.c
-        stmt = sa.update(t.runs).where(c.id == run_id, c.owner == owner)
-        if epoch is not None:
-            stmt = stmt.where(c.lease_epoch == epoch)
-        stmt = stmt.values(owner=None, lease_until=None)
-        with self._wrap("releasing a lease"), self._write_guard(), self._writer.begin() as conn:
-            conn.execute(stmt)
+        key = ("release_lease", epoch is not None)
+        with self._transaction("releasing a lease") as tx:
+            tx.execute(key, {"run_id": run_id, "holder": owner, "epoch": epoch})
 
     def claimable_runs(
         self,
@@ -997,65 +1046,75 @@ class SQLStore(StateStore):
     ) -> list[RunRecord]:
         """Unheld pending or running runs, oldest first (see
         :meth:`StateStore.claimable_runs`)."""
-        c = t.runs.c
-        stmt = sa.select(t.runs).where(
-            c.status.in_([s.value for s in RUN_ACTIVE]),
-            sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < self._db_now),
-        )
-        if skip_workflows:
-            stmt = stmt.where(c.workflow.not_in(list(skip_workflows)))
-        if after is not None:
-            at, run_id = after
-            stmt = stmt.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id)))
-        stmt = stmt.order_by(c.created_at, c.id).limit(limit)
-        if self._sqlite:
-            with self._reading() as conn:
-                return [_run_record(row) for row in conn.execute(stmt)]
-        stmt = stmt.with_for_update(skip_locked=True)
+        lock = self._dialect != "sqlite"
+        key = ("claimable_runs", self._dialect, bool(skip_workflows), after is not None, lock)
+        at, after_id = after if after is not None else (None, None)
+        params = {
+            "limit": limit,
+            "skip": list(skip_workflows),
+            "after_at": at,
+            "after_id": after_id,
+        }
+        if not lock:
+            return [run_record(row) for row in self.query(key, **params)]
         with self._wrap("claiming runs"), self._writer.begin() as conn:
-            return [_run_record(row) for row in conn.execute(stmt)]
+            return [run_record(row) for row in _SATransaction(conn).rows(key, params)]
 
     # -- pools, permits and holds (SQL in kaon.store.pools) ----------------------------------
 
     def pools(self) -> list[PoolRecord]:
         """Every pool, by name."""
-        with self._reading() as conn:
-            return pool_sql.pools(conn)
+        return [PoolRecord(**row) for row in self.query(("pools",))]
 
     def set_pool(self, record: PoolRecord) -> None:
         """Create or replace a pool."""
+        from kaon.store import pools as pool_sql
+        from kaon.store import schema_pools
+
         with self.writing("setting a pool") as conn:
             pool_sql.put(conn, schema_pools.pools, "name", asdict(record))
 
     def delete_pool(self, name: str) -> None:
         """Delete a pool and its holds. Raises NotFoundError."""
+        from kaon.store import pools as pool_sql
+
         with self.writing("deleting a pool") as conn:
             pool_sql.delete(conn, "pool", name)
 
     def permits(self) -> list[PermitRecord]:
         """Every tag permit, by tag."""
-        with self._reading() as conn:
-            return pool_sql.permits(conn)
+        return [PermitRecord(**row) for row in self.query(("permits",))]
 
     def set_permit(self, record: PermitRecord) -> None:
         """Create or replace a tag permit."""
+        from kaon.store import pools as pool_sql
+        from kaon.store import schema_pools
+
         with self.writing("setting a permit") as conn:
             pool_sql.put(conn, schema_pools.permits, "tag", asdict(record))
 
     def delete_permit(self, tag: str) -> None:
         """Delete a tag permit and its holds. Raises NotFoundError."""
+        from kaon.store import pools as pool_sql
+
         with self.writing("deleting a permit") as conn:
             pool_sql.delete(conn, "tag", tag)
 
     def hold_usage(self) -> list[LimitUsage]:
         """What live holds take of each pool and permit."""
+        from kaon.store import pools as pool_sql
+        from kaon.store._queries import db_clock
+
         with self._reading() as conn:
-            return list(pool_sql.usage(conn, self._db_now).values())
+            return list(pool_sql.usage(conn, db_clock(self._dialect)).values())
 
     def pool_load(self, *, other_than: str | None = None) -> dict[tuple[str, str], int]:
         """Live pool holds per (pool, owner group), of other engines' runs when asked."""
+        from kaon.store import pools as pool_sql
+        from kaon.store._queries import db_clock
+
         with self._reading() as conn:
-            return pool_sql.pool_load(conn, self._db_now, other_than)
+            return pool_sql.pool_load(conn, db_clock(self._dialect), other_than)
 
     def claim_holds(
         self,
@@ -1069,16 +1128,21 @@ class SQLStore(StateStore):
         under a lock on the limit rows."""
         if not claims:
             return []
+        from kaon.store import pools as pool_sql
+        from kaon.store._queries import db_clock
+
+        lock = self._dialect != "sqlite"
         with self.writing("claiming pool slots and permits") as conn:
             if release:
                 rows = [{"h_run": r, "h_path": p, "h_attempt": a} for r, p, a in release]
                 conn.execute(pool_sql.RELEASE_ONE, rows)
-            return pool_sql.claim(
-                conn, self._db_now, time.time(), owner, claims, lock=not self._sqlite, limit=limit
-            )
+            now = db_clock(self._dialect)
+            return pool_sql.claim(conn, now, time.time(), owner, claims, lock=lock, limit=limit)
 
     def release_holds(self, run_id: str, keep: Collection[tuple[str, int]] = ()) -> None:
         """Delete the holds of a run but those of the attempts in ``keep``."""
+        from kaon.store import pools as pool_sql
+
         with self.writing("releasing holds") as conn:
             pool_sql.release(conn, run_id, keep)
 
@@ -1089,62 +1153,28 @@ class SQLStore(StateStore):
         if pinned is not None:
             with suppress(Exception):
                 pinned.close()
-        self._engine.dispose()
-        if self._write_engine is not self._engine:
-            self._write_engine.dispose()
+        if self._lite is not None:
+            self._lite.close()
+        engines = [self.__dict__.get(name) for name in ("_engine", "_write_engine")]
+        for engine in dict.fromkeys(e for e in engines if e is not None):
+            engine.dispose()
 
 
 # -- statements and rows -----------------------------------------------------------------------
 
+_TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table'"
+
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    """SQL compiled for one dialect, and the bind processors (JSON encoding) of its params."""
+    """SQL for the driver, and the encoders (JSON) of its parameters by name."""
 
     sql: str
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
 
-    @classmethod
-    def of(
-        cls, statement: sa.ClauseElement, dialect: sa.Dialect, columns: list[str] | None = None
-    ) -> _Compiled:
-        compiled = statement.compile(dialect=dialect, column_keys=columns, for_executemany=True)
-        assert isinstance(compiled, SQLCompiler)
-        processors = []
-        for name, bind in compiled.binds.items():
-            if dialect.name == "sqlite" and isinstance(bind.type, t.Json.__class__):
-                processors.append((name, _json_text))
-                continue
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processors.append((name, process))
-        return cls(compiled.string, tuple(processors))
 
-
-def db_clock(dialect: str) -> sa.ColumnElement[float]:
-    """The database's clock in epoch seconds: leases are timed by it, never by the hosts'
-    clocks (which drift apart across replicas)."""
-    if dialect == "sqlite":
-        return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Double())
-    return sa.literal_column("(extract(epoch from clock_timestamp())::float8)", sa.Double())
-
-
-def _ttl(seconds: float) -> sa.BindParameter[float]:
-    return sa.bindparam("lease_ttl", seconds, type_=sa.Double())
-
-
-def _fence_statement(now: sa.ColumnElement[float]) -> sa.Update:
-    """Renew a lease only while its holder still owns it at its epoch: the fence."""
-    c = t.runs.c
-    return (
-        sa.update(t.runs)
-        .where(
-            c.id == sa.bindparam("f_id"),
-            c.owner == sa.bindparam("f_owner"),
-            c.lease_epoch == sa.bindparam("f_epoch"),
-        )
-        .values(lease_until=now + sa.bindparam("f_ttl", type_=sa.Double()))
-    )
+def _json_processors(names: Iterable[str]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    return tuple((name, _json_text) for name in names)
 
 
 def _fence_rows(fence: Fence, ids: list[str]) -> list[_Row]:
@@ -1180,16 +1210,14 @@ def _pipelined(cursor: Any, plan: list[tuple[str, str, list[_Row], int]]) -> lis
 
 def _transient(error: BaseException, dbapi: Any) -> bool:
     """Whether a database error is worth retrying: a lost connection, a busy database."""
-    if isinstance(error, sa_exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        error = error.orig if error.orig is not None else error
-    if not isinstance(error, dbapi.OperationalError | dbapi.InterfaceError):
-        return False
-    if dbapi.__name__.startswith("sqlite3"):
-        text = str(error).lower()
-        return "locked" in text or "busy" in text
-    return True
+    if getattr(error, "connection_invalidated", False):  # SQLAlchemy's DBAPIError
+        return True
+    original = getattr(error, "orig", None)  # the driver's error SQLAlchemy wraps
+    if isinstance(original, BaseException):
+        error = original
+    if isinstance(error, sqlite3.Error):
+        return _lite.transient(error)
+    return isinstance(error, dbapi.OperationalError | dbapi.InterfaceError)
 
 
 def _update_groups(
@@ -1209,62 +1237,27 @@ def _update_groups(
     return groups
 
 
-def _update_statement(name: str, columns: frozenset[str]) -> sa.Update:
-    """``UPDATE name SET column = :v_column ... WHERE key = :k_key ...``."""
-    table = t.metadata.tables[name]
-    keys = _KEYS[name]
-    for column in sorted(columns):
-        if column not in table.c or column in keys:
-            raise StoreError(f"cannot update field {column!r} of table {name}: no such field")
-    return (
-        sa.update(table)
-        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
-        .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in sorted(columns)})
-    )
-
-
-def _insert_statements(dialect: str) -> dict[str, sa.Insert]:
-    """Insert statements per table; definitions are content-addressed, so re-inserting one
-    is a no-op."""
-    statements: dict[str, sa.Insert] = {
-        name: table.insert() for name, table in t.metadata.tables.items()
-    }
-    # Definitions are content-addressed and the first cache entry of a key wins: re-inserting
-    # either is a no-op.
-    for name in ("definitions", "cache_entries"):
-        table = t.metadata.tables[name]
-        if dialect == "sqlite":
-            from sqlalchemy.dialects import sqlite as sqlite_dialect
-
-            statements[name] = sqlite_dialect.insert(table).on_conflict_do_nothing()
-        elif dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql as pg_dialect
-
-            statements[name] = pg_dialect.insert(table).on_conflict_do_nothing()
-    return statements
-
-
-def _run_record(row: sa.Row[Any]) -> RunRecord:
-    values = row._asdict()
+def run_record(values: _Row) -> RunRecord:
+    """A run from its row's values (a dict the record takes over)."""
     values["status"] = RunStatus(values["status"])
     values["params"] = values["params"] or {}
     values["labels"] = values["labels"] or {}
     return RunRecord(**values)
 
 
-def _step_run_record(row: sa.Row[Any]) -> StepRunRecord:
-    values = row._asdict()
+def step_run_record(values: _Row) -> StepRunRecord:
+    """A step run from its row's values."""
     values["status"] = StepStatus(values["status"])
     return StepRunRecord(**values)
 
 
-def _event_record(row: sa.Row[Any]) -> EventRecord:
-    values = row._asdict()
+def event_record(values: _Row) -> EventRecord:
+    """An event from its row's values."""
     values["data"] = values["data"] or {}
     return EventRecord(**values)
 
 
-def _command_record(row: sa.Row[Any]) -> CommandRecord:
-    values = row._asdict()
+def command_record(values: _Row) -> CommandRecord:
+    """A command from its row's values."""
     values["payload"] = values["payload"] or {}
     return CommandRecord(**values)

@@ -7,6 +7,7 @@ are written out at exit and checked against what the command must not pay for.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -152,18 +153,28 @@ def test_validate_imports_no_store_engine_or_server(tmp_path: Path, flow: Path) 
     assert _loaded(modules, SERVER_AND_FRIENDS | STORE_AND_ENGINE | UNUSED_HERE) == set()
 
 
+# A local store runs its statements compiled ahead of time on sqlite3 (kaon.store._lite).
+SQLALCHEMY = {"sqlalchemy", "kaon.store._queries", "kaon.store._engines", "kaon.store.schema"}
+
+
 @pytest.mark.parametrize("executor", ["inline", "process"])
-def test_run_imports_the_store_but_no_server_client_or_migrations(
+def test_run_imports_the_store_but_no_sqlalchemy_server_client_or_migrations(
     tmp_path: Path, flow: Path, executor: str
 ) -> None:
     home = tmp_path / "home"
     found = _probe(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
     modules = set(found["modules"])
-    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL | UNUSED_HERE | HEAVY) == set()
-    assert {"sqlalchemy", "kaon.store.sql", "kaon.engine.engine"} <= modules
+    unwanted = SERVER_AND_FRIENDS | POSTGRESQL | UNUSED_HERE | HEAVY | SQLALCHEMY
+    assert _loaded(modules, unwanted) == set()
+    assert {"kaon.store.sql", "kaon.store._lite", "kaon.engine.engine"} <= modules
     # the summary shows views built from trusted records: no pydantic validator is built
     assert "kaon.service.views" in modules
     assert found["views_built"] == []
     # a second run, on a store now at the current schema, does not consult Alembic either
     modules = _imported(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
-    assert _loaded(modules, SERVER_AND_FRIENDS | POSTGRESQL | UNUSED_HERE | HEAVY) == set()
+    assert _loaded(modules, unwanted) == set()
+    # nor does showing the run
+    with sqlite3.connect(home / "kaon.db") as db:
+        (run_id,) = db.execute("SELECT id FROM runs LIMIT 1").fetchone()
+    modules = _imported(tmp_path, "show", run_id, "--home", str(home))
+    assert _loaded(modules, unwanted) == set()

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import sqlalchemy as sa
 from conftest import Harness, flow
 
 from kaon.engine import operations
@@ -21,17 +20,8 @@ from kaon.store.sql import SQLStore
 
 @contextmanager
 def _counting(store: SQLStore) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def seen(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    engine = store._engine
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with store.reads_seen() as statements:
         yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_one_poll_costs_the_same_queries_for_5_or_25_held_runs(inline: Harness) -> None:

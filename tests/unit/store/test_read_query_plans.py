@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
@@ -22,14 +21,19 @@ def _plans(store: SQLStore, path: Path, read: Callable[[], Any]) -> list[str]:
     """The query plan lines of every SELECT that ``read`` sends."""
     sent: list[tuple[str, Any]] = []
 
-    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        sent.append((statement, parameters))
+    lite = store._lite
+    assert lite is not None  # a SQLite file: statements run on sqlite3 (kaon.store._lite)
+    rows = lite.rows
 
-    event.listen(store._engine, "before_cursor_execute", grab)
+    def grab(key: Any, params: Any, cursor: Any = None) -> Any:
+        sent.append(lite.statement(key).bound(params))
+        return rows(key, params, cursor)
+
+    lite.rows = grab  # type: ignore[method-assign]
     try:
         read()
     finally:
-        event.remove(store._engine, "before_cursor_execute", grab)
+        del lite.rows
     raw = sqlite3.connect(path)
     try:
         return [

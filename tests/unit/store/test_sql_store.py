@@ -11,7 +11,7 @@ import pytest
 from kaon.errors import StoreError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store.base import EventRecord, RunRecord, StepRunRecord, WriteBatch
-from kaon.store.sql import SQLStore, _update_groups, _update_statement
+from kaon.store.sql import SQLStore, _update_groups
 
 
 @pytest.fixture
@@ -54,9 +54,9 @@ def test_updates_group_by_changed_columns_and_encode_enums() -> None:
 
 
 @pytest.mark.parametrize("column", ["nope", "run_id", "id"])
-def test_update_statement_refuses_unknown_and_key_columns(column: str) -> None:
+def test_update_statement_refuses_unknown_and_key_columns(store: SQLStore, column: str) -> None:
     with pytest.raises(StoreError, match=f"'{column}' of table step_runs"):
-        _update_statement("step_runs", frozenset({column, "status"}))
+        store._compiled("step_runs", ("update", frozenset({column, "status"})))
 
 
 def test_statements_are_compiled_once_per_shape(store: SQLStore) -> None:

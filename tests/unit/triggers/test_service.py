@@ -8,7 +8,6 @@ from pathlib import Path
 
 import fsspec
 import pytest
-import sqlalchemy as sa
 from triggers_support import param, register, runs_of, workflow
 
 from kaon.engine import operations
@@ -257,28 +256,15 @@ def test_the_registry_catalog_reads_every_workflow_in_one_query(store: SQLStore)
         register(store, workflow(f"wf{n}", SignalTriggerSpec(signal="go")))
     catalog = RegistryCatalog(store, refresh_s=0.0)
     assert len(catalog.active_workflows()) == 30  # decodes each definition once
-    statements: list[object] = []
-    engine = store._engine
-
-    def seen(*args: object) -> None:
-        statements.append(args[2])
-
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with store.reads_seen() as statements:
         found = catalog.active_workflows()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     assert sorted(w.name for w in found) == sorted(f"wf{n}" for n in range(30))
     assert all(w.version == 1 for w in found)
     assert len(statements) == 1  # the registry's signature: unchanged, nothing re-read
     register(store, workflow("wf30", SignalTriggerSpec(signal="go")))
     SQLRegistryStore(store).set_active("wf3", None, time.time())
-    statements.clear()
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with store.reads_seen() as statements:
         found = catalog.active_workflows()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     assert len(statements) == 3  # the signature, the one join, the new definition (once)
     names = {w.name for w in found}
     assert "wf30" in names and "wf3" not in names and len(names) == 30
@@ -289,23 +275,15 @@ def test_a_first_pass_over_many_cron_triggers_costs_a_few_statements(store: SQLS
     one write), not two per trigger; and a later pass with nothing due makes none."""
     specs = [workflow(f"c{n}", CronTriggerSpec(cron=f"{n % 60} 3 * * *")) for n in range(300)]
     service = TriggerService(store, StaticCatalog(specs), on_lag=None, with_alerts=False)
-    statements: list[object] = []
-
-    def seen(*args: object) -> None:
-        statements.append(args[2])
-
     at = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC).timestamp()
     service.tick(at)  # the repair pass and the alert scan run once first
-    sa.event.listen(store._engine, "before_cursor_execute", seen)
-    try:
+    with store.reads_seen() as statements:
         service._next_cron.clear()  # as if these triggers were new
         service._last_slot.clear()
         service.tick(at + 1)
         first = len(statements)
         statements.clear()
         service.tick(at + 2)
-    finally:
-        sa.event.remove(store._engine, "before_cursor_execute", seen)
     assert first <= 8, first
     assert len(statements) <= 3, statements
 

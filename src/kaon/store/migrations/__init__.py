@@ -19,23 +19,20 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy import Connection
-
 from kaon.errors import ForeignDatabaseError, SchemaVersionError, StoreError, StoreNotFoundError
 from kaon.store import _ddl
-from kaon.store.schema import VERSION_TABLE, metadata
+from kaon.store._lite import VERSION_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy import Connection
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
-
-_VERSION = _ddl.VERSION  # Alembic's own version table
 _REVISION_LINE = re.compile(
     r"^(?P<key>revision|down_revision)\s*(?::[^=]*)?=\s*(?:None|[\"'](?P<id>[\w-]+)[\"'])\s*$",
     re.MULTILINE,
@@ -95,9 +92,12 @@ def known_revisions() -> frozenset[str]:
 
 def current_revisions(connection: Connection) -> tuple[str, ...]:
     """The revisions the database is stamped with (empty for a new database)."""
+    import sqlalchemy as sa
+
     if not connection.dialect.has_table(connection, VERSION_TABLE):
         return ()
-    rows = connection.execute(sa.select(_VERSION.c.version_num)).scalars().all()
+    version = _ddl.version_table()
+    rows = connection.execute(sa.select(version.c.version_num)).scalars().all()
     return tuple(rows)
 
 
@@ -126,6 +126,8 @@ def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) 
                 f"database at {where} has schema revision {revision}, newer than this Kaon "
                 f"(knows up to {head}); upgrade Kaon"
             )
+    from kaon.store.schema import metadata
+
     if tables is not None and not tables & set(metadata.tables):
         create_at_head(connection, head)  # no table of Kaon's yet (an empty version table may)
         return
@@ -141,6 +143,8 @@ def _table_names(connection: Connection) -> set[str]:
     if connection.dialect.name == "sqlite":
         rows = connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
         return {str(name) for (name,) in rows}
+    import sqlalchemy as sa
+
     return set(sa.inspect(connection).get_table_names())
 
 
@@ -151,16 +155,30 @@ def create_at_head(connection: Connection, head: str) -> None:
     :mod:`kaon.store._ddl`), run as they are in ``connection``'s transaction."""
     if connection.dialect.name == "sqlite":
         has_version = connection.dialect.has_table(connection, VERSION_TABLE)
-        for statement in _ddl.read_script():
-            if has_version and statement.startswith(f"CREATE TABLE {VERSION_TABLE} "):
-                continue  # stamped with no revision: the table is there, empty
-            connection.exec_driver_sql(statement)
-        stamp = f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:head)"
-        connection.exec_driver_sql(stamp, {"head": head})
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            create_sqlite_at_head(cursor, head, has_version=has_version)
+        finally:
+            cursor.close()
         return
+    import sqlalchemy as sa
+
+    from kaon.store.schema import metadata
+
+    version = _ddl.version_table()
     metadata.create_all(connection)
-    _VERSION.create(connection, checkfirst=True)
-    connection.execute(sa.insert(_VERSION).values(version_num=head))
+    version.create(connection, checkfirst=True)
+    connection.execute(sa.insert(version).values(version_num=head))
+
+
+def create_sqlite_at_head(cursor: sqlite3.Cursor, head: str, *, has_version: bool) -> None:
+    """Run the pre-rendered ``schema_sqlite.sql`` in ``cursor``'s transaction and stamp the
+    database ``head`` (``has_version``: the version table exists already, empty)."""
+    for statement in _ddl.read_script():
+        if has_version and statement.startswith(f"CREATE TABLE {VERSION_TABLE} "):
+            continue  # stamped with no revision: the table is there, empty
+        cursor.execute(statement)
+    cursor.execute(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:head)", {"head": head})
 
 
 def check_unstamped(tables: list[str], where: str, *, create: bool) -> None:

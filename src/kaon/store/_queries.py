@@ -1,0 +1,850 @@
+"""Every statement of the state store's own reads and writes, by key, in SQLAlchemy Core.
+
+A key is a tuple: the statement's name, then what shapes it (which optional filters a read
+has, the columns an update sets), never the values, which are bound parameters. The same key
+gives the same statement on every database: :class:`~kaon.store.sql.SQLStore` executes the
+construct through SQLAlchemy on PostgreSQL, and on a SQLite file runs its text compiled
+ahead of time (:func:`catalogue`, shipped as ``_sqlite_statements.py``) on ``sqlite3``, so
+that a local store does not import SQLAlchemy at all (see :mod:`kaon.store._lite`).
+
+Values that vary are ``bindparam``s named in the key's documentation; ``LIKE`` patterns are
+escaped by the caller (:func:`kaon.store._lite.like_pattern`); list parameters (``IN``) are
+expanding.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from itertools import product
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from kaon.model.status import RUN_ACTIVE, StepStatus
+from kaon.store import schema as t
+from kaon.store import schema_pools as p
+from kaon.store._lite import Key, Statement
+
+_BUILDERS: dict[str, Callable[..., Any]] = {}
+_ACTIVE = sorted(s.value for s in RUN_ACTIVE)  # sorted: the shipped text is stable
+
+
+def _builder(function: Callable[..., Any]) -> Callable[..., Any]:
+    _BUILDERS[function.__name__.lstrip("_")] = function
+    return function
+
+
+@functools.lru_cache(maxsize=1024)
+def construct(key: Key) -> Any:
+    """The SQLAlchemy construct of ``key``."""
+    name, *shape = key
+    try:
+        builder = _BUILDERS[name]
+    except KeyError:
+        raise KeyError(f"no store statement named {name!r}") from None
+    return builder(*shape)
+
+
+def _bind(name: str, type_: Any = None) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=type_)
+
+
+def _many(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, expanding=True)
+
+
+def db_clock(dialect: str) -> sa.ColumnElement[float]:
+    """The database's clock in epoch seconds: leases are timed by it, never by the hosts'
+    clocks (which drift apart across replicas)."""
+    if dialect == "sqlite":
+        return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Double())
+    return sa.literal_column("(extract(epoch from clock_timestamp())::float8)", sa.Double())
+
+
+def _ttl(name: str = "lease_ttl") -> sa.BindParameter[float]:
+    return sa.bindparam(name, type_=sa.Double())
+
+
+def _now(dialect: str) -> sa.ColumnElement[float]:
+    return db_clock(dialect)
+
+
+def _like(column: Any) -> Any:
+    """``column`` contains the (escaped) pattern ``:pattern``, ignoring case."""
+    return column.ilike(_bind("pattern"), escape="/")
+
+
+# -- definitions and runs ------------------------------------------------------------------
+
+
+@_builder
+def _definition() -> Any:
+    """``:hash``."""
+    return sa.select(t.definitions).where(t.definitions.c.hash == _bind("hash"))
+
+
+@_builder
+def _definitions() -> Any:
+    """``:hashes`` (a list)."""
+    return sa.select(t.definitions).where(t.definitions.c.hash.in_(_many("hashes")))
+
+
+@_builder
+def _run() -> Any:
+    """``:run_id``."""
+    return sa.select(t.runs).where(t.runs.c.id == _bind("run_id"))
+
+
+@_builder
+def _run_exists() -> Any:
+    """``:run_id``."""
+    return sa.select(t.runs.c.id).where(t.runs.c.id == _bind("run_id"))
+
+
+@_builder
+def _find_runs() -> Any:
+    """``:prefix_pattern`` (escaped, ending in ``%``)."""
+    c = t.runs.c
+    return (
+        sa.select(c.id)
+        .where(c.id.like(_bind("prefix_pattern"), escape="/"))
+        .order_by(c.id)
+        .limit(10)
+    )
+
+
+@_builder
+def _list_runs(by_workflow: bool, by_status: bool, oldest_first: bool) -> Any:
+    """``:workflow``, ``:statuses``, ``:limit``, ``:offset``."""
+    c = t.runs.c
+    stmt = sa.select(t.runs)
+    if by_workflow:
+        stmt = stmt.where(c.workflow == _bind("workflow"))
+    if by_status:
+        stmt = stmt.where(c.status.in_(_many("statuses")))
+    if oldest_first:
+        stmt = stmt.order_by(c.created_at, c.id)
+    else:
+        stmt = stmt.order_by(c.created_at.desc(), c.id.desc())
+    return stmt.limit(_bind("limit")).offset(_bind("offset"))
+
+
+@_builder
+def _claimable_runs(dialect: str, skip: bool, after: bool, lock: bool) -> Any:
+    """``:limit``, ``:skip`` (workflows), ``:after_at``, ``:after_id``."""
+    c = t.runs.c
+    stmt = sa.select(t.runs).where(
+        c.status.in_(_ACTIVE),
+        sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < _now(dialect)),
+    )
+    if skip:
+        stmt = stmt.where(c.workflow.not_in(_many("skip")))
+    if after:
+        at, run_id = _bind("after_at", sa.Double()), _bind("after_id")
+        stmt = stmt.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id)))
+    stmt = stmt.order_by(c.created_at, c.id).limit(_bind("limit"))
+    return stmt.with_for_update(skip_locked=True) if lock else stmt
+
+
+# -- step runs ---------------------------------------------------------------------------
+
+
+_s = t.step_runs.c
+
+
+@_builder
+def _step_runs(all_levels: bool, top: bool, by_status: bool) -> Any:
+    """``:run_id``, ``:parent_id`` (unless ``all_levels`` or ``top``), ``:statuses``."""
+    stmt = sa.select(t.step_runs).where(_s.run_id == _bind("run_id"))
+    if not all_levels:
+        stmt = stmt.where(_s.parent_id.is_(None) if top else _s.parent_id == _bind("parent_id"))
+    if by_status:
+        stmt = stmt.where(_s.status.in_(_many("statuses")))
+    return stmt.order_by(_s.id)
+
+
+@_builder
+def _step_run() -> Any:
+    """``:run_id``, ``:path``."""
+    return sa.select(t.step_runs).where(_s.run_id == _bind("run_id"), _s.path == _bind("path"))
+
+
+@_builder
+def _step_run_by_id() -> Any:
+    """``:run_id``, ``:id``."""
+    return sa.select(t.step_runs).where(_s.run_id == _bind("run_id"), _s.id == _bind("id"))
+
+
+@_builder
+def _child_outputs() -> Any:
+    """``:run_id``, ``:parent_id``."""
+    return (
+        sa.select(_s.index, _s.outputs)
+        .where(
+            _s.run_id == _bind("run_id"), _s.parent_id == _bind("parent_id"), _s.index.is_not(None)
+        )
+        .order_by(_s.index)
+    )
+
+
+@_builder
+def _child_counts() -> Any:
+    """``:run_id``, ``:parent_id``."""
+    return (
+        sa.select(_s.status, sa.func.count().label("n"))
+        .where(_s.run_id == _bind("run_id"), _s.parent_id == _bind("parent_id"))
+        .group_by(_s.status)
+    )
+
+
+@_builder
+def _summary_step_runs() -> Any:
+    """``:run_id``: top-level step runs and every step run that did not end well."""
+    well = [s.value for s in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)]
+    return (
+        sa.select(t.step_runs)
+        .where(_s.run_id == _bind("run_id"), sa.or_(~_s.path.contains("["), _s.status.not_in(well)))
+        .order_by(_s.id)
+    )
+
+
+@_builder
+def _kind_status_counts(by_kind: bool) -> Any:
+    """``:run_id``, ``:kind``: counts by (kind, status), or by status of one kind."""
+    if by_kind:
+        return (
+            sa.select(_s.status, sa.func.count().label("n"))
+            .where(_s.run_id == _bind("run_id"), _s.kind == _bind("kind"))
+            .group_by(_s.status)
+        )
+    return (
+        sa.select(_s.kind, _s.status, sa.func.count().label("n"))
+        .where(_s.run_id == _bind("run_id"))
+        .group_by(_s.kind, _s.status)
+    )
+
+
+@_builder
+def _frame_counts() -> Any:
+    """``:run_id``: counts by (frame, status) of the items and iterations."""
+    return (
+        sa.select(_s.parent_id, _s.status, sa.func.count().label("n"))
+        .where(_s.run_id == _bind("run_id"), _s.kind.in_(["item", "iteration"]))
+        .group_by(_s.parent_id, _s.status)
+    )
+
+
+@_builder
+def _children_counts() -> Any:
+    """``:run_id``, ``:parent_ids``."""
+    return (
+        sa.select(_s.parent_id, _s.status, sa.func.count().label("n"))
+        .where(_s.run_id == _bind("run_id"), _s.parent_id.in_(_many("parent_ids")))
+        .group_by(_s.parent_id, _s.status)
+    )
+
+
+@_builder
+def _max_step_run_id() -> Any:
+    """``:run_id``."""
+    return sa.select(sa.func.max(_s.id).label("n")).where(_s.run_id == _bind("run_id"))
+
+
+@_builder
+def _max_step_run_ids() -> Any:
+    """``:run_ids``."""
+    return (
+        sa.select(_s.run_id, sa.func.max(_s.id).label("n"))
+        .where(_s.run_id.in_(_many("run_ids")))
+        .group_by(_s.run_id)
+    )
+
+
+@_builder
+def _paths() -> Any:
+    """``:run_id``, ``:ids``."""
+    return sa.select(_s.id, _s.path).where(_s.run_id == _bind("run_id"), _s.id.in_(_many("ids")))
+
+
+# How a page of step runs may be ordered (ties broken by id); see kaon.store.reads.
+SORT_KEYS: dict[str, Any] = {
+    "index": _s.index,
+    "id": _s.id,
+    "path": _s.path,
+    "status": _s.status,
+    "started_at": _s.started_at,
+    "ended_at": _s.ended_at,
+    "duration": _s.ended_at - _s.started_at,
+    "attempts": _s.attempts,
+}
+
+
+def _page_where(top: bool, filters: tuple[str, ...]) -> list[Any]:
+    """``:run_id``, ``:parent_id``, and one parameter per filter of ``filters``:
+    ``statuses``, ``kind``, ``step_id``, ``index_from``, ``index_to``, ``pattern`` (text)."""
+    where: list[Any] = [_s.run_id == _bind("run_id")]
+    where.append(_s.parent_id.is_(None) if top else _s.parent_id == _bind("parent_id"))
+    for name in filters:
+        if name == "statuses":
+            where.append(_s.status.in_(_many("statuses")))
+        elif name in ("kind", "step_id"):
+            where.append(_s[name] == _bind(name))
+        elif name == "index_from":
+            where.append(_s.index >= _bind("index_from"))
+        elif name == "index_to":
+            where.append(_s.index <= _bind("index_to"))
+        elif name == "text":
+            where.append(sa.or_(_like(_s.path), _like(_s.reason), _like(sa.cast(_s.item, sa.Text))))
+        else:
+            raise KeyError(f"unknown step page filter {name!r}")
+    return where
+
+
+@_builder
+def _step_page(top: bool, filters: tuple[str, ...], sort: str, descending: bool, seek: bool) -> Any:
+    """A page of children (see :func:`_page_where`); ``:limit``, and ``:offset`` or, when
+    ``seek``, ``:seek_index`` (the first item index of the page)."""
+    order = SORT_KEYS[sort]
+    ordering = [order.desc() if descending else order.asc()]
+    if sort != "index" or top:
+        ordering.append(_s.id.desc() if descending else _s.id.asc())
+    where = _page_where(top, filters)
+    if seek:
+        bound = _bind("seek_index")
+        where.append(_s.index <= bound if descending else _s.index >= bound)
+    stmt = sa.select(t.step_runs).where(*where).order_by(*ordering).limit(_bind("limit"))
+    return stmt if seek else stmt.offset(_bind("offset"))
+
+
+@_builder
+def _step_count(top: bool, filters: tuple[str, ...]) -> Any:
+    """How many children a page's query matches (see :func:`_page_where`)."""
+    where = _page_where(top, filters)
+    return sa.select(sa.func.count().label("n")).select_from(t.step_runs).where(*where)
+
+
+@_builder
+def _frame_index(end: str) -> Any:
+    """The lowest (``end`` "min") or highest ("max") child index: ``:run_id``, ``:parent_id``."""
+    function = sa.func.min if end == "min" else sa.func.max
+    return sa.select(function(_s.index).label("n")).where(
+        _s.run_id == _bind("run_id"), _s.parent_id == _bind("parent_id")
+    )
+
+
+@_builder
+def _all_levels(by_status: bool, by_kind: bool, count: bool) -> Any:
+    """Step runs of every level in id order (or their count): ``:run_id``, ``:statuses``,
+    ``:kind``, ``:limit``, ``:offset``."""
+    where: list[Any] = [_s.run_id == _bind("run_id")]
+    if by_status:
+        where.append(_s.status.in_(_many("statuses")))
+    if by_kind:
+        where.append(_s.kind == _bind("kind"))
+    if count:
+        return sa.select(sa.func.count().label("n")).select_from(t.step_runs).where(*where)
+    stmt = sa.select(t.step_runs).where(*where).order_by(_s.id)
+    return stmt.limit(_bind("limit")).offset(_bind("offset"))
+
+
+@_builder
+def _run_history(filters: tuple[str, ...], count: bool) -> Any:
+    """A workflow's runs newest first (or their count): ``:workflow``, ``:limit``,
+    ``:offset``, and per filter ``:statuses``, ``:since``, ``:until``, ``:pattern``."""
+    r = t.runs.c
+    where: list[Any] = [r.workflow == _bind("workflow")]
+    for name in filters:
+        if name == "statuses":
+            where.append(r.status.in_(_many("statuses")))
+        elif name == "since":
+            where.append(r.created_at >= _bind("since", sa.Double()))
+        elif name == "until":
+            where.append(r.created_at <= _bind("until", sa.Double()))
+        elif name == "text":
+            where.append(
+                sa.or_(
+                    _like(r.id),
+                    _like(sa.cast(r.params, sa.Text)),
+                    _like(sa.cast(r.labels, sa.Text)),
+                )
+            )
+        else:
+            raise KeyError(f"unknown run history filter {name!r}")
+    if count:
+        return sa.select(sa.func.count().label("n")).select_from(t.runs).where(*where)
+    stmt = sa.select(t.runs).where(*where).order_by(r.created_at.desc(), r.id.desc())
+    return stmt.limit(_bind("limit")).offset(_bind("offset"))
+
+
+# -- attempts, logs, metrics, events -------------------------------------------------------
+
+
+_a = t.attempts.c
+
+
+@_builder
+def _attempts(by_step: bool) -> Any:
+    """``:run_id``, ``:step_run_id``."""
+    stmt = sa.select(t.attempts).where(_a.run_id == _bind("run_id"))
+    if by_step:
+        stmt = stmt.where(_a.step_run_id == _bind("step_run_id"))
+    return stmt.order_by(_a.step_run_id, _a.number)
+
+
+@_builder
+def _attempts_of() -> Any:
+    """``:run_id``, ``:ids`` (step run ids)."""
+    return (
+        sa.select(t.attempts)
+        .where(_a.run_id == _bind("run_id"), _a.step_run_id.in_(_many("ids")))
+        .order_by(_a.step_run_id, _a.number)
+    )
+
+
+_l = t.logs.c
+
+
+@_builder
+def _logs(by_step: bool, by_attempt: bool) -> Any:
+    """``:run_id``, ``:after_id``, ``:step_run_id``, ``:attempt``, ``:limit``."""
+    stmt = sa.select(t.logs).where(_l.run_id == _bind("run_id"), _l.id > _bind("after_id"))
+    if by_step:
+        stmt = stmt.where(_l.step_run_id == _bind("step_run_id"))
+    if by_attempt:
+        stmt = stmt.where(_l.attempt == _bind("attempt"))
+    return stmt.order_by(_l.id).limit(_bind("limit"))
+
+
+@_builder
+def _log_window(by_step: bool, by_attempt: bool, by_text: bool, mode: str) -> Any:
+    """A window of log lines: ``mode`` "after" (the first after ``:after_id``), "before"
+    (the last before ``:before_id``) or "tail"; ``:run_id``, ``:step_run_id``,
+    ``:attempt``, ``:pattern``, ``:limit``."""
+    stmt = sa.select(t.logs).where(_l.run_id == _bind("run_id"))
+    if by_step:
+        stmt = stmt.where(_l.step_run_id == _bind("step_run_id"))
+    if by_attempt:
+        stmt = stmt.where(_l.attempt == _bind("attempt"))
+    if by_text:
+        stmt = stmt.where(_like(_l.text))
+    if mode == "after":
+        stmt = stmt.where(_l.id > _bind("after_id")).order_by(_l.id.asc())
+    else:
+        if mode == "before":
+            stmt = stmt.where(_l.id < _bind("before_id"))
+        stmt = stmt.order_by(_l.id.desc())
+    return stmt.limit(_bind("limit"))
+
+
+_m = t.metrics.c
+
+
+@_builder
+def _metrics(by_step: bool, by_name: bool, limited: bool) -> Any:
+    """``:run_id``, ``:step_run_id``, ``:name``, ``:limit``."""
+    stmt = sa.select(t.metrics).where(_m.run_id == _bind("run_id"))
+    if by_step:
+        stmt = stmt.where(_m.step_run_id == _bind("step_run_id"))
+    if by_name:
+        stmt = stmt.where(_m.name == _bind("name"))
+    stmt = stmt.order_by(_m.id)
+    return stmt.limit(_bind("limit")) if limited else stmt
+
+
+_e = t.events.c
+
+
+@_builder
+def _events(by_run: bool) -> Any:
+    """``:after_id``, ``:run_id``, ``:limit``."""
+    stmt = sa.select(t.events).where(_e.id > _bind("after_id"))
+    if by_run:
+        stmt = stmt.where(_e.run_id == _bind("run_id"))
+    return stmt.order_by(_e.id).limit(_bind("limit"))
+
+
+@_builder
+def _step_events(by_kind: bool) -> Any:
+    """The newest events of a step run: ``:run_id``, ``:step_run_id``, ``:kind``, ``:limit``."""
+    stmt = sa.select(t.events).where(
+        _e.run_id == _bind("run_id"), _e.step_run_id == _bind("step_run_id")
+    )
+    if by_kind:
+        stmt = stmt.where(_e.kind == _bind("kind"))
+    return stmt.order_by(_e.id.desc()).limit(_bind("limit"))
+
+
+@_builder
+def _event_max(by_run: bool) -> Any:
+    """The largest event id (of ``:run_id``)."""
+    stmt = sa.select(sa.func.max(_e.id).label("n"))
+    return stmt.where(_e.run_id == _bind("run_id")) if by_run else stmt
+
+
+# -- memoization, lineage, signals, commands ------------------------------------------------
+
+
+_c = t.cache_entries.c
+
+
+@_builder
+def _cache_entries_of() -> Any:
+    """``:keys``."""
+    return sa.select(t.cache_entries).where(_c.key.in_(_many("keys")))
+
+
+@_builder
+def _cache_entries(by_workflow: bool, by_step: bool) -> Any:
+    """Newest first: ``:workflow``, ``:step_id``, ``:limit``."""
+    stmt = sa.select(t.cache_entries)
+    if by_workflow:
+        stmt = stmt.where(_c.workflow == _bind("workflow"))
+    if by_step:
+        stmt = stmt.where(_c.step_id == _bind("step_id"))
+    return stmt.order_by(_c.created_at.desc(), _c.key).limit(_bind("limit"))
+
+
+@_builder
+def _artifacts(by_run: bool, by_hash: bool) -> Any:
+    """``:run_id``, ``:hash``."""
+    c = t.artifacts.c
+    stmt = sa.select(t.artifacts)
+    if by_run:
+        stmt = stmt.where(c.run_id == _bind("run_id"))
+    if by_hash:
+        stmt = stmt.where(c.hash == _bind("hash"))
+    return stmt.order_by(c.id)
+
+
+@_builder
+def _referenced_hashes() -> Any:
+    return sa.select(t.artifacts.c.hash).distinct()
+
+
+_g = t.signals.c
+
+
+@_builder
+def _signals(by_name: bool, since: bool) -> Any:
+    """``:after_id``, ``:name``, ``:since``, ``:limit``."""
+    stmt = sa.select(t.signals).where(_g.id > _bind("after_id"))
+    if by_name:
+        stmt = stmt.where(_g.name == _bind("name"))
+    if since:
+        stmt = stmt.where(_g.at >= _bind("since", sa.Double()))
+    return stmt.order_by(_g.id).limit(_bind("limit"))
+
+
+@_builder
+def _signal_first_since() -> Any:
+    """The first signal id at or after ``:since``, through the index on ``at``."""
+    recent = sa.select(_g.id).where(_g.at >= _bind("since", sa.Double())).order_by(_g.at)
+    return sa.select(sa.func.min(recent.subquery().c.id).label("n"))
+
+
+@_builder
+def _signal_max() -> Any:
+    return sa.select(sa.func.max(_g.id).label("n"))
+
+
+_k = t.commands.c
+
+
+@_builder
+def _pending_commands() -> Any:
+    """Commands not yet done of runs still active (the partial index ``ix_commands_pending``)."""
+    r = t.runs.c
+    return (
+        sa.select(t.commands)
+        .join(t.runs, r.id == _k.run_id)
+        .where(_k.done_at.is_(None), r.status.in_(_ACTIVE))
+        .order_by(_k.id)
+    )
+
+
+@_builder
+def _run_pending_commands() -> Any:
+    """``:run_id``."""
+    return (
+        sa.select(t.commands)
+        .where(_k.run_id == _bind("run_id"), _k.done_at.is_(None))
+        .order_by(_k.id)
+    )
+
+
+# -- leases and the write path ------------------------------------------------------------
+
+
+_r = t.runs.c
+
+
+@_builder
+def _acquire_lease(dialect: str, steal: bool) -> Any:
+    """Take a free lease: ``:run_id``, ``:owner``, ``:lease_ttl``, ``:steal_from``."""
+    now = _now(dialect)
+    free = [_r.owner.is_(None), _r.lease_until.is_(None), _r.lease_until < now]
+    if steal:
+        free.append(_r.owner == _bind("steal_from"))
+    return (
+        sa.update(t.runs)
+        .where(_r.id == _bind("run_id"), sa.or_(*free))
+        .values(owner=_bind("owner"), lease_until=now + _ttl(), lease_epoch=_r.lease_epoch + 1)
+    )
+
+
+@_builder
+def _lease_epoch() -> Any:
+    """``:run_id``."""
+    return sa.select(_r.lease_epoch).where(_r.id == _bind("run_id"))
+
+
+@_builder
+def _lease_holders(lock: bool) -> Any:
+    """Who holds the leases of ``:ids``, their rows locked when ``lock`` (PostgreSQL)."""
+    stmt = sa.select(_r.id, _r.owner, _r.lease_epoch).where(_r.id.in_(_many("ids")))
+    return stmt.with_for_update() if lock else stmt
+
+
+@_builder
+def _renew_leases(dialect: str) -> Any:
+    """Extend the leases of ``:ids`` to ``:lease_ttl`` after the database's clock."""
+    return (
+        sa.update(t.runs).where(_r.id.in_(_many("ids"))).values(lease_until=_now(dialect) + _ttl())
+    )
+
+
+@_builder
+def _release_lease(at_epoch: bool) -> Any:
+    """``:run_id``, ``:holder``, ``:epoch``."""
+    stmt = sa.update(t.runs).where(_r.id == _bind("run_id"), _r.owner == _bind("holder"))
+    if at_epoch:
+        stmt = stmt.where(_r.lease_epoch == _bind("epoch"))
+    return stmt.values(owner=None, lease_until=None)
+
+
+@_builder
+def _fence(dialect: str) -> Any:
+    """Renew a lease only while its holder still owns it at its epoch: the fence of a
+    write. ``:f_id``, ``:f_owner``, ``:f_epoch``, ``:f_ttl``."""
+    return (
+        sa.update(t.runs)
+        .where(
+            _r.id == _bind("f_id"), _r.owner == _bind("f_owner"), _r.lease_epoch == _bind("f_epoch")
+        )
+        .values(lease_until=_now(dialect) + _ttl("f_ttl"))
+    )
+
+
+@_builder
+def _release_hold() -> Any:
+    """Delete the holds of one attempt: ``:h_run``, ``:h_path``, ``:h_attempt``."""
+    h = p.holds.c
+    return sa.delete(p.holds).where(
+        h.run_id == _bind("h_run"), h.step_path == _bind("h_path"), h.attempt == _bind("h_attempt")
+    )
+
+
+@_builder
+def _pools() -> Any:
+    return sa.select(p.pools).order_by(p.pools.c.name)
+
+
+@_builder
+def _permits() -> Any:
+    return sa.select(p.permits).order_by(p.permits.c.tag)
+
+
+# Content-addressed rows: re-inserting a definition, or a cache entry's key, is a no-op.
+_IDEMPOTENT = ("definitions", "cache_entries")
+
+
+@_builder
+def _insert(dialect: str, table_name: str, *columns: str) -> Any:
+    """Insert one row of ``columns`` (parameters named as the columns)."""
+    table = t.metadata.tables[table_name]
+    values = {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
+    if table_name in _IDEMPOTENT and dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).values(values).on_conflict_do_nothing()
+    if table_name in _IDEMPOTENT and dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).values(values).on_conflict_do_nothing()
+    return table.insert().values(values)
+
+
+@_builder
+def _update(table_name: str, keys: tuple[str, ...], *columns: str) -> Any:
+    """``UPDATE table SET column = :v_column ... WHERE key = :k_key ...``."""
+    table = t.metadata.tables[table_name]
+    return (
+        sa.update(table)
+        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+        .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+    )
+
+
+# -- compiling ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _sqlite_dialect() -> sa.Dialect:
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    return SQLiteDialect_pysqlite(paramstyle="named")
+
+
+def compile_sqlite(key: Key) -> Statement:
+    """``key``'s statement compiled for SQLite, with what running it on ``sqlite3`` needs."""
+    stmt = construct(key)
+    compiled = stmt.compile(dialect=_sqlite_dialect())
+    assert isinstance(compiled, SQLCompiler)
+    binds = [(name, bind) for bind, name in compiled.bind_names.items()]
+    expanding = tuple(name for name, bind in binds if bind.expanding)
+    json_params = tuple(name for name, bind in binds if isinstance(bind.type, t.Json.__class__))
+    defaults = {name: bind.effective_value for name, bind in binds if not bind.required}
+    columns = getattr(stmt, "exported_columns", ()) if _returns_rows(stmt) else ()
+    json_columns = tuple(
+        i for i, column in enumerate(columns) if isinstance(column.type, t.Json.__class__)
+    )
+    return Statement(
+        compiled.string,
+        expanding=expanding,
+        json=json_columns,
+        json_params=json_params,
+        defaults=defaults,
+    )
+
+
+def compiled_for(
+    stmt: Any, dialect: sa.Dialect
+) -> tuple[str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """The SQL of ``stmt`` for ``dialect``'s driver (run with ``executemany``), and the bind
+    processors (JSON encoding) of its parameters."""
+    compiled = stmt.compile(dialect=dialect, for_executemany=True)
+    assert isinstance(compiled, SQLCompiler)
+    processors = []
+    for name, bind in compiled.binds.items():
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((name, process))
+    return compiled.string, tuple(processors)
+
+
+def _returns_rows(stmt: Any) -> bool:
+    return isinstance(stmt, sa.Select) or bool(getattr(stmt, "_returning", ()))
+
+
+def catalogue_keys() -> Iterator[Key]:
+    """The keys shipped compiled (``_sqlite_statements.py``): every shape of every read and
+    write the engine, ``kaon run`` and ``kaon show`` use on SQLite, and the inserts of every
+    table the write path fills. Updates are rendered from the column list at run time (see
+    :func:`kaon.store._lite.update_statement`)."""
+    flags = (False, True)
+    yield from (
+        ("definition",),
+        ("definitions",),
+        ("run",),
+        ("run_exists",),
+        ("find_runs",),
+        ("step_run",),
+        ("step_run_by_id",),
+        ("child_outputs",),
+        ("child_counts",),
+        ("summary_step_runs",),
+        ("frame_counts",),
+        ("children_counts",),
+        ("max_step_run_id",),
+        ("max_step_run_ids",),
+        ("paths",),
+        ("attempts_of",),
+        ("referenced_hashes",),
+        ("signal_first_since",),
+        ("signal_max",),
+        ("pending_commands",),
+        ("run_pending_commands",),
+        ("lease_epoch",),
+        ("lease_holders", False),
+        ("renew_leases", "sqlite"),
+        ("fence", "sqlite"),
+        ("release_hold",),
+        ("pools",),
+        ("permits",),
+        ("cache_entries_of",),
+        ("frame_index", "min"),
+        ("frame_index", "max"),
+    )
+    for a, b, c in product(flags, flags, flags):
+        yield ("list_runs", a, b, c)
+        yield ("claimable_runs", "sqlite", a, b, False)
+        yield ("step_runs", a, b, c)
+        yield ("all_levels", a, b, c)
+        yield ("metrics", a, b, c)
+    for a, b in product(flags, flags):
+        yield ("logs", a, b)
+        yield ("cache_entries", a, b)
+        yield ("artifacts", a, b)
+        yield ("signals", a, b)
+        for mode in ("after", "before", "tail"):
+            yield ("log_window", a, b, False, mode)
+    for a in flags:
+        yield ("kind_status_counts", a)
+        yield ("attempts", a)
+        yield ("events", a)
+        yield ("step_events", a)
+        yield ("event_max", a)
+        yield ("acquire_lease", "sqlite", a)
+        yield ("release_lease", a)
+        yield ("run_history", (), a)
+        for top in flags:
+            yield ("step_count", top, ())
+            yield ("step_count", top, ("statuses",))
+            for descending in flags:
+                yield ("step_page", top, (), "index", descending, False)
+                yield ("step_page", top, ("statuses",), "index", descending, False)
+                yield ("step_page", top, (), "index", descending, True)
+    from kaon.store.sql import INSERTED
+
+    for table_name, columns in INSERTED.items():
+        yield ("insert", "sqlite", table_name, *columns)
+
+
+def render_catalogue() -> str:
+    """The text of ``_sqlite_statements.py``."""
+    lines = [
+        '"""Generated by ``python -m kaon.store._ddl`` from :mod:`kaon.store._queries`: the',
+        'store\'s statements compiled for SQLite, by key. Do not edit."""',
+        "",
+        "from typing import Any",
+        "",
+        "STATEMENTS: dict[tuple[Any, ...], dict[str, Any]] = {",
+    ]
+    for key in catalogue_keys():
+        statement = compile_sqlite(key)
+        fields: dict[str, Any] = {"sql": statement.sql}
+        for name in ("expanding", "json", "json_params"):
+            if getattr(statement, name):
+                fields[name] = getattr(statement, name)
+        if statement.defaults:
+            fields["defaults"] = statement.defaults
+        lines.append(f"    {key!r}: {fields!r},")
+    lines.append("}")
+    lines.append("")
+    lines.append(f"COLUMNS: dict[str, dict[str, tuple[str, bool]]] = {table_columns()!r}")
+    return "\n".join(lines) + "\n"
+
+
+def table_columns() -> dict[str, dict[str, tuple[str, bool]]]:
+    """Per table of the state store: each column's quoted SQLite name and whether it holds
+    JSON (what :func:`kaon.store._lite.update_statement` needs)."""
+    preparer = _sqlite_dialect().identifier_preparer
+    return {
+        name: {
+            column.name: (preparer.quote(column.name), isinstance(column.type, t.Json.__class__))
+            for column in table.columns
+        }
+        for name, table in t.metadata.tables.items()
+    }

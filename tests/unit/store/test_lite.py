@@ -1,0 +1,121 @@
+"""The SQLite path without SQLAlchemy (kaon.store._lite): the shipped statements are what
+SQLAlchemy compiles from kaon.store._queries now, updates rendered from a column list match
+SQLAlchemy's, lists and LIKE patterns bind as SQLAlchemy would, and a store opened this way
+is the same store."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kaon.model.status import RunStatus, StepStatus
+from kaon.store import _ddl, _lite
+from kaon.store._queries import catalogue_keys, compile_sqlite, render_catalogue, table_columns
+from kaon.store.base import RunRecord, StepRunRecord, WriteBatch
+from kaon.store.reads import SQLRunReads, StepQuery
+from kaon.store.sql import _KEYS, SQLStore
+
+
+def test_the_shipped_statements_are_the_queries_modules() -> None:
+    """``_sqlite_statements.py`` must be what SQLAlchemy compiles now (after changing a
+    statement or the schema: ``python -m kaon.store._ddl``)."""
+    assert _ddl.STATEMENTS.read_text(encoding="utf-8") == render_catalogue(), (
+        "run: python -m kaon.store._ddl"
+    )
+    assert set(_lite.shipped_catalogue()) == set(catalogue_keys())
+
+
+@given(data=st.data())
+def test_an_update_rendered_from_its_columns_is_sqlalchemys(data: st.DataObject) -> None:
+    table = data.draw(st.sampled_from(sorted(_KEYS)))
+    keys = _KEYS[table]
+    others = [c for c in table_columns()[table] if c not in keys]
+    columns = sorted(data.draw(st.sets(st.sampled_from(others), min_size=1)))
+    rendered = _lite.update_statement(table, keys, columns)
+    compiled = compile_sqlite(("update", table, keys, *columns))
+    assert rendered.sql == compiled.sql
+    assert sorted(rendered.json_params) == sorted(compiled.json_params)
+
+
+def test_an_update_of_an_unknown_column_is_refused() -> None:
+    with pytest.raises(KeyError, match="nope"):
+        _lite.update_statement("runs", ("id",), ["status", "nope"])
+
+
+@pytest.mark.parametrize(
+    ("values", "inside", "outside"),
+    [(["a", "c"], ["a", "c"], ["b"]), ([], [], ["a", "b", "c"])],
+)
+def test_a_list_binds_as_an_in_and_an_empty_one_as_an_empty_set(
+    values: list[str], inside: list[str], outside: list[str]
+) -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (v TEXT)")
+    db.executemany("INSERT INTO t VALUES (?)", [("a",), ("b",), ("c",)])
+    for negate, expected in (("", inside), ("NOT ", outside)):
+        statement = _lite.Statement(
+            f"SELECT v FROM t WHERE v {negate}IN (__[POSTCOMPILE_vs]) ORDER BY v",
+            expanding=("vs",),
+        )
+        sql, params = statement.bound({"vs": values})
+        assert [v for (v,) in db.execute(sql, params)] == expected
+
+
+@given(text=st.text(min_size=1, max_size=8), value=st.text(max_size=16))
+def test_a_like_pattern_matches_exactly_the_values_that_contain_the_text(
+    text: str, value: str
+) -> None:
+    db = sqlite3.connect(":memory:")
+    pattern = _lite.like_pattern(text)
+    (found,) = db.execute(
+        "SELECT lower(:v) LIKE lower(:p) ESCAPE '/'", {"v": value, "p": pattern}
+    ).fetchone()
+    # SQLite's lower() and LIKE fold ASCII letters only
+    assert bool(found) == (_ascii_lower(text) in _ascii_lower(value))
+
+
+def _ascii_lower(text: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
+def test_a_statement_the_catalogue_lacks_is_compiled_on_first_use(tmp_path: Path) -> None:
+    store = SQLStore(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        batch = WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)])
+        batch.insert_step_run(StepRunRecord("r1", 1, "a", "a", "task", StepStatus.FAILED))
+        batch.insert_step_run(StepRunRecord("r1", 2, "b", "b", "task", StepStatus.SUCCEEDED))
+        store.write(batch)
+        query = StepQuery(text="A", sort="path", descending=True)
+        key = ("step_page", True, ("text",), "path", True, False)
+        assert key not in _lite.shipped_catalogue()
+        page = SQLRunReads(store).step_page("r1", query)
+        assert [row.path for row in page.rows] == ["a"] and page.total == 1
+    finally:
+        store.close()
+
+
+def test_a_store_file_opens_and_runs_without_sqlalchemy(tmp_path: Path) -> None:
+    """A new store file is created from the rendered DDL, and written and read, with no
+    SQLAlchemy module imported (in a fresh interpreter)."""
+    code = (
+        "import sys\n"
+        "from kaon.store import open_store\n"
+        "from kaon.store.base import RunRecord, WriteBatch\n"
+        "from kaon.model.status import RunStatus\n"
+        f"store = open_store('sqlite:///{tmp_path / 'k.db'}')\n"
+        "store.write(WriteBatch(runs=[RunRecord('r1', 'wf', 'h', RunStatus.PENDING)]))\n"
+        "assert store.get_run('r1').status is RunStatus.PENDING\n"
+        "assert store.acquire_lease('r1', 'me', 30.0) == 1\n"
+        "store.close()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy')))\n"
+    )
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
