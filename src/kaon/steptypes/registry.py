@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from kaon.errors import DefinitionError, Location, Problem
@@ -40,6 +39,8 @@ def _plugin_targets() -> dict[str, str]:
     """``name -> "module:attr"`` for every step type entry point (read once per process)."""
     global _plugins
     if _plugins is None:
+        from importlib.metadata import entry_points  # 10 ms to import: only when asked
+
         _plugins = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return _plugins
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,7 +80,7 @@ def test_entry_points_are_read_from_the_group(monkeypatch: pytest.MonkeyPatch) -
         return []
 
     monkeypatch.setattr(registry, "_plugins", None)
-    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
     assert registry.step_type_names() == sorted(registry.BUILTIN_STEP_TYPES)
     assert seen == ["kaon.step_types"]
 
