@@ -30,6 +30,8 @@ from kaon.errors import ConfigurationError, ForeignDatabaseError, StoreNotFoundE
 BUSY_TIMEOUT_S = 10.0
 VERSION_TABLE = "kaon_schema_version"  # Alembic's version table (not alembic_version)
 Key = tuple[Any, ...]  # a statement's name and shape (see kaon.store._queries)
+# Content-addressed rows: re-inserting a definition, or a cache entry's key, is a no-op.
+IDEMPOTENT = ("definitions", "cache_entries")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +164,31 @@ def shipped_catalogue() -> dict[Key, Statement]:
     return {key: Statement(**fields) for key, fields in STATEMENTS.items()}
 
 
-def table_columns(table: str) -> Mapping[str, tuple[str, bool]]:
-    """The columns of a state-store table: each one's quoted name and whether it holds
-    JSON. Raises KeyError for an unknown table."""
+def table_columns(table: str) -> Mapping[str, tuple[str, bool, bool]]:
+    """The columns of a state-store table in its order: each one's quoted name, whether it
+    holds JSON, and whether an insert may leave it out to mean NULL. Raises KeyError for an
+    unknown table."""
     from kaon.store._sqlite_statements import COLUMNS
 
     return COLUMNS[table]
+
+
+def insert_statement(table: str, columns: Sequence[str]) -> Statement:
+    """``INSERT INTO table (column, ...) VALUES (:column, ...)`` (``ON CONFLICT DO NOTHING``
+    for content-addressed tables), as SQLAlchemy compiles it for SQLite (a test holds the two
+    equal); columns in the table's order. Raises KeyError naming an unknown column."""
+    known = table_columns(table)
+    for column in columns:
+        if column not in known:
+            raise KeyError(column)
+    chosen = set(columns)
+    ordered = [name for name in known if name in chosen]
+    names = ", ".join(known[name][0] for name in ordered)
+    marks = ", ".join(f":{name}" for name in ordered)
+    conflict = " ON CONFLICT DO NOTHING" if table in IDEMPOTENT else ""
+    json_params = tuple(name for name in ordered if known[name][1])
+    sql = f"INSERT INTO {table} ({names}) VALUES ({marks}){conflict}"
+    return Statement(sql, json_params=json_params)
 
 
 def update_statement(table: str, keys: Sequence[str], columns: Sequence[str]) -> Statement:

@@ -25,7 +25,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from kaon.model.status import RUN_ACTIVE, StepStatus
 from kaon.store import schema as t
 from kaon.store import schema_pools as p
-from kaon.store._lite import Key, Statement
+from kaon.store._lite import IDEMPOTENT, Key, Statement
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 _ACTIVE = sorted(s.value for s in RUN_ACTIVE)  # sorted: the shipped text is stable
@@ -656,20 +656,16 @@ def _permits() -> Any:
     return sa.select(p.permits).order_by(p.permits.c.tag)
 
 
-# Content-addressed rows: re-inserting a definition, or a cache entry's key, is a no-op.
-_IDEMPOTENT = ("definitions", "cache_entries")
-
-
 @_builder
 def _insert(dialect: str, table_name: str, *columns: str) -> Any:
     """Insert one row of ``columns`` (parameters named as the columns)."""
     table = t.metadata.tables[table_name]
     values = {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
-    if table_name in _IDEMPOTENT and dialect == "sqlite":
+    if table_name in IDEMPOTENT and dialect == "sqlite":
         from sqlalchemy.dialects import sqlite
 
         return sqlite.insert(table).values(values).on_conflict_do_nothing()
-    if table_name in _IDEMPOTENT and dialect == "postgresql":
+    if table_name in IDEMPOTENT and dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert(table).values(values).on_conflict_do_nothing()
@@ -740,9 +736,9 @@ def _returns_rows(stmt: Any) -> bool:
 
 def catalogue_keys() -> Iterator[Key]:
     """The keys shipped compiled (``_sqlite_statements.py``): every shape of every read and
-    write the engine, ``kaon run`` and ``kaon show`` use on SQLite, and the inserts of every
-    table the write path fills. Updates are rendered from the column list at run time (see
-    :func:`kaon.store._lite.update_statement`)."""
+    write the engine, ``kaon run`` and ``kaon show`` use on SQLite. Inserts and updates are
+    rendered from their column lists at run time (see :func:`kaon.store._lite.insert_statement`
+    and :func:`kaon.store._lite.update_statement`)."""
     flags = (False, True)
     yield from (
         ("definition",),
@@ -806,10 +802,6 @@ def catalogue_keys() -> Iterator[Key]:
                 yield ("step_page", top, (), "index", descending, False)
                 yield ("step_page", top, ("statuses",), "index", descending, False)
                 yield ("step_page", top, (), "index", descending, True)
-    from kaon.store.sql import INSERTED
-
-    for table_name, columns in INSERTED.items():
-        yield ("insert", "sqlite", table_name, *columns)
 
 
 def render_catalogue() -> str:
@@ -833,17 +825,28 @@ def render_catalogue() -> str:
         lines.append(f"    {key!r}: {fields!r},")
     lines.append("}")
     lines.append("")
-    lines.append(f"COLUMNS: dict[str, dict[str, tuple[str, bool]]] = {table_columns()!r}")
+    lines.append(f"COLUMNS: dict[str, dict[str, tuple[str, bool, bool]]] = {table_columns()!r}")
     return "\n".join(lines) + "\n"
 
 
-def table_columns() -> dict[str, dict[str, tuple[str, bool]]]:
-    """Per table of the state store: each column's quoted SQLite name and whether it holds
-    JSON (what :func:`kaon.store._lite.update_statement` needs)."""
+def table_columns() -> dict[str, dict[str, tuple[str, bool, bool]]]:
+    """Per table of the state store, in the table's order: each column's quoted SQLite name,
+    whether it holds JSON, and whether an insert may leave it out to mean NULL (nullable,
+    no default, not a key): what :func:`kaon.store._lite.insert_statement` and
+    :func:`kaon.store._lite.update_statement` need."""
     preparer = _sqlite_dialect().identifier_preparer
     return {
         name: {
-            column.name: (preparer.quote(column.name), isinstance(column.type, t.Json.__class__))
+            column.name: (
+                preparer.quote(column.name),
+                isinstance(column.type, t.Json.__class__),
+                bool(
+                    column.nullable
+                    and column.default is None
+                    and column.server_default is None
+                    and not column.primary_key
+                ),
+            )
             for column in table.columns
         }
         for name, table in t.metadata.tables.items()

@@ -597,7 +597,10 @@ class SQLStore(StateStore):
         if found is not None:
             return found
         kind, columns = shape
-        if kind == "insert":
+        if kind == "insert" and self._lite is not None:
+            statement = _lite.insert_statement(table, columns)
+            found = _Compiled(statement.sql, _json_processors(statement.json_params))
+        elif kind == "insert":
             found = self._compiled_key(("insert", self._dialect, table, *columns))
         else:
             known = _lite.table_columns(table)

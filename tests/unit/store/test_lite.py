@@ -18,7 +18,7 @@ from kaon.store import _ddl, _lite
 from kaon.store._queries import catalogue_keys, compile_sqlite, render_catalogue, table_columns
 from kaon.store.base import RunRecord, StepRunRecord, WriteBatch
 from kaon.store.reads import SQLRunReads, StepQuery
-from kaon.store.sql import _KEYS, SQLStore
+from kaon.store.sql import _KEYS, INSERTED, SQLStore
 
 
 def test_the_shipped_statements_are_the_queries_modules() -> None:
@@ -38,6 +38,20 @@ def test_an_update_rendered_from_its_columns_is_sqlalchemys(data: st.DataObject)
     columns = sorted(data.draw(st.sets(st.sampled_from(others), min_size=1)))
     rendered = _lite.update_statement(table, keys, columns)
     compiled = compile_sqlite(("update", table, keys, *columns))
+    assert rendered.sql == compiled.sql
+    assert sorted(rendered.json_params) == sorted(compiled.json_params)
+
+
+@given(data=st.data())
+def test_an_insert_rendered_from_its_columns_is_sqlalchemys(data: st.DataObject) -> None:
+    table = data.draw(st.sampled_from(sorted(INSERTED)))
+    known = table_columns()[table]
+    optional = [c for c in INSERTED[table] if known[c][2]]  # may be left out to mean NULL
+    left_out = data.draw(st.sets(st.sampled_from(optional))) if optional else set()
+    columns = [c for c in INSERTED[table] if c not in left_out]
+    rendered = _lite.insert_statement(table, columns)
+    ordered = [c for c in table_columns()[table] if c in columns]
+    compiled = compile_sqlite(("insert", "sqlite", table, *ordered))
     assert rendered.sql == compiled.sql
     assert sorted(rendered.json_params) == sorted(compiled.json_params)
 
