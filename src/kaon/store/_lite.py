@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -236,6 +237,7 @@ class LiteDatabase:
     """
 
     def __init__(self, path: Path, catalogue: Mapping[Key, Statement]) -> None:
+        _databases.add(self)
         self.path = path
         self._catalogue = dict(catalogue)
         self._idle: list[sqlite3.Connection] = []
@@ -351,3 +353,19 @@ def decode(
                 values[position] = json.loads(text)
         rows.append(dict(zip(names, values, strict=True)))
     return rows
+
+
+# A forked child must not use, or close, the connections it inherited: closing what SQLite
+# believes is a file's last connection checkpoints the WAL and may delete it under the
+# parent. The child keeps them unused and opens its own.
+_databases: weakref.WeakSet[LiteDatabase] = weakref.WeakSet()
+_inherited: list[sqlite3.Connection] = []
+
+
+def _forget_after_fork() -> None:
+    for database in list(_databases):
+        _inherited.extend(database._idle)
+        database._idle = []
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

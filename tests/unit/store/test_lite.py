@@ -133,3 +133,28 @@ def test_a_store_file_opens_and_runs_without_sqlalchemy(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
+    """A child forked while the parent holds idle connections neither uses nor closes them
+    (closing SQLite's "last" connection of a WAL file in the child could delete the WAL
+    under the parent); it reads through connections of its own."""
+    import os
+
+    store = SQLStore(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+        assert store._lite is not None
+        inherited = list(store._lite._idle)
+        assert inherited
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            ok = not store._lite._idle and store.get_run("r1").id == "r1"
+            ok = ok and all(c not in store._lite._idle for c in inherited)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert store.get_run("r1").status is RunStatus.RUNNING  # the parent's are fine
+        assert (tmp_path / "k.db-wal").exists()
+    finally:
+        store.close()
