@@ -9,32 +9,23 @@ commits if every statement succeeded and rolls back otherwise (PostgreSQL's prot
 documentation, "Pipelining"): the batch is atomic, and nothing is committed unless the
 ``Sync`` arrives, which is only sent after every row was encoded.
 
-The rows an update matches are checked by the server, so that a mismatch aborts the
-transaction: each checked statement runs as ::
-
-    WITH u AS (UPDATE ... RETURNING 1)
-    SELECT CASE WHEN count(*) = 1 THEN 0
-                ELSE CAST('kaon-mismatch:' || count(*) AS int) END FROM u
-
-once per row (every checked row matches one row by its key). The ``ELSE`` depends on
-``count(*)``, so the planner cannot fold it into an error at plan time. The failed cast tells
-:func:`write` which step came short; it reports the step's count as one short, for the
-caller to raise :class:`~kaon.errors.FencingError` or :class:`~kaon.errors.StoreError`.
+The rows an update matches are checked by the server (see :mod:`kaon.store._pg_statements`),
+so that a mismatch aborts the transaction; :func:`write` reports the step that came short,
+for the caller to raise :class:`~kaon.errors.FencingError` or :class:`~kaon.errors.StoreError`.
 
 The statements go to libpq directly (psycopg's ``PGconn``), not through psycopg cursors: a
 cursor in pipeline mode flushes the socket and polls it after every statement, which cost
 more client and server CPU than the statements themselves. Parameters are encoded by
-psycopg's adapters (the connection's, with its JSON settings) in text format, and their types
-are inferred by the server from the SQL (the compiled SQL casts where it matters).
+psycopg's adapters (the connection's, so its JSON settings apply) in text format; the server
+infers their types from the SQL (which casts where the column does not tell).
 """
 
 from __future__ import annotations
 
-import re
+import json
 import select
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import suppress
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -42,55 +33,23 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
+from psycopg.types.json import set_json_dumps
+
+from kaon.errors import StoreError
+from kaon.store._pg_statements import MISMATCH, pg_statement
 
 _Step = tuple[str, str, list[dict[str, Any]], int]
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
-_MISMATCH = "kaon-mismatch:"
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
-
-
-@dataclass(frozen=True, slots=True)
-class _Statement:
-    """A statement in PostgreSQL's own form: ``$n`` placeholders, named for preparing."""
-
-    name: bytes
-    query: bytes
-    params: tuple[str, ...]  # the parameter of each $n, in order
-
-
-_statements: dict[tuple[str, bool], _Statement] = {}
-_statements_lock = threading.Lock()
-# The statements each connection has prepared (by name); a new connection prepares afresh.
+_USABLE = (
+    pq.TransactionStatus.IDLE,
+    pq.TransactionStatus.INTRANS,
+    pq.TransactionStatus.INERROR,
+)
+# The store's JSON serializer (standard JSON: no NaN) with its encoder made once, instead of
+# once per value as ``json.dumps(value, allow_nan=False)`` does: the same text, faster.
+_encode_json = json.JSONEncoder(allow_nan=False).encode
+# The statements each connection has prepared, by name; a new connection prepares afresh.
 _prepared: WeakKeyDictionary[Any, set[bytes]] = WeakKeyDictionary()
-
-
-def _statement(sql: str, checked: bool) -> _Statement:
-    """``sql`` (pyformat, as SQLAlchemy compiles it for psycopg) in ``$n`` form; a checked
-    ``UPDATE`` is wrapped to fail unless it matches exactly one row."""
-    key = (sql, checked)
-    found = _statements.get(key)
-    if found is not None:
-        return found
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match[1] is None:
-            return "%"
-        if match[1] not in names:
-            names.append(match[1])
-        return f"${names.index(match[1]) + 1}"
-
-    query = _PLACEHOLDER.sub(number, sql)
-    if checked:
-        query = (
-            f"WITH u AS ({query} RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 0 "
-            f"ELSE CAST('{_MISMATCH}' || count(*) AS int) END FROM u"
-        )
-    with _statements_lock:
-        found = _statements.setdefault(
-            key, _Statement(f"kaon_w{len(_statements)}".encode(), query.encode(), tuple(names))
-        )
-    return found
 
 
 def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
@@ -99,36 +58,49 @@ def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
     Returns the rows each step matched, as :meth:`SQLStore.write` checks them: a checked
     step's required rows (the server checked them), or one fewer when the server found a
     row missing and rolled the batch back; 0 for unchecked steps. Raises psycopg's errors
-    (the batch rolled back), and ``TypeError`` / ``ValueError`` for a value that cannot be
-    encoded (before anything is sent).
+    (the batch rolled back; ``OperationalError`` for a connection an interrupted write left
+    unusable, to be replaced), and :class:`StoreError` naming the table of a value that
+    cannot be encoded (found before anything is sent).
     """
     connection = cursor.connection
     pgconn = connection.pgconn
+    if pgconn.pipeline_status or pgconn.transaction_status not in _USABLE:
+        raise psycopg.OperationalError("the connection was left mid-write by an interruption")
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        connection.rollback()  # never the case for the store's connections; be sure
-    prepared = _prepared.setdefault(connection, set())
+        connection.rollback()
+    prepared = _prepared.get(connection)
+    if prepared is None:
+        prepared = _prepared[connection] = set()
+        set_json_dumps(_encode_json, connection)
     transformer = Transformer.from_context(connection)
-    commands: list[tuple[int, bytes | None]] = []  # (plan step, name it prepares)
-    sends: list[tuple[Any, bytes, Any]] = []  # (libpq send function, name, argument)
-    for index, (_table, sql, rows, expected) in enumerate(plan):
-        statement = _statement(sql, bool(expected))
-        formats = [PyFormat.TEXT] * len(statement.params)
+    commands: list[tuple[int, bytes | None]] = []  # (plan step, the name it prepares)
+    sends: list[tuple[Any, bytes, Any]] = []  # (libpq's send function, name, argument)
+    for index, (table, sql, rows, expected) in enumerate(plan):
+        statement = pg_statement(sql, bool(expected))
         if statement.name not in prepared:
             sends.append((pgconn.send_prepare, statement.name, statement.query))
             commands.append((index, statement.name))
-        for row in rows:
-            values = transformer.dump_sequence([row[p] for p in statement.params], formats)
-            sends.append((pgconn.send_query_prepared, statement.name, values))
-            commands.append((index, None))
+        formats = [PyFormat.TEXT] * len(statement.params)
+        try:
+            for row in rows:
+                values = transformer.dump_sequence([row[p] for p in statement.params], formats)
+                sends.append((pgconn.send_query_prepared, statement.name, values))
+                commands.append((index, None))
+        except (TypeError, ValueError) as error:  # JSON is encoded here, before any sending
+            raise StoreError(
+                f"cannot store a row of table {table}; nothing in the batch was written: {error}"
+            ) from error
     pgconn.enter_pipeline_mode()
     try:
         for send, name, argument in sends:
             send(name, argument)
         pgconn.pipeline_sync()
         results = _communicate(pgconn)
-    finally:
-        if pgconn.status == pq.ConnStatus.OK and pgconn.pipeline_status:
+    except BaseException:
+        with suppress(psycopg.Error):  # fails with results pending: the next write says so
             pgconn.exit_pipeline_mode()
+        raise
+    pgconn.exit_pipeline_mode()
     return _outcome(connection, plan, commands, results, prepared)
 
 
@@ -144,7 +116,7 @@ def _outcome(
     for (index, name), result in zip(commands, results, strict=True):
         if result.status in _OK:
             if name is not None:
-                prepared.add(name)  # prepared even if a later statement failed
+                prepared.add(name)  # prepared, even if a later statement failed
         elif failed is None and result.status == pq.ExecStatus.FATAL_ERROR:
             failed = index, name, result
     counts = [step[3] for step in plan]
@@ -152,7 +124,7 @@ def _outcome(
         return counts
     index, name, result = failed
     message = (result.error_message or b"").decode(errors="replace")
-    if name is None and counts[index] and _MISMATCH in message:
+    if name is None and counts[index] and MISMATCH in message:
         counts[index] -= 1
         return counts
     raise pg_errors.error_from_result(result, encoding=connection.info.encoding)
@@ -163,21 +135,29 @@ def _communicate(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
     while sending, so that a large batch cannot fill both sockets' buffers)."""
     fileno = pgconn.socket
     while pgconn.flush():
-        readable, _writable, _ = select.select([fileno], [fileno], [])
-        if readable:
+        if _wait(fileno, write=True):
             pgconn.consume_input()
     results: list[pq.abc.PGresult] = []
     while True:
         while pgconn.is_busy():
-            select.select([fileno], [], [])
+            _wait(fileno, write=False)
             pgconn.consume_input()
         result = pgconn.get_result()
         if result is None:
             if pgconn.status != pq.ConnStatus.OK:
-                raise psycopg.OperationalError(
-                    f"the connection was lost: {pgconn.get_error_message()}"
-                )
+                error = pgconn.get_error_message()
+                raise psycopg.OperationalError(f"the connection was lost: {error}")
             continue
         if result.status == pq.ExecStatus.PIPELINE_SYNC:
             return results
         results.append(result)
+
+
+def _wait(fileno: int, *, write: bool) -> bool:
+    """Wait until the socket is readable (or, with ``write``, writable); True if readable."""
+    if not hasattr(select, "poll"):  # Windows: select() has no descriptor limit there
+        readable, _, _ = select.select([fileno], [fileno] if write else [], [])
+        return bool(readable)
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLOUT if write else select.POLLIN)
+    return any(event & ~select.POLLOUT for _fd, event in poller.poll())
