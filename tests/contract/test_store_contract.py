@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from kaon.errors import NotFoundError, SchemaVersionError, StoreError
+from kaon.errors import NotFoundError, SchemaVersionError, StoreError, StoreUnavailableError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
 from kaon.store.base import (
@@ -448,6 +448,19 @@ class StoreContract:
             store.write(batch_of(runs=[run_record("r2", params={"x": object()})]))
         with pytest.raises(NotFoundError):
             store.get_run("r2")
+        # Stored JSON is standard JSON: NaN is refused, and the rest of its batch with it.
+        batch = batch_of(runs=[run_record("r3")], events=[EventRecord("r1", "x", 1.0)])
+        batch.update_run("r1", status=RunStatus.RUNNING)
+        batch.insert_step_run(step_record("r1", 1, outputs={"loss": float("nan")}))
+        with pytest.raises(StoreError, match="step_runs"):
+            store.write(batch)
+        with pytest.raises(NotFoundError):
+            store.get_run("r3")
+        assert (store.get_run("r1").status, store.step_runs("r1"), store.events()) == (
+            RunStatus.PENDING,
+            [],
+            [],
+        )
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -992,3 +1005,27 @@ class TestPostgresStore(PersistentStoreContract):
         finally:
             store.close()
             sa.event.remove(sa.engine.Engine, "connect", opened)
+
+    def test_a_write_interrupted_mid_round_trip_leaves_a_connection_that_is_replaced(
+        self, store: StateStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from kaon.store import _pg_write
+
+        write_run(store)
+        waits = 0
+
+        def interrupted(fileno: int, *, write: bool) -> bool:
+            nonlocal waits
+            waits += 1
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_pg_write, "_wait", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                write_steps(store, step_record("r1", 1))
+        assert waits == 1
+        with pytest.raises(StoreUnavailableError, match="interruption"):
+            write_steps(store, step_record("r1", 2))  # the connection is found unusable
+        write_steps(store, step_record("r1", 3))  # on a new one
+        assert {s.id for s in store.step_runs("r1")} <= {1, 3}
+        assert 3 in {s.id for s in store.step_runs("r1")}
