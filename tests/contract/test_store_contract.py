@@ -1029,3 +1029,33 @@ class TestPostgresStore(PersistentStoreContract):
         write_steps(store, step_record("r1", 3))  # on a new one
         assert {s.id for s in store.step_runs("r1")} <= {1, 3}
         assert 3 in {s.id for s in store.step_runs("r1")}
+
+    def test_statements_the_server_forgot_are_prepared_again(self, store_url: str) -> None:
+        """Something ran ``DEALLOCATE ALL`` on the writer's connection (or a pooler moved its
+        session): the write that finds its prepared statements gone runs again, prepared."""
+        connections: list[Any] = []
+
+        def opened(dbapi_connection: Any, _record: Any) -> None:
+            connections.append(dbapi_connection)
+
+        sa.event.listen(sa.engine.Engine, "connect", opened)
+        store = open_store(store_url)
+        try:
+            write_run(store)
+            write_steps(store, step_record("r1", 1))
+            for connection in connections:
+                if not connection.closed:
+                    connection.execute("DEALLOCATE ALL")
+                    connection.rollback()
+            batch = WriteBatch(events=[EventRecord("r1", "x", 1.0)])
+            batch.insert_step_run(step_record("r1", 2))
+            batch.update_step_run("r1", 1, status=StepStatus.RUNNING)
+            store.write(batch)
+            assert [(s.id, s.status) for s in store.step_runs("r1")] == [
+                (1, StepStatus.RUNNING),
+                (2, StepStatus.PENDING),
+            ]
+            assert [e.kind for e in store.events()] == ["x"]
+        finally:
+            store.close()
+            sa.event.remove(sa.engine.Engine, "connect", opened)

@@ -40,6 +40,7 @@ from kaon.store._pg_statements import MISMATCH, pg_statement
 
 _Step = tuple[str, str, list[dict[str, Any]], int]
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name: a prepared statement is gone
 _USABLE = (
     pq.TransactionStatus.IDLE,
     pq.TransactionStatus.INTRANS,
@@ -72,12 +73,31 @@ def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
     if prepared is None:
         prepared = _prepared[connection] = set()
         set_json_dumps(_encode_json, connection)
+    try:
+        return _round_trip(connection, plan, prepared, lost_is_error=False)
+    except _StatementsLost:  # the batch was rolled back: prepare everything and run it again
+        prepared.clear()
+        return _round_trip(connection, plan, prepared, lost_is_error=True)
+
+
+class _StatementsLost(Exception):
+    """The server no longer has a statement this connection prepared (something ran
+    ``DEALLOCATE``, or a pooler moved the session): the batch was rolled back."""
+
+
+def _round_trip(
+    connection: Any, plan: Sequence[_Step], prepared: set[bytes], *, lost_is_error: bool
+) -> list[int]:
+    """Send the whole plan and its ``Sync``, wait once, and return :func:`write`'s counts."""
+    pgconn = connection.pgconn
     transformer = Transformer.from_context(connection)
     commands: list[tuple[int, bytes | None]] = []  # (plan step, the name it prepares)
     sends: list[tuple[Any, bytes, Any]] = []  # (libpq's send function, name, argument)
+    preparing: set[bytes] = set()
     for index, (table, sql, rows, expected) in enumerate(plan):
         statement = pg_statement(sql, bool(expected))
-        if statement.name not in prepared:
+        if statement.name not in prepared and statement.name not in preparing:
+            preparing.add(statement.name)
             sends.append((pgconn.send_prepare, statement.name, statement.query))
             commands.append((index, statement.name))
         formats = [PyFormat.TEXT] * len(statement.params)
@@ -101,7 +121,7 @@ def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
             pgconn.exit_pipeline_mode()
         raise
     pgconn.exit_pipeline_mode()
-    return _outcome(connection, plan, commands, results, prepared)
+    return _outcome(connection, plan, commands, results, prepared, lost_is_error)
 
 
 def _outcome(
@@ -110,6 +130,7 @@ def _outcome(
     commands: list[tuple[int, bytes | None]],
     results: list[pq.abc.PGresult],
     prepared: set[bytes],
+    lost_is_error: bool,
 ) -> list[int]:
     """The counts :func:`write` returns, or the pipeline's error, raised."""
     failed: tuple[int, bytes | None, pq.abc.PGresult] | None = None
@@ -123,6 +144,8 @@ def _outcome(
     if failed is None:
         return counts
     index, name, result = failed
+    if result.error_field(pq.DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT and not lost_is_error:
+        raise _StatementsLost
     message = (result.error_message or b"").decode(errors="replace")
     if name is None and counts[index] and MISMATCH in message:
         counts[index] -= 1
