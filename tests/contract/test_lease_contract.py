@@ -23,7 +23,14 @@ from kaon.model.params import bind_params
 from kaon.model.specs import Const, GraphSpec, TaskSpec, WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
-from kaon.store.base import AttemptRecord, Fence, RunRecord, StateStore, WriteBatch
+from kaon.store.base import (
+    AttemptRecord,
+    EventRecord,
+    Fence,
+    RunRecord,
+    StateStore,
+    WriteBatch,
+)
 
 STEPS = str(Path(__file__).parents[1] / "unit" / "engine" / "engine_steps.py")
 
@@ -82,6 +89,54 @@ def test_a_late_write_after_a_takeover_is_refused_and_writes_nothing(store: Stat
     assert store.step_runs("r2") == []  # nothing of the refused batch
     assert (store.get_run("r1").owner, store.get_run("r1").lease_epoch) == ("b", new)
     assert store.renew_leases("a", {"r1": old, "r2": held}, 60.0) == {"r1"}
+
+
+def test_a_fenced_out_turn_names_the_lost_run_and_writes_nothing(store: StateStore) -> None:
+    runs = ("r1", "r2", "r3")
+    for run in runs:
+        write_run(store, run)
+    epochs = {run: store.acquire_lease(run, "a", 60.0) or 0 for run in runs}
+    start = _fenced("a", epochs)
+    for run in runs:
+        _chain_turn(start, run, 1)
+    store.write(start)
+    leases = {run: store.get_run(run).lease_until for run in runs}
+    store.release_lease("r2", "a", epochs["r2"])
+    assert store.acquire_lease("r2", "b", 60.0) == epochs["r2"] + 1
+
+    late = _fenced("a", epochs, ttl=3600.0)
+    for run in runs:
+        _chain_turn(late, run, 2)
+    with pytest.raises(
+        FencingError, match=r"run\(s\) r2 .*nothing in the batch was written"
+    ) as caught:
+        store.write(late)
+    assert caught.value.run_ids == frozenset({"r2"})
+    for run in runs:
+        assert [(s.id, s.status) for s in store.step_runs(run)] == [(1, StepStatus.RUNNING)]
+        assert [(a.step_run_id, a.status) for a in store.attempts(run)] == [(1, "running")]
+    assert [store.get_run(run).lease_until for run in ("r1", "r3")] == [leases["r1"], leases["r3"]]
+    assert [e.kind for e in store.events()] == ["started"] * 3  # of the first turn only
+    assert (store.get_run("r2").owner, store.get_run("r2").lease_epoch) == ("b", epochs["r2"] + 1)
+    # The writer's connection is as good as before: a turn of the runs it still holds lands.
+    held = _fenced("a", {run: epochs[run] for run in ("r1", "r3")})
+    for run in ("r1", "r3"):
+        _chain_turn(held, run, 2)
+    store.write(held)
+    assert [s.status for s in store.step_runs("r3")] == [StepStatus.SUCCEEDED, StepStatus.RUNNING]
+    assert len(store.events()) == 3 + 4
+
+
+def _chain_turn(batch: WriteBatch, run: str, step: int) -> None:
+    """Add a chain's turn to ``batch``: step ``step - 1`` (if any) succeeded and step ``step``
+    starts, with their events."""
+    if step > 1:
+        batch.update_step_run(run, step - 1, status=StepStatus.SUCCEEDED)
+        batch.update_attempt((run, step - 1, 1), status="succeeded")
+        batch.events.append(EventRecord(run, "succeeded", 1.0, step_run_id=step - 1))
+    batch.insert_step_run(step_record(run, step, status=StepStatus.RUNNING))
+    batch.insert_attempt(AttemptRecord(run, step, 1, "running"))
+    batch.events.append(EventRecord(run, "started", 1.0, step_run_id=step))
 
 
 def test_the_previous_holder_is_fenced_even_before_the_new_one_writes(store: StateStore) -> None:

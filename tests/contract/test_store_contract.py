@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from kaon.errors import NotFoundError, SchemaVersionError, StoreError
+from kaon.errors import NotFoundError, SchemaVersionError, StoreError, StoreUnavailableError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
 from kaon.store.base import (
@@ -28,6 +29,7 @@ from kaon.store.base import (
     CommandRecord,
     DefinitionRecord,
     EventRecord,
+    Fence,
     LogRecord,
     MetricRecord,
     RunRecord,
@@ -384,6 +386,58 @@ class StoreContract:
         assert store.get_run("r1").status is RunStatus.PENDING
         assert store.events() == []
 
+    @pytest.mark.parametrize("table", ["runs", "step_runs", "attempts", "commands"])
+    def test_update_of_a_missing_row_names_its_table_and_writes_nothing(
+        self, store: StateStore, table: str
+    ) -> None:
+        write_run(store)
+        write_run(store, "r2")
+        write_steps(store, step_record("r1", 1), step_record("r2", 1))
+        start = WriteBatch(
+            commands=[CommandRecord("r1", "kill", created_at=1.0), CommandRecord("r2", "kill")]
+        )
+        start.insert_attempt(AttemptRecord("r1", 1, 1, "running"))
+        start.insert_attempt(AttemptRecord("r2", 1, 1, "running"))
+        store.write(start)
+        mine, other = (store.pending_commands(r)[0].id or 0 for r in ("r1", "r2"))
+
+        def batch(missing: bool) -> WriteBatch:
+            """Rows of every kind, with two updates of ``table`` changing the same columns
+            (one statement), the second of a row that does not exist when ``missing``."""
+            made = WriteBatch(events=[EventRecord("r1", "x", 1.0), EventRecord("r1", "y", 2.0)])
+            made.insert_step_run(step_record("r1", 2))
+            made.insert_attempt(AttemptRecord("r1", 2, 1, "running"))
+            made.signals.append(SignalRecord("go", {"n": 1}, 3.0))
+            made.update_run("r1", status=RunStatus.RUNNING)
+            made.update_step_run("r1", 1, status=StepStatus.RUNNING)
+            made.update_attempt(("r1", 1, 1), status="succeeded")
+            made.command_done(mine, "r1", 4.0)
+            run = "nope" if missing else "r2"
+            if table == "runs":
+                made.update_run(run, status=RunStatus.RUNNING)
+            elif table == "step_runs":
+                made.update_step_run(run, 1, status=StepStatus.RUNNING)
+            elif table == "attempts":
+                made.update_attempt((run, 1, 1), status="succeeded")
+            else:
+                made.command_done(987654 if missing else other, "r2", 4.0)
+            return made
+
+        with pytest.raises(StoreError, match=rf"missing row.* {table}; nothing .* written"):
+            store.write(batch(missing=True))
+        for run in ("r1", "r2"):
+            assert store.get_run(run).status is RunStatus.PENDING
+            assert [(s.id, s.status) for s in store.step_runs(run)] == [(1, StepStatus.PENDING)]
+            assert [(a.step_run_id, a.status) for a in store.attempts(run)] == [(1, "running")]
+            assert len(store.pending_commands(run)) == 1
+        assert store.events() == []
+        assert store.signals() == []
+        # The connection is as good as before: the same batch without the missing row lands.
+        store.write(batch(missing=False))
+        assert [e.kind for e in store.events()] == ["x", "y"]
+        assert store.pending_commands("r1") == []
+        assert store.get_step_run("r1", "s1").status is StepStatus.RUNNING
+
     def test_unknown_field_and_unencodable_value_are_store_errors(self, store: StateStore) -> None:
         write_run(store)
         batch = WriteBatch()
@@ -394,6 +448,19 @@ class StoreContract:
             store.write(batch_of(runs=[run_record("r2", params={"x": object()})]))
         with pytest.raises(NotFoundError):
             store.get_run("r2")
+        # Stored JSON is standard JSON: NaN is refused, and the rest of its batch with it.
+        batch = batch_of(runs=[run_record("r3")], events=[EventRecord("r1", "x", 1.0)])
+        batch.update_run("r1", status=RunStatus.RUNNING)
+        batch.insert_step_run(step_record("r1", 1, outputs={"loss": float("nan")}))
+        with pytest.raises(StoreError, match="step_runs"):
+            store.write(batch)
+        with pytest.raises(NotFoundError):
+            store.get_run("r3")
+        assert (store.get_run("r1").status, store.step_runs("r1"), store.events()) == (
+            RunStatus.PENDING,
+            [],
+            [],
+        )
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -883,3 +950,112 @@ class TestPostgresStore(PersistentStoreContract):
     @pytest.fixture
     def store_url(self, pg_url: str) -> str:
         return pg_url
+
+    def test_a_turn_is_one_round_trip_commit_included(self, store_url: str, tmp_path: Path) -> None:
+        """A chain turn's batch (fence, inserts, checked updates, feed lock, events) and its
+        commit cost one round trip: libpq's protocol trace of the store's connections shows
+        one burst of client messages, then one of server messages ending in the only
+        ReadyForQuery (the server's answer to a Sync or a simple query)."""
+        import psycopg.pq
+
+        connections: list[Any] = []
+
+        def opened(dbapi_connection: Any, _record: Any) -> None:
+            connections.append(dbapi_connection.pgconn)
+
+        def traced(turn: int, write: Callable[[], None]) -> list[list[str]]:
+            """The protocol messages of every connection of the store during ``write()``."""
+            flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+            paths = [tmp_path / f"turn{turn}-{n}.txt" for n in range(len(connections))]
+            with ExitStack() as files:
+                for path, pgconn in zip(paths, connections, strict=True):
+                    pgconn.trace(files.enter_context(path.open("w")).fileno())
+                    pgconn.set_trace_flags(flags)
+                try:
+                    write()
+                finally:
+                    for pgconn in connections:
+                        pgconn.untrace()  # flushes, before the file closes
+            return [line.split("\t") for path in paths for line in path.read_text().splitlines()]
+
+        sa.event.listen(sa.engine.Engine, "connect", opened)
+        store = open_store(store_url)
+        try:
+            write_run(store)
+            epoch = store.acquire_lease("r1", "engine", 60.0)
+            assert epoch is not None
+            fence = Fence("engine", {"r1": epoch}, 60.0)
+            for step in range(1, 4):  # the first turns prepare the statements; the last not
+                batch = WriteBatch(fence=fence)
+                if step > 1:
+                    batch.update_step_run("r1", step - 1, status=StepStatus.SUCCEEDED)
+                    batch.update_attempt(("r1", step - 1, 1), status="succeeded")
+                    batch.events.append(EventRecord("r1", "succeeded", 1.0, step_run_id=step - 1))
+                batch.insert_step_run(step_record("r1", step, status=StepStatus.RUNNING))
+                batch.insert_attempt(AttemptRecord("r1", step, 1, "running"))
+                batch.events.append(EventRecord("r1", "started", 1.0, step_run_id=step))
+                lines = traced(step, lambda batch=batch: store.write(batch))
+                directions = [line[0] for line in lines]
+                bursts = [d for n, d in enumerate(directions) if n == 0 or directions[n - 1] != d]
+                assert bursts == ["F", "B"], f"turn {step}: {len(bursts) // 2} round trips"
+                assert [line[2] for line in lines if line[0] == "B"][-1] == "ReadyForQuery"
+                assert sum(line[2] == "ReadyForQuery" for line in lines) == 1
+            assert [s.status for s in store.step_runs("r1")][-1] is StepStatus.RUNNING
+            assert len(store.events()) == 5
+        finally:
+            store.close()
+            sa.event.remove(sa.engine.Engine, "connect", opened)
+
+    def test_a_write_interrupted_mid_round_trip_leaves_a_connection_that_is_replaced(
+        self, store: StateStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from kaon.store import _pg_write
+
+        write_run(store)
+        waits = 0
+
+        def interrupted(fileno: int, *, write: bool) -> bool:
+            nonlocal waits
+            waits += 1
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_pg_write, "_wait", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                write_steps(store, step_record("r1", 1))
+        assert waits == 1
+        with pytest.raises(StoreUnavailableError, match="interruption"):
+            write_steps(store, step_record("r1", 2))  # the connection is found unusable
+        write_steps(store, step_record("r1", 3))  # on a new one
+        assert {s.id for s in store.step_runs("r1")} <= {1, 3}
+        assert 3 in {s.id for s in store.step_runs("r1")}
+
+    def test_statements_the_server_forgot_are_prepared_again(self, store_url: str) -> None:
+        """Something ran ``DEALLOCATE ALL`` on the writer's connection (or a pooler moved its
+        session): the write that finds its prepared statements gone runs again, prepared."""
+        connections: list[Any] = []
+
+        def opened(dbapi_connection: Any, _record: Any) -> None:
+            connections.append(dbapi_connection)
+
+        sa.event.listen(sa.engine.Engine, "connect", opened)
+        store = open_store(store_url)
+        try:
+            write_run(store)
+            write_steps(store, step_record("r1", 1))
+            for connection in connections:
+                if not connection.closed:
+                    connection.execute("DEALLOCATE ALL")
+                    connection.rollback()
+            batch = WriteBatch(events=[EventRecord("r1", "x", 1.0)])
+            batch.insert_step_run(step_record("r1", 2))
+            batch.update_step_run("r1", 1, status=StepStatus.RUNNING)
+            store.write(batch)
+            assert [(s.id, s.status) for s in store.step_runs("r1")] == [
+                (1, StepStatus.RUNNING),
+                (2, StepStatus.PENDING),
+            ]
+            assert [e.kind for e in store.events()] == ["x"]
+        finally:
+            store.close()
+            sa.event.remove(sa.engine.Engine, "connect", opened)

@@ -431,7 +431,9 @@ class SQLStore(StateStore):
                         counts.append(cursor.rowcount)
                 else:
                     table = ", ".join(dict.fromkeys(step[0] for step in plan))
-                    counts = _pipelined(cursor, plan)
+                    from kaon.store import _pg_write  # psycopg: an optional dependency
+
+                    counts = _pg_write.write(cursor, plan)  # one round trip, committed
                 if ids and fence is not None and counts[0] != len(ids):
                     self._fenced_out(cursor, fence, ids)
                 for (table, _sql, _rows, expected), count in zip(plan, counts, strict=True):
@@ -1192,23 +1194,6 @@ def _execute(cursor: Any, sql: str, rows: list[_Row]) -> None:
         cursor.execute(sql, rows[0])
     else:
         cursor.executemany(sql, rows)
-
-
-def _pipelined(cursor: Any, plan: list[tuple[str, str, list[_Row], int]]) -> list[int]:
-    """Run the plan's statements in psycopg's pipeline mode: one round trip for all of them
-    (not one per statement); returns the rows each affected."""
-    connection = cursor.connection
-    cursors = []
-    with connection.pipeline() as pipeline:
-        for _table, sql, rows, _expected in plan:
-            step = connection.cursor()
-            _execute(step, sql, rows)
-            cursors.append(step)
-        pipeline.sync()
-    counts = [step.rowcount for step in cursors]
-    for step in cursors:
-        step.close()
-    return counts
 
 
 def _transient(error: BaseException, dbapi: Any) -> bool:

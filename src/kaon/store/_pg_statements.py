@@ -1,0 +1,69 @@
+"""The statements of PostgreSQL's write path (:mod:`kaon.store._pg_write`) in PostgreSQL's form.
+
+A plan step's SQL is compiled by SQLAlchemy for psycopg, with ``%(name)s`` parameters; libpq
+takes ``$n`` ones, and a name to prepare the statement under. An update whose rows must match
+(``checked``) is wrapped so that the server fails it, and with it the whole transaction,
+unless it matched its row::
+
+    WITH u AS (UPDATE ... RETURNING 1)
+    SELECT CASE WHEN count(*) = 1 THEN 0
+                ELSE CAST('kaon-mismatch:' || count(*) AS int) END FROM u
+
+It runs once per row: every checked row matches one row by its key. The ``ELSE`` depends on
+``count(*)``, so the planner cannot fold it into an error at plan time. (A set-based form,
+``UPDATE ... FROM jsonb_populate_recordset(...)`` for all rows at once, was measured: it costs
+more than it saves for the few rows of a turn, and its join plan, fixed while the tables are
+small, degrades to a scan of the whole table as they grow.)
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+MISMATCH = "kaon-mismatch:"  # the failed cast's text: the rows the update matched follow
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+@dataclass(frozen=True, slots=True)
+class PgStatement:
+    """A statement ready for libpq: the name it is prepared under, its text, and the plan
+    row's key bound to each ``$n``."""
+
+    name: bytes
+    query: bytes
+    params: tuple[str, ...]
+
+
+_cache: dict[tuple[str, bool], PgStatement] = {}
+_lock = threading.Lock()
+
+
+def pg_statement(sql: str, checked: bool) -> PgStatement:
+    """``sql`` in ``$n`` form; when ``checked``, it fails unless it matches one row."""
+    key = (sql, checked)
+    found = _cache.get(key)
+    if found is not None:
+        return found
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match[1] is None:
+            return "%"
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    query = _PLACEHOLDER.sub(number, sql)
+    if checked:
+        query = (
+            f"WITH u AS ({query} RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 0 "
+            f"ELSE CAST('{MISMATCH}' || count(*) AS int) END FROM u"
+        )
+    with _lock:  # names are unique per process, whichever thread makes a statement first
+        found = _cache.get(key)
+        if found is None:
+            found = PgStatement(f"kaon_w{len(_cache)}".encode(), query.encode(), tuple(names))
+            _cache[key] = found
+    return found

@@ -1,0 +1,186 @@
+"""PostgreSQL's write path: a whole batch, and its durable commit, in one round trip.
+
+:meth:`SQLStore.write <kaon.store.sql.SQLStore.write>` plans a batch into steps ``(table,
+SQL, rows, rows an update must match)``. On PostgreSQL, :func:`write` sends all of them at
+once in libpq's pipeline mode, as prepared statements (a ``Parse`` the first time a
+connection runs one), ended by a single ``Sync``, then waits once. Without an explicit
+``BEGIN``, the statements up to a ``Sync`` run as one implicit transaction that the ``Sync``
+commits if every statement succeeded and rolls back otherwise (PostgreSQL's protocol
+documentation, "Pipelining"): the batch is atomic, and nothing is committed unless the
+``Sync`` arrives, which is only sent after every row was encoded.
+
+The rows an update matches are checked by the server (see :mod:`kaon.store._pg_statements`),
+so that a mismatch aborts the transaction; :func:`write` reports the step that came short,
+for the caller to raise :class:`~kaon.errors.FencingError` or :class:`~kaon.errors.StoreError`.
+
+The statements go to libpq directly (psycopg's ``PGconn``), not through psycopg cursors: a
+cursor in pipeline mode flushes the socket and polls it after every statement, which cost
+more client and server CPU than the statements themselves. Parameters are encoded by
+psycopg's adapters (the connection's, so its JSON settings apply) in text format; the server
+infers their types from the SQL (which casts where the column does not tell).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.types.json import set_json_dumps
+
+from kaon.errors import StoreError
+from kaon.store._pg_statements import MISMATCH, pg_statement
+
+_Step = tuple[str, str, list[dict[str, Any]], int]
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name: a prepared statement is gone
+_USABLE = (
+    pq.TransactionStatus.IDLE,
+    pq.TransactionStatus.INTRANS,
+    pq.TransactionStatus.INERROR,
+)
+# The store's JSON serializer (standard JSON: no NaN) with its encoder made once, instead of
+# once per value as ``json.dumps(value, allow_nan=False)`` does: the same text, faster.
+_encode_json = json.JSONEncoder(allow_nan=False).encode
+# The statements each connection has prepared, by name; a new connection prepares afresh.
+_prepared: WeakKeyDictionary[Any, set[bytes]] = WeakKeyDictionary()
+
+
+def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
+    """Run ``plan`` and commit it in one round trip on ``cursor``'s psycopg connection.
+
+    Returns the rows each step matched, as :meth:`SQLStore.write` checks them: a checked
+    step's required rows (the server checked them), or one fewer when the server found a
+    row missing and rolled the batch back; 0 for unchecked steps. Raises psycopg's errors
+    (the batch rolled back; ``OperationalError`` for a connection an interrupted write left
+    unusable, to be replaced), and :class:`StoreError` naming the table of a value that
+    cannot be encoded (found before anything is sent).
+    """
+    connection = cursor.connection
+    pgconn = connection.pgconn
+    if pgconn.pipeline_status or pgconn.transaction_status not in _USABLE:
+        raise psycopg.OperationalError("the connection was left mid-write by an interruption")
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        connection.rollback()
+    prepared = _prepared.get(connection)
+    if prepared is None:
+        prepared = _prepared[connection] = set()
+        set_json_dumps(_encode_json, connection)
+    try:
+        return _round_trip(connection, plan, prepared, lost_is_error=False)
+    except _StatementsLost:  # the batch was rolled back: prepare everything and run it again
+        prepared.clear()
+        return _round_trip(connection, plan, prepared, lost_is_error=True)
+
+
+class _StatementsLost(Exception):
+    """The server no longer has a statement this connection prepared (something ran
+    ``DEALLOCATE``, or a pooler moved the session): the batch was rolled back."""
+
+
+def _round_trip(
+    connection: Any, plan: Sequence[_Step], prepared: set[bytes], *, lost_is_error: bool
+) -> list[int]:
+    """Send the whole plan and its ``Sync``, wait once, and return :func:`write`'s counts."""
+    pgconn = connection.pgconn
+    transformer = Transformer.from_context(connection)
+    commands: list[tuple[int, bytes | None]] = []  # (plan step, the name it prepares)
+    sends: list[tuple[Any, bytes, Any]] = []  # (libpq's send function, name, argument)
+    preparing: set[bytes] = set()
+    for index, (table, sql, rows, expected) in enumerate(plan):
+        statement = pg_statement(sql, bool(expected))
+        if statement.name not in prepared and statement.name not in preparing:
+            preparing.add(statement.name)
+            sends.append((pgconn.send_prepare, statement.name, statement.query))
+            commands.append((index, statement.name))
+        formats = [PyFormat.TEXT] * len(statement.params)
+        try:
+            for row in rows:
+                values = transformer.dump_sequence([row[p] for p in statement.params], formats)
+                sends.append((pgconn.send_query_prepared, statement.name, values))
+                commands.append((index, None))
+        except (TypeError, ValueError) as error:  # JSON is encoded here, before any sending
+            raise StoreError(
+                f"cannot store a row of table {table}; nothing in the batch was written: {error}"
+            ) from error
+    pgconn.enter_pipeline_mode()
+    try:
+        for send, name, argument in sends:
+            send(name, argument)
+        pgconn.pipeline_sync()
+        results = _communicate(pgconn)
+    except BaseException:
+        with suppress(psycopg.Error):  # fails with results pending: the next write says so
+            pgconn.exit_pipeline_mode()
+        raise
+    pgconn.exit_pipeline_mode()
+    return _outcome(connection, plan, commands, results, prepared, lost_is_error)
+
+
+def _outcome(
+    connection: Any,
+    plan: Sequence[_Step],
+    commands: list[tuple[int, bytes | None]],
+    results: list[pq.abc.PGresult],
+    prepared: set[bytes],
+    lost_is_error: bool,
+) -> list[int]:
+    """The counts :func:`write` returns, or the pipeline's error, raised."""
+    failed: tuple[int, bytes | None, pq.abc.PGresult] | None = None
+    for (index, name), result in zip(commands, results, strict=True):
+        if result.status in _OK:
+            if name is not None:
+                prepared.add(name)  # prepared, even if a later statement failed
+        elif failed is None and result.status == pq.ExecStatus.FATAL_ERROR:
+            failed = index, name, result
+    counts = [step[3] for step in plan]
+    if failed is None:
+        return counts
+    index, name, result = failed
+    if result.error_field(pq.DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT and not lost_is_error:
+        raise _StatementsLost
+    message = (result.error_message or b"").decode(errors="replace")
+    if name is None and counts[index] and MISMATCH in message:
+        counts[index] -= 1
+        return counts
+    raise pg_errors.error_from_result(result, encoding=connection.info.encoding)
+
+
+def _communicate(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+    """Send what libpq holds, then read every result up to the pipeline's sync (reading
+    while sending, so that a large batch cannot fill both sockets' buffers)."""
+    fileno = pgconn.socket
+    while pgconn.flush():
+        if _wait(fileno, write=True):
+            pgconn.consume_input()
+    results: list[pq.abc.PGresult] = []
+    while True:
+        while pgconn.is_busy():
+            _wait(fileno, write=False)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            if pgconn.status != pq.ConnStatus.OK:
+                error = pgconn.get_error_message()
+                raise psycopg.OperationalError(f"the connection was lost: {error}")
+            continue
+        if result.status == pq.ExecStatus.PIPELINE_SYNC:
+            return results
+        results.append(result)
+
+
+def _wait(fileno: int, *, write: bool) -> bool:
+    """Wait until the socket is readable (or, with ``write``, writable); True if readable."""
+    if not hasattr(select, "poll"):  # Windows: select() has no descriptor limit there
+        readable, _, _ = select.select([fileno], [fileno] if write else [], [])
+        return bool(readable)
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLOUT if write else select.POLLIN)
+    return any(event & ~select.POLLOUT for _fd, event in poller.poll())
