@@ -849,5 +849,5 @@ def table_columns() -> dict[str, dict[str, tuple[str, bool, bool]]]:
             )
             for column in table.columns
         }
-        for name, table in t.metadata.tables.items()
+        for name, table in sorted(t.metadata.tables.items())  # not in import order
     }
