@@ -49,8 +49,8 @@ UNUSED_HERE = {
     "kaon.dsl.yaml_loader",
 }
 # Never needed to run a step that returns a small value: SQLAlchemy's ORM and extensions, the
-# data libraries, the artifact filesystem layer.
-HEAVY = {"sqlalchemy.orm", "sqlalchemy.ext", "numpy", "pandas", "pyarrow", "fsspec"}
+# data libraries, the artifact filesystem layer, psutil (the host's memory comes from sysconf).
+HEAVY = {"sqlalchemy.orm", "sqlalchemy.ext", "numpy", "pandas", "pyarrow", "fsspec", "psutil"}
 
 _PROBE = textwrap.dedent(
     """
