@@ -265,11 +265,13 @@ class _Fields:
 
     def get(self, key: str, kinds: tuple[type, ...], default: Any = _MISSING) -> Any:
         self.used.add(key)
-        if key not in self.data:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
             if default is _MISSING:
                 _malformed(self.at(key), "is missing")
             return default
-        value = self.data[key]
+        if type(value) in kinds:  # the common case: exactly a listed type (bool only if listed)
+            return value
         if value is None and type(None) in kinds:
             return None
         if isinstance(value, bool) and bool not in kinds:
