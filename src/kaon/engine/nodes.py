@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from kaon.engine.memo import CacheKey
@@ -62,9 +63,9 @@ class Node:
     inputs: dict[str, ValueRef] | None = None  # inputs resolved by the cache probe
     input_hashes: list[str] = field(default_factory=list)  # blobs it read (lineage)
 
-    @property
+    @cached_property
     def path(self) -> str:
-        """The step run's path, e.g. ``segments[3].train``."""
+        """The step run's path, e.g. ``segments[3].train`` (a node never changes frames)."""
         return self.frame.prefix + self.spec.id
 
     @property
