@@ -216,3 +216,30 @@ def test_shutdown_wakes_idle_threads_and_drops_queued_attempts() -> None:
         thread.join(2)
     assert not [t for t in threads if t.is_alive()]
     assert [e.key[1] for e in events] == [1]  # attempt 2 never started; 1 reported nothing more
+
+
+def test_a_burst_wakes_every_idle_thread_it_needs() -> None:
+    """A burst wakes one idle thread, which wakes the next while attempts wait: attempts that
+    block must still all run at once (none waits behind another's thread)."""
+    release.clear()
+    started: list[StepStarted] = []
+    lock = threading.Lock()
+
+    def sink(event: ExecutorEvent) -> None:
+        if isinstance(event, StepStarted):
+            with lock:
+                started.append(event)
+
+    executor = InlineExecutor(workers=4)
+    executor.start(sink)
+    try:
+        time.sleep(0.05)  # every thread idle
+        for number in range(4):
+            executor.submit(request(number))
+        deadline = time.monotonic() + 5
+        while len(started) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len({event.worker for event in started}) == 4
+    finally:
+        release.set()
+        executor.shutdown()
