@@ -91,6 +91,7 @@ class Builder:
         self.stack: list[Frame] = [Frame("workflow", "")]
         self.problems: list[Problem] = []
         self._used_ids: set[str] = set()
+        self._numbers: dict[str, int] = {}  # the last number new_id gave (or tried) per base
         self._unentered: dict[int, tuple[str, Location]] = {}
 
     @property
@@ -107,10 +108,14 @@ class Builder:
         if explicit is not None:
             self._used_ids.add(explicit)
             return explicit
-        candidate, number = base, 1
+        # Ids are never freed: the search goes on from the last number given for ``base``
+        # (from 1 every time, a chain of n calls of one step took n^2/2 probes).
+        number = self._numbers.get(base, 1)
+        candidate = base if number == 1 else f"{base}_{number}"
         while candidate in self._used_ids:
             number += 1
             candidate = f"{base}_{number}"
+        self._numbers[base] = number
         self._used_ids.add(candidate)
         return candidate
 

@@ -20,13 +20,13 @@ an engine that lost a run to another stops that run's attempts and lets it go.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kaon.artifacts.base import ArtifactStore
 from kaon.engine.context import EngineContext, Outbox
@@ -164,6 +164,7 @@ class Engine:
         # workers' deadline follows the oldest (see _publish_fence).
         self._renewed: dict[str, float] = {}
         self._fence: float | None = None
+        self._fence_stale = False  # a run was let go since the fence was last published
         # Runs something happened to since they were last advanced (events, timers, commands,
         # signals, a start), or whose ready steps wait for room: a turn looks at these only,
         # so its cost follows the activity, not the number of runs held (see _advance).
@@ -470,6 +471,7 @@ class Engine:
         state = self.runs.pop(run_id, None)
         self.epochs.pop(run_id, None)
         self._renewed.pop(run_id, None)
+        self._fence_stale = True
         self._touched.discard(run_id)
         self._busy.discard(run_id)
         self.tenancy.untrack(run_id)
@@ -483,14 +485,16 @@ class Engine:
                 with contextlib.suppress(Exception):
                     self.executor.cancel(key)
 
-    def _isolated(self, run_id: str, action: Callable[[], object], *, touch: bool = True) -> None:
-        """Do ``action`` for one run; an error in it quarantines that run only. A store
-        outage lets the run go (reloaded from the store later) instead. The run is touched:
-        the next :meth:`_advance` looks at it."""
+    def _isolated(
+        self, run_id: str, action: Callable[..., object], *args: Any, touch: bool = True
+    ) -> object:
+        """Do ``action(*args)`` for one run and return its result; an error in it quarantines
+        that run only (and None is returned). A store outage lets the run go (reloaded from
+        the store later) instead. The run is touched: the next :meth:`_advance` looks at it."""
         if touch:
             self._touched.add(run_id)
         try:
-            action()
+            return action(*args)
         except StoreUnavailableError as error:
             log.warning("run %s: the store is unavailable, reloading it later: %s", run_id, error)
             self._forget(run_id)
@@ -498,6 +502,7 @@ class Engine:
                 self.store.release_lease(run_id, self.owner)
         except Exception as error:
             self.quarantine(run_id, error)
+        return None
 
     def _write_retrying(self, batch: WriteBatch) -> None:
         """Write ``batch``, retrying with backoff while the store is unavailable (nothing is
@@ -521,12 +526,12 @@ class Engine:
         events = self._drain(min(self._wait_time(), max_wait))
         began = time.perf_counter()
         for event in events:
-            self._isolated(event.key[0], functools.partial(self._apply, event))
+            self._isolated(event.key[0], self._apply, event)
         now = self.ctx.clock()
         for timer in self.ctx.timers.due(now):
             state = self.runs.get(timer.run_id)
             if state is not None:
-                self._isolated(state.id, functools.partial(state.timer_fired, timer))
+                self._isolated(state.id, state.timer_fired, timer)
         if now >= self._next_poll:
             self._next_poll = now + self.command_poll_s
             self._poll_commands()
@@ -555,7 +560,10 @@ class Engine:
                 self._touched.discard(state.id)
                 self._busy.discard(state.id)
                 self.tenancy.untrack(state.id)
-        self._publish_fence()
+                self._fence_stale = True
+        if self._fence_stale:  # the runs held changed: so may the oldest renewal
+            self._fence_stale = False
+            self._publish_fence()
 
     def _wait_time(self) -> float:
         for run_id in self._touched:
@@ -597,6 +605,8 @@ class Engine:
         batch = self.ctx.batch
         if isinstance(event, StepSucceeded):
             state.attempt_succeeded(event.key, event.at, dict(event.outputs))
+        elif isinstance(event, StepStarted):
+            state.attempt_started(event.key, event.at, event.worker)
         elif isinstance(event, StepFailed):
             state.attempt_failed(event.key, event.at, event.error, event.outputs)
         elif isinstance(event, LogLine):
@@ -616,8 +626,6 @@ class Engine:
             if event.total is not None:
                 data.update(done=event.done, total=event.total)
             batch.events.append(EventRecord(run_id, "progress", event.at, data, step_run_id))
-        elif isinstance(event, StepStarted):
-            state.attempt_started(event.key, event.at, event.worker)
         elif isinstance(event, SignalEmitted):
             batch.signals.append(
                 SignalRecord(event.name, dict(event.params), event.at, "step", run_id)
@@ -641,10 +649,9 @@ class Engine:
         todo = self._touched
         self._touched = set()
         while todo:
-            states = sorted(
-                (state for r in todo if (state := held.get(r)) is not None),
-                key=lambda s: (s.record.created_at, s.id),
-            )
+            states = [state for r in todo if (state := held.get(r)) is not None]
+            if len(states) > 1:
+                states.sort(key=_state_key)
             for state in states:
                 self._isolated(state.id, state.process, touch=False)
             todo = set()
@@ -684,19 +691,22 @@ class Engine:
         return self.tenancy.dispatch(states, busy, free, start, self.ctx.batch)
 
     def _requests(self, state: RunState, url: str, free: int) -> int:
-        """Queue the run's next attempts while there is room; returns the room left."""
-        left = [free]
+        """Queue the run's next attempts while there is room; returns the room left (all of
+        it when the run was quarantined or let go meanwhile: its requests were dropped)."""
+        if free <= 0 or not state.ready:
+            return free
+        left = self._isolated(state.id, self._queue_requests, state, url, free, touch=False)
+        return left if isinstance(left, int) else free
 
-        def queue_requests() -> None:
-            while left[0] > 0:
-                request = state.next_request(url)
-                if request is None:
-                    return
-                self.ctx.outbox.submit.append(request)
-                left[0] -= 1
-
-        self._isolated(state.id, queue_requests, touch=False)
-        return left[0]
+    def _queue_requests(self, state: RunState, url: str, free: int) -> int:
+        submit = self.ctx.outbox.submit
+        while free > 0:
+            request = state.next_request(url)
+            if request is None:
+                break
+            submit.append(request)
+            free -= 1
+        return free
 
     def _commit_and_act(self) -> bool:
         """Commit the turn's batch, then act on it; False when there was nothing to do (or
@@ -779,7 +789,7 @@ class Engine:
         for run_id, commands in pending.items():
             state = self.runs.get(run_id)
             if state is not None:
-                self._isolated(run_id, functools.partial(self._run_commands, state, commands, now))
+                self._isolated(run_id, self._run_commands, state, commands, now)
 
     def _run_commands(self, state: RunState, commands: list[CommandRecord], now: float) -> None:
         for command in commands:
@@ -808,7 +818,7 @@ class Engine:
             if self.owner_group_of is not None and any(s.scope is not None for s in fresh):
                 group = self.owner_group_of(state.record.workflow)
                 fresh = [s for s in fresh if s.reaches(group)]
-            self._isolated(state.id, functools.partial(state.deliver_signals, fresh))
+            self._isolated(state.id, state.deliver_signals, fresh)
             state.signal_cursor = max(cursor, signals[-1].id or 0)
 
     def _execute_command(
@@ -880,6 +890,11 @@ class _Wake:
 
 
 _WAKE: ExecutorEvent = _Wake()  # type: ignore[assignment]
+
+
+def _state_key(state: RunState) -> tuple[float, str]:
+    """A held run's place in a turn's order: oldest first."""
+    return (state.record.created_at, state.id)
 
 
 def _key(record: RunRecord) -> tuple[float, str]:

@@ -62,10 +62,13 @@ class Node:
     inputs: dict[str, ValueRef] | None = None  # inputs resolved by the cache probe
     input_hashes: list[str] = field(default_factory=list)  # blobs it read (lineage)
 
-    @property
-    def path(self) -> str:
-        """The step run's path, e.g. ``segments[3].train``."""
-        return self.frame.prefix + self.spec.id
+    # The step run's path, e.g. ``segments[3].train``: set once (a node never changes frames),
+    # as a field, so that every node's attributes share one layout (a cached_property added
+    # later gives each node a dict of its own, and slows every attribute read of it).
+    path: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.path = self.frame.prefix + self.spec.id
 
     @property
     def retry(self) -> RetrySpec:

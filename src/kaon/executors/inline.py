@@ -7,13 +7,22 @@ event it reports from then on is dropped (no ``StepFailed`` follows), and a shel
 command is killed. Python code already running keeps running until it returns; its thread
 only then becomes free again, and until then it is not counted in :attr:`InlineExecutor.capacity`
 (a timed-out attempt does not free its slot while its thread is still busy).
+
+Hand-off: attempts wait in a backlog that busy threads drain before they go idle; each idle
+thread waits on a lock of its own. A submit wakes one idle thread, the one that became idle
+last, unless one woken already has not taken its attempt yet; a thread that takes an
+attempt wakes the next idle one while more wait (a burst wakes threads one after another,
+as a shared queue's waiters are; all of them at once would fight for the GIL). In a chain
+of steps the same thread runs every step (its caches warm), and only it wakes: a queue
+shared by every idle thread woke them in turn (measured on W1: 4.8 voluntary context
+switches per step instead of 2.7).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
+from collections import deque
 from typing import ClassVar
 
 from kaon.errors import ConfigurationError, SystemFailure
@@ -22,6 +31,13 @@ from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
 
 PREFETCH_PER_THREAD = 4  # attempts queued per free thread (see InlineExecutor.prefetch)
+
+
+def _wake_lock() -> threading.Lock:
+    """An idle thread's wake-up: held while it waits, released once to wake it."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 class InlineExecutor(Executor):
@@ -37,7 +53,10 @@ class InlineExecutor(Executor):
         if count < 1:
             raise ConfigurationError(f"inline executor: workers must be >= 1, got {count}")
         self._workers = count
-        self._queue: queue.SimpleQueue[TaskRequest | None] = queue.SimpleQueue()
+        self._backlog: deque[TaskRequest] = deque()  # attempts no thread has taken yet
+        self._idle: list[threading.Lock] = []  # idle threads' wake-ups; the last idle is last
+        self._waking = False  # a woken thread has not taken an attempt yet
+        self._stopping = False
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._active: dict[AttemptKey, threading.Event] = {}
@@ -65,17 +84,31 @@ class InlineExecutor(Executor):
             raise SystemFailure("inline executor already started")
         self._sink = sink
         for number in range(self._workers):
-            thread = threading.Thread(target=self._serve, name=f"kaon-inline-{number}", daemon=True)
+            thread = threading.Thread(
+                target=self._serve, args=(_wake_lock(),), name=f"kaon-inline-{number}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
     def submit(self, request: TaskRequest) -> None:
-        """Queue ``request`` for the next free thread. Never blocks."""
+        """Queue ``request`` for the next free thread (waking the one idle last). Never
+        blocks."""
         if self._sink is None:
             raise SystemFailure("inline executor: submit() before start()")
         with self._lock:
             self._active[request.key] = threading.Event()
-        self._queue.put(request)
+            self._backlog.append(request)
+            wake = self._wake_one()
+        if wake is not None:
+            wake.release()
+
+    def _wake_one(self) -> threading.Lock | None:
+        """(Holding the lock.) The wake-up of the idle thread to run the backlog: the last one
+        idle, unless one woken before has not taken its attempt yet (it wakes the next)."""
+        if self._waking or not self._idle or not self._backlog:
+            return None
+        self._waking = True
+        return self._idle.pop()
 
     def cancel(self, key: AttemptKey) -> None:
         """Drop the attempt's events from now on; it does not start if it has not yet."""
@@ -94,17 +127,41 @@ class InlineExecutor(Executor):
         with self._lock:
             flags = list(self._active.values())
             self._active.clear()
+            self._backlog.clear()
+            self._stopping = True  # a busy thread stops when its attempt returns
+            idle, self._idle = self._idle, []
         for flag in flags:
             flag.set()
-        for _ in self._threads:
-            self._queue.put(None)
+        for wake in idle:
+            wake.release()
         self._threads.clear()
 
-    def _serve(self) -> None:
+    def _next(self, wake: threading.Lock) -> TaskRequest | None:
+        """The thread's next attempt, the oldest queued (waiting idle, on ``wake``, until
+        there is one); None when the executor shuts down."""
+        woken = False
+        while True:
+            with self._lock:
+                if woken:
+                    self._waking = False
+                if self._stopping:
+                    return None
+                if self._backlog:
+                    request = self._backlog.popleft()
+                    more = self._wake_one()
+                    break
+                self._idle.append(wake)
+            wake.acquire()
+            woken = True
+        if more is not None:
+            more.release()
+        return request
+
+    def _serve(self, wake: threading.Lock) -> None:
         sink = self._sink
         assert sink is not None
         while True:
-            request = self._queue.get()
+            request = self._next(wake)
             if request is None:
                 return
             with self._lock:

@@ -190,9 +190,20 @@ def install_output_capture() -> None:
             sys.stderr = _StreamProxy(sys.stderr, "stderr")  # type: ignore[assignment]
 
 
+_pid = os.getpid()  # os.getpid() is a system call: kept, and renewed in a forked child
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def worker_name() -> str:
     """``host:pid:thread``: names where an attempt runs."""
-    return f"{_HOSTNAME}:{os.getpid()}:{threading.current_thread().name}"
+    return f"{_HOSTNAME}:{_pid}:{threading.current_thread().name}"
 
 
 def error_type_name(exc: BaseException) -> str:

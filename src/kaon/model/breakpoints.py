@@ -79,6 +79,8 @@ class Breakpoints:
         declared = spec.breakpoint
         if declared == moment:
             return True
+        if not self.points:
+            return False
         return any(b.moment == moment and b.matches(path, spec.id) for b in self.points)
 
 

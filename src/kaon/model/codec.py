@@ -265,11 +265,14 @@ class _Fields:
 
     def get(self, key: str, kinds: tuple[type, ...], default: Any = _MISSING) -> Any:
         self.used.add(key)
-        if key not in self.data:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
             if default is _MISSING:
                 _malformed(self.at(key), "is missing")
             return default
-        value = self.data[key]
+        kind = type(value)
+        if kind in kinds or (kind is dict and Mapping in kinds):  # the common cases: exactly
+            return value  # a listed type (a bool only if listed), or a dict for an object
         if value is None and type(None) in kinds:
             return None
         if isinstance(value, bool) and bool not in kinds:
@@ -299,6 +302,8 @@ class _Fields:
         return _Fields(self.get(key, (Mapping,), default), self.at(key))
 
     def done(self) -> None:
+        if self.used.issuperset(self.data):
+            return
         unknown = sorted(set(self.data) - self.used)
         if unknown:
             _malformed(self.path, f"unknown keys {', '.join(map(repr, unknown))}")
@@ -366,9 +371,16 @@ def _workflow(fields: _Fields) -> WorkflowSpec:
     return spec
 
 
+_NO_LOCATION: Final = {"file": None, "line": None, "field": None}  # how nowhere is encoded
+_NOWHERE: Final = Location()
+
+
 def _location(fields: _Fields, key: str) -> Location:
-    if fields.get(key, (Mapping, type(None)), None) is None:
+    found = fields.get(key, (Mapping, type(None)), None)
+    if found is None:
         return Location()
+    if found == _NO_LOCATION:
+        return _NOWHERE
     inner = fields.child(key)
     location = Location(
         file=inner.get("file", (str, type(None)), None),

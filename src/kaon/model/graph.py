@@ -205,12 +205,15 @@ def dependencies(
     """
     steps = graph.by_id()
     position = {step_id: i for i, step_id in enumerate(steps)}
+    # A set, not ``steps.keys()``: ``refs - keys`` copies and scans every key (quadratic in
+    # the graph's size), a set difference or intersection scans the smaller side.
+    known = set(steps)
     deps: dict[str, tuple[str, ...]] = {}
     external: set[str] = set()
     for step_id, step in steps.items():
         refs = step_refs_of(step, strict=strict) | refs_inside(step, strict=strict)
-        external |= refs - steps.keys()
-        wanted = (set(step.needs) | refs) & steps.keys()
+        external |= refs - known
+        wanted = (set(step.needs) | refs) & known
         deps[step_id] = tuple(sorted(wanted, key=position.__getitem__))
     return deps, frozenset(external)
 

@@ -219,8 +219,11 @@ def check_duplicate_ids(context: _Context) -> Iterator[Problem]:
 
 def check_needs(context: _Context) -> Iterator[Problem]:
     """Every ``needs`` entry names a step of the same graph."""
+    known: dict[int, frozenset[str]] = {}  # each graph's ids, made once (not once per step)
     for step, scope in _steps(context.spec):
-        ids = _ids(scope.graph)
+        ids = known.get(id(scope.graph))
+        if ids is None:
+            ids = known[id(scope.graph)] = _ids(scope.graph)
         for need in step.needs:
             if need not in ids:
                 yield Problem(

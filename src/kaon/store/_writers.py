@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 _queues: dict[str, WriterQueue] = {}
@@ -34,6 +33,7 @@ class WriterQueue:
         self._depth = 0
         self._path = Path(f"{path}.writer")
         self._fd: int | None = None
+        self._held: int | None = None  # the descriptor locked by the outermost turn
 
     @classmethod
     def of(cls, database: str) -> WriterQueue:
@@ -45,20 +45,33 @@ class WriterQueue:
                 found = _queues[key] = cls(Path(key))
             return found
 
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold the file's write turn (blocks until it is this writer's)."""
-        with self._mutex:
-            fd = self._open() if self._depth == 0 else None
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+    def turn(self) -> WriterQueue:
+        """Hold the file's write turn (blocks until it is this writer's): ``with
+        queue.turn(): ...``. (The queue is its own context manager: a generator-based one
+        costs more than a SQLite write's lock itself.)"""
+        return self
+
+    def __enter__(self) -> None:
+        self._mutex.acquire()
+        try:
+            if self._depth == 0:
+                fd = self._open()
                 if fd is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                self._held = fd
+            self._depth += 1
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0 and self._held is not None:
+                fd, self._held = self._held, None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
 
     def _open(self) -> int | None:
         """The lock file's descriptor (None when it cannot be made: SQLite alone orders)."""

@@ -325,13 +325,18 @@ class WriteBatch:
         found: set[str] = {r.id for r in self.runs}
         found.update(self.run_updates)
         for keys in (self.step_runs, self.step_run_updates, self.attempts, self.attempt_updates):
-            found.update(key[0] for key in keys)
+            if keys:  # most are empty in a turn: skip making their generators
+                found.update(key[0] for key in keys)
         for records in (self.logs, self.metrics, self.events, self.commands, self.artifacts):
-            found.update(r.run_id for r in records)
-        found.update(r.run_id for r in self.cache_entries)
+            if records:
+                found.update(r.run_id for r in records)
+        if self.cache_entries:
+            found.update(r.run_id for r in self.cache_entries)
         found.update(self.command_runs.values())
-        found.update(s.source_run_id for s in self.signals if s.source_run_id)
-        found.update(key[0] for key in self.holds_released)
+        if self.signals:
+            found.update(s.source_run_id for s in self.signals if s.source_run_id)
+        if self.holds_released:
+            found.update(key[0] for key in self.holds_released)
         return found
 
     def take_runs(self, run_ids: Collection[str]) -> WriteBatch:
@@ -401,25 +406,23 @@ class WriteBatch:
             self.attempt_updates.setdefault(key, {}).update(changes)
 
     def __bool__(self) -> bool:
-        return any(
-            (
-                self.definitions,
-                self.runs,
-                self.run_updates,
-                self.step_runs,
-                self.step_run_updates,
-                self.attempts,
-                self.attempt_updates,
-                self.logs,
-                self.metrics,
-                self.events,
-                self.commands,
-                self.commands_done,
-                self.cache_entries,
-                self.artifacts,
-                self.signals,
-                self.holds_released,
-            )
+        return bool(
+            self.definitions
+            or self.runs
+            or self.run_updates
+            or self.step_runs
+            or self.step_run_updates
+            or self.attempts
+            or self.attempt_updates
+            or self.logs
+            or self.metrics
+            or self.events
+            or self.commands
+            or self.commands_done
+            or self.cache_entries
+            or self.artifacts
+            or self.signals
+            or self.holds_released
         )
 
 

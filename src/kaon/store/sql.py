@@ -112,7 +112,35 @@ def _rows(records: Iterable[Any], names: tuple[str, ...]) -> list[_Row]:
     return rows
 
 
-_encode_json = json.JSONEncoder(allow_nan=False).encode
+_JSON = json.JSONEncoder(allow_nan=False)
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+# The C encoder made once (JSONEncoder.encode makes one per call, most of the cost of a small
+# document), without the circular-reference markers: a cycle (or a document nested past the
+# recursion limit) raises RecursionError, reported as the ValueError the markers would raise.
+_chunks: Any = (
+    _make_encoder(
+        None,  # no markers (see above)
+        _JSON.default,
+        json.encoder.encode_basestring_ascii,
+        None,  # indent
+        ": ",
+        ", ",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+    if _make_encoder is not None
+    else None
+)
+
+
+def _encode_json(value: Any) -> str:
+    if _chunks is None:
+        return _JSON.encode(value)
+    try:
+        return "".join(_chunks(value, 0))
+    except RecursionError:
+        raise ValueError("Circular reference detected (or a document nested too deep)") from None
 
 
 def _json_text(value: Any) -> str | None:
@@ -576,8 +604,14 @@ class SQLStore(StateStore):
         entries: Iterable[tuple[str, Collection[Any], tuple[str, ...]]],
     ) -> None:
         for name, records, names in entries:
-            if records:
-                plan.append(self._encoded(name, ("insert", names), _rows(records, names), 0))
+            if not records:
+                continue
+            rows = _rows(records, names)
+            if self._lite is not None:
+                for columns, group in _sparse(name, names, rows).items():
+                    plan.append(self._encoded(name, ("insert", columns), group, 0))
+            else:
+                plan.append(self._encoded(name, ("insert", names), rows, 0))
 
     def _encoded(
         self, table: str, shape: tuple[str, Any], rows: list[_Row], expected: int
@@ -1208,21 +1242,65 @@ def _transient(error: BaseException, dbapi: Any) -> bool:
     return isinstance(error, dbapi.OperationalError | dbapi.InterfaceError)
 
 
+_KEY_BINDS = {name: tuple(f"k_{k}" for k in keys) for name, keys in _KEYS.items()}
+_VALUE_BINDS: dict[str, str] = {}  # column -> its bind name, made once per column
+
+
 def _update_groups(
     name: str, updates: Mapping[Any, dict[str, Any]]
 ) -> dict[frozenset[str], list[_Row]]:
     """Updates of one table as parameter rows, grouped by the set of columns they change."""
-    keys = _KEYS[name]
+    binds = _KEY_BINDS[name]
+    value_binds = _VALUE_BINDS
     groups: dict[frozenset[str], list[_Row]] = {}
     for key, changes in updates.items():
         if not changes:
             continue
-        parts = key if isinstance(key, tuple) else (key,)
-        row = {f"k_{k}": part for k, part in zip(keys, parts, strict=True)}
+        row = dict(zip(binds, key if type(key) is tuple else (key,), strict=True))
         for column, value in changes.items():
-            row[f"v_{column}"] = value.value if isinstance(value, Enum) else value
+            bind = value_binds.get(column)
+            if bind is None:
+                bind = value_binds.setdefault(column, f"v_{column}")
+            row[bind] = value.value if isinstance(value, Enum) else value
         groups.setdefault(frozenset(changes), []).append(row)
     return groups
+
+
+def _sparse(
+    table: str, names: tuple[str, ...], rows: list[_Row]
+) -> dict[tuple[str, ...], list[_Row]]:
+    """SQLite: rows to insert grouped by the columns they give a value, the NULLs left out
+    (the driver binds None through a failed adapter lookup, several times the cost of binding
+    a value; a chain step inserts a dozen of them). Only columns an insert may leave out to
+    mean NULL are (see :func:`kaon.store._lite.table_columns`)."""
+    optional = _optional_columns(table, names)
+    groups: dict[tuple[str, ...], list[_Row]] = {}
+    for row in rows:
+        absent = tuple([c for c in optional if row[c] is None])
+        if absent:
+            for column in absent:
+                del row[column]
+            shape = (names, absent)
+            columns = _GIVEN.get(shape)
+            if columns is None:
+                columns = _GIVEN[shape] = tuple(c for c in names if c not in absent)
+        else:
+            columns = names
+        groups.setdefault(columns, []).append(row)
+    return groups
+
+
+_OPTIONAL: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+_GIVEN: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # by what is absent
+
+
+def _optional_columns(table: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns of ``names`` an insert into ``table`` may leave out to mean NULL."""
+    found = _OPTIONAL.get((table, names))
+    if found is None:
+        known = _lite.table_columns(table)
+        found = _OPTIONAL[(table, names)] = tuple(c for c in names if c in known and known[c][2])
+    return found
 
 
 def run_record(values: _Row) -> RunRecord:

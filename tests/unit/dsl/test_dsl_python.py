@@ -573,3 +573,19 @@ def test_python_config_names_modules_workers_can_import() -> None:
     assert python_config(load.fn) == ({"file": HERE, "function": "load"}, None)
     _config, problem = python_config(lambda: None)
     assert problem is not None and "lambda" in problem
+
+
+def test_repeated_calls_are_numbered_in_order_around_explicit_ids() -> None:
+    """A step called again gets ``name_2``, ``name_3``... skipping ids taken explicitly;
+    numbering goes on from the last number given (a chain of n calls is not n^2 probes)."""
+
+    @kaon.workflow
+    def flow() -> None:
+        first = load()
+        second = load(first)
+        third = load.options(id="load_4")(second)
+        fourth = load(third)
+        load(fourth)
+
+    ids = [step.id for step in flow.spec.graph.steps]
+    assert ids == ["load", "load_2", "load_4", "load_3", "load_5"]

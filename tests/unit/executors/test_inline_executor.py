@@ -125,3 +125,121 @@ def test_a_cancelled_attempt_holds_its_slot_until_its_thread_is_free() -> None:
     finally:
         release.set()
         executor.shutdown()
+
+
+def _run_one_by_one(executor: InlineExecutor, count: int) -> list[StepStarted]:
+    """Submit ``count`` quick attempts, each once the one before it finished (a chain)."""
+    started: list[StepStarted] = []
+    done = threading.Semaphore(0)
+
+    def sink(event: ExecutorEvent) -> None:
+        if isinstance(event, StepStarted):
+            started.append(event)
+        elif isinstance(event, StepSucceeded):
+            done.release()
+
+    executor.start(sink)
+    try:
+        for number in range(count):
+            executor.submit(request(number, "echo_none"))
+            assert done.acquire(timeout=5)
+    finally:
+        executor.shutdown()
+    return started
+
+
+def echo_none() -> None:
+    return None
+
+
+def test_a_chain_of_attempts_runs_on_the_thread_that_became_idle_last() -> None:
+    """The hand-off wakes one thread, the most recently idle one: a chain of steps stays on
+    one thread instead of waking the idle threads in turn (a shared queue did)."""
+    started = _run_one_by_one(InlineExecutor(workers=4), 20)
+    assert len(started) == 20
+    assert len({event.worker for event in started[1:]}) == 1
+
+
+def test_attempts_beyond_the_idle_threads_wait_in_order_and_all_run() -> None:
+    release.clear()
+    events: list[ExecutorEvent] = []
+    lock = threading.Lock()
+
+    def sink(event: ExecutorEvent) -> None:
+        with lock:
+            events.append(event)
+
+    executor = InlineExecutor(workers=2)
+    executor.start(sink)
+    try:
+        for number in range(2):
+            executor.submit(request(number))  # both threads wait for the release
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with lock:
+                if sum(isinstance(e, StepStarted) for e in events) == 2:
+                    break
+            time.sleep(0.01)
+        for number in range(2, 8):
+            executor.submit(request(number, "echo_none"))  # queued: no thread is idle
+        executor.cancel(("r", 5, 1))  # cancelled while queued: never starts
+        release.set()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with lock:
+                if sum(isinstance(e, StepSucceeded) for e in events) == 7:
+                    break
+            time.sleep(0.01)
+    finally:
+        release.set()
+        executor.shutdown()
+    starts = [e.key[1] for e in events if isinstance(e, StepStarted)]
+    assert sorted(starts[:2]) == [0, 1]
+    assert starts[2:] == [2, 3, 4, 6, 7]  # the backlog in submission order, without 5
+    assert sorted(e.key[1] for e in events if isinstance(e, StepSucceeded)) == [0, 1, 2, 3, 4, 6, 7]
+
+
+def test_shutdown_wakes_idle_threads_and_drops_queued_attempts() -> None:
+    release.clear()
+    events: list[ExecutorEvent] = []
+    executor = InlineExecutor(workers=1)
+    executor.start(events.append)
+    threads = list(executor._threads)
+    executor.submit(request(1))  # the only thread waits for the release
+    executor.submit(request(2, "echo_none"))  # queued behind it
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    executor.shutdown()
+    release.set()
+    for thread in threads:
+        thread.join(2)
+    assert not [t for t in threads if t.is_alive()]
+    assert [e.key[1] for e in events] == [1]  # attempt 2 never started; 1 reported nothing more
+
+
+def test_a_burst_wakes_every_idle_thread_it_needs() -> None:
+    """A burst wakes one idle thread, which wakes the next while attempts wait: attempts that
+    block must still all run at once (none waits behind another's thread)."""
+    release.clear()
+    started: list[StepStarted] = []
+    lock = threading.Lock()
+
+    def sink(event: ExecutorEvent) -> None:
+        if isinstance(event, StepStarted):
+            with lock:
+                started.append(event)
+
+    executor = InlineExecutor(workers=4)
+    executor.start(sink)
+    try:
+        time.sleep(0.05)  # every thread idle
+        for number in range(4):
+            executor.submit(request(number))
+        deadline = time.monotonic() + 5
+        while len(started) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len({event.worker for event in started}) == 4
+    finally:
+        release.set()
+        executor.shutdown()

@@ -88,3 +88,60 @@ def test_unreachable_database_is_a_store_error_without_the_password() -> None:
         SQLStore("postgresql+psycopg://kaon:secret@127.0.0.1:1/kaon")
     assert "127.0.0.1:1/kaon" in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+def test_sqlite_inserts_leave_null_columns_out_and_read_back_the_same(
+    store: SQLStore, path: Path
+) -> None:
+    """Rows of one table with different NULL columns are written by statements that bind
+    only their values (the driver's cost of binding None); what is read back is the same."""
+    store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+    bare = StepRunRecord("r1", 1, "a", "a", "task", StepStatus.RUNNING, created_at=1)
+    full = StepRunRecord(
+        "r1",
+        2,
+        "b",
+        "b",
+        "task",
+        StepStatus.FAILED,
+        parent_id=1,
+        index=0,
+        item={"k": [1, 2]},
+        outputs={"return": {"literal": 3}},
+        error={"type": "E", "message": "m"},
+        reason="why",
+        created_at=2,
+        started_at=2.5,
+        ended_at=3,
+        cache_key="key",
+    )
+    batch = WriteBatch(events=[EventRecord("r1", "run", 1.0, {"status": "running"})])
+    batch.events.append(EventRecord("r1", "step", 2.0, {"path": "b"}, step_run_id=2))
+    batch.insert_step_run(bare)
+    batch.insert_step_run(full)
+    store.write(batch)
+    rows = {row.id: row for row in store.step_runs("r1", all_levels=True)}
+    assert rows[1] == bare
+    assert rows[2] == full
+    assert isinstance(rows[2].ended_at, float) and rows[2].ended_at == 3.0  # REAL column
+    assert [(e.step_run_id, e.data) for e in store.events("r1")] == [
+        (None, {"status": "running"}),
+        (2, {"path": "b"}),
+    ]
+    with sqlite3.connect(path) as raw:
+        kinds = raw.execute("SELECT typeof(created_at), typeof(item) FROM step_runs").fetchall()
+    assert kinds == [("real", "null"), ("real", "text")]
+
+
+def test_json_documents_that_cannot_be_stored_are_store_errors(store: SQLStore) -> None:
+    store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+    looped: dict[str, object] = {}
+    looped["self"] = looped
+    for data, reason in (
+        (looped, "Circular reference"),
+        ({"x": float("nan")}, "Out of range float"),
+        ({"x": object()}, "not JSON serializable"),
+    ):
+        with pytest.raises(StoreError, match=reason):
+            store.write(WriteBatch(events=[EventRecord("r1", "e", 1.0, data)]))  # type: ignore[arg-type]
+    assert store.events("r1") == []
