@@ -608,7 +608,7 @@ class SQLStore(StateStore):
                 continue
             rows = _rows(records, names)
             if self._lite is not None:
-                for columns, group in _sparse(name, names, rows).items():
+                for columns, group in _sparse(name, names, rows):
                     plan.append(self._encoded(name, ("insert", columns), group, 0))
             else:
                 plan.append(self._encoded(name, ("insert", names), rows, 0))
@@ -1268,13 +1268,14 @@ def _update_groups(
 
 def _sparse(
     table: str, names: tuple[str, ...], rows: list[_Row]
-) -> dict[tuple[str, ...], list[_Row]]:
-    """SQLite: rows to insert grouped by the columns they give a value, the NULLs left out
-    (the driver binds None through a failed adapter lookup, several times the cost of binding
-    a value; a chain step inserts a dozen of them). Only columns an insert may leave out to
-    mean NULL are (see :func:`kaon.store._lite.table_columns`)."""
+) -> list[tuple[tuple[str, ...], list[_Row]]]:
+    """SQLite: rows to insert as runs of rows that give a value to the same columns, the
+    NULLs left out (the driver binds None through a failed adapter lookup, several times the
+    cost of binding a value; a chain step inserts a dozen of them). Only columns an insert
+    may leave out to mean NULL are (see :func:`kaon.store._lite.table_columns`). The runs
+    keep the rows' order: logs, metrics and events get their ids in the order written."""
     optional = _optional_columns(table, names)
-    groups: dict[tuple[str, ...], list[_Row]] = {}
+    groups: list[tuple[tuple[str, ...], list[_Row]]] = []
     for row in rows:
         absent = tuple([c for c in optional if row[c] is None])
         if absent:
@@ -1286,7 +1287,10 @@ def _sparse(
                 columns = _GIVEN[shape] = tuple(c for c in names if c not in absent)
         else:
             columns = names
-        groups.setdefault(columns, []).append(row)
+        if groups and groups[-1][0] == columns:
+            groups[-1][1].append(row)
+        else:
+            groups.append((columns, [row]))
     return groups
 
 

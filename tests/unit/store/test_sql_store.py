@@ -145,3 +145,20 @@ def test_json_documents_that_cannot_be_stored_are_store_errors(store: SQLStore) 
         with pytest.raises(StoreError, match=reason):
             store.write(WriteBatch(events=[EventRecord("r1", "e", 1.0, data)]))  # type: ignore[arg-type]
     assert store.events("r1") == []
+
+
+def test_sparse_inserts_keep_the_order_rows_were_written_in(store: SQLStore) -> None:
+    """Rows that leave out different NULL columns still get their ids in batch order: the
+    event feed, logs and metrics are read by id."""
+    store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+    steps = [2, None, 3, None, None, 4]
+    batch = WriteBatch(
+        events=[
+            EventRecord("r1", "e", float(n), {"n": n}, step_run_id=s) for n, s in enumerate(steps)
+        ]
+    )
+    store.write(batch)
+    found = store.events("r1")
+    assert [e.data["n"] for e in found] == list(range(len(steps)))
+    assert [e.step_run_id for e in found] == steps
+    assert [e.id for e in found] == sorted(e.id for e in found)
