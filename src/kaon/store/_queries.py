@@ -67,10 +67,6 @@ def _ttl(name: str = "lease_ttl") -> sa.BindParameter[float]:
     return sa.bindparam(name, type_=sa.Double())
 
 
-def _now(dialect: str) -> sa.ColumnElement[float]:
-    return db_clock(dialect)
-
-
 def _like(column: Any) -> Any:
     """``column`` contains the (escaped) pattern ``:pattern``, ignoring case."""
     return column.ilike(_bind("pattern"), escape="/")
@@ -137,7 +133,7 @@ def _claimable_runs(dialect: str, skip: bool, after: bool, lock: bool) -> Any:
     c = t.runs.c
     stmt = sa.select(t.runs).where(
         c.status.in_(_ACTIVE),
-        sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < _now(dialect)),
+        sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < db_clock(dialect)),
     )
     if skip:
         stmt = stmt.where(c.workflow.not_in(_many("skip")))
@@ -583,7 +579,7 @@ _r = t.runs.c
 @_builder
 def _acquire_lease(dialect: str, steal: bool) -> Any:
     """Take a free lease: ``:run_id``, ``:owner``, ``:lease_ttl``, ``:steal_from``."""
-    now = _now(dialect)
+    now = db_clock(dialect)
     free = [_r.owner.is_(None), _r.lease_until.is_(None), _r.lease_until < now]
     if steal:
         free.append(_r.owner == _bind("steal_from"))
@@ -611,7 +607,9 @@ def _lease_holders(lock: bool) -> Any:
 def _renew_leases(dialect: str) -> Any:
     """Extend the leases of ``:ids`` to ``:lease_ttl`` after the database's clock."""
     return (
-        sa.update(t.runs).where(_r.id.in_(_many("ids"))).values(lease_until=_now(dialect) + _ttl())
+        sa.update(t.runs)
+        .where(_r.id.in_(_many("ids")))
+        .values(lease_until=db_clock(dialect) + _ttl())
     )
 
 
@@ -633,7 +631,7 @@ def _fence(dialect: str) -> Any:
         .where(
             _r.id == _bind("f_id"), _r.owner == _bind("f_owner"), _r.lease_epoch == _bind("f_epoch")
         )
-        .values(lease_until=_now(dialect) + _ttl("f_ttl"))
+        .values(lease_until=db_clock(dialect) + _ttl("f_ttl"))
     )
 
 

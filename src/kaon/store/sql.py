@@ -261,8 +261,7 @@ class SQLStore(StateStore):
 
         engine, in_memory = create_store_engine(self.url, create=create)
         self._errors = (*self._errors, sa_exc.SQLAlchemyError)
-        self.__dict__["_engine"] = engine
-        self.__dict__["_in_memory"] = in_memory
+        self.__dict__["_engine"] = engine  # the cached property's value from now on
         return engine, in_memory
 
     @functools.cached_property
