@@ -963,11 +963,16 @@ class SQLStore(StateStore):
 
     def signal_cursor_since(self, since: float) -> int:
         """One below the first signal received at or after ``since`` (index ``ix_signals_at``);
-        the newest id when there is none yet (later signals get larger ids)."""
+        the newest id when there is none yet (later signals get larger ids).
+
+        The newest id is read first: a signal committed between the two reads then has a
+        larger id and is found by the second (read the other way round, it would be found
+        by neither and never delivered)."""
+        newest = int(self.query_value(("signal_max",)) or 0)
         first = self.query_value(("signal_first_since",), since=since)
         if first is not None:
             return int(first) - 1
-        return int(self.query_value(("signal_max",)) or 0)
+        return newest
 
     def last_event_id(self) -> int:
         """The largest committed event id (0 when none): the primary key's last entry."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kaon.errors import StoreError
 from kaon.model.status import RunStatus, StepStatus
-from kaon.store.base import EventRecord, RunRecord, StepRunRecord, WriteBatch
+from kaon.store.base import EventRecord, RunRecord, SignalRecord, StepRunRecord, WriteBatch
 from kaon.store.sql import SQLStore, _update_groups
 
 
@@ -162,3 +164,32 @@ def test_sparse_inserts_keep_the_order_rows_were_written_in(store: SQLStore) -> 
     assert [e.data["n"] for e in found] == list(range(len(steps)))
     assert [e.step_run_id for e in found] == steps
     assert [e.id for e in found] == sorted(e.id for e in found)
+
+
+def test_a_signal_committed_while_a_cursor_is_made_is_after_the_cursor(store: SQLStore) -> None:
+    """A wait step's cursor is made with two reads (the first signal since its run began,
+    else the newest id). A signal committed between them must still be above the cursor,
+    or the step would never see it (a wait run stuck forever, seen under load)."""
+    since = time.time()
+    store.write(WriteBatch(signals=[SignalRecord("old", {}, since - 60, "test")]))
+    lite = store._lite
+    assert lite is not None
+    rows = lite.rows
+    late: list[int] = []
+    reads = [0]
+
+    def commit_between(key: Any, params: Any, cursor: Any = None) -> Any:
+        found = rows(key, params, cursor)
+        reads[0] += 1
+        if reads[0] == 1:  # after the first read, another writer commits a signal
+            store.write(WriteBatch(signals=[SignalRecord("go", {}, since + 1, "test")]))
+            newest = rows(("signal_max",), {})
+            late.append(int(next(iter(newest[0].values()))))
+        return found
+
+    lite.rows = commit_between  # type: ignore[method-assign]
+    try:
+        cursor = store.signal_cursor_since(since)
+    finally:
+        del lite.rows
+    assert late and cursor < late[0]
