@@ -178,12 +178,7 @@ def insert_statement(table: str, columns: Sequence[str]) -> Statement:
     """``INSERT INTO table (column, ...) VALUES (:column, ...)`` (``ON CONFLICT DO NOTHING``
     for content-addressed tables), as SQLAlchemy compiles it for SQLite (a test holds the two
     equal); columns in the table's order. Raises KeyError naming an unknown column."""
-    known = table_columns(table)
-    for column in columns:
-        if column not in known:
-            raise KeyError(column)
-    chosen = set(columns)
-    ordered = [name for name in known if name in chosen]
+    known, ordered = _in_table_order(table, columns)
     names = ", ".join(known[name][0] for name in ordered)
     marks = ", ".join(f":{name}" for name in ordered)
     conflict = " ON CONFLICT DO NOTHING" if table in IDEMPOTENT else ""
@@ -196,16 +191,23 @@ def update_statement(table: str, keys: Sequence[str], columns: Sequence[str]) ->
     """``UPDATE table SET column = :v_column ... WHERE table.key = :k_key AND ...``, as
     SQLAlchemy compiles it for SQLite (a test holds the two equal); columns in the table's
     order. Raises KeyError naming a column the table does not have."""
+    known, ordered = _in_table_order(table, columns)
+    sets = ", ".join(f"{known[name][0]}=:v_{name}" for name in ordered)
+    where = " AND ".join(f"{table}.{known[k][0]} = :k_{k}" for k in keys)
+    json_params = tuple(f"v_{name}" for name in ordered if known[name][1])
+    return Statement(f"UPDATE {table} SET {sets} WHERE {where}", json_params=json_params)
+
+
+def _in_table_order(
+    table: str, columns: Sequence[str]
+) -> tuple[Mapping[str, tuple[str, bool, bool]], list[str]]:
+    """The table's columns, and ``columns`` in the table's order (KeyError: an unknown one)."""
     known = table_columns(table)
     for column in columns:
         if column not in known:
             raise KeyError(column)
     chosen = set(columns)
-    ordered = [name for name in known if name in chosen]
-    sets = ", ".join(f"{known[name][0]}=:v_{name}" for name in ordered)
-    where = " AND ".join(f"{table}.{known[k][0]} = :k_{k}" for k in keys)
-    json_params = tuple(f"v_{name}" for name in ordered if known[name][1])
-    return Statement(f"UPDATE {table} SET {sets} WHERE {where}", json_params=json_params)
+    return known, [name for name in known if name in chosen]
 
 
 def sqlite_path(url: str) -> Path | None:
