@@ -176,8 +176,9 @@ def is_identifier(name: str) -> bool:
 
 def absolute_file(config: dict[str, Any], folder: str) -> dict[str, Any]:
     """A task config whose relative ``file`` (a SQL file, a notebook, an R script) is made
-    absolute against the definition's folder, so steps find it wherever they run."""
+    absolute against the definition's folder, so steps find it wherever they run. A name
+    no file can have (a NUL byte) is left as it is, for the step type's check to name."""
     file = config.get("file")
-    if isinstance(file, str) and file and not os.path.isabs(file):
+    if isinstance(file, str) and file and "\x00" not in file and not os.path.isabs(file):
         config["file"] = os.path.realpath(os.path.join(folder, file))
     return config

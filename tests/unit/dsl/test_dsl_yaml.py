@@ -457,3 +457,10 @@ def test_merge_keys_work() -> None:
 def test_missing_file() -> None:
     with pytest.raises(DefinitionError, match="cannot read workflow file"):
         load_yaml_file("/no/such/flow.yaml")
+
+
+def test_a_file_name_with_a_nul_byte_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """Found by the flagship's mutation fuzz test: resolving such a name raised ValueError."""
+    text = 'name: nul\nsteps:\n  - id: q\n    type: sql\n    config: {file: "a\\0b.sql"}\n'
+    with pytest.raises(DefinitionError, match=r"steps\[0\]\.config\.file"):
+        load_yaml_text(text, str(tmp_path / "flow.yaml"), base_dir=str(tmp_path))
