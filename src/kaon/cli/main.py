@@ -397,6 +397,7 @@ def run(
             url, db, home, executor, workers, artifacts, create=True, ray_address=ray_address
         ) as service,
     ):
+        service.prepare_execution()  # a worker boots while the workflow loads
         spec = service.validate(target)
         given = parse_assignments(param or [])
         cache = CachePolicy(lookup=not no_cache, force=tuple(force or ()))

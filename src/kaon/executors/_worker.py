@@ -280,8 +280,10 @@ def main() -> None:
     if init.get("cwd"):
         with contextlib.suppress(OSError):  # hidden by the sandbox: stay in its scratch
             os.chdir(init["cwd"])
-    # Preload what every attempt uses, so the first step is as fast as the rest.
+    # Preload what every attempt uses, so the first step is as fast as the rest: the
+    # runtime, and the DSL a Python step's module imports (``@kaon.step``: ~35 ms).
     import kaon.artifacts
+    import kaon.dsl.python
     import kaon.steptypes.python
     import kaon.steptypes.shell  # noqa: F401
 

@@ -63,6 +63,13 @@ class Executor(ABC):
 
     name: ClassVar[str]
 
+    def warm(self) -> None:
+        """Begin booting what the first attempt needs (a worker process), before
+        :meth:`start`, so that it boots while the caller loads a workflow and records its run.
+        Optional; :meth:`shutdown` stops what it started even if :meth:`start` never came.
+        The default does nothing."""
+        return
+
     @abstractmethod
     def start(self, sink: EventSink) -> None:
         """Get ready to run tasks (start workers); events go to ``sink`` from any thread."""

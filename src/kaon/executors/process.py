@@ -209,9 +209,9 @@ class ProcessExecutor(Executor):
         self._sink = sink
         with self._lock:
             # Waiting for the pool: every worker now. Not waiting (the CLI's ``kaon run``): one
-            # now, the others as attempts come to run at once (see _grow): a chain or a
-            # one-step run never pays for workers it cannot use.
-            for _ in range(self._size if self._wait_ready else 1):
+            # now (or the one warm() spawned), the others as attempts come to run at once (see
+            # _grow): a chain or a one-step run never pays for workers it cannot use.
+            while len(self._workers) < (self._size if self._wait_ready else 1):
                 self._add_worker()
         self._ready_by = time.monotonic() + self._start_timeout_s
         self._reader = threading.Thread(
@@ -224,6 +224,19 @@ class ProcessExecutor(Executor):
             self.shutdown()
             reason = self._broken or f"not ready within {self._start_timeout_s} s"
             raise SystemFailure(f"process executor: workers cannot start: {reason}")
+
+    def warm(self) -> None:
+        """Spawn the first worker now, before :meth:`start`: a fresh interpreter takes about
+        0.1 s to import what attempts need, time the caller spends loading the workflow and
+        recording its run (``kaon run``). Its ready message waits in its pipe for the reader
+        thread :meth:`start` begins; a worker that dies meanwhile is found then."""
+        from kaon.executors import _worker
+
+        if _worker.RUNNING_IN_WORKER:
+            return  # start() explains why a worker cannot start a pool
+        with self._lock:
+            if not self._closed and not self._workers:
+                self._add_worker()
 
     def shutdown(self) -> None:
         """Stop every worker: idle ones exit, busy ones are terminated. Drops queued attempts."""

@@ -56,6 +56,10 @@ class RoutingExecutor(Executor):
                 found.append(executor)
         return found
 
+    def warm(self) -> None:
+        """Warm the default executor (see :meth:`Executor.warm`)."""
+        self.default.warm()
+
     def start(self, sink: EventSink) -> None:
         """Start every executor; their events go to ``sink``."""
         self._sink = sink

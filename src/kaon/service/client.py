@@ -124,6 +124,8 @@ class KaonService(Protocol):
         priority: int | None = None,
     ) -> RunView: ...
 
+    def prepare_execution(self) -> None: ...
+
     def execute(
         self,
         run_id: str,

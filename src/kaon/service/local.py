@@ -48,6 +48,7 @@ from kaon.store import open_store
 from kaon.store.base import StateStore, StepRunRecord
 
 if TYPE_CHECKING:  # imported when first used: a run does not need it
+    from kaon.executors.base import Executor
     from kaon.service.experiments import Experiments
     from kaon.service.remote import Stoppable
     from kaon.service.run_reads import LogWindowView, RunPage, RunReads, StepDetail
@@ -79,6 +80,7 @@ class LocalService:
         configure_budget(expression_budget())
         self._store: StateStore | None = None
         self._artifacts: ArtifactStore | None = None
+        self._executor: Executor | None = None  # warmed by prepare_execution, not started
 
     # -- backends ----------------------------------------------------------------------------
 
@@ -110,7 +112,10 @@ class LocalService:
         return Experiments(self.store, self.artifacts)
 
     def close(self) -> None:
-        """Close the store."""
+        """Close the store (and stop an executor warmed for a run that never executed)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -174,11 +179,7 @@ class LocalService:
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed.
         """
-        from kaon.service.sandboxing import create_step_executor
-
-        executor = create_step_executor(
-            self.settings, sandbox_default="off", hide_user_home=False, wait_ready=False
-        )
+        executor, self._executor = self._executor or self._step_executor(), None
         engine = Engine(self.store, executor, self.artifacts)
         if listener is not None:
             engine.subscribe(listener)
@@ -190,6 +191,22 @@ class LocalService:
             return engine.run_until_done(run_id)
         finally:
             engine.close()
+
+    def prepare_execution(self) -> None:
+        """Create the step executor :meth:`execute` will use and start booting its first
+        worker now (see :meth:`kaon.executors.base.Executor.warm`): ``kaon run`` calls this
+        before it loads the workflow, so that a worker process is ready, or nearly, when the
+        run's first step is. Raises ConfigurationError for a bad executor setting."""
+        if self._executor is None:
+            self._executor = self._step_executor()
+            self._executor.warm()
+
+    def _step_executor(self) -> Executor:
+        from kaon.service.sandboxing import create_step_executor
+
+        return create_step_executor(
+            self.settings, sandbox_default="off", hide_user_home=False, wait_ready=False
+        )
 
     def restart(
         self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False

@@ -297,6 +297,10 @@ class RemoteService:
             body["priority"] = priority
         return RunView.model_validate(self._call("POST", "/runs", json=body))
 
+    def prepare_execution(self) -> None:
+        """Nothing to prepare: the server's engine executes runs."""
+        return
+
     def execute(
         self,
         run_id: str,

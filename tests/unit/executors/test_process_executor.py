@@ -200,6 +200,35 @@ def test_without_waiting_workers_are_started_as_attempts_need_them(sink: Sink) -
         executor.shutdown()
 
 
+def test_a_warmed_worker_boots_before_start_and_is_the_one_start_uses(sink: Sink) -> None:
+    """``warm`` spawns the first worker before ``start`` (``kaon run`` loads the workflow
+    meanwhile); ``start`` adopts it instead of spawning another, and it runs attempts."""
+    executor = ProcessExecutor(workers=2, wait_ready=False)
+    try:
+        executor.warm()
+        executor.warm()  # idempotent: still one
+        warmed = executor.worker_pids()
+        assert len(warmed) == 1
+        executor.start(sink)
+        assert executor.worker_pids() == warmed
+        executor.submit(shell(1, "echo hi"))
+        done = sink.wait(lambda e: isinstance(e, StepSucceeded | StepFailed))
+        assert isinstance(done, StepSucceeded)
+        assert executor.worker_pids() == warmed
+    finally:
+        executor.shutdown()
+
+
+def test_shutdown_stops_a_warmed_worker_that_never_started() -> None:
+    """A run that is never executed (its workflow failed to load) leaves no process behind."""
+    executor = ProcessExecutor(workers=1, wait_ready=False)
+    executor.warm()
+    (pid,) = executor.worker_pids()
+    executor.shutdown()
+    with pytest.raises(ChildProcessError):  # reaped: no longer this process's child
+        os.waitpid(pid, os.WNOHANG)
+
+
 def test_waiting_for_the_pool_starts_every_worker(sink: Sink) -> None:
     executor = ProcessExecutor(workers=2)
     try:

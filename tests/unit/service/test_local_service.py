@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,3 +43,26 @@ def test_kill_pending_run_and_refuse_step_cancel_without_engine(tmp_path: Path) 
         assert service.kill(created.id).status == "cancelled"
         with pytest.raises(InvalidActionError, match="already cancelled"):
             service.kill(created.id)
+
+
+def test_a_prepared_executor_is_the_one_the_run_executes_on(tmp_path: Path) -> None:
+    """``prepare_execution`` (``kaon run`` calls it before loading the workflow) boots a
+    worker that ``execute`` then uses; a service closed without executing stops it."""
+    settings = Settings.from_env(home=str(tmp_path), executor="process", workers=1)
+    with LocalService(settings) as service:
+        service.prepare_execution()
+        prepared = service._executor
+        assert prepared is not None
+        (pid,) = prepared.worker_pids()  # type: ignore[attr-defined]
+        created = service.create_run(cli_flows.squares.spec, {"n": 2})
+        assert service.execute(created.id).value == "succeeded"
+        assert service._executor is None  # used up, and shut down with the engine
+        ran_on = {a.worker.split(":")[1] for a in service.store.attempts(created.id)}
+        assert ran_on == {str(pid)}
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    with LocalService(settings) as service:
+        service.prepare_execution()
+        (pid,) = service._executor.worker_pids()  # type: ignore[union-attr]
+    with pytest.raises(ChildProcessError):  # closed without a run: the worker is stopped
+        os.waitpid(pid, os.WNOHANG)
