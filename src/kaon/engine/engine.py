@@ -1,6 +1,9 @@
 """The engine loop: apply executor events, commit, then act.
 
-One thread drives every run the engine holds. Each turn it
+One turn at a time drives every run the engine holds: on the engine's thread, or, when an
+inline attempt ends with nothing else running, on the thread that ran it (see
+:class:`~kaon.executors.base.EventInbox`: a chain of short steps then costs no thread
+hand-off per step). Each turn it
 
 1. waits for executor events (or the next timer),
 2. applies them to the runs' in-memory state, fires due timers and users' commands,
@@ -22,10 +25,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kaon.artifacts.base import ArtifactStore
@@ -43,7 +45,7 @@ from kaon.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from kaon.executors.base import Executor, TaskRequest
+from kaon.executors.base import EventInbox, Executor, TaskRequest
 from kaon.model.codec import workflow_from_dict
 from kaon.model.events import (
     AttemptKey,
@@ -173,7 +175,13 @@ class Engine:
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
         self._lock = EngineLock(self.owner)
         self._specs: dict[str, WorkflowSpec] = {}
-        self._events: queue.SimpleQueue[ExecutorEvent] = queue.SimpleQueue()
+        # Executor events; a turn runs on the engine's thread, or on an executor's thread
+        # that has just finished an attempt (see EventInbox.settle), one at a time.
+        self._inbox = EventInbox(self._drive, quiet_wait_s=SOFT_DELAY_S)
+        self._turn_lock = threading.RLock()
+        self._looping = 0  # loops (run_until_done, serve) driving: only then may others
+        self._sleep_until = 0.0  # when the engine's thread, waiting, wakes (monotonic)
+        self._failure: BaseException | None = None  # raised by a turn on another thread
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
         self._started = False
@@ -204,7 +212,7 @@ class Engine:
         if self._tune_collector:
             tune_gc()
         if not self._started:
-            self.executor.start(self._events.put)
+            self.executor.start(self._inbox)
             self._started = True
 
     def add_run(self, run_id: str) -> RunState:
@@ -317,6 +325,10 @@ class Engine:
         """
         self.start()
         state = self.runs.get(run_id) or self.add_run(run_id)
+        with self._looping_now():
+            return self._run_until_done(run_id, state)
+
+    def _run_until_done(self, run_id: str, state: RunState) -> RunStatus:
         while not self._stop.is_set():
             self.turn()
             if run_id not in self.runs:
@@ -348,18 +360,31 @@ class Engine:
         self.start()
         next_claim = 0.0
         pause = 0.0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= next_claim:
-                next_claim = now + claim_every_s
-                try:
-                    self._claim(admit, max_runs)
-                    pause = 0.0
-                except StoreUnavailableError as error:
-                    pause = min(RETRY_MAX_S, max(0.05, pause * 2))
-                    next_claim = now + pause
-                    log.warning("claiming runs failed, retrying in %.2fs: %s", pause, error)
-            self.turn(max_wait=claim_every_s)
+        with self._looping_now():
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_claim:
+                    next_claim = now + claim_every_s
+                    try:
+                        with self._turn_lock:
+                            self._claim(admit, max_runs)
+                        pause = 0.0
+                    except StoreUnavailableError as error:
+                        pause = min(RETRY_MAX_S, max(0.05, pause * 2))
+                        next_claim = now + pause
+                        log.warning("claiming runs failed, retrying in %.2fs: %s", pause, error)
+                self.turn(max_wait=claim_every_s)
+
+    @contextlib.contextmanager
+    def _looping_now(self) -> Iterator[None]:
+        """While inside, an executor's thread may run a turn (see :meth:`_drive`)."""
+        with self._turn_lock:
+            self._looping += 1
+        try:
+            yield
+        finally:
+            with self._turn_lock:
+                self._looping -= 1
 
     def _claim(self, admit: Callable[[RunRecord], bool] | None, max_runs: int) -> None:
         room = max_runs - len(self.runs)
@@ -402,10 +427,14 @@ class Engine:
     def stop(self) -> None:
         """Ask the loop to exit after the current turn (thread- and signal-safe)."""
         self._stop.set()
-        self._events.put(_WAKE)
+        self._inbox.ring()
 
     def close(self) -> None:
         """Release leases of unfinished runs and stop the executor."""
+        with self._turn_lock:  # no turn runs on an executor's thread meanwhile, or after
+            self._close()
+
+    def _close(self) -> None:
         for run_id in list(self.runs):
             with contextlib.suppress(KaonError):
                 self.store.release_lease(run_id, self.owner, self.epochs.get(run_id))
@@ -522,8 +551,46 @@ class Engine:
     # -- the loop ----------------------------------------------------------------------------
 
     def turn(self, max_wait: float = 1.0) -> None:
-        """One turn: wait (at most ``max_wait``), apply, decide, commit, act."""
-        events = self._drain(min(self._wait_time(), max_wait))
+        """One turn: wait (at most ``max_wait``), apply, decide, commit, act.
+
+        The wait is outside the engine's lock, the rest inside: meanwhile an executor's thread
+        may have run a turn (see :meth:`_drive`); an error it met is raised here."""
+        with self._turn_lock:
+            wait = min(self._wait_time(), max_wait)
+            self._sleep_until = time.monotonic() + wait
+        self._inbox.wait(wait)
+        with self._turn_lock:
+            failure, self._failure = self._failure, None
+            if failure is not None:
+                raise failure
+            self._work()
+
+    def _drive(self) -> bool:
+        """Run a turn on the calling thread, an executor's whose attempt just ended (see
+        :meth:`EventInbox.settle <kaon.executors.base.EventInbox.settle>`), unless another
+        thread runs one, or no loop drives the engine. Wakes the engine's thread when the turn
+        finished a run (its loop looks) or moved the next deadline before its wake-up. An
+        error is kept for the engine's thread to raise. False when no turn ran."""
+        if not self._turn_lock.acquire(blocking=False):
+            return False
+        try:
+            if not self._looping or not self._started or self._failure is not None:
+                return False
+            held = len(self.runs)
+            finished = self._work()
+            changed = finished or len(self.runs) != held  # a run let go, quarantined
+            if changed or time.monotonic() + self._wait_time() < self._sleep_until:
+                self._inbox.ring()
+            return True
+        except BaseException as error:  # the engine's thread raises it (see turn)
+            self._failure = error
+            return False
+        finally:
+            self._turn_lock.release()
+
+    def _work(self) -> bool:
+        """A turn after its wait (holding the lock): True when it finished a run."""
+        events = self._inbox.take()
         began = time.perf_counter()
         for event in events:
             self._isolated(event.key[0], self._apply, event)
@@ -564,8 +631,11 @@ class Engine:
         if self._fence_stale:  # the runs held changed: so may the oldest renewal
             self._fence_stale = False
             self._publish_fence()
+        return bool(finished)
 
     def _wait_time(self) -> float:
+        if self._inbox.waiting:
+            return 0.0
         for run_id in self._touched:
             state = self.runs.get(run_id)
             if state is not None and (state.work or state.frames_done):
@@ -573,29 +643,14 @@ class Engine:
         now = self.ctx.clock()
         # Renewals are timed on the monotonic clock (the engine's clock may be a test's).
         wake = min(self._next_poll, now + self._next_renew - time.monotonic())
+        if self._busy and self._inbox.quiet:  # reports may wait quietly (EventInbox.report)
+            wake = min(wake, now + self._inbox.quiet_wait_s)
         if self._soft_since is not None:
             wake = min(wake, self._soft_since + SOFT_DELAY_S)
         next_timer = self.ctx.timers.next_at()
         if next_timer is not None:
             wake = min(wake, next_timer)
         return max(0.0, min(wake - now, 1.0))
-
-    def _drain(self, timeout: float) -> list[ExecutorEvent]:
-        events: list[ExecutorEvent] = []
-        try:
-            first = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
-        except queue.Empty:
-            return events
-        if first is not _WAKE:
-            events.append(first)
-        while len(events) < 5000:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
-            if event is not _WAKE:
-                events.append(event)
-        return events
 
     def _apply(self, event: ExecutorEvent) -> None:
         run_id, step_run_id, attempt = event.key
@@ -881,15 +936,6 @@ class Engine:
                     frozenset(lost),
                 ),
             )
-
-
-class _Wake:
-    """A no-op event that wakes the loop (used by stop)."""
-
-    key = ("", 0, 0)
-
-
-_WAKE: ExecutorEvent = _Wake()  # type: ignore[assignment]
 
 
 def _state_key(state: RunState) -> tuple[float, str]:

@@ -26,7 +26,7 @@ from collections import deque
 from typing import ClassVar
 
 from kaon.errors import ConfigurationError, SystemFailure
-from kaon.executors.base import EventSink, Executor, TaskRequest
+from kaon.executors.base import EventInbox, EventSink, Executor, TaskRequest
 from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
 
@@ -56,6 +56,7 @@ class InlineExecutor(Executor):
         self._backlog: deque[TaskRequest] = deque()  # attempts no thread has taken yet
         self._idle: list[threading.Lock] = []  # idle threads' wake-ups; the last idle is last
         self._waking = False  # a woken thread has not taken an attempt yet
+        self._settling = 0  # threads that ran the engine's turn and look at the backlog next
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -105,7 +106,7 @@ class InlineExecutor(Executor):
     def _wake_one(self) -> threading.Lock | None:
         """(Holding the lock.) The wake-up of the idle thread to run the backlog: the last one
         idle, unless one woken before has not taken its attempt yet (it wakes the next)."""
-        if self._waking or not self._idle or not self._backlog:
+        if self._waking or self._settling or not self._idle or not self._backlog:
             return None
         self._waking = True
         return self._idle.pop()
@@ -136,12 +137,16 @@ class InlineExecutor(Executor):
             wake.release()
         self._threads.clear()
 
-    def _next(self, wake: threading.Lock) -> TaskRequest | None:
+    def _next(self, wake: threading.Lock, settled: bool = False) -> TaskRequest | None:
         """The thread's next attempt, the oldest queued (waiting idle, on ``wake``, until
-        there is one); None when the executor shuts down."""
+        there is one); None when the executor shuts down. ``settled``: the thread ran the
+        engine's turn after its last attempt (see _serve)."""
         woken = False
         while True:
             with self._lock:
+                if settled:
+                    settled = False
+                    self._settling -= 1
                 if woken:
                     self._waking = False
                 if self._stopping:
@@ -160,8 +165,12 @@ class InlineExecutor(Executor):
     def _serve(self, wake: threading.Lock) -> None:
         sink = self._sink
         assert sink is not None
+        inbox = sink if isinstance(sink, EventInbox) else None
+        quiet = sink if inbox is None else inbox.report
+        settled = False
         while True:
-            request = self._next(wake)
+            request = self._next(wake, settled)
+            settled = False
             if request is None:
                 return
             with self._lock:
@@ -172,7 +181,7 @@ class InlineExecutor(Executor):
 
             def emit(event: ExecutorEvent, flag: threading.Event = flag) -> None:
                 if not flag.is_set():
-                    sink(event)
+                    quiet(event)
 
             run_task(request, emit, cancel=flag)
             with self._lock:
@@ -180,3 +189,17 @@ class InlineExecutor(Executor):
                 self._abandoned.discard(request.key)
                 if self._active.get(request.key) is flag:
                     del self._active[request.key]
+                # Alone (no other attempt running or queued: a chain, or the end of a
+                # fan-out), this thread runs the engine's turn itself and looks at the
+                # backlog next: the first attempt that turn submits is its own, no idle
+                # thread is woken for it. Otherwise the engine's thread is woken, and takes
+                # the events of several attempts in one turn (one commit).
+                alone = inbox is not None and not self._running and not self._backlog
+                if alone:
+                    self._settling += 1
+            if alone:
+                assert inbox is not None
+                inbox.settle()  # the engine's turn, on this thread when the engine is free
+                settled = True
+            elif inbox is not None:
+                inbox.ring()

@@ -27,6 +27,9 @@ of them and delivers events to the sink.
   :data:`KILL_GRACE_S`) and starts a replacement. No event is delivered for the attempt after
   ``cancel`` returns, except one the reader thread was already delivering.
 * Workers exit when the parent dies, even by SIGKILL (see :mod:`kaon.executors._worker`).
+* When the last attempt in flight ends (a chain of steps), the reader thread runs the
+  engine's next turn itself (:meth:`EventInbox.settle <kaon.executors.base.EventInbox.settle>`)
+  instead of waking the engine's thread: one thread hand-off fewer per step.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
 from kaon.executors._descendants import kill_descendants
 from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline
 from kaon.executors.admission import HostBudget
-from kaon.executors.base import EventSink, Executor, TaskRequest
+from kaon.executors.base import EventInbox, EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
 from kaon.executors.sandbox import SandboxSpec
 from kaon.model.events import (
@@ -535,7 +538,17 @@ class ProcessExecutor(Executor):
                     finished = True
             if finished:
                 self._dispatch()
-        self._emit(forward)
+            # The last attempt in flight ended (a chain, or the end of a fan-out): this
+            # thread runs the engine's turn itself (see EventInbox.settle), sparing the
+            # hand-off to the engine's thread and back.
+            alone = finished and not self._pending and not any(w.tasks for w in self._workers)
+        inbox = self._sink if alone and isinstance(self._sink, EventInbox) else None
+        if inbox is None:
+            self._emit(forward)
+            return
+        for event in forward:
+            inbox.report(event)
+        inbox.settle()
 
     def _on_exit(self, worker: _Worker) -> None:
         worker.kill_groups()  # whatever the worker started dies with it

@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
-from conftest import Harness, flow, task
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import E, Harness, flow, task
 
 from kaon.engine.engine import Engine
 from kaon.executors import create_executor
+from kaon.model.specs import TaskSpec
 from kaon.model.status import RunStatus
+from kaon.store.base import EventRecord
 
 
 def test_turns_that_did_work_are_timed_and_idle_ones_are_not(inline: Harness) -> None:
@@ -25,3 +32,86 @@ def test_turns_that_did_work_are_timed_and_idle_ones_are_not(inline: Harness) ->
         assert len(turns) == worked
     finally:
         engine.close()
+
+
+def _chain(n: int) -> list[TaskSpec]:
+    steps = [task("s0", "add", inputs={"a": 0, "b": 1})]
+    for i in range(1, n):
+        steps.append(task(f"s{i}", "add", inputs={"a": E(f"steps.s{i - 1}"), "b": 1}))
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("executor", "thread"), [("inline", "kaon-inline-"), ("process", "kaon-process-reader")]
+)
+def test_a_chain_runs_its_turns_on_the_thread_that_learnt_the_step_ended(
+    tmp_path: Path, executor: str, thread: str
+) -> None:
+    """The thread that learns an attempt ended (the inline thread that ran it, the process
+    executor's reader) runs the engine's next turn when that attempt was the last in flight:
+    it commits the step's success and starts the next step; the engine's own thread is not
+    woken per step."""
+    harness = Harness(tmp_path, executor)
+    run_id = harness.create(flow(*_chain(30)))
+    threads: list[str] = []
+    engine = Engine(
+        harness.store,
+        create_executor(executor, workers=2),
+        harness.artifacts,
+        on_turn=lambda _: threads.append(threading.current_thread().name),
+    )
+    try:
+        assert engine.run_until_done(run_id) is RunStatus.SUCCEEDED
+        assert harness.value(run_id, "s29") == 30
+    finally:
+        engine.close()
+        harness.store.close()
+    on_workers = [name for name in threads if name.startswith(thread)]
+    assert len(on_workers) >= 20, threads  # a few may race with the engine's own turns
+    assert len(set(on_workers)) <= 2  # the chain stays on the thread that ran it
+
+
+def test_an_error_in_a_turn_on_an_executor_thread_is_raised_by_the_engine_loop(
+    inline: Harness,
+) -> None:
+    """A turn run on an executor's thread that raises (here a listener) does not kill that
+    thread silently: the error is raised by the loop driving the engine, as on its own
+    thread."""
+    run_id = inline.create(flow(*_chain(10)))
+    calls: list[int] = []
+
+    def listener(events: list[EventRecord]) -> None:
+        calls.append(len(events))
+        if len(calls) == 4:
+            raise RuntimeError("listener broke")
+
+    engine = Engine(inline.store, create_executor("inline", workers=2), inline.artifacts)
+    engine.subscribe(listener)
+    try:
+        with pytest.raises(RuntimeError, match="listener broke"):
+            engine.run_until_done(run_id)
+    finally:
+        engine.close()
+
+
+def test_turns_run_by_hand_stay_on_the_callers_thread(inline: Harness) -> None:
+    """Outside run_until_done and serve (a caller turning the engine by hand), executor
+    threads never run turns: events wait for the caller's next turn."""
+    run_id = inline.create(flow(*_chain(3)))
+    threads: set[str] = set()
+    engine = Engine(
+        inline.store,
+        create_executor("inline", workers=2),
+        inline.artifacts,
+        on_turn=lambda _: threads.add(threading.current_thread().name),
+    )
+    try:
+        engine.start()
+        engine.add_run(run_id)
+        deadline = time.monotonic() + 30
+        while inline.store.get_run(run_id).status is not RunStatus.SUCCEEDED:
+            assert time.monotonic() < deadline
+            engine.turn(max_wait=0.05)
+    finally:
+        engine.close()
+    assert threads == {threading.current_thread().name}
