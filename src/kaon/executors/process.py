@@ -27,9 +27,10 @@ of them and delivers events to the sink.
   :data:`KILL_GRACE_S`) and starts a replacement. No event is delivered for the attempt after
   ``cancel`` returns, except one the reader thread was already delivering.
 * Workers exit when the parent dies, even by SIGKILL (see :mod:`kaon.executors._worker`).
-* When the last attempt in flight ends (a chain of steps), the reader thread runs the
-  engine's next turn itself (:meth:`EventInbox.settle <kaon.executors.base.EventInbox.settle>`)
-  instead of waking the engine's thread: one thread hand-off fewer per step.
+* When an attempt submitted alone ends with nothing else in flight (a chain of steps), the
+  reader thread runs the engine's next turn itself (``EventInbox.settle`` in
+  :mod:`kaon.executors.base`) instead of waking the engine's thread: one thread hand-off
+  fewer per step.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ class ProcessExecutor(Executor):
         self._wake_r, self._wake_w = Pipe(duplex=False)
         self._reader: threading.Thread | None = None
         self._deadline = LeaseDeadline()  # the engine's lease deadline, shared with workers
+        self._solo: AttemptKey | None = None  # submitted alone, with nothing else to run
 
     @property
     def capacity(self) -> int:
@@ -295,6 +297,10 @@ class ProcessExecutor(Executor):
         with self._lock:
             if self._closed:
                 raise SystemFailure("process executor: submit() after shutdown()")
+            idle = not self._pending and not any(w.tasks for w in self._workers)
+            # A chain's next step (alone, with nothing else to run): when it ends, the reader
+            # runs the engine's turn (see _on_events). A fan-out's ends wake the engine.
+            self._solo = pickled[0][0].key if idle and len(pickled) == 1 else None
             for request, data in pickled:
                 refusal = self._budget.refusal(request.resources) if request.resources else None
                 if self._broken:
@@ -538,10 +544,13 @@ class ProcessExecutor(Executor):
                     finished = True
             if finished:
                 self._dispatch()
-            # The last attempt in flight ended (a chain, or the end of a fan-out): this
-            # thread runs the engine's turn itself (see EventInbox.settle), sparing the
-            # hand-off to the engine's thread and back.
-            alone = finished and not self._pending and not any(w.tasks for w in self._workers)
+            # A chain's step ended (submitted alone, and nothing else in flight): this thread
+            # runs the engine's turn itself (see EventInbox.settle), sparing the hand-off
+            # to the engine's thread and back.
+            solo = self._solo is not None and any(e.key == self._solo for e in forward)
+            alone = solo and not self._pending and not any(w.tasks for w in self._workers)
+            if solo:
+                self._solo = None
         inbox = self._sink if alone and isinstance(self._sink, EventInbox) else None
         if inbox is None:
             self._emit(forward)

@@ -12,7 +12,7 @@ from conftest import E, Harness, flow, task
 
 from kaon.engine.engine import Engine
 from kaon.executors import create_executor
-from kaon.model.specs import TaskSpec
+from kaon.model.specs import ForeachSpec, GraphSpec, TaskSpec
 from kaon.model.status import RunStatus
 from kaon.store.base import EventRecord
 
@@ -115,3 +115,36 @@ def test_turns_run_by_hand_stay_on_the_callers_thread(inline: Harness) -> None:
     finally:
         engine.close()
     assert threads == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize(
+    ("executor", "thread"), [("inline", "kaon-inline-"), ("process", "kaon-process-reader")]
+)
+def test_a_fan_outs_ends_wake_the_engine_which_batches_them(
+    tmp_path: Path, executor: str, thread: str
+) -> None:
+    """Items of a foreach are submitted together: their ends wake the engine's thread, which
+    takes several in one turn (one commit), instead of each ending thread running a turn."""
+    harness = Harness(tmp_path, executor)
+    body = GraphSpec(steps=(task("sq", "add", inputs={"a": E("item"), "b": 1}),))
+    spec = flow(
+        ForeachSpec(
+            id="each", items=E("[" + ", ".join(str(i) for i in range(60)) + "]"), body=body
+        ),
+        task("sum", "total", inputs={"values": E("steps.each")}),
+    )
+    run_id = harness.create(spec)
+    threads: list[str] = []
+    engine = Engine(
+        harness.store,
+        create_executor(executor, workers=2),
+        harness.artifacts,
+        on_turn=lambda _: threads.append(threading.current_thread().name),
+    )
+    try:
+        assert engine.run_until_done(run_id) is RunStatus.SUCCEEDED
+        assert harness.value(run_id, "sum") == sum(range(1, 61))
+    finally:
+        engine.close()
+        harness.store.close()
+    assert len([name for name in threads if name.startswith(thread)]) <= 3, threads
