@@ -12,7 +12,7 @@ from conftest import E, Harness, flow, task
 
 from kaon.engine.engine import Engine
 from kaon.executors import create_executor
-from kaon.model.specs import ForeachSpec, GraphSpec, TaskSpec
+from kaon.model.specs import ForeachSpec, GraphSpec, TaskSpec, WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.store.base import EventRecord
 
@@ -41,6 +41,28 @@ def _chain(n: int) -> list[TaskSpec]:
     return steps
 
 
+def _turn_threads(
+    tmp_path: Path, executor: str, spec: WorkflowSpec, path: str
+) -> tuple[list[str], object]:
+    """Run ``spec`` to success on ``executor``: the names of the threads that ran its turns
+    that did work, in order, and the value of step ``path``."""
+    harness = Harness(tmp_path, executor)
+    run_id = harness.create(spec)
+    threads: list[str] = []
+    engine = Engine(
+        harness.store,
+        create_executor(executor, workers=2),
+        harness.artifacts,
+        on_turn=lambda _: threads.append(threading.current_thread().name),
+    )
+    try:
+        assert engine.run_until_done(run_id) is RunStatus.SUCCEEDED
+        return threads, harness.value(run_id, path)
+    finally:
+        engine.close()
+        harness.store.close()
+
+
 @pytest.mark.parametrize(
     ("executor", "thread"), [("inline", "kaon-inline-"), ("process", "kaon-process-reader")]
 )
@@ -51,21 +73,8 @@ def test_a_chain_runs_its_turns_on_the_thread_that_learnt_the_step_ended(
     executor's reader) runs the engine's next turn when that attempt was the last in flight:
     it commits the step's success and starts the next step; the engine's own thread is not
     woken per step."""
-    harness = Harness(tmp_path, executor)
-    run_id = harness.create(flow(*_chain(30)))
-    threads: list[str] = []
-    engine = Engine(
-        harness.store,
-        create_executor(executor, workers=2),
-        harness.artifacts,
-        on_turn=lambda _: threads.append(threading.current_thread().name),
-    )
-    try:
-        assert engine.run_until_done(run_id) is RunStatus.SUCCEEDED
-        assert harness.value(run_id, "s29") == 30
-    finally:
-        engine.close()
-        harness.store.close()
+    threads, value = _turn_threads(tmp_path, executor, flow(*_chain(30)), "s29")
+    assert value == 30
     on_workers = [name for name in threads if name.startswith(thread)]
     assert len(on_workers) >= 20, threads  # a few may race with the engine's own turns
     assert len(set(on_workers)) <= 2  # the chain stays on the thread that ran it
@@ -125,7 +134,6 @@ def test_a_fan_outs_ends_wake_the_engine_which_batches_them(
 ) -> None:
     """Items of a foreach are submitted together: their ends wake the engine's thread, which
     takes several in one turn (one commit), instead of each ending thread running a turn."""
-    harness = Harness(tmp_path, executor)
     body = GraphSpec(steps=(task("sq", "add", inputs={"a": E("item"), "b": 1}),))
     spec = flow(
         ForeachSpec(
@@ -133,18 +141,6 @@ def test_a_fan_outs_ends_wake_the_engine_which_batches_them(
         ),
         task("sum", "total", inputs={"values": E("steps.each")}),
     )
-    run_id = harness.create(spec)
-    threads: list[str] = []
-    engine = Engine(
-        harness.store,
-        create_executor(executor, workers=2),
-        harness.artifacts,
-        on_turn=lambda _: threads.append(threading.current_thread().name),
-    )
-    try:
-        assert engine.run_until_done(run_id) is RunStatus.SUCCEEDED
-        assert harness.value(run_id, "sum") == sum(range(1, 61))
-    finally:
-        engine.close()
-        harness.store.close()
+    threads, value = _turn_threads(tmp_path, executor, spec, "sum")
+    assert value == sum(range(1, 61))
     assert len([name for name in threads if name.startswith(thread)]) <= 3, threads
