@@ -1,9 +1,10 @@
 """The engine loop: apply executor events, commit, then act.
 
-One turn at a time drives every run the engine holds: on the engine's thread, or, when an
-inline attempt ends with nothing else running, on the thread that ran it (see
-:class:`~kaon.executors.base.EventInbox`: a chain of short steps then costs no thread
-hand-off per step). Each turn it
+One turn at a time drives every run the engine holds: on the engine's thread, or, when a
+chain's step ends with nothing else in flight, on the executor's thread that learns of it
+(the inline thread that ran it, the process executor's reader; see
+:class:`~kaon.executors.base.EventInbox`): a chain of short steps then costs no thread
+hand-off per step. Each turn it
 
 1. waits for executor events (or the next timer),
 2. applies them to the runs' in-memory state, fires due timers and users' commands,
