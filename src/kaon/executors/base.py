@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -56,9 +56,11 @@ class EventInbox:
         self.quiet = True
         self._items.append(event)
 
-    def settle(self) -> None:
-        """The calling thread's attempt ended and it is free: run the engine's turn here if
-        the engine is free (it then takes the events delivered), else wake the engine."""
+    def settle(self, events: Iterable[ExecutorEvent] = ()) -> None:
+        """Deliver ``events``; the calling thread's attempt ended and it is free: run the
+        engine's turn here if the engine is free (it then takes the events delivered), else
+        wake the engine. Nothing is left waiting quietly either way."""
+        self._items.extend(events)
         if self._drive is None or not self._drive():
             self._bell.put(None)
 

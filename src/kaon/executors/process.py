@@ -551,13 +551,10 @@ class ProcessExecutor(Executor):
             alone = solo and not self._pending and not any(w.tasks for w in self._workers)
             if solo:
                 self._solo = None
-        inbox = self._sink if alone and isinstance(self._sink, EventInbox) else None
-        if inbox is None:
+        if alone and isinstance(self._sink, EventInbox):
+            self._sink.settle(forward)
+        else:
             self._emit(forward)
-            return
-        for event in forward:
-            inbox.report(event)
-        inbox.settle()
 
     def _on_exit(self, worker: _Worker) -> None:
         worker.kill_groups()  # whatever the worker started dies with it

@@ -73,3 +73,13 @@ def test_a_turn_takes_at_most_its_share_of_a_flood() -> None:
         inbox(_started(n))
     assert len(inbox.take()) == base.MAX_EVENTS_PER_TURN
     assert [e.key[1] for e in inbox.take()] == [base.MAX_EVENTS_PER_TURN + i for i in range(3)]
+
+
+def test_events_settled_are_delivered_without_leaving_the_inbox_quiet() -> None:
+    """``settle(events)`` (the process reader at a chain step's end) delivers them for the
+    turn it runs; nothing waits quietly, so the engine's waits are not capped."""
+    taken: list[object] = []
+    inbox = EventInbox(lambda: bool(taken.extend(inbox.take())) or True)
+    inbox.settle([_started(1), StepSucceeded(("r", 1, 1), 0.0, {})])
+    assert [type(e).__name__ for e in taken] == ["StepStarted", "StepSucceeded"]
+    assert not inbox.quiet and not inbox.waiting
