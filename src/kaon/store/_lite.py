@@ -394,9 +394,7 @@ class Checkpointer:
         if self._first_write is None:
             self._first_write = now
         elif now - self._first_write >= CHECKPOINT_EVERY_S and not self._stopping.is_set():
-            self._thread = threading.Thread(
-                target=self._run, name="kaon-checkpointer", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="kaon-checkpointer", daemon=True)
             self._written.set()
             self._thread.start()
 
