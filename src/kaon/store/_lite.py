@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kaon.errors import ConfigurationError, ForeignDatabaseError, StoreNotFoundError
+from kaon.store._writers import WriterQueue
 
 BUSY_TIMEOUT_S = 10.0
 # The write-ahead log is checkpointed on a thread of its own (see Checkpointer): a look at
@@ -423,13 +424,12 @@ class Checkpointer:
         row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if row is None or int(row[1]) < RESTART_FRAMES:
             return
-        from kaon.store._writers import WriterQueue
-
         with WriterQueue.of(str(self._database.path)).turn():
             connection.execute(f"PRAGMA busy_timeout = {RESTART_BUSY_MS}")
             try:
-                connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                self.restarts += 1
+                done = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                if done is not None and int(done[0]) == 0:  # 1: a reader held it back
+                    self.restarts += 1
             finally:
                 connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
