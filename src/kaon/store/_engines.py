@@ -19,7 +19,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from kaon.errors import ConfigurationError
-from kaon.store._lite import BUSY_TIMEOUT_S, check_file, configure
+from kaon.store._lite import BUSY_TIMEOUT_S, LiteDatabase, check_file, configure
 from kaon.store.schema import postgresql_options
 
 WRITE_OPTION = "kaon_write"  # execution option: this connection's transactions write
@@ -65,6 +65,21 @@ def _on_sqlite_connect(dbapi_connection: DBAPIConnection, record: ConnectionPool
     # The same set-up as the store's own sqlite3 connections; BEGIN is left to the "begin"
     # hook below.
     configure(dbapi_connection)  # type: ignore[arg-type]
+
+
+def leave_checkpoints_to(engine: Engine, database: LiteDatabase) -> None:
+    """Make ``engine``'s connections to ``database``'s file leave the write-ahead log to its
+    :class:`~kaon.store._lite.Checkpointer` (no commit checkpoints), and report their
+    commits to it, as the file's own connections do."""
+
+    def connected(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")  # type: ignore[attr-defined]
+
+    def committed(connection: Connection) -> None:
+        database.checkpointer.wrote()  # looked up now: a forked child has its own
+
+    sa.event.listen(engine, "connect", connected)
+    sa.event.listen(engine, "commit", committed)
 
 
 def _on_sqlite_begin(connection: Connection) -> None:

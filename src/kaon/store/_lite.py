@@ -378,6 +378,7 @@ class Checkpointer:
         self._database = database
         self._written = threading.Event()  # a commit since the thread's last look
         self._stopping = threading.Event()
+        self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
         self._first_write: float | None = None
         self._dirty = False  # a commit since the last checkpoint (this process's)
@@ -394,10 +395,14 @@ class Checkpointer:
         now = time.monotonic()
         if self._first_write is None:
             self._first_write = now
-        elif now - self._first_write >= CHECKPOINT_EVERY_S and not self._stopping.is_set():
-            self._thread = threading.Thread(target=self._run, name="kaon-checkpointer", daemon=True)
-            self._written.set()
-            self._thread.start()
+        elif now - self._first_write >= CHECKPOINT_EVERY_S:
+            with self._starting:  # writers through SQLAlchemy may commit at the same time
+                if self._thread is None and not self._stopping.is_set():
+                    self._thread = threading.Thread(
+                        target=self._run, name="kaon-checkpointer", daemon=True
+                    )
+                    self._written.set()
+                    self._thread.start()
 
     def stop(self) -> None:
         """Stop the thread (after its checkpoint in progress), then checkpoint the log once

@@ -257,9 +257,11 @@ class SQLStore(StateStore):
     def _create_engine(self, *, create: bool) -> tuple[Engine, bool]:
         from sqlalchemy import exc as sa_exc
 
-        from kaon.store._engines import create_store_engine
+        from kaon.store._engines import create_store_engine, leave_checkpoints_to
 
         engine, in_memory = create_store_engine(self.url, create=create)
+        if self._lite is not None:
+            leave_checkpoints_to(engine, self._lite)
         self._errors = (*self._errors, sa_exc.SQLAlchemyError)
         self.__dict__["_engine"] = engine  # the cached property's value from now on
         return engine, in_memory

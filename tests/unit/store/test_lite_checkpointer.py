@@ -151,3 +151,29 @@ def test_closing_a_store_checkpoints_the_long_log_it_left(
         assert busy == 0 and log > 1000 and copied == log  # nothing was left to copy
     finally:
         other.close()
+
+
+def test_writes_through_sqlalchemy_leave_the_log_to_the_checkpointer_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry, triggers and claims write through the store's SQLAlchemy engine: its
+    connections leave the log to the checkpointer too, and their commits count as writes."""
+    import sqlalchemy as sa
+
+    monkeypatch.setattr(_lite, "CHECKPOINT_EVERY_S", 3600.0)
+    path = tmp_path / "k.db"
+    store = _store(path)
+    try:
+        size = path.stat().st_size
+        insert = sa.text(
+            "INSERT INTO audit (at, actor, action, target, data) "
+            "VALUES (:at, 'me', 'test', :target, :data)"
+        )
+        rows = [{"at": 1.0, "target": f"t{i}", "data": '"' + "x" * 3000 + '"'} for i in range(1500)]
+        with store.writing() as conn:
+            conn.execute(insert, rows)
+        assert _frames(path) > 1000  # SQLite's automatic checkpoint would have run
+        assert path.stat().st_size == size
+        assert store._lite is not None and store._lite.checkpointer._dirty
+    finally:
+        store.close()
