@@ -77,14 +77,14 @@ def test_the_checkpointer_copies_and_restarts_the_log_while_writes_go_on(
         before = path.stat().st_size
         written = 0
         deadline = time.monotonic() + 20
-        while (checkpointer.restarts < 3 or written < 1500) and time.monotonic() < deadline:
+        while (checkpointer.restarts < 3 or written < 3000) and time.monotonic() < deadline:
             _write_steps(store, written + 1, 50)
             written += 50
         assert checkpointer.passes >= 3 and checkpointer.restarts >= 3
         assert path.stat().st_size > before  # pages were copied into the database file
-        # Without restarts the log would hold every frame written (thousands); it stays a
-        # few restart thresholds long.
-        assert _frames(path) < 15 * 200
+        # Without restarts the log would hold every frame written: at least two per commit,
+        # two commits per step. It stays a small part of that.
+        assert _frames(path) < written
         assert len(store.step_runs("r1")) == written
         assert all(s.status is StepStatus.SUCCEEDED for s in store.step_runs("r1"))
     finally:
