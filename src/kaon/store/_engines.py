@@ -19,7 +19,13 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from kaon.errors import ConfigurationError
-from kaon.store._lite import BUSY_TIMEOUT_S, LiteDatabase, check_file, configure
+from kaon.store._lite import (
+    BUSY_TIMEOUT_S,
+    LiteDatabase,
+    check_file,
+    configure,
+    leave_checkpoints,
+)
 from kaon.store.schema import postgresql_options
 
 WRITE_OPTION = "kaon_write"  # execution option: this connection's transactions write
@@ -73,7 +79,7 @@ def leave_checkpoints_to(engine: Engine, database: LiteDatabase) -> None:
     commits to it, as the file's own connections do."""
 
     def connected(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
-        dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")  # type: ignore[attr-defined]
+        leave_checkpoints(dbapi_connection)  # type: ignore[arg-type]
 
     def committed(connection: Connection) -> None:
         database.checkpointer.wrote()  # looked up now: a forked child has its own

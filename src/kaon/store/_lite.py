@@ -91,6 +91,12 @@ def configure(connection: sqlite3.Connection) -> None:
         cursor.close()
 
 
+def leave_checkpoints(connection: sqlite3.Connection) -> None:
+    """Make ``connection``'s commits leave the write-ahead log to the store's
+    :class:`Checkpointer` (no automatic checkpoint inside a commit)."""
+    connection.execute("PRAGMA wal_autocheckpoint = 0")
+
+
 def _enable_wal(cursor: sqlite3.Cursor) -> None:
     """Switch to WAL, retrying while another connection holds a lock.
 
@@ -266,7 +272,7 @@ class LiteDatabase:
         )
         try:
             configure(connection)
-            connection.execute("PRAGMA wal_autocheckpoint = 0")
+            leave_checkpoints(connection)
         except BaseException:
             connection.close()
             raise
