@@ -69,6 +69,7 @@ def test_a_late_write_after_a_takeover_is_refused_and_writes_nothing(store: Stat
     held = store.acquire_lease("r2", "a", 60.0)
     assert old is not None and held is not None
     start = WriteBatch()
+    start.insert_step_run(step_record("r1", 1))
     start.insert_attempt(AttemptRecord("r1", 1, 1, "running"))
     store.write(start)
     time.sleep(0.3)

@@ -175,6 +175,7 @@ class StoreContract:
 
     def test_attempt_round_trip_and_order(self, store: StateStore) -> None:
         write_run(store)
+        write_steps(store, step_record("r1", 1), step_record("r1", 2, path="s2"))
         batch = WriteBatch()
         second = AttemptRecord("r1", 1, 2, "running", started_at=5.0, worker="w2")
         first = AttemptRecord("r1", 1, 1, "failed", 1.0, 2.0, "w1", {"message": "x"})
@@ -322,6 +323,7 @@ class StoreContract:
 
     def test_attempt_updates(self, store: StateStore) -> None:
         write_run(store)
+        write_steps(store, step_record("r1", 1))
         batch = WriteBatch()
         batch.insert_attempt(AttemptRecord("r1", 1, 1, "running", started_at=1.0))
         store.write(batch)
@@ -332,6 +334,52 @@ class StoreContract:
         assert store.attempts("r1") == [
             AttemptRecord("r1", 1, 1, "failed", 1.0, 2.0, "", {"message": "x"})
         ]
+
+    def test_retries_after_a_first_attempt_in_later_batches(self, store: StateStore) -> None:
+        """A first attempt started after its step run was written, updated in a batch of
+        its own and with its step run's update, then two retries: every attempt reads back
+        in order, each batch's changes whole, and the step run's record is untouched."""
+        write_run(store)
+        write_steps(store, step_record("r1", 1), step_record("r1", 2, path="s2"))
+        store.write(batch_of(attempts={("r1", 1, 1): AttemptRecord("r1", 1, 1, "running", 1.0)}))
+        batch = WriteBatch()
+        batch.update_attempt(("r1", 1, 1), worker="w1")
+        store.write(batch)
+        batch = WriteBatch()
+        batch.update_step_run("r1", 1, attempts=1, next_attempt_at=5.0)
+        batch.update_attempt(("r1", 1, 1), status="failed", ended_at=2.0, error={"m": "x"})
+        batch.insert_attempt(AttemptRecord("r1", 2, 1, "running", 1.5, worker="w9"))
+        store.write(batch)
+        batch = WriteBatch()
+        batch.insert_attempt(AttemptRecord("r1", 1, 2, "running", 5.0, worker="w2"))
+        store.write(batch)
+        batch = WriteBatch()
+        batch.update_attempt(("r1", 1, 2), status="lost", ended_at=6.0)
+        batch.insert_attempt(AttemptRecord("r1", 1, 3, "succeeded", 7.0, 8.0, "w3"))
+        batch.update_step_run("r1", 1, status=StepStatus.SUCCEEDED, ended_at=8.0)
+        store.write(batch)
+        assert store.attempts("r1", 1) == [
+            AttemptRecord("r1", 1, 1, "failed", 1.0, 2.0, "w1", {"m": "x"}),
+            AttemptRecord("r1", 1, 2, "lost", 5.0, 6.0, "w2"),
+            AttemptRecord("r1", 1, 3, "succeeded", 7.0, 8.0, "w3"),
+        ]
+        assert [(a.step_run_id, a.number) for a in store.attempts("r1")] == [
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (2, 1),
+        ]
+        assert store.attempts_of("r1", [2]) == [
+            AttemptRecord("r1", 2, 1, "running", 1.5, worker="w9")
+        ]
+        step = store.get_step_run("r1", "s1")
+        assert (step.status, step.attempts, step.next_attempt_at, step.ended_at) == (
+            StepStatus.SUCCEEDED,
+            1,
+            5.0,
+            8.0,
+        )
+        assert step.error is None  # the attempt's error is the attempt's
 
     def test_folded_inserts(self, store: StateStore) -> None:
         write_run(store)

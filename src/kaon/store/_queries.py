@@ -148,12 +148,14 @@ def _claimable_runs(dialect: str, skip: bool, after: bool, lock: bool) -> Any:
 
 
 _s = t.step_runs.c
+# A step run's record: its row but the first attempt's columns (read as an attempt, below).
+_step_row = [column for column in _s if not column.name.startswith("first_")]
 
 
 @_builder
 def _step_runs(all_levels: bool, top: bool, by_status: bool) -> Any:
     """``:run_id``, ``:parent_id`` (unless ``all_levels`` or ``top``), ``:statuses``."""
-    stmt = sa.select(t.step_runs).where(_s.run_id == _bind("run_id"))
+    stmt = sa.select(*_step_row).where(_s.run_id == _bind("run_id"))
     if not all_levels:
         stmt = stmt.where(_s.parent_id.is_(None) if top else _s.parent_id == _bind("parent_id"))
     if by_status:
@@ -164,13 +166,13 @@ def _step_runs(all_levels: bool, top: bool, by_status: bool) -> Any:
 @_builder
 def _step_run() -> Any:
     """``:run_id``, ``:path``."""
-    return sa.select(t.step_runs).where(_s.run_id == _bind("run_id"), _s.path == _bind("path"))
+    return sa.select(*_step_row).where(_s.run_id == _bind("run_id"), _s.path == _bind("path"))
 
 
 @_builder
 def _step_run_by_id() -> Any:
     """``:run_id``, ``:id``."""
-    return sa.select(t.step_runs).where(_s.run_id == _bind("run_id"), _s.id == _bind("id"))
+    return sa.select(*_step_row).where(_s.run_id == _bind("run_id"), _s.id == _bind("id"))
 
 
 @_builder
@@ -200,7 +202,7 @@ def _summary_step_runs() -> Any:
     """``:run_id``: top-level step runs and every step run that did not end well."""
     well = [s.value for s in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)]
     return (
-        sa.select(t.step_runs)
+        sa.select(*_step_row)
         .where(_s.run_id == _bind("run_id"), sa.or_(~_s.path.contains("["), _s.status.not_in(well)))
         .order_by(_s.id)
     )
@@ -310,7 +312,7 @@ def _step_page(top: bool, filters: tuple[str, ...], sort: str, descending: bool,
     if seek:
         bound = _bind("seek_index")
         where.append(_s.index <= bound if descending else _s.index >= bound)
-    stmt = sa.select(t.step_runs).where(*where).order_by(*ordering).limit(_bind("limit"))
+    stmt = sa.select(*_step_row).where(*where).order_by(*ordering).limit(_bind("limit"))
     return stmt if seek else stmt.offset(_bind("offset"))
 
 
@@ -341,7 +343,7 @@ def _all_levels(by_status: bool, by_kind: bool, count: bool) -> Any:
         where.append(_s.kind == _bind("kind"))
     if count:
         return sa.select(sa.func.count().label("n")).select_from(t.step_runs).where(*where)
-    stmt = sa.select(t.step_runs).where(*where).order_by(_s.id)
+    stmt = sa.select(*_step_row).where(*where).order_by(_s.id)
     return stmt.limit(_bind("limit")).offset(_bind("offset"))
 
 
@@ -380,22 +382,40 @@ def _run_history(filters: tuple[str, ...], count: bool) -> Any:
 _a = t.attempts.c
 
 
+def _with_first(retries: Any, firsts: Any) -> Any:
+    """Attempts: the retries' rows of ``attempts`` (select ``retries``) and the first attempts
+    folded into their step runs' rows (``firsts``: the same filter on ``step_runs``), by step
+    run id and number."""
+    first = sa.select(
+        _s.run_id,
+        _s.id.label("step_run_id"),
+        sa.literal_column("1").label("number"),
+        _s.first_status.label("status"),
+        _s.first_started_at.label("started_at"),
+        _s.first_ended_at.label("ended_at"),
+        sa.func.coalesce(_s.first_worker, sa.literal_column("''")).label("worker"),
+        _s.first_error.label("error"),
+    ).where(_s.first_status.is_not(None), *firsts)
+    union = sa.union_all(sa.select(t.attempts).where(*retries), first).subquery()
+    return sa.select(union).order_by(union.c.step_run_id, union.c.number)
+
+
 @_builder
 def _attempts(by_step: bool) -> Any:
     """``:run_id``, ``:step_run_id``."""
-    stmt = sa.select(t.attempts).where(_a.run_id == _bind("run_id"))
+    retries, firsts = [_a.run_id == _bind("run_id")], [_s.run_id == _bind("run_id")]
     if by_step:
-        stmt = stmt.where(_a.step_run_id == _bind("step_run_id"))
-    return stmt.order_by(_a.step_run_id, _a.number)
+        retries.append(_a.step_run_id == _bind("step_run_id"))
+        firsts.append(_s.id == _bind("step_run_id"))
+    return _with_first(retries, firsts)
 
 
 @_builder
 def _attempts_of() -> Any:
     """``:run_id``, ``:ids`` (step run ids)."""
-    return (
-        sa.select(t.attempts)
-        .where(_a.run_id == _bind("run_id"), _a.step_run_id.in_(_many("ids")))
-        .order_by(_a.step_run_id, _a.number)
+    return _with_first(
+        [_a.run_id == _bind("run_id"), _a.step_run_id.in_(_many("ids"))],
+        [_s.run_id == _bind("run_id"), _s.id.in_(_many("ids"))],
     )
 
 
@@ -697,7 +717,7 @@ def compile_sqlite(key: Key) -> Statement:
     compiled = stmt.compile(dialect=_sqlite_dialect())
     assert isinstance(compiled, SQLCompiler)
     binds = [(name, bind) for bind, name in compiled.bind_names.items()]
-    expanding = tuple(name for name, bind in binds if bind.expanding)
+    expanding = tuple(dict.fromkeys(name for name, bind in binds if bind.expanding))
     json_params = tuple(name for name, bind in binds if isinstance(bind.type, t.Json.__class__))
     defaults = {name: bind.effective_value for name, bind in binds if not bind.required}
     columns = getattr(stmt, "exported_columns", ()) if _returns_rows(stmt) else ()

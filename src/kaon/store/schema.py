@@ -106,12 +106,30 @@ step_runs = sa.Table(
     sa.Column("next_attempt_at", Time),
     sa.Column("cache_key", sa.String()),
     sa.Column("cached_from", sa.String()),
-    sa.Index("ix_step_runs_parent_index", "run_id", "parent_id", "index"),
+    # The step run's first attempt, folded into its row: a step that succeeds at once (most
+    # steps) writes no row of `attempts`, whose rows are its retries (kaon.store.sql,
+    # FIRST_ATTEMPT). NULL until it starts.
+    sa.Column("first_status", sa.String()),
+    sa.Column("first_started_at", Time),
+    sa.Column("first_ended_at", Time),
+    sa.Column("first_worker", sa.String()),
+    sa.Column("first_error", Json),
+    # A container's children by index; top-level steps (a chain's) have no parent and no
+    # entry, so their commits write one index fewer.
+    sa.Index(
+        "ix_step_runs_parent_index",
+        "run_id",
+        "parent_id",
+        "index",
+        sqlite_where=sa.text("parent_id IS NOT NULL"),  # PostgreSQL: postgresql_options()
+    ),
     sa.Index("ux_step_runs_path", "run_id", "path", unique=True),
     # Reads that cost what they show (kaon.store.reads): counts by status, pages of items.
     sa.Index("ix_step_runs_kind_status", "run_id", "kind", "status", "id"),
     sa.Index("ix_step_runs_parent_status", "run_id", "parent_id", "status", "index"),
-    sa.Index("ix_step_runs_metrics", "kind", "status"),  # /metrics counts
+    # /metrics: tasks by status, and the first attempts that ended since it last looked (a
+    # range per status: the entry a status change moves anyway, no index of its own).
+    sa.Index("ix_step_runs_metrics", "kind", "status", "first_ended_at"),
 )
 
 attempts = sa.Table(
@@ -125,7 +143,7 @@ attempts = sa.Table(
     sa.Column("ended_at", Time),
     sa.Column("worker", sa.String(), nullable=False),
     sa.Column("error", Json),
-    sa.Index("ix_attempts_ended", "ended_at"),  # /metrics sums what ended since it last looked
+    sa.Index("ix_attempts_ended", "ended_at"),  # /metrics sums the retries that ended
 )
 
 logs = sa.Table(
@@ -189,11 +207,15 @@ commands = sa.Table(
 
 
 def postgresql_options() -> None:
-    """Complete the schema for PostgreSQL (the partial index's ``WHERE``); idempotent. Called
-    when a PostgreSQL store is opened, which imports that dialect anyway."""
-    for index in commands.indexes:
-        if index.name == "ix_commands_pending":
-            index.dialect_options["postgresql"]["where"] = sa.text("done_at IS NULL")
+    """Complete the schema for PostgreSQL (the partial indexes' ``WHERE``); idempotent.
+    Called when a PostgreSQL store is opened, which imports that dialect anyway."""
+    partial = {
+        "ix_commands_pending": "done_at IS NULL",
+        "ix_step_runs_parent_index": "parent_id IS NOT NULL",
+    }
+    for index in (*commands.indexes, *step_runs.indexes):
+        if index.name in partial:
+            index.dialect_options["postgresql"]["where"] = sa.text(partial[index.name])
 
 
 cache_entries = sa.Table(

@@ -285,14 +285,19 @@ CREATE TABLE step_runs (
 	next_attempt_at DOUBLE,
 	cache_key VARCHAR,
 	cached_from VARCHAR,
+	first_status VARCHAR,
+	first_started_at DOUBLE,
+	first_ended_at DOUBLE,
+	first_worker VARCHAR,
+	first_error JSON,
 	PRIMARY KEY (run_id, id)
 );
 
 CREATE INDEX ix_step_runs_kind_status ON step_runs (run_id, kind, status, id);
 
-CREATE INDEX ix_step_runs_metrics ON step_runs (kind, status);
+CREATE INDEX ix_step_runs_metrics ON step_runs (kind, status, first_ended_at);
 
-CREATE INDEX ix_step_runs_parent_index ON step_runs (run_id, parent_id, "index");
+CREATE INDEX ix_step_runs_parent_index ON step_runs (run_id, parent_id, "index") WHERE parent_id IS NOT NULL;
 
 CREATE INDEX ix_step_runs_parent_status ON step_runs (run_id, parent_id, status, "index");
 

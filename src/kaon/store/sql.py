@@ -30,6 +30,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kaon.errors import FencingError, NotFoundError, StoreError, StoreUnavailableError
+from kaon.model.events import AttemptKey
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import _lite
 from kaon.store._lite import Key, LiteDatabase, like_pattern
@@ -52,6 +53,7 @@ from kaon.store.base import (
     RunRecord,
     SignalRecord,
     StateStore,
+    StepRunKey,
     StepRunRecord,
     WriteBatch,
 )
@@ -149,11 +151,21 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else _encode_json(value)
 
 
+# A step run's first attempt is stored in the step run's own row: the attempt's field ->
+# its column of `step_runs`. Rows of `attempts` are the retries (numbers 2 and up), so a step
+# that succeeds at once costs one row and its indexes, not two (see SQLStore._plan_attempts).
+FIRST_ATTEMPT: dict[str, str] = {
+    name: f"first_{name}" for name in ("status", "started_at", "ended_at", "worker", "error")
+}
+_FIRST_ABSENT = dict.fromkeys(FIRST_ATTEMPT.values())
+_FIRST_COLUMNS = frozenset(FIRST_ATTEMPT.values())
+_STEP_RUN_COLUMNS = _STEP_RUN_FIELDS + tuple(FIRST_ATTEMPT.values())
+
 # The columns each table's inserts set: the record's fields (autoincrement ids excluded).
 INSERTED: dict[str, tuple[str, ...]] = {
     "definitions": _DEFINITION_FIELDS,
     "runs": _RUN_FIELDS,
-    "step_runs": _STEP_RUN_FIELDS,
+    "step_runs": _STEP_RUN_COLUMNS,
     "attempts": _ATTEMPT_FIELDS,
     "logs": _LOG_FIELDS,
     "metrics": _METRIC_FIELDS,
@@ -554,24 +566,29 @@ class SQLStore(StateStore):
     def _plan(self, batch: WriteBatch) -> list[tuple[str, str, list[_Row], int]]:
         """``(table, SQL, encoded rows, rows an update must match)`` in write order."""
         plan: list[tuple[str, str, list[_Row], int]] = []
+        step_runs, step_updates, retries, retry_updates = _fold_first_attempts(batch)
         self._plan_inserts(
             plan,
             (
                 ("definitions", batch.definitions, _DEFINITION_FIELDS),
                 ("runs", batch.runs, _RUN_FIELDS),
-                ("step_runs", batch.step_runs.values(), _STEP_RUN_FIELDS),
-                ("attempts", batch.attempts.values(), _ATTEMPT_FIELDS),
             ),
         )
+        if step_runs:
+            self._plan_rows(plan, "step_runs", step_runs, _STEP_RUN_COLUMNS)
+        self._plan_inserts(plan, (("attempts", retries, _ATTEMPT_FIELDS),))
         for name, updates in (
             ("runs", batch.run_updates),
-            ("step_runs", batch.step_run_updates),
-            ("attempts", batch.attempt_updates),
+            ("step_runs", step_updates),
+            ("attempts", retry_updates),
             ("commands", {k: {"done_at": v} for k, v in batch.commands_done.items()}),
         ):
             if updates:
                 for columns, rows in _update_groups(name, updates).items():
-                    plan.append(self._encoded(name, ("update", columns), rows, len(rows)))
+                    step = self._encoded(name, ("update", columns), rows, len(rows))
+                    if name == "step_runs" and columns <= _FIRST_COLUMNS:
+                        step = ("attempts", *step[1:])  # first attempts: named so in errors
+                    plan.append(step)
         self._plan_inserts(
             plan,
             (
@@ -605,14 +622,22 @@ class SQLStore(StateStore):
         entries: Iterable[tuple[str, Collection[Any], tuple[str, ...]]],
     ) -> None:
         for name, records, names in entries:
-            if not records:
-                continue
-            rows = _rows(records, names)
-            if self._lite is not None:
-                for columns, group in _sparse(name, names, rows):
-                    plan.append(self._encoded(name, ("insert", columns), group, 0))
-            else:
-                plan.append(self._encoded(name, ("insert", names), rows, 0))
+            if records:
+                self._plan_rows(plan, name, _rows(records, names), names)
+
+    def _plan_rows(
+        self,
+        plan: list[tuple[str, str, list[_Row], int]],
+        name: str,
+        rows: list[_Row],
+        names: tuple[str, ...],
+    ) -> None:
+        """Append the inserts of ``rows`` (each with every column of ``names``) to ``plan``."""
+        if self._lite is not None:
+            for columns, group in _sparse(name, names, rows):
+                plan.append(self._encoded(name, ("insert", columns), group, 0))
+        else:
+            plan.append(self._encoded(name, ("insert", names), rows, 0))
 
     def _encoded(
         self, table: str, shape: tuple[str, Any], rows: list[_Row], expected: int
@@ -1220,6 +1245,51 @@ class _Compiled:
 
 def _json_processors(names: Iterable[str]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
     return tuple((name, _json_text) for name in names)
+
+
+def _fold_first_attempts(
+    batch: WriteBatch,
+) -> tuple[
+    list[_Row],
+    Mapping[StepRunKey, dict[str, Any]],
+    list[AttemptRecord],
+    Mapping[AttemptKey, dict[str, Any]],
+]:
+    """A batch's step runs and attempts as rows: ``(step run rows to insert, step run updates,
+    attempts to insert, attempt updates)``, each first attempt moved into its step run's row
+    (its insert when the batch inserts the step run, else an update of it; see
+    :data:`FIRST_ATTEMPT`). The batch itself is left as it is (a failed write is retried)."""
+    attempts, attempt_updates = batch.attempts, batch.attempt_updates
+    rows = _rows(batch.step_runs.values(), _STEP_RUN_FIELDS)
+    if not attempts and not attempt_updates:
+        for row in rows:
+            row.update(_FIRST_ABSENT)
+        return rows, batch.step_run_updates, [], {}
+    inserted = dict(zip(batch.step_runs, rows, strict=True))
+    updates: dict[StepRunKey, dict[str, Any]] = dict(batch.step_run_updates)
+    retries: list[AttemptRecord] = []
+    for (run_id, step_run_id, number), attempt in attempts.items():
+        if number != 1:
+            retries.append(attempt)
+            continue
+        columns = {column: getattr(attempt, name) for name, column in FIRST_ATTEMPT.items()}
+        found = inserted.get((run_id, step_run_id))
+        if found is not None:
+            found.update(columns)
+        else:
+            updates[(run_id, step_run_id)] = {**updates.get((run_id, step_run_id), {}), **columns}
+    retry_updates: dict[AttemptKey, dict[str, Any]] = {}
+    for key, changes in attempt_updates.items():
+        if key[2] != 1:
+            retry_updates[key] = changes
+            continue
+        columns = {FIRST_ATTEMPT.get(name, name): value for name, value in changes.items()}
+        step = (key[0], key[1])
+        updates[step] = {**updates.get(step, {}), **columns}
+    for row in rows:  # step runs whose first attempt this batch does not start
+        if "first_status" not in row:
+            row.update(_FIRST_ABSENT)
+    return rows, updates, retries, retry_updates
 
 
 def _fence_rows(fence: Fence, ids: list[str]) -> list[_Row]:

@@ -1,8 +1,9 @@
 """Aggregates for ``/metrics``, computed in the database with indexed queries.
 
 Counts by status read an index (``ix_runs_status_created``, ``ix_step_runs_metrics``).
-The latency histogram is summed over a range of ``ended_at`` (``ix_attempts_ended``), so a
-reader can keep the sums of settled history and ask only for what ended since.
+The latency histogram is summed over a range of the attempts' end times (``ix_attempts_ended``
+for retries; ``ix_step_runs_metrics`` for first attempts, which live in their step runs' rows),
+so a reader can keep the sums of settled history and ask only for what ended since.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from kaon.model.status import StepStatus
 from kaon.store import schema
 
 
@@ -55,17 +57,36 @@ def status_counts(conn: Connection) -> tuple[list[tuple[str, int]], list[tuple[s
 def attempt_durations(
     conn: Connection, bounds: Sequence[float], start: float | None, end: float | None
 ) -> DurationSums:
-    """The histogram of attempts that ended in ``[start, end)`` (open ends: unbounded)."""
-    a = schema.attempts.c
-    duration = a.ended_at - a.started_at
+    """The histogram of attempts that ended in ``[start, end)`` (open ends: unbounded):
+    the retries' rows and the first attempts' columns of the step runs, each one indexed
+    range."""
+    a, s = schema.attempts.c, schema.step_runs.c
+    sums = _durations(conn, bounds, start, end, a.started_at, a.ended_at)
+    # First attempts are tasks' (ix_step_runs_metrics: one range per status).
+    tasks = (s.kind == "task", s.status.in_([status.value for status in StepStatus]))
+    return sums.add(
+        _durations(conn, bounds, start, end, s.first_started_at, s.first_ended_at, *tasks)
+    )
+
+
+def _durations(
+    conn: Connection,
+    bounds: Sequence[float],
+    start: float | None,
+    end: float | None,
+    started: sa.ColumnElement[float],
+    ended: sa.ColumnElement[float],
+    *where: sa.ColumnElement[bool],
+) -> DurationSums:
+    duration = ended - started
     columns = [sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in bounds]
     stmt = sa.select(sa.func.count(), sa.func.sum(duration), *columns).where(
-        a.ended_at.is_not(None), a.started_at.is_not(None)
+        *where, ended.is_not(None), started.is_not(None)
     )
     if start is not None:
-        stmt = stmt.where(a.ended_at >= start)
+        stmt = stmt.where(ended >= start)
     if end is not None:
-        stmt = stmt.where(a.ended_at < end)
+        stmt = stmt.where(ended < end)
     row = conn.execute(stmt).one()
     return DurationSums(
         tuple(bounds),

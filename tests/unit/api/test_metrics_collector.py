@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from kaon.api.metrics import SETTLE_S, _StoreCollector
-from kaon.model.status import RunStatus
+from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
-from kaon.store.base import AttemptRecord, RunRecord, WriteBatch
+from kaon.store.base import AttemptRecord, RunRecord, StepRunRecord, WriteBatch
 from kaon.store.sql import SQLStore
 
 NOW = 1_000_000.0
@@ -31,7 +31,9 @@ def test_the_histogram_is_exact_across_scrapes(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'kaon.db'}")
     assert isinstance(store, SQLStore)
     try:
-        store.write(WriteBatch(runs=[RunRecord("r", "wf", "h", RunStatus.RUNNING)]))
+        start = WriteBatch(runs=[RunRecord("r", "wf", "h", RunStatus.RUNNING)])
+        start.insert_step_run(StepRunRecord("r", 1, "t", "t", "task", StepStatus.RUNNING))
+        store.write(start)  # its first attempt is kept in its row, the retries in `attempts`
         now = [NOW]
         collector = _StoreCollector(store, clock=lambda: now[0])
         _attempts(store, 1, [NOW - 10 * SETTLE_S, NOW - 5 * SETTLE_S, NOW - 1.0])

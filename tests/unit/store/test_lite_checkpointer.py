@@ -83,8 +83,9 @@ def test_the_checkpointer_copies_and_restarts_the_log_while_writes_go_on(
         assert checkpointer.passes >= 3 and checkpointer.restarts >= 3
         assert path.stat().st_size > before  # pages were copied into the database file
         # Without restarts the log would hold every frame written: at least two per commit,
-        # two commits per step. It stays a small part of that.
-        assert _frames(path) < written
+        # two commits per step. Its file (as long as the log ever was: a restart reuses it
+        # from its start) stays a part of that, even when a loaded machine delays the thread.
+        assert _frames(path) < 2 * written
         assert len(store.step_runs("r1")) == written
         assert all(s.status is StepStatus.SUCCEEDED for s in store.step_runs("r1"))
     finally:

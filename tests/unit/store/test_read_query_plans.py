@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from kaon.model.status import RunStatus, StepStatus
-from kaon.store import open_store
+from kaon.store import open_store, stats
 from kaon.store.base import RunRecord, StepRunRecord, WriteBatch
 from kaon.store.reads import SQLRunReads
 from kaon.store.sql import SQLStore
@@ -80,3 +81,43 @@ def test_reads_follow_an_index(tmp_path: Path, name: str, index: str) -> None:
         assert not any("TEMP B-TREE" in line for line in plans), plans
     finally:
         store.close()
+
+
+def test_metrics_histogram_and_a_frames_children_follow_an_index(tmp_path: Path) -> None:
+    """``/metrics``' latency histogram reads a range of end times from an index for both
+    homes of an attempt (the retries' rows, the first attempts' columns of the step runs,
+    one range per status), and a container's children are read by the partial parent index
+    (which top-level steps are left out of)."""
+    path = tmp_path / "plans.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLStore)
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    try:
+        store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+        with store.reading() as conn:
+            sa.event.listen(conn, "before_cursor_execute", grab)
+            stats.attempt_durations(conn, (1.0, 5.0), 10.0, 20.0)
+        plans = _plans(store, path, lambda: store.child_outputs("r1", 3))
+        frame = {"run_id": "r1", "parent_id": 3}
+        plans += _plans(store, path, lambda: store.query_value(("frame_index", "max"), **frame))
+    finally:
+        store.close()
+    raw = sqlite3.connect(path)
+    try:
+        histogram = [
+            row[3]
+            for statement, parameters in sent
+            for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        ]
+    finally:
+        raw.close()
+    assert len(histogram) == 2, histogram
+    assert "USING INDEX ix_attempts_ended (ended_at>? AND ended_at<?)" in histogram[0]
+    assert "ix_step_runs_metrics (kind=? AND status=? AND first_ended_at>?" in histogram[1]
+    children = [line for line in plans if "step_runs" in line]
+    assert len(children) == 2, plans
+    assert all("INDEX ix_step_runs_parent_index (run_id=? AND parent_id=?" in x for x in children)

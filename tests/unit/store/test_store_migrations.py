@@ -232,3 +232,44 @@ def test_alembic_command_line_setup_works(tmp_path: Path) -> None:
         assert _tables(engine) == set(metadata.tables) | {VERSION_TABLE}
     finally:
         engine.dispose()
+
+
+def test_first_attempts_move_into_their_step_runs_and_back(engine: sa.Engine) -> None:
+    """Revision 0012 folds each step run's first attempt into its row (retries stay rows of
+    ``attempts``); its downgrade moves them back."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
+    step = (
+        "INSERT INTO step_runs (run_id, id, path, step_id, kind, status, attempts, "
+        "platform_attempts, reason, created_at) VALUES ('r', {0}, 's{0}', 's{0}', 'task', "
+        "'succeeded', 1, 0, '', 0)"
+    )
+    attempt = (
+        "INSERT INTO attempts (run_id, step_run_id, number, status, started_at, ended_at, "
+        "worker, error) VALUES ('r', {0}, {1}, '{2}', {1}, {1}.5, 'w{1}', {3})"
+    )
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0011_step_events_index")
+        for statement in (
+            step.format(1),
+            step.format(2),
+            attempt.format(1, 1, "failed", "'{\"m\": 1}'"),
+            attempt.format(1, 2, "succeeded", "NULL"),
+        ):
+            conn.execute(sa.text(statement))
+        command.upgrade(config, "head")
+        folded = conn.execute(
+            sa.text(
+                "SELECT id, first_status, first_started_at, first_ended_at, first_worker, "
+                "first_error FROM step_runs ORDER BY id"
+            )
+        ).all()
+        retries = conn.execute(sa.text("SELECT step_run_id, number FROM attempts")).all()
+        command.downgrade(config, "0011_step_events_index")
+        back = conn.execute(
+            sa.text("SELECT step_run_id, number, status, worker FROM attempts ORDER BY number")
+        ).all()
+    assert folded == [(1, "failed", 1.0, 1.5, "w1", '{"m": 1}'), (2, None, None, None, None, None)]
+    assert retries == [(1, 2)]
+    assert back == [(1, 1, "failed", "w1"), (1, 2, "succeeded", "w2")]
