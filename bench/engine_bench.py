@@ -11,6 +11,10 @@ prints one JSON line: workflow, executor, steps, wall seconds, ms per step, the 
 process's CPU time per step (``cpu_ms_per_step``: user + system, all its threads; steadier than
 wall time on a shared machine), peak RSS (MB) of the engine process.
 
+    python bench/engine_bench.py W1 --steps 3000
+
+runs a chain of 3,000 steps instead of 1,000.
+
     python bench/engine_bench.py W1 --store pg
 
 runs on a throwaway PostgreSQL cluster (durable: fsync and synchronous commit on) and also
@@ -72,6 +76,7 @@ def main() -> None:
     parser.add_argument("workflow", choices=sorted(WORKFLOWS))
     parser.add_argument("--executor", default="inline", choices=["inline", "process"])
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="W1's chain length (default 1,000)")
     parser.add_argument("--store", default="sqlite", help="sqlite, pg, or a store URL")
     args = parser.parse_args()
     if args.store == "pg":
@@ -85,7 +90,9 @@ def main() -> None:
 
 def measure(args: argparse.Namespace, url: str | None) -> None:
     """Run the workflow once on a fresh store; print the figures as one JSON line."""
-    spec, steps = WORKFLOWS[args.workflow]()
+    if args.steps is not None and args.workflow != "W1":
+        raise SystemExit("--steps sets W1's chain length only")
+    spec, steps = chain(args.steps) if args.steps else WORKFLOWS[args.workflow]()
     home = Path(tempfile.mkdtemp(prefix="kaon-bench-"))
     try:
         store = open_store(url or f"sqlite:///{home / 'kaon.db'}")
