@@ -153,7 +153,7 @@ def _json_text(value: Any) -> str | None:
 
 # A step run's first attempt is stored in the step run's own row: the attempt's field ->
 # its column of `step_runs`. Rows of `attempts` are the retries (numbers 2 and up), so a step
-# that succeeds at once costs one row and its indexes, not two (see SQLStore._plan_attempts).
+# that succeeds at once costs one row and its indexes, not two (see _fold_first_attempts).
 FIRST_ATTEMPT: dict[str, str] = {
     name: f"first_{name}" for name in ("status", "started_at", "ended_at", "worker", "error")
 }
