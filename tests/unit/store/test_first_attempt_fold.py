@@ -6,10 +6,10 @@ model of the batches says (property test on a SQLite file)."""
 from __future__ import annotations
 
 import itertools
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,22 +85,28 @@ def _fields(record: AttemptRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
 
 
-_home = Path(tempfile.mkdtemp(prefix="kaon-fold-"))
-_store = SQLStore(f"sqlite:///{_home / 'kaon.db'}")
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SQLStore]:
+    """One store for every example (each writes a run of its own)."""
+    made = SQLStore(f"sqlite:///{tmp_path_factory.mktemp('fold') / 'kaon.db'}")
+    yield made
+    made.close()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(operation, max_size=30))
-def test_attempts_and_step_runs_read_back_as_the_batches_wrote_them(ops: list[Any]) -> None:
+def test_attempts_and_step_runs_read_back_as_the_batches_wrote_them(
+    store: SQLStore, ops: list[Any]
+) -> None:
     run_id = f"r{next(_runs)}"
-    _store.write(WriteBatch(runs=[RunRecord(run_id, "wf", "h", RunStatus.RUNNING)]))
+    store.write(WriteBatch(runs=[RunRecord(run_id, "wf", "h", RunStatus.RUNNING)]))
     batches, attempts, steps = _apply(ops, run_id)
     for batch in batches:
-        _store.write(batch)
+        store.write(batch)
     want = [attempts[key] for key in sorted(attempts)]
-    assert _store.attempts(run_id) == want
+    assert store.attempts(run_id) == want
     for step in STEPS:
-        assert _store.attempts(run_id, step) == [a for a in want if a.step_run_id == step]
-    assert _store.attempts_of(run_id, [2, 3]) == [a for a in want if a.step_run_id in (2, 3)]
-    rows = {row.id: row.status for row in _store.step_runs(run_id)}
+        assert store.attempts(run_id, step) == [a for a in want if a.step_run_id == step]
+    assert store.attempts_of(run_id, [2, 3]) == [a for a in want if a.step_run_id in (2, 3)]
+    rows = {row.id: row.status for row in store.step_runs(run_id)}
     assert rows == steps
