@@ -1261,9 +1261,9 @@ def _fold_first_attempts(
     :data:`FIRST_ATTEMPT`). The batch itself is left as it is (a failed write is retried)."""
     attempts, attempt_updates = batch.attempts, batch.attempt_updates
     rows = _rows(batch.step_runs.values(), _STEP_RUN_FIELDS)
+    for row in rows:  # no first attempt yet, unless this batch starts it (below)
+        row.update(_FIRST_ABSENT)
     if not attempts and not attempt_updates:
-        for row in rows:
-            row.update(_FIRST_ABSENT)
         return rows, batch.step_run_updates, [], {}
     inserted = dict(zip(batch.step_runs, rows, strict=True))
     updates: dict[StepRunKey, dict[str, Any]] = dict(batch.step_run_updates)
@@ -1283,12 +1283,10 @@ def _fold_first_attempts(
         if key[2] != 1:
             retry_updates[key] = changes
             continue
-        columns = {FIRST_ATTEMPT.get(name, name): value for name, value in changes.items()}
+        # An unknown field names a column step runs do not have (never one of their own).
+        columns = {FIRST_ATTEMPT.get(name, f"first_{name}"): v for name, v in changes.items()}
         step = (key[0], key[1])
         updates[step] = {**updates.get(step, {}), **columns}
-    for row in rows:  # step runs whose first attempt this batch does not start
-        if "first_status" not in row:
-            row.update(_FIRST_ABSENT)
     return rows, updates, retries, retry_updates
 
 
