@@ -86,6 +86,10 @@ QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
 SPEC_CACHE_SIZE = 256  # parsed workflow specs kept per engine
 RETRY_MAX_S = 2.0  # longest pause between retries of a write while the store is unavailable
 SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
+# A turn on an executor's thread wakes the engine's thread when it moved the next deadline
+# earlier than the thread's wake-up by more than this: the same deadline found again, read a
+# few microseconds later on the engine's clock, is no reason (it was a wake-up per chain step).
+EARLIER_WAKE_S = 0.001
 
 
 def _only_reports(batch: WriteBatch) -> bool:
@@ -580,7 +584,8 @@ class Engine:
             held = len(self.runs)
             finished = self._work()
             changed = finished or len(self.runs) != held  # a run let go, quarantined
-            if changed or time.monotonic() + self._wait_time() < self._sleep_until:
+            earlier = time.monotonic() + self._wait_time() + EARLIER_WAKE_S < self._sleep_until
+            if changed or earlier:
                 self._inbox.ring()
             return True
         except BaseException as error:  # the engine's thread raises it (see turn)

@@ -102,15 +102,20 @@ class Outbox:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            self._conn.send(("events", batch))
+            self._send(("events", batch))
 
     def send_now(self, message: tuple[str, object]) -> None:
         """Send a control message at once, after the events queued before it."""
         with self._lock:
             batch, self._pending = self._pending, []
             if batch:
-                self._conn.send(("events", batch))
-            self._conn.send(message)
+                self._send(("events", batch))
+            self._send(message)
+
+    def _send(self, message: tuple[str, object]) -> None:
+        # pickle itself, not Connection.send: its ForkingPickler copies the reducer tables
+        # for every message, and nothing sent here needs them
+        self._conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def group_changed(self, pgid: int, running: bool) -> None:
         """Tell the parent a shell command's process group started or ended."""

@@ -34,7 +34,7 @@ from collections import deque
 from typing import ClassVar
 
 from kaon.errors import ConfigurationError, SystemFailure
-from kaon.executors.base import EventInbox, EventSink, Executor, TaskRequest
+from kaon.executors.base import CancelFlag, EventInbox, EventSink, Executor, TaskRequest
 from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
 
@@ -69,8 +69,8 @@ class InlineExecutor(Executor):
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._active: dict[AttemptKey, threading.Event] = {}
-        self._running: dict[AttemptKey, threading.Event] = {}  # attempts a thread is running
+        self._active: dict[AttemptKey, CancelFlag] = {}
+        self._running: dict[AttemptKey, CancelFlag] = {}  # attempts a thread is running
         self._abandoned: set[AttemptKey] = set()  # cancelled, but a thread still runs them
         self._sink: EventSink | None = None
 
@@ -108,7 +108,7 @@ class InlineExecutor(Executor):
         with self._lock:
             if not self._running and not self._backlog:
                 self._solo = request.key  # a chain's next step: nothing else to run
-            self._active[request.key] = threading.Event()
+            self._active[request.key] = CancelFlag()
             self._backlog.append(request)
             wake = self._wake_one()
         if wake is not None:
@@ -198,7 +198,7 @@ class InlineExecutor(Executor):
                     continue  # cancelled before it started
                 self._running[request.key] = flag
 
-            def emit(event: ExecutorEvent, flag: threading.Event = flag) -> None:
+            def emit(event: ExecutorEvent, flag: CancelFlag = flag) -> None:
                 if not flag.is_set():
                     quiet(event)
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -46,7 +47,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Pipe, wait
-from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar
 
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
@@ -287,7 +287,7 @@ class ProcessExecutor(Executor):
         pickled: list[tuple[TaskRequest, bytes]] = []
         for request in requests:
             try:
-                pickled.append((request, bytes(ForkingPickler.dumps(request))))
+                pickled.append((request, pickle.dumps(request, pickle.HIGHEST_PROTOCOL)))
             except Exception as exc:
                 message = (
                     f"the request for step {request.step_path} cannot be sent to a worker: {exc}"
@@ -332,7 +332,7 @@ class ProcessExecutor(Executor):
                 self._dispatch()
             else:  # queued in the worker: it drops it, or says it is running after all
                 with contextlib.suppress(OSError):
-                    worker.conn.send_bytes(bytes(ForkingPickler.dumps(("cancel", key))))
+                    worker.conn.send_bytes(pickle.dumps(("cancel", key), pickle.HIGHEST_PROTOCOL))
         self._wake()
 
     # -- inside the lock -------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
 from kaon.errors import ArtifactError, SerializationError, StepError, StepTimeout, SystemFailure
-from kaon.executors.base import EventSink, TaskRequest
+from kaon.executors.base import CancelFlag, EventSink, TaskRequest
 from kaon.model.events import (
     LOG_OUTPUT,
     ErrorInfo,
@@ -331,7 +331,7 @@ def _store_outputs(value: Any, request: TaskRequest, artifacts: _Artifacts) -> d
 
 
 def _make_context(
-    request: TaskRequest, emit: EventSink, cancel: threading.Event | None
+    request: TaskRequest, emit: EventSink, cancel: CancelFlag | threading.Event | None
 ) -> StepContext:
     return StepContext(
         key=request.key,
@@ -351,7 +351,9 @@ def _make_context(
     )
 
 
-def _execute(request: TaskRequest, sink: EventSink, cancel: threading.Event | None) -> None:
+def _execute(
+    request: TaskRequest, sink: EventSink, cancel: CancelFlag | threading.Event | None
+) -> None:
     sink(StepStarted(request.key, time.time(), worker_name()))
     artifacts = _Artifacts(request.artifact_url)
     emit = _LogBudget(sink, artifacts)
@@ -365,7 +367,7 @@ def _execute_step(
     request: TaskRequest,
     emit: EventSink,
     artifacts: _Artifacts,
-    cancel: threading.Event | None,
+    cancel: CancelFlag | threading.Event | None,
 ) -> None:
     inputs = _resolve_inputs(request, artifacts)
     step_type = get_step_type(request.step_type)
@@ -405,7 +407,7 @@ def _keep_failed_outputs(
 
 
 def run_task(
-    request: TaskRequest, emit: EventSink, *, cancel: threading.Event | None = None
+    request: TaskRequest, emit: EventSink, *, cancel: CancelFlag | threading.Event | None = None
 ) -> None:
     """Run one attempt of a task step and report it through ``emit``. Never raises.
 

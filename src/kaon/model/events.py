@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from typing import Literal as TypingLiteral
 
+from kaon.model.pickling import by_fields
 from kaon.model.values import ValueRef
 
 LogStream = TypingLiteral["stdout", "stderr", "log"]
 AttemptKey = tuple[str, int, int]  # (run id, step run id, attempt number)
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """Why an attempt failed.
@@ -41,6 +43,7 @@ class ErrorInfo:
         return f"{self.error_type}: {first}" if first else self.error_type
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class StepStarted:
     """An attempt began executing on a worker."""
@@ -50,6 +53,7 @@ class StepStarted:
     worker: str = ""
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class LogLine:
     """A line the step wrote to stdout, stderr or its logger."""
@@ -60,6 +64,7 @@ class LogLine:
     text: str
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class ProgressReported:
     """The step reported how far along it is (``fraction`` in [0, 1], or just a message);
@@ -73,6 +78,7 @@ class ProgressReported:
     total: float | None = None
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class MetricReported:
     """The step reported a named number (``step`` orders repeated values, like epochs)."""
@@ -84,6 +90,7 @@ class MetricReported:
     step: int | None = None
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class SignalEmitted:
     """The step sent a signal (it may start triggered runs and wake waiting steps)."""
@@ -94,6 +101,7 @@ class SignalEmitted:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class StepSucceeded:
     """An attempt finished; ``outputs`` maps output names to stored values."""
@@ -103,6 +111,7 @@ class StepSucceeded:
     outputs: Mapping[str, ValueRef] = field(default_factory=dict)
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class StepFailed:
     """An attempt finished with an error; ``outputs`` holds what it kept (see
@@ -114,6 +123,7 @@ class StepFailed:
     outputs: Mapping[str, ValueRef] = field(default_factory=dict)
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class LogStored:
     """An attempt's log passed its budget: ``ref`` is the whole log, stored as a file artifact

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kaon.model.pickling import by_fields
+
 RETURN = "return"  # the output name of a step that returned something other than a mapping
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Literal:
     """A small JSON value kept inline in the state store."""
@@ -25,6 +28,7 @@ class Literal:
     value: Any
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
     """A value stored in the artifact store, named by the sha256 of its serialized bytes."""
@@ -36,6 +40,7 @@ class ArtifactRef:
     artifact_id: int | None = None
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class RefList:
     """An ordered collection of references (a foreach's output)."""
@@ -43,6 +48,7 @@ class RefList:
     items: tuple[ValueRef, ...]
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class RefDict:
     """A mapping of references (a step's outputs seen as one value)."""
