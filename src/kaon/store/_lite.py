@@ -255,6 +255,53 @@ def transient(error: BaseException) -> bool:
     return "locked" in text or "busy" in text
 
 
+class _Transaction:
+    """One write transaction of a :class:`LiteDatabase` (see :meth:`LiteDatabase.transaction`).
+
+    A class rather than a generator-based context manager: those cost about a microsecond
+    each to enter and leave, and every engine turn commits through one. A connection whose
+    transaction failed is closed, not pooled again.
+    """
+
+    __slots__ = ("_connection", "_cursor", "_database")
+
+    def __init__(self, database: LiteDatabase) -> None:
+        self._database = database
+
+    def __enter__(self) -> sqlite3.Cursor:
+        connection = self._database._take()
+        cursor = connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            cursor.close()
+            with suppress(sqlite3.Error):
+                connection.rollback()
+            self._database._give(connection, False)
+            raise
+        self._connection, self._cursor = connection, cursor
+        return cursor
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        connection, cursor = self._connection, self._cursor
+        healthy = False
+        try:
+            if kind is None:
+                connection.commit()
+                self._database.checkpointer.wrote()
+                healthy = not connection.in_transaction
+            else:
+                with suppress(sqlite3.Error):
+                    connection.rollback()
+        except BaseException:
+            with suppress(sqlite3.Error):
+                connection.rollback()
+            raise
+        finally:
+            cursor.close()
+            self._database._give(connection, healthy)
+
+
 class LiteDatabase:
     """Connections to one SQLite store file, and its statements run on them.
 
@@ -287,41 +334,38 @@ class LiteDatabase:
             raise
         return connection
 
+    def _take(self) -> sqlite3.Connection:
+        """A connection from the pool (a new one when none is idle)."""
+        with self._lock:
+            found = self._idle.pop() if self._idle else None
+        return found or self.connect()
+
+    def _give(self, connection: sqlite3.Connection, healthy: bool) -> None:
+        """Return a connection taken with :meth:`_take`: kept when healthy (and there is
+        room), else closed."""
+        with self._lock:
+            keep = healthy and not self._closed and len(self._idle) < 8
+            if keep:
+                self._idle.append(connection)
+        if not keep:
+            with suppress(sqlite3.Error):
+                connection.close()
+
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A connection from the pool, returned to it after use (closed when it failed)."""
-        with self._lock:
-            found = self._idle.pop() if self._idle else None
-        connection = found or self.connect()
+        connection = self._take()
         healthy = False
         try:
             yield connection
             healthy = not connection.in_transaction
         finally:
-            with self._lock:
-                keep = healthy and not self._closed and len(self._idle) < 8
-                if keep:
-                    self._idle.append(connection)
-            if not keep:
-                with suppress(sqlite3.Error):
-                    connection.close()
+            self._give(connection, healthy)
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
-        """A cursor inside ``BEGIN IMMEDIATE``, committed on success, rolled back on error."""
-        with self.connection() as connection:
-            cursor = connection.cursor()
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                yield cursor
-                connection.commit()
-                self.checkpointer.wrote()
-            except BaseException:
-                with suppress(sqlite3.Error):
-                    connection.rollback()
-                raise
-            finally:
-                cursor.close()
+    def transaction(self) -> _Transaction:
+        """``with database.transaction() as cursor``: a cursor inside ``BEGIN IMMEDIATE``,
+        committed on success, rolled back on error."""
+        return _Transaction(self)
 
     def statement(self, key: Key) -> Statement:
         """The compiled statement of ``key``: shipped, or compiled now (SQLAlchemy)."""

@@ -463,7 +463,9 @@ class SQLStore(StateStore):
         table = "?"
         dbapi = self._dbapi
         try:
-            with self._write_guard(), self._raw_transaction() as cursor:
+            lite = self._lite
+            transaction = lite.transaction() if lite is not None else self._raw_transaction()
+            with self._write_guard(), transaction as cursor:
                 if self._dialect == "sqlite":
                     counts = []
                     for step in plan:

@@ -162,3 +162,44 @@ def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
         assert (tmp_path / "k.db-wal").exists()
     finally:
         store.close()
+
+
+def test_a_write_transaction_commits_pools_its_connection_and_discards_a_failed_one(
+    tmp_path: Path,
+) -> None:
+    """``LiteDatabase.transaction``: the body's writes are committed and the connection goes
+    back to the pool; a body that raises is rolled back and its connection closed; a
+    ``BEGIN`` that fails (the file locked by another writer) leaves nothing held."""
+    path = tmp_path / "k.db"
+    store = SQLStore(f"sqlite:///{path}")
+    raw = sqlite3.connect(path, timeout=0)
+    try:
+        raw.execute("CREATE TABLE scratch (x)")
+        lite = store._lite
+        assert lite is not None
+        lite._idle.clear()
+        with lite.transaction() as cursor:
+            cursor.execute("INSERT INTO scratch VALUES (1)")
+        assert len(lite._idle) == 1 and not lite._idle[0].in_transaction
+        pooled = lite._idle[0]
+        with pytest.raises(RuntimeError, match="body"), lite.transaction() as cursor:
+            cursor.execute("INSERT INTO scratch VALUES (2)")
+            raise RuntimeError("body")
+        assert lite._idle == []  # the connection that failed is closed, not pooled
+        with pytest.raises(sqlite3.ProgrammingError):
+            pooled.execute("SELECT 1")
+        assert raw.execute("SELECT x FROM scratch").fetchall() == [(1,)]
+        waiting = lite.connect()
+        waiting.execute("PRAGMA busy_timeout = 50")
+        lite._idle[:] = [waiting]
+        raw.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        with pytest.raises(sqlite3.OperationalError, match="locked"), lite.transaction():
+            pass  # pragma: no cover - BEGIN IMMEDIATE fails first
+        assert lite._idle == []
+        raw.rollback()
+        with lite.transaction() as cursor:  # the file is writable again
+            cursor.execute("INSERT INTO scratch VALUES (3)")
+        assert raw.execute("SELECT x FROM scratch ORDER BY x").fetchall() == [(1,), (3,)]
+    finally:
+        raw.close()
+        store.close()
