@@ -304,3 +304,40 @@ def test_a_workers_scratch_folders_are_removed_when_it_exits(tmp_path: Path, sin
     finally:
         executor.shutdown()
     assert not folder.exists()
+
+
+def test_the_reader_keeps_its_selector_while_the_pool_stays_the_same(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader thread watches the workers through one selector, made anew only when a
+    worker starts or goes: not once per message (a chain's step is one message). Workers
+    started later, and a worker that died, are still seen."""
+    made: list[int] = []
+    make = ProcessExecutor._selector
+
+    def counting(self: ProcessExecutor, pool: list[process._Worker]) -> object:
+        made.append(len(pool))
+        return make(self, pool)
+
+    monkeypatch.setattr(ProcessExecutor, "_selector", counting)
+    executor = ProcessExecutor(workers=2, wait_ready=False)
+    try:
+        executor.start(sink)
+        for number in range(1, 31):  # a chain: one message per step, one worker
+            executor.submit(shell(number, "true"))
+            sink.wait(lambda e, n=number: isinstance(e, StepSucceeded) and e.key[1] == n)
+        assert len(made) <= 3, made
+        executor.submit_many([shell(n, "sleep 0.2") for n in (31, 32)])  # a second worker
+        for number in (31, 32):
+            sink.wait(lambda e, n=number: isinstance(e, StepSucceeded) and e.key[1] == n)
+        assert max(made) == 2
+        [first, *_] = executor.worker_pids()
+        executor.submit(shell(33, "sleep 30"))
+        time.sleep(0.2)
+        for pid in executor.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        failed = sink.wait(lambda e: isinstance(e, StepFailed))
+        assert isinstance(failed, StepFailed) and failed.error.error_type == "WorkerLost"
+        assert first not in executor.worker_pids()
+    finally:
+        executor.shutdown()
