@@ -470,9 +470,12 @@ class ProcessExecutor(Executor):
                         selector = self._selector(pool)
                     ready = selector.select(HEALTH_CHECK_S)
                 except (OSError, ValueError):  # a connection was closed under us
+                    if selector is not None:
+                        selector.close()
+                    selector = None  # the pool changed meanwhile: watch it anew
                     if self._closed:
                         return
-                    continue  # the pool changed meanwhile: watch it anew
+                    continue
                 for key, _ in ready:
                     worker: _Worker | None = key.data
                     if worker is None:
