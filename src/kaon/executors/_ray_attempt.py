@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from kaon.executors.base import TaskRequest
+from kaon.executors.base import CancelFlag, TaskRequest
 from kaon.model.events import AttemptKey, ExecutorEvent, StepFailed, StepSucceeded
 
 STREAM_DELAY_S = 0.05
@@ -113,7 +113,7 @@ def run_batch(requests: Sequence[TaskRequest], push: Push, report: Report) -> En
     from kaon.executors.runtime import run_task
 
     state = _Batch(requests)
-    cancel = threading.Event()
+    cancel = CancelFlag()
     done = threading.Event()
 
     def runner() -> None:

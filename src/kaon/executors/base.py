@@ -108,9 +108,10 @@ class CancelFlag:
     """Whether an attempt was cancelled: the part of :class:`threading.Event` that step types
     use through ``ctx.extra["cancel_event"]`` (``is_set``, ``wait``, ``set``).
 
-    An executor makes one per attempt it accepts. A :class:`threading.Event` costs a lock and
-    a condition (about 3 % of a chain step's turn on the inline executor), while almost every
-    attempt is only ever asked ``is_set``: the event is made when someone first waits.
+    The inline executor makes one per attempt, the Ray batch runner one per batch. A
+    :class:`threading.Event` costs a lock and a condition (about 3 % of a chain step's turn on
+    the inline executor), while almost every attempt is only ever asked ``is_set``: the event
+    is made when someone first waits.
     """
 
     __slots__ = ("_event", "_set")

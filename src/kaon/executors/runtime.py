@@ -330,9 +330,7 @@ def _store_outputs(value: Any, request: TaskRequest, artifacts: _Artifacts) -> d
     return outputs
 
 
-def _make_context(
-    request: TaskRequest, emit: EventSink, cancel: CancelFlag | threading.Event | None
-) -> StepContext:
+def _make_context(request: TaskRequest, emit: EventSink, cancel: CancelFlag | None) -> StepContext:
     return StepContext(
         key=request.key,
         step=request.step_path,
@@ -351,9 +349,7 @@ def _make_context(
     )
 
 
-def _execute(
-    request: TaskRequest, sink: EventSink, cancel: CancelFlag | threading.Event | None
-) -> None:
+def _execute(request: TaskRequest, sink: EventSink, cancel: CancelFlag | None) -> None:
     sink(StepStarted(request.key, time.time(), worker_name()))
     artifacts = _Artifacts(request.artifact_url)
     emit = _LogBudget(sink, artifacts)
@@ -367,7 +363,7 @@ def _execute_step(
     request: TaskRequest,
     emit: EventSink,
     artifacts: _Artifacts,
-    cancel: CancelFlag | threading.Event | None,
+    cancel: CancelFlag | None,
 ) -> None:
     inputs = _resolve_inputs(request, artifacts)
     step_type = get_step_type(request.step_type)
@@ -406,9 +402,7 @@ def _keep_failed_outputs(
     return kept
 
 
-def run_task(
-    request: TaskRequest, emit: EventSink, *, cancel: CancelFlag | threading.Event | None = None
-) -> None:
+def run_task(request: TaskRequest, emit: EventSink, *, cancel: CancelFlag | None = None) -> None:
     """Run one attempt of a task step and report it through ``emit``. Never raises.
 
     Exactly one ``StepSucceeded`` or ``StepFailed`` is emitted (unless ``emit`` itself keeps
