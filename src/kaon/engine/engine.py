@@ -47,7 +47,6 @@ from kaon.errors import (
     StoreUnavailableError,
 )
 from kaon.executors.base import EventInbox, Executor, TaskRequest
-from kaon.model.codec import workflow_from_dict
 from kaon.model.events import (
     AttemptKey,
     ExecutorEvent,
@@ -60,6 +59,7 @@ from kaon.model.events import (
     StepStarted,
     StepSucceeded,
 )
+from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.store.base import (
@@ -83,7 +83,6 @@ another engine may take over)."""
 log = logging.getLogger("kaon.engine")
 Listener = Callable[[list[EventRecord]], None]
 QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
-SPEC_CACHE_SIZE = 256  # parsed workflow specs kept per engine
 RETRY_MAX_S = 2.0  # longest pause between retries of a write while the store is unavailable
 SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
 # A turn on an executor's thread wakes the engine's thread when it moved the next deadline
@@ -179,7 +178,6 @@ class Engine:
         self._busy: set[str] = set()  # runs with attempts in flight
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
         self._lock = EngineLock(self.owner)
-        self._specs: dict[str, WorkflowSpec] = {}
         # Executor events; a turn runs on the engine's thread, or on an executor's thread
         # that has just finished an attempt (see EventInbox.settle), one at a time.
         self._inbox = EventInbox(self._drive, quiet_wait_s=SOFT_DELAY_S)
@@ -312,15 +310,12 @@ class Engine:
         tenancy.reconcile(state)
 
     def _spec(self, definition_hash: str) -> WorkflowSpec:
-        """The workflow spec stored under a hash, parsed once per engine (definitions are
-        immutable and content-addressed; a backlog of runs shares a few)."""
-        spec = self._specs.get(definition_hash)
-        if spec is None:
-            spec = workflow_from_dict(self.store.get_definition(definition_hash).spec)
-            if len(self._specs) >= SPEC_CACHE_SIZE:
-                self._specs.pop(next(iter(self._specs)))
-            self._specs[definition_hash] = spec
-        return spec
+        """The workflow spec stored under a hash, parsed once per process (definitions are
+        immutable and content-addressed; a backlog of runs shares a few, and a run made in
+        this process left its spec there: see :mod:`kaon.model.spec_cache`)."""
+        return SPECS.decoded(
+            definition_hash, lambda: self.store.get_definition(definition_hash).spec
+        )
 
     def run_until_done(self, run_id: str) -> RunStatus:
         """Drive ``run_id`` (and any other held run) until it finishes or :meth:`stop` is called.

@@ -20,6 +20,7 @@ from kaon.errors import DefinitionError, InvalidActionError, NotFoundError, Prob
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.graph import compile_graph
+from kaon.model.spec_cache import SPECS
 from kaon.model.specs import (
     ForeachSpec,
     GraphSpec,
@@ -123,7 +124,8 @@ def add_run(
         labels=dict(labels or {}),
         priority=spec.priority if priority is None else priority,
     )
-    if stored_hash is None:
+    if stored_hash is None:  # hashed here: the spec is the stored one's equal
+        SPECS.put(definition_hash, spec)
         batch.definitions.append(
             DefinitionRecord(definition_hash, spec.name, workflow_to_dict(spec), source, now)
         )

@@ -369,22 +369,23 @@ class ProcessExecutor(Executor):
         oldest first. Attempts that ask for ``resources`` hold them from the moment they are
         sent to a worker (queued there or running) until they end: one whose resources are not
         free now waits, and younger ones that fit go first."""
+        if not self._pending:
+            return  # a chain's step ended: nothing waits to be sent
         self._grow()
         batches: dict[_Worker, list[bytes]] = {}
-        budget = self._budget
-        budget.clear()
-        for held in self._workers:
-            for task, _ in held.tasks.values():
-                if task.resources:
-                    budget.take(task.resources)
+        budget: HostBudget | None = None  # counted at the first attempt that needs it
         for key in list(self._pending):
             request = self._pending[key][0]
-            if request.resources and not budget.fits(request.resources):
-                continue
+            if request.resources:
+                if budget is None:
+                    budget = self._held()
+                if not budget.fits(request.resources):
+                    continue
             worker = self._pick(key in self._suspects)
             if worker is None:
                 break
             if request.resources:
+                assert budget is not None
                 budget.take(request.resources)
             request, data = self._pending.pop(key)
             worker.tasks[key] = (request, data)
@@ -394,6 +395,16 @@ class ProcessExecutor(Executor):
         for worker, parts in batches.items():
             with contextlib.suppress(OSError):  # if the worker died, the reader reports it
                 worker.conn.send_bytes(b"".join(parts))
+
+    def _held(self) -> HostBudget:
+        """The pool's budget with the resources of every attempt its workers hold taken."""
+        budget = self._budget
+        budget.clear()
+        for worker in self._workers:
+            for task, _ in worker.tasks.values():
+                if task.resources:
+                    budget.take(task.resources)
+        return budget
 
     def _grow(self) -> None:
         """Start workers, up to the pool's size, until there is one per attempt to run

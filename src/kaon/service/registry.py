@@ -35,8 +35,9 @@ from kaon.errors import (
 )
 from kaon.model.breakpoints import check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
-from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
+from kaon.model.codec import spec_hash, workflow_to_dict
 from kaon.model.params import bind_params, json_problem
+from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec
 from kaon.service.auth import ANY_GROUP, AuthService, Principal
 from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
@@ -77,7 +78,6 @@ class RegistryService:
         self.sources_dir = sources_dir
         self.executor = executor
         self.sandbox = SandboxLimits()
-        self._specs: dict[str, WorkflowSpec] = {}
         self._evaluated: dict[str, WorkflowSpec] = {}  # pushed file -> its spec
         self._lock = threading.Lock()
 
@@ -374,14 +374,11 @@ class RegistryService:
         return run_view(run)
 
     def spec(self, definition_hash: str) -> WorkflowSpec:
-        """The workflow spec stored under ``definition_hash`` (decoded once per process)."""
-        found = self._specs.get(definition_hash)
-        if found is None:
-            data = self.store.get_definition(definition_hash).spec
-            found = workflow_from_dict(data)
-            with self._lock:
-                self._specs[definition_hash] = found
-        return found
+        """The workflow spec stored under ``definition_hash`` (decoded once per process:
+        :mod:`kaon.model.spec_cache`)."""
+        return SPECS.decoded(
+            definition_hash, lambda: self.store.get_definition(definition_hash).spec
+        )
 
     # -- signals -----------------------------------------------------------------------------
 
