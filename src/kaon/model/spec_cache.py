@@ -24,7 +24,7 @@ from typing import Any
 from kaon.model.codec import workflow_from_dict
 from kaon.model.specs import WorkflowSpec
 
-SIZE = 256  # specs kept; the least recently used goes first
+SIZE = 1024  # specs kept; the least recently used goes first
 
 
 class SpecCache:
