@@ -132,7 +132,11 @@ class KaonServer:
             by_handle[part.conn] = part
             by_handle[part.process.sentinel] = part
         while by_handle:
-            for handle in connection.wait(list(by_handle), timeout=1.0):
+            try:
+                ready = connection.wait(list(by_handle), timeout=1.0)
+            except (OSError, ValueError):  # a pipe closed by the shutdown: nothing to watch
+                return
+            for handle in ready:
                 part = by_handle[handle]
                 if handle is part.conn:
                     try:
@@ -144,7 +148,7 @@ class KaonServer:
                         telemetry.absorb(part.name, body)
                     continue
                 del by_handle[handle]
-                part.process.join(5)  # reap it: its exit code
+                part.reap(5)  # its exit code
                 if not self.stop_event.is_set():
                     log.error(
                         "the %s process exited with code %s; stopping the server",
@@ -162,8 +166,10 @@ class KaonServer:
             part.stop()
         for part in self.parts:
             part.join(timeout=30)
-        if self._watcher is not None:
+        if self._watcher is not None:  # it ends once every part's pipe and process ended
             self._watcher.join(timeout=5)
+        for part in self.parts:  # not before: the watcher reads them
+            part.close()
         self.services.runs.close()
         log.info("stopped")
 
@@ -179,6 +185,8 @@ def serve(settings: Settings, options: ServerOptions, out: TextIO) -> int:
     except BaseException:
         for part in parts:
             part.stop()
+        for part in parts:
             part.join(timeout=30)
+            part.close()
         raise
     return server.run()

@@ -22,12 +22,13 @@ import functools
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -152,11 +153,18 @@ def build_engine(services: Services, options: ServerOptions) -> Engine:
 
 @dataclass
 class Part:
-    """A part's process, seen from the main process."""
+    """A part's process, seen from the main process.
+
+    Two threads reap parts (the server's watcher, when a part ends on its own, and its
+    shutdown): they take turns (:meth:`reap`), since of two threads waiting on one child at
+    once, one can find it gone before the other has recorded its exit code, and take it
+    for still running.
+    """
 
     name: str
     process: BaseProcess
     conn: Connection
+    _reaping: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def start(cls, name: str, settings: Settings, options: ServerOptions, level: str) -> Part:
@@ -178,14 +186,25 @@ class Part:
         with contextlib.suppress(OSError, ValueError):
             self.process.terminate()
 
+    def reap(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the part to end and collect its exit code;
+        True once it has ended."""
+        with self._reaping:
+            self.process.join(timeout)
+            return self.process.exitcode is not None
+
     def join(self, timeout: float) -> None:
         """Wait for the part to end; kill it after ``timeout`` seconds."""
-        self.process.join(timeout)
-        if self.process.is_alive():
+        if not self.reap(timeout):
             log.warning("the %s did not stop within %.0fs; killing it", self.name, timeout)
-            self.process.kill()
-            self.process.join(5)
-        self.conn.close()
+            with self._reaping:
+                self.process.kill()
+            self.reap(5)
+
+    def close(self) -> None:
+        """Close the main process's end of the part's pipe (once nothing reads it)."""
+        with contextlib.suppress(OSError):
+            self.conn.close()
 
 
 def start_parts(settings: Settings, options: ServerOptions, level: str) -> list[Part]:
@@ -200,7 +219,9 @@ def start_parts(settings: Settings, options: ServerOptions, level: str) -> list[
     except BaseException:
         for part in started:
             part.stop()
+        for part in started:
             part.join(timeout=30)
+            part.close()
         raise
     return started
 
@@ -218,12 +239,11 @@ def part_main(
     stop = threading.Event()
     halts: list[Callable[[], None]] = [stop.set]
 
-    def halt(*_: object) -> None:
+    def halt() -> None:
         for step in halts:
             step()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, halt)
+    halt_on_signals(halt)
     reporter = threading.Thread(target=_report, args=(conn, stop, halt), daemon=True)
     try:
         services = build_services(settings)
@@ -242,6 +262,25 @@ def part_main(
     finally:
         with contextlib.suppress(OSError, ValueError):
             conn.send(("telemetry", telemetry.snapshot()))
+
+
+def halt_on_signals(halt: Callable[[], None]) -> None:
+    """Run ``halt`` on a thread of its own at the first SIGTERM or SIGINT.
+
+    A signal handler runs on the main thread wherever it was interrupted, possibly holding a
+    lock that ``halt`` takes: a part's main thread waits on its stop event, and the event's
+    ``set`` takes the lock its ``wait`` holds, so halting in the handler could deadlock the
+    part. The handler only queues the signal (``SimpleQueue.put`` is reentrant).
+    """
+    signalled: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def wait_then_halt() -> None:
+        signalled.get()
+        halt()
+
+    threading.Thread(target=wait_then_halt, name="kaon-halt", daemon=True).start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: signalled.put(signum))
 
 
 def _run_engine(
