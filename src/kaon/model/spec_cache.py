@@ -12,6 +12,11 @@ The two are interchangeable: decoding what the encoder wrote gives an equal spec
 test of the codec), and specs with one hash differ at most in their locations and
 descriptions, which the hash leaves out on purpose, and which a store keeps from the first
 definition stored under the hash anyway.
+
+A spec is a value: the cache keeps the very object a run was made from, so a spec must not be
+changed (its dataclasses are frozen; the dicts they hold are not) once a run is made from it.
+Nothing in Kaon changes one; copying instead would cost more than decoding (a deep copy of
+a chain's spec: about 24 µs per step, against 11 to decode it).
 """
 
 from __future__ import annotations
