@@ -41,6 +41,7 @@ import os
 import pickle
 import selectors
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -48,7 +49,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Pipe
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
 from kaon.executors._descendants import kill_descendants
@@ -72,6 +73,33 @@ MAX_START_FAILURES = 3  # workers in a row that die before ready: the pool is br
 WORKER_DEPTH = 16  # attempts sent ahead to one worker (it runs them one by one)
 _log = logging.getLogger(__name__)
 _WORKER_CODE = "from kaon.executors._worker import main; main()"
+READ_SIZE = 1 << 16  # bytes the reader takes from a worker's pipe at once
+# multiprocessing.Connection's framing, which the workers send: a big-endian length, or -1
+# and an 8-byte length for a message of 2 GiB or more.
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+
+
+def take_messages(buffer: bytearray) -> list[bytes]:
+    """The whole messages at the head of ``buffer`` (bytes read from a worker's pipe), taken
+    out of it; a message not wholly read yet stays for the next read."""
+    found: list[bytes] = []
+    start, end = 0, len(buffer)
+    while end - start >= _LENGTH.size:
+        (size,) = _LENGTH.unpack_from(buffer, start)
+        head = _LENGTH.size
+        if size == -1:
+            if end - start < head + _LONG_LENGTH.size:
+                break
+            (size,) = _LONG_LENGTH.unpack_from(buffer, start + head)
+            head += _LONG_LENGTH.size
+        if end - start - head < size:
+            break
+        found.append(bytes(buffer[start + head : start + head + size]))
+        start += head + size
+    if start:
+        del buffer[:start]
+    return found
 
 
 @dataclass(eq=False)
@@ -89,6 +117,7 @@ class _Worker:
     retiring: bool = False
     kill_at: float = 0.0
     groups: set[int] = field(default_factory=set)  # process groups of its shell commands
+    received: bytearray = field(default_factory=bytearray)  # read, not yet a whole message
 
     def kill_groups(self) -> None:
         """SIGKILL what the worker started (while it lives, every descendant; see
@@ -515,16 +544,27 @@ class ProcessExecutor(Executor):
         return selector
 
     def _receive(self, worker: _Worker) -> None:
+        """Read what the worker's pipe holds (one system call, however many messages: a
+        multiprocessing ``recv`` made two per message) and handle each whole message."""
         try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
+            data = os.read(worker.conn.fileno(), READ_SIZE)
+        except OSError:
+            data = b""
+        if not data:  # the worker's end closed: it exited, or is about to
             self._on_exit(worker)
             return
-        except Exception:  # a garbled message: this worker cannot be trusted any more
-            _log.exception("unreadable message from worker %d; killing it", worker.pid)
-            self._on_exit(worker)
-            return
-        kind, body = message
+        worker.received += data
+        for frame in take_messages(worker.received):
+            try:
+                message = pickle.loads(frame)
+                kind, body = message
+            except Exception:  # a garbled message: this worker cannot be trusted any more
+                _log.exception("unreadable message from worker %d; killing it", worker.pid)
+                self._on_exit(worker)
+                return
+            self._handle(worker, kind, body)
+
+    def _handle(self, worker: _Worker, kind: str, body: Any) -> None:
         if kind == "events":
             self._on_events(worker, body)
         elif kind == "group":
