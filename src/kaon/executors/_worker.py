@@ -42,6 +42,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from types import FrameType
 
+from kaon.executors._affinity import Placement
 from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline, Watchdog
 from kaon.executors.base import TaskRequest
 from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed
@@ -155,10 +156,13 @@ class Inbox:
         self._closed = False
         self._current: TaskRequest | None = None
         self._since = 0.0
+        self.cpu: int | None = None  # the core to wait on, told by the parent (a chain's)
 
     def receive(self) -> None:
         """Forever: queue the parent's requests and apply its cancels, until it stops us."""
+        placement = Placement()
         while True:
+            placement.wait_on(self.cpu)
             try:
                 messages = loads_all(self._conn.recv_bytes())
             except Exception:  # EOF, a closed socket or a garbled message: stop
@@ -170,6 +174,8 @@ class Inbox:
                         self._cond.notify()
                 elif isinstance(message, tuple) and message[0] == "cancel":
                     self._cancel(message[1])
+                elif isinstance(message, tuple) and message[0] == "cpu":
+                    self.cpu = message[1]
                 else:
                     with self._cond:
                         self._closed = True
@@ -243,8 +249,11 @@ def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -
     install_output_capture()
     conn.send(("ready", os.getpid()))
     threading.Thread(target=inbox.receive, name="kaon-worker-inbox", daemon=True).start()
+    placement = Placement()  # on a chain's core while it waits (see kaon.executors._affinity)
     while True:
+        placement.wait_on(inbox.cpu)
         request = inbox.next()
+        placement.release()  # the step's code, and what it starts, may use every core
         if request is None:
             break
         if watchdog is None:

@@ -30,7 +30,9 @@ of them and delivers events to the sink.
 * When an attempt submitted alone ends with nothing else in flight (a chain of steps), the
   reader thread runs the engine's next turn itself (``EventInbox.settle`` in
   :mod:`kaon.executors.base`) instead of waking the engine's thread: one thread hand-off
-  fewer per step.
+  fewer per step. Meanwhile the reader and that worker wait on one core, so that neither
+  wakes the other across cores (:mod:`kaon.executors._affinity`); the step's own code runs
+  free to use every core.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from multiprocessing.connection import Connection, Pipe
 from typing import Any, ClassVar
 
 from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
+from kaon.executors import _affinity
 from kaon.executors._descendants import kill_descendants
 from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline
 from kaon.executors.admission import HostBudget
@@ -207,6 +210,10 @@ class ProcessExecutor(Executor):
         self._reader: threading.Thread | None = None
         self._deadline = LeaseDeadline()  # the engine's lease deadline, shared with workers
         self._solo: AttemptKey | None = None  # submitted alone, with nothing else to run
+        # A chain's two ends wait on one core (see kaon.executors._affinity): that core, and
+        # the worker told it.
+        self._chain_cpu: int | None = None
+        self._together: _Worker | None = None
 
     @property
     def capacity(self) -> int:
@@ -421,9 +428,42 @@ class ProcessExecutor(Executor):
             worker.solo = key in self._suspects
             self._by_key[key] = worker
             batches.setdefault(worker, []).append(data)
+        if _affinity.ALL is not None and batches:
+            self._place(batches)
         for worker, parts in batches.items():
             with contextlib.suppress(OSError):  # if the worker died, the reader reports it
                 worker.conn.send_bytes(b"".join(parts))
+
+    def _place(self, batches: dict[_Worker, list[bytes]]) -> None:
+        """While the one attempt in flight is the one being sent (a chain's step), the reader
+        and that worker wait on the sender's core; with more in flight, on any core (see
+        :mod:`kaon.executors._affinity`). The worker is told in front of its batch."""
+        worker: _Worker | None = None
+        cpu: int | None = None
+        if len(self._by_key) == 1 and not self._pending:
+            [worker] = batches
+            if worker is self._together:
+                return  # the chain goes on where it was
+            cpu = _affinity.current_cpu()
+            if cpu is None:
+                worker = None
+        if worker is None and self._together is None:
+            return
+        previous = self._together
+        if previous is not None and previous is not worker:
+            self._tell(previous, None, batches)
+        if worker is not None:
+            self._tell(worker, cpu, batches)
+        self._together, self._chain_cpu = worker, cpu
+
+    @staticmethod
+    def _tell(worker: _Worker, cpu: int | None, batches: dict[_Worker, list[bytes]]) -> None:
+        message = pickle.dumps(("cpu", cpu), pickle.HIGHEST_PROTOCOL)
+        if worker in batches:
+            batches[worker].insert(0, message)
+        else:
+            with contextlib.suppress(OSError):  # a worker that died: the reader reports it
+                worker.conn.send_bytes(message)
 
     def _held(self) -> HostBudget:
         """The pool's budget with the resources of every attempt its workers hold taken."""
@@ -498,6 +538,7 @@ class ProcessExecutor(Executor):
         next_check = time.monotonic() + HEALTH_CHECK_S
         selector: selectors.BaseSelector | None = None
         watched: list[_Worker] = []
+        placement = _affinity.Placement()  # pinned while it waits on a chain's step
         try:
             while not self._closed:
                 with self._lock:
@@ -508,7 +549,9 @@ class ProcessExecutor(Executor):
                             selector.close()
                         selector, watched = None, pool
                         selector = self._selector(pool)
+                    placement.wait_on(self._chain_cpu)
                     ready = selector.select(HEALTH_CHECK_S)
+                    placement.release()  # what it runs (the engine's turn) may start threads
                 except (OSError, ValueError):  # a connection was closed under us
                     if selector is not None:
                         selector.close()
