@@ -6,16 +6,17 @@ engine's turn and sends the next one. Left to the kernel, the two wake each othe
 different cores, each step: the waker's core interrupts the sleeper's, which was idle. On a
 virtual machine an idle core is a halted virtual CPU, and waking one costs the hypervisor's
 round trip and a cold core (measured on this project's 2-core VM: a bare pipe round trip
-between two processes 70-78 µs on two cores, 7 µs on one; a W1 chain step 0.57-0.61 ms of
-the engine's CPU and 0.82-0.86 ms of wall time on two cores, 0.38-0.41 and 0.48-0.54 ms with
-both ends kept on one). A chain runs one step at a time, so one core loses it nothing.
+between two processes 70-78 µs on two cores, 7 µs on one; a W1 chain step, medians of 6,
+0.474 ms of the engine's CPU and 0.627 ms of wall time left to the kernel, 0.357 and 0.468 ms
+placed as below). A chain runs one step at a time, so one core loses it nothing.
 
 So while exactly one attempt is in flight, :class:`~kaon.executors.process.ProcessExecutor`
-pins its reader thread to the core it runs on and tells the worker that core; the worker
-pins its threads there while they wait, and unpins the thread that runs the attempt for
-as long as the step's own code runs: what a step starts (threads, processes, a BLAS or
-OpenMP pool sized by ``os.sched_getaffinity``) sees every core the worker may use. A second
-attempt in flight unpins both ends.
+tells the worker the core of the thread that sent it, and both ends pin their threads there
+*only while they wait*: the reader unpins itself to run what it woke for (the engine's turn,
+which may start threads or processes), and the worker's thread unpins itself before the
+step's code runs, so that what a step starts (threads, processes, a BLAS or OpenMP pool
+sized by ``os.sched_getaffinity``) sees every core the worker may use. A second attempt in
+flight unpins both ends.
 
 Linux only (``sched_setaffinity``); elsewhere, and on a single core, nothing is pinned. A
 failure to pin (a core taken away by a cpuset meanwhile) is ignored: placement is an
