@@ -10,13 +10,15 @@ between two processes 70-78 µs on two cores, 7 µs on one; a W1 chain step, med
 0.474 ms of the engine's CPU and 0.627 ms of wall time left to the kernel, 0.357 and 0.468 ms
 placed as below). A chain runs one step at a time, so one core loses it nothing.
 
-So while exactly one attempt is in flight, :class:`~kaon.executors.process.ProcessExecutor`
-tells the worker the core of the thread that sent it, and both ends pin their threads there
-*only while they wait*: the reader unpins itself to run what it woke for (the engine's turn,
-which may start threads or processes), and the worker's thread unpins itself before the
-step's code runs, so that what a step starts (threads, processes, a BLAS or OpenMP pool
-sized by ``os.sched_getaffinity``) sees every core the worker may use. A second attempt in
-flight unpins both ends.
+So when the reader itself sends the one attempt in flight (it ran the turn of a chain's step,
+see :meth:`EventInbox.settle <kaon.executors.base.EventInbox.settle>`),
+:class:`~kaon.executors.process.ProcessExecutor` tells the worker the reader's core, and
+both ends pin their threads there *only while they wait*: the reader unpins itself to run
+what it woke for (the engine's turn, which may start threads or processes), and the
+worker's thread unpins itself before the step's code runs, so that what a step starts
+(threads, processes, a BLAS or OpenMP pool sized by ``os.sched_getaffinity``) sees every
+core the worker may use. Any other send (a second attempt in flight, or a turn on the
+engine's thread) unpins both ends.
 
 Linux only (``sched_setaffinity``); elsewhere, and on a single core, nothing is pinned. A
 failure to pin (a core taken away by a cpuset meanwhile) is ignored: placement is an

@@ -435,12 +435,21 @@ class ProcessExecutor(Executor):
                 worker.conn.send_bytes(b"".join(parts))
 
     def _place(self, batches: dict[_Worker, list[bytes]]) -> None:
-        """While the one attempt in flight is the one being sent (a chain's step), the reader
-        and that worker wait on the sender's core; with more in flight, on any core (see
-        :mod:`kaon.executors._affinity`). The worker is told in front of its batch."""
+        """When the reader sends the one attempt in flight (it ran the turn of a chain's
+        step, see :meth:`EventInbox.settle <kaon.executors.base.EventInbox.settle>`), it and
+        that worker wait on the reader's core; otherwise on any core (see
+        :mod:`kaon.executors._affinity`). The worker is told in front of its batch.
+
+        Only the reader's sends count: a turn on the engine's thread is not a ping-pong
+        between the reader and one worker (two chains side by side, say), and pinning there
+        moved the reader back and forth."""
         worker: _Worker | None = None
         cpu: int | None = None
-        if len(self._by_key) == 1 and not self._pending:
+        if (
+            len(self._by_key) == 1
+            and not self._pending
+            and threading.current_thread() is self._reader
+        ):
             [worker] = batches
             if worker is self._together:
                 return  # the chain goes on where it was

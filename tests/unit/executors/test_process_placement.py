@@ -72,21 +72,37 @@ def outputs(sink: Sink, number: int) -> dict[str, list[int]]:
     return found
 
 
+class ChainSink(Sink):
+    """Submits the next step from the reader's thread when a step ends, as the engine's
+    turn does there in a chain (EventInbox.settle), up to step ``last``."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__()
+        self.executor: ProcessExecutor | None = None
+        self.last = last
+
+    def __call__(self, event: ExecutorEvent) -> None:
+        super().__call__(event)
+        number = event.key[1]
+        if isinstance(event, StepSucceeded) and isinstance(number, int) and number < self.last:
+            assert self.executor is not None
+            self.executor.submit(request(number + 1))
+
+
 def test_a_chain_waits_on_one_core_and_its_steps_see_every_core() -> None:
-    sink = Sink()
-    executor = ProcessExecutor(workers=2)
+    sink = ChainSink(last=3)
+    executor = sink.executor = ProcessExecutor(workers=2)
     executor.start(sink)
     try:
-        for number in (1, 2, 3):  # a chain: each step alone in flight
-            executor.submit(request(number))
-            seen = outputs(sink, number)
+        executor.submit(request(1))  # then 2 and 3 from the reader, each alone in flight
+        for number in (1, 2, 3):
             # The step's code, a thread and a process it starts: every core, pinned or not.
-            assert seen == {"step": ALL, "thread": ALL, "process": ALL}
-        [pid] = [p for p in executor.worker_pids() if len(masks(p)) > 0][:1]
+            assert outputs(sink, number) == {"step": ALL, "thread": ALL, "process": ALL}
+        pids = executor.worker_pids()
 
         def chained() -> bool:
             core = reader_mask()
-            pinned = [m for m in masks(pid) if m == core]
+            pinned = [m for pid in pids for m in masks(pid) if m == core]
             return len(core) == 1 and len(pinned) >= 2  # the worker's inbox and its runner
 
         eventually(chained)
@@ -95,8 +111,24 @@ def test_a_chain_waits_on_one_core_and_its_steps_see_every_core() -> None:
         outputs(sink, 4)
         outputs(sink, 5)
         eventually(lambda: reader_mask() == ALL)
-        eventually(lambda: all(masks(p) and all(m == ALL for m in masks(p))
-                               for p in executor.worker_pids()))  # fmt: skip
+        eventually(lambda: all(masks(p) and all(m == ALL for m in masks(p)) for p in pids))
+    finally:
+        executor.shutdown()
+
+
+def test_sends_from_another_thread_pin_nothing() -> None:
+    """Steps sent one at a time from the caller's thread (the engine's, in a turn that is
+    not a chain's ping-pong) leave the reader and the workers on every core."""
+    sink = Sink()
+    executor = ProcessExecutor(workers=2)
+    executor.start(sink)
+    try:
+        for number in (1, 2, 3):
+            executor.submit(request(number))
+            outputs(sink, number)
+        time.sleep(0.2)  # a pin would have been applied by now (the reader waits again)
+        assert reader_mask() == ALL
+        assert all(m == ALL for p in executor.worker_pids() for m in masks(p))
     finally:
         executor.shutdown()
 
