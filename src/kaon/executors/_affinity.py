@@ -6,9 +6,10 @@ engine's turn and sends the next one. Left to the kernel, the two wake each othe
 different cores, each step: the waker's core interrupts the sleeper's, which was idle. On a
 virtual machine an idle core is a halted virtual CPU, and waking one costs the hypervisor's
 round trip and a cold core (measured on this project's 2-core VM: a bare pipe round trip
-between two processes 70-78 µs on two cores, 7 µs on one; a W1 chain step, medians of 6,
-0.474 ms of the engine's CPU and 0.627 ms of wall time left to the kernel, 0.357 and 0.468 ms
-placed as below). A chain runs one step at a time, so one core loses it nothing.
+between two processes 70-87 µs across cores, 6-7 µs on one, ``bench/wakeup_bench.py``; a
+W1 chain step, medians of 6, 0.474 ms of the engine's CPU and 0.637 ms of wall time left to
+the kernel, 0.352 and 0.460 ms placed as below). A chain runs one step at a time, so one
+core loses it nothing.
 
 So when the reader itself sends the one attempt in flight (it ran the turn of a chain's step,
 see :meth:`EventInbox.settle <kaon.executors.base.EventInbox.settle>`),
@@ -69,8 +70,9 @@ def pin(thread_id: int, cpus: Set[int]) -> bool:
 
 
 class Placement:
-    """One worker thread's pinning: to the core it was told while it waits, to every core
-    while a step's code runs (see the module docstring). Only its own thread calls it."""
+    """One thread's pinning (the reader's, or a worker's): to the core it was told while it
+    waits, to every core while it works (see the module docstring). Only that thread calls
+    it."""
 
     def __init__(self) -> None:
         self._pinned: int | None = None
@@ -83,6 +85,6 @@ class Placement:
             self._pinned = cpu
 
     def release(self) -> None:
-        """Before a step's code runs: every core again."""
+        """Before working (a step's code, the engine's turn): every core again."""
         if self._pinned is not None and ALL is not None and pin(0, ALL):
             self._pinned = None
