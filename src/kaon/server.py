@@ -34,7 +34,14 @@ import uvicorn
 
 from kaon.api.app import build_services, create_app, stop_streams
 from kaon.api.deps import METRICS_PUBLIC, Services
-from kaon.server_parts import TRIGGER_CLOCK, Part, ServerOptions, start_parts, trigger_clock
+from kaon.server_parts import (
+    TRIGGER_CLOCK,
+    Part,
+    ServerOptions,
+    start_parts,
+    stop_parts,
+    trigger_clock,
+)
 from kaon.service import telemetry
 from kaon.service.settings import Settings
 
@@ -183,10 +190,6 @@ def serve(settings: Settings, options: ServerOptions, out: TextIO) -> int:
     try:
         server = KaonServer(settings, options, out, parts)
     except BaseException:
-        for part in parts:
-            part.stop()
-        for part in parts:
-            part.join(timeout=30)
-            part.close()
+        stop_parts(parts)
         raise
     return server.run()

@@ -217,13 +217,18 @@ def start_parts(settings: Settings, options: ServerOptions, level: str) -> list[
         for name in PARTS:
             started.append(Part.start(name, settings, options, level))
     except BaseException:
-        for part in started:
-            part.stop()
-        for part in started:
-            part.join(timeout=30)
-            part.close()
+        stop_parts(started)
         raise
     return started
+
+
+def stop_parts(parts: list[Part], timeout: float = 30) -> None:
+    """Stop every part, wait for each (killing it after ``timeout`` seconds), close its pipe."""
+    for part in parts:
+        part.stop()
+    for part in parts:
+        part.join(timeout)
+        part.close()
 
 
 def part_main(

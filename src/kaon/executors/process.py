@@ -210,10 +210,9 @@ class ProcessExecutor(Executor):
         self._reader: threading.Thread | None = None
         self._deadline = LeaseDeadline()  # the engine's lease deadline, shared with workers
         self._solo: AttemptKey | None = None  # submitted alone, with nothing else to run
-        # A chain's two ends wait on one core (see kaon.executors._affinity): that core, and
-        # the worker told it.
-        self._chain_cpu: int | None = None
-        self._together: _Worker | None = None
+        # A chain's two ends wait on one core (see kaon.executors._affinity): the worker told
+        # it, and that core.
+        self._placed: tuple[_Worker, int] | None = None
 
     @property
     def capacity(self) -> int:
@@ -443,27 +442,22 @@ class ProcessExecutor(Executor):
         Only the reader's sends count: a turn on the engine's thread is not a ping-pong
         between the reader and one worker (two chains side by side, say), and pinning there
         moved the reader back and forth."""
-        worker: _Worker | None = None
-        cpu: int | None = None
+        placed: tuple[_Worker, int] | None = None
         if (
             len(self._by_key) == 1
             and not self._pending
             and threading.current_thread() is self._reader
         ):
             [worker] = batches
-            if worker is self._together:
+            if self._placed is not None and worker is self._placed[0]:
                 return  # the chain goes on where it was
             cpu = _affinity.current_cpu()
-            if cpu is None:
-                worker = None
-        if worker is None and self._together is None:
-            return
-        previous = self._together
-        if previous is not None and previous is not worker:
-            self._tell(previous, None, batches)
-        if worker is not None:
-            self._tell(worker, cpu, batches)
-        self._together, self._chain_cpu = worker, cpu
+            placed = (worker, cpu) if cpu is not None else None
+        if self._placed is not None:  # another worker now, or none: let the last one go
+            self._tell(self._placed[0], None, batches)
+        if placed is not None:
+            self._tell(*placed, batches)
+        self._placed = placed
 
     @staticmethod
     def _tell(worker: _Worker, cpu: int | None, batches: dict[_Worker, list[bytes]]) -> None:
@@ -558,7 +552,8 @@ class ProcessExecutor(Executor):
                             selector.close()
                         selector, watched = None, pool
                         selector = self._selector(pool)
-                    placement.wait_on(self._chain_cpu)
+                    placed = self._placed
+                    placement.wait_on(placed[1] if placed is not None else None)
                     ready = selector.select(HEALTH_CHECK_S)
                     placement.release()  # what it runs (the engine's turn) may start threads
                 except (OSError, ValueError):  # a connection was closed under us

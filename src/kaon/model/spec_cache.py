@@ -3,11 +3,11 @@
 A stored definition is content-addressed (:func:`~kaon.model.codec.spec_hash`) and never
 changes, so a spec parsed once can serve every run of that definition. Reading one back is
 not free: about 15 µs per step of the spec, its JSON and the decoding (a 1,000-step chain
-spent 15 ms before its first step), and
-a run made in this process (``kaon run``, the server's API, its triggers) already holds the
-spec it was made from. :func:`~kaon.engine.operations.add_run` leaves that spec here, and an
-engine in the same process takes it instead of decoding the stored copy; a run resumed by
-another process decodes the stored copy once.
+spent 15 ms before its first step), and a run made in this process (``kaon run``, the
+server's API, its triggers) already holds the spec it was made from.
+:func:`~kaon.engine.operations.add_run` leaves that spec here, and an engine in the same
+process takes it instead of decoding the stored copy; a run resumed by another process
+decodes the stored copy once.
 
 The two are interchangeable: decoding what the encoder wrote gives an equal spec (a property
 test of the codec), and specs with one hash differ at most in their locations and
