@@ -457,18 +457,20 @@ class Checkpointer:
         elif now - self._first_write >= CHECKPOINT_EVERY_S:
             with self._starting:  # writers through SQLAlchemy may commit at the same time
                 if self._thread is None and not self._stopping.is_set():
-                    self._thread = threading.Thread(
+                    thread = threading.Thread(
                         target=self._run, name="kaon-checkpointer", daemon=True
                     )
                     self._written.set()
-                    self._thread.start()
+                    thread.start()
+                    self._thread = thread  # published started: stop() may join it
 
     def stop(self) -> None:
         """Stop the thread (after its checkpoint in progress), then checkpoint the log once
         more if this process wrote since and the log is over SQLite's threshold."""
-        self._stopping.set()
-        self._written.set()
-        thread, self._thread = self._thread, None
+        with self._starting:  # a writer starting the thread finishes first
+            self._stopping.set()
+            self._written.set()
+            thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=BUSY_TIMEOUT_S)
         if not self._dirty or not self._log_is_long():

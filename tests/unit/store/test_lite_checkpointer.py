@@ -178,3 +178,49 @@ def test_writes_through_sqlalchemy_leave_the_log_to_the_checkpointer_too(
         assert store._lite is not None and store._lite.checkpointer._dirty
     finally:
         store.close()
+
+
+def test_closing_while_a_writer_starts_the_thread_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store closed while another thread's commit is starting the checkpointer joins a
+    started thread (CI once saw ``cannot join thread before it is started``: the thread was
+    published before it was started, and closing did not wait for the start)."""
+    import threading
+
+    thread = threading.Thread  # the test's own threads start at once
+    in_start, go_on = threading.Event(), threading.Event()
+
+    class _SlowStart(threading.Thread):
+        def start(self) -> None:
+            in_start.set()
+            assert go_on.wait(5.0)
+            super().start()
+
+    monkeypatch.setattr(_lite, "CHECKPOINT_EVERY_S", 3600.0)
+    store = _store(tmp_path / "k.db")  # its first commit, long ago
+    assert store._lite is not None
+    checkpointer = store._lite.checkpointer
+    checkpointer.wrote()
+    monkeypatch.setattr(_lite, "CHECKPOINT_EVERY_S", 0.0)  # the next commit starts it
+    monkeypatch.setattr(_lite.threading, "Thread", _SlowStart)
+    writer = thread(target=checkpointer.wrote)
+    writer.start()
+    assert in_start.wait(5.0)
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            checkpointer.stop()
+        except BaseException as error:  # the test reports it
+            errors.append(error)
+
+    stopper = thread(target=stop)
+    stopper.start()
+    time.sleep(0.1)  # the stopper is in stop() while the writer is in start()
+    go_on.set()
+    stopper.join(5.0)
+    writer.join(5.0)
+    store.close()
+    assert not errors, errors
+    assert not stopper.is_alive()
