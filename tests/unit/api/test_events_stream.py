@@ -32,8 +32,12 @@ def _first_frame(services: Services, cursor: int) -> str:
                 return frame
         return ""
 
-    threading.Timer(0.3, _event, (services, "new")).start()
-    return anyio.run(first)
+    writer = threading.Timer(0.3, _event, (services, "new"))
+    writer.start()
+    try:
+        return anyio.run(first)
+    finally:
+        writer.join()  # its commit's last steps end before the store closes
 
 
 def test_a_new_follower_starts_from_now_and_a_run_follower_from_its_start(
