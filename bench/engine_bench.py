@@ -22,6 +22,14 @@ prints the database's own durable commit latency (``pg_commit_ms``, the floor fo
 mean of one measurement before the run and one after, as the disk's latency drifts) and the
 chain's time per step over it (``per_step_over_commit``).
 ``--store URL`` uses an existing database.
+
+    python bench/engine_bench.py W1 --store pg --pg-sync off
+
+sets the database's ``synchronous_commit`` off for the run and the commit measurement (a
+measurement only, not a setting for production: a commit then returns before the log is on
+disk), which splits a chain step into what the disk's flush costs and what does not: the
+engine's work and the round trip. It also prints the write-ahead log per step
+(``pg_wal_bytes_per_step``, from ``pg_stat_wal``).
 """
 
 from __future__ import annotations
@@ -80,6 +88,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="W1's chain length (default 1,000)")
     parser.add_argument("--store", default="sqlite", help="sqlite, pg, or a store URL")
+    parser.add_argument(
+        "--pg-sync",
+        choices=["on", "off"],
+        default="on",
+        help="PostgreSQL's synchronous_commit for the run (off: a measurement only)",
+    )
     args = parser.parse_args()
     if args.store == "pg":
         from pg_cluster import pg_cluster
@@ -96,6 +110,7 @@ def measure(args: argparse.Namespace, url: str | None) -> None:
         raise SystemExit("--steps sets W1's chain length only")
     spec, steps = chain(args.steps) if args.steps else WORKFLOWS[args.workflow]()
     home = Path(tempfile.mkdtemp(prefix="kaon-bench-"))
+    _pg_sync(url, getattr(args, "pg_sync", "on"))  # before the store's first connection
     try:
         store = open_store(url or f"sqlite:///{home / 'kaon.db'}")
         artifacts = open_artifact_store(str(home / "artifacts"))
@@ -103,6 +118,7 @@ def measure(args: argparse.Namespace, url: str | None) -> None:
         engine = Engine(store, create_executor(args.executor, **options), artifacts)
         engine.start()  # worker start-up is not orchestration overhead
         commit_before = _commit_ms(url)  # the disk's sync latency drifts: measured each side
+        wal_before = _wal_bytes(url)
         run = create_run(store, spec, {})
         started = time.perf_counter()
         cpu_before = time.process_time()
@@ -122,6 +138,8 @@ def measure(args: argparse.Namespace, url: str | None) -> None:
             "peak_rss_mb": round(rss_mb, 1),
             "store": "sqlite" if url is None else "postgresql",
         }
+        if wal_before is not None:
+            result["pg_wal_bytes_per_step"] = round(((_wal_bytes(url) or 0) - wal_before) / steps)
         if commit_before is not None:
             commit = (commit_before + (_commit_ms(url) or commit_before)) / 2
             result["pg_commit_ms"] = round(commit, 4)
@@ -139,6 +157,29 @@ def _commit_ms(url: str | None) -> float | None:
     from pg_cluster import commit_latency_ms
 
     return commit_latency_ms(url)
+
+
+def _pg_sync(url: str | None, mode: str) -> None:
+    """Set the database's ``synchronous_commit`` for new sessions and the store's own."""
+    if url is None or not url.startswith("postgresql"):
+        return
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        database = conn.info.dbname
+        conn.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = {mode}')
+        conn.commit()
+
+
+def _wal_bytes(url: str | None) -> int | None:
+    """The cluster's write-ahead log written so far (bytes), or None for another store."""
+    if url is None or not url.startswith("postgresql"):
+        return None
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()
+        return int(row[0]) if row is not None else None
 
 
 if __name__ == "__main__":
