@@ -34,6 +34,14 @@ def _free_port() -> int:
 @contextmanager
 def pg_cluster() -> Iterator[str]:
     """Start a cluster on a free loopback port; yield the URL of database ``bench``."""
+    with pg_cluster_logged() as (url, _log):
+        yield url
+
+
+@contextmanager
+def pg_cluster_logged(*settings: str) -> Iterator[tuple[str, Path]]:
+    """:func:`pg_cluster` with server ``settings`` (``name=value``); yields the URL and the
+    path of the server's log."""
     root = Path(tempfile.mkdtemp(prefix="kaon-bench-pg-"))
     data, sockets = root / "data", root / "sock"
     sockets.mkdir()
@@ -46,7 +54,7 @@ def pg_cluster() -> Iterator[str]:
         _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"),
         **run,  # type: ignore[call-overload]
     )
-    options = f"-h 127.0.0.1 -p {port} -k {sockets}"
+    options = f"-h 127.0.0.1 -p {port} -k {sockets}" + "".join(f" -c {s}" for s in settings)
     pg_ctl = str(PG_BIN / "pg_ctl")
     start = [pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o", options, "start"]
     subprocess.run(_as_postgres(*start), **run)  # type: ignore[call-overload]
@@ -56,7 +64,7 @@ def pg_cluster() -> Iterator[str]:
         dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/bench"
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/bench", root / "log"
     finally:
         stop = [pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]
         subprocess.run(_as_postgres(*stop), capture_output=True, timeout=60, check=False)
