@@ -1,13 +1,14 @@
 """The PostgreSQL server's time per statement of a chain's writes, from its start to its end.
 
-    python bench/pg_statement_times.py [--steps 4000]
+    python bench/pg_statement_times.py [--steps 4000] [--workflow W2]
 
 runs W1 (a chain of no-op steps) through the engine on a throwaway cluster that logs the
 duration of every statement (``log_min_duration_statement = 0``), then reads the log. Prints
 one JSON line per prepared statement of the store's write path: its SQL (abridged), how many
 times it ran, and its mean duration in milliseconds over each tenth of the chain, in order. A
 statement whose plan scans rows of earlier steps shows durations that grow from one tenth to
-the next; a plan that finds its row by key stays flat.
+the next; a plan that finds its row by key stays flat. ``--workflow W2`` runs the foreach of
+10,000 items instead of the chain.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 import tempfile
 from collections import defaultdict
 
-from engine_bench import chain
+from engine_bench import WORKFLOWS, chain
 from pg_cluster import pg_cluster_logged
 
 from kaon.artifacts import open_artifact_store
@@ -32,14 +33,15 @@ _DURATION = re.compile(r"duration: ([\d.]+) ms\s+execute (kaon_w\d+): (.*)")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=4000, help="W1's chain length")
+    parser.add_argument("--workflow", default="W1", choices=["W1", "W2"])
     args = parser.parse_args()
     with pg_cluster_logged("log_min_duration_statement=0") as (url, log):
         store = open_store(url)
         home = tempfile.mkdtemp(prefix="kaon-bench-")
         engine = Engine(store, create_executor("inline"), open_artifact_store(f"{home}/a"))
         engine.start()
-        spec, _steps = chain(args.steps)
+        spec, _steps = chain(args.steps) if args.workflow == "W1" else WORKFLOWS["W2"]()
         run = create_run(store, spec, {})
         engine.run_until_done(run.id)
         engine.close()
