@@ -1106,6 +1106,51 @@ class TestPostgresStore(PersistentStoreContract):
             store.close()
             sa.event.remove(sa.engine.Engine, "connect", opened)
 
+    def test_an_analysis_that_cannot_lock_the_table_does_not_fail_the_write(
+        self, store_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The write that is due to analyze ``step_runs`` is committed before the analysis;
+        an analysis that waits for the table's lock (here another session holds it, as a
+        VACUUM would) gives up after 200 ms with a warning, and the write stands."""
+        import psycopg
+
+        from kaon.store import _pg_write
+
+        connections: list[Any] = []
+
+        def opened(dbapi_connection: Any, _record: Any) -> None:
+            connections.append(dbapi_connection)
+
+        sa.event.listen(sa.engine.Engine, "connect", opened)
+        store = open_store(store_url)
+        locker = psycopg.connect(store_url.replace("postgresql+psycopg://", "postgresql://"))
+        try:
+            write_run(store)
+            sessions = [_pg_write._sessions[c] for c in connections if c in _pg_write._sessions]
+            assert len(sessions) == 1
+            sessions[0].analyze_at = sessions[0].writes + 1  # the next write analyzes
+            locker.execute("LOCK TABLE step_runs IN SHARE UPDATE EXCLUSIVE MODE")
+            batch = WriteBatch()
+            batch.insert_step_run(step_record("r1", 1, status=StepStatus.RUNNING))
+            watchdog = threading.Timer(5.0, locker.rollback)  # fail, not hang, without it
+            watchdog.start()
+            started = time.monotonic()
+            try:
+                with caplog.at_level("WARNING", logger="kaon.store._pg_write"):
+                    store.write(batch)
+            finally:
+                watchdog.cancel()
+                watchdog.join()
+            assert time.monotonic() - started < 1.5
+            assert "analyzing step_runs failed" in caplog.text
+            assert "lock timeout" in caplog.text
+            locker.rollback()
+            assert [r.id for r in store.step_runs("r1")] == [1]
+        finally:
+            locker.close()
+            store.close()
+            sa.event.remove(sa.engine.Engine, "connect", opened)
+
     def test_a_write_interrupted_mid_round_trip_leaves_a_connection_that_is_replaced(
         self, store: StateStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:

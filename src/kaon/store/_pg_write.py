@@ -66,7 +66,11 @@ _USABLE = (
 _encode_json = json.JSONEncoder(allow_nan=False).encode
 ANALYZE_FIRST = 256  # a connection's writes before it first analyzes step_runs
 ANALYZE_MOST = 65_536  # the most writes between two of its analyses
-_ANALYZE = b"ANALYZE step_runs"
+# One implicit transaction: it waits briefly for the table's lock (another ANALYZE, a VACUUM)
+# and gives up on a long analysis, rather than stall the write that asked for it.
+_ANALYZE = b"SET LOCAL lock_timeout = '200ms'; SET LOCAL statement_timeout = '2s'; " + (
+    b"ANALYZE step_runs"
+)
 
 
 @dataclass(slots=True)
@@ -122,8 +126,9 @@ def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
 
 def _analyze(pgconn: pq.abc.PGconn) -> None:
     """Refresh the statistics of ``step_runs`` (its own transaction, after the batch's commit).
-    A failure is only logged: the statistics are an optimisation, and autovacuum gathers
-    them too (a role that does not own the table is skipped with a warning by the server)."""
+    A failure (the table's lock not had in 200 ms, an analysis over 2 s) is only logged: the
+    statistics are an optimisation, and autovacuum gathers them too (a role that does not own
+    the table is skipped with a warning by the server)."""
     try:  # the batch is committed: nothing here may fail the write
         result = pgconn.exec_(_ANALYZE)
     except psycopg.Error as error:
