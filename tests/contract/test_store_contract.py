@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,23 @@ def lease_taker(store_of: Callable[[str], StateStore]) -> Callable[[str], bool]:
         return store_of(owner).acquire_lease("r1", owner, 10.0) is not None
 
     return take
+
+
+@contextmanager
+def store_and_connections(store_url: str) -> Iterator[tuple[StateStore, list[Any]]]:
+    """A store on ``store_url``, and the DBAPI connections its engines open, as they open."""
+    connections: list[Any] = []
+
+    def opened(dbapi_connection: Any, _record: Any) -> None:
+        connections.append(dbapi_connection)
+
+    sa.event.listen(sa.engine.Engine, "connect", opened)
+    store = open_store(store_url)
+    try:
+        yield store, connections
+    finally:
+        store.close()
+        sa.event.remove(sa.engine.Engine, "connect", opened)
 
 
 class StoreContract:
@@ -1006,29 +1023,23 @@ class TestPostgresStore(PersistentStoreContract):
         ReadyForQuery (the server's answer to a Sync or a simple query)."""
         import psycopg.pq
 
-        connections: list[Any] = []
-
-        def opened(dbapi_connection: Any, _record: Any) -> None:
-            connections.append(dbapi_connection.pgconn)
-
         def traced(turn: int, write: Callable[[], None]) -> list[list[str]]:
             """The protocol messages of every connection of the store during ``write()``."""
             flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
-            paths = [tmp_path / f"turn{turn}-{n}.txt" for n in range(len(connections))]
+            pgconns = [connection.pgconn for connection in connections]
+            paths = [tmp_path / f"turn{turn}-{n}.txt" for n in range(len(pgconns))]
             with ExitStack() as files:
-                for path, pgconn in zip(paths, connections, strict=True):
+                for path, pgconn in zip(paths, pgconns, strict=True):
                     pgconn.trace(files.enter_context(path.open("w")).fileno())
                     pgconn.set_trace_flags(flags)
                 try:
                     write()
                 finally:
-                    for pgconn in connections:
+                    for pgconn in pgconns:
                         pgconn.untrace()  # flushes, before the file closes
             return [line.split("\t") for path in paths for line in path.read_text().splitlines()]
 
-        sa.event.listen(sa.engine.Engine, "connect", opened)
-        store = open_store(store_url)
-        try:
+        with store_and_connections(store_url) as (store, connections):
             write_run(store)
             epoch = store.acquire_lease("r1", "engine", 60.0)
             assert epoch is not None
@@ -1050,9 +1061,6 @@ class TestPostgresStore(PersistentStoreContract):
                 assert sum(line[2] == "ReadyForQuery" for line in lines) == 1
             assert [s.status for s in store.step_runs("r1")][-1] is StepStatus.RUNNING
             assert len(store.events()) == 5
-        finally:
-            store.close()
-            sa.event.remove(sa.engine.Engine, "connect", opened)
 
     def test_a_long_run_updates_its_step_runs_by_primary_key(self, store_url: str) -> None:
         """A connection's prepared statements are planned from the tables' statistics, which
@@ -1067,14 +1075,7 @@ class TestPostgresStore(PersistentStoreContract):
 
         from kaon.store._pg_statements import _cache
 
-        connections: list[Any] = []
-
-        def opened(dbapi_connection: Any, _record: Any) -> None:
-            connections.append(dbapi_connection)
-
-        sa.event.listen(sa.engine.Engine, "connect", opened)
-        store = open_store(store_url)
-        try:
+        with store_and_connections(store_url) as (store, connections):
             write_run(store)
             for step in range(1, 1201):  # a chain: the next step started, the last one ended
                 batch = WriteBatch()
@@ -1102,9 +1103,6 @@ class TestPostgresStore(PersistentStoreContract):
             assert plans
             for plan in plans:
                 assert "Index Scan using step_runs_pkey on step_runs" in plan, plan
-        finally:
-            store.close()
-            sa.event.remove(sa.engine.Engine, "connect", opened)
 
     def test_an_analysis_that_cannot_lock_the_table_does_not_fail_the_write(
         self, store_url: str, caplog: pytest.LogCaptureFixture
@@ -1116,15 +1114,8 @@ class TestPostgresStore(PersistentStoreContract):
 
         from kaon.store import _pg_write
 
-        connections: list[Any] = []
-
-        def opened(dbapi_connection: Any, _record: Any) -> None:
-            connections.append(dbapi_connection)
-
-        sa.event.listen(sa.engine.Engine, "connect", opened)
-        store = open_store(store_url)
         locker = psycopg.connect(store_url.replace("postgresql+psycopg://", "postgresql://"))
-        try:
+        with closing(locker), store_and_connections(store_url) as (store, connections):
             write_run(store)
             sessions = [_pg_write._sessions[c] for c in connections if c in _pg_write._sessions]
             assert len(sessions) == 1
@@ -1146,10 +1137,6 @@ class TestPostgresStore(PersistentStoreContract):
             assert "lock timeout" in caplog.text
             locker.rollback()
             assert [r.id for r in store.step_runs("r1")] == [1]
-        finally:
-            locker.close()
-            store.close()
-            sa.event.remove(sa.engine.Engine, "connect", opened)
 
     def test_a_write_interrupted_mid_round_trip_leaves_a_connection_that_is_replaced(
         self, store: StateStore, monkeypatch: pytest.MonkeyPatch
@@ -1178,14 +1165,7 @@ class TestPostgresStore(PersistentStoreContract):
     def test_statements_the_server_forgot_are_prepared_again(self, store_url: str) -> None:
         """Something ran ``DEALLOCATE ALL`` on the writer's connection (or a pooler moved its
         session): the write that finds its prepared statements gone runs again, prepared."""
-        connections: list[Any] = []
-
-        def opened(dbapi_connection: Any, _record: Any) -> None:
-            connections.append(dbapi_connection)
-
-        sa.event.listen(sa.engine.Engine, "connect", opened)
-        store = open_store(store_url)
-        try:
+        with store_and_connections(store_url) as (store, connections):
             write_run(store)
             write_steps(store, step_record("r1", 1))
             for connection in connections:
@@ -1201,6 +1181,3 @@ class TestPostgresStore(PersistentStoreContract):
                 (2, StepStatus.PENDING),
             ]
             assert [e.kind for e in store.events()] == ["x"]
-        finally:
-            store.close()
-            sa.event.remove(sa.engine.Engine, "connect", opened)
