@@ -29,7 +29,7 @@ sets the database's ``synchronous_commit`` off for the run and the commit measur
 measurement only, not a setting for production: a commit then returns before the log is on
 disk), which splits a chain step into what the disk's flush costs and what does not: the
 engine's work and the round trip. It also prints the write-ahead log per step
-(``pg_wal_bytes_per_step``, from ``pg_stat_wal``).
+(``pg_wal_bytes_per_step``, from the log's insert position).
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ def main() -> None:
         help="PostgreSQL's synchronous_commit for the run (off: a measurement only)",
     )
     args = parser.parse_args()
+    if args.pg_sync == "off" and args.store != "pg":
+        parser.error("--pg-sync off changes the database: only with --store pg (throwaway)")
     if args.store == "pg":
         from pg_cluster import pg_cluster
 
@@ -110,7 +112,8 @@ def measure(args: argparse.Namespace, url: str | None) -> None:
         raise SystemExit("--steps sets W1's chain length only")
     spec, steps = chain(args.steps) if args.steps else WORKFLOWS[args.workflow]()
     home = Path(tempfile.mkdtemp(prefix="kaon-bench-"))
-    _pg_sync(url, getattr(args, "pg_sync", "on"))  # before the store's first connection
+    if getattr(args, "pg_sync", "on") == "off":
+        _pg_sync_off(url)  # before the store's first connection
     try:
         store = open_store(url or f"sqlite:///{home / 'kaon.db'}")
         artifacts = open_artifact_store(str(home / "artifacts"))
@@ -159,26 +162,26 @@ def _commit_ms(url: str | None) -> float | None:
     return commit_latency_ms(url)
 
 
-def _pg_sync(url: str | None, mode: str) -> None:
-    """Set the database's ``synchronous_commit`` for new sessions and the store's own."""
+def _pg_sync_off(url: str | None) -> None:
+    """Turn the database's ``synchronous_commit`` off for its new sessions (a throwaway
+    cluster's: see ``--pg-sync``)."""
     if url is None or not url.startswith("postgresql"):
         return
     import psycopg
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        database = conn.info.dbname
-        conn.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = {mode}')
+        conn.execute(f'ALTER DATABASE "{conn.info.dbname}" SET synchronous_commit = off')
         conn.commit()
 
 
 def _wal_bytes(url: str | None) -> int | None:
-    """The cluster's write-ahead log written so far (bytes), or None for another store."""
+    """The cluster's write-ahead log position (bytes), or None for another store."""
     if url is None or not url.startswith("postgresql"):
         return None
     import psycopg
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        row = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()
+        row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
         return int(row[0]) if row is not None else None
 
 
