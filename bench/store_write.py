@@ -59,7 +59,7 @@ def _round(store: StateStore, run_id: str, batches: int) -> tuple[float, float]:
         epoch = store.acquire_lease(run_id, "bench", 60.0)
         assert epoch is not None
         for batch in prepared:
-            batch.fence = Fence("bench", {run_id: epoch}, 60.0)
+            batch.fence = Fence("bench", {run_id: epoch})
     start, cpu = time.perf_counter(), time.thread_time()
     for batch in prepared:
         store.write(batch)

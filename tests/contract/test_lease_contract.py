@@ -46,20 +46,68 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
     opened.close()
 
 
-def _fenced(owner: str, epochs: dict[str, int], ttl: float = 10.0) -> WriteBatch:
-    return WriteBatch(fence=Fence(owner, epochs, ttl))
+def _fenced(owner: str, epochs: dict[str, int]) -> WriteBatch:
+    return WriteBatch(fence=Fence(owner, epochs))
 
 
-def test_a_fenced_write_commits_and_renews_while_the_lease_is_held(store: StateStore) -> None:
+def test_a_fenced_write_commits_while_the_lease_is_held_and_leaves_renewal_to_its_holder(
+    store: StateStore,
+) -> None:
     write_run(store)
-    epoch = store.acquire_lease("r1", "a", 0.5)
+    epoch = store.acquire_lease("r1", "a", 30.0)
     assert epoch == 1
-    batch = _fenced("a", {"r1": epoch}, ttl=60.0)
+    until = store.get_run("r1").lease_until
+    batch = _fenced("a", {"r1": epoch})
     batch.insert_step_run(step_record("r1", 1))
     store.write(batch)
     assert [s.id for s in store.step_runs("r1")] == [1]
-    until = store.get_run("r1").lease_until
-    assert until is not None and until > time.time() + 30  # renewed with the batch
+    assert store.get_run("r1").lease_until == until  # checked, not renewed: renew_leases does
+    assert store.renew_leases("a", {"r1": epoch}, 60.0) == set()
+    renewed = store.get_run("r1").lease_until
+    assert until is not None and renewed is not None and renewed > until
+
+
+@pytest.mark.integration
+def test_a_fence_waits_for_a_takeover_in_progress_and_then_refuses(pg_url: str) -> None:
+    """PostgreSQL: the fence locks the run's row (``FOR SHARE``). A write that meets a
+    takeover holding the row waits for it and reads the row as the takeover left it; a read
+    that did not lock would pass on the old epoch and commit after the takeover."""
+    import psycopg
+
+    store = open_store(pg_url)
+    try:
+        write_run(store)
+        epoch = store.acquire_lease("r1", "a", 60.0)
+        assert epoch is not None
+        dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as takeover:  # a transaction, as a claim is
+            takeover.execute("SELECT id FROM runs WHERE id = 'r1' FOR UPDATE")
+            late = _fenced("a", {"r1": epoch})
+            late.insert_step_run(step_record("r1", 1))
+            outcome: list[BaseException | None] = []
+
+            def write() -> None:
+                try:
+                    store.write(late)
+                    outcome.append(None)
+                except BaseException as error:  # the test reads it
+                    outcome.append(error)
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            writer.join(0.5)
+            waited = writer.is_alive()  # before the takeover commits: still waiting
+            takeover.execute(
+                "UPDATE runs SET owner = 'b', lease_epoch = lease_epoch + 1 WHERE id = 'r1'"
+            )
+            takeover.commit()
+            writer.join(10)
+        assert waited, outcome
+        assert len(outcome) == 1 and isinstance(outcome[0], FencingError), outcome
+        assert store.step_runs("r1") == []
+        assert (store.get_run("r1").owner, store.get_run("r1").lease_epoch) == ("b", epoch + 1)
+    finally:
+        store.close()
 
 
 def test_a_late_write_after_a_takeover_is_refused_and_writes_nothing(store: StateStore) -> None:
@@ -77,7 +125,7 @@ def test_a_late_write_after_a_takeover_is_refused_and_writes_nothing(store: Stat
     assert new == old + 1
     lost = WriteBatch()
     lost.update_attempt(("r1", 1, 1), status="lost")
-    lost.fence = Fence("b", {"r1": new}, 60.0)
+    lost.fence = Fence("b", {"r1": new})
     store.write(lost)
 
     late = _fenced("a", {"r1": old, "r2": held})
@@ -105,7 +153,7 @@ def test_a_fenced_out_turn_names_the_lost_run_and_writes_nothing(store: StateSto
     store.release_lease("r2", "a", epochs["r2"])
     assert store.acquire_lease("r2", "b", 60.0) == epochs["r2"] + 1
 
-    late = _fenced("a", epochs, ttl=3600.0)
+    late = _fenced("a", epochs)
     for run in runs:
         _chain_turn(late, run, 2)
     with pytest.raises(

@@ -1043,7 +1043,7 @@ class TestPostgresStore(PersistentStoreContract):
             write_run(store)
             epoch = store.acquire_lease("r1", "engine", 60.0)
             assert epoch is not None
-            fence = Fence("engine", {"r1": epoch}, 60.0)
+            fence = Fence("engine", {"r1": epoch})
             for step in range(1, 4):  # the first turns prepare the statements; the last not
                 batch = WriteBatch(fence=fence)
                 if step > 1:

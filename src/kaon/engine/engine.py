@@ -478,7 +478,7 @@ class Engine:
         batch.events.append(
             EventRecord(run_id, "run", now, {"status": RunStatus.FAILED.value, "error": reason})
         )
-        batch.fence = Fence(self.owner, {run_id: epoch}, self.lease_ttl)
+        batch.fence = Fence(self.owner, {run_id: epoch})
         try:
             self._write_retrying(batch)
         except FencingError:
@@ -800,7 +800,7 @@ class Engine:
         while batch:
             touched = batch.run_ids()
             epochs = {r: self.epochs[r] for r in touched if r in self.epochs}
-            batch.fence = Fence(self.owner, epochs, self.lease_ttl)
+            batch.fence = Fence(self.owner, epochs)
             try:
                 self._write_retrying(batch)
                 return

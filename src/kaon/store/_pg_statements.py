@@ -9,6 +9,9 @@ unless it matched its row::
     SELECT CASE WHEN count(*) = 1 THEN 0
                 ELSE CAST('kaon-mismatch:' || count(*) AS int) END FROM u
 
+and so is the write's fence, a ``SELECT ... FOR SHARE`` of the run's row (``WITH u AS
+(SELECT ...)``).
+
 It runs once per row: every checked row matches one row by its key. The ``ELSE`` depends on
 ``count(*)``, so the planner cannot fold it into an error at plan time. (A set-based form,
 ``UPDATE ... FROM jsonb_populate_recordset(...)`` for all rows at once, was measured: it costs
@@ -55,10 +58,12 @@ def pg_statement(sql: str, checked: bool) -> PgStatement:
             names.append(match[1])
         return f"${names.index(match[1]) + 1}"
 
-    query = _PLACEHOLDER.sub(number, sql)
-    if checked:
+    # One line (SQLAlchemy breaks a SELECT's clauses; values are parameters, never literals).
+    query = _PLACEHOLDER.sub(number, sql).replace("\n", " ")
+    if checked:  # an update returns what it matched; a read (the fence) is what it matched
+        rows = query if query.startswith("SELECT") else f"{query} RETURNING 1"
         query = (
-            f"WITH u AS ({query} RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 0 "
+            f"WITH u AS ({rows}) SELECT CASE WHEN count(*) = 1 THEN 0 "
             f"ELSE CAST('{MISMATCH}' || count(*) AS int) END FROM u"
         )
     with _lock:  # names are unique per process, whichever thread makes a statement first

@@ -644,15 +644,13 @@ def _release_lease(at_epoch: bool) -> Any:
 
 @_builder
 def _fence(dialect: str) -> Any:
-    """Renew a lease only while its holder still owns it at its epoch: the fence of a
-    write. ``:f_id``, ``:f_owner``, ``:f_epoch``, ``:f_ttl``."""
-    return (
-        sa.update(t.runs)
-        .where(
-            _r.id == _bind("f_id"), _r.owner == _bind("f_owner"), _r.lease_epoch == _bind("f_epoch")
-        )
-        .values(lease_until=db_clock(dialect) + _ttl("f_ttl"))
+    """The fence of a write: the run's row while its holder still owns it at its epoch, locked
+    against a takeover until the write commits (``FOR SHARE`` on PostgreSQL; a SQLite write
+    holds the database's write lock already). ``:f_id``, ``:f_owner``, ``:f_epoch``."""
+    stmt = sa.select(_r.id).where(
+        _r.id == _bind("f_id"), _r.owner == _bind("f_owner"), _r.lease_epoch == _bind("f_epoch")
     )
+    return stmt.with_for_update(read=True) if dialect == "postgresql" else stmt
 
 
 @_builder

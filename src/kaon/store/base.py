@@ -277,15 +277,18 @@ class Fence:
     """The leases the writer of a batch holds.
 
     A fenced write commits only if every run in ``epochs`` still has ``owner`` and that lease
-    epoch (``UPDATE runs ... WHERE id = :r AND owner = :o AND lease_epoch = :e``, rows
-    affected checked, in the batch's own transaction); it also renews those leases until
-    ``ttl`` seconds after the database's clock. Otherwise nothing is written and the store
-    raises :class:`~kaon.errors.FencingError` naming the lost runs.
+    epoch (``SELECT ... FROM runs WHERE id = :r AND owner = :o AND lease_epoch = :e``, rows
+    matched checked, first in the batch's own transaction, the rows locked against a takeover
+    until it commits). Otherwise nothing is written and the store raises
+    :class:`~kaon.errors.FencingError` naming the lost runs. The write does not renew the
+    leases: their holder does, with :meth:`StateStore.renew_leases`, every third of their
+    time (the engine in the turn that commits the batch, before it), so a takeover, which
+    needs a lease past its time by the database's clock, cannot happen while the holder
+    renews; and if it happens all the same, this check refuses the holder's next write.
     """
 
     owner: str
     epochs: Mapping[str, int]
-    ttl: float
 
 
 @dataclass(slots=True)

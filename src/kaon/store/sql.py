@@ -442,13 +442,13 @@ class SQLStore(StateStore):
     def write(self, batch: WriteBatch) -> None:
         """Commit everything in ``batch`` in one transaction, or nothing.
 
-        A fenced batch (``batch.fence``) first renews the writer's leases with
-        ``WHERE id = :r AND owner = :o AND lease_epoch = :e`` and checks the rows affected:
-        a lost lease raises :class:`FencingError` naming the lost runs, and nothing is
-        written. Raises :class:`StoreUnavailableError` for a transient failure (a dropped
-        connection, a locked database) and :class:`StoreError` naming the table when a row
-        is rejected (a duplicate key, an update of a row that does not exist, an unknown
-        field, a value that is not JSON).
+        A fenced batch (``batch.fence``) first checks the writer's leases with
+        ``WHERE id = :r AND owner = :o AND lease_epoch = :e`` (the rows locked until the
+        commit on PostgreSQL): a lost lease raises :class:`FencingError` naming the lost
+        runs, and nothing is written. Raises :class:`StoreUnavailableError` for a transient
+        failure (a dropped connection, a locked database) and :class:`StoreError` naming the
+        table when a row is rejected (a duplicate key, an update of a row that does not
+        exist, an unknown field, a value that is not JSON).
         """
         if not batch:
             return
@@ -468,7 +468,12 @@ class SQLStore(StateStore):
             with self._write_guard(), transaction as cursor:
                 if self._dialect == "sqlite":
                     counts = []
-                    for step in plan:
+                    if ids:  # the fence, a read: the runs still held, before any row
+                        table = "runs"
+                        counts.append(_held(cursor, plan[0][1], plan[0][2]))
+                        if fence is not None and counts[0] != len(ids):
+                            self._fenced_out(cursor, fence, ids)
+                    for step in plan[len(counts) :]:
                         table = step[0]  # named by an error
                         _execute(cursor, step[1], step[2])
                         counts.append(cursor.rowcount)
@@ -1293,10 +1298,13 @@ def _fold_first_attempts(
 
 
 def _fence_rows(fence: Fence, ids: list[str]) -> list[_Row]:
-    return [
-        {"f_id": r, "f_owner": fence.owner, "f_epoch": fence.epochs[r], "f_ttl": fence.ttl}
-        for r in ids
-    ]
+    return [{"f_id": r, "f_owner": fence.owner, "f_epoch": fence.epochs[r]} for r in ids]
+
+
+def _held(cursor: Any, sql: str, rows: list[_Row]) -> int:
+    """How many of the fence's rows (one per run) the store still has as the writer holds
+    them (SQLite: ``executemany`` takes no ``SELECT``)."""
+    return sum(cursor.execute(sql, row).fetchone() is not None for row in rows)
 
 
 def _execute(cursor: Any, sql: str, rows: list[_Row]) -> None:
