@@ -104,11 +104,15 @@ def rotate_token(
     services: Services = Depends(get_services),
 ) -> TokenView:
     """A new secret for a token (in this response only); the old one stops working at once.
-    Any token may rotate itself; rotating another token needs an admin."""
+    The token keeps its expiry unless ``expires_in`` sets a new one. Any token may rotate
+    itself (and shorten its own lifetime); rotating another token, or making a token live
+    longer, needs an admin."""
     if token_id != principal.token_id:
         services.auth.check(principal, "admin")
     expires_in = body.expires_in if body else None
-    record, secret = services.auth.rotate(token_id, by=principal.name, expires_in=expires_in)
+    record, secret = services.auth.rotate(
+        token_id, by=principal.name, expires_in=expires_in, extend=principal.is_admin
+    )
     return token_view(record, secret)
 
 

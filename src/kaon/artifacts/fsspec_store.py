@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
+from kaon.artifacts import _local
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
 from kaon.artifacts.serializers import SERIALIZERS, Serializer, decode_blob, sha256
@@ -128,6 +129,10 @@ class FsspecArtifactStore(ArtifactStore):
     def _path(self, hash_: str) -> str:
         return f"{self._blobs}/{hash_[:2]}/{hash_}"
 
+    def _parts(self, hash_: str) -> tuple[str, str, str]:
+        """A local blob's path below the root, part by part (see :mod:`kaon.artifacts._local`)."""
+        return ("blobs", hash_[:2], hash_)
+
     def blob_path(self, ref: ArtifactRef | str) -> str:
         """Where the blob of ``ref`` (or of a hex sha256) lives: a local path or a full URL."""
         hash_ = ref if isinstance(ref, str) else ref.hash
@@ -181,11 +186,11 @@ class FsspecArtifactStore(ArtifactStore):
                 with open(temp, "rb") as file:
                     return Literal(json.loads(file.read()))
             hash_ = digest.hexdigest()
-            path = self._path(hash_)
-            if not os.path.isfile(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.replace(temp, path)
-                _fsync_dir(os.path.dirname(path))
+            parts = self._parts(hash_)
+            if not _local.holds_blob(self._root, parts):
+                folder = _local.own_folder(self._root, parts[:-1])
+                os.replace(temp, os.path.join(folder, hash_))
+                _fsync_dir(folder)
         except OSError as exc:
             raise ArtifactError(f"cannot write the list {name or ''} as a blob: {exc}") from exc
         finally:
@@ -226,7 +231,7 @@ class FsspecArtifactStore(ArtifactStore):
         path = self._path(hash_)
         try:
             if self._local:
-                _write_local(path, data)
+                _write_local(self._root, self._parts(hash_), data)
             elif not self._fs.exists(path):
                 self._write_remote(path, data)
         except KaonError:
@@ -289,7 +294,7 @@ class FsspecArtifactStore(ArtifactStore):
         path = self._path(hash_)
         try:
             if self._local:
-                with open(path, "rb") as file:
+                with os.fdopen(_local.open_blob_file(self._root, self._parts(hash_)), "rb") as file:
                     return file.read()
             data: bytes = self._fs.cat_file(path)
             return data
@@ -297,6 +302,8 @@ class FsspecArtifactStore(ArtifactStore):
             raise ArtifactError(
                 f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
             ) from None
+        except ArtifactError:
+            raise
         except Exception as exc:
             raise ArtifactError(
                 f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
@@ -308,7 +315,9 @@ class FsspecArtifactStore(ArtifactStore):
         """True when the blob behind ``ref`` is present. Raises ArtifactError on store failure."""
         path = self._path(ref.hash)
         try:
-            return os.path.isfile(path) if self._local else bool(self._fs.exists(path))
+            if self._local:
+                return _local.holds_blob(self._root, self._parts(ref.hash))
+            return bool(self._fs.exists(path))
         except Exception as exc:
             raise ArtifactError(
                 f"cannot check blob {ref.hash} at {self.blob_path(ref)}: {exc}"
@@ -326,8 +335,9 @@ class FsspecArtifactStore(ArtifactStore):
         path = self._path(hash_)
         try:
             if self._local:
-                file: IO[bytes] = open(path, "rb")  # noqa: SIM115  (the caller closes it)
-                return file, os.fstat(file.fileno()).st_size
+                fd = _local.open_blob_file(self._root, self._parts(hash_))
+                file: IO[bytes] = os.fdopen(fd, "rb")  # the caller closes it
+                return file, os.fstat(fd).st_size
             size = int(self._fs.size(path))
             opened: IO[bytes] = self._fs.open(path, "rb")
             return opened, size
@@ -335,6 +345,8 @@ class FsspecArtifactStore(ArtifactStore):
             raise ArtifactError(
                 f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
             ) from None
+        except ArtifactError:
+            raise
         except Exception as exc:
             raise ArtifactError(
                 f"cannot open blob {hash_} at {self.blob_path(hash_)}: {exc}"
@@ -371,7 +383,7 @@ class FsspecArtifactStore(ArtifactStore):
         try:
             if self._local:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    _local.remove_blob_file(self._root, self._parts(hash_))
             elif self._fs.exists(path):
                 self._fs.rm_file(path)
         except Exception as exc:
@@ -405,12 +417,13 @@ def _array_items(text: str, position: int) -> Iterator[Any]:
         raise SerializationError(f"cannot decode a JSON list: {exc}") from exc
 
 
-def _write_local(path: str, data: bytes) -> None:
-    """Write ``data`` at ``path`` atomically and durably, unless a file is already there."""
-    if os.path.isfile(path):
+def _write_local(root: str, parts: tuple[str, ...], data: bytes) -> None:
+    """Write ``data`` at ``root/parts...`` atomically and durably, unless the blob is already
+    there (a regular file; anything else there is replaced)."""
+    if _local.holds_blob(root, parts):
         return
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    directory = _local.own_folder(root, parts[:-1])
+    path = os.path.join(directory, parts[-1])
     temp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
     try:
         with open(temp, "xb") as file:
@@ -434,13 +447,17 @@ def _fsync_dir(directory: str) -> None:
 
 
 def _scan_local(blobs: str) -> Iterator[tuple[str, int]]:
-    if not os.path.isdir(blobs):
+    if os.path.islink(blobs) or not os.path.isdir(blobs):  # a link a step put there: not ours
         return
     with os.scandir(blobs) as shards:
         for shard in shards:
-            if not shard.is_dir() or len(shard.name) != 2:
+            if not shard.is_dir(follow_symlinks=False) or len(shard.name) != 2:
                 continue
             with os.scandir(shard.path) as entries:
                 for entry in entries:
-                    if _HASH.fullmatch(entry.name) and entry.name[:2] == shard.name:
-                        yield entry.name, entry.stat().st_size
+                    if (
+                        _HASH.fullmatch(entry.name)
+                        and entry.name[:2] == shard.name
+                        and entry.is_file(follow_symlinks=False)
+                    ):
+                        yield entry.name, entry.stat(follow_symlinks=False).st_size

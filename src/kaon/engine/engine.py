@@ -684,8 +684,24 @@ class Engine:
             batch.events.append(EventRecord(run_id, "progress", event.at, data, step_run_id))
         elif isinstance(event, SignalEmitted):
             batch.signals.append(
-                SignalRecord(event.name, dict(event.params), event.at, "step", run_id)
+                SignalRecord(
+                    event.name,
+                    dict(event.params),
+                    event.at,
+                    "step",
+                    run_id,
+                    scope=self._step_signal_scope(state),
+                )
             )
+
+    def _step_signal_scope(self, state: RunState) -> list[str] | None:
+        """The owner groups a signal sent by a step of ``state`` may reach: its workflow's
+        group (a workflow of no group: only workflows of no group), as if its owner sent it;
+        every workflow where there are no groups (``owner_group_of`` unset)."""
+        if self.owner_group_of is None:
+            return None
+        group = self.owner_group_of(state.record.workflow)
+        return [group] if group is not None else []
 
     def _advance(self) -> list[RunState]:
         """Decide for the runs touched since the last turn (oldest first): process their

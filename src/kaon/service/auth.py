@@ -173,12 +173,29 @@ class AuthService:
         return record, secret
 
     def rotate(
-        self, token_id: str, *, by: str, expires_in: float | None = None
+        self, token_id: str, *, by: str, expires_in: float | None = None, extend: bool = True
     ) -> tuple[TokenRecord, str]:
         """A new secret for a live token (same name, role and groups); the old secret stops
-        working at once. Returns the record and the new secret. Raises NotFoundError."""
+        working at once. The token keeps its expiry unless ``expires_in`` gives a new one;
+        without ``extend`` (a token rotating itself, not an admin) the new one may not be
+        later than the old. Returns the record and the new secret. Raises NotFoundError,
+        PermissionDeniedError."""
+        current = next(
+            (t for t in self.registry.list_tokens() if t.id == token_id and t.revoked_at is None),
+            None,
+        )
+        if current is None:
+            raise NotFoundError(f"no live token {token_id!r}")
+        expires_at = current.expires_at
+        if expires_in is not None:
+            expires_at = _expiry(time.time(), expires_in)
+            assert expires_at is not None
+            if not extend and current.expires_at is not None and expires_at > current.expires_at:
+                raise PermissionDeniedError(
+                    f"only an admin may extend the lifetime of token {token_id!r} (it expires "
+                    f"at {current.expires_at:.0f}); rotate it without expires_in to keep it"
+                )
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        expires_at = _expiry(time.time(), expires_in)
         if not self.registry.rotate_token(token_id, hash_token(secret), expires_at):
             raise NotFoundError(f"no live token {token_id!r}")
         with self._lock:

@@ -140,3 +140,30 @@ def test_signals_are_listed_only_to_the_groups_they_may_reach(
         "stranger": ["all_go"],
         "viewer": ["ml_go", "all_go"],  # a token without groups reads everything
     }
+
+
+def test_the_run_list_shows_another_groups_runs_without_their_params_or_error(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    """``GET /runs`` lists every run (names), but what ``GET /runs/ID`` refuses a token
+    outside the workflow's group (parameters, the error) it does not show either."""
+    owner = h(tokens["owner"])
+    pushed = client.post(
+        "/workflows", json={"source": HELLO, "file_name": "hello.yaml"}, headers=owner
+    )
+    assert pushed.status_code < 300, pushed.text
+    run = client.post("/runs", json={"workflow": "hello", "params": {"n": 7}}, headers=owner)
+    assert run.status_code < 300, run.text
+    run_id = run.json()["id"]
+    assert client.get(f"/runs/{run_id}", headers=h(tokens["stranger"])).status_code == 403
+    listed = {
+        who: next(
+            r for r in client.get("/runs", headers=h(tokens[who])).json() if r["id"] == run_id
+        )
+        for who in ("stranger", "operator", "viewer")
+    }
+    assert listed["stranger"]["workflow"] == "hello" and listed["stranger"]["params"] == {}
+    assert listed["operator"]["params"] == {"n": 7}  # its group's run
+    assert listed["viewer"]["params"] == {"n": 7}  # a token without groups reads everything
+    by_workflow = client.get("/runs", params={"workflow": "hello"}, headers=h(tokens["stranger"]))
+    assert [r["params"] for r in by_workflow.json()] == [{}]

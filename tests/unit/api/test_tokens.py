@@ -173,3 +173,34 @@ def test_cli_token_create_list_rotate_revoke(tmp_path: Path) -> None:
     assert runner.invoke(app, ["token", "revoke", record["id"], *home]).exit_code == 0
     listed = runner.invoke(app, ["token", "list", *home])
     assert "revoked" in listed.output
+
+
+def test_a_token_rotating_itself_keeps_its_expiry_and_cannot_extend_it(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    made = client.post(
+        "/tokens",
+        json={"name": "brief", "role": "operator", "expires_in": 120},
+        headers=h(tokens["admin"]),
+    ).json()
+    expires_at = made["expires_at"]
+    assert expires_at is not None
+    itself = client.post(f"/tokens/{made['id']}/rotate", headers=h(made["token"]))
+    assert itself.status_code == 200, itself.text
+    assert itself.json()["expires_at"] == expires_at  # was: null, a token that never expires
+    secret = itself.json()["token"]
+    longer = client.post(
+        f"/tokens/{made['id']}/rotate", json={"expires_in": 315_360_000}, headers=h(secret)
+    )
+    assert longer.status_code == 403 and "only an admin" in longer.json()["message"]
+    assert client.get("/whoami", headers=h(secret)).status_code == 200  # not rotated
+    shorter = client.post(
+        f"/tokens/{made['id']}/rotate", json={"expires_in": 60}, headers=h(secret)
+    )
+    assert shorter.status_code == 200 and shorter.json()["expires_at"] < expires_at
+    by_admin = client.post(
+        f"/tokens/{made['id']}/rotate", json={"expires_in": 3600}, headers=h(tokens["admin"])
+    )
+    assert by_admin.status_code == 200 and by_admin.json()["expires_at"] > expires_at
+    kept = client.post(f"/tokens/{made['id']}/rotate", headers=h(tokens["admin"]))
+    assert kept.json()["expires_at"] == by_admin.json()["expires_at"]

@@ -73,3 +73,43 @@ def test_shell_step_emits_a_signal_through_the_line_protocol(inline: Harness) ->
     status, run_id = inline.run(spec)
     assert status is RunStatus.SUCCEEDED
     assert inline.value(run_id, "gate") == {"n": 5}
+
+
+def test_a_steps_signal_reaches_only_its_own_groups_workflows(inline: Harness) -> None:
+    """A signal a step sends is scoped to its workflow's owner group, as if its owner sent
+    it: another group's wait step stays asleep, the sender's own group's wakes up."""
+    from kaon.engine.engine import Engine
+    from kaon.engine.operations import create_run
+    from kaon.executors import create_executor
+
+    groups = {"sender": "team-b", "theirs": "team-a", "ours": "team-b"}
+    engine = Engine(
+        inline.store,
+        create_executor("inline", workers=4),
+        inline.artifacts,
+        owner_group_of=groups.get,
+    )
+    serving = threading.Thread(target=engine.serve, kwargs={"claim_every_s": 0.05})
+    serving.start()
+    try:
+        theirs = create_run(inline.store, flow(WaitSpec(id="w", signal="go"), name="theirs"), {})
+        ours = create_run(inline.store, flow(WaitSpec(id="w", signal="go"), name="ours"), {})
+        deadline = time.monotonic() + 20
+        while not all(
+            [e.data.get("status") for e in inline.store.events(r.id)].count("waiting")
+            for r in (theirs, ours)
+        ):
+            assert time.monotonic() < deadline, "the wait steps never started waiting"
+            time.sleep(0.02)
+        sender = flow(task("send", "announce", inputs={"name": "go", "n": 1}), name="sender")
+        create_run(inline.store, sender, {})
+        while inline.store.get_run(ours.id).status is not RunStatus.SUCCEEDED:
+            assert time.monotonic() < deadline, "the sender's own group's run was not woken"
+            time.sleep(0.02)
+        time.sleep(0.5)  # several command polls: the other group's run would have woken
+        assert inline.store.get_run(theirs.id).status is RunStatus.RUNNING
+        assert [s.scope for s in inline.store.signals(name="go")] == [["team-b"]]
+    finally:
+        engine.stop()
+        serving.join(30)
+        engine.close()
