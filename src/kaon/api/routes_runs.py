@@ -9,7 +9,6 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 
 from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
-from kaon.engine.engine import owner_is_dead
 from kaon.engine.operations import new_run_id
 from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
@@ -196,8 +195,10 @@ def skip_step(
     principal: Principal = Depends(require("operator")),
     services: Services = Depends(get_services),
 ) -> SkipResult:
-    """Skip a step: the engine holding an active run is told to; in a finished run the skip
-    is recorded (``how: recorded``) and a restart goes on from there."""
+    """Skip a step: the engine holding an active run is told to (``how: command``); an active
+    run no engine drives gets the command when an engine takes it over (``how: queued``); in
+    a finished run the skip is recorded (``how: recorded``) and a restart goes on from
+    there."""
     full = _authorize(services, principal, run_id)
     how = services.runs.skip(
         full, body.path, output=body.output, has_output=body.has_output, by=principal.name
@@ -259,8 +260,7 @@ def resume_run(
     record = services.store.get_run(full)
     if record.status.is_terminal:
         raise InvalidActionError(f"run {full} is {record.status.value}; restart it instead")
-    if record.owner and owner_is_dead(record.owner):
-        services.store.release_lease(full, record.owner)
+    services.runs.engine_holds(full)  # releases the lease of an engine proven dead
     view = services.runs.get_run(full)
     _audit(services, principal, view, "resume")
     return view

@@ -582,6 +582,12 @@ def skip(
         if how == "command":
             err.print(f"asked the engine running {full} to skip {step}")
             return
+        if how == "queued":
+            err.print(
+                f"no engine drives {full}: the skip of {step} is recorded and applies when "
+                f"the run resumes (kaon resume {full})"
+            )
+            return
         view = service.restart(full, by="cli")
         _drive(service, full, view.workflow, as_json)
 

@@ -331,7 +331,9 @@ class ContainerSteps(RunCore):
                     self._reattached(node, key, attempt.started_at or now)
                     continue
                 began = began or bool(attempt.worker)
-                lost = ErrorInfo("EngineLost", "the engine stopped while this attempt ran")
+                lost = ErrorInfo(
+                    "EngineLost", "the engine stopped while this attempt ran", platform=True
+                )
                 self.ctx.batch.update_attempt(
                     key, status="lost", ended_at=now, error=error_dict(lost)
                 )

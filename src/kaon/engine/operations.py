@@ -276,6 +276,7 @@ def restart_run(
             outputs=None,
             error=None,
             reason="",
+            started_at=None,  # its duration counts from the restarted attempt
             ended_at=None,
             attempts=0,
             platform_attempts=0,

@@ -45,7 +45,7 @@ from kaon.service.views import (
     step_view,
 )
 from kaon.store import open_store
-from kaon.store.base import StateStore, StepRunRecord
+from kaon.store.base import RunRecord, StateStore, StepRunRecord
 
 if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.executors.base import Executor
@@ -219,20 +219,18 @@ class LocalService:
     def skip(
         self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""
     ) -> str:
-        """Skip a step. Returns ``"command"`` when sent to the engine holding the run, or
-        ``"recorded"`` when applied to a stopped run (restart it to go on)."""
+        """Skip a step. Returns ``"command"`` when sent to the engine holding the run,
+        ``"queued"`` when the run is active but no engine drives it (the skip is recorded
+        as a command the next engine to drive it applies: resume it), or ``"recorded"`` when
+        applied to a finished run (restart it to go on)."""
         record = self.store.get_run(run_id)
-        if not record.status.is_terminal and not owner_is_dead(record.owner):
+        if not record.status.is_terminal:
+            driven = self._driven(record)
             payload: dict[str, Any] = {"path": path}
             if has_output:
                 payload["output"] = output
             operations.send_command(self.store, run_id, "skip", payload, by=by)
-            return "command"
-        if not record.status.is_terminal:
-            raise InvalidActionError(
-                f"run {run_id} is {record.status.value} but no engine holds it: "
-                f"resume it first, or kill it"
-            )
+            return "command" if driven else "queued"
         operations.skip_step(self.store, run_id, path, output=output, has_output=has_output, by=by)
         return "recorded"
 
@@ -268,13 +266,20 @@ class LocalService:
     def engine_holds(self, run_id: str) -> bool:
         """True when a live engine drives the run (commands reach it without a resume).
 
-        The lease of an engine proven dead is released here (the proof is used up when
-        taken), so the next engine claims the run at once."""
-        owner = self.store.get_run(run_id).owner
+        The lease of an engine proven dead is released here, so the next engine claims the
+        run at once."""
+        return self._driven(self.store.get_run(run_id))
+
+    def _driven(self, record: RunRecord) -> bool:
+        """True when a live engine holds ``record``'s run. The proof that its holder died
+        (its free lock file, removed as it is taken) is used up when taken, so the lease is
+        released with it: the run is then plainly held by no one, for every later check
+        and for the next engine, at once."""
+        owner = record.owner
         if not owner:
             return False
         if owner_is_dead(owner):
-            self.store.release_lease(run_id, owner)
+            self.store.release_lease(record.id, owner)
             return False
         return True
 
@@ -316,13 +321,14 @@ class LocalService:
         if record.status.is_terminal:
             raise InvalidActionError(f"run {run_id} is already {record.status.value}")
         if step is not None:
-            if not record.owner or owner_is_dead(record.owner):
+            if not self._driven(record):
                 raise InvalidActionError(
-                    f"run {run_id} is not being driven by an engine: resume it, or kill the run"
+                    f"run {run_id} is not being driven by an engine: resume it (kaon resume "
+                    f"{run_id}) to cancel one step, or kill the run"
                 )
             operations.send_command(self.store, run_id, "cancel", {"path": step}, by=by)
             return run_view(record)
-        if record.owner and not owner_is_dead(record.owner):
+        if self._driven(record):
             operations.send_command(self.store, run_id, "kill", {}, by=by)
             deadline = time.time() + wait_s
             while time.time() < deadline:
@@ -333,7 +339,7 @@ class LocalService:
             record = self.store.get_run(run_id)
             if record.status.is_terminal:
                 return run_view(record)
-            if record.owner and not owner_is_dead(record.owner):
+            if self._driven(record):
                 raise InvalidActionError(
                     f"the engine holding run {run_id} did not stop it within {wait_s:g}s"
                 )

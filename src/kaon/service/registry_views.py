@@ -193,8 +193,9 @@ class SkipRequest(Request):
 
 
 class SkipResult(BaseModel):
-    """How a skip was applied: ``command`` (sent to the engine holding the run) or
-    ``recorded`` (the run was finished: restart it to go on)."""
+    """How a skip was applied: ``command`` (sent to the engine holding the run), ``queued``
+    (the run is active but no engine drives it: the next one applies it) or ``recorded`` (the
+    run was finished: restart it to go on)."""
 
     how: str
     run: RunView

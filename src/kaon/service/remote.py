@@ -393,7 +393,8 @@ class RemoteService:
     def skip(
         self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""
     ) -> str:
-        """Skip a step; ``"command"`` or ``"recorded"`` as :meth:`LocalService.skip`."""
+        """Skip a step; ``"command"``, ``"queued"`` or ``"recorded"`` as
+        :meth:`LocalService.skip`."""
         body = {"path": path, "output": output, "has_output": has_output}
         return str(self._call("POST", f"/runs/{run_id}/skip", json=body)["how"])
 

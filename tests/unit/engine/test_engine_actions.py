@@ -60,8 +60,14 @@ def test_restart_from_a_named_step_reruns_it_and_downstream(inline: Harness) -> 
     )
     status, run_id = inline.run(spec)
     assert status is RunStatus.SUCCEEDED
+    time.sleep(0.3)
+    restarted_at = time.time()
     operations.restart_run(inline.store, run_id, from_path="b")
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    rows = inline.rows(run_id)
+    # A rerun step's time is its new attempt's, not counted from its first run.
+    assert rows["b"].started_at is not None and rows["b"].started_at >= restarted_at
+    assert rows["a"].started_at is not None and rows["a"].started_at < restarted_at
     assert (inline.count("a"), inline.count("b"), inline.count("c"), inline.count("side")) == (
         1,
         2,

@@ -108,6 +108,9 @@ def test_an_executor_that_cannot_reattach_retries_the_attempt(inline: Harness) -
     assert status is RunStatus.SUCCEEDED
     assert _attempts(inline, run_id) == [(1, "lost"), (2, "succeeded")]
     assert len((inline.state / "sleeper_start").read_text().splitlines()) == 2
+    lost = inline.store.attempts(run_id, inline.store.get_step_run(run_id, "slow").id)[0]
+    assert lost.error is not None
+    assert (lost.error["type"], lost.error["platform"]) == ("EngineLost", True)  # the budget's
 
 
 def test_process_and_inline_executors_answer_cannot_reattach(tmp_path: Path) -> None:

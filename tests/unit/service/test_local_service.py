@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,3 +67,41 @@ def test_a_prepared_executor_is_the_one_the_run_executes_on(tmp_path: Path) -> N
         (pid,) = service._executor.worker_pids()  # type: ignore[union-attr]
     with pytest.raises(ChildProcessError):  # closed without a run: the worker is stopped
         os.waitpid(pid, os.WNOHANG)
+
+
+_HOLD_LOCK = """
+import sys, time
+from kaon.engine.liveness import EngineLock
+lock = EngineLock(sys.argv[1])
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_steering_a_run_whose_engine_died_leaves_it_resumable_at_once(tmp_path: Path) -> None:
+    """The proof that a runner died (its free lock file) is used up by the first command
+    that takes it: that command also releases the dead runner's lease, so a later command
+    does not wait on the engine that is gone and a resume takes the run at once (it used to
+    be refused for the rest of the lease)."""
+    from kaon.engine.liveness import new_owner
+    from kaon.model.status import RunStatus, StepStatus
+
+    with LocalService(Settings.from_env(home=str(tmp_path), executor="inline")) as service:
+        created = service.create_run(cli_flows.squares.spec, {"n": 2})
+        owner = new_owner() + "-killed"
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, owner], stdout=subprocess.PIPE, text=True
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert service.store.acquire_lease(created.id, owner, 60.0) is not None
+        holder.kill()  # kill -9 of the runner: its lease stays, the kernel drops its lock
+        holder.wait(10)
+        holder.stdout.close()
+        with pytest.raises(InvalidActionError, match="not being driven"):
+            service.kill(created.id, step="numbers")
+        assert service.store.get_run(created.id).owner is None  # released with the proof
+        assert service.skip(created.id, "numbers", output=[5], has_output=True) == "queued"
+        assert service.execute(created.id) is RunStatus.SUCCEEDED  # no wait for the lease
+        numbers = service.store.get_step_run(created.id, "numbers")
+        assert numbers.status is StepStatus.SKIPPED
+        assert service.store.get_step_run(created.id, "total").status is StepStatus.SUCCEEDED
