@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from kaon.cli._text import shown
 from kaon.store.base import EventRecord
 
 _INDEX = re.compile(r"\[[0-9]+\]")
@@ -303,7 +304,7 @@ class PlainReporter:
     def _write(self, at: float, text: str) -> None:
         stream = self._stream or sys.stdout
         with self._lock:
-            stream.write(f"{stamp(at)} {text}\n")
+            stream.write(f"{stamp(at)} {shown(text)}\n")
             stream.flush()
 
     def _due(self, key: str, now: float, final: bool = False) -> bool:

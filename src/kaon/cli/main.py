@@ -574,10 +574,12 @@ def skip(
         full = service.resolve_run_id(run_id)
         value: Any = None
         if output is not None:
+            from kaon.model.params import strict_json
+
             try:
-                value = json.loads(output)
-            except json.JSONDecodeError as exc:
-                _fail(f"--output is not valid JSON: {exc}")
+                value = strict_json(output)
+            except ValueError as exc:  # NaN, Infinity, too deep: no stored value can hold it
+                _fail(f"--output is not a valid JSON value: {exc}")
         how = service.skip(full, step, output=value, has_output=output is not None, by="cli")
         if how == "command":
             err.print(f"asked the engine running {full} to skip {step}")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kaon.cli._text import shown
 from kaon.cli.live import STATUS_STYLE
 from kaon.service.views import LogView, OutputView, RunDetail, RunView, StepRunView
 
@@ -60,7 +61,7 @@ def run_list(console: Console, runs: list[RunView]) -> None:
             _status(run.status),
             _when(run.created_at),
             _secs(run.duration_s),
-            (run.error or "")[:60],
+            shown((run.error or "")[:60]),
         )
     console.print(table)
 
@@ -125,15 +126,15 @@ def run_detail(
         for step in failed[:tracebacks_max]:
             assert step.error is not None and step.error.traceback is not None
             console.print(Text(f"\n{step.path} failed:", style="bold red"))
-            console.print(step.error.traceback.rstrip(), markup=False, highlight=False)
+            console.print(shown(step.error.traceback.rstrip()), markup=False, highlight=False)
 
 
 def failed_tasks(console: Console, page: RunPage, run_id: str) -> None:
     """The first failed tasks of every level (``page``), and how to page through the rest."""
-    shown = len(page.steps)
-    title = f"failed tasks, all levels: the first {shown} of {page.steps_total}"
+    listed = len(page.steps)
+    title = f"failed tasks, all levels: the first {listed} of {page.steps_total}"
     console.print(step_table(page.steps, title=title))
-    if page.steps_total > shown:
+    if page.steps_total > listed:
         console.print(
             Text(f"all of them, a page at a time: kaon show {run_id} --status failed --page 1")
         )
@@ -155,7 +156,7 @@ def header(console: Console, detail: RunDetail) -> None:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(detail.tasks.items()))
         console.print(f"tasks: {counts}")
     if detail.error:
-        console.print(Text(f"error: {detail.error}", style="red"))
+        console.print(Text(f"error: {shown(detail.error)}", style="red"))
 
 
 def step_table(steps: list[StepRunView], title: str | None = None, *, header: bool = True) -> Table:
@@ -169,11 +170,11 @@ def step_table(steps: list[StepRunView], title: str | None = None, *, header: bo
     for step in steps:
         items = ", ".join(f"{n} {s}" for s, n in sorted(step.children.items()))
         if step.error is not None:
-            note = Text(step.error.summary, style="red")
+            note = Text(shown(step.error.summary), style="red")
         elif step.reason:
-            note = Text(step.reason, style="dim")
+            note = Text(shown(step.reason), style="dim")
         else:
-            note = Text(", ".join(f"{k}={_output(v)}" for k, v in step.outputs.items()))
+            note = Text(shown(", ".join(f"{k}={_output(v)}" for k, v in step.outputs.items())))
         table.add_row(
             step.path,
             _status(step.status),
@@ -219,7 +220,8 @@ def log_lines(console: Console, lines: list[LogView]) -> None:
     """Log lines prefixed with attempt and stream."""
     for line in lines:
         prefix = Text(f"[{line.attempt}] {line.stream:6} ", style="dim")
-        console.print(prefix + Text(line.text, style="red" if line.stream == "stderr" else ""))
+        text = Text(shown(line.text), style="red" if line.stream == "stderr" else "")
+        console.print(prefix + text)
 
 
 def attempt_errors(console: Console, step: StepRunView, attempt: int | None) -> None:
@@ -229,6 +231,7 @@ def attempt_errors(console: Console, step: StepRunView, attempt: int | None) -> 
             continue
         if view.error is None:
             continue
-        console.print(Text(f"attempt {view.number}: {view.error.summary}", style="bold red"))
+        summary = shown(view.error.summary)
+        console.print(Text(f"attempt {view.number}: {summary}", style="bold red"))
         if view.error.traceback:
-            console.print(view.error.traceback.rstrip(), markup=False, highlight=False)
+            console.print(shown(view.error.traceback.rstrip()), markup=False, highlight=False)

@@ -76,6 +76,7 @@ from kaon.model.specs import (
     WorkflowSpec,
 )
 from kaon.model.tenancy import DEFAULT_POOL
+from kaon.model.text import exception_text
 from kaon.model.triggers import TriggerSpec
 
 _P = typing.ParamSpec("_P")
@@ -626,8 +627,8 @@ def _run_definition(
             ]
         except KaonError:
             raise
-        except Exception as exc:
-            message = f"the workflow function raised {type(exc).__name__}: {exc}"
+        except (Exception, SystemExit) as exc:  # SystemExit(0) must not pass as success
+            message = f"the workflow function raised {type(exc).__name__}: {exception_text(exc)}"
             return None, [Problem(message, _failure_location(exc, wf.location))]
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from kaon.artifacts.base import ArtifactStore
+from kaon.engine import operations
 from kaon.engine.context import EngineContext, Outbox
 from kaon.engine.liveness import EngineLock, new_owner, owner_is_dead
 from kaon.engine.memo import Fingerprint
@@ -59,9 +60,11 @@ from kaon.model.events import (
     StepStarted,
     StepSucceeded,
 )
+from kaon.model.params import json_problem
 from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
+from kaon.model.text import exception_text, readable_text
 from kaon.store.base import (
     CommandRecord,
     EventRecord,
@@ -458,7 +461,7 @@ class Engine:
         recorded as failed with the reason (``quarantined: ...``) in its own fenced write, so
         no engine claims it again; ``kaon restart`` runs it again once fixed.
         """
-        reason = f"{QUARANTINED}: {type(error).__name__}: {error}"
+        reason = f"{QUARANTINED}: {type(error).__name__}: {exception_text(error)}"
         log.error("run %s %s", run_id, reason, exc_info=error)
         epoch = self.epochs.get(run_id)
         self._forget(run_id)
@@ -467,6 +470,10 @@ class Engine:
             return
         now = self.ctx.clock()
         batch = WriteBatch()
+        try:  # its steps end with it: none is left running in the record
+            operations.close_active_steps(self.store, batch, run_id, now, QUARANTINED)
+        except KaonError as closing:
+            log.warning("run %s: its steps could not be closed: %s", run_id, closing)
         batch.update_run(
             run_id,
             status=RunStatus.FAILED,
@@ -665,17 +672,15 @@ class Engine:
             state.attempt_started(event.key, event.at, event.worker)
         elif isinstance(event, StepFailed):
             state.attempt_failed(event.key, event.at, event.error, event.outputs)
-        elif isinstance(event, LogLine):
-            batch.logs.append(
-                LogRecord(run_id, step_run_id, attempt, event.at, event.stream, event.text)
-            )
+        elif isinstance(event, LogLine):  # the step's text: readable, whatever it printed
+            text = readable_text(event.text)
+            batch.logs.append(LogRecord(run_id, step_run_id, attempt, event.at, event.stream, text))
         elif isinstance(event, LogStored):
             state.attempt_log_stored(event.key, event.at, event.ref)
         elif isinstance(event, MetricReported):
+            name = readable_text(event.name)
             batch.metrics.append(
-                MetricRecord(
-                    run_id, step_run_id, attempt, event.name, event.value, event.at, event.step
-                )
+                MetricRecord(run_id, step_run_id, attempt, name, event.value, event.at, event.step)
             )
         elif isinstance(event, ProgressReported):
             data = {"fraction": event.fraction, "message": event.message, "attempt": attempt}
@@ -683,9 +688,14 @@ class Engine:
                 data.update(done=event.done, total=event.total)
             batch.events.append(EventRecord(run_id, "progress", event.at, data, step_run_id))
         elif isinstance(event, SignalEmitted):
+            problem = json_problem(dict(event.params))
+            if problem is not None:  # the step's own mistake: said in its log, not stored
+                text = f"kaon: signal {readable_text(event.name)!r} not sent: params {problem}"
+                batch.logs.append(LogRecord(run_id, step_run_id, attempt, event.at, "log", text))
+                return
             batch.signals.append(
                 SignalRecord(
-                    event.name,
+                    readable_text(event.name),
                     dict(event.params),
                     event.at,
                     "step",

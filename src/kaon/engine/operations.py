@@ -398,13 +398,7 @@ def cancel_run(store: StateStore, run_id: str, *, by: str = "", reason: str = ""
     now = time.time()
     why = reason or f"killed by {by or 'a user'}"
     batch = WriteBatch()
-    active = sorted(STEP_ACTIVE)  # waiting and paused steps too
-    for row in store.step_runs(run_id, all_levels=True, statuses=active):
-        batch.update_step_run(run_id, row.id, status=StepStatus.CANCELLED, reason=why, ended_at=now)
-    for attempt in store.attempts(run_id):
-        if attempt.status == "running":
-            key = (run_id, attempt.step_run_id, attempt.number)
-            batch.update_attempt(key, status="cancelled", ended_at=now)
+    close_active_steps(store, batch, run_id, now, why)
     batch.update_run(
         run_id,
         status=RunStatus.CANCELLED,
@@ -415,6 +409,20 @@ def cancel_run(store: StateStore, run_id: str, *, by: str = "", reason: str = ""
     )
     batch.events.append(EventRecord(run_id, "run", now, {"status": "cancelled", "error": why}))
     store.write(batch)
+
+
+def close_active_steps(
+    store: StateStore, batch: WriteBatch, run_id: str, now: float, why: str
+) -> None:
+    """Add to ``batch`` the end of every step of ``run_id`` still active in the store (waiting
+    and paused ones too), cancelled for ``why``, and of their running attempts."""
+    active = sorted(STEP_ACTIVE)
+    for row in store.step_runs(run_id, all_levels=True, statuses=active):
+        batch.update_step_run(run_id, row.id, status=StepStatus.CANCELLED, reason=why, ended_at=now)
+    for attempt in store.attempts(run_id):
+        if attempt.status == "running":
+            key = (run_id, attempt.step_run_id, attempt.number)
+            batch.update_attempt(key, status="cancelled", ended_at=now)
 
 
 def send_command(

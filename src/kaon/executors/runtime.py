@@ -39,6 +39,7 @@ from kaon.model.events import (
     StepStarted,
     StepSucceeded,
 )
+from kaon.model.text import bounded_text, exception_text, readable_text
 from kaon.model.values import RETURN, Literal, ValueRef
 from kaon.steptypes.codeload import display_module_name
 from kaon.steptypes.context import StepContext, reset_context, set_context
@@ -212,6 +213,14 @@ def error_type_name(exc: BaseException) -> str:
     return _class_name(type(exc))
 
 
+def _type_name(exc: BaseException) -> str:
+    """:func:`error_type_name`, or the bare class name when that fails (a hostile class)."""
+    try:
+        return error_type_name(exc)
+    except Exception:
+        return "Exception"
+
+
 def _class_name(cls: type) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
@@ -235,7 +244,12 @@ def _user_traceback(exc: BaseException, *, kaon_only: str = "full") -> str:
         tb = tb.tb_next
     if tb is None and kaon_only == "none":
         return ""
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    except Exception as broken:  # an exception (or one it chains) whose __str__ raises
+        frames = "".join(traceback.format_tb(tb or exc.__traceback__))
+        text = f"{frames}{type(exc).__name__} (its traceback could not be formatted: {broken!r})"
+    return bounded_text(readable_text(text))
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -249,14 +263,16 @@ def error_info(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, StepError):
         return ErrorInfo(
             exc.error_type,
-            exc.message,
-            exc.traceback or _user_traceback(exc, kaon_only="none"),
+            bounded_text(readable_text(exc.message)),
+            bounded_text(readable_text(exc.traceback))
+            if exc.traceback
+            else _user_traceback(exc, kaon_only="none"),
             platform=False,
             timeout=exc.error_type == "Timeout",
         )
     return ErrorInfo(
         error_type_name(exc),
-        str(exc),
+        exception_text(exc),
         _user_traceback(exc),
         platform=platform,
         timeout=isinstance(exc, StepTimeout),
@@ -413,6 +429,10 @@ def run_task(request: TaskRequest, emit: EventSink, *, cancel: CancelFlag | None
         _execute(request, emit, cancel)
     except BaseException as exc:  # user code may raise SystemExit or worse; report it all
         try:
-            emit(StepFailed(request.key, time.time(), error_info(exc)))
+            info = error_info(exc)
+        except BaseException:  # describing it failed too: the step still fails, by its type
+            info = ErrorInfo(_type_name(exc), "the step's exception could not be described")
+        try:
+            emit(StepFailed(request.key, time.time(), info))
         except BaseException:  # the sink is gone (worker shutting down): nothing left to tell
             return

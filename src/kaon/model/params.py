@@ -31,10 +31,12 @@ def compile_expression(source: str, location: Location = Location()) -> Compiled
 TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
 FALSE_WORDS: Final = frozenset({"false", "0", "no"})
 MAX_VALUE_BYTES: Final = 1_000_000  # the largest parameter value (UTF-8 bytes of its JSON)
+MAX_VALUE_DEPTH: Final = 32  # how deep a value may nest (lists and objects), as stored values
 
 
 def strict_json(text: str) -> Any:
-    """Parse standard JSON only: ``NaN``, ``Infinity`` and ``-Infinity`` are refused.
+    """Parse standard JSON only: ``NaN``, ``Infinity`` and ``-Infinity`` are refused, and so
+    is a document nested deeper than :data:`MAX_VALUE_DEPTH`.
 
     Raises ValueError for text that is not standard JSON.
     """
@@ -42,15 +44,47 @@ def strict_json(text: str) -> Any:
     def refuse(word: str) -> Any:
         raise ValueError(f"{word} is not a JSON value")
 
-    return json.loads(text, parse_constant=refuse)
+    def finite(digits: str) -> float:
+        number = float(digits)
+        if not math.isfinite(number):  # 1e999: no standard JSON reader can hold it
+            raise ValueError(f"{digits} is out of range of a float (not a finite JSON number)")
+        return number
+
+    try:
+        value = json.loads(text, parse_constant=refuse, parse_float=finite)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_VALUE_DEPTH} levels") from None
+    if _depth(value) > MAX_VALUE_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_VALUE_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests (a scalar: 0; ``[1]``: 1), counted without recursion; stops
+    counting past :data:`MAX_VALUE_DEPTH`."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_VALUE_DEPTH:
+                break
+            stack.extend(
+                (child, depth) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
 
 
 def json_problem(value: Any, *, limit: int = MAX_VALUE_BYTES) -> str | None:
     """Why ``value`` cannot be stored as standard JSON of at most ``limit`` bytes, or None.
 
-    Refuses non-finite floats anywhere inside it (they have no JSON form) and values whose
-    JSON text is larger than ``limit``.
+    Refuses non-finite floats anywhere inside it (they have no JSON form), values nested
+    deeper than :data:`MAX_VALUE_DEPTH` and values whose JSON text is larger than ``limit``.
     """
+    if _depth(value) > MAX_VALUE_DEPTH:
+        return f"nested deeper than {MAX_VALUE_DEPTH} levels"
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except ValueError:

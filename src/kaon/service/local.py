@@ -29,7 +29,7 @@ from kaon.errors import (
 from kaon.model.breakpoints import BREAK_AFTER, BREAK_AFTER_CACHED, check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.expressions import configure_budget
-from kaon.model.params import bind_params
+from kaon.model.params import bind_params, json_problem
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.model.values import ValueRef, decode_outputs
@@ -223,6 +223,8 @@ class LocalService:
         ``"queued"`` when the run is active but no engine drives it (the skip is recorded
         as a command the next engine to drive it applies: resume it), or ``"recorded"`` when
         applied to a finished run (restart it to go on)."""
+        if has_output and (problem := json_problem(output)) is not None:
+            raise InvalidActionError(f"the output to skip {path} with: {problem}")
         record = self.store.get_run(run_id)
         if not record.status.is_terminal:
             driven = self._driven(record)

@@ -13,6 +13,18 @@ from __future__ import annotations
 from typing import Any
 
 from kaon.errors import DefinitionError, Location, Problem
+from kaon.model.text import readable_text
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_STRING",
+    "TOO_DEEP",
+    "UnsafeValueError",
+    "check_text",
+    "check_value",
+    "readable",
+    "readable_text",
+]
 
 MAX_DEPTH = 32
 """How deep a stored JSON value may nest (objects and arrays)."""
@@ -63,15 +75,6 @@ def readable(value: Any, *, max_depth: int = MAX_DEPTH) -> Any:
 
     Never raises; returns plain JSON types (unknown objects become their ``repr``)."""
     return _readable(value, max_depth)
-
-
-def readable_text(text: str) -> str:
-    """``text`` with anything that does not encode to UTF-8 replaced by U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
 
 
 def _readable(value: Any, depth: int) -> Any:

@@ -23,6 +23,7 @@ from kaon.model.events import (
     ProgressReported,
     SignalEmitted,
 )
+from kaon.model.params import json_problem
 
 
 @dataclass
@@ -87,7 +88,10 @@ class StepContext:
 
     def emit_signal(self, name: str, **params: Any) -> None:
         """Send a signal: it may start runs of workflows triggered by it and wakes steps
-        waiting for it. ``params`` must be JSON values."""
+        waiting for it. ``params`` must be JSON values (ValueError otherwise)."""
+        problem = json_problem(params)
+        if problem is not None:
+            raise ValueError(f"the params of signal {name!r} are not JSON values: {problem}")
         self.emit(SignalEmitted(self.key, time.time(), str(name), dict(params)))
 
 

@@ -113,7 +113,7 @@ def test_reads_survive_bad_rows_stored_before_validation(
         answer = client.get(path, headers=h(tokens["admin"]))
         assert answer.status_code == 200, (path, answer.text[:300])
     groups = [t["groups"] for t in client.get("/tokens", headers=h(tokens["admin"])).json()]
-    assert ["\ufffd\ufffd\ufffd"] in groups
+    assert ["\ufffd"] in groups  # one replacement character per lone surrogate
 
 
 def test_no_redirect_reflects_the_host_header(client: Any, tokens: dict[str, str]) -> None:

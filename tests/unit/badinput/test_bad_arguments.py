@@ -44,6 +44,8 @@ PARAMETERS: dict[str, Case] = {
     "list-infinity": Case(run("l=[Infinity]"), ("params.l", "Infinity")),
     "list-neg-infinity": Case(run("l=[-Infinity]"), ("params.l", "Infinity")),
     "list-unclosed": Case(run("l=[1, 2"), ("params.l", "expected a JSON list")),
+    "list-too-deep": Case(run("l=" + "[" * 1000 + "]" * 1000), ("params.l", "nested deeper")),
+    "list-deeper-than-stored-values": Case(run("l=" + "[" * 33 + "]" * 33), ("params.l",)),
     "list-too-large": Case(run("l=[" + ",".join(["1"] * 600_000) + "]"), ("params.l", "limit")),
     "dict-list": Case(run("d=[1]"), ("params.d", "expected a JSON dict")),
     "dict-nan": Case(run('d={"a": NaN}'), ("params.d", "NaN")),
@@ -168,7 +170,12 @@ COMMANDS: dict[str, Case] = {
     "logs-attempt-99": Case(("logs", "{run}", "a", "--attempt", "99"), ("no attempt 99", "'a'")),
     "logs-attempt-0": Case(("logs", "{run}", "a", "--attempt", "0"), ("--attempt",)),
     "skip-bad-json": Case(
-        ("skip", "{run}", "a", "--output", "{bad"), ("--output is not valid JSON",)
+        ("skip", "{run}", "a", "--output", "{bad"), ("--output is not a valid JSON value",)
+    ),
+    "skip-nan": Case(("skip", "{run}", "a", "--output", "NaN"), ("--output", "NaN")),
+    "skip-infinity": Case(("skip", "{run}", "a", "--output", "[1e999]"), ("--output",)),
+    "skip-too-deep": Case(
+        ("skip", "{run}", "a", "--output", "[" * 3000 + "]" * 3000), ("--output", "nested deeper")
     ),
     "skip-unknown-step": Case(("skip", "{run}", "nope"), ("nope",)),
     "restart-unknown-step": Case(("restart", "{run}", "--from", "nope"), ("nope",)),

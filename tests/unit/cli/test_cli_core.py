@@ -50,7 +50,7 @@ def test_restart_and_skip_a_failed_run(kaon) -> None:  # type: ignore[no-untyped
     _, out, _ = kaon("run", f"{FLOWS}:fragile")
     run_id = _run_id(out)
     code, _, err = kaon("skip", run_id, "explode", "--output", "{bad json")
-    assert code == 2 and "--output is not valid JSON" in err
+    assert code == 2 and "--output is not a valid JSON value" in err
     code, out, _ = kaon("skip", run_id, "explode", "--output", "5", "--json")
     assert code == 0
     detail = json.loads(out)

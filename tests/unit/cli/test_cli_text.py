@@ -117,3 +117,29 @@ def test_postgres_install_hint_keeps_its_extra(kaon, monkeypatch: pytest.MonkeyP
     code, _, err = kaon("runs", "--db", "postgresql://kaon@localhost/kaon")
     assert code == 2, err
     assert "pip install 'kaon[postgres]'" in err
+
+
+ESCAPES = "\x1b[2J\x1b]52;c;aGVsbG8=\x07\x1b]0;owned\x07"
+
+
+def test_escape_sequences_from_a_run_never_reach_the_terminal(kaon) -> None:  # type: ignore[no-untyped-def]
+    """A step's output can hold escape sequences (clear the screen, write the clipboard, set
+    the window's title). Every view shows them as ``\\xNN``; ``--json`` keeps the text."""
+    code, out, err = kaon("run", f"{FLOWS}:marked", "-p", f"text={ESCAPES}")
+    assert code == 1, err
+    run_id = out.splitlines()[0].strip()
+    assert "\x1b" not in out + err and "\\x1b[2J" in out
+    for args in (
+        ("show", run_id),
+        ("runs",),
+        ("logs", run_id, "echo"),
+        ("logs", run_id, "explode"),
+        ("get", run_id, "echo"),
+    ):
+        code, out, err = kaon(*args)
+        assert code == 0, (args, err)
+        assert "\x1b" not in out + err and "\x07" not in out + err, (args, out)
+    code, out, _ = kaon("logs", run_id, "echo")
+    assert "\\x1b]52;c;aGVsbG8=\\x07" in out
+    code, out, _ = kaon("logs", run_id, "echo", "--json")
+    assert any(line["text"] == f"log {ESCAPES}" for line in json.loads(out))

@@ -101,6 +101,34 @@ def test_definition_problems_of_a_python_file(tmp_path: Path) -> None:
     assert info.value.problems[0].location.line == 5
 
 
+def test_a_workflow_body_that_exits_or_cannot_say_why_is_a_definition_error(
+    tmp_path: Path,
+) -> None:
+    """``raise SystemExit(0)`` in a workflow's body made ``kaon run`` and ``kaon validate``
+    exit 0 having done nothing; an exception whose ``__str__`` raises gave a traceback."""
+    path = write(
+        tmp_path,
+        "exits.py",
+        "import kaon\n\n"
+        "class Unsayable(Exception):\n"
+        "    def __str__(self):\n"
+        "        raise RuntimeError('str exploded')\n\n"
+        "@kaon.workflow\n"
+        "def leaves():\n"
+        "    raise SystemExit(0)\n\n"
+        "@kaon.workflow\n"
+        "def mute():\n"
+        "    raise Unsayable()\n",
+    )
+    with pytest.raises(DefinitionError, match="raised SystemExit") as info:
+        load_workflow(path + ":leaves")
+    assert info.value.problems[0].location.line == 9
+    with pytest.raises(DefinitionError, match="could not be read") as info:
+        load_workflow(path + ":mute")
+    lines = {p.location.line for p in info.value.problems if "could not be read" in p.message}
+    assert lines == {13}
+
+
 def test_load_workflows_from_a_folder(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "name: a\nsteps: [{id: s, shell: echo}]\n")
     write(tmp_path, "b.py", TWO)

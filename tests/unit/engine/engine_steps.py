@@ -132,3 +132,43 @@ def sleep_unless(state: str, flag: str, seconds: float) -> str:
 def flagged(n: int, ok: bool = True) -> dict[str, Any]:
     """A small flag next to a large blob (a model beside its validation verdict)."""
     return {"ok": ok, "blob": list(range(n)), "regions": ["eu", "us"]}
+
+
+def untidy() -> int:
+    """Print, log and name a metric with a lone surrogate, as an undecodable file name is."""
+    ctx = kctx.current_context()
+    print("file \udcff.csv")
+    ctx.log("log \udcff")
+    ctx.metric("loss \udcff", 1.0)
+    return 1
+
+
+def raw_signal() -> int:
+    """Send a signal whose params are not JSON, past ``emit_signal``'s own check."""
+    from kaon.model.events import SignalEmitted
+
+    ctx = kctx.current_context()
+    ctx.emit(SignalEmitted(ctx.key, time.time(), "nan_go", {"x": float("nan")}))
+    return 1
+
+
+def nan_signal() -> int:
+    """Ask ``emit_signal`` for a signal whose params are not JSON."""
+    kctx.current_context().emit_signal("nan_go", x=float("nan"))
+    return 1
+
+
+class Unsayable(Exception):
+    """An exception whose message cannot be read: its ``__str__`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str exploded")
+
+
+def unsayable() -> None:
+    raise Unsayable()
+
+
+def wordy(n: int) -> None:
+    """Fail with a message of ``n`` characters."""
+    raise ValueError("A" * n)

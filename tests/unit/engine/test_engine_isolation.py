@@ -9,7 +9,7 @@ from conftest import E, Harness, flow, task
 
 from kaon.engine.engine import Engine
 from kaon.model.specs import ForeachSpec, GraphSpec
-from kaon.model.status import RunStatus
+from kaon.model.status import STEP_ACTIVE, RunStatus, StepStatus
 from kaon.store.base import DefinitionRecord, RunRecord, WriteBatch
 
 
@@ -64,6 +64,10 @@ def test_poison_runs_fail_with_a_reason_and_healthy_runs_finish(inline: Harness)
         assert why in record.error
         assert record.owner is None
     assert any(e.kind == "run" and e.data.get("error") for e in inline.store.events(poison))
+    # Its steps ended with it: none is left running (and counting time) in the record.
+    active = inline.store.step_runs(poison, all_levels=True, statuses=sorted(STEP_ACTIVE))
+    assert active == []
+    assert inline.store.get_step_run(poison, "src").status is StepStatus.CANCELLED
 
 
 def test_a_restarted_server_does_not_claim_a_quarantined_run_again(inline: Harness) -> None:

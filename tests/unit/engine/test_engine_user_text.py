@@ -1,0 +1,56 @@
+"""What a step's code says (prints, logs, metric names, signals, exceptions) can be anything:
+the engine records it readable and bounded, and the run goes on. Each case used to stop the
+run's record: an unencodable line quarantined the run with its steps left running, an
+exception whose ``__str__`` raises left its step running forever."""
+
+from __future__ import annotations
+
+from conftest import Harness, flow, task
+
+from kaon.model.status import STEP_ACTIVE, RunStatus, StepStatus
+from kaon.model.text import MAX_MESSAGE_CHARS
+
+
+def test_a_lone_surrogate_in_a_steps_output_is_stored_as_a_replacement_character(
+    harness: Harness,
+) -> None:
+    spec = flow(task("u", "untidy"), task("after", "const", inputs={"value": 2}, needs=("u",)))
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.SUCCEEDED, harness.store.get_run(run_id).error
+    texts = [line.text for line in harness.store.logs(run_id)]
+    assert "file \ufffd.csv" in texts and "log \ufffd" in texts
+    assert [m.name for m in harness.store.metrics(run_id)] == ["loss \ufffd"]
+
+
+def test_a_signal_whose_params_are_not_json_is_refused_to_the_step_not_the_run(
+    harness: Harness,
+) -> None:
+    status, run_id = harness.run(flow(task("s", "nan_signal")))
+    assert status is RunStatus.FAILED  # emit_signal says so to the step's code
+    error = harness.rows(run_id)["s"].error
+    assert error is not None and "JSON" in error["message"], error
+    status, run_id = harness.run(flow(task("s", "raw_signal")))
+    assert status is RunStatus.SUCCEEDED, harness.store.get_run(run_id).error  # past the check
+    assert harness.store.signals(name="nan_go") == []
+    assert any("not sent" in line.text for line in harness.store.logs(run_id))
+
+
+def test_an_exception_whose_message_cannot_be_read_fails_its_step(harness: Harness) -> None:
+    status, run_id = harness.run(flow(task("bad", "unsayable")))
+    assert status is RunStatus.FAILED
+    error = harness.rows(run_id)["bad"].error
+    assert error is not None and error["type"].endswith("Unsayable")
+    assert "could not be read" in error["message"]
+
+
+def test_a_huge_error_message_is_kept_bounded(harness: Harness) -> None:
+    status, run_id = harness.run(flow(task("w", "wordy", inputs={"n": 5_000_000})))
+    assert status is RunStatus.FAILED
+    error = harness.rows(run_id)["w"].error
+    assert error is not None
+    assert len(error["message"]) <= MAX_MESSAGE_CHARS + 100
+    assert "characters left out" in error["message"]
+    record = harness.store.get_run(run_id)
+    assert record.error is None or len(record.error) <= 2 * MAX_MESSAGE_CHARS
+    assert not harness.store.step_runs(run_id, all_levels=True, statuses=sorted(STEP_ACTIVE))
+    assert harness.rows(run_id)["w"].status is StepStatus.FAILED
