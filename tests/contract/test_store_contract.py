@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -1103,6 +1103,43 @@ class TestPostgresStore(PersistentStoreContract):
             assert plans
             for plan in plans:
                 assert "Index Scan using step_runs_pkey on step_runs" in plan, plan
+
+    def test_a_write_after_the_database_closed_its_connections_takes_new_ones(
+        self, store_url: str
+    ) -> None:
+        """After a database restart (here: every backend of the store terminated, as a
+        restart does), the write path's kept connection and its pool's are dead. A write
+        finds that without a round trip (the socket says the server hung up), takes a new
+        connection and succeeds, instead of failing once per dead connection (the API
+        answered those with 500, the trigger loop lost a pass)."""
+        import psycopg
+
+        with store_and_connections(store_url) as (store, connections):
+            write_run(store)
+            sql_store = cast(Any, store)
+            for path in ("kept", "pooled"):
+                if path == "pooled":  # the kept connection is busy: a write takes the pool's
+                    assert sql_store._pin_lock.acquire(blocking=False)
+                try:
+                    batch = WriteBatch()
+                    batch.insert_step_run(step_record("r1", 1 if path == "kept" else 2))
+                    store.write(batch)  # opens the connection the next write reuses
+                    dsn = store_url.replace("postgresql+psycopg://", "postgresql://")
+                    with psycopg.connect(dsn, autocommit=True) as admin:
+                        pids = [c.info.backend_pid for c in connections if not c.closed]
+                        admin.execute(
+                            "SELECT pg_terminate_backend(pid) FROM unnest(%s) pid", [pids]
+                        )
+                    time.sleep(0.2)  # the terminations land
+                    again = WriteBatch()
+                    again.update_step_run(
+                        "r1", 1 if path == "kept" else 2, status=StepStatus.RUNNING
+                    )
+                    store.write(again)  # StoreUnavailableError before: a dead connection
+                finally:
+                    if path == "pooled":
+                        sql_store._pin_lock.release()
+            assert [s.status for s in store.step_runs("r1")] == [StepStatus.RUNNING] * 2
 
     def test_an_analysis_that_cannot_lock_the_table_does_not_fail_the_write(
         self, store_url: str, caplog: pytest.LogCaptureFixture

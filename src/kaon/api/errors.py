@@ -11,6 +11,7 @@ NotFoundError                                            404
 InvalidActionError (IllegalTransitionError), LeaseError  409
 ConfigurationError                                       400
 body over the route's limit (the request guard)          413
+StoreUnavailableError (the database briefly unreachable)  503 (``Retry-After: 1``)
 any other error                                          500
 =======================================================  =====
 
@@ -39,6 +40,7 @@ from kaon.errors import (
     LeaseError,
     NotFoundError,
     PermissionDeniedError,
+    StoreUnavailableError,
 )
 from kaon.service.registry_views import ErrorBody, ProblemView
 
@@ -52,6 +54,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidActionError, 409),
     (LeaseError, 409),
     (ConfigurationError, 400),
+    (StoreUnavailableError, 503),
 )
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -64,6 +67,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Not allowed in the current state"),
         (413, "The body exceeds the route's size limit"),
         (422, "Invalid input: every problem with its location"),
+        (503, "The state database is briefly unreachable: retry (nothing was written)"),
     )
 }
 """The error answers every route documents (pass as ``responses=`` to a router)."""
@@ -117,11 +121,15 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if status == 500:
         log.exception("error handling %s %s", request.method, request.url.path, exc_info=exc)
+    elif status == 503:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
     if status in (401, 403):
         principal = getattr(request.state, "principal", None)
         actor = getattr(principal, "name", "anonymous")
         await audit_refusal(request.app, actor, status, request.method, request.url.path, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": "1"}
     return _json(status, error_body(exc), headers)
 
 

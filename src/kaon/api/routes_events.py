@@ -137,9 +137,12 @@ def _parse_id(value: str | None) -> int | None:
 def start_cursor(
     services: Services, run_id: str | None, after: int | None, last_event_id: str | None
 ) -> int:
-    """Where a stream starts: after ``after`` (or the ``Last-Event-ID`` a reconnecting
-    client sends); else at a run's first event, or, for every run, from now."""
-    cursor = after if after is not None else _parse_id(last_event_id)
+    """Where a stream starts: after the ``Last-Event-ID`` a reconnecting client sends (a
+    browser's ``EventSource`` reconnects to the URL it opened, ``after`` included, so the
+    header wins), else after ``after``; else at a run's first event, or, for every run,
+    from now."""
+    resumed = _parse_id(last_event_id)
+    cursor = resumed if resumed is not None else after
     if cursor is not None:
         return cursor
     return 0 if run_id is not None else services.store.last_event_id()

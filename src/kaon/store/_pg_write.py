@@ -235,6 +235,42 @@ def _communicate(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
         results.append(result)
 
 
+# The server closed its end (POLLRDHUP: Linux), or the socket failed.
+_HANGUP = (
+    select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+    if hasattr(select, "poll")
+    else 0
+)
+
+
+def connection_lost(connection: Any) -> bool:
+    """True when an idle psycopg ``connection`` is known to be dead, found without a round
+    trip: the server closed it (a restart, an administrator, an idle timeout), or it holds
+    input it should not. A pool hands such connections out after a database restart, and the
+    write path does not ping (it would cost a round trip per write)."""
+    pgconn = connection.pgconn
+    if pgconn.status != pq.ConnStatus.OK:
+        return True
+    if not hasattr(select, "poll"):  # Windows: nothing to tell without a round trip
+        return False
+    try:
+        fileno = pgconn.socket
+    except psycopg.OperationalError:
+        return True
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | _HANGUP)
+    ready = poller.poll(0)
+    if not ready:
+        return False
+    if ready[0][1] & _HANGUP:  # the server closed its end
+        return True
+    try:  # something to read on an idle connection: a notice, or the reason it was closed
+        pgconn.consume_input()
+    except psycopg.OperationalError:
+        return True
+    return bool(pgconn.status != pq.ConnStatus.OK)
+
+
 def _wait(fileno: int, *, write: bool) -> bool:
     """Wait until the socket is readable (or, with ``write``, writable); True if readable."""
     if not hasattr(select, "poll"):  # Windows: select() has no descriptor limit there

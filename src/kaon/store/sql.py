@@ -290,9 +290,13 @@ class SQLStore(StateStore):
         retried by the engine."""
         if self._dialect == "sqlite":
             return self._engine
+        from sqlalchemy import event
+
         from kaon.store._engines import create_store_engine
 
-        return create_store_engine(self.url, pre_ping=False)[0]
+        engine = create_store_engine(self.url, pre_ping=False)[0]
+        event.listen(engine, "checkout", _refuse_lost)
+        return engine
 
     @functools.cached_property
     def _writer(self) -> Engine:
@@ -543,7 +547,12 @@ class SQLStore(StateStore):
                 yield lite_cursor
             return
         pinned = self._lock is None and self._pin_lock.acquire(blocking=False)
-        connection = (self._pinned if pinned else None) or self._write_engine.raw_connection()
+        connection = self._pinned if pinned else None
+        if connection is not None and self._dialect != "sqlite" and _lost(connection):
+            with suppress(Exception):  # the database restarted since it was last used
+                connection.invalidate()
+            self._pinned = connection = None
+        connection = connection or self._write_engine.raw_connection()
         dead = False
         try:
             cursor = connection.cursor()
@@ -1299,6 +1308,24 @@ def _fold_first_attempts(
 
 def _fence_rows(fence: Fence, ids: list[str]) -> list[_Row]:
     return [{"f_id": r, "f_owner": fence.owner, "f_epoch": fence.epochs[r]} for r in ids]
+
+
+def _lost(connection: Any) -> bool:
+    """Whether a pooled PostgreSQL connection is known dead (see ``_pg_write``)."""
+    from kaon.store import _pg_write
+
+    return _pg_write.connection_lost(connection.dbapi_connection)
+
+
+def _refuse_lost(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The write engine's check as a connection leaves its pool: a dead one is discarded and
+    another taken (SQLAlchemy's ``DisconnectionError`` protocol), with no round trip."""
+    from sqlalchemy import exc as sa_exc
+
+    from kaon.store import _pg_write
+
+    if _pg_write.connection_lost(dbapi_connection):
+        raise sa_exc.DisconnectionError("the database closed this connection")
 
 
 def _held(cursor: Any, sql: str, rows: list[_Row]) -> int:

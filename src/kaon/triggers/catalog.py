@@ -380,27 +380,44 @@ def repair(
     now: float,
     grace_s: float = 30.0,
     executor: str = "",
+    on_lag: Callable[[str, float], None] | None = None,
 ) -> int:
     """Create the runs of firings claimed more than ``grace_s`` ago but never created (a
-    crash in between); returns how many were created. Firings whose workflow is gone are
-    marked dropped."""
+    crash, or a store failing for a moment, in between); returns how many were created.
+    Firings whose workflow is gone are marked dropped. ``on_lag`` gets each created run's
+    lag from its firing's due time, as the pass's own launches report it."""
     created = 0
     for firing in triggers.firings(statuses=[CLAIMED], limit=500):
         assert firing.id is not None
         if firing.created_at > now - grace_s:
             continue  # being created right now, maybe by another server
-        try:
-            store.get_run(firing.run_id)
+        if _run_exists(store, firing):
             triggers.set_firing_status(firing.id, CREATED)
             continue
-        except NotFoundError:
-            pass
         try:
             workflow = catalog.get(firing.workflow)
             operations.check_pools(store, workflow.spec)
             bound = bind_params(workflow.spec, firing.params)
-            created += len(_start(store, triggers, [(workflow, firing, bound)], executor))
+            done = _start(store, triggers, [(workflow, firing, bound)], executor)
+        except StoreUnavailableError:
+            raise
         except KaonError as error:
+            if _run_exists(store, firing):  # another server created it meanwhile
+                triggers.set_firing_status(firing.id, CREATED)
+                continue
             log.warning("dropping firing %s/%s: %s", firing.trigger_id, firing.dedupe_key, error)
             triggers.set_firing_status(firing.id, DROPPED)
+            continue
+        created += len(done)
+        if done and on_lag is not None:
+            kind = str(firing.labels.get("trigger", ""))
+            on_lag(f"{firing.workflow}/{kind}", max(0.0, now - firing.due_at))
     return created
+
+
+def _run_exists(store: StateStore, firing: FiringRecord) -> bool:
+    try:
+        store.get_run(firing.run_id)
+    except NotFoundError:
+        return False
+    return True

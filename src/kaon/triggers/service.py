@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaon.errors import ConfigurationError, KaonError
+from kaon.errors import ConfigurationError, KaonError, StoreUnavailableError
 from kaon.model.triggers import (
     CronTriggerSpec,
     DataTriggerSpec,
@@ -62,6 +62,8 @@ for triggers; for tests that fire cron slots without waiting."""
 
 _SIGNAL_CURSOR = "signals:cursor"
 _REPAIR_EVERY_S = 10.0
+_REPAIR_GRACE_S = 30.0  # a firing claimed this long ago without its run: its server failed
+_RETRY_AFTER_S = 1.0  # after this server's own pass failed for a moment: its claims
 _SLOW_ALERTS_EVERY_S = 5.0
 
 
@@ -154,6 +156,7 @@ class TriggerService:
         self._ids: dict[tuple[str, int], tuple[TriggerSpec, str]] = {}  # see _id
         self._since: dict[str, float] = {}  # when each signal trigger started (recorded)
         self._next_repair = float("-inf")
+        self._repair_grace_s = _REPAIR_GRACE_S
         self._next_slow_alerts = float("-inf")
 
     # -- the loop ------------------------------------------------------------------------
@@ -198,7 +201,18 @@ class TriggerService:
         at = self.clock() if now is None else now
         if at >= self._next_repair:
             self._next_repair = at + _REPAIR_EVERY_S
-            repair(self.store, self.triggers, self.catalog, now=at, executor=self.executor)
+            grace, self._repair_grace_s = self._repair_grace_s, _REPAIR_GRACE_S
+            repaired = repair(
+                self.store,
+                self.triggers,
+                self.catalog,
+                now=at,
+                grace_s=grace,
+                executor=self.executor,
+                on_lag=self.on_lag,
+            )
+            if repaired:
+                log.info("created the runs of %d firings claimed before", repaired)
         workflows = self.catalog.active_workflows()
         self._read_new_cron_states(workflows, at)
         work = _Pass(at)
@@ -225,10 +239,19 @@ class TriggerService:
             log.warning("trigger %s of %s failed: %s", trigger.kind, workflow.name, error)
 
     def _launch(self, work: _Pass) -> list[Fired]:
-        """Launch the pass's firings, then save the triggers' states (see :meth:`tick`)."""
-        created = launch_all(
-            self.store, self.triggers, work.launches, now=work.now, executor=self.executor
-        )
+        """Launch the pass's firings, then save the triggers' states (see :meth:`tick`).
+
+        When the store fails for a moment after the firings were claimed, their runs are
+        created by a repair one second later (not after the 30 s a crashed server's claims
+        wait), and the pass's error goes up as before."""
+        try:
+            created = launch_all(
+                self.store, self.triggers, work.launches, now=work.now, executor=self.executor
+            )
+        except StoreUnavailableError:
+            self._next_repair = min(self._next_repair, work.now + _RETRY_AFTER_S)
+            self._repair_grace_s = _RETRY_AFTER_S / 2
+            raise
         self.triggers.put_states(work.states, work.now)
         self._last_slot.update(work.cron_last)
         self._next_cron.update(work.cron_next)

@@ -49,7 +49,9 @@ def test_a_new_follower_starts_from_now_and_a_run_follower_from_its_start(
     assert head == 3
     assert routes_events.start_cursor(services, None, None, None) == head
     assert routes_events.start_cursor(services, "old", None, None) == 0
-    assert routes_events.start_cursor(services, None, 1, "2") == 1
+    # A browser reconnects to the URL it opened (``after`` in it) with the last id it got.
+    assert routes_events.start_cursor(services, None, 1, "2") == 2
+    assert routes_events.start_cursor(services, "old", 5, None) == 5
     assert routes_events.start_cursor(services, None, None, "2") == 2
     frame = _first_frame(services, routes_events.start_cursor(services, None, None, None))
     assert frame.startswith(f"id: {head + 1}\n") and '"run_id":"new"' in frame

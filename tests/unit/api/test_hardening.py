@@ -167,3 +167,18 @@ def test_the_run_list_shows_another_groups_runs_without_their_params_or_error(
     assert listed["viewer"]["params"] == {"n": 7}  # a token without groups reads everything
     by_workflow = client.get("/runs", params={"workflow": "hello"}, headers=h(tokens["stranger"]))
     assert [r["params"] for r in by_workflow.json()] == [{}]
+
+
+def test_a_briefly_unreachable_database_is_a_503_to_retry(
+    client: Any, tokens: dict[str, str], services: Services, monkeypatch: Any
+) -> None:
+    """Not a 500 (a bug): the request wrote nothing and may be sent again."""
+    from kaon.errors import StoreUnavailableError
+
+    def down(**_: Any) -> Any:
+        raise StoreUnavailableError("store x: reading failed: the server closed the connection")
+
+    monkeypatch.setattr(services.runs, "list_runs", down)
+    answer = client.get("/runs", headers=h(tokens["viewer"]))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert answer.json()["error"] == "StoreUnavailableError"

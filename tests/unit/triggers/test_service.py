@@ -367,6 +367,38 @@ def test_state_is_saved_after_the_claims_so_a_failed_pass_fires_later(
     assert len(runs_of(store, "daily")) == 1
 
 
+def test_firings_claimed_by_a_pass_the_store_failed_start_a_second_later(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claims were written, then the store failed for a moment (a dead connection after a
+    database restart) as the runs were created: a repair one second later creates them, not
+    the one that waits 30 s for a crashed server's claims; their lag is reported."""
+    from kaon.errors import StoreUnavailableError
+
+    spec = workflow("daily", CronTriggerSpec(cron="0 6 * * *"))
+    lags: list[tuple[str, float]] = []
+    service = _service(store, spec, lags=lags)
+    service.tick(T0)
+    write = SQLStore.write
+
+    def down_for_runs(self: SQLStore, batch: WriteBatch) -> None:
+        if batch.runs:
+            raise StoreUnavailableError("the server closed the connection unexpectedly")
+        write(self, batch)
+
+    monkeypatch.setattr(SQLStore, "write", down_for_runs)
+    with pytest.raises(StoreUnavailableError):
+        service.tick(SLOT + 0.1)
+    monkeypatch.setattr(SQLStore, "write", write)
+    assert runs_of(store, "daily") == []
+    assert [f.status for f in SQLTriggerStore(store).firings()] == [CLAIMED]
+    service.tick(SLOT + 1.2)
+    (run,) = runs_of(store, "daily")
+    assert run.labels["slot"] == "2024-05-01T06:00:00+00:00"
+    assert lags == [("daily/cron", pytest.approx(1.2))]
+    assert service.tick(SLOT + 2.0) == [] and len(runs_of(store, "daily")) == 1
+
+
 def test_the_loop_wakes_when_a_slot_falls_due(store: SQLStore) -> None:
     """Between passes the loop waits the interval, or less when a cron slot falls due
     sooner; an overdue slot (a failing trigger) does not make it spin."""
