@@ -118,7 +118,7 @@ class Resolver:
         extra: Mapping[str, Any] | None = None,
     ) -> bool:
         """Evaluate a condition; it must produce a bool. Raises ExpressionError."""
-        return truthy(self.evaluate(frame, source, location, extra))
+        return truthy(self.evaluate(frame, source, location, extra), source, location)
 
     def _path_ref(self, frame: Frame, path: tuple[str | int, ...]) -> ValueRef | None:
         head, rest = path[0], path[1:]

@@ -32,6 +32,8 @@ TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
 FALSE_WORDS: Final = frozenset({"false", "0", "no"})
 MAX_VALUE_BYTES: Final = 1_000_000  # the largest parameter value (UTF-8 bytes of its JSON)
 MAX_VALUE_DEPTH: Final = 32  # how deep a value may nest (lists and objects), as stored values
+INT_MIN: Final = -(2**63)  # an int parameter's range: a signed 64-bit integer, as in CEL
+INT_MAX: Final = 2**63 - 1
 
 
 def strict_json(text: str) -> Any:
@@ -264,6 +266,8 @@ def _bind_one(param: ParamSpec, value: Any, *, from_strings: bool) -> tuple[Any,
             f"parameter {param.name!r} must be of type {param.type.value}, "
             f"got {type(value).__name__} {value!r:.80}"
         )
+        if param.type is ParamType.INT and type(value) is int:
+            message = f"parameter {param.name!r} must be an int of 64 bits, got {value!r:.80}"
         return None, Problem(message, _where(param.name))
     problem = json_problem(converted)
     if problem is not None:
@@ -283,8 +287,9 @@ def convert_value(value: Any, declared: ParamType) -> tuple[Any, bool]:
         return value, isinstance(value, str)
     if declared is ParamType.BOOL:
         return value, isinstance(value, bool)
-    if declared is ParamType.INT:
-        return value, isinstance(value, int) and not isinstance(value, bool)
+    if declared is ParamType.INT:  # 64 bits, as expressions (CEL) count: no silent float
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return value, ok and INT_MIN <= value <= INT_MAX
     if declared is ParamType.FLOAT:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return (float(value) if ok else value), ok

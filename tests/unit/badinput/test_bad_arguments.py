@@ -31,6 +31,7 @@ PARAMETERS: dict[str, Case] = {
     "int-float": Case(run("n=1.5"), ("params.n", "'1.5'")),
     "int-empty": Case(run("n="), ("params.n", "expected an int")),
     "int-unicode-digit": Case(run("n=²"), ("params.n", "'²'")),
+    "int-over-64-bits": Case(run("n=99999999999999999999999999"), ("params.n", "64 bits")),
     "float-text": Case(run("f=abc"), ("params.f", "expected a float")),
     "float-nan": Case(run("f=nan"), ("params.f", "finite")),
     "float-inf": Case(run("f=inf"), ("params.f", "finite")),

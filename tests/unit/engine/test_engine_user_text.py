@@ -54,3 +54,24 @@ def test_a_huge_error_message_is_kept_bounded(harness: Harness) -> None:
     assert record.error is None or len(record.error) <= 2 * MAX_MESSAGE_CHARS
     assert not harness.store.step_runs(run_id, all_levels=True, statuses=sorted(STEP_ACTIVE))
     assert harness.rows(run_id)["w"].status is StepStatus.FAILED
+
+
+def test_a_when_that_is_not_a_bool_fails_its_step_naming_where(inline: Harness) -> None:
+    """It said ``<unknown location>``: the step's file, line and ``when`` field are known."""
+    from kaon.errors import Location
+    from kaon.model.specs import TaskSpec
+
+    step = task("b", "const", inputs={"value": 1})
+    step = TaskSpec(
+        id=step.id,
+        config=step.config,
+        inputs=step.inputs,
+        when="1 + 1",
+        location=Location("flow.yaml", 7, "steps[0]"),
+    )
+    status, run_id = inline.run(flow(step))
+    assert status is RunStatus.FAILED
+    error = inline.rows(run_id)["b"].error
+    assert error is not None and error["type"] == "ExpressionError", error
+    assert "<unknown location>" not in error["message"]
+    assert "flow.yaml:7" in error["message"] and "'1 + 1' must be a bool" in error["message"]

@@ -62,6 +62,16 @@ def test_bool_is_not_an_int() -> None:
         bind_params(FLOW, {"folds": True})
 
 
+def test_an_int_past_64_bits_is_refused_not_made_a_float() -> None:
+    """Expressions (CEL) have 64-bit ints: a larger one became a float in them, and failed
+    far from the parameter (``float + int``)."""
+    assert bind_params(FLOW, {"folds": 2**63 - 1})["folds"] == 2**63 - 1
+    with pytest.raises(ParameterError, match="params.folds: .*an int of 64 bits"):
+        bind_params(FLOW, {"folds": 2**63})
+    with pytest.raises(ParameterError, match="64 bits"):
+        bind_params(FLOW, {"folds": "99999999999999999999999999"}, from_strings=True)
+
+
 def test_unknown_parameter_without_declared_ones() -> None:
     with pytest.raises(ParameterError, match="declares no parameters"):
         bind_params(spec(), {"x": 1})
@@ -129,7 +139,7 @@ def test_parse_assignments() -> None:
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
 VALUES: dict[ParamType, st.SearchStrategy[Any]] = {
     ParamType.STR: st.text(),
-    ParamType.INT: st.integers(),
+    ParamType.INT: st.integers(min_value=-(2**63), max_value=2**63 - 1),  # CEL's int
     ParamType.FLOAT: st.floats(allow_nan=False, allow_infinity=False),
     ParamType.BOOL: st.booleans(),
     ParamType.LIST: st.lists(json_scalars, max_size=4),
