@@ -17,6 +17,7 @@ from types import ModuleType
 from kaon.dsl.python import Workflow
 from kaon.errors import DefinitionError, KaonError, Location, Problem
 from kaon.model.specs import WorkflowSpec
+from kaon.model.text import exception_text
 
 PYTHON_SUFFIXES = (".py",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -41,7 +42,7 @@ def load_workflow(target: str) -> WorkflowSpec:
     with every problem of the definition itself.
     """
     file, name = split_target(target)
-    workflows = _load_file(file)
+    workflows = _load_file(file, only=name)
     where = Location(os.path.realpath(file))
     if name is None:
         if len(workflows) == 1:
@@ -105,7 +106,9 @@ def _guard(path: str) -> Iterator[None]:
         _loading.reset(token)
 
 
-def _load_file(file: str) -> dict[str, WorkflowSpec]:
+def _load_file(file: str, *, only: str | None = None) -> dict[str, WorkflowSpec]:
+    """The workflows of one file by name; of a Python file defining ``only``, that one alone
+    is built (another workflow's problems in the same file do not stop it)."""
     path = os.path.realpath(file)
     if not os.path.isfile(path):
         raise DefinitionError(Problem("workflow file not found", Location(path)))
@@ -121,19 +124,21 @@ def _load_file(file: str) -> dict[str, WorkflowSpec]:
             if os.path.getsize(path) > MAX_FILE_BYTES:
                 message = f"workflow file is larger than the limit of {MAX_FILE_BYTES:,} bytes"
                 raise DefinitionError(Problem(message, Location(path)))
-            return _python_workflows(path)
+            return _python_workflows(path, only)
     suffixes = ", ".join(PYTHON_SUFFIXES + YAML_SUFFIXES)
     raise DefinitionError(
         Problem(f"unknown workflow file type; expected {suffixes}", Location(path))
     )
 
 
-def _python_workflows(path: str) -> dict[str, WorkflowSpec]:
+def _python_workflows(path: str, only: str | None = None) -> dict[str, WorkflowSpec]:
     module = import_user_file(path)
     workflows: dict[str, Workflow[...]] = {}
     for value in vars(module).values():
         if isinstance(value, Workflow):
             workflows.setdefault(value.name, value)
+    if only in workflows:
+        workflows = {only: workflows[only]}
     problems: list[Problem] = []
     specs: dict[str, WorkflowSpec] = {}
     for name, workflow in workflows.items():
@@ -167,5 +172,5 @@ def import_user_file(path: str) -> ModuleType:
         for frame in traceback.extract_tb(exc.__traceback__):
             if os.path.realpath(frame.filename) == path:
                 line = frame.lineno
-        message = f"importing the file raised {type(exc).__name__}: {exc}"
+        message = f"importing the file raised {type(exc).__name__}: {exception_text(exc)}"
         raise DefinitionError(Problem(message, Location(path, line))) from None

@@ -125,8 +125,22 @@ def test_a_workflow_body_that_exits_or_cannot_say_why_is_a_definition_error(
     assert info.value.problems[0].location.line == 9
     with pytest.raises(DefinitionError, match="could not be read") as info:
         load_workflow(path + ":mute")
-    lines = {p.location.line for p in info.value.problems if "could not be read" in p.message}
-    assert lines == {13}
+    assert [p.location.line for p in info.value.problems] == [13]  # not leaves' problem
+
+
+def test_a_named_workflow_loads_whatever_the_others_of_its_file_do(tmp_path: Path) -> None:
+    """``kaon run FILE:good`` (and ``validate``) failed because another workflow of the file
+    was broken; the file as a whole (``kaon validate FILE``, a push) still reports it."""
+    path = write(
+        tmp_path,
+        "mixed.py",
+        TWO.replace("    hello()\n", "    hello()\n    raise ValueError('broken')\n"),
+    )
+    assert load_workflow(path + ":first").name == "first"
+    with pytest.raises(DefinitionError, match="ValueError: broken"):
+        load_workflow(path + ":second")
+    with pytest.raises(DefinitionError, match="ValueError: broken"):
+        load_workflows(path)
 
 
 def test_load_workflows_from_a_folder(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def test_an_int_past_64_bits_is_refused_not_made_a_float() -> None:
     """Expressions (CEL) have 64-bit ints: a larger one became a float in them, and failed
     far from the parameter (``float + int``)."""
     assert bind_params(FLOW, {"folds": 2**63 - 1})["folds"] == 2**63 - 1
-    with pytest.raises(ParameterError, match="params.folds: .*an int of 64 bits"):
+    with pytest.raises(ParameterError, match=r"params\.folds: .*an int of 64 bits"):
         bind_params(FLOW, {"folds": 2**63})
     with pytest.raises(ParameterError, match="64 bits"):
         bind_params(FLOW, {"folds": "99999999999999999999999999"}, from_strings=True)
