@@ -2,12 +2,16 @@
 
 The fingerprint of a Python function covers, transitively, everything of the *project* (the
 files under the folder of the step's own file, or of its top-level package) that its code
-reads by global name, directly (``helper()``, ``FACTOR``) or through a project module
-(``pipeline.helper()``, ``pipeline.FACTOR``):
+reads by global name, directly (``helper()``, ``FACTOR``), through a project module
+(``pipeline.helper()``, ``pipeline.FACTOR``) or through an ``import`` in its body (``from
+helper import compute``, imported as the body imports it):
 
-* functions: their source, their default values and the values their closures hold;
-* classes: each attribute of the class body (methods by source, data by value) and their
-  project base classes;
+* functions: their source with their compiled code (the source alone is the file on disk,
+  which may have been edited since the running code was loaded), their default values and
+  the values their closures hold;
+* classes: each attribute of the class body (methods by source, data by value), the default
+  values of their methods, and their project base classes;
+* ``functools.partial`` objects: their function and their arguments;
 * module-level values that are plain data (``None``, numbers, strings, bytes, tuples, lists,
   dicts, sets of those, enum members, paths, frozen dataclasses of those, numpy arrays): a
   canonical encoding of the value.
@@ -25,8 +29,12 @@ is not covered either: upgrading a library does not invalidate the cache.
 from __future__ import annotations
 
 import dataclasses
+import dis
 import enum
+import functools
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import os
 import pathlib
@@ -80,6 +88,8 @@ def _encode(value: Any, depth: int = 0) -> str:
         )
         return f"dataclass:{kind.__qualname__}({fields})"
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        if value.dtype.hasobject:  # its bytes are pointers: encode the elements themselves
+            return f"ndarray:object:{value.shape}:{_encode(value.tolist(), depth + 1)}"
         body = hashlib.sha256(value.tobytes()).hexdigest()
         return f"ndarray:{value.dtype.str}:{value.shape}:{body}"
     if kind.__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar
@@ -107,10 +117,15 @@ def _code_text(code: types.CodeType) -> str:
 
 
 def _function_source(function: types.FunctionType) -> str:
+    """The function's source and its compiled code: the source alone is read from the file
+    on disk, which may have changed since the code now running was loaded (a notebook that
+    edits a module between two runs), and the result of the old code would be stored under
+    the new code's key."""
+    compiled = _code_text(function.__code__)
     try:
-        return inspect.getsource(function)
+        return f"{inspect.getsource(function)}\0{compiled}"
     except (TypeError, OSError):
-        return _code_text(function.__code__)
+        return compiled
 
 
 def _names_used(code: types.CodeType) -> Iterator[str]:
@@ -118,6 +133,21 @@ def _names_used(code: types.CodeType) -> Iterator[str]:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             yield from _names_used(const)
+
+
+def _imports(code: types.CodeType) -> Iterator[tuple[str, int]]:
+    """``(module name, level)`` of each ``import`` statement in ``code`` and the code nested
+    in it (a function's body imports what its globals do not show)."""
+    consts: list[Any] = []
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "LOAD_CONST":
+            consts.append(instruction.argval)
+        elif instruction.opname == "IMPORT_NAME":
+            level = consts[-2] if len(consts) >= 2 and isinstance(consts[-2], int) else 0
+            yield str(instruction.argval), level
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _imports(const)
 
 
 def _class_functions(cls: type) -> Iterator[types.FunctionType]:
@@ -138,6 +168,23 @@ def _wrapped_function(obj: Any) -> types.FunctionType | None:
         if isinstance(inner, types.FunctionType):
             return inner
     return None
+
+
+def _import_function(scope: dict[str, Any]) -> Any:
+    """The ``__import__`` a function's body uses: its module's builtins'."""
+    table = scope.get("__builtins__")
+    found = table.get("__import__") if isinstance(table, dict) else None
+    return found or getattr(table, "__import__", None) or __import__
+
+
+def _beside(importer: Any, top: str) -> bool:
+    """Whether ``top`` names a module or package beside a user file (its folder importer's)."""
+    folder = getattr(importer, "folder", None)
+    if not isinstance(folder, str) or not top.isidentifier():
+        return False
+    return os.path.isfile(os.path.join(folder, f"{top}.py")) or os.path.isfile(
+        os.path.join(folder, top, "__init__.py")
+    )
 
 
 def _file_of(obj: Any) -> str | None:
@@ -214,6 +261,34 @@ class _Walker:
         for name in sorted(names):
             if name in scope:
                 self._value(self.name(home, name), scope[name], names)
+        for module_name, level in sorted(set(_imports(function.__code__))):
+            label = self.name(home, f"<import {'.' * level}{module_name}>")
+            module = self._imported(module_name, level, scope)
+            if module is not None:
+                self._value(label, module, names)
+
+    def _imported(self, name: str, level: int, scope: dict[str, Any]) -> Any:
+        """The module an ``import`` in a function's body names, when it is project code,
+        imported as the body imports it (its module's ``__import__``: a sibling file of a
+        user folder is that folder's, see :mod:`kaon.steptypes.codeload`); None for library
+        code, which is not imported here. A project module whose loading raises is recorded
+        as not covered."""
+        importer = _import_function(scope)
+        if not (level == 0 and _beside(importer, name.partition(".")[0])):
+            try:  # not the folder's own: project code only if found under the project
+                full = importlib.util.resolve_name("." * level + name, scope.get("__package__"))
+                spec = sys.modules.get(full) or importlib.util.find_spec(full)
+            except (ImportError, ValueError):
+                return None  # the body's import fails at run time too: the step says so
+            origin = getattr(spec, "__file__", None) or getattr(spec, "origin", None)
+            if not self.in_project(os.path.realpath(origin) if origin else None):
+                return None
+        try:
+            module = importer(name, scope, None, ("__name__",), level)
+        except Exception as error:  # the module's own code raised while loading
+            self.not_covered[f"<import {name}>"] = type(error).__name__
+            return None
+        return module if self.in_project(_file_of(module)) else None
 
     def _class(self, cls: type) -> None:
         path = _file_of(cls) or ""
@@ -235,14 +310,15 @@ class _Walker:
                 text.append(f"{attr}:" + "|".join(_function_source(f) for f in funcs if f))  # type: ignore[arg-type]
             elif not (attr.startswith("__") and attr.endswith("__")):  # dunders: Python's
                 text.append(f"{attr}:{self._value_text(f'{label}.{attr}', value)}")
-        self.parts[f"class {label}"] = _short("\0".join(text))
         for function in _class_functions(cls):
-            self._globals(function)
             for default in (
                 *(function.__defaults__ or ()),
                 *(function.__kwdefaults__ or {}).values(),
-            ):
-                self._value_text(f"{label}.<default>", default)
+            ):  # a method's defaults are values, as a function's: ``alpha=ALPHA``
+                text.append(self._value_text(f"{label}.{function.__name__}.<default>", default))
+        self.parts[f"class {label}"] = _short("\0".join(text))
+        for function in _class_functions(cls):
+            self._globals(function)
 
     def _value_text(self, label: str, value: Any) -> str:
         """The text a default/closure/class attribute contributes to its owner's digest."""
@@ -275,10 +351,19 @@ class _Walker:
             if self.in_project(_file_of(value)):
                 self._enqueue(value)
             return
+        if isinstance(value, functools.partial):  # its arguments are values too
+            text = [self._value_text(f"{label}.<function>", value.func)]
+            text += [self._value_text(f"{label}.<arg>", arg) for arg in value.args]
+            text += [
+                f"{key}={self._value_text(f'{label}.<arg {key}>', arg)}"
+                for key, arg in sorted(value.keywords.items())
+            ]
+            self.parts[f"partial {label}"] = _short("\0".join(text))
+            return
         try:
             encoded = _encode(value)
         except _NotData:
-            if callable(value):  # a builtin, a library callable, a step wrapper, a partial
+            if callable(value):  # a builtin, a library callable, a step wrapper
                 inner = _wrapped_function(value)
                 if inner is not None and self.in_project(_file_of(inner)):
                     self._enqueue(inner)

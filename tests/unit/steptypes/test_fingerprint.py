@@ -231,3 +231,75 @@ def test_a_step_file_counts_by_content_not_by_where_it_lives(tmp_path: Path) -> 
     assert prints[0] == prints[1]
     assert prints[0].digest != prints[2].digest and prints[0].config != prints[2].config
     assert list(prints[0].parts) == ["file q.sql"]
+
+
+def test_what_a_steps_body_imports_method_defaults_and_partials_count() -> None:
+    """Found wrong: each of these was left out of the key, so a changed value reused a
+    stale cached result (``kaon explain``: same cache key)."""
+    body = """
+    import functools
+    import numpy as np
+
+    def local():
+        from helper import compute
+        return compute(3)
+
+    def module_local():
+        import helper
+        return helper.compute(3)
+
+    def method_default():
+        from helper import Model
+        return Model().fit(3)
+
+    def partial():
+        from helper import SCALE
+        return SCALE(3)
+
+    OBJ = np.array(["a", "b"], dtype=object)
+
+    def objects():
+        return list(OBJ)
+    """
+    helper = """
+    import functools
+
+    FACTOR = 2
+    ALPHA = 10
+
+    def compute(x):
+        return x * FACTOR
+
+    class Model:
+        def fit(self, x, alpha=ALPHA):
+            return x + alpha
+
+    def scale(x, factor):
+        return x * factor
+
+    SCALE = functools.partial(scale, factor=3)
+    """
+
+    def digest(function: str, edit: tuple[str, str] = ("", "")) -> str:
+        fn = _load({"pipeline.py": body, "helper.py": helper.replace(*edit)}, function)
+        return fingerprint_code(fn).digest
+
+    for function, edit in (
+        ("local", ("FACTOR = 2", "FACTOR = 5")),
+        ("module_local", ("FACTOR = 2", "FACTOR = 5")),
+        ("method_default", ("ALPHA = 10", "ALPHA = 100")),
+        ("partial", ("factor=3)", "factor=7)")),
+    ):
+        assert digest(function) == digest(function), function  # stable across loads
+        assert digest(function, edit) != digest(function), function
+    assert digest("objects") == digest("objects")  # an object array: its elements, not pointers
+    assert digest("local", ("ALPHA = 10", "ALPHA = 11")) == digest("local")  # not read
+
+
+def test_the_key_is_of_the_code_that_runs_not_of_the_file_since_edited() -> None:
+    """A module edited on disk after it was loaded (a notebook between two ``kaon.run``):
+    the code that runs is the old one, so its key must not be the new file's."""
+    fn = _load({"pipeline.py": "def step():\n    return 1\n", "helper.py": ""})
+    Path(fn.__code__.co_filename).write_text("def step():\n    return 2\n")
+    fresh = _load({"pipeline.py": "def step():\n    return 2\n", "helper.py": ""})
+    assert fingerprint_code(fn).digest != fingerprint_code(fresh).digest
