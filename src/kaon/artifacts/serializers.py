@@ -101,12 +101,13 @@ class ParquetSerializer:
     name = "parquet"
 
     def accepts(self, value: Any) -> bool:
-        """True for a DataFrame or an Arrow table (checked without importing either eagerly)."""
+        """True for an Arrow table, and for a DataFrame that Parquet gives back as it was
+        (checked without importing either eagerly; see :func:`_parquet_keeps`)."""
         module = _module_of(value)
         if module == "pandas":
             import pandas as pd
 
-            return isinstance(value, pd.DataFrame)
+            return isinstance(value, pd.DataFrame) and _parquet_keeps(value)
         if module == "pyarrow":
             import pyarrow as pa
 
@@ -132,6 +133,34 @@ class ParquetSerializer:
         if table.schema.pandas_metadata is not None:
             return table.to_pandas()
         return table
+
+
+# What an object column may hold for Parquet to give it back as it was (pandas' inference).
+_PARQUET_OBJECTS = frozenset({"empty", "string", "bytes", "decimal", "date"})
+
+
+def _parquet_keeps(frame: Any) -> bool:
+    """Whether a DataFrame survives Parquet unchanged. Not: an object column of dicts, lists
+    or tuples (Arrow makes structs of dicts, adding every key to each, and arrays of lists),
+    a categorical of anything but strings (it comes back as its categories' plain dtype),
+    times in seconds (they come back in milliseconds), an index with a frequency (lost).
+    Such a frame is pickled instead (the next serializer), so it comes back equal."""
+    import pandas as pd
+
+    if getattr(frame.index, "freq", None) is not None:
+        return False
+    for dtype, column in zip(frame.dtypes, range(frame.shape[1]), strict=True):
+        if isinstance(dtype, pd.CategoricalDtype):
+            inferred = pd.api.types.infer_dtype(dtype.categories, skipna=True)
+            if inferred not in ("string", "empty"):
+                return False
+        elif pd.api.types.is_object_dtype(dtype):
+            values = frame.iloc[:, column]
+            if pd.api.types.infer_dtype(values, skipna=True) not in _PARQUET_OBJECTS:
+                return False
+        elif getattr(dtype, "kind", "") in ("m", "M") and "[s" in str(dtype):
+            return False
+    return True
 
 
 class NumpySerializer:

@@ -72,6 +72,36 @@ def test_dataframe_parquet_cannot_hold_falls_back_to_pickle(
     pd.testing.assert_frame_equal(local_store.get(ref), frame)
 
 
+CHANGED_BY_PARQUET = {
+    "dicts": pd.DataFrame({"d": [{"a": 1}, {"b": 2}]}),  # came back with every key, as floats
+    "lists": pd.DataFrame({"l": [[1, 2], [3]]}),  # came back as numpy arrays
+    "tuples": pd.DataFrame({"t": [(1, 2), (3,)]}),
+    "int-categories": pd.DataFrame({"c": pd.Categorical([3, 1, 3])}),  # came back int64
+    "seconds": pd.DataFrame({"t": pd.to_datetime(["2024-01-01"]).astype("datetime64[s]")}),
+    "index-freq": pd.DataFrame({"x": [1, 2]}, index=pd.date_range("2024", periods=2, freq="D")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED_BY_PARQUET))
+def test_a_dataframe_parquet_would_change_comes_back_equal(
+    local_store: FsspecArtifactStore, name: str
+) -> None:
+    frame = CHANGED_BY_PARQUET[name]
+    ref = _blob(local_store, frame)
+    assert ref.serializer == "pickle"
+    pd.testing.assert_frame_equal(local_store.get(ref), frame)
+
+
+def test_a_plain_dataframe_stays_parquet(local_store: FsspecArtifactStore) -> None:
+    frame = pd.DataFrame(
+        {"x": range(3), "s": ["a", None, "c"], "c": pd.Categorical(["a", "b", "a"])},
+        index=pd.DatetimeIndex(["2024-01-01", "2024-01-03", "2024-01-04"]),
+    )
+    ref = _blob(local_store, frame)
+    assert ref.serializer == "parquet"
+    pd.testing.assert_frame_equal(local_store.get(ref), frame)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "complex128", "<U3"])
 def test_ndarray_round_trips_as_npy(local_store: FsspecArtifactStore, dtype: str) -> None:
     array = np.arange(24).reshape(2, 3, 4).astype(dtype)
