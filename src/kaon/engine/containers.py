@@ -66,6 +66,17 @@ class ContainerSteps(RunCore):
         except KaonError as exc:
             self._fail(node, error_info(exc))
 
+    def _run_container(self, node: Node) -> None:
+        """Mark a foreach, loop or subworkflow running (unless resumed so) and arm its own
+        ``timeout``, which bounds the whole step from its first start. A workflow's default
+        timeout is each task attempt's limit and does not bound a container."""
+        if node.status is not _S.RUNNING:
+            node.started_at = self.ctx.clock()
+            self._set(node, _S.RUNNING, started_at=node.started_at)
+        limit = node.spec.timeout_s
+        if limit is not None:
+            self._arm(node, "step_timeout", (node.started_at or self.ctx.clock()) + limit)
+
     def _start_foreach(self, node: Node, spec: ForeachSpec) -> None:
         where = spec.location.with_field("foreach")
         ref = self.resolver.input_ref(node.frame, spec.items, where)
@@ -77,8 +88,7 @@ class ContainerSteps(RunCore):
                 f"{value!r:.80}"
             )
         existing = self._children_rows(node)
-        if node.status is not _S.RUNNING:
-            self._set(node, _S.RUNNING, started_at=self.ctx.clock())
+        self._run_container(node)
         state = ForeachState(spec, LazyItems(items), spec.concurrency or DEFAULT_WINDOW)
         for row in existing:
             if row.index is None:
@@ -146,8 +156,7 @@ class ContainerSteps(RunCore):
 
     def _start_loop(self, node: Node, spec: LoopSpec) -> None:
         existing = self._children_rows(node)
-        if node.status is not _S.RUNNING:
-            self._set(node, _S.RUNNING, started_at=self.ctx.clock())
+        self._run_container(node)
         state = LoopState(spec)
         node.loop = state
         rows = sorted((r for r in existing if r.index is not None), key=lambda r: r.index or 0)
@@ -216,8 +225,7 @@ class ContainerSteps(RunCore):
         }
         params = bind_params(sub, values)
         existing = self._children_rows(node)
-        if node.status is not _S.RUNNING:
-            self._set(node, _S.RUNNING, started_at=self.ctx.clock())
+        self._run_container(node)
         frame = self._new_frame(
             sub.graph, f"{node.path}.", params, sub.defaults, container=node, scope=None
         )
@@ -306,7 +314,7 @@ class ContainerSteps(RunCore):
         """Rebuild what a restored row decided for the whole run: a failure under
         ``finish_running`` started draining (as :meth:`_terminal` did when it happened)."""
         failed = node.status is _S.FAILED and not node.failure_ignored
-        if failed and node.on_failure is FailureMode.FINISH_RUNNING:
+        if failed and node.failure_effect is FailureMode.FINISH_RUNNING:
             self.draining = True
             self.error = self.error or f"step {node.path} failed"
 

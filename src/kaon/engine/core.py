@@ -49,7 +49,9 @@ from kaon.store.base import (
 
 DEFAULT_WINDOW = 1024  # foreach items expanded at once when no concurrency limit is set
 _S = StepStatus
-_TIMED = frozenset({_S.RETRYING, _S.WAITING})  # statuses a node waits in on a timer
+# Statuses a node may wait in on a timer of its own (a container runs under its timeout).
+_TIMED = frozenset({_S.RETRYING, _S.WAITING, _S.RUNNING})
+_TIMER_KINDS = {_S.RETRYING: "retry", _S.WAITING: "wait_timeout", _S.RUNNING: "step_timeout"}
 
 
 class RunCore(ABC):
@@ -131,18 +133,17 @@ class RunCore(ABC):
             self._released(node)
 
     def _arm(self, node: Node, kind: str, at: float) -> None:
-        """Wake the engine at ``at`` for a retrying or waiting node (``retry`` or
-        ``wait_timeout``): the timer names the node's row, and the node is kept in
-        :attr:`timed` only until the timer fires or the node moves on."""
+        """Wake the engine at ``at`` for a retrying, waiting or running container node
+        (``retry``, ``wait_timeout``, ``step_timeout``): the timer names the node's row, and
+        the node is kept in :attr:`timed` only until the timer fires or the node moves on."""
         assert node.row_id is not None
         self.timed[node.row_id] = node
         self.ctx.timers.add(at, kind, self.id, node.row_id)
 
     def _disarm(self, node: Node) -> None:
-        """Drop a node's retry or wait timer (it left RETRYING or WAITING)."""
+        """Drop a node's timer (it left the status it waited in)."""
         if node.row_id is not None and self.timed.pop(node.row_id, None) is not None:
-            kind = "retry" if node.status is _S.RETRYING else "wait_timeout"
-            self.ctx.timers.cancel(kind, self.id, node.row_id)
+            self.ctx.timers.cancel(_TIMER_KINDS[node.status], self.id, node.row_id)
 
     def _step_event(
         self,
@@ -275,12 +276,14 @@ class RunCore(ABC):
         if self.finished:
             return
         if node.status is _S.FAILED and not node.failure_ignored:
+            effect = node.failure_effect
             message = f"step {node.path} failed"
-            if node.on_failure is FailureMode.FAIL_FAST:
+            if effect is FailureMode.FAIL_FAST:
                 self.abort(RunStatus.FAILED, message)
                 return
-            self.draining = True
-            self.error = self.error or message
+            if effect is FailureMode.FINISH_RUNNING:
+                self.draining = True
+                self.error = self.error or message
         frame = node.frame
         frame.remaining -= 1
         for succ in frame.compiled.successors[node.spec.id]:

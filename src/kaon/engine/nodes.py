@@ -95,6 +95,24 @@ class Node:
         return self.status is StepStatus.FAILED and self.on_failure is FailureMode.IGNORE
 
     @property
+    def failure_effect(self) -> FailureMode:
+        """What this node's failure does to the run: its own mode, bounded by the modes of
+        the containers around it. A failure inside a foreach, loop or subworkflow is first
+        that container's: under a container whose mode is ``ignore`` it stops nothing (the
+        container runs on, ends ``failed``, and the run goes on past it); under one whose
+        mode is ``finish_running`` it drains the run rather than stopping it at once."""
+        mode = self.on_failure
+        container = self.frame.container
+        while container is not None and mode is not FailureMode.IGNORE:
+            outer = container.on_failure
+            if outer is FailureMode.IGNORE:
+                return outer
+            if outer is FailureMode.FINISH_RUNNING:
+                mode = outer
+            container = container.frame.container
+        return mode
+
+    @property
     def done(self) -> bool:
         """True once the node is terminal."""
         return self.status.is_terminal

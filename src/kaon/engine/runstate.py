@@ -239,6 +239,11 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             limit = node.timeout_s or 0.0
             error = ErrorInfo("Timeout", f"no matching signal within {limit:g}s", timeout=True)
             self._fail(node, error)
+        elif timer.kind == "step_timeout" and node.status is _S.RUNNING:
+            limit = node.spec.timeout_s or 0.0
+            message = f"step exceeded its {limit:g}s timeout"
+            self._stop_inside(node, f"{node.path}: {message}", self.ctx.clock())
+            self._fail(node, ErrorInfo("Timeout", message, timeout=True))
 
     def _time_out(self, node: Node, key: AttemptKey) -> None:
         self.ctx.outbox.cancel.append(key)
@@ -282,7 +287,12 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             return
         self.paused.clear()  # cancelled below: the run is not resumed in between
         now = self.ctx.clock()
-        for frame in list(walk_frames(self.root)):
+        frames = list(walk_frames(self.root))
+        for frame in frames:
+            for node in frame.nodes.values():
+                if node.status is _S.FAILED and not node.failure_ignored:
+                    self._fail_enclosing(node, now)
+        for frame in frames:
             for node in frame.nodes.values():
                 self._cancel_node(node, reason, now)
             if has_own_row(frame) and not frame.finished:
@@ -291,6 +301,20 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         self.work.clear()
         self.frames_done.clear()
         self._finish(status, reason)
+
+    def _fail_enclosing(self, node: Node, now: float) -> None:
+        """Show the item, iteration and container steps around a failed node ``failed``, not
+        ``cancelled``, when the run stops because of it (or while it is failed inside them)."""
+        frame = node.frame
+        while frame.container is not None:
+            container = frame.container
+            if has_own_row(frame) and not frame.finished:
+                frame.finished = True
+                self._frame_row(frame, _S.FAILED, ended_at=now)
+            if not container.done:
+                error = ErrorInfo("ChildFailed", f"step {node.path} failed")
+                self._set(container, _S.FAILED, error=error_dict(error), ended_at=now)
+            frame = container.frame
 
     def skip(self, path: str, output: Any = None, has_output: bool = False) -> None:
         """Skip the active step at ``path``; downstream sees ``output`` (or nothing)."""

@@ -140,6 +140,31 @@ def bind_params(
     return {p.name: bound[p.name] for p in spec.params if p.name in bound}
 
 
+def rebind_params(
+    spec: WorkflowSpec,
+    bound: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    from_strings: bool = False,
+) -> dict[str, Any]:
+    """A run's parameters ``bound`` with ``changes`` made (``kaon continue -p``), checked as
+    :func:`bind_params` does. A computed default that still holds the value it was computed
+    to is computed again from the changed values (``width`` follows a new ``k``); one the run
+    was given (another value) keeps it. Raises :class:`ParameterError`."""
+    kept = dict(bound)
+    derived = [p.name for p in spec.params if isinstance(p.default, Expr) and p.name not in changes]
+    if derived:
+        given = {k: v for k, v in bound.items() if k not in derived}
+        try:
+            computed = bind_params(spec, given)
+        except ParameterError:
+            computed = {}
+        for name in derived:
+            if name in computed and name in bound and computed[name] == bound[name]:
+                del kept[name]
+    return bind_params(spec, {**kept, **changes}, from_strings=from_strings)
+
+
 def computed_default_problems(spec: WorkflowSpec) -> list[Problem]:
     """Problems of the computed defaults: not CEL, reading anything but declared ``params``,
     or depending on themselves (each located at the parameter's ``default``)."""

@@ -29,7 +29,7 @@ from kaon.errors import (
 from kaon.model.breakpoints import BREAK_AFTER, BREAK_AFTER_CACHED, check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.expressions import configure_budget
-from kaon.model.params import bind_params, json_problem
+from kaon.model.params import bind_params, json_problem, rebind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.model.values import ValueRef, decode_outputs
@@ -260,8 +260,9 @@ class LocalService:
             payload["path"] = step
         if params:
             spec = operations.run_spec(self.store, record)
-            merged = {**record.params, **params}
-            payload["params"] = bind_params(spec, merged, from_strings=from_strings)
+            payload["params"] = rebind_params(
+                spec, record.params, params, from_strings=from_strings
+            )
         operations.send_command(self.store, run_id, "continue", payload, by=by)
         return run_view(record)
 

@@ -10,7 +10,7 @@ from conftest import E, Harness, flow, task
 
 from kaon.engine import operations
 from kaon.engine.nodes import USER_SKIP
-from kaon.model.specs import FailureMode
+from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -77,3 +77,25 @@ def test_restart_of_a_timed_out_run_gets_its_whole_time_limit(inline: Harness) -
     time.sleep(0.2)
     operations.restart_run(inline.store, run_id)
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
+
+
+def test_a_foreach_timeout_counts_from_its_first_start_across_a_resume(inline: Harness) -> None:
+    """The container's deadline is rebuilt from its row's start, not restarted by a resume."""
+    body = (task("nap", "sleeper", inputs={"seconds": 0.4}),)
+    spec = flow(
+        ForeachSpec(
+            id="fe",
+            items=E("[1, 2, 3, 4, 5, 6]"),
+            body=GraphSpec(steps=body),
+            concurrency=1,
+            timeout_s=1.5,
+        )
+    )
+    run_id = inline.create(spec)
+    _stop_after(inline, run_id, 1.0)  # two items done, the deadline 0.5 s away
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert inline.drive(run_id) is RunStatus.FAILED
+    assert time.monotonic() - started < 1.2  # not another 1.5 s, nor the 1.6 s left of items
+    error = inline.store.get_step_run(run_id, "fe").error
+    assert error is not None and error["type"] == "Timeout"

@@ -13,7 +13,7 @@ import kaon
 from kaon.dsl.yaml_loader import load_yaml_text
 from kaon.errors import DefinitionError, ParameterError
 from kaon.model.codec import workflow_from_dict, workflow_to_dict
-from kaon.model.params import bind_params
+from kaon.model.params import bind_params, rebind_params
 from kaon.model.specs import Expr, GraphSpec, ParamSpec, ParamType, TaskSpec, WorkflowSpec
 
 YAML = """
@@ -90,3 +90,18 @@ def computed_py(k: int = 4, width: int = kaon.expr("params.k * 2")) -> None:  # 
 
 def test_python_front_end_takes_kaon_expr_as_a_computed_default() -> None:
     assert bind_params(computed_py.spec, {"k": 3}) == {"k": 3, "width": 6}
+
+
+def test_rebinding_recomputes_what_was_computed_and_keeps_what_was_given() -> None:
+    spec = _load(YAML)
+    computed = bind_params(spec, {})
+    assert rebind_params(spec, computed, {"k": "5"}, from_strings=True) == {
+        "k": 5,
+        "width": 10,
+        "label": "model-10",
+    }
+    given = bind_params(spec, {"width": 3})
+    assert rebind_params(spec, given, {"k": 5}) == {"k": 5, "width": 3, "label": "model-3"}
+    assert rebind_params(spec, computed, {"label": "mine"})["label"] == "mine"
+    with pytest.raises(ParameterError, match=r"params\.k"):
+        rebind_params(spec, computed, {"k": "five"}, from_strings=True)

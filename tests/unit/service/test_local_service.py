@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import kaon
+from kaon.dsl.loader import load_workflow
 from kaon.errors import ConfigurationError, InvalidActionError, ParameterError
+from kaon.model.status import RunStatus
+from kaon.model.values import decode_outputs, outputs_value
 from kaon.service import LocalService, Settings
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
@@ -84,7 +89,7 @@ def test_steering_a_run_whose_engine_died_leaves_it_resumable_at_once(tmp_path: 
     does not wait on the engine that is gone and a resume takes the run at once (it used to
     be refused for the rest of the lease)."""
     from kaon.engine.liveness import new_owner
-    from kaon.model.status import RunStatus, StepStatus
+    from kaon.model.status import StepStatus
 
     with LocalService(Settings.from_env(home=str(tmp_path), executor="inline")) as service:
         created = service.create_run(cli_flows.squares.spec, {"n": 2})
@@ -105,3 +110,49 @@ def test_steering_a_run_whose_engine_died_leaves_it_resumable_at_once(tmp_path: 
         numbers = service.store.get_step_run(created.id, "numbers")
         assert numbers.status is StepStatus.SKIPPED
         assert service.store.get_step_run(created.id, "total").status is StepStatus.SUCCEEDED
+
+
+_COMPUTED = """
+name: computed
+params:
+  k: {type: int, default: 4}
+  width: {type: int, default: "${{ params.k * 2 }}"}
+steps:
+  - id: a
+    python: steps.py:echo
+    inputs: {value: 1}
+  - id: b
+    needs: [a]
+    python: steps.py:echo
+    inputs: {value: "${{ params.width }}"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [({}, {"k": 5, "width": 10}), ({"width": 3}, {"k": 5, "width": 3})]
+)
+def test_continue_with_a_new_parameter_recomputes_a_computed_default(
+    tmp_path: Path, given: dict[str, int], expected: dict[str, int]
+) -> None:
+    """``kaon continue -p k=5``: ``width`` (computed from ``k``) follows, unless the run was
+    given a ``width`` of its own."""
+    (tmp_path / "steps.py").write_text("def echo(value):\n    return value\n")
+    (tmp_path / "computed.yaml").write_text(_COMPUTED)
+    spec = load_workflow(str(tmp_path / "computed.yaml"))
+    settings = Settings.from_env(home=str(tmp_path / "home"), executor="inline")
+    with LocalService(settings) as runner, LocalService(settings) as steerer:
+        run_id = runner.create_run(spec, given, breakpoints=["b"]).id
+        result: dict[str, RunStatus] = {}
+        driver = threading.Thread(target=lambda: result.update(s=runner.execute(run_id)))
+        driver.start()
+        deadline = time.monotonic() + 20
+        while steerer.store.get_run(run_id).status is not RunStatus.PAUSED:
+            assert time.monotonic() < deadline and driver.is_alive()
+            time.sleep(0.05)
+        steerer.continue_run(run_id, params={"k": "5"}, from_strings=True)
+        driver.join(20)
+        assert result["s"] is RunStatus.SUCCEEDED
+        assert steerer.store.get_run(run_id).params == expected
+        row = steerer.store.get_step_run(run_id, "b")
+        value = steerer.artifacts.get(outputs_value(decode_outputs(row.outputs)))
+        assert value == expected["width"]

@@ -1,0 +1,203 @@
+"""A foreach, loop or subworkflow step's own ``on_failure`` and ``timeout``.
+
+A failure inside a container is handled inside it first; the container then fails, and its
+own failure mode decides what that does to the run: ``ignore`` on a foreach lets every item
+run and the run go on past it, ``finish_running`` drains, ``fail_fast`` stops the run and shows
+the container ``failed`` (not ``cancelled``). A container's ``timeout`` bounds the whole step.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conftest import E, Harness, flow, task
+
+from kaon.model.params import ParamSpec, ParamType
+from kaon.model.specs import (
+    Const,
+    FailureMode,
+    ForeachSpec,
+    GraphSpec,
+    LoopSpec,
+    StepDefaults,
+    SubworkflowSpec,
+    TriggerRule,
+)
+from kaon.model.status import RunStatus, StepStatus
+
+
+def _failing_foreach(mode: FailureMode | None, **fields: object) -> ForeachSpec:
+    """Items 1, 2, 3 one at a time; item 2 divides by zero."""
+    body = GraphSpec(steps=(task("x", "add", inputs={"a": E("item"), "b": E("1 / (item - 2)")}),))
+    return ForeachSpec(
+        id="fe", items=E("[1, 2, 3]"), body=body, concurrency=1, on_failure=mode, **fields
+    )
+
+
+def test_ignore_on_a_foreach_runs_every_item_and_the_run_goes_on(harness: Harness) -> None:
+    spec = flow(
+        _failing_foreach(FailureMode.IGNORE),
+        task(
+            "after", "const", inputs={"value": 7}, needs=("fe",), trigger_rule=TriggerRule.ALL_DONE
+        ),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.SUCCEEDED, harness.errors(run_id)
+    rows = harness.rows(run_id)
+    assert rows["fe[1].x"].status is StepStatus.FAILED
+    assert rows["fe[0].x"].status is StepStatus.SUCCEEDED
+    assert rows["fe[2].x"].status is StepStatus.SUCCEEDED  # the item after the failure ran
+    assert rows["fe"].status is StepStatus.FAILED
+    assert rows["fe"].error is not None and "1 of 3 items" in rows["fe"].error["message"]
+    assert harness.value(run_id, "after") == 7
+
+
+def test_ignore_as_the_workflows_default_covers_a_foreach(inline: Harness) -> None:
+    spec = flow(_failing_foreach(None), defaults=StepDefaults(on_failure=FailureMode.IGNORE))
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    assert inline.rows(run_id)["fe[2].x"].status is StepStatus.SUCCEEDED
+
+
+def test_a_steps_own_mode_inside_an_ignored_foreach_still_applies(inline: Harness) -> None:
+    """``ignore`` on the inner step: the item succeeds; the foreach too."""
+    body = GraphSpec(
+        steps=(
+            task(
+                "x",
+                "add",
+                inputs={"a": E("item"), "b": E("1 / (item - 2)")},
+                on_failure=FailureMode.IGNORE,
+            ),
+        )
+    )
+    spec = flow(ForeachSpec(id="fe", items=E("[1, 2, 3]"), body=body))
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    assert inline.rows(run_id)["fe"].status is StepStatus.SUCCEEDED
+
+
+def test_finish_running_on_a_foreach_starts_no_new_item_and_lets_siblings_finish(
+    harness: Harness,
+) -> None:
+    state = str(harness.state)
+    spec = flow(
+        _failing_foreach(FailureMode.FINISH_RUNNING),
+        task("slow", "sleeper", inputs={"seconds": 1.0, "state": state, "name": "s"}),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.FAILED
+    rows = harness.rows(run_id)
+    assert rows["slow"].status is StepStatus.SUCCEEDED and harness.count("s_end") == 1
+    assert "fe[2].x" not in rows  # no new item after the failure
+
+
+def test_fail_fast_shows_the_foreach_and_its_item_failed_not_cancelled(harness: Harness) -> None:
+    spec = flow(
+        _failing_foreach(None),
+        task("slow", "sleeper", inputs={"seconds": 20}),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.FAILED
+    rows = harness.rows(run_id)
+    assert rows["fe[1].x"].status is StepStatus.FAILED
+    assert rows["fe[1]"].status is StepStatus.FAILED
+    assert rows["fe"].status is StepStatus.FAILED
+    assert rows["fe"].error is not None and rows["fe"].error["type"] == "ChildFailed"
+    assert rows["slow"].status is StepStatus.CANCELLED
+
+
+def test_ignore_on_a_subworkflow_contains_its_failure(harness: Harness) -> None:
+    child = flow(
+        task("bad", "add", inputs={"a": E("params.n"), "b": E("1 / 0")}),
+        name="child",
+        params=(ParamSpec("n", ParamType.INT),),
+    )
+    spec = flow(
+        SubworkflowSpec(
+            id="sub",
+            workflow="child",
+            spec=child,
+            inputs={"n": Const(1)},
+            on_failure=FailureMode.IGNORE,
+        ),
+        task("after", "const", inputs={"value": 3}),
+    )
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.SUCCEEDED, harness.errors(run_id)
+    rows = harness.rows(run_id)
+    assert rows["sub"].status is StepStatus.FAILED and rows["sub.bad"].status is StepStatus.FAILED
+    assert harness.value(run_id, "after") == 3
+
+
+def test_ignore_on_a_loop_contains_its_failure(inline: Harness) -> None:
+    body = GraphSpec(steps=(task("bad", "boom"),))
+    spec = flow(
+        LoopSpec(id="lp", body=body, until="true", on_failure=FailureMode.IGNORE),
+        task("after", "const", inputs={"value": 4}),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    assert inline.rows(run_id)["lp"].status is StepStatus.FAILED
+
+
+def _slow_foreach(seconds: float = 20, **fields: object) -> ForeachSpec:
+    body = GraphSpec(steps=(task("nap", "sleeper", inputs={"seconds": seconds}),))
+    return ForeachSpec(id="fe", items=E("[1, 2]"), body=body, **fields)
+
+
+def test_a_foreach_timeout_stops_its_items_and_fails_it(harness: Harness) -> None:
+    # An inline attempt's thread cannot be killed: it sleeps less, and is only cancelled.
+    seconds = 3 if harness.executor_name == "inline" else 20
+    started = time.monotonic()
+    status, run_id = harness.run(flow(_slow_foreach(seconds, timeout_s=0.5)))
+    assert status is RunStatus.FAILED
+    assert time.monotonic() - started < seconds - 0.5
+    rows = harness.rows(run_id)
+    error = rows["fe"].error
+    assert rows["fe"].status is StepStatus.FAILED
+    assert error is not None and error["type"] == "Timeout" and error["timeout"] is True
+    assert "0.5s" in error["message"]
+    assert rows["fe[0].nap"].status is StepStatus.CANCELLED
+
+
+def test_a_timed_out_foreach_under_ignore_lets_the_run_go_on(inline: Harness) -> None:
+    spec = flow(
+        _slow_foreach(3, timeout_s=0.3, on_failure=FailureMode.IGNORE),
+        task(
+            "after", "const", inputs={"value": 5}, needs=("fe",), trigger_rule=TriggerRule.ALL_DONE
+        ),
+    )
+    started = time.monotonic()
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED and time.monotonic() - started < 2.5
+    assert inline.rows(run_id)["fe"].status is StepStatus.FAILED
+    assert inline.value(run_id, "after") == 5
+
+
+def test_a_loop_and_a_subworkflow_timeout_are_enforced(process: Harness) -> None:
+    nap = GraphSpec(steps=(task("nap", "sleeper", inputs={"seconds": 20}),))
+    child = flow(task("nap", "sleeper", inputs={"seconds": 20}), name="child")
+    spec = flow(
+        LoopSpec(id="lp", body=nap, until="false", timeout_s=0.4, on_failure=FailureMode.IGNORE),
+        SubworkflowSpec(id="sub", workflow="child", spec=child, timeout_s=0.4),
+    )
+    started = time.monotonic()
+    status, run_id = process.run(spec)
+    assert status is RunStatus.FAILED and time.monotonic() - started < 10
+    rows = process.rows(run_id)
+    for path in ("lp", "sub"):
+        error = rows[path].error
+        assert rows[path].status is StepStatus.FAILED, path
+        assert error is not None and error["type"] == "Timeout", path
+
+
+def test_the_workflows_default_attempt_timeout_does_not_bound_a_foreach(inline: Harness) -> None:
+    """``defaults.timeout`` is each task attempt's limit, not a container's."""
+    body = GraphSpec(steps=(task("nap", "sleeper", inputs={"seconds": 0.2}),))
+    spec = flow(
+        ForeachSpec(id="fe", items=E("[1, 2, 3]"), body=body, concurrency=1),
+        defaults=StepDefaults(timeout_s=0.5),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
