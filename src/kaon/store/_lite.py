@@ -127,7 +127,9 @@ def _enable_wal(cursor: sqlite3.Cursor) -> None:
 def check_file(path: Path, *, create: bool) -> None:
     """Look at a SQLite store's file before opening it (which would create it and switch it
     to WAL): refuse a missing store when reading, another application's database always, and
-    a folder Kaon cannot create or write in."""
+    a folder Kaon cannot create or write in. A new store is created private to its user (the
+    file ``0600``, a new folder ``0700``): it holds parameters, logs and token hashes, and
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's permissions."""
     from kaon.store.migrations import check_unstamped
 
     if path.exists():
@@ -141,13 +143,17 @@ def check_file(path: Path, *, create: bool) -> None:
     if not create:
         raise StoreNotFoundError(f"no Kaon store at {path}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigurationError(
             f"cannot create the state folder {path.parent}: {error.strerror or error}"
         ) from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise ConfigurationError(f"the state folder {path.parent} is not writable")
+    try:  # an empty file is an empty SQLite database, which then keeps this mode
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass  # another process created it meanwhile
 
 
 def _tables(path: Path) -> list[str]:

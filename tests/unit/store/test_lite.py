@@ -203,3 +203,34 @@ def test_a_write_transaction_commits_pools_its_connection_and_discards_a_failed_
     finally:
         raw.close()
         store.close()
+
+
+def test_a_new_store_is_private_to_its_user(tmp_path: Path) -> None:
+    """Its file, and the ``-wal``/``-shm`` files SQLite derives from it, are ``0600`` and a
+    folder created for it ``0700``, whatever the umask; an existing file keeps its mode."""
+    import os
+    import stat
+
+    from kaon.store import open_store
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "home" / "kaon.db"
+        store = open_store(f"sqlite:///{path}")
+        store.write(WriteBatch())
+        modes = {
+            p.name: stat.S_IMODE(p.stat().st_mode)
+            for p in path.parent.iterdir()
+            if p.name.startswith("kaon.db")
+        }
+        store.close()
+        assert {"kaon.db", "kaon.db-wal", "kaon.db-shm"} <= set(modes), modes
+        assert all(mode == 0o600 for mode in modes.values()), modes
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        shared = tmp_path / "shared.db"
+        shared.touch(mode=0o640)
+        os.chmod(shared, 0o640)
+        open_store(f"sqlite:///{shared}").close()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
