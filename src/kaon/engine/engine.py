@@ -925,8 +925,11 @@ class Engine:
             else:
                 raise InvalidActionError(f"unknown command {kind!r}")
         except KaonError as exc:
+            refusal: dict[str, object] = {"error": str(exc), "command": kind, "by": by}
+            if "path" in payload:
+                refusal["path"] = payload["path"]
             self.ctx.batch.events.append(
-                EventRecord(state.id, "command_rejected", self.ctx.clock(), {"error": str(exc)})
+                EventRecord(state.id, "command_rejected", self.ctx.clock(), refusal)
             )
 
     def _publish_fence(self) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kaon.engine.nodes import USER_SKIP
-from kaon.errors import DefinitionError, InvalidActionError, NotFoundError, Problem
+from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.graph import compile_graph
@@ -161,7 +161,9 @@ def parse_path(path: str) -> list[tuple[str, int | None]]:
     for piece in path.split("."):
         match = _PATH_PART.fullmatch(piece)
         if match is None:
-            raise InvalidActionError(f"malformed step path {path!r} (at {piece!r})")
+            message = f"malformed step path {path!r} (at {piece!r}): expected STEP, "
+            message += "STEP[INDEX] or parts of those joined by dots (each[3].train)"
+            raise DefinitionError([Problem(message, Location(field="path"))])
         parts.append((match.group(1), int(match.group(2)) if match.group(2) else None))
     return parts
 

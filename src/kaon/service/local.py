@@ -19,6 +19,7 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.dsl.loader import load_workflow
 from kaon.engine import operations
 from kaon.engine.engine import Engine, Listener, owner_is_dead
+from kaon.engine.targets import check_step_target
 from kaon.errors import (
     ConfigurationError,
     ForeignDatabaseError,
@@ -227,6 +228,7 @@ class LocalService:
             raise InvalidActionError(f"the output to skip {path} with: {problem}")
         record = self.store.get_run(run_id)
         if not record.status.is_terminal:
+            check_step_target(self.store, record, path)
             driven = self._driven(record)
             payload: dict[str, Any] = {"path": path}
             if has_output:
@@ -257,6 +259,7 @@ class LocalService:
             raise InvalidActionError(f"run {run_id} is {record.status.value}, not paused")
         payload: dict[str, Any] = {}
         if step is not None:
+            check_step_target(self.store, record, step, paused=True)
             payload["path"] = step
         if params:
             spec = operations.run_spec(self.store, record)
@@ -324,6 +327,7 @@ class LocalService:
         if record.status.is_terminal:
             raise InvalidActionError(f"run {run_id} is already {record.status.value}")
         if step is not None:
+            check_step_target(self.store, record, step)
             if not self._driven(record):
                 raise InvalidActionError(
                     f"run {run_id} is not being driven by an engine: resume it (kaon resume "

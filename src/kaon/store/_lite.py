@@ -150,10 +150,10 @@ def check_file(path: Path, *, create: bool) -> None:
         ) from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise ConfigurationError(f"the state folder {path.parent} is not writable")
-    try:  # an empty file is an empty SQLite database, which then keeps this mode
+    # An empty file is an empty SQLite database, which then keeps this mode (another process
+    # may have created it meanwhile).
+    with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-    except FileExistsError:
-        pass  # another process created it meanwhile
 
 
 def _tables(path: Path) -> list[str]:

@@ -146,6 +146,24 @@ def test_skip_command_on_running_step(inline: Harness) -> None:
     assert inline.value(run_id, "after") == 10
 
 
+def test_a_command_the_engine_refuses_is_an_event_naming_it(inline: Harness) -> None:
+    """A step finished between the check and the engine's turn: the refusal names the
+    command, its path and who sent it (the web UI shows it)."""
+    spec = flow(
+        task("quick", "const", inputs={"value": 1}),
+        task("slow", "sleeper", inputs={"seconds": 1}, needs=("quick",)),
+    )
+    run_id = inline.create(spec)
+    payload = {"path": "quick", "output": 9}
+    args = (inline.store, run_id, "skip", payload)
+    skipper = threading.Timer(0.4, operations.send_command, args, {"by": "ana"})
+    skipper.start()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    (refusal,) = [e.data for e in inline.store.events(run_id) if e.kind == "command_rejected"]
+    assert refusal["command"] == "skip" and refusal["path"] == "quick" and refusal["by"] == "ana"
+    assert "not waiting or running" in refusal["error"]
+
+
 def test_cancel_run_without_engine(inline: Harness) -> None:
     run_id = inline.create(flow(task("a", "const")))
     operations.cancel_run(inline.store, run_id, by="tester")

@@ -13,7 +13,13 @@ import pytest
 
 import kaon
 from kaon.dsl.loader import load_workflow
-from kaon.errors import ConfigurationError, InvalidActionError, ParameterError
+from kaon.errors import (
+    ConfigurationError,
+    DefinitionError,
+    InvalidActionError,
+    NotFoundError,
+    ParameterError,
+)
 from kaon.model.status import RunStatus
 from kaon.model.values import decode_outputs, outputs_value
 from kaon.service import LocalService, Settings
@@ -156,3 +162,59 @@ def test_continue_with_a_new_parameter_recomputes_a_computed_default(
         row = steerer.store.get_step_run(run_id, "b")
         value = steerer.artifacts.get(outputs_value(decode_outputs(row.outputs)))
         assert value == expected["width"]
+
+
+_NESTED = """
+name: nested
+steps:
+  - id: first
+    python: steps.py:echo
+    inputs: {value: 1}
+  - id: each
+    needs: [first]
+    foreach: "[1, 2, 3]"
+    concurrency: 1
+    steps:
+      - id: work
+        python: steps.py:echo
+        inputs: {value: "${{ item }}"}
+"""
+
+
+def test_a_step_action_the_engine_would_refuse_is_refused_at_once(tmp_path: Path) -> None:
+    """A skip, cancel or continue of a step of an active run is checked before its command is
+    sent: a path naming no step is not found, a finished step or an item not started yet is
+    refused (an engine could only record the refusal as an event, after an answer of "ok")."""
+    (tmp_path / "steps.py").write_text("def echo(value):\n    return value\n")
+    (tmp_path / "nested.yaml").write_text(_NESTED)
+    spec = load_workflow(str(tmp_path / "nested.yaml"))
+    settings = Settings.from_env(home=str(tmp_path / "home"), executor="inline")
+    with LocalService(settings) as service:
+        run_id = service.create_run(spec, {}, breakpoints=["each[0].work"]).id
+        result: dict[str, RunStatus] = {}
+        driver = threading.Thread(target=lambda: result.update(s=service.execute(run_id)))
+        driver.start()
+        deadline = time.monotonic() + 20
+        while service.store.get_run(run_id).status is not RunStatus.PAUSED:
+            assert time.monotonic() < deadline and driver.is_alive()
+            time.sleep(0.05)
+        with pytest.raises(NotFoundError, match="no 'nope' at the top level"):
+            service.skip(run_id, "nope")
+        with pytest.raises(NotFoundError, match="no 'work' at the top level"):
+            service.kill(run_id, step="work")
+        with pytest.raises(NotFoundError, match=r"name one item or iteration of each"):
+            service.skip(run_id, "each.work")
+        with pytest.raises(DefinitionError, match=r"path: malformed step path 'each\[-1\]"):
+            service.skip(run_id, "each[-1].work")
+        with pytest.raises(InvalidActionError, match=r"step first of run .* already succeeded"):
+            service.skip(run_id, "first", output=5, has_output=True)
+        with pytest.raises(InvalidActionError, match=r"each\[2\] of run .* has not started"):
+            service.skip(run_id, "each[2].work", output=5, has_output=True)
+        with pytest.raises(InvalidActionError, match="is an item or iteration, not a step"):
+            service.kill(run_id, step="each[0]")
+        with pytest.raises(InvalidActionError, match=r"step each of run .* is running, not paused"):
+            service.continue_run(run_id, step="each")
+        assert service.store.pending_commands(run_id) == []  # nothing was sent
+        service.continue_run(run_id, step="each[0].work")
+        driver.join(20)
+        assert result["s"] is RunStatus.SUCCEEDED

@@ -527,6 +527,13 @@
     const live = document.getElementById("live");
     const source = new EventSource(`/events?` + q({ run_id: runId, after }));
     for (const kind of ["run", "step", "progress", "action", "attempt", "output", "log", "metric", "command"]) source.addEventListener(kind, soon);
+    // The engine applies a step command in its own turn; a refusal it finds then (the step
+    // finished meanwhile) is an event: shown, as the answer to the click was already "sent".
+    source.addEventListener("command_rejected", (event) => {
+      const data = JSON.parse(event.data).data || {};
+      banner(`The engine refused ${data.command || "a command"}${data.path ? ` of ${data.path}` : ""}: ${data.error || "no reason given"}`, true);
+      soon();
+    });
     source.onmessage = soon;
     source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
     source.onerror = () => { live.className = "live"; live.textContent = "reconnecting…"; };
