@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import kaon
@@ -32,7 +32,7 @@ from kaon.api import (
 from kaon.api.deps import Services
 from kaon.api.errors import install_error_handlers
 from kaon.api.feed_hub import FeedHub
-from kaon.api.guard import RequestGuard
+from kaon.api.guard import RequestGuard, route_roles
 from kaon.api.metrics import ServerMetrics
 from kaon.api.openapi import install_openapi, operation_id
 from kaon.errors import ConfigurationError
@@ -86,18 +86,28 @@ def create_app(services: Services) -> FastAPI:
     app.state.stopping = threading.Event()
     app.state.feed_hub = FeedHub(services.store, app.state.stopping)
     install_error_handlers(app)
-    app.include_router(routes_admin.router)
-    app.include_router(routes_workflows.router)
-    app.include_router(routes_runs.router)
-    app.include_router(routes_reads.router)
-    app.include_router(routes_details.router)
-    app.include_router(routes_events.router)
-    app.include_router(routes_artifacts.router)
-    app.include_router(routes_pools.router)
-    _include_trigger_routes(app)
-    # The guard authenticates before any body is read; the UI's session cookie (added by
-    # install_ui, so outside the guard) becomes a bearer token before the guard sees it.
-    app.add_middleware(RequestGuard, auth=services.auth, max_body=services.settings.max_body_bytes)
+    routers = [
+        routes_admin.router,
+        routes_workflows.router,
+        routes_runs.router,
+        routes_reads.router,
+        routes_details.router,
+        routes_events.router,
+        routes_artifacts.router,
+        routes_pools.router,
+    ]
+    for router in routers:
+        app.include_router(router)
+    triggers = _include_trigger_routes(app)
+    # The guard authenticates (and checks the route's role) before any body is read; the UI's
+    # session cookie (added by install_ui, so outside the guard) becomes a bearer token
+    # before the guard sees it.
+    app.add_middleware(
+        RequestGuard,
+        auth=services.auth,
+        max_body=services.settings.max_body_bytes,
+        roles=route_roles([*routers, *triggers]),
+    )
     install_ui(app)
     app.add_middleware(_CountRequests, services=services)
     return app
@@ -108,19 +118,20 @@ def stop_streams(app: FastAPI) -> None:
     app.state.stopping.set()
 
 
-def _include_trigger_routes(app: FastAPI) -> None:
+def _include_trigger_routes(app: FastAPI) -> list[APIRouter]:
     try:
         routes_triggers = importlib.import_module("kaon.api.routes_triggers")
     except ModuleNotFoundError as exc:
         if exc.name != "kaon.api.routes_triggers":
             raise
         log.info("kaon.api.routes_triggers not found: serving without trigger routes")
-        return
+        return []
     router = getattr(routes_triggers, "router", None)
     if router is None:
         log.info("kaon.api.routes_triggers has no router yet: serving without trigger routes")
-        return
+        return []
     app.include_router(router)
+    return [router]
 
 
 class _CountRequests:

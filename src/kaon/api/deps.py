@@ -146,6 +146,10 @@ def get_services(request: Request) -> Services:
     return cast("Services", request.app.state.services)
 
 
+REQUIRE_PREFIX = "require_"
+"""The name of a :func:`require` dependency is this and the role (``require_operator``)."""
+
+
 def require(role: str) -> Callable[..., Principal]:
     """A dependency that authenticates the bearer token and demands at least ``role``.
 
@@ -170,5 +174,5 @@ def require(role: str) -> Callable[..., Principal]:
         request.state.principal = principal
         return principal
 
-    dependency.__name__ = f"require_{role}"
+    dependency.__name__ = f"{REQUIRE_PREFIX}{role}"  # how the request guard finds it
     return dependency

@@ -100,6 +100,7 @@ def error_body(error: BaseException) -> ErrorBody:
     problems: list[ProblemView] = []
     message = str(error)
     if isinstance(error, DefinitionError):
+        shown = error.problems[:MAX_PROBLEMS]
         problems = [
             ProblemView(
                 message=p.message,
@@ -107,10 +108,21 @@ def error_body(error: BaseException) -> ErrorBody:
                 line=p.location.line,
                 field=p.location.field,
             )
-            for p in error.problems
+            for p in shown
         ]
-        message = "; ".join(str(p) for p in error.problems) or message
+        message = "; ".join(str(p) for p in shown) or message
+        message += _more(len(error.problems))
     return ErrorBody(error=type(error).__name__, message=message, problems=problems)
+
+
+MAX_PROBLEMS = 50
+"""The problems an error answer lists: the first ones, and how many more there were (a body
+with 400,000 unknown keys gets a short answer, not one of 55 MB)."""
+
+
+def _more(count: int) -> str:
+    hidden = count - MAX_PROBLEMS
+    return f"; and {hidden:,} more problems" if hidden > 0 else ""
 
 
 def _json(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -136,7 +148,8 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
-    for item in exc.errors():
+    errors = exc.errors()
+    for item in errors[:MAX_PROBLEMS]:
         where = [str(part) for part in item.get("loc", ())]
         text = str(item.get("msg", "invalid"))
         detail = (item.get("ctx") or {}).get("error")
@@ -146,6 +159,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             where = where[:1]
         problems.append(ProblemView(message=text, field=".".join(where)))
     message = "; ".join(f"{p.field}: {p.message}" for p in problems) or "invalid request"
+    message += _more(len(errors))
     return _json(422, ErrorBody(error="ValidationError", message=message, problems=problems))
 
 

@@ -19,12 +19,18 @@ The principal it authenticated is left in the request's state, where
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import anyio
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kaon.api.deps import REQUIRE_PREFIX
 from kaon.api.errors import audit_refusal, error_body, status_of
 from kaon.errors import KaonError
 from kaon.service.auth import AuthService
@@ -35,6 +41,7 @@ BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_MAX_BODY = 5_000_000
 PUSH_MAX_BODY = 12_000_000  # a workflow file (5 MB) and its bundle (5 MB), with JSON overhead
 LOGIN_MAX_BODY = 16_384
+INLINE_CHECK_BYTES = 32_768  # a body checked on the event loop (larger ones in a thread)
 OPEN_ROUTES = frozenset({("POST", "/ui/login"), ("POST", "/ui/logout")})
 """Routes whose body is how one authenticates (the UI's login form): bounded, not guarded."""
 
@@ -53,9 +60,11 @@ class RequestGuard:
         *,
         max_body: int = DEFAULT_MAX_BODY,
         route_limits: Mapping[tuple[str, str], int] | None = None,
+        roles: Sequence[RouteRole] = (),
     ) -> None:
         self.app = app
         self.auth = auth
+        self.roles = tuple(roles)
         self.max_body = max_body
         push = max(max_body, PUSH_MAX_BODY)
         self.route_limits = dict(route_limits or {("POST", "/workflows"): push})
@@ -73,6 +82,8 @@ class RequestGuard:
             return
         route = (scope["method"], scope["path"])
         refusal = None if route in OPEN_ROUTES else await self._authenticate(scope)
+        if refusal is None and route not in OPEN_ROUTES:
+            refusal = await self._authorize(scope)
         if refusal is None:
             limit = LOGIN_MAX_BODY if route in OPEN_ROUTES else self.limit_for(*route)
             body, refusal = await self._read(scope, receive, limit)
@@ -105,6 +116,33 @@ class RequestGuard:
         scope.setdefault("state", {})["principal"] = principal
         return None
 
+    async def _authorize(self, scope: Scope) -> JSONResponse | None:
+        """Refuse, before its body is read, a request whose route needs a role the principal
+        lacks (a viewer's ``POST /runs``): the route's own check would refuse it too, after
+        the server had parsed megabytes for nothing. Whose group owns what is still the
+        route's to decide."""
+        principal = scope.get("state", {}).get("principal")
+        method, path = scope["method"], scope["path"]
+        needed = next(
+            (
+                (r.role, match)
+                for r in self.roles
+                if method in r.methods and (match := r.pattern.match(path)) is not None
+            ),
+            None,
+        )
+        if needed is None or principal is None:
+            return None
+        role, match = needed
+        try:
+            self.auth.check(principal, role, run_id=match.groupdict().get("run_id"))
+        except KaonError as exc:
+            app = scope.get("app")
+            if app is not None:
+                await audit_refusal(app, principal.name, status_of(exc), method, path, exc)
+            return _answer(status_of(exc), error_body(exc))
+        return None
+
     async def _read(
         self, scope: Scope, receive: Receive, limit: int
     ) -> tuple[bytes, JSONResponse | None]:
@@ -116,7 +154,13 @@ class RequestGuard:
         except _TooLarge:
             return b"", _too_large(limit)
         if body and _is_json(scope):
-            problem = _json_problem(body)
+            # Parsing and walking megabytes of JSON takes the CPU for a while: off the event
+            # loop, so that no request body (even one refused later) stalls every other
+            # request, ``/healthz`` included.
+            if len(body) > INLINE_CHECK_BYTES:
+                problem = await anyio.to_thread.run_sync(_json_problem, body)
+            else:
+                problem = _json_problem(body)
             if problem is not None:
                 return body, _answer(422, problem)
         return body, None
@@ -137,6 +181,33 @@ async def _bounded(receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRole:
+    """A route's methods and path pattern, and the role its ``require(role)`` demands."""
+
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    role: str
+
+
+def route_roles(routers: Iterable[APIRouter]) -> list[RouteRole]:
+    """The roles the routes of ``routers`` require (read from their ``require`` dependency),
+    for the guard to check before reading a body."""
+    found: list[RouteRole] = []
+    for router in routers:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            for dependency in route.dependant.dependencies:
+                name = getattr(dependency.call, "__name__", "")
+                if name.startswith(REQUIRE_PREFIX):
+                    pattern, _, _ = compile_path(route.path)
+                    role = name[len(REQUIRE_PREFIX) :]
+                    found.append(RouteRole(frozenset(route.methods or ()), pattern, role))
+                    break
+    return found
 
 
 def _json_problem(body: bytes) -> ErrorBody | None:

@@ -4,9 +4,13 @@ reads, exact error statuses, no reflected Host."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
+import pytest
+
+from kaon.api import guard
 from kaon.api.deps import Services
 from kaon.store import schema
 from kaon.store.base import SignalRecord
@@ -182,3 +186,51 @@ def test_a_briefly_unreachable_database_is_a_503_to_retry(
     answer = client.get("/runs", headers=h(tokens["viewer"]))
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
     assert answer.json()["error"] == "StoreUnavailableError"
+
+
+def test_a_big_body_is_checked_off_the_event_loop(
+    client: Any, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Walking megabytes of JSON happens in a worker thread, not on the event loop that
+    answers every other request (``/healthz`` included); a small body is checked inline."""
+    checked_on: list[str] = []
+    real = guard._json_problem
+
+    def spy(body: bytes) -> Any:
+        checked_on.append(threading.current_thread().name)
+        return real(body)
+
+    monkeypatch.setattr(guard, "_json_problem", spy)
+    loop = client.portal.call(lambda: threading.current_thread().name)
+    big = {"name": "go", "params": {"n": [[0, 1]] * 20_000}}
+    client.post("/signals", json=big, headers=h(tokens["operator"]))
+    client.post("/signals", json={"name": "go"}, headers=h(tokens["operator"]))
+    assert checked_on[0] != loop and checked_on[1] == loop, (checked_on, loop)
+
+
+def test_a_viewer_write_is_refused_before_its_body_is_read(
+    client: Any, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route's role is checked first: a viewer's 5 MB ``POST /runs`` costs no parsing."""
+    parsed: list[int] = []
+    real = guard._json_problem
+    monkeypatch.setattr(guard, "_json_problem", lambda body: parsed.append(1) or real(body))
+    body = {"workflow": "nope", "params": {"n": [[0, 1]] * 200_000}}
+    answer = client.post("/runs", json=body, headers=h(tokens["viewer"]))
+    assert answer.status_code == 403 and "this needs operator" in answer.json()["message"]
+    assert parsed == []
+    admin_only = client.post("/tokens", json={"name": "x"}, headers=h(tokens["operator"]))
+    assert admin_only.status_code == 403 and parsed == []
+    allowed = client.post("/signals", json={"name": "go"}, headers=h(tokens["operator"]))
+    assert allowed.status_code in (200, 201) and parsed == [1]
+
+
+def test_an_answer_lists_the_first_50_problems_and_counts_the_rest(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    extra = {f"k{i}": 1 for i in range(20_000)}
+    answer = client.post("/signals", json={"name": "go", **extra}, headers=h(tokens["operator"]))
+    assert answer.status_code == 422
+    problems = answer.json()["problems"]
+    assert len(problems) == 50 and len(answer.content) < 20_000
+    assert answer.json()["message"].endswith("and 19,950 more problems")
