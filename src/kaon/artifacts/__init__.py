@@ -37,6 +37,19 @@ def _normalize_url(url: str) -> str:
     return os.path.abspath(os.path.expanduser(url))
 
 
+def fsspec_options(url: str) -> dict[str, Any]:
+    """The fsspec storage options Kaon gives every ``url`` it opens (artifact stores, data
+    triggers' paths): for ``s3://`` the endpoint ``$KAON_S3_ENDPOINT_URL`` (MinIO, a local
+    S3) when set, and no listings cache (a new object must be seen at once)."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    options: dict[str, Any] = {"use_listings_cache": False}
+    endpoint = os.environ.get(S3_ENDPOINT_ENV)
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    return options
+
+
 def open_artifact_store(url: str, **storage_options: Any) -> ArtifactStore:
     """The artifact store at ``url``, one cached instance per URL and options per process.
 
@@ -49,11 +62,7 @@ def open_artifact_store(url: str, **storage_options: Any) -> ArtifactStore:
     protocol, missing fsspec backend such as s3fs).
     """
     url = _normalize_url(url)
-    if url.startswith(("s3://", "s3a://")):
-        endpoint = os.environ.get(S3_ENDPOINT_ENV)
-        if endpoint and "endpoint_url" not in storage_options:
-            storage_options["endpoint_url"] = endpoint
-        storage_options.setdefault("use_listings_cache", False)
+    storage_options = {**fsspec_options(url), **storage_options}
     key = (url, repr(sorted(storage_options.items())))
     with _cache_lock:
         store = _cache.get(key)

@@ -37,6 +37,7 @@ from kaon.model.breakpoints import check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.codec import spec_hash, workflow_to_dict
 from kaon.model.params import bind_params, json_problem
+from kaon.model.properties import check_properties
 from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec
 from kaon.service.auth import ANY_GROUP, AuthService, Principal
@@ -292,6 +293,7 @@ class RegistryService:
         workflow to another owner group; no new version. Raises NotFoundError, ..."""
         self.authorize(principal, "owner", name)
         check_value(dict(properties or {}), "properties")
+        check_properties(properties or {})
         current = self.registry.get_workflow(name)
         merged = dict(current.properties)
         for key, value in (properties or {}).items():

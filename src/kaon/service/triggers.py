@@ -132,8 +132,10 @@ def parse_time(text: str, timezone: str, *, end: bool = False) -> float:
     try:
         if len(value) == 10:
             day = dt.date.fromisoformat(value)
-            moment = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
-            return moment.timestamp() + (86400.0 - 1.0 if end else 0.0)
+            if end:  # the second before the next local midnight: a DST day is 23 or 25 hours
+                after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
+                return after.timestamp() - 1.0
+            return dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp()
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as error:
         raise ConfigurationError(

@@ -22,11 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import sqlalchemy as sa
 
+from kaon.model.properties import parse_deadline
 from kaon.model.status import RunStatus
 from kaon.store import schema
 from kaon.store.base import EventRecord, RunRecord, StateStore, WriteBatch
@@ -46,19 +46,6 @@ def _urls(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [v for v in value if isinstance(v, str)]
     return []
-
-
-def parse_deadline(text: str) -> tuple[dt.time, ZoneInfo]:
-    """``"HH:MM"`` or ``"HH:MM Area/City"`` as a time and a zone (UTC by default).
-
-    Raises ValueError for anything else.
-    """
-    parts = text.split()
-    if len(parts) not in (1, 2):
-        raise ValueError(f"deadline {text!r}: expected 'HH:MM' or 'HH:MM Area/City'")
-    hour, _, minute = parts[0].partition(":")
-    at = dt.time(int(hour), int(minute))
-    return at, ZoneInfo(parts[1] if len(parts) == 2 else "UTC")
 
 
 class AlertService:
@@ -172,6 +159,8 @@ class AlertService:
 
         added = 0
         for workflow in SQLRegistryStore(self.store).list_workflows(limit=10_000):
+            if workflow.active_version is None:
+                continue  # deactivated: no run is expected of it, none is late
             alerts = (workflow.properties or {}).get("alerts")
             if not isinstance(alerts, Mapping) or not isinstance(alerts.get("deadline"), str):
                 continue

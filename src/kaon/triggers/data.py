@@ -15,10 +15,15 @@ from zoneinfo import ZoneInfo
 
 import fsspec
 
-from kaon.errors import ConfigurationError
+from kaon.artifacts import fsspec_options
+from kaon.errors import ConfigurationError, KaonError
 from kaon.model.triggers import DataTriggerSpec, render_path
 
 _GLOB = frozenset("*?[")
+
+
+class TriggerPollError(KaonError):
+    """A data trigger's storage could not be polled (this trigger only: the others go on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +44,9 @@ def find_arrivals(trigger: DataTriggerSpec, now: float) -> list[DataArrival]:
     """Every path of the template that exists now, for each candidate date, oldest first.
 
     Raises :class:`ConfigurationError` when the URL's protocol is not available (an fsspec
-    backend that is not installed); other I/O failures count as "not there yet".
+    backend that is not installed) and :class:`TriggerPollError` when the storage cannot be
+    asked (an unreachable endpoint, refused credentials); a missing folder is "not there
+    yet". S3 URLs get the artifact store's endpoint (``$KAON_S3_ENDPOINT_URL``).
     """
     found: list[DataArrival] = []
     seen: set[str] = set()
@@ -54,7 +61,7 @@ def find_arrivals(trigger: DataTriggerSpec, now: float) -> list[DataArrival]:
 
 def _existing(url: str) -> list[str]:
     try:
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url, **_poll_options(url))
     except (ImportError, ValueError) as error:
         raise ConfigurationError(f"cannot poll {url!r}: {error}") from error
     protocol = _protocol(fs)
@@ -62,8 +69,24 @@ def _existing(url: str) -> list[str]:
         if any(ch in path for ch in _GLOB):
             return sorted(_unstrip(protocol, p) for p in fs.glob(path))
         return [url] if fs.exists(path) else []
-    except (OSError, ValueError):
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except Exception as error:  # a backend's own errors: unreachable endpoint, credentials
+        raise TriggerPollError(f"cannot poll {url!r}: {type(error).__name__}: {error}") from None
+
+
+def _poll_options(url: str) -> dict[str, Any]:
+    """The artifact store's options, and for S3 short time limits and a single retry: a poll
+    that cannot reach its storage gives up within seconds and tries again at the next poll,
+    instead of holding up the other triggers' pass."""
+    options = fsspec_options(url)
+    if options:
+        options["config_kwargs"] = {
+            "connect_timeout": 3,
+            "read_timeout": 10,
+            "retries": {"max_attempts": 1},
+        }
+    return options
 
 
 def _protocol(fs: Any) -> str:

@@ -237,6 +237,8 @@ class TriggerService:
                 self._data(workflow, trigger, work)
         except KaonError as error:
             log.warning("trigger %s of %s failed: %s", trigger.kind, workflow.name, error)
+        except Exception:  # a defect in one trigger must not stop the others' firings
+            log.exception("trigger %s of %s failed", trigger.kind, workflow.name)
 
     def _launch(self, work: _Pass) -> list[Fired]:
         """Launch the pass's firings, then save the triggers' states (see :meth:`tick`).

@@ -23,27 +23,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from kaon.engine import operations
 from kaon.errors import InvalidActionError, KaonError, NotFoundError
+from kaon.model.properties import RunStrategy
 from kaon.model.status import RunStatus
 from kaon.store.base import RunRecord, StateStore
 
 DROPPED_REASON = "dropped by first-only strategy"
 _BLOCK_KEY = "strategy:unblocked:{workflow}"
 _QUEUE_LIMIT = 10_000
-
-
-class RunStrategy(StrEnum):
-    """How overlapping runs of one workflow are handled (see the module docs)."""
-
-    PARALLEL = "parallel"
-    SEQUENTIAL = "sequential"
-    STRICT_SEQUENTIAL = "strict_sequential"
-    FIRST_ONLY = "first_only"
-    LAST_ONLY = "last_only"
 
 
 DEFAULT_PROPERTIES: dict[str, Any] = {"run_strategy": "parallel", "concurrency": None}
@@ -98,13 +88,14 @@ def _open_runs(store: StateStore, workflow: str) -> list[RunRecord]:
 
 
 def is_blocked(store: StateStore, workflow: str) -> bool:
-    """True when a strict-sequential workflow's latest failed run came after its last
-    unblock."""
-    failed = store.list_runs(workflow=workflow, statuses=[RunStatus.FAILED], limit=1)
+    """True when a strict-sequential workflow's latest failure came after its last unblock:
+    when the run failed counts, not when it was created (a run queued before the unblock
+    that fails after it blocks again)."""
+    failed = store.list_runs(workflow=workflow, statuses=[RunStatus.FAILED], limit=5)
     if not failed:
         return False
     since = _unblocked_at(store, workflow)
-    return failed[0].created_at > since
+    return max(r.ended_at or r.created_at for r in failed) > since
 
 
 def _unblocked_at(store: StateStore, workflow: str) -> float:

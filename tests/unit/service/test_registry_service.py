@@ -104,6 +104,9 @@ def test_properties_merge_without_a_new_version(services: Services) -> None:
     assert [v.version for v in registry.versions("doubler")] == [1]
     actions = [a.action for a in services.auth.registry.audit(target="workflow:doubler")]
     assert actions == ["workflow.push", "workflow.update", "workflow.update"]
+    with pytest.raises(ParameterError, match=r"properties\.run_strategy: unknown run strategy"):
+        registry.update("doubler", LOCAL_PRINCIPAL, properties={"run_strategy": "sequentail"})
+    assert registry.workflow("doubler").properties == {"concurrency": 2}  # nothing changed
 
 
 def test_signals_get_ids(services: Services) -> None:

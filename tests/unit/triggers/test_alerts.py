@@ -14,6 +14,7 @@ from triggers_support import register, workflow
 
 from kaon.model.status import RunStatus
 from kaon.store.base import EventRecord, RunRecord, WriteBatch
+from kaon.store.registry import SQLRegistryStore
 from kaon.store.sql import SQLStore
 from kaon.store.triggers import SQLTriggerStore
 from kaon.triggers.alerts import AlertService, parse_deadline
@@ -155,6 +156,18 @@ def test_long_runs_and_missed_deadlines(store: SQLStore, receiver: Receiver) -> 
     assert service.deliver_due() == 2
     kinds = sorted(body["alert"] for _, body in receiver.received)
     assert kinds == ["deadline", "duration"]
+    service.close()
+
+
+def test_a_deactivated_workflow_misses_no_deadline(store: SQLStore, receiver: Receiver) -> None:
+    register(
+        store,
+        workflow("paused"),
+        alerts={"on_late": [receiver.url("/late")], "deadline": "00:00 UTC"},
+    )
+    SQLRegistryStore(store).set_active("paused", None, time.time())
+    service = _alerts(store)
+    assert service.scan(time.time()) == 0
     service.close()
 
 

@@ -412,3 +412,26 @@ def test_the_loop_wakes_when_a_slot_falls_due(store: SQLStore) -> None:
     assert service._until_due(0.25) == pytest.approx(0.1)
     now[0] = SLOT + 5  # overdue and not fired yet
     assert service._until_due(0.25) == 0.25
+
+
+def test_a_data_trigger_that_cannot_poll_fails_alone(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An S3 endpoint that refuses connections (``$KAON_S3_ENDPOINT_URL``, as the artifact
+    store uses) is a warning for that trigger; the cron trigger of the same pass fires."""
+    pytest.importorskip("s3fs")
+    monkeypatch.setenv("KAON_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    data = workflow("landing", DataTriggerSpec(path="s3://landing/{date}/_SUCCESS", poll_s=1))
+    cron = workflow("daily", CronTriggerSpec(cron="0 6 * * *"))
+    service = _service(store, data, cron)
+    service.tick(T0)
+    caplog.clear()
+    started = time.monotonic()
+    with caplog.at_level("WARNING"):
+        fired = service.tick(SLOT + 1)
+    assert [f.workflow for f in fired] == ["daily"]
+    assert time.monotonic() - started < 20
+    (warning,) = [r.getMessage() for r in caplog.records if "landing" in r.getMessage()]
+    assert "cannot poll 's3://landing/" in warning and "127.0.0.1:9" in warning

@@ -110,6 +110,24 @@ def test_strict_sequential_blocks_after_a_failure_until_unblocked(
         engine.stop()
 
 
+def test_a_run_queued_before_an_unblock_that_fails_after_it_blocks_again(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    register(store, SPEC, run_strategy="strict_sequential")
+    first, second = _create(store, fail=True), _create(store, fail=True)
+    third = _create(store)
+    engine = EngineThread(store, tmp_path)
+    try:
+        wait_for(lambda: store.get_run(first).status is RunStatus.FAILED, what="first failure")
+        assert strategies.unblock(store, "job") is True
+        wait_for(lambda: store.get_run(second).status is RunStatus.FAILED, what="second failure")
+        assert strategies.is_blocked(store, "job")
+        time.sleep(0.4)  # several claim rounds
+        assert store.get_run(third).status is RunStatus.PENDING
+    finally:
+        engine.stop()
+
+
 def test_first_only_drops_a_run_created_while_one_runs(store: SQLStore, tmp_path: Path) -> None:
     register(store, SPEC, run_strategy="first_only")
     gate = tmp_path / "gate"
