@@ -313,7 +313,8 @@ class NotebookStepType(StepType):
                 kernel_manager_class=_kernel_manager_class(env, ipc),
             )
         except PapermillExecutionError as exc:
-            message = f"cell {exc.cell_index + 1} failed: {exc.ename}: {exc.evalue}"
+            cell = _source_cell(executed, exc.cell_index) + 1
+            message = f"cell {cell} failed: {exc.ename}: {exc.evalue}"
             kept: dict[str, object] = {}
             if os.path.isfile(executed):
                 kept["notebook"] = pathlib.Path(executed)
@@ -331,6 +332,21 @@ class NotebookStepType(StepType):
             stderr.close()
             if os.path.dirname(ipc) != os.path.dirname(executed):  # the short one in /tmp
                 shutil.rmtree(ipc, ignore_errors=True)
+
+
+def _source_cell(executed: str, index: int) -> int:
+    """The 0-based index in the source notebook of cell ``index`` of the executed one:
+    papermill inserts a cell of injected parameters, which the author never saw."""
+    try:
+        cells = json.loads(pathlib.Path(executed).read_text(encoding="utf-8"))["cells"]
+        injected = sum(
+            1
+            for cell in cells[:index]
+            if "injected-parameters" in (cell.get("metadata", {}).get("tags") or ())
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return index
+    return index - injected
 
 
 def _strip_ansi(text: str) -> str:

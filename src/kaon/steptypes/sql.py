@@ -224,6 +224,8 @@ class SqlStepType(StepType):
         bound = {name: values[name] for name in duckdb_parameter_names(query) if name in values}
         try:
             connection = duckdb.connect(path)
+            # No progress bar: DuckDB writes it straight to the terminal, past the step's log.
+            connection.execute("SET enable_progress_bar = false")
         except duckdb.Error as exc:
             raise StepError("SQLError", secrets.redact(str(exc))) from None
         interrupter = AttemptWatch(ctx, connection.interrupt, name="kaon-sql-watch")

@@ -92,7 +92,8 @@ def test_failing_cell_fails_the_step_and_keeps_the_partial_notebook(tmp_path: Pa
     assert isinstance(failed, StepFailed)
     assert failed.error.error_type == "NotebookError"
     first_line = failed.error.message.split(" (")[0]
-    assert first_line == "cell 4 failed: ValueError: bad cohort: threshold 7 is too high"
+    # The third cell of the file (papermill's injected parameters cell is not counted).
+    assert first_line == "cell 3 failed: ValueError: bad cohort: threshold 7 is too high"
     assert "ValueError" in failed.error.traceback
     assert "kept as output 'notebook'" in failed.error.message
     ref = failed.outputs["notebook"]
