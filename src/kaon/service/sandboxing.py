@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,20 @@ def create_step_executor(
 
 
 def _podman_only(request: TaskRequest) -> str | None:
-    program = str(request.config.get("podman") or "podman")
-    if os.path.basename(program) != "podman":
-        return f"a sandboxed server runs container steps with podman only, not {program!r}"
-    return None
+    """Refuse a container step naming another program than the machine's Podman: it runs
+    outside the sandbox, so a file a step wrote (``<artifacts>/x/podman``) must never be it.
+    Only ``podman`` itself, found on the server's ``PATH``, or that same path is allowed."""
+    program = request.config.get("podman")
+    if program is None or program == "podman":
+        return None
+    trusted = shutil.which("podman")
+    named = os.path.realpath(str(program)) if isinstance(program, str) else None
+    if trusted is not None and named == os.path.realpath(trusted):
+        return None
+    return (
+        "a sandboxed server runs container steps with the machine's podman only "
+        f"({trusted or 'not installed'}), not {program!r}"
+    )
 
 
 def _sqlite_file(url: str) -> str | None:

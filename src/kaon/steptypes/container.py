@@ -74,23 +74,39 @@ def podman_argv(config: Mapping[str, Any], inputs: Mapping[str, Any], name: str)
     """The ``podman run`` command line of a step (the output mount is added by the caller)."""
     podman = str(config.get("podman") or "podman")
     argv = [podman, *shlex.split(os.environ.get(GLOBAL_ARGS_ENV, "")), "run", "--rm"]
-    argv += ["--name", name, "--network", str(config.get("network") or "none")]
-    argv += ["--pull", str(config.get("pull") or "missing")]
+    # Every value is joined to its flag (``--network=...``): a value can never become a flag.
+    argv += [f"--name={name}", f"--network={config.get('network') or 'none'}"]
+    argv += [f"--pull={config.get('pull') or 'missing'}"]
     argv += shlex.split(os.environ.get(RUN_ARGS_ENV, ""))
     resources = config.get("resources") or {}
     if resources.get("cores"):
-        argv += ["--cpus", str(resources["cores"])]
+        argv += [f"--cpus={resources['cores']}"]
     memory = parse_memory(resources.get("memory")) if "memory" in resources else None
     if memory is not None:
-        argv += ["--memory", f"{memory}m"]
+        argv += [f"--memory={memory}m"]
     if config.get("workdir"):
-        argv += ["--workdir", str(config["workdir"])]
+        argv += [f"--workdir={config['workdir']}"]
     for variable in (*_PASSED_VARS, *(input_variable(n) for n in inputs)):
-        argv += ["--env", variable]  # no value: podman copies it from its own environment
+        argv += [f"--env={variable}"]  # no value: podman copies it from its own environment
     for key, value in (config.get("env") or {}).items():
-        argv += ["--env", f"{key}={value}"]
-    argv += ["--env", f"KAON_OUTPUT={OUTPUT_IN_CONTAINER}"]
+        argv += [f"--env={key}={value}"]
+    argv += [f"--env=KAON_OUTPUT={OUTPUT_IN_CONTAINER}"]
     return argv
+
+
+IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+"""An image reference (``localhost/trainer:1.4``, ``repo@sha256:...``): never a flag."""
+
+
+def image_problem(image: object) -> str | None:
+    """Why ``image`` cannot be an image reference (a string starting with ``-`` would be read
+    by Podman as a flag: ``--volume=/:/host``), or None."""
+    if not isinstance(image, str) or IMAGE_REFERENCE.fullmatch(image) is None:
+        return (
+            f"'image' must be an image reference (letters, digits and ._/:@+-, not starting "
+            f"with '-'), got {image!r:.80}"
+        )
+    return None
 
 
 def _command(config: Mapping[str, Any]) -> list[str]:
@@ -120,6 +136,13 @@ class ContainerStepType(StepType):
         )
         if "image" not in config:
             problems.append(Problem("'image' is required", location.with_field("image")))
+        elif isinstance(config["image"], str) and (why := image_problem(config["image"])):
+            problems.append(Problem(why, location.with_field("image")))
+        if isinstance(config.get("env"), Mapping):
+            for key in config["env"]:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)):
+                    where = location.with_field(f"env.{key}")
+                    problems.append(Problem(f"env name {key!r:.60} is not a variable name", where))
         command = config.get("command")
         if command is not None and not (
             (isinstance(command, str) and command.strip())
@@ -148,6 +171,9 @@ class ContainerStepType(StepType):
         Raises :class:`~kaon.errors.StepError`: ``ContainerError`` on a non-zero exit,
         ``Timeout`` or ``Cancelled``.
         """
+        why = image_problem(config.get("image"))
+        if why is not None:  # validated at load; checked again where it matters
+            raise StepError("ContainerError", why)
         name = f"kaon-{uuid.uuid4().hex[:16]}"
         argv = podman_argv(config, inputs, name)
         mount = f'--volume "$KAON_OUTPUT":{OUTPUT_IN_CONTAINER}'

@@ -167,9 +167,31 @@ def test_argv_passes_only_kaon_variables_and_limits() -> None:
     )
     assert argv[:2] == ["podman", "--runtime"]
     joined = " ".join(argv)
-    assert "--cpus 2 --memory 1024m" in joined
-    assert "--env KAON_INPUT_TRAIN_SET" in joined and "--env A=b" in joined
-    assert "--network none" in joined and "--name kaon-abc" in joined
+    assert "--cpus=2 --memory=1024m" in joined
+    assert "--env=KAON_INPUT_TRAIN_SET" in joined and "--env=A=b" in joined
+    assert "--network=none" in joined and "--name=kaon-abc" in joined
+
+
+def test_no_config_value_becomes_a_podman_flag() -> None:
+    """Each value is joined to its flag, and an image may not start with ``-``: a workflow
+    cannot add ``--volume=/:/host`` or ``--privileged`` to the container it runs (which
+    runs outside the step sandbox)."""
+    hostile = {
+        "image": "x",
+        "network": "--privileged",
+        "workdir": "--volume=/:/host",
+        "env": {"A": "b --privileged"},
+    }
+    argv = podman_argv(hostile, {}, "kaon-abc")
+    assert "--privileged" not in argv and "--volume=/:/host" not in argv
+    assert "--network=--privileged" in argv and "--workdir=--volume=/:/host" in argv
+    for image in ("--volume=/home:/host:ro", "-v", "a b", "x;rm"):
+        problems = ContainerStepType().validate({"image": image}, HERE)
+        assert [p.location.field for p in problems] == ["steps.box.config.image"], image
+        assert "image reference" in problems[0].message
+    with pytest.raises(StepError, match="image reference"):
+        ContainerStepType().run(None, {"image": "--privileged"}, {})  # type: ignore[arg-type]
+    assert ContainerStepType().validate({"image": "ghcr.io/org/img@sha256:ab12"}, HERE) == []
 
 
 @pytest.mark.parametrize(
@@ -181,6 +203,7 @@ def test_argv_passes_only_kaon_variables_and_limits() -> None:
         ({"image": "x", "pull": "sometimes"}, "config.pull"),
         ({"image": "x", "resources": {"memory": "much"}}, "config.resources.memory"),
         ({"image": "x", "volumes": ["/a:/b"]}, "config.volumes"),
+        ({"image": "x", "env": {"A B": "c"}}, "config.env.A B"),
     ],
 )
 def test_config_problems_name_the_field(config: dict[str, Any], field: str) -> None:
@@ -231,3 +254,27 @@ def test_a_sandboxed_executor_runs_container_steps_outside_the_sandbox(
     assert isinstance(finals["ok"], StepSucceeded)
     assert finals["ok"].outputs["answer"].value == 42
     assert isinstance(finals["sh"], StepFailed) and finals["sh"].error.error_type == "Refused"
+
+
+def test_a_sandboxed_server_runs_only_the_machines_podman(tmp_path: Path) -> None:
+    """A container step runs outside the step sandbox: a program a step wrote and named
+    ``podman`` (in the writable artifact store) must not be it."""
+    from kaon.executors.base import TaskRequest
+    from kaon.service.sandboxing import _podman_only
+
+    planted = tmp_path / "artifacts" / "x" / "podman"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("#!/bin/sh\nhead -c 15 /home/kaon.db\n")
+    planted.chmod(0o755)
+
+    def refusal(program: str | None) -> str | None:
+        config: dict[str, Any] = (
+            {"image": "x"} if program is None else {"image": "x", "podman": program}
+        )
+        return _podman_only(TaskRequest(("r", 1, 1), "box", "container", config, {}, {}, "a"))
+
+    assert refusal(None) is None and refusal("podman") is None
+    assert "not " in (refusal(str(planted)) or "") and "podman only" in (refusal("/bin/sh") or "")
+    real = shutil.which("podman")
+    if real is not None:
+        assert refusal(real) is None
