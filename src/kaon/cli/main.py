@@ -462,9 +462,14 @@ def resume(
     from kaon.cli.follow import Output
 
     output = Output(quiet=quiet, logs=logs, events=events)
+    with _errors(as_json or events, compact=events):
+        chosen: str | None = executor
+        if chosen is None:  # the executor the run was started on: its attempts may live on
+            with _client(url, db, home, workers=workers, artifacts=artifacts) as probe:
+                chosen = probe.get_run(probe.resolve_run_id(run_id)).executor or None
     with (
         _errors(as_json or events, compact=events),
-        _client(url, db, home, executor, workers, artifacts, ray_address=ray_address) as service,
+        _client(url, db, home, chosen, workers, artifacts, ray_address=ray_address) as service,
     ):
         full = service.resolve_run_id(run_id)
         view = service.get_run(full)

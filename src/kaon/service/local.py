@@ -180,6 +180,7 @@ class LocalService:
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed.
         """
+        self._check_executor(self.store.get_run(run_id))
         executor, self._executor = self._executor or self._step_executor(), None
         engine = Engine(self.store, executor, self.artifacts)
         if listener is not None:
@@ -192,6 +193,19 @@ class LocalService:
             return engine.run_until_done(run_id)
         finally:
             engine.close()
+
+    def _check_executor(self, record: RunRecord) -> None:
+        """Refuse to resume on another executor a run whose attempts may still be running on
+        the one it was started on: a Ray cluster outlives the runner that was killed, and its
+        tasks would run again beside their copies (local workers die with their runner)."""
+        current = self.settings.executor
+        started = record.status in (RunStatus.RUNNING, RunStatus.PAUSED)
+        if started and record.executor == "ray" and current != "ray":
+            raise InvalidActionError(
+                f"run {record.id} was started on the ray executor and its attempts may still "
+                f"run on the cluster: resume it there (kaon resume {record.id} --executor ray "
+                "--ray-address ADDRESS), not on the " + (current or "process") + " executor"
+            )
 
     def prepare_execution(self) -> None:
         """Create the step executor :meth:`execute` will use and start booting its first

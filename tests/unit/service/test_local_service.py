@@ -218,3 +218,20 @@ def test_a_step_action_the_engine_would_refuse_is_refused_at_once(tmp_path: Path
         service.continue_run(run_id, step="each[0].work")
         driver.join(20)
         assert result["s"] is RunStatus.SUCCEEDED
+
+
+def test_a_run_started_on_ray_is_not_resumed_on_another_executor(tmp_path: Path) -> None:
+    """Its attempts may still run on the cluster after its runner was killed: resuming it on
+    local workers would run them a second time, beside their copies."""
+    from kaon.engine import operations
+    from kaon.store.base import WriteBatch
+
+    settings = Settings.from_env(home=str(tmp_path), executor="inline")
+    with LocalService(settings) as service:
+        record = operations.create_run(service.store, cli_flows.squares.spec, {}, executor="ray")
+        batch = WriteBatch()
+        batch.update_run(record.id, status=RunStatus.RUNNING, started_at=time.time())
+        service.store.write(batch)
+        with pytest.raises(InvalidActionError, match="started on the ray executor"):
+            service.execute(record.id)
+        assert service.store.get_run(record.id).status is RunStatus.RUNNING
