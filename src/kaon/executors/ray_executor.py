@@ -54,6 +54,7 @@ from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, 
 from kaon.steptypes.registry import get_step_type
 
 DRAIN_WAIT_S = 0.5
+CANCEL_WAIT_S = 1.5  # at shutdown, for the last cancels to reach the supervisor
 MIN_IN_FLIGHT = 64  # default capacity floor: tiny attempts need many in flight to keep up
 NODES_FRESH_S = 10.0  # how long the engine trusts its view of the cluster's nodes
 _RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
@@ -151,6 +152,7 @@ class RayExecutor(Executor):
         self._wake = threading.Condition(self._lock)
         self._outgoing: list[Item] = []
         self._waiting: collections.OrderedDict[AttemptKey, TaskRequest] = collections.OrderedDict()
+        self._cancel_sent: Any = None  # the last cancel sent: awaited at shutdown
         self._inflight: set[AttemptKey] = set()
         self._cancelled: set[AttemptKey] = set()
         self._cancels: list[AttemptKey] = []
@@ -401,8 +403,16 @@ class RayExecutor(Executor):
             with self._lock:
                 while not self._outgoing and not self._cancels and not self._closed:
                     self._wake.wait()
-                if self._closed:
-                    return
+                closed = self._closed
+                if closed:
+                    # New attempts are dropped (the run is resumed later), cancels are not:
+                    # an engine that kills a run and then shuts down (``kaon kill``, fail_fast,
+                    # a run timeout) must stop its tasks on the cluster, which outlives it.
+                    last, self._cancels = self._cancels, []
+            if closed:
+                self._send_last_cancels(last)
+                return
+            with self._lock:
                 items, self._outgoing = self._outgoing, []
                 cancels, self._cancels = self._cancels, []
                 bundles, self._new_bundles = self._new_bundles, {}
@@ -410,9 +420,22 @@ class RayExecutor(Executor):
                 if items:
                     self._supervisor.submit.remote(self.owner, items, bundles)
                 if cancels:
-                    self._supervisor.cancel.remote(cancels)
+                    self._cancel_sent = self._supervisor.cancel.remote(cancels)
             except Exception as exc:  # the cluster is gone: fail what was sent
                 self._emit([lost(item[0], exc) for item in items])
+
+    def _send_last_cancels(self, cancels: list[AttemptKey]) -> None:
+        """Deliver the cancels still queued at shutdown, and wait (briefly) until the
+        supervisor has them: the process may exit right after."""
+        pending = [self._cancel_sent] if self._cancel_sent is not None else []
+        if cancels:
+            pending.append(self._supervisor.cancel.remote(cancels))
+        if not pending:
+            return
+        try:
+            ray.get(pending, timeout=CANCEL_WAIT_S)
+        except Exception:
+            _log.warning("ray executor: %d cancels may not have reached the cluster", len(cancels))
 
     def _read_loop(self) -> None:
         while not self._closed:

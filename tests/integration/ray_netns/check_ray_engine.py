@@ -73,3 +73,45 @@ def test_kill_9_engine_then_resume_reattaches(
         assert [(a.number, a.status) for a in attempts] == [(1, "succeeded")]
     finally:
         store.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_kill_stops_the_attempts_running_on_the_cluster(tmp_path: Path, ray_address: str) -> None:
+    """``kaon kill`` of a run on Ray: the engine cancels its attempts and shuts down at once;
+    the cancels still queued reach the cluster (which outlives the engine) before it exits."""
+    marker = tmp_path / "executions"
+    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
+    run = subprocess.Popen(
+        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", "seconds=120"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        run_id = run.stdout.readline().strip()
+        _wait_for_lines(marker, 1, 60)
+        (pid,) = (int(line) for line in marker.read_text().split())
+        assert _alive(pid)
+        killed = subprocess.run(
+            [*KAON, "kill", run_id], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+        run.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(pid), "the attempt still runs on the cluster after kaon kill"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=10)
