@@ -48,6 +48,8 @@ from kaon.service.views import (
 from kaon.store import open_store
 from kaon.store.base import RunRecord, StateStore, StepRunRecord
 
+LOG_PAGE = 10_000  # the store's default page of log lines
+
 if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.executors.base import Executor
     from kaon.service.experiments import Experiments
@@ -450,7 +452,16 @@ class LocalService:
                 raise NotFoundError(
                     f"step {path!r} of run {run_id} has no attempt {attempt} ({made})"
                 )
-        return [log_view(r, path) for r in self.store.logs(run_id, row.id, attempt=attempt)]
+        # Every line, page by page: a step's stored log is bounded (its first megabyte and a
+        # note naming the artifact of the whole), but can hold far more lines than one page.
+        lines: list[LogView] = []
+        after = 0
+        while True:
+            page = self.store.logs(run_id, row.id, attempt=attempt, after_id=after)
+            lines += (log_view(r, path) for r in page)
+            if len(page) < LOG_PAGE or page[-1].id is None:
+                return lines
+            after = page[-1].id
 
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The raw step run record at ``path``."""

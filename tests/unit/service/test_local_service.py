@@ -235,3 +235,24 @@ def test_a_run_started_on_ray_is_not_resumed_on_another_executor(tmp_path: Path)
         with pytest.raises(InvalidActionError, match="started on the ray executor"):
             service.execute(record.id)
         assert service.store.get_run(record.id).status is RunStatus.RUNNING
+
+
+def test_logs_shows_every_stored_line_not_the_first_page(tmp_path: Path) -> None:
+    """A step's stored log (its first megabyte) can hold far more lines than one page of the
+    store: ``kaon logs`` shows them all, through the note that names the whole log."""
+    from kaon.engine import operations
+    from kaon.model.status import StepStatus
+    from kaon.store.base import LogRecord, StepRunRecord, WriteBatch
+
+    with LocalService(Settings.from_env(home=str(tmp_path), executor="inline")) as service:
+        run_id = operations.create_run(service.store, cli_flows.squares.spec, {}).id
+        batch = WriteBatch()
+        batch.insert_step_run(
+            StepRunRecord(run_id, 1, "numbers", "numbers", "task", StepStatus.SUCCEEDED)
+        )
+        batch.logs += [LogRecord(run_id, 1, 1, 1.0, "stdout", f"line {i}") for i in range(25_000)]
+        batch.logs.append(LogRecord(run_id, 1, 1, 2.0, "stderr", "kaon: log truncated"))
+        service.store.write(batch)
+        lines = service.logs(run_id, "numbers")
+        assert len(lines) == 25_001 and lines[-1].text == "kaon: log truncated"
+        assert [line.text for line in lines[:2]] == ["line 0", "line 1"]
