@@ -35,6 +35,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -186,6 +187,7 @@ class ContainerStepType(StepType):
             ]
         )
         ctx.log(f"container: running {config['image']} as {name}")
+        _started(config, name)
         try:
             return ShellStepType().run(ctx, {"command": command}, inputs)
         except StepError as exc:
@@ -199,15 +201,48 @@ class ContainerStepType(StepType):
     @staticmethod
     def _remove(config: Mapping[str, Any], name: str) -> None:
         """Remove the container if it is still there (after a timeout or a cancel)."""
-        podman = str(config.get("podman") or "podman")
-        global_args = shlex.split(os.environ.get(GLOBAL_ARGS_ENV, ""))
+        with _live_lock:
+            _live.pop(name, None)
         # Best effort: when podman is gone or hangs there is nothing more to do.
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             subprocess.run(
-                [podman, *global_args, "rm", "--force", "--ignore", "--time", "0", name],
+                _remove_argv(config, name),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 timeout=_REMOVE_TIMEOUT_S,
                 check=False,
             )
+
+
+# The containers this process started and has not removed yet: a worker that is terminated
+# (the process executor stops a timed-out or cancelled attempt by ending its worker) never
+# reaches the step's ``finally``, and Podman keeps a container whose client was killed.
+_live_lock = threading.Lock()
+_live: dict[str, list[str]] = {}
+
+
+def _remove_argv(config: Mapping[str, Any], name: str) -> list[str]:
+    podman = str(config.get("podman") or "podman")
+    global_args = shlex.split(os.environ.get(GLOBAL_ARGS_ENV, ""))
+    return [podman, *global_args, "rm", "--force", "--ignore", "--time", "0", name]
+
+
+def _started(config: Mapping[str, Any], name: str) -> None:
+    with _live_lock:
+        _live[name] = _remove_argv(config, name)
+
+
+def remove_live_containers() -> None:
+    """Start the removal of every container this process started and did not remove, not
+    waited for: the process calling this is about to end, and what descends from it to be
+    killed (see :func:`kaon.executors._worker._die`). Each ``podman rm`` is started in the
+    background of a shell that exits at once, in a session of its own: it is nobody's
+    descendant by then, and outlives the clean-up."""
+    with _live_lock:
+        commands = list(_live.values())
+        _live.clear()
+    for argv in commands:
+        detached = f"{shlex.join(argv)} </dev/null >/dev/null 2>&1 &"
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["/bin/sh", "-c", detached], start_new_session=True, timeout=5)

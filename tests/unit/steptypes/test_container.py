@@ -278,3 +278,37 @@ def test_a_sandboxed_server_runs_only_the_machines_podman(tmp_path: Path) -> Non
     real = shutil.which("podman")
     if real is not None:
         assert refusal(real) is None
+
+
+@needs_podman
+def test_a_cancelled_container_on_the_process_executor_is_removed(
+    image: str, tmp_path: Path
+) -> None:
+    """The process executor stops a cancelled or timed-out attempt by ending its worker, which
+    never reaches the step's own clean-up: the worker starts the removal as it dies."""
+    from kaon.executors import create_executor
+    from kaon.executors.base import TaskRequest
+
+    def running() -> bool:
+        listed = subprocess.run(
+            ["podman", "ps", "--all", "--format", "{{.Image}}"], capture_output=True, text=True
+        )
+        return image in listed.stdout
+
+    executor = create_executor("process", workers=1)
+    executor.start(lambda event: None)
+    config = {"image": image, "command": "sleep 60"}
+    key = ("c", 1, 1)
+    try:
+        executor.submit(TaskRequest(key, "box", "container", config, {}, {}, str(tmp_path / "a")))
+        deadline = time.monotonic() + 60
+        while not running():
+            assert time.monotonic() < deadline, "the container never started"
+            time.sleep(0.2)
+        executor.cancel(key)
+        deadline = time.monotonic() + 20
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not running(), "the container outlived its cancelled attempt"
+    finally:
+        executor.shutdown()
