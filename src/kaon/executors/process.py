@@ -396,7 +396,12 @@ class ProcessExecutor(Executor):
         )
         child_conn.close()
         worker = _Worker(proc, parent_conn)
-        parent_conn.send({"sys_path": list(sys.path), "cwd": os.getcwd(), "lease_fd": lease_fd})
+        try:
+            parent_conn.send(
+                {"sys_path": list(sys.path), "cwd": os.getcwd(), "lease_fd": lease_fd}
+            )
+        except OSError:
+            pass  # it died at once (a sandbox that cannot start): the health check counts it
         self._workers.append(worker)
 
     def _dispatch(self) -> None:

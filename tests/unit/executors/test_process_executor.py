@@ -341,3 +341,38 @@ def test_the_reader_keeps_its_selector_while_the_pool_stays_the_same(
         assert first not in executor.worker_pids()
     finally:
         executor.shutdown()
+
+
+def test_a_sandbox_that_cannot_start_fails_the_attempts_not_the_reader(
+    monkeypatch: pytest.MonkeyPatch, sink: Sink
+) -> None:
+    """A worker whose sandbox dies at once (``bwrap: setting up uid map: Permission
+    denied`` on hosts that restrict user namespaces) is gone before its first message: the
+    executor counts it as a start failure and fails the attempts; its reader thread does not
+    die on the broken pipe (which left the run ``running`` for ever)."""
+
+    class DeadSandbox:
+        def argv(self, command: list[str], *, cwd: str | None = None) -> list[str]:
+            return ["/bin/sh", "-c", "echo 'bwrap: setting up uid map: denied' >&2; exit 1"]
+
+        def environment(self) -> dict[str, str]:
+            return dict(os.environ)
+
+    real = process.subprocess.Popen
+
+    def started_and_gone(*args: object, **kwargs: object) -> object:
+        proc = real(*args, **kwargs)  # type: ignore[call-overload]
+        proc.wait()  # the worker is dead before the executor writes to it
+        return proc
+
+    monkeypatch.setattr(process.subprocess, "Popen", started_and_gone)
+    executor = ProcessExecutor(workers=1, wait_ready=False, sandbox=DeadSandbox())  # type: ignore[arg-type]
+    try:
+        executor.start(sink)
+        executor.submit(shell(1, "echo hi"))
+        failed = sink.wait(lambda e: isinstance(e, StepFailed), timeout=30)
+        assert isinstance(failed, StepFailed) and failed.error.platform
+        assert "exited with status 1" in failed.error.message
+    finally:
+        monkeypatch.setattr(process.subprocess, "Popen", real)
+        executor.shutdown()
