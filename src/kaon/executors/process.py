@@ -396,12 +396,10 @@ class ProcessExecutor(Executor):
         )
         child_conn.close()
         worker = _Worker(proc, parent_conn)
-        try:
-            parent_conn.send(
-                {"sys_path": list(sys.path), "cwd": os.getcwd(), "lease_fd": lease_fd}
-            )
-        except OSError:
-            pass  # it died at once (a sandbox that cannot start): the health check counts it
+        # A worker that died at once (a sandbox that cannot start) breaks the pipe: the health
+        # check counts it as lost.
+        with contextlib.suppress(OSError):
+            parent_conn.send({"sys_path": list(sys.path), "cwd": os.getcwd(), "lease_fd": lease_fd})
         self._workers.append(worker)
 
     def _dispatch(self) -> None:

@@ -38,6 +38,8 @@ import contextlib
 import logging
 import os
 import pickle
+import re
+import socket
 import threading
 import time
 import uuid
@@ -144,6 +146,7 @@ class RayExecutor(Executor):
             raise ConfigurationError(f"ray executor: workers must be >= 1, got {workers}")
         self._workers = workers
         self._address = address or os.environ.get("KAON_RAY_ADDRESS") or None
+        self._endpoint = _endpoint(self._address)
         self._token = token
         self._actor_name = f"kaon-supervisor-{name}"
         self._start_timeout_s = start_timeout_s
@@ -206,7 +209,26 @@ class RayExecutor(Executor):
             thread.start()
             self._threads.append(thread)
 
+    def warm(self) -> None:
+        """Check that the cluster's address answers, before a run is recorded for it (``kaon
+        run`` calls this first): ``ray.init`` would wait for an unreachable one for ever."""
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        if self._endpoint is None:
+            return
+        host, port = self._endpoint
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_CHECK_S).close()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ConfigurationError(
+                f"{ADDRESS_SETTING}: nothing answers at {self._address} ({reason}): start the "
+                "cluster (ray start --head) or give its address"
+            ) from None
+
     def _connect(self) -> None:
+        self._check_reachable()
         token = _token(self._token)
         if token:
             _use_token(token)
@@ -482,3 +504,23 @@ class RayExecutor(Executor):
                 sink(event)
             except Exception:
                 _log.exception("event sink failed on %r", event)
+
+
+ADDRESS_SETTING = "--ray-address / KAON_RAY_ADDRESS"
+CONNECT_CHECK_S = 5.0
+_ADDRESS = re.compile(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+
+
+def _endpoint(address: str | None) -> tuple[str, int] | None:
+    """The host and port an address names (``HOST:PORT`` or ``ray://HOST:PORT``), None for
+    ``auto`` / ``local`` / no address. Raises ConfigurationError for anything else."""
+    if address is None or address in ("auto", "local"):
+        return None
+    match = _ADDRESS.fullmatch(address.strip())
+    port = int(match.group(2)) if match else 0
+    if match is None or not 0 < port < 65536:
+        raise ConfigurationError(
+            f"{ADDRESS_SETTING}: {address!r} is not a cluster address: use HOST:PORT (the head's "
+            "GCS port, 127.0.0.1:6379), ray://HOST:PORT or auto"
+        )
+    return match.group(1).strip("[]"), port
