@@ -11,6 +11,7 @@ logs come in windows (:meth:`RunReads.logs`). None of these loads every step run
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -62,6 +63,11 @@ class NodeView(View):
     error: str | None = Field(default=None, description="Type: first line of the message")
     children: dict[str, int] = Field(default_factory=dict, description="children by status")
     started: bool = Field(default=True, description="False for a step with no step run yet")
+    items: int | None = Field(
+        default=None,
+        description="a foreach's number of items (its children are created as they start)",
+    )
+    held: int = Field(default=0, description="steps held at a breakpoint inside it, all levels")
 
 
 class EdgeView(View):
@@ -174,6 +180,15 @@ class RunReads:
             run_id, [r.id for r in top if r.kind in _CONTAINERS], last_event
         )
         rows = {row.path: node_view(row, counts.get(row.id), now) for row in top}
+        for row in top:
+            if row.kind == "foreach":
+                rows[row.path].items = self.reads.foreach_items(run_id, row.id)
+        if tasks.get(StepStatus.PAUSED):
+            held = self.store.step_runs(run_id, all_levels=True, statuses=[StepStatus.PAUSED])
+            for path in (h.path for h in held):
+                top_path = re.split(r"[.\[]", path, maxsplit=1)[0]
+                if top_path in rows and top_path != path:
+                    rows[top_path].held += 1
         order, edges = _graph(self.store, record.definition_hash)
         nodes = [
             rows.pop(step_id) if step_id in rows else _unstarted(step_id, kind)
@@ -381,6 +396,8 @@ class RunReads:
         elapsed = None if row.started_at is None else max(now - row.started_at, 0.0)
         if counts:
             total = sum(counts.values())
+            if row.kind == "foreach":  # items are created as they start: count the rest too
+                total = max(total, self.reads.foreach_items(run_id, row.id) or 0)
             done = sum(n for status, n in counts.items() if status.is_terminal)
             fraction = done / total if total else None
             view = ProgressView(fraction=fraction, done=done, total=total)

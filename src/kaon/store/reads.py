@@ -241,6 +241,17 @@ class SQLRunReads:
         at = rows[0]["at"]
         return {"fraction": data.get("fraction"), "message": data.get("message", ""), "at": at}
 
+    def foreach_items(self, run_id: str, step_run_id: int) -> int | None:
+        """The number of items a foreach step run was given (its latest ``foreach`` event),
+        or None before it started them."""
+        rows = self.store.query(
+            ("step_events", True), run_id=run_id, step_run_id=step_run_id, kind="foreach", limit=1
+        )
+        if not rows:
+            return None
+        items = (rows[0]["data"] or {}).get("items")
+        return items if isinstance(items, int) and not isinstance(items, bool) else None
+
     def step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The step run at ``path`` (one lookup on the unique (run, path) index)."""
         return self.store.get_step_run(run_id, path)

@@ -243,3 +243,36 @@ def test_a_step_s_inputs_are_resolved_when_read(
     assert inputs("prepare") == {} and inputs("each") == {}
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert "inputs" in schema["StepDetail"]["properties"] and "InputView" in schema
+
+
+def test_a_foreach_under_its_concurrency_counts_every_item_and_its_held_steps(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Items are created as they start (two at a time here): the summary and the step's
+    progress count the twelve it was given, and the steps held inside mark it held."""
+    import threading
+    import time
+
+    source = FLOW.replace("    foreach:", "    concurrency: 2\n    foreach:")
+    body = {"source": source, "file_name": "fan.yaml"}
+    assert client.post("/workflows", json=body, headers=h(tokens["owner"])).status_code < 300
+    start = {"workflow": "fan", "breakpoints": ["each.square"]}
+    run = client.post("/runs", json=start, headers=h(tokens["operator"])).json()
+    driver = threading.Thread(target=services.runs.execute, args=(run["id"],))
+    driver.start()
+    try:
+        deadline = time.monotonic() + 30
+        while services.store.get_run(run["id"]).status.value != "paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        summary = client.get(f"/runs/{run['id']}/summary", headers=h(tokens["viewer"])).json()
+        each = summary["nodes"][1]
+        assert each["items"] == 12 and sum(each["children"].values()) == 2
+        assert each["held"] == 2
+        step = client.get(
+            f"/runs/{run['id']}/step", params={"path": "each"}, headers=h(tokens["viewer"])
+        ).json()
+        assert step["progress"]["total"] == 12 and step["progress"]["done"] == 0
+    finally:
+        services.runs.kill(run["id"])
+        driver.join(30)

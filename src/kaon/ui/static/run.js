@@ -81,8 +81,12 @@
     const why = notTaken(n);
     const held = n.status === "paused" ? "\n(paused)" : why ? `\n(${why.length > 40 ? why.slice(0, 39) + "…" : why})` : "";
     if (!kids.length) return (n.kind === "task" ? n.step_id : `${n.step_id} (${n.kind})`) + held;
-    const total = kids.reduce((a, [, v]) => a + v, 0);
-    const parts = kids.map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ");
+    const counted = kids.reduce((a, [, v]) => a + v, 0);
+    // A foreach's items are created as they start (up to its concurrency): its total is the
+    // number of items it was given, the ones not started yet shown as such.
+    const total = Math.max(counted, n.items || 0);
+    const waiting = total > counted ? [["not started", total - counted]] : [];
+    const parts = [...kids, ...waiting].map(([k, v]) => `${k} ${v.toLocaleString()}`).join(" · ");
     return `${n.step_id} [${n.kind} ×${total.toLocaleString()}]\n${parts}`;
   }
 
@@ -92,7 +96,7 @@
   }
 
   /** A node held at a breakpoint, or one whose items or iterations hold steps. */
-  const isHeld = (n) => n.status === "paused" || (n.children.paused || 0) > 0;
+  const isHeld = (n) => n.status === "paused" || (n.children.paused || 0) > 0 || (n.held || 0) > 0;
 
   function renderGraph(s) {
     const ids = s.nodes.map((n) => n.path).join("|");
@@ -416,7 +420,9 @@
   }
 
   function stepActions(s) {
-    const active = state.summary && ["pending", "running"].includes(state.summary.status);
+    // Kill one step while the run is active (also paused: other branches go on) and the step is not done.
+    const active = state.summary && ["pending", "running", "paused"].includes(state.summary.status)
+      && !["succeeded", "failed", "cancelled", "skipped", "cached"].includes(s.status);
     const frame = ["item", "iteration"].includes(s.kind);
     const restart = (title, detail) => confirmAction(title, detail, async (_, force) => {
       await api(`${RUN}/restart`, { method: "POST", body: { from_step: s.path, force } }); banner(`${title}: done${force ? " (forced)" : ""}`); refresh(); },
