@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, RunArg
-from kaon.cli.main import _errors, _print_json, _service, out
+from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, RunArg, UrlOpt
+from kaon.cli.main import _client, _errors, _print_json, out
 
 
 def register(app: typer.Typer) -> None:
@@ -18,23 +18,19 @@ def register(app: typer.Typer) -> None:
 
 def paused(
     run_id: RunArg,
+    url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The steps a run holds at breakpoints: the inputs each would receive (paused before)
-    or the outputs it produced (paused after); values inline, blobs by hash (`kaon get`)."""
+    or the outputs it produced (paused after); values inline, blobs by hash (`kaon get`).
+    Against a server with --url or KAON_URL."""
     from rich.table import Table
 
-    from kaon.service.views import paused_step_view
-
-    with _errors(as_json), _service(db, home) as service:
+    with _errors(as_json), _client(url, db, home) as service:
         full = service.resolve_run_id(run_id)
-        held = service.paused_steps(full)
-        shown: list[dict[str, Any]] = [
-            paused_step_view(step.path, step.moment, step.inputs, step.outputs).model_dump()
-            for step in held
-        ]
+        shown: list[dict[str, Any]] = [view.model_dump() for view in service.paused_views(full)]
     if as_json:
         _print_json(shown)
         return

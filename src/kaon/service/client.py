@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     )
     from kaon.service.remote import Listener, RemoteService, Stoppable
     from kaon.service.run_reads import LogWindowView, RunPage, StepDetail
-    from kaon.service.views import LogView, RunDetail, RunView
+    from kaon.service.views import LogView, PausedStepView, RunDetail, RunView
 
 
 class ExperimentReads(Protocol):
@@ -167,6 +167,8 @@ class KaonService(Protocol):
         from_strings: bool = False,
         by: str = "",
     ) -> RunView: ...
+
+    def paused_views(self, run_id: str) -> list[PausedStepView]: ...
 
     def resolve_run_id(self, given: str) -> str: ...
 

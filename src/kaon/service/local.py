@@ -38,10 +38,12 @@ from kaon.service.settings import EXECUTORS, Settings, expression_budget
 from kaon.service.stopper import Stopper
 from kaon.service.views import (
     LogView,
+    PausedStepView,
     RunDetail,
     RunView,
     log_view,
     metric_view,
+    paused_step_view,
     run_view,
     step_view,
 )
@@ -323,6 +325,14 @@ class LocalService:
                 outputs=decode_outputs(row.outputs) if row.reason in AFTER else {},
             )
             for row in held
+        ]
+
+    def paused_views(self, run_id: str) -> list[PausedStepView]:
+        """The steps a run holds at breakpoints, as views (what ``GET /runs/ID/paused``
+        answers)."""
+        return [
+            paused_step_view(step.path, step.moment, step.inputs, step.outputs)
+            for step in self.paused_steps(run_id)
         ]
 
     def _held_inputs(self, run_id: str, row: StepRunRecord) -> dict[str, Any] | None:

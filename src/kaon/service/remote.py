@@ -52,7 +52,7 @@ from kaon.service.run_reads import (
     StepDetail,
     StepPageView,
 )
-from kaon.service.views import LogView, RunDetail, RunView
+from kaon.service.views import LogView, PausedStepView, RunDetail, RunView
 from kaon.store.base import EventRecord
 
 if TYPE_CHECKING:
@@ -431,6 +431,11 @@ class RemoteService:
     def get_run(self, run_id: str) -> RunView:
         """A run's summary."""
         return RunView.model_validate(self._call("GET", f"/runs/{run_id}/summary"))
+
+    def paused_views(self, run_id: str) -> list[PausedStepView]:
+        """The steps a run holds at breakpoints, as ``GET /runs/ID/paused`` shows them."""
+        found = self._call("GET", f"/runs/{run_id}/paused")
+        return [PausedStepView.model_validate(v) for v in found]
 
     # -- bounded reads (the same views as LocalService.reads; see kaon.service.run_reads) ----
 

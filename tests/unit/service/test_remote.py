@@ -120,3 +120,17 @@ def test_unreachable_server_is_a_configuration_error() -> None:
     remote = RemoteService("http://k", token="", transport=httpx.MockTransport(refuse))
     with remote, pytest.raises(ConfigurationError, match="cannot reach the Kaon server"):
         remote.list_runs()
+
+
+def test_paused_steps_are_read_from_the_server() -> None:
+    """``kaon paused RUN`` with KAON_URL reads ``GET /runs/RUN/paused`` (it opened the local
+    store, which a server's user does not have)."""
+    held = [{"path": "train", "moment": "before", "inputs": {}, "outputs": {}}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/runs/r1/paused"
+        return httpx.Response(200, json=held)
+
+    with RemoteService("http://k", transport=httpx.MockTransport(handler)) as remote:
+        (view,) = remote.paused_views("r1")
+    assert (view.path, view.moment) == ("train", "before")
