@@ -116,6 +116,10 @@ class _Pass:
     cron_next: dict[str, float] = field(default_factory=dict)
 
 
+SERVED_KEY = "served:"
+"""The trigger state naming the cron triggers a workflow served last (``served:<workflow>``)."""
+
+
 class TriggerService:
     """Fires the triggers of the catalog's workflows against a SQL store (see module docs).
 
@@ -282,25 +286,48 @@ class TriggerService:
         """For the cron triggers this service has not seen yet: read their states in one
         query, and record the new ones as starting now in one write (they fire from now on),
         so that a start with thousands of workflows costs two statements, not thousands."""
-        new = {
-            f"cron:{tid}": (tid, trigger)
-            for workflow in workflows
-            for trigger in workflow.spec.triggers
-            if isinstance(trigger, CronTriggerSpec)
-            and (tid := self._id(workflow.name, trigger)) not in self._last_slot
-        }
+        served: dict[str, set[str]] = {}  # workflow -> its cron triggers' ids
+        new: dict[str, tuple[str, CronTriggerSpec, str]] = {}
+        for workflow in workflows:
+            for trigger in workflow.spec.triggers:
+                if isinstance(trigger, CronTriggerSpec):
+                    tid = self._id(workflow.name, trigger)
+                    served.setdefault(workflow.name, set()).add(tid)
+                    if tid not in self._last_slot:
+                        new[f"cron:{tid}"] = (tid, trigger, workflow.name)
+        if len(self._last_slot) > sum(map(len, served.values())) - len(new):
+            self._forget_unserved(set().union(*served.values()) if served else set())
         if not new:
             return
-        found = self.triggers.get_states(list(new))
+        changed = {name for _, _, name in new.values()}
+        keys = [*new, *(f"{SERVED_KEY}{name}" for name in changed)]
+        found = self.triggers.get_states(keys)
         first = {key: {"last_slot": now} for key in new if key not in found}
-        self.triggers.init_states(first, now)
-        for key, (tid, trigger) in new.items():
+        restarted: dict[str, dict[str, Any]] = {}
+        for key, (tid, trigger, name) in new.items():
             state = found.get(key)
-            if state is None:  # first seen: fire from now on
+            before = found.get(f"{SERVED_KEY}{name}")
+            # A trigger its workflow did not serve just before (a rollback to a version with
+            # another schedule, a trigger deactivated and back) starts from now: the slots in
+            # between belonged to another schedule. One it served catches up after downtime.
+            unserved = before is not None and tid not in before.get("tids", ())
+            if state is None or unserved:  # first seen: fire from now on
+                if state is not None:
+                    restarted[key] = {"last_slot": now}
                 self._last_slot[tid] = now
                 self._next_cron[tid] = self._next_due(tid, trigger, now)
             else:  # due from its saved cursor (catch-up after downtime)
                 self._last_slot[tid] = float(state["last_slot"])
+        self.triggers.init_states(first, now)  # another service may have moved them on
+        sets = {f"{SERVED_KEY}{name}": {"tids": sorted(served[name])} for name in changed}
+        self.triggers.put_states({**restarted, **sets}, now)
+
+    def _forget_unserved(self, serving: set[str]) -> None:
+        """Drop the in-memory cursors of cron triggers no longer served (their workflow's
+        active version has other ones): back, they start again from their saved state."""
+        for tid in [t for t in self._last_slot if t not in serving]:
+            del self._last_slot[tid]
+            self._next_cron.pop(tid, None)
 
     def _cron(self, workflow: ActiveWorkflow, trigger: CronTriggerSpec, work: _Pass) -> None:
         tid = self._id(workflow.name, trigger)

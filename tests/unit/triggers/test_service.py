@@ -435,3 +435,33 @@ def test_a_data_trigger_that_cannot_poll_fails_alone(
     assert time.monotonic() - started < 20
     (warning,) = [r.getMessage() for r in caplog.records if "landing" in r.getMessage()]
     assert "cannot poll 's3://landing/" in warning and "127.0.0.1:9" in warning
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same-service", "after-a-restart"])
+def test_a_rollback_to_another_schedule_fires_no_burst(store: SQLStore, restarted: bool) -> None:
+    """v2 fires at 02:30, then v3 at 03:00 for two days, then v2 is active again: its 02:30
+    slots of those days belonged to v3's time (each day's job ran at 03:00); v2 starts from
+    its activation, as a trigger seen for the first time does."""
+    day = 86400.0
+    v2 = workflow("nightly", CronTriggerSpec(cron="30 2 * * *", catchup=CatchUp.ALL))
+    v3 = workflow("nightly", CronTriggerSpec(cron="0 3 * * *", catchup=CatchUp.ALL))
+    base = dt.datetime(2024, 4, 6, 12, tzinfo=dt.UTC).timestamp()
+    service = _service(store, v2)
+    assert service.tick(base) == []
+    service = _service(store, v3) if restarted else service
+    service.catalog = StaticCatalog([v3])
+    fired = [f.key[11:16] for n in range(1, 4) for f in service.tick(base + n * day)]
+    assert fired == ["03:00", "03:00"]  # v3 from its first sight (day 1, noon) on
+    service = _service(store, v2) if restarted else service
+    service.catalog = StaticCatalog([v2])
+    assert service.tick(base + 3 * day + 60) == []  # no 02:30 of the three days
+    assert [f.key[11:16] for f in service.tick(base + 4 * day)] == ["02:30"]
+
+
+def test_a_schedule_served_before_downtime_still_catches_up(store: SQLStore) -> None:
+    cron = CronTriggerSpec(cron="0 * * * *", catchup=CatchUp.ALL, catchup_window_s=3 * 3600)
+    spec = workflow("hourly", cron)
+    _service(store, spec).tick(T0)
+    _service(store, spec).tick(T0 + 60)  # served twice: its served set is recorded
+    fired = _service(store, spec).tick(T0 + 10 * 3600 + 30)
+    assert [f.key[11:16] for f in fired] == ["13:00", "14:00", "15:00"]
