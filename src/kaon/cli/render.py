@@ -233,5 +233,8 @@ def attempt_errors(console: Console, step: StepRunView, attempt: int | None) -> 
             continue
         summary = shown(view.error.summary)
         console.print(Text(f"attempt {view.number}: {summary}", style="bold red"))
+        rest = view.error.message.strip().splitlines()[1:]  # a database's LINE 6: ... ^^^
+        if rest:
+            console.print(shown("\n".join(rest)), markup=False, highlight=False)
         if view.error.traceback:
             console.print(shown(view.error.traceback.rstrip()), markup=False, highlight=False)

@@ -190,11 +190,18 @@ class SqlStepType(StepType):
         values.update({k: v for k, v in inputs.items() if k not in tables})
         started = time.monotonic()
         path = _duckdb_path(url)
-        if path is not None:
-            ctx.log(f"sql: running the query on DuckDB ({path})")
-            value = self._run_duckdb(ctx, path, query, values, tables, result, secrets)
-        else:
-            value = self._run_sqlalchemy(ctx, url, query, values, tables, result, secrets)
+        try:
+            if path is not None:
+                ctx.log(f"sql: running the query on DuckDB ({path})")
+                value = self._run_duckdb(ctx, path, query, values, tables, result, secrets)
+            else:
+                value = self._run_sqlalchemy(ctx, url, query, values, tables, result, secrets)
+        except StepError as exc:
+            if exc.error_type != "SQLError" or config.get("query") is not None:
+                raise
+            # The database's LINE n counts the file's lines: name the file it counts in.
+            where = resolve_file(config, "file")
+            raise StepError("SQLError", f"{where}: {exc.message}", exc.traceback) from None
         ctx.log(f"sql: done in {time.monotonic() - started:.3f} s{_describe(value, result)}")
         return value
 

@@ -124,3 +124,29 @@ def test_the_metrics_table_says_how_many_rows_it_leaves_out() -> None:
     loss = [line for line in lines if "loss" in line]
     assert len(loss) == 1 and "0.005" in loss[0] and "last of 200 values" in loss[0]
     assert not any("more metric" in line for line in lines)
+
+
+def test_an_attempts_error_shows_its_whole_message() -> None:
+    """A database's message carries its location on the lines after the first (``LINE 6:``
+    and a caret): ``kaon logs`` shows them, not only the summary."""
+    from kaon.service.views import AttemptView
+
+    message = (
+        'Binder Error: Referenced column "nosuchcol" not found\n\nLINE 6:   nosuchcol = 1\n  ^'
+    )
+    step = StepRunView(
+        path="q",
+        step_id="q",
+        kind="task",
+        status="failed",
+        attempts=1,
+        attempt_list=[
+            AttemptView(
+                number=1, status="failed", error=ErrorView(type="SQLError", message=message)
+            )
+        ],
+    )
+    buffer = io.StringIO()
+    render.attempt_errors(Console(file=buffer, width=200), step, None)
+    text = buffer.getvalue()
+    assert "attempt 1: SQLError: Binder Error" in text and "LINE 6:   nosuchcol = 1" in text

@@ -97,6 +97,16 @@ def test_duckdb_error_carries_the_database_message() -> None:
     assert "Catalog Error" in info.value.message
 
 
+def test_an_error_in_a_sql_file_names_the_file_its_lines_count_in(tmp_path: Path) -> None:
+    query = tmp_path / "adults.sql"
+    query.write_text("select 1 as a\nunion all\nselect\n  2\nwhere\n  nosuchcol = 1\n")
+    with pytest.raises(StepError) as info:
+        Harness().run(file=str(query))
+    assert info.value.error_type == "SQLError"
+    assert info.value.message.startswith(f"{query}: Binder Error")
+    assert "LINE 6" in info.value.message
+
+
 def test_duckdb_file_database_persists(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path}/warehouse.duckdb"
     Harness().run(query="create table t as select 3 as v", url=url, result="none")
