@@ -16,7 +16,7 @@ from kaon.engine.nodes import Frame, Node
 from kaon.errors import ExpressionError, Location
 from kaon.model.expressions import compile_expression, truthy
 from kaon.model.specs import Const, InputSpec
-from kaon.model.values import Literal, RefDict, ValueRef, outputs_value, select
+from kaon.model.values import RETURN, Literal, RefDict, ValueRef, outputs_value, select
 
 if TYPE_CHECKING:
     from kaon.model.expression_paths import Path
@@ -130,6 +130,9 @@ class Resolver:
             if node is None:
                 return None
             ref, rest = node_value(node), rest[1:]
+            outputs = node.outputs
+            if rest and rest[0] == RETURN and outputs is not None and list(outputs) == [RETURN]:
+                rest = rest[1:]  # ``steps.X.return``: the single value by its output name
         elif head == "params":
             if not rest or not isinstance(rest[0], str) or rest[0] not in frame.params:
                 return None

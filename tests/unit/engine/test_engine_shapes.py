@@ -199,3 +199,16 @@ def test_logs_metrics_progress_are_recorded(harness: Harness) -> None:
     assert [(m.name, m.step) for m in metrics] == [("loss", 0), ("loss", 1), ("loss", 2)]
     kinds = {e.kind for e in harness.store.events(run_id)}
     assert {"run", "step", "progress"} <= kinds
+
+
+def test_a_single_value_is_also_its_output_named_return(inline: Harness) -> None:
+    """``steps.make.return`` is ``steps.make`` (a step's single output is called ``return``,
+    as ``kaon get --output return`` names it), taken by reference like any plain path."""
+    spec = flow(
+        task("make", "biglist", inputs={"n": 4}),
+        task("sum", "total", inputs={"values": E("steps.make.return")}),
+        task("first", "const", inputs={"value": E("steps.make.return[1]")}),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+    assert inline.value(run_id, "sum") == 6 and inline.value(run_id, "first") == 1
