@@ -39,6 +39,7 @@ import logging
 import os
 import pickle
 import re
+import signal
 import socket
 import threading
 import time
@@ -244,11 +245,14 @@ class RayExecutor(Executor):
         else:
             options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
             self._started_cluster = True
+        kept = _signal_handlers()
         try:
             ray.init(**options)
         except Exception as exc:
             where = self._address or "a local cluster"
             raise SystemFailure(f"ray executor: cannot connect to {where}: {exc}") from exc
+        finally:
+            _restore_signal_handlers(kept)
 
     def shutdown(self) -> None:
         """Stop reading and sending. Attempts still running on the cluster keep running
@@ -524,3 +528,22 @@ def _endpoint(address: str | None) -> tuple[str, int] | None:
             "GCS port, 127.0.0.1:6379), ray://HOST:PORT or auto"
         )
     return match.group(1).strip("[]"), port
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _signal_handlers() -> dict[signal.Signals, Any]:
+    """The process's handlers of the stop signals (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+
+
+def _restore_signal_handlers(kept: dict[signal.Signals, Any]) -> None:
+    """Put back the handlers ``ray.init`` replaced with its own (which dumps a stack and
+    exits 15 on SIGTERM): ``kaon run`` stops cleanly, its run left to ``kaon resume``."""
+    for sig, handler in kept.items():
+        if handler is not None:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, handler)

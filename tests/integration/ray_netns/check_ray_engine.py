@@ -115,3 +115,35 @@ def test_kill_stops_the_attempts_running_on_the_cluster(tmp_path: Path, ray_addr
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(timeout=10)
+
+
+def test_sigterm_stops_kaon_run_cleanly_on_ray(tmp_path: Path, ray_address: str) -> None:
+    """``ray.init`` puts its own SIGTERM handler in place (a stack dump, exit 15); Kaon's is
+    restored: the runner stops, says how to resume, and the run resumes to its end."""
+    marker = tmp_path / "executions"
+    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
+    run = subprocess.Popen(
+        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", "seconds=3"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        run_id = run.stdout.readline().strip()
+        _wait_for_lines(marker, 1, 60)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=10)
+    assert run.returncode == 130, stderr[-2000:]
+    assert f"kaon resume {run_id}" in stderr
+    resumed = subprocess.run(
+        [*KAON, "resume", run_id], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(marker.read_text().split()) == 1  # re-attached, not run again
