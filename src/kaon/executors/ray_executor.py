@@ -58,6 +58,7 @@ from kaon.steptypes.registry import get_step_type
 
 DRAIN_WAIT_S = 0.5
 CANCEL_WAIT_S = 1.5  # at shutdown, for the last cancels to reach the supervisor
+RECOVER_PING_S = 10.0  # for a new supervisor to answer after the last one died
 MIN_IN_FLIGHT = 64  # default capacity floor: tiny attempts need many in flight to keep up
 NODES_FRESH_S = 10.0  # how long the engine trusts its view of the cluster's nodes
 _RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
@@ -157,6 +158,8 @@ class RayExecutor(Executor):
         self._outgoing: list[Item] = []
         self._waiting: collections.OrderedDict[AttemptKey, TaskRequest] = collections.OrderedDict()
         self._cancel_sent: Any = None  # the last cancel sent: awaited at shutdown
+        self._lost = False  # the supervisor died and no new one answers yet
+        self._bundle_files: dict[str, Mapping[str, bytes]] = {}  # every bundle sent, by digest
         self._inflight: set[AttemptKey] = set()
         self._cancelled: set[AttemptKey] = set()
         self._cancels: list[AttemptKey] = []
@@ -187,15 +190,7 @@ class RayExecutor(Executor):
         if self._sink is not None:
             raise SystemFailure("ray executor already started")
         self._connect()
-        self._supervisor = SupervisorActor.options(
-            name=self._actor_name,
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_concurrency=10_000,
-            max_restarts=0,
-        ).remote()
+        self._supervisor = self._find_supervisor()
         try:
             ray.get(self._supervisor.ping.remote(), timeout=self._start_timeout_s)
         except Exception as exc:
@@ -378,6 +373,7 @@ class RayExecutor(Executor):
         if bundle.digest not in self._sent_bundles:
             self._sent_bundles.add(bundle.digest)
             self._new_bundles[bundle.digest] = bundle.files  # goes with this batch
+            self._bundle_files[bundle.digest] = bundle.files  # for a new supervisor
         return (request.key, packed, bundle.digest, bundle.folder, options)
 
     def cancel(self, key: AttemptKey) -> None:
@@ -427,7 +423,8 @@ class RayExecutor(Executor):
     def _send_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._outgoing and not self._cancels and not self._closed:
+                # While the supervisor is being replaced, new attempts wait here for it.
+                while not self._closed and (self._lost or not (self._outgoing or self._cancels)):
                     self._wake.wait()
                 closed = self._closed
                 if closed:
@@ -472,7 +469,9 @@ class RayExecutor(Executor):
                 if self._closed:
                     return
                 self._supervisor_lost(exc)
-                return
+                if not self._recover():
+                    return
+                continue
             self._emit(self._accept(events))
 
     def _accept(self, events: Sequence[ExecutorEvent]) -> list[ExecutorEvent]:
@@ -491,13 +490,54 @@ class RayExecutor(Executor):
             self._fill()
         return forward
 
+    def _find_supervisor(self) -> Any:
+        """The cluster's supervisor actor: the running one, or a new one."""
+        return SupervisorActor.options(
+            name=self._actor_name,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=10_000,
+            max_restarts=0,
+        ).remote()
+
     def _supervisor_lost(self, exc: BaseException) -> None:
         _log.error("ray executor: the supervisor actor is lost: %s", exc)
         with self._lock:
+            self._lost = True  # new attempts wait until a new supervisor answers
             keys = list(self._inflight) + list(self._waiting)
             self._inflight.clear()
             self._waiting.clear()
         self._emit([lost(key, exc) for key in keys])
+
+    def _recover(self) -> bool:
+        """Start a new supervisor after the last one died (its attempts were reported lost;
+        the engine retries them as platform failures), retrying with backoff while this
+        executor is open; True once one answers."""
+        delay = 0.5
+        while not self._closed:
+            try:
+                supervisor = self._find_supervisor()
+                ray.get(supervisor.ping.remote(), timeout=RECOVER_PING_S)
+            except Exception as exc:
+                _log.warning("ray executor: no supervisor yet (%s); again in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            with self._lock:
+                self._supervisor = supervisor
+                # The new supervisor holds none of the code: the waiting attempts' bundles go
+                # with them, and any other is sent again with its next attempt.
+                digests = {item[2] for item in self._outgoing if item[2] is not None}
+                self._sent_bundles = {d for d in digests if d in self._bundle_files}
+                self._new_bundles = {d: self._bundle_files[d] for d in self._sent_bundles}
+                self._cancels.clear()  # the attempts they named died with the old one
+                self._lost = False
+                self._wake.notify_all()
+            _log.warning("ray executor: a new supervisor actor took over")
+            return True
+        return False
 
     def _emit(self, events: list[ExecutorEvent]) -> None:
         sink = self._sink

@@ -147,3 +147,50 @@ def test_sigterm_stops_kaon_run_cleanly_on_ray(tmp_path: Path, ray_address: str)
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert len(marker.read_text().split()) == 1  # re-attached, not run again
+
+
+_KILL_SUPERVISOR = """
+import sys, ray
+from kaon.executors.ray_executor import _token, _use_token
+_use_token(_token(None))
+ray.init(address=sys.argv[1], namespace="kaon", log_to_driver=False)
+ray.kill(ray.get_actor("kaon-supervisor-kaon", namespace="kaon"), no_restart=True)
+"""
+
+
+def test_a_lost_supervisor_is_replaced_and_its_attempts_retried(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """The supervisor actor dies mid-run: its attempts are lost (platform failures), a new
+    supervisor is started, and the retries run on it (they hung on the dead one)."""
+    marker = tmp_path / "executions"
+    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
+    run = subprocess.Popen(
+        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", "seconds=4"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        run_id = run.stdout.readline().strip()
+        _wait_for_lines(marker, 1, 60)
+        subprocess.run(
+            [sys.executable, "-c", _KILL_SUPERVISOR, ray_address], check=True, timeout=60
+        )
+        run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=10)
+    store = open_store(f"sqlite:///{tmp_path / 'home' / 'kaon.db'}")
+    try:
+        rows = {r.path: r for r in store.step_runs(run_id, all_levels=True)}
+        attempts = store.attempts(run_id, rows["long_step"].id)
+        seen = [(a.status, a.error) for a in attempts]
+        assert run.returncode == 0, (seen, {p: r.error for p, r in rows.items()})
+        assert [a.status for a in attempts][-1] == "succeeded" and len(attempts) >= 2
+    finally:
+        store.close()
