@@ -363,7 +363,7 @@ class RayExecutor(Executor):
         wanted.update(ray_options(resources).get("resources", {}))
         if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in self._nodes):
             return None
-        asked = ", ".join(f"{k}={v:g}" for k, v in sorted(wanted.items()))
+        asked = ", ".join(f"{k}={_amount(k, v)}" for k, v in sorted(wanted.items()))
         return f"no node of the Ray cluster offers {asked}"
 
     def _item(self, request: TaskRequest, bundle: CodeBundle | None, options: Any) -> Item:
@@ -587,3 +587,11 @@ def _restore_signal_handlers(kept: dict[signal.Signals, Any]) -> None:
         if handler is not None:
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, handler)
+
+
+def _amount(resource: str, value: float) -> str:
+    """A resource amount as people read it: memory in MiB/GiB, the rest as numbers."""
+    if resource in ("memory", "object_store_memory") and value >= 1024**2:
+        mib = value / 1024**2
+        return f"{mib / 1024:.4g} GiB" if mib >= 1024 else f"{mib:.4g} MiB"
+    return f"{value:g}"

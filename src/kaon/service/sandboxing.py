@@ -46,7 +46,9 @@ def step_sandbox(
     """
     mode = settings.sandbox or default
     if mode not in SANDBOX_MODES:
-        raise ConfigurationError(f"unknown sandbox mode {mode!r}; choose one of auto, on, off")
+        raise ConfigurationError(
+            f"--sandbox / KAON_SANDBOX: unknown sandbox mode {mode!r}; choose one of auto, on, off"
+        )
     if mode == "off":
         return None
     if (settings.executor or "process") != "process":

@@ -91,12 +91,18 @@ class Settings:
             source = from_file["db"].source
         elif not source and from_file["home"].layer == "project":
             source = from_file["home"].source
+        chosen = _executor(executor, env.get("KAON_EXECUTOR"), from_file["executor"])
+        if ray_address and chosen != "ray":  # given on the command line, it would be ignored
+            raise ConfigurationError(
+                f"--ray-address applies to the ray executor; this command's executor is "
+                f"{chosen} (add --executor ray)"
+            )
         return cls(
             home=Path(_text("home", home, "--home", "KAON_HOME") or from_file["home"].value),
             db_url=_text("db", db_url, "--db", "KAON_DB") or from_file["db"].value,
             artifact_url=_text("artifacts", artifact_url, "--artifacts", "KAON_ARTIFACTS")
             or from_file["artifacts"].value,
-            executor=_executor(executor, env.get("KAON_EXECUTOR"), from_file["executor"]),
+            executor=chosen,
             workers=_workers(workers, env.get("KAON_WORKERS") or _str(from_file["workers"].value)),
             ray_address=_text("Ray address", ray_address, "--ray-address", "KAON_RAY_ADDRESS"),
             sandbox=str(

@@ -43,3 +43,19 @@ def test_an_unreachable_address_is_refused_at_once() -> None:
     with pytest.raises(ConfigurationError, match=r"nothing answers at 127\.0\.0\.1"):
         executor.warm()
     assert time.monotonic() - started < 6
+
+
+def test_an_unschedulable_amount_of_memory_reads_in_gib() -> None:
+    assert ray_executor._amount("memory", 5.36870912e11) == "500 GiB"
+    assert ray_executor._amount("memory", 64 * 1024**2) == "64 MiB"
+    assert ray_executor._amount("GPU", 2.0) == "2"
+
+
+def test_a_ray_address_with_another_executor_is_refused(tmp_path: object) -> None:
+    """``--ray-address`` with ``-e process`` was silently ignored (the run ran locally)."""
+    from kaon.service.settings import Settings
+
+    with pytest.raises(ConfigurationError, match="--ray-address applies to the ray executor"):
+        Settings.from_env(home=str(tmp_path), executor="process", ray_address="127.0.0.1:6379")
+    ray_settings = Settings.from_env(home=str(tmp_path), executor="ray", ray_address="h:1")
+    assert ray_settings.ray_address == "h:1"
