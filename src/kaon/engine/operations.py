@@ -168,7 +168,8 @@ def parse_path(path: str) -> list[tuple[str, int | None]]:
     return parts
 
 
-def _body(step: StepSpec) -> GraphSpec | None:
+def body_of(step: StepSpec) -> GraphSpec | None:
+    """The graph inside a foreach, loop or subworkflow step (None for other steps)."""
     if isinstance(step, ForeachSpec | LoopSpec):
         return step.body
     if isinstance(step, SubworkflowSpec) and step.spec is not None:
@@ -227,7 +228,7 @@ def _frame_graph(spec: WorkflowSpec, rows: _RunRows, frame_row_id: int | None) -
         if row.kind in ("item", "iteration"):
             continue  # the frame row of a container: same body as the container
         step = graph.by_id().get(row.step_id)
-        body = _body(step) if step is not None else None
+        body = body_of(step) if step is not None else None
         if body is None:
             raise InvalidActionError(f"cannot find the definition of {row.path}")
         graph = body

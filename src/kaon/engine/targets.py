@@ -8,9 +8,9 @@ one inside a foreach item or loop iteration that has not started yet, cannot be 
 
 from __future__ import annotations
 
-from kaon.engine.operations import parse_path, run_spec
+from kaon.engine.operations import body_of, parse_path, run_spec
 from kaon.errors import InvalidActionError, NotFoundError
-from kaon.model.specs import ForeachSpec, GraphSpec, LoopSpec, StepSpec, SubworkflowSpec
+from kaon.model.specs import ForeachSpec, GraphSpec, LoopSpec
 from kaon.model.status import StepStatus
 from kaon.store.base import RunRecord, StateStore, StepRunRecord
 
@@ -42,7 +42,7 @@ def check_step_target(
                     f"run {record.id} has no step {path!r}: name one item or iteration of "
                     f"{shown} ({shown}[0].…)"
                 )
-            graph = _body(step)
+            graph = body_of(step)
             if graph is None:
                 raise NotFoundError(f"run {record.id} has no step {path!r}: {shown} has no steps")
             frames.append(shown)
@@ -66,14 +66,6 @@ def check_step_target(
     if paused and (row is None or row.status is not StepStatus.PAUSED):
         status = "pending" if row is None else row.status.value
         raise InvalidActionError(f"step {path} of run {record.id} is {status}, not paused")
-
-
-def _body(step: StepSpec) -> GraphSpec | None:
-    if isinstance(step, ForeachSpec | LoopSpec):
-        return step.body
-    if isinstance(step, SubworkflowSpec) and step.spec is not None:
-        return step.spec.graph
-    return None
 
 
 def _row(store: StateStore, run_id: str, path: str) -> StepRunRecord | None:

@@ -4,11 +4,13 @@ running it again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,36 @@ def _wait_for_lines(path: Path, count: int, timeout: float) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{path} has not {count} line(s) after {timeout} s")
+
+
+@contextlib.contextmanager
+def _running(tmp_path: Path, seconds: float) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """``kaon run`` of the flow on Ray in a session of its own, once its long attempt has
+    started on the cluster: the process, the run id and the marker file (one line per
+    execution). The process group is killed at the end if it still runs."""
+    marker = tmp_path / "executions"
+    run = subprocess.Popen(
+        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", f"seconds={seconds}"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        run_id = run.stdout.readline().strip()
+        assert run_id, run.stderr.read() if run.stderr else ""
+        _wait_for_lines(marker, 1, 60)
+        yield run, run_id, marker
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=10)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "KAON_HOME": str(tmp_path / "home")}
 
 
 @pytest.mark.parametrize(
@@ -86,24 +118,11 @@ def _alive(pid: int) -> bool:
 def test_kill_stops_the_attempts_running_on_the_cluster(tmp_path: Path, ray_address: str) -> None:
     """``kaon kill`` of a run on Ray: the engine cancels its attempts and shuts down at once;
     the cancels still queued reach the cluster (which outlives the engine) before it exits."""
-    marker = tmp_path / "executions"
-    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
-    run = subprocess.Popen(
-        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", "seconds=120"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert run.stdout is not None
-        run_id = run.stdout.readline().strip()
-        _wait_for_lines(marker, 1, 60)
+    with _running(tmp_path, 120) as (run, run_id, marker):
         (pid,) = (int(line) for line in marker.read_text().split())
         assert _alive(pid)
         killed = subprocess.run(
-            [*KAON, "kill", run_id], env=env, capture_output=True, text=True, timeout=60
+            [*KAON, "kill", run_id], env=_env(tmp_path), capture_output=True, text=True, timeout=60
         )
         assert killed.returncode == 0, killed.stdout + killed.stderr
         run.wait(timeout=60)
@@ -111,39 +130,18 @@ def test_kill_stops_the_attempts_running_on_the_cluster(tmp_path: Path, ray_addr
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _alive(pid), "the attempt still runs on the cluster after kaon kill"
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=10)
 
 
 def test_sigterm_stops_kaon_run_cleanly_on_ray(tmp_path: Path, ray_address: str) -> None:
     """``ray.init`` puts its own SIGTERM handler in place (a stack dump, exit 15); Kaon's is
     restored: the runner stops, says how to resume, and the run resumes to its end."""
-    marker = tmp_path / "executions"
-    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
-    run = subprocess.Popen(
-        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", "seconds=3"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert run.stdout is not None
-        run_id = run.stdout.readline().strip()
-        _wait_for_lines(marker, 1, 60)
+    with _running(tmp_path, 3) as (run, run_id, marker):
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=10)
     assert run.returncode == 130, stderr[-2000:]
     assert f"kaon resume {run_id}" in stderr
     resumed = subprocess.run(
-        [*KAON, "resume", run_id], env=env, capture_output=True, text=True, timeout=120
+        [*KAON, "resume", run_id], env=_env(tmp_path), capture_output=True, text=True, timeout=120
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert len(marker.read_text().split()) == 1  # re-attached, not run again
@@ -163,28 +161,11 @@ def test_a_lost_supervisor_is_replaced_and_its_attempts_retried(
 ) -> None:
     """The supervisor actor dies mid-run: its attempts are lost (platform failures), a new
     supervisor is started, and the retries run on it (they hung on the dead one)."""
-    marker = tmp_path / "executions"
-    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
-    run = subprocess.Popen(
-        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", "seconds=4"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert run.stdout is not None
-        run_id = run.stdout.readline().strip()
-        _wait_for_lines(marker, 1, 60)
+    with _running(tmp_path, 4) as (run, run_id, _):
         subprocess.run(
             [sys.executable, "-c", _KILL_SUPERVISOR, ray_address], check=True, timeout=60
         )
         run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=10)
     store = open_store(f"sqlite:///{tmp_path / 'home' / 'kaon.db'}")
     try:
         rows = {r.path: r for r in store.step_runs(run_id, all_levels=True)}

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,6 +119,28 @@ def test_steering_a_run_whose_engine_died_leaves_it_resumable_at_once(tmp_path: 
         assert service.store.get_step_run(created.id, "total").status is StepStatus.SUCCEEDED
 
 
+def _echo_workflow(tmp_path: Path, text: str) -> Any:
+    """The YAML workflow ``text``, whose python steps call ``steps.py:echo``."""
+    (tmp_path / "steps.py").write_text("def echo(value):\n    return value\n")
+    (tmp_path / "flow.yaml").write_text(text)
+    return load_workflow(str(tmp_path / "flow.yaml"))
+
+
+def _drive_until_paused(
+    service: LocalService, run_id: str
+) -> tuple[threading.Thread, dict[str, RunStatus]]:
+    """Execute the run in a thread until it pauses at a breakpoint; the thread puts the
+    run's final status in the dict under ``"s"``."""
+    result: dict[str, RunStatus] = {}
+    driver = threading.Thread(target=lambda: result.update(s=service.execute(run_id)))
+    driver.start()
+    deadline = time.monotonic() + 20
+    while service.store.get_run(run_id).status is not RunStatus.PAUSED:
+        assert time.monotonic() < deadline and driver.is_alive()
+        time.sleep(0.05)
+    return driver, result
+
+
 _COMPUTED = """
 name: computed
 params:
@@ -142,19 +165,11 @@ def test_continue_with_a_new_parameter_recomputes_a_computed_default(
 ) -> None:
     """``kaon continue -p k=5``: ``width`` (computed from ``k``) follows, unless the run was
     given a ``width`` of its own."""
-    (tmp_path / "steps.py").write_text("def echo(value):\n    return value\n")
-    (tmp_path / "computed.yaml").write_text(_COMPUTED)
-    spec = load_workflow(str(tmp_path / "computed.yaml"))
+    spec = _echo_workflow(tmp_path, _COMPUTED)
     settings = Settings.from_env(home=str(tmp_path / "home"), executor="inline")
     with LocalService(settings) as runner, LocalService(settings) as steerer:
         run_id = runner.create_run(spec, given, breakpoints=["b"]).id
-        result: dict[str, RunStatus] = {}
-        driver = threading.Thread(target=lambda: result.update(s=runner.execute(run_id)))
-        driver.start()
-        deadline = time.monotonic() + 20
-        while steerer.store.get_run(run_id).status is not RunStatus.PAUSED:
-            assert time.monotonic() < deadline and driver.is_alive()
-            time.sleep(0.05)
+        driver, result = _drive_until_paused(runner, run_id)
         steerer.continue_run(run_id, params={"k": "5"}, from_strings=True)
         driver.join(20)
         assert result["s"] is RunStatus.SUCCEEDED
@@ -185,19 +200,11 @@ def test_a_step_action_the_engine_would_refuse_is_refused_at_once(tmp_path: Path
     """A skip, cancel or continue of a step of an active run is checked before its command is
     sent: a path naming no step is not found, a finished step or an item not started yet is
     refused (an engine could only record the refusal as an event, after an answer of "ok")."""
-    (tmp_path / "steps.py").write_text("def echo(value):\n    return value\n")
-    (tmp_path / "nested.yaml").write_text(_NESTED)
-    spec = load_workflow(str(tmp_path / "nested.yaml"))
+    spec = _echo_workflow(tmp_path, _NESTED)
     settings = Settings.from_env(home=str(tmp_path / "home"), executor="inline")
     with LocalService(settings) as service:
         run_id = service.create_run(spec, {}, breakpoints=["each[0].work"]).id
-        result: dict[str, RunStatus] = {}
-        driver = threading.Thread(target=lambda: result.update(s=service.execute(run_id)))
-        driver.start()
-        deadline = time.monotonic() + 20
-        while service.store.get_run(run_id).status is not RunStatus.PAUSED:
-            assert time.monotonic() < deadline and driver.is_alive()
-            time.sleep(0.05)
+        driver, result = _drive_until_paused(service, run_id)
         with pytest.raises(NotFoundError, match="no 'nope' at the top level"):
             service.skip(run_id, "nope")
         with pytest.raises(NotFoundError, match="no 'work' at the top level"):
