@@ -38,8 +38,10 @@ from kaon.api.openapi import install_openapi, operation_id
 from kaon.errors import ConfigurationError
 from kaon.service.auth import AuthService
 from kaon.service.local import LocalService
+from kaon.service.push_sandbox import SandboxLimits
 from kaon.service.registry import RegistryService
 from kaon.service.run_tokens import RunTokens
+from kaon.service.sandboxing import push_sandbox
 from kaon.service.settings import Settings
 from kaon.store.registry import SQLRegistryStore
 from kaon.store.sql import SQLStore
@@ -66,6 +68,8 @@ def build_services(settings: Settings) -> Services:
         sources_dir=Path(settings.home).absolute() / "sources",
         executor=settings.executor,
     )
+    # A pushed file's top-level code runs at push: in the step sandbox, as its steps will.
+    registry.sandbox = SandboxLimits(isolation=push_sandbox(settings))
     return Services(settings, store, runs, registry, auth, ServerMetrics(store))
 
 

@@ -41,6 +41,7 @@ BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_MAX_BODY = 5_000_000
 PUSH_MAX_BODY = 12_000_000  # a workflow file (5 MB) and its bundle (5 MB), with JSON overhead
 LOGIN_MAX_BODY = 16_384
+SMALL_BODY = 65_536  # a viewer's write (its own token's rotation) or a path naming no route
 INLINE_CHECK_BYTES = 32_768  # a body checked on the event loop (larger ones in a thread)
 OPEN_ROUTES = frozenset({("POST", "/ui/login"), ("POST", "/ui/logout")})
 """Routes whose body is how one authenticates (the UI's login form): bounded, not guarded."""
@@ -82,10 +83,15 @@ class RequestGuard:
             return
         route = (scope["method"], scope["path"])
         refusal = None if route in OPEN_ROUTES else await self._authenticate(scope)
+        role: str | None = None
         if refusal is None and route not in OPEN_ROUTES:
-            refusal = await self._authorize(scope)
+            refusal, role = await self._authorize(scope)
         if refusal is None:
             limit = LOGIN_MAX_BODY if route in OPEN_ROUTES else self.limit_for(*route)
+            if role in (None, "viewer") and route not in OPEN_ROUTES:
+                # No API route a viewer may write to takes more than a few fields, and a path
+                # that names no route takes nothing: such bodies stay small.
+                limit = min(limit, SMALL_BODY)
             body, refusal = await self._read(scope, receive, limit)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -116,11 +122,11 @@ class RequestGuard:
         scope.setdefault("state", {})["principal"] = principal
         return None
 
-    async def _authorize(self, scope: Scope) -> JSONResponse | None:
+    async def _authorize(self, scope: Scope) -> tuple[JSONResponse | None, str | None]:
         """Refuse, before its body is read, a request whose route needs a role the principal
         lacks (a viewer's ``POST /runs``): the route's own check would refuse it too, after
         the server had parsed megabytes for nothing. Whose group owns what is still the
-        route's to decide."""
+        route's to decide. Also returns the role the route needs (None: no API route)."""
         principal = scope.get("state", {}).get("principal")
         method, path = scope["method"], scope["path"]
         needed = next(
@@ -132,7 +138,7 @@ class RequestGuard:
             None,
         )
         if needed is None or principal is None:
-            return None
+            return None, None
         role, match = needed
         try:
             self.auth.check(principal, role, run_id=match.groupdict().get("run_id"))
@@ -140,8 +146,8 @@ class RequestGuard:
             app = scope.get("app")
             if app is not None:
                 await audit_refusal(app, principal.name, status_of(exc), method, path, exc)
-            return _answer(status_of(exc), error_body(exc))
-        return None
+            return _answer(status_of(exc), error_body(exc)), role
+        return None, role
 
     async def _read(
         self, scope: Scope, receive: Receive, limit: int

@@ -35,6 +35,7 @@ import yaml
 
 import kaon
 from kaon.errors import DefinitionError, Location, Problem
+from kaon.executors.sandbox import SandboxSpec
 from kaon.model.codec import workflow_from_dict
 from kaon.model.specs import WorkflowSpec
 
@@ -53,6 +54,7 @@ class SandboxLimits:
         default_factory=lambda: _env_int("KAON_PUSH_MEMORY_MB", 2048) * 1024 * 1024
     )
     file_bytes: int = 64 * 1024 * 1024
+    isolation: SandboxSpec | None = None  # the server's step sandbox: the evaluation runs in it
 
 
 def declared_names(source: str, file_name: str) -> set[str] | None:
@@ -153,8 +155,11 @@ def _run_child(target: str, scratch: str, limits: SandboxLimits, shown_as: str) 
         "OMP_NUM_THREADS": "1",  # numerical libraries imported at load need no thread pools
         "OPENBLAS_NUM_THREADS": "1",
     }
+    command = [sys.executable, "-m", "kaon.service._evaluate"]
+    if limits.isolation is not None:
+        command = _isolated(limits.isolation, command, target, scratch, env)
     child = subprocess.Popen(
-        [sys.executable, "-m", "kaon.service._evaluate"],
+        command,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -185,6 +190,25 @@ def _run_child(target: str, scratch: str, limits: SandboxLimits, shown_as: str) 
             Problem(f"evaluating the file {how} before defining a workflow", where)
         )
     return found
+
+
+def _isolated(
+    sandbox: SandboxSpec, command: list[str], target: str, scratch: str, env: dict[str, str]
+) -> list[str]:
+    """``command`` under the server's step sandbox: the pushed file's top-level code runs
+    where its steps will, with the server's home, its database and every other process
+    hidden (``/proc`` of a new PID namespace), no capabilities, and only the file's bundle
+    (read-only) and the scratch folder (its answer) visible beyond the machine's files."""
+    bundle = str(Path(target.rsplit(":", 1)[0] if ":" in target else target).parent)
+    spec = SandboxSpec(
+        hidden=sandbox.hidden,
+        hidden_files=sandbox.hidden_files,
+        read_only=(bundle,),
+        writable=(scratch,),
+        pass_env=(),
+        env=env,
+    )
+    return spec.argv(command, cwd=scratch)
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:

@@ -211,7 +211,8 @@ class RegistryService:
         path = folder / name
         created = not folder.exists()
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            self.sources_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the code: private
+            folder.mkdir(exist_ok=True)
             write_bundle(folder, files)  # before the definition: it may import them
             if not path.exists():
                 partial = folder / f".partial-{uuid.uuid4().hex}"

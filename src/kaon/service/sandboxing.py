@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +60,36 @@ def step_sandbox(
             raise ConfigurationError("the step sandbox needs bubblewrap (bwrap); install it")
         log.warning("steps run unsandboxed: bubblewrap (bwrap) is not installed")
         return None
+    return _spec(settings, hide_user_home)
+
+
+def push_sandbox(settings: Settings) -> SandboxSpec | None:
+    """The sandbox a server evaluates pushed files in (their top-level code runs at push):
+    the step sandbox's hiding, whatever the executor (the evaluation is a child process of
+    its own); None when the sandbox is off or bubblewrap is missing (``on``: an error)."""
+    mode = settings.sandbox or "auto"
+    if mode == "off" or mode not in SANDBOX_MODES:
+        return None
+    if bwrap_path() is None:
+        if mode == "on":
+            raise ConfigurationError("the step sandbox needs bubblewrap (bwrap); install it")
+        return None
+    return _spec(settings, hide_user_home=True)
+
+
+def _spec(settings: Settings, hide_user_home: bool) -> SandboxSpec:
     home = Path(settings.home).absolute()
     sources = home / "sources"
-    sources.mkdir(parents=True, exist_ok=True)
+    # Pushed code and a local artifact store are the server user's: folders it creates for
+    # them are private (0700), so other local users read neither code nor data.
+    sources.mkdir(mode=0o700, parents=True, exist_ok=True)
     hidden = [str(home), *([str(Path.home())] if hide_user_home else [])]
     database = _sqlite_file(settings.store_url)
     hidden_files = [database + suffix for suffix in _SQLITE_SUFFIXES] if database else []
     writable = []
     artifacts = _local_folder(settings.artifacts_url)
     if artifacts:
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        Path(artifacts).mkdir(mode=0o700, parents=True, exist_ok=True)
         writable.append(artifacts)
     extra = [n.strip() for n in os.environ.get(PASS_ENV_VARIABLE, "").split(",") if n.strip()]
     return SandboxSpec(
@@ -119,19 +138,16 @@ def create_step_executor(
 
 
 def _podman_only(request: TaskRequest) -> str | None:
-    """Refuse a container step naming another program than the machine's Podman: it runs
-    outside the sandbox, so a file a step wrote (``<artifacts>/x/podman``) must never be it.
-    Only ``podman`` itself, found on the server's ``PATH``, or that same path is allowed."""
+    """Refuse a container step that names its own ``podman`` program on a sandboxed server:
+    the step runs outside the sandbox, and a path (even one checked now) can be swapped by
+    a sandboxed step before it is run, so only the server's own ``podman`` (on its ``PATH``)
+    is run there."""
     program = request.config.get("podman")
     if program is None or program == "podman":
         return None
-    trusted = shutil.which("podman")
-    named = os.path.realpath(str(program)) if isinstance(program, str) else None
-    if trusted is not None and named == os.path.realpath(trusted):
-        return None
     return (
-        "a sandboxed server runs container steps with the machine's podman only "
-        f"({trusted or 'not installed'}), not {program!r}"
+        "a sandboxed server runs container steps with its own podman only; remove the "
+        f"'podman' key (it names {program!r:.80})"
     )
 
 

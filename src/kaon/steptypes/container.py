@@ -95,18 +95,43 @@ def podman_argv(config: Mapping[str, Any], inputs: Mapping[str, Any], name: str)
     return argv
 
 
-IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
-"""An image reference (``localhost/trainer:1.4``, ``repo@sha256:...``): never a flag."""
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?::[0-9]+)?|[A-Za-z0-9-]+:[0-9]+)"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+:[a-f0-9]{32,})?"
+)
+"""A registry image reference (``localhost/trainer:1.4``, ``ghcr.io/org/img@sha256:...``)."""
+TRANSPORTS = frozenset(
+    {
+        "containers-storage",
+        "dir",
+        "docker",
+        "docker-archive",
+        "docker-daemon",
+        "oci",
+        "oci-archive",
+        "ostree",
+        "sif",
+        "tarball",
+    }
+)
+"""Podman's image transports: ``oci-archive:/path`` would read a file of the host (Podman
+runs outside the step sandbox) and could re-tag another team's image."""
 
 
 def image_problem(image: object) -> str | None:
-    """Why ``image`` cannot be an image reference (a string starting with ``-`` would be read
-    by Podman as a flag: ``--volume=/:/host``), or None."""
+    """Why ``image`` is not a registry image reference, or None: never a flag (a string
+    starting with ``-``: ``--volume=/:/host``), never a transport reading host files
+    (``docker-archive:/path``, ``oci:dir``)."""
+    shown = f"{image!r:.80}"
     if not isinstance(image, str) or IMAGE_REFERENCE.fullmatch(image) is None:
         return (
-            f"'image' must be an image reference (letters, digits and ._/:@+-, not starting "
-            f"with '-'), got {image!r:.80}"
+            "'image' must be an image reference (registry/name:tag or name@digest, lower-case "
+            f"names, not starting with '-'), got {shown}"
         )
+    if image.split(":", 1)[0] in TRANSPORTS and ":" in image:
+        return f"'image' must be an image reference, not a Podman transport: got {shown}"
     return None
 
 
@@ -139,6 +164,15 @@ class ContainerStepType(StepType):
             problems.append(Problem("'image' is required", location.with_field("image")))
         elif isinstance(config["image"], str) and (why := image_problem(config["image"])):
             problems.append(Problem(why, location.with_field("image")))
+        network = config.get("network")
+        if isinstance(network, str) and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", network):
+            problems.append(
+                Problem(
+                    f"'network' must be none or a network's name, not {network!r:.60} (joining "
+                    "another container's or a path's namespace is refused)",
+                    location.with_field("network"),
+                )
+            )
         if isinstance(config.get("env"), Mapping):
             for key in config["env"]:
                 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)):

@@ -234,3 +234,18 @@ def test_an_answer_lists_the_first_50_problems_and_counts_the_rest(
     problems = answer.json()["problems"]
     assert len(problems) == 50 and len(answer.content) < 20_000
     assert answer.json()["message"].endswith("and 19,950 more problems")
+
+
+def test_a_viewers_write_and_a_body_for_no_route_stay_small(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    """A viewer may rotate its own token (a few fields): 5 MB sent there, or to a path that
+    names no route, is refused as too large before it is read."""
+    big = json.dumps({"expires_in": [{}] * 700_000})
+    mine = client.get("/whoami", headers=h(tokens["viewer"])).json()
+    rotate = f"/tokens/{mine.get('id', 'x')}/rotate"
+    for path in (rotate, "/nonexistent", "/runs/"):
+        answer = client.post(path, content=big, headers=h(tokens["viewer"], **_json_type()))
+        assert answer.status_code == 413, (path, answer.status_code)
+    small = client.post("/signals", json={"name": "go"}, headers=h(tokens["operator"]))
+    assert small.status_code in (200, 201)

@@ -4,6 +4,7 @@ process; a refused or failed push leaves nothing under ``sources/``."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,42 @@ def test_messages_name_no_server_path_and_bundle_names_are_exact(
     newline = push(client, tokens["owner"], flow(), files={"x.py\n": "y = 1"})
     assert newline.status_code == 422, newline.text
     assert sources(services) == []
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+def test_a_pushed_files_code_cannot_reach_the_servers_home_or_process(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Its top-level code runs at push, in the step sandbox: the server's home (state
+    database, run-token key) is an empty folder and the server's process is not visible, so
+    it cannot read secrets nor mint an admin token (it could, before)."""
+    home = str(Path(services.settings.home).absolute())
+    prelude = f"""
+import os
+import shutil
+_seen = [p for p in ("kaon.db", "run-token.key") if os.path.exists(os.path.join({home!r}, p))]
+_parent = os.path.exists(f"/proc/{{os.getppid()}}/environ") and os.getppid() > 1
+_verdict = "sees_" + "_".join(n.split(".")[0].replace("-", "_") for n in _seen) if _seen else ""
+"""
+    source = flow(name="probe", prelude=prelude).replace(
+        "@kaon.workflow\n", "@kaon.workflow(name=_verdict or ('parent' if _parent else 'blind'))\n"
+    )
+    answer = push(client, tokens["owner"], source)
+    assert answer.status_code < 300, answer.text
+    assert answer.json()["workflow"] == "blind"
+
+
+def test_pushed_code_is_kept_in_a_private_folder(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Other local users of the server's machine read no pushed code (the sources folder is
+    created 0700, whatever the umask)."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert push(client, tokens["owner"], flow()).status_code < 300
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(services.registry.sources_dir.stat().st_mode)
+    assert mode == 0o700, oct(mode)
