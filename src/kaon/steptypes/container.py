@@ -64,6 +64,7 @@ _PASSED_VARS = (
     "KAON_PARAMS",
 )
 _REMOVE_TIMEOUT_S = 30.0
+_RACE_S = 3.0  # after which a container still being created is removed again
 
 
 def input_variable(name: str) -> str:
@@ -238,15 +239,17 @@ class ContainerStepType(StepType):
         with _live_lock:
             _live.pop(name, None)
         # Best effort: when podman is gone or hangs there is nothing more to do.
+        argv = _remove_argv(config, name)
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             subprocess.run(
-                _remove_argv(config, name),
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 timeout=_REMOVE_TIMEOUT_S,
                 check=False,
             )
+        _remove_later(argv, first=False)
 
 
 # The containers this process started and has not removed yet: a worker that is terminated
@@ -277,6 +280,16 @@ def remove_live_containers() -> None:
         commands = list(_live.values())
         _live.clear()
     for argv in commands:
-        detached = f"{shlex.join(argv)} </dev/null >/dev/null 2>&1 &"
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(["/bin/sh", "-c", detached], start_new_session=True, timeout=5)
+        _remove_later(argv, first=True)
+
+
+def _remove_later(argv: list[str], *, first: bool) -> None:
+    """Run the removal ``argv`` detached (nobody's descendant, in a session of its own): at
+    once when ``first``, and again after :data:`_RACE_S` seconds, for a container the killed
+    client was still creating when the first removal looked (it would stay ``created``)."""
+    command = shlex.join(argv)
+    again = f"sleep {_RACE_S:g}; {command}"
+    script = f"{command}; {again}" if first else again
+    detached = f"({script}) </dev/null >/dev/null 2>&1 &"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["/bin/sh", "-c", detached], start_new_session=True, timeout=5)
