@@ -109,6 +109,7 @@ class ContainerSteps(RunCore):
     def _advance_foreach(self, node: Node, state: ForeachState) -> None:
         while (
             not self.draining
+            and not state.halted
             and not self.finished
             and len(state.active) < state.limit
             and not state.exhausted
@@ -118,7 +119,8 @@ class ContainerSteps(RunCore):
             state.next_index += 1
             if index not in state.finished:
                 self._open_item(node, state, index, item)
-        if state.exhausted and not state.active and not self.finished and not self.draining:
+        done = state.exhausted or state.halted
+        if done and not state.active and not self.finished and not self.draining:
             count = state.next_index
             output = state.results.collect(count, self.ctx.artifacts, node.path)
             failed = state.failed > 0

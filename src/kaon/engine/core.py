@@ -284,6 +284,8 @@ class RunCore(ABC):
             if effect is FailureMode.FINISH_RUNNING:
                 self.draining = True
                 self.error = self.error or message
+            if effect is FailureMode.IGNORE:
+                self._halt_inside(node)
         frame = node.frame
         frame.remaining -= 1
         for succ in frame.compiled.successors[node.spec.id]:
@@ -293,6 +295,17 @@ class RunCore(ABC):
                 self.work.append(nxt)
         if frame.remaining == 0:
             self.frames_done.append(frame)
+
+    @staticmethod
+    def _halt_inside(node: Node) -> None:
+        """A failure contained by an ``ignore`` container: the foreach steps between the
+        failed node and that container keep their own mode within it (``finish_running`` or
+        ``fail_fast``: no new item; each ends failed once its running items end)."""
+        container = node.frame.container
+        while container is not None and container.on_failure is not FailureMode.IGNORE:
+            if container.foreach is not None:
+                container.foreach.halted = True
+            container = container.frame.container
 
     def _frame_done(self, frame: Frame) -> None:
         if frame.finished:

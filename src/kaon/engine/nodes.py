@@ -188,6 +188,7 @@ class ForeachState:
     finished: set[int] = field(default_factory=set)  # items found finished on resume
     failed: int = 0
     restore: dict[int, Any] = field(default_factory=dict)  # item rows found on resume
+    halted: bool = False  # a failure inside, contained by an ``ignore`` around: no new item
 
     @property
     def exhausted(self) -> bool:

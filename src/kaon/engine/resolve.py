@@ -33,6 +33,17 @@ def node_value(node: Node) -> ValueRef:
     return _NONE
 
 
+def _by_return(node: Node, paths: Collection[Path]) -> bool:
+    """True when an expression reads ``node``'s single output only by its name
+    (``steps.make.return``, ``steps.make.return.x``): it is bound as ``{"return": value}``."""
+    outputs = node.outputs
+    return (
+        outputs is not None
+        and list(outputs) == [RETURN]
+        and all(path and path[0] == RETURN for path in paths)
+    )
+
+
 class Resolver:
     """Evaluates inputs, conditions and foreach items for the nodes of one run."""
 
@@ -89,7 +100,11 @@ class Resolver:
                     f"expression {source!r} refers to step {step_id!r}, which is not visible here"
                 )
             paths = compiled.step_paths.get(step_id) if compiled.step_paths else None
-            steps[step_id] = self._read(node_value(node), paths)
+            ref = node_value(node)
+            if paths and _by_return(node, paths):  # ``steps.X.return...``: X's single value
+                steps[step_id] = {RETURN: self._read(ref, {path[1:] for path in paths})}
+            else:
+                steps[step_id] = self._read(ref, paths)
         variables: dict[str, Any] = {"params": frame.params, "steps": steps, "run": self._run}
         variables.update(bound)
         return compiled.evaluate(variables)

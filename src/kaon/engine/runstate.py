@@ -292,6 +292,12 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             for node in frame.nodes.values():
                 if node.status is _S.FAILED and not node.failure_ignored:
                     self._fail_enclosing(node, now)
+                elif node.foreach is not None and node.foreach.failed and not node.done:
+                    # Its failed items are folded away (a drain let them end): still failed.
+                    why = f"{node.foreach.failed} items of {node.path} failed"
+                    error = error_dict(ErrorInfo("ChildFailed", why))
+                    self._set(node, _S.FAILED, error=error, ended_at=now)
+                    self._fail_enclosing(node, now)
         for frame in frames:
             for node in frame.nodes.values():
                 self._cancel_node(node, reason, now)

@@ -152,16 +152,19 @@ def rebind_params(
     to is computed again from the changed values (``width`` follows a new ``k``); one the run
     was given (another value) keeps it. Raises :class:`ParameterError`."""
     kept = dict(bound)
-    derived = [p.name for p in spec.params if isinstance(p.default, Expr) and p.name not in changes]
-    if derived:
-        given = {k: v for k, v in bound.items() if k not in derived}
+    for param in spec.params:
+        name = param.name
+        if not isinstance(param.default, Expr) or name in changes or name not in bound:
+            continue
+        # Computed from the run's other values (each one as the run had it): the same value
+        # means it was computed (or given as what it would have been), so it follows them.
+        others = {k: v for k, v in bound.items() if k != name}
         try:
-            computed = bind_params(spec, given)
+            computed = bind_params(spec, others).get(name)
         except ParameterError:
-            computed = {}
-        for name in derived:
-            if name in computed and name in bound and computed[name] == bound[name]:
-                del kept[name]
+            continue
+        if computed == bound[name]:
+            del kept[name]
     return bind_params(spec, {**kept, **changes}, from_strings=from_strings)
 
 

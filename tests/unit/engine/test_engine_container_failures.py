@@ -90,6 +90,8 @@ def test_finish_running_on_a_foreach_starts_no_new_item_and_lets_siblings_finish
     rows = harness.rows(run_id)
     assert rows["slow"].status is StepStatus.SUCCEEDED and harness.count("s_end") == 1
     assert "fe[2].x" not in rows  # no new item after the failure
+    assert rows["fe"].status is StepStatus.FAILED  # not cancelled: it holds a failed item
+    assert rows["fe"].error is not None and rows["fe"].error["type"] == "ChildFailed"
 
 
 def test_fail_fast_shows_the_foreach_and_its_item_failed_not_cancelled(harness: Harness) -> None:
@@ -201,3 +203,28 @@ def test_the_workflows_default_attempt_timeout_does_not_bound_a_foreach(inline: 
     )
     status, run_id = inline.run(spec)
     assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+
+
+def test_a_container_inside_an_ignored_one_keeps_its_own_mode(inline: Harness) -> None:
+    """An ``ignore`` foreach around a ``finish_running`` foreach: the inner one starts no new
+    item after its failure and ends failed; the outer one absorbs that, and the run goes on."""
+    body = GraphSpec(steps=(task("x", "add", inputs={"a": E("item"), "b": E("1 / (item - 2)")}),))
+    inner = ForeachSpec(
+        id="inner",
+        items=E("[1, 2, 3]"),
+        body=body,
+        concurrency=1,
+        on_failure=FailureMode.FINISH_RUNNING,
+    )
+    outer = ForeachSpec(
+        id="outer", items=E("[1]"), body=GraphSpec(steps=(inner,)), on_failure=FailureMode.IGNORE
+    )
+    spec = flow(outer, task("after", "const", inputs={"value": 9}))
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+    rows = inline.rows(run_id)
+    assert rows["outer[0].inner[1].x"].status is StepStatus.FAILED
+    assert "outer[0].inner[2].x" not in rows  # no new item after the inner failure
+    assert rows["outer[0].inner"].status is StepStatus.FAILED
+    assert rows["outer"].status is StepStatus.FAILED
+    assert inline.value(run_id, "after") == 9

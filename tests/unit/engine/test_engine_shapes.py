@@ -208,7 +208,10 @@ def test_a_single_value_is_also_its_output_named_return(inline: Harness) -> None
         task("make", "biglist", inputs={"n": 4}),
         task("sum", "total", inputs={"values": E("steps.make.return")}),
         task("first", "const", inputs={"value": E("steps.make.return[1]")}),
+        task("more", "const", inputs={"value": E("size(steps.make.return) + 1")}),
+        task("when", "const", inputs={"value": 7}, when="steps.make.return[3] == 3"),
     )
     status, run_id = inline.run(spec)
     assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
     assert inline.value(run_id, "sum") == 6 and inline.value(run_id, "first") == 1
+    assert inline.value(run_id, "more") == 5 and inline.value(run_id, "when") == 7

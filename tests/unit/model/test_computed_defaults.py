@@ -105,3 +105,25 @@ def test_rebinding_recomputes_what_was_computed_and_keeps_what_was_given() -> No
     assert rebind_params(spec, computed, {"label": "mine"})["label"] == "mine"
     with pytest.raises(ParameterError, match=r"params\.k"):
         rebind_params(spec, computed, {"k": "five"}, from_strings=True)
+
+
+def test_a_given_intermediate_value_is_kept_and_what_follows_it_recomputed() -> None:
+    """``b = width + k`` where the run was given ``width=100``: a new ``k`` keeps ``width``
+    and recomputes ``b`` from it (``105``, not ``k * 2 + k``)."""
+    spec = _load(
+        """
+        name: chain
+        params:
+          k: {type: int, default: 3}
+          width: {type: int, default: "${{ params.k * 2 }}"}
+          b: {type: int, default: "${{ params.width + params.k }}"}
+        steps:
+          - id: s
+            type: shell
+            config: {command: "true"}
+        """
+    )
+    given = bind_params(spec, {"width": 100})
+    assert given == {"k": 3, "width": 100, "b": 103}
+    assert rebind_params(spec, given, {"k": 5}) == {"k": 5, "width": 100, "b": 105}
+    assert rebind_params(spec, bind_params(spec, {}), {"k": 5}) == {"k": 5, "width": 10, "b": 15}
