@@ -69,28 +69,13 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_kill_9_engine_then_resume_reattaches(
     tmp_path: Path, ray_address: str, seconds: float, pause: float
 ) -> None:
-    marker = tmp_path / "executions"
-    env = {**os.environ, "KAON_HOME": str(tmp_path / "home")}
-    run = subprocess.Popen(
-        [*KAON, "run", FLOW, "-e", "ray", "-p", f"marker={marker}", "-p", f"seconds={seconds}"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert run.stdout is not None
-        run_id = run.stdout.readline().strip()
-        assert run_id, run.stderr.read() if run.stderr else ""
-        _wait_for_lines(marker, 1, 60)  # the long attempt runs on the cluster
-    finally:
-        os.killpg(run.pid, signal.SIGKILL)
+    with _running(tmp_path, seconds) as (run, run_id, marker):  # the long attempt runs
+        os.killpg(run.pid, signal.SIGKILL)  # kill -9 of the engine
         run.wait(timeout=10)
     time.sleep(pause)
     resumed = subprocess.run(
         [*KAON, "resume", run_id, "-e", "ray", "--ray-address", ray_address],
-        env=env,
+        env=_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
