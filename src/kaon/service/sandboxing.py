@@ -60,7 +60,7 @@ def step_sandbox(
             raise ConfigurationError("the step sandbox needs bubblewrap (bwrap); install it")
         log.warning("steps run unsandboxed: bubblewrap (bwrap) is not installed")
         return None
-    return _spec(settings, hide_user_home)
+    return _spec(settings, hide_user_home, create=True)
 
 
 def push_sandbox(settings: Settings) -> SandboxSpec | None:
@@ -74,22 +74,26 @@ def push_sandbox(settings: Settings) -> SandboxSpec | None:
         if mode == "on":
             raise ConfigurationError("the step sandbox needs bubblewrap (bwrap); install it")
         return None
-    return _spec(settings, hide_user_home=True)
+    # Computed when the services are built: it creates nothing (a folder that does not exist
+    # yet is simply not bound; the registry creates the sources folder before a push).
+    return _spec(settings, hide_user_home=True, create=False)
 
 
-def _spec(settings: Settings, hide_user_home: bool) -> SandboxSpec:
+def _spec(settings: Settings, hide_user_home: bool, *, create: bool) -> SandboxSpec:
     home = Path(settings.home).absolute()
     sources = home / "sources"
     # Pushed code and a local artifact store are the server user's: folders it creates for
     # them are private (0700), so other local users read neither code nor data.
-    sources.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if create:
+        sources.mkdir(mode=0o700, parents=True, exist_ok=True)
     hidden = [str(home), *([str(Path.home())] if hide_user_home else [])]
     database = _sqlite_file(settings.store_url)
     hidden_files = [database + suffix for suffix in _SQLITE_SUFFIXES] if database else []
     writable = []
     artifacts = _local_folder(settings.artifacts_url)
     if artifacts:
-        Path(artifacts).mkdir(mode=0o700, parents=True, exist_ok=True)
+        if create:
+            Path(artifacts).mkdir(mode=0o700, parents=True, exist_ok=True)
         writable.append(artifacts)
     extra = [n.strip() for n in os.environ.get(PASS_ENV_VARIABLE, "").split(",") if n.strip()]
     return SandboxSpec(
