@@ -32,7 +32,6 @@ from kaon.service.views import (
     PausedStepView,
     RunView,
     StepRunView,
-    paused_step_view,
 )
 from kaon.store.reads import MAX_PAGE
 
@@ -242,10 +241,9 @@ def paused_steps(
     blobs by hash. Empty when nothing is held (or ``path`` is not held)."""
     full = _readable(services, _, run_id)
     try:
-        held = services.runs.paused_steps(full, path)
+        return services.runs.paused_views(full, path)
     except NotFoundError:
-        held = []  # no such step run (yet): it holds nothing
-    return [paused_step_view(s.path, s.moment, s.inputs, s.outputs) for s in held]
+        return []  # no such step run (yet): it holds nothing
 
 
 @router.post("/{run_id}/resume", response_model=RunView, summary="Resume a stopped run")

@@ -33,15 +33,16 @@ def node_value(node: Node) -> ValueRef:
     return _NONE
 
 
+def _single_output(node: Node) -> bool:
+    """True when ``node``'s outputs are one value, named ``return`` (``steps.X`` is it)."""
+    outputs = node.outputs
+    return outputs is not None and len(outputs) == 1 and RETURN in outputs
+
+
 def _by_return(node: Node, paths: Collection[Path]) -> bool:
     """True when an expression reads ``node``'s single output only by its name
     (``steps.make.return``, ``steps.make.return.x``): it is bound as ``{"return": value}``."""
-    outputs = node.outputs
-    return (
-        outputs is not None
-        and list(outputs) == [RETURN]
-        and all(path and path[0] == RETURN for path in paths)
-    )
+    return _single_output(node) and all(path and path[0] == RETURN for path in paths)
 
 
 class Resolver:
@@ -145,8 +146,7 @@ class Resolver:
             if node is None:
                 return None
             ref, rest = node_value(node), rest[1:]
-            outputs = node.outputs
-            if rest and rest[0] == RETURN and outputs is not None and list(outputs) == [RETURN]:
+            if rest and rest[0] == RETURN and _single_output(node):
                 rest = rest[1:]  # ``steps.X.return``: the single value by its output name
         elif head == "params":
             if not rest or not isinstance(rest[0], str) or rest[0] not in frame.params:

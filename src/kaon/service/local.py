@@ -50,7 +50,7 @@ from kaon.service.views import (
 from kaon.store import open_store
 from kaon.store.base import RunRecord, StateStore, StepRunRecord
 
-LOG_PAGE = 10_000  # the store's default page of log lines
+LOG_PAGE = 10_000  # log lines read at once
 
 if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.executors.base import Executor
@@ -327,12 +327,12 @@ class LocalService:
             for row in held
         ]
 
-    def paused_views(self, run_id: str) -> list[PausedStepView]:
-        """The steps a run holds at breakpoints, as views (what ``GET /runs/ID/paused``
-        answers)."""
+    def paused_views(self, run_id: str, path: str | None = None) -> list[PausedStepView]:
+        """The steps a run holds at breakpoints (only the one at ``path`` when given), as
+        views: what ``GET /runs/ID/paused`` answers."""
         return [
             paused_step_view(step.path, step.moment, step.inputs, step.outputs)
-            for step in self.paused_steps(run_id)
+            for step in self.paused_steps(run_id, path)
         ]
 
     def _held_inputs(self, run_id: str, row: StepRunRecord) -> dict[str, Any] | None:
@@ -467,7 +467,7 @@ class LocalService:
         lines: list[LogView] = []
         after = 0
         while True:
-            page = self.store.logs(run_id, row.id, attempt=attempt, after_id=after)
+            page = self.store.logs(run_id, row.id, attempt=attempt, after_id=after, limit=LOG_PAGE)
             lines += (log_view(r, path) for r in page)
             if len(page) < LOG_PAGE or page[-1].id is None:
                 return lines

@@ -286,20 +286,23 @@ class TriggerService:
         """For the cron triggers this service has not seen yet: read their states in one
         query, and record the new ones as starting now in one write (they fire from now on),
         so that a start with thousands of workflows costs two statements, not thousands."""
-        served: dict[str, set[str]] = {}  # workflow -> its cron triggers' ids
+        serving = 0  # cron triggers served now
         new: dict[str, tuple[str, CronTriggerSpec, str]] = {}
         for workflow in workflows:
             for trigger in workflow.spec.triggers:
                 if isinstance(trigger, CronTriggerSpec):
+                    serving += 1
                     tid = self._id(workflow.name, trigger)
-                    served.setdefault(workflow.name, set()).add(tid)
                     if tid not in self._last_slot:
                         new[f"cron:{tid}"] = (tid, trigger, workflow.name)
-        if len(self._last_slot) > sum(map(len, served.values())) - len(new):
-            self._forget_unserved(set().union(*served.values()) if served else set())
+        if len(self._last_slot) > serving - len(new):  # some no longer served (rare)
+            self._forget_unserved(
+                {tid for tids in self._cron_ids(workflows).values() for tid in tids}
+            )
         if not new:
             return
         changed = {name for _, _, name in new.values()}
+        served = self._cron_ids([w for w in workflows if w.name in changed])
         keys = [*new, *(f"{SERVED_KEY}{name}" for name in changed)]
         found = self.triggers.get_states(keys)
         first = {key: {"last_slot": now} for key in new if key not in found}
@@ -321,6 +324,13 @@ class TriggerService:
         self.triggers.init_states(first, now)  # another service may have moved them on
         sets = {f"{SERVED_KEY}{name}": {"tids": sorted(served[name])} for name in changed}
         self.triggers.put_states({**restarted, **sets}, now)
+
+    def _cron_ids(self, workflows: list[ActiveWorkflow]) -> dict[str, set[str]]:
+        """The ids of each workflow's cron triggers, by workflow name."""
+        return {
+            w.name: {self._id(w.name, t) for t in w.spec.triggers if isinstance(t, CronTriggerSpec)}
+            for w in workflows
+        }
 
     def _forget_unserved(self, serving: set[str]) -> None:
         """Drop the in-memory cursors of cron triggers no longer served (their workflow's
