@@ -417,16 +417,25 @@ def check_computed_defaults(context: _Context) -> Iterator[Problem]:
 
 
 def check_retry(context: _Context) -> Iterator[Problem]:
-    """Retry policies are sane: at least one attempt, no negative delay or budget."""
+    """Retry policies are sane (at least one attempt, no negative delay or budget) and set
+    on task steps only."""
     spec = context.spec
     yield from _retry_problems(
         spec.defaults.retry, "workflow defaults", spec.location.with_field("defaults.retry")
     )
     for step, scope in _steps(spec):
-        if step.retry is not None:
-            yield from _retry_problems(
-                step.retry, f"step {_path(step, scope)!r}", step.location.with_field("retry")
+        if step.retry is None:
+            continue
+        where = step.location.with_field("retry")
+        if not isinstance(step, TaskSpec):  # a container's attempts are its inner steps'
+            yield Problem(
+                f"step {_path(step, scope)!r}: retry applies to task steps only (a "
+                f"{step.kind} step is not retried as a whole); set it on the steps inside, "
+                "or in the workflow's defaults",
+                where,
             )
+            continue
+        yield from _retry_problems(step.retry, f"step {_path(step, scope)!r}", where)
 
 
 def _retry_problems(retry: RetrySpec, owner: str, where: Location) -> Iterator[Problem]:

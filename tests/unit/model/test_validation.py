@@ -218,6 +218,21 @@ def test_retry_timeout_concurrency_and_loop_limits() -> None:
     ]
 
 
+def test_retry_on_a_container_is_refused_not_ignored() -> None:
+    # A container has no attempts of its own: a retry set on it used to be accepted and
+    # never applied. The check names the step, its kind and where to set it instead.
+    body = GraphSpec(steps=(task("x"),))
+    spec = workflow(
+        ForeachSpec(id="f", items=Const([1]), body=body, retry=RetrySpec(max_attempts=2)),
+        LoopSpec(id="l", body=GraphSpec(steps=(task("y"),)), until="true", retry=RetrySpec()),
+    )
+    problems = validate_workflow(spec)
+    assert [str(p.location.field) for p in problems] == ["retry", "retry"]
+    assert "step 'f': retry applies to task steps only (a foreach step" in problems[0].message
+    assert "set it on the steps inside" in problems[0].message
+    assert "(a loop step is not retried as a whole)" in problems[1].message
+
+
 def test_empty_graphs() -> None:
     spec = workflow(LoopSpec(id="l", body=GraphSpec(), until="true"))
     assert "loop 'l' has an empty body" in only(spec).message
