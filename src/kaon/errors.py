@@ -49,6 +49,8 @@ class Problem:
     location: Location = Location()
 
     def __str__(self) -> str:
+        if self.location == Location():  # a command-line argument, an API field: no file
+            return self.message
         return f"{self.location}: {self.message}"
 
 

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kaon.errors import ParameterError
-from kaon.model.specs import GraphSpec, StepSpec, WorkflowSpec
+from kaon.model.specs import (
+    ForeachSpec,
+    GraphSpec,
+    LoopSpec,
+    StepSpec,
+    SubworkflowSpec,
+    WorkflowSpec,
+)
 
 BREAKPOINTS_LABEL = "kaon.breakpoints"
 BREAK_BEFORE = "breakpoint"  # the reason of a step paused before it starts
@@ -85,27 +92,72 @@ class Breakpoints:
 
 
 def check_breakpoints(spec: WorkflowSpec, given: Iterable[str]) -> Breakpoints:
-    """Parse breakpoints and check each names a step of ``spec``. Raises ParameterError."""
+    """Parse breakpoints and check each names a step of ``spec``. Raises ParameterError
+    naming every breakpoint that cannot stop anything, and why."""
     points = tuple(Breakpoint.parse(text) for text in given)
-    known = set(_step_ids(spec.graph))
-    unknown = [str(b) for b in points if not _base_ids(b.name) <= known]
-    if unknown:
-        raise ParameterError(
-            f"--break: no step {', '.join(map(repr, unknown))} in workflow {spec.name!r}"
-        )
+    problems = [
+        f"{str(b)!r}: {why}" for b in points if (why := _unreachable(spec, b.name)) is not None
+    ]
+    if problems:
+        raise ParameterError(f"--break in workflow {spec.name!r}: {'; '.join(problems)}")
     return Breakpoints(points)
+
+
+_SEGMENT = re.compile(r"([^\[\].]+)(?:\[([0-9]+)\])?")
+MAX_INDEX_DIGITS = 9  # an item or iteration index past 999,999,999 names nothing
+
+
+def _unreachable(spec: WorkflowSpec, name: str) -> str | None:
+    """Why no step run of ``spec`` can be at ``name``, or None when one can: a bare step id
+    names that step at any depth; a path follows the containers from the top (``each.train``,
+    ``each[3].train``, ``sub.inner``), an index only after a foreach or a loop, below its
+    ``max_iterations`` for a loop."""
+    if "." not in name and "[" not in name:
+        return None if name in set(_step_ids(spec.graph)) else "no such step"
+    graph: GraphSpec | None = spec.graph
+    parts = name.split(".")
+    for number, part in enumerate(parts):
+        match = _SEGMENT.fullmatch(part)
+        if match is None:
+            return f"{part!r} is not STEP or STEP[INDEX]"
+        step_id, index = match.group(1), match.group(2)
+        step = graph.by_id().get(step_id) if graph is not None else None
+        if step is None:
+            where = ".".join(parts[:number]) or "the top level"
+            return f"no step {step_id!r} in {where}"
+        if index is not None:
+            if not isinstance(step, ForeachSpec | LoopSpec):
+                return f"{step_id!r} is a {step.kind} step: only a foreach or a loop takes an index"
+            if len(index.lstrip("0")) > MAX_INDEX_DIGITS:
+                return f"index {index} is out of range"
+            if isinstance(step, LoopSpec) and int(index) >= step.max_iterations:
+                return (
+                    f"loop {step_id!r} runs at most {step.max_iterations} iterations "
+                    f"(0 to {step.max_iterations - 1}), not {index}"
+                )
+        if isinstance(step, SubworkflowSpec) and step.spec is None:
+            return None  # a workflow found by name when the run starts: not known here
+        graph = _inside(step)
+        if graph is None and number < len(parts) - 1:
+            return f"{step_id!r} is a {step.kind} step, with no steps inside"
+    return None
+
+
+def _inside(step: StepSpec) -> GraphSpec | None:
+    """The graph a step runs inside it: a foreach's or loop's body, a subworkflow's graph."""
+    if isinstance(step, ForeachSpec | LoopSpec):
+        return step.body
+    if isinstance(step, SubworkflowSpec) and step.spec is not None:
+        return step.spec.graph
+    return None
 
 
 def _step_ids(graph: GraphSpec) -> Iterable[str]:
     for step in graph.steps:
         yield step.id
-        body = getattr(step, "body", None)
-        if isinstance(body, GraphSpec):
-            yield from _step_ids(body)
-
-
-def _base_ids(name: str) -> set[str]:
-    return {part.split("[", 1)[0] for part in name.split(".")}
+        inside = _inside(step)
+        if inside is not None:
+            yield from _step_ids(inside)
 
 
 def breakpoint_moment(value: bool | str | None) -> str:
