@@ -285,7 +285,7 @@ class RunCore(ABC):
                 self.draining = True
                 self.error = self.error or message
             if effect is FailureMode.IGNORE:
-                self._halt_inside(node)
+                self._contain(node)
         frame = node.frame
         frame.remaining -= 1
         for succ in frame.compiled.successors[node.spec.id]:
@@ -296,16 +296,25 @@ class RunCore(ABC):
         if frame.remaining == 0:
             self.frames_done.append(frame)
 
-    @staticmethod
-    def _halt_inside(node: Node) -> None:
-        """A failure contained by an ``ignore`` container: the foreach steps between the
-        failed node and that container keep their own mode within it (``finish_running`` or
-        ``fail_fast``: no new item; each ends failed once its running items end)."""
-        container = node.frame.container
+    def _contain(self, node: Node) -> None:
+        """A failure that an ``ignore`` container holds. The containers between the failed
+        node and that one keep their own modes within it: a foreach among them starts no new
+        item (``finish_running`` and ``fail_fast`` alike: each ends failed once its running
+        items end); and when the failure's mode there is ``fail_fast`` (the node's own, unless
+        a container between is ``finish_running``), everything still running in the ignoring
+        container's item (or body) is stopped now, as ``fail_fast`` stops a whole run."""
+        mode = node.on_failure
+        frame = node.frame
+        container = frame.container
         while container is not None and container.on_failure is not FailureMode.IGNORE:
+            if container.on_failure is FailureMode.FINISH_RUNNING:
+                mode = FailureMode.FINISH_RUNNING
             if container.foreach is not None:
                 container.foreach.halted = True
-            container = container.frame.container
+            frame = container.frame
+            container = frame.container
+        if mode is FailureMode.FAIL_FAST:
+            self._stop_contained(frame, node)
 
     def _frame_done(self, frame: Frame) -> None:
         if frame.finished:
@@ -365,6 +374,10 @@ class RunCore(ABC):
     @abstractmethod
     def abort(self, status: RunStatus, reason: str) -> None:
         """Stop everything and finish the run (see :class:`~kaon.engine.runstate.RunState`)."""
+
+    @abstractmethod
+    def _stop_contained(self, frame: Frame, failed: Node) -> None:
+        """Stop what runs in ``frame`` around a ``fail_fast`` failure (see :meth:`_contain`)."""
 
     @abstractmethod
     def _holds_before(self, node: Node) -> bool:

@@ -22,6 +22,7 @@ from kaon.engine.context import EngineContext, Outbox, Timer, error_dict, error_
 from kaon.engine.core import DEFAULT_WINDOW, frame_facts, has_own_row
 from kaon.engine.nodes import (
     USER_SKIP,
+    Frame,
     Node,
     child_frames,
     walk_frames,
@@ -321,6 +322,49 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                 error = ErrorInfo("ChildFailed", f"step {node.path} failed")
                 self._set(container, _S.FAILED, error=error_dict(error), ended_at=now)
             frame = container.frame
+
+    def _stop_contained(self, frame: Frame, failed: Node) -> None:
+        """Stop everything in ``frame`` (the item, iteration or body of an ``ignore``
+        container) around ``failed``, a ``fail_fast`` failure inside it: the containers that
+        hold the failed node end ``failed`` (ChildFailed) with their item and iteration rows,
+        every other unfinished step in the frame and below it is cancelled (its attempt
+        stopped). The frame then ends failed as its last step ends, and the container
+        around it carries on (its mode is ``ignore``)."""
+        now = self.ctx.clock()
+        reason = f"step {failed.path} failed"
+        path_frames: set[int] = set()
+        holders: list[Node] = []  # the containers between the failed node and the frame
+        inner = failed.frame
+        while inner is not frame and inner.container is not None:
+            path_frames.add(id(inner))
+            holders.append(inner.container)
+            inner = inner.container.frame
+        frames = [f for n in frame.nodes.values() for c in child_frames(n) for f in walk_frames(c)]
+        error = error_dict(ErrorInfo("ChildFailed", reason))
+        for node in holders:
+            if not node.done:
+                self._set(node, _S.FAILED, error=error, ended_at=now)
+        for inside in frames:
+            for node in inside.nodes.values():
+                self._cancel_node(node, reason, now)
+            if not inside.finished:
+                inside.finished = True  # its container ended: nothing more comes of it
+                if has_own_row(inside):
+                    status = _S.FAILED if id(inside) in path_frames else _S.CANCELLED
+                    reason_of = {} if status is _S.FAILED else {"reason": reason}
+                    self._frame_row(inside, status, ended_at=now, **reason_of)
+        stopped = []
+        for node in frame.nodes.values():
+            if node is failed or (node.done and node not in holders):
+                continue
+            self._cancel_node(node, reason, now)
+            stopped.append(node)
+        for node in holders:
+            node.foreach = node.loop = None
+            node.sub = None
+        frame.remaining -= len(stopped)  # its unfinished steps; none follows (all are done)
+        if frame.remaining == 0 and failed.frame is not frame:
+            self.frames_done.append(frame)
 
     def skip(self, path: str, output: Any = None, has_output: bool = False) -> None:
         """Skip the active step at ``path``; downstream sees ``output`` (or nothing)."""

@@ -228,3 +228,98 @@ def test_a_container_inside_an_ignored_one_keeps_its_own_mode(inline: Harness) -
     assert rows["outer[0].inner"].status is StepStatus.FAILED
     assert rows["outer"].status is StepStatus.FAILED
     assert inline.value(run_id, "after") == 9
+
+
+def test_fail_fast_inside_an_ignored_foreach_stops_the_items_other_steps(
+    harness: Harness,
+) -> None:
+    """A ``fail_fast`` failure contained by an ``ignore`` foreach stops what runs beside it in
+    its item at once (as it stops a whole run outside any container), not when those steps
+    end: the item and the inner foreach end failed, their running steps cancelled; the other
+    items and the run go on."""
+    state = str(harness.state)
+    inner_body = GraphSpec(
+        steps=(
+            task("y", "add", inputs={"a": E("item"), "b": E("1 / (item - 2)")}),
+            task("z", "sleeper", inputs={"seconds": 15, "state": state, "name": "z"}),
+        )
+    )
+    inner = ForeachSpec(id="inner", items=E("[0, 2]"), body=inner_body, concurrency=2)
+    body = GraphSpec(
+        steps=(
+            inner,
+            task("slow", "sleeper", inputs={"seconds": 15, "state": state, "name": "s"}),
+        )
+    )
+    outer = ForeachSpec(
+        id="outer", items=E("[1]"), body=body, on_failure=FailureMode.IGNORE, concurrency=4
+    )
+    spec = flow(
+        outer,
+        task(
+            "after",
+            "const",
+            inputs={"value": 9},
+            needs=("outer",),
+            trigger_rule=TriggerRule.ALL_DONE,
+        ),
+    )
+    began = time.monotonic()
+    status, run_id = harness.run(spec)
+    assert time.monotonic() - began < 10  # not after the 15 s sleepers
+    assert status is RunStatus.SUCCEEDED, harness.errors(run_id)
+    rows = harness.rows(run_id)
+    assert rows["outer[0].inner[1].y"].status is StepStatus.FAILED
+    assert rows["outer[0].inner[1].z"].status is StepStatus.CANCELLED
+    assert rows["outer[0].inner[0].z"].status is StepStatus.CANCELLED  # the other item's
+    assert rows["outer[0].slow"].status is StepStatus.CANCELLED
+    assert rows["outer[0].inner[1]"].status is StepStatus.FAILED
+    assert rows["outer[0].inner"].status is StepStatus.FAILED
+    assert rows["outer[0]"].status is StepStatus.FAILED
+    assert rows["outer"].status is StepStatus.FAILED
+    assert harness.value(run_id, "after") == 9
+    assert harness.count("s_end") == 0 and harness.count("z_end") == 0
+
+
+def test_fail_fast_beside_a_running_step_in_an_ignored_subworkflow(inline: Harness) -> None:
+    """The failed step and the step it stops are in the same frame (a subworkflow's body):
+    the sibling is cancelled at once, the subworkflow fails, the run goes on."""
+    state = str(inline.state)
+    inner = flow(
+        task("bad", "add", inputs={"a": 1, "b": E("1 / 0")}),
+        task("slow", "sleeper", inputs={"seconds": 15, "state": state, "name": "s"}),
+    )
+    sub = SubworkflowSpec(id="sub", workflow=inner.name, spec=inner, on_failure=FailureMode.IGNORE)
+    spec = flow(sub, task("after", "const", inputs={"value": 4}))
+    began = time.monotonic()
+    status, run_id = inline.run(spec)
+    assert time.monotonic() - began < 10
+    assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+    rows = inline.rows(run_id)
+    assert rows["sub.bad"].status is StepStatus.FAILED
+    assert rows["sub.slow"].status is StepStatus.CANCELLED
+    assert rows["sub.slow"].reason == "step sub.bad failed"
+    assert rows["sub"].status is StepStatus.FAILED
+    assert inline.value(run_id, "after") == 4
+
+
+def test_finish_running_inside_an_ignored_foreach_lets_the_items_steps_end(inline: Harness) -> None:
+    """With ``finish_running`` the failed step's siblings in the item run to their end."""
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(
+            task(
+                "bad",
+                "add",
+                inputs={"a": 1, "b": E("1 / 0")},
+                on_failure=FailureMode.FINISH_RUNNING,
+            ),
+            task("slow", "sleeper", inputs={"seconds": 0.5, "state": state, "name": "s"}),
+        )
+    )
+    outer = ForeachSpec(id="outer", items=E("[1]"), body=body, on_failure=FailureMode.IGNORE)
+    status, run_id = inline.run(flow(outer))
+    assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+    rows = inline.rows(run_id)
+    assert rows["outer[0].slow"].status is StepStatus.SUCCEEDED and inline.count("s_end") == 1
+    assert rows["outer[0]"].status is StepStatus.FAILED
