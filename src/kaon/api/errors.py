@@ -22,6 +22,9 @@ validation errors list their problems with file, line and field.
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -40,6 +43,7 @@ from kaon.errors import (
     LeaseError,
     NotFoundError,
     PermissionDeniedError,
+    Problem,
     StoreUnavailableError,
 )
 from kaon.service.registry_views import ErrorBody, ProblemView
@@ -95,12 +99,17 @@ async def audit_refusal(
         log.warning("cannot audit a refused %s %s", method, path)
 
 
-def error_body(error: BaseException) -> ErrorBody:
-    """The JSON body describing ``error``."""
+def error_body(error: BaseException, sources: Path | None = None) -> ErrorBody:
+    """The JSON body describing ``error``. A problem's file is named as it was pushed
+    (``flow.py``, ``pkg/helper.py``), never by where the server keeps it: under ``sources``
+    (the server's bundles), the part after the bundle's folder; elsewhere, the file's name."""
     problems: list[ProblemView] = []
     message = str(error)
     if isinstance(error, DefinitionError):
-        shown = error.problems[:MAX_PROBLEMS]
+        shown = [
+            Problem(p.message, replace(p.location, file=public_file(p.location.file, sources)))
+            for p in error.problems[:MAX_PROBLEMS]
+        ]
         problems = [
             ProblemView(
                 message=p.message,
@@ -113,6 +122,18 @@ def error_body(error: BaseException) -> ErrorBody:
         message = "; ".join(str(p) for p in shown) or message
         message += _more(len(error.problems))
     return ErrorBody(error=type(error).__name__, message=message, problems=problems)
+
+
+def public_file(file: str | None, sources: Path | None) -> str | None:
+    """``file`` as a client may see it (see :func:`error_body`)."""
+    if file is None or not os.path.isabs(file):
+        return file
+    path = Path(file)
+    if sources is not None and path.is_relative_to(sources):
+        inside = path.relative_to(sources).parts[1:]  # after the bundle's folder
+        if inside:
+            return "/".join(inside)
+    return path.name
 
 
 MAX_PROBLEMS = 50
@@ -142,7 +163,10 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "1"}
-    return _json(status, error_body(exc), headers)
+    services = getattr(request.app.state, "services", None)
+    registry = getattr(services, "registry", None)
+    sources = getattr(registry, "sources_dir", None)
+    return _json(status, error_body(exc, sources), headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

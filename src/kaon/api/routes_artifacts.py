@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
-from kaon.errors import Location, NotFoundError, ParameterError, Problem
+from kaon.errors import Location, ParameterError, Problem
 from kaon.model.values import encode_outputs
 from kaon.service.experiment_views import (
     ArtifactRefView,
@@ -29,6 +29,7 @@ from kaon.service.experiment_views import (
     PlotView,
     StepOutputsView,
 )
+from kaon.service.experiments import one_artifact
 
 router = APIRouter(tags=["artifacts"], responses=ERROR_RESPONSES)
 
@@ -37,15 +38,22 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 def _readable_blob(services: Services, principal: Principal, given: str) -> str:
-    """Resolve a hash or prefix and check that ``principal`` may read a run that produced
-    it; NotFoundError otherwise (a group's blobs are not revealed to others)."""
-    hash_ = services.runs.experiments.resolve_artifact(given)
+    """Resolve a hash or prefix among the blobs ``principal`` may read (those a run it may
+    read produced); NotFoundError otherwise. A group's blobs are not revealed to others: a
+    prefix is matched against readable blobs only, so neither the message nor its wording
+    tells another group's hash, or that one exists."""
+    experiments = services.runs.experiments
     if principal.reads_everything:
-        return hash_
-    for record in services.store.artifacts(hash=hash_, limit=1000):
-        if services.may_read_run(principal, record.run_id):
-            return hash_
-    raise NotFoundError(f"no recorded artifact has hash {hash_}")
+        return experiments.resolve_artifact(given)
+    readable = [
+        hash_
+        for hash_ in experiments.artifact_matches(given)
+        if any(
+            services.may_read_run(principal, record.run_id)
+            for record in services.store.artifacts(hash=hash_, limit=1000)
+        )
+    ]
+    return one_artifact(given, readable)
 
 
 @router.get("/artifacts/{artifact}", response_model=ArtifactRefView, summary="An artifact")

@@ -102,26 +102,15 @@ class Experiments:
     def resolve_artifact(self, given: str) -> str:
         """The full sha256 of the recorded artifact named by ``given`` or a unique prefix
         (at least 4 hex digits; a ``sha256:`` prefix is allowed)."""
-        text = given.strip().lower().removeprefix("sha256:")
-        if not _HEX.fullmatch(text):
-            raise NotFoundError(
-                f"{given!r} is not an artifact hash: give the sha256 or at least its first "
-                "4 hex digits (see `kaon artifacts RUN`)"
-            )
+        return one_artifact(given, self.artifact_matches(given))
+
+    def artifact_matches(self, given: str) -> list[str]:
+        """The full sha256 of every recorded artifact that ``given`` (a hash or a prefix of
+        at least 4 hex digits) names, in order; NotFoundError when ``given`` is neither."""
+        text = artifact_text(given)
         if len(text) == 64:
-            if self.store.artifacts(hash=text, limit=1):
-                return text
-            matches: list[str] = []
-        else:
-            matches = sorted(h for h in self.store.referenced_hashes() if h.startswith(text))
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise NotFoundError(f"no recorded artifact has a hash starting with {text!r}")
-        shown = ", ".join(h[:16] for h in matches[:5]) + (", ..." if len(matches) > 5 else "")
-        raise NotFoundError(
-            f"{text!r} matches {len(matches)} artifacts ({shown}); give more digits"
-        )
+            return [text] if self.store.artifacts(hash=text, limit=1) else []
+        return sorted(h for h in self.store.referenced_hashes() if h.startswith(text))
 
     def artifact_ref(self, hash_: str) -> ArtifactRef:
         """The reference of a recorded blob (serializer, size, type from its lineage)."""
@@ -739,3 +728,26 @@ def _part_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ComponentCha
     if before_nc != now_nc:
         changes.append(ComponentChange(component="code: not covered", old=before_nc, new=now_nc))
     return changes
+
+
+def artifact_text(given: str) -> str:
+    """``given`` as the lowercase hex digits of a hash or prefix; NotFoundError otherwise."""
+    text = given.strip().lower().removeprefix("sha256:")
+    if not _HEX.fullmatch(text):
+        raise NotFoundError(
+            f"{given!r} is not an artifact hash: give the sha256 or at least its first "
+            "4 hex digits (see `kaon artifacts RUN`)"
+        )
+    return text
+
+
+def one_artifact(given: str, matches: list[str]) -> str:
+    """The one hash of ``matches`` (those ``given`` names); NotFoundError naming none or
+    the several it matches."""
+    text = artifact_text(given)
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFoundError(f"no recorded artifact has a hash starting with {text!r}")
+    shown = ", ".join(h[:16] for h in matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise NotFoundError(f"{text!r} matches {len(matches)} artifacts ({shown}); give more digits")

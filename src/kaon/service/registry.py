@@ -194,7 +194,16 @@ class RegistryService:
                 return principal.groups[0]
             return owner_group
         self.auth.check(principal, "owner", owner_group=current.owner_group)
+        self._may_hand_to(principal, owner_group)
         return owner_group
+
+    def _may_hand_to(self, principal: Principal, owner_group: str | None) -> None:
+        """Check that ``principal`` may give a workflow to ``owner_group`` (None: no change):
+        an owner in that group (or an admin). Moving a workflow into a group makes its runs,
+        signals and steps act as that group's, so the group it goes to must be the caller's
+        as much as the one it leaves."""
+        if owner_group is not None:
+            self.auth.check(principal, "owner", owner_group=owner_group)
 
     def _store_files(self, name: str, source: str, files: dict[str, str]) -> tuple[Path, bool]:
         """Write the file and its bundle under ``sources/``; the folder and whether this
@@ -293,6 +302,7 @@ class RegistryService:
         """Merge ``properties`` (``None`` values remove keys) and optionally move the
         workflow to another owner group; no new version. Raises NotFoundError, ..."""
         self.authorize(principal, "owner", name)
+        self._may_hand_to(principal, owner_group)
         check_value(dict(properties or {}), "properties")
         check_properties(properties or {})
         current = self.registry.get_workflow(name)

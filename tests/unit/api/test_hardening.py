@@ -249,3 +249,83 @@ def test_a_viewers_write_and_a_body_for_no_route_stay_small(
         assert answer.status_code == 413, (path, answer.status_code)
     small = client.post("/signals", json={"name": "go"}, headers=h(tokens["operator"]))
     assert small.status_code in (200, 201)
+
+
+BLOB_FLOW = """
+import kaon
+
+
+@kaon.step
+def secret() -> str:
+    return "CONFIDENTIAL " * 4000
+
+
+@kaon.workflow
+def blobby() -> None:
+    secret()
+"""
+
+
+def test_a_blob_prefix_reveals_nothing_of_another_groups_blobs(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """A 4-digit prefix used to resolve among every blob before the read check, and the 404
+    named the full hash (and worded "unknown prefix" differently): walking the 65,536
+    prefixes gave a stranger every hash in the store."""
+    owner = h(tokens["owner"])
+    pushed = client.post(
+        "/workflows", json={"source": BLOB_FLOW, "file_name": "blobby.py"}, headers=owner
+    )
+    assert pushed.status_code < 300, pushed.text
+    run_id = client.post("/runs", json={"workflow": "blobby"}, headers=owner).json()["id"]
+    services.runs.execute(run_id)
+    [record] = services.store.artifacts(run_id=run_id, limit=10)
+    full = record.hash
+    free = next(p for p in (f"{i:04x}" for i in range(65536)) if not full.startswith(p))
+    for given in (full[:4], full[:12], full):
+        mine = client.get(f"/artifacts/{given}", headers=owner)
+        assert mine.status_code == 200 and mine.json()["hash"] == full
+        theirs = client.get(f"/artifacts/{given}", headers=h(tokens["stranger"]))
+        unknown = client.get(f"/artifacts/{free}", headers=h(tokens["stranger"]))
+        assert theirs.status_code == unknown.status_code == 404
+        assert given == full or full not in theirs.text  # the full hash: the caller's own text
+        assert theirs.json()["message"].replace(given, "X") == unknown.json()["message"].replace(
+            free, "X"
+        )
+        for route in ("blob", "lineage"):
+            answer = client.get(f"/artifacts/{given}/{route}", headers=h(tokens["stranger"]))
+            assert answer.status_code == 404 and (given == full or full not in answer.text)
+
+
+POOL_FLOW = """
+import kaon
+
+
+@kaon.step(pool="small")
+def hit() -> int:
+    return 1
+
+
+@kaon.workflow
+def pooled() -> None:
+    hit()
+"""
+
+
+def test_a_definition_error_names_the_pushed_file_not_the_servers_copy(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Starting a run whose step names a pool that does not exist is a 422 naming the
+    problem at ``pooled.py:12`` (the call); it named the bundle's path under the server's home."""
+    owner = h(tokens["owner"])
+    pushed = client.post(
+        "/workflows", json={"source": POOL_FLOW, "file_name": "pooled.py"}, headers=owner
+    )
+    assert pushed.status_code < 300, pushed.text
+    answer = client.post("/runs", json={"workflow": "pooled"}, headers=owner)
+    assert answer.status_code == 422, answer.text
+    home = str(services.registry.sources_dir.parent)
+    assert home not in answer.text and "sources/" not in answer.text
+    body = answer.json()
+    assert body["message"].startswith("pooled.py:12: pool: ")
+    assert [(p["file"], p["line"]) for p in body["problems"]] == [("pooled.py", 12)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,6 +94,26 @@ def test_owner_groups_and_start_checks(services: Services) -> None:
     with pytest.raises(InvalidActionError, match="deactivated"):
         registry.start_run("doubler", {}, owner)
     assert registry.start_run("doubler", {}, owner, version=1).status == "pending"
+
+
+def test_an_owner_cannot_hand_a_workflow_to_a_group_it_is_not_in(services: Services) -> None:
+    """Moving a workflow into a group makes its runs and its steps' signals that group's: a
+    team's owner could give its workflow to another team (PATCH or a push naming the group)
+    and then start that team's signal-triggered runs with its own parameters."""
+    registry = services.registry
+    bob = Principal("bob", "owner", ("b",))
+    registry.push(FLOW.format(factor=2), "flow.py", bob)
+    for group in ("a", "*"):
+        with pytest.raises(PermissionDeniedError, match=f"not in group '{re.escape(group)}'"):
+            registry.update("doubler", bob, owner_group=group)
+        with pytest.raises(PermissionDeniedError, match=f"not in group '{re.escape(group)}'"):
+            registry.push(FLOW.format(factor=3), "flow.py", bob, owner_group=group)
+    assert registry.workflow("doubler").owner_group == "b"
+    assert [v.version for v in registry.versions("doubler")] == [1]
+    both = Principal("carol", "owner", ("a", "b"))
+    assert registry.update("doubler", both, owner_group="a").owner_group == "a"
+    admin = Principal("root", "admin", ())
+    assert registry.update("doubler", admin, owner_group="b").owner_group == "b"
 
 
 def test_properties_merge_without_a_new_version(services: Services) -> None:
