@@ -18,7 +18,7 @@ from typing import Any
 
 from kaon.engine.core import RunCore
 from kaon.engine.nodes import Node
-from kaon.errors import InvalidActionError, KaonError
+from kaon.errors import InvalidActionError
 from kaon.model.breakpoints import (
     BREAK_AFTER,
     BREAK_AFTER_CACHED,
@@ -59,7 +59,7 @@ class BreakpointSteps(RunCore):
         if isinstance(node.spec, TaskSpec):
             try:  # what the step would receive, for a person to inspect
                 note["inputs"] = encode_outputs(self.resolver.inputs(node))
-            except KaonError as exc:
+            except Exception as exc:  # a user's value or expression: shown, not raised
                 note["inputs_error"] = str(exc)
         node.reason = BREAK_BEFORE
         self._set(node, _S.PAUSED, note, reason=BREAK_BEFORE)

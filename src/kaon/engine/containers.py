@@ -63,7 +63,7 @@ class ContainerSteps(RunCore):
                 self._start_wait(node, spec)
             else:
                 raise KaonError(f"unknown step kind {spec.kind!r}")
-        except KaonError as exc:
+        except Exception as exc:  # its items, params or values: the step fails, not the run
             self._fail(node, error_info(exc))
 
     def _run_container(self, node: Node) -> None:
@@ -195,7 +195,7 @@ class ContainerSteps(RunCore):
         spec = state.spec
         try:
             stop = self.resolver.condition(frame, spec.until, spec.location.with_field("until"))
-        except KaonError as exc:
+        except Exception as exc:  # a user's value or expression: the step fails
             self._fail(node, error_info(exc))
             return
         if stop:

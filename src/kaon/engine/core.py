@@ -22,7 +22,6 @@ from kaon.engine.nodes import (
     trigger_decision,
 )
 from kaon.engine.resolve import Resolver, node_value
-from kaon.errors import KaonError
 from kaon.model.events import AttemptKey, ErrorInfo
 from kaon.model.graph import compile_graph
 from kaon.model.specs import (
@@ -237,7 +236,7 @@ class RunCore(ABC):
                 if not self.resolver.condition(frame, node.spec.when, where):
                     self._skip(node, f"{CONDITION_FALSE}: {node.spec.when}")
                     return
-            except KaonError as exc:
+            except Exception as exc:  # a user's value or expression: the step fails
                 self._fail(node, error_info(exc))
                 return
         if self._holds_before(node):

@@ -27,7 +27,7 @@ from kaon.engine.nodes import (
     child_frames,
     walk_frames,
 )
-from kaon.errors import InvalidActionError, KaonError
+from kaon.errors import InvalidActionError
 from kaon.executors.base import TaskRequest
 from kaon.model.breakpoints import BREAK_AFTER
 from kaon.model.events import LOG_OUTPUT, AttemptKey, ErrorInfo
@@ -267,7 +267,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     try:
                         if not self.resolver.condition(node.frame, spec.match, where, extra):
                             continue
-                    except KaonError as exc:
+                    except Exception as exc:  # a user's value or expression: the step fails
                         self.waiting.remove(node)
                         self._fail(node, error_info(exc))
                         continue
@@ -439,7 +439,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         assert isinstance(spec, TaskSpec)
         try:
             inputs, node.inputs = node.inputs or self.resolver.inputs(node), None
-        except KaonError as exc:
+        except Exception as exc:  # a user's value or expression: the step fails, not the run
             self._fail(node, error_info(exc))
             return None
         now = self.ctx.clock()

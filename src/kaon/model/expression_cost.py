@@ -25,6 +25,8 @@ validation refuses what is over budget for any input, and the run-time check the
 
 from __future__ import annotations
 
+import datetime
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -83,6 +85,32 @@ MACROS: Final = frozenset({"map", "filter", "all", "exists", "exists_one"})
 
 class OverBudget(Exception):
     """A value or an evaluation exceeds its budget; the message says by how much."""
+
+
+class Unreadable(Exception):
+    """A value an expression cannot read: not JSON-like, a timestamp or a duration (a
+    DataFrame, an array, a model). CEL would refuse it, or worse read an array's memory as
+    bytes."""
+
+
+_READABLE: Final = (bytes, bytearray, numbers.Number, datetime.date, datetime.timedelta)
+
+
+def _readable(value: Any) -> None:
+    """Raise :class:`Unreadable` unless an expression can read ``value`` (a value that is not
+    a scalar, a string, a list or a mapping)."""
+    if not isinstance(value, _READABLE) or isinstance(value, memoryview):
+        kind = type(value)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        raise Unreadable(
+            f"a value of type {name} cannot be read by an expression (only numbers, strings, "
+            "booleans, null, lists, maps, timestamps and durations): pass the output whole "
+            "to a step as an input (`${{ steps.STEP.NAME }}`) and read it there"
+        )
 
 
 # -- shapes ---------------------------------------------------------------------------------
@@ -247,7 +275,8 @@ class _Meter:
             return self.measure(str(value), depth)
         elif isinstance(value, bytes):
             shape = string_shape(len(value), "bytes")
-        else:  # numbers, timestamps; anything else the interpreter refuses at once
+        else:  # numbers, timestamps; anything else is refused here
+            _readable(value)
             shape = SCALAR
         self._charge(CONVERT_VALUE_NS + shape.bytes * BYTE_NS)
         return shape
@@ -720,6 +749,7 @@ def _count(value: Any, totals: Totals, depth: int, limit: float) -> None:
     elif isinstance(value, str | bytes):
         totals.bytes += len(value)
     else:
+        _readable(value)
         totals.bytes += 8
 
 

@@ -167,11 +167,11 @@ class CompiledExpression:
         budget = budget or _BUDGET[0]
         values = self._values(variables)
         self._check_cost(values, budget)
-        context: Any = values
-        if self._analysis.uses_string:
-            context = _cel.load().Context(values, {"string": cel_string})
         started = time.perf_counter_ns()
         try:
+            context: Any = values
+            if self._analysis.uses_string:  # converts the values: may fail as execute does
+                context = _cel.load().Context(values, {"string": cel_string})
             result = self._analysis.program.execute(context)
         except Exception as error:  # every CEL failure becomes an ExpressionError
             raise self._error(_describe(error)) from error
@@ -196,6 +196,8 @@ class CompiledExpression:
             shapes = cost.measure_all(self._values(variables), budget)
         except cost.OverBudget as error:
             raise self._error(f"over its budget: {error}") from None
+        except cost.Unreadable as error:
+            raise self._error(str(error)) from None
         return cost.estimate(self._analysis.tree, shapes)
 
     def _check_cost(self, values: Mapping[str, Any], budget: ExpressionBudget) -> None:
@@ -211,6 +213,8 @@ class CompiledExpression:
             shapes = cost.measure_all(values, budget)
         except cost.OverBudget as error:
             raise self._error(f"over its budget: {error}") from None
+        except cost.Unreadable as error:
+            raise self._error(str(error)) from None
         reason = cost.estimate(self._analysis.tree, shapes).over(budget)
         if reason is not None:
             raise self._error(

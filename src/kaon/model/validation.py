@@ -272,7 +272,7 @@ def check_expression_cost(context: _Context) -> Iterator[Problem]:
 
 def _param_shapes(spec: WorkflowSpec) -> Shape | None:
     """The shape of ``params`` with every default, or None when no default is known."""
-    from kaon.model.expression_cost import UNKNOWN, OverBudget, Shape, join, measure
+    from kaon.model.expression_cost import UNKNOWN, OverBudget, Shape, Unreadable, join, measure
 
     fields: dict[str, Shape] = {}
     known = False
@@ -283,7 +283,7 @@ def _param_shapes(spec: WorkflowSpec) -> Shape | None:
             try:
                 shape = measure(param.default, budget)
                 known = True
-            except OverBudget:
+            except (OverBudget, Unreadable):  # a computed default (an expression), say
                 shape = UNKNOWN
         fields[param.name] = shape
     if not known:

@@ -172,3 +172,11 @@ def unsayable() -> None:
 def wordy(n: int) -> None:
     """Fail with a message of ``n`` characters."""
     raise ValueError("A" * n)
+
+
+def arrays() -> dict[str, Any]:
+    """Outputs an expression cannot read: a numpy array and a DataFrame."""
+    import numpy
+    import pandas
+
+    return {"arr": numpy.array([1000, 2000]), "small": numpy.arange(3), "df": pandas.DataFrame()}

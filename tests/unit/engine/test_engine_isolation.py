@@ -8,7 +8,7 @@ import time
 from conftest import E, Harness, flow, task
 
 from kaon.engine.engine import Engine
-from kaon.model.specs import ForeachSpec, GraphSpec
+from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, StepDefaults
 from kaon.model.status import STEP_ACTIVE, RunStatus, StepStatus
 from kaon.store.base import DefinitionRecord, RunRecord, WriteBatch
 
@@ -103,3 +103,30 @@ def test_kaon_run_of_a_poison_run_reports_it_failed(inline: Harness) -> None:
     assert status is RunStatus.FAILED
     error = inline.store.get_run(run_id).error
     assert error is not None and "date is not JSON serializable" in error
+
+
+def test_an_expression_over_an_array_fails_its_step_not_the_run(inline: Harness) -> None:
+    """A template over a numpy array (``"arr=${{ steps.mk.arr }}"``) raised a ValueError out
+    of the CEL conversion: the run was quarantined, the finished ``mk`` shown cancelled (and
+    run again by a restart), the other branch killed. Only the step fails now, naming the
+    type; ``mk`` stays succeeded."""
+    spec = flow(
+        task("mk", "arrays"),
+        task("use", "const", inputs={"value": E('"arr=" + string(steps.mk.arr)')}),
+        task("small", "const", inputs={"value": E('"arr=" + string(steps.mk.small)')}),
+        task("when", "const", inputs={"value": 1}, when="size(steps.mk.df) > 0"),
+        task("other", "const", inputs={"value": 5}),
+        defaults=StepDefaults(on_failure=FailureMode.IGNORE),
+    )
+    status, run_id = inline.run(spec)
+    record = inline.store.get_run(run_id)
+    assert record.error is None or "quarantined" not in record.error, record.error
+    rows = inline.rows(run_id)
+    assert rows["mk"].status is StepStatus.SUCCEEDED
+    assert rows["other"].status is StepStatus.SUCCEEDED
+    for path, kind in (("use", "numpy.ndarray"), ("small", "numpy.ndarray"), ("when", "pandas")):
+        assert rows[path].status is StepStatus.FAILED, path
+        error = rows[path].error
+        assert error is not None and error["type"] == "ExpressionError", (path, error)
+        assert f"a value of type {kind}" in error["message"]
+    assert status is RunStatus.SUCCEEDED

@@ -193,7 +193,7 @@ def test_evaluate_returns_plain_python() -> None:
         ('1 + "a"', {}, "No such overload"),
         ("steps.a[3]", {"steps": {"a": [1]}}, "index out of range"),
         ("item + 1", {}, "'item' is not bound"),
-        ("params.k == 1", {"params": {"k": {1, 2}}}, "Conversion"),
+        ("params.k == 1", {"params": {"k": {1, 2}}}, "type set cannot be read"),
     ],
 )
 def test_evaluation_errors_are_wrapped(
@@ -204,6 +204,25 @@ def test_evaluation_errors_are_wrapped(
     problem = caught.value.problems[0]
     assert problem.location == LOC
     assert repr(source) in problem.message
+
+
+@pytest.mark.parametrize("template", ['"arr=" + string(item.a)', "size(item.a) == 2", "item.a[0]"])
+def test_an_array_or_a_frame_is_refused_by_name_not_read_as_bytes(template: str) -> None:
+    """An ndarray reached CEL through the buffer protocol: a small one read as its bytes
+    (``"arr=\\x00\\x01\\x02"``), a large one failed in the conversion with a ValueError that
+    escaped as no ExpressionError (and quarantined the run). Both are refused, naming the
+    type."""
+    numpy = pytest.importorskip("numpy")
+    pandas = pytest.importorskip("pandas")
+    for value, name in (
+        (numpy.arange(3), "numpy.ndarray"),
+        (numpy.array([1000, 2000]), "numpy.ndarray"),
+        (pandas.DataFrame({"x": [1, 2]}), "pandas.DataFrame"),
+        (memoryview(b"ab"), "memoryview"),
+    ):
+        with pytest.raises(ExpressionError, match=f"a value of type {name} cannot be read"):
+            evaluate(template, item={"a": value})
+    assert evaluate('"n=" + string(item.a)', item={"a": numpy.float64(2.5)}) == "n=2.5"
 
 
 def test_string_extends_to_every_json_value() -> None:
