@@ -41,8 +41,21 @@ def write_value(value: Any, dest: Path) -> str:
     ``files`` (a file or folder artifact: copied), ``parquet`` or ``csv`` (DataFrame, Arrow
     table; CSV when ``dest`` ends in ``.csv``), ``npy`` (NumPy array), ``json`` (plain JSON
     values), else ``pickle`` (cloudpickle). Raises InvalidActionError when ``dest`` is an
-    existing folder and ``value`` is not a folder.
+    existing folder and ``value`` is not a folder, or cannot be written (naming the path and
+    why: a file where a folder should be, no permission, a full disk).
     """
+    try:
+        return _write_value(value, dest)
+    except OSError as exc:
+        where = Path(exc.filename) if exc.filename else dest
+        if isinstance(exc, FileExistsError | NotADirectoryError) and where.is_file():
+            why = f"{where} is a file, not a folder"
+        else:
+            why = f"{exc.strerror or exc}: {where}"
+        raise InvalidActionError(f"cannot write {dest}: {why}") from None
+
+
+def _write_value(value: Any, dest: Path) -> str:
     if isinstance(value, Path):
         return _copy_files(value, dest)
     if dest.is_dir():

@@ -157,6 +157,14 @@ ARTIFACTS: dict[str, Case] = {
     "get-output-without-step": Case(
         ("get", "{run}", "--name", "zz"), ("--name needs a RUN and a STEP",)
     ),
+    "get-out-under-a-file": Case(
+        ("get", "{run}", "a", "-o", "{root}/notes.txt/value.json"),
+        ("cannot write", "notes.txt is a file, not a folder"),
+    ),
+    "get-out-in-proc": Case(
+        ("get", "{run}", "a", "-o", "/proc/nope/value.json"),
+        ("cannot write /proc/nope/value.json", "No such file or directory"),
+    ),
     "lineage-unknown": Case(("lineage", "abcdef12"), ("abcdef12",)),
     "lineage-not-hex": Case(("lineage", "not hex"), ("not hex",)),
     "artifacts-unknown-run": Case(("artifacts", "nope"), ("'nope'",)),
