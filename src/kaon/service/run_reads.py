@@ -43,6 +43,8 @@ from kaon.store.reads import MAX_PAGE, SORT_KEYS, SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
 
 _ITEM_CHARS = 200
+REUSED_STEPS = 200
+"""Cached steps whose reused metrics a run's metrics read shows (the first, by id)."""
 _CONTAINERS = ("foreach", "loop", "subworkflow", "item", "iteration")
 
 
@@ -250,13 +252,9 @@ class RunReads:
         ]
         detail.tasks = _plain(tasks)
         detail.steps_total, detail.offset, detail.limit = found.total, offset, limit
-        found_metrics = self.reads.run_metrics(run_id, limit=metrics_limit + 1)
-        shown, detail.metrics_truncated = (
-            found_metrics[:metrics_limit],
-            len(found_metrics) > metrics_limit,
-        )
-        paths = self.reads.paths(run_id, [m.step_run_id for m in shown])
-        detail.metrics = [metric_view(m, paths.get(m.step_run_id, "?")) for m in shown]
+        metrics = self.metrics(run_id, limit=metrics_limit + 1)
+        detail.metrics = metrics[:metrics_limit]
+        detail.metrics_truncated = len(metrics) > metrics_limit
         return detail
 
     def _task_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
@@ -417,11 +415,36 @@ class RunReads:
         self, run_id: str, *, name: str | None = None, limit: int = 10_000
     ) -> list[MetricView]:
         """The run's metrics (the first ``limit``, optionally of one name) with the path of
-        the step that reported each: cost grows with the metrics, not the step runs."""
+        the step that reported each, then those its cached steps reused (the values the
+        execution each reused reported, ``reused_from`` naming it): cost grows with the
+        metrics shown and the cached steps looked at (at most :data:`REUSED_STEPS`), not
+        the step runs."""
         self.store.get_run(run_id)
         records = self.reads.run_metrics(run_id, name=name, limit=limit)
         paths = self.reads.paths(run_id, [m.step_run_id for m in records])
-        return [metric_view(m, paths.get(m.step_run_id, "?")) for m in records]
+        views = [metric_view(m, paths.get(m.step_run_id, "?")) for m in records]
+        if len(views) < limit and limit > 0:
+            views.extend(self._reused_metrics(run_id, name, limit - len(views)))
+        return views
+
+    def _reused_metrics(self, run_id: str, name: str | None, room: int) -> list[MetricView]:
+        """Up to ``room`` metrics of the executions the run's cached steps reused."""
+        cached = self.reads.all_levels_page(
+            run_id, limit=REUSED_STEPS, statuses=(StepStatus.CACHED,), kind="task", total=0
+        ).rows
+        views: list[MetricView] = []
+        for row in cached:
+            source_run, _, source_path = (row.cached_from or "").partition(":")
+            if not source_path or len(views) >= room:
+                continue
+            try:
+                source = self.reads.step_run(source_run, source_path)
+            except NotFoundError:  # the run it reused was deleted since
+                continue
+            for record in self.reads.step_metrics(source_run, source.id, limit=room - len(views)):
+                if name is None or record.name == name:
+                    views.append(metric_view(record, row.path, row.cached_from))
+        return views
 
     def logs(
         self,

@@ -129,13 +129,15 @@ class RunView(View):
 
 
 class MetricView(View):
-    """A number a step reported."""
+    """A number a step reported (a cached step: the execution it reused reported it, and
+    ``reused_from`` names that step run as ``RUN:PATH``)."""
 
     path: str
     name: str
     value: float
     step: int | None = None
     at: float
+    reused_from: str | None = None
 
 
 class RunDetail(RunView):
@@ -275,8 +277,13 @@ def log_view(record: LogRecord, path: str) -> LogView:
     )
 
 
-def metric_view(record: MetricRecord, path: str) -> MetricView:
-    """The view of a metric record."""
+def metric_view(record: MetricRecord, path: str, reused_from: str | None = None) -> MetricView:
+    """The view of a metric record (of the step run at ``path``, or reused by it)."""
     return MetricView.of(
-        path=path, name=record.name, value=record.value, step=record.step, at=record.at
+        path=path,
+        name=record.name,
+        value=record.value,
+        step=record.step,
+        at=record.at,
+        reused_from=reused_from,
     )

@@ -320,6 +320,27 @@ def test_compare_three_runs(lab: Lab) -> None:
         lab.x.compare([runs[0], runs[0]])
 
 
+def test_show_and_the_metrics_read_give_a_cached_steps_reused_metrics(lab: Lab) -> None:
+    """``kaon show`` (the run page) and ``GET /runs/RUN/metrics`` showed no metric of a run
+    whose steps were all cached, while ``compare`` and the client showed the reused ones."""
+    first = lab.run()
+    again = lab.run()  # every train cached: it reports nothing itself
+    assert lab.service.run_page(again, limit=50).steps  # the page reads work
+    reused = [m for m in lab.service.run_page(again, limit=50).metrics if m.name == "rmse"]
+    assert [(m.path, m.reused_from) for m in reused] == [
+        (f"segments[{i}].train", f"{first}:segments[{i}].train") for i in range(3)
+    ]
+    own = {
+        m.path: m.value for m in lab.service.run_page(first, limit=50).metrics if m.name == "rmse"
+    }
+    assert {m.path: m.value for m in reused} == own
+    by_name = lab.service.reads.metrics(again, name="loss", limit=100)
+    assert len(by_name) == 9 and {m.name for m in by_name} == {"loss"}
+    assert len(lab.service.reads.metrics(again, limit=4)) == 4
+    models = [m for m in lab.service.run_page(again, limit=50).metrics if m.name == "models"]
+    assert [m.reused_from for m in models] == [None]  # report is not cached: its own
+
+
 def _png(path: pathlib.Path) -> None:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1024
