@@ -148,6 +148,7 @@ def build_engine(services: Services, options: ServerOptions) -> Engine:
         lease_ttl=options.lease_ttl_s,
         owner_group_of=services.registry.owner_group,
         on_turn=telemetry.record_engine_turn,
+        localize=services.runs.localize,
     )
 
 

@@ -148,6 +148,13 @@ class RegistryStoreContract:
         assert first is not None
         assert len(registry.audit(after_id=first)) == 2
 
+    def test_bundles_are_kept_once_by_folder(self, registry: RegistryStore) -> None:
+        files = {"flow.py": "import helper\n", "helper.py": "X = 'é'\n"}
+        assert registry.get_bundle("ab12cd34ef56ab78") is None
+        registry.put_bundle("ab12cd34ef56ab78", files, 1.0)
+        registry.put_bundle("ab12cd34ef56ab78", {"other.py": ""}, 2.0)  # kept: a no-op
+        assert registry.get_bundle("ab12cd34ef56ab78") == files
+
     def test_concurrent_pushes_get_distinct_versions(self, registry: RegistryStore) -> None:
         errors: list[BaseException] = []
         numbers: list[int] = []

@@ -70,6 +70,7 @@ def build_services(settings: Settings) -> Services:
     )
     # A pushed file's top-level code runs at push: in the step sandbox, as its steps will.
     registry.sandbox = SandboxLimits(isolation=push_sandbox(settings))
+    runs.localize = registry.bundles.localize  # code pushed through any replica runs here
     return Services(settings, store, runs, registry, auth, ServerMetrics(store))
 
 

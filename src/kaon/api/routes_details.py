@@ -73,6 +73,7 @@ def workflow_diff(
         services.store.get_definition(before.definition_hash).spec,
         services.store.get_definition(after.definition_hash).spec,
         services.registry.sources_dir,
+        services.registry.bundles.ensure,
     )
 
 

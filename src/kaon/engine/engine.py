@@ -156,8 +156,13 @@ class Engine:
         tune_collector: bool = True,
         owner_group_of: Callable[[str], str | None] | None = None,
         on_turn: Callable[[float], None] | None = None,
+        localize: Callable[[WorkflowSpec], WorkflowSpec] | None = None,
     ) -> None:
         self.ctx = EngineContext(store, artifacts, clock, fingerprint)
+        # A server's: a stored definition's portable code paths made this replica's own
+        # (kaon.service.bundle_files), once per definition.
+        self.localize = localize
+        self._local_specs: dict[str, WorkflowSpec] = {}
         # A workflow's owner group, to deliver a scoped signal only where it may go (server).
         self.owner_group_of = owner_group_of
         self.on_turn = on_turn  # told how long each turn that did work took (its wait excluded)
@@ -315,10 +320,19 @@ class Engine:
     def _spec(self, definition_hash: str) -> WorkflowSpec:
         """The workflow spec stored under a hash, parsed once per process (definitions are
         immutable and content-addressed; a backlog of runs shares a few, and a run made in
-        this process left its spec there: see :mod:`kaon.model.spec_cache`)."""
-        return SPECS.decoded(
+        this process left its spec there: see :mod:`kaon.model.spec_cache`), its code paths
+        made this replica's (see :attr:`localize`)."""
+        spec = SPECS.decoded(
             definition_hash, lambda: self.store.get_definition(definition_hash).spec
         )
+        if self.localize is None:
+            return spec
+        found = self._local_specs.get(definition_hash)
+        if found is None:
+            if len(self._local_specs) >= SPECS.size:
+                self._local_specs.clear()
+            found = self._local_specs[definition_hash] = self.localize(spec)
+        return found
 
     def run_until_done(self, run_id: str) -> RunStatus:
         """Drive ``run_id`` (and any other held run) until it finishes or :meth:`stop` is called.

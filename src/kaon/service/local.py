@@ -8,6 +8,7 @@ run.
 
 from __future__ import annotations
 
+import pathlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -86,6 +87,8 @@ class LocalService:
         self._store: StateStore | None = None
         self._artifacts: ArtifactStore | None = None
         self._executor: Executor | None = None  # warmed by prepare_execution, not started
+        # A server's (kaon.service.bundle_files): stored code paths made this home's.
+        self.localize: Callable[[WorkflowSpec], WorkflowSpec] | None = None
 
     # -- backends ----------------------------------------------------------------------------
 
@@ -186,7 +189,9 @@ class LocalService:
         """
         self._check_executor(self.store.get_run(run_id))
         executor, self._executor = self._executor or self._step_executor(), None
-        engine = Engine(self.store, executor, self.artifacts)
+        engine = Engine(
+            self.store, executor, self.artifacts, localize=self.localize or self._pushed_code
+        )
         if listener is not None:
             engine.subscribe(listener)
         if on_engine is not None:
@@ -197,6 +202,23 @@ class LocalService:
             return engine.run_until_done(run_id)
         finally:
             engine.close()
+
+    def _pushed_code(self, spec: WorkflowSpec) -> WorkflowSpec:
+        """``spec`` with a pushed version's code paths made this home's (a server's run
+        resumed from the command line on the server's home; see
+        :mod:`kaon.service.bundle_files`); any other spec as it is."""
+        from kaon.service import bundle_files
+
+        if not bundle_files.names_bundles(spec):
+            return spec
+        from kaon.store.registry import SQLRegistryStore
+        from kaon.store.sql import SQLStore
+
+        store = self.store
+        if not isinstance(store, SQLStore):
+            return spec
+        sources = pathlib.Path(self.settings.home).absolute() / "sources"
+        return bundle_files.BundleFiles(SQLRegistryStore(store), sources).localize(spec)
 
     def _check_executor(self, record: RunRecord) -> None:
         """Refuse to resume on another executor a run whose attempts may still be running on

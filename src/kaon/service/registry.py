@@ -42,6 +42,7 @@ from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec
 from kaon.service.auth import ANY_GROUP, AuthService, Principal
 from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
+from kaon.service.bundle_files import BundleFiles, canonical
 from kaon.service.push_sandbox import SandboxLimits, declared_names, evaluate
 from kaon.service.registry_views import (
     PushResult,
@@ -79,6 +80,7 @@ class RegistryService:
         self.sources_dir = sources_dir
         self.executor = executor
         self.sandbox = SandboxLimits()
+        self.bundles = BundleFiles(registry, sources_dir)
         self._evaluated: dict[str, WorkflowSpec] = {}  # pushed file -> its spec
         self._lock = threading.Lock()
 
@@ -120,6 +122,8 @@ class RegistryService:
             if len(self._evaluated) > 1000:
                 self._evaluated.clear()
             self._evaluated[target] = spec
+        spec = canonical(spec, folder)  # the same definition through every replica
+        self.bundles.keep(folder, {name: source, **files})  # for the replicas without it
         now = time.time()
         definition_hash = spec_hash(spec)
         definition = DefinitionRecord(
@@ -170,14 +174,15 @@ class RegistryService:
         bundle = dict(files or {})
         if bundle_problems(file_name, bundle) or not SAFE_NAME.fullmatch(file_name):
             return found
-        folder = self.sources_dir / bundle_digest(file_name, source, bundle)[:16]
+        # Pushed through another replica: its bundle is written out here from the database.
+        folder = self.bundles.ensure(bundle_digest(file_name, source, bundle)[:16])
         if not (folder / file_name).is_file():
             return found
         target = str(folder / file_name) + (f":{workflow}" if workflow else "")
         spec = self._evaluated.get(target) or evaluate(target, file_name, self.sandbox)
         if spec.name != name:
             return found
-        wanted = spec_hash(spec)
+        wanted = spec_hash(canonical(spec, folder))
         versions = self.registry.versions(name)
         found.version = next((v.version for v in versions if v.definition_hash == wanted), None)
         return found

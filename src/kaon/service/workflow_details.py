@@ -12,6 +12,7 @@ import difflib
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from kaon.model.specs import NO_DEFAULT, Expr, ParamSpec, WorkflowSpec
 from kaon.service.bundle import BUNDLE_SUFFIXES, MAX_BUNDLE_BYTES
+from kaon.service.bundle_files import BUNDLE_ROOT
 from kaon.service.registry_views import AuditView, audit_view
 from kaon.service.safety import readable
 from kaon.service.views import RunView, run_view
@@ -134,11 +136,13 @@ def version_diff(
     old_spec: dict[str, Any],
     new_spec: dict[str, Any],
     sources_dir: Path | None = None,
+    ensure: Callable[[str], Path] | None = None,
 ) -> VersionDiffView:
     """Unified diffs of two versions' source text, definitions (without source locations)
     and bundle files (the text files pushed beside the workflow file, read from
-    ``sources_dir`` only), at most :data:`MAX_DIFF_LINES` lines each (``truncated`` says
-    when cut)."""
+    ``sources_dir`` only; ``ensure`` writes a bundle pushed through another replica out
+    there first), at most :data:`MAX_DIFF_LINES` lines each (``truncated`` says when
+    cut)."""
     truncated = False
 
     def unified(a: str, b: str, a_name: str, b_name: str) -> str:
@@ -164,8 +168,8 @@ def version_diff(
     )
     bundles: dict[str, str] = {}
     if sources_dir is not None:
-        before = _bundle(old_spec, sources_dir, old.source_name)
-        after = _bundle(new_spec, sources_dir, new.source_name)
+        before = _bundle(old_spec, sources_dir, old.source_name, ensure)
+        after = _bundle(new_spec, sources_dir, new.source_name, ensure)
         for name in sorted(set(before) | set(after)):
             if before.get(name) != after.get(name):
                 bundles[name] = unified(
@@ -195,9 +199,11 @@ def _pretty(spec: dict[str, Any], sources_dir: Path | None) -> str:
     """The definition as sorted, indented JSON; paths into a version's folder are made
     relative (they differ between versions and name the server's folders)."""
     text = json.dumps(_without_locations(spec), indent=2, sort_keys=True, default=str) + "\n"
+    roots = {BUNDLE_ROOT}
     if sources_dir is not None:
-        for root in {str(sources_dir), str(sources_dir.resolve())}:
-            text = re.sub(re.escape(root) + r"/[0-9a-f]{16}/", "", text)
+        roots |= {str(sources_dir), str(sources_dir.resolve())}
+    for root in roots:
+        text = re.sub(re.escape(root) + r"/[0-9a-f]{16}/", "", text)
     return text
 
 
@@ -210,7 +216,12 @@ def _without_locations(value: Any) -> Any:
     return value
 
 
-def _bundle(spec: dict[str, Any], sources_dir: Path, main: str) -> dict[str, str]:
+def _bundle(
+    spec: dict[str, Any],
+    sources_dir: Path,
+    main: str,
+    ensure: Callable[[str], Path] | None = None,
+) -> dict[str, str]:
     """The bundle files of a version (text, by name), from its folder under
     ``sources_dir``; nothing when the definition names no folder there."""
     file = (spec.get("location") or {}).get("file")
@@ -218,6 +229,8 @@ def _bundle(spec: dict[str, Any], sources_dir: Path, main: str) -> dict[str, str
         return {}
     root = sources_dir.resolve()
     folder = Path(file).resolve().parent
+    if ensure is not None and re.fullmatch(r"[0-9a-f]{16}", folder.name):
+        folder = ensure(folder.name).resolve()  # this replica's copy, written out if missing
     if not folder.is_relative_to(root) or folder == root or not folder.is_dir():
         return {}
     found: dict[str, str] = {}

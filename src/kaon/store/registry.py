@@ -206,6 +206,17 @@ class RegistryStore(ABC):
         """Delete ``actor``'s ``key`` (with ``before``: every key created before it, of
         every actor, and ``actor``/``key`` are ignored); how many were deleted."""
 
+    # -- code bundles --------------------------------------------------------------------
+
+    @abstractmethod
+    def put_bundle(self, folder: str, files: dict[str, str], at: float) -> None:
+        """Keep a pushed bundle (``files``: name -> text) under its folder's name; a bundle
+        already kept is left as it is (the name is its content's digest)."""
+
+    @abstractmethod
+    def get_bundle(self, folder: str) -> dict[str, str] | None:
+        """The files of the bundle kept under ``folder``, or None."""
+
     # -- audit ---------------------------------------------------------------------------
 
     @abstractmethod
@@ -487,6 +498,24 @@ class SQLRegistryStore(RegistryStore):
         where = c.created_at < before if before is not None else (c.actor == actor) & (c.key == key)
         with self.store.writing("dropping idempotency keys") as conn:
             return int(conn.execute(sa.delete(r.idempotency_keys).where(where)).rowcount)
+
+    # -- code bundles --------------------------------------------------------------------
+
+    def put_bundle(self, folder: str, files: dict[str, str], at: float) -> None:
+        """See :meth:`RegistryStore.put_bundle`."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.store.dialect == "postgresql" else sqlite
+        stmt = dialect.insert(r.bundles).values(folder=folder, files=files, created_at=at)
+        with self.store.writing(f"keeping bundle {folder}") as conn:  # two pushes may race
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["folder"]))
+
+    def get_bundle(self, folder: str) -> dict[str, str] | None:
+        """See :meth:`RegistryStore.get_bundle`."""
+        b = r.bundles.c
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(b.files).where(b.folder == folder)).first()
+        return None if row is None else {str(k): str(v) for k, v in dict(row[0]).items()}
 
     # -- audit ---------------------------------------------------------------------------
 

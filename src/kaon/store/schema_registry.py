@@ -76,3 +76,14 @@ audit = sa.Table(
     sa.Column("data", Json, nullable=False),
     sa.Index("ix_audit_target", "target", "id"),
 )
+
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    # A pushed file and the files beside it (kaon.service.bundle), by the name of the folder
+    # a server keeps them in (the start of their digest): every replica that runs a version
+    # writes them out from here when its own home does not have them.
+    sa.Column("folder", sa.String(), primary_key=True),
+    sa.Column("files", Json, nullable=False),  # {file name: text}
+    sa.Column("created_at", Time, nullable=False),
+)

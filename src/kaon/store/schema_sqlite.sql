@@ -90,6 +90,13 @@ CREATE TABLE backfills (
 
 CREATE INDEX ix_backfills_status ON backfills (status, created_at);
 
+CREATE TABLE bundles (
+	folder VARCHAR NOT NULL,
+	files JSON NOT NULL,
+	created_at DOUBLE NOT NULL,
+	PRIMARY KEY (folder)
+);
+
 CREATE TABLE cache_entries (
 	"key" VARCHAR NOT NULL,
 	workflow VARCHAR NOT NULL,

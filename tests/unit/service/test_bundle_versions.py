@@ -87,7 +87,12 @@ def test_versions_and_workflows_never_share_modules(services: Services) -> None:
     assert _push(services, "other_team", _helper("other")) == 1
     extra = _helper("unused") + "\ndef extra():\n    return 'three'\n"
     assert _push(services, "versioned", extra, FLOW_V3) == 3  # validated with its own helper
-    engine = Engine(services.store, ProcessExecutor(workers=1), services.runs.artifacts)
+    engine = Engine(
+        services.store,
+        ProcessExecutor(workers=1),
+        services.runs.artifacts,
+        localize=services.runs.localize,  # as the server's engine: stored paths made its own
+    )
     try:
         answers = [
             _answer(services, engine, "versioned", 1),
@@ -107,7 +112,7 @@ def test_fingerprints_follow_each_versions_helper(services: Services) -> None:
     for value in ("one", "two", "three"):
         _push(services, "versioned", _helper(value))
         latest = services.registry.versions("versioned")[-1]
-        spec = services.registry.spec(latest.definition_hash)
+        spec = services.registry.bundles.localize(services.registry.spec(latest.definition_hash))
         config = spec.graph.steps[0].config  # type: ignore[attr-defined]
         prints.append(code_fingerprint(resolve_function(config)))
     assert len(set(prints)) == 3
