@@ -144,6 +144,28 @@ class _WorkflowReader:
                 self.problem(message, (*path, *loc))
             return None
 
+    def validated_step(self, raw: dict[str, Any], path: Path) -> StepModel | None:
+        """The step's model; when some of its fields are invalid (their problems recorded),
+        the model of the rest, so that the step's other problems (its code, its body's
+        steps, its expressions) are found in the same pass: a definition is refused with
+        every problem listed, not one layer at a time. None when what is invalid is what
+        makes the step (its id, its kind, its body)."""
+        from pydantic import ValidationError
+
+        try:
+            return StepModel.model_validate(raw)
+        except ValidationError as exc:
+            errors = error_messages(StepModel, exc)
+        for loc, message in errors:
+            self.problem(message, (*path, *loc))
+        bad = {loc[0] for loc, _ in errors if loc}
+        if not bad or bad & {"id", "steps", *STEP_KINDS} or any(not loc for loc, _ in errors):
+            return None
+        try:
+            return StepModel.model_validate({k: v for k, v in raw.items() if k not in bad})
+        except ValidationError:
+            return None
+
     def workflow(self) -> WorkflowSpec | None:
         data = self.doc.value
         if not isinstance(data, dict):
@@ -255,7 +277,7 @@ class _WorkflowReader:
             self.problem(f"a step must be a mapping with an 'id', got {raw!r:.60}", path)
             return None
         kind_ok = self.check_kind(raw, path)
-        model = self.validated(StepModel, raw, path)
+        model = self.validated_step(raw, path)
         if model is None or not kind_ok:
             return self.placeholder(raw, path)
         common = self.common(model, path)

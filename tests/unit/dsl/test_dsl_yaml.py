@@ -358,6 +358,39 @@ def test_wrong_types_and_bad_values(folder: Path) -> None:
     assert by_field["steps[2].cache"][0] == 14
 
 
+def test_a_bad_field_hides_none_of_the_steps_other_problems(folder: Path) -> None:
+    """A field pydantic refused made the whole step a stand-in: the problems of its body,
+    its code and its expressions showed only once that field was fixed."""
+    (folder / "steps.py").write_text("def b(v):\n    return v\n")
+    found = problems(
+        folder,
+        """
+        name: t
+        steps:
+          - id: f
+            foreach: "${{ [1] }}"
+            concurrency: -1
+            steps:
+              - {id: g, python: steps.py:b, inputs: {v: "${{ itm }}"}}
+          - id: h
+            python: steps.py:nothere
+            retry: {max_attempts: "x"}
+            needs: [nope]
+        """,
+    )
+    by_field = {field: (line, message) for line, field, message in found}
+    assert set(by_field) == {
+        "steps[0].concurrency",
+        "steps[0].steps[0].inputs.v",
+        "steps[1].python",
+        "steps[1].retry.max_attempts",
+        "steps[1].needs",
+    }
+    assert "unknown variable 'itm'" in by_field["steps[0].steps[0].inputs.v"][1]
+    assert "has no attribute 'nothere'" in by_field["steps[1].python"][1]
+    assert by_field["steps[1].needs"] == (12, "step 'h' needs unknown step 'nope'")
+
+
 def test_semantic_problems_point_at_the_field(folder: Path) -> None:
     found = problems(
         folder,
