@@ -221,6 +221,8 @@ class FsspecArtifactStore(ArtifactStore):
                 continue
             try:
                 return serializer, serializer.dumps(value)
+            except SerializationError:  # its kind of value, which it cannot store: no
+                raise  # fallback (a pickled Path names a folder of the step's machine only)
             except Exception as exc:
                 errors.append(f"{serializer.name}: {type(exc).__name__}: {exc}")
         label = f"output {name!r}" if name else "value"

@@ -208,6 +208,15 @@ def _normalize_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
+_CHECK_DEST = "/kaon-files-check"  # where data_filter pretends the tar is extracted
+
+
+def _storable_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """``info`` normalized, after the check extraction makes (tarfile's ``data`` filter)."""
+    tarfile.data_filter(info, _CHECK_DEST)
+    return _normalize_tarinfo(info)
+
+
 class FilesSerializer:
     """A ``pathlib.Path`` to an existing file or folder, stored as a tar of its content."""
 
@@ -218,11 +227,23 @@ class FilesSerializer:
         return isinstance(value, pathlib.Path) and (value.is_file() or value.is_dir())
 
     def dumps(self, value: Any) -> bytes:
-        """A tar (sorted entries, zeroed times and owners) with one top-level member."""
+        """A tar (sorted entries, zeroed times and owners) with one top-level member.
+
+        Raises :class:`~kaon.errors.SerializationError` for what :meth:`loads` would refuse
+        to extract (tarfile's ``data`` filter): a link to an absolute path or out of the
+        folder, a device or a FIFO. A blob no step could read is refused when it is made,
+        by the step that made it, not by every step that needs it, on every attempt."""
         path = pathlib.Path(value).resolve()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.add(path, arcname=path.name or "root", filter=_normalize_tarinfo)
+            try:
+                tar.add(path, arcname=path.name or "root", filter=_storable_tarinfo)
+            except tarfile.FilterError as error:
+                raise SerializationError(
+                    f"{path} cannot be stored as files: {error}; a folder output may hold "
+                    "files, folders and links within it (copy what a link outside points at, "
+                    "leave out FIFOs and devices)"
+                ) from None
         return buffer.getvalue()
 
     def loads(self, data: bytes) -> Any:

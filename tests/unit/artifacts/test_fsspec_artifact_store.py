@@ -315,3 +315,31 @@ def test_json_values_round_trip_inline_or_as_blob(
         assert ref.serializer == "json"
         assert store.exists(ref)
     assert store.get(ref) == value
+
+
+@pytest.mark.parametrize("kind", ["absolute link", "link out", "fifo"])
+def test_a_folder_no_step_could_read_is_refused_when_stored(
+    local_store: FsspecArtifactStore, tmp_path: Path, kind: str
+) -> None:
+    """It was stored (and cached); then every step that read it failed to extract it (its
+    attempts spent as platform errors). And a Path the files serializer refused fell back
+    to pickle: a blob naming a folder of the producing machine only."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "normal.txt").write_text("hi")
+    (folder / "inside").symlink_to("normal.txt")  # a link within the folder: fine
+    if kind == "absolute link":
+        (folder / "bad").symlink_to("/etc/hostname")
+    elif kind == "link out":
+        (folder / "bad").symlink_to("../../elsewhere")
+    else:
+        os.mkfifo(folder / "bad")
+    with pytest.raises(
+        SerializationError, match=r"cannot be stored as files: 'out/bad' (is a|would)"
+    ):
+        local_store.put(folder, name="model_dir")
+    (folder / "bad").unlink()
+    stored = local_store.put(folder, name="model_dir")
+    assert isinstance(stored, ArtifactRef) and stored.serializer == "files"
+    back = local_store.get(stored)
+    assert sorted(p.name for p in back.iterdir()) == ["inside", "normal.txt"]
