@@ -69,23 +69,35 @@ class StepType(ABC):
 
         The default covers the configuration, which is right for step types whose code *is*
         their configuration (a shell command, a SQL query), and the *content* of the file a
-        ``file`` key names (a SQL file, a notebook, an R script), not where it lives: editing
-        the file is a miss, a copy of the folder (a pushed bundle) is a hit. Raises any error
+        ``file`` key names (a SQL file, a notebook, an R script), not where it lives, with
+        the project files it reads as code (a notebook's or script's imports of modules
+        beside it, an R script's ``source()``: :mod:`kaon.steptypes._deps`): editing any of
+        them is a miss, a copy of the folder (a pushed bundle) is a hit. Raises any error
         when the code cannot be read; the engine then executes the step without caching it.
         """
         file = config.get("file")
         if not isinstance(file, str) or not file:
             canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
             return hashlib.sha256(canonical.encode()).hexdigest()
+        from kaon.steptypes._deps import code_dependencies
         from kaon.steptypes._protocol import resolve_file
 
-        with open(resolve_file(config, "file"), "rb") as handle:
+        path = resolve_file(config, "file")
+        with open(path, "rb") as handle:
             content = hashlib.sha256(handle.read()).hexdigest()
         name = file if not os.path.isabs(file) else os.path.basename(file)
         portable = {k: v for k, v in config.items() if k not in ("file", "base_dir")}
         portable["file"] = {"name": name, "sha256": content}
+        parts = {f"file {name}": content[:16]}
+        # What the file reads as code (a notebook's `import helper`, an R `source()`), by
+        # its path from the file's folder: a copy of the folder is still a hit.
+        folder = os.path.dirname(os.path.realpath(path))
+        for dependency in code_dependencies(path):
+            with open(dependency, "rb") as handle:
+                read = hashlib.sha256(handle.read()).hexdigest()
+            relative = os.path.relpath(dependency, folder)
+            portable[f"reads {relative}"] = read
+            parts[f"file {relative}"] = read[:16]
         canonical = json.dumps(portable, sort_keys=True, default=str, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()
-        return CodeFingerprint(
-            digest=digest, parts={f"file {name}": content[:16]}, config=f"sha256:{digest}"
-        )
+        return CodeFingerprint(digest=digest, parts=parts, config=f"sha256:{digest}")

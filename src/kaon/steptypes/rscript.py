@@ -6,8 +6,10 @@ Configuration, one of::
     {"code": "kaon_output('n', nrow(mtcars))"} # inline R code
 
 plus optionally ``args`` (a list of strings, seen by ``commandArgs(trailingOnly = TRUE)``),
-``env`` (strings to strings), ``cwd`` (default: ``base_dir``, the definition file's folder,
-when the config carries it) and ``rscript`` (the executable, default ``Rscript``).
+``env`` (strings to strings), ``cwd`` (default: the script's folder; for inline ``code``,
+``base_dir``, the definition file's folder, when the config carries it) and ``rscript`` (the
+executable, default ``Rscript``). What a script reads by ``source("helper.R")`` (a literal
+path, transitively) is part of its cache fingerprint (:mod:`kaon.steptypes._deps`).
 
 The script runs through the :mod:`shell <kaon.steptypes.shell>` step machinery, so it sees the
 same ``KAON_*`` environment variables (``KAON_PARAMS``, ``KAON_INPUT_<NAME>``,
@@ -223,7 +225,11 @@ class RStepType(StepType):
                 "KAON_TABLES_DIR": tables_dir,
             },
         }
-        cwd = config.get("cwd") or config.get("base_dir")
+        # The script's own folder, as a notebook runs in its own: `source("helper.R")` finds
+        # the file beside it wherever `kaon run` was started.
+        cwd = config.get("cwd") or (
+            os.path.dirname(script) if config.get("code") is None else config.get("base_dir")
+        )
         if cwd:
             shell_config["cwd"] = str(cwd)
         try:

@@ -60,7 +60,10 @@ step. Cancelling the attempt or passing ``timeout_s`` cancels the step's Spark j
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import hashlib
 import inspect
+import json
 import math
 import os
 import sys
@@ -80,7 +83,7 @@ from kaon.steptypes._protocol import (
     resolve_file,
     resources_problems,
 )
-from kaon.steptypes.base import StepType
+from kaon.steptypes.base import CodeFingerprint, StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
 from kaon.steptypes.scratch import scratch_folder
@@ -432,6 +435,21 @@ class SparkStepType(StepType):
                     raise
                 text = str(exc)
                 raise StepError("SparkError", first_meaningful_line(text), text) from None
+
+    def fingerprint(self, config: Mapping[str, Any]) -> CodeFingerprint:
+        """The job function and everything it reads from the project, as a Python step's
+        (:mod:`kaon.steptypes.fingerprint`: a module constant, a helper it imports), with the
+        rest of the configuration (master, resources, conf). Where the file lives and the
+        module's import name are not part of it."""
+        from kaon.steptypes.fingerprint import fingerprint_code
+
+        function = self._function(config)
+        code = fingerprint_code(function)
+        rest = {k: v for k, v in config.items() if k not in ("file", "base_dir", "function")}
+        rest["function"] = getattr(inspect.unwrap(function), "__qualname__", "")
+        canonical = json.dumps(rest, sort_keys=True, default=str, separators=(",", ":"))
+        config_digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return dataclasses.replace(code, config=config_digest)
 
     @staticmethod
     def _function(config: Mapping[str, Any]) -> Callable[..., Any]:

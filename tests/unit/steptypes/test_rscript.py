@@ -133,3 +133,19 @@ def test_config_problems_name_the_field(config: dict[str, Any], field: str) -> N
 def test_valid_config_has_no_problems() -> None:
     config = {"file": "region_model.R", "base_dir": str(DATA), "args": ["a"], "env": {"A": "b"}}
     assert RStepType().validate(config, HERE) == []
+
+
+def test_a_script_runs_in_its_own_folder_wherever_kaon_was_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``source("helper.R")`` failed (``cannot open file 'helper.R'``) unless ``kaon run``
+    was started in the script's folder: the YAML and Python front ends give an absolute
+    ``file`` and no ``base_dir``, and the script ran in the process's folder."""
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    (pipe / "helper.R").write_text("K <- 10\n")
+    (pipe / "main.R").write_text('source("helper.R"); kaon_output("k", K)\n')
+    monkeypatch.chdir(tmp_path)
+    assert Harness().run(file=str(pipe / "main.R")) == {"k": 10}
+    own = Harness().run(code="kaon_output('cwd', getwd())", base_dir=str(pipe))
+    assert own == {"cwd": str(pipe)}  # inline code: the definition's folder
