@@ -96,10 +96,12 @@ def check_breakpoints(spec: WorkflowSpec, given: Iterable[str]) -> Breakpoints:
     naming every breakpoint that cannot stop anything, and why."""
     points = tuple(Breakpoint.parse(text) for text in given)
     problems = [
-        f"{str(b)!r}: {why}" for b in points if (why := _unreachable(spec, b.name)) is not None
+        f"breakpoint {str(b)!r}: {why}"
+        for b in points
+        if (why := _unreachable(spec, b.name)) is not None
     ]
     if problems:
-        raise ParameterError(f"--break in workflow {spec.name!r}: {'; '.join(problems)}")
+        raise ParameterError(f"{'; '.join(problems)} (workflow {spec.name!r})")
     return Breakpoints(points)
 
 
@@ -113,7 +115,7 @@ def _unreachable(spec: WorkflowSpec, name: str) -> str | None:
     ``each[3].train``, ``sub.inner``), an index only after a foreach or a loop, below its
     ``max_iterations`` for a loop."""
     if "." not in name and "[" not in name:
-        return None if name in set(_step_ids(spec.graph)) else "no such step"
+        return None if name in set(_step_ids(spec.graph)) else f"no step {name!r}"
     graph: GraphSpec | None = spec.graph
     parts = name.split(".")
     for number, part in enumerate(parts):

@@ -62,7 +62,7 @@ def test_a_breakpoint_that_can_stop_a_step_is_accepted(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "why"),
     [
-        ("bogus", "no such step"),
+        ("bogus", "no step 'bogus'"),
         ("each[99999999999].train", "index 99999999999 is out of range"),
         ("first[2]", "'first' is a task step: only a foreach or a loop takes an index"),
         ("first.x", "'first' is a task step, with no steps inside"),
@@ -76,11 +76,11 @@ def test_a_breakpoint_that_can_stop_a_step_is_accepted(name: str) -> None:
 def test_a_breakpoint_that_can_stop_nothing_is_refused_saying_why(name: str, why: str) -> None:
     with pytest.raises(ParameterError) as caught:
         check_breakpoints(SPEC, [name])
-    assert str(caught.value) == f"--break in workflow 'outer': {name!r}: {why}"
+    assert str(caught.value) == f"breakpoint {name!r}: {why} (workflow 'outer')"
 
 
 def test_every_refused_breakpoint_is_named_at_once() -> None:
-    with pytest.raises(ParameterError, match="'a': no such step; 'b': no such step"):
+    with pytest.raises(ParameterError, match="'a': no step 'a'; breakpoint 'b': no step 'b'"):
         check_breakpoints(SPEC, ["first", "a", "b"])
 
 
@@ -93,4 +93,4 @@ def test_any_text_is_accepted_or_refused_with_a_parameter_error(text: str) -> No
 
 
 def test_a_problem_without_a_location_is_its_message() -> None:
-    assert str(Problem("--break: no such step")) == "--break: no such step"
+    assert str(Problem("breakpoint 'x': no step 'x'")) == "breakpoint 'x': no step 'x'"
