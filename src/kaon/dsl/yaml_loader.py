@@ -119,7 +119,60 @@ def _validate(spec: WorkflowSpec) -> list[Problem]:
     def check(step_type: str, config: Any, location: Location) -> list[Problem]:
         return [] if step_type == _INVALID else check_step_type(step_type, config, location)
 
-    return validate_workflow(spec, check_step_type=check)
+    return validate_workflow(spec, check_step_type=check) + _call_problems(spec)
+
+
+def _call_problems(spec: WorkflowSpec) -> list[Problem]:
+    """Python steps whose ``inputs`` do not fit their function's parameters (a required one
+    missing, one it does not take): the Python front end finds these when the workflow
+    function calls the step; from YAML the step failed at run time with a ``TypeError``."""
+    import inspect
+
+    from kaon.steptypes.python import resolve_function
+
+    problems: list[Problem] = []
+    for path, step in spec.graph.walk():
+        if not isinstance(step, TaskSpec) or step.step_type != "python":
+            continue
+        try:
+            signature = inspect.signature(resolve_function(step.config))
+        except BaseException as exc:  # not importable: the step type's check reports it
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            continue
+        kinds = inspect.Parameter
+        parameters = signature.parameters
+        named = [
+            p.name
+            for p in parameters.values()
+            if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+        ]
+        given = set(step.inputs)
+        where = step.location.with_field("inputs")
+        function = str(step.config.get("function", "the function"))
+        missing = [
+            name for name in named if parameters[name].default is kinds.empty and name not in given
+        ]
+        if missing:
+            problems.append(
+                Problem(
+                    f"step {path!r}: {function}() needs input {', '.join(map(repr, missing))} "
+                    "(a parameter without a default)",
+                    where,
+                )
+            )
+        if not any(p.kind is kinds.VAR_KEYWORD for p in parameters.values()):
+            unknown = sorted(given - set(named))
+            if unknown:
+                takes = ", ".join(named) or "none"
+                problems.append(
+                    Problem(
+                        f"step {path!r}: {function}() takes no input "
+                        f"{', '.join(map(repr, unknown))} (its parameters: {takes})",
+                        where,
+                    )
+                )
+    return problems
 
 
 class _WorkflowReader:

@@ -82,7 +82,7 @@ def test_tasks_params_and_defaults(folder: Path) -> None:
             python: steps.py:a
             inputs: {x: "${{ params.n }}", y: plain}
           - id: second
-            python: os.path:join
+            python: os:getcwd
             needs: [first]
             retry:
               max_attempts: 3
@@ -132,7 +132,7 @@ def test_tasks_params_and_defaults(folder: Path) -> None:
 
     second = step_of(spec, "second")
     assert isinstance(second, TaskSpec)
-    assert second.config == {"function": "os.path:join"}
+    assert second.config == {"function": "os:getcwd"}
     assert second.needs == ("first",)
     assert second.retry is not None
     assert (second.retry.max_attempts, second.retry.backoff) == (3, Backoff.EXPONENTIAL)
@@ -389,6 +389,28 @@ def test_a_bad_field_hides_none_of_the_steps_other_problems(folder: Path) -> Non
     assert "unknown variable 'itm'" in by_field["steps[0].steps[0].inputs.v"][1]
     assert "has no attribute 'nothere'" in by_field["steps[1].python"][1]
     assert by_field["steps[1].needs"] == (12, "step 'h' needs unknown step 'nope'")
+
+
+def test_a_python_steps_inputs_must_fit_its_function(folder: Path) -> None:
+    """The Python front end refuses a call that misses an argument; from YAML the step
+    failed at run time with a TypeError and Kaon's traceback."""
+    (folder / "p.py").write_text(
+        "def f(a, b):\n    return a + b\n\ndef g(a, **kw):\n    return a\n"
+    )
+    found = problems(
+        folder,
+        """
+        name: ym
+        steps:
+          - {id: s, python: p.py:f, inputs: {a: 1}}
+          - {id: t, python: p.py:f, inputs: {a: 1, b: 2, c: 3}}
+          - {id: u, python: p.py:g, inputs: {a: 1, zz: 2}}
+        """,
+    )
+    assert found == [
+        (4, "steps[0].inputs", "step 's': f() needs input 'b' (a parameter without a default)"),
+        (5, "steps[1].inputs", "step 't': f() takes no input 'c' (its parameters: a, b)"),
+    ]
 
 
 def test_semantic_problems_point_at_the_field(folder: Path) -> None:
