@@ -383,3 +383,37 @@ def test_the_workflows_sql_step_selects_the_same_cohort(cohort: pd.DataFrame) ->
     pd.testing.assert_frame_equal(
         selected.reset_index(drop=True), cohort.reset_index(drop=True), check_dtype=False
     )
+
+
+def test_the_report_notebook_renders_its_chart() -> None:
+    """The README's promise ("renders the validation with a chart"): the chart cell ended
+    with ``fig.tight_layout()`` under the Agg backend, so the report held no image."""
+    import json
+
+    from kaon.steptypes.context import StepContext
+    from kaon.steptypes.notebook import NotebookStepType
+
+    summary = {
+        "iteration": 1,
+        "global": {"rmse": 0.9},
+        "segments": [
+            {
+                "segment": s,
+                "n_ratings": 100,
+                "rmse": r,
+                "global_rmse": 0.9,
+                "change": 0.0,
+                "stable": True,
+            }
+            for s, r in (("Comedy", 0.85), ("Drama", 0.95))
+        ],
+    }
+    ctx = StepContext(("run-1", 1, 1), "report_notebook", "recsys", {}, lambda _event: None)
+    folder = Path(__file__).parents[3] / "examples" / "recsys"
+    outputs = NotebookStepType().run(
+        ctx, {"file": str(folder / "report.ipynb")}, {"summary": summary, "passed": True}
+    )
+    cells = json.loads(Path(outputs["notebook"]).read_text())["cells"]
+    kinds = [set(o.get("data", {})) for cell in cells for o in cell.get("outputs", [])]
+    assert any("image/png" in kind for kind in kinds), kinds
+    assert outputs["best_segment"] == "Comedy"
