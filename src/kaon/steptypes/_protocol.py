@@ -153,8 +153,15 @@ def parse_memory(value: Any) -> int | None:
     return max(int(mib), 1) if mib > 0 else None
 
 
+def resource_cores(resources: Mapping[str, Any]) -> Any:
+    """The cores a ``resources`` entry asks for: ``cores``, or ``cpus`` (the name a step's own
+    ``resources`` uses); None when it names neither."""
+    return resources.get("cores", resources.get("cpus"))
+
+
 def resources_problems(config: Mapping[str, Any], location: Location) -> list[Problem]:
-    """Problems with an optional ``resources: {cores, memory}`` entry."""
+    """Problems with an optional ``resources: {cores, memory}`` entry (``cpus`` is taken
+    for ``cores``, as a step's own ``resources`` names it)."""
     resources = config.get("resources")
     if resources is None:
         return []
@@ -164,13 +171,16 @@ def resources_problems(config: Mapping[str, Any], location: Location) -> list[Pr
     problems = [
         Problem(f"unknown resource {key!r}; expected cores, memory", where.with_field(str(key)))
         for key in resources
-        if key not in ("cores", "memory")
+        if key not in ("cores", "cpus", "memory")
     ]
-    cores = resources.get("cores")
+    if "cores" in resources and "cpus" in resources:
+        problems.append(Problem("give 'cores' or 'cpus', not both", where.with_field("cpus")))
+    name = "cores" if "cores" in resources else "cpus"
+    cores = resource_cores(resources)
     if cores is not None and (
         isinstance(cores, bool) or not isinstance(cores, int | float) or cores <= 0
     ):
-        problems.append(Problem("'cores' must be a positive number", where.with_field("cores")))
+        problems.append(Problem(f"'{name}' must be a positive number", where.with_field(name)))
     if "memory" in resources and parse_memory(resources["memory"]) is None:
         problems.append(
             Problem(

@@ -41,7 +41,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
-from kaon.steptypes._protocol import config_problems, parse_memory, resources_problems
+from kaon.steptypes._protocol import (
+    config_problems,
+    parse_memory,
+    resource_cores,
+    resources_problems,
+)
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.shell import ShellStepType
@@ -81,8 +86,9 @@ def podman_argv(config: Mapping[str, Any], inputs: Mapping[str, Any], name: str)
     argv += [f"--pull={config.get('pull') or 'missing'}"]
     argv += shlex.split(os.environ.get(RUN_ARGS_ENV, ""))
     resources = config.get("resources") or {}
-    if resources.get("cores"):
-        argv += [f"--cpus={resources['cores']}"]
+    cores = resource_cores(resources)
+    if cores:
+        argv += [f"--cpus={cores}"]
     memory = parse_memory(resources.get("memory")) if "memory" in resources else None
     if memory is not None:
         argv += [f"--memory={memory}m"]

@@ -81,6 +81,7 @@ from kaon.steptypes._protocol import (
     config_problems,
     parse_memory,
     resolve_file,
+    resource_cores,
     resources_problems,
 )
 from kaon.steptypes.base import CodeFingerprint, StepType
@@ -137,7 +138,7 @@ def _quiet_pandas_warning() -> Iterator[None]:
 def session_settings(config: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """``(master, Spark configuration)`` a step's config asks for (see the module docstring)."""
     resources = config.get("resources") or {}
-    cores = resources.get("cores")
+    cores = resource_cores(resources)
     master = (
         config.get("master")
         or os.environ.get("KAON_SPARK_MASTER")
@@ -180,7 +181,7 @@ def step_resources(config: Mapping[str, Any]) -> dict[str, Any]:
     resources = config.get("resources") or {}
     master = str(config.get("master") or os.environ.get("KAON_SPARK_MASTER") or "local")
     needs: dict[str, Any] = {}
-    cores = resources.get("cores")
+    cores = resource_cores(resources)
     if master.startswith("local"):
         inside = master.removeprefix("local").strip("[]").split(",")[0]
         if inside.isdigit():

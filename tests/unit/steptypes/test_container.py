@@ -212,6 +212,9 @@ def test_no_config_value_becomes_a_podman_flag() -> None:
         ({"image": "x", "env": {"A": 1}}, "config.env"),
         ({"image": "x", "pull": "sometimes"}, "config.pull"),
         ({"image": "x", "resources": {"memory": "much"}}, "config.resources.memory"),
+        ({"image": "x", "resources": {"cpus": 0}}, "config.resources.cpus"),
+        ({"image": "x", "resources": {"cpus": 1, "cores": 1}}, "config.resources.cpus"),
+        ({"image": "x", "resources": {"gpus": 1}}, "config.resources.gpus"),
         ({"image": "x", "volumes": ["/a:/b"]}, "config.volumes"),
         ({"image": "x", "env": {"A B": "c"}}, "config.env.A B"),
         ({"image": "x", "network": "ns:/proc/1/ns/net"}, "config.network"),
@@ -226,6 +229,14 @@ def test_config_problems_name_the_field(config: dict[str, Any], field: str) -> N
 def test_valid_config_has_no_problems() -> None:
     config = {"image": "x", "command": ["a", "b"], "env": {"A": "b"}, "resources": {"cores": 1}}
     assert ContainerStepType().validate(config, HERE) == []
+
+
+def test_cpus_is_taken_for_cores_as_a_steps_own_resources_name_it() -> None:
+    """The README's `resources: {cpus, memory}` was refused: `unknown resource 'cpus'`."""
+    config = {"image": "x", "resources": {"cpus": 1.5, "memory": "512Mi"}}
+    assert ContainerStepType().validate(config, HERE) == []
+    joined = " ".join(podman_argv(config, {}, "kaon-abc"))
+    assert "--cpus=1.5 --memory=512m" in joined
 
 
 @needs_podman
