@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -174,7 +174,7 @@ def step_table(steps: list[StepRunView], title: str | None = None, *, header: bo
         elif step.reason:
             note = Text(shown(step.reason), style="dim")
         else:
-            note = Text(shown(", ".join(f"{k}={_output(v)}" for k, v in step.outputs.items())))
+            note = Text(shown(_outputs_text(step.outputs)))
         table.add_row(
             step.path,
             _status(step.status),
@@ -184,6 +184,17 @@ def step_table(steps: list[StepRunView], title: str | None = None, *, header: bo
             note,
         )
     return table
+
+
+OUTPUTS_SHOWN = 8
+"""Outputs a step's row shows at most; the rest are counted (`kaon show RUN STEP` has all)."""
+
+
+def _outputs_text(outputs: dict[str, Any]) -> str:
+    shown_items = list(outputs.items())[:OUTPUTS_SHOWN]
+    text = ", ".join(f"{k}={_output(v)}" for k, v in shown_items)
+    hidden = len(outputs) - len(shown_items)
+    return f"{text}, ... and {hidden:,} more outputs" if hidden > 0 else text
 
 
 METRICS_SHOWN = 50

@@ -328,9 +328,16 @@ def _resolve_inputs(request: TaskRequest, artifacts: _Artifacts) -> dict[str, An
     return values
 
 
+MAX_NAMED_OUTPUTS = 1000
+"""A mapping with more keys than this is one ``return`` output (a dict of per-key scores),
+not that many outputs, each a row to record and show."""
+
+
 def _store_outputs(value: Any, request: TaskRequest, artifacts: _Artifacts) -> dict[str, ValueRef]:
-    """A mapping with string keys becomes named outputs; anything else the ``return`` output."""
-    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+    """A mapping with string keys (at most :data:`MAX_NAMED_OUTPUTS`) becomes named outputs;
+    anything else the ``return`` output (``steps.X.key`` reads into it all the same)."""
+    named = isinstance(value, Mapping) and len(value) <= MAX_NAMED_OUTPUTS
+    if named and all(isinstance(k, str) for k in value):
         items = list(value.items())
     else:
         items = [(RETURN, value)]

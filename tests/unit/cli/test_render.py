@@ -150,3 +150,15 @@ def test_an_attempts_error_shows_its_whole_message() -> None:
     render.attempt_errors(Console(file=buffer, width=200), step, None)
     text = buffer.getvalue()
     assert "attempt 1: SQLError: Binder Error" in text and "LINE 6:   nosuchcol = 1" in text
+
+
+def test_a_steps_row_shows_its_first_outputs_and_counts_the_rest() -> None:
+    """A step with hundreds of outputs printed every one of them in its row."""
+    from kaon.service.views import OutputView
+
+    detail = _detail(1, set())
+    detail.steps[0].outputs = {f"k{i}": OutputView(kind="value", value=i) for i in range(300)}
+    text = "\n".join(_printed(detail))
+    assert "k0=0" in text and f"k{render.OUTPUTS_SHOWN - 1}=" in text
+    assert f"k{render.OUTPUTS_SHOWN}=" not in text
+    assert f"and {300 - render.OUTPUTS_SHOWN} more outputs" in text.replace("\n", " ")

@@ -180,3 +180,8 @@ def arrays() -> dict[str, Any]:
     import pandas
 
     return {"arr": numpy.array([1000, 2000]), "small": numpy.arange(3), "df": pandas.DataFrame()}
+
+
+def scores(n: int) -> dict[str, int]:
+    """A dict of ``n`` per-key scores."""
+    return {f"k{i}": i for i in range(n)}

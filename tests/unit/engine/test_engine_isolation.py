@@ -130,3 +130,24 @@ def test_an_expression_over_an_array_fails_its_step_not_the_run(inline: Harness)
         assert error is not None and error["type"] == "ExpressionError", (path, error)
         assert f"a value of type {kind}" in error["message"]
     assert status is RunStatus.SUCCEEDED
+
+
+def test_a_dict_of_many_keys_is_one_output_read_by_key_all_the_same(inline: Harness) -> None:
+    """500,000 keys made 500,000 outputs: a row each to record, and `kaon show` printing
+    69,000 lines in 27 s. Past MAX_NAMED_OUTPUTS keys the dict is the `return` output."""
+    from kaon.executors.runtime import MAX_NAMED_OUTPUTS
+
+    big = MAX_NAMED_OUTPUTS + 1
+    spec = flow(
+        task("many", "scores", inputs={"n": big}),
+        task("few", "scores", inputs={"n": 3}),
+        task("one", "const", inputs={"value": E("steps.many.k7 + steps.few.k2")}),
+        task("size", "const", inputs={"value": E("size(steps.many)")}),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+    rows = inline.rows(run_id)
+    assert set(rows["many"].outputs or {}) == {"return"}
+    assert set(rows["few"].outputs or {}) == {"k0", "k1", "k2"}
+    assert inline.value(run_id, "one") == 9
+    assert inline.value(run_id, "size") == big
