@@ -256,6 +256,9 @@ def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -
         daemon=True,
     ).start()
     install_output_capture()
+    from kaon.executors import _fd_capture
+
+    _fd_capture.install()  # what child processes and C code write: the attempt's log too
     conn.send(("ready", os.getpid()))
     threading.Thread(target=inbox.receive, name="kaon-worker-inbox", daemon=True).start()
     placement = Placement()  # on a chain's core while it waits (see kaon.executors._affinity)

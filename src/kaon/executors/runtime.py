@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
 from kaon.errors import ArtifactError, SerializationError, StepError, StepTimeout, SystemFailure
+from kaon.executors import _fd_capture
 from kaon.executors.base import CancelFlag, EventSink, TaskRequest
 from kaon.model.events import (
     LOG_OUTPUT,
@@ -165,6 +166,33 @@ class _StreamProxy:
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
+
+    def flush(self) -> None:
+        if _capture.get() is None:
+            self._kaon_real.flush()
+
+    @property
+    def buffer(self) -> Any:
+        """The binary stream: bytes written through it inside a step are its log too."""
+        return _BufferProxy(self._kaon_real.buffer, self._kaon_stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kaon_real, name)
+
+
+class _BufferProxy:
+    """``sys.stdout.buffer`` inside a step: bytes as text (UTF-8, other bytes as ``\\xNN``)."""
+
+    def __init__(self, real: Any, stream: LogStream) -> None:
+        self._kaon_real = real
+        self._kaon_stream: LogStream = stream
+
+    def write(self, data: bytes) -> int:
+        capture = _capture.get()
+        if capture is None:
+            return int(self._kaon_real.write(data))
+        capture.write(self._kaon_stream, bytes(data).decode("utf-8", "backslashreplace"))
+        return len(data)
 
     def flush(self) -> None:
         if _capture.get() is None:
@@ -395,6 +423,10 @@ def _execute_step(
     install_output_capture()
     ctx_token = set_context(ctx)
     capture_token = _capture.set(capture)
+    descriptors = _fd_capture.installed()  # a process worker's fds 1 and 2 (child processes)
+    if descriptors is not None:
+        key = request.key
+        descriptors.attach(lambda stream, text: emit(LogLine(key, time.time(), stream, text)))
     try:
         value = step_type.run(ctx, request.config, inputs)
     except StepError as exc:
@@ -404,6 +436,8 @@ def _execute_step(
         emit(StepFailed(request.key, time.time(), error_info(exc), kept))
         return
     finally:
+        if descriptors is not None:
+            descriptors.detach()
         _capture.reset(capture_token)
         reset_context(ctx_token)
         capture.flush_partial()

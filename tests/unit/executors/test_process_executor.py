@@ -376,3 +376,57 @@ def test_a_sandbox_that_cannot_start_fails_the_attempts_not_the_reader(
     finally:
         monkeypatch.setattr(process.subprocess, "Popen", real)
         executor.shutdown()
+
+
+def test_what_a_python_step_writes_below_sys_stdout_is_its_log(tmp_path: Path, sink: Sink) -> None:
+    """A child process's output, ``os.write(1, ...)`` and ``sys.stdout.buffer`` went to the
+    terminal raw (escape sequences and all) and not to the step's log; each line is now the
+    attempt's, before its end, and none of it reaches the next attempt."""
+    module = tmp_path / "noisy.py"
+    module.write_text(
+        "import os, subprocess, sys\n"
+        "def loud(tag):\n"
+        "    subprocess.run(['echo', f'child {tag}'], check=True)\n"
+        "    subprocess.run(f'echo err {tag} >&2', shell=True, check=True)\n"
+        "    os.write(1, f'fd {tag} \\x1b]0;title\\x07'.encode() + b'\\xff\\n')\n"
+        "    sys.stdout.buffer.write(b'buffer ' + tag.encode() + b'\\n')\n"
+        "    os.write(1, b'tail ' + tag.encode())\n"
+        "    return tag\n"
+    )
+    executor = ProcessExecutor(workers=1)
+    executor.start(sink)
+    try:
+        for number, tag in ((1, "one"), (2, "two")):
+            executor.submit(
+                TaskRequest(
+                    ("r", number, 1),
+                    f"s{number}",
+                    "python",
+                    {"file": str(module), "function": "loud"},
+                    {"tag": Literal(tag)},
+                    {},
+                    "memory://kaon-p",
+                )
+            )
+            sink.wait(lambda e, n=number: isinstance(e, StepSucceeded) and e.key[1] == n)
+    finally:
+        executor.shutdown()
+    for number, tag in ((1, "one"), (2, "two")):
+        lines = [
+            (e.stream, e.text) for e in sink.events if isinstance(e, LogLine) and e.key[1] == number
+        ]
+        assert ("stdout", f"child {tag}") in lines
+        assert ("stderr", f"err {tag}") in lines
+        assert ("stdout", f"fd {tag} \x1b]0;title\x07\\xff") in lines
+        assert ("stdout", f"buffer {tag}") in lines
+        assert ("stdout", f"tail {tag}") in lines  # a partial last line: at the end
+        assert all(tag in text for _stream, text in lines), lines
+        ended = next(
+            i
+            for i, e in enumerate(sink.events)
+            if isinstance(e, StepSucceeded) and e.key[1] == number
+        )
+        last_line = max(
+            i for i, e in enumerate(sink.events) if isinstance(e, LogLine) and e.key[1] == number
+        )
+        assert last_line < ended
