@@ -300,6 +300,8 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     self._set(node, _S.FAILED, error=error, ended_at=now)
                     self._fail_enclosing(node, now)
         for frame in frames:
+            if self._ended_by_itself(frame):
+                continue
             for node in frame.nodes.values():
                 self._cancel_node(node, reason, now)
             if has_own_row(frame) and not frame.finished:
@@ -308,6 +310,22 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         self.work.clear()
         self.frames_done.clear()
         self._finish(status, reason)
+
+    def _ended_by_itself(self, frame: Frame) -> bool:
+        """Close an item or iteration whose steps had all ended when a stop came (its end not
+        yet processed: the same turn), as it ended: ``succeeded``, or ``failed``, not
+        ``cancelled`` beside a task that succeeded. False for a frame with a step still to
+        stop."""
+        if frame.finished or not frame.nodes or not all(n.done for n in frame.nodes.values()):
+            return False
+        frame.finished = True
+        if has_own_row(frame):
+            failed = any(
+                n.status in (_S.FAILED, _S.CANCELLED) and not n.failure_ignored
+                for n in frame.nodes.values()
+            )
+            self._close_frame_row(frame, failed, self._frame_output(frame))
+        return True
 
     def _fail_enclosing(self, node: Node, now: float) -> None:
         """Show the item, iteration and container steps around a failed node ``failed``, not
@@ -345,6 +363,8 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             if not node.done:
                 self._set(node, _S.FAILED, error=error, ended_at=now)
         for inside in frames:
+            if self._ended_by_itself(inside):
+                continue
             for node in inside.nodes.values():
                 self._cancel_node(node, reason, now)
             if not inside.finished:

@@ -185,3 +185,9 @@ def arrays() -> dict[str, Any]:
 def scores(n: int) -> dict[str, int]:
     """A dict of ``n`` per-key scores."""
     return {f"k{i}": i for i in range(n)}
+
+
+def nap_divide(item: int, bad: int, seconds: float) -> float:
+    """Sleep ``seconds``, then ``item / (item - bad)`` (fails for item ``bad``)."""
+    time.sleep(seconds)
+    return item / (item - bad)

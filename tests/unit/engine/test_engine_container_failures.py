@@ -12,6 +12,8 @@ import time
 
 from conftest import E, Harness, flow, task
 
+from kaon.engine.engine import Engine
+from kaon.executors import create_executor
 from kaon.model.params import ParamSpec, ParamType
 from kaon.model.specs import (
     Const,
@@ -323,3 +325,40 @@ def test_finish_running_inside_an_ignored_foreach_lets_the_items_steps_end(inlin
     rows = inline.rows(run_id)
     assert rows["outer[0].slow"].status is StepStatus.SUCCEEDED and inline.count("s_end") == 1
     assert rows["outer[0]"].status is StepStatus.FAILED
+
+
+def test_an_item_whose_steps_all_ended_is_not_shown_cancelled_by_a_stop(inline: Harness) -> None:
+    """A ``fail_fast`` stop inside an ``ignore`` foreach closed every open item of the inner
+    foreach ``cancelled``, also one whose task had succeeded in the same turn (its end not
+    processed yet): ``day[0] cancelled`` beside ``day[0].crunch succeeded``. The engine is
+    turned by hand, so that the items' ends are one turn's events, successes first."""
+    seconds = E("item == 13 ? 0.4 : 0.05")
+    body = GraphSpec(
+        steps=(
+            task("crunch", "nap_divide", inputs={"item": E("item"), "bad": 13, "seconds": seconds}),
+        )
+    )
+    day = ForeachSpec(id="day", items=E("[12, 13, 14, 15]"), body=body, concurrency=4)
+    region = ForeachSpec(
+        id="region", items=E("[1]"), body=GraphSpec(steps=(day,)), on_failure=FailureMode.IGNORE
+    )
+    run_id = inline.create(flow(region))
+    engine = Engine(inline.store, create_executor("inline", workers=4), inline.artifacts)
+    engine.start()
+    try:
+        engine.add_run(run_id)
+        for _ in range(5):  # start the four items (no loop drives the engine: events wait)
+            engine.turn(max_wait=0.01)
+        time.sleep(0.8)  # every item ended; their events wait in the engine's inbox
+        deadline = time.monotonic() + 10
+        while engine.runs and time.monotonic() < deadline:
+            engine.turn(max_wait=0.05)
+    finally:
+        engine.close()
+    rows = inline.rows(run_id)
+    assert rows["region[0].day[1].crunch"].status is StepStatus.FAILED
+    for index in (0, 2, 3):
+        assert rows[f"region[0].day[{index}].crunch"].status is StepStatus.SUCCEEDED
+        assert rows[f"region[0].day[{index}]"].status is StepStatus.SUCCEEDED, index
+    assert rows["region[0].day[1]"].status is StepStatus.FAILED
+    assert inline.store.get_run(run_id).status is RunStatus.SUCCEEDED
