@@ -29,14 +29,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kaon._waiting import WaitsForRun
 from kaon.errors import InvalidActionError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
-from kaon.model.values import RETURN, ArtifactRef, ValueRef
+from kaon.model.values import RETURN, ArtifactRef, Literal, ValueRef
 from kaon.service.background import BackgroundRun
 from kaon.service.client import KaonService, open_service
 from kaon.service.experiment_views import (
@@ -49,7 +49,7 @@ from kaon.service.experiment_views import (
 )
 from kaon.service.local import LocalService, PausedStep
 from kaon.service.settings import Settings
-from kaon.service.views import LogView, RunView, StepRunView
+from kaon.service.views import LogView, OutputView, RunView, StepRunView
 
 __all__ = ["ArtifactHandle", "Client", "RunHandle", "start"]
 
@@ -125,6 +125,10 @@ class Client:
         """Start a run and return at once: an engine drives it in a background thread of this
         process (the client's executor), in the client's store. See :func:`start`."""
         service = self._service
+        if not isinstance(service, LocalService):  # a server: its engine drives the run
+            on_server = cast("RemoteService", service)
+            remote = _start_remote(on_server, workflow, no_cache, force, breakpoints, params)
+            return RunHandle(service, remote.id)
         if isinstance(workflow, str):
             spec = service.validate(workflow)
         elif isinstance(workflow, WorkflowSpec):
@@ -259,16 +263,22 @@ class RunHandle(WaitsForRun):
         the engine driving the run has taken the skip."""
         has_output = value is not _NO_VALUE
         output = value if has_output else None
-        if self._service.skip(self.id, step, output=output, has_output=has_output) == "command":
+        taken = self._service.skip(self.id, step, output=output, has_output=has_output)
+        if taken == "command" and not self._on_server:
             self._commands_taken()
 
-    def restart(self, from_step: str | None = None, *, force: bool = False) -> RunHandle:
+    def restart(
+        self, from_step: str | None = None, *, force: bool = False, only: bool = False
+    ) -> RunHandle:
         """Run a finished run again (from ``from_step`` and what depends on it, else from its
-        failed steps) in a background engine; ``force`` re-executes without cache lookups."""
+        failed steps) in a background engine, or the server's engine for a run on a server;
+        ``force`` re-executes without cache lookups; ``only`` (with ``from_step``) leaves
+        the run's other failed steps failed."""
         if self._driver is not None:
             self._driver.join()
-        self._service.restart(self.id, from_step=from_step, force=force)
-        self._drive()
+        self._service.restart(self.id, from_step=from_step, force=force, only=only)
+        if not self._on_server:
+            self._drive()
         return self
 
     def resume(self, *, step: str | None = None, params: Mapping[str, Any] | None = None) -> str:
@@ -276,12 +286,23 @@ class RunHandle(WaitsForRun):
         ``params`` when given), or drive a run whose engine stopped. Returns the status once
         the engine has taken the command (raises TimeoutError if none does within 30 s)."""
         status = RunStatus(self.status)
+        if self._on_server:  # the server's engine drives it and takes the commands
+            if status is RunStatus.PAUSED:
+                return self._service.continue_run(self.id, step=step, params=params).status
+            if not status.is_terminal:
+                return cast("RemoteService", self._service).resume_run(self.id).status
+            return status.value
         if status is RunStatus.PAUSED:
             self._service.continue_run(self.id, step=step, params=params)
         if not status.is_terminal and not self._local().engine_holds(self.id):
             self._drive()
         self._commands_taken()
         return self.status
+
+    @property
+    def _on_server(self) -> bool:
+        """Whether the run is on a server (``Client(url=...)``): its engine drives the run."""
+        return not isinstance(self._service, LocalService)
 
     def _commands_taken(self, timeout: float = 30.0) -> None:
         """Wait until the engine driving the run has taken every command sent to it."""
@@ -294,6 +315,17 @@ class RunHandle(WaitsForRun):
     def paused(self) -> list[PausedStep]:
         """The steps held at breakpoints, with the inputs they would receive (paused before)
         or the outputs they produced (paused after); load a value with :meth:`load`."""
+        if self._on_server:
+            views = cast("RemoteService", self._service).paused_views(self.id)
+            return [
+                PausedStep(
+                    v.path,
+                    v.moment,
+                    {k: _ref_of(o) for k, o in v.inputs.items()},
+                    {k: _ref_of(o) for k, o in v.outputs.items()},
+                )
+                for v in views
+            ]
         return self._local().paused_steps(self.id)
 
     def load(self, ref: ValueRef) -> Any:
@@ -413,3 +445,11 @@ _FILES = (".py", ".yaml", ".yml")
 
 def _spec_of(workflow: Any) -> WorkflowSpec:
     return workflow if isinstance(workflow, WorkflowSpec) else workflow.spec  # type: ignore[no-any-return]
+
+
+def _ref_of(view: OutputView) -> ValueRef:
+    """A server's view of a value as a reference :meth:`RunHandle.load` reads (a blob by its
+    hash, anything else by its value)."""
+    if view.kind == "artifact" and view.hash:
+        return ArtifactRef(view.hash, view.serializer or "", view.size or 0, view.type or "")
+    return Literal(view.value)

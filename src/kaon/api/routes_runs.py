@@ -182,8 +182,11 @@ def restart_run(
     full = _authorize(services, principal, run_id)
     from_step = body.from_step if body else None
     force = body.force if body else False
-    view = services.runs.restart(full, from_step=from_step, by=principal.name, force=force)
-    _audit(services, principal, view, "restart", from_step=from_step, force=force)
+    only = body.only if body else False
+    view = services.runs.restart(
+        full, from_step=from_step, by=principal.name, force=force, only=only
+    )
+    _audit(services, principal, view, "restart", from_step=from_step, force=force, only=only)
     return view
 
 

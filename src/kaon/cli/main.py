@@ -541,6 +541,13 @@ def restart(
     force: Annotated[
         bool, typer.Option("--force", help="The restarted steps execute, cache or not.")
     ] = False,
+    only: Annotated[
+        bool,
+        typer.Option(
+            "--only",
+            help="With --from: only that step and what depends on it, not other failed steps.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     logs: LogsOpt = None,
     events: EventsOpt = False,
@@ -554,7 +561,7 @@ def restart(
         _client(url, db, home, executor, workers, artifacts) as service,
     ):
         full = service.resolve_run_id(run_id)
-        view = service.restart(full, from_step=from_step, by="cli", force=force)
+        view = service.restart(full, from_step=from_step, by="cli", force=force, only=only)
         _drive(service, full, view.workflow, as_json, output)
 
 

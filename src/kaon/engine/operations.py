@@ -242,11 +242,13 @@ def restart_run(
     from_path: str | None = None,
     by: str = "",
     force: bool = False,
+    only: bool = False,
 ) -> RunRecord:
     """Put a finished run back to running: failed, cancelled and skipped steps become pending.
 
     With ``from_path``, that step, everything after it in its graph, everything inside it,
-    and the containers around it run again too. Succeeded steps elsewhere keep their outputs
+    and the containers around it run again too; with ``only`` as well, nothing else (other
+    failed steps stay failed: "retry this item"). Succeeded steps elsewhere keep their outputs
     (each finished foreach item included). With ``force``, the steps it resets execute
     without a cache lookup (see :mod:`kaon.model.cache_policy`). Raises InvalidActionError
     for an active run.
@@ -258,11 +260,17 @@ def restart_run(
         )
     spec = run_spec(store, record)
     rows = _RunRows(store.step_runs(run_id, all_levels=True))
-    reset: set[int] = {
-        row.id
-        for row in rows.by_id.values()
-        if row.status not in STEP_SUCCESS and row.reason != USER_SKIP
-    }
+    if only and from_path is None:
+        raise InvalidActionError("restarting only a step needs the step (--from STEP)")
+    reset: set[int] = (
+        set()
+        if only
+        else {
+            row.id
+            for row in rows.by_id.values()
+            if row.status not in STEP_SUCCESS and row.reason != USER_SKIP
+        }
+    )
     if from_path is not None:
         reset |= _restart_cone(spec, rows, run_id, from_path, store)
     # A container with anything to redo is redone: its children decide what really runs.
@@ -297,7 +305,14 @@ def restart_run(
         restarts=record.restarts + 1,
         labels=labels,
     )
-    data = {"action": "restart", "from": from_path, "by": by, "reset": len(reset), "force": force}
+    data = {
+        "action": "restart",
+        "from": from_path,
+        "by": by,
+        "reset": len(reset),
+        "force": force,
+        "only": only,
+    }
     batch.events.append(EventRecord(run_id, "action", now, data))
     store.write(batch)
     return store.get_run(run_id)
@@ -308,7 +323,7 @@ def _restart_cone(
 ) -> set[int]:
     parse_path(path)
     target = store.get_step_run(run_id, path)
-    cone: set[int] = set()
+    cone: set[int] = set(rows.subtree(target.id))  # everything inside it
     # The target and everything inside it; then, level by level outwards, each enclosing
     # container itself (not its other children) and the steps after it in its graph.
     for row in [target, *rows.ancestors(target)]:

@@ -147,7 +147,13 @@ class KaonService(Protocol):
     ) -> LogWindowView: ...
 
     def restart(
-        self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        by: str = "",
+        force: bool = False,
+        only: bool = False,
     ) -> RunView: ...
 
     def skip(

@@ -250,11 +250,19 @@ class LocalService:
         )
 
     def restart(
-        self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        by: str = "",
+        force: bool = False,
+        only: bool = False,
     ) -> RunView:
         """Make a finished run runnable again (then :meth:`execute` it); with ``force`` the
         steps it resets execute without a cache lookup."""
-        record = operations.restart_run(self.store, run_id, from_path=from_step, by=by, force=force)
+        record = operations.restart_run(
+            self.store, run_id, from_path=from_step, by=by, force=force, only=only
+        )
         return run_view(record)
 
     def skip(

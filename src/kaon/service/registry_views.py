@@ -182,6 +182,10 @@ class RestartRequest(Request):
 
     from_step: str | None = Field(default=None, min_length=1, max_length=1000)
     force: bool = Field(default=False, description="The reset steps execute unlooked.")
+    only: bool = Field(
+        default=False,
+        description="Only from_step and what depends on it run again, not other failed steps.",
+    )
 
 
 class SkipRequest(Request):

@@ -384,10 +384,16 @@ class RemoteService:
                 return
 
     def restart(
-        self, run_id: str, *, from_step: str | None = None, by: str = "", force: bool = False
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        by: str = "",
+        force: bool = False,
+        only: bool = False,
     ) -> RunView:
         """Restart a finished run on the server (its engine picks it up)."""
-        body = {"from_step": from_step, "force": force}
+        body = {"from_step": from_step, "force": force, "only": only}
         return RunView.model_validate(self._call("POST", f"/runs/{run_id}/restart", json=body))
 
     def skip(

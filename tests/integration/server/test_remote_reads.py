@@ -205,6 +205,28 @@ def test_the_python_client_works_remotely(lab: Lab, monkeypatch: pytest.MonkeyPa
     assert not (lab.work / ".kaon").exists()
 
 
+def test_the_python_client_steers_a_server_run_without_raising(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Client(url=...).start(...)``, ``run(...).restart()`` and ``.resume()`` acted on the
+    server and then raised (``this handle reads a server``): a notebook that tried again
+    started a second run or a second restart. A registered name was looked up as a file."""
+    monkeypatch.chdir(lab.work)
+    with Client(url=lab.server.url, token=lab.tokens["operator"]) as client:
+        before = {r.id for r in client.runs(limit=100)}
+        handle = client.start("remote", n=7)  # the registered workflow, by name
+        assert handle.wait(timeout=60) == "succeeded"
+        assert handle.output("total") == sum(range(7))
+        again = client.start(str(lab.flow), n=8)  # an unchanged file: its version
+        assert again.wait(timeout=60) == "succeeded"
+        assert {r.id for r in client.runs(limit=100)} - before == {handle.id, again.id}
+        run = client.run(handle.id)
+        assert run.restart(from_step="total", only=True) is run
+        assert run.wait(timeout=60) == "succeeded"
+        assert client.run(handle.id).view.restarts == 1
+        assert run.resume() == "succeeded"  # a finished run: nothing to do, no error
+
+
 def test_watch_follows_a_server_run_over_its_event_stream(lab: Lab) -> None:
     first = lab.runs[0]
     watched = lab.cli("watch", first[:-2], "--logs")

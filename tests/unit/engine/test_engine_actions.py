@@ -274,3 +274,34 @@ def test_restart_from_a_step_in_an_earlier_loop_iteration_redoes_later_ones(
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
     assert inline.count("w") == 5  # iteration 0's work kept; iterations 1 and 2 redone
     assert inline.value(run_id, "lp") == {"iteration": 2, "stable": True}
+
+
+def test_restart_only_an_item_leaves_the_other_failed_items_failed(inline: Harness) -> None:
+    """ "Retry this item" (``restart_run(from_path="fe[1]", only=True)``) reran every failed
+    item: the reset set was always every failed step, and the cone was added to it."""
+    from kaon.model.specs import FailureMode
+
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(
+            task("gate", "fail_unless", inputs={"state": state, "flag": "go"}, when="item != 0"),
+        )
+    )
+    fe = ForeachSpec(id="fe", items=E("[0, 1, 2]"), body=body, on_failure=FailureMode.IGNORE)
+    status, run_id = inline.run(flow(fe))
+    assert status is RunStatus.SUCCEEDED  # the foreach's failures are ignored
+    assert inline.count("fail_unless_go") == 2
+    _fix(inline, "go")
+    with pytest.raises(InvalidActionError, match="needs the step"):
+        operations.restart_run(inline.store, run_id, only=True)
+    operations.restart_run(inline.store, run_id, from_path="fe[1]", only=True)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.count("fail_unless_go") == 3  # item 1 only
+    rows = inline.rows(run_id)
+    assert rows["fe[1].gate"].status is StepStatus.SUCCEEDED
+    assert rows["fe[2].gate"].status is StepStatus.FAILED  # still as it was
+    assert rows["fe[2]"].status is StepStatus.FAILED
+    assert rows["fe"].status is StepStatus.FAILED  # one item still failed
+    operations.restart_run(inline.store, run_id, from_path="fe[1]")  # without only: all failed
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.rows(run_id)["fe[2].gate"].status is StepStatus.SUCCEEDED

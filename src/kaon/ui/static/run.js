@@ -424,12 +424,14 @@
     const active = state.summary && ["pending", "running", "paused"].includes(state.summary.status)
       && !["succeeded", "failed", "cancelled", "skipped", "cached"].includes(s.status);
     const frame = ["item", "iteration"].includes(s.kind);
-    const restart = (title, detail) => confirmAction(title, detail, async (_, force) => {
-      await api(`${RUN}/restart`, { method: "POST", body: { from_step: s.path, force } }); banner(`${title}: done${force ? " (forced)" : ""}`); refresh(); },
+    // Retrying an item or iteration runs only it (and what depends on it): other failed
+    // items stay failed (only: true); "Restart from here" also reruns the run's failed steps.
+    const restart = (title, detail, only = false) => confirmAction(title, detail, async (_, force) => {
+      await api(`${RUN}/restart`, { method: "POST", body: { from_step: s.path, force, only } }); banner(`${title}: done${force ? " (forced)" : ""}`); refresh(); },
     null, { check: "force: execute again without a cache lookup" });
     return el("div", { class: "actions" },
       frame ? el("button", { type: "button", "data-step-action": "retry-item", onclick: () => restart(`Retry ${s.path}`,
-        "Run this item again (and what depends on it), reusing every other item.") }, s.kind === "item" ? "Retry this item" : "Retry this iteration") : null,
+        "Run this item again (and what depends on it), reusing every other item.", true) }, s.kind === "item" ? "Retry this item" : "Retry this iteration") : null,
       el("button", { type: "button", "data-step-action": "restart", onclick: () => restart(`Restart from ${s.path}`,
         "Run this step and what follows it again, reusing the rest.") }, "Restart from here"),
       el("button", { type: "button", "data-step-action": "skip", onclick: () => confirmAction(`Skip ${s.path}`,
