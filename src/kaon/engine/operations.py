@@ -292,6 +292,8 @@ def restart_run(
             attempts=0,
             platform_attempts=0,
             next_attempt_at=None,
+            cache_key=None,  # decided again: a forced or changed step is not "reused" now
+            cached_from=None,
         )
     # A new attempt at the run: its time limit (the workflow's timeout_s) counts from now.
     policy = CachePolicy.from_labels(record.labels)

@@ -334,6 +334,10 @@ class RunReads:
         counts = self.reads.children_counts(
             run_id, [r.id for r in page.rows if r.kind in _CONTAINERS]
         )
+        made: dict[int, int] = {}  # a task's attempts, as its step view counts them
+        tasks = [r.id for r in page.rows if r.kind == "task"]
+        for attempt in self.store.attempts_of(run_id, tasks) if tasks else ():
+            made[attempt.step_run_id] = made.get(attempt.step_run_id, 0) + 1
         now = time.time()
         return StepPageView.of(
             parent=parent,
@@ -341,7 +345,7 @@ class RunReads:
             offset=offset,
             limit=limit,
             counts=_plain(all_counts),
-            items=[node_view(row, counts.get(row.id), now) for row in page.rows],
+            items=[node_view(row, counts.get(row.id), now, made.get(row.id)) for row in page.rows],
         )
 
     def step(self, run_id: str, path: str) -> StepDetail:
@@ -499,9 +503,13 @@ SORTS = tuple(SORT_KEYS)
 
 
 def node_view(
-    row: StepRunRecord, counts: dict[StepStatus, int] | None, now: float | None = None
+    row: StepRunRecord,
+    counts: dict[StepStatus, int] | None,
+    now: float | None = None,
+    attempts: int | None = None,
 ) -> NodeView:
-    """The node view of a step run row (``counts``: its children by status)."""
+    """The node view of a step run row (``counts``: its children by status; ``attempts``:
+    the attempts it made, when counted, else the row's count of failed ones)."""
     error = error_view(row.error)
     item = None
     if row.item is not None:
@@ -517,7 +525,7 @@ def node_view(
         status=row.status.value,
         index=row.index,
         item=item,
-        attempts=row.attempts,
+        attempts=row.attempts if attempts is None else attempts,
         started_at=row.started_at,
         ended_at=row.ended_at,
         duration_s=None if duration is None else round(duration, 6),

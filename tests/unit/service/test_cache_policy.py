@@ -105,6 +105,9 @@ def test_restart_force_executes_the_restarted_steps(runs: Runs) -> None:
     runs.service.execute(cached)
     assert runs.executed() == ["second"]
     assert runs.statuses(cached) == {"first": StepStatus.CACHED, "second": StepStatus.SUCCEEDED}
+    # It executed: it no longer says it reused another run's execution (the panel did).
+    assert runs.service.store.get_step_run(cached, "second").cached_from is None
+    assert runs.service.store.get_step_run(cached, "first").cached_from is not None
     runs.service.restart(cached, from_step="first")  # --force is cleared by the next restart
     runs.service.execute(cached)
     assert runs.executed() == []

@@ -60,3 +60,28 @@ def test_a_running_task_shows_its_last_progress_and_the_time_left(tmp_path: Path
         assert progress.eta_s is not None and 29 <= progress.eta_s <= 32  # 10 s for 25 %
     finally:
         store.close()
+
+
+def test_an_items_task_shows_the_attempts_it_made_as_its_own_view_does(tmp_path: Path) -> None:
+    """The items table said 1 attempt for a task that failed once and then succeeded (the
+    row's count of failed attempts); ``GET /runs/R/step`` and ``kaon show`` said 2."""
+    from kaon.store.base import AttemptRecord
+
+    store = open_store(f"sqlite:///{tmp_path}/attempts.db")
+    try:
+        batch = WriteBatch()
+        batch.runs.append(RunRecord("r1", "wf", "h", RunStatus.SUCCEEDED, created_at=1.0))
+        batch.insert_step_run(StepRunRecord("r1", 1, "each", "each", "foreach", S.SUCCEEDED))
+        batch.insert_step_run(StepRunRecord("r1", 2, "each[0]", "each", "item", S.SUCCEEDED, 1, 0))
+        task = StepRunRecord("r1", 3, "each[0].score", "score", "task", S.SUCCEEDED, 2)
+        task.attempts = 1  # one failed attempt
+        batch.insert_step_run(task)
+        batch.insert_attempt(AttemptRecord("r1", 3, 1, "failed", 1.0, 2.0))
+        batch.insert_attempt(AttemptRecord("r1", 3, 2, "succeeded", 2.0, 3.0))
+        batch.events.append(EventRecord("r1", "run", 1.0))
+        store.write(batch)
+        reads = RunReads(store)
+        [row] = reads.children("r1", "each[0]").items
+        assert row.attempts == 2 == reads.step("r1", "each[0].score").step.attempts
+    finally:
+        store.close()
