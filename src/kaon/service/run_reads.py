@@ -45,6 +45,7 @@ from kaon.store.sql import SQLStore
 _ITEM_CHARS = 200
 REUSED_STEPS = 200
 """Cached steps whose reused metrics a run's metrics read shows (the first, by id)."""
+STEP_METRICS = 1000
 _CONTAINERS = ("foreach", "loop", "subworkflow", "item", "iteration")
 
 
@@ -120,7 +121,13 @@ class StepDetail(View):
     item: Any = None
     cache_key: str | None = None
     cached_from: str | None = None
-    metrics: list[MetricView] = Field(default_factory=list)
+    metrics: list[MetricView] = Field(
+        default_factory=list,
+        description="its last STEP_METRICS values (a cached step: those it reused)",
+    )
+    metrics_truncated: bool = Field(
+        default=False, description="more values than shown: all in GET /runs/R/metrics"
+    )
     progress: ProgressView | None = None
     inputs: list[InputView] = Field(
         default_factory=list,
@@ -349,25 +356,43 @@ class RunReads:
         )
 
     def step(self, run_id: str, path: str) -> StepDetail:
-        """One step run with its attempts, outputs, children counts, metrics (the first
-        thousand) and cache decision: indexed lookups only. Raises NotFoundError."""
+        """One step run with its attempts, outputs, children counts, metrics (the last
+        :data:`STEP_METRICS`: each metric's latest value is there; a cached step's are those
+        it reused) and cache decision: indexed lookups only. Raises NotFoundError."""
         row = self.reads.step_run(run_id, path)
         attempts = self.store.attempts(run_id, row.id)
         counts = self.reads.children_counts(run_id, [row.id]).get(row.id, {})
         now = time.time()
         view = step_view(row, attempts, _plain(counts), now)
         parent = self.reads.step_run_by_id(run_id, row.parent_id) if row.parent_id else None
-        metrics = self.reads.step_metrics(run_id, row.id)
+        metrics = [
+            metric_view(m, path)
+            for m in self.reads.newest_step_metrics(run_id, row.id, limit=STEP_METRICS + 1)
+        ]
+        if not metrics and row.status is StepStatus.CACHED and row.cached_from:
+            metrics = self._reused_step_metrics(row, STEP_METRICS + 1)
+        truncated = len(metrics) > STEP_METRICS
         return StepDetail(
             step=view,
             parent=parent.path if parent else None,
             item=row.item,
             cache_key=row.cache_key,
             cached_from=row.cached_from,
-            metrics=[metric_view(m, path) for m in metrics],
+            metrics=metrics[-STEP_METRICS:],
+            metrics_truncated=truncated,
             progress=self._progress(run_id, row, counts, now),
             inputs=self._inputs(run_id, row, parent),
         )
+
+    def _reused_step_metrics(self, row: StepRunRecord, limit: int) -> list[MetricView]:
+        """The last metrics of the execution a cached step reused (``reused_from`` set)."""
+        source_run, _, source_path = (row.cached_from or "").partition(":")
+        try:
+            source = self.reads.step_run(source_run, source_path)
+        except NotFoundError:
+            return []
+        found = self.reads.newest_step_metrics(source_run, source.id, limit=limit)
+        return [metric_view(m, row.path, row.cached_from) for m in found]
 
     def _inputs(
         self, run_id: str, row: StepRunRecord, parent: StepRunRecord | None

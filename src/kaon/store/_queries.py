@@ -469,6 +469,15 @@ def _metrics(by_step: bool, by_name: bool, limited: bool) -> Any:
     return stmt.limit(_bind("limit")) if limited else stmt
 
 
+@_builder
+def _newest_step_metrics() -> Any:
+    """``:run_id``, ``:step_run_id``, ``:limit``: a step run's last metrics, newest first."""
+    stmt = sa.select(t.metrics).where(
+        _m.run_id == _bind("run_id"), _m.step_run_id == _bind("step_run_id")
+    )
+    return stmt.order_by(_m.id.desc()).limit(_bind("limit"))
+
+
 _e = t.events.c
 
 
@@ -772,6 +781,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("max_step_run_id",),
         ("max_step_run_ids",),
         ("paths",),
+        ("newest_step_metrics",),
         ("attempts_of",),
         ("referenced_hashes",),
         ("signal_first_since",),

@@ -309,6 +309,16 @@ class SQLRunReads:
         )
         return [MetricRecord(**row) for row in rows]
 
+    def newest_step_metrics(
+        self, run_id: str, step_run_id: int, *, limit: int = 1000
+    ) -> list[MetricRecord]:
+        """The last ``limit`` metrics one step run reported, in the order reported (on the
+        ``(run_id, step_run_id, id)`` index, read backwards)."""
+        rows = self.store.query(
+            ("newest_step_metrics",), run_id=run_id, step_run_id=step_run_id, limit=limit
+        )
+        return [MetricRecord(**row) for row in reversed(rows)]
+
     def run_metrics(
         self, run_id: str, *, name: str | None = None, limit: int = 10_000
     ) -> list[MetricRecord]:

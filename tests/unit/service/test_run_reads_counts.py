@@ -85,3 +85,37 @@ def test_an_items_task_shows_the_attempts_it_made_as_its_own_view_does(tmp_path:
         assert row.attempts == 2 == reads.step("r1", "each[0].score").step.attempts
     finally:
         store.close()
+
+
+def test_a_steps_panel_gets_its_last_metrics_and_a_cached_steps_reused_ones(
+    tmp_path: Path,
+) -> None:
+    """The panel showed the first 1,000 values (its "last" loss was the 1,000th, a metric
+    reported after them was missing, and nothing said so); a cached step showed none."""
+    from kaon.service.run_reads import STEP_METRICS
+    from kaon.store.base import MetricRecord
+
+    store = open_store(f"sqlite:///{tmp_path}/metrics.db")
+    try:
+        batch = WriteBatch()
+        for run in ("r1", "r2"):
+            batch.runs.append(RunRecord(run, "wf", "h", RunStatus.SUCCEEDED, created_at=1.0))
+            batch.events.append(EventRecord(run, "run", 1.0))
+        batch.insert_step_run(StepRunRecord("r1", 1, "fit", "fit", "task", S.SUCCEEDED))
+        cached = StepRunRecord("r2", 1, "fit", "fit", "task", S.CACHED)
+        cached.cached_from = "r1:fit"
+        batch.insert_step_run(cached)
+        for epoch in range(1500):
+            batch.metrics.append(MetricRecord("r1", 1, 1, "loss", 1.0 / (epoch + 1), 1.0, epoch))
+        batch.metrics.append(MetricRecord("r1", 1, 1, "final_loss", 0.5, 2.0))
+        store.write(batch)
+        reads = RunReads(store)
+        own = reads.step("r1", "fit")
+        assert own.metrics_truncated and len(own.metrics) == STEP_METRICS
+        assert own.metrics[-1].name == "final_loss"
+        assert own.metrics[-2].name == "loss" and own.metrics[-2].value == 1.0 / 1500
+        reused = reads.step("r2", "fit")
+        assert [m.reused_from for m in reused.metrics[-1:]] == ["r1:fit"]
+        assert reused.metrics[-1].name == "final_loss" and reused.metrics_truncated
+    finally:
+        store.close()

@@ -48,16 +48,23 @@
         return el("span", {}, badge(n.status), " ", duration(n.duration_s), kids ? ` (${kids})` : "");
       }));
     }
-    const metrics = await Promise.all(ids.map((id) => api(`/runs/${encodeURIComponent(id)}/metrics?limit=2000`)));
-    // A step's last value of each metric; foreach items and loop iterations are pooled
-    // (each[*].train) into their mean, with how many reported.
-    const pooled = metrics.map((list) => {
-      const lastOf = {};
-      for (const m of list) lastOf[`${m.path} ${m.name}`] = [m.path.replace(/\[\d+\]/g, "[*]"), m.name, m.value];
-      const groups = {};
-      for (const [path, name, value] of Object.values(lastOf)) (groups[`${path} ${name}`] ||= []).push(value);
-      return Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, { mean: v.reduce((a, b) => a + b, 0) / v.length, n: v.length }]));
-    });
+    // The server compares (GET /compare, as `kaon compare`): each step path's last value of
+    // each metric in each run, a cached step's reused ones included, every value read (a
+    // page of a run's metrics cut them short). Foreach items and loop iterations are pooled
+    // here (each[*].train) into their mean, with how many reported.
+    const query = ids.map((id) => `run=${encodeURIComponent(id)}`).join("&");
+    const compared = await api(`/compare?${query}`);
+    const pooled = ids.map(() => ({}));
+    for (const m of compared.metrics) {
+      const key = `${m.group} ${m.name}`;
+      compared.runs.forEach((r, i) => {
+        const value = m.values[r.id];
+        if (value === null || value === undefined) return;
+        const slot = (pooled[i][key] ||= { sum: 0, n: 0 });
+        slot.sum += value; slot.n += 1;
+      });
+    }
+    for (const values of pooled) for (const v of Object.values(values)) v.mean = v.sum / v.n;
     const keys = [...new Set(pooled.flatMap((values) => Object.keys(values)))].sort().slice(0, 200);
     for (const key of keys) {
       const values = pooled.map((v) => v[key]);

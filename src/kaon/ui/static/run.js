@@ -297,7 +297,7 @@
         el("dd", { "data-output": k }, el("span", { class: "mono" }, o.kind === "value" ? JSON.stringify(o.value) : o.kind === "artifact" ? `${o.type || "artifact"} ${o.serializer} ${o.size} B ${o.hash.slice(0, 12)}…` : `${o.kind} of ${o.items}`),
           o.kind === "artifact" ? [" ", el("button", { type: "button", class: "link-button", "data-preview": k, onclick: (e) => showPreview(path, k, e.target.parentNode) }, "preview"),
             " ", el("button", { type: "button", class: "link-button", "data-lineage": k, onclick: (e) => showLineage(path, k, e.target.parentNode) }, "lineage")] : null)]))] : null,
-      metricsBlock(detail.metrics),
+      metricsBlock(detail.metrics, detail.metrics_truncated),
       s.kind === "task" ? [el("h2", {}, "Logs ", el("input", { type: "search", placeholder: "search", class: "log-search", onchange: () => { state.logAfter = null; loadLogs(true); } })),
         keepLogs || el("div", { class: "logs", "data-log": path })] : null);
     if (s.kind === "task" && !keepLogs) await loadLogs(true);
@@ -395,12 +395,16 @@
     } catch (e) { fill(box, el("span", { class: "muted" }, `no lineage: ${e.message}`)); }
   }
 
-  function metricsBlock(metrics) {
+  function metricsBlock(metrics, truncated) {
+    // The server sends a step's last values (a cached step: those it reused), so each
+    // metric's last value is its latest; the sparkline shows those values.
     if (!metrics.length) return null;
     const byName = {};
     for (const m of metrics) (byName[m.name] ||= []).push(m.value);
-    return [el("h2", {}, "Metrics"), el("table", { class: "grid" }, el("tbody", {}, Object.entries(byName).map(([k, values]) =>
-      el("tr", {}, el("td", {}, k), el("td", {}, String(values[values.length - 1])), el("td", {}, sparkline(values))))))];
+    const reused = metrics[0].reused_from ? el("p", { class: "muted" }, `reused from ${metrics[0].reused_from}`) : null;
+    const cut = truncated ? el("p", { class: "muted" }, `the last ${metrics.length.toLocaleString()} values; all of them: GET /runs/RUN/metrics`) : null;
+    return [el("h2", {}, "Metrics"), reused, el("table", { class: "grid" }, el("tbody", {}, Object.entries(byName).map(([k, values]) =>
+      el("tr", {}, el("td", {}, k), el("td", {}, String(values[values.length - 1])), el("td", {}, sparkline(values)))))), cut];
   }
 
   async function loadLogs(reset) {
