@@ -652,3 +652,34 @@ def test_breakpoint_from_the_start_form_then_continue(
     held = [a for a in admin.get(f"/runs/{run_id}/audit").json() if a["action"] == "run.continue"]
     assert [(a["actor"], a["data"]["path"]) for a in held] == [("ops", "use")]
     operator.context.close()
+
+
+FAILING = """name: skipper
+steps:
+  - id: bad
+    shell: "exit 3"
+  - id: after
+    shell: "echo after"
+    needs: [bad]
+"""
+
+
+def test_skip_in_a_finished_run_goes_on_from_there(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str]
+) -> None:
+    """The panel's Skip on a failed run's step said "Skip recorded" and the run stayed
+    failed; as `kaon skip` does, the run now goes on from there."""
+    admin = kaon_server.client()
+    pushed = admin.post("/workflows", json={"source": FAILING, "file_name": "skipper.yaml"})
+    assert pushed.status_code < 300, pushed.text
+    run_id = admin.post("/runs", json={"workflow": "skipper"}).json()["id"]
+    wait_status(kaon_server, run_id, {"failed"})
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(f"{kaon_server.url}/ui/runs/{run_id}?step=bad")
+    operator.click("[data-step-action=skip]")
+    confirm(operator, value="5")
+    operator.wait_for_selector("#banner:has-text('the run goes on from there')")
+    wait_status(kaon_server, run_id, {"succeeded"})
+    steps = {s["path"]: s["status"] for s in admin.get(f"/runs/{run_id}").json()["steps"]}
+    assert steps == {"bad": "skipped", "after": "succeeded"}
+    operator.context.close()

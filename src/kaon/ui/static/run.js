@@ -439,10 +439,15 @@
       el("button", { type: "button", "data-step-action": "restart", onclick: () => restart(`Restart from ${s.path}`,
         "Run this step and what follows it again, reusing the rest.") }, "Restart from here"),
       el("button", { type: "button", "data-step-action": "skip", onclick: () => confirmAction(`Skip ${s.path}`,
-        "Mark the step skipped; give an output value (JSON) for its successors, or leave it empty.", async (value) => {
+        "Mark the step skipped; give an output value (JSON) for its successors, or leave it empty. A finished run goes on from there.", async (value) => {
           const body = { path: s.path };
           if (value) { body.output = JSON.parse(value); body.has_output = true; }
-          const result = await api(`${RUN}/skip`, { method: "POST", body }); banner(`Skip ${result.how}`); refresh(); }, "output (JSON, optional)") }, "Skip"),
+          const result = await api(`${RUN}/skip`, { method: "POST", body });
+          if (result.how === "recorded") {  // a finished run goes on from there, as `kaon skip` does
+            await api(`${RUN}/restart`, { method: "POST", body: {} });
+            banner(`Skipped ${s.path}; the run goes on from there`);
+          } else banner(`Skip ${result.how}`);
+          refresh(); }, "output (JSON, optional)") }, "Skip"),
       active ? el("button", { type: "button", class: "danger", "data-step-action": "kill", onclick: () => confirmAction(`Kill ${s.path}`,
         "Cancel this step.", async () => { await api(`${RUN}/kill`, { method: "POST", body: { step: s.path } }); banner(`Killed ${s.path}`); refresh(); }) }, "Kill step") : null);
   }
