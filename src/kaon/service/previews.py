@@ -67,7 +67,7 @@ def preview(artifacts: ArtifactStore, ref: ValueRef) -> PreviewView:
     if ref.serializer == "numpy":
         return _array(data)
     if ref.serializer == "json":
-        return PreviewView(kind="value", value=_cut_json(json.loads(data)))
+        return _json_preview(json.loads(data))
     if ref.serializer == "files":
         return _file(data)
     return PreviewView(kind="none", message=f"no preview for {ref.serializer!r} artifacts")
@@ -178,8 +178,14 @@ def _cell(value: Any) -> Any:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
-def _cut_json(value: Any) -> Any:
-    text = json.dumps(value, default=str)
+def _json_preview(value: Any) -> PreviewView:
+    """A JSON value whole (``value``), or, past :data:`MAX_TEXT_CHARS`, its start as text
+    (a long string as itself, not as its JSON with every newline escaped twice)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, indent=1)
     if len(text) <= MAX_TEXT_CHARS:
-        return value
-    return text[:MAX_TEXT_CHARS] + "…"
+        return PreviewView(kind="value", value=value)
+    return PreviewView(
+        kind="text",
+        data=text[:MAX_TEXT_CHARS],
+        message=f"the first {MAX_TEXT_CHARS:,} of {len(text):,} characters",
+    )

@@ -78,3 +78,20 @@ def test_pickles_are_never_opened(store: FsspecArtifactStore) -> None:
     shown = preview(store, ref)
     assert shown.kind == "none" and "never unpickles" in shown.message
     assert not Path("/nonexistent-preview-trap").exists()
+
+
+def test_a_long_string_or_document_previews_as_text_not_escaped_json(
+    store: FsspecArtifactStore,
+) -> None:
+    """It was cut as its JSON text and sent as a string value, which the page encoded as
+    JSON again: ``"\\"line\\\\nline\\\\n…``."""
+    long_text = store.put("line\n" * 5000)
+    shown = preview(store, long_text)
+    assert shown.kind == "text" and shown.data is not None
+    assert shown.data.startswith("line\nline\n") and "\\n" not in shown.data
+    assert "of 25,000 characters" in shown.message
+    document = store.put({f"k{i}": list(range(20)) for i in range(300)})
+    shown = preview(store, document)
+    assert shown.kind == "text" and shown.data is not None and shown.data.startswith('{\n "k0"')
+    small = store.put({"a": 1, "b": "x" * 300})
+    assert preview(store, small).kind in ("value", "none")
