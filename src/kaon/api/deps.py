@@ -33,6 +33,7 @@ from kaon.service.auth import (
     role_rank,
 )
 from kaon.service.idempotency import Idempotency, Work
+from kaon.service.views import RunView
 
 if TYPE_CHECKING:
     from kaon.api.metrics import ServerMetrics
@@ -107,6 +108,18 @@ class Services:
         full = self.runs.resolve_run_id(run_id)
         self.authorize(principal, role, workflow=self.store.get_run(full).workflow, run_id=full)
         return full
+
+    def waiting(self, view: RunView) -> str | None:
+        """Why a pending run waits: its workflow's run strategy holds it back (see
+        :func:`kaon.triggers.strategies.waiting_reason`); None otherwise."""
+        if view.status != "pending":
+            return None
+        from kaon.triggers import strategies
+
+        try:
+            return strategies.waiting_reason(self.store, self.store.get_run(view.id))
+        except KaonError:  # it finished meanwhile, or a store without the registry
+            return None
 
     def may_read_run(self, principal: Principal, run_id: str) -> bool:
         """True when ``principal`` may read the run (a missing run: False)."""

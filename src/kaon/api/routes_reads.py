@@ -41,7 +41,9 @@ def run_summary(
 ) -> RunSummary:
     """The run, its task counts by status (computed in the database) and its top-level
     graph: nodes (containers rolled up with counts of their children) and edges."""
-    return run_reads(services).summary(services.authorize_run(principal, "viewer", run_id))
+    summary = run_reads(services).summary(services.authorize_run(principal, "viewer", run_id))
+    summary.waiting = services.waiting(summary)
+    return summary
 
 
 @router.get("/{run_id}/children", response_model=StepPageView, summary="A page of step runs")

@@ -143,7 +143,7 @@ def get_run(
     (``all_steps=true&status=failed&kind=task``: the failed tasks of every level, as ``kaon
     show --status failed`` pages them). The cost follows the page, not the run."""
     full = _readable(services, _, run_id)
-    return RunReads(services.store).page(
+    page = RunReads(services.store).page(
         full,
         all_steps=all_steps,
         limit=limit,
@@ -152,6 +152,8 @@ def get_run(
         statuses=tuple(s.value for s in status),
         kind=kind,
     )
+    page.waiting = services.waiting(page)
+    return page
 
 
 @router.post("/{run_id}/kill", response_model=RunView, summary="Kill a run")

@@ -126,6 +126,10 @@ class RunView(View):
     definition_hash: str = ""
     owner: str | None = None
     priority: int = 0
+    waiting: str | None = Field(
+        default=None,
+        description="why a pending run waits (its workflow's run strategy), when read alone",
+    )
 
 
 class MetricView(View):

@@ -155,6 +155,37 @@ def admit(
     return not active and _first_in_queue(run, others, 1, active)
 
 
+def waiting_reason(
+    store: StateStore,
+    run: RunRecord,
+    *,
+    properties: Callable[[StateStore, str], dict[str, Any]] = workflow_properties,
+) -> str | None:
+    """Why a pending run waits, in words a person can act on (None: nothing holds it back
+    but the engine's next claim): a blocked strict-sequential workflow (and how to unblock
+    it), the run ahead of it in a sequential queue, the concurrency limit reached."""
+    if run.status is not RunStatus.PENDING:
+        return None
+    strategy, limit = strategy_of(properties(store, run.workflow))
+    if strategy is RunStrategy.PARALLEL and limit is None:
+        return None
+    if strategy is RunStrategy.STRICT_SEQUENTIAL and is_blocked(store, run.workflow):
+        failed = store.list_runs(workflow=run.workflow, statuses=[RunStatus.FAILED], limit=1)
+        after = f" after run {failed[0].id} failed" if failed else ""
+        return (
+            f"workflow {run.workflow} is blocked{after} (run strategy strict_sequential): "
+            f"nothing starts until it is unblocked (kaon unblock {run.workflow}, or "
+            "Unblock on its page)"
+        )
+    others = [r for r in _open_runs(store, run.workflow) if r.id != run.id]
+    active = [r for r in others if _active(r)]
+    if strategy in (RunStrategy.SEQUENTIAL, RunStrategy.STRICT_SEQUENTIAL) and active:
+        return f"waits for run {active[0].id} (run strategy {strategy.value}: one at a time)"
+    if strategy is RunStrategy.PARALLEL and limit is not None and len(active) >= limit:
+        return f"waits: {len(active)} runs of {run.workflow} are active (concurrency {limit})"
+    return None
+
+
 def _first_in_queue(
     run: RunRecord, others: list[RunRecord], limit: int, active: list[RunRecord]
 ) -> bool:

@@ -103,6 +103,10 @@ def test_strict_sequential_blocks_after_a_failure_until_unblocked(
         assert strategies.is_blocked(store, "job")
         time.sleep(0.4)  # several claim rounds
         assert store.get_run(waiting).status is RunStatus.PENDING
+        # Why it waits, for the run page and GET /runs/ID (it said nothing: pending forever).
+        reason = strategies.waiting_reason(store, store.get_run(waiting))
+        assert reason is not None and f"after run {failing} failed" in reason
+        assert "kaon unblock job" in reason
         assert strategies.unblock(store, "job") is True
         wait_for(lambda: store.get_run(waiting).status is RunStatus.SUCCEEDED, what="unblocked run")
         assert strategies.unblock(store, "job") is False

@@ -58,6 +58,7 @@
         : [k, typeof v === "string" ? v : JSON.stringify(v)]),
       ["parameters", JSON.stringify(s.params)]];
     if (s.error) facts.push(["error", s.error]);
+    if (s.waiting) facts.push(["waiting", s.waiting]);  // its workflow's run strategy holds it
     document.getElementById("run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-fact": k }, v)]));
     const total = Object.values(s.tasks).reduce((a, b) => a + b, 0);
     document.getElementById("counts").replaceChildren(el("span", { class: "muted" }, `${total} tasks:`),
