@@ -237,7 +237,13 @@
   });
 
   for (const id of ["f-status", "f-from", "f-to", "f-text", "f-sort", "f-desc"]) {
-    document.getElementById(id).addEventListener("change", () => state.items && openItems(state.items.crumbs));
+    // A refused filter (an index that is not a whole number >= 0) says so; the table
+    // empties rather than keeping rows of the previous filter.
+    document.getElementById(id).addEventListener("change", () => state.items && openItems(state.items.crumbs).catch((e) => {
+      banner(`Filter refused: ${e.message}`, true);
+      document.querySelector("#item-table tbody")?.replaceChildren();
+      state.itemsShown = null;  // the next answer is drawn, even one equal to the last
+    }));
   }
 
   // -- the step panel ------------------------------------------------------------------------
