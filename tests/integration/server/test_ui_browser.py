@@ -403,6 +403,12 @@ def test_workflow_page_start_form_diff_activate_and_audit(
     assert operator.input_value("#param-n") == "12"
     assert operator.get_attribute("#param-n", "type") == "number"
     assert "int" in operator.text_content("[data-param=n] label")
+    # A number the browser cannot read is refused in the form (it was dropped: the default ran).
+    operator.fill("#param-n", "")
+    operator.type("#param-n", "1e")
+    operator.click("#start button[type=submit]")
+    operator.wait_for_selector("[data-error-for=n]:not([hidden])")
+    assert "not a number" in operator.text_content("[data-error-for=n]")
     operator.fill("#param-pause", "")
     operator.evaluate("document.querySelector('#param-n').type = 'text'")
     operator.fill("#param-n", "many")

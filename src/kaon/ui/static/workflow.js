@@ -68,14 +68,17 @@
   }
 
   /** The values typed in, as strings for the server to check against the declared types
-   *  (an empty field: the default). */
+   *  (an empty field: the default). A string is sent as typed, spaces kept; a number field
+   *  the browser cannot read (``1e999``, ``1e``) is refused here, not dropped for the default. */
   function formValues() {
     const params = {};
+    const unread = [];
     for (const input of document.querySelectorAll("#start-fields [name]")) {
-      const value = input.value.trim();
+      if (input.validity && input.validity.badInput) { unread.push(input.name); continue; }
+      const value = input.dataset.type === "str" ? input.value : input.value.trim();
       if (value !== "") params[input.name] = value;
     }
-    return params;
+    return { params, unread };
   }
 
   function showProblems(error) {
@@ -99,7 +102,15 @@
 
   document.getElementById("start").addEventListener("submit", (event) => {
     event.preventDefault();
-    const params = formValues();
+    const { params, unread } = formValues();
+    for (const box of document.querySelectorAll("#start .field-error")) { box.hidden = true; box.textContent = ""; }
+    if (unread.length) {
+      for (const field of unread) {
+        const box = document.querySelector(`#start [data-error-for="${CSS.escape(field)}"]`);
+        if (box) { box.textContent = "not a number this form can read (a finite number: 12, 0.5, 1e3)"; box.hidden = false; }
+      }
+      return;
+    }
     const stops = breakpoints();
     const shown = (Object.keys(params).length ? Object.entries(params).map(([k, v]) => `${k}=${v}`).join(", ") : "the defaults")
       + (stops.length ? `, pausing at ${stops.join(", ")}` : "");
