@@ -22,12 +22,9 @@ from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.graph import compile_graph
 from kaon.model.spec_cache import SPECS
 from kaon.model.specs import (
-    ForeachSpec,
     GraphSpec,
-    LoopSpec,
-    StepSpec,
-    SubworkflowSpec,
     WorkflowSpec,
+    body_of,
 )
 from kaon.model.status import (
     STEP_ACTIVE,
@@ -166,15 +163,6 @@ def parse_path(path: str) -> list[tuple[str, int | None]]:
             raise DefinitionError([Problem(message, Location(field="path"))])
         parts.append((match.group(1), int(match.group(2)) if match.group(2) else None))
     return parts
-
-
-def body_of(step: StepSpec) -> GraphSpec | None:
-    """The graph inside a foreach, loop or subworkflow step (None for other steps)."""
-    if isinstance(step, ForeachSpec | LoopSpec):
-        return step.body
-    if isinstance(step, SubworkflowSpec) and step.spec is not None:
-        return step.spec.graph
-    return None
 
 
 def _downstream(graph: GraphSpec, step_id: str) -> set[str]:

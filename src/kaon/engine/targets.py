@@ -8,9 +8,9 @@ one inside a foreach item or loop iteration that has not started yet, cannot be 
 
 from __future__ import annotations
 
-from kaon.engine.operations import body_of, parse_path, run_spec
+from kaon.engine.operations import parse_path, run_spec
 from kaon.errors import InvalidActionError, NotFoundError
-from kaon.model.specs import ForeachSpec, GraphSpec, LoopSpec
+from kaon.model.specs import ForeachSpec, GraphSpec, LoopSpec, body_of
 from kaon.model.status import StepStatus
 from kaon.store.base import RunRecord, StateStore, StepRunRecord
 

@@ -26,6 +26,7 @@ from kaon.model.specs import (
     StepSpec,
     SubworkflowSpec,
     WorkflowSpec,
+    body_of,
 )
 
 BREAKPOINTS_LABEL = "kaon.breakpoints"
@@ -139,25 +140,16 @@ def _unreachable(spec: WorkflowSpec, name: str) -> str | None:
                 )
         if isinstance(step, SubworkflowSpec) and step.spec is None:
             return None  # a workflow found by name when the run starts: not known here
-        graph = _inside(step)
+        graph = body_of(step)
         if graph is None and number < len(parts) - 1:
             return f"{step_id!r} is a {step.kind} step, with no steps inside"
-    return None
-
-
-def _inside(step: StepSpec) -> GraphSpec | None:
-    """The graph a step runs inside it: a foreach's or loop's body, a subworkflow's graph."""
-    if isinstance(step, ForeachSpec | LoopSpec):
-        return step.body
-    if isinstance(step, SubworkflowSpec) and step.spec is not None:
-        return step.spec.graph
     return None
 
 
 def _step_ids(graph: GraphSpec) -> Iterable[str]:
     for step in graph.steps:
         yield step.id
-        inside = _inside(step)
+        inside = body_of(step)
         if inside is not None:
             yield from _step_ids(inside)
 

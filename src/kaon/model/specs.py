@@ -313,3 +313,13 @@ class WorkflowSpec:
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, if declared."""
         return next((p for p in self.params if p.name == name), None)
+
+
+def body_of(step: StepSpec) -> GraphSpec | None:
+    """The graph inside a foreach, loop or subworkflow step (None for other steps, and for a
+    subworkflow found by name when its run starts)."""
+    if isinstance(step, ForeachSpec | LoopSpec):
+        return step.body
+    if isinstance(step, SubworkflowSpec) and step.spec is not None:
+        return step.spec.graph
+    return None
