@@ -263,7 +263,11 @@ class ContainerSteps(RunCore):
         else:
             frame.row_id = row.id
             if row.status is not _S.RUNNING:
-                self.ctx.batch.update_step_run(self.id, row.id, status=_S.RUNNING, ended_at=None)
+                # A restart reset its start: its duration counts from this opening.
+                started = {"started_at": now} if row.started_at is None else {}
+                self.ctx.batch.update_step_run(
+                    self.id, row.id, status=_S.RUNNING, ended_at=None, **started
+                )
             self._restore_frame(frame, self.ctx.store.step_runs(self.id, parent_id=row.id))
         self._seed(frame)
 

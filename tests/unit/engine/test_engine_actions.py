@@ -299,6 +299,7 @@ def test_restart_only_an_item_leaves_the_other_failed_items_failed(inline: Harne
     assert inline.count("fail_unless_go") == 3  # item 1 only
     rows = inline.rows(run_id)
     assert rows["fe[1].gate"].status is StepStatus.SUCCEEDED
+    assert rows["fe[1]"].started_at is not None  # it showed "started —" after a retry
     assert rows["fe[2].gate"].status is StepStatus.FAILED  # still as it was
     assert rows["fe[2]"].status is StepStatus.FAILED
     assert rows["fe"].status is StepStatus.FAILED  # one item still failed
