@@ -396,8 +396,18 @@ class SQLStore(StateStore):
                 return self._lite.rows(key, params)
         from kaon.store._queries import construct
 
+        statement = construct(key)
+        try:
+            with self._reading() as conn:
+                return [row._asdict() for row in conn.execute(statement, params)]
+        except StoreUnavailableError as error:
+            # A pooled connection the server closed (a restart, an idle timeout) is found dead
+            # only when used, and SQLAlchemy drops it from the pool then: a read is run once
+            # more, on a new connection (reads have no effect; a write is the caller's to retry).
+            if not getattr(error.__cause__, "connection_invalidated", False):
+                raise
         with self._reading() as conn:
-            return [row._asdict() for row in conn.execute(construct(key), params)]
+            return [row._asdict() for row in conn.execute(statement, params)]
 
     def query_value(self, key: Key, **params: Any) -> Any:
         """The first column of the keyed statement's first row (None when no row)."""
