@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Mapping
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
@@ -150,18 +150,21 @@ _capture: ContextVar[_LineCapture | None] = ContextVar("kaon_output_capture", de
 
 
 class _StreamProxy:
-    """Stands in for ``sys.stdout``/``sys.stderr``; routes writes made inside a step."""
+    """Stands in for ``sys.stdout``/``sys.stderr`` (or, ``binary``, their ``buffer``): routes
+    writes made inside a step to its log; bytes as text (UTF-8, other bytes as ``\\xNN``)."""
 
-    def __init__(self, real: TextIO, stream: LogStream) -> None:
+    def __init__(self, real: Any, stream: LogStream, binary: bool = False) -> None:
         self._kaon_real = real
         self._kaon_stream: LogStream = stream
+        self._kaon_binary = binary
 
-    def write(self, text: str) -> int:
+    def write(self, data: Any) -> int:
         capture = _capture.get()
         if capture is None:
-            return self._kaon_real.write(text)
+            return int(self._kaon_real.write(data))
+        text = bytes(data).decode("utf-8", "backslashreplace") if self._kaon_binary else data
         capture.write(self._kaon_stream, str(text))
-        return len(text)
+        return len(data)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -174,29 +177,7 @@ class _StreamProxy:
     @property
     def buffer(self) -> Any:
         """The binary stream: bytes written through it inside a step are its log too."""
-        return _BufferProxy(self._kaon_real.buffer, self._kaon_stream)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._kaon_real, name)
-
-
-class _BufferProxy:
-    """``sys.stdout.buffer`` inside a step: bytes as text (UTF-8, other bytes as ``\\xNN``)."""
-
-    def __init__(self, real: Any, stream: LogStream) -> None:
-        self._kaon_real = real
-        self._kaon_stream: LogStream = stream
-
-    def write(self, data: bytes) -> int:
-        capture = _capture.get()
-        if capture is None:
-            return int(self._kaon_real.write(data))
-        capture.write(self._kaon_stream, bytes(data).decode("utf-8", "backslashreplace"))
-        return len(data)
-
-    def flush(self) -> None:
-        if _capture.get() is None:
-            self._kaon_real.flush()
+        return _StreamProxy(self._kaon_real.buffer, self._kaon_stream, binary=True)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._kaon_real, name)
