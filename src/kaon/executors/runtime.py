@@ -160,8 +160,9 @@ class _StreamProxy:
 
     def write(self, data: Any) -> int:
         capture = _capture.get()
-        if capture is None:
-            return int(self._kaon_real.write(data))
+        if capture is None:  # some streams (Ray's workers') answer None, not a count
+            written = self._kaon_real.write(data)
+            return written if isinstance(written, int) else len(data)
         text = bytes(data).decode("utf-8", "backslashreplace") if self._kaon_binary else data
         capture.write(self._kaon_stream, str(text))
         return len(data)

@@ -206,3 +206,23 @@ def test_kaon_failures_keep_the_full_traceback(tmp_path: Path) -> None:
     assert isinstance(final, StepFailed)
     assert "kaon/executors/runtime.py" in final.error.traceback
     assert error_type_name(KeyError()) == "KeyError"
+
+
+def test_the_stream_proxy_passes_on_a_stream_that_answers_none() -> None:
+    """Ray's workers replace sys.stdout with a stream whose write() returns None: the proxy
+    turned that into int(None), a TypeError that killed the Ray worker outside a step."""
+    from kaon.executors.runtime import _StreamProxy
+
+    class Quiet:
+        def __init__(self) -> None:
+            self.got: list[object] = []
+            self.buffer = self
+
+        def write(self, data: object) -> None:
+            self.got.append(data)
+
+    real = Quiet()
+    proxy = _StreamProxy(real, "stdout")
+    assert proxy.write("hi\n") == 3
+    assert proxy.buffer.write(b"ab") == 2
+    assert real.got == ["hi\n", b"ab"]
