@@ -808,7 +808,7 @@ class StoreContract:
             ]
             assert store.get_run(run_id).restarts == batches
 
-    def test_cache_entries_first_wins_filter_and_delete(self, store: StateStore) -> None:
+    def test_cache_entries_newest_wins_filter_and_delete(self, store: StateStore) -> None:
         write_run(store, "r1")
         entry = CacheEntryRecord(
             key="k1",
@@ -845,8 +845,9 @@ class StoreContract:
         )
         store.write(batch_of(cache_entries=[entry]))
         store.write(batch_of(cache_entries=[later, other]))
-        found = store.get_cache_entry("k1")
-        assert found == entry
+        # The newest execution under a key replaces the entry (a --force or --no-cache run,
+        # or one whose earlier outputs lost a blob): later runs reuse it, not the old one.
+        assert store.get_cache_entry("k1") == later
         assert store.get_cache_entry("nope") is None
         assert [e.key for e in store.cache_entries(workflow="wf")] == ["k2", "k1"]
         assert [e.key for e in store.cache_entries(step_id="train")] == ["k1"]

@@ -166,7 +166,19 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
     services = getattr(request.app.state, "services", None)
     registry = getattr(services, "registry", None)
     sources = getattr(registry, "sources_dir", None)
+    if status >= 500:
+        # What failed inside (the database's URL, account, SQL text and parameters) is for
+        # the server's log, written above; the caller learns only what happened.
+        return _json(status, _server_error_body(exc, status), headers)
     return _json(status, error_body(exc, sources), headers)
+
+
+def _server_error_body(exc: BaseException, status: int) -> ErrorBody:
+    if status == 503:
+        message = "the state database is briefly unreachable: retry (nothing was written)"
+    else:
+        message = "internal error: the server's log says what failed"
+    return ErrorBody(error=type(exc).__name__, message=message)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -208,8 +220,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error handling %s %s", request.method, request.url.path)
-    body = ErrorBody(error=type(exc).__name__, message=f"internal error: {exc}")
-    return _json(500, body)
+    return _json(500, _server_error_body(exc, 500))
 
 
 def install_error_handlers(app: FastAPI) -> None:

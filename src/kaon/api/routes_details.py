@@ -19,7 +19,7 @@ from kaon.model.status import RunStatus
 from kaon.model.values import ArtifactRef
 from kaon.service.experiment_views import ExplainView, LineageView
 from kaon.service.previews import PreviewView, preview
-from kaon.service.registry_views import AuditView
+from kaon.service.registry_views import MAX_VERSION, AuditView
 from kaon.service.workflow_details import (
     ParamsView,
     RunHistoryView,
@@ -41,7 +41,7 @@ _Output = Query(None, max_length=200, description="The output name (default: the
 @router.get("/workflows/{name}/params", response_model=ParamsView, summary="Start form")
 def workflow_params(
     name: str = _Name,
-    version: int | None = Query(None, ge=1, le=2**31, description="Default: the active one."),
+    version: int | None = Query(None, ge=1, le=MAX_VERSION, description="Default: the active one."),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> ParamsView:
@@ -57,8 +57,8 @@ def workflow_params(
 @router.get("/workflows/{name}/diff", response_model=VersionDiffView, summary="Diff versions")
 def workflow_diff(
     name: str = _Name,
-    old: int = Query(..., ge=1, le=2**31, description="The version to compare from."),
-    new: int = Query(..., ge=1, le=2**31, description="The version to compare to."),
+    old: int = Query(..., ge=1, le=MAX_VERSION, description="The version to compare from."),
+    new: int = Query(..., ge=1, le=MAX_VERSION, description="The version to compare to."),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> VersionDiffView:

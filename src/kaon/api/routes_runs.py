@@ -230,7 +230,8 @@ def continue_run(
         from_strings=body.from_strings,
         by=principal.name,
     )
-    _audit(services, principal, view, "continue", path=body.path)
+    changed = sorted(body.params or {})  # the names: values may be secrets
+    _audit(services, principal, view, "continue", path=body.path, params=changed)
     return view
 
 

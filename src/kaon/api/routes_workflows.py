@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.service.registry_views import (
+    MAX_VERSION,
     ActivateRequest,
     MatchRequest,
     PushRequest,
@@ -28,11 +29,19 @@ Name = str
 def list_workflows(
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[WorkflowView]:
-    """Registered workflows by name."""
-    return services.registry.workflows(limit=limit, offset=offset)
+    """Registered workflows by name (another group's without their properties)."""
+    return [_shown(principal, v) for v in services.registry.workflows(limit=limit, offset=offset)]
+
+
+def _shown(principal: Principal, view: WorkflowView) -> WorkflowView:
+    """``view`` as ``principal`` may see it: a workflow it may not read keeps its name, owner
+    group and versions, not its properties (alert webhook URLs are secrets)."""
+    if principal.reads_everything or principal.can("viewer", view.owner_group):
+        return view
+    return view.model_copy(update={"properties": {}})
 
 
 @router.post("", response_model=PushResult, summary="Push a workflow file")
@@ -89,11 +98,11 @@ def match_version(
 @router.get("/{name}", response_model=WorkflowView, summary="Get a workflow")
 def get_workflow(
     name: Name,
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> WorkflowView:
-    """One workflow: active version, owner group, properties."""
-    return services.registry.workflow(name)
+    """One workflow: active version, owner group, properties (for its readers)."""
+    return _shown(principal, services.registry.workflow(name))
 
 
 @router.patch("/{name}", response_model=WorkflowView, summary="Change workflow properties")
@@ -123,7 +132,7 @@ def list_versions(
 @router.get("/{name}/versions/{version}", response_model=VersionView, summary="Get a version")
 def get_version(
     name: Name,
-    version: int = Path(ge=1, le=2**31),
+    version: int = Path(ge=1, le=MAX_VERSION),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> VersionView:

@@ -35,6 +35,7 @@ from kaon.errors import (
     KaonError,
     SerializationError,
 )
+from kaon.model.text import holds_nul
 from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef
 
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -150,7 +151,7 @@ class FsspecArtifactStore(ArtifactStore):
         serializer can serialize it, :class:`~kaon.errors.ArtifactError` when writing fails.
         """
         inline, normal = inline_json(value, self.inline_limit)
-        if inline:
+        if inline and not holds_nul(normal):  # PostgreSQL's jsonb cannot hold U+0000
             return Literal(normal)
         serializer, data = self._serialize(value, name)
         hash_ = sha256(data)

@@ -27,7 +27,7 @@ from kaon.cli._options import (
     UrlOpt,
     WorkflowOpt,
 )
-from kaon.cli.main import _client, _errors, _print_json, _print_view, _service, app, out
+from kaon.cli.main import _client, _errors, _fail, _print_json, _print_view, _service, app, out
 from kaon.dsl.durations import parse_duration
 from kaon.errors import Location
 
@@ -48,6 +48,23 @@ cache_app = typer.Typer(
     help="List or invalidate memoized step executions.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(cache_app, name="cache")
+
+
+def _local_only(command: str, db: str | None, home: str | None) -> None:
+    """``kaon cache`` and ``kaon gc`` work on a store directly, never through a server: with a
+    server URL in force (``KAON_URL``, a profile's ``url``) and no ``--db``/``--home`` naming
+    the store, they would silently read or change the local one, so they refuse (exit 2)."""
+    from kaon.service.client import server_url
+
+    if db or home:
+        return
+    url = server_url()
+    if url:
+        _fail(
+            f"kaon {command} works on a store directly, not through a server, and KAON_URL "
+            f"(or the profile's url) points at {url}: run it where the store is, with --home "
+            "or --db (or unset KAON_URL to use the local store)"
+        )
 
 
 def _size(n: int | None) -> str:
@@ -338,6 +355,7 @@ def cache_list(
     from rich.table import Table
     from rich.text import Text
 
+    _local_only("cache list", db, home)
     with _errors(as_json), _service(db, home) as service:
         views = service.experiments.cache_list(workflow=workflow, step=step, limit=limit)
         if as_json:
@@ -371,6 +389,7 @@ def cache_clear(
 
     Those steps execute again the next time they run.
     """
+    _local_only("cache clear", db, home)
     with _errors(as_json), _service(db, home) as service:
         view = service.experiments.cache_clear(workflow=workflow, step=step, everything=everything)
         _print_view(
@@ -540,6 +559,7 @@ def gc(
 
     Blobs younger than --min-age are kept, so a run writing right now is never robbed.
     """
+    _local_only("gc", db, home)
     with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
         seconds = parse_duration(min_age, Location(field="--min-age"))
         view = service.experiments.gc(dry_run=dry_run, min_age_s=seconds)

@@ -46,6 +46,7 @@ from kaon.errors import (
     LeaseError,
     NotFoundError,
     PermissionDeniedError,
+    SchemaVersionError,
 )
 from kaon.model.status import RunStatus, StepStatus
 
@@ -152,6 +153,7 @@ USER_ERRORS: tuple[type[KaonError], ...] = (
     LeaseError,
     AuthenticationError,
     PermissionDeniedError,
+    SchemaVersionError,  # a store a newer Kaon made: upgrade Kaon
 )
 
 
@@ -292,7 +294,10 @@ def _drive(
 def _event_json(event: EventRecord) -> dict[str, Any]:
     from kaon.service.registry_views import event_view
 
-    return {"type": "event", **event_view(event).model_dump(mode="json")}
+    data = event_view(event).model_dump(mode="json")
+    if event.id is None:  # handed over as committed, before the store numbered it (run)
+        del data["id"]
+    return {"type": "event", **data}
 
 
 def _print_line(data: Any) -> None:
@@ -751,8 +756,16 @@ def logs(
         if as_json:
             _print_json([line.model_dump(mode="json") for line in lines])
             return
+        detail = service.step_detail(full, step).step
+        if not lines and not any(a.error for a in detail.attempt_list):
+            which = f"attempt {attempt} of " if attempt is not None else ""
+            said = f"{which}step {step} of run {full} ({detail.status}) wrote no log lines"
+            from rich.text import Text
+
+            err.print(Text(said, style="dim"))  # on stderr: stdout stays the log, empty
+            return
         render.log_lines(out, lines)
-        render.attempt_errors(out, service.step_detail(full, step).step, attempt)
+        render.attempt_errors(out, detail, attempt)
 
 
 @app.command()
@@ -793,7 +806,8 @@ def validate(
     else:
         from rich.text import Text
 
-        out.print(Text.assemble(("valid", "green"), f": workflow {spec.name} ({count} steps)"))
+        steps = f"{count} step" + ("" if count == 1 else "s")
+        out.print(Text.assemble(("valid", "green"), f": workflow {spec.name} ({steps})"))
 
 
 from kaon.cli import experiments as _experiments  # noqa: E402,F401  (registers its commands)

@@ -171,6 +171,9 @@ def step_table(steps: list[StepRunView], title: str | None = None, *, header: bo
         items = ", ".join(f"{n} {s}" for s, n in sorted(step.children.items()))
         if step.error is not None:
             note = Text(shown(step.error.summary), style="red")
+        elif step.reason and step.outputs:  # what it produced, then why (a signal, a break)
+            note = Text(shown(_outputs_text(step.outputs)))
+            note.append(f"  ({shown(step.reason)})", style="dim")
         elif step.reason:
             note = Text(shown(step.reason), style="dim")
         else:

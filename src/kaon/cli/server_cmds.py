@@ -338,8 +338,14 @@ def token_list(
     if as_json:
         _print_json([v.model_dump(mode="json") for v in views])
         return
+    now = time.time()
     for v in views:
-        state = "revoked" if v.revoked_at else "live"
+        if v.revoked_at:
+            state = "revoked"
+        elif v.expires_at is not None and v.expires_at <= now:
+            state = "expired"  # the server refuses it: "API token ... expired"
+        else:
+            state = "live"
         used = _when(v.last_used_at)
         expires = _when(v.expires_at) if v.expires_at else "never"
         groups = ",".join(v.groups) or "-"

@@ -413,7 +413,7 @@ class WhenBlock:
 
     def __init__(self, condition: Any) -> None:
         self._builder = require_builder("kaon.when()")
-        source = self._builder.condition(condition, user_location().with_field("when"))
+        source = self._builder.when_condition(condition, user_location().with_field("when"))
         self._source = source or "false"
         self._frame: Frame | None = None
 

@@ -217,6 +217,20 @@ class Builder:
             raise DefinitionError(_not_json_message(value))
         return cel_literal(value)
 
+    def when_condition(self, value: Any, location: Location) -> str | None:
+        """CEL source of a ``when``; a Python bool is refused: it was computed while the
+        workflow was defined (``x is None``, ``flag is True``, ``x in [...]``), so it would
+        hold the same for every run whatever the steps return or the params say."""
+        if isinstance(value, bool):
+            self.problem(
+                f"when got the Python bool {value}, fixed while the workflow is defined "
+                "(from `is`, `is not` or a plain Python value); compare the reference "
+                "instead (`x == None`, `flag == True`), or use a Python if for a constant",
+                location,
+            )
+            return None
+        return self.condition(value, location)
+
     def condition(self, value: Any, location: Location) -> str | None:
         """CEL source of a ``when``/``until`` condition: a ref, an Expr, a CEL string, a bool."""
         if isinstance(value, Ref):
@@ -232,7 +246,7 @@ class Builder:
         self.problems.extend(problems)
         when = fields.pop("when", None)
         if when is not None:
-            when = self.condition(when, location.with_field("when"))
+            when = self.when_condition(when, location.with_field("when"))
         whens = [*self.top.whens, *([when] if when else [])]
         fields["when"] = combine_conditions(whens)
         needs = []

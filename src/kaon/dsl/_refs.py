@@ -132,11 +132,20 @@ class Ref:
     def __rmul__(self, other: Any) -> Ref:
         return self._binary("*", other, reflected=True)
 
+    # Python's / is true division (5 / 2 == 2.5); CEL's / on two ints truncates (2). The
+    # DSL is Python, so both sides are made doubles, as Python's result is a float.
+    def _true_division(self, other: Any, *, reflected: bool = False) -> Ref:
+        mine = (f"double({self._source})", self._uses)
+        source, uses = _operand(other)
+        theirs = (f"double({source})", uses)
+        left, right = (theirs, mine) if reflected else (mine, theirs)
+        return Ref(f"{left[0]} / {right[0]}", left[1] + right[1])
+
     def __truediv__(self, other: Any) -> Ref:
-        return self._binary("/", other)
+        return self._true_division(other)
 
     def __rtruediv__(self, other: Any) -> Ref:
-        return self._binary("/", other, reflected=True)
+        return self._true_division(other, reflected=True)
 
     def __mod__(self, other: Any) -> Ref:
         return self._binary("%", other)

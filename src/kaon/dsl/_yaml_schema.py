@@ -26,6 +26,7 @@ from pydantic import (
 from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError
 from kaon.model.specs import Backoff, FailureMode, ParamType, TriggerRule
+from kaon.model.validation import MAX_ATTEMPTS
 
 STEP_KINDS = ("python", "shell", "type", "workflow", "wait", "foreach", "loop")
 
@@ -63,12 +64,13 @@ class _Model(BaseModel):
 class RetryModel(_Model):
     """``retry: {max_attempts, backoff, delay, max_delay, retry_on, platform_attempts}``."""
 
-    max_attempts: StrictInt = Field(1, ge=1)
+    # The bounds of kaon.model.validation, here too: a step's problems are listed in one pass.
+    max_attempts: StrictInt = Field(1, ge=1, le=MAX_ATTEMPTS)
     backoff: Backoff = Backoff.FIXED
     delay: Duration = 0.0
     max_delay: Duration = 300.0
     retry_on: list[StrictStr] = []
-    platform_attempts: StrictInt = Field(3, ge=0)
+    platform_attempts: StrictInt = Field(3, ge=0, le=MAX_ATTEMPTS)
 
 
 Retry = Annotated[RetryModel, BeforeValidator(_retry_shorthand)]

@@ -134,11 +134,28 @@ def _load_file(file: str, *, only: str | None = None) -> dict[str, WorkflowSpec]
 def _python_workflows(path: str, only: str | None = None) -> dict[str, WorkflowSpec]:
     module = import_user_file(path)
     workflows: dict[str, Workflow[...]] = {}
+    twins: list[Problem] = []
     for value in vars(module).values():
-        if isinstance(value, Workflow):
-            workflows.setdefault(value.name, value)
+        if not isinstance(value, Workflow):
+            continue
+        first = workflows.setdefault(value.name, value)
+        if first is not value:  # one would be run, the other silently ignored
+            twins.append(
+                Problem(
+                    f"a second workflow named {value.name!r} (the first is at line "
+                    f"{first.location.line}); give each its own name",
+                    value.location,
+                )
+            )
+    if twins:
+        raise DefinitionError(twins)
     if only in workflows:
         workflows = {only: workflows[only]}
+    elif only is not None:  # the others' problems would hide that the name is wrong
+        listed = ", ".join(sorted(workflows)) or "none"
+        raise DefinitionError(
+            Problem(f"no workflow {only!r} here (found: {listed})", Location(path))
+        )
     problems: list[Problem] = []
     specs: dict[str, WorkflowSpec] = {}
     for name, workflow in workflows.items():

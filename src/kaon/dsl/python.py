@@ -229,7 +229,16 @@ class Step(Generic[_P, _R]):
         config, problem = python_config(self.fn)
         if problem:
             builder.problem(problem, location)
-        inputs = self._bind(builder, args, kwargs, location)
+        first = next(iter(self._signature.parameters), None)
+        if "." in self.fn.__qualname__ and "<" not in self.fn.__qualname__ and first == "self":
+            builder.problem(
+                f"step function {self.fn.__qualname__!r} is a method; a step is a module-level "
+                "function (or a @staticmethod): a worker has no instance to call it on",
+                location,
+            )
+            inputs: dict[str, InputSpec] = {}  # its arguments cannot be bound to it
+        else:
+            inputs = self._bind(builder, args, kwargs, location)
         return add_task(
             builder,
             base=self.name,
@@ -283,6 +292,16 @@ def python_config(fn: Callable[..., Any]) -> tuple[dict[str, Any], str | None]:
         problem = (
             f"step function {qualname!r} is defined inside another function or is a lambda; "
             "workers import steps by name, so define it at module level"
+        )
+    elif inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        problem = (
+            f"step function {qualname!r} is async; a step is a plain function "
+            "(run the coroutine inside it, e.g. with asyncio.run(...))"
+        )
+    elif inspect.isgeneratorfunction(fn):
+        problem = (
+            f"step function {qualname!r} is a generator (it uses yield); a step returns "
+            "its output: return a list instead"
         )
     if module is not None and _importable_by_name(module):
         return {"function": f"{module.__name__}:{qualname}"}, problem
@@ -602,13 +621,18 @@ def _params(fn: Callable[..., Any], location: Location) -> tuple[list[ParamSpec]
 
 
 def _failure_location(exc: BaseException, fallback: Location) -> Location:
-    """The deepest traceback frame outside Kaon: where the user's code failed."""
+    """The deepest traceback frame outside Kaon and outside the standard library and
+    installed packages (``<frozen posixpath>`` is no place to look): where the user's code
+    failed."""
     found = fallback
     tb = exc.__traceback__
     while tb is not None:
         module = tb.tb_frame.f_globals.get("__name__", "")
-        if not module.startswith("kaon."):
-            found = Location(os.path.realpath(tb.tb_frame.f_code.co_filename), tb.tb_lineno)
+        filename = tb.tb_frame.f_code.co_filename
+        if not (
+            module.startswith("kaon.") or filename.startswith("<") or _in_library_path(filename)
+        ):
+            found = Location(os.path.realpath(filename), tb.tb_lineno)
         tb = tb.tb_next
     return found
 

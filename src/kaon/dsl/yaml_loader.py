@@ -465,8 +465,15 @@ class _WorkflowReader:
             spec = load_workflow(f"{resolved}:{name}" if name else resolved)
         except DefinitionError as exc:
             where = self.doc.location((*path, "workflow"))
-            self.problems.append(Problem(f"subworkflow {target!r} cannot be loaded", where))
-            self.problems.extend(exc.problems)
+            # A problem of the file as a whole (not found, unreadable) is why it cannot be
+            # loaded: said here, at the step's line; problems inside it keep their own lines.
+            whole = [p for p in exc.problems if p.location.line is None]
+            why = "; ".join(
+                f"{p.message} ({p.location.file})" if p.location.file else p.message for p in whole
+            )
+            message = f"subworkflow {target!r} cannot be loaded" + (f": {why}" if why else "")
+            self.problems.append(Problem(message, where))
+            self.problems.extend(p for p in exc.problems if p.location.line is not None)
             return TaskSpec(step_type=_INVALID, **{**common, "when": None})
         return SubworkflowSpec(workflow=spec.name, spec=spec, inputs=inputs, **common)
 

@@ -115,6 +115,9 @@ class CachingSteps(RunCore):
             node.cache = key
             if self._skips_lookup(node):
                 data["forced"] = True
+            lost = self.ctx.memo.unavailable.pop(key.key, None)
+            if lost is not None:
+                data["blobs_missing"] = lost
             self._event("cache", {**data, "hit": False}, node.row_id)
             return False
         node.outputs = decode_outputs(entry.outputs)

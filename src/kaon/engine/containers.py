@@ -123,9 +123,7 @@ class ContainerSteps(RunCore):
         if done and not state.active and not self.finished and not self.draining:
             count = state.next_index
             output = state.results.collect(count, self.ctx.artifacts, node.path)
-            failed = state.failed > 0
-            why = f"{state.failed} of {count} items of {node.path} failed"
-            self._complete_container(node, failed, output, why)
+            self._complete_container(node, state.failed > 0, output, state.failed_text(node.path))
 
     def _open_item(self, node: Node, state: ForeachState, index: int, item: Any) -> None:
         spec = state.spec
@@ -262,7 +260,9 @@ class ContainerSteps(RunCore):
             self._step_event(frame.prefix[:-1], _S.RUNNING, frame.row_id)
         else:
             frame.row_id = row.id
-            if row.status is not _S.RUNNING:
+            if row.status in (_S.FAILED, _S.CANCELLED) and row.ended_at is not None:
+                frame.ended_at = row.ended_at  # it ended before the stop: it stays ended
+            elif row.status is not _S.RUNNING:
                 # A restart reset its start: its duration counts from this opening.
                 started = {"started_at": now} if row.started_at is None else {}
                 self.ctx.batch.update_step_run(
@@ -367,6 +367,7 @@ class ContainerSteps(RunCore):
                 self._fail(node, error, platform_attempts=node.platform_attempts)
                 return
             if node.status is _S.RUNNING:
+                node.finishing = True
                 self._set(node, _S.QUEUED, platform_attempts=node.platform_attempts)
             self._enqueue(node)
         elif node.status is _S.RETRYING:

@@ -174,6 +174,8 @@ class RunCore(ABC):
 
     def _frame_row(self, frame: Frame, status: StepStatus, **changes: Any) -> None:
         assert frame.row_id is not None
+        if frame.ended_at is not None and "ended_at" in changes:
+            changes["ended_at"] = frame.ended_at
         self.ctx.batch.update_step_run(self.id, frame.row_id, status=status, **changes)
         self._step_event(frame.prefix[:-1], status, frame.row_id)
 
@@ -319,15 +321,21 @@ class RunCore(ABC):
         if frame.finished:
             return
         frame.finished = True
-        failed = any(
-            n.status in (_S.FAILED, _S.CANCELLED) and not n.failure_ignored
-            for n in frame.nodes.values()
+        culprit = next(
+            (
+                n
+                for n in frame.nodes.values()
+                if n.status in (_S.FAILED, _S.CANCELLED) and not n.failure_ignored
+            ),
+            None,
         )
+        failed = culprit is not None
         output = self._frame_output(frame)
         container = frame.container
         if container is None:
-            if failed:
-                self._finish(RunStatus.FAILED, self.error or "a step failed")
+            if culprit is not None:  # a step killed by a user is cancelled, not failed
+                why = self.error or f"step {culprit.path} {culprit.status}"
+                self._finish(RunStatus.FAILED, why)
             else:
                 self._finish(RunStatus.SUCCEEDED, None)
         elif container.foreach is not None:

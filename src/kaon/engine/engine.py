@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,7 +66,7 @@ from kaon.model.params import json_problem
 from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
-from kaon.model.text import exception_text, readable_text
+from kaon.model.text import exception_text, holds_nul, readable_text
 from kaon.store.base import (
     CommandRecord,
     EventRecord,
@@ -86,6 +88,9 @@ another engine may take over)."""
 log = logging.getLogger("kaon.engine")
 Listener = Callable[[list[EventRecord]], None]
 QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
+# A store error's "store postgresql+psycopg://user@host:port/db: " (a run's readers and its
+# alerts see its error; the server's log has the whole of it).
+_STORE_WHERE = re.compile(r"\bstore [a-z0-9+]+://\S*: ")
 RETRY_MAX_S = 2.0  # longest pause between retries of a write while the store is unavailable
 SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
 # A turn on an executor's thread wakes the engine's thread when it moved the next deadline
@@ -475,7 +480,8 @@ class Engine:
         recorded as failed with the reason (``quarantined: ...``) in its own fenced write, so
         no engine claims it again; ``kaon restart`` runs it again once fixed.
         """
-        reason = f"{QUARANTINED}: {type(error).__name__}: {exception_text(error)}"
+        said = _STORE_WHERE.sub("store: ", exception_text(error))  # no database address
+        reason = f"{QUARANTINED}: {type(error).__name__}: {said}"
         log.error("run %s %s", run_id, reason, exc_info=error)
         epoch = self.epochs.get(run_id)
         self._forget(run_id)
@@ -693,6 +699,12 @@ class Engine:
             state.attempt_log_stored(event.key, event.at, event.ref)
         elif isinstance(event, MetricReported):
             name = readable_text(event.name)
+            if not isinstance(event.value, int | float) or not math.isfinite(event.value):
+                # A step type's own mistake (StepContext.metric refuses these): said in its
+                # log, not stored (NaN would break the row, and the run with it).
+                text = f"kaon: metric {name!r} not recorded: {event.value!r} is not a finite number"
+                batch.logs.append(LogRecord(run_id, step_run_id, attempt, event.at, "log", text))
+                return
             batch.metrics.append(
                 MetricRecord(run_id, step_run_id, attempt, name, event.value, event.at, event.step)
             )
@@ -703,6 +715,8 @@ class Engine:
             batch.events.append(EventRecord(run_id, "progress", event.at, data, step_run_id))
         elif isinstance(event, SignalEmitted):
             problem = json_problem(dict(event.params))
+            if problem is None and holds_nul(dict(event.params)):
+                problem = "hold a NUL character (U+0000), which cannot be stored"
             if problem is not None:  # the step's own mistake: said in its log, not stored
                 text = f"kaon: signal {readable_text(event.name)!r} not sent: params {problem}"
                 batch.logs.append(LogRecord(run_id, step_run_id, attempt, event.at, "log", text))
@@ -903,7 +917,8 @@ class Engine:
             return
         for state in waiting:
             if state.signal_cursor is None:
-                state.signal_cursor = self.store.signal_cursor_since(state.record.created_at)
+                first = self.store.signal_cursor_since(state.record.created_at)
+                state.signal_cursor = max(first, state.consumed_signal_id())
         start = min(s.signal_cursor or 0 for s in waiting)
         signals = self.store.signals(after_id=start, limit=500)
         if not signals:

@@ -98,6 +98,10 @@ class Memoizer:
         self._fingerprints: dict[str, str | CodeFingerprint] = {}
         self._details: dict[str, CodeFingerprint] = {}
         self._configs: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+        # Keys whose entry was passed over because a blob of its outputs is gone, with the
+        # execution it named (``run:path``): the miss says so (the step's new execution
+        # then replaces that entry, so `kaon explain` could not find it afterwards).
+        self.unavailable: dict[str, str] = {}
 
     def key(
         self,
@@ -132,7 +136,13 @@ class Memoizer:
     def lookup_many(self, keys: list[str]) -> dict[str, CacheEntryRecord]:
         """For each key with an earlier execution whose blobs are all still stored, it."""
         entries = self._store.get_cache_entries(keys)
-        return {k: e for k, e in entries.items() if self._available(e)}
+        found: dict[str, CacheEntryRecord] = {}
+        for k, e in entries.items():
+            if self._available(e):
+                found[k] = e
+            else:
+                self.unavailable[k] = f"{e.run_id}:{e.path}"
+        return found
 
     def _available(self, entry: CacheEntryRecord) -> bool:
         try:

@@ -52,6 +52,9 @@ class Node:
     deadline: float | None = None
     retry_at: float | None = None
     queued: bool = False
+    # Its attempt was lost while running (its worker or the engine stopped) and it waits to
+    # run again: a draining run (``finish_running``) starts no new step but lets this one end.
+    finishing: bool = False
     started_at: float | None = None
     foreach: ForeachState | None = None
     loop: LoopState | None = None
@@ -142,6 +145,9 @@ class Frame:
     nodes: dict[str, Node] = field(default_factory=dict)
     remaining: int = 0
     finished: bool = False
+    # When its row had already ended (a failed item reopened on resume, to rebuild what its
+    # failure decided): closing it again keeps that time.
+    ended_at: float | None = None
 
     def lookup(self, step_id: str) -> Node | None:
         """The node ``step_id`` visible from this frame (own steps first, then enclosing)."""
@@ -194,6 +200,10 @@ class ForeachState:
     def exhausted(self) -> bool:
         """True once every item has been expanded."""
         return not self.items.has(self.next_index)
+
+    def failed_text(self, path: str) -> str:
+        """Why the foreach at ``path`` failed: ``2 of 500 items of fe failed``."""
+        return f"{self.failed} of {self.next_index} items of {path} failed"
 
 
 @dataclass(eq=False)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kaon.engine.nodes import USER_SKIP
+from kaon.engine.nodes import CONDITION_FALSE, NOT_TAKEN, USER_SKIP
 from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
@@ -250,17 +250,18 @@ def restart_run(
     rows = _RunRows(store.step_runs(run_id, all_levels=True))
     if only and from_path is None:
         raise InvalidActionError("restarting only a step needs the step (--from STEP)")
-    reset: set[int] = (
-        set()
-        if only
-        else {
-            row.id
-            for row in rows.by_id.values()
-            if row.status not in STEP_SUCCESS and row.reason != USER_SKIP
-        }
-    )
+    reset: set[int] = set()
+    decided: list[StepRunRecord] = []  # branches not taken: redone only if decided again
+    for row in () if only else rows.by_id.values():
+        if row.status in STEP_SUCCESS or row.reason == USER_SKIP:
+            continue
+        if row.status is StepStatus.SKIPPED and row.reason.startswith((CONDITION_FALSE, NOT_TAKEN)):
+            decided.append(row)
+        else:
+            reset.add(row.id)
     if from_path is not None:
         reset |= _restart_cone(spec, rows, run_id, from_path, store)
+    reset |= _decided_again(spec, rows, reset, decided)
     # A container with anything to redo is redone: its children decide what really runs.
     for row_id in list(reset):
         reset.update(r.id for r in rows.ancestors(rows.by_id[row_id]))
@@ -330,6 +331,31 @@ def _restart_cone(
             if sibling.step_id in after and (sibling.id != row.id or row is target):
                 cone.update(rows.subtree(sibling.id))
     return cone
+
+
+def _decided_again(
+    spec: WorkflowSpec, rows: _RunRows, reset: set[int], decided: list[StepRunRecord]
+) -> set[int]:
+    """The rows of ``decided`` (steps skipped as a branch not taken) after a step that
+    ``reset`` redoes, or after a container around one, in the same graph: their condition
+    is decided again. The others keep their decision, and the containers around them are
+    not reopened."""
+    if not decided:
+        return set()
+    by_frame: dict[int | None, list[StepRunRecord]] = defaultdict(list)
+    for row in decided:
+        by_frame[row.parent_id].append(row)
+    again: set[int] = set()
+    starts = {a.id: a for r in reset for a in (rows.by_id[r], *rows.ancestors(rows.by_id[r]))}
+    for row in starts.values():
+        skipped = by_frame.get(row.parent_id)
+        if not skipped or row.kind in ("item", "iteration"):
+            continue
+        after = _downstream(_frame_graph(spec, rows, row.parent_id), row.step_id)
+        for sibling in skipped:
+            if sibling.step_id in after:
+                again.update(rows.subtree(sibling.id))
+    return again
 
 
 def skip_step(

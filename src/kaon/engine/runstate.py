@@ -84,15 +84,25 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                 self._check(self.work.popleft())
             if self.frames_done and not self.finished:
                 self._frame_done(self.frames_done.popleft())
-        if self.draining and not self.inflight and not self.finished:
+        if self.draining and not self.inflight and not self.finished and not self._finishing():
             self.abort(RunStatus.FAILED, self.error or "a step failed")
+
+    def _finishing(self) -> bool:
+        """True while a step whose running attempt was lost waits to run again."""
+        return any(n.finishing and n.queued for n in self.ready)
 
     def next_request(self, artifact_url: str) -> TaskRequest | None:
         """Start the next queued task attempt, if any: its rows go in the batch."""
-        while self.ready and not self.finished and not self.draining:
-            if self._needs_probe(self.ready[0]):
-                self._probe_cache()
-            node = self.ready.popleft()
+        while self.ready and not self.finished:
+            if self.draining:  # only a step whose running attempt was lost starts again
+                node = next((n for n in self.ready if n.finishing), None)
+                if node is None:
+                    return None
+                self.ready.remove(node)
+            else:
+                if self._needs_probe(self.ready[0]):
+                    self._probe_cache()
+                node = self.ready.popleft()
             node.queued = False
             if node.status not in (_S.PENDING, _S.QUEUED, _S.RETRYING):
                 continue
@@ -105,7 +115,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         """Start an attempt of one queued node that admission chose (see
         :mod:`kaon.engine.tenancy`), wherever it is in the queue; None when it did not start
         (no longer queued, a cache hit, its inputs failed)."""
-        if self.finished or self.draining or not node.queued:
+        if self.finished or (self.draining and not node.finishing) or not node.queued:
             return None
         try:
             self.ready.remove(node)
@@ -200,13 +210,14 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             "attempts": node.attempts,
             "platform_attempts": node.platform_attempts,
         }
-        if not again or self.draining:
+        if not again or (self.draining and not error.platform):
             self._fail(node, error, **counts, **kept_outputs)
         elif delay > 0:
             retry_at = self.ctx.clock() + delay
             self._set(node, _S.RETRYING, error=error_data, next_attempt_at=retry_at, **counts)
             self._arm(node, "retry", retry_at)
         else:
+            node.finishing = error.platform  # a lost worker: draining lets it run again
             self._set(node, _S.QUEUED, error=error_data, **counts)
             self._enqueue(node)
 
@@ -252,6 +263,22 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         error = ErrorInfo("Timeout", f"attempt exceeded its {limit:g}s timeout", timeout=True)
         self.attempt_failed(key, self.ctx.clock(), error)
 
+    def consumed_signal_id(self) -> int:
+        """The newest signal that already woke one of this run's wait steps (0: none).
+
+        A run resumed by another engine rebuilds its signal cursor from its creation; the
+        signals up to this one were read before (the engine that woke the step had its
+        cursor past them), so they are not delivered again to the wait steps still waiting.
+        """
+        newest = 0
+        for frame in walk_frames(self.root):
+            for node in frame.nodes.values():
+                if isinstance(node.spec, WaitSpec) and node.status is _S.SUCCEEDED:
+                    _, sep, number = node.reason.rpartition(" #")
+                    if sep and node.reason.startswith("signal ") and number.isdigit():
+                        newest = max(newest, int(number))
+        return newest
+
     def deliver_signals(self, signals: list[SignalRecord]) -> None:
         """Wake the wait steps that a newly received signal matches."""
         for signal in signals:
@@ -295,7 +322,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     self._fail_enclosing(node, now)
                 elif node.foreach is not None and node.foreach.failed and not node.done:
                     # Its failed items are folded away (a drain let them end): still failed.
-                    why = f"{node.foreach.failed} items of {node.path} failed"
+                    why = node.foreach.failed_text(node.path)
                     error = error_dict(ErrorInfo("ChildFailed", why))
                     self._set(node, _S.FAILED, error=error, ended_at=now)
                     self._fail_enclosing(node, now)
@@ -471,6 +498,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                 return None
         number = node.next_number
         node.next_number += 1
+        node.finishing = False
         first = node.started_at is None
         node.started_at = node.started_at or now
         changes: dict[str, Any] = {"next_attempt_at": None}

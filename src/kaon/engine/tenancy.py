@@ -318,7 +318,7 @@ class Tenancy:
         buckets: dict[tuple[str, str], list[_Candidate]] = {}
         seq = 0
         for state in states:
-            if state.finished or state.draining:
+            if state.finished:
                 continue
             entry = self._runs.get(state.id)
             group = entry.group if entry is not None else ""
@@ -327,6 +327,8 @@ class Tenancy:
                 if count >= SCAN_PER_RUN:
                     break
                 if node.status not in _STARTABLE or not isinstance(node.spec, TaskSpec):
+                    continue
+                if state.draining and not node.finishing:
                     continue
                 pool = pool_of(node)
                 seq += 1

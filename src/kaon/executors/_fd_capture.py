@@ -38,14 +38,27 @@ class _Pipe:
     def __init__(self, owner: FdCapture, fd: int, stream: LogStream) -> None:
         self.owner = owner
         self.stream: LogStream = stream
+        self.fd = fd
         self.real = os.dup(fd)  # where bytes written between attempts go
         read, write = os.pipe()
         os.dup2(write, fd)
-        os.close(write)
+        # Kept (not inheritable) so that a step that closes or redirects ``fd`` cannot take
+        # the pipe from the attempts after it: :meth:`restore` puts it back.
+        self.write = write
         self.read = read
         self.partial = b""
         thread = threading.Thread(target=self._serve, name=f"kaon-fd-{fd}", daemon=True)
         thread.start()
+
+    def restore(self) -> None:
+        """Point the descriptor at the pipe again if a step closed or redirected it."""
+        try:
+            if os.path.sameopenfile(self.fd, self.write):
+                return
+        except OSError:  # closed
+            pass
+        with contextlib.suppress(OSError):
+            os.dup2(self.write, self.fd)
 
     def pending(self) -> int:
         """Bytes in the pipe not read yet."""
@@ -116,6 +129,8 @@ class FdCapture:
 
     def attach(self, emit: Emit) -> None:
         """Give what is written from now on to ``emit`` (the attempt starting)."""
+        for pipe in self.pipes:  # the attempt before may have closed or redirected them
+            pipe.restore()
         with self.lock:
             self.emit = emit
 

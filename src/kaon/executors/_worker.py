@@ -240,6 +240,20 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     _die(128 + signum)
 
 
+def _ignore_sigint(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C is the engine's to handle. Caught rather than ``SIG_IGN``, which every process
+    a step starts would inherit through ``exec``."""
+
+
+def _default_signals_in_child() -> None:
+    """In a process a step forks (``os.fork``, multiprocessing's ``fork`` pools): the
+    default handling of SIGINT and SIGTERM, not the worker's (whose SIGTERM handler would run
+    the worker's exit routine in the child, and keep the child alive meanwhile)."""
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -> None:
     """Run requests from ``conn`` until it closes or sends ``None``; with a ``watchdog``,
     only while the engine's lease deadline has not passed."""
@@ -295,8 +309,9 @@ def main() -> None:
     """Entry point of a worker process (see the module docstring)."""
     global RUNNING_IN_WORKER
     RUNNING_IN_WORKER = True
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
+    signal.signal(signal.SIGINT, _ignore_sigint)  # Ctrl-C is the engine's to handle
     signal.signal(signal.SIGTERM, _on_sigterm)
+    os.register_at_fork(after_in_child=_default_signals_in_child)
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])  # 0: sandboxed, see process.py
     if parent_pid and os.getppid() != parent_pid:
         os._exit(1)

@@ -65,8 +65,9 @@ class HostBudget:
             total = self.total.get(name, 0.0)
             if amount > total + _EPSILON:
                 shown = name.removeprefix("custom.")
+                asked, offered = _amount(name, amount), _amount(name, total)
                 return (
-                    f"the step asks for {amount:g} {shown}, and this host offers {total:g}; "
+                    f"the step asks for {asked} {shown}, and this host offers {offered}; "
                     "lower the request or run it on a larger executor (ray)"
                 )
         return None
@@ -92,3 +93,14 @@ class HostBudget:
         """Release what an ended attempt held."""
         for name, amount in self._needs(resources).items():
             self.used[name] = max(0.0, self.used.get(name, 0.0) - amount)
+
+
+def _amount(name: str, value: float) -> str:
+    """``value`` of resource ``name`` as a person reads it: memory in GiB or MiB, not
+    ``1.07374e+11``."""
+    if name != "memory":
+        return f"{value:g}"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:,.1f} {unit}"
+    return f"{value:g} bytes"

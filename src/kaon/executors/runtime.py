@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import socket
 import sys
 import tempfile
@@ -259,7 +260,13 @@ def _user_traceback(exc: BaseException, *, kaon_only: str = "full") -> str:
     except Exception as broken:  # an exception (or one it chains) whose __str__ raises
         frames = "".join(traceback.format_tb(tb or exc.__traceback__))
         text = f"{frames}{type(exc).__name__} (its traceback could not be formatted: {broken!r})"
+    # A user file's classes print as ``kaon_user_<hash>.Flaky``: name them by their file, as
+    # the error type is (``pipeline.Flaky``).
+    text = _SYNTHETIC_MODULE.sub(lambda m: display_module_name(m.group(0)), text)
     return bounded_text(readable_text(text))
+
+
+_SYNTHETIC_MODULE = re.compile(r"\bkaon_user_[0-9a-f]{12}\b")
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -319,7 +326,7 @@ def _trivially_inline(value: Any) -> bool:
         return True
     if kind is int:
         return bool(-(2**53) < value < 2**53)
-    return kind is str and len(value) < 1024
+    return kind is str and len(value) < 1024 and "\x00" not in value
 
 
 def _resolve_inputs(request: TaskRequest, artifacts: _Artifacts) -> dict[str, Any]:

@@ -174,7 +174,7 @@ class CompiledExpression:
                 context = _cel.load().Context(values, {"string": cel_string})
             result = self._analysis.program.execute(context)
         except Exception as error:  # every CEL failure becomes an ExpressionError
-            raise self._error(_describe(error)) from error
+            raise self._error(self._null_read(values) or _describe(error)) from error
         elapsed = time.perf_counter_ns() - started
         if elapsed > GUARD_FACTOR * budget.time_ns:
             from kaon.model.expression_cost import describe_time
@@ -184,6 +184,26 @@ class CompiledExpression:
                 f"budget of {describe_time(budget.time_ns)}; its result is refused"
             )
         return to_plain(result)
+
+    def _null_read(self, values: Mapping[str, Any]) -> str:
+        """``reads a field of steps.x, which is null ...`` when the expression reads a field
+        of a step output that is null (a step that failed, was skipped or returned None):
+        CEL's own message then is about overloads."""
+        steps = values.get("steps")
+        if not isinstance(steps, Mapping) or not self.step_paths:
+            return ""
+        nulls = sorted(
+            step
+            for step, paths in self.step_paths.items()
+            if steps.get(step, ...) is None and any(paths)
+        )
+        if not nulls:
+            return ""
+        named = ", ".join(f"steps.{step}" for step in nulls)
+        return (
+            f"reads a field of {named}, which is null (a step that failed, was skipped or "
+            "returned None has no output)"
+        )
 
     def estimate(self, variables: Mapping[str, Any], budget: ExpressionBudget) -> Estimate:
         """The worst-case cost of evaluating against ``variables`` (see :meth:`evaluate`).
@@ -365,7 +385,7 @@ def _analyze_cached(source: str) -> ExpressionAnalysis:
         uses_string = "string" in program.functions()
     except Exception as error:  # ValueError from the parser, others from encoding
         detail = f"{error}" if isinstance(error, ValueError) else f"{source!r}: {error}"
-        raise ExpressionError(f"invalid expression: {detail}") from None
+        raise ExpressionError(f"invalid expression: {_one_line(detail)}") from None
     from kaon.model import cel_syntax
     from kaon.model.expression_cost import linear_bound
     from kaon.model.expression_paths import step_paths
@@ -621,6 +641,16 @@ def _describe_shapes(shapes: Mapping[str, Shape]) -> str:
         else:
             parts.append(name)
     return ", ".join(parts) if parts else "none"
+
+
+_PARSER_WHERE = re.compile(r"ERROR: <input>:(\d+):(\d+): ")
+
+
+def _one_line(detail: str) -> str:
+    """The parser's message on one line: its first line (the source and a caret under it
+    follow), with ``<input>:1:4`` said as ``at line 1, column 4``."""
+    first = detail.splitlines()[0] if detail else detail
+    return _PARSER_WHERE.sub(lambda m: f"at line {m[1]}, column {m[2]}: ", first)
 
 
 def _describe(error: Exception) -> str:

@@ -20,7 +20,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def readable_text(text: str) -> str:
     """``text`` with each code point that does not encode to UTF-8 (a lone surrogate, as an
-    undecodable byte of a file name becomes) replaced by U+FFFD."""
+    undecodable byte of a file name becomes) replaced by U+FFFD, and so is each NUL
+    (U+0000), which PostgreSQL's text cannot hold (a step printing binary output)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
     if text.isascii():
         return text
     try:
@@ -48,3 +51,15 @@ def exception_text(exc: BaseException) -> str:
     except BaseException as broken:  # user code: its __str__ may raise anything
         said = f"<its message could not be read: {type(broken).__name__} in __str__>"
     return bounded_text(readable_text(said))
+
+
+def holds_nul(value: object) -> bool:
+    """Whether a NUL character (U+0000) is in any string or key of a JSON value: PostgreSQL's
+    text and jsonb cannot hold one."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(v) for v in value)
+    return False

@@ -370,18 +370,10 @@ def _kind_problems(trigger: TriggerSpec, where: Location) -> list[Problem]:
 
 
 def _cron_problems(trigger: CronTriggerSpec, where: Location) -> list[Problem]:
-    from croniter import croniter
-
     found: list[Problem] = []
-    fields = trigger.cron.split() if isinstance(trigger.cron, str) else []
-    if len(fields) not in (5, 6) or not croniter.is_valid(trigger.cron):
-        found.append(
-            Problem(
-                f"invalid cron expression {trigger.cron!r}: expected 5 fields (minute hour "
-                "day-of-month month day-of-week) or 6 (seconds last), e.g. '0 6 * * *'",
-                where.with_field("cron"),
-            )
-        )
+    problem = cron_problem(trigger.cron)
+    if problem is not None:
+        found.append(Problem(problem, where.with_field("cron")))
     found.extend(_timezone_problems(trigger.timezone, where))
     for name, value in (
         ("jitter_s", trigger.jitter_s),
@@ -396,6 +388,34 @@ def _cron_problems(trigger: CronTriggerSpec, where: Location) -> list[Problem]:
                 )
             )
     return found
+
+
+def cron_problem(expression: object) -> str | None:
+    """What is wrong with a cron expression, or None: 5 fields (minute hour day-of-month
+    month day-of-week) or 6 (seconds last), valid, and matching some date. croniter alone
+    also takes ``@daily`` and 7 fields (a year), which Kaon's slots do not handle, and
+    ``0 6 31 2 *`` (February 31st), which would never fire."""
+    import datetime
+
+    from croniter import CroniterBadDateError, croniter
+
+    if (
+        not isinstance(expression, str)
+        or len(expression.split()) not in (5, 6)
+        or not croniter.is_valid(expression)
+    ):
+        return (
+            f"invalid cron expression {expression!r}: expected 5 fields (minute hour "
+            "day-of-month month day-of-week) or 6 (seconds last), e.g. '0 6 * * *'"
+        )
+    try:  # croniter looks 50 years ahead
+        croniter(expression, datetime.datetime(2000, 1, 1)).get_next(datetime.datetime)
+    except CroniterBadDateError:
+        return (
+            f"cron expression {expression!r} never matches a date (such as February 30th): "
+            "it would never fire"
+        )
+    return None
 
 
 def _timezone_problems(name: str, where: Location) -> list[Problem]:

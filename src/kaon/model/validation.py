@@ -159,6 +159,7 @@ def _sites(spec: WorkflowSpec) -> Iterator[_Site]:
             site_scope = scope
             if field == "match":  # a wait step's condition also sees the signal
                 site_scope = replace(scope, variables=scope.variables | {"signal"})
+                field = "wait.match"  # as written in a definition
             yield _Site(source, step.location.with_field(field), owner, site_scope)
         if isinstance(step, LoopSpec):
             inner = _body_scope(step, scope)
@@ -549,6 +550,14 @@ def check_foreach(context: _Context) -> Iterator[Problem]:
         elif name in _RESERVED_ITEM_NAMES:
             yield Problem(
                 f"foreach {path!r}: item_name {name!r} is reserved",
+                step.location.with_field("item_name"),
+            )
+        elif name in scope.variables:
+            # The inner name would shadow the outer one: every read of the outer item in
+            # this body would silently get this foreach's item instead.
+            yield Problem(
+                f"foreach {path!r}: item_name {name!r} is already the item of an enclosing "
+                "foreach; give this one another name",
                 step.location.with_field("item_name"),
             )
 

@@ -120,8 +120,21 @@ def preview(value: Any, rows: int = PREVIEW_ROWS) -> str:
     elif _instance_of(value, "numpy", "ndarray"):
         text = f"ndarray shape={value.shape} dtype={value.dtype}\n{value!r}"
     else:
-        text = _json_text(value) or repr(value)
+        text = _json_text(value) or _safe_repr(value)
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "\n..."
+
+
+def _safe_repr(value: Any) -> str:
+    """``repr(value)``, or a description when repr raises (an int of more than 4,300
+    digits, an object whose ``__repr__`` fails): a preview never fails the command."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        kind = type(value)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        if kind is int:
+            return f"<int of {value.bit_length():,} bits: too long to print>"
+        return f"<{name} object: repr() failed: {type(exc).__name__}: {exc}>"
 
 
 def _preview_files(path: Path) -> str:

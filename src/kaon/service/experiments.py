@@ -312,14 +312,22 @@ class Experiments:
                 message=f"cache hit: outputs reused from {source} (same cache key)",
             )
         same = self.store.get_cache_entry(key)
-        if same is not None and (same.run_id, same.path) != (run_id, path):
+        lost = data.get("blobs_missing")
+        if (
+            lost is None
+            and same is not None
+            and (same.run_id, same.path) != (run_id, path)
+            and same.created_at <= event.at  # not a later execution that replaced it
+        ):
+            lost = f"{same.run_id}:{same.path}"
+        if lost is not None:
             return ExplainView(
                 **base,
                 verdict="blobs_missing",
-                compared_with=f"{same.run_id}:{same.path}",
+                compared_with=str(lost),
                 compared_key=key,
                 message=(
-                    f"cache miss: {same.run_id}:{same.path} had the same cache key, but some of "
+                    f"cache miss: {lost} had the same cache key, but some of "
                     "its output blobs were missing from the artifact store, so the step executed"
                 ),
             )

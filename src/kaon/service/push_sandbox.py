@@ -220,6 +220,8 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
 
 def _scrub(message: str, folder: str, shown_as: str) -> str:
     """``message`` without the server's paths."""
-    for path in {os.path.join(folder, shown_as), folder, os.path.realpath(folder)}:
+    paths = {os.path.join(folder, shown_as), folder, os.path.realpath(folder)}
+    paths.add(os.path.join(os.path.realpath(folder), shown_as))
+    for path in sorted(paths, key=len, reverse=True):  # a file's path before its folder's
         message = message.replace(path, shown_as if path.endswith(shown_as) else "<bundle>")
     return message

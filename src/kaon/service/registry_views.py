@@ -16,6 +16,9 @@ from kaon.service.views import RunView
 from kaon.store.base import EventRecord, SignalRecord
 from kaon.store.registry import AuditRecord, TokenRecord, VersionRecord, WorkflowRecord
 
+MAX_VERSION = 2**31 - 1
+"""The largest version number (and any count the API takes): PostgreSQL's INTEGER."""
+
 
 class Request(BaseModel):
     """Base of request bodies: unknown fields and loosely typed values (``true`` for a
@@ -119,7 +122,7 @@ class VersionView(BaseModel):
 class ActivateRequest(Request):
     """Which version to make active."""
 
-    version: int = Field(ge=1, le=2**31)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class WorkflowPatch(Request):
@@ -137,7 +140,7 @@ class StartRunRequest(Request):
 
     workflow: str = Field(min_length=1, max_length=200)
     version: int | None = Field(
-        default=None, ge=1, le=2**31, description="Default: the active version."
+        default=None, ge=1, le=MAX_VERSION, description="Default: the active version."
     )
     params: dict[str, Any] = Field(default_factory=dict)
     from_strings: bool = Field(

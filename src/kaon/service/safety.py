@@ -94,6 +94,8 @@ def _readable(value: Any, depth: int) -> Any:
 def _text_problem(text: str) -> str | None:
     if len(text) > MAX_STRING:
         return f"a string is longer than {MAX_STRING:,} characters"
+    if "\x00" in text:
+        return "holds a NUL character (U+0000), which cannot be stored"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

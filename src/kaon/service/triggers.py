@@ -176,9 +176,10 @@ class TriggerOperations:
                     id=tid, workflow=item.name, kind=trigger.kind, description=describe(trigger)
                 )
                 if isinstance(trigger, CronTriggerSpec):
-                    slot = schedule_of(trigger).next_slot(now)
-                    view.next_due_at = slot + jitter(tid, slot, trigger.jitter_s)
-                    view.next_due = slot_iso(view.next_due_at, trigger.timezone)
+                    with contextlib.suppress(ConfigurationError):  # a schedule with no slot
+                        slot = schedule_of(trigger).next_slot(now)
+                        view.next_due_at = slot + jitter(tid, slot, trigger.jitter_s)
+                        view.next_due = slot_iso(view.next_due_at, trigger.timezone)
                     view.details = {"catchup": trigger.catchup.value, "jitter_s": trigger.jitter_s}
                 elif isinstance(trigger, SignalTriggerSpec):
                     view.details = {"signal": trigger.signal, "match": trigger.match}

@@ -6,6 +6,7 @@ variables and talk back through the line protocol documented in :mod:`kaon.stept
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -83,8 +84,15 @@ class StepContext:
         self.emit(ProgressReported(self.key, time.time(), fraction, message, count, total))
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
-        """Report a named number (``step`` orders repeated values, such as epochs)."""
-        self.emit(MetricReported(self.key, time.time(), str(name), float(value), step))
+        """Report a named number (``step`` orders repeated values, such as epochs).
+
+        Raises ``ValueError`` for a value that is not a finite number (NaN, infinity), as
+        :func:`kaon.notebook.metric` does: the state store and the JSON outputs hold finite
+        numbers only."""
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"metric {name} = {value!r} is not a finite number")
+        self.emit(MetricReported(self.key, time.time(), str(name), number, step))
 
     def emit_signal(self, name: str, **params: Any) -> None:
         """Send a signal: it may start runs of workflows triggered by it and wakes steps

@@ -28,6 +28,7 @@ is not covered either: upgrading a library does not invalidate the cache.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import dis
 import enum
@@ -61,35 +62,50 @@ class _NotData(Exception):
     """The value is not plain data."""
 
 
-def _encode(value: Any, depth: int = 0) -> str:
-    """A canonical text of a plain-data value; raises _NotData for anything else."""
+def _encode(value: Any, depth: int = 0, classes: list[type] | None = None) -> str:
+    """A canonical text of a plain-data value; raises _NotData for anything else.
+
+    ``classes`` collects the classes of the enum members and dataclass instances met, whose
+    code (methods, an enum's values) the value's text does not hold: a walker follows those
+    of the project as it follows any class the code reads."""
     if depth > _MAX_DEPTH:
         raise _NotData
     kind = type(value)
     if kind in _SCALARS:
         return f"{kind.__name__}:{value!r}"
     if isinstance(value, enum.Enum):
-        return f"enum:{kind.__qualname__}.{value.name}"
+        if classes is not None:
+            classes.append(kind)
+        try:
+            member = _encode(value.value, depth + 1, classes)
+        except _NotData:
+            member = f"object:{type(value.value).__qualname__}"
+        return f"enum:{kind.__qualname__}.{value.name}={member}"
     if isinstance(value, pathlib.PurePath):
         return f"path:{value.as_posix()}"
     if kind in (tuple, list):
-        return f"{kind.__name__}(" + ",".join(_encode(v, depth + 1) for v in value) + ")"
+        return f"{kind.__name__}(" + ",".join(_encode(v, depth + 1, classes) for v in value) + ")"
     if kind in (set, frozenset):
-        return "set(" + ",".join(sorted(_encode(v, depth + 1) for v in value)) + ")"
+        return "set(" + ",".join(sorted(_encode(v, depth + 1, classes) for v in value)) + ")"
     if kind is dict:
-        pairs = sorted(f"{_encode(k, depth + 1)}={_encode(v, depth + 1)}" for k, v in value.items())
+        pairs = sorted(
+            f"{_encode(k, depth + 1, classes)}={_encode(v, depth + 1, classes)}"
+            for k, v in value.items()
+        )
         return "dict(" + ",".join(pairs) + ")"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         if not kind.__dataclass_params__.frozen:  # type: ignore[attr-defined]
             raise _NotData
+        if classes is not None:
+            classes.append(kind)
         fields = ",".join(
-            f"{f.name}={_encode(getattr(value, f.name), depth + 1)}"
+            f"{f.name}={_encode(getattr(value, f.name), depth + 1, classes)}"
             for f in dataclasses.fields(value)
         )
         return f"dataclass:{kind.__qualname__}({fields})"
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
         if value.dtype.hasobject:  # its bytes are pointers: encode the elements themselves
-            return f"ndarray:object:{value.shape}:{_encode(value.tolist(), depth + 1)}"
+            return f"ndarray:object:{value.shape}:{_encode(value.tolist(), depth + 1, classes)}"
         body = hashlib.sha256(value.tobytes()).hexdigest()
         return f"ndarray:{value.dtype.str}:{value.shape}:{body}"
     if kind.__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar
@@ -201,6 +217,42 @@ def _file_of(obj: Any) -> str | None:
     return os.path.realpath(path) if path and os.path.isabs(path) else None
 
 
+_DiskNames = dict[str, "ast.expr | tuple[str, str]"]
+
+
+def _disk_names(path: str) -> _DiskNames:
+    """What the file at ``path`` *now* binds at its top level: ``NAME = expr`` (the last
+    one) or ``from sibling import NAME`` (``(module, name)``). Parsed once per content
+    (its size and modification time)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return {}
+    return _parsed_names(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)  # bounded: a long-lived server sees many edits
+def _parsed_names(path: str, _mtime_ns: int, _size: int) -> _DiskNames:
+    names: _DiskNames = {}
+    try:
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        return names
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign):
+            for target in statement.targets:
+                if isinstance(target, ast.Name):
+                    names[target.id] = statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            if isinstance(statement.target, ast.Name):
+                names[statement.target.id] = statement.value
+        elif isinstance(statement, ast.ImportFrom) and statement.level == 0 and statement.module:
+            for alias in statement.names:
+                names[alias.asname or alias.name] = (statement.module, alias.name)
+    return names
+
+
 class _Walker:
     """Collects the parts of a fingerprint, starting from one function."""
 
@@ -260,7 +312,7 @@ class _Walker:
         home = _file_of(function) or ""
         for name in sorted(names):
             if name in scope:
-                self._value(self.name(home, name), scope[name], names)
+                self._value(self.name(home, name), scope[name], names, where=(home, name))
         for module_name, level in sorted(set(_imports(function.__code__))):
             label = self.name(home, f"<import {'.' * level}{module_name}>")
             module = self._imported(module_name, level, scope)
@@ -318,7 +370,18 @@ class _Walker:
                 text.append(self._value_text(f"{label}.{function.__name__}.<default>", default))
         self.parts[f"class {label}"] = _short("\0".join(text))
         for function in _class_functions(cls):
-            self._globals(function)
+            if self.in_project(_file_of(function)):  # not an enum's or dataclass's own
+                self._globals(function)
+
+    def _encode_following(self, value: Any) -> str:
+        """``_encode(value)``, following the project classes of the enum members and frozen
+        dataclasses in it (their methods and values are code the step may run)."""
+        classes: list[type] = []
+        text = _encode(value, 0, classes)
+        for cls in classes:
+            if self.in_project(_file_of(cls)):
+                self._enqueue(cls)
+        return text
 
     def _value_text(self, label: str, value: Any) -> str:
         """The text a default/closure/class attribute contributes to its owner's digest."""
@@ -328,14 +391,19 @@ class _Walker:
                 return f"ref:{value.__qualname__}"
             return f"lib:{getattr(value, '__module__', '')}.{value.__qualname__}"
         try:
-            return _encode(value)
+            return self._encode_following(value)
         except _NotData:
             if not callable(value) and not isinstance(value, types.ModuleType):
                 self.not_covered[label] = type(value).__name__
             return f"object:{type(value).__qualname__}"
 
-    def _value(self, label: str, value: Any, names: set[str]) -> None:
-        """A global the code reads: follow project code, hash plain data, note the rest."""
+    def _value(
+        self, label: str, value: Any, names: set[str], where: tuple[str, str] | None = None
+    ) -> None:
+        """A global the code reads: follow project code, hash plain data, note the rest.
+
+        ``where`` is the file whose top level binds the name, and the name: a plain-data
+        value is checked against what that file binds now (see :meth:`_check_on_disk`)."""
         if isinstance(value, types.ModuleType):
             path = _file_of(value)
             if not self.in_project(path):
@@ -345,7 +413,8 @@ class _Walker:
             for attr in sorted(names):
                 if attr in members and (id(value), attr) not in self._seen_members:
                     self._seen_members.add((id(value), attr))
-                    self._value(self.name(path or "", attr), members[attr], names)
+                    where = (path or "", attr)
+                    self._value(self.name(path or "", attr), members[attr], names, where=where)
             return
         if isinstance(value, types.FunctionType | type):
             if self.in_project(_file_of(value)):
@@ -361,7 +430,7 @@ class _Walker:
             self.parts[f"partial {label}"] = _short("\0".join(text))
             return
         try:
-            encoded = _encode(value)
+            encoded = self._encode_following(value)
         except _NotData:
             if callable(value):  # a builtin, a library callable, a step wrapper
                 inner = _wrapped_function(value)
@@ -373,6 +442,40 @@ class _Walker:
                 self._enqueue(type(value))
             return
         self.parts[f"constant {label}"] = _short(encoded)
+        if where is not None:
+            self._check_on_disk(where[0], where[1], encoded)
+
+    def _check_on_disk(self, path: str, name: str, encoded: str, depth: int = 0) -> None:
+        """A module edited on disk after this process loaded it (a notebook between two
+        ``kaon.run`` calls) holds the old value, while a worker that loads the file anew
+        runs with the new one: the key would be the old code's, the result the new code's.
+        When the literal the file binds ``name`` to now is not the loaded value, the file's
+        content joins the fingerprint (so no fresh process ever shares that key), and the
+        file is reported as not covered."""
+        if depth > 4 or not self.in_project(path):
+            return
+        bound = _disk_names(path).get(name)
+        if isinstance(bound, tuple):  # from sibling import NAME: look in the sibling
+            sibling = os.path.join(os.path.dirname(path), *bound[0].split(".")) + ".py"
+            if os.path.isfile(sibling):
+                self._check_on_disk(os.path.realpath(sibling), bound[1], encoded, depth + 1)
+            return
+        if bound is None:
+            return
+        try:
+            now = _encode(ast.literal_eval(bound))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, _NotData):
+            return  # not a literal: the value is computed, as it is in every process
+        if now == encoded:
+            return
+        file = self.name(path, "").rstrip(":")
+        try:
+            with open(path, "rb") as handle:
+                content = hashlib.sha256(handle.read()).hexdigest()
+        except OSError:
+            content = "unreadable"
+        self.parts[f"changed-on-disk {file}"] = content[:16]
+        self.not_covered[f"{file}:{name}"] = "file changed on disk since it was loaded"
 
 
 def _project_root(function: types.FunctionType) -> str:

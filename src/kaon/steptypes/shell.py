@@ -117,7 +117,12 @@ def _env_name(name: str) -> str:
 
 
 def _as_env_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    """Strings raw, a path (a file or folder artifact) as the path itself, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)  # type: ignore[no-any-return]
+    return json.dumps(value, default=str)
 
 
 def build_env(
@@ -262,6 +267,15 @@ class ShellStepType(StepType):
             problems.append(
                 Problem(
                     "'command' is required (a non-empty string)", location.with_field("command")
+                )
+            )
+        elif "${{" in command:  # never valid bash: "bad substitution" at run time
+            problems.append(
+                Problem(
+                    "a shell command is not a template: ${{ ... }} in it is not substituted; "
+                    'pass the value as an input (inputs: {k: "${{ params.k }}"}) and read it '
+                    "as $KAON_INPUT_K",
+                    location.with_field("command"),
                 )
             )
         env = config.get("env", {})

@@ -124,6 +124,7 @@ def create_store_engine(
                 json_serializer=_json_serializer,
                 connect_args={"options": options},
             )
+            sa.event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
             return engine, False
         except ImportError as error:
             raise ConfigurationError(  # the wording of kaon.steptypes.requirements
@@ -134,3 +135,37 @@ def create_store_engine(
         f"unsupported store URL {parsed.render_as_string(hide_password=True)!r}: "
         "use sqlite:///path/to/kaon.db, sqlite:// (in memory) or postgresql+psycopg://..."
     )
+
+
+def _without_nul(
+    connection: Connection,
+    cursor: object,
+    statement: str,
+    parameters: object,
+    context: object,
+    executemany: bool,
+) -> tuple[str, object]:
+    """PostgreSQL's text cannot hold a NUL character (U+0000), and Kaon stores each one as
+    U+FFFD (:func:`kaon.model.text.readable_text`): a statement's text parameters get the
+    same, so a name or filter carrying one (``GET /runs/a%00b``) matches what it can, never a
+    driver error. The hot write path does not come here (``kaon.store._pg_write``)."""
+    if isinstance(parameters, dict):
+        return statement, _nul_free(parameters)
+    if isinstance(parameters, list | tuple) and executemany:
+        return statement, type(parameters)(_nul_free(p) for p in parameters)
+    return statement, parameters
+
+
+def _nul_free(parameters: object) -> object:
+    if not isinstance(parameters, dict):
+        return parameters
+    found = False
+    for value in parameters.values():
+        if isinstance(value, str) and "\x00" in value:
+            found = True
+            break
+    if not found:
+        return parameters
+    return {
+        k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in parameters.items()
+    }

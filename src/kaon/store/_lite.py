@@ -48,8 +48,12 @@ PAGE_SIZE = 2048
 VERSION_TABLE = "kaon_schema_version"  # Alembic's version table (not alembic_version)
 Key = tuple[Any, ...]  # a statement's name and shape (see kaon.store._queries)
 _log = logging.getLogger(__name__)
-# Content-addressed rows: re-inserting a definition, or a cache entry's key, is a no-op.
-IDEMPOTENT = ("definitions", "cache_entries")
+# Content-addressed rows: re-inserting a definition is a no-op.
+IDEMPOTENT = ("definitions",)
+# Rows whose newest insert wins: a cache entry re-recorded under its key (an execution forced
+# with --force or --no-cache, or one whose earlier outputs lost a blob) replaces the old one,
+# so later runs reuse the newest execution, never the stale one it was run to replace.
+REPLACED = {"cache_entries": ("key",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +217,13 @@ def insert_statement(table: str, columns: Sequence[str]) -> Statement:
     names = ", ".join(known[name][0] for name in ordered)
     marks = ", ".join(f":{name}" for name in ordered)
     conflict = " ON CONFLICT DO NOTHING" if table in IDEMPOTENT else ""
+    if table in REPLACED:
+        keys = REPLACED[table]
+        target = ", ".join(known[k][0] for k in keys)
+        sets = ", ".join(
+            f"{known[n][0]} = excluded.{known[n][0]}" for n in ordered if n not in keys
+        )
+        conflict = f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
     json_params = tuple(name for name in ordered if known[name][1])
     sql = f"INSERT INTO {table} ({names}) VALUES ({marks}){conflict}"
     return Statement(sql, json_params=json_params)

@@ -25,7 +25,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from kaon.model.status import RUN_ACTIVE, StepStatus
 from kaon.store import schema as t
 from kaon.store import schema_pools as p
-from kaon.store._lite import IDEMPOTENT, Key, Statement
+from kaon.store._lite import IDEMPOTENT, REPLACED, Key, Statement
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 _ACTIVE = sorted(s.value for s in RUN_ACTIVE)  # sorted: the shipped text is stable
@@ -686,6 +686,14 @@ def _insert(dialect: str, table_name: str, *columns: str) -> Any:
     """Insert one row of ``columns`` (parameters named as the columns)."""
     table = t.metadata.tables[table_name]
     values = {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
+    if table_name in REPLACED and dialect in ("sqlite", "postgresql"):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        module: Any = sqlite if dialect == "sqlite" else postgresql
+        upsert = module.insert(table).values(values)
+        keys = REPLACED[table_name]
+        changed = {c: upsert.excluded[c] for c in columns if c not in keys}
+        return upsert.on_conflict_do_update(index_elements=list(keys), set_=changed)
     if table_name in IDEMPOTENT and dialect == "sqlite":
         from sqlalchemy.dialects import sqlite
 

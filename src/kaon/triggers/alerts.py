@@ -132,7 +132,10 @@ class AlertService:
                 continue
             run = self.store.get_run(run_id)
             urls = _urls(alerts_of(run.workflow).get(f"on_{kind}"))
-            added += self._record(run.workflow, run, kind, f"{kind}:{run_id}", urls, now)
+            # One alert per time the run ended so (a restarted run that fails again alerts
+            # again), never two for one ending: its event's id is in the key.
+            key = f"{kind}:{run_id}:{event_id}"
+            added += self._record(run.workflow, run, kind, key, urls, now)
         if rows:
             self.triggers.put_state(_CURSOR_KEY, {"id": cursor}, now)
         return added

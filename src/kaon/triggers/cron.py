@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from kaon.errors import ConfigurationError
-from kaon.model.triggers import CatchUp, CronTriggerSpec
+from kaon.model.triggers import CatchUp, CronTriggerSpec, cron_problem
 
 _MAX_SHIFT_S = 3 * 3600.0  # more than any DST shift: bounds how far naive order can differ
 MAX_SLOTS = 100_000  # the most slots one call enumerates (a guard against '* * * * * *')
@@ -45,8 +45,9 @@ class CronSchedule:
     """The slots of one cron expression in one time zone."""
 
     def __init__(self, expression: str, timezone: str = "UTC") -> None:
-        if not croniter.is_valid(expression):
-            raise ConfigurationError(f"invalid cron expression {expression!r}")
+        problem = cron_problem(expression)  # as a workflow's trigger is checked
+        if problem is not None:
+            raise ConfigurationError(problem)
         self.expression = expression
         self.timezone = timezone
         self.zone = _zone(timezone)
@@ -92,7 +93,12 @@ class CronSchedule:
         walker = copy.copy(self._parsed)
         walker.set_current(start, force=True)
         for _ in range(MAX_SLOTS):
-            naive = walker.get_next(dt.datetime)
+            try:
+                naive = walker.get_next(dt.datetime)
+            except CroniterBadDateError:  # a date that never comes (February 30th)
+                raise ConfigurationError(
+                    f"cron expression {self.expression!r} never matches a date"
+                ) from None
             yield from self._instants(naive)
 
     def next_slot(self, after: float) -> float:

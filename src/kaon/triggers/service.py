@@ -162,6 +162,7 @@ class TriggerService:
         self._next_repair = float("-inf")
         self._repair_grace_s = _REPAIR_GRACE_S
         self._next_slow_alerts = float("-inf")
+        self._backfill_problems: dict[str, str] = {}  # each stuck backfill's problem, logged
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -296,9 +297,9 @@ class TriggerService:
                     if tid not in self._last_slot:
                         new[f"cron:{tid}"] = (tid, trigger, workflow.name)
         if len(self._last_slot) > serving - len(new):  # some no longer served (rare)
-            self._forget_unserved(
-                {tid for tids in self._cron_ids(workflows).values() for tid in tids}
-            )
+            # A workflow with new triggers too gets its served set below, after it is read.
+            changing = {name for _, _, name in new.values()}
+            self._forget_unserved(self._cron_ids(workflows), now, keep=changing)
         if not new:
             return
         changed = {name for _, _, name in new.values()}
@@ -318,7 +319,11 @@ class TriggerService:
                 if state is not None:
                     restarted[key] = {"last_slot": now}
                 self._last_slot[tid] = now
-                self._next_cron[tid] = self._next_due(tid, trigger, now)
+                try:
+                    self._next_cron[tid] = self._next_due(tid, trigger, now)
+                except KaonError as error:  # a schedule with no slot: the others go on
+                    log.warning("trigger cron of %s failed: %s", name, error)
+                    self._next_cron[tid] = float("inf")
             else:  # due from its saved cursor (catch-up after downtime)
                 self._last_slot[tid] = float(state["last_slot"])
         self.triggers.init_states(first, now)  # another service may have moved them on
@@ -332,12 +337,30 @@ class TriggerService:
             for w in workflows
         }
 
-    def _forget_unserved(self, serving: set[str]) -> None:
-        """Drop the in-memory cursors of cron triggers no longer served (their workflow's
-        active version has other ones): back, they start again from their saved state."""
-        for tid in [t for t in self._last_slot if t not in serving]:
+    def _forget_unserved(
+        self,
+        served: dict[str, set[str]],
+        now: float,
+        *,
+        keep: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        """Drop the in-memory cursors of cron triggers no longer served (their workflow was
+        deactivated, or its active version has other ones), and record what each such
+        workflow serves now: a trigger back later (reactivated, or added back by another
+        version) then starts from its return, not from its old cursor (no burst of the
+        slots it did not serve). The served sets of the workflows in ``keep`` are left to the
+        caller (it reads them first)."""
+        serving = {tid for tids in served.values() for tid in tids}
+        dropped = [t for t in self._last_slot if t not in serving]
+        names: set[str] = set()
+        for tid in dropped:
             del self._last_slot[tid]
             self._next_cron.pop(tid, None)
+            names.add(tid.rsplit(":", 2)[0])  # <workflow>:cron:<digest>
+        names -= keep
+        if names:
+            sets = {f"{SERVED_KEY}{name}": {"tids": sorted(served.get(name, ()))} for name in names}
+            self.triggers.put_states(sets, now)
 
     def _cron(self, workflow: ActiveWorkflow, trigger: CronTriggerSpec, work: _Pass) -> None:
         tid = self._id(workflow.name, trigger)
@@ -348,10 +371,23 @@ class TriggerService:
         if last is None:  # not read by _read_new_cron_states (a catalog that changed)
             state = self.triggers.get_state(f"cron:{tid}")
             last = float(state["last_slot"]) if state else now
-        slots, cursor = due_slots(trigger, tid, last, now)
+        try:
+            slots, cursor = due_slots(trigger, tid, last, now)
+        except ConfigurationError:  # a schedule with no slot: said once, not every pass
+            self._next_cron[tid] = float("inf")
+            raise
         for slot in slots:
             iso = slot_iso(slot, trigger.timezone)
-            params = trigger_params(trigger.params, {"slot": iso}, trigger.location)
+            try:
+                params = trigger_params(trigger.params, {"slot": iso}, trigger.location)
+            except KaonError as error:  # this slot starts no run; the cursor moves past it
+                log.warning(
+                    "trigger cron of %s did not start a run for slot %s: %s",
+                    workflow.name,
+                    iso,
+                    error,
+                )
+                continue
             labels: dict[str, object] = {"trigger": "cron", "slot": iso}
             due = slot + jitter(tid, slot, trigger.jitter_s)
             work.launches.append(Launch(workflow, tid, iso, params, labels, due))
@@ -452,8 +488,13 @@ class TriggerService:
                     self.store, self.triggers, record, workflow, now=now, executor=self.executor
                 )
             except KaonError as error:
-                log.warning("backfill %s: %s", record.id, error)
+                # Said once per problem, not on every pass (4 a second) while it lasts.
+                if self._backfill_problems.get(record.id) != str(error):
+                    self._backfill_problems[record.id] = str(error)
+                    log.warning("backfill %s waits: %s", record.id, error)
                 continue
+            if self._backfill_problems.pop(record.id, None) is not None:
+                log.info("backfill %s goes on", record.id)
             fired += [Fired(r, record.workflow, "backfill", record.id, 0.0) for r in started]
         return fired
 

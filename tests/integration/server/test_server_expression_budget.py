@@ -35,7 +35,8 @@ steps:
     shell: echo never
     when: ${{{{ size({NESTED}) > 0 }}}}
   - id: tagged
-    shell: echo ${{{{ params.L.filter(a, params.L.exists(b, b < 0)).size() }}}}
+    shell: echo $KAON_INPUT_N
+    inputs: {{n: "${{{{ params.L.filter(a, params.L.exists(b, b < 0)).size() }}}}"}}
 """
 HELLO = "name: hello\nsteps:\n  - id: a\n    shell: echo hello\n"
 

@@ -282,3 +282,7 @@ def test_breakpoints_through_the_api(
     assert detail["params"] == {"n": 7} and detail["steps"][0]["status"] == "succeeded"
     again = client.post(f"/runs/{run['id']}/continue", json={}, headers=op)
     assert again.status_code == 409  # not paused
+    # Who continued it, and which parameters they changed (names only), is in the audit.
+    audit = client.get("/audit", params={"target": f"run:{run['id']}"}, headers=h(tokens["admin"]))
+    continued = [a for a in audit.json() if a["action"] == "run.continue"]
+    assert [(a["actor"], a["data"]["params"]) for a in continued] == [("operator", ["n"])]

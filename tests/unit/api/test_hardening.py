@@ -188,6 +188,51 @@ def test_a_briefly_unreachable_database_is_a_503_to_retry(
     assert answer.json()["error"] == "StoreUnavailableError"
 
 
+def test_another_group_reads_a_workflows_name_not_its_properties(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    """Properties hold alert webhook URLs (bearer secrets): any token read another group's."""
+    owner, stranger = h(tokens["owner"]), h(tokens["stranger"])
+    pushed = client.post(
+        "/workflows", json={"source": HELLO, "file_name": "hello.yaml"}, headers=owner
+    )
+    assert pushed.status_code < 300, pushed.text
+    hook = "https://hooks.example.com/services/SECRETTOKEN"
+    patch = {"properties": {"alerts": {"on_failure": [hook]}}}
+    assert client.patch("/workflows/hello", json=patch, headers=owner).status_code == 200
+    assert hook in client.get("/workflows/hello", headers=owner).text  # its group sees it
+    assert hook in client.get("/workflows/hello", headers=h(tokens["viewer"])).text
+    one = client.get("/workflows/hello", headers=stranger)
+    listed = client.get("/workflows", headers=stranger)
+    assert (one.status_code, listed.status_code) == (200, 200)
+    assert one.json()["properties"] == {} and "SECRETTOKEN" not in listed.text
+    assert [w["name"] for w in listed.json()] == ["hello"]  # names stay listed
+
+
+@pytest.mark.parametrize("unreachable", [False, True])
+def test_a_store_failure_answer_names_no_database_detail(
+    client: Any, tokens: dict[str, str], services: Services, monkeypatch: Any, unreachable: bool
+) -> None:
+    """A 500 or 503 carried the store's URL (host, port, account, database), the SQL text and
+    its parameters to any caller; they are for the server's log."""
+    from kaon.errors import StoreError, StoreUnavailableError
+
+    raw = (
+        "store postgresql+psycopg://kaon_db_user@10.0.0.5:55440/kaon: reading failed: "
+        "(psycopg.DataError) boom\n[SQL: SELECT runs.id FROM runs WHERE runs.id = %(run_id)s]"
+    )
+    error = StoreUnavailableError if unreachable else StoreError
+
+    def broken(**_: Any) -> Any:
+        raise error(raw)
+
+    monkeypatch.setattr(services.runs, "list_runs", broken)
+    answer = client.get("/runs", headers=h(tokens["viewer"]))
+    assert answer.status_code == (503 if unreachable else 500)
+    message = answer.json()["message"]
+    assert not [bit for bit in ("postgresql", "55440", "SELECT", "kaon_db_user") if bit in message]
+
+
 def test_a_big_body_is_checked_off_the_event_loop(
     client: Any, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -160,3 +160,26 @@ def test_pushed_code_is_kept_in_a_private_folder(
         os.umask(old)
     mode = stat.S_IMODE(services.registry.sources_dir.stat().st_mode)
     assert mode == 0o700, oct(mode)
+
+
+def test_a_scrubbed_message_names_the_pushed_file_for_any_hash_seed() -> None:
+    """The server's paths were replaced in a set's order: under some hash seeds the bare
+    folder went first and the message said `<bundle>/qseq.py:NAME`."""
+    import os
+    import subprocess
+    import sys
+
+    check = (
+        "from kaon.service.push_sandbox import _scrub\n"
+        "folder = '/srv/kaon/push-scratch/bundle'\n"
+        "print(_scrub(folder + '/qseq.py: pick one with ' + folder + '/qseq.py:NAME', "
+        "folder, 'qseq.py'))\n"
+    )
+    seen = set()
+    for seed in range(8):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        done = subprocess.run(
+            [sys.executable, "-c", check], capture_output=True, text=True, env=env, check=True
+        )
+        seen.add(done.stdout.strip())
+    assert seen == {"qseq.py: pick one with qseq.py:NAME"}

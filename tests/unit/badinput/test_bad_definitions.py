@@ -190,7 +190,7 @@ DEFINITIONS: list[tuple[str, str, int | None, str | None, str]] = [
         "name: w\nsteps:\n  - id: a\n    shell: echo hi\n    retry: {max_attempts: 99999999999999999999999999}\n",
         5,
         "steps[0].retry.max_attempts",
-        "step 'a'",
+        "less than or equal to 1000",
     ),
     (
         "retry-zero",
@@ -204,7 +204,7 @@ DEFINITIONS: list[tuple[str, str, int | None, str | None, str]] = [
         "name: w\nsteps:\n  - id: a\n    shell: echo hi\n    retry: {max_attempts: 1001}\n",
         5,
         "steps[0].retry.max_attempts",
-        "step 'a'",
+        "less than or equal to 1000",
     ),
     (
         "retry-neg-delay",

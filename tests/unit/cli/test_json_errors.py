@@ -100,3 +100,53 @@ def test_every_command_but_the_server_takes_json(
     assert without == ["schema", "server"]
     code, out, _ = kaon("schema")
     assert code == 0 and "run" in json.loads(out)
+
+
+def test_token_list_shows_an_expired_token_as_expired(
+    store: Callable[..., tuple[int, str, str]],
+) -> None:
+    """It said `live` for a token the server refuses ("API token 'tmp' expired")."""
+    import time
+
+    code, _, err = store("token", "create", "tmp", "--role", "viewer", "--expires-in", "1s")
+    assert code == 0, err
+    time.sleep(1.2)
+    code, out, _ = store("token", "list")
+    row = next(line for line in out.splitlines() if " tmp " in f" {line} ")
+    assert "expired" in row and "live" not in row, row
+
+
+@pytest.mark.parametrize("command", [("cache", "list"), ("cache", "clear", "--all"), ("gc",)])
+def test_store_only_commands_refuse_to_act_locally_while_a_server_url_is_set(
+    store: Callable[..., tuple[int, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+) -> None:
+    """With KAON_URL set, `kaon cache clear` cleared the local store's cache and said so."""
+    monkeypatch.setenv("KAON_URL", "http://127.0.0.1:9")
+    code, out, err = store(*command)
+    assert code == 2 and "KAON_URL" in err, (out, err)
+
+
+def test_a_store_from_a_newer_kaon_is_the_users_to_fix(
+    store: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    """It exited 3 as `Kaon failed: SchemaVersionError`, though upgrading Kaon is the fix."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "home" / "kaon.db") as db:
+        db.execute("UPDATE kaon_schema_version SET version_num = 'ffff9999'")
+    code, _, err = store("runs")
+    assert code == 2 and "upgrade Kaon" in err and "Kaon failed" not in err, err
+
+
+def test_logs_of_a_step_that_wrote_nothing_says_so(
+    store: Callable[..., tuple[int, str, str]],
+) -> None:
+    """`kaon logs RUN total` printed nothing at all: no line, no word."""
+    code, out, _ = store("runs", "--json")
+    run_id = json.loads(out)[0]["id"]
+    code, out, err = store("logs", run_id, "total")
+    assert code == 0 and out == "" and "step total of run" in err and "wrote no log lines" in err
+    code, out, _ = store("logs", run_id, "numbers")
+    assert "making 4 numbers" in out

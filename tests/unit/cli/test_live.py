@@ -114,6 +114,7 @@ def test_run_events_is_ndjson_ending_with_the_result(kaon) -> None:  # type: ign
     assert {d["type"] for d in documents[:-1]} == {"event"}
     kinds = {d["kind"] for d in documents[:-1]}
     assert {"run", "step", "progress", "foreach"} <= kinds
+    assert all("id" not in d for d in documents[:-1])  # not yet numbered: not `"id": 0`
     assert documents[-1]["type"] == "result" and documents[-1]["status"] == "succeeded"
     code, out, _ = kaon("run", f"{FLOWS}:nope", "--events")
     assert code == 2 and len(out.splitlines()) == 1

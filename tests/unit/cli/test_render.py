@@ -162,3 +162,15 @@ def test_a_steps_row_shows_its_first_outputs_and_counts_the_rest() -> None:
     assert "k0=0" in text and f"k{render.OUTPUTS_SHOWN - 1}=" in text
     assert f"k{render.OUTPUTS_SHOWN}=" not in text
     assert f"and {300 - render.OUTPUTS_SHOWN} more outputs" in text.replace("\n", " ")
+
+
+def test_a_step_with_outputs_and_a_reason_shows_both() -> None:
+    """A step continued past a breakpoint, or a wait step, has a reason; its row showed the
+    reason alone and hid what it returned."""
+    from kaon.service.views import OutputView
+
+    detail = _detail(1, set())
+    detail.steps[0].outputs = {"return": OutputView(kind="value", value=42)}
+    detail.steps[0].reason = "breakpoint passed"
+    row = next(line for line in _printed(detail) if line.strip().startswith("s0 "))
+    assert "return=42" in row and "breakpoint passed" in row

@@ -287,10 +287,38 @@ def test_subworkflow_problems(folder: Path) -> None:
             """,
         )
     found = [(p.location.line, p.location.field, p.message) for p in info.value.problems]
-    assert (4, "steps[0].workflow", "subworkflow 'missing.yaml' cannot be loaded") in found
+    missing = f"workflow file not found ({folder / 'missing.yaml'})"
+    message = f"subworkflow 'missing.yaml' cannot be loaded: {missing}"
+    assert (4, "steps[0].workflow", message) in found
+    # The file's own problem is folded into the step's: no second, unlocated problem.
+    assert all(line is not None for line, _f, _m in found)
     text = "\n".join(m for _l, _f, m in found)
-    assert "workflow file not found" in text
     assert "include each other" in text
+
+
+def test_expression_problems_are_one_line_at_their_field(folder: Path) -> None:
+    """A parse error printed the parser's caret drawing over three lines, and a wait step's
+    bad `match` was reported under `steps[1].match`, at the step's line."""
+    with pytest.raises(DefinitionError) as info:
+        load(
+            folder,
+            """
+            name: parent
+            steps:
+              - id: a
+                shell: echo
+                inputs: {v: "${{ 1 + }}"}
+              - id: w
+                wait:
+                  signal: go
+                  match: "params.x == ("
+            """,
+        )
+    found = {p.location.field: p for p in info.value.problems}
+    assert set(found) == {"steps[0].inputs.v", "steps[1].wait.match"}
+    for problem in found.values():
+        assert "\n" not in problem.message and "at line 1, column" in problem.message
+    assert found["steps[1].wait.match"].location.line == 10
 
 
 def test_yaml_syntax_error_has_line_and_column(folder: Path) -> None:
@@ -519,3 +547,20 @@ def test_a_file_name_with_a_nul_byte_is_a_problem_not_a_crash(tmp_path: Path) ->
     text = 'name: nul\nsteps:\n  - id: q\n    type: sql\n    config: {file: "a\\0b.sql"}\n'
     with pytest.raises(DefinitionError, match=r"steps\[0\]\.config\.file"):
         load_yaml_text(text, str(tmp_path / "flow.yaml"), base_dir=str(tmp_path))
+
+
+def test_a_steps_retry_problems_are_listed_in_one_pass(folder: Path) -> None:
+    """`max_attempts: 1001` was reported only after the bad `backoff` was fixed."""
+    with pytest.raises(DefinitionError) as info:
+        load(
+            folder,
+            """
+            name: r
+            steps:
+              - id: a
+                shell: echo hi
+                retry: {max_attempts: 1001, backoff: exponentail}
+            """,
+        )
+    fields = {p.location.field for p in info.value.problems}
+    assert {"steps[0].retry.max_attempts", "steps[0].retry.backoff"} <= fields, fields

@@ -71,6 +71,27 @@ def crash_once(state: str) -> str:
     return "survived"
 
 
+def nan_metric() -> int:
+    """Report a NaN metric past StepContext.metric's check (as a step type might)."""
+    from kaon.model.events import MetricReported
+
+    ctx = kctx.current_context()
+    ctx.emit(MetricReported(ctx.key, time.time(), "loss", float("nan"), None))
+    ctx.metric("ok", 1.0)
+    return 1
+
+
+def read_flag(state: str, flag: str) -> str:
+    """The text of the file ``state/flag`` (data outside the step's inputs)."""
+    return (Path(state) / flag).read_text()
+
+
+def crash_once_after(state: str, seconds: float) -> str:
+    """Sleep, then kill the worker process on the first call."""
+    time.sleep(seconds)
+    return crash_once(state)
+
+
 def chatty(n: int) -> int:
     ctx = kctx.current_context()
     for i in range(n):

@@ -11,7 +11,7 @@ from conftest import E, Harness, flow, task
 from kaon.engine import operations
 from kaon.engine.engine import Engine
 from kaon.errors import InvalidActionError, LeaseError
-from kaon.model.specs import ForeachSpec, GraphSpec
+from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, TriggerRule
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -76,6 +76,62 @@ def test_restart_from_a_named_step_reruns_it_and_downstream(inline: Harness) -> 
     )
 
 
+def test_restart_leaves_alone_the_containers_it_does_not_reach(inline: Harness) -> None:
+    """A step skipped by its condition is a decision, not a failure: a restart that does not
+    reach it keeps it, and does not reopen (and re-time) the foreach items around it."""
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(
+            task("x", "add", inputs={"a": E("item"), "state": state, "name": "x"}),
+            task("big", "const", inputs={"value": 0}, when="steps.x > 5"),
+        )
+    )
+    spec = flow(
+        ForeachSpec(id="fe", items=E("[1, 2, 3]"), body=body),
+        task("last", "const", inputs={"value": 3}, needs=("fe",)),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    before = inline.rows(run_id)
+    operations.restart_run(inline.store, run_id, from_path="last")
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    after = inline.rows(run_id)
+    for path in ("fe", "fe[0]", "fe[1]", "fe[2]", "fe[0].big"):
+        timing = (after[path].status, after[path].started_at, after[path].ended_at)
+        assert timing == (before[path].status, before[path].started_at, before[path].ended_at)
+    assert inline.count("x") == 3
+
+
+def test_restart_decides_again_a_condition_after_a_redone_step(inline: Harness) -> None:
+    """A branch skipped because of a step that failed is decided again once that step is
+    redone (here it now succeeds, so the branch runs)."""
+    state = str(inline.state)
+    spec = flow(
+        task(
+            "gate",
+            "fail_unless",
+            inputs={"state": state, "flag": "go"},
+            on_failure=FailureMode.IGNORE,
+        ),
+        task(
+            "after",
+            "const",
+            inputs={"value": 1, "state": state, "name": "after"},
+            needs=("gate",),
+            when="steps.gate == 'fixed'",
+            trigger_rule=TriggerRule.ALL_DONE,
+        ),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED  # an ignored failure
+    assert inline.rows(run_id)["after"].status is StepStatus.SKIPPED
+    _fix(inline, "go")
+    operations.restart_run(inline.store, run_id)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.rows(run_id)["after"].status is StepStatus.SUCCEEDED
+    assert inline.count("after") == 1
+
+
 def test_restart_from_step_inside_foreach_item(inline: Harness) -> None:
     state = str(inline.state)
     body = GraphSpec(
@@ -131,6 +187,16 @@ def test_kill_command_reaches_the_running_engine(harness: Harness) -> None:
     rows = harness.rows(run_id)
     assert rows["slow"].status is StepStatus.CANCELLED
     assert "killed" in (harness.store.get_run(run_id).error or "")
+
+
+def test_a_run_ended_by_a_killed_step_names_it(inline: Harness) -> None:
+    """`kaon kill RUN --step slow` failed the run with "a step failed", though none had."""
+    spec = flow(task("slow", "sleeper", inputs={"seconds": 20}))
+    run_id = inline.create(spec)
+    payload = {"path": "slow"}
+    threading.Timer(0.5, operations.send_command, (inline.store, run_id, "cancel", payload)).start()
+    assert inline.drive(run_id) is RunStatus.FAILED
+    assert inline.store.get_run(run_id).error == "step slow cancelled"
 
 
 def test_skip_command_on_running_step(inline: Harness) -> None:

@@ -362,3 +362,29 @@ def test_an_item_whose_steps_all_ended_is_not_shown_cancelled_by_a_stop(inline: 
         assert rows[f"region[0].day[{index}]"].status is StepStatus.SUCCEEDED, index
     assert rows["region[0].day[1]"].status is StepStatus.FAILED
     assert inline.store.get_run(run_id).status is RunStatus.SUCCEEDED
+
+
+def test_a_drained_foreach_counts_its_failed_items_of_those_started(inline: Harness) -> None:
+    """The drain's message read `1 items of fe failed`; the same as a foreach's own end."""
+    body = GraphSpec(
+        steps=(
+            task(
+                "w",
+                "nap_divide",
+                inputs={"item": E("item"), "bad": 1, "seconds": E("item == 1 ? 0.05 : 0.6")},
+            ),
+        )
+    )
+    spec = flow(
+        ForeachSpec(
+            id="fe",
+            items=E("[0, 1, 2, 3]"),
+            body=body,
+            concurrency=2,
+            on_failure=FailureMode.FINISH_RUNNING,
+        )
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    error = inline.rows(run_id)["fe"].error
+    assert error is not None and error["message"] == "1 of 2 items of fe failed"

@@ -58,10 +58,29 @@ def test_finish_running_draining_survives_a_resume(inline: Harness) -> None:
     time.sleep(0.7)
     assert inline.drive(run_id) is RunStatus.FAILED
     rows = inline.rows(run_id)
-    # Draining starts nothing new: the lost attempt of slow is not run again, after never runs.
-    assert rows["slow"].status is StepStatus.CANCELLED
+    # Draining starts nothing new, but lets running steps finish: slow was running when the
+    # engine stopped, so its lost attempt runs again (as it would have ended without the
+    # stop), and after, which waits on it, never starts.
+    assert rows["slow"].status is StepStatus.SUCCEEDED
+    assert rows["slow"].platform_attempts == 1
     assert "after" not in rows or rows["after"].status is not StepStatus.SUCCEEDED
-    assert (inline.count("slow_start"), inline.count("after")) == (1, 0)
+    assert (inline.count("slow_start"), inline.count("after")) == (2, 0)
+
+
+def test_finish_running_runs_again_a_step_whose_worker_was_lost(process: Harness) -> None:
+    """A platform failure (a lost worker) of a running step while draining is retried under
+    the platform budget: the step was running, so finish_running lets it end."""
+    state = str(process.state)
+    spec = flow(
+        task("bad", "boom", on_failure=FailureMode.FINISH_RUNNING),
+        task("c", "crash_once_after", inputs={"state": state, "seconds": 0.5}),
+        task("after", "const", inputs={"state": state, "name": "after"}, needs=("c",)),
+    )
+    status, run_id = process.run(spec)
+    assert status is RunStatus.FAILED
+    rows = process.rows(run_id)
+    assert (rows["c"].status, rows["c"].platform_attempts) == (StepStatus.SUCCEEDED, 1)
+    assert process.count("after") == 0
 
 
 def test_restart_of_a_timed_out_run_gets_its_whole_time_limit(inline: Harness) -> None:
@@ -99,3 +118,35 @@ def test_a_foreach_timeout_counts_from_its_first_start_across_a_resume(inline: H
     assert time.monotonic() - started < 1.2  # not another 1.5 s, nor the 1.6 s left of items
     error = inline.store.get_step_run(run_id, "fe").error
     assert error is not None and error["type"] == "Timeout"
+
+
+def test_a_failed_item_keeps_its_end_when_a_resumed_drain_ends(inline: Harness) -> None:
+    """The drain's end, reached after a resume, wrote the abort's time over the end of the
+    item that had failed before the stop (329 ms became 2 s)."""
+    body = GraphSpec(
+        steps=(
+            task(
+                "w",
+                "nap_divide",
+                inputs={"item": E("item"), "bad": 1, "seconds": E("item == 1 ? 0.05 : 1.0")},
+            ),
+        )
+    )
+    spec = flow(
+        ForeachSpec(
+            id="fe",
+            items=E("[0, 1, 2, 3]"),
+            body=body,
+            concurrency=2,
+            on_failure=FailureMode.FINISH_RUNNING,
+        )
+    )
+    run_id = inline.create(spec)
+    _stop_after(inline, run_id, 0.5)
+    before = inline.store.get_step_run(run_id, "fe[1]")
+    assert before.status is StepStatus.FAILED and before.ended_at is not None
+    time.sleep(0.6)
+    assert inline.drive(run_id) is RunStatus.FAILED
+    after = inline.store.get_step_run(run_id, "fe[1]")
+    assert (after.status, after.ended_at) == (StepStatus.FAILED, before.ended_at)
+    assert inline.store.get_step_run(run_id, "fe[0].w").status is StepStatus.SUCCEEDED

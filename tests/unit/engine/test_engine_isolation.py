@@ -62,6 +62,7 @@ def test_poison_runs_fail_with_a_reason_and_healthy_runs_finish(inline: Harness)
         assert record.status is RunStatus.FAILED, run_id
         assert record.error is not None and record.error.startswith("quarantined"), record.error
         assert why in record.error
+        assert "sqlite:///" not in record.error  # the run's readers see no database address
         assert record.owner is None
     assert any(e.kind == "run" and e.data.get("error") for e in inline.store.events(poison))
     # Its steps ended with it: none is left running (and counting time) in the record.
@@ -151,3 +152,21 @@ def test_a_dict_of_many_keys_is_one_output_read_by_key_all_the_same(inline: Harn
     assert set(rows["few"].outputs or {}) == {"k0", "k1", "k2"}
     assert inline.value(run_id, "one") == 9
     assert inline.value(run_id, "size") == big
+
+
+def test_a_quarantined_runs_error_names_no_database_address(inline: Harness) -> None:
+    """A store error's text begins with the store's URL (PostgreSQL: account, host, port,
+    database): the run's readers and its alerts saw it in the run's error."""
+    from kaon.errors import StoreError
+
+    run_id = inline.create(flow(task("slow", "sleeper", inputs={"seconds": 5})))
+    engine = inline.engine()
+    engine.start()
+    try:
+        engine.add_run(run_id)
+        raw = "store postgresql+psycopg://kaon@10.0.0.5:5432/kaon: writing table logs failed"
+        engine.quarantine(run_id, StoreError(raw))
+    finally:
+        engine.close()
+    error = inline.store.get_run(run_id).error or ""
+    assert error == "quarantined: StoreError: store: writing table logs failed", error

@@ -8,6 +8,9 @@ from pathlib import Path
 from conftest import E, Harness, flow, task
 
 from kaon.engine.memo import digest
+from kaon.engine.operations import create_run
+from kaon.model.cache_policy import CachePolicy
+from kaon.model.params import bind_params
 from kaon.model.specs import ForeachSpec, GraphSpec, ParamSpec, ParamType, StepDefaults
 from kaon.model.status import RunStatus, StepStatus
 from kaon.model.values import ArtifactRef, Literal, RefList
@@ -89,6 +92,25 @@ def test_code_change_changes_the_fingerprint(tmp_path: Path) -> None:
     assert fingerprint_of(1) != fingerprint_of(2)
 
 
+def test_a_forced_execution_is_what_later_runs_reuse(inline: Harness) -> None:
+    """`--force` (or `--no-cache`) executes a step whose outside data changed; the next plain
+    run went back to the first execution's outputs (the first entry under a key stayed)."""
+    state = inline.state
+    spec = flow(task("read", "read_flag", inputs={"state": str(state), "flag": "data"}, cache=True))
+    (state / "data").write_text("v1")
+    inline.run(spec)
+    (state / "data").write_text("v2")
+    labels = CachePolicy(force=("read",)).with_labels({})
+    forced = create_run(inline.store, spec, bind_params(spec, {}), labels=labels).id
+    assert inline.drive(forced) is RunStatus.SUCCEEDED
+    assert inline.value(forced, "read") == "v2"
+    status, later = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    row = inline.rows(later)["read"]
+    assert (row.status, row.cached_from) == (StepStatus.CACHED, f"{forced}:read")
+    assert inline.value(later, "read") == "v2"
+
+
 def test_missing_blob_falls_back_to_executing(inline: Harness) -> None:
     state = str(inline.state)
     spec = flow(
@@ -102,6 +124,10 @@ def test_missing_blob_falls_back_to_executing(inline: Harness) -> None:
     status, second = inline.run(spec)
     assert status is RunStatus.SUCCEEDED
     assert inline.rows(second)["big"].status is StepStatus.SUCCEEDED
+    assert inline.count("big") == 2
+    # The new execution is the entry now: the next run reuses it, not executing ever after.
+    status, third = inline.run(spec)
+    assert inline.rows(third)["big"].cached_from == f"{second}:big"
     assert inline.count("big") == 2
 
 

@@ -35,6 +35,16 @@ def test_a_signal_whose_params_are_not_json_is_refused_to_the_step_not_the_run(
     assert any("not sent" in line.text for line in harness.store.logs(run_id))
 
 
+def test_a_metric_that_is_not_finite_is_refused_to_the_step_not_the_run(
+    harness: Harness,
+) -> None:
+    """A NaN metric reached the store (NOT NULL) and quarantined the whole run."""
+    status, run_id = harness.run(flow(task("s", "nan_metric")))
+    assert status is RunStatus.SUCCEEDED, harness.store.get_run(run_id).error
+    assert [(m.name, m.value) for m in harness.store.metrics(run_id)] == [("ok", 1.0)]
+    assert any("metric 'loss' not recorded" in line.text for line in harness.store.logs(run_id))
+
+
 def test_an_exception_whose_message_cannot_be_read_fails_its_step(harness: Harness) -> None:
     status, run_id = harness.run(flow(task("bad", "unsayable")))
     assert status is RunStatus.FAILED

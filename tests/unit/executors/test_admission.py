@@ -21,6 +21,10 @@ def test_budget_fits_takes_and_gives_back() -> None:
     assert "1 licence" not in (budget.refusal({"custom": {"licence": 1}}) or "")
     assert "asks for 1 gpus" in (budget.refusal({"gpus": 1}) or "")
     assert "asks for 2 disk" in (budget.refusal({"custom": {"disk": 2}}) or "")
+    big = HostBudget(cpus=4, memory=25 * 2**30, gpus=0)
+    # Memory in GiB: it read "asks for 1.07374e+11 memory, and this host offers 2.68435e+10".
+    said = big.refusal({"memory": 100 * 2**30}) or ""
+    assert "asks for 100.0 GiB memory, and this host offers 25.0 GiB" in said, said
     budget.take({"cpus": 3, "memory": 600})
     assert budget.fits({"cpus": 1, "memory": 400})
     assert not budget.fits({"cpus": 2})
@@ -81,7 +85,7 @@ def test_process_executor_admits_by_cpus_and_memory() -> None:
             executor.submit(request)
         refused = sink.final(too_big.key)
         assert isinstance(refused, StepFailed) and refused.error.error_type == "Unschedulable"
-        assert not refused.error.platform and "asks for 2000 memory" in refused.error.message
+        assert not refused.error.platform and "asks for 2.0 KiB memory" in refused.error.message
         (a0, a1), (b0, b1) = (sink.span(r.key) for r in big)
         assert a1 <= b0 or b1 <= a0, "two attempts holding 3.5 of 2 CPUs ran together"
         for request in small:

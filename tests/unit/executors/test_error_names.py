@@ -24,4 +24,7 @@ def test_a_user_error_is_named_by_its_file(tmp_path: pathlib.Path) -> None:
     assert info.error_type == "pipeline.Flaky"
     assert info.bases[:2] == ("ConnectionError", "OSError")
     assert info.summary() == "pipeline.Flaky: down"
+    # The traceback's last line named the synthetic module (kaon_user_<hash>.Flaky).
+    assert "kaon_user_" not in info.traceback
+    assert info.traceback.rstrip().endswith("pipeline.Flaky: down")
     assert dsl_error_type_name(module.Flaky, Location()) == "pipeline.Flaky"

@@ -25,7 +25,8 @@ YAML = """
     steps:
       - id: s
         type: shell
-        config: {command: "echo ${{ params.label }}"}
+        config: {command: "echo $KAON_INPUT_LABEL"}
+        inputs: {label: "${{ params.label }}"}
 """
 
 

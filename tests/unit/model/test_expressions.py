@@ -324,3 +324,12 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def test_a_field_of_a_null_step_output_is_named_as_such() -> None:
+    """`steps.x.v` where x failed or was skipped read as CEL's "No such overload ... mixing
+    int with uint or double"."""
+    expression = compile_expression("steps.ex2.v + 1")
+    with pytest.raises(ExpressionError, match=r"reads a field of steps\.ex2, which is null"):
+        expression.evaluate({"steps": {"ex2": None}})
+    assert expression.evaluate({"steps": {"ex2": {"v": 1}}}) == 2

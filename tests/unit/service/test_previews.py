@@ -95,3 +95,17 @@ def test_a_long_string_or_document_previews_as_text_not_escaped_json(
     assert shown.kind == "text" and shown.data is not None and shown.data.startswith('{\n "k0"')
     small = store.put({"a": 1, "b": "x" * 300})
     assert preview(store, small).kind in ("value", "none")
+
+
+class _BrokenRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_a_preview_never_raises() -> None:
+    """`kaon get` of an int of 5,000 digits (or an object whose repr fails) printed a
+    traceback: repr() raised."""
+    from kaon.service._export import preview
+
+    assert "int of 16,610 bits" in preview(10**5000)
+    assert "_BrokenRepr object: repr() failed: RuntimeError: no repr" in preview(_BrokenRepr())

@@ -164,6 +164,8 @@ def test_background_leftovers_die_with_the_step() -> None:
             ["steps.s.config.cwd", "steps.s.config.shell"],
         ),
         ({"command": "ls", "timeout": 3}, ["steps.s.config"]),
+        # Not substituted: bash fails with "bad substitution" at run time.
+        ({"command": "echo ${{ params.k }}"}, ["steps.s.config.command"]),
     ],
 )
 def test_validation_reports_each_bad_field(config: dict[str, Any], fields: list[str]) -> None:

@@ -162,3 +162,26 @@ def test_backfill_of_real_runs_keeps_the_window(store: SQLStore, tmp_path: Path)
     assert max(seen) <= 2
     days = [dt.date.fromisoformat(r.labels["slot"][:10]).day for r in runs]
     assert days == list(range(1, 9))
+
+
+def test_a_stuck_backfill_says_so_once_not_on_every_pass(
+    store: SQLStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backfill of a deactivated workflow logged `has no active version` about 4 times a
+    second on every replica, for as long as it stayed so."""
+    from kaon.store.registry import SQLRegistryStore
+
+    register(store, SPEC)
+    _start(store, 2)
+    registry = SQLRegistryStore(store)
+    registry.set_active("hourly", None, time.time())
+    service = _service(store)
+    with caplog.at_level("INFO", logger="kaon.triggers"):
+        for _ in range(5):
+            service.tick()
+        assert runs_of(store, "hourly") == []
+        registry.set_active("hourly", 1, time.time())  # active again: the backfill goes on
+        service.tick()
+    said = [r.getMessage() for r in caplog.records if "backfill" in r.getMessage()]
+    assert len(said) == 2 and "waits" in said[0] and "goes on" in said[1], said
+    assert len(runs_of(store, "hourly")) == 2

@@ -26,6 +26,7 @@
    * laid out, so that the reads it starts run on the server while the browser draws. */
   async function loadSummary(fetched) {
     const summary = await api(`${RUN}/summary`);
+    state.summaryAt = Date.now();
     if (fetched) fetched(summary);
     // What the page shows but the clock: events that change nothing shown (500 a second on a
     // busy run) cost one read and one comparison, not a redraw of the head and the graph.
@@ -218,7 +219,11 @@
       el("button", { type: "button", disabled: offset === 0, onclick: () => openItems(crumbs, Math.max(0, offset - PAGE)) }, "‹ prev"),
       el("span", { "data-total": page.total }, page.total ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${page.total.toLocaleString()}` : "none"),
       el("button", { type: "button", disabled: last >= page.total, onclick: () => openItems(crumbs, offset + PAGE) }, "next ›"),
-      el("label", {}, "go to ", el("input", { type: "number", min: 1, size: 7, onchange: (e) => openItems(crumbs, Math.max(0, Math.floor((e.target.value - 1) / PAGE) * PAGE)) })));
+      el("label", {}, "go to ", el("input", { type: "number", min: 1, size: 7, onchange: (e) => {
+        // An item past the last one opens the last page (not an empty page "4,901–150 of 150").
+        const lastPage = Math.max(0, Math.floor((page.total - 1) / PAGE) * PAGE);
+        openItems(crumbs, Math.min(lastPage, Math.max(0, Math.floor((e.target.value - 1) / PAGE) * PAGE)));
+      } })));
   }
 
   function clearFilters() {
@@ -249,6 +254,7 @@
   // -- the step panel ------------------------------------------------------------------------
 
   async function openPanel(path, node) {
+    if (state.panel !== path) state.logQuery = "";
     state.panel = path; state.logAfter = null;
     const panel = document.getElementById("panel");
     if (panel.hidden) { panel.hidden = false; refit(); }
@@ -305,7 +311,8 @@
           o.kind === "artifact" ? [" ", el("button", { type: "button", class: "link-button", "data-preview": k, onclick: (e) => showPreview(path, k, e.target.parentNode) }, "preview"),
             " ", el("button", { type: "button", class: "link-button", "data-lineage": k, onclick: (e) => showLineage(path, k, e.target.parentNode) }, "lineage")] : null)]))] : null,
       metricsBlock(detail.metrics, detail.metrics_truncated),
-      s.kind === "task" ? [el("h2", {}, "Logs ", el("input", { type: "search", placeholder: "search", class: "log-search", onchange: () => { state.logAfter = null; loadLogs(true); } })),
+      s.kind === "task" ? [el("h2", {}, "Logs ", el("input", { type: "search", placeholder: "search", class: "log-search", value: state.logQuery || null,
+        onchange: (e) => { state.logQuery = e.target.value; state.logAfter = null; loadLogs(true); } })),
         keepLogs || el("div", { class: "logs", "data-log": path })] : null);
     if (s.kind === "task" && !keepLogs) await loadLogs(true);
   }
@@ -418,8 +425,8 @@
     const path = state.panel;
     const box = document.querySelector(`#panel .logs`);
     if (!box || !path) return;
-    const search = document.querySelector("#panel .log-search");
-    const params = { path, limit: 200, q: search ? search.value : "" };
+    // The query typed in (kept in state: the panel redraws its search box when the step moves).
+    const params = { path, limit: 200, q: state.logQuery || "" };
     if (!reset && state.logAfter !== null) params.after = state.logAfter;
     const window = await api(`${RUN}/log?` + q(params));
     if (state.panel !== path) return;
@@ -562,6 +569,14 @@
     source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
     source.onerror = () => { live.className = "live"; live.textContent = "reconnecting…"; };
     setInterval(() => { if (state.panel && state.summary && ["pending", "running"].includes(state.summary.status)) loadLogs(false).catch(() => {}); }, 1500);
+    // A step that runs for minutes sends no event meanwhile: the run's clock ticks here (the
+    // summary's duration plus the time since it was read), not only when an event comes.
+    setInterval(() => {
+      const s = state.summary;
+      const fact = document.querySelector("#run-facts [data-fact=duration]");
+      if (!s || s.ended_at || !s.started_at || !fact) return;
+      fact.textContent = duration((s.duration_s ?? 0) + (Date.now() - state.summaryAt) / 1000);
+    }, 1000);
   }
 
   /** A run opens on the items of its first foreach (or loop) once it has any. */

@@ -180,8 +180,14 @@
   }
 
   async function loadAudit() {
-    const entries = await auditTail(`${base}/audit`).catch(() => []);
-    document.querySelector("#wf-audit tbody").replaceChildren(...auditRows(entries));
+    const body = document.querySelector("#wf-audit tbody");
+    let entries;
+    try { entries = await auditTail(`${base}/audit`); } catch (e) {
+      // A refused read is not an empty trail: say why nothing is listed.
+      body.replaceChildren(el("tr", {}, el("td", { class: "muted", colspan: 4, "data-audit-refused": "" }, refusal(e, "Reading the activity"))));
+      return;
+    }
+    body.replaceChildren(...auditRows(entries));
   }
 
   for (const id of ["run-status", "run-since", "run-until", "run-text"]) {
