@@ -40,6 +40,12 @@ from kaon.store.base import (
 
 _S = StepStatus
 
+# A loss before the attempt's start was recorded does not count against the platform budget
+# (it may only have been queued in a worker), but where steps run in the engine's process
+# (inline: a queued attempt starts within a turn), a step lost this many times in a row that
+# way is failed: it is most likely what stops its engine (os._exit, a crash, memory).
+UNSTARTED_LOSS_LIMIT = 5
+
 
 class ForeachItemsError(KaonError):
     """A foreach's items are not a list at run time."""
@@ -338,7 +344,12 @@ class ContainerSteps(RunCore):
             return
         now = self.ctx.clock()
         began = False  # an attempt had started on a worker (not only been sent to one)
+        unstarted = 0  # the last attempts lost in a row before their start was recorded
         for attempt in attempts:
+            if attempt.status == "lost" or attempt.status == "running":
+                unstarted = 0 if attempt.worker else unstarted + 1
+            else:
+                unstarted = 0
             if attempt.status == "running":
                 key = (self.id, row.id, attempt.number)
                 if node.status is _S.RUNNING and node.running is None and self.ctx.reattach(key):
@@ -362,6 +373,16 @@ class ContainerSteps(RunCore):
                     "EngineLost",
                     "the engine stopped while the step ran, and the platform retry budget "
                     f"({node.retry.platform_attempts}) is spent",
+                    platform=True,
+                )
+                self._fail(node, error, platform_attempts=node.platform_attempts)
+                return
+            if unstarted >= UNSTARTED_LOSS_LIMIT and self.ctx.steps_in_engine_process:
+                error = ErrorInfo(
+                    "EngineLost",
+                    f"the engine stopped {unstarted} times in a row while this step was sent "
+                    "to run and before its start was recorded: the step may be what stops it "
+                    "(os._exit, a crash or memory exhaustion in the engine's process)",
                     platform=True,
                 )
                 self._fail(node, error, platform_attempts=node.platform_attempts)

@@ -149,6 +149,10 @@ class EngineContext:
         # engine sets it once its executor runs. Restoring a run asks it before it records
         # a running attempt as lost.
         self.reattach: Callable[[AttemptKey], bool] = _cannot_reattach
+        # Whether steps run in the engine's process (see Executor.in_engine_process): then a
+        # step lost again and again before its start was recorded is likely what stops the
+        # engine, and restoring a run fails it (kaon.engine.containers.UNSTARTED_LOSS_LIMIT).
+        self.steps_in_engine_process = False
 
 
 def _cannot_reattach(key: AttemptKey) -> bool:

@@ -206,6 +206,7 @@ class Engine:
         self._soft_since: float | None = None  # when uncommitted reports started waiting
         self._tune_collector = tune_collector
         self.ctx.reattach = self._reattach
+        self.ctx.steps_in_engine_process = executor.in_engine_process
         # Pools, permits, priorities, fair share: idle (and free) unless configured or used.
         self.tenancy = Tenancy(store, self.owner, owner_group_of, time.monotonic)
         self._tenant_specs: dict[str, bool] = {}  # definition hash -> uses_tenancy(spec)

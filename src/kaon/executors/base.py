@@ -241,6 +241,12 @@ class Executor(ABC):
         return  # nothing to stop outside the engine's process
 
     @property
+    def in_engine_process(self) -> bool:
+        """Whether its attempts run inside the engine's process (threads), where a step that
+        crashes, exits or exhausts memory stops the engine with it."""
+        return False
+
+    @property
     def prefetch(self) -> int:
         """How many attempts it accepts beyond :attr:`capacity`, queued where they will run so
         that workers never wait for the engine (their real start is their ``StepStarted``)."""

@@ -81,6 +81,11 @@ class InlineExecutor(Executor):
         return self._workers - len(self._abandoned)
 
     @property
+    def in_engine_process(self) -> bool:
+        """True: attempts run on the engine's threads."""
+        return True
+
+    @property
     def prefetch(self) -> int:
         """Attempts accepted beyond :attr:`capacity`, queued for the next free thread: the
         engine then starts (and commits) a fan-out's steps by the dozen, not one per turn. A

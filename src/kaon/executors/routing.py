@@ -45,6 +45,11 @@ class RoutingExecutor(Executor):
         return self.default.capacity + sum(e.capacity for e in self._distinct_routes())
 
     @property
+    def in_engine_process(self) -> bool:
+        """Whether any of the executors runs attempts in the engine's process."""
+        return any(e.in_engine_process for e in (self.default, *self._distinct_routes()))
+
+    @property
     def prefetch(self) -> int:
         """The sum of the executors' prefetch."""
         return self.default.prefetch + sum(e.prefetch for e in self._distinct_routes())

@@ -33,6 +33,11 @@ class EnvAddingExecutor(Executor):
         return self.inner.capacity
 
     @property
+    def in_engine_process(self) -> bool:
+        """Whether the inner executor runs attempts in the engine's process."""
+        return self.inner.in_engine_process
+
+    @property
     def prefetch(self) -> int:
         """The inner executor's prefetch."""
         return self.inner.prefetch
