@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from kaon.errors import Location, Problem
+from kaon.errors import Location, Problem, StepError
 from kaon.steptypes.context import StepContext
 
 REDACTED = "***"
@@ -193,18 +193,31 @@ def resources_problems(config: Mapping[str, Any], location: Location) -> list[Pr
 
 
 class AttemptWatch:
-    """Calls ``stop()`` once when the attempt is cancelled or passes its timeout.
+    """Calls ``stop()`` when the attempt is cancelled or passes its timeout, and again every
+    ``interval_s`` until the call it watches returns.
 
     Used as a context manager around a tool's blocking call (a DuckDB query, a Spark job):
     a watcher thread polls the attempt's cancel event and deadline (from ``ctx.extra``) every
     ``interval_s`` and, when either fires, records why in :attr:`reason` (``"cancelled"`` or
-    ``"timeout"``) and calls ``stop`` to interrupt the tool.
+    ``"timeout"``) and calls ``stop`` to interrupt the tool. It keeps calling it: work the
+    tool had not yet started when it first fired (a Spark job submitted after a slow first
+    session start) is interrupted too. :meth:`error` is the step's error once it fired
+    (``what`` names the work: ``"Spark job"``), and what the call does once it fired (returns
+    late, or raises as the tool was interrupted) leaves the block as that error.
     """
 
     def __init__(
-        self, ctx: StepContext, stop: Callable[[], None], *, name: str, interval_s: float = 0.05
+        self,
+        ctx: StepContext,
+        stop: Callable[[], None],
+        *,
+        name: str,
+        what: str,
+        interval_s: float = 0.05,
     ) -> None:
         timeout = ctx.extra.get("timeout_s")
+        self.timeout_s = timeout
+        self.what = what
         self.deadline = None if timeout is None else time.monotonic() + float(timeout)
         self.cancel = ctx.extra.get("cancel_event")
         self.reason: str | None = None
@@ -222,13 +235,23 @@ class AttemptWatch:
         self._done.set()
         if self._thread.is_alive():
             self._thread.join()
+        error = self.error()
+        if error is not None and (exc[0] is None or isinstance(exc[1], Exception)):
+            raise error from None
+
+    def error(self) -> StepError | None:
+        """The step's error if the watch fired (``Timeout`` or ``Cancelled``), else None."""
+        if self.reason == "timeout":
+            return StepError("Timeout", f"{self.what} timed out after {self.timeout_s} s")
+        if self.reason == "cancelled":
+            return StepError("Cancelled", "the attempt was cancelled")
+        return None
 
     def _watch(self) -> None:
         while not self._done.wait(self._interval_s):
-            if self.cancel is not None and self.cancel.is_set():
+            if self.reason is None and self.cancel is not None and self.cancel.is_set():
                 self.reason = "cancelled"
-            elif self.deadline is not None and time.monotonic() >= self.deadline:
-                self.reason = "timeout"
+            elif self.reason is None and self.deadline is not None:
+                self.reason = "timeout" if time.monotonic() >= self.deadline else None
             if self.reason is not None:
                 self._stop()
-                return

@@ -416,6 +416,7 @@ class SparkStepType(StepType):
                 ctx,
                 lambda: spark.sparkContext.cancelJobGroup(group),
                 name="kaon-spark-watch",
+                what="Spark job",
                 interval_s=_TAIL_S,
             )
             try:
@@ -425,13 +426,9 @@ class SparkStepType(StepType):
                     if isinstance(value, Mapping):
                         return {k: _to_pandas(v) for k, v in value.items()}
                     return _to_pandas(value)
+            except StepError:
+                raise  # the watch's Timeout or Cancelled, or the function's own
             except Exception as exc:
-                if watch.reason == "timeout":
-                    raise StepError(
-                        "Timeout", f"Spark job timed out after {ctx.extra.get('timeout_s')} s"
-                    ) from None
-                if watch.reason == "cancelled":
-                    raise StepError("Cancelled", "the attempt was cancelled") from None
                 if not _is_spark_error(exc):
                     raise
                 text = str(exc)

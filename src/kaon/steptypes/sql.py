@@ -235,7 +235,7 @@ class SqlStepType(StepType):
             connection.execute("SET enable_progress_bar = false")
         except duckdb.Error as exc:
             raise StepError("SQLError", secrets.redact(str(exc))) from None
-        interrupter = AttemptWatch(ctx, connection.interrupt, name="kaon-sql-watch")
+        interrupter = AttemptWatch(ctx, connection.interrupt, name="kaon-sql-watch", what="query")
         try:
             for name, table in tables.items():
                 connection.register(name, table)
@@ -247,13 +247,7 @@ class SqlStepType(StepType):
                     return None
                 columns = [d[0] for d in cursor.description or ()]
                 return _shape(result, columns, cursor.fetchmany(2) if columns else [])
-        except duckdb.Error as exc:
-            if interrupter.reason == "timeout":
-                raise StepError(
-                    "Timeout", f"query timed out after {ctx.extra.get('timeout_s')} s"
-                ) from None
-            if interrupter.reason == "cancelled":
-                raise StepError("Cancelled", "the attempt was cancelled") from None
+        except duckdb.Error as exc:  # not interrupted by the watch (its error is a StepError)
             raise StepError("SQLError", secrets.redact(str(exc))) from None
         finally:
             connection.close()
