@@ -35,6 +35,7 @@ from typing import Any
 
 from kaon.api.app import build_services
 from kaon.api.deps import Services
+from kaon.engine import stop_signals
 from kaon.engine.engine import Engine
 from kaon.executors.base import Executor, TaskRequest
 from kaon.executors.with_env import EnvAddingExecutor
@@ -285,8 +286,9 @@ def halt_on_signals(halt: Callable[[], None]) -> None:
         halt()
 
     threading.Thread(target=wait_then_halt, name="kaon-halt", daemon=True).start()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: signalled.put(signum))
+    # A process a step forks (the inline executor) gets the default handling instead: it
+    # has no halting thread, and would ignore them.
+    stop_signals.install(lambda signum, _frame: signalled.put(signum))
 
 
 def _run_engine(

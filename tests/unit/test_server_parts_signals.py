@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
+from multiprocessing.connection import Connection
 
 import pytest
 
@@ -81,3 +84,43 @@ def test_sigterm_stops_a_part_whose_main_thread_holds_its_stop_events_lock() -> 
             process.kill()
             process.join()
     assert hung == 0
+
+
+def _forked_child_status() -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            time.sleep(3)
+        finally:
+            os._exit(0)
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _part_with_a_forking_step(results: Connection) -> None:
+    """A part (the engine's, on the inline executor) where a step's thread forks."""
+    halt_on_signals(lambda: None)
+    codes: list[int] = []
+    step = threading.Thread(target=lambda: codes.append(_forked_child_status()))
+    step.start()
+    step.join()
+    results.send(codes[0])
+
+
+def test_a_child_forked_in_a_part_dies_of_sigterm() -> None:
+    # The part's handler only queues the signal for its halting thread, which a forked child
+    # does not have: the child ignored SIGTERM.
+    here, there = FORK.Pipe()
+    process = FORK.Process(target=_part_with_a_forking_step, args=(there,))
+    process.start()
+    there.close()
+    try:
+        assert here.poll(10)
+        assert here.recv() == -signal.SIGTERM
+    finally:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()

@@ -226,12 +226,13 @@ def _stoppable() -> Iterator[Callable[[Stoppable], None]]:
         for engine in engines:
             engine.stop()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    from kaon.engine import stop_signals  # in a process a step forks: the default handling
+
+    previous = stop_signals.install(handler)
     try:
         yield engines.append
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        stop_signals.restore(previous)
 
 
 def _drive(

@@ -18,6 +18,9 @@ Events are batched: a finished attempt's events are sent when nothing else is qu
 within :data:`FLUSH_DELAY_S` together with the next attempts' events, so a burst of short
 attempts costs the parent one message (and the engine one commit) per batch, not per attempt.
 
+Each attempt starts in the worker's own working directory and environment: a step's
+``os.chdir`` or ``os.environ`` changes are undone after it (:class:`ProcessState`).
+
 The worker dies with its parent: it exits on EOF of the connection while idle, and a
 housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds so that a
 parent killed with SIGKILL does not leave a step running. On SIGTERM (the parent cancelling an
@@ -254,6 +257,47 @@ def _default_signals_in_child() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+class ProcessState:
+    """The worker's working directory and environment as they were before its first attempt,
+    put back after every attempt: what a step does with ``os.chdir`` or ``os.environ`` must
+    not reach the steps after it on this worker, of its run or any other. Cheap when nothing
+    changed (one ``getcwd`` and one comparison of the environment's dict). Not seen: changes
+    made around ``os.environ`` (``os.putenv``, ``setenv`` in C code)."""
+
+    def __init__(self) -> None:
+        self.cwd = os.getcwd()
+        self.environ = os.environ
+        self.env = dict(os.environ)
+        # The dict behind os.environ (CPython; bytes to bytes): compared as is, without
+        # decoding every variable.
+        self.data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
+        self.raw = dict(self.data) if self.data is not None else None
+
+    def restore(self) -> None:
+        """Put the working directory and the environment back if a step changed them."""
+        try:
+            moved = os.getcwd() != self.cwd
+        except OSError:  # the step removed its working directory
+            moved = True
+        if moved:
+            with contextlib.suppress(OSError):
+                os.chdir(self.cwd)
+        if os.environ is not self.environ:  # replaced (os.environ = {...})
+            os.environ = self.environ  # noqa: B003  (the original object, its variables)
+        elif self.data is not None and self.data == self.raw:
+            return
+        current = dict(os.environ)
+        if current == self.env:
+            return
+        for name in current.keys() - self.env.keys():
+            with contextlib.suppress(KeyError, OSError):
+                del os.environ[name]
+        for name, value in self.env.items():
+            if current.get(name) != value:
+                with contextlib.suppress(ValueError, OSError):
+                    os.environ[name] = value
+
+
 def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -> None:
     """Run requests from ``conn`` until it closes or sends ``None``; with a ``watchdog``,
     only while the engine's lease deadline has not passed."""
@@ -276,6 +320,7 @@ def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -
     conn.send(("ready", os.getpid()))
     threading.Thread(target=inbox.receive, name="kaon-worker-inbox", daemon=True).start()
     placement = Placement()  # on a chain's core while it waits (see kaon.executors._affinity)
+    state = ProcessState()
     while True:
         placement.wait_on(inbox.cpu)
         request = inbox.next()
@@ -290,6 +335,7 @@ def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -
             watchdog.busy = True
             run_task(request, outbox.add)
             watchdog.busy = False
+        state.restore()  # the next attempt starts as this one did
         if inbox.done():  # nothing queued: report now rather than within FLUSH_DELAY_S
             try:
                 outbox.flush()
