@@ -107,7 +107,9 @@ def _encode(value: Any, depth: int = 0, classes: list[type] | None = None) -> st
         if value.dtype.hasobject:  # its bytes are pointers: encode the elements themselves
             return f"ndarray:object:{value.shape}:{_encode(value.tolist(), depth + 1, classes)}"
         body = hashlib.sha256(value.tobytes()).hexdigest()
-        return f"ndarray:{value.dtype.str}:{value.shape}:{body}"
+        # a structured dtype's ``str`` is its size only (``|V16``): its fields name the bytes
+        dtype = value.dtype.descr if value.dtype.names else value.dtype.str
+        return f"ndarray:{dtype}:{value.shape}:{body}"
     if kind.__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar
         return f"numpy:{value.dtype.str}:{value.item()!r}"
     raise _NotData
@@ -166,10 +168,22 @@ def _imports(code: types.CodeType) -> Iterator[tuple[str, int]]:
             yield from _imports(const)
 
 
+def _method(value: Any) -> Any:
+    """A class attribute as the function it runs when it is one behind a wrapper: a static or
+    class method's, a ``functools.cached_property``'s, or the function a ``functools``
+    wrapper calls (``@functools.cache``); anything else as it is."""
+    if isinstance(value, staticmethod | classmethod):
+        value = value.__func__
+    if isinstance(value, functools.cached_property):
+        value = value.func
+    if callable(value) and not isinstance(value, type | types.FunctionType):
+        return _wrapped_function(value) or value
+    return value
+
+
 def _class_functions(cls: type) -> Iterator[types.FunctionType]:
     for value in vars(cls).values():
-        if isinstance(value, staticmethod | classmethod):
-            value = value.__func__
+        value = _method(value)
         if isinstance(value, property):
             yield from (f for f in (value.fget, value.fset, value.fdel) if f is not None)  # type: ignore[misc]
         elif isinstance(value, types.FunctionType):
@@ -250,7 +264,45 @@ def _parsed_names(path: str, _mtime_ns: int, _size: int) -> _DiskNames:
         elif isinstance(statement, ast.ImportFrom) and statement.level == 0 and statement.module:
             for alias in statement.names:
                 names[alias.asname or alias.name] = (statement.module, alias.name)
+    for name in _changed_after_binding(tree):
+        names.pop(name, None)
     return names
+
+
+def _changed_after_binding(tree: ast.Module) -> set[str]:
+    """The names a module's top level changes besides binding them (``CFG["lr"] = 0.1``,
+    ``NAMES.append(x)``, ``TOTAL += 1``, ``for X in ...``) or a function rebinds
+    (``global X``): the value loaded is not the literal its assignment reads, though the
+    file did not change."""
+    changed = {
+        name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
+    }
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        bound: list[ast.expr] = []  # the plain names the statement binds: not a change
+        if isinstance(statement, ast.Assign):
+            bound = [t for t in statement.targets if isinstance(t, ast.Name)]
+        elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            bound = [statement.target]
+        for node in ast.walk(statement):
+            name = _changed_name(node)
+            if name is not None and not any(node is target for target in bound):  # X = ...
+                changed.add(name)
+    return changed
+
+
+def _changed_name(node: ast.AST) -> str | None:
+    """The name ``node`` binds, deletes or changes in place, if any."""
+    if isinstance(node, ast.Name):
+        return node.id if isinstance(node.ctx, ast.Store | ast.Del) else None
+    if isinstance(node, ast.Subscript | ast.Attribute) and isinstance(
+        node.ctx, ast.Store | ast.Del
+    ):
+        return node.value.id if isinstance(node.value, ast.Name) else None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):  # NAMES.append(x)
+        return node.func.value.id if isinstance(node.func.value, ast.Name) else None
+    return None
 
 
 class _Walker:
@@ -290,7 +342,8 @@ class _Walker:
 
     def _function(self, function: types.FunctionType) -> None:
         path = _file_of(function) or ""
-        label = self.name(path, function.__qualname__)
+        # the code's own name: a decorator's wrapper takes its function's ``__qualname__``
+        label = self.name(path, function.__code__.co_qualname)
         text = [_function_source(function)]
         for i, default in enumerate(function.__defaults__ or ()):
             text.append(self._value_text(f"{label}.<default {i}>", default))
@@ -353,8 +406,7 @@ class _Walker:
             else:
                 text.append(f"base:{base.__module__}.{base.__qualname__}")
         for attr, value in sorted(vars(cls).items()):
-            if isinstance(value, staticmethod | classmethod):
-                value = value.__func__
+            value = _method(value)
             if isinstance(value, types.FunctionType):
                 text.append(f"{attr}:{_function_source(value)}")
             elif isinstance(value, property):
@@ -393,9 +445,30 @@ class _Walker:
         try:
             return self._encode_following(value)
         except _NotData:
-            if not callable(value) and not isinstance(value, types.ModuleType):
+            if isinstance(value, types.ModuleType):
+                pass
+            elif callable(value):
+                inner = self._callable(label, value)
+                if inner is not None:
+                    return f"ref:{inner.__qualname__}"
+            else:
                 self.not_covered[label] = type(value).__name__
             return f"object:{type(value).__qualname__}"
+
+    def _callable(self, label: str, value: Any) -> types.FunctionType | None:
+        """A callable that is neither a function, a class nor data: the project function it
+        wraps (a step wrapper, ``functools.cache``), followed and returned; an instance of
+        a project class (a class-based decorator, a model with ``__call__``) has its class
+        followed and, holding state the fingerprint cannot see, is reported as not covered.
+        A builtin or library callable is neither."""
+        inner = _wrapped_function(value)
+        if inner is not None and self.in_project(_file_of(inner)):
+            self._enqueue(inner)
+            return inner
+        if self.in_project(_file_of(type(value))):
+            self._enqueue(type(value))
+            self.not_covered[label] = type(value).__name__
+        return None
 
     def _value(
         self, label: str, value: Any, names: set[str], where: tuple[str, str] | None = None
@@ -433,9 +506,7 @@ class _Walker:
             encoded = self._encode_following(value)
         except _NotData:
             if callable(value):  # a builtin, a library callable, a step wrapper
-                inner = _wrapped_function(value)
-                if inner is not None and self.in_project(_file_of(inner)):
-                    self._enqueue(inner)
+                self._callable(label, value)
                 return
             self.not_covered[label] = type(value).__name__
             if self.in_project(_file_of(type(value))):
@@ -493,6 +564,17 @@ def _project_root(function: types.FunctionType) -> str:
     return root
 
 
+def _wrappers(function: Any, target: Any) -> Iterator[Any]:
+    """The layers of ``function``'s ``__wrapped__`` chain around ``target``, outermost
+    first: what a decorator returned, which runs before (and calls) the function itself."""
+    layer = function
+    for _ in range(100):  # inspect.unwrap's own bound is sys.getrecursionlimit()
+        if layer is target or layer is None:
+            return
+        yield layer
+        layer = getattr(layer, "__wrapped__", None)
+
+
 def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
     """The fingerprint of a function and of everything it reads from the project."""
     target = inspect.unwrap(function)
@@ -505,6 +587,12 @@ def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
         return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})
     walker = _Walker(root)
     walker._visited.add(id(target))
+    for layer in _wrappers(function, target):  # a project decorator's code runs too
+        if isinstance(layer, types.FunctionType):
+            if walker.in_project(_file_of(layer)):
+                walker._enqueue(layer)
+        elif walker.in_project(_file_of(type(layer))):
+            walker._enqueue(type(layer))
     walker.run(target)
     digest = hashlib.sha256()
     for name in sorted(walker.parts):
