@@ -131,8 +131,8 @@ def bind_params(
             problems.append(Problem(f"missing required parameter {name!r}", _where(name)))
         elif isinstance(param.default, Expr):
             computed.append(param)
-        else:
-            bound[name] = copy.deepcopy(param.default)
+        else:  # as a given value is: an int default of a float is a float (2 -> 2.0)
+            bound[name] = convert_value(copy.deepcopy(param.default), param.type)[0]
     if computed and not problems:
         problems.extend(_compute_defaults(spec, computed, bound))
     if problems:

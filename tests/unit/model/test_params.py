@@ -42,6 +42,16 @@ def test_int_accepted_for_float_and_tuple_for_list() -> None:
     assert bound["regions"] == ["a", "b"]
 
 
+def test_an_int_default_of_a_float_is_a_float_as_a_given_int_is() -> None:
+    # `x: {type: float, default: 2}`: the step saw the int 2 by default and 2.0 with
+    # `-p x=2`, so the two runs' cache keys differed and the step's type(x) did.
+    flow = spec(ParamSpec("x", ParamType.FLOAT, 2), ParamSpec("items", ParamType.LIST, ("a",)))
+    default, given = bind_params(flow, {}), bind_params(flow, {"x": "2"}, from_strings=True)
+    assert default == given == {"x": 2.0, "items": ["a"]}
+    assert isinstance(default["x"], float)
+    assert json.dumps(default) == json.dumps(given)
+
+
 def test_all_problems_reported_together() -> None:
     with pytest.raises(ParameterError) as caught:
         bind_params(FLOW, {"learning_rat": 0.2, "verbose": "yes", "regions": "eu"})
