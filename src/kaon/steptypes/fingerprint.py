@@ -39,6 +39,7 @@ import importlib.util
 import inspect
 import os
 import pathlib
+import re
 import sys
 import sysconfig
 import types
@@ -579,8 +580,7 @@ def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
     """The fingerprint of a function and of everything it reads from the project."""
     target = inspect.unwrap(function)
     if not isinstance(target, types.FunctionType):
-        text = repr(target)
-        return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})
+        return _fingerprint_callable(target)
     root = _project_root(target)
     if not root:  # no file: its compiled code is all there is to cover
         text = _code_text(target.__code__)
@@ -603,6 +603,35 @@ def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
     return CodeFingerprint(
         digest=digest.hexdigest(), parts=dict(sorted(walker.parts.items())), not_covered=not_covered
     )
+
+
+def _fingerprint_callable(target: Any) -> CodeFingerprint:
+    """A step that is a callable but not a function: a ``functools.partial`` (its function
+    and its bound arguments), an instance of a class with ``__call__`` (that method and what
+    it reads; the instance's state is not covered), else its ``repr`` without memory
+    addresses (a builtin). Never an address, which would change the key in every process."""
+    if isinstance(target, functools.partial):
+        inner = fingerprint_code(target.func)
+        try:
+            bound = _encode((target.args, target.keywords))
+            missing: tuple[str, ...] = ()
+        except _NotData:
+            bound = f"object:{len(target.args)}:{sorted(target.keywords)}"
+            missing = ("partial arguments (not plain data)",)
+        digest = hashlib.sha256(f"partial\0{inner.digest}\0{bound}".encode()).hexdigest()
+        return CodeFingerprint(
+            digest=digest, parts=inner.parts, not_covered=inner.not_covered + missing
+        )
+    call = inspect.getattr_static(type(target), "__call__", None)
+    if isinstance(call, types.FunctionType):
+        inner = fingerprint_code(call)
+        state = f"instance of {type(target).__qualname__}"
+        digest = hashlib.sha256(f"callable\0{inner.digest}\0{state}".encode()).hexdigest()
+        return CodeFingerprint(
+            digest=digest, parts=inner.parts, not_covered=(*inner.not_covered, f"{state} (state)")
+        )
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(target))
+    return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})
 
 
 def code_fingerprint(function: Callable[..., Any]) -> str:

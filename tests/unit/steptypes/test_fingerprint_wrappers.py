@@ -200,3 +200,40 @@ def test_fingerprint_code_of_a_wrapped_function_follows_the_wrapper() -> None:
 
     function = resolve_function({"file": str(folder / "pipeline.py"), "function": "step"})
     assert fingerprint_code(function).digest == base.digest
+
+
+_PARTIAL_AND_CALLABLE = """
+    import functools
+
+    def add(a, x=1):
+        return a + x
+
+    step_partial = functools.partial(add, 2)
+
+    class Scaler:
+        def __call__(self, x=1):
+            return x * 3
+
+    step_object = Scaler()
+"""
+
+
+@pytest.mark.parametrize("function", ["step_partial", "step_object"])
+def test_a_step_that_is_a_partial_or_a_callable_object_has_a_stable_key(function: str) -> None:
+    # Its key was the sha256 of its repr, memory address included: a miss in every process.
+    base = _fp({"pipeline.py": _PARTIAL_AND_CALLABLE}, function)
+    assert _fp({"pipeline.py": _PARTIAL_AND_CALLABLE}, function).digest == base.digest
+    edited = _PARTIAL_AND_CALLABLE.replace("a + x", "a - x").replace("x * 3", "x * 4")
+    assert _fp({"pipeline.py": edited}, function).digest != base.digest
+
+
+def test_a_partials_bound_arguments_count() -> None:
+    other = _PARTIAL_AND_CALLABLE.replace("partial(add, 2)", "partial(add, 3)")
+    base = _fp({"pipeline.py": _PARTIAL_AND_CALLABLE}, "step_partial")
+    assert _fp({"pipeline.py": other}, "step_partial").digest != base.digest
+    assert base.not_covered == ()
+
+
+def test_a_callable_objects_state_is_listed_as_not_covered() -> None:
+    found = _fp({"pipeline.py": _PARTIAL_AND_CALLABLE}, "step_object")
+    assert found.not_covered == ("instance of Scaler (state)",)
