@@ -37,11 +37,12 @@ class LogTail:
         sink: Callable[[str, list[str]], None],
         *,
         every_s: float = 0.5,
+        after_id: int = 0,
     ) -> None:
         self._read = read
         self._sink = sink
         self._every_s = every_s
-        self._cursor = 0
+        self._cursor = after_id  # lines up to it were written before: not this follow's
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="kaon-log-tail", daemon=True)

@@ -243,10 +243,12 @@ def _drive(
     output: Output | None = None,
     *,
     watch: bool = False,
+    logs_after: int = 0,
 ) -> NoReturn:
     """Execute (or with ``watch`` follow) a run, shown as ``output`` asks: a live view on a
     terminal, timestamped lines elsewhere, NDJSON events, or nothing (quiet); then report
-    and exit with its outcome."""
+    and exit with its outcome. Step log lines up to id ``logs_after`` are not shown (a
+    restart's: those of the run before it, see :func:`_last_log_id`)."""
     from kaon.cli.follow import LogTail, Output
     from kaon.cli.live import LiveView, PlainReporter, RunProgress
 
@@ -284,12 +286,21 @@ def _drive(
         if live:
             stack.enter_context(LiveView(progress, real_console(out)))
         if tailing:
-            stack.enter_context(LogTail(read, sink))
+            stack.enter_context(LogTail(read, sink, after_id=logs_after))
         follow = service.follow if watch else service.execute
         status = follow(run_id, listener=listener, on_engine=register)
     if reporter is not None:
         reporter.finish()  # the run's last line, after its steps' last log lines
     _report(service, run_id, status, as_json, output, watch=watch)
+
+
+def _last_log_id(service: KaonService, run_id: str) -> int:
+    """The id of the run's last log line so far: a restart shows the lines its attempts
+    write, not again (as if new) those of the steps it reuses."""
+    last = 0
+    while lines := service.log_window(run_id, after_id=last).lines:
+        last = lines[-1].id
+    return last
 
 
 def _event_json(event: EventRecord) -> dict[str, Any]:
@@ -567,8 +578,9 @@ def restart(
         _client(url, db, home, executor, workers, artifacts) as service,
     ):
         full = service.resolve_run_id(run_id)
+        before = _last_log_id(service, full)
         view = service.restart(full, from_step=from_step, by="cli", force=force, only=only)
-        _drive(service, full, view.workflow, as_json, output)
+        _drive(service, full, view.workflow, as_json, output, logs_after=before)
 
 
 @app.command()
@@ -608,8 +620,9 @@ def skip(
                 f"the run resumes (kaon resume {full})"
             )
             return
+        before = _last_log_id(service, full)
         view = service.restart(full, by="cli")
-        _drive(service, full, view.workflow, as_json)
+        _drive(service, full, view.workflow, as_json, logs_after=before)
 
 
 @app.command()
@@ -896,4 +909,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m kaon.cli.main``: this copy of the module is ``__main__``, and the command
+    # modules that import the app (kaon.cli.experiments: compare, artifacts, cache, ...)
+    # register on ``kaon.cli.main``'s, another module; run that one, which has them all.
+    from kaon.cli.main import main as _main
+
+    _main()

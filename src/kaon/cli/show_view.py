@@ -108,13 +108,31 @@ def _folded(service: KaonService, out: Console, request: ShowRequest) -> None:
             f"(from the run's first {METRICS_READ} metric values; all of them: "
             "kaon.client run.metrics(), or GET /runs/RUN/metrics)"
         )
-    last = offset + len(page.steps)
-    if last < page.steps_total:
-        out.print(f"steps {offset + 1}-{last} of {page.steps_total}; more with --offset {last}")
-    elif offset:
-        out.print(f"steps {min(offset + 1, page.steps_total)}-{last} of {page.steps_total}")
+    _steps_footer(out, request, page, offset, size)
     if failed is not None and failed.steps:
         render.failed_tasks(out, failed, request.run_id)
+
+
+def _steps_footer(
+    out: Console, request: ShowRequest, page: RunPage, offset: int, size: int
+) -> None:
+    """Which steps a page of ``--limit``/``--offset``/``--page`` showed, and how to get the
+    next (in the option the page was asked with); a page past the last step says so, rather
+    than ``steps 3-100 of 3``."""
+    total, last = page.steps_total, offset + len(page.steps)
+    if not page.steps:
+        if offset:
+            out.print(f"no steps at offset {offset} ({total} in all)")
+        return
+    line = f"steps {offset + 1}-{last} of {total}"
+    if last < total:
+        if request.page:
+            line += f"; more with --page {request.page + 1}"
+            line += f" --limit {size}" if request.limit else ""
+        else:
+            line += f"; more with --offset {last}"
+    if offset or last < total:
+        out.print(line)
 
 
 def _status_page(service: KaonService, out: Console, request: ShowRequest) -> None:
@@ -163,9 +181,7 @@ def _all_levels(service: KaonService, out: Console, request: ShowRequest) -> Non
             _print_json(page)
             return
         render.run_detail(out, page)
-        last = offset + len(page.steps)
-        if last < page.steps_total:
-            out.print(f"steps {offset + 1}-{last} of {page.steps_total}; more with --offset {last}")
+        _steps_footer(out, request, page, offset, size)
         return
     pages = _pages(service, request.run_id, request.offset)
     first = next(pages)

@@ -174,8 +174,11 @@ class RunCore(ABC):
 
     def _frame_row(self, frame: Frame, status: StepStatus, **changes: Any) -> None:
         assert frame.row_id is not None
-        if frame.ended_at is not None and "ended_at" in changes:
-            changes["ended_at"] = frame.ended_at
+        if frame.ended_at is not None:
+            # Its row had ended before this engine reopened it (a failed item on resume, an
+            # item a restart --only does not reach): it stays as it ended, status, output and
+            # time, rather than a cancelled item turning failed with a null output.
+            return
         self.ctx.batch.update_step_run(self.id, frame.row_id, status=status, **changes)
         self._step_event(frame.prefix[:-1], status, frame.row_id)
 

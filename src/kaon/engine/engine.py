@@ -64,7 +64,7 @@ from kaon.model.events import (
 )
 from kaon.model.params import json_problem
 from kaon.model.spec_cache import SPECS
-from kaon.model.specs import WorkflowSpec
+from kaon.model.specs import WorkflowSpec, signal_name_problem
 from kaon.model.status import RunStatus
 from kaon.model.text import exception_text, holds_nul, readable_text
 from kaon.store.base import (
@@ -718,8 +718,10 @@ class Engine:
             problem = json_problem(dict(event.params))
             if problem is None and holds_nul(dict(event.params)):
                 problem = "hold a NUL character (U+0000), which cannot be stored"
+            problem = problem and f"params {problem}"
+            problem = problem or signal_name_problem(event.name)  # as `kaon signal` refuses
             if problem is not None:  # the step's own mistake: said in its log, not stored
-                text = f"kaon: signal {readable_text(event.name)!r} not sent: params {problem}"
+                text = f"kaon: signal {readable_text(event.name)!r} not sent: {problem}"
                 batch.logs.append(LogRecord(run_id, step_run_id, attempt, event.at, "log", text))
                 return
             batch.signals.append(

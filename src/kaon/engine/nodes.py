@@ -146,7 +146,8 @@ class Frame:
     remaining: int = 0
     finished: bool = False
     # When its row had already ended (a failed item reopened on resume, to rebuild what its
-    # failure decided): closing it again keeps that time.
+    # failure decided; an item a restart --only does not reach): closing it again leaves the
+    # row as it ended.
     ended_at: float | None = None
 
     def lookup(self, step_id: str) -> Node | None:

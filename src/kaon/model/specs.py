@@ -11,6 +11,7 @@ Values that flow into a step are :class:`Const` (a JSON value fixed in the defin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,6 +27,19 @@ NOWHERE: Final = Location()  # the location of a spec built in code, not read fr
 
 
 MAX_DURATION_S: Final = 366 * 86_400.0  # the longest duration any definition may set: a year
+SIGNAL_NAME_PATTERN: Final = r"^[A-Za-z0-9_.:/-]{1,200}$"
+"""A signal's name: what ``POST /signals`` accepts, so also what ``kaon signal`` sends and what a
+wait step or a signal trigger may wait for (letters, digits, ``_ . : / -``; 1 to 200)."""
+_SIGNAL_NAME: Final = re.compile(SIGNAL_NAME_PATTERN)
+
+
+def signal_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a signal, or None when it can (see SIGNAL_NAME_PATTERN)."""
+    if isinstance(name, str) and _SIGNAL_NAME.fullmatch(name) is not None:
+        return None
+    return (
+        f"signal name {name!r} is not valid: use 1 to 200 letters, digits and _ . : / - (no spaces)"
+    )
 
 
 class _NoDefault:

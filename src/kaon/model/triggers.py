@@ -25,7 +25,14 @@ from enum import StrEnum
 from typing import Any, Final, NoReturn
 
 from kaon.errors import DefinitionError, Location, Problem
-from kaon.model.specs import MAX_DURATION_S, NOWHERE, Const, Expr, InputSpec
+from kaon.model.specs import (
+    MAX_DURATION_S,
+    NOWHERE,
+    Const,
+    Expr,
+    InputSpec,
+    signal_name_problem,
+)
 
 
 class CatchUp(StrEnum):
@@ -359,6 +366,8 @@ def _kind_problems(trigger: TriggerSpec, where: Location) -> list[Problem]:
             found.append(
                 Problem("a signal trigger needs a signal name", where.with_field("signal"))
             )
+        elif (why := signal_name_problem(trigger.signal)) is not None:
+            found.append(Problem(why, where.with_field("signal")))
         for name in ("match", "dedupe"):
             source = getattr(trigger, name)
             if source is not None:

@@ -36,7 +36,9 @@ from kaon.model.specs import (
     StepSpec,
     SubworkflowSpec,
     TaskSpec,
+    WaitSpec,
     WorkflowSpec,
+    signal_name_problem,
 )
 from kaon.model.tenancy import parse_pool, parse_priority, parse_tags
 
@@ -575,6 +577,13 @@ def check_loops(context: _Context) -> Iterator[Problem]:
             )
 
 
+def check_waits(context: _Context) -> Iterator[Problem]:
+    """A wait step waits for a signal name that ``kaon signal`` and the API can send."""
+    for step, scope in _steps(context.spec):
+        if isinstance(step, WaitSpec) and (why := signal_name_problem(step.signal)) is not None:
+            yield Problem(f"wait {_path(step, scope)!r}: {why}", step.location.with_field("signal"))
+
+
 def check_empty_graphs(context: _Context) -> Iterator[Problem]:
     """The workflow and every foreach or loop body have at least one step."""
     spec = context.spec
@@ -705,6 +714,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_tenancy,
     check_foreach,
     check_loops,
+    check_waits,
     check_empty_graphs,
     check_graph_outputs,
     check_subworkflows,

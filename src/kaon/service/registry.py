@@ -39,7 +39,7 @@ from kaon.model.codec import spec_hash, workflow_to_dict
 from kaon.model.params import bind_params, json_problem
 from kaon.model.properties import check_properties
 from kaon.model.spec_cache import SPECS
-from kaon.model.specs import WorkflowSpec
+from kaon.model.specs import WorkflowSpec, signal_name_problem
 from kaon.service.auth import ANY_GROUP, AuthService, Principal
 from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
 from kaon.service.bundle_files import BundleFiles, canonical
@@ -415,9 +415,12 @@ class RegistryService:
         :meth:`SignalRecord.reaches`.
 
         Raises UnsafeValueError (422) for parameters that could not be stored safely, and
-        ParameterError for a parameter that is not standard JSON (NaN, Infinity) or is larger
+        ParameterError for a name no signal may have (see SIGNAL_NAME_PATTERN, as the API
+        checks it) or a parameter that is not standard JSON (NaN, Infinity) or is larger
         than the value size limit."""
         check_value({"name": name, "params": dict(params), "dedupe_key": dedupe_key})
+        if (why := signal_name_problem(name)) is not None:
+            raise ParameterError([Problem(why, Location(field="name"))])
         problems = [
             Problem(f"signal parameter {key!r}: {why}", Location(field=f"params.{key}"))
             for key, value in params.items()

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kaon.model.specs import SIGNAL_NAME_PATTERN
 from kaon.service.safety import readable, readable_text
 from kaon.service.views import RunView
 from kaon.store.base import EventRecord, SignalRecord
@@ -211,7 +212,7 @@ class SkipResult(BaseModel):
 class SignalRequest(Request):
     """An external event with parameters."""
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    name: str = Field(min_length=1, max_length=200, pattern=SIGNAL_NAME_PATTERN)
     params: dict[str, Any] = Field(default_factory=dict)
     dedupe_key: str | None = Field(default=None, max_length=500)
 

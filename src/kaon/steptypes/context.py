@@ -96,7 +96,13 @@ class StepContext:
 
     def emit_signal(self, name: str, **params: Any) -> None:
         """Send a signal: it may start runs of workflows triggered by it and wakes steps
-        waiting for it. ``params`` must be JSON values (ValueError otherwise)."""
+        waiting for it. ``name`` must be a signal name ``kaon signal`` accepts and ``params``
+        JSON values (ValueError otherwise)."""
+        from kaon.model.specs import signal_name_problem
+
+        why = signal_name_problem(name)
+        if why is not None:
+            raise ValueError(why)
         problem = json_problem(params)
         if problem is not None:
             raise ValueError(f"the params of signal {name!r} are not JSON values: {problem}")

@@ -77,6 +77,20 @@ def test_validate_needs_no_setting(kaon, tmp_path: Path, monkeypatch: pytest.Mon
     assert code == 2 and "KAON_WORKERS must be a whole number of workers, got 'abc'" in err
 
 
+def test_a_signal_name_the_server_refuses_is_refused_here_too(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``kaon signal ''`` (or ``'data ready'``) was stored by the local store, which no wait
+    step could use, while ``POST /signals`` refused it; a wait on such a name validated."""
+    for name in ("", "data ready"):
+        code, _, err = kaon("signal", name, "x=1")
+        assert code == 2 and "name: signal name" in err and "not valid" in err, err
+    flow = tmp_path / "wait.yaml"
+    flow.write_text("name: w\nsteps:\n  - id: w\n    wait: {signal: data ready}\n")
+    code, _, err = kaon("validate", str(flow))
+    assert code == 2 and "steps[0].signal" in err and "'data ready'" in err, err
+    code, _, err = kaon("signal", "data_ready", "x=1")
+    assert code == 0, err
+
+
 def test_signal_values_are_standard_json(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="NaN"):
         strict_json("[NaN]")

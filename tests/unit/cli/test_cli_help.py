@@ -68,6 +68,20 @@ def test_version_module_entry_point_and_completion() -> None:
     assert done.returncode == 0 and done.stdout == f"kaon {kaon.__version__}\n"
 
 
+def test_python_m_kaon_cli_main_has_every_command() -> None:
+    """``python -m kaon.cli.main`` (as the CLI tests run it) had no ``compare``, ``artifacts``,
+    ``lineage``, ``get``, ``explain``, ``cache``, ``plot`` or ``gc``: those register on
+    ``kaon.cli.main``'s app, another module than ``__main__``, whose app was served."""
+    for module in ("kaon.cli.main", "kaon"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        listed = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")}
+        missing = {"compare", "artifacts", "lineage", "get", "explain", "cache", "plot", "gc"}
+        assert missing <= listed, (module, sorted(missing - listed))
+
+
 def test_executor_is_a_choice(kaon: Callable[..., tuple[int, str, str]]) -> None:
     code, _, err = kaon("resume", "r-1", "--executor", "thread")
     assert code == 2 and "'thread' is not one of 'process', 'inline'" in err

@@ -117,3 +117,19 @@ def test_the_end_of_run_report_folds_failed_items_too(
     report = out[out.index("failed tasks, all levels") :]
     assert "each[27].work" in report and "each[30].work" not in report
     assert "--status failed --page 1" in report
+
+
+def test_a_page_past_the_last_step_says_so(
+    kaon: Callable[..., tuple[int, str, str]], big: str
+) -> None:
+    """``--offset`` past the end printed ``steps 2-100 of 2`` (and ``--page 2`` of the folded
+    view ``steps 2-1000 of 2``); a page asked with ``--page`` pointed on with ``--offset``."""
+    code, out, err = kaon("show", "r1", "--db", big, "--limit", "1", "--offset", "100")
+    assert code == 0, err
+    assert "no steps at offset 100 (2 in all)" in out and "-100 of" not in out
+    code, out, _ = kaon("show", "r1", "--db", big, "--page", "2")
+    assert "no steps at offset 1000 (2 in all)" in out
+    code, out, _ = kaon("show", "r1", "--db", big, "--all", "--limit", "5", "--offset", "900")
+    assert "no steps at offset 900 (602 in all)" in out
+    code, out, _ = kaon("show", "r1", "--db", big, "--all", "--limit", "5", "--page", "2")
+    assert "steps 6-10 of 602; more with --page 3 --limit 5" in out

@@ -87,12 +87,14 @@ def test_validate_errors_and_registry_views(kaon, tmp_path: Path) -> None:  # ty
         ("workflow", "show", "marked"),
         ("triggers",),
         ("workflow", "set", "marked", "team=[/t]"),
-        ("signal", "[/sig]", "k=[/v]"),
+        ("signal", "sig", "k=[/v]"),
     ):
         code, out, err = kaon(*args)
         assert code == 0, (args, err)
-    code, out, _ = kaon("signal", "[/sig]", "k=[/v]")
-    assert "[/sig]" in out and "[/v]" in out
+    code, out, _ = kaon("signal", "sig", "k=[/v]")
+    assert "[/v]" in out
+    code, _, err = kaon("signal", "[/sig]", "k=1")  # no such signal name: refused, as written
+    assert code == 2 and "'[/sig]'" in err
     code, out, _ = kaon("workflow", "show", "marked")
     assert "[/t]" in out
     code, out, err = kaon(

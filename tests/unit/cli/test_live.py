@@ -161,6 +161,18 @@ def test_watch_exits_with_the_outcome_of_a_failed_run(kaon) -> None:  # type: ig
     assert f"run {run_id} failed" in " ".join(said)
 
 
+def test_restart_shows_only_the_log_lines_of_its_own_attempts(kaon) -> None:  # type: ignore[no-untyped-def]
+    """A restart printed every log line the run had ever written, stamped with the time of
+    the restart, as if the steps it reused had just run (a big run's whole log again)."""
+    code, out, _ = kaon("run", f"{FLOWS}:crunching", "--quiet")
+    run_id = out.splitlines()[0]
+    code, out, _ = kaon("restart", run_id, "--from", "each", "--logs")
+    assert code == 0 and f"run {run_id} succeeded" in out
+    assert "[crunch]" not in out  # crunch is reused, not run again
+    code, out, _ = kaon("restart", run_id, "--from", "crunch", "--logs")
+    assert code == 0 and out.count("[crunch] batch 1 done") == 1  # its new attempt's only
+
+
 def test_restart_and_resume_take_the_same_output_options(kaon) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = kaon("run", f"{FLOWS}:crunching", "--quiet")
     run_id = out.splitlines()[0]

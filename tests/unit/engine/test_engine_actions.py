@@ -372,3 +372,29 @@ def test_restart_only_an_item_leaves_the_other_failed_items_failed(inline: Harne
     operations.restart_run(inline.store, run_id, from_path="fe[1]")  # without only: all failed
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
     assert inline.rows(run_id)["fe[2].gate"].status is StepStatus.SUCCEEDED
+
+
+def test_restart_only_leaves_an_item_it_does_not_reach_as_it_ended(inline: Harness) -> None:
+    """An item cancelled by a sibling's failure, and not reached by ``restart --from X
+    --only``, was closed again on the restart as ``failed`` with a ``null`` output: the
+    reopened frame kept its end time but took the status and output of a fresh close."""
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(
+            task("nap", "sleeper", inputs={"seconds": 3}, when="item == 0"),
+            task("gate", "fail_unless", inputs={"state": state, "flag": "go"}, when="item == 1"),
+        )
+    )
+    status, run_id = inline.run(flow(ForeachSpec(id="fe", items=E("[0, 1]"), body=body)))
+    assert status is RunStatus.FAILED
+    before = inline.rows(run_id)["fe[0]"]
+    assert before.status is StepStatus.CANCELLED
+    _fix(inline, "go")
+    operations.restart_run(inline.store, run_id, from_path="fe[1].gate", only=True)
+    assert inline.drive(run_id) is RunStatus.FAILED  # item 0 is still cancelled
+    rows = inline.rows(run_id)
+    assert rows["fe[1]"].status is StepStatus.SUCCEEDED
+    after = rows["fe[0]"]
+    assert after.status is StepStatus.CANCELLED
+    assert after.outputs == before.outputs
+    assert after.ended_at == before.ended_at

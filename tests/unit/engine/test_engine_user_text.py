@@ -35,6 +35,18 @@ def test_a_signal_whose_params_are_not_json_is_refused_to_the_step_not_the_run(
     assert any("not sent" in line.text for line in harness.store.logs(run_id))
 
 
+def test_a_signal_name_no_wait_could_use_is_refused_to_the_step_not_stored(
+    harness: Harness,
+) -> None:
+    """``emit_signal("data ready")`` (or a shell step's ``::kaon::signal``) stored a signal no
+    wait step, trigger or ``kaon signal`` can name: the name rule is the API's."""
+    status, run_id = harness.run(flow(task("s", "announce", inputs={"name": "data ready"})))
+    assert status is RunStatus.FAILED  # emit_signal says so to the step's code
+    error = harness.rows(run_id)["s"].error
+    assert error is not None and "signal name 'data ready' is not valid" in error["message"]
+    assert harness.store.signals(name="data ready") == []
+
+
 def test_a_metric_that_is_not_finite_is_refused_to_the_step_not_the_run(
     harness: Harness,
 ) -> None:
