@@ -263,8 +263,9 @@ def get(
     Example: kaon get RUN prepare --name segments -o segments.parquet
 
     With -o, files and folders are copied, DataFrames written as Parquet (CSV if PATH ends
-    .csv), arrays as .npy, JSON values as JSON, anything else pickled; without -o a preview is
-    printed. A blob whose content does not match its hash is an error, never returned.
+    .csv), arrays as .npy, bytes as they are, JSON values as JSON, anything else pickled;
+    without -o a preview is printed. A blob whose content does not match its hash is an
+    error, never returned.
     """
     with _errors(as_json), _client(url, db, home, artifacts=artifacts) as service:
         if old_name is not None:

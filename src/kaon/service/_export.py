@@ -39,10 +39,11 @@ def write_value(value: Any, dest: Path) -> str:
     """Write ``value`` at ``dest`` in the format its type calls for; returns the format name.
 
     ``files`` (a file or folder artifact: copied), ``parquet`` or ``csv`` (DataFrame, Arrow
-    table; CSV when ``dest`` ends in ``.csv``), ``npy`` (NumPy array), ``json`` (plain JSON
-    values), else ``pickle`` (cloudpickle). Raises InvalidActionError when ``dest`` is an
-    existing folder and ``value`` is not a folder, or cannot be written (naming the path and
-    why: a file where a folder should be, no permission, a full disk).
+    table; CSV when ``dest`` ends in ``.csv``), ``npy`` (NumPy array), ``bytes`` (bytes,
+    written as they are), ``json`` (plain JSON values), else ``pickle`` (cloudpickle).
+    Raises InvalidActionError when ``dest`` is an existing folder and ``value`` is not a
+    folder, or cannot be written (naming the path and why: a file where a folder should be,
+    no permission, a full disk).
     """
     try:
         return _write_value(value, dest)
@@ -76,6 +77,9 @@ def _write_value(value: Any, dest: Path) -> str:
         with dest.open("wb") as file:
             np.save(file, value, allow_pickle=value.dtype.hasobject)
         return "npy"
+    if isinstance(value, bytes | bytearray | memoryview):  # the bytes themselves, not a pickle
+        dest.write_bytes(bytes(value))
+        return "bytes"
     text = _json_text(value)
     if text is not None:
         dest.write_text(text + "\n")

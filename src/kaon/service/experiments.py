@@ -226,9 +226,9 @@ class Experiments:
         ``step`` a path) and write it to ``dest`` or describe it with a preview.
 
         Files and folders are copied; DataFrames and Arrow tables are written as Parquet (CSV
-        when ``dest`` ends in ``.csv``), arrays as ``.npy``, JSON values as JSON, anything else
-        pickled. Raises CorruptArtifactError for a corrupt blob, InvalidActionError when
-        ``dest`` is an existing folder and the value is not a folder.
+        when ``dest`` ends in ``.csv``), arrays as ``.npy``, bytes as they are, JSON values as
+        JSON, anything else pickled. Raises CorruptArtifactError for a corrupt blob,
+        InvalidActionError when ``dest`` is an existing folder and the value is not a folder.
         """
         return fetch_value(self, target, step, output, dest)
 
