@@ -244,11 +244,13 @@ def _drive(
     *,
     watch: bool = False,
     logs_after: int = 0,
+    events_after: int = 0,
 ) -> NoReturn:
     """Execute (or with ``watch`` follow) a run, shown as ``output`` asks: a live view on a
     terminal, timestamped lines elsewhere, NDJSON events, or nothing (quiet); then report
-    and exit with its outcome. Step log lines up to id ``logs_after`` are not shown (a
-    restart's: those of the run before it, see :func:`_last_log_id`)."""
+    and exit with its outcome. Step log lines up to id ``logs_after`` and events up to id
+    ``events_after`` are not shown (a restart's: those of the run before it, see
+    :func:`_last_log_id`)."""
     from kaon.cli.follow import LogTail, Output
     from kaon.cli.live import LiveView, PlainReporter, RunProgress
 
@@ -288,7 +290,7 @@ def _drive(
         if tailing:
             stack.enter_context(LogTail(read, sink, after_id=logs_after))
         follow = service.follow if watch else service.execute
-        status = follow(run_id, listener=listener, on_engine=register)
+        status = follow(run_id, listener=listener, on_engine=register, after_event=events_after)
     if reporter is not None:
         reporter.finish()  # the run's last line, after its steps' last log lines
     _report(service, run_id, status, as_json, output, watch=watch)
@@ -578,9 +580,9 @@ def restart(
         _client(url, db, home, executor, workers, artifacts) as service,
     ):
         full = service.resolve_run_id(run_id)
-        before = _last_log_id(service, full)
+        before, seen = _last_log_id(service, full), service.last_event_id(full)
         view = service.restart(full, from_step=from_step, by="cli", force=force, only=only)
-        _drive(service, full, view.workflow, as_json, output, logs_after=before)
+        _drive(service, full, view.workflow, as_json, output, logs_after=before, events_after=seen)
 
 
 @app.command()
@@ -620,9 +622,9 @@ def skip(
                 f"the run resumes (kaon resume {full})"
             )
             return
-        before = _last_log_id(service, full)
+        before, seen = _last_log_id(service, full), service.last_event_id(full)
         view = service.restart(full, by="cli")
-        _drive(service, full, view.workflow, as_json, logs_after=before)
+        _drive(service, full, view.workflow, as_json, logs_after=before, events_after=seen)
 
 
 @app.command()

@@ -132,6 +132,7 @@ class KaonService(Protocol):
         *,
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
+        after_event: int = 0,
     ) -> RunStatus: ...
 
     def follow(
@@ -140,7 +141,10 @@ class KaonService(Protocol):
         *,
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
+        after_event: int = 0,
     ) -> RunStatus: ...
+
+    def last_event_id(self, run_id: str) -> int: ...
 
     def log_window(
         self, run_id: str, path: str | None = None, *, after_id: int = 0

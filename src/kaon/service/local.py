@@ -181,11 +181,14 @@ class LocalService:
         *,
         listener: Listener | None = None,
         on_engine: Callable[[Engine], None] | None = None,
+        after_event: int = 0,
     ) -> RunStatus:
         """Drive a run to the end in this process (also how a stopped run resumes).
 
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
-        signal handler; the run then stays running, to be resumed.
+        signal handler; the run then stays running, to be resumed. ``listener`` receives the
+        events this engine commits (never earlier ones: ``after_event`` is for
+        :meth:`follow`'s signature).
         """
         self._check_executor(self.store.get_run(run_id))
         executor, self._executor = self._executor or self._step_executor(), None
@@ -514,15 +517,17 @@ class LocalService:
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
         poll_s: float = 0.2,
+        after_event: int = 0,
     ) -> RunStatus:
         """Follow a run some other process drives (``kaon watch``): hand its committed
-        events, oldest first from its start, to ``listener`` until it ends; returns its final
-        status, or RUNNING when stopped early. Reads the store's event feed by id, which
-        never skips a row that commits late (see :mod:`kaon.store.feed`)."""
+        events, oldest first from its start (or after event ``after_event``), to
+        ``listener`` until it ends; returns its final status, or RUNNING when stopped early.
+        Reads the store's event feed by id, which never skips a row that commits late (see
+        :mod:`kaon.store.feed`)."""
         stopper = Stopper()
         if on_engine is not None:
             on_engine(stopper)
-        cursor = 0
+        cursor = after_event
         while not stopper.stopped:
             status = self.store.get_run(run_id).status  # read before the events: none missed
             while True:
@@ -536,6 +541,16 @@ class LocalService:
                 return status
             stopper.wait(poll_s)
         return RunStatus.RUNNING
+
+    def last_event_id(self, run_id: str) -> int:
+        """The id of the run's newest committed event (0: none): where a follower that must
+        not replay the run's history (a restart's) starts."""
+        last = 0
+        while events := self.store.events(run_id, after_id=last, limit=10_000):
+            last = events[-1].id or last
+            if len(events) < 10_000:
+                break
+        return last
 
     def log_window(
         self, run_id: str, path: str | None = None, *, after_id: int = 0

@@ -307,8 +307,10 @@ class RemoteService:
         *,
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
+        after_event: int = 0,
     ) -> RunStatus:
-        """Have the server's engine drive the run and follow its events until it ends.
+        """Have the server's engine drive the run and follow its events (after event
+        ``after_event``) until it ends.
 
         Returns the final status, or RUNNING when stopped early (the run goes on).
         """
@@ -319,7 +321,7 @@ class RemoteService:
                 # The server's engine finished the run between the two calls: follow it anyway.
                 if not RunStatus(self.get_run(run_id).status).is_terminal:
                     raise
-        return self.follow(run_id, listener=listener, on_engine=on_engine)
+        return self.follow(run_id, listener=listener, on_engine=on_engine, after_event=after_event)
 
     def follow(
         self,
@@ -327,13 +329,15 @@ class RemoteService:
         *,
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
+        after_event: int = 0,
     ) -> RunStatus:
-        """Follow a run's events (``GET /events?run_id=``, from its start) until it ends;
-        returns the final status, or RUNNING when stopped early (the run goes on)."""
+        """Follow a run's events (``GET /events?run_id=``, from its start or after event
+        ``after_event``) until it ends; returns the final status, or RUNNING when stopped
+        early (the run goes on)."""
         follower = _Follower()
         if on_engine is not None:
             on_engine(follower)
-        cursor = 0
+        cursor = after_event
         failures = 0
         while not follower.stopped:
             try:
@@ -484,6 +488,18 @@ class RemoteService:
         """One step run with attempts, outputs, metrics and cache decision."""
         found = self._call("GET", f"/runs/{run_id}/step", params={"path": path})
         return StepDetail.model_validate(found)
+
+    def last_event_id(self, run_id: str) -> int:
+        """The id of the run's newest event (0: none), read through ``GET /runs/{id}/events``
+        a page of 10,000 at a time: where a restart's follower starts."""
+        last = 0
+        while True:
+            params = {"after": last, "limit": 10_000}
+            page = self._call("GET", f"/runs/{run_id}/events", params=params)
+            if page:
+                last = int(page[-1].get("id") or last)
+            if len(page) < 10_000:
+                return last
 
     def log_window(
         self, run_id: str, path: str | None = None, *, after_id: int = 0

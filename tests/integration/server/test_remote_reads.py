@@ -238,3 +238,21 @@ def test_watch_follows_a_server_run_over_its_event_stream(lab: Lab) -> None:
     assert kinds[0] == "run" and kinds[-1] is None  # the events, then the result
     denied = lab.cli("watch", first, token="stranger")
     assert denied.returncode == 2
+
+
+def test_a_restart_on_a_server_shows_only_its_own_events(lab: Lab) -> None:
+    """``kaon restart`` against a server replayed the run's whole history (its first start's
+    events, with their old times) before the restart's, as if the reused steps ran again."""
+    ran = lab.cli("run", str(lab.flow), "-p", "n=9", "--json", token="operator")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = json.loads(ran.stdout)["id"]
+    history = lab.server.client().get(f"/runs/{run_id}/events", params={"limit": 10_000})
+    last = max(event["id"] for event in history.json())
+    again = lab.cli("restart", run_id, "--from", "total", "--events", token="operator")
+    assert again.returncode == 0, again.stdout + again.stderr
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    events = [line for line in lines if line.get("type") == "event"]
+    assert events and all(event["id"] > last for event in events), [e["id"] for e in events]
+    steps = {(e["data"].get("path"), e["data"]["status"]) for e in events if e["kind"] == "step"}
+    assert ("make", "running") not in steps  # reused, not run again
+    assert ("total", "succeeded") in steps and lines[-1]["type"] == "result"
