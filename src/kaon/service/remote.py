@@ -490,16 +490,10 @@ class RemoteService:
         return StepDetail.model_validate(found)
 
     def last_event_id(self, run_id: str) -> int:
-        """The id of the run's newest event (0: none), read through ``GET /runs/{id}/events``
-        a page of 10,000 at a time: where a restart's follower starts."""
-        last = 0
-        while True:
-            params = {"after": last, "limit": 10_000}
-            page = self._call("GET", f"/runs/{run_id}/events", params=params)
-            if page:
-                last = int(page[-1].get("id") or last)
-            if len(page) < 10_000:
-                return last
+        """The id of the run's newest event (0: none), as its summary gives it (``GET
+        /runs/{id}/summary``, which costs what its top level shows): where a restart's
+        follower starts."""
+        return self.run_summary(run_id).last_event_id
 
     def log_window(
         self, run_id: str, path: str | None = None, *, after_id: int = 0
