@@ -278,9 +278,13 @@ class ContainerSteps(RunCore):
         self._seed(frame)
 
     def _close_frame_row(self, frame: Frame, failed: bool, output: ValueRef) -> None:
-        status = _S.FAILED if failed else _S.SUCCEEDED
         outputs = encode_outputs({RETURN: output})
-        self._frame_row(frame, status, outputs=outputs, ended_at=self.ctx.clock())
+        now = self.ctx.clock()
+        if failed:
+            error = self._frame_error(frame)
+            self._frame_row(frame, _S.FAILED, outputs=outputs, error=error, ended_at=now)
+        else:
+            self._frame_row(frame, _S.SUCCEEDED, outputs=outputs, ended_at=now)
 
     def _restore_frame(self, frame: Frame, rows: list[StepRunRecord]) -> None:
         """Rebuild a frame's nodes from their rows (resume, restart, or a fresh run: none)."""

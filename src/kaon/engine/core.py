@@ -182,6 +182,23 @@ class RunCore(ABC):
         self.ctx.batch.update_step_run(self.id, frame.row_id, status=status, **changes)
         self._step_event(frame.prefix[:-1], status, frame.row_id)
 
+    @staticmethod
+    def _frame_error(frame: Frame, culprit: Node | None = None) -> dict[str, Any]:
+        """The error of an item or iteration row that failed: which step inside it did
+        (``culprit``, else the first of its steps that failed or was cancelled)."""
+        if culprit is None:
+            culprit = next(
+                (
+                    n
+                    for n in frame.nodes.values()
+                    if n.status in (_S.FAILED, _S.CANCELLED) and not n.failure_ignored
+                ),
+                None,
+            )
+        if culprit is None:
+            return error_dict(ErrorInfo("ChildFailed", f"a step inside {frame.prefix[:-1]} failed"))
+        return error_dict(ErrorInfo("ChildFailed", f"step {culprit.path} {culprit.status.value}"))
+
     def _children_rows(self, node: Node) -> list[StepRunRecord]:
         if node.row_id is None:
             return []
@@ -337,7 +354,7 @@ class RunCore(ABC):
         container = frame.container
         if container is None:
             if culprit is not None:  # a step killed by a user is cancelled, not failed
-                why = self.error or f"step {culprit.path} {culprit.status}"
+                why = self.error or f"step {culprit.path} {culprit.status.value}"
                 self._finish(RunStatus.FAILED, why)
             else:
                 self._finish(RunStatus.SUCCEEDED, None)

@@ -362,7 +362,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             container = frame.container
             if has_own_row(frame) and not frame.finished:
                 frame.finished = True
-                self._frame_row(frame, _S.FAILED, ended_at=now)
+                self._frame_row(frame, _S.FAILED, ended_at=now, error=self._frame_error(frame))
             if not container.done:
                 error = ErrorInfo("ChildFailed", f"step {node.path} failed")
                 self._set(container, _S.FAILED, error=error_dict(error), ended_at=now)
@@ -397,9 +397,11 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             if not inside.finished:
                 inside.finished = True  # its container ended: nothing more comes of it
                 if has_own_row(inside):
-                    status = _S.FAILED if id(inside) in path_frames else _S.CANCELLED
-                    reason_of = {} if status is _S.FAILED else {"reason": reason}
-                    self._frame_row(inside, status, ended_at=now, **reason_of)
+                    if id(inside) in path_frames:
+                        error = self._frame_error(inside)
+                        self._frame_row(inside, _S.FAILED, ended_at=now, error=error)
+                    else:
+                        self._frame_row(inside, _S.CANCELLED, ended_at=now, reason=reason)
         stopped = []
         for node in frame.nodes.values():
             if node is failed or (node.done and node not in holders):

@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
-from kaon.errors import DefinitionError, ExpressionError, Location, Problem
+from kaon.errors import DefinitionError, ExpressionError, KaonError, Location, Problem
 from kaon.model.expressions import (
     ExpressionAnalysis,
     analyze,
     current_budget,
     over_budget_message,
 )
-from kaon.model.graph import dependencies, step_expressions, topological_order
+from kaon.model.graph import compile_graph, dependencies, step_expressions, topological_order
 from kaon.model.params import computed_default_problems, matches_type
 from kaon.model.specs import (
     MAX_DURATION_S,
@@ -64,9 +64,14 @@ class _Scope:
     """A graph with what its steps' expressions may see."""
 
     graph: GraphSpec
-    visible: frozenset[str]  # ids of this graph's steps and of enclosing graphs' steps
+    specs: Mapping[str, StepSpec]  # what ``steps.X`` names here (this graph first)
     variables: frozenset[str]  # bound root variables
     prefix: str  # dotted path of the enclosing containers, "" at the top
+
+    @property
+    def visible(self) -> frozenset[str]:
+        """Ids of this graph's steps and of enclosing graphs' steps."""
+        return frozenset(self.specs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,7 @@ def raise_if_invalid(problems: list[Problem]) -> None:
 
 
 def _scopes(spec: WorkflowSpec) -> Iterator[_Scope]:
-    top = _Scope(spec.graph, _ids(spec.graph), _ROOT_VARIABLES, "")
+    top = _Scope(spec.graph, _specs(spec.graph), _ROOT_VARIABLES, "")
     yield from _scopes_from(top)
 
 
@@ -136,12 +141,19 @@ def _body_scope(step: StepSpec, scope: _Scope) -> _Scope | None:
         return None
     body = step.body
     return _Scope(
-        body, scope.visible | _ids(body), scope.variables | extra, f"{scope.prefix}{step.id}."
+        body,
+        {**scope.specs, **_specs(body)},
+        scope.variables | extra,
+        f"{scope.prefix}{step.id}.",
     )
 
 
 def _ids(graph: GraphSpec) -> frozenset[str]:
     return frozenset(step.id for step in graph.steps)
+
+
+def _specs(graph: GraphSpec) -> dict[str, StepSpec]:
+    return {step.id: step for step in graph.steps}
 
 
 def _steps(spec: WorkflowSpec) -> Iterator[tuple[StepSpec, _Scope]]:
@@ -350,6 +362,41 @@ def check_step_references(context: _Context) -> Iterator[Problem]:
                 f"{_unknown_ref(ref, site.scope, all_paths)}",
                 site.location,
             )
+
+
+def check_foreach_outputs(context: _Context) -> Iterator[Problem]:
+    """``steps.X.name`` where X is a foreach: X's output is a list (one output per item),
+    which has no fields, so the read would fail every run."""
+    for site in _sites(context.spec):
+        analysis = _analysis(site.source)
+        if analysis is None or analysis.step_paths is None:
+            continue
+        for ref, paths in sorted(analysis.step_paths.items()):
+            step = site.scope.specs.get(ref)
+            fields = sorted(path[0] for path in paths if path)
+            if not isinstance(step, ForeachSpec) or not fields:
+                continue
+            name = fields[0]
+            yield Problem(
+                f"step {site.owner!r}: expression {site.source!r} reads steps.{ref}.{name}, "
+                f"but foreach {ref!r} gives a list (each item's output, in item order), which "
+                f"has no field {name!r}; {_item_output_hint(step, ref, name)}",
+                site.location,
+            )
+
+
+def _item_output_hint(step: ForeachSpec, ref: str, name: str) -> str:
+    """How to read ``name`` of a foreach's items, from what an item's output is."""
+    try:
+        outputs = compile_graph(step.body).output_ids
+    except KaonError:  # a broken body: reported by the checks of its own
+        outputs = ()
+    if outputs == (name,):
+        return f"each item's output is step {name!r}'s own: steps.{ref} is the list of them"
+    if len(outputs) > 1 and name not in outputs:
+        ids = ", ".join(repr(o) for o in outputs)
+        return f"each item's output is a map of its last steps' outputs ({ids})"
+    return f"for the list of every item's {name!r} write steps.{ref}.map(i, i.{name})"
 
 
 def _unknown_ref(ref: str, scope: _Scope, all_paths: Mapping[str, str]) -> str:
@@ -704,6 +751,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_expression_cost,
     check_variables,
     check_step_references,
+    check_foreach_outputs,
     check_param_references,
     check_cycles,
     check_params,

@@ -26,6 +26,7 @@ from kaon.model.specs import (
     TriggerRule,
 )
 from kaon.model.status import RunStatus, StepStatus
+from kaon.store.base import StepRunRecord
 
 
 def _failing_foreach(mode: FailureMode | None, **fields: object) -> ForeachSpec:
@@ -51,7 +52,19 @@ def test_ignore_on_a_foreach_runs_every_item_and_the_run_goes_on(harness: Harnes
     assert rows["fe[2].x"].status is StepStatus.SUCCEEDED  # the item after the failure ran
     assert rows["fe"].status is StepStatus.FAILED
     assert rows["fe"].error is not None and "1 of 3 items" in rows["fe"].error["message"]
+    # The failed item's own row says which of its steps failed (it ended by itself).
+    assert rows["fe[1]"].status is StepStatus.FAILED
+    assert _error(rows["fe[1]"]) == _child_failed("step fe[1].x failed")
+    assert rows["fe[0]"].error is None
     assert harness.value(run_id, "after") == 7
+
+
+def _child_failed(message: str) -> tuple[str, str]:
+    return ("ChildFailed", message)
+
+
+def _error(row: StepRunRecord) -> tuple[str, str] | None:
+    return None if row.error is None else (row.error["type"], row.error["message"])
 
 
 def test_ignore_as_the_workflows_default_covers_a_foreach(inline: Harness) -> None:
@@ -106,6 +119,7 @@ def test_fail_fast_shows_the_foreach_and_its_item_failed_not_cancelled(harness: 
     rows = harness.rows(run_id)
     assert rows["fe[1].x"].status is StepStatus.FAILED
     assert rows["fe[1]"].status is StepStatus.FAILED
+    assert _error(rows["fe[1]"]) == _child_failed("step fe[1].x failed")
     assert rows["fe"].status is StepStatus.FAILED
     assert rows["fe"].error is not None and rows["fe"].error["type"] == "ChildFailed"
     assert rows["slow"].status is StepStatus.CANCELLED

@@ -139,6 +139,58 @@ def test_body_steps_are_not_visible_outside() -> None:
     assert "inside the body of 'regional'" in problem.message
 
 
+def _fan(*body: StepSpec, output: str | None = None) -> ForeachSpec:
+    return ForeachSpec(
+        id="fan", items=Expr("[1, 2]"), body=GraphSpec(steps=body, output=output), location=at(2)
+    )
+
+
+def test_a_field_of_a_foreach_output_is_refused_where_it_is_read() -> None:
+    # A foreach's output is a list: steps.fan.sq fails every run, so it is a definition error.
+    two_sinks = _fan(task("sq", x="item"), task("cube", x="item"))
+    problem = only(workflow(two_sinks, task("total", line=7, vals="steps.fan.sq")))
+    assert problem.location == at(7).with_field("inputs.vals")
+    assert "foreach 'fan' gives a list" in problem.message
+    assert "has no field 'sq'" in problem.message
+    assert "steps.fan.map(i, i.sq)" in problem.message
+    # The same read through a string index, in a condition, inside an enclosing loop's body.
+    loop = LoopSpec(
+        id="again",
+        body=GraphSpec(
+            steps=(TaskSpec(id="use", when='steps.fan["cube"].size() > 0', location=at(9)),)
+        ),
+        until="true",
+    )
+    problem = only(workflow(two_sinks, loop))
+    assert problem.location == at(9).with_field("when") and "no field 'cube'" in problem.message
+
+
+def test_the_hint_follows_what_an_item_output_is() -> None:
+    one_sink = _fan(task("sq", x="item"))
+    problem = only(workflow(one_sink, task("total", vals="steps.fan.sq")))
+    assert "each item's output is step 'sq''s own: steps.fan is the list of them" in str(problem)
+    two_sinks = _fan(task("sq", x="item"), task("cube", x="item"))
+    problem = only(workflow(two_sinks, task("total", vals="steps.fan.rmse")))
+    assert "a map of its last steps' outputs ('sq', 'cube')" in problem.message
+    chosen = _fan(task("sq", x="item"), task("cube", x="item"), output="sq")
+    problem = only(workflow(chosen, task("total", vals="steps.fan.rmse")))
+    assert "steps.fan.map(i, i.rmse)" in problem.message
+
+
+def test_a_foreach_output_read_whole_or_by_method_is_valid() -> None:
+    fan = _fan(task("sq", x="item"))
+    for source in (
+        "steps.fan",
+        "steps.fan.map(i, i.sq)",
+        "steps.fan[0].sq",
+        "size(steps.fan)",
+        "steps.fan.size() > 1",
+    ):
+        assert messages(workflow(fan, task("total", vals=source))) == [], source
+    # A task's or a loop's output is whatever it returned: its fields are not checked.
+    assert messages(pipeline()) == []
+
+
 def test_undeclared_param() -> None:
     problem = only(workflow(task("a", x="params.kk"), params=(ParamSpec("k", ParamType.INT, 1),)))
     assert "undeclared parameter 'kk'" in problem.message
