@@ -175,6 +175,20 @@ class ReadsContract:
         assert [r.text for r in reads.log_window("r1", 1, text="LINE 4")] == ["line 4"]
         assert reads.last_event_id("r1") > 0 and reads.last_event_id("nope") == 0
 
+    def test_the_last_log_id_of_a_run_is_its_largest(self, reads: SQLRunReads) -> None:
+        """Where a restart's log tail starts: one read of the run's largest log id (0 when
+        it has none), not a walk through its log."""
+        every = reads.log_window("r1", None, after_id=0, limit=100)
+        assert len(every) == 10 and reads.last_log_id("r1") == every[-1].id
+        other = WriteBatch()
+        other.runs.append(RunRecord("r2", "wf", "h", RunStatus.RUNNING, created_at=2.0))
+        other.insert_step_run(StepRunRecord("r2", 900, "a", "a", "task", S.SUCCEEDED))
+        other.logs.append(LogRecord("r2", 900, 1, 1.0, "stdout", "another run's line"))
+        reads.store.write(other)
+        assert reads.last_log_id("r1") == every[-1].id  # another run's later line is not r1's
+        assert reads.last_log_id("r2") > reads.last_log_id("r1")
+        assert reads.last_log_id("nope") == 0
+
 
 class TestSQLiteReads(ReadsContract):
     @pytest.fixture

@@ -250,7 +250,8 @@ def _drive(
     terminal, timestamped lines elsewhere, NDJSON events, or nothing (quiet); then report
     and exit with its outcome. Step log lines up to id ``logs_after`` and events up to id
     ``events_after`` are not shown (a restart's: those of the run before it, see
-    :func:`_last_log_id`)."""
+    :meth:`KaonService.last_log_id`): it shows the lines its attempts write, not again (as
+    if new) those of the steps it reuses."""
     from kaon.cli.follow import LogTail, Output
     from kaon.cli.live import LiveView, PlainReporter, RunProgress
 
@@ -294,15 +295,6 @@ def _drive(
     if reporter is not None:
         reporter.finish()  # the run's last line, after its steps' last log lines
     _report(service, run_id, status, as_json, output, watch=watch)
-
-
-def _last_log_id(service: KaonService, run_id: str) -> int:
-    """The id of the run's last log line so far: a restart shows the lines its attempts
-    write, not again (as if new) those of the steps it reuses."""
-    last = 0
-    while lines := service.log_window(run_id, after_id=last).lines:
-        last = lines[-1].id
-    return last
 
 
 def _event_json(event: EventRecord) -> dict[str, Any]:
@@ -580,7 +572,7 @@ def restart(
         _client(url, db, home, executor, workers, artifacts) as service,
     ):
         full = service.resolve_run_id(run_id)
-        before, seen = _last_log_id(service, full), service.last_event_id(full)
+        before, seen = service.last_log_id(full), service.last_event_id(full)
         view = service.restart(full, from_step=from_step, by="cli", force=force, only=only)
         _drive(service, full, view.workflow, as_json, output, logs_after=before, events_after=seen)
 
@@ -622,7 +614,7 @@ def skip(
                 f"the run resumes (kaon resume {full})"
             )
             return
-        before, seen = _last_log_id(service, full), service.last_event_id(full)
+        before, seen = service.last_log_id(full), service.last_event_id(full)
         view = service.restart(full, by="cli")
         _drive(service, full, view.workflow, as_json, logs_after=before, events_after=seen)
 

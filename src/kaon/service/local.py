@@ -547,6 +547,11 @@ class LocalService:
         not replay the run's history (a restart's) starts. One index lookup."""
         return self.reads.reads.last_event_id(run_id)
 
+    def last_log_id(self, run_id: str) -> int:
+        """The id of the run's newest log line (0: none): where a log tail that must not
+        show the run's earlier lines again (a restart's) starts. One index lookup."""
+        return self.reads.reads.last_log_id(run_id)
+
     def log_window(
         self, run_id: str, path: str | None = None, *, after_id: int = 0
     ) -> LogWindowView:

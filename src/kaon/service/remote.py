@@ -495,6 +495,11 @@ class RemoteService:
         follower starts."""
         return self.run_summary(run_id).last_event_id
 
+    def last_log_id(self, run_id: str) -> int:
+        """The id of the run's newest log line (0: none), as its summary gives it (``GET
+        /runs/{id}/summary``): where a restart's log tail starts."""
+        return self.run_summary(run_id).last_log_id
+
     def log_window(
         self, run_id: str, path: str | None = None, *, after_id: int = 0
     ) -> LogWindowView:

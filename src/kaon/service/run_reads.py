@@ -89,6 +89,9 @@ class RunSummary(RunView):
     nodes: list[NodeView] = Field(default_factory=list)
     edges: list[EdgeView] = Field(default_factory=list)
     last_event_id: int = Field(default=0, description="follow ``GET /events?after=`` from here")
+    last_log_id: int = Field(
+        default=0, description="follow ``GET /runs/{id}/log?after=`` from here"
+    )
 
 
 class StepPageView(View):
@@ -209,6 +212,7 @@ class RunReads:
         summary.started_by = str(by) if by is not None else None
         summary.tasks = _plain(tasks)
         summary.last_event_id = last_event
+        summary.last_log_id = self.reads.last_log_id(run_id)
         summary.nodes = nodes + list(rows.values())
         summary.edges = [EdgeView.of(source=s, target=d) for s, d in edges]
         return summary

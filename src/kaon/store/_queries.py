@@ -454,6 +454,12 @@ def _log_window(by_step: bool, by_attempt: bool, by_text: bool, mode: str) -> An
     return stmt.limit(_bind("limit"))
 
 
+@_builder
+def _log_max() -> Any:
+    """The largest log id of ``:run_id`` (on ``ix_logs_run``: one index lookup)."""
+    return sa.select(sa.func.max(_l.id).label("n")).where(_l.run_id == _bind("run_id"))
+
+
 _m = t.metrics.c
 
 
@@ -794,6 +800,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("referenced_hashes",),
         ("signal_first_since",),
         ("signal_max",),
+        ("log_max",),
         ("pending_commands",),
         ("run_pending_commands",),
         ("lease_epoch",),

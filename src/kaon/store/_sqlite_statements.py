@@ -24,6 +24,7 @@ STATEMENTS: dict[tuple[Any, ...], dict[str, Any]] = {
     ('referenced_hashes',): {'sql': 'SELECT DISTINCT artifacts.hash \nFROM artifacts'},
     ('signal_first_since',): {'sql': 'SELECT min(anon_1.id) AS n \nFROM (SELECT signals.id AS id \nFROM signals \nWHERE signals.at >= :since ORDER BY signals.at) AS anon_1'},
     ('signal_max',): {'sql': 'SELECT max(signals.id) AS n \nFROM signals'},
+    ('log_max',): {'sql': 'SELECT max(logs.id) AS n \nFROM logs \nWHERE logs.run_id = :run_id'},
     ('pending_commands',): {'sql': 'SELECT commands.id, commands.run_id, commands.kind, commands.payload, commands.created_at, commands."by", commands.done_at \nFROM commands JOIN runs ON runs.id = commands.run_id \nWHERE commands.done_at IS NULL AND runs.status IN (__[POSTCOMPILE_status_1]) ORDER BY commands.id', 'expanding': ('status_1',), 'json': (3,), 'defaults': {'status_1': ['paused', 'pending', 'running']}},
     ('run_pending_commands',): {'sql': 'SELECT commands.id, commands.run_id, commands.kind, commands.payload, commands.created_at, commands."by", commands.done_at \nFROM commands \nWHERE commands.run_id = :run_id AND commands.done_at IS NULL ORDER BY commands.id', 'json': (3,)},
     ('lease_epoch',): {'sql': 'SELECT runs.lease_epoch \nFROM runs \nWHERE runs.id = :run_id'},

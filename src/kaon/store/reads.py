@@ -229,6 +229,11 @@ class SQLRunReads:
         """The id of the run's latest event (0 when none): where a live view starts."""
         return int(self.store.query_value(("event_max", True), run_id=run_id) or 0)
 
+    def last_log_id(self, run_id: str) -> int:
+        """The id of the run's latest log line (0 when none): where a log tail that must not
+        show the run's earlier lines (a restart's) starts. One lookup on ``ix_logs_run``."""
+        return int(self.store.query_value(("log_max",), run_id=run_id) or 0)
+
     def last_progress(self, run_id: str, step_run_id: int) -> dict[str, Any] | None:
         """The latest ``progress`` event of a step run, as ``{fraction, message, at}``: read
         backwards from the end of the step's events (``ix_events_run_step``), not the run's."""

@@ -53,3 +53,24 @@ def test_start_with_url_starts_the_registered_workflow(remote: RemoteService) ->
     handle = _start_remote(remote, "hello", False, (), ["a:after"], {"n": 3})
     assert isinstance(handle, RemoteRunHandle)
     assert handle.status == "pending" and handle.detail().params == {"n": 3}
+
+
+def test_the_last_log_id_of_a_run_is_one_call_to_the_server(
+    remote: RemoteService, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``kaon restart --url`` starts its log tail: the run summary's ``last_log_id``,
+    one HTTP call, not a page of the log per 200 lines."""
+    view = remote.start_run("hello", {})
+    assert remote.last_log_id(view.id) == 0
+    assert services.runs.execute(view.id) is RunStatus.SUCCEEDED
+    calls: list[str] = []
+    call = remote._call
+
+    def counted(method: str, path: str, **kwargs: Any) -> Any:
+        calls.append(path)
+        return call(method, path, **kwargs)
+
+    monkeypatch.setattr(remote, "_call", counted)
+    (line,) = remote.log_window(view.id, "a").lines
+    calls.clear()
+    assert remote.last_log_id(view.id) == line.id and calls == [f"/runs/{view.id}/summary"]

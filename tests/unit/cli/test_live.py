@@ -173,6 +173,28 @@ def test_restart_shows_only_the_log_lines_of_its_own_attempts(kaon) -> None:  # 
     assert code == 0 and out.count("[crunch] batch 1 done") == 1  # its new attempt's only
 
 
+def test_restart_finds_where_the_log_ends_without_reading_the_log(kaon, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A restart paged through the run's whole log, 200 lines a read, to learn its last
+    line's id (a run of 200,000 lines: 1,000 reads, or 1,000 HTTP calls to a server); a
+    quiet restart, which tails nothing, now reads none of the log."""
+    from kaon.service.local import LocalService
+
+    code, out, _ = kaon("run", f"{FLOWS}:crunching", "-p", "batches=450", "--quiet")
+    assert code == 0
+    run_id = out.splitlines()[0]
+    windows: list[int] = []
+    log_window = LocalService.log_window
+
+    def counted(self: LocalService, *args: object, **kwargs: object) -> object:
+        windows.append(1)
+        return log_window(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalService, "log_window", counted)
+    code, out, _ = kaon("restart", run_id, "--from", "crunch", "--quiet")
+    assert code == 0 and out.strip() == f"run {run_id} succeeded"
+    assert windows == []
+
+
 def test_restart_and_resume_take_the_same_output_options(kaon) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = kaon("run", f"{FLOWS}:crunching", "--quiet")
     run_id = out.splitlines()[0]

@@ -27,6 +27,7 @@ from kaon.service import LocalService, Settings
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
 import cli_flows
+import progress_flows
 
 
 def test_kaon_run_from_python_records_in_the_store(tmp_path: Path) -> None:
@@ -263,3 +264,28 @@ def test_logs_shows_every_stored_line_not_the_first_page(tmp_path: Path) -> None
         lines = service.logs(run_id, "numbers")
         assert len(lines) == 25_001 and lines[-1].text == "kaon: log truncated"
         assert [line.text for line in lines[:2]] == ["line 0", "line 1"]
+
+
+def test_the_last_log_id_of_a_run_is_one_read(tmp_path: Path) -> None:
+    """``last_log_id`` (where a restart's log tail starts) reads the run's largest log id
+    once, whatever the length of its log: it used to be found by paging through the log."""
+    with LocalService(Settings.from_env(home=str(tmp_path), executor="inline")) as service:
+        created = service.create_run(progress_flows.crunching.spec, {"batches": 450})
+        assert service.execute(created.id) is RunStatus.SUCCEEDED
+        store = service.reads.reads.store
+        reads: list[object] = []
+        query = store.query
+
+        def counted(key: Any, **params: Any) -> Any:  # query_value reads through it too
+            reads.append(key)
+            return query(key, **params)
+
+        store.query = counted  # type: ignore[method-assign]
+        try:
+            last = service.last_log_id(created.id)
+        finally:
+            del store.query
+        assert len(reads) == 1, reads
+        lines = service.reads.reads.log_window(created.id, None, limit=1)
+        assert last == lines[-1].id and last > 0
+        assert service.last_log_id(service.create_run(progress_flows.crunching.spec, {}).id) == 0

@@ -53,6 +53,7 @@ def _plans(store: SQLStore, path: Path, read: Callable[[], Any]) -> list[str]:
         ("step_events", "ix_events_run_step"),
         ("progress", "ix_events_run_step"),
         ("run_logs", "ix_logs_run"),
+        ("last_log", "ix_logs_run"),
         ("run_metrics", "ix_metrics_run"),
         ("failed_tasks", "ix_step_runs_kind_status"),
     ],
@@ -71,6 +72,7 @@ def test_reads_follow_an_index(tmp_path: Path, name: str, index: str) -> None:
             "step_events": lambda: store.step_events("r1", 1, kind="step"),
             "progress": lambda: reads.last_progress("r1", 1),
             "run_logs": lambda: reads.log_window("r1", None, after_id=0),
+            "last_log": lambda: reads.last_log_id("r1"),
             "run_metrics": lambda: reads.run_metrics("r1", limit=10),
             "failed_tasks": lambda: reads.all_levels_page(
                 "r1", limit=10, statuses=(StepStatus.FAILED,), kind="task", total=1
