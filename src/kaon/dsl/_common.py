@@ -95,8 +95,9 @@ def parse_enum(enum: type[E], value: Any, location: Location) -> E:
 
 
 def error_type_name(entry: Any, location: Location) -> str:
-    """Name an exception type for ``retry_on``: a class or its (qualified) name."""
-    if isinstance(entry, str) and entry:
+    """Name an exception type for ``retry_on``: a class or its (qualified) name. A name is
+    kept as given: validation checks it (:mod:`kaon.model.error_names`)."""
+    if isinstance(entry, str):
         return entry
     if isinstance(entry, type) and issubclass(entry, BaseException):
         if entry.__module__ == "builtins":

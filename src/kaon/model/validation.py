@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from kaon.errors import DefinitionError, ExpressionError, KaonError, Location, Problem
+from kaon.model.error_names import error_name_problem
 from kaon.model.expressions import (
     ExpressionAnalysis,
     analyze,
@@ -467,8 +468,9 @@ def check_computed_defaults(context: _Context) -> Iterator[Problem]:
 
 
 def check_retry(context: _Context) -> Iterator[Problem]:
-    """Retry policies are sane (at least one attempt, no negative delay or budget) and set
-    on task steps only."""
+    """Retry policies are sane (at least one attempt, no negative delay or budget, no
+    ``retry_on`` name that cannot match: see :mod:`kaon.model.error_names`) and set on task
+    steps only."""
     spec = context.spec
     yield from _retry_problems(
         spec.defaults.retry, "workflow defaults", spec.location.with_field("defaults.retry")
@@ -509,6 +511,11 @@ def _retry_problems(retry: RetrySpec, owner: str, where: Location) -> Iterator[P
                 f"{MAX_DURATION_S:g}, got {value!r:.40}",
                 where.with_field(field),
             )
+    for i, name in enumerate(retry.retry_on):
+        problem = error_name_problem(name)
+        if problem is not None:
+            field = f"retry_on[{i}]"
+            yield Problem(f"{owner}: retry.{field}: {problem}", where.with_field(field))
 
 
 def _is_int(value: object) -> TypeGuard[int]:

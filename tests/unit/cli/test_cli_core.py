@@ -114,6 +114,13 @@ def test_validate_ok(kaon) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and json.loads(out) == {"valid": True, "workflow": "squares", "steps": 4}
 
 
+def test_validate_refuses_a_misspelt_retry_on_name(kaon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("name: x\nsteps:\n  - {id: a, shell: echo, retry: {retry_on: [ValueErorr]}}\n")
+    code, _, err = kaon("validate", str(flow))
+    assert code != 0 and "did you mean 'ValueError'?" in err and "retry.retry_on[0]" in err
+
+
 def test_schema_documents_the_json_outputs(kaon) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = kaon("schema")
     assert code == 0

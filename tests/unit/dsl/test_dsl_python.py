@@ -453,6 +453,22 @@ def test_bad_options_fail_at_decoration() -> None:
     assert len(info.value.problems) == 4
 
 
+def test_a_misspelt_retry_on_name_is_refused() -> None:
+    """``retry_on=["ValueErorr"]`` was accepted and never matched; an empty name was
+    refused at ``kaon.Retry`` with another message, and is now refused where the rest are."""
+    retry = kaon.Retry(max_attempts=2, retry_on=[ConnectionError, "ValueErorr", ""])
+
+    @kaon.workflow
+    def flow() -> None:
+        load.options(id="fit", retry=retry)()
+
+    assert [m for _line, m in problems_of(flow)] == [
+        "step 'fit': retry.retry_on[1]: unknown exception type 'ValueErorr': "
+        "did you mean 'ValueError'?",
+        "step 'fit': retry.retry_on[2]: an exception type name cannot be empty",
+    ]
+
+
 def test_every_problem_is_listed_at_once() -> None:
     @kaon.workflow
     def flow() -> None:

@@ -296,6 +296,28 @@ def test_subworkflow_problems(folder: Path) -> None:
     assert "include each other" in text
 
 
+def test_a_misspelt_retry_on_name_is_refused_at_its_line_and_field(folder: Path) -> None:
+    """``retry_on: [ValueErorr]`` loaded, and the step was never retried on a ValueError."""
+    with pytest.raises(DefinitionError) as info:
+        load(
+            folder,
+            """
+            name: flow
+            steps:
+              - id: fit
+                shell: echo
+                retry:
+                  max_attempts: 3
+                  retry_on: [TransientError, ValueErorr]
+            """,
+        )
+    file = os.path.realpath(folder / "flow.yaml")
+    assert str(info.value) == (
+        f"{file}:8: steps[0].retry.retry_on[1]: step 'fit': retry.retry_on[1]: "
+        "unknown exception type 'ValueErorr': did you mean 'ValueError'?"
+    )
+
+
 def test_expression_problems_are_one_line_at_their_field(folder: Path) -> None:
     """A parse error printed the parser's caret drawing over three lines, and a wait step's
     bad `match` was reported under `steps[1].match`, at the step's line."""

@@ -270,6 +270,34 @@ def test_retry_timeout_concurrency_and_loop_limits() -> None:
     ]
 
 
+def test_a_misspelt_retry_on_name_is_a_problem_at_its_field() -> None:
+    """``retry_on: [ValueErorr]`` was accepted, and the step was then never retried on the
+    ValueError it meant; a user's own exception names stay accepted."""
+    retry = RetrySpec(max_attempts=3, retry_on=("TransientError", "ValueErorr", ""))
+    spec = workflow(
+        TaskSpec(id="fit", retry=retry, location=at(7)),
+        defaults=StepDefaults(retry=RetrySpec(retry_on=("mypkg.KeyEror",))),
+        location=at(1),
+    )
+    found = [(str(p.location), p.message) for p in validate_workflow(spec)]
+    assert found == [
+        (
+            "wf.yaml:1: defaults.retry.retry_on[0]",
+            "workflow defaults: retry.retry_on[0]: unknown exception type 'mypkg.KeyEror': "
+            "did you mean 'KeyError'?",
+        ),
+        (
+            "wf.yaml:7: retry.retry_on[1]",
+            "step 'fit': retry.retry_on[1]: unknown exception type 'ValueErorr': "
+            "did you mean 'ValueError'?",
+        ),
+        (
+            "wf.yaml:7: retry.retry_on[2]",
+            "step 'fit': retry.retry_on[2]: an exception type name cannot be empty",
+        ),
+    ]
+
+
 def test_retry_on_a_container_is_refused_not_ignored() -> None:
     # A container has no attempts of its own: a retry set on it used to be accepted and
     # never applied. The check names the step, its kind and where to set it instead.

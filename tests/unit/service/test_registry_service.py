@@ -69,6 +69,12 @@ def test_push_errors_name_the_pushed_file(services: Services) -> None:
     [problem] = caught.value.problems
     assert problem.location.file == "f.py" and problem.location.line == 2
     assert "boom" in problem.message
+    misspelt = "name: x\nsteps:\n  - {id: a, shell: echo, retry: {retry_on: [KeyEror]}}\n"
+    with pytest.raises(DefinitionError) as caught:
+        services.registry.push(misspelt, "x.yaml", LOCAL_PRINCIPAL)
+    [problem] = caught.value.problems
+    assert (problem.location.file, problem.location.line) == ("x.yaml", 3)
+    assert "unknown exception type 'KeyEror': did you mean 'KeyError'?" in problem.message
     with pytest.raises(DefinitionError, match="bare name"):
         services.registry.push("name: x", "dir/x.yaml", LOCAL_PRINCIPAL)
     with pytest.raises(DefinitionError, match="bare name"):
