@@ -24,6 +24,7 @@ from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
 from kaon.store.base import (
     ArtifactRecord,
+    ArtifactUseRecord,
     AttemptRecord,
     CacheEntryRecord,
     CommandRecord,
@@ -891,8 +892,23 @@ class StoreContract:
             ("h2", "each[0].fit", ["h1"], 0),
         ]
         assert [r.path for r in store.artifacts(hash="h2")] == ["each[0].fit"]
-        assert [r.hash for r in store.artifacts(consumer_of="h1")] == ["h2"]
         assert store.referenced_hashes() == {"h1", "h2"}
+
+    def test_artifact_uses_are_read_by_hash_oldest_first(self, store: StateStore) -> None:
+        write_run(store)
+        uses = [
+            ArtifactUseRecord("h1", "r1", 2, "fit", 1, [["return", "h2"]], created_at=1.0),
+            ArtifactUseRecord("h9", "r1", 3, "other", 1, [], created_at=1.5),
+            ArtifactUseRecord("h1", "r1", 4, "score", 2, [], created_at=2.0),
+        ]
+        store.write(batch_of(artifact_uses=uses))
+        found = store.artifact_uses("h1")
+        assert [(u.path, u.attempt, u.outputs, u.created_at) for u in found] == [
+            ("fit", 1, [["return", "h2"]], 1.0),
+            ("score", 2, [], 2.0),
+        ]
+        assert [u.path for u in store.artifact_uses("h1", limit=1)] == ["fit"]
+        assert store.artifact_uses("nope") == []
 
     def test_signals_filters_and_paging(self, store: StateStore) -> None:
         signals = [

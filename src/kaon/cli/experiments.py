@@ -171,10 +171,12 @@ def lineage(
     """Show where an artifact came from and which steps used it.
 
     Its producers (run, step, attempt, foreach item) and the input artifacts they read, up to
-    --depth levels.
+    --depth levels; then the step attempts that read it and succeeded, with what they stored.
     """
     from rich.text import Text
     from rich.tree import Tree
+
+    from kaon.service.experiment_views import MAX_CONSUMERS
 
     with _errors(as_json), _client(url, db, home, artifacts=artifacts) as service:
         view = service.experiments.lineage(artifact, depth=depth)
@@ -186,9 +188,12 @@ def lineage(
         if view.consumers:
             used = tree.add(Text("used by", style="bold"))
             for c in view.consumers:
-                used.add(f"{c.run_id}  {c.path} -> {c.output} ({c.hash[:12]})")
+                made = f" -> {c.output} ({c.hash[:12]})" if c.output and c.hash else ""
+                used.add(Text(f"{c.run_id}  {c.path}{made}"))
+            if view.consumers_truncated:
+                used.add(Text(f"(the first {MAX_CONSUMERS} step attempts)", style="dim"))
         else:
-            tree.add(Text("used by no recorded step that stored an artifact", style="dim"))
+            tree.add(Text("used by no step that succeeded", style="dim"))
         out.print(tree)
 
 

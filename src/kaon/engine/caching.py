@@ -24,6 +24,7 @@ from kaon.model.values import (
 )
 from kaon.store.base import (
     ArtifactRecord,
+    ArtifactUseRecord,
     CacheEntryRecord,
 )
 
@@ -141,6 +142,28 @@ class CachingSteps(RunCore):
         else:
             self._terminal(node)
         return True
+
+    def _record_uses(
+        self, node: Node, attempt: int, outputs: dict[str, ValueRef], at: float
+    ) -> None:
+        """Record that the attempt, which succeeded, read its input blobs (``kaon lineage``'s
+        "used by"), with the blobs it stored: one row per distinct blob read."""
+        if not node.input_hashes:
+            return
+        assert node.row_id is not None
+        stored = [[name, blob.hash] for name, ref in outputs.items() for blob in artifact_refs(ref)]
+        for source in dict.fromkeys(node.input_hashes):
+            self.ctx.batch.artifact_uses.append(
+                ArtifactUseRecord(
+                    hash=source,
+                    run_id=self.id,
+                    step_run_id=node.row_id,
+                    path=node.path,
+                    attempt=attempt,
+                    outputs=stored,
+                    created_at=at,
+                )
+            )
 
     def _record_lineage(
         self, node: Node, attempt: int, outputs: dict[str, ValueRef], at: float

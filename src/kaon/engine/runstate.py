@@ -152,6 +152,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         else:
             self._set(node, _S.SUCCEEDED, outputs=encoded, ended_at=at, error=None)
         self._record_lineage(node, key[2], outputs, at)
+        self._record_uses(node, key[2], outputs, at)
         if node.cache is not None:
             self.ctx.batch.cache_entries.append(
                 CacheEntryRecord(

@@ -52,13 +52,17 @@ class RunArtifactsView(BaseModel):
     values: list[ValueView] = Field(default_factory=list)
 
 
+MAX_CONSUMERS = 1_000  # step attempts listed as a blob's consumers (a data set read by every run)
+
+
 class ConsumerView(BaseModel):
-    """A step run that read a blob, identified by a blob it produced from it."""
+    """A step attempt that read a blob and succeeded: one per blob it stored (``output``,
+    ``hash``), or one with both None when it returned only inline values."""
 
     run_id: str
     path: str
-    output: str
-    hash: str
+    output: str | None = None
+    hash: str | None = None
     attempt: int | None = None
 
 
@@ -67,8 +71,9 @@ class LineageView(BaseModel):
 
     ``producers`` lists every step run that produced this content (the same bytes may come
     from several runs), oldest first; ``sources`` is the lineage of the blobs they read, down
-    to the requested depth (``truncated`` when more exists below). ``consumers`` are filled
-    for the top-level blob only.
+    to the requested depth (``truncated`` when more exists below). ``consumers`` (the step
+    attempts that read it, oldest first, at most :data:`MAX_CONSUMERS`:
+    ``consumers_truncated`` when there are more) are filled for the top-level blob only.
     """
 
     hash: str
@@ -78,6 +83,7 @@ class LineageView(BaseModel):
     producers: list[ArtifactView] = Field(default_factory=list)
     sources: list[LineageView] = Field(default_factory=list)
     consumers: list[ConsumerView] = Field(default_factory=list)
+    consumers_truncated: bool = False
     truncated: bool = False
 
 

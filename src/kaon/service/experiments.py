@@ -32,6 +32,7 @@ from kaon.model.values import (
 )
 from kaon.service import _compare, _export
 from kaon.service.experiment_views import (
+    MAX_CONSUMERS,
     ArtifactView,
     CacheClearView,
     CacheEntryView,
@@ -169,12 +170,16 @@ class Experiments:
         """Where a blob came from (recursively, ``depth`` levels of inputs) and what used it."""
         hash_ = self.resolve_artifact(artifact)
         view = self._lineage(hash_, depth, set())
-        view.consumers = [
-            ConsumerView(
-                run_id=r.run_id, path=r.path, output=r.output, hash=r.hash, attempt=r.attempt
+        uses = self.store.artifact_uses(hash_, limit=MAX_CONSUMERS + 1)
+        view.consumers_truncated = len(uses) > MAX_CONSUMERS
+        for use in uses[:MAX_CONSUMERS]:
+            made: list[tuple[str | None, str | None]] = [(o, h) for o, h in use.outputs]
+            view.consumers.extend(
+                ConsumerView(
+                    run_id=use.run_id, path=use.path, output=o, hash=h, attempt=use.attempt
+                )
+                for o, h in made or [(None, None)]
             )
-            for r in self.store.artifacts(consumer_of=hash_, limit=_ALL)
-        ]
         return view
 
     def _lineage(self, hash_: str, depth: int, seen: set[str]) -> LineageView:

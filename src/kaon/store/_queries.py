@@ -550,6 +550,18 @@ def _artifacts(by_run: bool, by_hash: bool) -> Any:
 
 
 @_builder
+def _artifact_uses() -> Any:
+    """``:hash``, ``:limit``: the attempts that read a blob, oldest first."""
+    c = t.artifact_uses.c
+    return (
+        sa.select(t.artifact_uses)
+        .where(c.hash == _bind("hash"))
+        .order_by(c.id)
+        .limit(_bind("limit"))
+    )
+
+
+@_builder
 def _referenced_hashes() -> Any:
     return sa.select(t.artifacts.c.hash).distinct()
 
@@ -798,6 +810,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("newest_step_metrics",),
         ("attempts_of",),
         ("referenced_hashes",),
+        ("artifact_uses",),
         ("signal_first_since",),
         ("signal_max",),
         ("log_max",),

@@ -192,6 +192,22 @@ class ArtifactRecord:
 
 
 @dataclass(slots=True)
+class ArtifactUseRecord:
+    """A blob read by a step attempt that succeeded (``kaon lineage``'s "used by"), with the
+    blobs that attempt stored (``outputs``: ``[output, hash]`` pairs; empty when it returned
+    only inline values)."""
+
+    hash: str
+    run_id: str
+    step_run_id: int
+    path: str
+    attempt: int
+    outputs: list[list[str]] = field(default_factory=list)
+    created_at: float = 0.0
+    id: int | None = None
+
+
+@dataclass(slots=True)
 class SignalRecord:
     """An external event with parameters: starts triggered runs, wakes waiting steps."""
 
@@ -313,6 +329,7 @@ class WriteBatch:
     commands_done: dict[int, float] = field(default_factory=dict)
     cache_entries: list[CacheEntryRecord] = field(default_factory=list)
     artifacts: list[ArtifactRecord] = field(default_factory=list)
+    artifact_uses: list[ArtifactUseRecord] = field(default_factory=list)
     signals: list[SignalRecord] = field(default_factory=list)
     command_runs: dict[int, str] = field(default_factory=dict)  # run of each command done
     holds_released: list[HoldKey] = field(default_factory=list)  # attempts that ended
@@ -333,6 +350,8 @@ class WriteBatch:
         for records in (self.logs, self.metrics, self.events, self.commands, self.artifacts):
             if records:
                 found.update(r.run_id for r in records)
+        if self.artifact_uses:
+            found.update(r.run_id for r in self.artifact_uses)
         if self.cache_entries:
             found.update(r.run_id for r in self.cache_entries)
         found.update(self.command_runs.values())
@@ -359,7 +378,15 @@ class WriteBatch:
             return keep, {k: v for k, v in rows.items() if run_of(k) in ids}
 
         self.runs, taken.runs = split_list(self.runs, lambda r: r.id)
-        for name in ("logs", "metrics", "events", "commands", "cache_entries", "artifacts"):
+        for name in (
+            "logs",
+            "metrics",
+            "events",
+            "commands",
+            "cache_entries",
+            "artifacts",
+            "artifact_uses",
+        ):
             keep, moved = split_list(getattr(self, name), lambda r: r.run_id)
             setattr(self, name, keep)
             setattr(taken, name, moved)
@@ -424,6 +451,7 @@ class WriteBatch:
             or self.commands_done
             or self.cache_entries
             or self.artifacts
+            or self.artifact_uses
             or self.signals
             or self.holds_released
         )
@@ -623,11 +651,14 @@ class StateStore(ABC):
         *,
         run_id: str | None = None,
         hash: str | None = None,
-        consumer_of: str | None = None,
         limit: int = 10_000,
     ) -> list[ArtifactRecord]:
-        """Artifact lineage records in creation order: of one run, of one blob hash, or
-        those produced from a blob (``consumer_of``: its hash is among their inputs)."""
+        """Artifact lineage records in creation order: of one run, or of one blob hash."""
+
+    @abstractmethod
+    def artifact_uses(self, hash: str, *, limit: int = 10_000) -> list[ArtifactUseRecord]:
+        """The step attempts that read the blob ``hash`` and succeeded, oldest first (one
+        indexed range, however many artifacts the store holds)."""
 
     @abstractmethod
     def referenced_hashes(self) -> set[str]:

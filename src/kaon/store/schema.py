@@ -253,6 +253,23 @@ artifacts = sa.Table(
     sa.Index("ix_artifacts_run", "run_id", "id"),
 )
 
+# Which step attempts read a blob (``kaon lineage``'s "used by"): one row per blob an attempt
+# that succeeded read, with the blobs it stored (``outputs``: ``[[output, hash], ...]``, empty
+# when it returned only inline values). Read by hash.
+artifact_uses = sa.Table(
+    "artifact_uses",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("hash", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("step_run_id", sa.Integer(), nullable=False),
+    sa.Column("path", sa.String(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("outputs", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_artifact_uses_hash", "hash", "id"),
+)
+
 signals = sa.Table(
     "signals",
     metadata,

@@ -22,6 +22,20 @@ CREATE INDEX ix_alert_deliveries_run ON alert_deliveries (run_id, id);
 
 CREATE UNIQUE INDEX ux_alert_deliveries_key ON alert_deliveries (dedupe_key, url);
 
+CREATE TABLE artifact_uses (
+	id INTEGER NOT NULL,
+	hash VARCHAR NOT NULL,
+	run_id VARCHAR NOT NULL,
+	step_run_id INTEGER NOT NULL,
+	path VARCHAR NOT NULL,
+	attempt INTEGER NOT NULL,
+	outputs JSON NOT NULL,
+	created_at DOUBLE NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_artifact_uses_hash ON artifact_uses (hash, id);
+
 CREATE TABLE artifacts (
 	id INTEGER NOT NULL,
 	hash VARCHAR NOT NULL,

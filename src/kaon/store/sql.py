@@ -37,6 +37,7 @@ from kaon.store._lite import Key, LiteDatabase, like_pattern
 from kaon.store._writers import WriterQueue
 from kaon.store.base import (
     ArtifactRecord,
+    ArtifactUseRecord,
     AttemptRecord,
     CacheEntryRecord,
     CommandRecord,
@@ -80,6 +81,7 @@ _EVENT_FIELDS = _names(EventRecord, skip="id")
 _COMMAND_FIELDS = _names(CommandRecord, skip="id")
 _CACHE_FIELDS = _names(CacheEntryRecord)
 _ARTIFACT_FIELDS = _names(ArtifactRecord, skip="id")
+_ARTIFACT_USE_FIELDS = _names(ArtifactUseRecord, skip="id")
 _SIGNAL_FIELDS = _names(SignalRecord, skip="id")
 
 _KEYS: dict[str, tuple[str, ...]] = {
@@ -173,6 +175,7 @@ INSERTED: dict[str, tuple[str, ...]] = {
     "commands": _COMMAND_FIELDS,
     "cache_entries": _CACHE_FIELDS,
     "artifacts": _ARTIFACT_FIELDS,
+    "artifact_uses": _ARTIFACT_USE_FIELDS,
     "signals": _SIGNAL_FIELDS,
 }
 
@@ -623,6 +626,7 @@ class SQLStore(StateStore):
                 ("commands", batch.commands, _COMMAND_FIELDS),
                 ("cache_entries", batch.cache_entries, _CACHE_FIELDS),
                 ("artifacts", batch.artifacts, _ARTIFACT_FIELDS),
+                ("artifact_uses", batch.artifact_uses, _ARTIFACT_USE_FIELDS),
             ),
         )
         if batch.holds_released:
@@ -968,15 +972,17 @@ class SQLStore(StateStore):
         *,
         run_id: str | None = None,
         hash: str | None = None,
-        consumer_of: str | None = None,
         limit: int = 10_000,
     ) -> list[ArtifactRecord]:
         """Artifact lineage records in creation order."""
         key = ("artifacts", run_id is not None, hash is not None)
         records = [ArtifactRecord(**row) for row in self.query(key, run_id=run_id, hash=hash)]
-        if consumer_of is not None:
-            records = [r for r in records if consumer_of in (r.inputs or [])]
         return records[:limit]
+
+    def artifact_uses(self, hash: str, *, limit: int = 10_000) -> list[ArtifactUseRecord]:
+        """The attempts that read blob ``hash`` (``ix_artifact_uses_hash``), oldest first."""
+        rows = self.query(("artifact_uses",), hash=hash, limit=limit)
+        return [ArtifactUseRecord(**row) for row in rows]
 
     def referenced_hashes(self) -> set[str]:
         """Every blob hash a recorded artifact points to."""

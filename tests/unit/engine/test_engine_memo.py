@@ -158,8 +158,12 @@ def test_lineage_records_blobs_and_their_inputs(inline: Harness) -> None:
     records = inline.store.artifacts(run_id=run_id)
     produced = [r for r in records if r.path == "big"]
     assert len(produced) == 1 and produced[0].inputs == [] and produced[0].output == "return"
-    consumers = inline.store.artifacts(consumer_of=produced[0].hash)
-    assert [r.path for r in consumers] == ["again"]
+    uses = inline.store.artifact_uses(produced[0].hash)
+    again = [r for r in records if r.path == "again"]
+    assert [(u.path, u.attempt, u.outputs) for u in uses] == [
+        ("total", 1, []),  # an inline int: no artifact of its own, a use all the same
+        ("again", 1, [["return", again[0].hash]]),
+    ]
 
 
 def test_digest_is_content_based() -> None:

@@ -69,6 +69,19 @@ def exp_v2(n: int = 30, lr: float = 0.1, seed: int = 1) -> None:
     report(seg)
 
 
+@kaon.step
+def row_count(table: pd.DataFrame) -> int:
+    return len(table)
+
+
+@kaon.workflow(name="scored")
+def scored(n: int = 30) -> None:
+    prep = prepare(n=n)
+    row_count(prep["table"])
+    with kaon.foreach(prep["segments"], id="segments") as seg:
+        train(seg.item, prep["table"], lr=0.1)
+
+
 # -- fixtures ----------------------------------------------------------------------------------
 
 
@@ -153,6 +166,26 @@ def test_lineage_walks_inputs_and_lists_consumers(lab: Lab, two_runs: tuple[str,
     )
     shallow = lab.x.lineage(model, depth=0)
     assert shallow.sources == [] and shallow.truncated
+
+
+def test_a_step_that_read_a_blob_and_returned_an_inline_value_is_listed_as_its_consumer(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = lab.run(scored)
+    table = lab.hash_of(run_id, "prepare", "table")
+    models = {lab.hash_of(run_id, f"segments[{i}].train") for i in range(3)}
+    consumers = lab.x.lineage(table).consumers
+    # row_count returned an int (kept inline, no artifact of its own): listed all the same.
+    assert ("row_count", None, None) in {(c.path, c.output, c.hash) for c in consumers}
+    trained = [c for c in consumers if c.path != "row_count"]
+    assert sorted(c.path for c in trained) == [f"segments[{i}].train" for i in range(3)]
+    assert {c.hash for c in trained} == models and {c.output for c in trained} == {"return"}
+    assert all(c.run_id == run_id and c.attempt == 1 for c in consumers)
+    assert len(consumers) == 4 and not lab.x.lineage(table).consumers_truncated
+    # Read by hash: the listing is capped, and says so.
+    monkeypatch.setattr("kaon.service.experiments.MAX_CONSUMERS", 2)
+    capped = lab.x.lineage(table)
+    assert len(capped.consumers) == 2 and capped.consumers_truncated
 
 
 def test_artifact_names_unknown_malformed_and_ambiguous(

@@ -273,3 +273,41 @@ def test_first_attempts_move_into_their_step_runs_and_back(engine: sa.Engine) ->
     assert folded == [(1, "failed", 1.0, 1.5, "w1", '{"m": 1}'), (2, None, None, None, None, None)]
     assert retries == [(1, 2)]
     assert back == [(1, 1, "failed", "w1"), (1, 2, "succeeded", "w2")]
+
+
+def test_artifact_uses_are_filled_from_the_inputs_artifacts_name(engine: sa.Engine) -> None:
+    """Revision 0014 records, for every blob an existing artifact names as an input, the
+    attempt that read it, with every blob that attempt stored (one use per blob read)."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
+    artifact = (
+        "INSERT INTO artifacts (hash, run_id, step_run_id, path, output, serializer, size, "
+        "attempt, type_name, inputs, created_at) VALUES ('{0}', 'r', {1}, '{2}', '{3}', 'pickle', "
+        "1, {4}, 't', '{5}', {1})"
+    )
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0013_bundles")
+        for values in (
+            ("data", 1, "load", "return", 1, "[]"),
+            ("model", 2, "fit", "model", 1, '["data"]'),
+            ("plot", 2, "fit", "plot", 1, '["data"]'),
+            ("model2", 2, "fit", "model", 2, '["data", "extra"]'),
+            ("report", 3, "report", "return", 1, '["model"]'),
+        ):
+            conn.execute(sa.text(artifact.format(*values)))
+        command.upgrade(config, "head")
+        uses = conn.execute(
+            sa.text(
+                "SELECT hash, step_run_id, path, attempt, outputs FROM artifact_uses ORDER BY id"
+            )
+        ).all()
+        command.downgrade(config, "0013_bundles")
+        left = set(sa.inspect(conn).get_table_names())
+    assert uses == [
+        ("data", 2, "fit", 1, '[["model", "model"], ["plot", "plot"]]'),
+        ("data", 2, "fit", 2, '[["model", "model2"]]'),
+        ("extra", 2, "fit", 2, '[["model", "model2"]]'),
+        ("model", 3, "report", 1, '[["return", "report"]]'),
+    ]
+    assert "artifact_uses" not in left

@@ -403,7 +403,7 @@
     try {
       const l = await api(`${RUN}/lineage?` + q({ path, output }));
       const made = l.sources.flatMap((s) => s.producers.slice(0, 3).map((p) => el("li", {}, runLink(`${p.run_id}:${p.path}`), ` ${p.output}`)));
-      const used = l.consumers.map((c) => el("li", {}, runLink(`${c.run_id}:${c.path}`), ` → ${c.output}`));
+      const used = l.consumers.map((c) => el("li", {}, runLink(`${c.run_id}:${c.path}`), c.output ? ` → ${c.output}` : ""));
       fill(box, el("b", {}, "made from"), el("ul", { class: "plain", "data-made-from": "" }, made.length ? made : el("li", { class: "muted" }, "no tracked input")),
         el("b", {}, "used by"), el("ul", { class: "plain", "data-used-by": "" }, used.length ? used : el("li", { class: "muted" }, "no step yet")));
     } catch (e) { fill(box, el("span", { class: "muted" }, `no lineage: ${e.message}`)); }
