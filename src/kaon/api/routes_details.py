@@ -18,8 +18,9 @@ from kaon.errors import NotFoundError
 from kaon.model.status import RunStatus
 from kaon.model.values import ArtifactRef
 from kaon.service.experiment_views import ExplainView, LineageView
+from kaon.service.limits import MAX_OFFSET, MAX_VERSION
 from kaon.service.previews import PreviewView, preview
-from kaon.service.registry_views import MAX_VERSION, AuditView
+from kaon.service.registry_views import AuditView
 from kaon.service.workflow_details import (
     ParamsView,
     RunHistoryView,
@@ -85,7 +86,7 @@ def workflow_runs(
     until: float | None = Query(None, ge=0, le=1e11, description="Created at or before."),
     q: str | None = Query(None, max_length=200, description="Text in the id, params, labels."),
     limit: int = Query(25, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0, le=10_000_000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> RunHistoryView:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.model.status import StepStatus
+from kaon.service.limits import MAX_OFFSET
 from kaon.service.run_reads import (
     SORTS,
     LogWindowView,
@@ -60,7 +61,7 @@ def run_children(
     sort: str = Query("index", pattern=_SORT_PATTERN),
     desc: bool = Query(False),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0, le=10_000_000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> StepPageView:

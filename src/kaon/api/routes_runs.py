@@ -14,6 +14,7 @@ from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiment_views import RunArtifactsView
+from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET
 from kaon.service.registry_views import (
     ContinueRequest,
     EventView,
@@ -101,7 +102,7 @@ def list_runs(
     workflow: str | None = Query(None, max_length=200),
     status: RunStatus | None = Query(None),
     limit: int = Query(20, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=1_000_000),
+    offset: int = Query(0, ge=0, le=MAX_RUNS_OFFSET),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[RunView]:
@@ -128,7 +129,7 @@ def get_run(
     run_id: str,
     all_steps: bool = Query(False, description="Every level (items, iterations) by creation."),
     limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Step runs in the page."),
-    offset: int = Query(0, ge=0, le=10_000_000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     metrics_limit: int = Query(1000, ge=0, le=10_000, description="Metrics listed at most."),
     status: list[StepStatus] = Query([], description="Only step runs in these statuses."),
     kind: StepKind | None = Query(None, description="Only step runs of this kind."),

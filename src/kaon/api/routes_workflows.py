@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.service.limits import MAX_RUNS_OFFSET, MAX_VERSION
 from kaon.service.registry_views import (
-    MAX_VERSION,
     ActivateRequest,
     MatchRequest,
     PushRequest,
@@ -28,7 +28,7 @@ Name = str
 @router.get("", response_model=list[WorkflowView], summary="List workflows")
 def list_workflows(
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=1_000_000),
+    offset: int = Query(0, ge=0, le=MAX_RUNS_OFFSET),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[WorkflowView]:

@@ -49,6 +49,7 @@ from kaon.errors import (
     SchemaVersionError,
 )
 from kaon.model.status import RunStatus, StepStatus
+from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET
 
 # Start-up stays light (tests/unit/cli/test_startup.py): the service, store, engine, server and
 # rich are imported inside the commands that use them, not here.
@@ -657,7 +658,10 @@ def runs(
         typer.Option("--limit", "-n", metavar="N", min=1, max=10_000, help="Show at most N runs."),
     ] = 20,
     offset: Annotated[
-        int, typer.Option("--offset", metavar="N", min=0, help="Skip the N newest runs.")
+        int,
+        typer.Option(
+            "--offset", metavar="N", min=0, max=MAX_RUNS_OFFSET, help="Skip the N newest runs."
+        ),
     ] = 0,
     url: UrlOpt = None,
     db: DbOpt = None,
@@ -699,7 +703,9 @@ def show(
     ] = None,
     page: Annotated[
         int | None,
-        typer.Option("--page", metavar="N", min=1, help="Show page N (of --limit steps)."),
+        typer.Option(
+            "--page", metavar="N", min=1, max=MAX_OFFSET, help="Show page N (of --limit steps)."
+        ),
     ] = None,
     limit: Annotated[
         int | None,
@@ -708,7 +714,8 @@ def show(
         ),
     ] = None,
     offset: Annotated[
-        int, typer.Option("--offset", metavar="N", min=0, help="Skip this many steps.")
+        int,
+        typer.Option("--offset", metavar="N", min=0, max=MAX_OFFSET, help="Skip this many steps."),
     ] = 0,
     url: UrlOpt = None,
     db: DbOpt = None,

@@ -26,6 +26,7 @@ from kaon.cli._options import (
     WorkflowArg,
 )
 from kaon.cli.main import _errors, _print_json, _print_view, out
+from kaon.service.limits import MAX_VERSION
 
 if TYPE_CHECKING:  # imported by the commands that use them (a light start-up)
     from kaon.service.client import LocalRegistry
@@ -218,7 +219,9 @@ def versions(
 
 def activate(
     workflow: WorkflowArg,
-    version: Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number.")],
+    version: Annotated[
+        int, typer.Argument(metavar="VERSION", min=1, max=MAX_VERSION, help="Version number.")
+    ],
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,

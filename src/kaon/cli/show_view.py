@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
+from kaon.errors import ConfigurationError
+from kaon.service.limits import MAX_OFFSET
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -49,8 +52,19 @@ class ShowRequest:
     as_json: bool = False
 
     def first_offset(self, size: int) -> int:
-        """The offset of the first step run shown for pages of ``size``."""
-        return self.offset + ((self.page - 1) * size if self.page else 0)
+        """The offset of the first step run shown for pages of ``size``.
+
+        Raises ConfigurationError, naming ``--page``, when that is further than a read pages
+        (``--page`` and ``--offset`` are each bounded, their sum and product are not)."""
+        first = self.offset + ((self.page - 1) * size if self.page else 0)
+        if first > MAX_OFFSET:
+            asked = f"--page {self.page} of {size} steps" + (
+                f" after --offset {self.offset}" if self.offset else ""
+            )
+            raise ConfigurationError(
+                f"{asked} starts at step {first + 1:,}: pages start at most {MAX_OFFSET:,} steps in"
+            )
+        return first
 
 
 def show(service: KaonService, out: Console, request: ShowRequest) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kaon.model.specs import SIGNAL_NAME_PATTERN
+from kaon.service.limits import MAX_VERSION
 from kaon.service.safety import readable, readable_text
 from kaon.service.views import RunView
 from kaon.store.base import EventRecord, SignalRecord
 from kaon.store.registry import AuditRecord, TokenRecord, VersionRecord, WorkflowRecord
 
-MAX_VERSION = 2**31 - 1
 """The largest version number (and any count the API takes): PostgreSQL's INTEGER."""
 
 

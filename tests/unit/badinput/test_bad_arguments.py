@@ -194,6 +194,20 @@ COMMANDS: dict[str, Case] = {
     "runs-limit-zero": Case(("runs", "--limit", "0"), ("--limit",)),
     "runs-negative-offset": Case(("runs", "--offset", "-1"), ("--offset",)),
     "compare-unknown-run": Case(("compare", "{run}", "nope"), ("'nope'",)),
+    # Numbers past what the store's integers hold: refused by the option, never an overflow.
+    "runs-offset-past-64-bits": Case(("runs", "--offset", "9" * 20), ("--offset",)),
+    "show-offset-past-64-bits": Case(("show", "{run}", "--offset", "9" * 20), ("--offset",)),
+    "show-all-offset-past-64-bits": Case(
+        ("show", "{run}", "--all", "--limit", "5", "--offset", "9" * 20), ("--offset",)
+    ),
+    "show-page-past-64-bits": Case(
+        ("show", "{run}", "--status", "failed", "--page", "9" * 20), ("--page",)
+    ),
+    "show-page-times-limit-too-far": Case(
+        ("show", "{run}", "--all", "--limit", "1000", "--page", "10000000"),
+        ("--page", "10,000,000"),
+    ),
+    "activate-version-past-64-bits": Case(("activate", "good", "9" * 20), ("VERSION",)),
     "schema-unknown": Case(("schema", "nope"), ("unknown schema 'nope'",)),
     "versions-unknown-workflow": Case(("versions", "nope"), ("nope",)),
     "activate-unknown-workflow": Case(("activate", "nope", "1"), ("nope",)),

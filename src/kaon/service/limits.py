@@ -1,0 +1,19 @@
+"""How far a read may page and how large a number a request may name, defined once.
+
+The HTTP API's query parameters and the ``kaon`` command's options take their bounds from
+here, so a number is refused the same way locally and against a server (and never reaches
+the store past what its integers hold). Only constants: the CLI imports this at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_OFFSET: Final = 10_000_000
+"""The furthest a page of step runs (or of a workflow's runs) may start."""
+
+MAX_RUNS_OFFSET: Final = 1_000_000
+"""The furthest a page of the run list (``kaon runs``, ``GET /runs``) may start."""
+
+MAX_VERSION: Final = 2**31 - 1
+"""The largest workflow version number."""
