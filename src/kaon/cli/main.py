@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -44,8 +44,11 @@ from kaon.errors import (
     InvalidActionError,
     KaonError,
     LeaseError,
+    Location,
     NotFoundError,
+    ParameterError,
     PermissionDeniedError,
+    Problem,
     SchemaVersionError,
 )
 from kaon.model.status import RunStatus, StepStatus
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
     from kaon.service.remote import Stoppable
     from kaon.store.base import EventRecord
 
+RequestT = TypeVar("RequestT", bound="BaseModel")
 app = typer.Typer(
     name="kaon",
     help="Kaon: orchestrate and schedule machine-learning pipelines.",
@@ -137,6 +141,33 @@ def _client(
         ray_address=ray_address,
     )
     return open_service(url, settings)
+
+
+def request_from_options(
+    model: type[RequestT], options: Mapping[str, str], **values: Any
+) -> RequestT:
+    """The service's request ``model`` built from a command's option ``values``.
+
+    What the model refuses (the bounds the HTTP API also enforces) raises ParameterError
+    with one problem per value, each named by its option in ``options`` (field name ->
+    ``--slots``): ``--slots: Input should be less than or equal to 1000000, got 2000000``.
+    Build the request before opening a store, so a refused one creates nothing."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems: list[Problem] = []
+        for item in exc.errors():
+            where = [str(part) for part in item.get("loc", ())]
+            if where:
+                where[0] = options.get(where[0], where[0])
+            message = str(item.get("msg", "invalid"))
+            given = repr(item.get("input"))
+            if len(given) <= 60:  # a long value is not repeated back
+                message += f", got {given}"
+            problems.append(Problem(message, Location(field=".".join(where) or None)))
+        raise ParameterError(problems) from None
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

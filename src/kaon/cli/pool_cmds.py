@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, UrlOpt
-from kaon.cli.main import _errors, _print_json, _print_view, out
+from kaon.cli.main import _errors, _print_json, _print_view, out, request_from_options
 from kaon.cli.server_cmds import _registry
 
 pool_app = typer.Typer(
@@ -73,8 +73,16 @@ def pool_set(
     """Create or change a pool (admin). Running attempts keep their slots."""
     from kaon.service.pools import PoolRequest
 
+    with _errors(as_json):
+        request = request_from_options(
+            PoolRequest,
+            {"slots": "--slots", "cpus": "--cpus", "memory": "--memory", "gpus": "--gpus"},
+            slots=slots,
+            cpus=cpus,
+            memory=_memory(memory),
+            gpus=gpus,
+        )
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
-        request = PoolRequest(slots=slots, cpus=cpus, memory=_memory(memory), gpus=gpus)
         view = registry.set_pool(name, request)
     _print_view(view, as_json, f"pool {view.name}: {view.used}/{view.slots} slots used")
 
@@ -137,8 +145,10 @@ def permit_set(
     """Create or change a tag permit (admin): across every workflow, run and engine."""
     from kaon.service.pools import PermitRequest
 
+    with _errors(as_json):
+        request = request_from_options(PermitRequest, {"max": "--max"}, max=most)
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
-        view = registry.set_permit(tag, PermitRequest(max=most))
+        view = registry.set_permit(tag, request)
     _print_view(view, as_json, f"permit {view.tag}: {view.used}/{view.max} used")
 
 

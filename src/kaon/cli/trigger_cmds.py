@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kaon.cli._options import DbOpt, HomeOpt, JsonOpt, UrlOpt
-from kaon.cli.main import _errors, _print_json, out
+from kaon.cli.main import _errors, _print_json, out, request_from_options
 
 if TYPE_CHECKING:  # imported where used (a light start-up)
     from kaon.service.triggers import (
@@ -183,8 +183,18 @@ def backfill(
     """Start one run per schedule slot between --start and --end (a sliding window)."""
     from kaon.service.triggers import BackfillRequest
 
-    with _errors(as_json), _Client(url, db, home) as client:
-        request = BackfillRequest(
+    with _errors(as_json):
+        request = request_from_options(
+            BackfillRequest,
+            {
+                "workflow": "WORKFLOW",
+                "start": "--start",
+                "end": "--end",
+                "concurrency": "--concurrency",
+                "params": "--param",
+                "cron": "--cron",
+                "timezone": "--timezone",
+            },
             workflow=workflow,
             start=start,
             end=end,
@@ -193,6 +203,7 @@ def backfill(
             cron=cron,
             timezone=timezone,
         )
+    with _errors(as_json), _Client(url, db, home) as client:
         view = client.start_backfill(request)
     if as_json:
         _print_json(view.model_dump())

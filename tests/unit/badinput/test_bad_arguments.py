@@ -208,6 +208,33 @@ COMMANDS: dict[str, Case] = {
         ("--page", "10,000,000"),
     ),
     "activate-version-past-64-bits": Case(("activate", "good", "9" * 20), ("VERSION",)),
+    # Values a request model refuses: named by their option, never a pydantic traceback.
+    "pool-slots-over-limit": Case(("pool", "set", "p", "--slots", "2000000"), ("--slots",)),
+    "pool-cpus-infinite": Case(
+        ("pool", "set", "p", "--slots", "1", "--cpus", "1e999"), ("--cpus",)
+    ),
+    "permit-max-over-limit": Case(("permit", "set", "t", "--max", "2000000"), ("--max",)),
+    "backfill-cron-too-long": Case(
+        ("backfill", "good", "--start", "2024-01-01", "--end", "2024-01-02", "--cron", "x" * 300),
+        ("--cron", "200"),
+    ),
+    "backfill-start-too-long": Case(
+        ("backfill", "good", "--start", "2" * 100, "--end", "2024-01-02", "--cron", "0 0 * * *"),
+        ("--start",),
+    ),
+    "backfill-timezone-too-long": Case(
+        (
+            "backfill",
+            "good",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-02",
+            "--timezone",
+            "Z" * 150,
+        ),
+        ("--timezone",),
+    ),
     "schema-unknown": Case(("schema", "nope"), ("unknown schema 'nope'",)),
     "versions-unknown-workflow": Case(("versions", "nope"), ("nope",)),
     "activate-unknown-workflow": Case(("activate", "nope", "1"), ("nope",)),
