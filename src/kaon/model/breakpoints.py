@@ -60,7 +60,7 @@ class Breakpoint:
 
     def matches(self, path: str, step_id: str) -> bool:
         """Whether the step run at ``path`` (of step ``step_id``) stops here."""
-        return self.name in (step_id, path, _INDEX.sub("", path))
+        return self.name in (step_id, path, without_indexes(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ def check_breakpoints(spec: WorkflowSpec, given: Iterable[str]) -> Breakpoints:
     problems = [
         f"breakpoint {str(b)!r}: {why}"
         for b in points
-        if (why := _unreachable(spec, b.name)) is not None
+        if (why := unreachable_step(spec, b.name)) is not None
     ]
     if problems:
         raise ParameterError(f"{'; '.join(problems)} (workflow {spec.name!r})")
@@ -110,11 +110,18 @@ _SEGMENT = re.compile(r"([^\[\].]+)(?:\[([0-9]+)\])?")
 MAX_INDEX_DIGITS = 9  # an item or iteration index past 999,999,999 names nothing
 
 
-def _unreachable(spec: WorkflowSpec, name: str) -> str | None:
+def without_indexes(path: str) -> str:
+    """A step run's path without its item and iteration indexes: ``each.train`` for
+    ``each[3].train``."""
+    return _INDEX.sub("", path)
+
+
+def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
     """Why no step run of ``spec`` can be at ``name``, or None when one can: a bare step id
     names that step at any depth; a path follows the containers from the top (``each.train``,
     ``each[3].train``, ``sub.inner``), an index only after a foreach or a loop, below its
-    ``max_iterations`` for a loop."""
+    ``max_iterations`` for a loop. The names of breakpoints and of forced steps (``kaon run
+    --force``) are checked by it."""
     if "." not in name and "[" not in name:
         return None if name in set(_step_ids(spec.graph)) else f"no step {name!r}"
     graph: GraphSpec | None = spec.graph
@@ -176,4 +183,6 @@ __all__: Sequence[str] = [
     "Breakpoints",
     "breakpoint_moment",
     "check_breakpoints",
+    "unreachable_step",
+    "without_indexes",
 ]

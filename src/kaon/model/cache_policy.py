@@ -6,8 +6,11 @@ server's engine claims and a restarted run keep it:
 * ``lookup`` False (``kaon run --no-cache``): no step takes an earlier execution's outputs;
   every cacheable step executes and records its entry, so later runs can reuse it;
 * ``force`` (``kaon run --force STEP``, repeatable): these steps execute without a lookup.
-  A name is a step id (every run of that step: each foreach item, each loop iteration) or a
-  path (``segments[2].train``); a container's id or path forces everything inside it. Their
+  A name is a step id (every run of that step: each foreach item, each loop iteration), a
+  path without indexes (``segments.train``: every item's ``train``) or a path
+  (``segments[2].train``); a container's id or path forces everything inside it. A name is
+  checked as a breakpoint's is (:func:`kaon.model.breakpoints.unreachable_step`): one that
+  can match no step run (``segments[x]``, ``train.segments``) is refused. Their
   successors follow the normal rules: they hit the cache when the forced step's outputs come
   out the same, and execute when they differ;
 * ``restart_force`` (``kaon restart --force``): every step the restart resets executes
@@ -16,12 +19,13 @@ server's engine claims and a restarted run keep it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kaon.errors import ParameterError
-from kaon.model.specs import GraphSpec, WorkflowSpec
+from kaon.model.breakpoints import unreachable_step, without_indexes
+from kaon.model.specs import WorkflowSpec
 
 CACHE_LABEL = "kaon.cache"
 
@@ -64,50 +68,32 @@ class CachePolicy:
             return True
         return any(_names(f, path, step_id) for f in self.force)
 
-    def unknown_steps(self, graph: GraphSpec) -> list[str]:
-        """The forced names that are no step of ``graph`` (its containers' bodies included)."""
-        return self._unknown(_step_ids(graph))
-
-    def _unknown(self, step_ids: Iterable[str]) -> list[str]:
-        """The forced names that match no step id nor path of these step ids."""
-        known = set(step_ids)
-        return [f for f in self.force if _base_ids(f) - known]
+    def unreachable_steps(self, spec: WorkflowSpec) -> list[str]:
+        """Why each forced name that can match no step run of ``spec`` cannot (as for a
+        breakpoint: ``no step 'nope'``, ``'each[x]' is not STEP or STEP[INDEX]``)."""
+        return [
+            why if repr(name) in why else f"{name!r}: {why}"
+            for name in self.force
+            if (why := unreachable_step(spec, name)) is not None
+        ]
 
 
 def check_cache_policy(spec: WorkflowSpec, policy: CachePolicy | None) -> CachePolicy:
-    """``policy`` (the default when None), after checking each forced name is a step of
-    ``spec``. Raises ParameterError naming the unknown ones."""
+    """``policy`` (the default when None), after checking each forced name can match a step
+    run of ``spec``. Raises ParameterError naming the others and why."""
     policy = policy or CachePolicy()
-    unknown = policy.unknown_steps(spec.graph)
-    if unknown:
-        raise ParameterError(
-            f"--force: no step {', '.join(map(repr, unknown))} in workflow {spec.name!r}"
-        )
+    unreachable = policy.unreachable_steps(spec)
+    if unreachable:
+        raise ParameterError(f"--force: {'; '.join(unreachable)} in workflow {spec.name!r}")
     return policy
 
 
 def _names(name: str, path: str, step_id: str) -> bool:
-    if name in (step_id, path):
+    plain = without_indexes(path)
+    if name in (step_id, path, plain):
         return True
-    # A forced container: everything inside it; a forced step id at any depth.
-    if path.startswith((name + ".", name + "[")):
+    # A forced container (by path, with or without indexes): everything inside it; a forced
+    # step id at any depth.
+    if path.startswith((name + ".", name + "[")) or plain.startswith(name + "."):
         return True
     return f".{name}[" in f".{path}" or f".{name}." in f".{path}"
-
-
-def _step_ids(graph: GraphSpec) -> Iterator[str]:
-    for step in graph.steps:
-        yield step.id
-        body = getattr(step, "body", None)
-        if isinstance(body, GraphSpec):
-            yield from _step_ids(body)
-        inner = getattr(getattr(step, "spec", None), "graph", None)  # a subworkflow's
-        if isinstance(inner, GraphSpec):
-            yield from _step_ids(inner)
-
-
-def _base_ids(name: str) -> set[str]:
-    ids = set()
-    for part in name.split("."):
-        ids.add(part.split("[", 1)[0])
-    return ids

@@ -4,6 +4,7 @@ service), and the policy's matching of step ids and paths."""
 from __future__ import annotations
 
 import pathlib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -145,3 +146,49 @@ def test_policy_matches_ids_paths_and_containers(
     labels = CachePolicy(force=(force,)).with_labels({"by": "me"})
     assert CachePolicy.from_labels(labels) == CachePolicy(force=(force,))
     assert CachePolicy().with_labels(labels) == {"by": "me"}
+
+
+@kaon.step(cache=True)
+def numbers() -> list[int]:
+    return [0, 1]
+
+
+@kaon.step(cache=True)
+def double(x: int) -> int:
+    return 2 * x
+
+
+@kaon.workflow(name="forcing_each")
+def forcing_each() -> None:
+    with kaon.foreach(numbers(), id="each") as fe:
+        double(fe.item)
+
+
+@pytest.mark.parametrize(
+    ("force", "why"),
+    [
+        ("each[x]", "'each[x]' is not STEP or STEP[INDEX]"),
+        ("double.each", "'double.each': no step 'double' in the top level"),
+        ("numbers[0]", "'numbers' is a task step: only a foreach or a loop takes an index"),
+        ("each.nope", "no step 'nope' in each"),
+    ],
+)
+def test_force_a_name_that_forces_nothing_is_refused_saying_why(
+    service: LocalService, force: str, why: str
+) -> None:
+    """A forced name that can match no step run is refused, as a breakpoint's is: it would
+    silently force nothing (the run would take every step from the cache)."""
+    with pytest.raises(ParameterError, match=re.escape(why)):
+        service.create_run(forcing_each.spec, {}, cache=CachePolicy(force=(force,)))
+
+
+def test_force_a_path_without_indexes_forces_every_item(service: LocalService) -> None:
+    """``each.double`` names every item's ``double``, as ``--break each.double`` does."""
+    first = service.create_run(forcing_each.spec, {}).id
+    service.execute(first)
+    run_id = service.create_run(forcing_each.spec, {}, cache=CachePolicy(force=("each.double",))).id
+    service.execute(run_id)
+    statuses = {r.path: r.status for r in service.store.step_runs(run_id, all_levels=True)}
+    assert statuses["numbers"] is StepStatus.CACHED
+    assert statuses["each[0].double"] is StepStatus.SUCCEEDED
+    assert statuses["each[1].double"] is StepStatus.SUCCEEDED
