@@ -385,7 +385,8 @@ def _analyze_cached(source: str) -> ExpressionAnalysis:
         uses_string = "string" in program.functions()
     except Exception as error:  # ValueError from the parser, others from encoding
         detail = f"{error}" if isinstance(error, ValueError) else f"{source!r}: {error}"
-        raise ExpressionError(f"invalid expression: {_one_line(detail)}") from None
+        hint = _reserved_field_hint(source)
+        raise ExpressionError(f"invalid expression: {_one_line(detail)}{hint}") from None
     from kaon.model import cel_syntax
     from kaon.model.expression_cost import linear_bound
     from kaon.model.expression_paths import step_paths
@@ -418,6 +419,26 @@ def _analyze_cached(source: str) -> ExpressionAnalysis:
         uses_string=uses_string,
         step_paths=None if steps_dynamic else step_paths(tree, bound & names, step_refs),
     )
+
+
+# Words CEL's grammar keeps for itself: ``params.in`` or ``steps.check.true`` cannot be
+# parsed, though a parameter or an output may be named so (read as ``params["in"]``).
+CEL_KEYWORDS: Final = frozenset({"false", "in", "null", "true"})
+_RESERVED_FIELD = re.compile(
+    r"\b((?:params|steps|item|run|signal)(?:\.[A-Za-z_]\w*)*)\s*\.\s*("
+    + "|".join(sorted(CEL_KEYWORDS))
+    + r")\b"
+)
+
+
+def _reserved_field_hint(source: str) -> str:
+    """For an expression that does not parse: how to read a field named by a reserved word
+    (``params.in`` -> ``params["in"]``), or ""."""
+    found = _RESERVED_FIELD.search(blank_literals(source)[0])
+    if found is None:
+        return ""
+    head, word = found.group(1), found.group(2)
+    return f' ({word!r} is a reserved word of CEL: write {head}["{word}"] for {head}.{word})'
 
 
 def blank_literals(source: str) -> tuple[str, dict[int, str]]:

@@ -22,6 +22,7 @@ from kaon.model.error_names import error_name_problem
 from kaon.model.expressions import (
     ExpressionAnalysis,
     analyze,
+    blank_literals,
     current_budget,
     over_budget_message,
 )
@@ -318,7 +319,9 @@ def check_variables(context: _Context) -> Iterator[Problem]:
         analysis = _analysis(site.source)
         if analysis is None:
             continue
-        for name in sorted(analysis.roots - site.scope.variables):
+        dashed = _dashed_reads(site.source, site.scope)
+        minus_parts = {part for step_id in dashed.values() for part in step_id.split("-")[1:]}
+        for name in sorted(analysis.roots - site.scope.variables - minus_parts):
             yield Problem(
                 f"step {site.owner!r}: expression {site.source!r}: {_unbound(name, site.scope)}",
                 site.location,
@@ -357,12 +360,41 @@ def check_step_references(context: _Context) -> Iterator[Problem]:
                 'id (steps.X or steps["X"]) so their order can be known',
                 site.location,
             )
+        dashed = _dashed_reads(site.source, site.scope)
         for ref in sorted(analysis.step_refs - site.scope.visible):
+            step_id = dashed.get(ref)
+            if step_id is not None:
+                yield Problem(
+                    f"step {site.owner!r}: expression {site.source!r} reads step {step_id!r} "
+                    f"as steps.{step_id}, which CEL takes for steps.{ref} minus "
+                    f'{" minus ".join(step_id.split("-")[1:])}: write steps["{step_id}"]',
+                    site.location,
+                )
+                continue
             yield Problem(
                 f"step {site.owner!r}: expression {site.source!r} references "
                 f"{_unknown_ref(ref, site.scope, all_paths)}",
                 site.location,
             )
+
+
+_STEPS_FIELD: Final = re.compile(r"\bsteps\s*\.\s*([A-Za-z_][A-Za-z0-9_-]*)")
+
+
+def _dashed_reads(source: str, scope: _Scope) -> dict[str, str]:
+    """Step ids with a ``-`` that ``source`` writes as ``steps.pre-process``, which CEL reads
+    as ``steps.pre - process``: ``{what CEL takes for the step ("pre"): the step's id}``."""
+    found: dict[str, str] = {}
+    if "-" not in source:
+        return found
+    for match in _STEPS_FIELD.finditer(blank_literals(source)[0]):
+        parts = match.group(1).split("-")
+        for end in range(len(parts), 1, -1):  # the longest visible id it starts with
+            step_id = "-".join(parts[:end])
+            if step_id in scope.specs:
+                found[parts[0]] = step_id
+                break
+    return found
 
 
 def check_foreach_outputs(context: _Context) -> Iterator[Problem]:

@@ -94,6 +94,28 @@ def test_syntax_error_quotes_parser_and_location() -> None:
     assert "Syntax error" in problem.message
 
 
+@pytest.mark.parametrize(
+    ("source", "hint"),
+    [
+        ("params.in + 1", 'write params["in"] for params.in'),
+        ("steps.check.true", 'write steps.check["true"] for steps.check.true'),
+        ("item . null > 2", 'write item["null"] for item.null'),
+    ],
+)
+def test_a_field_named_by_a_reserved_word_gets_the_index_form(source: str, hint: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source, LOC)
+    assert "Syntax error" in str(caught.value) and hint in str(caught.value)
+
+
+def test_no_reserved_word_hint_for_other_syntax_errors_or_inside_strings() -> None:
+    for source in ("1 +", '"params.in" +'):
+        with pytest.raises(ExpressionError) as caught:
+            compile_expression(source, LOC)
+        assert "reserved word" not in str(caught.value)
+    assert compile_expression('params["in"] + 1').variables == frozenset({"params"})
+
+
 def test_too_long_source_is_rejected() -> None:
     with pytest.raises(ExpressionError, match="limit is 4096"):
         compile_expression("1" + " + 1" * MAX_SOURCE_LENGTH)

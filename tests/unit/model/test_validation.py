@@ -216,6 +216,21 @@ def test_custom_item_name_replaces_item() -> None:
     assert "'item' is not bound here; the enclosing foreach item is 'region'" in message
 
 
+def test_a_step_id_with_a_dash_read_as_a_field_names_the_index_form() -> None:
+    # CEL reads steps.pre-process.v as steps.pre - process.v: one problem, saying so.
+    spec = workflow(task("pre-process"), task("use", line=4, x="steps.pre-process.v"))
+    problem = only(spec)
+    assert problem.location == at(4).with_field("inputs.x")
+    assert "reads step 'pre-process' as steps.pre-process" in problem.message
+    assert 'write steps["pre-process"]' in problem.message
+    # The longest id wins; the index form is valid; a real subtraction is left alone.
+    spec = workflow(task("a-b"), task("a-b-c"), task("use", x="steps.a-b-c.v"))
+    assert "reads step 'a-b-c'" in only(spec).message
+    assert messages(workflow(task("pre-process"), task("use", x='steps["pre-process"].v'))) == []
+    spec = workflow(task("pre"), task("use", x="steps.pre - 1"))
+    assert messages(spec) == []
+
+
 def test_dynamic_step_reference_is_a_problem() -> None:
     spec = workflow(task("a", x="steps[params.s]"), params=(ParamSpec("s", ParamType.STR, "a"),))
     assert "literal id" in only(spec).message
