@@ -235,6 +235,24 @@ def _file_of(obj: Any) -> str | None:
 _DiskNames = dict[str, "ast.expr | tuple[str, str]"]
 
 
+def _binding_file(path: str, name: str) -> tuple[str, str]:
+    """Where a global of the file at ``path`` is defined, as ``(file, name there)``: the
+    sibling file it is imported from (``from helper import BONUS as EXTRA``: helper.py's
+    ``BONUS``, which is what an edit changes), else the file itself."""
+    bound = _disk_names(path).get(name)
+    if isinstance(bound, tuple):
+        sibling = _sibling_file(path, bound[0])
+        if sibling is not None:
+            return sibling, bound[1]
+    return path, name
+
+
+def _sibling_file(path: str, module: str) -> str | None:
+    """The file of ``module`` beside the file at ``path`` (``from helper import X``), if any."""
+    sibling = os.path.join(os.path.dirname(path), *module.split(".")) + ".py"
+    return os.path.realpath(sibling) if os.path.isfile(sibling) else None
+
+
 def _disk_names(path: str) -> _DiskNames:
     """What the file at ``path`` *now* binds at its top level: ``NAME = expr`` (the last
     one) or ``from sibling import NAME`` (``(module, name)``). Parsed once per content
@@ -366,7 +384,8 @@ class _Walker:
         home = _file_of(function) or ""
         for name in sorted(names):
             if name in scope:
-                self._value(self.name(home, name), scope[name], names, where=(home, name))
+                label = self.name(*_binding_file(home, name))
+                self._value(label, scope[name], names, where=(home, name))
         for module_name, level in sorted(set(_imports(function.__code__))):
             label = self.name(home, f"<import {'.' * level}{module_name}>")
             module = self._imported(module_name, level, scope)
@@ -528,9 +547,9 @@ class _Walker:
             return
         bound = _disk_names(path).get(name)
         if isinstance(bound, tuple):  # from sibling import NAME: look in the sibling
-            sibling = os.path.join(os.path.dirname(path), *bound[0].split(".")) + ".py"
-            if os.path.isfile(sibling):
-                self._check_on_disk(os.path.realpath(sibling), bound[1], encoded, depth + 1)
+            sibling = _sibling_file(path, bound[0])
+            if sibling is not None:
+                self._check_on_disk(sibling, bound[1], encoded, depth + 1)
             return
         if bound is None:
             return

@@ -85,6 +85,18 @@ def test_an_unrelated_edit_and_another_folder_or_module_name_keep_it() -> None:
     assert not any("kaon_user" in part for part in base.parts)
 
 
+def test_a_constant_imported_from_a_sibling_is_named_by_the_sibling_file() -> None:
+    # ``from helper import BONUS``: an edit of helper.py is what changed, and `kaon explain`
+    # names it so, not "constant BONUS in pipeline.py".
+    source = _BASE.replace("import helper", "from helper import BONUS as EXTRA").replace(
+        "helper.BONUS", "EXTRA"
+    )
+    base = _fp(source)
+    assert "constant helper.py:BONUS" in base.parts
+    assert not any(part.endswith(":EXTRA") for part in base.parts)
+    assert _fp(source, helper="BONUS = 6\n").digest != base.digest
+
+
 def test_python_step_type_config_ignores_where_the_file_lives() -> None:
     step_type = PythonStepType()
     prints = []
