@@ -58,8 +58,9 @@ class ActiveWorkflow:
 class WorkflowCatalog(Protocol):
     """Where the trigger service finds workflows."""
 
-    def active_workflows(self) -> list[ActiveWorkflow]:
-        """Every workflow that currently has an active version."""
+    def active_workflows(self, *, fresh: bool = False) -> list[ActiveWorkflow]:
+        """Every workflow that currently has an active version. ``fresh``: as of now
+        (whatever was committed before the call is seen), not a copy kept a while."""
         ...  # pragma: no cover
 
     def get(self, name: str) -> ActiveWorkflow:
@@ -80,8 +81,8 @@ class StaticCatalog:
             s.name: ActiveWorkflow(s.name, s, None, dict(props.get(s.name, {}))) for s in specs
         }
 
-    def active_workflows(self) -> list[ActiveWorkflow]:
-        """Every spec given."""
+    def active_workflows(self, *, fresh: bool = False) -> list[ActiveWorkflow]:
+        """Every spec given (always fresh)."""
         return list(self._workflows.values())
 
     def get(self, name: str) -> ActiveWorkflow:
@@ -99,7 +100,7 @@ class RegistryCatalog:
     signature (one aggregate) is compared with the last one read; the list is re-read, in one
     query whatever the number of workflows, only when it changed (pushes and activations show
     up within that delay), so an idle registry of thousands of workflows costs one small query
-    a second.
+    a second. A ``fresh`` read compares the signature at once (one small query).
     """
 
     def __init__(self, store: StateStore, *, refresh_s: float = 1.0) -> None:
@@ -117,10 +118,11 @@ class RegistryCatalog:
         self._signature: tuple[object, ...] | None = None
         self._lock = threading.Lock()
 
-    def active_workflows(self) -> list[ActiveWorkflow]:
-        """Every registered workflow with an active version."""
+    def active_workflows(self, *, fresh: bool = False) -> list[ActiveWorkflow]:
+        """Every registered workflow with an active version (``fresh``: as of now, see the
+        class docs)."""
         with self._lock:
-            if time.monotonic() - self._read_at >= self.refresh_s:
+            if fresh or time.monotonic() - self._read_at >= self.refresh_s:
                 signature = self.registry.signature()
                 if signature != self._signature:
                     self._cached = self._read()

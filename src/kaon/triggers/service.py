@@ -4,7 +4,8 @@ Each pass, for every active workflow (from a :class:`~kaon.triggers.catalog.Work
 
 1. repairs firings claimed but never created (a crash between the two; every 10 s),
 2. fires due cron slots (catch-up and jitter per trigger),
-3. consumes new signals (a cursor in the trigger store) for signal triggers,
+3. consumes new signals (a cursor in the trigger store) for signal triggers, matched
+   against the registry as read after them (a signal sent right after a push counts),
 4. polls data-arrival triggers whose poll interval elapsed,
 5. advances running backfills (the sliding window),
 6. scans for alerts (finished runs each pass; long runs and deadlines every 5 s).
@@ -91,6 +92,18 @@ def _record_lag(trigger: str, seconds: float) -> None:
     from kaon.service import telemetry
 
     telemetry.record_trigger_lag(trigger, seconds)
+
+
+def _signal_triggers(
+    workflows: list[ActiveWorkflow],
+) -> list[tuple[ActiveWorkflow, SignalTriggerSpec]]:
+    """The signal triggers of ``workflows``, with their workflows."""
+    return [
+        (workflow, trigger)
+        for workflow in workflows
+        for trigger in workflow.spec.triggers
+        if isinstance(trigger, SignalTriggerSpec)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +234,11 @@ class TriggerService:
         workflows = self.catalog.active_workflows()
         self._read_new_cron_states(workflows, at)
         work = _Pass(at)
-        signal_triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]] = []
         for workflow in workflows:
             for trigger in workflow.spec.triggers:
-                if isinstance(trigger, SignalTriggerSpec):
-                    signal_triggers.append((workflow, trigger))
-                else:
+                if not isinstance(trigger, SignalTriggerSpec):
                     self._guarded(workflow, trigger, work)
-        self._signals(signal_triggers, work)
+        self._signals(_signal_triggers(workflows), work)
         fired = self._launch(work)
         fired += self._backfills(at)
         self._scan_alerts(at)
@@ -408,15 +418,18 @@ class TriggerService:
     ) -> None:
         # Every pass registers the triggers it sees, signals or not: a trigger counts the
         # signals received from its start on, never from the first pass that had signals.
-        since = {
-            self._id(w.name, t): self._first_seen(self._id(w.name, t), work.now, w.since)
-            for w, t in triggers
-        }
+        since = self._signals_since(triggers, work.now)
         state = self.triggers.get_state(_SIGNAL_CURSOR) or {"id": 0}
         cursor = int(state.get("id", 0))
         signals = self.store.signals(after_id=cursor, limit=1000)
         if not signals:
             return
+        # The pass's copy of the registry may be older than these signals (it is re-read
+        # every second), and the cursor moves past them for good: they are matched against
+        # the registry read after them, so a signal sent right after a push (or a
+        # deactivation) meets the workflow as it is then.
+        triggers = _signal_triggers(self.catalog.active_workflows(fresh=True))
+        since = self._signals_since(triggers, work.now)
         for signal in signals:
             assert signal.id is not None
             cursor = max(cursor, signal.id)
@@ -442,6 +455,15 @@ class TriggerService:
                     )
                     work.launches.append(launch)
         work.states[_SIGNAL_CURSOR] = {"id": cursor}
+
+    def _signals_since(
+        self, triggers: list[tuple[ActiveWorkflow, SignalTriggerSpec]], now: float
+    ) -> dict[str, float]:
+        """When each trigger started counting signals (see :meth:`_first_seen`)."""
+        return {
+            self._id(w.name, t): self._first_seen(self._id(w.name, t), now, w.since)
+            for w, t in triggers
+        }
 
     def _first_seen(self, tid: str, now: float, pushed_at: float | None) -> float:
         """When a trigger started counting signals: when the version that brought it was
