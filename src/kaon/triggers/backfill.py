@@ -170,7 +170,11 @@ def advance(
             {"kind": "cron", "cron": record.cron, "params": record.slot_params}
         )
         assert isinstance(trigger, CronTriggerSpec)
-        while active < record.concurrency and record.next_index < min(record.total, len(slots)):
+        while (
+            record.status == RUNNING
+            and active < record.concurrency
+            and record.next_index < min(record.total, len(slots))
+        ):
             index = record.next_index
             run_id = _start_slot(
                 store, triggers, record, workflow, trigger, slots[index], now, executor
@@ -179,7 +183,7 @@ def advance(
             if run_id is not None:
                 started.append(run_id)
                 active += 1
-    if record.next_index >= record.total and active == 0:
+    if record.status == RUNNING and record.next_index >= record.total and active == 0:
         triggers.update_backfill(record.id, now, status=FINISHED)
         record.status = FINISHED
     return started
@@ -198,10 +202,11 @@ def _start_slot(
     iso = slot_iso(slot, record.timezone)
     params = {**trigger_params(trigger.params, {"slot": iso}, trigger.location), **record.params}
     labels = {"trigger": "backfill", "backfill_id": record.id, "slot": iso}
-    # Advance the cursor first (compare-and-set: two servers never both take one slot),
-    # then create the run through the firing table like any trigger.
-    if not triggers.advance_backfill(record.id, record.next_index, now):
-        return None
+    # Claim the slot's firing first (the firing table starts it at most once, even from two
+    # servers), then move the cursor past it (compare-and-set). The other way round, a store
+    # failing or a server dying between the two left a slot behind the cursor with no run.
+    # A failure after the claim is repaired like any trigger's (kaon.triggers.catalog.repair),
+    # and the pass that retries the slot finds it claimed and moves the cursor on.
     run = launch(
         store,
         triggers,
@@ -214,6 +219,12 @@ def _start_slot(
         now=now,
         executor=executor,
     )
+    if not triggers.advance_backfill(record.id, record.next_index, now):
+        record.status = triggers.get_backfill(record.id).status
+        if record.status != RUNNING and run is not None:
+            # Cancelled while this slot started: its run does not outlive the backfill.
+            _stop(store, run.id, record.id, by="backfill")
+            return None
     return None if run is None else run.id
 
 
@@ -231,18 +242,22 @@ def cancel(
     triggers.update_backfill(backfill_id, now, status=CANCELLED)
     stopped = 0
     for run_id in open_runs(store, triggers, record):
-        try:
-            run = store.get_run(run_id)
-            if run.status is RunStatus.PENDING and run.owner is None:
-                operations.cancel_run(
-                    store, run_id, by=by, reason=f"backfill {backfill_id} cancelled"
-                )
-            else:
-                operations.send_command(store, run_id, "kill", {}, by=by)
-            stopped += 1
-        except KaonError:
-            continue  # finished meanwhile
+        stopped += _stop(store, run_id, backfill_id, by=by)
     return stopped
+
+
+def _stop(store: StateStore, run_id: str, backfill_id: str, *, by: str) -> bool:
+    """Cancel a pending run of a cancelled backfill, or kill it if an engine has it;
+    False when it finished meanwhile."""
+    try:
+        run = store.get_run(run_id)
+        if run.status is RunStatus.PENDING and run.owner is None:
+            operations.cancel_run(store, run_id, by=by, reason=f"backfill {backfill_id} cancelled")
+        else:
+            operations.send_command(store, run_id, "kill", {}, by=by)
+    except KaonError:
+        return False
+    return True
 
 
 def describe(record: BackfillRecord) -> dict[str, Any]:
