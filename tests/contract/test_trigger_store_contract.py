@@ -194,6 +194,19 @@ class TriggerStoreContract:
         with pytest.raises(NotFoundError):
             triggers.update_delivery(999_999, status="x")
 
+    def test_a_delivery_is_claimed_by_one_sender(self, triggers: TriggerStore) -> None:
+        assert triggers.add_delivery(_delivery("failure:r2", next_attempt_at=10.0))
+        (mine,) = triggers.due_deliveries(20.0)
+        (theirs,) = triggers.due_deliveries(20.0)
+        assert triggers.claim_delivery(mine, until=80.0) and mine.next_attempt_at == 80.0
+        assert not triggers.claim_delivery(theirs, until=80.0)  # read before the claim
+        assert triggers.due_deliveries(79.0) == []
+        (again,) = triggers.due_deliveries(80.0)  # the claim ran out: due again
+        assert again.id == mine.id and triggers.claim_delivery(again, until=200.0)
+        assert again.id is not None
+        triggers.update_delivery(again.id, status="delivered", attempts=1)
+        assert not triggers.claim_delivery(again, until=300.0)  # no longer pending
+
 
 class TestSQLiteTriggerStore(TriggerStoreContract):
     @pytest.fixture

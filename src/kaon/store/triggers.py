@@ -194,6 +194,14 @@ class TriggerStore(ABC):
         """Pending deliveries whose next attempt is due at ``now``, oldest first."""
 
     @abstractmethod
+    def claim_delivery(self, record: AlertDeliveryRecord, *, until: float) -> bool:
+        """Take a due delivery for one attempt: atomically move its next attempt to
+        ``until`` if it is still pending with the attempts and next attempt time read in
+        ``record``; True (and ``record`` updated) when this caller took it. Several senders
+        on one store (server replicas) thus never POST one attempt twice, and one that dies
+        during it leaves the delivery to the others at ``until``."""
+
+    @abstractmethod
     def update_delivery(self, delivery_id: int, **changes: Any) -> None:
         """Change fields of a delivery. Raises NotFoundError."""
 
@@ -419,6 +427,25 @@ class SQLTriggerStore(TriggerStore):
         )
         with self.store.reading() as conn:
             return [AlertDeliveryRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    def claim_delivery(self, record: AlertDeliveryRecord, *, until: float) -> bool:
+        """See :meth:`TriggerStore.claim_delivery`."""
+        c = tt.alert_deliveries.c
+        stmt = (
+            sa.update(tt.alert_deliveries)
+            .where(
+                c.id == record.id,
+                c.status == "pending",
+                c.attempts == record.attempts,
+                c.next_attempt_at == record.next_attempt_at,
+            )
+            .values(next_attempt_at=until)
+        )
+        with self.store.writing("claiming an alert delivery") as conn:
+            taken = conn.execute(stmt).rowcount == 1
+        if taken:
+            record.next_attempt_at = until
+        return bool(taken)
 
     def update_delivery(self, delivery_id: int, **changes: Any) -> None:
         """See :meth:`TriggerStore.update_delivery`."""

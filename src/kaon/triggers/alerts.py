@@ -53,7 +53,9 @@ class AlertService:
 
     ``max_attempts`` POSTs per delivery, waiting ``backoff_s * 2**(n-1)`` (at most
     ``max_backoff_s``) after the n-th failure. ``properties`` reads a workflow's
-    properties (default: the registry).
+    properties (default: the registry). Each attempt first claims its delivery in the
+    store for ``claim_s`` seconds, so the delivery threads of several servers on one store
+    POST it once; a server that dies during the attempt leaves it to another after that.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class AlertService:
         backoff_s: float = 1.0,
         max_backoff_s: float = 300.0,
         timeout_s: float = 10.0,
+        claim_s: float = 120.0,
         client: httpx.Client | None = None,
     ) -> None:
         self.store = store
@@ -74,6 +77,7 @@ class AlertService:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.claim_s = claim_s
         self._client = client or httpx.Client(timeout=timeout_s)
         self._owns_client = client is None
 
@@ -227,11 +231,13 @@ class AlertService:
     # -- delivering ----------------------------------------------------------------------
 
     def deliver_due(self, now: float | None = None) -> int:
-        """POST every delivery due now once; returns how many succeeded."""
+        """POST every delivery due now once (those another sender has not taken first);
+        returns how many succeeded."""
         at = time.time() if now is None else now
         delivered = 0
         for record in self.triggers.due_deliveries(at):
-            delivered += int(self._attempt(record))
+            if self.triggers.claim_delivery(record, until=at + self.claim_s):
+                delivered += int(self._attempt(record))
         return delivered
 
     def _attempt(self, record: AlertDeliveryRecord) -> bool:
