@@ -37,7 +37,7 @@ from kaon.store.sql import SQLStore
 from kaon.store.triggers import BackfillRecord, SQLTriggerStore
 from kaon.triggers import backfill, strategies
 from kaon.triggers.catalog import RegistryCatalog, WorkflowCatalog
-from kaon.triggers.cron import jitter, schedule_of, slot_iso
+from kaon.triggers.cron import jitter, schedule_of, slot_iso, time_zone
 from kaon.triggers.signals import trigger_params
 
 
@@ -218,6 +218,8 @@ class TriggerOperations:
         workflow = self.catalog.get(request.workflow)
         trigger = backfill.cron_trigger(workflow.spec, request.cron, request.timezone)
         # The request's own fields: a bad one is an input error (422) naming the field.
+        with _input_error("timezone"):
+            time_zone(trigger.timezone)
         with _input_error("cron"):
             schedule_of(trigger)
         with _input_error("start"):

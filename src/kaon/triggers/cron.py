@@ -34,7 +34,8 @@ UTC = dt.UTC
 
 
 @lru_cache(maxsize=256)
-def _zone(name: str) -> ZoneInfo:
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``. Raises ConfigurationError naming it when unknown."""
     try:
         return ZoneInfo(name)
     except (ValueError, KeyError) as error:
@@ -50,7 +51,7 @@ class CronSchedule:
             raise ConfigurationError(problem)
         self.expression = expression
         self.timezone = timezone
-        self.zone = _zone(timezone)
+        self.zone = time_zone(timezone)
         self._repeat_folds = "*" in expression.split()[1]  # the hour field
         # Parsed once: each walk starts from a copy (parsing costs far more than a step).
         self._parsed = croniter(expression, dt.datetime(2000, 1, 1))
@@ -210,4 +211,4 @@ def due_slots(
 
 def slot_iso(slot: float, timezone: str) -> str:
     """The slot as ISO 8601 in the trigger's time zone (``2024-03-31T06:00:00+02:00``)."""
-    return dt.datetime.fromtimestamp(slot, _zone(timezone)).isoformat()
+    return dt.datetime.fromtimestamp(slot, time_zone(timezone)).isoformat()
