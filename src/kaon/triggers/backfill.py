@@ -25,12 +25,14 @@ from kaon.errors import (
     NotFoundError,
     Problem,
 )
+from kaon.model.properties import RunStrategy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.model.triggers import CronTriggerSpec, trigger_from_dict, trigger_to_dict
 from kaon.store.base import StateStore
 from kaon.store.triggers import CLAIMED, CREATED, BackfillRecord, TriggerStore
 from kaon.store.triggers import FINISHED as FIRING_FINISHED
+from kaon.triggers import strategies
 from kaon.triggers.catalog import ActiveWorkflow, launch
 from kaon.triggers.cron import CronSchedule, slot_iso
 from kaon.triggers.signals import trigger_params
@@ -68,6 +70,19 @@ def cron_trigger(spec: WorkflowSpec, cron: str | None, timezone: str | None) -> 
     return found
 
 
+def window(record: BackfillRecord, workflow: ActiveWorkflow) -> int:
+    """How many of the backfill's runs may be open at once: its concurrency, or 1 while
+    the workflow's run strategy makes overlapping runs drop (``first_only``) or cancel
+    (``last_only``) each other, so that no slot's run ends another slot's."""
+    return 1 if _drops_overlaps(workflow) is not None else record.concurrency
+
+
+def _drops_overlaps(workflow: ActiveWorkflow) -> RunStrategy | None:
+    known = {**strategies.DEFAULT_PROPERTIES, **workflow.properties}
+    strategy, _limit = strategies.strategy_of(known)
+    return strategy if strategy in (RunStrategy.FIRST_ONLY, RunStrategy.LAST_ONLY) else None
+
+
 def plan(
     workflow: ActiveWorkflow,
     start: float,
@@ -83,13 +98,22 @@ def plan(
     """A new backfill of ``workflow`` over the slots in ``[start, end]`` (not stored yet).
 
     Raises InvalidActionError for an empty or reversed range, no schedule, more than
-    :data:`MAX_SLOTS` slots, or a concurrency below 1; DefinitionError for a bad cron
-    expression or time zone.
+    :data:`MAX_SLOTS` slots, a concurrency below 1, or above 1 for a workflow whose run
+    strategy drops or cancels overlapping runs (see :func:`window`); DefinitionError for a
+    bad cron expression or time zone.
     """
     if end < start:
         raise InvalidActionError("backfill end is before its start")
     if concurrency < 1:
         raise InvalidActionError(f"backfill concurrency must be >= 1, got {concurrency}")
+    dropping = _drops_overlaps(workflow)
+    if dropping is not None and concurrency > 1:
+        raise InvalidActionError(
+            f"backfill concurrency {concurrency}: workflow {workflow.name!r} has run strategy "
+            f"{dropping.value}, under which runs that overlap "
+            f"{'are dropped' if dropping is RunStrategy.FIRST_ONLY else 'cancel each other'}; "
+            "use concurrency 1 (--concurrency 1), or another run strategy"
+        )
     trigger = cron_trigger(workflow.spec, cron, timezone)
     try:
         schedule = CronSchedule(trigger.cron, trigger.timezone)
@@ -164,7 +188,8 @@ def advance(
         return []
     active = len(open_runs(store, triggers, record))
     started: list[str] = []
-    if record.next_index < record.total and active < record.concurrency:
+    limit = window(record, workflow)  # the strategy may have changed since the start
+    if record.next_index < record.total and active < limit:
         slots = slots_of(record)
         trigger = trigger_from_dict(
             {"kind": "cron", "cron": record.cron, "params": record.slot_params}
@@ -172,7 +197,7 @@ def advance(
         assert isinstance(trigger, CronTriggerSpec)
         while (
             record.status == RUNNING
-            and active < record.concurrency
+            and active < limit
             and record.next_index < min(record.total, len(slots))
         ):
             index = record.next_index
@@ -286,4 +311,5 @@ __all__ = [
     "open_runs",
     "plan",
     "slots_of",
+    "window",
 ]
