@@ -35,7 +35,10 @@ __all__ = ["PythonStepType", "load_file_module", "resolve_function", "user_modul
 
 _KNOWN_KEYS = frozenset({"function", "file"})
 
-_functions: dict[tuple[str, str], Callable[..., Any]] = {}
+# (file or "", function) -> (its module, the object the module's name was bound to when the
+# function was resolved, the function). A module's name bound to another object since (a
+# notebook cell run again, ``importlib.reload`` after an edit) is resolved again.
+_functions: dict[tuple[str, str], tuple[Any, Any, Callable[..., Any]]] = {}
 
 
 def _unwrap(obj: Any) -> Any:
@@ -59,28 +62,35 @@ def _target(config: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def resolve_function(config: Mapping[str, Any]) -> Callable[..., Any]:
-    """The callable a ``python`` step config names (cached per process).
+    """The callable a ``python`` step config names.
+
+    Resolved once per process and module binding: the function is looked up again when its
+    module's top-level name now holds another object (a notebook cell run again, a module
+    reloaded after an edit), so a step never runs, nor is fingerprinted as, code its module
+    replaced.
 
     Raises ``ImportError``/``AttributeError`` (or whatever the module raises while loading)
     when it cannot be resolved, ``TypeError`` when the object is not callable.
     """
     key = _target(config)
-    fn = _functions.get(key)
-    if fn is not None:
-        return fn
     file, function = key
-    if file:
-        obj: Any = load_file_module(file)
-        qualname = function
+    module_name, _, qualname = function.partition(":")
+    head, _, rest = (function if file else qualname).partition(".")
+    cached = _functions.get(key)
+    if cached is not None:
+        module, bound, fn = cached
+        if getattr(module, head, None) is bound:
+            return fn
     else:
-        module_name, _, qualname = function.partition(":")
-        obj = importlib.import_module(module_name)
-    for part in qualname.split("."):
+        module = load_file_module(file) if file else importlib.import_module(module_name)
+    bound = getattr(module, head)
+    obj: Any = bound
+    for part in rest.split(".") if rest else ():
         obj = getattr(obj, part)
     obj = _unwrap(obj)
     if not callable(obj):
         raise TypeError(f"{function} is a {type(obj).__name__}, not a function")
-    _functions[key] = obj
+    _functions[key] = (module, bound, obj)
     return obj  # type: ignore[no-any-return]
 
 

@@ -164,3 +164,17 @@ def test_a_file_that_raises_on_import_is_reported(tmp_path: Path) -> None:
     problems = PythonStepType().validate({"file": path, "function": "f"}, HERE)
     assert [p.location.field for p in problems] == ["steps.train.config.file"]
     assert f"cannot import {path}:f: SystemExit: no" == problems[0].message
+
+
+def test_a_function_redefined_in_its_module_is_resolved_again(tmp_path: Path) -> None:
+    """A notebook cell run again, or ``importlib.reload`` after an edit, binds a new function
+    to the module's name: a step must run (and be fingerprinted as) that one, not the one the
+    process resolved first."""
+    path = write(tmp_path / "edited.py", "def f():\n    return 'first'\n\nclass C:\n    pass\n")
+    module = load_file_module(path)
+    config = {"file": path, "function": "f"}
+    assert resolve_function(config)() == "first"
+    exec("def f():\n    return 'second'\n", module.__dict__)  # the cell, run again
+    assert resolve_function(config)() == "second"
+    exec("class C:\n    @staticmethod\n    def g():\n        return 'g'\n", module.__dict__)
+    assert resolve_function({"file": path, "function": "C.g"})() == "g"
