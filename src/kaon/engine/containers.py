@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaon.artifacts.jsonable import normalize_json
 from kaon.engine.context import error_dict, error_info
 from kaon.engine.core import DEFAULT_WINDOW, RunCore
 from kaon.engine.nodes import (
@@ -27,6 +28,7 @@ from kaon.model.specs import (
     WaitSpec,
 )
 from kaon.model.status import StepStatus
+from kaon.model.text import bounded_text, readable_text
 from kaon.model.values import (
     RETURN,
     Literal,
@@ -45,6 +47,10 @@ _S = StepStatus
 # (inline: a queued attempt starts within a turn), a step lost this many times in a row that
 # way is failed: it is most likely what stops its engine (os._exit, a crash, memory).
 UNSTARTED_LOSS_LIMIT = 5
+
+# A foreach item that is not plain JSON is shown in its row (kaon show, metrics, compare) as
+# its repr, at most this long; the step gets the value itself.
+ITEM_TEXT_CHARS = 200
 
 
 class ForeachItemsError(KaonError):
@@ -133,6 +139,7 @@ class ContainerSteps(RunCore):
 
     def _open_item(self, node: Node, state: ForeachState, index: int, item: Any) -> None:
         spec = state.spec
+        is_json, _ = normalize_json(item)
         frame = self._new_frame(
             spec.body,
             f"{node.path}[{index}].",
@@ -143,8 +150,14 @@ class ContainerSteps(RunCore):
             bindings={spec.item_name: item, "index": index},
             index=index,
         )
+        if not is_json:
+            # A date, a numpy scalar, a DataFrame (items of a pickled list): it travels as
+            # any non-JSON value does, by reference, and its row shows a bounded text of it.
+            name = f"{node.path}[{index}]"
+            frame.stored[spec.item_name] = self.ctx.artifacts.put(item, name=name)
         state.active[index] = frame
-        self._open_frame_row(frame, state.restore.pop(index, None), kind="item", item=item)
+        shown = item if is_json else _item_text(item)
+        self._open_frame_row(frame, state.restore.pop(index, None), kind="item", item=shown)
 
     def _item_done(self, node: Node, frame: Frame, failed: bool, output: ValueRef) -> None:
         state = node.foreach
@@ -397,3 +410,12 @@ class ContainerSteps(RunCore):
             self._enqueue(node)
         elif node.status is _S.RETRYING:
             self._arm(node, "retry", row.next_attempt_at or now)
+
+
+def _item_text(item: Any) -> str:
+    """How a foreach item that is not plain JSON is shown in its row: its repr, bounded."""
+    try:
+        text = repr(item)
+    except Exception:  # user code: its __repr__ may raise anything
+        text = f"<{type(item).__name__}>"
+    return bounded_text(readable_text(text), ITEM_TEXT_CHARS)

@@ -29,7 +29,7 @@ from kaon.model.specs import (
     TriggerRule,
 )
 from kaon.model.status import STEP_SUCCESS, StepStatus
-from kaon.model.values import ValueRef
+from kaon.model.values import Literal, ValueRef
 
 USER_SKIP = "skipped by user"
 
@@ -141,6 +141,10 @@ class Frame:
     row_id: int | None = None  # the frame's own row (foreach item / loop iteration)
     scope: Frame | None = None
     bindings: dict[str, Any] = field(default_factory=dict)
+    # Bound names whose value is not plain JSON (a foreach item that is a date, a numpy
+    # scalar, a DataFrame): the reference it is stored under in the artifact store. A step
+    # input naming one takes that reference, as any non-JSON value travels between steps.
+    stored: dict[str, ValueRef] = field(default_factory=dict)
     index: int | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
     remaining: int = 0
@@ -171,6 +175,16 @@ class Frame:
         for f in reversed(chain):
             merged.update(f.bindings)
         return merged
+
+    def variable_ref(self, name: str) -> ValueRef | None:
+        """The reference of the bound name ``name`` visible here (inner frames winning):
+        where its value is stored, or the value itself as a literal; None when unbound."""
+        frame: Frame | None = self
+        while frame is not None:
+            if name in frame.bindings:
+                return frame.stored.get(name) or Literal(frame.bindings[name])
+            frame = frame.scope
+        return None
 
     def walk_nodes(self) -> Iterator[Node]:
         """Every node of this frame and of the active frames below it."""

@@ -153,10 +153,10 @@ class Resolver:
                 return None
             ref, rest = Literal(frame.params[rest[0]]), rest[1:]
         else:
-            bound = frame.variables()
-            if not isinstance(head, str) or head not in bound:
+            found = frame.variable_ref(head) if isinstance(head, str) else None
+            if found is None:
                 return None
-            ref = Literal(bound[head])
+            ref = found
         for key in rest:
             ref = select(ref, key)
             if ref is None:

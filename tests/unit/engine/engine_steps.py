@@ -137,7 +137,7 @@ def fail_keeping(n: int) -> None:
 
 
 def dates(n: int) -> list[Any]:
-    """``n`` datetime.date values: not JSON, so a foreach over them cannot record its items."""
+    """``n`` datetime.date values: not JSON, so a foreach passes its items by reference."""
     import datetime
 
     return [datetime.date(2026, 1, 1 + i) for i in range(n)]
@@ -212,3 +212,22 @@ def nap_divide(item: int, bad: int, seconds: float) -> float:
     """Sleep ``seconds``, then ``item / (item - bad)`` (fails for item ``bad``)."""
     time.sleep(seconds)
     return item / (item - bad)
+
+
+def frames(middle: int) -> list[Any]:
+    """Two 100-row DataFrames whose row 50 holds ``middle`` (and ``middle + 1``): their
+    ``str()`` shows only the first and last rows, so it is the same for any ``middle``."""
+    import pandas
+
+    return [
+        pandas.DataFrame({"v": [middle + k if i == 50 else 0 for i in range(100)]}) for k in (0, 1)
+    ]
+
+
+def described(value: Any, state: str = "", name: str = "") -> str:
+    """The type and value received, with the foreach item the context holds."""
+    if state:
+        _mark(state, name or "described")
+    item = kctx.current_context().item
+    summary = int(value["v"].sum()) if hasattr(value, "columns") else value
+    return f"{type(value).__name__} {summary!r} item {type(item).__name__}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from conftest import E, Harness, flow, task
 
 from kaon.engine.engine import Engine
+from kaon.errors import StoreError
 from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, StepDefaults
 from kaon.model.status import STEP_ACTIVE, RunStatus, StepStatus
 from kaon.store.base import DefinitionRecord, RunRecord, WriteBatch
@@ -27,6 +29,22 @@ def _wait_terminal(h: Harness, ids: list[str], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+UNSTORABLE = "kaon-test-unstorable"
+
+
+def _refuse_unstorable(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store refuses a step run row whose item is UNSTORABLE, as it refuses a value it
+    cannot encode: a write that belongs to one run only."""
+    write = h.store.write
+
+    def refusing(batch: WriteBatch) -> None:
+        if any(row.item == UNSTORABLE for row in batch.step_runs.values()):
+            raise StoreError("cannot store a row of table step_runs: an unstorable item")
+        write(batch)
+
+    monkeypatch.setattr(h.store, "write", refusing)
+
+
 def _unloadable_run(h: Harness) -> str:
     """A run whose stored definition is not a workflow spec (it cannot load)."""
     batch = WriteBatch()
@@ -36,11 +54,14 @@ def _unloadable_run(h: Harness) -> str:
     return "r-broken"
 
 
-def test_poison_runs_fail_with_a_reason_and_healthy_runs_finish(inline: Harness) -> None:
+def test_poison_runs_fail_with_a_reason_and_healthy_runs_finish(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _refuse_unstorable(inline, monkeypatch)
     body = GraphSpec(steps=(task("use", "const", inputs={"value": E("item")}),))
     poison = inline.create(
         flow(
-            task("src", "dates", inputs={"n": 3}),
+            task("src", "const", inputs={"value": [UNSTORABLE]}),
             ForeachSpec(id="each", items=E("steps.src"), body=body),
             name="poison",
         )
@@ -57,7 +78,7 @@ def test_poison_runs_fail_with_a_reason_and_healthy_runs_finish(inline: Harness)
         thread.join(10)
         engine.close()
     assert [inline.store.get_run(i).status for i in healthy] == [RunStatus.SUCCEEDED] * 3
-    for run_id, why in ((poison, "JSON"), (broken, "")):
+    for run_id, why in ((poison, "unstorable"), (broken, "")):
         record = inline.store.get_run(run_id)
         assert record.status is RunStatus.FAILED, run_id
         assert record.error is not None and record.error.startswith("quarantined"), record.error
@@ -94,16 +115,19 @@ def test_a_restarted_server_does_not_claim_a_quarantined_run_again(inline: Harne
     assert "r-broken" not in second.runs
 
 
-def test_kaon_run_of_a_poison_run_reports_it_failed(inline: Harness) -> None:
+def test_kaon_run_of_a_poison_run_reports_it_failed(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _refuse_unstorable(inline, monkeypatch)
     body = GraphSpec(steps=(task("use", "const", inputs={"value": E("item")}),))
     spec = flow(
-        task("src", "dates", inputs={"n": 2}),
+        task("src", "const", inputs={"value": [UNSTORABLE, "fine"]}),
         ForeachSpec(id="each", items=E("steps.src"), body=body),
     )
     status, run_id = inline.run(spec)
     assert status is RunStatus.FAILED
     error = inline.store.get_run(run_id).error
-    assert error is not None and "date is not JSON serializable" in error
+    assert error is not None and "an unstorable item" in error
 
 
 def test_an_expression_over_an_array_fails_its_step_not_the_run(inline: Harness) -> None:
