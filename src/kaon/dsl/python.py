@@ -306,6 +306,13 @@ def python_config(fn: Callable[..., Any]) -> tuple[dict[str, Any], str | None]:
     if module is not None and _importable_by_name(module):
         return {"function": f"{module.__name__}:{qualname}"}, problem
     file = getattr(module, "__file__", None) or inspect.getsourcefile(fn) or ""
+    if problem is None and not os.path.isfile(file):
+        shown = fn.__code__.co_filename
+        problem = (
+            f"step function {qualname!r} is defined in a notebook cell or an interactive "
+            f"session ({shown}, not a file on disk); workers import steps from files: define "
+            f"it in a .py file beside the notebook and import it (from steps import {qualname})"
+        )
     return {"file": os.path.realpath(file), "function": qualname}, problem
 
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import types
 from typing import Any
 
 import pytest
@@ -546,6 +547,30 @@ def test_nested_step_functions_are_rejected() -> None:
 
     assert local_step() == 1
     assert any("define it at module level" in m for _l, m in problems_of(flow))
+
+
+def test_a_step_defined_in_a_notebook_cell_is_refused_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Jupyter cell's code is compiled under a file name that is not on disk, in a module
+    # with no file (ipykernel's user namespace): no worker could import the step.
+    cell = types.ModuleType("kaon_test_notebook_main")
+    monkeypatch.setitem(sys.modules, cell.__name__, cell)
+    code = compile(
+        "import kaon\n@kaon.step\ndef double(x: int) -> int:\n    return 2 * x\n",
+        "/tmp/ipykernel_4242/1234567.py",
+        "exec",
+    )
+    exec(code, cell.__dict__)
+
+    @kaon.workflow
+    def flow() -> None:
+        cell.double(3)
+
+    problem = next(m for _l, m in problems_of(flow) if "notebook" in m)
+    assert "defined in a notebook cell or an interactive session" in problem
+    assert "/tmp/ipykernel_4242/1234567.py, not a file on disk" in problem
+    assert "from steps import double" in problem
 
 
 def test_dsl_constructs_outside_a_workflow() -> None:
