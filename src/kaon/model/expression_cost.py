@@ -99,6 +99,12 @@ _READABLE: Final = (bytes, bytearray, numbers.Number, datetime.date, datetime.ti
 def _readable(value: Any) -> None:
     """Raise :class:`Unreadable` unless an expression can read ``value`` (a value that is not
     a scalar, a string, a list or a mapping)."""
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        raise Unreadable(
+            "a value of type datetime.date cannot be read by an expression (CEL has "
+            "timestamps, not dates): return it as text (date.isoformat()) or as a datetime, or "
+            "pass the output whole to a step as an input (`${{ steps.STEP.NAME }}`)"
+        )
     if not isinstance(value, _READABLE) or isinstance(value, memoryview):
         kind = type(value)
         name = (

@@ -140,6 +140,13 @@ def test_an_expression_over_an_array_fails_its_step_not_the_run(inline: Harness)
         task("use", "const", inputs={"value": E('"arr=" + string(steps.mk.arr)')}),
         task("small", "const", inputs={"value": E('"arr=" + string(steps.mk.small)')}),
         task("when", "const", inputs={"value": 1}, when="size(steps.mk.df) > 0"),
+        task("days", "dates", inputs={"n": 2}),
+        task(
+            "day",
+            "const",
+            inputs={"value": 1},
+            when="size(steps.days) > 1 && steps.days[0] != null",
+        ),
         task("other", "const", inputs={"value": 5}),
         defaults=StepDefaults(on_failure=FailureMode.IGNORE),
     )
@@ -149,7 +156,13 @@ def test_an_expression_over_an_array_fails_its_step_not_the_run(inline: Harness)
     rows = inline.rows(run_id)
     assert rows["mk"].status is StepStatus.SUCCEEDED
     assert rows["other"].status is StepStatus.SUCCEEDED
-    for path, kind in (("use", "numpy.ndarray"), ("small", "numpy.ndarray"), ("when", "pandas")):
+    kinds = (
+        ("use", "numpy.ndarray"),
+        ("small", "numpy.ndarray"),
+        ("when", "pandas"),
+        ("day", "datetime.date"),  # CEL has timestamps, not dates: its converter failed raw
+    )
+    for path, kind in kinds:
         assert rows[path].status is StepStatus.FAILED, path
         error = rows[path].error
         assert error is not None and error["type"] == "ExpressionError", (path, error)
