@@ -10,6 +10,7 @@ import copy
 import difflib
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -307,7 +308,9 @@ def convert_value(value: Any, declared: ParamType) -> tuple[Any, bool]:
     """Check ``value`` against ``declared``; return ``(normalized value, ok)``.
 
     bool is not an int; ints are floats (converted); tuples are lists (converted); a dict
-    must have string keys. ``any`` accepts everything.
+    must have string keys. ``any`` accepts everything. An integer or real number of another
+    type (``numpy.int64``, ``numpy.float32`` from a notebook) is taken as the Python int or
+    float of the same value.
     """
     if declared is ParamType.ANY:
         return value, True
@@ -316,10 +319,12 @@ def convert_value(value: Any, declared: ParamType) -> tuple[Any, bool]:
     if declared is ParamType.BOOL:
         return value, isinstance(value, bool)
     if declared is ParamType.INT:  # 64 bits, as expressions (CEL) count: no silent float
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return value, ok and INT_MIN <= value <= INT_MAX
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            return value, False
+        value = int(value)
+        return value, INT_MIN <= value <= INT_MAX
     if declared is ParamType.FLOAT:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         return (float(value) if ok else value), ok
     if declared is ParamType.LIST:
         ok = isinstance(value, list | tuple)

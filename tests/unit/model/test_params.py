@@ -67,6 +67,19 @@ def test_all_problems_reported_together() -> None:
     assert "must be of type bool" in problems["params.verbose"]
 
 
+def test_numpy_numbers_are_taken_as_the_python_number_of_the_same_value() -> None:
+    # A notebook's values are often numpy scalars: np.int64(3) for an int parameter was
+    # refused ("must be of type int, got int64").
+    np = pytest.importorskip("numpy")
+    bound = bind_params(FLOW, {"folds": np.int64(3), "learning_rate": np.float32(0.5)})
+    assert (bound["folds"], type(bound["folds"])) == (3, int)
+    assert (bound["learning_rate"], type(bound["learning_rate"])) == (0.5, float)
+    assert json.dumps(bound)  # plain Python values: storable as they are
+    for wrong in (np.bool_(True), np.float64(2.0), np.uint64(2**63)):
+        with pytest.raises(ParameterError, match=r"params\.folds"):
+            bind_params(FLOW, {"folds": wrong})
+
+
 def test_bool_is_not_an_int() -> None:
     with pytest.raises(ParameterError, match="must be of type int"):
         bind_params(FLOW, {"folds": True})
