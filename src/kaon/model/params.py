@@ -199,6 +199,35 @@ def computed_default_problems(spec: WorkflowSpec) -> list[Problem]:
     return problems
 
 
+def default_problems(spec: WorkflowSpec) -> list[Problem]:
+    """:func:`computed_default_problems`, then what a run given no value would meet: each
+    computed default that reads only other defaults (not a required parameter, known only
+    when a run is made) evaluated from them, and checked against its declared type."""
+    problems = computed_default_problems(spec)
+    if problems:
+        return problems
+    bound = {
+        p.name: convert_value(copy.deepcopy(p.default), p.type)[0]
+        for p in spec.params
+        if not p.required and not isinstance(p.default, Expr)
+    }
+    waiting = {p.name: p for p in spec.params if isinstance(p.default, Expr)}
+    known, evaluable = set(bound), []
+    while True:
+        ready = [
+            p
+            for p in waiting.values()
+            if compile_expression(p.default.source).param_refs <= known  # type: ignore[union-attr]
+        ]
+        if not ready:
+            break
+        for param in ready:
+            evaluable.append(param)
+            known.add(param.name)
+            del waiting[param.name]
+    return _compute_defaults(spec, evaluable, bound) if evaluable else []
+
+
 def _default_at(param: ParamSpec) -> Location:
     return param.location.with_field(f"params.{param.name}.default")
 

@@ -27,7 +27,7 @@ from kaon.model.expressions import (
     over_budget_message,
 )
 from kaon.model.graph import compile_graph, dependencies, step_expressions, topological_order
-from kaon.model.params import computed_default_problems, matches_type
+from kaon.model.params import default_problems, matches_type
 from kaon.model.specs import (
     MAX_DURATION_S,
     Expr,
@@ -495,8 +495,9 @@ def check_params(context: _Context) -> Iterator[Problem]:
 
 
 def check_computed_defaults(context: _Context) -> Iterator[Problem]:
-    """Computed parameter defaults read declared params only and form no cycle."""
-    yield from computed_default_problems(context.spec)
+    """Computed parameter defaults read declared params only, form no cycle, and (those that
+    read only other defaults) evaluate to a value of their type."""
+    yield from default_problems(context.spec)
 
 
 def check_retry(context: _Context) -> Iterator[Problem]:

@@ -79,6 +79,26 @@ def test_a_computed_value_of_the_wrong_type_is_a_parameter_error() -> None:
         bind_params(spec, {})
 
 
+def test_a_computed_default_that_fails_on_the_defaults_is_a_located_definition_error() -> None:
+    # Found by `kaon validate` and push, not only when a run is made.
+    text = YAML.replace("k: {type: int, default: 4}", "k: {type: float, default: 4}")
+    with pytest.raises(DefinitionError) as caught:
+        _load(text)
+    (problem,) = caught.value.problems
+    assert "Unsupported operation: float * int" in problem.message
+    assert (problem.location.line, problem.location.field) == (5, "params.width.default")
+    text = YAML.replace('"${{ params.k * 2 }}"', '"${{ double(params.k) * 2.5 }}"')
+    with pytest.raises(DefinitionError, match="computed default of parameter 'width' must be"):
+        _load(text)
+
+
+def test_a_computed_default_reading_a_required_parameter_is_left_to_the_run() -> None:
+    text = YAML.replace("k: {type: int, default: 4}", "k: {type: str}")
+    spec = _load(text)  # params.k * 2 fails only once a run gives k a string
+    with pytest.raises(ParameterError, match=r"Unsupported operation: string \* int"):
+        bind_params(spec, {"k": "x"})
+
+
 @kaon.step
 def echo(x: int) -> int:
     return x
