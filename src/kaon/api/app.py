@@ -71,6 +71,7 @@ def build_services(settings: Settings) -> Services:
     # A pushed file's top-level code runs at push: in the step sandbox, as its steps will.
     registry.sandbox = SandboxLimits(isolation=push_sandbox(settings))
     runs.localize = registry.bundles.localize  # code pushed through any replica runs here
+    runs.owner_group_of = registry.owner_group  # runs driven here are scoped as the engine's
     return Services(settings, store, runs, registry, auth, ServerMetrics(store))
 
 

@@ -92,7 +92,9 @@ class CachingSteps(RunCore):
         self, node: Node, spec: TaskSpec, inputs: dict[str, ValueRef]
     ) -> CacheKey | None:
         try:
-            key = self.ctx.memo.key(spec.step_type, spec.config, inputs, spec.cache_version)
+            key = self.ctx.memo.key(
+                spec.step_type, spec.config, inputs, spec.cache_version, self.tenant_group
+            )
         except Exception as exc:  # the code cannot be fingerprinted: execute, uncached
             self._event("cache", {"path": node.path, "error": f"{type(exc).__name__}: {exc}"})
             return None

@@ -56,6 +56,10 @@ _TIMER_KINDS = {_S.RETRYING: "retry", _S.WAITING: "wait_timeout", _S.RUNNING: "s
 class RunCore(ABC):
     """A run's in-memory state and the primitives every layer uses."""
 
+    # The run's owner group on a server (set when the engine loads it; it names the run's
+    # cache keys and admission's fair share, see kaon.engine.tenancy); "" for none.
+    tenant_group = ""
+
     def __init__(
         self,
         record: RunRecord,

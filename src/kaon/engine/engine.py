@@ -298,6 +298,8 @@ class Engine:
         try:
             spec = self._spec(record.definition_hash)
             state = RunState(record, spec, self.ctx, last_row_id=last_row_id)
+            # Before its first steps are probed: the group names the run's cache keys.
+            state.tenant_group = self.tenancy.group(record.workflow)
             self.runs[run_id] = state
             self._touched.add(run_id)
             state.start()

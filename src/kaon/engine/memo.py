@@ -13,7 +13,12 @@ A cacheable step's **cache key** is the sha256 of its components:
   name, not where its file lives);
 * ``inputs.<name>`` -- each resolved input: a small value's canonical JSON, an artifact's
   content hash (so the same data produced by another run or step hits the cache);
-* ``version`` -- the step's ``cache_version``, bumped by hand to force a miss.
+* ``version`` -- the step's ``cache_version``, bumped by hand to force a miss;
+* ``group`` -- on a server, the owner group of the run's workflow (absent for none): groups
+  never reuse, nor replace, each other's entries. The fingerprint does not cover everything
+  a step reads (a client object, outside data), so another group's execution under the
+  same key could carry other data, and a forced one would be what the group's next run
+  reuses.
 
 Run parameters count through the inputs that use them, so changing one parameter re-executes
 exactly the steps it reaches. Values a step reads from ``kaon.context()`` (item, iteration)
@@ -109,8 +114,10 @@ class Memoizer:
         config: Mapping[str, Any],
         inputs: Mapping[str, ValueRef],
         version: str,
+        group: str = "",
     ) -> CacheKey:
-        """The cache key of one execution. Raises whatever the fingerprint raises."""
+        """The cache key of one execution by a run of a workflow of owner group ``group``
+        (empty: none). Raises whatever the fingerprint raises."""
         # Specs are immutable: a step's config is the same object for every foreach item.
         known = self._configs.get(id(config))
         if known is None or known[0] is not config:
@@ -124,6 +131,8 @@ class Memoizer:
             known = (config, _code_components(code, config_text))
             self._configs[id(config)] = known
         components: dict[str, Any] = {"step_type": step_type, **known[1], "version": version}
+        if group:
+            components["group"] = group
         for name in sorted(inputs):
             components[f"inputs.{name}"] = digest(inputs[name])
         key = hashlib.sha256(_canonical(components).encode()).hexdigest()

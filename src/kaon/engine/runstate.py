@@ -59,8 +59,6 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
     """The engine's working state for one run it holds the lease on: the public face (what the
     engine calls) over the core, container and caching layers."""
 
-    tenant_group = ""  # the run's owner group, set by admission (kaon.engine.tenancy)
-
     def start(self) -> None:
         """Mark the run running, rebuild state from the store, and queue what is ready."""
         now = self.ctx.clock()

@@ -159,7 +159,7 @@ class Tenancy:
         """A run is held: note its owner group and priority."""
         if state.id in self._runs:
             return
-        group = self._group(state.record.workflow)
+        group = self.group(state.record.workflow)
         entry = _Run(group, state.record.priority, spec_flagged or state.record.priority != 0)
         self._runs[state.id] = entry
         state.tenant_group = group
@@ -167,7 +167,7 @@ class Tenancy:
         self._flagged += entry.flagged
         self._update()
 
-    def _group(self, workflow: str) -> str:
+    def group(self, workflow: str) -> str:
         """The workflow's owner group ("" for none), looked up at most every GROUP_TTL_S."""
         if self.group_of is None:
             return ""

@@ -89,6 +89,9 @@ class LocalService:
         self._executor: Executor | None = None  # warmed by prepare_execution, not started
         # A server's (kaon.service.bundle_files): stored code paths made this home's.
         self.localize: Callable[[WorkflowSpec], WorkflowSpec] | None = None
+        # A server's: a workflow's owner group, which scopes its steps' signals and cache
+        # entries in the runs this service drives as it does in the server's engine.
+        self.owner_group_of: Callable[[str], str | None] | None = None
 
     # -- backends ----------------------------------------------------------------------------
 
@@ -193,7 +196,11 @@ class LocalService:
         self._check_executor(self.store.get_run(run_id))
         executor, self._executor = self._executor or self._step_executor(), None
         engine = Engine(
-            self.store, executor, self.artifacts, localize=self.localize or self._pushed_code
+            self.store,
+            executor,
+            self.artifacts,
+            localize=self.localize or self._pushed_code,
+            owner_group_of=self.owner_group_of,
         )
         if listener is not None:
             engine.subscribe(listener)

@@ -374,3 +374,63 @@ def test_a_definition_error_names_the_pushed_file_not_the_servers_copy(
     body = answer.json()
     assert body["message"].startswith("pooled.py:12: pool: ")
     assert [(p["file"], p["line"]) for p in body["problems"]] == [("pooled.py", 12)]
+
+
+SOURCED_FLOW = """
+import kaon
+
+
+class Source:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def read(self) -> str:
+        return self.value
+
+
+SOURCE = Source(VALUE)
+
+
+@kaon.step(cache=True)
+def load(day: str) -> str:
+    return SOURCE.read() + day
+
+
+@kaon.workflow
+def NAME(day: str = "2024") -> None:
+    load(day)
+"""
+
+
+def test_another_group_cannot_poison_or_reuse_a_groups_cache_entries(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Cache keys did not name the owner group: a stranger pushed the same step (same file
+    name and function; a client object is not covered by the fingerprint) with its own data,
+    ran it with ``no_cache`` (the newest execution under a key is the one reused), and the
+    group's next run reused the stranger's output; the stranger's runs reused the group's."""
+    owner, stranger = h(tokens["owner"]), h(tokens["stranger"])
+
+    def push(headers: dict[str, str], name: str, value: str) -> None:
+        source = SOURCED_FLOW.replace("NAME", name).replace("VALUE", repr(value))
+        pushed = client.post(
+            "/workflows", json={"source": source, "file_name": "flow.py"}, headers=headers
+        )
+        assert pushed.status_code < 300, pushed.text
+
+    def run(headers: dict[str, str], workflow: str, **extra: Any) -> tuple[str, Any]:
+        run_id = client.post("/runs", json={"workflow": workflow, **extra}, headers=headers)
+        run_id = run_id.json()["id"]
+        services.runs.execute(run_id)
+        step = client.get(f"/runs/{run_id}/steps/load", headers=headers).json()
+        outputs = client.get(f"/runs/{run_id}/outputs", params={"path": "load"}, headers=headers)
+        return step["status"], outputs.json()["outputs"]
+
+    push(owner, "genuine", "ours ")
+    push(stranger, "forged", "POISON ")
+    assert run(owner, "genuine")[0] == "succeeded"
+    status, outputs = run(stranger, "forged")  # the group's entry is not the stranger's
+    assert status == "succeeded" and "POISON" in str(outputs)
+    run(stranger, "forged", no_cache=True)  # the newest execution under its key
+    status, outputs = run(owner, "genuine")
+    assert status == "cached" and "POISON" not in str(outputs) and "ours" in str(outputs)
