@@ -129,7 +129,7 @@ class Services:
             workflow = self.store.get_run(run_id).workflow
         except KaonError:
             return False
-        return principal.can("viewer", self.registry.owner_group(workflow))
+        return principal.can("viewer", self.registry.owner_group(workflow), run_id=run_id)
 
     def once(
         self,

@@ -97,7 +97,10 @@ class Principal:
 
     @property
     def reads_everything(self) -> bool:
-        """True when no owner group limits what this principal reads."""
+        """True when no owner group limits what this principal reads. Never for a run token:
+        it has no groups, yet reads its own run only."""
+        if self.run_scope is not None:
+            return False
         return self.is_admin or ANY_GROUP in self.groups or not self.groups
 
 

@@ -434,3 +434,51 @@ def test_another_group_cannot_poison_or_reuse_a_groups_cache_entries(
     run(stranger, "forged", no_cache=True)  # the newest execution under its key
     status, outputs = run(owner, "genuine")
     assert status == "cached" and "POISON" not in str(outputs) and "ours" in str(outputs)
+
+
+SHARED_FLOW = """
+import kaon
+
+
+@kaon.step
+def common() -> str:
+    return "PUBLIC " * 4000
+
+
+@kaon.step
+def private(text: str) -> str:
+    return "NAME only " * 4000
+
+
+@kaon.workflow
+def NAME() -> None:
+    private(common())
+"""
+
+
+def test_a_run_token_reads_no_other_run_in_lineage(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """A run token's principal has no groups, and a token without groups read everything:
+    a step's lineage of an output another group's run also produced listed that run and the
+    hash of its private output (which a step may then read from the artifact store)."""
+    owner, stranger = h(tokens["owner"]), h(tokens["stranger"])
+    runs: dict[str, str] = {}
+    for name, headers in (("ours", owner), ("theirs", stranger)):
+        source = SHARED_FLOW.replace("NAME", name)
+        pushed = client.post(
+            "/workflows", json={"source": source, "file_name": f"{name}.py"}, headers=headers
+        )
+        assert pushed.status_code < 300, pushed.text
+        runs[name] = client.post("/runs", json={"workflow": name}, headers=headers).json()["id"]
+        services.runs.execute(runs[name])
+    assert services.auth.run_tokens is not None
+    step = h(services.auth.run_tokens.mint(runs["theirs"]))
+    for headers in (stranger, step):
+        lineage = client.get(
+            f"/runs/{runs['theirs']}/lineage", params={"path": "common"}, headers=headers
+        )
+        assert lineage.status_code == 200, lineage.text
+        seen = {p["run_id"] for p in lineage.json()["producers"]}
+        seen |= {c["run_id"] for c in lineage.json()["consumers"]}
+        assert seen == {runs["theirs"]}
