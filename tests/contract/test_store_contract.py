@@ -566,6 +566,24 @@ class StoreContract:
         assert store.list_runs(statuses=[]) == []
         assert store.list_runs()[0] == runs[11]
 
+    def test_last_ended_run_goes_by_end_time_not_creation(self, store: StateStore) -> None:
+        failed, ok = RunStatus.FAILED, RunStatus.SUCCEEDED
+        runs = [
+            run_record(f"r{n}", status=failed, created_at=float(n), ended_at=n + 0.5)
+            for n in range(1, 8)
+        ]
+        runs[0].ended_at = 50.0  # the oldest, restarted, ended last
+        runs.append(run_record("ok", status=ok, created_at=60.0, ended_at=61.0))
+        runs.append(run_record("other", workflow="b", status=failed, created_at=70.0, ended_at=71))
+        runs.append(run_record("open", status=RunStatus.RUNNING, created_at=80.0))
+        store.write(batch_of(runs=runs))
+        found = store.last_ended_run("wf", failed, after=10.0)
+        assert found is not None and found.id == "r1" and found.ended_at == 50.0
+        assert store.last_ended_run("wf", failed, after=50.0) is None
+        last_ok = store.last_ended_run("wf", ok, after=0.0)
+        assert last_ok is not None and last_ok.id == "ok"
+        assert store.last_ended_run("zzz", failed, after=0.0) is None
+
     def test_find_runs_by_prefix(self, store: StateStore) -> None:
         ids = [f"abc{n:02}" for n in range(12)] + ["abd", "a%c", "a_c", "zzz"]
         store.write(batch_of(runs=[run_record(i) for i in ids]))

@@ -128,6 +128,23 @@ def _list_runs(by_workflow: bool, by_status: bool, oldest_first: bool) -> Any:
 
 
 @_builder
+def _last_ended_run() -> Any:
+    """``:workflow``, ``:status``, ``:after``: the run of the workflow that ended last in
+    the status, if it ended after ``:after`` (ix_runs_workflow_status_ended)."""
+    c = t.runs.c
+    return (
+        sa.select(t.runs)
+        .where(
+            c.workflow == _bind("workflow"),
+            c.status == _bind("status"),
+            c.ended_at > _bind("after", sa.Double()),
+        )
+        .order_by(c.ended_at.desc(), c.id.desc())
+        .limit(1)
+    )
+
+
+@_builder
 def _claimable_runs(dialect: str, skip: bool, after: bool, lock: bool) -> Any:
     """``:limit``, ``:skip`` (workflows), ``:after_at``, ``:after_id``."""
     c = t.runs.c
@@ -797,6 +814,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("run",),
         ("run_exists",),
         ("find_runs",),
+        ("last_ended_run",),
         ("step_run",),
         ("step_run_by_id",),
         ("child_outputs",),

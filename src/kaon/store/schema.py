@@ -81,6 +81,9 @@ runs = sa.Table(
     sa.Index("ix_runs_workflow_created", "workflow", "created_at"),
     sa.Index("ix_runs_created", "created_at"),
     sa.Index("ix_runs_status_created", "status", "created_at"),
+    # The last run of a workflow to end in a status (a strict-sequential workflow's last
+    # failure), whatever the number of its runs (kaon.triggers.strategies).
+    sa.Index("ix_runs_workflow_status_ended", "workflow", "status", "ended_at", "id"),
 )
 
 step_runs = sa.Table(

@@ -269,6 +269,8 @@ CREATE INDEX ix_runs_status_created ON runs (status, created_at);
 
 CREATE INDEX ix_runs_workflow_created ON runs (workflow, created_at);
 
+CREATE INDEX ix_runs_workflow_status_ended ON runs (workflow, status, ended_at, id);
+
 CREATE TABLE signals (
 	id INTEGER NOT NULL,
 	name VARCHAR NOT NULL,

@@ -776,6 +776,13 @@ class SQLStore(StateStore):
         )
         return [run_record(row) for row in rows]
 
+    def last_ended_run(self, workflow: str, status: RunStatus, *, after: float) -> RunRecord | None:
+        """See :meth:`StateStore.last_ended_run`."""
+        rows = self.query(
+            ("last_ended_run",), workflow=workflow, status=_plain(status), after=float(after)
+        )
+        return run_record(rows[0]) if rows else None
+
     # -- step runs -----------------------------------------------------------------------
 
     def step_runs(

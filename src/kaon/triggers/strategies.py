@@ -88,14 +88,16 @@ def _open_runs(store: StateStore, workflow: str) -> list[RunRecord]:
 
 
 def is_blocked(store: StateStore, workflow: str) -> bool:
-    """True when a strict-sequential workflow's latest failure came after its last unblock:
-    when the run failed counts, not when it was created (a run queued before the unblock
-    that fails after it blocks again)."""
-    failed = store.list_runs(workflow=workflow, statuses=[RunStatus.FAILED], limit=5)
-    if not failed:
-        return False
-    since = _unblocked_at(store, workflow)
-    return max(r.ended_at or r.created_at for r in failed) > since
+    """True when a run of a strict-sequential workflow failed after its last unblock: when
+    the run failed counts, not when it was created (a run queued before the unblock, or an
+    old run restarted after it, that fails after it blocks again)."""
+    return blocking_run(store, workflow) is not None
+
+
+def blocking_run(store: StateStore, workflow: str) -> RunRecord | None:
+    """The run whose failure blocks ``workflow``: the last to fail, if it failed after the
+    workflow's last unblock (one indexed read: :meth:`StateStore.last_ended_run`)."""
+    return store.last_ended_run(workflow, RunStatus.FAILED, after=_unblocked_at(store, workflow))
 
 
 def _unblocked_at(store: StateStore, workflow: str) -> float:
@@ -169,11 +171,13 @@ def waiting_reason(
     strategy, limit = strategy_of(properties(store, run.workflow))
     if strategy is RunStrategy.PARALLEL and limit is None:
         return None
-    if strategy is RunStrategy.STRICT_SEQUENTIAL and is_blocked(store, run.workflow):
-        failed = store.list_runs(workflow=run.workflow, statuses=[RunStatus.FAILED], limit=1)
-        after = f" after run {failed[0].id} failed" if failed else ""
+    blocking = (
+        blocking_run(store, run.workflow) if strategy is RunStrategy.STRICT_SEQUENTIAL else None
+    )
+    if blocking is not None:
         return (
-            f"workflow {run.workflow} is blocked{after} (run strategy strict_sequential): "
+            f"workflow {run.workflow} is blocked after run {blocking.id} failed "
+            "(run strategy strict_sequential): "
             f"nothing starts until it is unblocked (kaon unblock {run.workflow}, or "
             "Unblock on its page)"
         )

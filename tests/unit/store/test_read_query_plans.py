@@ -56,6 +56,7 @@ def _plans(store: SQLStore, path: Path, read: Callable[[], Any]) -> list[str]:
         ("last_log", "ix_logs_run"),
         ("run_metrics", "ix_metrics_run"),
         ("failed_tasks", "ix_step_runs_kind_status"),
+        ("last_failure", "ix_runs_workflow_status_ended"),
     ],
 )
 def test_reads_follow_an_index(tmp_path: Path, name: str, index: str) -> None:
@@ -77,6 +78,7 @@ def test_reads_follow_an_index(tmp_path: Path, name: str, index: str) -> None:
             "failed_tasks": lambda: reads.all_levels_page(
                 "r1", limit=10, statuses=(StepStatus.FAILED,), kind="task", total=1
             ),
+            "last_failure": lambda: store.last_ended_run("wf", RunStatus.FAILED, after=0.0),
         }
         plans = _plans(store, path, calls[name])
         assert any(index in line for line in plans), plans

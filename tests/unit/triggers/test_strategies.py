@@ -13,6 +13,7 @@ from kaon.engine import operations
 from kaon.model.params import bind_params
 from kaon.model.specs import Expr, GraphSpec, ParamSpec, ParamType, TaskSpec, WorkflowSpec
 from kaon.model.status import RunStatus
+from kaon.store.base import RunRecord, WriteBatch
 from kaon.store.sql import SQLStore
 from kaon.triggers import strategies
 
@@ -174,3 +175,24 @@ def test_properties_default_for_unregistered_workflows(store: SQLStore) -> None:
         strategies.RunStrategy.PARALLEL,
         None,
     )
+
+
+def test_a_failure_after_the_unblock_blocks_whatever_the_run_s_age(store: SQLStore) -> None:
+    # Six failed runs, then an unblock; the oldest is restarted (it goes straight to running,
+    # skipping the queue) and fails again. The newest runs by creation all failed before
+    # the unblock: only when each run ended counts.
+    register(store, SPEC, run_strategy="strict_sequential")
+    runs = [
+        RunRecord(f"r{n}", "job", "h", RunStatus.FAILED, created_at=float(n), ended_at=n + 0.5)
+        for n in range(1, 7)
+    ]
+    store.write(WriteBatch(runs=runs))
+    assert strategies.is_blocked(store, "job")
+    assert strategies.unblock(store, "job", now=10.0) is True
+    assert not strategies.is_blocked(store, "job")
+    store.write(WriteBatch(run_updates={"r1": {"ended_at": 11.0, "restarts": 1}}))
+    assert strategies.is_blocked(store, "job")
+    waiting = RunRecord("r7", "job", "h", RunStatus.PENDING, created_at=12.0)
+    store.write(WriteBatch(runs=[waiting]))
+    reason = strategies.waiting_reason(store, waiting)
+    assert reason is not None and "after run r1 failed" in reason
