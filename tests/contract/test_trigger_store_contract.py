@@ -124,6 +124,25 @@ class TriggerStoreContract:
         with pytest.raises(NotFoundError):
             triggers.set_firing_status(999_999, DROPPED)
 
+    def test_a_dropped_firing_keeps_why_and_firings_are_counted(
+        self, triggers: TriggerStore
+    ) -> None:
+        dropped = _firing("a")
+        dropped.status, dropped.error = DROPPED, "params.day: no such key"
+        later = _firing("b")
+        triggers.claim_firings([dropped, later, _firing("c", trigger="other")])
+        assert [(f.dedupe_key, f.error) for f in triggers.firings(statuses=[DROPPED])] == [
+            ("a", "params.day: no such key")
+        ]
+        assert later.id is not None
+        triggers.set_firing_status(later.id, DROPPED, error="pool gpu does not exist")
+        assert triggers.count_firings(trigger_id="wf:cron:1", statuses=[DROPPED]) == 2
+        assert triggers.count_firings(trigger_id="wf:cron:1", statuses=[CLAIMED]) == 0
+        assert triggers.count_firings(trigger_id="other", statuses=[CLAIMED, DROPPED]) == 1
+        assert triggers.firings(trigger_id="wf:cron:1")[1].error == "pool gpu does not exist"
+        triggers.set_firing_status(later.id, CREATED)
+        assert triggers.firings(trigger_id="wf:cron:1")[1].error is None
+
     def test_states_are_replaced_in_bulk(self, triggers: TriggerStore) -> None:
         triggers.put_state("k1", {"last_slot": 1.0}, 1.0)
         values = {f"k{n}": {"last_slot": float(n)} for n in range(1, 1201)}

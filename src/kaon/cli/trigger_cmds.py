@@ -140,14 +140,19 @@ def _values(items: list[str] | None) -> dict[str, Any]:
 def _show_backfill(view: BackfillView) -> None:
     from rich.text import Text
 
+    skipped = f", {view.skipped} skipped" if view.skipped else ""
     out.print(
         Text.assemble(
             f"{view.id}  {view.workflow}  ",
             (view.status, "bold"),
             f"  {view.started}/{view.total} "
-            f"started  ({view.start} .. {view.end}, {view.concurrency} at a time)",
+            f"started{skipped}  ({view.start} .. {view.end}, {view.concurrency} at a time)",
         )
     )
+    for slot in view.skipped_slots:
+        out.print(Text(f"  skipped {slot.slot}: {slot.error}"))
+    if view.skipped > len(view.skipped_slots):
+        out.print(Text(f"  ... and {view.skipped - len(view.skipped_slots)} more skipped"))
 
 
 def backfill(

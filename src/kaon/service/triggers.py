@@ -34,7 +34,7 @@ from kaon.model.triggers import (
 )
 from kaon.store.base import SignalRecord
 from kaon.store.sql import SQLStore
-from kaon.store.triggers import BackfillRecord, SQLTriggerStore
+from kaon.store.triggers import BackfillRecord, SQLTriggerStore, TriggerStore
 from kaon.triggers import backfill, strategies
 from kaon.triggers.catalog import RegistryCatalog, WorkflowCatalog
 from kaon.triggers.cron import jitter, schedule_of, slot_iso, time_zone
@@ -67,6 +67,13 @@ class BackfillRequest(_Request):
     timezone: str | None = Field(default=None, max_length=100)
 
 
+class SkippedSlotView(BaseModel):
+    """A backfill slot that started no run, and why."""
+
+    slot: str = Field(description="The slot, ISO 8601 in the backfill's time zone.")
+    error: str = Field(description="Why: its parameters failed to compute or to bind.")
+
+
 class BackfillView(BaseModel):
     """A backfill and how far it got."""
 
@@ -76,9 +83,18 @@ class BackfillView(BaseModel):
     timezone: str
     start: str
     end: str
-    status: str = Field(description="running, finished (every slot's run ended) or cancelled")
+    status: str = Field(
+        description="running, finished (every slot's run ended or the slot was skipped) "
+        "or cancelled"
+    )
     total: int = Field(description="Slots in the range.")
-    started: int = Field(description="Slots whose run was started.")
+    started: int = Field(description="Slots passed so far: started or skipped.")
+    skipped: int = Field(
+        default=0, description="Slots that started no run: their parameters failed."
+    )
+    skipped_slots: list[SkippedSlotView] = Field(
+        default_factory=list, description="The first 10 skipped slots, with why."
+    )
     concurrency: int
     created_at: float
     by: str
@@ -113,9 +129,16 @@ class TriggerSignalView(BaseModel):
     by: str
 
 
-def backfill_view(record: BackfillRecord) -> BackfillView:
-    """The view of a backfill record."""
-    return BackfillView(**backfill.describe(record), created_at=record.created_at, by=record.by)
+def backfill_view(record: BackfillRecord, triggers: TriggerStore) -> BackfillView:
+    """The view of a backfill record, with its skipped slots (read from ``triggers``)."""
+    skipped, first = backfill.skipped_slots(triggers, record)
+    return BackfillView(
+        **backfill.describe(record),
+        skipped=skipped,
+        skipped_slots=[SkippedSlotView(slot=slot, error=error) for slot, error in first],
+        created_at=record.created_at,
+        by=record.by,
+    )
 
 
 def parse_time(text: str, timezone: str, *, end: bool = False) -> float:
@@ -241,7 +264,7 @@ class TriggerOperations:
         slot_values = trigger_params(trigger.params, {"slot": first}, trigger.location)
         bind_params(workflow.spec, {**slot_values, **request.params})
         self.triggers.add_backfill(record)
-        return backfill_view(record)
+        return backfill_view(record, self.triggers)
 
     def backfills(
         self, *, workflow: str | None = None, status: str | None = None
@@ -249,11 +272,11 @@ class TriggerOperations:
         """Backfills, newest first."""
         statuses = [status] if status else None
         records = self.triggers.list_backfills(workflow=workflow, statuses=statuses)
-        return [backfill_view(r) for r in records]
+        return [backfill_view(r, self.triggers) for r in records]
 
     def backfill(self, backfill_id: str) -> BackfillView:
         """One backfill. Raises NotFoundError."""
-        return backfill_view(self.triggers.get_backfill(backfill_id))
+        return backfill_view(self.triggers.get_backfill(backfill_id), self.triggers)
 
     def cancel_backfill(self, backfill_id: str, *, by: str = "") -> BackfillView:
         """Cancel a backfill as a whole (pending runs cancelled, running ones killed).

@@ -352,6 +352,7 @@ CREATE TABLE trigger_firings (
 	labels JSON NOT NULL,
 	due_at DOUBLE NOT NULL,
 	created_at DOUBLE NOT NULL,
+	error TEXT,
 	PRIMARY KEY (id)
 );
 

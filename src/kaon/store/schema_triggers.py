@@ -7,7 +7,8 @@ Alembic revision 0005. Conventions as in :mod:`kaon.store.schema`.
   cursor, a data trigger's last poll, when a workflow was unblocked).
 * ``trigger_firings``: each (trigger, de-duplication key) fires at most once: a cron slot,
   a consumed signal, a data path, a backfill slot. A row is claimed before its run is
-  created and names the run, so a crash in between is repaired on the next pass. (This is
+  created and names the run, so a crash in between is repaired on the next pass. A firing
+  that starts no run is kept as dropped, with why. (This is
   the "signal consumptions" table, generalised to every trigger kind.)
 * ``backfills``: one row per backfill over a range of schedule slots, with its cursor.
 * ``alert_deliveries``: each webhook delivery, its attempts and outcome.
@@ -41,6 +42,8 @@ trigger_firings = sa.Table(
     sa.Column("labels", Json, nullable=False),
     sa.Column("due_at", Time, nullable=False),
     sa.Column("created_at", Time, nullable=False),
+    # Why a dropped firing started no run (its parameters failed, say); NULL otherwise.
+    sa.Column("error", sa.Text()),
     sa.Index("ux_trigger_firings_key", "trigger_id", "dedupe_key", unique=True),
     sa.Index("ix_trigger_firings_status", "status", "trigger_id"),
 )

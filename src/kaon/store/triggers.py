@@ -46,6 +46,7 @@ class FiringRecord:
     labels: dict[str, Any] = field(default_factory=dict)
     due_at: float = 0.0
     created_at: float = 0.0
+    error: str | None = None  # why a dropped firing started no run
     id: int | None = None
 
 
@@ -148,8 +149,14 @@ class TriggerStore(ABC):
         """Firings in claim order, optionally of one trigger and some statuses."""
 
     @abstractmethod
-    def set_firing_status(self, firing_id: int, status: str) -> None:
-        """Change a firing's status. Raises NotFoundError for an unknown id."""
+    def count_firings(self, *, trigger_id: str, statuses: Iterable[str]) -> int:
+        """How many firings of ``trigger_id`` are in one of ``statuses`` (counted in the
+        database)."""
+
+    @abstractmethod
+    def set_firing_status(self, firing_id: int, status: str, *, error: str | None = None) -> None:
+        """Change a firing's status (and its ``error``: why a dropped firing started no
+        run). Raises NotFoundError for an unknown id."""
 
     @abstractmethod
     def set_firing_statuses(self, firing_ids: Collection[int], status: str) -> None:
@@ -328,10 +335,25 @@ class SQLTriggerStore(TriggerStore):
         with self.store.reading() as conn:
             return [FiringRecord(**row._asdict()) for row in conn.execute(stmt)]
 
-    def set_firing_status(self, firing_id: int, status: str) -> None:
+    def count_firings(self, *, trigger_id: str, statuses: Iterable[str]) -> int:
+        """See :meth:`TriggerStore.count_firings`."""
+        c = tt.trigger_firings.c
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(tt.trigger_firings)
+            .where(c.trigger_id == trigger_id, c.status.in_(list(statuses)))
+        )
+        with self.store.reading() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def set_firing_status(self, firing_id: int, status: str, *, error: str | None = None) -> None:
         """See :meth:`TriggerStore.set_firing_status`."""
         c = tt.trigger_firings.c
-        stmt = sa.update(tt.trigger_firings).where(c.id == firing_id).values(status=status)
+        stmt = (
+            sa.update(tt.trigger_firings)
+            .where(c.id == firing_id)
+            .values(status=status, error=error)
+        )
         with self.store.writing("updating a firing") as conn:
             if conn.execute(stmt).rowcount != 1:
                 raise NotFoundError(f"no trigger firing {firing_id}")

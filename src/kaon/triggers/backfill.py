@@ -6,6 +6,11 @@ backfill started that were still open, and starts new slots while fewer than
 ``concurrency`` are open: a new run starts as soon as any one finishes, never in batches.
 Everything lives in the store, so a restarted server resumes where it stopped; the slots
 themselves are claimed through the firing table, so none starts twice.
+
+A slot whose parameters cannot be computed (a ``params`` expression over ``slot`` that
+fails for that date) or do not bind starts no run, as a cron trigger's slot would not: its
+firing is kept as dropped, with the error, and the backfill goes on with the next slots.
+:func:`skipped_slots` reads them back for ``kaon backfills``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.model.triggers import CronTriggerSpec, trigger_from_dict, trigger_to_dict
 from kaon.store.base import StateStore
-from kaon.store.triggers import CLAIMED, CREATED, BackfillRecord, TriggerStore
+from kaon.store.triggers import CLAIMED, CREATED, DROPPED, BackfillRecord, TriggerStore
 from kaon.store.triggers import FINISHED as FIRING_FINISHED
 from kaon.triggers import strategies
 from kaon.triggers.catalog import ActiveWorkflow, launch
@@ -225,7 +230,12 @@ def _start_slot(
     executor: str,
 ) -> str | None:
     iso = slot_iso(slot, record.timezone)
-    params = {**trigger_params(trigger.params, {"slot": iso}, trigger.location), **record.params}
+    problem: str | None = None
+    try:
+        slot_values = trigger_params(trigger.params, {"slot": iso}, trigger.location)
+    except DefinitionError as error:  # this date's parameters fail: the slot is skipped
+        slot_values, problem = {}, str(error)
+    params = {**slot_values, **record.params}
     labels = {"trigger": "backfill", "backfill_id": record.id, "slot": iso}
     # Claim the slot's firing first (the firing table starts it at most once, even from two
     # servers), then move the cursor past it (compare-and-set). The other way round, a store
@@ -243,6 +253,7 @@ def _start_slot(
         due_at=now,
         now=now,
         executor=executor,
+        problem=problem,
     )
     if not triggers.advance_backfill(record.id, record.next_index, now):
         record.status = triggers.get_backfill(record.id).status
@@ -285,6 +296,19 @@ def _stop(store: StateStore, run_id: str, backfill_id: str, *, by: str) -> bool:
     return True
 
 
+def skipped_slots(
+    triggers: TriggerStore, record: BackfillRecord, limit: int = 10
+) -> tuple[int, list[tuple[str, str]]]:
+    """How many of the backfill's slots started no run (their parameters failed to compute
+    or bind), and the first ``limit`` of them as ``(slot, why)``, in slot order."""
+    tid = backfill_trigger_id(record.id)
+    count = triggers.count_firings(trigger_id=tid, statuses=[DROPPED])
+    if not count:
+        return 0, []
+    found = triggers.firings(trigger_id=tid, statuses=[DROPPED], limit=limit)
+    return count, [(f.dedupe_key, f.error or "") for f in found]
+
+
 def describe(record: BackfillRecord) -> dict[str, Any]:
     """The backfill as plain data (what the API and CLI show)."""
     return {
@@ -310,6 +334,7 @@ __all__ = [
     "describe",
     "open_runs",
     "plan",
+    "skipped_slots",
     "slots_of",
     "window",
 ]

@@ -211,6 +211,7 @@ class Launch:
     params: Mapping[str, Any]
     labels: Mapping[str, Any]
     due_at: float
+    problem: str | None = None  # known to start no run (its parameters failed): why
 
 
 def launch(
@@ -225,10 +226,12 @@ def launch(
     due_at: float,
     now: float,
     executor: str = "",
+    problem: str | None = None,
 ) -> RunRecord | None:
-    """Claim (trigger_id, key) and create its run; None when it was claimed before or the
-    parameters do not bind (the firing is then recorded as dropped and logged)."""
-    item = Launch(workflow, trigger_id, key, params, labels, due_at)
+    """Claim (trigger_id, key) and create its run; None when it was claimed before, or
+    ``problem`` says why it cannot start, or the parameters do not bind (the firing is then
+    recorded as dropped, with why, and logged)."""
+    item = Launch(workflow, trigger_id, key, params, labels, due_at, problem)
     created = launch_all(store, triggers, [item], now=now, executor=executor)
     return created[0][1] if created else None
 
@@ -246,9 +249,11 @@ def launch_all(
     created), so a pass that fires hundreds of triggers costs what one firing did. A crash
     between the claims and the runs leaves claims that :func:`repair` completes.
 
-    A launch whose parameters do not bind, or whose workflow names a pool that does not
-    exist, is claimed as dropped and logged. A write rejected for one launch's rows (a value
-    that is not JSON, say) is retried launch by launch, so it fails that launch alone.
+    A launch that comes with a ``problem`` (its parameters could not be computed), whose
+    parameters do not bind, or whose workflow names a pool that does not exist, is claimed
+    as dropped, with why in the firing's ``error``, and logged. A write rejected for one
+    launch's rows (a value that is not JSON, say) is retried launch by launch, so it fails
+    that launch alone.
     Returns the runs created, with their launches, in order.
     """
     firings: list[FiringRecord] = []
@@ -258,6 +263,8 @@ def launch_all(
     for index, item in enumerate(launches):
         firing = _firing(item, now)
         try:
+            if item.problem is not None:
+                raise DefinitionError(item.problem)
             problem = pools_ok.get(item.workflow.name)
             if problem is None:
                 problem = pools_ok[item.workflow.name] = _pool_problem(store, item.workflow)
@@ -266,7 +273,7 @@ def launch_all(
             bound[index] = bind_params(item.workflow.spec, item.params)
         except DefinitionError as error:
             firing.status = DROPPED
-            problems[index] = str(error)
+            firing.error = problems[index] = str(error)
         firings.append(firing)
     claimed = {id(f) for f in _each_or_all(triggers.claim_firings, firings)}
     wanted: list[_Wanted] = []
@@ -408,7 +415,7 @@ def repair(
                 triggers.set_firing_status(firing.id, CREATED)
                 continue
             log.warning("dropping firing %s/%s: %s", firing.trigger_id, firing.dedupe_key, error)
-            triggers.set_firing_status(firing.id, DROPPED)
+            triggers.set_firing_status(firing.id, DROPPED, error=str(error))
             continue
         created += len(done)
         if done and on_lag is not None:
