@@ -149,6 +149,13 @@ def _show_backfill(view: BackfillView) -> None:
             f"started{skipped}  ({view.start} .. {view.end}, {view.concurrency} at a time)",
         )
     )
+    if view.requested_end is not None:
+        out.print(
+            Text(
+                f"  end cut to now ({view.end}; asked {view.requested_end}): a backfill runs "
+                "past slots, the cron trigger the ones to come"
+            )
+        )
     for slot in view.skipped_slots:
         out.print(Text(f"  skipped {slot.slot}: {slot.error}"))
     if view.skipped > len(view.skipped_slots):

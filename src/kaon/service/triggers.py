@@ -98,6 +98,11 @@ class BackfillView(BaseModel):
     concurrency: int
     created_at: float
     by: str
+    requested_end: str | None = Field(
+        default=None,
+        description="Only in the answer that started it, when its end was after now: the end "
+        "asked for. The backfill ends now; the slots to come are the cron trigger's.",
+    )
 
 
 class TriggerView(BaseModel):
@@ -234,9 +239,12 @@ class TriggerOperations:
     def start_backfill(self, request: BackfillRequest, *, by: str = "") -> BackfillView:
         """Record a backfill; the trigger service starts its runs.
 
+        An ``end`` after now is cut to now (``requested_end`` in the answer says so): a
+        backfill is for slots that have come, the others are the cron trigger's.
+
         Raises NotFoundError (unknown or inactive workflow), InvalidActionError (empty
         range, no schedule, too many slots), DefinitionError naming the field (malformed
-        time, cron or zone), ParameterError (parameters that do not bind).
+        time, cron or zone, a start after now), ParameterError (parameters that do not bind).
         """
         workflow = self.catalog.get(request.workflow)
         trigger = backfill.cron_trigger(workflow.spec, request.cron, request.timezone)
@@ -264,7 +272,10 @@ class TriggerOperations:
         slot_values = trigger_params(trigger.params, {"slot": first}, trigger.location)
         bind_params(workflow.spec, {**slot_values, **request.params})
         self.triggers.add_backfill(record)
-        return backfill_view(record, self.triggers)
+        view = backfill_view(record, self.triggers)
+        if record.end_at < end:  # cut to now (see backfill.plan)
+            view.requested_end = slot_iso(end, record.timezone)
+        return view
 
     def backfills(
         self, *, workflow: str | None = None, status: str | None = None

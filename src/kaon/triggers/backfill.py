@@ -102,10 +102,14 @@ def plan(
 ) -> BackfillRecord:
     """A new backfill of ``workflow`` over the slots in ``[start, end]`` (not stored yet).
 
+    A backfill is for slots that have come: an ``end`` after ``now`` is cut to ``now``
+    (the record's ``end_at``; the slots to come are the cron trigger's, which would start
+    them again as runs of their own).
+
     Raises InvalidActionError for an empty or reversed range, no schedule, more than
     :data:`MAX_SLOTS` slots, a concurrency below 1, or above 1 for a workflow whose run
     strategy drops or cancels overlapping runs (see :func:`window`); DefinitionError for a
-    bad cron expression or time zone.
+    bad cron expression or time zone, or a ``start`` after ``now`` (naming ``start``).
     """
     if end < start:
         raise InvalidActionError("backfill end is before its start")
@@ -124,6 +128,16 @@ def plan(
         schedule = CronSchedule(trigger.cron, trigger.timezone)
     except ConfigurationError as error:  # the request's schedule: an input error (422)
         raise DefinitionError(Problem(str(error), Location(field="cron"))) from None
+    if start > now:
+        raise DefinitionError(
+            Problem(
+                f"backfill start {slot_iso(start, trigger.timezone)} is after now "
+                f"({slot_iso(now, trigger.timezone)}): a backfill starts runs for past slots; "
+                "the workflow's cron trigger starts the slots to come",
+                Location(field="start"),
+            )
+        )
+    end = min(end, now)
     slots = schedule.slots_between(start, end, MAX_SLOTS + 1)
     if not slots:
         raise InvalidActionError(
