@@ -580,6 +580,9 @@ class StoreContract:
         found = store.last_ended_run("wf", failed, after=10.0)
         assert found is not None and found.id == "r1" and found.ended_at == 50.0
         assert store.last_ended_run("wf", failed, after=50.0) is None
+        between = store.last_ended_run("wf", failed, after=3.0, until=6.0)
+        assert between is not None and between.id == "r5"
+        assert store.last_ended_run("wf", failed, after=7.5, until=49.0) is None
         last_ok = store.last_ended_run("wf", ok, after=0.0)
         assert last_ok is not None and last_ok.id == "ok"
         assert store.last_ended_run("zzz", failed, after=0.0) is None

@@ -128,19 +128,34 @@ def _list_runs(by_workflow: bool, by_status: bool, oldest_first: bool) -> Any:
 
 
 @_builder
-def _last_ended_run() -> Any:
-    """``:workflow``, ``:status``, ``:after``: the run of the workflow that ended last in
-    the status, if it ended after ``:after`` (ix_runs_workflow_status_ended)."""
+def _last_ended_run(bounded: bool) -> Any:
+    """``:workflow``, ``:status``, ``:after`` (and ``:until`` when bounded): the run of the
+    workflow that ended last in the status, if it ended after ``:after`` (and at or before
+    ``:until``); from ix_runs_workflow_status_ended."""
     c = t.runs.c
+    stmt = sa.select(t.runs).where(
+        c.workflow == _bind("workflow"),
+        c.status == _bind("status"),
+        c.ended_at > _bind("after", sa.Double()),
+    )
+    if bounded:
+        stmt = stmt.where(c.ended_at <= _bind("until", sa.Double()))
+    return stmt.order_by(c.ended_at.desc(), c.id.desc()).limit(1)
+
+
+@_builder
+def _run_status_events() -> Any:
+    """A run's own status changes (``run`` events, no step) from ``:since`` on, in order:
+    ``:run_id``, ``:since`` (ix_events_run_step)."""
     return (
-        sa.select(t.runs)
+        sa.select(_e.at, _e.data)
         .where(
-            c.workflow == _bind("workflow"),
-            c.status == _bind("status"),
-            c.ended_at > _bind("after", sa.Double()),
+            _e.run_id == _bind("run_id"),
+            _e.step_run_id.is_(None),
+            _e.kind == "run",
+            _e.at >= _bind("since", sa.Double()),
         )
-        .order_by(c.ended_at.desc(), c.id.desc())
-        .limit(1)
+        .order_by(_e.id)
     )
 
 
@@ -814,7 +829,6 @@ def catalogue_keys() -> Iterator[Key]:
         ("run",),
         ("run_exists",),
         ("find_runs",),
-        ("last_ended_run",),
         ("step_run",),
         ("step_run_by_id",),
         ("child_outputs",),
@@ -845,6 +859,8 @@ def catalogue_keys() -> Iterator[Key]:
         ("frame_index", "min"),
         ("frame_index", "max"),
     )
+    for a in flags:
+        yield ("last_ended_run", a)
     for a, b, c in product(flags, flags, flags):
         yield ("list_runs", a, b, c)
         yield ("claimable_runs", "sqlite", a, b, False)

@@ -521,11 +521,13 @@ class StateStore(ABC):
         statuses."""
 
     @abstractmethod
-    def last_ended_run(self, workflow: str, status: RunStatus, *, after: float) -> RunRecord | None:
+    def last_ended_run(
+        self, workflow: str, status: RunStatus, *, after: float, until: float | None = None
+    ) -> RunRecord | None:
         """The run of ``workflow`` that ended last in ``status``, if it ended after
-        ``after`` (epoch seconds; None otherwise). When a run ended counts, not when it was
-        created: a restarted old run that ends again is found. One indexed read, whatever
-        the number of runs."""
+        ``after`` (and, given ``until``, at or before it; epoch seconds; None otherwise).
+        When a run ended counts, not when it was created: a restarted old run that ends
+        again is found. One indexed read, whatever the number of runs."""
 
     # -- step runs -------------------------------------------------------------------------
 

@@ -225,6 +225,12 @@ class SQLRunReads:
         total = int(self.store.query_value(("run_history", filters, True), **params) or 0)
         return RunHistoryPage(total=total, rows=[run_record(row) for row in rows])
 
+    def run_status_changes(self, run_id: str, since: float) -> list[tuple[float, str]]:
+        """When the run's own status changed from ``since`` on, and to what, in order
+        (its ``run`` events: ``running``, ``paused``, an end)."""
+        rows = self.store.query(("run_status_events",), run_id=run_id, since=float(since))
+        return [(float(row["at"]), str((row["data"] or {}).get("status", ""))) for row in rows]
+
     def last_event_id(self, run_id: str) -> int:
         """The id of the run's latest event (0 when none): where a live view starts."""
         return int(self.store.query_value(("event_max", True), run_id=run_id) or 0)

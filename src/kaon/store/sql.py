@@ -776,11 +776,13 @@ class SQLStore(StateStore):
         )
         return [run_record(row) for row in rows]
 
-    def last_ended_run(self, workflow: str, status: RunStatus, *, after: float) -> RunRecord | None:
+    def last_ended_run(
+        self, workflow: str, status: RunStatus, *, after: float, until: float | None = None
+    ) -> RunRecord | None:
         """See :meth:`StateStore.last_ended_run`."""
-        rows = self.query(
-            ("last_ended_run",), workflow=workflow, status=_plain(status), after=float(after)
-        )
+        bounds = {"after": float(after)} | ({} if until is None else {"until": float(until)})
+        key = ("last_ended_run", until is not None)
+        rows = self.query(key, workflow=workflow, status=_plain(status), **bounds)
         return run_record(rows[0]) if rows else None
 
     # -- step runs -----------------------------------------------------------------------

@@ -8,6 +8,13 @@ A workflow's ``alerts`` property configures them (no new version to change it)::
      "deadline": "07:30 Europe/Paris",               # no successful run by 07:30 that day
      "on_late": ["https://..."]}                     # where the last two go (default: on_failure)
 
+A run's duration is the time since it started less the time it spent paused at breakpoints
+(held for a person, from its ``run`` events): a run held at a breakpoint over lunch is not
+"too long". A deadline counts from when it was set (the workflow's last change): the first
+checked is the first to come after that. Every deadline since the last one checked is
+checked, so one that passed while no server ran is alerted when one returns (the last
+:data:`MAX_MISSED_DEADLINES` of them); the last one checked is kept in the trigger state.
+
 :meth:`AlertService.scan` turns what happened into delivery rows (one per alert and URL,
 never twice); :meth:`AlertService.deliver_due` POSTs them as JSON, retrying with
 exponential backoff on errors and non-2xx answers. Each delivery's outcome is kept in the
@@ -21,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import sqlalchemy as sa
@@ -34,9 +41,15 @@ from kaon.store.sql import SQLStore
 from kaon.store.triggers import AlertDeliveryRecord, TriggerStore
 from kaon.triggers.strategies import workflow_properties
 
+if TYPE_CHECKING:
+    from kaon.store.registry import WorkflowRecord
+
 log = logging.getLogger("kaon.alerts")
 
 _CURSOR_KEY = "alerts:event_cursor"
+_DEADLINE_KEY = "alerts:deadline:{workflow}"
+MAX_MISSED_DEADLINES = 7
+"""The most deadlines of one workflow checked at once, after a long downtime (the latest)."""
 Properties = Callable[[StateStore, str], dict[str, Any]]
 
 
@@ -46,6 +59,40 @@ def _urls(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [v for v in value if isinstance(v, str)]
     return []
+
+
+def paused_seconds(changes: list[tuple[float, str]], began: float, now: float) -> float:
+    """How long a run was paused between ``began`` and ``now``, from its status changes
+    (``(at, status)`` in order; paused from a ``paused`` change to the next other one)."""
+    paused = 0.0
+    since: float | None = None
+    for at, status in changes:
+        if status == RunStatus.PAUSED.value:
+            since = at if since is None else since
+        elif since is not None:
+            paused += max(0.0, min(at, now) - max(since, began))
+            since = None
+    if since is not None:
+        paused += max(0.0, now - max(since, began))
+    return paused
+
+
+def deadlines_between(at: dt.time, zone: dt.tzinfo, after: float, until: float) -> list[float]:
+    """The daily deadlines at local time ``at`` in ``zone`` that fall in ``(after, until]``,
+    oldest first (the last :data:`MAX_MISSED_DEADLINES` days at most)."""
+    last = dt.datetime.fromtimestamp(until, zone).date()
+    first = max(
+        dt.datetime.fromtimestamp(after, zone).date(),
+        last - dt.timedelta(days=MAX_MISSED_DEADLINES),
+    )
+    found: list[float] = []
+    day = first
+    while day <= last:
+        deadline = dt.datetime.combine(day, at, tzinfo=zone).timestamp()
+        if after < deadline <= until:
+            found.append(deadline)
+        day += dt.timedelta(days=1)
+    return found
 
 
 class AlertService:
@@ -148,14 +195,20 @@ class AlertService:
         return _urls(alerts.get("on_late")) or _urls(alerts.get("on_failure"))
 
     def _long_runs(self, now: float, alerts_of: Callable[[str], dict[str, Any]]) -> int:
+        from kaon.store.reads import SQLRunReads
+
         added = 0
-        for run in self.store.list_runs(statuses=[RunStatus.RUNNING], limit=10_000):
+        active = [RunStatus.RUNNING, RunStatus.PAUSED]
+        for run in self.store.list_runs(statuses=active, limit=10_000):
             alerts = alerts_of(run.workflow)
             limit = alerts.get("max_duration_s")
             if not isinstance(limit, int | float) or isinstance(limit, bool):
                 continue
             began = run.started_at or run.created_at
-            if now - began > limit:
+            if now - began <= limit:
+                continue  # not even counting its pauses (most runs: no read)
+            changes = SQLRunReads(self.store).run_status_changes(run.id, began)
+            if now - began - paused_seconds(changes, began, now) > limit:
                 urls = self._late_urls(alerts)
                 key = f"duration:{run.id}"
                 added += self._record(run.workflow, run, "duration", key, urls, now)
@@ -164,10 +217,8 @@ class AlertService:
     def _deadlines(self, now: float) -> int:
         from kaon.store.registry import SQLRegistryStore
 
-        added = 0
+        watched: list[tuple[WorkflowRecord, Mapping[str, Any], str, dt.time, dt.tzinfo]] = []
         for workflow in SQLRegistryStore(self.store).list_workflows(limit=10_000):
-            if workflow.active_version is None:
-                continue  # deactivated: no run is expected of it, none is late
             alerts = (workflow.properties or {}).get("alerts")
             if not isinstance(alerts, Mapping) or not isinstance(alerts.get("deadline"), str):
                 continue
@@ -176,22 +227,47 @@ class AlertService:
             except (ValueError, KeyError) as error:
                 log.warning("workflow %s: bad alert deadline: %s", workflow.name, error)
                 continue
-            local = dt.datetime.fromtimestamp(now, zone)
-            deadline = dt.datetime.combine(local.date(), at, tzinfo=zone).timestamp()
-            if now < deadline:
+            watched.append((workflow, alerts, alerts["deadline"], at, zone))
+        if not watched:
+            return 0
+        keys = [_DEADLINE_KEY.format(workflow=w.name) for w, *_ in watched]
+        states = self.triggers.get_states(keys)
+        checked: dict[str, dict[str, Any]] = {}
+        added = 0
+        for key, (workflow, alerts, text, local_time, area) in zip(keys, watched, strict=True):
+            state = states.get(key)
+            if state is None or state.get("deadline") != text:  # new, or changed: from now on
+                since = min(workflow.updated_at or now, now)
+                checked[key] = {"deadline": text, "checked_to": since}
+            else:
+                since = float(state["checked_to"])
+            due = deadlines_between(local_time, area, since, now)
+            if not due:
                 continue
-            day_start = dt.datetime.combine(local.date(), dt.time(0), tzinfo=zone).timestamp()
-            if self._succeeded_between(workflow.name, day_start, deadline):
-                continue
-            key = f"deadline:{workflow.name}:{local.date().isoformat()}"
-            latest = self.store.list_runs(workflow=workflow.name, limit=1)
-            run = latest[0] if latest else None
-            added += self._record(workflow.name, run, "deadline", key, self._late_urls(alerts), now)
+            checked[key] = {"deadline": text, "checked_to": due[-1]}
+            if workflow.active_version is None:
+                continue  # deactivated: no run is expected of it, none is late
+            for deadline in due[-MAX_MISSED_DEADLINES:]:
+                added += self._deadline_missed(workflow.name, alerts, deadline, area, now)
+        # After the deliveries: a crash in between records them again, and they are deduped.
+        self.triggers.put_states(checked, now)
         return added
 
-    def _succeeded_between(self, workflow: str, start: float, end: float) -> bool:
-        runs = self.store.list_runs(workflow=workflow, statuses=[RunStatus.SUCCEEDED], limit=50)
-        return any(start <= (r.ended_at or 0.0) <= end for r in runs)
+    def _deadline_missed(
+        self, workflow: str, alerts: Mapping[str, Any], deadline: float, zone: dt.tzinfo, now: float
+    ) -> int:
+        """Record the alert of ``deadline`` unless a run succeeded that day before it."""
+        day = dt.datetime.fromtimestamp(deadline, zone).date()
+        day_start = dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp()
+        on_time = self.store.last_ended_run(
+            workflow, RunStatus.SUCCEEDED, after=day_start, until=deadline
+        )
+        if on_time is not None:
+            return 0
+        key = f"deadline:{workflow}:{day.isoformat()}"
+        latest = self.store.list_runs(workflow=workflow, limit=1)
+        run = latest[0] if latest else None
+        return self._record(workflow, run, "deadline", key, self._late_urls(alerts), now)
 
     def _record(
         self,

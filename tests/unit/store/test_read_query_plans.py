@@ -57,6 +57,8 @@ def _plans(store: SQLStore, path: Path, read: Callable[[], Any]) -> list[str]:
         ("run_metrics", "ix_metrics_run"),
         ("failed_tasks", "ix_step_runs_kind_status"),
         ("last_failure", "ix_runs_workflow_status_ended"),
+        ("success_in_a_day", "ix_runs_workflow_status_ended"),
+        ("run_status_changes", "ix_events_run_step"),
     ],
 )
 def test_reads_follow_an_index(tmp_path: Path, name: str, index: str) -> None:
@@ -79,6 +81,10 @@ def test_reads_follow_an_index(tmp_path: Path, name: str, index: str) -> None:
                 "r1", limit=10, statuses=(StepStatus.FAILED,), kind="task", total=1
             ),
             "last_failure": lambda: store.last_ended_run("wf", RunStatus.FAILED, after=0.0),
+            "success_in_a_day": lambda: store.last_ended_run(
+                "wf", RunStatus.SUCCEEDED, after=0.0, until=86_400.0
+            ),
+            "run_status_changes": lambda: reads.run_status_changes("r1", 0.0),
         }
         plans = _plans(store, path, calls[name])
         assert any(index in line for line in plans), plans

@@ -146,9 +146,14 @@ def test_long_runs_and_missed_deadlines(store: SQLStore, receiver: Receiver) -> 
         "max_duration_s": 60,
         "deadline": "00:00 UTC",  # always passed: the day's run had to end by midnight
     }
-    register(store, workflow("alerted"), alerts=alerts_config)
-    service = _alerts(store)
+    register(store, workflow("alerted"))
     now = time.time()
+    # Set a day ago: today's midnight is the first deadline after it (one set after a
+    # deadline passed counts from the next: tests/unit/triggers/test_alerts_late.py).
+    SQLRegistryStore(store).update_workflow(
+        "alerted", now - 86_400, properties={"alerts": alerts_config}
+    )
+    service = _alerts(store)
     _run(store, "slow", RunStatus.RUNNING, started_at=now - 120)
     _run(store, "fresh", RunStatus.RUNNING, started_at=now - 5)
     assert service.scan(now) == 2  # the slow run, and today's missed deadline
