@@ -121,6 +121,13 @@ class Services:
         except KaonError:  # it finished meanwhile, or a store without the registry
             return None
 
+    def run_reader(self, principal: Principal) -> Callable[[str], bool] | None:
+        """What ``principal`` may read, as a test of a run id (None: every run), for reads
+        that filter runs as they go (lineage)."""
+        if principal.reads_everything:
+            return None
+        return lambda run_id: self.may_read_run(principal, run_id)
+
     def may_read_run(self, principal: Principal, run_id: str) -> bool:
         """True when ``principal`` may read the run (a missing run: False)."""
         if principal.reads_everything:

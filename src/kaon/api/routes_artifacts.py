@@ -11,7 +11,7 @@ otherwise answered 404, as if it did not exist.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -158,24 +158,9 @@ def get_lineage(
     """Where a blob came from (its producers and, ``depth`` levels down, the blobs they read)
     and which steps used it; runs the caller may not read are left out."""
     hash_ = _readable_blob(services, principal, artifact)
-    view = services.runs.experiments.lineage(hash_, depth=depth)
-    if not principal.reads_everything:
-        _prune(view, lambda run_id: services.may_read_run(principal, run_id), {})
-    return view
-
-
-def _prune(view: LineageView, may: Callable[[str], bool], seen: dict[str, bool]) -> None:
-    """Drop producers and consumers of runs ``may(run_id)`` refuses, at every level."""
-
-    def ok(run_id: str) -> bool:
-        if run_id not in seen:
-            seen[run_id] = bool(may(run_id))
-        return seen[run_id]
-
-    view.producers = [p for p in view.producers if ok(p.run_id)]
-    view.consumers = [c for c in view.consumers if ok(c.run_id)]
-    for source in view.sources:
-        _prune(source, may, seen)
+    return services.runs.experiments.lineage(
+        hash_, depth=depth, readable=services.run_reader(principal)
+    )
 
 
 @router.get(

@@ -174,8 +174,9 @@ def output_lineage(
     ref = services.runs.experiments.step_output_ref(full, path, output)
     if not isinstance(ref, ArtifactRef):
         raise NotFoundError(f"output {output or ''} of {path} is a value: it has no lineage")
-    view = services.runs.experiments.lineage(ref.hash, depth=1)
-    return _readable_lineage(view, principal, services)
+    return services.runs.experiments.lineage(
+        ref.hash, depth=1, readable=services.run_reader(principal)
+    )
 
 
 def workflow_latest(services: Services, name: str) -> int:
@@ -184,17 +185,3 @@ def workflow_latest(services: Services, name: str) -> int:
     if not versions:
         raise NotFoundError(f"workflow {name!r} has no version")
     return versions[-1].version
-
-
-def _readable_lineage(view: LineageView, principal: Principal, services: Services) -> LineageView:
-    known: dict[str, bool] = {}
-
-    def readable(run_id: str) -> bool:
-        if run_id not in known:
-            known[run_id] = services.may_read_run(principal, run_id)
-        return known[run_id]
-
-    view.producers = [p for p in view.producers if readable(p.run_id)]
-    view.consumers = [c for c in view.consumers if readable(c.run_id)]
-    view.sources = [_readable_lineage(s, principal, services) for s in view.sources]
-    return view

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -51,6 +51,24 @@ from kaon.service.experiment_views import (
 from kaon.store.base import ArtifactRecord, CacheEntryRecord, EventRecord, StateStore
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
+_USES_PAGE = 1_000  # consumers read per query
+_USES_SCANNED = 20 * MAX_CONSUMERS  # uses looked at for one lineage, readable or not
+
+
+def _remembered(readable: Callable[[str], bool] | None) -> Callable[[str], bool]:
+    """``readable``, asked once per run id (every run when None)."""
+    if readable is None:
+        return lambda _run_id: True
+    known: dict[str, bool] = {}
+
+    def may(run_id: str) -> bool:
+        if run_id not in known:
+            known[run_id] = bool(readable(run_id))
+        return known[run_id]
+
+    return may
+
+
 _ALL = 2**62  # "no limit" for store queries that take one
 _EVENT_PAGE = 1000
 
@@ -166,25 +184,57 @@ class Experiments:
             memo[source_run] = {(r.path, r.output, r.hash): r for r in records}
         return memo[source_run]
 
-    def lineage(self, artifact: str, *, depth: int = 3) -> LineageView:
-        """Where a blob came from (recursively, ``depth`` levels of inputs) and what used it."""
+    def lineage(
+        self,
+        artifact: str,
+        *,
+        depth: int = 3,
+        readable: Callable[[str], bool] | None = None,
+    ) -> LineageView:
+        """Where a blob came from (recursively, ``depth`` levels of inputs) and what used it.
+
+        ``readable(run_id)`` (a server's caller) leaves out the runs it refuses, at every
+        level: their producers, the inputs only they read, and their consumers, which are
+        skipped before the first :data:`MAX_CONSUMERS` are taken, so another group's use
+        neither shows nor crowds out the caller's own."""
         hash_ = self.resolve_artifact(artifact)
-        view = self._lineage(hash_, depth, set())
-        uses = self.store.artifact_uses(hash_, limit=MAX_CONSUMERS + 1)
-        view.consumers_truncated = len(uses) > MAX_CONSUMERS
-        for use in uses[:MAX_CONSUMERS]:
-            made: list[tuple[str | None, str | None]] = [(o, h) for o, h in use.outputs]
-            view.consumers.extend(
-                ConsumerView(
-                    run_id=use.run_id, path=use.path, output=o, hash=h, attempt=use.attempt
-                )
-                for o, h in made or [(None, None)]
-            )
+        may = _remembered(readable)
+        view = self._lineage(hash_, depth, set(), may)
+        view.consumers, view.consumers_truncated = self._consumers(hash_, may)
         return view
 
-    def _lineage(self, hash_: str, depth: int, seen: set[str]) -> LineageView:
+    def _consumers(self, hash_: str, may: Callable[[str], bool]) -> tuple[list[ConsumerView], bool]:
+        """The first MAX_CONSUMERS readable attempts that read ``hash_``, and whether there
+        may be more (paged by id; a scan of more than _USES_SCANNED rows stops)."""
+        found: list[ConsumerView] = []
+        taken = after = scanned = 0
+        while True:
+            uses = self.store.artifact_uses(hash_, after_id=after, limit=_USES_PAGE)
+            for use in uses:
+                after = use.id or after
+                if not may(use.run_id):
+                    continue
+                if taken == MAX_CONSUMERS:
+                    return found, True
+                taken += 1
+                made: list[tuple[str | None, str | None]] = [(o, h) for o, h in use.outputs]
+                found.extend(
+                    ConsumerView(
+                        run_id=use.run_id, path=use.path, output=o, hash=h, attempt=use.attempt
+                    )
+                    for o, h in made or [(None, None)]
+                )
+            scanned += len(uses)
+            if len(uses) < _USES_PAGE:
+                return found, False
+            if scanned >= _USES_SCANNED:
+                return found, True
+
+    def _lineage(
+        self, hash_: str, depth: int, seen: set[str], may: Callable[[str], bool]
+    ) -> LineageView:
         seen.add(hash_)
-        records = self.store.artifacts(hash=hash_, limit=_ALL)
+        records = [r for r in self.store.artifacts(hash=hash_, limit=_ALL) if may(r.run_id)]
         view = LineageView(hash=hash_, producers=[_artifact_view(r) for r in records])
         if records:
             view.serializer, view.type, view.size = (
@@ -198,7 +248,7 @@ class Experiments:
             return view
         for source in inputs:
             if source not in seen:
-                view.sources.append(self._lineage(source, depth - 1, seen))
+                view.sources.append(self._lineage(source, depth - 1, seen, may))
         return view
 
     # -- fetching values ---------------------------------------------------------------------

@@ -583,11 +583,11 @@ def _artifacts(by_run: bool, by_hash: bool) -> Any:
 
 @_builder
 def _artifact_uses() -> Any:
-    """``:hash``, ``:limit``: the attempts that read a blob, oldest first."""
+    """``:hash``, ``:after_id``, ``:limit``: the attempts that read a blob, oldest first."""
     c = t.artifact_uses.c
     return (
         sa.select(t.artifact_uses)
-        .where(c.hash == _bind("hash"))
+        .where(c.hash == _bind("hash"), c.id > _bind("after_id"))
         .order_by(c.id)
         .limit(_bind("limit"))
     )

@@ -665,9 +665,12 @@ class StateStore(ABC):
         """Artifact lineage records in creation order: of one run, or of one blob hash."""
 
     @abstractmethod
-    def artifact_uses(self, hash: str, *, limit: int = 10_000) -> list[ArtifactUseRecord]:
-        """The step attempts that read the blob ``hash`` and succeeded, oldest first (one
-        indexed range, however many artifacts the store holds)."""
+    def artifact_uses(
+        self, hash: str, *, after_id: int = 0, limit: int = 10_000
+    ) -> list[ArtifactUseRecord]:
+        """The step attempts that read the blob ``hash`` and succeeded, oldest first, from
+        the one after ``after_id`` (one indexed range, however many artifacts the store
+        holds)."""
 
     @abstractmethod
     def referenced_hashes(self) -> set[str]:

@@ -988,9 +988,11 @@ class SQLStore(StateStore):
         records = [ArtifactRecord(**row) for row in self.query(key, run_id=run_id, hash=hash)]
         return records[:limit]
 
-    def artifact_uses(self, hash: str, *, limit: int = 10_000) -> list[ArtifactUseRecord]:
+    def artifact_uses(
+        self, hash: str, *, after_id: int = 0, limit: int = 10_000
+    ) -> list[ArtifactUseRecord]:
         """The attempts that read blob ``hash`` (``ix_artifact_uses_hash``), oldest first."""
-        rows = self.query(("artifact_uses",), hash=hash, limit=limit)
+        rows = self.query(("artifact_uses",), hash=hash, after_id=after_id, limit=limit)
         return [ArtifactUseRecord(**row) for row in rows]
 
     def referenced_hashes(self) -> set[str]:

@@ -188,6 +188,30 @@ def test_a_step_that_read_a_blob_and_returned_an_inline_value_is_listed_as_its_c
     assert len(capped.consumers) == 2 and capped.consumers_truncated
 
 
+def test_lineage_for_a_reader_of_some_runs_skips_the_others_before_it_counts(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another group's consumers neither show, nor fill the listing, nor mark it truncated.
+    first = lab.run(scored)
+    second = lab.run(scored)  # prepare and train are cached: only row_count reads the table
+    table = lab.hash_of(second, "prepare", "table")
+    assert table == lab.hash_of(first, "prepare", "table")
+    monkeypatch.setattr("kaon.service.experiments.MAX_CONSUMERS", 1)
+    asked: list[str] = []
+
+    def readable(run_id: str) -> bool:
+        asked.append(run_id)
+        return run_id == second
+
+    view = lab.x.lineage(table, readable=readable)
+    assert [(c.run_id, c.path) for c in view.consumers] == [(second, "row_count")]
+    assert not view.consumers_truncated
+    assert {p.run_id for p in view.producers} <= {second}
+    assert sorted(set(asked)) == sorted({first, second}) and len(asked) == len(set(asked))
+    everyone = lab.x.lineage(table)
+    assert len(everyone.consumers) == 1 and everyone.consumers_truncated
+
+
 def test_artifact_names_unknown_malformed_and_ambiguous(
     lab: Lab, two_runs: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
