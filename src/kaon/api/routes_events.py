@@ -42,6 +42,7 @@ router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
 POLL_S = 0.1
 HEARTBEAT_S = 15.0
 BATCH = 500
+SIGNALS_SCANNED = 20_000  # signals one GET /signals looks at, visible to the caller or not
 
 
 @router.post("/signals", response_model=SignalView, status_code=201, summary="Send a signal")
@@ -71,6 +72,7 @@ def send_signal(
 
 @router.get("/signals", response_model=list[SignalView], summary="List signals")
 def list_signals(
+    response: Response,
     name: str | None = Query(None, max_length=200),
     after: int = Query(0, ge=0, le=2**62),
     limit: int = Query(100, ge=1, le=1000),
@@ -78,12 +80,26 @@ def list_signals(
     services: Services = Depends(get_services),
 ) -> list[SignalView]:
     """Signals with ids above ``after``, oldest first: a token with groups sees those that
-    may reach its groups' workflows (a page may hold fewer than ``limit``)."""
-    found = services.store.signals(name=name, after_id=after, limit=limit)
-    if not principal.reads_everything:
-        groups = set(principal.groups)
-        found = [s for s in found if s.scope is None or groups & set(s.scope)]
-    return [signal_view(s) for s in found]
+    may reach its groups' workflows, read past the others until ``limit`` are found (at most
+    :data:`SIGNALS_SCANNED` looked at). The ``Kaon-Scanned-To`` header is the last id looked
+    at: the next page starts after it, even when this one is short or empty."""
+    groups = None if principal.reads_everything else set(principal.groups)
+    shown: list[SignalView] = []
+    cursor, scanned = after, 0
+    while len(shown) < limit and scanned < SIGNALS_SCANNED:
+        page = services.store.signals(name=name, after_id=cursor, limit=limit)
+        for signal in page:
+            assert signal.id is not None
+            cursor = signal.id
+            if groups is None or signal.scope is None or groups & set(signal.scope):
+                shown.append(signal_view(signal))
+                if len(shown) == limit:
+                    break
+        scanned += len(page)
+        if len(page) < limit:
+            break
+    response.headers["Kaon-Scanned-To"] = str(cursor)
+    return shown
 
 
 def _frame(record: EventRecord) -> str:

@@ -146,6 +146,27 @@ def test_signals_are_listed_only_to_the_groups_they_may_reach(
     }
 
 
+def test_a_page_of_signals_is_filled_past_those_of_other_groups(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    """The filter ran after the LIMIT: five signals of another group made ``limit=5`` an
+    empty page, with no id to go on from, while a newer signal was readable."""
+    for n in range(5):
+        sent = client.post("/signals", json={"name": f"theirs{n}"}, headers=h(tokens["stranger"]))
+        assert sent.is_success, sent.text
+    sent = client.post("/signals", json={"name": "ours"}, headers=h(tokens["operator"]))
+    assert sent.is_success, sent.text
+    page = client.get("/signals", params={"limit": 5}, headers=h(tokens["operator"]))
+    assert [s["name"] for s in page.json()] == ["ours"]
+    assert page.headers["Kaon-Scanned-To"] == str(sent.json()["id"])
+    after = client.get(
+        "/signals",
+        params={"limit": 5, "after": page.headers["Kaon-Scanned-To"]},
+        headers=h(tokens["operator"]),
+    )
+    assert after.json() == [] and after.headers["Kaon-Scanned-To"] == str(sent.json()["id"])
+
+
 def test_the_run_list_shows_another_groups_runs_without_their_params_or_error(
     client: Any, tokens: dict[str, str]
 ) -> None:
