@@ -47,11 +47,29 @@ def operations(services: Services = Depends(get_services)) -> TriggerOperations:
 @router.get("/triggers", response_model=list[TriggerView], summary="List triggers")
 def list_triggers(
     workflow: str | None = Query(None, min_length=1, max_length=200),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
     ops: TriggerOperations = Depends(operations),
 ) -> list[TriggerView]:
-    """Triggers of the active workflows (or of one), with each cron trigger's next due time."""
-    return ops.list_triggers(workflow)
+    """Triggers of the active workflows (or of one), with each cron trigger's next due time;
+    another group's keep their workflow, kind and due time, not what their definition says
+    (a signal's ``match``, a data path), as ``GET /workflows`` keeps its properties."""
+    found = ops.list_triggers(workflow)
+    if principal.reads_everything:
+        return found
+    groups: dict[str, bool] = {}
+
+    def readable(name: str) -> bool:
+        if name not in groups:
+            groups[name] = principal.can("viewer", services.registry.owner_group(name))
+        return groups[name]
+
+    return [
+        view
+        if readable(view.workflow)
+        else view.model_copy(update={"description": view.kind, "details": {}})
+        for view in found
+    ]
 
 
 @router.post(

@@ -97,3 +97,29 @@ def test_triggers_and_unblock(client: Any, services: Services, tokens: dict[str,
     assert answer.json() == {"workflow": "hourly", "was_blocked": False}
     assert client.post("/workflows/nope/unblock", headers=headers).status_code == 404
     assert client.get("/openapi.json").json()["paths"]["/backfills"]["post"]
+
+
+SIGNALLED = textwrap.dedent(
+    """
+    name: signalled
+    steps:
+      - id: echo
+        shell: echo hi
+    triggers:
+      - signal: data_ready
+        match: "signal.path == 's3://ml-private/2026'"
+    """
+)
+
+
+def test_another_groups_triggers_show_no_definition(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """A signal trigger's ``match`` (a private path here) is part of the definition, which
+    only the workflow's group reads: another group sees that the trigger exists, not it."""
+    services.registry.push(SIGNALLED, "signalled.yaml", LOCAL_PRINCIPAL, owner_group="ml")
+    (ours,) = client.get("/triggers", headers=_auth(tokens["operator"])).json()
+    assert ours["details"]["match"] == "signal.path == 's3://ml-private/2026'"
+    (theirs,) = client.get("/triggers", headers=_auth(tokens["stranger"])).json()
+    assert (theirs["workflow"], theirs["kind"]) == ("signalled", "signal")
+    assert theirs["details"] == {} and "ml-private" not in theirs["description"]
