@@ -53,7 +53,7 @@ class Breakpoint:
         moment = moment or "before"
         if not name or moment not in ("before", "after"):
             raise ParameterError(f"breakpoint {text!r}: expected STEP or STEP:after")
-        return cls(name, "after" if moment == "after" else "before")
+        return cls(step_name(name), "after" if moment == "after" else "before")
 
     def __str__(self) -> str:
         return self.name if self.moment == "before" else f"{self.name}:after"
@@ -108,6 +108,15 @@ def check_breakpoints(spec: WorkflowSpec, given: Iterable[str]) -> Breakpoints:
 
 _SEGMENT = re.compile(r"([^\[\].]+)(?:\[([0-9]+)\])?")
 MAX_INDEX_DIGITS = 9  # an item or iteration index past 999,999,999 names nothing
+
+
+_LEADING_ZEROS = re.compile(r"\[0+(?=[0-9])")
+
+
+def step_name(name: str) -> str:
+    """A step name or path as step run paths write it: ``each[1].train`` for
+    ``each[01].train`` (an index without leading zeros), so that it matches."""
+    return _LEADING_ZEROS.sub("[", name)
 
 
 def without_indexes(path: str) -> str:
@@ -183,6 +192,7 @@ __all__: Sequence[str] = [
     "Breakpoints",
     "breakpoint_moment",
     "check_breakpoints",
+    "step_name",
     "unreachable_step",
     "without_indexes",
 ]

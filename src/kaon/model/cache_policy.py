@@ -19,12 +19,13 @@ server's engine claims and a restarted run keep it:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kaon.errors import ParameterError
-from kaon.model.breakpoints import unreachable_step, without_indexes
+from kaon.model.breakpoints import step_name, unreachable_step, without_indexes
 from kaon.model.specs import WorkflowSpec
 
 CACHE_LABEL = "kaon.cache"
@@ -82,6 +83,7 @@ def check_cache_policy(spec: WorkflowSpec, policy: CachePolicy | None) -> CacheP
     """``policy`` (the default when None), after checking each forced name can match a step
     run of ``spec``. Raises ParameterError naming the others and why."""
     policy = policy or CachePolicy()
+    policy = dataclasses.replace(policy, force=tuple(step_name(f) for f in policy.force))
     unreachable = policy.unreachable_steps(spec)
     if unreachable:
         raise ParameterError(f"--force: {'; '.join(unreachable)} in workflow {spec.name!r}")

@@ -11,6 +11,7 @@ import pytest
 
 import kaon
 from kaon.errors import ParameterError
+from kaon.model.breakpoints import Breakpoint
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import StepStatus
 from kaon.service import LocalService, Settings
@@ -180,6 +181,19 @@ def test_force_a_name_that_forces_nothing_is_refused_saying_why(
     silently force nothing (the run would take every step from the cache)."""
     with pytest.raises(ParameterError, match=re.escape(why)):
         service.create_run(forcing_each.spec, {}, cache=CachePolicy(force=(force,)))
+
+
+def test_an_index_written_with_leading_zeros_names_the_same_item(service: LocalService) -> None:
+    """``each[01].double`` passed the check and matched nothing (paths say ``each[1]``)."""
+    first = service.create_run(forcing_each.spec, {}).id
+    service.execute(first)
+    policy = CachePolicy(force=("each[01].double",))
+    run_id = service.create_run(forcing_each.spec, {}, cache=policy).id
+    service.execute(run_id)
+    statuses = {r.path: r.status for r in service.store.step_runs(run_id, all_levels=True)}
+    assert statuses["each[1].double"] is StepStatus.SUCCEEDED
+    assert statuses["each[0].double"] is StepStatus.CACHED
+    assert Breakpoint.parse("each[007].double:after") == Breakpoint("each[7].double", "after")
 
 
 def test_force_a_path_without_indexes_forces_every_item(service: LocalService) -> None:
