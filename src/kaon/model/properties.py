@@ -31,6 +31,7 @@ class RunStrategy(StrEnum):
 
 
 KNOWN = ("run_strategy", "concurrency", "alerts")
+MAX_RUNS = 1_000_000  # a run strategy's concurrency: runs of one workflow at once
 ALERT_KEYS = ("on_failure", "on_success", "on_late", "max_duration_s", "deadline")
 _URL_KEYS = ("on_failure", "on_success", "on_late")
 
@@ -70,8 +71,12 @@ def _problems(key: str, value: Any) -> list[Problem]:
             return [Problem(f"unknown run strategy {value!r:.60}: use one of {names}", where)]
         return []
     if key == "concurrency":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            return [Problem(f"concurrency must be an int >= 1, got {value!r:.60}", where)]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RUNS:
+            return [
+                Problem(
+                    f"concurrency must be an int from 1 to {MAX_RUNS:,}, got {value!r:.60}", where
+                )
+            ]
         return []
     if key == "alerts":
         return _alert_problems(value, where)

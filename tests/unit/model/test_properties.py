@@ -16,9 +16,10 @@ from kaon.model.properties import RunStrategy, check_properties
     ("changes", "field", "text"),
     [
         ({"run_strategy": "sequentail"}, "properties.run_strategy", "unknown run strategy"),
-        ({"concurrency": "two"}, "properties.concurrency", "int >= 1"),
-        ({"concurrency": 0}, "properties.concurrency", "int >= 1"),
-        ({"concurrency": True}, "properties.concurrency", "int >= 1"),
+        ({"concurrency": "two"}, "properties.concurrency", "int from 1 to 1,000,000"),
+        ({"concurrency": 0}, "properties.concurrency", "int from 1 to 1,000,000"),
+        ({"concurrency": 10**20}, "properties.concurrency", "int from 1 to 1,000,000"),
+        ({"concurrency": True}, "properties.concurrency", "int from 1 to 1,000,000"),
         ({"run_strategi": "sequential"}, "properties.run_strategi", "did you mean 'run_strategy'"),
         ({"alerts": ["http://x"]}, "properties.alerts", "must be an object"),
         ({"alerts": {"on_fail": ["http://x"]}}, "properties.alerts.on_fail", "unknown alert"),
