@@ -42,10 +42,17 @@ class ArtifactStore(ABC):
     def list_items(self, ref: ValueRef) -> Iterator[Any] | None:
         """The items of the list behind ``ref``, one by one, or None when it is not a list.
 
-        A store may decode a JSON blob lazily, so that a long list is never held whole. Raises
-        as :meth:`get` does."""
+        A tuple, a numpy array and a pandas Series are lists of their elements (an array's
+        first axis, as Python numbers: ``tolist()``). A store may decode a JSON blob lazily,
+        so that a long list is never held whole. Raises as :meth:`get` does."""
         value = self.get(ref)
-        return iter(value) if isinstance(value, list) else None
+        if isinstance(value, list | tuple):
+            return iter(value)
+        tolist = getattr(value, "tolist", None)
+        if callable(tolist) and isinstance(getattr(value, "ndim", None), int) and value.ndim >= 1:
+            items = tolist()
+            return iter(items) if isinstance(items, list) else None
+        return None
 
     def put_json_items(self, texts: Iterable[bytes], *, name: str = "") -> ValueRef:
         """Store the list whose items' compact JSON texts are ``texts`` (in order), as

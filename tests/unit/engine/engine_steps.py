@@ -224,6 +224,13 @@ def frames(middle: int) -> list[Any]:
     ]
 
 
+def vector(n: int) -> Any:
+    """A numpy array of ``n`` ints: a foreach goes over its elements."""
+    import numpy
+
+    return numpy.arange(n) * 10
+
+
 def described(value: Any, state: str = "", name: str = "") -> str:
     """The type and value received, with the foreach item the context holds."""
     if state:

@@ -55,3 +55,12 @@ def test_the_cache_key_of_an_item_is_its_content(inline: Harness) -> None:
     assert inline.count("use") == 4
     _, third = inline.run(_over("frames", {"middle": 7}, inline))  # type: ignore[arg-type]
     assert {inline.rows(third)[f"each[{i}].use"].status for i in (0, 1)} == {StepStatus.CACHED}
+
+
+def test_a_foreach_goes_over_an_arrays_elements_as_python_numbers(inline: Harness) -> None:
+    """A step returning a numpy array failed its foreach: "items must be a list, got
+    ndarray". Its elements are the items, as Python ints (plain JSON, kept inline)."""
+    status, run_id = inline.run(_over("vector", {"n": 3}, inline))  # type: ignore[arg-type]
+    assert status is RunStatus.SUCCEEDED, inline.store.get_run(run_id).error
+    assert inline.value(run_id, "each") == [f"int {v} item int" for v in (0, 10, 20)]
+    assert inline.rows(run_id)["each[2]"].item == 20
