@@ -3,6 +3,7 @@ reads, exact error statuses, no reflected Host."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from kaon.api import guard
 from kaon.api.deps import Services
 from kaon.store import schema
-from kaon.store.base import SignalRecord
+from kaon.store.base import SignalRecord, WriteBatch
 from kaon.store.registry import TokenRecord
 
 HELLO = (
@@ -503,3 +504,26 @@ def test_a_run_token_reads_no_other_run_in_lineage(
         seen = {p["run_id"] for p in lineage.json()["producers"]}
         seen |= {c["run_id"] for c in lineage.json()["consumers"]}
         assert seen == {runs["theirs"]}
+
+
+def test_a_blob_another_group_made_a_thousand_times_first_is_still_readable(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Only a hash's first 1,000 producer rows were looked at: once another group had made
+    the same bytes that often, a reader of the group's own run got 404."""
+    owner, stranger = h(tokens["owner"]), h(tokens["stranger"])
+    runs: dict[str, str] = {}
+    for name, headers in (("theirs", stranger), ("ours", owner)):
+        source = SHARED_FLOW.replace("NAME", name)
+        pushed = client.post(
+            "/workflows", json={"source": source, "file_name": f"{name}.py"}, headers=headers
+        )
+        assert pushed.status_code < 300, pushed.text
+        runs[name] = client.post("/runs", json={"workflow": name}, headers=headers).json()["id"]
+    services.runs.execute(runs["theirs"])
+    (made,) = [a for a in services.store.artifacts(run_id=runs["theirs"]) if a.path == "common"]
+    copies = [dataclasses.replace(made, id=None) for _ in range(1000)]
+    services.store.write(WriteBatch(artifacts=copies))  # the same bytes, made 1,001 times
+    services.runs.execute(runs["ours"])
+    answer = client.get(f"/artifacts/{made.hash}", headers=owner)
+    assert answer.status_code == 200, answer.text
