@@ -478,6 +478,19 @@ def NAME() -> None:
 """
 
 
+def _shared_runs(client: Any, pushers: tuple[tuple[str, dict[str, str]], ...]) -> dict[str, str]:
+    """Push SHARED_FLOW as each ``(name, headers)`` and create a run of it: name -> run id."""
+    runs: dict[str, str] = {}
+    for name, headers in pushers:
+        source = SHARED_FLOW.replace("NAME", name)
+        pushed = client.post(
+            "/workflows", json={"source": source, "file_name": f"{name}.py"}, headers=headers
+        )
+        assert pushed.status_code < 300, pushed.text
+        runs[name] = client.post("/runs", json={"workflow": name}, headers=headers).json()["id"]
+    return runs
+
+
 def test_a_run_token_reads_no_other_run_in_lineage(
     client: Any, tokens: dict[str, str], services: Services
 ) -> None:
@@ -485,15 +498,9 @@ def test_a_run_token_reads_no_other_run_in_lineage(
     a step's lineage of an output another group's run also produced listed that run and the
     hash of its private output (which a step may then read from the artifact store)."""
     owner, stranger = h(tokens["owner"]), h(tokens["stranger"])
-    runs: dict[str, str] = {}
-    for name, headers in (("ours", owner), ("theirs", stranger)):
-        source = SHARED_FLOW.replace("NAME", name)
-        pushed = client.post(
-            "/workflows", json={"source": source, "file_name": f"{name}.py"}, headers=headers
-        )
-        assert pushed.status_code < 300, pushed.text
-        runs[name] = client.post("/runs", json={"workflow": name}, headers=headers).json()["id"]
-        services.runs.execute(runs[name])
+    runs = _shared_runs(client, (("ours", owner), ("theirs", stranger)))
+    for run_id in runs.values():
+        services.runs.execute(run_id)
     assert services.auth.run_tokens is not None
     step = h(services.auth.run_tokens.mint(runs["theirs"]))
     for headers in (stranger, step):
@@ -512,14 +519,7 @@ def test_a_blob_another_group_made_a_thousand_times_first_is_still_readable(
     """Only a hash's first 1,000 producer rows were looked at: once another group had made
     the same bytes that often, a reader of the group's own run got 404."""
     owner, stranger = h(tokens["owner"]), h(tokens["stranger"])
-    runs: dict[str, str] = {}
-    for name, headers in (("theirs", stranger), ("ours", owner)):
-        source = SHARED_FLOW.replace("NAME", name)
-        pushed = client.post(
-            "/workflows", json={"source": source, "file_name": f"{name}.py"}, headers=headers
-        )
-        assert pushed.status_code < 300, pushed.text
-        runs[name] = client.post("/runs", json={"workflow": name}, headers=headers).json()["id"]
+    runs = _shared_runs(client, (("theirs", stranger), ("ours", owner)))
     services.runs.execute(runs["theirs"])
     (made,) = [a for a in services.store.artifacts(run_id=runs["theirs"]) if a.path == "common"]
     copies = [dataclasses.replace(made, id=None) for _ in range(1000)]
