@@ -120,13 +120,14 @@ class ContainerSteps(RunCore):
 
     def _advance_foreach(self, node: Node, state: ForeachState) -> None:
         while (
-            not self.draining
-            and not state.halted
+            not state.halted
             and not self.finished
             and len(state.active) < state.limit
             and not state.exhausted
         ):
             index = state.next_index
+            if self.draining and not _opened_before(state, index):
+                break  # a drain starts no new item
             item = state.items.take(index)
             state.next_index += 1
             if index not in state.finished:
@@ -410,6 +411,16 @@ class ContainerSteps(RunCore):
             self._enqueue(node)
         elif node.status is _S.RETRYING:
             self._arm(node, "retry", row.next_attempt_at or now)
+
+
+def _opened_before(state: ForeachState, index: int) -> bool:
+    """Whether item ``index`` was opened before a stop (or has finished): a resumed drain
+    (rebuilt from a failure's row while the foreach reopens its items) reopens such an item,
+    so that its running steps end as they would have without the stop, but no new one."""
+    if index in state.finished:
+        return True
+    row = state.restore.get(index)
+    return row is not None and row.status is not _S.PENDING
 
 
 def _item_text(item: Any) -> str:

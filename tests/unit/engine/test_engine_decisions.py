@@ -150,3 +150,59 @@ def test_a_failed_item_keeps_its_end_when_a_resumed_drain_ends(inline: Harness) 
     after = inline.store.get_step_run(run_id, "fe[1]")
     assert (after.status, after.ended_at) == (StepStatus.FAILED, before.ended_at)
     assert inline.store.get_step_run(run_id, "fe[0].w").status is StepStatus.SUCCEEDED
+
+
+def test_a_resumed_drain_lets_the_running_items_of_a_foreach_finish(inline: Harness) -> None:
+    """A drain rebuilt on resume (a ``finish_running`` failure before the stop) reopened no
+    item of a running foreach: the items that were running never ran again, and their rows
+    and attempts were left ``running`` in the failed run."""
+    state = str(inline.state)
+    nap = task("w", "sleeper", inputs={"seconds": 1.0, "state": state, "name": "w"})
+    spec = flow(
+        task("bad", "boom", on_failure=FailureMode.FINISH_RUNNING),
+        ForeachSpec(id="fe", items=E("[0, 1, 2, 3]"), body=GraphSpec(steps=(nap,)), concurrency=2),
+    )
+    run_id = inline.create(spec)
+    _stop_after(inline, run_id, 0.5)
+    assert inline.store.get_step_run(run_id, "bad").status is StepStatus.FAILED
+    assert inline.store.get_step_run(run_id, "fe[1].w").status is StepStatus.RUNNING
+    time.sleep(0.7)  # the abandoned attempts end; their results are ignored
+    assert inline.drive(run_id) is RunStatus.FAILED
+    rows = inline.rows(run_id)
+    tasks = {p: r.status for p, r in rows.items() if r.kind == "task" and p != "bad"}
+    assert tasks == {"fe[0].w": StepStatus.SUCCEEDED, "fe[1].w": StepStatus.SUCCEEDED}
+    assert [p for p, r in rows.items() if not r.status.is_terminal] == []
+    assert [a for a in inline.store.attempts(run_id) if a.status == "running"] == []
+    assert inline.count("w_start") == 4  # the two running items, once more after the stop
+
+
+def test_a_resumed_drain_reopens_the_items_after_the_one_that_failed(inline: Harness) -> None:
+    """The same when the failure is in an item before the running ones: reopening the failed
+    item rebuilt the drain, which stopped the reopening of the items after it."""
+    body = GraphSpec(
+        steps=(
+            task(
+                "w",
+                "nap_divide",
+                inputs={"item": E("item"), "bad": 0, "seconds": E("item == 0 ? 0.05 : 1.0")},
+            ),
+        )
+    )
+    spec = flow(
+        ForeachSpec(
+            id="fe",
+            items=E("[0, 1, 2, 3]"),
+            body=body,
+            concurrency=2,
+            on_failure=FailureMode.FINISH_RUNNING,
+        )
+    )
+    run_id = inline.create(spec)
+    _stop_after(inline, run_id, 0.5)
+    assert inline.store.get_step_run(run_id, "fe[0]").status is StepStatus.FAILED
+    time.sleep(0.7)
+    assert inline.drive(run_id) is RunStatus.FAILED
+    rows = inline.rows(run_id)
+    assert rows["fe[1].w"].status is StepStatus.SUCCEEDED
+    assert [p for p, r in rows.items() if not r.status.is_terminal] == []
+    assert rows["fe"].status is StepStatus.FAILED
