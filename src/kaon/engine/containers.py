@@ -119,15 +119,10 @@ class ContainerSteps(RunCore):
         self._advance_foreach(node, state)
 
     def _advance_foreach(self, node: Node, state: ForeachState) -> None:
-        while (
-            not state.halted
-            and not self.finished
-            and len(state.active) < state.limit
-            and not state.exhausted
-        ):
+        while not self.finished and len(state.active) < state.limit and not state.exhausted:
             index = state.next_index
-            if self.draining and not _opened_before(state, index):
-                break  # a drain starts no new item
+            if (self.draining or state.halted) and not _opened_before(state, index):
+                break  # a drain, or a failure the foreach holds, starts no new item
             item = state.items.take(index)
             state.next_index += 1
             if index not in state.finished:
@@ -341,12 +336,17 @@ class ContainerSteps(RunCore):
         self._event("attempt_reattached", {"attempt": key[2]}, key[1])
 
     def _restore_decisions(self, node: Node) -> None:
-        """Rebuild what a restored row decided for the whole run: a failure under
-        ``finish_running`` started draining (as :meth:`_terminal` did when it happened)."""
-        failed = node.status is _S.FAILED and not node.failure_ignored
-        if failed and node.failure_effect is FailureMode.FINISH_RUNNING:
+        """Rebuild what a restored row decided, as :meth:`_terminal` did when it happened: a
+        failure under ``finish_running`` started draining the run; one that an ``ignore``
+        container holds halted the foreaches between them (no new item starts)."""
+        if node.status is not _S.FAILED or node.failure_ignored:
+            return
+        effect = node.failure_effect
+        if effect is FailureMode.FINISH_RUNNING:
             self.draining = True
             self.error = self.error or f"step {node.path} failed"
+        elif effect is FailureMode.IGNORE:
+            self._halt_containers(node)
 
     def _resume_node(self, node: Node, row: StepRunRecord) -> None:
         if not isinstance(node.spec, TaskSpec):
@@ -414,9 +414,9 @@ class ContainerSteps(RunCore):
 
 
 def _opened_before(state: ForeachState, index: int) -> bool:
-    """Whether item ``index`` was opened before a stop (or has finished): a resumed drain
-    (rebuilt from a failure's row while the foreach reopens its items) reopens such an item,
-    so that its running steps end as they would have without the stop, but no new one."""
+    """Whether item ``index`` was opened before a stop (or has finished): a resumed drain or
+    halt (rebuilt from a failure's row while the foreach reopens its items) reopens such an
+    item, so that its running steps end as they would have without the stop, but no new one."""
     if index in state.finished:
         return True
     row = state.restore.get(index)

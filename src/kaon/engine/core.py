@@ -328,6 +328,15 @@ class RunCore(ABC):
         items end); and when the failure's mode there is ``fail_fast`` (the node's own, unless
         a container between is ``finish_running``), everything still running in the ignoring
         container's item (or body) is stopped now, as ``fail_fast`` stops a whole run."""
+        mode, frame = self._halt_containers(node)
+        if mode is FailureMode.FAIL_FAST:
+            self._stop_contained(frame, node)
+
+    @staticmethod
+    def _halt_containers(node: Node) -> tuple[FailureMode, Frame]:
+        """Halt the foreaches between a failed node and the ``ignore`` container that holds
+        its failure (they start no new item); returns the failure's mode there and the frame
+        (item or body) of that container where it stops."""
         mode = node.on_failure
         frame = node.frame
         container = frame.container
@@ -338,8 +347,7 @@ class RunCore(ABC):
                 container.foreach.halted = True
             frame = container.frame
             container = frame.container
-        if mode is FailureMode.FAIL_FAST:
-            self._stop_contained(frame, node)
+        return mode, frame
 
     def _frame_done(self, frame: Frame) -> None:
         if frame.finished:

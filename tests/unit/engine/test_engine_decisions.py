@@ -206,3 +206,42 @@ def test_a_resumed_drain_reopens_the_items_after_the_one_that_failed(inline: Har
     assert rows["fe[1].w"].status is StepStatus.SUCCEEDED
     assert [p for p, r in rows.items() if not r.status.is_terminal] == []
     assert rows["fe"].status is StepStatus.FAILED
+
+
+def test_a_foreach_halted_by_a_failure_an_ignore_container_holds_stays_halted(
+    inline: Harness,
+) -> None:
+    """A ``finish_running`` foreach inside an ``ignore`` one starts no new item after a
+    failure in it; that halt was memory only, so a resumed engine started the items after
+    the running ones (which, without the stop, never run)."""
+    nap = task(
+        "w",
+        "nap_divide",
+        inputs={"item": E("item"), "bad": 0, "seconds": E("item == 0 ? 0.05 : 1.0")},
+    )
+    inner = ForeachSpec(
+        id="inn",
+        items=E("[0, 1, 2, 3]"),
+        body=GraphSpec(steps=(nap,)),
+        concurrency=2,
+        on_failure=FailureMode.FINISH_RUNNING,
+    )
+    spec = flow(
+        ForeachSpec(
+            id="outer",
+            items=E("[0]"),
+            body=GraphSpec(steps=(inner,)),
+            item_name="o",
+            on_failure=FailureMode.IGNORE,
+        )
+    )
+    run_id = inline.create(spec)
+    _stop_after(inline, run_id, 0.5)
+    assert inline.store.get_step_run(run_id, "outer[0].inn[0]").status is StepStatus.FAILED
+    assert inline.store.get_step_run(run_id, "outer[0].inn[1].w").status is StepStatus.RUNNING
+    time.sleep(0.7)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED  # the outer foreach ignores it
+    rows = inline.rows(run_id)
+    assert rows["outer[0].inn[1].w"].status is StepStatus.SUCCEEDED  # it ran on to its end
+    assert [p for p in rows if p.startswith(("outer[0].inn[2]", "outer[0].inn[3]"))] == []
+    assert (rows["outer[0].inn"].status, rows["outer"].status) == (StepStatus.FAILED,) * 2
