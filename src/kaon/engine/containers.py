@@ -314,7 +314,7 @@ class ContainerSteps(RunCore):
             node.outputs = decode_outputs(row.outputs) if row.outputs is not None else None
             if row.status is _S.PENDING and row.reason == USER_SKIP:  # a skip not yet applied
                 node.user_output = (node.outputs or {}).get(RETURN)
-            self._restore_decisions(node)
+            self._restore_decisions(node, row)
             restored.append((node, row))
         for node in frame.nodes.values():
             if node.done:
@@ -335,11 +335,18 @@ class ContainerSteps(RunCore):
             self.ctx.timers.add(started_at + timeout, "timeout", self.id, key=key)
         self._event("attempt_reattached", {"attempt": key[2]}, key[1])
 
-    def _restore_decisions(self, node: Node) -> None:
+    def _restore_decisions(self, node: Node, row: StepRunRecord) -> None:
         """Rebuild what a restored row decided, as :meth:`_terminal` did when it happened: a
         failure under ``finish_running`` started draining the run; one that an ``ignore``
-        container holds halted the foreaches between them (no new item starts)."""
+        container holds halted the foreaches between them (no new item starts).
+
+        Only a failure of the run's current execution decides: one that ended before the
+        run last started (kept failed by ``restart --from X --only``) belonged to the run
+        the restart ended, and does not stop what the restart redoes."""
         if node.status is not _S.FAILED or node.failure_ignored:
+            return
+        began = self.record.started_at
+        if row.ended_at is not None and began is not None and row.ended_at < began:
             return
         effect = node.failure_effect
         if effect is FailureMode.FINISH_RUNNING:

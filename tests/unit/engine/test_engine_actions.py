@@ -398,3 +398,35 @@ def test_restart_only_leaves_an_item_it_does_not_reach_as_it_ended(inline: Harne
     assert after.status is StepStatus.CANCELLED
     assert after.outputs == before.outputs
     assert after.ended_at == before.ended_at
+
+
+def test_restart_only_is_not_drained_by_a_failure_it_keeps(inline: Harness) -> None:
+    """``restart --from X --only`` keeps the run's other failed steps failed; one that had
+    failed under ``finish_running`` was read back as a drain of the restarted run, so X and
+    the items under it never started and were left ``pending`` in the failed run."""
+    from kaon.model.specs import FailureMode
+
+    state = str(inline.state)
+    gate = task("gate", "fail_unless", inputs={"state": state, "flag": "go"})
+    spec = flow(
+        task("bad", "boom", on_failure=FailureMode.FINISH_RUNNING),
+        ForeachSpec(
+            id="fe",
+            items=E("[0, 1]"),
+            body=GraphSpec(steps=(gate,)),
+            on_failure=FailureMode.FINISH_RUNNING,
+        ),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    assert inline.count("fail_unless_go") == 2
+    _fix(inline, "go")
+    operations.restart_run(inline.store, run_id, from_path="fe", only=True)
+    assert inline.drive(run_id) is RunStatus.FAILED  # bad is still failed
+    rows = inline.rows(run_id)
+    assert inline.count("fail_unless_go") == 4
+    assert [rows[p].status for p in ("fe", "fe[0].gate", "fe[1].gate")] == [
+        StepStatus.SUCCEEDED
+    ] * 3
+    assert rows["bad"].status is StepStatus.FAILED
+    assert [p for p, r in rows.items() if not r.status.is_terminal] == []
