@@ -37,6 +37,7 @@ from kaon.model.values import (
     encode_outputs,
 )
 from kaon.store.base import (
+    AttemptRecord,
     StepRunRecord,
 )
 
@@ -415,9 +416,16 @@ class ContainerSteps(RunCore):
             if node.status is _S.RUNNING:
                 node.finishing = True
                 self._set(node, _S.QUEUED, platform_attempts=node.platform_attempts)
+            else:  # queued again after a loss (a stop, a lost worker): a drain lets it end
+                node.finishing = _lost(attempts[-1]) if attempts else False
             self._enqueue(node)
         elif node.status is _S.RETRYING:
             self._arm(node, "retry", row.next_attempt_at or now)
+
+
+def _lost(attempt: AttemptRecord) -> bool:
+    """Whether an attempt was lost to the platform (its engine stopped, its worker died)."""
+    return attempt.status == "lost" or bool((attempt.error or {}).get("platform"))
 
 
 def _opened_before(state: ForeachState, index: int) -> bool:

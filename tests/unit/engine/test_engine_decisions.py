@@ -245,3 +245,33 @@ def test_a_foreach_halted_by_a_failure_an_ignore_container_holds_stays_halted(
     assert rows["outer[0].inn[1].w"].status is StepStatus.SUCCEEDED  # it ran on to its end
     assert [p for p in rows if p.startswith(("outer[0].inn[2]", "outer[0].inn[3]"))] == []
     assert (rows["outer[0].inn"].status, rows["outer"].status) == (StepStatus.FAILED,) * 2
+
+
+def test_a_drain_runs_again_the_lost_steps_a_second_stop_left_queued(inline: Harness) -> None:
+    """A resumed drain re-queues the steps whose attempts the stop lost, to let them finish;
+    those still queued when the resumed engine stopped too (no room to start them all) came
+    back from their rows as plain queued steps, which a drain never starts: they were
+    cancelled instead of finishing."""
+    from kaon.engine.engine import Engine
+    from kaon.executors import create_executor
+
+    state = str(inline.state)
+    naps = [
+        task(f"n{i}", "sleeper", inputs={"seconds": 0.5, "state": state, "name": "n"})
+        for i in range(8)
+    ]
+    spec = flow(task("bad", "boom", on_failure=FailureMode.FINISH_RUNNING), *naps)
+    run_id = inline.create(spec)
+    _stop_after(inline, run_id, 0.3)  # bad failed; the naps running or queued in the executor
+    assert {inline.store.get_step_run(run_id, f"n{i}").status for i in range(8)} == {
+        StepStatus.RUNNING
+    }
+    narrow = Engine(inline.store, create_executor("inline", workers=1), inline.artifacts)
+    threading.Timer(0.2, narrow.stop).start()
+    assert inline.drive(run_id, engine=narrow) is RunStatus.RUNNING  # room for 5 of 8
+    queued = [i for i in range(8) if inline.rows(run_id)[f"n{i}"].status is StepStatus.QUEUED]
+    assert queued
+    time.sleep(0.6)
+    assert inline.drive(run_id) is RunStatus.FAILED
+    rows = inline.rows(run_id)
+    assert {rows[f"n{i}"].status for i in range(8)} == {StepStatus.SUCCEEDED}
