@@ -283,11 +283,13 @@ class RunCore(ABC):
         outputs = {RETURN: node.user_output} if node.user_output is not None else {}
         node.outputs = outputs
         node.queued = False
-        self._set(
+        self._set(  # a retry it was waiting for is dropped with the error that caused it
             node,
             _S.SKIPPED,
             reason=USER_SKIP,
             outputs=encode_outputs(outputs),
+            error=None,
+            next_attempt_at=None,
             ended_at=self.ctx.clock(),
         )
         self._event("action", {"action": "skip", "path": node.path})

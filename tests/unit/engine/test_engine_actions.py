@@ -11,7 +11,7 @@ from conftest import E, Harness, flow, task
 from kaon.engine import operations
 from kaon.engine.engine import Engine
 from kaon.errors import InvalidActionError, LeaseError
-from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, TriggerRule
+from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, RetrySpec, TriggerRule
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -209,6 +209,30 @@ def test_skip_command_on_running_step(inline: Harness) -> None:
     skipper = threading.Timer(0.3, operations.send_command, (inline.store, run_id, "skip", payload))
     skipper.start()
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "after") == 10
+
+
+def test_a_step_skipped_during_its_retry_delay_keeps_no_error(inline: Harness) -> None:
+    """Its row kept the error of the attempt that failed and the time of the retry that
+    never came: ``kaon show`` listed a skipped step with an error."""
+    state = str(inline.state)
+    spec = flow(
+        task(
+            "flaky",
+            "flaky",
+            inputs={"state": state, "name": "f", "failures": 5},
+            retry=RetrySpec(max_attempts=3, delay_s=5.0),
+        ),
+        task("after", "add", inputs={"a": E("steps.flaky"), "b": 1}),
+    )
+    run_id = inline.create(spec)
+    payload = {"path": "flaky", "output": 9}
+    skipper = threading.Timer(1.0, operations.send_command, (inline.store, run_id, "skip", payload))
+    skipper.start()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    row = inline.rows(run_id)["flaky"]
+    assert row.status is StepStatus.SKIPPED
+    assert (row.error, row.next_attempt_at) == (None, None)
     assert inline.value(run_id, "after") == 10
 
 
