@@ -122,11 +122,18 @@ class Services:
             return None
 
     def run_reader(self, principal: Principal) -> Callable[[str], bool] | None:
-        """What ``principal`` may read, as a test of a run id (None: every run), for reads
-        that filter runs as they go (lineage)."""
+        """What ``principal`` may read, as a test of a run id that asks once per run (None:
+        every run), for reads that filter runs as they go (lineage, blobs)."""
         if principal.reads_everything:
             return None
-        return lambda run_id: self.may_read_run(principal, run_id)
+        known: dict[str, bool] = {}
+
+        def readable(run_id: str) -> bool:
+            if run_id not in known:
+                known[run_id] = self.may_read_run(principal, run_id)
+            return known[run_id]
+
+        return readable
 
     def may_read_run(self, principal: Principal, run_id: str) -> bool:
         """True when ``principal`` may read the run (a missing run: False)."""

@@ -43,16 +43,9 @@ def _readable_blob(services: Services, principal: Principal, given: str) -> str:
     prefix is matched against readable blobs only, so neither the message nor its wording
     tells another group's hash, or that one exists."""
     experiments = services.runs.experiments
-    may = services.run_reader(principal)
-    if may is None:
+    readable = services.run_reader(principal)
+    if readable is None:
         return experiments.resolve_artifact(given)
-    known: dict[str, bool] = {}
-
-    def readable(run_id: str) -> bool:
-        if run_id not in known:
-            known[run_id] = may(run_id)
-        return known[run_id]
-
     # Every producer is looked at (each run once): another group's making the same bytes
     # first, however often, hides nothing from a reader of one of them.
     found = [

@@ -53,23 +53,13 @@ from kaon.store.base import ArtifactRecord, CacheEntryRecord, EventRecord, State
 _HEX = re.compile(r"[0-9a-f]{4,64}")
 _USES_PAGE = 1_000  # consumers read per query
 _USES_SCANNED = 20 * MAX_CONSUMERS  # uses looked at for one lineage, readable or not
-
-
-def _remembered(readable: Callable[[str], bool] | None) -> Callable[[str], bool]:
-    """``readable``, asked once per run id (every run when None)."""
-    if readable is None:
-        return lambda _run_id: True
-    known: dict[str, bool] = {}
-
-    def may(run_id: str) -> bool:
-        if run_id not in known:
-            known[run_id] = bool(readable(run_id))
-        return known[run_id]
-
-    return may
-
-
 _ALL = 2**62  # "no limit" for store queries that take one
+
+
+def _every_run(_run_id: str) -> bool:
+    return True
+
+
 _EVENT_PAGE = 1000
 
 
@@ -198,7 +188,7 @@ class Experiments:
         skipped before the first :data:`MAX_CONSUMERS` are taken, so another group's use
         neither shows nor crowds out the caller's own."""
         hash_ = self.resolve_artifact(artifact)
-        may = _remembered(readable)
+        may = readable or _every_run
         view = self._lineage(hash_, depth, set(), may)
         view.consumers, view.consumers_truncated = self._consumers(hash_, may)
         return view
