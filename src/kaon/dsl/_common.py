@@ -120,10 +120,14 @@ def build_retry(
 ) -> RetrySpec:
     """Build a :class:`RetrySpec` from user-facing values; DefinitionError lists every problem."""
     problems: list[Problem] = []
-    for name, count in (("max_attempts", max_attempts), ("platform_attempts", platform_attempts)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    # platform_attempts may be 0: an attempt the platform lost is then not run again.
+    for name, count, least in (
+        ("max_attempts", max_attempts, 1),
+        ("platform_attempts", platform_attempts, 0),
+    ):
+        if isinstance(count, bool) or not isinstance(count, int) or count < least:
             problems.append(
-                Problem(f"must be an integer >= 1, got {count!r}", location.with_field(name))
+                Problem(f"must be an integer >= {least}, got {count!r}", location.with_field(name))
             )
     values: dict[str, Any] = {}
     for name, raw in (("delay", delay), ("max_delay", max_delay)):

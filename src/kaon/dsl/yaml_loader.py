@@ -260,7 +260,7 @@ class _WorkflowReader:
     def defaults(self, top: WorkflowModel) -> StepDefaults:
         d = top.defaults
         return StepDefaults(
-            retry=self.retry(d.retry) or RetrySpec(),
+            retry=self.retry(d.retry, ("defaults", "retry")) or RetrySpec(),
             timeout_s=d.timeout,
             on_failure=d.on_failure,
             cache=d.cache,
@@ -307,17 +307,25 @@ class _WorkflowReader:
             )
         return found
 
-    def retry(self, model: RetryModel | None) -> RetrySpec | None:
+    def retry(self, model: RetryModel | None, path: Path) -> RetrySpec | None:
+        """The ``retry:`` at ``path``; None when it is absent or bad (its problems recorded
+        at its line and field, next to the file's other problems)."""
         if model is None:
             return None
-        return build_retry(
-            max_attempts=model.max_attempts,
-            backoff=model.backoff,
-            delay=model.delay,
-            max_delay=model.max_delay,
-            retry_on=model.retry_on,
-            platform_attempts=model.platform_attempts,
-        )
+        where = Location(self.doc.file, self.doc.location(path).line, dotted(path) or None)
+        try:
+            return build_retry(
+                max_attempts=model.max_attempts,
+                backoff=model.backoff,
+                delay=model.delay,
+                max_delay=model.max_delay,
+                retry_on=model.retry_on,
+                platform_attempts=model.platform_attempts,
+                location=where,
+            )
+        except DefinitionError as exc:
+            self.problems.extend(self.relocate(p) for p in exc.problems)
+            return None
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -396,7 +404,7 @@ class _WorkflowReader:
             "needs": tuple(model.needs),
             "when": when,
             "trigger_rule": model.trigger_rule,
-            "retry": self.retry(model.retry),
+            "retry": self.retry(model.retry, (*path, "retry")),
             "timeout_s": model.timeout,
             "on_failure": model.on_failure,
             "cache": model.cache,

@@ -454,6 +454,14 @@ def test_bad_options_fail_at_decoration() -> None:
     assert len(info.value.problems) == 4
 
 
+def test_platform_attempts_may_be_zero() -> None:
+    """README: ``retry.platform_attempts`` is 0 to 1,000; ``kaon.Retry(platform_attempts=0)``
+    (never rerun an attempt the platform lost) was refused as ``must be an integer >= 1``."""
+    assert kaon.Retry(max_attempts=2, platform_attempts=0).platform_attempts == 0
+    with pytest.raises(DefinitionError, match="platform_attempts"):
+        kaon.Retry(platform_attempts=-1)
+
+
 def test_a_misspelt_retry_on_name_is_refused() -> None:
     """``retry_on=["ValueErorr"]`` was accepted and never matched; an empty name was
     refused at ``kaon.Retry`` with another message, and is now refused where the rest are."""

@@ -586,3 +586,38 @@ def test_a_steps_retry_problems_are_listed_in_one_pass(folder: Path) -> None:
         )
     fields = {p.location.field for p in info.value.problems}
     assert {"steps[0].retry.max_attempts", "steps[0].retry.backoff"} <= fields, fields
+
+
+def test_platform_attempts_zero_is_accepted_and_a_bad_one_is_located(folder: Path) -> None:
+    """README's limit is 0 to 1,000 for ``retry.platform_attempts`` (0: a lost attempt is
+    not run again); ``platform_attempts: 0`` was refused, without file or line, as
+    ``platform_attempts: must be an integer >= 1, got 0``, hiding the file's other
+    problems."""
+    spec = load(
+        folder,
+        """
+        name: flow
+        steps:
+          - id: fit
+            shell: echo
+            retry: {max_attempts: 2, platform_attempts: 0}
+        """,
+    )
+    retry = step_of(spec, "fit").retry
+    assert retry is not None and retry.platform_attempts == 0
+    found = problems(
+        folder,
+        """
+        name: flow
+        steps:
+          - id: fit
+            shell: echo
+            retry: {max_attempts: 2, platform_attempts: 1001}
+          - id: next
+            shell: echo
+            needs: [nope]
+        """,
+    )
+    fields = {(line, field) for line, field, _m in found}
+    assert (6, "steps[0].retry.platform_attempts") in fields, found
+    assert (9, "steps[1].needs") in fields, found
