@@ -384,7 +384,7 @@ class SQLStore(StateStore):
             yield
         except self._errors as error:
             kind = StoreUnavailableError if _transient(error, self._dbapi) else StoreError
-            raise kind(f"store {self._where}: {doing} failed: {error}") from error
+            raise kind(f"store {self._where}: {doing} failed: {_cause(error)}") from error
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -510,13 +510,13 @@ class SQLStore(StateStore):
         except dbapi.IntegrityError as error:
             raise StoreError(
                 f"store {self._where}: table {table} rejected a row (duplicate or missing "
-                f"key); nothing in the batch was written: {error}"
+                f"key); nothing in the batch was written: {_cause(error)}"
             ) from error
         except (dbapi.Error, *self._errors) as error:
             kind = StoreUnavailableError if _transient(error, dbapi) else StoreError
             raise kind(
                 f"store {self._where}: writing table {table} failed; nothing in the batch "
-                f"was written: {error}"
+                f"was written: {_cause(error)}"
             ) from error
         except (TypeError, ValueError) as error:  # a driver that encodes JSON late
             raise StoreError(
@@ -1366,6 +1366,20 @@ def _execute(cursor: Any, sql: str, rows: list[_Row]) -> None:
         cursor.execute(sql, rows[0])
     else:
         cursor.executemany(sql, rows)
+
+
+def _cause(error: BaseException) -> str:
+    """A database error as one line: the driver's type and message. SQLAlchemy's wrapper
+    adds the SQL text, its parameters and a documentation link on lines of their own, and a
+    driver's message may span lines (psycopg's hint): the CLI prints an error on one line,
+    and those details stay in the chained exception, for a server's log."""
+    original = getattr(error, "orig", None)  # the driver's error SQLAlchemy wraps
+    if isinstance(original, BaseException):
+        error = original
+    kind = type(error)
+    module = kind.__module__.split(".")[0]
+    name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    return f"({name}) {' '.join(str(error).split())}"
 
 
 def _transient(error: BaseException, dbapi: Any) -> bool:

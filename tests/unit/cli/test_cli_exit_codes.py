@@ -143,3 +143,20 @@ def test_json_errors_carry_the_same_cause(kaon, tmp_path: Path) -> None:  # type
     assert error["message"] in err
     code, out, _ = kaon("show", "nope", "--json")
     assert code == 2 and "no Kaon store at" in json.loads(out)["error"]["message"]
+
+
+def test_an_unreachable_store_is_one_line(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """README: exit 3 is printed as ``Kaon failed: TYPE: cause``, and every message is on one
+    line. An unreachable PostgreSQL printed the driver's message over several lines, then
+    SQLAlchemy's ``(Background on this error at: https://sqlalche.me/...)`` on its own."""
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        code, _, err = kaon("runs", "--db", f"postgresql+psycopg://u:secret@127.0.0.1:{port}/x")
+    assert code == 3, err
+    assert err.startswith("error: Kaon failed: StoreUnavailableError: "), err
+    assert "refused" in err and "secret" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "sqlalche.me" not in err, err
