@@ -10,7 +10,7 @@ from conftest import E, Harness, flow, task
 
 from kaon.engine import operations
 from kaon.engine.nodes import USER_SKIP
-from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec
+from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -120,27 +120,29 @@ def test_a_foreach_timeout_counts_from_its_first_start_across_a_resume(inline: H
     assert error is not None and error["type"] == "Timeout"
 
 
-def test_a_failed_item_keeps_its_end_when_a_resumed_drain_ends(inline: Harness) -> None:
-    """The drain's end, reached after a resume, wrote the abort's time over the end of the
-    item that had failed before the stop (329 ms became 2 s)."""
-    body = GraphSpec(
-        steps=(
-            task(
-                "w",
-                "nap_divide",
-                inputs={"item": E("item"), "bad": 1, "seconds": E("item == 1 ? 0.05 : 1.0")},
-            ),
-        )
+def _draining_foreach(bad: int) -> WorkflowSpec:
+    """A ``finish_running`` foreach of 4 items, 2 at a time: item ``bad`` fails at once, the
+    others nap a second."""
+    step = task(
+        "w",
+        "nap_divide",
+        inputs={"item": E("item"), "bad": bad, "seconds": E(f"item == {bad} ? 0.05 : 1.0")},
     )
-    spec = flow(
+    return flow(
         ForeachSpec(
             id="fe",
             items=E("[0, 1, 2, 3]"),
-            body=body,
+            body=GraphSpec(steps=(step,)),
             concurrency=2,
             on_failure=FailureMode.FINISH_RUNNING,
         )
     )
+
+
+def test_a_failed_item_keeps_its_end_when_a_resumed_drain_ends(inline: Harness) -> None:
+    """The drain's end, reached after a resume, wrote the abort's time over the end of the
+    item that had failed before the stop (329 ms became 2 s)."""
+    spec = _draining_foreach(bad=1)
     run_id = inline.create(spec)
     _stop_after(inline, run_id, 0.5)
     before = inline.store.get_step_run(run_id, "fe[1]")
@@ -179,24 +181,7 @@ def test_a_resumed_drain_lets_the_running_items_of_a_foreach_finish(inline: Harn
 def test_a_resumed_drain_reopens_the_items_after_the_one_that_failed(inline: Harness) -> None:
     """The same when the failure is in an item before the running ones: reopening the failed
     item rebuilt the drain, which stopped the reopening of the items after it."""
-    body = GraphSpec(
-        steps=(
-            task(
-                "w",
-                "nap_divide",
-                inputs={"item": E("item"), "bad": 0, "seconds": E("item == 0 ? 0.05 : 1.0")},
-            ),
-        )
-    )
-    spec = flow(
-        ForeachSpec(
-            id="fe",
-            items=E("[0, 1, 2, 3]"),
-            body=body,
-            concurrency=2,
-            on_failure=FailureMode.FINISH_RUNNING,
-        )
-    )
+    spec = _draining_foreach(bad=0)
     run_id = inline.create(spec)
     _stop_after(inline, run_id, 0.5)
     assert inline.store.get_step_run(run_id, "fe[0]").status is StepStatus.FAILED
