@@ -10,7 +10,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -172,6 +172,15 @@ def infer_param_type(default: Any) -> ParamType:
     if isinstance(default, dict):
         return ParamType.DICT
     return ParamType.ANY
+
+
+def choices_type(choices: Sequence[Any]) -> ParamType:
+    """The parameter type a list of choices implies: the type they share (ints and floats
+    together: float), else ``any``."""
+    kinds = {infer_param_type(c) for c in choices}
+    if kinds == {ParamType.INT, ParamType.FLOAT}:
+        return ParamType.FLOAT
+    return kinds.pop() if len(kinds) == 1 else ParamType.ANY
 
 
 def is_identifier(name: str) -> bool:

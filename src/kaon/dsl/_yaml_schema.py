@@ -94,11 +94,14 @@ class LoopModel(_Model):
 
 
 class ParamModel(_Model):
-    """``name: {type, default, description}`` or the shorthand ``name: default``."""
+    """``name: {type, default, description, nullable, choices}`` or the shorthand
+    ``name: default``."""
 
     type: ParamType | None = None
     default: Any = None
     description: StrictStr = ""
+    nullable: StrictBool = False
+    choices: list[Any] | None = Field(default=None, min_length=1)
 
 
 class DefaultsModel(_Model):

@@ -56,7 +56,7 @@ from kaon.dsl._builder import (
     recording,
     user_location,
 )
-from kaon.dsl._common import build_retry, infer_param_type, is_json_value
+from kaon.dsl._common import build_retry, choices_type, infer_param_type, is_json_value
 from kaon.dsl._refs import ParamRef, Ref, StepRef
 from kaon.dsl._triggers import check_triggers_option
 from kaon.dsl.durations import parse_duration
@@ -563,18 +563,49 @@ def when(condition: Any) -> WhenBlock:
 # -- building the spec ---------------------------------------------------------------------
 
 
-def _param_type(annotation: Any, default: Any) -> ParamType | None:
+_Declared: TypeAlias = tuple[ParamType | None, bool, tuple[Any, ...]]  # type, nullable, choices
+
+
+def _param_type(annotation: Any, default: Any) -> _Declared:
+    """The parameter type an annotation declares (None: not supported), whether it accepts
+    ``None`` (``Optional[float]``, ``float | None``) and its choices (``Literal[...]``)."""
     if annotation is inspect.Parameter.empty:
-        return (
-            infer_param_type(default) if default is not inspect.Parameter.empty else ParamType.ANY
-        )
-    if isinstance(annotation, str):
-        base = annotation.split("[", 1)[0].strip()
-        return ParamType.ANY if base in ("Any", "typing.Any") else _builtin_type(base)
+        known = default is not inspect.Parameter.empty
+        return (infer_param_type(default) if known else ParamType.ANY), False, ()
+    if annotation is None or annotation is type(None):
+        return None, False, ()
+    if isinstance(annotation, str):  # an annotation get_type_hints could not resolve
+        text = annotation.strip()
+        inner = _optional_text(text)
+        if inner is not None:
+            return _param_type(inner, default)[0], True, ()
+        base = text.split("[", 1)[0].strip()
+        return (ParamType.ANY if base in ("Any", "typing.Any") else _builtin_type(base)), False, ()
     origin = typing.get_origin(annotation) or annotation
+    if origin is typing.Literal:
+        values = typing.get_args(annotation)
+        choices = tuple(v for v in values if v is not None)
+        nullable = len(choices) < len(values)
+        return (choices_type(choices) if choices else None), nullable, choices
     if origin in (typing.Union, types.UnionType):
-        return ParamType.ANY  # parameter types have no "or None"; any accepts every JSON value
-    return _TYPES.get(origin)
+        members = typing.get_args(annotation)
+        others = [m for m in members if m is not type(None)]
+        if len(others) == 1 and len(others) < len(members):  # Optional[X]: X, or None
+            kind, _, choices = _param_type(others[0], default)
+            return kind, True, choices
+        return ParamType.ANY, False, ()  # a union of types: any accepts every JSON value
+    return _TYPES.get(origin), False, ()
+
+
+def _optional_text(text: str) -> str | None:
+    """``X`` of an unresolved ``Optional[X]``, ``X | None`` or ``None | X``; else None."""
+    for prefix in ("Optional[", "typing.Optional["):
+        if text.startswith(prefix) and text.endswith("]"):
+            return text[len(prefix) : -1].strip()
+    parts = [part.strip() for part in text.split("|")]
+    if len(parts) == 2 and "None" in parts:
+        return parts[1] if parts[0] == "None" else parts[0]
+    return None
 
 
 def _builtin_type(name: str) -> ParamType | None:
@@ -608,12 +639,13 @@ def _params(fn: Callable[..., Any], location: Location) -> tuple[list[ParamSpec]
             continue
         annotation = hints.get(name, parameter.annotation)
         computed = isinstance(parameter.default, Ref)  # kaon.expr("params.k * 2")
-        ptype = _param_type(annotation, None if computed else parameter.default)
+        ptype, nullable, choices = _param_type(annotation, None if computed else parameter.default)
         if ptype is None:
             problems.append(
                 Problem(
                     f"parameter {name!r}: type {annotation!r} is not supported; "
-                    "use int, float, str, bool, list, dict or Any",
+                    "use int, float, str, bool, list, dict or Any, Optional[...] of one, or a "
+                    "Literal of values",
                     where.with_field(f"params.{name}"),
                 )
             )
@@ -623,7 +655,16 @@ def _params(fn: Callable[..., Any], location: Location) -> tuple[list[ParamSpec]
             default = Expr(parameter.default.source)
         if isinstance(default, tuple) and is_json_value(default):
             default = list(default)
-        params.append(ParamSpec(name=name, type=ptype, default=default, location=where))
+        params.append(
+            ParamSpec(
+                name=name,
+                type=ptype,
+                default=default,
+                location=where,
+                nullable=nullable,
+                choices=choices,
+            )
+        )
     return params, problems
 
 

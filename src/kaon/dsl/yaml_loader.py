@@ -25,7 +25,14 @@ from collections.abc import Callable
 from typing import Any
 
 from kaon.dsl._builder import condition_source
-from kaon.dsl._common import absolute_file, build_retry, cel_literal, infer_param_type, wrap
+from kaon.dsl._common import (
+    absolute_file,
+    build_retry,
+    cel_literal,
+    choices_type,
+    infer_param_type,
+    wrap,
+)
 from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_text_file, read_yaml
 from kaon.dsl._yaml_schema import (
     STEP_KINDS,
@@ -291,11 +298,12 @@ class _WorkflowReader:
             default = model.default if has_default else NO_DEFAULT
             if isinstance(default, str) and "${{" in default:  # computed from other params
                 default = self.param_template(default, (*path, "default"))
-            ptype = (
-                model.type
-                if model.type is not None
-                else (infer_param_type(default) if has_default else infer_param_type(None))
-            )
+            if model.type is not None:
+                ptype = model.type
+            elif model.choices:
+                ptype = choices_type(model.choices)
+            else:  # from the default (a null default: any)
+                ptype = infer_param_type(default if has_default else None)
             found.append(
                 ParamSpec(
                     name=name,
@@ -303,6 +311,8 @@ class _WorkflowReader:
                     default=default,
                     description=model.description,
                     location=where,
+                    nullable=model.nullable,
+                    choices=tuple(model.choices or ()),
                 )
             )
         return found

@@ -104,6 +104,11 @@ class _Encoder:
 
     def param(self, param: ParamSpec) -> dict[str, Any]:
         data: dict[str, Any] = {"name": param.name, "type": param.type.value}
+        if param.nullable:  # written only when set: earlier definitions keep their hashes
+            data["nullable"] = True
+        if param.choices:
+            where = param.location.with_field(f"params.{param.name}.choices")
+            data["choices"] = _json_value(list(param.choices), where)
         if isinstance(param.default, Expr):
             data["default_expr"] = param.default.source
         elif param.default is not NO_DEFAULT:
@@ -398,6 +403,8 @@ def _param(fields: _Fields) -> ParamSpec:
         default=fields.data.get("default", NO_DEFAULT),
         description=fields.text("description", ""),
         location=_location(fields, "location"),
+        nullable=fields.get("nullable", (bool,), False),
+        choices=tuple(fields.get("choices", (list,), [])),
     )
     fields.used.add("default")
     if "default_expr" in fields.data:

@@ -282,13 +282,11 @@ def _compute_defaults(
             except ExpressionError as error:
                 problems.extend(error.problems)
                 continue
-            converted, ok = convert_value(value, param.type)
-            if not ok:
-                message = (
-                    f"computed default of parameter {param.name!r} must be of type "
-                    f"{param.type.value}, got {type(value).__name__} {value!r:.80}"
+            converted, wrong = check_param_value(param, value)
+            if wrong is not None:
+                problems.append(
+                    Problem(f"computed default of parameter {param.name!r} {wrong}", where)
                 )
-                problems.append(Problem(message, where))
                 continue
             bound[param.name] = converted
         if problems:
@@ -315,22 +313,76 @@ def _unknown_message(name: str, declared: Mapping[str, ParamSpec]) -> str:
 def _bind_one(param: ParamSpec, value: Any, *, from_strings: bool) -> tuple[Any, Problem | None]:
     if from_strings and isinstance(value, str):
         try:
-            value = coerce_string(value, param.type)
+            value = (
+                None
+                if param.nullable and value.strip() == "null"
+                else coerce_string(value, param.type)
+            )
         except ValueError as error:
             return None, Problem(f"parameter {param.name!r}: {error}", _where(param.name))
-    converted, ok = convert_value(value, param.type)
-    if not ok:
-        message = (
-            f"parameter {param.name!r} must be of type {param.type.value}, "
-            f"got {type(value).__name__} {value!r:.80}"
-        )
-        if param.type is ParamType.INT and type(value) is int:
-            message = f"parameter {param.name!r} must be an int of 64 bits, got {value!r:.80}"
-        return None, Problem(message, _where(param.name))
+    converted, wrong = check_param_value(param, value)
+    if wrong is not None:
+        return None, Problem(f"parameter {param.name!r} {wrong}", _where(param.name))
     problem = json_problem(converted)
     if problem is not None:
         return None, Problem(f"parameter {param.name!r}: {problem}", _where(param.name))
     return converted, None
+
+
+def type_text(param: ParamSpec) -> str:
+    """The declared type as messages and forms name it: ``float``, ``float or null``."""
+    return f"{param.type.value} or null" if param.nullable else param.type.value
+
+
+def check_param_value(param: ParamSpec, value: Any) -> tuple[Any, str | None]:
+    """``value`` as parameter ``param`` holds it (converted as :func:`convert_value` does),
+    and what is wrong with it (``"must be one of ..."``, to follow the parameter's name), or
+    None: of the declared type, or ``None`` when the parameter is nullable, and one of its
+    choices when it has any."""
+    if value is None and param.nullable:
+        return None, None
+    converted, ok = convert_value(value, param.type)
+    if not ok:
+        if param.type is ParamType.INT and type(value) is int:
+            return value, f"must be an int of 64 bits, got {value!r:.80}"
+        return value, (
+            f"must be of type {type_text(param)}, got {type(value).__name__} {value!r:.80}"
+        )
+    if param.choices and not any(_same(converted, c, param.type) for c in param.choices):
+        listed = ", ".join(repr(c) for c in param.choices[:20])
+        more = f" (and {len(param.choices) - 20} more)" if len(param.choices) > 20 else ""
+        message = f"must be one of {listed}{more}; got {converted!r:.80}"
+        if isinstance(converted, str):
+            words = [c for c in param.choices if isinstance(c, str)]
+            close = difflib.get_close_matches(converted, words, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        return value, message
+    return converted, None
+
+
+def _same(value: Any, choice: Any, declared: ParamType) -> bool:
+    """``value`` (converted) is ``choice``: compared as the type holds them (the choice ``1``
+    of a float is ``1.0``), a bool never equal to a number."""
+    choice = convert_value(choice, declared)[0]
+    return isinstance(value, bool) == isinstance(choice, bool) and bool(value == choice)
+
+
+def choice_problems(param: ParamSpec) -> list[str]:
+    """What is wrong with ``param``'s ``choices``: one not of its type, one listed twice."""
+    problems = []
+    seen: list[Any] = []
+    for choice in param.choices:
+        if choice is None or not matches_type(choice, param.type):
+            problems.append(
+                f"choice {choice!r:.80} of parameter {param.name!r} is not of its type "
+                f"{param.type.value}"
+            )
+        elif any(_same(convert_value(choice, param.type)[0], s, param.type) for s in seen):
+            problems.append(f"choice {choice!r:.80} of parameter {param.name!r} is listed twice")
+        else:
+            seen.append(choice)
+    return problems
 
 
 def convert_value(value: Any, declared: ParamType) -> tuple[Any, bool]:

@@ -81,6 +81,10 @@ class ParamSpec:
     A default that is an :class:`Expr` is *computed* from other parameters when the run does
     not give the value (``default: "${{ params.k * 2 }}"``): it may read ``params`` only, is
     evaluated after the parameters it reads, and must not depend on itself.
+
+    ``nullable`` also accepts ``null`` (``Optional[float]``, ``float | None``); ``choices``,
+    when not empty, are the only values accepted (``Literal["small", "large"]``, a YAML
+    ``choices:`` list), each of the declared type.
     """
 
     name: str
@@ -88,6 +92,8 @@ class ParamSpec:
     default: Any = NO_DEFAULT
     description: str = ""
     location: Location = NOWHERE
+    nullable: bool = False
+    choices: tuple[Any, ...] = ()
 
     @property
     def required(self) -> bool:

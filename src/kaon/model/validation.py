@@ -27,7 +27,7 @@ from kaon.model.expressions import (
     over_budget_message,
 )
 from kaon.model.graph import compile_graph, dependencies, step_expressions, topological_order
-from kaon.model.params import default_problems, matches_type
+from kaon.model.params import check_param_value, choice_problems, default_problems
 from kaon.model.specs import (
     MAX_DURATION_S,
     Expr,
@@ -484,13 +484,17 @@ def check_params(context: _Context) -> Iterator[Problem]:
         if param.name in seen:
             yield Problem(f"duplicate parameter {param.name!r}", where)
         seen.add(param.name)
-        if isinstance(param.default, Expr):
+        wrong_choices = choice_problems(param)
+        for message in wrong_choices:
+            yield Problem(message, where.with_field("choices"))
+        if isinstance(param.default, Expr) or param.required or wrong_choices:
             continue
-        if not param.required and not matches_type(param.default, param.type):
+        wrong = check_param_value(param, param.default)[1]
+        if wrong is not None:
+            if param.default is None and not param.nullable:
+                wrong += " (declare it nullable to accept null)"
             yield Problem(
-                f"default of parameter {param.name!r} must be of type {param.type.value}, "
-                f"got {type(param.default).__name__} {param.default!r:.80}",
-                where.with_field("default"),
+                f"default of parameter {param.name!r} {wrong}", where.with_field("default")
             )
 
 
@@ -745,10 +749,10 @@ def _subworkflow_inputs(step: SubworkflowSpec, sub: WorkflowSpec, path: str) -> 
         else:
             value = step.inputs[name]
             param = declared[name]
-            if not isinstance(value, Expr) and not matches_type(value.value, param.type):
+            wrong = None if isinstance(value, Expr) else check_param_value(param, value.value)[1]
+            if wrong is not None:
                 yield Problem(
-                    f"subworkflow {path!r}: parameter {name!r} must be of type "
-                    f"{param.type.value}, got {value.value!r:.80}",
+                    f"subworkflow {path!r}: parameter {name!r} {wrong}",
                     step.location.with_field(f"inputs.{name}"),
                 )
     for name, param in declared.items():

@@ -42,6 +42,10 @@ class ParamField(BaseModel):
     )
     computed: str | None = Field(default=None, description="the expression of a computed default")
     description: str = ""
+    nullable: bool = Field(default=False, description="null is accepted too")
+    choices: list[Any] = Field(
+        default_factory=list, description="the only values accepted, when not empty"
+    )
 
 
 class ParamsView(BaseModel):
@@ -120,6 +124,8 @@ def param_field(param: ParamSpec) -> ParamField:
         default=constant,
         computed=computed,
         description=param.description,
+        nullable=param.nullable,
+        choices=list(param.choices),
     )
 
 

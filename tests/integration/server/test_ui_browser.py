@@ -671,6 +671,47 @@ def test_breakpoint_from_the_start_form_then_continue(
     operator.context.close()
 
 
+PICKED = """\
+name: picked
+params:
+  size: {choices: [small, large], default: small}
+  lr: {type: float, nullable: true, default: 0.1}
+steps:
+  - id: show
+    shell: echo $KAON_INPUT_S $KAON_INPUT_L
+    inputs: {s: "${{ params.size }}", l: "${{ params.lr }}"}
+"""
+
+
+def test_start_form_offers_the_choices_and_takes_null(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str]
+) -> None:
+    admin = kaon_server.client()
+    pushed = admin.post("/workflows", json={"source": PICKED, "file_name": "picked.yaml"})
+    assert pushed.status_code < 300, pushed.text
+    fields = admin.get("/workflows/picked/params").json()["params"]
+    assert [(f["name"], f["choices"], f["nullable"]) for f in fields] == [
+        ("size", ["small", "large"], False),
+        ("lr", [], True),
+    ]
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(f"{kaon_server.url}/ui/workflows/picked")
+    operator.wait_for_selector("#start-fields select#param-size")
+    options = operator.eval_on_selector_all("#param-size option", "os => os.map(o => o.value)")
+    assert options == ["", "small", "large"]
+    assert "float or null" in operator.text_content("[data-param=lr] label")
+    assert operator.get_attribute("#param-lr", "type") == "text"  # a number field holds no null
+    operator.select_option("#param-size", "large")
+    operator.fill("#param-lr", "null")
+    operator.click("#start button[type=submit]")
+    confirm(operator)
+    operator.wait_for_url("**/ui/runs/*")
+    run_id = operator.url.rsplit("/", 1)[-1]
+    wait_status(kaon_server, run_id, {"succeeded"})
+    assert admin.get(f"/runs/{run_id}").json()["params"] == {"size": "large", "lr": None}
+    operator.context.close()
+
+
 FAILING = """name: skipper
 steps:
   - id: bad

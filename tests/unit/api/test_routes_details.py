@@ -46,6 +46,8 @@ def test_start_form_diff_and_audit(client: Any, tokens: dict[str, str], services
         "default": 3,
         "computed": None,
         "description": "how many rows",
+        "nullable": False,
+        "choices": [],
     }
     assert fields["name"]["required"] and fields["fast"]["default"] is False
     assert fields["double"]["computed"] == "params.n * 2" and fields["double"]["default"] is None

@@ -4,12 +4,13 @@ import os
 import subprocess
 import sys
 import types
-from typing import Any
+from typing import Any, Literal, Optional
 
 import pytest
 
 import kaon
-from kaon.errors import DefinitionError
+from kaon.errors import DefinitionError, ParameterError
+from kaon.model.params import bind_params
 from kaon.model.specs import (
     NO_DEFAULT,
     Backoff,
@@ -154,10 +155,60 @@ def test_params_come_from_the_signature() -> None:
         ParamType.DICT,
         ParamType.ANY,
         ParamType.INT,
-        ParamType.ANY,
+        ParamType.INT,
     ]
+    assert params["i"].nullable and not params["a"].nullable
     assert params["b"].default == 0.5
     assert params["a"].location.file == HERE
+
+
+def test_optional_and_literal_annotations_declare_nullable_params_and_choices() -> None:
+    @kaon.workflow
+    def flow(
+        size: Literal["small", "large"] = "small",
+        lr: Optional[float] = None,  # noqa: UP045 (the spelling users write)
+        k: Literal[1, 2, 3] = 2,
+        mode: Literal["a", "b"] | None = None,
+        mixed: Literal[1, 2.5] = 1,
+        either: int | str = 1,
+    ) -> None:
+        load(n=k)
+
+    params = {p.name: p for p in flow.spec.params}
+    assert (params["size"].type, params["size"].choices) == (ParamType.STR, ("small", "large"))
+    assert (params["lr"].type, params["lr"].nullable) == (ParamType.FLOAT, True)
+    assert (params["k"].type, params["k"].choices) == (ParamType.INT, (1, 2, 3))
+    assert params["mode"].nullable and params["mode"].choices == ("a", "b")
+    assert params["mixed"].type is ParamType.FLOAT
+    assert params["either"].type is ParamType.ANY and not params["either"].nullable
+    assert bind_params(flow.spec, {"lr": "null", "mode": "b"}, from_strings=True) == {
+        "size": "small",
+        "lr": None,
+        "k": 2,
+        "mode": "b",
+        "mixed": 1.0,
+        "either": 1,
+    }
+    with pytest.raises(ParameterError) as caught:
+        bind_params(flow.spec, {"size": "smal", "k": 4, "lr": "x"}, from_strings=True)
+    messages = [p.message for p in caught.value.problems]
+    assert (
+        "parameter 'size' must be one of 'small', 'large'; got 'smal'; did you mean 'small'?"
+        in messages
+    )
+    assert "parameter 'k' must be one of 1, 2, 3; got 4" in messages
+    assert "parameter 'lr': expected a float, got 'x'" in messages
+
+
+def test_a_literal_default_outside_its_choices_is_a_definition_problem() -> None:
+    @kaon.workflow
+    def flow(size: Literal["small", "large"] = "medium") -> None:  # type: ignore[assignment]
+        load(n=1)
+
+    assert any(
+        "default of parameter 'size' must be one of 'small', 'large'; got 'medium'" in m
+        for _l, m in problems_of(flow)
+    )
 
 
 def test_refs_build_cel() -> None:

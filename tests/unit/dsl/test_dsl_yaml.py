@@ -8,6 +8,7 @@ import pytest
 
 from kaon.dsl.yaml_loader import load_yaml_file, load_yaml_text
 from kaon.errors import DefinitionError
+from kaon.model.params import bind_params
 from kaon.model.specs import (
     NO_DEFAULT,
     Backoff,
@@ -621,3 +622,60 @@ def test_platform_attempts_zero_is_accepted_and_a_bad_one_is_located(folder: Pat
     fields = {(line, field) for line, field, _m in found}
     assert (6, "steps[0].retry.platform_attempts") in fields, found
     assert (9, "steps[1].needs") in fields, found
+
+
+def test_nullable_params_and_choices(folder: Path) -> None:
+    spec = load(
+        folder,
+        """
+        name: pick
+        params:
+          size: {choices: [small, large], default: small}
+          k: {choices: [1, 2.5]}
+          lr: {type: float, nullable: true, default: null}
+          mode: {type: str, choices: [a, b], nullable: true}
+        steps: [{id: s, shell: echo}]
+        """,
+    )
+    params = {p.name: p for p in spec.params}
+    assert (params["size"].type, params["size"].choices) == (ParamType.STR, ("small", "large"))
+    assert params["k"].type is ParamType.FLOAT and params["k"].required
+    assert params["lr"].nullable and params["lr"].default is None
+    assert params["mode"].nullable and params["mode"].choices == ("a", "b")
+    assert bind_params(spec, {"k": "1", "mode": "null"}, from_strings=True) == {
+        "size": "small",
+        "k": 1.0,
+        "lr": None,
+        "mode": None,
+    }
+
+
+def test_choice_and_null_problems_are_at_their_line_and_field(folder: Path) -> None:
+    found = problems(
+        folder,
+        """
+        name: pick
+        params:
+          size: {type: str, choices: [small, 3, small], default: big}
+          lr: {type: float, default: null}
+          empty: {choices: []}
+        steps: [{id: s, shell: echo}]
+        """,
+    )
+    assert (
+        4,
+        "params.size.choices",
+        "choice 3 of parameter 'size' is not of its type str",
+    ) in found
+    assert (
+        4,
+        "params.size.choices",
+        "choice 'small' of parameter 'size' is listed twice",
+    ) in found
+    assert (
+        5,
+        "params.lr.default",
+        "default of parameter 'lr' must be of type float, got NoneType None "
+        "(declare it nullable to accept null)",
+    ) in found
+    assert any(line == 6 and field == "params.empty.choices" for line, field, _m in found)

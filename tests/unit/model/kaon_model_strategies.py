@@ -121,12 +121,17 @@ def params(draw: st.DrawFn) -> ParamSpec:
     """A well-typed parameter, with or without a default."""
     kind = draw(st.sampled_from(ParamType))
     default = draw(st.just(NO_DEFAULT) | _VALUES_BY_TYPE[kind])
+    choices: tuple[Any, ...] = ()
+    if kind in (ParamType.STR, ParamType.INT):  # choices of a scalar type, sometimes
+        choices = tuple(draw(st.lists(_VALUES_BY_TYPE[kind], unique=True, max_size=3)))
     return ParamSpec(
         name=draw(names),
         type=kind,
         default=default,
         description=draw(st.text(max_size=5)),
         location=draw(locations),
+        nullable=draw(st.booleans()),
+        choices=choices,
     )
 
 

@@ -96,6 +96,18 @@ def test_no_default_is_omitted_and_none_default_kept() -> None:
     assert decoded[2].default is None
 
 
+def test_nullable_and_choices_round_trip_and_are_written_only_when_set() -> None:
+    spec = sample()
+    plain = workflow_to_dict(spec)["params"][0]
+    assert "nullable" not in plain and "choices" not in plain  # earlier hashes kept
+    param = dataclasses.replace(spec.params[0], nullable=True, choices=(3, 5))
+    changed = dataclasses.replace(spec, params=(param, *spec.params[1:]))
+    data = workflow_to_dict(changed)
+    assert data["params"][0]["nullable"] is True and data["params"][0]["choices"] == [3, 5]
+    assert workflow_from_dict(json.loads(json.dumps(data))) == changed
+    assert spec_hash(changed) != spec_hash(spec)
+
+
 def test_hash_ignores_locations_and_descriptions() -> None:
     spec = sample()
     moved = dataclasses.replace(

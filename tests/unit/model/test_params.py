@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from kaon.errors import ParameterError
 from kaon.model.params import bind_params, coerce_string, parse_assignments
-from kaon.model.specs import GraphSpec, ParamSpec, ParamType, TaskSpec, WorkflowSpec
+from kaon.model.specs import Expr, GraphSpec, ParamSpec, ParamType, TaskSpec, WorkflowSpec
 
 
 def spec(*params: ParamSpec) -> WorkflowSpec:
@@ -189,3 +189,39 @@ def test_string_coercion_round_trip(data: st.DataObject, kind: ParamType) -> Non
     bound = bind_params(workflow, {"p": to_cli(value, kind)}, from_strings=True)
     assert bound == {"p": value}
     assert type(bound["p"]) is type(value)
+
+
+def test_nullable_params_take_null_and_choices_are_the_only_values() -> None:
+    flow = spec(
+        ParamSpec("lr", ParamType.FLOAT, None, nullable=True),
+        ParamSpec("k", ParamType.FLOAT, 1, choices=(1, 2.5)),
+        ParamSpec("flag", ParamType.ANY, 1, choices=(1, "x")),
+        ParamSpec("name", ParamType.STR, "a", nullable=True, choices=("a", "b")),
+    )
+    assert bind_params(flow, {}) == {"lr": None, "k": 1.0, "flag": 1, "name": "a"}
+    assert bind_params(flow, {"lr": "null", "k": "2.5", "name": "null"}, from_strings=True) == {
+        "lr": None,
+        "k": 2.5,
+        "flag": 1,
+        "name": None,
+    }
+    with pytest.raises(ParameterError) as caught:
+        bind_params(flow, {"lr": "x", "k": 2, "flag": True, "name": "c"})
+    assert [p.message for p in caught.value.problems] == [
+        "parameter 'lr' must be of type float or null, got str 'x'",
+        "parameter 'k' must be one of 1, 2.5; got 2.0",
+        "parameter 'flag' must be one of 1, 'x'; got True",  # True is not the choice 1
+        "parameter 'name' must be one of 'a', 'b'; got 'c'",
+    ]
+    with pytest.raises(ParameterError):  # null only where the parameter is nullable
+        bind_params(flow, {"k": None})
+
+
+def test_a_computed_default_outside_the_choices_is_refused() -> None:
+    flow = spec(
+        ParamSpec("k", ParamType.INT, 2),
+        ParamSpec("width", ParamType.INT, Expr("params.k * 2"), choices=(2, 8)),
+    )
+    assert bind_params(flow, {"k": 4})["width"] == 8
+    with pytest.raises(ParameterError, match=r"computed default of parameter 'width' must be one"):
+        bind_params(flow, {})

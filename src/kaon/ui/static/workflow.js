@@ -37,17 +37,23 @@
 
   function fieldFor(p) {
     const id = `param-${p.name}`;
-    const hint = [p.type, p.required ? "required" : null, p.computed ? `computed: ${p.computed}` : null].filter(Boolean).join(", ");
+    const hint = [p.nullable ? `${p.type} or null` : p.type, p.required ? "required" : null, p.computed ? `computed: ${p.computed}` : null].filter(Boolean).join(", ");
     let input;
-    if (p.type === "bool") {
+    if (p.choices && p.choices.length) { // one of the declared values (null too when nullable)
+      const keep = p.required ? "—" : p.computed ? `default (= ${p.computed})` : `default (${JSON.stringify(p.default)})`;
+      const options = p.choices.map((c) => el("option", { value: typeof c === "string" ? c : JSON.stringify(c) }, typeof c === "string" ? c : JSON.stringify(c)));
+      input = el("select", { id, name: p.name, "data-type": p.type },
+        el("option", { value: "" }, keep), ...options, p.nullable ? el("option", { value: "null" }, "null") : null);
+    } else if (p.type === "bool") {
       input = el("select", { id, name: p.name, "data-type": p.type },
         el("option", { value: "" }, p.default === null ? "—" : `default (${p.default})`), el("option", {}, "true"), el("option", {}, "false"));
     } else if (["list", "dict", "any"].includes(p.type)) {
       input = el("textarea", { id, name: p.name, rows: 2, "data-type": p.type, placeholder: p.computed ? `= ${p.computed}` : "JSON" });
       if (p.default !== null && p.default !== undefined) input.value = JSON.stringify(p.default);
     } else {
-      input = el("input", { id, name: p.name, type: INPUTS[p.type] || "text", step: p.type === "float" ? "any" : null,
-        "data-type": p.type, required: p.required, placeholder: p.computed ? `= ${p.computed}` : "" });
+      const type = p.nullable ? "text" : INPUTS[p.type] || "text"; // a number field cannot hold "null"
+      input = el("input", { id, name: p.name, type, step: type === "number" && p.type === "float" ? "any" : null,
+        "data-type": p.type, required: p.required, placeholder: p.computed ? `= ${p.computed}` : p.nullable ? "null for none" : "" });
       if (p.default !== null && p.default !== undefined) input.value = String(p.default);
     }
     return el("div", { class: "field", "data-param": p.name },
