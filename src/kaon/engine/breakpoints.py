@@ -87,6 +87,23 @@ class BreakpointSteps(RunCore):
         self.status = status
         self.ctx.batch.update_run(self.id, status=status)
         self._event("run", {"status": status.value, "paused": sorted(self.paused)})
+        now = self.ctx.clock()
+        if status is RunStatus.PAUSED:  # the run's time limit stops while it is paused
+            self.paused_since = now
+            self.ctx.timers.cancel("run_timeout", self.id)
+        elif self.paused_since is not None:
+            self.paused_total += max(0.0, now - self.paused_since)
+            self.paused_since = None
+            self.arm_run_timeout()
+
+    def arm_run_timeout(self) -> None:
+        """Set the timer of the workflow's ``timeout_s``, unless the run is paused: due when
+        the run has been running (not paused) that long since it started."""
+        limit = self.spec.timeout_s
+        if limit is None or self.paused_since is not None:
+            return
+        started = self.record.started_at or self.ctx.clock()
+        self.ctx.timers.add(started + self.paused_total + limit, "run_timeout", self.id)
 
     def continue_steps(
         self, path: str | None = None, params: Mapping[str, Any] | None = None, by: str = ""

@@ -89,6 +89,10 @@ class RunCore(ABC):
         self.waiting: list[Node] = []  # wait steps, woken by signals
         self.timed: dict[int, Node] = {}  # retrying or waiting nodes with a timer, by row
         self.paused: dict[str, Node] = {}  # nodes held at a breakpoint, by path
+        # The run's time limit counts running time: seconds paused since it started (closed
+        # pauses), and when the open pause began (see BreakpointSteps._run_status).
+        self.paused_total = 0.0
+        self.paused_since: float | None = None
         self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
         self._step_events: dict[str, EventRecord] = {}
         self.signal_cursor: int | None = None  # set when a wait step first polls

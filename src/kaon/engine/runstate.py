@@ -35,7 +35,7 @@ from kaon.model.specs import (
     TaskSpec,
     WaitSpec,
 )
-from kaon.model.status import RunStatus, StepStatus
+from kaon.model.status import RunStatus, StepStatus, paused_seconds
 from kaon.model.values import (
     RETURN,
     Literal,
@@ -68,12 +68,17 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             self._event("run", {"status": RunStatus.RUNNING.value})
         rows = self.ctx.store.step_runs(self.id) if self.has_rows else []
         self._restore_frame(self.root, rows)
+        if self.spec.timeout_s is not None and self.has_rows and self.record.started_at:
+            # Resumed: how long it was paused so far (a pause still open counts to now).
+            began = self.record.started_at
+            changes = self.ctx.store.run_status_changes(self.id, began)
+            self.paused_total = paused_seconds(changes, began, now)
+            if self.status is RunStatus.PAUSED:
+                self.paused_since = now
         if self.status is RunStatus.PAUSED and not self.paused:
             self._run_status(RunStatus.RUNNING)  # nothing is held any more
         self._seed(self.root)
-        if self.spec.timeout_s is not None:
-            started = self.record.started_at or now
-            self.ctx.timers.add(started + self.spec.timeout_s, "run_timeout", self.id)
+        self.arm_run_timeout()
 
     def process(self) -> None:
         """Run the readiness worklist and frame completions until nothing is left."""

@@ -135,3 +135,19 @@ def check_run_transition(old: RunStatus, new: RunStatus, what: str = "run") -> N
     """Raise :class:`IllegalTransitionError` unless ``old -> new`` is allowed for a run."""
     if new not in RUN_TRANSITIONS[old]:
         raise IllegalTransitionError(f"{what}: cannot go from {old.value} to {new.value}")
+
+
+def paused_seconds(changes: list[tuple[float, str]], began: float, now: float) -> float:
+    """How long a run was paused between ``began`` and ``now``, from its status changes
+    (``(at, status)`` in order; paused from a ``paused`` change to the next other one)."""
+    paused = 0.0
+    since: float | None = None
+    for at, status in changes:
+        if status == RunStatus.PAUSED.value:
+            since = at if since is None else since
+        elif since is not None:
+            paused += max(0.0, min(at, now) - max(since, began))
+            since = None
+    if since is not None:
+        paused += max(0.0, now - max(since, began))
+    return paused

@@ -529,6 +529,12 @@ class StateStore(ABC):
         When a run ended counts, not when it was created: a restarted old run that ends
         again is found. One indexed read, whatever the number of runs."""
 
+    @abstractmethod
+    def run_status_changes(self, run_id: str, since: float) -> list[tuple[float, str]]:
+        """When the run's own status changed from ``since`` (epoch seconds) on, and to what,
+        in order (its ``run`` events: ``running``, ``paused``, an end): how long it was paused
+        (:func:`kaon.model.status.paused_seconds`)."""
+
     # -- step runs -------------------------------------------------------------------------
 
     @abstractmethod

@@ -228,8 +228,7 @@ class SQLRunReads:
     def run_status_changes(self, run_id: str, since: float) -> list[tuple[float, str]]:
         """When the run's own status changed from ``since`` on, and to what, in order
         (its ``run`` events: ``running``, ``paused``, an end)."""
-        rows = self.store.query(("run_status_events",), run_id=run_id, since=float(since))
-        return [(float(row["at"]), str((row["data"] or {}).get("status", ""))) for row in rows]
+        return self.store.run_status_changes(run_id, since)
 
     def last_event_id(self, run_id: str) -> int:
         """The id of the run's latest event (0 when none): where a live view starts."""

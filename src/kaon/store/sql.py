@@ -785,6 +785,11 @@ class SQLStore(StateStore):
         rows = self.query(key, workflow=workflow, status=_plain(status), **bounds)
         return run_record(rows[0]) if rows else None
 
+    def run_status_changes(self, run_id: str, since: float) -> list[tuple[float, str]]:
+        """See :meth:`StateStore.run_status_changes` (``ix_events_run_step``)."""
+        rows = self.query(("run_status_events",), run_id=run_id, since=float(since))
+        return [(float(row["at"]), str((row["data"] or {}).get("status", ""))) for row in rows]
+
     # -- step runs -----------------------------------------------------------------------
 
     def step_runs(

@@ -34,7 +34,7 @@ import httpx
 import sqlalchemy as sa
 
 from kaon.model.properties import parse_deadline
-from kaon.model.status import RunStatus
+from kaon.model.status import RunStatus, paused_seconds
 from kaon.store import schema
 from kaon.store.base import EventRecord, RunRecord, StateStore, WriteBatch
 from kaon.store.sql import SQLStore
@@ -59,22 +59,6 @@ def _urls(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [v for v in value if isinstance(v, str)]
     return []
-
-
-def paused_seconds(changes: list[tuple[float, str]], began: float, now: float) -> float:
-    """How long a run was paused between ``began`` and ``now``, from its status changes
-    (``(at, status)`` in order; paused from a ``paused`` change to the next other one)."""
-    paused = 0.0
-    since: float | None = None
-    for at, status in changes:
-        if status == RunStatus.PAUSED.value:
-            since = at if since is None else since
-        elif since is not None:
-            paused += max(0.0, min(at, now) - max(since, began))
-            since = None
-    if since is not None:
-        paused += max(0.0, now - max(since, began))
-    return paused
 
 
 def deadlines_between(at: dt.time, zone: dt.tzinfo, after: float, until: float) -> list[float]:

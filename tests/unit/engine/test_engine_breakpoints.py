@@ -228,3 +228,34 @@ def test_unknown_breakpoint_is_refused(inline: Harness) -> None:
 
     with pytest.raises(ParameterError, match="nope"):
         check_breakpoints(_chain(inline), ["nope"])
+
+
+def _limited(h: Harness, limit: float) -> WorkflowSpec:
+    chain = _chain(h)
+    return flow(*chain.graph.steps, timeout_s=limit)
+
+
+def test_the_run_time_limit_stops_while_the_run_is_paused(inline: Harness) -> None:
+    run_id = _create(inline, _limited(inline, 1.5), "b")
+    with _driven(inline, run_id) as result:
+        _until(inline, run_id, RunStatus.PAUSED)
+        time.sleep(2.0)  # paused past the limit: not running time
+        _continue(inline, run_id)
+    assert result["status"] is RunStatus.SUCCEEDED, inline.store.get_run(run_id).error
+    assert inline.value(run_id, "c") == 11
+
+
+def test_a_resumed_engine_counts_the_time_paused_before_it(inline: Harness) -> None:
+    run_id = _create(inline, _limited(inline, 1.5), "b")
+    engine = inline.engine()
+    stopper = threading.Thread(
+        target=lambda: (_until(inline, run_id, RunStatus.PAUSED), engine.stop())
+    )
+    stopper.start()
+    assert inline.drive(run_id, engine=engine) is RunStatus.PAUSED
+    stopper.join()
+    time.sleep(2.0)  # paused, no engine, past the limit
+    with _driven(inline, run_id) as result:
+        _until(inline, run_id, RunStatus.PAUSED)
+        _continue(inline, run_id)
+    assert result["status"] is RunStatus.SUCCEEDED, inline.store.get_run(run_id).error
