@@ -133,3 +133,24 @@ def test_unreachable_store_fails_fast() -> None:
     with pytest.raises(ArtifactError, match="cannot write blob"):
         store.put(list(range(10_000)), name="rows")
     assert time.monotonic() - started < 10
+
+
+def test_a_folder_round_trips_through_temporary_files_that_do_not_stay(
+    store: FsspecArtifactStore,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    monkeypatch.setenv("KAON_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(bytes(range(256)) * 4096)
+    ref = _blob(store, folder)
+    assert ref.serializer == "files"
+    loaded = store.get(ref)
+    assert (loaded / "weights.bin").read_bytes() == (folder / "weights.bin").read_bytes()
+    assert store._parts_options(200 * 1024**3)["chunksize"] * 10_000 >= 200 * 1024**3
+    assert list(temp.iterdir()) == []

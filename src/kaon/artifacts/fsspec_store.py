@@ -9,6 +9,13 @@ its final name: locally the bytes go to a hidden temp file in the same directory
 then renamed with ``os.replace``; on object stores (S3, GCS, Azure, memory) a single put is
 already atomic; other filesystems write a temp name then move it.
 
+A value goes through a file, never through bytes in memory: the serializer writes it into a
+temporary file (the store's own folder locally, ``$TMPDIR`` otherwise), which is hashed as it
+is read back and then renamed or uploaded (fsspec's ``put_file``, in parts); a blob is read
+the same way (hashed from its file, or downloaded to a temporary file with ``get_file``), and
+decoded from the file. A value of hundreds of MB (an array, a model, a folder) costs no more
+than itself in memory, and a folder nothing.
+
 Every failure of the underlying filesystem (``OSError``, botocore and connection errors, ...)
 is raised as :class:`~kaon.errors.ArtifactError`, which callers treat as a platform failure.
 """
@@ -16,10 +23,12 @@ is raised as :class:`~kaon.errors.ArtifactError`, which callers treat as a platf
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
@@ -27,7 +36,13 @@ from typing import IO, Any
 from kaon.artifacts import _local
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
-from kaon.artifacts.serializers import SERIALIZERS, Serializer, decode_blob, sha256
+from kaon.artifacts.serializers import (
+    SERIALIZERS,
+    Serializer,
+    dump_blob,
+    load_blob,
+    sha256,
+)
 from kaon.errors import (
     ArtifactConfigurationError,
     ArtifactError,
@@ -40,6 +55,13 @@ from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
+_S3_PROTOCOLS = frozenset({"s3", "s3a"})
+# s3fs moves a large object in parts, each held in memory, by default 10 parts of 50 MiB at
+# once (500 MiB of RAM for a 500 MB model, each way): Kaon moves 4 parts of 16 MiB at once
+# (bigger parts when an object would need more than S3's 10,000).
+_PART_BYTES = 16 * 1024 * 1024
+_PARTS_AT_ONCE = 4
+_MAX_PARTS = 10_000
 
 
 # The extra of Kaon that installs a protocol's fsspec driver.
@@ -87,6 +109,7 @@ class FsspecArtifactStore(ArtifactStore):
         self._filesystem: Any = None
         self._local = True
         self._atomic_put = False
+        self._s3 = False
         if "://" in url or not os.path.isabs(url) or storage_options:
             root = self._open()
         else:
@@ -113,6 +136,7 @@ class FsspecArtifactStore(ArtifactStore):
         self._local = isinstance(fs, LocalFileSystem)
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         self._atomic_put = bool(protocols & _ATOMIC_PUT_PROTOCOLS)
+        self._s3 = bool(protocols & _S3_PROTOCOLS)
         return str(root)
 
     @property
@@ -153,10 +177,39 @@ class FsspecArtifactStore(ArtifactStore):
         inline, normal = inline_json(value, self.inline_limit)
         if inline and not holds_nul(normal):  # PostgreSQL's jsonb cannot hold U+0000
             return Literal(normal)
-        serializer, data = self._serialize(value, name)
-        hash_ = sha256(data)
-        self._write_once(hash_, data)
-        return ArtifactRef(hash_, serializer.name, len(data), _type_name(value))
+        with self._temp_file(name) as (temp, file):
+            serializer = self._serialize(value, name, file)
+            try:
+                file.flush()
+                with open(temp, "rb") as written:
+                    hash_, size = _hash_file(written)
+            except OSError as exc:
+                raise self._write_error(name, exc) from exc
+            self._store_file(hash_, temp, file)
+        return ArtifactRef(hash_, serializer.name, size, _type_name(value))
+
+    @contextlib.contextmanager
+    def _temp_file(self, name: str) -> Iterator[tuple[str, IO[bytes]]]:
+        """A new temporary file to serialize a value into (its path and the file open for
+        writing: a plain ``BufferedWriter``, which NumPy writes an array to without copying
+        it): in the store's folder locally, so that it is renamed into place, else in
+        ``$TMPDIR``. Removed afterwards, whatever happens."""
+        try:
+            if self._local:
+                folder = _local.own_folder(self._root, ("blobs", "tmp"))
+                temp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+                file: IO[bytes] = open(temp, "xb")  # noqa: SIM115 (closed below)
+            else:
+                fd, temp = tempfile.mkstemp(prefix="kaon-blob-")
+                file = os.fdopen(fd, "wb")
+        except OSError as exc:
+            raise self._write_error(name, exc) from exc
+        try:
+            yield temp, file
+        finally:
+            file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
 
     def put_json_items(self, texts: Iterable[bytes], *, name: str = "") -> ValueRef:
         """Store a list from its items' compact JSON texts; on a local store the blob is
@@ -215,28 +268,52 @@ class FsspecArtifactStore(ArtifactStore):
             return iter(value) if isinstance(value, list) else None
         return _array_items(text, start + 1)
 
-    def _serialize(self, value: Any, name: str) -> tuple[Serializer, bytes]:
+    def _write_error(self, name: str, exc: OSError) -> ArtifactError:
+        return ArtifactError(f"cannot write blob of {_label(name)} to {self.url}: {exc}")
+
+    def _serialize(self, value: Any, name: str, file: IO[bytes]) -> Serializer:
+        """Write ``value`` into ``file`` (empty) by the first accepting serializer that
+        succeeds (``file`` is emptied again after one that fails); returns it."""
         errors: list[str] = []
         for serializer in self._serializers:
             if not serializer.accepts(value):
                 continue
             try:
-                return serializer, serializer.dumps(value)
+                dump_blob(serializer, value, file)
+                return serializer
             except SerializationError:  # its kind of value, which it cannot store: no
                 raise  # fallback (a pickled Path names a folder of the step's machine only)
+            except OSError as exc:
+                if exc.errno in _STORAGE_ERRNOS:  # the disk, not the value
+                    raise self._write_error(name, exc) from exc
+                errors.append(f"{serializer.name}: {type(exc).__name__}: {exc}")
             except Exception as exc:
                 errors.append(f"{serializer.name}: {type(exc).__name__}: {exc}")
-        label = f"output {name!r}" if name else "value"
+            try:
+                file.seek(0)
+                file.truncate()
+            except OSError as exc:
+                raise self._write_error(name, exc) from exc
         reasons = "; ".join(errors) if errors else "no serializer accepts it"
-        raise SerializationError(f"cannot serialize {label} of type {_type_name(value)}: {reasons}")
+        raise SerializationError(
+            f"cannot serialize {_label(name)} of type {_type_name(value)}: {reasons}"
+        )
 
-    def _write_once(self, hash_: str, data: bytes) -> None:
+    def _store_file(self, hash_: str, temp: str, file: IO[bytes]) -> None:
+        """Make the file at ``temp`` (``file``, written and flushed) the blob ``hash_``,
+        unless that blob exists: renamed into place durably, or uploaded."""
         path = self._path(hash_)
         try:
             if self._local:
-                _write_local(self._root, self._parts(hash_), data)
+                parts = self._parts(hash_)
+                if not _local.holds_blob(self._root, parts):
+                    os.fsync(file.fileno())
+                    folder = _local.own_folder(self._root, parts[:-1])
+                    os.replace(temp, os.path.join(folder, hash_))
+                    _fsync_dir(folder)
             elif not self._fs.exists(path):
-                self._write_remote(path, data)
+                file.close()
+                self._upload(temp, path)
         except KaonError:
             raise
         except Exception as exc:
@@ -244,18 +321,26 @@ class FsspecArtifactStore(ArtifactStore):
                 f"cannot write blob {hash_} to {self.blob_path(hash_)}: {exc}"
             ) from exc
 
-    def _write_remote(self, path: str, data: bytes) -> None:
+    def _parts_options(self, size: int) -> dict[str, int]:
+        """The options bounding the memory of moving an object of ``size`` bytes in parts."""
+        if not self._s3:
+            return {}
+        part = max(_PART_BYTES, -(-size // _MAX_PARTS))
+        return {"chunksize": part, "max_concurrency": _PARTS_AT_ONCE}
+
+    def _upload(self, temp: str, path: str) -> None:
+        options = self._parts_options(os.path.getsize(temp))
         if self._atomic_put:
-            self._fs.pipe_file(path, data)
+            self._fs.put_file(temp, path, **options)
             return
-        temp = f"{path.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+        remote_temp = f"{path.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
         self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         try:
-            self._fs.pipe_file(temp, data)
-            self._fs.mv(temp, path)
+            self._fs.put_file(temp, remote_temp, **options)
+            self._fs.mv(remote_temp, path)
         except BaseException:
             with contextlib.suppress(Exception):
-                self._fs.rm_file(temp)
+                self._fs.rm_file(remote_temp)
             raise
 
     # -- get ---------------------------------------------------------------------------------
@@ -291,7 +376,53 @@ class FsspecArtifactStore(ArtifactStore):
         return data
 
     def _load(self, ref: ArtifactRef) -> Any:
-        return decode_blob(ref.hash, ref.serializer, self.read_bytes(ref))
+        with self._verified_file(ref.hash) as file:
+            return load_blob(ref.hash, ref.serializer, file)
+
+    @contextlib.contextmanager
+    def _verified_file(self, hash_: str) -> Iterator[IO[bytes]]:
+        """The blob ``hash_`` as a seekable file at its start, its content checked against
+        the hash (read in chunks): the local file itself, or a temporary download of it.
+        Raises CorruptArtifactError, ArtifactError (missing, store failure)."""
+        path = self._path(hash_)
+        temp = ""
+        try:
+            try:
+                if self._local:
+                    fd = _local.open_blob_file(self._root, self._parts(hash_))
+                    file: IO[bytes] = os.fdopen(fd, "rb")
+                else:
+                    fd, temp = tempfile.mkstemp(prefix="kaon-blob-")
+                    os.close(fd)
+                    self._fs.get_file(path, temp, **self._parts_options(0))
+                    file = open(temp, "rb")  # noqa: SIM115 (closed below)
+            except FileNotFoundError:
+                raise ArtifactError(
+                    f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
+                ) from None
+            except ArtifactError:
+                raise
+            except Exception as exc:
+                raise ArtifactError(
+                    f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
+                ) from exc
+            with file:
+                try:
+                    actual, _ = _hash_file(file)
+                except OSError as exc:
+                    raise ArtifactError(
+                        f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
+                    ) from exc
+                if actual != hash_:
+                    raise CorruptArtifactError(
+                        f"blob {hash_} at {self.blob_path(hash_)} is corrupt: its content "
+                        f"hashes to {actual}"
+                    )
+                yield file
+        finally:
+            if temp:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
 
     def _read(self, hash_: str) -> bytes:
         path = self._path(hash_)
@@ -396,6 +527,29 @@ class FsspecArtifactStore(ArtifactStore):
 
 
 _SPACE = re.compile(r"[ \t\n\r]*")
+_CHUNK = 1024 * 1024
+# Errors of the disk a blob is written to, not of the value written (no other serializer
+# would do better): the store fails, as a platform failure.
+_STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG, errno.EMFILE}
+)
+
+
+def _label(name: str) -> str:
+    return f"output {name!r}" if name else "value"
+
+
+def _hash_file(file: IO[bytes]) -> tuple[str, int]:
+    """The sha256 and size of ``file``'s whole content, read in chunks from its start; leaves
+    it at its start again."""
+    digest = hashlib.sha256()
+    size = 0
+    file.seek(0)
+    while chunk := file.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    file.seek(0)
+    return digest.hexdigest(), size
 
 
 def _array_items(text: str, position: int) -> Iterator[Any]:
@@ -418,27 +572,6 @@ def _array_items(text: str, position: int) -> Iterator[Any]:
             position = space(text, position + 1).end()  # type: ignore[union-attr]
     except (ValueError, IndexError) as exc:
         raise SerializationError(f"cannot decode a JSON list: {exc}") from exc
-
-
-def _write_local(root: str, parts: tuple[str, ...], data: bytes) -> None:
-    """Write ``data`` at ``root/parts...`` atomically and durably, unless the blob is already
-    there (a regular file; anything else there is replaced)."""
-    if _local.holds_blob(root, parts):
-        return
-    directory = _local.own_folder(root, parts[:-1])
-    path = os.path.join(directory, parts[-1])
-    temp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-    try:
-        with open(temp, "xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(directory)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -14,6 +14,12 @@ A serializer is a small object with four members:
 ``loads(data: bytes) -> Any``
     Deserialize what ``dumps`` produced.
 
+A serializer may also stream (the built-in ones do), so that a large value is never held as
+bytes next to itself: ``dump(value, file)`` writes the same bytes ``dumps`` returns into a
+binary file, and ``load(file, hash_)`` reads a value from a seekable binary file (positioned
+at its start) holding the blob named ``hash_``. :func:`dump_blob` and :func:`load_blob` use
+them when present and fall back to ``dumps``/``loads``.
+
 :data:`SERIALIZERS` is the explicit, ordered registry; the artifact store uses the first one
 that accepts a value (and whose ``dumps`` succeeds):
 
@@ -42,7 +48,7 @@ import pathlib
 import shutil
 import tarfile
 import tempfile
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import cloudpickle
 
@@ -94,6 +100,14 @@ class JsonSerializer:
         """Parse JSON."""
         return json.loads(data)
 
+    def dump(self, value: Any, file: IO[bytes]) -> None:
+        """Write :meth:`dumps`' bytes to ``file``."""
+        file.write(self.dumps(value))
+
+    def load(self, file: IO[bytes], hash_: str) -> Any:
+        """Parse the JSON in ``file``."""
+        return json.load(file)
+
 
 class ParquetSerializer:
     """``pandas.DataFrame`` and ``pyarrow.Table`` as Parquet; the original kind comes back."""
@@ -119,20 +133,40 @@ class ParquetSerializer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = value if isinstance(value, pa.Table) else pa.Table.from_pandas(value)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(_arrow_table(value), sink)
         return bytes(sink.getvalue().to_pybytes())
 
     def loads(self, data: bytes) -> Any:
         """A DataFrame when the blob was written from one, else a pyarrow Table."""
         import pyarrow as pa
+
+        return self._from_file(pa.BufferReader(data))
+
+    def dump(self, value: Any, file: IO[bytes]) -> None:
+        """Write :meth:`dumps`' bytes to ``file``, as Parquet writes them."""
         import pyarrow.parquet as pq
 
-        table = pq.read_table(pa.BufferReader(data))
+        pq.write_table(_arrow_table(value), file)
+
+    def load(self, file: IO[bytes], hash_: str) -> Any:
+        """:meth:`loads` of the Parquet in ``file``."""
+        return self._from_file(file)
+
+    @staticmethod
+    def _from_file(source: Any) -> Any:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(source)
         if table.schema.pandas_metadata is not None:
             return table.to_pandas()
         return table
+
+
+def _arrow_table(value: Any) -> Any:
+    import pyarrow as pa
+
+    return value if isinstance(value, pa.Table) else pa.Table.from_pandas(value)
 
 
 # What an object column may hold for Parquet to give it back as it was (pandas' inference).
@@ -190,6 +224,18 @@ class NumpySerializer:
 
         return np.load(io.BytesIO(data), allow_pickle=False)
 
+    def dump(self, value: Any, file: IO[bytes]) -> None:
+        """``np.save`` into ``file`` (a real file takes the array's memory as it is)."""
+        import numpy as np
+
+        np.save(file, value, allow_pickle=False)
+
+    def load(self, file: IO[bytes], hash_: str) -> Any:
+        """``np.load`` of ``file`` with ``allow_pickle=False``."""
+        import numpy as np
+
+        return np.load(file, allow_pickle=False)
+
 
 def cache_dir() -> pathlib.Path:
     """Kaon's local cache directory: ``$KAON_CACHE_DIR``, else ``$XDG_CACHE_HOME/kaon``."""
@@ -233,9 +279,14 @@ class FilesSerializer:
         to extract (tarfile's ``data`` filter): a link to an absolute path or out of the
         folder, a device or a FIFO. A blob no step could read is refused when it is made,
         by the step that made it, not by every step that needs it, on every attempt."""
-        path = pathlib.Path(value).resolve()
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        self.dump(value, buffer)
+        return buffer.getvalue()
+
+    def dump(self, value: Any, file: IO[bytes]) -> None:
+        """Write :meth:`dumps`' tar into ``file`` as it reads the files (raises as it does)."""
+        path = pathlib.Path(value).resolve()
+        with tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
             try:
                 tar.add(path, arcname=path.name or "root", filter=_storable_tarinfo)
             except tarfile.FilterError as error:
@@ -244,27 +295,30 @@ class FilesSerializer:
                     "files, folders and links within it (copy what a link outside points at, "
                     "leave out FIFOs and devices)"
                 ) from None
-        return buffer.getvalue()
 
     def loads(self, data: bytes) -> Any:
         """Extract once under the cache directory and return the Path of the top member.
 
         Raises :class:`~kaon.errors.SerializationError` when the tar is empty.
         """
-        target = cache_dir() / "artifact-files" / sha256(data)
+        return self.load(io.BytesIO(data), sha256(data))
+
+    def load(self, file: IO[bytes], hash_: str) -> Any:
+        """:meth:`loads` of the tar in ``file``, the blob ``hash_``, read as it extracts."""
+        target = cache_dir() / "artifact-files" / hash_
         if not target.is_dir():
-            self._extract(data, target)
+            self._extract(file, target)
         members = sorted(target.iterdir())
         if not members:
             raise SerializationError(f"files artifact extracted to {target} is empty")
         return members[0]
 
     @staticmethod
-    def _extract(data: bytes, target: pathlib.Path) -> None:
+    def _extract(file: IO[bytes], target: pathlib.Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
         try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+            with tarfile.open(fileobj=file, mode="r") as tar:
                 tar.extractall(staging, filter="data")
             try:
                 os.rename(staging, target)
@@ -294,6 +348,14 @@ class PickleSerializer:
         """Unpickle (trusted data only: blobs are written by Kaon)."""
         return cloudpickle.loads(data)
 
+    def dump(self, value: Any, file: IO[bytes]) -> None:
+        """Pickle into ``file`` (the bytes :meth:`dumps` returns)."""
+        cloudpickle.dump(value, file)
+
+    def load(self, file: IO[bytes], hash_: str) -> Any:
+        """Unpickle ``file`` (trusted data only: blobs are written by Kaon)."""
+        return cloudpickle.load(file)
+
 
 SERIALIZERS: tuple[Serializer, ...] = (
     JsonSerializer(),
@@ -316,6 +378,38 @@ def serializer_named(name: str) -> Serializer:
     except KeyError:
         known = ", ".join(_BY_NAME)
         raise SerializationError(f"unknown serializer {name!r} (known: {known})") from None
+
+
+def dump_blob(serializer: Serializer, value: Any, file: IO[bytes]) -> None:
+    """Write the bytes of ``value`` by ``serializer`` into ``file``: streamed when the
+    serializer can (``dump``), else its ``dumps``. Raises what the serializer raises."""
+    dump = getattr(serializer, "dump", None)
+    if callable(dump):
+        dump(value, file)
+    else:
+        file.write(serializer.dumps(value))
+
+
+def load_blob(hash_: str, serializer: str, file: IO[bytes]) -> Any:
+    """The value of blob ``hash_`` written by ``serializer``, read from ``file`` (seekable, at
+    its start, its content checked against the hash): streamed when the serializer can
+    (``load``), else its ``loads`` of the whole content.
+
+    Raises :class:`~kaon.errors.SerializationError` naming the blob when it cannot be decoded.
+    """
+    chosen = serializer_named(serializer)
+    load = getattr(chosen, "load", None)
+    if not callable(load):
+        return decode_blob(hash_, serializer, file.read())
+    try:
+        return load(file, hash_)
+    except KaonError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot decode blob {hash_} with serializer {serializer!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def decode_blob(hash_: str, serializer: str, data: bytes) -> Any:
