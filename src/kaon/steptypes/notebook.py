@@ -311,6 +311,10 @@ class NotebookStepType(StepType):
                 cwd=str(config.get("cwd") or os.path.dirname(source)),
                 execution_timeout=None if timeout is None else max(int(timeout), 1),
                 kernel_manager_class=_kernel_manager_class(env, ipc),
+                # The parameters are written in the language of the kernel that runs them, also
+                # when the notebook does not say it (nbformat's and jupytext's carry no
+                # kernel metadata: papermill then fails, having no language to write them in).
+                language=_kernel_language(kernel),
             )
         except PapermillExecutionError as exc:
             cell = _source_cell(executed, exc.cell_index) + 1
@@ -326,12 +330,24 @@ class NotebookStepType(StepType):
                 outputs=kept,
             ) from None
         except Exception as exc:  # kernel start failures, unreadable notebooks, ...
-            raise StepError("NotebookError", f"{type(exc).__name__}: {exc}") from None
+            raise StepError("NotebookError", f"{source}: {type(exc).__name__}: {exc}") from None
         finally:
             stdout.close()
             stderr.close()
             if os.path.dirname(ipc) != os.path.dirname(executed):  # the short one in /tmp
                 shutil.rmtree(ipc, ignore_errors=True)
+
+
+def _kernel_language(kernel: str) -> str | None:
+    """The language of the installed kernel ``kernel``, or None when it is not found (papermill
+    then says so, naming it)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        language = KernelSpecManager().get_kernel_spec(kernel).language  # type: ignore[no-untyped-call]
+    except Exception:
+        return None
+    return str(language) if language else None
 
 
 def _source_cell(executed: str, index: int) -> int:
