@@ -38,7 +38,9 @@ never in the notebook's.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import difflib
 import json
 import os
 import pathlib
@@ -204,8 +206,10 @@ class NotebookStepType(StepType):
         return tuple(Requirement(module, "notebook") for module in needed)
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
-        """Check: ``file`` names an existing ``.ipynb``; ``parameters`` a mapping of JSON
-        values; ``kernel``/``cwd`` strings; ``html`` a boolean."""
+        """Check: ``file`` names an existing, readable ``.ipynb``; ``parameters`` a mapping of
+        JSON values, each a name its parameters cell assigns (when it has one, in Python:
+        papermill would only warn, and the notebook run with its default); ``kernel``/``cwd``
+        strings; ``html`` a boolean."""
         location = location.with_field("config")  # problems point at config.<key>
         problems = config_problems(
             config,
@@ -214,6 +218,12 @@ class NotebookStepType(StepType):
             strings=("file", "base_dir", "kernel", "cwd"),
             mappings=("parameters",),
         )
+        parameters = config.get("parameters")
+        if isinstance(parameters, Mapping) and not _is_json(dict(parameters)):
+            problems.append(
+                Problem("'parameters' values must be JSON", location.with_field("parameters"))
+            )
+            parameters = None  # their names are not checked against the notebook
         file = config.get("file")
         if file is None:
             problems.append(Problem("'file' is required", location.with_field("file")))
@@ -230,11 +240,8 @@ class NotebookStepType(StepType):
                 problems.append(
                     Problem(f"notebook {path} does not exist", location.with_field("file"))
                 )
-        parameters = config.get("parameters")
-        if isinstance(parameters, Mapping) and not _is_json(dict(parameters)):
-            problems.append(
-                Problem("'parameters' values must be JSON", location.with_field("parameters"))
-            )
+            else:
+                problems.extend(_notebook_problems(path, parameters, location))
         if "html" in config and not isinstance(config["html"], bool):
             problems.append(Problem("'html' must be true or false", location.with_field("html")))
         return problems
@@ -336,6 +343,74 @@ class NotebookStepType(StepType):
             stderr.close()
             if os.path.dirname(ipc) != os.path.dirname(executed):  # the short one in /tmp
                 shutil.rmtree(ipc, ignore_errors=True)
+
+
+def _notebook_problems(path: str, parameters: Any, location: Location) -> list[Problem]:
+    """What is wrong with the notebook at ``path`` for a step: it cannot be read as a
+    notebook, or ``parameters`` names what its ``parameters`` cell does not assign."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except (OSError, ValueError) as exc:
+        return [Problem(f"notebook {path} cannot be read: {exc}", location.with_field("file"))]
+    cells = document.get("cells") if isinstance(document, dict) else None
+    if not isinstance(cells, list):
+        return [Problem(f"{path} is not a Jupyter notebook", location.with_field("file"))]
+    if not isinstance(parameters, Mapping) or not parameters:
+        return []
+    declared = _declared_parameters(document, cells)
+    if declared is None:
+        return []
+    problems = []
+    for name in parameters:
+        if name in declared:
+            continue
+        close = difflib.get_close_matches(str(name), sorted(declared), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            Problem(
+                f"notebook {path} has no parameter {name!r} in its parameters cell "
+                f"(it has: {', '.join(sorted(declared)) or 'none'}){hint}",
+                location.with_field("parameters").with_field(str(name)),
+            )
+        )
+    return problems
+
+
+def _declared_parameters(document: dict[str, Any], cells: list[Any]) -> set[str] | None:
+    """The names the first cell tagged ``parameters`` assigns, or None when that cannot be
+    known: no such cell (papermill injects at the top: every name is read), a kernel in
+    another language than Python, a cell that does not parse."""
+    metadata = document.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    spec, info = metadata.get("kernelspec"), metadata.get("language_info")
+    language = (info.get("name") if isinstance(info, dict) else None) or (
+        spec.get("language") if isinstance(spec, dict) else None
+    )
+    if language not in (None, "python"):
+        return None
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        tags = (cell.get("metadata") or {}).get("tags") or ()
+        if "parameters" not in tags:
+            continue
+        source = cell.get("source") or ""
+        text = "".join(source) if isinstance(source, list) else str(source)
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            return None
+        names: set[str] = set()
+        for node in tree.body:
+            targets = (
+                node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            )
+            for target in targets:
+                elements = target.elts if isinstance(target, ast.Tuple) else [target]
+                names.update(e.id for e in elements if isinstance(e, ast.Name))
+        return names
+    return None
 
 
 def _kernel_language(kernel: str) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kaon.errors import StepError
+from kaon.errors import Location, StepError
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.notebook import NotebookStepType
 
@@ -66,3 +66,46 @@ def test_an_unreadable_notebook_fails_naming_its_file(tmp_path: Path) -> None:
         _run(broken)
     assert info.value.error_type == "NotebookError"
     assert info.value.message.startswith(f"{broken}: ")
+
+
+HERE = Location("flow.yaml", 7, "steps[2]")
+
+
+def test_validation_reads_the_notebook(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{not json")
+    problems = NotebookStepType().validate({"file": str(broken)}, HERE)
+    assert [p.location.field for p in problems] == ["steps[2].config.file"]
+    assert problems[0].message.startswith(f"notebook {broken} cannot be read: ")
+    not_a_notebook = tmp_path / "list.ipynb"
+    not_a_notebook.write_text("[1, 2]")
+    problems = NotebookStepType().validate({"file": str(not_a_notebook)}, HERE)
+    assert [p.message for p in problems] == [f"{not_a_notebook} is not a Jupyter notebook"]
+
+
+def test_a_parameter_the_notebooks_parameters_cell_lacks_is_a_problem(tmp_path: Path) -> None:
+    notebook = _notebook(
+        tmp_path / "report.ipynb", "print(alpha)", parameters="alpha = 1\nn: int = 3\n"
+    )
+    config = {"file": str(notebook), "parameters": {"alpah": 2, "n": 4}}
+    problems = NotebookStepType().validate(config, HERE)
+    assert [(p.location.field, p.location.line) for p in problems] == [
+        ("steps[2].config.parameters.alpah", 7)
+    ]
+    assert problems[0].message == (
+        f"notebook {notebook} has no parameter 'alpah' in its parameters cell "
+        "(it has: alpha, n); did you mean 'alpha'?"
+    )
+    assert NotebookStepType().validate({**config, "parameters": {"alpha": 2}}, HERE) == []
+
+
+def test_parameters_are_not_checked_where_the_notebook_cannot_say(tmp_path: Path) -> None:
+    untagged = _notebook(tmp_path / "untagged.ipynb", "print(alpha)")  # injected at the top
+    assert NotebookStepType().validate({"file": str(untagged), "parameters": {"a": 1}}, HERE) == []
+    r_cell = _notebook(
+        tmp_path / "r.ipynb",
+        "print(alpha)",
+        parameters="alpha <- 1",
+        metadata={"kernelspec": {"name": "ir", "language": "R", "display_name": "R"}},
+    )
+    assert NotebookStepType().validate({"file": str(r_cell), "parameters": {"a": 1}}, HERE) == []
