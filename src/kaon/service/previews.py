@@ -57,7 +57,7 @@ def preview(artifacts: ArtifactStore, ref: ValueRef) -> PreviewView:
     if ref.serializer == "pickle":
         return PreviewView(kind="none", message="a pickled value: the server never unpickles")
     if ref.size > MAX_BLOB_BYTES:
-        return PreviewView(kind="none", message=f"{ref.size:,} bytes: too large to preview")
+        return _too_large(ref.size)
     read = getattr(artifacts, "read_bytes", None)
     if read is None:
         return PreviewView(kind="none", message="this artifact store cannot preview")
@@ -74,16 +74,32 @@ def preview(artifacts: ArtifactStore, ref: ValueRef) -> PreviewView:
 
 
 def _file(data: bytes) -> PreviewView:
-    """A files artifact: one file of the tar (the first, for a folder)."""
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+    """A files artifact: one file of the tar (the first, for a folder).
+
+    The file is read only up to :data:`MAX_BLOB_BYTES`, as a blob is: its size is what the
+    tar says, and a blob is written by the step's own process, so a small one may be a
+    compressed tar (or a sparse file) of gigabytes. Kaon writes plain tars: a compressed one
+    is not opened (listing its files would expand all of it)."""
+    try:
+        return _first_file(data)
+    except tarfile.TarError:
+        return PreviewView(kind="none", message="not a folder Kaon stored: no preview")
+
+
+def _first_file(data: bytes) -> PreviewView:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         files = [m for m in tar.getmembers() if m.isfile()]
         if not files:
             return PreviewView(kind="none", message="an empty folder")
         member = files[0]
+        if member.size > MAX_BLOB_BYTES:
+            return _too_large(member.size)
         extracted = tar.extractfile(member)
         if extracted is None:
             return PreviewView(kind="none", message="an unreadable file")
-        body = extracted.read()
+        body = extracted.read(MAX_BLOB_BYTES + 1)
+        if len(body) > MAX_BLOB_BYTES:
+            return _too_large(member.size)
     name = member.name
     suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
     shown = _by_suffix(suffix, body)
@@ -91,6 +107,10 @@ def _file(data: bytes) -> PreviewView:
     if len(files) > 1:
         shown.message = f"the first of {len(files)} files ({name})"
     return shown
+
+
+def _too_large(size: int) -> PreviewView:
+    return PreviewView(kind="none", message=f"{size:,} bytes: too large to preview")
 
 
 def _by_suffix(suffix: str, body: bytes) -> PreviewView:
