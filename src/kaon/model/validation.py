@@ -51,6 +51,10 @@ StepTypeCheck = Callable[[str, Mapping[str, Any], Location], list[Problem]]
 """Checks a task's step type and config: ``(step_type, config, location) -> problems``."""
 
 ID_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # use fullmatch: no "\n" after
+MAX_NAME_CHARS: Final = 200
+"""The longest workflow name or step id: what every HTTP route that names one takes (the
+run to start, the run history, a page's step filter), so a pushed name is one a caller can
+use."""
 PARAM_NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_LOOP_ITERATIONS: Final = 10_000
 MAX_ATTEMPTS: Final = 1_000  # retry max_attempts and platform_attempts
@@ -202,6 +206,12 @@ def check_workflow_name(context: _Context) -> Iterator[Problem]:
             "starting with a letter or '_'",
             spec.location.with_field("name"),
         )
+    elif len(spec.name) > MAX_NAME_CHARS:
+        yield Problem(
+            f"workflow name {spec.name[:40]!r}... is {len(spec.name):,} characters long: "
+            f"use at most {MAX_NAME_CHARS} characters",
+            spec.location.with_field("name"),
+        )
 
 
 def check_step_ids(context: _Context) -> Iterator[Problem]:
@@ -211,6 +221,12 @@ def check_step_ids(context: _Context) -> Iterator[Problem]:
             yield Problem(
                 f"invalid step id {step.id!r} in {_graph_name(scope)}: use letters, digits, "
                 "'_' and '-', starting with a letter or '_'",
+                step.location.with_field("id"),
+            )
+        elif len(step.id) > MAX_NAME_CHARS:
+            yield Problem(
+                f"step id {step.id[:40]!r}... in {_graph_name(scope)} is {len(step.id):,} "
+                f"characters long: use at most {MAX_NAME_CHARS} characters",
                 step.location.with_field("id"),
             )
 
