@@ -10,7 +10,6 @@ logs come in windows (:meth:`RunReads.logs`). None of these loads every step run
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -26,7 +25,7 @@ from kaon.model.codec import workflow_from_dict
 from kaon.model.graph import dependencies
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import StepStatus
-from kaon.service.step_inputs import MAX_DEPTH, InputView, resolve_inputs
+from kaon.service.step_inputs import MAX_DEPTH, InputView, resolve_inputs, shown_json
 from kaon.service.views import (
     MetricView,
     RunDetail,
@@ -542,9 +541,7 @@ def node_view(
     error = error_view(row.error)
     item = None
     if row.item is not None:
-        item = json.dumps(row.item, default=str)
-        if len(item) > _ITEM_CHARS:
-            item = item[: _ITEM_CHARS - 1] + "…"
+        item = shown_json(row.item, _ITEM_CHARS)[0]
     ended = row.ended_at if row.ended_at is not None else now
     duration = None if row.started_at is None or ended is None else max(ended - row.started_at, 0)
     return NodeView.of(

@@ -41,6 +41,7 @@ from kaon.model.specs import (
     SubworkflowSpec,
     WorkflowSpec,
 )
+from kaon.model.text import readable_text
 from kaon.model.values import (
     ArtifactRef,
     Literal,
@@ -184,7 +185,7 @@ class _Reader:
     def input_view(self, frame: Frame, step: StepSpec, name: str, source: InputSpec) -> InputView:
         """One input resolved in ``frame`` (errors kept in the view)."""
         if isinstance(source, Const):
-            view = InputView(name=name, source=_json(source.value)[0], kind="const")
+            view = InputView(name=name, source=shown_json(source.value)[0], kind="const")
             _show(view, Literal(source.value))
             return view
         view = InputView(name=name, source="${{ " + source.source + " }}", kind="expression")
@@ -238,11 +239,11 @@ def _show(view: InputView, ref: ValueRef) -> None:
     """Describe ``ref``: a value's JSON cut short, an artifact by type, size and hash."""
     if isinstance(ref, Literal):
         view.value = OutputView(kind="value")
-        view.preview, view.truncated = _json(ref.value)
+        view.preview, view.truncated = shown_json(ref.value)
     else:
         view.value = output_view(ref)
         if not isinstance(ref, ArtifactRef):  # a list or mapping of references
-            view.preview, view.truncated = _json(_outline(ref))
+            view.preview, view.truncated = shown_json(_outline(ref))
 
 
 def _outline(ref: ValueRef) -> Any:
@@ -257,20 +258,23 @@ def _outline(ref: ValueRef) -> Any:
     return {k: _outline(r) for k, r in list(items.items())[:50]}
 
 
-_ENCODER = json.JSONEncoder(default=str)
+# Shown to people: non-ASCII text as itself ("Zürich", not "Z\\u00fcrich").
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
-def _json(value: Any) -> tuple[str, bool]:
-    """``value``'s JSON cut at :data:`PREVIEW_CHARS`: encoded piece by piece and stopped
-    there, so a 100,000-item list costs what the preview shows."""
+def shown_json(value: Any, limit: int = PREVIEW_CHARS) -> tuple[str, bool]:
+    """``value``'s JSON as the UI shows it (text as written; a lone surrogate, which no
+    answer can encode, as U+FFFD), cut at ``limit`` characters: encoded piece by piece and
+    stopped there, so a 100,000-item list costs what the preview shows. Also returns
+    whether it was cut."""
     pieces: list[str] = []
     size = 0
     for piece in _ENCODER.iterencode(value):
         pieces.append(piece)
         size += len(piece)
-        if size > PREVIEW_CHARS:
-            return "".join(pieces)[: PREVIEW_CHARS - 1] + "…", True
-    return "".join(pieces), False
+        if size > limit:
+            return readable_text("".join(pieces)[: limit - 1]) + "…", True
+    return readable_text("".join(pieces)), False
 
 
 def _step(graph: GraphSpec, step_id: str) -> StepSpec | None:
