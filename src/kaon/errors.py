@@ -145,6 +145,12 @@ class ArtifactError(KaonError):
     """An artifact could not be stored, found or verified."""
 
 
+class ArtifactUnavailableError(ArtifactError):
+    """The artifact store failed to answer (a dropped connection, an outage, a refused or
+    throttled request): a transient failure, worth retrying (a missing or corrupt blob is
+    another ArtifactError)."""
+
+
 class ArtifactConfigurationError(ArtifactError, ConfigurationError):
     """The artifact store's URL cannot be opened (unknown protocol, missing driver)."""
 

@@ -17,7 +17,10 @@ decoded from the file. A value of hundreds of MB (an array, a model, a folder) c
 than itself in memory, and a folder nothing.
 
 Every failure of the underlying filesystem (``OSError``, botocore and connection errors, ...)
-is raised as :class:`~kaon.errors.ArtifactError`, which callers treat as a platform failure.
+is raised as :class:`~kaon.errors.ArtifactUnavailableError` (an :class:`~kaon.errors.ArtifactError`,
+which callers treat as a platform failure; the engine retries its own reads and writes of a
+run after such a failure instead of failing the run); a missing or corrupt blob, or a value
+no serializer takes, as another :class:`~kaon.errors.ArtifactError`.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from kaon.artifacts.serializers import (
 from kaon.errors import (
     ArtifactConfigurationError,
     ArtifactError,
+    ArtifactUnavailableError,
     CorruptArtifactError,
     KaonError,
     SerializationError,
@@ -317,7 +321,7 @@ class FsspecArtifactStore(ArtifactStore):
         except KaonError:
             raise
         except Exception as exc:
-            raise ArtifactError(
+            raise ArtifactUnavailableError(
                 f"cannot write blob {hash_} to {self.blob_path(hash_)}: {exc}"
             ) from exc
 
@@ -403,7 +407,7 @@ class FsspecArtifactStore(ArtifactStore):
             except ArtifactError:
                 raise
             except Exception as exc:
-                raise ArtifactError(
+                raise ArtifactUnavailableError(
                     f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
                 ) from exc
             with file:
@@ -439,7 +443,7 @@ class FsspecArtifactStore(ArtifactStore):
         except ArtifactError:
             raise
         except Exception as exc:
-            raise ArtifactError(
+            raise ArtifactUnavailableError(
                 f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
             ) from exc
 
@@ -453,7 +457,7 @@ class FsspecArtifactStore(ArtifactStore):
                 return _local.holds_blob(self._root, self._parts(ref.hash))
             return bool(self._fs.exists(path))
         except Exception as exc:
-            raise ArtifactError(
+            raise ArtifactUnavailableError(
                 f"cannot check blob {ref.hash} at {self.blob_path(ref)}: {exc}"
             ) from exc
 
@@ -482,7 +486,7 @@ class FsspecArtifactStore(ArtifactStore):
         except ArtifactError:
             raise
         except Exception as exc:
-            raise ArtifactError(
+            raise ArtifactUnavailableError(
                 f"cannot open blob {hash_} at {self.blob_path(hash_)}: {exc}"
             ) from exc
 
@@ -495,7 +499,7 @@ class FsspecArtifactStore(ArtifactStore):
             scan = _scan_local(self._blobs) if self._local else self._scan_remote()
             found = list(scan)
         except Exception as exc:
-            raise ArtifactError(f"cannot list blobs under {self.url}: {exc}") from exc
+            raise ArtifactUnavailableError(f"cannot list blobs under {self.url}: {exc}") from exc
         yield from found
 
     def _scan_remote(self) -> Iterator[tuple[str, int]]:
@@ -521,7 +525,7 @@ class FsspecArtifactStore(ArtifactStore):
             elif self._fs.exists(path):
                 self._fs.rm_file(path)
         except Exception as exc:
-            raise ArtifactError(
+            raise ArtifactUnavailableError(
                 f"cannot delete blob {hash_} at {self.blob_path(hash_)}: {exc}"
             ) from exc
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from kaon.artifacts.base import ArtifactStore
 from kaon.engine.memo import Fingerprint, Memoizer
+from kaon.engine.outages import RetryingArtifacts
 from kaon.executors.base import TaskRequest
 from kaon.model.events import AttemptKey, ErrorInfo
 from kaon.store.base import StateStore, WriteBatch
@@ -139,7 +140,7 @@ class EngineContext:
         fingerprint: Fingerprint | None = None,
     ) -> None:
         self.store = store
-        self.artifacts = artifacts
+        self.artifacts = artifacts = RetryingArtifacts(artifacts)
         self.clock = clock
         self.memo = Memoizer(store, artifacts, fingerprint)
         self.batch = WriteBatch()

@@ -39,9 +39,11 @@ from kaon.engine.context import EngineContext, Outbox
 from kaon.engine.liveness import EngineLock, new_owner, owner_is_dead
 from kaon.engine.memo import Fingerprint
 from kaon.engine.nodes import Node
+from kaon.engine.outages import ArtifactOutages
 from kaon.engine.runstate import RunState
 from kaon.engine.tenancy import Tenancy, uses_tenancy
 from kaon.errors import (
+    ArtifactUnavailableError,
     FencingError,
     InvalidActionError,
     KaonError,
@@ -190,6 +192,7 @@ class Engine:
         self._touched: set[str] = set()
         self._busy: set[str] = set()  # runs with attempts in flight
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
+        self.outages = ArtifactOutages()  # runs let go after an artifact store failure
         self._lock = EngineLock(self.owner)
         # Executor events; a turn runs on the engine's thread, or on an executor's thread
         # that has just finished an attempt (see EventInbox.settle), one at a time.
@@ -362,6 +365,8 @@ class Engine:
                     raise lost
                 if state.finished or lost is not None:
                     break
+                if self.outages.waiting(run_id, time.monotonic()):
+                    continue  # let go after an artifact store failure: not yet
                 # Let go after a store outage: load it again from the store.
                 with contextlib.suppress(StoreUnavailableError):
                     state = self.add_run(run_id)
@@ -427,6 +432,8 @@ class Engine:
                 after = _key(record)
                 if record.id in self.runs or record.workflow in waiting:
                     continue
+                if self.outages.waiting(record.id, time.monotonic()):
+                    continue  # let go after an artifact store failure: not yet
                 if not self._admitted(admit, record):
                     if record.status is RunStatus.PENDING:
                         waiting.add(record.workflow)
@@ -556,12 +563,26 @@ class Engine:
             return action(*args)
         except StoreUnavailableError as error:
             log.warning("run %s: the store is unavailable, reloading it later: %s", run_id, error)
-            self._forget(run_id)
-            with contextlib.suppress(KaonError):
-                self.store.release_lease(run_id, self.owner)
+            self._let_go_for_now(run_id)
+        except ArtifactUnavailableError as error:
+            pause = self.outages.failed(run_id, time.monotonic())
+            if pause is None:
+                self.quarantine(run_id, error)
+                return None
+            log.warning(
+                "run %s: the artifact store failed, reloading it in %.0fs: %s", run_id, pause, error
+            )
+            self._let_go_for_now(run_id)
         except Exception as error:
             self.quarantine(run_id, error)
         return None
+
+    def _let_go_for_now(self, run_id: str) -> None:
+        """Drop what was decided for ``run_id`` and let it go: it is loaded from the store
+        again (by this engine's loop or another engine's claim)."""
+        self._forget(run_id)
+        with contextlib.suppress(KaonError):
+            self.store.release_lease(run_id, self.owner)
 
     def _write_retrying(self, batch: WriteBatch) -> None:
         """Write ``batch``, retrying with backoff while the store is unavailable (nothing is
@@ -658,6 +679,7 @@ class Engine:
                 self._touched.discard(state.id)
                 self._busy.discard(state.id)
                 self.tenancy.untrack(state.id)
+                self.outages.finished(state.id)
                 self._fence_stale = True
         if self._fence_stale:  # the runs held changed: so may the oldest renewal
             self._fence_stale = False

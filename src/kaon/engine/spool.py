@@ -138,8 +138,7 @@ class ResultSpool:
         a literal when small, a JSON blob when every output is a literal, else a list of
         references."""
         if self.all_literal and self._size + 4 * (count - self.count) > INLINE_LIMIT:
-            texts = (b"null" if e is None else e[1:] for e in self._entries(count))
-            return artifacts.put_json_items(texts, name=name)
+            return artifacts.put_json_items(_Texts(self, count), name=name)
         refs: list[ValueRef] = []
         for entry in self._entries(count):
             if entry is None:
@@ -151,6 +150,18 @@ class ResultSpool:
         if all(isinstance(r, Literal) for r in refs):
             return Literal([r.value for r in refs])  # type: ignore[union-attr]
         return RefList(tuple(refs))
+
+
+class _Texts:
+    """The compact JSON texts of a spool's first ``count`` outputs, read from the spool
+    again each time they are iterated: an upload that is tried again starts over."""
+
+    def __init__(self, spool: ResultSpool, count: int) -> None:
+        self._spool = spool
+        self._count = count
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (b"null" if e is None else e[1:] for e in self._spool._entries(self._count))
 
 
 def _anonymous_file() -> int:
