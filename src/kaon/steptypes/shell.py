@@ -43,9 +43,11 @@ attempt is cancelled.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -57,7 +59,7 @@ from typing import IO, Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
 from kaon.model.values import RETURN
-from kaon.steptypes.base import StepType
+from kaon.steptypes.base import CodeFingerprint, StepType
 from kaon.steptypes.context import StepContext
 
 PROTOCOL_PREFIX = "::kaon::"
@@ -66,6 +68,9 @@ _POLL_S = 0.05
 _READER_JOIN_S = 5.0
 _KNOWN_KEYS = frozenset({"command", "env", "cwd", "shell"})
 _PIPEFAIL_SHELLS = frozenset({"bash", "zsh", "ksh"})
+# A file the command names (``bash prep.sh``, ``python train.py --data data.csv``) counts by
+# its content in the step's cache key, up to this size; a larger one is listed as not covered.
+MAX_HASHED_BYTES = 16 * 1024 * 1024
 
 _groups_lock = threading.RLock()  # re-entered by a SIGTERM handler in the same thread
 _live_groups: set[int] = set()
@@ -205,6 +210,26 @@ def _pump(stream: IO[bytes], sink: Any) -> None:
     stream.close()
 
 
+def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(word, path)`` of each regular file under the command's working directory that a
+    word of the command names (in order, once each); none for a command that does not
+    split as shell words."""
+    folder = os.path.realpath(str(config.get("cwd") or os.getcwd()))
+    try:
+        words = shlex.split(str(config.get("command", "")), comments=True)
+    except ValueError:  # an unclosed quote: bash's error at run time
+        return []
+    found: dict[str, str] = {}
+    for word in words:
+        name = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+        if not name or "$" in name or name in found:
+            continue
+        path = os.path.realpath(os.path.join(folder, name))
+        if path.startswith(folder + os.sep) and os.path.isfile(path):
+            found[name] = path
+    return list(found.items())
+
+
 def _argv(shell: str, command: str) -> list[str]:
     if os.path.basename(shell) in _PIPEFAIL_SHELLS:
         return [shell, "-o", "pipefail", "-c", command]
@@ -289,6 +314,35 @@ class ShellStepType(StepType):
             if key in config and not isinstance(config[key], str):
                 problems.append(Problem(f"'{key}' must be a string", location.with_field(key)))
         return problems
+
+    def fingerprint(self, config: Mapping[str, Any]) -> str | CodeFingerprint:
+        """The command's configuration, and the content of each project file the command
+        names (a word of it, or the value of ``--opt=value``, that is a file under the
+        working directory: ``bash prep.sh``, ``python train.py --data data.csv``), so that
+        editing the script is a cache miss. A file larger than :data:`MAX_HASHED_BYTES` is
+        listed as not covered; a name made at run time (``$SCRIPT``) is not seen."""
+        configured = super().fingerprint(config)
+        assert isinstance(configured, str)  # no "file" key: the configuration's hash
+        files = _named_files(config)
+        if not files:
+            return configured
+        portable: dict[str, str] = {"config": configured}
+        parts: dict[str, str] = {}
+        skipped: list[str] = []
+        for name, path in files:
+            if os.path.getsize(path) > MAX_HASHED_BYTES:
+                skipped.append(f"{name} (larger than {MAX_HASHED_BYTES // 2**20} MiB)")
+                continue
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            content = digest.hexdigest()
+            portable[f"reads {name}"] = content
+            parts[f"file {name}"] = content[:16]
+        canonical = json.dumps(portable, sort_keys=True, separators=(",", ":"))
+        total = hashlib.sha256(canonical.encode()).hexdigest()
+        return CodeFingerprint(total, parts, tuple(skipped), config=f"sha256:{configured}")
 
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Run the command; return its outputs (a dict) or None when it set none.

@@ -170,3 +170,28 @@ def test_digest_is_content_based() -> None:
     assert digest(Literal({"a": 1, "b": 2})) == digest(Literal({"b": 2, "a": 1}))
     assert digest(ArtifactRef("ab", "pickle", 3)) == "sha256:ab"
     assert digest(RefList((Literal(1),))) != digest(Literal([1]))
+
+
+def test_a_script_a_shell_command_names_counts_by_its_content(inline: Harness) -> None:
+    from kaon.model.specs import TaskSpec
+    from kaon.steptypes.shell import ShellStepType
+
+    folder = inline.tmp / "project"
+    (folder / "scripts").mkdir(parents=True)
+    script = folder / "scripts" / "prep.sh"
+    script.write_text("echo ::kaon::output n=1\n")
+    (folder / "rows.csv").write_text("a\n1\n")
+    command = "bash scripts/prep.sh --data=rows.csv /etc/hostname $HOME"
+    config = {"command": command, "cwd": str(folder)}
+    step = TaskSpec(id="prep", step_type="shell", config=config, cache=True)
+    spec = flow(step)
+    assert inline.run(spec)[0] is RunStatus.SUCCEEDED
+    status, second = inline.run(spec)
+    assert (status, inline.rows(second)["prep"].status) == (RunStatus.SUCCEEDED, StepStatus.CACHED)
+    script.write_text("echo ::kaon::output n=2\n")  # the script changed: executed again
+    status, third = inline.run(spec)
+    assert inline.rows(third)["prep"].status is StepStatus.SUCCEEDED
+    assert inline.value(third, "prep") == {"n": 2}
+    found = ShellStepType().fingerprint(config)
+    assert not isinstance(found, str)
+    assert sorted(found.parts) == ["file rows.csv", "file scripts/prep.sh"]  # not /etc, $HOME
