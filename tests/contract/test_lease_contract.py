@@ -228,6 +228,32 @@ def test_claimable_runs_are_unheld_and_oldest_first(store: StateStore) -> None:
     assert [r.id for r in rest] == ["r0", "r4", "r6"]
 
 
+@pytest.mark.integration
+def test_a_claim_read_elsewhere_hides_no_older_run(pg_url: str) -> None:
+    """PostgreSQL: replicas claim at the same instants. While another replica reads the
+    oldest page to claim from it (a transaction that locks those rows, as a claim's read
+    did with ``FOR UPDATE``), this one still sees the oldest free runs: it does not skip
+    them for younger ones. Only the lease update decides who takes a run, and the other
+    replica takes a few of its page at most, so skipping the page put runs created later
+    ahead of the ones it left (a page is twice the room of the claimer: up to 2,000 runs)."""
+    import psycopg
+
+    store = open_store(pg_url)
+    try:
+        _runs(store, [(f"r{i}", "wf", float(i)) for i in range(6)])
+        dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as other:  # its claim read, in flight
+            other.execute(
+                "SELECT id FROM runs WHERE owner IS NULL ORDER BY created_at, id LIMIT 3 "
+                "FOR UPDATE SKIP LOCKED"
+            )
+            found = [r.id for r in store.claimable_runs(limit=2)]
+            other.rollback()
+        assert found == ["r0", "r1"]
+    finally:
+        store.close()
+
+
 def test_a_run_with_an_expired_lease_is_claimable_again(store: StateStore) -> None:
     _runs(store, [("r1", "wf", 1.0)])
     store.acquire_lease("r1", "a", 0.2)

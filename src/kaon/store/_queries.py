@@ -160,8 +160,10 @@ def _run_status_events() -> Any:
 
 
 @_builder
-def _claimable_runs(dialect: str, skip: bool, after: bool, lock: bool) -> Any:
-    """``:limit``, ``:skip`` (workflows), ``:after_at``, ``:after_id``."""
+def _claimable_runs(dialect: str, skip: bool, after: bool) -> Any:
+    """``:limit``, ``:skip`` (workflows), ``:after_at``, ``:after_id``. A plain read: it locks
+    nothing and skips nothing, so replicas claiming at once all see the oldest free runs;
+    the conditional lease update (``acquire_leases``) decides who takes each."""
     c = t.runs.c
     stmt = sa.select(t.runs).where(
         c.status.in_(_ACTIVE),
@@ -172,8 +174,7 @@ def _claimable_runs(dialect: str, skip: bool, after: bool, lock: bool) -> Any:
     if after:
         at, run_id = _bind("after_at", sa.Double()), _bind("after_id")
         stmt = stmt.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id)))
-    stmt = stmt.order_by(c.created_at, c.id).limit(_bind("limit"))
-    return stmt.with_for_update(skip_locked=True) if lock else stmt
+    return stmt.order_by(c.created_at, c.id).limit(_bind("limit"))
 
 
 # -- step runs ---------------------------------------------------------------------------
@@ -863,7 +864,7 @@ def catalogue_keys() -> Iterator[Key]:
         yield ("last_ended_run", a)
     for a, b, c in product(flags, flags, flags):
         yield ("list_runs", a, b, c)
-        yield ("claimable_runs", "sqlite", a, b, False)
+        yield ("claimable_runs", "sqlite", a, b)
         yield ("step_runs", a, b, c)
         yield ("all_levels", a, b, c)
         yield ("metrics", a, b, c)

@@ -768,8 +768,9 @@ class StateStore(ABC):
         """Pending or running runs that no engine holds (no owner, or a lease expired by
         the database's clock), oldest first (``created_at``, then ``id``), after the
         ``(created_at, id)`` key ``after`` when given, except runs of ``skip_workflows``;
-        at most ``limit``. On PostgreSQL, rows another engine is taking right now are
-        skipped (``FOR UPDATE SKIP LOCKED``)."""
+        at most ``limit``. Nothing is locked or skipped: engines claiming at the same moment
+        all see the oldest free runs (skipping rows another engine's read had locked put
+        younger runs ahead of them), and :meth:`acquire_leases` decides who takes each."""
 
     # -- pools, permits and holds (multi-tenancy) -------------------------------------------
 

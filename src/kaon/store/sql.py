@@ -1164,8 +1164,7 @@ class SQLStore(StateStore):
     ) -> list[RunRecord]:
         """Unheld pending or running runs, oldest first (see
         :meth:`StateStore.claimable_runs`)."""
-        lock = self._dialect != "sqlite"
-        key = ("claimable_runs", self._dialect, bool(skip_workflows), after is not None, lock)
+        key = ("claimable_runs", self._dialect, bool(skip_workflows), after is not None)
         at, after_id = after if after is not None else (None, None)
         params = {
             "limit": limit,
@@ -1173,10 +1172,7 @@ class SQLStore(StateStore):
             "after_at": at,
             "after_id": after_id,
         }
-        if not lock:
-            return [run_record(row) for row in self.query(key, **params)]
-        with self._wrap("claiming runs"), self._writer.begin() as conn:
-            return [run_record(row) for row in _SATransaction(conn).rows(key, params)]
+        return [run_record(row) for row in self.query(key, **params)]
 
     # -- pools, permits and holds (SQL in kaon.store.pools) ----------------------------------
 
