@@ -1179,6 +1179,45 @@ class TestPostgresStore(PersistentStoreContract):
                         sql_store._pin_lock.release()
             assert [s.status for s in store.step_runs("r1")] == [StepStatus.RUNNING] * 2
 
+    def test_a_write_while_the_database_refuses_connections_keeps_the_store_closable(
+        self, store_url: str
+    ) -> None:
+        """While a restarted database refuses connections (it is still recovering), a write
+        finds its kept connection dead and cannot open another: StoreUnavailableError. That
+        write used to leave the kept connection's lock taken: every later write went without
+        a kept connection, and closing the store waited on the lock for ever (a server's
+        engine did not stop on SIGTERM and was killed 30 s later)."""
+        import psycopg
+
+        dsn = store_url.replace("postgresql+psycopg://", "postgresql://")
+        server, database = dsn.rsplit("/", 1)
+        with store_and_connections(store_url) as (store, connections):
+            write_run(store)
+            batch = WriteBatch()
+            batch.insert_step_run(step_record("r1", 1))
+            store.write(batch)  # the write path keeps this connection
+            with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+                try:
+                    pids = [c.info.backend_pid for c in connections if not c.closed]
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) pid", [pids])
+                    time.sleep(0.2)  # the terminations land
+                    refused = WriteBatch()
+                    refused.update_step_run("r1", 1, status=StepStatus.RUNNING)
+                    with pytest.raises(StoreUnavailableError):
+                        store.write(refused)
+                finally:
+                    admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            store.write(refused)  # the database is back
+            assert [s.status for s in store.step_runs("r1")] == [StepStatus.RUNNING]
+            closing_store = threading.Thread(target=store.close, daemon=True)
+            closing_store.start()
+            closing_store.join(10)
+            hangs = closing_store.is_alive()
+            if hangs:  # let the fixture's own close end
+                cast(Any, store)._pin_lock.release()
+            assert not hangs, "closing the store waits for ever on the kept connection's lock"
+
     def test_an_analysis_that_cannot_lock_the_table_does_not_fail_the_write(
         self, store_url: str, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -561,13 +561,14 @@ class SQLStore(StateStore):
             return
         pinned = self._lock is None and self._pin_lock.acquire(blocking=False)
         connection = self._pinned if pinned else None
-        if connection is not None and self._dialect != "sqlite" and _lost(connection):
-            with suppress(Exception):  # the database restarted since it was last used
-                connection.invalidate()
-            self._pinned = connection = None
-        connection = connection or self._write_engine.raw_connection()
         dead = False
-        try:
+        try:  # from here on the kept connection's lock is released whatever fails
+            if connection is not None and self._dialect != "sqlite" and _lost(connection):
+                with suppress(Exception):  # the database restarted since it was last used
+                    connection.invalidate()
+                self._pinned = connection = None
+            # A database that refuses connections (down, recovering) fails here.
+            connection = connection or self._write_engine.raw_connection()
             cursor = connection.cursor()
             try:
                 if self._dialect == "sqlite":
@@ -589,7 +590,7 @@ class SQLStore(StateStore):
             if pinned:
                 self._pinned = None if dead else connection
                 self._pin_lock.release()
-            if not pinned or dead:
+            if connection is not None and (not pinned or dead):
                 connection.close()
 
     def _plan(self, batch: WriteBatch) -> list[tuple[str, str, list[_Row], int]]:
