@@ -54,9 +54,9 @@ def bootstrap(services: Services, name: str, out: TextIO) -> str | None:
     """Create an admin token called ``name`` when no token exists yet; write it to ``out``.
 
     Returns the secret (``None`` when tokens already exist)."""
-    if services.auth.has_tokens():
+    secret = services.auth.create_first_admin(name)
+    if secret is None:
         return None
-    _, secret = services.auth.create_token(name, "admin", ["*"], by="server")
     out.write(f"admin token {name!r} (shown once): {secret}\n")
     out.flush()
     return secret

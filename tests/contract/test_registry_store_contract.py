@@ -174,6 +174,31 @@ class RegistryStoreContract:
         assert not errors
         assert sorted(numbers) == list(range(1, 9))
 
+    def test_replicas_starting_at_once_make_one_first_token(
+        self, registry: RegistryStore, store_url: str
+    ) -> None:
+        shared = store_url == "sqlite://"  # one database per connection: share the one store
+        stores = [] if shared else [SQLStore(store_url) for _ in range(6)]
+        replicas = [registry] * 6 if shared else [SQLRegistryStore(s) for s in stores]
+        barrier = threading.Barrier(len(replicas))
+        made: list[bool] = []
+
+        def start(i: int, replica: RegistryStore) -> None:
+            barrier.wait()
+            record = TokenRecord(f"t{i}", "admin", f"hash{i}", "admin", ["*"], 1.0)
+            made.append(replica.add_first_token(record))
+
+        threads = [threading.Thread(target=start, args=p) for p in enumerate(replicas)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for store in stores:
+            store.close()
+        assert sorted(made) == [False] * 5 + [True]
+        assert registry.count_tokens() == 1
+        assert not registry.add_first_token(TokenRecord("t9", "x", "hash9", "admin", [], 2.0))
+
 
 class TestSQLiteFileRegistry(RegistryStoreContract):
     @pytest.fixture

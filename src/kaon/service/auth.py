@@ -154,26 +154,22 @@ class AuthService:
         ``expires_in`` (seconds) makes it stop working after that long.
 
         Raises ValueError (an unknown role, an empty name, a non-positive ``expires_in``)."""
-        role_rank(role)
-        if not name.strip():
-            raise ValueError("a token needs a non-empty name")
-        groups = list(groups)
-        check_value({"name": name, "groups": groups})
-        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = time.time()
-        record = TokenRecord(
-            id=uuid.uuid4().hex[:12],
-            name=name,
-            hashed=hash_token(secret),
-            role=role,
-            groups=sorted(set(groups)),
-            created_at=now,
-            expires_at=_expiry(now, expires_in),
-        )
+        record, secret = _new_token(name, role, groups, expires_in)
         self.registry.add_token(record)
         data = {"name": name, "role": role, "expires_at": record.expires_at}
         self.audit(by, "token.create", f"token:{record.id}", data)
         return record, secret
+
+    def create_first_admin(self, name: str) -> str | None:
+        """An admin token of every group called ``name`` when no token exists yet (a new
+        server's bootstrap; one, whatever the replicas starting at once): its secret, or
+        None when a token exists."""
+        record, secret = _new_token(name, "admin", ["*"], None)
+        if not self.registry.add_first_token(record):
+            return None
+        data = {"name": name, "role": "admin", "expires_at": None}
+        self.audit("server", "token.create", f"token:{record.id}", data)
+        return secret
 
     def rotate(
         self, token_id: str, *, by: str, expires_in: float | None = None, extend: bool = True
@@ -306,3 +302,27 @@ class AuthService:
     def has_tokens(self) -> bool:
         """True when at least one token was ever created."""
         return self.registry.count_tokens() > 0
+
+
+def _new_token(
+    name: str, role: str, groups: Iterable[str], expires_in: float | None
+) -> tuple[TokenRecord, str]:
+    """A new token's record and its secret. Raises ValueError (an unknown role, an empty
+    name, a non-positive ``expires_in``)."""
+    role_rank(role)
+    if not name.strip():
+        raise ValueError("a token needs a non-empty name")
+    groups = list(groups)
+    check_value({"name": name, "groups": groups})
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = time.time()
+    record = TokenRecord(
+        id=uuid.uuid4().hex[:12],
+        name=name,
+        hashed=hash_token(secret),
+        role=role,
+        groups=sorted(set(groups)),
+        created_at=now,
+        expires_at=_expiry(now, expires_in),
+    )
+    return record, secret

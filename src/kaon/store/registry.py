@@ -18,6 +18,8 @@ from kaon.errors import NotFoundError, StoreError
 from kaon.store import schema_registry as r
 from kaon.store.sql import SQLStore
 
+_FIRST_TOKEN_LOCK = 0x6B746F6B  # "ktok": the advisory lock key of the first token
+
 
 @dataclass(slots=True)
 class WorkflowRecord:
@@ -159,6 +161,12 @@ class RegistryStore(ABC):
     @abstractmethod
     def add_token(self, record: TokenRecord) -> None:
         """Store a new token."""
+
+    @abstractmethod
+    def add_first_token(self, record: TokenRecord) -> bool:
+        """Store ``record`` only if no token exists yet (checked and stored in one
+        transaction, serialised with every other first token: replicas starting at once on
+        an empty database make one); True when stored."""
 
     @abstractmethod
     def token_by_hash(self, hashed: str) -> TokenRecord | None:
@@ -412,6 +420,18 @@ class SQLRegistryStore(RegistryStore):
         """See :meth:`RegistryStore.add_token`."""
         with self.store.writing("creating a token") as conn:
             conn.execute(sa.insert(r.tokens).values(**_fields(record)))
+
+    def add_first_token(self, record: TokenRecord) -> bool:
+        """See :meth:`RegistryStore.add_first_token` (SQLite: one writer at a time;
+        PostgreSQL: a transaction-scoped advisory lock)."""
+        with self.store.writing("creating the first token") as conn:
+            if self.store.dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_FIRST_TOKEN_LOCK)))
+            count = conn.execute(sa.select(sa.func.count()).select_from(r.tokens)).scalar_one()
+            if count:
+                return False
+            conn.execute(sa.insert(r.tokens).values(**_fields(record)))
+        return True
 
     def token_by_hash(self, hashed: str) -> TokenRecord | None:
         """See :meth:`RegistryStore.token_by_hash`."""
