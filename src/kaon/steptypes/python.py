@@ -16,6 +16,7 @@ holding the original function, or exposes ``.fn``) the original function is call
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import importlib
 import inspect
@@ -83,7 +84,11 @@ def resolve_function(config: Mapping[str, Any]) -> Callable[..., Any]:
             return fn
     else:
         module = load_file_module(file) if file else importlib.import_module(module_name)
-    bound = getattr(module, head)
+    bound = getattr(module, head, _MISSING)
+    if bound is _MISSING:  # named by its file, not the name Kaon imports it under
+        raise AttributeError(
+            _no_function(os.path.basename(file) if file else module_name, head, module)
+        )
     obj: Any = bound
     for part in rest.split(".") if rest else ():
         obj = getattr(obj, part)
@@ -92,6 +97,21 @@ def resolve_function(config: Mapping[str, Any]) -> Callable[..., Any]:
         raise TypeError(f"{function} is a {type(obj).__name__}, not a function")
     _functions[key] = (module, bound, obj)
     return obj  # type: ignore[no-any-return]
+
+
+_MISSING = object()
+
+
+def _no_function(where: str, name: str, module: Any) -> str:
+    """``mk.py has no function 'nothere'; did you mean 'there'?``"""
+    defined = [
+        key
+        for key, value in vars(module).items()
+        if callable(value) and getattr(value, "__module__", None) == module.__name__
+    ]
+    close = difflib.get_close_matches(name, defined, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where} has no function {name!r}{hint}"
 
 
 def _shape_problems(config: Mapping[str, Any], location: Location) -> list[Problem]:

@@ -438,7 +438,8 @@ def test_a_bad_field_hides_none_of_the_steps_other_problems(folder: Path) -> Non
         "steps[1].needs",
     }
     assert "unknown variable 'itm'" in by_field["steps[0].steps[0].inputs.v"][1]
-    assert "has no attribute 'nothere'" in by_field["steps[1].python"][1]
+    assert "steps.py has no function 'nothere'" in by_field["steps[1].python"][1]
+    assert "kaon_user" not in by_field["steps[1].python"][1]  # not the name Kaon imports it by
     assert by_field["steps[1].needs"] == (12, "step 'h' needs unknown step 'nope'")
 
 
