@@ -165,7 +165,8 @@ def jitter(trigger_id: str, slot: float, jitter_s: float) -> float:
 
 NONE_GRACE_S = 60.0
 """With catch-up ``none``, a slot still fires when found at most this late (a short pause
-of the service is not downtime)."""
+of the service, a database outage of seconds, is not downtime: every slot of a frequent cron
+that fell due meanwhile fires)."""
 
 
 def due_slots(
@@ -180,7 +181,7 @@ def due_slots(
 
     ``last_slot`` is the last slot already handled (fired or skipped). A slot is due when
     its time plus its jitter has passed. Which of several due slots fire depends on the
-    catch-up policy: ``none`` fires only a slot due within :data:`NONE_GRACE_S`, ``latest``
+    catch-up policy: ``none`` fires only the slots due within :data:`NONE_GRACE_S`, ``latest``
     only the most recent one, ``all`` every one; ``catchup_window_s`` drops slots older
     than that many seconds. At most ``limit`` slots are returned; the cursor then stops at
     the last one returned so the rest come next time.
@@ -200,7 +201,7 @@ def due_slots(
     if window is not None:
         due = [s for s in due if s >= now - window]
     if trigger.catchup is CatchUp.NONE:
-        due = [s for s in due[-1:] if now - s <= NONE_GRACE_S + trigger.jitter_s]
+        due = [s for s in due if now - s <= NONE_GRACE_S + trigger.jitter_s]
     elif trigger.catchup is CatchUp.LATEST:
         due = due[-1:]
     elif len(due) > limit:

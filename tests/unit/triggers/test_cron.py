@@ -140,6 +140,14 @@ def test_catch_up_none_still_fires_a_slot_found_a_little_late() -> None:
     assert due_slots(_trigger(CatchUp.NONE), "t", T0 - 1, T0 + 30) == ([T0], T0)
 
 
+def test_catch_up_none_fires_every_slot_a_short_pause_delayed() -> None:
+    every_second = CronTriggerSpec(cron="* * * * * *", catchup=CatchUp.NONE)
+    slots, cursor = due_slots(every_second, "t", T0 - 1, T0 + 2.5)  # a 2 s database outage
+    assert slots == [T0, T0 + 1, T0 + 2] and cursor == T0 + 2
+    slots, _ = due_slots(every_second, "t", T0 - 1, T0 + 100)  # downtime: only the last 60 s
+    assert slots[0] == T0 + 40 and slots[-1] == T0 + 100
+
+
 def test_catch_up_all_is_paged_by_limit() -> None:
     slots, cursor = due_slots(_trigger(CatchUp.ALL), "t", T0, T0 + 10 * 3600, limit=3)
     assert slots == [T0 + 3600, T0 + 7200, T0 + 10800] and cursor == slots[-1]
