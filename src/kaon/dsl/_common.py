@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from kaon.dsl.durations import parse_duration
 from kaon.errors import DefinitionError, Location, Problem
-from kaon.model.specs import Backoff, ParamType, RetrySpec
+from kaon.model.specs import Backoff, ParamType, RetrySpec, TaskSpec, WorkflowSpec
 from kaon.steptypes.codeload import display_module_name
 
 E = TypeVar("E", bound=StrEnum)
@@ -196,3 +196,14 @@ def absolute_file(config: dict[str, Any], folder: str) -> dict[str, Any]:
     if isinstance(file, str) and file and "\x00" not in file and not os.path.isabs(file):
         config["file"] = os.path.realpath(os.path.join(folder, file))
     return config
+
+
+def step_type_problems(spec: WorkflowSpec) -> list[Problem]:
+    """What a step type checks over a whole step rather than its ``config``: a SQL step's
+    query reading a ``$name`` that no ``params`` entry and no input gives. The SQL step type
+    is imported only for a workflow that has SQL steps (start-up)."""
+    if not any(isinstance(s, TaskSpec) and s.step_type == "sql" for _p, s in spec.graph.walk()):
+        return []
+    from kaon.steptypes.sql import unbound_parameter_problems
+
+    return unbound_parameter_problems(spec)

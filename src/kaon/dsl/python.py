@@ -56,7 +56,13 @@ from kaon.dsl._builder import (
     recording,
     user_location,
 )
-from kaon.dsl._common import build_retry, choices_type, infer_param_type, is_json_value
+from kaon.dsl._common import (
+    build_retry,
+    choices_type,
+    infer_param_type,
+    is_json_value,
+    step_type_problems,
+)
 from kaon.dsl._refs import ParamRef, Ref, StepRef
 from kaon.dsl._triggers import check_triggers_option
 from kaon.dsl.durations import parse_duration
@@ -737,5 +743,6 @@ def _build(wf: Workflow[...]) -> WorkflowSpec:
     if not stopped:  # a definition that stopped half-way would only add noise
         problems += builder.unentered_problems()
         problems += validate_workflow(spec, check_step_type=check_step_type)
+        problems += step_type_problems(spec)
     raise_if_invalid(problems)
     return spec

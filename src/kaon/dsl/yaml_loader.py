@@ -31,6 +31,7 @@ from kaon.dsl._common import (
     cel_literal,
     choices_type,
     infer_param_type,
+    step_type_problems,
     wrap,
 )
 from kaon.dsl._yaml_nodes import Path, YamlDocument, dotted, read_text_file, read_yaml
@@ -126,7 +127,8 @@ def _validate(spec: WorkflowSpec) -> list[Problem]:
     def check(step_type: str, config: Any, location: Location) -> list[Problem]:
         return [] if step_type == _INVALID else check_step_type(step_type, config, location)
 
-    return validate_workflow(spec, check_step_type=check) + _call_problems(spec)
+    found = validate_workflow(spec, check_step_type=check)
+    return found + _call_problems(spec) + step_type_problems(spec)
 
 
 def _call_problems(spec: WorkflowSpec) -> list[Problem]:

@@ -41,10 +41,11 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
+from kaon.model.specs import TaskSpec, WorkflowSpec
 from kaon.steptypes._protocol import (
     AttemptWatch,
     Secrets,
@@ -67,6 +68,44 @@ _SQL_NOISE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/"
 def duckdb_parameter_names(query: str) -> list[str]:
     """The ``$name`` parameters a DuckDB query mentions (outside literals and comments)."""
     return list(dict.fromkeys(_DUCKDB_PARAM.findall(_SQL_NOISE.sub(" ", query))))
+
+
+def unbound_parameter_problems(spec: WorkflowSpec) -> list[Problem]:
+    """Every SQL step of ``spec`` (nested ones too) whose DuckDB query reads a ``$name``
+    that nothing gives (see :func:`unbound_parameter_problem`): both front ends check it."""
+    found = []
+    for path, step in spec.graph.walk():
+        if isinstance(step, TaskSpec) and step.step_type == SqlStepType.name:
+            problem = unbound_parameter_problem(path, step.config, step.inputs, step.location)
+            if problem is not None:
+                found.append(problem)
+    return found
+
+
+def unbound_parameter_problem(
+    step: str, config: Mapping[str, Any], inputs: Collection[str], location: Location
+) -> Problem | None:
+    """A DuckDB query's ``$name`` that neither ``params`` nor an input of the step gives
+    (the query would fail at run time: no value for a prepared statement's parameter), as
+    one problem at the step's ``inputs``; None when every one is given, or the query cannot
+    be read here (the step type's own check names that), or the URL is not DuckDB's."""
+    url = config.get("url") or DEFAULT_URL
+    if not isinstance(url, str) or not url.startswith("duckdb"):
+        return None
+    try:
+        query = SqlStepType._query(config)
+    except (StepError, KeyError, ValueError, TypeError):  # the step type's check says why
+        return None
+    params = config.get("params")
+    given = set(inputs) | (set(params) if isinstance(params, Mapping) else set())
+    missing = [name for name in duckdb_parameter_names(query) if name not in given]
+    if not missing:
+        return None
+    names = ", ".join(f"${name}" for name in missing)
+    return Problem(
+        f"step {step!r}: the query reads {names}, which no params entry and no input gives",
+        location.with_field("inputs"),
+    )
 
 
 def _is_table(value: Any) -> bool:

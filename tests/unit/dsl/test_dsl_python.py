@@ -689,3 +689,13 @@ def test_repeated_calls_are_numbered_in_order_around_explicit_ids() -> None:
 
     ids = [step.id for step in flow.spec.graph.steps]
     assert ids == ["load", "load_2", "load_4", "load_3", "load_5"]
+
+
+def test_a_sql_parameter_nothing_gives_is_a_definition_problem() -> None:
+    @kaon.workflow
+    def flow(k: int = 2) -> None:
+        kaon.task("sql", {"query": "select $k + $j as s", "result": "scalar"}, inputs={"k": k})
+
+    assert [m for _l, m in problems_of(flow)] == [
+        "step 'sql': the query reads $j, which no params entry and no input gives"
+    ]

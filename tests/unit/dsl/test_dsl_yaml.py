@@ -680,3 +680,21 @@ def test_choice_and_null_problems_are_at_their_line_and_field(folder: Path) -> N
         "(declare it nullable to accept null)",
     ) in found
     assert any(line == 6 and field == "params.empty.choices" for line, field, _m in found)
+
+
+def test_a_sql_parameter_nothing_gives_is_a_problem_at_the_inputs(folder: Path) -> None:
+    (folder / "q.sql").write_text("select $min_age as a, $nope as b, '$quoted' -- $comment\n")
+    found = problems(
+        folder,
+        """
+        name: sq
+        params: {min_age: 3}
+        steps:
+          - id: q
+            type: sql
+            config: {file: q.sql, params: {other: 1}, result: row}
+            inputs: {min_age: "${{ params.min_age }}"}
+        """,
+    )
+    message = "step 'q': the query reads $nope, which no params entry and no input gives"
+    assert found == [(8, "steps[0].inputs", message)]
