@@ -135,6 +135,49 @@ class ReadsContract:
         ranged = reads.run_history(RunHistoryQuery("hist", since=100.5, until=101.0))
         assert [r.id for r in ranged.rows] == ["h1"]
 
+    def test_text_search_finds_json_text_as_written(self, reads: SQLRunReads) -> None:
+        """A search finds a parameter, label or item by its text as written, not by the
+        escaped form its JSON is stored in (SQLite keeps ``ü`` as ``\\u00fc``): non-ASCII
+        text, quotes and backslashes."""
+        values = ["ünï", 'say "hi"', "C:\\tmp\\x", "line\nbreak", "😀 smile"]
+        batch = WriteBatch()
+        for i, value in enumerate(values):
+            batch.runs.append(
+                RunRecord(
+                    f"t{i}",
+                    "text",
+                    "h",
+                    RunStatus.SUCCEEDED,
+                    params={"p": value},
+                    created_at=200.0 + i,
+                    labels={"l": f"lab-{value}"},
+                )
+            )
+        batch.runs.append(RunRecord("tz", "text", "h", RunStatus.SUCCEEDED, created_at=300.0))
+        batch.insert_step_run(StepRunRecord("tz", 1, "each", "each", "foreach", S.RUNNING))
+        for i, value in enumerate(["Zürich", 'a "quoted" b', "back\\slash"]):
+            batch.insert_step_run(
+                StepRunRecord("tz", 2 + i, f"each[{i}]", "each", "item", S.SUCCEEDED, 1, i, value)
+            )
+        reads.store.write(batch)
+
+        def runs(text: str) -> list[str]:
+            return [r.id for r in reads.run_history(RunHistoryQuery("text", text=text)).rows]
+
+        def items(text: str) -> list[int | None]:
+            page = reads.step_page("tz", StepQuery(parent_id=1, text=text))
+            assert page.total == len(page.rows)
+            return [r.index for r in page.rows]
+
+        for i, value in enumerate(values):
+            assert runs(value) == [f"t{i}"], value
+            assert runs(f"lab-{value}") == [f"t{i}"], value
+        assert runs("ün") == ["t0"] and runs('"hi"') == ["t1"] and runs("\\tmp") == ["t2"]
+        assert runs("\\u00fc") == []  # the escape is how it is stored, not what was written
+        assert items("Zürich") == [0] and items("zür") == [0]
+        assert items('"quoted"') == [1] and items("back\\slash") == [2]
+        assert runs("") == ["tz", "t4", "t3", "t2", "t1", "t0"]
+
     def test_last_progress_of_a_step(self, reads: SQLRunReads) -> None:
         batch = WriteBatch()
         for fraction in (0.2, 0.6):

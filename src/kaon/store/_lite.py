@@ -193,6 +193,19 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def text_patterns(text: str, dialect: str) -> dict[str, str]:
+    """The parameters of a text search (``:pattern``, ``:json_pattern``) on ``dialect``.
+
+    ``pattern`` matches plain text columns (an id, a path) that contain ``text``;
+    ``json_pattern`` matches JSON columns with a string that contains it, as the database
+    shows the column's text: SQLite keeps the text the store wrote (``json.dumps``' ASCII:
+    ``ü`` as ``\\u00fc``), PostgreSQL renders a ``jsonb`` as text with non-ASCII characters
+    as they are; both escape quotes, backslashes and control characters as JSON does.
+    """
+    as_json = json.dumps(text, ensure_ascii=dialect == "sqlite")[1:-1]
+    return {"pattern": like_pattern(text), "json_pattern": like_pattern(as_json)}
+
+
 def shipped_catalogue() -> dict[Key, Statement]:
     """The statements compiled ahead of time (``_sqlite_statements.py``)."""
     from kaon.store._sqlite_statements import STATEMENTS

@@ -8,8 +8,8 @@ ahead of time (:func:`catalogue`, shipped as ``_sqlite_statements.py``) on ``sql
 that a local store does not import SQLAlchemy at all (see :mod:`kaon.store._lite`).
 
 Values that vary are ``bindparam``s named in the key's documentation; ``LIKE`` patterns are
-escaped by the caller (:func:`kaon.store._lite.like_pattern`); list parameters (``IN``) are
-expanding.
+escaped by the caller (:func:`kaon.store._lite.like_pattern`; a text filter's two patterns by
+:func:`kaon.store._lite.text_patterns`); list parameters (``IN``) are expanding.
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def _ttl(name: str = "lease_ttl") -> sa.BindParameter[float]:
 def _like(column: Any) -> Any:
     """``column`` contains the (escaped) pattern ``:pattern``, ignoring case."""
     return column.ilike(_bind("pattern"), escape="/")
+
+
+def _json_like(column: Any) -> Any:
+    """A JSON ``column`` holds a string (a value or a key) containing the text of a search,
+    ignoring case: its JSON text contains ``:json_pattern``, the text escaped as the store
+    writes a JSON string (see :func:`kaon.store._lite.text_patterns`), so that ``ü``, ``"``
+    or ``\\`` match as written (and ``\\u00fc``, how SQLite keeps ``ü``, does not find it)."""
+    return sa.cast(column, sa.Text).ilike(_bind("json_pattern"), escape="/")
 
 
 # -- definitions and runs ------------------------------------------------------------------
@@ -314,7 +322,8 @@ SORT_KEYS: dict[str, Any] = {
 
 def _page_where(top: bool, filters: tuple[str, ...]) -> list[Any]:
     """``:run_id``, ``:parent_id``, and one parameter per filter of ``filters``:
-    ``statuses``, ``kind``, ``step_id``, ``index_from``, ``index_to``, ``pattern`` (text)."""
+    ``statuses``, ``kind``, ``step_id``, ``index_from``, ``index_to``, ``pattern`` and
+    ``json_pattern`` (text)."""
     where: list[Any] = [_s.run_id == _bind("run_id")]
     where.append(_s.parent_id.is_(None) if top else _s.parent_id == _bind("parent_id"))
     for name in filters:
@@ -327,7 +336,7 @@ def _page_where(top: bool, filters: tuple[str, ...]) -> list[Any]:
         elif name == "index_to":
             where.append(_s.index <= _bind("index_to"))
         elif name == "text":
-            where.append(sa.or_(_like(_s.path), _like(_s.reason), _like(sa.cast(_s.item, sa.Text))))
+            where.append(sa.or_(_like(_s.path), _like(_s.reason), _json_like(_s.item)))
         else:
             raise KeyError(f"unknown step page filter {name!r}")
     return where
@@ -383,7 +392,8 @@ def _all_levels(by_status: bool, by_kind: bool, count: bool) -> Any:
 @_builder
 def _run_history(filters: tuple[str, ...], count: bool) -> Any:
     """A workflow's runs newest first (or their count): ``:workflow``, ``:limit``,
-    ``:offset``, and per filter ``:statuses``, ``:since``, ``:until``, ``:pattern``."""
+    ``:offset``, and per filter ``:statuses``, ``:since``, ``:until``, ``:pattern`` and
+    ``:json_pattern`` (text)."""
     r = t.runs.c
     where: list[Any] = [r.workflow == _bind("workflow")]
     for name in filters:
@@ -394,13 +404,7 @@ def _run_history(filters: tuple[str, ...], count: bool) -> Any:
         elif name == "until":
             where.append(r.created_at <= _bind("until", sa.Double()))
         elif name == "text":
-            where.append(
-                sa.or_(
-                    _like(r.id),
-                    _like(sa.cast(r.params, sa.Text)),
-                    _like(sa.cast(r.labels, sa.Text)),
-                )
-            )
+            where.append(sa.or_(_like(r.id), _json_like(r.params), _json_like(r.labels)))
         else:
             raise KeyError(f"unknown run history filter {name!r}")
     if count:

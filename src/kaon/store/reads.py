@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaon.model.status import RunStatus, StepStatus
-from kaon.store._lite import like_pattern
+from kaon.store._lite import like_pattern, text_patterns
 from kaon.store.base import LogRecord, MetricRecord, RunRecord, StepRunRecord
 from kaon.store.sql import SQLStore, run_record, step_run_record
 
@@ -25,6 +25,13 @@ from kaon.store.sql import SQLStore, run_record, step_run_record
 # in kaon.store._queries.
 SORT_KEYS = ("index", "id", "path", "status", "started_at", "ended_at", "duration", "attempts")
 MAX_PAGE = 1000
+
+
+def _text_params(text: str | None, dialect: str) -> dict[str, str | None]:
+    """The parameters of a text filter (both None without one)."""
+    if not text:
+        return {"pattern": None, "json_pattern": None}
+    return dict(text_patterns(text, dialect))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +42,7 @@ class StepQuery:
     ``kind`` only step runs of that kind (``task``, ``item``...); ``step_id`` only one step of
     the body; ``index_from``/``index_to`` an inclusive range of
     item indexes (or loop iterations); ``text`` a case-insensitive substring of the path, the
-    reason or the item. ``sort`` is one of :data:`SORT_KEYS`.
+    reason or the item (of a string in it, as written). ``sort`` is one of :data:`SORT_KEYS`.
     """
 
     parent_id: int | None = None
@@ -63,8 +70,8 @@ class StepQuery:
         )
         return tuple(name for name, on in chosen if on)
 
-    def params(self, run_id: str) -> dict[str, Any]:
-        """The statement parameters of the query's filters."""
+    def params(self, run_id: str, dialect: str) -> dict[str, Any]:
+        """The statement parameters of the query's filters on a store of ``dialect``."""
         return {
             "run_id": run_id,
             "parent_id": self.parent_id,
@@ -73,7 +80,7 @@ class StepQuery:
             "step_id": self.step_id,
             "index_from": self.index_from,
             "index_to": self.index_to,
-            "pattern": like_pattern(self.text) if self.text else None,
+            **_text_params(self.text, dialect),
         }
 
     @property
@@ -108,7 +115,8 @@ class RunHistoryQuery:
 
     ``statuses`` keeps only those; ``since``/``until`` bound the creation time (Unix
     seconds, inclusive); ``text`` is a case-insensitive substring of the run id, its
-    parameters or its labels (JSON).
+    parameters or its labels (of a key or string value in them, as written: ``ü``, not the
+    ``\\u00fc`` a SQLite store keeps).
     """
 
     workflow: str
@@ -164,7 +172,7 @@ class SQLRunReads:
         """The page of step runs ``query`` asks for, with the total that match it (counted
         unless the caller knows it already, from :meth:`children_counts`)."""
         top, filters = query.parent_id is None, query.filters
-        params = query.params(run_id)
+        params = query.params(run_id, self.store.dialect)
         seek = self._seek(run_id, query, total)
         key = ("step_page", top, filters, query.sort, query.descending, seek is not None)
         rows = self.store.query(
@@ -217,7 +225,7 @@ class SQLRunReads:
             "statuses": [s.value for s in query.statuses],
             "since": query.since,
             "until": query.until,
-            "pattern": like_pattern(query.text) if query.text else None,
+            **_text_params(query.text, self.store.dialect),
         }
         rows = self.store.query(
             ("run_history", filters, False), **params, limit=query.limit, offset=query.offset

@@ -34,3 +34,29 @@ def test_items_and_inputs_are_shown_as_written(
     step = client.get(f"/runs/{run['id']}/step", params={"path": "each[1].greet"}, headers=owner)
     previews = {i["name"]: i["preview"] for i in step.json()["inputs"]}
     assert previews == {"name": '"東京"', "city": '"東京 🚀"'}
+
+
+def test_searches_find_text_as_written(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """``q`` finds a run by a parameter and an item by its text as written, not by the
+    ``\\u00fc`` escape the SQLite store keeps it in."""
+    owner = {"Authorization": f"Bearer {tokens['owner']}"}
+    assert client.post("/workflows", json={"source": FLOW, "file_name": "p.yaml"}, headers=owner)
+    run = client.post(
+        "/runs", json={"workflow": "places", "params": {"city": 'ünï "q" \\'}}, headers=owner
+    ).json()
+    services.runs.execute(run["id"])
+
+    def runs(q: str) -> int:
+        found = client.get("/workflows/places/runs", params={"q": q}, headers=owner)
+        return int(found.json()["total"])
+
+    def items(q: str) -> list[str]:
+        params = {"parent": "each", "q": q}
+        page = client.get(f"/runs/{run['id']}/children", params=params, headers=owner)
+        return [i["item"] for i in page.json()["items"]]
+
+    assert runs("ünï") == runs('"q" \\') == 1
+    assert runs("\\u00fc") == 0
+    assert items("Zürich") == ['"Zürich"'] and items("東京") == ['"東京"']

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store, stats
 from kaon.store.base import RunRecord, StepRunRecord, WriteBatch
-from kaon.store.reads import SQLRunReads
+from kaon.store.reads import RunHistoryQuery, SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
 
 
@@ -131,3 +131,36 @@ def test_metrics_histogram_and_a_frames_children_follow_an_index(tmp_path: Path)
     children = [line for line in plans if "step_runs" in line]
     assert len(children) == 2, plans
     assert all("INDEX ix_step_runs_parent_index (run_id=? AND parent_id=?" in x for x in children)
+
+
+def test_a_text_search_reads_the_index_of_its_page(tmp_path: Path) -> None:
+    """Searching a workflow's runs or a frame's items for text (matched in the JSON of the
+    params, labels or item as written) reads them as the page without a search does: one
+    workflow's runs on ix_runs_workflow_created, one frame's items on its parent index (a
+    count reads the rows, not only the index, to match their text)."""
+    path = tmp_path / "plans.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLStore)
+    try:
+        batch = WriteBatch()
+        batch.runs.append(RunRecord("r1", "wf", "h", RunStatus.RUNNING, created_at=1.0))
+        batch.insert_step_run(StepRunRecord("r1", 1, "each", "each", "foreach", StepStatus.RUNNING))
+        store.write(batch)
+        reads = SQLRunReads(store)
+
+        def plans(text: str | None) -> list[str]:
+            history = RunHistoryQuery("wf", text=text)
+            items = StepQuery(parent_id=1, text=text)
+            found = _plans(store, path, lambda: reads.run_history(history))
+            found += _plans(store, path, lambda: reads.step_page("r1", items))
+            return [line.replace("COVERING INDEX", "INDEX") for line in found]
+
+        searched = plans('Zü"r\\')
+        assert searched == plans(None)
+        runs = [line for line in searched if "ix_runs_workflow_created" in line]
+        items = [line for line in searched if "step_runs" in line]
+        assert len(runs) == 2 and all("(workflow=?)" in line for line in runs), searched
+        assert len(items) == 2, searched
+        assert all("INDEX ix_step_runs_parent_index (run_id=? AND parent_id=?" in x for x in items)
+    finally:
+        store.close()
