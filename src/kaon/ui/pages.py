@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 import kaon
 from kaon.api.deps import get_services
 from kaon.api.session import COOKIE, cookie_token
-from kaon.errors import AuthenticationError
+from kaon.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from kaon.service.auth import Principal
 
 HERE = Path(__file__).parent
@@ -59,8 +59,10 @@ def _principal(request: Request) -> Principal | None:
         return None
 
 
-def _page(request: Request, template: str, **context: Any) -> Response:
-    principal = _principal(request)
+def _page(
+    request: Request, template: str, principal: Principal | None = None, **context: Any
+) -> Response:
+    principal = principal or _principal(request)
     if principal is None:
         target = quote(
             str(request.url.path) + ("?" + request.url.query if request.url.query else "")
@@ -142,8 +144,27 @@ def workflow_page(request: Request, name: str) -> Response:
 
 @router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: str) -> Response:
-    """One run: its live graph, items, steps, logs and actions."""
-    return _page(request, "run.html", title=f"run {run_id}", run_id=run_id)
+    """One run: its live graph, items, steps, logs and actions.
+
+    A run named by a unique prefix of its id (as people type them) redirects to its full
+    id, once: the page's script names its run by the page's id in every read, action and
+    event stream, and a prefix would stop naming one run when a later run starts with it.
+    A name that is no run the user may see renders the page, whose script says why."""
+    principal = _principal(request)
+    full = _full_run_id(request, principal, run_id) if principal else None
+    if full is not None and full != run_id:
+        query = "?" + request.url.query if request.url.query else ""
+        return RedirectResponse(f"/ui/runs/{quote(full, safe='')}{query}", status_code=307)
+    return _page(request, "run.html", principal, title=f"run {run_id}", run_id=run_id)
+
+
+def _full_run_id(request: Request, principal: Principal, run_id: str) -> str | None:
+    """The full id of the run ``run_id`` names, if ``principal`` may read it (None: no
+    single run, or not one the user may read)."""
+    try:
+        return get_services(request).authorize_run(principal, "viewer", run_id)
+    except (NotFoundError, PermissionDeniedError):
+        return None
 
 
 @router.get("/ui/compare", response_class=HTMLResponse)

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import kaon.ui
+from kaon.api.deps import Services
 from kaon.api.session import COOKIE, cookie_token
+from kaon.model.status import RunStatus
+from kaon.store.base import RunRecord, WriteBatch
 
 
 def login(client: Any, token: str) -> Any:
@@ -101,3 +104,31 @@ def test_assets_are_versioned_cached_and_compressed(client: Any, tokens: dict[st
     openapi = client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
     assert openapi.headers["content-encoding"] == "gzip"
     assert "content-encoding" not in client.get("/healthz").headers  # small: sent as is
+
+
+def test_a_run_page_named_by_a_prefix_redirects_to_the_full_id(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """The run page opened by a unique prefix of a run's id moves to the run's full id, so
+    that its reads, actions and event stream (which name the page's id) keep naming that run
+    when a later run starts with the same prefix; a name that is no run's (unknown, several,
+    not the user's to see) renders the page, whose script says why it shows nothing."""
+    owner = {"Authorization": f"Bearer {tokens['owner']}"}
+    flow = "name: mine\nsteps:\n  - id: a\n    shell: 'true'\n"
+    assert client.post("/workflows", json={"source": flow, "file_name": "m.yaml"}, headers=owner)
+    first, later = "20261205-033200-aaaaaaaaaaaa", "20261205-033259-bbbbbbbbbbbb"
+    services.store.write(WriteBatch(runs=[RunRecord(first, "mine", "h", RunStatus.SUCCEEDED)]))
+    login(client, tokens["viewer"])
+    moved = client.get("/ui/runs/20261205-0332?step=a", follow_redirects=False)
+    assert moved.status_code == 307
+    assert moved.headers["location"] == f"/ui/runs/{first}?step=a"
+    page = client.get(moved.headers["location"])
+    assert page.status_code == 200 and f'data-run="{first}"' in page.text
+    services.store.write(WriteBatch(runs=[RunRecord(later, "mine", "h", RunStatus.RUNNING)]))
+    assert f'data-run="{first}"' in client.get(f"/ui/runs/{first}").text  # still that run
+    for name in ("20261205-0332", "nope"):  # several runs, no run
+        shown = client.get(f"/ui/runs/{name}", follow_redirects=False)
+        assert shown.status_code == 200 and f'data-run="{name}"' in shown.text
+    login(client, tokens["stranger"])  # not in the workflow's group: no full id revealed
+    hidden = client.get("/ui/runs/20261205-033200", follow_redirects=False)
+    assert hidden.status_code == 200 and first not in hidden.text
