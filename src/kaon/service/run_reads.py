@@ -35,6 +35,7 @@ from kaon.service.views import (
     error_view,
     metric_view,
     run_view,
+    step_duration,
     step_view,
 )
 from kaon.store.base import AttemptRecord, StateStore, StepRunRecord
@@ -542,8 +543,6 @@ def node_view(
     item = None
     if row.item is not None:
         item = shown_json(row.item, _ITEM_CHARS)[0]
-    ended = row.ended_at if row.ended_at is not None else now
-    duration = None if row.started_at is None or ended is None else max(ended - row.started_at, 0)
     return NodeView.of(
         path=row.path,
         step_id=row.step_id,
@@ -554,7 +553,7 @@ def node_view(
         attempts=row.attempts if attempts is None else attempts,
         started_at=row.started_at,
         ended_at=row.ended_at,
-        duration_s=None if duration is None else round(duration, 6),
+        duration_s=step_duration(row, now),
         reason=row.reason,
         error=error.summary if error else None,
         children=_plain(counts or {}),

@@ -12,6 +12,7 @@ from typing import Any, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kaon.model.status import StepStatus
 from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, ValueRef, decode_ref
 from kaon.service.safety import readable
 from kaon.store.base import AttemptRecord, LogRecord, MetricRecord, RunRecord, StepRunRecord
@@ -22,6 +23,18 @@ def _duration(start: float | None, end: float | None, now: float | None) -> floa
         return None
     stop = end if end is not None else now
     return None if stop is None else round(max(stop - start, 0.0), 6)
+
+
+def step_duration(row: StepRunRecord, now: float | None) -> float | None:
+    """How long a step run has taken: from its start to its end (or ``now``), in seconds.
+
+    A skipped step shows only the time it worked: a task starts with its first attempt and a
+    container with its children, but a wait step skipped while it waited did no work (it
+    never ran, and has no attempt), so it shows none, like a step skipped before it
+    started."""
+    if row.status is StepStatus.SKIPPED and row.kind == "wait":
+        return None
+    return _duration(row.started_at, row.ended_at, now)
 
 
 class View(BaseModel):
@@ -254,7 +267,7 @@ def step_view(
         attempts=len(attempts) if attempts is not None else row.attempts,
         started_at=row.started_at,
         ended_at=row.ended_at,
-        duration_s=_duration(row.started_at, row.ended_at, now),
+        duration_s=step_duration(row, now),
         reason=row.reason,
         error=error_view(row.error),
         outputs=outputs,
