@@ -741,3 +741,21 @@ def test_skip_in_a_finished_run_goes_on_from_there(
     steps = {s["path"]: s["status"] for s in admin.get(f"/runs/{run_id}").json()["steps"]}
     assert steps == {"bad": "skipped", "after": "succeeded"}
     operator.context.close()
+
+
+def test_skip_in_a_running_run_says_what_happens(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str]
+) -> None:
+    """The panel's Skip on a running run's step answered with the API's word for how the
+    skip went ("Skip command"); it now says what happens, as the other actions do."""
+    run_id = start(kaon_server, "slow")
+    wait_status(kaon_server, run_id, {"running"})
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(f"{kaon_server.url}/ui/runs/{run_id}?step=wait")
+    operator.click("#panel [data-step-action=skip]")
+    confirm(operator)
+    operator.wait_for_selector("#banner:not(.error):has-text('skips it now')")
+    shown = operator.text_content("#banner") or ""
+    assert shown.startswith("Skipping wait") and "command" not in shown, shown
+    wait_status(kaon_server, run_id, {"succeeded"})
+    operator.context.close()

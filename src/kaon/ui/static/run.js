@@ -437,6 +437,13 @@
     box.scrollTop = box.scrollHeight;
   }
 
+  // What a skip in an active run does, by the API's answer (``how``), as `kaon skip` says it;
+  // in a finished run ("recorded") the page restarts the run from there.
+  const SKIPPED = {
+    command: (path) => `Skipping ${path}: the run's engine skips it now`,
+    queued: (path) => `${path} will be skipped when the run resumes (no engine drives it now)`,
+  };
+
   function stepActions(s) {
     // Kill one step while the run is active (also paused: other branches go on) and the step is not done.
     const active = state.summary && ["pending", "running", "paused"].includes(state.summary.status)
@@ -460,7 +467,7 @@
           if (result.how === "recorded") {  // a finished run goes on from there, as `kaon skip` does
             await api(`${RUN}/restart`, { method: "POST", body: {} });
             banner(`Skipped ${s.path}; the run goes on from there`);
-          } else banner(`Skip ${result.how}`);
+          } else banner(SKIPPED[result.how]?.(s.path) ?? `Skip of ${s.path}: ${result.how}`);
           refresh(); }, "output (JSON, optional)") }, "Skip"),
       active ? el("button", { type: "button", class: "danger", "data-step-action": "kill", onclick: () => confirmAction(`Kill ${s.path}`,
         "Cancel this step.", async () => { await api(`${RUN}/kill`, { method: "POST", body: { step: s.path } }); banner(`Killed ${s.path}`); refresh(); }) }, "Kill step") : null);
