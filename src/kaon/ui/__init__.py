@@ -8,17 +8,19 @@ assets, and the session cookie the browser authenticates with (:mod:`kaon.api.se
 
 from __future__ import annotations
 
+import inspect
 import os
 from os import PathLike
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kaon.api.session import SessionCookieAuth
-from kaon.ui.pages import HERE, STATIC_URL, asset_version, router
+from kaon.ui.pages import HERE, STATIC_URL, asset_version, not_found_page, router
 
 __all__ = ["install"]
 
@@ -43,6 +45,11 @@ class _Assets(StaticFiles):
         return response
 
 
+def _a_page(path: str) -> bool:
+    """Whether ``path`` is the UI's, for a page (a browser's address), not an asset."""
+    return (path == "/ui" or path.startswith("/ui/")) and not path.startswith(STATIC_URL + "/")
+
+
 class _Compress:
     """gzip for the pages, their assets and JSON answers of more than 1 KiB, when the client
     accepts it; never for blobs (streamed, with ranges) or the event stream."""
@@ -62,8 +69,21 @@ class _Compress:
 def install(app: FastAPI) -> None:
     """Serve the UI, its assets and the docs from ``app`` and accept the session cookie.
 
-    The app must be built with ``docs_url=None, redoc_url=None`` (these pages replace them).
+    The app must be built with ``docs_url=None, redoc_url=None`` (these pages replace them),
+    and with its HTTP error handler installed (:func:`kaon.api.errors.install_error_handlers`):
+    a path of the UI's that nothing serves gets an HTML page, any other error that handler's
+    JSON answer.
     """
+    answer_json = app.exception_handlers[HTTPException]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404 and _a_page(request.url.path):
+            return not_found_page(request)
+        answer = answer_json(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    app.add_exception_handler(HTTPException, http_error)
     app.include_router(router)
     app.mount(STATIC_URL, _Assets(directory=str(HERE / "static")), name="ui-static")
     app.add_middleware(SessionCookieAuth)

@@ -198,6 +198,13 @@ def redoc_docs() -> HTMLResponse:
     )
 
 
+def not_found_page(request: Request) -> Response:
+    """The HTML answer to an address under /ui that no page serves (404), with a way back.
+    It needs no session: it tells nothing but that the address is wrong."""
+    context = {"static": STATIC_URL, "v": asset_version(), "path": request.url.path}
+    return templates.TemplateResponse(request, "not_found.html", context, status_code=404)
+
+
 def _local(target: str) -> str:
     """Only same-site paths may follow a login (no open redirect)."""
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:

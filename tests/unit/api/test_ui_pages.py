@@ -132,3 +132,24 @@ def test_a_run_page_named_by_a_prefix_redirects_to_the_full_id(
     login(client, tokens["stranger"])  # not in the workflow's group: no full id revealed
     hidden = client.get("/ui/runs/20261205-033200", follow_redirects=False)
     assert hidden.status_code == 200 and first not in hidden.text
+
+
+def test_the_ui_answers_an_unknown_page_with_an_html_page(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    """A path under /ui that no page serves (a mistyped address, a run id with a slash) is
+    an HTML page saying so, with a way back; the API's unknown paths stay JSON."""
+    for signed_in in (False, True):
+        if signed_in:
+            login(client, tokens["viewer"])
+        for path in ("/ui/nope", "/ui/runs/a%2Fb", "/ui/workflows/a/b", "/ui/"):
+            page = client.get(path, follow_redirects=False)
+            assert page.status_code == 404, path
+            assert page.headers["content-type"].startswith("text/html"), path
+            assert "Not found" in page.text and 'href="/ui"' in page.text, path
+    for path in ("/nope", "/runs/a%2Fb/nope", "/ui/static/nope.js"):
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert answer.json()["error"] == "HTTPError", path
+    shown = client.get("/ui/<b>x</b>")
+    assert shown.status_code == 404 and "<b>x</b>" not in shown.text
