@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,27 @@ def test_refused_activity_is_not_shown_as_empty(browser: Any, server: Any) -> No
     text = page.inner_text("#wf-audit tbody")
     assert "No actions yet." not in text, text
     page.context.close()
+
+
+def test_a_revoked_session_leaves_the_live_stream_for_the_login_page(
+    browser: Any, server: Any
+) -> None:
+    """The run page's event stream, reconnecting after its session was revoked, got 401s
+    and showed "reconnecting…" for ever; it now notices and goes to the login page. The
+    stream is made to drop (its requests fail) until the token is revoked."""
+    admin = server.client()
+    made = admin.post("/tokens", json={"name": "leaving", "role": "viewer", "groups": []}).json()
+    run_id = start(server, "quiet")
+    page = page_as(browser, server, made["token"])
+    revoked = threading.Event()
+    page.route(
+        "**/events?*", lambda route: route.continue_() if revoked.is_set() else route.abort()
+    )
+    page.goto(f"{server.url}/ui/runs/{run_id}")
+    page.wait_for_function("document.querySelector('#live').textContent === 'reconnecting…'")
+    assert admin.delete(f"/tokens/{made['id']}").status_code == 204
+    revoked.set()
+    page.wait_for_url("**/ui/login?next=*", timeout=20_000)
+    assert f"/ui/runs/{run_id}" in page.url.replace("%2F", "/")
+    page.context.close()
+    server.client().post(f"/runs/{run_id}/kill", json={})

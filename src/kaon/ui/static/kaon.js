@@ -20,7 +20,7 @@ const Kaon = (() => {
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = { message: text }; }
     if (!answer.ok) {
-      if (answer.status === 401) location.href = "/ui/login?next=" + encodeURIComponent(location.pathname + location.search);
+      if (answer.status === 401) toLogin();
       const error = new Error((data && data.message) || answer.statusText);
       error.status = answer.status;
       error.kind = data && data.error;
@@ -28,6 +28,32 @@ const Kaon = (() => {
       throw error;
     }
     return data;
+  }
+
+  /** The session ended (expired, revoked): log in again, then come back here. */
+  function toLogin() {
+    location.href = "/ui/login?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+
+  /** Why an event stream (``url``) that failed cannot go on, asked with one request (a
+   *  stream it opens is closed at once): an EventSource does not say, and stops for good on
+   *  a refusal, or retries a refused request forever. A 401 (the session ended or was
+   *  revoked) goes to the login page, as api() does. Resolves to an Error with the refusal's
+   *  status and message, or null when the stream is served or the server is unreachable. */
+  async function streamRefusal(url) {
+    const controller = new AbortController();
+    let answer;
+    try {
+      answer = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/event-stream" }, signal: controller.signal });
+    } catch (e) { return null; }
+    if (answer.ok) { controller.abort(); return null; }
+    const text = await answer.text().catch(() => "");
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = { message: text }; }
+    if (answer.status === 401) toLogin();
+    const error = new Error((data && data.message) || answer.statusText);
+    error.status = answer.status;
+    return error;
   }
 
   function el(tag, attrs = {}, ...children) {
@@ -138,5 +164,5 @@ const Kaon = (() => {
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" "))));
   }
 
-  return { api, el, badge, when, auditRows, auditTail, duration, runDuration, banner, refusal, confirmAction, q, sparkline, role, RANK };
+  return { api, streamRefusal, el, badge, when, auditRows, auditTail, duration, runDuration, banner, refusal, confirmAction, q, sparkline, role, RANK };
 })();

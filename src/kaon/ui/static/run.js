@@ -563,18 +563,44 @@
 
   function follow(after) {
     const live = document.getElementById("live");
-    const source = new EventSource(`/events?` + q({ run_id: runId, after }));
-    for (const kind of ["run", "step", "progress", "action", "attempt", "output", "log", "metric", "command"]) source.addEventListener(kind, soon);
-    // The engine applies a step command in its own turn; a refusal it finds then (the step
-    // finished meanwhile) is an event: shown, as the answer to the click was already "sent".
-    source.addEventListener("command_rejected", (event) => {
-      const data = JSON.parse(event.data).data || {};
-      banner(`The engine refused ${data.command || "a command"}${data.path ? ` of ${data.path}` : ""}: ${data.error || "no reason given"}`, true);
-      soon();
-    });
-    source.onmessage = soon;
-    source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
-    source.onerror = () => { live.className = "live"; live.textContent = "reconnecting…"; };
+    let last = after;  // the last event seen: where a stream opened anew starts
+    const seen = (event) => { if (event.lastEventId) last = Number(event.lastEventId) || last; soon(); };
+    const url = () => `/events?` + q({ run_id: runId, after: last });
+    let source = null;
+    let checking = false;
+    function open() {
+      source = new EventSource(url());
+      for (const kind of ["run", "step", "progress", "action", "attempt", "output", "log", "metric", "command"]) source.addEventListener(kind, seen);
+      // The engine applies a step command in its own turn; a refusal it finds then (the step
+      // finished meanwhile) is an event: shown, as the answer to the click was already "sent".
+      source.addEventListener("command_rejected", (event) => {
+        const data = JSON.parse(event.data).data || {};
+        banner(`The engine refused ${data.command || "a command"}${data.path ? ` of ${data.path}` : ""}: ${data.error || "no reason given"}`, true);
+        seen(event);
+      });
+      source.onmessage = seen;
+      source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
+      source.onerror = () => { live.className = "live"; live.textContent = "reconnecting…"; check(); };
+    }
+    // Why the stream failed: a session that ended logs in again (streamRefusal), a refusal
+    // stops the stream and says so; else the browser retries, or the page reopens a stream
+    // the browser gave up on (a refused request, as a server error, ends an EventSource).
+    async function check() {
+      if (checking) return;
+      checking = true;
+      try {
+        const refused = await Kaon.streamRefusal(url());
+        if (refused && [401, 403, 404].includes(refused.status)) {
+          source.close();
+          live.className = "live";
+          live.textContent = refused.status === 401 ? "signed out" : "stopped";
+          if (refused.status !== 401) banner(`Live updates stopped: ${refused.message}`, true);
+        } else if (source.readyState === EventSource.CLOSED) {
+          setTimeout(() => { if (source.readyState === EventSource.CLOSED) open(); }, 3000);
+        }
+      } finally { checking = false; }
+    }
+    open();
     setInterval(() => { if (state.panel && state.summary && ["pending", "running"].includes(state.summary.status)) loadLogs(false).catch(() => {}); }, 1500);
     // A step that runs for minutes sends no event meanwhile: the run's clock ticks here (the
     // summary's duration plus the time since it was read), not only when an event comes.
