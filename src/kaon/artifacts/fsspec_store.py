@@ -391,7 +391,7 @@ class FsspecArtifactStore(ArtifactStore):
         path = self._path(hash_)
         temp = ""
         try:
-            try:
+            with self._reading(hash_, "read"):
                 if self._local:
                     fd = _local.open_blob_file(self._root, self._parts(hash_))
                     file: IO[bytes] = os.fdopen(fd, "rb")
@@ -400,16 +400,6 @@ class FsspecArtifactStore(ArtifactStore):
                     os.close(fd)
                     self._fs.get_file(path, temp, **self._parts_options(0))
                     file = open(temp, "rb")  # noqa: SIM115 (closed below)
-            except FileNotFoundError:
-                raise ArtifactError(
-                    f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
-                ) from None
-            except ArtifactError:
-                raise
-            except Exception as exc:
-                raise ArtifactUnavailableError(
-                    f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
-                ) from exc
             with file:
                 try:
                     actual, _ = _hash_file(file)
@@ -430,12 +420,20 @@ class FsspecArtifactStore(ArtifactStore):
 
     def _read(self, hash_: str) -> bytes:
         path = self._path(hash_)
-        try:
+        with self._reading(hash_, "read"):
             if self._local:
                 with os.fdopen(_local.open_blob_file(self._root, self._parts(hash_)), "rb") as file:
                     return file.read()
             data: bytes = self._fs.cat_file(path)
             return data
+
+    @contextlib.contextmanager
+    def _reading(self, hash_: str, doing: str) -> Iterator[None]:
+        """What reading blob ``hash_`` meets, as the store's errors: a missing blob an
+        :class:`ArtifactError`, any other failure of the filesystem (a connection, an
+        outage) an :class:`ArtifactUnavailableError` (``cannot <doing> blob ...``)."""
+        try:
+            yield
         except FileNotFoundError:
             raise ArtifactError(
                 f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
@@ -444,7 +442,7 @@ class FsspecArtifactStore(ArtifactStore):
             raise
         except Exception as exc:
             raise ArtifactUnavailableError(
-                f"cannot read blob {hash_} at {self.blob_path(hash_)}: {exc}"
+                f"cannot {doing} blob {hash_} at {self.blob_path(hash_)}: {exc}"
             ) from exc
 
     # -- inspection and garbage collection --------------------------------------------------
@@ -471,7 +469,7 @@ class FsspecArtifactStore(ArtifactStore):
         if not _HASH.fullmatch(hash_):
             raise ArtifactError(f"not a sha256 hex digest: {hash_!r}")
         path = self._path(hash_)
-        try:
+        with self._reading(hash_, "open"):
             if self._local:
                 fd = _local.open_blob_file(self._root, self._parts(hash_))
                 file: IO[bytes] = os.fdopen(fd, "rb")  # the caller closes it
@@ -479,16 +477,6 @@ class FsspecArtifactStore(ArtifactStore):
             size = int(self._fs.size(path))
             opened: IO[bytes] = self._fs.open(path, "rb")
             return opened, size
-        except FileNotFoundError:
-            raise ArtifactError(
-                f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
-            ) from None
-        except ArtifactError:
-            raise
-        except Exception as exc:
-            raise ArtifactUnavailableError(
-                f"cannot open blob {hash_} at {self.blob_path(hash_)}: {exc}"
-            ) from exc
 
     def iter_blobs(self) -> Iterator[tuple[str, int]]:
         """Yield ``(sha256, size in bytes)`` of every complete blob (temp files are skipped).
