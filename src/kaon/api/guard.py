@@ -108,7 +108,7 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
     async def _authenticate(self, scope: Scope) -> JSONResponse | None:
-        secret = _bearer(scope)
+        secret = bearer_secret(scope)
         try:
             principal = await anyio.to_thread.run_sync(self.auth.authenticate, secret)
         except KaonError as exc:
@@ -254,7 +254,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _bearer(scope: Scope) -> str | None:
+def bearer_secret(scope: Scope) -> str | None:
+    """The token a request presents (``Authorization: Bearer ...``; the UI's session cookie
+    is turned into that header before), or None."""
     value = _header(scope, b"authorization")
     if not value:
         return None

@@ -29,6 +29,8 @@ from fastapi.responses import StreamingResponse
 from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.feed_hub import FeedHub
+from kaon.api.guard import bearer_secret
+from kaon.errors import AuthenticationError
 from kaon.service.registry_views import (
     SignalRequest,
     SignalView,
@@ -41,6 +43,7 @@ router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
 
 POLL_S = 0.1
 HEARTBEAT_S = 15.0
+REAUTH_S = 5.0  # how often an open stream checks that its token still stands
 BATCH = 500
 SIGNALS_SCANNED = 20_000  # signals one GET /signals looks at, visible to the caller or not
 
@@ -136,8 +139,9 @@ async def stream_events(
     hub: FeedHub | None = getattr(request.app.state, "feed_hub", None)
     if hub is not None:
         await anyio.to_thread.run_sync(hub.start)
+    secret = bearer_secret(request.scope)
     return StreamingResponse(
-        _events(request, services, run_id, cursor, stopping, hub, readable),
+        _events(request, services, run_id, cursor, stopping, hub, readable, secret),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -194,12 +198,21 @@ async def _events(
     stopping: threading.Event | None,
     hub: FeedHub | None = None,
     readable: _RunFilter | None = None,
+    secret: str | None = None,
 ) -> AsyncIterator[str]:
     """The stream: events above ``cursor`` from the hub's buffer when it covers them (no
-    query per follower), else from the store (catching up on older ones)."""
+    query per follower), else from the store (catching up on older ones). Every
+    :data:`REAUTH_S` the token that opened it is authenticated again: once it is revoked or
+    expired, the stream ends (the client's reconnection is then refused with 401)."""
     yield ": connected\n\n"
-    beat = time.monotonic()
+    beat = checked = time.monotonic()
     while not (stopping is not None and stopping.is_set()):
+        if time.monotonic() - checked > REAUTH_S:
+            checked = time.monotonic()
+            try:
+                await anyio.to_thread.run_sync(services.auth.authenticate, secret)
+            except AuthenticationError:
+                return
         buffered = hub.read(cursor, run_id, BATCH) if hub is not None else None
         if buffered is None:
             batch, after = await anyio.to_thread.run_sync(_read, services, run_id, cursor)

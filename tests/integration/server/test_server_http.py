@@ -122,6 +122,22 @@ def test_runs_started_over_http_succeed_and_stream_events(server: Any, wait: Any
     assert 'kaon_runs{status="succeeded"} 1.0' in metrics
 
 
+def test_an_open_event_stream_ends_when_its_token_is_revoked(server: Any) -> None:
+    admin = server.client()
+    made = admin.post("/tokens", json={"name": "watcher", "role": "viewer", "groups": []})
+    assert made.status_code == 201, made.text
+    watcher = server.client(made.json()["token"])
+    began = time.monotonic()
+    with watcher.stream("GET", "/events", timeout=60) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == ": connected"
+        assert admin.delete(f"/tokens/{made.json()['id']}").status_code in (200, 204)
+        for _line in lines:  # the stream keeps going until the server ends it
+            assert time.monotonic() - began < 45, "the stream outlived its revoked token"
+    assert time.monotonic() - began < 45
+    assert watcher.get("/events").status_code == 401
+
+
 def test_auth_denials_and_audit(server: Any) -> None:
     admin = server.client()
     push(admin, HELLO, "hello.yaml")
