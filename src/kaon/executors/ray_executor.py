@@ -174,6 +174,7 @@ class RayExecutor(Executor):
         self._nodes: list[dict[str, float]] = []
         self._nodes_at = -NODES_FRESH_S
         self._deadline: float | None = None  # the engine's lease deadline (see fence)
+        self._reachable = False  # the address was checked (see _check_reachable)
 
     @property
     def capacity(self) -> int:
@@ -211,7 +212,10 @@ class RayExecutor(Executor):
         self._check_reachable()
 
     def _check_reachable(self) -> None:
-        if self._endpoint is None:
+        """Refuse an address where no Ray head answers (``ray.init`` would wait for ever):
+        nothing listening, or something that is not the head's GCS (a dashboard, a worker's
+        port, any other server): a bounded handshake with the GCS, once per executor."""
+        if self._endpoint is None or self._reachable:
             return
         host, port = self._endpoint
         try:
@@ -222,6 +226,12 @@ class RayExecutor(Executor):
                 f"{ADDRESS_SETTING}: nothing answers at {self._address} ({reason}): start the "
                 "cluster (ray start --head) or give its address"
             ) from None
+        if not self._address or not self._address.strip().startswith("ray://"):
+            token = _token(self._token)
+            if token:
+                _use_token(token)
+            _check_gcs(self._address or f"{host}:{port}")
+        self._reachable = True
 
     def _connect(self) -> None:
         self._check_reachable()
@@ -552,6 +562,44 @@ class RayExecutor(Executor):
 
 ADDRESS_SETTING = "--ray-address / KAON_RAY_ADDRESS"
 CONNECT_CHECK_S = 5.0
+GCS_CHECK_S = 15.0  # for a head's GCS to answer Ray's handshake (well under 1 s when it is one)
+
+
+def _check_gcs(address: str) -> None:
+    """Raise ConfigurationError unless a Ray head's GCS answers at ``address`` within
+    :data:`GCS_CHECK_S`. A port that accepts connections but is not a GCS (the dashboard's
+    8265, a raylet's port, any other server) has ``ray.init`` wait for ever; Ray's own GCS
+    client gives up after about 40 s, so it is made in a thread and waited for here."""
+    answer: list[BaseException | None] = []
+
+    def handshake() -> None:
+        from ray._raylet import GcsClient  # type: ignore[attr-defined,unused-ignore]
+
+        try:
+            GcsClient(address=address)
+            answer.append(None)
+        except Exception as exc:  # reported to the caller
+            answer.append(exc)
+
+    thread = threading.Thread(target=handshake, name="kaon-ray-gcs-check", daemon=True)
+    thread.start()
+    thread.join(GCS_CHECK_S)
+    if not answer:
+        raise ConfigurationError(
+            f"{ADDRESS_SETTING}: something answers at {address}, but not a Ray cluster's head "
+            f"(no answer to Ray's handshake within {GCS_CHECK_S:g} s): give the head's GCS "
+            "port (the one `ray start --head` prints, 6379 by default), not the dashboard's "
+            "or another service's"
+        )
+    error = answer[0]
+    if error is not None:
+        detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise ConfigurationError(
+            f"{ADDRESS_SETTING}: the Ray cluster at {address} refuses Kaon's client: "
+            f"{type(error).__name__}: {detail}"
+        ) from None
+
+
 _ADDRESS = re.compile(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
 
 
