@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
+from typing import NoReturn
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -71,3 +73,23 @@ def kill_descendants(pid: int | None = None) -> None:
     for target in seen:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(target, signal.SIGKILL)
+
+
+def die(code: int) -> NoReturn:
+    """End this worker process at once (``os._exit``) and leave nothing of its steps behind:
+    the one way a worker of any executor (a process worker, a Ray worker running a cancelled
+    attempt's Python code) ends without finishing its step. ``os._exit`` skips every
+    ``finally`` and ``atexit`` handler, so what they would have done is done here: the
+    containers of ``container`` steps are removed (detached, started first so the kills below
+    cannot reach it), shell commands' process groups and every other descendant killed, and
+    the step types' scratch folders removed."""
+    from kaon.steptypes.scratch import remove_scratch_folders
+    from kaon.steptypes.shell import kill_live_process_groups
+
+    container = sys.modules.get("kaon.steptypes.container")  # only when that type ran here
+    if container is not None:
+        container.remove_live_containers()
+    kill_live_process_groups()
+    kill_descendants()  # what a Python step started (Popen), in this group or a new session
+    remove_scratch_folders()
+    os._exit(code)

@@ -28,7 +28,6 @@ left in the batch).
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -154,9 +153,6 @@ def run_batch(requests: Sequence[TaskRequest], push: Push, report: Report) -> En
 
 
 def _die() -> None:
-    from kaon.executors._descendants import kill_descendants
-    from kaon.steptypes.shell import kill_live_process_groups
+    from kaon.executors._descendants import die
 
-    kill_live_process_groups()
-    kill_descendants()
-    os._exit(1)
+    die(1)

@@ -61,23 +61,9 @@ runs a workflow at import time would otherwise spawn workers recursively)."""
 
 
 def _die(code: int) -> None:
-    from kaon.executors._descendants import kill_descendants
-    from kaon.steptypes.scratch import remove_scratch_folders
-    from kaon.steptypes.shell import kill_live_process_groups
+    from kaon.executors._descendants import die
 
-    _remove_containers()  # first: detached, so the kills below cannot reach it
-    kill_live_process_groups()
-    kill_descendants()  # what a Python step started (Popen), in this group or a new session
-    remove_scratch_folders()  # os._exit skips atexit, which would remove them
-    os._exit(code)
-
-
-def _remove_containers() -> None:
-    """Have the containers of a ``container`` step still running removed (Podman keeps a
-    container whose client was killed); only when that step type was used here."""
-    container = sys.modules.get("kaon.steptypes.container")
-    if container is not None:
-        container.remove_live_containers()
+    die(code)
 
 
 def loads_all(data: bytes) -> list[object]:

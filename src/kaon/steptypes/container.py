@@ -241,11 +241,15 @@ class ContainerStepType(StepType):
 
     @staticmethod
     def _remove(config: Mapping[str, Any], name: str) -> None:
-        """Remove the container if it is still there (after a timeout or a cancel)."""
-        with _live_lock:
-            _live.pop(name, None)
-        # Best effort: when podman is gone or hangs there is nothing more to do.
+        """Remove the container if it is still there (after a timeout or a cancel).
+
+        The container stays listed as live until its removal has run: a worker ended while
+        ``podman rm`` runs (a cancelled attempt's worker is ended after a short grace, and
+        the removal, its child, with it) still has it removed as it dies (see
+        :func:`remove_live_containers`)."""
         argv = _remove_argv(config, name)
+        _remove_later(argv, first=False)  # detached: it runs even if this process is ended
+        # Best effort: when podman is gone or hangs there is nothing more to do.
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             subprocess.run(
                 argv,
@@ -255,7 +259,8 @@ class ContainerStepType(StepType):
                 timeout=_REMOVE_TIMEOUT_S,
                 check=False,
             )
-        _remove_later(argv, first=False)
+        with _live_lock:
+            _live.pop(name, None)
 
 
 # The containers this process started and has not removed yet: a worker that is terminated
@@ -279,7 +284,7 @@ def _started(config: Mapping[str, Any], name: str) -> None:
 def remove_live_containers() -> None:
     """Start the removal of every container this process started and did not remove, not
     waited for: the process calling this is about to end, and what descends from it to be
-    killed (see :func:`kaon.executors._worker._die`). Each ``podman rm`` is started in the
+    killed (see :func:`kaon.executors._descendants.die`). Each ``podman rm`` is started in the
     background of a shell that exits at once, in a session of its own: it is nobody's
     descendant by then, and outlives the clean-up."""
     with _live_lock:

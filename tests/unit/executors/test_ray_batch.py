@@ -3,7 +3,13 @@ attempts runs in order in one task; a long attempt hands the others back and str
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +100,92 @@ def test_a_long_attempt_hands_the_rest_back_and_streams_alone() -> None:
     assert relay.reports[-1][:3] == ([], [], long.key)  # the barrier before the end
     assert [(k, type(events[-1])) for k, events in ended] == [(long.key, StepSucceeded)]
     assert all(k == long.key for k, _ in relay.pushed)
+
+
+_CHILD = """
+import sys
+sys.path.insert(0, {folder!r})
+from kaon.executors._ray_attempt import run_batch
+from kaon.executors.base import TaskRequest
+from kaon.model.values import Literal
+
+inputs = {{name: Literal(value) for name, value in {inputs!r}.items()}}
+request = TaskRequest(
+    key=("r", 1, 1), step_path="s", step_type={step_type!r}, config={config!r},
+    inputs=inputs, params={{}}, artifact_url="memory://kaon-ray-die",
+)
+print(run_batch([request], lambda *a: None, lambda *a: None))
+"""
+
+_HOLD = """
+import time
+
+def hold(marker: str) -> None:
+    from kaon.steptypes.scratch import scratch_folder
+
+    folder = scratch_folder("kaon-test-scratch-")
+    with open(marker, "w") as handle:
+        handle.write(folder)
+    time.sleep(120)  # Python code: only the worker's end stops it
+"""
+
+_SLOW_PODMAN = """#!/bin/sh
+for a in "$@"; do
+  case "$a" in
+    run) echo started > {ready}; exec sleep 120;;
+    rm) sleep 2; echo "$*" >> {removed}; exit 0;;
+  esac
+done
+"""
+
+
+def _cancel_child(
+    tmp_path: Path, step_type: str, config: dict[str, Any], ready: Path, **inputs: str
+) -> None:
+    """Run one attempt in a batch in a child process, cancel it as ``ray.cancel`` does (a
+    KeyboardInterrupt in the task's thread) once it runs, and wait for the worker's end."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        _CHILD.format(folder=str(tmp_path), config=config, step_type=step_type, inputs=inputs)
+    )
+    child = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the attempt did not start"
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=60) == 1  # ended by the cancel: the step would not stop
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def test_a_cancelled_container_is_removed_when_its_ray_worker_is_ended(tmp_path: Path) -> None:
+    """``podman rm`` slower than the cancel's grace (a loaded host): the worker was ended
+    with the removal, its child, and the container kept running on the node."""
+    ready, removed = tmp_path / "ready", tmp_path / "removed"
+    podman = tmp_path / "podman"
+    podman.write_text(_SLOW_PODMAN.format(ready=ready, removed=removed))
+    podman.chmod(0o755)
+    config = {"image": "localhost/kaon-test:1", "command": "sleep 120", "podman": str(podman)}
+    _cancel_child(tmp_path, "container", config, ready)
+    deadline = time.monotonic() + 30
+    while not removed.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert removed.exists(), "the container of the cancelled attempt was never removed"
+    assert "--force" in removed.read_text()
+
+
+def test_a_ray_worker_ended_by_a_cancel_removes_its_scratch_folders(tmp_path: Path) -> None:
+    """``os._exit`` skips ``atexit``: the Ray worker left the step types' scratch folders
+    (a notebook's work folder, Spark's warehouse) in ``$TMPDIR``."""
+    ready = tmp_path / "ready"
+    (tmp_path / "holding.py").write_text(_HOLD)
+    _cancel_child(tmp_path, "python", {"function": "holding:hold"}, ready, marker=str(ready))
+    folder = Path(ready.read_text())
+    try:
+        assert not folder.exists(), f"{folder} was left behind"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
