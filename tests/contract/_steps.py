@@ -86,6 +86,12 @@ def exit_hard(code: int) -> None:
     os._exit(code)
 
 
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
 def unstorable() -> dict[str, Any]:
     return {"fine": 1, "lock": threading.Lock()}
 

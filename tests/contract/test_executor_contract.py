@@ -616,6 +616,36 @@ class TestSandboxedProcessExecutor(ExecutorContract):
     def artifact_url(self, pool: tuple[Executor, Recorder]) -> str:
         return tempfile.mkdtemp(dir=self.root)  # the only writable folder outside /tmp
 
+    @pytest.mark.parametrize(
+        ("step", "inputs", "said"),
+        [
+            ("exit_hard", {"code": Literal(3)}, "exited with status 3 "),
+            ("segfault", {}, "was killed by signal 11 (SIGSEGV)"),
+        ],
+        ids=["exit", "segfault"],
+    )
+    def test_a_crashed_worker_is_described_as_it_ended(
+        self,
+        executor: Executor,
+        recorder: Recorder,
+        artifact_url: str,
+        step: str,
+        inputs: Any,
+        said: str,
+    ) -> None:
+        """How a sandboxed worker ended, not how bubblewrap reports it or how the parent
+        ended bubblewrap: ``os._exit(3)`` often read "was killed by signal 9 (SIGKILL)" (the
+        parent killed bwrap before it passed the status on: a race, hence the repeats), a
+        segfault "exited with status 139" (bwrap's 128 + signal)."""
+        for _ in range(5):
+            final = self.run(executor, recorder, python_request(artifact_url, step, inputs))
+            assert isinstance(final, StepFailed)
+            assert final.error.error_type == "WorkerLost" and final.error.platform
+            assert said in final.error.message
+        assert isinstance(
+            self.run(executor, recorder, python_request(artifact_url, "noop")), StepSucceeded
+        )
+
     def test_cancel_kills_a_running_shell_command(
         self, executor: Executor, recorder: Recorder, artifact_url: str
     ) -> None:

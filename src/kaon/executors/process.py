@@ -71,6 +71,7 @@ from kaon.model.events import (
 )
 
 KILL_GRACE_S = 0.5  # between SIGTERM and SIGKILL of a cancelled attempt's worker
+SANDBOX_EXIT_S = 2.0  # for bubblewrap to pass on the status of a sandboxed worker that ended
 HEALTH_CHECK_S = 0.5  # how often the reader looks for workers that died without an EOF
 MAX_START_FAILURES = 3  # workers in a row that die before ready: the pool is broken
 WORKER_DEPTH = 16  # attempts sent ahead to one worker (it runs them one by one)
@@ -689,8 +690,16 @@ class ProcessExecutor(Executor):
             self._emit(forward)
 
     def _on_exit(self, worker: _Worker) -> None:
+        if self._sandbox is not None:
+            # The process is bubblewrap, which passes the worker's status on once the worker
+            # has ended (the worker's PID namespace, and all it started, end with it): let it,
+            # rather than kill it first and read its SIGKILL as the worker's end.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.proc.wait(timeout=SANDBOX_EXIT_S)
         worker.kill_groups()  # whatever the worker started dies with it
         code = worker.proc.wait()
+        if self._sandbox is not None and code > 128:
+            code = 128 - code  # bubblewrap's 128 + N: the worker was killed by signal N
         with contextlib.suppress(OSError):
             worker.conn.close()
         lost: list[ExecutorEvent] = []
