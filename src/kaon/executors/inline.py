@@ -29,7 +29,9 @@ thread instead, which takes many in one turn (one commit).
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 from collections import deque
 from typing import ClassVar
 
@@ -39,6 +41,7 @@ from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
 
 PREFETCH_PER_THREAD = 4  # attempts queued per free thread (see InlineExecutor.prefetch)
+STOP_WAIT_S = 5.0  # at shutdown, for the stopped attempts' commands and containers to be gone
 
 
 def _wake_lock() -> threading.Lock:
@@ -147,7 +150,11 @@ class InlineExecutor(Executor):
     def shutdown(self) -> None:
         """Stop the threads once they finish their current attempt; queued attempts are dropped.
 
-        Does not wait for running steps: their events are dropped.
+        Does not wait for running Python code (it cannot be stopped): its events are dropped.
+        It does wait, up to :data:`STOP_WAIT_S`, while the stopped attempts' shell commands
+        are killed and their containers removed by their steps: the engine's process often
+        exits right after (``kaon kill``, a ``fail_fast`` failure), and a command runs in a
+        session of its own, a container under Podman's monitor; neither would end with it.
         """
         with self._lock:
             flags = list(self._active.values())
@@ -155,11 +162,14 @@ class InlineExecutor(Executor):
             self._backlog.clear()
             self._stopping = True  # a busy thread stops when its attempt returns
             idle, self._idle = self._idle, []
+            running = bool(self._running)
         for flag in flags:
             flag.set()
         for wake in idle:
             wake.release()
         self._threads.clear()
+        if running:
+            _wait_for_commands(time.monotonic() + STOP_WAIT_S)
 
     def _next(self, wake: threading.Lock, settled: bool = False) -> TaskRequest | None:
         """The thread's next attempt, the oldest queued (waiting idle, on ``wake``, until
@@ -230,3 +240,15 @@ class InlineExecutor(Executor):
                 settled = True
             elif inbox is not None:
                 inbox.ring()
+
+
+def _wait_for_commands(deadline: float) -> None:
+    """Wait until no shell command or container of this process is left (their steps, told
+    to stop, kill and remove them), or until ``deadline``."""
+    from kaon.steptypes.shell import live_process_groups
+
+    while time.monotonic() < deadline:
+        container = sys.modules.get("kaon.steptypes.container")  # only if that type ran
+        if not live_process_groups() and (container is None or not container.live_containers()):
+            return
+        time.sleep(0.02)

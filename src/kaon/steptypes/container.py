@@ -281,6 +281,12 @@ def _started(config: Mapping[str, Any], name: str) -> None:
         _live[name] = _remove_argv(config, name)
 
 
+def live_containers() -> int:
+    """How many containers this process started and has not removed yet."""
+    with _live_lock:
+        return len(_live)
+
+
 def remove_live_containers() -> None:
     """Start the removal of every container this process started and did not remove, not
     waited for: the process calling this is about to end, and what descends from it to be

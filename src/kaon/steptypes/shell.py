@@ -112,6 +112,12 @@ def kill_live_process_groups() -> None:
         _kill_group(pgid)
 
 
+def live_process_groups() -> int:
+    """How many shell commands of this process still run (their process groups)."""
+    with _groups_lock:
+        return len(_live_groups)
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +248,77 @@ def test_a_burst_wakes_every_idle_thread_it_needs() -> None:
     finally:
         release.set()
         executor.shutdown()
+
+
+_ENGINE = """
+import sys, time
+from kaon.executors.base import TaskRequest
+from kaon.executors.inline import InlineExecutor
+
+step_type, config, started = sys.argv[1], eval(sys.argv[2]), sys.argv[3]
+executor = InlineExecutor(workers=1)
+executor.start(lambda event: None)
+key = ("r", 1, 1)
+executor.submit(TaskRequest(key=key, step_path="s", step_type=step_type, config=config,
+                            inputs={}, params={}, artifact_url="memory://kaon-inline-stop"))
+deadline = time.monotonic() + 30
+while not open(started).read() and time.monotonic() < deadline:
+    time.sleep(0.02)
+executor.cancel(key)  # kaon kill: the engine cancels its attempts, shuts down and exits
+executor.shutdown()
+"""
+
+_PODMAN = """#!/bin/sh
+for a in "$@"; do
+  case "$a" in
+    run) echo $$ > {started}; exec sleep 120;;
+    rm) echo "$*" >> {removed}; exit 0;;
+  esac
+done
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("step_type", ["shell", "container"])
+def test_an_engine_that_exits_after_a_kill_leaves_no_command_running(
+    tmp_path: Path, step_type: str
+) -> None:
+    """``kaon kill`` of a run on the inline executor (and of a container step, which a
+    sandboxed ``kaon run`` or server runs on inline threads): the engine's process exited
+    before the step's thread, told to stop, killed its command (a session of its own) or
+    removed its container; both ran on, orphaned."""
+    started, removed = tmp_path / "started", tmp_path / "removed"
+    started.write_text("")
+    if step_type == "shell":
+        config = {"command": f"echo $$ > {started}; exec sleep 120"}
+    else:
+        podman = tmp_path / "podman"
+        podman.write_text(_PODMAN.format(started=started, removed=removed))
+        podman.chmod(0o755)
+        config = {"image": "localhost/kaon-test:1", "command": "true", "podman": str(podman)}
+    engine = subprocess.run(
+        [sys.executable, "-c", _ENGINE, step_type, repr(config), str(started)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert engine.returncode == 0, engine.stderr
+    pid = int(started.read_text())
+    try:
+        deadline = time.monotonic() + 2  # a SIGKILLed orphan is reaped by init at once
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), "the step's command outlived the engine's process"
+        if step_type == "container":
+            assert removed.exists(), "the container was never removed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
