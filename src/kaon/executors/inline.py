@@ -36,9 +36,11 @@ from collections import deque
 from typing import ClassVar
 
 from kaon.errors import ConfigurationError, SystemFailure
+from kaon.executors._reaper import Reaper
 from kaon.executors.base import CancelFlag, EventInbox, EventSink, Executor, TaskRequest
 from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
+from kaon.steptypes._observers import observers
 
 PREFETCH_PER_THREAD = 4  # attempts queued per free thread (see InlineExecutor.prefetch)
 STOP_WAIT_S = 5.0  # at shutdown, for the stopped attempts' commands and containers to be gone
@@ -76,6 +78,7 @@ class InlineExecutor(Executor):
         self._running: dict[AttemptKey, CancelFlag] = {}  # attempts a thread is running
         self._abandoned: set[AttemptKey] = set()  # cancelled, but a thread still runs them
         self._sink: EventSink | None = None
+        self._reaper: Reaper | None = None  # stops this process's commands if it is killed
 
     @property
     def capacity(self) -> int:
@@ -101,6 +104,10 @@ class InlineExecutor(Executor):
         if self._sink is not None:
             raise SystemFailure("inline executor already started")
         self._sink = sink
+        if observers.group is None and observers.container is None:  # not a worker's
+            self._reaper = Reaper()
+            observers.group = self._reaper.group_changed
+            observers.container = self._reaper.container_changed
         for number in range(self._workers):
             thread = threading.Thread(
                 target=self._serve, args=(_wake_lock(),), name=f"kaon-inline-{number}", daemon=True
@@ -170,6 +177,13 @@ class InlineExecutor(Executor):
         self._threads.clear()
         if running:
             _wait_for_commands(time.monotonic() + STOP_WAIT_S)
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:  # a clean end: nothing for it to stop
+            if observers.group == reaper.group_changed:
+                observers.group = None
+            if observers.container == reaper.container_changed:
+                observers.container = None
+            reaper.close()
 
     def _next(self, wake: threading.Lock, settled: bool = False) -> TaskRequest | None:
         """The thread's next attempt, the oldest queued (waiting idle, on ``wake``, until

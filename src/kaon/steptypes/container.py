@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
+from kaon.steptypes._observers import observers
 from kaon.steptypes._protocol import (
     config_problems,
     parse_memory,
@@ -261,6 +262,7 @@ class ContainerStepType(StepType):
             )
         with _live_lock:
             _live.pop(name, None)
+        _tell(name, None)
 
 
 # The containers this process started and has not removed yet: a worker that is terminated
@@ -277,8 +279,18 @@ def _remove_argv(config: Mapping[str, Any], name: str) -> list[str]:
 
 
 def _started(config: Mapping[str, Any], name: str) -> None:
+    argv = _remove_argv(config, name)
     with _live_lock:
-        _live[name] = _remove_argv(config, name)
+        _live[name] = argv
+    _tell(name, argv)
+
+
+def _tell(name: str, argv: list[str] | None) -> None:
+    """Tell this process's container observer (see :mod:`kaon.steptypes._observers`)."""
+    observer = observers.container
+    if observer is not None:
+        with contextlib.suppress(OSError):
+            observer(name, argv)
 
 
 def live_containers() -> int:

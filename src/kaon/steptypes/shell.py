@@ -59,6 +59,7 @@ from typing import IO, Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
 from kaon.model.values import RETURN
+from kaon.steptypes._observers import observers
 from kaon.steptypes.base import CodeFingerprint, StepType
 from kaon.steptypes.context import StepContext
 
@@ -76,17 +77,14 @@ _groups_lock = threading.RLock()  # re-entered by a SIGTERM handler in the same 
 _live_groups: set[int] = set()
 
 
-_group_observer: Callable[[int, bool], None] | None = None
-
-
 def set_process_group_observer(observer: Callable[[int, bool], None] | None) -> None:
     """Have ``observer(pgid, running)`` called when a command's process group starts and ends.
 
     A worker process tells its parent, so that the parent can kill the commands of a worker
-    that died without cleaning up (SIGKILL, out of memory). The observer must not block long.
+    that died without cleaning up (SIGKILL, out of memory); the inline executor its reaper.
+    The observer must not block long.
     """
-    global _group_observer
-    _group_observer = observer
+    observers.group = observer
 
 
 def _track_group(pgid: int, running: bool) -> None:
@@ -95,7 +93,7 @@ def _track_group(pgid: int, running: bool) -> None:
             _live_groups.add(pgid)
         else:
             _live_groups.discard(pgid)
-    observer = _group_observer
+    observer = observers.group
     if observer is not None:
         with contextlib.suppress(OSError):
             observer(pgid, running)

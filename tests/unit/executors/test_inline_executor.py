@@ -322,3 +322,59 @@ def test_an_engine_that_exits_after_a_kill_leaves_no_command_running(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+_KILLED_ENGINE = """
+import os, signal, sys, time
+from kaon.executors.base import TaskRequest
+from kaon.executors.inline import InlineExecutor
+
+step_type, config, started = sys.argv[1], eval(sys.argv[2]), sys.argv[3]
+executor = InlineExecutor(workers=1)
+executor.start(lambda event: None)
+executor.submit(TaskRequest(key=("r", 1, 1), step_path="s", step_type=step_type, config=config,
+                            inputs={}, params={}, artifact_url="memory://kaon-inline-kill"))
+deadline = time.monotonic() + 30
+while not open(started).read() and time.monotonic() < deadline:
+    time.sleep(0.02)
+os.kill(os.getpid(), signal.SIGKILL)  # kill -9 of the engine: no clean-up of its own
+"""
+
+
+@pytest.mark.parametrize("step_type", ["shell", "container"])
+def test_an_engine_killed_by_sigkill_leaves_no_command_running(
+    tmp_path: Path, step_type: str
+) -> None:
+    """``kill -9`` of ``kaon run -e inline`` (or of a sandboxed run's engine, which runs
+    container steps on inline threads): the step's command, in a session of its own, and its
+    container, under Podman's monitor, ran on; a resume started a second copy."""
+    started, removed = tmp_path / "started", tmp_path / "removed"
+    started.write_text("")
+    if step_type == "shell":
+        config = {"command": f"echo $$ > {started}; exec sleep 120"}
+    else:
+        podman = tmp_path / "podman"
+        podman.write_text(_PODMAN.format(started=started, removed=removed))
+        podman.chmod(0o755)
+        config = {"image": "localhost/kaon-test:1", "command": "true", "podman": str(podman)}
+    engine = subprocess.run(
+        [sys.executable, "-c", _KILLED_ENGINE, step_type, repr(config), str(started)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert engine.returncode == -signal.SIGKILL, engine.stderr
+    pid = int(started.read_text())
+    try:
+        deadline = time.monotonic() + 10
+        while (_alive(pid) or (step_type == "container" and not removed.exists())) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert not _alive(pid), "the step's command outlived the killed engine"
+        if step_type == "container":
+            assert "rm" in removed.read_text(), "the container was never removed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
