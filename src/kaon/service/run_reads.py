@@ -23,7 +23,7 @@ from kaon.artifacts.base import ArtifactStore
 from kaon.errors import ConfigurationError, DefinitionError, NotFoundError
 from kaon.model.codec import workflow_from_dict
 from kaon.model.graph import dependencies
-from kaon.model.specs import WorkflowSpec
+from kaon.model.specs import WaitSpec, WorkflowSpec
 from kaon.model.status import StepStatus
 from kaon.service.step_inputs import MAX_DEPTH, InputView, resolve_inputs, shown_json
 from kaon.service.views import (
@@ -116,6 +116,13 @@ class ProgressView(View):
     eta_s: float | None = Field(default=None, description="seconds left at the pace so far")
 
 
+class WaitView(View):
+    """What a wait step waits for: a signal's name, and the condition it must meet."""
+
+    signal: str
+    match: str | None = None
+
+
 class StepDetail(View):
     """One step run with its attempts, outputs, metrics, progress and cache decision."""
 
@@ -135,6 +142,9 @@ class StepDetail(View):
     inputs: list[InputView] = Field(
         default_factory=list,
         description="a task's inputs: their sources, resolved now (values cut short)",
+    )
+    wait: WaitView | None = Field(
+        default=None, description="a wait step: the signal it waits for (the UI sends it)"
     )
 
 
@@ -386,7 +396,27 @@ class RunReads:
             metrics_truncated=truncated,
             progress=self._progress(run_id, row, counts, now),
             inputs=self._inputs(run_id, row, parent),
+            wait=self._wait(run_id, row),
         )
+
+    def _wait(self, run_id: str, row: StepRunRecord) -> WaitView | None:
+        """The signal a wait step waits for, from the run's definition (its wait steps of
+        that id; None when they disagree or the definition cannot be read)."""
+        if row.kind != "wait":
+            return None
+        try:
+            spec = _workflow(self.store, self.store.get_run(run_id).definition_hash)
+        except (DefinitionError, NotFoundError):
+            return None
+        found = {
+            (step.signal, step.match)
+            for _path, step in spec.graph.walk()
+            if isinstance(step, WaitSpec) and step.id == row.step_id
+        }
+        if len(found) != 1:
+            return None
+        signal, match = found.pop()
+        return WaitView(signal=signal, match=match)
 
     def _reused_step_metrics(self, row: StepRunRecord, limit: int) -> list[MetricView]:
         """The last metrics of the execution a cached step reused (``reused_from`` set)."""

@@ -712,6 +712,38 @@ def test_start_form_offers_the_choices_and_takes_null(
     operator.context.close()
 
 
+APPROVAL = """\
+name: approval
+steps:
+  - id: approve
+    wait: {signal: approved, match: "signal.ok == true"}
+  - id: ship
+    needs: [approve]
+    shell: echo shipping
+"""
+
+
+def test_a_waiting_step_s_panel_sends_its_signal(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str]
+) -> None:
+    admin = kaon_server.client()
+    pushed = admin.post("/workflows", json={"source": APPROVAL, "file_name": "approval.yaml"})
+    assert pushed.status_code < 300, pushed.text
+    run_id = admin.post("/runs", json={"workflow": "approval"}).json()["id"]
+    wait_status(kaon_server, run_id, {"running"})
+    operator = page_as(browser, kaon_server, tokens["operator"])
+    operator.goto(f"{kaon_server.url}/ui/runs/{run_id}?step=approve")
+    operator.wait_for_selector("#panel [data-wait=approved] [data-send-signal]", timeout=30_000)
+    assert "signal.ok == true" in operator.text_content("#panel [data-wait=approved]")
+    operator.click("#panel [data-send-signal]")
+    confirm(operator, value='{"ok": true}')
+    operator.wait_for_selector("#banner:has-text('Sent signal approved')")
+    wait_status(kaon_server, run_id, {"succeeded"})
+    signals = admin.get("/signals", params={"name": "approved"}).json()
+    assert [s["params"] for s in signals] == [{"ok": True}]
+    operator.context.close()
+
+
 FAILING = """name: skipper
 steps:
   - id: bad

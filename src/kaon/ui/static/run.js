@@ -300,6 +300,7 @@
       progressBlock(detail.progress),
       inputsBlock(detail.inputs),
       heldBlock(path, held[0]),
+      waitBlock(path, s, detail.wait),
       el("div", { class: "explain", "data-explained": path, hidden: true }),
       stepActions(s),
       s.error ? [el("h2", {}, "Error"), el("pre", {}, `${s.error.type}: ${s.error.message}\n${s.error.traceback || ""}`)] : null,
@@ -494,6 +495,26 @@
       el("div", { class: "actions" },
         el("button", { type: "button", "data-continue": "step", onclick: () => continueRun(path) }, "Continue this step"),
         el("button", { type: "button", "data-continue": "all", onclick: () => continueRun(null) }, "Continue all")));
+  }
+
+  /** A waiting wait step: the signal it waits for, and a button that sends it (operator),
+   *  with parameters (JSON) for its condition; the signal reaches every step and trigger
+   *  that waits for that name, as ``kaon signal`` does. */
+  function waitBlock(path, s, wait) {
+    if (!wait) return null;
+    return el("div", { class: "wait", "data-wait": wait.signal },
+      el("p", {}, "Waits for signal ", el("b", { class: "mono" }, wait.signal),
+        wait.match ? [" where ", el("code", {}, wait.match)] : null),
+      s.status === "waiting" ? el("div", { class: "actions" }, el("button", { type: "button", "data-send-signal": wait.signal,
+        onclick: () => confirmAction(`Send signal ${wait.signal}`,
+          "Every step and trigger waiting for this signal sees it (its parameters must meet their conditions).",
+          async (text) => {
+            const params = text && text.trim() ? JSON.parse(text) : {};
+            if (params === null || typeof params !== "object" || Array.isArray(params)) throw new Error("parameters must be a JSON object");
+            const sent = await api("/signals", { method: "POST", body: { name: wait.signal, params } });
+            banner(`Sent signal ${wait.signal} (#${sent.id})`);
+            refresh();
+          }, "parameters (JSON object, optional), e.g. {\"region\": \"eu\"}") }, "Send signal")) : null);
   }
 
   /** Release the held steps (``path``: that one only), with parameters changed if given. */
