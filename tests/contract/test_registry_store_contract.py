@@ -155,6 +155,22 @@ class RegistryStoreContract:
         registry.put_bundle("ab12cd34ef56ab78", {"other.py": ""}, 2.0)  # kept: a no-op
         assert registry.get_bundle("ab12cd34ef56ab78") == files
 
+    def test_versions_page_from_the_newest_without_their_source(
+        self, registry: RegistryStore
+    ) -> None:
+        for i in range(1, 8):
+            registry.add_version(version(definition_hash=f"h{i}", at=float(i)), activate=True)
+        registry.add_version(version(definition_hash="h3", at=9.0), activate=True)  # no-op
+        assert [v.version for v in registry.versions("wf", limit=3)] == [5, 6, 7]
+        assert [v.version for v in registry.versions("wf", before=5, limit=3)] == [2, 3, 4]
+        assert [v.version for v in registry.versions("wf", before=3)] == [1, 2]
+        assert {v.source for v in registry.versions("wf")} == {""}  # not read
+        assert registry.get_version("wf", 4).source == "source of h4"
+        assert registry.version_of_hash("wf", "h3") == 3
+        assert registry.version_of_hash("wf", "nope") is None
+        with pytest.raises(NotFoundError):
+            registry.versions("ghost", limit=3)
+
     def test_concurrent_pushes_get_distinct_versions(self, registry: RegistryStore) -> None:
         errors: list[BaseException] = []
         numbers: list[int] = []

@@ -181,7 +181,7 @@ def output_lineage(
 
 def workflow_latest(services: Services, name: str) -> int:
     """The newest version of a workflow (for a deactivated one)."""
-    versions = services.registry.versions(name)
+    versions = services.registry.versions(name, limit=1)
     if not versions:
         raise NotFoundError(f"workflow {name!r} has no version")
     return versions[-1].version

@@ -20,6 +20,8 @@ from kaon.service.registry_views import (
     WorkflowView,
 )
 
+MAX_VERSIONS = 1000  # versions one GET /workflows/{name}/versions answers at most
+
 router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERROR_RESPONSES)
 
 Name = str
@@ -122,11 +124,19 @@ def patch_workflow(
 @router.get("/{name}/versions", response_model=list[VersionView], summary="List versions")
 def list_versions(
     name: Name,
+    response: Response,
+    before: int | None = Query(None, ge=1, le=MAX_VERSION, description="Versions below this."),
+    limit: int = Query(MAX_VERSIONS, ge=1, le=MAX_VERSIONS),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[VersionView]:
-    """Every version of a workflow, oldest first."""
-    return services.registry.versions(name)
+    """A workflow's versions, oldest first: the newest ``limit`` below ``before`` (every
+    one, up to ``limit``, when absent). ``Kaon-Older: true`` says older ones remain: ask
+    again with ``before`` = the first version of this page."""
+    found = services.registry.versions(name, before=before, limit=limit + 1)
+    older = len(found) > limit
+    response.headers["Kaon-Older"] = "true" if older else "false"
+    return found[1:] if older else found
 
 
 @router.get("/{name}/versions/{version}", response_model=VersionView, summary="Get a version")

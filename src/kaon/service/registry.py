@@ -183,8 +183,7 @@ class RegistryService:
         if spec.name != name:
             return found
         wanted = spec_hash(canonical(spec, folder))
-        versions = self.registry.versions(name)
-        found.version = next((v.version for v in versions if v.definition_hash == wanted), None)
+        found.version = self.registry.version_of_hash(name, wanted)
         return found
 
     def _owner_group_for(
@@ -261,10 +260,14 @@ class RegistryService:
             found = conn.execute(stmt).scalar()
         return None if found is None else int(found)
 
-    def versions(self, name: str) -> list[VersionView]:
-        """Every version of a workflow, oldest first. Raises NotFoundError."""
+    def versions(
+        self, name: str, *, before: int | None = None, limit: int | None = None
+    ) -> list[VersionView]:
+        """A workflow's versions, oldest first: the newest ``limit`` (all when None) below
+        version ``before`` (all when None). Raises NotFoundError."""
         active = self.registry.get_workflow(name).active_version
-        return [version_view(v, active) for v in self.registry.versions(name)]
+        found = self.registry.versions(name, before=before, limit=limit)
+        return [version_view(v, active) for v in found]
 
     def version(self, name: str, number: int) -> VersionView:
         """One version with its source text. Raises NotFoundError."""

@@ -131,8 +131,16 @@ class RegistryStore(ABC):
         :meth:`active_versions` re-reads only when it differs."""
 
     @abstractmethod
-    def versions(self, workflow: str) -> list[VersionRecord]:
-        """Every version of a workflow, oldest first. Raises NotFoundError."""
+    def versions(
+        self, workflow: str, *, before: int | None = None, limit: int | None = None
+    ) -> list[VersionRecord]:
+        """A workflow's versions without their source text, oldest first: the newest
+        ``limit`` (every one when None) of those below version ``before`` (all when None).
+        Raises NotFoundError for an unknown workflow."""
+
+    @abstractmethod
+    def version_of_hash(self, workflow: str, definition_hash: str) -> int | None:
+        """The oldest version of ``workflow`` whose definition has this hash, if any."""
 
     @abstractmethod
     def get_version(self, workflow: str, version: int) -> VersionRecord:
@@ -361,15 +369,34 @@ class SQLRegistryStore(RegistryStore):
         with self.store.reading() as conn:
             return tuple(conn.execute(stmt).one())
 
-    def versions(self, workflow: str) -> list[VersionRecord]:
-        """See :meth:`RegistryStore.versions`."""
+    def versions(
+        self, workflow: str, *, before: int | None = None, limit: int | None = None
+    ) -> list[VersionRecord]:
+        """See :meth:`RegistryStore.versions` (the primary key, newest first, then turned)."""
         v = r.workflow_versions.c
-        stmt = sa.select(r.workflow_versions).where(v.workflow == workflow).order_by(v.version)
+        columns = [c for c in r.workflow_versions.c if c.name != "source"]
+        stmt = sa.select(*columns).where(v.workflow == workflow)
+        if before is not None:
+            stmt = stmt.where(v.version < before)
+        stmt = stmt.order_by(v.version.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self.store.reading() as conn:
             found = [VersionRecord(**row._asdict()) for row in conn.execute(stmt)]
         if not found:
             self.get_workflow(workflow)
+        found.reverse()
         return found
+
+    def version_of_hash(self, workflow: str, definition_hash: str) -> int | None:
+        """See :meth:`RegistryStore.version_of_hash` (``ix_workflow_versions_hash``)."""
+        v = r.workflow_versions.c
+        stmt = sa.select(sa.func.min(v.version)).where(
+            v.workflow == workflow, v.definition_hash == definition_hash
+        )
+        with self.store.reading() as conn:
+            found = conn.execute(stmt).scalar_one_or_none()
+        return None if found is None else int(found)
 
     def get_version(self, workflow: str, version: int) -> VersionRecord:
         """See :meth:`RegistryStore.get_version`."""

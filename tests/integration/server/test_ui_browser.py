@@ -441,6 +441,7 @@ def test_workflow_page_start_form_diff_activate_and_audit(
     owner.check("#versions tr[data-version='1'] .diff-pick")
     owner.check("#versions tr[data-version='2'] .diff-pick")
     owner.click("#diff-selected")
+    assert owner.is_disabled("#versions-pager [data-versions=older]")  # 2 versions: one page
     owner.wait_for_selector("#diff-source .add")
     assert "n: {type: int, default: 12}" in owner.text_content("#diff-source .add")
     assert "n: {type: int, default: 30}" in owner.text_content("#diff-source .del")

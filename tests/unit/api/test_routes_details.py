@@ -171,3 +171,27 @@ def answer() -> object:
 def bundled() -> None:
     answer()
 """
+
+
+def test_versions_come_by_pages_from_the_newest(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    owner = h(tokens["owner"])
+    for n in range(1, 6):  # five versions, each with another default
+        body = {"source": V1.replace("default: 3", f"default: {n}"), "file_name": "tuned.yaml"}
+        assert client.post("/workflows", json=body, headers=owner).status_code < 300
+    every = client.get("/workflows/tuned/versions", headers=owner)
+    assert [v["version"] for v in every.json()] == [1, 2, 3, 4, 5]
+    assert every.headers["Kaon-Older"] == "false"
+    newest = client.get("/workflows/tuned/versions", params={"limit": 2}, headers=owner)
+    assert [v["version"] for v in newest.json()] == [4, 5]
+    assert newest.headers["Kaon-Older"] == "true"
+    older = client.get("/workflows/tuned/versions", params={"limit": 2, "before": 4}, headers=owner)
+    assert [v["version"] for v in older.json()] == [2, 3]
+    oldest = client.get(
+        "/workflows/tuned/versions", params={"limit": 2, "before": 2}, headers=owner
+    )
+    assert [v["version"] for v in oldest.json()] == [1]
+    assert oldest.headers["Kaon-Older"] == "false"
+    too_many = client.get("/workflows/tuned/versions", params={"limit": 1001}, headers=owner)
+    assert too_many.status_code == 422

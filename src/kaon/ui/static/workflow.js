@@ -8,10 +8,16 @@
   let offset = 0;
   let form = null; // the parameters of the version the start form was made for
   const LIMIT = 25;
+  const VERSIONS = 50; // versions a page shows, newest first
+  const versionPages = [null]; // the ``before`` of each page shown so far (null: the newest)
 
   async function load() {
-    const [wf, versions, triggers] = await Promise.all([
-      api(base), api(`${base}/versions`), api("/triggers?" + q({ workflow: name })).catch(() => [])]);
+    const before = versionPages[versionPages.length - 1];
+    const [wf, page, triggers] = await Promise.all([
+      api(base), api(`${base}/versions?` + q({ limit: VERSIONS + 1, before })),
+      api("/triggers?" + q({ workflow: name })).catch(() => [])]);
+    const older = page.length > VERSIONS; // one more than shown: another page follows
+    const versions = older ? page.slice(1) : page;
     const props = document.getElementById("props");
     props.replaceChildren(el("dt", {}, "owner"), el("dd", {}, wf.owner_group || "—"),
       el("dt", {}, "active version"), el("dd", {}, wf.active_version ? `v${wf.active_version}` : "none"),
@@ -28,6 +34,9 @@
         `Activate v${v.version}`, `New runs of ${name} will use version ${v.version}.`,
         async () => { await api(`${base}/activate`, { method: "POST", body: { version: v.version } }); banner(`v${v.version} is active`); load(); loadAudit(); },
         null, { needs: "owner" }) }, "Activate")))));
+    document.getElementById("versions-pager").replaceChildren(
+      el("button", { type: "button", "data-versions": "newer", disabled: versionPages.length === 1, onclick: () => { versionPages.pop(); load(); } }, "‹ newer"),
+      el("button", { type: "button", "data-versions": "older", disabled: !older, onclick: () => { versionPages.push(versions[0].version); load(); } }, "older ›"));
     await loadForm();
   }
 
