@@ -77,6 +77,7 @@ class ContainerSteps(RunCore):
             else:
                 raise KaonError(f"unknown step kind {spec.kind!r}")
         except Exception as exc:  # its items, params or values: the step fails, not the run
+            self._close_unreached(node, _S.SKIPPED)
             self._fail(node, error_info(exc))
 
     def _run_container(self, node: Node) -> None:
@@ -210,6 +211,7 @@ class ContainerSteps(RunCore):
         try:
             stop = self.resolver.condition(frame, spec.until, spec.location.with_field("until"))
         except Exception as exc:  # a user's value or expression: the step fails
+            self._close_unreached(node, _S.SKIPPED)
             self._fail(node, error_info(exc))
             return
         if stop:

@@ -394,6 +394,7 @@ class RunCore(ABC):
         self, node: Node, failed: bool, output: ValueRef, why: str = ""
     ) -> None:
         now = self.ctx.clock()
+        self._close_unreached(node, _S.SKIPPED)
         node.foreach = None
         node.loop = None
         node.sub = None
@@ -404,6 +405,35 @@ class RunCore(ABC):
         node.outputs = {RETURN: output}
         self._set(node, _S.SUCCEEDED, outputs=encode_outputs(node.outputs), ended_at=now)
         self._terminal(node)
+
+    def _close_unreached(self, node: Node, status: StepStatus, reason: str = "") -> None:
+        """End the item or iteration rows of a container ``node`` that its execution ends
+        without reopening, and the unfinished rows inside them: rows a restart reset to
+        ``pending`` (or a stop left open) that this execution does not reach, as when the
+        redone items list is shorter, the loop stops earlier, or the run stops first. They
+        end ``skipped`` (``not reached: ...``) when the container ends by itself, or with
+        ``status`` and ``reason`` (``cancelled``) when it is stopped. A finished run never
+        keeps a ``pending`` row."""
+        rows: list[StepRunRecord] = []
+        if node.foreach is not None:
+            rows.extend(node.foreach.restore.values())
+            node.foreach.restore.clear()
+            why = f"not reached: foreach {node.path} ended with {node.foreach.next_index} items"
+        elif node.loop is not None:
+            rows.extend(node.loop.rows.values())
+            node.loop.rows.clear()
+            why = f"not reached: loop {node.path} ended at iteration {node.loop.iteration}"
+        else:
+            return
+        why = reason or why
+        now = self.ctx.clock()
+        todo = [row for row in rows if not row.status.is_terminal]
+        while todo:
+            row = todo.pop()
+            self.ctx.batch.update_step_run(self.id, row.id, status=status, reason=why, ended_at=now)
+            self._step_event(row.path, status, row.id)
+            children = self.ctx.store.step_runs(self.id, parent_id=row.id)
+            todo.extend(child for child in children if not child.status.is_terminal)
 
     def _finish(self, status: RunStatus, error: str | None) -> None:
         self.finished = True

@@ -331,6 +331,8 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     self._set(node, _S.FAILED, error=error, ended_at=now)
                     self._fail_enclosing(node, now)
         for frame in frames:
+            for node in frame.nodes.values():
+                self._close_unreached(node, _S.CANCELLED, reason)
             if self._ended_by_itself(frame):
                 continue
             for node in frame.nodes.values():
@@ -413,6 +415,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             self._cancel_node(node, reason, now)
             stopped.append(node)
         for node in holders:
+            self._close_unreached(node, _S.CANCELLED, reason)
             node.foreach = node.loop = None
             node.sub = None
         frame.remaining -= len(stopped)  # its unfinished steps; none follows (all are done)
@@ -484,6 +487,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         self._drop_attempt(node, now)
         if node in self.waiting:
             self.waiting.remove(node)
+        self._close_unreached(node, _S.CANCELLED, reason)
         node.foreach = node.loop = None
         node.sub = None
 
@@ -548,6 +552,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
 
     def _cancel_node(self, node: Node, reason: str, now: float) -> None:
         self._drop_attempt(node, now)
+        self._close_unreached(node, _S.CANCELLED, reason)
         if node in self.waiting:
             self.waiting.remove(node)
         if not node.done:

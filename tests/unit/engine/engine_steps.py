@@ -238,3 +238,8 @@ def described(value: Any, state: str = "", name: str = "") -> str:
     item = kctx.current_context().item
     summary = int(value["v"].sum()) if hasattr(value, "columns") else value
     return f"{type(value).__name__} {summary!r} item {type(item).__name__}"
+
+
+def by_flag(state: str, flag: str, absent: Any, present: Any) -> Any:
+    """``present`` once the file ``state/flag`` exists, ``absent`` before."""
+    return present if (Path(state) / flag).exists() else absent
