@@ -282,9 +282,12 @@ class ContainerSteps(RunCore):
                 frame.ended_at = row.ended_at  # it ended before the stop: it stays ended
             elif row.status is not _S.RUNNING:
                 # A restart reset its start: its duration counts from this opening.
-                started = {"started_at": now} if row.started_at is None else {}
+                changes: dict[str, Any] = {"started_at": now} if row.started_at is None else {}
+                if kind == "item" and row.item != item:
+                    # A restart redid the items list: the row shows the item it runs now.
+                    changes["item"] = item
                 self.ctx.batch.update_step_run(
-                    self.id, row.id, status=_S.RUNNING, ended_at=None, **started
+                    self.id, row.id, status=_S.RUNNING, ended_at=None, **changes
                 )
             self._restore_frame(frame, self.ctx.store.step_runs(self.id, parent_id=row.id))
         self._seed(frame)

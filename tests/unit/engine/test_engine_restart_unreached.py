@@ -92,3 +92,26 @@ def test_items_a_restart_stops_before_reaching_end_cancelled(inline: Harness) ->
     assert rows["fe[0].x"].status is StepStatus.FAILED
     for path in ("fe[1]", "fe[2]", "fe[1].x"):
         assert rows[path].status is StepStatus.CANCELLED, path
+
+
+def test_an_item_a_restart_reopens_shows_its_new_value(inline: Harness) -> None:
+    """The items list redone by a restart: an item row reopened by index showed the item it
+    had before (``a``) while its steps ran on the new one (``p``)."""
+    state = str(inline.state)
+    body = GraphSpec(steps=(task("x", "const", inputs={"value": E("item")}),))
+    spec = flow(
+        task(
+            "xs",
+            "by_flag",
+            inputs={"state": state, "flag": "go", "absent": ["a", "b"], "present": ["p", "q"]},
+        ),
+        ForeachSpec(id="fe", items=E("steps.xs"), body=body),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    assert [inline.rows(run_id)[f"fe[{i}]"].item for i in (0, 1)] == ["a", "b"]
+    (inline.state / "go").write_text("")
+    operations.restart_run(inline.store, run_id, from_path="xs")
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "fe") == ["p", "q"]
+    assert [inline.rows(run_id)[f"fe[{i}]"].item for i in (0, 1)] == ["p", "q"]
