@@ -251,6 +251,7 @@ def walk_frames(frame: Frame) -> Iterator[Frame]:
 
 CONDITION_FALSE = "condition is false"  # the reason of a step skipped by its ``when``
 NOT_TAKEN = "branch not taken"  # the reason of a step skipped after branches not taken
+UPSTREAM_FAILED = "upstream failed"  # the reason of a step skipped after a failure
 
 
 def not_taken(node: Node) -> bool:
@@ -261,6 +262,11 @@ def not_taken(node: Node) -> bool:
     )
 
 
+def after_failure(node: Node) -> bool:
+    """A step skipped because a dependency failed (Airflow's ``upstream_failed``)."""
+    return node.status is StepStatus.SKIPPED and node.reason.startswith(UPSTREAM_FAILED)
+
+
 def trigger_decision(rule: TriggerRule, deps: list[Node]) -> tuple[bool, str]:
     """Whether a node whose dependencies are all finished may run, and if not, why.
 
@@ -268,7 +274,9 @@ def trigger_decision(rule: TriggerRule, deps: list[Node]) -> tuple[bool, str]:
     taken, at least one having run (Maestro's join: it runs after whichever branch was
     taken); when none ran it is a branch not taken too. ``all_succeeded_strict`` is skipped
     by any skipped dependency (other than a user skip), as in Airflow. Failed or cancelled
-    dependencies skip every rule but ``all_done`` and ``any_succeeded``.
+    dependencies skip every rule but ``all_done`` and ``any_succeeded``; ``none_failed``
+    counts a dependency skipped because of a failure as failed too (Airflow's
+    ``upstream_failed``), and runs after dependencies skipped otherwise.
     """
     failed = [d.spec.id for d in deps if d.status in (StepStatus.FAILED, StepStatus.CANCELLED)]
     succeeded = [d for d in deps if d.counts_as_success]
@@ -278,8 +286,10 @@ def trigger_decision(rule: TriggerRule, deps: list[Node]) -> tuple[bool, str]:
         if succeeded or not deps:
             return True, ""
         return False, "no upstream step succeeded"
+    if rule is TriggerRule.NONE_FAILED:
+        failed += [d.spec.id for d in deps if after_failure(d)]
     if failed:
-        return False, f"upstream failed: {', '.join(failed)}"
+        return False, f"{UPSTREAM_FAILED}: {', '.join(failed)}"
     if rule is TriggerRule.NONE_FAILED:
         return True, ""
     skipped = [d for d in deps if not d.counts_as_success]

@@ -149,6 +149,16 @@ def test_ignore_failure_and_trigger_rules(harness: Harness) -> None:
             trigger_rule=TriggerRule.ANY_SUCCEEDED,
         ),
         task("nf", "const", needs=("bad",), trigger_rule=TriggerRule.NONE_FAILED),
+        # after a step skipped because of the failure: failed too, as Airflow's upstream_failed
+        task("nf2", "const", needs=("strict",), trigger_rule=TriggerRule.NONE_FAILED),
+        task("off", "const", when="false"),  # skipped by its condition: none_failed runs
+        task(
+            "nf3",
+            "const",
+            inputs={"value": 4},
+            needs=("off", "ok"),
+            trigger_rule=TriggerRule.NONE_FAILED,
+        ),
     )
     status, run_id = harness.run(spec)
     assert status is RunStatus.SUCCEEDED
@@ -159,6 +169,11 @@ def test_ignore_failure_and_trigger_rules(harness: Harness) -> None:
     )
     assert harness.value(run_id, "done") == 2 and harness.value(run_id, "any") == 3
     assert rows["nf"].status is StepStatus.SKIPPED
+    assert (rows["nf2"].status, rows["nf2"].reason) == (
+        StepStatus.SKIPPED,
+        "upstream failed: strict",
+    )
+    assert harness.value(run_id, "nf3") == 4
 
 
 def test_workflow_defaults_apply_to_steps(inline: Harness) -> None:
