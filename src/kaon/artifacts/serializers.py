@@ -40,6 +40,7 @@ of theirs is loaded), so that ``import kaon`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -48,6 +49,7 @@ import pathlib
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
 import cloudpickle
@@ -401,15 +403,8 @@ def load_blob(hash_: str, serializer: str, file: IO[bytes]) -> Any:
     load = getattr(chosen, "load", None)
     if not callable(load):
         return decode_blob(hash_, serializer, file.read())
-    try:
+    with _decoding(hash_, serializer):
         return load(file, hash_)
-    except KaonError:
-        raise
-    except Exception as exc:
-        raise SerializationError(
-            f"cannot decode blob {hash_} with serializer {serializer!r}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def decode_blob(hash_: str, serializer: str, data: bytes) -> Any:
@@ -417,8 +412,16 @@ def decode_blob(hash_: str, serializer: str, data: bytes) -> Any:
 
     Raises :class:`~kaon.errors.SerializationError` naming the blob when it cannot be decoded.
     """
-    try:
+    with _decoding(hash_, serializer):
         return serializer_named(serializer).loads(data)
+
+
+@contextlib.contextmanager
+def _decoding(hash_: str, serializer: str) -> Iterator[None]:
+    """A failure to decode blob ``hash_`` as a SerializationError naming it (Kaon's own
+    errors pass as they are)."""
+    try:
+        yield
     except KaonError:
         raise
     except Exception as exc:

@@ -192,15 +192,18 @@ def test_step_option_and_kill_while_paused(inline: Harness) -> None:
     assert inline.rows(run_id)["c"].status is StepStatus.CANCELLED
 
 
+def _paused_then_stopped(h: Harness, run_id: str) -> None:
+    """Drive the run until it pauses, then stop its engine (the run stays paused)."""
+    engine = h.engine()
+    stopper = threading.Thread(target=lambda: (_until(h, run_id, RunStatus.PAUSED), engine.stop()))
+    stopper.start()
+    assert h.drive(run_id, engine=engine) is RunStatus.PAUSED
+    stopper.join()
+
+
 def test_a_paused_run_stays_paused_across_engines(inline: Harness) -> None:
     run_id = _create(inline, _chain(inline), "b:after")
-    engine = inline.engine()
-    stopper = threading.Thread(
-        target=lambda: (_until(inline, run_id, RunStatus.PAUSED), engine.stop())
-    )
-    stopper.start()
-    assert inline.drive(run_id, engine=engine) is RunStatus.PAUSED
-    stopper.join()
+    _paused_then_stopped(inline, run_id)
     with _driven(inline, run_id) as result:  # a new engine takes the run over, still paused
         _until(inline, run_id, RunStatus.PAUSED)
         assert inline.count("b") == 1
@@ -211,13 +214,7 @@ def test_a_paused_run_stays_paused_across_engines(inline: Harness) -> None:
 
 def test_kill_a_paused_run_no_engine_drives(inline: Harness) -> None:
     run_id = _create(inline, _chain(inline), "b")
-    engine = inline.engine()
-    stopper = threading.Thread(
-        target=lambda: (_until(inline, run_id, RunStatus.PAUSED), engine.stop())
-    )
-    stopper.start()
-    assert inline.drive(run_id, engine=engine) is RunStatus.PAUSED
-    stopper.join()
+    _paused_then_stopped(inline, run_id)
     operations.cancel_run(inline.store, run_id, by="ops")
     assert inline.store.get_run(run_id).status is RunStatus.CANCELLED
     assert inline.rows(run_id)["b"].status is StepStatus.CANCELLED
@@ -247,13 +244,7 @@ def test_the_run_time_limit_stops_while_the_run_is_paused(inline: Harness) -> No
 
 def test_a_resumed_engine_counts_the_time_paused_before_it(inline: Harness) -> None:
     run_id = _create(inline, _limited(inline, 1.5), "b")
-    engine = inline.engine()
-    stopper = threading.Thread(
-        target=lambda: (_until(inline, run_id, RunStatus.PAUSED), engine.stop())
-    )
-    stopper.start()
-    assert inline.drive(run_id, engine=engine) is RunStatus.PAUSED
-    stopper.join()
+    _paused_then_stopped(inline, run_id)
     time.sleep(2.0)  # paused, no engine, past the limit
     with _driven(inline, run_id) as result:
         _until(inline, run_id, RunStatus.PAUSED)

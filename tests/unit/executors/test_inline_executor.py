@@ -278,6 +278,18 @@ done
 """
 
 
+def _long_command(step_type: str, tmp_path: Path, started: Path, removed: Path) -> dict[str, str]:
+    """A step config whose command writes its PID to ``started`` and runs for 2 minutes (a
+    container's: a fake ``podman`` that logs each ``rm`` to ``removed``)."""
+    started.write_text("")
+    if step_type == "shell":
+        return {"command": f"echo $$ > {started}; exec sleep 120"}
+    podman = tmp_path / "podman"
+    podman.write_text(_PODMAN.format(started=started, removed=removed))
+    podman.chmod(0o755)
+    return {"image": "localhost/kaon-test:1", "command": "true", "podman": str(podman)}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -295,14 +307,7 @@ def test_an_engine_that_exits_after_a_kill_leaves_no_command_running(
     before the step's thread, told to stop, killed its command (a session of its own) or
     removed its container; both ran on, orphaned."""
     started, removed = tmp_path / "started", tmp_path / "removed"
-    started.write_text("")
-    if step_type == "shell":
-        config = {"command": f"echo $$ > {started}; exec sleep 120"}
-    else:
-        podman = tmp_path / "podman"
-        podman.write_text(_PODMAN.format(started=started, removed=removed))
-        podman.chmod(0o755)
-        config = {"image": "localhost/kaon-test:1", "command": "true", "podman": str(podman)}
+    config = _long_command(step_type, tmp_path, started, removed)
     engine = subprocess.run(
         [sys.executable, "-c", _ENGINE, step_type, repr(config), str(started)],
         capture_output=True,
@@ -349,14 +354,7 @@ def test_an_engine_killed_by_sigkill_leaves_no_command_running(
     container steps on inline threads): the step's command, in a session of its own, and its
     container, under Podman's monitor, ran on; a resume started a second copy."""
     started, removed = tmp_path / "started", tmp_path / "removed"
-    started.write_text("")
-    if step_type == "shell":
-        config = {"command": f"echo $$ > {started}; exec sleep 120"}
-    else:
-        podman = tmp_path / "podman"
-        podman.write_text(_PODMAN.format(started=started, removed=removed))
-        podman.chmod(0o755)
-        config = {"image": "localhost/kaon-test:1", "command": "true", "podman": str(podman)}
+    config = _long_command(step_type, tmp_path, started, removed)
     engine = subprocess.run(
         [sys.executable, "-c", _KILLED_ENGINE, step_type, repr(config), str(started)],
         capture_output=True,
