@@ -291,10 +291,16 @@ class _Block(StepRef):
 class ForeachBlock(_Block):
     """``with kaon.foreach(items) as seg:`` -- ``seg.item`` and ``seg.index`` inside the body."""
 
-    __slots__ = ("_concurrency", "_item_name", "_items")
+    __slots__ = ("_concurrency", "_item_name", "_items", "_min_success")
 
     def __init__(
-        self, items: Any, concurrency: int | None, as_: str | None, options: Mapping[str, Any]
+        self,
+        items: Any,
+        concurrency: int | None,
+        as_: str | None,
+        options: Mapping[str, Any],
+        *,
+        min_success: float | None = None,
     ) -> None:
         super().__init__("foreach", options)
         builder = self._builder
@@ -314,6 +320,7 @@ class ForeachBlock(_Block):
             )
             concurrency = None
         self._concurrency = concurrency
+        self._min_success = min_success  # checked by kaon.model.validation
 
     @property
     def item(self) -> Ref:
@@ -332,6 +339,7 @@ class ForeachBlock(_Block):
             body=self._body_graph(),
             concurrency=self._concurrency,
             item_name=self._item_name,
+            min_success=self._min_success,
             location=self._location,
             **self._fields,
         )

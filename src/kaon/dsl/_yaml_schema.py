@@ -139,6 +139,7 @@ class StepModel(_Model):
     foreach: Any = None
     as_: StrictStr | None = Field(None, alias="as")
     concurrency: StrictInt | None = Field(None, ge=1)
+    min_success: float | None = None  # checked by kaon.model.validation
     loop: LoopModel | None = None
     steps: list[Any] | None = None
     output: StrictStr | None = None

@@ -533,6 +533,7 @@ def foreach(
     concurrency: int | None = None,
     id: str | None = None,
     as_: str | None = None,
+    min_success: float | None = None,
     **options: Any,
 ) -> ForeachBlock:
     """Repeat the ``with`` block's steps for each item of ``items`` (a ref or a JSON list).
@@ -540,8 +541,11 @@ def foreach(
     ``handle.item`` / ``handle.index`` are the current item and index inside the body;
     after the block the handle is a ref to the list of the body's outputs. ``as_`` names
     the item variable (nested foreaches get ``item_1``, ``item_2``, ... by default).
+    ``min_success=0.8``: the foreach succeeds when 80 % of its items do (``None`` for the
+    others in its output), every item running whatever the others do.
     """
-    return ForeachBlock(items, concurrency, as_, {**options, **({"id": id} if id else {})})
+    options = {**options, **({"id": id} if id else {})}
+    return ForeachBlock(items, concurrency, as_, options, min_success=min_success)
 
 
 def loop(

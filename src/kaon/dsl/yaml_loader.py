@@ -383,6 +383,7 @@ class _WorkflowReader:
             "steps": ("foreach", "loop"),
             "as": ("foreach",),
             "concurrency": ("foreach",),
+            "min_success": ("foreach",),
             "output": ("foreach", "loop"),
             "config": ("type",),
             "inputs": ("python", "shell", "type", "workflow"),
@@ -510,6 +511,7 @@ class _WorkflowReader:
             body=self.body(model, path),
             concurrency=model.concurrency,
             item_name=model.as_ or "item",
+            min_success=model.min_success,
             **common,
         )
 

@@ -133,7 +133,9 @@ class ContainerSteps(RunCore):
         if done and not state.active and not self.finished and not self.draining:
             count = state.next_index
             output = state.results.collect(count, self.ctx.artifacts, node.path)
-            self._complete_container(node, state.failed > 0, output, state.failed_text(node.path))
+            failed = not state.succeeded_enough
+            why = state.failed_text(node.path) if state.failed else ""
+            self._complete_container(node, failed, output, why)
 
     def _open_item(self, node: Node, state: ForeachState, index: int, item: Any) -> None:
         spec = state.spec

@@ -346,7 +346,7 @@ class RunCore(ABC):
         mode = node.on_failure
         frame = node.frame
         container = frame.container
-        while container is not None and container.on_failure is not FailureMode.IGNORE:
+        while container is not None and not container.holds_failures:
             if container.on_failure is FailureMode.FINISH_RUNNING:
                 mode = FailureMode.FINISH_RUNNING
             if container.foreach is not None:
@@ -403,7 +403,13 @@ class RunCore(ABC):
             self._fail(node, error)
             return
         node.outputs = {RETURN: output}
-        self._set(node, _S.SUCCEEDED, outputs=encode_outputs(node.outputs), ended_at=now)
+        # Said of a container that succeeds all the same: a foreach's failed items within
+        # its min_success, a loop that ran out of iterations.
+        outputs = encode_outputs(node.outputs)
+        if why:
+            self._set(node, _S.SUCCEEDED, outputs=outputs, ended_at=now, reason=why)
+        else:
+            self._set(node, _S.SUCCEEDED, outputs=outputs, ended_at=now)
         self._terminal(node)
 
     def _close_unreached(self, node: Node, status: StepStatus, reason: str = "") -> None:

@@ -11,6 +11,7 @@ the turn's write batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,14 @@ class Node:
         return self.spec.on_failure or self.frame.defaults.on_failure
 
     @property
+    def holds_failures(self) -> bool:
+        """True for a container that holds the failures inside it: ``on_failure: ignore``, or
+        a foreach with ``min_success`` (its items' failures count against that fraction)."""
+        if self.on_failure is FailureMode.IGNORE:
+            return True
+        return isinstance(self.spec, ForeachSpec) and self.spec.min_success is not None
+
+    @property
     def failure_ignored(self) -> bool:
         """True when this node failed under the ``ignore`` failure mode."""
         return self.status is StepStatus.FAILED and self.on_failure is FailureMode.IGNORE
@@ -107,9 +116,9 @@ class Node:
         mode = self.on_failure
         container = self.frame.container
         while container is not None and mode is not FailureMode.IGNORE:
+            if container.holds_failures:
+                return FailureMode.IGNORE
             outer = container.on_failure
-            if outer is FailureMode.IGNORE:
-                return outer
             if outer is FailureMode.FINISH_RUNNING:
                 mode = outer
             container = container.frame.container
@@ -217,8 +226,25 @@ class ForeachState:
         return not self.items.has(self.next_index)
 
     def failed_text(self, path: str) -> str:
-        """Why the foreach at ``path`` failed: ``2 of 500 items of fe failed``."""
-        return f"{self.failed} of {self.next_index} items of {path} failed"
+        """Why the foreach at ``path`` failed: ``2 of 500 items of fe failed`` (and, under
+        ``min_success``, how many had to succeed)."""
+        text = f"{self.failed} of {self.next_index} items of {path} failed"
+        if self.spec.min_success is not None:
+            text += f" (min_success {self.spec.min_success:g}: {self.needed} needed)"
+        return text
+
+    @property
+    def needed(self) -> int:
+        """How many items must succeed under ``min_success`` (all without it)."""
+        ratio = self.spec.min_success
+        count = self.next_index
+        return count if ratio is None else math.ceil(ratio * count - 1e-9)
+
+    @property
+    def succeeded_enough(self) -> bool:
+        """True when the foreach, its items ended, succeeds: no item failed, or enough of
+        them succeeded for its ``min_success``."""
+        return self.failed == 0 or self.next_index - self.failed >= self.needed
 
 
 @dataclass(eq=False)

@@ -169,12 +169,15 @@ class _Encoder:
             config = _json_value(dict(step.config), where.with_field("config"))
             return {"step_type": step.step_type, "config": config}
         if isinstance(step, ForeachSpec):
-            return {
+            data: dict[str, Any] = {
                 "items": _input(step.items, where.with_field("items")),
                 "body": self.graph(step.body),
                 "concurrency": step.concurrency,
                 "item_name": step.item_name,
             }
+            if step.min_success is not None:  # only when set: earlier hashes are kept
+                data["min_success"] = _float(step.min_success, where.with_field("min_success"))
+            return data
         if isinstance(step, LoopSpec):
             return {
                 "body": self.graph(step.body),
@@ -523,6 +526,7 @@ def _foreach(fields: _Fields, common: dict[str, Any]) -> StepSpec:
         body=_graph(fields.child("body")),
         concurrency=fields.get("concurrency", (int, type(None)), None),
         item_name=fields.text("item_name", "item"),
+        min_success=fields.opt_float("min_success"),
     )
 
 

@@ -255,12 +255,18 @@ class ForeachSpec(StepSpec):
     Items are expanded lazily, at most ``concurrency`` running at once (``None``: the
     executor's capacity). The output is the list of each item's body output, in item order.
     Inside the body, ``item`` (or ``item_name``) and ``index`` are bound.
+
+    ``min_success`` (a fraction in (0, 1]) makes the foreach hold its items' failures: every
+    item runs, a failed one stops nothing else, and the foreach succeeds when at least that
+    fraction of its items succeeded, its output holding ``null`` for each failed item (a
+    sweep that keeps the trials that worked); below it, the foreach fails.
     """
 
     items: InputSpec
     body: GraphSpec
     concurrency: int | None = None
     item_name: str = "item"
+    min_success: float | None = None
     kind: str = "foreach"
 
 

@@ -640,7 +640,8 @@ def check_tenancy(context: _Context) -> Iterator[Problem]:
 
 
 def check_foreach(context: _Context) -> Iterator[Problem]:
-    """A foreach's concurrency is >= 1 and its item name is a free identifier."""
+    """A foreach's concurrency is >= 1, its min_success a fraction in (0, 1], and its item
+    name a free identifier."""
     for step, scope in _steps(context.spec):
         if not isinstance(step, ForeachSpec):
             continue
@@ -649,6 +650,15 @@ def check_foreach(context: _Context) -> Iterator[Problem]:
             yield Problem(
                 f"foreach {path!r}: concurrency must be an int >= 1, got {step.concurrency!r}",
                 step.location.with_field("concurrency"),
+            )
+        ratio = step.min_success
+        if ratio is not None and (
+            isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 1
+        ):
+            yield Problem(
+                f"foreach {path!r}: min_success must be a fraction in (0, 1] (0.8: 80 % of the "
+                f"items), got {ratio!r}",
+                step.location.with_field("min_success"),
             )
         name = step.item_name
         if not isinstance(name, str) or not PARAM_NAME_PATTERN.fullmatch(name):

@@ -699,3 +699,20 @@ def test_a_sql_parameter_nothing_gives_is_a_definition_problem() -> None:
     assert [m for _l, m in problems_of(flow)] == [
         "step 'sql': the query reads $j, which no params entry and no input gives"
     ]
+
+
+def test_a_foreach_takes_min_success() -> None:
+    @kaon.workflow
+    def flow() -> None:
+        with kaon.foreach([1, 2, 3], min_success=0.6, id="fe") as fe:
+            load(n=fe.item)
+
+    (fe,) = flow.spec.graph.steps
+    assert isinstance(fe, ForeachSpec) and fe.min_success == 0.6
+
+    @kaon.workflow
+    def bad() -> None:
+        with kaon.foreach([1, 2, 3], min_success=0, id="fe") as fe:
+            load(n=fe.item)
+
+    assert any("min_success must be a fraction in (0, 1]" in m for _l, m in problems_of(bad))

@@ -698,3 +698,39 @@ def test_a_sql_parameter_nothing_gives_is_a_problem_at_the_inputs(folder: Path) 
     )
     message = "step 'q': the query reads $nope, which no params entry and no input gives"
     assert found == [(8, "steps[0].inputs", message)]
+
+
+def test_a_foreach_min_success_is_read_and_checked(folder: Path) -> None:
+    spec = load(
+        folder,
+        """
+        name: sweep
+        steps:
+          - id: fe
+            foreach: "[1, 2, 3]"
+            min_success: 0.5
+            steps: [{id: t, shell: echo}]
+        """,
+    )
+    fe = step_of(spec, "fe")
+    assert isinstance(fe, ForeachSpec) and fe.min_success == 0.5
+    found = problems(
+        folder,
+        """
+        name: sweep
+        steps:
+          - id: fe
+            foreach: "[1, 2, 3]"
+            min_success: 1.5
+            steps: [{id: t, shell: echo}]
+          - id: s
+            shell: echo
+            min_success: 0.5
+        """,
+    )
+    assert (
+        6,
+        "steps[0].min_success",
+        "foreach 'fe': min_success must be a fraction in (0, 1] (0.8: 80 % of the items), got 1.5",
+    ) in found
+    assert (10, "steps[1].min_success", "'min_success' does not apply to a shell step") in found

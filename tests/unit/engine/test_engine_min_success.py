@@ -1,0 +1,63 @@
+"""A foreach with ``min_success``: every item runs whatever the others do, and the foreach
+succeeds when enough of them did, ``null`` standing for each failed item in its output."""
+
+from __future__ import annotations
+
+from conftest import E, Harness, flow, task
+
+from kaon.model.specs import ForeachSpec, GraphSpec, WorkflowSpec
+from kaon.model.status import RunStatus, StepStatus
+
+
+def _sweep(h: Harness, min_success: float | None, concurrency: int = 2) -> WorkflowSpec:
+    state = str(h.state)
+    body = GraphSpec(
+        steps=(
+            task("trial", "nap_divide", inputs={"item": E("item"), "bad": 3, "seconds": 0.01}),
+            task("mark", "add", needs=("trial",), inputs={"a": E("steps.trial"), "state": state}),
+        )
+    )
+    return flow(
+        task("src", "const", inputs={"value": [1, 2, 3, 4, 5]}),
+        ForeachSpec(
+            id="fe",
+            items=E("steps.src"),
+            body=body,
+            concurrency=concurrency,
+            min_success=min_success,
+        ),
+        task("best", "const", inputs={"value": E("steps.fe")}),
+    )
+
+
+def test_enough_items_succeed_and_the_failed_one_is_null(harness: Harness) -> None:
+    status, run_id = harness.run(_sweep(harness, 0.8))
+    assert status is RunStatus.SUCCEEDED, harness.store.get_run(run_id).error
+    rows = harness.rows(run_id)
+    assert rows["fe"].status is StepStatus.SUCCEEDED
+    assert rows["fe"].reason == "1 of 5 items of fe failed (min_success 0.8: 4 needed)"
+    assert rows["fe[2]"].status is StepStatus.FAILED  # item 3: 3 / (3 - 3)
+    values = harness.value(run_id, "best")
+    assert values[2] is None and [v for i, v in enumerate(values) if i != 2] == [
+        -0.5,
+        -2.0,
+        4.0,
+        2.5,
+    ]
+    assert harness.count("add") == 4  # every other item ran, after the failure too
+
+
+def test_too_few_items_succeed_and_the_foreach_fails(inline: Harness) -> None:
+    status, run_id = inline.run(_sweep(inline, 0.9, concurrency=1))
+    assert status is RunStatus.FAILED
+    rows = inline.rows(run_id)
+    assert rows["fe"].status is StepStatus.FAILED
+    assert "1 of 5 items of fe failed (min_success 0.9: 5 needed)" in str(rows["fe"].error)
+    assert inline.count("add") == 4  # the failure stopped no other item
+    assert rows["best"].status is StepStatus.CANCELLED  # the foreach failed fast
+
+
+def test_without_min_success_a_failed_item_fails_the_run_at_once(inline: Harness) -> None:
+    status, _ = inline.run(_sweep(inline, None, concurrency=1))
+    assert status is RunStatus.FAILED
+    assert inline.count("add") == 2  # items 1 and 2; item 3 failed: fail_fast
