@@ -3,6 +3,8 @@ succeeds when enough of them did, ``null`` standing for each failed item in its 
 
 from __future__ import annotations
 
+import dataclasses
+
 from conftest import E, Harness, flow, task
 
 from kaon.model.specs import ForeachSpec, GraphSpec, WorkflowSpec
@@ -61,3 +63,44 @@ def test_without_min_success_a_failed_item_fails_the_run_at_once(inline: Harness
     status, _ = inline.run(_sweep(inline, None, concurrency=1))
     assert status is RunStatus.FAILED
     assert inline.count("add") == 2  # items 1 and 2; item 3 failed: fail_fast
+
+
+def test_a_resumed_engine_counts_the_failures_recorded_before_it(inline: Harness) -> None:
+    import threading
+    import time
+
+    from kaon.model.specs import Const
+
+    spec = _sweep(inline, 0.8, concurrency=1)
+    fe = spec.graph.steps[1]
+    assert isinstance(fe, ForeachSpec)
+    trial = fe.body.steps[0]
+    slow = {**trial.inputs, "seconds": Const(0.3)}  # type: ignore[attr-defined]
+    body = GraphSpec(steps=(dataclasses.replace(trial, inputs=slow), fe.body.steps[1]))
+    spec = dataclasses.replace(
+        spec,
+        graph=GraphSpec(
+            steps=(spec.graph.steps[0], dataclasses.replace(fe, body=body), spec.graph.steps[2])
+        ),
+    )
+    run_id = inline.create(spec)
+    engine = inline.engine()
+
+    def stop_after_the_failure() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = inline.rows(run_id)
+            if "fe[2]" in rows and rows["fe[2]"].status is StepStatus.FAILED:
+                break
+            time.sleep(0.02)
+        engine.stop()
+
+    stopper = threading.Thread(target=stop_after_the_failure)
+    stopper.start()
+    assert inline.drive(run_id, engine=engine) is RunStatus.RUNNING
+    stopper.join()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED, inline.store.get_run(run_id).error
+    rows = inline.rows(run_id)
+    assert rows["fe"].reason == "1 of 5 items of fe failed (min_success 0.8: 4 needed)"
+    assert rows["fe[2].trial"].attempts == 1  # the failed item was not run again
+    assert inline.value(run_id, "best")[2] is None
