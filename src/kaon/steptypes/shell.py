@@ -214,17 +214,30 @@ def _pump(stream: IO[bytes], sink: Any) -> None:
     stream.close()
 
 
+def _command_words(command: str) -> list[str] | None:
+    """The command's shell words, operators apart (``sort <in.csv >out.txt``: ``sort``,
+    ``<``, ``in.csv``, ``>``, ``out.txt``); None when it does not split (an unclosed quote)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:  # an unclosed quote: bash's error at run time
+        return None
+
+
 def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(word, path)`` of each regular file under the command's working directory that a
-    word of the command names (in order, once each); none for a command that does not
-    split as shell words."""
+    word of the command names (in order, once each), but for the target of an output
+    redirection (``> out.txt``, ``2>> err.log``: written, not read); none for a command that
+    does not split as shell words."""
     folder = os.path.realpath(str(config.get("cwd") or os.getcwd()))
-    try:
-        words = shlex.split(str(config.get("command", "")), comments=True)
-    except ValueError:  # an unclosed quote: bash's error at run time
+    words = _command_words(str(config.get("command", "")))
+    if words is None:
         return []
     found: dict[str, str] = {}
-    for word in words:
+    for before, word in zip(["", *words], words, strict=False):
+        if ">" in before and not before.strip("<>|&()"):  # an operator writing the word
+            continue
         name = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
         if not name or "$" in name or name in found:
             continue
