@@ -61,8 +61,13 @@ RESULTS = ("table", "scalar", "row", "none")
 DEFAULT_URL = "duckdb:///:memory:"
 _KNOWN_KEYS = frozenset({"query", "file", "base_dir", "url", "params", "result"})
 _DUCKDB_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-# String literals, quoted identifiers and comments: where a `$name` is not a parameter.
-_SQL_NOISE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.DOTALL)
+# String literals (dollar-quoted ones too: `$$...$$`, `$tag$...$tag$`), quoted identifiers
+# and comments: where a `$name` is not a parameter.
+_SQL_NOISE = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/"
+    r"|\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*|)\$.*?\$(?P=tag)\$",
+    re.DOTALL,
+)
 
 
 def duckdb_parameter_names(query: str) -> list[str]:
