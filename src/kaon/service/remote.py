@@ -179,12 +179,17 @@ class RemoteService:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._answer(method, path, **kwargs)
+        return None if response.status_code == 204 else response.json()
+
+    def _answer(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The server's successful answer (its headers too). Raises as :meth:`_call`."""
         try:
             response = self.http.request(method, path, **kwargs)
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise ConfigurationError(f"cannot reach the Kaon server at {self.url}: {exc}") from exc
         raise_for_answer(response)
-        return None if response.status_code == 204 else response.json()
+        return response
 
     # -- definitions and runs ----------------------------------------------------------------
 
@@ -559,9 +564,18 @@ class RemoteService:
         return WorkflowView.model_validate(self._call("GET", f"/workflows/{name}"))
 
     def versions(self, name: str) -> list[VersionView]:
-        """Every version of a workflow."""
-        found = self._call("GET", f"/workflows/{name}/versions")
-        return [VersionView.model_validate(v) for v in found]
+        """Every version of a workflow, oldest first: the server answers a page at a time
+        (``Kaon-Older: true`` while older ones remain), each asked below the last one's
+        oldest."""
+        found: list[VersionView] = []
+        params: dict[str, int] = {}
+        while True:
+            response = self._answer("GET", f"/workflows/{name}/versions", params=params)
+            page = [VersionView.model_validate(v) for v in response.json()]
+            found[:0] = page
+            if response.headers.get("Kaon-Older") != "true" or not page:
+                return found
+            params = {"before": page[0].version}
 
     def activate(self, name: str, version: int) -> WorkflowView:
         """Make ``version`` active."""
