@@ -300,10 +300,16 @@ class _WorkflowReader:
             default = model.default if has_default else NO_DEFAULT
             if isinstance(default, str) and "${{" in default:  # computed from other params
                 default = self.param_template(default, (*path, "default"))
+            # A null choice is the null a nullable parameter takes (Literal["a", None]);
+            # one of a parameter not nullable stays, for the problem to say so.
+            choices = list(model.choices or ())
+            values = [c for c in choices if c is not None]
+            if model.nullable and values:
+                choices = values
             if model.type is not None:
                 ptype = model.type
-            elif model.choices:
-                ptype = choices_type(model.choices)
+            elif choices:
+                ptype = choices_type(values or choices)
             else:  # from the default (a null default: any)
                 ptype = infer_param_type(default if has_default else None)
             found.append(
@@ -314,7 +320,7 @@ class _WorkflowReader:
                     description=model.description,
                     location=where,
                     nullable=model.nullable,
-                    choices=tuple(model.choices or ()),
+                    choices=tuple(choices),
                 )
             )
         return found

@@ -374,9 +374,12 @@ def choice_problems(param: ParamSpec) -> list[str]:
     seen: list[Any] = []
     for choice in param.choices:
         if choice is None or not matches_type(choice, param.type):
+            hint = " (declare it nullable to accept null)" if choice is None else ""
+            if choice is None and param.nullable:
+                hint = " (a nullable parameter takes null beside its choices)"
             problems.append(
                 f"choice {choice!r:.80} of parameter {param.name!r} is not of its type "
-                f"{param.type.value}"
+                f"{param.type.value}{hint}"
             )
         elif any(_same(convert_value(choice, param.type)[0], s, param.type) for s in seen):
             problems.append(f"choice {choice!r:.80} of parameter {param.name!r} is listed twice")
