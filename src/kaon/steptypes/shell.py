@@ -226,10 +226,13 @@ def _command_words(command: str) -> list[str] | None:
 
 
 def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(word, path)`` of each regular file under the command's working directory that a
-    word of the command names (in order, once each), but for the target of an output
-    redirection (``> out.txt``, ``2>> err.log``: written, not read); none for a command that
-    does not split as shell words."""
+    """``(word, path)`` of each project file of code the command runs (in order, once each):
+    a regular file under the command's working directory that a word names, when it is the
+    program of a simple command (``./run.sh``) or has a code file's suffix (``bash prep.sh``,
+    ``python train.py``, ``--query=q.sql``), but not the target of an output redirection
+    (``> out.sh``: written). Data files (``--data rows.csv``, ``--out model.pkl``) are not
+    keyed: a step's outputs it writes would change its key at every run. None for a command
+    that does not split as shell words."""
     folder = os.path.realpath(str(config.get("cwd") or os.getcwd()))
     words = _command_words(str(config.get("command", "")))
     if words is None:
@@ -241,10 +244,22 @@ def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         name = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
         if not name or "$" in name or name in found:
             continue
+        program = before == "" or before in _COMMAND_STARTS
+        if not program and os.path.splitext(name)[1].lower() not in _CODE_SUFFIXES:
+            continue
         path = os.path.realpath(os.path.join(folder, name))
         if path.startswith(folder + os.sep) and os.path.isfile(path):
             found[name] = path
     return list(found.items())
+
+
+# Where a simple command starts (its next word is the program it runs).
+_COMMAND_STARTS = frozenset({"|", "||", "&&", ";", "&", "(", "|&", "then", "do", "else"})
+# The suffixes of a file of code a command runs (a script, a query, a program's source).
+_CODE_SUFFIXES = frozenset(
+    {".sh", ".bash", ".zsh", ".py", ".r", ".pl", ".rb", ".js", ".mjs", ".jl", ".sql", ".awk"}
+    | {".sed", ".lua", ".php", ".tcl", ".ipynb", ".scala", ".go", ".java", ".kts"}
+)
 
 
 def _argv(shell: str, command: str) -> list[str]:
@@ -333,11 +348,11 @@ class ShellStepType(StepType):
         return problems
 
     def fingerprint(self, config: Mapping[str, Any]) -> str | CodeFingerprint:
-        """The command's configuration, and the content of each project file the command
-        names (a word of it, or the value of ``--opt=value``, that is a file under the
-        working directory: ``bash prep.sh``, ``python train.py --data data.csv``), so that
-        editing the script is a cache miss. A file larger than :data:`MAX_HASHED_BYTES` is
-        listed as not covered; a name made at run time (``$SCRIPT``) is not seen."""
+        """The command's configuration, and the content of each project file of code the
+        command runs (see :func:`_named_files`: ``bash prep.sh``, ``python train.py``), so
+        that editing the script is a cache miss. A file larger than
+        :data:`MAX_HASHED_BYTES`, or unreadable, is listed as not covered; a name made at run
+        time (``$SCRIPT``) is not seen."""
         configured = super().fingerprint(config)
         assert isinstance(configured, str)  # no "file" key: the configuration's hash
         files = _named_files(config)
@@ -347,13 +362,17 @@ class ShellStepType(StepType):
         parts: dict[str, str] = {}
         skipped: list[str] = []
         for name, path in files:
-            if os.path.getsize(path) > MAX_HASHED_BYTES:
-                skipped.append(f"{name} (larger than {MAX_HASHED_BYTES // 2**20} MiB)")
+            try:
+                if os.path.getsize(path) > MAX_HASHED_BYTES:
+                    skipped.append(f"{name} (larger than {MAX_HASHED_BYTES // 2**20} MiB)")
+                    continue
+                digest = hashlib.sha256()
+                with open(path, "rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        digest.update(chunk)
+            except OSError as exc:  # unreadable here: said, not a reason to skip the cache
+                skipped.append(f"{name} (cannot be read: {exc.strerror or exc})")
                 continue
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
             content = digest.hexdigest()
             portable[f"reads {name}"] = content
             parts[f"file {name}"] = content[:16]

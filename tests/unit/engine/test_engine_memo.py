@@ -194,4 +194,4 @@ def test_a_script_a_shell_command_names_counts_by_its_content(inline: Harness) -
     assert inline.value(third, "prep") == {"n": 2}
     found = ShellStepType().fingerprint(config)
     assert not isinstance(found, str)
-    assert sorted(found.parts) == ["file rows.csv", "file scripts/prep.sh"]  # not /etc, $HOME
+    assert sorted(found.parts) == ["file scripts/prep.sh"]  # not data, /etc, $HOME

@@ -1,6 +1,7 @@
-"""Which project files a shell command's cache key counts: those it reads, not the files its
-redirections write (a step writing ``out.txt`` would otherwise miss its cache once the file
-exists, and never hit when what it writes changes each time)."""
+"""Which project files a shell command's cache key counts: the code it runs (a program, a
+script it hands an interpreter), not the data it reads or writes, nor the files its
+redirections write (a step writing ``out.txt`` or ``--out model.pkl`` would otherwise miss
+its cache once the file exists, and never hit when what it writes changes each time)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ def _names(folder: Path, command: str) -> list[str]:
 
 
 def test_a_redirection_target_is_written_not_read(tmp_path: Path) -> None:
-    for name in ("in.csv", "out.txt", "err.log", "all.log"):
+    for name in ("prep.py", "out.sh", "run.sh", "in.csv", "model.pkl"):
         (tmp_path / name).write_text("x\n")
-    assert _names(tmp_path, "sort in.csv > out.txt") == ["in.csv"]
-    assert _names(tmp_path, "sort in.csv >out.txt 2>>err.log") == ["in.csv"]
-    assert _names(tmp_path, "sort <in.csv &> all.log") == ["in.csv"]
-    assert _names(tmp_path, "cat in.csv|wc -l >| out.txt") == ["in.csv"]
-    assert _names(tmp_path, "sort in.csv;cat out.txt") == ["in.csv", "out.txt"]  # read
+    assert _names(tmp_path, "python prep.py > out.sh") == ["prep.py"]
+    assert _names(tmp_path, "python prep.py <in.csv >out.sh 2>>err.log") == ["prep.py"]
+    assert _names(tmp_path, "cat in.csv|./run.sh >| out.sh") == ["./run.sh"]
+    assert _names(tmp_path, "python prep.py;bash out.sh") == ["prep.py", "out.sh"]  # run
+    assert _names(tmp_path, "./run.sh --data in.csv --out model.pkl") == ["./run.sh"]  # data
 
 
 def test_a_step_writing_a_file_keeps_its_fingerprint(tmp_path: Path) -> None:

@@ -50,7 +50,9 @@
     let input;
     if (p.choices && p.choices.length) { // one of the declared values (null too when nullable)
       const keep = p.required ? "—" : p.computed ? `default (= ${p.computed})` : `default (${JSON.stringify(p.default)})`;
-      const options = p.choices.map((c) => el("option", { value: typeof c === "string" ? c : JSON.stringify(c) }, typeof c === "string" ? c : JSON.stringify(c)));
+      // Sent as a string the server reads by the type: a str as typed, anything else as JSON
+      // (so that the string "1" among the choices of an ``any`` is not read as the number 1).
+      const options = p.choices.map((c) => el("option", { value: p.type === "str" ? c : JSON.stringify(c) }, typeof c === "string" ? c : JSON.stringify(c)));
       input = el("select", { id, name: p.name, "data-type": p.type },
         el("option", { value: "" }, keep), ...options, p.nullable ? el("option", { value: "null" }, "null") : null);
     } else if (p.type === "bool") {
