@@ -66,6 +66,9 @@ _DEFINITION_ERRORS: dict[str, type[DefinitionError]] = {
 }
 
 
+WORKFLOWS_PAGE = 1000  # workflows one GET /workflows answers at most
+
+
 class Stoppable(Protocol):
     """Something a signal handler can stop (an engine, a remote follower)."""
 
@@ -556,8 +559,15 @@ class RemoteService:
     # -- registry ----------------------------------------------------------------------------
 
     def workflows(self) -> list[WorkflowView]:
-        """Registered workflows."""
-        return [WorkflowView.model_validate(v) for v in self._call("GET", "/workflows")]
+        """Every registered workflow, by name: the server answers pages of at most
+        :data:`WORKFLOWS_PAGE`, asked until a short one (the first 100 only, before)."""
+        found: list[WorkflowView] = []
+        while True:
+            params = {"limit": WORKFLOWS_PAGE, "offset": len(found)}
+            page = self._call("GET", "/workflows", params=params)
+            found.extend(WorkflowView.model_validate(v) for v in page)
+            if len(page) < WORKFLOWS_PAGE:
+                return found
 
     def workflow(self, name: str) -> WorkflowView:
         """One workflow."""

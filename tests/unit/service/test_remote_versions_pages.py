@@ -40,3 +40,21 @@ def test_versions_follows_every_page() -> None:
         found = remote.versions("wf")
     assert [v.version for v in found] == list(range(1, TOTAL + 1))
     assert [v.version for v in found if v.active] == [TOTAL]
+
+
+def _workflows(request: httpx.Request) -> httpx.Response:
+    assert request.url.path == "/workflows"
+    offset = int(request.url.params.get("offset", 0))
+    limit = min(int(request.url.params.get("limit", 100)), PAGE)  # 100 unless asked
+    names = [f"wf{n:04d}" for n in range(TOTAL)][offset : offset + limit]
+    return httpx.Response(
+        200, json=[{"name": n, "created_at": 1.0, "updated_at": 1.0} for n in names]
+    )
+
+
+def test_workflows_follows_every_page() -> None:
+    """The workflows list answers 100 by default: the client saw only those."""
+    transport = httpx.MockTransport(_workflows)
+    with RemoteService("http://k", token="t", transport=transport) as remote:
+        found = remote.workflows()
+    assert len(found) == TOTAL and found[-1].name == f"wf{TOTAL - 1:04d}"
