@@ -677,6 +677,7 @@ name: picked
 params:
   size: {choices: [small, large], default: small}
   lr: {type: float, nullable: true, default: 0.1}
+  tag: {choices: ["", x], default: x}
 steps:
   - id: show
     shell: echo $KAON_INPUT_S $KAON_INPUT_L
@@ -694,6 +695,7 @@ def test_start_form_offers_the_choices_and_takes_null(
     assert [(f["name"], f["choices"], f["nullable"]) for f in fields] == [
         ("size", ["small", "large"], False),
         ("lr", [], True),
+        ("tag", ["", "x"], False),
     ]
     operator = page_as(browser, kaon_server, tokens["operator"])
     operator.goto(f"{kaon_server.url}/ui/workflows/picked")
@@ -703,13 +705,14 @@ def test_start_form_offers_the_choices_and_takes_null(
     assert "float or null" in operator.text_content("[data-param=lr] label")
     assert operator.get_attribute("#param-lr", "type") == "text"  # a number field holds no null
     operator.select_option("#param-size", "large")
+    operator.select_option("#param-tag", index=1)  # the empty string: a choice, not "default"
     operator.fill("#param-lr", "null")
     operator.click("#start button[type=submit]")
     confirm(operator)
     operator.wait_for_url("**/ui/runs/*")
     run_id = operator.url.rsplit("/", 1)[-1]
     wait_status(kaon_server, run_id, {"succeeded"})
-    assert admin.get(f"/runs/{run_id}").json()["params"] == {"size": "large", "lr": None}
+    assert admin.get(f"/runs/{run_id}").json()["params"] == {"size": "large", "lr": None, "tag": ""}
     operator.context.close()
 
 

@@ -53,7 +53,8 @@
       // Sent as a string the server reads by the type: a str as typed, anything else as JSON
       // (so that the string "1" among the choices of an ``any`` is not read as the number 1).
       const options = p.choices.map((c) => el("option", { value: p.type === "str" ? c : JSON.stringify(c) }, typeof c === "string" ? c : JSON.stringify(c)));
-      input = el("select", { id, name: p.name, "data-type": p.type },
+      // The first option keeps the default (a choice may be the empty string: sent as chosen).
+      input = el("select", { id, name: p.name, "data-type": p.type, "data-choices": "" },
         el("option", { value: "" }, keep), ...options, p.nullable ? el("option", { value: "null" }, "null") : null);
     } else if (p.type === "bool") {
       input = el("select", { id, name: p.name, "data-type": p.type },
@@ -92,6 +93,10 @@
     const unread = [];
     for (const input of document.querySelectorAll("#start-fields [name]")) {
       if (input.validity && input.validity.badInput) { unread.push(input.name); continue; }
+      if (input.dataset.choices !== undefined) { // a list of choices: its first option keeps the default
+        if (input.selectedIndex > 0) params[input.name] = input.value;
+        continue;
+      }
       const value = input.dataset.type === "str" ? input.value : input.value.trim();
       if (value !== "") params[input.name] = value;
     }
