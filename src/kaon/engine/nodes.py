@@ -99,6 +99,12 @@ class Node:
         a foreach with ``min_success`` (its items' failures count against that fraction)."""
         if self.on_failure is FailureMode.IGNORE:
             return True
+        return self.weighs_failures
+
+    @property
+    def weighs_failures(self) -> bool:
+        """True for a foreach with ``min_success``: its items' failures decide nothing before
+        its items end (a stop before then cancels it, as it would one with no failed item)."""
         return isinstance(self.spec, ForeachSpec) and self.spec.min_success is not None
 
     @property

@@ -324,7 +324,12 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             for node in frame.nodes.values():
                 if node.status is _S.FAILED and not node.failure_ignored:
                     self._fail_enclosing(node, now)
-                elif node.foreach is not None and node.foreach.failed and not node.done:
+                elif (
+                    node.foreach is not None
+                    and node.foreach.failed
+                    and not node.done
+                    and not node.weighs_failures
+                ):
                     # Its failed items are folded away (a drain let them end): still failed.
                     why = node.foreach.failed_text(node.path)
                     error = error_dict(ErrorInfo("ChildFailed", why))
@@ -362,13 +367,16 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
 
     def _fail_enclosing(self, node: Node, now: float) -> None:
         """Show the item, iteration and container steps around a failed node ``failed``, not
-        ``cancelled``, when the run stops because of it (or while it is failed inside them)."""
+        ``cancelled``, when the run stops because of it (or while it is failed inside them).
+        A foreach with ``min_success`` stops that: its failed item did not fail it."""
         frame = node.frame
         while frame.container is not None:
             container = frame.container
             if has_own_row(frame) and not frame.finished:
                 frame.finished = True
                 self._frame_row(frame, _S.FAILED, ended_at=now, error=self._frame_error(frame))
+            if container.weighs_failures:
+                return
             if not container.done:
                 error = ErrorInfo("ChildFailed", f"step {node.path} failed")
                 self._set(container, _S.FAILED, error=error_dict(error), ended_at=now)

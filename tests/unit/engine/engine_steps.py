@@ -243,3 +243,19 @@ def described(value: Any, state: str = "", name: str = "") -> str:
 def by_flag(state: str, flag: str, absent: Any, present: Any) -> Any:
     """``present`` once the file ``state/flag`` exists, ``absent`` before."""
     return present if (Path(state) / flag).exists() else absent
+
+
+def divide_marking(item: int, bad: int, state: str, seconds: float = 0.0) -> float:
+    """``item / (item - bad)`` after ``seconds``; item ``bad`` marks ``state/failed`` first."""
+    time.sleep(seconds)
+    if item == bad:
+        _mark(state, "failed")
+    return item / (item - bad)
+
+
+def fail_after(state: str, flag: str, timeout: float = 30.0) -> None:
+    """Wait for the file ``state/flag`` (at most ``timeout`` seconds), then fail."""
+    deadline = time.monotonic() + timeout
+    while not (Path(state) / flag).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    raise RuntimeError(f"failed after {flag}")

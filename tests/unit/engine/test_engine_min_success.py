@@ -7,7 +7,7 @@ import dataclasses
 
 from conftest import E, Harness, flow, task
 
-from kaon.model.specs import ForeachSpec, GraphSpec, WorkflowSpec
+from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, StepSpec, WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -104,3 +104,59 @@ def test_a_resumed_engine_counts_the_failures_recorded_before_it(inline: Harness
     assert rows["fe"].reason == "1 of 5 items of fe failed (min_success 0.8: 4 needed)"
     assert rows["fe[2].trial"].attempts == 1  # the failed item was not run again
     assert inline.value(run_id, "best")[2] is None
+
+
+def _stopped_sweep(h: Harness, body: tuple[StepSpec, ...], mode: FailureMode) -> WorkflowSpec:
+    """A min_success foreach whose item 1 fails, beside a step that fails (under ``mode``)
+    once it has: the run stops while the foreach still has items to run."""
+    return flow(
+        task("src", "const", inputs={"value": [1, 2, 3, 4, 5]}),
+        ForeachSpec(
+            id="fe",
+            items=E("steps.src"),
+            body=GraphSpec(steps=body),
+            concurrency=1,
+            min_success=0.4,
+        ),
+        task(
+            "other", "fail_after", inputs={"state": str(h.state), "flag": "failed"}, on_failure=mode
+        ),
+    )
+
+
+def test_a_drain_cancels_the_foreach_its_failed_item_did_not_fail(inline: Harness) -> None:
+    state = str(inline.state)
+    trial = task(
+        "trial",
+        "divide_marking",
+        inputs={"item": E("item"), "bad": 1, "state": state, "seconds": 0.2},
+    )
+    spec = _stopped_sweep(inline, (trial,), FailureMode.FINISH_RUNNING)
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    assert inline.store.get_run(run_id).error == "step other failed"
+    rows = inline.rows(run_id)
+    assert rows["fe[0]"].status is StepStatus.FAILED
+    # One failed item of five decides nothing under min_success 0.4: the drain stopped it.
+    assert rows["fe"].status is StepStatus.CANCELLED, rows["fe"].error
+    assert rows["fe"].reason == "step other failed"
+
+
+def test_a_stop_cancels_the_foreach_around_a_failed_step_of_a_running_item(
+    inline: Harness,
+) -> None:
+    state = str(inline.state)
+    failing = task(
+        "a",
+        "divide_marking",
+        inputs={"item": E("item"), "bad": 1, "state": state},
+        on_failure=FailureMode.FINISH_RUNNING,  # its item's other step runs on
+    )
+    slow = task("b", "sleeper", inputs={"seconds": 1.0})
+    status, run_id = inline.run(_stopped_sweep(inline, (failing, slow), FailureMode.FAIL_FAST))
+    assert status is RunStatus.FAILED
+    assert inline.store.get_run(run_id).error == "step other failed"
+    rows = inline.rows(run_id)
+    assert rows["fe[0].a"].status is StepStatus.FAILED
+    assert rows["fe[0]"].status is StepStatus.FAILED
+    assert rows["fe"].status is StepStatus.CANCELLED, rows["fe"].error
