@@ -163,7 +163,9 @@ class ContainerSteps(RunCore):
         state = node.foreach
         assert state is not None and frame.index is not None
         state.active.pop(frame.index, None)
-        state.results.put(frame.index, output)
+        # A failed item is null in the foreach's output (under min_success), not what its
+        # steps left: one of several sinks may have succeeded (its row keeps that).
+        state.results.put(frame.index, Literal(None) if failed else output)
         if failed:
             state.failed += 1
         self._close_frame_row(frame, failed, output)

@@ -160,3 +160,22 @@ def test_a_stop_cancels_the_foreach_around_a_failed_step_of_a_running_item(
     assert rows["fe[0].a"].status is StepStatus.FAILED
     assert rows["fe[0]"].status is StepStatus.FAILED
     assert rows["fe"].status is StepStatus.CANCELLED, rows["fe"].error
+
+
+def test_a_failed_item_of_several_sinks_is_null_not_a_dict_of_its_sinks(inline: Harness) -> None:
+    body = GraphSpec(
+        steps=(
+            task("trial", "nap_divide", inputs={"item": E("item"), "bad": 3, "seconds": 0.0}),
+            task("twice", "add", inputs={"a": E("item"), "b": E("item")}),
+        )
+    )
+    spec = flow(
+        task("src", "const", inputs={"value": [1, 2, 3, 4]}),
+        ForeachSpec(id="fe", items=E("steps.src"), body=body, min_success=0.5),
+        task("best", "const", inputs={"value": E("steps.fe")}),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED, inline.store.get_run(run_id).error
+    values = inline.value(run_id, "best")
+    assert values[2] is None  # item 3 failed: its output is null, whatever its other sink did
+    assert values[0] == {"trial": -0.5, "twice": 2}
