@@ -328,7 +328,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     node.foreach is not None
                     and node.foreach.failed
                     and not node.done
-                    and not node.weighs_failures
+                    and not node.holds_failures
                 ):
                     # Its failed items are folded away (a drain let them end): still failed.
                     why = node.foreach.failed_text(node.path)
@@ -368,14 +368,16 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
     def _fail_enclosing(self, node: Node, now: float) -> None:
         """Show the item, iteration and container steps around a failed node ``failed``, not
         ``cancelled``, when the run stops because of it (or while it is failed inside them).
-        A foreach with ``min_success`` stops that: its failed item did not fail it."""
+        A container that holds failures stops that (an ``ignore`` one, a foreach with
+        ``min_success``): its failed item decided nothing before all its items ended, so it
+        is cancelled with the run, and so are the steps around it."""
         frame = node.frame
         while frame.container is not None:
             container = frame.container
             if has_own_row(frame) and not frame.finished:
                 frame.finished = True
                 self._frame_row(frame, _S.FAILED, ended_at=now, error=self._frame_error(frame))
-            if container.weighs_failures:
+            if container.holds_failures:
                 return
             if not container.done:
                 error = ErrorInfo("ChildFailed", f"step {node.path} failed")

@@ -7,7 +7,7 @@ import dataclasses
 
 from conftest import E, Harness, flow, task
 
-from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, StepSpec, WorkflowSpec
+from kaon.model.specs import Const, FailureMode, ForeachSpec, GraphSpec, StepSpec, WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -68,8 +68,6 @@ def test_without_min_success_a_failed_item_fails_the_run_at_once(inline: Harness
 def test_a_resumed_engine_counts_the_failures_recorded_before_it(inline: Harness) -> None:
     import threading
     import time
-
-    from kaon.model.specs import Const
 
     spec = _sweep(inline, 0.8, concurrency=1)
     fe = spec.graph.steps[1]
@@ -179,3 +177,30 @@ def test_a_failed_item_of_several_sinks_is_null_not_a_dict_of_its_sinks(inline: 
     values = inline.value(run_id, "best")
     assert values[2] is None  # item 3 failed: its output is null, whatever its other sink did
     assert values[0] == {"trial": -0.5, "twice": 2}
+
+
+def test_a_stop_fails_nothing_around_an_ignore_container(inline: Harness) -> None:
+    """A run stopped while an ``ignore`` container holds a failure: the container, stopped
+    before its items ended, is cancelled (as a min_success foreach is), and so are the steps
+    around it; its failed item stays failed. The containers around were failed."""
+    state = str(inline.state)
+    trial = task("trial", "divide_marking", inputs={"item": E("item"), "bad": 1, "state": state})
+    inner = ForeachSpec(
+        id="inner",
+        items=Const([1, 2, 3]),
+        body=GraphSpec(steps=(trial, task("slow", "sleeper", inputs={"seconds": 1.0}))),
+        concurrency=1,
+        on_failure=FailureMode.IGNORE,
+    )
+    spec = flow(
+        ForeachSpec(id="outer", items=Const([1, 2]), body=GraphSpec(steps=(inner,)), concurrency=1),
+        task("other", "fail_after", inputs={"state": state, "flag": "failed"}),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    rows = inline.rows(run_id)
+    assert rows["outer[0].inner[0].trial"].status is StepStatus.FAILED
+    assert rows["outer[0].inner[0]"].status is StepStatus.FAILED
+    assert rows["outer[0].inner"].status is StepStatus.CANCELLED, rows["outer[0].inner"].error
+    assert rows["outer[0]"].status is StepStatus.CANCELLED, rows["outer[0]"].error
+    assert rows["outer"].status is StepStatus.CANCELLED, rows["outer"].error
