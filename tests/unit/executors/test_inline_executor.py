@@ -290,6 +290,19 @@ def _long_command(step_type: str, tmp_path: Path, started: Path, removed: Path) 
     return {"image": "localhost/kaon-test:1", "command": "true", "podman": str(podman)}
 
 
+def _engine(
+    program: str, step_type: str, config: dict[str, str], started: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``program`` (an engine's process running one step of ``step_type``) to its end."""
+    return subprocess.run(
+        [sys.executable, "-c", program, step_type, repr(config), str(started)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -308,13 +321,7 @@ def test_an_engine_that_exits_after_a_kill_leaves_no_command_running(
     removed its container; both ran on, orphaned."""
     started, removed = tmp_path / "started", tmp_path / "removed"
     config = _long_command(step_type, tmp_path, started, removed)
-    engine = subprocess.run(
-        [sys.executable, "-c", _ENGINE, step_type, repr(config), str(started)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    engine = _engine(_ENGINE, step_type, config, started)
     assert engine.returncode == 0, engine.stderr
     pid = int(started.read_text())
     try:
@@ -355,13 +362,7 @@ def test_an_engine_killed_by_sigkill_leaves_no_command_running(
     container, under Podman's monitor, ran on; a resume started a second copy."""
     started, removed = tmp_path / "started", tmp_path / "removed"
     config = _long_command(step_type, tmp_path, started, removed)
-    engine = subprocess.run(
-        [sys.executable, "-c", _KILLED_ENGINE, step_type, repr(config), str(started)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    engine = _engine(_KILLED_ENGINE, step_type, config, started)
     assert engine.returncode == -signal.SIGKILL, engine.stderr
     pid = int(started.read_text())
     try:
