@@ -7,9 +7,7 @@ and refused for a viewer. Screenshots of each page go to the test's tmp folder.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,18 +17,6 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 FAN = """\
 name: fan
@@ -115,31 +101,15 @@ def outputs(n: int = 40):
     report()
 """
 
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is missing (make installs Debian's chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
 
-
-def _server_helpers() -> Any:
-    """This folder's conftest (start_server, ServerProcess) as a module of its own."""
-    spec = importlib.util.spec_from_file_location(
-        "kaon_ui_server", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _server_helpers()
-start_server = _helpers.start_server
 ServerProcess = Any
 
 
 @pytest.fixture(scope="module")
-def kaon_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    running = start_server(tmp_path_factory.mktemp("ui") / "home", "--executor", "inline")
+def kaon_server(
+    tmp_path_factory: pytest.TempPathFactory, launch_shared: Any
+) -> Iterator[ServerProcess]:
+    running = launch_shared(tmp_path_factory.mktemp("ui") / "home", "--executor", "inline")
     try:
         yield running
     finally:
@@ -169,16 +139,6 @@ def shot(page: Any, tmp_path: Path, name: str, **options: Any) -> None:
     keep = os.environ.get("KAON_UI_SCREENSHOTS")
     if keep:
         page.screenshot(path=str(Path(keep) / name), **options)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 ERRORS: list[str] = []

@@ -4,9 +4,6 @@ registry larger than one page of ``GET /workflows`` is listed whole, page by pag
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,28 +17,6 @@ from kaon.store.registry import VersionRecord
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is missing", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-
-_spec = importlib.util.spec_from_file_location(
-    "kaon_ui_lists_server", Path(__file__).with_name("conftest.py")
-)
-assert _spec is not None and _spec.loader is not None
-_helpers = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _helpers
-_spec.loader.exec_module(_helpers)
 
 SOURCE = "name: w000\nsteps:\n  - id: one\n    shell: 'true'\n"
 WORKFLOWS = 130  # more than the 100 of GET /workflows' default page
@@ -67,24 +42,14 @@ def _registry_of(home: Path, count: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def server(tmp_path_factory: pytest.TempPathFactory, launch_shared: Any) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("ui-lists") / "home"
     _registry_of(home, WORKFLOWS)
-    running = _helpers.start_server(home, "--executor", "inline")
+    running = launch_shared(home, "--executor", "inline")
     try:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def _token(server: Any) -> str:

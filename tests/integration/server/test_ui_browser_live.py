@@ -5,42 +5,15 @@ Each test names the defect it pins; see the report for root causes.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is missing", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-
-_spec = importlib.util.spec_from_file_location(
-    "kaon_ui_live_server",
-    Path(__file__).with_name("conftest.py"),
-)
-assert _spec is not None and _spec.loader is not None
-_helpers = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _helpers
-_spec.loader.exec_module(_helpers)
 
 # A step that talks for ~12 s and reports progress each line pair (the panel redraws).
 CHATTY = """\
@@ -74,8 +47,8 @@ steps:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    running = _helpers.start_server(tmp_path_factory.mktemp("probe-ui") / "home")
+def server(tmp_path_factory: pytest.TempPathFactory, launch_shared: Any) -> Iterator[Any]:
+    running = launch_shared(tmp_path_factory.mktemp("probe-ui") / "home")
     admin = running.client()
     for source in (CHATTY, QUIET, FAN):
         assert (
@@ -90,16 +63,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def page_as(browser: Any, server: Any, token: str) -> Any:
