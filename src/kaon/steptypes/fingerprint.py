@@ -329,12 +329,26 @@ class _Walker:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.parts: dict[str, str] = {}
+        self._digests: dict[str, set[str]] = {}
         self.not_covered: dict[str, str] = {}
         self._visited: set[int] = set()
         self._pending: list[Any] = []
         self._seen_members: set[tuple[int, str]] = set()
         self._keep: list[Any] = []  # objects whose id is in _visited stay alive
+
+    def add_part(self, key: str, digest: str) -> None:
+        """Record a part. Distinct objects may share a key (two lambdas of one module, two
+        closures one factory made: one qualified name): each counts, none replaces another."""
+        self._digests.setdefault(key, set()).add(digest)
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """Each part's digest, by key (sorted); a key several objects share has the digest
+        of all of theirs, in an order that does not depend on the walk's."""
+        return {
+            key: next(iter(found)) if len(found) == 1 else _short("\0".join(sorted(found)))
+            for key, found in sorted(self._digests.items())
+        }
 
     def in_project(self, path: str | None) -> bool:
         if path is None or path.startswith(_LIBRARY_ROOTS) or "site-packages" in path:
@@ -375,7 +389,7 @@ class _Walker:
             except ValueError:  # an empty cell
                 continue
             text.append(self._value_text(f"{label}.<closure {var}>", content))
-        self.parts[f"function {label}"] = _short("\0".join(text))
+        self.add_part(f"function {label}", _short("\0".join(text)))
         self._globals(function)
 
     def _globals(self, function: types.FunctionType) -> None:
@@ -440,7 +454,7 @@ class _Walker:
                 *(function.__kwdefaults__ or {}).values(),
             ):  # a method's defaults are values, as a function's: ``alpha=ALPHA``
                 text.append(self._value_text(f"{label}.{function.__name__}.<default>", default))
-        self.parts[f"class {label}"] = _short("\0".join(text))
+        self.add_part(f"class {label}", _short("\0".join(text)))
         for function in _class_functions(cls):
             if self.in_project(_file_of(function)):  # not an enum's or dataclass's own
                 self._globals(function)
@@ -520,7 +534,7 @@ class _Walker:
                 f"{key}={self._value_text(f'{label}.<arg {key}>', arg)}"
                 for key, arg in sorted(value.keywords.items())
             ]
-            self.parts[f"partial {label}"] = _short("\0".join(text))
+            self.add_part(f"partial {label}", _short("\0".join(text)))
             return
         try:
             encoded = self._encode_following(value)
@@ -532,7 +546,7 @@ class _Walker:
             if self.in_project(_file_of(type(value))):
                 self._enqueue(type(value))
             return
-        self.parts[f"constant {label}"] = _short(encoded)
+        self.add_part(f"constant {label}", _short(encoded))
         if where is not None:
             self._check_on_disk(where[0], where[1], encoded)
 
@@ -565,7 +579,7 @@ class _Walker:
                 content = hashlib.sha256(handle.read()).hexdigest()
         except OSError:
             content = "unreadable"
-        self.parts[f"changed-on-disk {file}"] = content[:16]
+        self.add_part(f"changed-on-disk {file}", content[:16])
         self.not_covered[f"{file}:{name}"] = "file changed on disk since it was loaded"
 
 
@@ -613,15 +627,14 @@ def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
         elif walker.in_project(_file_of(type(layer))):
             walker._enqueue(type(layer))
     walker.run(target)
+    parts = walker.parts
     digest = hashlib.sha256()
-    for name in sorted(walker.parts):
-        digest.update(f"{name}\0{walker.parts[name]}\0".encode())
+    for name, part in parts.items():
+        digest.update(f"{name}\0{part}\0".encode())
     for name in sorted(walker.not_covered):
         digest.update(f"?{name}\0{walker.not_covered[name]}\0".encode())
     not_covered = tuple(f"{n} ({t})" for n, t in sorted(walker.not_covered.items()))
-    return CodeFingerprint(
-        digest=digest.hexdigest(), parts=dict(sorted(walker.parts.items())), not_covered=not_covered
-    )
+    return CodeFingerprint(digest=digest.hexdigest(), parts=parts, not_covered=not_covered)
 
 
 def _fingerprint_callable(target: Any) -> CodeFingerprint:
