@@ -14,7 +14,8 @@ helper import compute``, imported as the body imports it):
 * ``functools.partial`` objects: their function and their arguments;
 * module-level values that are plain data (``None``, numbers, strings, bytes, tuples, lists,
   dicts, sets of those, enum members, paths, frozen dataclasses of those, numpy arrays): a
-  canonical encoding of the value.
+  canonical encoding of the value; code held in such data (a dict of lambdas, a list of
+  model classes, a partial in a dict) counts as it does when read by name.
 
 Each of these is a *part*, named by its kind, the path of its file relative to the project
 root and its qualified name (``constant pipeline.py:FACTOR``), never by the module's import
@@ -63,12 +64,19 @@ class _NotData(Exception):
     """The value is not plain data."""
 
 
-def _encode(value: Any, depth: int = 0, classes: list[type] | None = None) -> str:
+def _encode(
+    value: Any,
+    depth: int = 0,
+    classes: list[type] | None = None,
+    leaf: Callable[[Any], str] | None = None,
+) -> str:
     """A canonical text of a plain-data value; raises _NotData for anything else.
 
     ``classes`` collects the classes of the enum members and dataclass instances met, whose
     code (methods, an enum's values) the value's text does not hold: a walker follows those
-    of the project as it follows any class the code reads."""
+    of the project as it follows any class the code reads. ``leaf`` gives the text of a
+    value inside data that is not data itself (a function in a dict of transforms), or
+    raises _NotData; a value that is not data at the top is never data."""
     if depth > _MAX_DEPTH:
         raise _NotData
     kind = type(value)
@@ -78,19 +86,23 @@ def _encode(value: Any, depth: int = 0, classes: list[type] | None = None) -> st
         if classes is not None:
             classes.append(kind)
         try:
-            member = _encode(value.value, depth + 1, classes)
+            member = _encode(value.value, depth + 1, classes, leaf)
         except _NotData:
             member = f"object:{type(value.value).__qualname__}"
         return f"enum:{kind.__qualname__}.{value.name}={member}"
     if isinstance(value, pathlib.PurePath):
         return f"path:{value.as_posix()}"
     if kind in (tuple, list):
-        return f"{kind.__name__}(" + ",".join(_encode(v, depth + 1, classes) for v in value) + ")"
+        return (
+            f"{kind.__name__}("
+            + ",".join(_encode(v, depth + 1, classes, leaf) for v in value)
+            + ")"
+        )
     if kind in (set, frozenset):
-        return "set(" + ",".join(sorted(_encode(v, depth + 1, classes) for v in value)) + ")"
+        return "set(" + ",".join(sorted(_encode(v, depth + 1, classes, leaf) for v in value)) + ")"
     if kind is dict:
         pairs = sorted(
-            f"{_encode(k, depth + 1, classes)}={_encode(v, depth + 1, classes)}"
+            f"{_encode(k, depth + 1, classes, leaf)}={_encode(v, depth + 1, classes, leaf)}"
             for k, v in value.items()
         )
         return "dict(" + ",".join(pairs) + ")"
@@ -100,19 +112,23 @@ def _encode(value: Any, depth: int = 0, classes: list[type] | None = None) -> st
         if classes is not None:
             classes.append(kind)
         fields = ",".join(
-            f"{f.name}={_encode(getattr(value, f.name), depth + 1, classes)}"
+            f"{f.name}={_encode(getattr(value, f.name), depth + 1, classes, leaf)}"
             for f in dataclasses.fields(value)
         )
         return f"dataclass:{kind.__qualname__}({fields})"
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
         if value.dtype.hasobject:  # its bytes are pointers: encode the elements themselves
-            return f"ndarray:object:{value.shape}:{_encode(value.tolist(), depth + 1, classes)}"
+            return (
+                f"ndarray:object:{value.shape}:{_encode(value.tolist(), depth + 1, classes, leaf)}"
+            )
         body = hashlib.sha256(value.tobytes()).hexdigest()
         # a structured dtype's ``str`` is its size only (``|V16``): its fields name the bytes
         dtype = value.dtype.descr if value.dtype.names else value.dtype.str
         return f"ndarray:{dtype}:{value.shape}:{body}"
     if kind.__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar
         return f"numpy:{value.dtype.str}:{value.item()!r}"
+    if leaf is not None and depth > 0:
+        return leaf(value)
     raise _NotData
 
 
@@ -335,6 +351,7 @@ class _Walker:
         self._pending: list[Any] = []
         self._seen_members: set[tuple[int, str]] = set()
         self._keep: list[Any] = []  # objects whose id is in _visited stay alive
+        self._texting: set[int] = set()  # functions whose text is being made
 
     def add_part(self, key: str, digest: str) -> None:
         """Record a part. Distinct objects may share a key (two lambdas of one module, two
@@ -374,9 +391,16 @@ class _Walker:
             self._pending.append(obj)
 
     def _function(self, function: types.FunctionType) -> None:
-        path = _file_of(function) or ""
+        label = self._function_label(function)
+        self.add_part(f"function {label}", _short(self._function_text(function, label)))
+        self._globals(function)
+
+    def _function_label(self, function: types.FunctionType) -> str:
         # the code's own name: a decorator's wrapper takes its function's ``__qualname__``
-        label = self.name(path, function.__code__.co_qualname)
+        return self.name(_file_of(function) or "", function.__code__.co_qualname)
+
+    def _function_text(self, function: types.FunctionType, label: str) -> str:
+        """The function's code, default values and closure values, as one text."""
         text = [_function_source(function)]
         for i, default in enumerate(function.__defaults__ or ()):
             text.append(self._value_text(f"{label}.<default {i}>", default))
@@ -389,8 +413,7 @@ class _Walker:
             except ValueError:  # an empty cell
                 continue
             text.append(self._value_text(f"{label}.<closure {var}>", content))
-        self.add_part(f"function {label}", _short("\0".join(text)))
-        self._globals(function)
+        return "\0".join(text)
 
     def _globals(self, function: types.FunctionType) -> None:
         names = set(_names_used(function.__code__))
@@ -463,11 +486,45 @@ class _Walker:
         """``_encode(value)``, following the project classes of the enum members and frozen
         dataclasses in it (their methods and values are code the step may run)."""
         classes: list[type] = []
-        text = _encode(value, 0, classes)
+        text = _encode(value, 0, classes, self._code_in_data)
         for cls in classes:
             if self.in_project(_file_of(cls)):
                 self._enqueue(cls)
         return text
+
+    def _code_in_data(self, value: Any) -> str:
+        """The text of code held in data (``TRANSFORMS = {"log": lambda x: ..., "sq": ...}``,
+        ``MODELS = [Ridge, make_forest]``, ``partial(fit, alpha=0.1)``): a project function
+        by its code, its defaults and closure values, and followed (what it reads counts, as
+        for a function the step reads by name); a project class by its name, and followed; a
+        library function or class, or a builtin, by its qualified name; a ``partial`` by its
+        function and arguments. Anything else raises _NotData: the value is not covered."""
+        if isinstance(value, functools.partial):
+            inner = [value.func, value.args, sorted(value.keywords.items())]
+            return "partial:" + self._encode_following(inner)
+        function = value if isinstance(value, types.FunctionType) else None
+        if function is None and not isinstance(value, type) and callable(value):
+            function = _wrapped_function(value)  # a Kaon step, functools.cache
+        if function is not None and self.in_project(_file_of(function)):
+            self._enqueue(function)
+            label = self._function_label(function)
+            if id(function) in self._texting:  # a closure holding a list of itself
+                return f"function:{label}"
+            self._texting.add(id(function))
+            try:
+                return f"function:{label}:{_short(self._function_text(function, label))}"
+            finally:
+                self._texting.discard(id(function))
+        if isinstance(value, type) and self.in_project(_file_of(value)):
+            self._enqueue(value)
+            return f"class:{value.__qualname__}"
+        library = isinstance(value, types.FunctionType | type | types.BuiltinFunctionType) or (
+            type(value).__module__ == "numpy" and type(value).__name__ == "ufunc"
+        )
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        if library and isinstance(name, str):
+            return f"lib:{getattr(value, '__module__', None)}.{name}"
+        raise _NotData
 
     def _value_text(self, label: str, value: Any) -> str:
         """The text a default/closure/class attribute contributes to its owner's digest."""
