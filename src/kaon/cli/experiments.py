@@ -11,7 +11,6 @@ and ``gc`` stay local); with ``--json`` each prints the view models of
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
@@ -27,6 +26,7 @@ from kaon.cli._options import (
     UrlOpt,
     WorkflowOpt,
 )
+from kaon.cli._text import cut, shown, shown_value
 from kaon.cli.main import _client, _errors, _fail, _print_json, _print_view, _service, app, out
 from kaon.dsl.durations import parse_duration
 from kaon.errors import Location
@@ -87,8 +87,7 @@ def _short_type(name: str) -> str:
 
 
 def _value(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return shown_value(value, width)
 
 
 # -- artifacts, lineage, get ------------------------------------------------------------------
@@ -285,7 +284,7 @@ def get(
         elif view.written_to is not None:
             out.print(f"wrote {view.written_to} ({view.format})")
         else:
-            out.print(view.preview or "", markup=False, highlight=False)
+            out.print(shown(view.preview or ""), markup=False, highlight=False)
 
 
 # -- memoization ------------------------------------------------------------------------------
@@ -440,7 +439,7 @@ def _cell(value: Any, differs: bool) -> Text:
     elif isinstance(value, float):
         text = f"{value:.6g}"
     else:
-        text = value if isinstance(value, str) else _value(value, 30)
+        text = shown(value) if isinstance(value, str) else _value(value, 30)
     return Text(text, style="bold yellow" if differs else "")
 
 
@@ -473,18 +472,18 @@ def _render_compare(view: CompareView, all_steps: bool) -> None:
             )
             table.add_row(
                 m.path,
-                _value(item, 20) if item else "",
+                cut(shown(item), 20),
                 m.name,
                 *[_cell(m.values.get(i), m.differs) for i in ids],
             )
         out.print(table)
-    shown = [s for s in view.steps if all_steps or s.differs]
+    listed = [s for s in view.steps if all_steps or s.differs]
     table = Table(box=None, header_style="bold", title="steps", title_justify="left")
     for column in ("step", *ids):
         table.add_column(column)
-    for s in shown:
+    for s in listed:
         table.add_row(s.path, *[_cell(s.statuses.get(i), s.differs) for i in ids])
-    if shown:
+    if listed:
         out.print(table)
     same = len(view.steps) - sum(1 for s in view.steps if s.differs)
     if not all_steps and same:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kaon.cli._text import shown
+from kaon.cli._text import shown, shown_value
 from kaon.cli.live import STATUS_STYLE
 from kaon.service.views import LogView, OutputView, RunDetail, RunView, StepRunView
 
@@ -41,8 +40,7 @@ def _status(status: str) -> Text:
 
 def _output(view: OutputView) -> str:
     if view.kind == "value":
-        text = json.dumps(view.value, default=str)
-        return text if len(text) <= 40 else text[:37] + "..."
+        return shown_value(view.value, 40)
     if view.kind == "artifact":
         kind = (view.type or view.serializer or "").rsplit(".", 1)[-1]
         return f"<{kind} {view.size or 0:,} B {str(view.hash)[:8]}>"
@@ -151,7 +149,7 @@ def header(console: Console, detail: RunDetail) -> None:
     )
     console.print(header)
     if detail.params:
-        console.print("params: " + json.dumps(detail.params, default=str))
+        console.print("params: " + shown_value(detail.params))
     if detail.tasks:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(detail.tasks.items()))
         console.print(f"tasks: {counts}")

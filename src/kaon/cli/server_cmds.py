@@ -7,7 +7,6 @@ token in ``KAON_TOKEN``), and on the local store otherwise (as the local admin).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -25,6 +24,7 @@ from kaon.cli._options import (
     WorkersOpt,
     WorkflowArg,
 )
+from kaon.cli._text import shown_value
 from kaon.cli.main import _errors, _print_json, _print_view, out
 from kaon.service.limits import MAX_VERSION
 
@@ -269,7 +269,7 @@ def workflow_show(
     out.print(f"  active version: {view.active_version}  (latest {view.latest_version})")
     out.print(f"  owner group:    {view.owner_group}")
     for key, value in sorted(view.properties.items()):
-        out.print(f"  {key}: {json.dumps(value)}")
+        out.print(f"  {key}: {shown_value(value)}")
 
 
 @workflow_app.command("set")
@@ -295,7 +295,7 @@ def workflow_set(
     _print_view(
         view,
         as_json,
-        f"{view.name}: {json.dumps(view.properties)} (owner group {view.owner_group})",
+        f"{view.name}: {shown_value(view.properties)} (owner group {view.owner_group})",
     )
 
 
@@ -431,7 +431,7 @@ def signal(
     with _errors(as_json), _registry(url, db, home, create=True) as registry:
         values = _assigned(params or [])
         view = registry.send_signal(name, values)
-    _print_view(view, as_json, f"signal {view.name} #{view.id} {json.dumps(view.params)}")
+    _print_view(view, as_json, f"signal {view.name} #{view.id} {shown_value(view.params)}")
 
 
 def register(app: typer.Typer) -> None:

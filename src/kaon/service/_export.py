@@ -15,6 +15,7 @@ from typing import Any
 import cloudpickle
 
 from kaon.errors import InvalidActionError
+from kaon.model.text import readable_text
 from kaon.service.experiment_views import PlotView
 
 PREVIEW_ROWS = 10
@@ -28,11 +29,14 @@ def _instance_of(value: Any, module: str, name: str) -> bool:
     return isinstance(kind, type) and isinstance(value, kind)
 
 
-def _json_text(value: Any) -> str | None:
+def _json_text(value: Any, ascii_only: bool = True) -> str | None:
+    """``value``'s JSON, or None when it is not JSON. A preview (``ascii_only=False``) has
+    its text as written ("Zürich", a lone surrogate as U+FFFD), a file written is ASCII."""
     try:
-        return json.dumps(value, indent=2, allow_nan=False)
+        text = json.dumps(value, indent=2, allow_nan=False, ensure_ascii=ascii_only)
     except (TypeError, ValueError):
         return None
+    return text if ascii_only else readable_text(text)
 
 
 def write_value(value: Any, dest: Path) -> str:
@@ -124,7 +128,7 @@ def preview(value: Any, rows: int = PREVIEW_ROWS) -> str:
     elif _instance_of(value, "numpy", "ndarray"):
         text = f"ndarray shape={value.shape} dtype={value.dtype}\n{value!r}"
     else:
-        text = _json_text(value) or _safe_repr(value)
+        text = _json_text(value, ascii_only=False) or _safe_repr(value)
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "\n..."
 
 
