@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaon.engine.core import RunCore, frame_facts
+from kaon.engine.core import RunCore, context_facts, frame_facts
 from kaon.engine.memo import CacheKey
 from kaon.engine.nodes import (
     Node,
@@ -93,7 +93,12 @@ class CachingSteps(RunCore):
     ) -> CacheKey | None:
         try:
             key = self.ctx.memo.key(
-                spec.step_type, spec.config, inputs, spec.cache_version, self.tenant_group
+                spec.step_type,
+                spec.config,
+                inputs,
+                spec.cache_version,
+                self.tenant_group,
+                facts=lambda: context_facts(node),
             )
         except Exception as exc:  # the code cannot be fingerprinted: execute, uncached
             self._event("cache", {"path": node.path, "error": f"{type(exc).__name__}: {exc}"})

@@ -35,6 +35,7 @@ from kaon.model.specs import (
 from kaon.model.status import RunStatus, StepStatus, check_step_transition
 from kaon.model.values import (
     RETURN,
+    Literal,
     ValueRef,
     encode_outputs,
     outputs_value,
@@ -516,3 +517,25 @@ def frame_facts(frame: Frame) -> tuple[Any, int | None, int | None]:
             found_iteration = True
         current = current.scope
     return item, index, iteration
+
+
+def context_facts(node: Node) -> dict[str, ValueRef]:
+    """The run facts a step's context gives its code (``kaon.context().params``, ``.item``,
+    ``.index``, ``.iteration``), as values for its cache key: an item that is not plain JSON
+    (a date, a DataFrame) by the reference it is stored under, so by its content."""
+    frame = node.frame
+    item, index, iteration = frame_facts(frame)
+    item_ref: ValueRef = Literal(item)
+    current: Frame | None = frame
+    while current is not None:
+        container = current.container
+        if container is not None and isinstance(container.spec, ForeachSpec):
+            item_ref = current.stored.get(container.spec.item_name, item_ref)
+            break
+        current = current.scope
+    return {
+        "params": Literal(frame.params),
+        "item": item_ref,
+        "index": Literal(index),
+        "iteration": Literal(iteration),
+    }

@@ -21,9 +21,11 @@ A cacheable step's **cache key** is the sha256 of its components:
   reuses.
 
 Run parameters count through the inputs that use them, so changing one parameter re-executes
-exactly the steps it reaches. Values a step reads from ``kaon.context()`` (item, iteration)
-are not part of the key: pass them as inputs when they matter. A hit is only taken when every
-blob of the earlier outputs is still in the artifact store; otherwise the step executes.
+exactly the steps it reaches. A run fact the step's code reads from ``kaon.context()``
+(``params``, the foreach ``item`` and ``index``, the loop ``iteration``) is a component too
+(``context.params``): the fingerprint finds which ones the code reads. A hit is only taken
+when every blob of the earlier outputs is still in the artifact store; otherwise the step
+executes.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ class Memoizer:
         self._fingerprint = fingerprint or default_fingerprint
         self._fingerprints: dict[str, str | CodeFingerprint] = {}
         self._details: dict[str, CodeFingerprint] = {}
-        self._configs: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+        # config id -> (config, its code components, the run facts its code reads)
+        self._configs: dict[int, tuple[Mapping[str, Any], dict[str, Any], tuple[str, ...]]] = {}
         # Keys whose entry was passed over because a blob of its outputs is gone, with the
         # execution it named (``run:path``): the miss says so (the step's new execution
         # then replaces that entry, so `kaon explain` could not find it afterwards).
@@ -115,9 +118,13 @@ class Memoizer:
         inputs: Mapping[str, ValueRef],
         version: str,
         group: str = "",
+        facts: Callable[[], Mapping[str, ValueRef]] | None = None,
     ) -> CacheKey:
         """The cache key of one execution by a run of a workflow of owner group ``group``
-        (empty: none). Raises whatever the fingerprint raises."""
+        (empty: none). ``facts`` gives the run facts of the execution (its ``params``,
+        foreach ``item`` and ``index``, loop ``iteration``): those its code reads from its
+        context rather than from its inputs are components too (``context.params``).
+        Raises whatever the fingerprint raises."""
         # Specs are immutable: a step's config is the same object for every foreach item.
         known = self._configs.get(id(config))
         if known is None or known[0] is not config:
@@ -126,15 +133,21 @@ class Memoizer:
             if code is None:
                 code = self._fingerprint(step_type, config)
                 self._fingerprints[f"{step_type}\0{config_text}"] = code
+            reads: tuple[str, ...] = ()
             if isinstance(code, CodeFingerprint):
                 self._details[code.digest] = code
-            known = (config, _code_components(code, config_text))
+                reads = code.context_reads
+            known = (config, _code_components(code, config_text), reads)
             self._configs[id(config)] = known
         components: dict[str, Any] = {"step_type": step_type, **known[1], "version": version}
         if group:
             components["group"] = group
         for name in sorted(inputs):
             components[f"inputs.{name}"] = digest(inputs[name])
+        if known[2] and facts is not None:
+            read = facts()
+            for name in known[2]:
+                components[f"context.{name}"] = digest(read.get(name, Literal(None)))
         key = hashlib.sha256(_canonical(components).encode()).hexdigest()
         return CacheKey(key, components)
 

@@ -37,6 +37,28 @@ class CodeFingerprint:
     parts: dict[str, str] = field(default_factory=dict)
     not_covered: tuple[str, ...] = ()
     config: str | None = None
+    # The run facts the code reads from its context rather than from its inputs
+    # (``kaon.context().params``, ``.item``, ``.index``, ``.iteration``: see
+    # :data:`CONTEXT_FACTS`): their values join the cache key, as inputs do.
+    context_reads: tuple[str, ...] = ()
+
+
+CONTEXT_FACTS = ("params", "item", "index", "iteration")
+
+# The environment variables that carry those facts to a command (shell, container, R).
+_FACT_VARIABLES = {f"KAON_{fact.upper()}".encode(): fact for fact in CONTEXT_FACTS}
+
+
+def facts_named(*texts: str | bytes) -> tuple[str, ...]:
+    """The run facts whose environment variable (``KAON_PARAMS``, ``KAON_ITEM``,
+    ``KAON_INDEX``, ``KAON_ITERATION``) one of ``texts`` (a command, a script) names."""
+    found = {
+        fact
+        for text in texts
+        for name, fact in _FACT_VARIABLES.items()
+        if name in (text.encode() if isinstance(text, str) else text)
+    }
+    return tuple(fact for fact in CONTEXT_FACTS if fact in found)
 
 
 class StepType(ABC):

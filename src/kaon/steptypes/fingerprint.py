@@ -17,6 +17,10 @@ helper import compute``, imported as the body imports it):
   canonical encoding of the value; code held in such data (a dict of lambdas, a list of
   model classes, a partial in a dict) counts as it does when read by name.
 
+The run facts the code reads from ``kaon.context()`` (``params``, ``item``, ``index``,
+``iteration``: attribute names of code that calls it) are listed as ``context_reads``; the
+engine puts their values in the cache key, as it does inputs.
+
 Each of these is a *part*, named by its kind, the path of its file relative to the project
 root and its qualified name (``constant pipeline.py:FACTOR``), never by the module's import
 name: the same code loaded by the Python front end, by YAML, in another process or from a
@@ -47,7 +51,7 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kaon.steptypes.base import CodeFingerprint
+from kaon.steptypes.base import CONTEXT_FACTS, CodeFingerprint
 
 __all__ = ["CodeFingerprint", "code_fingerprint", "fingerprint_code", "is_plain_data"]
 
@@ -340,6 +344,31 @@ def _changed_name(node: ast.AST) -> str | None:
     return None
 
 
+def _is_context_function(value: Any) -> bool:
+    return (
+        isinstance(value, types.FunctionType)
+        and value.__module__ == "kaon.steptypes.context"
+        and value.__name__ == "current_context"
+    )
+
+
+def _reads_context(code: types.CodeType, names: set[str], scope: dict[str, Any]) -> bool:
+    """Whether code calls ``kaon.context()``: through the ``kaon`` module (imported at the
+    top of its file or in its body) or the function imported by any name (``from kaon
+    import context``). What it then reads of the context (``.params``, ``.item``...) is
+    among ``names``, as an attribute's name is among the names code uses."""
+    if any(_is_context_function(scope.get(name)) for name in names):
+        return True
+    if not names.intersection(("context", "current_context")):
+        return False
+    kaon_module = any(
+        isinstance(scope.get(name), types.ModuleType)
+        and scope[name].__name__ in ("kaon", "kaon.steptypes.context")
+        for name in names
+    )
+    return kaon_module or ("kaon", 0) in set(_imports(code))
+
+
 class _Walker:
     """Collects the parts of a fingerprint, starting from one function."""
 
@@ -352,6 +381,7 @@ class _Walker:
         self._seen_members: set[tuple[int, str]] = set()
         self._keep: list[Any] = []  # objects whose id is in _visited stay alive
         self._texting: set[int] = set()  # functions whose text is being made
+        self.context_reads: set[str] = set()  # run facts read from kaon.context()
 
     def add_part(self, key: str, digest: str) -> None:
         """Record a part. Distinct objects may share a key (two lambdas of one module, two
@@ -418,6 +448,8 @@ class _Walker:
     def _globals(self, function: types.FunctionType) -> None:
         names = set(_names_used(function.__code__))
         scope = function.__globals__
+        if _reads_context(function.__code__, names, scope):
+            self.context_reads.update(names.intersection(CONTEXT_FACTS))
         home = _file_of(function) or ""
         for name in sorted(names):
             if name in scope:
@@ -691,7 +723,12 @@ def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
     for name in sorted(walker.not_covered):
         digest.update(f"?{name}\0{walker.not_covered[name]}\0".encode())
     not_covered = tuple(f"{n} ({t})" for n, t in sorted(walker.not_covered.items()))
-    return CodeFingerprint(digest=digest.hexdigest(), parts=parts, not_covered=not_covered)
+    return CodeFingerprint(
+        digest=digest.hexdigest(),
+        parts=parts,
+        not_covered=not_covered,
+        context_reads=tuple(sorted(walker.context_reads)),
+    )
 
 
 def _fingerprint_callable(target: Any) -> CodeFingerprint:
@@ -709,7 +746,10 @@ def _fingerprint_callable(target: Any) -> CodeFingerprint:
             missing = ("partial arguments (not plain data)",)
         digest = hashlib.sha256(f"partial\0{inner.digest}\0{bound}".encode()).hexdigest()
         return CodeFingerprint(
-            digest=digest, parts=inner.parts, not_covered=inner.not_covered + missing
+            digest=digest,
+            parts=inner.parts,
+            not_covered=inner.not_covered + missing,
+            context_reads=inner.context_reads,
         )
     call = inspect.getattr_static(type(target), "__call__", None)
     if isinstance(call, types.FunctionType):
@@ -717,7 +757,10 @@ def _fingerprint_callable(target: Any) -> CodeFingerprint:
         state = f"instance of {type(target).__qualname__}"
         digest = hashlib.sha256(f"callable\0{inner.digest}\0{state}".encode()).hexdigest()
         return CodeFingerprint(
-            digest=digest, parts=inner.parts, not_covered=(*inner.not_covered, f"{state} (state)")
+            digest=digest,
+            parts=inner.parts,
+            not_covered=(*inner.not_covered, f"{state} (state)"),
+            context_reads=inner.context_reads,
         )
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(target))
     return CodeFingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), parts={})

@@ -60,7 +60,7 @@ from typing import IO, Any, ClassVar
 from kaon.errors import Location, Problem, StepError
 from kaon.model.values import RETURN
 from kaon.steptypes._observers import observers
-from kaon.steptypes.base import CodeFingerprint, StepType
+from kaon.steptypes.base import CodeFingerprint, StepType, facts_named
 from kaon.steptypes.context import StepContext
 
 PROTOCOL_PREFIX = "::kaon::"
@@ -356,29 +356,40 @@ class ShellStepType(StepType):
         configured = super().fingerprint(config)
         assert isinstance(configured, str)  # no "file" key: the configuration's hash
         files = _named_files(config)
+        command = json.dumps(config, sort_keys=True, default=str)
+        reads = facts_named(command)  # $KAON_ITEM, $KAON_PARAMS...: in the key
         if not files:
-            return configured
+            if not reads:
+                return configured
+            return CodeFingerprint(configured, config=f"sha256:{configured}", context_reads=reads)
         portable: dict[str, str] = {"config": configured}
         parts: dict[str, str] = {}
         skipped: list[str] = []
+        scripts: list[bytes] = []  # their content: a script may read $KAON_ITEM too
         for name, path in files:
             try:
                 if os.path.getsize(path) > MAX_HASHED_BYTES:
                     skipped.append(f"{name} (larger than {MAX_HASHED_BYTES // 2**20} MiB)")
                     continue
                 digest = hashlib.sha256()
+                chunks: list[bytes] = []
                 with open(path, "rb") as handle:
                     while chunk := handle.read(1 << 20):
                         digest.update(chunk)
+                        chunks.append(chunk)
             except OSError as exc:  # unreadable here: said, not a reason to skip the cache
                 skipped.append(f"{name} (cannot be read: {exc.strerror or exc})")
                 continue
+            scripts.append(b"".join(chunks))
             content = digest.hexdigest()
             portable[f"reads {name}"] = content
             parts[f"file {name}"] = content[:16]
         canonical = json.dumps(portable, sort_keys=True, separators=(",", ":"))
         total = hashlib.sha256(canonical.encode()).hexdigest()
-        return CodeFingerprint(total, parts, tuple(skipped), config=f"sha256:{configured}")
+        reads = facts_named(command, *scripts)
+        return CodeFingerprint(
+            total, parts, tuple(skipped), config=f"sha256:{configured}", context_reads=reads
+        )
 
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Run the command; return its outputs (a dict) or None when it set none.
