@@ -802,7 +802,23 @@ def logs(
         if as_json:
             _print_json([line.model_dump(mode="json") for line in lines])
             return
-        detail = service.step_detail(full, step).step
+        found = service.step_detail(full, step)
+        detail = found.step
+        if not lines and attempt is None and found.cached_from:
+            # A cached step ran nothing: its log is the execution's it reused, as its
+            # metrics are. Said on stderr: stdout stays the log.
+            source_run, _, source_path = found.cached_from.partition(":")
+            from rich.text import Text
+
+            try:
+                reused = service.logs(source_run, source_path)
+            except NotFoundError:  # that run was deleted since
+                reused = None
+            if reused is not None:
+                said = f"step {step} of run {full} is cached: the log of the execution it reused "
+                err.print(Text(said + found.cached_from, style="dim"), soft_wrap=True)
+                render.log_lines(out, reused)
+                return
         if not lines and not any(a.error for a in detail.attempt_list):
             which = f"attempt {attempt} of " if attempt is not None else ""
             said = f"{which}step {step} of run {full} ({detail.status}) wrote no log lines"
