@@ -9,7 +9,7 @@ needs, so that using ``seg.item`` outside its foreach is reported where it happe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaon.dsl._common import cel_literal, is_identifier, wrap
 from kaon.errors import DefinitionError
@@ -74,6 +74,19 @@ class Ref:
 
     def __hash__(self) -> int:
         return id(self)
+
+    if not TYPE_CHECKING:  # at run time only: a type checker still flags ``ref.x``
+
+        def __getattr__(self, name: str) -> Any:
+            # Only names Python did not find: an output read as an attribute (``f.accuracy``,
+            # as Metaflow's ``self.x``) is told how outputs are read. Python's own lookups
+            # (dunders, notebooks' ``_repr_html_``) get a plain AttributeError.
+            if name.startswith("_"):
+                raise AttributeError(name)
+            raise AttributeError(
+                f"the reference to {self._source} has no attribute {name!r}: read an output "
+                f"or a key with a subscript, ref[{name!r}]"
+            )
 
     def __getitem__(self, key: Any) -> Ref:
         base = wrap(self._source)
