@@ -13,6 +13,7 @@ outputs recorded but not yet passed on. The engine records a paused step with st
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -132,7 +133,8 @@ def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
     ``max_iterations`` for a loop. The names of breakpoints and of forced steps (``kaon run
     --force``) are checked by it."""
     if "." not in name and "[" not in name:
-        return None if name in set(_step_ids(spec.graph)) else f"no step {name!r}"
+        known = set(_step_ids(spec.graph))
+        return None if name in known else f"no step {name!r}{_suggestion(name, known)}"
     graph: GraphSpec | None = spec.graph
     parts = name.split(".")
     for number, part in enumerate(parts):
@@ -143,7 +145,8 @@ def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
         step = graph.by_id().get(step_id) if graph is not None else None
         if step is None:
             where = ".".join(parts[:number]) or "the top level"
-            return f"no step {step_id!r} in {where}"
+            here = set(graph.by_id()) if graph is not None else set()
+            return f"no step {step_id!r} in {where}{_suggestion(step_id, here)}"
         if index is not None:
             if not isinstance(step, ForeachSpec | LoopSpec):
                 return f"{step_id!r} is a {step.kind} step: only a foreach or a loop takes an index"
@@ -160,6 +163,11 @@ def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
         if graph is None and number < len(parts) - 1:
             return f"{step_id!r} is a {step.kind} step, with no steps inside"
     return None
+
+
+def _suggestion(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _step_ids(graph: GraphSpec) -> Iterable[str]:
