@@ -2,10 +2,11 @@
 
 A step's small outputs go inline into the state store, so :func:`inline_json` runs once per
 step on the hot path and must cost microseconds. It walks the value once, accepting only the
-*exact* types that survive a JSON round trip unchanged (``dict`` with ``str`` keys, ``list``,
-``tuple``, ``str``, ``int``, finite ``float``, ``bool``, ``None``; subclasses such as enums are
-rejected so that they round-trip through another serializer instead of coming back as plain
-values). While walking it adds up an upper bound of the compact JSON size; only when that bound
+*exact* types that survive a JSON round trip (``dict`` with ``str`` keys, ``list``, ``str``,
+``int``, finite ``float``, ``bool``, ``None``; subclasses such as enums are rejected so that
+they round-trip through another serializer instead of coming back as plain values), and
+``tuple``, which comes back as a list (the value is normalized to one here, so the producer's
+run and a reader of the store see the same value). While walking it adds up an upper bound of the compact JSON size; only when that bound
 exceeds the limit is ``json.dumps`` run to measure exactly.
 """
 
