@@ -11,10 +11,13 @@ anywhere else (see :meth:`~kaon.service.auth.Principal.can`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +46,7 @@ class RunTokens:
             raise ValueError("a run token signer needs a key or a key file")
         self._loaded = key
         self._key_file = key_file
+        self._key_lock = threading.Lock()
         self.ttl_s = ttl_s
 
     @classmethod
@@ -54,8 +58,10 @@ class RunTokens:
     @property
     def _key(self) -> bytes:
         if self._loaded is None:
-            assert self._key_file is not None
-            self._loaded = _read_or_create(self._key_file)
+            with self._key_lock:  # the engine mints from several threads at once
+                if self._loaded is None:
+                    assert self._key_file is not None
+                    self._loaded = _read_or_create(self._key_file)
         return self._loaded
 
     def mint(self, run_id: str, *, now: float | None = None) -> str:
@@ -83,13 +89,20 @@ class RunTokens:
 
 
 def _read_or_create(path: Path) -> bytes:
+    """The key in ``path``, made first if there is none. Never replaces a key: processes
+    (the API's, the engine's) that create it at once all end up with the one that was linked
+    in place first, so none signs with a key the others do not hold."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{KEY_FILE}.", dir=path.parent)  # mode 0600
+    try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(secrets.token_bytes(32))
-        os.replace(partial, path)
-        return path.read_bytes()
+        with contextlib.suppress(FileExistsError):  # another signer made it first
+            os.link(partial, path)  # the key is complete when it appears
+    finally:
+        os.unlink(partial)
+    return path.read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,37 @@ def test_run_tokens_need_the_servers_key(tokens: RunTokens) -> None:
             signed.authenticate(RunTokens(b"x" * 32).mint("r1"))
     finally:
         store.close()
+
+
+def test_signers_creating_the_key_at_once_agree_on_it(tmp_path: Path) -> None:
+    """The engine's first steps mint tokens from several threads at once, and the API's
+    process may read the key meanwhile: every signer must end up with the one key on disk
+    (a signer that kept a key another replaced minted tokens the API refused as forged)."""
+    for attempt in range(20):
+        home = tmp_path / str(attempt)
+        shared = RunTokens.for_home(home)
+        minted, failed = _mint_at_once([shared] * 4 + [RunTokens.for_home(home) for _ in range(4)])
+        assert failed == []
+        checker = RunTokens.for_home(home)
+        assert [checker.verify(token) for token in minted] == ["r1"] * 8
+        assert [p.name for p in home.iterdir()] == ["run-token.key"]  # no partial left
+
+
+def _mint_at_once(signers: list[RunTokens]) -> tuple[list[str], list[BaseException]]:
+    barrier = threading.Barrier(len(signers))
+    minted: list[str] = []
+    failed: list[BaseException] = []
+
+    def mint(signer: RunTokens) -> None:
+        barrier.wait()
+        try:
+            minted.append(signer.mint("r1"))
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=mint, args=(signer,)) for signer in signers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return minted, failed
