@@ -601,6 +601,10 @@ class StoreContract:
             store.resolve_run_id("abc")
         with pytest.raises(NotFoundError, match="no run matches 'nope'"):
             store.resolve_run_id("nope")
+        for long in ("a" * 60_000, "_" * 30_000):  # past SQLite's LIKE pattern limit
+            with pytest.raises(NotFoundError, match="no run matches") as found:
+                store.resolve_run_id(long)
+            assert len(str(found.value)) < 300  # the message quotes the start of it
 
     def test_step_runs_by_level_and_status(self, store: StateStore) -> None:
         write_run(store)

@@ -20,6 +20,12 @@ from kaon.errors import NotFoundError
 from kaon.model.events import AttemptKey
 from kaon.model.status import RunStatus, StepStatus
 
+MAX_RUN_ID_PREFIX = 200
+"""The longest prefix :meth:`StateStore.resolve_run_id` searches by (a run id is 28
+characters): a longer string comes from no person typing an id, only from a request (a path
+segment of 60,000 characters) whose search pattern SQLite refuses ("LIKE or GLOB pattern too
+complex" past 50,000 bytes), which was a 500."""
+
 
 @dataclass(slots=True)
 class DefinitionRecord:
@@ -492,7 +498,8 @@ class StateStore(ABC):
         """Ids of runs starting with ``prefix`` (for short ids typed by people), at most 10."""
 
     def resolve_run_id(self, given: str) -> str:
-        """The full id of the run named by ``given``: its id, or a unique prefix of it.
+        """The full id of the run named by ``given``: its id, or a unique prefix of it of at
+        most :data:`MAX_RUN_ID_PREFIX` characters (a longer one is looked up as a whole id).
 
         Raises NotFoundError when nothing matches or the prefix is ambiguous (naming a few).
         """
@@ -500,12 +507,12 @@ class StateStore(ABC):
             return self.get_run(given).id
         except NotFoundError:
             pass
-        matches = self.find_runs(given)
+        matches = self.find_runs(given) if len(given) <= MAX_RUN_ID_PREFIX else []
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise NotFoundError(f"no run matches {given!r}")
-        raise NotFoundError(f"{given!r} matches several runs: {', '.join(matches[:5])}")
+            raise NotFoundError(f"no run matches {given!r:.200}")
+        raise NotFoundError(f"{given!r:.200} matches several runs: {', '.join(matches[:5])}")
 
     @abstractmethod
     def list_runs(
