@@ -417,10 +417,10 @@ class RegistryService:
         principal's groups (none for an admin or a holder of ``*``), see
         :meth:`SignalRecord.reaches`.
 
-        Raises UnsafeValueError (422) for parameters that could not be stored safely, and
-        ParameterError for a name no signal may have (see SIGNAL_NAME_PATTERN, as the API
-        checks it) or a parameter that is not standard JSON (NaN, Infinity) or is larger
-        than the value size limit."""
+        Raises UnsafeValueError (422) for parameters that could not be stored safely (NaN
+        and Infinity among them: standard JSON has neither), and ParameterError for a name
+        no signal may have (see SIGNAL_NAME_PATTERN, as the API checks it) or a parameter
+        larger than the value size limit."""
         check_value({"name": name, "params": dict(params), "dedupe_key": dedupe_key})
         if (why := signal_name_problem(name)) is not None:
             raise ParameterError([Problem(why, Location(field="name"))])

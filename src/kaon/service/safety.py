@@ -10,6 +10,7 @@ raises: an unencodable string becomes U+FFFD, a too-deep subtree a marker string
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from kaon.errors import DefinitionError, Location, Problem
@@ -48,7 +49,9 @@ def check_text(text: str, where: str = "") -> None:
 
 def check_value(value: Any, where: str = "", *, max_depth: int = MAX_DEPTH) -> None:
     """Raise UnsafeValueError unless ``value`` (decoded JSON) nests at most ``max_depth``
-    deep and every string in it (keys too) is valid, bounded text."""
+    deep, every string in it (keys too) is valid, bounded text and every number finite
+    (Python's JSON decoder reads ``NaN``, ``Infinity`` and ``1e400`` as floats that no
+    store can write)."""
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
         item, path, depth = stack.pop()
@@ -64,6 +67,8 @@ def check_value(value: Any, where: str = "", *, max_depth: int = MAX_DEPTH) -> N
                         problem = f"key {_text_problem(key)}"
                         break
                     stack.append((child, _shown(key_path), depth + 1))
+        elif isinstance(item, float) and not math.isfinite(item):
+            problem = "NaN and Infinity are not JSON values"
         else:
             problem = None
         if problem:

@@ -13,6 +13,8 @@ import pytest
 
 from kaon.api import guard
 from kaon.api.deps import Services
+from kaon.service.auth import LOCAL_PRINCIPAL
+from kaon.service.safety import UnsafeValueError
 from kaon.store import schema
 from kaon.store.base import SignalRecord, WriteBatch
 from kaon.store.registry import TokenRecord
@@ -100,6 +102,32 @@ def test_values_that_would_break_reads_are_refused_with_422(
         assert answer.status_code == 422, (path, answer.text)
     for path in ("/tokens", "/signals", "/audit", "/workflows", "/runs"):
         assert client.get(path, headers=h(tokens["admin"])).status_code == 200, path
+
+
+def test_nan_and_infinity_are_refused_with_422_wherever_they_would_be_stored(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """JSON has no NaN or Infinity (1e400 decodes to one), and the store writes standard JSON
+    only: a workflow property holding one was a 500 ("Out of range float values are not
+    JSON compliant"). Every body is checked once, naming the field."""
+    assert client.post(
+        "/workflows", json={"source": HELLO, "file_name": "hello.yaml"}, headers=h(tokens["owner"])
+    ).is_success
+    for number in ("NaN", "Infinity", "-Infinity", "1e400"):
+        for method, path, content, secret in (
+            ("PATCH", "/workflows/hello", f'{{"properties": {{"x": [{number}]}}}}', "owner"),
+            ("POST", "/signals", f'{{"name": "go", "params": {{"x": {number}}}}}', "operator"),
+        ):
+            answer = client.request(
+                method, path, content=content, headers=h(tokens[secret], **_json_type())
+            )
+            assert answer.status_code == 422, (path, number, answer.text)
+            problem = answer.json()["problems"][0]
+            assert "NaN and Infinity" in problem["message"], answer.text
+            assert problem["field"] in ("body.properties.x.0", "body.params.x"), answer.text
+        with pytest.raises(UnsafeValueError, match="NaN and Infinity"):
+            services.registry.update("hello", LOCAL_PRINCIPAL, properties={"x": float(number)})
+    assert client.get("/workflows/hello", headers=h(tokens["owner"])).json()["properties"] == {}
 
 
 def test_reads_survive_bad_rows_stored_before_validation(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kaon.api.app import build_services
-from kaon.errors import ParameterError
+from kaon.errors import DefinitionError
 from kaon.model.params import strict_json
 from kaon.service import LocalService, Settings
 from kaon.service.auth import LOCAL_PRINCIPAL
@@ -99,7 +99,7 @@ def test_signal_values_are_standard_json(kaon, tmp_path: Path) -> None:  # type:
     assert '"x": "NaN"' in out  # kept as the text it is, never a bare NaN
     services = build_services(Settings.from_env())
     try:
-        with pytest.raises(ParameterError, match=r"params\.v"):
+        with pytest.raises(DefinitionError, match=r"params\.v"):
             services.registry.send_signal("ready", {"v": [float("inf")]}, LOCAL_PRINCIPAL)
     finally:
         services.runs.close()
