@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +87,28 @@ class RegistryStoreContract:
         cleared = registry.update_workflow("wf", 32.0, clear_owner_group=True)
         assert cleared.owner_group is None and cleared.updated_at == 32.0
         assert len(registry.versions("wf")) == 1
+
+    def test_property_changes_made_at_once_are_merged_not_lost(
+        self, registry: RegistryStore
+    ) -> None:
+        registry.add_version(version(), activate=True)
+        registry.update_workflow("wf", 30.0, properties={"gone": 1, "kept": 2})
+        changes: list[dict[str, Any]] = [{f"k{n}": n} for n in range(16)] + [{"gone": None}]
+        barrier = threading.Barrier(len(changes))
+
+        def change(properties: dict[str, Any]) -> None:
+            barrier.wait()
+            registry.update_workflow("wf", 31.0, property_changes=properties)
+
+        threads = [threading.Thread(target=change, args=(c,)) for c in changes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        expected = {"kept": 2, **{f"k{n}": n for n in range(16)}}
+        assert registry.get_workflow("wf").properties == expected
+        with pytest.raises(NotFoundError, match="no workflow 'ghost'"):
+            registry.update_workflow("ghost", 32.0, property_changes={"a": 1})
 
     def test_list_workflows_by_name_with_pagination(self, registry: RegistryStore) -> None:
         for name in ("c", "a", "b"):

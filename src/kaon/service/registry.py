@@ -313,15 +313,8 @@ class RegistryService:
         self._may_hand_to(principal, owner_group)
         check_value(dict(properties or {}), "properties")
         check_properties(properties or {})
-        current = self.registry.get_workflow(name)
-        merged = dict(current.properties)
-        for key, value in (properties or {}).items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
         record = self.registry.update_workflow(
-            name, time.time(), properties=merged, owner_group=owner_group
+            name, time.time(), property_changes=dict(properties or {}), owner_group=owner_group
         )
         data = {"properties": dict(properties or {}), "owner_group": owner_group}
         self.auth.audit(principal.name, "workflow.update", f"workflow:{name}", data)

@@ -8,6 +8,7 @@ An extension of the SQL state store (same database, tables in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,11 +159,14 @@ class RegistryStore(ABC):
         now: float,
         *,
         properties: dict[str, Any] | None = None,
+        property_changes: Mapping[str, Any] | None = None,
         owner_group: str | None = None,
         clear_owner_group: bool = False,
     ) -> WorkflowRecord:
-        """Replace the properties and/or set (or clear) the owner group; no new version.
-        Raises NotFoundError."""
+        """Replace the properties, or merge ``property_changes`` into them (a ``None`` value
+        removes its key) in the same transaction as the write, so that changes of other keys
+        made at the same time are kept; and/or set (or clear) the owner group. No new
+        version. Raises NotFoundError."""
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -421,6 +425,7 @@ class SQLRegistryStore(RegistryStore):
         now: float,
         *,
         properties: dict[str, Any] | None = None,
+        property_changes: Mapping[str, Any] | None = None,
         owner_group: str | None = None,
         clear_owner_group: bool = False,
     ) -> WorkflowRecord:
@@ -430,11 +435,29 @@ class SQLRegistryStore(RegistryStore):
             values["properties"] = properties
         if owner_group is not None or clear_owner_group:
             values["owner_group"] = owner_group
-        return self._update(workflow, values)
+        return self._update(workflow, values, property_changes)
 
-    def _update(self, workflow: str, values: dict[str, Any]) -> WorkflowRecord:
+    def _update(
+        self,
+        workflow: str,
+        values: dict[str, Any],
+        property_changes: Mapping[str, Any] | None = None,
+    ) -> WorkflowRecord:
         w = r.workflows.c
         with self.store.writing(f"updating workflow {workflow}") as conn:
+            if property_changes is not None:
+                # Read in the write's transaction (the row locked on PostgreSQL; SQLite has
+                # one writer): a change read outside it lost every other one made meanwhile.
+                current = self._lock_workflow(conn, workflow)
+                if current is None:
+                    raise NotFoundError(f"no workflow {workflow!r} in the registry (push it first)")
+                merged = dict(values.get("properties", current.properties))
+                for key, value in property_changes.items():
+                    if value is None:
+                        merged.pop(key, None)
+                    else:
+                        merged[key] = value
+                values = {**values, "properties": merged}
             done = conn.execute(sa.update(r.workflows).where(w.name == workflow).values(**values))
             if done.rowcount != 1:
                 raise NotFoundError(f"no workflow {workflow!r} in the registry (push it first)")
