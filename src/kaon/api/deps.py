@@ -135,6 +135,23 @@ class Services:
 
         return readable
 
+    def workflow_reader(self, principal: Principal) -> Callable[[str], bool] | None:
+        """What ``principal`` may read, as a test of a workflow's name that looks its owner
+        group up once per workflow (None: every workflow), for lists that show every name
+        but another group's objects without what they hold (runs' parameters and errors,
+        triggers' definitions, backfills' skipped slots)."""
+        if principal.reads_everything:
+            return None
+        known: dict[str, bool] = {}
+
+        def readable(workflow: str) -> bool:
+            if workflow not in known:
+                group = self.registry.owner_group(workflow)
+                known[workflow] = principal.can("viewer", group)
+            return known[workflow]
+
+        return readable
+
     def may_read_run(self, principal: Principal, run_id: str) -> bool:
         """True when ``principal`` may read the run (a missing run: False)."""
         if principal.reads_everything:

@@ -111,17 +111,13 @@ def list_runs(
     views = services.runs.list_runs(
         workflow=workflow, status=status.value if status else None, limit=limit, offset=offset
     )
-    if principal.reads_everything:
+    readable = services.workflow_reader(principal)
+    if readable is None:
         return views
-    readable: dict[str, bool] = {}  # by workflow
-    for index, view in enumerate(views):
-        may = readable.get(view.workflow)
-        if may is None:
-            group = services.registry.owner_group(view.workflow)
-            may = readable[view.workflow] = principal.can("viewer", group)
-        if not may:
-            views[index] = view.model_copy(update={"params": {}, "error": None})
-    return views
+    return [
+        view if readable(view.workflow) else view.model_copy(update={"params": {}, "error": None})
+        for view in views
+    ]
 
 
 @router.get("/{run_id}", response_model=RunPage, summary="Get a run with a page of its steps")

@@ -8,6 +8,8 @@ lets a strict-sequential workflow run again after a failure. Signals are posted 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Query, status
 
 from kaon.api.deps import Principal, Services, get_services, require
@@ -55,15 +57,9 @@ def list_triggers(
     another group's keep their workflow, kind and due time, not what their definition says
     (a signal's ``match``, a data path), as ``GET /workflows`` keeps its properties."""
     found = ops.list_triggers(workflow)
-    if principal.reads_everything:
+    readable = services.workflow_reader(principal)
+    if readable is None:
         return found
-    groups: dict[str, bool] = {}
-
-    def readable(name: str) -> bool:
-        if name not in groups:
-            groups[name] = principal.can("viewer", services.registry.owner_group(name))
-        return groups[name]
-
     return [
         view
         if readable(view.workflow)
@@ -101,21 +97,35 @@ def start_backfill(
 def list_backfills(
     workflow: str | None = Query(None, min_length=1, max_length=200),
     state: str | None = Query(None, alias="status", pattern="^(running|finished|cancelled)$"),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
     ops: TriggerOperations = Depends(operations),
 ) -> list[BackfillView]:
-    """Backfills, newest first, optionally of one workflow or status."""
-    return ops.backfills(workflow=workflow, status=state)
+    """Backfills, newest first, optionally of one workflow or status (another group's
+    without their skipped slots' errors)."""
+    found = ops.backfills(workflow=workflow, status=state)
+    readable = services.workflow_reader(principal)
+    return found if readable is None else [_shown(view, readable) for view in found]
 
 
 @router.get("/backfills/{backfill_id}", response_model=BackfillView, summary="Get a backfill")
 def get_backfill(
     backfill_id: str,
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
     ops: TriggerOperations = Depends(operations),
 ) -> BackfillView:
-    """One backfill and how many of its slots were started."""
-    return ops.backfill(backfill_id)
+    """One backfill and how many of its slots were started (another group's without its
+    skipped slots' errors)."""
+    view = ops.backfill(backfill_id)
+    readable = services.workflow_reader(principal)
+    return view if readable is None else _shown(view, readable)
+
+
+def _shown(view: BackfillView, readable: Callable[[str], bool]) -> BackfillView:
+    """``view`` as a reader of its workflow sees it, else without its skipped slots: each
+    one's error quotes the parameters the workflow's trigger computed for it."""
+    return view if readable(view.workflow) else view.model_copy(update={"skipped_slots": []})
 
 
 @router.post(

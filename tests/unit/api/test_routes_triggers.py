@@ -7,6 +7,8 @@ from typing import Any
 
 from kaon.api.deps import Services
 from kaon.service.auth import LOCAL_PRINCIPAL
+from kaon.store.triggers import DROPPED, FiringRecord, SQLTriggerStore
+from kaon.triggers.backfill import backfill_trigger_id
 
 HOURLY = textwrap.dedent(
     """
@@ -123,3 +125,26 @@ def test_another_groups_triggers_show_no_definition(
     (theirs,) = client.get("/triggers", headers=_auth(tokens["stranger"])).json()
     assert (theirs["workflow"], theirs["kind"]) == ("signalled", "signal")
     assert theirs["details"] == {} and "ml-private" not in theirs["description"]
+
+
+def test_another_groups_backfills_show_no_skipped_slot_errors(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """A skipped slot's error quotes the parameters its trigger's definition computed
+    (``got str 'SECRET-...'``): another group saw them in ``GET /backfills``, while its
+    runs' parameters and errors, its triggers' definitions are hidden from that group."""
+    _push(services)
+    body = {"workflow": "hourly", "start": "2024-01-01", "end": "2024-01-01"}
+    created = client.post("/backfills", json=body, headers=_auth(tokens["operator"])).json()
+    error = "params.n: parameter 'n' must be of type int, got str 'SECRET-2024-01-01'"
+    dropped = FiringRecord(
+        backfill_trigger_id(created["id"]), "2024-01-01T01:00:00+01:00", "hourly", "", DROPPED
+    )
+    dropped.error = error
+    assert SQLTriggerStore(services.store).claim_firing(dropped)
+    for who, shown in (("operator", True), ("viewer", True), ("stranger", False)):
+        listed = client.get("/backfills", headers=_auth(tokens[who])).json()
+        one = client.get(f"/backfills/{created['id']}", headers=_auth(tokens[who])).json()
+        for view in (listed[0], one):
+            assert view["skipped"] == 1, view  # that a slot was skipped is no secret
+            assert ("SECRET" in str(view["skipped_slots"])) is shown, (who, view)
