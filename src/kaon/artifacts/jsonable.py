@@ -6,8 +6,9 @@ step on the hot path and must cost microseconds. It walks the value once, accept
 ``int``, finite ``float``, ``bool``, ``None``; subclasses such as enums are rejected so that
 they round-trip through another serializer instead of coming back as plain values), and
 ``tuple``, which comes back as a list (the value is normalized to one here, so the producer's
-run and a reader of the store see the same value). While walking it adds up an upper bound of the compact JSON size; only when that bound
-exceeds the limit is ``json.dumps`` run to measure exactly.
+run and a reader of the store see the same value). While walking it adds up an upper bound
+of the compact JSON size; only when that bound exceeds the limit is ``json.dumps`` run to
+measure exactly.
 """
 
 from __future__ import annotations
