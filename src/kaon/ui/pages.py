@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 
 import kaon
 from kaon.api.deps import get_services
+from kaon.api.errors import audit_refusal
 from kaon.api.session import COOKIE, cookie_token
 from kaon.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from kaon.service.auth import Principal
@@ -101,7 +102,8 @@ async def login(request: Request) -> Response:
     next = (fields.get("next") or ["/ui"])[0]
     try:
         await anyio.to_thread.run_sync(get_services(request).auth.authenticate, token)
-    except AuthenticationError as error:
+    except AuthenticationError as error:  # audited as a refused API call is
+        await audit_refusal(request.app, "anonymous", 401, "POST", "/ui/login", error)
         context = {
             "static": STATIC_URL,
             "v": asset_version(),

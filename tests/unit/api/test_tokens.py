@@ -204,3 +204,16 @@ def test_a_token_rotating_itself_keeps_its_expiry_and_cannot_extend_it(
     assert by_admin.status_code == 200 and by_admin.json()["expires_at"] > expires_at
     kept = client.post(f"/tokens/{made['id']}/rotate", headers=h(tokens["admin"]))
     assert kept.json()["expires_at"] == by_admin.json()["expires_at"]
+
+
+def test_a_refused_ui_login_is_audited_like_a_refused_api_call(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    answer = client.post("/ui/login", data={"token": "kaon_guess", "next": "/ui"})
+    assert answer.status_code == 401
+    audit = client.get("/audit", params={"limit": 1000}, headers=h(tokens["admin"])).json()
+    refused = [a for a in audit if a["action"] == "auth.refused"]
+    assert [(a["actor"], a["target"], a["data"]["status"]) for a in refused] == [
+        ("anonymous", "POST /ui/login", 401)
+    ]
+    assert "kaon_guess" not in json.dumps(audit)
