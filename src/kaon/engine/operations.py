@@ -36,6 +36,7 @@ from kaon.model.status import (
 from kaon.model.tenancy import DEFAULT_POOL, pools_named
 from kaon.model.values import RETURN, Literal, encode_outputs
 from kaon.store.base import (
+    DELETING_OWNER,
     CommandRecord,
     DefinitionRecord,
     EventRecord,
@@ -246,6 +247,8 @@ def restart_run(
         raise InvalidActionError(
             f"run {run_id} is {record.status.value}; only a finished run can be restarted"
         )
+    if record.owner == DELETING_OWNER:
+        raise InvalidActionError(f"run {run_id} is being deleted")
     spec = run_spec(store, record)
     rows = _RunRows(store.step_runs(run_id, all_levels=True))
     if only and from_path is None:

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from kaon.model.status import RUN_ACTIVE, StepStatus
+from kaon.model.status import RUN_ACTIVE, RUN_TERMINAL, StepStatus
 from kaon.store import schema as t
 from kaon.store import schema_pools as p
 from kaon.store._lite import IDEMPOTENT, REPLACED, Key, Statement
@@ -768,6 +768,138 @@ def _update(table_name: str, keys: tuple[str, ...], *columns: str) -> Any:
         sa.update(table)
         .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
         .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+    )
+
+
+# -- deleting runs (kaon.store.deletion) -----------------------------------------------------
+
+_TERMINAL = sorted(s.value for s in RUN_TERMINAL)  # sorted: the shipped text is stable
+
+
+@_builder
+def _mark_deleting(dialect: str) -> Any:
+    """Claim a finished run for deletion: its ``owner`` becomes ``:marker`` with a lease that
+    never ends (no engine can take it and a restart refuses it), unless
+    it is active or an engine's lease on it has not expired. ``:run_id``, ``:marker``,
+    ``:forever``."""
+    now = db_clock(dialect)
+    free = sa.or_(
+        _r.owner.is_(None),
+        _r.owner == _bind("marker"),
+        _r.lease_until.is_(None),
+        _r.lease_until < now,
+    )
+    return (
+        sa.update(t.runs)
+        .where(_r.id == _bind("run_id"), _r.status.in_(_TERMINAL), free)
+        .values(owner=_bind("marker"), lease_until=_bind("forever", sa.Double()))
+    )
+
+
+@_builder
+def _lease_live(dialect: str) -> Any:
+    """``:run_id``'s owner when its lease has not expired by the database's clock."""
+    return sa.select(_r.owner).where(
+        _r.id == _bind("run_id"),
+        _r.owner.is_not(None),
+        sa.or_(_r.lease_until.is_(None), _r.lease_until >= db_clock(dialect)),
+    )
+
+
+@_builder
+def _delete_run_rows(table_name: str) -> Any:
+    """Delete the ``:limit`` oldest rows (by primary key) of ``:run_id`` in ``table_name``:
+    one bounded statement, on both databases (no ``DELETE ... LIMIT`` needed)."""
+    table = t.metadata.tables[table_name]
+    keys = list(table.primary_key.columns)
+    oldest = (
+        sa.select(*keys)
+        .where(table.c.run_id == _bind("run_id"))
+        .order_by(*keys)
+        .limit(_bind("limit"))
+    )
+    chosen = keys[0].in_(oldest) if len(keys) == 1 else sa.tuple_(*keys).in_(oldest)
+    return sa.delete(table).where(table.c.run_id == _bind("run_id"), chosen)
+
+
+@_builder
+def _delete_run() -> Any:
+    """Delete the row of ``:run_id`` claimed by ``:marker`` (the last of its rows)."""
+    return sa.delete(t.runs).where(_r.id == _bind("run_id"), _r.owner == _bind("marker"))
+
+
+@_builder
+def _delete_idempotency_of_run() -> Any:
+    """Forget the idempotency keys whose answer names a run: those made at or after
+    ``:since`` whose JSON text contains the escaped pattern ``:pattern`` (keys live a day,
+    so few rows are looked at)."""
+    keys = t.metadata.tables["idempotency_keys"]
+    return sa.delete(keys).where(
+        keys.c.created_at >= _bind("since", sa.Double()),
+        sa.cast(keys.c.response, sa.Text).like(_bind("pattern"), escape="/"),
+    )
+
+
+@_builder
+def _cached_from_run() -> Any:
+    """Step runs of other runs that reused outputs of ``:run_id`` from the cache
+    (``cached_from`` between ``:low`` and ``:high``), after the key ``(:after_from,
+    :after_run, :after_id)``, ``:limit`` at a time (``ix_step_runs_cached_from``)."""
+    c = t.step_runs.c
+    after = sa.tuple_(c.cached_from, c.run_id, c.id) > sa.tuple_(
+        _bind("after_from"), _bind("after_run"), _bind("after_id")
+    )
+    return (
+        sa.select(c.run_id, c.id, c.path, c.cached_from)
+        .where(c.cached_from.is_not(None), c.cached_from >= _bind("low"))
+        .where(c.cached_from < _bind("high"), c.run_id != _bind("run_id"), after)
+        .order_by(c.cached_from, c.run_id, c.id)
+        .limit(_bind("limit"))
+    )
+
+
+@_builder
+def _artifacts_at_paths() -> Any:
+    """The artifact records of ``:run_id`` made by the step runs at ``:paths``."""
+    c = t.artifacts.c
+    return (
+        sa.select(t.artifacts)
+        .where(c.run_id == _bind("run_id"), c.path.in_(_many("paths")))
+        .order_by(c.id)
+    )
+
+
+@_builder
+def _step_runs_with_artifacts() -> Any:
+    """Which of ``:ids`` (step runs of ``:run_id``) have artifact records of their own."""
+    c = t.artifacts.c
+    return (
+        sa.select(c.step_run_id)
+        .where(c.run_id == _bind("run_id"), c.step_run_id.in_(_many("ids")))
+        .distinct()
+    )
+
+
+@_builder
+def _expired_runs(by_workflow: bool) -> Any:
+    """Finished runs that ended (or, never started, were created) before ``:before``, that
+    are not among the ``:keep`` newest finished runs of their workflow (``workflow =
+    :workflow`` when ``by_workflow``), oldest first, at most ``:limit``."""
+    finished: sa.ColumnElement[bool] = _r.status.in_(_TERMINAL)
+    if by_workflow:
+        finished = sa.and_(finished, _r.workflow == _bind("workflow"))
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=_r.workflow, order_by=(_r.created_at.desc(), _r.id.desc()))
+        .label("rank")
+    )
+    ranked = sa.select(t.runs, rank).where(finished).subquery()
+    age = sa.func.coalesce(ranked.c.ended_at, ranked.c.created_at)
+    return (
+        sa.select(*(ranked.c[column.name] for column in t.runs.columns))
+        .where(ranked.c.rank > _bind("keep"), age < _bind("before", sa.Double()))
+        .order_by(ranked.c.created_at, ranked.c.id)
+        .limit(_bind("limit"))
     )
 
 

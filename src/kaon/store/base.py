@@ -26,6 +26,10 @@ characters): a longer string comes from no person typing an id, only from a requ
 segment of 60,000 characters) whose search pattern SQLite refuses ("LIKE or GLOB pattern too
 complex" past 50,000 bytes), which was a 500."""
 
+DELETING_OWNER = "kaon:deleting"
+"""The ``owner`` of a run being deleted (:meth:`StateStore.delete_runs`): no engine takes it
+and a restart refuses it."""
+
 
 @dataclass(slots=True)
 class DefinitionRecord:
@@ -535,6 +539,38 @@ class StateStore(ABC):
         ``after`` (and, given ``until``, at or before it; epoch seconds; None otherwise).
         When a run ended counts, not when it was created: a restarted old run that ends
         again is found. One indexed read, whatever the number of runs."""
+
+    @abstractmethod
+    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000) -> int:
+        """Delete finished runs and every row that belongs to them; returns how many runs
+        were deleted (an unknown or already deleted id counts for none).
+
+        Rows go in transactions of at most ``chunk_rows`` rows, oldest first, the run's own
+        row last: a run is claimed for deletion first, and a call interrupted midway (a
+        crash) leaves a consistent store that a second call finishes. Cache entries made
+        from a run are deleted with it (a later run with the same inputs executes the step
+        again); step runs of other runs that reused its outputs from the cache get copies of
+        its artifact records, so their blobs stay referenced. Idempotency keys answering with
+        the run go too. Kept: trigger firings (their de-duplication keys), signals and the
+        audit trail. See :mod:`kaon.store.deletion`.
+
+        Every run is checked before any is deleted: an active run (pending, running,
+        paused) raises InvalidActionError, one an engine holds a live lease on LeaseError.
+        """
+
+    @abstractmethod
+    def expired_runs(
+        self,
+        *,
+        before: float,
+        keep_last: int = 0,
+        workflow: str | None = None,
+        limit: int = 1000,
+    ) -> list[RunRecord]:
+        """Finished runs that ended (a run that never started: was created) before
+        ``before`` (epoch seconds), except the ``keep_last`` newest finished runs of each
+        workflow whatever their age; only ``workflow``'s when given; oldest first, at most
+        ``limit``. What retention deletes."""
 
     @abstractmethod
     def run_status_changes(self, run_id: str, since: float) -> list[tuple[float, str]]:

@@ -133,6 +133,16 @@ step_runs = sa.Table(
     # /metrics: tasks by status, and the first attempts that ended since it last looked (a
     # range per status: the entry a status change moves anyway, no index of its own).
     sa.Index("ix_step_runs_metrics", "kind", "status", "first_ended_at"),
+    # The step runs that reused another run's outputs from the cache, by that run (few:
+    # only cache hits have an entry): deleting a run hands its blobs' lineage to them
+    # (kaon.store.deletion).
+    sa.Index(
+        "ix_step_runs_cached_from",
+        "cached_from",
+        "run_id",
+        "id",
+        sqlite_where=sa.text("cached_from IS NOT NULL"),  # PostgreSQL: postgresql_options()
+    ),
 )
 
 attempts = sa.Table(
@@ -215,6 +225,7 @@ def postgresql_options() -> None:
     partial = {
         "ix_commands_pending": "done_at IS NULL",
         "ix_step_runs_parent_index": "parent_id IS NOT NULL",
+        "ix_step_runs_cached_from": "cached_from IS NOT NULL",
     }
     for index in (*commands.indexes, *step_runs.indexes):
         if index.name in partial:
@@ -234,6 +245,7 @@ cache_entries = sa.Table(
     sa.Column("components", Json, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_cache_entries_step", "workflow", "step_id", "created_at"),
+    sa.Index("ix_cache_entries_run", "run_id", "key"),  # deleting a run (kaon.store.deletion)
 )
 
 artifacts = sa.Table(
@@ -271,6 +283,7 @@ artifact_uses = sa.Table(
     sa.Column("outputs", Json, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_artifact_uses_hash", "hash", "id"),
+    sa.Index("ix_artifact_uses_run", "run_id", "id"),  # deleting a run (kaon.store.deletion)
 )
 
 signals = sa.Table(

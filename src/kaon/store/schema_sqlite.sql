@@ -36,6 +36,8 @@ CREATE TABLE artifact_uses (
 
 CREATE INDEX ix_artifact_uses_hash ON artifact_uses (hash, id);
 
+CREATE INDEX ix_artifact_uses_run ON artifact_uses (run_id, id);
+
 CREATE TABLE artifacts (
 	id INTEGER NOT NULL,
 	hash VARCHAR NOT NULL,
@@ -123,6 +125,8 @@ CREATE TABLE cache_entries (
 	created_at DOUBLE NOT NULL,
 	PRIMARY KEY ("key")
 );
+
+CREATE INDEX ix_cache_entries_run ON cache_entries (run_id, "key");
 
 CREATE INDEX ix_cache_entries_step ON cache_entries (workflow, step_id, created_at);
 
@@ -315,6 +319,8 @@ CREATE TABLE step_runs (
 	first_error JSON,
 	PRIMARY KEY (run_id, id)
 );
+
+CREATE INDEX ix_step_runs_cached_from ON step_runs (cached_from, run_id, id) WHERE cached_from IS NOT NULL;
 
 CREATE INDEX ix_step_runs_kind_status ON step_runs (run_id, kind, status, id);
 

@@ -786,6 +786,32 @@ class SQLStore(StateStore):
         rows = self.query(key, workflow=workflow, status=_plain(status), **bounds)
         return run_record(rows[0]) if rows else None
 
+    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000) -> int:
+        """Delete finished runs and their rows in bounded transactions (see
+        :meth:`StateStore.delete_runs` and :mod:`kaon.store.deletion`)."""
+        from kaon.store import deletion
+
+        return deletion.delete_runs(self, run_ids, chunk_rows=chunk_rows)
+
+    def expired_runs(
+        self,
+        *,
+        before: float,
+        keep_last: int = 0,
+        workflow: str | None = None,
+        limit: int = 1000,
+    ) -> list[RunRecord]:
+        """Finished runs past retention (see :meth:`StateStore.expired_runs`): one read
+        ranking each workflow's finished runs, newest first."""
+        key = ("expired_runs", workflow is not None)
+        params = {
+            "before": before,
+            "keep": max(keep_last, 0),
+            "workflow": workflow,
+            "limit": limit,
+        }
+        return [run_record(row) for row in self.query(key, **params)]
+
     def run_status_changes(self, run_id: str, since: float) -> list[tuple[float, str]]:
         """See :meth:`StateStore.run_status_changes` (``ix_events_run_step``)."""
         rows = self.query(("run_status_events",), run_id=run_id, since=float(since))
