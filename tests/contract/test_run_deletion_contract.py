@@ -218,6 +218,7 @@ def test_step_runs_that_reused_a_deleted_runs_outputs_keep_its_blobs(store: Stat
         )
     )  # fmt: skip
 
+    assert store.cache_users("source") == [("reuser", 1, "train")]
     store.delete_runs(["source"])
     store.delete_runs(["source"])  # a second call copies nothing twice
 

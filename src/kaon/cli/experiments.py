@@ -29,7 +29,7 @@ from kaon.cli._options import (
 from kaon.cli._text import cut, shown, shown_value
 from kaon.cli.main import _client, _errors, _fail, _print_json, _print_view, _service, app, out
 from kaon.dsl.durations import parse_duration
-from kaon.errors import Location
+from kaon.errors import ConfigurationError, Location
 
 if TYPE_CHECKING:  # imported where used: rich and the view models cost start-up time
     from rich.text import Text
@@ -555,6 +555,32 @@ def gc(
             "--min-age", metavar="AGE", help="Keep blobs younger than this (e.g. 1h, 30m, 0)."
         ),
     ] = "1h",
+    runs_older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--runs-older-than",
+            metavar="AGE",
+            help="First delete finished runs that ended longer ago than this (e.g. 90d, 12h).",
+        ),
+    ] = None,
+    keep_last: Annotated[
+        int,
+        typer.Option(
+            "--keep-last",
+            metavar="N",
+            min=0,
+            help="With --runs-older-than: keep the N newest finished runs of each workflow.",
+        ),
+    ] = 0,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="WORKFLOW",
+            help="With --runs-older-than: delete only this workflow's runs.",
+        ),
+    ] = None,
     db: DbOpt = None,
     home: HomeOpt = None,
     artifacts: ArtifactsOpt = None,
@@ -563,11 +589,26 @@ def gc(
     """Delete artifact blobs that no recorded artifact and no cache entry references.
 
     Blobs younger than --min-age are kept, so a run writing right now is never robbed.
+    With --runs-older-than, finished runs past that age (but the --keep-last newest of each
+    workflow) are deleted first, with every row of them, and the blobs they alone used go too.
     """
     _local_only("gc", db, home)
     with _errors(as_json), _service(db, home, artifacts=artifacts) as service:
         seconds = parse_duration(min_age, Location(field="--min-age"))
-        view = service.experiments.gc(dry_run=dry_run, min_age_s=seconds)
+        runs_age = None
+        if runs_older_than is not None:
+            runs_age = parse_duration(runs_older_than, Location(field="--runs-older-than"))
+        elif keep_last or workflow:
+            raise ConfigurationError(
+                "--keep-last and --workflow choose runs to delete: add --runs-older-than AGE"
+            )
+        view = service.experiments.gc(
+            dry_run=dry_run,
+            min_age_s=seconds,
+            runs_older_than_s=runs_age,
+            keep_last=keep_last,
+            workflow=workflow,
+        )
         if as_json:
             _print_json(view.model_dump(mode="json"))
         else:
@@ -576,6 +617,12 @@ def gc(
 
 def _render_gc(view: GcView) -> None:
     verb = "would delete" if view.dry_run else "deleted"
+    if view.runs_older_than_s is not None:
+        for run_id in view.runs:
+            out.print(f"{verb} run {run_id}")
+        for run_id in view.runs_skipped:
+            out.print(f"kept run {run_id} for now (an engine holds it, or it was restarted)")
+        out.print(f"{verb} {len(view.runs)} run{'' if len(view.runs) == 1 else 's'}")
     out.print(
         f"scanned {view.scanned} blobs: {view.referenced} referenced, {view.young} younger than "
         f"{view.min_age_s:g}s (kept); {verb} {view.deleted} ({_size(view.bytes_freed)})"

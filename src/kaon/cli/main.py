@@ -669,8 +669,17 @@ def kill(
         _print_view(view, as_json, f"{view.id} {view.status}")
 
 
-@app.command()
+runs_app = typer.Typer(
+    help="List runs, newest first (kaon runs), or delete finished ones (kaon runs delete).",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
 def runs(
+    ctx: typer.Context,
     workflow: Annotated[
         str | None,
         typer.Option("--workflow", "-w", metavar="WORKFLOW", help="Only this workflow's runs."),
@@ -700,6 +709,8 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """List runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
     from kaon.cli import render
 
     with _errors(as_json):
@@ -712,6 +723,42 @@ def runs(
             _print_json([v.model_dump(mode="json") for v in views])
         else:
             render.run_list(out, views)
+
+
+def _interactive() -> bool:
+    """Whether a person answers on this terminal (a destructive command asks first)."""
+    return sys.stdin.isatty()
+
+
+@runs_app.command("delete")
+def runs_delete(
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN...", help="Finished runs to delete (ids or unique prefixes)."),
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking (asked only on a terminal).")
+    ] = False,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete finished runs with every record of them (steps, logs, metrics, events,
+    artifact records, cache entries made from them); kaon gc then frees the blobs only they
+    used. An active run, or one an engine still holds, is refused (exit 2): kill it first."""
+    with _errors(as_json), _client(url, db, home) as service:
+        full = [service.resolve_run_id(run_id) for run_id in dict.fromkeys(run_ids)]
+        if not (yes or as_json) and _interactive():
+            listed = ", ".join(full)
+            if not typer.confirm(f"delete {len(full)} run(s): {listed}?", default=False):
+                _fail("nothing deleted")
+        for run_id in full:
+            service.delete_run(run_id, by="cli")
+            if not as_json:
+                out.print(f"deleted {run_id}")
+        if as_json:
+            _print_json({"deleted": full})
 
 
 @app.command()

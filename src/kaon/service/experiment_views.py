@@ -271,6 +271,19 @@ class GcView(BaseModel):
 
     dry_run: bool
     min_age_s: float
+    runs_older_than_s: float | None = Field(
+        default=None, description="finished runs older than this were deleted first (or would be)"
+    )
+    keep_last: int | None = Field(
+        default=None,
+        description="the newest finished runs of each workflow kept whatever their age",
+    )
+    runs: list[str] = Field(
+        default_factory=list, description="the runs deleted (in a dry run: that would be)"
+    )
+    runs_skipped: list[str] = Field(
+        default_factory=list, description="runs past retention that could not be deleted now"
+    )
     scanned: int = 0
     referenced: int = Field(
         default=0, description="kept: a recorded artifact or cache entry uses it"

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -30,7 +30,7 @@ from kaon.model.values import (
     decode_outputs,
     outputs_value,
 )
-from kaon.service import _compare, _export
+from kaon.service import _compare, _export, retention
 from kaon.service.experiment_views import (
     MAX_CONSUMERS,
     ArtifactView,
@@ -536,11 +536,25 @@ class Experiments:
 
     # -- garbage collection ------------------------------------------------------------------
 
-    def gc(self, *, dry_run: bool = False, min_age_s: float = 3600.0) -> GcView:
+    def gc(
+        self,
+        *,
+        dry_run: bool = False,
+        min_age_s: float = 3600.0,
+        runs_older_than_s: float | None = None,
+        keep_last: int = 0,
+        workflow: str | None = None,
+    ) -> GcView:
         """Delete blobs that no recorded artifact and no cache entry references, and that are
         older than ``min_age_s`` (a run writing right now is never robbed). A dry run deletes
         nothing and reports what would go. Raises ArtifactError when the store cannot list or
         delete blobs.
+
+        With ``runs_older_than_s``, finished runs that ended longer ago than that are deleted
+        first (but the ``keep_last`` newest finished runs of each workflow, and only
+        ``workflow``'s runs when given; see :mod:`kaon.service.retention`), so the blobs only
+        they referenced are freed too. A run that cannot be deleted now (an engine holds it)
+        is listed in ``runs_skipped``. A dry run counts the blobs the runs would free.
         """
         blobs = self.artifacts
         if not isinstance(blobs, BlobListing):
@@ -548,9 +562,26 @@ class Experiments:
                 f"artifact store {self.artifacts.url!r} cannot list its blobs; no garbage "
                 "collection possible"
             )
+        view = GcView(
+            dry_run=dry_run,
+            min_age_s=min_age_s,
+            runs_older_than_s=runs_older_than_s,
+            keep_last=keep_last if runs_older_than_s is not None else None,
+        )
+        doomed: set[str] = set()
+        if runs_older_than_s is not None:
+            policy = retention.RetentionPolicy(runs_older_than_s, keep_last, workflow)
+            runs = retention.expired(self.store, policy)
+            view.runs = [run.id for run in runs]
+            if dry_run:
+                doomed = set(view.runs)
+            else:
+                outcome = retention.delete(self.store, runs)
+                view.runs, view.runs_skipped = outcome.deleted, outcome.skipped
         # What is kept is read before listing, so a blob written after this point is young.
-        keep = self.store.referenced_hashes() | self._cache_hashes()
-        view = GcView(dry_run=dry_run, min_age_s=min_age_s)
+        keep = self.store.referenced_hashes() | self._cache_hashes(doomed)
+        if doomed:
+            keep -= self._freed_by(doomed)
         now = time.time()
         for hash_, size in blobs.iter_blobs():
             view.scanned += 1
@@ -566,9 +597,25 @@ class Experiments:
                 view.deleted_hashes.append(hash_)
         return view
 
-    def _cache_hashes(self) -> set[str]:
+    def _freed_by(self, runs: set[str]) -> set[str]:
+        """The blobs that only ``runs``' artifact records reference."""
+        freed: set[str] = set()
+        for run_id in runs:
+            # Outputs a kept run reused from the cache stay (deleting hands them on).
+            reused = {path for user, _, path in self.store.cache_users(run_id) if user not in runs}
+            for record in self.store.artifacts(run_id=run_id, limit=_ALL):
+                if record.hash in freed or record.path in reused:
+                    continue
+                owners = {r.run_id for r in self.store.artifacts(hash=record.hash, limit=_ALL)}
+                if owners <= runs:
+                    freed.add(record.hash)
+        return freed
+
+    def _cache_hashes(self, leaving: Collection[str] = ()) -> set[str]:
         found: set[str] = set()
         for entry in self.store.cache_entries(limit=_ALL):
+            if entry.run_id in leaving:  # deleted with its run
+                continue
             try:
                 refs = decode_outputs(entry.outputs).values()
             except (ValueError, KeyError):

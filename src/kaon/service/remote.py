@@ -433,6 +433,11 @@ class RemoteService:
         """Hand an active run whose engine died to the server's engine (409: finished)."""
         return RunView.model_validate(self._call("POST", f"/runs/{run_id}/resume"))
 
+    def delete_run(self, run_id: str, *, by: str = "") -> None:
+        """Delete a finished run on the server (``DELETE /runs/{id}``: 409 for an active
+        one)."""
+        self._call("DELETE", f"/runs/{run_id}")
+
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0
     ) -> RunView:

@@ -559,6 +559,12 @@ class StateStore(ABC):
         """
 
     @abstractmethod
+    def cache_users(self, run_id: str, *, limit: int = 10_000) -> list[tuple[str, int, str]]:
+        """The step runs of other runs that reused outputs of ``run_id`` from the cache, as
+        ``(their run, their step run id, the path in run_id they reused)``: what deleting
+        ``run_id`` hands its artifact records to. One indexed range."""
+
+    @abstractmethod
     def expired_runs(
         self,
         *,

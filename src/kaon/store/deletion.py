@@ -136,20 +136,30 @@ def _delete_rows(store: SQLStore, table: str, run_id: str, chunk_rows: int) -> N
             return
 
 
-def _hand_on_lineage(store: SQLStore, run_id: str, chunk_rows: int) -> None:
-    """Copy ``run_id``'s artifact records to the step runs of other runs that reused them
-    from the cache and have none of their own, ``chunk_rows`` step runs at a time."""
-    prefix = f"{run_id}:"
+def cache_users(store: SQLStore, run_id: str, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` step runs of other runs whose ``cached_from`` names ``run_id``."""
+    params = _users_params(run_id, limit)
+    return store.query(("cached_from_run",), **params)
+
+
+def _users_params(run_id: str, limit: int) -> dict[str, Any]:
     # ':' is followed by ';' in code point order: [low, high) holds every "run_id:<path>".
-    params: dict[str, Any] = {
+    return {
         "run_id": run_id,
-        "low": prefix,
+        "low": f"{run_id}:",
         "high": f"{run_id};",
         "after_from": "",
         "after_run": "",
         "after_id": -1,
-        "limit": chunk_rows,
+        "limit": limit,
     }
+
+
+def _hand_on_lineage(store: SQLStore, run_id: str, chunk_rows: int) -> None:
+    """Copy ``run_id``'s artifact records to the step runs of other runs that reused them
+    from the cache and have none of their own, ``chunk_rows`` step runs at a time."""
+    prefix = f"{run_id}:"
+    params = _users_params(run_id, chunk_rows)
     while True:
         users = store.query(("cached_from_run",), **params)
         if not users:

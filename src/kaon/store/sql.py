@@ -793,6 +793,15 @@ class SQLStore(StateStore):
 
         return deletion.delete_runs(self, run_ids, chunk_rows=chunk_rows)
 
+    def cache_users(self, run_id: str, *, limit: int = 10_000) -> list[tuple[str, int, str]]:
+        """Step runs that reused ``run_id``'s outputs (``ix_step_runs_cached_from``)."""
+        from kaon.store import deletion
+
+        return [
+            (row["run_id"], int(row["id"]), row["cached_from"][len(run_id) + 1 :])
+            for row in deletion.cache_users(self, run_id, limit)
+        ]
+
     def expired_runs(
         self,
         *,

@@ -1,0 +1,77 @@
+"""Run retention: which finished runs are past their time, and deleting them a batch at a time.
+
+Used by ``kaon gc --runs-older-than AGE`` (all at once, then the blobs they freed) and by the
+server's trigger loop (``kaon server --retention AGE``: one bounded batch per pass, so a pass
+never stalls the loop). A run is past retention when it finished (succeeded, failed or
+cancelled) longer than the age ago and is not among the ``keep_last`` newest finished runs of
+its workflow (see :meth:`kaon.store.base.StateStore.expired_runs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from kaon.errors import InvalidActionError, LeaseError
+from kaon.store.base import RunRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+_EVERY = 2**62  # "no limit"
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Delete finished runs older than ``max_age_s`` but the ``keep_last`` newest of each
+    workflow (only ``workflow``'s runs when given)."""
+
+    max_age_s: float
+    keep_last: int = 0
+    workflow: str | None = None
+
+
+@dataclass(slots=True)
+class RetentionOutcome:
+    """What a retention pass did: the runs it deleted and those it had to leave (an engine
+    held them, or they were restarted meanwhile; the next pass tries again)."""
+
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def expired(
+    store: StateStore, policy: RetentionPolicy, *, limit: int = _EVERY, now: float | None = None
+) -> list[RunRecord]:
+    """The runs ``policy`` deletes now, oldest first, at most ``limit``."""
+    at = time.time() if now is None else now
+    return store.expired_runs(
+        before=at - policy.max_age_s,
+        keep_last=policy.keep_last,
+        workflow=policy.workflow,
+        limit=limit,
+    )
+
+
+def delete(store: StateStore, runs: list[RunRecord]) -> RetentionOutcome:
+    """Delete ``runs`` one at a time; a run that may not be deleted now is skipped."""
+    outcome = RetentionOutcome()
+    for run in runs:
+        try:
+            store.delete_runs([run.id])
+        except (InvalidActionError, LeaseError) as refused:
+            log.info("retention: run %s kept for now: %s", run.id, refused)
+            outcome.skipped.append(run.id)
+        else:
+            outcome.deleted.append(run.id)
+    return outcome
+
+
+def apply(
+    store: StateStore, policy: RetentionPolicy, *, batch: int = 100, now: float | None = None
+) -> RetentionOutcome:
+    """One bounded pass: delete at most ``batch`` runs past retention (the server's loop)."""
+    outcome = delete(store, expired(store, policy, limit=batch, now=now))
+    if outcome.deleted:
+        log.info("retention: deleted %d run(s)", len(outcome.deleted))
+    return outcome
