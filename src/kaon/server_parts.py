@@ -68,6 +68,8 @@ class ServerOptions:
     lease_ttl_s: float = 30.0
     max_runs: int = 1000  # runs the engine holds at once (more wait, oldest first)
     metrics_public: bool = False  # serve /metrics without a token (a private network)
+    retention_s: float | None = None  # delete finished runs older than this (None: keep all)
+    retention_keep_last: int = 0  # ... but the newest N finished runs of each workflow
 
 
 def admission(store: StateStore) -> Callable[[RunRecord], bool]:
@@ -90,15 +92,20 @@ def admission(store: StateStore) -> Callable[[RunRecord], bool]:
     return functools.partial(admit, store, properties=properties)
 
 
-def trigger_service(services: Services) -> Any:
+def trigger_service(services: Services, options: ServerOptions | None = None) -> Any:
     """The :class:`~kaon.triggers.service.TriggerService` over the registry, with a
     :class:`~kaon.triggers.catalog.RegistryCatalog`, the clock of ``clock_from_env``
-    (``KAON_FAKE_CLOCK_FILE`` in tests), an alert service (``services.extras["alerts"]``) and
-    the server's executor name."""
+    (``KAON_FAKE_CLOCK_FILE`` in tests), an alert service (``services.extras["alerts"]``),
+    the server's executor name and its retention policy (``options.retention_s``)."""
     from kaon.store.triggers import SQLTriggerStore
     from kaon.triggers.alerts import AlertService
     from kaon.triggers.catalog import RegistryCatalog
+    from kaon.triggers.retention import RetentionPolicy
     from kaon.triggers.service import TriggerService, clock_from_env
+
+    policy = None
+    if options is not None and options.retention_s is not None:
+        policy = RetentionPolicy(options.retention_s, options.retention_keep_last)
 
     store = services.store
     triggers = SQLTriggerStore(store)
@@ -111,6 +118,7 @@ def trigger_service(services: Services) -> Any:
         alerts=alerts,
         executor=services.settings.executor,
         triggers=triggers,
+        retention=policy,
     )
 
 
@@ -259,7 +267,7 @@ def part_main(
             if name == "engine":
                 _run_engine(services, options, stop, halts)
             else:
-                _run_triggers(services, stop)
+                _run_triggers(services, options, stop)
         finally:
             services.runs.close()
     except BaseException:
@@ -308,8 +316,8 @@ def _run_engine(
         engine.close()
 
 
-def _run_triggers(services: Services, stop: threading.Event) -> None:
-    service = trigger_service(services)
+def _run_triggers(services: Services, options: ServerOptions, stop: threading.Event) -> None:
+    service = trigger_service(services, options)
     try:
         service.run_forever(stop)
     finally:

@@ -1,5 +1,5 @@
-"""Runs and step runs: start, list, get, kill, restart, skip, resume, continue (and the steps
-held at breakpoints); logs, attempts, artifacts, metrics and the recorded events of a run."""
+"""Runs and step runs: start, list, get, delete, kill, restart, skip, resume, continue (and the
+steps held at breakpoints); logs, attempts, artifacts, metrics and the recorded events of a run."""
 
 from __future__ import annotations
 
@@ -151,6 +151,28 @@ def get_run(
     )
     page.waiting = services.waiting(page)
     return page
+
+
+@router.delete(
+    "/{run_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a finished run",
+    responses={204: {"description": "Deleted, with every record of the run."}},
+)
+def delete_run(
+    run_id: str,
+    principal: Principal = Depends(require("operator")),
+    services: Services = Depends(get_services),
+) -> Response:
+    """Delete a finished run and every record of it: step runs, attempts, logs, metrics,
+    events, artifact records and the cache entries made from it (``kaon gc`` then frees the
+    blobs only it used). 409 for a run still active or held by an engine: kill it first."""
+    full = _authorize(services, principal, run_id)
+    workflow = services.store.get_run(full).workflow
+    services.runs.delete_run(full, by=principal.name)
+    services.audit(principal, "run.delete", f"run:{full}", {"workflow": workflow})
+    return Response(status_code=204)
 
 
 @router.post("/{run_id}/kill", response_model=RunView, summary="Kill a run")

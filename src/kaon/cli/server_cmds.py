@@ -141,11 +141,38 @@ def server(
             "wait in the queue, oldest first.",
         ),
     ] = 1000,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            "--retention",
+            metavar="AGE",
+            envvar="KAON_RETENTION",
+            help="Delete finished runs that ended longer ago than AGE (e.g. 90d), a batch at a "
+            "time in the background; off by default.",
+        ),
+    ] = None,
+    retention_keep_last: Annotated[
+        int,
+        typer.Option(
+            "--retention-keep-last",
+            metavar="N",
+            min=0,
+            envvar="KAON_RETENTION_KEEP_LAST",
+            help="With --retention: keep the N newest finished runs of each workflow, "
+            "whatever their age.",
+        ),
+    ] = 0,
 ) -> None:
     """Serve the HTTP API, drive runs and fire triggers until SIGTERM (exit 0)."""
+    from kaon.dsl.durations import parse_duration
+    from kaon.errors import Location
     from kaon.server import ServerOptions, serve
     from kaon.service.settings import Settings
 
+    with _errors():
+        retention_s = None
+        if retention is not None and retention.strip().lower() not in ("", "off"):
+            retention_s = parse_duration(retention, Location(field="--retention"))
     options = ServerOptions(
         host=host,
         port=port,
@@ -153,6 +180,8 @@ def server(
         lease_ttl_s=lease_ttl,
         max_runs=max_runs,
         metrics_public=metrics_public,
+        retention_s=retention_s,
+        retention_keep_last=retention_keep_last,
     )
     with _errors():
         settings = Settings.from_env(

@@ -30,7 +30,7 @@ from kaon.model.values import (
     decode_outputs,
     outputs_value,
 )
-from kaon.service import _compare, _export, retention
+from kaon.service import _compare, _export
 from kaon.service.experiment_views import (
     MAX_CONSUMERS,
     ArtifactView,
@@ -49,6 +49,7 @@ from kaon.service.experiment_views import (
     ValueView,
 )
 from kaon.store.base import ArtifactRecord, CacheEntryRecord, EventRecord, StateStore
+from kaon.triggers import retention
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
 _USES_PAGE = 1_000  # consumers read per query
@@ -552,7 +553,7 @@ class Experiments:
 
         With ``runs_older_than_s``, finished runs that ended longer ago than that are deleted
         first (but the ``keep_last`` newest finished runs of each workflow, and only
-        ``workflow``'s runs when given; see :mod:`kaon.service.retention`), so the blobs only
+        ``workflow``'s runs when given; see :mod:`kaon.triggers.retention`), so the blobs only
         they referenced are freed too. A run that cannot be deleted now (an engine holds it)
         is listed in ``runs_skipped``. A dry run counts the blobs the runs would free.
         """

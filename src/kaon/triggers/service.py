@@ -8,7 +8,9 @@ Each pass, for every active workflow (from a :class:`~kaon.triggers.catalog.Work
    against the registry as read after them (a signal sent right after a push counts),
 4. polls data-arrival triggers whose poll interval elapsed,
 5. advances running backfills (the sliding window),
-6. scans for alerts (finished runs each pass; long runs and deadlines every 5 s).
+6. scans for alerts (finished runs each pass; long runs and deadlines every 5 s),
+7. with a retention policy (``kaon server --retention``), deletes a bounded batch of runs
+   past it every minute (each pass while a backlog drains; :mod:`kaon.triggers.retention`).
 
 The clock is injected: tests pass ``now`` to :meth:`tick` to fire cron slots without
 waiting, and a server can read a fake clock from a file (:func:`clock_from_env`).
@@ -40,7 +42,7 @@ from kaon.model.triggers import (
 from kaon.store.base import StateStore
 from kaon.store.sql import SQLStore
 from kaon.store.triggers import SQLTriggerStore, TriggerStore
-from kaon.triggers import backfill
+from kaon.triggers import backfill, retention
 from kaon.triggers.alerts import AlertService
 from kaon.triggers.catalog import (
     ActiveWorkflow,
@@ -53,6 +55,7 @@ from kaon.triggers.catalog import (
 )
 from kaon.triggers.cron import due_slots, jitter, schedule_of, slot_iso
 from kaon.triggers.data import find_arrivals
+from kaon.triggers.retention import RetentionPolicy
 from kaon.triggers.signals import match_signal, trigger_params
 
 log = logging.getLogger("kaon.triggers")
@@ -66,6 +69,10 @@ _REPAIR_EVERY_S = 10.0
 _REPAIR_GRACE_S = 30.0  # a firing claimed this long ago without its run: its server failed
 _RETRY_AFTER_S = 1.0  # after this server's own pass failed for a moment: its claims
 _SLOW_ALERTS_EVERY_S = 5.0
+# Retention (kaon server --retention): a pass deletes a bounded batch of runs this often, and
+# again on the next loop pass while the last one deleted some (a backlog drains in batches).
+_RETENTION_EVERY_S = 60.0
+_RETENTION_BACKLOG_S = 1.0
 
 
 def clock_from_env() -> Callable[[], float]:
@@ -156,6 +163,7 @@ class TriggerService:
         executor: str = "",
         triggers: TriggerStore | None = None,
         settings: Any = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         if not isinstance(store, SQLStore):
             raise ConfigurationError("the trigger service needs a SQL store")
@@ -176,6 +184,8 @@ class TriggerService:
         self._repair_grace_s = _REPAIR_GRACE_S
         self._next_slow_alerts = float("-inf")
         self._backfill_problems: dict[str, str] = {}  # each stuck backfill's problem, logged
+        self.retention = retention
+        self._next_retention = float("-inf")
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -242,6 +252,7 @@ class TriggerService:
         fired = self._launch(work)
         fired += self._backfills(at)
         self._scan_alerts(at)
+        self._retain(at)
         return fired
 
     def _guarded(self, workflow: ActiveWorkflow, trigger: TriggerSpec, work: _Pass) -> None:
@@ -519,6 +530,19 @@ class TriggerService:
                 log.info("backfill %s goes on", record.id)
             fired += [Fired(r, record.workflow, "backfill", record.id, 0.0) for r in started]
         return fired
+
+    def _retain(self, now: float) -> None:
+        """Delete a bounded batch of runs past the server's retention, every
+        :data:`_RETENTION_EVERY_S` (or sooner while a backlog remains)."""
+        if self.retention is None or now < self._next_retention:
+            return
+        try:
+            outcome = retention.apply(self.store, self.retention)
+        except KaonError as error:
+            log.warning("retention pass failed: %s", error)
+            outcome = None
+        backlog = outcome is not None and bool(outcome.deleted)
+        self._next_retention = now + (_RETENTION_BACKLOG_S if backlog else _RETENTION_EVERY_S)
 
     def _scan_alerts(self, now: float) -> None:
         if self.alerts is None:

@@ -70,6 +70,7 @@ EXPECT: dict[str, Rule] = {
     "POST /runs": Rule("operator", True, OK_201, body={"workflow": "hello"}),
     "GET /runs": Rule("viewer"),
     "GET /runs/{run_id}": Rule("viewer", True),
+    "DELETE /runs/{run_id}": Rule("operator", True, frozenset({204})),  # a fresh run each call
     "POST /runs/{run_id}/kill": Rule("operator", True, ACTION),
     "POST /runs/{run_id}/restart": Rule("operator", True, ACTION),
     "POST /runs/{run_id}/skip": Rule("operator", True, ACTION, body={"path": "a"}),
@@ -197,6 +198,10 @@ def test_every_route_answers_every_caller_as_the_table_says(
                 params = {"run": [run_id, run_id], "metric": "m"}
             if path == "/workflows/{name}/diff":
                 params = {"old": 1, "new": 1}
+            if operation == "DELETE /runs/{run_id}":  # each caller deletes a run of its own
+                doomed = client.post("/runs", json={"workflow": "hello"}, headers=owner)
+                services.runs.execute(doomed.json()["id"])
+                url = f"/runs/{doomed.json()['id']}"
             headers = {"Authorization": f"Bearer {secrets[name]}"} if role else {}
             answer = client.request(method, url, json=rule.body, params=params, headers=headers)
             checked += 1

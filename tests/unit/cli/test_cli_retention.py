@@ -109,3 +109,8 @@ def test_gc_deletes_runs_past_retention_but_the_newest_of_each_workflow(kaon_cli
     assert [r["id"] for r in _json(kaon_cli, "runs")] == [ids[2]]
     code, out, _ = kaon_cli("get", ids[2], "shared")
     assert code == 0 and "ndarray" in out
+
+
+def test_a_bad_server_retention_is_refused_before_serving(kaon_cli: Kaon) -> None:
+    code, _, err = kaon_cli("server", "--retention", "90 fortnights")
+    assert code == 2 and "--retention" in err

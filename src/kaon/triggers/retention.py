@@ -24,11 +24,13 @@ _EVERY = 2**62  # "no limit"
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
     """Delete finished runs older than ``max_age_s`` but the ``keep_last`` newest of each
-    workflow (only ``workflow``'s runs when given)."""
+    workflow (only ``workflow``'s runs when given); a server's pass deletes at most ``batch``
+    runs (see :func:`apply`)."""
 
     max_age_s: float
     keep_last: int = 0
     workflow: str | None = None
+    batch: int = 20
 
 
 @dataclass(slots=True)
@@ -68,10 +70,25 @@ def delete(store: StateStore, runs: list[RunRecord]) -> RetentionOutcome:
 
 
 def apply(
-    store: StateStore, policy: RetentionPolicy, *, batch: int = 100, now: float | None = None
+    store: StateStore,
+    policy: RetentionPolicy,
+    *,
+    budget_s: float = 2.0,
+    now: float | None = None,
 ) -> RetentionOutcome:
-    """One bounded pass: delete at most ``batch`` runs past retention (the server's loop)."""
-    outcome = delete(store, expired(store, policy, limit=batch, now=now))
+    """One bounded pass (the server's trigger loop): delete at most ``policy.batch`` runs
+    past retention, starting no new one after ``budget_s`` seconds; the rest wait for the
+    next pass. Each run's rows go in bounded transactions (see
+    :meth:`StateStore.delete_runs`)."""
+    started = time.monotonic()
+    runs = expired(store, policy, limit=policy.batch, now=now)
+    outcome = RetentionOutcome()
+    for run in runs:
+        if time.monotonic() - started > budget_s:
+            break
+        done = delete(store, [run])
+        outcome.deleted += done.deleted
+        outcome.skipped += done.skipped
     if outcome.deleted:
         log.info("retention: deleted %d run(s)", len(outcome.deleted))
     return outcome
