@@ -18,8 +18,9 @@ from typing import Any
 
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store._lite import like_pattern, text_patterns
+from kaon.store._rows import run_record, step_run_record
 from kaon.store.base import LogRecord, MetricRecord, RunRecord, StepRunRecord
-from kaon.store.sql import SQLStore, run_record, step_run_record
+from kaon.store.sql import SQLStore
 
 # How a page of step runs may be ordered (ties broken by id); the column expressions are
 # in kaon.store._queries.

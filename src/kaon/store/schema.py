@@ -110,7 +110,7 @@ step_runs = sa.Table(
     sa.Column("cache_key", sa.String()),
     sa.Column("cached_from", sa.String()),
     # The step run's first attempt, folded into its row: a step that succeeds at once (most
-    # steps) writes no row of `attempts`, whose rows are its retries (kaon.store.sql,
+    # steps) writes no row of `attempts`, whose rows are its retries (kaon.store._rows,
     # FIRST_ATTEMPT). NULL until it starts.
     sa.Column("first_status", sa.String()),
     sa.Column("first_started_at", Time),

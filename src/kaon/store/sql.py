@@ -18,22 +18,49 @@ transactions is in :mod:`kaon.store._engines`.
 from __future__ import annotations
 
 import functools
-import json
-import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import asdict, dataclass, fields
-from enum import Enum
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kaon.errors import FencingError, NotFoundError, StoreError, StoreUnavailableError
-from kaon.model.events import AttemptKey
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import _lite
 from kaon.store._lite import Key, LiteDatabase, like_pattern
+from kaon.store._rows import (
+    ARTIFACT_FIELDS,
+    ARTIFACT_USE_FIELDS,
+    ATTEMPT_FIELDS,
+    CACHE_FIELDS,
+    COMMAND_FIELDS,
+    DEFINITION_FIELDS,
+    EVENT_FIELDS,
+    FIRST_COLUMNS,
+    KEYS,
+    LOG_FIELDS,
+    METRIC_FIELDS,
+    RUN_FIELDS,
+    SIGNAL_FIELDS,
+    STEP_RUN_COLUMNS,
+    Compiled,
+    Row,
+    command_record,
+    event_record,
+    execute_rows,
+    fence_rows,
+    fold_first_attempts,
+    held,
+    json_processors,
+    plain,
+    record_rows,
+    run_record,
+    sparse_groups,
+    step_run_record,
+    update_groups,
+)
 from kaon.store._writers import WriterQueue
 from kaon.store.base import (
     ArtifactRecord,
@@ -54,7 +81,6 @@ from kaon.store.base import (
     RunRecord,
     SignalRecord,
     StateStore,
-    StepRunKey,
     StepRunRecord,
     WriteBatch,
 )
@@ -64,126 +90,12 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 _PG_MIGRATION_LOCK = 0x6B616F6E  # "kaon": the advisory lock key that serialises migrations
-_Row = dict[str, Any]
-
-
-def _names(record_type: type, *, skip: str = "") -> tuple[str, ...]:
-    return tuple(f.name for f in fields(record_type) if f.name != skip)
-
-
-_DEFINITION_FIELDS = _names(DefinitionRecord)
-_RUN_FIELDS = _names(RunRecord)
-_STEP_RUN_FIELDS = _names(StepRunRecord)
-_ATTEMPT_FIELDS = _names(AttemptRecord)
-_LOG_FIELDS = _names(LogRecord, skip="id")
-_METRIC_FIELDS = _names(MetricRecord, skip="id")
-_EVENT_FIELDS = _names(EventRecord, skip="id")
-_COMMAND_FIELDS = _names(CommandRecord, skip="id")
-_CACHE_FIELDS = _names(CacheEntryRecord)
-_ARTIFACT_FIELDS = _names(ArtifactRecord, skip="id")
-_ARTIFACT_USE_FIELDS = _names(ArtifactUseRecord, skip="id")
-_SIGNAL_FIELDS = _names(SignalRecord, skip="id")
-
-_KEYS: dict[str, tuple[str, ...]] = {
-    "runs": ("id",),
-    "step_runs": ("run_id", "id"),
-    "attempts": ("run_id", "step_run_id", "number"),
-    "commands": ("id",),
-}
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
-
-
-_GETTERS: dict[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = {}
-
-
-def _rows(records: Iterable[Any], names: tuple[str, ...]) -> list[_Row]:
-    """Parameter rows of ``records`` (the fields ``names``, enums as their values)."""
-    get = _GETTERS.get(names)
-    if get is None:
-        get = _GETTERS[names] = operator.attrgetter(*names)  # a tuple: names has 2 or more
-    has_status = "status" in names
-    rows = []
-    for record in records:
-        row = dict(zip(names, get(record), strict=True))
-        if has_status:
-            status = row["status"]
-            if isinstance(status, Enum):
-                row["status"] = status.value
-        rows.append(row)
-    return rows
-
-
-_JSON = json.JSONEncoder(allow_nan=False)
-_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-# The C encoder made once (JSONEncoder.encode makes one per call, most of the cost of a small
-# document), without the circular-reference markers: a cycle (or a document nested past the
-# recursion limit) raises RecursionError, reported as the ValueError the markers would raise.
-_chunks: Any = (
-    _make_encoder(
-        None,  # no markers (see above)
-        _JSON.default,
-        json.encoder.encode_basestring_ascii,
-        None,  # indent
-        ": ",
-        ", ",
-        False,  # sort_keys
-        False,  # skipkeys
-        False,  # allow_nan
-    )
-    if _make_encoder is not None
-    else None
-)
-
-
-def _encode_json(value: Any) -> str:
-    if _chunks is None:
-        return _JSON.encode(value)
-    try:
-        return "".join(_chunks(value, 0))
-    except RecursionError:
-        raise ValueError("Circular reference detected (or a document nested too deep)") from None
-
-
-def _json_text(value: Any) -> str | None:
-    """A JSON document as SQLite stores it (SQL NULL for None): what SQLAlchemy's JSON bind
-    processor makes, without its per-value layers (the write path's largest Python cost)."""
-    return None if value is None else _encode_json(value)
-
-
-# A step run's first attempt is stored in the step run's own row: the attempt's field ->
-# its column of `step_runs`. Rows of `attempts` are the retries (numbers 2 and up), so a step
-# that succeeds at once costs one row and its indexes, not two (see _fold_first_attempts).
-FIRST_ATTEMPT: dict[str, str] = {
-    name: f"first_{name}" for name in ("status", "started_at", "ended_at", "worker", "error")
-}
-_FIRST_ABSENT = dict.fromkeys(FIRST_ATTEMPT.values())
-_FIRST_COLUMNS = frozenset(FIRST_ATTEMPT.values())
-_STEP_RUN_COLUMNS = _STEP_RUN_FIELDS + tuple(FIRST_ATTEMPT.values())
-
-# The columns each table's inserts set: the record's fields (autoincrement ids excluded).
-INSERTED: dict[str, tuple[str, ...]] = {
-    "definitions": _DEFINITION_FIELDS,
-    "runs": _RUN_FIELDS,
-    "step_runs": _STEP_RUN_COLUMNS,
-    "attempts": _ATTEMPT_FIELDS,
-    "logs": _LOG_FIELDS,
-    "metrics": _METRIC_FIELDS,
-    "events": _EVENT_FIELDS,
-    "commands": _COMMAND_FIELDS,
-    "cache_entries": _CACHE_FIELDS,
-    "artifacts": _ARTIFACT_FIELDS,
-    "artifact_uses": _ARTIFACT_USE_FIELDS,
-    "signals": _SIGNAL_FIELDS,
-}
 
 
 class _Transaction(Protocol):
     """Keyed statements inside one write transaction (see :meth:`SQLStore._transaction`)."""
 
-    def rows(self, key: Key, params: Mapping[str, Any]) -> list[_Row]: ...
+    def rows(self, key: Key, params: Mapping[str, Any]) -> list[Row]: ...
 
     def execute(self, key: Key, params: Mapping[str, Any]) -> int: ...
 
@@ -192,7 +104,7 @@ class _LiteTransaction:
     def __init__(self, database: LiteDatabase, cursor: sqlite3.Cursor) -> None:
         self._database, self._cursor = database, cursor
 
-    def rows(self, key: Key, params: Mapping[str, Any]) -> list[_Row]:
+    def rows(self, key: Key, params: Mapping[str, Any]) -> list[Row]:
         return self._database.rows(key, params, self._cursor)
 
     def execute(self, key: Key, params: Mapping[str, Any]) -> int:
@@ -203,7 +115,7 @@ class _SATransaction:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def rows(self, key: Key, params: Mapping[str, Any]) -> list[_Row]:
+    def rows(self, key: Key, params: Mapping[str, Any]) -> list[Row]:
         from kaon.store._queries import construct
 
         return [row._asdict() for row in self._conn.execute(construct(key), dict(params))]
@@ -227,7 +139,7 @@ class SQLStore(StateStore):
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self._statements: dict[tuple[Any, ...], _Compiled] = {}
+        self._statements: dict[tuple[Any, ...], Compiled] = {}
         self._errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         # The write path's own connection (SQLAlchemy's pool), kept out of the pool between
         # writes (checking one out and back in costs more than a chain step's SQL on
@@ -391,7 +303,7 @@ class SQLStore(StateStore):
         with self._wrap("reading"), self._guard(), self._engine.connect() as conn:
             yield conn
 
-    def query(self, key: Key, **params: Any) -> list[_Row]:
+    def query(self, key: Key, **params: Any) -> list[Row]:
         """The rows of a keyed statement (:mod:`kaon.store._queries`) as dicts, outside a
         write transaction; for the store's extensions too (:mod:`kaon.store.reads`)."""
         if self._lite is not None:
@@ -476,7 +388,7 @@ class SQLStore(StateStore):
             ids = sorted(fence.epochs)  # every run it names (see Fence)
             if ids:
                 fence_sql = self._compiled_key(("fence", self._dialect)).sql
-                plan.insert(0, ("runs", fence_sql, _fence_rows(fence, ids), len(ids)))
+                plan.insert(0, ("runs", fence_sql, fence_rows(fence, ids), len(ids)))
         table = "?"
         dbapi = self._dbapi
         try:
@@ -487,12 +399,12 @@ class SQLStore(StateStore):
                     counts = []
                     if ids:  # the fence, a read: the runs still held, before any row
                         table = "runs"
-                        counts.append(_held(cursor, plan[0][1], plan[0][2]))
+                        counts.append(held(cursor, plan[0][1], plan[0][2]))
                         if fence is not None and counts[0] != len(ids):
                             self._fenced_out(cursor, fence, ids)
                     for step in plan[len(counts) :]:
                         table = step[0]  # named by an error
-                        _execute(cursor, step[1], step[2])
+                        execute_rows(cursor, step[1], step[2])
                         counts.append(cursor.rowcount)
                 else:
                     table = ", ".join(dict.fromkeys(step[0] for step in plan))
@@ -593,20 +505,20 @@ class SQLStore(StateStore):
             if connection is not None and (not pinned or dead):
                 connection.close()
 
-    def _plan(self, batch: WriteBatch) -> list[tuple[str, str, list[_Row], int]]:
+    def _plan(self, batch: WriteBatch) -> list[tuple[str, str, list[Row], int]]:
         """``(table, SQL, encoded rows, rows an update must match)`` in write order."""
-        plan: list[tuple[str, str, list[_Row], int]] = []
-        step_runs, step_updates, retries, retry_updates = _fold_first_attempts(batch)
+        plan: list[tuple[str, str, list[Row], int]] = []
+        step_runs, step_updates, retries, retry_updates = fold_first_attempts(batch)
         self._plan_inserts(
             plan,
             (
-                ("definitions", batch.definitions, _DEFINITION_FIELDS),
-                ("runs", batch.runs, _RUN_FIELDS),
+                ("definitions", batch.definitions, DEFINITION_FIELDS),
+                ("runs", batch.runs, RUN_FIELDS),
             ),
         )
         if step_runs:
-            self._plan_rows(plan, "step_runs", step_runs, _STEP_RUN_COLUMNS)
-        self._plan_inserts(plan, (("attempts", retries, _ATTEMPT_FIELDS),))
+            self._plan_rows(plan, "step_runs", step_runs, STEP_RUN_COLUMNS)
+        self._plan_inserts(plan, (("attempts", retries, ATTEMPT_FIELDS),))
         for name, updates in (
             ("runs", batch.run_updates),
             ("step_runs", step_updates),
@@ -614,20 +526,20 @@ class SQLStore(StateStore):
             ("commands", {k: {"done_at": v} for k, v in batch.commands_done.items()}),
         ):
             if updates:
-                for columns, rows in _update_groups(name, updates).items():
+                for columns, rows in update_groups(name, updates).items():
                     step = self._encoded(name, ("update", columns), rows, len(rows))
-                    if name == "step_runs" and columns <= _FIRST_COLUMNS:
+                    if name == "step_runs" and columns <= FIRST_COLUMNS:
                         step = ("attempts", *step[1:])  # first attempts: named so in errors
                     plan.append(step)
         self._plan_inserts(
             plan,
             (
-                ("logs", batch.logs, _LOG_FIELDS),
-                ("metrics", batch.metrics, _METRIC_FIELDS),
-                ("commands", batch.commands, _COMMAND_FIELDS),
-                ("cache_entries", batch.cache_entries, _CACHE_FIELDS),
-                ("artifacts", batch.artifacts, _ARTIFACT_FIELDS),
-                ("artifact_uses", batch.artifact_uses, _ARTIFACT_USE_FIELDS),
+                ("logs", batch.logs, LOG_FIELDS),
+                ("metrics", batch.metrics, METRIC_FIELDS),
+                ("commands", batch.commands, COMMAND_FIELDS),
+                ("cache_entries", batch.cache_entries, CACHE_FIELDS),
+                ("artifacts", batch.artifacts, ARTIFACT_FIELDS),
+                ("artifact_uses", batch.artifact_uses, ARTIFACT_USE_FIELDS),
             ),
         )
         if batch.holds_released:
@@ -641,38 +553,38 @@ class SQLStore(StateStore):
             self._plan_inserts(
                 plan,
                 (
-                    ("events", batch.events, _EVENT_FIELDS),
-                    ("signals", batch.signals, _SIGNAL_FIELDS),
+                    ("events", batch.events, EVENT_FIELDS),
+                    ("signals", batch.signals, SIGNAL_FIELDS),
                 ),
             )
         return plan
 
     def _plan_inserts(
         self,
-        plan: list[tuple[str, str, list[_Row], int]],
+        plan: list[tuple[str, str, list[Row], int]],
         entries: Iterable[tuple[str, Collection[Any], tuple[str, ...]]],
     ) -> None:
         for name, records, names in entries:
             if records:
-                self._plan_rows(plan, name, _rows(records, names), names)
+                self._plan_rows(plan, name, record_rows(records, names), names)
 
     def _plan_rows(
         self,
-        plan: list[tuple[str, str, list[_Row], int]],
+        plan: list[tuple[str, str, list[Row], int]],
         name: str,
-        rows: list[_Row],
+        rows: list[Row],
         names: tuple[str, ...],
     ) -> None:
         """Append the inserts of ``rows`` (each with every column of ``names``) to ``plan``."""
         if self._lite is not None:
-            for columns, group in _sparse(name, names, rows):
+            for columns, group in sparse_groups(name, names, rows):
                 plan.append(self._encoded(name, ("insert", columns), group, 0))
         else:
             plan.append(self._encoded(name, ("insert", names), rows, 0))
 
     def _encoded(
-        self, table: str, shape: tuple[str, Any], rows: list[_Row], expected: int
-    ) -> tuple[str, str, list[_Row], int]:
+        self, table: str, shape: tuple[str, Any], rows: list[Row], expected: int
+    ) -> tuple[str, str, list[Row], int]:
         statement = self._compiled(table, shape)
         try:
             for name, process in statement.processors:
@@ -682,7 +594,7 @@ class SQLStore(StateStore):
             raise StoreError(f"cannot store a row of table {table}: {error}") from error
         return table, statement.sql, rows, expected
 
-    def _compiled(self, table: str, shape: tuple[str, Any]) -> _Compiled:
+    def _compiled(self, table: str, shape: tuple[str, Any]) -> Compiled:
         """The statement that inserts (``("insert", fields)``) or updates (``("update",
         columns)``) rows of ``table``, compiled for this database once."""
         key = (table, *shape)
@@ -692,37 +604,37 @@ class SQLStore(StateStore):
         kind, columns = shape
         if kind == "insert" and self._lite is not None:
             statement = _lite.insert_statement(table, columns)
-            found = _Compiled(statement.sql, _json_processors(statement.json_params))
+            found = Compiled(statement.sql, json_processors(statement.json_params))
         elif kind == "insert":
             found = self._compiled_key(("insert", self._dialect, table, *columns))
         else:
             known = _lite.table_columns(table)
             ordered = sorted(columns)
             for column in ordered:
-                if column not in known or column in _KEYS[table]:
+                if column not in known or column in KEYS[table]:
                     raise StoreError(
                         f"cannot update field {column!r} of table {table}: no such field"
                     )
             if self._lite is not None:
-                statement = _lite.update_statement(table, _KEYS[table], ordered)
-                found = _Compiled(statement.sql, _json_processors(statement.json_params))
+                statement = _lite.update_statement(table, KEYS[table], ordered)
+                found = Compiled(statement.sql, json_processors(statement.json_params))
             else:
-                found = self._compiled_key(("update", table, _KEYS[table], *ordered))
+                found = self._compiled_key(("update", table, KEYS[table], *ordered))
         self._statements[key] = found
         return found
 
-    def _compiled_key(self, key: Key) -> _Compiled:
+    def _compiled_key(self, key: Key) -> Compiled:
         """A keyed statement's SQL for the driver and its parameters' encoders."""
         found = self._statements.get(key)
         if found is None:
             if self._lite is not None:
                 statement = self._lite.statement(key)
-                found = _Compiled(statement.sql, _json_processors(statement.json_params))
+                found = Compiled(statement.sql, json_processors(statement.json_params))
             else:
                 from kaon.store._queries import compiled_for, construct
 
                 sql, processors = compiled_for(construct(key), self._engine.dialect)
-                found = _Compiled(sql, processors)
+                found = Compiled(sql, processors)
             self._statements[key] = found
         return found
 
@@ -771,7 +683,7 @@ class SQLStore(StateStore):
         rows = self.query(
             key,
             workflow=workflow,
-            statuses=[_plain(s) for s in statuses or ()],
+            statuses=[plain(s) for s in statuses or ()],
             limit=limit,
             offset=offset,
         )
@@ -783,7 +695,7 @@ class SQLStore(StateStore):
         """See :meth:`StateStore.last_ended_run`."""
         bounds = {"after": float(after)} | ({} if until is None else {"until": float(until)})
         key = ("last_ended_run", until is not None)
-        rows = self.query(key, workflow=workflow, status=_plain(status), **bounds)
+        rows = self.query(key, workflow=workflow, status=plain(status), **bounds)
         return run_record(rows[0]) if rows else None
 
     def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000) -> int:
@@ -842,7 +754,7 @@ class SQLStore(StateStore):
             key,
             run_id=run_id,
             parent_id=parent_id,
-            statuses=[_plain(s) for s in statuses or ()],
+            statuses=[plain(s) for s in statuses or ()],
         )
         if not rows:
             self.require_run(run_id)
@@ -1064,7 +976,7 @@ class SQLStore(StateStore):
 
         from kaon.store import schema as t
 
-        values = {name: getattr(record, name) for name in _SIGNAL_FIELDS}
+        values = {name: getattr(record, name) for name in SIGNAL_FIELDS}
         with self.writing(f"storing signal {record.name}") as conn:
             lock_feed(conn)
             key = conn.execute(sa.insert(t.signals).values(**values)).inserted_primary_key
@@ -1315,65 +1227,6 @@ class SQLStore(StateStore):
 _TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """SQL for the driver, and the encoders (JSON) of its parameters by name."""
-
-    sql: str
-    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
-
-
-def _json_processors(names: Iterable[str]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    return tuple((name, _json_text) for name in names)
-
-
-def _fold_first_attempts(
-    batch: WriteBatch,
-) -> tuple[
-    list[_Row],
-    Mapping[StepRunKey, dict[str, Any]],
-    list[AttemptRecord],
-    Mapping[AttemptKey, dict[str, Any]],
-]:
-    """A batch's step runs and attempts as rows: ``(step run rows to insert, step run updates,
-    attempts to insert, attempt updates)``, each first attempt moved into its step run's row
-    (its insert when the batch inserts the step run, else an update of it; see
-    :data:`FIRST_ATTEMPT`). The batch itself is left as it is (a failed write is retried)."""
-    attempts, attempt_updates = batch.attempts, batch.attempt_updates
-    rows = _rows(batch.step_runs.values(), _STEP_RUN_FIELDS)
-    for row in rows:  # no first attempt yet, unless this batch starts it (below)
-        row.update(_FIRST_ABSENT)
-    if not attempts and not attempt_updates:
-        return rows, batch.step_run_updates, [], {}
-    inserted = dict(zip(batch.step_runs, rows, strict=True))
-    updates: dict[StepRunKey, dict[str, Any]] = dict(batch.step_run_updates)
-    retries: list[AttemptRecord] = []
-    for (run_id, step_run_id, number), attempt in attempts.items():
-        if number != 1:
-            retries.append(attempt)
-            continue
-        columns = {column: getattr(attempt, name) for name, column in FIRST_ATTEMPT.items()}
-        found = inserted.get((run_id, step_run_id))
-        if found is not None:
-            found.update(columns)
-        else:
-            updates[(run_id, step_run_id)] = {**updates.get((run_id, step_run_id), {}), **columns}
-    retry_updates: dict[AttemptKey, dict[str, Any]] = {}
-    for key, changes in attempt_updates.items():
-        if key[2] != 1:
-            retry_updates[key] = changes
-            continue
-        # An unknown field names a column step runs do not have (never one of their own).
-        columns = {FIRST_ATTEMPT.get(name, f"first_{name}"): v for name, v in changes.items()}
-        step = (key[0], key[1])
-        updates[step] = {**updates.get(step, {}), **columns}
-    return rows, updates, retries, retry_updates
-
-
-def _fence_rows(fence: Fence, ids: list[str]) -> list[_Row]:
-    return [{"f_id": r, "f_owner": fence.owner, "f_epoch": fence.epochs[r]} for r in ids]
-
-
 def _lost(connection: Any) -> bool:
     """Whether a pooled PostgreSQL connection is known dead (see ``_pg_write``)."""
     from kaon.store import _pg_write
@@ -1390,19 +1243,6 @@ def _refuse_lost(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
 
     if _pg_write.connection_lost(dbapi_connection):
         raise sa_exc.DisconnectionError("the database closed this connection")
-
-
-def _held(cursor: Any, sql: str, rows: list[_Row]) -> int:
-    """How many of the fence's rows (one per run) the store still has as the writer holds
-    them (SQLite: ``executemany`` takes no ``SELECT``)."""
-    return sum(cursor.execute(sql, row).fetchone() is not None for row in rows)
-
-
-def _execute(cursor: Any, sql: str, rows: list[_Row]) -> None:
-    if len(rows) == 1:
-        cursor.execute(sql, rows[0])
-    else:
-        cursor.executemany(sql, rows)
 
 
 def _cause(error: BaseException) -> str:
@@ -1429,94 +1269,3 @@ def _transient(error: BaseException, dbapi: Any) -> bool:
     if isinstance(error, sqlite3.Error):
         return _lite.transient(error)
     return isinstance(error, dbapi.OperationalError | dbapi.InterfaceError)
-
-
-_KEY_BINDS = {name: tuple(f"k_{k}" for k in keys) for name, keys in _KEYS.items()}
-_VALUE_BINDS: dict[str, str] = {}  # column -> its bind name, made once per column
-
-
-def _update_groups(
-    name: str, updates: Mapping[Any, dict[str, Any]]
-) -> dict[frozenset[str], list[_Row]]:
-    """Updates of one table as parameter rows, grouped by the set of columns they change."""
-    binds = _KEY_BINDS[name]
-    value_binds = _VALUE_BINDS
-    groups: dict[frozenset[str], list[_Row]] = {}
-    for key, changes in updates.items():
-        if not changes:
-            continue
-        row = dict(zip(binds, key if type(key) is tuple else (key,), strict=True))
-        for column, value in changes.items():
-            bind = value_binds.get(column)
-            if bind is None:
-                bind = value_binds.setdefault(column, f"v_{column}")
-            row[bind] = value.value if isinstance(value, Enum) else value
-        groups.setdefault(frozenset(changes), []).append(row)
-    return groups
-
-
-def _sparse(
-    table: str, names: tuple[str, ...], rows: list[_Row]
-) -> list[tuple[tuple[str, ...], list[_Row]]]:
-    """SQLite: rows to insert as runs of rows that give a value to the same columns, the
-    NULLs left out (the driver binds None through a failed adapter lookup, several times the
-    cost of binding a value; a chain step inserts a dozen of them). Only columns an insert
-    may leave out to mean NULL are (see :func:`kaon.store._lite.table_columns`). The runs
-    keep the rows' order: logs, metrics and events get their ids in the order written."""
-    optional = _optional_columns(table, names)
-    groups: list[tuple[tuple[str, ...], list[_Row]]] = []
-    for row in rows:
-        absent = tuple([c for c in optional if row[c] is None])
-        if absent:
-            for column in absent:
-                del row[column]
-            shape = (names, absent)
-            columns = _GIVEN.get(shape)
-            if columns is None:
-                columns = _GIVEN[shape] = tuple(c for c in names if c not in absent)
-        else:
-            columns = names
-        if groups and groups[-1][0] == columns:
-            groups[-1][1].append(row)
-        else:
-            groups.append((columns, [row]))
-    return groups
-
-
-_OPTIONAL: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
-_GIVEN: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}  # by what is absent
-
-
-def _optional_columns(table: str, names: tuple[str, ...]) -> tuple[str, ...]:
-    """The columns of ``names`` an insert into ``table`` may leave out to mean NULL."""
-    found = _OPTIONAL.get((table, names))
-    if found is None:
-        known = _lite.table_columns(table)
-        found = _OPTIONAL[(table, names)] = tuple(c for c in names if c in known and known[c][2])
-    return found
-
-
-def run_record(values: _Row) -> RunRecord:
-    """A run from its row's values (a dict the record takes over)."""
-    values["status"] = RunStatus(values["status"])
-    values["params"] = values["params"] or {}
-    values["labels"] = values["labels"] or {}
-    return RunRecord(**values)
-
-
-def step_run_record(values: _Row) -> StepRunRecord:
-    """A step run from its row's values."""
-    values["status"] = StepStatus(values["status"])
-    return StepRunRecord(**values)
-
-
-def event_record(values: _Row) -> EventRecord:
-    """An event from its row's values."""
-    values["data"] = values["data"] or {}
-    return EventRecord(**values)
-
-
-def command_record(values: _Row) -> CommandRecord:
-    """A command from its row's values."""
-    values["payload"] = values["payload"] or {}
-    return CommandRecord(**values)

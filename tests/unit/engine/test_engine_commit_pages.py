@@ -1,5 +1,5 @@
 """A chain step's commit writes few pages of the store file, and small ones: the step's first
-attempt lives in its step run's row (``kaon.store.sql.FIRST_ATTEMPT``: no row of ``attempts``
+attempt lives in its step run's row (``kaon.store._rows.FIRST_ATTEMPT``: no row of ``attempts``
 and its two indexes), a top-level step has no entry in the parent index, and a new store's
 pages are 2 KiB (``kaon.store._lite.PAGE_SIZE``). Each page is a frame of the write-ahead log,
 written with two system calls, checksummed, and copied to the database file by the next

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import _ddl, _lite
 from kaon.store._queries import catalogue_keys, compile_sqlite, render_catalogue, table_columns
+from kaon.store._rows import INSERTED, KEYS
 from kaon.store.base import RunRecord, StepRunRecord, WriteBatch
 from kaon.store.reads import SQLRunReads, StepQuery
-from kaon.store.sql import _KEYS, INSERTED, SQLStore
+from kaon.store.sql import SQLStore
 
 
 def test_the_shipped_statements_are_the_queries_modules() -> None:
@@ -32,8 +33,8 @@ def test_the_shipped_statements_are_the_queries_modules() -> None:
 
 @given(data=st.data())
 def test_an_update_rendered_from_its_columns_is_sqlalchemys(data: st.DataObject) -> None:
-    table = data.draw(st.sampled_from(sorted(_KEYS)))
-    keys = _KEYS[table]
+    table = data.draw(st.sampled_from(sorted(KEYS)))
+    keys = KEYS[table]
     others = [c for c in table_columns()[table] if c not in keys]
     columns = sorted(data.draw(st.sets(st.sampled_from(others), min_size=1)))
     rendered = _lite.update_statement(table, keys, columns)

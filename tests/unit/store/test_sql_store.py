@@ -12,8 +12,9 @@ import pytest
 
 from kaon.errors import StoreError
 from kaon.model.status import RunStatus, StepStatus
+from kaon.store._rows import update_groups
 from kaon.store.base import EventRecord, RunRecord, SignalRecord, StepRunRecord, WriteBatch
-from kaon.store.sql import SQLStore, _update_groups
+from kaon.store.sql import SQLStore
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def _turn(n: int) -> WriteBatch:
 
 
 def test_updates_group_by_changed_columns_and_encode_enums() -> None:
-    groups = _update_groups(
+    groups = update_groups(
         "step_runs",
         {
             ("r", 1): {"status": StepStatus.RUNNING},
