@@ -885,9 +885,14 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a workflow definition and list every problem with file, line and field."""
-    # What LocalService.validate does, without opening (or importing) a store and an engine.
+    # What LocalService.validate does, without opening (or importing) a store and an engine:
+    # the expressions are held to the budget `kaon run` and `kaon push` hold them to.
     from kaon.dsl.loader import load_workflow
+    from kaon.model.expressions import configure_budget
+    from kaon.service.settings import expression_budget
 
+    with _errors(as_json):
+        configure_budget(expression_budget())
     try:
         spec = load_workflow(target)
     except DefinitionError as exc:

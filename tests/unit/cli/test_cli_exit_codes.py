@@ -77,6 +77,46 @@ def test_validate_needs_no_setting(kaon, tmp_path: Path, monkeypatch: pytest.Mon
     assert code == 2 and "KAON_WORKERS must be a whole number of workers, got 'abc'" in err
 
 
+# An expression whose estimate is seconds: over the default 100 ms, under a raised budget.
+_HUNDRED = "[" + ",".join(map(str, range(100))) + "]"
+COSTLY = (
+    "name: costly\n"
+    "params:\n"
+    f"  s: {{type: str, default: {'x' * 200}}}\n"
+    "steps:\n"
+    "  - id: a\n"
+    "    shell: echo hi\n"
+    "    inputs:\n"
+    f'      v: "${{{{ size({_HUNDRED}.map(a, {_HUNDRED}.map(b, params.s + params.s))) }}}}"\n'
+)
+
+
+def test_validate_uses_run_budget(kaon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """``kaon validate`` judged expressions by the default budget whatever
+    ``KAON_EXPRESSION_TIME_MS`` said, so it refused a file that ``kaon run`` (and ``kaon
+    push``) accepted under a raised budget, and accepted one they refused under a lowered one;
+    a malformed budget went unnoticed."""
+    from kaon.model.expressions import configure_budget, current_budget
+
+    flow = tmp_path / "costly.yaml"
+    flow.write_text(COSTLY)
+    previous = current_budget()
+    try:
+        code, _, err = kaon("validate", str(flow))
+        assert code == 2 and "over its budget" in err, err
+        monkeypatch.setenv("KAON_EXPRESSION_TIME_MS", "1000000")
+        monkeypatch.setenv("KAON_EXPRESSION_MAX_BYTES", str(1 << 40))
+        code, out, err = kaon("validate", str(flow))
+        assert code == 0 and "valid" in out, err
+        code, out, err = kaon("run", str(flow), "--quiet")
+        assert code == 0, out + err
+        monkeypatch.setenv("KAON_EXPRESSION_TIME_MS", "abc")
+        code, _, err = kaon("validate", str(flow))
+        assert code == 2 and "KAON_EXPRESSION_TIME_MS='abc'" in err, err
+    finally:
+        configure_budget(previous)
+
+
 def test_a_signal_name_the_server_refuses_is_refused_here_too(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """``kaon signal ''`` (or ``'data ready'``) was stored by the local store, which no wait
     step could use, while ``POST /signals`` refused it; a wait on such a name validated."""
