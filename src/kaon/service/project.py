@@ -126,11 +126,9 @@ def _check_keys(file: Path, where: str, values: Mapping[str, Any]) -> None:
             raise ConfigurationError(
                 f"{file}: {where}unknown key {key!r}; known: {', '.join(sorted(known))}"
             )
-        expected = int if key == "workers" else str
+        expected, kind = (int, "an int") if key == "workers" else (str, "a str")
         if isinstance(value, bool) or not isinstance(value, expected):
-            raise ConfigurationError(
-                f"{file}: {where}{key} must be a {expected.__name__}, got {value!r}"
-            )
+            raise ConfigurationError(f"{file}: {where}{key} must be {kind}, got {value!r}")
 
 
 @dataclass(frozen=True)

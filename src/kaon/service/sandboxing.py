@@ -22,9 +22,8 @@ from kaon.executors import create_executor
 from kaon.executors.base import Executor, TaskRequest
 from kaon.executors.routing import RoutingExecutor
 from kaon.executors.sandbox import DEFAULT_PASS_ENV, SandboxSpec, bwrap_path
-from kaon.service.settings import Settings
+from kaon.service.settings import SANDBOX_MODES, Settings
 
-SANDBOX_MODES = ("auto", "on", "off")
 PASS_ENV_VARIABLE = "KAON_SANDBOX_ENV"  # extra variables steps may see, comma-separated
 READ_VARIABLE = "KAON_SANDBOX_READ"  # extra folders steps may read (data), os.pathsep-separated
 WRITE_VARIABLE = "KAON_SANDBOX_WRITE"  # extra folders steps may write

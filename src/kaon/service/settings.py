@@ -14,6 +14,7 @@ from kaon.model.expression_budget import ExpressionBudget
 from kaon.store import default_store_url
 
 EXECUTORS = ("process", "inline", "ray")
+SANDBOX_MODES = ("auto", "on", "off")
 MAX_WORKERS = 4096
 
 
@@ -103,11 +104,9 @@ class Settings:
             artifact_url=_text("artifacts", artifact_url, "--artifacts", "KAON_ARTIFACTS")
             or from_file["artifacts"].value,
             executor=chosen,
-            workers=_workers(workers, env.get("KAON_WORKERS") or _str(from_file["workers"].value)),
+            workers=_workers(workers, env.get("KAON_WORKERS"), from_file["workers"]),
             ray_address=_text("Ray address", ray_address, "--ray-address", "KAON_RAY_ADDRESS"),
-            sandbox=str(
-                sandbox or env.get("KAON_SANDBOX") or from_file["sandbox"].value or ""
-            ).lower(),
+            sandbox=_sandbox(sandbox, env.get("KAON_SANDBOX"), from_file["sandbox"]),
             max_body_bytes=_bytes(env.get("KAON_MAX_BODY_BYTES"), 5_000_000),
             create_store=create_store,
             store_source=source,
@@ -175,12 +174,12 @@ def _executor(given: str | None, env_value: str | None, from_file: Any = None) -
     return value
 
 
-def _workers(given: int | None, env_value: str | None) -> int | None:
+def _workers(given: int | None, env_value: str | None, from_file: Any = None) -> int | None:
+    """The number of workers, from the option, ``KAON_WORKERS`` or the project file (whose
+    value the file's reader checked to be an int); an unusable one is named by its source."""
     if given is not None:
         number, source = given, "--workers"
-    elif env_value is None or not env_value.strip():
-        return None
-    else:
+    elif env_value is not None and env_value.strip():
         source = "KAON_WORKERS"
         try:
             number = int(env_value.strip())
@@ -188,13 +187,33 @@ def _workers(given: int | None, env_value: str | None) -> int | None:
             raise ConfigurationError(
                 f"KAON_WORKERS must be a whole number of workers, got {env_value!r}"
             ) from None
+    elif from_file is not None and from_file.value is not None:
+        number, source = int(from_file.value), f"{from_file.source}: workers"
+    else:
+        return None
     if not 1 <= number <= MAX_WORKERS:
         raise ConfigurationError(f"{source} must be between 1 and {MAX_WORKERS}, got {number}")
     return number
 
 
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _sandbox(given: str | None, env_value: str | None, from_file: Any = None) -> str:
+    """The sandbox mode (``auto``, ``on``, ``off``; "" for the command's default), from the
+    option, ``KAON_SANDBOX`` or the project file; an unknown one is named by its source."""
+    if given:
+        value, source = given, "--sandbox"
+    elif env_value:
+        value, source = env_value, "KAON_SANDBOX"
+    elif from_file is not None and from_file.value:
+        value, source = str(from_file.value), from_file.source
+    else:
+        return ""
+    mode = value.strip().lower()
+    if mode not in SANDBOX_MODES:
+        raise ConfigurationError(
+            f"{source}: unknown sandbox mode {value!r:.40}; "
+            f"choose one of {', '.join(SANDBOX_MODES)}"
+        )
+    return mode
 
 
 def _bytes(env_value: str | None, default: int) -> int:

@@ -116,7 +116,9 @@ def test_options_beat_variables_beat_profiles(
     [
         ("executor = 'mesos'\n", "unknown executor 'mesos'"),
         ("colour = 'red'\n", "unknown key 'colour'"),
-        ("workers = 'many'\n", "workers must be a int"),
+        ("workers = 'many'\n", "workers must be an int"),
+        ("workers = 0\n", "workers must be between 1 and 4096, got 0"),
+        ("sandbox = 'maybe'\n", "unknown sandbox mode 'maybe'; choose one of auto, on, off"),
         ("[profiles.x]\ndb = 3\n", "[profiles.x] db must be a str"),
         ("this is not toml", "cannot read the project configuration"),
     ],
@@ -129,6 +131,30 @@ def test_a_bad_file_is_a_configuration_error_naming_it(
     with pytest.raises(ConfigurationError, match=r"kaon\.toml") as info:
         Settings.from_env()
     assert message in str(info.value)
+
+
+def test_a_bad_value_of_a_profile_names_the_profile_not_a_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's ``workers = 0`` was reported as ``KAON_WORKERS must be between ...``, and its
+    ``sandbox = "maybe"`` as ``--sandbox / KAON_SANDBOX: ...`` (and only when a run started):
+    the user looked for a variable that was not set."""
+    (tmp_path / "kaon.toml").write_text('[profiles.p]\nworkers = 0\nsandbox = "maybe"\n')
+    monkeypatch.chdir(tmp_path)
+    choose_profile("p")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env()
+    assert str(info.value).startswith(f"{tmp_path / 'kaon.toml'} [profiles.p]: workers"), info
+    assert "KAON_WORKERS" not in str(info.value)
+    (tmp_path / "kaon.toml").write_text('[profiles.p]\nsandbox = "maybe"\n')
+    with pytest.raises(ConfigurationError, match=r"kaon\.toml \[profiles\.p\]: unknown sandbox"):
+        Settings.from_env()
+    monkeypatch.setenv("KAON_SANDBOX", "Off")  # a variable still wins, and names itself
+    assert Settings.from_env().sandbox == "off"
+    monkeypatch.setenv("KAON_SANDBOX", "never")
+    with pytest.raises(ConfigurationError, match=r"^KAON_SANDBOX: unknown sandbox mode 'never'"):
+        Settings.from_env()
+    assert Settings.from_env(sandbox="on").sandbox == "on"
 
 
 def test_an_unknown_profile_is_an_error(project: Path) -> None:
