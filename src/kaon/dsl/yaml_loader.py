@@ -572,8 +572,34 @@ class _WorkflowReader:
         where = problem.location
         if where.file != self.doc.file or not where.field:
             return problem
-        path = _yaml_path(_parse_field(where.field))
+        path = self._as_written(_yaml_path(_parse_field(where.field)))
         return Problem(problem.message, self.doc.location(path))
+
+    def _as_written(self, path: Path) -> Path:
+        """A step type's ``config.<key>`` where the step wrote it: a step with ``shell:`` and
+        no ``config:`` holds its configuration there (a mapping of its keys, or the command
+        itself as a string)."""
+        for i in range(len(path) - 1, 1, -1):
+            if path[i] == "config" and isinstance(path[i - 1], int) and path[i - 2] == "steps":
+                step = path[:i]
+                if (*step, "config") in self.doc.lines or (*step, "shell") not in self.doc.lines:
+                    return path
+                if isinstance(_node(self.doc.value, (*step, "shell")), dict):
+                    return (*step, "shell", *path[i + 1 :])
+                return (*step, "shell")
+        return path
+
+
+def _node(value: Any, path: Path) -> Any:
+    """The value at ``path`` in the document's value, or None."""
+    for part in path:
+        if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
+            value = value[part]
+        elif isinstance(part, str) and isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
 
 
 def _salvage(data: dict[str, Any]) -> WorkflowModel | None:

@@ -314,6 +314,7 @@ class ShellStepType(StepType):
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check that ``command`` is a non-empty string and the optional keys are well typed."""
+        location = location.with_field("config")  # problems point at config.<key>
         problems = [
             Problem(f"unknown key {key!r}; expected one of command, env, cwd, shell", location)
             for key in config

@@ -662,8 +662,8 @@ DEFINITIONS: list[tuple[str, str, int | None, str | None, str]] = [
     (
         "shell-empty",
         'name: w\nsteps:\n  - id: a\n    shell: ""\n',
-        3,
-        "steps[0].command",
+        4,
+        "steps[0].shell",
         "'command' is required (a non-empty strin",
     ),
     (

@@ -19,7 +19,7 @@ from kaon.model.events import (
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.shell import ShellStepType, build_env
 
-HERE = Location("flow.yaml", 3, "steps.s.config")
+HERE = Location("flow.yaml", 3, "steps.s")
 
 
 class Harness:

@@ -1,0 +1,84 @@
+"""A step type's problems in YAML point at the key the file has: ``shell:`` (the command as a
+string, or a mapping of command, env, cwd, shell) or ``config:`` for ``type: shell``.
+
+They named ``steps[0].command`` at the step's first line, a key the file does not have (for
+``shell: {command: ...}`` two lines above the command)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from kaon.dsl.yaml_loader import load_yaml_text
+from kaon.errors import DefinitionError
+
+
+def _problems(text: str) -> list[tuple[int | None, str | None, str]]:
+    with pytest.raises(DefinitionError) as info:
+        load_yaml_text(textwrap.dedent(text), "flow.yaml")
+    return [(p.location.line, p.location.field, p.message) for p in info.value.problems]
+
+
+def test_a_shell_string_is_the_shell_key() -> None:
+    found = _problems(
+        """\
+        name: w
+        params: {k: 1}
+        steps:
+          - id: a
+            shell: "echo ${{ params.k }}"
+          - id: b
+            shell: ""
+        """
+    )
+    assert [(line, field) for line, field, _ in found] == [
+        (5, "steps[0].shell"),
+        (7, "steps[1].shell"),
+    ]
+    assert "not a template" in found[0][2] and "'command' is required" in found[1][2]
+
+
+def test_a_shell_mapping_names_its_own_keys() -> None:
+    found = _problems(
+        """\
+        name: w
+        params: {k: 1}
+        steps:
+          - id: a
+            shell:
+              cwd: /tmp
+              command: "echo ${{ params.k }}"
+          - id: b
+            type: shell
+            config:
+              cwd: /tmp
+              command: "echo ${{ params.k }}"
+        """
+    )
+    assert [(line, field) for line, field, _ in found] == [
+        (7, "steps[0].shell.command"),
+        (12, "steps[1].config.command"),
+    ]
+
+
+def test_a_nested_step_and_another_step_type_keep_their_places() -> None:
+    found = _problems(
+        """\
+        name: w
+        steps:
+          - id: fe
+            foreach: "${{ [1] }}"
+            steps:
+              - id: a
+                shell:
+                  command: "  "
+          - id: q
+            type: sql
+            config: {query: "select 1", bogus: 1}
+        """
+    )
+    assert [(line, field) for line, field, _ in found] == [
+        (8, "steps[0].steps[0].shell.command"),
+        (11, "steps[1].config.bogus"),
+    ]
