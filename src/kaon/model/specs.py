@@ -11,6 +11,7 @@ Values that flow into a step are :class:`Const` (a JSON value fixed in the defin
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,36 @@ NOWHERE: Final = Location()  # the location of a spec built in code, not read fr
 
 
 MAX_DURATION_S: Final = 366 * 86_400.0  # the longest duration any definition may set: a year
+
+
+def duration_problem(name: str, value: object, *, positive: bool) -> str | None:
+    """Why ``value`` (seconds) is no duration ``name`` may be, in a definition's words
+    (``timeout must be more than 0 and at most 366d, got 400d``), or None when it is one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        got = repr(value)[:40]
+    elif math.isfinite(value) and (value > 0 if positive else value >= 0):
+        if value <= MAX_DURATION_S:
+            return None
+        got = duration_text(value)
+    else:
+        got = duration_text(value)
+    bounds = "more than 0 and at most" if positive else "from 0 to"
+    return f"{name} must be {bounds} {duration_text(MAX_DURATION_S)}, got {got}"
+
+
+def duration_text(seconds: float) -> str:
+    """``31708800`` -> ``"367d"``, ``5400`` -> ``"1h30m"``; seconds that are not whole (or
+    not a finite number >= 0) as they are, with ``s``."""
+    if not math.isfinite(seconds) or seconds < 0 or seconds != int(seconds):
+        return f"{seconds!r}s"
+    rest, parts = int(seconds), []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 SIGNAL_NAME_PATTERN: Final = r"^[A-Za-z0-9_.:/-]{1,200}$"
 """A signal's name: what ``POST /signals`` accepts, so also what ``kaon signal`` sends and what a
 wait step or a signal trigger may wait for (letters, digits, ``_ . : / -``; 1 to 200)."""

@@ -26,11 +26,11 @@ from typing import Any, Final, NoReturn
 
 from kaon.errors import DefinitionError, Location, Problem
 from kaon.model.specs import (
-    MAX_DURATION_S,
     NOWHERE,
     Const,
     Expr,
     InputSpec,
+    duration_problem,
     signal_name_problem,
 )
 
@@ -388,14 +388,9 @@ def _cron_problems(trigger: CronTriggerSpec, where: Location) -> list[Problem]:
         ("jitter_s", trigger.jitter_s),
         ("catchup_window_s", trigger.catchup_window_s),
     ):
-        if value is not None and not (0 <= value <= MAX_DURATION_S):
-            found.append(
-                Problem(
-                    f"{name} must be a number of seconds from 0 to {MAX_DURATION_S:g}, "
-                    f"got {value!r:.40}",
-                    where.with_field(name),
-                )
-            )
+        message = None if value is None else duration_problem(name[:-2], value, positive=False)
+        if message is not None:
+            found.append(Problem(message, where.with_field(name)))
     return found
 
 
@@ -456,13 +451,9 @@ def _data_problems(trigger: DataTriggerSpec, where: Location) -> list[Problem]:
                 where,
             )
         )
-    if not (0 < trigger.poll_s <= MAX_DURATION_S):
-        found.append(
-            Problem(
-                f"poll_s must be > 0 and <= {MAX_DURATION_S:g} seconds, got {trigger.poll_s!r:.40}",
-                where.with_field("poll_s"),
-            )
-        )
+    message = duration_problem("poll", trigger.poll_s, positive=True)
+    if message is not None:
+        found.append(Problem(message, where.with_field("poll_s")))
     if not 0 <= trigger.lookback_days <= 366:
         found.append(
             Problem("lookback_days must be from 0 to 366", where.with_field("lookback_days"))

@@ -29,7 +29,6 @@ from kaon.model.expressions import (
 from kaon.model.graph import compile_graph, dependencies, step_expressions, topological_order
 from kaon.model.params import check_param_value, choice_problems, default_problems
 from kaon.model.specs import (
-    MAX_DURATION_S,
     Expr,
     ForeachSpec,
     GraphSpec,
@@ -40,6 +39,7 @@ from kaon.model.specs import (
     TaskSpec,
     WaitSpec,
     WorkflowSpec,
+    duration_problem,
     signal_name_problem,
 )
 from kaon.model.tenancy import parse_pool, parse_priority, parse_tags
@@ -556,14 +556,10 @@ def _retry_problems(retry: RetrySpec, owner: str, where: Location) -> Iterator[P
             f"got {retry.platform_attempts!r:.40}",
             where.with_field("platform_attempts"),
         )
-    for field in ("delay_s", "max_delay_s"):
-        value = getattr(retry, field)
-        if not _is_number(value) or not 0 <= value <= MAX_DURATION_S:
-            yield Problem(
-                f"{owner}: retry {field} must be a number of seconds from 0 to "
-                f"{MAX_DURATION_S:g}, got {value!r:.40}",
-                where.with_field(field),
-            )
+    for field, key in (("delay_s", "delay"), ("max_delay_s", "max_delay")):
+        message = duration_problem(f"retry {key}", getattr(retry, field), positive=False)
+        if message is not None:
+            yield Problem(f"{owner}: {message}", where.with_field(field))
     for i, name in enumerate(retry.retry_on):
         problem = error_name_problem(name)
         if problem is not None:
@@ -584,18 +580,19 @@ def check_timeouts(context: _Context) -> Iterator[Problem]:
     spec = context.spec
     candidates: list[tuple[object, str, Location]] = [
         (spec.timeout_s, "workflow", spec.location.with_field("timeout_s")),
-        (spec.defaults.timeout_s, "workflow defaults", spec.location.with_field("defaults")),
+        (
+            spec.defaults.timeout_s,
+            "workflow defaults",
+            spec.location.with_field("defaults.timeout_s"),
+        ),
     ]
     for step, scope in _steps(spec):
         where = step.location.with_field("timeout_s")
         candidates.append((step.timeout_s, f"step {_path(step, scope)!r}", where))
     for value, owner, where in candidates:
-        if value is not None and (not _is_number(value) or not 0 < value <= MAX_DURATION_S):
-            yield Problem(
-                f"{owner}: timeout_s must be a number of seconds > 0 and <= "
-                f"{MAX_DURATION_S:g}, got {value!r:.40}",
-                where,
-            )
+        message = None if value is None else duration_problem("timeout", value, positive=True)
+        if message is not None:
+            yield Problem(f"{owner}: {message}", where)
 
 
 def check_resources(context: _Context) -> Iterator[Problem]:

@@ -106,12 +106,12 @@ def test_validation_reports_every_trigger_problem_with_its_field() -> None:
     expected = [
         "triggers[0].cron: invalid cron expression",
         "triggers[0].timezone: unknown time zone 'Mars/Olympus'",
-        "triggers[0].jitter_s: jitter_s must be",
+        "triggers[0].jitter_s: jitter must be from 0 to 366d, got -1s",
         "triggers[1].match: invalid expression",
         "triggers[1].params.nope: trigger sets unknown parameter 'nope'",
         "triggers[1].params.nope: expression 'params.x': unknown variable 'params'",
         "triggers[2]: invalid path template",
-        "triggers[2].poll_s: poll_s must be > 0",
+        "triggers[2].poll_s: poll must be more than 0 and at most 366d, got 0s",
     ]
     for start in expected:
         assert any(m.startswith(start) for m in messages), (start, messages)
