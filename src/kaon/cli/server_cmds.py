@@ -193,6 +193,9 @@ def server(
             sandbox=sandbox,
             ray_address=ray_address,
         )
+        from kaon.service.push_sandbox import SandboxLimits
+
+        SandboxLimits()  # KAON_PUSH_TIMEOUT_S, KAON_PUSH_MEMORY_MB: refused before anything starts
         code = serve(settings, options, sys.stdout)
     raise typer.Exit(code)
 

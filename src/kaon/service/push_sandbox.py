@@ -34,15 +34,23 @@ from typing import Any
 import yaml
 
 import kaon
-from kaon.errors import DefinitionError, Location, Problem
+from kaon.errors import ConfigurationError, DefinitionError, Location, Problem
 from kaon.executors.sandbox import SandboxSpec
 from kaon.model.codec import workflow_from_dict
 from kaon.model.specs import WorkflowSpec
 
 
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.isdigit() else default
+    """A positive whole number from variable ``name`` (unset or blank: ``default``).
+
+    Raises :class:`ConfigurationError` naming the variable for any other value (it was
+    silently the default, and ``0`` a limit every push failed)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 0 < int(text) <= 10_000_000:
+        raise ConfigurationError(f"{name}={text!r:.40}: expected a whole number from 1 to 10000000")
+    return int(text)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ their cause."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -115,6 +117,24 @@ def test_validate_uses_run_budget(kaon, tmp_path: Path, monkeypatch: pytest.Monk
         assert code == 2 and "KAON_EXPRESSION_TIME_MS='abc'" in err, err
     finally:
         configure_budget(previous)
+
+
+def test_push_refuses_a_bad_limit(kaon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """``KAON_PUSH_TIMEOUT_S=soon`` was silently the default 60 s."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("name: w\nsteps:\n  - id: a\n    shell: echo hi\n")
+    monkeypatch.setenv("KAON_PUSH_TIMEOUT_S", "soon")
+    code, _, err = kaon("push", str(flow))
+    assert code == 2 and "KAON_PUSH_TIMEOUT_S='soon'" in err, err
+    # a server refuses it before it creates its store or starts a part (the engine's process
+    # died of it, with a traceback, after the store was made)
+    home = tmp_path / "server-home"
+    env = {**os.environ, "KAON_PUSH_TIMEOUT_S": "", "KAON_PUSH_MEMORY_MB": "0"}
+    command = [sys.executable, "-m", "kaon", "server", "--home", str(home), "--port", "0"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "KAON_PUSH_MEMORY_MB='0'" in done.stderr and "Traceback" not in done.stderr
+    assert not home.exists()
 
 
 def test_a_signal_name_the_server_refuses_is_refused_here_too(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
