@@ -204,28 +204,33 @@ def default_problems(spec: WorkflowSpec) -> list[Problem]:
     computed default that reads only other defaults (not a required parameter, known only
     when a run is made) evaluated from them, and checked against its declared type."""
     problems = computed_default_problems(spec)
-    if problems:
-        return problems
     bound = {
         p.name: convert_value(copy.deepcopy(p.default), p.type)[0]
         for p in spec.params
         if not p.required and not isinstance(p.default, Expr)
     }
-    waiting = {p.name: p for p in spec.params if isinstance(p.default, Expr)}
+    # The defaults each computed one reads; one that does not compile, or reads more than
+    # params, is a problem found above and never ready (nor, then, are those reading it):
+    # a problem of some defaults does not hide one of another, each is listed.
+    waiting: dict[str, tuple[ParamSpec, frozenset[str]]] = {}
+    for param in spec.params:
+        if isinstance(param.default, Expr):
+            try:
+                compiled = compile_expression(param.default.source)
+            except ExpressionError:
+                continue
+            if compiled.variables <= {"params"} and not compiled.steps_dynamic:
+                waiting[param.name] = (param, compiled.param_refs)
     known, evaluable = set(bound), []
     while True:
-        ready = [
-            p
-            for p in waiting.values()
-            if compile_expression(p.default.source).param_refs <= known  # type: ignore[union-attr]
-        ]
+        ready = [p for p, reads in waiting.values() if reads <= known]
         if not ready:
             break
         for param in ready:
             evaluable.append(param)
             known.add(param.name)
             del waiting[param.name]
-    return _compute_defaults(spec, evaluable, bound) if evaluable else []
+    return problems + (_evaluate_defaults(evaluable, bound) if evaluable else [])
 
 
 def _default_at(param: ParamSpec) -> Location:
@@ -267,6 +272,13 @@ def _compute_defaults(
     problems = computed_default_problems(spec)
     if problems:
         return problems
+    return _evaluate_defaults(computed, bound)
+
+
+def _evaluate_defaults(computed: list[ParamSpec], bound: dict[str, Any]) -> list[Problem]:
+    """Evaluate ``computed`` (defaults that compile and read only params) in dependency
+    order into ``bound``; the problems of the first round that has any."""
+    problems: list[Problem] = []
     pending = {p.name: p for p in computed}
     while pending:
         ready = [

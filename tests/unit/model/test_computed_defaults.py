@@ -148,3 +148,30 @@ def test_a_given_intermediate_value_is_kept_and_what_follows_it_recomputed() -> 
     assert given == {"k": 3, "width": 100, "b": 103}
     assert rebind_params(spec, given, {"k": 5}) == {"k": 5, "width": 100, "b": 105}
     assert rebind_params(spec, bind_params(spec, {}), {"k": 5}) == {"k": 5, "width": 10, "b": 15}
+
+
+def test_a_cycle_does_not_hide_another_default_that_fails() -> None:
+    """Every problem is listed: a cycle among two defaults stopped the check of the others,
+    so a third default that fails on the defaults was found only once the cycle was fixed."""
+    text = textwrap.dedent(
+        """\
+        name: w
+        params:
+          a: {type: int, default: "${{ params.b + 1 }}"}
+          b: {type: int, default: "${{ params.a + 1 }}"}
+          f: {type: float, default: 1.5}
+          g: {type: float, default: "${{ params.f * 2 }}"}
+          h: {type: int, default: "${{ params.a * 2 }}"}
+          i: {type: int, default: "${{ params.nope }}"}
+        steps:
+          - id: s
+            shell: "true"
+        """
+    )
+    with pytest.raises(DefinitionError) as caught:
+        load_yaml_text(text, "flow.yaml")
+    found = [(p.location.line, p.message) for p in caught.value.problems]
+    assert [line for line, _ in found] == [3, 6, 8], found
+    assert "depend on each other: a -> b -> a" in found[0][1]
+    assert "Unsupported operation: float * int" in found[1][1]
+    assert "unknown parameter 'nope'" in found[2][1]
