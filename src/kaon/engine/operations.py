@@ -361,6 +361,15 @@ def _decided_again(
     return again
 
 
+def not_a_step(path: str, step_id: str) -> InvalidActionError:
+    """The refusal of an action on ``path``, an item or iteration of ``step_id``: actions take
+    a step (one inside it, or the foreach or loop itself), on an active run or a finished one."""
+    return InvalidActionError(
+        f"{path} is an item or iteration, not a step: act on a step inside it ({path}.…) "
+        f"or on {step_id}"
+    )
+
+
 def skip_step(
     store: StateStore,
     run_id: str,
@@ -376,6 +385,9 @@ def skip_step(
         raise InvalidActionError(f"run {run_id} is {record.status.value}: send a command instead")
     spec = run_spec(store, record)
     parts = parse_path(path)
+    step_id, index = parts[-1]
+    if index is not None:  # the restart after it would run the item's failed steps again
+        raise not_a_step(path, step_id)
     try:
         row, existing = store.get_step_run(run_id, path), True
     except NotFoundError:

@@ -8,7 +8,7 @@ one inside a foreach item or loop iteration that has not started yet, cannot be 
 
 from __future__ import annotations
 
-from kaon.engine.operations import parse_path, run_spec
+from kaon.engine.operations import not_a_step, parse_path, run_spec
 from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.specs import ForeachSpec, GraphSpec, LoopSpec, body_of
 from kaon.model.status import StepStatus
@@ -49,10 +49,7 @@ def check_step_target(
         if index is not None:
             shown = f"{shown}[{index}]"
             if last:
-                raise InvalidActionError(
-                    f"{shown} is an item or iteration, not a step: act on a step inside it "
-                    f"({shown}.…) or on {step_id}"
-                )
+                raise not_a_step(shown, step_id)
             frames.append(shown)
     for frame in frames:
         row = _row(store, record.id, frame)

@@ -228,6 +228,35 @@ def test_a_step_action_the_engine_would_refuse_is_refused_at_once(tmp_path: Path
         assert result["s"] is RunStatus.SUCCEEDED
 
 
+_FAILING_ITEM = """
+name: failing_item
+steps:
+  - id: each
+    foreach: "[0, 1]"
+    steps:
+      - id: work
+        python: steps.py:echo
+        inputs: {value: "${{ 10 / item }}"}
+"""
+
+
+def test_a_skip_of_an_item_of_a_finished_run_is_refused(tmp_path: Path) -> None:
+    """``kaon skip RUN each[1]`` of a finished run marked the item's row skipped, and the
+    restart that follows reopened the failed foreach and ran its failed step again: the skip
+    was lost without a word (and its value never reached anything). An item is no step, on a
+    finished run as on an active one; its step is (``each[1].work``)."""
+    spec = _echo_workflow(tmp_path, _FAILING_ITEM)
+    settings = Settings.from_env(home=str(tmp_path / "home"), executor="inline")
+    with LocalService(settings) as service:
+        run_id = service.create_run(spec, {}).id
+        assert service.execute(run_id) is RunStatus.FAILED
+        before = service.store.get_step_run(run_id, "each[1]").status
+        with pytest.raises(InvalidActionError, match=r"each\[1\] is an item or iteration, not"):
+            service.skip(run_id, "each[1]", output=5, has_output=True)
+        assert service.store.get_step_run(run_id, "each[1]").status is before
+        assert service.skip(run_id, "each[1].work", output=5, has_output=True) == "recorded"
+
+
 def test_a_run_started_on_ray_is_not_resumed_on_another_executor(tmp_path: Path) -> None:
     """Its attempts may still run on the cluster after its runner was killed: resuming it on
     local workers would run them a second time, beside their copies."""

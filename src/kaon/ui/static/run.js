@@ -460,7 +460,8 @@
         "Run this item again (and what depends on it), reusing every other item.", true) }, s.kind === "item" ? "Retry this item" : "Retry this iteration") : null,
       el("button", { type: "button", "data-step-action": "restart", onclick: () => restart(`Restart from ${s.path}`,
         "Run this step and what follows it again, reusing the rest.") }, "Restart from here"),
-      el("button", { type: "button", "data-step-action": "skip", onclick: () => confirmAction(`Skip ${s.path}`,
+      // An item or iteration is no step to skip (the server refuses it): skip a step inside it.
+      frame ? null : el("button", { type: "button", "data-step-action": "skip", onclick: () => confirmAction(`Skip ${s.path}`,
         "Mark the step skipped; give an output value (JSON) for its successors, or leave it empty. A finished run goes on from there.", async (value) => {
           const body = { path: s.path };
           if (value) { body.output = JSON.parse(value); body.has_output = true; }
