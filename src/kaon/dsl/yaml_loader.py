@@ -576,17 +576,20 @@ class _WorkflowReader:
         return Problem(problem.message, self.doc.location(path))
 
     def _as_written(self, path: Path) -> Path:
-        """A step type's ``config.<key>`` where the step wrote it: a step with ``shell:`` and
-        no ``config:`` holds its configuration there (a mapping of its keys, or the command
-        itself as a string)."""
+        """A step type's ``config.<key>`` where the step wrote it: a step with ``shell:`` or
+        ``python:`` and no ``config:`` holds its configuration there (``shell:`` a mapping of
+        its keys or the command itself, ``python:`` the FILE.py:FUNCTION target)."""
         for i in range(len(path) - 1, 1, -1):
             if path[i] == "config" and isinstance(path[i - 1], int) and path[i - 2] == "steps":
                 step = path[:i]
-                if (*step, "config") in self.doc.lines or (*step, "shell") not in self.doc.lines:
+                if (*step, "config") in self.doc.lines:
                     return path
-                if isinstance(_node(self.doc.value, (*step, "shell")), dict):
-                    return (*step, "shell", *path[i + 1 :])
-                return (*step, "shell")
+                for key in ("shell", "python"):
+                    if (*step, key) in self.doc.lines:
+                        if isinstance(_node(self.doc.value, (*step, key)), dict):
+                            return (*step, key, *path[i + 1 :])
+                        return (*step, key)
+                return path
         return path
 
 

@@ -150,6 +150,7 @@ class PythonStepType(StepType):
 
         An import failure is reported as ``cannot import <target>: <error>``.
         """
+        location = location.with_field("config")  # problems point at config.<key>
         problems = _shape_problems(config, location)
         if problems:
             return problems

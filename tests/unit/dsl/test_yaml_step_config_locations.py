@@ -7,6 +7,7 @@ They named ``steps[0].command`` at the step's first line, a key the file does no
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -81,4 +82,33 @@ def test_a_nested_step_and_another_step_type_keep_their_places() -> None:
     assert [(line, field) for line, field, _ in found] == [
         (8, "steps[0].steps[0].shell.command"),
         (11, "steps[1].config.bogus"),
+    ]
+
+
+def test_a_python_step_points_at_python_or_at_config(tmp_path: Path) -> None:
+    """``type: python`` with ``config: {function: ...}`` was reported at ``steps[0].python``
+    on the step's first line, a key the step does not have."""
+    (tmp_path / "pipeline.py").write_text("def f():\n    return 1\n")
+    text = textwrap.dedent(
+        """\
+        name: w
+        steps:
+          - id: a
+            python: pipeline.py:nothere
+          - id: b
+            type: python
+            config:
+              function: "pipeline:nothere"
+          - id: c
+            type: python
+            config: {function: f, file: missing.py}
+        """
+    )
+    with pytest.raises(DefinitionError) as info:
+        load_yaml_text(text, str(tmp_path / "flow.yaml"))
+    found = [(p.location.line, p.location.field) for p in info.value.problems]
+    assert found == [
+        (4, "steps[0].python"),
+        (8, "steps[1].config.function"),
+        (11, "steps[2].config.file"),
     ]

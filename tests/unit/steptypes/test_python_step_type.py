@@ -19,7 +19,7 @@ from kaon.steptypes.python import (
     user_module_name,
 )
 
-HERE = Location("flow.yaml", 7, "steps.train.config")
+HERE = Location("flow.yaml", 7, "steps.train")
 
 
 def make_context(sink: EventSink | None = None) -> StepContext:
