@@ -695,7 +695,8 @@ def check_waits(context: _Context) -> Iterator[Problem]:
     """A wait step waits for a signal name that ``kaon signal`` and the API can send."""
     for step, scope in _steps(context.spec):
         if isinstance(step, WaitSpec) and (why := signal_name_problem(step.signal)) is not None:
-            yield Problem(f"wait {_path(step, scope)!r}: {why}", step.location.with_field("signal"))
+            where = step.location.with_field("wait.signal")  # as written in a definition
+            yield Problem(f"wait {_path(step, scope)!r}: {why}", where)
 
 
 def check_empty_graphs(context: _Context) -> Iterator[Problem]:

@@ -146,7 +146,7 @@ def test_a_signal_name_the_server_refuses_is_refused_here_too(kaon, tmp_path: Pa
     flow = tmp_path / "wait.yaml"
     flow.write_text("name: w\nsteps:\n  - id: w\n    wait: {signal: data ready}\n")
     code, _, err = kaon("validate", str(flow))
-    assert code == 2 and "steps[0].signal" in err and "'data ready'" in err, err
+    assert code == 2 and "steps[0].wait.signal" in err and "'data ready'" in err, err
     code, _, err = kaon("signal", "data_ready", "x=1")
     assert code == 0, err
 

@@ -112,3 +112,19 @@ def test_a_python_step_points_at_python_or_at_config(tmp_path: Path) -> None:
         (8, "steps[1].config.function"),
         (11, "steps[2].config.file"),
     ]
+
+
+def test_a_wait_steps_signal_is_its_wait_signal() -> None:
+    """A bad signal name of a wait step was located at ``steps[0].signal`` on the step's first
+    line; its condition already was at ``steps[0].wait.match``."""
+    found = _problems(
+        """\
+        name: w
+        steps:
+          - id: w
+            wait:
+              match: "true"
+              signal: "data ready"
+        """
+    )
+    assert [(line, field) for line, field, _ in found] == [(6, "steps[0].wait.signal")]
