@@ -165,6 +165,14 @@ class StepModel(_Model):
             return value
         raise ValueError("foreach takes an expression string or a list")
 
+    @field_validator("breakpoint", mode="before")
+    @classmethod
+    def _breakpoint(cls, value: Any) -> Any:
+        # one problem in the Python front end's words, not one per member of the union
+        if isinstance(value, bool) or value in ("before", "after"):
+            return value
+        raise ValueError(f"breakpoint must be true, 'before' or 'after', got {value!r:.40}")
+
     @field_validator("when")
     @classmethod
     def _condition(cls, value: Any) -> Any:

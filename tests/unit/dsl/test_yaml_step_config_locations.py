@@ -128,3 +128,20 @@ def test_a_wait_steps_signal_is_its_wait_signal() -> None:
         """
     )
     assert [(line, field) for line, field, _ in found] == [(6, "steps[0].wait.signal")]
+
+
+def test_a_bad_breakpoint_is_one_problem_at_its_key() -> None:
+    """``breakpoint: sometimes`` gave two problems named after pydantic's union members
+    (``steps[0].breakpoint.bool`` and ``steps[0].breakpoint.literal['before','after']``)."""
+    found = _problems(
+        """\
+        name: w
+        steps:
+          - id: a
+            shell: "true"
+            breakpoint: sometimes
+        """
+    )
+    assert found == [
+        (5, "steps[0].breakpoint", "breakpoint must be true, 'before' or 'after', got 'sometimes'")
+    ]
