@@ -188,6 +188,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for item in errors[:MAX_PROBLEMS]:
         where = [str(part) for part in item.get("loc", ())]
         text = str(item.get("msg", "invalid"))
+        if item.get("type") == "value_error":  # a validator's own sentence, not pydantic's
+            text = text.removeprefix("Value error, ")
         detail = (item.get("ctx") or {}).get("error")
         if detail and str(detail) not in text:
             text = f"{text}: {detail}"

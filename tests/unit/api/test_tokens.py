@@ -36,6 +36,24 @@ def test_a_token_expires(client: Any, tokens: dict[str, str], services: Services
     assert late.status_code == 401 and "expired" in late.json()["message"]
 
 
+def test_an_unknown_role_is_named_with_the_roles(client: Any, tokens: dict[str, str]) -> None:
+    """``role: superuser`` was refused with the model's regular expression (``String should
+    match pattern '^(viewer|operator|owner|admin)$'``), and so was `kaon token create --role
+    superuser` against a server, where the local store says which roles there are."""
+    made = client.post(
+        "/tokens", json={"name": "x", "role": "superuser"}, headers=h(tokens["admin"])
+    )
+    assert made.status_code == 422
+    body = made.json()
+    assert body["message"] == (
+        "body.role: unknown role 'superuser'; choose one of viewer, operator, owner, admin"
+    ), body
+    assert body["problems"][0]["field"] == "body.role"
+    schema = client.get("/openapi.json", headers=h(tokens["admin"])).json()
+    role = schema["components"]["schemas"]["TokenRequest"]["properties"]["role"]
+    assert role["enum"] == ["viewer", "operator", "owner", "admin"]  # still documented
+
+
 def test_rotation_replaces_the_secret_and_records_last_use(
     client: Any, tokens: dict[str, str], services: Services
 ) -> None:
