@@ -273,9 +273,12 @@ class AuthService:
         *,
         owner_group: str | None = None,
         run_id: str | None = None,
+        giving: bool = False,
     ) -> None:
         """Raise PermissionDeniedError unless ``principal`` may act with ``role`` on
-        something owned by ``owner_group`` (the run ``run_id``, when the action is on one)."""
+        something owned by ``owner_group`` (the run ``run_id``, when the action is on one).
+        ``giving``: ``owner_group`` is the group a workflow would be given to (a push of a
+        new workflow, a change of owner), not the one that owns it, and the refusal says so."""
         if principal.can(role, owner_group, run_id=run_id):
             return
         if principal.run_scope is not None:
@@ -287,9 +290,8 @@ class AuthService:
             raise PermissionDeniedError(
                 f"{principal.name} has role {principal.role}; this needs {role}"
             )
-        raise PermissionDeniedError(
-            f"{principal.name} is not in group {owner_group!r}, which owns this workflow"
-        )
+        whose = "to which the workflow would be given" if giving else "which owns this workflow"
+        raise PermissionDeniedError(f"{principal.name} is not in group {owner_group!r}, {whose}")
 
     def audit(
         self, actor: str, action: str, target: str, data: dict[str, Any] | None = None

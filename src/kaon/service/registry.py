@@ -193,7 +193,7 @@ class RegistryService:
         try:
             current = self.registry.get_workflow(workflow)
         except NotFoundError:
-            self.auth.check(principal, "owner", owner_group=owner_group)
+            self.auth.check(principal, "owner", owner_group=owner_group, giving=True)
             if owner_group is None and not principal.is_admin and principal.groups:
                 return principal.groups[0]
             return owner_group
@@ -207,7 +207,7 @@ class RegistryService:
         signals and steps act as that group's, so the group it goes to must be the caller's
         as much as the one it leaves."""
         if owner_group is not None:
-            self.auth.check(principal, "owner", owner_group=owner_group)
+            self.auth.check(principal, "owner", owner_group=owner_group, giving=True)
 
     def _store_files(self, name: str, source: str, files: dict[str, str]) -> tuple[Path, bool]:
         """Write the file and its bundle under ``sources/``; the folder and whether this

@@ -93,6 +93,31 @@ def test_roles_and_groups(client: Any, tokens: dict[str, str], services: Service
     assert ("viewer", "run.start") not in actions
 
 
+def test_a_refused_group_says_whose_it_is(client: Any, tokens: dict[str, str]) -> None:
+    """Giving ml's workflow to group 'other' was refused with "owner is not in group 'other',
+    which owns this workflow" (ml owns it; 'other' is where it would go), and so was a new
+    workflow pushed for a group the caller is not in."""
+    push(client, tokens["owner"])
+    moved = client.patch(
+        "/workflows/hello", json={"owner_group": "other"}, headers=h(tokens["owner"])
+    )
+    assert moved.status_code == 403
+    assert moved.json()["message"] == (
+        "owner is not in group 'other', to which the workflow would be given"
+    )
+    new = client.post(
+        "/workflows",
+        json={"source": HELLO.replace("hello", "fresh"), "file_name": "f.yaml", "owner_group": "x"},
+        headers=h(tokens["owner"]),
+    )
+    assert new.status_code == 403
+    assert new.json()["message"] == (
+        "owner is not in group 'x', to which the workflow would be given"
+    )
+    stranger = push(client, tokens["stranger"], HELLO.replace("echo hi", "echo x"))
+    assert stranger.json()["message"] == "stranger is not in group 'ml', which owns this workflow"
+
+
 def test_start_runs_with_parameters_and_precise_422(client: Any, tokens: dict[str, str]) -> None:
     push(client, tokens["owner"])
     op = h(tokens["operator"])
