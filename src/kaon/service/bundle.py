@@ -20,6 +20,8 @@ from kaon.service.safety import readable_text
 
 BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".yaml", ".yml", ".json", ".txt")
 MAX_BUNDLE_BYTES = 5_000_000
+MAX_BUNDLE_FILES = 1_000
+MAX_BUNDLE_NAME = 200  # characters: every file system holds such a name
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # use fullmatch
 
 
@@ -66,15 +68,32 @@ def collect_bundle(path: Path) -> dict[str, str]:
 
 
 def bundle_problems(file_name: str, files: Mapping[str, str]) -> list[Problem]:
-    """What is wrong with a received bundle: unsafe names, size."""
-    problems = [
-        Problem(
-            f"bundle file name {readable_text(name)[:200]!r} must be a bare, safe file name",
-            Location(file_name),
+    """What is wrong with a received bundle: anything :func:`collect_bundle` would not have
+    sent (an unsafe name, a suffix that is not source, a name longer than
+    :data:`MAX_BUNDLE_NAME`), more than :data:`MAX_BUNDLE_FILES` files, its size."""
+    problems: list[Problem] = []
+    if len(files) > MAX_BUNDLE_FILES:
+        problems.append(
+            Problem(
+                f"the bundle has {len(files):,} files; the limit is {MAX_BUNDLE_FILES:,} files",
+                Location(file_name, field="files"),
+            )
         )
-        for name in files
-        if not SAFE_NAME.fullmatch(name) or name == file_name
-    ]
+        return problems  # not one problem per file of a flood
+    for name in files:
+        shown = readable_text(name)[:MAX_BUNDLE_NAME]
+        if not SAFE_NAME.fullmatch(name) or name == file_name:
+            message = f"bundle file name {shown!r} must be a bare, safe file name"
+            problems.append(Problem(message, Location(file_name)))
+        elif len(name) > MAX_BUNDLE_NAME:
+            message = f"bundle file name {shown!r}... is longer than {MAX_BUNDLE_NAME} characters"
+            problems.append(Problem(message, Location(file_name, field="files")))
+        elif not name.endswith(BUNDLE_SUFFIXES):
+            message = (
+                f"bundle file {name!r} is not a file a step reads as source (a bundle holds "
+                f"{', '.join(BUNDLE_SUFFIXES)} files)"
+            )
+            problems.append(Problem(message, Location(file_name, field=f"files.{name}")))
     size = sum(len(text.encode()) for text in files.values())
     if size > MAX_BUNDLE_BYTES:
         problems.append(

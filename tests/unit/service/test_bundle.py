@@ -87,3 +87,28 @@ def test_pushed_bundle_runs_without_the_original_folder(services: Services, tmp_
 def test_unsafe_bundle_names_are_rejected(services: Services) -> None:
     with pytest.raises(DefinitionError, match="bare, safe file name"):
         services.registry.push(FLOW, "flow.py", LOCAL_PRINCIPAL, files={"../evil.py": "x = 1"})
+
+
+@pytest.mark.parametrize(
+    ("files", "field", "message"),
+    [
+        ({"tool.exe": "x"}, "files.tool.exe", "not a file a step reads as source"),
+        ({"m" * 300 + ".py": "x = 1"}, "files", "longer than 200 characters"),
+        (
+            {f"m{n}.txt": "" for n in range(bundle.MAX_BUNDLE_FILES + 1)},
+            "files",
+            f"the limit is {bundle.MAX_BUNDLE_FILES:,} files",
+        ),
+    ],
+    ids=["suffix", "long-name", "too-many"],
+)
+def test_a_bundle_push_could_not_make_is_refused_naming_the_entry(
+    services: Services, files: dict[str, str], field: str, message: str
+) -> None:
+    """Only what ``kaon push`` collects is taken: source suffixes, names a file system holds,
+    a bounded number of files (a server kept 100,000 empty files of one push on disk)."""
+    with pytest.raises(DefinitionError) as caught:
+        services.registry.push(FLOW, "flow.py", LOCAL_PRINCIPAL, files=files)
+    problems = [(p.location.field, p.message) for p in caught.value.problems]
+    assert any(f == field and message in m for f, m in problems), problems
+    assert not list((services.settings.home / "sources").glob("*"))
