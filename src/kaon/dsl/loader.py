@@ -132,7 +132,26 @@ def _load_file(file: str, *, only: str | None = None) -> dict[str, WorkflowSpec]
 
 
 def _python_workflows(path: str, only: str | None = None) -> dict[str, WorkflowSpec]:
-    module = import_user_file(path)
+    from kaon.dsl.python import gathering_problems
+    from kaon.steptypes.codeload import forget_file_module
+
+    with gathering_problems() as gathered:
+        try:
+            module = import_user_file(path)
+        except DefinitionError as exc:
+            raise DefinitionError([*gathered, *exc.problems]) from None
+    if gathered:  # its steps lack their bad options: never kept, nor run
+        try:
+            _specs_of(path, module, only)  # the workflows' own problems, listed too
+        except DefinitionError as exc:
+            gathered.extend(exc.problems)
+        finally:
+            forget_file_module(path)
+        raise DefinitionError(gathered)
+    return _specs_of(path, module, only)
+
+
+def _specs_of(path: str, module: ModuleType, only: str | None) -> dict[str, WorkflowSpec]:
     workflows: dict[str, Workflow[...]] = {}
     twins: list[Problem] = []
     for value in vars(module).values():

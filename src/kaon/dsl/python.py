@@ -24,7 +24,9 @@ import sys
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import (
     TYPE_CHECKING,
@@ -159,6 +161,39 @@ def _check_options(options: Mapping[str, Any], location: Location) -> None:
     _fields, more = parse_options({k: v for k, v in options.items() if k in OPTION_NAMES}, location)
     if problems or more:
         raise DefinitionError(problems + more)
+
+
+# The problems of decorators' options found while a workflow file is imported to be loaded
+# (kaon.dsl.loader): the import goes on without the bad options, so that `kaon validate`
+# lists the problems of every decorator, not the first one's only.
+_gathered: ContextVar[list[Problem] | None] = ContextVar("kaon_gathered", default=None)
+
+
+@contextmanager
+def gathering_problems() -> Iterator[list[Problem]]:
+    """Within: a decorator's bad option is added to the list given (and left out of its step)
+    instead of raising :class:`DefinitionError` at once."""
+    found: list[Problem] = []
+    token = _gathered.set(found)
+    try:
+        yield found
+    finally:
+        _gathered.reset(token)
+
+
+def _good_options(options: Mapping[str, Any], location: Location) -> dict[str, Any]:
+    """``options`` checked: raises DefinitionError for a bad one, or, while problems are
+    gathered (:func:`gathering_problems`), reports it and leaves it out."""
+    try:
+        _check_options(options, location)
+    except DefinitionError as exc:
+        found = _gathered.get()
+        if found is None:
+            raise
+        found.extend(exc.problems)
+        bad = {(p.location.field or "").split(".", 1)[0] for p in exc.problems}
+        return {k: v for k, v in options.items() if k in OPTION_NAMES and k not in bad}
+    return dict(options)
 
 
 class Step(Generic[_P, _R]):
@@ -383,10 +418,12 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """
     if fn is not None:
         return Step(fn, {})
-    _check_options({k: v for k, v in options.items() if k != "id"}, user_location())
+    good = _good_options({k: v for k, v in options.items() if k != "id"}, user_location())
+    if "id" in options:
+        good["id"] = options["id"]
 
     def decorate(func: Callable[..., Any]) -> Step[..., Any]:
-        return Step(func, options)
+        return Step(func, good)
 
     return decorate
 

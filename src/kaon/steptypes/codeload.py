@@ -161,6 +161,16 @@ def load_file_module(path: str) -> ModuleType:
         return module
 
 
+def forget_file_module(path: str) -> None:
+    """Forget the module loaded from ``path``: the next :func:`load_file_module` executes the
+    file again (a module whose decorators reported problems is not kept, as a failed load
+    is not)."""
+    path = os.path.abspath(path)
+    with _lock:
+        if _file_modules.pop(path, None) is not None:
+            sys.modules.pop(user_module_name(path), None)
+
+
 def _execute(path: str) -> ModuleType:
     name = user_module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
