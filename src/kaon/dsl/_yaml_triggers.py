@@ -19,6 +19,7 @@ from kaon.model.triggers import (
     DataTriggerSpec,
     SignalTriggerSpec,
     TriggerSpec,
+    timezone_problem,
 )
 
 
@@ -34,6 +35,15 @@ def _duration_field(value: Any) -> float | None:
 _Duration = Annotated[Any, BeforeValidator(_duration_field)]
 
 
+def _timezone_field(value: Any) -> Any:
+    if isinstance(value, str) and (problem := timezone_problem(value)) is not None:
+        raise ValueError(problem)  # with the entry's other fields' problems, not after them
+    return value
+
+
+_TimeZone = Annotated[StrictStr | None, BeforeValidator(_timezone_field)]
+
+
 class TriggerModel(BaseModel):
     """One entry of ``triggers:``: exactly one of ``cron``, ``signal``, ``data``."""
 
@@ -42,7 +52,7 @@ class TriggerModel(BaseModel):
     cron: StrictStr | None = None
     signal: StrictStr | None = None
     data: StrictStr | None = None
-    timezone: StrictStr | None = None
+    timezone: _TimeZone = None
     catchup: CatchUp | None = None
     catchup_window: _Duration = None
     jitter: _Duration = None

@@ -422,19 +422,20 @@ def cron_problem(expression: object) -> str | None:
     return None
 
 
-def _timezone_problems(name: str, where: Location) -> list[Problem]:
+def timezone_problem(name: str) -> str | None:
+    """What is wrong with the time zone ``name`` (not an IANA name), or None."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        return [
-            Problem(
-                f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/Paris'",
-                where.with_field("timezone"),
-            )
-        ]
-    return []
+        return f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/Paris'"
+    return None
+
+
+def _timezone_problems(name: str, where: Location) -> list[Problem]:
+    problem = timezone_problem(name)
+    return [] if problem is None else [Problem(problem, where.with_field("timezone"))]
 
 
 def _data_problems(trigger: DataTriggerSpec, where: Location) -> list[Problem]:

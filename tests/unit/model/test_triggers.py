@@ -245,3 +245,29 @@ def test_python_dsl_rejects_bad_trigger_options() -> None:
 
     with pytest.raises(DefinitionError, match="unknown parameter 'missing'"):
         _ = other.spec
+
+
+def test_a_bad_yaml_trigger_field_does_not_hide_a_bad_time_zone(tmp_path: Path) -> None:
+    file = tmp_path / "flow.yaml"
+    file.write_text(
+        textwrap.dedent(
+            """\
+            name: zones
+            steps:
+              - id: a
+                shell: "true"
+            triggers:
+              - cron: "0 6 * * *"
+                catchup: sometimes
+                timezone: Mars/Olympus
+            """
+        )
+    )
+    with pytest.raises(DefinitionError) as caught:
+        kaon.load_workflow(str(file))
+    found = [(p.location.line, p.location.field, p.message) for p in caught.value.problems]
+    assert [(line, field) for line, field, _ in found] == [
+        (7, "triggers[0].catchup"),
+        (8, "triggers[0].timezone"),
+    ], found
+    assert found[1][2].startswith("unknown time zone 'Mars/Olympus'"), found
