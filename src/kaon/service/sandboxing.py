@@ -38,7 +38,9 @@ def step_sandbox(
     """The sandbox for ``settings``'s workers, or None when steps run unsandboxed.
 
     ``default`` is the mode when the settings name none; ``hide_user_home`` hides the user's
-    home directory too (a server's; ``kaon run`` keeps it, where the user's project lives).
+    home directory too (a server's; ``kaon run`` keeps it, where the user's project lives,
+    and gives back its working folder read-only: a project under ``/tmp``, which a sandbox
+    makes private, is still found).
     Raises ConfigurationError for an unknown mode, or for ``on`` with the inline executor or
     without bubblewrap.
     """
@@ -95,10 +97,11 @@ def _spec(settings: Settings, hide_user_home: bool, *, create: bool) -> SandboxS
             Path(artifacts).mkdir(mode=0o700, parents=True, exist_ok=True)
         writable.append(artifacts)
     extra = [n.strip() for n in os.environ.get(PASS_ENV_VARIABLE, "").split(",") if n.strip()]
+    project = [] if hide_user_home else [os.getcwd()]  # `kaon run`: the user's project
     return SandboxSpec(
         hidden=tuple(hidden),
         hidden_files=tuple(hidden_files),
-        read_only=(str(sources), *_paths(READ_VARIABLE)),
+        read_only=(str(sources), *project, *_paths(READ_VARIABLE)),
         writable=(*writable, *_paths(WRITE_VARIABLE)),
         pass_env=(*DEFAULT_PASS_ENV, *extra),
     )

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,29 @@ def test_the_deepest_rule_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert spec.visible(str(tmp_path / "data.csv"))
     assert not spec.visible(str(tmp_path / "home" / "kaon.db"))
     assert spec.visible(str(tmp_path / "home" / "sources" / "x" / "flow.py"))
+
+
+@needs_bwrap
+def test_a_local_run_sees_its_project_even_under_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`KAON_SANDBOX=on kaon run` in a project under /tmp (private in the sandbox) found no
+    code: a bare FileNotFoundError for the step's own file. Its working folder is given back
+    read-only; the Kaon home inside it stays hidden."""
+    project = Path(tempfile.mkdtemp(prefix="kaon-project-", dir="/tmp"))
+    try:
+        (project / "mod.py").write_text("def f() -> int:\n    return 1\n")
+        monkeypatch.chdir(project)
+        settings = Settings.from_env(home=str(project / ".kaon"), executor="process")
+        spec = step_sandbox(settings, default="on", hide_user_home=False)
+        assert spec is not None
+        assert spec.visible(str(project / "mod.py"))
+        assert not spec.visible(str(project / ".kaon" / "kaon.db"))
+        script = "import sys; print(open(sys.argv[1]).read().count('return'))"
+        argv = spec.argv([sys.executable, "-c", script, str(project / "mod.py")])
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert (out.returncode, out.stdout.strip()) == (0, "1"), out.stderr
+        server = step_sandbox(settings, default="on")  # a server's workers: not its cwd
+        assert server is not None and not server.visible(str(project / "mod.py"))
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
