@@ -17,7 +17,9 @@ transactions is in :mod:`kaon.store._engines`.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
 import sqlite3
 import threading
 import time
@@ -764,8 +766,20 @@ class SQLStore(StateStore):
         """The step run at ``path``. Raises NotFoundError."""
         found = self.query(("step_run",), run_id=run_id, path=path)
         if not found:
-            raise NotFoundError(f"no step run {path!r} in run {run_id!r}")
+            hint = self._closest_step(run_id, path)
+            raise NotFoundError(f"no step run {path!r} in run {run_id!r}{hint}")
         return step_run_record(found[0])
+
+    def _closest_step(self, run_id: str, path: str) -> str:
+        """``" (did you mean 'train'?)"`` when the top-level step ``path`` starts with is not
+        one of the run's and one is close to it (a read of the top level only: any run's
+        cost is its workflow's size, not its foreach's)."""
+        first = re.split(r"[.\[]", path, maxsplit=1)[0]
+        top = {row.step_id for row in self.step_runs(run_id)} if 0 < len(first) <= 200 else set()
+        if not top or first in top:
+            return ""
+        close = difflib.get_close_matches(first, sorted(top), n=1)
+        return f" (did you mean {close[0] + path[len(first) :]!r}?)" if close else ""
 
     def child_outputs(self, run_id: str, parent_id: int) -> list[tuple[int, dict[str, Any] | None]]:
         """``(index, outputs)`` of the frame rows under ``parent_id``, ordered by index."""
