@@ -85,6 +85,7 @@ _SPEC_TO_YAML: dict[str, tuple[str, ...]] = {
     "jitter_s": ("jitter",),
     "catchup_window_s": ("catchup_window",),
     "poll_s": ("poll",),
+    "path": ("data",),  # a data trigger's (no other spec field is named so)
 }
 
 

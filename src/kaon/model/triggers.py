@@ -449,7 +449,7 @@ def _data_problems(trigger: DataTriggerSpec, where: Location) -> list[Problem]:
             Problem(
                 f"invalid path template {trigger.path!r}: {error!s}; use {{date}} or "
                 "{date:%Y/%m/%d} (strftime fields)",
-                where,
+                where.with_field("path"),
             )
         )
     message = duration_problem("poll", trigger.poll_s, positive=True)

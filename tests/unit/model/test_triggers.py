@@ -110,7 +110,7 @@ def test_validation_reports_every_trigger_problem_with_its_field() -> None:
         "triggers[1].match: invalid expression",
         "triggers[1].params.nope: trigger sets unknown parameter 'nope'",
         "triggers[1].params.nope: expression 'params.x': unknown variable 'params'",
-        "triggers[2]: invalid path template",
+        "triggers[2].path: invalid path template",
         "triggers[2].poll_s: poll must be more than 0 and at most 366d, got 0s",
     ]
     for start in expected:
@@ -271,3 +271,23 @@ def test_a_bad_yaml_trigger_field_does_not_hide_a_bad_time_zone(tmp_path: Path) 
         (8, "triggers[0].timezone"),
     ], found
     assert found[1][2].startswith("unknown time zone 'Mars/Olympus'"), found
+
+
+def test_a_yaml_data_triggers_bad_template_is_located_at_its_data_key(tmp_path: Path) -> None:
+    file = tmp_path / "flow.yaml"
+    file.write_text(
+        textwrap.dedent(
+            """\
+            name: arrivals
+            steps:
+              - id: a
+                shell: "true"
+            triggers:
+              - data: "/tmp/x/{day}"
+            """
+        )
+    )
+    with pytest.raises(DefinitionError) as caught:
+        kaon.load_workflow(str(file))
+    [problem] = caught.value.problems
+    assert (problem.location.line, problem.location.field) == (6, "triggers[0].data")
