@@ -112,9 +112,8 @@ def _follow(
     async def follow() -> None:
         shared = () if hub is None else (hub,)
         stream = routes_events._events(_Request(), services, None, 0, stopping, *shared)  # type: ignore[arg-type]
-        async for frame in stream:
-            if frame.startswith("id: "):
-                seen.append(int(frame.split("\n", 1)[0][4:]))
+        async for chunk in stream:  # a chunk holds a batch's frames
+            seen.extend(int(line[4:]) for line in chunk.splitlines() if line.startswith("id: "))
 
     thread = threading.Thread(target=anyio.run, args=(follow,), daemon=True)
     thread.start()

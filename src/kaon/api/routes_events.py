@@ -222,8 +222,11 @@ async def _events(
             batch = await anyio.to_thread.run_sync(readable, batch)
         moved = after > cursor
         cursor = after
-        for record in batch:
-            yield _frame(record)
+        if batch:
+            # One chunk per batch, not one per event: each chunk is a write to the socket,
+            # and a client gone mid-batch made every later write of the batch log asyncio's
+            # "socket.send() raised exception." (hundreds of lines per reconnect in a burst).
+            yield "".join(_frame(record) for record in batch)
         if moved:
             beat = time.monotonic()
             continue

@@ -55,3 +55,28 @@ def test_a_new_follower_starts_from_now_and_a_run_follower_from_its_start(
     assert routes_events.start_cursor(services, None, None, "2") == 2
     frame = _first_frame(services, routes_events.start_cursor(services, None, None, None))
     assert frame.startswith(f"id: {head + 1}\n") and '"run_id":"new"' in frame
+
+
+def test_a_batch_of_events_is_sent_as_one_chunk(services: Services) -> None:
+    # Each chunk a stream yields is one write to the client's socket: a frame per chunk made
+    # a burst of 40 events 40 writes, and a client that left mid-burst made asyncio log
+    # "socket.send() raised exception." for every write after the fifth.
+    services.store.write(
+        WriteBatch(events=[EventRecord("burst", "progress", time.time(), {}) for _ in range(40)])
+    )
+    stopping = threading.Event()
+
+    async def chunks() -> list[str]:
+        got: list[str] = []
+        stream = routes_events._events(_Request(), services, None, 0, stopping)  # type: ignore[arg-type]
+        async for chunk in stream:
+            if chunk.startswith("id: "):
+                got.append(chunk)
+                stopping.set()
+        return got
+
+    sent = anyio.run(chunks)
+    assert len(sent) == 1
+    assert [line for line in sent[0].splitlines() if line.startswith("id: ")] == [
+        f"id: {n}" for n in range(1, 41)
+    ]
