@@ -262,6 +262,23 @@ def test_a_run_with_an_expired_lease_is_claimable_again(store: StateStore) -> No
     assert [r.id for r in store.claimable_runs(limit=10)] == ["r1"]
 
 
+def test_a_dead_engines_leases_are_released_and_its_runs_claimable(store: StateStore) -> None:
+    _runs(store, [("r1", "wf", 1.0), ("r2", "wf", 2.0), ("r3", "wf", 3.0), ("done", "wf", 4.0)])
+    for run_id in ("r1", "r2", "done"):
+        store.acquire_lease(run_id, "dead", 60.0)
+    store.acquire_lease("r3", "alive", 60.0)
+    finished = WriteBatch()
+    finished.update_run("done", status=RunStatus.SUCCEEDED)
+    store.write(finished)
+    assert store.lease_owners() == ["alive", "dead"]
+    assert store.claimable_runs(limit=10) == []
+    assert store.release_leases_of("dead") == 2
+    assert store.lease_owners() == ["alive"]
+    assert [r.id for r in store.claimable_runs(limit=10)] == ["r1", "r2"]
+    taken = store.acquire_leases(["r1", "r2", "r3"], "new", 60.0)
+    assert [(record.id, epoch) for record, epoch in taken] == [("r1", 2), ("r2", 2)]
+
+
 def test_a_paused_run_is_claimable_and_gets_its_commands(store: StateStore) -> None:
     from kaon.store.base import CommandRecord
 

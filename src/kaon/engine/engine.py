@@ -36,7 +36,7 @@ from typing import Any
 from kaon.artifacts.base import ArtifactStore
 from kaon.engine import operations
 from kaon.engine.context import EngineContext, Outbox
-from kaon.engine.liveness import EngineLock, new_owner, owner_is_dead
+from kaon.engine.liveness import EngineLock, new_owner, owner_is_dead, release_dead_leases
 from kaon.engine.memo import Fingerprint
 from kaon.engine.nodes import Node
 from kaon.engine.outages import ArtifactOutages
@@ -94,6 +94,7 @@ QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
 # alerts see its error; the server's log has the whole of it).
 _STORE_WHERE = re.compile(r"\bstore [a-z0-9+]+://\S*: ")
 RETRY_MAX_S = 2.0  # longest pause between retries of a write while the store is unavailable
+DEAD_CHECK_S = 1.0  # how often serve() checks whether the engines holding leases are alive
 SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
 # A turn on an executor's thread wakes the engine's thread when it moved the next deadline
 # earlier than the thread's wake-up by more than this: the same deadline found again, read a
@@ -203,6 +204,7 @@ class Engine:
         self._failure: BaseException | None = None  # raised by a turn on another thread
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
+        self._next_dead_check = 0.0  # when serve() next looks for dead engines' leases
         self._started = False
         self._next_poll = 0.0
         self._next_renew = time.monotonic() + lease_ttl / 3
@@ -418,6 +420,13 @@ class Engine:
 
     def _claim(self, admit: Callable[[RunRecord], bool] | None, max_runs: int) -> None:
         room = max_runs - len(self.runs)
+        now = time.monotonic()
+        if room > 0 and now >= self._next_dead_check:
+            # An engine killed with -9 (or the OOM killer) released nothing: its runs would
+            # wait out their leases (30 s by default) unless its lock file proves it dead.
+            self._next_dead_check = now + DEAD_CHECK_S
+            for owner in release_dead_leases(self.store, self.owner):
+                log.info("engine %s is dead: taking over its runs", owner)
         after: tuple[float, str] | None = None
         waiting: set[str] = set()  # workflows whose oldest waiting run was refused
         page_size = max(2 * room, 50)

@@ -807,6 +807,17 @@ class StateStore(ABC):
         """Give up the lease if ``owner`` holds it (at ``epoch``, when given)."""
 
     @abstractmethod
+    def lease_owners(self) -> list[str]:
+        """The engines holding an unexpired lease on a pending, running or paused run, each
+        once: the candidates an engine checks for proof of death (see
+        :meth:`release_leases_of`)."""
+
+    @abstractmethod
+    def release_leases_of(self, owner: str) -> int:
+        """Void every lease ``owner`` holds on an unfinished run (it is proven dead), so
+        :meth:`claimable_runs` lists those runs at once; returns how many were released."""
+
+    @abstractmethod
     def claimable_runs(
         self,
         *,

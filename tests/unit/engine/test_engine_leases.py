@@ -111,6 +111,45 @@ def test_a_dead_engine_of_this_host_is_taken_over_at_once(inline: Harness) -> No
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
 
 
+def test_a_serving_engine_takes_a_dead_engines_runs_at_once(inline: Harness) -> None:
+    # kill -9 of a server's engine process: the restarted server's claim waited out the
+    # dead engine's leases (30 s by default) although its free lock file proved it dead.
+    run_id = inline.create(flow(task("a", "const", inputs={"value": 3})))
+    owner = new_owner() + "-crashed"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, owner], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    assert inline.store.acquire_lease(run_id, owner, 60.0) is not None
+    holder.kill()
+    holder.wait(10)
+    holder.stdout.close()
+    started = time.monotonic()
+    _serve_until_done(inline, [run_id], None, 10, within_s=10.0)
+    assert inline.store.get_run(run_id).status is RunStatus.SUCCEEDED
+    assert time.monotonic() - started < 10.0
+
+
+def test_a_serving_engine_leaves_a_live_engines_runs_alone(inline: Harness) -> None:
+    run_id = inline.create(flow(task("a", "const", inputs={"value": 3})))
+    owner = new_owner() + "-alive"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, owner], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        epoch = inline.store.acquire_lease(run_id, owner, 60.0)
+        _serve_until_done(inline, [run_id], None, 10, within_s=1.0)
+        record = inline.store.get_run(run_id)
+        assert record.owner == owner and record.lease_epoch == epoch
+        assert record.status is RunStatus.PENDING
+    finally:
+        holder.kill()
+        holder.wait(10)
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
 _HOLD_LOCK = """
 import sys, time
 from kaon.engine.liveness import EngineLock
@@ -136,7 +175,11 @@ def _create_pending(h: Harness, n: int, seconds: float = 0.05) -> list[str]:
 
 
 def _serve_until_done(
-    h: Harness, ids: list[str], admit: Callable[[RunRecord], bool] | None, max_runs: int
+    h: Harness,
+    ids: list[str],
+    admit: Callable[[RunRecord], bool] | None,
+    max_runs: int,
+    within_s: float = 60.0,
 ) -> None:
     engine = h.engine()
     thread = threading.Thread(
@@ -144,7 +187,7 @@ def _serve_until_done(
         kwargs={"admit": admit, "max_runs": max_runs, "claim_every_s": 0.02},
     )
     thread.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + within_s
     try:
         while time.monotonic() < deadline:
             if all(h.store.get_run(i).status.is_terminal for i in ids):
