@@ -807,6 +807,31 @@ def _lease_live(dialect: str) -> Any:
 
 
 @_builder
+def _lease_owners(dialect: str) -> Any:
+    """The engines holding an unexpired lease (by the database's clock) on an unfinished
+    run, each once."""
+    return (
+        sa.select(_r.owner)
+        .where(
+            _r.status.in_(_ACTIVE),
+            _r.owner.is_not(None),
+            _r.lease_until >= db_clock(dialect),
+        )
+        .distinct()
+    )
+
+
+@_builder
+def _release_leases_of() -> Any:
+    """Void every lease ``:dead_owner`` (an engine proven dead) holds on an unfinished run."""
+    return (
+        sa.update(t.runs)
+        .where(_r.owner == _bind("dead_owner"), _r.status.in_(_ACTIVE))
+        .values(lease_until=None)
+    )
+
+
+@_builder
 def _delete_run_rows(table_name: str) -> Any:
     """Delete the ``:limit`` oldest rows (by primary key) of ``:run_id`` in ``table_name``:
     one bounded statement, on both databases (no ``DELETE ... LIMIT`` needed)."""

@@ -1120,40 +1120,13 @@ class SQLStore(StateStore):
     def lease_owners(self) -> list[str]:
         """Owners of unexpired leases on unfinished runs (see
         :meth:`StateStore.lease_owners`)."""
-        import sqlalchemy as sa
-
-        from kaon.model.status import RUN_ACTIVE
-        from kaon.store import schema as t
-        from kaon.store._queries import db_clock
-
-        c = t.runs.c
-        stmt = (
-            sa.select(c.owner)
-            .where(
-                c.status.in_([s.value for s in RUN_ACTIVE]),
-                c.owner.is_not(None),
-                c.lease_until >= db_clock(self._dialect),
-            )
-            .distinct()
-        )
-        with self.reading() as conn:
-            return sorted(str(owner) for owner in conn.execute(stmt).scalars())
+        rows = self.query(("lease_owners", self._dialect))
+        return sorted(str(row["owner"]) for row in rows)
 
     def release_leases_of(self, owner: str) -> int:
         """Void the leases of a dead engine (see :meth:`StateStore.release_leases_of`)."""
-        import sqlalchemy as sa
-
-        from kaon.model.status import RUN_ACTIVE
-        from kaon.store import schema as t
-
-        c = t.runs.c
-        stmt = (
-            sa.update(t.runs)
-            .where(c.owner == owner, c.status.in_([s.value for s in RUN_ACTIVE]))
-            .values(lease_until=None)
-        )
-        with self.writing("releasing a dead engine's leases") as conn:
-            return int(conn.execute(stmt).rowcount or 0)
+        with self._transaction("releasing a dead engine's leases") as tx:
+            return tx.execute(("release_leases_of",), {"dead_owner": owner})
 
     def claimable_runs(
         self,
