@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from kaon.model.status import RunStatus
@@ -93,11 +94,12 @@ def test_kill_9_engine_then_resume_reattaches(
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs: a zombie (dead, waiting for this container's init to reap
+    it, which may take seconds) is not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 def test_kill_stops_the_attempts_running_on_the_cluster(tmp_path: Path, ray_address: str) -> None:

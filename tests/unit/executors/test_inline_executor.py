@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from kaon.errors import SystemFailure
@@ -304,11 +305,12 @@ def _engine(
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs: a zombie (dead, waiting for this container's init to reap
+    it, which may take seconds) is not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 @pytest.mark.parametrize("step_type", ["shell", "container"])
