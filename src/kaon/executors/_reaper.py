@@ -22,6 +22,10 @@ import sys
 import threading
 from typing import IO
 
+# The step types whose commands outlive the engine's process (a session of their own, a
+# container under Podman's monitor): the reaper is started before the first one is.
+REAPED_STEP_TYPES = frozenset({"shell", "container", "r"})
+
 # The reaper's program: the standard library only, so that it starts in milliseconds.
 _PROGRAM = r"""
 import json, os, signal, subprocess, sys
@@ -86,6 +90,12 @@ class Reaper:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
 
+    def prepare(self) -> None:
+        """Start the reaper now, before a command that it must stop is started: started with
+        the command's report instead, a ``kill -9`` of the engine while the reaper's own
+        interpreter was still starting (tens of milliseconds) left the command running."""
+        self._say("", start=True)
+
     def _say(self, line: str, *, start: bool) -> None:
         with self._lock:
             if self._closed:
@@ -102,8 +112,9 @@ class Reaper:
                     start_new_session=True,  # a Ctrl-C of the engine's terminal is not for it
                     close_fds=True,
                 )
-            with contextlib.suppress(OSError, ValueError):  # a reaper gone: best effort
-                _write(self._process.stdin, line)
+            if line:
+                with contextlib.suppress(OSError, ValueError):  # a reaper gone: best effort
+                    _write(self._process.stdin, line)
 
 
 def _write(stream: IO[str] | None, line: str) -> None:

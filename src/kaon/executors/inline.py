@@ -36,7 +36,7 @@ from collections import deque
 from typing import ClassVar
 
 from kaon.errors import ConfigurationError, SystemFailure
-from kaon.executors._reaper import Reaper
+from kaon.executors._reaper import REAPED_STEP_TYPES, Reaper
 from kaon.executors.base import CancelFlag, EventInbox, EventSink, Executor, TaskRequest
 from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
@@ -120,6 +120,8 @@ class InlineExecutor(Executor):
         blocks."""
         if self._sink is None:
             raise SystemFailure("inline executor: submit() before start()")
+        if self._reaper is not None and request.step_type in REAPED_STEP_TYPES:
+            self._reaper.prepare()  # before the command exists (see Reaper.prepare)
         with self._lock:
             if not self._running and not self._backlog:
                 self._solo = request.key  # a chain's next step: nothing else to run

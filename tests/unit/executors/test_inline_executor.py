@@ -379,3 +379,25 @@ def test_an_engine_killed_by_sigkill_leaves_no_command_running(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_reaper_runs_before_the_first_command_starts() -> None:
+    """The reaper used to start with its first command's report, after the command: a
+    ``kill -9`` of the engine in the tens of milliseconds its interpreter took to start left
+    that command running (the sigkill test above failed so, now and then, in CI). It starts
+    when such a step is submitted, before any thread can start the command."""
+    release.clear()
+    executor = InlineExecutor(workers=1)
+    executor.start(lambda event: None)
+    try:
+        executor.submit(request(1))  # holds the only thread: the command below waits
+        command = TaskRequest(
+            ("r", 2, 1), "s2", "shell", {"command": "true"}, {}, {}, "memory://kaon-inline"
+        )
+        executor.submit(command)
+        reaper = executor._reaper
+        assert reaper is not None and reaper._process is not None
+        assert reaper._process.poll() is None
+    finally:
+        release.set()
+        executor.shutdown()
