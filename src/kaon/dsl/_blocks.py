@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kaon.dsl._builder import Builder, Frame, require_builder, user_location
-from kaon.dsl._common import absolute_file, is_json_value, plain_json
+from kaon.dsl._common import absolute_file, is_json_value, plain_json, shell_folder
 from kaon.dsl._refs import Ref, StepRef, scoped_ref
 from kaon.errors import DefinitionError, Location
 from kaon.model.specs import (
@@ -88,6 +88,8 @@ def shell(
     for key, value in (("env", env), ("cwd", cwd), ("shell", interpreter)):
         if value is not None:
             config[key] = dict(value) if isinstance(value, Mapping) else value
+    if location.file and os.path.isfile(location.file):
+        config = shell_folder(config, os.path.dirname(os.path.abspath(location.file)))
     return add_task(
         builder,
         base="shell",
@@ -118,7 +120,10 @@ def task(
         builder.problem("a task's config must be a JSON object", location.with_field("config"))
         config = {}
     if location.file:
-        config = absolute_file(config, os.path.dirname(os.path.abspath(location.file)))
+        folder = os.path.dirname(os.path.abspath(location.file))
+        config = absolute_file(config, folder)
+        if step_type == "shell" and os.path.isfile(location.file):
+            config = shell_folder(config, folder)
     return add_task(
         builder,
         base=step_type,

@@ -198,6 +198,16 @@ def absolute_file(config: dict[str, Any], folder: str) -> dict[str, Any]:
     return config
 
 
+def shell_folder(config: dict[str, Any], folder: str) -> dict[str, Any]:
+    """A shell step's config with ``base_dir``, the folder of the file defining it: the
+    command runs there (:mod:`kaon.steptypes.shell`), so a script beside the workflow is
+    found wherever ``kaon run`` was started, and on a server in the pushed bundle. A config
+    that sets ``base_dir`` itself keeps it."""
+    if "base_dir" not in config:
+        config["base_dir"] = os.path.realpath(folder)
+    return config
+
+
 def step_type_problems(spec: WorkflowSpec) -> list[Problem]:
     """What a step type checks over a whole step rather than its ``config``: a SQL step's
     query reading a ``$name`` that no ``params`` entry and no input gives. The SQL step type

@@ -31,6 +31,7 @@ from kaon.dsl._common import (
     cel_literal,
     choices_type,
     infer_param_type,
+    shell_folder,
     step_type_problems,
     wrap,
 )
@@ -465,8 +466,10 @@ class _WorkflowReader:
                 value = getattr(shell, key)
                 if value is not None:
                     config[key] = value
-            return "shell", config
+            return "shell", shell_folder(config, self.folder)
         config = dict(model.config or {})
+        if model.type == "shell":
+            return "shell", shell_folder(config, self.folder)
         return str(model.type), absolute_file(config, self.folder)
 
     def python_target(self, target: str, path: Path) -> dict[str, Any]:

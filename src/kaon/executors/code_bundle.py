@@ -66,15 +66,20 @@ class BundleCache:
             self._turn = None
 
     def for_request(self, request: TaskRequest) -> CodeBundle | None:
-        """The bundle holding ``request``'s ``file``, or None when it names none.
+        """The bundle holding ``request``'s ``file`` (else the folder its ``base_dir`` names:
+        a shell step's), or None when it names neither.
 
         Raises :class:`~kaon.errors.DefinitionError` when the folder cannot be bundled
         (unreadable file, too large).
         """
         file = request.config.get("file")
-        if not isinstance(file, str) or not os.path.isabs(file):
+        base = request.config.get("base_dir")
+        if isinstance(file, str) and os.path.isabs(file):
+            folder = os.path.dirname(file)
+        elif isinstance(base, str) and os.path.isabs(base):
+            folder, file = base, None
+        else:
             return None
-        folder = os.path.dirname(file)
         turn = self._turn
         if turn is not None and folder in turn:
             return turn[folder]
@@ -83,13 +88,13 @@ class BundleCache:
             turn[folder] = bundle
         return bundle
 
-    def _read(self, file: str, folder: str) -> CodeBundle:
+    def _read(self, file: str | None, folder: str) -> CodeBundle:
         stamp = _folder_stamp(folder)
         with self._lock:
             cached = self._by_folder.get(folder)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-        bundle = read_bundle(file)
+        bundle = read_bundle(file) if file is not None else read_folder_bundle(folder)
         with self._lock:
             self._by_folder[folder] = (stamp, bundle)
         return bundle
@@ -124,6 +129,15 @@ def read_bundle(file: str) -> CodeBundle:
     files = {name: text.encode("utf-8", "surrogatepass") for name, text in siblings.items()}
     files[path.name] = source.encode("utf-8", "surrogatepass")
     return CodeBundle(digest, str(path.parent), files)
+
+
+def read_folder_bundle(folder: str) -> CodeBundle:
+    """The bundle of ``folder`` named by no file of it (a shell step's ``base_dir``): the
+    text files a push would carry from it."""
+    files = collect_bundle(Path(folder) / ".kaon-folder")  # a hidden name: no file's
+    digest = bundle_digest("", "", files)[:DIGEST_CHARS]
+    encoded = {name: text.encode("utf-8", "surrogatepass") for name, text in files.items()}
+    return CodeBundle(digest, folder, encoded)
 
 
 def bundle_root() -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from kaon.errors import DefinitionError, Location, Problem
 from kaon.service.safety import readable_text
 
-BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".yaml", ".yml", ".json", ".txt")
+BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".sh", ".yaml", ".yml", ".json", ".txt")
 MAX_BUNDLE_BYTES = 5_000_000
 MAX_BUNDLE_FILES = 1_000
 MAX_BUNDLE_NAME = 200  # characters: every file system holds such a name

@@ -55,6 +55,8 @@ def canonical(spec: WorkflowSpec, folder: Path) -> WorkflowSpec:
     root = f"{BUNDLE_ROOT}/{folder.name}/"
 
     def portable(text: str) -> str:
+        if text == str(folder):  # the folder itself: a shell step's base_dir
+            return root.rstrip("/")
         return root + text[len(inside) :] if text.startswith(inside) else text
 
     return map_paths(spec, portable)

@@ -4,25 +4,34 @@ Configuration::
 
     {"command": "python train.py --k $KAON_INPUT_K",  # required
      "env": {"NAME": "value"},                        # optional, added to the environment
-     "cwd": "/some/dir",                              # optional working directory
-     "shell": "/bin/bash"}                            # optional, the default
+     "cwd": "data",                                   # optional working directory
+     "shell": "/bin/bash",                            # optional, the default
+     "base_dir": "/project/flows"}                    # set by the loaders
+
+``base_dir`` is the folder of the file that defines the step (the YAML and Python loaders
+set it; on a server, the pushed bundle's folder). The command runs there, as a notebook or an
+R script runs in its own folder, so ``bash prep.sh`` finds the script beside the workflow
+wherever ``kaon run`` was started and on a server; a relative ``cwd`` is taken from there. A
+config without ``base_dir`` (written by hand, or stored before it existed) runs in the
+worker's working directory.
 
 The command runs as ``<shell> -o pipefail -c <command>`` (``-o pipefail`` only for bash, zsh
 and ksh) in a new process group, with stdin closed. It sees the run's facts as environment
 variables:
 
-==================== ==========================================================
-``KAON_RUN_ID``      the run id
-``KAON_STEP``        the step run's path (``regions[2].train``)
-``KAON_ATTEMPT``     the 1-based attempt number
-``KAON_WORKFLOW``    the workflow name
-``KAON_ITEM``        the foreach item as JSON (``null`` outside a foreach)
-``KAON_INDEX``       the foreach index (empty outside a foreach)
-``KAON_ITERATION``   the loop iteration (empty outside a loop)
-``KAON_PARAMS``      the run's parameters as a JSON object
+===================== ==========================================================
+``KAON_RUN_ID``       the run id
+``KAON_STEP``         the step run's path (``regions[2].train``)
+``KAON_ATTEMPT``      the 1-based attempt number
+``KAON_WORKFLOW``     the workflow name
+``KAON_WORKFLOW_DIR`` the folder of the workflow's file (``base_dir``; empty without it)
+``KAON_ITEM``         the foreach item as JSON (``null`` outside a foreach)
+``KAON_INDEX``        the foreach index (empty outside a foreach)
+``KAON_ITERATION``    the loop iteration (empty outside a loop)
+``KAON_PARAMS``       the run's parameters as a JSON object
 ``KAON_INPUT_<NAME>`` each input, upper-cased name: strings raw, anything else as JSON
-``KAON_OUTPUT``      path of an empty temporary file; JSON written there becomes outputs
-==================== ==========================================================
+``KAON_OUTPUT``       path of an empty temporary file; JSON written there becomes outputs
+===================== ==========================================================
 
 Every stdout and stderr line becomes a log line, except stdout lines of the protocol:
 
@@ -67,7 +76,7 @@ PROTOCOL_PREFIX = "::kaon::"
 STDERR_TAIL_LINES = 20
 _POLL_S = 0.05
 _READER_JOIN_S = 5.0
-_KNOWN_KEYS = frozenset({"command", "env", "cwd", "shell"})
+_KNOWN_KEYS = frozenset({"command", "env", "cwd", "shell", "base_dir"})
 _PIPEFAIL_SHELLS = frozenset({"bash", "zsh", "ksh"})
 # A file the command names (``bash prep.sh``, ``python train.py --data data.csv``) counts by
 # its content in the step's cache key, up to this size; a larger one is listed as not covered.
@@ -146,6 +155,7 @@ def build_env(
         KAON_STEP=ctx.step,
         KAON_ATTEMPT=str(ctx.attempt),
         KAON_WORKFLOW=ctx.workflow,
+        KAON_WORKFLOW_DIR=str(config.get("base_dir") or ""),
         KAON_ITEM=json.dumps(ctx.item, default=str),
         KAON_INDEX="" if ctx.index is None else str(ctx.index),
         KAON_ITERATION="" if ctx.iteration is None else str(ctx.iteration),
@@ -225,6 +235,17 @@ def _command_words(command: str) -> list[str] | None:
         return None
 
 
+def working_folder(config: Mapping[str, Any]) -> str | None:
+    """Where the command runs: ``cwd`` (a relative one from ``base_dir``), else ``base_dir``,
+    else None (the worker's working directory)."""
+    base = config.get("base_dir") or None
+    cwd = config.get("cwd") or None
+    if cwd is None:
+        return None if base is None else str(base)
+    cwd = os.path.expanduser(str(cwd))
+    return cwd if base is None or os.path.isabs(cwd) else os.path.join(str(base), cwd)
+
+
 def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(word, path)`` of each project file of code the command runs (in order, once each):
     a regular file under the command's working directory that a word names, when it is the
@@ -233,7 +254,7 @@ def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     (``> out.sh``: written). Data files (``--data rows.csv``, ``--out model.pkl``) are not
     keyed: a step's outputs it writes would change its key at every run. None for a command
     that does not split as shell words."""
-    folder = os.path.realpath(str(config.get("cwd") or os.getcwd()))
+    folder = os.path.realpath(working_folder(config) or os.getcwd())
     words = _command_words(str(config.get("command", "")))
     if words is None:
         return []
@@ -343,7 +364,7 @@ class ShellStepType(StepType):
             problems.append(
                 Problem("'env' must map strings to strings", location.with_field("env"))
             )
-        for key in ("cwd", "shell"):
+        for key in ("cwd", "shell", "base_dir"):
             if key in config and not isinstance(config[key], str):
                 problems.append(Problem(f"'{key}' must be a string", location.with_field(key)))
         return problems
@@ -354,13 +375,16 @@ class ShellStepType(StepType):
         that editing the script is a cache miss. A file larger than
         :data:`MAX_HASHED_BYTES`, or unreadable, is listed as not covered; a name made at run
         time (``$SCRIPT``) is not seen."""
-        configured = super().fingerprint(config)
+        # Where the workflow's folder is (base_dir) is not the code: a copy of the project, or
+        # its pushed bundle on a server, is a hit.
+        portable_config = {k: v for k, v in config.items() if k != "base_dir"}
+        configured = super().fingerprint(portable_config)
         assert isinstance(configured, str)  # no "file" key: the configuration's hash
         files = _named_files(config)
-        command = json.dumps(config, sort_keys=True, default=str)
+        command = json.dumps(portable_config, sort_keys=True, default=str)
         reads = facts_named(command)  # $KAON_ITEM, $KAON_PARAMS...: in the key
         if not files:
-            if not reads:
+            if not reads and "base_dir" not in config:
                 return configured
             return CodeFingerprint(configured, config=f"sha256:{configured}", context_reads=reads)
         portable: dict[str, str] = {"config": configured}
@@ -409,12 +433,15 @@ class ShellStepType(StepType):
     def _run(
         self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any], output_path: str
     ) -> Any:
+        folder = working_folder(config)
+        if folder is not None and not os.path.isdir(folder):
+            raise StepError("ShellError", f"the working folder {folder} does not exist")
         proc = subprocess.Popen(
             _argv(str(config.get("shell") or "/bin/bash"), str(config["command"])),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=config.get("cwd") or None,
+            cwd=folder,
             env=build_env(ctx, config, inputs, output_path),
             start_new_session=True,
         )

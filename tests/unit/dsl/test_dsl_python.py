@@ -422,12 +422,17 @@ def test_shell_task_and_subworkflow() -> None:
     spec = parent.spec
     say = step_of(spec, "say")
     assert isinstance(say, TaskSpec)
-    assert (say.step_type, say.config) == ("shell", {"command": "echo $X", "env": {"X": "1"}})
+    here = os.path.dirname(os.path.realpath(__file__))  # a shell step runs in its folder
+    assert (say.step_type, say.config) == (
+        "shell",
+        {"command": "echo $X", "env": {"X": "1"}, "base_dir": here},
+    )
     assert say.inputs == {"n": Expr("steps.load.n")}
     assert say.needs == ("load",)
     query = step_of(spec, "query")
     assert isinstance(query, TaskSpec)
-    assert (query.step_type, query.config, query.timeout_s) == ("shell", {"command": "true"}, 5.0)
+    assert (query.step_type, query.timeout_s) == ("shell", 5.0)
+    assert query.config == {"command": "true", "base_dir": here}
     assert query.inputs == {"k": Const(1)}
     sub = step_of(spec, "sub")
     assert isinstance(sub, SubworkflowSpec)

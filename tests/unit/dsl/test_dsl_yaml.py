@@ -149,12 +149,21 @@ def test_tasks_params_and_defaults(folder: Path) -> None:
         "joins",
     )
 
-    assert step_of(spec, "third").config == {"command": "echo hi"}  # type: ignore[attr-defined]
+    third = step_of(spec, "third").config  # type: ignore[attr-defined]
+    assert third == {"command": "echo hi", "base_dir": str(folder.resolve())}  # runs there
     fourth = step_of(spec, "fourth")
-    assert fourth.config == {"command": "echo $X", "env": {"X": "1"}, "cwd": "/tmp"}  # type: ignore[attr-defined]
+    assert fourth.config == {  # type: ignore[attr-defined]
+        "command": "echo $X",
+        "env": {"X": "1"},
+        "cwd": "/tmp",
+        "base_dir": str(folder.resolve()),
+    }
     assert fourth.retry is not None and fourth.retry.max_attempts == 4
     fifth = step_of(spec, "fifth")
-    assert (fifth.step_type, fifth.config) == ("shell", {"command": "true"})  # type: ignore[attr-defined]
+    assert (fifth.step_type, fifth.config) == (  # type: ignore[attr-defined]
+        "shell",
+        {"command": "true", "base_dir": str(folder.resolve())},
+    )
 
 
 def test_input_values_templates_and_nesting(folder: Path) -> None:
