@@ -176,7 +176,8 @@ _PARQUET_OBJECTS = frozenset({"empty", "string", "bytes", "decimal", "date"})
 
 
 def _parquet_keeps(frame: Any) -> bool:
-    """Whether a DataFrame survives Parquet unchanged. Not: an object column of dicts, lists
+    """Whether a DataFrame survives Parquet unchanged. Not: column labels Parquet does not
+    give back (:func:`_parquet_keeps_labels`), an object column of dicts, lists
     or tuples (Arrow makes structs of dicts, adding every key to each, and arrays of lists),
     a categorical of anything but strings (it comes back as its categories' plain dtype),
     times in seconds (they come back in milliseconds), an index with a frequency (lost).
@@ -184,6 +185,8 @@ def _parquet_keeps(frame: Any) -> bool:
     import pandas as pd
 
     if getattr(frame.index, "freq", None) is not None:
+        return False
+    if not _parquet_keeps_labels(frame.columns):
         return False
     for dtype, column in zip(frame.dtypes, range(frame.shape[1]), strict=True):
         if isinstance(dtype, pd.CategoricalDtype):
@@ -195,6 +198,29 @@ def _parquet_keeps(frame: Any) -> bool:
             if pd.api.types.infer_dtype(values, skipna=True) not in _PARQUET_OBJECTS:
                 return False
         elif getattr(dtype, "kind", "") in ("m", "M") and "[s" in str(dtype):
+            return False
+    return True
+
+
+# Kinds of column labels Parquet gives back as they were (pandas' inference, per level).
+_PARQUET_LABELS = frozenset(
+    {"empty", "string", "bytes", "integer", "floating", "decimal", "datetime64", "datetime"}
+)
+
+
+def _parquet_keeps_labels(columns: Any) -> bool:
+    """Whether Parquet gives a frame's column labels back as they were: Arrow names columns
+    by strings and pandas' metadata restores each level from one dtype, so labels of mixed
+    kinds (``"a"`` and ``2``, tuples next to strings) came back as strings, booleans as
+    ``True`` for every label (``False`` became ``True``), and dates, timedeltas and a
+    categorical index could not be read back at all."""
+    import pandas as pd
+
+    levels = columns.levels if isinstance(columns, pd.MultiIndex) else [columns]
+    for level in levels:
+        if isinstance(level.dtype, pd.CategoricalDtype):
+            return False
+        if pd.api.types.infer_dtype(level, skipna=False) not in _PARQUET_LABELS:
             return False
     return True
 

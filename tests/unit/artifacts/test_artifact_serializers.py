@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -79,6 +80,17 @@ CHANGED_BY_PARQUET = {
     "int-categories": pd.DataFrame({"c": pd.Categorical([3, 1, 3])}),  # came back int64
     "seconds": pd.DataFrame({"t": pd.to_datetime(["2024-01-01"]).astype("datetime64[s]")}),
     "index-freq": pd.DataFrame({"x": [1, 2]}, index=pd.date_range("2024", periods=2, freq="D")),
+    # Column labels: booleans came back all True, mixed kinds as strings (with a warning),
+    # and dates, timedeltas, a categorical index or a boolean level could not be read back.
+    "bool-labels": pd.DataFrame({True: [1], False: [2]}),
+    "mixed-labels": pd.DataFrame({"a": [1], 2: [2]}),
+    "tuple-and-str-labels": pd.DataFrame({("a", "b"): [1], "c": [2]}),
+    "date-labels": pd.DataFrame({datetime.date(2024, 1, 1): [1]}),
+    "timedelta-labels": pd.DataFrame({pd.Timedelta(1): [1]}),
+    "categorical-labels": pd.DataFrame([[1]], columns=pd.CategoricalIndex(["a"])),
+    "bool-level": pd.DataFrame(
+        [[1, 2]], columns=pd.MultiIndex.from_tuples([("a", True), ("a", False)])
+    ),
 }
 
 
@@ -89,6 +101,27 @@ def test_a_dataframe_parquet_would_change_comes_back_equal(
     frame = CHANGED_BY_PARQUET[name]
     ref = _blob(local_store, frame)
     assert ref.serializer == "pickle"
+    back = local_store.get(ref)
+    pd.testing.assert_frame_equal(back, frame)
+    assert list(back.columns) == list(frame.columns)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        pd.Index([3, 1]),
+        pd.Index([0.5, 1.5]),
+        pd.DatetimeIndex(["2024-01-01", "2024-01-02"], tz="UTC"),
+        pd.MultiIndex.from_tuples([("a", 1), ("a", 2)]),
+    ],
+    ids=["ints", "floats", "datetimes", "multi"],
+)
+def test_labels_parquet_keeps_stay_parquet(
+    local_store: FsspecArtifactStore, columns: pd.Index
+) -> None:
+    frame = pd.DataFrame([[1, 2]], columns=columns)
+    ref = _blob(local_store, frame)
+    assert ref.serializer == "parquet"
     pd.testing.assert_frame_equal(local_store.get(ref), frame)
 
 
