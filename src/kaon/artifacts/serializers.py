@@ -47,8 +47,10 @@ import json
 import os
 import pathlib
 import shutil
+import sys
 import tarfile
 import tempfile
+import weakref
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
@@ -358,6 +360,86 @@ class FilesSerializer:
                 shutil.rmtree(staging, ignore_errors=True)
 
 
+# A workflow's own files are loaded under this prefix (kaon.steptypes.codeload), a name that
+# exists only in the processes that loaded them, so cloudpickle pickles their classes by value.
+_USER_MODULE_PREFIX = "kaon_user_"
+
+# A class of a user file that was loaded by value (no module of its file was loaded here):
+# where it came from, so that storing its objects again keeps naming the file's class.
+_user_class_origins: weakref.WeakKeyDictionary[type, tuple[str, str, str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _attribute(module: Any, qualname: str) -> Any:
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+def _user_class_origin(cls: type) -> tuple[str, str, str] | None:
+    """``(module name, file, qualified name)`` of a class a workflow's file defines at a
+    reachable name, else None."""
+    origin = _user_class_origins.get(cls)
+    if origin is not None:
+        return origin
+    name = getattr(cls, "__module__", None)
+    if not isinstance(name, str) or not name.startswith(_USER_MODULE_PREFIX):
+        return None
+    module = sys.modules.get(name)
+    file = getattr(module, "__file__", None)
+    qualname = getattr(cls, "__qualname__", "")
+    if not isinstance(file, str) or _attribute(module, qualname) is not cls:
+        return None
+    return name, file, qualname
+
+
+def _module_of_file(name: str, file: str) -> Any:
+    """The module of this process loaded from ``file`` (under ``name``, or imported the
+    ordinary way: a notebook's ``import flow``), or None. Never loads anything."""
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, "__file__", None) == file:
+        return module
+    real, base = os.path.realpath(file), os.path.basename(file)
+    for candidate in list(sys.modules.values()):
+        path = getattr(candidate, "__file__", None)
+        if not isinstance(path, str) or os.path.basename(path) != base:
+            continue
+        if os.path.realpath(path) == real:
+            return candidate
+    return None
+
+
+def _load_user_class(name: str, file: str, qualname: str, by_value: bytes) -> type:
+    """The class ``qualname`` of the workflow file ``file``: the one its module defines when
+    this process has loaded that module (so ``is``, ``==`` and ``isinstance`` hold for an
+    enum member or a dataclass a step returned), else the copy pickled by value."""
+    module = _module_of_file(name, file)
+    if module is not None:
+        live = _attribute(module, qualname)
+        if isinstance(live, type):
+            return live
+    cls: type = cloudpickle.loads(by_value)
+    _user_class_origins[cls] = (name, file, qualname)
+    return cls
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, with a workflow file's classes pickled by value *and* by their file and
+    name: loading takes the class of the file's module when the loading process has it.
+    Pickled by value only, an object returned by a step and read in another process (the
+    next step on another worker, a cached output in the next run, a client) had a class
+    of its own there: ``mode is Mode.TRAIN`` and ``isinstance(cfg, Config)`` were False."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type):
+            origin = _user_class_origin(obj)
+            if origin is not None:
+                return _load_user_class, (*origin, cloudpickle.dumps(obj))
+        return super().reducer_override(obj)
+
+
 class PickleSerializer:
     """Anything cloudpickle can pickle (the last resort)."""
 
@@ -369,8 +451,9 @@ class PickleSerializer:
 
     def dumps(self, value: Any) -> bytes:
         """cloudpickle bytes; raises whatever cloudpickle raises for unpicklable values."""
-        data: bytes = cloudpickle.dumps(value)
-        return data
+        buffer = io.BytesIO()
+        self.dump(value, buffer)
+        return buffer.getvalue()
 
     def loads(self, data: bytes) -> Any:
         """Unpickle (trusted data only: blobs are written by Kaon)."""
@@ -378,7 +461,7 @@ class PickleSerializer:
 
     def dump(self, value: Any, file: IO[bytes]) -> None:
         """Pickle into ``file`` (the bytes :meth:`dumps` returns)."""
-        cloudpickle.dump(value, file)
+        _Pickler(file, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
 
     def load(self, file: IO[bytes], hash_: str) -> Any:
         """Unpickle ``file`` (trusted data only: blobs are written by Kaon)."""

@@ -405,7 +405,6 @@ def _execute_step(
     artifacts: _Artifacts,
     cancel: CancelFlag | None,
 ) -> None:
-    inputs = _resolve_inputs(request, artifacts)
     step_type = get_step_type(request.step_type)
     ctx = _make_context(request, emit, cancel)
     capture = _LineCapture(ctx)
@@ -417,6 +416,8 @@ def _execute_step(
         key = request.key
         descriptors.attach(lambda stream, text: emit(LogLine(key, time.time(), stream, text)))
     try:
+        step_type.load_code(request.config)  # first: inputs of the step's classes load as them
+        inputs = _resolve_inputs(request, artifacts)
         value = step_type.run(ctx, request.config, inputs)
     except StepError as exc:
         if not exc.outputs:

@@ -82,6 +82,12 @@ class StepType(ABC):
         attempts by what they need (``ray``) use it. Default: nothing said (one CPU)."""
         return {}
 
+    def load_code(self, config: Mapping[str, Any]) -> None:
+        """Load the code a step with ``config`` runs into this process, before its inputs
+        are read: an input of a class the step's own files define then loads as that class,
+        not as a copy of it. Raises what loading the code raises. Default: nothing to load."""
+        return None
+
     @abstractmethod
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Run one attempt and return the step's value."""

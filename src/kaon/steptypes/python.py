@@ -165,6 +165,10 @@ class PythonStepType(StepType):
             problems.append(Problem(f"cannot import {target}: {type(exc).__name__}: {exc}", field))
         return problems
 
+    def load_code(self, config: Mapping[str, Any]) -> None:
+        """Resolve the function: its module is loaded before the step's inputs are."""
+        resolve_function(config)
+
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         """Resolve the function and call it with ``inputs`` as keyword arguments."""
         return resolve_function(config)(**inputs)

@@ -230,3 +230,65 @@ def test_importing_kaon_artifacts_does_not_import_heavy_libraries() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_USER_FILE = """
+import dataclasses
+import enum
+
+
+class Mode(enum.Enum):
+    TRAIN = 1
+    EVAL = 2
+
+
+@dataclasses.dataclass
+class Config:
+    lr: float
+    mode: Mode
+"""
+
+_READER = """
+import importlib.util, sys
+from kaon.artifacts.fsspec_store import FsspecArtifactStore
+from kaon.model.values import ArtifactRef
+
+file, url, hash_, size, how = sys.argv[1:]
+if how == "kaon":  # a worker: the workflow's file loaded by Kaon
+    from kaon.steptypes.codeload import load_file_module
+    module = load_file_module(file)
+elif how == "import":  # a notebook that imported the workflow's module
+    spec = importlib.util.spec_from_file_location("user_flow", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["user_flow"] = module
+    spec.loader.exec_module(module)
+value = FsspecArtifactStore(url).get(ArtifactRef(hash_, "pickle", int(size)))
+if how == "none":  # a process without the file's module: a copy of the class, equal fields
+    print(type(value).__name__, value.lr, value.mode.name)
+else:
+    print(isinstance(value, module.Config), value.mode is module.Mode.EVAL)
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [("kaon", "True True"), ("import", "True True"), ("none", "Config 0.5 EVAL")],
+)
+def test_a_workflow_files_classes_load_as_the_loaded_modules(
+    local_store: FsspecArtifactStore, tmp_path: Path, how: str, expected: str
+) -> None:
+    # Pickled by value only, an object of a class of a workflow's file had a class of its
+    # own in every other process: isinstance and `is` against the file's class were False.
+    from kaon.steptypes.codeload import load_file_module
+
+    file = tmp_path / "user_flow.py"
+    file.write_text(_USER_FILE)
+    module = load_file_module(str(file))
+    ref = _blob(local_store, module.Config(0.5, module.Mode.EVAL))
+    assert ref.serializer == "pickle"
+    args = [str(file), local_store.url, ref.hash, str(ref.size), how]
+    done = subprocess.run(
+        [sys.executable, "-c", _READER, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected

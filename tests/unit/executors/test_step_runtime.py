@@ -226,3 +226,60 @@ def test_the_stream_proxy_passes_on_a_stream_that_answers_none() -> None:
     assert proxy.write("hi\n") == 3
     assert proxy.buffer.write(b"ab") == 2
     assert real.got == ["hi\n", b"ab"]
+
+
+_WORKFLOW_FILE = """
+import enum
+
+
+class Mode(enum.Enum):
+    TRAIN = 1
+    EVAL = 2
+
+
+def check(mode):
+    return {"is": mode is Mode.EVAL, "isinstance": isinstance(mode, Mode)}
+"""
+
+_FRESH_WORKER = """
+import sys
+from kaon.executors.base import TaskRequest
+from kaon.executors.runtime import run_task
+from kaon.model.values import ArtifactRef
+
+file, url, hash_, size = sys.argv[1:]
+ref = ArtifactRef(hash_, "pickle", int(size))
+request = TaskRequest(
+    key=("r", 1, 1), step_path="check", step_type="python",
+    config={"file": file, "function": "check"}, inputs={"mode": ref}, params={},
+    artifact_url=url,
+)
+events = []
+run_task(request, events.append)
+print(events[-1].outputs)
+"""
+
+
+def test_an_input_of_the_steps_own_class_loads_as_that_class(tmp_path: Path) -> None:
+    # A step returned an enum member of its workflow file; the step reading it runs in
+    # another process (another worker, or the next run with the producer cached): the
+    # member arrived as a copy of its class, so `mode is Mode.EVAL` was False there.
+    import subprocess
+
+    from kaon.artifacts.fsspec_store import FsspecArtifactStore
+    from kaon.steptypes.codeload import load_file_module
+
+    flow = tmp_path / "modes_flow.py"
+    flow.write_text(_WORKFLOW_FILE)
+    store = FsspecArtifactStore(str(tmp_path / "store"))
+    ref = store.put(load_file_module(str(flow)).Mode.EVAL, name="mode")
+    assert isinstance(ref, ArtifactRef) and ref.serializer == "pickle"
+    args = [str(flow), str(tmp_path / "store"), ref.hash, str(ref.size)]
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_WORKER, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "{'is': Literal(value=True), 'isinstance': Literal(value=True)}"
