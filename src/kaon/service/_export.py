@@ -71,16 +71,26 @@ def _write_value(value: Any, dest: Path) -> str:
         if csv:
             value.to_csv(dest, index=False)
             return "csv"
-        value.to_parquet(dest)
-        return "parquet"
-    if _instance_of(value, "pyarrow", "Table"):
+        why = "Parquet would not give this DataFrame back"
+        if _parquet_keeps(value):
+            try:
+                value.to_parquet(dest)
+                return "parquet"
+            except (ValueError, TypeError, NotImplementedError) as exc:  # Arrow's refusals
+                dest.unlink(missing_ok=True)
+                why = f"{why} ({exc})"
+        _refuse_typed_suffix(dest, ".parquet", why)
+    elif _instance_of(value, "pyarrow", "Table"):
         return _write_arrow(value, dest, csv)
-    if _instance_of(value, "numpy", "ndarray"):
+    elif _instance_of(value, "numpy", "ndarray"):
         import numpy as np
 
-        with dest.open("wb") as file:
-            np.save(file, value, allow_pickle=value.dtype.hasobject)
-        return "npy"
+        if type(value) is np.ndarray:
+            with dest.open("wb") as file:
+                np.save(file, value, allow_pickle=value.dtype.hasobject)
+            return "npy"
+        what = f"a {type(value).__name__} is not a plain array (.npy drops what it adds)"
+        _refuse_typed_suffix(dest, ".npy", what)
     if isinstance(value, bytes | bytearray | memoryview):  # the bytes themselves, not a pickle
         dest.write_bytes(bytes(value))
         return "bytes"
@@ -90,6 +100,24 @@ def _write_value(value: Any, dest: Path) -> str:
         return "json"
     dest.write_bytes(cloudpickle.dumps(value))
     return "pickle"
+
+
+def _parquet_keeps(frame: Any) -> bool:
+    """Whether Parquet gives ``frame`` back as it is (the artifact store's own test; a
+    frame it pickles has labels or columns Parquet changes, or refuses)."""
+    from kaon.artifacts.serializers import ParquetSerializer
+
+    return ParquetSerializer().accepts(frame)
+
+
+def _refuse_typed_suffix(dest: Path, suffix: str, why: str) -> None:
+    """A value its usual format cannot hold is pickled, unless ``dest`` asks for that format
+    by its suffix: then InvalidActionError says why and what to write instead."""
+    if dest.suffix.lower() == suffix:
+        raise InvalidActionError(
+            f"cannot write {dest}: {why}; name the file .pkl to write it as a pickle"
+            + (" (or .csv for its values as text)" if suffix == ".parquet" else "")
+        )
 
 
 def _copy_files(source: Path, dest: Path) -> str:
