@@ -120,6 +120,16 @@ def _is_table(value: Any) -> bool:
     )
 
 
+def _bindable(value: Any) -> Any:
+    """A value a driver can bind: a numpy number or bool (what a step computing on a
+    DataFrame returns: ``df["age"].max()``) as the Python number of the same value, which
+    DuckDB, sqlite3 and psycopg refuse to bind as it is; anything else as it is."""
+    if type(value).__module__ != "numpy" or getattr(value, "ndim", None) != 0:
+        return value
+    kind = getattr(getattr(value, "dtype", None), "kind", "")
+    return value.item() if kind and kind in "biuf" else value
+
+
 def _duckdb_path(url: str) -> str | None:
     """The database path of a DuckDB URL (``:memory:`` for in-memory), None for other URLs."""
     if url in ("duckdb", "duckdb:", "duckdb://", "duckdb:///"):
@@ -231,7 +241,7 @@ class SqlStepType(StepType):
         result = str(config.get("result", "table"))
         tables = {name: value for name, value in inputs.items() if _is_table(value)}
         values = dict(config.get("params") or {})
-        values.update({k: v for k, v in inputs.items() if k not in tables})
+        values.update({k: _bindable(v) for k, v in inputs.items() if k not in tables})
         started = time.monotonic()
         path = _duckdb_path(url)
         try:

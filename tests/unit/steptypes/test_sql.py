@@ -254,3 +254,29 @@ def test_run_task_reports_the_sql_error_as_the_summary(tmp_path: Path) -> None:
     assert isinstance(failed, StepFailed)
     assert failed.error.error_type == "SQLError"
     assert 'syntax error at or near "selec"' in failed.error.message
+
+
+def test_numpy_numbers_from_a_step_are_bound_as_numbers(tmp_path: Path) -> None:
+    # An upstream step's `df["age"].max()` is an np.int64: DuckDB failed with "Unable to
+    # transform python value of type numpy.int64", SQLite through SQLAlchemy with its own.
+    import numpy as np
+
+    inputs = {"k": np.int64(2), "f": np.float32(0.5), "b": np.bool_(True), "u": np.uint8(3)}
+    assert Harness().run(inputs, query="select [$k, $f, $b::int, $u]", result="scalar") == [
+        2,
+        0.5,
+        1,
+        3,
+    ]
+    url = f"sqlite:///{tmp_path}/app.db"
+    query = "select :k + :u as s, :f as f, :b as b"
+    row = Harness().run(inputs, query=query, url=url, result="row")
+    assert row == {"s": 5, "f": 0.5, "b": 1}
+    assert (
+        Harness().run(
+            {"users": USERS, "k": np.int64(34)},
+            query="select name from users where age = $k",
+            result="scalar",
+        )
+        == "ann"
+    )
