@@ -53,6 +53,7 @@ from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
 from kaon.steptypes._protocol import config_problems, resolve_file
+from kaon.steptypes._values import plain_number
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
@@ -158,6 +159,7 @@ def _split_inputs(
     parameters = dict(config.get("parameters") or {})
     pickled: dict[str, Any] = {}
     for name, value in inputs.items():
+        value = plain_number(value)  # injected as the number, not left to get_input
         if isinstance(value, pathlib.PurePath):
             parameters[name] = str(value)
         elif _is_json(value):

@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
 from kaon.steptypes._protocol import config_problems, resolve_file
+from kaon.steptypes._values import json_default, plain_number
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.shell import ShellStepType
@@ -133,8 +134,8 @@ def _inputs_for_r(inputs: Mapping[str, Any], tables_dir: str) -> tuple[dict[str,
         elif isinstance(value, Path):
             plain[name] = encoded[name] = str(value)
         else:
-            plain[name] = encoded[name] = value
-    return plain, json.dumps(encoded, default=str)
+            plain[name] = encoded[name] = plain_number(value)
+    return plain, json.dumps(encoded, default=json_default)
 
 
 def _decode_outputs(value: Any) -> Any:

@@ -69,6 +69,7 @@ from typing import IO, Any, ClassVar
 from kaon.errors import Location, Problem, StepError
 from kaon.model.values import RETURN
 from kaon.steptypes._observers import observers
+from kaon.steptypes._values import json_default
 from kaon.steptypes.base import CodeFingerprint, StepType, facts_named
 from kaon.steptypes.context import StepContext
 
@@ -140,7 +141,7 @@ def _as_env_value(value: Any) -> str:
         return value
     if isinstance(value, os.PathLike):
         return os.fspath(value)  # type: ignore[no-any-return]
-    return json.dumps(value, default=str)
+    return json.dumps(value, default=json_default)
 
 
 def build_env(
@@ -156,10 +157,10 @@ def build_env(
         KAON_ATTEMPT=str(ctx.attempt),
         KAON_WORKFLOW=ctx.workflow,
         KAON_WORKFLOW_DIR=str(config.get("base_dir") or ""),
-        KAON_ITEM=json.dumps(ctx.item, default=str),
+        KAON_ITEM=json.dumps(ctx.item, default=json_default),
         KAON_INDEX="" if ctx.index is None else str(ctx.index),
         KAON_ITERATION="" if ctx.iteration is None else str(ctx.iteration),
-        KAON_PARAMS=json.dumps(dict(ctx.params), default=str),
+        KAON_PARAMS=json.dumps(dict(ctx.params), default=json_default),
         KAON_OUTPUT=output_path,
     )
     env.update({_env_name(name): _as_env_value(value) for name, value in inputs.items()})

@@ -53,6 +53,7 @@ from kaon.steptypes._protocol import (
     env_references,
     resolve_file,
 )
+from kaon.steptypes._values import plain_number
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
@@ -118,16 +119,6 @@ def _is_table(value: Any) -> bool:
     return (kind.__module__.startswith("pandas") and kind.__name__ == "DataFrame") or (
         kind.__module__.startswith("pyarrow") and kind.__name__ == "Table"
     )
-
-
-def _bindable(value: Any) -> Any:
-    """A value a driver can bind: a numpy number or bool (what a step computing on a
-    DataFrame returns: ``df["age"].max()``) as the Python number of the same value, which
-    DuckDB, sqlite3 and psycopg refuse to bind as it is; anything else as it is."""
-    if type(value).__module__ != "numpy" or getattr(value, "ndim", None) != 0:
-        return value
-    kind = getattr(getattr(value, "dtype", None), "kind", "")
-    return value.item() if kind and kind in "biuf" else value
 
 
 def _duckdb_path(url: str) -> str | None:
@@ -241,7 +232,7 @@ class SqlStepType(StepType):
         result = str(config.get("result", "table"))
         tables = {name: value for name, value in inputs.items() if _is_table(value)}
         values = dict(config.get("params") or {})
-        values.update({k: _bindable(v) for k, v in inputs.items() if k not in tables})
+        values.update({k: plain_number(v) for k, v in inputs.items() if k not in tables})
         started = time.monotonic()
         path = _duckdb_path(url)
         try:

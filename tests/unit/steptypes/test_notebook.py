@@ -284,3 +284,17 @@ def test_the_kernel_leaves_nothing_in_the_notebooks_folder(tmp_path: Path) -> No
     )
     assert outputs["n_adults"] == 2
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_numpy_numbers_are_injected_as_parameters() -> None:
+    # An upstream step's np.int64 was not JSON, so it was not injected: the notebook ran
+    # silently with its own default for that parameter.
+    import numpy as np
+
+    from kaon.steptypes.notebook import _split_inputs
+
+    inputs = {"n": np.int64(3), "f": np.float32(0.5), "b": np.bool_(False), "t": pd.DataFrame()}
+    parameters, pickled = _split_inputs({}, inputs)
+    assert parameters == {"n": 3, "f": 0.5, "b": False}
+    assert [type(v) for v in parameters.values()] == [int, float, bool]
+    assert list(pickled) == ["t"]

@@ -122,6 +122,20 @@ def test_environment_carries_run_facts_inputs_and_config_env(tmp_path: Path) -> 
     assert "PATH" in env
 
 
+def test_numpy_numbers_arrive_as_json_numbers(tmp_path: Path) -> None:
+    # An upstream step's np.int64 arrived as the JSON string "3" (json.dumps' default=str),
+    # an np.bool_ as "True": a shell (or R) step read text where it expected a number.
+    import numpy as np
+
+    harness = Harness()
+    harness.ctx.item = np.int64(4)
+    inputs = {"x": np.int64(3), "f": np.float32(0.5), "b": np.bool_(True), "l": [np.int32(1)]}
+    env = build_env(harness.ctx, {}, inputs, str(tmp_path / "o"))
+    assert env["KAON_INPUT_X"] == "3" and env["KAON_INPUT_F"] == "0.5"
+    assert env["KAON_INPUT_B"] == "true" and env["KAON_INPUT_L"] == "[1]"
+    assert env["KAON_ITEM"] == "4"
+
+
 def test_cwd_and_shell_are_honoured(tmp_path: Path) -> None:
     assert Harness().run('echo "::kaon::output d=$PWD"', cwd=str(tmp_path)) == {"d": str(tmp_path)}
     # /bin/sh may not know pipefail, so it is not asked for: the pipeline's status is cat's.
