@@ -40,6 +40,7 @@ from kaon.engine.engine import Engine
 from kaon.executors.base import Executor, TaskRequest
 from kaon.executors.with_env import EnvAddingExecutor
 from kaon.service import telemetry
+from kaon.service.fingerprint_sandbox import IsolatedFingerprints
 from kaon.service.sandboxing import create_step_executor
 from kaon.service.settings import Settings
 from kaon.store.base import RunRecord, StateStore
@@ -148,12 +149,15 @@ def step_env(services: Services, options: ServerOptions, executor: Executor) -> 
 
 def build_engine(services: Services, options: ServerOptions) -> Engine:
     """The server's engine over ``services``: the settings' executor (sandboxed when
-    bubblewrap is there), run tokens for steps, the server's lease length."""
+    bubblewrap is there), run tokens for steps, the server's lease length. Cache keys'
+    code fingerprints are made in a sandboxed child, as pushed files are evaluated: the
+    engine's process never imports pushed code."""
     executor = create_step_executor(services.settings, sandbox_default="auto")
     return Engine(
         services.store,
         step_env(services, options, executor),
         services.runs.artifacts,
+        fingerprint=IsolatedFingerprints(services.registry.sandbox),
         lease_ttl=options.lease_ttl_s,
         owner_group_of=services.registry.owner_group,
         on_turn=telemetry.record_engine_turn,

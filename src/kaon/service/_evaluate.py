@@ -1,4 +1,5 @@
-"""The child side of :mod:`kaon.service.push_sandbox`: evaluate one pushed workflow file.
+"""The child side of :mod:`kaon.service.push_sandbox`: evaluate one pushed workflow file, or
+fingerprint one step's code.
 
 Run as ``python -m kaon.service._evaluate`` with a JSON request on stdin::
 
@@ -6,10 +7,13 @@ Run as ``python -m kaon.service._evaluate`` with a JSON request on stdin::
      "file_bytes": N}
 
 It lowers its own resource limits first (before any user code is imported), loads the
-workflow, and writes ``{"spec": ...}`` or ``{"problems": [...]}`` to ``result``. It ends with
-``os._exit`` so that nothing the user's code registered (``atexit``) runs after the result.
-Whatever the user's code does (exit, raise ``KeyboardInterrupt``, loop, allocate), only this
-process suffers.
+workflow, and writes ``{"spec": ...}`` or ``{"problems": [...]}`` to ``result``. A request
+with ``"fingerprint": {"step_type": ..., "config": ...}`` instead of a target gets the step
+type's code fingerprint of that configuration (importing the step's module, as a fingerprint
+does): ``{"fingerprint": ...}`` (see :func:`fingerprint_to_dict`) or ``{"error": "..."}``.
+It ends with ``os._exit`` so that nothing the user's code registered (``atexit``) runs after
+the result. Whatever the user's code does (exit, raise ``KeyboardInterrupt``, loop,
+allocate), only this process suffers.
 """
 
 from __future__ import annotations
@@ -53,21 +57,49 @@ def main() -> None:
     _limit(resource.RLIMIT_FSIZE, int(request["file_bytes"]))
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_NOFILE, 256)
-    answer: dict[str, Any]
-    try:
-        from kaon.dsl.loader import load_workflow
-        from kaon.model.codec import workflow_to_dict
-
-        answer = {"spec": workflow_to_dict(load_workflow(str(request["target"])))}
-        text = json.dumps(answer)
-    except BaseException as exc:
-        text = json.dumps({"problems": _problems(exc)})
+    if "fingerprint" in request:
+        text = _fingerprint(request["fingerprint"])
+    else:
+        text = _evaluate(str(request["target"]))
     partial = f"{request['result']}.partial"
     with open(partial, "w", encoding="utf-8") as out:
         out.write(text)
     os.replace(partial, request["result"])
     sys.stdout.flush()
     os._exit(0)
+
+
+def _evaluate(target: str) -> str:
+    try:
+        from kaon.dsl.loader import load_workflow
+        from kaon.model.codec import workflow_to_dict
+
+        return json.dumps({"spec": workflow_to_dict(load_workflow(target))})
+    except BaseException as exc:
+        return json.dumps({"problems": _problems(exc)})
+
+
+def _fingerprint(work: dict[str, Any]) -> str:
+    try:
+        from kaon.steptypes.registry import get_step_type
+
+        code = get_step_type(str(work["step_type"])).fingerprint(work["config"])
+        return json.dumps({"fingerprint": fingerprint_to_dict(code)})
+    except BaseException as exc:
+        return json.dumps({"error": f"{type(exc).__name__}: {exc}"[:2000]})
+
+
+def fingerprint_to_dict(code: Any) -> dict[str, Any]:
+    """A step type's fingerprint (a text or a CodeFingerprint) as JSON."""
+    if isinstance(code, str):
+        return {"text": code}
+    return {
+        "digest": code.digest,
+        "parts": dict(code.parts),
+        "not_covered": list(code.not_covered),
+        "config": code.config,
+        "context_reads": list(code.context_reads),
+    }
 
 
 if __name__ == "__main__":

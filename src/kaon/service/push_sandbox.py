@@ -121,11 +121,7 @@ def evaluate(target: str, shown_as: str, limits: SandboxLimits | None = None) ->
     (the file's problems, or how its evaluation ended)."""
     limits = limits or SandboxLimits()
     folder = str(Path(target.rsplit(":", 1)[0] if ":" in target else target).parent)
-    scratch = tempfile.mkdtemp(prefix="kaon-push-")
-    try:
-        answer = _run_child(target, scratch, limits, shown_as)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    answer = run_child({"target": target}, limits, shown_as, visible=(folder,))
     if "spec" in answer:
         return workflow_from_dict(answer["spec"])
     problems = [
@@ -143,10 +139,37 @@ def evaluate(target: str, shown_as: str, limits: SandboxLimits | None = None) ->
     raise DefinitionError(problems or [Problem("evaluation failed", Location(shown_as))])
 
 
-def _run_child(target: str, scratch: str, limits: SandboxLimits, shown_as: str) -> dict[str, Any]:
+def run_child(
+    work: dict[str, Any],
+    limits: SandboxLimits,
+    shown_as: str,
+    *,
+    visible: tuple[str, ...],
+    cwd: str | None = None,
+) -> dict[str, Any]:
+    """Run ``python -m kaon.service._evaluate`` on the request ``work`` in a fresh child
+    (empty environment, resource limits, a scratch folder; under ``limits.isolation`` when
+    set, seeing only ``visible`` (read-only) beyond the machine's files) and return its
+    answer. ``cwd`` is its working folder (default: the scratch folder). Raises
+    DefinitionError (at ``shown_as``) when the child times out or ends without one."""
+    scratch = tempfile.mkdtemp(prefix="kaon-push-")
+    try:
+        return _run_child(work, scratch, limits, shown_as, visible, cwd)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_child(
+    work: dict[str, Any],
+    scratch: str,
+    limits: SandboxLimits,
+    shown_as: str,
+    visible: tuple[str, ...],
+    cwd: str | None,
+) -> dict[str, Any]:
     result = os.path.join(scratch, "result.json")
     request = {
-        "target": target,
+        **work,
         "result": result,
         "memory_bytes": limits.memory_bytes,
         "cpu_s": max(1, int(limits.timeout_s)),
@@ -165,13 +188,13 @@ def _run_child(target: str, scratch: str, limits: SandboxLimits, shown_as: str) 
     }
     command = [sys.executable, "-m", "kaon.service._evaluate"]
     if limits.isolation is not None:
-        command = _isolated(limits.isolation, command, target, scratch, env)
+        command = _isolated(limits.isolation, command, visible, scratch, env, cwd)
     child = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        cwd=scratch,
+        cwd=cwd or scratch,
         env=env,
         close_fds=True,
         start_new_session=True,
@@ -201,22 +224,26 @@ def _run_child(target: str, scratch: str, limits: SandboxLimits, shown_as: str) 
 
 
 def _isolated(
-    sandbox: SandboxSpec, command: list[str], target: str, scratch: str, env: dict[str, str]
+    sandbox: SandboxSpec,
+    command: list[str],
+    visible: tuple[str, ...],
+    scratch: str,
+    env: dict[str, str],
+    cwd: str | None,
 ) -> list[str]:
-    """``command`` under the server's step sandbox: the pushed file's top-level code runs
-    where its steps will, with the server's home, its database and every other process
-    hidden (``/proc`` of a new PID namespace), no capabilities, and only the file's bundle
-    (read-only) and the scratch folder (its answer) visible beyond the machine's files."""
-    bundle = str(Path(target.rsplit(":", 1)[0] if ":" in target else target).parent)
+    """``command`` under the server's step sandbox: pushed code runs where its steps will,
+    with the server's home, its database and every other process hidden (``/proc`` of a new
+    PID namespace), no capabilities, and only ``visible`` (read-only: a pushed file's
+    bundle) and the scratch folder (its answer) visible beyond the machine's files."""
     spec = SandboxSpec(
         hidden=sandbox.hidden,
         hidden_files=sandbox.hidden_files,
-        read_only=(bundle,),
+        read_only=visible,
         writable=(scratch,),
         pass_env=(),
         env=env,
     )
-    return spec.argv(command, cwd=scratch)
+    return spec.argv(command, cwd=cwd or scratch)
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:

@@ -153,3 +153,59 @@ def _value(admin: Any, run_id: str, path: str) -> Any:
     if set(outputs) == {"return"}:
         return outputs["return"]["value"]
     return {name: output["value"] for name, output in outputs.items()}  # named outputs
+
+
+CACHED_FLOW = """
+import os
+
+import kaon
+
+try:  # top-level code: it runs wherever the module is imported
+    _SEEN = sorted(os.listdir({home!r}))  # the database, the run-token key...
+    with open(os.path.join({marks!r}, f"imported-{{os.getpid()}}"), "w") as _mark:
+        _mark.write(" ".join(_SEEN))  # a sandboxed process sees an empty home, in a private /tmp
+except OSError:
+    pass
+
+
+@kaon.step(cache=True)
+def square(x: int) -> int:
+    return x * x
+
+
+@kaon.workflow
+def cached(x: int = 3) -> None:
+    square(x)
+"""
+
+
+def test_a_cached_steps_code_is_fingerprinted_outside_the_engine(
+    tmp_path: Path, wait: Any, launch: Any
+) -> None:
+    """A cacheable step's cache key needs its code's fingerprint, which imports its module.
+    The engine's process (unsandboxed: it holds the database and the run-token key) used to
+    import the pushed module itself: the module's top-level code ran there, with the
+    database and the key in reach. Now
+    the fingerprint is made in a sandboxed child, and the cache still works."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    server = launch(tmp_path / "home")
+    try:
+        admin = server.client()
+        home = str(server.home.absolute())
+        source = CACHED_FLOW.format(home=home, marks=str(marks))
+        pushed = admin.post("/workflows", json={"source": source, "file_name": "flow.py"})
+        assert pushed.status_code == 200, pushed.text
+        statuses = []
+        for _ in range(2):
+            started = admin.post("/runs", json={"workflow": "cached", "params": {"x": 4}})
+            assert started.status_code == 201, started.text
+            detail = wait(admin, started.json()["id"], {"succeeded", "failed"})
+            assert detail["status"] == "succeeded", (detail, server.logs())
+            statuses.append(next(s for s in detail["steps"] if s["path"] == "square")["status"])
+        assert statuses == ["succeeded", "cached"]
+        assert _value(admin, detail["id"], "square") == 16
+        leaked = {p.name: p.read_text() for p in marks.iterdir()}
+        assert leaked == {}, f"pushed code ran outside the sandbox, seeing the home: {leaked}"
+    finally:
+        assert server.stop() == 0, server.logs()
