@@ -104,9 +104,19 @@ class Services:
 
     def authorize_run(self, principal: Principal, role: str, run_id: str) -> str:
         """Resolve ``run_id`` (a prefix) and :meth:`authorize` ``role`` on its workflow;
-        returns the full id. Raises NotFoundError, PermissionDeniedError."""
+        returns the full id. Raises NotFoundError, PermissionDeniedError.
+
+        A run token (a step's) acts on its run only while the run is active: it stays valid
+        after the run ended (a day), when no step of the run needs it, and a process a step
+        left behind must not delete the run's records nor restart it. It still reads it."""
         full = self.runs.resolve_run_id(run_id)
-        self.authorize(principal, role, workflow=self.store.get_run(full).workflow, run_id=full)
+        record = self.store.get_run(full)
+        self.authorize(principal, role, workflow=record.workflow, run_id=full)
+        if principal.run_scope is not None and role != "viewer" and record.status.is_terminal:
+            raise PermissionDeniedError(
+                f"a run token acts on its run only while the run is active; run {full} is "
+                f"{record.status.value}"
+            )
         return full
 
     def waiting(self, view: RunView) -> str | None:

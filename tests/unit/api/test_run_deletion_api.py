@@ -85,3 +85,24 @@ def test_the_remote_service_deletes_through_the_api(
         remote.delete_run(run_id)
     with pytest.raises(InvalidActionError, match="finished"):
         remote.delete_run(pending.json()["id"])
+
+
+def test_a_steps_run_token_cannot_delete_nor_restart_its_run_once_it_ended(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """A run token (what a step gets) stays valid for a day, and a step can leave a process
+    behind in its warm worker: once its run ended, that token deleted the run (its logs and
+    records, which needs an operator of the workflow's group) or restarted it again and
+    again. It still reads its run."""
+    assert services.auth.run_tokens is not None
+    run_id = _finished_run(client, services, tokens)
+    step = _bearer(services.auth.run_tokens.mint(run_id))
+
+    refused = client.delete(f"/runs/{run_id}", headers=step)
+    assert refused.status_code == 403, refused.text
+    assert "while" in refused.json()["message"]
+    assert client.post(f"/runs/{run_id}/restart", headers=step).status_code == 403
+    assert client.get(f"/runs/{run_id}", headers=step).status_code == 200
+    assert client.get(f"/runs/{run_id}", headers=_bearer(tokens["operator"])).json()["status"] == (
+        "succeeded"
+    )
