@@ -27,9 +27,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -72,11 +73,10 @@ def declared_names(source: str, file_name: str) -> set[str] | None:
     evaluation will say what is wrong)."""
     if file_name.endswith((".yaml", ".yml")):
         try:
-            data = yaml.safe_load(source)
-        except yaml.YAMLError:
+            name = _yaml_name(source)
+        except (yaml.YAMLError, RecursionError, MemoryError):
             return None
-        name = data.get("name") if isinstance(data, dict) else None
-        return {name} if isinstance(name, str) else None
+        return {name} if name is not None else None
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -92,6 +92,58 @@ def declared_names(source: str, file_name: str) -> set[str] | None:
             if isinstance(found, str):
                 names.add(found)
     return names
+
+
+_STR = "tag:yaml.org,2002:str"
+_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_name(source: str) -> str | None:
+    """The top-level ``name`` of a YAML document, as loading it would give it (the last
+    one given, if a text), read from the parser's events: no document is built, so a file
+    nested deep or made of aliases costs one pass over its text, in this process too. None
+    when it is not a plain text, or the file is not one mapping."""
+    depth = 0
+    documents = 0
+    key_next = False  # at the top level, the next event starts a key
+    naming = False  # the key just read is ``name``
+    name: str | None = None
+    resolve = cast("Callable[..., str]", yaml.resolver.Resolver().resolve)  # untyped in stubs
+    for event in yaml.parse(source, Loader=_PARSER):
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                return None  # more than one document: no load reads it
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if depth == 0 and not isinstance(event, yaml.MappingStartEvent):
+                return None
+            if depth == 1 and key_next:
+                return None  # a collection as a key: no load reads it
+            if depth == 1 and naming:
+                name, naming = None, False
+            depth += 1
+            key_next = depth == 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            key_next = depth == 1  # a value at the top level ended
+        elif depth == 1 and isinstance(event, yaml.NodeEvent):
+            text = _plain_text(event, resolve)
+            if key_next:
+                naming = text == "name"
+            elif naming:
+                name, naming = text, False
+            key_next = not key_next
+    return name
+
+
+def _plain_text(event: yaml.NodeEvent, resolve: Callable[..., str]) -> str | None:
+    """The text a scalar event loads as (None: an alias, or a scalar that is no text)."""
+    if not isinstance(event, yaml.ScalarEvent):
+        return None
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = resolve(yaml.ScalarNode, event.value, event.implicit)
+    return event.value if tag == _STR else None
 
 
 def _workflow_name(decorator: ast.expr, function: str) -> str | bool | None:

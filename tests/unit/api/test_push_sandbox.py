@@ -183,3 +183,26 @@ def test_a_scrubbed_message_names_the_pushed_file_for_any_hash_seed() -> None:
         )
         seen.add(done.stdout.strip())
     assert seen == {"qseq.py: pick one with qseq.py:NAME"}
+
+
+def test_a_yaml_push_nested_too_deep_is_refused_cleanly_without_building_it(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """The names a YAML push declares are read in the API's process before the sandboxed
+    evaluation: a document built there to read its ``name`` recursed as deep as the file
+    nests (a 500 naming a RecursionError). Now the parser's events are read, not a document."""
+    nested = "name: deep\nv: " + "[" * 900 + "]" * 900 + "\n"
+    assert declared_names(nested, "x.yaml") == {"deep"}
+    deep = "name: deep\nv: " + "[" * 50_000 + "]" * 50_000 + "\n"
+    assert declared_names(deep, "x.yaml") in (None, {"deep"})  # libyaml stops at 1,000 levels
+    answer = client.post(
+        "/workflows", json={"source": deep, "file_name": "x.yaml"}, headers=h(tokens["owner"])
+    )
+    assert answer.status_code == 422, answer.text
+    assert sources(services) == []
+    last = "name: first\nsteps: [{id: a, shell: echo}]\nname: second\n"
+    assert declared_names(last, "x.yaml") == {"second"}  # as a YAML load reads it: the last
+    for unknown in ("name: 12\n", "name: [a]\n", "- name: x\n", "a: &n x\nname: *n\n", "{"):
+        assert declared_names(unknown, "x.yaml") is None, unknown
+    assert declared_names("name: x\n---\nname: y\n", "x.yaml") is None
+    assert declared_names("steps: []\nname: 'quoted'\n", "x.yml") == {"quoted"}
