@@ -4,6 +4,7 @@
 files (package data under ``kaon/ui/static``: Kaon's scripts and the vendored libraries listed
 in ``static/VENDORED.md``), Swagger UI at ``/docs`` and ReDoc at ``/redoc`` from those local
 assets, and the session cookie the browser authenticates with (:mod:`kaon.api.session`).
+No answer of the server may be framed (:data:`NOT_FRAMED`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kaon.api.session import SessionCookieAuth
 from kaon.ui.pages import HERE, STATIC_URL, asset_version, not_found_page, router
@@ -66,6 +67,38 @@ class _Compress:
             await self.gzip(scope, receive, send)
 
 
+NOT_FRAMED = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+)
+"""Headers of every answer: no page (of this site or another) may frame the server's. A
+page of another port of the server's host is the same *site*, so SameSite=Strict still
+sends it the session cookie: framed, the UI would act as its user under clicks that page
+steers. (The UI's own sandboxed ``srcdoc`` frames are not framed pages and still show.)"""
+
+
+class _NotFramed:
+    """Add :data:`NOT_FRAMED` to every HTTP answer that does not set those headers itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def framed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in NOT_FRAMED if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, framed)
+
+
 def install(app: FastAPI) -> None:
     """Serve the UI, its assets and the docs from ``app`` and accept the session cookie.
 
@@ -88,3 +121,4 @@ def install(app: FastAPI) -> None:
     app.mount(STATIC_URL, _Assets(directory=str(HERE / "static")), name="ui-static")
     app.add_middleware(SessionCookieAuth)
     app.add_middleware(_Compress)
+    app.add_middleware(_NotFramed)

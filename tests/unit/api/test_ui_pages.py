@@ -153,3 +153,21 @@ def test_the_ui_answers_an_unknown_page_with_an_html_page(
         assert answer.json()["error"] == "HTTPError", path
     shown = client.get("/ui/<b>x</b>")
     assert shown.status_code == 404 and "<b>x</b>" not in shown.text
+
+
+def test_no_page_of_the_ui_can_be_framed(client: Any, tokens: dict[str, str]) -> None:
+    """A page of another site framed the UI with the user's session: SameSite=Strict keeps
+    the cookie from other sites, but a page served from another port of the server's host
+    (a step may serve one) is the same site, so the framed page acted as the user under
+    clicks the page above steers (each action confirmed, by a click too)."""
+    anonymous = ["/ui/login", "/docs", "/redoc", "/ui/nowhere"]
+    for path in anonymous:
+        answer = client.get(path)
+        assert answer.headers.get("x-frame-options") == "DENY", path
+        assert "frame-ancestors 'none'" in answer.headers.get("content-security-policy", ""), path
+    assert login(client, tokens["viewer"]).status_code == 303
+    for path in ("/ui", "/ui/workflows/hello", "/ui/runs/abc", "/ui/compare?runs=a"):
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        assert answer.headers.get("x-frame-options") == "DENY", path
+        assert "frame-ancestors 'none'" in answer.headers.get("content-security-policy", ""), path
