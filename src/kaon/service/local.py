@@ -386,11 +386,11 @@ class LocalService:
 
     def delete_run(self, run_id: str, *, by: str = "") -> None:
         """Delete a finished run and every row of it (see :meth:`StateStore.delete_runs`;
-        ``kaon gc`` then frees the blobs only it referenced). Raises NotFoundError for an
-        unknown run, InvalidActionError for an active one, LeaseError for one an engine
-        still holds."""
+        ``kaon gc`` then frees the blobs only it referenced), audited as deleted by ``by``.
+        Raises NotFoundError for an unknown run, InvalidActionError for an active one,
+        LeaseError for one an engine still holds."""
         self.store.get_run(run_id)
-        self.store.delete_runs([run_id])
+        self.store.delete_runs([run_id], by=by)
 
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0

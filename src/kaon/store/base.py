@@ -541,9 +541,10 @@ class StateStore(ABC):
         again is found. One indexed read, whatever the number of runs."""
 
     @abstractmethod
-    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000) -> int:
+    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = "") -> int:
         """Delete finished runs and every row that belongs to them; returns how many runs
-        were deleted (an unknown or already deleted id counts for none).
+        were deleted (an unknown or already deleted id counts for none). Each deleted run is
+        recorded in the audit trail as ``run.delete`` by ``by`` (``local`` when empty).
 
         Rows go in transactions of at most ``chunk_rows`` rows, oldest first, the run's own
         row last: a run is claimed for deletion first, and a call interrupted midway (a

@@ -17,7 +17,10 @@ What :meth:`kaon.store.sql.SQLStore.delete_runs` does, for each run:
    run's records go, theirs are copied to it (once: a step run that has records is skipped),
    so ``kaon gc`` never frees a blob a kept run still reads.
 5. **Idempotency keys** whose stored answer names the run are forgotten.
-6. **The run's row, last.** A crash anywhere before leaves the run listed (finished, claimed)
+6. **Audited**: a ``run.delete`` entry names the run, its workflow and who deleted it (the
+   API's caller, ``retention`` for the server's retention and ``kaon gc``, ``cli``), however
+   the deletion was asked for.
+7. **The run's row, last.** A crash anywhere before leaves the run listed (finished, claimed)
    with some of its rows; calling again finishes the job.
 
 Kept: trigger firings (their de-duplication keys make a cron slot or a consumed signal fire
@@ -67,9 +70,12 @@ def run_tables() -> list[str]:
     return [*_FIRST, *middle, *_LAST]
 
 
-def delete_runs(store: SQLStore, run_ids: Iterable[str], *, chunk_rows: int = 1000) -> int:
+def delete_runs(
+    store: SQLStore, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = ""
+) -> int:
     """Delete the finished runs ``run_ids`` and their rows (see the module's text); returns
     how many runs were deleted (an unknown id, or a run already deleted, counts for none).
+    Each run deleted is recorded in the audit trail (``run.delete`` by ``by``).
 
     Every run is checked before any is touched: an active run raises InvalidActionError,
     a run an engine holds a live lease on raises LeaseError, and nothing is deleted."""
@@ -80,7 +86,7 @@ def delete_runs(store: SQLStore, run_ids: Iterable[str], *, chunk_rows: int = 10
         _check(store, run_id)
     deleted = 0
     for run_id in ids:
-        deleted += _delete_run(store, run_id, chunk_rows)
+        deleted += _delete_run(store, run_id, chunk_rows, by or "local")
     return deleted
 
 
@@ -101,7 +107,7 @@ def _check(store: SQLStore, run_id: str) -> None:
         )
 
 
-def _delete_run(store: SQLStore, run_id: str, chunk_rows: int) -> int:
+def _delete_run(store: SQLStore, run_id: str, chunk_rows: int, by: str) -> int:
     params = {"run_id": run_id, "marker": DELETING, "forever": FOREVER}
     with store._transaction(f"claiming run {run_id} for deletion") as tx:
         claimed = tx.execute(("mark_deleting", store.dialect), params)
@@ -110,11 +116,13 @@ def _delete_run(store: SQLStore, run_id: str, chunk_rows: int) -> int:
             return 0  # unknown, or deleted meanwhile
         _check(store, run_id)  # explains why (it was restarted, or taken, meanwhile)
         raise InvalidActionError(f"run {run_id} cannot be deleted now; try again")
-    created_at = float(store.query(("run",), run_id=run_id)[0]["created_at"])
+    row = store.query(("run",), run_id=run_id)[0]
+    created_at = float(row["created_at"])
     for table in run_tables():
         if table == "artifacts":
             _hand_on_lineage(store, run_id, chunk_rows)
         _delete_rows(store, table, run_id, chunk_rows)
+    _audit(store, run_id, str(row["workflow"]), by)
     with store._transaction(f"deleting run {run_id}") as tx:
         tx.execute(
             ("delete_idempotency_of_run",),
@@ -125,6 +133,16 @@ def _delete_run(store: SQLStore, run_id: str, chunk_rows: int) -> int:
         )
         tx.execute(("delete_run",), {"run_id": run_id, "marker": DELETING})
     return 1
+
+
+def _audit(store: SQLStore, run_id: str, workflow: str, by: str) -> None:
+    """Record the deletion in the audit trail (kept after the run), before the run's row
+    goes: a crash in between leaves the run claimed, and the call that finishes the job
+    records it again rather than never."""
+    from kaon.store.registry import AuditRecord, SQLRegistryStore
+
+    record = AuditRecord(time.time(), by, "run.delete", f"run:{run_id}", {"workflow": workflow})
+    SQLRegistryStore(store).add_audit(record)
 
 
 def _delete_rows(store: SQLStore, table: str, run_id: str, chunk_rows: int) -> None:

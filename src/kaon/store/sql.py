@@ -700,12 +700,12 @@ class SQLStore(StateStore):
         rows = self.query(key, workflow=workflow, status=plain(status), **bounds)
         return run_record(rows[0]) if rows else None
 
-    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000) -> int:
+    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = "") -> int:
         """Delete finished runs and their rows in bounded transactions (see
         :meth:`StateStore.delete_runs` and :mod:`kaon.store.deletion`)."""
         from kaon.store import deletion
 
-        return deletion.delete_runs(self, run_ids, chunk_rows=chunk_rows)
+        return deletion.delete_runs(self, run_ids, chunk_rows=chunk_rows, by=by)
 
     def cache_users(self, run_id: str, *, limit: int = 10_000) -> list[tuple[str, int, str]]:
         """Step runs that reused ``run_id``'s outputs (``ix_step_runs_cached_from``)."""

@@ -19,6 +19,8 @@ from kaon.store.base import RunRecord, StateStore
 log = logging.getLogger(__name__)
 
 _EVERY = 2**62  # "no limit"
+RETENTION_ACTOR = "retention"
+"""Who the audit trail says deleted a run past retention."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ def delete(store: StateStore, runs: list[RunRecord]) -> RetentionOutcome:
     outcome = RetentionOutcome()
     for run in runs:
         try:
-            store.delete_runs([run.id])
+            store.delete_runs([run.id], by=RETENTION_ACTOR)
         except (InvalidActionError, LeaseError) as refused:
             log.info("retention: run %s kept for now: %s", run.id, refused)
             outcome.skipped.append(run.id)

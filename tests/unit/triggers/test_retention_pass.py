@@ -88,3 +88,19 @@ def test_the_server_options_turn_it_on(tmp_path: Path) -> None:
     finally:
         services.extras["alerts"].close()
         services.runs.close()
+
+
+def test_each_run_retention_deletes_is_in_the_audit_trail(store: SQLStore) -> None:
+    """A run deleted through the API is audited (``run.delete``, by its caller); one the
+    server's retention (or ``kaon gc --runs-older-than``) deleted left no trace of who or
+    what removed it, nor that it was ever there."""
+    from kaon.store.registry import SQLRegistryStore
+
+    old = _runs(store, "a", [100, 99])
+    kept = _runs(store, "b", [1])
+    outcome = retention.apply(store, RetentionPolicy(max_age_s=90 * DAY))
+    assert sorted(outcome.deleted) == sorted(old)
+    trail = SQLRegistryStore(store).audit()
+    entries = {(e.target, e.actor, e.action, e.data.get("workflow")) for e in trail}
+    assert entries == {(f"run:{run}", "retention", "run.delete", "a") for run in old}
+    assert all(not e.target.endswith(kept[0]) for e in trail)
