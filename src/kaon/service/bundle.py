@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kaon.errors import DefinitionError, Location, Problem
+from kaon.model.specs import TaskSpec, WorkflowSpec
 from kaon.service.safety import readable_text
 
 BUNDLE_SUFFIXES = (".py", ".sql", ".ipynb", ".r", ".R", ".sh", ".yaml", ".yml", ".json", ".txt")
@@ -102,6 +103,38 @@ def bundle_problems(file_name: str, files: Mapping[str, str]) -> list[Problem]:
                 Location(file_name, field="files"),
             )
         )
+    return problems
+
+
+def reach_problems(spec: WorkflowSpec, folder: Path, file_name: str) -> list[Problem]:
+    """What a pushed ``spec`` (evaluated in ``folder``, its bundle's folder) cannot reach on
+    the server: a shell step defined in ``folder`` that runs in one of its subfolders or above
+    it (``cwd: scripts``, ``cwd: ..``) or runs code from there (``bash scripts/prep.sh``). A
+    push carries the files directly beside ``file_name`` and nothing else, so such a step
+    runs locally and fails on the server, or runs among the server's own files."""
+    from kaon.steptypes.shell import reach_outside
+
+    base = os.path.realpath(folder)
+    problems: list[Problem] = []
+    for _path, step in spec.graph.walk():
+        if not isinstance(step, TaskSpec) or step.step_type != "shell":
+            continue
+        if os.path.realpath(str(step.config.get("base_dir") or "/")) != base:
+            continue  # a step of another folder's file: not this push's
+        where = Location(file_name, step.location.line, step.location.field)
+        for key, what in reach_outside({**step.config, "base_dir": base}):
+            kind = "folder" if key == "cwd" else "file"
+            problems.append(
+                Problem(
+                    f"the {kind} {what!r} is not pushed: a push carries the files directly "
+                    f"beside {file_name}, not its subfolders or the folders above it, so on a "
+                    f"server step {step.id!r} could not run as it does here; put the "
+                    f"{'scripts' if key == 'cwd' else 'file'} beside {file_name}"
+                    + (" and drop 'cwd'" if key == "cwd" else "")
+                    + ", or use an absolute path the server's workers have",
+                    where.with_field(f"config.{key}"),
+                )
+            )
     return problems
 
 

@@ -41,7 +41,13 @@ from kaon.model.properties import check_properties
 from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec, signal_name_problem
 from kaon.service.auth import ANY_GROUP, AuthService, Principal
-from kaon.service.bundle import SAFE_NAME, bundle_digest, bundle_problems, write_bundle
+from kaon.service.bundle import (
+    SAFE_NAME,
+    bundle_digest,
+    bundle_problems,
+    reach_problems,
+    write_bundle,
+)
 from kaon.service.bundle_files import BundleFiles, canonical
 from kaon.service.push_sandbox import SandboxLimits, declared_names, evaluate
 from kaon.service.registry_views import (
@@ -114,6 +120,9 @@ class RegistryService:
             target = str(folder / name) + (f":{workflow}" if workflow else "")
             spec = self._evaluated.get(target) or evaluate(target, name, self.sandbox)
             owner_group = self._owner_group_for(principal, spec.name, owner_group)
+            reach = reach_problems(spec, folder, name)
+            if reach:
+                raise DefinitionError(reach)
         except BaseException:
             if created:  # a refused or failed push leaves nothing behind
                 shutil.rmtree(folder, ignore_errors=True)

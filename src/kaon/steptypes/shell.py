@@ -249,17 +249,29 @@ def working_folder(config: Mapping[str, Any]) -> str | None:
 
 def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(word, path)`` of each project file of code the command runs (in order, once each):
-    a regular file under the command's working directory that a word names, when it is the
-    program of a simple command (``./run.sh``) or has a code file's suffix (``bash prep.sh``,
-    ``python train.py``, ``--query=q.sql``), but not the target of an output redirection
-    (``> out.sh``: written). Data files (``--data rows.csv``, ``--out model.pkl``) are not
-    keyed: a step's outputs it writes would change its key at every run. None for a command
-    that does not split as shell words."""
+    a regular file under the command's working directory that a :func:`_code_words` word
+    names. Nothing for a command that does not split as shell words."""
     folder = os.path.realpath(working_folder(config) or os.getcwd())
+    found: dict[str, str] = {}
+    for name in _code_words(config):
+        path = os.path.realpath(os.path.join(folder, name))
+        if path.startswith(folder + os.sep) and os.path.isfile(path):
+            found[name] = path
+    return list(found.items())
+
+
+def _code_words(config: Mapping[str, Any]) -> list[str]:
+    """The words of the command that name code it runs, when they name a file (in order,
+    once each): the program of a simple command (``./run.sh``) or a word with a code file's
+    suffix (``bash prep.sh``, ``python train.py``, ``--query=q.sql``), but not the target of
+    an output redirection (``> out.sh``: written). Data files (``--data rows.csv``, ``--out
+    model.pkl``) are not code: a step's outputs it writes would change its key at every run.
+    Nothing for a command that does not split as shell words; no name made at run time
+    (``$SCRIPT``)."""
     words = _command_words(str(config.get("command", "")))
     if words is None:
         return []
-    found: dict[str, str] = {}
+    found: list[str] = []
     for before, word in zip(["", *words], words, strict=False):
         if ">" in before and not before.strip("<>|&()"):  # an operator writing the word
             continue
@@ -269,10 +281,34 @@ def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         program = before == "" or before in _COMMAND_STARTS
         if not program and os.path.splitext(name)[1].lower() not in _CODE_SUFFIXES:
             continue
-        path = os.path.realpath(os.path.join(folder, name))
-        if path.startswith(folder + os.sep) and os.path.isfile(path):
-            found[name] = path
-    return list(found.items())
+        found.append(name)
+    return found
+
+
+def reach_outside(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(config key, what)`` of each place the command reaches outside the files directly
+    in its ``base_dir`` (the workflow's folder) by a relative path: a relative ``cwd`` that is
+    another folder (``scripts``, ``..``), and a word of code (see :func:`_code_words`) naming a
+    file in another folder (``bash scripts/prep.sh``, ``python ../tools/x.py``). A push
+    carries only the files directly in that folder, so a pushed step reaching elsewhere cannot
+    run as it does locally. An absolute ``cwd`` or path, a URL or ``~`` is used as it is."""
+    base = config.get("base_dir")
+    if not isinstance(base, str) or not base:
+        return []
+    base = os.path.normpath(base)
+    cwd = config.get("cwd") or None
+    if isinstance(cwd, str) and os.path.isabs(os.path.expanduser(cwd)):
+        return []  # the command's files are where the user put them, not in the bundle
+    found: list[tuple[str, str]] = []
+    if isinstance(cwd, str) and os.path.normpath(os.path.join(base, cwd)) != base:
+        found.append(("cwd", cwd))
+        return found  # every file it names is then outside too
+    for name in _code_words(config):
+        if "/" not in name or name.startswith(("/", "~")) or "://" in name:
+            continue
+        if os.path.dirname(os.path.normpath(os.path.join(base, name))) != base:
+            found.append(("command", name))
+    return found
 
 
 # Where a simple command starts (its next word is the program it runs).
