@@ -66,6 +66,13 @@ class YamlDocument:
         self.value: Any = None
         self.lines: dict[Path, int] = {(): 1}
         self.problems: list[Problem] = []
+        # Paths whose value could not be read (an unknown tag, bytes, NaN): read as None, a
+        # value the file does not hold, so nothing built from them is checked further.
+        self.unreadable: list[Path] = []
+
+    def holds_unreadable(self, path: Path) -> bool:
+        """Whether a value at ``path`` or under it could not be read."""
+        return any(bad[: len(path)] == path for bad in self.unreadable)
 
     def line_of(self, path: Path) -> int:
         """Line of ``path``, or of its deepest known prefix."""
@@ -149,10 +156,8 @@ class _Reader:
             raise DefinitionError(Problem(f"YAML document is {reason}", where))
         self.document.lines.setdefault(path, node.start_mark.line + 1)
         if id(node) in active:
-            self.problem(
-                "a YAML alias refers to its own ancestor (a recursive structure)", path, node
-            )
-            return None
+            message = "a YAML alias refers to its own ancestor (a recursive structure)"
+            return self.unreadable(message, path, node)
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, active | {id(node)})
         if isinstance(node, yaml.SequenceNode):
@@ -188,14 +193,18 @@ class _Reader:
         try:
             value = self.constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            self.problem(f"cannot read value: {getattr(exc, 'problem', None) or exc}", path, node)
-            return None
+            why = getattr(exc, "problem", None) or exc
+            return self.unreadable(f"cannot read value: {why}", path, node)
         if isinstance(value, datetime.date | datetime.datetime):
             return str(node.value)  # keep dates as the text the user wrote
         if isinstance(value, float) and not math.isfinite(value):
-            self.problem(f"{node.value!r} is not a JSON number", path, node)
-            return None
+            return self.unreadable(f"{node.value!r} is not a JSON number", path, node)
         if value is None or isinstance(value, bool | int | float | str):
             return value
-        self.problem(f"unsupported YAML value of type {type(value).__name__}", path, node)
-        return None
+        message = f"unsupported YAML value of type {type(value).__name__}"
+        return self.unreadable(message, path, node)
+
+    def unreadable(self, message: str, path: Path, node: yaml.Node) -> None:
+        """Record why the value at ``path`` cannot be read; it reads as None."""
+        self.problem(message, path, node)
+        self.document.unreadable.append(path)

@@ -357,6 +357,8 @@ class _WorkflowReader:
         if not isinstance(raw, dict):
             self.problem(f"a step must be a mapping with an 'id', got {raw!r:.60}", path)
             return None
+        if self.doc.holds_unreadable(path):  # said where it is; built on, it would mislead
+            return self.placeholder(raw, path)
         kind_ok = self.check_kind(raw, path)
         model = self.validated_step(raw, path)
         if model is None or not kind_ok:
