@@ -58,6 +58,22 @@ class ForeachItemsError(KaonError):
     """A foreach's items are not a list at run time."""
 
 
+def _not_a_list(path: str, value: Any) -> str:
+    """Why a foreach's ``value`` cannot be its items, on one line (a step row's error): a
+    table (a SQL step's ``result: table``) by its size, with how SQL gives a list instead,
+    anything else by its type and the start of its repr."""
+    kind = type(value).__name__
+    shape = getattr(value, "shape", None)
+    if hasattr(value, "columns") and isinstance(shape, tuple) and shape:
+        return (
+            f"foreach {path}: items must be a list, got a table ({kind}, {shape[0]:,} rows); "
+            "a SQL step gives a list with result: scalar and an aggregate, select list(region) "
+            "from t (or select list({'region': region, 'n': n}) from t for each row's fields)"
+        )
+    shown = " ".join(repr(value).split())
+    return f"foreach {path}: items must be a list, got {kind}: {shown:.80}"
+
+
 class ContainerSteps(RunCore):
     """Starting and finishing container steps; rebuilding frames from their rows."""
 
@@ -96,11 +112,7 @@ class ContainerSteps(RunCore):
         ref = self.resolver.input_ref(node.frame, spec.items, where)
         items = self.ctx.artifacts.list_items(ref)
         if items is None:
-            value = self.ctx.artifacts.get(ref)
-            raise ForeachItemsError(
-                f"foreach {node.path}: items must be a list, got {type(value).__name__}: "
-                f"{value!r:.80}"
-            )
+            raise ForeachItemsError(_not_a_list(node.path, self.ctx.artifacts.get(ref)))
         existing = self._children_rows(node)
         self._run_container(node)
         state = ForeachState(spec, LazyItems(items), spec.concurrency or DEFAULT_WINDOW)

@@ -259,3 +259,10 @@ def fail_after(state: str, flag: str, timeout: float = 30.0) -> None:
     while not (Path(state) / flag).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     raise RuntimeError(f"failed after {flag}")
+
+
+def regions() -> Any:
+    """A two-row table, as a SQL step's ``result: table`` gives."""
+    import pandas
+
+    return pandas.DataFrame({"region": ["eu", "us"], "rows": [3, 4]})

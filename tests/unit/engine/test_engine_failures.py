@@ -253,3 +253,18 @@ def test_a_failed_attempt_keeps_its_partial_outputs_without_passing_them_on(
     lineage = harness.store.artifacts(run_id=run_id)
     assert [(r.path, r.output) for r in lineage] == [("half", "partial")]
     assert harness.value(run_id, "after") is None  # never passed downstream
+
+
+def test_foreach_over_a_table_says_so_on_one_line(harness: Harness) -> None:
+    # A YAML user's SQL step (result: table) fed to a foreach: the row's error showed
+    # "got DataFrame:   region  rows" and the rest of the frame's repr over several lines.
+    body = GraphSpec(steps=(task("x", "const"),))
+    spec = flow(task("src", "regions"), ForeachSpec(id="fe", items=E("steps.src"), body=body))
+    status, run_id = harness.run(spec)
+    assert status is RunStatus.FAILED
+    error = harness.rows(run_id)["fe"].error
+    assert error is not None
+    message = error["message"]
+    assert "\n" not in message
+    assert "items must be a list, got a table (DataFrame, 2 rows)" in message
+    assert "select list(" in message  # how to get a list from SQL
