@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kaon.api.app import build_services
 from kaon.api.deps import Services
 from kaon.errors import DefinitionError
 from kaon.model.status import RunStatus
 from kaon.service import bundle
 from kaon.service.auth import LOCAL_PRINCIPAL
-from kaon.service.settings import Settings
 
 FLOW = """
 import kaon
@@ -31,15 +28,6 @@ def bundled(n: int = 2) -> None:
     total = scaled(n)
     kaon.task("sql", {"file": "plus_one.sql", "result": "scalar"}, id="plus", inputs={"x": total})
 """
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = build_services(Settings.from_env(home=str(tmp_path / "home"), executor="inline"))
-    try:
-        yield built
-    finally:
-        built.runs.close()
 
 
 def _project(folder: Path, factor: int) -> Path:

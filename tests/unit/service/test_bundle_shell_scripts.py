@@ -9,12 +9,8 @@ new version; the Ray executor ships the folder to a node as it ships a Python st
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from kaon.api.app import build_services
 from kaon.api.deps import Services
 from kaon.engine.engine import Engine
 from kaon.executors.base import TaskRequest
@@ -24,19 +20,9 @@ from kaon.model.specs import TaskSpec
 from kaon.model.status import RunStatus
 from kaon.service.auth import LOCAL_PRINCIPAL
 from kaon.service.bundle_files import BUNDLE_ROOT
-from kaon.service.settings import Settings
 
 FLOW = "name: scripted\nsteps:\n  - id: prep\n    shell: bash prep.sh\n"
 SCRIPT = 'echo "::kaon::output said={said}"\necho "::kaon::output dir=$KAON_WORKFLOW_DIR"\n'
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = build_services(Settings.from_env(home=str(tmp_path / "home"), executor="inline"))
-    try:
-        yield built
-    finally:
-        built.runs.close()
 
 
 def _push(services: Services, said: str) -> int:

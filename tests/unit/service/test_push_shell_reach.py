@@ -10,25 +10,11 @@ line and field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from kaon.api.app import build_services
 from kaon.api.deps import Services
 from kaon.errors import DefinitionError
 from kaon.service.auth import LOCAL_PRINCIPAL
-from kaon.service.settings import Settings
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = build_services(Settings.from_env(home=str(tmp_path / "home"), executor="inline"))
-    try:
-        yield built
-    finally:
-        built.runs.close()
 
 
 def _flow(step: str) -> str:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from kaon.api.app import build_services
 from kaon.api.deps import Services
 from kaon.errors import (
     DefinitionError,
@@ -20,7 +17,6 @@ from kaon.errors import (
 )
 from kaon.model.status import RunStatus
 from kaon.service.auth import LOCAL_PRINCIPAL, Principal
-from kaon.service.settings import Settings
 
 FLOW = """
 import kaon
@@ -35,15 +31,6 @@ def double(n: int) -> int:
 def doubler(n: int = 2) -> None:
     double(n)
 """
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = build_services(Settings.from_env(home=str(tmp_path / "home"), executor="inline"))
-    try:
-        yield built
-    finally:
-        built.runs.close()
 
 
 def test_python_push_is_content_addressed_and_runs(services: Services) -> None:
