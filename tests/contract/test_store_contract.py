@@ -16,12 +16,14 @@ from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 
 from kaon.errors import NotFoundError, SchemaVersionError, StoreError, StoreUnavailableError
 from kaon.model.status import RunStatus, StepStatus
-from kaon.store import open_store
+from kaon.store import migrations, open_store
 from kaon.store.base import (
     ArtifactRecord,
     ArtifactUseRecord,
@@ -1006,6 +1008,61 @@ class PersistentStoreContract(StoreContract):
             SchemaVersionError, match=r"ffff9999, newer than this Kaon.*upgrade Kaon"
         ):
             open_store(store_url)
+
+    def test_an_old_schema_is_not_migrated_under_its_own_running_engines(
+        self, store_url: str
+    ) -> None:
+        """A newer Kaon opening a store (even `kaon runs`) migrated it while an engine of
+        the older Kaon drove a run in it: that engine went on writing the old schema's rows
+        (a first attempt in `attempts`, which revision 0012 had emptied), its run failed on
+        "update of 1 missing row(s) in table attempts" and was left half recorded. A live
+        lease on an unfinished run now stops the migration, naming the engine; once the
+        engines are gone (their leases over), the store migrates and reads back."""
+        if store_url.startswith("sqlite:///"):
+            Path(store_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(store_url)
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
+        clock = (
+            "((julianday('now') - 2440587.5) * 86400.0)"
+            if store_url.startswith("sqlite")
+            else "(extract(epoch from clock_timestamp())::float8)"
+        )
+        insert = (
+            "INSERT INTO runs (id, workflow, definition_hash, status, params, created_at, "
+            "restarts, executor, owner, lease_until, labels) VALUES (:id, 'wf', 'h', :status, "
+            f"'{{}}', 1.0, 0, 'process', :owner, {clock} + :ttl, '{{}}')"
+        )
+        try:
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                alembic_command.upgrade(config, "0011_step_events_index")
+                for run_id, status, owner, ttl in (
+                    ("live", "running", "old-host:1:abc", 30.0),
+                    ("done", "succeeded", "old-host:2:def", 3600.0),  # finished: no engine
+                    ("dead", "running", "old-host:3:fed", -5.0),  # a crashed engine's
+                ):
+                    conn.execute(
+                        sa.text(insert),
+                        {"id": run_id, "status": status, "owner": owner, "ttl": ttl},
+                    )
+            with pytest.raises(SchemaVersionError) as caught:
+                open_store(store_url, create=False)
+            message = str(caught.value)
+            assert "schema revision 0011_step_events_index, older than this Kaon's" in message
+            assert "old-host:1:abc drives 1 run (live)" in message
+            assert "old-host:2:def" not in message and "old-host:3:fed" not in message
+            with engine.connect() as conn:
+                assert migrations.current_revisions(conn) == ("0011_step_events_index",)
+            with engine.begin() as conn:  # the old engine stopped and released its lease
+                conn.execute(sa.text("UPDATE runs SET owner = NULL, lease_until = NULL"))
+            store = open_store(store_url, create=False)
+            try:
+                assert {r.id for r in store.list_runs()} == {"live", "done", "dead"}
+            finally:
+                store.close()
+        finally:
+            engine.dispose()
 
     def test_opening_twice_at_once_migrates_once(self, store_url: str) -> None:
         stores: list[StateStore] = []

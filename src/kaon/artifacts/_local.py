@@ -65,6 +65,33 @@ def holds_blob(root: str, parts: tuple[str, ...]) -> bool:
     return True
 
 
+def refresh_blob(root: str, parts: tuple[str, ...]) -> bool:
+    """True when the blob ``root/parts...`` is there (see :func:`holds_blob`), its
+    modification time then set to now: a write of content the store holds already is
+    skipped, and the blob is as young as if it had been written. Garbage collection keeps
+    blobs younger than ``--min-age`` because a step's output is written before its record
+    is committed; an old blob no record references any more (its runs deleted) that a
+    running step writes again must not look old then, or gc deletes it under the step."""
+    if not SAFE:
+        path = os.path.join(root, *parts)
+        try:
+            os.utime(path)
+        except OSError:
+            return False
+        return holds_blob(root, parts)
+    try:
+        fd = open_blob_file(root, parts)
+    except (OSError, ArtifactError):
+        return False
+    try:
+        os.utime(fd)  # the file opened, no link followed: never another file's time
+    except OSError:
+        return holds_blob(root, parts)  # a filesystem without times: keep what is there
+    finally:
+        os.close(fd)
+    return True
+
+
 def own_folder(root: str, parts: tuple[str, ...]) -> str:
     """Make the folder ``root/parts...`` to write a blob into, replacing a symbolic link on
     the way by a real folder (a write must not land outside the store); returns its path."""

@@ -32,8 +32,9 @@ import json
 import os
 import re
 import tempfile
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from kaon.artifacts import _local
@@ -245,7 +246,7 @@ class FsspecArtifactStore(ArtifactStore):
                     return Literal(json.loads(file.read()))
             hash_ = digest.hexdigest()
             parts = self._parts(hash_)
-            if not _local.holds_blob(self._root, parts):
+            if not _local.refresh_blob(self._root, parts):
                 folder = _local.own_folder(self._root, parts[:-1])
                 os.replace(temp, os.path.join(folder, hash_))
                 _fsync_dir(folder)
@@ -310,7 +311,7 @@ class FsspecArtifactStore(ArtifactStore):
         try:
             if self._local:
                 parts = self._parts(hash_)
-                if not _local.holds_blob(self._root, parts):
+                if not _local.refresh_blob(self._root, parts):
                     os.fsync(file.fileno())
                     folder = _local.own_folder(self._root, parts[:-1])
                     os.replace(temp, os.path.join(folder, hash_))
@@ -490,6 +491,43 @@ class FsspecArtifactStore(ArtifactStore):
             raise ArtifactUnavailableError(f"cannot list blobs under {self.url}: {exc}") from exc
         yield from found
 
+    def iter_temp_files(self) -> Iterator[tuple[str, int, float]]:
+        """Yield ``(path, size in bytes, modification time)`` of every temporary file a
+        write left under the blobs folder: the partial output of a writer killed mid-way
+        (locally under ``blobs/tmp``, remotely a ``.tmp-`` object beside its blob). A write
+        going on has one too: the caller keeps the young ones.
+
+        Raises :class:`~kaon.errors.ArtifactError` when listing fails.
+        """
+        try:
+            found = list(_temps_local(self._blobs) if self._local else self._temps_remote())
+        except Exception as exc:
+            raise ArtifactUnavailableError(
+                f"cannot list temporary files under {self.url}: {exc}"
+            ) from exc
+        yield from found
+
+    def _temps_remote(self) -> Iterator[tuple[str, int, float]]:
+        if not self._fs.exists(self._blobs):
+            return
+        for path, info in self._fs.find(self._blobs, detail=True).items():
+            if path.rstrip("/").rpartition("/")[2].startswith(".tmp-"):
+                yield path, int(info.get("size") or 0), _modified(info)
+
+    def delete_temp_file(self, path: str) -> None:
+        """Delete a temporary file :meth:`iter_temp_files` listed (gone already: nothing).
+
+        Raises :class:`~kaon.errors.ArtifactError` when the store fails.
+        """
+        try:
+            if self._local:
+                with contextlib.suppress(FileNotFoundError):
+                    _local.remove_blob_file(self._root, ("blobs", "tmp", os.path.basename(path)))
+            elif self._fs.exists(path):
+                self._fs.rm_file(path)
+        except Exception as exc:
+            raise ArtifactUnavailableError(f"cannot delete {path}: {exc}") from exc
+
     def _scan_remote(self) -> Iterator[tuple[str, int]]:
         if not self._fs.exists(self._blobs):
             return
@@ -572,6 +610,29 @@ def _fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _temps_local(blobs: str) -> Iterator[tuple[str, int, float]]:
+    folder = os.path.join(blobs, "tmp")
+    if os.path.islink(blobs) or os.path.islink(folder) or not os.path.isdir(folder):
+        return
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".tmp-") and entry.is_file(follow_symlinks=False):
+                info = entry.stat(follow_symlinks=False)
+                yield entry.path, info.st_size, info.st_mtime
+
+
+def _modified(info: Mapping[str, Any]) -> float:
+    """A remote file's modification time from its listing; now when it has none (then it is
+    never old enough to delete: it may be an upload going on)."""
+    for name in ("mtime", "LastModified", "last_modified", "created", "modified"):
+        stamp = info.get(name)
+        if isinstance(stamp, int | float):
+            return float(stamp)
+        if stamp is not None and hasattr(stamp, "timestamp"):
+            return float(stamp.timestamp())
+    return time.time()
 
 
 def _scan_local(blobs: str) -> Iterator[tuple[str, int]]:

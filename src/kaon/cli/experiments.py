@@ -627,3 +627,8 @@ def _render_gc(view: GcView) -> None:
         f"scanned {view.scanned} blobs: {view.referenced} referenced, {view.young} younger than "
         f"{view.min_age_s:g}s (kept); {verb} {view.deleted} ({_size(view.bytes_freed)})"
     )
+    if view.temp_files:
+        out.print(
+            f"{verb} {view.temp_files} partial file{'' if view.temp_files == 1 else 's'} of "
+            f"interrupted writes ({_size(view.temp_bytes)})"
+        )

@@ -195,6 +195,7 @@ class Engine:
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
         self.outages = ArtifactOutages()  # runs let go after an artifact store failure
         self._lock = EngineLock(self.owner)
+        self._leases_left = False  # a lease this engine let go of could not be released
         # Executor events; a turn runs on the engine's thread, or on an executor's thread
         # that has just finished an attempt (see EventInbox.settle), one at a time.
         self._inbox = EventInbox(self._drive, quiet_wait_s=SOFT_DELAY_S)
@@ -360,7 +361,12 @@ class Engine:
 
     def _run_until_done(self, run_id: str, state: RunState) -> RunStatus:
         while not self._stop.is_set():
-            self.turn()
+            try:
+                self.turn()
+            except StoreUnavailableError:
+                if self._stop.is_set():  # stopped while the store was failing: as any stop
+                    break
+                raise
             if run_id not in self.runs:
                 lost = self.lost.get(run_id)
                 if isinstance(lost, FencingError):
@@ -405,7 +411,11 @@ class Engine:
                         pause = min(RETRY_MAX_S, max(0.05, pause * 2))
                         next_claim = now + pause
                         log.warning("claiming runs failed, retrying in %.2fs: %s", pause, error)
-                self.turn(max_wait=claim_every_s)
+                try:
+                    self.turn(max_wait=claim_every_s)
+                except StoreUnavailableError:
+                    if not self._stop.is_set():
+                        raise
 
     @contextlib.contextmanager
     def _looping_now(self) -> Iterator[None]:
@@ -476,9 +486,13 @@ class Engine:
             self._close()
 
     def _close(self) -> None:
+        released = True
         for run_id in list(self.runs):
-            with contextlib.suppress(KaonError):
+            try:
                 self.store.release_lease(run_id, self.owner, self.epochs.get(run_id))
+            except KaonError as error:
+                released = False
+                log.warning("run %s: its lease could not be released: %s", run_id, error)
         self.runs.clear()
         self.epochs.clear()
         self._renewed.clear()
@@ -487,7 +501,8 @@ class Engine:
         if self._started:
             self.executor.shutdown()
             self._started = False
-        self._lock.release()
+        # A lease left behind is proven dead by the lock file: keep it (see EngineLock).
+        self._lock.release(remove=released and not self._leases_left)
 
     # -- isolation and fencing ------------------------------------------------------------
 
@@ -529,6 +544,9 @@ class Engine:
             self._write_retrying(batch)
         except FencingError:
             return  # another engine holds it now: its decision
+        except KaonError:
+            self._leases_left = True  # forgotten, but its lease is still this engine's
+            raise
         for listener in self._listeners:
             listener(batch.events)
 
@@ -590,8 +608,10 @@ class Engine:
         """Drop what was decided for ``run_id`` and let it go: it is loaded from the store
         again (by this engine's loop or another engine's claim)."""
         self._forget(run_id)
-        with contextlib.suppress(KaonError):
+        try:
             self.store.release_lease(run_id, self.owner)
+        except KaonError:
+            self._leases_left = True  # see _close
 
     def _write_retrying(self, batch: WriteBatch) -> None:
         """Write ``batch``, retrying with backoff while the store is unavailable (nothing is
@@ -896,6 +916,8 @@ class Engine:
                 return
             except FencingError as error:
                 self._let_go(error.run_ids or frozenset(epochs), error)
+            except StoreUnavailableError:
+                raise  # the engine stops during an outage: no run is to blame, all stay held
             except StoreError as error:
                 if len(touched) > 1:
                     self._commit_each_run(batch, touched)

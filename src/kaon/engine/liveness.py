@@ -62,11 +62,22 @@ class EngineLock:
             self._fd = fd
             self._finalizer = weakref.finalize(self, _release, fd, str(self.path))
 
-    def release(self) -> None:
-        """Remove the lock file and drop the lock (the engine is closing)."""
+    def release(self, *, remove: bool = True) -> None:
+        """Drop the lock (the engine is closing) and remove the lock file.
+
+        ``remove=False`` leaves the file, unlocked, behind: the engine could not release
+        every lease it holds (the store failed as it closed), and the file is the proof,
+        for whoever finds one of those leases on this host, that its engine is dead (see
+        :func:`owner_is_dead`); without it ``kaon resume`` would wait for the lease to
+        expire."""
         if self._fd is not None:
-            self._fd = None
-            self._finalizer()
+            fd, self._fd = self._fd, None
+            if remove:
+                self._finalizer()
+            else:
+                self._finalizer.detach()
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def _release(fd: int, path: str) -> None:

@@ -292,6 +292,12 @@ class GcView(BaseModel):
     deleted: int = Field(default=0, description="deleted (or, in a dry run, deletable)")
     bytes_freed: int = 0
     deleted_hashes: list[str] = Field(default_factory=list)
+    temp_files: int = Field(
+        default=0,
+        description="partial files of killed writes older than the grace period, deleted "
+        "(or, in a dry run, deletable)",
+    )
+    temp_bytes: int = 0
 
 
 LineageView.model_rebuild()

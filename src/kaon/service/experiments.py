@@ -82,6 +82,19 @@ class BlobListing(Protocol):
 
 
 @runtime_checkable
+class TempListing(Protocol):
+    """An artifact store that can list and delete the temporary files of its writes."""
+
+    def iter_temp_files(self) -> Iterator[tuple[str, int, float]]:
+        """``(path, size, modification time)`` of every temporary file."""
+        ...
+
+    def delete_temp_file(self, path: str) -> None:
+        """Delete one temporary file."""
+        ...
+
+
+@runtime_checkable
 class BlobReader(Protocol):
     """An artifact store that can open a blob for streaming (the API's artifact reads)."""
 
@@ -596,6 +609,16 @@ class Experiments:
                 view.deleted += 1
                 view.bytes_freed += size
                 view.deleted_hashes.append(hash_)
+        if isinstance(blobs, TempListing):
+            # What a write killed mid-way left (a partial model can weigh gigabytes): no
+            # run will finish it. A write going on keeps its file young.
+            for path, size, modified in blobs.iter_temp_files():
+                if min_age_s > 0 and now - modified < min_age_s:
+                    continue
+                if not dry_run:
+                    blobs.delete_temp_file(path)
+                view.temp_files += 1
+                view.temp_bytes += size
         return view
 
     def _freed_by(self, runs: set[str]) -> set[str]:

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaon.errors import ConfigurationError, ForeignDatabaseError, StoreNotFoundError
+from kaon.errors import (
+    ConfigurationError,
+    ForeignDatabaseError,
+    KaonError,
+    StoreError,
+    StoreNotFoundError,
+)
 from kaon.store._writers import WriterQueue
 
 BUSY_TIMEOUT_S = 10.0
@@ -170,10 +176,39 @@ def _tables(path: Path) -> list[str]:
         rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         names = [str(row[0]) for row in rows]
     except sqlite3.DatabaseError as error:
-        raise ForeignDatabaseError(f"{path} is not a Kaon store: {error}") from None
+        raise _unreadable(path, error) from None
     finally:
         connection.close()
     return names
+
+
+_CORRUPT, _NOT_A_DATABASE = 11, 26  # SQLite's SQLITE_CORRUPT and SQLITE_NOTADB
+
+
+def _unreadable(path: Path, error: sqlite3.DatabaseError) -> KaonError:
+    """Why an existing store file cannot be read, said as what it is: another kind of file
+    (or one damaged from its first page on), a damaged store, or a file SQLite cannot open
+    here (a read-only folder: a WAL store needs its ``-wal`` and ``-shm`` files beside it)."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == _NOT_A_DATABASE:
+        return ForeignDatabaseError(
+            f"{path} is not a Kaon store: {error} (another kind of file, or a store damaged "
+            "from its first page on)"
+        )
+    if code == _CORRUPT:
+        return StoreError(
+            f"the state store {path} is damaged: {error}; restore it from a backup "
+            f"(`sqlite3 {path} .recover | sqlite3 recovered.db` may save what is left)"
+        )
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        why = (
+            f"its folder {folder} is read-only, and SQLite must create {path.name}-wal and "
+            f"{path.name}-shm beside it"
+        )
+    else:
+        why = "check the file's and its folder's permissions and filesystem"
+    return ConfigurationError(f"cannot open the state store {path}: {error} ({why})")
 
 
 def revisions(connection: sqlite3.Connection) -> list[str]:
@@ -277,12 +312,25 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database).expanduser()
 
 
+# SQLite's primary result codes of a store that cannot be written right now, whatever is
+# written: the disk is full (SQLITE_FULL), the file or its filesystem turned read-only
+# (SQLITE_READONLY: a remount after an error, a changed mode), an I/O error (SQLITE_IOERR),
+# the file cannot be opened (SQLITE_CANTOPEN: its folder renamed, no descriptor left). None is
+# confined to one run: like PostgreSQL's disk full (an OperationalError), each is retried
+# until the operator fixes it, never blamed on the run whose write met it.
+_STORE_WIDE = frozenset({8, 10, 13, 14})  # READONLY, IOERR, FULL, CANTOPEN
+
+
 def transient(error: BaseException) -> bool:
-    """Whether a ``sqlite3`` error is worth retrying: a locked or busy database."""
+    """Whether a ``sqlite3`` error is worth retrying: a locked or busy database, or a
+    condition of the whole store (see :data:`_STORE_WIDE`), not of what was written."""
     if not isinstance(error, sqlite3.OperationalError):
         return False
+    code = getattr(error, "sqlite_errorcode", None)  # the extended code (Python 3.11+)
+    if isinstance(code, int) and code & 0xFF in _STORE_WIDE:
+        return True
     text = str(error).lower()
-    return "locked" in text or "busy" in text
+    return "locked" in text or "busy" in text or "disk is full" in text
 
 
 class _Transaction:

@@ -5,10 +5,12 @@ reference generated from the code covers every command (``make docs`` builds the
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,48 @@ def _verify_unit(unit: str, folder: Path) -> str:
         ["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60
     )
     return (done.stdout + done.stderr).strip() + ("" if done.returncode == 0 else " (failed)")
+
+
+def _unit_setting(unit: str, key: str, default: str) -> str:
+    found = re.search(rf"^{key}=(\S+)", unit, re.M)
+    return found.group(1) if found else default
+
+
+def _seconds(value: str) -> float:
+    """A systemd time span of the simple kinds the unit uses (``5``, ``5s``, ``1min``,
+    ``100ms``, ``infinity``, ``0``)."""
+    if value == "infinity":
+        return float("inf")
+    number, unit = re.fullmatch(r"([\d.]+)\s*(ms|s|min|)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"ms": 0.001, "s": 1.0, "": 1.0, "min": 60.0}[unit]
+
+
+def test_the_production_guides_unit_outlasts_a_database_that_is_down(tmp_path: Path) -> None:
+    """`kaon server` exits at once (code 3) when its database refuses connections, for the
+    service manager to restart it. With the unit's restart settings left at systemd's
+    defaults (RestartSec=100ms, at most 5 starts in 10 s) a PostgreSQL that is still
+    booting (after a power cut, on another host) made systemd give up after five failed
+    starts within a few seconds, and Kaon stayed down for good."""
+    guide = (ROOT / "docs" / "production.md").read_text()
+    found = re.search(r"```ini\n(# /etc/systemd/system/kaon\.service\n.*?)```", guide, re.S)
+    assert found is not None
+    unit = found.group(1)
+    done = subprocess.run(  # the premise: the server does not wait for its database
+        [sys.executable, "-m", "kaon.cli.main", "server", "--home", str(tmp_path / "home")],
+        env={**os.environ, "KAON_DB": "postgresql+psycopg://kaon@127.0.0.1:1/kaon"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3 and "Connection refused" in done.stderr
+    assert _unit_setting(unit, "Restart", "no") in ("on-failure", "always")
+    interval = _seconds(_unit_setting(unit, "StartLimitIntervalSec", "10s"))
+    burst = int(_unit_setting(unit, "StartLimitBurst", "5"))
+    pause = _seconds(_unit_setting(unit, "RestartSec", "100ms"))
+    # However fast a failing start is, systemd must not run out of starts: its limit is
+    # off (0), or the pauses alone spread the allowed starts beyond its interval.
+    assert interval == 0 or burst * pause > interval, "systemd gives up on Kaon"
+    assert pause >= 1, "a restart every 100 ms floods the log and the database"
 
 
 def test_the_production_guides_systemd_unit_is_sound(tmp_path: Path) -> None:

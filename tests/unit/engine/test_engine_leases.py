@@ -14,7 +14,7 @@ from conftest import Harness, flow, task
 
 from kaon.engine.engine import Engine
 from kaon.engine.liveness import new_owner
-from kaon.errors import FencingError, LeaseError
+from kaon.errors import FencingError, LeaseError, StoreUnavailableError
 from kaon.executors import create_executor
 from kaon.model.status import RunStatus
 from kaon.store.base import RunRecord, WriteBatch
@@ -109,6 +109,46 @@ def test_a_dead_engine_of_this_host_is_taken_over_at_once(inline: Harness) -> No
     holder.wait(10)
     holder.stdout.close()
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
+
+
+def test_an_engine_that_could_not_release_its_leases_is_proven_dead_at_once(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine that stops while its store fails (a full disk, PostgreSQL down; the
+    runner stopped by Ctrl-C or SIGTERM then) cannot release its leases. Its lock file used
+    to be removed all the same, so nothing could prove it dead any more: `kaon resume`
+    refused ("being run by ...; kill it or wait") until the lease expired, with no process
+    left to kill. The file stays, unlocked, and the run is taken over at once."""
+    spec = flow(task("a", "sleeper", inputs={"seconds": 0.3, "state": str(inline.state)}))
+    run_id = inline.create(spec)
+    first = inline.engine()
+    first.start()
+    first.add_run(run_id)
+    first.turn(max_wait=0.05)
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailableError("store: writing failed: database or disk is full")
+
+    monkeypatch.setattr(inline.store, "release_lease", failing)
+    first.close()
+    monkeypatch.undo()
+    holder = inline.store.get_run(run_id)
+    assert holder.owner == first.owner and holder.status is RunStatus.RUNNING
+    assert first._lock.path.exists()  # the proof, unlocked (checking it would consume it)
+    started = time.monotonic()
+    assert inline.drive(run_id, timeout=20) is RunStatus.SUCCEEDED
+    assert time.monotonic() - started < 10  # not after the lease's 30 s
+
+
+def test_an_engine_that_released_its_leases_leaves_no_lock_file(inline: Harness) -> None:
+    run_id = inline.create(flow(task("a", "const", inputs={"value": 3})))
+    engine = inline.engine()
+    engine.start()
+    engine.add_run(run_id)
+    path = engine._lock.path
+    assert path.exists()
+    engine.close()
+    assert not path.exists()
 
 
 def test_a_serving_engine_takes_a_dead_engines_runs_at_once(inline: Harness) -> None:

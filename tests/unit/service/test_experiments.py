@@ -437,6 +437,43 @@ def _age(lab: Lab, hash_: str, seconds: float) -> None:
     os.utime(path, (then, then))
 
 
+def test_gc_keeps_a_blob_a_step_has_just_written_again(lab: Lab) -> None:
+    """A blob no record references any more (its runs were deleted) and written long ago
+    is written again by a step now: the same content, so the same hash, and the write is
+    skipped. Until the step's end commits its artifact record, only the blob's age keeps a
+    gc from deleting it: the write must make it young again, or the step's recorded output
+    is a blob gc deleted ("a run writing right now is never robbed")."""
+    blobs = lab.service.artifacts
+    orphan = blobs.put(np.arange(5000), name="model")
+    assert isinstance(orphan, ArtifactRef)
+    _age(lab, orphan.hash, 7200)
+    again = blobs.put(np.arange(5000), name="model")  # a running step's output, not recorded yet
+    assert again == orphan
+    done = lab.x.gc()
+    assert (done.deleted, done.young) == (0, 1)
+    assert blobs.exists(orphan)
+
+
+def test_gc_removes_what_a_killed_write_left_and_keeps_a_write_going_on(lab: Lab) -> None:
+    """A step killed while its output was being written (a timeout, `kaon kill`, the OOM
+    killer, kill -9 of the runner) leaves the partial file under blobs/tmp. No run will ever
+    finish it, and a model can weigh gigabytes: gc removes such files once they are older
+    than --min-age, never a younger one (a write going on)."""
+    blobs = lab.service.artifacts
+    blobs.put(np.arange(10), name="first")  # makes the folders
+    tmp = pathlib.Path(blobs.blob_path("0" * 64)).parent.parent / "tmp"
+    stale, fresh = tmp / ".tmp-0123abcd", tmp / ".tmp-4567ef01"
+    stale.write_bytes(b"\0" * 4096)
+    fresh.write_bytes(b"\0" * 100)
+    then = time.time() - 7200
+    os.utime(stale, (then, then))
+    dry = lab.x.gc(dry_run=True)
+    assert (dry.temp_files, dry.temp_bytes) == (1, 4096) and stale.exists()
+    done = lab.x.gc()
+    assert (done.temp_files, done.temp_bytes) == (1, 4096)
+    assert not stale.exists() and fresh.exists()
+
+
 def test_gc_keeps_referenced_and_young_blobs(lab: Lab, two_runs: tuple[str, str]) -> None:
     store, blobs = lab.service.store, lab.service.artifacts
     referenced = store.referenced_hashes()

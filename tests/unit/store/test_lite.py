@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kaon.errors import ForeignDatabaseError, StoreError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import _ddl, _lite
 from kaon.store._queries import catalogue_keys, compile_sqlite, render_catalogue, table_columns
@@ -235,3 +236,28 @@ def test_a_new_store_is_private_to_its_user(tmp_path: Path) -> None:
         assert stat.S_IMODE(shared.stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+def test_a_damaged_store_is_said_to_be_damaged_not_someone_elses(tmp_path: Path) -> None:
+    """A Kaon store cut short (a copy that stopped half way, a disk fault) used to be
+    refused as "not a Kaon store" (exit 2: point --db at Kaon's own database), sending the
+    operator to look for another file. It is Kaon's, and damaged: a StoreError says so and
+    how to get back (exit 3, as a corrupt blob is); a file that is no SQLite database at
+    all is still not a Kaon store."""
+    path = tmp_path / "kaon.db"
+    store = SQLStore(f"sqlite:///{path}")
+    runs = [RunRecord(f"r{i}", "wf", "h", RunStatus.SUCCEEDED) for i in range(50)]
+    store.write(WriteBatch(runs=runs))
+    store.close()
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size // 3)
+    with pytest.raises(StoreError) as caught:
+        SQLStore(f"sqlite:///{path}", create=False)
+    assert not isinstance(caught.value, ForeignDatabaseError)
+    message = str(caught.value)
+    assert f"the state store {path} is damaged: database disk image is malformed" in message
+    assert "restore it from a backup" in message
+    other = tmp_path / "notes.txt"
+    other.write_text("shopping list\n" * 200)
+    with pytest.raises(ForeignDatabaseError, match=r"notes\.txt is not a Kaon store"):
+        SQLStore(f"sqlite:///{other}", create=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kaon.errors import StoreError
+from kaon.errors import StoreError, StoreUnavailableError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store._rows import update_groups
 from kaon.store.base import EventRecord, RunRecord, SignalRecord, StepRunRecord, WriteBatch
@@ -194,3 +194,22 @@ def test_a_signal_committed_while_a_cursor_is_made_is_after_the_cursor(store: SQ
     finally:
         del lite.rows
     assert late and cursor < late[0]
+
+
+def test_a_full_disk_is_the_store_being_unavailable_not_a_rejected_row(
+    store: SQLStore,
+) -> None:
+    """SQLite's "database or disk is full" concerns the whole store, not the rows written:
+    it is a transient StoreUnavailableError (the engine retries the write until space is
+    freed), as PostgreSQL's disk full is, never a StoreError that blames (and fails) the
+    run whose write met it."""
+    lite = store._lite
+    assert lite is not None
+    with lite.connection() as connection:  # the pooled connection the write takes next
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages + 2}")  # what SQLITE_FULL says
+    batch = WriteBatch(events=[EventRecord("r1", "log", 1.0, {"text": "x" * 100_000})])
+    with pytest.raises(StoreUnavailableError, match="database or disk is full"):
+        store.write(batch)
+    store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))  # small: fits
+    assert store.get_run("r1").status is RunStatus.RUNNING

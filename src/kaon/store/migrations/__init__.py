@@ -131,11 +131,57 @@ def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) 
     if tables is not None and not tables & set(metadata.tables):
         create_at_head(connection, head)  # no table of Kaon's yet (an empty version table may)
         return
+    if current:
+        check_no_engine_drives(connection, where, current, head)
     from alembic import command
 
     config = _config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def check_no_engine_drives(
+    connection: Connection, where: str, current: tuple[str, ...], head: str
+) -> None:
+    """Refuse to migrate a store that engines of the Kaon it was made by are driving runs in.
+
+    Such an engine goes on writing rows in the shape of its own schema into the migrated
+    one (revision 0012, say, moved first attempts out of ``attempts``): its runs are failed
+    on a "missing row" and left half recorded, and runs read back wrong. An engine shows
+    itself by the unexpired lease it holds on each unfinished run it drives (by the
+    database's clock); a crashed one's lease runs out within its time to live. Reads only
+    the columns every revision has (``runs.status``, ``owner``, ``lease_until``).
+
+    Raises :class:`SchemaVersionError` naming the engines, a run of each and how long
+    their leases last.
+    """
+    import sqlalchemy as sa
+
+    if connection.dialect.name == "sqlite":
+        now = "((julianday('now') - 2440587.5) * 86400.0)"
+    else:
+        now = "(extract(epoch from clock_timestamp())::float8)"
+    rows = connection.execute(
+        sa.text(
+            f"SELECT owner, MIN(id), COUNT(*), MAX(lease_until) - {now} FROM runs "
+            "WHERE status IN ('pending', 'running', 'paused') AND owner IS NOT NULL "
+            f"AND lease_until >= {now} GROUP BY owner ORDER BY owner"
+        )
+    ).all()
+    if not rows:
+        return
+    held = "; ".join(
+        f"{owner} drives {count} run{'' if count == 1 else 's'} ({run_id}"
+        f"{', ...' if count > 1 else ''}), lease for {max(float(left), 0.0):.0f}s more"
+        for owner, run_id, count, left in rows[:5]
+    )
+    raise SchemaVersionError(
+        f"database at {where} has schema revision {', '.join(current)}, older than this "
+        f"Kaon's {head}, and engines of the Kaon that made it are running: {held}. Stop "
+        "them (every `kaon run`, `kaon resume` and `kaon server` of that version) or let "
+        "their runs end, then run this command again: it migrates the database then (a "
+        "crashed engine's lease runs out by itself)"
+    )
 
 
 def _table_names(connection: Connection) -> set[str]:
