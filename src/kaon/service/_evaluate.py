@@ -1,7 +1,8 @@
 """The child side of :mod:`kaon.service.push_sandbox`: evaluate one pushed workflow file, or
 fingerprint one step's code.
 
-Run as ``python -m kaon.service._evaluate`` with a JSON request on stdin::
+Run as ``python -m kaon.service._evaluate`` with a JSON request on stdin (one line; the
+parent then keeps the pipe open, and the child ends itself if the pipe closes first)::
 
     {"target": "<file>[:<workflow>]", "result": "<path>", "memory_bytes": N, "cpu_s": N,
      "file_bytes": N}
@@ -21,7 +22,9 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sys
+import threading
 from typing import Any
 
 
@@ -49,9 +52,37 @@ def _problems(exc: BaseException) -> list[dict[str, Any]]:
     return [{"message": text[:2000], "file": None, "line": None, "field": None}]
 
 
+def _end_with_parent() -> None:
+    """End this process's group when stdin closes: the parent keeps the pipe open until it
+    has reaped this process, so a closed pipe means it died (a server killed with ``-9``)
+    and nothing else will end this child, which runs in a session of its own. The user's
+    code sees ``/dev/null`` as stdin, never this pipe."""
+    watched = os.dup(0)
+    quiet = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(quiet, 0)
+    os.close(quiet)
+
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(watched, 4096):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="kaon-parent-watch", daemon=True).start()
+
+
 def main() -> None:
-    """Evaluate the request on stdin; the answer goes to the file it names."""
-    request = json.loads(sys.stdin.read())
+    """Evaluate the request (a line on stdin); the answer goes to the file it names."""
+    line = sys.stdin.buffer.readline()
+    if not line.endswith(b"\n"):
+        os._exit(1)  # the parent died before it sent the whole request
+    request = json.loads(line)
+    _end_with_parent()
     _limit(resource.RLIMIT_AS, int(request["memory_bytes"]))
     _limit(resource.RLIMIT_CPU, int(request["cpu_s"]))
     _limit(resource.RLIMIT_FSIZE, int(request["file_bytes"]))

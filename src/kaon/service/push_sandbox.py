@@ -252,8 +252,15 @@ def _run_child(
         start_new_session=True,
     )
     where = Location(shown_as)
+    assert child.stdin is not None
     try:
-        child.communicate(json.dumps(request).encode(), timeout=limits.timeout_s)
+        # The request is one line; the pipe then stays open until the child has been
+        # reaped. The child ends itself (and whatever it started) when the pipe closes
+        # without that: this process died (kill -9), and its session no longer bounds it.
+        with contextlib.suppress(BrokenPipeError):  # it ended at once: said below
+            child.stdin.write(json.dumps(request).encode() + b"\n")
+            child.stdin.flush()
+        child.wait(timeout=limits.timeout_s)
     except subprocess.TimeoutExpired:
         _kill(child)
         raise DefinitionError(
@@ -261,6 +268,8 @@ def _run_child(
         ) from None
     finally:
         _kill(child)
+        with contextlib.suppress(OSError):
+            child.stdin.close()
     try:
         with open(result, encoding="utf-8") as answer:
             found = json.load(answer)
