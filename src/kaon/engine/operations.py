@@ -16,7 +16,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kaon.engine.nodes import CONDITION_FALSE, NOT_TAKEN, USER_SKIP
-from kaon.errors import DefinitionError, InvalidActionError, Location, NotFoundError, Problem
+from kaon.errors import (
+    DefinitionError,
+    FencingError,
+    InvalidActionError,
+    Location,
+    NotFoundError,
+    Problem,
+)
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
 from kaon.model.graph import compile_graph
@@ -40,6 +47,7 @@ from kaon.store.base import (
     CommandRecord,
     DefinitionRecord,
     EventRecord,
+    Fence,
     RunRecord,
     StateStore,
     StepRunRecord,
@@ -308,7 +316,16 @@ def restart_run(
         "only": only,
     }
     batch.events.append(EventRecord(run_id, "action", now, data))
-    store.write(batch)
+    # Written only if the run is still as read: a deletion (another replica's, retention's)
+    # that claimed it meanwhile would otherwise delete a running run, or hold it forever.
+    batch.fence = Fence(record.owner, {run_id: record.lease_epoch})
+    try:
+        store.write(batch)
+    except FencingError:
+        raise InvalidActionError(
+            f"run {run_id} changed while it was being restarted (it is being deleted, or an "
+            "engine took it); look at it again"
+        ) from None
     return store.get_run(run_id)
 
 

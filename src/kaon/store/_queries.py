@@ -710,9 +710,12 @@ def _release_lease(at_epoch: bool) -> Any:
 def _fence(dialect: str) -> Any:
     """The fence of a write: the run's row while its holder still owns it at its epoch, locked
     against a takeover until the write commits (``FOR SHARE`` on PostgreSQL; a SQLite write
-    holds the database's write lock already). ``:f_id``, ``:f_owner``, ``:f_epoch``."""
+    holds the database's write lock already). ``:f_id``, ``:f_owner``, ``:f_epoch``; a null
+    ``:f_owner`` is a run no engine holds (a restart's write: refused once it is claimed)."""
     stmt = sa.select(_r.id).where(
-        _r.id == _bind("f_id"), _r.owner == _bind("f_owner"), _r.lease_epoch == _bind("f_epoch")
+        _r.id == _bind("f_id"),
+        _r.owner.is_not_distinct_from(_bind("f_owner")),
+        _r.lease_epoch == _bind("f_epoch"),
     )
     return stmt.with_for_update(read=True) if dialect == "postgresql" else stmt
 

@@ -31,7 +31,7 @@ STATEMENTS: dict[tuple[Any, ...], dict[str, Any]] = {
     ('lease_epoch',): {'sql': 'SELECT runs.lease_epoch \nFROM runs \nWHERE runs.id = :run_id'},
     ('lease_holders', False): {'sql': 'SELECT runs.id, runs.owner, runs.lease_epoch \nFROM runs \nWHERE runs.id IN (__[POSTCOMPILE_ids])', 'expanding': ('ids',)},
     ('renew_leases', 'sqlite'): {'sql': "UPDATE runs SET lease_until=(((julianday('now') - 2440587.5) * 86400.0) + :lease_ttl) WHERE runs.id IN (__[POSTCOMPILE_ids])", 'expanding': ('ids',)},
-    ('fence', 'sqlite'): {'sql': 'SELECT runs.id \nFROM runs \nWHERE runs.id = :f_id AND runs.owner = :f_owner AND runs.lease_epoch = :f_epoch'},
+    ('fence', 'sqlite'): {'sql': 'SELECT runs.id \nFROM runs \nWHERE runs.id = :f_id AND runs.owner IS :f_owner AND runs.lease_epoch = :f_epoch'},
     ('release_hold',): {'sql': 'DELETE FROM holds WHERE holds.run_id = :h_run AND holds.step_path = :h_path AND holds.attempt = :h_attempt'},
     ('pools',): {'sql': 'SELECT pools.name, pools.slots, pools.cpus, pools.memory, pools.gpus, pools.updated_at \nFROM pools ORDER BY pools.name'},
     ('permits',): {'sql': 'SELECT permits.tag, permits.max, permits.updated_at \nFROM permits ORDER BY permits.tag'},

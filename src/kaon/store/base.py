@@ -311,9 +311,12 @@ class Fence:
     time (the engine in the turn that commits the batch, before it), so a takeover, which
     needs a lease past its time by the database's clock, cannot happen while the holder
     renews; and if it happens all the same, this check refuses the holder's next write.
+
+    ``owner`` None fences on a run no one holds, as it was read (a restart of a finished
+    run): a deletion's claim, or an engine's, made since refuses the write.
     """
 
-    owner: str
+    owner: str | None
     epochs: Mapping[str, int]
 
 
