@@ -781,10 +781,12 @@ _TERMINAL = sorted(s.value for s in RUN_TERMINAL)  # sorted: the shipped text is
 
 @_builder
 def _mark_deleting(dialect: str) -> Any:
-    """Claim a finished run for deletion: its ``owner`` becomes ``:marker`` with a lease that
-    never ends (no engine can take it and a restart refuses it), unless
-    it is active or an engine's lease on it has not expired. ``:run_id``, ``:marker``,
-    ``:forever``."""
+    """Claim a finished run for deletion: its ``owner`` becomes ``:marker`` (no engine can
+    take it and a restart refuses it) with a lease of ``:claim_s`` seconds by the database's
+    clock, which the deletion renews as it goes (a lapsed one: the deleter died, a server
+    finishes the job), unless it is active or an engine's lease on it has not expired (a
+    run already claimed for deletion is claimed again: a second call finishes the job).
+    ``:run_id``, ``:marker``, ``:claim_s``."""
     now = db_clock(dialect)
     free = sa.or_(
         _r.owner.is_(None),
@@ -795,7 +797,41 @@ def _mark_deleting(dialect: str) -> Any:
     return (
         sa.update(t.runs)
         .where(_r.id == _bind("run_id"), _r.status.in_(_TERMINAL), free)
-        .values(owner=_bind("marker"), lease_until=_bind("forever", sa.Double()))
+        .values(owner=_bind("marker"), lease_until=now + _bind("claim_s", sa.Double()))
+    )
+
+
+@_builder
+def _renew_deleting(dialect: str) -> Any:
+    """Renew a deletion's claim on ``:run_id`` (owner ``:marker``) for ``:claim_s`` seconds."""
+    return (
+        sa.update(t.runs)
+        .where(_r.id == _bind("run_id"), _r.owner == _bind("marker"))
+        .values(lease_until=db_clock(dialect) + _bind("claim_s", sa.Double()))
+    )
+
+
+@_builder
+def _take_abandoned_deletion(dialect: str) -> Any:
+    """Take over the lapsed deletion claim on ``:run_id`` (owner ``:marker``) for
+    ``:claim_s`` seconds; matches no row when another finisher took it first."""
+    now = db_clock(dialect)
+    return (
+        sa.update(t.runs)
+        .where(_r.id == _bind("run_id"), _r.owner == _bind("marker"), _r.lease_until < now)
+        .values(lease_until=now + _bind("claim_s", sa.Double()))
+    )
+
+
+@_builder
+def _abandoned_deletions(dialect: str) -> Any:
+    """Runs claimed for deletion (owner ``:marker``) whose claim lapsed by the database's
+    clock (their deleter died midway), oldest first, at most ``:limit``."""
+    return (
+        sa.select(_r.id)
+        .where(_r.owner == _bind("marker"), _r.lease_until < db_clock(dialect))
+        .order_by(_r.created_at, _r.id)
+        .limit(_bind("limit"))
     )
 
 

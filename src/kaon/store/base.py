@@ -563,6 +563,13 @@ class StateStore(ABC):
         """
 
     @abstractmethod
+    def abandoned_deletions(self, *, limit: int = 100) -> list[str]:
+        """Runs whose deletion was claimed and then abandoned (its deleter died midway: the
+        claim was not renewed in time), oldest first, at most ``limit``, each taken over by
+        this call (no other caller gets it until the claim lapses again): calling
+        :meth:`delete_runs` on them finishes their deletion."""
+
+    @abstractmethod
     def cache_users(self, run_id: str, *, limit: int = 10_000) -> list[tuple[str, int, str]]:
         """The step runs of other runs that reused outputs of ``run_id`` from the cache, as
         ``(their run, their step run id, the path in run_id they reused)``: what deleting

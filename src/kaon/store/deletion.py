@@ -3,9 +3,11 @@
 What :meth:`kaon.store.sql.SQLStore.delete_runs` does, for each run:
 
 1. **Claim.** One conditional update makes the run's ``owner`` :data:`DELETING` with a lease
-   that never ends, only if the run is finished (succeeded, failed or cancelled) and no
-   engine holds a live lease on it. No engine can take the run from then on, and a restart
-   refuses it. A second call finds its own claim and goes on.
+   of :data:`CLAIM_S` seconds, renewed with every transaction of the deletion, only if the
+   run is finished (succeeded, failed or cancelled) and no engine holds a live lease on it.
+   No engine can take the run from then on, and a restart refuses it. A second call finds
+   the claim and goes on; a claim that lapsed (its deleter was killed) is taken over by
+   :func:`abandoned` (by one caller only), for a server's trigger loop to finish the job.
 2. **Cache entries** made from the run are deleted first, so no new run reuses its outputs
    while it goes. A later run with the same inputs simply misses and executes the step.
 3. **Its rows, table by table**: every table with a ``run_id`` column (found from the schema,
@@ -47,8 +49,10 @@ if TYPE_CHECKING:
 DELETING = DELETING_OWNER
 """The ``owner`` of a run being deleted."""
 
-FOREVER = 1e18
-"""The lease time of a run being deleted (epoch seconds: never reached)."""
+CLAIM_S = 60.0
+"""How long a deletion's claim on a run lasts without a renewal (each transaction of the
+deletion renews it): after that its deleter is taken for dead and the deletion is finished
+by whoever finds it (:func:`abandoned`)."""
 
 KEPT = frozenset({"trigger_firings"})
 """Tables with a ``run_id`` column whose rows outlive the run (see the module's text)."""
@@ -108,7 +112,7 @@ def _check(store: SQLStore, run_id: str) -> None:
 
 
 def _delete_run(store: SQLStore, run_id: str, chunk_rows: int, by: str) -> int:
-    params = {"run_id": run_id, "marker": DELETING, "forever": FOREVER}
+    params = _claim(run_id)
     with store._transaction(f"claiming run {run_id} for deletion") as tx:
         claimed = tx.execute(("mark_deleting", store.dialect), params)
     if claimed != 1:
@@ -147,11 +151,33 @@ def _audit(store: SQLStore, run_id: str, workflow: str, by: str) -> None:
 
 def _delete_rows(store: SQLStore, table: str, run_id: str, chunk_rows: int) -> None:
     """Delete ``run_id``'s rows of ``table``, ``chunk_rows`` per transaction."""
+    claim = _claim(run_id)
     while True:
         with store._transaction(f"deleting rows of run {run_id} in {table}") as tx:
+            tx.execute(("renew_deleting", store.dialect), claim)
             done = tx.execute(("delete_run_rows", table), {"run_id": run_id, "limit": chunk_rows})
         if done < chunk_rows:
             return
+
+
+def _claim(run_id: str) -> dict[str, Any]:
+    """The parameters of a deletion's claim on ``run_id`` (taken or renewed)."""
+    return {"run_id": run_id, "marker": DELETING, "claim_s": CLAIM_S}
+
+
+def abandoned(store: SQLStore, limit: int) -> list[str]:
+    """Runs whose deletion was claimed and not renewed for :data:`CLAIM_S` seconds (its
+    deleter died midway), oldest first, at most ``limit``, each taken over (its claim
+    renewed, only if still lapsed: two servers never finish the same one): the caller
+    finishes them with :func:`delete_runs`."""
+    found = store.query(("abandoned_deletions", store.dialect), marker=DELETING, limit=limit)
+    taken = []
+    for row in found:
+        run_id = str(row["id"])
+        with store._transaction(f"taking over the deletion of run {run_id}") as tx:
+            if tx.execute(("take_abandoned_deletion", store.dialect), _claim(run_id)) == 1:
+                taken.append(run_id)
+    return taken
 
 
 def cache_users(store: SQLStore, run_id: str, limit: int) -> list[dict[str, Any]]:
@@ -183,6 +209,8 @@ def _hand_on_lineage(store: SQLStore, run_id: str, chunk_rows: int) -> None:
         if not users:
             return
         _copy_lineage(store, run_id, users, len(prefix))
+        with store._transaction(f"renewing the deletion's claim on run {run_id}") as tx:
+            tx.execute(("renew_deleting", store.dialect), _claim(run_id))
         last = users[-1]
         params.update(after_from=last["cached_from"], after_run=last["run_id"], after_id=last["id"])
         if len(users) < chunk_rows:

@@ -707,6 +707,12 @@ class SQLStore(StateStore):
 
         return deletion.delete_runs(self, run_ids, chunk_rows=chunk_rows, by=by)
 
+    def abandoned_deletions(self, *, limit: int = 100) -> list[str]:
+        """See :meth:`StateStore.abandoned_deletions` (:func:`kaon.store.deletion.abandoned`)."""
+        from kaon.store import deletion
+
+        return deletion.abandoned(self, limit)
+
     def cache_users(self, run_id: str, *, limit: int = 10_000) -> list[tuple[str, int, str]]:
         """Step runs that reused ``run_id``'s outputs (``ix_step_runs_cached_from``)."""
         from kaon.store import deletion

@@ -71,6 +71,26 @@ def delete(store: StateStore, runs: list[RunRecord]) -> RetentionOutcome:
     return outcome
 
 
+REPAIR_ACTOR = "repair"
+"""Who the audit trail says finished a deletion its deleter abandoned."""
+
+
+def finish_abandoned(store: StateStore, *, limit: int = 20) -> list[str]:
+    """Finish the deletions whose deleter died midway (``DELETE /runs/{id}``, ``kaon runs
+    delete``, retention killed after claiming a run), at most ``limit``; the runs deleted.
+    A server's trigger loop calls it whether or not it has a retention policy."""
+    done: list[str] = []
+    for run_id in store.abandoned_deletions(limit=limit):
+        try:
+            if store.delete_runs([run_id], by=REPAIR_ACTOR):
+                done.append(run_id)
+        except (InvalidActionError, LeaseError) as refused:
+            log.info("deletion of run %s not finished for now: %s", run_id, refused)
+    if done:
+        log.info("finished the interrupted deletion of %d run(s)", len(done))
+    return done
+
+
 def apply(
     store: StateStore,
     policy: RetentionPolicy,

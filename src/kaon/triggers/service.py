@@ -10,7 +10,8 @@ Each pass, for every active workflow (from a :class:`~kaon.triggers.catalog.Work
 5. advances running backfills (the sliding window),
 6. scans for alerts (finished runs each pass; long runs and deadlines every 5 s),
 7. with a retention policy (``kaon server --retention``), deletes a bounded batch of runs
-   past it every minute (each pass while a backlog drains; :mod:`kaon.triggers.retention`).
+   past it every minute (each pass while a backlog drains; :mod:`kaon.triggers.retention`);
+   with or without one, finishes run deletions whose deleter died midway (repair passes).
 
 The clock is injected: tests pass ``now`` to :meth:`tick` to fire cron slots without
 waiting, and a server can read a fake clock from a file (:func:`clock_from_env`).
@@ -241,6 +242,7 @@ class TriggerService:
             )
             if repaired:
                 log.info("created the runs of %d firings claimed before", repaired)
+            self._finish_deletions()
         workflows = self.catalog.active_workflows()
         self._read_new_cron_states(workflows, at)
         work = _Pass(at)
@@ -530,6 +532,14 @@ class TriggerService:
                 log.info("backfill %s goes on", record.id)
             fired += [Fired(r, record.workflow, "backfill", record.id, 0.0) for r in started]
         return fired
+
+    def _finish_deletions(self) -> None:
+        """Finish run deletions whose deleter died midway (every repair pass, with or
+        without a retention policy: a ``DELETE /runs/{id}`` killed midway is finished too)."""
+        try:
+            retention.finish_abandoned(self.store)
+        except KaonError as error:
+            log.warning("finishing interrupted run deletions failed: %s", error)
 
     def _retain(self, now: float) -> None:
         """Delete a bounded batch of runs past the server's retention, every
