@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import logging
 import multiprocessing
@@ -153,11 +154,18 @@ def build_engine(services: Services, options: ServerOptions) -> Engine:
     code fingerprints are made in a sandboxed child, as pushed files are evaluated: the
     engine's process never imports pushed code."""
     executor = create_step_executor(services.settings, sandbox_default="auto")
+    # The child runs on the engine's thread, which renews the leases between turns: it may
+    # take a third of a lease at most (a module slower to import runs uncached, said in
+    # the run's cache event), never long enough for the engine's leases to lapse.
+    limits = services.registry.sandbox
+    limits = dataclasses.replace(
+        limits, timeout_s=min(limits.timeout_s, max(options.lease_ttl_s / 3, 5.0))
+    )
     return Engine(
         services.store,
         step_env(services, options, executor),
         services.runs.artifacts,
-        fingerprint=IsolatedFingerprints(services.registry.sandbox),
+        fingerprint=IsolatedFingerprints(limits),
         lease_ttl=options.lease_ttl_s,
         owner_group_of=services.registry.owner_group,
         on_turn=telemetry.record_engine_turn,

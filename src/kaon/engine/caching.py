@@ -53,9 +53,34 @@ class CachingSteps(RunCore):
     def _needs_probe(self, node: Node) -> bool:
         return node.probe is None and node.cache is None and self._cacheable(node)
 
+    _prepared = False  # the run's cacheable configurations were handed to memo.prepare
+
+    def _prepare_fingerprints(self) -> None:
+        """Hand the fingerprint function every configuration whose key this turn or the run
+        will need, at once (see :meth:`Memoizer.prepare`): at the first probe of the run, each
+        cacheable task of its workflow; then the queued tasks (a subworkflow's, say)."""
+        if not self.ctx.memo.prepares:
+            return
+        configs: dict[int, tuple[str, Any]] = {}
+        if not self._prepared:
+            self._prepared = True
+            default = self.spec.defaults.cache
+            for _path, step in self.spec.graph.walk():
+                if isinstance(step, TaskSpec) and (
+                    step.cache if step.cache is not None else default
+                ):
+                    configs[id(step.config)] = (step.step_type, step.config)
+        for node in self.ready:
+            spec = node.spec
+            if isinstance(spec, TaskSpec) and self._needs_probe(node):
+                configs[id(spec.config)] = (spec.step_type, spec.config)
+        if configs:
+            self.ctx.memo.prepare(configs.values())
+
     def _probe_cache(self, limit: int = 512) -> None:
         """Compute the cache keys of queued cacheable tasks and look them all up in one query
         (a window of foreach items costs one query, not one each)."""
+        self._prepare_fingerprints()
         keyed: list[tuple[Node, CacheKey]] = []
         for node in self.ready:
             spec = node.spec

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,8 @@ from kaon.model.values import (
 )
 from kaon.steptypes.base import CodeFingerprint
 from kaon.store.base import CacheEntryRecord, StateStore
+
+log = logging.getLogger(__name__)
 
 Fingerprint = Callable[[str, Mapping[str, Any]], "str | CodeFingerprint"]
 
@@ -110,6 +113,23 @@ class Memoizer:
         # execution it named (``run:path``): the miss says so (the step's new execution
         # then replaces that entry, so `kaon explain` could not find it afterwards).
         self.unavailable: dict[str, str] = {}
+
+    @property
+    def prepares(self) -> bool:
+        """Whether :meth:`prepare` does anything (the fingerprint function batches)."""
+        return hasattr(self._fingerprint, "prepare")
+
+    def prepare(self, configs: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Tell the fingerprint function about configurations whose keys come soon, when it
+        can do many at once (a server's sandboxed fingerprints: one child for a run's steps,
+        not one each; see :mod:`kaon.service.fingerprint_sandbox`). Never raises."""
+        prepare = getattr(self._fingerprint, "prepare", None)
+        if prepare is None:
+            return
+        try:
+            prepare(configs)
+        except Exception:  # each key then asks for its own, and says why it failed
+            log.warning("preparing code fingerprints failed", exc_info=True)
 
     def key(
         self,

@@ -9,9 +9,10 @@ parent then keeps the pipe open, and the child ends itself if the pipe closes fi
 
 It lowers its own resource limits first (before any user code is imported), loads the
 workflow, and writes ``{"spec": ...}`` or ``{"problems": [...]}`` to ``result``. A request
-with ``"fingerprint": {"step_type": ..., "config": ...}`` instead of a target gets the step
-type's code fingerprint of that configuration (importing the step's module, as a fingerprint
-does): ``{"fingerprint": ...}`` (see :func:`fingerprint_to_dict`) or ``{"error": "..."}``.
+with ``"fingerprints": [{"step_type": ..., "config": ...}, ...]`` instead of a target gets
+the step types' code fingerprints of those configurations (importing the steps' modules, as a
+fingerprint does; a module shared by several is imported once): ``{"fingerprints": [...]}``,
+each ``{"fingerprint": ...}`` (see :func:`fingerprint_to_dict`) or ``{"error": "..."}``.
 It ends with ``os._exit`` so that nothing the user's code registered (``atexit``) runs after
 the result. Whatever the user's code does (exit, raise ``KeyboardInterrupt``, loop,
 allocate), only this process suffers.
@@ -88,8 +89,8 @@ def main() -> None:
     _limit(resource.RLIMIT_FSIZE, int(request["file_bytes"]))
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_NOFILE, 256)
-    if "fingerprint" in request:
-        text = _fingerprint(request["fingerprint"])
+    if "fingerprints" in request:
+        text = json.dumps({"fingerprints": [_fingerprint(w) for w in request["fingerprints"]]})
     else:
         text = _evaluate(str(request["target"]))
     partial = f"{request['result']}.partial"
@@ -110,14 +111,14 @@ def _evaluate(target: str) -> str:
         return json.dumps({"problems": _problems(exc)})
 
 
-def _fingerprint(work: dict[str, Any]) -> str:
+def _fingerprint(work: dict[str, Any]) -> dict[str, Any]:
     try:
         from kaon.steptypes.registry import get_step_type
 
         code = get_step_type(str(work["step_type"])).fingerprint(work["config"])
-        return json.dumps({"fingerprint": fingerprint_to_dict(code)})
+        return {"fingerprint": fingerprint_to_dict(code)}
     except BaseException as exc:
-        return json.dumps({"error": f"{type(exc).__name__}: {exc}"[:2000]})
+        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 def fingerprint_to_dict(code: Any) -> dict[str, Any]:

@@ -65,6 +65,10 @@ class StepType(ABC):
     """A way of running a task step (``python``, ``shell``, or a plugin's)."""
 
     name: ClassVar[str]
+    # Whether :meth:`fingerprint` runs the step's own code (imports its module): a server
+    # then fingerprints in a sandboxed child (kaon.service.fingerprint_sandbox), never in the
+    # engine's process. Reading files (a script, a query, a notebook) does not run them.
+    fingerprint_runs_code: ClassVar[bool] = False
 
     @abstractmethod
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:

@@ -144,6 +144,7 @@ class PythonStepType(StepType):
     """Runs a Python function: ``fn(**inputs)``; its return value is the step's value."""
 
     name: ClassVar[str] = "python"
+    fingerprint_runs_code: ClassVar[bool] = True  # imports the step's module
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check the config's shape, then try to resolve the function (importing its module).

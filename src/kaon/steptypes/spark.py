@@ -341,6 +341,7 @@ class SparkStepType(StepType):
     """Runs a PySpark function in this worker's SparkSession (local mode by default)."""
 
     name: ClassVar[str] = "spark"
+    fingerprint_runs_code: ClassVar[bool] = True  # imports the job's module
 
     def requirements(self, config: Mapping[str, Any]) -> tuple[Requirement, ...]:
         """PySpark."""
