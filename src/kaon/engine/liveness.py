@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import tempfile
+import time
 import uuid
 import weakref
 from pathlib import Path
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from kaon.store.base import StateStore
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# A dead engine's lock file is the proof of its death only while one of its leases may still
+# be live (their length: --lease-ttl, 30 s by default): older than this, one nobody holds is
+# removed by the next engine that starts (killed engines whose runs were never resumed left
+# hundreds behind).
+STALE_LOCK_S = 3600.0
 
 
 def new_owner() -> str:
@@ -53,6 +59,7 @@ class EngineLock:
         self._fd: int | None = None
         with contextlib.suppress(OSError):  # no lock directory: the engine is never "proven dead"
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_locks(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -78,6 +85,28 @@ class EngineLock:
                 self._finalizer.detach()
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+def remove_stale_locks(folder: Path, older_than_s: float = STALE_LOCK_S) -> int:
+    """Remove the lock files in ``folder`` of engines that died more than ``older_than_s``
+    ago (the file is that old and no process holds its lock); how many went."""
+    removed = 0
+    limit = time.time() - older_than_s
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.endswith(".lock"):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime > limit:
+                    continue
+                fd = os.open(entry.path, os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while held
+                    os.unlink(entry.path)
+                    removed += 1
+                finally:
+                    os.close(fd)
+    return removed
 
 
 def _release(fd: int, path: str) -> None:
