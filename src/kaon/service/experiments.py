@@ -153,6 +153,7 @@ class Experiments:
         view.artifacts = [
             _artifact_view(r) for r in self.store.artifacts(run_id=run_id, limit=_ALL)
         ]
+        own = {(a.path, a.output, a.hash): a for a in view.artifacts}
         sources: dict[str, dict[tuple[str, str, str], ArtifactRecord]] = {}
         rows = self.store.step_runs(run_id, all_levels=True)
         for row in rows:
@@ -169,6 +170,11 @@ class Experiments:
                 elif cached and row.cached_from:
                     source = self._source_records(row.cached_from, sources)
                     for blob in artifact_refs(ref):
+                        # Deleting the run it came from copied its record here: one row.
+                        copied = own.get((row.path, name, blob.hash))
+                        if copied is not None:
+                            copied.cached_from = row.cached_from
+                            continue
                         view.artifacts.append(
                             _reused_view(run_id, row.path, name, blob, row.cached_from, source)
                         )

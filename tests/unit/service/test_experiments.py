@@ -148,6 +148,18 @@ def test_run_artifacts_lists_blobs_values_and_reused_outputs(
     assert view.artifacts[0].path == "prepare"  # in step order
 
 
+def test_a_reused_blob_is_listed_once_after_the_run_it_came_from_is_deleted(
+    lab: Lab, two_runs: tuple[str, str]
+) -> None:
+    first, second = two_runs
+    lab.service.delete_run(first)  # its records of the reused blobs are copied to `second`
+    view = lab.x.run_artifacts(second)
+    rows = [(a.path, a.output, a.hash) for a in view.artifacts]
+    assert len(rows) == len(set(rows)), rows  # was listed twice: the copy, and "reused"
+    table = {(a.path, a.output): a for a in view.artifacts}[("prepare", "table")]
+    assert table.cached_from == f"{first}:prepare"  # where it came from, still said
+
+
 def test_lineage_walks_inputs_and_lists_consumers(lab: Lab, two_runs: tuple[str, str]) -> None:
     first, second = two_runs
     model = lab.hash_of(second, "segments[2].train")
