@@ -230,24 +230,26 @@ class RegistryService:
         if problems:
             raise DefinitionError(problems)
         folder = self.sources_dir / bundle_digest(name, source, files)[:16]
-        path = folder / name
-        created = not folder.exists()
+        if folder.is_dir():  # the same content, pushed before: complete (made whole at once)
+            return folder, False
+        partial = self.sources_dir / f".partial-{folder.name}-{uuid.uuid4().hex}"
         try:
             self.sources_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the code: private
-            folder.mkdir(exist_ok=True)
-            write_bundle(folder, files)  # before the definition: it may import them
-            if not path.exists():
-                partial = folder / f".partial-{uuid.uuid4().hex}"
-                partial.write_bytes(data)
-                os.replace(partial, path)
+            partial.mkdir(mode=0o700)
+            write_bundle(partial, files)  # before the definition: it may import them
+            (partial / name).write_bytes(data)
+            # Renamed into place whole: a push killed midway leaves no folder a replica would
+            # take for the bundle (BundleFiles.ensure trusts a folder that exists).
+            os.rename(partial, folder)
         except OSError as exc:
-            if created:
-                shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(partial, ignore_errors=True)
+            if folder.is_dir():  # another push of the same content won the rename
+                return folder, False
             where = Location(name, field="file_name")
             raise DefinitionError(
                 Problem(f"cannot store the file: {exc.strerror}", where)
             ) from None
-        return folder, created
+        return folder, True
 
     # -- reading -----------------------------------------------------------------------------
 
