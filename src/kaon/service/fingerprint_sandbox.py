@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,10 +32,15 @@ from kaon.service.push_sandbox import SandboxLimits, run_child
 from kaon.steptypes.base import CodeFingerprint
 
 REMEMBERED = 10_000  # configurations whose fingerprint is kept per process (then cleared)
+RETRY_FAILED_S = 600.0  # a failure (a module that did not import, a timeout) is tried again
 
 
 class FingerprintError(KaonError):
     """A step's code could not be fingerprinted (its module failed to import, say)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.at = time.monotonic()
 
 
 class IsolatedFingerprints:
@@ -58,8 +64,7 @@ class IsolatedFingerprints:
         if not kind.fingerprint_runs_code:
             return kind.fingerprint(config)  # reads files: nothing of the user's runs here
         key = _key(step_type, config)
-        with self._lock:
-            found = self._known.get(key)
+        found = self._get(key)
         if found is None:
             self._fingerprint_all({key: (step_type, config)})
             with self._lock:
@@ -67,7 +72,7 @@ class IsolatedFingerprints:
         if found is None:  # forgotten at once (more than REMEMBERED at a time)
             raise FingerprintError("the fingerprint was not kept")
         if isinstance(found, FingerprintError):
-            raise found
+            raise FingerprintError(str(found))  # a new one: a kept one would grow its traceback
         return found
 
     def prepare(self, configs: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
@@ -84,10 +89,22 @@ class IsolatedFingerprints:
             except KaonError:
                 continue  # an unknown step type: its attempt says so
             key = _key(step_type, config)
-            if key not in wanted and key not in self._known:
+            if key not in wanted and self._get(key) is None:
                 wanted[key] = (step_type, config)
         if wanted:
             self._fingerprint_all(wanted)
+
+    def _get(self, key: str) -> str | CodeFingerprint | FingerprintError | None:
+        """What is known of ``key``; a failure only for :data:`RETRY_FAILED_S` (a timeout on
+        a busy machine must not leave the step uncached for the life of the server)."""
+        with self._lock:
+            found = self._known.get(key)
+            if isinstance(found, FingerprintError) and (
+                time.monotonic() - found.at > RETRY_FAILED_S
+            ):
+                del self._known[key]
+                return None
+        return found
 
     def _fingerprint_all(self, wanted: Mapping[str, tuple[str, Mapping[str, Any]]]) -> None:
         visible = self.limits.isolation.read_only if self.limits.isolation is not None else ()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kaon.api.deps import Services
 from kaon.artifacts import open_artifact_store
 from kaon.dsl.loader import load_workflow
@@ -21,7 +23,8 @@ from kaon.engine.operations import create_run
 from kaon.executors.inline import InlineExecutor
 from kaon.model.status import RunStatus
 from kaon.server_parts import ServerOptions, build_engine
-from kaon.service.fingerprint_sandbox import IsolatedFingerprints
+from kaon.service import fingerprint_sandbox
+from kaon.service.fingerprint_sandbox import FingerprintError, IsolatedFingerprints
 from kaon.service.push_sandbox import SandboxLimits
 from kaon.steptypes.shell import ShellStepType
 from kaon.store import open_store
@@ -97,3 +100,19 @@ def test_the_fingerprint_child_may_take_a_third_of_a_lease(services: Services) -
         assert fingerprint.limits.timeout_s == 10.0
     finally:
         engine.close()
+
+
+def test_a_failed_fingerprint_is_tried_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "later.py"
+    module.write_text("raise RuntimeError('the data mount is not there yet')\n")
+    fingerprint = IsolatedFingerprints(SandboxLimits(timeout_s=60))
+    config = {"file": str(module), "function": "step"}
+    with pytest.raises(FingerprintError, match="not there yet"):
+        fingerprint("python", config)
+    module.write_text("def step():\n    return 1\n")
+    with pytest.raises(FingerprintError):  # remembered: a foreach does not retry per item
+        fingerprint("python", config)
+    monkeypatch.setattr(fingerprint_sandbox, "RETRY_FAILED_S", 0.0)
+    assert fingerprint("python", config)  # tried again once the failure is old
