@@ -140,7 +140,15 @@ def _client(
         create_store=create,
         ray_address=ray_address,
     )
-    return open_service(url, settings)
+    local = {
+        "--db": db,
+        "--home": home,
+        "--executor": executor,
+        "--workers": workers,
+        "--artifacts": artifacts,
+        "--ray-address": ray_address,
+    }
+    return open_service(url, settings, local_options=local)
 
 
 def request_from_options(
@@ -503,11 +511,14 @@ def resume(
     """Continue a run whose engine stopped or died, without redoing finished steps (attempts
     still running on the executor, a Ray cluster, are re-attached, not run again)."""
     from kaon.cli.follow import Output
+    from kaon.service.client import server_url
 
     output = Output(quiet=quiet, logs=logs, events=events)
     with _errors(as_json or events, compact=events):
         chosen: str | None = executor
-        if chosen is None:  # the executor the run was started on: its attempts may live on
+        # Locally, the executor the run was started on: its attempts may live on. A server
+        # resumes a run on its own executor, and is given none (see choose_server).
+        if chosen is None and not server_url(url):
             with _client(url, db, home, workers=workers, artifacts=artifacts) as probe:
                 chosen = probe.get_run(probe.resolve_run_id(run_id)).executor or None
     with (

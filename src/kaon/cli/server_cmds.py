@@ -53,7 +53,8 @@ def _registry(
     from kaon.service.client import open_registry
     from kaon.service.settings import Settings
 
-    return open_registry(url, Settings.from_env(home=home, db_url=db, create_store=create))
+    settings = Settings.from_env(home=home, db_url=db, create_store=create)
+    return open_registry(url, settings, local_options={"--db": db, "--home": home})
 
 
 def _assigned(assignments: list[str]) -> dict[str, Any]:

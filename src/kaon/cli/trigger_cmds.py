@@ -52,11 +52,11 @@ class _Client:
     """Trigger operations, remote or local, with one shape."""
 
     def __init__(self, url: str | None, db: str | None, home: str | None) -> None:
-        from kaon.service.client import server_url
+        from kaon.service.client import choose_server
         from kaon.service.settings import Settings
         from kaon.service.triggers import TriggerOperations
 
-        found = server_url(url)
+        found = choose_server(url, {"--db": db, "--home": home})
         self.remote = _Remote(found) if found else None
         self.local: TriggerOperations | None = None
         self._local_store: Any = None

@@ -227,12 +227,45 @@ def server_url(url: str | None = None) -> str | None:
     return str(found) if found else None
 
 
+def choose_server(url: str | None, local_options: Mapping[str, object] | None = None) -> str | None:
+    """The server URL in force (see :func:`server_url`), or None to work locally.
+
+    ``local_options`` maps a command's options that choose the local store or executor
+    (``--db``, ``--home``, ``--executor``...) to the values given on its command line (None:
+    not given). A server uses its own store and workers, so naming both is a conflict: raises
+    ConfigurationError naming the options and where the URL came from, rather than dropping
+    the options without a word (``kaon runs --db ci.db`` with KAON_URL set listed the
+    server's runs)."""
+    found = server_url(url)
+    given = [name for name, value in (local_options or {}).items() if value is not None]
+    if found and given:
+        from kaon.errors import ConfigurationError
+
+        if url:
+            source, unset = "--url", "drop --url"
+        elif os.environ.get("KAON_URL"):
+            source, unset = "KAON_URL", "unset KAON_URL"
+        else:
+            source, unset = "the project's url", "use a profile without a url"
+        raise ConfigurationError(
+            f"{', '.join(given)} {'chooses' if len(given) == 1 else 'choose'} the local store "
+            f"or executor, but {source} points this command at the server {found}, which uses "
+            f"its own: drop {', '.join(given)} to work with the server, or {unset} to work locally"
+        )
+    return found
+
+
 def open_service(
-    url: str | None = None, settings: Settings | None = None, *, token: str | None = None
+    url: str | None = None,
+    settings: Settings | None = None,
+    *,
+    token: str | None = None,
+    local_options: Mapping[str, object] | None = None,
 ) -> KaonService:
     """A :class:`RemoteService` when a server URL is given or set (with ``token``, else
-    ``KAON_TOKEN``), else a LocalService."""
-    found = server_url(url)
+    ``KAON_TOKEN``), else a LocalService. ``local_options`` given with a server URL raise
+    ConfigurationError (see :func:`choose_server`)."""
+    found = choose_server(url, local_options)
     if found:
         from kaon.service.remote import RemoteService
 
@@ -373,9 +406,12 @@ class LocalRegistry:
         return signal_view(self.services.registry.send_signal(name, params, self.principal))
 
 
-def open_registry(url: str | None, settings: Settings) -> RemoteService | LocalRegistry:
-    """The registry client: remote when a server URL is given or set, else local."""
-    found = server_url(url)
+def open_registry(
+    url: str | None, settings: Settings, *, local_options: Mapping[str, object] | None = None
+) -> RemoteService | LocalRegistry:
+    """The registry client: remote when a server URL is given or set, else local
+    (``local_options`` as :func:`open_service` takes them)."""
+    found = choose_server(url, local_options)
     if found:
         from kaon.service.remote import RemoteService
 
