@@ -648,14 +648,16 @@ def skip(
             except ValueError as exc:  # NaN, Infinity, too deep: no stored value can hold it
                 _fail(f"--output is not a valid JSON value: {exc}")
         how = service.skip(full, step, output=value, has_output=output is not None, by="cli")
-        if how == "command":
-            err.print(f"asked the engine running {full} to skip {step}")
-            return
-        if how == "queued":
-            err.print(
-                f"no engine drives {full}: the skip of {step} is recorded and applies when "
-                f"the run resumes (kaon resume {full})"
-            )
+        if how in ("command", "queued"):
+            if how == "command":
+                err.print(f"asked the engine running {full} to skip {step}")
+            else:
+                err.print(
+                    f"no engine drives {full}: the skip of {step} is recorded and applies "
+                    f"when the run resumes (kaon resume {full})"
+                )
+            if as_json:  # the run the skip went to, as `kill` and `continue` print theirs
+                _print_json(service.get_run(full).model_dump(mode="json"))
             return
         before, seen = service.last_log_id(full), service.last_event_id(full)
         view = service.restart(full, by="cli")
