@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Literal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
 
 import typer
+from typer.core import TyperGroup
 
 
 def _print_version(value: bool) -> None:
@@ -56,3 +59,49 @@ def root(
 
     with _errors():
         configure_logging()
+
+
+@contextmanager
+def _usage_errors_as_json(args: Sequence[str]) -> Iterator[None]:
+    """A usage error (an unknown option, a bad or missing value) of a command line that asks
+    for ``--json`` (or ``--events``) is also printed on stdout as the error document every
+    other error of such a command prints (on one line for ``--events``, an NDJSON stream's
+    last), then shown as usual on stderr."""
+    try:
+        yield
+    except typer.TyperException as exc:
+        given = list(args)
+        options = given[: given.index("--") if "--" in given else None]
+        if "--json" in options or "--events" in options:
+            from kaon.cli.main import _print_json, _print_line
+
+            message = exc.format_message()
+            code = exc.exit_code
+            (_print_json if "--json" in options else _print_line)(
+                {
+                    "error": {
+                        "type": type(exc).__name__,
+                        "message": message,
+                        "exit_code": code,
+                        "problems": [],
+                    }
+                }
+            )
+        raise
+
+
+class RootGroup(TyperGroup):
+    """The ``kaon`` group: what it and its commands refuse while reading the command line
+    goes through :func:`_usage_errors_as_json` (typer prints it on stderr and exits 2)."""
+
+    _ARGS = "kaon.args"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[self._ARGS] = list(args)
+        with _usage_errors_as_json(args):
+            parsed: list[str] = super().parse_args(ctx, args)
+            return parsed
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_as_json(ctx.meta.get(self._ARGS, ())):
+            return super().invoke(ctx)

@@ -36,7 +36,7 @@ from kaon.cli._options import (
     UrlOpt,
     WorkersOpt,
 )
-from kaon.cli._root import root
+from kaon.cli._root import RootGroup, root
 from kaon.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -76,6 +76,7 @@ app = typer.Typer(
     # Plain help and usage errors: typer's rich formatting imports rich's markdown, syntax
     # and traceback modules, which would double the start-up of `kaon --help`.
     rich_markup_mode=None,
+    cls=RootGroup,
 )
 app.callback()(root)
 # Consoles built on first use; off a terminal (pipes, CI) they are 160 columns wide.
@@ -1009,7 +1010,11 @@ def _app_for(argv: list[str]) -> typer.Typer:
     if len(chosen) != 1:
         return app
     alone = typer.Typer(
-        name="kaon", add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+        name="kaon",
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        cls=RootGroup,
     )
     alone.registered_commands = chosen
     alone.callback()(root)  # a group, so that the command's name is read as one
