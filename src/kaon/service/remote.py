@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -76,14 +77,35 @@ class Stoppable(Protocol):
         """Ask it to stop soon (thread- and signal-safe)."""
 
 
+class _StopFollowing(Exception):
+    """Unwinds the wait on a run's event stream: raised by :meth:`_Follower.stop` when
+    called by the thread that waits (a signal handler: Ctrl-C in the CLI)."""
+
+
 class _Follower:
     """Stops following a run's event stream when asked (Ctrl-C in the CLI)."""
 
     def __init__(self) -> None:
         self.stopped = False
+        self._waiting_thread: int | None = None
 
     def stop(self) -> None:
+        """Stop following. From a signal handler of the thread that waits on the stream,
+        raise :class:`_StopFollowing` there: its read would go on until the next line or the
+        read timeout, and a run without events meanwhile kept Ctrl-C waiting 5 s (or, if it
+        ended by then, reported as if never stopped). From another thread, only the flag."""
         self.stopped = True
+        if self._waiting_thread == threading.get_ident():
+            self._waiting_thread = None
+            raise _StopFollowing
+
+    def next_line(self, lines: Iterator[str]) -> str | None:
+        """The stream's next line (None at its end), read as the interruptible wait."""
+        self._waiting_thread = threading.get_ident()
+        try:
+            return next(lines, None)
+        finally:
+            self._waiting_thread = None
 
 
 def raise_for_answer(response: httpx.Response) -> None:
@@ -356,6 +378,8 @@ class RemoteService:
                     if record.kind == "run" and self._finished(record, run_id):
                         return RunStatus(self.get_run(run_id).status)
                 failures = 0
+            except _StopFollowing:
+                break
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > 20:
@@ -383,8 +407,9 @@ class RemoteService:
                 response.read()
                 raise_for_answer(response)
             data: list[str] = []
+            lines = response.iter_lines()
             try:
-                for line in response.iter_lines():
+                while (line := follower.next_line(lines)) is not None:
                     if follower.stopped:
                         return
                     if line.startswith("data:"):
