@@ -376,7 +376,10 @@ def _report(
 
         report(service, out, run_id)  # folded: counts, failed and slowest steps
     if status is RunStatus.RUNNING:
-        if watch:
+        from kaon.service.local import LocalService
+
+        # Only a local engine stops with this command; a server's drives the run on.
+        if watch or not isinstance(service, LocalService):
             err.print(f"stopped watching; the run goes on (kaon watch {run_id})")
         else:
             err.print(f"stopped; the run goes on with: kaon resume {run_id}")

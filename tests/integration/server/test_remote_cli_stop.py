@@ -68,3 +68,13 @@ def test_ctrl_c_on_a_server_run_stops_following_at_once(
     assert code == 130 and "Traceback" not in err, err
     assert seconds < 2.5, seconds
     assert wait(server.client(), run_id, {"running"})["status"] == "running"  # it goes on
+
+
+def test_ctrl_c_on_a_server_run_says_to_watch_it_not_to_resume_it(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """It said `stopped; the run goes on with: kaon resume RUN`, the advice for a run whose
+    engine was the stopped process; a server's engine drives the run on by itself."""
+    run_id, code, err, _ = _interrupt(server, tmp_path)
+    assert code == 130, err
+    assert f"the run goes on (kaon watch {run_id})" in err and "kaon resume" not in err, err
