@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -108,6 +108,23 @@ class _Follower:
             self._waiting_thread = None
 
 
+def _raise_for_foreign_answer(response: httpx.Response) -> NoReturn:
+    """An error answer that is not one of Kaon's API (its ``{"error", "message"}`` body for
+    what a route refuses): another server at that address, a proxy's error page, or a Kaon
+    server without this route (a path in KAON_URL, an older version). Said on one line,
+    without the page: ConfigurationError for the address, KaonError (exit 3) for a server
+    or gateway that failed."""
+    request = response.request
+    answered = f"{request.method} {request.url} answered {response.status_code}"
+    answered += f" {response.reason_phrase}".rstrip()
+    if response.status_code >= 500 and response.status_code != 501:
+        raise KaonError(f"the server failed: {answered}")
+    raise ConfigurationError(
+        f"{answered}, not a Kaon server's answer: is --url or KAON_URL the address of a Kaon "
+        "server (of this version)?"
+    )
+
+
 def raise_for_answer(response: httpx.Response) -> None:
     """Raise the Kaon error an error answer stands for (nothing for a 2xx)."""
     if response.is_success:
@@ -118,9 +135,13 @@ def raise_for_answer(response: httpx.Response) -> None:
         body = {}
     if not isinstance(body, dict):
         body = {}
+    status = response.status_code
+    if not isinstance(body.get("error"), str) or (
+        body["error"] == "HTTPError" and status in (404, 405)
+    ):
+        _raise_for_foreign_answer(response)
     kind = str(body.get("error", ""))
     message = str(body.get("message") or response.text or response.reason_phrase)
-    status = response.status_code
     if status == 422:
         problems = [
             Problem(
