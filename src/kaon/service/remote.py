@@ -153,7 +153,7 @@ def raise_for_answer(response: httpx.Response) -> None:
         ]
         raise _DEFINITION_ERRORS.get(kind, DefinitionError)(problems or message)
     if status == 401:
-        raise AuthenticationError(f"{message} (set KAON_TOKEN)")
+        raise AuthenticationError(f"{message} ({_token_hint()})")
     if status == 403:
         raise PermissionDeniedError(message)
     if status == 404:
@@ -163,6 +163,26 @@ def raise_for_answer(response: httpx.Response) -> None:
     if status < 500:
         raise ConfigurationError(f"the server refused the request ({status}): {message}")
     raise KaonError(f"the server failed ({status} {kind}): {message}")
+
+
+def _token_hint() -> str:
+    """Where the token a server refused is read from, as RemoteService reads it: KAON_TOKEN,
+    else the variable the project's profile names by ``token_env`` (which a 401 used to leave
+    unnamed: it said to set KAON_TOKEN), else its ``token``."""
+    if os.environ.get("KAON_TOKEN"):
+        return "set KAON_TOKEN"
+    from kaon.service.project import resolve
+
+    try:
+        found = resolve()["token"]
+    except KaonError:  # an unreadable project file: it is reported where it is used
+        return "set KAON_TOKEN"
+    if found.layer != "project":
+        return "set KAON_TOKEN"
+    label, _, variable = found.source.partition(" token_env=")
+    if variable:
+        return f"set {variable}, the token_env of {label}, or KAON_TOKEN"
+    return f"check the token of {found.source}, or set KAON_TOKEN"
 
 
 def _configured_token() -> str | None:

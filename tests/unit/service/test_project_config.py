@@ -161,3 +161,30 @@ def test_an_unknown_profile_is_an_error(project: Path) -> None:
     choose_profile("staging")
     with pytest.raises(ConfigurationError, match="--profile: unknown profile 'staging'"):
         Settings.from_env()
+
+
+def test_a_refused_token_names_the_variable_the_profile_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `token_env = "KAON_PROD_TOKEN"` unset, the server's 401 said `(set KAON_TOKEN)`."""
+    import httpx
+
+    from kaon.errors import AuthenticationError
+    from kaon.service.remote import raise_for_answer
+
+    (tmp_path / "kaon.toml").write_text(KAON_TOML)
+    monkeypatch.chdir(tmp_path)
+    refused = httpx.Response(
+        401,
+        json={"error": "AuthenticationError", "message": "missing API token"},
+        request=httpx.Request("GET", "https://kaon.example.com/runs"),
+    )
+    with pytest.raises(AuthenticationError, match=r"\(set KAON_TOKEN\)"):
+        raise_for_answer(refused)
+    choose_profile("prod")
+    with pytest.raises(AuthenticationError) as caught:
+        raise_for_answer(refused)
+    assert "set KAON_PROD_TOKEN" in str(caught.value) and "token_env" in str(caught.value)
+    monkeypatch.setenv("KAON_TOKEN", "kaon_x")  # read first: the token that was refused
+    with pytest.raises(AuthenticationError, match=r"\(set KAON_TOKEN\)"):
+        raise_for_answer(refused)
