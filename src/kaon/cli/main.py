@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from kaon.cli._console import lazy_console, real_console
+from kaon.cli._documents import document_stream, documents_only_on_stdout
 from kaon.cli._options import (
     ArtifactsOpt,
     DbOpt,
@@ -242,8 +243,9 @@ def _fail_with(
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    stream = document_stream()
+    stream.write(json.dumps(data, indent=2, default=str) + "\n")
+    stream.flush()
 
 
 def _print_view(view: BaseModel, as_json: bool, text: str) -> None:
@@ -326,6 +328,8 @@ def _drive(
     sink = reporter.feed_logs if reporter is not None else above_live_view
     tailing = live or (reporter is not None and every_line)
     with ExitStack() as stack:
+        if as_json or output.events:  # a step running here must not write into them
+            stack.enter_context(documents_only_on_stdout())
         register = stack.enter_context(_stoppable())
         if live:
             stack.enter_context(LiveView(progress, real_console(out)))
@@ -349,8 +353,9 @@ def _event_json(event: EventRecord) -> dict[str, Any]:
 
 def _print_line(data: Any) -> None:
     """One compact JSON document on one line (NDJSON)."""
-    sys.stdout.write(json.dumps(data, default=str, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    stream = document_stream()
+    stream.write(json.dumps(data, default=str, separators=(",", ":")) + "\n")
+    stream.flush()
 
 
 def _report(

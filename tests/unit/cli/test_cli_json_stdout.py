@@ -83,3 +83,53 @@ def test_a_usage_error_of_the_kaon_command_prints_the_error_document() -> None:
     assert done.returncode == 2, done
     error = json.loads(done.stdout)["error"]
     assert "--limit" in error["message"] and error["type"] == "BadParameter", error
+
+
+NOISY = """
+import os
+import subprocess
+
+import kaon
+
+
+@kaon.step
+def noisy() -> int:
+    os.write(1, b"raw line on descriptor 1\\n")
+    subprocess.run(["echo", "a child's line"], check=True)
+    return 1
+
+
+@kaon.workflow
+def noisy_flow() -> None:
+    noisy()
+"""
+
+
+@pytest.mark.parametrize("mode", ["--json", "--events"])
+def test_steps_run_in_this_process_never_write_into_the_json_on_stdout(
+    tmp_path: Path, mode: str
+) -> None:
+    """With the inline executor a step shares the command's descriptors: what it (or a child
+    it starts) wrote to descriptor 1 landed in the middle of `kaon run --json`'s document."""
+    import os
+    import subprocess
+    import sys
+
+    flow = tmp_path / "noisy.py"
+    flow.write_text(NOISY)
+    env = {**os.environ, "KAON_HOME": str(tmp_path / "home"), "KAON_URL": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "kaon", "run", f"{flow}:noisy_flow", "-e", "inline", mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done
+    if mode == "--json":
+        assert json.loads(done.stdout)["status"] == "succeeded"
+    else:
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert lines[-1]["type"] == "result" and lines[-1]["status"] == "succeeded"
+    assert "raw line on descriptor 1" in done.stderr and "a child's line" in done.stderr
