@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kaon.errors import InvalidActionError, NotFoundError
+from kaon.errors import InvalidActionError, Location, NotFoundError, ParameterError, Problem
 from kaon.model.status import StepStatus
 from kaon.service.experiment_views import (
     CompareRunView,
@@ -119,11 +119,13 @@ def _metrics_by_path(
 def compare(store: StateStore, run_ids: Sequence[str]) -> CompareView:
     """Parameters, last metric values and step statuses of ``run_ids`` side by side.
 
-    Raises InvalidActionError for fewer than two distinct runs.
+    Raises ParameterError (field ``run``, as the API's ``GET /compare`` answers it) for fewer
+    than two distinct runs.
     """
     ids = list(dict.fromkeys(run_ids))
     if len(ids) < 2:
-        raise InvalidActionError("compare needs at least two different runs")
+        message = f"compare needs at least two different runs, got {list(run_ids)!r:.200}"
+        raise ParameterError(Problem(message, Location(field="run")))
     records = [store.get_run(i) for i in ids]
     view = CompareView(
         runs=[

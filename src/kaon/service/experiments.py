@@ -509,7 +509,7 @@ class Experiments:
 
     def compare(self, runs: Sequence[str]) -> CompareView:
         """Parameters, metrics (last value per step path and name, per foreach item) and step
-        statuses of several runs side by side. Raises InvalidActionError for fewer than two."""
+        statuses of several runs side by side. Raises ParameterError for fewer than two."""
         return _compare.compare(self.store, [self.resolve_run(r) for r in runs])
 
     def metrics(self, run: str) -> list[dict[str, Any]]:

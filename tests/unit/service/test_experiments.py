@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import kaon
-from kaon.errors import CorruptArtifactError, InvalidActionError, NotFoundError
+from kaon.errors import CorruptArtifactError, InvalidActionError, NotFoundError, ParameterError
 from kaon.model.values import ArtifactRef, encode_outputs
 from kaon.service import LocalService, Settings
 from kaon.service.experiments import Experiments
@@ -385,7 +385,7 @@ def test_compare_three_runs(lab: Lab) -> None:
     third = steps["segments[0].train"].statuses
     assert third == dict(zip(runs, ["succeeded", "succeeded", "cached"], strict=True))
     assert not steps["report"].differs and "segments[0]" not in steps
-    with pytest.raises(InvalidActionError, match="at least two"):
+    with pytest.raises(ParameterError, match="at least two"):
         lab.x.compare([runs[0], runs[0]])
 
 
