@@ -96,7 +96,9 @@ class RunCore(ABC):
         self.paused_since: float | None = None
         self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
         self._step_events: dict[str, EventRecord] = {}
-        self.signal_cursor: int | None = None  # set when a wait step first polls
+        # Per signal name: the newest signal offered to a wait step of this run on that
+        # name (set when a wait step on the name first polls; see RunState.deliver_signals).
+        self.signal_cursors: dict[str, int] = {}
         self.error: str | None = None
         self.root = self._new_frame(spec.graph, "", dict(record.params), spec.defaults)
 

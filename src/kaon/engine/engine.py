@@ -969,26 +969,38 @@ class Engine:
 
     def _poll_signals(self) -> None:
         """Deliver new signals to the runs with waiting steps: one read from the oldest
-        cursor among them. A run's cursor starts at its creation (an index lookup)."""
+        cursor among the signal names they wait on. A run's cursor for a name starts at its
+        creation (an index lookup), so a signal sent before its wait step started (while
+        another one waited, say) still reaches it."""
         waiting = [s for s in self.runs.values() if s.waiting]
         if not waiting:
             return
+        cursors: list[int] = []
+        first: dict[str, int] = {}  # each run's first signal since its creation
         for state in waiting:
-            if state.signal_cursor is None:
-                first = self.store.signal_cursor_since(state.record.created_at)
-                state.signal_cursor = max(first, state.consumed_signal_id())
-        start = min(s.signal_cursor or 0 for s in waiting)
+            for name in state.waiting_signals():
+                if name not in state.signal_cursors:
+                    if state.id not in first:
+                        first[state.id] = self.store.signal_cursor_since(state.record.created_at)
+                    consumed = state.consumed_signal_id(name)
+                    state.signal_cursors[name] = max(first[state.id], consumed)
+                cursors.append(state.signal_cursors[name])
+        start = min(cursors, default=0)
         signals = self.store.signals(after_id=start, limit=500)
         if not signals:
             return
+        last_read = signals[-1].id or 0
         for state in waiting:
-            cursor, since = state.signal_cursor or 0, state.record.created_at
-            fresh = [s for s in signals if (s.id or 0) > cursor and s.at >= since]
+            since, cursors_now = state.record.created_at, state.signal_cursors
+            fresh = [
+                s
+                for s in signals
+                if s.name in cursors_now and (s.id or 0) > cursors_now[s.name] and s.at >= since
+            ]
             if self.owner_group_of is not None and any(s.scope is not None for s in fresh):
                 group = self.owner_group_of(state.record.workflow)
                 fresh = [s for s in fresh if s.reaches(group)]
-            self._isolated(state.id, state.deliver_signals, fresh)
-            state.signal_cursor = max(cursor, signals[-1].id or 0)
+            self._isolated(state.id, state.deliver_signals, fresh, last_read)
 
     def _execute_command(
         self, state: RunState, kind: str, payload: dict[str, object], by: str

@@ -267,30 +267,53 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         error = ErrorInfo("Timeout", f"attempt exceeded its {limit:g}s timeout", timeout=True)
         self.attempt_failed(key, self.ctx.clock(), error)
 
-    def consumed_signal_id(self) -> int:
-        """The newest signal that already woke one of this run's wait steps (0: none).
+    def waiting_signals(self) -> set[str]:
+        """The names of the signals this run's wait steps are waiting for."""
+        found = set()
+        for node in self.waiting:
+            assert isinstance(node.spec, WaitSpec)
+            found.add(node.spec.signal)
+        return found
 
-        A run resumed by another engine rebuilds its signal cursor from its creation; the
-        signals up to this one were read before (the engine that woke the step had its
-        cursor past them), so they are not delivered again to the wait steps still waiting.
+    def consumed_signal_id(self, name: str) -> int:
+        """The newest signal called ``name`` that already woke one of this run's wait steps
+        (0: none).
+
+        A run resumed by another engine rebuilds its cursors from its creation; the signals
+        of that name up to this one were offered before (the engine that woke the step had
+        its cursor past them), so they are not delivered again to the wait steps on it.
         """
         newest = 0
+        prefix = f"signal {name} #"
         for frame in walk_frames(self.root):
             for node in frame.nodes.values():
                 if isinstance(node.spec, WaitSpec) and node.status is _S.SUCCEEDED:
-                    _, sep, number = node.reason.rpartition(" #")
-                    if sep and node.reason.startswith("signal ") and number.isdigit():
+                    number = node.reason.removeprefix(prefix)
+                    if node.reason.startswith(prefix) and number.isdigit():
                         newest = max(newest, int(number))
         return newest
 
-    def deliver_signals(self, signals: list[SignalRecord]) -> None:
-        """Wake the wait steps that a newly received signal matches."""
+    def deliver_signals(self, signals: list[SignalRecord], last_read: int) -> None:
+        """Offer newly read signals (oldest first) to the wait steps waiting on their names;
+        ``last_read`` is the newest id the read covered.
+
+        A signal is *offered* when a wait step of the run waits on its name as it is read:
+        it wakes those it matches, and the run's cursor for that name moves past it. A
+        signal of a name no step of the run waits for at that moment is not passed over:
+        a wait step on it that starts later still receives it (a run awaiting ``features``
+        then ``labels`` whose labels come first). The cursors of the names still awaited
+        after the read move to ``last_read``.
+        """
         for signal in signals:
-            self.signal_cursor = max(self.signal_cursor or 0, signal.id or 0)
-            for node in list(self.waiting):
+            takers = [n for n in self.waiting if _waits_on(n, signal.name)]
+            if not takers:
+                continue
+            cursor = self.signal_cursors.get(signal.name, 0)
+            self.signal_cursors[signal.name] = max(cursor, signal.id or 0)
+            for node in takers:
                 spec = node.spec
                 assert isinstance(spec, WaitSpec)
-                if node.status is not _S.WAITING or spec.signal != signal.name:
+                if node.status is not _S.WAITING or node not in self.waiting:
                     continue
                 if spec.match:
                     where = spec.location.with_field("match")
@@ -312,6 +335,9 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     reason=f"signal {signal.name} #{signal.id}",
                 )
                 self._terminal(node)
+        for name in self.waiting_signals():
+            if name in self.signal_cursors:
+                self.signal_cursors[name] = max(self.signal_cursors[name], last_read)
 
     def abort(self, status: RunStatus, reason: str) -> None:
         """Stop everything: cancel attempts in flight and mark unfinished steps cancelled."""
@@ -568,3 +594,8 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         if not node.done:
             node.queued = False
             self._set(node, _S.CANCELLED, reason=reason, ended_at=now)
+
+
+def _waits_on(node: Node, name: str) -> bool:
+    spec = node.spec
+    return isinstance(spec, WaitSpec) and spec.signal == name and node.status is _S.WAITING
