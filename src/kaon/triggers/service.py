@@ -114,6 +114,27 @@ def _signal_triggers(
     ]
 
 
+def _launch(
+    workflow: ActiveWorkflow,
+    trigger: CronTriggerSpec | DataTriggerSpec,
+    tid: str,
+    key: str,
+    variables: dict[str, Any],
+    labels: dict[str, object],
+    due_at: float,
+) -> Launch:
+    """The launch of one firing of a cron or data trigger, its parameters computed over
+    ``variables``. When they fail for this firing (an expression over this slot or path),
+    the launch carries the problem: its firing is claimed as dropped with why, and logged,
+    once; the trigger's other firings go on (see :func:`~kaon.triggers.catalog.launch_all`)."""
+    problem: str | None = None
+    try:
+        params = trigger_params(trigger.params, variables, trigger.location)
+    except KaonError as error:
+        params, problem = {}, str(error)
+    return Launch(workflow, tid, key, params, labels, due_at, problem)
+
+
 @dataclass(frozen=True, slots=True)
 class Fired:
     """A run a pass created: which trigger, for what, and how late."""
@@ -401,19 +422,9 @@ class TriggerService:
             raise
         for slot in slots:
             iso = slot_iso(slot, trigger.timezone)
-            try:
-                params = trigger_params(trigger.params, {"slot": iso}, trigger.location)
-            except KaonError as error:  # this slot starts no run; the cursor moves past it
-                log.warning(
-                    "trigger cron of %s did not start a run for slot %s: %s",
-                    workflow.name,
-                    iso,
-                    error,
-                )
-                continue
             labels: dict[str, object] = {"trigger": "cron", "slot": iso}
             due = slot + jitter(tid, slot, trigger.jitter_s)
-            work.launches.append(Launch(workflow, tid, iso, params, labels, due))
+            work.launches.append(_launch(workflow, trigger, tid, iso, {"slot": iso}, labels, due))
         if cursor != last:
             work.states[f"cron:{tid}"] = {"last_slot": cursor}
         work.cron_last[tid] = cursor
@@ -508,9 +519,9 @@ class TriggerService:
         work.states[key] = {"next_poll": now + trigger.poll_s}
         for arrival in find_arrivals(trigger, now):
             variables = {"path": arrival.path, "date": arrival.date}
-            params = trigger_params(trigger.params, variables, trigger.location)
             labels: dict[str, object] = {"trigger": "data", "path": arrival.path}
-            work.launches.append(Launch(workflow, tid, arrival.path, params, labels, now))
+            launch = _launch(workflow, trigger, tid, arrival.path, variables, labels, now)
+            work.launches.append(launch)
 
     # -- backfills and alerts ------------------------------------------------------------
 
