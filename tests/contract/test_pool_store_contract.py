@@ -278,3 +278,17 @@ def _most_at_once(attempts: list[AttemptRecord]) -> int:
         running += delta
         peak = max(peak, running)
     return peak
+
+
+def test_a_claim_grants_at_most_its_limit_even_when_the_pool_has_room(store: StateStore) -> None:
+    """An engine with room for one attempt asks with a few candidates: only one is granted,
+    so it holds no pool slot for an attempt it cannot start (another replica could)."""
+    _leased(store, "r1")
+    store.set_pool(PoolRecord("p", slots=10))
+    store.set_permit(PermitRecord("db", 10))
+    claims = [HoldClaim("r1", s, 1, "p", ("db",), "g1") for s in "abcd"]
+    assert store.claim_holds("e1", claims, limit=1) == [True, False, False, False]
+    usage = {(u.kind, u.name): u.count for u in store.hold_usage()}
+    assert usage == {("pool", "p"): 1, ("tag", "db"): 1}
+    more = [HoldClaim("r1", s, 1, "p", (), "g1") for s in "efgh"]
+    assert store.claim_holds("e1", more, limit=2) == [True, True, False, False]

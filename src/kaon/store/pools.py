@@ -152,6 +152,9 @@ def claim(
     granted: list[bool] = []
     rows: list[dict[str, Any]] = []
     for c in claims:
+        if room <= 0:  # the caller has no room to start more: hold nothing for them
+            granted.append(False)
+            continue
         pool = limits.get(c.pool)
         pool_used = used.setdefault(("pool", c.pool), LimitUsage("pool", c.pool))
         tags = [tag for tag in c.tags if tag in allowed]
