@@ -54,6 +54,7 @@ from kaon.errors import (
 from kaon.executors.base import EventInbox, Executor, TaskRequest
 from kaon.model.events import (
     AttemptKey,
+    ErrorInfo,
     ExecutorEvent,
     LogLine,
     LogStored,
@@ -853,8 +854,19 @@ class Engine:
                 submit.append(request)
             return request
 
+        def refuse(state: RunState, node: Node, reason: str) -> None:
+            # Started and failed at once, as an executor fails what its host cannot offer.
+            started: list[TaskRequest | None] = []
+            self._isolated(
+                state.id, lambda: started.append(state.start_node(node, url)), touch=False
+            )
+            request = started[0] if started and state.id in self.runs else None
+            if request is not None:
+                info = ErrorInfo("Unschedulable", f"step {node.path}: {reason}")
+                self._inbox(StepFailed(request.key, time.time(), info))
+
         busy = [self.runs[r] for r in self._busy if r in self.runs]
-        return self.tenancy.dispatch(states, busy, free, start, self.ctx.batch)
+        return self.tenancy.dispatch(states, busy, free, start, self.ctx.batch, refuse)
 
     def _requests(self, state: RunState, url: str, free: int) -> int:
         """Queue the run's next attempts while there is room; returns the room left (all of

@@ -58,6 +58,17 @@ GROUP_TTL_S = 5.0  # how long a workflow's owner group is remembered
 LOAD_TTL_S = 0.5  # how long the other engines' attempts per (pool, group) are trusted
 SCAN_PER_RUN = 256  # ready steps of one run considered per turn (the first ones queued)
 _STARTABLE = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING)
+_EPSILON = 1e-9
+
+
+def _amount(name: str, value: float) -> str:
+    """``value`` of resource ``name`` as a person reads it (memory in GiB, MiB or bytes)."""
+    if name != "memory":
+        return f"{value:g}"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if value >= size:
+            return f"{value / size:,.1f} {unit}"
+    return f"{value:g} bytes"
 
 
 def uses_tenancy(spec: WorkflowSpec) -> bool:
@@ -242,11 +253,14 @@ class Tenancy:
         free: int,
         start: Callable[[RunState, Node], TaskRequest | None],
         batch: WriteBatch,
+        refuse: Callable[[RunState, Node, str], None],
     ) -> int:
         """Start ready attempts of ``states`` in admission order while ``free`` allows and
         limits fit (``busy``: every held run with attempts in flight, for fair share).
         ``start`` starts one (None: it did not, e.g. a cache hit, or its run failed); the
-        holds of one that did not start are released in ``batch``. Returns the room left."""
+        holds of one that did not start are released in ``batch``. ``refuse`` fails one
+        that can never fit its pool (it asks for more than the pool's quota), with the
+        reason. Returns the room left."""
         if free <= 0:
             return free
         running = self._running(busy)
@@ -265,7 +279,12 @@ class Tenancy:
             cand = queue.pop()
             if not queue:
                 del buckets[best]
-            chosen.append((cand, self._claim_of(cand.state.id, cand.node, cand.group)))
+            claim = self._claim_of(cand.state.id, cand.node, cand.group)
+            reason = self.refusal(claim)
+            if reason is not None:  # waiting would be forever: it fails now
+                refuse(cand.state, cand.node, reason)
+                continue
+            chosen.append((cand, claim))
             running[best] = running.get(best, 0) + 1
         claims = [claim for _cand, claim in chosen]
         if any(map(self._limits, claims)):
@@ -285,6 +304,26 @@ class Tenancy:
                 self.held[request.key] = claim
             free -= 1
         return free
+
+    def refusal(self, claim: HoldClaim) -> str | None:
+        """Why ``claim`` can never be granted (it asks for more than its pool's quota on
+        its own), or None. A pool an administrator lowers later refuses the attempts that
+        wait for it then."""
+        pool = self.pools.get(claim.pool)
+        if pool is None:
+            return None
+        for name, quota, asked in (
+            ("cpus", pool.cpus, claim.cpus),
+            ("memory", None if pool.memory is None else float(pool.memory), float(claim.memory)),
+            ("gpus", pool.gpus, claim.gpus),
+        ):
+            if quota is not None and asked and asked > quota + _EPSILON:
+                return (
+                    f"the step asks for {_amount(name, asked)} {name}, and pool {pool.name!r}"
+                    f" offers {_amount(name, quota)} at most; lower the request or ask an"
+                    f" administrator for a larger pool (kaon pool set {pool.name} --{name} N)"
+                )
+        return None
 
     def _limits(self, claim: HoldClaim) -> bool:
         """Whether any pool or permit limits ``claim`` (it takes rows in the store)."""

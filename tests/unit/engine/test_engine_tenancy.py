@@ -210,3 +210,23 @@ def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_step_asking_more_than_its_pool_offers_fails_unschedulable(inline: Harness) -> None:
+    """A step asking for more than its pool's quota can never start: it fails at once with
+    ``Unschedulable`` naming the pool, instead of waiting forever."""
+    inline.store.set_pool(PoolRecord("cpu", slots=4, cpus=2.0, gpus=1.0, memory=4 * 2**30))
+    for asked, said in (
+        (ResourceSpec(cpus=4.0), "4 cpus"),
+        (ResourceSpec(gpus=2.0), "2 gpus"),
+        (ResourceSpec(memory=8 * 2**30), "8.0 GiB memory"),
+    ):
+        run_id = inline.create(flow(task("big", "const", pool="cpu", resources=asked)))
+        started = time.monotonic()
+        assert inline.drive(run_id, timeout=10) is RunStatus.FAILED
+        assert time.monotonic() - started < 5
+        [attempt] = inline.store.attempts(run_id)
+        error = attempt.error
+        assert isinstance(error, dict) and error["type"] == "Unschedulable", error
+        assert f"asks for {said}" in error["message"] and "pool 'cpu'" in error["message"]
+    assert inline.store.hold_usage() == []
