@@ -96,6 +96,10 @@ QUARANTINED = "quarantined"  # prefix of the error of a run failed by isolation
 _STORE_WHERE = re.compile(r"\bstore [a-z0-9+]+://\S*: ")
 RETRY_MAX_S = 2.0  # longest pause between retries of a write while the store is unavailable
 DEAD_CHECK_S = 1.0  # how often serve() checks whether the engines holding leases are alive
+# Claimable runs per page, and pages at most, that a claiming pass reads to find each owner
+# group's oldest run (each page skips the workflows already seen; see _claim_fair_share).
+FAIR_PAGE = 50
+FAIR_PAGES = 8
 SOFT_DELAY_S = 0.05  # how long reports that nothing acts on may wait to be committed
 # A turn on an executor's thread wakes the engine's thread when it moved the next deadline
 # earlier than the thread's wake-up by more than this: the same deadline found again, read a
@@ -438,6 +442,8 @@ class Engine:
             self._next_dead_check = now + DEAD_CHECK_S
             for owner in release_dead_leases(self.store, self.owner):
                 log.info("engine %s is dead: taking over its runs", owner)
+        if room > 0 and self.owner_group_of is not None:
+            room -= self._claim_fair_share(admit, room)
         after: tuple[float, str] | None = None
         waiting: set[str] = set()  # workflows whose oldest waiting run was refused
         page_size = max(2 * room, 50)
@@ -462,6 +468,42 @@ class Engine:
             room -= self._add_runs(chosen)
             if len(page) < page_size and (not page or after == _key(page[-1])):
                 return
+
+    def _claim_fair_share(self, admit: Callable[[RunRecord], bool] | None, room: int) -> int:
+        """Before the oldest-first claim: the oldest claimable run of each owner group,
+        groups holding the fewest runs here first, so one group's backlog filling the engine
+        (``max_runs``) does not keep another group's runs unclaimed until it drains. Reads at
+        most :data:`FAIR_PAGES` pages, each skipping the workflows already seen (a run of a
+        workflow is the oldest of it claimable: runs of one workflow stay in creation order).
+        Returns how many runs were added."""
+        heads: dict[str, RunRecord] = {}  # owner group -> its oldest claimable run seen
+        seen: set[str] = set()
+        for _page in range(FAIR_PAGES):
+            page = self.store.claimable_runs(limit=FAIR_PAGE, skip_workflows=sorted(seen))
+            for record in page:
+                if record.workflow in seen:
+                    continue
+                seen.add(record.workflow)
+                if record.id in self.runs:
+                    continue
+                heads.setdefault(self.tenancy.group(record.workflow), record)
+            if len(page) < FAIR_PAGE:
+                break
+        if len(heads) < 2:
+            return 0  # one group: oldest first is fair
+        held: dict[str, int] = {}
+        for state in self.runs.values():
+            held[state.tenant_group] = held.get(state.tenant_group, 0) + 1
+        order = sorted(heads.items(), key=lambda gr: (held.get(gr[0], 0), _key(gr[1])))
+        chosen: list[RunRecord] = []
+        for _group, record in order:
+            if len(chosen) >= room:
+                break
+            if self.outages.waiting(record.id, time.monotonic()):
+                continue
+            if self._admitted(admit, record):
+                chosen.append(record)
+        return self._add_runs(chosen) if chosen else 0
 
     @staticmethod
     def _admitted(admit: Callable[[RunRecord], bool] | None, record: RunRecord) -> bool:

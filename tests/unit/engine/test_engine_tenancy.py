@@ -230,3 +230,34 @@ def test_a_step_asking_more_than_its_pool_offers_fails_unschedulable(inline: Har
         assert isinstance(error, dict) and error["type"] == "Unschedulable", error
         assert f"asks for {said}" in error["message"] and "pool 'cpu'" in error["message"]
     assert inline.store.hold_usage() == []
+
+
+def test_a_group_is_claimed_a_run_while_another_groups_backlog_fills_the_engine(
+    inline: Harness,
+) -> None:
+    """Team A's 30 runs fill an engine that holds 3 at once; team B's run, submitted after
+    them, is claimed when the first of A's ends (B holds none, A holds two), not after A's
+    whole backlog drains."""
+    groups = {"sweep": "team-a", "pipeline": "team-b"}
+    engine = Engine(
+        inline.store,
+        create_executor("inline", workers=4),
+        inline.artifacts,
+        owner_group_of=groups.get,
+    )
+    slow = flow(task("work", "sleeper", inputs={"seconds": 0.4}), name="sweep")
+    backlog = [create_run(inline.store, slow, {}).id for _ in range(30)]
+    pipe_id = create_run(inline.store, flow(task("one", "const"), name="pipeline"), {}).id
+    serving = threading.Thread(target=engine.serve, kwargs={"claim_every_s": 0.05, "max_runs": 3})
+    started = time.time()
+    serving.start()
+    try:
+        _wait(lambda: inline.store.get_run(pipe_id).status is RunStatus.SUCCEEDED, 30)
+        first = min(_start(a) for a in inline.store.attempts(pipe_id))
+        assert first - started < 2.0
+        done = [r for r in backlog if inline.store.get_run(r).status is RunStatus.SUCCEEDED]
+        assert len(done) < 15  # long before A's backlog drained
+    finally:
+        engine.stop()
+        serving.join(60)
+        engine.close()
