@@ -28,7 +28,7 @@ from kaon.service.experiment_views import (
     PlotView,
     StepOutputsView,
 )
-from kaon.service.experiments import one_artifact
+from kaon.service.experiments import one_artifact, require_two
 
 router = APIRouter(tags=["artifacts"], responses=ERROR_RESPONSES)
 
@@ -196,7 +196,7 @@ def _readable_runs(services: Services, principal: Principal, runs: list[str]) ->
 def compare_runs(
     run: list[str] = Query(
         ...,
-        min_length=1,  # fewer than two distinct runs: the service refuses them, as locally
+        min_length=2,
         max_length=50,
         description="Run ids (repeat), at least two different ones.",
         json_schema_extra={"uniqueItems": True},
@@ -206,6 +206,7 @@ def compare_runs(
 ) -> CompareView:
     """Runs side by side: parameters, metrics (last value) and step statuses."""
     readable = _readable_runs(services, principal, run)  # 404/403 first, as for one run
+    require_two(readable)  # two prefixes of one run
     return services.runs.experiments.compare(readable)
 
 

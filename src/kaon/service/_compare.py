@@ -116,6 +116,16 @@ def _metrics_by_path(
     return ids, metrics
 
 
+def require_two(distinct: Sequence[str]) -> None:
+    """Raise ParameterError (field ``run``) unless ``distinct`` (the runs given, resolved
+    where the caller can) holds two runs at least: the one refusal of a comparison of fewer,
+    locally, by the API and before a client's request."""
+    if len(set(distinct)) < 2:
+        named = "one" if distinct else "none"  # the same words whoever resolved the prefixes
+        message = f"compare needs at least two different runs, got {named}"
+        raise ParameterError(Problem(message, Location(field="run")))
+
+
 def compare(store: StateStore, run_ids: Sequence[str]) -> CompareView:
     """Parameters, last metric values and step statuses of ``run_ids`` side by side.
 
@@ -123,9 +133,7 @@ def compare(store: StateStore, run_ids: Sequence[str]) -> CompareView:
     than two distinct runs.
     """
     ids = list(dict.fromkeys(run_ids))
-    if len(ids) < 2:
-        message = f"compare needs at least two different runs, got {list(run_ids)!r:.200}"
-        raise ParameterError(Problem(message, Location(field="run")))
+    require_two(ids)
     records = [store.get_run(i) for i in ids]
     view = CompareView(
         runs=[

@@ -31,6 +31,7 @@ from kaon.model.values import (
     outputs_value,
 )
 from kaon.service import _compare, _export
+from kaon.service._compare import require_two as require_two  # for the API and clients
 from kaon.service.experiment_views import (
     MAX_CONSUMERS,
     ArtifactView,

@@ -41,7 +41,7 @@ from kaon.service.experiment_views import (
     PlotView,
     RunArtifactsView,
 )
-from kaon.service.experiments import fetch_value, pick_output
+from kaon.service.experiments import fetch_value, pick_output, require_two
 
 if TYPE_CHECKING:
     from kaon.service.remote import RemoteService
@@ -190,6 +190,7 @@ class RemoteExperiments:
 
     def compare(self, runs: Sequence[str]) -> CompareView:
         """Parameters, metrics and step statuses of several runs side by side."""
+        require_two(runs)  # refused here as by the server and locally, in their words
         return CompareView.model_validate(self._get("/compare", run=list(runs)))
 
     def metrics(self, run: str) -> list[dict[str, Any]]:
