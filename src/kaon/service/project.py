@@ -150,6 +150,16 @@ def resolve(
     :class:`ConfigurationError` for an unknown profile or an unreadable file.
     """
     given = given or {}
+    project, layers = _layers(start)
+    result: dict[str, Resolved] = {}
+    for name, (option, variable, _what) in SETTINGS.items():
+        result[name] = _one(name, option, variable, given.get(name), layers, project)
+    return result
+
+
+def _layers(start: Path | None) -> tuple[Project | None, list[tuple[str, Mapping[str, Any]]]]:
+    """The project found from ``start`` and its layers of settings: the active profile's
+    (if any), then the project's own."""
     project = find_project(start)
     profile, chosen_by = active_profile()
     layers: list[tuple[str, Mapping[str, Any]]] = []
@@ -160,10 +170,17 @@ def resolve(
         layers.append((f"{project.label} [profiles.{profile}]", project.profiles[profile]))
     if project is not None:
         layers.append((project.label, project.settings))
-    result: dict[str, Resolved] = {}
-    for name, (option, variable, _what) in SETTINGS.items():
-        result[name] = _one(name, option, variable, given.get(name), layers, project)
-    return result
+    return project, layers
+
+
+def project_url(start: Path | None = None) -> str | None:
+    """The server URL the project's configuration names (its active profile's, else its
+    own), whatever an option or ``KAON_URL`` says: the server its token is for."""
+    _project, layers = _layers(start)
+    for _label, values in layers:
+        if values.get("url") not in (None, ""):
+            return str(values["url"])
+    return None
 
 
 def _one(

@@ -185,12 +185,24 @@ def _token_hint() -> str:
     return f"check the token of {found.source}, or set KAON_TOKEN"
 
 
-def _configured_token() -> str | None:
-    """The token the project's configuration names (``token`` or ``token_env``), if any."""
-    from kaon.service.project import resolve
+def _configured_token(url: str) -> str | None:
+    """The token the project's configuration names (``token`` or ``token_env``), if any, for
+    a request to ``url``. Raises ConfigurationError when the configuration names another
+    server (``--url`` or ``KAON_URL`` elsewhere with ``--profile prod``): a profile's token
+    is never sent to a server it is not for."""
+    from kaon.service.project import project_url, resolve
 
-    value = resolve()["token"].value
-    return str(value) if value else None
+    found = resolve()["token"]
+    if not found.value:
+        return None
+    named = project_url()
+    if named is not None and named.rstrip("/") != url.rstrip("/"):
+        raise ConfigurationError(
+            f"the token of {found.source.partition(' token_env=')[0]} is for {named}, not "
+            f"{url} (--url or KAON_URL): it is not sent to another server; set KAON_TOKEN "
+            "for this one"
+        )
+    return str(found.value)
 
 
 class RemoteService:
@@ -207,7 +219,7 @@ class RemoteService:
         self.url = url.rstrip("/")
         self._experiments: RemoteExperiments | None = None
         if token is None:
-            token = os.environ.get("KAON_TOKEN") or _configured_token()
+            token = os.environ.get("KAON_TOKEN") or _configured_token(self.url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             self.http = httpx.Client(

@@ -89,7 +89,7 @@ def test_profiles_select_store_artifacts_server_and_token(
     assert settings.artifact_url == "s3://ml-artifacts/kaon"
     assert settings.executor == "inline"  # the top level still applies
     assert server_url() == "https://kaon.example.com"
-    remote = RemoteService("http://127.0.0.1:9")
+    remote = RemoteService("https://kaon.example.com")  # the token goes to its own server
     assert remote.http.headers["Authorization"] == "Bearer s3cret"
     remote.http.close()
     sources = {name: r.source for name, r in resolve().items()}
@@ -188,3 +188,24 @@ def test_a_refused_token_names_the_variable_the_profile_reads(
     monkeypatch.setenv("KAON_TOKEN", "kaon_x")  # read first: the token that was refused
     with pytest.raises(AuthenticationError, match=r"\(set KAON_TOKEN\)"):
         raise_for_answer(refused)
+
+
+def test_a_profiles_token_is_never_sent_to_another_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--url http://elsewhere --profile prod` sent prod's token to whatever server the URL
+    named: now refused, naming the server the token is for."""
+    from kaon.errors import ConfigurationError
+    from kaon.service.remote import RemoteService
+
+    (tmp_path / "kaon.toml").write_text(KAON_TOML)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KAON_PROD_TOKEN", "kaon_prod_secret")
+    choose_profile("prod")
+    with pytest.raises(ConfigurationError, match="is for https://kaon.example.com, not"):
+        RemoteService("http://127.0.0.1:9")
+    same = RemoteService("https://kaon.example.com/")  # the profile's own server
+    assert same.http.headers["Authorization"] == "Bearer kaon_prod_secret"
+    monkeypatch.setenv("KAON_TOKEN", "kaon_other")  # a token given for this server is sent
+    other = RemoteService("http://127.0.0.1:9")
+    assert other.http.headers["Authorization"] == "Bearer kaon_other"
