@@ -202,7 +202,7 @@ def test_a_profiles_token_is_never_sent_to_another_server(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KAON_PROD_TOKEN", "kaon_prod_secret")
     choose_profile("prod")
-    with pytest.raises(ConfigurationError, match="is for https://kaon.example.com, not"):
+    with pytest.raises(ConfigurationError, match=r"is for https://kaon\.example\.com, not"):
         RemoteService("http://127.0.0.1:9")
     same = RemoteService("https://kaon.example.com/")  # the profile's own server
     assert same.http.headers["Authorization"] == "Bearer kaon_prod_secret"
