@@ -16,7 +16,6 @@ taken over within 10 s.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import random
 import signal
@@ -38,16 +37,6 @@ from kaon.model.specs import Const, Expr, ForeachSpec, GraphSpec, TaskSpec, Work
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
 from kaon.store.base import StateStore
-
-_spec = importlib.util.spec_from_file_location(
-    "kaon_pg_fixtures", Path(__file__).parents[2] / "contract" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-_fixtures = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _fixtures
-_spec.loader.exec_module(_fixtures)
-pg_cluster = _fixtures.pg_cluster
-pg_url = _fixtures.pg_url
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,8 @@ restart having answered that it was running again. The interleaving is made by h
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,16 +24,6 @@ from kaon.model.specs import GraphSpec, TaskSpec, WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.store import open_store
 from kaon.store.base import WriteBatch
-
-_spec = importlib.util.spec_from_file_location(
-    "kaon_pg_fixtures_restart", Path(__file__).parents[2] / "contract" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-_fixtures = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _fixtures
-_spec.loader.exec_module(_fixtures)
-pg_cluster = _fixtures.pg_cluster
-pg_url = _fixtures.pg_url
 
 pytestmark = pytest.mark.integration
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from kaon.engine.operations import create_run
 from kaon.executors import create_executor
 from kaon.model.params import bind_params
 from kaon.model.specs import Const, Expr, GraphSpec, InputSpec, StepSpec, TaskSpec, WorkflowSpec
-from kaon.model.status import RunStatus
+from kaon.model.status import RunStatus, StepStatus
 from kaon.model.values import decode_outputs, outputs_value
 from kaon.store import open_store
 from kaon.store.base import StateStore, StepRunRecord
@@ -94,6 +95,18 @@ class Harness:
 
     def rows(self, run_id: str) -> dict[str, StepRunRecord]:
         return {r.path: r for r in self.store.step_runs(run_id, all_levels=True)}
+
+    def turn_until(
+        self, engine: Engine, run_id: str, path: str, status: StepStatus, timeout: float = 10.0
+    ) -> None:
+        """Drive ``engine`` turn by turn until step ``path`` of the run is ``status``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            engine.turn(max_wait=0.05)
+            row = self.rows(run_id).get(path)
+            if row is not None and row.status is status:
+                return
+        raise AssertionError(f"{path} never {status}")
 
     def value(self, run_id: str, path: str) -> Any:
         row = self.store.get_step_run(run_id, path)

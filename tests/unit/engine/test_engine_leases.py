@@ -94,13 +94,7 @@ def test_an_invisible_pid_does_not_make_an_owner_dead(inline: Harness) -> None:
 
 
 def test_a_dead_engine_of_this_host_is_taken_over_at_once(inline: Harness) -> None:
-    run_id = inline.create(flow(task("a", "const", inputs={"value": 3})))
-    owner = new_owner() + "-crashed"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, owner], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    assert inline.store.acquire_lease(run_id, owner, 60.0) is not None
+    run_id, _owner, holder = _leased_by_another_engine(inline, "-crashed")
     engine = inline.engine()
     with pytest.raises(LeaseError):  # alive (or stopped): its lease holds
         engine.add_run(run_id)
@@ -154,13 +148,7 @@ def test_an_engine_that_released_its_leases_leaves_no_lock_file(inline: Harness)
 def test_a_serving_engine_takes_a_dead_engines_runs_at_once(inline: Harness) -> None:
     # kill -9 of a server's engine process: the restarted server's claim waited out the
     # dead engine's leases (30 s by default) although its free lock file proved it dead.
-    run_id = inline.create(flow(task("a", "const", inputs={"value": 3})))
-    owner = new_owner() + "-crashed"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, owner], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    assert inline.store.acquire_lease(run_id, owner, 60.0) is not None
+    run_id, _owner, holder = _leased_by_another_engine(inline, "-crashed")
     holder.kill()
     holder.wait(10)
     holder.stdout.close()
@@ -171,14 +159,9 @@ def test_a_serving_engine_takes_a_dead_engines_runs_at_once(inline: Harness) -> 
 
 
 def test_a_serving_engine_leaves_a_live_engines_runs_alone(inline: Harness) -> None:
-    run_id = inline.create(flow(task("a", "const", inputs={"value": 3})))
-    owner = new_owner() + "-alive"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, owner], stdout=subprocess.PIPE, text=True
-    )
+    run_id, owner, holder = _leased_by_another_engine(inline, "-alive")
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        epoch = inline.store.acquire_lease(run_id, owner, 60.0)
+        epoch = inline.store.get_run(run_id).lease_epoch
         _serve_until_done(inline, [run_id], None, 10, within_s=1.0)
         record = inline.store.get_run(run_id)
         assert record.owner == owner and record.lease_epoch == epoch
@@ -188,6 +171,19 @@ def test_a_serving_engine_leaves_a_live_engines_runs_alone(inline: Harness) -> N
         holder.wait(10)
         assert holder.stdout is not None
         holder.stdout.close()
+
+
+def _leased_by_another_engine(h: Harness, suffix: str) -> tuple[str, str, subprocess.Popen[str]]:
+    """A new run leased by an engine identity whose lock file another process holds (the
+    engine lives until that process is killed): ``(run id, owner, the process)``."""
+    run_id = h.create(flow(task("a", "const", inputs={"value": 3})))
+    owner = new_owner() + suffix
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, owner], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    assert h.store.acquire_lease(run_id, owner, 60.0) is not None
+    return run_id, owner, holder
 
 
 _HOLD_LOCK = """

@@ -18,16 +18,6 @@ def _send(h: Harness, name: str, **params: object) -> None:
     h.store.write(WriteBatch(signals=[SignalRecord(name, dict(params), time.time(), "test")]))
 
 
-def _until(h: Harness, engine: Engine, run_id: str, path: str, status: StepStatus) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        engine.turn(max_wait=0.05)
-        rows = {r.path: r for r in h.store.step_runs(run_id, all_levels=True)}
-        if path in rows and rows[path].status is status:
-            return
-    raise AssertionError(f"{path} never {status}")
-
-
 def _gates():  # type: ignore[no-untyped-def]
     # Features first, then labels; the labels' signal comes while the features are awaited.
     return flow(
@@ -44,7 +34,7 @@ def test_a_signal_sent_while_another_wait_step_waits_is_kept_for_its_own(
     engine.start()
     engine.add_run(run_id)
     try:
-        _until(inline, engine, run_id, "features", StepStatus.WAITING)
+        inline.turn_until(engine, run_id, "features", StepStatus.WAITING)
         _send(inline, "labels_ready", path="/labels")
         for _ in range(5):  # the engine reads the labels' signal while features waits
             engine.turn(max_wait=0.05)

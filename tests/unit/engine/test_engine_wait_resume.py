@@ -25,24 +25,14 @@ def _spec():  # type: ignore[no-untyped-def]
     )
 
 
-def _until(h: Harness, engine: Engine, run_id: str, path: str, status: StepStatus) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        engine.turn(max_wait=0.05)
-        rows = {r.path: r for r in h.store.step_runs(run_id, all_levels=True)}
-        if path in rows and rows[path].status is status:
-            return
-    raise AssertionError(f"{path} never {status}")
-
-
 def _first_gate_passed(h: Harness, *, lease_ttl: float = 30.0) -> tuple[str, Engine]:
     run_id = h.create(_spec())
     engine = Engine(h.store, create_executor("inline", workers=2), h.artifacts, lease_ttl=lease_ttl)
     engine.start()
     engine.add_run(run_id)
-    _until(h, engine, run_id, "first", StepStatus.WAITING)
+    h.turn_until(engine, run_id, "first", StepStatus.WAITING)
     _send(h, "go", n=1)
-    _until(h, engine, run_id, "second", StepStatus.WAITING)
+    h.turn_until(engine, run_id, "second", StepStatus.WAITING)
     return run_id, engine
 
 
