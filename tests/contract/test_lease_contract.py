@@ -30,6 +30,7 @@ from kaon.store.base import (
     RunRecord,
     StateStore,
     WriteBatch,
+    claim_key,
 )
 
 STEPS = str(Path(__file__).parents[1] / "unit" / "engine" / "engine_steps.py")
@@ -222,10 +223,34 @@ def test_claimable_runs_are_unheld_and_oldest_first(store: StateStore) -> None:
     assert found == ["r0", "r1", "r3", "r4", "r5", "r6", "r7"]
     first = store.claimable_runs(limit=3)
     assert [r.id for r in first] == ["r0", "r1", "r3"]
-    after = (first[-1].created_at, first[-1].id)
+    after = claim_key(first[-1])
     assert [r.id for r in store.claimable_runs(limit=3, after=after)] == ["r4", "r5", "r6"]
     rest = store.claimable_runs(limit=100, skip_workflows=["wf"])
     assert [r.id for r in rest] == ["r0", "r4", "r6"]
+
+
+def test_claimable_runs_come_higher_priority_first_and_page_across_priorities(
+    store: StateStore,
+) -> None:
+    """Claiming order is run priority (higher first), then the oldest; a page's last key
+    continues across priorities (a high-priority run created last was claimed after the
+    whole backlog)."""
+    store.write(
+        WriteBatch(
+            runs=[
+                RunRecord(f"r{i}", "wf", "h", RunStatus.PENDING, created_at=100.0 + i, priority=p)
+                for i, p in enumerate([0, 0, -5, 3, 0, 3, 10])
+            ]
+        )
+    )
+    order = ["r6", "r3", "r5", "r0", "r1", "r4", "r2"]
+    assert [r.id for r in store.claimable_runs(limit=100)] == order
+    seen: list[str] = []
+    after = None
+    while page := store.claimable_runs(limit=2, after=after):
+        seen += [r.id for r in page]
+        after = claim_key(page[-1])
+    assert seen == order
 
 
 @pytest.mark.integration

@@ -71,6 +71,7 @@ from kaon.model.specs import WorkflowSpec, signal_name_problem
 from kaon.model.status import RunStatus
 from kaon.model.text import exception_text, holds_nul, readable_text
 from kaon.store.base import (
+    ClaimKey,
     CommandRecord,
     EventRecord,
     Fence,
@@ -80,6 +81,7 @@ from kaon.store.base import (
     SignalRecord,
     StateStore,
     WriteBatch,
+    claim_key,
 )
 
 __all__ = ["Engine", "Listener", "default_owner", "owner_is_dead", "tune_gc"]
@@ -395,9 +397,10 @@ class Engine:
         """Drive every run that needs an engine until :meth:`stop`: the server's loop.
 
         Every ``claim_every_s`` it claims runs no engine holds (pending, or running with an
-        expired lease), oldest first, that ``admit`` accepts (the run strategy's say;
+        expired lease), higher run priority first, then the oldest
+        (:func:`~kaon.store.base.claim_key`), that ``admit`` accepts (the run strategy's say;
         default: all), up to ``max_runs`` held at once. Runs of one workflow are admitted in
-        creation order: once ``admit`` refuses a pending run, newer runs of its workflow
+        that order: once ``admit`` refuses a pending run, the runs after it of its workflow
         wait for the next pass. While the store is unavailable it retries with backoff.
         """
         self.start()
@@ -444,8 +447,8 @@ class Engine:
                 log.info("engine %s is dead: taking over its runs", owner)
         if room > 0 and self.owner_group_of is not None:
             room -= self._claim_fair_share(admit, room)
-        after: tuple[float, str] | None = None
-        waiting: set[str] = set()  # workflows whose oldest waiting run was refused
+        after: ClaimKey | None = None
+        waiting: set[str] = set()  # workflows whose queue head (first waiting run) was refused
         page_size = max(2 * room, 50)
         while room > 0:
             page = self.store.claimable_runs(
@@ -455,7 +458,7 @@ class Engine:
             for record in page:
                 if len(chosen) >= room:
                     break
-                after = _key(record)
+                after = claim_key(record)
                 if record.id in self.runs or record.workflow in waiting:
                     continue
                 if self.outages.waiting(record.id, time.monotonic()):
@@ -466,15 +469,16 @@ class Engine:
                     continue
                 chosen.append(record)
             room -= self._add_runs(chosen)
-            if len(page) < page_size and (not page or after == _key(page[-1])):
+            if len(page) < page_size and (not page or after == claim_key(page[-1])):
                 return
 
     def _claim_fair_share(self, admit: Callable[[RunRecord], bool] | None, room: int) -> int:
-        """Before the oldest-first claim: the oldest claimable run of each owner group,
-        groups holding the fewest runs here first, so one group's backlog filling the engine
-        (``max_runs``) does not keep another group's runs unclaimed until it drains. Reads at
-        most :data:`FAIR_PAGES` pages, each skipping the workflows already seen (a run of a
-        workflow is the oldest of it claimable: runs of one workflow stay in creation order).
+        """Before the claim in claiming order: the first claimable run of each owner group
+        (:func:`~kaon.store.base.claim_key`), higher run priority first, then the groups
+        holding the fewest runs here, so one group's backlog filling the engine (``max_runs``)
+        does not keep another group's runs unclaimed until it drains. Reads at most
+        :data:`FAIR_PAGES` pages, each skipping the workflows already seen (the first run of a
+        workflow seen is its queue's head: run strategies queue in the same order).
         Returns how many runs were added."""
         heads: dict[str, RunRecord] = {}  # owner group -> its oldest claimable run seen
         seen: set[str] = set()
@@ -490,11 +494,15 @@ class Engine:
             if len(page) < FAIR_PAGE:
                 break
         if len(heads) < 2:
-            return 0  # one group: oldest first is fair
+            return 0  # one group: the claiming order is fair
         held: dict[str, int] = {}
         for state in self.runs.values():
             held[state.tenant_group] = held.get(state.tenant_group, 0) + 1
-        order = sorted(heads.items(), key=lambda gr: (held.get(gr[0], 0), _key(gr[1])))
+        # Run priority first, then the group holding the fewest runs, then the oldest run.
+        order = sorted(
+            heads.items(),
+            key=lambda gr: (-gr[1].priority, held.get(gr[0], 0), claim_key(gr[1])),
+        )
         chosen: list[RunRecord] = []
         for _group, record in order:
             if len(chosen) >= room:
@@ -1124,8 +1132,3 @@ class Engine:
 def _state_key(state: RunState) -> tuple[float, str]:
     """A held run's place in a turn's order: oldest first."""
     return (state.record.created_at, state.id)
-
-
-def _key(record: RunRecord) -> tuple[float, str]:
-    """A run's place in the claiming order: oldest first."""
-    return (record.created_at, record.id)

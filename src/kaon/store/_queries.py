@@ -169,9 +169,10 @@ def _run_status_events() -> Any:
 
 @_builder
 def _claimable_runs(dialect: str, skip: bool, after: bool) -> Any:
-    """``:limit``, ``:skip`` (workflows), ``:after_at``, ``:after_id``. A plain read: it locks
-    nothing and skips nothing, so replicas claiming at once all see the oldest free runs;
-    the conditional lease update (``acquire_leases``) decides who takes each."""
+    """``:limit``, ``:skip`` (workflows), ``:after_priority``, ``:after_at``, ``:after_id``,
+    in claiming order (``kaon.store.base.claim_key``). A plain read: it locks nothing and
+    skips nothing, so replicas claiming at once all see the first free runs; the conditional
+    lease update (``acquire_leases``) decides who takes each."""
     c = t.runs.c
     stmt = sa.select(t.runs).where(
         c.status.in_(_ACTIVE),
@@ -180,9 +181,11 @@ def _claimable_runs(dialect: str, skip: bool, after: bool) -> Any:
     if skip:
         stmt = stmt.where(c.workflow.not_in(_many("skip")))
     if after:
-        at, run_id = _bind("after_at", sa.Double()), _bind("after_id")
-        stmt = stmt.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id)))
-    return stmt.order_by(c.created_at, c.id).limit(_bind("limit"))
+        rank, at = _bind("after_priority", sa.Integer()), _bind("after_at", sa.Double())
+        run_id = _bind("after_id")
+        later = sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id))
+        stmt = stmt.where(sa.or_(c.priority < rank, sa.and_(c.priority == rank, later)))
+    return stmt.order_by(c.priority.desc(), c.created_at, c.id).limit(_bind("limit"))
 
 
 # -- step runs ---------------------------------------------------------------------------

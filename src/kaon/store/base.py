@@ -64,6 +64,17 @@ class RunRecord:
     priority: int = 0  # dispatch order among runs competing for slots (kaon.model.tenancy)
 
 
+# A run's place in the order engines claim runs: higher priority first, then the oldest
+# (``-priority``, ``created_at``, ``id``), ascending. Run strategies queue a workflow's runs
+# in the same order, so the first run of a workflow an engine sees is its queue's head.
+ClaimKey = tuple[int, float, str]
+
+
+def claim_key(record: RunRecord) -> ClaimKey:
+    """``record``'s :data:`ClaimKey`."""
+    return (-record.priority, record.created_at, record.id)
+
+
 @dataclass(slots=True)
 class StepRunRecord:
     """One step run: a task, a container (foreach, loop, subworkflow), or a frame of one.
@@ -833,12 +844,12 @@ class StateStore(ABC):
         self,
         *,
         limit: int,
-        after: tuple[float, str] | None = None,
+        after: ClaimKey | None = None,
         skip_workflows: Sequence[str] = (),
     ) -> list[RunRecord]:
         """Pending or running runs that no engine holds (no owner, or a lease expired by
-        the database's clock), oldest first (``created_at``, then ``id``), after the
-        ``(created_at, id)`` key ``after`` when given, except runs of ``skip_workflows``;
+        the database's clock), in claiming order (:func:`claim_key`: higher priority first,
+        then oldest), after the key ``after`` when given, except runs of ``skip_workflows``;
         at most ``limit``. Nothing is locked or skipped: engines claiming at the same moment
         all see the oldest free runs (skipping rows another engine's read had locked put
         younger runs ahead of them), and :meth:`acquire_leases` decides who takes each."""

@@ -69,6 +69,7 @@ from kaon.store.base import (
     ArtifactUseRecord,
     AttemptRecord,
     CacheEntryRecord,
+    ClaimKey,
     CommandRecord,
     DefinitionRecord,
     EventRecord,
@@ -1138,16 +1139,17 @@ class SQLStore(StateStore):
         self,
         *,
         limit: int,
-        after: tuple[float, str] | None = None,
+        after: ClaimKey | None = None,
         skip_workflows: Sequence[str] = (),
     ) -> list[RunRecord]:
-        """Unheld pending or running runs, oldest first (see
+        """Unheld pending or running runs in claiming order (see
         :meth:`StateStore.claimable_runs`)."""
         key = ("claimable_runs", self._dialect, bool(skip_workflows), after is not None)
-        at, after_id = after if after is not None else (None, None)
+        rank, at, after_id = after if after is not None else (None, None, None)
         params = {
             "limit": limit,
             "skip": list(skip_workflows),
+            "after_priority": None if rank is None else -rank,
             "after_at": at,
             "after_id": after_id,
         }

@@ -6,8 +6,8 @@ version to change them). The engine asks :func:`admit` before it claims a pendin
 when a trigger or a person creates a run, so a dropped run shows as cancelled immediately.
 
 * ``parallel`` (default): up to ``concurrency`` runs at once (no limit when unset); the
-  others wait, oldest first.
-* ``sequential``: one run at a time, in creation order (a queue).
+  others wait, higher run priority first, then oldest first.
+* ``sequential``: one run at a time, in that order (a queue).
 * ``strict_sequential``: like sequential, but after a failed run the workflow is blocked:
   nothing more starts until someone calls :func:`unblock`.
 * ``first_only``: a new run while another is active is dropped (cancelled with reason
@@ -29,7 +29,7 @@ from kaon.engine import operations
 from kaon.errors import InvalidActionError, KaonError, NotFoundError
 from kaon.model.properties import RunStrategy
 from kaon.model.status import RunStatus
-from kaon.store.base import RunRecord, StateStore
+from kaon.store.base import RunRecord, StateStore, claim_key
 
 DROPPED_REASON = "dropped by first-only strategy"
 _BLOCK_KEY = "strategy:unblocked:{workflow}"
@@ -193,10 +193,11 @@ def waiting_reason(
 def _first_in_queue(
     run: RunRecord, others: list[RunRecord], limit: int, active: list[RunRecord]
 ) -> bool:
-    """FIFO: ``run`` is among the oldest waiting runs that fit in the free places."""
-    waiting = [
-        r for r in others if not _active(r) and (r.created_at, r.id) < (run.created_at, run.id)
-    ]
+    """A queue: ``run`` is among the first waiting runs that fit in the free places, in the
+    order engines claim runs (:func:`~kaon.store.base.claim_key`: higher priority first,
+    then the oldest), so the first waiting run of a workflow an engine sees is its head."""
+    place = claim_key(run)
+    waiting = [r for r in others if not _active(r) and claim_key(r) < place]
     return len(waiting) < limit - len(active)
 
 

@@ -261,3 +261,35 @@ def test_a_group_is_claimed_a_run_while_another_groups_backlog_fills_the_engine(
         engine.stop()
         serving.join(60)
         engine.close()
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-group", "fair-share"])
+def test_a_high_priority_run_is_claimed_before_an_older_backlog(
+    inline: Harness, grouped: bool
+) -> None:
+    """A backlog of 20 runs fills an engine that holds 2 at once; a run of priority 10,
+    submitted after them, is claimed at the first free place, not after the backlog drains
+    (claiming was oldest first whatever the priority: priority only ordered the steps of
+    runs already held)."""
+    groups = {"sweep": "team-a", "urgent": "team-a"}
+    engine = Engine(
+        inline.store,
+        create_executor("inline", workers=4),
+        inline.artifacts,
+        owner_group_of=groups.get if grouped else None,
+    )
+    slow = flow(task("work", "sleeper", inputs={"seconds": 0.3}), name="sweep")
+    backlog = [create_run(inline.store, slow, {}).id for _ in range(20)]
+    serving = threading.Thread(target=engine.serve, kwargs={"claim_every_s": 0.05, "max_runs": 2})
+    serving.start()
+    try:
+        _wait(lambda: len(engine.runs) == 2)
+        urgent = flow(task("one", "const"), name="urgent")
+        urgent_id = create_run(inline.store, urgent, {}, priority=10).id
+        _wait(lambda: inline.store.get_run(urgent_id).status is RunStatus.SUCCEEDED, 30)
+        done = [r for r in backlog if inline.store.get_run(r).status is RunStatus.SUCCEEDED]
+        assert len(done) <= 3, done
+    finally:
+        engine.stop()
+        serving.join(60)
+        engine.close()

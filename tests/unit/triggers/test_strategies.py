@@ -42,8 +42,8 @@ SPEC = WorkflowSpec(
 )
 
 
-def _create(store: SQLStore, **params: object) -> str:
-    run = operations.create_run(store, SPEC, bind_params(SPEC, params))
+def _create(store: SQLStore, priority: int | None = None, **params: object) -> str:
+    run = operations.create_run(store, SPEC, bind_params(SPEC, params), priority=priority)
     strategies.on_run_created(store, run)
     time.sleep(0.002)  # distinct creation times: the queue is FIFO by creation
     return run.id
@@ -87,6 +87,29 @@ def test_sequential_runs_one_at_a_time_in_creation_order(store: SQLStore, tmp_pa
         engine.stop()
     runs = [store.get_run(i) for i in ids]
     assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    for before, after in itertools.pairwise(runs):
+        assert before.ended_at is not None and after.started_at is not None
+        assert after.started_at >= before.ended_at
+
+
+def test_a_sequential_queue_puts_a_higher_priority_run_first(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    """Engines claim runs higher priority first; a sequential workflow's queue is in the same
+    order, so an urgent run created last runs right after the one running. (The queue was
+    by creation only: the urgent run, seen first, was refused for the older ones waiting,
+    and the runs of its workflow behind it were then skipped for that pass.)"""
+    register(store, SPEC, run_strategy="sequential")
+    ids = [_create(store, seconds=0.1) for _ in range(3)]
+    urgent = _create(store, priority=5, seconds=0.0)
+    engine = EngineThread(store, tmp_path)
+    try:
+        wait_for(lambda: _finished(store, [*ids, urgent]), what="all runs")
+    finally:
+        engine.stop()
+    runs = sorted((store.get_run(i) for i in [*ids, urgent]), key=lambda r: r.started_at or 0)
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    assert [r.id for r in runs] == [urgent, *ids]
     for before, after in itertools.pairwise(runs):
         assert before.ended_at is not None and after.started_at is not None
         assert after.started_at >= before.ended_at
