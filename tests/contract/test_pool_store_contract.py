@@ -66,6 +66,32 @@ def test_pools_and_permits_are_set_listed_and_deleted(store: StateStore) -> None
         store.delete_permit("db")
 
 
+@pytest.mark.parametrize("kind", ["pool", "permit"])
+def test_a_re_created_limit_counts_the_attempts_still_running(store: StateStore, kind: str) -> None:
+    """Deleting a pool or permit while attempts hold it, then making it again (a reset),
+    keeps those attempts counted until they end: deleting their holds with the limit let
+    new attempts start beside them past the new limit."""
+    _leased(store, "r1")
+
+    def make() -> None:
+        if kind == "pool":
+            store.set_pool(PoolRecord("p", slots=1))
+        else:
+            store.set_permit(PermitRecord("db", 1))
+
+    def claim(path: str) -> list[bool]:
+        pool, tags = ("p", ()) if kind == "pool" else ("default", ("db",))
+        return store.claim_holds("e1", [HoldClaim("r1", path, 1, pool, tags)])
+
+    make()
+    assert claim("a") == [True]
+    store.delete_pool("p") if kind == "pool" else store.delete_permit("db")
+    make()
+    assert claim("b") == [False]  # "a" still runs
+    store.write(WriteBatch(holds_released=[("r1", "a", 1)]))
+    assert claim("b") == [True]
+
+
 def test_claims_are_granted_in_order_while_they_fit(store: StateStore) -> None:
     _leased(store, "r1")
     store.set_pool(PoolRecord("p", slots=3, cpus=4.0))

@@ -45,14 +45,15 @@ def put(conn: Connection, table: sa.Table, key: str, values: dict[str, Any]) -> 
 
 
 def delete(conn: Connection, kind: str, name: str) -> None:
-    """Delete a pool (``kind`` "pool") or permit ("tag") and its holds; NotFoundError when
-    there is none."""
+    """Delete a pool (``kind`` "pool") or permit ("tag"); NotFoundError when there is none.
+
+    Its holds stay until their attempts end (the write recording an end deletes them):
+    they are attempts still running, and a pool or permit made again under the name counts
+    them (deleting them let a re-created pool of 1 slot run its old attempts and new ones)."""
     table, column = (p.pools, p.pools.c.name) if kind == "pool" else (p.permits, p.permits.c.tag)
     if conn.execute(sa.delete(table).where(column == name)).rowcount != 1:
         what = "pool" if kind == "pool" else "permit for tag"
         raise NotFoundError(f"no {what} {name!r}")
-    h = p.holds.c
-    conn.execute(sa.delete(p.holds).where(h.kind == kind, h.name == name))
 
 
 def usage(
