@@ -143,6 +143,24 @@ class TriggerStoreContract:
         triggers.set_firing_status(later.id, CREATED)
         assert triggers.firings(trigger_id="wf:cron:1")[1].error is None
 
+    def test_the_history_is_newest_first_by_workflow_and_status_in_pages(
+        self, triggers: TriggerStore
+    ) -> None:
+        records = [_firing(f"k{n}") for n in range(5)]
+        records[1].status, records[1].error = DROPPED, "params failed"
+        records.append(FiringRecord("other:cron:1", "k9", "other", "r-9"))
+        triggers.claim_firings(records)
+        newest = triggers.recent_firings(limit=3)
+        assert [f.dedupe_key for f in newest] == ["k9", "k4", "k3"]
+        mine = triggers.recent_firings(workflow="wf", limit=2)
+        assert [f.dedupe_key for f in mine] == ["k4", "k3"]
+        assert mine[-1].id is not None
+        rest = triggers.recent_firings(workflow="wf", before=mine[-1].id)
+        assert [f.dedupe_key for f in rest] == ["k2", "k1", "k0"]
+        (dropped,) = triggers.recent_firings(statuses=[DROPPED])
+        assert (dropped.dedupe_key, dropped.error) == ("k1", "params failed")
+        assert triggers.recent_firings(workflow="nope") == []
+
     def test_states_are_replaced_in_bulk(self, triggers: TriggerStore) -> None:
         triggers.put_state("k1", {"last_slot": 1.0}, 1.0)
         values = {f"k{n}": {"last_slot": float(n)} for n in range(1, 1201)}

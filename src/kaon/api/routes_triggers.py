@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.service.triggers import (
+    MAX_FIRINGS,
     BackfillRequest,
     BackfillView,
+    FiringView,
     TriggerOperations,
     TriggerView,
     UnblockView,
+    firing_for_others,
 )
 
 router = APIRouter(tags=["triggers"], responses=ERROR_RESPONSES)
@@ -66,6 +69,31 @@ def list_triggers(
         else view.model_copy(update={"description": view.kind, "details": {}})
         for view in found
     ]
+
+
+@router.get("/triggers/firings", response_model=list[FiringView], summary="Trigger history")
+def list_firings(
+    response: Response,
+    workflow: str | None = Query(None, min_length=1, max_length=200),
+    state: str | None = Query(None, alias="status", pattern="^(claimed|created|finished|dropped)$"),
+    before: int | None = Query(None, ge=1, le=2**62, description="Firings below this id."),
+    limit: int = Query(100, ge=1, le=MAX_FIRINGS),
+    principal: Principal = Depends(require("viewer")),
+    services: Services = Depends(get_services),
+    ops: TriggerOperations = Depends(operations),
+) -> list[FiringView]:
+    """What the triggers fired, newest first: each cron slot, signal, data path and
+    backfill slot with the run it started, or why it started none (``dropped``, with the
+    error). ``Kaon-Older: true`` says older ones remain: ask again with ``before`` = the
+    last id of this page. Another group's firings keep their workflow, kind, status, times
+    and run, not what fired, their parameters or error."""
+    found = ops.firings(workflow=workflow, status=state, before=before, limit=limit + 1)
+    response.headers["Kaon-Older"] = "true" if len(found) > limit else "false"
+    found = found[:limit]
+    readable = services.workflow_reader(principal)
+    if readable is None:
+        return found
+    return [view if readable(view.workflow) else firing_for_others(view) for view in found]
 
 
 @router.post(

@@ -36,6 +36,7 @@ EXAMPLES: dict[str, str] = {
     "backfills": "kaon backfills --workflow daily",
     "backfill-cancel": "kaon backfill-cancel bf-1a2b3c",
     "triggers": "kaon triggers --workflow daily",
+    "firings": "kaon firings --workflow daily --status dropped",
     "unblock": "kaon unblock daily",
     "schema": "kaon schema run-detail",
     "cache list": "kaon cache list --workflow train -n 20",

@@ -1,5 +1,5 @@
 """Trigger commands: ``kaon backfill``, ``backfills``, ``backfill-cancel``, ``triggers``,
-``unblock``.
+``firings``, ``unblock``.
 
 Against a server when ``--url`` or ``KAON_URL`` is set (token in ``KAON_TOKEN``); on the
 local store otherwise, where a backfill is recorded and its runs start when ``kaon server``
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # imported where used (a light start-up)
     from kaon.service.triggers import (
         BackfillRequest,
         BackfillView,
+        FiringView,
         TriggerOperations,
         TriggerView,
         UnblockView,
@@ -120,6 +121,21 @@ class _Client:
             return [TriggerView.model_validate(item) for item in data]
         assert self.local is not None
         return self.local.list_triggers(workflow)
+
+    def firings(
+        self, workflow: str | None, status: str | None, before: int | None, limit: int
+    ) -> list[FiringView]:
+        if self.remote is not None:
+            from kaon.service.triggers import FiringView
+
+            query: dict[str, Any] = {"limit": limit}
+            for key, value in (("workflow", workflow), ("status", status), ("before", before)):
+                if value is not None:
+                    query[key] = value
+            data = self.remote.call("GET", "/triggers/firings", params=query)
+            return [FiringView.model_validate(item) for item in data]
+        assert self.local is not None
+        return self.local.firings(workflow=workflow, status=status, before=before, limit=limit)
 
     def unblock(self, workflow: str) -> UnblockView:
         if self.remote is not None:
@@ -292,6 +308,61 @@ def triggers(
         out.print("no triggers")
 
 
+def firings(
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", "-w", metavar="WORKFLOW", help="Only this workflow's firings."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            "-s",
+            metavar="STATUS",
+            help="Only firings in this status: claimed, created, finished or dropped.",
+        ),
+    ] = None,
+    before: Annotated[
+        int | None,
+        typer.Option("--before", metavar="ID", min=1, help="Only firings below this id."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, max=1000, help="At most N.")
+    ] = 50,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List what triggers fired, newest first: the run each started, or why none."""
+    from kaon.service.triggers import FIRING_STATUSES
+
+    with _errors(as_json):
+        if status is not None and status not in FIRING_STATUSES:
+            from kaon.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"--status: unknown firing status {status!r} (one of: {', '.join(FIRING_STATUSES)})"
+            )
+    with _errors(as_json), _Client(url, db, home) as client:
+        views = client.firings(workflow, status, before, limit)
+    if as_json:
+        _print_json([v.model_dump() for v in views])
+        return
+    from rich.text import Text
+
+    for view in views:
+        outcome = view.run_id or (view.error or "no run")
+        what = f"  {view.what}" if view.what else ""
+        out.print(
+            Text(f"#{view.id}  {view.due}  {view.workflow}  {view.kind}{what}  ")
+            + Text(view.status, "bold")
+            + Text(f"  {outcome}")
+        )
+    if not views:
+        out.print("no firings")
+
+
 def unblock(
     workflow: Annotated[
         str, typer.Argument(metavar="WORKFLOW", help="A strict-sequential workflow.")
@@ -317,4 +388,5 @@ def register(app: typer.Typer) -> None:
     app.command()(backfills)
     app.command("backfill-cancel")(backfill_cancel)
     app.command()(triggers)
+    app.command()(firings)
     app.command()(unblock)

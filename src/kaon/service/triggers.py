@@ -34,7 +34,16 @@ from kaon.model.triggers import (
 )
 from kaon.store.base import SignalRecord
 from kaon.store.sql import SQLStore
-from kaon.store.triggers import BackfillRecord, SQLTriggerStore, TriggerStore
+from kaon.store.triggers import (
+    CLAIMED,
+    CREATED,
+    DROPPED,
+    FINISHED,
+    BackfillRecord,
+    FiringRecord,
+    SQLTriggerStore,
+    TriggerStore,
+)
 from kaon.triggers import backfill, strategies
 from kaon.triggers.catalog import RegistryCatalog, WorkflowCatalog
 from kaon.triggers.cron import jitter, schedule_of, slot_iso, time_zone
@@ -103,6 +112,68 @@ class BackfillView(BaseModel):
         description="Only in the answer that started it, when its end was after now: the end "
         "asked for. The backfill ends now; the slots to come are the cron trigger's.",
     )
+
+
+class FiringView(BaseModel):
+    """One firing of a trigger: what fired, when, and the run it started or why none."""
+
+    id: int = Field(description="Ascending in claim order (``before`` pages on it).")
+    workflow: str
+    trigger_id: str
+    kind: str = Field(description="cron, signal, data or backfill.")
+    status: str = Field(
+        description="claimed (its run being created), created, finished (a backfill slot's "
+        "run ended) or dropped (it started no run: see error)"
+    )
+    run_id: str | None = Field(description="The run it started (null when dropped).")
+    due_at: float = Field(description="When it was due: a slot's time, a signal's or path's.")
+    due: str = Field(description="due_at, ISO 8601 UTC.")
+    created_at: float = Field(description="When it was claimed.")
+    what: str = Field(
+        default="", description="The slot, signal or path that fired (empty for other groups)."
+    )
+    error: str | None = Field(default=None, description="Why a dropped firing started no run.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The run's parameters.")
+
+
+def firing_view(record: FiringRecord) -> FiringView:
+    """``record`` as the API and ``kaon firings`` show it."""
+    labels = record.labels
+    kind = str(labels.get("trigger") or record.trigger_id.rsplit(":", 2)[-2])
+    if "slot" in labels:
+        what = f"slot {labels['slot']}"
+    elif "signal" in labels:
+        what = f"signal {labels['signal']} #{labels.get('signal_id', '?')}"
+    elif "path" in labels:
+        what = f"path {labels['path']}"
+    else:
+        what = record.dedupe_key
+    due = dt.datetime.fromtimestamp(record.due_at, dt.UTC).isoformat(timespec="seconds")
+    assert record.id is not None
+    return FiringView(
+        id=record.id,
+        workflow=record.workflow,
+        trigger_id=record.trigger_id,
+        kind=kind,
+        status=record.status,
+        run_id=None if record.status == DROPPED else record.run_id,
+        due_at=record.due_at,
+        due=due,
+        created_at=record.created_at,
+        what=what,
+        error=record.error,
+        params=dict(record.params),
+    )
+
+
+def firing_for_others(view: FiringView) -> FiringView:
+    """``view`` as a reader outside its workflow's group sees it: when and what became of
+    it, not what fired (a signal's name, a data path), its parameters or its error."""
+    return view.model_copy(update={"what": "", "error": None, "params": {}})
+
+
+FIRING_STATUSES = (CLAIMED, CREATED, FINISHED, DROPPED)
+MAX_FIRINGS = 1000  # the most firings one page of the history holds
 
 
 class TriggerView(BaseModel):
@@ -215,6 +286,22 @@ class TriggerOperations:
                     view.details = {"path": trigger.path, "poll_s": trigger.poll_s}
                 views.append(view)
         return views
+
+    def firings(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[FiringView]:
+        """The trigger history, newest first: each firing with the run it started or why it
+        started none (a backfill's slots too), ``limit`` below the id ``before``."""
+        statuses = [status] if status else None
+        records = self.triggers.recent_firings(
+            workflow=workflow, statuses=statuses, before=before, limit=limit
+        )
+        return [firing_view(r) for r in records]
 
     # -- signals -------------------------------------------------------------------------
 

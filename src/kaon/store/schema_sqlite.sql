@@ -364,6 +364,8 @@ CREATE TABLE trigger_firings (
 
 CREATE INDEX ix_trigger_firings_status ON trigger_firings (status, trigger_id);
 
+CREATE INDEX ix_trigger_firings_workflow ON trigger_firings (workflow, id);
+
 CREATE UNIQUE INDEX ux_trigger_firings_key ON trigger_firings (trigger_id, dedupe_key);
 
 CREATE TABLE trigger_state (

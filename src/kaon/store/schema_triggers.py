@@ -46,6 +46,7 @@ trigger_firings = sa.Table(
     sa.Column("error", sa.Text()),
     sa.Index("ux_trigger_firings_key", "trigger_id", "dedupe_key", unique=True),
     sa.Index("ix_trigger_firings_status", "status", "trigger_id"),
+    sa.Index("ix_trigger_firings_workflow", "workflow", "id"),  # a workflow's trigger history
 )
 
 backfills = sa.Table(

@@ -149,6 +149,18 @@ class TriggerStore(ABC):
         """Firings in claim order, optionally of one trigger and some statuses."""
 
     @abstractmethod
+    def recent_firings(
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Iterable[str] | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[FiringRecord]:
+        """The newest firings first (by id), optionally of one workflow and some statuses,
+        with ids below ``before`` when given; at most ``limit``: the trigger history."""
+
+    @abstractmethod
     def count_firings(self, *, trigger_id: str, statuses: Iterable[str]) -> int:
         """How many firings of ``trigger_id`` are in one of ``statuses`` (counted in the
         database)."""
@@ -332,6 +344,28 @@ class SQLTriggerStore(TriggerStore):
         if statuses is not None:
             stmt = stmt.where(c.status.in_(list(statuses)))
         stmt = stmt.order_by(c.id).limit(limit)
+        with self.store.reading() as conn:
+            return [FiringRecord(**row._asdict()) for row in conn.execute(stmt)]
+
+    def recent_firings(
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Iterable[str] | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[FiringRecord]:
+        """See :meth:`TriggerStore.recent_firings` (``ix_trigger_firings_workflow`` for one
+        workflow's)."""
+        c = tt.trigger_firings.c
+        stmt = sa.select(tt.trigger_firings)
+        if workflow is not None:
+            stmt = stmt.where(c.workflow == workflow)
+        if statuses is not None:
+            stmt = stmt.where(c.status.in_(list(statuses)))
+        if before is not None:
+            stmt = stmt.where(c.id < before)
+        stmt = stmt.order_by(c.id.desc()).limit(limit)
         with self.store.reading() as conn:
             return [FiringRecord(**row._asdict()) for row in conn.execute(stmt)]
 

@@ -99,6 +99,7 @@ EXPECT: dict[str, Rule] = {
     "GET /signals": Rule("viewer"),
     "GET /events": Rule("viewer", True),  # called with ?run_id= (the stream of one run)
     "GET /triggers": Rule("viewer"),
+    "GET /triggers/firings": Rule("viewer"),
     "POST /backfills": Rule(
         "operator",
         True,

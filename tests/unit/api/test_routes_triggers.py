@@ -148,3 +148,47 @@ def test_another_groups_backfills_show_no_skipped_slot_errors(
         for view in (listed[0], one):
             assert view["skipped"] == 1, view  # that a slot was skipped is no secret
             assert ("SECRET" in str(view["skipped_slots"])) is shown, (who, view)
+
+
+def test_the_trigger_history_pages_and_hides_what_fired_from_another_group(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """``GET /triggers/firings``: what fired, newest first, with its run or why none; a
+    dropped firing's error quotes parameters, a signal's name and a data path are the
+    definition's: another group sees when and what became of each, not those."""
+    _push(services)
+    triggers = SQLTriggerStore(services.store)
+    created = FiringRecord("hourly:cron:abc", "2024-01-01T06:00:00+01:00", "hourly", "run-1")
+    created.labels, created.params = {"trigger": "cron", "slot": "2024-01-01T06:00"}, {"k": 1}
+    created.status, created.due_at = "created", 1_704_085_200.0
+    dropped = FiringRecord("hourly:data:abc", "s3://ml-private/x", "hourly", "run-2", DROPPED)
+    dropped.labels = {"trigger": "data", "path": "s3://ml-private/x"}
+    dropped.error = "params.n: got str 'SECRET'"
+    triggers.claim_firings([created, dropped])
+    answer = client.get("/triggers/firings", headers=_auth(tokens["operator"]))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Kaon-Older"] == "false"
+    newest, oldest = answer.json()
+    assert (newest["kind"], newest["status"], newest["run_id"]) == ("data", "dropped", None)
+    assert newest["what"] == "path s3://ml-private/x" and "SECRET" in newest["error"]
+    assert (oldest["kind"], oldest["run_id"], oldest["what"]) == (
+        "cron",
+        "run-1",
+        "slot 2024-01-01T06:00",
+    )
+    assert oldest["due"] == "2024-01-01T05:00:00+00:00" and oldest["params"] == {"k": 1}
+    page = client.get("/triggers/firings?limit=1", headers=_auth(tokens["viewer"]))
+    assert page.headers["Kaon-Older"] == "true" and page.json()[0]["id"] == newest["id"]
+    rest = client.get(f"/triggers/firings?before={newest['id']}", headers=_auth(tokens["viewer"]))
+    assert [f["id"] for f in rest.json()] == [oldest["id"]]
+    only = client.get("/triggers/firings?status=dropped", headers=_auth(tokens["viewer"]))
+    assert [f["id"] for f in only.json()] == [newest["id"]]
+    theirs = client.get("/triggers/firings", headers=_auth(tokens["stranger"])).json()
+    assert [(f["workflow"], f["status"], f["run_id"]) for f in theirs] == [
+        ("hourly", "dropped", None),
+        ("hourly", "created", "run-1"),
+    ]
+    assert "ml-private" not in str(theirs) and "SECRET" not in str(theirs)
+    bad = client.get("/triggers/firings?status=lost", headers=_auth(tokens["viewer"]))
+    assert bad.status_code == 422 and "status" in bad.text
+    assert client.get("/triggers/firings").status_code == 401

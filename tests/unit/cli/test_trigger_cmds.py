@@ -1,4 +1,5 @@
-"""`kaon backfill`, `backfills`, `backfill-cancel`, `triggers`, `unblock` on a local store."""
+"""`kaon backfill`, `backfills`, `backfill-cancel`, `triggers`, `firings`, `unblock` on a
+local store."""
 
 from __future__ import annotations
 
@@ -73,3 +74,32 @@ def test_triggers_and_unblock(kaon) -> None:  # type: ignore[no-untyped-def]
     assert trigger["description"] == "cron 0 6 * * * UTC" and trigger["next_due"]
     code, out, _ = kaon("unblock", "daily")
     assert code == 0 and "was not blocked" in out
+
+
+def test_firings_lists_the_trigger_history(kaon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What fired, newest first, with the run it started or why it started none."""
+    from kaon.store import open_store
+    from kaon.store.sql import SQLStore
+    from kaon.store.triggers import CREATED, DROPPED, FiringRecord, SQLTriggerStore
+
+    code, out, _ = kaon("firings")
+    assert code == 0 and "no firings" in out
+    store = open_store(f"sqlite:///{tmp_path / 'home' / 'kaon.db'}")
+    assert isinstance(store, SQLStore)
+    try:
+        slot = {"trigger": "cron", "slot": "2024-01-01T06:00:00+00:00"}
+        ran = FiringRecord("daily:cron:1", "a", "daily", "run-1", CREATED, labels=slot)
+        failed = FiringRecord("daily:cron:1", "b", "daily", "run-2", DROPPED, labels=slot)
+        failed.error = "params.n: parameter 'n' must be of type int"
+        SQLTriggerStore(store).claim_firings([ran, failed])
+    finally:
+        store.close()
+    code, out, _ = kaon("firings", "--workflow", "daily")
+    assert code == 0, out
+    first, second = out.strip().splitlines()
+    assert "dropped" in first and "must be of type int" in first
+    assert "created" in second and "run-1" in second and "slot 2024-01-01T06:00" in second
+    code, out, _ = kaon("firings", "--status", "dropped", "--json")
+    assert code == 0 and [f["status"] for f in json.loads(out)] == ["dropped"]
+    code, _, err = kaon("firings", "--status", "lost")
+    assert code == 2 and "unknown firing status 'lost'" in err
