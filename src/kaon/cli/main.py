@@ -335,8 +335,18 @@ def _drive(
             stack.enter_context(LiveView(progress, real_console(out)))
         if tailing:
             stack.enter_context(LogTail(read, sink, after_id=logs_after))
-        follow = service.follow if watch else service.execute
-        status = follow(run_id, listener=listener, on_engine=register, after_event=events_after)
+        if watch:
+            status = service.follow(
+                run_id,
+                listener=listener,
+                on_engine=register,
+                after_event=events_after,
+                on_unheld=lambda sentence: err.print(sentence, markup=False, highlight=False),
+            )
+        else:
+            status = service.execute(
+                run_id, listener=listener, on_engine=register, after_event=events_after
+            )
     if reporter is not None:
         reporter.finish()  # the run's last line, after its steps' last log lines
     _report(service, run_id, status, as_json, output, watch=watch)

@@ -116,9 +116,11 @@ def _release(fd: int, path: str) -> None:
         os.close(fd)
 
 
-def owner_is_dead(owner: str | None) -> bool:
+def owner_is_dead(owner: str | None, *, forget: bool = True) -> bool:
     """True only with proof that the engine ``owner`` is gone: no owner at all, or its lock
-    file on this host can be locked (its process died). False when nothing can be proven."""
+    file on this host can be locked (its process died). False when nothing can be proven.
+    With ``forget`` (an engine about to void the dead one's leases) a dead engine's lock file
+    is removed; a mere reader (``kaon watch``) leaves it for that engine to find."""
     if not owner:
         return True
     if owner.split(":", 1)[0] != socket.gethostname():
@@ -133,8 +135,9 @@ def owner_is_dead(owner: str | None) -> bool:
     except OSError:
         return False  # locked: the engine lives (maybe stopped, e.g. SIGSTOP: still alive)
     else:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        if forget:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         return True
     finally:
         os.close(fd)

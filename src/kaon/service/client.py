@@ -142,6 +142,7 @@ class KaonService(Protocol):
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
         after_event: int = 0,
+        on_unheld: Callable[[str], None] | None = None,
     ) -> RunStatus: ...
 
     def last_event_id(self, run_id: str) -> int: ...

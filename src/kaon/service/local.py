@@ -52,6 +52,9 @@ from kaon.store import open_store
 from kaon.store.base import RunRecord, StateStore, StepRunRecord
 
 LOG_PAGE = 10_000  # log lines read at once
+# How long ``follow`` sees an unfinished run held by no engine before it says so (a lease
+# lapses 30 s after its engine died; a run made for a server is claimed within a second).
+UNHELD_S = 5.0
 
 if TYPE_CHECKING:  # imported when first used: a run does not need it
     from kaon.executors.base import Executor
@@ -72,6 +75,16 @@ class PausedStep:
     moment: str
     inputs: dict[str, ValueRef]
     outputs: dict[str, ValueRef]
+
+
+def _held(record: RunRecord, now: float) -> bool:
+    """Whether an engine holds ``record``: a live lease whose engine is not proven dead
+    (its lock file on this host free: a runner killed with -9 before its lease lapses)."""
+    if record.owner is None or (record.lease_until or 0.0) <= now:
+        return False
+    from kaon.engine.liveness import owner_is_dead
+
+    return not owner_is_dead(record.owner, forget=False)
 
 
 class LocalService:
@@ -533,18 +546,23 @@ class LocalService:
         on_engine: Callable[[Stoppable], None] | None = None,
         poll_s: float = 0.2,
         after_event: int = 0,
+        on_unheld: Callable[[str], None] | None = None,
     ) -> RunStatus:
         """Follow a run some other process drives (``kaon watch``): hand its committed
         events, oldest first from its start (or after event ``after_event``), to
         ``listener`` until it ends; returns its final status, or RUNNING when stopped early.
         Reads the store's event feed by id, which never skips a row that commits late (see
-        :mod:`kaon.store.feed`)."""
+        :mod:`kaon.store.feed`). When no engine has held the unfinished run for
+        :data:`UNHELD_S` (its runner stopped or died, no server serves the store), tells
+        ``on_unheld`` once, in a sentence naming how to go on, and keeps following."""
         stopper = Stopper()
         if on_engine is not None:
             on_engine(stopper)
         cursor = after_event
+        unheld_since: float | None = None
         while not stopper.stopped:
-            status = self.store.get_run(run_id).status  # read before the events: none missed
+            record = self.store.get_run(run_id)  # read before the events: none missed
+            status = record.status
             while True:
                 events = self.store.events(run_id, after_id=cursor, limit=1000)
                 if events and listener is not None:
@@ -554,6 +572,20 @@ class LocalService:
                     break
             if status.is_terminal:
                 return status
+            now = time.time()
+            if _held(record, now):
+                unheld_since = None
+            elif unheld_since is None:
+                unheld_since = now
+            elif on_unheld is not None and now - unheld_since >= UNHELD_S:
+                verb = "continue" if status is RunStatus.PAUSED else "resume"
+                on_unheld(
+                    f"run {run_id} is {status.value} but no engine has held it for "
+                    f"{now - unheld_since:.0f} s (the process that ran it stopped or died, "
+                    f"and no kaon server serves this store): go on with kaon {verb} "
+                    f"{run_id}; still watching"
+                )
+                on_unheld = None
             stopper.wait(poll_s)
         return RunStatus.RUNNING
 

@@ -413,10 +413,12 @@ class RemoteService:
         listener: Listener | None = None,
         on_engine: Callable[[Stoppable], None] | None = None,
         after_event: int = 0,
+        on_unheld: Callable[[str], None] | None = None,
     ) -> RunStatus:
         """Follow a run's events (``GET /events?run_id=``, from its start or after event
         ``after_event``) until it ends; returns the final status, or RUNNING when stopped
-        early (the run goes on)."""
+        early (the run goes on). ``on_unheld`` is not called: a server's engine claims every
+        run it has room for (one waiting in its queue is not stuck)."""
         follower = _Follower()
         if on_engine is not None:
             on_engine(follower)
