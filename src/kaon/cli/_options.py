@@ -56,7 +56,8 @@ UrlOpt = Annotated[
     typer.Option(
         "--url",
         metavar="URL",
-        help="A Kaon server to work against (default: KAON_URL; none: local).",
+        help="A Kaon server to work against (default: KAON_URL, else the project's; "
+        "--url '' works locally whatever they say).",
     ),
 ]
 QuietOpt = Annotated[

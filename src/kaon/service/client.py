@@ -219,9 +219,13 @@ class KaonService(Protocol):
 
 def server_url(url: str | None = None) -> str | None:
     """The server URL in force: ``url``, else ``KAON_URL``, else the project's configuration
-    (its chosen profile first, see :mod:`kaon.service.project`), else None (work locally)."""
-    if url or os.environ.get("KAON_URL"):
-        return url or os.environ.get("KAON_URL")
+    (its chosen profile first, see :mod:`kaon.service.project`), else None (work locally).
+    An empty ``url`` (``--url ""``) means locally whatever ``KAON_URL`` or the project says:
+    one command on the local store without unsetting them."""
+    if url is not None:
+        return url.strip() or None
+    if os.environ.get("KAON_URL"):
+        return os.environ.get("KAON_URL")
     from kaon.service.project import resolve
 
     found = resolve()["url"].value
@@ -245,9 +249,9 @@ def choose_server(url: str | None, local_options: Mapping[str, object] | None = 
         if url:
             source, unset = "--url", "drop --url"
         elif os.environ.get("KAON_URL"):
-            source, unset = "KAON_URL", "unset KAON_URL"
+            source, unset = "KAON_URL", "give --url '' (or unset KAON_URL)"
         else:
-            source, unset = "the project's url", "use a profile without a url"
+            source, unset = "the project's url", "give --url '' (or use a profile without a url)"
         raise ConfigurationError(
             f"{', '.join(given)} {'chooses' if len(given) == 1 else 'choose'} the local store "
             f"or executor, but {source} points this command at the server {found}, which uses "

@@ -70,3 +70,21 @@ def test_a_command_given_no_local_option_asks_the_server(
     monkeypatch.setenv("KAON_URL", NOWHERE)
     code, out, err = kaon(*command)
     assert code == 2 and "cannot reach the Kaon server" in err, (out, err)
+
+
+@pytest.mark.parametrize("command", [("runs",), ("triggers",), ("pool", "list")])
+def test_an_empty_url_works_locally_whatever_kaon_url_says(
+    kaon: Callable[..., tuple[int, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+) -> None:
+    """One command on the local store without unsetting KAON_URL: ``--url ''`` (it fell back
+    to KAON_URL: the command asked the server), also beside a local option."""
+    monkeypatch.setenv("KAON_URL", NOWHERE)
+    code, out, err = kaon(*command, "--url", "", "--json")
+    assert code == 2 and "cannot reach" not in err, (out, err)
+    assert json.loads(out)["error"]["message"].startswith("no Kaon store at "), out  # local
+    code, out, err = kaon(*command, "--url", "", "--db", "sqlite:///ci.db")
+    assert code == 2 and "no Kaon store at ci.db" in err, (out, err)
+    code, out, err = kaon(*command, "--db", "sqlite:///ci.db")
+    assert code == 2 and "--url ''" in err, err
