@@ -30,7 +30,7 @@ from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, re
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.feed_hub import FeedHub
 from kaon.api.guard import bearer_secret
-from kaon.errors import AuthenticationError
+from kaon.errors import AuthenticationError, KaonError, NotFoundError, PermissionDeniedError
 from kaon.service.registry_views import (
     SignalRequest,
     SignalView,
@@ -169,20 +169,61 @@ def start_cursor(
 
 
 class _RunFilter:
-    """Which runs' events a principal may see (remembered per run for the stream's life)."""
+    """Which runs' events a principal may see. A run's workflow is remembered for the
+    stream's life (a run never changes workflow); whether the principal may read a workflow
+    only until the next :meth:`recheck`, since an admin may move it to another group."""
 
     def __init__(self, services: Services, principal: Principal) -> None:
         self.services = services
         self.principal = principal
-        self.seen: dict[str, bool] = {}
+        self.workflows: dict[str, str | None] = {}  # run id -> its workflow (None: no run)
+        self.readable: dict[str, bool] = {}  # workflow -> may the principal read it
+
+    def recheck(self, principal: Principal) -> None:
+        """Ask again, as ``principal``, whether each workflow may be read."""
+        self.principal = principal
+        self.readable.clear()
+
+    def _workflow(self, run_id: str) -> str | None:
+        if run_id not in self.workflows:
+            if len(self.workflows) > 10_000:
+                self.workflows.clear()
+            try:
+                self.workflows[run_id] = self.services.store.get_run(run_id).workflow
+            except KaonError:
+                self.workflows[run_id] = None
+        return self.workflows[run_id]
+
+    def _reads(self, workflow: str) -> bool:
+        if workflow not in self.readable:
+            group = self.services.registry.owner_group(workflow)
+            self.readable[workflow] = self.principal.can("viewer", group)
+        return self.readable[workflow]
 
     def __call__(self, records: list[EventRecord]) -> list[EventRecord]:
+        shown = []
         for record in records:
-            if record.run_id not in self.seen:
-                if len(self.seen) > 10_000:
-                    self.seen.clear()
-                self.seen[record.run_id] = self.services.may_read_run(self.principal, record.run_id)
-        return [r for r in records if self.seen[r.run_id]]
+            workflow = self._workflow(record.run_id)
+            if workflow is not None and self._reads(workflow):
+                shown.append(record)
+        return shown
+
+
+def still_reads(
+    services: Services, secret: str | None, run_id: str | None, readable: _RunFilter | None
+) -> bool:
+    """Whether a stream may go on: its token still stands (not revoked, expired or rotated
+    away) and may still read the run it follows (the run's workflow may have moved to
+    another group). A stream of every run asks again which workflows it may read."""
+    try:
+        principal = services.auth.authenticate(secret)
+        if run_id is not None:
+            services.authorize_run(principal, "viewer", run_id)
+    except (AuthenticationError, PermissionDeniedError, NotFoundError):
+        return False
+    if readable is not None:
+        readable.recheck(principal)
+    return True
 
 
 def _read(services: Services, run_id: str | None, cursor: int) -> tuple[list[EventRecord], int]:
@@ -202,16 +243,17 @@ async def _events(
 ) -> AsyncIterator[str]:
     """The stream: events above ``cursor`` from the hub's buffer when it covers them (no
     query per follower), else from the store (catching up on older ones). Every
-    :data:`REAUTH_S` the token that opened it is authenticated again: once it is revoked or
-    expired, the stream ends (the client's reconnection is then refused with 401)."""
+    :data:`REAUTH_S` the token that opened it is authenticated and authorized again: once it
+    is revoked or expired, or may no longer read the run it follows, the stream ends (the
+    client's reconnection is then refused with 401 or 403); a stream of every run stops
+    showing the runs of a workflow moved to a group the token is not in."""
     yield ": connected\n\n"
     beat = checked = time.monotonic()
     while not (stopping is not None and stopping.is_set()):
         if time.monotonic() - checked > REAUTH_S:
             checked = time.monotonic()
-            try:
-                await anyio.to_thread.run_sync(services.auth.authenticate, secret)
-            except AuthenticationError:
+            reads = await anyio.to_thread.run_sync(still_reads, services, secret, run_id, readable)
+            if not reads:
                 return
         buffered = hub.read(cursor, run_id, BATCH) if hub is not None else None
         if buffered is None:

@@ -6,9 +6,11 @@ import threading
 import time
 
 import anyio
+import pytest
 
 from kaon.api import routes_events
 from kaon.api.deps import Services
+from kaon.service.auth import LOCAL_PRINCIPAL
 from kaon.store.base import EventRecord, WriteBatch
 
 
@@ -80,3 +82,54 @@ def test_a_batch_of_events_is_sent_as_one_chunk(services: Services) -> None:
     assert [line for line in sent[0].splitlines() if line.startswith("id: ")] == [
         f"id: {n}" for n in range(1, 41)
     ]
+
+
+def _started(services: Services, name: str, group: str) -> str:
+    """A pending run of a one-step workflow ``name`` owned by ``group``."""
+    source = f"name: {name}\nsteps:\n  - id: a\n    shell: echo hi\n"
+    admin = LOCAL_PRINCIPAL
+    services.registry.push(source, f"{name}.yaml", admin, owner_group=group)
+    return services.registry.start_run(name, {}, admin).id
+
+
+def test_a_stream_stops_showing_a_run_whose_workflow_moved_to_another_group(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An open stream checked only that its token still stood: a reader of group ml kept
+    # receiving the events of a run whose workflow an admin had moved to group other, for as
+    # long as the stream stayed open, while every other read of that run was refused (403).
+    monkeypatch.setattr(routes_events, "REAUTH_S", 0.0)
+    _, secret = services.auth.create_token("reader", "viewer", ["ml"])
+    reader = services.auth.authenticate(secret)
+    moved, kept = _started(services, "moved", "ml"), _started(services, "kept", "ml")
+    stopping = threading.Event()
+
+    async def follow() -> tuple[list[str], list[str]]:
+        one = routes_events._events(_Request(), services, moved, 0, stopping, secret=secret)  # type: ignore[arg-type]
+        every = routes_events._events(
+            _Request(),  # type: ignore[arg-type]
+            services,
+            None,
+            services.store.last_event_id(),
+            stopping,
+            readable=routes_events._RunFilter(services, reader),
+            secret=secret,
+        )
+        assert await one.__anext__() == await every.__anext__() == ": connected\n\n"
+        _event(services, moved)
+        before = [await one.__anext__(), await every.__anext__()]
+        services.registry.update("moved", LOCAL_PRINCIPAL, owner_group="other")
+        _event(services, moved)
+        _event(services, kept)
+        after: list[str] = []
+        with anyio.move_on_after(3):
+            after.append(await every.__anext__())
+            async for frame in one:
+                after.append(frame)
+        stopping.set()
+        return before, after
+
+    before, after = anyio.run(follow)
+    assert all(f'"run_id":"{moved}"' in frame for frame in before)
+    assert len(after) == 1, after  # the run's own stream ended, the other shows kept's event
+    assert f'"run_id":"{kept}"' in after[0] and moved not in after[0]
