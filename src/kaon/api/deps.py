@@ -223,9 +223,10 @@ def require(role: str) -> Callable[..., Principal]:
             if isinstance(found, Principal)
             else services.auth.authenticate(credentials.credentials if credentials else None)
         )
+        # Who is refused, when the check below refuses: the audit names the token.
+        request.state.principal = principal
         # A run token is good on its own run's routes only (``/runs/{run_id}/...``).
         services.auth.check(principal, role, run_id=request.path_params.get("run_id"))
-        request.state.principal = principal
         return principal
 
     dependency.__name__ = f"{REQUIRE_PREFIX}{role}"  # how the request guard finds it

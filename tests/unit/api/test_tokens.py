@@ -94,6 +94,22 @@ def test_refused_attempts_are_audited_but_cannot_flood_the_audit(
     assert len([a for a in audit if a["action"] == "auth.refused"]) == REFUSALS_PER_WINDOW
 
 
+def test_a_refused_read_is_audited_under_the_token_that_tried_it(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    # A read refused by its route's role (a viewer listing tokens or reading the audit
+    # trail, a run token outside its run) was audited as "anonymous": only a refused write,
+    # checked by the request guard, named its token.
+    for path in ("/tokens", "/audit"):
+        assert client.get(path, headers=h(tokens["operator"])).status_code == 403
+    audit = client.get("/audit", params={"limit": 1000}, headers=h(tokens["admin"])).json()
+    refused = [a for a in audit if a["action"] == "auth.refused"]
+    assert [(a["actor"], a["target"]) for a in refused] == [
+        ("operator", "GET /tokens"),
+        ("operator", "GET /audit"),
+    ]
+
+
 def test_idempotency_keys_return_the_first_answer(
     client: Any, tokens: dict[str, str], services: Services
 ) -> None:
