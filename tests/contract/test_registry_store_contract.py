@@ -125,8 +125,12 @@ class RegistryStoreContract:
         registry.touch_token("t1", 5.0)
         found = registry.token_by_hash("hash-1")
         assert found is not None and found.last_used_at == 5.0
-        assert registry.revoke_token("t1", 6.0)
-        assert not registry.revoke_token("ghost", 6.0)
+        assert registry.revoke_token("t1", 6.0) == 6.0
+        assert registry.revoke_token("ghost", 6.0) is None
+        found = registry.token_by_hash("hash-1")
+        assert found is not None and found.revoked_at == 6.0
+        # Revoking it again keeps when it stopped working: the second time overwrote it.
+        assert registry.revoke_token("t1", 8.0) == 6.0
         found = registry.token_by_hash("hash-1")
         assert found is not None and found.revoked_at == 6.0
         assert [t.id for t in registry.list_tokens()] == ["t1"]

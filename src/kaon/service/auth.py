@@ -259,12 +259,16 @@ class AuthService:
         return Principal(f"run:{run_id}", "operator", (), None, run_scope=run_id)
 
     def revoke(self, token_id: str, *, by: str) -> None:
-        """Revoke a token. Raises NotFoundError."""
-        if not self.registry.revoke_token(token_id, time.time()):
+        """Revoke a token. A revoked token stays as it was (when it was revoked, and by whom
+        in the audit trail). Raises NotFoundError."""
+        now = time.time()
+        revoked_at = self.registry.revoke_token(token_id, now)
+        if revoked_at is None:
             raise NotFoundError(f"no token {token_id!r}")
         with self._lock:
             self._cache.clear()
-        self.audit(by, "token.revoke", f"token:{token_id}")
+        if revoked_at == now:
+            self.audit(by, "token.revoke", f"token:{token_id}")
 
     def check(
         self,

@@ -193,8 +193,9 @@ class RegistryStore(ABC):
         """Record that the token was used at ``now``."""
 
     @abstractmethod
-    def revoke_token(self, token_id: str, now: float) -> bool:
-        """Revoke a token; False when there is no such token."""
+    def revoke_token(self, token_id: str, now: float) -> float | None:
+        """Revoke a token at ``now``; returns when it was revoked: ``now``, or the time of
+        its first revocation, which a second one keeps; None when there is no such token."""
 
     @abstractmethod
     def count_tokens(self) -> int:
@@ -501,12 +502,14 @@ class SQLRegistryStore(RegistryStore):
         with self.store.writing("recording token use") as conn:
             conn.execute(stmt)
 
-    def revoke_token(self, token_id: str, now: float) -> bool:
+    def revoke_token(self, token_id: str, now: float) -> float | None:
         """See :meth:`RegistryStore.revoke_token`."""
         c = r.tokens.c
-        stmt = sa.update(r.tokens).where(c.id == token_id).values(revoked_at=now)
+        stmt = sa.update(r.tokens).where(c.id == token_id, c.revoked_at.is_(None))
         with self.store.writing("revoking a token") as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
+            conn.execute(stmt.values(revoked_at=now))
+            found = conn.execute(sa.select(c.revoked_at).where(c.id == token_id)).first()
+        return None if found is None else float(found.revoked_at)
 
     def count_tokens(self) -> int:
         """See :meth:`RegistryStore.count_tokens`."""

@@ -110,6 +110,29 @@ def test_a_refused_read_is_audited_under_the_token_that_tried_it(
     ]
 
 
+def test_revoking_a_revoked_token_keeps_when_and_by_whom_it_was_revoked(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    # A second DELETE of a revoked token stamped a new revoked_at over the first and added a
+    # second token.revoke entry: the time the token stopped working, and who stopped it,
+    # read later as another admin at another time.
+    _, second_admin = services.auth.create_token("second", "admin")
+    victim = next(t for t in services.auth.registry.list_tokens() if t.name == "viewer")
+    assert client.delete(f"/tokens/{victim.id}", headers=h(tokens["admin"])).status_code == 204
+    listed = client.get("/tokens", headers=h(tokens["admin"])).json()
+    first = next(t["revoked_at"] for t in listed if t["id"] == victim.id)
+    time.sleep(0.01)
+    assert client.delete(f"/tokens/{victim.id}", headers=h(second_admin)).status_code == 204
+    listed = client.get("/tokens", headers=h(tokens["admin"])).json()
+    assert next(t["revoked_at"] for t in listed if t["id"] == victim.id) == first
+    audit = client.get("/audit", params={"target": f"token:{victim.id}"}, headers=h(second_admin))
+    assert [(a["actor"], a["action"]) for a in audit.json()] == [
+        ("local", "token.create"),
+        ("admin", "token.revoke"),
+    ]
+    assert client.delete("/tokens/ghost", headers=h(tokens["admin"])).status_code == 404
+
+
 def test_idempotency_keys_return_the_first_answer(
     client: Any, tokens: dict[str, str], services: Services
 ) -> None:
