@@ -156,8 +156,7 @@ class AuthService:
         Raises ValueError (an unknown role, an empty name, a non-positive ``expires_in``)."""
         record, secret = _new_token(name, role, groups, expires_in)
         self.registry.add_token(record)
-        data = {"name": name, "role": role, "expires_at": record.expires_at}
-        self.audit(by, "token.create", f"token:{record.id}", data)
+        self.audit(by, "token.create", f"token:{record.id}", _granted(record))
         return record, secret
 
     def create_first_admin(self, name: str) -> str | None:
@@ -167,8 +166,7 @@ class AuthService:
         record, secret = _new_token(name, "admin", ["*"], None)
         if not self.registry.add_first_token(record):
             return None
-        data = {"name": name, "role": "admin", "expires_at": None}
-        self.audit("server", "token.create", f"token:{record.id}", data)
+        self.audit("server", "token.create", f"token:{record.id}", _granted(record))
         return secret
 
     def rotate(
@@ -308,6 +306,17 @@ class AuthService:
     def has_tokens(self) -> bool:
         """True when at least one token was ever created."""
         return self.registry.count_tokens() > 0
+
+
+def _granted(record: TokenRecord) -> dict[str, Any]:
+    """What a new token may do, for its ``token.create`` audit entry: its name, role, the
+    groups it acts in and its expiry."""
+    return {
+        "name": record.name,
+        "role": record.role,
+        "groups": list(record.groups),
+        "expires_at": record.expires_at,
+    }
 
 
 def _new_token(

@@ -97,3 +97,16 @@ def test_creating_tokens_is_audited(auth: AuthService) -> None:
     assert (entry.actor, entry.action, entry.data["role"]) == ("ann", "token.create", "viewer")
     with pytest.raises(ValueError):
         auth.create_token(" ", "viewer")
+
+
+def test_the_audit_of_a_new_token_says_which_groups_it_acts_in(auth: AuthService) -> None:
+    # token.create recorded the role but not the groups: an admin who gave a token the
+    # group '*' (every group's workflows) left no trace of it in the audit trail.
+    assert auth.create_first_admin("root") is not None
+    auth.create_token("deploy", "owner", ["ml", "*"], by="root")
+    first, second = auth.registry.audit()
+    assert (first.actor, first.data["groups"]) == ("server", ["*"])
+    assert (second.actor, second.data["groups"]) == ("root", ["*", "ml"])
+    assert second.data == {"name": "deploy", "role": "owner", "groups": ["*", "ml"]} | {
+        "expires_at": None
+    }
