@@ -19,8 +19,9 @@ else (no other run, no workflow, no token, no admin route).
 
 A token may expire (``expires_at``) and be rotated (a new secret for the same token; the old
 one stops working at once). Refused attempts (401 and 403) are written to the audit trail as
-``auth.refused``, at most :data:`REFUSALS_PER_WINDOW` per :data:`REFUSAL_WINDOW_S` (the
-entry after a quiet spell says how many were left out), so the audit cannot be flooded.
+``auth.refused``, at most :data:`REFUSALS_PER_WINDOW` per :data:`REFUSAL_WINDOW_S` and actor
+(the actor's entry after a quiet spell says how many were left out), so the audit cannot be
+flooded, and a flood of anonymous attempts does not hide a token's.
 """
 
 from __future__ import annotations
@@ -137,9 +138,8 @@ class AuthService:
         # hash -> (principal, valid until): a hot API does not read the token on every call.
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
-        self._window_start = 0.0
-        self._window_count = 0
-        self._suppressed = 0
+        # actor -> its refusal window: when it began, attempts in it, attempts left out
+        self._refusals: dict[str, list[float]] = {}
 
     def create_token(
         self,
@@ -203,21 +203,35 @@ class AuthService:
         return found, secret
 
     def refused(self, actor: str, status: int, request: str, reason: str) -> None:
-        """Audit a refused attempt (``auth.refused``), rate-limited: beyond
-        :data:`REFUSALS_PER_WINDOW` in a window, attempts are only counted."""
+        """Audit a refused attempt (``auth.refused``), rate-limited per actor: beyond
+        :data:`REFUSALS_PER_WINDOW` of one actor in a window, its attempts are only counted
+        (its next entry says how many). Each actor has its own window, so a flood of
+        anonymous attempts never keeps a token's refusals out of the audit trail."""
+        actor = actor[:200]
         now = time.time()
         with self._lock:
-            if now - self._window_start >= REFUSAL_WINDOW_S:
-                self._window_start, self._window_count = now, 0
-            self._window_count += 1
-            if self._window_count > REFUSALS_PER_WINDOW:
-                self._suppressed += 1
+            window = self._refusals.get(actor)
+            if window is None or now - window[0] >= REFUSAL_WINDOW_S:
+                suppressed = int(window[2]) if window is not None else 0
+                if len(self._refusals) >= 10_000:
+                    self._forget_ended_windows(now)
+                window = self._refusals[actor] = [now, 0, suppressed]
+            window[1] += 1
+            if window[1] > REFUSALS_PER_WINDOW:
+                window[2] += 1
                 return
-            suppressed, self._suppressed = self._suppressed, 0
+            suppressed, window[2] = int(window[2]), 0
         data: dict[str, Any] = {"status": status, "reason": reason[:300]}
         if suppressed:
             data["not_recorded_before"] = suppressed
-        self.audit(actor[:200], "auth.refused", request[:300], data)
+        self.audit(actor, "auth.refused", request[:300], data)
+
+    def _forget_ended_windows(self, now: float) -> None:
+        """Drop the refusal windows that ended (the lock held): memory stays bounded by the
+        actors refused within a window, at the cost of the counts left out of those."""
+        for actor, window in list(self._refusals.items()):
+            if now - window[0] >= REFUSAL_WINDOW_S:
+                del self._refusals[actor]
 
     def authenticate(self, secret: str | None) -> Principal:
         """The principal a presented token stands for. Raises AuthenticationError."""

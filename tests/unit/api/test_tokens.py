@@ -91,7 +91,9 @@ def test_refused_attempts_are_audited_but_cannot_flood_the_audit(
     for _ in range(3 * REFUSALS_PER_WINDOW):
         client.get("/runs", headers=h("kaon_forged"))
     audit = client.get("/audit", params={"limit": 1000}, headers=h(tokens["admin"])).json()
-    assert len([a for a in audit if a["action"] == "auth.refused"]) == REFUSALS_PER_WINDOW
+    refused = [a for a in audit if a["action"] == "auth.refused"]
+    assert len([a for a in refused if a["actor"] == "anonymous"]) == REFUSALS_PER_WINDOW
+    assert len(refused) == REFUSALS_PER_WINDOW + 1  # and the viewer's, in a window of its own
 
 
 def test_a_refused_read_is_audited_under_the_token_that_tried_it(
@@ -131,6 +133,22 @@ def test_revoking_a_revoked_token_keeps_when_and_by_whom_it_was_revoked(
         ("admin", "token.revoke"),
     ]
     assert client.delete("/tokens/ghost", headers=h(tokens["admin"])).status_code == 404
+
+
+def test_a_flood_of_anonymous_refusals_does_not_hide_a_tokens_refusals(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    # The rate limit of auth.refused was one window for every caller: anyone without a token
+    # sending 20 requests a minute kept every refused attempt of a real token (an operator
+    # trying to read the audit trail, to push, to revoke) out of the audit trail.
+    for _ in range(2 * REFUSALS_PER_WINDOW):
+        client.get("/runs", headers=h("kaon_forged"))
+    assert client.get("/audit", headers=h(tokens["operator"])).status_code == 403
+    assert client.delete("/tokens/x", headers=h(tokens["operator"])).status_code == 403
+    audit = client.get("/audit", params={"limit": 1000}, headers=h(tokens["admin"])).json()
+    refused = [(a["actor"], a["target"]) for a in audit if a["action"] == "auth.refused"]
+    assert refused.count(("anonymous", "GET /runs")) == REFUSALS_PER_WINDOW
+    assert refused[-2:] == [("operator", "GET /audit"), ("operator", "DELETE /tokens/x")]
 
 
 def test_idempotency_keys_return_the_first_answer(
