@@ -201,6 +201,10 @@ class _RunFilter:
         return self.readable[workflow]
 
     def __call__(self, records: list[EventRecord]) -> list[EventRecord]:
+        if self.principal.reads_everything:
+            return records
+        if self.principal.run_scope is not None:  # a run token: its own run only
+            return [r for r in records if self.principal.can("viewer", run_id=r.run_id)]
         shown = []
         for record in records:
             workflow = self._workflow(record.run_id)

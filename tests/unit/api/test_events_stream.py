@@ -133,3 +133,19 @@ def test_a_stream_stops_showing_a_run_whose_workflow_moved_to_another_group(
     assert all(f'"run_id":"{moved}"' in frame for frame in before)
     assert len(after) == 1, after  # the run's own stream ended, the other shows kept's event
     assert f'"run_id":"{kept}"' in after[0] and moved not in after[0]
+
+
+def test_a_run_token_sees_its_own_runs_events_on_the_stream_of_every_run(
+    services: Services,
+) -> None:
+    """A step's run token reads its own run only: on ``GET /events`` it gets that run's
+    events and no other's of its workflow's group, and an admin's stream gets them all."""
+    mine, other = _started(services, "mine", "ml"), _started(services, "other", "ml")
+    assert services.auth.run_tokens is not None
+    token = services.auth.authenticate(services.auth.run_tokens.mint(mine))
+    shown = routes_events._RunFilter(services, token)
+    records = [EventRecord(run, "progress", 1.0, {}) for run in (mine, other, mine)]
+    assert [r.run_id for r in shown(records)] == [mine, mine]
+    assert shown(records[1:2]) == []
+    everything = routes_events._RunFilter(services, LOCAL_PRINCIPAL)
+    assert everything(records) == records
