@@ -708,6 +708,49 @@ def test_a_waiting_step_s_panel_sends_its_signal(
     operator.context.close()
 
 
+LANDED = """name: landed
+params:
+  day: {type: int, default: 0}
+steps:
+  - id: load
+    shell: echo loading
+triggers:
+  - signal: landed
+"""
+
+
+def test_the_workflow_page_shows_what_its_triggers_fired(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str]
+) -> None:
+    """Each firing with the run it started, or why it started none (a signal's parameter
+    of the wrong type: the firing is dropped with the error, which was only in the log)."""
+    admin = kaon_server.client()
+    pushed = admin.post("/workflows", json={"source": LANDED, "file_name": "landed.yaml"})
+    assert pushed.status_code < 300, pushed.text
+    deadline = time.monotonic() + 30
+    while not admin.get("/triggers", params={"workflow": "landed"}).json():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.0)  # the trigger loop sees the new version before the signals
+    for day in (7, "seven"):
+        assert admin.post("/signals", json={"name": "landed", "params": {"day": day}}).is_success
+    while len(admin.get("/triggers/firings", params={"workflow": "landed"}).json()) < 2:
+        assert time.monotonic() < deadline, "no firings"
+        time.sleep(0.1)
+    dropped, created = admin.get("/triggers/firings", params={"workflow": "landed"}).json()
+    assert (dropped["status"], created["status"]) == ("dropped", "created"), (dropped, created)
+    viewer = page_as(browser, kaon_server, tokens["viewer"])
+    viewer.goto(f"{kaon_server.url}/ui/workflows/landed")
+    run_link = f"#firings [data-firing-status=created] a[href='/ui/runs/{created['run_id']}']"
+    viewer.wait_for_selector(run_link)
+    assert "signal landed" in viewer.text_content("#firings [data-firing-status=created]")
+    shown = viewer.text_content("#firings [data-firing-status=dropped]")
+    assert "day" in shown and "int" in shown, shown
+    viewer.click(run_link)
+    viewer.wait_for_url(f"**/ui/runs/{created['run_id']}")
+    viewer.context.close()
+
+
 FAILING = """name: skipper
 steps:
   - id: bad

@@ -1,4 +1,4 @@
-/* A workflow page: properties, triggers, the start form generated from the typed parameters,
+/* A workflow page: properties, triggers and what they fired, the start form generated from the typed parameters,
  * versions (diff two, activate one), run history with filters, and who did what. */
 "use strict";
 (() => {
@@ -8,14 +8,16 @@
   let offset = 0;
   let form = null; // the parameters of the version the start form was made for
   const LIMIT = 25;
+  const FIRINGS = 10; // the newest firings of the workflow's triggers shown
   const VERSIONS = 50; // versions a page shows, newest first
   const versionPages = [null]; // the ``before`` of each page shown so far (null: the newest)
 
   async function load() {
     const before = versionPages[versionPages.length - 1];
-    const [wf, page, triggers] = await Promise.all([
+    const [wf, page, triggers, firings] = await Promise.all([
       api(base), api(`${base}/versions?` + q({ limit: VERSIONS + 1, before })),
-      api("/triggers?" + q({ workflow: name })).catch(() => [])]);
+      api("/triggers?" + q({ workflow: name })).catch(() => []),
+      api("/triggers/firings?" + q({ workflow: name, limit: FIRINGS })).catch(() => [])]);
     const older = page.length > VERSIONS; // one more than shown: another page follows
     const versions = older ? page.slice(1) : page;
     const props = document.getElementById("props");
@@ -25,6 +27,12 @@
     document.getElementById("triggers").replaceChildren(...(triggers.length ? triggers.map((t) =>
       el("li", { "data-trigger": t.kind }, el("b", {}, t.kind), " ", t.description,
         t.next_due_at ? el("span", { class: "next-fire" }, ` (next: ${when(t.next_due_at)})`) : "")) : [el("li", { class: "muted" }, "manual only")]));
+    // Each firing: when it was due, what fired, and the run it started or why it started none.
+    document.getElementById("firings").replaceChildren(...(firings.length ? firings.map((f) =>
+      el("li", { "data-firing": f.id, "data-firing-status": f.status }, when(f.due_at), " ", el("b", {}, f.kind),
+        f.what ? ` ${f.what} ` : " ", badge(f.status), " ",
+        f.run_id ? el("a", { href: `/ui/runs/${encodeURIComponent(f.run_id)}`, class: "mono" }, f.run_id)
+          : el("span", { class: "field-error" }, f.error || "no run"))) : [el("li", { class: "muted" }, "none yet")]));
     const rows = document.querySelector("#versions tbody");
     rows.replaceChildren(...versions.slice().reverse().map((v) => el("tr", { "data-version": v.version },
       el("td", {}, el("input", { type: "checkbox", class: "diff-pick", value: v.version })),
