@@ -151,6 +151,54 @@ def _last_ended_run(bounded: bool) -> Any:
     return stmt.order_by(c.ended_at.desc(), c.id.desc()).limit(1)
 
 
+_RUNNING_OR_PAUSED = sorted(("running", "paused"))
+
+
+def _capped_count(where: list[Any]) -> Any:
+    """How many runs match ``where``, counting at most ``:limit``."""
+    found = sa.select(sa.literal(1)).select_from(t.runs).where(*where).limit(_bind("limit"))
+    return sa.select(sa.func.count()).select_from(found.subquery()).scalar_subquery()
+
+
+@_builder
+def _queue_place() -> Any:
+    """``:workflow``, ``:run_id``, ``:priority``, ``:created_at``, ``:limit``: the workflow's
+    active runs but ``:run_id`` (running or paused; pending and claimed) and its waiting runs
+    ahead of the run in claiming order, each part counted up to ``:limit``: index ranges
+    (ix_runs_workflow_status_ended, and the partial ix_runs_claimed and ix_runs_waiting,
+    which the literal ``'pending'`` lets every plan use, a prepared one too)."""
+    c = t.runs.c
+    pending = c.status == sa.literal_column("'pending'")
+    mine = [c.workflow == _bind("workflow"), c.id != _bind("run_id")]
+    waiting = [*mine, pending, c.owner.is_(None)]
+    priority, at = _bind("priority", sa.Integer()), _bind("created_at", sa.Double())
+    return sa.select(
+        (
+            _capped_count([*mine, c.status.in_(_RUNNING_OR_PAUSED)])
+            + _capped_count([*mine, pending, c.owner.is_not(None)])
+        ).label("active"),
+        (
+            _capped_count([*waiting, c.priority > priority])
+            + _capped_count([*waiting, c.priority == priority, c.created_at < at])
+            + _capped_count(
+                [*waiting, c.priority == priority, c.created_at == at, c.id < _bind("run_id")]
+            )
+        ).label("ahead"),
+    )
+
+
+@_builder
+def _active_runs() -> Any:
+    """``:workflow``, ``:limit``: its active runs (running or paused; pending and claimed),
+    oldest first."""
+    c = t.runs.c
+    active = sa.or_(
+        c.status.in_(_RUNNING_OR_PAUSED), sa.and_(c.status == "pending", c.owner.is_not(None))
+    )
+    stmt = sa.select(t.runs).where(c.workflow == _bind("workflow"), active)
+    return stmt.order_by(c.created_at, c.id).limit(_bind("limit"))
+
+
 @_builder
 def _run_status_events() -> Any:
     """A run's own status changes (``run`` events, no step) from ``:since`` on, in order:
@@ -1062,6 +1110,8 @@ def catalogue_keys() -> Iterator[Key]:
         ("cache_entries_of",),
         ("frame_index", "min"),
         ("frame_index", "max"),
+        ("queue_place",),
+        ("active_runs",),
     )
     for a in flags:
         yield ("last_ended_run", a)

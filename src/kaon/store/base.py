@@ -75,6 +75,15 @@ def claim_key(record: RunRecord) -> ClaimKey:
     return (-record.priority, record.created_at, record.id)
 
 
+@dataclass(frozen=True, slots=True)
+class QueuePlace:
+    """A run's place in its workflow's queue (:meth:`StateStore.queue_place`), each count
+    capped at the limit asked."""
+
+    active: int  # the workflow's active runs but this one
+    ahead: int  # its waiting runs ahead of this one in claiming order
+
+
 @dataclass(slots=True)
 class StepRunRecord:
     """One step run: a task, a container (foreach, loop, subworkflow), or a frame of one.
@@ -553,6 +562,19 @@ class StateStore(ABC):
         ``after`` (and, given ``until``, at or before it; epoch seconds; None otherwise).
         When a run ended counts, not when it was created: a restarted old run that ends
         again is found. One indexed read, whatever the number of runs."""
+
+    @abstractmethod
+    def queue_place(self, run: RunRecord, limit: int) -> QueuePlace:
+        """Where ``run`` stands in its workflow's queue (what a run strategy admits by): the
+        workflow's other active runs (running, paused, or pending and claimed by an engine)
+        and its waiting runs (pending, unclaimed) ahead of ``run`` in claiming order
+        (:func:`claim_key`), each counted up to ``limit``: index ranges (partial indexes of
+        the pending runs) that stop at ``limit``, whatever the length of the queue."""
+
+    @abstractmethod
+    def active_runs(self, workflow: str, limit: int) -> list[RunRecord]:
+        """Up to ``limit`` active runs of ``workflow`` (running, paused, or pending and
+        claimed), oldest first."""
 
     @abstractmethod
     def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = "") -> int:

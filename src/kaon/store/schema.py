@@ -57,6 +57,11 @@ definitions = sa.Table(
     sa.Index("ix_definitions_name", "name"),
 )
 
+# The predicates of the queue's partial indexes; a query uses one only when its WHERE says
+# the same with these literals (kaon.store._queries: _queue_place).
+RUN_WAITING = "status = 'pending' AND owner IS NULL"
+RUN_CLAIMED = "status = 'pending' AND owner IS NOT NULL"
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -84,6 +89,26 @@ runs = sa.Table(
     # The last run of a workflow to end in a status (a strict-sequential workflow's last
     # failure), whatever the number of its runs (kaon.triggers.strategies).
     sa.Index("ix_runs_workflow_status_ended", "workflow", "status", "ended_at", "id"),
+    # A workflow's queue for its run strategy (kaon.triggers.strategies): its waiting runs
+    # (pending, unclaimed) in claiming order, and its claimed pending ones, each in a partial
+    # index holding only those (a few rows where a workflow has thousands of finished runs).
+    sa.Index(
+        "ix_runs_waiting",
+        "workflow",
+        "priority",
+        "created_at",
+        "id",
+        sqlite_where=sa.text(RUN_WAITING),
+        postgresql_where=sa.text(RUN_WAITING),
+    ),
+    sa.Index(
+        "ix_runs_claimed",
+        "workflow",
+        "status",
+        "id",
+        sqlite_where=sa.text(RUN_CLAIMED),
+        postgresql_where=sa.text(RUN_CLAIMED),
+    ),
 )
 
 step_runs = sa.Table(

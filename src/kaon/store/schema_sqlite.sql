@@ -267,9 +267,13 @@ CREATE TABLE runs (
 	PRIMARY KEY (id)
 );
 
+CREATE INDEX ix_runs_claimed ON runs (workflow, status, id) WHERE status = 'pending' AND owner IS NOT NULL;
+
 CREATE INDEX ix_runs_created ON runs (created_at);
 
 CREATE INDEX ix_runs_status_created ON runs (status, created_at);
+
+CREATE INDEX ix_runs_waiting ON runs (workflow, priority, created_at, id) WHERE status = 'pending' AND owner IS NULL;
 
 CREATE INDEX ix_runs_workflow_created ON runs (workflow, created_at);
 

@@ -81,6 +81,7 @@ from kaon.store.base import (
     MetricRecord,
     PermitRecord,
     PoolRecord,
+    QueuePlace,
     RunRecord,
     SignalRecord,
     StateStore,
@@ -700,6 +701,24 @@ class SQLStore(StateStore):
         key = ("last_ended_run", until is not None)
         rows = self.query(key, workflow=workflow, status=plain(status), **bounds)
         return run_record(rows[0]) if rows else None
+
+    def queue_place(self, run: RunRecord, limit: int) -> QueuePlace:
+        """See :meth:`StateStore.queue_place`."""
+        (row,) = self.query(
+            ("queue_place",),
+            workflow=run.workflow,
+            run_id=run.id,
+            priority=run.priority,
+            created_at=run.created_at,
+            limit=limit,
+        )
+        active, ahead = (min(int(row[name]), limit) for name in ("active", "ahead"))
+        return QueuePlace(active=active, ahead=ahead)
+
+    def active_runs(self, workflow: str, limit: int) -> list[RunRecord]:
+        """See :meth:`StateStore.active_runs`."""
+        rows = self.query(("active_runs",), workflow=workflow, limit=limit)
+        return [run_record(row) for row in rows]
 
     def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = "") -> int:
         """Delete finished runs and their rows in bounded transactions (see

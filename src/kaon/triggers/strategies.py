@@ -29,7 +29,7 @@ from kaon.engine import operations
 from kaon.errors import InvalidActionError, KaonError, NotFoundError
 from kaon.model.properties import RunStrategy
 from kaon.model.status import RunStatus
-from kaon.store.base import RunRecord, StateStore, claim_key
+from kaon.store.base import RunRecord, StateStore
 
 DROPPED_REASON = "dropped by first-only strategy"
 _BLOCK_KEY = "strategy:unblocked:{workflow}"
@@ -141,20 +141,19 @@ def admit(
     strategy, limit = strategy_of(properties(store, run.workflow))
     if strategy is RunStrategy.PARALLEL and limit is None:
         return True
-    others = [r for r in _open_runs(store, run.workflow) if r.id != run.id]
-    active = [r for r in others if _active(r)]
-    if strategy is RunStrategy.PARALLEL:
-        return len(active) < (limit or 1) and _first_in_queue(run, others, limit or 1, active)
-    if strategy is RunStrategy.FIRST_ONLY:
-        if active:
-            _cancel(store, run.id, DROPPED_REASON)
-            return False
-        return _first_in_queue(run, others, 1, active)
     if strategy is RunStrategy.LAST_ONLY:
-        return _last_only(store, run, others, active)
+        others = [r for r in _open_runs(store, run.workflow) if r.id != run.id]
+        return _last_only(store, run, others, [r for r in others if _active(r)])
     if strategy is RunStrategy.STRICT_SEQUENTIAL and is_blocked(store, run.workflow):
         return False
-    return not active and _first_in_queue(run, others, 1, active)
+    places = (limit or 1) if strategy is RunStrategy.PARALLEL else 1
+    place = store.queue_place(run, places)
+    if strategy is RunStrategy.FIRST_ONLY and place.active:
+        _cancel(store, run.id, DROPPED_REASON)
+        return False
+    # A queue: the run is among the first waiting runs (claiming order: higher priority
+    # first, then the oldest) that fit in the places the active runs leave.
+    return place.active < places and place.ahead < places - place.active
 
 
 def waiting_reason(
@@ -181,24 +180,15 @@ def waiting_reason(
             f"nothing starts until it is unblocked (kaon unblock {run.workflow}, or "
             "Unblock on its page)"
         )
-    others = [r for r in _open_runs(store, run.workflow) if r.id != run.id]
-    active = [r for r in others if _active(r)]
-    if strategy in (RunStrategy.SEQUENTIAL, RunStrategy.STRICT_SEQUENTIAL) and active:
-        return f"waits for run {active[0].id} (run strategy {strategy.value}: one at a time)"
-    if strategy is RunStrategy.PARALLEL and limit is not None and len(active) >= limit:
-        return f"waits: {len(active)} runs of {run.workflow} are active (concurrency {limit})"
+    if strategy in (RunStrategy.SEQUENTIAL, RunStrategy.STRICT_SEQUENTIAL):
+        active = [r for r in store.active_runs(run.workflow, 2) if r.id != run.id]
+        if active:
+            return f"waits for run {active[0].id} (run strategy {strategy.value}: one at a time)"
+    if strategy is RunStrategy.PARALLEL and limit is not None:
+        busy = store.queue_place(run, limit).active
+        if busy >= limit:
+            return f"waits: {busy} runs of {run.workflow} are active (concurrency {limit})"
     return None
-
-
-def _first_in_queue(
-    run: RunRecord, others: list[RunRecord], limit: int, active: list[RunRecord]
-) -> bool:
-    """A queue: ``run`` is among the first waiting runs that fit in the free places, in the
-    order engines claim runs (:func:`~kaon.store.base.claim_key`: higher priority first,
-    then the oldest), so the first waiting run of a workflow an engine sees is its head."""
-    place = claim_key(run)
-    waiting = [r for r in others if not _active(r) and claim_key(r) < place]
-    return len(waiting) < limit - len(active)
 
 
 def _last_only(
