@@ -140,9 +140,21 @@ def _include_trigger_routes(app: FastAPI) -> list[APIRouter]:
     return [router]
 
 
+# The methods ``/metrics`` names; any other (a client may send any token as its method)
+# is counted as ``other``, so no client can make a series per request.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """``method`` as ``/metrics`` labels it: one of :data:`METHODS`, else ``other``."""
+    return method if method in METHODS else "other"
+
+
 class _CountRequests:
     """Pure ASGI middleware for ``/metrics``: counts responses by method and status, and
-    times each request (to its response's last byte) by method and route template."""
+    times each request (to its response's last byte) by method and route template. Both
+    labels are bounded: a method outside :data:`METHODS` is ``other``, an unrouted path
+    ``unmatched``."""
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
@@ -154,10 +166,11 @@ class _CountRequests:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = method_label(scope["method"])
 
         async def counting(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.counter.labels(scope["method"], str(message["status"])).inc()
+                self.counter.labels(method, str(message["status"])).inc()
             await send(message)
 
         try:
@@ -165,4 +178,4 @@ class _CountRequests:
         finally:
             # The route's template (``/runs/{run_id}``), never the raw path: bounded labels.
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            self.latency.labels(method, route).observe(time.perf_counter() - started)

@@ -44,3 +44,16 @@ def test_metrics_need_a_token_unless_the_operator_makes_them_public(
     public = client.get("/metrics")
     assert public.status_code == 200 and "kaon_build_info" in public.text
     assert client.get("/runs").status_code == 401  # only /metrics is opened
+
+
+def test_a_client_choosing_its_own_methods_makes_no_new_series(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    # Any token is a valid HTTP method; a client (even without a token) sending a new one per
+    # request used to add a series per request to both request metrics, without bound.
+    for n in range(50):
+        client.request(f"PROBE{n}", "/healthz")
+    text = client.get("/metrics", headers=h(tokens["viewer"])).text
+    assert "PROBE" not in text
+    assert 'kaon_api_requests_total{method="other",status="401"} 50.0' in text
+    assert 'kaon_api_request_duration_seconds_count{method="other",route="unmatched"} 50.0' in text
