@@ -296,7 +296,11 @@ class AlertService:
         at = time.time() if now is None else now
         delivered = 0
         for record in self.triggers.due_deliveries(at):
-            if self.triggers.claim_delivery(record, until=at + self.claim_s):
+            # The claim runs from now, not from the pass's start: the attempts before this
+            # one may have taken longer than a claim lasts (a slow webhook), and a claim
+            # that has run out already lets another replica POST it too.
+            until = max(at, time.time()) + self.claim_s
+            if self.triggers.claim_delivery(record, until=until):
                 delivered += int(self._attempt(record))
         return delivered
 

@@ -70,3 +70,37 @@ def test_a_delivery_claimed_by_a_replica_that_died_is_sent_later(store: SQLStore
     assert service.deliver_due() == 0  # claimed: not sent again meanwhile
     assert service.deliver_due(time.time() + 31) == 1  # the claim ran out: sent
     assert len(posted) == 1
+
+
+def test_a_claim_lasts_its_length_from_when_it_is_taken_not_from_the_pass_start(
+    store: SQLStore,
+) -> None:
+    # A pass lists its due deliveries, then claims and POSTs them one by one. Each claim ran
+    # from the pass's start: behind a slow webhook, a later delivery's claim had run out
+    # before its POST began, and another replica took it and POSTed it too.
+    slow, fast = "http://hooks.test/slow", "http://hooks.test/fast"
+    register(store, workflow("alerted"), alerts={"on_failure": [slow, fast]})
+    posted: list[str] = []
+    replicas: list[AlertService] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        posted.append(str(request.url))
+        if str(request.url) == slow:
+            time.sleep(0.4)  # longer than a claim lasts
+        elif len(replicas) == 2:  # while the first replica POSTs the fast one
+            assert replicas[1].deliver_due() == 0
+        return httpx.Response(200)
+
+    for _ in range(2):
+        client = httpx.Client(transport=httpx.MockTransport(answer))
+        replicas.append(AlertService(store, SQLTriggerStore(store), client=client, claim_s=0.3))
+    first = replicas[0]
+    first.scan(time.time())
+    now = time.time()
+    run = RunRecord("r1", "alerted", "h", RunStatus.FAILED, created_at=now)
+    store.write(
+        WriteBatch(runs=[run], events=[EventRecord("r1", "run", now, {"status": "failed"})])
+    )
+    assert first.scan(now) == 2
+    assert first.deliver_due() == 2
+    assert posted == [slow, fast]
