@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import urllib.parse
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -86,6 +87,19 @@ def _problems(key: str, value: Any) -> list[Problem]:
     return []
 
 
+def _is_http_url(url: Any) -> bool:
+    """``url`` is an http(s) URL with a host (and a valid port, if any), without spaces or
+    control characters: one a webhook can be POSTed to (``http://[::1`` is not)."""
+    if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _alert_problems(alerts: Any, where: Location) -> list[Problem]:
     if not isinstance(alerts, Mapping):
         return [Problem(f"alerts must be an object, got {type(alerts).__name__}", where)]
@@ -97,9 +111,7 @@ def _alert_problems(alerts: Any, where: Location) -> list[Problem]:
             problems.append(Problem(f"unknown alert setting {key!r:.60}: use {known}", at))
         elif key in _URL_KEYS:
             urls = [value] if isinstance(value, str) else value
-            if not isinstance(urls, list) or not all(
-                isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls
-            ):
+            if not isinstance(urls, list) or not all(_is_http_url(u) for u in urls):
                 problems.append(Problem(f"{key} must be http(s) URLs, got {value!r:.80}", at))
         elif key == "max_duration_s":
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

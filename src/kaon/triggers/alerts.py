@@ -307,11 +307,19 @@ class AlertService:
     def _attempt(self, record: AlertDeliveryRecord) -> bool:
         assert record.id is not None
         code: int | None = None
+        hopeless = False
         try:
-            response = self._client.post(record.url, json=record.payload)
+            request = self._client.build_request("POST", record.url, json=record.payload)
+            response = self._client.send(request)
             code = response.status_code
             error = None if 200 <= code < 300 else f"HTTP {code}"
-        except httpx.HTTPError as exc:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            # A URL no attempt can send to (kept before its properties were checked as
+            # now): failed for good at once, never a retry.
+            error, hopeless = f"{type(exc).__name__}: {exc}", True
+        except Exception as exc:  # one failed attempt, never the end of the pass
+            # httpx.HTTPError, and what else sending raises (UnicodeError for a host name
+            # IDNA refuses): the delivery fails this attempt and the pass goes on.
             error = f"{type(exc).__name__}: {exc}"
         attempts = record.attempts + 1
         now = time.time()
@@ -326,7 +334,7 @@ class AlertService:
             )
             self._event(record, "delivered", attempts, code, None, now)
             return True
-        if attempts >= self.max_attempts:
+        if hopeless or attempts >= self.max_attempts:
             self.triggers.update_delivery(
                 record.id, status="failed", attempts=attempts, response_code=code, last_error=error
             )

@@ -24,6 +24,11 @@ from kaon.model.properties import RunStrategy, check_properties
         ({"alerts": ["http://x"]}, "properties.alerts", "must be an object"),
         ({"alerts": {"on_fail": ["http://x"]}}, "properties.alerts.on_fail", "unknown alert"),
         ({"alerts": {"on_late": "ftp://x"}}, "properties.alerts.on_late", "http(s) URLs"),
+        # Each began with http:// yet no webhook could ever be POSTed to it.
+        ({"alerts": {"on_failure": "http://[::1"}}, "properties.alerts.on_failure", "http(s)"),
+        ({"alerts": {"on_failure": "http://h:99x/"}}, "properties.alerts.on_failure", "http(s)"),
+        ({"alerts": {"on_failure": "http:///x"}}, "properties.alerts.on_failure", "http(s)"),
+        ({"alerts": {"on_late": ["http://h/a\nb"]}}, "properties.alerts.on_late", "http(s)"),
         ({"alerts": {"max_duration_s": -1}}, "properties.alerts.max_duration_s", "> 0"),
         ({"alerts": {"deadline": "7h30"}}, "properties.alerts.deadline", "HH:MM"),
         ({"alerts": {"deadline": "07:30 Mars/Base"}}, "properties.alerts.deadline", "HH:MM"),
@@ -41,7 +46,11 @@ def test_good_properties_removals_and_metadata_pass() -> None:
         {
             "run_strategy": "strict_sequential",
             "concurrency": 3,
-            "alerts": {"on_failure": "https://hooks/x", "deadline": "07:30 Europe/Paris"},
+            "alerts": {
+                "on_failure": "https://hooks/x",
+                "on_late": ["http://[::1]:8080/a?b=c", "HTTPS://user@hooks.example.com/x"],
+                "deadline": "07:30 Europe/Paris",
+            },
             "team": "vision",  # the user's own metadata
             "run_strategy_note": None,
         }

@@ -182,3 +182,26 @@ def test_parse_deadline() -> None:
     assert str(parse_deadline("23:05")[1]) == "UTC"
     with pytest.raises(ValueError):
         parse_deadline("7h30 in Paris please")
+
+
+def test_a_url_the_client_cannot_send_to_fails_its_delivery_not_the_pass(
+    store: SQLStore, receiver: Receiver
+) -> None:
+    # "http://[::1" starts with http:// but is no URL: sending it raised httpx.InvalidURL,
+    # which is not an httpx.HTTPError, out of the pass. The delivery kept its claim, came
+    # back every 120 s to abort a pass with a traceback, and never failed nor showed up.
+    broken = "http://[::1"
+    register(store, workflow("alerted"), alerts={"on_failure": [broken, receiver.url("/ok")]})
+    service = _alerts(store)
+    service.scan(time.time())
+    _run(store, "r1", RunStatus.FAILED)
+    service.scan(time.time())
+    assert service.deliver_due() == 1
+    assert [path for path, _ in receiver.received] == ["/ok"]
+    by_url = {d.url: d for d in SQLTriggerStore(store).deliveries(run_id="r1")}
+    failed = by_url[broken]
+    assert (failed.status, failed.attempts) == ("failed", 1)  # it cannot work: no retries
+    assert failed.last_error is not None and "InvalidURL" in failed.last_error
+    outcomes = [(e.data["url"], e.data["outcome"]) for e in store.events("r1") if e.kind == "alert"]
+    assert sorted(outcomes) == sorted([(broken, "failed"), (receiver.url("/ok"), "delivered")])
+    service.close()
