@@ -231,6 +231,22 @@ class TriggerStoreContract:
         with pytest.raises(NotFoundError):
             triggers.update_delivery(999_999, status="x")
 
+    def test_due_deliveries_per_url_are_the_oldest_of_each_url(
+        self, triggers: TriggerStore
+    ) -> None:
+        for n in range(5):
+            assert triggers.add_delivery(_delivery(f"failure:a{n}", next_attempt_at=1.0 + n))
+        assert triggers.add_delivery(_delivery("failure:b", url="http://h/y", next_attempt_at=9))
+        assert triggers.add_delivery(_delivery("failure:c", url="http://h/z", next_attempt_at=99))
+        due = triggers.due_deliveries(20.0, per_url=2)
+        assert [(d.url, d.dedupe_key) for d in due] == [
+            ("http://h/x", "failure:a0"),
+            ("http://h/x", "failure:a1"),
+            ("http://h/y", "failure:b"),
+        ]
+        assert len(triggers.due_deliveries(20.0, limit=2, per_url=2)) == 2
+        assert len(triggers.due_deliveries(20.0)) == 6
+
     def test_a_delivery_is_claimed_by_one_sender(self, triggers: TriggerStore) -> None:
         assert triggers.add_delivery(_delivery("failure:r2", next_attempt_at=10.0))
         (mine,) = triggers.due_deliveries(20.0)

@@ -209,8 +209,12 @@ class TriggerStore(ABC):
         inserted (and ``record.id`` set)."""
 
     @abstractmethod
-    def due_deliveries(self, now: float, limit: int = 100) -> list[AlertDeliveryRecord]:
-        """Pending deliveries whose next attempt is due at ``now``, oldest first."""
+    def due_deliveries(
+        self, now: float, limit: int = 100, *, per_url: int | None = None
+    ) -> list[AlertDeliveryRecord]:
+        """Pending deliveries whose next attempt is due at ``now``, oldest first; with
+        ``per_url``, only the oldest ``per_url`` of each URL, so that the many deliveries of
+        one webhook (an alert storm to one that is down) never hide the others'."""
 
     @abstractmethod
     def claim_delivery(self, record: AlertDeliveryRecord, *, until: float) -> bool:
@@ -472,15 +476,24 @@ class SQLTriggerStore(TriggerStore):
         record.id = int(found)
         return True
 
-    def due_deliveries(self, now: float, limit: int = 100) -> list[AlertDeliveryRecord]:
+    def due_deliveries(
+        self, now: float, limit: int = 100, *, per_url: int | None = None
+    ) -> list[AlertDeliveryRecord]:
         """See :meth:`TriggerStore.due_deliveries`."""
         c = tt.alert_deliveries.c
-        stmt = (
-            sa.select(tt.alert_deliveries)
-            .where(c.status == "pending", c.next_attempt_at <= now)
-            .order_by(c.next_attempt_at, c.id)
-            .limit(limit)
-        )
+        due = (c.status == "pending", c.next_attempt_at <= now)
+        if per_url is None:
+            stmt = sa.select(tt.alert_deliveries).where(*due).order_by(c.next_attempt_at, c.id)
+        else:
+            rank = sa.func.row_number().over(partition_by=c.url, order_by=(c.next_attempt_at, c.id))
+            ranked = sa.select(tt.alert_deliveries, rank.label("rank")).where(*due).subquery()
+            columns = [ranked.c[column.name] for column in tt.alert_deliveries.c]
+            stmt = (
+                sa.select(*columns)
+                .where(ranked.c.rank <= per_url)
+                .order_by(ranked.c.next_attempt_at, ranked.c.id)
+            )
+        stmt = stmt.limit(limit)
         with self.store.reading() as conn:
             return [AlertDeliveryRecord(**row._asdict()) for row in conn.execute(stmt)]
 

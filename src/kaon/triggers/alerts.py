@@ -49,6 +49,8 @@ log = logging.getLogger("kaon.alerts")
 _CURSOR_KEY = "alerts:event_cursor"
 _DEADLINE_KEY = "alerts:deadline:{workflow}"
 MAX_MISSED_DEADLINES = 7
+PER_URL_PASS = 20
+"""The most deliveries to one URL a delivery pass takes (the oldest due)."""
 """The most deadlines of one workflow checked at once, after a long downtime (the latest)."""
 Properties = Callable[[StateStore, str], dict[str, Any]]
 
@@ -291,17 +293,29 @@ class AlertService:
     # -- delivering ----------------------------------------------------------------------
 
     def deliver_due(self, now: float | None = None) -> int:
-        """POST every delivery due now once (those another sender has not taken first);
-        returns how many succeeded."""
+        """POST the deliveries due now once (those another sender has not taken first);
+        returns how many succeeded.
+
+        One webhook never holds up the others: a pass lists at most :data:`PER_URL_PASS`
+        deliveries of each URL, and once an attempt to a URL fails (it hangs until the
+        timeout, refuses, answers 500) the pass leaves that URL's other deliveries for the
+        next pass, untouched (their attempts and backoff unchanged). A webhook that hangs
+        thus costs a pass one timeout, not one per alert of a storm."""
         at = time.time() if now is None else now
         delivered = 0
-        for record in self.triggers.due_deliveries(at):
+        failing: set[str] = set()
+        for record in self.triggers.due_deliveries(at, per_url=PER_URL_PASS):
+            if record.url in failing:
+                continue
             # The claim runs from now, not from the pass's start: the attempts before this
             # one may have taken longer than a claim lasts (a slow webhook), and a claim
             # that has run out already lets another replica POST it too.
             until = max(at, time.time()) + self.claim_s
             if self.triggers.claim_delivery(record, until=until):
-                delivered += int(self._attempt(record))
+                if self._attempt(record):
+                    delivered += 1
+                else:
+                    failing.add(record.url)
         return delivered
 
     def _attempt(self, record: AlertDeliveryRecord) -> bool:
