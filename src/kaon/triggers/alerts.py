@@ -39,6 +39,7 @@ from kaon.store import schema
 from kaon.store.base import EventRecord, RunRecord, StateStore, WriteBatch
 from kaon.store.sql import SQLStore
 from kaon.store.triggers import AlertDeliveryRecord, TriggerStore
+from kaon.triggers.pass_failures import PassFailures
 from kaon.triggers.strategies import workflow_properties
 
 if TYPE_CHECKING:
@@ -388,9 +389,12 @@ class AlertService:
 
     def run_forever(self, stop: threading.Event, interval_s: float = 0.5) -> None:
         """Deliver due webhooks until ``stop`` is set (the server runs this in a thread)."""
+        failures = PassFailures(log, "alert delivery pass", interval_s)
         while not stop.is_set():
             try:
                 self.deliver_due()
-            except Exception:  # a delivery loop must survive any one failure
-                log.exception("alert delivery pass failed")
+            except Exception as error:  # a delivery loop must survive any one failure
+                stop.wait(failures.failed(error))
+                continue
+            failures.succeeded()
             stop.wait(interval_s)

@@ -56,6 +56,7 @@ from kaon.triggers.catalog import (
 )
 from kaon.triggers.cron import due_slots, jitter, schedule_of, slot_iso
 from kaon.triggers.data import find_arrivals
+from kaon.triggers.pass_failures import PassFailures
 from kaon.triggers.retention import RetentionPolicy
 from kaon.triggers.signals import match_signal, trigger_params
 
@@ -221,12 +222,15 @@ class TriggerService:
                 target=self.alerts.run_forever, args=(stop,), name="kaon-alerts", daemon=True
             )
             sender.start()
+        failures = PassFailures(log, "trigger pass", interval_s)
         try:
             while not stop.is_set():
                 try:
                     self.tick()
-                except Exception:  # the trigger loop must outlive any one bad pass
-                    log.exception("trigger pass failed")
+                except Exception as error:  # the trigger loop must outlive any one bad pass
+                    stop.wait(failures.failed(error))
+                    continue
+                failures.succeeded()
                 stop.wait(self._until_due(interval_s))
         finally:
             if sender is not None:
