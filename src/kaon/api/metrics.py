@@ -2,6 +2,9 @@
 
 Gathered at scrape time from the store (so it is right across processes and restarts):
 
+* ``kaon_store_up`` -- 1 when the scrape could read the store; 0 when it could not (the
+  database down or migrating), and the series below read from it are left out, while the
+  others are served as usual;
 * ``kaon_runs{status}`` -- runs by status;
 * ``kaon_step_runs{status}`` -- task step runs by status;
 * ``kaon_queue_depth`` -- pending runs (created, not yet claimed by an engine);
@@ -24,6 +27,7 @@ Gathered at scrape time from the store (so it is right across processes and rest
 
 from __future__ import annotations
 
+import logging
 import platform
 import threading
 import time
@@ -44,10 +48,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Connection
 
 from kaon._version import __version__ as kaon_version
+from kaon.errors import StoreError
 from kaon.service import telemetry
 from kaon.store import stats
 from kaon.store.sql import SQLStore
 from kaon.store.stats import DurationSums
+
+log = logging.getLogger("kaon.api")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_BUCKETS: tuple[float, ...] = (
@@ -76,6 +83,24 @@ class _StoreCollector(Collector):
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
+        try:
+            found = list(self._from_store())
+        except StoreError as error:
+            # The store down (or migrating) leaves its series out, not the whole page: the
+            # HTTP, process, trigger and engine series are what an operator reads then.
+            log.warning("/metrics without the store's series: %s", error)
+            found = []
+        yield GaugeMetricFamily(
+            "kaon_store_up",
+            "1 when this scrape could read the state store, else 0 (its series are left out).",
+            value=1.0 if found else 0.0,
+        )
+        yield from found
+        yield from _trigger_lag()
+        yield _engine_turns()
+
+    def _from_store(self) -> Iterator[Metric]:
+        """The series read from the store (raises StoreError)."""
         with self.store.reading() as conn:  # one connection for every query of a scrape
             run_counts, step_counts = stats.status_counts(conn)
             durations = self._durations(conn)
@@ -101,8 +126,6 @@ class _StoreCollector(Collector):
             sum_value=durations.total,
         )
         yield from self._pools()
-        yield from _trigger_lag()
-        yield _engine_turns()
 
     def _pools(self) -> Iterator[Metric]:
         """Slots and permits: limits and what live holds use (every engine's)."""

@@ -57,3 +57,33 @@ def test_a_client_choosing_its_own_methods_makes_no_new_series(
     assert "PROBE" not in text
     assert 'kaon_api_requests_total{method="other",status="401"} 50.0' in text
     assert 'kaon_api_request_duration_seconds_count{method="other",route="unmatched"} 50.0' in text
+
+
+def test_the_store_down_leaves_out_its_series_not_the_whole_page(
+    client: Any, services: Services, monkeypatch: Any
+) -> None:
+    # With the database down a scrape answered 503: the request counts (the 503s of the
+    # outage), latencies and process metrics went dark exactly when they were wanted.
+    from kaon.errors import StoreUnavailableError
+
+    services.extras[METRICS_PUBLIC] = True
+    client.get("/healthz")
+
+    def down() -> Any:
+        raise StoreUnavailableError("store x: reading failed: connection refused")
+
+    monkeypatch.setattr(services.store, "reading", down)
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200
+    text = scraped.text
+    assert "kaon_store_up 0.0" in text
+    assert not re.search(r"^kaon_(runs|step_runs|queue_depth|pool_slots_limit)\b", text, re.M)
+    for name in (
+        "kaon_api_requests_total",
+        "kaon_trigger_lag_seconds_count",
+        "process_cpu_seconds_total",
+    ):
+        assert re.search(rf"^{name}\b", text, re.M), name
+    monkeypatch.undo()
+    up = client.get("/metrics").text
+    assert "kaon_store_up 1.0" in up and "kaon_runs" in up
