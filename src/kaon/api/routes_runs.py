@@ -14,7 +14,7 @@ from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiment_views import RunArtifactsView
-from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET
+from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET, MAX_RUNS_PAGE
 from kaon.service.registry_views import (
     ContinueRequest,
     EventView,
@@ -101,7 +101,7 @@ def start_run(
 def list_runs(
     workflow: str | None = Query(None, max_length=200),
     status: RunStatus | None = Query(None),
-    limit: int = Query(20, ge=1, le=1000),
+    limit: int = Query(20, ge=1, le=MAX_RUNS_PAGE),
     offset: int = Query(0, ge=0, le=MAX_RUNS_OFFSET),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),

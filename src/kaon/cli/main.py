@@ -53,7 +53,7 @@ from kaon.errors import (
     SchemaVersionError,
 )
 from kaon.model.status import RunStatus, StepStatus
-from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET
+from kaon.service.limits import MAX_OFFSET, MAX_RUNS_LISTED, MAX_RUNS_OFFSET
 
 # Start-up stays light (tests/unit/cli/test_startup.py): the service, store, engine, server and
 # rich are imported inside the commands that use them, not here.
@@ -727,7 +727,9 @@ def runs(
     ] = None,
     limit: Annotated[
         int,
-        typer.Option("--limit", "-n", metavar="N", min=1, max=10_000, help="Show at most N runs."),
+        typer.Option(
+            "--limit", "-n", metavar="N", min=1, max=MAX_RUNS_LISTED, help="Show at most N runs."
+        ),
     ] = 20,
     offset: Annotated[
         int,

@@ -15,5 +15,11 @@ MAX_OFFSET: Final = 10_000_000
 MAX_RUNS_OFFSET: Final = 1_000_000
 """The furthest a page of the run list (``kaon runs``, ``GET /runs``) may start."""
 
+MAX_RUNS_PAGE: Final = 1000
+"""The most runs one ``GET /runs`` answers (a client wanting more follows the pages)."""
+
+MAX_RUNS_LISTED: Final = 10_000
+"""The most runs ``kaon runs --limit`` lists (locally, or a page at a time from a server)."""
+
 MAX_VERSION: Final = 2**31 - 1
 """The largest workflow version number."""

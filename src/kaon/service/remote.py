@@ -38,6 +38,7 @@ from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.bundle import read_push
+from kaon.service.limits import MAX_RUNS_OFFSET, MAX_RUNS_PAGE
 from kaon.service.pools import PermitRequest, PermitView, PoolRequest, PoolView
 from kaon.service.registry_views import (
     PushResult,
@@ -612,13 +613,23 @@ class RemoteService:
         limit: int = 20,
         offset: int = 0,
     ) -> list[RunView]:
-        """Runs, newest first."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        """Runs, newest first: ``limit`` of them (``kaon runs`` asks up to 10,000, as locally)
+        although the server answers at most :data:`MAX_RUNS_PAGE` at a time: this follows
+        the pages (none past :data:`MAX_RUNS_OFFSET`, where the server stops)."""
+        params: dict[str, Any] = {}
         if workflow is not None:
             params["workflow"] = workflow
         if status is not None:
             params["status"] = status
-        return [RunView.model_validate(v) for v in self._call("GET", "/runs", params=params)]
+        found: list[RunView] = []
+        while len(found) < limit and offset + len(found) <= MAX_RUNS_OFFSET:
+            page = min(MAX_RUNS_PAGE, limit - len(found))
+            params.update(limit=page, offset=offset + len(found))
+            views = [RunView.model_validate(v) for v in self._call("GET", "/runs", params=params)]
+            found.extend(views)
+            if len(views) < page:
+                break
+        return found
 
     def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
         """A run with its step runs and metrics: the server answers a page at a time
