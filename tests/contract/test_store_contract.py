@@ -121,6 +121,9 @@ class StoreContract:
 
     # -- round trips -----------------------------------------------------------------------
 
+    def test_a_ping_reads_nothing_and_answers(self, store: StateStore) -> None:
+        assert store.ping() is None  # GET /readyz: raises StoreError when the database is down
+
     def test_definition_round_trip_and_idempotent_insert(self, store: StateStore) -> None:
         spec = {"name": "wf", "steps": [{"id": "a", "params": {"x": [1, 2.5, None, "s"]}}]}
         record = DefinitionRecord("h1", "wf", spec, source="steps: []", created_at=5.0)

@@ -1,4 +1,4 @@
-"""Health, metrics, the caller's identity, API tokens and the audit trail."""
+"""Health and readiness, metrics, the caller's identity, API tokens and the audit trail."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from kaon.api.deps import METRICS_PUBLIC, Principal, Services, bearer, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.metrics import CONTENT_TYPE
-from kaon.errors import InvalidActionError
+from kaon.errors import InvalidActionError, StoreError
 from kaon.service.registry_views import (
     AuditView,
     RotateRequest,
@@ -43,6 +43,38 @@ def healthz(services: Services = Depends(get_services)) -> Health:
     alive = services.extras.get("engine_alive")
     engine = bool(alive()) if callable(alive) else False
     return Health(status="ok", engine=engine)
+
+
+class Readiness(BaseModel):
+    """Whether the server can do its work now: its store answers and its engine lives."""
+
+    status: str
+    store: bool
+    engine: bool
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    tags=["admin"],
+    summary="Readiness check",
+    responses={503: {"model": Readiness, "description": "Not ready: the store or engine."}},
+)
+def readyz(response: Response, services: Services = Depends(get_services)) -> Readiness:
+    """200 when the store answers a trivial read and the engine loop lives, else 503 with
+    which one failed (no token needed): for a load balancer or Kubernetes readiness probe,
+    while ``/healthz`` says only that the process answers (200 with the database down)."""
+    alive = services.extras.get("engine_alive")
+    engine = bool(alive()) if callable(alive) else False
+    try:
+        services.store.ping()
+        store = True
+    except StoreError:
+        store = False
+    ready = store and engine
+    if not ready:
+        response.status_code = 503
+    return Readiness(status="ready" if ready else "not ready", store=store, engine=engine)
 
 
 _viewer = require("viewer")

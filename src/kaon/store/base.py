@@ -564,6 +564,11 @@ class StateStore(ABC):
         again is found. One indexed read, whatever the number of runs."""
 
     @abstractmethod
+    def ping(self) -> None:
+        """One trivial read; raises StoreUnavailableError (or StoreError) when the database
+        does not answer: a server's readiness."""
+
+    @abstractmethod
     def queue_place(self, run: RunRecord, limit: int) -> QueuePlace:
         """Where ``run`` stands in its workflow's queue (what a run strategy admits by): the
         workflow's other active runs (running, paused, or pending and claimed by an engine)

@@ -702,6 +702,10 @@ class SQLStore(StateStore):
         rows = self.query(key, workflow=workflow, status=plain(status), **bounds)
         return run_record(rows[0]) if rows else None
 
+    def ping(self) -> None:
+        """See :meth:`StateStore.ping`."""
+        self.query(("ping",))
+
     def queue_place(self, run: RunRecord, limit: int) -> QueuePlace:
         """See :meth:`StateStore.queue_place`."""
         (row,) = self.query(

@@ -45,6 +45,7 @@ OK_201 = frozenset({201})
 ACTION = frozenset({200, 409})  # an action on a run in a state that may not allow it
 EXPECT: dict[str, Rule] = {
     "GET /healthz": Rule(None),
+    "GET /readyz": Rule(None, ok=frozenset({200, 503})),
     "GET /metrics": Rule("viewer"),
     "GET /whoami": Rule("viewer"),
     "GET /tokens": Rule("admin"),
