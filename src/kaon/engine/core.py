@@ -100,6 +100,7 @@ class RunCore(ABC):
         # name (set when a wait step on the name first polls; see RunState.deliver_signals).
         self.signal_cursors: dict[str, int] = {}
         self.error: str | None = None
+        self.ended_error: str | None = None  # the error the run ended with (_finish)
         self.root = self._new_frame(spec.graph, "", dict(record.params), spec.defaults)
 
     def _alloc(self) -> int:
@@ -447,6 +448,7 @@ class RunCore(ABC):
     def _finish(self, status: RunStatus, error: str | None) -> None:
         self.finished = True
         self.status = status
+        self.ended_error = error
         self.ctx.timers.cancel_run(self.id)
         self.timed.clear()
         now = self.ctx.clock()

@@ -753,6 +753,7 @@ class Engine:
             self.on_turn(time.perf_counter() - began)
         for state in finished:
             if self.runs.get(state.id) is state:
+                _log_end(state)
                 self.runs.pop(state.id)
                 self.epochs.pop(state.id, None)
                 self._renewed.pop(state.id, None)
@@ -1127,6 +1128,22 @@ class Engine:
                     frozenset(lost),
                 ),
             )
+
+
+def _log_end(state: RunState) -> None:
+    """One line in the engine's log per run that ended, once its end is committed: a server's
+    log said nothing of a run that failed."""
+    if state.status is RunStatus.SUCCEEDED:
+        log.info("run %s of %s succeeded", state.id, state.spec.name)
+    else:
+        error = state.ended_error or ""
+        log.info(
+            "run %s of %s %s%s",
+            state.id,
+            state.spec.name,
+            state.status.value,
+            error and f": {error}",
+        )
 
 
 def _state_key(state: RunState) -> tuple[float, str]:
