@@ -4,6 +4,7 @@ no line for a run that failed (an SRE looking for why found nothing)."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from conftest import Harness, flow, task
@@ -18,7 +19,17 @@ def test_each_run_that_ends_is_one_line_with_its_error(
     ok_status, ok = inline.run(flow(task("a", "const"), name="fine"))
     bad_status, bad = inline.run(flow(task("b", "fail_keeping", inputs={"n": 1}), name="broken"))
     assert (ok_status, bad_status) == (RunStatus.SUCCEEDED, RunStatus.FAILED)
-    lines = [r.getMessage() for r in caplog.records if r.name == "kaon.engine"]
-    assert f"run {ok} of fine succeeded" in lines
-    (failed,) = [line for line in lines if line.startswith(f"run {bad} ")]
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "kaon.engine"]
+
+    def ended(run_id: str) -> list[str]:
+        return [line for line in logged() if line.startswith(f"run {run_id} ")]
+
+    deadline = time.monotonic() + 10  # logged after the commit, which a reader may see first
+    while not (ended(ok) and ended(bad)):
+        assert time.monotonic() < deadline, logged()
+        time.sleep(0.01)
+    assert ended(ok) == [f"run {ok} of fine succeeded"]
+    (failed,) = ended(bad)
     assert failed.startswith(f"run {bad} of broken failed: ") and "b" in failed, failed
