@@ -138,7 +138,8 @@ def rotate_token(
     """A new secret for a token (in this response only); the old one stops working at once.
     The token keeps its expiry unless ``expires_in`` sets a new one. Any token may rotate
     itself (and shorten its own lifetime); rotating another token, or making a token live
-    longer, needs an admin."""
+    longer, needs an admin. An expired token is rotated only with a new ``expires_in``
+    (409 without: its secret would be dead at once)."""
     if token_id != principal.token_id:
         services.auth.check(principal, "admin")
     expires_in = body.expires_in if body else None

@@ -35,7 +35,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kaon.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from kaon.errors import (
+    AuthenticationError,
+    InvalidActionError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from kaon.service.run_tokens import RUN_TOKEN_PREFIX, RunTokenError, RunTokens
 from kaon.service.safety import check_value
 from kaon.store.registry import AuditRecord, RegistryStore, TokenRecord
@@ -114,6 +119,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _utc(at: float) -> str:
+    """``at`` (Unix seconds) as a UTC time a person reads: ``2026-12-05 14:03:07Z``."""
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
+
+
 def _expiry(now: float, expires_in: float | None) -> float | None:
     if expires_in is None:
         return None
@@ -175,17 +185,26 @@ class AuthService:
         """A new secret for a live token (same name, role and groups); the old secret stops
         working at once. The token keeps its expiry unless ``expires_in`` gives a new one;
         without ``extend`` (a token rotating itself, not an admin) the new one may not be
-        later than the old. Returns the record and the new secret. Raises NotFoundError,
-        PermissionDeniedError."""
+        later than the old. An expired token keeps no expiry worth keeping: it needs
+        ``expires_in`` (which only an admin may give it, as it makes the token live longer).
+        Returns the record and the new secret. Raises NotFoundError, PermissionDeniedError,
+        InvalidActionError (an expired token rotated without ``expires_in``)."""
         current = next(
             (t for t in self.registry.list_tokens() if t.id == token_id and t.revoked_at is None),
             None,
         )
         if current is None:
             raise NotFoundError(f"no live token {token_id!r}")
+        now = time.time()
         expires_at = current.expires_at
+        if expires_in is None and expires_at is not None and now >= expires_at:
+            raise InvalidActionError(
+                f"token {token_id!r} expired at {_utc(expires_at)}: a rotation keeping its "
+                "expiry would give a dead secret; an admin rotates it with a new expires_in "
+                f"(kaon token rotate {token_id} --expires-in 30d)"
+            )
         if expires_in is not None:
-            expires_at = _expiry(time.time(), expires_in)
+            expires_at = _expiry(now, expires_in)
             assert expires_at is not None
             if not extend and current.expires_at is not None and expires_at > current.expires_at:
                 raise PermissionDeniedError(

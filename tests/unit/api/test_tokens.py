@@ -292,3 +292,28 @@ def test_a_refused_ui_login_is_audited_like_a_refused_api_call(
         ("anonymous", "POST /ui/login", 401)
     ]
     assert "kaon_guess" not in json.dumps(audit)
+
+
+def test_rotating_an_expired_token_needs_a_new_lifetime(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    """Rotating an expired token kept its expiry: the 200 carried a secret that was already
+    dead (``expires_at`` in the past). It is a 409 saying when it expired and how to revive
+    it; an admin's rotation with ``expires_in`` gives a live token."""
+    made = client.post(
+        "/tokens",
+        json={"name": "short", "role": "viewer", "expires_in": 0.5},
+        headers=h(tokens["admin"]),
+    ).json()
+    time.sleep(0.7)
+    dead = client.post(f"/tokens/{made['id']}/rotate", headers=h(tokens["admin"]))
+    assert dead.status_code == 409, dead.text
+    message = dead.json()["message"]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(made["expires_at"]))
+    assert f"expired at {when}" in message and "expires_in" in message, message
+    revived = client.post(
+        f"/tokens/{made['id']}/rotate", json={"expires_in": 60}, headers=h(tokens["admin"])
+    )
+    assert revived.status_code == 200, revived.text
+    assert revived.json()["expires_at"] > time.time()
+    assert client.get("/whoami", headers=h(revived.json()["token"])).status_code == 200
