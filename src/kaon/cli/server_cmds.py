@@ -40,9 +40,30 @@ ExpiresOpt = Annotated[
         help="Lifetime: seconds, or 30m, 12h, 7d (default: none).",
     ),
 ]
+
+
+def _groups(groups: list[str] | None) -> list[str] | None:
+    """``--group`` values, checked by the owner group rule (:mod:`kaon.model.owner_groups`)
+    before anything is sent or stored: exit 2 naming the option."""
+    from kaon.model.owner_groups import group_problem
+
+    for group in groups or []:
+        if (why := group_problem(group)) is not None:
+            raise typer.BadParameter(why, param_hint="'--group'")
+    return groups
+
+
+def _group(group: str | None) -> str | None:
+    """A ``--group`` given once (a push's owner group), checked as :func:`_groups` does."""
+    _groups(None if group is None else [group])
+    return group
+
+
 GroupOpt = Annotated[
     list[str] | None,
-    typer.Option("--group", "-g", metavar="GROUP", help="An owner group (repeatable)."),
+    typer.Option(
+        "--group", "-g", metavar="GROUP", help="An owner group (repeatable).", callback=_groups
+    ),
 ]
 
 
@@ -210,7 +231,13 @@ def push(
     ] = False,
     group: Annotated[
         str | None,
-        typer.Option("--group", "-g", metavar="GROUP", help="Owner group of a new workflow."),
+        typer.Option(
+            "--group",
+            "-g",
+            metavar="GROUP",
+            help="Owner group of a new workflow.",
+            callback=_group,
+        ),
     ] = None,
     url: UrlOpt = None,
     db: DbOpt = None,

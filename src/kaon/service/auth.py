@@ -41,6 +41,7 @@ from kaon.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from kaon.model.owner_groups import check_groups
 from kaon.service.run_tokens import RUN_TOKEN_PREFIX, RunTokenError, RunTokens
 from kaon.service.safety import check_value
 from kaon.store.registry import AuditRecord, RegistryStore, TokenRecord
@@ -163,7 +164,8 @@ class AuthService:
         """Create a token; returns its record and the secret (shown once, never stored).
         ``expires_in`` (seconds) makes it stop working after that long.
 
-        Raises ValueError (an unknown role, an empty name, a non-positive ``expires_in``)."""
+        Raises ValueError (an unknown role, an empty name, a non-positive ``expires_in``),
+        DefinitionError (a group that breaks the owner group rule, naming ``groups[i]``)."""
         record, secret = _new_token(name, role, groups, expires_in)
         self.registry.add_token(record)
         self.audit(by, "token.create", f"token:{record.id}", _granted(record))
@@ -356,12 +358,14 @@ def _new_token(
     name: str, role: str, groups: Iterable[str], expires_in: float | None
 ) -> tuple[TokenRecord, str]:
     """A new token's record and its secret. Raises ValueError (an unknown role, an empty
-    name, a non-positive ``expires_in``)."""
+    name, a non-positive ``expires_in``), DefinitionError (a group that breaks the owner
+    group rule, :mod:`kaon.model.owner_groups`)."""
     role_rank(role)
     if not name.strip():
         raise ValueError("a token needs a non-empty name")
     groups = list(groups)
     check_value({"name": name, "groups": groups})
+    check_groups(groups)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = time.time()
     record = TokenRecord(

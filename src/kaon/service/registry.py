@@ -36,6 +36,7 @@ from kaon.errors import (
 from kaon.model.breakpoints import check_breakpoints
 from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.codec import spec_hash, workflow_to_dict
+from kaon.model.owner_groups import check_group
 from kaon.model.params import bind_params, json_problem
 from kaon.model.properties import check_properties
 from kaon.model.spec_cache import SPECS
@@ -111,6 +112,7 @@ class RegistryService:
         PermissionDeniedError unless ``principal`` is an owner of the workflow's group.
         """
         name = _checked_name(file_name)
+        check_group(owner_group, "owner_group")
         files = dict(files or {})
         before = {workflow} if workflow else declared_names(source, name) or set()
         for known in sorted(before):  # refused before any of the file's code runs
@@ -321,6 +323,7 @@ class RegistryService:
         """Merge ``properties`` (``None`` values remove keys) and optionally move the
         workflow to another owner group; no new version. Raises NotFoundError, ..."""
         self.authorize(principal, "owner", name)
+        check_group(owner_group, "owner_group")
         self._may_hand_to(principal, owner_group)
         check_value(dict(properties or {}), "properties")
         check_properties(properties or {})

@@ -7,10 +7,11 @@ a silently ignored field). Times are Unix seconds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from kaon.model.owner_groups import GROUP_PATTERN, MAX_GROUP_LENGTH, group_problem
 from kaon.model.specs import SIGNAL_NAME_PATTERN
 from kaon.service.auth import ROLES
 from kaon.service.limits import MAX_VERSION
@@ -20,6 +21,23 @@ from kaon.store.base import EventRecord, SignalRecord
 from kaon.store.registry import AuditRecord, TokenRecord, VersionRecord, WorkflowRecord
 
 """The largest version number (and any count the API takes): PostgreSQL's INTEGER."""
+
+
+def _group(group: str) -> str:
+    # checked by the one rule the service applies (said in its words, not a regex's)
+    if (why := group_problem(group)) is not None:
+        raise ValueError(why)
+    return group
+
+
+Group = Annotated[
+    str,
+    AfterValidator(_group),
+    Field(
+        json_schema_extra={"minLength": 1, "maxLength": MAX_GROUP_LENGTH, "pattern": GROUP_PATTERN}
+    ),
+]
+"""A workflow's owner group or a token's group (:mod:`kaon.model.owner_groups`)."""
 
 
 class Request(BaseModel):
@@ -50,11 +68,8 @@ class PushRequest(Request):
         ),
     )
     activate: bool = Field(default=True, description="Make a new version the active one.")
-    owner_group: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="Owner group of a workflow pushed first time.",
+    owner_group: Group | None = Field(
+        default=None, description="Owner group of a workflow pushed first time."
     )
 
 
@@ -134,7 +149,7 @@ class WorkflowPatch(Request):
     """
 
     properties: dict[str, Any] = Field(default_factory=dict)
-    owner_group: str | None = Field(default=None, min_length=1, max_length=200)
+    owner_group: Group | None = None
 
 
 class StartRunRequest(Request):
@@ -235,7 +250,7 @@ class TokenRequest(Request):
 
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(json_schema_extra={"enum": list(ROLES)})
-    groups: list[str] = Field(default_factory=list, max_length=100)
+    groups: list[Group] = Field(default_factory=list, max_length=100)
     expires_in: float | None = Field(
         default=None, gt=0, le=10 * 365 * 86400, description="Seconds until it stops working."
     )

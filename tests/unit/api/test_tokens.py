@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from kaon.api.deps import Services
@@ -317,3 +318,42 @@ def test_rotating_an_expired_token_needs_a_new_lifetime(
     assert revived.status_code == 200, revived.text
     assert revived.json()["expires_at"] > time.time()
     assert client.get("/whoami", headers=h(revived.json()["token"])).status_code == 200
+
+
+@pytest.mark.parametrize("group", ["", "ml ", "x" * 201])
+def test_a_token_group_is_checked_as_an_owner_group_is(
+    client: Any, tokens: dict[str, str], group: str
+) -> None:
+    """``POST /tokens`` took any group (``""``, ``"ml "``, any length) while a workflow's
+    owner group had to be 1-200 characters: one rule now holds for both, said in the
+    schema, and a refusal names the group's place."""
+    made = client.post(
+        "/tokens",
+        json={"name": "ci", "role": "viewer", "groups": ["ml", group]},
+        headers=h(tokens["admin"]),
+    )
+    assert made.status_code == 422, made.text
+    assert made.json()["problems"][0]["field"] == "body.groups.1", made.json()
+    pushed = client.post(
+        "/workflows",
+        json={"source": HELLO, "file_name": "hello.yaml", "owner_group": group},
+        headers=h(tokens["admin"]),
+    )
+    assert pushed.status_code == 422 and pushed.json()["problems"][0]["field"] == (
+        "body.owner_group"
+    )
+    schema = client.get("/openapi.json", headers=h(tokens["admin"])).json()["components"]
+    item = schema["schemas"]["TokenRequest"]["properties"]["groups"]["items"]
+    owner = schema["schemas"]["PushRequest"]["properties"]["owner_group"]["anyOf"][0]
+    assert item == owner and (item["minLength"], item["maxLength"]) == (1, 200), item
+
+
+@pytest.mark.parametrize("group", ["", "ml "])
+def test_cli_token_create_refuses_a_group_naming_the_option(tmp_path: Path, group: str) -> None:
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "home")]
+    made = runner.invoke(app, ["token", "create", "ci", "--group", group, *home])
+    assert made.exit_code == 2, made.output
+    assert "--group" in made.output, made.output
+    listed = runner.invoke(app, ["token", "list", *home, "--json"])
+    assert listed.exit_code != 0 or json.loads(listed.output) == []

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kaon.errors import NotFoundError
+from kaon.errors import DefinitionError, NotFoundError
 from kaon.service.auth import (
     AuthenticationError,
     AuthService,
@@ -15,7 +15,7 @@ from kaon.service.auth import (
     hash_token,
     role_rank,
 )
-from kaon.store.registry import SQLRegistryStore
+from kaon.store.registry import SQLRegistryStore, TokenRecord
 from kaon.store.sql import SQLStore
 
 
@@ -110,3 +110,25 @@ def test_the_audit_of_a_new_token_says_which_groups_it_acts_in(auth: AuthService
     assert second.data == {"name": "deploy", "role": "owner", "groups": ["*", "ml"]} | {
         "expires_at": None
     }
+
+
+@pytest.mark.parametrize("group", ["", "ml ", " ml", "x" * 201])
+def test_a_token_group_follows_the_owner_group_rule(auth: AuthService, group: str) -> None:
+    """A token's groups were taken as given: ``""`` (a token that is then no longer an
+    organisation-wide reader, yet matches no group) or ``"ml "`` (never ``ml``) made a
+    token that silently could not read what it was made for. A group follows the rule of a
+    workflow's owner group, and the refusal names the group's place."""
+    with pytest.raises(DefinitionError) as refused:
+        auth.create_token("ci", "viewer", ["ml", group])
+    [problem] = refused.value.problems
+    assert problem.location.field == "groups[1]"
+    assert not auth.has_tokens() and not auth.registry.audit()
+
+
+def test_a_token_stored_with_a_group_the_rule_refuses_still_loads(auth: AuthService) -> None:
+    """Tokens stored before the rule keep working and listing (reads never fail)."""
+    secret = "kaon_stored-before-the-rule"
+    record = TokenRecord("old", "old", hash_token(secret), "viewer", ["", "ml "])
+    auth.registry.add_token(record)
+    assert [t.groups for t in auth.registry.list_tokens()] == [["", "ml "]]
+    assert auth.authenticate(secret).groups == ("", "ml ")
