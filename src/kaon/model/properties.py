@@ -15,7 +15,7 @@ import difflib
 import urllib.parse
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kaon.errors import Location, ParameterError, Problem
@@ -35,6 +35,35 @@ KNOWN = ("run_strategy", "concurrency", "alerts")
 MAX_RUNS = 1_000_000  # a run strategy's concurrency: runs of one workflow at once
 ALERT_KEYS = ("on_failure", "on_success", "on_late", "max_duration_s", "deadline")
 _URL_KEYS = ("on_failure", "on_success", "on_late")
+
+
+SET: Final = "(set)"
+REMOVED: Final = "(removed)"
+_PLAIN_KEYS = ("run_strategy", "concurrency")  # Kaon's own settings: no secret in them
+_PLAIN_ALERT_KEYS = ("max_duration_s", "deadline")
+
+
+def audited_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Property ``changes`` as the audit trail keeps them: every key, but a value only where
+    it cannot be a secret (``run_strategy``, ``concurrency``, an alert's ``max_duration_s``
+    and ``deadline``). Alert webhook URLs and the user's own keys (which may hold anything)
+    are :data:`SET`; a removed key is :data:`REMOVED`. The trail is read by whichever group
+    owns the workflow later, and by admins: a webhook URL grants whoever holds it a way to
+    post into a team's channel. Idempotent (an entry already redacted stays as it is)."""
+    return {str(key): _audited(str(key), value) for key, value in changes.items()}
+
+
+def _audited(key: str, value: Any) -> Any:
+    if value is None:
+        return REMOVED
+    if key in _PLAIN_KEYS:
+        return value
+    if key == "alerts" and isinstance(value, Mapping):
+        return {
+            str(k): v if k in _PLAIN_ALERT_KEYS else REMOVED if v is None else SET
+            for k, v in value.items()
+        }
+    return value if value in (SET, REMOVED) else SET
 
 
 def parse_deadline(text: str) -> tuple[dt.time, ZoneInfo]:

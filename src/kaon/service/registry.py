@@ -38,7 +38,7 @@ from kaon.model.cache_policy import CachePolicy, check_cache_policy
 from kaon.model.codec import spec_hash, workflow_to_dict
 from kaon.model.owner_groups import check_group
 from kaon.model.params import bind_params, json_problem
-from kaon.model.properties import check_properties
+from kaon.model.properties import audited_changes, check_properties
 from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec, signal_name_problem
 from kaon.service.auth import ANY_GROUP, AuthService, Principal
@@ -330,7 +330,8 @@ class RegistryService:
         record = self.registry.update_workflow(
             name, time.time(), property_changes=dict(properties or {}), owner_group=owner_group
         )
-        data = {"properties": dict(properties or {}), "owner_group": owner_group}
+        # The values of secrets (webhook URLs) stay out: see audited_changes.
+        data = {"properties": audited_changes(properties or {}), "owner_group": owner_group}
         self.auth.audit(principal.name, "workflow.update", f"workflow:{name}", data)
         return workflow_view(record, self._latest(name))
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from kaon.model.owner_groups import GROUP_PATTERN, MAX_GROUP_LENGTH, group_problem
+from kaon.model.properties import audited_changes
 from kaon.model.specs import SIGNAL_NAME_PATTERN
 from kaon.service.auth import ROLES
 from kaon.service.limits import MAX_VERSION
@@ -370,14 +371,19 @@ def token_view(record: TokenRecord, secret: str | None = None) -> TokenView:
 
 
 def audit_view(record: AuditRecord) -> AuditView:
-    """The view of an audit record."""
+    """The view of an audit record. A ``workflow.update`` written before property values
+    were left out of the trail is shown as one written now (:func:`audited_changes`)."""
+    data = record.data
+    changed = data.get("properties")
+    if record.action == "workflow.update" and isinstance(changed, dict):
+        data = {**data, "properties": audited_changes(changed)}
     return AuditView(
         id=record.id or 0,
         at=record.at,
         actor=readable_text(record.actor),
         action=readable_text(record.action),
         target=readable_text(record.target),
-        data=readable(record.data),
+        data=readable(data),
     )
 
 

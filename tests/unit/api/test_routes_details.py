@@ -195,3 +195,52 @@ def test_versions_come_by_pages_from_the_newest(
     assert oldest.headers["Kaon-Older"] == "false"
     too_many = client.get("/workflows/tuned/versions", params={"limit": 1001}, headers=owner)
     assert too_many.status_code == 422
+
+
+def test_the_audit_trail_keeps_no_secret_property_value(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """``workflow.update`` entries kept the properties as sent, alert webhook URLs (secrets:
+    ``GET /workflows`` hides properties from other groups) included; once the workflow
+    moved to another group, that group read the old group's webhooks in
+    ``GET /workflows/{name}/audit``. The entry keeps which keys changed and the values
+    that are no secret, and marks the others as set or removed."""
+    owner, admin = h(tokens["owner"]), h(tokens["admin"])
+    body = {"source": V1, "file_name": "tuned.yaml", "owner_group": "ml"}
+    assert client.post("/workflows", json=body, headers=owner).status_code < 300
+    hook = "https://hooks.example/T000/B000/s3cr3t-webhook-key"
+    changes = [
+        {
+            "alerts": {"on_failure": [hook], "on_late": hook, "max_duration_s": 600},
+            "concurrency": 2,
+            "api_key": "s3cr3t-own-metadata",
+        },
+        {"alerts": None, "api_key": None, "run_strategy": "sequential"},
+    ]
+    for properties in changes:
+        answer = client.patch("/workflows/tuned", json={"properties": properties}, headers=owner)
+        assert answer.status_code == 200, answer.text
+    # an entry written before the values were left out is read without them
+    stored = {"properties": {"alerts": {"on_success": hook}}, "owner_group": None}
+    services.auth.audit("owner", "workflow.update", "workflow:tuned", stored)
+    moved = client.patch("/workflows/tuned", json={"owner_group": "other"}, headers=admin)
+    assert moved.status_code == 200, moved.text
+    for reader, path in (
+        (tokens["stranger"], "/workflows/tuned/audit"),
+        (tokens["admin"], "/audit"),
+    ):
+        trail = client.get(path, params={"limit": 1000}, headers=h(reader))
+        assert trail.status_code == 200, trail.text
+        assert "s3cr3t" not in trail.text, (path, trail.text)
+        updates = [a["data"] for a in trail.json() if a["action"] == "workflow.update"]
+        assert [u["properties"] for u in updates] == [
+            {
+                "alerts": {"on_failure": "(set)", "on_late": "(set)", "max_duration_s": 600},
+                "concurrency": 2,
+                "api_key": "(set)",
+            },
+            {"alerts": "(removed)", "api_key": "(removed)", "run_strategy": "sequential"},
+            {"alerts": {"on_success": "(set)"}},
+            {},
+        ]
+        assert updates[-1]["owner_group"] == "other"
