@@ -192,7 +192,7 @@ class Services:
         self, principal: Principal, action: str, target: str, data: dict[str, Any] | None = None
     ) -> None:
         """Record that ``principal`` did ``action`` to ``target`` (e.g. ``run:<id>``)."""
-        self.auth.audit(principal.name, action, target, data)
+        self.auth.audit(principal, action, target, data)
 
 
 def get_services(request: Request) -> Services:

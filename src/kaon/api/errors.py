@@ -46,6 +46,7 @@ from kaon.errors import (
     Problem,
     StoreUnavailableError,
 )
+from kaon.service.auth import Actor, Principal
 from kaon.service.registry_views import ErrorBody, ProblemView
 
 log = logging.getLogger("kaon.api")
@@ -86,7 +87,7 @@ def status_of(error: BaseException) -> int:
 
 
 async def audit_refusal(
-    app: Any, actor: str, status: int, method: str, path: str, error: BaseException
+    app: Any, actor: Actor, status: int, method: str, path: str, error: BaseException
 ) -> None:
     """Write a refused attempt to the audit trail (rate-limited by the auth service)."""
     services = getattr(app.state, "services", None)
@@ -158,7 +159,7 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
     if status in (401, 403):
         principal = getattr(request.state, "principal", None)
-        actor = getattr(principal, "name", "anonymous")
+        actor = principal if isinstance(principal, Principal) else "anonymous"
         await audit_refusal(request.app, actor, status, request.method, request.url.path, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:

@@ -145,7 +145,7 @@ class RequestGuard:
         except KaonError as exc:
             app = scope.get("app")
             if app is not None:
-                await audit_refusal(app, principal.name, status_of(exc), method, path, exc)
+                await audit_refusal(app, principal, status_of(exc), method, path, exc)
             return _answer(status_of(exc), error_body(exc)), role
         return None, role
 

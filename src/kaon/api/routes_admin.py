@@ -121,7 +121,7 @@ def create_token(
 ) -> TokenView:
     """Create an API token; the secret is in this response only."""
     record, secret = services.auth.create_token(
-        body.name, body.role, body.groups, by=principal.name, expires_in=body.expires_in
+        body.name, body.role, body.groups, by=principal, expires_in=body.expires_in
     )
     return token_view(record, secret)
 
@@ -144,7 +144,7 @@ def rotate_token(
         services.auth.check(principal, "admin")
     expires_in = body.expires_in if body else None
     record, secret = services.auth.rotate(
-        token_id, by=principal.name, expires_in=expires_in, extend=principal.is_admin
+        token_id, by=principal, expires_in=expires_in, extend=principal.is_admin
     )
     return token_view(record, secret)
 
@@ -166,7 +166,7 @@ def revoke_token(
     """Revoke a token: it stops working at once. A token cannot revoke itself (409)."""
     if token_id == principal.token_id:
         raise InvalidActionError("a token cannot revoke itself: use another admin token")
-    services.auth.revoke(token_id, by=principal.name)
+    services.auth.revoke(token_id, by=principal)
     return Response(status_code=204)
 
 

@@ -169,7 +169,8 @@ def delete_run(
     events, artifact records and the cache entries made from it (``kaon gc`` then frees the
     blobs only it used). 409 for a run still active or held by an engine: kill it first."""
     full = _authorize(services, principal, run_id)
-    services.runs.delete_run(full, by=principal.name)  # audited as run.delete with the run
+    # audited as run.delete with the run, by the token's name and id
+    services.runs.delete_run(full, by=principal.name, by_token=principal.token_id)
     return Response(status_code=204)
 
 

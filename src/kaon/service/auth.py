@@ -44,7 +44,7 @@ from kaon.errors import (
 from kaon.model.owner_groups import check_groups
 from kaon.service.run_tokens import RUN_TOKEN_PREFIX, RunTokenError, RunTokens
 from kaon.service.safety import check_value
-from kaon.store.registry import AuditRecord, RegistryStore, TokenRecord
+from kaon.store.registry import AUDIT_TOKEN_ID, AuditRecord, RegistryStore, TokenRecord
 
 ROLES: tuple[str, ...] = ("viewer", "operator", "owner", "admin")
 """Roles, weakest first: each role may do what the ones before it may."""
@@ -114,6 +114,20 @@ class Principal:
 LOCAL_PRINCIPAL = Principal(name="local", role="admin", groups=(ANY_GROUP,))
 """Who acts when the CLI works on a local store (no server, no token)."""
 
+Actor = Principal | str
+"""Who an audit entry is by: a principal, or a name that is no token (``server``, ``local``,
+``anonymous``)."""
+
+TOKEN_ID = AUDIT_TOKEN_ID
+"""The key of an audit entry's data holding the id of the token that acted."""
+
+
+def actor_of(actor: Actor) -> tuple[str, str | None]:
+    """The name an audit entry shows for ``actor``, and its token's id (None: no token)."""
+    if isinstance(actor, Principal):
+        return actor.name, actor.token_id
+    return actor, None
+
 
 def hash_token(token: str) -> str:
     """The stored form of a token: hex SHA-256 (tokens are 256-bit random strings)."""
@@ -158,7 +172,7 @@ class AuthService:
         role: str,
         groups: Iterable[str] = (),
         *,
-        by: str = "local",
+        by: Actor = "local",
         expires_in: float | None = None,
     ) -> tuple[TokenRecord, str]:
         """Create a token; returns its record and the secret (shown once, never stored).
@@ -182,7 +196,7 @@ class AuthService:
         return secret
 
     def rotate(
-        self, token_id: str, *, by: str, expires_in: float | None = None, extend: bool = True
+        self, token_id: str, *, by: Actor, expires_in: float | None = None, extend: bool = True
     ) -> tuple[TokenRecord, str]:
         """A new secret for a live token (same name, role and groups); the old secret stops
         working at once. The token keeps its expiry unless ``expires_in`` gives a new one;
@@ -223,20 +237,25 @@ class AuthService:
         assert found is not None
         return found, secret
 
-    def refused(self, actor: str, status: int, request: str, reason: str) -> None:
+    def refused(self, actor: Actor, status: int, request: str, reason: str) -> None:
         """Audit a refused attempt (``auth.refused``), rate-limited per actor: beyond
         :data:`REFUSALS_PER_WINDOW` of one actor in a window, its attempts are only counted
-        (its next entry says how many). Each actor has its own window, so a flood of
-        anonymous attempts never keeps a token's refusals out of the audit trail."""
-        actor = actor[:200]
+        (its next entry says how many). Each actor (each token, by its id) has its own
+        window, so a flood of anonymous attempts never keeps a token's refusals out of the
+        audit trail, nor one token's those of another of the same name."""
+        name, token_id = actor_of(actor)
+        if token_id is None:
+            actor = key = name[:200]
+        else:
+            key = f"token:{token_id}"
         now = time.time()
         with self._lock:
-            window = self._refusals.get(actor)
+            window = self._refusals.get(key)
             if window is None or now - window[0] >= REFUSAL_WINDOW_S:
                 suppressed = int(window[2]) if window is not None else 0
                 if len(self._refusals) >= 10_000:
                     self._forget_ended_windows(now)
-                window = self._refusals[actor] = [now, 0, suppressed]
+                window = self._refusals[key] = [now, 0, suppressed]
             window[1] += 1
             if window[1] > REFUSALS_PER_WINDOW:
                 window[2] += 1
@@ -291,7 +310,7 @@ class AuthService:
             raise AuthenticationError(f"invalid run token: {exc}") from None
         return Principal(f"run:{run_id}", "operator", (), None, run_scope=run_id)
 
-    def revoke(self, token_id: str, *, by: str) -> None:
+    def revoke(self, token_id: str, *, by: Actor) -> None:
         """Revoke a token. A revoked token stays as it was (when it was revoked, and by whom
         in the audit trail). Raises NotFoundError."""
         now = time.time()
@@ -331,11 +350,18 @@ class AuthService:
         raise PermissionDeniedError(f"{principal.name} is not in group {owner_group!r}, {whose}")
 
     def audit(
-        self, actor: str, action: str, target: str, data: dict[str, Any] | None = None
+        self, actor: Actor, action: str, target: str, data: dict[str, Any] | None = None
     ) -> None:
-        """Record that ``actor`` did ``action`` to ``target``."""
+        """Record that ``actor`` did ``action`` to ``target``. An entry made by a token
+        records its id under ``data["token_id"]`` (:data:`TOKEN_ID`) beside its name: token
+        names are not unique, two live tokens called ``ci`` are two actors."""
+        name, token_id = actor_of(actor)
+        entry = dict(data or {})
+        entry.pop(TOKEN_ID, None)  # only the acting token's own id is ever recorded here
+        if token_id is not None:
+            entry[TOKEN_ID] = token_id
         self.registry.add_audit(
-            AuditRecord(at=time.time(), actor=actor, action=action, target=target, data=data or {})
+            AuditRecord(at=time.time(), actor=name, action=action, target=target, data=entry)
         )
 
     def has_tokens(self) -> bool:

@@ -397,13 +397,14 @@ class LocalService:
                 return dict(event.data["inputs"])
         return None
 
-    def delete_run(self, run_id: str, *, by: str = "") -> None:
+    def delete_run(self, run_id: str, *, by: str = "", by_token: str | None = None) -> None:
         """Delete a finished run and every row of it (see :meth:`StateStore.delete_runs`;
-        ``kaon gc`` then frees the blobs only it referenced), audited as deleted by ``by``.
+        ``kaon gc`` then frees the blobs only it referenced), audited as deleted by ``by``
+        (the token ``by_token``, when a token did it).
         Raises NotFoundError for an unknown run, InvalidActionError for an active one,
         LeaseError for one an engine still holds."""
         self.store.get_run(run_id)
-        self.store.delete_runs([run_id], by=by)
+        self.store.delete_runs([run_id], by=by, by_token=by_token)
 
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0

@@ -79,7 +79,7 @@ class PoolAdmin:
     ) -> str:
         if self.auth is not None:
             self.auth.check(principal, "admin")
-            self.auth.audit(principal.name, action, target, data)
+            self.auth.audit(principal, action, target, data)
         return principal.name
 
     def _usage(self) -> dict[tuple[str, str], LimitUsage]:

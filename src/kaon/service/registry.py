@@ -150,7 +150,7 @@ class RegistryService:
         active = self.registry.get_workflow(spec.name).active_version
         if created:
             self.auth.audit(
-                principal.name,
+                principal,
                 "workflow.push",
                 f"workflow:{spec.name}",
                 {"version": version.version, "hash": definition_hash, "file": file_name},
@@ -300,16 +300,14 @@ class RegistryService:
         """Make ``version`` the one new runs use. Raises NotFoundError, PermissionDeniedError."""
         self.authorize(principal, "owner", name)
         record = self.registry.set_active(name, version, time.time())
-        self.auth.audit(
-            principal.name, "workflow.activate", f"workflow:{name}", {"version": version}
-        )
+        self.auth.audit(principal, "workflow.activate", f"workflow:{name}", {"version": version})
         return workflow_view(record, self._latest(name))
 
     def deactivate(self, name: str, principal: Principal) -> WorkflowView:
         """Stop new runs of the workflow (none is active). Raises NotFoundError, ..."""
         self.authorize(principal, "owner", name)
         record = self.registry.set_active(name, None, time.time())
-        self.auth.audit(principal.name, "workflow.deactivate", f"workflow:{name}")
+        self.auth.audit(principal, "workflow.deactivate", f"workflow:{name}")
         return workflow_view(record, self._latest(name))
 
     def update(
@@ -332,7 +330,7 @@ class RegistryService:
         )
         # The values of secrets (webhook URLs) stay out: see audited_changes.
         data = {"properties": audited_changes(properties or {}), "owner_group": owner_group}
-        self.auth.audit(principal.name, "workflow.update", f"workflow:{name}", data)
+        self.auth.audit(principal, "workflow.update", f"workflow:{name}", data)
         return workflow_view(record, self._latest(name))
 
     def authorize(self, principal: Principal, role: str, workflow: str) -> None:
@@ -398,7 +396,7 @@ class RegistryService:
             priority=priority,
         )
         self.auth.audit(
-            principal.name, "run.start", f"run:{run.id}", {"workflow": name, "version": number}
+            principal, "run.start", f"run:{run.id}", {"workflow": name, "version": number}
         )
         return run_view(run)
 
@@ -448,7 +446,7 @@ class RegistryService:
             scope=signal_scope(principal),
         )
         self.store.add_signal(record)
-        self.auth.audit(principal.name, "signal.send", f"signal:{name}", {"id": record.id})
+        self.auth.audit(principal, "signal.send", f"signal:{name}", {"id": record.id})
         return record
 
 

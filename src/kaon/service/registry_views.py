@@ -19,7 +19,13 @@ from kaon.service.limits import MAX_VERSION
 from kaon.service.safety import readable, readable_text
 from kaon.service.views import RunView
 from kaon.store.base import EventRecord, SignalRecord
-from kaon.store.registry import AuditRecord, TokenRecord, VersionRecord, WorkflowRecord
+from kaon.store.registry import (
+    AUDIT_TOKEN_ID,
+    AuditRecord,
+    TokenRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
 
 """The largest version number (and any count the API takes): PostgreSQL's INTEGER."""
 
@@ -293,6 +299,13 @@ class AuditView(BaseModel):
     id: int
     at: float
     actor: str
+    token_id: str | None = Field(
+        default=None,
+        description=(
+            "The id of the token that acted (token names are not unique); null for the "
+            "server, the local CLI, a run token or an anonymous caller."
+        ),
+    )
     action: str
     target: str
     data: dict[str, Any] = Field(default_factory=dict)
@@ -373,7 +386,8 @@ def token_view(record: TokenRecord, secret: str | None = None) -> TokenView:
 def audit_view(record: AuditRecord) -> AuditView:
     """The view of an audit record. A ``workflow.update`` written before property values
     were left out of the trail is shown as one written now (:func:`audited_changes`)."""
-    data = record.data
+    data = dict(record.data)
+    token_id = data.pop(AUDIT_TOKEN_ID, None)
     changed = data.get("properties")
     if record.action == "workflow.update" and isinstance(changed, dict):
         data = {**data, "properties": audited_changes(changed)}
@@ -381,6 +395,7 @@ def audit_view(record: AuditRecord) -> AuditView:
         id=record.id or 0,
         at=record.at,
         actor=readable_text(record.actor),
+        token_id=readable_text(token_id) if isinstance(token_id, str) else None,
         action=readable_text(record.action),
         target=readable_text(record.target),
         data=readable(data),

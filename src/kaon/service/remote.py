@@ -514,9 +514,9 @@ class RemoteService:
         """Hand an active run whose engine died to the server's engine (409: finished)."""
         return RunView.model_validate(self._call("POST", f"/runs/{run_id}/resume"))
 
-    def delete_run(self, run_id: str, *, by: str = "") -> None:
+    def delete_run(self, run_id: str, *, by: str = "", by_token: str | None = None) -> None:
         """Delete a finished run on the server (``DELETE /runs/{id}``: 409 for an active
-        one)."""
+        one); the server audits it as done by the token sent."""
         self._call("DELETE", f"/runs/{run_id}")
 
     def kill(

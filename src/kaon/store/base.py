@@ -582,10 +582,18 @@ class StateStore(ABC):
         claimed), oldest first."""
 
     @abstractmethod
-    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = "") -> int:
+    def delete_runs(
+        self,
+        run_ids: Iterable[str],
+        *,
+        chunk_rows: int = 1000,
+        by: str = "",
+        by_token: str | None = None,
+    ) -> int:
         """Delete finished runs and every row that belongs to them; returns how many runs
         were deleted (an unknown or already deleted id counts for none). Each deleted run is
-        recorded in the audit trail as ``run.delete`` by ``by`` (``local`` when empty).
+        recorded in the audit trail as ``run.delete`` by ``by`` (``local`` when empty), and
+        by the token ``by_token`` when a token did it (token names are not unique).
 
         Rows go in transactions of at most ``chunk_rows`` rows, oldest first, the run's own
         row last: a run is claimed for deletion first, and a call interrupted midway (a

@@ -75,11 +75,17 @@ def run_tables() -> list[str]:
 
 
 def delete_runs(
-    store: SQLStore, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = ""
+    store: SQLStore,
+    run_ids: Iterable[str],
+    *,
+    chunk_rows: int = 1000,
+    by: str = "",
+    by_token: str | None = None,
 ) -> int:
     """Delete the finished runs ``run_ids`` and their rows (see the module's text); returns
     how many runs were deleted (an unknown id, or a run already deleted, counts for none).
-    Each run deleted is recorded in the audit trail (``run.delete`` by ``by``).
+    Each run deleted is recorded in the audit trail (``run.delete`` by ``by``, and the id
+    of the token ``by_token`` when a token did it).
 
     Every run is checked before any is touched: an active run raises InvalidActionError,
     a run an engine holds a live lease on raises LeaseError, and nothing is deleted."""
@@ -90,7 +96,7 @@ def delete_runs(
         _check(store, run_id)
     deleted = 0
     for run_id in ids:
-        deleted += _delete_run(store, run_id, chunk_rows, by or "local")
+        deleted += _delete_run(store, run_id, chunk_rows, by or "local", by_token)
     return deleted
 
 
@@ -111,7 +117,9 @@ def _check(store: SQLStore, run_id: str) -> None:
         )
 
 
-def _delete_run(store: SQLStore, run_id: str, chunk_rows: int, by: str) -> int:
+def _delete_run(
+    store: SQLStore, run_id: str, chunk_rows: int, by: str, by_token: str | None
+) -> int:
     params = _claim(run_id)
     with store._transaction(f"claiming run {run_id} for deletion") as tx:
         claimed = tx.execute(("mark_deleting", store.dialect), params)
@@ -126,7 +134,7 @@ def _delete_run(store: SQLStore, run_id: str, chunk_rows: int, by: str) -> int:
         if table == "artifacts":
             _hand_on_lineage(store, run_id, chunk_rows)
         _delete_rows(store, table, run_id, chunk_rows)
-    _audit(store, run_id, str(row["workflow"]), by)
+    _audit(store, run_id, str(row["workflow"]), by, by_token)
     with store._transaction(f"deleting run {run_id}") as tx:
         tx.execute(
             ("delete_idempotency_of_run",),
@@ -139,13 +147,16 @@ def _delete_run(store: SQLStore, run_id: str, chunk_rows: int, by: str) -> int:
     return 1
 
 
-def _audit(store: SQLStore, run_id: str, workflow: str, by: str) -> None:
+def _audit(store: SQLStore, run_id: str, workflow: str, by: str, by_token: str | None) -> None:
     """Record the deletion in the audit trail (kept after the run), before the run's row
     goes: a crash in between leaves the run claimed, and the call that finishes the job
     records it again rather than never."""
-    from kaon.store.registry import AuditRecord, SQLRegistryStore
+    from kaon.store.registry import AUDIT_TOKEN_ID, AuditRecord, SQLRegistryStore
 
-    record = AuditRecord(time.time(), by, "run.delete", f"run:{run_id}", {"workflow": workflow})
+    data: dict[str, str] = {"workflow": workflow}
+    if by_token is not None:
+        data[AUDIT_TOKEN_ID] = by_token
+    record = AuditRecord(time.time(), by, "run.delete", f"run:{run_id}", data)
     SQLRegistryStore(store).add_audit(record)
 
 

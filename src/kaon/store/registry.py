@@ -75,9 +75,14 @@ class IdempotencyRecord:
     created_at: float = 0.0
 
 
+AUDIT_TOKEN_ID = "token_id"
+"""The key of an audit entry's ``data`` that holds the id of the token that acted (its
+``actor`` is the token's name, and names are not unique)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """Who did what to which target, when."""
+    """Who did what to which target, when (``data[AUDIT_TOKEN_ID]``: by which token)."""
 
     at: float
     actor: str

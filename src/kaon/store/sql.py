@@ -724,12 +724,19 @@ class SQLStore(StateStore):
         rows = self.query(("active_runs",), workflow=workflow, limit=limit)
         return [run_record(row) for row in rows]
 
-    def delete_runs(self, run_ids: Iterable[str], *, chunk_rows: int = 1000, by: str = "") -> int:
+    def delete_runs(
+        self,
+        run_ids: Iterable[str],
+        *,
+        chunk_rows: int = 1000,
+        by: str = "",
+        by_token: str | None = None,
+    ) -> int:
         """Delete finished runs and their rows in bounded transactions (see
         :meth:`StateStore.delete_runs` and :mod:`kaon.store.deletion`)."""
         from kaon.store import deletion
 
-        return deletion.delete_runs(self, run_ids, chunk_rows=chunk_rows, by=by)
+        return deletion.delete_runs(self, run_ids, chunk_rows=chunk_rows, by=by, by_token=by_token)
 
     def abandoned_deletions(self, *, limit: int = 100) -> list[str]:
         """See :meth:`StateStore.abandoned_deletions` (:func:`kaon.store.deletion.abandoned`)."""

@@ -357,3 +357,51 @@ def test_cli_token_create_refuses_a_group_naming_the_option(tmp_path: Path, grou
     assert "--group" in made.output, made.output
     listed = runner.invoke(app, ["token", "list", *home, "--json"])
     assert listed.exit_code != 0 or json.loads(listed.output) == []
+
+
+def test_the_audit_trail_names_the_token_that_acted_not_only_its_name(
+    client: Any, tokens: dict[str, str], services: Services
+) -> None:
+    """Token names are not unique and audit entries held only the name: two live tokens
+    called ``ci``, a viewer and an admin, were one actor in the trail. Each entry made by a
+    token records its id."""
+    made = {
+        role: client.post(
+            "/tokens", json={"name": "ci", "role": role}, headers=h(tokens["admin"])
+        ).json()
+        for role in ("viewer", "admin")
+    }
+    viewer, admin = made["viewer"], made["admin"]
+    pushed = client.post(
+        "/workflows", json={"source": HELLO, "file_name": "hello.yaml"}, headers=h(admin["token"])
+    )
+    assert pushed.status_code == 200, pushed.text
+    run = client.post("/runs", json={"workflow": "hello"}, headers=h(admin["token"])).json()
+    services.runs.execute(run["id"])
+    assert client.delete(f"/runs/{run['id']}", headers=h(admin["token"])).status_code == 204
+    refused = client.post(
+        "/tokens", json={"name": "x", "role": "viewer"}, headers=h(viewer["token"])
+    )
+    assert refused.status_code == 403
+    rotated = client.post(f"/tokens/{viewer['id']}/rotate", headers=h(viewer["token"]))
+    assert rotated.status_code == 200
+    trail = client.get("/audit", params={"actor": "ci"}, headers=h(tokens["admin"])).json()
+    acts = [(a["action"], a["token_id"]) for a in trail]
+    assert acts == [
+        ("workflow.push", admin["id"]),
+        ("run.start", admin["id"]),
+        ("run.delete", admin["id"]),
+        ("auth.refused", viewer["id"]),
+        ("token.rotate", viewer["id"]),
+    ], acts
+    assert all("token_id" not in a["data"] for a in trail)
+    creations = client.get(
+        "/audit", params={"target": f"token:{admin['id']}"}, headers=h(tokens["admin"])
+    )
+    [creation] = creations.json()
+    admin_id = next(
+        t["id"]
+        for t in client.get("/tokens", headers=h(tokens["admin"])).json()
+        if t["name"] == "admin"
+    )
+    assert (creation["actor"], creation["token_id"]) == ("admin", admin_id)

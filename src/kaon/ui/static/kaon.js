@@ -159,7 +159,10 @@ const Kaon = (() => {
   function auditRows(entries) {
     if (!entries.length) return [el("tr", {}, el("td", { class: "muted", colspan: 4 }, "No actions yet."))];
     return entries.slice().reverse().map((a) => el("tr", { "data-audit": a.action },
-      el("td", {}, when(a.at)), el("td", {}, el("b", {}, a.actor)), el("td", {}, a.action),
+      el("td", {}, when(a.at)),
+      el("td", {}, el("b", { title: a.token_id ? `token ${a.token_id}` : null }, a.actor),
+        a.token_id ? el("span", { class: "muted mono" }, ` ${a.token_id}`) : null),
+      el("td", {}, a.action),
       el("td", { class: "mono" }, Object.entries(a.data).filter(([k, v]) => v !== null && k !== "workflow")
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" "))));
   }
