@@ -571,6 +571,20 @@ class StoreContract:
         assert store.list_runs(statuses=[]) == []
         assert store.list_runs()[0] == runs[11]
 
+    def test_list_runs_after_a_run_is_a_keyset_page(self, store: StateStore) -> None:
+        """``after`` starts after a run's (created_at, id), ties by id as the order breaks
+        them, whether that run still exists or not: pages a list's readers follow are not
+        shifted by runs created or deleted between them."""
+        runs = [run_record(f"r{n:02}", created_at=float(n // 2)) for n in range(12)]
+        store.write(batch_of(runs=runs))
+        newest_first = [f"r{n:02}" for n in reversed(range(12))]
+        assert [r.id for r in store.list_runs(limit=3, after=(4.0, "r09"))] == newest_first[3:6]
+        assert [r.id for r in store.list_runs(after=(4.0, "r08"))] == newest_first[4:]
+        assert [r.id for r in store.list_runs(after=(4.0, "r085"))] == newest_first[3:]  # gone
+        oldest_first = [r.id for r in store.list_runs(oldest_first=True, after=(1.0, "r02"))]
+        assert oldest_first == [f"r{n:02}" for n in range(3, 12)]
+        assert store.list_runs(after=(0.0, "r00")) == []
+
     def test_last_ended_run_goes_by_end_time_not_creation(self, store: StateStore) -> None:
         failed, ok = RunStatus.FAILED, RunStatus.SUCCEEDED
         runs = [

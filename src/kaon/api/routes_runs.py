@@ -43,6 +43,15 @@ router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
 RUN_ID_HELP = "A run id or a unique prefix of one."
 
+RUN_CURSOR = r"^[0-9]{1,12}(\.[0-9]{1,20})?,.{1,200}$"
+"""A place in the runs list: a run's ``created_at`` and id (``Kaon-Next``, ``before``)."""
+
+
+def _run_cursor(value: str) -> tuple[float, str]:
+    """``CREATED_AT,RUN_ID`` (checked by :data:`RUN_CURSOR`) as the store's keyset."""
+    at, _, run_id = value.partition(",")
+    return float(at), run_id
+
 
 def _authorize(services: Services, principal: Principal, run_id: str) -> str:
     """Resolve the run and check that ``principal`` operates its workflow."""
@@ -99,18 +108,33 @@ def start_run(
 
 @router.get("", response_model=list[RunView], summary="List runs")
 def list_runs(
+    response: Response,
     workflow: str | None = Query(None, max_length=200),
     status: RunStatus | None = Query(None),
     limit: int = Query(20, ge=1, le=MAX_RUNS_PAGE),
     offset: int = Query(0, ge=0, le=MAX_RUNS_OFFSET),
+    before: str | None = Query(
+        None,
+        pattern=RUN_CURSOR,
+        description="Only the runs after this one in the list: the `Kaon-Next` header of "
+        "the page before (`CREATED_AT,RUN_ID`).",
+    ),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[RunView]:
     """Runs, newest first, optionally of one workflow and one status. Every run is listed,
-    but a run the token may not read (another group's) shows no parameters and no error."""
+    but a run the token may not read (another group's) shows no parameters and no error.
+    A full page's ``Kaon-Next`` header is where the next one starts (``before``): unlike
+    ``offset``, runs created or deleted meanwhile make none repeat or go missing."""
     views = services.runs.list_runs(
-        workflow=workflow, status=status.value if status else None, limit=limit, offset=offset
+        workflow=workflow,
+        status=status.value if status else None,
+        limit=limit,
+        offset=offset,
+        after=_run_cursor(before) if before is not None else None,
     )
+    if views and len(views) == limit:
+        response.headers["Kaon-Next"] = f"{views[-1].created_at!r},{views[-1].id}"
     readable = services.workflow_reader(principal)
     if readable is None:
         return views

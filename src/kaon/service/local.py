@@ -458,12 +458,14 @@ class LocalService:
         status: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        after: tuple[float, str] | None = None,
     ) -> list[RunView]:
-        """Runs, newest first."""
+        """Runs, newest first; ``after`` (a run's ``created_at`` and id) starts after that
+        run (see :meth:`~kaon.store.base.StateStore.list_runs`)."""
         statuses = [RunStatus(status)] if status else None
         now = time.time()
         records = self.store.list_runs(
-            workflow=workflow, statuses=statuses, limit=limit, offset=offset
+            workflow=workflow, statuses=statuses, limit=limit, offset=offset, after=after
         )
         return [run_view(r, now) for r in records]
 

@@ -38,7 +38,7 @@ from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.bundle import read_push
-from kaon.service.limits import MAX_RUNS_OFFSET, MAX_RUNS_PAGE
+from kaon.service.limits import MAX_RUNS_PAGE
 from kaon.service.pools import PermitRequest, PermitView, PoolRequest, PoolView
 from kaon.service.registry_views import (
     PushResult,
@@ -613,23 +613,25 @@ class RemoteService:
         limit: int = 20,
         offset: int = 0,
     ) -> list[RunView]:
-        """Runs, newest first: ``limit`` of them (``kaon runs`` asks up to 10,000, as locally)
-        although the server answers at most :data:`MAX_RUNS_PAGE` at a time: this follows
-        the pages (none past :data:`MAX_RUNS_OFFSET`, where the server stops)."""
-        params: dict[str, Any] = {}
+        """Runs, newest first: the server answers at most
+        :data:`~kaon.service.limits.MAX_RUNS_PAGE` a request, so more are asked page by page,
+        each after the last run of the one before (the ``Kaon-Next`` cursor): runs created or
+        deleted meanwhile never make one repeat or go missing, as an offset would."""
+        params: dict[str, Any] = {"limit": min(limit, MAX_RUNS_PAGE), "offset": offset}
         if workflow is not None:
             params["workflow"] = workflow
         if status is not None:
             params["status"] = status
         found: list[RunView] = []
-        while len(found) < limit and offset + len(found) <= MAX_RUNS_OFFSET:
-            page = min(MAX_RUNS_PAGE, limit - len(found))
-            params.update(limit=page, offset=offset + len(found))
-            views = [RunView.model_validate(v) for v in self._call("GET", "/runs", params=params)]
-            found.extend(views)
-            if len(views) < page:
-                break
-        return found
+        while True:
+            response = self._answer("GET", "/runs", params=params)
+            page = [RunView.model_validate(v) for v in response.json()]
+            found.extend(page)
+            following = response.headers.get("Kaon-Next")
+            if len(found) >= limit or not page or following is None:
+                return found[:limit]
+            params.pop("offset", None)
+            params.update(limit=min(limit - len(found), MAX_RUNS_PAGE), before=following)
 
     def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
         """A run with its step runs and metrics: the server answers a page at a time

@@ -120,14 +120,23 @@ def _find_runs() -> Any:
 
 
 @_builder
-def _list_runs(by_workflow: bool, by_status: bool, oldest_first: bool) -> Any:
-    """``:workflow``, ``:statuses``, ``:limit``, ``:offset``."""
+def _list_runs(by_workflow: bool, by_status: bool, oldest_first: bool, keyset: bool) -> Any:
+    """``:workflow``, ``:statuses``, ``:limit``, ``:offset``; with ``keyset``, only the runs
+    after the run ``(:after_at, :after_id)`` in the list's order (its ``created_at`` and id:
+    a page that starts there is not shifted by runs created or deleted meanwhile)."""
     c = t.runs.c
     stmt = sa.select(t.runs)
     if by_workflow:
         stmt = stmt.where(c.workflow == _bind("workflow"))
     if by_status:
         stmt = stmt.where(c.status.in_(_many("statuses")))
+    if keyset:
+        at, run_id = _bind("after_at", sa.Double()), _bind("after_id")
+        if oldest_first:
+            later = sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id))
+        else:
+            later = sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < run_id))
+        stmt = stmt.where(later)
     if oldest_first:
         stmt = stmt.order_by(c.created_at, c.id)
     else:
@@ -1122,8 +1131,9 @@ def catalogue_keys() -> Iterator[Key]:
     )
     for a in flags:
         yield ("last_ended_run", a)
+    for a, b, c, d in product(flags, flags, flags, flags):
+        yield ("list_runs", a, b, c, d)
     for a, b, c in product(flags, flags, flags):
-        yield ("list_runs", a, b, c)
         yield ("claimable_runs", "sqlite", a, b)
         yield ("step_runs", a, b, c)
         yield ("all_levels", a, b, c)

@@ -550,9 +550,12 @@ class StateStore(ABC):
         limit: int = 50,
         offset: int = 0,
         oldest_first: bool = False,
+        after: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first (oldest first when asked), filtered by workflow name and
-        statuses."""
+        """Runs, newest first (oldest first when asked; ties by id), filtered by workflow
+        name and statuses. ``after`` is a run's ``(created_at, id)``: only the runs that come
+        after it in that order, whether it still exists or not (a keyset page, which runs
+        created or deleted meanwhile do not shift as they shift an ``offset``)."""
 
     @abstractmethod
     def last_ended_run(

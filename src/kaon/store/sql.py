@@ -680,16 +680,20 @@ class SQLStore(StateStore):
         limit: int = 50,
         offset: int = 0,
         oldest_first: bool = False,
+        after: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first (ties by id, descending; or oldest first, ties by id), filtered
-        by workflow and statuses."""
+        by workflow and statuses; see :meth:`StateStore.list_runs` for ``after``."""
         key = ("list_runs", workflow is not None, statuses is not None, oldest_first)
+        at, run_id = after if after is not None else (0.0, "")
         rows = self.query(
-            key,
+            (*key, after is not None),
             workflow=workflow,
             statuses=[plain(s) for s in statuses or ()],
             limit=limit,
             offset=offset,
+            after_at=float(at),
+            after_id=run_id,
         )
         return [run_record(row) for row in rows]
 
