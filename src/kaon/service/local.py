@@ -462,6 +462,9 @@ class LocalService:
     ) -> list[RunView]:
         """Runs, newest first; ``after`` (a run's ``created_at`` and id) starts after that
         run (see :meth:`~kaon.store.base.StateStore.list_runs`)."""
+        from kaon.service.run_reads import check_run_list
+
+        check_run_list(status, limit, offset)
         statuses = [RunStatus(status)] if status else None
         now = time.time()
         records = self.store.list_runs(

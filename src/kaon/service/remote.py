@@ -53,6 +53,7 @@ from kaon.service.run_reads import (
     RunSummary,
     StepDetail,
     StepPageView,
+    check_run_list,
 )
 from kaon.service.views import LogView, PausedStepView, RunDetail, RunView
 from kaon.store.base import EventRecord
@@ -617,6 +618,7 @@ class RemoteService:
         :data:`~kaon.service.limits.MAX_RUNS_PAGE` a request, so more are asked page by page,
         each after the last run of the one before (the ``Kaon-Next`` cursor): runs created or
         deleted meanwhile never make one repeat or go missing, as an offset would."""
+        check_run_list(status, limit, offset)  # refused as locally, before asking
         params: dict[str, Any] = {"limit": min(limit, MAX_RUNS_PAGE), "offset": offset}
         if workflow is not None:
             params["workflow"] = workflow

@@ -20,11 +20,19 @@ from typing import Any
 from pydantic import Field
 
 from kaon.artifacts.base import ArtifactStore
-from kaon.errors import ConfigurationError, DefinitionError, NotFoundError
+from kaon.errors import (
+    ConfigurationError,
+    DefinitionError,
+    Location,
+    NotFoundError,
+    ParameterError,
+    Problem,
+)
 from kaon.model.codec import workflow_from_dict
 from kaon.model.graph import dependencies
 from kaon.model.specs import WaitSpec, WorkflowSpec
-from kaon.model.status import StepStatus
+from kaon.model.status import RunStatus, StepStatus
+from kaon.service.limits import MAX_RUNS_OFFSET
 from kaon.service.step_inputs import MAX_DEPTH, InputView, resolve_inputs, shown_json
 from kaon.service.views import (
     MetricView,
@@ -45,6 +53,28 @@ from kaon.store.sql import SQLStore
 _ITEM_CHARS = 200
 REUSED_STEPS = 200
 """Cached steps whose reused metrics a run's metrics read shows (the first, by id)."""
+
+
+def check_run_list(status: str | None, limit: int, offset: int) -> None:
+    """Refuse a run list's arguments the way ``GET /runs`` would, in the same words on
+    both sides (the local service and the remote one, before asking): a status that is no
+    :class:`RunStatus`, a ``limit`` below 1 or an ``offset`` out of 0 to
+    :data:`MAX_RUNS_OFFSET`. Raises ParameterError naming the field. (Locally, a bad status
+    was a bare ValueError and ``limit=-1`` listed every run: SQLite's ``LIMIT -1``.)"""
+    problems: list[Problem] = []
+    known = [s.value for s in RunStatus]
+    if status is not None and status not in known:
+        message = f"must be one of {', '.join(known)}, not {status!r:.100}"
+        problems.append(Problem(message, Location(field="status")))
+    if limit < 1:
+        problems.append(Problem(f"must be at least 1, not {limit}", Location(field="limit")))
+    if not 0 <= offset <= MAX_RUNS_OFFSET:
+        message = f"must be 0 to {MAX_RUNS_OFFSET}, not {offset}"
+        problems.append(Problem(message, Location(field="offset")))
+    if problems:
+        raise ParameterError(problems)
+
+
 STEP_METRICS = 1000
 _CONTAINERS = ("foreach", "loop", "subworkflow", "item", "iteration")
 

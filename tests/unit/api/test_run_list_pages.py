@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from kaon.api.deps import Services
 from kaon.service.remote import RemoteService
@@ -77,3 +78,31 @@ def test_the_runs_list_answers_where_the_next_page_starts(
     )
     assert [v["id"] for v in last.json()] == made[4:]
     assert "Kaon-Next" not in last.headers  # a short page: nothing older remains
+
+
+def test_a_bad_status_or_limit_is_the_same_parameter_error_locally_and_remotely(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """Locally, status="bogus" was a bare ValueError and limit=-1 listed every run (SQLite's
+    LIMIT -1; a StoreError on PostgreSQL); remotely both are refused: now both refuse, alike."""
+    from kaon.errors import ParameterError
+
+    body = {"source": FLOW, "file_name": "hello.yaml", "owner_group": "ml"}
+    assert client.post("/workflows", json=body, headers=_bearer(tokens["owner"])).is_success
+    _runs(services, tokens["owner"], 3)
+    with RemoteService(
+        "http://testserver", token=tokens["viewer"], transport=client._transport
+    ) as remote:
+        for bad, field in (
+            ({"status": "bogus"}, "status"),
+            ({"limit": 0}, "limit"),
+            ({"limit": -1}, "limit"),
+            ({"offset": -1}, "offset"),
+        ):
+            messages = []
+            for service in (services.runs, remote):
+                with pytest.raises(ParameterError) as refused:
+                    service.list_runs(**bad)  # type: ignore[arg-type]
+                assert [p.location.field for p in refused.value.problems] == [field]
+                messages.append(str(refused.value))
+            assert messages[0] == messages[1], bad
