@@ -30,7 +30,13 @@ from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, re
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.feed_hub import FeedHub
 from kaon.api.guard import bearer_secret
-from kaon.errors import AuthenticationError, KaonError, NotFoundError, PermissionDeniedError
+from kaon.errors import (
+    AuthenticationError,
+    KaonError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoreUnavailableError,
+)
 from kaon.service.registry_views import (
     SignalRequest,
     SignalView,
@@ -224,14 +230,23 @@ def still_reads(
         if run_id is not None:
             services.authorize_run(principal, "viewer", run_id)
     except (AuthenticationError, PermissionDeniedError, NotFoundError):
-        return False
+        return False  # NotFoundError: the run it follows was deleted (reconnection: 404)
+    except StoreUnavailableError:
+        return True  # a store briefly down ends no stream: asked again at the next check
     if readable is not None:
         readable.recheck(principal)
     return True
 
 
-def _read(services: Services, run_id: str | None, cursor: int) -> tuple[list[EventRecord], int]:
-    batch = services.store.events(run_id, after_id=cursor, limit=BATCH)
+def _read(
+    services: Services, run_id: str | None, cursor: int
+) -> tuple[list[EventRecord], int] | None:
+    """Events above ``cursor`` from the store, and the cursor after them; None when the
+    stream's run no longer exists (deleted)."""
+    try:
+        batch = services.store.events(run_id, after_id=cursor, limit=BATCH)
+    except NotFoundError:
+        return None
     return batch, max((r.id or 0 for r in batch), default=cursor)
 
 
@@ -250,7 +265,9 @@ async def _events(
     :data:`REAUTH_S` the token that opened it is authenticated and authorized again: once it
     is revoked or expired, or may no longer read the run it follows, the stream ends (the
     client's reconnection is then refused with 401 or 403); a stream of every run stops
-    showing the runs of a workflow moved to a group the token is not in."""
+    showing the runs of a workflow moved to a group the token is not in. A stream of one run
+    ends once the run is deleted (its reconnection is a 404): it sent keep-alives for as long
+    as the client stayed or, reading the store, failed mid-stream."""
     yield ": connected\n\n"
     beat = checked = time.monotonic()
     while not (stopping is not None and stopping.is_set()):
@@ -261,7 +278,10 @@ async def _events(
                 return
         buffered = hub.read(cursor, run_id, BATCH) if hub is not None else None
         if buffered is None:
-            batch, after = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+            found = await anyio.to_thread.run_sync(_read, services, run_id, cursor)
+            if found is None:
+                return
+            batch, after = found
         else:
             batch, after = buffered
         if readable is not None and batch:

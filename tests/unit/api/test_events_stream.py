@@ -10,6 +10,7 @@ import pytest
 
 from kaon.api import routes_events
 from kaon.api.deps import Services
+from kaon.api.feed_hub import FeedHub
 from kaon.service.auth import LOCAL_PRINCIPAL
 from kaon.store.base import EventRecord, WriteBatch
 
@@ -149,3 +150,47 @@ def test_a_run_token_sees_its_own_runs_events_on_the_stream_of_every_run(
     assert shown(records[1:2]) == []
     everything = routes_events._RunFilter(services, LOCAL_PRINCIPAL)
     assert everything(records) == records
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["feed-hub", "store"])
+def test_a_run_stream_ends_once_its_run_is_deleted(
+    services: Services, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch, shared: bool
+) -> None:
+    """A follower of one run (``?run_id=``) whose run was deleted got keep-alives for as long
+    as it stayed connected (read from the feed hub: it never learnt that nothing more would
+    come), or the stream failed mid-way (read from the store: NotFoundError). The stream
+    checks its run when it checks its token, and ends; the reconnection is a 404."""
+    monkeypatch.setattr(routes_events, "REAUTH_S", 0.2)
+    flow = "name: hello\nsteps:\n  - id: a\n    shell: echo hi\n"
+    principal = services.auth.authenticate(tokens["admin"])
+    services.registry.push(flow, "hello.yaml", principal)
+    run_id = services.registry.start_run("hello", {}, principal).id
+    services.runs.execute(run_id)
+    stopping = threading.Event()
+    cursor = services.store.last_event_id()
+    hub = FeedHub(services.store, stopping) if shared else None
+    if hub is not None:
+        hub.start()
+
+    async def follow() -> list[str]:
+        got: list[str] = []
+        stream = routes_events._events(
+            _Request(),  # type: ignore[arg-type]
+            services,
+            run_id,
+            cursor,
+            stopping,
+            hub,
+            secret=tokens["admin"],
+        )
+        with anyio.fail_after(5):
+            async for chunk in stream:
+                got.append(chunk)
+                if len(got) == 1:
+                    await anyio.to_thread.run_sync(services.runs.delete_run, run_id)
+        return got
+
+    try:
+        assert anyio.run(follow) == [": connected\n\n"]
+    finally:
+        stopping.set()
