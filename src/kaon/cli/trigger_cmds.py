@@ -105,9 +105,10 @@ class _Client:
 
     def cancel_backfill(self, backfill_id: str) -> BackfillView:
         if self.remote is not None:
+            from kaon.service.remote import segment
             from kaon.service.triggers import BackfillView
 
-            data = self.remote.call("POST", f"/backfills/{backfill_id}/cancel")
+            data = self.remote.call("POST", f"/backfills/{segment(backfill_id, 'backfill')}/cancel")
             return BackfillView.model_validate(data)
         assert self.local is not None
         return self.local.cancel_backfill(backfill_id, by="local")
@@ -139,9 +140,10 @@ class _Client:
 
     def unblock(self, workflow: str) -> UnblockView:
         if self.remote is not None:
+            from kaon.service.remote import segment
             from kaon.service.triggers import UnblockView
 
-            data = self.remote.call("POST", f"/workflows/{workflow}/unblock")
+            data = self.remote.call("POST", f"/workflows/{segment(workflow, 'workflow')}/unblock")
             return UnblockView.model_validate(data)
         assert self.local is not None
         return self.local.unblock(workflow)

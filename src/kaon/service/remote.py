@@ -110,6 +110,19 @@ class _Follower:
             self._waiting_thread = None
 
 
+def segment(value: object, what: str) -> str:
+    """``value`` (a run id or prefix, a hash, a step path, a name) as one segment of a
+    route's path, percent-encoded: a ``?`` or ``#`` in it is not where the path ends (``GET
+    /runs/x?y/summary`` asked for the run ``x``). Raises NotFoundError, as the local service
+    finds nothing, for a value no route's segment can hold: empty, ``.``, ``..`` or holding
+    ``/`` (the server routes the decoded path, so it reached no route, which read as "not a
+    Kaon server's answer")."""
+    text = str(value)
+    if text in ("", ".", "..") or "/" in text:
+        raise NotFoundError(f"no {what} matches {text!r:.200}")
+    return quote(text, safe="")
+
+
 def _raise_for_foreign_answer(response: httpx.Response) -> NoReturn:
     """An error answer that is not one of Kaon's API (its ``{"error", "message"}`` body for
     what a route refuses): another server at that address, a proxy's error page, or a Kaon
@@ -340,7 +353,9 @@ class RemoteService:
         }
         active: int | None = None
         try:
-            found = self._call("POST", f"/workflows/{workflow}/match", json=body)
+            found = self._call(
+                "POST", f"/workflows/{segment(workflow, 'workflow')}/match", json=body
+            )
         except NotFoundError:
             found = None  # a new workflow: pushing it creates it
         if found is not None:
@@ -401,7 +416,7 @@ class RemoteService:
         """
         if RunStatus(self.get_run(run_id).status) is RunStatus.RUNNING:
             try:
-                self._call("POST", f"/runs/{run_id}/resume")
+                self._call("POST", f"/runs/{segment(run_id, 'run')}/resume")
             except InvalidActionError:
                 # The server's engine finished the run between the two calls: follow it anyway.
                 if not RunStatus(self.get_run(run_id).status).is_terminal:
@@ -488,7 +503,9 @@ class RemoteService:
     ) -> RunView:
         """Restart a finished run on the server (its engine picks it up)."""
         body = {"from_step": from_step, "force": force, "only": only}
-        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/restart", json=body))
+        return RunView.model_validate(
+            self._call("POST", f"/runs/{segment(run_id, 'run')}/restart", json=body)
+        )
 
     def skip(
         self, run_id: str, path: str, *, output: Any = None, has_output: bool = False, by: str = ""
@@ -496,7 +513,7 @@ class RemoteService:
         """Skip a step; ``"command"``, ``"queued"`` or ``"recorded"`` as
         :meth:`LocalService.skip`."""
         body = {"path": path, "output": output, "has_output": has_output}
-        return str(self._call("POST", f"/runs/{run_id}/skip", json=body)["how"])
+        return str(self._call("POST", f"/runs/{segment(run_id, 'run')}/skip", json=body)["how"])
 
     def continue_run(
         self,
@@ -509,23 +526,27 @@ class RemoteService:
     ) -> RunView:
         """Continue a paused run on the server (see :meth:`LocalService.continue_run`)."""
         body = {"path": step, "params": dict(params or {}), "from_strings": from_strings}
-        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/continue", json=body))
+        return RunView.model_validate(
+            self._call("POST", f"/runs/{segment(run_id, 'run')}/continue", json=body)
+        )
 
     def resume_run(self, run_id: str) -> RunView:
         """Hand an active run whose engine died to the server's engine (409: finished)."""
-        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/resume"))
+        return RunView.model_validate(self._call("POST", f"/runs/{segment(run_id, 'run')}/resume"))
 
     def delete_run(self, run_id: str, *, by: str = "", by_token: str | None = None) -> None:
         """Delete a finished run on the server (``DELETE /runs/{id}``: 409 for an active
         one); the server audits it as done by the token sent."""
-        self._call("DELETE", f"/runs/{run_id}")
+        self._call("DELETE", f"/runs/{segment(run_id, 'run')}")
 
     def kill(
         self, run_id: str, *, step: str | None = None, by: str = "", wait_s: float = 10.0
     ) -> RunView:
         """Cancel a run (or one step of it) on the server."""
         body = {"step": step}
-        return RunView.model_validate(self._call("POST", f"/runs/{run_id}/kill", json=body))
+        return RunView.model_validate(
+            self._call("POST", f"/runs/{segment(run_id, 'run')}/kill", json=body)
+        )
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -535,25 +556,27 @@ class RemoteService:
 
     def get_run(self, run_id: str) -> RunView:
         """A run's summary."""
-        return RunView.model_validate(self._call("GET", f"/runs/{run_id}/summary"))
+        return RunView.model_validate(self._call("GET", f"/runs/{segment(run_id, 'run')}/summary"))
 
     def paused_views(self, run_id: str) -> list[PausedStepView]:
         """The steps a run holds at breakpoints, as ``GET /runs/ID/paused`` shows them."""
-        found = self._call("GET", f"/runs/{run_id}/paused")
+        found = self._call("GET", f"/runs/{segment(run_id, 'run')}/paused")
         return [PausedStepView.model_validate(v) for v in found]
 
     # -- bounded reads (the same views as LocalService.reads; see kaon.service.run_reads) ----
 
     def run_summary(self, run_id: str) -> RunSummary:
         """The run, task counts by status and its top-level graph (containers rolled up)."""
-        return RunSummary.model_validate(self._call("GET", f"/runs/{run_id}/summary"))
+        return RunSummary.model_validate(
+            self._call("GET", f"/runs/{segment(run_id, 'run')}/summary")
+        )
 
     def run_children(self, run_id: str, parent: str | None = None, **query: Any) -> StepPageView:
         """A page of ``parent``'s children; ``query``: status (list), step, from, to, q, sort,
         desc, limit, offset as in ``GET /runs/{id}/children``."""
         params = {k: v for k, v in {"parent": parent, **query}.items() if v is not None}
         return StepPageView.model_validate(
-            self._call("GET", f"/runs/{run_id}/children", params=params)
+            self._call("GET", f"/runs/{segment(run_id, 'run')}/children", params=params)
         )
 
     def run_page(
@@ -577,11 +600,13 @@ class RemoteService:
         }
         if kind is not None:
             params["kind"] = kind
-        return RunPage.model_validate(self._call("GET", f"/runs/{run_id}", params=params))
+        return RunPage.model_validate(
+            self._call("GET", f"/runs/{segment(run_id, 'run')}", params=params)
+        )
 
     def step_detail(self, run_id: str, path: str) -> StepDetail:
         """One step run with attempts, outputs, metrics and cache decision."""
-        found = self._call("GET", f"/runs/{run_id}/step", params={"path": path})
+        found = self._call("GET", f"/runs/{segment(run_id, 'run')}/step", params={"path": path})
         return StepDetail.model_validate(found)
 
     def last_event_id(self, run_id: str) -> int:
@@ -603,7 +628,7 @@ class RemoteService:
         params: dict[str, Any] = {"after": after_id}
         if path is not None:
             params["path"] = path
-        found = self._call("GET", f"/runs/{run_id}/log", params=params)
+        found = self._call("GET", f"/runs/{segment(run_id, 'run')}/log", params=params)
         return LogWindowView.model_validate(found)
 
     def list_runs(
@@ -639,12 +664,14 @@ class RemoteService:
         """A run with its step runs and metrics: the server answers a page at a time
         (``GET /runs/{id}``), so this follows the pages to the last."""
         params: dict[str, Any] = {"all_steps": all_steps, "offset": 0}
-        found = self._call("GET", f"/runs/{run_id}", params=params)
+        found = self._call("GET", f"/runs/{segment(run_id, 'run')}", params=params)
         detail = RunDetail.model_validate(found)
         total = int(found.get("steps_total", len(detail.steps)))
         while len(detail.steps) < total:
             params["offset"] = len(detail.steps)
-            more = RunDetail.model_validate(self._call("GET", f"/runs/{run_id}", params=params))
+            more = RunDetail.model_validate(
+                self._call("GET", f"/runs/{segment(run_id, 'run')}", params=params)
+            )
             if not more.steps:
                 break
             detail.steps.extend(more.steps)
@@ -653,7 +680,11 @@ class RemoteService:
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
         """Log lines of a step run (every attempt, or one)."""
         params = {"attempt": attempt} if attempt is not None else {}
-        found = self._call("GET", f"/runs/{run_id}/steps/{path}/logs", params=params)
+        found = self._call(
+            "GET",
+            f"/runs/{segment(run_id, 'run')}/steps/{segment(path, 'step')}/logs",
+            params=params,
+        )
         return [LogView.model_validate(v) for v in found]
 
     # -- registry ----------------------------------------------------------------------------
@@ -671,7 +702,9 @@ class RemoteService:
 
     def workflow(self, name: str) -> WorkflowView:
         """One workflow."""
-        return WorkflowView.model_validate(self._call("GET", f"/workflows/{name}"))
+        return WorkflowView.model_validate(
+            self._call("GET", f"/workflows/{segment(name, 'workflow')}")
+        )
 
     def versions(self, name: str) -> list[VersionView]:
         """Every version of a workflow, oldest first: the server answers a page at a time
@@ -680,7 +713,9 @@ class RemoteService:
         found: list[VersionView] = []
         params: dict[str, int] = {}
         while True:
-            response = self._answer("GET", f"/workflows/{name}/versions", params=params)
+            response = self._answer(
+                "GET", f"/workflows/{segment(name, 'workflow')}/versions", params=params
+            )
             page = [VersionView.model_validate(v) for v in response.json()]
             found[:0] = page
             if response.headers.get("Kaon-Older") != "true" or not page:
@@ -691,19 +726,23 @@ class RemoteService:
         """Make ``version`` active."""
         body = {"version": version}
         return WorkflowView.model_validate(
-            self._call("POST", f"/workflows/{name}/activate", json=body)
+            self._call("POST", f"/workflows/{segment(name, 'workflow')}/activate", json=body)
         )
 
     def deactivate(self, name: str) -> WorkflowView:
         """Deactivate the workflow."""
-        return WorkflowView.model_validate(self._call("POST", f"/workflows/{name}/deactivate"))
+        return WorkflowView.model_validate(
+            self._call("POST", f"/workflows/{segment(name, 'workflow')}/deactivate")
+        )
 
     def update_workflow(
         self, name: str, properties: Mapping[str, Any], owner_group: str | None = None
     ) -> WorkflowView:
         """Merge properties (``None`` removes a key); optionally change the owner group."""
         body = {"properties": dict(properties), "owner_group": owner_group}
-        return WorkflowView.model_validate(self._call("PATCH", f"/workflows/{name}", json=body))
+        return WorkflowView.model_validate(
+            self._call("PATCH", f"/workflows/{segment(name, 'workflow')}", json=body)
+        )
 
     def create_token(
         self, name: str, role: str, groups: list[str], expires_in: float | None = None
@@ -718,12 +757,14 @@ class RemoteService:
 
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token (admin only)."""
-        self._call("DELETE", f"/tokens/{token_id}")
+        self._call("DELETE", f"/tokens/{segment(token_id, 'token')}")
 
     def rotate_token(self, token_id: str, expires_in: float | None = None) -> TokenView:
         """A new secret for a token (the old one stops working); the response holds it."""
         body = {"expires_in": expires_in}
-        return TokenView.model_validate(self._call("POST", f"/tokens/{token_id}/rotate", json=body))
+        return TokenView.model_validate(
+            self._call("POST", f"/tokens/{segment(token_id, 'token')}/rotate", json=body)
+        )
 
     def pools(self) -> list[PoolView]:
         """Every pool with what is used now."""
@@ -732,11 +773,13 @@ class RemoteService:
     def set_pool(self, name: str, request: PoolRequest) -> PoolView:
         """Create or change a pool (admin only)."""
         body = request.model_dump()
-        return PoolView.model_validate(self._call("PUT", f"/pools/{quote(name)}", json=body))
+        return PoolView.model_validate(
+            self._call("PUT", f"/pools/{segment(name, 'pool')}", json=body)
+        )
 
     def delete_pool(self, name: str) -> None:
         """Delete a pool (admin only)."""
-        self._call("DELETE", f"/pools/{quote(name)}")
+        self._call("DELETE", f"/pools/{segment(name, 'pool')}")
 
     def permits(self) -> list[PermitView]:
         """Every tag permit with what is used now."""
@@ -745,11 +788,13 @@ class RemoteService:
     def set_permit(self, tag: str, request: PermitRequest) -> PermitView:
         """Create or change a tag permit (admin only)."""
         body = request.model_dump()
-        return PermitView.model_validate(self._call("PUT", f"/permits/{quote(tag)}", json=body))
+        return PermitView.model_validate(
+            self._call("PUT", f"/permits/{segment(tag, 'permit')}", json=body)
+        )
 
     def delete_permit(self, tag: str) -> None:
         """Delete a tag permit (admin only)."""
-        self._call("DELETE", f"/permits/{quote(tag)}")
+        self._call("DELETE", f"/permits/{segment(tag, 'permit')}")
 
     def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
         """Send a signal with parameters."""

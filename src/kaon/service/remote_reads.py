@@ -42,6 +42,7 @@ from kaon.service.experiment_views import (
     RunArtifactsView,
 )
 from kaon.service.experiments import fetch_value, pick_output, require_two
+from kaon.service.remote import segment
 
 if TYPE_CHECKING:
     from kaon.service.remote import RemoteService
@@ -82,7 +83,7 @@ class HttpArtifactStore(ArtifactStore):
     def exists(self, ref: ArtifactRef) -> bool:
         """True when the server has (and shows the caller) the blob behind ``ref``."""
         try:
-            self._remote._call("GET", f"/artifacts/{ref.hash}")
+            self._remote._call("GET", f"/artifacts/{segment(ref.hash, 'artifact')}")
         except NotFoundError:
             return False
         return True
@@ -115,7 +116,7 @@ class HttpArtifactStore(ArtifactStore):
         from kaon.service.remote import raise_for_answer
 
         headers = {"Range": f"bytes={len(data)}-"} if data else {}
-        path = f"/artifacts/{hash_}/blob"
+        path = f"/artifacts/{segment(hash_, 'artifact')}/blob"
         with self._remote.http.stream("GET", path, headers=headers) as response:
             if response.status_code == 416:  # nothing left: ``data`` is the whole blob
                 return
@@ -145,20 +146,22 @@ class RemoteExperiments:
 
     def resolve_artifact(self, given: str) -> str:
         """The full sha256 of the recorded artifact named by ``given`` or a unique prefix."""
-        return str(self._get(f"/artifacts/{given}")["hash"])
+        return str(self._get(f"/artifacts/{segment(given, 'artifact')}")["hash"])
 
     def artifact_ref(self, hash_: str) -> ArtifactRef:
         """The reference (serializer, size, type) of a recorded blob."""
-        found = self._get(f"/artifacts/{hash_}")
+        found = self._get(f"/artifacts/{segment(hash_, 'artifact')}")
         return ArtifactRef(found["hash"], found["serializer"], int(found["size"]), found["type"])
 
     def run_artifacts(self, run: str) -> RunArtifactsView:
         """Every blob a run's steps produced or reused, and their inline values."""
-        return RunArtifactsView.model_validate(self._get(f"/runs/{run}/artifacts"))
+        return RunArtifactsView.model_validate(self._get(f"/runs/{segment(run, 'run')}/artifacts"))
 
     def lineage(self, artifact: str, *, depth: int = 3) -> LineageView:
         """Where a blob came from (``depth`` levels of inputs) and what used it."""
-        return LineageView.model_validate(self._get(f"/artifacts/{artifact}/lineage", depth=depth))
+        return LineageView.model_validate(
+            self._get(f"/artifacts/{segment(artifact, 'artifact')}/lineage", depth=depth)
+        )
 
     def load(self, artifact: str) -> Any:
         """The value of a recorded blob, verified against its hash."""
@@ -166,7 +169,9 @@ class RemoteExperiments:
 
     def step_outputs(self, run: str, path: str) -> dict[str, ValueRef]:
         """The output references of the step run at ``path`` (empty when it has none)."""
-        return decode_outputs(self._get(f"/runs/{run}/outputs", path=path)["outputs"])
+        return decode_outputs(
+            self._get(f"/runs/{segment(run, 'run')}/outputs", path=path)["outputs"]
+        )
 
     def step_output_ref(self, run: str, path: str, output: str | None = None) -> ValueRef:
         """One output of a step run, or (``output`` None) its value as ``steps.X`` sees it."""
@@ -186,7 +191,9 @@ class RemoteExperiments:
 
     def explain(self, run: str, path: str) -> ExplainView:
         """Why the step at ``path`` was a cache hit or miss."""
-        return ExplainView.model_validate(self._get(f"/runs/{run}/explain", path=path))
+        return ExplainView.model_validate(
+            self._get(f"/runs/{segment(run, 'run')}/explain", path=path)
+        )
 
     def compare(self, runs: Sequence[str]) -> CompareView:
         """Parameters, metrics and step statuses of several runs side by side."""
@@ -195,7 +202,7 @@ class RemoteExperiments:
 
     def metrics(self, run: str) -> list[dict[str, Any]]:
         """Every metric value of a run as flat rows."""
-        rows: list[dict[str, Any]] = self._get(f"/runs/{run}/metric-rows")["rows"]
+        rows: list[dict[str, Any]] = self._get(f"/runs/{segment(run, 'run')}/metric-rows")["rows"]
         return rows
 
     def plot(
