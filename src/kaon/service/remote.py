@@ -14,6 +14,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import quote
@@ -70,6 +71,10 @@ _DEFINITION_ERRORS: dict[str, type[DefinitionError]] = {
 
 
 WORKFLOWS_PAGE = 1000  # workflows one GET /workflows answers at most
+# Pauses before a POST is sent again with its Idempotency-Key (an answer lost, the server
+# briefly unavailable or still handling the first): about 7.5 s in all.
+RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)
+_STILL_HANDLED = "still being handled"
 
 
 class Stoppable(Protocol):
@@ -284,6 +289,34 @@ class RemoteService:
         raise_for_answer(response)
         return response
 
+    def _post_once(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` so that the server acts on it once, however often it is sent: with an
+        ``Idempotency-Key`` of its own, sent again with the same key when the answer is lost
+        (a transport error: the request may have arrived and been done), the server is
+        briefly unavailable (503) or still handling the first (409), after the pauses of
+        :data:`RETRY_PAUSES_S`; the server replays its first answer. A user retrying by hand
+        after "cannot reach the server" created a second run."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        for pause in (*RETRY_PAUSES_S, None):
+            try:
+                response = self.http.request("POST", path, json=body, headers=headers)
+            except httpx.TransportError as exc:
+                if pause is None:
+                    raise ConfigurationError(
+                        f"cannot reach the Kaon server at {self.url}: {exc}"
+                    ) from exc
+                time.sleep(pause)
+                continue
+            again = response.status_code == 503 or (
+                response.status_code == 409 and _STILL_HANDLED in response.text
+            )
+            if again and pause is not None:
+                time.sleep(pause)
+                continue
+            raise_for_answer(response)
+            return response.json()
+        raise AssertionError("unreachable")  # pragma: no cover - the last try returns or raises
+
     # -- definitions and runs ----------------------------------------------------------------
 
     def validate(self, target: str) -> WorkflowSpec:
@@ -308,7 +341,7 @@ class RemoteService:
             "activate": activate,
             "owner_group": owner_group,
         }
-        return PushResult.model_validate(self._call("POST", "/workflows", json=body))
+        return PushResult.model_validate(self._post_once("/workflows", body))
 
     def create_run(
         self,
@@ -395,7 +428,7 @@ class RemoteService:
             body["breakpoints"] = list(breakpoints)
         if priority is not None:
             body["priority"] = priority
-        return RunView.model_validate(self._call("POST", "/runs", json=body))
+        return RunView.model_validate(self._post_once("/runs", body))
 
     def prepare_execution(self) -> None:
         """Nothing to prepare: the server's engine executes runs."""
@@ -799,7 +832,7 @@ class RemoteService:
     def send_signal(self, name: str, params: Mapping[str, Any]) -> SignalView:
         """Send a signal with parameters."""
         body = {"name": name, "params": dict(params)}
-        return SignalView.model_validate(self._call("POST", "/signals", json=body))
+        return SignalView.model_validate(self._post_once("/signals", body))
 
 
 def _event(data: dict[str, Any]) -> EventRecord:
