@@ -154,10 +154,13 @@ async def stream_events(
 
 
 def _parse_id(value: str | None) -> int | None:
+    """A ``Last-Event-ID`` as an event id; None for one that is not a whole number of 0 or
+    more (``-1`` replayed the whole history: it was read as 0)."""
     try:
-        return max(int(value), 0) if value else None
+        found = int(value) if value else None
     except ValueError:
         return None
+    return found if found is not None and found >= 0 else None
 
 
 def start_cursor(
@@ -166,12 +169,14 @@ def start_cursor(
     """Where a stream starts: after the ``Last-Event-ID`` a reconnecting client sends (a
     browser's ``EventSource`` reconnects to the URL it opened, ``after`` included, so the
     header wins), else after ``after``; else at a run's first event, or, for every run,
-    from now."""
+    from now. A cursor past the newest event starts from the newest."""
     resumed = _parse_id(last_event_id)
     cursor = resumed if resumed is not None else after
-    if cursor is not None:
-        return cursor
-    return 0 if run_id is not None else services.store.last_event_id()
+    if cursor is None:
+        return 0 if run_id is not None else services.store.last_event_id()
+    # A cursor past the newest event is not this feed's (another database's, one restored
+    # from a backup): from the newest on, rather than nothing until ids reach it.
+    return min(cursor, services.store.last_event_id())
 
 
 class _RunFilter:

@@ -54,8 +54,14 @@ def test_a_new_follower_starts_from_now_and_a_run_follower_from_its_start(
     assert routes_events.start_cursor(services, "old", None, None) == 0
     # A browser reconnects to the URL it opened (``after`` in it) with the last id it got.
     assert routes_events.start_cursor(services, None, 1, "2") == 2
-    assert routes_events.start_cursor(services, "old", 5, None) == 5
+    assert routes_events.start_cursor(services, "old", 2, None) == 2
     assert routes_events.start_cursor(services, None, None, "2") == 2
+    # A negative id is no id (-1 replayed the whole history); a cursor past the newest
+    # event is another feed's: from the newest (it waited for ids to reach it, in silence).
+    assert routes_events.start_cursor(services, None, None, "-1") == head
+    assert routes_events.start_cursor(services, "old", None, "-1") == 0
+    assert routes_events.start_cursor(services, None, 99_999_999, None) == head
+    assert routes_events.start_cursor(services, "old", None, "99999999") == head
     frame = _first_frame(services, routes_events.start_cursor(services, None, None, None))
     assert frame.startswith(f"id: {head + 1}\n") and '"run_id":"new"' in frame
 
