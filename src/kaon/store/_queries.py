@@ -235,20 +235,39 @@ def _claimable_runs(dialect: str, skip: bool, after: bool) -> Any:
     """``:limit``, ``:skip`` (workflows), ``:after_priority``, ``:after_at``, ``:after_id``,
     in claiming order (``kaon.store.base.claim_key``). A plain read: it locks nothing and
     skips nothing, so replicas claiming at once all see the first free runs; the conditional
-    lease update (``acquire_leases``) decides who takes each."""
+    lease update (``acquire_leases``) decides who takes each.
+
+    Pages are ranges of the partial index ix_runs_claim (the open runs in that order; its
+    literal predicate is in every plan's ``WHERE``): a page after a key is the rest of the
+    key's priority after it, then the lower priorities, each a range that stops at
+    ``:limit``, not every open run read and sorted per page."""
     c = t.runs.c
-    stmt = sa.select(t.runs).where(
-        c.status.in_(_ACTIVE),
-        sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < db_clock(dialect)),
+    order = (c.priority.desc(), c.created_at, c.id)
+
+    def free(*where: Any) -> Any:
+        stmt = sa.select(t.runs).where(
+            sa.text(t.RUN_OPEN),
+            sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < db_clock(dialect)),
+            *where,
+        )
+        if skip:
+            stmt = stmt.where(c.workflow.not_in(_many("skip")))
+        return stmt.order_by(*order).limit(_bind("limit"))
+
+    if not after:
+        return free()
+    rank, at = _bind("after_priority", sa.Integer()), _bind("after_at", sa.Double())
+    later = sa.tuple_(c.created_at, c.id) > sa.tuple_(at, _bind("after_id"))
+    parts = sa.union_all(
+        sa.select(free(c.priority == rank, later).subquery()),
+        sa.select(free(c.priority < rank).subquery()),
+    ).subquery()
+    p = parts.c
+    return (
+        sa.select(*(p[column.name] for column in t.runs.columns))
+        .order_by(p.priority.desc(), p.created_at, p.id)
+        .limit(_bind("limit"))
     )
-    if skip:
-        stmt = stmt.where(c.workflow.not_in(_many("skip")))
-    if after:
-        rank, at = _bind("after_priority", sa.Integer()), _bind("after_at", sa.Double())
-        run_id = _bind("after_id")
-        later = sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > run_id))
-        stmt = stmt.where(sa.or_(c.priority < rank, sa.and_(c.priority == rank, later)))
-    return stmt.order_by(c.priority.desc(), c.created_at, c.id).limit(_bind("limit"))
 
 
 # -- step runs ---------------------------------------------------------------------------

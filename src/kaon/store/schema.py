@@ -61,6 +61,11 @@ definitions = sa.Table(
 # the same with these literals (kaon.store._queries: _queue_place).
 RUN_WAITING = "status = 'pending' AND owner IS NULL"
 RUN_CLAIMED = "status = 'pending' AND owner IS NOT NULL"
+# The predicate of the claiming order's partial index: the runs not finished (pending,
+# running, paused). Said as NOT IN the finished statuses, which no other index of ``status``
+# can seek by: SQLite, without statistics, would otherwise read every open run through
+# ix_runs_status_created and sort them (kaon.store._queries: _claimable_runs).
+RUN_OPEN = "status NOT IN ('cancelled', 'failed', 'succeeded')"
 
 runs = sa.Table(
     "runs",
@@ -109,6 +114,17 @@ runs = sa.Table(
         sqlite_where=sa.text(RUN_CLAIMED),
         postgresql_where=sa.text(RUN_CLAIMED),
     ),
+)
+# The open runs in claiming order (``kaon.store.base.claim_key``: higher priority first, then
+# oldest): an engine's claiming pass reads its pages as ranges of it, however long the backlog
+# and the history (kaon.store._queries: _claimable_runs).
+sa.Index(
+    "ix_runs_claim",
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    sqlite_where=sa.text(RUN_OPEN),
+    postgresql_where=sa.text(RUN_OPEN),
 )
 
 step_runs = sa.Table(

@@ -267,6 +267,8 @@ CREATE TABLE runs (
 	PRIMARY KEY (id)
 );
 
+CREATE INDEX ix_runs_claim ON runs (priority DESC, created_at, id) WHERE status NOT IN ('cancelled', 'failed', 'succeeded');
+
 CREATE INDEX ix_runs_claimed ON runs (workflow, status, id) WHERE status = 'pending' AND owner IS NOT NULL;
 
 CREATE INDEX ix_runs_created ON runs (created_at);
