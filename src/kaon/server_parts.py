@@ -21,6 +21,7 @@ import ctypes
 import dataclasses
 import functools
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -75,21 +76,33 @@ class ServerOptions:
 
 
 def admission(store: StateStore) -> Callable[[RunRecord], bool]:
-    """The run strategies' admission callback bound to ``store``; a workflow's properties
-    (its strategy) are read at most once per :data:`PROPERTIES_TTL_S`, not once per run
-    claimed (a backlog of thousands of runs shares a few workflows)."""
-    from kaon.triggers.strategies import admit, workflow_properties
+    """The run strategies' admission callback bound to ``store``. The workflows' properties
+    (their strategies) are read together, in one query, and read again only when the
+    registry's signature (one aggregate, asked at most once per :data:`PROPERTIES_TTL_S`)
+    says a workflow changed: a claiming pass that looks at the queue heads of thousands of
+    workflows reads none of them one by one (it read each one's row again every second)."""
+    from kaon.store.registry import SQLRegistryStore
+    from kaon.store.sql import SQLStore
+    from kaon.triggers.strategies import DEFAULT_PROPERTIES, admit, workflow_properties
 
-    known: dict[str, tuple[float, dict[str, Any]]] = {}
+    if not isinstance(store, SQLStore):
+        return functools.partial(admit, store, properties=workflow_properties)
+    registry = SQLRegistryStore(store)
+    known: dict[str, dict[str, Any]] = {}
+    seen: dict[str, Any] = {"at": -math.inf, "signature": None}
 
-    def properties(store: StateStore, name: str) -> dict[str, Any]:
+    def properties(_store: StateStore, name: str) -> dict[str, Any]:
         now = time.monotonic()
-        found = known.get(name)
-        if found is None or now - found[0] > PROPERTIES_TTL_S:
-            if len(known) > 10_000:
+        if now - seen["at"] > PROPERTIES_TTL_S:
+            signature = registry.signature()
+            if signature != seen["signature"]:
                 known.clear()
-            found = known[name] = (now, workflow_properties(store, name))
-        return found[1]
+                for workflow in registry.list_workflows(limit=sys.maxsize):
+                    known[workflow.name] = {**DEFAULT_PROPERTIES, **(workflow.properties or {})}
+                seen["signature"] = signature
+            seen["at"] = now
+        # A workflow not in the registry (a run made by `kaon run`): the defaults.
+        return known.get(name, DEFAULT_PROPERTIES)
 
     return functools.partial(admit, store, properties=properties)
 
