@@ -1033,23 +1033,40 @@ def _step_runs_with_artifacts() -> Any:
 def _expired_runs(by_workflow: bool) -> Any:
     """Finished runs that ended (or, never started, were created) before ``:before``, that
     are not among the ``:keep`` newest finished runs of their workflow (``workflow =
-    :workflow`` when ``by_workflow``), oldest first, at most ``:limit``."""
-    finished: sa.ColumnElement[bool] = _r.status.in_(_TERMINAL)
+    :workflow`` when ``by_workflow``), oldest first, at most ``:limit``.
+
+    Oldest first from ``ix_runs_created``, each candidate kept out when fewer than ``:keep``
+    finished runs of its workflow are newer (counted in ``ix_runs_workflow_created``, up to
+    ``:keep``): the cost follows the batch and ``:keep``, where ranking every finished run of
+    every workflow took 0.96 s a call with 200,000 of them. The status is tested through
+    ``coalesce`` so that no plan takes a status index instead: one would read every finished
+    run, and sort them, before the first of the batch."""
+    newer = t.runs.alias("newer")
+    n = newer.c
+    counted = (
+        sa.select(sa.literal(1))
+        .select_from(newer)
+        .where(
+            n.workflow == _r.workflow,
+            sa.func.coalesce(n.status, "").in_(_TERMINAL),
+            n.created_at >= _r.created_at,  # a range of the index; the tie is settled below
+            sa.or_(
+                n.created_at > _r.created_at, sa.and_(n.created_at == _r.created_at, n.id > _r.id)
+            ),
+        )
+        .limit(_bind("keep"))
+        .correlate(t.runs)
+        .subquery()
+    )
+    newer_count = sa.select(sa.func.count()).select_from(counted).scalar_subquery()
+    where = [
+        sa.func.coalesce(_r.status, "").in_(_TERMINAL),
+        sa.func.coalesce(_r.ended_at, _r.created_at) < _bind("before", sa.Double()),
+        newer_count >= _bind("keep"),
+    ]
     if by_workflow:
-        finished = sa.and_(finished, _r.workflow == _bind("workflow"))
-    rank = (
-        sa.func.row_number()
-        .over(partition_by=_r.workflow, order_by=(_r.created_at.desc(), _r.id.desc()))
-        .label("rank")
-    )
-    ranked = sa.select(t.runs, rank).where(finished).subquery()
-    age = sa.func.coalesce(ranked.c.ended_at, ranked.c.created_at)
-    return (
-        sa.select(*(ranked.c[column.name] for column in t.runs.columns))
-        .where(ranked.c.rank > _bind("keep"), age < _bind("before", sa.Double()))
-        .order_by(ranked.c.created_at, ranked.c.id)
-        .limit(_bind("limit"))
-    )
+        where.append(_r.workflow == _bind("workflow"))
+    return sa.select(t.runs).where(*where).order_by(_r.created_at, _r.id).limit(_bind("limit"))
 
 
 # -- compiling ------------------------------------------------------------------------------
