@@ -6,8 +6,10 @@ the run (a reserved label, ``kaon.breakpoints``), so a resumed run keeps them.
 
 A breakpoint's name is a step id (every run of that step: each foreach item, each loop
 iteration), a path without indexes (``each.train``: every item's ``train``), or a path
-(``each[3].train``: that item only); ``NAME:after`` pauses after the step instead, with its
-outputs recorded but not yet passed on. The engine records a paused step with status
+(``each[3].train``: that item only), indexes given at some levels only included
+(``outer[1].inner.train``: every inner item of outer item 1; see :func:`names_path`);
+``NAME:after`` pauses after the step instead, with its outputs recorded but not yet passed
+on. The engine records a paused step with status
 ``paused`` and the run with status ``paused`` while any step is; ``kaon continue`` goes on.
 """
 
@@ -61,7 +63,7 @@ class Breakpoint:
 
     def matches(self, path: str, step_id: str) -> bool:
         """Whether the step run at ``path`` (of step ``step_id``) stops here."""
-        return self.name in (step_id, path, without_indexes(path))
+        return self.name == step_id or names_path(self.name, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,35 @@ def without_indexes(path: str) -> str:
     """A step run's path without its item and iteration indexes: ``each.train`` for
     ``each[3].train``."""
     return _INDEX.sub("", path)
+
+
+def _segments(path: str) -> list[tuple[str, str | None]] | None:
+    found: list[tuple[str, str | None]] = []
+    for part in path.split("."):
+        match = _SEGMENT.fullmatch(part)
+        if match is None:
+            return None
+        found.append((match.group(1), match.group(2)))
+    return found
+
+
+def names_path(name: str, path: str, *, inside: bool = False) -> bool:
+    """Whether the step name or path ``name`` names the step run at ``path``: level by level
+    the same step ids, and the same index wherever ``name`` gives one (a level without an
+    index means every item or iteration there). So ``each.train`` and ``each[3].train`` name
+    ``each[3].train``, and ``outer[1].inner.train`` names the ``train`` of every inner item
+    of outer item 1 (``outer[1].inner[0].train``...). With ``inside``, a step run inside the
+    one ``name`` names counts too (a forced container). A bare step id is matched here only
+    at the top level: callers that take it at any depth say so."""
+    wanted, have = _segments(name), _segments(path)
+    if wanted is None or have is None or len(wanted) > len(have):
+        return False
+    if len(wanted) < len(have) and not inside:
+        return False
+    for (step_id, index), (path_id, path_index) in zip(wanted, have, strict=False):
+        if step_id != path_id or (index is not None and index != path_index):
+            return False
+    return True
 
 
 def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
@@ -200,6 +231,7 @@ __all__: Sequence[str] = [
     "Breakpoints",
     "breakpoint_moment",
     "check_breakpoints",
+    "names_path",
     "step_name",
     "unreachable_step",
     "without_indexes",

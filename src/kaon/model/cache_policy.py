@@ -7,12 +7,14 @@ server's engine claims and a restarted run keep it:
   every cacheable step executes and records its entry, so later runs can reuse it;
 * ``force`` (``kaon run --force STEP``, repeatable): these steps execute without a lookup.
   A name is a step id (every run of that step: each foreach item, each loop iteration), a
-  path without indexes (``segments.train``: every item's ``train``) or a path
-  (``segments[2].train``); a container's id or path forces everything inside it. A name is
-  checked as a breakpoint's is (:func:`kaon.model.breakpoints.unreachable_step`): one that
-  can match no step run (``segments[x]``, ``train.segments``) is refused. Their
-  successors follow the normal rules: they hit the cache when the forced step's outputs come
-  out the same, and execute when they differ;
+  path without indexes (``segments.train``: every item's ``train``), a path
+  (``segments[2].train``), or one with indexes at some levels only (every item where none
+  is given: :func:`kaon.model.breakpoints.names_path`); a container's id or path forces
+  everything inside it. A name is checked as a breakpoint's is
+  (:func:`kaon.model.breakpoints.unreachable_step`): one that can match no step run
+  (``segments[x]``, ``train.segments``) is refused. Their successors follow the normal
+  rules: they hit the cache when the forced step's outputs come out the same, and execute
+  when they differ;
 * ``restart_force`` (``kaon restart --force``): every step the restart resets executes
   without a lookup; the next restart without ``--force`` clears it.
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaon.errors import ParameterError
-from kaon.model.breakpoints import step_name, unreachable_step, without_indexes
+from kaon.model.breakpoints import names_path, step_name, unreachable_step
 from kaon.model.specs import WorkflowSpec
 
 CACHE_LABEL = "kaon.cache"
@@ -91,11 +93,8 @@ def check_cache_policy(spec: WorkflowSpec, policy: CachePolicy | None) -> CacheP
 
 
 def _names(name: str, path: str, step_id: str) -> bool:
-    plain = without_indexes(path)
-    if name in (step_id, path, plain):
-        return True
-    # A forced container (by path, with or without indexes): everything inside it; a forced
-    # step id at any depth.
-    if path.startswith((name + ".", name + "[")) or plain.startswith(name + "."):
+    # The step, or a forced container (by path, indexes given at any levels, or none):
+    # everything inside it; a forced step id at any depth.
+    if name == step_id or names_path(name, path, inside=True):
         return True
     return f".{name}[" in f".{path}" or f".{name}." in f".{path}"

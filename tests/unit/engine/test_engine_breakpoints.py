@@ -178,6 +178,28 @@ def test_break_on_every_foreach_item(inline: Harness, name: str) -> None:
     assert inline.value(run_id, "each") == [10, 11, 12]
 
 
+def _nested(h: Harness) -> WorkflowSpec:
+    echo = task("echo", "const", inputs={"value": E("cell"), "state": str(h.state)})
+    inner = ForeachSpec(
+        id="inner", items=E("[1, 2]"), item_name="cell", body=GraphSpec(steps=(echo,))
+    )
+    return flow(ForeachSpec(id="outer", items=E("[10, 20]"), body=GraphSpec(steps=(inner,))))
+
+
+def test_break_with_an_index_at_some_levels_only(inline: Harness) -> None:
+    """``outer[1].inner.echo`` (outer item 1, every inner item) was accepted and stopped
+    nothing: a path was matched whole or without any index, never level by level."""
+    run_id = _create(inline, _nested(inline), "outer[1].inner.echo")
+    with _driven(inline, run_id) as result:
+        _until(inline, run_id, RunStatus.PAUSED, paused=2)
+        rows = inline.rows(run_id)
+        held = sorted(path for path, row in rows.items() if row.status is StepStatus.PAUSED)
+        assert held == ["outer[1].inner[0].echo", "outer[1].inner[1].echo"]
+        assert rows["outer[0].inner[1].echo"].status is StepStatus.SUCCEEDED
+        _continue(inline, run_id)
+    assert result["status"] is RunStatus.SUCCEEDED
+
+
 def test_step_option_and_kill_while_paused(inline: Harness) -> None:
     spec = _chain(inline)
     steps = tuple(

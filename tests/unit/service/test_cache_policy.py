@@ -136,6 +136,12 @@ def test_kaon_run_options(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatc
         ("segments[2].train", "segments[1].train", "train", False),
         ("segments", "retrain[0].segments[1].train", "train", True),
         ("prepare", "segments[2].train", "train", False),
+        # An index at some levels only: every item where none is given.
+        ("retrain[0].segments.train", "retrain[0].segments[1].train", "train", True),
+        ("retrain.segments[1].train", "retrain[2].segments[1].train", "train", True),
+        ("retrain.segments[1].train", "retrain[2].segments[0].train", "train", False),
+        ("retrain[1].segments", "retrain[1].segments[3].train", "train", True),
+        ("retrain[1].segments", "retrain[0].segments[3].train", "train", False),
     ],
 )
 def test_policy_matches_ids_paths_and_containers(
