@@ -96,9 +96,13 @@ class RunCore(ABC):
         self.paused_since: float | None = None
         self._events_batch: WriteBatch | None = None  # the batch _step_events belong to
         self._step_events: dict[str, EventRecord] = {}
-        # Per signal name: the newest signal offered to a wait step of this run on that
-        # name (set when a wait step on the name first polls; see RunState.deliver_signals).
-        self.signal_cursors: dict[str, int] = {}
+        # Signals for wait steps (see RunState.deliver_signals): per waiting step, the newest
+        # signal offered to it; per signal name, where a step starting to wait on it reads
+        # from (every signal of the name up to there woke a wait step of this run, or came
+        # before the run), and the signals of the name that woke one (offered to no other).
+        self.wait_cursors: dict[Node, int] = {}
+        self.signal_floors: dict[str, int] = {}
+        self.signals_taken: dict[str, set[int]] = {}
         self.error: str | None = None
         self.ended_error: str | None = None  # the error the run ended with (_finish)
         self.root = self._new_frame(spec.graph, "", dict(record.params), spec.defaults)

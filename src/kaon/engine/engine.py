@@ -24,6 +24,7 @@ an engine that lost a run to another stops that run's attempts and lets it go.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import math
@@ -1032,38 +1033,32 @@ class Engine:
 
     def _poll_signals(self) -> None:
         """Deliver new signals to the runs with waiting steps: one read from the oldest
-        cursor among the signal names they wait on. A run's cursor for a name starts at its
-        creation (an index lookup), so a signal sent before its wait step started (while
-        another one waited, say) still reaches it."""
+        position among their wait steps (see :meth:`RunState.signal_read_start`: a step
+        that starts waiting reads from the first signal of its name since the run's
+        creation that no wait step of the run took, so a signal sent before it waited,
+        or while another step waited for another, still reaches it)."""
         waiting = [s for s in self.runs.values() if s.waiting]
         if not waiting:
             return
-        cursors: list[int] = []
-        first: dict[str, int] = {}  # each run's first signal since its creation
-        for state in waiting:
-            for name in state.waiting_signals():
-                if name not in state.signal_cursors:
-                    if state.id not in first:
-                        first[state.id] = self.store.signal_cursor_since(state.record.created_at)
-                    consumed = state.consumed_signal_id(name)
-                    state.signal_cursors[name] = max(first[state.id], consumed)
-                cursors.append(state.signal_cursors[name])
-        start = min(cursors, default=0)
+        since_creation = self.store.signal_cursor_since
+        starts = {
+            state.id: state.signal_read_start(
+                functools.partial(since_creation, state.record.created_at)
+            )
+            for state in waiting
+        }
+        start = min(starts.values())
         signals = self.store.signals(after_id=start, limit=500)
         if not signals:
             return
         last_read = signals[-1].id or 0
         for state in waiting:
-            since, cursors_now = state.record.created_at, state.signal_cursors
-            fresh = [
-                s
-                for s in signals
-                if s.name in cursors_now and (s.id or 0) > cursors_now[s.name] and s.at >= since
-            ]
+            since = state.record.created_at
+            fresh = [s for s in signals if s.at >= since and (s.id or 0) > starts[state.id]]
             if self.owner_group_of is not None and any(s.scope is not None for s in fresh):
                 group = self.owner_group_of(state.record.workflow)
                 fresh = [s for s in fresh if s.reaches(group)]
-            self._isolated(state.id, state.deliver_signals, fresh, last_read)
+            self._isolated(state.id, state.deliver_signals, fresh, starts[state.id], last_read)
 
     def _execute_command(
         self, state: RunState, kind: str, payload: dict[str, object], by: str

@@ -12,7 +12,7 @@ finishes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kaon.engine.breakpoints import BreakpointSteps
@@ -275,41 +275,59 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             found.add(node.spec.signal)
         return found
 
-    def consumed_signal_id(self, name: str) -> int:
-        """The newest signal called ``name`` that already woke one of this run's wait steps
-        (0: none).
+    def signal_read_start(self, first: Callable[[], int]) -> int:
+        """Where the next read of signals must start for this run's wait steps: the oldest
+        position among them. A step that has just started waiting reads from its signal
+        name's floor (``first()``, the first signal since the run's creation, for a name
+        not awaited before), so a signal it matches that no wait step of the run took
+        reaches it, whenever it came: before it waited, or while another wait step on the
+        same name waited for another match (a foreach's items each awaiting their own)."""
+        for node in self.waiting:
+            if node not in self.wait_cursors:
+                assert isinstance(node.spec, WaitSpec)
+                name = node.spec.signal
+                if name not in self.signal_floors:
+                    self.signal_floors[name] = first()
+                self.wait_cursors[node] = self.signal_floors[name]
+        return min((self.wait_cursors[n] for n in self.waiting), default=0)
 
-        A run resumed by another engine rebuilds its cursors from its creation; the signals
-        of that name up to this one were offered before (the engine that woke the step had
-        its cursor past them), so they are not delivered again to the wait steps on it.
+    def _taken(self, name: str) -> set[int]:
+        """The ids of the signals called ``name`` that woke one of this run's wait steps.
+
+        Built from the steps' rows the first time (a run resumed by another engine), then
+        kept as steps are woken: such a signal is offered to no later wait step.
         """
-        newest = 0
-        prefix = f"signal {name} #"
-        for frame in walk_frames(self.root):
-            for node in frame.nodes.values():
-                if isinstance(node.spec, WaitSpec) and node.status is _S.SUCCEEDED:
-                    number = node.reason.removeprefix(prefix)
-                    if node.reason.startswith(prefix) and number.isdigit():
-                        newest = max(newest, int(number))
-        return newest
+        taken = self.signals_taken.get(name)
+        if taken is None:
+            taken = self.signals_taken[name] = set()
+            prefix = f"signal {name} #"
+            for frame in walk_frames(self.root):
+                for node in frame.nodes.values():
+                    if isinstance(node.spec, WaitSpec) and node.status is _S.SUCCEEDED:
+                        number = node.reason.removeprefix(prefix)
+                        if node.reason.startswith(prefix) and number.isdigit():
+                            taken.add(int(number))
+        return taken
 
-    def deliver_signals(self, signals: list[SignalRecord], last_read: int) -> None:
+    def deliver_signals(self, signals: list[SignalRecord], start: int, last_read: int) -> None:
         """Offer newly read signals (oldest first) to the wait steps waiting on their names;
-        ``last_read`` is the newest id the read covered.
+        the read covered the ids after ``start`` up to ``last_read``.
 
-        A signal is *offered* when a wait step of the run waits on its name as it is read:
-        it wakes those it matches, and the run's cursor for that name moves past it. A
-        signal of a name no step of the run waits for at that moment is not passed over:
-        a wait step on it that starts later still receives it (a run awaiting ``features``
-        then ``labels`` whose labels come first). The cursors of the names still awaited
-        after the read move to ``last_read``.
+        A signal wakes every wait step waiting on its name that it matches and was not
+        offered it yet; once it woke one it is taken, and no later wait step receives it.
+        One that woke none stays for the wait steps that start later (see
+        :meth:`signal_read_start`): the floor of its name stops before it.
         """
         for signal in signals:
-            takers = [n for n in self.waiting if _waits_on(n, signal.name)]
-            if not takers:
+            number = signal.id or 0
+            taken = self._taken(signal.name)
+            if number in taken:
                 continue
-            cursor = self.signal_cursors.get(signal.name, 0)
-            self.signal_cursors[signal.name] = max(cursor, signal.id or 0)
+            takers = [
+                n
+                for n in self.waiting
+                if _waits_on(n, signal.name) and self.wait_cursors.get(n, number) < number
+            ]
             for node in takers:
                 spec = node.spec
                 assert isinstance(spec, WaitSpec)
@@ -326,6 +344,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                         self._fail(node, error_info(exc))
                         continue
                 self.waiting.remove(node)
+                taken.add(number)
                 node.outputs = {RETURN: Literal(dict(signal.params))}
                 self._set(
                     node,
@@ -335,9 +354,22 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     reason=f"signal {signal.name} #{signal.id}",
                 )
                 self._terminal(node)
-        for name in self.waiting_signals():
-            if name in self.signal_cursors:
-                self.signal_cursors[name] = max(self.signal_cursors[name], last_read)
+        still = set(self.waiting)
+        for node in list(self.wait_cursors):
+            if node in still:
+                self.wait_cursors[node] = max(self.wait_cursors[node], last_read)
+            else:
+                del self.wait_cursors[node]
+        for name, floor in self.signal_floors.items():
+            if start > floor:
+                continue  # the read began past the floor: what follows it was not all seen
+            taken = self._taken(name)
+            left = [
+                s.id or 0
+                for s in signals
+                if s.name == name and (s.id or 0) > floor and (s.id or 0) not in taken
+            ]
+            self.signal_floors[name] = max(floor, min(left) - 1 if left else last_read)
 
     def abort(self, status: RunStatus, reason: str) -> None:
         """Stop everything: cancel attempts in flight and mark unfinished steps cancelled."""
