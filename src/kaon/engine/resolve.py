@@ -12,10 +12,11 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kaon.artifacts.base import ArtifactStore
-from kaon.engine.nodes import Frame, Node
+from kaon.engine.nodes import USER_SKIP, Frame, Node
 from kaon.errors import ExpressionError, Location
 from kaon.model.expressions import compile_expression, truthy
 from kaon.model.specs import Const, InputSpec
+from kaon.model.status import StepStatus
 from kaon.model.values import RETURN, Literal, RefDict, ValueRef, outputs_value, select
 
 if TYPE_CHECKING:
@@ -25,7 +26,14 @@ _NONE = Literal(None)
 
 
 def node_value(node: Node) -> ValueRef:
-    """The value a node offers downstream: its outputs (or a user-given value), else None."""
+    """The value a node offers downstream: its outputs, else None. A step skipped by a user
+    offers the value given with the skip, or None: its outputs are that value or empty, and
+    empty outputs are not the mapping ``{}`` of no named outputs."""
+    if node.status is StepStatus.SKIPPED and node.reason == USER_SKIP:
+        given = node.user_output
+        if given is None:
+            given = (node.outputs or {}).get(RETURN)
+        return _NONE if given is None else given
     if node.outputs is not None and node.counts_as_success:
         return outputs_value(node.outputs)
     if node.user_output is not None:

@@ -172,6 +172,39 @@ def test_skip_failed_step_with_value_then_continue(harness: Harness) -> None:
     assert harness.rows(run_id)["bad"].status is StepStatus.SKIPPED
 
 
+def test_a_step_skipped_without_a_value_gives_downstream_nothing(inline: Harness) -> None:
+    """``kaon skip RUN bad`` (no --output): downstream received ``{}``, the skipped step's
+    empty outputs read as a mapping of named outputs, not nothing (None)."""
+    spec = flow(
+        task("bad", "boom"),
+        task("after", "const", inputs={"value": E("steps.bad")}),
+        task("check", "const", inputs={"value": E("steps.bad == null")}),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.FAILED
+    operations.skip_step(inline.store, run_id, "bad")
+    operations.restart_run(inline.store, run_id)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED, inline.errors(run_id)
+    assert inline.value(run_id, "after") is None
+    assert inline.value(run_id, "check") is True
+
+
+def test_a_running_step_skipped_without_a_value_gives_downstream_nothing(
+    inline: Harness,
+) -> None:
+    spec = flow(
+        task("slow", "sleeper", inputs={"seconds": 3}),
+        task("after", "const", inputs={"value": E("steps.slow")}),
+    )
+    run_id = inline.create(spec)
+    skipper = threading.Timer(
+        0.3, operations.send_command, (inline.store, run_id, "skip", {"path": "slow"})
+    )
+    skipper.start()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "after") is None
+
+
 def test_kill_command_reaches_the_running_engine(harness: Harness) -> None:
     state = str(harness.state)
     spec = flow(
