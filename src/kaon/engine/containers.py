@@ -147,7 +147,8 @@ class ContainerSteps(RunCore):
             output = state.results.collect(count, self.ctx.artifacts, node.path)
             failed = not state.succeeded_enough
             why = state.failed_text(node.path) if state.failed else ""
-            self._complete_container(node, failed, output, why)
+            by_cancel = state.failed == state.failed_by_cancel
+            self._complete_container(node, failed, output, why, by_cancel=by_cancel)
 
     def _open_item(self, node: Node, state: ForeachState, index: int, item: Any) -> None:
         spec = state.spec
@@ -171,7 +172,9 @@ class ContainerSteps(RunCore):
         shown = item if is_json else _item_text(item)
         self._open_frame_row(frame, state.restore.pop(index, None), kind="item", item=shown)
 
-    def _item_done(self, node: Node, frame: Frame, failed: bool, output: ValueRef) -> None:
+    def _item_done(
+        self, node: Node, frame: Frame, failed: bool, output: ValueRef, *, by_cancel: bool
+    ) -> None:
         state = node.foreach
         assert state is not None and frame.index is not None
         state.active.pop(frame.index, None)
@@ -180,6 +183,7 @@ class ContainerSteps(RunCore):
         state.results.put(frame.index, Literal(None) if failed else output)
         if failed:
             state.failed += 1
+            state.failed_by_cancel += by_cancel
         self._close_frame_row(frame, failed, output)
         # A frame and its nodes refer to each other: break the cycle so that the finished item
         # is freed now, not at the next full collection (rare with the engine's thresholds,
@@ -216,12 +220,19 @@ class ContainerSteps(RunCore):
         self._open_frame_row(frame, row, kind="iteration", item=None)
 
     def _iteration_done(
-        self, node: Node, state: LoopState, frame: Frame, failed: bool, output: ValueRef
+        self,
+        node: Node,
+        state: LoopState,
+        frame: Frame,
+        failed: bool,
+        output: ValueRef,
+        *,
+        by_cancel: bool,
     ) -> None:
         self._close_frame_row(frame, failed, output)
         state.frame = None
         if failed:
-            self._complete_container(node, True, output)
+            self._complete_container(node, True, output, by_cancel=by_cancel)
             return
         spec = state.spec
         try:

@@ -88,6 +88,9 @@ class RunCore(ABC):
         self.draining = False
         self.finished = False
         self.waiting: list[Node] = []  # wait steps, woken by signals
+        # Containers that ended failed only because a person cancelled a step inside them
+        # (``kaon kill --step``): like that step's cancel, their failure stops nothing else.
+        self.failed_by_cancel: set[Node] = set()
         self.timed: dict[int, Node] = {}  # retrying or waiting nodes with a timer, by row
         self.paused: dict[str, Node] = {}  # nodes held at a breakpoint, by path
         # The run's time limit counts running time: seconds paused since it started (closed
@@ -314,7 +317,11 @@ class RunCore(ABC):
     def _terminal(self, node: Node) -> None:
         if self.finished:
             return
-        if node.status is _S.FAILED and not node.failure_ignored:
+        if (
+            node.status is _S.FAILED
+            and not node.failure_ignored
+            and node not in self.failed_by_cancel
+        ):
             effect = node.failure_effect
             message = f"step {node.path} failed"
             if effect is FailureMode.FAIL_FAST:
@@ -367,15 +374,19 @@ class RunCore(ABC):
         if frame.finished:
             return
         frame.finished = True
-        culprit = next(
-            (
-                n
-                for n in frame.nodes.values()
-                if n.status in (_S.FAILED, _S.CANCELLED) and not n.failure_ignored
-            ),
-            None,
-        )
+        culprits = [
+            n
+            for n in frame.nodes.values()
+            if n.status in (_S.FAILED, _S.CANCELLED) and not n.failure_ignored
+        ]
+        culprit = culprits[0] if culprits else None
         failed = culprit is not None
+        # Only steps a person cancelled (or containers failed by such a cancel) inside: the
+        # container ends failed, but its failure has no effect (fail_fast would stop the
+        # run's other branches, which a cancel at the top level lets finish).
+        by_cancel = failed and all(
+            n.status is _S.CANCELLED or n in self.failed_by_cancel for n in culprits
+        )
         output = self._frame_output(frame)
         container = frame.container
         if container is None:
@@ -385,11 +396,13 @@ class RunCore(ABC):
             else:
                 self._finish(RunStatus.SUCCEEDED, None)
         elif container.foreach is not None:
-            self._item_done(container, frame, failed, output)
+            self._item_done(container, frame, failed, output, by_cancel=by_cancel)
         elif container.loop is not None:
-            self._iteration_done(container, container.loop, frame, failed, output)
+            self._iteration_done(
+                container, container.loop, frame, failed, output, by_cancel=by_cancel
+            )
         else:
-            self._complete_container(container, failed, output)
+            self._complete_container(container, failed, output, by_cancel=by_cancel)
 
     @staticmethod
     def _frame_output(frame: Frame) -> ValueRef:
@@ -399,14 +412,24 @@ class RunCore(ABC):
         return outputs_value({i: node_value(frame.nodes[i]) for i in ids})
 
     def _complete_container(
-        self, node: Node, failed: bool, output: ValueRef, why: str = ""
+        self,
+        node: Node,
+        failed: bool,
+        output: ValueRef,
+        why: str = "",
+        *,
+        by_cancel: bool = False,
     ) -> None:
+        """End a container whose steps ended: failed (``by_cancel``: only because a person
+        cancelled a step inside, a failure with no effect) or succeeded with ``output``."""
         now = self.ctx.clock()
         self._close_unreached(node, _S.SKIPPED)
         node.foreach = None
         node.loop = None
         node.sub = None
         if failed:
+            if by_cancel:
+                self.failed_by_cancel.add(node)
             error = ErrorInfo("ChildFailed", why or f"a step inside {node.path} failed")
             self._fail(node, error)
             return
@@ -490,14 +513,24 @@ class RunCore(ABC):
         """Start a ready node by its kind (see :class:`~kaon.engine.containers.ContainerSteps`)."""
 
     @abstractmethod
-    def _item_done(self, node: Node, frame: Frame, failed: bool, output: ValueRef) -> None:
-        """A foreach item's frame finished."""
+    def _item_done(
+        self, node: Node, frame: Frame, failed: bool, output: ValueRef, *, by_cancel: bool
+    ) -> None:
+        """A foreach item's frame finished (``by_cancel``: failed only by a person's cancel)."""
 
     @abstractmethod
     def _iteration_done(
-        self, node: Node, state: LoopState, frame: Frame, failed: bool, output: ValueRef
+        self,
+        node: Node,
+        state: LoopState,
+        frame: Frame,
+        failed: bool,
+        output: ValueRef,
+        *,
+        by_cancel: bool,
     ) -> None:
-        """A loop iteration's frame finished."""
+        """A loop iteration's frame finished (``by_cancel``: failed only by a person's
+        cancel)."""
 
 
 def has_own_row(frame: Frame) -> bool:

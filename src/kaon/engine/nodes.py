@@ -223,6 +223,7 @@ class ForeachState:
     results: ResultSpool = field(default_factory=ResultSpool)  # finished items' outputs
     finished: set[int] = field(default_factory=set)  # items found finished on resume
     failed: int = 0
+    failed_by_cancel: int = 0  # of the failed items, those failed only by a person's cancel
     restore: dict[int, Any] = field(default_factory=dict)  # item rows found on resume
     halted: bool = False  # a failure inside, contained by an ``ignore`` around: no new item
 

@@ -11,7 +11,15 @@ from conftest import E, Harness, flow, task
 from kaon.engine import operations
 from kaon.engine.engine import Engine
 from kaon.errors import InvalidActionError, LeaseError
-from kaon.model.specs import FailureMode, ForeachSpec, GraphSpec, RetrySpec, TriggerRule
+from kaon.model.specs import (
+    FailureMode,
+    ForeachSpec,
+    GraphSpec,
+    RetrySpec,
+    SubworkflowSpec,
+    TriggerRule,
+    WorkflowSpec,
+)
 from kaon.model.status import RunStatus, StepStatus
 
 
@@ -366,6 +374,40 @@ def test_cancel_one_step_of_a_running_run(inline: Harness) -> None:
     assert rows["slow"].status is StepStatus.CANCELLED and "ops" in rows["slow"].reason
     assert rows["after"].status is StepStatus.SKIPPED
     assert rows["other"].status is StepStatus.SUCCEEDED
+
+
+def _cancel_inside(container: str) -> tuple[WorkflowSpec, str]:
+    seconds = E("item") if container == "foreach" else 5
+    inner = (
+        task("s", "sleeper", inputs={"seconds": seconds}),
+        task("after", "const", needs=("s",)),
+    )
+    other = task("other", "sleeper", inputs={"seconds": 2})
+    if container == "foreach":
+        body = GraphSpec(steps=inner)
+        return flow(ForeachSpec(id="fe", items=E("[0.1, 5]"), body=body), other), "fe[1].s"
+    kid = WorkflowSpec(name="kid", graph=GraphSpec(steps=inner))
+    return flow(SubworkflowSpec(id="sub", workflow="kid", spec=kid), other), "sub.s"
+
+
+@pytest.mark.parametrize("container", ["foreach", "subworkflow"])
+def test_cancel_one_step_inside_a_container_stops_only_what_follows_it(
+    inline: Harness, container: str
+) -> None:
+    """``kaon kill RUN --step fe[1].s`` failed the run at once and cancelled ``other``, as a
+    failure under fail_fast does: the container around the cancelled step ended failed, and
+    its failure took effect. At the top level the same cancel lets ``other`` finish."""
+    spec, path = _cancel_inside(container)
+    run_id = inline.create(spec)
+    args = (inline.store, run_id, "cancel", {"path": path})
+    threading.Timer(0.5, operations.send_command, args, {"by": "ops"}).start()
+    assert inline.drive(run_id) is RunStatus.FAILED
+    rows = inline.rows(run_id)
+    assert rows[path].status is StepStatus.CANCELLED
+    assert rows[path.replace(".s", ".after")].status is StepStatus.SKIPPED
+    assert rows["other"].status is StepStatus.SUCCEEDED, rows["other"].reason
+    if container == "foreach":
+        assert rows["fe[0].after"].status is StepStatus.SUCCEEDED
 
 
 def test_skip_a_running_foreach_item_step_leaves_siblings_alone(inline: Harness) -> None:
