@@ -241,7 +241,10 @@ def restart_run(
     force: bool = False,
     only: bool = False,
 ) -> RunRecord:
-    """Put a finished run back to running: failed, cancelled and skipped steps become pending.
+    """Put a finished run back in the queue: failed, cancelled and skipped steps become
+    pending, and so does the run, which an engine claims as it claims a new run (so the
+    workflow's run strategy admits it: a restart waits its turn behind a sequential
+    workflow's running run, instead of running beside it).
 
     With ``from_path``, that step, everything after it in its graph, everything inside it,
     and the containers around it run again too; with ``only`` as well, nothing else (other
@@ -276,7 +279,7 @@ def restart_run(
     # A container with anything to redo is redone: its children decide what really runs.
     for row_id in list(reset):
         reset.update(r.id for r in rows.ancestors(rows.by_id[row_id]))
-    check_run_transition(record.status, RunStatus.RUNNING, f"run {run_id}")
+    check_run_transition(record.status, RunStatus.PENDING, f"run {run_id}")
     now = time.time()
     batch = WriteBatch()
     for row_id in sorted(reset):
@@ -295,13 +298,14 @@ def restart_run(
             cache_key=None,  # decided again: a forced or changed step is not "reused" now
             cached_from=None,
         )
-    # A new attempt at the run: its time limit (the workflow's timeout_s) counts from now.
+    # A new attempt at the run: its time limit (the workflow's timeout_s) counts from when an
+    # engine starts it again (RunState.start sets started_at).
     policy = CachePolicy.from_labels(record.labels)
     labels = dataclasses.replace(policy, restart_force=force).with_labels(record.labels)
     batch.update_run(
         run_id,
-        status=RunStatus.RUNNING,
-        started_at=now,
+        status=RunStatus.PENDING,
+        started_at=None,
         ended_at=None,
         error=None,
         restarts=record.restarts + 1,

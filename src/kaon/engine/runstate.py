@@ -63,7 +63,10 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         """Mark the run running, rebuild state from the store, and queue what is ready."""
         now = self.ctx.clock()
         if self.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
+            # New or restarted: this execution (its time limit, which failures decide, see
+            # _restore_decisions) begins now.
             self.status = RunStatus.RUNNING
+            self.record.started_at = now
             self.ctx.batch.update_run(self.id, status=RunStatus.RUNNING, started_at=now)
             self._event("run", {"status": RunStatus.RUNNING.value})
         rows = self.ctx.store.step_runs(self.id) if self.has_rows else []

@@ -16,7 +16,7 @@ from kaon.errors import IllegalTransitionError
 class RunStatus(StrEnum):
     """Status of one run of a workflow."""
 
-    PENDING = "pending"  # created, no engine has started it yet
+    PENDING = "pending"  # created (or restarted), no engine has started it yet
     RUNNING = "running"  # an engine is advancing it (or will, on resume)
     PAUSED = "paused"  # a step waits at a breakpoint for `kaon continue`; the rest goes on
     SUCCEEDED = "succeeded"  # every step finished and the run's trigger rules were met
@@ -119,9 +119,10 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     _R.PENDING: frozenset({_R.RUNNING, _R.CANCELLED}),
     _R.RUNNING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELLED, _R.PAUSED}),
     _R.PAUSED: frozenset({_R.RUNNING, _R.FAILED, _R.CANCELLED}),
-    _R.SUCCEEDED: frozenset({_R.RUNNING}),
-    _R.FAILED: frozenset({_R.RUNNING}),
-    _R.CANCELLED: frozenset({_R.RUNNING}),
+    # A restart queues a finished run again (an engine's claim then starts it).
+    _R.SUCCEEDED: frozenset({_R.PENDING}),
+    _R.FAILED: frozenset({_R.PENDING}),
+    _R.CANCELLED: frozenset({_R.PENDING}),
 }
 
 

@@ -82,13 +82,13 @@ def test_a_run_restarted_while_it_is_deleted_is_restarted_or_deleted_not_both(
             locker.rollback()
             first.join(30)
             second.join(30)
-        restarted = outcome["restart"] is RunStatus.RUNNING
+        restarted = outcome["restart"] is RunStatus.PENDING  # queued for an engine again
         deleted = outcome["delete"] == 1
         assert restarted != deleted, outcome  # exactly one of them happened
         rows = restarter.list_runs(limit=10)
         if restarted:
             (record,) = rows
-            assert record.status is RunStatus.RUNNING
+            assert record.status is RunStatus.PENDING
             assert record.owner is None or not record.owner.startswith("kaon:deleting"), record
         else:
             assert rows == []

@@ -174,7 +174,7 @@ def test_kill_restart_skip_over_the_api(server: Any, wait: Any, tmp_path: Path) 
     wait(admin, failed, {"failed"})
     flag.write_text("ok")
     restarted = admin.post(f"/runs/{failed}/restart")
-    assert restarted.status_code == 200 and restarted.json()["status"] == "running"
+    assert restarted.status_code == 200 and restarted.json()["status"] == "pending"
     assert wait(admin, failed, {"succeeded"})["restarts"] == 1
     flag.unlink()
     again = admin.post(f"/runs/{failed}/restart", json={"from_step": "check"})

@@ -115,6 +115,35 @@ def test_a_sequential_queue_puts_a_higher_priority_run_first(
         assert after.started_at >= before.ended_at
 
 
+def test_a_restarted_run_waits_its_turn_behind_a_sequential_running_run(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    """A restart put the run straight back to ``running``, and the engine claims a running
+    run as an orphan to recover, without asking the strategy: an old failed run restarted
+    while a newer one ran made two runs of a sequential workflow at once."""
+    register(store, SPEC, run_strategy="sequential")
+    gate = tmp_path / "gate"
+    engine = EngineThread(store, tmp_path)
+    try:
+        old = _create(store, fail=True)
+        wait_for(lambda: store.get_run(old).status is RunStatus.FAILED, what="failure")
+        newer = _create(store, gate=str(gate))
+        wait_for(lambda: store.get_run(newer).status is RunStatus.RUNNING, what="newer running")
+        restarted = operations.restart_run(store, old)
+        assert restarted.status is RunStatus.PENDING
+        time.sleep(0.4)  # several claim rounds
+        assert store.get_run(old).status is RunStatus.PENDING
+        reason = strategies.waiting_reason(store, store.get_run(old))
+        assert reason is not None and f"waits for run {newer}" in reason
+        gate.touch()
+        wait_for(lambda: store.get_run(old).status.is_terminal, what="restarted run ends")
+    finally:
+        engine.stop()
+    ended, began = store.get_run(newer).ended_at, store.get_run(old).started_at
+    assert ended is not None and began is not None and began >= ended
+    assert store.get_run(old).restarts == 1
+
+
 def test_strict_sequential_blocks_after_a_failure_until_unblocked(
     store: SQLStore, tmp_path: Path
 ) -> None:
@@ -201,8 +230,8 @@ def test_properties_default_for_unregistered_workflows(store: SQLStore) -> None:
 
 
 def test_a_failure_after_the_unblock_blocks_whatever_the_run_s_age(store: SQLStore) -> None:
-    # Six failed runs, then an unblock; the oldest is restarted (it goes straight to running,
-    # skipping the queue) and fails again. The newest runs by creation all failed before
+    # Six failed runs, then an unblock; the oldest is restarted (queued again, it is the
+    # oldest: first in line) and fails again. The newest runs by creation all failed before
     # the unblock: only when each run ended counts.
     register(store, SPEC, run_strategy="strict_sequential")
     runs = [
