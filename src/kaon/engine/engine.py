@@ -1065,7 +1065,9 @@ class Engine:
     ) -> None:
         try:
             if kind == "kill":
-                state.abort(RunStatus.CANCELLED, f"killed by {by or 'a user'}")
+                reason = payload.get("reason")  # a sender's own words (a run strategy's)
+                why = reason if isinstance(reason, str) and reason else ""
+                state.abort(RunStatus.CANCELLED, why or f"killed by {by or 'a user'}")
             elif kind == "cancel":
                 state.cancel_step(str(payload.get("path", "")), by)
             elif kind == "continue":

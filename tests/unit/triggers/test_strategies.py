@@ -204,6 +204,25 @@ def test_first_only_drops_a_run_created_while_one_runs(store: SQLStore, tmp_path
         engine.stop()
 
 
+def test_a_running_run_superseded_by_last_only_says_by_which_run(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    """The strategy's kill command carried the reason, the engine dropped it: the running
+    run ended with "killed by run strategy", naming no run (a pending one said which)."""
+    register(store, SPEC, run_strategy="last_only")
+    engine = EngineThread(store, tmp_path)
+    try:
+        first = _create(store, gate=str(tmp_path / "never"))
+        wait_for(lambda: store.get_run(first).status is RunStatus.RUNNING, what="first running")
+        second = _create(store)
+        wait_for(lambda: store.get_run(second).status is RunStatus.SUCCEEDED, what="second done")
+    finally:
+        engine.stop()
+    ended = store.get_run(first)
+    assert ended.status is RunStatus.CANCELLED
+    assert ended.error == f"superseded by run {second} (last-only strategy)"
+
+
 def test_last_only_cancels_the_running_run_for_the_newest(store: SQLStore, tmp_path: Path) -> None:
     register(store, SPEC, run_strategy="last_only")
     gate = tmp_path / "never"
