@@ -100,9 +100,7 @@ def check_breakpoints(spec: WorkflowSpec, given: Iterable[str]) -> Breakpoints:
     naming every breakpoint that cannot stop anything, and why."""
     points = tuple(Breakpoint.parse(text) for text in given)
     problems = [
-        f"breakpoint {str(b)!r}: {why}"
-        for b in points
-        if (why := unreachable_step(spec, b.name)) is not None
+        f"breakpoint {str(b)!r}: {why}" for b in points if (why := _never_held(spec, b)) is not None
     ]
     if problems:
         raise ParameterError(f"{'; '.join(problems)} (workflow {spec.name!r})")
@@ -194,6 +192,62 @@ def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
         if graph is None and number < len(parts) - 1:
             return f"{step_id!r} is a {step.kind} step, with no steps inside"
     return None
+
+
+def _never_held(spec: WorkflowSpec, point: Breakpoint) -> str | None:
+    """Why ``point`` can hold no step run of ``spec``: it names none (see
+    :func:`unreachable_step`), it names an item or iteration (a row, not a step: the engine
+    holds steps), or it pauses after a container (only a task's outputs are held)."""
+    why = unreachable_step(spec, point.name)
+    if why is not None:
+        return why
+    last = _SEGMENT.fullmatch(point.name.rsplit(".", 1)[-1])
+    if last is not None and last.group(2) is not None:
+        step_id = last.group(1)
+        container = _named_steps(spec, point.name.rsplit("[", 1)[0])
+        kind = container[0].kind if container else ""
+        what = {"loop": "an iteration of loop", "foreach": "an item of foreach"}.get(
+            kind, "an item or iteration of"
+        )
+        return (
+            f"{point.name!r} is {what} {step_id!r}, not a step: "
+            f"break on a step inside it ({point.name}.STEP) or on {step_id}"
+        )
+    if point.moment == "after":
+        steps = _named_steps(spec, point.name)
+        if steps and all(body_of(step) is not None for step in steps):
+            return (
+                f"{point.name!r} is a {steps[0].kind} step: only a task pauses after it ran "
+                "(break before it, or after a step inside it)"
+            )
+    return None
+
+
+def _named_steps(spec: WorkflowSpec, name: str) -> list[StepSpec]:
+    """The steps ``name`` (a step id at any depth, or a path) names; [] when that is not
+    known before the run (inside a subworkflow found by name)."""
+    if "." not in name and "[" not in name:
+        return list(_steps_with_id(spec.graph, name))
+    graph: GraphSpec | None = spec.graph
+    step: StepSpec | None = None
+    for part in name.split("."):
+        match = _SEGMENT.fullmatch(part)
+        if match is None or graph is None:
+            return []
+        step = graph.by_id().get(match.group(1))
+        if step is None:
+            return []
+        graph = body_of(step)
+    return [step] if step is not None else []
+
+
+def _steps_with_id(graph: GraphSpec, step_id: str) -> Iterable[StepSpec]:
+    for step in graph.steps:
+        if step.id == step_id:
+            yield step
+        inside = body_of(step)
+        if inside is not None:
+            yield from _steps_with_id(inside, step_id)
 
 
 def _suggestion(name: str, known: set[str]) -> str:

@@ -53,6 +53,10 @@ SPEC = WorkflowSpec(
         "sub.leaf",
         "leaf",  # inside an embedded subworkflow
         "named.anything",  # a subworkflow found by name when the run starts
+        "named.anything:after",
+        "each",  # a container: before it starts
+        "sub",
+        "each[1].train:after",
     ],
 )
 def test_a_breakpoint_that_can_stop_a_step_is_accepted(name: str) -> None:
@@ -71,6 +75,27 @@ def test_a_breakpoint_that_can_stop_a_step_is_accepted(name: str) -> None:
         ("lp[3].body", "loop 'lp' runs at most 3 iterations (0 to 2), not 3"),
         ("train.x", "no step 'train' in the top level"),
         ("each[x].train", "'each[x]' is not STEP or STEP[INDEX]"),
+        # Accepted and never held: an item is no step, and only a task pauses after it ran.
+        (
+            "each[1]",
+            "'each[1]' is an item of foreach 'each', not a step: "
+            "break on a step inside it (each[1].STEP) or on each",
+        ),
+        (
+            "lp[0]",
+            "'lp[0]' is an iteration of loop 'lp', not a step: "
+            "break on a step inside it (lp[0].STEP) or on lp",
+        ),
+        (
+            "each:after",
+            "'each' is a foreach step: only a task pauses after it ran "
+            "(break before it, or after a step inside it)",
+        ),
+        (
+            "sub:after",
+            "'sub' is a subworkflow step: only a task pauses after it ran "
+            "(break before it, or after a step inside it)",
+        ),
     ],
 )
 def test_a_breakpoint_that_can_stop_nothing_is_refused_saying_why(name: str, why: str) -> None:
