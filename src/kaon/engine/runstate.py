@@ -260,9 +260,28 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             self._fail(node, error)
         elif timer.kind == "step_timeout" and node.status is _S.RUNNING:
             limit = node.spec.timeout_s or 0.0
+            left = self._running_time_left(node, limit)
+            if left > 0:  # the run was paused meanwhile: that time does not count
+                wait = max(left, 1.0) if self.paused_since is not None else left
+                self._arm(node, "step_timeout", self.ctx.clock() + wait)
+                return
             message = f"step exceeded its {limit:g}s timeout"
             self._stop_inside(node, f"{node.path}: {message}", self.ctx.clock())
             self._fail(node, ErrorInfo("Timeout", message, timeout=True))
+
+    def _running_time_left(self, node: Node, limit: float) -> float:
+        """Seconds left of a container's ``limit`` counted from its start, not counting the
+        time the run was paused since (a step held at a breakpoint: the run's own limit
+        stops too, see :meth:`arm_run_timeout`). Read when its timer fires: the run's status
+        changes since the container started (one indexed read), and the pause still open."""
+        now = self.ctx.clock()
+        started = node.started_at or now
+        changes = self.ctx.store.run_status_changes(self.id, started)
+        paused = paused_seconds(changes, started, now)
+        open_counted = bool(changes) and changes[-1][1] == RunStatus.PAUSED.value
+        if self.paused_since is not None and not open_counted:
+            paused += max(0.0, now - max(self.paused_since, started))  # begun before it
+        return started + paused + limit - now
 
     def _time_out(self, node: Node, key: AttemptKey) -> None:
         self.ctx.outbox.cancel.append(key)

@@ -200,6 +200,22 @@ def test_break_with_an_index_at_some_levels_only(inline: Harness) -> None:
     assert result["status"] is RunStatus.SUCCEEDED
 
 
+def test_a_container_s_timeout_stops_while_the_run_is_paused(inline: Harness) -> None:
+    """A foreach's ``timeout`` counted the time an item was held at a breakpoint: a person
+    looking at it for longer than the limit found the run failed (``Timeout``) on continue,
+    where the run's own time limit stops while it is paused."""
+    body = GraphSpec(steps=(task("echo", "const", inputs={"value": E("item")}),))
+    spec = flow(ForeachSpec(id="each", items=E("[10, 11]"), body=body, timeout_s=1.0))
+    run_id = _create(inline, spec, "each[1].echo")
+    with _driven(inline, run_id) as result:
+        _until(inline, run_id, RunStatus.PAUSED)
+        time.sleep(1.5)  # inspected past the foreach's limit
+        assert inline.store.get_run(run_id).status is RunStatus.PAUSED
+        _continue(inline, run_id)
+    assert result["status"] is RunStatus.SUCCEEDED, inline.errors(run_id)
+    assert inline.value(run_id, "each") == [10, 11]
+
+
 def test_step_option_and_kill_while_paused(inline: Harness) -> None:
     spec = _chain(inline)
     steps = tuple(
