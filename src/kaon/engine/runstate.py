@@ -27,7 +27,7 @@ from kaon.engine.nodes import (
     child_frames,
     walk_frames,
 )
-from kaon.errors import InvalidActionError
+from kaon.errors import ExpressionError, InvalidActionError
 from kaon.executors.base import TaskRequest
 from kaon.model.breakpoints import BREAK_AFTER
 from kaon.model.events import LOG_OUTPUT, AttemptKey, ErrorInfo
@@ -361,7 +361,15 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
                     try:
                         if not self.resolver.condition(node.frame, spec.match, where, extra):
                             continue
-                    except Exception as exc:  # a user's value or expression: the step fails
+                    except ExpressionError as exc:
+                        # This signal cannot be matched (a key it lacks, a value of another
+                        # type: another sender's): not for this step, as a signal trigger
+                        # skips it; the run's events say so.
+                        data = {"path": node.path, "signal": signal.name, "id": signal.id}
+                        data["error"] = str(exc)
+                        self._event("signal_not_matched", data, node.row_id)
+                        continue
+                    except Exception as exc:  # a value the match reads failed to load
                         self.waiting.remove(node)
                         self._fail(node, error_info(exc))
                         continue

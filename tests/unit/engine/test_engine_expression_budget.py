@@ -62,9 +62,17 @@ def test_foreach_items_over_budget_fails_only_the_foreach(inline: Harness) -> No
     assert inline.rows(run_id)["good"].status is StepStatus.SUCCEEDED
 
 
-def test_a_wait_match_over_budget_fails_the_wait_step(inline: Harness) -> None:
+def test_a_signal_a_wait_match_is_over_budget_on_is_not_for_the_step(inline: Harness) -> None:
+    """The signal's list makes the match too costly: the signal is passed over (as a signal
+    trigger skips it), said in the run's events, and the step waits on (here to its
+    timeout); one sender's signal does not fail the runs waiting on its name."""
     spec = flow(
-        WaitSpec(id="gate", signal="go", match="signal.L.all(a, signal.L.map(b, b).size() > 0)"),
+        WaitSpec(
+            id="gate",
+            signal="go",
+            match="signal.L.all(a, signal.L.map(b, b).size() > 0)",
+            timeout_s=1.5,
+        ),
     )
     run_id = inline.create(spec)
 
@@ -76,5 +84,7 @@ def test_a_wait_match_over_budget_fails_the_wait_step(inline: Harness) -> None:
     threading.Thread(target=send, daemon=True).start()
     assert inline.drive(run_id, timeout=30) is RunStatus.FAILED
     row = inline.rows(run_id)["gate"]
-    assert row.error is not None and "over its budget" in row.error["message"]
-    assert "match: expression 'signal.L.all(" in row.error["message"]
+    assert row.error is not None and row.error["type"] == "Timeout"
+    (passed,) = [e.data for e in inline.store.events(run_id) if e.kind == "signal_not_matched"]
+    assert "over its budget" in passed["error"]
+    assert "match: expression 'signal.L.all(" in passed["error"]

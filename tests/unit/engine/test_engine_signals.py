@@ -113,3 +113,18 @@ def test_a_steps_signal_reaches_only_its_own_groups_workflows(inline: Harness) -
         engine.stop()
         serving.join(30)
         engine.close()
+
+
+def test_a_signal_the_match_cannot_read_is_not_for_the_step(inline: Harness) -> None:
+    """A signal of the name without the key the match reads (another sender's) failed the
+    waiting step with ExpressionError, and the run with it; a signal trigger skips such a
+    signal. The step now goes on waiting, and the run's events say why it was passed."""
+    spec = flow(WaitSpec(id="w", signal="go", match="signal.n > 1", timeout_s=10.0))
+    run_id = inline.create(spec)
+    threading.Timer(0.3, _send, (inline, "go"), {"other": 1}).start()
+    threading.Timer(0.8, _send, (inline, "go"), {"n": 5}).start()
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED, inline.errors(run_id)
+    assert inline.value(run_id, "w") == {"n": 5}
+    passed = [e.data for e in inline.store.events(run_id) if e.kind == "signal_not_matched"]
+    assert [(d["path"], d["id"]) for d in passed] == [("w", 1)]
+    assert "no such key 'n'" in passed[0]["error"]
