@@ -34,6 +34,7 @@ from kaon.errors import (
     ParameterError,
     PermissionDeniedError,
     Problem,
+    StoreUnavailableError,
 )
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
@@ -75,6 +76,7 @@ WORKFLOWS_PAGE = 1000  # workflows one GET /workflows answers at most
 # briefly unavailable or still handling the first): about 7.5 s in all.
 RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)
 _STILL_HANDLED = "still being handled"
+FOLLOW_OUTAGE_S = 60.0  # how long following a run rides out a server that does not answer
 
 
 class Stoppable(Protocol):
@@ -105,6 +107,14 @@ class _Follower:
         if self._waiting_thread == threading.get_ident():
             self._waiting_thread = None
             raise _StopFollowing
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, interruptible as :meth:`next_line` is."""
+        self._waiting_thread = threading.get_ident()
+        try:
+            time.sleep(seconds)
+        finally:
+            self._waiting_thread = None
 
     def next_line(self, lines: Iterator[str]) -> str | None:
         """The stream's next line (None at its end), read as the interruptible wait."""
@@ -182,6 +192,8 @@ def raise_for_answer(response: httpx.Response) -> None:
         raise InvalidActionError(message)
     if status < 500:
         raise ConfigurationError(f"the server refused the request ({status}): {message}")
+    if status == 503:  # its database briefly unreachable, or it is starting: nothing was done
+        raise StoreUnavailableError(f"the server is briefly unavailable: {message}")
     raise KaonError(f"the server failed ({status} {kind}): {message}")
 
 
@@ -473,8 +485,9 @@ class RemoteService:
         if on_engine is not None:
             on_engine(follower)
         cursor = after_event
-        failures = 0
+        lost_since: float | None = None  # when the server stopped answering, if it did
         while not follower.stopped:
+            pause = 0.0
             try:
                 for record in self._stream(run_id, cursor, follower):
                     cursor = record.id or cursor
@@ -482,20 +495,35 @@ class RemoteService:
                         listener([record])
                     if record.kind == "run" and self._finished(record, run_id):
                         return RunStatus(self.get_run(run_id).status)
-                failures = 0
+                status = RunStatus(self.get_run(run_id).status)
+                if status.is_terminal:
+                    return status
+                lost_since = None
             except _StopFollowing:
                 break
-            except httpx.TransportError as exc:
-                failures += 1
-                if failures > 20:
+            except (httpx.TransportError, ConfigurationError, StoreUnavailableError) as exc:
+                # The server restarting (a deploy, a crash and its supervisor): its streams
+                # end, it refuses connections, then answers 503 while its store opens. Ride
+                # it out for FOLLOW_OUTAGE_S, then say so (it exited at the first refusal).
+                if isinstance(exc, ConfigurationError) and "cannot reach" not in str(exc):
+                    raise
+                now = time.monotonic()
+                lost_since = now if lost_since is None else lost_since
+                if now - lost_since > FOLLOW_OUTAGE_S:
                     raise ConfigurationError(
-                        f"lost the Kaon server at {self.url}: {exc}; the run goes on there"
+                        f"lost the Kaon server at {self.url} for {FOLLOW_OUTAGE_S:.0f} s: {exc}; "
+                        f"the run goes on there (kaon watch {run_id})"
                     ) from exc
-                time.sleep(0.5)
-            status = RunStatus(self.get_run(run_id).status)
-            if status.is_terminal:
-                return status
-        return RunStatus(self.get_run(run_id).status)
+                pause = min(0.5 * 2 ** min(int(now - lost_since), 3), 2.0)
+            if pause:
+                try:
+                    follower.wait(pause)
+                except _StopFollowing:
+                    break
+        try:
+            return RunStatus(self.get_run(run_id).status)
+        except (ConfigurationError, StoreUnavailableError):
+            return RunStatus.RUNNING  # stopped while the server did not answer: it goes on
 
     def _finished(self, record: EventRecord, run_id: str) -> bool:
         status = str(record.data.get("status", ""))
