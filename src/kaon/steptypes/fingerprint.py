@@ -18,8 +18,9 @@ helper import compute``, imported as the body imports it):
   model classes, a partial in a dict) counts as it does when read by name.
 
 The run facts the code reads from ``kaon.context()`` (``params``, ``item``, ``index``,
-``iteration``: attribute names of code that calls it) are listed as ``context_reads``; the
-engine puts their values in the cache key, as it does inputs.
+``iteration``: when some of the code reached calls it, each of those names that any of that
+code uses, since the context may be handed to a helper that reads it) are listed as
+``context_reads``; the engine puts their values in the cache key, as it does inputs.
 
 Each of these is a *part*, named by its kind, the path of its file relative to the project
 root and its qualified name (``constant pipeline.py:FACTOR``), never by the module's import
@@ -381,7 +382,17 @@ class _Walker:
         self._seen_members: set[tuple[int, str]] = set()
         self._keep: list[Any] = []  # objects whose id is in _visited stay alive
         self._texting: set[int] = set()  # functions whose text is being made
-        self.context_reads: set[str] = set()  # run facts read from kaon.context()
+        # The run facts (``params``, ``item``...) the project code names anywhere, and
+        # whether any of it calls ``kaon.context()``: the context it gets may be handed to
+        # a helper (``helper.scaled(kaon.context(), x)`` reading ``ctx.params``), so every
+        # fact named in the code reached counts, not only those the calling code names.
+        self._facts_named: set[str] = set()
+        self._calls_context = False
+
+    @property
+    def context_reads(self) -> tuple[str, ...]:
+        """The run facts the code may read from ``kaon.context()`` (sorted)."""
+        return tuple(sorted(self._facts_named)) if self._calls_context else ()
 
     def add_part(self, key: str, digest: str) -> None:
         """Record a part. Distinct objects may share a key (two lambdas of one module, two
@@ -448,8 +459,9 @@ class _Walker:
     def _globals(self, function: types.FunctionType) -> None:
         names = set(_names_used(function.__code__))
         scope = function.__globals__
-        if _reads_context(function.__code__, names, scope):
-            self.context_reads.update(names.intersection(CONTEXT_FACTS))
+        self._facts_named.update(names.intersection(CONTEXT_FACTS))
+        if not self._calls_context and _reads_context(function.__code__, names, scope):
+            self._calls_context = True
         home = _file_of(function) or ""
         for name in sorted(names):
             if name in scope:
@@ -727,7 +739,7 @@ def fingerprint_code(function: Callable[..., Any]) -> CodeFingerprint:
         digest=digest.hexdigest(),
         parts=parts,
         not_covered=not_covered,
-        context_reads=tuple(sorted(walker.context_reads)),
+        context_reads=walker.context_reads,
     )
 
 
