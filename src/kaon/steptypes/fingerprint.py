@@ -152,8 +152,39 @@ def _short(text: str) -> str:
 
 def _code_text(code: types.CodeType) -> str:
     """Bytecode, names and constants of compiled code, without its file name."""
-    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    consts = [
+        _code_text(c) if isinstance(c, types.CodeType) else _const_text(c) for c in code.co_consts
+    ]
     return f"{code.co_code.hex()}|{code.co_names}|{consts}"
+
+
+def _const_text(const: Any) -> str:
+    """A constant's ``repr``, except for a ``frozenset`` (a set literal, ``x in {"a",
+    "b"}``) holding strings or bytes, whose ``repr`` follows the string hashes every process
+    seeds anew: its elements' texts sorted instead, so every process has one text."""
+    if not _hash_seeded(const):
+        return repr(const)
+    if isinstance(const, frozenset):
+        return "frozenset({" + ", ".join(sorted(_const_text(c) for c in const)) + "})"
+    if isinstance(const, tuple):
+        return "(" + ", ".join(_const_text(c) for c in const) + ("," * (len(const) == 1)) + ")"
+    return repr(const)
+
+
+def _hash_seeded(const: Any) -> bool:
+    """Whether the ``repr`` of ``const`` depends on the process's string hashes: a frozenset
+    with an element whose hash does, or a tuple holding such a frozenset."""
+    if isinstance(const, frozenset):
+        return any(_seeded_hash(c) for c in const)
+    return isinstance(const, tuple) and any(_hash_seeded(c) for c in const)
+
+
+def _seeded_hash(value: Any) -> bool:
+    """Whether the hash of ``value`` is seeded per process (a string, bytes, or a tuple or
+    frozenset holding one)."""
+    if isinstance(value, str | bytes):
+        return True
+    return isinstance(value, tuple | frozenset) and any(_seeded_hash(c) for c in value)
 
 
 def _function_source(function: types.FunctionType) -> str:
