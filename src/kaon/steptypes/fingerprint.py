@@ -48,6 +48,7 @@ import pathlib
 import re
 import sys
 import sysconfig
+import textwrap
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -194,9 +195,56 @@ def _function_source(function: types.FunctionType) -> str:
     the new code's key."""
     compiled = _code_text(function.__code__)
     try:
-        return f"{inspect.getsource(function)}\0{compiled}"
+        source = inspect.getsource(function)
     except (TypeError, OSError):
         return compiled
+    return f"{_without_step_decorators(source, function)}\0{compiled}"
+
+
+def _without_step_decorators(source: str, function: types.FunctionType) -> str:
+    """``source`` without its ``@kaon.step(...)`` lines: a step's options (retries, timeout,
+    resources, id) are not its code, and changing one must not be a cache miss. Any other
+    decorator stays, as written (``@functools.lru_cache(maxsize=8)``, a library's)."""
+    if "@" not in source:
+        return source
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except (SyntaxError, ValueError):
+        return source
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return source
+    drop: set[int] = set()
+    for decorator in node.decorator_list:
+        if _is_step_decorator(decorator, function.__globals__):
+            end = decorator.end_lineno or decorator.lineno
+            drop.update(range(decorator.lineno - 1, end))
+    if not drop:
+        return source
+    lines = source.splitlines(keepends=True)
+    return "".join(line for number, line in enumerate(lines) if number not in drop)
+
+
+def _is_step_decorator(decorator: ast.expr, scope: dict[str, Any]) -> bool:
+    """Whether ``decorator`` (``kaon.step``, ``kaon.step(...)``, ``step`` imported by any
+    name) names Kaon's step decorator in ``scope``. Names only: nothing is evaluated."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    attributes: list[str] = []
+    while isinstance(target, ast.Attribute):
+        attributes.append(target.attr)
+        target = target.value
+    if not isinstance(target, ast.Name) or target.id not in scope:
+        return False
+    found: Any = scope[target.id]
+    for attribute in reversed(attributes):
+        if not isinstance(found, types.ModuleType):  # a module's attributes only
+            return False
+        found = vars(found).get(attribute)
+    return (
+        isinstance(found, types.FunctionType)
+        and found.__module__ == "kaon.dsl.python"
+        and found.__name__ == "step"
+    )
 
 
 def _names_used(code: types.CodeType) -> Iterator[str]:
