@@ -106,11 +106,11 @@ def _encode(
         )
     if kind in (set, frozenset):
         return "set(" + ",".join(sorted(_encode(v, depth + 1, classes, leaf) for v in value)) + ")"
-    if kind is dict:
-        pairs = sorted(
+    if kind is dict:  # in its order: code iterating it (``list(FEATURES)``) sees that order
+        pairs = [
             f"{_encode(k, depth + 1, classes, leaf)}={_encode(v, depth + 1, classes, leaf)}"
             for k, v in value.items()
-        )
+        ]
         return "dict(" + ",".join(pairs) + ")"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         if not kind.__dataclass_params__.frozen:  # type: ignore[attr-defined]
