@@ -327,7 +327,7 @@ def test_an_engine_that_exits_after_a_kill_leaves_no_command_running(
     assert engine.returncode == 0, engine.stderr
     pid = int(started.read_text())
     try:
-        deadline = time.monotonic() + 2  # a SIGKILLed orphan is reaped by init at once
+        deadline = time.monotonic() + 10  # reaped at once, later on a loaded machine
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(pid), "the step's command outlived the engine's process"
