@@ -3,11 +3,11 @@ claiming order (``ix_runs_claim``), not by reading every open run and sorting th
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from query_plans import query_plans
 
 from kaon.model.status import RunStatus
 from kaon.store import open_store
@@ -17,29 +17,7 @@ from kaon.store.sql import SQLStore
 
 def _plans(store: SQLStore, path: Path, **kwargs: Any) -> list[str]:
     """The query plan lines of the statements ``claimable_runs(**kwargs)`` sends."""
-    sent: list[tuple[str, Any]] = []
-    lite = store._lite
-    assert lite is not None
-    rows = lite.rows
-
-    def grab(key: Any, params: Any, cursor: Any = None) -> Any:
-        sent.append(lite.statement(key).bound(params))
-        return rows(key, params, cursor)
-
-    lite.rows = grab  # type: ignore[method-assign]
-    try:
-        store.claimable_runs(**kwargs)
-    finally:
-        del lite.rows
-    raw = sqlite3.connect(path)
-    try:
-        return [
-            row[3]
-            for statement, parameters in sent
-            for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-        ]
-    finally:
-        raw.close()
+    return query_plans(store, path, lambda: store.claimable_runs(**kwargs))
 
 
 @pytest.mark.parametrize("after", [False, True])

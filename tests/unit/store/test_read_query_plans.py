@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from query_plans import query_plans
 
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store, stats
@@ -20,31 +21,7 @@ from kaon.store.sql import SQLStore
 
 def _plans(store: SQLStore, path: Path, read: Callable[[], Any]) -> list[str]:
     """The query plan lines of every SELECT that ``read`` sends."""
-    sent: list[tuple[str, Any]] = []
-
-    lite = store._lite
-    assert lite is not None  # a SQLite file: statements run on sqlite3 (kaon.store._lite)
-    rows = lite.rows
-
-    def grab(key: Any, params: Any, cursor: Any = None) -> Any:
-        sent.append(lite.statement(key).bound(params))
-        return rows(key, params, cursor)
-
-    lite.rows = grab  # type: ignore[method-assign]
-    try:
-        read()
-    finally:
-        del lite.rows
-    raw = sqlite3.connect(path)
-    try:
-        return [
-            row[3]
-            for statement, parameters in sent
-            if statement.lstrip().upper().startswith("SELECT")
-            for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-        ]
-    finally:
-        raw.close()
+    return query_plans(store, path, read)
 
 
 @pytest.mark.parametrize(

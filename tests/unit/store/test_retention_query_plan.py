@@ -5,11 +5,10 @@ a call with 200,000: ``python bench/retention_bench.py``)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
+from query_plans import query_plans
 
 from kaon.model.status import RunStatus
 from kaon.store import open_store
@@ -24,24 +23,18 @@ def test_runs_past_retention_are_read_oldest_first_without_sorting_the_history(
     path = tmp_path / "retention.db"
     store = open_store(f"sqlite:///{path}")
     assert isinstance(store, SQLStore)
-    sent: list[tuple[str, Any]] = []
-    lite = store._lite
-    assert lite is not None
-    rows = lite.rows
-
-    def grab(key: Any, params: Any, cursor: Any = None) -> Any:
-        sent.append(lite.statement(key).bound(params))
-        return rows(key, params, cursor)
-
+    found: list[RunRecord] = []
     try:
         runs = [
             RunRecord(f"r{n:03d}", f"wf{n % 3}", "h", RunStatus.SUCCEEDED, created_at=n)
             for n in range(30)
         ]
         store.write(WriteBatch(runs=runs))
-        lite.rows = grab  # type: ignore[method-assign]
-        found = store.expired_runs(before=20.0, keep_last=4, workflow=workflow)
-        del lite.rows
+
+        def read() -> None:
+            found.extend(store.expired_runs(before=20.0, keep_last=4, workflow=workflow))
+
+        plans = query_plans(store, path, read)
     finally:
         store.close()
     kept = _newest(runs, 4)
@@ -50,15 +43,6 @@ def test_runs_past_retention_are_read_oldest_first_without_sorting_the_history(
         for r in runs
         if r.created_at < 20 and r.id not in kept and workflow in (None, r.workflow)
     ]
-    raw = sqlite3.connect(path)
-    try:
-        plans = [
-            row[3]
-            for sql, params in sent
-            for row in raw.execute("EXPLAIN QUERY PLAN " + sql, params)
-        ]
-    finally:
-        raw.close()
     # At most the ties of one creation time are sorted (by id), never the whole history.
     assert not any("TEMP B-TREE FOR ORDER BY" in line for line in plans), plans
     reads = [line for line in plans if line.startswith(("SEARCH", "SCAN"))]
