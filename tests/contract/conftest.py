@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from kaon.store import open_store
+from kaon.store.base import StateStore
+
 PG_BIN = Path(os.environ.get("KAON_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
 
@@ -117,3 +120,20 @@ _database_numbers = itertools.count(1)
 def pg_url(pg_cluster: PostgresCluster) -> str:
     """The URL of a fresh, empty database in the session's cluster."""
     return pg_cluster.create_database(f"kaon_test_{os.getpid()}_{next(_database_numbers)}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL on each backend: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kaon.db'}"
+    found: str = request.getfixturevalue("pg_url")
+    return found
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[StateStore]:
+    """A state store on each backend (see :func:`url`), closed after."""
+    opened = open_store(url)
+    yield opened
+    opened.close()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from kaon.artifacts import open_artifact_store
 from kaon.engine import operations
@@ -26,7 +23,6 @@ from kaon.model.specs import (
 )
 from kaon.model.status import RunStatus, StepStatus
 from kaon.model.values import decode_outputs, outputs_value
-from kaon.store import open_store
 from kaon.store.base import StateStore
 
 STEPS = str(Path(__file__).parents[1] / "unit" / "engine" / "engine_steps.py")
@@ -50,17 +46,6 @@ def _flow(state: str) -> WorkflowSpec:
     return WorkflowSpec(
         name="on_stores", graph=GraphSpec(steps=steps), defaults=StepDefaults(cache=True)
     )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kaon.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def _drive(store: StateStore, tmp_path: Path, run_id: str) -> RunStatus:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,17 +33,6 @@ from kaon.store.base import (
 )
 
 STEPS = str(Path(__file__).parents[1] / "unit" / "engine" / "engine_steps.py")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kaon.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def _fenced(owner: str, epochs: dict[str, int]) -> WriteBatch:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,21 +28,6 @@ from kaon.store.base import (
 )
 
 STEPS = str(Path(__file__).parents[1] / "unit" / "engine" / "engine_steps.py")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kaon.db'}"
-    found: str = request.getfixturevalue("pg_url")
-    return found
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[StateStore]:
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def _leased(store: StateStore, run_id: str, owner: str = "e1") -> None:

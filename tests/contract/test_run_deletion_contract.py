@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,26 +18,10 @@ from test_store_contract import step_record, write_run
 from kaon.engine.operations import restart_run
 from kaon.errors import InvalidActionError, LeaseError, StoreError
 from kaon.model.status import RunStatus, StepStatus
-from kaon.store import open_store
 from kaon.store.base import ArtifactRecord, CacheEntryRecord, StateStore, WriteBatch
 from kaon.store.deletion import KEPT, run_tables
 from kaon.store.schema import Json, metadata
 from kaon.store.sql import SQLStore
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kaon.db'}"
-    found: str = request.getfixturevalue("pg_url")
-    return found
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[StateStore]:
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

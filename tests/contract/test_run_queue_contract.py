@@ -5,30 +5,15 @@ status, owner, priority and creation time (ties included), on SQLite and Postgre
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaon.model.status import RunStatus
-from kaon.store import open_store
 from kaon.store.base import QueuePlace, RunRecord, StateStore, WriteBatch, claim_key
 
 STATUSES = [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.SUCCEEDED]
 _names = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kaon.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def _active(run: RunRecord) -> bool:
