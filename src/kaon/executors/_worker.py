@@ -17,6 +17,9 @@ workers should run them), and ``("running", key)`` when a cancelled attempt is t
 Events are batched: a finished attempt's events are sent when nothing else is queued here, else
 within :data:`FLUSH_DELAY_S` together with the next attempts' events, so a burst of short
 attempts costs the parent one message (and the engine one commit) per batch, not per attempt.
+An attempt with a timeout sends its ``StepStarted`` at once, from the thread about to run its
+code: the timeout counts from it, and a step whose C code holds the GIL from its start would
+keep it from the housekeeping thread.
 
 Each attempt starts in the worker's own working directory and environment: a step's
 ``os.chdir`` or ``os.environ`` changes are undone after it (:class:`ProcessState`).
@@ -48,7 +51,7 @@ from types import FrameType
 from kaon.executors._affinity import Placement
 from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline, Watchdog
 from kaon.executors.base import TaskRequest
-from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed
+from kaon.model.events import AttemptKey, ErrorInfo, ExecutorEvent, StepFailed, StepStarted
 
 PARENT_CHECK_S = 0.2
 FLUSH_DELAY_S = 0.005  # how long an event may wait to share a message with others
@@ -94,6 +97,13 @@ class Outbox:
             self.flush()
         elif count == 1:
             self._wake.set()
+
+    def add_start_at_once(self, event: ExecutorEvent) -> None:
+        """:meth:`add`, then send a ``StepStarted`` (and what was queued before it) now,
+        from the calling thread. Raises OSError when the parent is gone."""
+        self.add(event)
+        if isinstance(event, StepStarted):
+            self.flush()
 
     def flush(self) -> None:
         """Send everything queued, in order. Raises OSError when the parent is gone."""
@@ -313,13 +323,17 @@ def serve(conn: Connection, parent_pid: int, watchdog: Watchdog | None = None) -
         placement.release()  # the step's code, and what it starts, may use every core
         if request is None:
             break
+        # A timed attempt's start is sent at once: its timeout counts from it, and the
+        # housekeeping thread that sends late events needs the GIL, which a step's C code may
+        # hold from its first instruction (a regex, an extension's loop) for ever.
+        emit = outbox.add if request.timeout_s is None else outbox.add_start_at_once
         if watchdog is None:
-            run_task(request, outbox.add)
+            run_task(request, emit)
         elif not watchdog.admits():
             outbox.add(_refused_late(request))
         else:
             watchdog.busy = True
-            run_task(request, outbox.add)
+            run_task(request, emit)
             watchdog.busy = False
         state.restore()  # the next attempt starts as this one did
         if inbox.done():  # nothing queued: report now rather than within FLUSH_DELAY_S
