@@ -49,6 +49,7 @@ from kaon.steptypes.registry import get_step_type
 
 MAX_LINE_CHARS = 8192  # a partial line longer than this is emitted as is (progress bars)
 MAX_LOG_BYTES = 1_000_000  # log text per attempt sent to the state store; the rest: an artifact
+LOG_LINE_MIN_BYTES = 100  # what a line counts at least against it: its row's own cost
 _KAON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _HOSTNAME = socket.gethostname()
 
@@ -86,7 +87,9 @@ class _LineCapture:
 class _LogBudget:
     """The event sink of one attempt, bounding the log text it passes on.
 
-    Log lines go on to ``sink`` until they add up to ``limit`` bytes; later lines are only
+    Log lines go on to ``sink`` until they add up to ``limit`` bytes, each counting at least
+    :data:`LOG_LINE_MIN_BYTES` (a row in the store costs about that before its text: a
+    million empty lines would be a million rows, 150 MB, under a 1 MB limit); later lines are only
     spooled to a temporary file, and :meth:`finish` stores the attempt's whole log (every
     line, the first ones included) as a file artifact and reports its hash in one last line.
     Memory stays bounded: at most ``limit`` bytes of lines are kept, then the spool file.
@@ -110,7 +113,8 @@ class _LogBudget:
             return
         entry = f"{event.stream}: {event.text}\n"
         with self.lock:
-            self.used += len(event.text.encode("utf-8", "surrogatepass")) + 1
+            size = len(event.text.encode("utf-8", "surrogatepass")) + 1
+            self.used += size if size > LOG_LINE_MIN_BYTES else LOG_LINE_MIN_BYTES
             if self.spool is None and self.used <= self.limit:
                 self.kept.append(entry)
             else:

@@ -15,3 +15,14 @@ def chatty(lines: int) -> int:
 @kaon.workflow
 def noisy(lines: int = 15000) -> None:
     chatty(lines)
+
+
+@kaon.step
+def blank(lines: int) -> int:
+    print("\n" * lines, end="")
+    return lines
+
+
+@kaon.workflow
+def blanks(lines: int = 100_000) -> None:
+    blank(lines)

@@ -44,3 +44,22 @@ def test_a_chatty_attempt_stores_its_log_up_to_the_limit_then_a_marker(
     assert shown.exit_code == 0 and "log truncated" in shown.stdout
     lineage = runner.invoke(app, ["artifacts", run_id, "--json"], catch_exceptions=False)
     assert '"kaon.log"' in lineage.stdout
+
+
+def test_short_lines_count_at_least_a_rows_cost_against_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100,000 empty lines are 100,000 bytes of text but were 100,000 rows (about 150 bytes
+    each in SQLite with its indexes): a million of them put 150 MB in the store, under a
+    1 MB limit. Each line counts at least 100 bytes."""
+    monkeypatch.setenv("KAON_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAON_EXECUTOR", "inline")
+    monkeypatch.delenv("KAON_URL", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", f"{FLOWS}:blanks", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    with sqlite3.connect(tmp_path / "home" / "kaon.db") as db:
+        rows = db.execute("SELECT count(*) FROM logs").fetchone()[0]
+        last = db.execute("SELECT text FROM logs ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert rows <= MAX_LOG_BYTES // 100 + 1  # LOG_LINE_MIN_BYTES
+    assert last.startswith("kaon: log truncated after 1,000,000 bytes")
