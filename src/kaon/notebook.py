@@ -35,6 +35,7 @@ from typing import Any
 import cloudpickle
 
 from kaon.artifacts.jsonable import normalize_json
+from kaon.model.events import MAX_METRIC_NAME_CHARS
 
 DIR_ENV = "KAON_NOTEBOOK_DIR"
 RECORDS_FILE = "records.jsonl"
@@ -88,10 +89,17 @@ def record(name: str, value: Any) -> Any:
 def metric(name: str, value: float, step: int | None = None) -> None:
     """Report the metric ``name`` (a finite number; ``step`` an optional integer).
 
-    Raises ``ValueError`` for an empty name or a value that is not a finite number.
+    Raises ``ValueError`` for an empty name, one longer than
+    :data:`~kaon.model.events.MAX_METRIC_NAME_CHARS` characters, or a value that is not a
+    finite number.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("kaon.notebook.metric(): the name must be a non-empty string")
+    if len(name) > MAX_METRIC_NAME_CHARS:
+        raise ValueError(
+            f"kaon.notebook.metric(): a name of {len(name):,} characters is longer than "
+            f"{MAX_METRIC_NAME_CHARS}"
+        )
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"kaon.notebook.metric(): {name} = {value!r} is not a finite number")

@@ -54,6 +54,7 @@ from kaon.errors import (
 )
 from kaon.executors.base import EventInbox, Executor, TaskRequest
 from kaon.model.events import (
+    MAX_METRIC_NAME_CHARS,
     AttemptKey,
     ErrorInfo,
     ExecutorEvent,
@@ -806,10 +807,18 @@ class Engine:
             state.attempt_log_stored(event.key, event.at, event.ref)
         elif isinstance(event, MetricReported):
             name = readable_text(event.name)
-            if not isinstance(event.value, int | float) or not math.isfinite(event.value):
+            problem = None
+            if len(name) > MAX_METRIC_NAME_CHARS:
+                problem = (
+                    f"its name of {len(name):,} characters is longer than {MAX_METRIC_NAME_CHARS}"
+                )
+                name = name[:40] + "..."
+            elif not isinstance(event.value, int | float) or not math.isfinite(event.value):
+                problem = f"{event.value!r} is not a finite number"
+            if problem is not None:
                 # A step type's own mistake (StepContext.metric refuses these): said in its
                 # log, not stored (NaN would break the row, and the run with it).
-                text = f"kaon: metric {name!r} not recorded: {event.value!r} is not a finite number"
+                text = f"kaon: metric {name!r} not recorded: {problem}"
                 batch.logs.append(LogRecord(run_id, step_run_id, attempt, event.at, "log", text))
                 return
             batch.metrics.append(

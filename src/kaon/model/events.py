@@ -78,10 +78,16 @@ class ProgressReported:
     total: float | None = None
 
 
+MAX_METRIC_NAME_CHARS = 200
+"""The longest metric name recorded: each is stored with every value and listed in every view
+of the run's metrics."""
+
+
 @by_fields
 @dataclass(frozen=True, slots=True)
 class MetricReported:
-    """The step reported a named number (``step`` orders repeated values, like epochs)."""
+    """The step reported a named number (``step`` orders repeated values, like epochs); its
+    name is at most :data:`MAX_METRIC_NAME_CHARS` characters."""
 
     key: AttemptKey
     at: float

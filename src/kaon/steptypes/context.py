@@ -16,6 +16,7 @@ from typing import Any
 
 from kaon.executors.base import EventSink
 from kaon.model.events import (
+    MAX_METRIC_NAME_CHARS,
     AttemptKey,
     ExecutorEvent,
     LogLine,
@@ -88,11 +89,18 @@ class StepContext:
 
         Raises ``ValueError`` for a value that is not a finite number (NaN, infinity), as
         :func:`kaon.notebook.metric` does: the state store and the JSON outputs hold finite
-        numbers only."""
+        numbers only; and for a name longer than
+        :data:`~kaon.model.events.MAX_METRIC_NAME_CHARS` characters."""
+        name = str(name)
+        if len(name) > MAX_METRIC_NAME_CHARS:
+            raise ValueError(
+                f"metric name {name[:40]!r}... of {len(name):,} characters is longer than "
+                f"{MAX_METRIC_NAME_CHARS}"
+            )
         number = float(value)
         if not math.isfinite(number):
             raise ValueError(f"metric {name} = {value!r} is not a finite number")
-        self.emit(MetricReported(self.key, time.time(), str(name), number, step))
+        self.emit(MetricReported(self.key, time.time(), name, number, step))
 
     def emit_signal(self, name: str, **params: Any) -> None:
         """Send a signal: it may start runs of workflows triggered by it and wakes steps
