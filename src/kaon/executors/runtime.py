@@ -37,6 +37,7 @@ from kaon.model.events import (
     LogLine,
     LogStored,
     LogStream,
+    MetricReported,
     StepFailed,
     StepStarted,
     StepSucceeded,
@@ -50,6 +51,8 @@ from kaon.steptypes.registry import get_step_type
 MAX_LINE_CHARS = 8192  # a partial line longer than this is emitted as is (progress bars)
 MAX_LOG_BYTES = 1_000_000  # log text per attempt sent to the state store; the rest: an artifact
 LOG_LINE_MIN_BYTES = 100  # what a line counts at least against it: its row's own cost
+MAX_METRIC_VALUES = 10_000  # metric values per attempt sent to the state store
+MAX_HELD_METRIC_NAMES = 1_000  # names past that limit whose last value is still recorded
 _KAON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _HOSTNAME = socket.gethostname()
 
@@ -93,6 +96,11 @@ class _LogBudget:
     spooled to a temporary file, and :meth:`finish` stores the attempt's whole log (every
     line, the first ones included) as a file artifact and reports its hash in one last line.
     Memory stays bounded: at most ``limit`` bytes of lines are kept, then the spool file.
+
+    Metric values are bounded too: past :data:`MAX_METRIC_VALUES`, only the last value of
+    each name (of at most :data:`MAX_HELD_METRIC_NAMES`) is held, and sent by :meth:`finish`
+    with a line saying how many were not recorded: a step calling ``ctx.metric`` a million
+    times would otherwise be a million rows.
     """
 
     def __init__(self, sink: EventSink, artifacts: _Artifacts, limit: int = MAX_LOG_BYTES) -> None:
@@ -103,11 +111,21 @@ class _LogBudget:
         self.kept: list[str] = []
         self.spool: Any = None  # a binary temporary file once the limit is passed
         self.held_back = 0
+        self.metrics = 0
+        self.held_metrics: dict[str, MetricReported] = {}
         self.lock = threading.Lock()
 
     def __call__(self, event: Any) -> None:
         if not isinstance(event, LogLine):
-            if isinstance(event, StepSucceeded | StepFailed):
+            if isinstance(event, MetricReported):
+                with self.lock:
+                    self.metrics += 1
+                    if self.metrics > MAX_METRIC_VALUES:
+                        held = self.held_metrics
+                        if event.name in held or len(held) < MAX_HELD_METRIC_NAMES:
+                            held[event.name] = event
+                        return
+            elif isinstance(event, StepSucceeded | StepFailed):
                 self.finish(event.key)  # the marker line comes before the attempt's end
             self.sink(event)
             return
@@ -130,9 +148,21 @@ class _LogBudget:
         self.sink(event)
 
     def finish(self, key: Any) -> None:
-        """Store the whole log when lines were held back, and say where it is."""
+        """Send the last value of each metric held back, store the whole log when lines were
+        held back, and say where it is."""
         with self.lock:
             spool, self.spool, self.kept = self.spool, None, []
+            held, self.held_metrics = self.held_metrics, {}
+            unrecorded, self.metrics = max(self.metrics - MAX_METRIC_VALUES, 0), 0
+        if unrecorded:
+            for metric in held.values():
+                self.sink(metric)
+            text = (
+                f"kaon: {unrecorded:,} metric values past the {MAX_METRIC_VALUES:,} an attempt "
+                f"records were not recorded, except the last value of each name "
+                f"({len(held):,} kept)"
+            )
+            self.sink(LogLine(key, time.time(), "stderr", text))
         if spool is None:
             return
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,40 @@ def test_a_shell_metric_line_with_a_huge_name_is_logged_not_recorded(tmp_path: P
         timeout=60,
     ).stdout
     assert "malformed protocol line" in logs and "longer than 200" in logs
+
+
+COUNT_FLOW = """
+import kaon
+
+@kaon.step
+def chatty_metrics(n: int) -> int:
+    ctx = kaon.context()
+    for i in range(n):
+        ctx.metric("loss", float(i), step=i)
+    ctx.metric("accuracy", 0.9)
+    return n
+
+@kaon.workflow
+def many(n: int = 30_000):
+    chatty_metrics(n)
+"""
+
+
+def test_an_attempt_records_a_bounded_number_of_metric_values_and_each_names_last(
+    tmp_path: Path,
+) -> None:
+    """A million ctx.metric calls were a million rows (150 MB of SQLite). Past
+    MAX_METRIC_VALUES an attempt's values are not recorded, except the last of each name
+    (what `kaon compare` and `kaon show` read), and its log says so."""
+    (tmp_path / "flow.py").write_text(COUNT_FLOW)
+    done = _run(tmp_path, "many")
+    detail = json.loads(done.stdout)
+    assert detail["status"] == "succeeded"
+    db = tmp_path / ".kaon" / "kaon.db"
+    with sqlite3.connect(db) as conn:
+        count = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
+        last = dict(conn.execute("SELECT name, max(value) FROM metrics GROUP BY name").fetchall())
+        logs = [row[0] for row in conn.execute("SELECT text FROM logs")]
+    assert count <= 10_002
+    assert last == {"loss": 29_999.0, "accuracy": 0.9}
+    assert any("metric values past the 10,000" in line for line in logs), logs
