@@ -55,6 +55,7 @@ from kaon.errors import (
 from kaon.executors.base import EventInbox, Executor, TaskRequest
 from kaon.model.events import (
     MAX_METRIC_NAME_CHARS,
+    MAX_PROGRESS_MESSAGE_CHARS,
     AttemptKey,
     ErrorInfo,
     ExecutorEvent,
@@ -71,7 +72,7 @@ from kaon.model.params import json_problem
 from kaon.model.spec_cache import SPECS
 from kaon.model.specs import WorkflowSpec, signal_name_problem
 from kaon.model.status import RunStatus
-from kaon.model.text import exception_text, holds_nul, readable_text
+from kaon.model.text import bounded_text, exception_text, holds_nul, readable_text
 from kaon.store.base import (
     ClaimKey,
     CommandRecord,
@@ -825,7 +826,10 @@ class Engine:
                 MetricRecord(run_id, step_run_id, attempt, name, event.value, event.at, event.step)
             )
         elif isinstance(event, ProgressReported):
-            data = {"fraction": event.fraction, "message": event.message, "attempt": attempt}
+            message = event.message
+            if len(message) > MAX_PROGRESS_MESSAGE_CHARS:  # a row, and an event to followers
+                message = bounded_text(readable_text(message), MAX_PROGRESS_MESSAGE_CHARS)
+            data = {"fraction": event.fraction, "message": message, "attempt": attempt}
             if event.total is not None:
                 data.update(done=event.done, total=event.total)
             batch.events.append(EventRecord(run_id, "progress", event.at, data, step_run_id))

@@ -38,6 +38,7 @@ from kaon.model.events import (
     LogStored,
     LogStream,
     MetricReported,
+    ProgressReported,
     StepFailed,
     StepStarted,
     StepSucceeded,
@@ -53,6 +54,8 @@ MAX_LOG_BYTES = 1_000_000  # log text per attempt sent to the state store; the r
 LOG_LINE_MIN_BYTES = 100  # what a line counts at least against it: its row's own cost
 MAX_METRIC_VALUES = 10_000  # metric values per attempt sent to the state store
 MAX_HELD_METRIC_NAMES = 1_000  # names past that limit whose last value is still recorded
+MAX_PROGRESS_REPORTS = 1_000  # progress reports per attempt sent as they come; then:
+PROGRESS_INTERVAL_S = 1.0  # at most one a second, the latest (the others are passed over)
 _KAON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _HOSTNAME = socket.gethostname()
 
@@ -100,7 +103,10 @@ class _LogBudget:
     Metric values are bounded too: past :data:`MAX_METRIC_VALUES`, only the last value of
     each name (of at most :data:`MAX_HELD_METRIC_NAMES`) is held, and sent by :meth:`finish`
     with a line saying how many were not recorded: a step calling ``ctx.metric`` a million
-    times would otherwise be a million rows.
+    times would otherwise be a million rows. So are progress reports (each an event row, and
+    an event sent to every follower of the run): past :data:`MAX_PROGRESS_REPORTS`, at most
+    one each :data:`PROGRESS_INTERVAL_S`, the latest; one held meanwhile goes with the next
+    one sent, or with the attempt's end.
     """
 
     def __init__(self, sink: EventSink, artifacts: _Artifacts, limit: int = MAX_LOG_BYTES) -> None:
@@ -113,6 +119,9 @@ class _LogBudget:
         self.held_back = 0
         self.metrics = 0
         self.held_metrics: dict[str, MetricReported] = {}
+        self.progress = 0
+        self.progress_sent_at = 0.0  # monotonic time of the last progress report sent
+        self.held_progress: ProgressReported | None = None
         self.lock = threading.Lock()
 
     def __call__(self, event: Any) -> None:
@@ -125,6 +134,15 @@ class _LogBudget:
                         if event.name in held or len(held) < MAX_HELD_METRIC_NAMES:
                             held[event.name] = event
                         return
+            elif isinstance(event, ProgressReported):
+                with self.lock:
+                    self.progress += 1
+                    if self.progress > MAX_PROGRESS_REPORTS:
+                        now = time.monotonic()
+                        if now - self.progress_sent_at < PROGRESS_INTERVAL_S:
+                            self.held_progress = event
+                            return
+                        self.progress_sent_at, self.held_progress = now, None
             elif isinstance(event, StepSucceeded | StepFailed):
                 self.finish(event.key)  # the marker line comes before the attempt's end
             self.sink(event)
@@ -154,6 +172,9 @@ class _LogBudget:
             spool, self.spool, self.kept = self.spool, None, []
             held, self.held_metrics = self.held_metrics, {}
             unrecorded, self.metrics = max(self.metrics - MAX_METRIC_VALUES, 0), 0
+            progress, self.held_progress = self.held_progress, None
+        if progress is not None:
+            self.sink(progress)
         if unrecorded:
             for metric in held.values():
                 self.sink(metric)

@@ -64,6 +64,10 @@ class LogLine:
     text: str
 
 
+MAX_PROGRESS_MESSAGE_CHARS = 1_000
+"""The longest progress message recorded: longer ones keep their head and tail."""
+
+
 @by_fields
 @dataclass(frozen=True, slots=True)
 class ProgressReported:
