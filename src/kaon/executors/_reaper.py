@@ -11,6 +11,12 @@ Kaon import) that reads from a pipe what the engine starts and what ends (``g+ P
 engine's process died: the kernel closes its end), it kills the process groups still running
 and removes the containers still there, then exits. A clean shutdown says ``bye`` first.
 Engines that never run a shell command or a container never start one.
+
+A process executor's workers (``w+ PGID``) are told to it too: a worker stops its step and
+exits by itself when its engine dies, but only when it gets the interpreter's lock, which a
+step's C code may hold for ever (a catastrophic regex): that worker would run on, and a resumed
+run beside it. The reaper kills the process groups of the workers still there
+:data:`WORKER_GRACE_S` after the engine's death.
 """
 
 from __future__ import annotations
@@ -26,10 +32,14 @@ from typing import IO
 # container under Podman's monitor): the reaper is started before the first one is.
 REAPED_STEP_TYPES = frozenset({"shell", "container", "r"})
 
+WORKER_GRACE_S = 2.0  # a live worker stops its steps itself within this once its engine died
+
 # The reaper's program: the standard library only, so that it starts in milliseconds.
-_PROGRAM = r"""
+_PROGRAM = (
+    f"WORKER_GRACE_S = {WORKER_GRACE_S}\n"
+    + r"""
 import json, os, signal, subprocess, sys
-groups, containers = set(), {}
+groups, containers, workers = set(), {}, set()
 for line in sys.stdin:
     kind, _, rest = line.rstrip("\n").partition(" ")
     if kind == "bye":
@@ -43,6 +53,10 @@ for line in sys.stdin:
         containers[name] = json.loads(argv)
     elif kind == "c-":
         containers.pop(rest, None)
+    elif kind == "w+":
+        workers.add(int(rest))
+    elif kind == "w-":
+        workers.discard(int(rest))
 for group in groups:
     try:
         os.killpg(group, signal.SIGKILL)
@@ -54,7 +68,16 @@ for argv in containers.values():
                        stderr=subprocess.DEVNULL, timeout=60, check=False)
     except Exception:
         pass
+if workers:
+    import time
+    time.sleep(WORKER_GRACE_S)
+    for group in workers:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
 """
+)
 
 
 class Reaper:
@@ -68,6 +91,11 @@ class Reaper:
     def group_changed(self, pgid: int, running: bool) -> None:
         """A shell command's process group started (``running``) or ended."""
         self._say(f"g{'+' if running else '-'} {pgid}", start=running)
+
+    def worker_changed(self, pgid: int, running: bool) -> None:
+        """A process executor's worker (the leader of process group ``pgid``) started
+        (``running``) or ended."""
+        self._say(f"w{'+' if running else '-'} {pgid}", start=running)
 
     def container_changed(self, name: str, remove_argv: list[str] | None) -> None:
         """A container started (with the command that removes it) or was removed (None)."""

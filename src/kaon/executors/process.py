@@ -26,7 +26,9 @@ of them and delivers events to the sink.
   kills its shell commands, then SIGKILL of its process group after
   :data:`KILL_GRACE_S`) and starts a replacement. No event is delivered for the attempt after
   ``cancel`` returns, except one the reader thread was already delivering.
-* Workers exit when the parent dies, even by SIGKILL (see :mod:`kaon.executors._worker`).
+* Workers exit when the parent dies, even by SIGKILL (see :mod:`kaon.executors._worker`);
+  one whose step's C code holds the GIL (so that it cannot notice) is killed by the reaper
+  (:mod:`kaon.executors._reaper`), started with the first worker.
 * When an attempt submitted alone ends with nothing else in flight (a chain of steps), the
   reader thread runs the engine's next turn itself (``EventInbox.settle`` in
   :mod:`kaon.executors.base`) instead of waking the engine's thread: one thread hand-off
@@ -57,6 +59,7 @@ from kaon.errors import ConfigurationError, InvalidActionError, SystemFailure
 from kaon.executors import _affinity
 from kaon.executors._descendants import kill_descendants
 from kaon.executors._lease_fence import LEASE_EXPIRED_EXIT, LeaseDeadline
+from kaon.executors._reaper import Reaper
 from kaon.executors.admission import HostBudget
 from kaon.executors.base import EventInbox, EventSink, Executor, TaskRequest
 from kaon.executors.runtime import error_type_name
@@ -210,6 +213,7 @@ class ProcessExecutor(Executor):
         self._wake_r, self._wake_w = Pipe(duplex=False)
         self._reader: threading.Thread | None = None
         self._deadline = LeaseDeadline()  # the engine's lease deadline, shared with workers
+        self._reaper = Reaper()  # kills a worker stuck in C code when this process dies
         self._solo: AttemptKey | None = None  # submitted alone, with nothing else to run
         # A chain's two ends wait on one core (see kaon.executors._affinity): the worker told
         # it, and that core.
@@ -304,6 +308,7 @@ class ProcessExecutor(Executor):
                 worker.proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
             worker.kill_groups()
             worker.proc.wait()
+        self._reaper.close()
         self._wake_r.close()
         self._wake_w.close()
         self._deadline.close()
@@ -388,6 +393,7 @@ class ProcessExecutor(Executor):
         argv = [sys.executable, "-P", "-c", _WORKER_CODE, str(fd), str(os.getpid())]
         if sandbox is not None:
             argv = sandbox.argv([*argv[:-1], "0"], cwd=os.getcwd())
+        self._reaper.prepare()  # running before the worker is (see Reaper.prepare)
         proc = subprocess.Popen(
             argv,
             pass_fds=[fd, lease_fd],
@@ -395,6 +401,7 @@ class ProcessExecutor(Executor):
             process_group=0,
             env=sandbox.environment() if sandbox is not None else None,
         )
+        self._reaper.worker_changed(proc.pid, True)
         child_conn.close()
         worker = _Worker(proc, parent_conn)
         # A worker that died at once (a sandbox that cannot start) breaks the pipe: the health
@@ -698,6 +705,7 @@ class ProcessExecutor(Executor):
                 worker.proc.wait(timeout=SANDBOX_EXIT_S)
         worker.kill_groups()  # whatever the worker started dies with it
         code = worker.proc.wait()
+        self._reaper.worker_changed(worker.pid, False)
         if self._sandbox is not None and code > 128:
             code = 128 - code  # bubblewrap's 128 + N: the worker was killed by signal N
         with contextlib.suppress(OSError):
