@@ -4,8 +4,7 @@ A step may start processes of its own (``subprocess.Popen`` in a Python step, a 
 shell command leaves behind). They must die with the attempt's worker, not linger with PID 1
 as parent, so that a resumed run never finds a second copy running. A worker is the leader
 of its own process group; what it started is either in that group or, if it started a new
-session, still its descendant through the parent links (a process worker is the child
-subreaper of what it starts, so one whose parent died is re-parented to it). Both are found here.
+session, still its descendant through the parent links. Both are found here.
 """
 
 from __future__ import annotations

@@ -29,9 +29,7 @@ housekeeping thread checks ``os.getppid()`` every :data:`PARENT_CHECK_S` seconds
 parent killed with SIGKILL does not leave a step running. On SIGTERM (the parent cancelling an
 attempt) and on parent death it kills its shell commands' process groups, and every other
 process it started (its own process group and its descendants, see
-:mod:`kaon.executors._descendants`), before exiting. It is the child subreaper of what its
-steps start, so a process that detached (a new session, its parent gone) is still its
-descendant. It also stops its attempt, the same way,
+:mod:`kaon.executors._descendants`), before exiting. It also stops its attempt, the same way,
 when its engine's lease deadline passes (see :mod:`kaon.executors._lease_fence`), and exits
 with :data:`~kaon.executors._lease_fence.LEASE_EXPIRED_EXIT`.
 """
@@ -353,22 +351,6 @@ def _refused_late(request: TaskRequest) -> StepFailed:
     return StepFailed(request.key, time.time(), ErrorInfo("LeaseExpired", message, platform=True))
 
 
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def _adopt_orphans() -> None:
-    """Make this worker the child subreaper of what its steps start (Linux): a process whose
-    parent dies (``(setsid daemon &)``, a double fork) is re-parented to the worker, not to
-    PID 1, so it stays a descendant that the worker's exit, and the parent's kill of the
-    worker, find and stop (:mod:`kaon.executors._descendants`)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
 def main() -> None:
     """Entry point of a worker process (see the module docstring)."""
     global RUNNING_IN_WORKER
@@ -379,7 +361,6 @@ def main() -> None:
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])  # 0: sandboxed, see process.py
     if parent_pid and os.getppid() != parent_pid:
         os._exit(1)
-    _adopt_orphans()
     conn = Connection(fd)
     init = conn.recv()
     sys.path[:] = list(init["sys_path"])
