@@ -14,7 +14,9 @@ the YAML loader may set; else the current directory at run time).
 **Parameters** are always bound by the database driver: write ``$name`` for DuckDB and
 ``:name`` for SQLAlchemy URLs. The values come from ``params`` and from the step's inputs
 that are not tables (an input wins over a ``params`` entry of the same name); only the names
-the query mentions are bound.
+the query mentions are bound. A DuckDB script runs a statement at a time, each bound to the
+names it mentions (DuckDB binds parameters only in the last statement of one call); a query
+with no statement (empty, or only comments) is a ``SQLError``, or nothing for ``none``.
 
 **Tables in, tables out.** With DuckDB, every input that is a ``pandas.DataFrame`` or a
 ``pyarrow.Table`` is registered under its input name, so ``select * from users`` reads the
@@ -273,7 +275,6 @@ class SqlStepType(StepType):
     ) -> Any:
         import duckdb
 
-        bound = {name: values[name] for name in duckdb_parameter_names(query) if name in values}
         try:
             connection = duckdb.connect(path)
             # No progress bar: DuckDB writes it straight to the terminal, past the step's log.
@@ -285,7 +286,17 @@ class SqlStepType(StepType):
             for name, table in tables.items():
                 connection.register(name, table)
             with interrupter:
-                cursor = connection.execute(query, bound or None)
+                # One statement at a time, each bound to its own parameters: DuckDB binds
+                # parameters only in the last statement of one execute.
+                statements = connection.extract_statements(query)
+                if not statements:
+                    if result == "none":
+                        return None
+                    raise StepError("SQLError", "the query has no SQL statement (only comments)")
+                for statement in statements:
+                    wanted = statement.named_parameters
+                    bound = {name: values[name] for name in wanted if name in values}
+                    cursor = connection.execute(statement, bound or None)
                 if result == "table":
                     return cursor.df() if cursor.description else _empty_frame()
                 if result == "none":
