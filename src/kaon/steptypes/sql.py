@@ -32,7 +32,9 @@ URL's password are replaced by ``***`` in every log line and error message.
 
 **Failures.** A database error raises :class:`~kaon.errors.StepError` of type ``SQLError``
 with the database's own message; a result of the wrong shape raises ``SQLResultError``. A
-DuckDB query is interrupted when the attempt is cancelled or passes ``timeout_s``.
+DuckDB query is interrupted when the attempt is cancelled or passes ``timeout_s``. A DuckDB
+database file another process holds (DuckDB lets one process open it for writing: a sibling
+foreach item, a DuckDB shell) is waited for, until the attempt is cancelled or times out.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import datetime
 import decimal
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -275,17 +278,23 @@ class SqlStepType(StepType):
     ) -> Any:
         import duckdb
 
+        opened: list[Any] = []  # the connection, once DuckDB gave it
+        stopped = threading.Event()
+
+        def stop() -> None:
+            stopped.set()
+            if opened:
+                opened[0].interrupt()
+
+        interrupter = AttemptWatch(ctx, stop, name="kaon-sql-watch", what="query")
         try:
-            connection = duckdb.connect(path)
-            # No progress bar: DuckDB writes it straight to the terminal, past the step's log.
-            connection.execute("SET enable_progress_bar = false")
-        except duckdb.Error as exc:
-            raise StepError("SQLError", secrets.redact(str(exc))) from None
-        interrupter = AttemptWatch(ctx, connection.interrupt, name="kaon-sql-watch", what="query")
-        try:
-            for name, table in tables.items():
-                connection.register(name, table)
             with interrupter:
+                connection = _connect_duckdb(ctx, path, stopped)
+                opened.append(connection)
+                # No progress bar: DuckDB writes it straight to the terminal, past the log.
+                connection.execute("SET enable_progress_bar = false")
+                for name, table in tables.items():
+                    connection.register(name, table)
                 # One statement at a time, each bound to its own parameters: DuckDB binds
                 # parameters only in the last statement of one execute.
                 statements = connection.extract_statements(query)
@@ -306,7 +315,8 @@ class SqlStepType(StepType):
         except duckdb.Error as exc:  # not interrupted by the watch (its error is a StepError)
             raise StepError("SQLError", secrets.redact(str(exc))) from None
         finally:
-            connection.close()
+            if opened:
+                opened[0].close()
 
     @staticmethod
     def _run_sqlalchemy(
@@ -352,6 +362,27 @@ class SqlStepType(StepType):
         finally:
             if engine is not None:
                 engine.dispose()
+
+
+def _connect_duckdb(ctx: StepContext, path: str, stopped: threading.Event) -> Any:
+    """A connection to the DuckDB database at ``path``, waiting while another process holds
+    its file (DuckDB lets one process at a time open a database file for writing: a sibling
+    foreach item on the same file, a DuckDB shell left open) until ``stopped`` is set by the
+    attempt's watch (then DuckDB's error is raised: the watch turns it into its own)."""
+    import duckdb
+
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            if "Could not set lock" not in str(exc):
+                raise
+            if delay == 0.02:
+                ctx.log(f"sql: waiting for {path}, which another process holds")
+            if stopped.wait(delay):
+                raise
+            delay = min(delay * 2, 0.5)
 
 
 def _driver_message(exc: Exception) -> str:
