@@ -9,7 +9,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kaon.dsl._builder import Builder, Frame, require_builder, user_location
-from kaon.dsl._common import absolute_file, is_json_value, plain_json, shell_folder
+from kaon.dsl._common import (
+    absolute_file,
+    database_folder,
+    is_json_value,
+    plain_json,
+    shell_folder,
+)
 from kaon.dsl._refs import Ref, StepRef, scoped_ref
 from kaon.errors import DefinitionError, Location
 from kaon.model.specs import (
@@ -124,6 +130,8 @@ def task(
         config = absolute_file(config, folder)
         if step_type == "shell" and os.path.isfile(location.file):
             config = shell_folder(config, folder)
+        elif step_type == "sql" and os.path.isfile(location.file):
+            config = database_folder(config, folder)
     return add_task(
         builder,
         base=step_type,

@@ -208,6 +208,18 @@ def shell_folder(config: dict[str, Any], folder: str) -> dict[str, Any]:
     return config
 
 
+def database_folder(config: dict[str, Any], folder: str) -> dict[str, Any]:
+    """A SQL step's config with ``base_dir``, the folder of the file defining it, when its
+    ``url`` names a file database (DuckDB, SQLite): a relative path there is a file beside
+    the workflow, as a relative ``file`` is (:mod:`kaon.steptypes.sql` resolves it at run
+    time, after expanding ``${NAME}``), not one in the folder ``kaon run`` started from. A
+    config that sets ``base_dir`` itself keeps it."""
+    url = config.get("url")
+    if isinstance(url, str) and url.startswith(("duckdb", "sqlite")):
+        config.setdefault("base_dir", os.path.realpath(folder))
+    return config
+
+
 def step_type_problems(spec: WorkflowSpec) -> list[Problem]:
     """What a step type checks over a whole step rather than its ``config``: a SQL step's
     query reading a ``$name`` that no ``params`` entry and no input gives. The SQL step type

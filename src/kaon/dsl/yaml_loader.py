@@ -30,6 +30,7 @@ from kaon.dsl._common import (
     build_retry,
     cel_literal,
     choices_type,
+    database_folder,
     infer_param_type,
     shell_folder,
     step_type_problems,
@@ -472,6 +473,8 @@ class _WorkflowReader:
         config = dict(model.config or {})
         if model.type == "shell":
             return "shell", shell_folder(config, self.folder)
+        if model.type == "sql":
+            config = database_folder(config, self.folder)
         return str(model.type), absolute_file(config, self.folder)
 
     def python_target(self, target: str, path: Path) -> dict[str, Any]:

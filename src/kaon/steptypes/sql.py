@@ -9,7 +9,9 @@ Configuration::
      "result": "table"}                  # table (default) | scalar | row | none
 
 ``file`` is relative to the folder of the definition file (``base_dir`` in the config, which
-the YAML loader may set; else the current directory at run time).
+the YAML loader may set; else the current directory at run time), and so is a relative
+database file in a DuckDB or SQLite ``url`` (``duckdb:///data/p.duckdb``): both front ends
+set ``base_dir`` for such a URL, resolved at run time after ``${NAME}`` is expanded.
 
 **Parameters** are always bound by the database driver: write ``$name`` for DuckDB and
 ``:name`` for SQLAlchemy URLs. The values come from ``params`` and from the step's inputs
@@ -126,14 +128,27 @@ def _is_table(value: Any) -> bool:
     )
 
 
-def _duckdb_path(url: str) -> str | None:
-    """The database path of a DuckDB URL (``:memory:`` for in-memory), None for other URLs."""
+def _duckdb_path(url: str, base_dir: str | None = None) -> str | None:
+    """The database path of a DuckDB URL (``:memory:`` for in-memory), None for other URLs;
+    a relative path resolved against ``base_dir`` (see :func:`_database_file`)."""
     if url in ("duckdb", "duckdb:", "duckdb://", "duckdb:///"):
         return ":memory:"
     if not url.startswith("duckdb:///"):
         return None
     path = url[len("duckdb:///") :].split("?", 1)[0]
-    return path or ":memory:"
+    return _database_file(path, base_dir) if path else ":memory:"
+
+
+def _database_file(path: str, base_dir: str | None) -> str:
+    """A file database's ``path`` from a URL, a relative one made absolute against
+    ``base_dir`` (the definition file's folder, which the front ends set for a file URL;
+    else the current folder, as before). ``:memory:`` and names with a scheme (``md:db``,
+    ``file:x?mode=ro``) are the database's own and kept."""
+    if not base_dir or path.startswith(":") or os.path.isabs(path):
+        return path
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", path):
+        return path
+    return os.path.join(base_dir, path)
 
 
 def json_scalar(value: Any) -> Any:
@@ -239,13 +254,16 @@ class SqlStepType(StepType):
         values = dict(config.get("params") or {})
         values.update({k: plain_number(v) for k, v in inputs.items() if k not in tables})
         started = time.monotonic()
-        path = _duckdb_path(url)
+        base_dir = config.get("base_dir")
+        path = _duckdb_path(url, str(base_dir) if base_dir else None)
         try:
             if path is not None:
                 ctx.log(f"sql: running the query on DuckDB ({path})")
                 value = self._run_duckdb(ctx, path, query, values, tables, result, secrets)
             else:
-                value = self._run_sqlalchemy(ctx, url, query, values, tables, result, secrets)
+                value = self._run_sqlalchemy(
+                    ctx, url, query, values, tables, result, secrets, config.get("base_dir")
+                )
         except StepError as exc:
             if exc.error_type != "SQLError" or config.get("query") is not None:
                 raise
@@ -327,6 +345,7 @@ class SqlStepType(StepType):
         tables: Mapping[str, Any],
         result: str,
         secrets: Secrets,
+        base_dir: str | None = None,
     ) -> Any:
         import sqlalchemy as sa
 
@@ -334,6 +353,8 @@ class SqlStepType(StepType):
             parsed = sa.make_url(url)
         except sa.exc.ArgumentError as exc:
             raise StepError("ConfigError", secrets.redact(f"bad database URL: {exc}")) from None
+        if parsed.drivername.startswith("sqlite") and parsed.database:
+            parsed = parsed.set(database=_database_file(parsed.database, base_dir))
         secrets.hide(parsed.password if isinstance(parsed.password, str) else None)
         shown = secrets.redact(parsed.render_as_string(hide_password=True))
         ctx.log(f"sql: running the query on {shown}")
