@@ -22,11 +22,12 @@ with no statement (empty, or only comments) is a ``SQLError``, or nothing for ``
 
 **Tables in, tables out.** With DuckDB, every input that is a ``pandas.DataFrame`` or a
 ``pyarrow.Table`` is registered under its input name, so ``select * from users`` reads the
-``users`` input. A ``table`` result is a ``pandas.DataFrame`` (stored as Parquet), ``scalar``
-the first column of the single row, ``row`` the single row as a ``{column: value}`` dict and
-``none`` nothing (for DDL and DML; SQLAlchemy transactions are committed). ``scalar`` and
-``row`` fail unless the query returns exactly one row. Decimals, dates, times and UUIDs in
-``scalar``/``row`` results become ints/floats and ISO strings so that they stay JSON.
+``users`` input; a frame's named index levels are columns of its table. A ``table`` result
+is a ``pandas.DataFrame`` (stored as Parquet), ``scalar`` the first column of the single row,
+``row`` the single row as a ``{column: value}`` dict and ``none`` nothing (for DDL and DML;
+SQLAlchemy transactions are committed). ``scalar`` and ``row`` fail unless the query returns
+exactly one row. Decimals, dates, times and UUIDs in ``scalar``/``row`` results become
+ints/floats and ISO strings so that they stay JSON.
 
 **Secrets.** ``${NAME}`` in ``url`` is expanded at run time from the environment (the
 worker's, plus the task's ``env``), never at definition time; the expanded values and the
@@ -126,6 +127,18 @@ def _is_table(value: Any) -> bool:
     return (kind.__module__.startswith("pandas") and kind.__name__ == "DataFrame") or (
         kind.__module__.startswith("pyarrow") and kind.__name__ == "Table"
     )
+
+
+def _with_index_columns(table: Any) -> Any:
+    """A pandas frame whose named index levels (``groupby(...).sum()``'s keys, a
+    ``set_index``) are columns, as Parquet keeps them: DuckDB reads a frame's columns only.
+    A level named as an existing column, and unnamed levels, stay out; a frame without
+    named levels (and a pyarrow table) is returned as it is, not copied."""
+    index = getattr(table, "index", None)  # a pyarrow table has none
+    if index is None:
+        return table
+    levels = [name for name in index.names if name is not None and name not in table.columns]
+    return table.reset_index(level=levels) if levels else table
 
 
 def _duckdb_path(url: str, base_dir: str | None = None) -> str | None:
@@ -312,7 +325,7 @@ class SqlStepType(StepType):
                 # No progress bar: DuckDB writes it straight to the terminal, past the log.
                 connection.execute("SET enable_progress_bar = false")
                 for name, table in tables.items():
-                    connection.register(name, table)
+                    connection.register(name, _with_index_columns(table))
                 # One statement at a time, each bound to its own parameters: DuckDB binds
                 # parameters only in the last statement of one execute.
                 statements = connection.extract_statements(query)
