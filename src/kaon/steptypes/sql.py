@@ -27,7 +27,7 @@ is a ``pandas.DataFrame`` (stored as Parquet), ``scalar`` the first column of th
 ``row`` the single row as a ``{column: value}`` dict and ``none`` nothing (for DDL and DML;
 SQLAlchemy transactions are committed). ``scalar`` and ``row`` fail unless the query returns
 exactly one row. Decimals, dates, times and UUIDs in ``scalar``/``row`` results become
-ints/floats and ISO strings so that they stay JSON.
+ints/floats and ISO strings so that they stay JSON, inside lists, structs and maps too.
 
 **Secrets.** ``${NAME}`` in ``url`` is expanded at run time from the environment (the
 worker's, plus the task's ``env``), never at definition time; the expanded values and the
@@ -165,7 +165,16 @@ def _database_file(path: str, base_dir: str | None) -> str:
 
 
 def json_scalar(value: Any) -> Any:
-    """A database value made JSON friendly: Decimal to int/float, dates/UUIDs to strings."""
+    """A database value made JSON friendly: Decimal to int/float, dates/UUIDs to strings,
+    all the way into lists, arrays (tuples), structs and maps (dicts, whose keys become
+    strings, as JSON's are)."""
+    if isinstance(value, list | tuple):
+        return [json_scalar(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else str(json_scalar(key)): json_scalar(item)
+            for key, item in value.items()
+        }
     if isinstance(value, decimal.Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, datetime.date | datetime.time):
