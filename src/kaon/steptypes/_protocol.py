@@ -23,6 +23,7 @@ from kaon.steptypes.context import StepContext
 
 REDACTED = "***"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 _MEMORY = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
 _MEMORY_FACTORS = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024.0}
 
@@ -89,6 +90,46 @@ class Secrets:
         return text
 
 
+def template_message(text: str, hint: str = "", name: str | None = None) -> str:
+    """Why a ``${{ ... }}`` in ``text`` (a step's config, a file it names) is a problem, and
+    what to write instead: config is constant, only ``inputs`` are templates. ``hint`` says
+    how the step reads an input, a format string of ``name`` (the entry's key, else the
+    template's last name): ``" and bind it in the query as ${name}"``."""
+    found = _TEMPLATE.search(text)
+    expression = found.group(1).strip() if found else "params.k"
+    if name is None or not name.isidentifier():
+        names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)
+        name = names[-1] if names else "k"
+    return (
+        "a step's config is not a template: ${{ ... }} in it is not substituted (it would run "
+        f'as that very text); pass the value as an input (inputs: {{{name}: "${{{{ '
+        f'{expression} }}}}"}}){hint.format(name=name)}'
+    )
+
+
+def template_problems(
+    config: Mapping[str, Any], location: Location, hint: str = ""
+) -> list[Problem]:
+    """A problem at each string of ``config`` (nested ones too) holding ``${{``."""
+    problems: list[Problem] = []
+
+    def visit(value: Any, field: str, name: str | None) -> None:
+        if isinstance(value, str):
+            if "${{" in value:
+                message = template_message(value, hint, name)
+                problems.append(Problem(message, location.with_field(field)))
+        elif isinstance(value, Mapping):  # an entry's key names it (params: {v: ...})
+            for key, item in value.items():
+                visit(item, f"{field}.{key}", str(key))
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                visit(item, f"{field}[{index}]", None)
+
+    for key, value in config.items():
+        visit(value, str(key), None)
+    return problems
+
+
 def config_problems(
     config: Mapping[str, Any],
     location: Location,
@@ -97,9 +138,12 @@ def config_problems(
     strings: Iterable[str] = (),
     mappings: Iterable[str] = (),
     one_of: tuple[str, str] | None = None,
+    template_hint: str = "",
 ) -> list[Problem]:
-    """Problems with unknown keys, with keys that must be strings or mappings, and with a pair
-    of keys of which exactly one must be given (``one_of``)."""
+    """Problems with unknown keys, with keys that must be strings or mappings, with a pair
+    of keys of which exactly one must be given (``one_of``), and with a ``${{ ... }}`` in any
+    value (see :func:`template_problems`; ``template_hint`` says how the step reads an
+    input)."""
     known_keys = sorted(known)
     problems = [
         Problem(
@@ -109,6 +153,7 @@ def config_problems(
         for key in config
         if key not in known_keys
     ]
+    problems.extend(template_problems(config, location, template_hint))
     for key in strings:
         value = config.get(key)
         if key in config and (not isinstance(value, str) or not value.strip()):

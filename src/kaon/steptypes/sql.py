@@ -60,6 +60,7 @@ from kaon.steptypes._protocol import (
     config_problems,
     env_references,
     resolve_file,
+    template_message,
 )
 from kaon.steptypes._values import plain_number
 from kaon.steptypes.base import StepType
@@ -67,6 +68,7 @@ from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
 
 RESULTS = ("table", "scalar", "row", "none")
+_TEMPLATE_HINT = " and bind it in the query as ${name} (:{name} on a SQLAlchemy URL)"
 DEFAULT_URL = "duckdb:///:memory:"
 _KNOWN_KEYS = frozenset({"query", "file", "base_dir", "url", "params", "result"})
 _DUCKDB_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -120,6 +122,20 @@ def unbound_parameter_problem(
         f"step {step!r}: the query reads {names}, which no params entry and no input gives",
         location.with_field("inputs"),
     )
+
+
+def _file_template_problems(path: str, location: Location) -> list[Problem]:
+    """A ``${{ ... }}`` in a SQL file: its text is the query, never substituted."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return []  # run() says why it cannot read it
+    for number, line in enumerate(text.splitlines(), 1):
+        if "${{" in line:
+            message = template_message(line, _TEMPLATE_HINT)
+            return [Problem(f"{path} line {number}: {message}", location)]
+    return []
 
 
 def _is_table(value: Any) -> bool:
@@ -233,6 +249,7 @@ class SqlStepType(StepType):
             strings=("query", "file", "base_dir", "url"),
             mappings=("params",),
             one_of=("query", "file"),
+            template_hint=_TEMPLATE_HINT,
         )
         result = config.get("result", "table")
         if result not in RESULTS:
@@ -253,6 +270,8 @@ class SqlStepType(StepType):
                 problems.append(
                     Problem(f"SQL file {path} does not exist", location.with_field("file"))
                 )
+            else:
+                problems.extend(_file_template_problems(path, location.with_field("file")))
         return problems
 
     def run(self, ctx: StepContext, config: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
