@@ -23,11 +23,12 @@ with no statement (empty, or only comments) is a ``SQLError``, or nothing for ``
 **Tables in, tables out.** With DuckDB, every input that is a ``pandas.DataFrame`` or a
 ``pyarrow.Table`` is registered under its input name, so ``select * from users`` reads the
 ``users`` input; a frame's named index levels are columns of its table. A ``table`` result
-is a ``pandas.DataFrame`` (stored as Parquet), ``scalar`` the first column of the single row,
-``row`` the single row as a ``{column: value}`` dict and ``none`` nothing (for DDL and DML;
-SQLAlchemy transactions are committed). ``scalar`` and ``row`` fail unless the query returns
-exactly one row. Decimals, dates, times and UUIDs in ``scalar``/``row`` results become
-ints/floats and ISO strings so that they stay JSON, inside lists, structs and maps too.
+is a ``pandas.DataFrame`` (stored as Parquet; DECIMAL columns exact, as ``Decimal``
+objects), ``scalar`` the first column of the single row, ``row`` the single row as a
+``{column: value}`` dict and ``none`` nothing (for DDL and DML; SQLAlchemy transactions are
+committed). ``scalar`` and ``row`` fail unless the query returns exactly one row. Decimals,
+dates, times and UUIDs in ``scalar``/``row`` results become ints/floats and ISO strings so
+that they stay JSON, inside lists, structs and maps too.
 
 **Secrets.** ``${NAME}`` in ``url`` is expanded at run time from the environment (the
 worker's, plus the task's ``env``), never at definition time; the expanded values and the
@@ -49,6 +50,7 @@ import re
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -366,7 +368,7 @@ class SqlStepType(StepType):
                     bound = {name: values[name] for name in wanted if name in values}
                     cursor = connection.execute(statement, bound or None)
                 if result == "table":
-                    return cursor.df() if cursor.description else _empty_frame()
+                    return _duckdb_frame(connection, cursor)
                 if result == "none":
                     return None
                 columns = [d[0] for d in cursor.description or ()]
@@ -459,6 +461,44 @@ def _frame(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
     import pandas as pd
 
     return pd.DataFrame.from_records([tuple(row) for row in rows], columns=list(columns))
+
+
+def _duckdb_frame(connection: Any, cursor: Any) -> Any:
+    """The DuckDB result as a pandas frame, its DECIMAL columns exact (``decimal.Decimal``
+    objects, stored as Parquet decimals): DuckDB's ``df()`` makes them float64, rounding a
+    money column. The other columns convert as ``df()`` does; the rows go through Arrow
+    only when there is a DECIMAL column."""
+    description = cursor.description
+    if not description:
+        return _empty_frame()
+    decimals = [i for i, column in enumerate(description) if _is_decimal(column[1])]
+    if not decimals:
+        return cursor.df()
+    import pandas as pd
+    import pyarrow as pa
+
+    with warnings.catch_warnings():  # DuckDB's note that Arrow from a cursor copies the rows
+        warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+        table = cursor.to_arrow_table()
+    # DuckDB reads an ENUM back from Arrow as VARCHAR: Arrow converts those (categories).
+    enums = [i for i in range(table.num_columns) if pa.types.is_dictionary(table.column(i).type)]
+    others = [i for i in range(table.num_columns) if i not in decimals and i not in enums]
+    if others:
+        frame = connection.from_arrow(table.select(others)).df()
+    else:
+        frame = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    for i in sorted(decimals + enums):
+        column = table.column(i)
+        if i in decimals:
+            values = pd.Series(column.to_pylist(), dtype=object)
+        else:  # ordered, as DuckDB makes an ENUM's categories
+            values = column.to_pandas().cat.as_ordered()
+        frame.insert(i, str(description[i][0]), values, allow_duplicates=True)
+    return frame
+
+
+def _is_decimal(kind: Any) -> bool:
+    return getattr(kind, "id", None) == "decimal" or str(kind).startswith("DECIMAL(")
 
 
 def _empty_frame() -> Any:
