@@ -147,6 +147,26 @@ def _is_table(value: Any) -> bool:
     )
 
 
+def _register(connection: Any, name: str, table: Any, secrets: Secrets) -> None:
+    """Register input ``name`` as a DuckDB table; a ``SQLError`` naming the input (and the
+    columns of the type DuckDB names) when DuckDB cannot read it."""
+    import duckdb
+
+    try:
+        connection.register(name, table)
+    except duckdb.Error as exc:
+        message = str(exc)
+        if len(getattr(table, "columns", ())) == 0:
+            message = f"a table with no columns cannot be queried ({message})"
+        dtypes = getattr(table, "dtypes", None)  # a pandas frame's (DuckDB names them)
+        items = list(dtypes.items()) if dtypes is not None else []
+        named = [str(c) for c, dtype in items if f"'{dtype}'" in message]
+        where = f" (column{'s' if len(named) > 1 else ''} {', '.join(map(repr, named))})"
+        raise StepError(
+            "SQLError", secrets.redact(f"input {name!r}{where if named else ''}: {message}")
+        ) from None
+
+
 def _with_index_columns(table: Any) -> Any:
     """A pandas frame whose named index levels (``groupby(...).sum()``'s keys, a
     ``set_index``) are columns, as Parquet keeps them: DuckDB reads a frame's columns only.
@@ -355,7 +375,7 @@ class SqlStepType(StepType):
                 # No progress bar: DuckDB writes it straight to the terminal, past the log.
                 connection.execute("SET enable_progress_bar = false")
                 for name, table in tables.items():
-                    connection.register(name, _with_index_columns(table))
+                    _register(connection, name, _with_index_columns(table), secrets)
                 # One statement at a time, each bound to its own parameters: DuckDB binds
                 # parameters only in the last statement of one execute.
                 statements = connection.extract_statements(query)
