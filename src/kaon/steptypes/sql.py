@@ -83,6 +83,10 @@ _SQL_NOISE = re.compile(
 )
 
 
+# What SQLAlchemy's text() takes for a bind parameter (sqlalchemy.sql.elements.TextClause).
+_SQLALCHEMY_BIND = re.compile(r"(?<![:\w\x5c]):(\w+)(?!:)")
+
+
 def duckdb_parameter_names(query: str) -> list[str]:
     """The ``$name`` parameters a DuckDB query mentions (outside literals and comments)."""
     return list(dict.fromkeys(_DUCKDB_PARAM.findall(_SQL_NOISE.sub(" ", query))))
@@ -427,7 +431,7 @@ class SqlStepType(StepType):
                 "ConfigError",
                 f"table inputs ({names}) can only be queried with DuckDB, not {parsed.drivername}",
             )
-        statement = sa.text(query)
+        statement = sa.text(_colons_in_text_escaped(query))
         wanted = statement.compile().params
         bound = {name: values[name] for name in wanted if name in values}
         engine = None
@@ -467,6 +471,13 @@ def _connect_duckdb(ctx: StepContext, path: str, stopped: threading.Event) -> An
             if stopped.wait(delay):
                 raise
             delay = min(delay * 2, 0.5)
+
+
+def _colons_in_text_escaped(query: str) -> str:
+    """``query`` with each ``:name`` inside a string literal, quoted identifier or comment
+    escaped (``\\:name``) so that SQLAlchemy's ``text()``, which takes every ``:name`` for
+    a parameter (its pattern is ``_SQLALCHEMY_BIND``), leaves it as the text it is."""
+    return _SQL_NOISE.sub(lambda found: _SQLALCHEMY_BIND.sub(r"\\:\1", found.group(0)), query)
 
 
 def _driver_message(exc: Exception) -> str:
