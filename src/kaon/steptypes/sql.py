@@ -151,6 +151,22 @@ def _is_table(value: Any) -> bool:
     )
 
 
+def _check_no_table_parameter(
+    statements: Sequence[Any], tables: Mapping[str, Any], values: Mapping[str, Any]
+) -> None:
+    """Raise a ``SQLError`` for a ``$name`` that names a table input (validation cannot
+    tell a table input from a value), before any statement runs."""
+    for statement in statements:
+        for name in sorted(statement.named_parameters):
+            if name in tables and name not in values:
+                raise StepError(
+                    "SQLError",
+                    f"${name} names a table input (a {type(tables[name]).__name__}), not a "
+                    f"value: read it as a table (select ... from {name}), or pass a value "
+                    f"under another name",
+                )
+
+
 def _register(connection: Any, name: str, table: Any, secrets: Secrets) -> None:
     """Register input ``name`` as a DuckDB table; a ``SQLError`` naming the input (and the
     columns of the type DuckDB names) when DuckDB cannot read it."""
@@ -387,6 +403,7 @@ class SqlStepType(StepType):
                     if result == "none":
                         return None
                     raise StepError("SQLError", "the query has no SQL statement (only comments)")
+                _check_no_table_parameter(statements, tables, values)
                 for statement in statements:
                     wanted = statement.named_parameters
                     bound = {name: values[name] for name in wanted if name in values}
