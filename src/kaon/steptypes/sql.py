@@ -167,6 +167,23 @@ def _check_no_table_parameter(
                 )
 
 
+def _check_no_list_of_tables(query: str, values: Mapping[str, Any]) -> None:
+    """Raise a ``SQLError`` for an input that is a list of tables (a foreach's output, one
+    DataFrame per item) when the query names it: DuckDB would say no such table exists."""
+    words = None
+    for name, value in values.items():
+        if not (isinstance(value, list | tuple) and value and all(map(_is_table, value))):
+            continue
+        words = words if words is not None else _SQL_NOISE.sub(" ", query)
+        if re.search(rf"(?<![\w$]){re.escape(name)}(?!\w)", words) or f'"{name}"' in query:
+            raise StepError(
+                "SQLError",
+                f"input {name!r} is a list of {len(value)} tables (a foreach's output?), not a "
+                "table: only a DataFrame or a pyarrow Table input is one; concatenate the "
+                "items in a Python step first (pandas.concat)",
+            )
+
+
 def _register(connection: Any, name: str, table: Any, secrets: Secrets) -> None:
     """Register input ``name`` as a DuckDB table; a ``SQLError`` naming the input (and the
     columns of the type DuckDB names) when DuckDB cannot read it."""
@@ -404,6 +421,7 @@ class SqlStepType(StepType):
                         return None
                     raise StepError("SQLError", "the query has no SQL statement (only comments)")
                 _check_no_table_parameter(statements, tables, values)
+                _check_no_list_of_tables(query, values)
                 for statement in statements:
                     wanted = statement.named_parameters
                     bound = {name: values[name] for name in wanted if name in values}
