@@ -10,6 +10,7 @@ Python number of the same value first, as run parameters are (see ``kaon.model.p
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -20,6 +21,14 @@ def plain_number(value: Any) -> Any:
         return value
     kind = getattr(getattr(value, "dtype", None), "kind", "")
     return value.item() if kind and kind in "biuf" else value
+
+
+def plain_value(value: Any) -> Any:
+    """:func:`plain_number`, and a path (a file input: an upstream step's ``pathlib.Path``)
+    as its string, which a database driver binds (``read_parquet($p)``)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return plain_number(value)
 
 
 def json_default(value: Any) -> Any:

@@ -64,7 +64,7 @@ from kaon.steptypes._protocol import (
     resolve_file,
     template_message,
 )
-from kaon.steptypes._values import plain_number
+from kaon.steptypes._values import plain_value
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
@@ -352,7 +352,7 @@ class SqlStepType(StepType):
         result = str(config.get("result", "table"))
         tables = {name: value for name, value in inputs.items() if _is_table(value)}
         values = dict(config.get("params") or {})
-        values.update({k: plain_number(v) for k, v in inputs.items() if k not in tables})
+        values.update({k: plain_value(v) for k, v in inputs.items() if k not in tables})
         started = time.monotonic()
         base_dir = config.get("base_dir")
         path = _duckdb_path(url, str(base_dir) if base_dir else None)
