@@ -275,7 +275,15 @@ def _shape(result: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -
         if not columns:
             raise StepError("SQLResultError", "result 'scalar' needs a column, the row has none")
         return json_scalar(rows[0][0])
-    return {str(name): json_scalar(value) for name, value in zip(columns, rows[0], strict=False)}
+    names = [str(name) for name in columns]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise StepError(
+            "SQLResultError",
+            f"result 'row' needs distinct column names, the query returns "
+            f"{', '.join(map(repr, twice))} more than once (give each its own alias)",
+        )
+    return {name: json_scalar(value) for name, value in zip(names, rows[0], strict=False)}
 
 
 class SqlStepType(StepType):
