@@ -56,7 +56,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import tempfile
@@ -68,6 +67,7 @@ from typing import IO, Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
 from kaon.model.values import RETURN
+from kaon.steptypes._deps import code_dependencies, shell_code_words
 from kaon.steptypes._observers import observers
 from kaon.steptypes._values import json_default
 from kaon.steptypes.base import CodeFingerprint, StepType, facts_named
@@ -225,17 +225,6 @@ def _pump(stream: IO[bytes], sink: Any) -> None:
     stream.close()
 
 
-def _command_words(command: str) -> list[str] | None:
-    """The command's shell words, operators apart (``sort <in.csv >out.txt``: ``sort``,
-    ``<``, ``in.csv``, ``>``, ``out.txt``); None when it does not split (an unclosed quote)."""
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    try:
-        return list(lexer)
-    except ValueError:  # an unclosed quote: bash's error at run time
-        return None
-
-
 def working_folder(config: Mapping[str, Any]) -> str | None:
     """Where the command runs: ``cwd`` (a relative one from ``base_dir``), else ``base_dir``,
     else None (the worker's working directory)."""
@@ -260,29 +249,27 @@ def _named_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     return list(found.items())
 
 
+def _code_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """:func:`_named_files`, then the project files they read as code, transitively (what
+    ``bash run.sh`` sources, the modules ``python3 tool.py`` imports: see
+    :mod:`kaon.steptypes._deps`), each named by its path from the working directory."""
+    files = _named_files(config)
+    if not files:
+        return files
+    folder = os.path.realpath(working_folder(config) or os.getcwd())
+    found = dict(files)
+    seen = set(found.values())
+    for _name, path in files:
+        for dependency in code_dependencies(path):
+            if dependency not in seen:
+                seen.add(dependency)
+                found[os.path.relpath(dependency, folder)] = dependency
+    return list(found.items())
+
+
 def _code_words(config: Mapping[str, Any]) -> list[str]:
-    """The words of the command that name code it runs, when they name a file (in order,
-    once each): the program of a simple command (``./run.sh``) or a word with a code file's
-    suffix (``bash prep.sh``, ``python train.py``, ``--query=q.sql``), but not the target of
-    an output redirection (``> out.sh``: written). Data files (``--data rows.csv``, ``--out
-    model.pkl``) are not code: a step's outputs it writes would change its key at every run.
-    Nothing for a command that does not split as shell words; no name made at run time
-    (``$SCRIPT``)."""
-    words = _command_words(str(config.get("command", "")))
-    if words is None:
-        return []
-    found: list[str] = []
-    for before, word in zip(["", *words], words, strict=False):
-        if ">" in before and not before.strip("<>|&()"):  # an operator writing the word
-            continue
-        name = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
-        if not name or "$" in name or name in found:
-            continue
-        program = before == "" or before in _COMMAND_STARTS
-        if not program and os.path.splitext(name)[1].lower() not in _CODE_SUFFIXES:
-            continue
-        found.append(name)
-    return found
+    """The words of the command that name code it runs (see :func:`shell_code_words`)."""
+    return shell_code_words(str(config.get("command", "")))
 
 
 def reach_outside(config: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -309,15 +296,6 @@ def reach_outside(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         if os.path.dirname(os.path.normpath(os.path.join(base, name))) != base:
             found.append(("command", name))
     return found
-
-
-# Where a simple command starts (its next word is the program it runs).
-_COMMAND_STARTS = frozenset({"|", "||", "&&", ";", "&", "(", "|&", "then", "do", "else"})
-# The suffixes of a file of code a command runs (a script, a query, a program's source).
-_CODE_SUFFIXES = frozenset(
-    {".sh", ".bash", ".zsh", ".py", ".r", ".pl", ".rb", ".js", ".mjs", ".jl", ".sql", ".awk"}
-    | {".sed", ".lua", ".php", ".tcl", ".ipynb", ".scala", ".go", ".java", ".kts"}
-)
 
 
 def _argv(shell: str, command: str) -> list[str]:
@@ -408,8 +386,9 @@ class ShellStepType(StepType):
 
     def fingerprint(self, config: Mapping[str, Any]) -> str | CodeFingerprint:
         """The command's configuration, and the content of each project file of code the
-        command runs (see :func:`_named_files`: ``bash prep.sh``, ``python train.py``), so
-        that editing the script is a cache miss. A file larger than
+        command runs (see :func:`_named_files`: ``bash prep.sh``, ``python train.py``) and of
+        the project files those read as code (``source lib.sh``, ``import helper``), so that
+        editing the script or what it runs is a cache miss. A file larger than
         :data:`MAX_HASHED_BYTES`, or unreadable, is listed as not covered; a name made at run
         time (``$SCRIPT``) is not seen."""
         # Where the workflow's folder is (base_dir) is not the code: a copy of the project, or
@@ -417,7 +396,7 @@ class ShellStepType(StepType):
         portable_config = {k: v for k, v in config.items() if k != "base_dir"}
         configured = super().fingerprint(portable_config)
         assert isinstance(configured, str)  # no "file" key: the configuration's hash
-        files = _named_files(config)
+        files = _code_files(config)
         command = json.dumps(portable_config, sort_keys=True, default=str)
         reads = facts_named(command)  # $KAON_ITEM, $KAON_PARAMS...: in the key
         if not files:
