@@ -52,6 +52,7 @@ import tarfile
 import tempfile
 import weakref
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import IO, Any, Protocol
 
 import cloudpickle
@@ -411,10 +412,75 @@ def _module_of_file(name: str, file: str) -> Any:
     return None
 
 
+# While a step's inputs load: the folder of the step's own code (its version's bundle). See
+# :func:`classes_of_folder`.
+_code_folder: ContextVar[str | None] = ContextVar("kaon_code_folder", default=None)
+# (a file, the file of that name in another folder, a class's qualified name) -> whether the
+# two files define that class the same way
+_same_classes: dict[tuple[str, str, str], bool] = {}
+
+
+@contextlib.contextmanager
+def classes_of_folder(folder: str | None) -> Iterator[None]:
+    """Within this block, a class of a user file of *another* folder that the same-named file
+    of ``folder`` defines the same way (the same source, decorators and bases included:
+    another version of the workflow whose ``Box`` did not change, a cached output of its run)
+    loads as the class of ``folder``'s file, when this process has loaded it: a step's input
+    is an instance of its own version's class, as a local run's is of its edited file's. A
+    class defined otherwise (or only there: another team's file) is kept (from its module if
+    loaded here, else by value)."""
+    token = _code_folder.set(folder)
+    try:
+        yield
+    finally:
+        _code_folder.reset(token)
+
+
+def _same_class_here(file: str, qualname: str) -> str | None:
+    """The file of :data:`_code_folder`'s folder with the same name as ``file`` (another file)
+    when it defines the class ``qualname`` as ``file`` does, else None."""
+    folder = _code_folder.get()
+    if folder is None or os.path.dirname(file) == folder:
+        return None
+    own = os.path.join(folder, os.path.basename(file))
+    key = (file, own, qualname)
+    same = _same_classes.get(key)
+    if same is None:
+        theirs, ours = _class_source(file, qualname), _class_source(own, qualname)
+        same = _same_classes[key] = theirs is not None and theirs == ours
+    return own if same else None
+
+
+def _class_source(file: str, qualname: str) -> str | None:
+    """The class ``qualname`` of the Python file ``file`` as its syntax tree's dump (comments
+    and layout apart), or None when it has none or cannot be read."""
+    import ast
+
+    try:
+        with open(file, encoding="utf-8") as handle:
+            body: list[ast.stmt] = ast.parse(handle.read()).body
+    except (OSError, SyntaxError, ValueError):
+        return None
+    found: ast.ClassDef | None = None
+    for part in qualname.split("."):
+        found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
+        if found is None:
+            return None
+        body = found.body
+    return ast.dump(found) if found is not None else None
+
+
 def _load_user_class(name: str, file: str, qualname: str, by_value: bytes) -> type:
     """The class ``qualname`` of the workflow file ``file``: the one its module defines when
     this process has loaded that module (so ``is``, ``==`` and ``isinstance`` hold for an
-    enum member or a dataclass a step returned), else the copy pickled by value."""
+    enum member or a dataclass a step returned), else the copy pickled by value. Within
+    :func:`classes_of_folder`, the same file of the step's own folder comes first."""
+    own = _same_class_here(file, qualname)
+    if own is not None:
+        module = _module_of_file("", own)
+        live = _attribute(module, qualname) if module is not None else None
+        if isinstance(live, type):
+            return live
     module = _module_of_file(name, file)
     if module is not None:
         live = _attribute(module, qualname)

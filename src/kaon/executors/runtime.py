@@ -28,6 +28,7 @@ from typing import Any
 
 from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
+from kaon.artifacts.serializers import classes_of_folder
 from kaon.errors import ArtifactError, SerializationError, StepError, StepTimeout, SystemFailure
 from kaon.executors import _fd_capture
 from kaon.executors.base import CancelFlag, EventSink, TaskRequest
@@ -472,7 +473,9 @@ def _execute_step(
         descriptors.attach(lambda stream, text: emit(LogLine(key, time.time(), stream, text)))
     try:
         step_type.load_code(request.config)  # first: inputs of the step's classes load as them
-        inputs = _resolve_inputs(request, artifacts)
+        file = request.config.get("file")
+        with classes_of_folder(os.path.dirname(file) if isinstance(file, str) else None):
+            inputs = _resolve_inputs(request, artifacts)  # as *its version's* classes
         value = step_type.run(ctx, request.config, inputs)
     except StepError as exc:
         if not exc.outputs:
