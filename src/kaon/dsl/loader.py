@@ -192,7 +192,7 @@ def import_user_file(path: str) -> ModuleType:
 
     Raises :class:`DefinitionError` at the failing line when importing it raises.
     """
-    from kaon.steptypes.codeload import load_file_module
+    from kaon.steptypes.codeload import display_module_names, load_file_module
 
     try:
         return load_file_module(path)
@@ -208,5 +208,6 @@ def import_user_file(path: str) -> ModuleType:
         for frame in traceback.extract_tb(exc.__traceback__):
             if os.path.realpath(frame.filename) == path:
                 line = frame.lineno
-        message = f"importing the file raised {type(exc).__name__}: {exception_text(exc)}"
+        said = display_module_names(exception_text(exc))  # `module 'kaon'`: a file beside it
+        message = f"importing the file raised {type(exc).__name__}: {said}"
         raise DefinitionError(Problem(message, Location(path, line))) from None

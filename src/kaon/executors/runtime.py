@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import socket
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from kaon.model.events import (
 )
 from kaon.model.text import bounded_text, exception_text, readable_text
 from kaon.model.values import RETURN, Literal, ValueRef
-from kaon.steptypes.codeload import display_module_name
+from kaon.steptypes.codeload import display_module_name, display_module_names
 from kaon.steptypes.context import StepContext, reset_context, set_context
 from kaon.steptypes.registry import get_step_type
 
@@ -318,11 +317,7 @@ def _user_traceback(exc: BaseException, *, kaon_only: str = "full") -> str:
         text = f"{frames}{type(exc).__name__} (its traceback could not be formatted: {broken!r})"
     # A user file's classes print as ``kaon_user_<hash>.Flaky``: name them by their file, as
     # the error type is (``pipeline.Flaky``).
-    text = _SYNTHETIC_MODULE.sub(lambda m: display_module_name(m.group(0)), text)
-    return bounded_text(readable_text(text))
-
-
-_SYNTHETIC_MODULE = re.compile(r"\bkaon_user_[0-9a-f]{12}\b")
+    return bounded_text(readable_text(display_module_names(text)))
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -345,7 +340,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
         )
     return ErrorInfo(
         error_type_name(exc),
-        exception_text(exc),
+        display_module_names(exception_text(exc)),  # `module 'helper' has no attribute`
         _user_traceback(exc),
         platform=platform,
         timeout=isinstance(exc, StepTimeout),

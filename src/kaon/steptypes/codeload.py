@@ -26,6 +26,7 @@ import builtins
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,18 @@ def display_module_name(name: str) -> str:
         if isinstance(file, str):
             return os.path.splitext(os.path.basename(file))[0]
     return name
+
+
+_SYNTHETIC_NAME = re.compile(r"\bkaon_user_[0-9a-f]{12}\b")
+
+
+def display_module_names(text: str) -> str:
+    """``text`` (an error's message or traceback) with every user file's synthetic module
+    name replaced by :func:`display_module_name`: ``module 'helper' has no attribute 'f'``,
+    not ``module 'kaon_user_9d7086e5f08e' ...``, which names no file a person knows."""
+    if "kaon_user_" not in text:
+        return text
+    return _SYNTHETIC_NAME.sub(lambda found: display_module_name(found.group(0)), text)
 
 
 def user_module_name(path: str) -> str:

@@ -27,8 +27,9 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem
+from kaon.model.text import exception_text
 from kaon.steptypes.base import CodeFingerprint, StepType
-from kaon.steptypes.codeload import load_file_module, user_module_name
+from kaon.steptypes.codeload import display_module_names, load_file_module, user_module_name
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.fingerprint import fingerprint_code
 
@@ -163,7 +164,8 @@ class PythonStepType(StepType):
             file, function = _target(config)
             target = f"{file}:{function}" if file else function
             field = location.with_field("file" if file else "function")
-            problems.append(Problem(f"cannot import {target}: {type(exc).__name__}: {exc}", field))
+            said = display_module_names(exception_text(exc))
+            problems.append(Problem(f"cannot import {target}: {type(exc).__name__}: {said}", field))
         return problems
 
     def load_code(self, config: Mapping[str, Any]) -> None:
