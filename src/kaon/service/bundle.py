@@ -29,14 +29,75 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # use fullmatch
 def read_push(file: str) -> tuple[str, dict[str, str]]:
     """The text of the definition ``file`` and its bundle (sibling files by bare name).
 
-    Raises DefinitionError when the file cannot be read or the bundle is too large.
+    Raises DefinitionError when the file cannot be read, the bundle is too large, or the
+    code imports a package folder beside it (see :func:`unpushed_package_problems`).
     """
     path = Path(file)
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError(Problem(f"cannot read it: {exc}", Location(file))) from None
-    return source, collect_bundle(path)
+    files = collect_bundle(path)
+    problems = unpushed_package_problems(file, files)
+    if problems:
+        raise DefinitionError(problems)
+    return source, files
+
+
+def unpushed_package_problems(file: str, files: Mapping[str, str]) -> list[Problem]:
+    """The imports of a package folder beside the Python definition ``file`` (``import
+    utils`` of ``utils/__init__.py``), in it and in the sibling modules it imports,
+    transitively: a push carries ``files``, the files directly beside it, so on the server
+    such an import fails, or imports a package of that name installed there (other code
+    than the one run here). Nothing for a definition that is not a ``.py`` file."""
+    if not file.endswith(".py"):
+        return []
+    import ast
+
+    from kaon.steptypes._deps import code_dependencies
+
+    folder = os.path.dirname(os.path.realpath(file))
+    shown = os.path.basename(file)
+    importers = [os.path.realpath(file)] + [
+        found
+        for found in code_dependencies(file)
+        if os.path.dirname(found) == folder and os.path.basename(found) in files
+    ]
+    problems: list[Problem] = []
+    for importer in importers:
+        try:
+            tree = ast.parse(Path(importer).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            continue  # the evaluation says what is wrong with it
+        where = (
+            file
+            if importer == os.path.realpath(file)
+            else os.path.join(os.path.dirname(file), os.path.basename(importer))
+        )
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if f"{top}.py" in files or not os.path.isfile(
+                    os.path.join(folder, top, "__init__.py")
+                ):
+                    continue
+                problems.append(
+                    Problem(
+                        f"{top!r} is the folder {top}/ beside {shown}, which is not pushed: a "
+                        f"push carries the files directly beside {shown}, not its subfolders, "
+                        f"so on a server this import fails (or imports another {top!r}); put "
+                        f"its modules beside {shown}, or install it as a package where the "
+                        "server's workers run and drop the folder",
+                        Location(where, node.lineno),
+                    )
+                )
+    return problems
 
 
 def collect_bundle(path: Path) -> dict[str, str]:
