@@ -429,11 +429,18 @@ def _start_remote(
     from kaon.remote_run import RemoteRunHandle
 
     cache = CachePolicy(lookup=not no_cache, force=tuple(force))
+    target: str | None = None
     if isinstance(workflow, str) and Path(workflow.split(":", 1)[0]).suffix in _FILES:
-        spec = service.validate(workflow)
-        view = service.create_run(
-            spec, params, source=workflow, cache=cache, breakpoints=breakpoints
-        )
+        target = workflow
+    elif not isinstance(workflow, str):
+        # A workflow loaded from a file is that file's code: run the version holding it
+        # (pushed first when new), never whatever version is active under its name.
+        file = _spec_of(workflow).location.file
+        if file and Path(file).suffix in _FILES and Path(file).is_file():
+            target = f"{file}:{_spec_of(workflow).name}"
+    if target is not None:
+        spec = service.validate(target)
+        view = service.create_run(spec, params, source=target, cache=cache, breakpoints=breakpoints)
     else:
         name = workflow if isinstance(workflow, str) else _spec_of(workflow).name
         view = service.start_run(name, params, cache=cache, breakpoints=breakpoints)
