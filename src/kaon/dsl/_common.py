@@ -198,6 +198,24 @@ def absolute_file(config: dict[str, Any], folder: str) -> dict[str, Any]:
     return config
 
 
+def sibling_module_file(config: dict[str, Any], folder: str) -> dict[str, Any]:
+    """A python step's config whose ``function: MODULE:QUALNAME`` names a module file beside
+    the definition (``helper:compute`` with ``helper.py`` in ``folder``) as that file
+    (``file`` + ``function: QUALNAME``): the module is then code of the workflow's version,
+    loaded in its own namespace and pushed with it, found wherever ``kaon run`` was started,
+    as Python's ``import helper`` beside a workflow file is. Any other config is kept."""
+    function = config.get("function")
+    if "file" in config or not isinstance(function, str):
+        return config
+    module, sep, qualname = function.partition(":")
+    if not sep or not qualname or not module.isidentifier():
+        return config
+    path = os.path.join(folder, module + ".py")
+    if os.path.isfile(path):
+        config = {**config, "file": os.path.realpath(path), "function": qualname}
+    return config
+
+
 def shell_folder(config: dict[str, Any], folder: str) -> dict[str, Any]:
     """A shell step's config with ``base_dir``, the folder of the file defining it: the
     command runs there (:mod:`kaon.steptypes.shell`), so a script beside the workflow is

@@ -33,6 +33,7 @@ from kaon.dsl._common import (
     database_folder,
     infer_param_type,
     shell_folder,
+    sibling_module_file,
     step_type_problems,
     wrap,
 )
@@ -475,6 +476,8 @@ class _WorkflowReader:
             return "shell", shell_folder(config, self.folder)
         if model.type == "sql":
             config = database_folder(config, self.folder)
+        if model.type == "python":
+            config = sibling_module_file(config, self.folder)
         return str(model.type), absolute_file(config, self.folder)
 
     def python_target(self, target: str, path: Path) -> dict[str, Any]:
@@ -486,7 +489,7 @@ class _WorkflowReader:
             return {"function": target}
         if left.endswith(".py") or "/" in left or os.sep in left:
             return {"file": os.path.realpath(os.path.join(self.folder, left)), "function": function}
-        return {"function": target}
+        return sibling_module_file({"function": target}, self.folder)
 
     def subworkflow(
         self, target: str, path: Path, common: dict[str, Any], inputs: dict[str, InputSpec]

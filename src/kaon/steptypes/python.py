@@ -74,6 +74,14 @@ def resolve_function(config: Mapping[str, Any]) -> Callable[..., Any]:
     Raises ``ImportError``/``AttributeError`` (or whatever the module raises while loading)
     when it cannot be resolved, ``TypeError`` when the object is not callable.
     """
+    try:
+        return _resolve(config)
+    except _FunctionNotFound as exc:  # an AttributeError to the step's code and its reader
+        raise AttributeError(str(exc)) from None
+
+
+def _resolve(config: Mapping[str, Any]) -> Callable[..., Any]:
+    """:func:`resolve_function`, a missing function raised as :class:`_FunctionNotFound`."""
     key = _target(config)
     file, function = key
     module_name, _, qualname = function.partition(":")
@@ -87,12 +95,15 @@ def resolve_function(config: Mapping[str, Any]) -> Callable[..., Any]:
         module = load_file_module(file) if file else importlib.import_module(module_name)
     bound = getattr(module, head, _MISSING)
     if bound is _MISSING:  # named by its file, not the name Kaon imports it under
-        raise AttributeError(
+        raise _FunctionNotFound(
             _no_function(os.path.basename(file) if file else module_name, head, module)
         )
     obj: Any = bound
     for part in rest.split(".") if rest else ():
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise _FunctionNotFound(str(exc)) from None
     obj = _unwrap(obj)
     if not callable(obj):
         raise TypeError(f"{function} is a {type(obj).__name__}, not a function")
@@ -101,6 +112,10 @@ def resolve_function(config: Mapping[str, Any]) -> Callable[..., Any]:
 
 
 _MISSING = object()
+
+
+class _FunctionNotFound(AttributeError):
+    """The module loaded but has no such function: a problem of ``function``, not ``file``."""
 
 
 def _no_function(where: str, name: str, module: Any) -> str:
@@ -157,15 +172,17 @@ class PythonStepType(StepType):
         if problems:
             return problems
         try:
-            resolve_function(config)
+            _resolve(config)
         except BaseException as exc:  # user module code may raise anything, even SystemExit
             if isinstance(exc, KeyboardInterrupt):
                 raise
             file, function = _target(config)
             target = f"{file}:{function}" if file else function
-            field = location.with_field("file" if file else "function")
+            missing = isinstance(exc, _FunctionNotFound)  # the module loaded: the name is wrong
+            field = location.with_field("file" if file and not missing else "function")
+            kind = "AttributeError" if missing else type(exc).__name__
             said = display_module_names(exception_text(exc))
-            problems.append(Problem(f"cannot import {target}: {type(exc).__name__}: {said}", field))
+            problems.append(Problem(f"cannot import {target}: {kind}: {said}", field))
         return problems
 
     def load_code(self, config: Mapping[str, Any]) -> None:
