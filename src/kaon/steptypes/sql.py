@@ -151,6 +151,17 @@ def _is_table(value: Any) -> bool:
     )
 
 
+def _code_folder(config: Mapping[str, Any]) -> str | None:
+    """The folder of the step's SQL file (else its ``base_dir``), where a DuckDB query's
+    relative paths are also looked for (``read_json_auto('cfg.json')``): the files pushed
+    with the workflow, as a shell step, a notebook or an R script runs in that folder.
+    None for an inline query of no known folder."""
+    if config.get("file"):
+        return os.path.dirname(resolve_file(config, "file"))
+    base = config.get("base_dir")
+    return base if isinstance(base, str) and os.path.isabs(base) else None
+
+
 def _check_no_table_parameter(
     statements: Sequence[Any], tables: Mapping[str, Any], values: Mapping[str, Any]
 ) -> None:
@@ -367,7 +378,8 @@ class SqlStepType(StepType):
         try:
             if path is not None:
                 ctx.log(f"sql: running the query on DuckDB ({path})")
-                value = self._run_duckdb(ctx, path, query, values, tables, result, secrets)
+                folder = _code_folder(config)
+                value = self._run_duckdb(ctx, path, query, values, tables, result, secrets, folder)
             else:
                 value = self._run_sqlalchemy(
                     ctx, url, query, values, tables, result, secrets, config.get("base_dir")
@@ -401,6 +413,7 @@ class SqlStepType(StepType):
         tables: Mapping[str, Any],
         result: str,
         secrets: Secrets,
+        folder: str | None = None,
     ) -> Any:
         import duckdb
 
@@ -419,6 +432,10 @@ class SqlStepType(StepType):
                 opened.append(connection)
                 # No progress bar: DuckDB writes it straight to the terminal, past the log.
                 connection.execute("SET enable_progress_bar = false")
+                if folder is not None and "," not in folder:  # after the working directory:
+                    # the files beside the SQL file (a comma would split DuckDB's list)
+                    quoted = folder.replace("'", "''")
+                    connection.execute(f"SET file_search_path = '{quoted}'")
                 for name, table in tables.items():
                     _register(connection, name, _with_index_columns(table), secrets)
                 # One statement at a time, each bound to its own parameters: DuckDB binds
