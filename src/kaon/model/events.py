@@ -86,6 +86,10 @@ MAX_METRIC_NAME_CHARS = 200
 """The longest metric name recorded: each is stored with every value and listed in every view
 of the run's metrics."""
 
+MAX_SIGNALS_PER_ATTEMPT = 1000
+"""The most signals one attempt sends: each is a row, and may start a run of every workflow a
+signal trigger of its name serves (a loop of 20,000 ``emit_signal`` calls stored 20,000)."""
+
 
 @by_fields
 @dataclass(frozen=True, slots=True)

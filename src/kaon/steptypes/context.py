@@ -17,6 +17,7 @@ from typing import Any
 from kaon.executors.base import EventSink
 from kaon.model.events import (
     MAX_METRIC_NAME_CHARS,
+    MAX_SIGNALS_PER_ATTEMPT,
     AttemptKey,
     ExecutorEvent,
     LogLine,
@@ -45,6 +46,7 @@ class StepContext:
     index: int | None = None
     iteration: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    signals_sent: int = field(default=0, repr=False)  # by this attempt, see emit_signal
 
     @property
     def run_id(self) -> str:
@@ -105,7 +107,9 @@ class StepContext:
     def emit_signal(self, name: str, **params: Any) -> None:
         """Send a signal: it may start runs of workflows triggered by it and wakes steps
         waiting for it. ``name`` must be a signal name ``kaon signal`` accepts and ``params``
-        JSON values (ValueError otherwise)."""
+        JSON values (ValueError otherwise); an attempt sends at most
+        :data:`~kaon.model.events.MAX_SIGNALS_PER_ATTEMPT` (ValueError past them: the step
+        knows, where a dropped signal would be a silent loss)."""
         from kaon.model.specs import signal_name_problem
 
         why = signal_name_problem(name)
@@ -114,6 +118,12 @@ class StepContext:
         problem = json_problem(params)
         if problem is not None:
             raise ValueError(f"the params of signal {name!r} are not JSON values: {problem}")
+        if self.signals_sent >= MAX_SIGNALS_PER_ATTEMPT:
+            raise ValueError(
+                f"signal {name!r} not sent: an attempt sends at most "
+                f"{MAX_SIGNALS_PER_ATTEMPT:,} signals (each may start runs)"
+            )
+        self.signals_sent += 1
         self.emit(SignalEmitted(self.key, time.time(), str(name), dict(params)))
 
 
