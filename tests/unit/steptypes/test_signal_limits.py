@@ -27,7 +27,7 @@ def test_a_shell_step_s_signal_lines_past_the_limit_are_logged_not_sent(tmp_path
     flow = tmp_path / "spam.yaml"
     flow.write_text(
         "name: spam\nsteps:\n  - id: loud\n    shell: >-\n"
-        "      for i in $(seq 1005); do echo \"::kaon::signal spam {\\\"i\\\": $i}\"; done\n"
+        '      for i in $(seq 1005); do echo "::kaon::signal spam {\\"i\\": $i}"; done\n'
     )
     detail = kaon.run(str(flow), home=str(tmp_path / "home"))
     assert detail.status == "succeeded"
