@@ -217,9 +217,14 @@ class RStepType(StepType):
         Path(inputs_file).write_text(inputs_json, encoding="utf-8")
         argv = [str(config.get("rscript") or "Rscript"), "--no-save", "--no-restore", script]
         argv += [str(a) for a in config.get("args") or []]
+        # R's session folder (its tempdir(), Rtmp*) inside this attempt's folder, removed with
+        # it: R removes it as it exits, so one killed (a timeout, a cancel) left one in /tmp.
+        scratch = os.path.join(workdir, "tmp")
+        os.mkdir(scratch)
         shell_config: dict[str, Any] = {
             "command": "exec " + shlex.join(argv),
             "env": {
+                "TMPDIR": scratch,
                 **{str(k): str(v) for k, v in (config.get("env") or {}).items()},
                 "R_PROFILE_USER": helpers,
                 "KAON_INPUTS_FILE": inputs_file,

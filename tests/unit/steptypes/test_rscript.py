@@ -108,10 +108,17 @@ def test_quit_status_is_reported() -> None:
     assert "status 3" in info.value.message
 
 
-def test_timeout_stops_the_script() -> None:
+def test_timeout_stops_the_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """And leaves no R session folder behind (R removes its ``Rtmp*`` as it exits: a killed
+    one left it in the temporary folder, one per timed-out or cancelled attempt)."""
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(StepError) as info:
-        Harness(timeout_s=0.5).run(code="Sys.sleep(30)")
+        Harness(timeout_s=2.0).run(code="writeLines(tempdir()); Sys.sleep(30)")
     assert info.value.error_type == "Timeout"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
