@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.service.triggers import (
+    FIRING_STATUSES,
     MAX_FIRINGS,
     BackfillRequest,
     BackfillView,
@@ -75,7 +76,7 @@ def list_triggers(
 def list_firings(
     response: Response,
     workflow: str | None = Query(None, min_length=1, max_length=200),
-    state: str | None = Query(None, alias="status", pattern="^(claimed|created|finished|dropped)$"),
+    state: str | None = Query(None, alias="status", pattern=f"^({'|'.join(FIRING_STATUSES)})$"),
     before: int | None = Query(None, ge=1, le=2**62, description="Firings below this id."),
     limit: int = Query(100, ge=1, le=MAX_FIRINGS),
     principal: Principal = Depends(require("viewer")),
