@@ -224,7 +224,10 @@ def _run_child(
         **work,
         "result": result,
         "memory_bytes": limits.memory_bytes,
-        "cpu_s": max(1, int(limits.timeout_s)),
+        # A backstop past the wall-clock limit: equal to it, the kernel's SIGKILL at the CPU
+        # limit raced the wall-clock wait, and a busy loop was "killed by signal 9" (which
+        # names no limit) instead of "took longer than Ns" (a quiet machine: CPU time = wall).
+        "cpu_s": int(limits.timeout_s) + 2,
         "file_bytes": limits.file_bytes,
     }
     env = {
