@@ -6,7 +6,8 @@ Configuration::
      "url": "duckdb:///:memory:",        # the default; or any SQLAlchemy URL, which may
                                          # reference environment secrets as ${PG_PASSWORD}
      "params": {"min_age": 18},          # bound by the driver, never formatted into the text
-     "result": "table"}                  # table (default) | scalar | row | none
+     "result": "table",                  # table (default) | scalar | row | none
+     "timezone": "Europe/Paris"}         # DuckDB's session time zone; UTC by default
 
 ``file`` is relative to the folder of the definition file (``base_dir`` in the config, which
 the YAML loader may set; else the current directory at run time), and so is a relative
@@ -29,6 +30,11 @@ objects), ``scalar`` the first column of the single row, ``row`` the single row 
 committed). ``scalar`` and ``row`` fail unless the query returns exactly one row. Decimals,
 dates, times and UUIDs in ``scalar``/``row`` results become ints/floats and ISO strings so
 that they stay JSON, inside lists, structs and maps too.
+
+**Time zone.** A DuckDB session's ``TimeZone`` is ``UTC``, or the IANA zone the step's
+``timezone`` names, never the worker's: a ``timestamptz`` cast to a date, ``now()::date`` and a
+``timestamptz`` column of a ``table`` result come out the same on every machine. ``timezone``
+on a SQLAlchemy URL is a definition error (that database has its own setting).
 
 **Secrets.** ``${NAME}`` in ``url`` is expanded at run time from the environment (the
 worker's, plus the task's ``env``), never at definition time; the expanded values and the
@@ -72,7 +78,8 @@ from kaon.steptypes.requirements import Requirement
 RESULTS = ("table", "scalar", "row", "none")
 _TEMPLATE_HINT = " and bind it in the query as ${name} (:{name} on a SQLAlchemy URL)"
 DEFAULT_URL = "duckdb:///:memory:"
-_KNOWN_KEYS = frozenset({"query", "file", "base_dir", "url", "params", "result"})
+_KNOWN_KEYS = frozenset({"query", "file", "base_dir", "url", "params", "result", "timezone"})
+DEFAULT_TIME_ZONE = "UTC"
 _DUCKDB_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 # String literals (dollar-quoted ones too: `$$...$$`, `$tag$...$tag$`), quoted identifiers
 # and comments: where a `$name` is not a parameter.
@@ -90,6 +97,38 @@ _SQLALCHEMY_BIND = re.compile(r"(?<![:\w\x5c]):(\w+)(?!:)")
 def duckdb_parameter_names(query: str) -> list[str]:
     """The ``$name`` parameters a DuckDB query mentions (outside literals and comments)."""
     return list(dict.fromkeys(_DUCKDB_PARAM.findall(_SQL_NOISE.sub(" ", query))))
+
+
+def _is_time_zone(name: object) -> bool:
+    import zoneinfo
+
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _time_zone_problems(config: Mapping[str, Any], location: Location) -> list[Problem]:
+    """``timezone``: an IANA zone (a non-string is the common check's problem), and only for
+    DuckDB, whose session it sets."""
+    zone = config.get("timezone")
+    if zone is None or not isinstance(zone, str):
+        return []
+    if not _is_time_zone(zone):
+        return [Problem(f"'timezone' {zone!r} is not an IANA time zone", location)]
+    url = config.get("url") or DEFAULT_URL
+    if isinstance(url, str) and not url.startswith("duckdb"):
+        return [
+            Problem(
+                "'timezone' sets a DuckDB session's time zone; set it in the database for "
+                f"{url.split(':', 1)[0]}",
+                location,
+            )
+        ]
+    return []
 
 
 def unbound_parameter_problems(spec: WorkflowSpec) -> list[Problem]:
@@ -324,7 +363,7 @@ class SqlStepType(StepType):
             config,
             location,
             _KNOWN_KEYS,
-            strings=("query", "file", "base_dir", "url"),
+            strings=("query", "file", "base_dir", "url", "timezone"),
             mappings=("params",),
             one_of=("query", "file"),
             template_hint=_TEMPLATE_HINT,
@@ -337,6 +376,7 @@ class SqlStepType(StepType):
                     location.with_field("result"),
                 )
             )
+        problems.extend(_time_zone_problems(config, location.with_field("timezone")))
         url = config.get("url")
         if isinstance(url, str) and url.count("${") != len(env_references(url)):
             problems.append(
@@ -372,6 +412,9 @@ class SqlStepType(StepType):
         tables = {name: value for name, value in inputs.items() if _is_table(value)}
         values = dict(config.get("params") or {})
         values.update({k: plain_value(v) for k, v in inputs.items() if k not in tables})
+        zone = config.get("timezone") or DEFAULT_TIME_ZONE
+        if not _is_time_zone(zone):
+            raise StepError("ConfigError", f"'timezone' {zone!r} is not an IANA time zone")
         started = time.monotonic()
         base_dir = config.get("base_dir")
         path = _duckdb_path(url, str(base_dir) if base_dir else None)
@@ -379,7 +422,9 @@ class SqlStepType(StepType):
             if path is not None:
                 ctx.log(f"sql: running the query on DuckDB ({path})")
                 folder = _code_folder(config)
-                value = self._run_duckdb(ctx, path, query, values, tables, result, secrets, folder)
+                value = self._run_duckdb(
+                    ctx, path, query, values, tables, result, secrets, folder, str(zone)
+                )
             else:
                 value = self._run_sqlalchemy(
                     ctx, url, query, values, tables, result, secrets, config.get("base_dir")
@@ -414,6 +459,7 @@ class SqlStepType(StepType):
         result: str,
         secrets: Secrets,
         folder: str | None = None,
+        zone: str = DEFAULT_TIME_ZONE,
     ) -> Any:
         import duckdb
 
@@ -432,6 +478,8 @@ class SqlStepType(StepType):
                 opened.append(connection)
                 # No progress bar: DuckDB writes it straight to the terminal, past the log.
                 connection.execute("SET enable_progress_bar = false")
+                # The step's zone, not the worker's: results the same on every machine.
+                connection.execute("SET TimeZone = '{}'".format(zone.replace("'", "''")))
                 if folder is not None and "," not in folder:  # after the working directory:
                     # the files beside the SQL file (a comma would split DuckDB's list)
                     quoted = folder.replace("'", "''")
