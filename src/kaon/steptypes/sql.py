@@ -539,14 +539,26 @@ class SqlStepType(StepType):
                 "ConfigError",
                 f"table inputs ({names}) can only be queried with DuckDB, not {parsed.drivername}",
             )
-        statement = sa.text(_colons_in_text_escaped(query))
-        wanted = statement.compile().params
-        bound = {name: values[name] for name in wanted if name in values}
+        scripts = split_statements(query, sqlite=parsed.drivername.startswith("sqlite"))
+        if not scripts:
+            if result == "none":
+                return None
+            raise StepError("SQLError", "the query has no SQL statement (only comments)")
         engine = None
+        number = 0
         try:
             engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool)
+            if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+                _transactional_ddl(engine)
+            # One statement at a time (drivers take one per call), each bound to the names it
+            # mentions, in one transaction: a failing statement undoes the script's others.
             with engine.begin() as connection:
-                cursor = connection.execute(statement, bound)
+                for text in scripts:
+                    number += 1  # named in the error if this one fails
+                    statement = sa.text(_colons_in_text_escaped(text))
+                    wanted = statement.compile().params
+                    bound = {name: values[name] for name in wanted if name in values}
+                    cursor = connection.execute(statement, bound)
                 if result == "none":
                     return None
                 columns = list(cursor.keys()) if cursor.returns_rows else []
@@ -554,7 +566,8 @@ class SqlStepType(StepType):
                     return _frame(columns, cursor.fetchall() if columns else [])
                 return _shape(result, columns, cursor.fetchmany(2) if columns else [])
         except sa.exc.SQLAlchemyError as exc:
-            raise StepError("SQLError", secrets.redact(_driver_message(exc))) from None
+            which = f"statement {number} of {len(scripts)}: " if len(scripts) > 1 else ""
+            raise StepError("SQLError", secrets.redact(which + _driver_message(exc))) from None
         finally:
             if engine is not None:
                 engine.dispose()
@@ -579,6 +592,49 @@ def _connect_duckdb(ctx: StepContext, path: str, stopped: threading.Event) -> An
             if stopped.wait(delay):
                 raise
             delay = min(delay * 2, 0.5)
+
+
+def _transactional_ddl(engine: Any) -> None:
+    """Make ``engine``'s SQLite transactions hold DDL too: Python's ``sqlite3`` begins one
+    only before DML, so a script's ``create table`` stayed after a later statement failed
+    (SQLAlchemy's recipe: the driver's own transactions off, ``BEGIN`` emitted by us)."""
+    import sqlalchemy as sa
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def split_statements(query: str, *, sqlite: bool = False) -> list[str]:
+    """The statements of a script, split at each ``;`` outside string literals, quoted
+    identifiers, comments and dollar quotes (a PostgreSQL function body), without the ones that
+    are only comments; on SQLite a trigger's ``BEGIN ... END`` stays one statement (pieces are
+    joined until :func:`sqlite3.complete_statement` says the statement is whole)."""
+    import sqlite3
+
+    masked = _SQL_NOISE.sub(lambda found: " " * len(found.group(0)), query)
+    pieces, start = [], 0
+    for at, char in enumerate(masked):
+        if char == ";":
+            pieces.append((query[start : at + 1], masked[start : at + 1]))
+            start = at + 1
+    pieces.append((query[start:], masked[start:]))
+    if sqlite:
+        joined: list[tuple[str, str]] = []
+        text = bare = ""
+        for piece, piece_bare in pieces:
+            text, bare = text + piece, bare + piece_bare
+            if sqlite3.complete_statement(bare):
+                joined.append((text, bare))
+                text = bare = ""
+        if text:
+            joined.append((text, bare))
+        pieces = joined
+    return [text.strip() for text, bare in pieces if bare.replace(";", " ").strip()]
 
 
 def _colons_in_text_escaped(query: str) -> str:
