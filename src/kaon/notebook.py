@@ -34,7 +34,7 @@ from typing import Any
 
 import cloudpickle
 
-from kaon.artifacts.jsonable import normalize_json
+from kaon.artifacts.jsonable import is_plain_json
 from kaon.model.events import MAX_METRIC_NAME_CHARS
 
 DIR_ENV = "KAON_NOTEBOOK_DIR"
@@ -75,9 +75,8 @@ def record(name: str, value: Any) -> Any:
     if directory is None:
         _local_outputs[name] = value
         return value
-    is_json, normalized = normalize_json(value)
-    if is_json:
-        _append(directory, {"kind": "output", "name": name, "value": normalized})
+    if is_plain_json(value):  # a tuple is pickled: JSON would give it back as a list
+        _append(directory, {"kind": "output", "name": name, "value": value})
         return value
     file = f"output-{uuid.uuid4().hex}.pkl"
     with open(os.path.join(directory, file), "wb") as handle:

@@ -179,9 +179,8 @@ class FsspecArtifactStore(ArtifactStore):
         :class:`~kaon.errors.SerializationError` naming ``name`` and the value's type when no
         serializer can serialize it, :class:`~kaon.errors.ArtifactError` when writing fails.
         """
-        inline, normal = inline_json(value, self.inline_limit)
-        if inline and not holds_nul(normal):  # PostgreSQL's jsonb cannot hold U+0000
-            return Literal(normal)
+        if inline_json(value, self.inline_limit) and not holds_nul(value):
+            return Literal(value)  # (PostgreSQL's jsonb cannot hold U+0000)
         with self._temp_file(name) as (temp, file):
             serializer = self._serialize(value, name, file)
             try:

@@ -5,10 +5,12 @@ step on the hot path and must cost microseconds. It walks the value once, accept
 *exact* types that survive a JSON round trip (``dict`` with ``str`` keys, ``list``, ``str``,
 ``int``, finite ``float``, ``bool``, ``None``; subclasses such as enums are rejected so that
 they round-trip through another serializer instead of coming back as plain values), and
-``tuple``, which comes back as a list (the value is normalized to one here, so the producer's
-run and a reader of the store see the same value). While walking it adds up an upper bound
-of the compact JSON size; only when that bound exceeds the limit is ``json.dumps`` run to
-measure exactly.
+``tuple``: an inline :class:`~kaon.model.values.Literal` records where its tuples are
+(:func:`~kaon.model.values.encode_ref`), so a tuple comes back a tuple. A JSON *text* cannot
+say so: :func:`is_plain_json` (what the ``json`` serializer and a notebook's ``record``
+write as JSON) refuses tuples, which then go to a serializer that keeps them. While walking
+it adds up an upper bound of the compact JSON size; only when that bound exceeds the limit is
+``json.dumps`` run to measure exactly.
 """
 
 from __future__ import annotations
@@ -30,69 +32,55 @@ class _NotJson(Exception):
     """Raised inside the walk when a value is not plain JSON."""
 
 
-def _walk(value: Any, depth: int) -> tuple[Any, int]:
-    """Return ``(normalized value, upper bound of its compact JSON size)`` or raise _NotJson.
-
-    The normalized value is ``value`` itself unless a tuple had to become a list.
-    """
+def _walk(value: Any, depth: int, tuples: bool) -> int:
+    """The upper bound of ``value``'s compact JSON size, or raise _NotJson (a tuple is JSON
+    when ``tuples``)."""
     kind = type(value)
     if kind is str:
-        return value, len(value) * _STR_CHAR_BOUND + 2
+        return len(value) * _STR_CHAR_BOUND + 2
     if value is None or kind is bool:
-        return value, 5
+        return 5
     if kind is int:
         if _INT_LOW <= value < _INT_HIGH:
-            return value, _INT_BOUND
-        return value, len(str(value))  # may raise ValueError past the int/str digit limit
+            return _INT_BOUND
+        return len(str(value))  # may raise ValueError past the int/str digit limit
     if kind is float:
         if not math.isfinite(value):
             raise _NotJson
-        return value, _FLOAT_BOUND
+        return _FLOAT_BOUND
     if depth >= MAX_DEPTH:
         raise _NotJson
     if kind is dict:
-        return _walk_dict(value, depth)
-    if kind is list or kind is tuple:
-        return _walk_list(value, depth)
+        size = 2
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotJson
+            size += len(key) * _STR_CHAR_BOUND + 4 + _walk(item, depth + 1, tuples)
+        return size
+    if kind is list or (kind is tuple and tuples):
+        size = 2
+        for item in value:
+            size += _walk(item, depth + 1, tuples) + 1
+        return size
     raise _NotJson
 
 
-def _walk_dict(value: dict[Any, Any], depth: int) -> tuple[Any, int]:
-    size = 2
-    changed = False
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if type(key) is not str:
-            raise _NotJson
-        normal, item_size = _walk(item, depth + 1)
-        changed = changed or normal is not item
-        out[key] = normal
-        size += len(key) * _STR_CHAR_BOUND + 4 + item_size  # quotes, colon, comma
-    return (out if changed else value), size
-
-
-def _walk_list(value: list[Any] | tuple[Any, ...], depth: int) -> tuple[Any, int]:
-    size = 2
-    changed = type(value) is tuple
-    out: list[Any] = []
-    for item in value:
-        normal, item_size = _walk(item, depth + 1)
-        changed = changed or normal is not item
-        out.append(normal)
-        size += item_size + 1
-    return (out if changed else value), size
-
-
-def normalize_json(value: Any) -> tuple[bool, Any]:
-    """``(True, normalized value)`` if ``value`` is plain JSON, else ``(False, None)``.
-
-    Normalized means tuples turned into lists. Never raises.
-    """
+def _bound(value: Any, tuples: bool) -> int | None:
     try:
-        normal, _ = _walk(value, 0)
+        return _walk(value, 0, tuples)
     except (_NotJson, ValueError, RecursionError):
-        return False, None
-    return True, normal
+        return None
+
+
+def is_plain_json(value: Any) -> bool:
+    """True when ``value`` is what parsing its JSON text gives back (no tuples). Never raises."""
+    return _bound(value, False) is not None
+
+
+def is_literal_json(value: Any) -> bool:
+    """True when ``value`` is plain JSON or holds tuples where plain JSON holds lists: a
+    :class:`~kaon.model.values.Literal` keeps it exactly. Never raises."""
+    return _bound(value, True) is not None
 
 
 def dumps_compact(value: Any) -> str:
@@ -100,23 +88,19 @@ def dumps_compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-def inline_json(value: Any, limit: int) -> tuple[bool, Any]:
-    """``(True, normalized value)`` when ``value`` is plain JSON of at most ``limit`` bytes.
-
-    The size is that of :func:`dumps_compact`'s output. Returns ``(False, None)`` otherwise;
-    never raises.
-    """
+def inline_json(value: Any, limit: int) -> bool:
+    """True when ``value`` can be an inline Literal: :func:`is_literal_json` and at most
+    ``limit`` bytes of :func:`dumps_compact`'s output. Never raises."""
     # Fast paths for the commonest step results.
-    if (value is None or type(value) is bool) and limit >= 5:
-        return True, value
-    try:
-        normal, bound = _walk(value, 0)
-    except (_NotJson, ValueError, RecursionError):
-        return False, None
+    if value is None or type(value) is bool:
+        return limit >= 5
+    bound = _bound(value, True)
+    if bound is None:
+        return False
     if bound <= limit:
-        return True, normal
+        return True
     try:
-        size = len(dumps_compact(normal))
+        size = len(dumps_compact(value))
     except (ValueError, TypeError, RecursionError):
-        return False, None
-    return (True, normal) if size <= limit else (False, None)
+        return False
+    return size <= limit

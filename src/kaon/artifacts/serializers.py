@@ -23,7 +23,8 @@ them when present and fall back to ``dumps``/``loads``.
 :data:`SERIALIZERS` is the explicit, ordered registry; the artifact store uses the first one
 that accepts a value (and whose ``dumps`` succeeds):
 
-1. ``json`` -- plain JSON values too large to inline (tuples come back as lists).
+1. ``json`` -- plain JSON values too large to inline (a value holding a tuple is not one: it
+   is pickled, so that the tuple comes back a tuple).
 2. ``parquet`` -- ``pandas.DataFrame`` (comes back as a DataFrame) and ``pyarrow.Table``
    (comes back as a Table), via pyarrow.
 3. ``numpy`` -- ``numpy.ndarray`` without object dtype, via ``np.save(allow_pickle=False)``.
@@ -57,7 +58,7 @@ from typing import IO, Any, Protocol
 
 import cloudpickle
 
-from kaon.artifacts.jsonable import dumps_compact, normalize_json
+from kaon.artifacts.jsonable import dumps_compact, is_plain_json
 from kaon.errors import KaonError, SerializationError
 
 
@@ -89,16 +90,16 @@ def _module_of(value: Any) -> str:
 
 
 class JsonSerializer:
-    """Plain JSON values (exact dict/list/tuple/str/int/float/bool/None), as compact UTF-8."""
+    """Plain JSON values (exact dict/list/str/int/float/bool/None), as compact UTF-8."""
 
     name = "json"
 
     def accepts(self, value: Any) -> bool:
-        """True when ``value`` is plain JSON."""
-        return normalize_json(value)[0]
+        """True when ``value`` is plain JSON (no tuples: JSON would give them back as lists)."""
+        return is_plain_json(value)
 
     def dumps(self, value: Any) -> bytes:
-        """Compact JSON; tuples become lists."""
+        """Compact JSON."""
         return dumps_compact(value).encode("ascii")
 
     def loads(self, data: bytes) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaon.artifacts.jsonable import normalize_json
+from kaon.artifacts.jsonable import is_literal_json
 from kaon.engine.context import error_dict, error_info
 from kaon.engine.core import DEFAULT_WINDOW, RunCore
 from kaon.engine.nodes import (
@@ -152,7 +152,7 @@ class ContainerSteps(RunCore):
 
     def _open_item(self, node: Node, state: ForeachState, index: int, item: Any) -> None:
         spec = state.spec
-        is_json, _ = normalize_json(item)
+        is_json = is_literal_json(item)
         frame = self._new_frame(
             spec.body,
             f"{node.path}[{index}].",

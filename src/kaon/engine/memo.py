@@ -11,8 +11,9 @@ A cacheable step's **cache key** is the sha256 of its components:
   without every cache entry carrying it;
 * ``config`` -- the step type's configuration (for Python steps: the function's qualified
   name, not where its file lives);
-* ``inputs.<name>`` -- each resolved input: a small value's canonical JSON, an artifact's
-  content hash (so the same data produced by another run or step hits the cache);
+* ``inputs.<name>`` -- each resolved input: a small value's canonical JSON (with where its
+  tuples are, if any), an artifact's content hash (so the same data produced by another run
+  or step hits the cache);
 * ``version`` -- the step's ``cache_version``, bumped by hand to force a miss;
 * ``group`` -- on a server, the owner group of the run's workflow (absent for none): groups
   never reuse, nor replace, each other's entries. The fingerprint does not cover everything
@@ -47,6 +48,7 @@ from kaon.model.values import (
     ValueRef,
     artifact_refs,
     decode_outputs,
+    tuple_paths,
 )
 from kaon.steptypes.base import CodeFingerprint
 from kaon.store.base import CacheEntryRecord, StateStore
@@ -73,6 +75,9 @@ def digest(ref: ValueRef) -> str:
         return f"sha256:{ref.hash}"
     if isinstance(ref, Literal):
         text = _canonical(ref.value)
+        tuples = tuple_paths(ref.value)
+        if tuples:  # (1, 2) is not [1, 2] to the step that reads it
+            text += "|tuples=" + _canonical(tuples)
     elif isinstance(ref, RefList):
         text = "[" + ",".join(digest(r) for r in ref.items) + "]"
     else:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
-from kaon.model.values import Literal, RefList, ValueRef, decode_ref, encode_ref
+from kaon.model.values import Literal, RefList, ValueRef, decode_ref, encode_ref, tuple_paths
 
 _SLOT = struct.Struct("<QI")  # (offset in the data file, length); length 0: no result
 _READ_SLOTS = 4096  # index slots read at once when streaming the results back
@@ -67,12 +67,16 @@ class ResultSpool:
         self._pending: list[tuple[int, int, bytes]] = []  # (index, offset, data) not written
         self._size = 2  # of the items' compact JSON as a list: "[]" and commas
         self.all_literal = True
+        self.tuples = False  # a literal output holds a tuple (an "R" entry)
         self.count = 0
 
     def put(self, index: int, ref: ValueRef) -> None:
         """Record item ``index``'s output (at most once per index)."""
-        if isinstance(ref, Literal):
+        if isinstance(ref, Literal) and not tuple_paths(ref.value):
             data = b"L" + _encode(ref.value).encode("ascii")
+        elif isinstance(ref, Literal):  # its tuples are in its encoding, not in JSON text
+            self.tuples = True
+            data = b"R" + _encode(encode_ref(ref)).encode("ascii")
         else:
             self.all_literal = False
             data = b"R" + _encode(encode_ref(ref)).encode("ascii")
@@ -137,7 +141,8 @@ class ResultSpool:
         """The list of the ``count`` items' outputs in order (None for an item without one):
         a literal when small, a JSON blob when every output is a literal, else a list of
         references."""
-        if self.all_literal and self._size + 4 * (count - self.count) > INLINE_LIMIT:
+        large = self._size + 4 * (count - self.count) > INLINE_LIMIT
+        if self.all_literal and large and not self.tuples:
             return artifacts.put_json_items(_Texts(self, count), name=name)
         refs: list[ValueRef] = []
         for entry in self._entries(count):
@@ -148,7 +153,10 @@ class ResultSpool:
             else:
                 refs.append(decode_ref(json.loads(entry[1:])))
         if all(isinstance(r, Literal) for r in refs):
-            return Literal([r.value for r in refs])  # type: ignore[union-attr]
+            values = [r.value for r in refs]  # type: ignore[union-attr]
+            if large:  # items holding tuples: stored as the store stores such a list
+                return artifacts.put(values, name=name)
+            return Literal(values)
         return RefList(tuple(refs))
 
 

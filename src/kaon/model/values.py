@@ -7,6 +7,8 @@ A step's outputs are a mapping ``name -> ValueRef``. A small JSON value is kept 
 model just to hand it from one step to the next: workers resolve references themselves.
 
 All of these encode to plain JSON (:func:`encode_ref`, :func:`decode_ref`) for the state store.
+A literal may hold tuples (a step returned ``(1, 2)``): its encoding lists where they are
+(:func:`tuple_paths`), so that it decodes to the value the step returned, not to lists.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ RETURN = "return"  # the output name of a step that returned something other tha
 @by_fields
 @dataclass(frozen=True, slots=True)
 class Literal:
-    """A small JSON value kept inline in the state store."""
+    """A small JSON value kept inline in the state store (tuples included, kept as tuples)."""
 
     value: Any
 
@@ -85,14 +87,85 @@ def select(ref: ValueRef, key: str | int) -> ValueRef | None:
         value = ref.value
         if isinstance(value, Mapping) and isinstance(key, str) and key in value:
             return Literal(value[key])
-        if isinstance(value, list) and isinstance(key, int) and -len(value) <= key < len(value):
+        if (
+            isinstance(value, list | tuple)
+            and isinstance(key, int)
+            and -len(value) <= key < len(value)
+        ):
             return Literal(value[key])
     return None
+
+
+Path = list[str | int]
+"""Where a part of a JSON value is: the keys and indexes leading to it from the top."""
+
+
+def tuple_paths(value: Any) -> list[Path]:
+    """Where the tuples inside the JSON value ``value`` are (``[]`` for ``value`` itself),
+    outermost first; empty for a value without tuples (a scalar costs one type check)."""
+    found: list[Path] = []
+    if type(value) in _CONTAINERS:
+        _find_tuples(value, [], found)
+    return found
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def _find_tuples(value: Any, path: Path, found: list[Path]) -> None:
+    kind = type(value)
+    if kind is tuple:
+        found.append(list(path))
+    if kind is dict:
+        items: Any = value.items()
+    elif kind is list or kind is tuple:
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        if type(item) in _CONTAINERS:
+            path.append(key)
+            _find_tuples(item, path, found)
+            path.pop()
+
+
+def with_tuples(value: Any, paths: list[Path]) -> Any:
+    """``value`` (decoded JSON) with the lists at ``paths`` (:func:`tuple_paths`) made tuples
+    again. Raises ValueError when a path does not lead to a list."""
+    if not paths:
+        return value
+    inner: dict[str | int, list[Path]] = {}
+    whole = False
+    for path in paths:
+        if not path:
+            whole = True
+        else:
+            inner.setdefault(path[0], []).append(path[1:])
+    if inner:
+        if isinstance(value, dict):
+            value = dict(value)
+        elif isinstance(value, list | tuple):
+            value = list(value)
+        else:
+            raise ValueError(f"tuple paths {paths!r:.80} go through a {type(value).__name__}")
+        for key, rest in inner.items():
+            try:
+                value[key] = with_tuples(value[key], rest)
+            except (KeyError, IndexError, TypeError):
+                raise ValueError(f"tuple path through {key!r} leads nowhere") from None
+    if whole:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"a tuple path leads to a {type(value).__name__}, not a list")
+        return tuple(value)
+    return value
 
 
 def encode_ref(ref: ValueRef) -> Any:
     """Encode a reference as JSON-able data (the inverse of :func:`decode_ref`)."""
     if isinstance(ref, Literal):
+        tuples = tuple_paths(ref.value)
+        if tuples:  # JSON holds them as lists: say which were tuples
+            return {"t": "lit", "v": ref.value, "tu": tuples}
         return {"t": "lit", "v": ref.value}
     if isinstance(ref, ArtifactRef):
         data: dict[str, Any] = {"t": "art", "h": ref.hash, "s": ref.serializer, "n": ref.size}
@@ -112,7 +185,8 @@ def decode_ref(data: Any) -> ValueRef:
         raise ValueError(f"not an encoded value reference: {data!r:.80}")
     tag = data["t"]
     if tag == "lit":
-        return Literal(data.get("v"))
+        tuples = data.get("tu")
+        return Literal(with_tuples(data.get("v"), tuples) if tuples else data.get("v"))
     if tag == "art":
         return ArtifactRef(
             hash=data["h"],

@@ -147,9 +147,19 @@ def _ipc_dir(executed: str) -> str:
 
 
 def _is_json(value: Any) -> bool:
-    from kaon.artifacts.jsonable import normalize_json
+    from kaon.artifacts.jsonable import is_literal_json
 
-    return normalize_json(value)[0]
+    return is_literal_json(value)
+
+
+def _as_lists(value: Any) -> Any:
+    """A JSON value with its tuples (an upstream step's ``(2, 3)``) as lists: papermill
+    injects JSON types, and wrote a tuple as the string ``"(2, 3)"``."""
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_lists(v) for v in value]
+    return value
 
 
 def _split_inputs(
@@ -163,7 +173,7 @@ def _split_inputs(
         if isinstance(value, pathlib.PurePath):
             parameters[name] = str(value)
         elif _is_json(value):
-            parameters[name] = value
+            parameters[name] = _as_lists(value)  # papermill writes a tuple as a string
         else:
             pickled[name] = value
     return parameters, pickled

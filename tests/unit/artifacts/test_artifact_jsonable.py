@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kaon.artifacts.jsonable import dumps_compact, inline_json, normalize_json
+from kaon.artifacts.jsonable import dumps_compact, inline_json, is_literal_json, is_plain_json
 
 json_values = st.recursive(
     st.none()
@@ -24,10 +24,7 @@ json_values = st.recursive(
 
 @given(value=json_values, limit=st.integers(min_value=0, max_value=400))
 def test_inline_iff_compact_json_fits(value: Any, limit: int) -> None:
-    inline, normal = inline_json(value, limit)
-    assert inline == (len(dumps_compact(value)) <= limit)
-    if inline:
-        assert normal == value
+    assert inline_json(value, limit) == (len(dumps_compact(value)) <= limit)
 
 
 def test_rejects_non_json_exact_types() -> None:
@@ -35,21 +32,23 @@ def test_rejects_non_json_exact_types() -> None:
         pass
 
     for value in (MyStr("x"), {1: 2}, {"a": {1, 2}}, b"bytes", float("nan"), [float("-inf")]):
-        assert inline_json(value, 10_000) == (False, None)
-        assert normalize_json(value) == (False, None)
+        assert not inline_json(value, 10_000)
+        assert not is_plain_json(value)
+        assert not is_literal_json(value)
 
 
-def test_normalizes_tuples_without_copying_otherwise() -> None:
-    plain = {"a": [1, 2]}
-    assert normalize_json(plain)[1] is plain
-    assert normalize_json({"a": (1, (2,))}) == (True, {"a": [1, [2]]})
+def test_tuples_are_literal_json_not_plain_json() -> None:
+    value = {"a": (1, (2,))}
+    assert inline_json(value, 10_000)
+    assert is_literal_json(value)
+    assert not is_plain_json(value)  # its JSON text gives lists back
 
 
 def test_too_deep_is_not_json() -> None:
     deep: Any = 1
     for _ in range(150):
         deep = [deep]
-    assert normalize_json(deep) == (False, None)
+    assert not is_literal_json(deep)
     json.dumps(deep)  # json itself could, but we send such values to a blob
 
 

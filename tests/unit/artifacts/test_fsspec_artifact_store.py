@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import os
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from kaon.artifacts.base import INLINE_LIMIT
 from kaon.artifacts.fsspec_store import FsspecArtifactStore
 from kaon.errors import ArtifactError, CorruptArtifactError, SerializationError
-from kaon.model.values import ArtifactRef, Literal, RefDict, RefList
+from kaon.model.values import ArtifactRef, Literal, RefDict, RefList, decode_ref, encode_ref
 
 
 class Color(enum.IntEnum):
@@ -62,8 +63,10 @@ def test_small_json_values_are_literals(local_store: FsspecArtifactStore, value:
     assert list(local_store.iter_blobs()) == []
 
 
-def test_tuples_are_inlined_as_lists(local_store: FsspecArtifactStore) -> None:
-    assert local_store.put((1, (2, 3), {"k": (4,)})) == Literal([1, [2, 3], {"k": [4]}])
+def test_tuples_are_inlined_as_tuples(local_store: FsspecArtifactStore) -> None:
+    value = (1, (2, 3), {"k": (4,)}, [5])
+    assert local_store.put(value) == Literal(value)
+    assert local_store.get(decode_ref(json.loads(json.dumps(encode_ref(Literal(value)))))) == value
 
 
 def test_inline_limit_is_the_compact_json_size(local_store: FsspecArtifactStore) -> None:

@@ -266,3 +266,46 @@ def regions() -> Any:
     import pandas
 
     return pandas.DataFrame({"region": ["eu", "us"], "rows": [3, 4]})
+
+
+def tuples(n: int = 2) -> dict[str, Any]:
+    """Outputs holding tuples: whole, inside a list, inside a dict."""
+    return {"shape": (n, 3), "nested": [(1, "a"), {"k": (n,)}], "plain": [n]}
+
+
+def as_sequence(values: list[Any], kind: str) -> Any:
+    """``values`` as a ``tuple`` or as a ``list``."""
+    return tuple(values) if kind == "tuple" else list(values)
+
+
+def typed(value: Any, state: str = "", name: str = "") -> str:
+    """The ``repr`` of the value received (its containers' types show in it)."""
+    if state:
+        _mark(state, name or "typed")
+    return repr(value)
+
+
+def exotic() -> dict[str, Any]:
+    """Outputs of types JSON does not have."""
+    import dataclasses
+    import datetime
+    import decimal
+
+    import numpy
+
+    @dataclasses.dataclass(frozen=True)
+    class Point:
+        x: int
+
+    return {
+        "bytes": b"\x00x",
+        "when": datetime.datetime(2026, 1, 2, 3, 4, 5),
+        "day": datetime.date(2026, 1, 2),
+        "money": decimal.Decimal("1.10"),
+        "frozen": frozenset({1, 2}),
+        "small": numpy.float32(1.5),
+        "count": numpy.int64(3),
+        "path": Path("/nowhere/x"),
+        "point": Point(1),
+        "tuple_of": (b"a", decimal.Decimal("2")),
+    }

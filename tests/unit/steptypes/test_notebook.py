@@ -298,3 +298,15 @@ def test_numpy_numbers_are_injected_as_parameters() -> None:
     assert parameters == {"n": 3, "f": 0.5, "b": False}
     assert [type(v) for v in parameters.values()] == [int, float, bool]
     assert list(pickled) == ["t"]
+
+
+def test_a_tuple_input_is_injected_as_a_list() -> None:
+    # A tuple reaches a step as a tuple; papermill, which injects JSON types, wrote one as
+    # the string "(2, 3)".
+    from papermill.translators import PythonTranslator
+
+    from kaon.steptypes.notebook import _split_inputs
+
+    parameters, pickled = _split_inputs({}, {"shape": (2, 3), "nested": {"k": [(1, "a")]}})
+    assert parameters == {"shape": [2, 3], "nested": {"k": [[1, "a"]]}} and not pickled
+    assert PythonTranslator.translate(parameters["shape"]) == "[2, 3]"
