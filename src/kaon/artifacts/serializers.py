@@ -58,6 +58,7 @@ from typing import IO, Any, Protocol
 
 import cloudpickle
 
+from kaon.artifacts import _stable_pickle as _stable
 from kaon.artifacts.jsonable import dumps_compact, is_plain_json
 from kaon.errors import KaonError, SerializationError
 
@@ -497,14 +498,57 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     name: loading takes the class of the file's module when the loading process has it.
     Pickled by value only, an object returned by a step and read in another process (the
     next step on another worker, a cached output in the next run, a client) had a class
-    of its own there: ``mode is Mode.TRAIN`` and ``isinstance(cfg, Config)`` were False."""
+    of its own there: ``mode is Mode.TRAIN`` and ``isinstance(cfg, Config)`` were False.
+
+    Equal values pickle to equal bytes in every process (see :mod:`._stable_pickle`): sets
+    in a stable order, classes written by value under an id derived from their content. A
+    set's or such a class's pickle differed per process, so a cacheable step reading one
+    missed the cache at every run."""
+
+    def __init__(self, file: IO[bytes], protocol: int = cloudpickle.DEFAULT_PROTOCOL) -> None:
+        super().__init__(file, protocol=protocol)
+        self.canonical_memo = _stable.Memo()
+
+    def canonical(self, value: Any) -> Any:
+        """``value`` with its sets in a stable order (see :func:`_stable.canonical`)."""
+        return _stable.canonical(value, self.canonical_memo, _stable_bytes)
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, type):
-            origin = _user_class_origin(obj)
-            if origin is not None:
-                return _load_user_class, (*origin, cloudpickle.dumps(obj))
+            if not _stable.written_by_value(obj):
+                origin = _user_class_origin(obj)
+                if origin is not None:
+                    return _load_user_class, (*origin, _class_by_value(obj))
+            reduced = super().reducer_override(obj)
+            return _stable.stable_class_reduce(obj, reduced, _stable_bytes, self.canonical)
+        # A type with a reducer of its own (copyreg's, cloudpickle's) is left to it.
+        plain = (
+            None
+            if type(obj) in self.dispatch_table
+            else _stable.plain_object_reduce(obj, self.proto)
+        )
+        if plain is not None:
+            if len(plain) > 2 and plain[2] is not None:
+                state = self.canonical(plain[2])
+                if state is not plain[2]:
+                    return (*plain[:2], state, *plain[3:])
+            return plain
         return super().reducer_override(obj)
+
+
+def _stable_bytes(value: Any) -> bytes:
+    """The blob bytes of ``value`` (sets in a stable order: how a set's elements are sorted)."""
+    buffer = io.BytesIO()
+    pickler = _Pickler(buffer)
+    pickler.dump(pickler.canonical(value))
+    return buffer.getvalue()
+
+
+def _class_by_value(cls: type) -> bytes:
+    """The pickle of the workflow file's class ``cls`` by value (its copy for a process
+    without the file's module)."""
+    with _stable.writing_by_value(cls):
+        return _stable_bytes(cls)
 
 
 class PickleSerializer:
@@ -528,7 +572,8 @@ class PickleSerializer:
 
     def dump(self, value: Any, file: IO[bytes]) -> None:
         """Pickle into ``file`` (the bytes :meth:`dumps` returns)."""
-        _Pickler(file, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
+        pickler = _Pickler(file)
+        pickler.dump(pickler.canonical(value))
 
     def load(self, file: IO[bytes], hash_: str) -> Any:
         """Unpickle ``file`` (trusted data only: blobs are written by Kaon)."""

@@ -309,3 +309,24 @@ def exotic() -> dict[str, Any]:
         "point": Point(1),
         "tuple_of": (b"a", decimal.Decimal("2")),
     }
+
+
+class Tagged:
+    """A workflow-defined class (pickled by value: its file is a workflow's own)."""
+
+    def __init__(self, name: str, tags: set[str]) -> None:
+        self.name = name
+        self.tags = tags
+
+
+def tagged(n: int = 3) -> dict[str, Any]:
+    """A set of strings and an object of this file's class holding one."""
+    words = {f"word{i}" for i in range(n)}
+    return {"words": words, "object": Tagged("t", words | {"extra"})}
+
+
+def sized(value: Any, state: str = "", name: str = "") -> int:
+    """How many tags or words ``value`` holds."""
+    if state:
+        _mark(state, name or "sized")
+    return len(value.tags if isinstance(value, Tagged) else value)
