@@ -12,8 +12,9 @@ A cacheable step's **cache key** is the sha256 of its components:
 * ``config`` -- the step type's configuration (for Python steps: the function's qualified
   name, not where its file lives);
 * ``inputs.<name>`` -- each resolved input: a small value's canonical JSON (with where its
-  tuples are, if any), an artifact's content hash (so the same data produced by another run
-  or step hits the cache);
+  tuples are, if any; in its own key order when a dict's keys are not sorted: a step
+  iterating it computes from that order), an artifact's content hash (so the same data
+  produced by another run or step hits the cache);
 * ``version`` -- the step's ``cache_version``, bumped by hand to force a miss;
 * ``group`` -- on a server, the owner group of the run's workflow (absent for none): groups
   never reuse, nor replace, each other's entries. The fingerprint does not cover everything
@@ -69,12 +70,26 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _keys_sorted(value: Any) -> bool:
+    """Whether every dict in the JSON value ``value`` has its keys in sorted order (its
+    canonical JSON then says all there is to say about it)."""
+    kind = type(value)
+    if kind is dict:
+        keys = list(value)
+        return keys == sorted(keys) and all(_keys_sorted(v) for v in value.values())
+    if kind is list or kind is tuple:
+        return all(_keys_sorted(v) for v in value)
+    return True
+
+
 def digest(ref: ValueRef) -> str:
     """A content digest of a value reference (no blob is read)."""
     if isinstance(ref, ArtifactRef):
         return f"sha256:{ref.hash}"
     if isinstance(ref, Literal):
         text = _canonical(ref.value)
+        if not _keys_sorted(ref.value):  # a step iterating it sees this order
+            text = "ordered:" + json.dumps(ref.value, separators=(",", ":"), default=str)
         tuples = tuple_paths(ref.value)
         if tuples:  # (1, 2) is not [1, 2] to the step that reads it
             text += "|tuples=" + _canonical(tuples)
@@ -82,7 +97,10 @@ def digest(ref: ValueRef) -> str:
         text = "[" + ",".join(digest(r) for r in ref.items) + "]"
     else:
         assert isinstance(ref, RefDict)
-        text = "{" + ",".join(f"{k}={digest(r)}" for k, r in sorted(ref.items.items())) + "}"
+        keys = list(ref.items)
+        ordered = "" if keys == sorted(keys) else "ordered:"  # as a literal's (see above)
+        pairs = ref.items.items() if ordered else sorted(ref.items.items())
+        text = ordered + "{" + ",".join(f"{k}={digest(r)}" for k, r in pairs) + "}"
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -330,3 +330,15 @@ def sized(value: Any, state: str = "", name: str = "") -> int:
     if state:
         _mark(state, name or "sized")
     return len(value.tags if isinstance(value, Tagged) else value)
+
+
+def key_order(value: dict[str, Any], state: str = "", name: str = "") -> list[str]:
+    """The keys of ``value`` in the order the step sees them."""
+    if state:
+        _mark(state, name or "key_order")
+    return list(value)
+
+
+def reordered(keys: list[str]) -> dict[str, int]:
+    """A mapping with ``keys`` in that order (one ``return`` value: it is not named outputs)."""
+    return {"mapping": {key: len(key) for key in keys}}

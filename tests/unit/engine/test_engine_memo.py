@@ -13,7 +13,7 @@ from kaon.model.cache_policy import CachePolicy
 from kaon.model.params import bind_params
 from kaon.model.specs import ForeachSpec, GraphSpec, ParamSpec, ParamType, StepDefaults
 from kaon.model.status import RunStatus, StepStatus
-from kaon.model.values import ArtifactRef, Literal, RefList
+from kaon.model.values import ArtifactRef, Literal, RefDict, RefList
 from kaon.steptypes.fingerprint import code_fingerprint
 
 
@@ -168,7 +168,13 @@ def test_lineage_records_blobs_and_their_inputs(inline: Harness) -> None:
 
 
 def test_digest_is_content_based() -> None:
-    assert digest(Literal({"a": 1, "b": 2})) == digest(Literal({"b": 2, "a": 1}))
+    assert digest(Literal({"a": 1, "b": 2})) == digest(Literal({"a": 1, "b": 2}))
+    # A step iterating the mapping sees another order: not the same input.
+    assert digest(Literal({"a": 1, "b": 2})) != digest(Literal({"b": 2, "a": 1}))
+    blob = ArtifactRef("ab", "pickle", 3)
+    assert digest(RefDict({"a": blob, "b": Literal(1)})) != digest(
+        RefDict({"b": Literal(1), "a": blob})
+    )
     assert digest(ArtifactRef("ab", "pickle", 3)) == "sha256:ab"
     assert digest(RefList((Literal(1),))) != digest(Literal([1]))
 

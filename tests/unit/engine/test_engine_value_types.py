@@ -92,3 +92,26 @@ def test_values_json_has_no_type_for_keep_theirs(harness: Harness) -> None:
         "tuple_of": "(b'a', Decimal('2'))",
     }
     assert harness.value(run_id, "see_point").endswith("Point(x=1)")
+
+
+def test_a_dicts_key_order_is_in_the_cache_key(inline: Harness) -> None:
+    """A step iterating a mapping computes from its order: two runs whose mapping differs
+    only in order reused one result (the key hashed the mapping with sorted keys)."""
+
+    def spec(keys: list[str]) -> object:
+        return flow(
+            task("made", "reordered", inputs={"keys": keys}),
+            task(
+                "use",
+                "key_order",
+                inputs={"value": E("steps.made.mapping"), "state": str(inline.state)},
+                cache=True,
+            ),
+        )
+
+    keys = ["zeta", "a", "mm"]
+    for order in (keys, list(reversed(keys)), keys, sorted(keys)):
+        status, run_id = inline.run(spec(order))  # type: ignore[arg-type]
+        assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+        assert inline.value(run_id, "use") == order
+    assert inline.count("key_order") == 3  # the third run reused the first's
