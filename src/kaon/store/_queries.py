@@ -20,6 +20,7 @@ from itertools import product
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from kaon.model.status import RUN_ACTIVE, RUN_TERMINAL, StepStatus
@@ -76,8 +77,33 @@ def _json_like(column: Any) -> Any:
     """A JSON ``column`` holds a string (a value or a key) containing the text of a search,
     ignoring case: its JSON text contains ``:json_pattern``, the text escaped as the store
     writes a JSON string (see :func:`kaon.store._lite.text_patterns`), so that ``ü``, ``"``
-    or ``\\`` match as written (and ``\\u00fc``, how SQLite keeps ``ü``, does not find it)."""
-    return sa.cast(column, sa.Text).ilike(_bind("json_pattern"), escape="/")
+    or ``\\`` match as written (and ``\\u00fc``, how SQLite keeps ``ü``, does not find it).
+    A user's value (``json`` on PostgreSQL: the text as the client wrote it, ``ü`` escaped)
+    is searched in jsonb's rendering there, as every other JSON column is."""
+    text = _JsonbText(column) if isinstance(column.type, t.JsonValue.__class__) else column
+    return sa.cast(text, sa.Text).ilike(_bind("json_pattern"), escape="/")
+
+
+class _JsonbText(sa.sql.expression.ColumnElement[Any]):
+    """A ``json`` column read as ``jsonb`` on PostgreSQL; the column itself elsewhere."""
+
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+        self.type = column.type
+
+    _traverse_internals = [("column", sa.sql.visitors.InternalTraversal.dp_clauseelement)]
+
+
+@compiles(_JsonbText)
+def _jsonb_text(element: _JsonbText, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)  # type: ignore[no-any-return]
+
+
+@compiles(_JsonbText, "postgresql")
+def _jsonb_text_pg(element: _JsonbText, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.column, **kw)} AS JSONB)"
 
 
 # -- definitions and runs ------------------------------------------------------------------

@@ -40,8 +40,27 @@ class _Json(sa.types.TypeDecorator[Any]):
         return dialect.type_descriptor(sa.JSON(none_as_null=True))
 
 
+class _JsonValue(_Json):
+    """A user's value (run parameters, step outputs, a workflow's constants): JSON, ``json``
+    on PostgreSQL, which keeps the document's text as written, as SQLite does. ``jsonb``
+    keeps keys in its own order (shorter keys first), so a step iterating a mapping
+    parameter saw ``{"zeta": 1, "a": 2}`` as ``{"a": 2, "zeta": 1}`` on PostgreSQL only.
+    Nothing in SQL reads inside these documents (a search casts them to text)."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSON
+
+            return dialect.type_descriptor(JSON(none_as_null=True))
+        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+
+
 # JSON documents; SQL NULL for Python None.
 Json = _Json()
+# A user's value, its key order kept on every backend (see _JsonValue).
+JsonValue = _JsonValue()
 # Autoincrement ids: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Time: sa.Double[float] = sa.Double()
@@ -51,7 +70,7 @@ definitions = sa.Table(
     metadata,
     sa.Column("hash", sa.String(), primary_key=True),
     sa.Column("name", sa.String(), nullable=False),
-    sa.Column("spec", Json, nullable=False),
+    sa.Column("spec", JsonValue, nullable=False),
     sa.Column("source", sa.Text(), nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_definitions_name", "name"),
@@ -74,7 +93,7 @@ runs = sa.Table(
     sa.Column("workflow", sa.String(), nullable=False),
     sa.Column("definition_hash", sa.String(), nullable=False),
     sa.Column("status", sa.String(), nullable=False),
-    sa.Column("params", Json, nullable=False),
+    sa.Column("params", JsonValue, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("started_at", Time),
     sa.Column("ended_at", Time),
@@ -138,10 +157,10 @@ step_runs = sa.Table(
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("parent_id", sa.Integer()),
     sa.Column("index", sa.Integer()),
-    sa.Column("item", Json),
+    sa.Column("item", JsonValue),
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("platform_attempts", sa.Integer(), nullable=False),
-    sa.Column("outputs", Json),
+    sa.Column("outputs", JsonValue),
     sa.Column("error", Json),
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("created_at", Time, nullable=False),
@@ -248,7 +267,7 @@ commands = sa.Table(
     sa.Column("id", AutoId, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("kind", sa.String(), nullable=False),
-    sa.Column("payload", Json, nullable=False),
+    sa.Column("payload", JsonValue, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("by", sa.String(), nullable=False),
     sa.Column("done_at", Time),
@@ -282,7 +301,7 @@ cache_entries = sa.Table(
     sa.Column("path", sa.String(), nullable=False),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("step_run_id", sa.Integer(), nullable=False),
-    sa.Column("outputs", Json, nullable=False),
+    sa.Column("outputs", JsonValue, nullable=False),
     sa.Column("components", Json, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_cache_entries_step", "workflow", "step_id", "created_at"),
@@ -332,7 +351,7 @@ signals = sa.Table(
     metadata,
     sa.Column("id", AutoId, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(), nullable=False),
-    sa.Column("params", Json, nullable=False),
+    sa.Column("params", JsonValue, nullable=False),
     sa.Column("at", Time, nullable=False),
     sa.Column("by", sa.String(), nullable=False),
     sa.Column("source_run_id", sa.String()),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from kaon.store.schema import AutoId, Json, Time, metadata
+from kaon.store.schema import AutoId, Json, JsonValue, Time, metadata
 
 trigger_state = sa.Table(
     "trigger_state",
@@ -38,7 +38,7 @@ trigger_firings = sa.Table(
     sa.Column("run_id", sa.String(), nullable=False),
     # claimed (run not yet created) | created | finished (its run is terminal) | dropped
     sa.Column("status", sa.String(), nullable=False),
-    sa.Column("params", Json, nullable=False),
+    sa.Column("params", JsonValue, nullable=False),
     sa.Column("labels", Json, nullable=False),
     sa.Column("due_at", Time, nullable=False),
     sa.Column("created_at", Time, nullable=False),
@@ -59,8 +59,8 @@ backfills = sa.Table(
     sa.Column("start_at", Time, nullable=False),
     sa.Column("end_at", Time, nullable=False),
     sa.Column("concurrency", sa.Integer(), nullable=False),
-    sa.Column("params", Json, nullable=False),
-    sa.Column("slot_params", Json, nullable=False),
+    sa.Column("params", JsonValue, nullable=False),
+    sa.Column("slot_params", JsonValue, nullable=False),
     # running | finished (every slot's run finished) | cancelled
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("total", sa.Integer(), nullable=False),

@@ -1,0 +1,56 @@
+"""A user's values keep their key order on PostgreSQL: ``json``, not ``jsonb``, for run
+parameters, step outputs and items, cached outputs, a workflow's spec, signal and command
+payloads, and trigger parameters.
+
+``jsonb`` stores an object's keys in its own order (shorter keys first), so a step
+iterating a mapping parameter (``{"zeta": 1, "a": 2}``) saw another order on PostgreSQL
+than on SQLite, and than the user gave. ``json`` keeps the text as written. No statement
+reads inside these documents (a search casts them to text). SQLite is unchanged (its JSON
+is the text the store wrote).
+
+Revision ID: 0021_user_values_as_json
+Revises: 0020_runs_claim_order
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision: str = "0021_user_values_as_json"
+down_revision: str | None = "0020_runs_claim_order"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+COLUMNS = (
+    ("definitions", "spec"),
+    ("runs", "params"),
+    ("step_runs", "item"),
+    ("step_runs", "outputs"),
+    ("commands", "payload"),
+    ("cache_entries", "outputs"),
+    ("signals", "params"),
+    ("trigger_firings", "params"),
+    ("backfills", "params"),
+    ("backfills", "slot_params"),
+)
+
+
+def _retype(kind: str) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table, column in COLUMNS:
+        op.execute(
+            f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {kind} USING "{column}"::{kind}'
+        )
+
+
+def upgrade() -> None:
+    """The columns become ``json`` on PostgreSQL (a rewrite of each table: the order of
+    rows written before is jsonb's, as it was)."""
+    _retype("json")
+
+
+def downgrade() -> None:
+    """Back to ``jsonb``."""
+    _retype("jsonb")
