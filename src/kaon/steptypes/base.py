@@ -110,13 +110,17 @@ class StepType(ABC):
         file = config.get("file")
         if not isinstance(file, str) or not file:
             canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
-            return hashlib.sha256(canonical.encode()).hexdigest()
+            digest = hashlib.sha256(canonical.encode()).hexdigest()
+            reads = self.context_reads(canonical.encode())  # inline code (an R step's)
+            return CodeFingerprint(digest=digest, context_reads=reads) if reads else digest
         from kaon.steptypes._deps import code_dependencies
         from kaon.steptypes._protocol import resolve_file
 
         path = resolve_file(config, "file")
         with open(path, "rb") as handle:
-            content = hashlib.sha256(handle.read()).hexdigest()
+            text = handle.read()
+        content = hashlib.sha256(text).hexdigest()
+        texts = [text]
         name = file if not os.path.isabs(file) else os.path.basename(file)
         portable = {k: v for k, v in config.items() if k not in ("file", "base_dir")}
         portable["file"] = {"name": name, "sha256": content}
@@ -126,10 +130,31 @@ class StepType(ABC):
         folder = os.path.dirname(os.path.realpath(path))
         for dependency in code_dependencies(path):
             with open(dependency, "rb") as handle:
-                read = hashlib.sha256(handle.read()).hexdigest()
+                texts.append(handle.read())
+            read = hashlib.sha256(texts[-1]).hexdigest()
             relative = os.path.relpath(dependency, folder)
             portable[f"reads {relative}"] = read
             parts[f"file {relative}"] = read[:16]
         canonical = json.dumps(portable, sort_keys=True, default=str, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()
-        return CodeFingerprint(digest=digest, parts=parts, config=f"sha256:{digest}")
+        reads = self.context_reads(*texts)
+        return CodeFingerprint(
+            digest=digest, parts=parts, config=f"sha256:{digest}", context_reads=reads
+        )
+
+    # What this step type's code calls to read a run fact besides its environment variable
+    # (an R script's ``kaon_params()``), each with the fact it reads.
+    fact_readers: ClassVar[Mapping[bytes, str]] = {}
+
+    def context_reads(self, *texts: bytes) -> tuple[str, ...]:
+        """The run facts (:data:`CONTEXT_FACTS`) the step's code ``texts`` (its file and the
+        files it reads as code, or its inline code) read: by environment variable
+        (``KAON_PARAMS``, ``KAON_ITEM``...: a notebook's ``os.environ``, an R script's
+        ``Sys.getenv``) or by a :attr:`fact_readers` call. Their values join the step's cache
+        key, as a Python step's ``kaon.context().params`` does. A text that merely names one
+        (a comment) costs a miss when that fact changes, never a stale hit."""
+        found = set(facts_named(*texts))
+        found.update(
+            fact for reader, fact in self.fact_readers.items() if any(reader in t for t in texts)
+        )
+        return tuple(fact for fact in CONTEXT_FACTS if fact in found)

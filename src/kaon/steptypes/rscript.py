@@ -157,6 +157,8 @@ class RStepType(StepType):
     """Runs an R script with ``Rscript``; outputs come from ``kaon_output()`` and friends."""
 
     name: ClassVar[str] = "r"
+    # ``kaon_params()`` reads $KAON_PARAMS (R_HELPERS): a script calling it reads the params.
+    fact_readers: ClassVar[Mapping[bytes, str]] = {b"kaon_params": "params"}
 
     def validate(self, config: Mapping[str, Any], location: Location) -> list[Problem]:
         """Check: exactly one of ``file`` (an existing file) and ``code``; ``args`` a list of
