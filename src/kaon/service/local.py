@@ -203,10 +203,13 @@ class LocalService:
 
         ``on_engine`` receives the engine before it starts, so a caller can stop it from a
         signal handler; the run then stays running, to be resumed. ``listener`` receives the
-        events this engine commits (never earlier ones: ``after_event`` is for
-        :meth:`follow`'s signature).
+        run's events after event ``after_event`` that were committed before this engine
+        starts (read from the store: the ``run pending`` of its creation or restart, as a
+        server's feed starts with it), then those this engine commits, as it commits them.
         """
         self._check_executor(self.store.get_run(run_id))
+        if listener is not None:  # no engine drives the run yet: nothing commits meanwhile
+            self._hand_committed(run_id, after_event, listener)
         executor, self._executor = self._executor or self._step_executor(), None
         engine = Engine(
             self.store,
@@ -225,6 +228,17 @@ class LocalService:
             return engine.run_until_done(run_id)
         finally:
             engine.close()
+
+    def _hand_committed(self, run_id: str, after_event: int, listener: Listener) -> None:
+        """Hand ``listener`` the run's committed events after ``after_event``, in pages."""
+        cursor = after_event
+        while True:
+            events = self.store.events(run_id, after_id=cursor, limit=1000)
+            if events:
+                listener(events)
+                cursor = events[-1].id or cursor
+            if len(events) < 1000:
+                return
 
     def _pushed_code(self, spec: WorkflowSpec) -> WorkflowSpec:
         """``spec`` with a pushed version's code paths made this home's (a server's run

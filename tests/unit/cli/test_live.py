@@ -93,7 +93,7 @@ def test_run_off_a_terminal_prints_transitions_and_the_step_log_lines(kaon) -> N
     lines = out.splitlines()
     run_id = lines[0]
     said = [line.split(" ", 1)[1] for line in lines if re.match(STAMP + " ", line)]
-    assert said[0] == f"run {run_id} running"
+    assert said[:2] == [f"run {run_id} pending", f"run {run_id} running"]  # as on a server
     assert "crunch running" in said and "crunch 4/4 100%" in said
     assert [s for s in said if s.startswith("[crunch]")] == [
         f"[crunch] batch {n} done" for n in range(1, 5)
@@ -114,11 +114,26 @@ def test_run_events_is_ndjson_ending_with_the_result(kaon) -> None:  # type: ign
     assert {d["type"] for d in documents[:-1]} == {"event"}
     kinds = {d["kind"] for d in documents[:-1]}
     assert {"run", "step", "progress", "foreach"} <= kinds
-    assert all("id" not in d for d in documents[:-1])  # not yet numbered: not `"id": 0`
+    # The run's first event, committed when it was created, is read from the store (with
+    # its id); those the engine hands over as it commits them are not yet numbered.
+    assert documents[0]["kind"] == "run" and documents[0]["data"] == {"status": "pending"}
+    assert all("id" not in d for d in documents[1:-1])  # not `"id": 0`
     assert documents[-1]["type"] == "result" and documents[-1]["status"] == "succeeded"
     code, out, _ = kaon("run", f"{FLOWS}:nope", "--events")
     assert code == 2 and len(out.splitlines()) == 1
     assert json.loads(out)["error"]["type"] == "DefinitionError"
+
+
+def test_run_events_start_as_a_servers_feed_does(kaon) -> None:  # type: ignore[no-untyped-def]
+    """A server's feed of a run starts with ``run pending`` (committed when the run was
+    created); ``kaon run --events`` started with ``run running``: it showed only what its
+    engine committed."""
+    code, out, _ = kaon("run", f"{FLOWS}:crunching", "--events")
+    assert code == 0
+    documents = [json.loads(line) for line in out.splitlines()]
+    firsts = [(d["kind"], d["data"].get("status")) for d in documents[:2]]
+    assert firsts == [("run", "pending"), ("run", "running")]
+    assert documents[0]["id"] == 1 and documents[0]["run_id"] == documents[-1]["id"]
 
 
 def test_watch_follows_a_run_started_elsewhere_until_it_ends(
