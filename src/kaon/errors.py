@@ -134,7 +134,14 @@ class FencingError(LeaseError):
 
 class StoreUnavailableError(StoreError):
     """The store could not be reached or was busy (a dropped connection, a locked database,
-    a server restart): a transient failure, worth retrying. Nothing was committed."""
+    a server restart): a transient failure, worth retrying. Nothing was committed, except
+    for :class:`WriteOutcomeUnknownError`."""
+
+
+class WriteOutcomeUnknownError(StoreUnavailableError):
+    """A write's connection was lost after its commit was sent (a database restarted or a
+    network cut while it committed): the write may have been committed or not. Sending it
+    again could record its rows twice; read the store to learn what it holds instead."""
 
 
 class SystemFailure(KaonError):

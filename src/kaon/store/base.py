@@ -367,6 +367,10 @@ class WriteBatch:
     command_runs: dict[int, str] = field(default_factory=dict)  # run of each command done
     holds_released: list[HoldKey] = field(default_factory=list)  # attempts that ended
     fence: Fence | None = None
+    # Set by the store when a write of this batch lost its connection after sending its
+    # commit (WriteOutcomeUnknownError): if the next write of it meets its own rows (a
+    # duplicate key), the earlier one was committed, and that write returns as done.
+    maybe_written: bool = False
 
     def command_done(self, command_id: int, run_id: str, at: float) -> None:
         """Record that the engine carried out a command of ``run_id``."""
@@ -504,7 +508,12 @@ class StateStore(ABC):
 
     @abstractmethod
     def write(self, batch: WriteBatch) -> None:
-        """Commit everything in ``batch`` atomically, or nothing (raising StoreError)."""
+        """Commit everything in ``batch`` atomically, or nothing (raising StoreError).
+
+        Raises WriteOutcomeUnknownError (a StoreUnavailableError, to retry) when the
+        connection was lost once the commit was sent, and marks the batch
+        (``maybe_written``): writing it again is safe, a retry that finds its rows already
+        there returns as written instead of being rejected for a duplicate key."""
 
     # -- definitions and runs --------------------------------------------------------------
 

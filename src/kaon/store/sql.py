@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import re
 import sqlite3
 import threading
@@ -28,7 +29,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kaon.errors import FencingError, NotFoundError, StoreError, StoreUnavailableError
+from kaon.errors import (
+    FencingError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    WriteOutcomeUnknownError,
+)
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import _lite
 from kaon.store._lite import Key, LiteDatabase, like_pattern
@@ -92,6 +99,8 @@ from kaon.store.feed import FEED_LOCK_SQL, lock_feed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
 
 _PG_MIGRATION_LOCK = 0x6B616F6E  # "kaon": the advisory lock key that serialises migrations
 
@@ -379,7 +388,10 @@ class SQLStore(StateStore):
         ``WHERE id = :r AND owner = :o AND lease_epoch = :e`` (the rows locked until the
         commit on PostgreSQL): a lost lease raises :class:`FencingError` naming the lost
         runs, and nothing is written. Raises :class:`StoreUnavailableError` for a transient
-        failure (a dropped connection, a locked database) and :class:`StoreError` naming the
+        failure (a dropped connection, a locked database) before the commit was sent,
+        :class:`WriteOutcomeUnknownError` when PostgreSQL's connection was lost after it
+        (the batch may be committed; a retry that then meets the batch's own rows returns
+        as written), and :class:`StoreError` naming the
         table when a row is rejected (a duplicate key, an update of a row that does not
         exist, an unknown field, a value that is not JSON).
         """
@@ -394,6 +406,7 @@ class SQLStore(StateStore):
                 fence_sql = self._compiled_key(("fence", self._dialect)).sql
                 plan.insert(0, ("runs", fence_sql, fence_rows(fence, ids), len(ids)))
         table = "?"
+        committing = False  # the commit was sent: a lost connection leaves its outcome unknown
         dbapi = self._dbapi
         try:
             lite = self._lite
@@ -414,6 +427,7 @@ class SQLStore(StateStore):
                     table = ", ".join(dict.fromkeys(step[0] for step in plan))
                     from kaon.store import _pg_write  # psycopg: an optional dependency
 
+                    committing = True
                     counts = _pg_write.write(cursor, plan)  # one round trip, committed
                 if ids and fence is not None and counts[0] != len(ids):
                     self._fenced_out(cursor, fence, ids)
@@ -424,12 +438,29 @@ class SQLStore(StateStore):
                             f"missing row(s) in table {table}; nothing in the batch was written"
                         )
         except dbapi.IntegrityError as error:
+            if batch.maybe_written and _duplicate(error):
+                # Its rows are there: the try whose answer was lost had been committed.
+                log.warning(
+                    "store %s: a write whose answer was lost had been committed; not written again",
+                    self._where,
+                )
+                batch.maybe_written = False
+                return
             raise StoreError(
                 f"store {self._where}: table {table} rejected a row (duplicate or missing "
                 f"key); nothing in the batch was written: {_cause(error)}"
             ) from error
         except (dbapi.Error, *self._errors) as error:
-            kind = StoreUnavailableError if _transient(error, dbapi) else StoreError
+            if not _transient(error, dbapi):
+                kind: type[StoreError] = StoreError
+            elif committing:  # SQLite rolls a failed commit back; a lost server may not have
+                batch.maybe_written = True
+                raise WriteOutcomeUnknownError(
+                    f"store {self._where}: the connection was lost while writing table "
+                    f"{table}; the batch may or may not have been written: {_cause(error)}"
+                ) from error
+            else:
+                kind = StoreUnavailableError
             raise kind(
                 f"store {self._where}: writing table {table} failed; nothing in the batch "
                 f"was written: {_cause(error)}"
@@ -1324,6 +1355,15 @@ def _cause(error: BaseException) -> str:
     module = kind.__module__.split(".")[0]
     name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
     return f"({name}) {' '.join(str(error).split())}"
+
+
+def _duplicate(error: BaseException) -> bool:
+    """Whether an integrity error is a unique key's violation (a row already there), not a
+    missing key or a failed check."""
+    original = getattr(error, "orig", error)
+    if isinstance(original, sqlite3.IntegrityError):
+        return "UNIQUE constraint" in str(original) or "PRIMARY KEY" in str(original)
+    return getattr(original, "sqlstate", None) == "23505"  # PostgreSQL's unique_violation
 
 
 def _transient(error: BaseException, dbapi: Any) -> bool:
