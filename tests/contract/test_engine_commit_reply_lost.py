@@ -14,7 +14,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,9 +112,26 @@ def _task(step_id: str, value: int, state: Path, needs: tuple[str, ...] = ()) ->
     return TaskSpec(id=step_id, config=config, inputs=inputs, needs=needs)  # type: ignore[arg-type]
 
 
+def _loses_a_step_run_insert(batch: WriteBatch) -> bool:
+    return any(r.path == "second" for r in batch.step_runs.values())
+
+
+def _loses_the_runs_end(batch: WriteBatch) -> bool:
+    return any(u.get("status") == RunStatus.SUCCEEDED for u in batch.run_updates.values())
+
+
+@pytest.mark.parametrize("loses", [_loses_a_step_run_insert, _loses_the_runs_end])
 def test_a_commit_whose_reply_was_lost_is_not_written_twice(
-    pg_cluster: PostgresCluster, pg_url: str, proxy: _Proxy, tmp_path: Path
+    pg_cluster: PostgresCluster,
+    pg_url: str,
+    proxy: _Proxy,
+    tmp_path: Path,
+    loses: Callable[[WriteBatch], bool],
 ) -> None:
+    """The step run insert's write was rejected as a duplicate and the run quarantined; the
+    run's last write (which releases its lease) was refused by its own fence, and the
+    runner raised FencingError ("taken over by another engine") for a run that had
+    succeeded; its events were recorded twice."""
     state = tmp_path / "state"
     state.mkdir()
     database = pg_url.rsplit("/", 1)[1]
@@ -130,7 +147,7 @@ def test_a_commit_whose_reply_was_lost_is_not_written_twice(
     write = store.write
 
     def write_then_lose_the_reply(batch: WriteBatch) -> None:
-        if not proxy.cut and any(r.path == "second" for r in batch.step_runs.values()):
+        if not proxy.cut and loses(batch):
             proxy.armed.set()  # this write commits; its answer is lost
         write(batch)
 

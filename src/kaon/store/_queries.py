@@ -656,6 +656,23 @@ def _step_events(by_kind: bool) -> Any:
 
 
 @_builder
+def _event_recorded() -> Any:
+    """The id of an event of ``:run_id`` of ``:kind`` at ``:at`` on ``:step_run_id`` (NULL:
+    the run's own), if one is stored: whether a batch holding it was committed
+    (ix_events_run: the run's events only)."""
+    return (
+        sa.select(_e.id)
+        .where(
+            _e.run_id == _bind("run_id"),
+            _e.kind == _bind("kind"),
+            _e.at == _bind("at", sa.Double()),
+            _e.step_run_id.is_not_distinct_from(_bind("step_run_id", sa.Integer())),
+        )
+        .limit(1)
+    )
+
+
+@_builder
 def _event_max(by_run: bool) -> Any:
     """The largest event id (of ``:run_id``)."""
     stmt = sa.select(sa.func.max(_e.id).label("n"))

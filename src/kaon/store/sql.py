@@ -397,6 +397,9 @@ class SQLStore(StateStore):
         """
         if not batch:
             return
+        if batch.maybe_written and self._committed_before(batch):
+            batch.maybe_written = False
+            return
         plan = self._plan(batch)  # encoded before the transaction: the lock is held briefly
         fence = batch.fence
         ids: list[str] = []
@@ -469,6 +472,29 @@ class SQLStore(StateStore):
             raise StoreError(
                 f"cannot store a row of table {table}; nothing in the batch was written: {error}"
             ) from error
+
+    def _committed_before(self, batch: WriteBatch) -> bool:
+        """Whether a write of ``batch`` whose answer was lost had been committed, as far as
+        its first event tells (a batch without one: False, and a retry that meets its rows
+        tells, see :meth:`write`); a fenced batch sent again after its commit would find
+        the leases it released gone, a batch of updates and events would add its events
+        twice."""
+        if not batch.events:
+            return False
+        event = batch.events[0]
+        found = self.query(
+            ("event_recorded",),
+            run_id=event.run_id,
+            kind=event.kind,
+            at=event.at,
+            step_run_id=event.step_run_id,
+        )
+        if found:
+            log.warning(
+                "store %s: a write whose answer was lost had been committed; not written again",
+                self._where,
+            )
+        return bool(found)
 
     def _fenced_out(self, cursor: Any, fence: Fence, ids: list[str]) -> None:
         """Raise FencingError naming the runs of ``ids`` whose lease the fence lost."""
