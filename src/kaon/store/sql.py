@@ -408,7 +408,7 @@ class SQLStore(StateStore):
             if ids:
                 fence_sql = self._compiled_key(("fence", self._dialect)).sql
                 plan.insert(0, ("runs", fence_sql, fence_rows(fence, ids), len(ids)))
-        table = "?"
+        table = ""  # the table being written, once the transaction has begun
         committing = False  # the commit was sent: a lost connection leaves its outcome unknown
         dbapi = self._dbapi
         try:
@@ -464,9 +464,12 @@ class SQLStore(StateStore):
                 ) from error
             else:
                 kind = StoreUnavailableError
+            # Before any table: the connection or the transaction's lock (another process
+            # holding the database's write lock, a server refusing connections).
+            doing = f"writing table {table}" if table else "beginning the write transaction"
             raise kind(
-                f"store {self._where}: writing table {table} failed; nothing in the batch "
-                f"was written: {_cause(error)}"
+                f"store {self._where}: {doing} failed; nothing in the batch was written: "
+                f"{_cause(error)}"
             ) from error
         except (TypeError, ValueError) as error:  # a driver that encodes JSON late
             raise StoreError(

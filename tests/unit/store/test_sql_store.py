@@ -12,6 +12,7 @@ import pytest
 
 from kaon.errors import StoreError, StoreUnavailableError
 from kaon.model.status import RunStatus, StepStatus
+from kaon.store import _lite
 from kaon.store._rows import update_groups
 from kaon.store.base import EventRecord, RunRecord, SignalRecord, StepRunRecord, WriteBatch
 from kaon.store.sql import SQLStore
@@ -84,6 +85,31 @@ def test_database_errors_become_store_errors(store: SQLStore, path: Path) -> Non
         store.get_run("r1")
     with pytest.raises(StoreError, match="acquiring a lease failed"):
         store.acquire_lease("r1", "me", 2.0)
+
+
+def test_a_write_that_cannot_begin_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holding the database's write lock: the engine logged "store ...:
+    writing table ? failed" while it retried, naming no table (none had been written yet)
+    nor what failed."""
+    monkeypatch.setattr(_lite, "BUSY_TIMEOUT_S", 0.05)  # read as connections are made
+    path = tmp_path / "kaon.db"
+    store = SQLStore(f"sqlite:///{path}")
+    try:
+        store.write(WriteBatch(runs=[RunRecord("r1", "wf", "h", RunStatus.RUNNING)]))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        try:
+            with pytest.raises(StoreUnavailableError) as caught:
+                store.write(_turn(1))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        message = str(caught.value)
+        assert "table ?" not in message
+        assert "beginning the write transaction failed" in message, message
+        assert "database is locked" in message, message
+    finally:
+        store.close()
 
 
 def test_unreachable_database_is_a_store_error_without_the_password() -> None:
