@@ -265,6 +265,12 @@ class Engine:
             )
         mark = time.monotonic()
         epoch = self.store.acquire_lease(run_id, self.owner, self.lease_ttl)
+        if epoch is None and record.owner == self.owner:
+            # This engine's own lease, which letting the run go could not release (the
+            # store failing then, see _let_go_for_now): it is still this engine's to take.
+            epoch = self.store.acquire_lease(
+                run_id, self.owner, self.lease_ttl, steal_from=self.owner
+            )
         if epoch is None and record.owner and owner_is_dead(record.owner):
             # Proof that the holder died (see kaon.engine.liveness): its lease is void.
             epoch = self.store.acquire_lease(

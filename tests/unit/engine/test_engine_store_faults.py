@@ -123,3 +123,38 @@ def test_a_runner_stopped_during_an_outage_leaves_its_run_to_resume_at_once(
     assert inline.drive(run_id, timeout=20) is RunStatus.SUCCEEDED
     assert time.monotonic() - started < 10  # not after the lease's 30 s
     assert inline.count("first") == 1
+
+
+def test_a_run_let_go_in_an_outage_is_taken_again_with_the_lease_it_kept(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store outage met while the engine applies an event lets the run go, to be loaded
+    again from the store; the store refusing the lease's release too, the lease stayed this
+    engine's, and `kaon run` loading the run again failed with LeaseError: "run R is being
+    run by <this engine> (its lease has not expired); kill it or wait". The engine takes its
+    own lease again and finishes the run."""
+    spec = flow(
+        task("first", "const", inputs={"value": 1, "state": str(inline.state), "name": "first"}),
+        task("last", "const", needs=("first",), inputs={"value": 2, "state": str(inline.state)}),
+    )
+    run_id = inline.create(spec)
+    engine = inline.engine()
+    apply, release = engine._apply, inline.store.release_lease
+    down = threading.Event()
+
+    def apply_in_an_outage(event: Any) -> None:
+        if not down.is_set():
+            down.set()  # the store fails from this read on, for a moment
+            threading.Timer(0.3, down.clear).start()
+            raise StoreUnavailableError("store: reading failed: (OperationalError) refused")
+        apply(event)
+
+    def release_in_an_outage(*args: Any, **kwargs: Any) -> None:
+        if down.is_set():
+            raise StoreUnavailableError("store: writing failed: (OperationalError) refused")
+        release(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_apply", apply_in_an_outage)
+    monkeypatch.setattr(inline.store, "release_lease", release_in_an_outage)
+    assert inline.drive(run_id, timeout=20, engine=engine) is RunStatus.SUCCEEDED
+    assert inline.store.get_run(run_id).error is None
