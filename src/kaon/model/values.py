@@ -96,14 +96,14 @@ def select(ref: ValueRef, key: str | int) -> ValueRef | None:
     return None
 
 
-Path = list[str | int]
+JsonPath = list[str | int]
 """Where a part of a JSON value is: the keys and indexes leading to it from the top."""
 
 
-def tuple_paths(value: Any) -> list[Path]:
+def tuple_paths(value: Any) -> list[JsonPath]:
     """Where the tuples inside the JSON value ``value`` are (``[]`` for ``value`` itself),
     outermost first; empty for a value without tuples (a scalar costs one type check)."""
-    found: list[Path] = []
+    found: list[JsonPath] = []
     if type(value) in _CONTAINERS:
         _find_tuples(value, [], found)
     return found
@@ -112,7 +112,7 @@ def tuple_paths(value: Any) -> list[Path]:
 _CONTAINERS = (dict, list, tuple)
 
 
-def _find_tuples(value: Any, path: Path, found: list[Path]) -> None:
+def _find_tuples(value: Any, path: JsonPath, found: list[JsonPath]) -> None:
     kind = type(value)
     if kind is tuple:
         found.append(list(path))
@@ -129,12 +129,12 @@ def _find_tuples(value: Any, path: Path, found: list[Path]) -> None:
             path.pop()
 
 
-def with_tuples(value: Any, paths: list[Path]) -> Any:
+def with_tuples(value: Any, paths: list[JsonPath]) -> Any:
     """``value`` (decoded JSON) with the lists at ``paths`` (:func:`tuple_paths`) made tuples
     again. Raises ValueError when a path does not lead to a list."""
     if not paths:
         return value
-    inner: dict[str | int, list[Path]] = {}
+    inner: dict[str | int, list[JsonPath]] = {}
     whole = False
     for path in paths:
         if not path:
