@@ -15,6 +15,7 @@ from kaon.store.triggers import (
     CLAIMED,
     CREATED,
     DROPPED,
+    FINISHED,
     AlertDeliveryRecord,
     BackfillRecord,
     FiringRecord,
@@ -67,6 +68,29 @@ class TriggerStoreContract:
     @pytest.fixture
     def triggers(self, sql: SQLStore) -> TriggerStore:
         return SQLTriggerStore(sql)
+
+    def test_firings_past_retention_go_oldest_first_but_those_still_needed(
+        self, triggers: TriggerStore
+    ) -> None:
+        def aged(key: str, trigger: str, status: str, at: float) -> FiringRecord:
+            return FiringRecord(trigger, key, "wf", f"r-{key}", status, created_at=at, due_at=at)
+
+        triggers.claim_firings(
+            [
+                aged("a", "wf:cron:1", CREATED, 1.0),
+                aged("b", "wf:signal:2", DROPPED, 2.0),
+                aged("c", "wf:cron:1", CLAIMED, 3.0),  # the repair creates its run
+                aged("d", "wf:data:3", CREATED, 4.0),  # the next poll finds its path again
+                aged("e", "backfill:bf", FINISHED, 5.0),
+                aged("f", "wf:cron:1", CREATED, 50.0),  # not old enough
+                aged("g", "backfill:bf", CREATED, 6.0),  # the backfill counts it as open
+            ]
+        )
+        assert triggers.delete_expired_firings(before=10.0, limit=2) == 2
+        assert {f.dedupe_key for f in triggers.firings()} == {"c", "d", "e", "f", "g"}
+        assert triggers.delete_expired_firings(before=10.0, limit=2) == 1
+        assert triggers.delete_expired_firings(before=10.0, limit=2) == 0
+        assert {f.dedupe_key for f in triggers.firings()} == {"c", "d", "f", "g"}
 
     def test_state_is_inserted_then_replaced(self, triggers: TriggerStore) -> None:
         assert triggers.get_state("k") is None

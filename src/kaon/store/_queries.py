@@ -26,6 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from kaon.model.status import RUN_ACTIVE, RUN_TERMINAL, StepStatus
 from kaon.store import schema as t
 from kaon.store import schema_pools as p
+from kaon.store import schema_triggers as tt
 from kaon.store._lite import IDEMPOTENT, REPLACED, Key, Statement
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
@@ -1110,6 +1111,21 @@ def _expired_runs(by_workflow: bool) -> Any:
     if by_workflow:
         where.append(_r.workflow == _bind("workflow"))
     return sa.select(t.runs).where(*where).order_by(_r.created_at, _r.id).limit(_bind("limit"))
+
+
+@_builder
+def _expired_firings() -> Any:
+    """Delete the oldest ``:limit`` trigger firings claimed before ``:before`` that retention
+    may delete (:data:`kaon.store.schema_triggers.FIRING_EXPIRES`): a range of the partial
+    index ``ix_trigger_firings_expiry``, so the rows kept for good are never read."""
+    c = tt.trigger_firings.c
+    batch = (
+        sa.select(c.id)
+        .where(sa.text(tt.FIRING_EXPIRES), c.created_at < _bind("before", sa.Double()))
+        .order_by(c.created_at)
+        .limit(_bind("limit"))
+    )
+    return sa.delete(tt.trigger_firings).where(c.id.in_(batch.scalar_subquery()))
 
 
 # -- compiling ------------------------------------------------------------------------------

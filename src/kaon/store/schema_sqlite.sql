@@ -368,6 +368,8 @@ CREATE TABLE trigger_firings (
 	PRIMARY KEY (id)
 );
 
+CREATE INDEX ix_trigger_firings_expiry ON trigger_firings (created_at) WHERE status <> 'claimed' AND trigger_id NOT LIKE '%:data:%' AND (status <> 'created' OR trigger_id NOT LIKE 'backfill:%');
+
 CREATE INDEX ix_trigger_firings_status ON trigger_firings (status, trigger_id);
 
 CREATE INDEX ix_trigger_firings_workflow ON trigger_firings (workflow, id);

@@ -20,6 +20,16 @@ import sqlalchemy as sa
 
 from kaon.store.schema import AutoId, Json, JsonValue, Time, metadata
 
+FIRING_EXPIRES = (
+    "status <> 'claimed' AND trigger_id NOT LIKE '%:data:%' "
+    "AND (status <> 'created' OR trigger_id NOT LIKE 'backfill:%')"
+)
+"""The firings retention may delete once old enough (``ix_trigger_firings_expiry``): not a
+claimed one (its run is not created yet: the repair pass needs it), nor a data trigger's,
+whose key is a path that the trigger's next poll finds again for as long as it exists, nor
+a backfill's whose run is not known finished (the backfill counts its open runs by them,
+for its concurrency)."""
+
 trigger_state = sa.Table(
     "trigger_state",
     metadata,
@@ -47,6 +57,13 @@ trigger_firings = sa.Table(
     sa.Index("ux_trigger_firings_key", "trigger_id", "dedupe_key", unique=True),
     sa.Index("ix_trigger_firings_status", "status", "trigger_id"),
     sa.Index("ix_trigger_firings_workflow", "workflow", "id"),  # a workflow's trigger history
+    # What retention deletes, oldest first (kaon.store._queries: _expired_firings).
+    sa.Index(
+        "ix_trigger_firings_expiry",
+        "created_at",
+        sqlite_where=sa.text(FIRING_EXPIRES),
+        postgresql_where=sa.text(FIRING_EXPIRES),
+    ),
 )
 
 backfills = sa.Table(

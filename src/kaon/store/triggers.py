@@ -166,6 +166,16 @@ class TriggerStore(ABC):
         database)."""
 
     @abstractmethod
+    def delete_expired_firings(self, *, before: float, limit: int) -> int:
+        """Delete at most ``limit`` firings claimed before ``before``, oldest first, but
+        never one a de-duplication still needs: a claimed firing (its run is not created
+        yet), a data trigger's (its key is a path the next poll finds again), or a
+        backfill's not marked finished (the backfill counts its open runs by them). Returns
+        how many went. A cron or backfill slot, or a signal, whose firing went is not fired
+        again: their cursors are past it; a signal trigger's ``dedupe`` expression or a
+        sender's key de-duplicates only within the retention age."""
+
+    @abstractmethod
     def set_firing_status(self, firing_id: int, status: str, *, error: str | None = None) -> None:
         """Change a firing's status (and its ``error``: why a dropped firing started no
         run). Raises NotFoundError for an unknown id."""
@@ -383,6 +393,14 @@ class SQLTriggerStore(TriggerStore):
         )
         with self.store.reading() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def delete_expired_firings(self, *, before: float, limit: int) -> int:
+        """See :meth:`TriggerStore.delete_expired_firings` (``ix_trigger_firings_expiry``)."""
+        from kaon.store._queries import construct
+
+        statement = construct(("expired_firings",))
+        with self.store.writing("deleting expired trigger firings") as conn:
+            return int(conn.execute(statement, {"before": before, "limit": limit}).rowcount)
 
     def set_firing_status(self, firing_id: int, status: str, *, error: str | None = None) -> None:
         """See :meth:`TriggerStore.set_firing_status`."""

@@ -5,6 +5,9 @@ server's trigger loop (``kaon server --retention AGE``: one bounded batch per pa
 never stalls the loop). A run is past retention when it finished (succeeded, failed or
 cancelled) longer than the age ago and is not among the ``keep_last`` newest finished runs of
 its workflow (see :meth:`kaon.store.base.StateStore.expired_runs`).
+
+The server's retention deletes trigger firings older than the same age too (they are the
+triggers' history and their de-duplication keys; see :func:`expire_firings`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kaon.errors import InvalidActionError, LeaseError
 from kaon.store.base import RunRecord, StateStore
+
+if TYPE_CHECKING:  # the trigger store imports SQLAlchemy: `kaon gc` on SQLite does not
+    from kaon.store.triggers import TriggerStore
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +34,14 @@ RETENTION_ACTOR = "retention"
 class RetentionPolicy:
     """Delete finished runs older than ``max_age_s`` but the ``keep_last`` newest of each
     workflow (only ``workflow``'s runs when given); a server's pass deletes at most ``batch``
-    runs (see :func:`apply`)."""
+    runs (see :func:`apply`) and ``firing_batch`` trigger firings claimed more than
+    ``max_age_s`` ago (see :func:`expire_firings`)."""
 
     max_age_s: float
     keep_last: int = 0
     workflow: str | None = None
     batch: int = 20
+    firing_batch: int = 1000
 
 
 @dataclass(slots=True)
@@ -114,3 +123,25 @@ def apply(
     if outcome.deleted:
         log.info("retention: deleted %d run(s)", len(outcome.deleted))
     return outcome
+
+
+def expire_firings(triggers: TriggerStore, policy: RetentionPolicy, *, now: float) -> int:
+    """Delete one batch (``policy.firing_batch``) of the trigger firings claimed more than
+    ``policy.max_age_s`` before ``now``, oldest first, in one statement; how many went.
+
+    A firing is the trigger's history and the de-duplication key of what it fired. Those
+    a de-duplication still needs stay (see
+    :meth:`kaon.store.triggers.TriggerStore.delete_expired_firings`): claimed ones, whose
+    run the repair pass still creates, data triggers' (one per path, found again by each
+    poll for as long as the path exists) and a backfill's not marked finished (how the
+    backfill counts its open runs). The others are safe to delete: a cron
+    slot, a backfill slot and a signal's id are behind their trigger's cursor, never
+    fired again; a ``dedupe`` expression's key or a sender's key de-duplicates within the
+    retention age. ``keep_last`` does not apply: a run kept keeps its trigger in its
+    labels."""
+    count = triggers.delete_expired_firings(
+        before=now - policy.max_age_s, limit=policy.firing_batch
+    )
+    if count:
+        log.info("retention: deleted %d trigger firing(s)", count)
+    return count

@@ -10,7 +10,8 @@ Each pass, for every active workflow (from a :class:`~kaon.triggers.catalog.Work
 5. advances running backfills (the sliding window),
 6. scans for alerts (finished runs each pass; long runs and deadlines every 5 s),
 7. with a retention policy (``kaon server --retention``), deletes a bounded batch of runs
-   past it every minute (each pass while a backlog drains; :mod:`kaon.triggers.retention`);
+   and one of trigger firings past it every minute (each pass while a backlog drains;
+   :mod:`kaon.triggers.retention`);
    with or without one, finishes run deletions whose deleter died midway (repair passes).
 
 The clock is injected: tests pass ``now`` to :meth:`tick` to fire cron slots without
@@ -566,7 +567,13 @@ class TriggerService:
         except KaonError as error:
             log.warning("retention pass failed: %s", error)
             outcome = None
+        try:  # firings are stamped by this service's clock: aged by it too
+            firings = retention.expire_firings(self.triggers, self.retention, now=now)
+        except KaonError as error:
+            log.warning("retention pass over trigger firings failed: %s", error)
+            firings = 0
         backlog = outcome is not None and bool(outcome.deleted)
+        backlog = backlog or firings >= self.retention.firing_batch
         self._next_retention = now + (_RETENTION_BACKLOG_S if backlog else _RETENTION_EVERY_S)
 
     def _scan_alerts(self, now: float) -> None:
