@@ -10,7 +10,14 @@ import pytest
 from kaon.errors import NotFoundError
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import open_store
-from kaon.store.base import EventRecord, LogRecord, RunRecord, StepRunRecord, WriteBatch
+from kaon.store.base import (
+    EventRecord,
+    LogRecord,
+    MetricRecord,
+    RunRecord,
+    StepRunRecord,
+    WriteBatch,
+)
 from kaon.store.reads import SORT_KEYS, RunHistoryQuery, SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
 
@@ -217,6 +224,24 @@ class ReadsContract:
         assert [r.text for r in after] == ["line 8", "line 9"]
         assert [r.text for r in reads.log_window("r1", 1, text="LINE 4")] == ["line 4"]
         assert reads.last_event_id("r1") > 0 and reads.last_event_id("nope") == 0
+
+    def test_metric_pages_cached_tasks_and_steps_by_path(self, reads: SQLRunReads) -> None:
+        batch = WriteBatch()
+        for n in range(5):
+            batch.metrics.append(MetricRecord("r1", 4 + 2 * (n % 2), 1, "loss", float(n), 1.0))
+        cached = StepRunRecord("r1", 100, "c", "c", "task", S.CACHED, cached_from="r0:x")
+        batch.insert_step_run(cached)
+        reads.store.write(batch)
+        first = reads.metrics_after("r1", 0, 3)
+        assert [m.value for m in first] == [0.0, 1.0, 2.0]
+        rest = reads.metrics_after("r1", first[-1].id or 0, 3)
+        assert [m.value for m in rest] == [3.0, 4.0]
+        one = reads.metrics_after("r1", 0, 10, step_run_id=6)
+        assert [m.value for m in one] == [1.0, 3.0]
+        assert reads.cached_tasks_after("r1", 0, 10) == [(100, "c", "r0:x")]
+        assert reads.cached_tasks_after("r1", 100, 10) == []
+        found = reads.step_runs_at("r1", ["each[2]", "a", "nowhere"])
+        assert sorted(found) == ["a", "each[2]"] and found["each[2]"].item == {"region": "r2"}
 
     def test_the_last_log_id_of_a_run_is_its_largest(self, reads: SQLRunReads) -> None:
         """Where a restart's log tail starts: one read of the run's largest log id (0 when

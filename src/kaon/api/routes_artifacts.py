@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.model.values import encode_outputs
+from kaon.service._metric_pages import MAX_METRIC_ROWS_PAGE, METRIC_CURSOR, MetricCursor
 from kaon.service.experiment_views import (
     ArtifactRefView,
     CompareView,
@@ -179,13 +180,27 @@ def get_outputs(
 
 @router.get("/runs/{run_id}/metric-rows", response_model=MetricRowsView, summary="Metric rows")
 def get_metric_rows(
+    response: Response,
     run_id: str,
+    limit: int = Query(MAX_METRIC_ROWS_PAGE, ge=1, le=MAX_METRIC_ROWS_PAGE),
+    after: str | None = Query(
+        None,
+        pattern=METRIC_CURSOR,
+        description="Only the rows after this one: the `Kaon-Next` header of the page before.",
+    ),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> MetricRowsView:
-    """Every metric value of the run as flat rows (cached steps: the values they reused)."""
+    """The run's metric values as flat rows (cached steps: the values they reused), at most
+    ``limit`` a page: its own values in the order reported, then those its cached steps
+    reused. While rows may remain, ``Kaon-Next`` says where the next page starts (send it
+    back as ``after``); the cost follows the page, not the run."""
     full = services.authorize_run(principal, "viewer", run_id)
-    return MetricRowsView(run_id=full, rows=services.runs.experiments.metrics(full))
+    cursor = MetricCursor.parse(after) if after is not None else None
+    rows, following = services.runs.experiments.metric_rows(full, after=cursor, limit=limit)
+    if following is not None:
+        response.headers["Kaon-Next"] = str(following)
+    return MetricRowsView(run_id=full, rows=rows)
 
 
 def _readable_runs(services: Services, principal: Principal, runs: list[str]) -> list[str]:

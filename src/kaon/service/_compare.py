@@ -53,6 +53,13 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def frame_path(path: str) -> str:
+    """The path of the innermost frame (foreach item, loop iteration) holding ``path``, or
+    ``""`` outside frames: the row :func:`place` reads the item label from."""
+    match = _LAST_INDEX.fullmatch(path)
+    return "" if match is None else f"{match.group(1)}[{match.group(2)}]"
+
+
 def place(path: str, rows: dict[str, StepRunRecord]) -> tuple[str, int | None, Any]:
     """``(group, item index, item label)`` of a step path (group == path outside frames)."""
     match = _LAST_INDEX.fullmatch(path)

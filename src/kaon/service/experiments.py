@@ -32,6 +32,12 @@ from kaon.model.values import (
 )
 from kaon.service import _compare, _export
 from kaon.service._compare import require_two as require_two  # for the API and clients
+from kaon.service._metric_pages import (
+    MAX_METRIC_ROWS_PAGE,
+    MetricCursor,
+    metric_page,
+    metric_row,
+)
 from kaon.service.experiment_views import (
     MAX_CONSUMERS,
     ArtifactView,
@@ -516,22 +522,32 @@ class Experiments:
     def metrics(self, run: str) -> list[dict[str, Any]]:
         """Every metric value of a run as flat rows: ``path, group, item_index, item, name,
         value, step, at, reused_from`` (what :meth:`kaon.client.RunHandle.metrics`
-        tabulates). A cached step's values are those of the execution it reused."""
-        points = _compare.metric_points(self.store, self.resolve_run(run))
-        return [
-            {
-                "path": p.path,
-                "group": p.group,
-                "item_index": p.item_index,
-                "item": p.item,
-                "name": p.name,
-                "value": p.value,
-                "step": p.step,
-                "at": p.at,
-                "reused_from": p.reused_from,
-            }
-            for p in points
-        ]
+        tabulates). A cached step's values are those of the execution it reused. Read a
+        page at a time (:meth:`metric_rows`)."""
+        run_id = self.resolve_run(run)
+        rows: list[dict[str, Any]] = []
+        after: MetricCursor | None = None
+        while True:
+            page, after = self.metric_rows(run_id, after=after)
+            rows += page
+            if after is None:
+                return rows
+
+    def metric_rows(
+        self, run: str, *, after: MetricCursor | None = None, limit: int = MAX_METRIC_ROWS_PAGE
+    ) -> tuple[list[dict[str, Any]], MetricCursor | None]:
+        """At most ``limit`` of the rows of :meth:`metrics` after the cursor ``after``, and
+        where the next page starts (None: no row remains). Its cost follows the page (see
+        :mod:`kaon.service._metric_pages`)."""
+        from kaon.store.reads import SQLRunReads
+        from kaon.store.sql import SQLStore
+
+        run_id = self.resolve_run(run)
+        if not isinstance(self.store, SQLStore):  # a store of another kind: one page
+            return [metric_row(p) for p in _compare.metric_points(self.store, run_id)], None
+        self.store.require_run(run_id)
+        points, following = metric_page(SQLRunReads(self.store), run_id, after, limit)
+        return [metric_row(p) for p in points], following
 
     def plot(
         self,

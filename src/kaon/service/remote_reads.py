@@ -201,9 +201,18 @@ class RemoteExperiments:
         return CompareView.model_validate(self._get("/compare", run=list(runs)))
 
     def metrics(self, run: str) -> list[dict[str, Any]]:
-        """Every metric value of a run as flat rows."""
-        rows: list[dict[str, Any]] = self._get(f"/runs/{segment(run, 'run')}/metric-rows")["rows"]
-        return rows
+        """Every metric value of a run as flat rows: the server answers a page at a time,
+        so this follows the pages (the ``Kaon-Next`` cursor) to the last."""
+        route = f"/runs/{segment(run, 'run')}/metric-rows"
+        rows: list[dict[str, Any]] = []
+        params: dict[str, Any] = {}
+        while True:
+            response = self._remote._answer("GET", route, params=params)
+            rows += response.json()["rows"]
+            following = response.headers.get("Kaon-Next")
+            if following is None:
+                return rows
+            params["after"] = following
 
     def plot(
         self,

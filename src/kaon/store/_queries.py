@@ -625,6 +625,36 @@ def _metrics(by_step: bool, by_name: bool, limited: bool) -> Any:
 
 
 @_builder
+def _metrics_after(by_step: bool) -> Any:
+    """``:run_id``'s metrics (``:step_run_id``'s when ``by_step``) with ids above
+    ``:after_id``, in the order reported, ``:limit`` at a time: a range of
+    ``ix_metrics_run`` (``ix_metrics_run_step``)."""
+    stmt = sa.select(t.metrics).where(_m.run_id == _bind("run_id"), _m.id > _bind("after_id"))
+    if by_step:
+        stmt = stmt.where(_m.step_run_id == _bind("step_run_id"))
+    return stmt.order_by(_m.id).limit(_bind("limit"))
+
+
+@_builder
+def _cached_tasks_after() -> Any:
+    """``:run_id``'s tasks that reused another execution's outputs (``cached``), with ids
+    above ``:after_id``, ``:limit`` at a time (a range of ``ix_step_runs_kind_status``)."""
+    return (
+        sa.select(_s.id, _s.path, _s.cached_from)
+        .where(_s.run_id == _bind("run_id"), _s.kind == "task")
+        .where(_s.status == StepStatus.CACHED.value, _s.id > _bind("after_id"))
+        .order_by(_s.id)
+        .limit(_bind("limit"))
+    )
+
+
+@_builder
+def _step_runs_at() -> Any:
+    """``:run_id``'s step runs at ``:paths`` (``ux_step_runs_path``)."""
+    return sa.select(*_step_row).where(_s.run_id == _bind("run_id"), _s.path.in_(_many("paths")))
+
+
+@_builder
 def _newest_step_metrics() -> Any:
     """``:run_id``, ``:step_run_id``, ``:limit``: a step run's last metrics, newest first."""
     stmt = sa.select(t.metrics).where(
@@ -1201,6 +1231,10 @@ def catalogue_keys() -> Iterator[Key]:
         ("max_step_run_id",),
         ("max_step_run_ids",),
         ("paths",),
+        ("metrics_after", False),
+        ("metrics_after", True),
+        ("cached_tasks_after",),
+        ("step_runs_at",),
         ("newest_step_metrics",),
         ("attempts_of",),
         ("referenced_hashes",),

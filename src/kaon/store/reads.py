@@ -12,7 +12,7 @@ layer (:mod:`kaon.service.run_reads`) turns its records into views.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,6 +337,37 @@ class SQLRunReads:
             ("newest_step_metrics",), run_id=run_id, step_run_id=step_run_id, limit=limit
         )
         return [MetricRecord(**row) for row in reversed(rows)]
+
+    def metrics_after(
+        self, run_id: str, after_id: int, limit: int, *, step_run_id: int | None = None
+    ) -> list[MetricRecord]:
+        """At most ``limit`` metrics of a run (of one step run when given) with ids above
+        ``after_id``, in the order reported: a page of a keyset."""
+        rows = self.store.query(
+            ("metrics_after", step_run_id is not None),
+            run_id=run_id,
+            step_run_id=step_run_id,
+            after_id=after_id,
+            limit=limit,
+        )
+        return [MetricRecord(**row) for row in rows]
+
+    def cached_tasks_after(
+        self, run_id: str, after_id: int, limit: int
+    ) -> list[tuple[int, str, str]]:
+        """At most ``limit`` ``(id, path, cached_from)`` of the run's tasks that reused
+        another execution (status ``cached``) with ids above ``after_id``, by id."""
+        rows = self.store.query(
+            ("cached_tasks_after",), run_id=run_id, after_id=after_id, limit=limit
+        )
+        return [(int(r["id"]), str(r["path"]), str(r["cached_from"] or "")) for r in rows]
+
+    def step_runs_at(self, run_id: str, paths: Collection[str]) -> dict[str, StepRunRecord]:
+        """The run's step runs at ``paths`` (those that exist), by path."""
+        if not paths:
+            return {}
+        rows = self.store.query(("step_runs_at",), run_id=run_id, paths=sorted(set(paths)))
+        return {str(r["path"]): step_run_record(r) for r in rows}
 
     def run_metrics(
         self, run_id: str, *, name: str | None = None, limit: int = 10_000
