@@ -162,6 +162,23 @@ class RegistryStoreContract:
         assert registry.drop_idempotency("t2", "k") == 1
         assert registry.idempotency("t2", "k") is None
 
+    def test_a_released_key_is_taken_over_by_one_caller(self, registry: RegistryStore) -> None:
+        from kaon.store.registry import IDEMPOTENCY_RELEASED
+
+        assert registry.reserve_idempotency(IdempotencyRecord("t1", "k", "d", 0, {"n": 1}, 5.0))
+        registry.release_idempotency("t1", "k")
+        found = registry.idempotency("t1", "k")
+        assert found is not None and found.status == IDEMPOTENCY_RELEASED
+        assert registry.retake_idempotency("t1", "k", 5.0, 9.0)
+        assert not registry.retake_idempotency("t1", "k", 5.0, 9.5)  # taken already
+        again = registry.idempotency("t1", "k")
+        assert again is not None and (again.status, again.created_at) == (0, 9.0)
+        registry.finish_idempotency("t1", "k", 200, {"id": "x"})
+        registry.release_idempotency("t1", "k")  # an answered key stays answered
+        assert not registry.retake_idempotency("t1", "k", 9.0, 10.0)
+        answered = registry.idempotency("t1", "k")
+        assert answered is not None and answered.status == 200
+
     def test_audit_trail_is_ordered_and_filterable(self, registry: RegistryStore) -> None:
         registry.add_audit(AuditRecord(1.0, "ann", "workflow.push", "workflow:wf", {"v": 1}))
         registry.add_audit(AuditRecord(2.0, "bob", "run.kill", "run:r1"))

@@ -7,13 +7,19 @@ have), does the work and records the answer; a retry with the same key and the s
 gets that answer again. A retry with the same key and a different request, or while the
 first is still being handled, gets 409. A reservation whose request died mid-way (the server
 was killed) is taken over after :attr:`Idempotency.abandon_s` and the work redone with the
-same reservation, so a run is still created once. Keys are kept :attr:`Idempotency.ttl_s`.
+same reservation, so a run is still created once. A request that failed with an unexpected
+error (not a :class:`~kaon.errors.KaonError`, which refuses before any effect and drops the
+key) may have had its effect, so its reservation is kept but *released*: the next request
+with the key takes it over at once, with the same reservation (it waited the abandon delay,
+answered 409 meanwhile). Of concurrent takers, one wins; the others get 409. Keys are kept
+:attr:`Idempotency.ttl_s`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +27,9 @@ from typing import Any
 
 from kaon.errors import DefinitionError, InvalidActionError, KaonError, Location, Problem
 from kaon.service.safety import check_text
-from kaon.store.registry import IdempotencyRecord, RegistryStore
+from kaon.store.registry import IDEMPOTENCY_RELEASED, IdempotencyRecord, RegistryStore
+
+log = logging.getLogger(__name__)
 
 MAX_KEY = 200
 
@@ -53,7 +61,8 @@ class Idempotency:
 
         Without a key, simply does the work. Raises InvalidActionError (409) for a key
         reused with another request or still in progress, DefinitionError (422) for a bad
-        key, and what ``work`` raises (the key is then released for a retry)."""
+        key, and what ``work`` raises (the key is then dropped, for a KaonError, or
+        released to the next request with it: either way a retry is handled at once)."""
         if key is None:
             return work(reservation), False
         if not key or len(key) > MAX_KEY:
@@ -75,20 +84,37 @@ class Idempotency:
                 raise InvalidActionError(
                     "this Idempotency-Key was already used for a different request"
                 )
-            if found.status:
+            if found.status > 0:
                 return found.response, True
-            if now - found.created_at < self.abandon_s:
+            released = found.status == IDEMPOTENCY_RELEASED
+            if not released and now - found.created_at < self.abandon_s:
                 raise InvalidActionError(
                     "a request with this Idempotency-Key is still being handled; retry later"
                 )
-            reservation = found.response  # the first attempt died: redo it the same way
+            # Its first request failed or died: redo it the same way, if no retry took it first.
+            if not self.registry.retake_idempotency(actor, key, found.created_at, now):
+                raise InvalidActionError(
+                    "a request with this Idempotency-Key is still being handled; retry later"
+                )
+            reservation = found.response
         try:
             answer = work(reservation)
         except KaonError:
             self.registry.drop_idempotency(actor, key)
             raise
+        except Exception:
+            self._release(actor, key)
+            raise
         self.registry.finish_idempotency(actor, key, 200, answer)
         return answer, False
+
+    def _release(self, actor: str, key: str) -> None:
+        """Give a failed request's reservation to the next request with its key (when the
+        store cannot be written either, the key is taken over after the abandon delay)."""
+        try:
+            self.registry.release_idempotency(actor, key)
+        except KaonError as error:
+            log.warning("could not release Idempotency-Key %r: %s", key, error)
 
     def _prune(self, now: float) -> None:
         with self._lock:

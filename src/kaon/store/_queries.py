@@ -26,6 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from kaon.model.status import RUN_ACTIVE, RUN_TERMINAL, StepStatus
 from kaon.store import schema as t
 from kaon.store import schema_pools as p
+from kaon.store import schema_registry as reg
 from kaon.store import schema_triggers as tt
 from kaon.store._lite import IDEMPOTENT, REPLACED, Key, Statement
 
@@ -1156,6 +1157,32 @@ def _expired_firings() -> Any:
         .limit(_bind("limit"))
     )
     return sa.delete(tt.trigger_firings).where(c.id.in_(batch.scalar_subquery()))
+
+
+_idem = reg.idempotency_keys.c
+
+
+@_builder
+def _release_idempotency() -> Any:
+    """Mark ``:b_actor``'s key ``:b_key``, still reserved (status 0), as released (status
+    ``:released``): its request failed unexpectedly, the next one takes it over at once."""
+    return (
+        sa.update(reg.idempotency_keys)
+        .where(_idem.actor == _bind("b_actor"), _idem.key == _bind("b_key"), _idem.status == 0)
+        .values(status=_bind("released"))
+    )
+
+
+@_builder
+def _retake_idempotency() -> Any:
+    """Take over ``:b_actor``'s key ``:b_key`` as last read (reserved at ``:seen``, not
+    answered: status 0 or released): reserved again at ``:now``. One row for one taker."""
+    return (
+        sa.update(reg.idempotency_keys)
+        .where(_idem.actor == _bind("b_actor"), _idem.key == _bind("b_key"), _idem.status <= 0)
+        .where(_idem.created_at == _bind("seen", sa.Double()))
+        .values(status=0, created_at=_bind("now", sa.Double()))
+    )
 
 
 # -- compiling ------------------------------------------------------------------------------

@@ -65,7 +65,8 @@ class TokenRecord:
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     """The first answer to a request sent with an ``Idempotency-Key`` (status 0 while the
-    first request is still being handled; ``response`` then holds what it reserved)."""
+    first request is still being handled, :data:`IDEMPOTENCY_RELEASED` when it failed
+    unexpectedly; ``response`` then holds what it reserved)."""
 
     actor: str
     key: str
@@ -74,6 +75,10 @@ class IdempotencyRecord:
     response: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
 
+
+IDEMPOTENCY_RELEASED = -1
+"""The status of a reserved key whose request failed unexpectedly: the next request with
+it takes the reservation over at once (not after the abandon delay)."""
 
 AUDIT_TOKEN_ID = "token_id"
 """The key of an audit entry's ``data`` that holds the id of the token that acted (its
@@ -226,6 +231,17 @@ class RegistryStore(ABC):
         self, actor: str, key: str, status: int, response: dict[str, Any]
     ) -> None:
         """Record the answer of a reserved key."""
+
+    @abstractmethod
+    def release_idempotency(self, actor: str, key: str) -> None:
+        """Mark a reserved key (not answered) as released (:data:`IDEMPOTENCY_RELEASED`):
+        its request failed unexpectedly, and the reservation goes to the next request."""
+
+    @abstractmethod
+    def retake_idempotency(self, actor: str, key: str, seen: float, now: float) -> bool:
+        """Reserve again at ``now`` a key not answered (released, or abandoned by a request
+        that died) that was reserved at ``seen`` when read; True for the one caller that did
+        (of concurrent takers, the others get False)."""
 
     @abstractmethod
     def drop_idempotency(self, actor: str, key: str, *, before: float | None = None) -> int:
@@ -569,6 +585,22 @@ class SQLRegistryStore(RegistryStore):
         )
         with self.store.writing("recording an idempotent answer") as conn:
             conn.execute(stmt)
+
+    def release_idempotency(self, actor: str, key: str) -> None:
+        """See :meth:`RegistryStore.release_idempotency`."""
+        from kaon.store._queries import construct
+
+        params = {"b_actor": actor, "b_key": key, "released": IDEMPOTENCY_RELEASED}
+        with self.store.writing("releasing an idempotency key") as conn:
+            conn.execute(construct(("release_idempotency",)), params)
+
+    def retake_idempotency(self, actor: str, key: str, seen: float, now: float) -> bool:
+        """See :meth:`RegistryStore.retake_idempotency`."""
+        from kaon.store._queries import construct
+
+        params = {"b_actor": actor, "b_key": key, "seen": seen, "now": now}
+        with self.store.writing("taking over an idempotency key") as conn:
+            return int(conn.execute(construct(("retake_idempotency",)), params).rowcount) == 1
 
     def drop_idempotency(self, actor: str, key: str, *, before: float | None = None) -> int:
         """See :meth:`RegistryStore.drop_idempotency`."""
