@@ -83,10 +83,18 @@ _viewer = require("viewer")
 def _metrics_reader(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Principal | None:
-    """Nobody when the operator made ``/metrics`` public, else a viewer (401/403 otherwise)."""
-    if get_services(request).extras.get(METRICS_PUBLIC):
+    """Nobody when the operator made ``/metrics`` public, else a viewer (401/403 otherwise).
+    While the store is down, a token verified in the last
+    :data:`~kaon.service.auth.STORE_DOWN_TRUST_S` seconds still scrapes (the page then says
+    ``kaon_store_up 0``): the scrape is how an outage is seen."""
+    services = get_services(request)
+    if services.extras.get(METRICS_PUBLIC):
         return None
-    return _viewer(request, credentials)
+    secret = credentials.credentials if credentials else None
+    principal = services.auth.authenticate(secret, store_down=True)
+    request.state.principal = principal  # who is refused, when the check refuses
+    services.auth.check(principal, "viewer")
+    return principal
 
 
 @router.get(

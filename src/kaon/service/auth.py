@@ -40,6 +40,7 @@ from kaon.errors import (
     InvalidActionError,
     NotFoundError,
     PermissionDeniedError,
+    StoreUnavailableError,
 )
 from kaon.model.owner_groups import check_groups
 from kaon.service.run_tokens import RUN_TOKEN_PREFIX, RunTokenError, RunTokens
@@ -52,6 +53,13 @@ ROLES: tuple[str, ...] = ("viewer", "operator", "owner", "admin")
 ANY_GROUP = "*"
 TOKEN_PREFIX = "kaon_"
 TOUCH_EVERY_S = 60.0  # how stale a token's last_used_at may get
+STORE_DOWN_TRUST_S = 300.0
+"""While the store cannot be read, a token this process verified (read from the store,
+valid) this long ago at most is still taken for what it was, by the callers that ask for it
+(``/metrics``: :meth:`AuthService.authenticate`'s ``store_down``). The bound on how long a
+token revoked elsewhere (another replica) keeps working during an outage: its last
+verification came before the revocation. Once a check finds a token revoked, expired or
+unknown, it is not trusted again."""
 REFUSAL_WINDOW_S = 60.0
 REFUSALS_PER_WINDOW = 20
 
@@ -162,6 +170,9 @@ class AuthService:
         self.run_tokens = run_tokens
         # hash -> (principal, valid until): a hot API does not read the token on every call.
         self._cache: dict[str, tuple[Principal, float]] = {}
+        # hash -> (principal, when read from the store, expires at): the last verification of
+        # each token, for the routes that serve a known caller with the store down.
+        self._verified: dict[str, tuple[Principal, float, float | None]] = {}
         self._lock = threading.Lock()
         # actor -> its refusal window: when it began, attempts in it, attempts left out
         self._refusals: dict[str, list[float]] = {}
@@ -232,6 +243,7 @@ class AuthService:
             raise NotFoundError(f"no live token {token_id!r}")
         with self._lock:
             self._cache.clear()
+            self._verified.clear()  # the old secret: not trusted through an outage either
         self.audit(by, "token.rotate", f"token:{token_id}", {"expires_at": expires_at})
         found = self.registry.token_by_hash(hash_token(secret))
         assert found is not None
@@ -273,8 +285,12 @@ class AuthService:
             if now - window[0] >= REFUSAL_WINDOW_S:
                 del self._refusals[actor]
 
-    def authenticate(self, secret: str | None) -> Principal:
-        """The principal a presented token stands for. Raises AuthenticationError."""
+    def authenticate(self, secret: str | None, *, store_down: bool = False) -> Principal:
+        """The principal a presented token stands for. Raises AuthenticationError, and
+        StoreUnavailableError when the store cannot be read; with ``store_down``, a token
+        this process verified at most :data:`STORE_DOWN_TRUST_S` ago (and not expired
+        since) is its principal then (what ``/metrics`` asks, to be scraped through an
+        outage)."""
         if not secret:
             raise AuthenticationError("missing API token: send 'Authorization: Bearer <token>'")
         if secret.startswith(RUN_TOKEN_PREFIX):
@@ -284,7 +300,32 @@ class AuthService:
         cached = self._cache.get(hashed)
         if cached is not None and cached[1] > now:
             return cached[0]
-        record = self.registry.token_by_hash(hashed)
+        try:
+            record = self.registry.token_by_hash(hashed)
+        except StoreUnavailableError:
+            trusted = self._verified.get(hashed) if store_down else None
+            if trusted is None or now - trusted[1] >= STORE_DOWN_TRUST_S:
+                raise
+            if trusted[2] is not None and now >= trusted[2]:
+                raise
+            return trusted[0]
+        try:
+            principal = self._check_record(record, now)
+        except AuthenticationError:
+            with self._lock:
+                self._verified.pop(hashed, None)
+            raise
+        until = now + self.cache_s
+        if record is not None and record.expires_at is not None:
+            until = min(until, record.expires_at)
+        with self._lock:
+            self._cache[hashed] = (principal, until)
+            self._verified[hashed] = (principal, now, record.expires_at if record else None)
+        return principal
+
+    def _check_record(self, record: TokenRecord | None, now: float) -> Principal:
+        """The principal of a token read from the store; AuthenticationError when it is
+        unknown (None), revoked or expired. Records its use (at most every minute)."""
         if record is None:
             raise AuthenticationError("unknown API token")
         if record.revoked_at is not None:
@@ -293,13 +334,7 @@ class AuthService:
             raise AuthenticationError(f"API token {record.name!r} expired")
         if record.last_used_at is None or now - record.last_used_at > TOUCH_EVERY_S:
             self.registry.touch_token(record.id, now)
-        principal = Principal(record.name, record.role, tuple(record.groups), record.id)
-        until = now + self.cache_s
-        if record.expires_at is not None:
-            until = min(until, record.expires_at)
-        with self._lock:
-            self._cache[hashed] = (principal, until)
-        return principal
+        return Principal(record.name, record.role, tuple(record.groups), record.id)
 
     def _run_principal(self, secret: str) -> Principal:
         if self.run_tokens is None:
@@ -319,6 +354,7 @@ class AuthService:
             raise NotFoundError(f"no token {token_id!r}")
         with self._lock:
             self._cache.clear()
+            self._verified.clear()
         if revoked_at == now:
             self.audit(by, "token.revoke", f"token:{token_id}")
 
