@@ -179,6 +179,23 @@ class RegistryStoreContract:
         answered = registry.idempotency("t1", "k")
         assert answered is not None and answered.status == 200
 
+    def test_audit_trail_by_token_id(self, registry: RegistryStore) -> None:
+        registry.add_audit(AuditRecord(1.0, "ci", "run.start", "run:a", {"token_id": "t1"}))
+        registry.add_audit(AuditRecord(2.0, "ci", "run.start", "run:b", {"token_id": "t2"}))
+        registry.add_audit(AuditRecord(3.0, "retention", "run.delete", "run:a"))
+        registry.add_audit(AuditRecord(4.0, "ci", "run.kill", "run:a", {"token_id": "t1"}))
+        mine = registry.audit(token_id="t1")
+        assert [(a.action, a.target) for a in mine] == [
+            ("run.start", "run:a"),
+            ("run.kill", "run:a"),
+        ]
+        assert mine[0].data == {"token_id": "t1"}
+        assert [a.target for a in registry.audit(token_id="t1", actor="ci", target="run:a")] == [
+            "run:a",
+            "run:a",
+        ]
+        assert registry.audit(token_id="t3") == []
+
     def test_audit_trail_is_ordered_and_filterable(self, registry: RegistryStore) -> None:
         registry.add_audit(AuditRecord(1.0, "ann", "workflow.push", "workflow:wf", {"v": 1}))
         registry.add_audit(AuditRecord(2.0, "bob", "run.kill", "run:r1"))

@@ -181,12 +181,17 @@ def revoke_token(
 @router.get("/audit", response_model=list[AuditView], tags=["admin"], summary="Audit trail")
 def audit(
     target: str | None = Query(None, max_length=300),
-    actor: str | None = Query(None, max_length=200),
+    actor: str | None = Query(None, max_length=200, description="A token's name (not unique)."),
+    token_id: str | None = Query(
+        None, max_length=200, description="A token's id: the entries it made."
+    ),
     after: int = Query(0, ge=0, le=2**62),
     limit: int = Query(100, ge=1, le=1000),
     _: Principal = Depends(require("admin")),
     services: Services = Depends(get_services),
 ) -> list[AuditView]:
-    """Who did what, oldest first."""
-    records = services.auth.registry.audit(target=target, actor=actor, after_id=after, limit=limit)
+    """Who did what, oldest first (entries with ids above ``after``)."""
+    records = services.auth.registry.audit(
+        target=target, actor=actor, token_id=token_id, after_id=after, limit=limit
+    )
     return [audit_view(r) for r in records]

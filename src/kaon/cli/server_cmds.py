@@ -456,6 +456,43 @@ def token_rotate(
         sys.stdout.write(f"{view.token}\n")
 
 
+def audit(
+    target: Annotated[
+        str | None,
+        typer.Option("--target", metavar="TARGET", help="workflow:NAME, run:ID, token:ID, ..."),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", metavar="NAME", help="A token's name (names are not unique)."),
+    ] = None,
+    token_id: Annotated[
+        str | None,
+        typer.Option("--token-id", metavar="TOKEN", help="A token's id (see `kaon token list`)."),
+    ] = None,
+    after: Annotated[
+        int, typer.Option("--after", min=0, metavar="ID", help="Entries after this id.")
+    ] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many entries.")
+    ] = 100,
+    url: UrlOpt = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit trail (admin), oldest first: who did what, by which token."""
+    with _errors(as_json), _registry(url, db, home) as registry:
+        views = registry.audit(
+            target=target, actor=actor, token_id=token_id, after=after, limit=limit
+        )
+    if as_json:
+        _print_json([v.model_dump(mode="json") for v in views])
+        return
+    for v in views:
+        by = f"{v.actor} ({v.token_id})" if v.token_id else v.actor
+        out.print(f"{v.id}  {_when(v.at)}  {by}  {v.action}  {v.target}")
+
+
 def _seconds(text: str) -> float:
     """``90``, ``90s``, ``30m``, ``12h``, ``7d`` as seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -504,3 +541,4 @@ def register(app: typer.Typer) -> None:
     app.command()(signal)
     app.add_typer(workflow_app, name="workflow")
     app.add_typer(token_app, name="token")
+    app.command()(audit)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from kaon.service.pools import PermitRequest, PermitView, PoolAdmin, PoolRequest, PoolView
     from kaon.service.registry_views import (
+        AuditView,
         PushResult,
         SignalView,
         TokenView,
@@ -367,6 +368,24 @@ class LocalRegistry:
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token. Raises NotFoundError."""
         self.services.auth.revoke(token_id, by="local")
+
+    def audit(
+        self,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        token_id: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AuditView]:
+        """The audit trail, oldest first: entries with ids above ``after``, optionally of
+        one target, one actor (a token's name) and one token (its id)."""
+        from kaon.service.registry_views import audit_view
+
+        records = self.services.auth.registry.audit(
+            target=target, actor=actor, token_id=token_id, after_id=after, limit=limit
+        )
+        return [audit_view(r) for r in records]
 
     def rotate_token(self, token_id: str, expires_in: float | None = None) -> TokenView:
         """A new secret for a token (the old one stops working); the result holds it."""

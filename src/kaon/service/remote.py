@@ -43,6 +43,7 @@ from kaon.service.bundle import read_push
 from kaon.service.limits import MAX_RUNS_PAGE
 from kaon.service.pools import PermitRequest, PermitView, PoolRequest, PoolView
 from kaon.service.registry_views import (
+    AuditView,
     PushResult,
     SignalView,
     TokenView,
@@ -815,6 +816,22 @@ class RemoteService:
     def list_tokens(self) -> list[TokenView]:
         """Every token (admin only; never the secrets)."""
         return [TokenView.model_validate(t) for t in self._call("GET", "/tokens")]
+
+    def audit(
+        self,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        token_id: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AuditView]:
+        """The audit trail (admin only), oldest first: entries with ids above ``after``,
+        optionally of one target, one actor (a token's name) and one token (its id)."""
+        given = {"target": target, "actor": actor, "token_id": token_id}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        params.update(after=after, limit=limit)
+        return [AuditView.model_validate(e) for e in self._call("GET", "/audit", params=params)]
 
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token (admin only)."""

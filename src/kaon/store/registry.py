@@ -271,10 +271,12 @@ class RegistryStore(ABC):
         *,
         target: str | None = None,
         actor: str | None = None,
+        token_id: str | None = None,
         after_id: int = 0,
         limit: int = 1000,
     ) -> list[AuditRecord]:
-        """Audit records with ids above ``after_id``, oldest first, optionally filtered."""
+        """Audit records with ids above ``after_id``, oldest first, optionally of one
+        target, one actor (a token's name, not unique) and one token (its id)."""
 
 
 class SQLRegistryStore(RegistryStore):
@@ -633,6 +635,8 @@ class SQLRegistryStore(RegistryStore):
         """See :meth:`RegistryStore.add_audit`."""
         values = _fields(record)
         values.pop("id")
+        token_id = record.data.get(AUDIT_TOKEN_ID)
+        values["token_id"] = token_id if isinstance(token_id, str) else None
         with self.store.writing("recording an audit entry") as conn:
             conn.execute(sa.insert(r.audit).values(**values))
 
@@ -641,16 +645,20 @@ class SQLRegistryStore(RegistryStore):
         *,
         target: str | None = None,
         actor: str | None = None,
+        token_id: str | None = None,
         after_id: int = 0,
         limit: int = 1000,
     ) -> list[AuditRecord]:
-        """See :meth:`RegistryStore.audit`."""
+        """See :meth:`RegistryStore.audit` (one token's: ``ix_audit_token``)."""
         c = r.audit.c
-        stmt = sa.select(r.audit).where(c.id > after_id)
+        columns = [c.id, c.at, c.actor, c.action, c.target, c.data]
+        stmt = sa.select(*columns).where(c.id > after_id)
         if target is not None:
             stmt = stmt.where(c.target == target)
         if actor is not None:
             stmt = stmt.where(c.actor == actor)
+        if token_id is not None:
+            stmt = stmt.where(c.token_id == token_id)
         stmt = stmt.order_by(c.id).limit(limit)
         with self.store.reading() as conn:
             rows = conn.execute(stmt)

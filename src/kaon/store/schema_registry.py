@@ -74,7 +74,11 @@ audit = sa.Table(
     sa.Column("action", sa.String(), nullable=False),
     sa.Column("target", sa.String(), nullable=False),
     sa.Column("data", Json, nullable=False),
+    # The id of the token that acted (also in ``data``), NULL for other actors: the trail
+    # of one token (``GET /audit?token_id=``).
+    sa.Column("token_id", sa.String()),
     sa.Index("ix_audit_target", "target", "id"),
+    sa.Index("ix_audit_token", "token_id", "id"),
 )
 
 bundles = sa.Table(

@@ -80,10 +80,13 @@ CREATE TABLE audit (
 	action VARCHAR NOT NULL,
 	target VARCHAR NOT NULL,
 	data JSON NOT NULL,
+	token_id VARCHAR,
 	PRIMARY KEY (id)
 );
 
 CREATE INDEX ix_audit_target ON audit (target, id);
+
+CREATE INDEX ix_audit_token ON audit (token_id, id);
 
 CREATE TABLE backfills (
 	id VARCHAR NOT NULL,

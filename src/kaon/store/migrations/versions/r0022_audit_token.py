@@ -1,0 +1,40 @@
+"""The audit trail by token: ``audit.token_id`` and ``ix_audit_token`` (``token_id, id``).
+
+Each audit entry a token made named the token's id in its JSON ``data`` only, so the trail
+could be filtered by the actor's name (not unique: two live ``ci`` tokens while a secret
+rolls over) but not by the token. The id now has a column of its own, filled in from the
+entries written before, and an index: ``GET /audit?token_id=`` and ``kaon audit
+--token-id`` read a range of it.
+
+Revision ID: 0022_audit_token
+Revises: 0021_firings_expiry
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0022_audit_token"
+down_revision: str | None = "0021_firings_expiry"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Add the column, fill it in from each entry's ``data``, index it."""
+    op.add_column("audit", sa.Column("token_id", sa.String(), nullable=True))
+    if op.get_bind().dialect.name == "postgresql":
+        found = "data->>'token_id'"
+    else:
+        found = "json_extract(data, '$.token_id')"
+    op.execute(f"UPDATE audit SET token_id = {found} WHERE {found} IS NOT NULL")
+    op.create_index("ix_audit_token", "audit", ["token_id", "id"])
+
+
+def downgrade() -> None:
+    """Drop them."""
+    op.drop_index("ix_audit_token", table_name="audit")
+    with op.batch_alter_table("audit") as batch:
+        batch.drop_column("token_id")
