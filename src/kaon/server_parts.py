@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaon.api.app import build_services
 from kaon.api.deps import Services
@@ -46,6 +46,9 @@ from kaon.service.fingerprint_sandbox import IsolatedFingerprints
 from kaon.service.sandboxing import create_step_executor
 from kaon.service.settings import Settings
 from kaon.store.base import RunRecord, StateStore
+
+if TYPE_CHECKING:
+    from kaon.store.sql import SQLStore
 
 log = logging.getLogger("kaon.server")
 
@@ -75,36 +78,76 @@ class ServerOptions:
     retention_keep_last: int = 0  # ... but the newest N finished runs of each workflow
 
 
+class _Admission:
+    """The run strategies' admission callback over a SQL store (see :func:`admission`)."""
+
+    def __init__(self, store: SQLStore) -> None:
+        from kaon.store.registry import SQLRegistryStore
+        from kaon.store.triggers import SQLTriggerStore
+
+        self.store = store
+        self.registry = SQLRegistryStore(store)
+        self.triggers = SQLTriggerStore(store)
+        self.known: dict[str, dict[str, Any]] = {}
+        self.read_at = -math.inf  # when the properties' signature was last asked
+        self.signature: Any = None
+        self.changes_at = -math.inf  # when changes() last asked
+        self.last_changes: object = None
+
+    def __call__(self, run: RunRecord) -> bool:
+        from kaon.triggers.strategies import admit
+
+        return admit(self.store, run, properties=self.properties)
+
+    def properties(self, _store: StateStore, name: str) -> dict[str, Any]:
+        """A workflow's properties as last read (a workflow not in the registry, a run made
+        by `kaon run`: the defaults). The signature is asked when a run is, at most once per
+        :data:`PROPERTIES_TTL_S`: an idle server's first run after a change sees it."""
+        from kaon.triggers.strategies import DEFAULT_PROPERTIES
+
+        now = time.monotonic()
+        if now - self.read_at > PROPERTIES_TTL_S:
+            signature = self.registry.signature()
+            if signature != self.signature:
+                self.known.clear()
+                for workflow in self.registry.list_workflows(limit=sys.maxsize):
+                    self.known[workflow.name] = {
+                        **DEFAULT_PROPERTIES,
+                        **(workflow.properties or {}),
+                    }
+                self.signature = signature
+            self.read_at = now
+        return self.known.get(name, DEFAULT_PROPERTIES)
+
+    def changes(self) -> object:
+        """See :class:`kaon.engine.refusals.AdmissionChanges`: the registry's signature and
+        the last unblock, asked at most once per :data:`PROPERTIES_TTL_S` (apart from the
+        properties' own, so that asking does not make the properties older)."""
+        from kaon.triggers.strategies import UNBLOCKED_PREFIX
+
+        now = time.monotonic()
+        if now - self.changes_at > PROPERTIES_TTL_S:
+            unblocked = self.triggers.last_state_change(UNBLOCKED_PREFIX)
+            self.last_changes = (self.registry.signature(), unblocked)
+            self.changes_at = now
+        return self.last_changes
+
+
 def admission(store: StateStore) -> Callable[[RunRecord], bool]:
     """The run strategies' admission callback bound to ``store``. The workflows' properties
     (their strategies) are read together, in one query, and read again only when the
     registry's signature (one aggregate, asked at most once per :data:`PROPERTIES_TTL_S`)
     says a workflow changed: a claiming pass that looks at the queue heads of thousands of
-    workflows reads none of them one by one (it read each one's row again every second)."""
-    from kaon.store.registry import SQLRegistryStore
+    workflows reads none of them one by one (it read each one's row again every second).
+    Over a SQL store it also says when the properties or an unblock changed
+    (:class:`kaon.engine.refusals.AdmissionChanges`), so that the engine asks again about
+    the queue heads it remembers refused."""
     from kaon.store.sql import SQLStore
-    from kaon.triggers.strategies import DEFAULT_PROPERTIES, admit, workflow_properties
+    from kaon.triggers.strategies import admit, workflow_properties
 
     if not isinstance(store, SQLStore):
         return functools.partial(admit, store, properties=workflow_properties)
-    registry = SQLRegistryStore(store)
-    known: dict[str, dict[str, Any]] = {}
-    seen: dict[str, Any] = {"at": -math.inf, "signature": None}
-
-    def properties(_store: StateStore, name: str) -> dict[str, Any]:
-        now = time.monotonic()
-        if now - seen["at"] > PROPERTIES_TTL_S:
-            signature = registry.signature()
-            if signature != seen["signature"]:
-                known.clear()
-                for workflow in registry.list_workflows(limit=sys.maxsize):
-                    known[workflow.name] = {**DEFAULT_PROPERTIES, **(workflow.properties or {})}
-                seen["signature"] = signature
-            seen["at"] = now
-        # A workflow not in the registry (a run made by `kaon run`): the defaults.
-        return known.get(name, DEFAULT_PROPERTIES)
-
-    return functools.partial(admit, store, properties=properties)
+    return _Admission(store)
 
 
 def trigger_service(services: Services, options: ServerOptions | None = None) -> Any:

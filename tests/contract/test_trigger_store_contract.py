@@ -69,6 +69,15 @@ class TriggerStoreContract:
     def triggers(self, sql: SQLStore) -> TriggerStore:
         return SQLTriggerStore(sql)
 
+    def test_when_states_of_a_prefix_last_changed(self, triggers: TriggerStore) -> None:
+        assert isinstance(triggers, SQLTriggerStore)
+        assert triggers.last_state_change("strategy:unblocked:") is None
+        triggers.put_state("strategy:unblocked:wf", {"at": 1.0}, 7.0)
+        triggers.put_state("strategy:unblockedX", {"at": 1.0}, 9.0)  # another prefix
+        triggers.put_state("cron:wf:cron:1", {"last_slot": 1.0}, 8.0)
+        assert triggers.last_state_change("strategy:unblocked:") == 7.0
+        assert triggers.last_state_change("strategy_unblocked:") is None  # `_` is no wildcard
+
     def test_firings_past_retention_go_oldest_first_but_those_still_needed(
         self, triggers: TriggerStore
     ) -> None:

@@ -68,3 +68,28 @@ def test_a_changed_strategy_is_admitted_by_at_the_next_pass(
         assert admit(RunRecord("x", "not-registered", "h", RunStatus.PENDING))
     finally:
         store.close()
+
+
+def test_the_admission_says_when_a_strategy_or_an_unblock_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine remembers the queue heads a strategy refused (kaon.engine.refusals); the
+    server's admission callback tells it when to ask again: a property changed, or a
+    workflow was unblocked (it waited out the memory, up to 15 s, after `kaon unblock`)."""
+    from kaon.engine.refusals import AdmissionChanges
+    from kaon.triggers import strategies
+
+    store, _heads = _store(tmp_path)
+    monkeypatch.setattr(server_parts, "PROPERTIES_TTL_S", 0.0)
+    admit = server_parts.admission(store)
+    try:
+        assert isinstance(admit, AdmissionChanges)
+        first = admit.changes()
+        assert admit.changes() == first
+        SQLRegistryStore(store).update_workflow("wf3", time.time() + 1, properties={})
+        second = admit.changes()
+        assert second != first
+        strategies.unblock(store, "wf5", now=time.time() + 2)
+        assert admit.changes() != second
+    finally:
+        store.close()

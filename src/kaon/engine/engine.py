@@ -41,6 +41,7 @@ from kaon.engine.liveness import EngineLock, new_owner, owner_is_dead, release_d
 from kaon.engine.memo import Fingerprint
 from kaon.engine.nodes import Node
 from kaon.engine.outages import ArtifactOutages
+from kaon.engine.refusals import AdmissionChanges, RefusalMemory
 from kaon.engine.runstate import RunState
 from kaon.engine.tenancy import Tenancy, uses_tenancy
 from kaon.errors import (
@@ -204,6 +205,7 @@ class Engine:
         self._busy: set[str] = set()  # runs with attempts in flight
         self.lost: dict[str, KaonError] = {}  # runs let go (fenced out) or quarantined, why
         self.outages = ArtifactOutages()  # runs let go after an artifact store failure
+        self.refusals = RefusalMemory()  # queue heads the run strategies refused lately
         self._lock = EngineLock(self.owner)
         self._leases_left = False  # a lease this engine let go of could not be released
         # Executor events; a turn runs on the engine's thread, or on an executor's thread
@@ -454,10 +456,16 @@ class Engine:
             self._next_dead_check = now + DEAD_CHECK_S
             for owner in release_dead_leases(self.store, self.owner):
                 log.info("engine %s is dead: taking over its runs", owner)
+                self.refusals.clear()  # their runs ended nothing: their places are free
         if room > 0 and self.owner_group_of is not None:
             room -= self._claim_fair_share(admit, room)
         after: ClaimKey | None = None
-        waiting: set[str] = set()  # workflows whose queue head (first waiting run) was refused
+        self.refusals.sweep(now)
+        if isinstance(admit, AdmissionChanges):
+            self.refusals.follow(admit.changes())
+        # Workflows whose queue head (first waiting run) was refused: lately (remembered,
+        # see kaon.engine.refusals), or in this pass.
+        waiting = self.refusals.waiting(now)
         page_size = max(2 * room, 50)
         while room > 0:
             page = self.store.claimable_runs(
@@ -472,7 +480,7 @@ class Engine:
                     continue
                 if self.outages.waiting(record.id, time.monotonic()):
                     continue  # let go after an artifact store failure: not yet
-                if not self._admitted(admit, record):
+                if not self._admitted_head(admit, record, now):
                     if record.status is RunStatus.PENDING:
                         waiting.add(record.workflow)
                     continue
@@ -490,7 +498,7 @@ class Engine:
         workflow seen is its queue's head: run strategies queue in the same order).
         Returns how many runs were added."""
         heads: dict[str, RunRecord] = {}  # owner group -> its oldest claimable run seen
-        seen: set[str] = set()
+        seen = self.refusals.waiting(time.monotonic())  # refused lately: not read again
         for _page in range(FAIR_PAGES):
             page = self.store.claimable_runs(limit=FAIR_PAGE, skip_workflows=sorted(seen))
             for record in page:
@@ -518,9 +526,25 @@ class Engine:
                 break
             if self.outages.waiting(record.id, time.monotonic()):
                 continue
-            if self._admitted(admit, record):
+            if self._admitted_head(admit, record, time.monotonic()):
                 chosen.append(record)
         return self._add_runs(chosen) if chosen else 0
+
+    def _admitted_head(
+        self, admit: Callable[[RunRecord], bool] | None, record: RunRecord, now: float
+    ) -> bool:
+        """:meth:`_admitted`, but a pending head refused lately is refused again without
+        asking (see :mod:`kaon.engine.refusals`), and a refusal is remembered."""
+        if admit is None:
+            return True
+        pending = record.status is RunStatus.PENDING
+        if pending and self.refusals.remembered(record.workflow, record.id, now):
+            return False
+        if self._admitted(admit, record):
+            return True
+        if pending:
+            self.refusals.refused(record.workflow, record.id, now)
+        return False
 
     @staticmethod
     def _admitted(admit: Callable[[RunRecord], bool] | None, record: RunRecord) -> bool:
@@ -622,6 +646,8 @@ class Engine:
         """Drop a run from memory: cancel its attempts, drop its rows from this turn's
         batch and its attempts from the outbox."""
         state = self.runs.pop(run_id, None)
+        if state is not None:
+            self.refusals.forget(state.record.workflow)  # a place in its queue may be free
         self.epochs.pop(run_id, None)
         self._renewed.pop(run_id, None)
         self._fence_stale = True
@@ -764,6 +790,7 @@ class Engine:
             if self.runs.get(state.id) is state:
                 _log_end(state)
                 self.runs.pop(state.id)
+                self.refusals.forget(state.record.workflow)  # a place in its queue is free
                 self.epochs.pop(state.id, None)
                 self._renewed.pop(state.id, None)
                 self._touched.discard(state.id)

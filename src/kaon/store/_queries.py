@@ -1159,6 +1159,14 @@ def _expired_firings() -> Any:
     return sa.delete(tt.trigger_firings).where(c.id.in_(batch.scalar_subquery()))
 
 
+@_builder
+def _last_state_change() -> Any:
+    """When a trigger-state document whose key matches ``:pattern`` (a prefix, escaped with
+    ``/``, then ``%``) last changed, or NULL."""
+    c = tt.trigger_state.c
+    return sa.select(sa.func.max(c.updated_at)).where(c.key.like(_bind("pattern"), escape="/"))
+
+
 _idem = reg.idempotency_keys.c
 
 

@@ -319,6 +319,17 @@ class SQLTriggerStore(TriggerStore):
             for start in range(0, len(rows), 500):
                 conn.execute(stmt, rows[start : start + 500])
 
+    def last_state_change(self, prefix: str) -> float | None:
+        """When a state document whose key starts with ``prefix`` last changed (None: no
+        such document)."""
+        from kaon.store._queries import construct
+
+        escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        with self.store.reading() as conn:
+            found = conn.execute(construct(("last_state_change",)), {"pattern": escaped + "%"})
+            value = found.scalar()
+        return None if value is None else float(value)
+
     # -- firings -------------------------------------------------------------------------
 
     def claim_firing(self, record: FiringRecord) -> bool:

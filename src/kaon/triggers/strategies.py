@@ -32,7 +32,9 @@ from kaon.model.status import RunStatus
 from kaon.store.base import RunRecord, StateStore
 
 DROPPED_REASON = "dropped by first-only strategy"
-_BLOCK_KEY = "strategy:unblocked:{workflow}"
+UNBLOCKED_PREFIX = "strategy:unblocked:"
+"""The trigger-state keys that record when each workflow was last unblocked."""
+_BLOCK_KEY = UNBLOCKED_PREFIX + "{workflow}"
 _QUEUE_LIMIT = 10_000
 
 
