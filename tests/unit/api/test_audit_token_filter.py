@@ -81,7 +81,7 @@ def test_entries_written_before_get_their_token_id(tmp_path: Path) -> None:
     try:
         with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, "0021_firings_expiry")
+            command.upgrade(config, "0022_firings_expiry")
             for data in ('{"token_id": "tok-1"}', "{}", '{"token_id": "tok-2", "k": 1}'):
                 conn.execute(sa.text(insert.replace("'{}'", f"'{data}'")))
             command.upgrade(config, "head")

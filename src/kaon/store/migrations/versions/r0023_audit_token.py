@@ -6,8 +6,8 @@ rolls over) but not by the token. The id now has a column of its own, filled in 
 entries written before, and an index: ``GET /audit?token_id=`` and ``kaon audit
 --token-id`` read a range of it.
 
-Revision ID: 0022_audit_token
-Revises: 0021_firings_expiry
+Revision ID: 0023_audit_token
+Revises: 0022_firings_expiry
 Create Date: 2026-12-05
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0022_audit_token"
-down_revision: str | None = "0021_firings_expiry"
+revision: str = "0023_audit_token"
+down_revision: str | None = "0022_firings_expiry"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -9,8 +9,8 @@ the firings it must keep (claimed ones, data triggers' paths, a backfill's open 
 not in it, so they are
 never read again by a pass.
 
-Revision ID: 0021_firings_expiry
-Revises: 0020_runs_claim_order
+Revision ID: 0022_firings_expiry
+Revises: 0021_user_values_as_json
 Create Date: 2026-12-05
 """
 
@@ -24,8 +24,8 @@ EXPIRES = (
     "AND (status <> 'created' OR trigger_id NOT LIKE 'backfill:%')"
 )
 
-revision: str = "0021_firings_expiry"
-down_revision: str | None = "0020_runs_claim_order"
+revision: str = "0022_firings_expiry"
+down_revision: str | None = "0021_user_values_as_json"
 branch_labels: str | None = None
 depends_on: str | None = None
 
