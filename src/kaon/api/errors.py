@@ -45,6 +45,7 @@ from kaon.errors import (
     PermissionDeniedError,
     Problem,
     StoreUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from kaon.service.auth import Actor, Principal
 from kaon.service.registry_views import ErrorBody, ProblemView
@@ -72,7 +73,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Not allowed in the current state"),
         (413, "The body exceeds the route's size limit"),
         (422, "Invalid input: every problem with its location"),
-        (503, "The state database is briefly unreachable: retry (nothing was written)"),
+        (
+            503,
+            "The state database is briefly unreachable: retry (nothing was written; or, "
+            "when the message says the write may have been made, with the same "
+            "Idempotency-Key)",
+        ),
     )
 }
 """The error answers every route documents (pass as ``responses=`` to a router)."""
@@ -175,7 +181,12 @@ async def _kaon_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _server_error_body(exc: BaseException, status: int) -> ErrorBody:
-    if status == 503:
+    if isinstance(exc, WriteOutcomeUnknownError):
+        message = (
+            "the state database was lost while committing: the write may have been made; "
+            "retry with the same Idempotency-Key, or read before writing again"
+        )
+    elif status == 503:
         message = "the state database is briefly unreachable: retry (nothing was written)"
     else:
         message = "internal error: the server's log says what failed"

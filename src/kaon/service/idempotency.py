@@ -9,10 +9,11 @@ first is still being handled, gets 409. A reservation whose request died mid-way
 was killed) is taken over after :attr:`Idempotency.abandon_s` and the work redone with the
 same reservation, so a run is still created once. A request that failed with an unexpected
 error (not a :class:`~kaon.errors.KaonError`, which refuses before any effect and drops the
-key) may have had its effect, so its reservation is kept but *released*: the next request
-with the key takes it over at once, with the same reservation (it waited the abandon delay,
-answered 409 meanwhile). Of concurrent takers, one wins; the others get 409. Keys are kept
-:attr:`Idempotency.ttl_s`.
+key), or whose commit's answer the database lost
+(:class:`~kaon.errors.WriteOutcomeUnknownError`), may have had its effect, so its
+reservation is kept but *released*: the next request with the key takes it over at once,
+with the same reservation (it waited the abandon delay, answered 409 meanwhile). Of
+concurrent takers, one wins; the others get 409. Keys are kept :attr:`Idempotency.ttl_s`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kaon.errors import DefinitionError, InvalidActionError, KaonError, Location, Problem
+from kaon.errors import (
+    DefinitionError,
+    InvalidActionError,
+    KaonError,
+    Location,
+    Problem,
+    WriteOutcomeUnknownError,
+)
 from kaon.service.safety import check_text
 from kaon.store.registry import IDEMPOTENCY_RELEASED, IdempotencyRecord, RegistryStore
 
@@ -99,6 +107,9 @@ class Idempotency:
             reservation = found.response
         try:
             answer = work(reservation)
+        except WriteOutcomeUnknownError:  # committed or not: the retry must find what it made
+            self._release(actor, key)
+            raise
         except KaonError:
             self.registry.drop_idempotency(actor, key)
             raise
