@@ -47,6 +47,7 @@ from kaon.service.experiment_views import (
     PlotView,
     RunArtifactsView,
 )
+from kaon.service.limits import COMPARE_ROWS
 from kaon.service.local import LocalService, PausedStep
 from kaon.service.settings import Settings
 from kaon.service.views import LogView, OutputView, RunView, StepRunView
@@ -141,9 +142,10 @@ class Client:
         handle._drive()
         return handle
 
-    def compare(self, *run_ids: str) -> CompareView:
-        """Runs side by side: parameters, metrics, step statuses."""
-        return self._service.experiments.compare(run_ids)
+    def compare(self, *run_ids: str, limit: int = COMPARE_ROWS) -> CompareView:
+        """Runs side by side: parameters, metrics (per step path, and pooled over a foreach's
+        items in ``groups``), step statuses; ``limit`` rows of each list at most."""
+        return self._service.experiments.compare(run_ids, limit=limit)
 
     def plot(
         self,

@@ -30,6 +30,7 @@ from kaon.service.experiment_views import (
     StepOutputsView,
 )
 from kaon.service.experiments import one_artifact, require_two
+from kaon.service.limits import COMPARE_ROWS, MAX_COMPARE_ROWS
 
 router = APIRouter(tags=["artifacts"], responses=ERROR_RESPONSES)
 
@@ -216,13 +217,20 @@ def compare_runs(
         description="Run ids (repeat), at least two different ones.",
         json_schema_extra={"uniqueItems": True},
     ),
+    limit: int = Query(
+        COMPARE_ROWS,
+        ge=1,
+        le=MAX_COMPARE_ROWS,
+        description="Metric rows and step rows listed (each); ``groups`` pools every item.",
+    ),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> CompareView:
-    """Runs side by side: parameters, metrics (last value) and step statuses."""
+    """Runs side by side: parameters, metrics (last value, and pooled over a foreach's items)
+    and step statuses (those that differ first), ``limit`` rows of each with their totals."""
     readable = _readable_runs(services, principal, run)  # 404/403 first, as for one run
     require_two(readable)  # two prefixes of one run
-    return services.runs.experiments.compare(readable)
+    return services.runs.experiments.compare(readable, limit=limit)
 
 
 @router.get("/plot", response_model=PlotView, summary="The data of a metric plot")

@@ -30,6 +30,7 @@ from kaon.cli._text import cut, shown, shown_value
 from kaon.cli.main import _client, _errors, _fail, _print_json, _print_view, _service, app, out
 from kaon.dsl.durations import parse_duration
 from kaon.errors import ConfigurationError, Location
+from kaon.service.limits import COMPARE_ROWS, MAX_COMPARE_ROWS
 
 if TYPE_CHECKING:  # imported where used: rich and the view models cost start-up time
     from rich.text import Text
@@ -413,6 +414,17 @@ def compare(
     all_steps: Annotated[
         bool, typer.Option("--all", help="List every step, not only those that differ.")
     ] = False,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit",
+            "-n",
+            metavar="N",
+            min=1,
+            max=MAX_COMPARE_ROWS,
+            help="Metric rows and step rows listed (each); the items' pooled rows come first.",
+        ),
+    ] = COMPARE_ROWS,
     url: UrlOpt = None,
     db: DbOpt = None,
     home: HomeOpt = None,
@@ -420,11 +432,13 @@ def compare(
 ) -> None:
     """Compare runs side by side: parameters, metrics and step statuses.
 
-    Metrics are the last value per step path (each foreach item too); steps show whether they
-    ran, were cached, failed or were skipped. Differences are highlighted.
+    Metrics are pooled over a foreach's items (mean, count, min, max per run), then listed
+    as the last value per step path (each foreach item, the first --limit rows); steps show
+    whether they ran, were cached, failed or were skipped (those that differ first).
+    Differences are highlighted.
     """
     with _errors(as_json), _client(url, db, home) as service:
-        view = service.experiments.compare(run_ids)
+        view = service.experiments.compare(run_ids, limit=limit)
         if as_json:
             _print_json(view.model_dump(mode="json"))
         else:
@@ -460,6 +474,23 @@ def _render_compare(view: CompareView, all_steps: bool) -> None:
             *[_cell(p.values.get(i), p.differs) for i in ids],
         )
     out.print(head)
+    pooled = [g for g in view.groups if any(n > 1 for n in g.count.values())]
+    if pooled:
+        table = Table(
+            box=None,
+            header_style="bold",
+            title="metrics pooled over items (mean, of n)",
+            title_justify="left",
+        )
+        for column in ("group", "metric", *ids):
+            table.add_column(column, justify="right" if column in ids else "left")
+        for g in pooled:
+            cells = [
+                _cell(None if g.mean[i] is None else f"{g.mean[i]:.6g} (n={g.count[i]})", g.differs)
+                for i in ids
+            ]
+            table.add_row(g.group, g.name, *cells)
+        out.print(table)
     if view.metrics:
         table = Table(
             box=None, header_style="bold", title="metrics (last value)", title_justify="left"
@@ -477,6 +508,9 @@ def _render_compare(view: CompareView, all_steps: bool) -> None:
                 *[_cell(m.values.get(i), m.differs) for i in ids],
             )
         out.print(table)
+    if view.metrics_total > len(view.metrics):
+        more = view.metrics_total - len(view.metrics)
+        out.print(Text(f"... and {more:,} more metric rows (--limit N lists more)", style="dim"))
     listed = [s for s in view.steps if all_steps or s.differs]
     table = Table(box=None, header_style="bold", title="steps", title_justify="left")
     for column in ("step", *ids):
@@ -485,11 +519,17 @@ def _render_compare(view: CompareView, all_steps: bool) -> None:
         table.add_row(s.path, *[_cell(s.statuses.get(i), s.differs) for i in ids])
     if listed:
         out.print(table)
-    same = len(view.steps) - sum(1 for s in view.steps if s.differs)
-    if not all_steps and same:
+    unlisted = view.steps_total - len(listed)
+    if unlisted:
+        same = view.steps_total - view.steps_differing
+        hint = "--all lists them" if not all_steps else "--limit N lists more"
+        if not all_steps and view.steps_differing > len(listed):
+            hint = "--limit N lists more differing ones, --all the others"
         out.print(
             Text(
-                f"{same} step(s) with the same status in every run (--all lists them)", style="dim"
+                f"{unlisted:,} more step(s) not listed, {same:,} with the same status in every run"
+                f" ({hint})",
+                style="dim",
             )
         )
 

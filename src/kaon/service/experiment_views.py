@@ -204,6 +204,21 @@ class MetricRow(BaseModel):
     differs: bool
 
 
+class MetricGroupRow(BaseModel):
+    """One metric pooled over the items of a step (``segments[*].train``; nested foreaches
+    pooled at every level, ``outer[*].inner[*].train``) in each compared run: the mean,
+    count, min and max of the items' last values (``None`` and 0 when a run has none). A
+    path outside foreach items and loop iterations is a group of one."""
+
+    group: str
+    name: str
+    mean: dict[str, float | None]
+    count: dict[str, int]
+    min: dict[str, float | None]
+    max: dict[str, float | None]
+    differs: bool
+
+
 class StepRow(BaseModel):
     """A step's status in each compared run (``None`` when a run has no such step)."""
 
@@ -217,8 +232,18 @@ class CompareView(BaseModel):
 
     runs: list[CompareRunView]
     params: list[ParamRow] = Field(default_factory=list)
-    metrics: list[MetricRow] = Field(default_factory=list)
-    steps: list[StepRow] = Field(default_factory=list)
+    groups: list[MetricGroupRow] = Field(
+        default_factory=list, description="each metric pooled over a foreach's items"
+    )
+    metrics: list[MetricRow] = Field(
+        default_factory=list, description="the first ``limit`` rows, by group, name and item"
+    )
+    metrics_total: int = Field(default=0, description="metric rows in all")
+    steps: list[StepRow] = Field(
+        default_factory=list, description="the first ``limit`` rows, those that differ first"
+    )
+    steps_total: int = Field(default=0, description="step rows in all")
+    steps_differing: int = Field(default=0, description="step rows that differ, in all")
 
 
 class PlotSeries(BaseModel):

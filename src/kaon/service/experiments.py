@@ -31,7 +31,8 @@ from kaon.model.values import (
     outputs_value,
 )
 from kaon.service import _compare, _export
-from kaon.service._compare import require_two as require_two  # for the API and clients
+from kaon.service._compare import require_rows as require_rows  # for the API and clients
+from kaon.service._compare import require_two as require_two
 from kaon.service._metric_pages import (
     MAX_METRIC_ROWS_PAGE,
     MetricCursor,
@@ -55,6 +56,7 @@ from kaon.service.experiment_views import (
     RunArtifactsView,
     ValueView,
 )
+from kaon.service.limits import COMPARE_ROWS
 from kaon.store.base import ArtifactRecord, CacheEntryRecord, EventRecord, StateStore
 from kaon.triggers import retention
 
@@ -514,10 +516,12 @@ class Experiments:
 
     # -- comparison --------------------------------------------------------------------------
 
-    def compare(self, runs: Sequence[str]) -> CompareView:
-        """Parameters, metrics (last value per step path and name, per foreach item) and step
-        statuses of several runs side by side. Raises ParameterError for fewer than two."""
-        return _compare.compare(self.store, [self.resolve_run(r) for r in runs])
+    def compare(self, runs: Sequence[str], *, limit: int = COMPARE_ROWS) -> CompareView:
+        """Parameters, metrics (last value per step path and name, per foreach item, and
+        pooled per group) and step statuses of several runs side by side, ``limit`` rows of
+        each list at most (see :func:`_compare.compare`). Raises ParameterError for fewer
+        than two runs or a ``limit`` out of range."""
+        return _compare.compare(self.store, [self.resolve_run(r) for r in runs], limit=limit)
 
     def metrics(self, run: str) -> list[dict[str, Any]]:
         """Every metric value of a run as flat rows: ``path, group, item_index, item, name,

@@ -23,3 +23,9 @@ MAX_RUNS_LISTED: Final = 10_000
 
 MAX_VERSION: Final = 2**31 - 1
 """The largest workflow version number."""
+
+COMPARE_ROWS: Final = 1000
+"""The metric rows and the step rows a comparison lists by default (each list)."""
+
+MAX_COMPARE_ROWS: Final = 100_000
+"""The most metric rows and step rows a comparison lists (``--limit``, ``limit=``)."""

@@ -41,7 +41,8 @@ from kaon.service.experiment_views import (
     PlotView,
     RunArtifactsView,
 )
-from kaon.service.experiments import fetch_value, pick_output, require_two
+from kaon.service.experiments import fetch_value, pick_output, require_rows, require_two
+from kaon.service.limits import COMPARE_ROWS
 from kaon.service.remote import segment
 
 if TYPE_CHECKING:
@@ -195,10 +196,11 @@ class RemoteExperiments:
             self._get(f"/runs/{segment(run, 'run')}/explain", path=path)
         )
 
-    def compare(self, runs: Sequence[str]) -> CompareView:
+    def compare(self, runs: Sequence[str], *, limit: int = COMPARE_ROWS) -> CompareView:
         """Parameters, metrics and step statuses of several runs side by side."""
         require_two(runs)  # refused here as by the server and locally, in their words
-        return CompareView.model_validate(self._get("/compare", run=list(runs)))
+        require_rows(limit)
+        return CompareView.model_validate(self._get("/compare", run=list(runs), limit=limit))
 
     def metrics(self, run: str) -> list[dict[str, Any]]:
         """Every metric value of a run as flat rows: the server answers a page at a time,

@@ -48,27 +48,15 @@
         return el("span", {}, badge(n.status), " ", duration(n.duration_s), kids ? ` (${kids})` : "");
       }));
     }
-    // The server compares (GET /compare, as `kaon compare`): each step path's last value of
-    // each metric in each run, a cached step's reused ones included, every value read (a
-    // page of a run's metrics cut them short). Foreach items and loop iterations are pooled
-    // here (each[*].train) into their mean, with how many reported.
+    // The server compares (GET /compare, as `kaon compare`) and pools each metric over a
+    // foreach's items (each[*].train) into their mean, with how many reported: the page
+    // reads those rows (one per group and metric), not every item's (limit=1).
     const query = ids.map((id) => `run=${encodeURIComponent(id)}`).join("&");
-    const compared = await api(`/compare?${query}`);
-    const pooled = ids.map(() => ({}));
-    for (const m of compared.metrics) {
-      const key = `${m.group} ${m.name}`;
-      compared.runs.forEach((r, i) => {
-        const value = m.values[r.id];
-        if (value === null || value === undefined) return;
-        const slot = (pooled[i][key] ||= { sum: 0, n: 0 });
-        slot.sum += value; slot.n += 1;
-      });
-    }
-    for (const values of pooled) for (const v of Object.values(values)) v.mean = v.sum / v.n;
-    const keys = [...new Set(pooled.flatMap((values) => Object.keys(values)))].sort().slice(0, 200);
-    for (const key of keys) {
-      const values = pooled.map((v) => v[key]);
-      row(`metric ${key}`, values.map((v) => (v === undefined ? "—" : `${Number(v.mean.toPrecision(6))}${v.n > 1 ? ` (mean of ${v.n})` : ""}`)));
+    const compared = await api(`/compare?${query}&limit=1`);
+    const groups = [...compared.groups].sort((a, b) => `${a.group} ${a.name}`.localeCompare(`${b.group} ${b.name}`)).slice(0, 200);
+    for (const g of groups) {
+      const values = compared.runs.map((r) => (g.count[r.id] ? { mean: g.mean[r.id], n: g.count[r.id] } : undefined));
+      row(`metric ${g.group} ${g.name}`, values.map((v) => (v === undefined ? "—" : `${Number(v.mean.toPrecision(6))}${v.n > 1 ? ` (mean of ${v.n})` : ""}`)));
       rows[rows.length - 1].append(el("td", {}, bars(values.map((v) => v && v.mean))));
     }
     box.append(el("table", { class: "grid cmp" }, el("thead", {}, head), el("tbody", {}, rows)));
