@@ -14,7 +14,7 @@ from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiment_views import RunArtifactsView
-from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET, MAX_RUNS_PAGE
+from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET, MAX_RUNS_PAGE, RUN_METRICS
 from kaon.service.registry_views import (
     ContinueRequest,
     EventView,
@@ -150,7 +150,7 @@ def get_run(
     all_steps: bool = Query(False, description="Every level (items, iterations) by creation."),
     limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Step runs in the page."),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
-    metrics_limit: int = Query(1000, ge=0, le=10_000, description="Metrics listed at most."),
+    metrics_limit: int = Query(RUN_METRICS, ge=0, le=10_000, description="Metrics listed at most."),
     status: list[StepStatus] = Query([], description="Only step runs in these statuses."),
     kind: StepKind | None = Query(None, description="Only step runs of this kind."),
     _: Principal = Depends(require("viewer")),

@@ -29,3 +29,7 @@ COMPARE_ROWS: Final = 1000
 
 MAX_COMPARE_ROWS: Final = 100_000
 """The most metric rows and step rows a comparison lists (``--limit``, ``limit=``)."""
+
+RUN_METRICS: Final = 1000
+"""The metric values a run's detail or page lists by default (``metrics_truncated`` says
+when there are more: all of them in ``GET /runs/{id}/metrics``)."""

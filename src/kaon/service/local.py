@@ -35,6 +35,7 @@ from kaon.model.params import bind_params, json_problem, rebind_params
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
 from kaon.model.values import ValueRef, decode_outputs
+from kaon.service.limits import RUN_METRICS
 from kaon.service.settings import EXECUTORS, Settings, expression_budget
 from kaon.service.stopper import Stopper
 from kaon.service.views import (
@@ -43,7 +44,6 @@ from kaon.service.views import (
     RunDetail,
     RunView,
     log_view,
-    metric_view,
     paused_step_view,
     run_view,
     step_view,
@@ -488,10 +488,11 @@ class LocalService:
 
     def run_detail(self, run_id: str, *, all_steps: bool = False) -> RunDetail:
         """A run with its step runs (foreach items and loop iterations summarized unless
-        ``all_steps``), their attempts, and its metrics.
+        ``all_steps``), their attempts, and its first :data:`RUN_METRICS` metric values
+        (``metrics_truncated`` when there are more), as ``GET /runs/{id}`` answers.
 
         Summarized, the rows, counts and attempts are selected and counted by the store, so
-        the cost follows what is shown, not the number of items (metrics excepted)."""
+        the cost follows what is shown, not the number of items."""
         record = self.store.get_run(run_id)
         now = time.time()
         if all_steps:
@@ -523,11 +524,10 @@ class LocalService:
         detail.tasks = {
             status.value: n for (kind, status), n in sorted(counts.items()) if kind == "task"
         }
-        metrics = self.store.metrics(run_id)
-        paths = {row.id: row.path for row in shown}
-        if any(m.step_run_id not in paths for m in metrics):  # metrics of hidden items
-            paths = {row.id: row.path for row in self.store.step_runs(run_id, all_levels=True)}
-        detail.metrics = [metric_view(m, paths.get(m.step_run_id, "?")) for m in metrics]
+        # The same bounded read as a run's page: paths looked up for the values listed.
+        metrics = self.reads.metrics(run_id, limit=RUN_METRICS + 1)
+        detail.metrics = metrics[:RUN_METRICS]
+        detail.metrics_truncated = len(metrics) > RUN_METRICS
         return detail
 
     def logs(self, run_id: str, path: str, *, attempt: int | None = None) -> list[LogView]:
@@ -635,7 +635,7 @@ class LocalService:
         all_steps: bool = False,
         limit: int = 1000,
         offset: int = 0,
-        metrics_limit: int = 1000,
+        metrics_limit: int = RUN_METRICS,
         statuses: tuple[str, ...] = (),
         kind: str | None = None,
     ) -> RunPage:

@@ -32,7 +32,7 @@ from kaon.model.codec import workflow_from_dict
 from kaon.model.graph import dependencies
 from kaon.model.specs import WaitSpec, WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
-from kaon.service.limits import MAX_RUNS_OFFSET
+from kaon.service.limits import MAX_RUNS_OFFSET, RUN_METRICS
 from kaon.service.step_inputs import MAX_DEPTH, InputView, resolve_inputs, shown_json
 from kaon.service.views import (
     MetricView,
@@ -208,7 +208,6 @@ class RunPage(RunDetail):
     )
     offset: int = 0
     limit: int = MAX_PAGE
-    metrics_truncated: bool = Field(default=False, description="more metrics than listed")
 
 
 class RunReads:
@@ -264,7 +263,7 @@ class RunReads:
         all_steps: bool = False,
         limit: int = MAX_PAGE,
         offset: int = 0,
-        metrics_limit: int = 1000,
+        metrics_limit: int = RUN_METRICS,
         statuses: tuple[str, ...] = (),
         kind: str | None = None,
     ) -> RunPage:

@@ -161,7 +161,10 @@ class RunDetail(RunView):
     """A run with its step runs and metrics (``kaon show --json``)."""
 
     steps: list[StepRunView] = Field(default_factory=list)
-    metrics: list[MetricView] = Field(default_factory=list)
+    metrics: list[MetricView] = Field(
+        default_factory=list, description="the run's first metric values (1,000 by default)"
+    )
+    metrics_truncated: bool = Field(default=False, description="more metrics than listed")
     tasks: dict[str, int] = Field(
         default_factory=dict, description="task step runs by status, all levels included"
     )
