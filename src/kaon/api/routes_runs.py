@@ -14,7 +14,13 @@ from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus, StepStatus
 from kaon.service.experiment_views import RunArtifactsView
-from kaon.service.limits import MAX_OFFSET, MAX_RUNS_OFFSET, MAX_RUNS_PAGE, RUN_METRICS
+from kaon.service.limits import (
+    ARTIFACTS_PAGE,
+    MAX_OFFSET,
+    MAX_RUNS_OFFSET,
+    MAX_RUNS_PAGE,
+    RUN_METRICS,
+)
 from kaon.service.registry_views import (
     ContinueRequest,
     EventView,
@@ -341,12 +347,15 @@ def run_metrics(
 @router.get("/{run_id}/artifacts", response_model=RunArtifactsView, summary="A run's artifacts")
 def run_artifacts(
     run_id: str,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET, description="The first step run looked at."),
+    limit: int = Query(ARTIFACTS_PAGE, ge=1, le=ARTIFACTS_PAGE, description="Step runs."),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> RunArtifactsView:
-    """The artifacts the run's steps produced, with lineage."""
+    """The artifacts (and inline values) of one page of the run's step runs, every level in
+    creation order, with lineage; ``next_offset`` is where the next page starts."""
     full = _readable(services, _, run_id)
-    return services.runs.experiments.run_artifacts(full)
+    return services.runs.experiments.run_artifacts(full, offset=offset, limit=limit)
 
 
 @router.get("/{run_id}/steps/{path}", response_model=StepRunView, summary="Get a step run")

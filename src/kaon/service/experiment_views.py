@@ -44,12 +44,18 @@ class ValueView(BaseModel):
 
 
 class RunArtifactsView(BaseModel):
-    """Every output of a run's steps: stored blobs and inline values (``kaon artifacts``)."""
+    """The outputs of a run's steps: stored blobs and inline values (``kaon artifacts``), of
+    every step run or of one page of them (``offset``, ``limit``, in creation order)."""
 
     run_id: str
     workflow: str
     artifacts: list[ArtifactView] = Field(default_factory=list)
     values: list[ValueView] = Field(default_factory=list)
+    steps_total: int = Field(default=0, description="step runs of the run, every level")
+    offset: int = Field(default=0, description="the first step run looked at")
+    next_offset: int | None = Field(
+        default=None, description="where the next page starts (None: this was the last)"
+    )
 
 
 MAX_CONSUMERS = 1_000  # step attempts listed as a blob's consumers (a data set read by every run)

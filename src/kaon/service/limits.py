@@ -33,3 +33,6 @@ MAX_COMPARE_ROWS: Final = 100_000
 RUN_METRICS: Final = 1000
 """The metric values a run's detail or page lists by default (``metrics_truncated`` says
 when there are more: all of them in ``GET /runs/{id}/metrics``)."""
+
+ARTIFACTS_PAGE: Final = 1000
+"""The most step runs one page of a run's artifacts covers (``GET /runs/{id}/artifacts``)."""

@@ -42,7 +42,7 @@ from kaon.service.experiment_views import (
     RunArtifactsView,
 )
 from kaon.service.experiments import fetch_value, pick_output, require_rows, require_two
-from kaon.service.limits import COMPARE_ROWS
+from kaon.service.limits import ARTIFACTS_PAGE, COMPARE_ROWS
 from kaon.service.remote import segment
 
 if TYPE_CHECKING:
@@ -154,9 +154,24 @@ class RemoteExperiments:
         found = self._get(f"/artifacts/{segment(hash_, 'artifact')}")
         return ArtifactRef(found["hash"], found["serializer"], int(found["size"]), found["type"])
 
-    def run_artifacts(self, run: str) -> RunArtifactsView:
-        """Every blob a run's steps produced or reused, and their inline values."""
-        return RunArtifactsView.model_validate(self._get(f"/runs/{segment(run, 'run')}/artifacts"))
+    def run_artifacts(
+        self, run: str, *, offset: int = 0, limit: int | None = None
+    ) -> RunArtifactsView:
+        """The blobs a run's steps produced or reused, and their inline values: of one page
+        of ``limit`` step runs from ``offset``, or (``limit`` None) of every step run, the
+        server's pages followed to the last."""
+        route = f"/runs/{segment(run, 'run')}/artifacts"
+        view = RunArtifactsView.model_validate(
+            self._get(route, offset=offset, limit=limit or ARTIFACTS_PAGE)
+        )
+        while limit is None and view.next_offset is not None:
+            more = RunArtifactsView.model_validate(
+                self._get(route, offset=view.next_offset, limit=ARTIFACTS_PAGE)
+            )
+            view.artifacts.extend(more.artifacts)
+            view.values.extend(more.values)
+            view.next_offset = more.next_offset
+        return view
 
     def lineage(self, artifact: str, *, depth: int = 3) -> LineageView:
         """Where a blob came from (``depth`` levels of inputs) and what used it."""

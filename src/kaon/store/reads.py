@@ -19,7 +19,7 @@ from typing import Any
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store._lite import like_pattern, text_patterns
 from kaon.store._rows import run_record, step_run_record
-from kaon.store.base import LogRecord, MetricRecord, RunRecord, StepRunRecord
+from kaon.store.base import ArtifactRecord, LogRecord, MetricRecord, RunRecord, StepRunRecord
 from kaon.store.sql import SQLStore
 
 # How a page of step runs may be ordered (ties broken by id); the column expressions are
@@ -279,6 +279,15 @@ class SQLRunReads:
         """The step run with this id (primary key lookup), or None."""
         rows = self.store.query(("step_run_by_id",), run_id=run_id, id=step_run_id)
         return step_run_record(rows[0]) if rows else None
+
+    def artifacts_at_paths(self, run_id: str, paths: Sequence[str]) -> list[ArtifactRecord]:
+        """The artifact records of ``run_id`` made by the step runs at ``paths``, in creation
+        order: only those are decoded (the database filters the run's records on
+        ``ix_artifacts_run``)."""
+        if not paths:
+            return []
+        rows = self.store.query(("artifacts_at_paths",), run_id=run_id, paths=sorted(set(paths)))
+        return [ArtifactRecord(**row) for row in rows]
 
     def paths(self, run_id: str, step_run_ids: Sequence[int]) -> dict[int, str]:
         """The paths of some step runs, by id."""
