@@ -335,9 +335,9 @@ CREATE INDEX ix_step_runs_kind_status ON step_runs (run_id, kind, status, id);
 
 CREATE INDEX ix_step_runs_metrics ON step_runs (kind, status, first_ended_at);
 
-CREATE INDEX ix_step_runs_parent_index ON step_runs (run_id, parent_id, "index") WHERE parent_id IS NOT NULL;
+CREATE INDEX ix_step_runs_parent_index ON step_runs (run_id, parent_id, "index");
 
-CREATE INDEX ix_step_runs_parent_status ON step_runs (run_id, parent_id, status, "index");
+CREATE INDEX ix_step_runs_parent_status ON step_runs (run_id, parent_id, status, "index") WHERE parent_id IS NOT NULL;
 
 CREATE UNIQUE INDEX ux_step_runs_path ON step_runs (run_id, path);
 
