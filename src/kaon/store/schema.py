@@ -85,6 +85,9 @@ RUN_CLAIMED = "status = 'pending' AND owner IS NOT NULL"
 # can seek by: SQLite, without statistics, would otherwise read every open run through
 # ix_runs_status_created and sort them (kaon.store._queries: _claimable_runs).
 RUN_OPEN = "status NOT IN ('cancelled', 'failed', 'succeeded')"
+# The predicate of /metrics' partial index of step runs: tasks, the only rows with attempts
+# (kaon.store.stats says it with this literal, so that both databases use the index).
+TASK_ROWS = "kind = 'task'"
 
 runs = sa.Table(
     "runs",
@@ -196,8 +199,15 @@ step_runs = sa.Table(
         sqlite_where=sa.text("parent_id IS NOT NULL"),  # PostgreSQL: postgresql_options()
     ),
     # /metrics: tasks by status, and the first attempts that ended since it last looked (a
-    # range per status: the entry a status change moves anyway, no index of its own).
-    sa.Index("ix_step_runs_metrics", "kind", "status", "first_ended_at"),
+    # range per status: the entry a status change moves anyway, no index of its own). Only
+    # tasks have an entry: the rows of containers and frames (a foreach's items) are in no
+    # read of it, and each of their status changes would move one.
+    sa.Index(
+        "ix_step_runs_metrics",
+        "status",
+        "first_ended_at",
+        sqlite_where=sa.text(TASK_ROWS),  # PostgreSQL: postgresql_options()
+    ),
     # The step runs that reused another run's outputs from the cache, by that run (few:
     # only cache hits have an entry): deleting a run hands its blobs' lineage to them
     # (kaon.store.deletion).
@@ -290,6 +300,7 @@ def postgresql_options() -> None:
     partial = {
         "ix_commands_pending": "done_at IS NULL",
         "ix_step_runs_parent_status": "parent_id IS NOT NULL",
+        "ix_step_runs_metrics": TASK_ROWS,
         "ix_step_runs_cached_from": "cached_from IS NOT NULL",
     }
     for index in (*commands.indexes, *step_runs.indexes):

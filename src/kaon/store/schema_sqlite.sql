@@ -333,7 +333,7 @@ CREATE INDEX ix_step_runs_cached_from ON step_runs (cached_from, run_id, id) WHE
 
 CREATE INDEX ix_step_runs_kind_status ON step_runs (run_id, kind, status, id);
 
-CREATE INDEX ix_step_runs_metrics ON step_runs (kind, status, first_ended_at);
+CREATE INDEX ix_step_runs_metrics ON step_runs (status, first_ended_at) WHERE kind = 'task';
 
 CREATE INDEX ix_step_runs_parent_index ON step_runs (run_id, parent_id, "index");
 

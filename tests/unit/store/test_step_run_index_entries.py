@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from query_plans import query_plans
 
 from kaon.model.status import RunStatus, StepStatus
-from kaon.store import open_store
+from kaon.store import open_store, stats
 from kaon.store.base import RunRecord, StepRunRecord, WriteBatch
 from kaon.store.reads import SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
@@ -78,3 +80,40 @@ def test_a_top_level_step_has_no_entry_in_the_status_index_of_children(tmp_path:
     steps = [line for line in children if "step_runs" in line]
     assert len(steps) == 4, children
     assert all("ix_step_runs_parent_status (run_id=? AND parent_id=?" in x for x in steps), steps
+
+
+def test_only_tasks_have_an_entry_in_the_metrics_index(tmp_path: Path) -> None:
+    """``/metrics`` reads tasks only, so a container's or a frame's rows (a foreach's items,
+    each changing status twice) write no entry of ``ix_step_runs_metrics``, and its reads
+    (tasks by status, the first attempts that ended in a range) still read it."""
+    path = tmp_path / "entries.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLStore)
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: object, cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        sent.append((statement, parameters))
+
+    try:
+        _run(store)
+        with store.reading() as conn:
+            sa.event.listen(conn, "before_cursor_execute", grab)
+            _, tasks = stats.status_counts(conn)
+            ended = stats.attempt_durations(conn, (1.0,), 0.0, None)
+    finally:
+        store.close()
+    assert _entries(path)["ix_step_runs_metrics"] == 3, _entries(path)  # the three tasks
+    assert sorted(tasks) == [("succeeded", 3)]
+    assert ended.count == 0  # no attempt started (no first_started_at)
+    raw = sqlite3.connect(path)
+    try:
+        plans = [
+            row[3]
+            for statement, parameters in sent
+            if "step_runs" in statement
+            for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        ]
+    finally:
+        raw.close()
+    assert len(plans) == 2, plans
+    assert all("INDEX ix_step_runs_metrics" in line for line in plans), plans

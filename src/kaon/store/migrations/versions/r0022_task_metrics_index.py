@@ -1,0 +1,42 @@
+"""``/metrics``' index of step runs holds tasks only: ``ix_step_runs_metrics`` becomes
+(status, first_ended_at) WHERE kind = 'task'.
+
+Its two reads (tasks by status; the first attempts that ended in a range, one range per
+status) both ask for tasks, yet every step run had an entry, and each status change of a
+container or a frame (a foreach's item row: running, then its end) moved it. Now those rows
+write no entry, and the entries of tasks are smaller (no ``kind``).
+
+Revision ID: 0022_task_metrics_index
+Revises: 0021_top_level_index
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0022_task_metrics_index"
+down_revision: str | None = "0021_top_level_index"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+_TASKS = sa.text("kind = 'task'")
+
+
+def upgrade() -> None:
+    """Remake the index over tasks only."""
+    op.drop_index("ix_step_runs_metrics", table_name="step_runs")
+    op.create_index(
+        "ix_step_runs_metrics",
+        "step_runs",
+        ["status", "first_ended_at"],
+        sqlite_where=_TASKS,
+        postgresql_where=_TASKS,
+    )
+
+
+def downgrade() -> None:
+    """Back to 0021's: every step run, keyed by kind first."""
+    op.drop_index("ix_step_runs_metrics", table_name="step_runs")
+    op.create_index("ix_step_runs_metrics", "step_runs", ["kind", "status", "first_ended_at"])
