@@ -310,11 +310,17 @@ _step_row = [column for column in _s if not column.name.startswith("first_")]
 def _step_runs(all_levels: bool, top: bool, by_status: bool) -> Any:
     """``:run_id``, ``:parent_id`` (unless ``all_levels`` or ``top``), ``:statuses``."""
     stmt = sa.select(*_step_row).where(_s.run_id == _bind("run_id"))
+    order: sa.ColumnElement[Any] = _s.id
     if not all_levels:
         stmt = stmt.where(_s.parent_id.is_(None) if top else _s.parent_id == _bind("parent_id"))
+        # One parent's rows: the range of a parent index, then sorted. Ordered by the bare
+        # id, SQLite (no statistics) would read the whole run in id order through the
+        # primary key instead, sparing a sort of a few rows: a frame's children, or the top
+        # level, cost the run's size (a foreach of 100,000 items: 20 ms a read).
+        order = _s.id + 0
     if by_status:
         stmt = stmt.where(_s.status.in_(_many("statuses")))
-    return stmt.order_by(_s.id)
+    return stmt.order_by(order)
 
 
 @_builder
