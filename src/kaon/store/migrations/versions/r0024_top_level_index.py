@@ -9,8 +9,8 @@ reads by status name a parent) and the parent index holds every step run: a top-
 step's entry there (parent and index NULL) is written once and never moves. The run's top
 level is read from that range (a few rows per step of the graph), filtered by status.
 
-Revision ID: 0021_top_level_index
-Revises: 0020_runs_claim_order
+Revision ID: 0024_top_level_index
+Revises: 0023_audit_token
 Create Date: 2026-12-05
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0021_top_level_index"
-down_revision: str | None = "0020_runs_claim_order"
+revision: str = "0024_top_level_index"
+down_revision: str | None = "0023_audit_token"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -6,8 +6,8 @@ status) both ask for tasks, yet every step run had an entry, and each status cha
 container or a frame (a foreach's item row: running, then its end) moved it. Now those rows
 write no entry, and the entries of tasks are smaller (no ``kind``).
 
-Revision ID: 0022_task_metrics_index
-Revises: 0021_top_level_index
+Revision ID: 0025_task_metrics_index
+Revises: 0024_top_level_index
 Create Date: 2026-12-05
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0022_task_metrics_index"
-down_revision: str | None = "0021_top_level_index"
+revision: str = "0025_task_metrics_index"
+down_revision: str | None = "0024_top_level_index"
 branch_labels: str | None = None
 depends_on: str | None = None
 
