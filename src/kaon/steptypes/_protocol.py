@@ -11,6 +11,7 @@ The line protocol itself (``::kaon::metric``, ``::kaon::output``, ``$KAON_OUTPUT
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kaon.errors import Location, Problem, StepError
+from kaon.steptypes._values import json_default
 from kaon.steptypes.context import StepContext
 
 REDACTED = "***"
@@ -300,3 +302,21 @@ class AttemptWatch:
                 self.reason = "timeout" if time.monotonic() >= self.deadline else None
             if self.reason is not None:
                 self._stop()
+
+
+def fact_environment(ctx: StepContext) -> dict[str, str]:
+    """The run's facts as the environment variables every step running a program of its own
+    gets (a shell command, an R script, a notebook's kernel): ``KAON_RUN_ID``, ``KAON_STEP``,
+    ``KAON_ATTEMPT``, ``KAON_WORKFLOW``, ``KAON_ITEM`` (JSON, ``null`` outside a foreach),
+    ``KAON_INDEX`` and ``KAON_ITERATION`` (empty outside a foreach or loop), ``KAON_PARAMS``
+    (JSON). One list, so that every such step reads the same facts by the same names."""
+    return {
+        "KAON_RUN_ID": ctx.run_id,
+        "KAON_STEP": ctx.step,
+        "KAON_ATTEMPT": str(ctx.attempt),
+        "KAON_WORKFLOW": ctx.workflow,
+        "KAON_ITEM": json.dumps(ctx.item, default=json_default),
+        "KAON_INDEX": "" if ctx.index is None else str(ctx.index),
+        "KAON_ITERATION": "" if ctx.iteration is None else str(ctx.iteration),
+        "KAON_PARAMS": json.dumps(dict(ctx.params), default=json_default),
+    }

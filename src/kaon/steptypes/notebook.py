@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from kaon.errors import Location, Problem, StepError
-from kaon.steptypes._protocol import config_problems, resolve_file
+from kaon.steptypes._protocol import config_problems, fact_environment, resolve_file
 from kaon.steptypes._values import plain_number
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
@@ -184,16 +184,8 @@ def _kernel_env(ctx: StepContext, directory: str) -> dict[str, str]:
 
     env = dict(os.environ)
     env.update(ctx.extra.get("env") or {})
-    env.update(
-        {
-            DIR_ENV: directory,
-            "KAON_RUN_ID": ctx.run_id,
-            "KAON_STEP": ctx.step,
-            "KAON_ATTEMPT": str(ctx.attempt),
-            "KAON_WORKFLOW": ctx.workflow,
-            "KAON_PARAMS": json.dumps(dict(ctx.params), default=str),
-        }
-    )
+    env.update(fact_environment(ctx))  # KAON_ITEM, KAON_INDEX... as a shell or R step has
+    env[DIR_ENV] = directory
     return env
 
 

@@ -69,6 +69,7 @@ from kaon.errors import Location, Problem, StepError
 from kaon.model.values import RETURN
 from kaon.steptypes._deps import code_dependencies, shell_code_words
 from kaon.steptypes._observers import observers
+from kaon.steptypes._protocol import fact_environment
 from kaon.steptypes._values import json_default
 from kaon.steptypes.base import CodeFingerprint, StepType, facts_named
 from kaon.steptypes.context import StepContext
@@ -151,18 +152,8 @@ def build_env(
     env = dict(os.environ)
     env.update(ctx.extra.get("env") or {})
     env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
-    env.update(
-        KAON_RUN_ID=ctx.run_id,
-        KAON_STEP=ctx.step,
-        KAON_ATTEMPT=str(ctx.attempt),
-        KAON_WORKFLOW=ctx.workflow,
-        KAON_WORKFLOW_DIR=str(config.get("base_dir") or ""),
-        KAON_ITEM=json.dumps(ctx.item, default=json_default),
-        KAON_INDEX="" if ctx.index is None else str(ctx.index),
-        KAON_ITERATION="" if ctx.iteration is None else str(ctx.iteration),
-        KAON_PARAMS=json.dumps(dict(ctx.params), default=json_default),
-        KAON_OUTPUT=output_path,
-    )
+    env.update(fact_environment(ctx))
+    env.update(KAON_WORKFLOW_DIR=str(config.get("base_dir") or ""), KAON_OUTPUT=output_path)
     env.update({_env_name(name): _as_env_value(value) for name, value in inputs.items()})
     return env
 

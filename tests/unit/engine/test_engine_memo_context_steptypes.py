@@ -69,3 +69,31 @@ def test_a_notebook_reading_the_parameters_is_keyed_by_them(inline: Harness) -> 
         status, run_id = inline.run(spec, {"k": k})
         assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
         assert inline.value(run_id, "nb")["k"] == k
+
+
+@pytest.mark.slow
+def test_a_notebook_in_a_foreach_reads_its_item_and_index(inline: Harness) -> None:
+    """A notebook's kernel had ``KAON_PARAMS`` but not ``KAON_ITEM``/``KAON_INDEX``/
+    ``KAON_ITERATION``, which a shell or R step gets: an item's notebook could not read it."""
+    import nbformat
+
+    cell = (
+        "import json, os\nimport kaon.notebook\n"
+        'kaon.notebook.record("item", json.loads(os.environ["KAON_ITEM"]))\n'
+        'kaon.notebook.record("index", int(os.environ["KAON_INDEX"]))\n'
+        'kaon.notebook.record("iteration", os.environ["KAON_ITERATION"])'
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])  # type: ignore[no-untyped-call]
+    path = inline.tmp / "read_item.ipynb"
+    path.write_text(json.dumps(notebook))
+    body = GraphSpec(steps=(_task("nb", "notebook", {"file": str(path), "html": False}),))
+    spec = flow(ForeachSpec(id="each", items=E('["a", "b"]'), body=body, concurrency=1))
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED, inline.errors(run_id)
+    seen = [
+        {k: v for k, v in item.items() if k != "notebook"} for item in inline.value(run_id, "each")
+    ]
+    assert seen == [
+        {"item": "a", "index": 0, "iteration": ""},
+        {"item": "b", "index": 1, "iteration": ""},
+    ]
