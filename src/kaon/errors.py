@@ -158,6 +158,12 @@ class ArtifactUnavailableError(ArtifactError):
     another ArtifactError)."""
 
 
+class ArtifactAccessError(ArtifactError):
+    """The artifact store refuses Kaon until its configuration is fixed (no credentials,
+    credentials it does not know or that may not do this, a bucket that does not exist):
+    a permanent failure, never retried. The message names the store and what to fix."""
+
+
 class ArtifactConfigurationError(ArtifactError, ConfigurationError):
     """The artifact store's URL cannot be opened (unknown protocol, missing driver)."""
 

@@ -16,11 +16,14 @@ the same way (hashed from its file, or downloaded to a temporary file with ``get
 decoded from the file. A value of hundreds of MB (an array, a model, a folder) costs no more
 than itself in memory, and a folder nothing.
 
-Every failure of the underlying filesystem (``OSError``, botocore and connection errors, ...)
+A failure of the underlying filesystem (``OSError``, botocore and connection errors, ...)
 is raised as :class:`~kaon.errors.ArtifactUnavailableError` (an :class:`~kaon.errors.ArtifactError`,
 which callers treat as a platform failure; the engine retries its own reads and writes of a
-run after such a failure instead of failing the run); a missing or corrupt blob, or a value
-no serializer takes, as another :class:`~kaon.errors.ArtifactError`.
+run after such a failure instead of failing the run), except a refusal that lasts until the
+store's configuration is fixed (no credentials, an unknown key, access denied, no such
+bucket): that is an :class:`~kaon.errors.ArtifactAccessError` naming the store and what to
+fix, never retried (see :mod:`kaon.artifacts._failures`); a missing or corrupt blob, or a
+value no serializer takes, is another :class:`~kaon.errors.ArtifactError`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from kaon.artifacts import _local
+from kaon.artifacts._failures import store_failure
 from kaon.artifacts.base import INLINE_LIMIT, ArtifactStore
 from kaon.artifacts.jsonable import inline_json
 from kaon.artifacts.serializers import (
@@ -48,9 +52,9 @@ from kaon.artifacts.serializers import (
     sha256,
 )
 from kaon.errors import (
+    ArtifactAccessError,
     ArtifactConfigurationError,
     ArtifactError,
-    ArtifactUnavailableError,
     CorruptArtifactError,
     KaonError,
     SerializationError,
@@ -272,6 +276,12 @@ class FsspecArtifactStore(ArtifactStore):
             return iter(value) if isinstance(value, list) else None
         return _array_items(text, start + 1)
 
+    def _failure(self, doing: str, exc: BaseException) -> ArtifactError:
+        """The store's error for ``exc`` of its filesystem, met while ``doing``: a refusal
+        (credentials, bucket) an ArtifactAccessError, anything else an
+        ArtifactUnavailableError (see :mod:`kaon.artifacts._failures`)."""
+        return store_failure(self.url, doing, exc)
+
     def _write_error(self, name: str, exc: OSError) -> ArtifactError:
         return ArtifactError(f"cannot write blob of {_label(name)} to {self.url}: {exc}")
 
@@ -321,9 +331,8 @@ class FsspecArtifactStore(ArtifactStore):
         except KaonError:
             raise
         except Exception as exc:
-            raise ArtifactUnavailableError(
-                f"cannot write blob {hash_} to {self.blob_path(hash_)}: {exc}"
-            ) from exc
+            doing = f"cannot write blob {hash_} to {self.blob_path(hash_)}"
+            raise self._failure(doing, exc) from exc
 
     def _parts_options(self, size: int) -> dict[str, int]:
         """The options bounding the memory of moving an object of ``size`` bytes in parts."""
@@ -430,20 +439,20 @@ class FsspecArtifactStore(ArtifactStore):
     @contextlib.contextmanager
     def _reading(self, hash_: str, doing: str) -> Iterator[None]:
         """What reading blob ``hash_`` meets, as the store's errors: a missing blob an
-        :class:`ArtifactError`, any other failure of the filesystem (a connection, an
+        :class:`ArtifactError`, a refusal (credentials, no such bucket) an
+        :class:`ArtifactAccessError`, any other failure of the filesystem (a connection, an
         outage) an :class:`ArtifactUnavailableError` (``cannot <doing> blob ...``)."""
         try:
             yield
-        except FileNotFoundError:
-            raise ArtifactError(
-                f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
-            ) from None
         except ArtifactError:
             raise
         except Exception as exc:
-            raise ArtifactUnavailableError(
-                f"cannot {doing} blob {hash_} at {self.blob_path(hash_)}: {exc}"
-            ) from exc
+            failure = self._failure(f"cannot {doing} blob {hash_} at {self.blob_path(hash_)}", exc)
+            if isinstance(exc, FileNotFoundError) and not isinstance(failure, ArtifactAccessError):
+                raise ArtifactError(
+                    f"blob {hash_} is missing from the artifact store at {self.blob_path(hash_)}"
+                ) from None
+            raise failure from exc
 
     # -- inspection and garbage collection --------------------------------------------------
 
@@ -455,9 +464,8 @@ class FsspecArtifactStore(ArtifactStore):
                 return _local.holds_blob(self._root, self._parts(ref.hash))
             return bool(self._fs.exists(path))
         except Exception as exc:
-            raise ArtifactUnavailableError(
-                f"cannot check blob {ref.hash} at {self.blob_path(ref)}: {exc}"
-            ) from exc
+            doing = f"cannot check blob {ref.hash} at {self.blob_path(ref)}"
+            raise self._failure(doing, exc) from exc
 
     def open_blob(self, hash_: str) -> tuple[IO[bytes], int]:
         """An open binary file of the blob named ``hash_`` (seekable) and its size in bytes,
@@ -487,7 +495,7 @@ class FsspecArtifactStore(ArtifactStore):
             scan = _scan_local(self._blobs) if self._local else self._scan_remote()
             found = list(scan)
         except Exception as exc:
-            raise ArtifactUnavailableError(f"cannot list blobs under {self.url}: {exc}") from exc
+            raise self._failure(f"cannot list blobs under {self.url}", exc) from exc
         yield from found
 
     def iter_temp_files(self) -> Iterator[tuple[str, int, float]]:
@@ -501,9 +509,7 @@ class FsspecArtifactStore(ArtifactStore):
         try:
             found = list(_temps_local(self._blobs) if self._local else self._temps_remote())
         except Exception as exc:
-            raise ArtifactUnavailableError(
-                f"cannot list temporary files under {self.url}: {exc}"
-            ) from exc
+            raise self._failure(f"cannot list temporary files under {self.url}", exc) from exc
         yield from found
 
     def _temps_remote(self) -> Iterator[tuple[str, int, float]]:
@@ -525,7 +531,7 @@ class FsspecArtifactStore(ArtifactStore):
             elif self._fs.exists(path):
                 self._fs.rm_file(path)
         except Exception as exc:
-            raise ArtifactUnavailableError(f"cannot delete {path}: {exc}") from exc
+            raise self._failure(f"cannot delete {path}", exc) from exc
 
     def _scan_remote(self) -> Iterator[tuple[str, int]]:
         if not self._fs.exists(self._blobs):
@@ -550,9 +556,8 @@ class FsspecArtifactStore(ArtifactStore):
             elif self._fs.exists(path):
                 self._fs.rm_file(path)
         except Exception as exc:
-            raise ArtifactUnavailableError(
-                f"cannot delete blob {hash_} at {self.blob_path(hash_)}: {exc}"
-            ) from exc
+            doing = f"cannot delete blob {hash_} at {self.blob_path(hash_)}"
+            raise self._failure(doing, exc) from exc
 
 
 _SPACE = re.compile(r"[ \t\n\r]*")

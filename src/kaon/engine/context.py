@@ -166,10 +166,13 @@ def error_info(exc: BaseException, *, platform: bool = False) -> ErrorInfo:
 
 
 def error_dict(error: ErrorInfo) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "type": error.error_type,
         "message": error.message,
         "traceback": error.traceback,
         "platform": error.platform,
         "timeout": error.timeout,
     }
+    if error.artifact_store:
+        data["artifact_store"] = error.artifact_store
+    return data

@@ -207,6 +207,7 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
         if error.platform:
             node.platform_attempts += 1
             again, delay = node.platform_attempts <= policy.platform_attempts, 0.0
+            again = again and error.artifact_store != "refused"  # fixed by no retry
         else:
             node.attempts += 1
             again = node.attempts < policy.max_attempts and policy.retries_error(

@@ -28,7 +28,14 @@ from typing import Any
 from kaon.artifacts import open_artifact_store
 from kaon.artifacts.base import ArtifactStore
 from kaon.artifacts.serializers import classes_of_folder
-from kaon.errors import ArtifactError, SerializationError, StepError, StepTimeout, SystemFailure
+from kaon.errors import (
+    ArtifactAccessError,
+    ArtifactError,
+    SerializationError,
+    StepError,
+    StepTimeout,
+    SystemFailure,
+)
 from kaon.executors import _fd_capture
 from kaon.executors.base import CancelFlag, EventSink, TaskRequest
 from kaon.model.events import (
@@ -325,7 +332,8 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
     A :class:`~kaon.errors.StepError` keeps its recorded type, message and traceback;
     :class:`~kaon.errors.SystemFailure` and :class:`~kaon.errors.ArtifactError` are platform
-    failures; a ``StepTimeout`` or a ``StepError`` of type ``Timeout`` is marked as a timeout.
+    failures (an :class:`~kaon.errors.ArtifactAccessError` marked ``refused``: not retried);
+    a ``StepTimeout`` or a ``StepError`` of type ``Timeout`` is marked as a timeout.
     """
     platform = isinstance(exc, SystemFailure | ArtifactError)
     if isinstance(exc, StepError):
@@ -345,6 +353,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
         platform=platform,
         timeout=isinstance(exc, StepTimeout),
         bases=error_base_names(exc),
+        artifact_store="refused" if isinstance(exc, ArtifactAccessError) else "",
     )
 
 
@@ -386,8 +395,8 @@ def _resolve_inputs(request: TaskRequest, artifacts: _Artifacts) -> dict[str, An
     for name, ref in request.inputs.items():
         try:
             values[name] = artifacts.get(ref)
-        except ArtifactError as exc:
-            raise ArtifactError(f"input {name!r} of step {request.step_path}: {exc}") from exc
+        except ArtifactError as exc:  # the same kind of error: an outage stays an outage
+            raise type(exc)(f"input {name!r} of step {request.step_path}: {exc}") from exc
         except Exception as exc:
             raise SystemFailure(
                 f"input {name!r} of step {request.step_path} cannot be loaded: "

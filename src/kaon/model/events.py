@@ -16,6 +16,7 @@ from kaon.model.pickling import by_fields
 from kaon.model.values import ValueRef
 
 LogStream = TypingLiteral["stdout", "stderr", "log"]
+ArtifactStoreFailure = TypingLiteral["", "refused"]
 AttemptKey = tuple[str, int, int]  # (run id, step run id, attempt number)
 
 
@@ -27,7 +28,10 @@ class ErrorInfo:
     ``platform`` is True when Kaon's machinery failed (a worker died, an artifact store was
     unreachable): such failures count against the platform retry budget, not the user's.
     ``bases`` names the exception's base classes, nearest first, so ``retry_on:
-    [ConnectionError]`` retries a subclass of it.
+    [ConnectionError]`` retries a subclass of it. ``artifact_store`` says how the artifact
+    store failed, for a platform failure of it: ``"refused"`` (no credentials, access denied,
+    no such bucket: nothing changes until its configuration is fixed, so the attempt is not
+    retried).
     """
 
     error_type: str
@@ -36,6 +40,7 @@ class ErrorInfo:
     platform: bool = False
     timeout: bool = False
     bases: tuple[str, ...] = ()
+    artifact_store: ArtifactStoreFailure = ""
 
     def summary(self) -> str:
         """One line for tables: ``Type: message`` (first line of the message)."""
