@@ -452,6 +452,8 @@ class ContainerSteps(RunCore):
                 node.finishing = _lost(attempts[-1]) if attempts else False
             self._enqueue(node)
         elif node.status is _S.RETRYING:
+            # After a platform failure (the artifact store failed it): a drain lets it run.
+            node.finishing = _lost(attempts[-1]) if attempts else False
             self._arm(node, "retry", row.next_attempt_at or now)
 
 

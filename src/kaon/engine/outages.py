@@ -17,6 +17,15 @@ list of its results, an input an expression reads). When the artifact store fail
   after all) the run is quarantined with the error, for ``kaon restart`` once the store is
   back. A failure more than :data:`FORGET_AFTER_S` after the previous one starts the count
   again.
+
+A step's attempt that failed because the artifact store did not answer (its worker could not
+read an input or write an output) is retried under the step's platform budget
+(``platform_attempts``, 3 by default) after a pause (:func:`step_retry_pause`): 2 s, then
+16 s, then 2 minutes (and 2 minutes before each later one), so that the default budget rides
+out a store down for about two and a half minutes (an S3 restart) where retries at once spent
+it in a second. The step waits ``retrying`` with its next attempt's time recorded (a durable
+timer: an engine that takes the run over keeps it). Other platform failures (a lost worker,
+an engine stopped mid-attempt) are retried at once.
 """
 
 from __future__ import annotations
@@ -36,6 +45,20 @@ FIRST_PAUSE_S = 1.0
 LONGEST_PAUSE_S = 30.0
 RETRIES = 7  # pauses of 1, 2, 4, 8, 16, 30 and 30 s: about 1.5 minutes
 FORGET_AFTER_S = 300.0
+STEP_FIRST_PAUSE_S = 2.0  # before a step's first retry after the artifact store failed it
+STEP_PAUSE_FACTOR = 8.0
+STEP_LONGEST_PAUSE_S = 120.0
+
+
+def step_retry_pause(platform_failures: int) -> float:
+    """The pause before a step attempt runs again after its ``platform_failures``-th
+    platform failure (1 for the first), when that failure was the artifact store not
+    answering: :data:`STEP_FIRST_PAUSE_S` times :data:`STEP_PAUSE_FACTOR` for each earlier
+    one, at most :data:`STEP_LONGEST_PAUSE_S` (2, 16, 120, 120... s)."""
+    exponent = max(0, platform_failures - 1)
+    if exponent > 16:  # far past the cap (and no float overflow for a huge budget)
+        return STEP_LONGEST_PAUSE_S
+    return min(STEP_LONGEST_PAUSE_S, STEP_FIRST_PAUSE_S * STEP_PAUSE_FACTOR**exponent)
 
 
 @dataclass

@@ -12,6 +12,7 @@ finishes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from kaon.engine.nodes import (
     child_frames,
     walk_frames,
 )
+from kaon.engine.outages import step_retry_pause
 from kaon.errors import ExpressionError, InvalidActionError
 from kaon.executors.base import TaskRequest
 from kaon.model.breakpoints import BREAK_AFTER
@@ -53,6 +55,7 @@ from kaon.store.base import (
 __all__ = ["DEFAULT_WINDOW", "EngineContext", "ForeachItemsError", "Outbox", "RunState", "Timer"]
 
 _S = StepStatus
+log = logging.getLogger("kaon.engine")
 
 
 class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
@@ -94,8 +97,11 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             self.abort(RunStatus.FAILED, self.error or "a step failed")
 
     def _finishing(self) -> bool:
-        """True while a step whose running attempt was lost waits to run again."""
-        return any(n.finishing and n.queued for n in self.ready)
+        """True while a step whose running attempt was lost waits to run again (queued, or
+        retrying after a pause: the artifact store failed it)."""
+        return any(n.finishing and n.queued for n in self.ready) or any(
+            n.finishing and n.status is _S.RETRYING for n in self.timed.values()
+        )
 
     def next_request(self, artifact_url: str) -> TaskRequest | None:
         """Start the next queued task attempt, if any: its rows go in the batch."""
@@ -208,6 +214,8 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             node.platform_attempts += 1
             again, delay = node.platform_attempts <= policy.platform_attempts, 0.0
             again = again and error.artifact_store != "refused"  # fixed by no retry
+            if error.artifact_store == "unavailable":  # an outage: give it time to pass
+                delay = step_retry_pause(node.platform_attempts)
         else:
             node.attempts += 1
             again = node.attempts < policy.max_attempts and policy.retries_error(
@@ -222,6 +230,18 @@ class RunState(BreakpointSteps, ContainerSteps, CachingSteps):
             self._fail(node, error, **counts, **kept_outputs)
         elif delay > 0:
             retry_at = self.ctx.clock() + delay
+            if error.platform:
+                node.finishing = True  # draining lets it run again, as below
+                log.warning(
+                    "run %s: step %s: the artifact store failed the attempt; platform retry "
+                    "%d of %d in %.0fs: %s",
+                    self.id,
+                    node.path,
+                    node.platform_attempts,
+                    policy.platform_attempts,
+                    delay,
+                    error.summary(),
+                )
             self._set(node, _S.RETRYING, error=error_data, next_attempt_at=retry_at, **counts)
             self._arm(node, "retry", retry_at)
         else:

@@ -31,6 +31,7 @@ from kaon.artifacts.serializers import classes_of_folder
 from kaon.errors import (
     ArtifactAccessError,
     ArtifactError,
+    ArtifactUnavailableError,
     SerializationError,
     StepError,
     StepTimeout,
@@ -40,6 +41,7 @@ from kaon.executors import _fd_capture
 from kaon.executors.base import CancelFlag, EventSink, TaskRequest
 from kaon.model.events import (
     LOG_OUTPUT,
+    ArtifactStoreFailure,
     ErrorInfo,
     LogLine,
     LogStored,
@@ -332,7 +334,8 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
     A :class:`~kaon.errors.StepError` keeps its recorded type, message and traceback;
     :class:`~kaon.errors.SystemFailure` and :class:`~kaon.errors.ArtifactError` are platform
-    failures (an :class:`~kaon.errors.ArtifactAccessError` marked ``refused``: not retried);
+    failures (an :class:`~kaon.errors.ArtifactAccessError` marked ``refused``: not retried;
+    an :class:`~kaon.errors.ArtifactUnavailableError` ``unavailable``: retried after a pause);
     a ``StepTimeout`` or a ``StepError`` of type ``Timeout`` is marked as a timeout.
     """
     platform = isinstance(exc, SystemFailure | ArtifactError)
@@ -353,8 +356,17 @@ def error_info(exc: BaseException) -> ErrorInfo:
         platform=platform,
         timeout=isinstance(exc, StepTimeout),
         bases=error_base_names(exc),
-        artifact_store="refused" if isinstance(exc, ArtifactAccessError) else "",
+        artifact_store=_artifact_store_failure(exc),
     )
+
+
+def _artifact_store_failure(exc: BaseException) -> ArtifactStoreFailure:
+    """How the artifact store failed, when ``exc`` is its failure (see ErrorInfo)."""
+    if isinstance(exc, ArtifactAccessError):
+        return "refused"
+    if isinstance(exc, ArtifactUnavailableError):
+        return "unavailable"
+    return ""
 
 
 class _Artifacts:

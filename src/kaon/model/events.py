@@ -16,7 +16,7 @@ from kaon.model.pickling import by_fields
 from kaon.model.values import ValueRef
 
 LogStream = TypingLiteral["stdout", "stderr", "log"]
-ArtifactStoreFailure = TypingLiteral["", "refused"]
+ArtifactStoreFailure = TypingLiteral["", "refused", "unavailable"]
 AttemptKey = tuple[str, int, int]  # (run id, step run id, attempt number)
 
 
@@ -31,7 +31,8 @@ class ErrorInfo:
     [ConnectionError]`` retries a subclass of it. ``artifact_store`` says how the artifact
     store failed, for a platform failure of it: ``"refused"`` (no credentials, access denied,
     no such bucket: nothing changes until its configuration is fixed, so the attempt is not
-    retried).
+    retried) or ``"unavailable"`` (an outage: retried after a growing pause, see
+    :func:`kaon.engine.outages.step_retry_pause`).
     """
 
     error_type: str
