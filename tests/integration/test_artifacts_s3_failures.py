@@ -1,18 +1,25 @@
 """How the artifact store reports S3 failing, against a real S3 API (a moto server on a
 loopback port): a refusal that lasts until the configuration is fixed (no credentials, an
 unknown key, no such bucket) is an ArtifactAccessError naming the store and what to fix;
-an outage stays an ArtifactUnavailableError."""
+an outage stays an ArtifactUnavailableError; a server that hangs (SIGSTOP) fails a call
+within the time limit of ``KAON_S3_TIMEOUT_S``, saying the store is not answering."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from kaon.artifacts import FsspecArtifactStore
+from kaon.artifacts import FsspecArtifactStore, fsspec_options
 from kaon.errors import ArtifactAccessError, ArtifactError, ArtifactUnavailableError
 from kaon.model.values import ArtifactRef
 
@@ -137,3 +144,78 @@ def test_a_missing_blob_in_an_existing_bucket_is_still_missing(endpoint: str, bu
     with pytest.raises(ArtifactError, match="missing") as caught:
         store.get(SOME_BLOB)
     assert not isinstance(caught.value, ArtifactAccessError | ArtifactUnavailableError)
+
+
+@pytest.fixture
+def moto_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A moto S3 server in a process of its own (to stop it with SIGSTOP), killed after."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield server, endpoint
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.kill()
+        server.wait(timeout=10)
+
+
+def test_a_hung_store_fails_a_call_within_its_time_limit_as_not_answering(
+    moto_process: tuple[subprocess.Popen[bytes], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, endpoint = moto_process
+    name = f"kaon-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
+    monkeypatch.setenv("KAON_S3_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("KAON_S3_TIMEOUT_S", "1")
+    url = f"s3://{name}/prefix"
+    store = FsspecArtifactStore(url, **fsspec_options(url), skip_instance_cache=True, **CREDENTIALS)
+    store.put(ROWS, name="rows")  # the store answers: connections are open
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            store.put(list(range(20_000)), name="more")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    os.kill(server.pid, signal.SIGSTOP)  # the server hangs: it accepts, never answers
+    started = time.monotonic()
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(timeout=20)
+    took = time.monotonic() - started
+    os.kill(server.pid, signal.SIGCONT)
+    writer.join(timeout=60)
+    assert took < 20, "the call waited on the hung store for 20 s and more"
+    assert len(outcome) == 1 and isinstance(outcome[0], ArtifactUnavailableError), outcome
+    message = str(outcome[0])
+    assert "not answering" in message and url in message, message
+
+
+def test_a_time_limit_that_is_not_seconds_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAON_S3_TIMEOUT_S", "fast")
+    with pytest.raises(ArtifactError, match="KAON_S3_TIMEOUT_S must be a number of seconds"):
+        fsspec_options("s3://bucket/prefix")

@@ -82,11 +82,25 @@ def refusal(exc: BaseException) -> str | None:
     return None
 
 
+def timed_out(exc: BaseException) -> bool:
+    """True when ``exc`` is (or came of) a request the store did not answer in time."""
+    return any(
+        isinstance(error, TimeoutError) or "Timeout" in type(error).__name__
+        for error in _chain(exc)
+    )
+
+
 def store_failure(url: str, doing: str, exc: BaseException) -> ArtifactError:
     """The store's error for ``exc``, met while ``doing`` (``cannot write blob ... to ...``)
     on the store at ``url``: :class:`~kaon.errors.ArtifactAccessError` naming the store and
-    what to fix for a refusal, :class:`~kaon.errors.ArtifactUnavailableError` otherwise."""
+    what to fix for a refusal, :class:`~kaon.errors.ArtifactUnavailableError` otherwise (one
+    that timed out says the store is not answering)."""
     fix = refusal(exc)
     if fix is not None:
         return ArtifactAccessError(f"{doing}: the artifact store {url} refuses Kaon: {exc}: {fix}")
+    if timed_out(exc):
+        return ArtifactUnavailableError(
+            f"{doing}: the artifact store {url} is not answering (nothing within its time "
+            f"limit, KAON_S3_TIMEOUT_S): {exc}"
+        )
     return ArtifactUnavailableError(f"{doing}: {exc}")

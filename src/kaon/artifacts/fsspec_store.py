@@ -146,6 +146,11 @@ class FsspecArtifactStore(ArtifactStore):
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         self._atomic_put = bool(protocols & _ATOMIC_PUT_PROTOCOLS)
         self._s3 = bool(protocols & _S3_PROTOCOLS)
+        if self._s3:
+            # botocore retries each request (its config_kwargs, see s3_time_limits): s3fs's
+            # own retries on top (5 of each of them, a timeout included) would hold a call
+            # to a hung store for many times its time limit.
+            fs.retries = 1
         return str(root)
 
     @property
