@@ -13,7 +13,7 @@ and shell step it runs, and every process those start) gets:
 * a private ``/tmp``, ``/dev`` and ``/proc`` in a new PID namespace: other processes, the
   server included, are not visible, so ``/proc/<server pid>/environ`` cannot be read;
 * a scrubbed environment: only the variables named in ``pass_env`` (``PATH``, locale, time
-  zone, ``PYTHONPATH``...), plus ``env``;
+  zone, ``PYTHONPATH``, Kaon's S3 endpoint and time limit...), plus ``env``;
 * no capabilities, even when the server runs as root (so nothing can be unmounted to
   uncover what is hidden), and a session of its own (no terminal to inject input into);
 * death with its parent: when the engine's process dies, even by SIGKILL, the kernel kills
@@ -43,6 +43,11 @@ DEFAULT_PASS_ENV = (
     "LC_CTYPE",
     "TZ",
     "TERM",
+    # Kaon's own settings a step opens the S3 artifact store with (by its URL, as the engine
+    # does): the same endpoint and time limits, not AWS's. Not secrets; credentials are
+    # added by name (KAON_SANDBOX_ENV).
+    "KAON_S3_ENDPOINT_URL",
+    "KAON_S3_TIMEOUT_S",
 )
 
 

@@ -126,3 +126,29 @@ def test_a_local_run_sees_its_project_even_under_tmp(
         assert server is not None and not server.visible(str(project / "mod.py"))
     finally:
         shutil.rmtree(project, ignore_errors=True)
+
+
+@needs_bwrap
+def test_a_sandboxed_step_opens_the_s3_store_with_the_servers_endpoint_and_time_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kaon's own S3 settings (not secrets) reach a sandboxed step, which opens the artifact
+    store by its URL: the same endpoint and time limit as the engine, not AWS's defaults."""
+    monkeypatch.setenv("KAON_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("KAON_S3_TIMEOUT_S", "4")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")  # a secret: only by KAON_SANDBOX_ENV
+    monkeypatch.delenv("KAON_SANDBOX_ENV", raising=False)
+    settings = Settings.from_env(home=str(tmp_path / "home"), executor="process")
+    (tmp_path / "home").mkdir()
+    spec = step_sandbox(settings, default="auto")
+    assert spec is not None
+    script = (
+        "from kaon.artifacts import fsspec_options; import os; "
+        "o = fsspec_options('s3://bucket/prefix'); "
+        "print(o.get('endpoint_url'), o['config_kwargs']['read_timeout'], "
+        "'AWS_SECRET_ACCESS_KEY' in os.environ)"
+    )
+    argv = spec.argv([sys.executable, "-c", script])
+    out = subprocess.run(argv, env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["http://127.0.0.1:9000", "4.0", "False"]
