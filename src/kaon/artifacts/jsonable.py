@@ -92,8 +92,8 @@ def inline_json(value: Any, limit: int) -> bool:
     """True when ``value`` can be an inline Literal: :func:`is_literal_json` and at most
     ``limit`` bytes of :func:`dumps_compact`'s output. Never raises."""
     # Fast paths for the commonest step results.
-    if value is None or type(value) is bool:
-        return limit >= 5
+    if (value is None or type(value) is bool) and limit >= 5:  # "false" is the longest
+        return True
     bound = _bound(value, True)
     if bound is None:
         return False

@@ -6,6 +6,7 @@ import json
 import timeit
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,3 +58,9 @@ def test_small_values_take_microseconds() -> None:
     number = 2_000
     seconds = min(timeit.repeat(lambda: inline_json(value, 16_384), number=number, repeat=3))
     assert seconds / number < 50e-6  # ~2 us on a laptop; generous for slow CI
+
+
+@pytest.mark.parametrize(("value", "limit"), [(None, 4), (True, 4), (False, 5), (None, 3)])
+def test_null_and_booleans_are_inline_when_their_text_fits(value: Any, limit: int) -> None:
+    """The fast path for them took every limit under 5 for too small: ``null`` is 4 bytes."""
+    assert inline_json(value, limit) == (len(dumps_compact(value)) <= limit)
