@@ -279,14 +279,34 @@ class SQLStore(StateStore):
         return True
 
     def _migrate(self, *, create: bool) -> None:
+        from kaon.store.migrations import upgrade_to_head
+
+        if self._dialect == "postgresql":
+            self._migrate_postgres(create=create)
+            return
+        with self._wrap("opening the store"), self._write_guard(), self._writer.begin() as conn:
+            upgrade_to_head(conn, self._where, create=create)
+
+    def _migrate_postgres(self, *, create: bool) -> None:
+        """Migrate under a session-level advisory lock, one revision per transaction (see
+        :mod:`kaon.store.migrations.online`): a table is locked while its own revision
+        changes it, not until the whole upgrade ends, and an index is built concurrently."""
         import sqlalchemy as sa
 
         from kaon.store.migrations import upgrade_to_head
 
-        with self._wrap("opening the store"), self._write_guard(), self._writer.begin() as conn:
-            if self._dialect == "postgresql":
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-            upgrade_to_head(conn, self._where, create=create)
+        lock = sa.select(sa.func.pg_advisory_lock(_PG_MIGRATION_LOCK))
+        unlock = sa.select(sa.func.pg_advisory_unlock(_PG_MIGRATION_LOCK))
+        with self._wrap("opening the store"), self._writer.connect() as conn:
+            conn.execute(lock)
+            conn.commit()
+            try:
+                upgrade_to_head(conn, self._where, create=create, per_revision=True)
+                conn.commit()
+            finally:
+                conn.rollback()
+                conn.execute(unlock)
+                conn.commit()
 
     def __repr__(self) -> str:
         return f"SQLStore({self._where!r})"

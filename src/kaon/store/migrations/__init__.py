@@ -101,11 +101,18 @@ def current_revisions(connection: Connection) -> tuple[str, ...]:
     return tuple(rows)
 
 
-def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) -> None:
+def upgrade_to_head(
+    connection: Connection, where: str, *, create: bool = True, per_revision: bool = False
+) -> None:
     """Bring the database behind ``connection`` to the head revision; no-op when it is there.
 
-    ``connection`` must be inside a transaction that holds the migration lock; the DDL runs
-    in that transaction. ``where`` names the database in messages (a URL without password).
+    ``connection`` must hold the migration lock. Unless ``per_revision``, it is inside a
+    transaction and the DDL runs in that transaction. With ``per_revision`` (PostgreSQL:
+    the lock is a session's) the checks' transaction is committed and each revision runs in
+    a transaction of its own, which it may leave to build an index concurrently or backfill
+    in batches (:mod:`kaon.store.migrations.online`); an upgrade that stops halfway leaves
+    the database stamped with the last revision done, and the next open goes on from there.
+    ``where`` names the database in messages (a URL without password).
 
     Raises :class:`SchemaVersionError` when the database carries a revision this Kaon does
     not know (a newer Kaon migrated it), :class:`ForeignDatabaseError` when it holds tables
@@ -137,6 +144,9 @@ def upgrade_to_head(connection: Connection, where: str, *, create: bool = True) 
 
     config = _config()
     config.attributes["connection"] = connection
+    if per_revision:
+        connection.commit()
+        config.attributes["per_revision"] = True
     command.upgrade(config, "head")
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from kaon.store.migrations import online
+
 revision: str = "0021_user_values_as_json"
 down_revision: str | None = "0020_runs_claim_order"
 branch_labels: str | None = None
@@ -37,12 +39,15 @@ COLUMNS = (
 
 
 def _retype(kind: str) -> None:
+    """Each table rewritten once (all its columns in one statement), committed on its own
+    (see :func:`kaon.store.migrations.online.retype_columns`)."""
     if op.get_bind().dialect.name != "postgresql":
         return
+    tables: dict[str, list[str]] = {}
     for table, column in COLUMNS:
-        op.execute(
-            f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {kind} USING "{column}"::{kind}'
-        )
+        tables.setdefault(table, []).append(column)
+    for table, columns in tables.items():
+        online.retype_columns(table, columns, kind)
 
 
 def upgrade() -> None:

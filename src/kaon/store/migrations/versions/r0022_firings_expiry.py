@@ -17,7 +17,8 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+
+from kaon.store.migrations import online
 
 EXPIRES = (
     "status <> 'claimed' AND trigger_id NOT LIKE '%:data:%' "
@@ -32,16 +33,11 @@ depends_on: str | None = None
 
 def upgrade() -> None:
     """Create the index."""
-    expires = sa.text(EXPIRES)
-    op.create_index(
-        "ix_trigger_firings_expiry",
-        "trigger_firings",
-        ["created_at"],
-        sqlite_where=expires,
-        postgresql_where=expires,
+    online.create_index(
+        "ix_trigger_firings_expiry", "trigger_firings", ["created_at"], sa.text(EXPIRES)
     )
 
 
 def downgrade() -> None:
     """Drop it."""
-    op.drop_index("ix_trigger_firings_expiry", table_name="trigger_firings")
+    online.drop_index("ix_trigger_firings_expiry", "trigger_firings")

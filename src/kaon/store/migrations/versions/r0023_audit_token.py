@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from kaon.store.migrations import online
+
 revision: str = "0023_audit_token"
 down_revision: str | None = "0022_firings_expiry"
 branch_labels: str | None = None
@@ -23,18 +25,19 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Add the column, fill it in from each entry's ``data``, index it."""
+    """Add the column, fill it in from each entry's ``data``, index it (concurrently on
+    PostgreSQL)."""
     op.add_column("audit", sa.Column("token_id", sa.String(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         found = "data->>'token_id'"
     else:
         found = "json_extract(data, '$.token_id')"
     op.execute(f"UPDATE audit SET token_id = {found} WHERE {found} IS NOT NULL")
-    op.create_index("ix_audit_token", "audit", ["token_id", "id"])
+    online.create_index("ix_audit_token", "audit", ["token_id", "id"])
 
 
 def downgrade() -> None:
     """Drop them."""
-    op.drop_index("ix_audit_token", table_name="audit")
+    online.drop_index("ix_audit_token", "audit")
     with op.batch_alter_table("audit") as batch:
         batch.drop_column("token_id")

@@ -17,7 +17,8 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+
+from kaon.store.migrations import online
 
 revision: str = "0024_top_level_index"
 down_revision: str | None = "0023_audit_token"
@@ -42,5 +43,4 @@ def downgrade() -> None:
 
 
 def _remake(name: str, columns: list[str], where: sa.TextClause | None) -> None:
-    op.drop_index(name, table_name="step_runs")
-    op.create_index(name, "step_runs", columns, sqlite_where=where, postgresql_where=where)
+    online.remake_index(name, "step_runs", columns, where)

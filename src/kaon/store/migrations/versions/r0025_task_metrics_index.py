@@ -14,7 +14,8 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+
+from kaon.store.migrations import online
 
 revision: str = "0025_task_metrics_index"
 down_revision: str | None = "0024_top_level_index"
@@ -26,17 +27,9 @@ _TASKS = sa.text("kind = 'task'")
 
 def upgrade() -> None:
     """Remake the index over tasks only."""
-    op.drop_index("ix_step_runs_metrics", table_name="step_runs")
-    op.create_index(
-        "ix_step_runs_metrics",
-        "step_runs",
-        ["status", "first_ended_at"],
-        sqlite_where=_TASKS,
-        postgresql_where=_TASKS,
-    )
+    online.remake_index("ix_step_runs_metrics", "step_runs", ["status", "first_ended_at"], _TASKS)
 
 
 def downgrade() -> None:
-    """Back to 0021's: every step run, keyed by kind first."""
-    op.drop_index("ix_step_runs_metrics", table_name="step_runs")
-    op.create_index("ix_step_runs_metrics", "step_runs", ["kind", "status", "first_ended_at"])
+    """Back to 0024's: every step run, keyed by kind first."""
+    online.remake_index("ix_step_runs_metrics", "step_runs", ["kind", "status", "first_ended_at"])

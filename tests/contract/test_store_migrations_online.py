@@ -1,0 +1,140 @@
+"""Upgrading a PostgreSQL store while servers keep reading it: each revision commits on its
+own, index builds are concurrent, a backfill commits in batches (see
+:mod:`kaon.store.migrations.online`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from kaon.store import migrations
+from kaon.store._engines import create_store_engine
+from kaon.store.sql import SQLStore
+
+pytestmark = pytest.mark.integration
+
+BEFORE = "0020_runs_claim_order"
+
+
+def _at(url: str, revision: str, *statements: str) -> None:
+    """Migrate an empty database to ``revision`` and run ``statements`` in it."""
+    engine, _ = create_store_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+STEPS = (
+    "INSERT INTO runs (id, workflow, definition_hash, status, params, created_at, restarts, "
+    "executor, labels) VALUES ('r1', 'wf', 'h', 'succeeded', '{\"b\": 1, \"a\": 2}', 1, 0, "
+    "'process', '{}')",
+    "INSERT INTO step_runs (run_id, id, path, step_id, kind, status, attempts, "
+    "platform_attempts, reason, created_at, outputs) VALUES ('r1', 1, 's', 's', 'task', "
+    "'succeeded', 1, 0, '', 1, '{\"return\": 1}')",
+)
+
+
+def test_a_revision_locks_no_table_an_earlier_one_changed(
+    pg_url: str,
+) -> None:
+    """Revision 0021 rewrites ``runs`` (ACCESS EXCLUSIVE); 0025 builds an index of
+    ``step_runs``. When the upgrade ran in one transaction, 0021's locks were held until the
+    end, and every index build (SHARE, blocking writes) too: a server could read no run for
+    the whole upgrade. Now the index is built concurrently, by a session that holds no lock
+    on ``runs`` any more."""
+    _at(pg_url, BEFORE, *STEPS)
+    held: dict[str, set[tuple[str, str]]] = {}
+
+    def locks_at(statement: str, conn: Any) -> None:
+        if "ix_step_runs_metrics" in statement and "CREATE INDEX" in statement:
+            pid = conn.connection.driver_connection.info.backend_pid
+            with psycopg.connect(_dsn(pg_url), autocommit=True) as other:
+                rows = other.execute(
+                    "SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c "
+                    "ON c.oid = l.relation WHERE l.pid = %s AND c.relkind = 'r'",
+                    (pid,),
+                ).fetchall()
+            held[statement] = {(str(name), str(mode)) for name, mode in rows}
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", _calling(locks_at))
+    try:
+        SQLStore(pg_url).close()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", _calling(locks_at))
+    assert held, "the upgrade built no ix_step_runs_metrics"
+    for statement, locks in held.items():
+        assert "CONCURRENTLY" in statement
+        assert not {name for name, _ in locks} & {"runs", "definitions"}, locks
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        types = dict(
+            conn.execute(
+                "SELECT table_name || '.' || column_name, data_type FROM "
+                "information_schema.columns WHERE column_name IN ('params', 'outputs') "
+                "AND table_name IN ('runs', 'step_runs')"
+            ).fetchall()
+        )
+        invalid = conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()
+        names = {
+            str(n)
+            for (n,) in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'step_runs'"
+            ).fetchall()
+        }
+    assert types == {"runs.params": "json", "step_runs.outputs": "json"}
+    assert invalid == (0,)
+    assert {"ix_step_runs_metrics", "ix_step_runs_parent_index"} <= names
+    assert not [n for n in names if n.endswith("__new")]
+
+
+_listeners: dict[Any, Any] = {}
+
+
+def _calling(check: Any) -> Any:
+    """One listener per ``check`` (so that it can be removed)."""
+    if check not in _listeners:
+
+        def listener(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            check(statement, conn)
+
+        _listeners[check] = listener
+    return _listeners[check]
+
+
+def test_an_interrupted_concurrent_build_is_built_again(pg_url: str) -> None:
+    """A concurrent build that failed (a crash, a cancel) leaves an INVALID index; the next
+    upgrade drops it and builds it again, rather than skipping it as existing."""
+    _at(pg_url, "0024_top_level_index", *STEPS)
+    with psycopg.connect(_dsn(pg_url), autocommit=True) as conn:
+        conn.execute(
+            "CREATE INDEX ix_step_runs_metrics__new ON step_runs (status, first_ended_at) "
+            "WHERE kind = 'task'"
+        )
+        conn.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+            "'ix_step_runs_metrics__new'::regclass"
+        )
+    SQLStore(pg_url).close()
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c "
+            "ON c.oid = i.indexrelid WHERE c.relname LIKE 'ix_step_runs_metrics%'"
+        ).fetchall()
+        revision = conn.execute("SELECT version_num FROM kaon_schema_version").fetchall()
+    assert rows == [("ix_step_runs_metrics", True)]
+    assert revision == [(migrations.head_revision(),)]
