@@ -14,6 +14,7 @@ from alembic.config import Config
 
 from kaon.store import migrations
 from kaon.store._engines import create_store_engine
+from kaon.store.migrations import online
 from kaon.store.sql import SQLStore
 
 pytestmark = pytest.mark.integration
@@ -138,3 +139,38 @@ def test_an_interrupted_concurrent_build_is_built_again(pg_url: str) -> None:
         revision = conn.execute("SELECT version_num FROM kaon_schema_version").fetchall()
     assert rows == [("ix_step_runs_metrics", True)]
     assert revision == [(migrations.head_revision(),)]
+
+
+def test_the_audit_backfill_commits_in_batches(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revision 0023 fills ``audit.token_id`` from each entry's JSON. One UPDATE of the
+    whole table held a row lock on every entry it filled (a server writing the trail waited)
+    and wrote the whole table's WAL in one transaction; now ranges of ids commit one by one
+    (and a rerun fills only what is left)."""
+    entry = (
+        "INSERT INTO audit (at, actor, action, target, data) VALUES "
+        "({0}, 'ci', 'run.create', 'r', '{{\"token_id\": \"t{1}\"}}')"
+    )
+    _at(pg_url, "0022_firings_expiry", *(entry.format(n, n % 3) for n in range(25)))
+    monkeypatch.setattr(online, "BATCH", 10, raising=False)
+    filled_before: list[int] = []
+
+    def count_filled(statement: str, conn: Any) -> None:
+        if statement.startswith("UPDATE audit SET token_id"):
+            with psycopg.connect(_dsn(pg_url), autocommit=True) as other:
+                try:  # -1: the column is not committed yet (the revision's transaction)
+                    row = other.execute("SELECT count(token_id) FROM audit").fetchone()
+                except psycopg.errors.UndefinedColumn:
+                    row = (-1,)
+            filled_before.append(int(row[0]) if row else -1)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", _calling(count_filled))
+    try:
+        SQLStore(pg_url).close()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", _calling(count_filled))
+    assert filled_before == [0, 10, 20]
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        rows = conn.execute("SELECT token_id, count(*) FROM audit GROUP BY 1 ORDER BY 1")
+        assert rows.fetchall() == [("t0", 9), ("t1", 8), ("t2", 8)]

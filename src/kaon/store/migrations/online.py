@@ -4,14 +4,15 @@ Kaon migrates PostgreSQL one revision per transaction, under a session-level mig
 (see :meth:`kaon.store.sql.SQLStore._migrate`), so a revision can step out of its
 transaction: an index is built with ``CREATE INDEX CONCURRENTLY`` (writes and reads go on
 meanwhile; a plain build blocks every write to the table until the upgrade commits), a
-table rewrite commits table by table (an ``ACCESS EXCLUSIVE`` lock lasts that table's rewrite,
+backfill commits batch by batch (no table-long row locks, no giant WAL burst), a table
+rewrite commits table by table (an ``ACCESS EXCLUSIVE`` lock lasts that table's rewrite,
 not the whole upgrade).
 
 Every helper is safe to run again after a crash halfway: a concurrent build that failed
-leaves an INVALID index, which is dropped and built again. On SQLite (one transaction for
-the whole upgrade; WAL readers are never blocked) and when Alembic runs inside a caller's
-transaction (``alembic`` against a URL, tests), the helpers do the plain transactional
-statement.
+leaves an INVALID index, which is dropped and built again; a backfill only fills rows not
+yet filled. On SQLite (one transaction for the whole upgrade; WAL readers are never
+blocked) and when Alembic runs inside a caller's transaction (``alembic`` against a URL,
+tests), the helpers do the plain transactional statement.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+BATCH = 10_000  # rows of a backfill's UPDATE (ids in range), each batch committed on its own
 
 
 def is_online() -> bool:
@@ -93,6 +96,29 @@ def remake_index(
     drop_index(name, table)
     with op.get_context().autocommit_block():
         op.execute(sa.text(f'ALTER INDEX "{building}" RENAME TO "{name}"'))
+
+
+def update_in_batches(table: str, assignments: str, where: str) -> None:
+    """``UPDATE table SET assignments WHERE where`` over ranges of :data:`BATCH` ids (the table's
+    integer primary key ``id``). On PostgreSQL each range commits on its own; ``where`` must
+    exclude the rows already updated, so that a rerun after a crash goes on where it stopped."""
+    bind = op.get_bind()
+    statement = sa.text(
+        f"UPDATE {table} SET {assignments} WHERE id >= :low AND id < :high AND ({where})"
+    )
+    if not is_online():
+        _ranges(bind, table, statement, BATCH)
+        return
+    with op.get_context().autocommit_block():
+        _ranges(op.get_bind(), table, statement, BATCH)
+
+
+def _ranges(bind: sa.Connection, table: str, statement: sa.TextClause, batch: int) -> None:
+    low, high = bind.execute(sa.text(f"SELECT MIN(id), MAX(id) FROM {table}")).one()
+    if low is None:
+        return
+    for start in range(int(low), int(high) + 1, batch):
+        bind.execute(statement, {"low": start, "high": start + batch})
 
 
 def retype_columns(table: str, columns: Sequence[str], kind: str) -> None:

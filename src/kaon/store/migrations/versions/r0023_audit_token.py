@@ -25,14 +25,16 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Add the column, fill it in from each entry's ``data``, index it (concurrently on
-    PostgreSQL)."""
+    """Add the column, fill it in from each entry's ``data`` (in batches of ids, each
+    committed on its own on PostgreSQL), index it (concurrently on PostgreSQL)."""
     op.add_column("audit", sa.Column("token_id", sa.String(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         found = "data->>'token_id'"
     else:
         found = "json_extract(data, '$.token_id')"
-    op.execute(f"UPDATE audit SET token_id = {found} WHERE {found} IS NOT NULL")
+    online.update_in_batches(
+        "audit", f"token_id = {found}", f"token_id IS NULL AND {found} IS NOT NULL"
+    )
     online.create_index("ix_audit_token", "audit", ["token_id", "id"])
 
 
