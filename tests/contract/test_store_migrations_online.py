@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from kaon.errors import StoreError
 from kaon.store import migrations
 from kaon.store._engines import create_store_engine
 from kaon.store.migrations import online
@@ -174,3 +175,35 @@ def test_the_audit_backfill_commits_in_batches(
     with psycopg.connect(_dsn(pg_url)) as conn:
         rows = conn.execute("SELECT token_id, count(*) FROM audit GROUP BY 1 ORDER BY 1")
         assert rows.fetchall() == [("t0", 9), ("t1", 8), ("t2", 8)]
+
+
+def test_a_downgrade_to_jsonb_names_the_value_jsonb_cannot_hold(pg_url: str) -> None:
+    """``json`` keeps a string's NUL (``\\u0000``), ``jsonb`` refuses it: going back below
+    0021 failed on the ALTER of whichever table held one, with PostgreSQL's "unsupported
+    Unicode escape sequence". It is now refused first, naming the table, column and row;
+    an escaped backslash before ``u0000`` is no NUL and does not stop it."""
+    _at(
+        pg_url,
+        "head",
+        *STEPS,
+        "INSERT INTO signals (name, params, at, by) VALUES ('s', '{\"k\": \"a\\u0000\"}', 1, 'x')",
+        "UPDATE runs SET params = '{\"path\": \"c:\\\\u0000\"}' WHERE id = 'r1'",
+    )
+    engine, _ = create_store_engine(pg_url)
+    config = Config()
+    config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
+    try:
+        with pytest.raises(StoreError) as caught, engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, BEFORE)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM signals")
+            config.attributes["connection"] = conn
+            command.downgrade(config, BEFORE)
+            params = conn.exec_driver_sql("SELECT params::text FROM runs").scalar_one()
+    finally:
+        engine.dispose()
+    message = str(caught.value)
+    assert "signals.params of the row id=1 holds the JSON escape \\u0000" in message
+    assert "below revision 0021_user_values_as_json" in message
+    assert params == '{"path": "c:\\\\u0000"}'

@@ -15,8 +15,10 @@ Create Date: 2026-12-05
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
+from kaon.errors import StoreError
 from kaon.store.migrations import online
 
 revision: str = "0021_user_values_as_json"
@@ -36,6 +38,19 @@ COLUMNS = (
     ("backfills", "params"),
     ("backfills", "slot_params"),
 )
+
+KEYS = {  # each table's primary key, to name a row in a message
+    "definitions": ("hash",),
+    "runs": ("id",),
+    "step_runs": ("run_id", "id"),
+    "commands": ("id",),
+    "cache_entries": ("key",),
+    "signals": ("id",),
+    "trigger_firings": ("id",),
+    "backfills": ("id",),
+}
+# The JSON escape \u0000 (not preceded by an escaped backslash): json keeps it, jsonb refuses.
+NUL_ESCAPE = r"(^|[^\\])(\\\\)*\\u0000"
 
 
 def _retype(kind: str) -> None:
@@ -57,5 +72,31 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to ``jsonb``."""
+    """Back to ``jsonb``; refused (before any change) when a value written since holds a
+    character ``jsonb`` cannot store."""
+    if op.get_bind().dialect.name == "postgresql":
+        _refuse_what_jsonb_cannot_hold()
     _retype("jsonb")
+
+
+def _refuse_what_jsonb_cannot_hold() -> None:
+    """Raise :class:`StoreError` naming the first row whose value holds ``\\u0000`` (a NUL
+    character in a string: json keeps it, jsonb refuses it, and the ALTER would fail on
+    that table halfway through the downgrade)."""
+    bind = op.get_bind()
+    for table, column in COLUMNS:
+        key = KEYS[table]
+        found = bind.execute(
+            sa.text(
+                f"SELECT {', '.join(key)} FROM {table} "
+                f'WHERE CAST("{column}" AS TEXT) ~ :pattern LIMIT 1'
+            ),
+            {"pattern": NUL_ESCAPE},
+        ).first()
+        if found is not None:
+            row = ", ".join(f"{name}={value!r}" for name, value in zip(key, found, strict=True))
+            raise StoreError(
+                f"cannot downgrade below revision {revision}: {table}.{column} of the row "
+                f"{row} holds the JSON escape \\u0000 (a NUL character), which jsonb "
+                "(revision 0020) cannot store; change or delete that row, then downgrade"
+            )
