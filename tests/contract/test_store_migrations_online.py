@@ -4,6 +4,8 @@ own, index builds are concurrent, a backfill commits in batches (see
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -207,3 +209,57 @@ def test_a_downgrade_to_jsonb_names_the_value_jsonb_cannot_hold(pg_url: str) -> 
     assert "signals.params of the row id=1 holds the JSON escape \\u0000" in message
     assert "below revision 0021_user_values_as_json" in message
     assert params == '{"path": "c:\\\\u0000"}'
+
+
+def test_a_table_rewrite_waiting_for_its_lock_does_not_stop_the_readers(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0021's ALTER of ``runs`` needs ACCESS EXCLUSIVE. Behind a long transaction reading
+    ``runs`` (a report, a pg_dump) it waited without a bound, and every read of ``runs``
+    queued behind it: a server could read no run until that transaction ended. Now the
+    ALTER waits LOCK_TIMEOUT_MS at a time and lets the queued reads through between tries."""
+    monkeypatch.setattr(online, "LOCK_TIMEOUT_MS", 200, raising=False)
+    monkeypatch.setattr(online, "LOCK_PAUSE_S", 0.2, raising=False)
+    _at(pg_url, BEFORE, *STEPS)
+    holder = psycopg.connect(_dsn(pg_url))
+    holder.execute("SELECT id FROM runs").fetchall()  # ACCESS SHARE until it commits
+    failed: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            SQLStore(pg_url).close()
+        except BaseException as error:
+            failed.append(error)
+
+    migrating = threading.Thread(target=upgrade)
+    waits: list[float] = []
+    errors: list[str] = []
+    try:
+        migrating.start()
+        with psycopg.connect(_dsn(pg_url), autocommit=True) as reader:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                blocked = reader.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'ALTER TABLE runs %%'"
+                ).fetchall()
+                if blocked:
+                    break
+                time.sleep(0.02)
+            reader.execute("SET statement_timeout = 1500")
+            for _ in range(8):
+                began = time.monotonic()
+                try:
+                    reader.execute("SELECT count(*) FROM runs").fetchall()
+                except psycopg.errors.QueryCanceled as error:
+                    errors.append(str(error))
+                waits.append(time.monotonic() - began)
+                time.sleep(0.1)
+    finally:
+        holder.close()
+        migrating.join(60)
+    assert not failed, failed
+    assert not errors, errors
+    assert max(waits) < 1.0, waits
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        revision = conn.execute("SELECT version_num FROM kaon_schema_version").fetchall()
+    assert revision == [(migrations.head_revision(),)]

@@ -17,12 +17,22 @@ tests), the helpers do the plain transactional statement.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
+from kaon.errors import StoreUnavailableError
+
 BATCH = 10_000  # rows of a backfill's UPDATE (ids in range), each batch committed on its own
+# An ACCESS EXCLUSIVE statement waits this long for its lock, then lets the queries queued
+# behind it run and tries again, up to LOCK_TRIES times (LOCK_PAUSE_S apart). Waiting
+# without a bound behind one long transaction (a report, a pg_dump) would stop every read
+# of the table queued behind the waiting ALTER for as long as that transaction lasts.
+LOCK_TIMEOUT_MS = 2_000
+LOCK_TRIES = 150
+LOCK_PAUSE_S = 0.5
 
 
 def is_online() -> bool:
@@ -131,4 +141,36 @@ def retype_columns(table: str, columns: Sequence[str], kind: str) -> None:
         op.execute(statement)
         return
     with op.get_context().autocommit_block():
-        op.execute(statement)
+        _exclusive(statement, table)
+
+
+def _exclusive(statement: sa.TextClause, table: str) -> None:
+    """Run ``statement`` (it takes ``table`` ACCESS EXCLUSIVE) outside a transaction with a
+    bounded lock wait, retried (see :data:`LOCK_TIMEOUT_MS`); raises
+    :class:`StoreUnavailableError` naming the sessions that kept the lock from it."""
+    bind = op.get_bind()
+    for _ in range(LOCK_TRIES):
+        bind.exec_driver_sql(f"SET lock_timeout = {int(LOCK_TIMEOUT_MS)}")
+        try:
+            bind.execute(statement)
+            return
+        except sa.exc.OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+        finally:
+            bind.exec_driver_sql("SET lock_timeout = 0")
+        time.sleep(LOCK_PAUSE_S)
+    holders = bind.execute(
+        sa.text(
+            "SELECT DISTINCT l.pid, left(a.query, 80) FROM pg_locks l JOIN pg_stat_activity a "
+            "ON a.pid = l.pid WHERE l.relation = CAST(:table AS regclass) "
+            "AND l.pid <> pg_backend_pid() ORDER BY l.pid LIMIT 5"
+        ),
+        {"table": table},
+    ).all()
+    shown = "; ".join(f"pid {pid}: {query!r}" for pid, query in holders) or "none left"
+    raise StoreUnavailableError(
+        f"migration could not lock table {table} ({LOCK_TRIES} tries of "
+        f"{LOCK_TIMEOUT_MS} ms): other sessions hold it ({shown}); end them (or wait for "
+        "them) and open the store again: the upgrade goes on from this revision"
+    )
