@@ -225,9 +225,13 @@ class TriggerStoreContract:
         assert triggers.get_backfill("bf-1") == _backfill("bf-1")
         assert [b.id for b in triggers.list_backfills()] == ["bf-2", "bf-1"]
         assert [b.id for b in triggers.list_backfills(workflow="wf")] == ["bf-1"]
+        triggers.add_backfill(_backfill("bf-0", created_at=2.0))  # bf-2's time: the id decides
+        assert [b.id for b in triggers.list_backfills(limit=2)] == ["bf-2", "bf-0"]
+        assert [b.id for b in triggers.list_backfills(before=(2.0, "bf-0"))] == ["bf-1"]
+        assert [b.id for b in triggers.list_backfills(before=(2.0, "bf-2"), limit=1)] == ["bf-0"]
         triggers.update_backfill("bf-1", 9.0, status="cancelled")
         assert triggers.get_backfill("bf-1").updated_at == 9.0
-        assert [b.id for b in triggers.list_backfills(statuses=["running"])] == ["bf-2"]
+        assert [b.id for b in triggers.list_backfills(statuses=["running"])] == ["bf-2", "bf-0"]
         with pytest.raises(NotFoundError):
             triggers.get_backfill("nope")
         with pytest.raises(NotFoundError):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 
 from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.paging import KEYSET, keyset, keyset_text, next_page
 from kaon.engine.operations import new_run_id
 from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
@@ -48,15 +49,6 @@ StepKind = Literal["task", "foreach", "loop", "subworkflow", "wait", "item", "it
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
 RUN_ID_HELP = "A run id or a unique prefix of one."
-
-RUN_CURSOR = r"^[0-9]{1,12}(\.[0-9]{1,20})?,.{1,200}$"
-"""A place in the runs list: a run's ``created_at`` and id (``Kaon-Next``, ``before``)."""
-
-
-def _run_cursor(value: str) -> tuple[float, str]:
-    """``CREATED_AT,RUN_ID`` (checked by :data:`RUN_CURSOR`) as the store's keyset."""
-    at, _, run_id = value.partition(",")
-    return float(at), run_id
 
 
 def _authorize(services: Services, principal: Principal, run_id: str) -> str:
@@ -121,7 +113,7 @@ def list_runs(
     offset: int = Query(0, ge=0, le=MAX_RUNS_OFFSET),
     before: str | None = Query(
         None,
-        pattern=RUN_CURSOR,
+        pattern=KEYSET,
         description="Only the runs after this one in the list: the `Kaon-Next` header of "
         "the page before (`CREATED_AT,RUN_ID`).",
     ),
@@ -137,10 +129,10 @@ def list_runs(
         status=status.value if status else None,
         limit=limit,
         offset=offset,
-        after=_run_cursor(before) if before is not None else None,
+        after=keyset(before, "before") if before is not None else None,
     )
     if views and len(views) == limit:
-        response.headers["Kaon-Next"] = f"{views[-1].created_at!r},{views[-1].id}"
+        next_page(response, keyset_text(views[-1].created_at, views[-1].id))
     readable = services.workflow_reader(principal)
     if readable is None:
         return views

@@ -14,6 +14,8 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.paging import KEYSET, keyset, keyset_text, next_page
+from kaon.service.limits import LIST_PAGE, MAX_LIST_PAGE
 from kaon.service.triggers import (
     FIRING_STATUSES,
     MAX_FIRINGS,
@@ -124,15 +126,27 @@ def start_backfill(
 
 @router.get("/backfills", response_model=list[BackfillView], summary="List backfills")
 def list_backfills(
+    response: Response,
     workflow: str | None = Query(None, min_length=1, max_length=200),
     state: str | None = Query(None, alias="status", pattern="^(running|finished|cancelled)$"),
+    before: str | None = Query(
+        None,
+        pattern=KEYSET,
+        description="Only the backfills after this one in the list: the `Kaon-Next` header "
+        "of the page before (`CREATED_AT,BACKFILL_ID`).",
+    ),
+    limit: int = Query(LIST_PAGE, ge=1, le=MAX_LIST_PAGE),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
     ops: TriggerOperations = Depends(operations),
 ) -> list[BackfillView]:
     """Backfills, newest first, optionally of one workflow or status (another group's
-    without their skipped slots' errors)."""
-    found = ops.backfills(workflow=workflow, status=state)
+    without their skipped slots' errors), ``limit`` a page: while more may remain,
+    ``Kaon-Next`` says where the next page starts (send it back as ``before``)."""
+    after = keyset(before, "before") if before is not None else None
+    found = ops.backfills(workflow=workflow, status=state, before=after, limit=limit)
+    if len(found) == limit:
+        next_page(response, keyset_text(found[-1].created_at, found[-1].id))
     readable = services.workflow_reader(principal)
     return found if readable is None else [_shown(view, readable) for view in found]
 

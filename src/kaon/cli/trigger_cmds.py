@@ -93,12 +93,14 @@ class _Client:
         assert self.local is not None
         return self.local.start_backfill(request, by="local")
 
-    def backfills(self, workflow: str | None, status: str | None) -> list[BackfillView]:
+    def backfills(
+        self, workflow: str | None, status: str | None, *, page: int | None = None
+    ) -> list[BackfillView]:
         if self.remote is not None:
             from kaon.service.triggers import BackfillView
 
             query = {k: v for k, v in (("workflow", workflow), ("status", status)) if v}
-            data = self.remote.call("GET", "/backfills", params=query)
+            data = self.remote.service.pages("/backfills", query, "before", page=page)
             return [BackfillView.model_validate(item) for item in data]
         assert self.local is not None
         return self.local.backfills(workflow=workflow, status=status)

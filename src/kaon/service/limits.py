@@ -36,3 +36,15 @@ when there are more: all of them in ``GET /runs/{id}/metrics``)."""
 
 ARTIFACTS_PAGE: Final = 1000
 """The most step runs one page of a run's artifacts covers (``GET /runs/{id}/artifacts``)."""
+
+NEXT_PAGE: Final = "Kaon-Next"
+"""The header of every paged list's answer when more may remain: what to send back as its
+``before`` (a newest-first list) or ``after`` (an oldest-first one) for the next page. A page
+without it is the last."""
+
+LIST_PAGE: Final = 100
+"""The rows a page of a list of backfills, tokens, signals or audit entries holds by
+default."""
+
+MAX_LIST_PAGE: Final = 1000
+"""The most rows one page of those lists holds (``limit``)."""

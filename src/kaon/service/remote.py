@@ -40,7 +40,7 @@ from kaon.model.cache_policy import CachePolicy
 from kaon.model.specs import WorkflowSpec
 from kaon.model.status import RunStatus
 from kaon.service.bundle import read_push
-from kaon.service.limits import MAX_RUNS_PAGE
+from kaon.service.limits import MAX_LIST_PAGE, MAX_RUNS_PAGE, NEXT_PAGE
 from kaon.service.pools import PermitRequest, PermitView, PoolRequest, PoolView
 from kaon.service.registry_views import (
     AuditView,
@@ -301,6 +301,32 @@ class RemoteService:
             raise ConfigurationError(f"cannot reach the Kaon server at {self.url}: {exc}") from exc
         raise_for_answer(response)
         return response
+
+    def pages(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        cursor: str,
+        *,
+        page: int | None = None,
+        limit: int | None = None,
+    ) -> list[Any]:
+        """The rows of a paged list route, page after page: each asked with the ``Kaon-Next``
+        header of the one before as ``cursor`` (``before`` or ``after``), until a page
+        without it, or ``limit`` rows (None: all). ``page``: rows asked a page (None: the
+        most a page holds)."""
+        query = dict(params)
+        found: list[Any] = []
+        while True:
+            wanted = page or MAX_LIST_PAGE
+            if limit is not None:
+                wanted = min(wanted, limit - len(found))
+            response = self._answer("GET", path, params={**query, "limit": wanted})
+            found.extend(response.json())
+            following = response.headers.get(NEXT_PAGE)
+            if following is None or (limit is not None and len(found) >= limit):
+                return found
+            query[cursor] = following
 
     def _post_once(self, path: str, body: dict[str, Any]) -> Any:
         """POST ``body`` so that the server acts on it once, however often it is sent: with an

@@ -365,11 +365,19 @@ class TriggerOperations:
         return view
 
     def backfills(
-        self, *, workflow: str | None = None, status: str | None = None
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int | None = None,
     ) -> list[BackfillView]:
-        """Backfills, newest first."""
+        """Backfills, newest first: the first ``limit`` (None: all) below the keyset
+        ``before`` (a backfill's ``created_at`` and id)."""
         statuses = [status] if status else None
-        records = self.triggers.list_backfills(workflow=workflow, statuses=statuses)
+        records = self.triggers.list_backfills(
+            workflow=workflow, statuses=statuses, before=before, limit=limit
+        )
         return [backfill_view(r, self.triggers) for r in records]
 
     def backfill(self, backfill_id: str) -> BackfillView:

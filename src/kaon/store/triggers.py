@@ -196,9 +196,15 @@ class TriggerStore(ABC):
 
     @abstractmethod
     def list_backfills(
-        self, *, workflow: str | None = None, statuses: Iterable[str] | None = None
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Iterable[str] | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int | None = None,
     ) -> list[BackfillRecord]:
-        """Backfills, newest first, optionally of one workflow and some statuses."""
+        """Backfills, newest first, optionally of one workflow and some statuses: the first
+        ``limit`` (None: all) below the keyset ``before`` (``created_at``, ``id``)."""
 
     @abstractmethod
     def update_backfill(self, backfill_id: str, now: float, **changes: Any) -> None:
@@ -455,7 +461,12 @@ class SQLTriggerStore(TriggerStore):
         return BackfillRecord(**row._asdict())
 
     def list_backfills(
-        self, *, workflow: str | None = None, statuses: Iterable[str] | None = None
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Iterable[str] | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int | None = None,
     ) -> list[BackfillRecord]:
         """See :meth:`TriggerStore.list_backfills`."""
         c = tt.backfills.c
@@ -464,7 +475,12 @@ class SQLTriggerStore(TriggerStore):
             stmt = stmt.where(c.workflow == workflow)
         if statuses is not None:
             stmt = stmt.where(c.status.in_(list(statuses)))
+        if before is not None:
+            at, key = before
+            stmt = stmt.where(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < key)))
         stmt = stmt.order_by(c.created_at.desc(), c.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self.store.reading() as conn:
             return [BackfillRecord(**row._asdict()) for row in conn.execute(stmt)]
 
