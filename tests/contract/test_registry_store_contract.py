@@ -135,6 +135,11 @@ class RegistryStoreContract:
         assert found is not None and found.revoked_at == 6.0
         assert [t.id for t in registry.list_tokens()] == ["t1"]
         assert registry.count_tokens() == 1
+        registry.add_token(TokenRecord("t0", "ci", "hash-0", "viewer", [], 1.0))  # t1's time
+        registry.add_token(TokenRecord("t2", "ci", "hash-2", "viewer", [], 2.0))
+        assert [t.id for t in registry.list_tokens(limit=2)] == ["t0", "t1"]
+        assert [t.id for t in registry.list_tokens(after=(1.0, "t0"))] == ["t1", "t2"]
+        assert [t.id for t in registry.list_tokens(after=(1.0, "t1"), limit=5)] == ["t2"]
 
     def test_token_expiry_and_rotation(self, registry: RegistryStore) -> None:
         registry.add_token(TokenRecord("t1", "ci", "hash-1", "viewer", [], 1.0, expires_at=9.0))

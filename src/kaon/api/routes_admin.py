@@ -9,7 +9,9 @@ from pydantic import BaseModel
 from kaon.api.deps import METRICS_PUBLIC, Principal, Services, bearer, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.metrics import CONTENT_TYPE
+from kaon.api.paging import KEYSET, keyset, keyset_text, next_page
 from kaon.errors import InvalidActionError, StoreError
+from kaon.service.limits import LIST_PAGE, MAX_LIST_PAGE
 from kaon.service.registry_views import (
     AuditView,
     RotateRequest,
@@ -159,10 +161,24 @@ def rotate_token(
 
 @router.get("/tokens", response_model=list[TokenView], tags=["admin"], summary="List tokens")
 def list_tokens(
-    _: Principal = Depends(require("admin")), services: Services = Depends(get_services)
+    response: Response,
+    after: str | None = Query(
+        None,
+        pattern=KEYSET,
+        description="Only the tokens after this one: the `Kaon-Next` header of the page "
+        "before (`CREATED_AT,TOKEN_ID`).",
+    ),
+    limit: int = Query(LIST_PAGE, ge=1, le=MAX_LIST_PAGE),
+    _: Principal = Depends(require("admin")),
+    services: Services = Depends(get_services),
 ) -> list[TokenView]:
-    """Every token (never the secrets)."""
-    return [token_view(t) for t in services.auth.registry.list_tokens()]
+    """Tokens, oldest first (never the secrets), ``limit`` a page: while more may remain,
+    ``Kaon-Next`` says where the next page starts (send it back as ``after``)."""
+    cursor = keyset(after, "after") if after is not None else None
+    found = services.auth.registry.list_tokens(after=cursor, limit=limit)
+    if len(found) == limit:
+        next_page(response, keyset_text(found[-1].created_at, found[-1].id))
+    return [token_view(t) for t in found]
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["admin"], summary="Revoke a token")

@@ -839,9 +839,9 @@ class RemoteService:
         body = {"name": name, "role": role, "groups": groups, "expires_in": expires_in}
         return TokenView.model_validate(self._call("POST", "/tokens", json=body))
 
-    def list_tokens(self) -> list[TokenView]:
-        """Every token (admin only; never the secrets)."""
-        return [TokenView.model_validate(t) for t in self._call("GET", "/tokens")]
+    def list_tokens(self, *, page: int | None = None) -> list[TokenView]:
+        """Every token (admin only; never the secrets), oldest first, a page at a time."""
+        return [TokenView.model_validate(t) for t in self.pages("/tokens", {}, "after", page=page)]
 
     def audit(
         self,

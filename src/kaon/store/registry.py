@@ -195,8 +195,11 @@ class RegistryStore(ABC):
         """The token whose hash is ``hashed``, if any (revoked ones too)."""
 
     @abstractmethod
-    def list_tokens(self) -> list[TokenRecord]:
-        """Every token, oldest first."""
+    def list_tokens(
+        self, *, after: tuple[float, str] | None = None, limit: int | None = None
+    ) -> list[TokenRecord]:
+        """Tokens, oldest first: the first ``limit`` (None: all) after the keyset ``after``
+        (``created_at``, ``id``)."""
 
     @abstractmethod
     def touch_token(self, token_id: str, now: float) -> None:
@@ -513,9 +516,17 @@ class SQLRegistryStore(RegistryStore):
             row = conn.execute(sa.select(r.tokens).where(r.tokens.c.hashed == hashed)).first()
         return None if row is None else _token(row)
 
-    def list_tokens(self) -> list[TokenRecord]:
+    def list_tokens(
+        self, *, after: tuple[float, str] | None = None, limit: int | None = None
+    ) -> list[TokenRecord]:
         """See :meth:`RegistryStore.list_tokens`."""
-        stmt = sa.select(r.tokens).order_by(r.tokens.c.created_at, r.tokens.c.id)
+        c = r.tokens.c
+        stmt = sa.select(r.tokens).order_by(c.created_at, c.id)
+        if after is not None:
+            at, key = after
+            stmt = stmt.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > key)))
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self.store.reading() as conn:
             return [_token(row) for row in conn.execute(stmt)]
 

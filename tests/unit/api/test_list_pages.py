@@ -77,3 +77,20 @@ def test_backfills_are_listed_a_page_at_a_time(
     cli = _Client.__new__(_Client)
     cli.remote, cli.local, cli._local_store = remote, None, None
     assert [b.id for b in cli.backfills(None, None, page=2)] == made[::-1]
+
+
+def test_tokens_are_listed_a_page_at_a_time(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    headers = _auth(tokens["admin"])
+    everyone = [t["name"] for t in client.get("/tokens", headers=headers).json()]
+    assert len(everyone) == 5
+    pages = _walk(client, "/tokens", "after", headers, limit=2)
+    assert [[t["name"] for t in page] for page in pages] == [
+        everyone[:2],
+        everyone[2:4],
+        everyone[4:],
+    ]
+    assert client.get("/tokens?limit=1001", headers=headers).status_code == 422
+    remote = RemoteService("http://testserver", token=tokens["admin"], transport=client._transport)
+    assert [t.name for t in remote.list_tokens(page=2)] == everyone
