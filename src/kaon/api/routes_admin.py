@@ -196,6 +196,7 @@ def revoke_token(
 
 @router.get("/audit", response_model=list[AuditView], tags=["admin"], summary="Audit trail")
 def audit(
+    response: Response,
     target: str | None = Query(None, max_length=300),
     actor: str | None = Query(None, max_length=200, description="A token's name (not unique)."),
     token_id: str | None = Query(
@@ -206,8 +207,10 @@ def audit(
     _: Principal = Depends(require("admin")),
     services: Services = Depends(get_services),
 ) -> list[AuditView]:
-    """Who did what, oldest first (entries with ids above ``after``)."""
+    """Who did what, oldest first (entries with ids above ``after``); a full page's
+    ``Kaon-Next`` says where the next one starts (send it back as ``after``)."""
     records = services.auth.registry.audit(
         target=target, actor=actor, token_id=token_id, after_id=after, limit=limit
     )
+    next_page(response, records[-1].id if len(records) == limit else None)
     return [audit_view(r) for r in records]

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.paging import next_page
 from kaon.model.values import encode_outputs
 from kaon.service._metric_pages import MAX_METRIC_ROWS_PAGE, METRIC_CURSOR, MetricCursor
 from kaon.service.experiment_views import (
@@ -199,8 +200,7 @@ def get_metric_rows(
     full = services.authorize_run(principal, "viewer", run_id)
     cursor = MetricCursor.parse(after) if after is not None else None
     rows, following = services.runs.experiments.metric_rows(full, after=cursor, limit=limit)
-    if following is not None:
-        response.headers["Kaon-Next"] = str(following)
+    next_page(response, following)
     return MetricRowsView(run_id=full, rows=rows)
 
 

@@ -10,10 +10,11 @@ the other reads of a workflow's objects; the audit trail of everything stays adm
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.paging import next_page
 from kaon.errors import NotFoundError
 from kaon.model.status import RunStatus
 from kaon.model.values import ArtifactRef
@@ -31,6 +32,7 @@ from kaon.service.workflow_details import (
     version_diff,
 )
 from kaon.store.reads import MAX_PAGE, RunHistoryQuery
+from kaon.store.registry import AuditRecord
 
 router = APIRouter(tags=["details"], responses=ERROR_RESPONSES)
 
@@ -106,30 +108,34 @@ def workflow_runs(
 
 @router.get("/workflows/{name}/audit", response_model=list[AuditView], summary="Who did what")
 def workflow_audit(
+    response: Response,
     name: str = _Name,
     after: int = Query(0, ge=0, le=2**62, description="Only entries with larger ids."),
     limit: int = Query(100, ge=1, le=1000),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[AuditView]:
-    """The audit trail of a workflow (pushes, activations, changes), oldest first."""
+    """The audit trail of a workflow (pushes, activations, changes), oldest first; a full
+    page's ``Kaon-Next`` says where the next one starts (send it back as ``after``)."""
     services.authorize(principal, "viewer", workflow=name)
     records = services.auth.registry.audit(target=f"workflow:{name}", after_id=after, limit=limit)
-    return audit_views(records)
+    return audit_page(response, records, limit)
 
 
 @router.get("/runs/{run_id}/audit", response_model=list[AuditView], summary="Who acted on a run")
 def run_audit(
+    response: Response,
     run_id: str,
     after: int = Query(0, ge=0, le=2**62, description="Only entries with larger ids."),
     limit: int = Query(100, ge=1, le=1000),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[AuditView]:
-    """Who killed, restarted, skipped or resumed the run, and when, oldest first."""
+    """Who killed, restarted, skipped or resumed the run, and when, oldest first; a full
+    page's ``Kaon-Next`` says where the next one starts (send it back as ``after``)."""
     full = services.authorize_run(principal, "viewer", run_id)
     records = services.auth.registry.audit(target=f"run:{full}", after_id=after, limit=limit)
-    return audit_views(records)
+    return audit_page(response, records, limit)
 
 
 @router.get("/runs/{run_id}/explain", response_model=ExplainView, summary="Cache decision")
@@ -185,3 +191,9 @@ def workflow_latest(services: Services, name: str) -> int:
     if not versions:
         raise NotFoundError(f"workflow {name!r} has no version")
     return versions[-1].version
+
+
+def audit_page(response: Response, records: list[AuditRecord], limit: int) -> list[AuditView]:
+    """A page of an audit trail, ``Kaon-Next`` set when it is full."""
+    next_page(response, records[-1].id if len(records) == limit else None)
+    return audit_views(records)

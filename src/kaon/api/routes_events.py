@@ -30,6 +30,7 @@ from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, re
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.feed_hub import FeedHub
 from kaon.api.guard import bearer_secret
+from kaon.api.paging import next_page
 from kaon.errors import (
     AuthenticationError,
     KaonError,
@@ -90,11 +91,13 @@ def list_signals(
 ) -> list[SignalView]:
     """Signals with ids above ``after``, oldest first: a token with groups sees those that
     may reach its groups' workflows, read past the others until ``limit`` are found (at most
-    :data:`SIGNALS_SCANNED` looked at). The ``Kaon-Scanned-To`` header is the last id looked
-    at: the next page starts after it, even when this one is short or empty."""
+    :data:`SIGNALS_SCANNED` looked at). While more may remain, ``Kaon-Next`` says where the
+    next page starts (the last id looked at: send it back as ``after``), even when this page
+    is short or empty. ``Kaon-Scanned-To`` is that id on every page (deprecated: clients
+    read ``Kaon-Next``)."""
     groups = None if principal.reads_everything else set(principal.groups)
     shown: list[SignalView] = []
-    cursor, scanned = after, 0
+    cursor, scanned, more = after, 0, True
     while len(shown) < limit and scanned < SIGNALS_SCANNED:
         page = services.store.signals(name=name, after_id=cursor, limit=limit)
         for signal in page:
@@ -105,9 +108,11 @@ def list_signals(
                 if len(shown) == limit:
                     break
         scanned += len(page)
-        if len(page) < limit:
+        if len(page) < limit and len(shown) < limit:
+            more = False  # every signal was looked at
             break
     response.headers["Kaon-Scanned-To"] = str(cursor)
+    next_page(response, cursor if more else None)
     return shown
 
 

@@ -312,15 +312,19 @@ def resume_run(
 
 @router.get("/{run_id}/events", response_model=list[EventView], summary="A run's events")
 def run_events(
+    response: Response,
     run_id: str,
     after: int = Query(0, ge=0, le=2**62, description="Only events with larger ids."),
     limit: int = Query(1000, ge=1, le=10_000),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[EventView]:
-    """The recorded events of a run, oldest first (``GET /events`` streams them live)."""
+    """The recorded events of a run, oldest first (``GET /events`` streams them live); a
+    full page's ``Kaon-Next`` says where the next one starts (send it back as ``after``)."""
     full = _readable(services, _, run_id)
-    return [event_view(e) for e in services.store.events(full, after_id=after, limit=limit)]
+    found = services.store.events(full, after_id=after, limit=limit)
+    next_page(response, found[-1].id if len(found) == limit else None)
+    return [event_view(e) for e in found]
 
 
 @router.get("/{run_id}/metrics", response_model=list[MetricView], summary="A run's metrics")

@@ -87,12 +87,15 @@ def list_firings(
 ) -> list[FiringView]:
     """What the triggers fired, newest first: each cron slot, signal, data path and
     backfill slot with the run it started, or why it started none (``dropped``, with the
-    error). ``Kaon-Older: true`` says older ones remain: ask again with ``before`` = the
-    last id of this page. Another group's firings keep their workflow, kind, status, times
-    and run, not what fired, their parameters or error."""
+    error). While older ones remain, ``Kaon-Next`` says where the next page starts (the
+    last id of this page: send it back as ``before``); ``Kaon-Older: true|false`` says the
+    same (deprecated: clients read ``Kaon-Next``). Another group's firings keep their
+    workflow, kind, status, times and run, not what fired, their parameters or error."""
     found = ops.firings(workflow=workflow, status=state, before=before, limit=limit + 1)
-    response.headers["Kaon-Older"] = "true" if len(found) > limit else "false"
+    older = len(found) > limit
+    response.headers["Kaon-Older"] = "true" if older else "false"
     found = found[:limit]
+    next_page(response, found[-1].id if older else None)
     readable = services.workflow_reader(principal)
     if readable is None:
         return found

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
+from kaon.api.paging import next_page
 from kaon.service.limits import MAX_RUNS_OFFSET, MAX_VERSION
 from kaon.service.registry_views import (
     ActivateRequest,
@@ -131,12 +132,15 @@ def list_versions(
     services: Services = Depends(get_services),
 ) -> list[VersionView]:
     """A workflow's versions, oldest first: the newest ``limit`` below ``before`` (every
-    one, up to ``limit``, when absent). ``Kaon-Older: true`` says older ones remain: ask
-    again with ``before`` = the first version of this page."""
+    one, up to ``limit``, when absent). While older ones remain, ``Kaon-Next`` says where
+    the next page starts (the first version of this page: send it back as ``before``).
+    ``Kaon-Older: true|false`` says the same (deprecated: clients read ``Kaon-Next``)."""
     found = services.registry.versions(name, before=before, limit=limit + 1)
     older = len(found) > limit
+    page = found[1:] if older else found
     response.headers["Kaon-Older"] = "true" if older else "false"
-    return found[1:] if older else found
+    next_page(response, page[0].version if older else None)
+    return page
 
 
 @router.get("/{name}/versions/{version}", response_model=VersionView, summary="Get a version")

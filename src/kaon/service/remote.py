@@ -796,19 +796,21 @@ class RemoteService:
 
     def versions(self, name: str) -> list[VersionView]:
         """Every version of a workflow, oldest first: the server answers a page at a time
-        (``Kaon-Older: true`` while older ones remain), each asked below the last one's
-        oldest."""
+        (``Kaon-Next`` while older ones remain: the ``before`` of the next page)."""
         found: list[VersionView] = []
-        params: dict[str, int] = {}
+        params: dict[str, Any] = {}
         while True:
             response = self._answer(
                 "GET", f"/workflows/{segment(name, 'workflow')}/versions", params=params
             )
             page = [VersionView.model_validate(v) for v in response.json()]
             found[:0] = page
-            if response.headers.get("Kaon-Older") != "true" or not page:
+            following = response.headers.get(NEXT_PAGE)
+            if following is None and response.headers.get("Kaon-Older") == "true" and page:
+                following = str(page[0].version)  # a server from before Kaon-Next
+            if following is None or not page:
                 return found
-            params = {"before": page[0].version}
+            params = {"before": following}
 
     def activate(self, name: str, version: int) -> WorkflowView:
         """Make ``version`` active."""

@@ -13,8 +13,11 @@ import textwrap
 from typing import Any
 
 from kaon.api.deps import Services
+from kaon.model.status import RunStatus
 from kaon.service.auth import LOCAL_PRINCIPAL
 from kaon.service.remote import RemoteService
+from kaon.store.base import EventRecord, RunRecord, WriteBatch
+from kaon.store.triggers import FiringRecord, SQLTriggerStore
 
 HOURLY = textwrap.dedent(
     """
@@ -94,3 +97,39 @@ def test_tokens_are_listed_a_page_at_a_time(
     assert client.get("/tokens?limit=1001", headers=headers).status_code == 422
     remote = RemoteService("http://testserver", token=tokens["admin"], transport=client._transport)
     assert [t.name for t in remote.list_tokens(page=2)] == everyone
+
+
+def test_every_paged_list_names_its_next_page_kaon_next(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    headers = _auth(tokens["admin"])
+    services.registry.push(HOURLY, "hourly.yaml", LOCAL_PRINCIPAL, owner_group="ml")
+    services.registry.push(HOURLY + "# 2\n", "hourly.yaml", LOCAL_PRINCIPAL)
+    services.registry.push(HOURLY + "# 3\n", "hourly.yaml", LOCAL_PRINCIPAL)
+    versions = _walk(client, "/workflows/hourly/versions", "before", headers, limit=2)
+    assert [[v["version"] for v in page] for page in versions] == [[2, 3], [1]]
+
+    triggers = SQLTriggerStore(services.store)
+    triggers.claim_firings(
+        [FiringRecord("hourly:cron:abc", f"2024-01-0{n}", "hourly", f"r{n}") for n in (1, 2, 3)]
+    )
+    firings = _walk(client, "/triggers/firings", "before", headers, limit=2)
+    assert [[f["run_id"] for f in page] for page in firings] == [["r3", "r2"], ["r1"]]
+
+    for n in range(3):
+        assert client.post("/signals", json={"name": f"s{n}"}, headers=headers).is_success
+    signals = _walk(client, "/signals", "after", headers, limit=2)
+    assert [s["name"] for s in signals[0]] == ["s0", "s1"]
+    assert [s["name"] for page in signals for s in page] == ["s0", "s1", "s2"]
+
+    run = RunRecord("run-1", "hourly", "h", RunStatus.SUCCEEDED, created_at=1.0)
+    events = [EventRecord("run-1", "step.log", float(n), {"n": n}) for n in range(3)]
+    services.store.write(WriteBatch(runs=[run], events=events))
+    for action in ("run.kill", "run.restart", "run.skip"):
+        services.auth.audit(LOCAL_PRINCIPAL, action, "run:run-1")
+        services.auth.audit(LOCAL_PRINCIPAL, "workflow.update", "workflow:hourly")
+    for path in ("/runs/run-1/events", "/runs/run-1/audit", "/workflows/hourly/audit", "/audit"):
+        pages = _walk(client, path, "after", headers, limit=2)
+        assert len(pages) >= 2 and len(pages[0]) == 2, (path, pages)
+        ids = [row["id"] for page in pages for row in page]
+        assert ids == sorted(set(ids)), path
