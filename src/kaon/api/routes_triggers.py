@@ -54,15 +54,29 @@ def operations(services: Services = Depends(get_services)) -> TriggerOperations:
 
 @router.get("/triggers", response_model=list[TriggerView], summary="List triggers")
 def list_triggers(
+    response: Response,
     workflow: str | None = Query(None, min_length=1, max_length=200),
+    after: str | None = Query(
+        None,
+        min_length=1,
+        max_length=300,
+        description="Only the triggers after this one: the `Kaon-Next` header of the page "
+        "before (a trigger's id).",
+    ),
+    limit: int = Query(MAX_LIST_PAGE, ge=1, le=MAX_LIST_PAGE),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
     ops: TriggerOperations = Depends(operations),
 ) -> list[TriggerView]:
-    """Triggers of the active workflows (or of one), with each cron trigger's next due time;
-    another group's keep their workflow, kind and due time, not what their definition says
-    (a signal's ``match``, a data path), as ``GET /workflows`` keeps its properties."""
-    found = ops.list_triggers(workflow)
+    """Triggers of the active workflows (or of one), by workflow name, with each cron
+    trigger's next due time, ``limit`` a page: while more remain, ``Kaon-Next`` says where
+    the next page starts (send it back as ``after``). Another group's keep their workflow,
+    kind and due time, not what their definition says (a signal's ``match``, a data path),
+    as ``GET /workflows`` keeps its properties."""
+    found = ops.list_triggers(workflow, after=after, limit=limit + 1)
+    if len(found) > limit:
+        found = found[:limit]
+        next_page(response, found[-1].id)
     readable = services.workflow_reader(principal)
     if readable is None:
         return found

@@ -115,12 +115,12 @@ class _Client:
         assert self.local is not None
         return self.local.cancel_backfill(backfill_id, by="local")
 
-    def triggers(self, workflow: str | None) -> list[TriggerView]:
+    def triggers(self, workflow: str | None, *, page: int | None = None) -> list[TriggerView]:
         if self.remote is not None:
             from kaon.service.triggers import TriggerView
 
             query = {"workflow": workflow} if workflow else {}
-            data = self.remote.call("GET", "/triggers", params=query)
+            data = self.remote.service.pages("/triggers", query, "after", page=page)
             return [TriggerView.model_validate(item) for item in data]
         assert self.local is not None
         return self.local.list_triggers(workflow)

@@ -263,14 +263,28 @@ class TriggerOperations:
 
     # -- triggers ------------------------------------------------------------------------
 
-    def list_triggers(self, workflow: str | None = None) -> list[TriggerView]:
-        """Triggers of the active workflows (or of one), with cron triggers' next slot."""
+    def list_triggers(
+        self, workflow: str | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[TriggerView]:
+        """Triggers of the active workflows (or of one), by workflow name and in each one's
+        definition order, with cron triggers' next slot: the first ``limit`` (None: all)
+        after the trigger whose id is ``after`` (when that trigger is gone, from the next
+        workflow on)."""
         now = self.clock()
         views: list[TriggerView] = []
         found = [self.catalog.get(workflow)] if workflow else self.catalog.active_workflows()
+        found = sorted(found, key=lambda item: item.name)
+        start = after.rsplit(":", 2)[0] if after is not None else None
         for item in found:
-            for trigger in item.spec.triggers:
-                tid = trigger_id(item.name, trigger)
+            if start is not None and item.name < start:
+                continue
+            ids = [trigger_id(item.name, trigger) for trigger in item.spec.triggers]
+            skip = 0
+            if start is not None and item.name == start:
+                skip = ids.index(after) + 1 if after in ids else len(ids)
+            for trigger, tid in list(zip(item.spec.triggers, ids, strict=True))[skip:]:
+                if limit is not None and len(views) == limit:
+                    return views
                 view = TriggerView(
                     id=tid, workflow=item.name, kind=trigger.kind, description=describe(trigger)
                 )

@@ -133,3 +133,32 @@ def test_every_paged_list_names_its_next_page_kaon_next(
         assert len(pages) >= 2 and len(pages[0]) == 2, (path, pages)
         ids = [row["id"] for page in pages for row in page]
         assert ids == sorted(set(ids)), path
+
+
+def test_triggers_are_listed_a_page_at_a_time(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """``GET /triggers`` answered every trigger of every active workflow at once."""
+    for name in ("c", "a", "b"):
+        source = HOURLY.replace("name: hourly", f"name: {name}")
+        source += '  - cron: "30 * * * *"\n'
+        services.registry.push(source, f"{name}.yaml", LOCAL_PRINCIPAL)
+    headers = _auth(tokens["viewer"])
+    everything = client.get("/triggers", headers=headers).json()
+    assert [t["workflow"] for t in everything] == ["a", "a", "b", "b", "c", "c"]
+    pages = _walk(client, "/triggers", "after", headers, limit=4)
+    assert [[t["id"] for t in page] for page in pages] == [
+        [t["id"] for t in everything[:4]],
+        [t["id"] for t in everything[4:]],
+    ]
+    assert client.get("/triggers?limit=1001", headers=headers).status_code == 422
+    import kaon.cli.main  # noqa: F401  (the commands' module registers itself on it)
+    from kaon.cli.trigger_cmds import _Client, _Remote
+
+    remote = _Remote.__new__(_Remote)
+    remote.service = RemoteService(
+        "http://testserver", token=tokens["viewer"], transport=client._transport
+    )
+    cli = _Client.__new__(_Client)
+    cli.remote, cli.local, cli._local_store = remote, None, None
+    assert [t.id for t in cli.triggers(None, page=4)] == [t["id"] for t in everything]
