@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from kaon.api.deps import IDEMPOTENCY_KEY, Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
 from kaon.api.paging import next_page
-from kaon.service.limits import MAX_RUNS_OFFSET, MAX_VERSION
+from kaon.service.limits import LIST_PAGE, MAX_LIST_PAGE, MAX_RUNS_OFFSET, MAX_VERSION
 from kaon.service.registry_views import (
     ActivateRequest,
     MatchRequest,
@@ -30,13 +30,28 @@ Name = str
 
 @router.get("", response_model=list[WorkflowView], summary="List workflows")
 def list_workflows(
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=MAX_RUNS_OFFSET),
+    response: Response,
+    limit: int = Query(LIST_PAGE, ge=1, le=MAX_LIST_PAGE),
+    after: str | None = Query(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Only the workflows named after this: the `Kaon-Next` header of the "
+        "page before.",
+    ),
+    offset: int = Query(
+        0, ge=0, le=MAX_RUNS_OFFSET, description="Deprecated: `after` (Kaon-Next) pages."
+    ),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[WorkflowView]:
-    """Registered workflows by name (another group's without their properties)."""
-    return [_shown(principal, v) for v in services.registry.workflows(limit=limit, offset=offset)]
+    """Registered workflows by name (another group's without their properties), ``limit``
+    a page: a full page's ``Kaon-Next`` says where the next one starts (send it back as
+    ``after``: workflows pushed meanwhile make none repeat or go missing, as ``offset``
+    would)."""
+    found = services.registry.workflows(limit=limit, offset=offset, after=after)
+    next_page(response, found[-1].name if len(found) == limit else None)
+    return [_shown(principal, v) for v in found]
 
 
 def _shown(principal: Principal, view: WorkflowView) -> WorkflowView:

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kaon.service.limits import MAX_LIST_PAGE
 from kaon.service.settings import Settings
 
 # The local service (store, engine) and the remote one (httpx) are imported by the function
@@ -323,8 +324,15 @@ class LocalRegistry:
         )
 
     def workflows(self) -> list[WorkflowView]:
-        """Registered workflows."""
-        return self.services.registry.workflows()
+        """Every registered workflow, by name, read a page at a time (the first 100 only,
+        before)."""
+        found: list[WorkflowView] = []
+        while True:
+            after = found[-1].name if found else None
+            page = self.services.registry.workflows(limit=MAX_LIST_PAGE, after=after)
+            found.extend(page)
+            if len(page) < MAX_LIST_PAGE:
+                return found
 
     def workflow(self, name: str) -> WorkflowView:
         """One workflow."""

@@ -255,11 +255,14 @@ class RegistryService:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def workflows(self, *, limit: int = 100, offset: int = 0) -> list[WorkflowView]:
-        """Registered workflows by name."""
+    def workflows(
+        self, *, limit: int = 100, offset: int = 0, after: str | None = None
+    ) -> list[WorkflowView]:
+        """Registered workflows by name: ``limit`` from ``offset``, of those named after
+        ``after``."""
         return [
             workflow_view(record, self._latest(record.name))
-            for record in self.registry.list_workflows(limit=limit, offset=offset)
+            for record in self.registry.list_workflows(limit=limit, offset=offset, after=after)
         ]
 
     def workflow(self, name: str) -> WorkflowView:

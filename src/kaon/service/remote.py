@@ -779,14 +779,21 @@ class RemoteService:
 
     def workflows(self) -> list[WorkflowView]:
         """Every registered workflow, by name: the server answers pages of at most
-        :data:`WORKFLOWS_PAGE`, asked until a short one (the first 100 only, before)."""
+        :data:`WORKFLOWS_PAGE`, each asked after the last one's ``Kaon-Next`` (a server
+        that sends none is asked by ``offset`` until a short page)."""
         found: list[WorkflowView] = []
+        params: dict[str, Any] = {"limit": WORKFLOWS_PAGE}
         while True:
-            params = {"limit": WORKFLOWS_PAGE, "offset": len(found)}
-            page = self._call("GET", "/workflows", params=params)
+            response = self._answer("GET", "/workflows", params=params)
+            page = response.json()
             found.extend(WorkflowView.model_validate(v) for v in page)
-            if len(page) < WORKFLOWS_PAGE:
+            following = response.headers.get(NEXT_PAGE)
+            if following is not None:
+                params = {"limit": WORKFLOWS_PAGE, "after": following}
+            elif len(page) < WORKFLOWS_PAGE:
                 return found
+            else:
+                params = {"limit": WORKFLOWS_PAGE, "offset": len(found)}
 
     def workflow(self, name: str) -> WorkflowView:
         """One workflow."""

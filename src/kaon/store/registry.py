@@ -128,8 +128,10 @@ class RegistryStore(ABC):
         """The workflow called ``name``. Raises NotFoundError."""
 
     @abstractmethod
-    def list_workflows(self, *, limit: int = 100, offset: int = 0) -> list[WorkflowRecord]:
-        """Workflows by name."""
+    def list_workflows(
+        self, *, limit: int = 100, offset: int = 0, after: str | None = None
+    ) -> list[WorkflowRecord]:
+        """Workflows by name: ``limit`` from ``offset``, of those named after ``after``."""
 
     @abstractmethod
     def active_versions(self) -> list[tuple[WorkflowRecord, VersionRecord]]:
@@ -360,9 +362,13 @@ class SQLRegistryStore(RegistryStore):
             raise NotFoundError(f"no workflow {name!r} in the registry (push it first)")
         return _workflow(row)
 
-    def list_workflows(self, *, limit: int = 100, offset: int = 0) -> list[WorkflowRecord]:
+    def list_workflows(
+        self, *, limit: int = 100, offset: int = 0, after: str | None = None
+    ) -> list[WorkflowRecord]:
         """See :meth:`RegistryStore.list_workflows`."""
         stmt = sa.select(r.workflows).order_by(r.workflows.c.name).limit(limit).offset(offset)
+        if after is not None:
+            stmt = stmt.where(r.workflows.c.name > after)
         with self.store.reading() as conn:
             return [_workflow(row) for row in conn.execute(stmt)]
 

@@ -17,6 +17,7 @@ from kaon.model.status import RunStatus
 from kaon.service.auth import LOCAL_PRINCIPAL
 from kaon.service.remote import RemoteService
 from kaon.store.base import EventRecord, RunRecord, WriteBatch
+from kaon.store.registry import SQLRegistryStore, VersionRecord
 from kaon.store.triggers import FiringRecord, SQLTriggerStore
 
 HOURLY = textwrap.dedent(
@@ -162,3 +163,28 @@ def test_triggers_are_listed_a_page_at_a_time(
     cli = _Client.__new__(_Client)
     cli.remote, cli.local, cli._local_store = remote, None, None
     assert [t.id for t in cli.triggers(None, page=4)] == [t["id"] for t in everything]
+
+
+def test_workflows_are_listed_by_name_a_page_at_a_time(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """``GET /workflows`` paged by ``offset`` only, with no ``Kaon-Next``; and ``kaon
+    workflows`` on a local store listed the first 100 workflows (the default page), while
+    against a server it listed them all."""
+    names = [f"wf{n:03d}" for n in range(105)]
+    registry = SQLRegistryStore(services.store)
+    for name in reversed(names):  # a push of each takes a second: the records will do
+        registry.add_version(VersionRecord(name, 0, f"h-{name}"), activate=False)
+    headers = _auth(tokens["viewer"])
+    pages = _walk(client, "/workflows", "after", headers, limit=50)
+    assert [len(page) for page in pages] == [50, 50, 5]
+    assert [w["name"] for page in pages for w in page] == names
+    old = client.get("/workflows", params={"limit": 2, "offset": 3}, headers=headers).json()
+    assert [w["name"] for w in old] == names[3:5]  # offset still works (deprecated)
+    remote = RemoteService("http://testserver", token=tokens["viewer"], transport=client._transport)
+    assert [w.name for w in remote.workflows()] == names
+    from kaon.service.client import LocalRegistry
+
+    local = LocalRegistry.__new__(LocalRegistry)
+    local.services = services
+    assert [w.name for w in local.workflows()] == names
