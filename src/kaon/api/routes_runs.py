@@ -342,16 +342,30 @@ def run_metrics(
 
 @router.get("/{run_id}/artifacts", response_model=RunArtifactsView, summary="A run's artifacts")
 def run_artifacts(
+    response: Response,
     run_id: str,
-    offset: int = Query(0, ge=0, le=MAX_OFFSET, description="The first step run looked at."),
+    after: int | None = Query(
+        None,
+        ge=0,
+        le=MAX_OFFSET,
+        description="Where the page starts: the `Kaon-Next` header of the page before.",
+    ),
+    offset: int = Query(
+        0, ge=0, le=MAX_OFFSET, description="Deprecated: `after` (Kaon-Next) pages."
+    ),
     limit: int = Query(ARTIFACTS_PAGE, ge=1, le=ARTIFACTS_PAGE, description="Step runs."),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> RunArtifactsView:
     """The artifacts (and inline values) of one page of the run's step runs, every level in
-    creation order, with lineage; ``next_offset`` is where the next page starts."""
+    creation order, with lineage. While more remain, ``Kaon-Next`` says where the next page
+    starts (send it back as ``after``; the body's ``next_offset`` says the same, for
+    ``offset``, deprecated)."""
     full = _readable(services, _, run_id)
-    return services.runs.experiments.run_artifacts(full, offset=offset, limit=limit)
+    start = after if after is not None else offset
+    view = services.runs.experiments.run_artifacts(full, offset=start, limit=limit)
+    next_page(response, view.next_offset)
+    return view
 
 
 @router.get("/{run_id}/steps/{path}", response_model=StepRunView, summary="Get a step run")

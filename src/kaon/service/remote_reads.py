@@ -164,6 +164,7 @@ class RemoteExperiments:
         view = RunArtifactsView.model_validate(
             self._get(route, offset=offset, limit=limit or ARTIFACTS_PAGE)
         )
+        # ``next_offset`` is what the Kaon-Next header says (an older server: only it).
         while limit is None and view.next_offset is not None:
             more = RunArtifactsView.model_validate(
                 self._get(route, offset=view.next_offset, limit=ARTIFACTS_PAGE)

@@ -188,3 +188,21 @@ def test_workflows_are_listed_by_name_a_page_at_a_time(
     local = LocalRegistry.__new__(LocalRegistry)
     local.services = services
     assert [w.name for w in local.workflows()] == names
+
+
+def test_a_runs_artifacts_name_their_next_page_kaon_next(
+    client: Any, services: Services, tokens: dict[str, str]
+) -> None:
+    """``GET /runs/{id}/artifacts`` said where its next page starts in its body only
+    (``next_offset``, sent back as ``offset``), unlike every other list."""
+    three = "name: three\nsteps:\n" + "".join(
+        f"  - id: s{n}\n    shell: echo {n}\n" for n in range(3)
+    )
+    services.registry.push(three, "three.yaml", LOCAL_PRINCIPAL)
+    headers = _auth(tokens["viewer"])
+    run_id = client.post("/runs", json={"workflow": "three"}, headers=_auth(tokens["admin"]))
+    run_id = run_id.json()["id"]
+    services.runs.execute(run_id)
+    pages = _walk(client, f"/runs/{run_id}/artifacts", "after", headers, limit=2)
+    assert [page["offset"] for page in pages] == [0, 2]
+    assert [page["next_offset"] for page in pages] == [2, None]  # still said (deprecated)
