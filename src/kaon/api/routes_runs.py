@@ -41,6 +41,7 @@ from kaon.service.views import (
     RunView,
     StepRunView,
 )
+from kaon.store.base import LOCAL_ORIGIN
 from kaon.store.reads import MAX_PAGE
 
 # The kinds of step run rows (a step's kind, or a foreach item's or loop iteration's frame).
@@ -212,6 +213,18 @@ def kill_run(
     return view
 
 
+def _check_served(services: Services, run_id: str, verb: str) -> None:
+    """Refuse (409) to hand the server's engine a run a local command created: its code is
+    files of that machine (see :data:`~kaon.store.base.LOCAL_ORIGIN`), which the server's
+    engine never claims, so the run would wait for ever."""
+    if services.store.get_run(run_id).origin == LOCAL_ORIGIN:
+        raise InvalidActionError(
+            f"run {run_id} was started by a local kaon run from files of that machine, "
+            f"which this server does not have: {verb} it there (kaon {verb} {run_id}), or "
+            "push the workflow and start a run of it here"
+        )
+
+
 @router.post("/{run_id}/restart", response_model=RunView, summary="Restart a finished run")
 def restart_run(
     run_id: str,
@@ -222,6 +235,7 @@ def restart_run(
     """Run a finished run again from its failed steps (or from ``from_step``), reusing the
     rest; the server's engine picks it up. 409 for a run that is still active."""
     full = _authorize(services, principal, run_id)
+    _check_served(services, full, "restart")
     from_step = body.from_step if body else None
     force = body.force if body else False
     only = body.only if body else False
@@ -304,6 +318,7 @@ def resume_run(
     record = services.store.get_run(full)
     if record.status.is_terminal:
         raise InvalidActionError(f"run {full} is {record.status.value}; restart it instead")
+    _check_served(services, full, "resume")
     services.runs.engine_holds(full)  # releases the lease of an engine proven dead
     view = services.runs.get_run(full)
     _audit(services, principal, view, "resume")

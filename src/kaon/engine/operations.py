@@ -77,13 +77,15 @@ def create_run(
     run_id: str | None = None,
     stored_hash: str | None = None,
     priority: int | None = None,
+    origin: str = "",
 ) -> RunRecord:
     """Store the definition (once per content hash) and a new pending run of it.
 
     ``stored_hash``: the definition is already stored under this hash (a registry version),
     so neither hash nor store it again: starting a run is then one small insert.
-    ``priority``: the run's (default: the workflow's). Raises DefinitionError when a step
-    names a pool that does not exist (see :func:`check_pools`).
+    ``priority``: the run's (default: the workflow's). ``origin``: who may drive it (see
+    :data:`~kaon.store.base.LOCAL_ORIGIN`; default: any engine serving the store). Raises
+    DefinitionError when a step names a pool that does not exist (see :func:`check_pools`).
     """
     check_pools(store, spec)
     batch = WriteBatch()
@@ -97,6 +99,7 @@ def create_run(
         run_id=run_id,
         stored_hash=stored_hash,
         priority=priority,
+        origin=origin,
     )
     store.write(batch)
     return record
@@ -113,6 +116,7 @@ def add_run(
     run_id: str | None = None,
     stored_hash: str | None = None,
     priority: int | None = None,
+    origin: str = "",
 ) -> RunRecord:
     """Add a new pending run of ``spec`` (and its definition, unless ``stored_hash`` names
     it) to ``batch``, for callers that create many runs in one write; see
@@ -129,6 +133,7 @@ def add_run(
         executor=executor,
         labels=dict(labels or {}),
         priority=spec.priority if priority is None else priority,
+        origin=origin,
     )
     if stored_hash is None:  # hashed here: the spec is the stored one's equal
         SPECS.put(definition_hash, spec)

@@ -49,7 +49,7 @@ from kaon.service.views import (
     step_view,
 )
 from kaon.store import open_store
-from kaon.store.base import RunRecord, StateStore, StepRunRecord
+from kaon.store.base import LOCAL_ORIGIN, RunRecord, StateStore, StepRunRecord
 
 LOG_PAGE = 10_000  # log lines read at once
 # How long ``follow`` sees an unfinished run held by no engine before it says so (a lease
@@ -174,7 +174,9 @@ class LocalService:
         runs competing for slots (default: the workflow's, see :mod:`kaon.model.tenancy`).
 
         The artifact store is opened first: a run is never recorded that could not execute
-        for want of it (ConfigurationError for a bad artifact store URL).
+        for want of it (ConfigurationError for a bad artifact store URL). The run is this
+        machine's (:data:`~kaon.store.base.LOCAL_ORIGIN`): a server serving the same store
+        never claims it, as it cannot load its files; :meth:`execute` drives it.
         """
         bound = bind_params(spec, params, from_strings=from_strings)
         labels = check_cache_policy(spec, cache).with_labels({})
@@ -188,6 +190,7 @@ class LocalService:
             executor=self.settings.executor,
             labels=labels,
             priority=priority,
+            origin=LOCAL_ORIGIN,
         )
         return run_view(record)
 

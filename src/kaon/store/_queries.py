@@ -29,6 +29,7 @@ from kaon.store import schema_pools as p
 from kaon.store import schema_registry as reg
 from kaon.store import schema_triggers as tt
 from kaon.store._lite import IDEMPOTENT, REPLACED, Key, Statement
+from kaon.store.base import LOCAL_ORIGIN
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 _ACTIVE = sorted(s.value for s in RUN_ACTIVE)  # sorted: the shipped text is stable
@@ -276,6 +277,7 @@ def _claimable_runs(dialect: str, skip: bool, after: bool) -> Any:
         stmt = sa.select(t.runs).where(
             sa.text(t.RUN_OPEN),
             sa.or_(c.owner.is_(None), c.lease_until.is_(None), c.lease_until < db_clock(dialect)),
+            c.origin != LOCAL_ORIGIN,  # a local command's: its code is not the server's
             *where,
         )
         if skip:

@@ -62,6 +62,16 @@ class RunRecord:
     labels: dict[str, Any] = field(default_factory=dict)
     lease_epoch: int = 0
     priority: int = 0  # dispatch order among runs competing for slots (kaon.model.tenancy)
+    origin: str = ""  # who may drive it: "" any engine serving the store, or LOCAL_ORIGIN
+
+
+LOCAL_ORIGIN = "local"
+"""The origin of a run a local command created (``kaon run``, ``kaon.run``, ``kaon.start``):
+its steps' code is files of the machine that created it, which no server has (a file never
+pushed), so an engine serving the store never claims it (:meth:`StateStore.claimable_runs`).
+Only a local command drives it: the one that created it, or ``kaon resume``/``kaon continue``
+after that one stopped or died. Runs of a server (its API, its triggers: versions of its
+registry) have the origin ``""``: any engine serving the store claims them."""
 
 
 # A run's place in the order engines claim runs: higher priority first, then the oldest
@@ -895,7 +905,8 @@ class StateStore(ABC):
         skip_workflows: Sequence[str] = (),
     ) -> list[RunRecord]:
         """Pending or running runs that no engine holds (no owner, or a lease expired by
-        the database's clock), in claiming order (:func:`claim_key`: higher priority first,
+        the database's clock) and that a serving engine may take (not of
+        :data:`LOCAL_ORIGIN`), in claiming order (:func:`claim_key`: higher priority first,
         then oldest), after the key ``after`` when given, except runs of ``skip_workflows``;
         at most ``limit``. Nothing is locked or skipped: engines claiming at the same moment
         all see the oldest free runs (skipping rows another engine's read had locked put

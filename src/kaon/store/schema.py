@@ -110,6 +110,9 @@ runs = sa.Table(
     sa.Column("lease_epoch", sa.Integer(), nullable=False, server_default="0"),
     # Dispatch order when attempts compete for slots (kaon.model.tenancy).
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    # Who may drive it: '' any engine serving the store, 'local' only a local command
+    # (kaon.store.base.LOCAL_ORIGIN).
+    sa.Column("origin", sa.String(), nullable=False, server_default=""),
     sa.Index("ix_runs_workflow_created", "workflow", "created_at"),
     sa.Index("ix_runs_created", "created_at"),
     sa.Index("ix_runs_status_created", "status", "created_at"),

@@ -267,6 +267,7 @@ CREATE TABLE runs (
 	labels JSON NOT NULL,
 	lease_epoch INTEGER DEFAULT '0' NOT NULL,
 	priority INTEGER DEFAULT '0' NOT NULL,
+	origin VARCHAR DEFAULT '' NOT NULL,
 	PRIMARY KEY (id)
 );
 
