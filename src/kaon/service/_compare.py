@@ -175,6 +175,66 @@ def compare(store: StateStore, run_ids: Sequence[str], *, limit: int = COMPARE_R
         values = {r.id: r.params.get(name) for r in records}
         present = {_canonical(r.params[name]) if name in r.params else "\0" for r in records}
         view.params.append(ParamRow(name=name, values=values, differs=len(present) > 1))
+    from kaon.store.sql import SQLStore
+
+    if isinstance(store, SQLStore):
+        _compare_in_database(store, ids, limit, view)
+    else:
+        compare_in_memory(store, ids, limit, view)
+    return view
+
+
+def _compare_in_database(store: Any, ids: list[str], limit: int, view: CompareView) -> None:
+    """The steps, metrics and pooled groups of :func:`compare`, computed by the database
+    (:mod:`kaon.store.comparison`): the process reads the pages it answers, not every step
+    run and metric value of the runs (two sweeps of 10,000 items: 6.6 s and 80 MB)."""
+    from kaon.store.comparison import SQLComparison
+
+    comparison = SQLComparison(store)
+    steps, view.steps_total, view.steps_differing = comparison.steps(ids, limit)
+    view.steps = [
+        StepRow(
+            path=step.path,
+            statuses={run_id: step.statuses.get(run_id) for run_id in ids},
+            differs=step.differs,
+        )
+        for step in steps
+    ]
+    metrics, view.metrics_total = comparison.metrics(ids, limit)
+    for metric in metrics:
+        values: dict[str, float | None] = {run_id: metric.values.get(run_id) for run_id in ids}
+        view.metrics.append(
+            MetricRow(
+                path=metric.path,
+                name=metric.name,
+                group=metric.group,
+                item_index=metric.item_index,
+                item=metric.item,
+                values=values,
+                differs=len(set(values.values())) > 1,
+            )
+        )
+    for pooled in comparison.pooled(ids):
+        means = {
+            r: (pooled.total[r] / pooled.count[r] if pooled.count.get(r) else None) for r in ids
+        }
+        view.groups.append(
+            MetricGroupRow(
+                group=pooled.group,
+                name=pooled.name,
+                mean=means,
+                count={r: pooled.count.get(r, 0) for r in ids},
+                min={r: pooled.low.get(r) for r in ids},
+                max={r: pooled.high.get(r) for r in ids},
+                differs=len(set(means.values())) > 1,
+            )
+        )
+
+
+def compare_in_memory(store: StateStore, ids: list[str], limit: int, view: CompareView) -> None:
+    """The steps, metrics and pooled groups of :func:`compare` from every step run and
+    metric value of the runs, read into this process: for a store without SQL (and the
+    reference the database's answer is checked against)."""
     rows = {run_id: store.step_runs(run_id, all_levels=True) for run_id in ids}  # once each
     steps = _step_rows(rows, ids)
     steps.sort(key=lambda row: not row.differs)  # those that differ first, in path order
@@ -183,7 +243,6 @@ def compare(store: StateStore, run_ids: Sequence[str], *, limit: int = COMPARE_R
     metrics = _metric_rows(store, ids, rows)
     view.metrics, view.metrics_total = metrics[:limit], len(metrics)
     view.groups = _group_rows(metrics, ids)
-    return view
 
 
 def _step_rows(rows: dict[str, list[StepRunRecord]], ids: list[str]) -> list[StepRow]:

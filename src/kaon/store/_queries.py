@@ -672,6 +672,280 @@ def _newest_step_metrics() -> Any:
     return stmt.order_by(_m.id.desc()).limit(_bind("limit"))
 
 
+# -- comparison of runs (kaon.store.comparison) ----------------------------------------------
+
+_FRAMES = ("item", "iteration")  # a container's frames: a foreach's items, a loop's rounds
+SEPARATOR = "\x1f"  # between the ids in ``:joined`` (no run id holds it)
+
+
+def _run_rank(dialect: str, run_id: Any) -> Any:
+    """Where ``run_id`` is in the list of compared runs: its position in ``:joined`` (the ids
+    each between separators, in the order asked), which grows with its place in the list."""
+    find = sa.func.instr if dialect == "sqlite" else sa.func.strpos
+    return find(_bind("joined"), SEPARATOR + run_id + SEPARATOR)
+
+
+def _big(value: Any) -> Any:
+    """``value`` as a 64-bit integer (a literal, or a cast: PostgreSQL's ``integer`` is 32
+    bits, and the comparison's order keys pack a run's place and an id in one number)."""
+    if isinstance(value, int):
+        return sa.literal(value, sa.BigInteger())
+    return sa.cast(value, sa.BigInteger())
+
+
+def _in_c(column: Any, dialect: str) -> Any:
+    """``column`` ordered by code point, as Python orders strings (PostgreSQL's default
+    collation may not)."""
+    return column if dialect == "sqlite" else column.collate("C")
+
+
+def _compare_tree() -> Any:
+    """The step runs of ``:ids``, each with its ``grp`` (its path with every index made
+    ``[*]``: ``outer[*].inner[*].train``), its ``inner`` (only the innermost index made
+    ``[*]``) and its innermost ``frame`` (id, index): a recursive walk from the top level
+    down the parent index (``ix_step_runs_parent_index``), in the database."""
+    top = sa.select(
+        _s.run_id,
+        _s.id,
+        _s.path,
+        _s.status,
+        _s.cached_from,
+        _s.path.label("grp"),
+        _s.path.label("inner"),
+        sa.cast(sa.null(), sa.Integer()).label("frame"),
+        sa.cast(sa.null(), sa.Integer()).label("frame_index"),
+    ).where(_s.run_id.in_(_many("ids")), _s.parent_id.is_(None))
+    tree = top.cte("tree", recursive=True)
+    c = t.step_runs.alias("child")
+    framed = c.c.kind.in_(_FRAMES)
+    rest = sa.func.substr(c.c.path, sa.func.length(tree.c.path) + 1)  # ".train"
+    down = sa.select(
+        c.c.run_id,
+        c.c.id,
+        c.c.path,
+        c.c.status,
+        c.c.cached_from,
+        sa.case((framed, tree.c.grp + "[*]"), else_=tree.c.grp + rest),
+        sa.case((framed, tree.c.path + "[*]"), else_=tree.c.inner + rest),
+        sa.case((framed, c.c.id), else_=tree.c.frame),
+        sa.case((framed, c.c.index), else_=tree.c.frame_index),
+    ).where(c.c.run_id == tree.c.run_id, c.c.parent_id == tree.c.id)
+    return tree.union_all(down)
+
+
+def _compare_points(dialect: str) -> Any:
+    """Every metric value of ``:ids``, placed (run, path, groups, frame) and numbered
+    by ``(seq, b)`` in the order ``kaon.service._compare.metric_points`` lists them: run by run in
+    the order asked, a run's own values by id, then those its cached steps reused (each
+    step's, from the execution named by ``cached_from``, ``RUN:PATH``)."""
+    tree = _compare_tree()
+    m = t.metrics.c
+    own = sa.select(
+        m.run_id,
+        tree.c.path,
+        tree.c.grp,
+        tree.c.inner,
+        tree.c.frame,
+        tree.c.frame_index,
+        m.name,
+        m.value,
+        sa.literal(0).label("late"),
+        m.id.label("a"),
+        m.id.label("b"),
+    ).where(m.run_id.in_(_many("ids")), tree.c.run_id == m.run_id, tree.c.id == m.step_run_id)
+    src = t.step_runs.alias("source")
+    find = sa.func.instr if dialect == "sqlite" else sa.func.strpos
+    colon = find(tree.c.cached_from, ":")
+    reused = sa.select(
+        tree.c.run_id,
+        tree.c.path,
+        tree.c.grp,
+        tree.c.inner,
+        tree.c.frame,
+        tree.c.frame_index,
+        m.name,
+        m.value,
+        sa.literal(1),
+        tree.c.id,
+        m.id,
+    ).where(
+        tree.c.status == StepStatus.CACHED.value,
+        colon > 0,
+        src.c.run_id == sa.func.substr(tree.c.cached_from, 1, colon - 1),
+        src.c.path == sa.func.substr(tree.c.cached_from, colon + 1),
+        m.run_id == src.c.run_id,
+        m.step_run_id == src.c.id,
+    )
+    both = sa.union_all(own, reused).subquery("both")
+    b = both.c
+    # (run's place, late, a) as one number (ids stay far below 2**41), then b breaks ties.
+    seq = _big(_run_rank(dialect, b.run_id)) * _big(2**42) + _big(b.late) * _big(2**41) + b.a
+    return sa.select(*b, seq.label("seq")).cte("points")
+
+
+def _compare_last(dialect: str) -> Any:
+    """Each run's last value per (path, name), one row each, carrying its key's place: the
+    run and frame of the key's first value (``first_run``, ``first_frame``: where its item
+    is read), ``ord`` (the key's place in the comparison's order: its inner group's first
+    value, then name, item index, path; the same in every run's row of the key) and
+    ``total`` (how many keys).
+
+    One GROUP BY per (run, path, name) over the points (the last value is the metric row
+    of the largest ``(late, b)``, read by its id), then window functions over those rows
+    only; no join of two derived tables (which has no index on SQLite: quadratic)."""
+    points = _compare_points(dialect)
+    p = points.c
+    per_run = (
+        sa.select(
+            p.run_id,
+            p.path,
+            p.name,
+            sa.func.min(p.grp).label("grp"),
+            sa.func.min(p.inner).label("inner"),
+            sa.func.min(p.frame).label("frame"),
+            sa.func.min(p.frame_index).label("frame_index"),
+            sa.func.min(p.seq).label("seq"),
+            sa.func.max(_big(p.late) * _big(2**41) + p.b).label("newest"),
+        )
+        .group_by(p.run_id, p.path, p.name)
+        .subquery("per_run")
+    )
+    k = per_run.c
+    key, first = (k.path, k.name), k.seq
+    value = (
+        sa.select(t.metrics.c.value)
+        .where(t.metrics.c.id == k.newest % _big(2**41))
+        .scalar_subquery()
+    )
+    placed = sa.select(
+        k.run_id,
+        k.path,
+        k.name,
+        k.grp,
+        k.inner,
+        k.frame_index,
+        value.label("value"),
+        sa.func.first_value(k.run_id).over(partition_by=key, order_by=first).label("first_run"),
+        sa.func.first_value(k.frame).over(partition_by=key, order_by=first).label("first_frame"),
+        sa.func.min(k.seq).over(partition_by=k.inner).label("grank"),
+    ).subquery("placed")
+    q = placed.c
+    order = (
+        q.grank,
+        _in_c(q.name, dialect),
+        sa.func.coalesce(q.frame_index, 0),
+        _in_c(q.path, dialect),
+    )
+    ranked = sa.select(*q, sa.func.dense_rank().over(order_by=order).label("ord")).subquery(
+        "ranked"
+    )
+    r = ranked.c
+    return sa.select(*r, sa.func.max(r.ord).over().label("total")).cte("last")
+
+
+@_builder
+def _compare_metric_page(dialect: str) -> Any:
+    """``:ids``, ``:joined`` (see :func:`_run_rank`), ``:limit``: the first ``:limit``
+    metric rows of the comparison (see :func:`_compare_last`), one row per (key, run that
+    reported it), in order, with the key's item (its frame's, a foreach item's) and the
+    number of keys. Window functions over the runs' metric rows: what is answered is the
+    page, whatever the number of items."""
+    last = _compare_last(dialect).c
+    frame = t.step_runs.alias("frame")
+    item = (
+        sa.select(frame.c.item)
+        .where(
+            frame.c.run_id == last.first_run,
+            frame.c.id == last.first_frame,
+            frame.c.kind == "item",
+        )
+        .scalar_subquery()
+    )
+    return (
+        sa.select(
+            last.ord,
+            last.total,
+            last.path,
+            last.name,
+            last.inner,
+            last.frame_index,
+            sa.type_coerce(item, t.JsonValue).label("item"),
+            last.run_id,
+            last.value,
+        )
+        .where(last.ord <= _bind("limit"))
+        .order_by(last.ord, last.run_id)
+    )
+
+
+@_builder
+def _compare_metric_groups(dialect: str) -> Any:
+    """``:ids``, ``:joined``: each metric pooled over the items of its step at every level
+    (``grp``, name), per run: the sum, count, min and max of the last values, and
+    ``place``, the first of its keys in the comparison's order. One GROUP BY."""
+    last = _compare_last(dialect).c
+    return (
+        sa.select(
+            last.grp,
+            last.name,
+            last.run_id,
+            sa.func.sum(last.value).label("total"),
+            sa.func.count().label("n"),
+            sa.func.min(last.value).label("low"),
+            sa.func.max(last.value).label("high"),
+            sa.func.min(sa.func.min(last.ord))
+            .over(partition_by=(last.grp, last.name))
+            .label("place"),
+        )
+        .group_by(last.grp, last.name, last.run_id)
+        .order_by(sa.text("place"), last.run_id)
+    )
+
+
+@_builder
+def _compare_steps(dialect: str) -> Any:
+    """``:ids``, ``:joined``, ``:n`` (how many runs), ``:limit``: the step paths of the
+    runs (frames left out), each once: ``differs`` when a run lacks it or the statuses
+    differ, ``seen`` where it is first (run by run, then by id); the first ``:limit`` of
+    them, those that differ first, one row per (path, run that has it), with the numbers of
+    paths (``total``) and of those that differ (``differing``). One GROUP BY."""
+    rank = _run_rank(dialect, _s.run_id)
+    differs = sa.case(
+        (
+            sa.or_(sa.func.count() < _bind("n"), sa.func.min(_s.status) != sa.func.max(_s.status)),
+            1,
+        ),
+        else_=0,
+    )
+    paths = (
+        sa.select(
+            _s.path,
+            differs.label("differs"),
+            sa.func.min(_big(rank) * _big(2**40) + _s.id).label("seen"),
+        )
+        .where(_s.run_id.in_(_many("ids")), _s.kind.not_in(_FRAMES))
+        .group_by(_s.path)
+        .subquery("paths")
+    )
+    q = paths.c
+    counted = sa.select(
+        *q,
+        sa.func.count().over().label("total"),
+        sa.func.sum(q.differs).over().label("differing"),
+    ).subquery("counted")
+    w = counted.c
+    page = (
+        sa.select(counted).order_by(w.differs.desc(), w.seen).limit(_bind("limit")).subquery("page")
+    )
+    g = page.c
+    s2 = t.step_runs.alias("row")
+    return (
+        sa.select(g.path, g.differs, g.seen, g.total, g.differing, s2.c.run_id, s2.c.status)
+        .select_from(page.join(s2, sa.and_(s2.c.path == g.path, s2.c.run_id.in_(_many("ids")))))
+        .order_by(g.differs.desc(), g.seen, s2.c.run_id)
+    )
+
+
 _e = t.events.c
 
 
