@@ -61,6 +61,17 @@ def facts_named(*texts: str | bytes) -> tuple[str, ...]:
     return tuple(fact for fact in CONTEXT_FACTS if fact in found)
 
 
+def _canonical(config: Mapping[str, Any]) -> bytes:
+    return json.dumps(config, sort_keys=True, default=str, separators=(",", ":")).encode()
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """The sha256 of a step's configuration as canonical JSON: the default fingerprint of a
+    step whose code is its configuration, and the part of a richer fingerprint that stands
+    for the configuration (a shell step's, beside the scripts it runs)."""
+    return hashlib.sha256(_canonical(config)).hexdigest()
+
+
 class StepType(ABC):
     """A way of running a task step (``python``, ``shell``, or a plugin's)."""
 
@@ -109,9 +120,8 @@ class StepType(ABC):
         """
         file = config.get("file")
         if not isinstance(file, str) or not file:
-            canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
-            digest = hashlib.sha256(canonical.encode()).hexdigest()
-            reads = self.context_reads(canonical.encode())  # inline code (an R step's)
+            digest = config_digest(config)
+            reads = self.context_reads(_canonical(config))  # inline code (an R step's)
             return CodeFingerprint(digest=digest, context_reads=reads) if reads else digest
         from kaon.steptypes._deps import code_dependencies
         from kaon.steptypes._protocol import resolve_file

@@ -71,7 +71,7 @@ from kaon.steptypes._deps import code_dependencies, shell_code_words
 from kaon.steptypes._observers import observers
 from kaon.steptypes._protocol import fact_environment
 from kaon.steptypes._values import json_default
-from kaon.steptypes.base import CodeFingerprint, StepType, facts_named
+from kaon.steptypes.base import CodeFingerprint, StepType, config_digest, facts_named
 from kaon.steptypes.context import StepContext
 
 PROTOCOL_PREFIX = "::kaon::"
@@ -385,8 +385,7 @@ class ShellStepType(StepType):
         # Where the workflow's folder is (base_dir) is not the code: a copy of the project, or
         # its pushed bundle on a server, is a hit.
         portable_config = {k: v for k, v in config.items() if k != "base_dir"}
-        configured = super().fingerprint(portable_config)
-        assert isinstance(configured, str)  # no "file" key: the configuration's hash
+        configured = config_digest(portable_config)
         files = _code_files(config)
         command = json.dumps(portable_config, sort_keys=True, default=str)
         reads = facts_named(command)  # $KAON_ITEM, $KAON_PARAMS...: in the key
