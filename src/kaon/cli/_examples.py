@@ -47,6 +47,7 @@ EXAMPLES: dict[str, str] = {
     "token list": "kaon token list --json",
     "token revoke": "kaon token revoke tok-1a2b3c",
     "token rotate": "kaon token rotate tok-1a2b3c --expires-in 7d",
+    "audit": "kaon audit --token-id tok-1a2b3c -n 20",
     "config show": "kaon --profile prod config show",
     "pool set": "kaon pool set gpu --slots 4 --gpus 4 --memory 64Gi",
     "pool list": "kaon pool list --json",

@@ -473,7 +473,10 @@ def audit(
         int, typer.Option("--after", min=0, metavar="ID", help="Entries after this id.")
     ] = 0,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many entries.")
+        int,
+        typer.Option(
+            "--limit", "-n", min=1, max=1000, metavar="N", help="At most this many entries."
+        ),
     ] = 100,
     url: UrlOpt = None,
     db: DbOpt = None,
