@@ -9,7 +9,10 @@ So the first such command starts a reaper: a small process of its own (the inter
 Kaon import) that reads from a pipe what the engine starts and what ends (``g+ PGID``,
 ``g- PGID``, ``c+ NAME ARGV-JSON``, ``c- NAME``). When the pipe closes without ``bye`` (the
 engine's process died: the kernel closes its end), it kills the process groups still running
-and removes the containers still there, then exits. A clean shutdown says ``bye`` first.
+and removes the containers still there, then exits. A clean shutdown says ``bye`` first. A
+shell command's group is told before the command runs anything: it starts held at a gate
+that the step opens only after the report (see :func:`kaon.steptypes.shell._gated`), and that
+an engine killed before closes, so the command never runs.
 Engines that never run a shell command or a container never start one.
 
 A process executor's workers (``w+ PGID``) are told to it too: a worker stops its step and

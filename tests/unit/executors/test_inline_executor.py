@@ -281,10 +281,12 @@ done
 
 def _long_command(step_type: str, tmp_path: Path, started: Path, removed: Path) -> dict[str, str]:
     """A step config whose command writes its PID to ``started`` and runs for 2 minutes (a
-    container's: a fake ``podman`` that logs each ``rm`` to ``removed``)."""
+    container's: a fake ``podman`` that logs each ``rm`` to ``removed``; an R script's: R's)."""
     started.write_text("")
     if step_type == "shell":
         return {"command": f"echo $$ > {started}; exec sleep 120"}
+    if step_type == "r":
+        return {"code": f'writeLines(as.character(Sys.getpid()), "{started}"); Sys.sleep(120)'}
     podman = tmp_path / "podman"
     podman.write_text(_PODMAN.format(started=started, removed=removed))
     podman.chmod(0o755)
@@ -379,6 +381,73 @@ def test_an_engine_killed_by_sigkill_leaves_no_command_running(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+_KILLED_BEFORE_THE_REAPER_HEARS = """
+import os, signal, sys, time
+from kaon.executors.base import TaskRequest
+from kaon.executors.inline import InlineExecutor
+from kaon.steptypes._observers import observers
+
+step_type, config, started = sys.argv[1], eval(sys.argv[2]), sys.argv[3]
+executor = InlineExecutor(workers=1)
+executor.start(lambda event: None)
+told = observers.group
+
+
+def killed_before_the_reaper_hears(pgid, running):
+    # A kill -9 of the engine between the command's start and its report to the reaper: the
+    # command is given every chance to run (its PID in started) before the engine dies.
+    with open(started + ".group", "w") as handle:
+        handle.write(str(pgid))
+    deadline = time.monotonic() + 2
+    while not open(started).read() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+observers.group = killed_before_the_reaper_hears
+executor.submit(TaskRequest(key=("r", 1, 1), step_path="s", step_type=step_type, config=config,
+                            inputs={}, params={}, artifact_url="memory://kaon-inline-kill"))
+time.sleep(30)
+"""
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    found = []
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+    return found
+
+
+@pytest.mark.parametrize("step_type", ["shell", "container", "r"])
+def test_an_engine_killed_before_its_reaper_hears_of_a_command_leaves_it_not_running(
+    tmp_path: Path, step_type: str
+) -> None:
+    """The shell step told the reaper of its command's process group only after ``Popen``
+    returned: an engine killed by ``kill -9`` in between left a command (already running the
+    user's code) that the reaper never heard of, and ``kaon resume`` started a second copy
+    (the sigkill test above failed so once in CI, under load). The engine here dies inside
+    that window, the command given every chance to start first: nothing of its process group
+    may run on."""
+    started, removed = tmp_path / "started", tmp_path / "removed"
+    config = _long_command(step_type, tmp_path, started, removed)
+    engine = _engine(_KILLED_BEFORE_THE_REAPER_HEARS, step_type, config, started)
+    assert engine.returncode == -signal.SIGKILL, engine.stderr
+    pgid = int((tmp_path / "started.group").read_text())
+    try:
+        deadline = time.monotonic() + 10
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _group_alive(pgid), "the step's command outlived the killed engine"
+        time.sleep(0.2)  # a command held back until the reaper heard of it never starts
+        assert not started.read_text(), "the step's command ran after its engine was killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def test_the_reaper_runs_before_the_first_command_starts() -> None:

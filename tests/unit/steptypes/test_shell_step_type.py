@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -140,6 +142,33 @@ def test_cwd_and_shell_are_honoured(tmp_path: Path) -> None:
     assert Harness().run('echo "::kaon::output d=$PWD"', cwd=str(tmp_path)) == {"d": str(tmp_path)}
     # /bin/sh may not know pipefail, so it is not asked for: the pipeline's status is cat's.
     assert Harness().run("false | cat", shell="/bin/sh") is None
+
+
+_SHOW = (
+    "import json, os, sys\n"
+    "print('::kaon::output seen=' + json.dumps([dict(os.environ), sys.stdin.read(), os.getppid()]))"
+)
+
+
+@pytest.mark.parametrize("env", [{"PLAIN": "1"}, {"A.B": "1", "IFS": ":", "OPTIND": "7"}])
+def test_the_gate_passes_the_command_its_environment_and_stdin_as_they_are(
+    env: dict[str, str],
+) -> None:
+    """A command starts held at a gate until its process group is reported (/bin/sh, or
+    Python for an environment that sh would not pass on as it is: a name that is not a shell
+    identifier, IFS, OPTIND): past it, the command is a child of this process, with an empty
+    stdin, every variable as given and its own line numbers."""
+    seen = Harness().run(_SHOW, env=env, shell=sys.executable)["seen"]
+    environ, stdin, parent = seen
+    assert {name: environ.get(name) for name in env} == env
+    assert stdin == "" and parent == os.getpid()
+    assert Harness().run('true\necho "::kaon::output line=$LINENO"') == {"line": 2}
+
+
+def test_a_shell_that_does_not_exist_is_a_shell_error() -> None:
+    with pytest.raises(StepError, match="status 127") as info:
+        Harness().run("true", shell="/nonexistent/bash")
+    assert info.value.error_type == "ShellError" and "/nonexistent/bash" in info.value.message
 
 
 def test_timeout_kills_the_process_group() -> None:
