@@ -31,9 +31,10 @@ import sys
 import threading
 from typing import IO
 
-# The step types whose commands outlive the engine's process (a session of their own, a
-# container under Podman's monitor): the reaper is started before the first one is.
-REAPED_STEP_TYPES = frozenset({"shell", "container", "r"})
+# The step types whose commands outlive the engine's process (a session of their own: a
+# command, a notebook's kernel; a container under Podman's monitor): the reaper is started
+# before the first one is.
+REAPED_STEP_TYPES = frozenset({"shell", "container", "r", "notebook"})
 
 WORKER_GRACE_S = 2.0  # a live worker stops its steps itself within this once its engine died
 

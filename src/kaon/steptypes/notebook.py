@@ -58,6 +58,7 @@ from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
 from kaon.steptypes.scratch import scratch_folder
+from kaon.steptypes.shell import track_process_group
 
 DEFAULT_KERNEL = "python3"
 KEEP_S = 3600.0
@@ -109,9 +110,16 @@ class _LogWriter:
             self.partial = ""
 
 
-def _kernel_manager_class(env: Mapping[str, str], ipc_dir: str) -> type[Any]:
+def _kernel_manager_class(env: Mapping[str, str], ipc_dir: str, groups: list[int]) -> type[Any]:
     """A jupyter_client kernel manager class whose kernels start with ``env`` and bind their
-    Unix sockets in ``ipc_dir``.
+    Unix sockets in ``ipc_dir``, and whose process group is reported as a live command's
+    (:func:`~kaon.steptypes.shell.track_process_group`) and appended to ``groups`` once the
+    kernel started, before any cell runs.
+
+    A kernel runs in a session of its own: killed by ``kill -9``, the inline engine (or a
+    worker) left it running, and ipykernel's poller that ends a kernel whose parent died never
+    ran while a cell held the interpreter's lock (a catastrophic regex): it ran on beside the
+    resumed run's. Reported, it is killed with the engine (the reaper) or the worker.
 
     Without an absolute ``ip``, jupyter_client names the sockets ``kernel-ipc-<port>``
     relative to the kernel's working directory (the workflow's folder), where they stay
@@ -131,6 +139,11 @@ def _kernel_manager_class(env: Mapping[str, str], ipc_dir: str) -> type[Any]:
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**kernel_env, **(kw.get("env") or {})}
             await super().start_kernel(**kw)
+            provisioner = getattr(self, "provisioner", None)
+            group = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
+            if isinstance(group, int):
+                groups.append(group)
+                track_process_group(group, True)
 
     return KaonKernelManager
 
@@ -310,6 +323,7 @@ class NotebookStepType(StepType):
         stdout, stderr = _LogWriter(ctx, "stdout"), _LogWriter(ctx, "stderr")
         ctx.log(f"notebook: executing {source} with kernel {kernel}")
         ipc = _ipc_dir(executed)
+        groups: list[int] = []  # the kernel's, once started
         try:
             papermill.execute_notebook(
                 source,
@@ -321,7 +335,7 @@ class NotebookStepType(StepType):
                 stderr_file=stderr,
                 cwd=str(config.get("cwd") or os.path.dirname(source)),
                 execution_timeout=None if timeout is None else max(int(timeout), 1),
-                kernel_manager_class=_kernel_manager_class(env, ipc),
+                kernel_manager_class=_kernel_manager_class(env, ipc, groups),
                 # The parameters are written in the language of the kernel that runs them, also
                 # when the notebook does not say it (nbformat's and jupytext's carry no
                 # kernel metadata: papermill then fails, having no language to write them in).
@@ -343,6 +357,8 @@ class NotebookStepType(StepType):
         except Exception as exc:  # kernel start failures, unreadable notebooks, ...
             raise StepError("NotebookError", f"{source}: {type(exc).__name__}: {exc}") from None
         finally:
+            for group in groups:  # shut down (or killed) by papermill by now
+                track_process_group(group, False)
             stdout.close()
             stderr.close()
             if os.path.dirname(ipc) != os.path.dirname(executed):  # the short one in /tmp

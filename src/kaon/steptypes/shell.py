@@ -101,7 +101,11 @@ def set_process_group_observer(observer: Callable[[int, bool], None] | None) -> 
     observers.group = observer
 
 
-def _track_group(pgid: int, running: bool) -> None:
+def track_process_group(pgid: int, running: bool) -> None:
+    """Count process group ``pgid`` as a live command of this process (``running``) or not,
+    and tell the observer (see :func:`set_process_group_observer`): a step type that starts a
+    process in a session of its own (a shell command, a notebook's kernel) reports it here
+    before the process runs any of the step's code."""
     with _groups_lock:
         if running:
             _live_groups.add(pgid)
@@ -511,7 +515,7 @@ class ShellStepType(StepType):
             threading.Thread(target=_pump, args=(proc.stderr, on_stderr), daemon=True),
         ]
         try:
-            _track_group(proc.pid, True)  # told before anything of the command runs
+            track_process_group(proc.pid, True)  # told before anything of the command runs
             _open_gate(proc)
             for reader in readers:
                 reader.start()
@@ -519,7 +523,7 @@ class ShellStepType(StepType):
         finally:
             _kill_group(proc.pid)  # leftovers die with the step; also stops a timed-out command
             proc.wait()
-            _track_group(proc.pid, False)
+            track_process_group(proc.pid, False)
             for reader in readers:
                 if reader.is_alive():
                     reader.join(timeout=_READER_JOIN_S)  # a setsid'd grandchild may hold a pipe

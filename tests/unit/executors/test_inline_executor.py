@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -279,12 +280,20 @@ done
 """
 
 
-def _long_command(step_type: str, tmp_path: Path, started: Path, removed: Path) -> dict[str, str]:
+def _long_command(step_type: str, tmp_path: Path, started: Path, removed: Path) -> dict[str, Any]:
     """A step config whose command writes its PID to ``started`` and runs for 2 minutes (a
     container's: a fake ``podman`` that logs each ``rm`` to ``removed``; an R script's: R's)."""
     started.write_text("")
     if step_type == "shell":
         return {"command": f"echo $$ > {started}; exec sleep 120"}
+    if step_type == "notebook":  # a cell holding the GIL: the kernel's parent poller never runs
+        import nbformat
+
+        code = f"import os, re\nopen({str(started)!r}, 'w').write(str(os.getpid()))\n"
+        code += "re.match(r'(a+)+$', 'a' * 60 + 'b')"
+        document = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nbformat.write(document, str(tmp_path / "hold.ipynb"))  # type: ignore[no-untyped-call]
+        return {"file": "hold.ipynb", "base_dir": str(tmp_path), "html": False}
     if step_type == "r":
         return {"code": f'writeLines(as.character(Sys.getpid()), "{started}"); Sys.sleep(120)'}
     podman = tmp_path / "podman"
@@ -294,16 +303,22 @@ def _long_command(step_type: str, tmp_path: Path, started: Path, removed: Path) 
 
 
 def _engine(
-    program: str, step_type: str, config: dict[str, str], started: Path
+    program: str, step_type: str, config: dict[str, Any], started: Path
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``program`` (an engine's process running one step of ``step_type``) to its end."""
-    return subprocess.run(
-        [sys.executable, "-c", program, step_type, repr(config), str(started)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """Run ``program`` (an engine's process running one step of ``step_type``) to its end.
+    Its output goes to a file, not a pipe: a command that outlived it would hold the pipe."""
+    output = started.with_name("engine-output")
+    with output.open("w") as sink:
+        engine = subprocess.run(
+            [sys.executable, "-c", program, step_type, repr(config), str(started)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    engine.stderr = output.read_text()
+    return engine
 
 
 def _alive(pid: int) -> bool:
@@ -357,13 +372,15 @@ os.kill(os.getpid(), signal.SIGKILL)  # kill -9 of the engine: no clean-up of it
 """
 
 
-@pytest.mark.parametrize("step_type", ["shell", "container"])
+@pytest.mark.parametrize("step_type", ["shell", "container", "notebook"])
 def test_an_engine_killed_by_sigkill_leaves_no_command_running(
     tmp_path: Path, step_type: str
 ) -> None:
     """``kill -9`` of ``kaon run -e inline`` (or of a sandboxed run's engine, which runs
     container steps on inline threads): the step's command, in a session of its own, and its
-    container, under Podman's monitor, ran on; a resume started a second copy."""
+    container, under Podman's monitor, ran on; a resume started a second copy. So did a
+    notebook's kernel (a session of its own too) busy in a cell that holds the interpreter's
+    lock: ipykernel's poller, which ends a kernel whose parent died, never got to run."""
     started, removed = tmp_path / "started", tmp_path / "removed"
     config = _long_command(step_type, tmp_path, started, removed)
     engine = _engine(_KILLED_ENGINE, step_type, config, started)
