@@ -122,6 +122,8 @@ class RegistryStoreContract:
         registry.add_token(token)
         assert registry.token_by_hash("hash-1") == token
         assert registry.token_by_hash("nope") is None
+        assert registry.token("t1") == token
+        assert registry.token("ghost") is None
         registry.touch_token("t1", 5.0)
         found = registry.token_by_hash("hash-1")
         assert found is not None and found.last_used_at == 5.0
@@ -129,6 +131,7 @@ class RegistryStoreContract:
         assert registry.revoke_token("ghost", 6.0) is None
         found = registry.token_by_hash("hash-1")
         assert found is not None and found.revoked_at == 6.0
+        assert registry.token("t1") == found
         # Revoking it again keeps when it stopped working: the second time overwrote it.
         assert registry.revoke_token("t1", 8.0) == 6.0
         found = registry.token_by_hash("hash-1")

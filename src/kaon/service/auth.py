@@ -216,11 +216,8 @@ class AuthService:
         ``expires_in`` (which only an admin may give it, as it makes the token live longer).
         Returns the record and the new secret. Raises NotFoundError, PermissionDeniedError,
         InvalidActionError (an expired token rotated without ``expires_in``)."""
-        current = next(
-            (t for t in self.registry.list_tokens() if t.id == token_id and t.revoked_at is None),
-            None,
-        )
-        if current is None:
+        current = self.registry.token(token_id)
+        if current is None or current.revoked_at is not None:
             raise NotFoundError(f"no live token {token_id!r}")
         now = time.time()
         expires_at = current.expires_at

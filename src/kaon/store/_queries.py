@@ -1449,6 +1449,15 @@ def _last_state_change() -> Any:
     return sa.select(sa.func.max(c.updated_at)).where(c.key.like(_bind("pattern"), escape="/"))
 
 
+_tok = reg.tokens.c
+
+
+@_builder
+def _token() -> Any:
+    """The token ``:token_id`` (its primary key), revoked or not."""
+    return sa.select(reg.tokens).where(_tok.id == _bind("token_id"))
+
+
 _idem = reg.idempotency_keys.c
 
 

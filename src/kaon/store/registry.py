@@ -197,6 +197,10 @@ class RegistryStore(ABC):
         """The token whose hash is ``hashed``, if any (revoked ones too)."""
 
     @abstractmethod
+    def token(self, token_id: str) -> TokenRecord | None:
+        """The token ``token_id``, if any (revoked ones too): one row by its key."""
+
+    @abstractmethod
     def list_tokens(
         self, *, after: tuple[float, str] | None = None, limit: int | None = None
     ) -> list[TokenRecord]:
@@ -521,6 +525,13 @@ class SQLRegistryStore(RegistryStore):
         with self.store.reading() as conn:
             row = conn.execute(sa.select(r.tokens).where(r.tokens.c.hashed == hashed)).first()
         return None if row is None else _token(row)
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        """See :meth:`RegistryStore.token`."""
+        found = self.store.query(("token",), token_id=token_id)
+        if not found:
+            return None
+        return TokenRecord(**{**found[0], "groups": list(found[0]["groups"] or [])})
 
     def list_tokens(
         self, *, after: tuple[float, str] | None = None, limit: int | None = None

@@ -132,3 +132,29 @@ def test_a_token_stored_with_a_group_the_rule_refuses_still_loads(auth: AuthServ
     auth.registry.add_token(record)
     assert [t.groups for t in auth.registry.list_tokens()] == [["", "ml "]]
     assert auth.authenticate(secret).groups == ("", "ml ")
+
+
+class _NoListing(SQLRegistryStore):
+    """A registry that refuses to read every token: what a lookup of one must not need."""
+
+    def list_tokens(self, **_: object) -> list[TokenRecord]:
+        raise AssertionError("read every token to find one")
+
+
+def test_rotating_and_revoking_a_token_reads_that_token_only() -> None:
+    """Rotating a token read the whole tokens table to find the one rotated (and picked it
+    out in Python): its cost grew with every token ever made. It is read by its id."""
+    store = SQLStore("sqlite://")
+    try:
+        auth = AuthService(_NoListing(store), cache_s=0.0)
+        made = [auth.create_token(f"t{i}", "viewer", [], by="admin")[0] for i in range(50)]
+        record, secret = auth.rotate(made[20].id, by="admin")
+        assert record.id == made[20].id and record.name == "t20"
+        assert auth.authenticate(secret).name == "t20"
+        auth.revoke(made[20].id, by="admin")
+        with pytest.raises(NotFoundError, match="no live token"):
+            auth.rotate(made[20].id, by="admin")
+        with pytest.raises(NotFoundError, match="no live token"):
+            auth.rotate("no-such-token", by="admin")
+    finally:
+        store.close()
