@@ -1458,6 +1458,19 @@ def _token() -> Any:
     return sa.select(reg.tokens).where(_tok.id == _bind("token_id"))
 
 
+@_builder
+def _tokens_page(after: bool, limited: bool) -> Any:
+    """Tokens oldest first (``created_at``, ``id``): after the keyset ``:after_at``,
+    ``:after_id`` when ``after``, ``:limit`` of them when ``limited``; a range of
+    ``ix_tokens_created`` read in its order, whatever the tokens before the page."""
+    stmt = sa.select(reg.tokens)
+    if after:
+        at = _bind("after_at", sa.Double())
+        stmt = stmt.where(sa.tuple_(_tok.created_at, _tok.id) > sa.tuple_(at, _bind("after_id")))
+    stmt = stmt.order_by(_tok.created_at, _tok.id)
+    return stmt.limit(_bind("limit")) if limited else stmt
+
+
 _idem = reg.idempotency_keys.c
 
 

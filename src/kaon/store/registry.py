@@ -529,23 +529,16 @@ class SQLRegistryStore(RegistryStore):
     def token(self, token_id: str) -> TokenRecord | None:
         """See :meth:`RegistryStore.token`."""
         found = self.store.query(("token",), token_id=token_id)
-        if not found:
-            return None
-        return TokenRecord(**{**found[0], "groups": list(found[0]["groups"] or [])})
+        return _token_row(found[0]) if found else None
 
     def list_tokens(
         self, *, after: tuple[float, str] | None = None, limit: int | None = None
     ) -> list[TokenRecord]:
         """See :meth:`RegistryStore.list_tokens`."""
-        c = r.tokens.c
-        stmt = sa.select(r.tokens).order_by(c.created_at, c.id)
-        if after is not None:
-            at, key = after
-            stmt = stmt.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > key)))
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        with self.store.reading() as conn:
-            return [_token(row) for row in conn.execute(stmt)]
+        key = ("tokens_page", after is not None, limit is not None)
+        at, key_id = after if after is not None else (None, None)
+        found = self.store.query(key, after_at=at, after_id=key_id, limit=limit)
+        return [_token_row(row) for row in found]
 
     def touch_token(self, token_id: str, now: float) -> None:
         """See :meth:`RegistryStore.touch_token`."""
@@ -704,6 +697,9 @@ def _workflow(row: sa.Row[Any]) -> WorkflowRecord:
 
 
 def _token(row: sa.Row[Any]) -> TokenRecord:
-    values = row._asdict()
-    values["groups"] = list(values["groups"] or [])
-    return TokenRecord(**values)
+    return _token_row(row._asdict())
+
+
+def _token_row(values: dict[str, Any]) -> TokenRecord:
+    """A token of a keyed read's row (:meth:`SQLStore.query`)."""
+    return TokenRecord(**{**values, "groups": list(values["groups"] or [])})

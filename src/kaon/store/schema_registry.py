@@ -50,6 +50,7 @@ tokens = sa.Table(
     sa.Column("revoked_at", Time),
     sa.Column("expires_at", Time),  # NULL: never expires
     sa.Index("ux_tokens_hashed", "hashed", unique=True),
+    sa.Index("ix_tokens_created", "created_at", "id"),  # the token list's pages, in order
 )
 
 idempotency_keys = sa.Table(

@@ -355,6 +355,8 @@ CREATE TABLE tokens (
 	PRIMARY KEY (id)
 );
 
+CREATE INDEX ix_tokens_created ON tokens (created_at, id);
+
 CREATE UNIQUE INDEX ux_tokens_hashed ON tokens (hashed);
 
 CREATE TABLE trigger_firings (
