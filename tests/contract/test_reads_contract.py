@@ -238,6 +238,8 @@ class ReadsContract:
         assert [m.value for m in rest] == [3.0, 4.0]
         one = reads.metrics_after("r1", 0, 10, step_run_id=6)
         assert [m.value for m in one] == [1.0, 3.0]
+        assert reads.metrics_after("r1", 0, 10, name="loss") == first + rest
+        assert reads.metrics_after("r1", 0, 10, step_run_id=6, name="acc") == []
         assert reads.cached_tasks_after("r1", 0, 10) == [(100, "c", "r0:x")]
         assert reads.cached_tasks_after("r1", 100, 10) == []
         found = reads.step_runs_at("r1", ["each[2]", "a", "nowhere"])

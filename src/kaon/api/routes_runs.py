@@ -14,10 +14,12 @@ from kaon.engine.operations import new_run_id
 from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.status import RunStatus, StepStatus
+from kaon.service._metric_pages import METRIC_CURSOR, MetricCursor
 from kaon.service.experiment_views import RunArtifactsView
 from kaon.service.limits import (
     ARTIFACTS_PAGE,
     MAX_OFFSET,
+    MAX_RUN_METRICS_PAGE,
     MAX_RUNS_OFFSET,
     MAX_RUNS_PAGE,
     RUN_METRICS,
@@ -344,15 +346,29 @@ def run_events(
 
 @router.get("/{run_id}/metrics", response_model=list[MetricView], summary="A run's metrics")
 def run_metrics(
+    response: Response,
     run_id: str,
     name: str | None = Query(None, max_length=200, description="Only this metric."),
-    limit: int = Query(10_000, ge=1, le=100_000),
+    limit: int = Query(MAX_RUN_METRICS_PAGE, ge=1, le=MAX_RUN_METRICS_PAGE),
+    after: str | None = Query(
+        None,
+        pattern=METRIC_CURSOR,
+        description="Only the values after this one: the `Kaon-Next` header of the page before.",
+    ),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> list[MetricView]:
-    """The metrics the run's steps reported, in the order reported (the first ``limit``)."""
+    """The metrics the run's steps reported, ``limit`` a page: its own in the order
+    reported, then those its cached steps reused (``reused_from``). While more may remain,
+    ``Kaon-Next`` says where the next page starts (send it back as ``after``); a page costs
+    what it shows, however deep."""
     full = _readable(services, _, run_id)
-    return RunReads(services.store).metrics(full, name=name, limit=limit)
+    cursor = MetricCursor.parse(after) if after is not None else None
+    views, following = RunReads(services.store).metrics_page(
+        full, name=name, after=cursor, limit=limit
+    )
+    next_page(response, following)
+    return views
 
 
 @router.get("/{run_id}/artifacts", response_model=RunArtifactsView, summary="A run's artifacts")

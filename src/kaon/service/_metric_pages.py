@@ -26,6 +26,9 @@ CACHED_TASKS_A_PAGE: Final = 100
 """The most cached tasks one page looks at (most report no metric: a page of them may be
 short, and says where the next one starts)."""
 
+FILLING_TASKS: Final = 200
+"""The most cached tasks :func:`filled_metric_page` looks at to fill a short page."""
+
 METRIC_CURSOR: Final = r"^(own:[0-9]{1,19}|reused:[0-9]{1,19}:[0-9]{1,19})$"
 """A place in a run's metric rows (``Kaon-Next``, ``after``)."""
 
@@ -62,19 +65,44 @@ class MetricCursor:
 
 
 def metric_page(
-    reads: SQLRunReads, run_id: str, after: MetricCursor | None, limit: int
+    reads: SQLRunReads,
+    run_id: str,
+    after: MetricCursor | None,
+    limit: int,
+    *,
+    name: str | None = None,
 ) -> tuple[list[MetricPoint], MetricCursor | None]:
-    """At most ``limit`` metric rows of ``run_id`` after ``after``, and the cursor of the
-    next page (None when none remains)."""
+    """At most ``limit`` metric rows of ``run_id`` after ``after`` (only those called
+    ``name``, when given), and the cursor of the next page (None when none remains)."""
     points: list[MetricPoint] = []
     if after is None or not after.reused:
-        own = reads.metrics_after(run_id, after.metric_id if after else 0, limit)
+        own = reads.metrics_after(run_id, after.metric_id if after else 0, limit, name=name)
         points += _own_points(reads, run_id, own)
         if len(own) == limit:
             return points, MetricCursor(False, 0, own[-1].id or 0)
         after = MetricCursor(True, 0, 0)
-    more, following = _reused_points(reads, run_id, after, limit - len(points))
+    more, following = _reused_points(reads, run_id, after, limit - len(points), name)
     return points + more, following
+
+
+def filled_metric_page(
+    reads: SQLRunReads,
+    run_id: str,
+    after: MetricCursor | None,
+    limit: int,
+    *,
+    name: str | None = None,
+) -> tuple[list[MetricPoint], MetricCursor | None]:
+    """:func:`metric_page`, read again from its cursor while it is short and more may
+    remain, looking at :data:`FILLING_TASKS` cached tasks at most: a page is full unless
+    the run holds no more (or more cached tasks that reported nothing than that)."""
+    points, following = metric_page(reads, run_id, after, limit, name=name)
+    for _ in range(FILLING_TASKS // CACHED_TASKS_A_PAGE - 1):
+        if following is None or len(points) >= limit:
+            break
+        more, following = metric_page(reads, run_id, following, limit - len(points), name=name)
+        points += more
+    return points, following
 
 
 def _own_points(reads: SQLRunReads, run_id: str, own: list[MetricRecord]) -> list[MetricPoint]:
@@ -89,7 +117,7 @@ def _own_points(reads: SQLRunReads, run_id: str, own: list[MetricRecord]) -> lis
 
 
 def _reused_points(
-    reads: SQLRunReads, run_id: str, after: MetricCursor, limit: int
+    reads: SQLRunReads, run_id: str, after: MetricCursor, limit: int, name: str | None
 ) -> tuple[list[MetricPoint], MetricCursor | None]:
     """The values cached tasks reused, from ``after`` on: at most ``limit``, from at most
     :data:`CACHED_TASKS_A_PAGE` tasks."""
@@ -109,7 +137,8 @@ def _reused_points(
         if found is None:  # the run it reused was deleted since
             continue
         since = after.metric_id if task_id == after.step_run_id else 0
-        values = reads.metrics_after(source_run, since, limit - len(points), step_run_id=found.id)
+        room = limit - len(points)
+        values = reads.metrics_after(source_run, since, room, step_run_id=found.id, name=name)
         group, index, label = place(path, frames)
         for m in values:
             point = MetricPoint(

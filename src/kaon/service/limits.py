@@ -32,7 +32,11 @@ MAX_COMPARE_ROWS: Final = 100_000
 
 RUN_METRICS: Final = 1000
 """The metric values a run's detail or page lists by default (``metrics_truncated`` says
-when there are more: all of them in ``GET /runs/{id}/metrics``)."""
+when there are more: all of them in ``GET /runs/{id}/metrics``, a page at a time)."""
+
+MAX_RUN_METRICS_PAGE: Final = 10_000
+"""The most metric values one page of ``GET /runs/{id}/metrics`` holds, and how many it
+holds by default (``Kaon-Next`` says where the next page starts)."""
 
 ARTIFACTS_PAGE: Final = 1000
 """The most step runs one page of a run's artifacts covers (``GET /runs/{id}/artifacts``)."""

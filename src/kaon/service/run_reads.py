@@ -32,7 +32,8 @@ from kaon.model.codec import workflow_from_dict
 from kaon.model.graph import dependencies
 from kaon.model.specs import WaitSpec, WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
-from kaon.service.limits import MAX_RUNS_OFFSET, RUN_METRICS
+from kaon.service._metric_pages import MetricCursor, filled_metric_page
+from kaon.service.limits import MAX_RUN_METRICS_PAGE, MAX_RUNS_OFFSET, RUN_METRICS
 from kaon.service.step_inputs import MAX_DEPTH, InputView, resolve_inputs, shown_json
 from kaon.service.views import (
     MetricView,
@@ -51,8 +52,6 @@ from kaon.store.reads import MAX_PAGE, SORT_KEYS, SQLRunReads, StepQuery
 from kaon.store.sql import SQLStore
 
 _ITEM_CHARS = 200
-REUSED_STEPS = 200
-"""Cached steps whose reused metrics a run's metrics read shows (the first, by id)."""
 
 
 def check_run_list(status: str | None, limit: int, offset: int) -> None:
@@ -504,39 +503,43 @@ class RunReads:
         return view
 
     def metrics(
-        self, run_id: str, *, name: str | None = None, limit: int = 10_000
+        self, run_id: str, *, name: str | None = None, limit: int = MAX_RUN_METRICS_PAGE
     ) -> list[MetricView]:
-        """The run's metrics (the first ``limit``, optionally of one name) with the path of
-        the step that reported each, then those its cached steps reused (the values the
-        execution each reused reported, ``reused_from`` naming it): cost grows with the
-        metrics shown and the cached steps looked at (at most :data:`REUSED_STEPS`), not
-        the step runs."""
-        self.store.get_run(run_id)
-        records = self.reads.run_metrics(run_id, name=name, limit=limit)
-        paths = self.reads.paths(run_id, [m.step_run_id for m in records])
-        views = [metric_view(m, paths.get(m.step_run_id, "?")) for m in records]
-        if len(views) < limit and limit > 0:
-            views.extend(self._reused_metrics(run_id, name, limit - len(views)))
-        return views
+        """The run's first ``limit`` metrics (optionally of one name): the first page of
+        :meth:`metrics_page`."""
+        return self.metrics_page(run_id, name=name, limit=limit)[0]
 
-    def _reused_metrics(self, run_id: str, name: str | None, room: int) -> list[MetricView]:
-        """Up to ``room`` metrics of the executions the run's cached steps reused."""
-        cached = self.reads.all_levels_page(
-            run_id, limit=REUSED_STEPS, statuses=(StepStatus.CACHED,), kind="task", total=0
-        ).rows
-        views: list[MetricView] = []
-        for row in cached:
-            source_run, _, source_path = (row.cached_from or "").partition(":")
-            if not source_path or len(views) >= room:
-                continue
-            try:
-                source = self.reads.step_run(source_run, source_path)
-            except NotFoundError:  # the run it reused was deleted since
-                continue
-            for record in self.reads.step_metrics(source_run, source.id, limit=room - len(views)):
-                if name is None or record.name == name:
-                    views.append(metric_view(record, row.path, row.cached_from))
-        return views
+    def metrics_page(
+        self,
+        run_id: str,
+        *,
+        name: str | None = None,
+        after: MetricCursor | None = None,
+        limit: int = MAX_RUN_METRICS_PAGE,
+    ) -> tuple[list[MetricView], MetricCursor | None]:
+        """At most ``limit`` of the run's metrics (optionally of one name) after ``after``,
+        with the path of the step that reported each: the run's own in the order reported,
+        then those its cached steps reused (the values the execution each reused reported,
+        ``reused_from`` naming it); and where the next page starts (None: none remains).
+        A keyset page (:mod:`kaon.service._metric_pages`): its cost grows with the metrics
+        shown and the cached steps looked at, not with the run or the pages before.
+        Raises NotFoundError for an unknown run."""
+        self.store.get_run(run_id)
+        if limit <= 0:
+            return [], None
+        points, following = filled_metric_page(self.reads, run_id, after, limit, name=name)
+        views = [
+            MetricView.of(
+                path=p.path,
+                name=p.name,
+                value=p.value,
+                step=p.step,
+                at=p.at,
+                reused_from=p.reused_from,
+            )
+            for p in points
+        ]
+        return views, following
 
     def logs(
         self,

@@ -634,13 +634,15 @@ def _metrics(by_step: bool, by_name: bool, limited: bool) -> Any:
 
 
 @_builder
-def _metrics_after(by_step: bool) -> Any:
-    """``:run_id``'s metrics (``:step_run_id``'s when ``by_step``) with ids above
-    ``:after_id``, in the order reported, ``:limit`` at a time: a range of
-    ``ix_metrics_run`` (``ix_metrics_run_step``)."""
+def _metrics_after(by_step: bool, by_name: bool) -> Any:
+    """``:run_id``'s metrics (``:step_run_id``'s when ``by_step``; named ``:name`` when
+    ``by_name``) with ids above ``:after_id``, in the order reported, ``:limit`` at a time:
+    a range of ``ix_metrics_run`` (``ix_metrics_run_step``)."""
     stmt = sa.select(t.metrics).where(_m.run_id == _bind("run_id"), _m.id > _bind("after_id"))
     if by_step:
         stmt = stmt.where(_m.step_run_id == _bind("step_run_id"))
+    if by_name:
+        stmt = stmt.where(_m.name == _bind("name"))
     return stmt.order_by(_m.id).limit(_bind("limit"))
 
 
@@ -1570,8 +1572,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("max_step_run_id",),
         ("max_step_run_ids",),
         ("paths",),
-        ("metrics_after", False),
-        ("metrics_after", True),
+        *(("metrics_after", by_step, by_name) for by_step, by_name in product(flags, flags)),
         ("cached_tasks_after",),
         ("step_runs_at",),
         ("newest_step_metrics",),

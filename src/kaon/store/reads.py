@@ -348,14 +348,21 @@ class SQLRunReads:
         return [MetricRecord(**row) for row in reversed(rows)]
 
     def metrics_after(
-        self, run_id: str, after_id: int, limit: int, *, step_run_id: int | None = None
+        self,
+        run_id: str,
+        after_id: int,
+        limit: int,
+        *,
+        step_run_id: int | None = None,
+        name: str | None = None,
     ) -> list[MetricRecord]:
-        """At most ``limit`` metrics of a run (of one step run when given) with ids above
-        ``after_id``, in the order reported: a page of a keyset."""
+        """At most ``limit`` metrics of a run (of one step run, of one name, when given)
+        with ids above ``after_id``, in the order reported: a page of a keyset."""
         rows = self.store.query(
-            ("metrics_after", step_run_id is not None),
+            ("metrics_after", step_run_id is not None, name is not None),
             run_id=run_id,
             step_run_id=step_run_id,
+            name=name,
             after_id=after_id,
             limit=limit,
         )
