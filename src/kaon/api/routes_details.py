@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from kaon.api.deps import Principal, Services, get_services, require
 from kaon.api.errors import ERROR_RESPONSES
-from kaon.api.paging import next_page
+from kaon.api.paging import KEYSET, keyset, keyset_text, next_page
 from kaon.errors import NotFoundError
 from kaon.model.status import RunStatus
 from kaon.model.values import ArtifactRef
@@ -82,17 +82,29 @@ def workflow_diff(
 
 @router.get("/workflows/{name}/runs", response_model=RunHistoryView, summary="Run history")
 def workflow_runs(
+    response: Response,
     name: str = _Name,
     status: list[RunStatus] = Query([], description="Only these statuses (repeatable)."),
     since: float | None = Query(None, ge=0, le=1e11, description="Created at or after (Unix s)."),
     until: float | None = Query(None, ge=0, le=1e11, description="Created at or before."),
     q: str | None = Query(None, max_length=200, description="Text in the id, params, labels."),
     limit: int = Query(25, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    before: str | None = Query(
+        None,
+        pattern=KEYSET,
+        description="Only the runs after this one in the list: the `Kaon-Next` header of "
+        "the page before (`CREATED_AT,RUN_ID`).",
+    ),
+    offset: int = Query(
+        0, ge=0, le=MAX_OFFSET, description="Deprecated: `before` (Kaon-Next) pages."
+    ),
     principal: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> RunHistoryView:
-    """A page of the workflow's runs, newest first, filtered, with the total matching."""
+    """A page of the workflow's runs, newest first, filtered, with the total matching. A
+    full page's ``Kaon-Next`` header is where the next one starts (send it back as
+    ``before``): its cost stays that of a page however deep, where ``offset`` (deprecated)
+    steps over every run before the page."""
     services.authorize(principal, "viewer", workflow=name)
     query = RunHistoryQuery(
         workflow=name,
@@ -102,8 +114,12 @@ def workflow_runs(
         text=q,
         limit=limit,
         offset=offset,
+        before=keyset(before, "before") if before is not None else None,
     )
-    return run_history(services.store, query)
+    view = run_history(services.store, query)
+    if len(view.runs) == limit:
+        next_page(response, keyset_text(view.runs[-1].created_at, view.runs[-1].id))
+    return view
 
 
 @router.get("/workflows/{name}/audit", response_model=list[AuditView], summary="Who did what")

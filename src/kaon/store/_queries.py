@@ -514,7 +514,9 @@ def _all_levels(by_status: bool, by_kind: bool, count: bool) -> Any:
 def _run_history(filters: tuple[str, ...], count: bool) -> Any:
     """A workflow's runs newest first (or their count): ``:workflow``, ``:limit``,
     ``:offset``, and per filter ``:statuses``, ``:since``, ``:until``, ``:pattern`` and
-    ``:json_pattern`` (text)."""
+    ``:json_pattern`` (text), ``:before_at`` and ``:before_id`` (``before``: the runs
+    after that one in the list, a keyset that seeks ``ix_runs_workflow_created`` where an
+    offset would step over every run before the page)."""
     r = t.runs.c
     where: list[Any] = [r.workflow == _bind("workflow")]
     for name in filters:
@@ -526,6 +528,9 @@ def _run_history(filters: tuple[str, ...], count: bool) -> Any:
             where.append(r.created_at <= _bind("until", sa.Double()))
         elif name == "text":
             where.append(sa.or_(_like(r.id), _json_like(r.params), _json_like(r.labels)))
+        elif name == "before":
+            at = _bind("before_at", sa.Double())
+            where.append(sa.tuple_(r.created_at, r.id) < sa.tuple_(at, _bind("before_id")))
         else:
             raise KeyError(f"unknown run history filter {name!r}")
     if count:

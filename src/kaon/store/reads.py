@@ -127,6 +127,9 @@ class RunHistoryQuery:
     text: str | None = None
     limit: int = 25
     offset: int = 0
+    before: tuple[float, str] | None = None
+    """The keyset ``(created_at, id)`` of the run before the page: the page starts after it
+    (then ``offset`` more runs on), whatever the runs before it."""
 
 
 @dataclass(slots=True)
@@ -213,7 +216,8 @@ class SQLRunReads:
 
     def run_history(self, query: RunHistoryQuery) -> RunHistoryPage:
         """A page of a workflow's runs, newest first, with the total matching (both on the
-        ``(workflow, created_at)`` index)."""
+        ``(workflow, created_at)`` index); with ``before``, the page seeks that run's place
+        in the index (the total still counts every run matching the filters)."""
         chosen = (
             ("statuses", bool(query.statuses)),
             ("since", query.since is not None),
@@ -228,8 +232,15 @@ class SQLRunReads:
             "until": query.until,
             **_text_params(query.text, self.store.dialect),
         }
+        before_at, before_id = query.before or (None, None)
+        seek = ("before",) if query.before is not None else ()
         rows = self.store.query(
-            ("run_history", filters, False), **params, limit=query.limit, offset=query.offset
+            ("run_history", filters + seek, False),
+            **params,
+            before_at=before_at,
+            before_id=before_id,
+            limit=query.limit,
+            offset=query.offset,
         )
         total = int(self.store.query_value(("run_history", filters, True), **params) or 0)
         return RunHistoryPage(total=total, rows=[run_record(row) for row in rows])

@@ -798,3 +798,31 @@ def test_skip_in_a_running_run_says_what_happens(
     assert shown.startswith("Skipping wait") and "command" not in shown, shown
     wait_status(kaon_server, run_id, {"succeeded"})
     operator.context.close()
+
+
+def test_the_run_history_pages_older_and_back_by_keyset(
+    browser: Any, kaon_server: ServerProcess, tokens: dict[str, str]
+) -> None:
+    """The workflow page's run history follows ``before`` (the last run shown) to the older
+    page, where it asked for an ``offset`` that the server stepped over run by run."""
+    admin = kaon_server.client()
+    source = "name: paged\nsteps:\n  - id: a\n    shell: echo hi\n"
+    assert admin.post("/workflows", json={"source": source, "file_name": "paged.yaml"}).is_success
+    made = [start(kaon_server, "paged") for _ in range(30)]
+    asked: list[str] = []
+    viewer = page_as(browser, kaon_server, tokens["viewer"])
+    viewer.on(
+        "request", lambda r: asked.append(r.url) if "/workflows/paged/runs" in r.url else None
+    )
+    viewer.goto(f"{kaon_server.url}/ui/workflows/paged")
+    viewer.wait_for_selector("#runs-pager span:has-text('1\u201325 of 30')")
+    viewer.click("#runs-pager button:has-text('older')")
+    viewer.wait_for_selector("#runs-pager span:has-text('26\u201330 of 30')")
+    older = viewer.eval_on_selector_all("#runs tbody tr", "rows => rows.map(r => r.dataset.run)")
+    assert older == list(reversed(made[:5])), older
+    assert "before=" in asked[-1] and "offset" not in asked[-1], asked
+    viewer.click("#runs-pager button:has-text('newer')")
+    viewer.wait_for_selector("#runs-pager span:has-text('1\u201325 of 30')")
+    newest = viewer.eval_on_selector_all("#runs tbody tr", "rows => rows.map(r => r.dataset.run)")
+    assert newest == list(reversed(made[5:])), newest
+    viewer.context.close()

@@ -5,7 +5,8 @@
   const { api, el, badge, when, runDuration, banner, refusal, confirmAction, q, auditRows, auditTail } = Kaon;
   const name = document.getElementById("workflow").dataset.workflow;
   const base = `/workflows/${encodeURIComponent(name)}`;
-  let offset = 0;
+  let offset = 0; // how many newer runs the run history's page follows (shown as "26–50 of N")
+  let starts = []; // each older page's keyset: CREATED_AT,ID of the run before it (GET runs?before=)
   let form = null; // the parameters of the version the start form was made for
   const LIMIT = 25;
   const FIRINGS = 10; // the newest firings of the workflow's triggers shown
@@ -194,7 +195,8 @@
     const asked = (loadRuns.asked = (loadRuns.asked || 0) + 1);
     const filters = { status: document.getElementById("run-status").value, since: day("run-since"),
       until: day("run-until", true), q: document.getElementById("run-text").value.trim() };
-    const page = await api(`${base}/runs?` + q({ ...filters, limit: LIMIT, offset }));
+    const place = starts.length ? { before: starts[starts.length - 1] } : {};
+    const page = await api(`${base}/runs?` + q({ ...filters, limit: LIMIT, ...place }));
     if (asked !== loadRuns.asked) return; // a later request owns the table
     const runs = page.runs;
     document.querySelector("#runs tbody").replaceChildren(...runs.map((r) => el("tr", { "data-run": r.id },
@@ -204,9 +206,14 @@
       el("td", {}, r.started_by || ""), el("td", {}, when(r.created_at)), el("td", {}, runDuration(r)))));
     const pager = document.getElementById("runs-pager");
     pager.replaceChildren(
-      el("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - LIMIT); loadRuns(); } }, "‹ newer"),
+      el("button", { type: "button", disabled: offset === 0, onclick: () => { starts.pop(); offset = Math.max(0, offset - LIMIT); loadRuns(); } }, "‹ newer"),
       el("span", { "data-total": page.total }, page.total ? `${(offset + 1).toLocaleString()}–${(offset + runs.length).toLocaleString()} of ${page.total.toLocaleString()}` : "none"),
-      el("button", { type: "button", disabled: offset + runs.length >= page.total, onclick: () => { offset += LIMIT; loadRuns(); } }, "older ›"));
+      el("button", { type: "button", disabled: offset + runs.length >= page.total || !runs.length, onclick: () => {
+        const last = runs[runs.length - 1];
+        starts.push(`${last.created_at},${last.id}`); // a keyset: a deep page costs what it shows
+        offset += LIMIT;
+        loadRuns();
+      } }, "older ›"));
   }
 
   async function loadAudit() {
@@ -221,7 +228,7 @@
   }
 
   for (const id of ["run-status", "run-since", "run-until", "run-text"]) {
-    document.getElementById(id).addEventListener("change", () => { offset = 0; loadRuns().catch((e) => banner(refusal(e, "Listing runs"), true)); });
+    document.getElementById(id).addEventListener("change", () => { offset = 0; starts = []; loadRuns().catch((e) => banner(refusal(e, "Listing runs"), true)); });
   }
   document.getElementById("unblock").addEventListener("click", () => confirmAction(`Unblock ${name}`,
     "Let a strict-sequential workflow start runs again after a failed run.", async () => {
