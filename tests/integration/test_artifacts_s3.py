@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,30 +16,18 @@ from kaon.model.values import ArtifactRef, Literal, RefList
 pytestmark = pytest.mark.integration
 
 import boto3  # noqa: E402  (the dev extra installs them: these tests never skip)
-import moto.server as moto_server  # noqa: E402
 import pandas as pd  # noqa: E402
+from moto_s3 import free_port, moto_endpoint  # noqa: E402
 
 CREDENTIALS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
 FAST_FAIL = {"connect_timeout": 1, "read_timeout": 2, "retries": {"max_attempts": 1}}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1, stopped after the module."""
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture
@@ -122,7 +109,7 @@ def test_missing_blob(store: FsspecArtifactStore, s3_client: Any, bucket: str) -
 
 
 def test_unreachable_store_fails_fast() -> None:
-    port = _free_port()  # closed again: nothing listens there
+    port = free_port()  # closed again: nothing listens there
     store = open_artifact_store(
         "s3://kaon-unreachable/prefix",
         endpoint_url=f"http://127.0.0.1:{port}",

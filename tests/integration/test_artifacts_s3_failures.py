@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,8 +25,8 @@ from kaon.model.values import ArtifactRef
 pytestmark = pytest.mark.integration
 
 import boto3  # noqa: E402  (the dev extra installs them: these tests never skip)
-import moto.server as moto_server  # noqa: E402
 import requests  # noqa: E402
+from moto_s3 import free_port, moto_endpoint  # noqa: E402
 
 REGION = {"client_kwargs": {"region_name": "us-east-1"}}
 CREDENTIALS = {"key": "testing", "secret": "testing", **REGION}
@@ -36,23 +35,11 @@ ROWS = list(range(10_000))  # past the inline limit: written as a blob
 SOME_BLOB = ArtifactRef("ab" * 32, "json", 10, "builtins.list")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1, stopped after the module."""
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture
@@ -133,7 +120,7 @@ def test_an_unknown_access_key_is_a_refusal(endpoint: str, bucket: str) -> None:
 
 
 def test_an_unreachable_store_stays_an_outage() -> None:
-    port = _free_port()  # closed again: nothing listens there
+    port = free_port()  # closed again: nothing listens there
     store = _store("s3://kaon-unreachable/prefix", f"http://127.0.0.1:{port}", **CREDENTIALS)
     with pytest.raises(ArtifactUnavailableError, match="cannot write blob"):
         store.put(ROWS, name="rows")
@@ -149,7 +136,7 @@ def test_a_missing_blob_in_an_existing_bucket_is_still_missing(endpoint: str, bu
 @pytest.fixture
 def moto_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A moto S3 server in a process of its own (to stop it with SIGSTOP), killed after."""
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
