@@ -94,8 +94,8 @@ class _Session:
 _sessions: WeakKeyDictionary[Any, _Session] = WeakKeyDictionary()
 
 
-def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
-    """Run ``plan`` and commit it in one round trip on ``cursor``'s psycopg connection.
+def write(connection: Any, plan: Sequence[_Step]) -> list[int]:
+    """Run ``plan`` and commit it in one round trip on the psycopg ``connection``.
 
     Returns the rows each step matched, as :meth:`SQLStore.write` checks them: a checked
     step's required rows (the server checked them), or one fewer when the server found a
@@ -104,7 +104,6 @@ def write(cursor: Any, plan: Sequence[_Step]) -> list[int]:
     unusable, to be replaced), and :class:`StoreError` naming the table of a value that
     cannot be encoded (found before anything is sent).
     """
-    connection = cursor.connection
     pgconn = connection.pgconn
     if pgconn.pipeline_status or pgconn.transaction_status not in _USABLE:
         raise psycopg.OperationalError("the connection was left mid-write by an interruption")

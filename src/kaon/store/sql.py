@@ -533,17 +533,18 @@ class SQLStore(StateStore):
         mark = ":p{}" if self._dialect == "sqlite" else "%(p{})s"
         marks = ", ".join(mark.format(i) for i in range(len(ids)))
         params = {f"p{i}": run_id for i, run_id in enumerate(ids)}
-        cursor.execute(f"SELECT id, owner, lease_epoch FROM runs WHERE id IN ({marks})", params)
+        sql = f"SELECT id, owner, lease_epoch FROM runs WHERE id IN ({marks})"
         held = {
             run_id
-            for run_id, owner, epoch in cursor.fetchall()
+            for run_id, owner, epoch in cursor.execute(sql, params).fetchall()
             if owner == fence.owner and epoch == fence.epochs[run_id]
         }
         return set(ids) - held
 
     @contextmanager
     def _raw_transaction(self) -> Iterator[Any]:
-        """A DBAPI cursor inside a write transaction, committed on success.
+        """A DBAPI cursor inside a write transaction, committed on success (on PostgreSQL the
+        driver's connection, which :mod:`kaon.store._pg_write` sends the batch through).
 
         The hot path skips SQLAlchemy's per-statement machinery: statements are compiled
         once (:meth:`_compiled`) and run with the driver's ``executemany``. Connections are
@@ -565,9 +566,12 @@ class SQLStore(StateStore):
                 self._pinned = connection = None
             # A database that refuses connections (down, recovering) fails here.
             connection = connection or self._write_engine.raw_connection()
-            cursor = connection.cursor()
+            # PostgreSQL's batch goes to libpq through the driver's connection itself
+            # (kaon.store._pg_write): no cursor is made for it.
+            sqlite = self._dialect == "sqlite"
+            cursor: Any = connection.cursor() if sqlite else connection.dbapi_connection
             try:
-                if self._dialect == "sqlite":
+                if sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
                 yield cursor
                 connection.commit()
@@ -580,8 +584,9 @@ class SQLStore(StateStore):
                         connection.invalidate()
                 raise
             finally:
-                with suppress(Exception):
-                    cursor.close()
+                if sqlite:
+                    with suppress(Exception):
+                        cursor.close()
         finally:
             if pinned:
                 self._pinned = None if dead else connection
