@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kaon.errors import InvalidActionError, Location, NotFoundError, ParameterError, Problem
 from kaon.model.status import StepStatus
+from kaon.service._metric_points import MetricPoint, place
 from kaon.service.experiment_views import (
     CompareRunView,
     CompareView,
@@ -29,49 +29,14 @@ from kaon.service.experiment_views import (
 from kaon.service.limits import COMPARE_ROWS, MAX_COMPARE_ROWS
 from kaon.store.base import MetricRecord, StateStore, StepRunRecord
 
-_LAST_INDEX = re.compile(r"(.*)\[([0-9]+)\]([^\[\]]*)", re.DOTALL)
 _ANY_INDEX = re.compile(r"\[[0-9]+\]")
 _FRAME_KINDS = ("item", "iteration")
 MAX_SERIES = 12
 BY = ("run", "item", "step")
 
 
-@dataclass(frozen=True, slots=True)
-class MetricPoint:
-    """One reported metric value, placed in its run, step path and item."""
-
-    run_id: str
-    path: str
-    group: str
-    item_index: int | None
-    item: Any
-    name: str
-    value: float
-    step: int | None
-    at: float
-    reused_from: str | None = None
-
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def frame_path(path: str) -> str:
-    """The path of the innermost frame (foreach item, loop iteration) holding ``path``, or
-    ``""`` outside frames: the row :func:`place` reads the item label from."""
-    match = _LAST_INDEX.fullmatch(path)
-    return "" if match is None else f"{match.group(1)}[{match.group(2)}]"
-
-
-def place(path: str, rows: dict[str, StepRunRecord]) -> tuple[str, int | None, Any]:
-    """``(group, item index, item label)`` of a step path (group == path outside frames)."""
-    match = _LAST_INDEX.fullmatch(path)
-    if match is None:
-        return path, None, None
-    head, index, tail = match.group(1), int(match.group(2)), match.group(3)
-    frame = rows.get(f"{head}[{index}]")
-    label = frame.item if frame is not None and frame.kind == "item" else None
-    return f"{head}[*]{tail}", index, label
 
 
 def metric_points(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from kaon.errors import Location, ParameterError, Problem
-from kaon.service._compare import MetricPoint, frame_path, place
+from kaon.service._metric_points import MetricPoint, frame_path, place
 from kaon.store.base import MetricRecord
 
 if TYPE_CHECKING:

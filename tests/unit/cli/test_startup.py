@@ -51,6 +51,9 @@ UNUSED_HERE = {
 # Never needed to run a step that returns a small value: SQLAlchemy's ORM and extensions, the
 # data libraries, the artifact filesystem layer, psutil (the host's memory comes from sysconf).
 HEAVY = {"sqlalchemy.orm", "sqlalchemy.ext", "numpy", "pandas", "pyarrow", "fsspec", "psutil"}
+# Not needed to show a run's metric values: experiment comparison and its views (pydantic
+# models of their own: building them cost a one-step `kaon run` 40-50 ms).
+EXPERIMENTS = {"kaon.service._compare", "kaon.service.experiment_views"}
 
 _PROBE = textwrap.dedent(
     """
@@ -164,7 +167,7 @@ def test_run_imports_the_store_but_no_sqlalchemy_server_client_or_migrations(
     home = tmp_path / "home"
     found = _probe(tmp_path, "run", str(flow), "--home", str(home), "-e", executor)
     modules = set(found["modules"])
-    unwanted = SERVER_AND_FRIENDS | POSTGRESQL | UNUSED_HERE | HEAVY | SQLALCHEMY
+    unwanted = SERVER_AND_FRIENDS | POSTGRESQL | UNUSED_HERE | HEAVY | SQLALCHEMY | EXPERIMENTS
     assert _loaded(modules, unwanted) == set()
     assert {"kaon.store.sql", "kaon.store._lite", "kaon.engine.engine"} <= modules
     # the summary shows views built from trusted records: no pydantic validator is built
