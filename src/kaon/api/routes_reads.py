@@ -14,7 +14,7 @@ from kaon.api.errors import ERROR_RESPONSES
 from kaon.model.status import StepStatus
 from kaon.service.limits import MAX_OFFSET
 from kaon.service.run_reads import (
-    SORTS,
+    SORT_PATTERN,
     LogWindowView,
     RunReads,
     RunSummary,
@@ -26,7 +26,6 @@ from kaon.store.reads import MAX_PAGE
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
 _MAX_INT = 2**31 - 1
-_SORT_PATTERN = "^(" + "|".join(SORTS) + ")$"
 
 
 def run_reads(services: Services) -> RunReads:
@@ -58,7 +57,7 @@ def run_children(
     ),
     index_to: int | None = Query(None, ge=0, le=_MAX_INT, alias="to", description="Last item."),
     q: str | None = Query(None, max_length=200, description="Text in the path, reason or item."),
-    sort: str = Query("index", pattern=_SORT_PATTERN),
+    sort: str = Query("index", pattern=SORT_PATTERN),
     desc: bool = Query(False),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),

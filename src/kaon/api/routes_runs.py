@@ -34,7 +34,7 @@ from kaon.service.registry_views import (
     StartRunRequest,
     event_view,
 )
-from kaon.service.run_reads import RunPage, RunReads
+from kaon.service.run_reads import SORT_PATTERN, RunPage, RunReads
 from kaon.service.views import (
     AttemptView,
     LogView,
@@ -154,6 +154,10 @@ def get_run(
     metrics_limit: int = Query(RUN_METRICS, ge=0, le=10_000, description="Metrics listed at most."),
     status: list[StepStatus] = Query([], description="Only step runs in these statuses."),
     kind: StepKind | None = Query(None, description="Only step runs of this kind."),
+    sort: str = Query(
+        "index", pattern=SORT_PATTERN, description="The top level's order (every level: by id)."
+    ),
+    desc: bool = Query(False, description="Sort descending (steps not started last)."),
     _: Principal = Depends(require("viewer")),
     services: Services = Depends(get_services),
 ) -> RunPage:
@@ -163,7 +167,10 @@ def get_run(
     ``steps_total`` tells how many there are to page through; a foreach's items page
     through ``GET /runs/{id}/children``. ``status`` and ``kind`` keep only those step runs
     (``all_steps=true&status=failed&kind=task``: the failed tasks of every level, as ``kaon
-    show --status failed`` pages them). The cost follows the page, not the run."""
+    show --status failed`` pages them); ``sort`` and ``desc`` order the top level
+    (``status=succeeded&sort=duration&desc=true&limit=5``: its five slowest successes, as
+    ``kaon run``'s report reads them). ``top_counts`` counts the top level by status. The
+    cost follows the page, not the run."""
     full = _readable(services, _, run_id)
     page = RunReads(services.store).page(
         full,
@@ -173,6 +180,8 @@ def get_run(
         metrics_limit=metrics_limit,
         statuses=tuple(s.value for s in status),
         kind=kind,
+        sort=sort,
+        descending=desc,
     )
     page.waiting = services.waiting(page)
     return page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -68,35 +69,50 @@ FOLD_ABOVE = 12
 """Runs with more steps than this get a folded end-of-run summary (see :func:`run_summary`)."""
 SUMMARY_SLOWEST = 5
 SUMMARY_PROBLEMS = 20
-_WENT_WELL = frozenset({"succeeded", "cached", "skipped"})
+WENT_WELL = frozenset({"succeeded", "cached", "skipped"})
+"""The statuses of the steps a folded summary counts but does not list (save the slowest)."""
 
 
 def run_summary(console: Console, detail: RunDetail) -> None:
-    """The end-of-run report: header, counts, then only the steps worth a look.
+    """The end-of-run report of a run whose top level ``detail`` holds whole: header,
+    counts, then only the steps worth a look.
 
     A small run is shown whole (:func:`run_detail`). Above :data:`FOLD_ABOVE` steps, the table
     holds the steps that did not go well (at most :data:`SUMMARY_PROBLEMS`) and the
-    :data:`SUMMARY_SLOWEST` slowest of the others, and one line counts the rest; ``kaon show``
-    lists every step. So printing costs the same for any size of run.
+    :data:`SUMMARY_SLOWEST` slowest of the others, and one line counts the rest (see
+    :func:`folded_summary`, which ``kaon run`` calls with those steps read from the store).
     """
     if len(detail.steps) <= FOLD_ABOVE:
         run_detail(console, detail)
         return
-    problems = [s for s in detail.steps if s.status not in _WENT_WELL]
-    rest = [s for s in detail.steps if s.status in _WENT_WELL]
-    slowest = sorted(
-        (s for s in rest if s.duration_s is not None),
-        key=lambda s: s.duration_s or 0.0,
-        reverse=True,
-    )[:SUMMARY_SLOWEST]
-    shown = problems[:SUMMARY_PROBLEMS] + slowest
+    problems = [s for s in detail.steps if s.status not in WENT_WELL]
+    rest = [s for s in detail.steps if s.status in WENT_WELL]
+    counts = Counter(s.status for s in detail.steps)
+    folded_summary(console, detail, problems[:SUMMARY_PROBLEMS] + slowest(rest), counts)
+
+
+def slowest(steps: list[StepRunView]) -> list[StepRunView]:
+    """The :data:`SUMMARY_SLOWEST` steps of ``steps`` that took longest (of those with a
+    duration), slowest first; ties keep the order given."""
+    timed = (s for s in steps if s.duration_s is not None)
+    return sorted(timed, key=lambda s: s.duration_s or 0.0, reverse=True)[:SUMMARY_SLOWEST]
+
+
+def folded_summary(
+    console: Console, detail: RunDetail, shown: list[StepRunView], counts: Mapping[str, int]
+) -> None:
+    """A big run's end-of-run report: ``detail``'s header and metrics, the top-level steps
+    ``shown`` (those that did not go well, then the slowest), and one line counting the rest
+    by status: ``counts`` are the top level's step runs by status, every one of them. Costs
+    what it prints, whatever the size of the run; ``kaon show`` lists every step."""
     header(console, detail)
     console.print(step_table(shown, title="steps that did not succeed, then the slowest"))
-    hidden = len(detail.steps) - len(shown)
+    rest = Counter(dict(counts))
+    rest.subtract(Counter(s.status for s in shown))
+    left = {status: n for status, n in rest.items() if n > 0}
+    hidden = sum(left.values())
     if hidden:
-        listed = {id(s) for s in shown}
-        counts = Counter(s.status for s in detail.steps if id(s) not in listed)
-        what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        what = ", ".join(f"{n} {status}" for status, n in sorted(left.items()))
         console.print(
             Text(f"... and {hidden} more steps ({what}); all of them: kaon show {detail.id}")
         )
@@ -219,9 +235,11 @@ def metrics_table(console: Console, detail: RunDetail) -> None:
     console.print(table)
     hidden = len(rows) - METRICS_SHOWN
     if hidden > 0:
+        # Of the values read: more than that when the read stopped short of the run's last.
+        more = "more" if detail.metrics_truncated else f"{hidden} more"
         console.print(
             Text(
-                f"... and {hidden} more metric values; all of them: kaon.client "
+                f"... and {more} metric values; all of them: kaon.client "
                 f"run.metrics(), or GET /runs/{detail.id}/metrics",
                 style="dim",
             )

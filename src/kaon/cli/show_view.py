@@ -19,6 +19,7 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from kaon.errors import ConfigurationError
+from kaon.model.status import StepStatus
 from kaon.service.limits import MAX_OFFSET
 
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ TOP_PAGE = 1000
 """Top-level steps the folded view shows when ``--limit`` is not given."""
 METRICS_READ = 1000
 """Metrics read for the folded view (the table shows the last value of each)."""
+REPORT_METRICS = 51
+"""Metric values ``kaon run``'s report reads first: one more than the rows of its table
+(:data:`kaon.cli.render.METRICS_SHOWN`). When they are that many (step, metric) pairs, the
+table is full; else (a metric reported at every epoch) it reads :data:`METRICS_READ`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,21 +84,76 @@ def show(service: KaonService, out: Console, request: ShowRequest) -> None:
 
 def report(service: KaonService, out: Console, run_id: str) -> None:
     """``kaon run``'s end-of-run report: the top level folded (problems, then the slowest;
-    see :func:`kaon.cli.render.run_summary`) and the first failed tasks of every level."""
+    see :func:`kaon.cli.render.run_summary`) and the first failed tasks of every level.
+
+    It reads what it prints: a run of at most :data:`~kaon.cli.render.FOLD_ABOVE` top-level
+    steps whole; a bigger one as the first :data:`~kaon.cli.render.SUMMARY_PROBLEMS` steps
+    that did not go well, the slowest of the others (sorted in the database) and the top
+    level's counts by status, so its cost does not grow with the run."""
     from kaon.cli import render
 
-    page = service.run_page(run_id, limit=TOP_PAGE, metrics_limit=METRICS_READ)
-    render.run_summary(out, page)
-    failed = _failed_inside(service, page, run_id)
+    first = service.run_page(run_id, limit=render.FOLD_ABOVE, metrics_limit=REPORT_METRICS)
+    small = first.steps_total <= render.FOLD_ABOVE
+    if first.metrics_truncated and (small or not _table_full(first)):
+        # Repeated values (epochs), or a small run: the values a table shows as kaon show does.
+        more = service.run_page(run_id, limit=1, metrics_limit=METRICS_READ)
+        first.metrics, first.metrics_truncated = more.metrics, more.metrics_truncated
+    if small:
+        render.run_summary(out, first)
+        failed = _failed_inside(service, first, run_id)
+    else:
+        went_badly = tuple(s.value for s in StepStatus if s.value not in render.WENT_WELL)
+        problems = service.run_page(
+            run_id, statuses=went_badly, limit=render.SUMMARY_PROBLEMS, metrics_limit=0
+        )
+        # Twice as many as shown: a skipped wait step has times but no duration to show.
+        well = service.run_page(
+            run_id,
+            statuses=tuple(sorted(render.WENT_WELL)),
+            sort="duration",
+            descending=True,
+            limit=2 * render.SUMMARY_SLOWEST,
+            metrics_limit=0,
+        )
+        shown = problems.steps + render.slowest(well.steps)
+        render.folded_summary(out, first, shown, first.top_counts)
+        _metrics_note(out, first)
+        failed_here = None  # the failed tasks of the top level, when not all of them are read
+        if problems.steps_total > len(problems.steps):
+            failed_here = service.run_page(
+                run_id, statuses=("failed",), kind="task", limit=1, metrics_limit=0
+            ).steps_total
+        failed = _failed_inside(service, problems, run_id, failed_here)
     if failed is not None and failed.steps:
         render.failed_tasks(out, failed, run_id)
 
 
-def _failed_inside(service: KaonService, page: RunPage, run_id: str) -> RunPage | None:
+def _table_full(page: RunPage) -> bool:
+    """Whether ``page``'s metric values fill the metrics table (more (step, metric) pairs
+    than it shows), so that reading more of them would show no other row."""
+    from kaon.cli.render import METRICS_SHOWN
+
+    return len({(m.path, m.name) for m in page.metrics}) > METRICS_SHOWN
+
+
+def _metrics_note(out: Console, page: RunPage) -> None:
+    """Say that the metrics table holds only the run's first metric values, when it does."""
+    if page.metrics_truncated:
+        out.print(
+            f"(from the run's first {len(page.metrics)} metric values; all of them: "
+            "kaon.client run.metrics(), or GET /runs/RUN/metrics)"
+        )
+
+
+def _failed_inside(
+    service: KaonService, page: RunPage, run_id: str, failed_here: int | None = None
+) -> RunPage | None:
     """The first failed tasks of every level when some failed inside a foreach or loop
-    (more failed tasks than the page of the top level shows), else None."""
+    (more failed tasks than the top level has: ``failed_here``, else those of ``page``),
+    else None."""
     failed_total = page.tasks.get("failed", 0)
-    failed_here = sum(1 for s in page.steps if s.kind == "task" and s.status == "failed")
+    if failed_here is None:
+        failed_here = sum(1 for s in page.steps if s.kind == "task" and s.status == "failed")
     if failed_total <= failed_here:
         return None
     return service.run_page(
@@ -117,11 +177,7 @@ def _folded(service: KaonService, out: Console, request: ShowRequest) -> None:
         _print_json(page)
         return
     render.run_detail(out, page, tracebacks=True, tracebacks_max=FAILED_SHOWN)
-    if page.metrics_truncated:
-        out.print(
-            f"(from the run's first {METRICS_READ} metric values; all of them: "
-            "kaon.client run.metrics(), or GET /runs/RUN/metrics)"
-        )
+    _metrics_note(out, page)
     _steps_footer(out, request, page, offset, size)
     if failed is not None and failed.steps:
         render.failed_tasks(out, failed, request.run_id)

@@ -216,6 +216,8 @@ class KaonService(Protocol):
         metrics_limit: int = 1000,
         statuses: tuple[str, ...] = (),
         kind: str | None = None,
+        sort: str = "index",
+        descending: bool = False,
     ) -> RunPage: ...
 
     def step_detail(self, run_id: str, path: str) -> StepDetail: ...

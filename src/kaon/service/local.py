@@ -641,6 +641,8 @@ class LocalService:
         metrics_limit: int = RUN_METRICS,
         statuses: tuple[str, ...] = (),
         kind: str | None = None,
+        sort: str = "index",
+        descending: bool = False,
     ) -> RunPage:
         """The run with one page of its step runs (see :meth:`RunReads.page`)."""
         return self.reads.page(
@@ -651,6 +653,8 @@ class LocalService:
             metrics_limit=metrics_limit,
             statuses=statuses,
             kind=kind,
+            sort=sort,
+            descending=descending,
         )
 
     def step_detail(self, run_id: str, path: str) -> StepDetail:

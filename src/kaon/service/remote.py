@@ -677,6 +677,8 @@ class RemoteService:
         metrics_limit: int = 1000,
         statuses: tuple[str, ...] = (),
         kind: str | None = None,
+        sort: str = "index",
+        descending: bool = False,
     ) -> RunPage:
         """The run with one page of its step runs (``GET /runs/{id}``)."""
         params: dict[str, Any] = {
@@ -688,6 +690,8 @@ class RemoteService:
         }
         if kind is not None:
             params["kind"] = kind
+        if sort != "index" or descending:  # what a server without them answers too
+            params.update(sort=sort, desc=descending)
         return RunPage.model_validate(
             self._call("GET", f"/runs/{segment(run_id, 'run')}", params=params)
         )

@@ -207,6 +207,10 @@ class RunPage(RunDetail):
     )
     offset: int = 0
     limit: int = MAX_PAGE
+    top_counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="the top level's step runs by status, all of them (whatever the page shows)",
+    )
 
 
 class RunReads:
@@ -265,27 +269,42 @@ class RunReads:
         metrics_limit: int = RUN_METRICS,
         statuses: tuple[str, ...] = (),
         kind: str | None = None,
+        sort: str = "index",
+        descending: bool = False,
     ) -> RunPage:
-        """The run, its task counts, one page of its step runs (each with its attempts, a
-        foreach or loop with its children counted by status) and its first metrics: what
-        ``GET /runs/{id}`` answers, at a cost that follows the page, not the run.
-        ``statuses`` and ``kind`` keep only the step runs in those statuses and of that kind
-        (``kaon show --status failed`` asks for the failed tasks of every level). Raises
-        NotFoundError, and ValueError for a bad status or limit."""
+        """The run, its task counts, the top level's step runs counted by status, one page
+        of its step runs (each with its attempts, a foreach or loop with its children
+        counted by status) and its first metrics: what ``GET /runs/{id}`` answers, at a cost
+        that follows the page, not the run. ``statuses`` and ``kind`` keep only the step
+        runs in those statuses and of that kind (``kaon show --status failed`` asks for the
+        failed tasks of every level); ``sort`` (one of :data:`SORTS`) and ``descending``
+        order a page of the top level (``kaon run``'s report asks for the slowest steps);
+        every level pages in creation order. Raises NotFoundError, and ValueError for a
+        bad status, sort or limit."""
         record = self.store.get_run(run_id)
         wanted = tuple(StepStatus(s) for s in statuses)
         last_event = self.reads.last_event_id(run_id)
         tasks = self._task_counts(run_id, last_event)
+        top = self._top_counts(run_id, last_event)
+        known: int | None = None
         if all_steps:
-            known = None
             if kind == "task" and wanted:  # the counts by status tell the total
                 known = sum(tasks.get(status, 0) for status in wanted)
             found = self.reads.all_levels_page(
                 run_id, limit=limit, offset=offset, statuses=wanted, kind=kind, total=known
             )
         else:
-            query = StepQuery(statuses=wanted, kind=kind, limit=limit, offset=offset)
-            found = self.reads.step_page(run_id, query)
+            query = StepQuery(
+                statuses=wanted,
+                kind=kind,
+                sort=sort,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+            if query.by_status_only:  # the top level's counts tell the total
+                known = sum(top.get(status, 0) for status in wanted or tuple(top))
+            found = self.reads.step_page(run_id, query, total=known)
         rows = found.rows
         attempts: dict[int, list[AttemptRecord]] = {}
         for attempt in self.store.attempts_of(run_id, [row.id for row in rows]):
@@ -300,6 +319,7 @@ class RunReads:
             for row in rows
         ]
         detail.tasks = _plain(tasks)
+        detail.top_counts = _plain(top)
         detail.steps_total, detail.offset, detail.limit = found.total, offset, limit
         metrics = self.metrics(run_id, limit=metrics_limit + 1)
         detail.metrics = metrics[:metrics_limit]
@@ -312,6 +332,15 @@ class RunReads:
         found: dict[StepStatus, int] | None = _fresh(_COUNTS.get(key))
         if found is None:
             found = self.reads.status_counts(run_id, "task")
+            _COUNTS.put(key, (time.monotonic(), found))
+        return dict(found)
+
+    def _top_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
+        """The top level's step runs by status, counted once per state of the run."""
+        key = (self.store.url, run_id, "top", last_event)
+        found: dict[StepStatus, int] | None = _fresh(_COUNTS.get(key))
+        if found is None:
+            found = self.reads.top_counts(run_id)
             _COUNTS.put(key, (time.monotonic(), found))
         return dict(found)
 
@@ -591,6 +620,8 @@ class RunReads:
 
 
 SORTS = tuple(SORT_KEYS)
+SORT_PATTERN = "^(" + "|".join(SORTS) + ")$"
+"""What a ``sort`` query parameter may be (``GET /runs/{id}``, ``GET /runs/{id}/children``)."""
 
 
 def node_view(

@@ -407,6 +407,16 @@ def _children_counts() -> Any:
 
 
 @_builder
+def _top_counts() -> Any:
+    """``:run_id``: counts by status of the top level's step runs."""
+    return (
+        sa.select(_s.status, sa.func.count().label("n"))
+        .where(_s.run_id == _bind("run_id"), _s.parent_id.is_(None))
+        .group_by(_s.status)
+    )
+
+
+@_builder
 def _max_step_run_id() -> Any:
     """``:run_id``."""
     return sa.select(sa.func.max(_s.id).label("n")).where(_s.run_id == _bind("run_id"))
@@ -441,6 +451,9 @@ SORT_KEYS: dict[str, Any] = {
 }
 
 
+_NULLABLE_SORTS = frozenset({"started_at", "ended_at", "duration"})
+
+
 def _page_where(top: bool, filters: tuple[str, ...]) -> list[Any]:
     """``:run_id``, ``:parent_id``, and one parameter per filter of ``filters``:
     ``statuses``, ``kind``, ``step_id``, ``index_from``, ``index_to``, ``pattern`` and
@@ -469,6 +482,10 @@ def _step_page(top: bool, filters: tuple[str, ...], sort: str, descending: bool,
     ``seek``, ``:seek_index`` (the first item index of the page)."""
     order = SORT_KEYS[sort]
     ordering = [order.desc() if descending else order.asc()]
+    if descending and sort in _NULLABLE_SORTS:
+        # Steps not started (or not ended) last, as SQLite orders them: PostgreSQL puts NULL
+        # first in a descending order, so "slowest first" began with the steps that never ran.
+        ordering = [order.desc().nulls_last()]
     if sort != "index" or top:
         ordering.append(_s.id.desc() if descending else _s.id.asc())
     where = _page_where(top, filters)
@@ -1574,6 +1591,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("summary_step_runs",),
         ("frame_counts",),
         ("children_counts",),
+        ("top_counts",),
         ("max_step_run_id",),
         ("max_step_run_ids",),
         ("paths",),
@@ -1635,6 +1653,8 @@ def catalogue_keys() -> Iterator[Key]:
                 yield ("step_page", top, (), "index", descending, False)
                 yield ("step_page", top, ("statuses",), "index", descending, False)
                 yield ("step_page", top, (), "index", descending, True)
+    # kaon run's end-of-run report: the slowest of the top-level steps that went well.
+    yield ("step_page", True, ("statuses",), "duration", True, False)
 
 
 def render_catalogue() -> str:

@@ -159,6 +159,13 @@ class SQLRunReads:
             self.store.require_run(run_id)
         return {StepStatus(row["status"]): int(row["n"]) for row in rows}
 
+    def top_counts(self, run_id: str) -> dict[StepStatus, int]:
+        """How many of the run's top-level step runs are in each status: one ``GROUP BY`` over
+        the top level's range of ``ix_step_runs_parent_index`` (a few rows per step of the
+        graph), not over the run's step runs."""
+        rows = self.store.query(("top_counts",), run_id=run_id)
+        return {StepStatus(row["status"]): int(row["n"]) for row in rows}
+
     def children_counts(
         self, run_id: str, parent_ids: Sequence[int]
     ) -> dict[int, dict[StepStatus, int]]:
