@@ -36,7 +36,8 @@ def split_target(target: str) -> tuple[str, str | None]:
 def load_workflow(target: str) -> WorkflowSpec:
     """The workflow named by ``target`` (``FILE[:WORKFLOW]``), validated.
 
-    Without a name, the file must define exactly one workflow. Raises
+    Without a name, the file must define exactly one workflow (a workflow it imports from
+    another file, to run as a subworkflow, is not counted; see :func:`_own`). Raises
     :class:`DefinitionError` naming the file for a missing or unreadable file, an unknown
     suffix, an unknown workflow name or several workflows and no name (listing them), and
     with every problem of the definition itself.
@@ -64,7 +65,7 @@ def load_workflows(path: str) -> dict[str, WorkflowSpec]:
     (not recursive; names starting with ``_`` or ``test_`` are skipped), by name.
 
     Raises :class:`DefinitionError` with every problem found in any of them, or when two
-    workflows share a name.
+    workflows of two files share a name (one file importing the other's is not two).
     """
     if not os.path.isdir(path):
         return _load_file(path)
@@ -82,7 +83,7 @@ def load_workflows(path: str) -> dict[str, WorkflowSpec]:
             problems.extend(exc.problems)
             continue
         for name, spec in workflows.items():
-            if name in found:
+            if name in found and found[name].location != spec.location:
                 problems.append(Problem(f"a second workflow named {name!r}", spec.location))
             found[name] = spec
     if problems:
@@ -170,7 +171,9 @@ def _specs_of(path: str, module: ModuleType, only: str | None) -> dict[str, Work
         raise DefinitionError(twins)
     if only in workflows:
         workflows = {only: workflows[only]}
-    elif only is not None:  # the others' problems would hide that the name is wrong
+    elif only is None:
+        workflows = _own(path, workflows)
+    else:  # the others' problems would hide that the name is wrong
         listed = ", ".join(sorted(workflows)) or "none"
         raise DefinitionError(
             Problem(f"no workflow {only!r} here (found: {listed})", Location(path))
@@ -185,6 +188,15 @@ def _specs_of(path: str, module: ModuleType, only: str | None) -> dict[str, Work
     if problems:
         raise DefinitionError(problems)
     return specs
+
+
+def _own(path: str, workflows: dict[str, Workflow[...]]) -> dict[str, Workflow[...]]:
+    """The workflows defined in the file at ``path``, leaving out those it imports from
+    another file (``from flows import child`` to embed it with ``kaon.subworkflow``): the
+    file's own are what ``kaon run FILE`` means. A file that defines none (an entry point
+    importing a workflow) keeps the ones it imports."""
+    own = {name: w for name, w in workflows.items() if w.location.file == path}
+    return own or workflows
 
 
 def import_user_file(path: str) -> ModuleType:
