@@ -174,7 +174,7 @@ class CompiledExpression:
                 context = _cel.load().Context(values, {"string": cel_string})
             result = self._analysis.program.execute(context)
         except Exception as error:  # every CEL failure becomes an ExpressionError
-            raise self._error(self._null_read(values) or _describe(error)) from error
+            raise self._error(self._field_read(values) or _describe(error)) from error
         elapsed = time.perf_counter_ns() - started
         if elapsed > GUARD_FACTOR * budget.time_ns:
             from kaon.model.expression_cost import describe_time
@@ -185,10 +185,12 @@ class CompiledExpression:
             )
         return to_plain(result)
 
-    def _null_read(self, values: Mapping[str, Any]) -> str:
-        """``reads a field of steps.x, which is null ...`` when the expression reads a field
-        of a step output that is null (a step that failed, was skipped or returned None):
-        CEL's own message then is about overloads."""
+    def _field_read(self, values: Mapping[str, Any]) -> str:
+        """Why a path the expression reads under ``steps`` cannot be read, when it reads a
+        field of a step output that has none: one that is null (a step that failed, was
+        skipped or returned None), or a single value or a list (``steps.sub.d`` of a
+        subworkflow whose output is its sink's ``6``). CEL's own message is then about
+        overloads (``mixing int with uint or double``) or index types. Empty otherwise."""
         steps = values.get("steps")
         if not isinstance(steps, Mapping) or not self.step_paths:
             return ""
@@ -197,13 +199,18 @@ class CompiledExpression:
             for step, paths in self.step_paths.items()
             if steps.get(step, ...) is None and any(paths)
         )
-        if not nulls:
-            return ""
-        named = ", ".join(f"steps.{step}" for step in nulls)
-        return (
-            f"reads a field of {named}, which is null (a step that failed, was skipped or "
-            "returned None has no output)"
-        )
+        if nulls:
+            named = ", ".join(f"steps.{step}" for step in nulls)
+            return (
+                f"reads a field of {named}, which is null (a step that failed, was skipped or "
+                "returned None has no output)"
+            )
+        for step in sorted(self.step_paths):
+            for path in sorted(self.step_paths[step]):
+                found = _fieldless(steps.get(step, ...), ("steps", step), path)
+                if found:
+                    return found
+        return ""
 
     def estimate(self, variables: Mapping[str, Any], budget: ExpressionBudget) -> Estimate:
         """The worst-case cost of evaluating against ``variables`` (see :meth:`evaluate`).
@@ -672,6 +679,38 @@ def _one_line(detail: str) -> str:
     follow), with ``<input>:1:4`` said as ``at line 1, column 4``."""
     first = detail.splitlines()[0] if detail else detail
     return _PARSER_WHERE.sub(lambda m: f"at line {m[1]}, column {m[2]}: ", first)
+
+
+def _fieldless(value: Any, reached: tuple[str, ...], path: tuple[str, ...]) -> str:
+    """``reads steps.t.d, but steps.t is an int (6), which has no field 'd'`` when walking
+    ``path`` from ``value`` meets a single value or a list before its last field; empty
+    when the path can be walked, or stops at a missing key (CEL names it) or at a value of
+    another kind."""
+    for position, key in enumerate(path):
+        if isinstance(value, Mapping):
+            if key not in value:
+                return ""
+            value = value[key]
+            continue
+        if isinstance(value, bool):
+            kind = "a bool"
+        elif isinstance(value, int):
+            kind = "an int"
+        elif isinstance(value, float):
+            kind = "a float"
+        elif isinstance(value, str):
+            kind = "a str"
+        elif isinstance(value, list | tuple):
+            kind = f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
+        else:
+            return ""
+        shown = repr(to_plain(value))
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        full = ".".join((*reached, *path))
+        here = ".".join((*reached, *path[:position]))
+        return f"reads {full}, but {here} is {kind} ({shown}), which has no field {key!r}"
+    return ""
 
 
 def _describe(error: Exception) -> str:
