@@ -16,7 +16,7 @@ from kaon.engine.nodes import (
     Node,
 )
 from kaon.engine.spool import LazyItems
-from kaon.errors import KaonError
+from kaon.errors import KaonError, ParameterError, Problem
 from kaon.model.events import AttemptKey, ErrorInfo
 from kaon.model.params import bind_params
 from kaon.model.specs import (
@@ -72,6 +72,25 @@ def _not_a_list(path: str, value: Any) -> str:
         )
     shown = " ".join(repr(value).split())
     return f"foreach {path}: items must be a list, got {kind}: {shown:.80}"
+
+
+def _at_sub_inputs(error: ParameterError, path: str, spec: SubworkflowSpec) -> ParameterError:
+    """``error`` of binding a subworkflow's parameters, each problem moved from the child's
+    ``params.<name>`` (a field no file holds) to the step's input that gave the value, at
+    the step's file and line, naming the step and the child workflow."""
+    child = spec.spec.name if spec.spec is not None else spec.workflow
+    problems: list[Problem] = []
+    for problem in error.problems:
+        field = problem.location.field or ""
+        name = field.removeprefix("params.") if field.startswith("params.") else ""
+        message = problem.message
+        if name and message.startswith(f"parameter {name!r} "):
+            message = f"parameter {name!r} of {child!r} " + message[len(f"parameter {name!r} ") :]
+        else:
+            message = f"{message} (workflow {child!r})"
+        where = spec.location.with_field(f"inputs.{name}" if name in spec.inputs else "inputs")
+        problems.append(Problem(f"subworkflow {path!r}: {message}", where))
+    return ParameterError(problems)
 
 
 class ContainerSteps(RunCore):
@@ -268,7 +287,10 @@ class ContainerSteps(RunCore):
             )
             for name, source in spec.inputs.items()
         }
-        params = bind_params(sub, values)
+        try:
+            params = bind_params(sub, values)
+        except ParameterError as exc:
+            raise _at_sub_inputs(exc, node.path, spec) from None
         existing = self._children_rows(node)
         self._run_container(node)
         frame = self._new_frame(
