@@ -8,6 +8,7 @@ commands instead (see :class:`~kaon.engine.engine.Engine`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import time
 import uuid
@@ -487,6 +488,13 @@ def skip_step(
     store.write(batch)
 
 
+def step_suggestion(step_id: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'total'?)"`` for a mistyped step id close to one of ``known``;
+    empty when none is close."""
+    close = difflib.get_close_matches(step_id, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _new_row_for_path(
     store: StateStore,
     spec: WorkflowSpec,
@@ -497,9 +505,11 @@ def _new_row_for_path(
     """A row for a step that never started (only possible at the top level)."""
     if len(parts) != 1 or parts[0][1] is not None:
         raise NotFoundError(f"run {run_id} has no step run at {path!r}")
-    step = spec.graph.by_id().get(parts[0][0])
+    steps = spec.graph.by_id()
+    step = steps.get(parts[0][0])
     if step is None:
-        raise NotFoundError(f"workflow {spec.name} has no step {parts[0][0]!r}")
+        hint = step_suggestion(parts[0][0], steps)
+        raise NotFoundError(f"workflow {spec.name} has no step {parts[0][0]!r}{hint}")
     return StepRunRecord(
         run_id=run_id,
         id=store.max_step_run_id(run_id) + 1,

@@ -8,7 +8,7 @@ one inside a foreach item or loop iteration that has not started yet, cannot be 
 
 from __future__ import annotations
 
-from kaon.engine.operations import not_a_step, parse_path, run_spec
+from kaon.engine.operations import not_a_step, parse_path, run_spec, step_suggestion
 from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.specs import ForeachSpec, GraphSpec, LoopSpec, body_of
 from kaon.model.status import StepStatus
@@ -27,10 +27,14 @@ def check_step_target(
     shown = ""
     frames: list[str] = []  # the paths of the rows that must exist before the step's can
     for position, (step_id, index) in enumerate(parts):
-        step = graph.by_id().get(step_id) if graph is not None else None
+        steps = graph.by_id() if graph is not None else {}
+        step = steps.get(step_id)
         where = f"inside {shown}" if shown else "at the top level"
         if step is None:
-            raise NotFoundError(f"run {record.id} has no step {path!r}: no {step_id!r} {where}")
+            hint = step_suggestion(step_id, steps)
+            raise NotFoundError(
+                f"run {record.id} has no step {path!r}: no {step_id!r} {where}{hint}"
+            )
         shown = f"{shown}.{step_id}" if shown else step_id
         repeated = isinstance(step, ForeachSpec | LoopSpec)
         if index is not None and not repeated:
