@@ -23,20 +23,22 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
+
+from psycopg.adapt import PyFormat
 
 MISMATCH = "kaon-mismatch:"  # the failed cast's text: the rows the update matched follow
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 
 
-@dataclass(frozen=True, slots=True)
-class PgStatement:
-    """A statement ready for libpq: the name it is prepared under, its text, and the plan
-    row's key bound to each ``$n``."""
+class PgStatement(NamedTuple):
+    """A statement ready for libpq: the name it is prepared under, its text, the plan row's
+    key bound to each ``$n``, and the format each is sent in (text)."""
 
     name: bytes
     query: bytes
     params: tuple[str, ...]
+    formats: tuple[PyFormat, ...]
 
 
 _cache: dict[tuple[str, bool], PgStatement] = {}
@@ -69,6 +71,7 @@ def pg_statement(sql: str, checked: bool) -> PgStatement:
     with _lock:  # names are unique per process, whichever thread makes a statement first
         found = _cache.get(key)
         if found is None:
-            found = PgStatement(f"kaon_w{len(_cache)}".encode(), query.encode(), tuple(names))
+            name = f"kaon_w{len(_cache)}".encode()
+            found = PgStatement(name, query.encode(), tuple(names), (PyFormat.TEXT,) * len(names))
             _cache[key] = found
     return found

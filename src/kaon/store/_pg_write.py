@@ -27,13 +27,13 @@ statements again.
 The statements go to libpq directly (psycopg's ``PGconn``), not through psycopg cursors: a
 cursor in pipeline mode flushes the socket and polls it after every statement, which cost
 more client and server CPU than the statements themselves. Parameters are encoded by
-psycopg's adapters (the connection's, so its JSON settings apply) in text format; the server
-infers their types from the SQL (which casts where the column does not tell).
+psycopg's adapters in text format (a JSON document arrives as its text, encoded by the
+plan: :func:`kaon.store._queries.compiled_for`); the server infers their types from the SQL
+(which casts where the column does not tell).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import select
 from collections.abc import Sequence
@@ -43,10 +43,9 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import psycopg
+from psycopg import abc, pq
 from psycopg import errors as pg_errors
-from psycopg import pq
-from psycopg.adapt import PyFormat, Transformer
-from psycopg.types.json import set_json_dumps
+from psycopg.adapt import Transformer
 
 from kaon.errors import StoreError
 from kaon.store._pg_statements import MISMATCH, pg_statement
@@ -61,9 +60,6 @@ _USABLE = (
     pq.TransactionStatus.INTRANS,
     pq.TransactionStatus.INERROR,
 )
-# The store's JSON serializer (standard JSON: no NaN) with its encoder made once, instead of
-# once per value as ``json.dumps(value, allow_nan=False)`` does: the same text, faster.
-_encode_json = json.JSONEncoder(allow_nan=False).encode
 ANALYZE_FIRST = 256  # a connection's writes before it first analyzes step_runs
 ANALYZE_MOST = 65_536  # the most writes between two of its analyses
 # One implicit transaction: it waits briefly for the table's lock (another ANALYZE, a VACUUM)
@@ -75,8 +71,11 @@ _ANALYZE = b"SET LOCAL lock_timeout = '200ms'; SET LOCAL statement_timeout = '2s
 
 @dataclass(slots=True)
 class _Session:
-    """What the store knows of one connection's server session."""
+    """What the store knows of one connection's server session, and the encoder of its
+    parameters (psycopg's adapters, looked up once per value type and kept: a connection
+    writes from one thread at a time)."""
 
+    transformer: abc.Transformer
     prepared: set[bytes] = field(default_factory=set)  # the statements it holds, by name
     writes: int = 0
     analyze_at: int = ANALYZE_FIRST  # the write after which it analyzes step_runs
@@ -111,13 +110,12 @@ def write(connection: Any, plan: Sequence[_Step]) -> list[int]:
         connection.rollback()
     session = _sessions.get(connection)
     if session is None:
-        session = _sessions[connection] = _Session()
-        set_json_dumps(_encode_json, connection)
+        session = _sessions[connection] = _Session(Transformer.from_context(connection))
     try:
-        counts = _round_trip(connection, plan, session.prepared, lost_is_error=False)
+        counts = _round_trip(connection, plan, session, lost_is_error=False)
     except _StatementsLost:  # the batch was rolled back: prepare everything and run it again
         session.prepared.clear()
-        counts = _round_trip(connection, plan, session.prepared, lost_is_error=True)
+        counts = _round_trip(connection, plan, session, lost_is_error=True)
     if session.analysis_due():
         _analyze(pgconn)
     return counts
@@ -144,27 +142,26 @@ class _StatementsLost(Exception):
 
 
 def _round_trip(
-    connection: Any, plan: Sequence[_Step], prepared: set[bytes], *, lost_is_error: bool
+    connection: Any, plan: Sequence[_Step], session: _Session, *, lost_is_error: bool
 ) -> list[int]:
     """Send the whole plan and its ``Sync``, wait once, and return :func:`write`'s counts."""
     pgconn = connection.pgconn
-    transformer = Transformer.from_context(connection)
+    dump, prepared = session.transformer.dump_sequence, session.prepared
+    send_prepare, send_prepared = pgconn.send_prepare, pgconn.send_query_prepared
     commands: list[tuple[int, bytes | None]] = []  # (plan step, the name it prepares)
     sends: list[tuple[Any, bytes, Any]] = []  # (libpq's send function, name, argument)
     preparing: set[bytes] = set()
     for index, (table, sql, rows, expected) in enumerate(plan):
-        statement = pg_statement(sql, bool(expected))
-        if statement.name not in prepared and statement.name not in preparing:
-            preparing.add(statement.name)
-            sends.append((pgconn.send_prepare, statement.name, statement.query))
-            commands.append((index, statement.name))
-        formats = [PyFormat.TEXT] * len(statement.params)
+        name, query, params, formats = pg_statement(sql, bool(expected))
+        if name not in prepared and name not in preparing:
+            preparing.add(name)
+            sends.append((send_prepare, name, query))
+            commands.append((index, name))
         try:
             for row in rows:
-                values = transformer.dump_sequence([row[p] for p in statement.params], formats)
-                sends.append((pgconn.send_query_prepared, statement.name, values))
+                sends.append((send_prepared, name, dump([row[p] for p in params], formats)))
                 commands.append((index, None))
-        except (TypeError, ValueError) as error:  # JSON is encoded here, before any sending
+        except (TypeError, ValueError) as error:  # before anything is sent
             raise StoreError(
                 f"cannot store a row of table {table}; nothing in the batch was written: {error}"
             ) from error

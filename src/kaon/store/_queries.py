@@ -29,6 +29,7 @@ from kaon.store import schema_pools as p
 from kaon.store import schema_registry as reg
 from kaon.store import schema_triggers as tt
 from kaon.store._lite import IDEMPOTENT, REPLACED, Key, Statement
+from kaon.store._rows import json_text
 from kaon.store.base import LOCAL_ORIGIN
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
@@ -1557,11 +1558,19 @@ def compiled_for(
     stmt: Any, dialect: sa.Dialect
 ) -> tuple[str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
     """The SQL of ``stmt`` for ``dialect``'s driver (run with ``executemany``), and the bind
-    processors (JSON encoding) of its parameters."""
+    processors (JSON encoding) of its parameters.
+
+    A JSON document is encoded once, to its text, by :func:`~kaon.store._rows.json_text` (as
+    on SQLite), not by SQLAlchemy's JSON processor, which wraps it in a psycopg ``Json`` for
+    psycopg to encode (two layers per value, and the same text: standard JSON, no NaN). Its
+    parameter is cast to ``json``/``jsonb`` in the SQL, so the server reads the text as one."""
     compiled = stmt.compile(dialect=dialect, for_executemany=True)
     assert isinstance(compiled, SQLCompiler)
-    processors = []
+    processors: list[tuple[str, Callable[[Any], Any]]] = []
     for name, bind in compiled.binds.items():
+        if isinstance(bind.type, t.JsonType):
+            processors.append((name, json_text))
+            continue
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors.append((name, process))

@@ -22,7 +22,7 @@ from kaon.store._lite import VERSION_TABLE as VERSION_TABLE
 metadata = sa.MetaData()
 
 
-class _Json(sa.types.TypeDecorator[Any]):
+class JsonType(sa.types.TypeDecorator[Any]):
     """JSON documents, JSONB on PostgreSQL; SQL NULL for Python None.
 
     A type decorator rather than ``JSON().with_variant(JSONB(), "postgresql")`` so that the
@@ -40,7 +40,7 @@ class _Json(sa.types.TypeDecorator[Any]):
         return dialect.type_descriptor(sa.JSON(none_as_null=True))
 
 
-class _JsonValue(_Json):
+class _JsonValue(JsonType):
     """A user's value (run parameters, step outputs, a workflow's constants): JSON, ``json``
     on PostgreSQL, which keeps the document's text as written, as SQLite does. ``jsonb``
     keeps keys in its own order (shorter keys first), so a step iterating a mapping
@@ -58,7 +58,7 @@ class _JsonValue(_Json):
 
 
 # JSON documents; SQL NULL for Python None.
-Json = _Json()
+Json = JsonType()
 # A user's value, its key order kept on every backend (see _JsonValue).
 JsonValue = _JsonValue()
 # Autoincrement ids: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.

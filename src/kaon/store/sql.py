@@ -574,7 +574,8 @@ class SQLStore(StateStore):
                 if sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
                 yield cursor
-                connection.commit()
+                if sqlite:  # PostgreSQL's batch was committed by its pipeline's Sync
+                    connection.commit()
             except BaseException as error:
                 with suppress(Exception):  # keep the original error, not a failed rollback
                     connection.rollback()
