@@ -533,6 +533,23 @@ class StoreContract:
             [],
         )
 
+    def test_times_read_back_exactly_whether_given_as_float_or_int(self, store: StateStore) -> None:
+        """A time (a double) reads back bit for bit: PostgreSQL's write path sends doubles in
+        binary, an int made a float first (never an integer's bytes read as a double)."""
+        write_run(store)
+        at = 1796508214.5924401  # 17 significant digits
+        batch = WriteBatch()
+        batch.insert_step_run(step_record("r1", 1, created_at=7, started_at=at))
+        batch.events.append(EventRecord("r1", "x", at, step_run_id=1))
+        batch.events.append(EventRecord("r1", "y", 3))
+        store.write(batch)
+        batch = WriteBatch()
+        batch.update_step_run("r1", 1, ended_at=5, status=StepStatus.SUCCEEDED)
+        store.write(batch)
+        step = store.get_step_run("r1", "s1")
+        assert (step.created_at, step.started_at, step.ended_at) == (7.0, at, 5.0)
+        assert [(e.kind, e.at) for e in store.events()] == [("x", at), ("y", 3.0)]
+
     # -- queries ---------------------------------------------------------------------------
 
     def test_list_runs_order_filters_and_pages(self, store: StateStore) -> None:
@@ -1131,6 +1148,49 @@ class TestPostgresStore(PersistentStoreContract):
     @pytest.fixture
     def store_url(self, pg_url: str) -> str:
         return pg_url
+
+    def test_a_batch_draws_its_feed_ids_under_the_feed_lock(self, store_url: str) -> None:
+        """The batch's first feed row takes the feed lock (kaon.store.feed) before any of its
+        rows draws an id: while another transaction holds the lock, the batch waits, and the
+        ids of its events and signals come after the ones that transaction drew."""
+        import psycopg
+
+        from kaon.store.feed import FEED_LOCK_SQL
+
+        dsn = store_url.replace("postgresql+psycopg://", "postgresql://")
+        with store_and_connections(store_url) as (store, _connections):
+            write_run(store)
+            batch = WriteBatch()
+            batch.update_run("r1", status=RunStatus.RUNNING)
+            batch.events.append(EventRecord("r1", "a", 1.0))
+            batch.events.append(EventRecord("r1", "b", 1.0))
+            batch.signals.append(SignalRecord("s", {}, 1.0))
+            errors: list[BaseException] = []
+
+            def write() -> None:
+                try:
+                    store.write(batch)
+                except BaseException as error:  # reported by the test's thread
+                    errors.append(error)
+
+            writer = threading.Thread(target=write)
+            with psycopg.connect(dsn) as holder:
+                holder.execute(FEED_LOCK_SQL)
+                writer.start()
+                writer.join(0.5)
+                assert writer.is_alive(), "the batch did not wait for the feed lock"
+                row = holder.execute(
+                    "SELECT nextval('events_id_seq'), nextval('signals_id_seq')"
+                ).fetchone()
+                assert row is not None
+                holder.commit()
+            writer.join(30)
+            assert not writer.is_alive() and not errors, errors
+            event_ids = [e.id or 0 for e in store.events()]
+            signal_ids = [s.id or 0 for s in store.signals()]
+            assert len(event_ids) == 2 and min(event_ids) > row[0], (event_ids, row)
+            assert len(signal_ids) == 1 and signal_ids[0] > row[1], (signal_ids, row)
+            assert store.get_run("r1").status is RunStatus.RUNNING
 
     def test_a_turn_is_one_round_trip_commit_included(self, store_url: str, tmp_path: Path) -> None:
         """A chain turn's batch (fence, inserts, checked updates, feed lock, events) and its

@@ -95,7 +95,7 @@ from kaon.store.base import (
     StepRunRecord,
     WriteBatch,
 )
-from kaon.store.feed import FEED_LOCK_SQL, lock_feed
+from kaon.store.feed import lock_feed, locking_insert
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -636,10 +636,9 @@ class SQLStore(StateStore):
             release_sql = self._compiled_key(("release_hold",)).sql
             rows = [{"h_run": r, "h_path": s, "h_attempt": a} for r, s, a in batch.holds_released]
             plan.append(("holds", release_sql, rows, 0))
-        # The feed tables come last, after the feed lock: ids in commit order (kaon.store.feed).
+        # The feed tables come last, under the feed lock: ids in commit order (kaon.store.feed).
         if batch.events or batch.signals:
-            if self._dialect != "sqlite":
-                plan.append(("feed lock", FEED_LOCK_SQL, [{}], 0))
+            first = len(plan)
             self._plan_inserts(
                 plan,
                 (
@@ -647,6 +646,11 @@ class SQLStore(StateStore):
                     ("signals", batch.signals, SIGNAL_FIELDS),
                 ),
             )
+            if self._dialect != "sqlite":  # the first feed row's insert takes the lock
+                table, sql, rows, _expected = plan[first]
+                plan[first] = (table, locking_insert(sql), rows[:1], 0)
+                if len(rows) > 1:
+                    plan.insert(first + 1, (table, sql, rows[1:], 0))
         return plan
 
     def _plan_inserts(
