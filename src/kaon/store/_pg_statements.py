@@ -33,12 +33,15 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 
 class PgStatement(NamedTuple):
     """A statement ready for libpq: the name it is prepared under, its text, the plan row's
-    key bound to each ``$n``, and the format each is sent in (text)."""
+    key bound to each ``$n``, the format psycopg encodes each in, and the formats libpq is
+    told (None: all text). A ``$n::FLOAT8`` (a double, see
+    :func:`kaon.store._queries.compiled_for`) is sent in binary, the rest as text."""
 
     name: bytes
     query: bytes
     params: tuple[str, ...]
     formats: tuple[PyFormat, ...]
+    wire: tuple[int, ...] | None
 
 
 _cache: dict[tuple[str, bool], PgStatement] = {}
@@ -72,6 +75,9 @@ def pg_statement(sql: str, checked: bool) -> PgStatement:
         found = _cache.get(key)
         if found is None:
             name = f"kaon_w{len(_cache)}".encode()
-            found = PgStatement(name, query.encode(), tuple(names), (PyFormat.TEXT,) * len(names))
+            binary = [f"${n}::FLOAT8" in query for n in range(1, len(names) + 1)]
+            formats = tuple(PyFormat.BINARY if b else PyFormat.TEXT for b in binary)
+            wire = tuple(int(b) for b in binary) if any(binary) else None
+            found = PgStatement(name, query.encode(), tuple(names), formats, wire)
             _cache[key] = found
     return found

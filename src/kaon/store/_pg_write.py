@@ -27,9 +27,9 @@ statements again.
 The statements go to libpq directly (psycopg's ``PGconn``), not through psycopg cursors: a
 cursor in pipeline mode flushes the socket and polls it after every statement, which cost
 more client and server CPU than the statements themselves. Parameters are encoded by
-psycopg's adapters in text format (a JSON document arrives as its text, encoded by the
-plan: :func:`kaon.store._queries.compiled_for`); the server infers their types from the SQL
-(which casts where the column does not tell).
+psycopg's adapters in text format (a JSON document arrives as its text, encoded by the plan:
+:func:`kaon.store._queries.compiled_for`), doubles in binary; the server infers their types
+from the SQL (which casts where the column does not tell).
 """
 
 from __future__ import annotations
@@ -149,17 +149,18 @@ def _round_trip(
     dump, prepared = session.transformer.dump_sequence, session.prepared
     send_prepare, send_prepared = pgconn.send_prepare, pgconn.send_query_prepared
     commands: list[tuple[int, bytes | None]] = []  # (plan step, the name it prepares)
-    sends: list[tuple[Any, bytes, Any]] = []  # (libpq's send function, name, argument)
+    sends: list[tuple[Any, bytes, Any, Any]] = []  # (libpq's send function, its arguments)
     preparing: set[bytes] = set()
     for index, (table, sql, rows, expected) in enumerate(plan):
-        name, query, params, formats = pg_statement(sql, bool(expected))
+        name, query, params, formats, wire = pg_statement(sql, bool(expected))
         if name not in prepared and name not in preparing:
             preparing.add(name)
-            sends.append((send_prepare, name, query))
+            sends.append((send_prepare, name, query, None))
             commands.append((index, name))
         try:
             for row in rows:
-                sends.append((send_prepared, name, dump([row[p] for p in params], formats)))
+                values = dump([row[p] for p in params], formats)
+                sends.append((send_prepared, name, values, wire))
                 commands.append((index, None))
         except (TypeError, ValueError) as error:  # before anything is sent
             raise StoreError(
@@ -167,8 +168,8 @@ def _round_trip(
             ) from error
     pgconn.enter_pipeline_mode()
     try:
-        for send, name, argument in sends:
-            send(name, argument)
+        for send, name, argument, formats in sends:
+            send(name, argument, formats)
         pgconn.pipeline_sync()
         results = _communicate(pgconn)
     except BaseException:

@@ -15,6 +15,7 @@ escaped by the caller (:func:`kaon.store._lite.like_pattern`; a text filter's tw
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from itertools import product
 from typing import Any
@@ -1563,18 +1564,33 @@ def compiled_for(
     A JSON document is encoded once, to its text, by :func:`~kaon.store._rows.json_text` (as
     on SQLite), not by SQLAlchemy's JSON processor, which wraps it in a psycopg ``Json`` for
     psycopg to encode (two layers per value, and the same text: standard JSON, no NaN). Its
-    parameter is cast to ``json``/``jsonb`` in the SQL, so the server reads the text as one."""
+    parameter is cast to ``json``/``jsonb`` in the SQL, so the server reads the text as one.
+
+    On PostgreSQL a double (a time, mostly) is cast to ``FLOAT8`` in the SQL and made a
+    ``float``, for :mod:`kaon.store._pg_write` to send in binary: its 8 bytes, where the
+    shortest text that reads back the same (``repr``) cost more than the rest of its row."""
     compiled = stmt.compile(dialect=dialect, for_executemany=True)
     assert isinstance(compiled, SQLCompiler)
+    sql = compiled.string
     processors: list[tuple[str, Callable[[Any], Any]]] = []
     for name, bind in compiled.binds.items():
         if isinstance(bind.type, t.JsonType):
             processors.append((name, json_text))
             continue
+        if dialect.name == "postgresql" and isinstance(bind.type, sa.Float):
+            sql = re.sub(rf"%\({name}\)s(?!::)", f"%({name})s::FLOAT8", sql)
+            processors.append((name, _double))
+            continue
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors.append((name, process))
-    return compiled.string, tuple(processors)
+    return sql, tuple(processors)
+
+
+def _double(value: Any) -> float | None:
+    """A double parameter's value as a ``float`` (its binary form is a float's): ``None``
+    stays NULL; anything else not a number raises TypeError or ValueError."""
+    return None if value is None else float(value)
 
 
 def _returns_rows(stmt: Any) -> bool:
