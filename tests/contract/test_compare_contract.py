@@ -1,5 +1,5 @@
 """``compare`` computed in the database answers what reading every row of the runs answered
-(kaon.service._compare.compare_in_memory), on every SQL backend: nested foreach items, a
+(tests/contract/_compare_reference.py), on every SQL backend: nested foreach items, a
 loop's iterations, a failed item, items only one run has, cached steps' reused values."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _compare_reference import compare_in_memory  # what compare did before
 
 import kaon
 from kaon.service import LocalService, Settings
@@ -66,8 +67,6 @@ def _run(service: LocalService, **params: object) -> str:
 
 
 def _in_memory(service: LocalService, ids: list[str], limit: int) -> CompareView:
-    from kaon.service._compare import compare_in_memory  # what compare did before
-
     view = compare(service.store, ids, limit=limit)
     old = CompareView(runs=view.runs, params=view.params)
     compare_in_memory(service.store, ids, limit, old)
