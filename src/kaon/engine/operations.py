@@ -8,7 +8,6 @@ commands instead (see :class:`~kaon.engine.engine.Engine`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import time
 import uuid
@@ -42,6 +41,7 @@ from kaon.model.status import (
     check_run_transition,
 )
 from kaon.model.tenancy import DEFAULT_POOL, pools_named
+from kaon.model.text import did_you_mean
 from kaon.model.values import RETURN, Literal, encode_outputs
 from kaon.store.base import (
     DELETING_OWNER,
@@ -488,13 +488,6 @@ def skip_step(
     store.write(batch)
 
 
-def step_suggestion(step_id: str, known: Iterable[str]) -> str:
-    """``" (did you mean 'total'?)"`` for a mistyped step id close to one of ``known``;
-    empty when none is close."""
-    close = difflib.get_close_matches(step_id, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _new_row_for_path(
     store: StateStore,
     spec: WorkflowSpec,
@@ -508,7 +501,7 @@ def _new_row_for_path(
     steps = spec.graph.by_id()
     step = steps.get(parts[0][0])
     if step is None:
-        hint = step_suggestion(parts[0][0], steps)
+        hint = did_you_mean(parts[0][0], steps)
         raise NotFoundError(f"workflow {spec.name} has no step {parts[0][0]!r}{hint}")
     return StepRunRecord(
         run_id=run_id,

@@ -8,10 +8,11 @@ one inside a foreach item or loop iteration that has not started yet, cannot be 
 
 from __future__ import annotations
 
-from kaon.engine.operations import not_a_step, parse_path, run_spec, step_suggestion
+from kaon.engine.operations import not_a_step, parse_path, run_spec
 from kaon.errors import InvalidActionError, NotFoundError
 from kaon.model.specs import ForeachSpec, GraphSpec, LoopSpec, body_of
 from kaon.model.status import StepStatus
+from kaon.model.text import did_you_mean
 from kaon.store.base import RunRecord, StateStore, StepRunRecord
 
 
@@ -31,7 +32,7 @@ def check_step_target(
         step = steps.get(step_id)
         where = f"inside {shown}" if shown else "at the top level"
         if step is None:
-            hint = step_suggestion(step_id, steps)
+            hint = did_you_mean(step_id, steps)
             raise NotFoundError(
                 f"run {record.id} has no step {path!r}: no {step_id!r} {where}{hint}"
             )

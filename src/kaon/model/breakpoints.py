@@ -15,7 +15,6 @@ on. The engine records a paused step with status
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from kaon.model.specs import (
     WorkflowSpec,
     body_of,
 )
+from kaon.model.text import did_you_mean
 
 BREAKPOINTS_LABEL = "kaon.breakpoints"
 BREAK_BEFORE = "breakpoint"  # the reason of a step paused before it starts
@@ -163,7 +163,7 @@ def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
     --force``) are checked by it."""
     if "." not in name and "[" not in name:
         known = set(_step_ids(spec.graph))
-        return None if name in known else f"no step {name!r}{_suggestion(name, known)}"
+        return None if name in known else f"no step {name!r}{did_you_mean(name, known)}"
     graph: GraphSpec | None = spec.graph
     parts = name.split(".")
     for number, part in enumerate(parts):
@@ -175,7 +175,7 @@ def unreachable_step(spec: WorkflowSpec, name: str) -> str | None:
         if step is None:
             where = ".".join(parts[:number]) or "the top level"
             here = set(graph.by_id()) if graph is not None else set()
-            return f"no step {step_id!r} in {where}{_suggestion(step_id, here)}"
+            return f"no step {step_id!r} in {where}{did_you_mean(step_id, here)}"
         if index is not None:
             if not isinstance(step, ForeachSpec | LoopSpec):
                 return f"{step_id!r} is a {step.kind} step: only a foreach or a loop takes an index"
@@ -248,11 +248,6 @@ def _steps_with_id(graph: GraphSpec, step_id: str) -> Iterable[StepSpec]:
         inside = body_of(step)
         if inside is not None:
             yield from _steps_with_id(inside, step_id)
-
-
-def _suggestion(name: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _step_ids(graph: GraphSpec) -> Iterable[str]:

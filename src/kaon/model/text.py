@@ -9,7 +9,9 @@ whole. These helpers turn any of it into text that can be.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 MAX_MESSAGE_CHARS = 20_000
 """The longest error message or traceback kept: longer ones keep their head and tail."""
@@ -63,3 +65,10 @@ def holds_nul(value: object) -> bool:
     if isinstance(value, list | tuple):
         return any(holds_nul(v) for v in value)
     return False
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'total'?)"`` for a mistyped ``name`` close to one of ``known`` (a
+    step id, a step name); empty when none is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
