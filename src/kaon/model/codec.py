@@ -83,7 +83,7 @@ class _Encoder:
             "name": spec.name,
             "params": [self.param(p) for p in spec.params],
             "defaults": self.defaults(spec.defaults, where.with_field("defaults")),
-            "timeout_s": _float(spec.timeout_s, where.with_field("timeout_s")),
+            "timeout_s": _float(spec.timeout_s, where, "timeout_s"),
             "graph": self.graph(spec.graph),
         }
         if spec.priority:  # absent when 0: older definitions keep their hash
@@ -107,20 +107,20 @@ class _Encoder:
         if param.nullable:  # written only when set: earlier definitions keep their hashes
             data["nullable"] = True
         if param.choices:
-            where = param.location.with_field(f"params.{param.name}.choices")
-            data["choices"] = _json_value(list(param.choices), where)
+            where = f"params.{param.name}.choices"
+            data["choices"] = _json_value(list(param.choices), param.location, where)
         if isinstance(param.default, Expr):
             data["default_expr"] = param.default.source
         elif param.default is not NO_DEFAULT:
-            where = param.location.with_field(f"params.{param.name}.default")
-            data["default"] = _json_value(param.default, where)
+            where = f"params.{param.name}.default"
+            data["default"] = _json_value(param.default, param.location, where)
         self._meta(data, param.description, param.location)
         return data
 
     def defaults(self, defaults: StepDefaults, where: Location) -> dict[str, Any]:
         data: dict[str, Any] = {
             "retry": _retry(defaults.retry, where.with_field("retry")),
-            "timeout_s": _float(defaults.timeout_s, where.with_field("timeout_s")),
+            "timeout_s": _float(defaults.timeout_s, where, "timeout_s"),
             "on_failure": defaults.on_failure.value,
             "cache": defaults.cache,
         }
@@ -138,13 +138,12 @@ class _Encoder:
             "id": step.id,
             "needs": list(step.needs),
             "inputs": {
-                name: _input(value, where.with_field(f"inputs.{name}"))
-                for name, value in step.inputs.items()
+                name: _input(value, where, f"inputs.{name}") for name, value in step.inputs.items()
             },
             "when": step.when,
             "trigger_rule": step.trigger_rule.value,
             "retry": None if step.retry is None else _retry(step.retry, where.with_field("retry")),
-            "timeout_s": _float(step.timeout_s, where.with_field("timeout_s")),
+            "timeout_s": _float(step.timeout_s, where, "timeout_s"),
             "on_failure": None if step.on_failure is None else step.on_failure.value,
             "cache": step.cache,
             "cache_version": step.cache_version,
@@ -166,17 +165,17 @@ class _Encoder:
     def _kind_fields(self, step: StepSpec) -> dict[str, Any]:
         where = step.location
         if isinstance(step, TaskSpec):
-            config = _json_value(dict(step.config), where.with_field("config"))
+            config = _json_value(dict(step.config), where, "config")
             return {"step_type": step.step_type, "config": config}
         if isinstance(step, ForeachSpec):
             data: dict[str, Any] = {
-                "items": _input(step.items, where.with_field("items")),
+                "items": _input(step.items, where, "items"),
                 "body": self.graph(step.body),
                 "concurrency": step.concurrency,
                 "item_name": step.item_name,
             }
             if step.min_success is not None:  # only when set: earlier hashes are kept
-                data["min_success"] = _float(step.min_success, where.with_field("min_success"))
+                data["min_success"] = _float(step.min_success, where, "min_success")
             return data
         if isinstance(step, LoopSpec):
             return {
@@ -193,6 +192,9 @@ class _Encoder:
 
 
 def _kind(step: StepSpec) -> str:
+    kind = _KIND_OF.get(type(step))  # the common case: one of the classes itself
+    if kind is not None:
+        return kind
     for cls, kind in _KINDS:
         if isinstance(step, cls):
             return kind
@@ -208,13 +210,19 @@ _KINDS: Final[tuple[tuple[type[StepSpec], str], ...]] = (
     (SubworkflowSpec, "subworkflow"),
     (WaitSpec, "wait"),
 )
+_KIND_OF: Final[dict[type, str]] = dict(_KINDS)
+
+# Where a value is: a location and the field inside it. The field is joined to the location
+# (Location.with_field) only for an error: encoding a definition of thousands of steps makes
+# none.
 
 
-def _input(value: InputSpec, where: Location) -> dict[str, Any]:
+def _input(value: InputSpec, location: Location, field: str) -> dict[str, Any]:
     if isinstance(value, Expr):
         return {"expr": value.source}
     if isinstance(value, Const):
-        return {"const": _json_value(value.value, where)}
+        return {"const": _json_value(value.value, location, field)}
+    where = location.with_field(field)
     raise DefinitionError(Problem(f"expected Const or Expr, got {value!r:.80}", where))
 
 
@@ -222,39 +230,59 @@ def _retry(retry: RetrySpec, where: Location) -> dict[str, Any]:
     return {
         "max_attempts": retry.max_attempts,
         "backoff": retry.backoff.value,
-        "delay_s": _float(retry.delay_s, where.with_field("delay_s")),
-        "max_delay_s": _float(retry.max_delay_s, where.with_field("max_delay_s")),
+        "delay_s": _float(retry.delay_s, where, "delay_s"),
+        "max_delay_s": _float(retry.max_delay_s, where, "max_delay_s"),
         "retry_on": list(retry.retry_on),
         "platform_attempts": retry.platform_attempts,
     }
 
 
-def _float(value: float | None, where: Location) -> float | None:
+def _float(value: float | None, location: Location, field: str) -> float | None:
     """Floats are written as floats so that ``5`` and ``5.0`` hash alike."""
     if value is None:
         return None
-    return float(_json_value(value, where))
+    return float(_json_value(value, location, field))
 
 
-def _json_value(value: Any, where: Location) -> Any:
-    """``value`` as plain JSON (tuples become lists); raises DefinitionError otherwise."""
-    if value is None or isinstance(value, str | bool | int):
+_PLAIN: Final = frozenset({str, bool, int, type(None)})  # exact types written as they are
+
+
+def _json_value(value: Any, location: Location, field: str) -> Any:
+    """``value`` as plain JSON (tuples become lists); raises DefinitionError otherwise,
+    naming ``field`` of ``location``."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:  # the common container (a config): its keys checked, its values walked
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                where = location.with_field(field)
+                raise DefinitionError(Problem(f"map key {key!r} is not a string", where))
+            result[key] = item if type(item) in _PLAIN else _json_value(item, location, field)
+        return result
+    if isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
+            where = location.with_field(field)
             raise DefinitionError(Problem(f"{value!r} is not a JSON number", where))
         return value
     if isinstance(value, list | tuple):
-        return [_json_value(v, where) for v in value]
+        return [_json_value(v, location, field) for v in value]
     if isinstance(value, Mapping):
-        result: dict[str, Any] = {}
+        result = {}
         for key, item in value.items():
             if not isinstance(key, str):
+                where = location.with_field(field)
                 raise DefinitionError(Problem(f"map key {key!r} is not a string", where))
-            result[key] = _json_value(item, where)
+            result[key] = _json_value(item, location, field)
         return result
     raise DefinitionError(
-        Problem(f"{type(value).__name__} value {value!r:.80} is not a JSON value", where)
+        Problem(
+            f"{type(value).__name__} value {value!r:.80} is not a JSON value",
+            location.with_field(field),
+        )
     )
 
 
