@@ -489,9 +489,11 @@ def _execute_step(
         descriptors.attach(lambda stream, text: emit(LogLine(key, time.time(), stream, text)))
     try:
         step_type.load_code(request.config)  # first: inputs of the step's classes load as them
-        file = request.config.get("file")
-        with classes_of_folder(os.path.dirname(file) if isinstance(file, str) else None):
-            inputs = _resolve_inputs(request, artifacts)  # as *its version's* classes
+        inputs: dict[str, Any] = {}
+        if request.inputs:  # nothing to load, no classes to map (a chain's steps, often)
+            file = request.config.get("file")
+            with classes_of_folder(os.path.dirname(file) if isinstance(file, str) else None):
+                inputs = _resolve_inputs(request, artifacts)  # as *its version's* classes
         value = step_type.run(ctx, request.config, inputs)
     except StepError as exc:
         if not exc.outputs:
