@@ -102,8 +102,13 @@ def test_a_long_attempt_hands_the_rest_back_and_streams_alone() -> None:
     assert all(k == long.key for k, _ in relay.pushed)
 
 
+# The child stands for a Ray worker, whose main thread takes ray.cancel's SIGINT as a
+# KeyboardInterrupt: it says so itself, since a SIGINT ignored by the process that runs the
+# tests (SIG_IGN is inherited through exec, and Python then installs no handler) would leave
+# the cancel unheard.
 _CHILD = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {folder!r})
 from kaon.executors._ray_attempt import run_batch
 from kaon.executors.base import TaskRequest
