@@ -76,10 +76,13 @@ from kaon.steptypes._protocol import fact_environment
 from kaon.steptypes._values import json_default
 from kaon.steptypes.base import CodeFingerprint, StepType, config_digest, facts_named
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.scratch import scratch_folder
 
 PROTOCOL_PREFIX = "::kaon::"
 STDERR_TAIL_LINES = 20
 _POLL_S = 0.05
+_outputs_lock = threading.Lock()
+_outputs: list[str] = []  # this process's folder of commands' output files, once made
 _READER_JOIN_S = 5.0
 _KNOWN_KEYS = frozenset({"command", "env", "cwd", "shell", "base_dir"})
 _PIPEFAIL_SHELLS = frozenset({"bash", "zsh", "ksh"})
@@ -296,6 +299,16 @@ def reach_outside(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+def _outputs_folder() -> str:
+    """This process's folder for the files commands write their outputs to (``$KAON_OUTPUT``):
+    a scratch folder (:mod:`kaon.steptypes.scratch`), so that a worker ending mid-step with
+    ``os._exit``, which skips the step's ``finally``, still leaves no file behind."""
+    with _outputs_lock:
+        if not _outputs or not os.path.isdir(_outputs[0]):  # removed at a worker's end
+            _outputs[:] = [scratch_folder("kaon-shell-")]
+        return _outputs[0]
+
+
 def _argv(shell: str, command: str) -> list[str]:
     if os.path.basename(shell) in _PIPEFAIL_SHELLS:
         return [shell, "-o", "pipefail", "-c", command]
@@ -478,7 +491,7 @@ class ShellStepType(StepType):
         Raises :class:`~kaon.errors.StepError` (``ShellError`` on a non-zero exit, ``Timeout``
         when ``timeout_s`` passed, ``Cancelled`` when the attempt was cancelled).
         """
-        fd, output_path = tempfile.mkstemp(prefix="kaon-output-", suffix=".json")
+        fd, output_path = tempfile.mkstemp(prefix="output-", suffix=".json", dir=_outputs_folder())
         os.close(fd)
         try:
             return self._run(ctx, config, inputs, output_path)
