@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from pydantic import Field
@@ -328,19 +328,24 @@ class RunReads:
 
     def _task_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
         """Tasks by status, counted once per state of the run (see :data:`_COUNTS`)."""
-        key = (self.store.url, run_id, "tasks", last_event)
-        found: dict[StepStatus, int] | None = _fresh(_COUNTS.get(key))
-        if found is None:
-            found = self.reads.status_counts(run_id, "task")
-            _COUNTS.put(key, (time.monotonic(), found))
-        return dict(found)
+        return self._counted(run_id, "tasks", last_event, self.reads.status_counts)
 
     def _top_counts(self, run_id: str, last_event: int) -> dict[StepStatus, int]:
         """The top level's step runs by status, counted once per state of the run."""
-        key = (self.store.url, run_id, "top", last_event)
+        return self._counted(run_id, "top", last_event, self.reads.top_counts)
+
+    def _counted(
+        self,
+        run_id: str,
+        what: str,
+        last_event: int,
+        count: Callable[[str], dict[StepStatus, int]],
+    ) -> dict[StepStatus, int]:
+        """``count(run_id)``, kept in :data:`_COUNTS` for this state of the run."""
+        key = (self.store.url, run_id, what, last_event)
         found: dict[StepStatus, int] | None = _fresh(_COUNTS.get(key))
         if found is None:
-            found = self.reads.top_counts(run_id)
+            found = count(run_id)
             _COUNTS.put(key, (time.monotonic(), found))
         return dict(found)
 
