@@ -72,6 +72,7 @@ from kaon.model.events import (
     StepStarted,
     StepSucceeded,
 )
+from kaon.steptypes.scratch import sweep_abandoned
 
 KILL_GRACE_S = 0.5  # between SIGTERM and SIGKILL of a cancelled attempt's worker
 SANDBOX_EXIT_S = 2.0  # for bubblewrap to pass on the status of a sandboxed worker that ended
@@ -706,6 +707,8 @@ class ProcessExecutor(Executor):
         worker.kill_groups()  # whatever the worker started dies with it
         code = worker.proc.wait()
         self._reaper.worker_changed(worker.pid, False)
+        if self._sandbox is None:  # a sandboxed worker's scratch was in its private /tmp
+            sweep_abandoned(owner=worker.pid)  # what a worker killed outright left there
         if self._sandbox is not None and code > 128:
             code = 128 - code  # bubblewrap's 128 + N: the worker was killed by signal N
         with contextlib.suppress(OSError):

@@ -57,6 +57,7 @@ from kaon.model.values import RETURN, Literal, ValueRef
 from kaon.steptypes.codeload import display_module_name, display_module_names
 from kaon.steptypes.context import StepContext, reset_context, set_context
 from kaon.steptypes.registry import get_step_type
+from kaon.steptypes.scratch import scratch_root
 
 MAX_LINE_CHARS = 8192  # a partial line longer than this is emitted as is (progress bars)
 MAX_LOG_BYTES = 1_000_000  # log text per attempt sent to the state store; the rest: an artifact
@@ -164,8 +165,11 @@ class _LogBudget:
                 self.kept.append(entry)
             else:
                 if self.spool is None:
-                    # Closed by finish(), which every attempt reaches.
-                    self.spool = tempfile.NamedTemporaryFile(prefix="kaon-log-")  # noqa: SIM115
+                    # Closed by finish(), which every attempt reaches; in the process's
+                    # scratch root, which a process killed outright does not leave behind.
+                    self.spool = tempfile.NamedTemporaryFile(  # noqa: SIM115
+                        prefix="log-", dir=scratch_root()
+                    )
                     for line in self.kept:
                         self.spool.write(line.encode("utf-8", "surrogatepass"))
                     self.kept = []

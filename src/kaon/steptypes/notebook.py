@@ -72,7 +72,7 @@ def _work_root() -> str:
     global _root
     with _root_lock:
         if _root is None or not os.path.isdir(_root):
-            _root = scratch_folder("kaon-notebooks-")
+            _root = scratch_folder("notebooks-")
         return _root
 
 

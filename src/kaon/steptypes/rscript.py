@@ -49,6 +49,7 @@ from kaon.steptypes._protocol import config_problems, resolve_file
 from kaon.steptypes._values import json_default, plain_number
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
+from kaon.steptypes.scratch import scratch_root
 from kaon.steptypes.shell import ShellStepType
 
 CSV_MARKER = "$kaon_csv"
@@ -194,7 +195,7 @@ class RStepType(StepType):
         Raises :class:`~kaon.errors.StepError`: ``RError`` on a non-zero exit, ``Timeout``,
         ``Cancelled``, or ``ConfigError`` when the script file is missing.
         """
-        workdir = tempfile.mkdtemp(prefix="kaon-r-")
+        workdir = tempfile.mkdtemp(prefix="r-", dir=scratch_root())  # see kaon.steptypes.scratch
         try:
             return self._run(ctx, config, inputs, workdir)
         finally:

@@ -305,7 +305,7 @@ def _outputs_folder() -> str:
     ``os._exit``, which skips the step's ``finally``, still leaves no file behind."""
     with _outputs_lock:
         if not _outputs or not os.path.isdir(_outputs[0]):  # removed at a worker's end
-            _outputs[:] = [scratch_folder("kaon-shell-")]
+            _outputs[:] = [scratch_folder("shell-")]
         return _outputs[0]
 
 

@@ -216,7 +216,7 @@ def get_session(ctx: StepContext, master: str, conf: Mapping[str, str], level: s
         _stop_session()
     from pyspark.sql import SparkSession
 
-    workdir = _Session.workdir or scratch_folder("kaon-spark-")
+    workdir = _Session.workdir or scratch_folder("spark-")
     _Session.workdir = workdir
     log_path = os.path.join(workdir, f"spark-{uuid.uuid4().hex[:8]}.log")
     properties = os.path.join(workdir, "log4j2.properties")

@@ -254,7 +254,7 @@ def test_a_killed_worker_leaves_no_kernel_socket_in_the_workflows_folder(tmp_pat
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # until the kernel's sockets exist, wherever
-            sockets = list(work_root.glob(f"kaon-notebooks-{worker.pid}-*/step-*/ipc/*"))
+            sockets = list(work_root.glob(f"kaon-{worker.pid}-*/notebooks-*/step-*/ipc/*"))
             if sockets or list(folder.glob("kernel-ipc-*")):
                 break
             time.sleep(0.2)
@@ -264,7 +264,7 @@ def test_a_killed_worker_leaves_no_kernel_socket_in_the_workflows_folder(tmp_pat
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
-        for left in work_root.glob(f"kaon-notebooks-{worker.pid}-*"):  # its atexit never ran
+        for left in work_root.glob(f"kaon-{worker.pid}-*"):  # its atexit never ran
             shutil.rmtree(left, ignore_errors=True)
     assert sorted(p.name for p in folder.iterdir()) == ["sleepy.ipynb"]
     assert sockets and all(p.name.startswith("kernel-") for p in sockets)
