@@ -81,3 +81,24 @@ def test_fail_restart_and_memoize_on_every_store(store: StateStore, tmp_path: Pa
     statuses = {r.path: r.status for r in store.step_runs(second.id, all_levels=True)}
     assert statuses["total"] is StepStatus.CACHED and statuses["each[3].sq"] is StepStatus.CACHED
     assert len(store.artifacts(run_id=run.id)) == 0  # small values stay inline
+
+
+def test_a_restart_from_a_step_redoes_the_foreach_after_it_on_every_store(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """The rows inside a foreach the restart redoes whole are reset by the database itself
+    (``WriteBatch.resets_below``, a recursive statement over the rows' parents)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "go").write_text("fixed")
+    spec = _flow(str(state))
+    run = operations.create_run(store, spec, bind_params(spec, {}))
+    assert _drive(store, tmp_path, run.id) is RunStatus.SUCCEEDED
+    operations.restart_run(store, run.id, from_path="src", force=True)
+    rows = {r.path: r for r in store.step_runs(run.id, all_levels=True)}
+    assert len(rows) == 12  # src, each, 4 items and their sq, gate, total
+    assert all(r.status is StepStatus.PENDING for r in rows.values()), rows
+    assert all(r.outputs is None and r.attempts == 0 for r in rows.values())
+    assert _drive(store, tmp_path, run.id) is RunStatus.SUCCEEDED
+    assert len((state / "sq").read_text().splitlines()) == 8  # each item ran again
+    assert _value(store, tmp_path, run.id, "total") == 0 + 1 + 4 + 9 + 100

@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kaon.engine.nodes import CONDITION_FALSE, NOT_TAKEN, USER_SKIP
@@ -23,6 +23,7 @@ from kaon.errors import (
     Location,
     NotFoundError,
     Problem,
+    StoreError,
 )
 from kaon.model.cache_policy import CachePolicy
 from kaon.model.codec import spec_hash, workflow_from_dict, workflow_to_dict
@@ -45,6 +46,7 @@ from kaon.model.text import did_you_mean
 from kaon.model.values import RETURN, Literal, encode_outputs
 from kaon.store.base import (
     DELETING_OWNER,
+    STEP_RUN_RESET,
     CommandRecord,
     DefinitionRecord,
     EventRecord,
@@ -194,56 +196,54 @@ def _downstream(graph: GraphSpec, step_id: str) -> set[str]:
 
 
 class _RunRows:
-    """Step run rows of a run, indexed for restart planning: every row, or (``redoable``)
-    only those a restart from the failed steps may redo and the containers around them."""
+    """Step run rows of a run, indexed for restart planning: those a restart from the failed
+    steps may redo and the containers around them (:meth:`redoable`), and the levels read
+    on the way (:meth:`children_of`, :meth:`include`). What is inside a row the restart
+    redoes whole is reset in the database (``WriteBatch.resets_below``), never read."""
 
-    def __init__(
-        self,
-        rows: Iterable[StepRunRecord],
-        load: Callable[[int], list[StepRunRecord]] | None = None,
-    ) -> None:
+    def __init__(self, store: StateStore, run_id: str, rows: Iterable[StepRunRecord]) -> None:
+        self._store, self._run_id = store, run_id
         self.by_id = {row.id: row for row in rows}
-        self.children: dict[int | None, list[StepRunRecord]] = defaultdict(list)
-        for row in self.by_id.values():
-            self.children[row.parent_id].append(row)
-        self._load = load  # the children of a row, when not every row was read
+        self._by_path = {row.path: row for row in self.by_id.values()}
+        self._levels: dict[int | None, list[StepRunRecord]] = {}  # the levels read whole
 
     @classmethod
     def redoable(cls, store: StateStore, run_id: str) -> _RunRows:
         """The rows that did not succeed and their ancestors (one indexed lookup per
-        container): 3 failed items among 10,000 read a dozen rows, not 10,100. Falls back to
-        every row if a parent is not where its path says."""
+        container): 3 failed items among 10,000 read a dozen rows, not 10,100."""
         statuses = [s for s in StepStatus if s not in STEP_SUCCESS]
-        rows = {r.id: r for r in store.step_runs(run_id, all_levels=True, statuses=statuses)}
-        wanted = [r for r in rows.values() if r.parent_id is not None]
-        while wanted:
-            row = wanted.pop()
-            if row.parent_id is None or row.parent_id in rows:
-                continue
-            parent = store.get_step_run(run_id, _parent_path(row.path))
-            if parent.id != row.parent_id:
-                return cls(store.step_runs(run_id, all_levels=True))
-            rows[parent.id] = parent
-            wanted.append(parent)
-
-        def load(row_id: int) -> list[StepRunRecord]:
-            return store.step_runs(run_id, parent_id=row_id)
-
-        return cls(rows.values(), load)
-
-    def subtree(self, row_id: int) -> list[int]:
-        found = [row_id]
-        todo = [row_id]
-        while todo:
-            parent = todo.pop()
-            children = self.children.get(parent, [])
-            if self._load is not None:  # only some rows were read: read this level
-                children = self._load(parent)
-                self.by_id.update((child.id, child) for child in children)
-            for child in children:
-                found.append(child.id)
-                todo.append(child.id)
+        found = cls(store, run_id, store.step_runs(run_id, all_levels=True, statuses=statuses))
+        for row in list(found.by_id.values()):
+            found.include(row)
         return found
+
+    def include(self, row: StepRunRecord) -> None:
+        """Add ``row`` and the containers around it (read by path where not read yet)."""
+        while True:
+            self.by_id[row.id] = row
+            self._by_path[row.path] = row
+            if row.parent_id is None or row.parent_id in self.by_id:
+                return
+            path = _parent_path(row.path)
+            parent = self._by_path.get(path) or self._store.get_step_run(self._run_id, path)
+            if parent.id != row.parent_id:
+                raise StoreError(
+                    f"run {self._run_id}: step run {row.path} names parent {row.parent_id}, "
+                    f"but the row at {path} is {parent.id}"
+                )
+            row = parent
+
+    def children_of(self, parent_id: int | None) -> list[StepRunRecord]:
+        """The rows directly inside ``parent_id`` (None: the top level), read once."""
+        level = self._levels.get(parent_id)
+        if level is None:
+            level = self._levels[parent_id] = self._store.step_runs(
+                self._run_id, parent_id=parent_id
+            )
+            for child in level:
+                self.by_id.setdefault(child.id, child)
+                self._by_path.setdefault(child.path, child)
+        return level
 
     def ancestors(self, row: StepRunRecord) -> list[StepRunRecord]:
         chain: list[StepRunRecord] = []
@@ -310,15 +310,14 @@ def restart_run(
     spec = run_spec(store, record)
     if only and from_path is None:
         raise InvalidActionError("restarting only a step needs the step (--from STEP)")
-    # From the failed steps: only the rows that did not succeed (and their containers) can
-    # be redone. From a step: its cone may be anywhere in the run, so every row is read.
-    if from_path is None:
-        rows = _RunRows.redoable(store, run_id)
-    else:
-        rows = _RunRows(store.step_runs(run_id, all_levels=True))
+    # Only the rows that did not succeed (and their containers) are read: a restart from a
+    # step adds the levels it goes through, and what is inside a row it redoes whole is
+    # reset in the database without being read.
+    rows = _RunRows(store, run_id, ()) if only else _RunRows.redoable(store, run_id)
     reset: set[int] = set()
+    below: set[int] = set()  # rows redone whole: every row inside them is reset too
     decided: list[StepRunRecord] = []  # branches not taken: redone only if decided again
-    for row in () if only else rows.by_id.values():
+    for row in list(rows.by_id.values()):
         if row.status in STEP_SUCCESS or row.reason == USER_SKIP:
             continue
         if row.status is StepStatus.SKIPPED and row.reason.startswith((CONDITION_FALSE, NOT_TAKEN)):
@@ -326,8 +325,9 @@ def restart_run(
         else:
             reset.add(row.id)
     if from_path is not None:
-        reset |= _restart_cone(spec, rows, run_id, from_path, store)
-    reset |= _decided_again(spec, rows, reset, decided)
+        below |= _restart_cone(spec, rows, run_id, from_path, store)
+    below |= _decided_again(spec, rows, reset | below, decided)
+    reset |= below
     # A container with anything to redo is redone: its children decide what really runs.
     for row_id in list(reset):
         reset.update(r.id for r in rows.ancestors(rows.by_id[row_id]))
@@ -335,21 +335,8 @@ def restart_run(
     now = time.time()
     batch = WriteBatch()
     for row_id in sorted(reset):
-        batch.update_step_run(
-            run_id,
-            row_id,
-            status=StepStatus.PENDING,
-            outputs=None,
-            error=None,
-            reason="",
-            started_at=None,  # its duration counts from the restarted attempt
-            ended_at=None,
-            attempts=0,
-            platform_attempts=0,
-            next_attempt_at=None,
-            cache_key=None,  # decided again: a forced or changed step is not "reused" now
-            cached_from=None,
-        )
+        batch.update_step_run(run_id, row_id, **STEP_RUN_RESET)
+    batch.resets_below.extend((run_id, row_id) for row_id in sorted(below))
     # A new attempt at the run: its time limit (the workflow's timeout_s) counts from when an
     # engine starts it again (RunState.start sets started_at).
     policy = CachePolicy.from_labels(record.labels)
@@ -367,7 +354,8 @@ def restart_run(
         "action": "restart",
         "from": from_path,
         "by": by,
-        "reset": len(reset),
+        "reset": len(reset),  # rows reset one by one
+        "redone_whole": sorted(rows.by_id[r].path for r in below),  # and all inside them
         "force": force,
         "only": only,
     }
@@ -388,49 +376,49 @@ def restart_run(
 def _restart_cone(
     spec: WorkflowSpec, rows: _RunRows, run_id: str, path: str, store: StateStore
 ) -> set[int]:
+    """The rows a restart from ``path`` redoes whole: the target, and, level by level
+    outwards, the steps after each enclosing container in its graph (not the container
+    itself, which :func:`restart_run` reopens as it reopens every container of a row it
+    redoes), and the iterations of a loop after the one holding the target."""
     parse_path(path)
     target = store.get_step_run(run_id, path)
-    cone: set[int] = set(rows.subtree(target.id))  # everything inside it
-    # The target and everything inside it; then, level by level outwards, each enclosing
-    # container itself (not its other children) and the steps after it in its graph.
+    rows.include(target)
+    cone: set[int] = {target.id}
     for row in [target, *rows.ancestors(target)]:
-        cone.add(row.id)
         if row.kind == "iteration":  # the iterations after it depended on it: redo them too
-            for later in rows.children.get(row.parent_id, []):
+            for later in rows.children_of(row.parent_id):
                 if later.index is not None and row.index is not None and later.index > row.index:
-                    cone.update(rows.subtree(later.id))
+                    cone.add(later.id)
         if row.kind in ("item", "iteration"):
             continue
         graph = _frame_graph(spec, rows, row.parent_id)
         after = _downstream(graph, row.step_id)
-        for sibling in rows.children.get(row.parent_id, []):
+        for sibling in rows.children_of(row.parent_id):
             if sibling.step_id in after and (sibling.id != row.id or row is target):
-                cone.update(rows.subtree(sibling.id))
+                cone.add(sibling.id)
     return cone
 
 
 def _decided_again(
-    spec: WorkflowSpec, rows: _RunRows, reset: set[int], decided: list[StepRunRecord]
+    spec: WorkflowSpec, rows: _RunRows, redone: set[int], decided: list[StepRunRecord]
 ) -> set[int]:
     """The rows of ``decided`` (steps skipped as a branch not taken) after a step that
-    ``reset`` redoes, or after a container around one, in the same graph: their condition
-    is decided again. The others keep their decision, and the containers around them are
-    not reopened."""
+    ``redone`` redoes, or after a container around one, in the same graph: their condition
+    is decided again (the rows inside the ones redone whole are reset anyway). The others
+    keep their decision, and the containers around them are not reopened."""
     if not decided:
         return set()
     by_frame: dict[int | None, list[StepRunRecord]] = defaultdict(list)
     for row in decided:
         by_frame[row.parent_id].append(row)
     again: set[int] = set()
-    starts = {a.id: a for r in reset for a in (rows.by_id[r], *rows.ancestors(rows.by_id[r]))}
+    starts = {a.id: a for r in redone for a in (rows.by_id[r], *rows.ancestors(rows.by_id[r]))}
     for row in starts.values():
         skipped = by_frame.get(row.parent_id)
         if not skipped or row.kind in ("item", "iteration"):
             continue
         after = _downstream(_frame_graph(spec, rows, row.parent_id), row.step_id)
-        for sibling in skipped:
-            if sibling.step_id in after:
-                again.update(rows.subtree(sibling.id))
+        again.update(sibling.id for sibling in skipped if sibling.step_id in after)
     return again
 
 

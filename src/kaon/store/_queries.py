@@ -31,7 +31,7 @@ from kaon.store import schema_registry as reg
 from kaon.store import schema_triggers as tt
 from kaon.store._lite import IDEMPOTENT, REPLACED, Key, Statement
 from kaon.store._rows import json_text
-from kaon.store.base import LOCAL_ORIGIN
+from kaon.store.base import LOCAL_ORIGIN, STEP_RUN_RESET
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 _ACTIVE = sorted(s.value for s in RUN_ACTIVE)  # sorted: the shipped text is stable
@@ -1242,6 +1242,42 @@ def _update(table_name: str, keys: tuple[str, ...], *columns: str) -> Any:
     )
 
 
+@_builder
+def _reset_below() -> Any:
+    """Reset every step run inside the step run ``:b_root`` of run ``:b_run`` (its children,
+    theirs, and so on, by ``parent_id``; not the row itself) as a restart resets a row it
+    redoes (:data:`kaon.store.base.STEP_RUN_RESET`). Visits only those rows, through
+    ``ix_step_runs_parent_index``."""
+    sr = t.step_runs
+    inner = sr.alias("inner_rows")
+    below = (
+        sa.select(sr.c.id)
+        .where(sr.c.run_id == _bind("b_run"), sr.c.parent_id == _bind("b_root"))
+        .cte("below", recursive=True)
+    )
+    below = below.union_all(
+        sa.select(inner.c.id).where(
+            inner.c.run_id == _bind("b_run"), inner.c.parent_id == below.c.id
+        )
+    )
+    values = {name: _constant(value) for name, value in STEP_RUN_RESET.items()}
+    return (
+        sa.update(sr)
+        .where(sr.c.run_id == _bind("b_run"), sr.c.id.in_(sa.select(below.c.id)))
+        .values(values)
+    )
+
+
+def _constant(value: Any) -> Any:
+    """A constant written into a statement's text (NULL, an integer, a string or an enum's)."""
+    if value is None:
+        return sa.null()
+    if isinstance(value, int):
+        return sa.literal_column(str(int(value)))
+    text = str(getattr(value, "value", value)).replace("'", "''")
+    return sa.literal_column(f"'{text}'")
+
+
 # -- deleting runs (kaon.store.deletion) -----------------------------------------------------
 
 _TERMINAL = sorted(s.value for s in RUN_TERMINAL)  # sorted: the shipped text is stable
@@ -1637,6 +1673,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("renew_leases", "sqlite"),
         ("fence", "sqlite"),
         ("release_hold",),
+        ("reset_below",),
         ("pools",),
         ("permits",),
         ("cache_entries_of",),

@@ -269,6 +269,22 @@ class SignalRecord:
 StepRunKey = tuple[str, int]
 HoldKey = tuple[str, str, int]  # (run id, step path, attempt number): what an attempt holds
 
+# What a restart sets on a step run it redoes: pending, as if it never ran (its first
+# attempt's columns stay: a new attempt's number follows ``attempts``, set to 0 here).
+STEP_RUN_RESET: Mapping[str, Any] = {
+    "status": StepStatus.PENDING,
+    "outputs": None,
+    "error": None,
+    "reason": "",
+    "started_at": None,  # its duration counts from the restarted attempt
+    "ended_at": None,
+    "attempts": 0,
+    "platform_attempts": 0,
+    "next_attempt_at": None,
+    "cache_key": None,  # decided again: a forced or changed step is not "reused" now
+    "cached_from": None,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class PoolRecord:
@@ -376,6 +392,10 @@ class WriteBatch:
     signals: list[SignalRecord] = field(default_factory=list)
     command_runs: dict[int, str] = field(default_factory=dict)  # run of each command done
     holds_released: list[HoldKey] = field(default_factory=list)  # attempts that ended
+    # Step runs whose every row inside (children, their children...) is reset as
+    # STEP_RUN_RESET says, in the database: a restart redoing a foreach of a million items
+    # reads none of them (the rows themselves are in step_run_updates).
+    resets_below: list[StepRunKey] = field(default_factory=list)
     fence: Fence | None = None
     # Set by the store when a write of this batch lost its connection after sending its
     # commit (WriteOutcomeUnknownError): if the next write of it meets its own rows (a
@@ -406,6 +426,8 @@ class WriteBatch:
             found.update(s.source_run_id for s in self.signals if s.source_run_id)
         if self.holds_released:
             found.update(key[0] for key in self.holds_released)
+        if self.resets_below:
+            found.update(key[0] for key in self.resets_below)
         return found
 
     def take_runs(self, run_ids: Collection[str]) -> WriteBatch:
@@ -439,6 +461,7 @@ class WriteBatch:
             setattr(taken, name, moved)
         self.signals, taken.signals = split_list(self.signals, lambda r: r.source_run_id)
         self.holds_released, taken.holds_released = split_list(self.holds_released, lambda k: k[0])
+        self.resets_below, taken.resets_below = split_list(self.resets_below, lambda k: k[0])
         self.run_updates, taken.run_updates = split_dict(self.run_updates, lambda k: k)
         for name in ("step_runs", "step_run_updates", "attempts", "attempt_updates"):
             keep_rows, moved_rows = split_dict(getattr(self, name), lambda k: k[0])
@@ -501,6 +524,7 @@ class WriteBatch:
             or self.artifact_uses
             or self.signals
             or self.holds_released
+            or self.resets_below
         )
 
 

@@ -632,6 +632,10 @@ class SQLStore(StateStore):
                 ("artifact_uses", batch.artifact_uses, ARTIFACT_USE_FIELDS),
             ),
         )
+        if batch.resets_below:  # after the rows' own updates: the same values
+            reset_sql = self._compiled_key(("reset_below",)).sql
+            rows = [{"b_run": r, "b_root": i} for r, i in batch.resets_below]
+            plan.append(("step_runs", reset_sql, rows, 0))
         if batch.holds_released:
             release_sql = self._compiled_key(("release_hold",)).sql
             rows = [{"h_run": r, "h_path": s, "h_attempt": a} for r, s, a in batch.holds_released]

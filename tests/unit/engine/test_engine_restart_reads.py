@@ -98,3 +98,58 @@ def test_a_restart_of_a_run_that_ignored_a_failure_reopens_its_succeeded_contain
     redone = {p for p, r in rows.items() if r.status is StepStatus.PENDING}
     assert redone == {"fe", "fe[0]", "fe[0].x"}
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
+
+
+def _fan(items: int) -> Any:
+    """``src`` -> foreach ``fe`` (body ``x`` -> ``y``) -> ``join``, beside a foreach
+    ``fe_b`` that nothing after ``src`` needs (its name starts as ``fe``'s does)."""
+    body = GraphSpec(
+        steps=(
+            task("x", "add", inputs={"a": E("item"), "b": 1}),
+            task("y", "add", inputs={"a": E("steps.x"), "b": 1}, needs=("x",)),
+        )
+    )
+    return flow(
+        task("src", "const", inputs={"value": list(range(items))}),
+        ForeachSpec(id="fe", items=E("steps.src"), body=body, concurrency=8, needs=("src",)),
+        ForeachSpec(id="fe_b", items=Const([1, 2, 3]), body=body, concurrency=2),
+        task("join", "const", inputs={"value": E("size(steps.fe)")}, needs=("fe",)),
+    )
+
+
+def test_a_restart_from_a_step_resets_what_is_after_it_in_the_database(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart from a step reset the foreach after it, item by item, after reading every
+    row of the run: 100,000 items took 4.8 s and 470 MB. Its rows are reset in the database
+    now, by their place under the foreach; the restart reads a few rows per level."""
+    status, run_id = inline.run(_fan(300))
+    assert status is RunStatus.SUCCEEDED
+    assert len(inline.rows(run_id)) > 900
+    read = _count_rows(inline, monkeypatch)
+    operations.restart_run(inline.store, run_id, from_path="src")
+    assert sum(read) < 30, read
+    monkeypatch.undo()
+    rows = inline.rows(run_id)
+    kept = {p for p, r in rows.items() if r.status is StepStatus.SUCCEEDED}
+    assert kept == {"fe_b", *(f"fe_b[{i}]{s}" for i in range(3) for s in ("", ".x", ".y"))}
+    assert all(r.status is StepStatus.PENDING for p, r in rows.items() if p not in kept)
+    assert all(r.outputs is None and r.attempts == 0 for p, r in rows.items() if p not in kept)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "join") == 300
+
+
+def test_a_restart_from_a_step_inside_an_item_redoes_that_item_and_what_follows(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, run_id = inline.run(_fan(200))
+    assert status is RunStatus.SUCCEEDED
+    read = _count_rows(inline, monkeypatch)
+    operations.restart_run(inline.store, run_id, from_path="fe[7].x")
+    assert sum(read) < 30, read
+    monkeypatch.undo()
+    rows = inline.rows(run_id)
+    redone = {p for p, r in rows.items() if r.status is StepStatus.PENDING}
+    assert redone == {"fe", "fe[7]", "fe[7].x", "fe[7].y", "join"}
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    assert inline.value(run_id, "join") == 200
