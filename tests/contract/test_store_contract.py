@@ -665,6 +665,30 @@ class StoreContract:
         assert store.max_step_run_id("r1") == 5
         assert store.max_step_run_id("r2") == 1
 
+    def test_children_of_several_frames(self, store: StateStore) -> None:
+        """The rows under several frames in one read (a resumed foreach's next items), by
+        id; none of another run's, nor of a frame not asked, nor below the frames'."""
+        write_run(store)
+        write_steps(
+            store,
+            step_record("r1", 1, kind="foreach", status=StepStatus.RUNNING),
+            *(step_record("r1", 2 + i, kind="item", parent_id=1, index=i) for i in range(3)),
+            step_record("r1", 7, parent_id=4, status=StepStatus.QUEUED),
+            step_record("r1", 5, parent_id=2, status=StepStatus.RUNNING),
+            step_record("r1", 6, kind="foreach", parent_id=2),
+            step_record("r1", 8, kind="item", parent_id=6, index=0),
+            step_record("r1", 9, parent_id=3),
+        )
+        write_run(store, "r2")
+        write_steps(store, step_record("r2", 5, parent_id=2))
+        found = store.children_of("r1", [4, 2, 99])
+        assert [(r.id, r.parent_id) for r in found] == [(5, 2), (6, 2), (7, 4)]
+        assert found[0] == store.step_runs("r1", parent_id=2)[0]
+        assert store.children_of("r1", []) == []
+        assert store.children_of("nope", [2]) == []
+        many = store.children_of("r1", range(2, 1000))  # past the 500 parents of a query
+        assert [r.id for r in many] == [5, 6, 7, 8, 9]
+
     def test_child_outputs_and_counts(self, store: StateStore) -> None:
         write_run(store)
         frames = [

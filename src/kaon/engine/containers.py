@@ -3,6 +3,7 @@ steps, and how their frames are opened, closed and rebuilt from the store on res
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kaon.artifacts.jsonable import is_literal_json
@@ -12,6 +13,7 @@ from kaon.engine.nodes import (
     USER_SKIP,
     ForeachState,
     Frame,
+    FrameRows,
     LoopState,
     Node,
 )
@@ -52,6 +54,11 @@ UNSTARTED_LOSS_LIMIT = 5
 # A foreach item that is not plain JSON is shown in its row (kaon show, metrics, compare) as
 # its repr, at most this long; the step gets the value itself.
 ITEM_TEXT_CHARS = 200
+
+# A resumed (or restarted) foreach reads what its items are rebuilt from (the rows inside
+# them, their tasks' attempts) for the items with rows among this many as the first of them
+# opens: two reads a window, where each item took two (40 % of a restarted foreach's time).
+RESTORE_WINDOW = 256
 
 
 class ForeachItemsError(KaonError):
@@ -189,7 +196,35 @@ class ContainerSteps(RunCore):
             frame.stored[spec.item_name] = self.ctx.artifacts.put(item, name=name)
         state.active[index] = frame
         shown = item if is_json else _item_text(item)
-        self._open_frame_row(frame, state.restore.pop(index, None), kind="item", item=shown)
+        row = state.restore.pop(index, None)
+        inside = None if row is None else self._item_rows(state, index, row)
+        self._open_frame_row(frame, row, kind="item", item=shown, inside=inside)
+
+    def _item_rows(self, state: ForeachState, index: int, row: StepRunRecord) -> FrameRows:
+        """What item ``index`` (its row ``row``, being reopened) is rebuilt from: read ahead
+        with that of the items after it that have rows, up to :data:`RESTORE_WINDOW` items
+        on, unless an earlier read ahead holds it. Items open in order, so the window is
+        used up before the next is read; it replaces the last, which keeps memory bounded."""
+        inside = state.read_ahead.pop(row.id, None)
+        if inside is None:
+            ahead = (state.restore.get(i) for i in range(index + 1, index + RESTORE_WINDOW))
+            state.read_ahead = self._read_frames([row, *(r for r in ahead if r is not None)])
+            inside = state.read_ahead.pop(row.id)
+        return inside
+
+    def _read_frames(self, frames: list[StepRunRecord]) -> dict[int, FrameRows]:
+        """What each of the frame rows ``frames`` is rebuilt from, by row id, in two reads:
+        the rows under them, and the attempts of the unfinished tasks among those."""
+        steps: dict[int, list[StepRunRecord]] = {row.id: [] for row in frames}
+        attempts: dict[int, list[AttemptRecord]] = {}
+        for child in self.ctx.store.children_of(self.id, steps):
+            assert child.parent_id is not None
+            steps[child.parent_id].append(child)
+            if child.kind == "task" and not child.status.is_terminal:
+                attempts[child.id] = []
+        for attempt in self.ctx.store.attempts_of(self.id, attempts) if attempts else ():
+            attempts[attempt.step_run_id].append(attempt)
+        return {row_id: FrameRows(rows, attempts) for row_id, rows in steps.items()}
 
     def _item_done(
         self, node: Node, frame: Frame, failed: bool, output: ValueRef, *, by_cancel: bool
@@ -302,8 +337,16 @@ class ContainerSteps(RunCore):
         self._seed(frame)
 
     def _open_frame_row(
-        self, frame: Frame, row: StepRunRecord | None, *, kind: str, item: Any
+        self,
+        frame: Frame,
+        row: StepRunRecord | None,
+        *,
+        kind: str,
+        item: Any,
+        inside: FrameRows | None = None,
     ) -> None:
+        """Open ``frame``'s row: insert it, or reopen ``row`` and rebuild the frame from what
+        is inside it (``inside`` when read ahead, else read here)."""
         container = frame.container
         assert container is not None and container.row_id is not None
         now = self.ctx.clock()
@@ -338,7 +381,10 @@ class ContainerSteps(RunCore):
                 self.ctx.batch.update_step_run(
                     self.id, row.id, status=_S.RUNNING, ended_at=None, **changes
                 )
-            self._restore_frame(frame, self.ctx.store.step_runs(self.id, parent_id=row.id))
+            if inside is None:
+                self._restore_frame(frame, self.ctx.store.step_runs(self.id, parent_id=row.id))
+            else:
+                self._restore_frame(frame, inside.steps, inside.attempts)
         self._seed(frame)
 
     def _close_frame_row(self, frame: Frame, failed: bool, output: ValueRef) -> None:
@@ -350,8 +396,15 @@ class ContainerSteps(RunCore):
         else:
             self._frame_row(frame, _S.SUCCEEDED, outputs=outputs, ended_at=now)
 
-    def _restore_frame(self, frame: Frame, rows: list[StepRunRecord]) -> None:
-        """Rebuild a frame's nodes from their rows (resume, restart, or a fresh run: none)."""
+    def _restore_frame(
+        self,
+        frame: Frame,
+        rows: list[StepRunRecord],
+        attempts: Mapping[int, list[AttemptRecord]] | None = None,
+    ) -> None:
+        """Rebuild a frame's nodes from their rows (resume, restart, or a fresh run: none),
+        and its unfinished tasks' from their attempts (by step run id: those ``attempts``
+        holds, the others read in one query)."""
         if not rows:
             return
         by_step = {row.step_id: row for row in rows}
@@ -376,9 +429,22 @@ class ContainerSteps(RunCore):
                 frame.remaining -= 1
                 for succ in frame.compiled.successors[node.spec.id]:
                     frame.nodes[succ].deps_left -= 1
+        tasks = [r.id for n, r in restored if not n.done and isinstance(n.spec, TaskSpec)]
+        found = self._task_attempts(tasks, attempts or {})
         for node, row in restored:
-            if not node.done:
-                self._resume_node(node, row)
+            if not node.done:  # (resuming one may end others: a failure stops its frame)
+                self._resume_node(node, row, found.get(row.id, []))
+
+    def _task_attempts(
+        self, step_run_ids: list[int], known: Mapping[int, list[AttemptRecord]]
+    ) -> dict[int, list[AttemptRecord]]:
+        """The attempts of ``step_run_ids`` by id, in order: those ``known``, the others
+        read in one query."""
+        found = {i: known[i] for i in step_run_ids if i in known}
+        missing = [i for i in step_run_ids if i not in known]
+        for attempt in self.ctx.store.attempts_of(self.id, missing) if missing else ():
+            found.setdefault(attempt.step_run_id, []).append(attempt)
+        return found
 
     def _reattached(self, node: Node, key: AttemptKey, started_at: float) -> None:
         """The executor still runs attempt ``key`` of ``node``: wait for its events again
@@ -410,14 +476,14 @@ class ContainerSteps(RunCore):
         elif effect is FailureMode.IGNORE:
             self._halt_containers(node)
 
-    def _resume_node(self, node: Node, row: StepRunRecord) -> None:
+    def _resume_node(self, node: Node, row: StepRunRecord, attempts: list[AttemptRecord]) -> None:
+        """Take up ``node`` where its row (and, for a task, its ``attempts``) left it."""
         if not isinstance(node.spec, TaskSpec):
             if node.status in (_S.RUNNING, _S.WAITING):
                 self._launch(node)
             elif node.status is _S.PAUSED:
                 self._hold(node)  # still held at its breakpoint
             return
-        attempts = self.ctx.store.attempts(self.id, row.id)
         node.next_number = max((a.number for a in attempts), default=0) + 1
         if node.status is _S.PAUSED:
             self._hold(node)

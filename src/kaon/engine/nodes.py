@@ -31,6 +31,7 @@ from kaon.model.specs import (
 )
 from kaon.model.status import STEP_SUCCESS, StepStatus
 from kaon.model.values import Literal, ValueRef
+from kaon.store.base import AttemptRecord, StepRunRecord
 
 USER_SKIP = "skipped by user"
 
@@ -225,6 +226,9 @@ class ForeachState:
     failed: int = 0
     failed_by_cancel: int = 0  # of the failed items, those failed only by a person's cancel
     restore: dict[int, Any] = field(default_factory=dict)  # item rows found on resume
+    # What the next items to reopen are rebuilt from, by item row id: read a window at a
+    # time (see ContainerSteps._item_rows), each taken out as its item opens.
+    read_ahead: dict[int, FrameRows] = field(default_factory=dict)
     halted: bool = False  # a failure inside, contained by an ``ignore`` around: no new item
 
     @property
@@ -252,6 +256,16 @@ class ForeachState:
         """True when the foreach, its items ended, succeeds: no item failed, or enough of
         them succeeded for its ``min_success``."""
         return self.failed == 0 or self.next_index - self.failed >= self.needed
+
+
+@dataclass(frozen=True)
+class FrameRows:
+    """What a frame reopened on resume is rebuilt from: the rows of its steps, and the
+    attempts of the unfinished tasks among them by step run id (a read ahead for several
+    frames may hold other frames' too; a task missing here is read when its frame opens)."""
+
+    steps: list[StepRunRecord]
+    attempts: dict[int, list[AttemptRecord]]
 
 
 @dataclass(eq=False)

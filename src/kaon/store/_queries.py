@@ -328,6 +328,15 @@ def _step_runs(all_levels: bool, top: bool, by_status: bool) -> Any:
 
 
 @_builder
+def _children_of() -> Any:
+    """``:run_id``, ``:parent_ids``: the rows under several frames, each parent's range of
+    ``ix_step_runs_parent_index`` then sorted (by the bare id, SQLite would read the whole
+    run through the primary key, as :func:`_step_runs` says)."""
+    where = (_s.run_id == _bind("run_id"), _s.parent_id.in_(_many("parent_ids")))
+    return sa.select(*_step_row).where(*where).order_by(_s.id + 0)
+
+
+@_builder
 def _step_run() -> Any:
     """``:run_id``, ``:path``."""
     return sa.select(*_step_row).where(_s.run_id == _bind("run_id"), _s.path == _bind("path"))
@@ -1647,6 +1656,7 @@ def catalogue_keys() -> Iterator[Key]:
         ("find_runs",),
         ("step_run",),
         ("step_run_by_id",),
+        ("children_of",),
         ("child_outputs",),
         ("child_counts",),
         ("summary_step_runs",),

@@ -702,6 +702,11 @@ class StateStore(ABC):
         level), or every step run when ``all_levels``; optionally only some statuses."""
 
     @abstractmethod
+    def children_of(self, run_id: str, parent_ids: Iterable[int]) -> list[StepRunRecord]:
+        """The step runs of a run whose parent is one of ``parent_ids``, ordered by id: the
+        children of several frames in one read (a resumed foreach's next items)."""
+
+    @abstractmethod
     def get_step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The step run at ``path`` (``train``, ``segments[3].train``). Raises NotFoundError."""
 

@@ -897,6 +897,17 @@ class SQLStore(StateStore):
             self.require_run(run_id)
         return [step_run_record(row) for row in rows]
 
+    def children_of(self, run_id: str, parent_ids: Iterable[int]) -> list[StepRunRecord]:
+        """See :meth:`StateStore.children_of` (500 parents a query)."""
+        ids = sorted(set(parent_ids))
+        found: list[StepRunRecord] = []
+        for start in range(0, len(ids), 500):
+            rows = self.query(("children_of",), run_id=run_id, parent_ids=ids[start : start + 500])
+            found.extend(step_run_record(row) for row in rows)
+        if len(ids) > 500:
+            found.sort(key=lambda row: row.id)
+        return found
+
     def get_step_run(self, run_id: str, path: str) -> StepRunRecord:
         """The step run at ``path``. Raises NotFoundError."""
         found = self.query(("step_run",), run_id=run_id, path=path)
