@@ -48,12 +48,15 @@ from psycopg import errors as pg_errors
 from psycopg.adapt import Transformer
 
 from kaon.errors import StoreError
-from kaon.store._pg_statements import MISMATCH, pg_statement
+from kaon.store._pg_statements import MISMATCH, PgStatement
 
 log = logging.getLogger(__name__)
 
-_Step = tuple[str, str, list[dict[str, Any]], int]
-_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+# A plan's step: (table, statement, each row's parameters in order, rows an update must match).
+_Step = tuple[str, PgStatement, list[Sequence[Any]], int]
+# A step as sent: its statement, whether this round trip prepares it, its rows' encoded values.
+_Sent = tuple[PgStatement, bool, list[Sequence[abc.Buffer | None]]]
+_OK = frozenset((pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK))
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name: a prepared statement is gone
 _USABLE = (
     pq.TransactionStatus.IDLE,
@@ -147,29 +150,30 @@ def _round_trip(
     """Send the whole plan and its ``Sync``, wait once, and return :func:`write`'s counts."""
     pgconn = connection.pgconn
     dump, prepared = session.transformer.dump_sequence, session.prepared
-    send_prepare, send_prepared = pgconn.send_prepare, pgconn.send_query_prepared
-    commands: list[tuple[int, bytes | None]] = []  # (plan step, the name it prepares)
-    sends: list[tuple[Any, bytes, Any, Any]] = []  # (libpq's send function, its arguments)
+    sent: list[_Sent] = []  # every row encoded before anything is sent
     preparing: set[bytes] = set()
-    for index, (table, sql, rows, expected) in enumerate(plan):
-        name, query, params, formats, wire = pg_statement(sql, bool(expected))
-        if name not in prepared and name not in preparing:
+    commands = 0  # the results the pipeline returns: a prepare's and a row's each
+    for table, statement, rows, _expected in plan:
+        name = statement.name
+        prepare = name not in prepared and name not in preparing
+        if prepare:
             preparing.add(name)
-            sends.append((send_prepare, name, query, None))
-            commands.append((index, name))
+        commands += prepare + len(rows)
+        formats = statement.formats
         try:
-            for row in rows:
-                values = dump([row[p] for p in params], formats)
-                sends.append((send_prepared, name, values, wire))
-                commands.append((index, None))
+            sent.append((statement, prepare, [dump(row, formats) for row in rows]))
         except (TypeError, ValueError) as error:  # before anything is sent
             raise StoreError(
                 f"cannot store a row of table {table}; nothing in the batch was written: {error}"
             ) from error
     pgconn.enter_pipeline_mode()
     try:
-        for send, name, argument, formats in sends:
-            send(name, argument, formats)
+        for statement, prepare, encoded in sent:
+            name, wire = statement.name, statement.wire
+            if prepare:
+                pgconn.send_prepare(name, statement.query, None)
+            for values in encoded:
+                pgconn.send_query_prepared(name, values, wire)
         pgconn.pipeline_sync()
         results = _communicate(pgconn)
     except BaseException:
@@ -177,18 +181,28 @@ def _round_trip(
             pgconn.exit_pipeline_mode()
         raise
     pgconn.exit_pipeline_mode()
-    return _outcome(connection, plan, commands, results, prepared, lost_is_error)
+    counts = [step[3] for step in plan]
+    # Every statement succeeded (the common case), else _outcome finds the one that failed.
+    if len(results) == commands and {result.status for result in results} <= _OK:
+        prepared.update(preparing)
+        return counts
+    return _outcome(connection, counts, sent, results, prepared, lost_is_error)
 
 
 def _outcome(
     connection: Any,
-    plan: Sequence[_Step],
-    commands: list[tuple[int, bytes | None]],
+    counts: list[int],
+    sent: list[_Sent],
     results: list[pq.abc.PGresult],
     prepared: set[bytes],
     lost_is_error: bool,
 ) -> list[int]:
-    """The counts :func:`write` returns, or the pipeline's error, raised."""
+    """The counts :func:`write` returns for a pipeline that failed, or its error, raised."""
+    commands: list[tuple[int, bytes | None]] = []  # (plan step, the name it prepares)
+    for index, (statement, prepare, encoded) in enumerate(sent):
+        if prepare:
+            commands.append((index, statement.name))
+        commands.extend([(index, None)] * len(encoded))
     failed: tuple[int, bytes | None, pq.abc.PGresult] | None = None
     for (index, name), result in zip(commands, results, strict=True):
         if result.status in _OK:
@@ -196,7 +210,6 @@ def _outcome(
                 prepared.add(name)  # prepared, even if a later statement failed
         elif failed is None and result.status == pq.ExecStatus.FATAL_ERROR:
             failed = index, name, result
-    counts = [step[3] for step in plan]
     if failed is None:
         return counts
     index, name, result = failed
@@ -274,5 +287,9 @@ def _wait(fileno: int, *, write: bool) -> bool:
         readable, _, _ = select.select([fileno], [fileno] if write else [], [])
         return bool(readable)
     poller = select.poll()
-    poller.register(fileno, select.POLLIN | select.POLLOUT if write else select.POLLIN)
+    if not write:  # poll() returns once the socket is readable (or failed: then reading says)
+        poller.register(fileno, select.POLLIN)
+        poller.poll()
+        return True
+    poller.register(fileno, select.POLLIN | select.POLLOUT)
     return any(event & ~select.POLLOUT for _fd, event in poller.poll())

@@ -1624,7 +1624,7 @@ def compiled_for(
             continue
         if dialect.name == "postgresql" and isinstance(bind.type, sa.Float):
             sql = re.sub(rf"%\({name}\)s(?!::)", f"%({name})s::FLOAT8", sql)
-            processors.append((name, _double))
+            processors.append((name, as_double))
             continue
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
@@ -1632,7 +1632,7 @@ def compiled_for(
     return sql, tuple(processors)
 
 
-def _double(value: Any) -> float | None:
+def as_double(value: Any) -> float | None:
     """A double parameter's value as a ``float`` (its binary form is a float's): ``None``
     stays NULL; anything else not a number raises TypeError or ValueError."""
     return None if value is None else float(value)

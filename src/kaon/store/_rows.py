@@ -140,7 +140,6 @@ def json_text(value: Any) -> str | None:
 FIRST_ATTEMPT: dict[str, str] = {
     name: f"first_{name}" for name in ("status", "started_at", "ended_at", "worker", "error")
 }
-FIRST_ABSENT = dict.fromkeys(FIRST_ATTEMPT.values())
 FIRST_COLUMNS = frozenset(FIRST_ATTEMPT.values())
 STEP_RUN_COLUMNS = STEP_RUN_FIELDS + tuple(FIRST_ATTEMPT.values())
 
@@ -174,37 +173,45 @@ def json_processors(names: Iterable[str]) -> tuple[tuple[str, Callable[[Any], An
     return tuple((name, json_text) for name in names)
 
 
+_STEP_RUN_VALUES = operator.attrgetter(*STEP_RUN_FIELDS)
+_FIRST_VALUES = operator.attrgetter(*FIRST_ATTEMPT)
+_NO_FIRST = (None,) * len(FIRST_ATTEMPT)
+
+
 def fold_first_attempts(
     batch: WriteBatch,
 ) -> tuple[
-    list[Row],
+    list[tuple[Any, ...]],
     Mapping[StepRunKey, dict[str, Any]],
     list[AttemptRecord],
     Mapping[AttemptKey, dict[str, Any]],
 ]:
-    """A batch's step runs and attempts as rows: ``(step run rows to insert, step run updates,
-    attempts to insert, attempt updates)``, each first attempt moved into its step run's row
-    (its insert when the batch inserts the step run, else an update of it; see
-    :data:`FIRST_ATTEMPT`). The batch itself is left as it is (a failed write is retried)."""
-    attempts, attempt_updates = batch.attempts, batch.attempt_updates
-    rows = record_rows(batch.step_runs.values(), STEP_RUN_FIELDS)
-    for row in rows:  # no first attempt yet, unless this batch starts it (below)
-        row.update(FIRST_ABSENT)
+    """A batch's step runs and attempts as rows: ``(step runs to insert, each its values in
+    the order of STEP_RUN_COLUMNS, its status as given; step run updates; attempts to insert;
+    attempt updates)``, each first attempt moved into its step run's row (its insert when the
+    batch inserts the step run, else an update of it; see :data:`FIRST_ATTEMPT`). The batch
+    itself is left as it is (a failed write is retried)."""
+    step_runs, attempts, attempt_updates = batch.step_runs, batch.attempts, batch.attempt_updates
     if not attempts and not attempt_updates:
+        rows = [(*_STEP_RUN_VALUES(record), *_NO_FIRST) for record in step_runs.values()]
         return rows, batch.step_run_updates, [], {}
-    inserted = dict(zip(batch.step_runs, rows, strict=True))
+    firsts: dict[StepRunKey, AttemptRecord] = {}  # the first attempts of inserted step runs
     updates: dict[StepRunKey, dict[str, Any]] = dict(batch.step_run_updates)
     retries: list[AttemptRecord] = []
     for (run_id, step_run_id, number), attempt in attempts.items():
         if number != 1:
             retries.append(attempt)
-            continue
-        columns = {column: getattr(attempt, name) for name, column in FIRST_ATTEMPT.items()}
-        found = inserted.get((run_id, step_run_id))
-        if found is not None:
-            found.update(columns)
+        elif (run_id, step_run_id) in step_runs:
+            firsts[(run_id, step_run_id)] = attempt
         else:
+            columns = {column: getattr(attempt, name) for name, column in FIRST_ATTEMPT.items()}
             updates[(run_id, step_run_id)] = {**updates.get((run_id, step_run_id), {}), **columns}
+    rows = []
+    for step_run, record in step_runs.items():  # no first attempt, unless this batch starts it
+        first = firsts.get(step_run)
+        rows.append(
+            (*_STEP_RUN_VALUES(record), *(_NO_FIRST if first is None else _FIRST_VALUES(first)))
+        )
     retry_updates: dict[AttemptKey, dict[str, Any]] = {}
     for key, changes in attempt_updates.items():
         if key[2] != 1:
@@ -215,6 +222,19 @@ def fold_first_attempts(
         step = (key[0], key[1])
         updates[step] = {**updates.get(step, {}), **columns}
     return rows, updates, retries, retry_updates
+
+
+def named_rows(names: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> list[Row]:
+    """Rows of values in the order of ``names`` as parameter rows (a status enum as its
+    value, as :func:`record_rows` makes them)."""
+    named = []
+    for values in rows:
+        row = dict(zip(names, values, strict=True))
+        status = row.get("status")
+        if isinstance(status, Enum):
+            row["status"] = status.value
+        named.append(row)
+    return named
 
 
 def fence_rows(fence: Fence, ids: list[str]) -> list[Row]:

@@ -24,7 +24,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,6 +39,7 @@ from kaon.errors import (
 from kaon.model.status import RunStatus, StepStatus
 from kaon.store import _lite
 from kaon.store._lite import Key, LiteDatabase, like_pattern
+from kaon.store._pg_rows import DICTS, RECORDS, UPDATES, PgRows, pg_rows
 from kaon.store._rows import (
     ARTIFACT_FIELDS,
     ARTIFACT_USE_FIELDS,
@@ -48,6 +49,7 @@ from kaon.store._rows import (
     DEFINITION_FIELDS,
     EVENT_FIELDS,
     FIRST_COLUMNS,
+    INSERTED,
     KEYS,
     LOG_FIELDS,
     METRIC_FIELDS,
@@ -63,6 +65,7 @@ from kaon.store._rows import (
     fold_first_attempts,
     held,
     json_processors,
+    named_rows,
     plain,
     record_rows,
     run_record,
@@ -100,9 +103,16 @@ from kaon.store.feed import lock_feed, locking_insert
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
+    from kaon.store._pg_statements import PgStatement
+
 log = logging.getLogger(__name__)
 
 _PG_MIGRATION_LOCK = 0x6B616F6E  # "kaon": the advisory lock key that serialises migrations
+
+# A step of a write's plan: (table, statement, rows, rows an update must match). On SQLite the
+# statement is its SQL and a row a dict of named parameters; on PostgreSQL the statement is a
+# PgStatement and a row its parameters' values, in order (kaon.store._pg_rows).
+_Step = tuple[str, Any, list[Any], int]
 
 
 class _Transaction(Protocol):
@@ -153,6 +163,8 @@ class SQLStore(StateStore):
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self._statements: dict[tuple[Any, ...], Compiled] = {}
+        self._pg_rows: dict[tuple[Any, ...], PgRows] = {}  # PostgreSQL's, by statement
+        self._pg_locking: dict[str, PgStatement] = {}  # the feed's locking inserts, by table
         self._errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         # The write path's own connection (SQLAlchemy's pool), kept out of the pool between
         # writes (checking one out and back in costs more than a chain step's SQL on
@@ -225,6 +237,13 @@ class SQLStore(StateStore):
         engine = create_store_engine(self.url, pre_ping=False)[0]
         event.listen(engine, "checkout", _refuse_lost)
         return engine
+
+    @functools.cached_property
+    def _pg_write(self) -> Callable[[Any, list[_Step]], list[int]]:
+        """PostgreSQL's write of a plan (psycopg is an optional dependency: imported here)."""
+        from kaon.store._pg_write import write
+
+        return write
 
     @functools.cached_property
     def _writer(self) -> Engine:
@@ -426,9 +445,10 @@ class SQLStore(StateStore):
         if fence is not None:
             ids = sorted(fence.epochs)  # every run it names (see Fence)
             if ids:
-                fence_sql = self._compiled_key(("fence", self._dialect)).sql
-                plan.insert(0, ("runs", fence_sql, fence_rows(fence, ids), len(ids)))
+                fenced = fence_rows(fence, ids)
+                plan.insert(0, self._keyed("runs", ("fence", self._dialect), fenced, len(ids)))
         table = ""  # the table being written, once the transaction has begun
+        sent = False  # PostgreSQL's round trip began: an error names every table of the batch
         committing = False  # the commit was sent: a lost connection leaves its outcome unknown
         dbapi = self._dbapi
         try:
@@ -447,11 +467,8 @@ class SQLStore(StateStore):
                         execute_rows(cursor, step[1], step[2])
                         counts.append(cursor.rowcount)
                 else:
-                    table = ", ".join(dict.fromkeys(step[0] for step in plan))
-                    from kaon.store import _pg_write  # psycopg: an optional dependency
-
-                    committing = True
-                    counts = _pg_write.write(cursor, plan)  # one round trip, committed
+                    sent = committing = True
+                    counts = self._pg_write(cursor, plan)  # one round trip, committed
                 if ids and fence is not None and counts[0] != len(ids):
                     self._fenced_out(cursor, fence, ids)
                 for (table, _sql, _rows, expected), count in zip(plan, counts, strict=True):
@@ -461,6 +478,8 @@ class SQLStore(StateStore):
                             f"missing row(s) in table {table}; nothing in the batch was written"
                         )
         except dbapi.IntegrityError as error:
+            if sent:  # named only now: a write that fails needs them, not every write
+                table = _tables(plan)
             if batch.maybe_written and _duplicate(error):
                 # Its rows are there: the try whose answer was lost had been committed.
                 log.warning(
@@ -474,6 +493,8 @@ class SQLStore(StateStore):
                 f"key); nothing in the batch was written: {_cause(error)}"
             ) from error
         except (dbapi.Error, *self._errors) as error:
+            if sent:
+                table = _tables(plan)
             if not _transient(error, dbapi):
                 kind: type[StoreError] = StoreError
             elif committing:  # SQLite rolls a failed commit back; a lost server may not have
@@ -492,6 +513,8 @@ class SQLStore(StateStore):
                 f"{_cause(error)}"
             ) from error
         except (TypeError, ValueError) as error:  # a driver that encodes JSON late
+            if sent:
+                table = _tables(plan)
             raise StoreError(
                 f"cannot store a row of table {table}; nothing in the batch was written: {error}"
             ) from error
@@ -595,9 +618,9 @@ class SQLStore(StateStore):
             if connection is not None and (not pinned or dead):
                 connection.close()
 
-    def _plan(self, batch: WriteBatch) -> list[tuple[str, str, list[Row], int]]:
-        """``(table, SQL, encoded rows, rows an update must match)`` in write order."""
-        plan: list[tuple[str, str, list[Row], int]] = []
+    def _plan(self, batch: WriteBatch) -> list[_Step]:
+        """The batch's statements and encoded rows (see :data:`_Step`), in write order."""
+        plan: list[_Step] = []
         step_runs, step_updates, retries, retry_updates = fold_first_attempts(batch)
         self._plan_inserts(
             plan,
@@ -606,8 +629,10 @@ class SQLStore(StateStore):
                 ("runs", batch.runs, RUN_FIELDS),
             ),
         )
-        if step_runs:
-            self._plan_rows(plan, "step_runs", step_runs, STEP_RUN_COLUMNS)
+        if step_runs and self._dialect == "sqlite":
+            self._plan_rows(plan, "step_runs", named_rows(STEP_RUN_COLUMNS, step_runs))
+        elif step_runs:
+            plan.append(self._pg_inserts("step_runs", STEP_RUN_COLUMNS, step_runs))
         self._plan_inserts(plan, (("attempts", retries, ATTEMPT_FIELDS),))
         for name, updates in (
             ("runs", batch.run_updates),
@@ -615,12 +640,12 @@ class SQLStore(StateStore):
             ("attempts", retry_updates),
             ("commands", {k: {"done_at": v} for k, v in batch.commands_done.items()}),
         ):
-            if updates:
+            if updates and self._dialect == "sqlite":
                 for columns, rows in update_groups(name, updates).items():
                     step = self._encoded(name, ("update", columns), rows, len(rows))
-                    if name == "step_runs" and columns <= FIRST_COLUMNS:
-                        step = ("attempts", *step[1:])  # first attempts: named so in errors
-                    plan.append(step)
+                    plan.append(_first_attempts_named(step, columns))
+            elif updates:
+                self._pg_updates(plan, name, updates)
         self._plan_inserts(
             plan,
             (
@@ -637,9 +662,8 @@ class SQLStore(StateStore):
             rows = [{"b_run": r, "b_root": i} for r, i in batch.resets_below]
             plan.append(("step_runs", reset_sql, rows, 0))
         if batch.holds_released:
-            release_sql = self._compiled_key(("release_hold",)).sql
             rows = [{"h_run": r, "h_path": s, "h_attempt": a} for r, s, a in batch.holds_released]
-            plan.append(("holds", release_sql, rows, 0))
+            plan.append(self._keyed("holds", ("release_hold",), rows, 0))
         # The feed tables come last, under the feed lock: ids in commit order (kaon.store.feed).
         if batch.events or batch.signals:
             first = len(plan)
@@ -651,38 +675,61 @@ class SQLStore(StateStore):
                 ),
             )
             if self._dialect != "sqlite":  # the first feed row's insert takes the lock
-                table, sql, rows, _expected = plan[first]
-                plan[first] = (table, locking_insert(sql), rows[:1], 0)
+                table, statement, rows, _expected = plan[first]
+                plan[first] = (table, self._locking_insert(table, statement), rows[:1], 0)
                 if len(rows) > 1:
-                    plan.insert(first + 1, (table, sql, rows[1:], 0))
+                    plan.insert(first + 1, (table, statement, rows[1:], 0))
         return plan
 
     def _plan_inserts(
         self,
-        plan: list[tuple[str, str, list[Row], int]],
+        plan: list[_Step],
         entries: Iterable[tuple[str, Collection[Any], tuple[str, ...]]],
     ) -> None:
         for name, records, names in entries:
-            if records:
-                self._plan_rows(plan, name, record_rows(records, names), names)
+            if not records:
+                continue
+            if self._dialect == "sqlite":
+                self._plan_rows(plan, name, record_rows(records, names))
+            else:  # no dict per row (kaon.store._pg_rows)
+                rows = self._pg_rows_of(name, ("insert", names), RECORDS)
+                plan.append((name, rows.statement, rows.rows(name, records), 0))
 
-    def _plan_rows(
-        self,
-        plan: list[tuple[str, str, list[Row], int]],
-        name: str,
-        rows: list[Row],
-        names: tuple[str, ...],
-    ) -> None:
-        """Append the inserts of ``rows`` (each with every column of ``names``) to ``plan``."""
+    def _plan_rows(self, plan: list[_Step], name: str, rows: list[Row]) -> None:
+        """SQLite: append the inserts of ``rows`` (each with every column of the table's
+        :data:`INSERTED`) to ``plan``."""
+        names = INSERTED[name]
         if self._lite is not None:
             for columns, group in sparse_groups(name, names, rows):
                 plan.append(self._encoded(name, ("insert", columns), group, 0))
         else:
             plan.append(self._encoded(name, ("insert", names), rows, 0))
 
-    def _encoded(
-        self, table: str, shape: tuple[str, Any], rows: list[Row], expected: int
-    ) -> tuple[str, str, list[Row], int]:
+    def _pg_inserts(
+        self, table: str, names: tuple[str, ...], values: Iterable[Sequence[Any]]
+    ) -> _Step:
+        """PostgreSQL: the insert of rows of ``values`` (each in the order of ``names``)."""
+        rows = self._pg_rows_of(table, ("insert", names), names)
+        return table, rows.statement, rows.rows(table, values), 0
+
+    def _pg_updates(
+        self, plan: list[_Step], name: str, updates: Mapping[Any, dict[str, Any]]
+    ) -> None:
+        """PostgreSQL: append the updates of table ``name`` (by key: the changes of its row)
+        to ``plan``, one step per set of columns they change."""
+        groups: dict[frozenset[str], list[tuple[dict[str, Any], tuple[Any, ...]]]] = {}
+        for key, changes in updates.items():
+            if changes:
+                update = (changes, key if type(key) is tuple else (key,))
+                groups.setdefault(frozenset(changes), []).append(update)
+        for columns, group in groups.items():
+            rows = self._pg_rows_of(name, ("update", columns), UPDATES)
+            step = (name, rows.statement, rows.rows(name, group), len(group))
+            plan.append(_first_attempts_named(step, columns))
+
+    def _encoded(self, table: str, shape: tuple[str, Any], rows: list[Row], expected: int) -> _Step:
+        """The step of ``rows`` (dicts of named parameters) of the statement of ``shape``
+        (see :meth:`_compiled`), encoded for the database."""
         statement = self._compiled(table, shape)
         try:
             for name, process in statement.processors:
@@ -691,6 +738,51 @@ class SQLStore(StateStore):
         except (TypeError, ValueError) as error:
             raise StoreError(f"cannot store a row of table {table}: {error}") from error
         return table, statement.sql, rows, expected
+
+    def _keyed(self, table: str, key: Key, rows: list[Row], expected: int) -> _Step:
+        """The step of ``rows`` (dicts of named parameters) of a keyed statement."""
+        if self._dialect == "sqlite":
+            return table, self._compiled_key(key).sql, rows, expected
+        pg = self._pg_rows.get(key)
+        if pg is None:
+            compiled = self._compiled_key(key)
+            pg = pg_rows(compiled.sql, compiled.processors, checked=bool(expected), source=DICTS)
+            self._pg_rows[key] = pg
+        return table, pg.statement, pg.rows(table, rows), expected
+
+    def _pg_rows_of(
+        self, table: str, shape: tuple[str, Any], source: str | tuple[str, ...]
+    ) -> PgRows:
+        """PostgreSQL's rows of the statement of ``shape`` (see :meth:`_compiled`; an update
+        is checked) made from ``source`` (see :func:`~kaon.store._pg_rows.pg_rows`)."""
+        key = (table, *shape)
+        found = self._pg_rows.get(key)
+        if found is None:
+            compiled = self._compiled(table, shape)
+            checked = shape[0] == "update"
+            found = pg_rows(
+                compiled.sql,
+                compiled.processors,
+                checked=checked,
+                source=source,
+                keys=KEYS.get(table, ()),
+            )
+            self._pg_rows[key] = found
+        return found
+
+    def _locking_insert(self, table: str, insert: PgStatement) -> PgStatement:
+        """PostgreSQL: ``insert`` (a feed table's) made to take the feed lock first
+        (:func:`~kaon.store.feed.locking_insert`), with the same parameters."""
+        found = self._pg_locking.get(table)
+        if found is None:
+            from kaon.store._pg_statements import pg_statement
+
+            sql = self._compiled(table, ("insert", INSERTED[table])).sql
+            found = pg_statement(locking_insert(sql), False)
+            if found.params != insert.params:
+                raise StoreError(f"the locking insert of table {table} takes other parameters")
+            self._pg_locking[table] = found
+        return found
 
     def _compiled(self, table: str, shape: tuple[str, Any]) -> Compiled:
         """The statement that inserts (``("insert", fields)``) or updates (``("update",
@@ -1399,11 +1491,26 @@ class SQLStore(StateStore):
 _TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 
+def _first_attempts_named(step: _Step, columns: frozenset[str]) -> _Step:
+    """An update of step runs that only sets their first attempt's columns, named as one of
+    ``attempts`` in errors."""
+    if step[0] == "step_runs" and columns <= FIRST_COLUMNS:
+        return ("attempts", *step[1:])
+    return step
+
+
+def _tables(plan: list[_Step]) -> str:
+    """The tables a plan writes, in its order: PostgreSQL's errors name them all (the batch
+    is one round trip)."""
+    return ", ".join(dict.fromkeys(step[0] for step in plan))
+
+
 def _lost(connection: Any) -> bool:
     """Whether a pooled PostgreSQL connection is known dead (see ``_pg_write``)."""
-    from kaon.store import _pg_write
+    # From the module, not its package: an import from a package runs Python code each time.
+    from kaon.store._pg_write import connection_lost
 
-    return _pg_write.connection_lost(connection.dbapi_connection)
+    return connection_lost(connection.dbapi_connection)
 
 
 def _refuse_lost(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
