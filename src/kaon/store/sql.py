@@ -658,9 +658,8 @@ class SQLStore(StateStore):
             ),
         )
         if batch.resets_below:  # after the rows' own updates: the same values
-            reset_sql = self._compiled_key(("reset_below",)).sql
             rows = [{"b_run": r, "b_root": i} for r, i in batch.resets_below]
-            plan.append(("step_runs", reset_sql, rows, 0))
+            plan.append(self._keyed("step_runs", ("reset_below",), rows, 0))
         if batch.holds_released:
             rows = [{"h_run": r, "h_path": s, "h_attempt": a} for r, s, a in batch.holds_released]
             plan.append(self._keyed("holds", ("release_hold",), rows, 0))
