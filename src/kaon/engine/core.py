@@ -464,13 +464,15 @@ class RunCore(ABC):
             return
         why = reason or why
         now = self.ctx.clock()
-        todo = [row for row in rows if not row.status.is_terminal]
-        while todo:
-            row = todo.pop()
-            self.ctx.batch.update_step_run(self.id, row.id, status=status, reason=why, ended_at=now)
-            self._step_event(row.path, status, row.id)
-            children = self.ctx.store.step_runs(self.id, parent_id=row.id)
-            todo.extend(child for child in children if not child.status.is_terminal)
+        level = [row for row in rows if not row.status.is_terminal]
+        while level:  # a level at a time: the rows inside many frames in one read
+            for row in level:
+                self.ctx.batch.update_step_run(
+                    self.id, row.id, status=status, reason=why, ended_at=now
+                )
+                self._step_event(row.path, status, row.id)
+            inside = self.ctx.store.children_of(self.id, [row.id for row in level])
+            level = [row for row in inside if not row.status.is_terminal]
 
     def _finish(self, status: RunStatus, error: str | None) -> None:
         self.finished = True

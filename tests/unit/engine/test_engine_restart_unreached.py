@@ -4,6 +4,9 @@ earlier, the run stops first) end with it, never left ``pending`` in a finished 
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from conftest import E, Harness, flow, task
 
 from kaon.engine import operations
@@ -115,3 +118,43 @@ def test_an_item_a_restart_reopens_shows_its_new_value(inline: Harness) -> None:
     assert inline.drive(run_id) is RunStatus.SUCCEEDED
     assert inline.value(run_id, "fe") == ["p", "q"]
     assert [inline.rows(run_id)[f"fe[{i}]"].item for i in (0, 1)] == ["p", "q"]
+
+
+def test_many_items_not_reached_end_in_a_few_reads(
+    inline: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows left inside items not reached are read a level at a time (several frames a
+    read), not one read per item: 300 items left 300 reads in the turn that ended them."""
+    state = str(inline.state)
+    body = GraphSpec(
+        steps=(
+            task("x", "add", inputs={"a": E("item"), "b": 1}),
+            task("y", "add", inputs={"a": E("steps.x"), "b": 1}, needs=("x",)),
+        )
+    )
+    spec = flow(
+        _items_step(state, list(range(300)), [7]),
+        ForeachSpec(id="fe", items=E("steps.xs"), body=body, concurrency=4),
+    )
+    status, run_id = inline.run(spec)
+    assert status is RunStatus.SUCCEEDED
+    (inline.state / "go").write_text("")
+    operations.restart_run(inline.store, run_id, from_path="xs")
+    reads: list[int] = []
+    for name in ("step_runs", "children_of"):
+        original = getattr(inline.store, name)
+
+        def counting(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            reads.append(1)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(inline.store, name, counting)
+    assert inline.drive(run_id) is RunStatus.SUCCEEDED
+    monkeypatch.undo()
+    assert len(reads) < 30, len(reads)
+    rows = inline.rows(run_id)
+    assert _active(inline, run_id) == {}
+    for path in ("fe[1]", "fe[299]", "fe[1].x", "fe[299].y"):
+        assert rows[path].status is StepStatus.SKIPPED, path
+        assert "not reached" in rows[path].reason, rows[path].reason
+    assert inline.value(run_id, "fe") == [9]
