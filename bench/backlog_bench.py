@@ -99,6 +99,8 @@ def measure(url: str | None, runs: int, executor: str, followers: int = 0) -> di
             stream.join(10)
         failed = store.list_runs(statuses=[RunStatus.FAILED], limit=5)
         assert not failed, failed[0].error
+        if followers and seen[0] != events * followers:  # each follower gets every event
+            raise SystemExit(f"followers got {seen[0]} events, not {followers} x {events}")
         store.close()
         return {
             "runs": runs,

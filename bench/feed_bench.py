@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,6 +33,7 @@ from kaon.api.metrics import _StoreCollector
 from kaon.engine.operations import create_run
 from kaon.model.specs import GraphSpec, TaskSpec, WorkflowSpec
 from kaon.model.status import RunStatus, StepStatus
+from kaon.service.auth import AuthService
 from kaon.store import open_store
 from kaon.store.base import (
     AttemptRecord,
@@ -40,6 +42,7 @@ from kaon.store.base import (
     StepRunRecord,
     WriteBatch,
 )
+from kaon.store.registry import SQLRegistryStore
 from kaon.store.sql import SQLStore
 
 
@@ -130,14 +133,25 @@ class _Request:
 def _follower(
     store: SQLStore, stopping: threading.Event, seen: list[int], hub: FeedHub | None
 ) -> threading.Thread:
-    services = SimpleNamespace(store=store)
+    """A live follower of every run's events, as ``GET /events`` streams them to a client
+    holding a real admin token (the stream checks it again every few seconds)."""
+    auth = AuthService(SQLRegistryStore(store))
+    _token, secret = auth.create_token(f"bench-follower-{uuid.uuid4().hex[:8]}", "admin")
+    services = SimpleNamespace(store=store, auth=auth)
 
     async def follow() -> None:
         start = routes_events.start_cursor(services, None, None, None)  # type: ignore[arg-type]
-        stream = routes_events._events(_Request(), services, None, start, stopping, hub)  # type: ignore[arg-type]
-        async for frame in stream:
-            if frame.startswith("id: "):
-                seen[0] += 1
+        stream = routes_events._events(
+            _Request(),  # type: ignore[arg-type]
+            services,  # type: ignore[arg-type]
+            None,
+            start,
+            stopping,
+            hub,
+            secret=secret,
+        )
+        async for chunk in stream:  # a chunk holds a batch of events, an id line each
+            seen[0] += sum(1 for line in chunk.split("\n") if line.startswith("id: "))
 
     thread = threading.Thread(target=anyio.run, args=(follow,), daemon=True)
     thread.start()
