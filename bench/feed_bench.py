@@ -131,16 +131,20 @@ class _Request:
 
 
 def _follower(
-    store: SQLStore, stopping: threading.Event, seen: list[int], hub: FeedHub | None
-) -> threading.Thread:
+    store: SQLStore, stopping: threading.Event, hub: FeedHub | None, after: int | None = None
+) -> tuple[threading.Thread, list[int]]:
     """A live follower of every run's events, as ``GET /events`` streams them to a client
-    holding a real admin token (the stream checks it again every few seconds)."""
+    holding a real admin token (the stream checks it again every few seconds): from the
+    events after ``after``, or from whenever its thread gets to start (now). Returns its
+    thread and its count of events received (its own: a count shared by the followers'
+    threads lost updates)."""
+    seen = [0]
     auth = AuthService(SQLRegistryStore(store))
     _token, secret = auth.create_token(f"bench-follower-{uuid.uuid4().hex[:8]}", "admin")
     services = SimpleNamespace(store=store, auth=auth)
 
     async def follow() -> None:
-        start = routes_events.start_cursor(services, None, None, None)  # type: ignore[arg-type]
+        start = routes_events.start_cursor(services, None, after, None)  # type: ignore[arg-type]
         stream = routes_events._events(
             _Request(),  # type: ignore[arg-type]
             services,  # type: ignore[arg-type]
@@ -155,7 +159,7 @@ def _follower(
 
     thread = threading.Thread(target=anyio.run, args=(follow,), daemon=True)
     thread.start()
-    return thread
+    return thread, seen
 
 
 def bench_sse(store: SQLStore, seconds: float = 5.0) -> None:
@@ -166,11 +170,10 @@ def bench_sse(store: SQLStore, seconds: float = 5.0) -> None:
     print(f"runs created per second (each one event) for {seconds:g} s:")
     for followers, shared in ((0, False), (20, False), (20, True)):
         stopping = threading.Event()
-        seen = [0]
         hub = FeedHub(store, stopping) if shared else None
         if hub is not None:
             hub.start()
-        threads = [_follower(store, stopping, seen, hub) for _ in range(followers)]
+        started = [_follower(store, stopping, hub) for _ in range(followers)]
         time.sleep(0.3)
         created = 0
         start = time.perf_counter()
@@ -180,9 +183,9 @@ def bench_sse(store: SQLStore, seconds: float = 5.0) -> None:
         rate = created / (time.perf_counter() - start)
         time.sleep(0.5)
         stopping.set()
-        for thread in threads:
+        for thread, _seen in started:
             thread.join(timeout=10)
-        delivered = seen[0] / followers if followers else 0
+        delivered = sum(seen[0] for _thread, seen in started) / followers if followers else 0
         how = "one shared reader" if shared else "a query each"
         print(
             f"  {followers:>2} followers ({how}): {rate:7.1f} runs/s"
