@@ -310,9 +310,71 @@ def restart_run(
     spec = run_spec(store, record)
     if only and from_path is None:
         raise InvalidActionError("restarting only a step needs the step (--from STEP)")
-    # Only the rows that did not succeed (and their containers) are read: a restart from a
-    # step adds the levels it goes through, and what is inside a row it redoes whole is
-    # reset in the database without being read.
+    plan = plan_restart(store, spec, run_id, from_path=from_path, only=only)
+    check_run_transition(record.status, RunStatus.PENDING, f"run {run_id}")
+    now = time.time()
+    batch = WriteBatch()
+    for row_id in sorted(plan.reset):
+        batch.update_step_run(run_id, row_id, **STEP_RUN_RESET)
+    batch.resets_below.extend((run_id, row_id) for row_id in sorted(plan.below))
+    # A new attempt at the run: its time limit (the workflow's timeout_s) counts from when an
+    # engine starts it again (RunState.start sets started_at).
+    policy = CachePolicy.from_labels(record.labels)
+    labels = dataclasses.replace(policy, restart_force=force).with_labels(record.labels)
+    batch.update_run(
+        run_id,
+        status=RunStatus.PENDING,
+        started_at=None,
+        ended_at=None,
+        error=None,
+        restarts=record.restarts + 1,
+        labels=labels,
+    )
+    data = {
+        "action": "restart",
+        "from": from_path,
+        "by": by,
+        "reset": len(plan.reset),  # rows reset one by one
+        "redone_whole": plan.redone_whole,  # and all inside them
+        "force": force,
+        "only": only,
+    }
+    batch.events.append(EventRecord(run_id, "action", now, data))
+    # Written only if the run is still as read: a deletion (another replica's, retention's)
+    # that claimed it meanwhile would otherwise delete a running run, or hold it forever.
+    batch.fence = Fence(record.owner, {run_id: record.lease_epoch})
+    try:
+        store.write(batch)
+    except FencingError:
+        raise InvalidActionError(
+            f"run {run_id} changed while it was being restarted (it is being deleted, or an "
+            "engine took it); look at it again"
+        ) from None
+    return store.get_run(run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartPlan:
+    """What a restart redoes: the step runs it resets one by one (``reset``), and among them
+    those it redoes whole (``below``: every row inside them is reset too, in the database),
+    with their paths (``redone_whole``)."""
+
+    reset: frozenset[int]
+    below: frozenset[int]
+    redone_whole: list[str]
+
+
+def plan_restart(
+    store: StateStore,
+    spec: WorkflowSpec,
+    run_id: str,
+    *,
+    from_path: str | None = None,
+    only: bool = False,
+) -> RestartPlan:
+    """The rows :func:`restart_run` resets (it writes nothing). Only the rows that did not
+    succeed (and their containers) are read: a restart from a step adds the levels it goes
+    through, and what is inside a row it redoes whole is never read."""
     rows = _RunRows(store, run_id, ()) if only else _RunRows.redoable(store, run_id)
     reset: set[int] = set()
     below: set[int] = set()  # rows redone whole: every row inside them is reset too
@@ -331,46 +393,8 @@ def restart_run(
     # A container with anything to redo is redone: its children decide what really runs.
     for row_id in list(reset):
         reset.update(r.id for r in rows.ancestors(rows.by_id[row_id]))
-    check_run_transition(record.status, RunStatus.PENDING, f"run {run_id}")
-    now = time.time()
-    batch = WriteBatch()
-    for row_id in sorted(reset):
-        batch.update_step_run(run_id, row_id, **STEP_RUN_RESET)
-    batch.resets_below.extend((run_id, row_id) for row_id in sorted(below))
-    # A new attempt at the run: its time limit (the workflow's timeout_s) counts from when an
-    # engine starts it again (RunState.start sets started_at).
-    policy = CachePolicy.from_labels(record.labels)
-    labels = dataclasses.replace(policy, restart_force=force).with_labels(record.labels)
-    batch.update_run(
-        run_id,
-        status=RunStatus.PENDING,
-        started_at=None,
-        ended_at=None,
-        error=None,
-        restarts=record.restarts + 1,
-        labels=labels,
-    )
-    data = {
-        "action": "restart",
-        "from": from_path,
-        "by": by,
-        "reset": len(reset),  # rows reset one by one
-        "redone_whole": sorted(rows.by_id[r].path for r in below),  # and all inside them
-        "force": force,
-        "only": only,
-    }
-    batch.events.append(EventRecord(run_id, "action", now, data))
-    # Written only if the run is still as read: a deletion (another replica's, retention's)
-    # that claimed it meanwhile would otherwise delete a running run, or hold it forever.
-    batch.fence = Fence(record.owner, {run_id: record.lease_epoch})
-    try:
-        store.write(batch)
-    except FencingError:
-        raise InvalidActionError(
-            f"run {run_id} changed while it was being restarted (it is being deleted, or an "
-            "engine took it); look at it again"
-        ) from None
-    return store.get_run(run_id)
+    whole = sorted(rows.by_id[r].path for r in below)
+    return RestartPlan(frozenset(reset), frozenset(below), whole)
 
 
 def _restart_cone(
