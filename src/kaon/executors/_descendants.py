@@ -13,7 +13,13 @@ import contextlib
 import os
 import signal
 import sys
+import threading
+import time
 from typing import NoReturn
+
+# Held by the thread ending this process in :func:`die`, until its ``os._exit``.
+_ENDING = threading.Lock()
+END_WAIT_S = 10.0  # how long a second caller of die() lets the first one clean up
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -75,6 +81,11 @@ def kill_descendants(pid: int | None = None) -> None:
             os.kill(target, signal.SIGKILL)
 
 
+def ending() -> bool:
+    """Whether this process is ending (a thread of it is in :func:`die`)."""
+    return _ENDING.locked()
+
+
 def die(code: int) -> NoReturn:
     """End this worker process at once (``os._exit``) and leave nothing of its steps behind:
     the one way a worker of any executor (a process worker, a Ray worker running a cancelled
@@ -82,14 +93,34 @@ def die(code: int) -> NoReturn:
     ``finally`` and ``atexit`` handler, so what they would have done is done here: the
     containers of ``container`` steps are removed (detached, started first so the kills below
     cannot reach it), shell commands' process groups and every other descendant killed, and
-    the step types' scratch folders removed."""
-    from kaon.steptypes.scratch import remove_scratch_folders
-    from kaon.steptypes.shell import kill_live_process_groups
+    the step types' scratch folders removed.
 
-    container = sys.modules.get("kaon.steptypes.container")  # only when that type ran here
-    if container is not None:
-        container.remove_live_containers()
-    kill_live_process_groups()
-    kill_descendants()  # what a Python step started (Popen), in this group or a new session
-    remove_scratch_folders()
-    os._exit(code)
+    A process ends once: a second caller (the main thread whose pipe broke while the
+    housekeeping thread ends the worker for its parent's death) waits for the first one's
+    ``os._exit``, up to :data:`END_WAIT_S` (a cleanup stuck on a process that will not die
+    does not keep the worker); its own would cut that cleanup short (a scratch root left half
+    removed). A signal handler calling it on the ending thread checks :func:`ending` first."""
+    if not _ENDING.acquire(blocking=False):
+        time.sleep(END_WAIT_S)  # the thread ending the process ends this one with it
+        os._exit(code)
+    try:
+        from kaon.steptypes.scratch import remove_scratch_folders
+        from kaon.steptypes.shell import kill_live_process_groups
+
+        container = sys.modules.get("kaon.steptypes.container")  # only when that type ran
+        if container is not None:
+            container.remove_live_containers()
+        kill_live_process_groups()
+        kill_descendants()  # what a Python step started (Popen), in this group or a new session
+        remove_scratch_folders()
+    finally:
+        os._exit(code)
+
+
+def _not_ending_in_child() -> None:
+    """A forked child is not ending because a thread of its parent was."""
+    global _ENDING
+    _ENDING = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_not_ending_in_child)

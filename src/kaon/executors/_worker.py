@@ -236,7 +236,10 @@ class Inbox:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    _die(128 + signum)
+    from kaon.executors._descendants import ending
+
+    if not ending():  # else this worker is ending already: let that finish its cleanup
+        _die(128 + signum)
 
 
 def _ignore_sigint(signum: int, frame: FrameType | None) -> None:
