@@ -12,6 +12,7 @@ stream when no step runs there. Threads a step starts itself are not captured.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -126,6 +127,7 @@ class _LogBudget:
         self.used = 0
         self.kept: list[str] = []
         self.spool: Any = None  # a binary temporary file once the limit is passed
+        self.spool_error: str | None = None  # why the lines past the limit are not kept
         self.held_back = 0
         self.metrics = 0
         self.held_metrics: dict[str, MetricReported] = {}
@@ -164,19 +166,34 @@ class _LogBudget:
             if self.spool is None and self.used <= self.limit:
                 self.kept.append(entry)
             else:
-                if self.spool is None:
-                    # Closed by finish(), which every attempt reaches; in the process's
-                    # scratch root, which a process killed outright does not leave behind.
-                    self.spool = tempfile.NamedTemporaryFile(  # noqa: SIM115
-                        prefix="log-", dir=scratch_root()
-                    )
-                    for line in self.kept:
-                        self.spool.write(line.encode("utf-8", "surrogatepass"))
-                    self.kept = []
-                self.spool.write(entry.encode("utf-8", "surrogatepass"))
+                if self.spool_error is None:
+                    self._spool(entry)
                 self.held_back += 1
                 return
         self.sink(event)
+
+    def _spool(self, entry: str) -> None:
+        """Write ``entry`` to the spool file (made with the first one, holding the lines kept
+        so far). The spool is Kaon's, not the step's: a temporary folder that is full or
+        cannot be written ends the spooling (:meth:`finish` says why), never the step."""
+        try:
+            if self.spool is None:
+                # Closed by finish(), which every attempt reaches; in the process's scratch
+                # root, which a process killed outright does not leave behind.
+                self.spool = tempfile.NamedTemporaryFile(  # noqa: SIM115
+                    prefix="log-", dir=scratch_root()
+                )
+                for line in self.kept:
+                    self.spool.write(line.encode("utf-8", "surrogatepass"))
+                self.kept = []
+            self.spool.write(entry.encode("utf-8", "surrogatepass"))
+        except OSError as exc:
+            folder, why = tempfile.gettempdir(), exc.strerror or str(exc)
+            self.spool_error = f"cannot write it to the temporary folder {folder}: {why}"
+            spool, self.spool, self.kept = self.spool, None, []
+            if spool is not None:
+                with contextlib.suppress(OSError):
+                    spool.close()
 
     def finish(self, key: Any) -> None:
         """Send the last value of each metric held back, store the whole log when lines were
@@ -198,6 +215,12 @@ class _LogBudget:
             )
             self.sink(LogLine(key, time.time(), "stderr", text))
         if spool is None:
+            if self.spool_error is not None:
+                text = (
+                    f"kaon: log truncated after {self.limit:,} bytes ({self.held_back:,} more "
+                    f"lines); the full log could not be kept: {self.spool_error}"
+                )
+                self.sink(LogLine(key, time.time(), "stderr", text))
             return
         try:
             spool.flush()
