@@ -57,7 +57,7 @@ from kaon.steptypes._values import plain_number
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
 from kaon.steptypes.requirements import Requirement
-from kaon.steptypes.scratch import scratch_folder
+from kaon.steptypes.scratch import scratch_folder, unusable
 from kaon.steptypes.shell import track_process_group
 
 DEFAULT_KERNEL = "python3"
@@ -274,7 +274,10 @@ class NotebookStepType(StepType):
             raise StepError("ConfigError", f"notebook {source} does not exist")
         root = _work_root()
         _prune(root)
-        workdir = tempfile.mkdtemp(prefix="step-", dir=root)
+        try:
+            workdir = tempfile.mkdtemp(prefix="step-", dir=root)
+        except OSError as exc:
+            raise unusable(exc) from exc
         records = os.path.join(workdir, "records")
         os.mkdir(records)
         parameters, pickled = _split_inputs(config, inputs)

@@ -39,7 +39,6 @@ import json
 import os
 import shlex
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,7 +48,7 @@ from kaon.steptypes._protocol import config_problems, resolve_file
 from kaon.steptypes._values import json_default, plain_number
 from kaon.steptypes.base import StepType
 from kaon.steptypes.context import StepContext
-from kaon.steptypes.scratch import scratch_root
+from kaon.steptypes.scratch import scratch_folder
 from kaon.steptypes.shell import ShellStepType
 
 CSV_MARKER = "$kaon_csv"
@@ -195,7 +194,7 @@ class RStepType(StepType):
         Raises :class:`~kaon.errors.StepError`: ``RError`` on a non-zero exit, ``Timeout``,
         ``Cancelled``, or ``ConfigError`` when the script file is missing.
         """
-        workdir = tempfile.mkdtemp(prefix="r-", dir=scratch_root())  # see kaon.steptypes.scratch
+        workdir = scratch_folder("r-")  # see kaon.steptypes.scratch
         try:
             return self._run(ctx, config, inputs, workdir)
         finally:

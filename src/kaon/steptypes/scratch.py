@@ -32,6 +32,8 @@ import tempfile
 import threading
 import time
 
+from kaon.errors import SystemFailure
+
 SWEEP_GRACE_S = 10.0  # a root unlocked but touched more recently may be being made
 
 _ROOT_NAME = re.compile(r"kaon-(\d+)-[a-z0-9_]+")  # mkdtemp's suffix: [a-z0-9_]
@@ -45,7 +47,10 @@ def scratch_root() -> str:
     global _root
     with _lock:
         if _root is None:
-            folder = tempfile.mkdtemp(prefix=f"kaon-{os.getpid()}-")
+            try:
+                folder = tempfile.mkdtemp(prefix=f"kaon-{os.getpid()}-")
+            except OSError as exc:
+                raise unusable(exc) from exc
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             fcntl.flock(fd, fcntl.LOCK_EX)
             _root = folder, fd
@@ -59,8 +64,24 @@ def scratch_root() -> str:
 
 
 def scratch_folder(prefix: str) -> str:
-    """A new folder ``<root>/<prefix><random>``, removed when this process ends."""
-    return tempfile.mkdtemp(prefix=prefix, dir=scratch_root())
+    """A new folder ``<root>/<prefix><random>``, removed when this process ends. Raises
+    SystemFailure (see :func:`unusable`) when the temporary folder cannot hold it."""
+    root = scratch_root()
+    try:
+        return tempfile.mkdtemp(prefix=prefix, dir=root)
+    except OSError as exc:
+        raise unusable(exc) from exc
+
+
+def unusable(exc: OSError) -> SystemFailure:
+    """The failure of a step that cannot make its scratch files (``exc``): the temporary folder
+    is full, missing or not writable. A platform failure, the machine's and not the step's
+    (the platform budget retries it), naming the folder and what to do."""
+    why = exc.strerror or str(exc)
+    return SystemFailure(
+        f"cannot make a scratch file in the temporary folder {tempfile.gettempdir()} ({why}): "
+        "free space there, or set TMPDIR to a folder this process can write"
+    )
 
 
 def remove_scratch_folders() -> None:

@@ -76,7 +76,7 @@ from kaon.steptypes._protocol import fact_environment
 from kaon.steptypes._values import json_default
 from kaon.steptypes.base import CodeFingerprint, StepType, config_digest, facts_named
 from kaon.steptypes.context import StepContext
-from kaon.steptypes.scratch import scratch_folder
+from kaon.steptypes.scratch import scratch_folder, unusable
 
 PROTOCOL_PREFIX = "::kaon::"
 STDERR_TAIL_LINES = 20
@@ -491,7 +491,12 @@ class ShellStepType(StepType):
         Raises :class:`~kaon.errors.StepError` (``ShellError`` on a non-zero exit, ``Timeout``
         when ``timeout_s`` passed, ``Cancelled`` when the attempt was cancelled).
         """
-        fd, output_path = tempfile.mkstemp(prefix="output-", suffix=".json", dir=_outputs_folder())
+        try:
+            fd, output_path = tempfile.mkstemp(
+                prefix="output-", suffix=".json", dir=_outputs_folder()
+            )
+        except OSError as exc:
+            raise unusable(exc) from exc
         os.close(fd)
         try:
             return self._run(ctx, config, inputs, output_path)

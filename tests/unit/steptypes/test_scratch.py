@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from kaon.errors import SystemFailure
 from kaon.executors.base import TaskRequest
 from kaon.executors.process import ProcessExecutor
+from kaon.executors.runtime import run_task
 from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
 from kaon.model.values import Literal
 from kaon.steptypes import scratch
@@ -150,3 +152,26 @@ def test_a_worker_killed_outright_leaves_no_scratch_folder(tmp: Path, tmp_path: 
         assert not folder.parent.exists(), "the killed worker's scratch root was left"
     finally:
         executor.shutdown()
+
+
+def test_a_temporary_folder_that_cannot_be_used_is_a_platform_failure_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TMPDIR full or not writable is the machine's fault, not the step's: it failed a shell
+    step with a bare ``OSError: [Errno 28] No space left on device: '/tmp/x/kaon-1-ab/shell-cd'``
+    counted against the step's own retries. Now it is a platform failure (the platform
+    budget retries it) saying which folder and what to do."""
+    missing = tmp_path / "missing"
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    scratch.remove_scratch_folders()
+    with pytest.raises(SystemFailure, match=f"temporary folder {missing} .*TMPDIR"):
+        scratch.scratch_folder("test-")
+    events: list[ExecutorEvent] = []
+    request = TaskRequest(
+        ("r", 1, 1), "s", "shell", {"command": "echo hi"}, {}, {}, "memory://kaon-scratch-full"
+    )
+    run_task(request, events.append)
+    failed = next(e for e in events if isinstance(e, StepFailed))
+    assert failed.error.platform, failed.error
+    assert f"temporary folder {missing}" in failed.error.message
+    assert "No such file or directory" in failed.error.message
