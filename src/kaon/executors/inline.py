@@ -41,6 +41,7 @@ from kaon.executors.base import CancelFlag, EventInbox, EventSink, Executor, Tas
 from kaon.executors.runtime import run_task
 from kaon.model.events import AttemptKey, ExecutorEvent
 from kaon.steptypes._observers import observers
+from kaon.steptypes.scratch import sweep_abandoned
 
 PREFETCH_PER_THREAD = 4  # attempts queued per free thread (see InlineExecutor.prefetch)
 STOP_WAIT_S = 5.0  # at shutdown, for the stopped attempts' commands and containers to be gone
@@ -108,6 +109,9 @@ class InlineExecutor(Executor):
             self._reaper = Reaper()
             observers.group = self._reaper.group_changed
             observers.container = self._reaper.container_changed
+            # What an engine killed outright left (its inline steps' scratch root): a run of
+            # Python steps alone would never make a root of its own, and so never sweep.
+            sweep_abandoned()
         for number in range(self._workers):
             thread = threading.Thread(
                 target=self._serve, args=(_wake_lock(),), name=f"kaon-inline-{number}", daemon=True

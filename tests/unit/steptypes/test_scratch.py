@@ -16,6 +16,7 @@ import pytest
 
 from kaon.errors import SystemFailure
 from kaon.executors.base import TaskRequest
+from kaon.executors.inline import InlineExecutor
 from kaon.executors.process import ProcessExecutor
 from kaon.executors.runtime import run_task
 from kaon.model.events import ExecutorEvent, StepFailed, StepSucceeded
@@ -99,6 +100,20 @@ def test_a_process_sweeps_when_it_makes_its_root_and_leaves_with_it(tmp: Path) -
     finally:
         scratch.remove_scratch_folders()
     assert not folder.parent.exists()
+
+
+def test_an_inline_executor_starting_sweeps_what_a_killed_engine_left(tmp: Path) -> None:
+    """An engine killed outright with the inline executor leaves its own root; the next
+    engine sweeps it as its executor starts, though its steps may never make a root."""
+    abandoned = tmp / "kaon-999999998-abcdefgh"
+    (abandoned / "log-x").mkdir(parents=True)
+    _age(abandoned, 3600)
+    executor = InlineExecutor()
+    executor.start(_Sink())
+    try:
+        assert not abandoned.exists()
+    finally:
+        executor.shutdown()
 
 
 _KILLED = """
