@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,3 +90,4 @@ def test_killing_the_node_of_an_attempt_is_a_platform_failure(
         assert final.error.platform and final.error.error_type == "WorkerLost"
     finally:
         executor.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)  # the killed node's session and logs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,6 +84,8 @@ def main() -> int:
         return subprocess.run(command, env=check_env, check=False).returncode
     finally:
         _kill_namespace()
+        for folder in (home, temp):  # the cluster's sessions and logs: not the machine's
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
