@@ -12,10 +12,11 @@ A process killed outright (``kill -9``, the out-of-memory killer) removes nothin
 root holds a lock for its owner's life: an exclusive ``flock`` on the folder itself, taken
 as it is made and released by the kernel when the process (and every process it forked that
 still holds the descriptor) is gone. :func:`sweep_abandoned` removes the roots whose lock is
-free: the process executor sweeps when it loses a worker, and each process when it makes its
-first root. A lock rather than the PID in the name tells whether the owner lives: a process in
-another PID namespace sharing ``TMPDIR`` (another container, a sandbox) has a PID this one
-cannot see, and a PID can be reused. A root is swept only once untouched for
+free: the process executor sweeps when it loses a worker, an engine's inline executor when
+it starts, and each process when it makes its first root. A lock rather than the PID in
+the name tells whether the owner lives: a process in another PID namespace sharing
+``TMPDIR`` (another container, a sandbox) has a PID this one cannot see, and a PID can be
+reused. A root is swept only once untouched for
 :data:`SWEEP_GRACE_S` (its owner may be between making it and locking it), unless its owner is
 known dead (``owner=``).
 """

@@ -124,7 +124,7 @@ def test_many_items_not_reached_end_in_a_few_reads(
     inline: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rows left inside items not reached are read a level at a time (several frames a
-    read), not one read per item: 300 items left 300 reads in the turn that ended them."""
+    read), not one read per row: 300 items took 900 reads in the turn that ended them."""
     state = str(inline.state)
     body = GraphSpec(
         steps=(
